@@ -1,1 +1,29 @@
-//! placeholder
+//! The Meteor package catalog: validated records, the storage interface and its SQLite
+//! backend, the `syncNewPackageData` paging logic, NDJSON dumps, daily stats, and a live
+//! view of the catalog state.
+//!
+//! This crate knows nothing about WebSockets or DDP: the server hands it JSON values and
+//! splices the JSON text it returns.
+//!
+//! * [`record`]: the five collections, [`Record`] and [`StatsRow`].
+//! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
+//! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
+//! * [`sync`]: [`sync_new_package_data`] (spec §3).
+//! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
+//! * [`stats`]: `/stats/v1/<day>` bodies.
+//! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
+
+pub mod dump;
+pub mod record;
+pub mod sqlite;
+pub mod stats;
+pub mod store;
+pub mod sync;
+pub mod synth;
+pub mod watch;
+
+pub use record::{Collection, PerCollection, Record, StatsRow};
+pub use sqlite::{SqliteStore, open_sqlite};
+pub use store::{CatalogState, CatalogStore, CatalogWriter, StoreError};
+pub use sync::{Paging, SyncError, sync_new_package_data};
+pub use watch::watch;

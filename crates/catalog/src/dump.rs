@@ -1,0 +1,535 @@
+//! Catalog dumps (`catalog-dump.md`): NDJSON import and export.
+//!
+//! Import streams the input line by line inside one write transaction, so a file of any
+//! size is stored completely or not at all, and memory holds one line at a time. Note that
+//! the write lock is held while the input is read: other writers (e.g. a running server's
+//! publish methods) wait, up to their busy timeout, for a slow input such as a pipe.
+//!
+//! Export writes every record (collection by collection, each in `seq` order) and then
+//! every stats row, from one snapshot. Importing an export into an empty store assigns
+//! sequence numbers in file order, so exporting again gives the same bytes.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{BufRead, BufWriter, Read, Write};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::record::{Collection, PerCollection, Record, StatsRow};
+use crate::stats::write_stats_doc;
+use crate::store::{CatalogStore, CatalogWriter, ExportItem, StoreError, Upsert};
+
+/// Import limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The longest accepted line in bytes; longer lines are an error instead of an
+    /// unbounded allocation.
+    pub max_line_bytes: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            max_line_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why an import or export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DumpError {
+    /// A line of the input is invalid; nothing was stored.
+    #[error("line {line}: {reason}")]
+    Line {
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Reading the input failed; nothing was stored.
+    #[error("reading the dump: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing the output failed.
+    #[error("writing the dump: {0}")]
+    Write(#[source] std::io::Error),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one collection's import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UpsertCounts {
+    /// Records that were new.
+    pub inserted: u64,
+    /// Records that replaced different text.
+    pub updated: u64,
+    /// Records identical to the stored ones.
+    pub unchanged: u64,
+}
+
+/// What an import did, for the CLI to report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Per collection, how the records were applied.
+    pub records: PerCollection<UpsertCounts>,
+    /// Stats rows stored (inserted or replaced).
+    pub stats_rows: u64,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportSummary {
+    /// Per collection, records written.
+    pub records: PerCollection<u64>,
+    /// Stats rows written.
+    pub stats_rows: u64,
+}
+
+impl fmt::Display for ImportSummary {
+    /// One line for humans, e.g. `8290 records (8290 inserted, 0 updated, 0 unchanged:
+    /// packages 210, …) and 0 stats rows`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut total = UpsertCounts::default();
+        for (_, counts) in self.records.iter() {
+            total.inserted += counts.inserted;
+            total.updated += counts.updated;
+            total.unchanged += counts.unchanged;
+        }
+        let records = total.inserted + total.updated + total.unchanged;
+        write!(
+            f,
+            "{records} records ({} inserted, {} updated, {} unchanged: ",
+            total.inserted, total.updated, total.unchanged
+        )?;
+        write_per_collection(
+            f,
+            self.records
+                .iter()
+                .map(|(c, n)| (c, n.inserted + n.updated + n.unchanged)),
+        )?;
+        write!(f, ") and {} stats rows", self.stats_rows)
+    }
+}
+
+impl fmt::Display for ExportSummary {
+    /// One line for humans, e.g. `8290 records (packages 210, …) and 0 stats rows`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let records: u64 = self.records.iter().map(|(_, n)| n).sum();
+        write!(f, "{records} records (")?;
+        write_per_collection(f, self.records.iter().map(|(c, n)| (c, *n)))?;
+        write!(f, ") and {} stats rows", self.stats_rows)
+    }
+}
+
+/// Writes `packages 210, versions 4039, …`.
+fn write_per_collection(
+    f: &mut fmt::Formatter<'_>,
+    counts: impl Iterator<Item = (Collection, u64)>,
+) -> fmt::Result {
+    for (i, (c, n)) in counts.enumerate() {
+        if i > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{c} {n}")?;
+    }
+    Ok(())
+}
+
+/// Imports a dump with default limits; see [`import_with`].
+pub fn import(store: &dyn CatalogStore, input: impl BufRead) -> Result<ImportSummary, DumpError> {
+    import_with(store, input, &ImportOptions::default())
+}
+
+/// Imports a dump in one transaction: every line is applied, or, if any line is invalid
+/// or the input cannot be read, nothing is stored and the error names the line.
+pub fn import_with(
+    store: &dyn CatalogStore,
+    mut input: impl BufRead,
+    options: &ImportOptions,
+) -> Result<ImportSummary, DumpError> {
+    let mut summary = ImportSummary::default();
+    let mut failure = None;
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    let result = store.write(&mut |writer| {
+        loop {
+            buf.clear();
+            let limit = u64::try_from(options.max_line_bytes).unwrap_or(u64::MAX);
+            let read = (&mut input)
+                .take(limit.saturating_add(1))
+                .read_until(b'\n', &mut buf);
+            match read {
+                Ok(0) => return Ok(()),
+                Ok(_) => line += 1,
+                Err(e) => {
+                    failure = Some(DumpError::Read(e));
+                    return Err(StoreError::Aborted);
+                }
+            }
+            let terminated = buf.last() == Some(&b'\n');
+            let outcome = if buf.len() > options.max_line_bytes && !terminated {
+                Err(LineError::Invalid(format!(
+                    "line is longer than the limit of {} bytes",
+                    options.max_line_bytes
+                )))
+            } else {
+                import_line(writer, &buf, &mut summary)
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(LineError::Store(e)) => return Err(e),
+                Err(LineError::Invalid(mut reason)) => {
+                    if !terminated {
+                        reason.push_str(
+                            " (the last line has no terminating newline: the file looks truncated)",
+                        );
+                    }
+                    failure = Some(DumpError::Line { line, reason });
+                    return Err(StoreError::Aborted);
+                }
+            }
+        }
+    });
+    match (result, failure) {
+        (_, Some(failure)) => Err(failure),
+        (Err(e), None) => Err(DumpError::Store(e)),
+        (Ok(()), None) => Ok(summary),
+    }
+}
+
+/// Why one line was not imported.
+enum LineError {
+    /// The line is bad; the reason is for humans.
+    Invalid(String),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl From<StoreError> for LineError {
+    fn from(e: StoreError) -> Self {
+        LineError::Store(e)
+    }
+}
+
+/// The envelope of every dump line.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    collection: Cow<'a, str>,
+    #[serde(borrow)]
+    doc: &'a RawValue,
+    #[serde(default, borrow)]
+    date: Option<Cow<'a, str>>,
+}
+
+/// The `doc` of a stats line.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatsDoc {
+    name: String,
+    version: String,
+    direct_adds: u64,
+    total_adds: u64,
+}
+
+fn import_line(
+    writer: &mut dyn CatalogWriter,
+    bytes: &[u8],
+    summary: &mut ImportSummary,
+) -> Result<(), LineError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| LineError::Invalid(format!("not valid UTF-8: {e}")))?;
+    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    if !trimmed.starts_with('{') {
+        // serde would also accept a JSON array for the envelope struct.
+        return Err(LineError::Invalid(
+            match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+                Ok(_) => "not a JSON object".to_owned(),
+                Err(e) => format!("invalid JSON: {e}"),
+            },
+        ));
+    }
+    let envelope: Line<'_> = serde_json::from_str(trimmed)
+        .map_err(|e| LineError::Invalid(format!("invalid dump line: {e}")))?;
+    if envelope.collection == "stats" {
+        let date = envelope
+            .date
+            .ok_or_else(|| LineError::Invalid("stats line without a \"date\"".into()))?;
+        let doc: StatsDoc = serde_json::from_str(envelope.doc.get())
+            .map_err(|e| LineError::Invalid(format!("bad stats row: {e}")))?;
+        let row = StatsRow::new(date, doc.name, doc.version, doc.direct_adds, doc.total_adds)
+            .map_err(|e| LineError::Invalid(format!("bad stats row: {e}")))?;
+        writer.upsert_stats(&row)?;
+        summary.stats_rows += 1;
+        return Ok(());
+    }
+    let collection: Collection = envelope
+        .collection
+        .parse()
+        .map_err(|e| LineError::Invalid(format!("{e}")))?;
+    let record = Record::from_json(collection, envelope.doc.get())
+        .map_err(|e| LineError::Invalid(format!("{collection} {e}")))?;
+    let counts = &mut summary.records[collection];
+    match writer.upsert(&record)? {
+        Upsert::Inserted => counts.inserted += 1,
+        Upsert::Updated => counts.updated += 1,
+        Upsert::Unchanged => counts.unchanged += 1,
+    }
+    Ok(())
+}
+
+/// Writes the whole catalog as a dump.
+pub fn export(store: &dyn CatalogStore, out: impl Write) -> Result<ExportSummary, DumpError> {
+    let mut out = BufWriter::new(out);
+    let mut summary = ExportSummary::default();
+    let mut failure = None;
+    let mut line = String::new();
+    let result = store.export(&mut |item| {
+        line.clear();
+        match item {
+            ExportItem::Record { collection, json } => {
+                line.push_str("{\"collection\":\"");
+                line.push_str(collection.as_str());
+                line.push_str("\",\"doc\":");
+                line.push_str(json);
+                summary.records[collection] += 1;
+            }
+            ExportItem::Stats(row) => {
+                // Dates are validated YYYY-MM-DD, so they need no escaping.
+                line.push_str("{\"collection\":\"stats\",\"date\":\"");
+                line.push_str(row.date());
+                line.push_str("\",\"doc\":");
+                write_stats_doc(&mut line, row);
+                summary.stats_rows += 1;
+            }
+        }
+        line.push_str("}\n");
+        out.write_all(line.as_bytes()).map_err(|e| {
+            failure = Some(DumpError::Write(e));
+            StoreError::Aborted
+        })
+    });
+    match (result, failure) {
+        (_, Some(failure)) => return Err(failure),
+        (Err(e), None) => return Err(DumpError::Store(e)),
+        (Ok(()), None) => {}
+    }
+    out.flush().map_err(DumpError::Write)?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::{SqliteStore, open_sqlite};
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn export_text(store: &SqliteStore) -> String {
+        let mut out = Vec::new();
+        export(store, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    const SMALL: &str = concat!(
+        "{\"collection\":\"builds\",\"doc\":{\"_id\":\"b1\",\"versionId\":\"v1\"}}\n",
+        "\n",
+        "{\"collection\": \"versions\", \"doc\": {\"_id\": \"v1\", \"dependencies\": {\"a.b\": {}}}}\r\n",
+        "{\"collection\":\"stats\",\"date\":\"2015-01-02\",\"doc\":{\"name\":\"a\",\"version\":\"1.0.0\",\"directAdds\":1,\"totalAdds\":2}}\n",
+        "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\",\"name\":\"a\"}}",
+    );
+
+    #[test]
+    fn imports_and_exports_a_small_dump() {
+        let (_dir, store) = store();
+        let summary = import(&store, SMALL.as_bytes()).unwrap();
+        assert_eq!(summary.records[Collection::Builds].inserted, 1);
+        assert_eq!(summary.records[Collection::Versions].inserted, 1);
+        assert_eq!(summary.records[Collection::Packages].inserted, 1);
+        assert_eq!(summary.stats_rows, 1);
+        assert_eq!(
+            summary.to_string(),
+            "3 records (3 inserted, 0 updated, 0 unchanged: packages 1, versions 1, builds 1, \
+             releaseTracks 0, releaseVersions 0) and 1 stats rows"
+        );
+        let exported = export(&store, std::io::sink()).unwrap();
+        assert_eq!(
+            exported.to_string(),
+            "3 records (packages 1, versions 1, builds 1, releaseTracks 0, releaseVersions 0) \
+             and 1 stats rows"
+        );
+        assert_eq!(
+            export_text(&store),
+            concat!(
+                "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\",\"name\":\"a\"}}\n",
+                "{\"collection\":\"versions\",\"doc\":{\"_id\":\"v1\",\"dependencies\":{\"a.b\":{}}}}\n",
+                "{\"collection\":\"builds\",\"doc\":{\"_id\":\"b1\",\"versionId\":\"v1\"}}\n",
+                "{\"collection\":\"stats\",\"date\":\"2015-01-02\",\"doc\":{\"name\":\"a\",\"version\":\"1.0.0\",\"directAdds\":1,\"totalAdds\":2}}\n",
+            )
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line_and_store_nothing() {
+        let good = "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\"}}\n";
+        let cases = [
+            (
+                "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p2\"\n",
+                "invalid",
+            ),
+            ("[1]\n", "not a JSON object"),
+            (
+                "{\"collection\":\"widgets\",\"doc\":{\"_id\":\"x\"}}\n",
+                "unknown collection",
+            ),
+            (
+                "{\"collection\":\"packages\",\"doc\":{\"name\":\"x\"}}\n",
+                "no `_id`",
+            ),
+            (
+                "{\"collection\":\"packages\",\"doc\":{\"_id\":7}}\n",
+                "not a string",
+            ),
+            (
+                "{\"collection\":\"packages\",\"doc\":[]}\n",
+                "not a JSON object",
+            ),
+            ("{\"collection\":\"packages\"}\n", "missing field `doc`"),
+            (
+                "{\"collection\":\"stats\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":1,\"totalAdds\":1}}\n",
+                "without a \"date\"",
+            ),
+            (
+                "{\"collection\":\"stats\",\"date\":\"2015-02-30\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":1,\"totalAdds\":1}}\n",
+                "invalid day",
+            ),
+            (
+                "{\"collection\":\"stats\",\"date\":\"2015-02-03\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":-1,\"totalAdds\":1}}\n",
+                "bad stats row",
+            ),
+            (
+                "{\"collection\":\"packages\",\"doc\":{\"_id\":\"x\",\"t\":{\"$type\":\"a\",\"$value\":1}}}\n",
+                "EJSON",
+            ),
+            (
+                "{\"collection\":\"versions\",\"doc\":{\"_id\":\"v9\",\"pack",
+                "truncated",
+            ),
+        ];
+        for (bad, expected) in cases {
+            let (_dir, store) = store();
+            let before = store.state().unwrap();
+            // Line 1 is a record, line 2 blank, line 3 the bad one.
+            let input = if bad.ends_with('\n') {
+                format!("{good}\n{bad}{good}")
+            } else {
+                format!("{good}\n{bad}")
+            };
+            let err = import(&store, input.as_bytes()).unwrap_err();
+            let DumpError::Line { line, reason } = &err else {
+                panic!("{bad}: {err}");
+            };
+            assert_eq!(*line, 3, "{bad}: {err}");
+            assert!(reason.contains(expected), "{bad}: {err}");
+            assert!(err.to_string().starts_with("line 3: "), "{err}");
+            assert_eq!(store.state().unwrap(), before);
+            assert_eq!(export_text(&store), "");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_long_lines_are_refused() {
+        let (_dir, store) = store();
+        let err = import(&store, &b"\n\xff\n"[..]).unwrap_err();
+        assert!(matches!(err, DumpError::Line { line: 2, .. }), "{err}");
+        let options = ImportOptions { max_line_bytes: 40 };
+        let long = format!(
+            "{{\"collection\":\"packages\",\"doc\":{{\"_id\":\"{}\"}}}}\n",
+            "x".repeat(50)
+        );
+        let err = import_with(&store, long.as_bytes(), &options).unwrap_err();
+        assert!(
+            err.to_string().contains("longer than the limit of 40"),
+            "{err}"
+        );
+        let fits = "{\"collection\":\"packages\",\"doc\":{\"_id\":\"x\"}}\n";
+        // The limit counts the line without its newline.
+        let options = ImportOptions {
+            max_line_bytes: fits.len() - 2,
+        };
+        assert!(import_with(&store, fits.as_bytes(), &options).is_err());
+        let options = ImportOptions {
+            max_line_bytes: fits.len() - 1,
+        };
+        assert!(import_with(&store, fits.as_bytes(), &options).is_ok());
+    }
+
+    #[test]
+    fn read_errors_store_nothing() {
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                let line = b"{\"collection\":\"packages\",\"doc\":{\"_id\":\"p\"}}\n";
+                self.0 -= 1;
+                buf[..line.len()].copy_from_slice(line);
+                Ok(line.len())
+            }
+        }
+        let (_dir, store) = store();
+        let err = import(&store, std::io::BufReader::new(Failing(2))).unwrap_err();
+        assert!(matches!(err, DumpError::Read(_)), "{err}");
+        assert_eq!(export_text(&store), "");
+    }
+
+    #[test]
+    fn write_errors_are_reported() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let (_dir, store) = store();
+        import(&store, SMALL.as_bytes()).unwrap();
+        assert!(matches!(export(&store, Full), Err(DumpError::Write(_))));
+    }
+
+    #[test]
+    fn reimport_is_unchanged_and_later_lines_win() {
+        let (_dir, store) = store();
+        import(&store, SMALL.as_bytes()).unwrap();
+        let before = store.state().unwrap();
+        let again = import(&store, SMALL.as_bytes()).unwrap();
+        assert_eq!(again.records[Collection::Builds].unchanged, 1);
+        assert_eq!(again.records[Collection::Builds].inserted, 0);
+        assert_eq!(store.state().unwrap(), before);
+
+        let twice = "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\",\"n\":1}}\n\
+                     {\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\",\"n\":2}}\n";
+        let summary = import(&store, twice.as_bytes()).unwrap();
+        assert_eq!(
+            summary.records[Collection::Packages],
+            UpsertCounts {
+                inserted: 0,
+                updated: 2,
+                unchanged: 0
+            }
+        );
+        assert!(export_text(&store).contains("\"n\":2"));
+    }
+}

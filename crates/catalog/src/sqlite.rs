@@ -1,0 +1,957 @@
+//! The SQLite backend of [`CatalogStore`]: one database file, `catalog.sqlite3`, in the
+//! data directory, shared safely by a running `exosphere serve` and an `exosphere import`.
+//!
+//! # Schema (version 1, `PRAGMA user_version`)
+//!
+//! * one table per collection (`rec_packages`, `rec_versions`, `rec_builds`,
+//!   `rec_release_tracks`, `rec_release_versions`):
+//!   `seq INTEGER PRIMARY KEY` (the rowid, so a sync page is a pure rowid range scan that
+//!   reads the record text from the same b-tree), `id TEXT NOT NULL UNIQUE` (upserts look
+//!   records up by `_id`), `last_updated INTEGER` and `json TEXT NOT NULL` (the compact
+//!   EJSON text spliced into sync pages);
+//! * `meta`: a single row with the data epoch, the head `seq` and one change counter per
+//!   collection — everything `state()` needs in one row lookup;
+//! * `stats`: `(day, name, version)` primary key, `WITHOUT ROWID`, so a day's rows are one
+//!   contiguous range and the earliest/latest day are b-tree edge lookups.
+//!
+//! `PRAGMA application_id` marks the file as an Exosphere catalog; a file from a newer
+//! Exosphere (higher `user_version`) is refused with [`StoreError::SchemaTooNew`].
+//!
+//! # Durability and concurrency
+//!
+//! WAL journal mode: readers never block the writer or each other, and another process's
+//! commits become visible to our next read transaction. `synchronous = FULL`: every commit
+//! is fsynced before it returns. `NORMAL` would be crash-safe too (no corruption), but a
+//! power loss could roll back the last commits *after* sync clients saw them; the
+//! sequence numbers of those commits would then be handed out again and clients whose
+//! cursors are past them would skip the new records forever. Writes are rare (publishes,
+//! imports in one transaction), so the extra fsync per commit costs nothing that matters.
+//!
+//! Writes run in `BEGIN IMMEDIATE` transactions on one writer connection: the write lock
+//! is taken up front (waiting up to the busy timeout for another process), and `seq` is
+//! allocated inside the transaction, so sequence numbers become visible in increasing
+//! order as the [`crate::store`] contract requires.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rand::Rng;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use crate::record::{Collection, PerCollection, Record, StatsRow};
+use crate::store::{
+    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Page, PageRecord, StoreError,
+    Upsert,
+};
+
+/// The database file name inside the data directory.
+pub const DATABASE_FILE: &str = "catalog.sqlite3";
+
+/// The schema version this build creates and reads (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of Exosphere catalogs: "EXOS" in ASCII.
+const APPLICATION_ID: i64 = 0x4558_4F53;
+
+/// Tunables of the SQLite backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// How long a write (or the initial schema check) waits for another writer, e.g. an
+    /// `exosphere import` in another process, before failing with [`StoreError::Busy`].
+    pub busy_timeout: Duration,
+    /// How many idle read connections to keep open for reuse.
+    pub max_idle_readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            busy_timeout: Duration::from_secs(30),
+            max_idle_readers: 8,
+        }
+    }
+}
+
+/// Opens (creating if needed) the catalog in `data_dir` with default options.
+pub fn open_sqlite(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+    SqliteStore::open(data_dir, &SqliteOptions::default())
+}
+
+/// A catalog stored in a SQLite database file.
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: ReaderPool,
+    sql: Sql,
+}
+
+impl SqliteStore {
+    /// Creates `data_dir` and the database file if needed, switches it to WAL, creates or
+    /// checks the schema, and prepares the connections.
+    pub fn open(data_dir: &Path, options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut writer = open_connection(&path, options.busy_timeout)?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(
+                format!(
+                    "{} cannot use WAL journal mode (got {mode})",
+                    path.display()
+                )
+                .into(),
+            ));
+        }
+        writer.pragma_update(None, "synchronous", "FULL").db()?;
+        init_schema(&mut writer, &path)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers: ReaderPool {
+                path,
+                busy_timeout: options.busy_timeout,
+                max_idle: options.max_idle_readers,
+                idle: Mutex::new(Vec::new()),
+            },
+            sql: Sql::new(),
+        })
+    }
+}
+
+/// Opens one connection with the busy timeout every connection needs.
+fn open_connection(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).db()?;
+    conn.busy_timeout(busy_timeout).db()?;
+    Ok(conn)
+}
+
+/// Creates the schema in a fresh file, or checks that an existing file is a catalog this
+/// build can read. Runs in an immediate transaction so two processes opening a new data
+/// directory at once do not both create it.
+fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
+    let pragma = |name: &str| -> Result<i64, StoreError> {
+        tx.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .db()
+    };
+    let (app_id, version) = (pragma("application_id")?, pragma("user_version")?);
+    let objects: i64 = tx
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+        .db()?;
+    let fresh = app_id == 0 && version == 0 && objects == 0;
+    if !fresh && app_id != APPLICATION_ID {
+        return Err(StoreError::NotACatalog(path.to_owned()));
+    }
+    if fresh {
+        tx.execute_batch(&schema_sql()).db()?;
+        tx.execute(
+            "INSERT INTO meta (id, epoch, head_seq) VALUES (1, ?1, 0)",
+            [new_epoch()],
+        )
+        .db()?;
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .db()?;
+    } else if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    } else if version != SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "unknown schema version {version}"
+        )));
+    }
+    tx.commit().db()
+}
+
+/// The `CREATE` statements of schema version 1.
+fn schema_sql() -> String {
+    let mut sql = String::from(
+        "CREATE TABLE meta (
+             id INTEGER PRIMARY KEY CHECK (id = 1),
+             epoch TEXT NOT NULL,
+             head_seq INTEGER NOT NULL",
+    );
+    for c in Collection::ALL {
+        sql.push_str(&format!(
+            ",\n changes_{} INTEGER NOT NULL DEFAULT 0",
+            snake(c)
+        ));
+    }
+    sql.push_str(
+        ") STRICT;
+         CREATE TABLE stats (
+             day TEXT NOT NULL,
+             name TEXT NOT NULL,
+             version TEXT NOT NULL,
+             direct_adds INTEGER NOT NULL,
+             total_adds INTEGER NOT NULL,
+             PRIMARY KEY (day, name, version)
+         ) STRICT, WITHOUT ROWID;",
+    );
+    for c in Collection::ALL {
+        sql.push_str(&format!(
+            "CREATE TABLE rec_{} (
+                 seq INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL UNIQUE,
+                 last_updated INTEGER,
+                 json TEXT NOT NULL
+             ) STRICT;",
+            snake(c)
+        ));
+    }
+    sql
+}
+
+/// The snake_case spelling of a collection used in table and column names.
+fn snake(c: Collection) -> &'static str {
+    match c {
+        Collection::Packages => "packages",
+        Collection::Versions => "versions",
+        Collection::Builds => "builds",
+        Collection::ReleaseTracks => "release_tracks",
+        Collection::ReleaseVersions => "release_versions",
+    }
+}
+
+/// A fresh random data epoch (Meteor `Random.id()` style, 17 characters).
+fn new_epoch() -> String {
+    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..17)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// The SQL text of every statement, built once; statements are prepared through each
+/// connection's statement cache.
+struct Sql {
+    tables: PerCollection<TableSql>,
+    read_meta: String,
+    update_meta: String,
+}
+
+/// Per-collection statements.
+struct TableSql {
+    get: String,
+    find: String,
+    insert: String,
+    update: String,
+    delete: String,
+    page: String,
+    export: String,
+}
+
+impl Sql {
+    fn new() -> Sql {
+        let counters: Vec<String> = Collection::ALL
+            .iter()
+            .map(|c| format!("changes_{}", snake(*c)))
+            .collect();
+        let assignments: Vec<String> = counters
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = ?{}", i + 3))
+            .collect();
+        Sql {
+            tables: PerCollection::from_fn(|c| {
+                let t = format!("rec_{}", snake(c));
+                TableSql {
+                    get: format!("SELECT json FROM {t} WHERE id = ?1"),
+                    find: format!("SELECT seq, json = ?2 FROM {t} WHERE id = ?1"),
+                    insert: format!(
+                        "INSERT INTO {t} (seq, id, last_updated, json) VALUES (?1, ?2, ?3, ?4)"
+                    ),
+                    update: format!(
+                        "UPDATE {t} SET seq = ?1, last_updated = ?2, json = ?3 WHERE seq = ?4"
+                    ),
+                    delete: format!("DELETE FROM {t} WHERE id = ?1"),
+                    page: format!(
+                        "SELECT seq, last_updated, json FROM {t} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                    ),
+                    export: format!("SELECT json FROM {t} ORDER BY seq"),
+                }
+            }),
+            read_meta: format!(
+                "SELECT epoch, head_seq, {} FROM meta WHERE id = 1",
+                counters.join(", ")
+            ),
+            update_meta: format!(
+                "UPDATE meta SET epoch = ?1, head_seq = ?2, {} WHERE id = 1",
+                assignments.join(", ")
+            ),
+        }
+    }
+}
+
+/// The `meta` row.
+struct Meta {
+    epoch: String,
+    head_seq: u64,
+    changes: PerCollection<u64>,
+}
+
+fn read_meta(conn: &Connection, sql: &Sql) -> Result<Meta, StoreError> {
+    let raw = conn
+        .prepare_cached(&sql.read_meta)
+        .db()?
+        .query_row([], |row| {
+            let mut counters = [0i64; 5];
+            for (i, counter) in counters.iter_mut().enumerate() {
+                *counter = row.get(i + 2)?;
+            }
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, counters))
+        })
+        .optional()
+        .db()?;
+    let (epoch, head_seq, counters) =
+        raw.ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))?;
+    let mut changes = PerCollection::default();
+    for (c, value) in Collection::ALL.into_iter().zip(counters) {
+        changes[c] = to_u64(value, "change counter")?;
+    }
+    Ok(Meta {
+        epoch,
+        head_seq: to_u64(head_seq, "head_seq")?,
+        changes,
+    })
+}
+
+fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
+}
+
+fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is out of range")))
+}
+
+/// Maps backend errors to [`StoreError`] without exposing rusqlite types.
+trait Db<T> {
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            _ => StoreError::Database(Box::new(e)),
+        })
+    }
+}
+
+/// Read connections kept for reuse.
+///
+/// Why a pool and not a connection per call: `state()` is polled several times a second
+/// and every sync page is a read, and opening a connection re-reads the schema and loses
+/// the prepared-statement cache. Why not a pool crate: the only policy needed is "reuse an
+/// idle connection or open one", which is a `Vec` behind a mutex held for a push or pop,
+/// without tying us to a crate that must track our rusqlite version. Concurrency is not
+/// capped here: in WAL mode readers do not block each other, and callers already bound
+/// it (the server's blocking-thread pool).
+struct ReaderPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    /// Runs `f` on an idle or new read connection, returning the connection to the pool
+    /// afterwards unless `f` failed (a failed connection is not trusted for reuse).
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let pooled = self.lock().pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => {
+                let conn = open_connection(&self.path, self.busy_timeout)?;
+                conn.pragma_update(None, "query_only", true).db()?;
+                conn
+            }
+        };
+        let result = f(&mut conn);
+        if result.is_ok() {
+            let mut idle = self.lock();
+            if idle.len() < self.max_idle {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    /// The idle list; a panic while it was locked cannot leave it inconsistent (it is
+    /// only pushed to or popped from), so poisoning is ignored.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl CatalogStore for SqliteStore {
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // A panic inside `f` poisons the mutex, but the transaction guard rolled back
+        // during unwinding, so the connection is clean and can be reused.
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db()?;
+        let meta = read_meta(&tx, &self.sql)?;
+        let mut writer = SqliteWriter {
+            conn: &tx,
+            sql: &self.sql,
+            head_seq: meta.head_seq,
+            changes: meta.changes,
+            modified: false,
+            deleted: false,
+        };
+        f(&mut writer)?;
+        if writer.modified {
+            let epoch = if writer.deleted {
+                new_epoch()
+            } else {
+                meta.epoch
+            };
+            let mut counters = [0i64; 5];
+            for (slot, (_, value)) in counters.iter_mut().zip(writer.changes.iter()) {
+                *slot = to_i64(*value, "change counter")?;
+            }
+            let head = to_i64(writer.head_seq, "head_seq")?;
+            tx.prepare_cached(&self.sql.update_meta)
+                .db()?
+                .execute(params![
+                    epoch,
+                    head,
+                    counters[0],
+                    counters[1],
+                    counters[2],
+                    counters[3],
+                    counters[4]
+                ])
+                .db()?;
+        }
+        tx.commit().db()
+    }
+
+    fn read_page(&self, cursors: &Cursors, limit: usize) -> Result<Page, StoreError> {
+        let limit = limit.max(1);
+        // One extra row per collection tells whether more remain.
+        let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+        self.readers.with(|conn| {
+            let tx = conn.transaction().db()?;
+            let meta = read_meta(&tx, &self.sql)?;
+            let mut records: PerCollection<Vec<PageRecord>> = PerCollection::default();
+            let mut has_more = false;
+            for c in Collection::ALL {
+                let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                let mut stmt = tx.prepare_cached(&self.sql.tables[c].page).db()?;
+                let mut rows = stmt.query(params![after, fetch]).db()?;
+                let out = &mut records[c];
+                while let Some(row) = rows.next().db()? {
+                    if out.len() == limit {
+                        has_more = true;
+                        break;
+                    }
+                    out.push(PageRecord {
+                        seq: to_u64(row.get(0).db()?, "seq")?,
+                        last_updated: row.get(1).db()?,
+                        json: row.get(2).db()?,
+                    });
+                }
+            }
+            Ok(Page {
+                epoch: meta.epoch,
+                head_seq: meta.head_seq,
+                records,
+                has_more,
+            })
+        })
+    }
+
+    fn state(&self) -> Result<CatalogState, StoreError> {
+        self.readers.with(|conn| {
+            let tx = conn.transaction().db()?;
+            let meta = read_meta(&tx, &self.sql)?;
+            // Two scalar subqueries, because SQLite answers a lone MIN or MAX from the
+            // primary-key b-tree's edge but scans for both in one SELECT.
+            let (stats_earliest, stats_latest) = tx
+                .prepare_cached("SELECT (SELECT MIN(day) FROM stats), (SELECT MAX(day) FROM stats)")
+                .db()?
+                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .db()?;
+            Ok(CatalogState {
+                epoch: meta.epoch,
+                head_seq: meta.head_seq,
+                change_counters: meta.changes,
+                stats_earliest,
+                stats_latest,
+            })
+        })
+    }
+
+    fn stats_day(&self, date: &str) -> Result<Option<Vec<StatsRow>>, StoreError> {
+        self.readers.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT name, version, direct_adds, total_adds FROM stats \
+                     WHERE day = ?1 ORDER BY name, version",
+                )
+                .db()?;
+            let mut rows = stmt.query([date]).db()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().db()? {
+                out.push(stats_row(
+                    date,
+                    row.get(0).db()?,
+                    row.get(1).db()?,
+                    row.get(2).db()?,
+                    row.get(3).db()?,
+                )?);
+            }
+            Ok((!out.is_empty()).then_some(out))
+        })
+    }
+
+    fn export(
+        &self,
+        f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.readers.with(|conn| {
+            let tx = conn.transaction().db()?;
+            for c in Collection::ALL {
+                let mut stmt = tx.prepare_cached(&self.sql.tables[c].export).db()?;
+                let mut rows = stmt.query([]).db()?;
+                while let Some(row) = rows.next().db()? {
+                    let json = row
+                        .get_ref(0)
+                        .db()?
+                        .as_str()
+                        .map_err(|e| StoreError::Corrupt(format!("record text: {e}")))?;
+                    f(ExportItem::Record {
+                        collection: c,
+                        json,
+                    })?;
+                }
+            }
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT day, name, version, direct_adds, total_adds FROM stats \
+                     ORDER BY day, name, version",
+                )
+                .db()?;
+            let mut rows = stmt.query([]).db()?;
+            while let Some(row) = rows.next().db()? {
+                let day: String = row.get(0).db()?;
+                let row = stats_row(
+                    &day,
+                    row.get(1).db()?,
+                    row.get(2).db()?,
+                    row.get(3).db()?,
+                    row.get(4).db()?,
+                )?;
+                f(ExportItem::Stats(&row))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Rebuilds a stored stats row, re-validating it (the database file may have been edited
+/// by hand).
+fn stats_row(
+    day: &str,
+    name: String,
+    version: String,
+    direct_adds: i64,
+    total_adds: i64,
+) -> Result<StatsRow, StoreError> {
+    StatsRow::new(
+        day,
+        name,
+        version,
+        to_u64(direct_adds, "directAdds")?,
+        to_u64(total_adds, "totalAdds")?,
+    )
+    .map_err(|e| StoreError::Corrupt(format!("stats row: {e}")))
+}
+
+/// The [`CatalogWriter`] of one write transaction. Counters and the head `seq` are kept
+/// in memory and written to `meta` once, at commit.
+struct SqliteWriter<'a> {
+    conn: &'a Connection,
+    sql: &'a Sql,
+    head_seq: u64,
+    changes: PerCollection<u64>,
+    modified: bool,
+    deleted: bool,
+}
+
+impl SqliteWriter<'_> {
+    /// Allocates the next sequence number and counts a change in `collection`.
+    fn next_seq(&mut self, collection: Collection) -> Result<i64, StoreError> {
+        let seq = self
+            .head_seq
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("sequence numbers exhausted".into()))?;
+        let seq_i64 = to_i64(seq, "seq")?;
+        self.head_seq = seq;
+        self.count_change(collection);
+        Ok(seq_i64)
+    }
+
+    fn count_change(&mut self, collection: Collection) {
+        self.changes[collection] = self.changes[collection].saturating_add(1);
+        self.modified = true;
+    }
+}
+
+impl CatalogWriter for SqliteWriter<'_> {
+    fn get(&mut self, collection: Collection, id: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached(&self.sql.tables[collection].get)
+            .db()?
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .db()
+    }
+
+    fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError> {
+        let c = record.collection();
+        let table = &self.sql.tables[c];
+        let existing: Option<(i64, bool)> = self
+            .conn
+            .prepare_cached(&table.find)
+            .db()?
+            .query_row(params![record.id(), record.json()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .db()?;
+        match existing {
+            Some((_, true)) => Ok(Upsert::Unchanged),
+            Some((old_seq, false)) => {
+                let seq = self.next_seq(c)?;
+                self.conn
+                    .prepare_cached(&table.update)
+                    .db()?
+                    .execute(params![seq, record.last_updated(), record.json(), old_seq])
+                    .db()?;
+                Ok(Upsert::Updated)
+            }
+            None => {
+                let seq = self.next_seq(c)?;
+                self.conn
+                    .prepare_cached(&table.insert)
+                    .db()?
+                    .execute(params![
+                        seq,
+                        record.id(),
+                        record.last_updated(),
+                        record.json()
+                    ])
+                    .db()?;
+                Ok(Upsert::Inserted)
+            }
+        }
+    }
+
+    fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached(&self.sql.tables[collection].delete)
+            .db()?
+            .execute([id])
+            .db()?;
+        if removed > 0 {
+            self.count_change(collection);
+            self.deleted = true;
+        }
+        Ok(removed > 0)
+    }
+
+    fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO stats (day, name, version, direct_adds, total_adds) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (day, name, version) DO UPDATE SET \
+                 direct_adds = excluded.direct_adds, total_adds = excluded.total_adds",
+            )
+            .db()?
+            .execute(params![
+                row.date(),
+                row.name(),
+                row.version(),
+                to_i64(row.direct_adds(), "directAdds")?,
+                to_i64(row.total_adds(), "totalAdds")?
+            ])
+            .db()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(c: Collection, id: &str, body: &str) -> Record {
+        Record::from_json(
+            c,
+            &format!(r#"{{"_id":"{id}","v":{body},"lastUpdated":{{"$date":7}}}}"#),
+        )
+        .unwrap()
+    }
+
+    fn upsert(store: &SqliteStore, r: &Record) -> Upsert {
+        let mut outcome = None;
+        store
+            .write(&mut |w| {
+                outcome = Some(w.upsert(r)?);
+                Ok(())
+            })
+            .unwrap();
+        outcome.unwrap()
+    }
+
+    fn all(store: &SqliteStore) -> Vec<(Collection, String)> {
+        let mut out = Vec::new();
+        store
+            .export(&mut |item| {
+                if let ExportItem::Record { collection, json } = item {
+                    out.push((collection, json.to_owned()));
+                }
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn creates_directory_and_file_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/b");
+        let store = open_sqlite(&data).unwrap();
+        assert!(data.join(DATABASE_FILE).is_file());
+        let epoch = store.state().unwrap().epoch;
+        assert_eq!(epoch.len(), 17);
+        upsert(&store, &record(Collection::Packages, "p1", "1"));
+        drop(store);
+        let store = open_sqlite(&data).unwrap();
+        let state = store.state().unwrap();
+        assert_eq!((state.epoch.as_str(), state.head_seq), (epoch.as_str(), 1));
+        assert_eq!(state.changes(Collection::Packages), 1);
+    }
+
+    #[test]
+    fn refuses_newer_schema_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open_sqlite(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        drop(conn);
+        let err = open_sqlite(dir.path()).err().unwrap();
+        assert!(matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            }
+        ));
+        assert!(err.to_string().contains("upgrade Exosphere"), "{err}");
+
+        let other = tempfile::tempdir().unwrap();
+        let conn = Connection::open(other.path().join(DATABASE_FILE)).unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        drop(conn);
+        assert!(matches!(
+            open_sqlite(other.path()),
+            Err(StoreError::NotACatalog(_))
+        ));
+    }
+
+    #[test]
+    fn upsert_assigns_increasing_seq_and_skips_identical_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        let a = record(Collection::Versions, "a", "1");
+        assert_eq!(upsert(&store, &a), Upsert::Inserted);
+        assert_eq!(
+            upsert(&store, &record(Collection::Builds, "b", "1")),
+            Upsert::Inserted
+        );
+        let before = store.state().unwrap();
+        assert_eq!(upsert(&store, &a), Upsert::Unchanged);
+        assert_eq!(store.state().unwrap(), before);
+        assert_eq!(
+            upsert(&store, &record(Collection::Versions, "a", "2")),
+            Upsert::Updated
+        );
+        let state = store.state().unwrap();
+        assert_eq!(state.head_seq, 3);
+        assert_eq!(state.changes(Collection::Versions), 2);
+        assert_eq!(state.changes(Collection::Builds), 1);
+        assert_eq!(state.epoch, before.epoch);
+
+        let page = store.read_page(&Cursors::default(), 10).unwrap();
+        let versions = &page.records[Collection::Versions];
+        assert_eq!(versions.len(), 1);
+        assert_eq!(versions[0].seq, 3);
+        assert_eq!(versions[0].last_updated, Some(7));
+        assert!(versions[0].json.contains(r#""v":2"#));
+        assert_eq!(page.records[Collection::Builds][0].seq, 2);
+        assert!(!page.has_more);
+    }
+
+    #[test]
+    fn pages_respect_cursors_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        for i in 0..5 {
+            upsert(&store, &record(Collection::Packages, &format!("p{i}"), "0"));
+        }
+        let page = store.read_page(&Cursors::default(), 2).unwrap();
+        let seqs: Vec<u64> = page.records[Collection::Packages]
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2]);
+        assert!(page.has_more);
+        let mut cursors = Cursors::default();
+        cursors[Collection::Packages] = 3;
+        let page = store.read_page(&cursors, 2).unwrap();
+        let seqs: Vec<u64> = page.records[Collection::Packages]
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [4, 5]);
+        assert!(!page.has_more);
+        assert_eq!(page.head_seq, 5);
+        let page = store.read_page(&Cursors::default(), 0).unwrap();
+        assert_eq!(page.records[Collection::Packages].len(), 1);
+        cursors[Collection::Packages] = u64::MAX;
+        assert!(store.read_page(&cursors, 2).unwrap().records[Collection::Packages].is_empty());
+    }
+
+    #[test]
+    fn failed_write_rolls_back_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        let before = store.state().unwrap();
+        let result = store.write(&mut |w| {
+            w.upsert(&record(Collection::Packages, "p", "1"))?;
+            w.upsert_stats(&StatsRow::new("2015-01-01", "p", "1.0.0", 1, 1).unwrap())?;
+            Err(StoreError::Aborted)
+        });
+        assert!(matches!(result, Err(StoreError::Aborted)));
+        assert_eq!(store.state().unwrap(), before);
+        assert!(all(&store).is_empty());
+        assert_eq!(store.stats_day("2015-01-01").unwrap(), None);
+    }
+
+    #[test]
+    fn get_reads_inside_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        store
+            .write(&mut |w| {
+                assert_eq!(w.get(Collection::Builds, "b")?, None);
+                w.upsert(&record(Collection::Builds, "b", "1"))?;
+                assert!(
+                    w.get(Collection::Builds, "b")?
+                        .unwrap()
+                        .contains(r#""v":1"#)
+                );
+                assert_eq!(w.get(Collection::Versions, "b")?, None);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn delete_starts_a_new_epoch_and_counts_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        upsert(&store, &record(Collection::ReleaseTracks, "t", "1"));
+        let before = store.state().unwrap();
+        let mut existed = Vec::new();
+        store
+            .write(&mut |w| {
+                existed.push(w.delete(Collection::ReleaseTracks, "t")?);
+                existed.push(w.delete(Collection::ReleaseTracks, "t")?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(existed, [true, false]);
+        let after = store.state().unwrap();
+        assert_ne!(after.epoch, before.epoch);
+        assert_eq!(after.head_seq, before.head_seq);
+        assert_eq!(after.changes(Collection::ReleaseTracks), 2);
+        assert!(all(&store).is_empty());
+
+        // Deleting nothing changes nothing.
+        store
+            .write(&mut |w| w.delete(Collection::Packages, "nope").map(|_| ()))
+            .unwrap();
+        assert_eq!(store.state().unwrap(), after);
+    }
+
+    #[test]
+    fn stats_rows_upsert_and_day_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        assert_eq!(store.state().unwrap().stats_earliest, None);
+        let rows = [
+            StatsRow::new("2015-03-02", "b", "1.0.0", 1, 2).unwrap(),
+            StatsRow::new("2015-03-02", "a", "1.0.0", 3, 4).unwrap(),
+            StatsRow::new("2015-01-09", "a", "1.0.0", 5, 6).unwrap(),
+            StatsRow::new("2015-03-02", "b", "1.0.0", 7, 8).unwrap(),
+        ];
+        store
+            .write(&mut |w| rows.iter().try_for_each(|r| w.upsert_stats(r)))
+            .unwrap();
+        let state = store.state().unwrap();
+        assert_eq!(state.stats_earliest.as_deref(), Some("2015-01-09"));
+        assert_eq!(state.stats_latest.as_deref(), Some("2015-03-02"));
+        assert_eq!(state.head_seq, 0);
+        let day = store.stats_day("2015-03-02").unwrap().unwrap();
+        assert_eq!(day, [rows[1].clone(), rows[3].clone()]);
+        assert_eq!(store.stats_day("2015-03-03").unwrap(), None);
+        assert_eq!(store.stats_day("garbage").unwrap(), None);
+    }
+
+    #[test]
+    fn second_handle_sees_writes_and_waits_for_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        let impatient = SqliteStore::open(
+            dir.path(),
+            &SqliteOptions {
+                busy_timeout: Duration::from_millis(50),
+                max_idle_readers: 0,
+            },
+        )
+        .unwrap();
+        upsert(&store, &record(Collection::Packages, "p", "1"));
+        assert_eq!(impatient.state().unwrap().head_seq, 1);
+        store
+            .write(&mut |_| {
+                let blocked = impatient.write(&mut |_| Ok(()));
+                assert!(matches!(blocked, Err(StoreError::Busy)), "{blocked:?}");
+                Ok(())
+            })
+            .unwrap();
+        upsert(&impatient, &record(Collection::Packages, "p", "2"));
+        assert_eq!(store.state().unwrap().head_seq, 2);
+    }
+}

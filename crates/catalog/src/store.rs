@@ -1,0 +1,196 @@
+//! The storage interface every catalog backend implements (SQLite now, PostgreSQL next).
+//!
+//! The interface is synchronous: the server calls it from `spawn_blocking`. It is
+//! object-safe (`&dyn CatalogStore`, `Arc<dyn CatalogStore>`) and names no backend type.
+//!
+//! # The sequence contract (every backend MUST keep it)
+//!
+//! Every insert, and every update that changes a record's text, gives the record a new
+//! sequence number (`seq`) that is greater than every `seq` handed out before on that
+//! store, and bumps its collection's change counter. Sync clients page by `seq`, so:
+//!
+//! * sequence numbers MUST become visible to readers in increasing order: once a reader
+//!   can see `seq = n`, every record that will ever be committed with a smaller `seq` is
+//!   already visible (or superseded). A backend with a single writer gets this by
+//!   allocating `seq` inside the write transaction; a backend with concurrent writers
+//!   must serialize allocation and commit (e.g. a table lock), or a client could page past
+//!   a `seq` that commits later and miss that record forever;
+//! * sequence numbers are never reused within a data epoch, not even after a crash
+//!   (committed writes must be durable), or a client holding a cursor would skip records;
+//! * deleting a record starts a new data epoch at commit, which makes every client
+//!   restart from zero (`resetData`), because the protocol has no other way to delete.
+
+use crate::record::{Collection, PerCollection, Record, StatsRow};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created or accessed.
+    #[error("catalog data directory {path}: {source}")]
+    Io {
+        /// The directory or file concerned.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another writer (possibly another process on the same data directory) held the
+    /// catalog longer than the configured busy timeout.
+    #[error("the catalog is locked by another writer (waited for the busy timeout); try again")]
+    Busy,
+    /// The database was written by a newer Exosphere whose schema this build cannot read.
+    #[error(
+        "the catalog database uses schema version {found}, but this Exosphere only knows \
+         versions up to {supported}; upgrade Exosphere to open it"
+    )]
+    SchemaTooNew {
+        /// The schema version found in the database.
+        found: i64,
+        /// The newest schema version this build knows.
+        supported: i64,
+    },
+    /// The database file belongs to some other application.
+    #[error("{0} is not an Exosphere catalog database")]
+    NotACatalog(std::path::PathBuf),
+    /// Stored data violates an invariant (e.g. a missing metadata row).
+    #[error("the catalog database is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure; the source names the backend's own error.
+    #[error("catalog database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A write callback returned this to roll its transaction back on purpose; the caller
+    /// reports its own reason.
+    #[error("the write was aborted by its caller")]
+    Aborted,
+    /// A background task that accessed the store failed (e.g. panicked).
+    #[error("catalog background task failed: {0}")]
+    TaskFailed(String),
+}
+
+/// What an upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// The record did not exist; it got a new `seq`.
+    Inserted,
+    /// The record existed with different text; it got a new `seq`.
+    Updated,
+    /// The record existed with identical text; nothing was touched.
+    Unchanged,
+}
+
+/// Per-collection positions: the `seq` of the last record a client has received.
+pub type Cursors = PerCollection<u64>;
+
+/// One record as read for a sync page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRecord {
+    /// The record's sequence number (the client's next cursor if it is the last sent).
+    pub seq: u64,
+    /// The record's `lastUpdated` in ms, echoed in tokens for the tool's progress hack.
+    pub last_updated: Option<i64>,
+    /// The record's compact EJSON text, spliced verbatim into the sync result.
+    pub json: String,
+}
+
+/// One page of changes, read from one consistent snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The data epoch of the snapshot; clients holding another epoch must restart.
+    pub epoch: String,
+    /// The highest `seq` ever allocated as of the snapshot; no valid cursor exceeds it.
+    pub head_seq: u64,
+    /// Per collection, up to `limit` records with `seq` above the cursor, in `seq` order.
+    pub records: PerCollection<Vec<PageRecord>>,
+    /// Whether any collection has records beyond those returned.
+    pub has_more: bool,
+}
+
+/// The cheap summary the server polls to drive the `changes` and `stats` publications.
+/// The default (empty epoch, zero counters, no stats days) stands in while the state
+/// cannot be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogState {
+    /// The current data epoch (changes when a record is deleted).
+    pub epoch: String,
+    /// The highest `seq` allocated so far.
+    pub head_seq: u64,
+    /// Per collection, the number of inserts, changing updates and deletions ever made
+    /// (the `changes` publication, spec §4.3); see [`CatalogState::changes`].
+    pub change_counters: PerCollection<u64>,
+    /// The first day with stats rows (the `stats` publication, spec §4.4).
+    pub stats_earliest: Option<String>,
+    /// The last day with stats rows.
+    pub stats_latest: Option<String>,
+}
+
+impl CatalogState {
+    /// The change counter of one collection, as the `changes` publication sends it.
+    pub fn changes(&self, collection: Collection) -> u64 {
+        self.change_counters[collection]
+    }
+}
+
+/// One item of a full export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportItem<'a> {
+    /// A catalog record's stored text.
+    Record {
+        /// Its collection.
+        collection: Collection,
+        /// Its compact EJSON text.
+        json: &'a str,
+    },
+    /// A stats row.
+    Stats(&'a StatsRow),
+}
+
+/// A catalog storage backend.
+pub trait CatalogStore: Send + Sync + 'static {
+    /// Runs `f` in one write transaction: everything `f` writes commits atomically, or
+    /// nothing does (`f` returning `Err` rolls back; use [`StoreError::Aborted`] to roll
+    /// back for a reason of your own). `f` is called exactly once. Writers are serialized,
+    /// also across processes sharing the data directory.
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Reads one sync page from one consistent snapshot: per collection, up to `limit`
+    /// records with `seq > cursors[c]`, in `seq` order, plus whether more remain. A
+    /// `limit` of 0 is treated as 1.
+    fn read_page(&self, cursors: &Cursors, limit: usize) -> Result<Page, StoreError>;
+
+    /// Returns the epoch, head `seq`, change counters and stats day range. Cheap: the
+    /// server polls it several times a second.
+    fn state(&self) -> Result<CatalogState, StoreError>;
+
+    /// Returns a day's stats rows ordered by name and version, or `None` if that day has
+    /// no data (including days that are not valid dates).
+    fn stats_day(&self, date: &str) -> Result<Option<Vec<StatsRow>>, StoreError>;
+
+    /// Calls `f` for every record (collection by collection in [`Collection::ALL`] order,
+    /// each in `seq` order) and then every stats row (by day, name, version), all from one
+    /// consistent snapshot. An `Err` from `f` stops the export and is returned.
+    fn export(
+        &self,
+        f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+/// The operations available inside [`CatalogStore::write`].
+pub trait CatalogWriter {
+    /// Reads a record's current text inside the transaction, for read-modify-write
+    /// updates (e.g. publishing a build).
+    fn get(&mut self, collection: Collection, id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Inserts or replaces the record with the same collection and `_id`. Identical text
+    /// is [`Upsert::Unchanged`] and touches nothing; otherwise the record gets a new `seq`.
+    fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError>;
+
+    /// Deletes a record; returns whether it existed. A deletion starts a new data epoch
+    /// when the transaction commits.
+    fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts or replaces the stats row with the same date, name and version.
+    fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError>;
+}

@@ -1,0 +1,622 @@
+//! The `syncNewPackageData` method (spec §3): turns a client's sync token into one page of
+//! catalog changes, returned as the pre-encoded JSON text of the method result so the DDP
+//! layer can splice it into a `result` frame without re-encoding megabytes of records.
+//!
+//! # Token
+//!
+//! `{"format": <echoed>, "epoch": "<data epoch>", "packages": <ms>, "packagesSeq": <seq>,
+//! ...}` — per collection, the `seq` of the last record sent (the real cursor) and that
+//! record's `lastUpdated` (kept numeric for the tool's progress hack, never used for
+//! ordering, so colliding `lastUpdated` values cannot make a client skip or loop).
+//!
+//! * A token with no key besides `format` (and the `_id` the tool adds locally), such as
+//!   the tool's default `{"format":"1.1"}` or a pre-0.9.3 `{}`, starts from zero without
+//!   `resetData`: the client's database is empty anyway.
+//! * A token from another epoch (a record was deleted since), from another server, or with
+//!   malformed or impossible cursors gets `resetData: true` and the first page from zero;
+//!   the token it gets back carries the current epoch, so the reset happens once.
+//! * A record changed while a client pages gets a new `seq` and is sent again later.
+
+use std::io::Write;
+
+use base64::Engine;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Map, Number, Value};
+
+use crate::record::{Collection, PerCollection};
+use crate::store::{CatalogStore, Cursors, Page, StoreError};
+
+/// Page sizes, per collection per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paging {
+    /// Records per collection per page (spec §3.6: "500 or so"). 0 is treated as 1.
+    pub page_size: usize,
+    /// Records per collection per page when the client sets `shortPagesForTest`.
+    /// 0 is treated as 1.
+    pub short_page_size: usize,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging {
+            page_size: 500,
+            short_page_size: 3,
+        }
+    }
+}
+
+/// Why a sync call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The token is not an object; the server answers with a client error (400).
+    #[error("bad sync token: {0}")]
+    BadToken(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored record could not be lowered to plain JSON for `compressCollections`
+    /// (records are validated on the way in, so this means a damaged database).
+    #[error("stored {collection} record cannot be lowered to plain JSON: {reason}")]
+    Lowering {
+        /// The record's collection.
+        collection: Collection,
+        /// The EJSON error.
+        reason: String,
+    },
+    /// Compressing the collections failed.
+    #[error("compressing sync collections: {0}")]
+    Compress(#[source] std::io::Error),
+}
+
+/// Answers one `syncNewPackageData(token, options)` call with the JSON text of its result:
+/// `{"collections":{…five arrays…},"syncToken":{…},"upToDate":…,"resetData":…}`, or with
+/// `collectionsCompressed` (base64 of gzipped plain JSON) instead of `collections` when
+/// `options.compressCollections` is truthy. `options` may be `null` or absent-as-null.
+pub fn sync_new_package_data(
+    store: &dyn CatalogStore,
+    token: &Value,
+    options: &Value,
+    paging: &Paging,
+) -> Result<String, SyncError> {
+    let request = parse_token(token)?;
+    let short = flag(options, "shortPagesForTest");
+    let limit = if short {
+        paging.short_page_size
+    } else {
+        paging.page_size
+    }
+    .max(1);
+    let (page, mut position, reset) = match request.start {
+        Start::Fresh => (
+            store.read_page(&Cursors::default(), limit)?,
+            Position::zero(),
+            false,
+        ),
+        Start::Resume { epoch, position } => {
+            let page = store.read_page(&position.cursors, limit)?;
+            let valid = page.epoch == epoch
+                && position
+                    .cursors
+                    .iter()
+                    .all(|(_, seq)| *seq <= page.head_seq);
+            if valid {
+                (page, position, false)
+            } else {
+                (
+                    store.read_page(&Cursors::default(), limit)?,
+                    Position::zero(),
+                    true,
+                )
+            }
+        }
+        Start::Foreign => (
+            store.read_page(&Cursors::default(), limit)?,
+            Position::zero(),
+            true,
+        ),
+    };
+    position.advance(&page);
+    let token_text = render_token(request.format, &page.epoch, &position);
+    render_result(
+        &page,
+        &token_text,
+        reset,
+        flag(options, "compressCollections"),
+    )
+}
+
+/// Where a client is: per collection, the cursor and the progress value to echo.
+struct Position {
+    cursors: Cursors,
+    progress: PerCollection<Number>,
+}
+
+impl Position {
+    fn zero() -> Position {
+        Position {
+            cursors: Cursors::default(),
+            progress: PerCollection::from_fn(|_| Number::from(0)),
+        }
+    }
+
+    /// Moves past the records of `page`.
+    fn advance(&mut self, page: &Page) {
+        for (c, records) in page.records.iter() {
+            if let Some(last) = records.last() {
+                self.cursors[c] = last.seq;
+                if let Some(ms) = last.last_updated {
+                    self.progress[c] = Number::from(ms);
+                }
+            }
+        }
+    }
+}
+
+/// How a token says to start.
+enum Start {
+    /// The default token: from zero, no reset.
+    Fresh,
+    /// One of our tokens: continue if its epoch is still current.
+    Resume { epoch: String, position: Position },
+    /// Not one of our tokens: reset.
+    Foreign,
+}
+
+/// A parsed token.
+struct Request<'a> {
+    format: Option<&'a Value>,
+    start: Start,
+}
+
+fn parse_token(token: &Value) -> Result<Request<'_>, SyncError> {
+    let Value::Object(map) = token else {
+        return Err(SyncError::BadToken(format!(
+            "the sync token must be an object, not {}",
+            json_kind(token)
+        )));
+    };
+    let start = if map.keys().all(|k| k == "format" || k == "_id") {
+        Start::Fresh
+    } else {
+        resume_position(map).unwrap_or(Start::Foreign)
+    };
+    Ok(Request {
+        format: map.get("format"),
+        start,
+    })
+}
+
+/// Reads the epoch and every cursor of one of our tokens; `None` if any is missing or
+/// malformed. Progress values are informational: a non-number is replaced by 0.
+fn resume_position(map: &Map<String, Value>) -> Option<Start> {
+    let epoch = map.get("epoch")?.as_str()?.to_owned();
+    let mut position = Position::zero();
+    for c in Collection::ALL {
+        position.cursors[c] = map.get(seq_key(c))?.as_u64()?;
+        if let Some(Value::Number(ms)) = map.get(c.as_str()) {
+            position.progress[c] = ms.clone();
+        }
+    }
+    Some(Start::Resume { epoch, position })
+}
+
+/// The token key holding a collection's cursor.
+const fn seq_key(c: Collection) -> &'static str {
+    match c {
+        Collection::Packages => "packagesSeq",
+        Collection::Versions => "versionsSeq",
+        Collection::Builds => "buildsSeq",
+        Collection::ReleaseTracks => "releaseTracksSeq",
+        Collection::ReleaseVersions => "releaseVersionsSeq",
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Whether `options[key]` is truthy in JavaScript terms (the tool is JavaScript).
+fn flag(options: &Value, key: &str) -> bool {
+    options.get(key).is_some_and(js_truthy)
+}
+
+/// JavaScript truthiness of an EJSON value: `false`, `0`, `""`, `null` and NaN (EJSON
+/// `{"$InfNaN":0}`) are falsy; everything else, including `{}` and `[]`, is truthy.
+fn js_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) => true,
+        Value::Object(map) => {
+            let nan = map.len() == 1 && map.get("$InfNaN").and_then(Value::as_f64) == Some(0.0);
+            !nan
+        }
+    }
+}
+
+fn render_token(format: Option<&Value>, epoch: &str, position: &Position) -> String {
+    let mut token = Map::new();
+    if let Some(format) = format {
+        token.insert("format".into(), format.clone());
+    }
+    token.insert("epoch".into(), Value::String(epoch.to_owned()));
+    for c in Collection::ALL {
+        token.insert(
+            c.as_str().into(),
+            Value::Number(position.progress[c].clone()),
+        );
+        token.insert(seq_key(c).into(), Value::from(position.cursors[c]));
+    }
+    Value::Object(token).to_string()
+}
+
+fn render_result(
+    page: &Page,
+    token: &str,
+    reset: bool,
+    compress: bool,
+) -> Result<String, SyncError> {
+    let records_len: usize = page
+        .records
+        .iter()
+        .flat_map(|(_, records)| records.iter().map(|r| r.json.len() + 1))
+        .sum();
+    let collections_len = records_len + 100;
+    let mut out;
+    if compress {
+        let mut plain = String::with_capacity(collections_len + collections_len / 4);
+        push_collections(&mut plain, page, true)?;
+        let mut gz = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::default());
+        gz.write_all(plain.as_bytes())
+            .map_err(SyncError::Compress)?;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(gz.finish().map_err(SyncError::Compress)?);
+        out = String::with_capacity(encoded.len() + token.len() + 100);
+        out.push_str("{\"collectionsCompressed\":\"");
+        out.push_str(&encoded);
+        out.push('"');
+    } else {
+        out = String::with_capacity(collections_len + token.len() + 100);
+        out.push_str("{\"collections\":");
+        push_collections(&mut out, page, false)?;
+    }
+    out.push_str(",\"syncToken\":");
+    out.push_str(token);
+    out.push_str(",\"upToDate\":");
+    out.push_str(if page.has_more { "false" } else { "true" });
+    out.push_str(",\"resetData\":");
+    out.push_str(if reset { "true" } else { "false" });
+    out.push('}');
+    Ok(out)
+}
+
+/// Appends the collections object with all five arrays; records are spliced as stored,
+/// or lowered to plain JSON (dates as ISO strings) for the compressed form, which the
+/// tool reads with `JSON.parse`, not EJSON (spec §3.7).
+fn push_collections(out: &mut String, page: &Page, plain: bool) -> Result<(), SyncError> {
+    out.push('{');
+    for (i, (c, records)) in page.records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(c.as_str());
+        out.push_str("\":[");
+        for (j, record) in records.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            if plain {
+                let lowered = exosphere_ejson::plain_json_text(&record.json).map_err(|e| {
+                    SyncError::Lowering {
+                        collection: c,
+                        reason: e.to_string(),
+                    }
+                })?;
+                out.push_str(&lowered);
+            } else {
+                out.push_str(&record.json);
+            }
+        }
+        out.push(']');
+    }
+    out.push('}');
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::record::Record;
+    use crate::sqlite::{SqliteStore, open_sqlite};
+    use crate::store::CatalogStore;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn put(store: &SqliteStore, c: Collection, docs: &[String]) {
+        store
+            .write(&mut |w| {
+                for doc in docs {
+                    w.upsert(&Record::from_json(c, doc).unwrap())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    fn versions(n: usize, ms: i64) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(r#"{{"_id":"v{i}","version":"1.0.{i}","lastUpdated":{{"$date":{ms}}}}}"#)
+            })
+            .collect()
+    }
+
+    fn call(store: &SqliteStore, token: &Value, options: &Value) -> Value {
+        let text = sync_new_package_data(store, token, options, &Paging::default()).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn ids(result: &Value, c: Collection) -> Vec<String> {
+        result["collections"][c.as_str()]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["_id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn empty_store_answers_all_five_arrays_and_a_token() {
+        let (_dir, store) = store();
+        let text = sync_new_package_data(
+            &store,
+            &json!({"format":"1.1"}),
+            &json!({}),
+            &Paging::default(),
+        )
+        .unwrap();
+        let epoch = store.state().unwrap().epoch;
+        assert_eq!(
+            text,
+            format!(
+                "{{\"collections\":{{\"packages\":[],\"versions\":[],\"builds\":[],\
+                 \"releaseTracks\":[],\"releaseVersions\":[]}},\"syncToken\":{{\"format\":\"1.1\",\
+                 \"epoch\":\"{epoch}\",\"packages\":0,\"packagesSeq\":0,\"versions\":0,\"versionsSeq\":0,\
+                 \"builds\":0,\"buildsSeq\":0,\"releaseTracks\":0,\"releaseTracksSeq\":0,\
+                 \"releaseVersions\":0,\"releaseVersionsSeq\":0}},\"upToDate\":true,\"resetData\":false}}"
+            )
+        );
+    }
+
+    #[test]
+    fn default_tokens_start_from_zero_without_reset() {
+        let (_dir, store) = store();
+        put(&store, Collection::Versions, &versions(2, 5));
+        for token in [
+            json!({"format":"1.1"}),
+            json!({}),
+            json!({"format":"1.1","_id":"1"}),
+            json!({"_id":"1"}),
+        ] {
+            let result = call(&store, &token, &Value::Null);
+            assert_eq!(result["resetData"], false, "{token}");
+            assert_eq!(result["upToDate"], true);
+            assert_eq!(ids(&result, Collection::Versions), ["v0", "v1"]);
+            assert_eq!(result["syncToken"].get("format"), token.get("format"));
+        }
+    }
+
+    #[test]
+    fn non_object_tokens_are_refused() {
+        let (_dir, store) = store();
+        for token in [Value::Null, json!([]), json!("1.1"), json!(3)] {
+            let err =
+                sync_new_package_data(&store, &token, &json!({}), &Paging::default()).unwrap_err();
+            assert!(matches!(err, SyncError::BadToken(_)), "{token}");
+            assert!(err.to_string().contains("must be an object"), "{err}");
+        }
+    }
+
+    #[test]
+    fn short_pages_resume_and_settle_on_the_same_token() {
+        let (_dir, store) = store();
+        put(&store, Collection::Versions, &versions(5, 1000));
+        let short = json!({"shortPagesForTest": true});
+        let first = call(&store, &json!({"format":"1.1"}), &short);
+        assert_eq!(ids(&first, Collection::Versions), ["v0", "v1", "v2"]);
+        assert_eq!(first["upToDate"], false);
+        assert_eq!(first["syncToken"]["versionsSeq"], 3);
+        assert_eq!(first["syncToken"]["versions"], 1000);
+        // The tool stores the token with `_id: "1"`; it may come back.
+        let mut token = first["syncToken"].clone();
+        token["_id"] = json!("1");
+        let second = call(&store, &token, &short);
+        assert_eq!(ids(&second, Collection::Versions), ["v3", "v4"]);
+        assert_eq!(
+            (second["upToDate"].clone(), second["resetData"].clone()),
+            (json!(true), json!(false))
+        );
+        let third = call(&store, &second["syncToken"], &short);
+        assert_eq!(third["syncToken"], second["syncToken"]);
+        assert_eq!(third["upToDate"], true);
+        assert!(Collection::ALL.iter().all(|c| ids(&third, *c).is_empty()));
+    }
+
+    #[test]
+    fn changed_records_are_sent_again() {
+        let (_dir, store) = store();
+        put(
+            &store,
+            Collection::Packages,
+            &[r#"{"_id":"p","n":1}"#.into()],
+        );
+        let first = call(&store, &json!({}), &json!({}));
+        put(
+            &store,
+            Collection::Packages,
+            &[r#"{"_id":"p","n":2}"#.into()],
+        );
+        let second = call(&store, &first["syncToken"], &json!({}));
+        assert_eq!(
+            second["collections"]["packages"],
+            json!([{"_id":"p","n":2}])
+        );
+        // A record without lastUpdated keeps the previous progress value.
+        assert_eq!(second["syncToken"]["packages"], 0);
+    }
+
+    #[test]
+    fn foreign_or_stale_tokens_reset_exactly_once() {
+        let (_dir, store) = store();
+        put(&store, Collection::Builds, &versions(2, 9));
+        let good = call(&store, &json!({"format":"1.1"}), &json!({}))["syncToken"].clone();
+        let mut tokens = vec![
+            json!({"format":"1.1","packages":5,"versions":7}),
+            json!({"format":"1.1","epoch":"other"}),
+        ];
+        for (key, bad) in [
+            ("epoch", json!("someone-else")),
+            ("epoch", json!(5)),
+            ("buildsSeq", json!(-1)),
+            ("buildsSeq", json!("2")),
+            ("buildsSeq", json!(1.5)),
+            ("buildsSeq", json!(3)), // beyond the head: e.g. a restored backup
+        ] {
+            let mut token = good.clone();
+            token[key] = bad;
+            tokens.push(token);
+        }
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("releaseTracksSeq");
+        tokens.push(missing);
+        for token in tokens {
+            let result = call(&store, &token, &json!({}));
+            assert_eq!(result["resetData"], true, "{token}");
+            assert_eq!(ids(&result, Collection::Builds), ["v0", "v1"]);
+            assert_eq!(result["syncToken"], good, "{token}");
+            let again = call(&store, &result["syncToken"], &json!({}));
+            assert_eq!(again["resetData"], false);
+        }
+    }
+
+    #[test]
+    fn deletion_resets_clients_once() {
+        let (_dir, store) = store();
+        put(&store, Collection::Versions, &versions(3, 1));
+        let first = call(&store, &json!({"format":"1.1"}), &json!({}));
+        store
+            .write(&mut |w| w.delete(Collection::Versions, "v1").map(|_| ()))
+            .unwrap();
+        let second = call(&store, &first["syncToken"], &json!({}));
+        assert_eq!(second["resetData"], true);
+        assert_eq!(ids(&second, Collection::Versions), ["v0", "v2"]);
+        assert_ne!(second["syncToken"]["epoch"], first["syncToken"]["epoch"]);
+        let third = call(&store, &second["syncToken"], &json!({}));
+        assert_eq!(third["resetData"], false);
+    }
+
+    #[test]
+    fn records_are_spliced_verbatim() {
+        let (_dir, store) = store();
+        let doc = r#"{"_id":"r","z":1.50,"a":{"$date":1},"deps":{"a.b":{"constraint":null}},"s":"\u00e9"}"#;
+        put(&store, Collection::ReleaseVersions, &[doc.into()]);
+        let text =
+            sync_new_package_data(&store, &json!({}), &json!({}), &Paging::default()).unwrap();
+        assert!(
+            text.contains(&format!("\"releaseVersions\":[{doc}]")),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn compressed_collections_are_plain_json_with_iso_dates() {
+        let (_dir, store) = store();
+        put(
+            &store,
+            Collection::Versions,
+            &versions(1, 1_421_971_200_000),
+        );
+        for compress in [json!(true), json!(1), json!("yes"), json!({})] {
+            let result = call(
+                &store,
+                &json!({}),
+                &json!({"compressCollections": compress}),
+            );
+            assert!(result.get("collections").is_none());
+            let gz = base64::engine::general_purpose::STANDARD
+                .decode(result["collectionsCompressed"].as_str().unwrap())
+                .unwrap();
+            let mut plain = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut plain)
+                .unwrap();
+            let collections: Value = serde_json::from_str(&plain).unwrap();
+            assert_eq!(collections.as_object().unwrap().len(), 5);
+            assert_eq!(
+                collections["versions"][0]["lastUpdated"],
+                "2015-01-23T00:00:00.000Z"
+            );
+            assert_eq!(result["upToDate"], true);
+        }
+    }
+
+    #[test]
+    fn options_follow_javascript_truthiness() {
+        for falsy in [
+            json!(false),
+            json!(0),
+            json!(0.0),
+            json!(""),
+            Value::Null,
+            json!({"$InfNaN":0}),
+        ] {
+            assert!(!js_truthy(&falsy), "{falsy}");
+        }
+        for truthy in [
+            json!(true),
+            json!(-1),
+            json!("false"),
+            json!([]),
+            json!({}),
+            json!({"$InfNaN":1}),
+        ] {
+            assert!(js_truthy(&truthy), "{truthy}");
+        }
+        assert!(!flag(&Value::Null, "shortPagesForTest"));
+        assert!(!flag(&json!([1]), "shortPagesForTest"));
+        assert!(flag(&json!({"shortPagesForTest": 1}), "shortPagesForTest"));
+    }
+
+    #[test]
+    fn zero_page_sizes_still_make_progress() {
+        let (_dir, store) = store();
+        put(&store, Collection::Packages, &versions(2, 1));
+        let paging = Paging {
+            page_size: 0,
+            short_page_size: 0,
+        };
+        let text = sync_new_package_data(&store, &json!({}), &json!({}), &paging).unwrap();
+        let result: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(ids(&result, Collection::Packages), ["v0"]);
+        assert_eq!(result["upToDate"], false);
+    }
+}
