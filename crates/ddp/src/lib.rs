@@ -1,1 +1,34 @@
-//! placeholder
+//! Meteor's DDP protocol, server side (spec §1), independent of what is being served.
+//!
+//! An application implements [`Service`] (methods and publications); a [`Server`] holds
+//! it with the session limits of [`DdpConfig`]; [`transport::websocket`] serves each
+//! upgraded WebSocket as one session. Inside:
+//!
+//! * message parsing and encoding: one frame per DDP message, Meteor's exact protocol
+//!   errors;
+//! * a per-session state machine: version negotiation, heartbeats, and a worker that runs
+//!   methods one at a time, in order;
+//! * publications writing through a [`Subscription`] into a per-session merge box, so the
+//!   client never sees duplicate `added`s or `changed`s for unknown documents.
+//!
+//! EJSON lives in its own crate, re-exported as [`ejson`].
+
+pub use exosphere_ejson as ejson;
+
+mod error;
+mod id;
+mod merge_box;
+mod message;
+mod publication;
+mod server;
+mod service;
+mod session;
+pub mod transport;
+mod version;
+
+pub use error::{DdpError, ErrorCode, SessionClosed};
+pub use id::random_id;
+pub use publication::Subscription;
+pub use server::{DdpConfig, Server};
+pub use service::{MethodContext, Reply, Service, SessionContext};
+pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

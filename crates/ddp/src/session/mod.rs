@@ -1,0 +1,443 @@
+//! One DDP connection's state machine (spec §1.1–§1.3).
+//!
+//! [`run`] reads client frames until the connection should end and says why:
+//!
+//! 1. **Handshake**: until a `connect` arrives (within `connect_timeout`), every other
+//!    message is answered `Must connect first`. The `connect` is negotiated
+//!    ([`crate::version`]): `connected`, or `failed` and close.
+//! 2. **Connected**: pings are answered on the spot, `method`/`sub`/`unsub` go to the
+//!    session [`worker`] in order, protocol errors are answered with Meteor's reasons, and
+//!    the [`heartbeat`] pings a silent client and gives up on a dead one.
+//!
+//! Oversized frames end the session. The transport owns the socket and turns the
+//! returned [`CloseReason`] into a close frame and a log line.
+
+mod heartbeat;
+mod outbox;
+mod worker;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, close_code};
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+use tracing::Instrument as _;
+
+use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
+use crate::publication::Publications;
+use crate::server::{DdpConfig, Server};
+use crate::service::{Service, SessionContext};
+use crate::version::{DdpVersion, Negotiation, negotiate};
+use heartbeat::{Beat, Heartbeat, saturating_add};
+pub(crate) use outbox::{Outbound, Outbox};
+use worker::Work;
+
+/// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
+/// from that client. The `meteor` tool never has more than one call in flight.
+const INBOUND_QUEUE: usize = 32;
+
+/// Active subscriptions per session; further `sub`s get `nosub` with error 429, so a client
+/// cannot grow the session's state without bound.
+pub(crate) const MAX_SUBSCRIPTIONS: usize = 100;
+
+/// State shared by the reader, the worker and the session's subscriptions.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    pub(crate) ctx: Arc<SessionContext>,
+    pub(crate) outbox: Outbox,
+    /// Becomes `true` once the session has ended.
+    pub(crate) closed: watch::Sender<bool>,
+    pub(crate) publications: Mutex<Publications>,
+    pub(crate) max_subscriptions: usize,
+}
+
+impl SessionShared {
+    pub(crate) fn new(ctx: Arc<SessionContext>, outbox: Outbox, max_subscriptions: usize) -> Self {
+        Self {
+            ctx,
+            outbox,
+            closed: watch::Sender::new(false),
+            publications: Mutex::new(Publications::default()),
+            max_subscriptions,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub(crate) enum CloseReason {
+    /// The client closed the WebSocket (or the TCP connection).
+    ClientClosed,
+    /// No `connect` within `connect_timeout`.
+    ConnectTimeout(Duration),
+    /// Nothing arrived within `ping_timeout` after a server ping.
+    HeartbeatTimeout(Duration),
+    /// An inbound text frame was larger than `max_message_size`.
+    MessageTooLarge { size: usize, limit: usize },
+    /// `failed` was sent: the client must re-dial with the suggested version.
+    VersionMismatch { suggested: &'static str },
+    /// A malformed `connect` that could only be answered with the proposed version.
+    BadConnect,
+    /// Reading from the socket failed.
+    ReadFailed(String),
+    /// Writing to the socket failed.
+    WriteFailed(String),
+    /// One frame could not be written within the stall limit: the client stopped reading.
+    WriteStalled(Duration),
+    /// The outbound queue was closed (the writer stopped).
+    WriterGone,
+}
+
+impl CloseReason {
+    /// The close frame to send, if the connection is still usable for one.
+    pub(crate) fn close_frame(&self) -> Option<(u16, &'static str)> {
+        match self {
+            Self::ConnectTimeout(_) => Some((close_code::POLICY, "connect timeout")),
+            Self::HeartbeatTimeout(_) => Some((close_code::AWAY, "heartbeat timeout")),
+            Self::MessageTooLarge { .. } => Some((close_code::SIZE, "message too large")),
+            Self::VersionMismatch { .. } | Self::BadConnect => Some((close_code::NORMAL, "")),
+            Self::ClientClosed
+            | Self::ReadFailed(_)
+            | Self::WriteFailed(_)
+            | Self::WriteStalled(_)
+            | Self::WriterGone => None,
+        }
+    }
+
+    /// Whether the operator should hear about it (a warning rather than an info line).
+    pub(crate) fn is_abnormal(&self) -> bool {
+        !matches!(
+            self,
+            Self::ClientClosed | Self::VersionMismatch { .. } | Self::WriterGone
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClientClosed => f.write_str("closed by the client"),
+            Self::ConnectTimeout(after) => write!(f, "no DDP connect within {after:?}"),
+            Self::HeartbeatTimeout(after) => {
+                write!(f, "no answer to a heartbeat ping within {after:?}")
+            }
+            Self::MessageTooLarge { size, limit } => write!(
+                f,
+                "inbound message of {size} bytes exceeds the {limit}-byte limit"
+            ),
+            Self::VersionMismatch { suggested } => {
+                write!(f, "DDP version not accepted; suggested {suggested:?}")
+            }
+            Self::BadConnect => f.write_str("malformed DDP connect"),
+            Self::ReadFailed(error) => write!(f, "read error: {error}"),
+            Self::WriteFailed(error) => write!(f, "write error: {error}"),
+            Self::WriteStalled(after) => {
+                write!(
+                    f,
+                    "client stopped reading: a frame stayed unwritten for {after:?}"
+                )
+            }
+            Self::WriterGone => f.write_str("outbound stream closed"),
+        }
+    }
+}
+
+/// Serves one connection from its first frame to its end.
+pub(crate) async fn run<S, R>(
+    server: Arc<Server<S>>,
+    mut incoming: R,
+    outbox: Outbox,
+    ctx: Arc<SessionContext>,
+) -> CloseReason
+where
+    S: Service,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let config = server.config();
+    let version = match handshake(config, &mut incoming, &outbox, &ctx).await {
+        Ok(version) => version,
+        Err(reason) => return reason,
+    };
+    tracing::info!(%version, "DDP session established");
+    let session = Arc::new(SessionShared::new(ctx, outbox, MAX_SUBSCRIPTIONS));
+    let _live = LiveSession::start(&server, &session);
+    let (queue, work) = mpsc::channel(INBOUND_QUEUE);
+    tokio::spawn(
+        worker::run(Arc::clone(server.service()), Arc::clone(&session), work).in_current_span(),
+    );
+    match connected(config, &mut incoming, &session, &queue, version).await {
+        Err(reason) => reason,
+        Ok(never) => match never {},
+    }
+}
+
+/// Counts a live session and marks it closed (stopping its worker and subscriptions) when
+/// dropped, whichever way the connection ends.
+struct LiveSession<'a, S: Service> {
+    server: &'a Server<S>,
+    session: &'a SessionShared,
+}
+
+impl<'a, S: Service> LiveSession<'a, S> {
+    fn start(server: &'a Server<S>, session: &'a SessionShared) -> Self {
+        server.sessions.fetch_add(1, Ordering::Relaxed);
+        Self { server, session }
+    }
+}
+
+impl<S: Service> Drop for LiveSession<'_, S> {
+    fn drop(&mut self) {
+        self.session.closed.send_replace(true);
+        self.server.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A frame that matters to the protocol, or just proof that the client is alive.
+enum Frame {
+    Text(Utf8Bytes),
+    Activity,
+}
+
+/// Classifies what the socket produced; anything that ends the connection is an `Err`.
+fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Frame, CloseReason> {
+    match item {
+        None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
+        Some(Err(error)) => Err(CloseReason::ReadFailed(error.to_string())),
+        Some(Ok(Message::Text(text))) if text.len() > limit => Err(CloseReason::MessageTooLarge {
+            size: text.len(),
+            limit,
+        }),
+        Some(Ok(Message::Text(text))) => Ok(Frame::Text(text)),
+        // Binary frames are ignored (spec §1.1); control frames only prove liveness.
+        Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Ok(Frame::Activity),
+    }
+}
+
+/// Phase 1: wait for an acceptable `connect`.
+async fn handshake<R>(
+    config: &DdpConfig,
+    incoming: &mut R,
+    outbox: &Outbox,
+    ctx: &SessionContext,
+) -> Result<DdpVersion, CloseReason>
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let deadline = saturating_add(Instant::now(), config.connect_timeout);
+    loop {
+        let item = tokio::select! {
+            item = incoming.next() => item,
+            () = sleep_until(deadline) => return Err(CloseReason::ConnectTimeout(config.connect_timeout)),
+        };
+        let Frame::Text(text) = frame(item, config.max_message_size)? else {
+            continue;
+        };
+        let inbound = match Inbound::parse(&text) {
+            Ok(inbound) => inbound,
+            Err(rejected) => {
+                tracing::debug!(cause = %rejected.cause, "rejected frame before connect");
+                send_error(outbox, rejected.error, rejected.offending.as_ref()).await?;
+                continue;
+            }
+        };
+        let ClientMessage::Connect { version, support } = inbound.message else {
+            send_error(outbox, ProtocolError::MustConnectFirst, Some(&inbound.raw)).await?;
+            continue;
+        };
+        return match negotiate(version.as_deref(), support.as_deref()) {
+            Negotiation::Accept(version) => {
+                let connected = ServerMessage::Connected {
+                    session: &ctx.session_id,
+                };
+                send(outbox, connected).await?;
+                Ok(version)
+            }
+            Negotiation::Suggest(suggested) => {
+                send(
+                    outbox,
+                    ServerMessage::Failed {
+                        version: suggested.as_str(),
+                    },
+                )
+                .await?;
+                Err(CloseReason::VersionMismatch {
+                    suggested: suggested.as_str(),
+                })
+            }
+            Negotiation::Reject => {
+                send_error(outbox, ProtocolError::BadRequest, Some(&inbound.raw)).await?;
+                Err(CloseReason::BadConnect)
+            }
+        };
+    }
+}
+
+/// Phase 2: serve the established session until the connection ends.
+async fn connected<R>(
+    config: &DdpConfig,
+    incoming: &mut R,
+    session: &SessionShared,
+    queue: &mpsc::Sender<Work>,
+    version: DdpVersion,
+) -> Result<Infallible, CloseReason>
+where
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let outbox = &session.outbox;
+    let mut heartbeat = Heartbeat::new(
+        Instant::now(),
+        config.ping_interval,
+        config.ping_timeout,
+        version.has_heartbeats(),
+    );
+    loop {
+        let item = tokio::select! {
+            item = incoming.next() => item,
+            () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() => {
+                match heartbeat.expire(Instant::now()) {
+                    Beat::Ping => send(outbox, ServerMessage::Ping).await?,
+                    Beat::TimedOut => return Err(CloseReason::HeartbeatTimeout(config.ping_timeout)),
+                }
+                continue;
+            }
+        };
+        heartbeat.activity(Instant::now());
+        let Frame::Text(text) = frame(item, config.max_message_size)? else {
+            continue;
+        };
+        let inbound = match Inbound::parse(&text) {
+            Ok(inbound) => inbound,
+            Err(rejected) => {
+                tracing::debug!(cause = %rejected.cause, "rejected frame");
+                send_error(outbox, rejected.error, rejected.offending.as_ref()).await?;
+                continue;
+            }
+        };
+        let heartbeats = version.has_heartbeats();
+        let work = match inbound.message {
+            ClientMessage::Ping { id } if heartbeats => {
+                send(outbox, ServerMessage::Pong { id: id.as_ref() }).await?;
+                continue;
+            }
+            ClientMessage::Pong if heartbeats => continue,
+            ClientMessage::Method(call) => Work::Method(call),
+            ClientMessage::Sub(request) => Work::Sub(request),
+            ClientMessage::Unsub { id } => Work::Unsub(id),
+            ClientMessage::Connect { .. } => {
+                send_error(outbox, ProtocolError::AlreadyConnected, Some(&inbound.raw)).await?;
+                continue;
+            }
+            ClientMessage::Malformed(error) => {
+                send_error(outbox, error, Some(&inbound.raw)).await?;
+                continue;
+            }
+            // Includes `ping`/`pong` under pre1, which has no heartbeats.
+            ClientMessage::Ping { .. } | ClientMessage::Pong | ClientMessage::Unknown => {
+                send_error(outbox, ProtocolError::BadRequest, Some(&inbound.raw)).await?;
+                continue;
+            }
+        };
+        // Waits while the worker's queue is full: backpressure on this client only. Time
+        // spent not reading is not the client's silence.
+        queue
+            .send(work)
+            .await
+            .map_err(|_| CloseReason::WriterGone)?;
+        heartbeat.activity(Instant::now());
+    }
+}
+
+async fn send(outbox: &Outbox, message: ServerMessage<'_>) -> Result<(), CloseReason> {
+    outbox
+        .send(message.encode())
+        .await
+        .map_err(|_| CloseReason::WriterGone)
+}
+
+async fn send_error(
+    outbox: &Outbox,
+    error: ProtocolError,
+    offending: Option<&serde_json::Value>,
+) -> Result<(), CloseReason> {
+    tracing::debug!(reason = error.reason(), "protocol error");
+    let message = ServerMessage::Error {
+        reason: error.reason(),
+        offending,
+    };
+    send(outbox, message).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::ws::CloseFrame;
+
+    fn classify(message: Message) -> Result<Frame, CloseReason> {
+        frame(Some(Ok(message)), 4)
+    }
+
+    #[test]
+    fn frames_are_classified() {
+        assert!(matches!(classify(Message::text("abcd")), Ok(Frame::Text(t)) if t == "abcd"));
+        assert!(matches!(
+            classify(Message::text("abcde")),
+            Err(CloseReason::MessageTooLarge { size: 5, limit: 4 })
+        ));
+        assert!(matches!(
+            classify(Message::binary(vec![0; 99])),
+            Ok(Frame::Activity)
+        ));
+        assert!(matches!(
+            classify(Message::Ping(Default::default())),
+            Ok(Frame::Activity)
+        ));
+        assert!(matches!(
+            classify(Message::Pong(Default::default())),
+            Ok(Frame::Activity)
+        ));
+        let close = Message::Close(Some(CloseFrame {
+            code: close_code::NORMAL,
+            reason: "bye".into(),
+        }));
+        assert!(matches!(classify(close), Err(CloseReason::ClientClosed)));
+        assert!(matches!(frame(None, 4), Err(CloseReason::ClientClosed)));
+    }
+
+    #[test]
+    fn close_reasons_read_well_and_map_to_close_codes() {
+        let too_large = CloseReason::MessageTooLarge {
+            size: 2_000_000,
+            limit: 1_048_576,
+        };
+        assert_eq!(
+            too_large.to_string(),
+            "inbound message of 2000000 bytes exceeds the 1048576-byte limit"
+        );
+        assert_eq!(
+            too_large.close_frame(),
+            Some((close_code::SIZE, "message too large"))
+        );
+        assert!(too_large.is_abnormal());
+        let timeout = CloseReason::ConnectTimeout(Duration::from_secs(45));
+        assert_eq!(timeout.to_string(), "no DDP connect within 45s");
+        assert_eq!(
+            timeout.close_frame().map(|(code, _)| code),
+            Some(close_code::POLICY)
+        );
+        let mismatch = CloseReason::VersionMismatch { suggested: "1" };
+        assert_eq!(mismatch.close_frame(), Some((close_code::NORMAL, "")));
+        assert!(!mismatch.is_abnormal());
+        assert_eq!(CloseReason::ClientClosed.close_frame(), None);
+        assert!(!CloseReason::ClientClosed.is_abnormal());
+        assert!(CloseReason::WriteStalled(Duration::from_secs(300)).is_abnormal());
+    }
+}

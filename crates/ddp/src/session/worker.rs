@@ -1,0 +1,152 @@
+//! The session worker: `method`, `sub` and `unsub`, strictly one at a time, in order.
+//!
+//! Meteor processes a session's messages sequentially (`Session.processMessage`), and
+//! clients rely on it (a `login` completes before the next call runs). The reader feeds
+//! this worker through a bounded queue and stops reading while it is full. Heartbeats
+//! bypass the queue, so pings are answered even while a long method runs.
+//!
+//! Each method runs in its own task: a panic in service code becomes a
+//! `500 Internal server error` answer instead of killing the session.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tracing::Instrument as _;
+
+use crate::error::{DdpError, SessionClosed};
+use crate::message::{MethodCall, ServerMessage, SubRequest};
+use crate::publication::{self, Registration};
+use crate::service::{MethodContext, Service};
+use crate::session::{MAX_SUBSCRIPTIONS, SessionShared};
+
+/// A message for the worker.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Method(MethodCall),
+    Sub(SubRequest),
+    Unsub(Option<Value>),
+}
+
+/// Processes `queue` until it closes or the session ends.
+pub(crate) async fn run<S: Service>(
+    service: Arc<S>,
+    session: Arc<SessionShared>,
+    mut queue: mpsc::Receiver<Work>,
+) {
+    let mut closed = session.closed.subscribe();
+    loop {
+        let work = tokio::select! {
+            biased;
+            _ = closed.wait_for(|closed| *closed) => return,
+            work = queue.recv() => match work {
+                Some(work) => work,
+                None => return,
+            },
+        };
+        let outcome = match work {
+            Work::Method(call) => call_method(&service, &session, call).await,
+            Work::Sub(request) => subscribe(service.as_ref(), &session, request).await,
+            Work::Unsub(id) => publication::unsubscribe(&session, id.as_ref()).await,
+        };
+        if outcome.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs one method and answers it with `updated` and `result` (spec §1.2: both, always).
+async fn call_method<S: Service>(
+    service: &Arc<S>,
+    session: &Arc<SessionShared>,
+    call: MethodCall,
+) -> Result<(), SessionClosed> {
+    let MethodCall { id, method, params } = call;
+    let span = tracing::debug_span!("method", %method, id = %id);
+    let ctx = MethodContext {
+        session: Arc::clone(&session.ctx),
+        method_id: id.clone(),
+    };
+    let task = tokio::spawn({
+        let service = Arc::clone(service);
+        let method = method.clone();
+        // The session span is kept even where the (debug-level) method span is disabled.
+        async move { service.call(&ctx, &method, params).await }
+            .instrument(span.clone())
+            .in_current_span()
+    });
+    let started = Instant::now();
+    let mut closed = session.closed.subscribe();
+    let joined = tokio::select! {
+        // The method keeps running detached; its answer has nowhere to go.
+        _ = closed.wait_for(|closed| *closed) => return Err(SessionClosed),
+        joined = task => joined,
+    };
+    let outcome = joined.unwrap_or_else(|panic| {
+        tracing::error!(%method, id = %id, error = %panic, "method panicked; answering 500");
+        Err(DdpError::internal())
+    });
+    span.in_scope(|| match &outcome {
+        Ok(_) => tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            "method succeeded"
+        ),
+        Err(error) => tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis(),
+            %error,
+            "method failed"
+        ),
+    });
+    let updated = ServerMessage::Updated { method_id: &id };
+    session.outbox.send(updated.encode()).await?;
+    let result = ServerMessage::Result {
+        id: &id,
+        outcome: &outcome,
+    };
+    session.outbox.send(result.encode()).await
+}
+
+/// Starts a subscription; a refusal (or a panic) ends it with `nosub` and the error.
+async fn subscribe<S: Service>(
+    service: &S,
+    session: &Arc<SessionShared>,
+    request: SubRequest,
+) -> Result<(), SessionClosed> {
+    let SubRequest { id, name, params } = request;
+    let sub = match publication::register(session, &id).await {
+        Registration::Started(sub) => sub,
+        Registration::AlreadyActive => {
+            tracing::debug!(sub = %id, %name, "repeated sub for an active id ignored");
+            return Ok(());
+        }
+        Registration::TooMany => {
+            tracing::warn!(sub = %id, %name, limit = MAX_SUBSCRIPTIONS, "subscription limit reached; refused");
+            let error = DdpError::new(429, "Too many subscriptions on this connection");
+            let id = Value::from(id);
+            let nosub = ServerMessage::Nosub {
+                id: Some(&id),
+                error: Some(&error),
+            };
+            return session.outbox.send(nosub.encode()).await;
+        }
+    };
+    let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        service.subscribe(&session.ctx, &name, params, sub.clone())
+    }));
+    let error = match started {
+        Ok(Ok(())) => {
+            tracing::debug!(sub = %id, %name, "subscription started");
+            return Ok(());
+        }
+        Ok(Err(error)) => error,
+        Err(_) => {
+            tracing::error!(sub = %id, %name, "publication panicked while starting; answering 500");
+            DdpError::internal()
+        }
+    };
+    tracing::debug!(sub = %id, %name, %error, "subscription refused");
+    sub.error(error).await;
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! DDP over a raw WebSocket (axum), as the `meteor` tool speaks it (spec §1.1).
+//!
+//! One text frame per DDP message in both directions, no subprotocol. Each connection is
+//! served by its own task: the session reads, a writer drains the session's outbound
+//! queue into the socket. A writer that cannot get a frame out within `ping_timeout`
+//! (the client stopped reading) ends the connection, so a stuck client cannot pin memory
+//! or tasks forever. Every log line carries the session id through a span.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::http::header::USER_AGENT;
+use axum::response::Response;
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tracing::Instrument as _;
+
+use crate::id::random_id;
+use crate::server::Server;
+use crate::service::{Service, SessionContext};
+use crate::session::{self, CloseReason, Outbound, Outbox};
+
+/// How long a closing connection may take to flush its last frames and the close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// What the HTTP layer knows about a connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// The peer's address (from axum's `ConnectInfo`, if the server provides it).
+    pub remote_addr: Option<SocketAddr>,
+    /// The upgrade request's `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+impl ConnectionInfo {
+    /// Collects the connection facts from the upgrade request.
+    pub fn from_request(remote_addr: Option<SocketAddr>, headers: &HeaderMap) -> Self {
+        Self {
+            remote_addr,
+            user_agent: headers
+                .get(USER_AGENT)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// Completes a WebSocket upgrade and serves DDP on it.
+///
+/// Prefer this over calling [`serve_websocket`] from a custom `on_upgrade`: it makes the
+/// WebSocket layer itself refuse messages over `max_message_size`, so an oversized
+/// message is never buffered whole.
+pub fn upgrade<S: Service>(
+    server: Arc<Server<S>>,
+    ws: WebSocketUpgrade,
+    info: ConnectionInfo,
+) -> Response {
+    let limit = server.config().max_message_size;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| serve_websocket(server, socket, info))
+}
+
+/// Serves one upgraded WebSocket as a DDP session until it closes, logging open and close
+/// (with session id, remote address and reason).
+pub async fn serve_websocket<S: Service>(
+    server: Arc<Server<S>>,
+    socket: WebSocket,
+    info: ConnectionInfo,
+) {
+    let session_id = random_id();
+    let span = tracing::info_span!(
+        "ddp",
+        session = %session_id,
+        remote = %info.remote_addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+    );
+    async move {
+        tracing::info!(
+            user_agent = info.user_agent.as_deref().unwrap_or("-"),
+            "WebSocket opened"
+        );
+        let stall_limit = server.config().ping_timeout;
+        let (outbox, queue) = Outbox::channel(server.config().outbound_queue);
+        let (sink, stream) = socket.split();
+        let ctx = Arc::new(SessionContext::new(
+            session_id,
+            info.remote_addr,
+            info.user_agent,
+        ));
+        let reason = connection(
+            session::run(server, stream, outbox.clone(), ctx),
+            write_frames(sink, queue, stall_limit),
+            &outbox,
+        )
+        .await;
+        if reason.is_abnormal() {
+            tracing::warn!(%reason, "WebSocket closed");
+        } else {
+            tracing::info!(%reason, "WebSocket closed");
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Runs the session and the writer side by side; whichever ends first ends the
+/// connection. When the session ends first, the writer gets a short grace period to
+/// deliver queued frames (such as `failed`) and the close frame.
+async fn connection(
+    session: impl Future<Output = CloseReason>,
+    writer: impl Future<Output = Result<(), CloseReason>>,
+    outbox: &Outbox,
+) -> CloseReason {
+    let mut session = pin!(session);
+    let mut writer = pin!(writer);
+    tokio::select! {
+        reason = &mut session => {
+            if let Some((code, text)) = reason.close_frame() {
+                let flush = async {
+                    // If the writer is gone, `writer` below finishes at once.
+                    let _ = outbox.close(code, text).await;
+                    (&mut writer).await
+                };
+                match timeout(CLOSE_GRACE, flush).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "close frame not delivered"),
+                    Err(_) => tracing::debug!("close frame not delivered in time"),
+                }
+            }
+            reason
+        }
+        written = &mut writer => written.err().unwrap_or(CloseReason::WriterGone),
+    }
+}
+
+/// Writes queued items to the socket until a close frame or a closed queue (`Ok`), or a
+/// failure.
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+    stall_limit: Duration,
+) -> Result<(), CloseReason> {
+    while let Some(item) = queue.recv().await {
+        let (message, last) = match item {
+            // `String` → `Utf8Bytes` takes ownership of the buffer: no copy.
+            Outbound::Frame(text) => (Message::Text(text.into()), false),
+            Outbound::Close { code, reason } => (
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
+                true,
+            ),
+        };
+        match timeout(stall_limit, sink.send(message)).await {
+            Err(_) => return Err(CloseReason::WriteStalled(stall_limit)),
+            Ok(Err(error)) => return Err(CloseReason::WriteFailed(error.to_string())),
+            Ok(Ok(())) if last => return Ok(()),
+            Ok(Ok(())) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn connection_info_reads_the_user_agent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static("Meteor/METEOR@3.0.4 OS/linux (Linux; 6.5.0; x64;)"),
+        );
+        let addr: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let info = ConnectionInfo::from_request(Some(addr), &headers);
+        assert_eq!(info.remote_addr, Some(addr));
+        assert_eq!(
+            info.user_agent.as_deref(),
+            Some("Meteor/METEOR@3.0.4 OS/linux (Linux; 6.5.0; x64;)")
+        );
+        assert_eq!(
+            ConnectionInfo::from_request(None, &HeaderMap::new()).user_agent,
+            None
+        );
+    }
+}
