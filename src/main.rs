@@ -1,1 +1,51 @@
-fn main() {}
+//! The `exosphere` binary: wires the DDP protocol crate and the catalog crate together
+//! behind HTTP routes and a command line.
+//!
+//! - `cli` describes the command line;
+//! - `commands` holds one module per subcommand;
+//! - `service` is the package server as a DDP service (methods and publications);
+//! - `http` is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page).
+
+mod cli;
+mod commands;
+mod http;
+mod service;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let outcome = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Import(args) => commands::import::run(args),
+        Command::Export(args) => commands::export::run(args),
+        Command::GenCatalog(args) => commands::gen_catalog::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to standard error so that `export` and `gen-catalog` can write data to standard
+/// output; `RUST_LOG` refines the default `info` level.
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,239 @@
+//! The command line: every subcommand, flag, default and `EXOSPHERE_*` environment variable.
+//!
+//! This module only describes the interface (with clap's derive API) and the help texts a
+//! newcomer reads; the work behind each subcommand lives in `commands/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use exosphere_catalog::synth::Scale;
+
+/// Top-level parser for the `exosphere` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "exosphere",
+    version,
+    about = "A self-hostable Meteor package server",
+    long_about = "Exosphere serves a Meteor package catalog over DDP, exactly as the `meteor` \
+                  tool expects, from an embedded SQLite database.\n\n\
+                  Quick start:\n  \
+                  exosphere serve --demo\n  \
+                  METEOR_PACKAGE_SERVER_URL=http://127.0.0.1:3000 meteor show iron:router\n\n\
+                  Every flag can also be set with the environment variable named in its help."
+)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "EXOSPHERE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written; JSON suits log collectors, text suits people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the catalog over DDP (WebSocket at /websocket) and HTTP.
+    #[command(
+        long_about = "Serve the catalog over DDP (raw WebSocket at /websocket) and HTTP \
+                      (/, /healthz, /stats/v1/YYYY-MM-DD).\n\n\
+                      Point the meteor tool at it with\n  \
+                      METEOR_PACKAGE_SERVER_URL=http://<listen address> meteor <command>\n\n\
+                      Other processes (`exosphere import`) may write to the same data \
+                      directory while it runs; connected clients see their changes within a \
+                      second."
+    )]
+    Serve(ServeArgs),
+    /// Load a catalog dump (NDJSON) into the data directory.
+    #[command(
+        long_about = "Load a catalog dump (NDJSON, see docs/catalog-dump.md) into the data \
+                      directory. Records replace stored records with the same collection and \
+                      _id; a file with any error stores nothing and the error names the line. \
+                      Safe while `exosphere serve` runs on the same directory."
+    )]
+    Import(ImportArgs),
+    /// Write the whole catalog as a dump (NDJSON) that `import` accepts.
+    Export(ExportArgs),
+    /// Write a deterministic synthetic catalog dump, shaped like the real one.
+    GenCatalog(GenCatalogArgs),
+    /// Measure a full catalog sync against the time to push the same bytes over a bare WebSocket.
+    #[command(
+        long_about = "Measure a full catalog sync (the loop of spec section 3.3) against an \
+                      `exosphere serve` child process, and the time to push the same bytes \
+                      through a bare WebSocket on loopback in the same run. Reports records/s, \
+                      MB/s, pages, peak server memory and the ratio to the bare transfer."
+    )]
+    Bench(BenchArgs),
+}
+
+/// Where the catalog database lives; shared by every command that touches it.
+#[derive(Debug, Clone, Args)]
+pub struct DataDirArg {
+    /// Directory holding the catalog database (created if missing).
+    #[arg(long, default_value = "./exosphere-data", env = "EXOSPHERE_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+/// Flags of `exosphere serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:3000", env = "EXOSPHERE_LISTEN")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// Fill an empty catalog with a small synthetic demo catalog before serving.
+    #[arg(long, env = "EXOSPHERE_DEMO")]
+    pub demo: bool,
+
+    /// OAuth client id published in `meteor.loginServiceConfiguration` (the tool requires one).
+    #[arg(long, default_value = "exosphere", env = "EXOSPHERE_OAUTH_CLIENT_ID")]
+    pub oauth_client_id: String,
+
+    /// Records per collection in one `syncNewPackageData` page (spec: at most 500).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500), env = "EXOSPHERE_PAGE_SIZE")]
+    pub page_size: u32,
+
+    /// Largest DDP message a client may send, in bytes.
+    #[arg(long, default_value_t = 1 << 20, env = "EXOSPHERE_MAX_MESSAGE_SIZE")]
+    pub max_message_size: usize,
+
+    /// Close sockets that send no DDP `connect` within this time (e.g. 45s).
+    #[arg(long, default_value = "45s", value_parser = parse_duration, env = "EXOSPHERE_CONNECT_TIMEOUT")]
+    pub connect_timeout: Duration,
+
+    /// Ping a client after this long without a message from it.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EXOSPHERE_PING_INTERVAL")]
+    pub ping_interval: Duration,
+
+    /// Close a session when nothing arrives this long after a ping. Generous by default:
+    /// `meteor publish` keeps a connection silent while it bundles for minutes.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_PING_TIMEOUT")]
+    pub ping_timeout: Duration,
+
+    /// DDP messages buffered per session before the server waits for the client to read.
+    #[arg(long, default_value_t = 256, env = "EXOSPHERE_OUTBOUND_QUEUE")]
+    pub outbound_queue: usize,
+
+    /// How often the catalog is checked for writes by other processes (e.g. 250ms).
+    #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
+    pub watch_interval: Duration,
+}
+
+/// Flags of `exosphere import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The dump to read, or `-` for standard input.
+    pub file: PathBuf,
+}
+
+/// Flags of `exosphere export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// Where to write the dump; `-` (the default) is standard output.
+    #[arg(long, short, default_value = "-")]
+    pub output: PathBuf,
+}
+
+/// Flags of `exosphere gen-catalog`.
+#[derive(Debug, Args)]
+pub struct GenCatalogArgs {
+    /// `atmosphere` is the size of packages.meteor.com (~15,000 packages, 150,000 versions);
+    /// `small` is a ~200-package demo.
+    #[arg(long, default_value = "small", env = "EXOSPHERE_GEN_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the generator: the same seed always gives the same bytes.
+    #[arg(long, default_value_t = 1, env = "EXOSPHERE_GEN_SEED")]
+    pub seed: u64,
+
+    /// Where to write the dump; `-` (the default) is standard output.
+    #[arg(long, short, default_value = "-")]
+    pub output: PathBuf,
+}
+
+/// Flags of `exosphere bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Size of the synthetic catalog to serve.
+    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Full syncs to run; the report gives each and the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Ask for `collectionsCompressed` pages, as `METEOR_CATALOG_COMPRESS_RPCS` does.
+    #[arg(long)]
+    pub compress: bool,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Parses durations such as `250ms`, `45s`, `5m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 250ms, 45s or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(value.saturating_mul(3600))),
+        _ => Err(format!(
+            "unknown unit `{unit}` in `{text}`: use ms, s, m or h"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -1,0 +1,319 @@
+//! `exosphere bench`: how fast a full catalog sync is, measured against the physical limit.
+//!
+//! The benchmark generates a synthetic catalog, imports it, starts `exosphere serve` as a child
+//! process (so its peak memory can be read on its own) and runs the `meteor` tool's sync loop
+//! (spec §3.3) against it over a real WebSocket. In the same run it pushes the very same result
+//! frames, with the same request/response rhythm, through a bare WebSocket server on loopback:
+//! the ratio between the two says how much the catalog, the DDP layer and SQLite cost on top of
+//! moving the bytes.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use exosphere_catalog::{dump, open_sqlite, synth};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::cli::BenchArgs;
+
+/// Runs the whole benchmark and prints a Markdown report to standard output.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scratch;
+    let work_dir = match &args.work_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+            scratch.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
+
+    let dump_path = work_dir.join("catalog.ndjson");
+    let started = Instant::now();
+    let mut out = BufWriter::new(File::create(&dump_path)?);
+    let generated = synth::generate(args.scale, args.seed, &mut out)?;
+    out.flush()?;
+    let generate_time = started.elapsed();
+    eprintln!(
+        "generated {} records ({} MB) in {:.2?}",
+        generated.packages
+            + generated.versions
+            + generated.builds
+            + generated.release_tracks
+            + generated.release_versions,
+        mb(generated.bytes),
+        generate_time
+    );
+
+    let data_dir = work_dir.join("data");
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
+    let started = Instant::now();
+    let store = open_sqlite(&data_dir)?;
+    let imported = dump::import(&store, BufReader::with_capacity(1 << 20, File::open(&dump_path)?))?;
+    drop(store);
+    let import_time = started.elapsed();
+    eprintln!("imported in {import_time:.2?}: {imported}");
+
+    let mut server = ServerProcess::start(&data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut syncs = Vec::new();
+    for run in 1..=args.runs {
+        let sync = runtime.block_on(full_sync(&server.url, args.compress))?;
+        eprintln!(
+            "sync run {run}: {} records, {} pages, {:.2} MB in {:.3?}",
+            sync.records,
+            sync.frames.len(),
+            mb(sync.bytes),
+            sync.elapsed
+        );
+        syncs.push(sync);
+    }
+    let peak_rss_kib = server.peak_rss_kib()?;
+    server.stop();
+
+    let Some(best) = syncs.iter().min_by_key(|sync| sync.elapsed) else {
+        bail!("no sync ran");
+    };
+    let mut bare = Vec::new();
+    for _ in 0..args.runs {
+        bare.push(runtime.block_on(bare_push(&best.frames))?);
+    }
+    let bare_best = bare.iter().min().copied().unwrap_or_default();
+
+    let secs = best.elapsed.as_secs_f64();
+    println!("## exosphere bench ({} scale, seed {})", args.scale, args.seed);
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| catalog | {} records, {:.1} MB dump |", best.records, mb(generated.bytes));
+    println!("| compressed pages | {} |", args.compress);
+    println!("| generate | {:.2} s |", generate_time.as_secs_f64());
+    println!("| import (bulk SQLite load) | {:.2} s |", import_time.as_secs_f64());
+    println!(
+        "| full sync, each run | {} |",
+        syncs
+            .iter()
+            .map(|sync| format!("{:.3} s", sync.elapsed.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("| full sync, best | {secs:.3} s |");
+    println!("| pages (calls) | {} |", best.frames.len());
+    println!("| records/s | {:.0} |", best.records as f64 / secs);
+    println!("| MB/s (result frames) | {:.1} |", mb(best.bytes) / secs);
+    println!("| bare WebSocket, same frames, best | {:.3} s |", bare_best.as_secs_f64());
+    println!(
+        "| ratio sync / bare WebSocket | {:.2} |",
+        secs / bare_best.as_secs_f64().max(f64::EPSILON)
+    );
+    println!("| server peak RSS | {:.1} MB |", peak_rss_kib as f64 / 1024.0);
+    Ok(())
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_000_000.0
+}
+
+/// An `exosphere serve` child process on a free loopback port.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        let exe: PathBuf = std::env::current_exe().context("cannot find the exosphere binary")?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start exosphere serve")?;
+        let stdout = child.stdout.take().context("no stdout from the server")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(address) = line.trim().strip_prefix("Exosphere listening on http://") else {
+            let _ = child.kill();
+            bail!("unexpected first line from the server: {line:?}");
+        };
+        Ok(Self {
+            url: format!("ws://{address}/websocket"),
+            child,
+        })
+    }
+
+    /// Peak resident memory of the server process (`VmHWM`), in KiB.
+    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+        let mut status = String::new();
+        File::open(format!("/proc/{}/status", self.child.id()))
+            .context("peak memory needs /proc (Linux)")?
+            .read_to_string(&mut status)?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmHWM in /proc status")
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one full sync transferred.
+struct SyncRun {
+    elapsed: Duration,
+    records: u64,
+    bytes: u64,
+    /// Every `result` frame as received, replayed by the bare-WebSocket baseline.
+    frames: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ResultFrame<'a> {
+    msg: &'a str,
+    #[serde(borrow)]
+    result: Option<SyncResult<'a>>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SyncResult<'a> {
+    collections: Option<std::collections::BTreeMap<String, Vec<IgnoredAny>>>,
+    collections_compressed: Option<String>,
+    #[serde(borrow)]
+    sync_token: &'a RawValue,
+    up_to_date: bool,
+}
+
+/// The tool's loop (spec §3.3): call `syncNewPackageData` with the last token until `upToDate`,
+/// parsing every page as a client must to find the next token.
+async fn full_sync(url: &str, compress: bool) -> anyhow::Result<SyncRun> {
+    let started = Instant::now();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    socket
+        .send(Message::text(
+            r#"{"msg":"connect","version":"1","support":["1","pre2","pre1"]}"#,
+        ))
+        .await?;
+    let mut token = r#"{"format":"1.1"}"#.to_owned();
+    let options = if compress {
+        r#"{"compressCollections":true}"#
+    } else {
+        "{}"
+    };
+    let mut run = SyncRun {
+        elapsed: Duration::ZERO,
+        records: 0,
+        bytes: 0,
+        frames: Vec::new(),
+    };
+    let mut call_id = 0u64;
+    loop {
+        call_id += 1;
+        socket
+            .send(Message::text(format!(
+                r#"{{"msg":"method","id":"{call_id}","method":"syncNewPackageData","params":[{token},{options}]}}"#
+            )))
+            .await?;
+        let text = loop {
+            let Some(message) = socket.next().await else {
+                bail!("the server closed the connection during the sync");
+            };
+            let Message::Text(text) = message? else {
+                continue;
+            };
+            if text.as_str().contains(r#""msg":"result""#) {
+                break text;
+            }
+        };
+        let frame: ResultFrame = serde_json::from_str(text.as_str())?;
+        if let Some(error) = frame.error {
+            bail!("syncNewPackageData failed: {error}");
+        }
+        let Some(result) = frame.result.filter(|_| frame.msg == "result") else {
+            bail!("a result frame without a result");
+        };
+        run.records += match (&result.collections_compressed, &result.collections) {
+            (Some(packed), _) => count_compressed(packed)?,
+            (None, Some(collections)) => collections.values().map(|c| c.len() as u64).sum(),
+            (None, None) => bail!("a page without collections"),
+        };
+        run.bytes += text.len() as u64;
+        token = result.sync_token.get().to_owned();
+        let done = result.up_to_date;
+        run.frames.push(text.as_str().to_owned());
+        if done {
+            break;
+        }
+    }
+    run.elapsed = started.elapsed();
+    let _ = socket.close(None).await;
+    Ok(run)
+}
+
+/// Decodes a `collectionsCompressed` page as the tool does (base64, gunzip, JSON) and counts it.
+fn count_compressed(packed: &str) -> anyhow::Result<u64> {
+    let gzipped = base64::engine::general_purpose::STANDARD.decode(packed)?;
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(gzipped.as_slice()).read_to_end(&mut json)?;
+    let collections: std::collections::BTreeMap<String, Vec<IgnoredAny>> =
+        serde_json::from_slice(&json)?;
+    Ok(collections.values().map(|c| c.len() as u64).sum())
+}
+
+/// The physical limit: a bare WebSocket server on loopback answers each small request with the
+/// next recorded frame, and the client only receives. Same bytes, same round trips.
+async fn bare_push(frames: &[String]) -> anyhow::Result<Duration> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let frames: Vec<Message> = frames.iter().map(|f| Message::text(f.as_str())).collect();
+    let count = frames.len();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await?;
+        let mut socket = tokio_tungstenite::accept_async(stream).await?;
+        for frame in frames {
+            if socket.next().await.is_none() {
+                break;
+            }
+            socket.send(frame).await?;
+        }
+        anyhow::Ok(())
+    });
+    let started = Instant::now();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/")).await?;
+    for _ in 0..count {
+        socket.send(Message::text("next")).await?;
+        match socket.next().await {
+            Some(Ok(Message::Text(_))) => {}
+            other => bail!("bare WebSocket baseline broke: {other:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let _ = socket.close(None).await;
+    server.await??;
+    Ok(elapsed)
+}

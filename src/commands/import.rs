@@ -1,0 +1,34 @@
+//! `exosphere import`: loads a catalog dump into the data directory in one transaction.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use anyhow::Context as _;
+use exosphere_catalog::{dump, open_sqlite};
+
+use super::byte_progress;
+use crate::cli::ImportArgs;
+
+/// Streams the file through the importer with a progress bar and prints what changed.
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let data_dir = &args.data_dir.data_dir;
+    let store = open_sqlite(data_dir)
+        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    let (source, size): (Box<dyn Read>, Option<u64>) = if args.file == Path::new("-") {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let file = File::open(&args.file)
+            .with_context(|| format!("cannot open {}", args.file.display()))?;
+        let size = file.metadata().ok().map(|meta| meta.len());
+        (Box::new(file), size)
+    };
+    let bar = byte_progress(size, "importing");
+    let input: Box<dyn BufRead> = Box::new(BufReader::with_capacity(1 << 20, bar.wrap_read(source)));
+    let summary = dump::import(&store, input);
+    bar.finish_and_clear();
+    let summary =
+        summary.with_context(|| format!("nothing was imported from {}", args.file.display()))?;
+    eprintln!("imported {}: {summary}", args.file.display());
+    Ok(())
+}

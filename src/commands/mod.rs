@@ -1,0 +1,41 @@
+//! One module per subcommand; each exposes `run(args) -> anyhow::Result<()>`.
+
+pub mod bench;
+pub mod export;
+pub mod gen_catalog;
+pub mod import;
+pub mod serve;
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+/// Opens `path` for writing, where `-` means standard output, buffered for bulk output.
+fn create_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+    use anyhow::Context as _;
+    if path == Path::new("-") {
+        return Ok(Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())));
+    }
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
+}
+
+/// A progress bar on standard error that counts bytes; indicatif draws nothing when standard
+/// error is not a terminal, so scripts and CI logs stay clean.
+fn byte_progress(total: Option<u64>, message: &'static str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = match total {
+        Some(total) => ProgressBar::new(total).with_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("static progress template is valid")
+            .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
+                .expect("static progress template is valid"),
+        ),
+    };
+    bar.with_message(message)
+}

@@ -1,0 +1,121 @@
+//! `exosphere serve`: opens the catalog, starts the watcher and the DDP server, and serves HTTP
+//! until SIGINT or SIGTERM.
+
+use std::io::Cursor;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use exosphere_catalog::sync::Paging;
+use exosphere_catalog::synth::{self, Scale};
+use exosphere_catalog::{CatalogStore, dump, open_sqlite, watch};
+use exosphere_ddp::{DdpConfig, Server};
+
+use crate::cli::ServeArgs;
+use crate::http::{AppState, router};
+use crate::service::PackageService;
+
+/// Seed of the demo catalog: fixed, so every demo shows the same packages.
+const DEMO_SEED: u64 = 2015;
+
+/// Runs the server on a multi-threaded tokio runtime.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = &args.data_dir.data_dir;
+    let store: Arc<dyn CatalogStore> = Arc::new(
+        open_sqlite(data_dir)
+            .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?,
+    );
+    if args.demo {
+        load_demo_catalog(&store)?;
+    }
+    let catalog = watch(Arc::clone(&store), args.watch_interval);
+    let paging = Paging {
+        page_size: args.page_size as usize,
+        ..Paging::default()
+    };
+    let service = Arc::new(PackageService::new(
+        Arc::clone(&store),
+        paging,
+        catalog,
+        args.oauth_client_id.clone(),
+    ));
+    let ddp = Server::new(
+        service,
+        DdpConfig {
+            connect_timeout: args.connect_timeout,
+            ping_interval: args.ping_interval,
+            ping_timeout: args.ping_timeout,
+            max_message_size: args.max_message_size,
+            outbound_queue: args.outbound_queue,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("no local address")?;
+    tracing::info!(%address, data_dir = %data_dir.display(), "serving");
+    // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
+    println!("Exosphere listening on http://{address}");
+    axum::serve(
+        listener,
+        router(AppState { store, ddp }).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Fills an empty catalog with the small synthetic catalog, so a first `serve --demo` has
+/// something to show; a catalog that has data is left alone.
+fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
+    if store.state()?.head_seq > 0 {
+        tracing::info!("catalog is not empty; --demo leaves it as it is");
+        return Ok(());
+    }
+    let mut dump_text = Vec::new();
+    synth::generate(Scale::Small, DEMO_SEED, &mut dump_text)
+        .context("cannot generate the demo catalog")?;
+    let summary = dump::import(&**store, Cursor::new(dump_text))
+        .context("cannot import the demo catalog")?;
+    tracing::info!(%summary, "loaded the demo catalog");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,182 @@
+//! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>` and a home page.
+//!
+//! Every request runs in a tracing span with its own request id, so each log line can be
+//! traced back to one request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{any, get};
+use exosphere_catalog::CatalogStore;
+use exosphere_catalog::stats::{parse_day, render_stats_day};
+use exosphere_ddp::{ConnectionInfo, Server};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+
+use crate::service::PackageService;
+
+/// Shared state of every route.
+#[derive(Clone)]
+pub struct AppState {
+    /// The catalog, for health checks and stats files.
+    pub store: Arc<dyn CatalogStore>,
+    /// The DDP server that owns every WebSocket session.
+    pub ddp: Arc<Server<PackageService>>,
+}
+
+/// Builds the router; `/websocket/` is accepted too because Meteor's own server accepts it
+/// (spec §1.1).
+pub fn router(state: AppState) -> Router {
+    let request_ids = Arc::new(AtomicU64::new(1));
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(healthz))
+        .route("/stats/v1/{day}", get(stats_day))
+        .route("/websocket", any(websocket))
+        .route("/websocket/", any(websocket))
+        .layer(TraceLayer::new_for_http().make_span_with(
+            move |request: &Request<axum::body::Body>| {
+                let id = request_ids.fetch_add(1, Ordering::Relaxed);
+                tracing::info_span!("http", request_id = id, method = %request.method(), path = %request.uri().path())
+            },
+        ))
+        .with_state(state)
+}
+
+/// Upgrades to a raw-WebSocket DDP session: no subprotocol is required or answered (spec §1.1).
+async fn websocket(
+    State(state): State<AppState>,
+    ConnectInfo(remote_addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let info = ConnectionInfo::from_request(Some(remote_addr), &headers);
+    exosphere_ddp::upgrade(state.ddp, upgrade, info)
+}
+
+/// `GET /stats/v1/YYYY-MM-DD` (spec §7.2): NDJSON rows, or 404 for a day without data.
+async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Response {
+    if let Err(error) = parse_day(&day) {
+        return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
+    }
+    let store = Arc::clone(&state.store);
+    let lookup = {
+        let day = day.clone();
+        tokio::task::spawn_blocking(move || store.stats_day(&day)).await
+    };
+    match lookup {
+        Ok(Ok(Some(rows))) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson")),
+                (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+            ],
+            render_stats_day(&rows),
+        )
+            .into_response(),
+        Ok(Ok(None)) => (
+            StatusCode::NOT_FOUND,
+            format!("no package statistics for {day}\n"),
+        )
+            .into_response(),
+        Ok(Err(error)) => internal_error("reading stats", &error),
+        Err(error) => internal_error("reading stats", &error),
+    }
+}
+
+/// `GET /healthz`: 200 when the catalog answers, 503 otherwise, with the figures an operator
+/// wants at a glance.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let store = Arc::clone(&state.store);
+    let sessions = state.ddp.session_count();
+    match tokio::task::spawn_blocking(move || store.state()).await {
+        Ok(Ok(catalog)) => axum::Json(json!({
+            "status": "ok",
+            "sessions": sessions,
+            "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
+        }))
+        .into_response(),
+        Ok(Err(error)) => unhealthy(&error),
+        Err(error) => unhealthy(&error),
+    }
+}
+
+fn unhealthy(error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "health check failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"status": "unavailable", "error": error.to_string()})),
+    )
+        .into_response()
+}
+
+fn internal_error(what: &str, error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(%error, "{what} failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
+}
+
+/// A plain page that says what this server is and how to point the `meteor` tool at it.
+async fn home(headers: HeaderMap) -> Html<String> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("localhost:3000");
+    let base = format!("http://{}", escape_html(host));
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Exosphere package server</title></head>
+<body>
+<h1>Exosphere</h1>
+<p>This is a Meteor package server (Exosphere {version}). It serves a package catalog over DDP
+exactly as the <code>meteor</code> tool expects.</p>
+<h2>Use it with the meteor tool</h2>
+<pre>export METEOR_PACKAGE_SERVER_URL={base}
+meteor show iron:router</pre>
+<p>The tool keeps a separate catalog and package cache per server URL, so the first command
+after switching syncs the whole catalog.</p>
+<h2>Endpoints</h2>
+<ul>
+<li><code>{base}/websocket</code>: DDP over a raw WebSocket (<code>syncNewPackageData</code>;
+publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
+<code>meteor.loginServiceConfiguration</code>)</li>
+<li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
+<li><code>{base}/healthz</code>: health check</li>
+</ul>
+</body>
+</html>
+"#,
+        version = env!("CARGO_PKG_VERSION"),
+    ))
+}
+
+/// The Host header is client input; it must not be able to inject markup into the page.
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_html;
+
+    #[test]
+    fn host_header_cannot_inject_markup() {
+        assert_eq!(
+            escape_html("evil<script>\"x'&"),
+            "evil&lt;script&gt;&quot;x&#39;&amp;"
+        );
+    }
+}

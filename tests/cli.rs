@@ -1,0 +1,112 @@
+//! The command line as a user runs it: import, export, gen-catalog and the help texts.
+
+mod common;
+
+use common::{exosphere, fixture, import, read_dump, run};
+
+fn export(data: &std::path::Path) -> String {
+    let output = run(&["export", "--data-dir", data.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("UTF-8 dump")
+}
+
+#[test]
+fn export_then_import_gives_an_identical_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    import(&first, &fixture());
+    let dump = export(&first);
+    let original = std::fs::read_to_string(fixture()).unwrap();
+    assert_eq!(read_dump(&dump), read_dump(&original), "export holds every record once");
+
+    let second = dir.path().join("second");
+    let dump_file = dir.path().join("dump.ndjson");
+    std::fs::write(&dump_file, &dump).unwrap();
+    import(&second, &dump_file);
+    assert_eq!(export(&second), dump, "export | import | export is byte-identical");
+}
+
+#[test]
+fn import_from_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = exosphere()
+        .args(["import", "--data-dir", data.to_str().unwrap(), "-"])
+        .stdin(std::fs::File::open(fixture()).unwrap())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(read_dump(&export(&data)).0["versions"].len(), 4039);
+}
+
+#[test]
+fn a_bad_line_names_its_number_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &fixture());
+    let before = export(&data);
+
+    let cases = [
+        ("not json", "line 3"),
+        (r#"{"collection":"widgets","doc":{"_id":"a"}}"#, "line 3"),
+        (r#"{"collection":"packages","doc":{"name":"no-id"}}"#, "line 3"),
+        (r#"{"collection":"packages","doc":{"_id":"half-writ"#, "line 3"),
+    ];
+    for (bad, expected) in cases {
+        let file = dir.path().join("bad.ndjson");
+        let good = r#"{"collection":"packages","doc":{"_id":"newPkg0000000001","name":"acme:new"}}"#;
+        std::fs::write(&file, format!("{good}\n\n{bad}\n{good}\n")).unwrap();
+        let output = run(&["import", "--data-dir", data.to_str().unwrap(), file.to_str().unwrap()]);
+        assert!(!output.status.success(), "{bad} must be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{bad}: error should name {expected}: {stderr}");
+        assert_eq!(export(&data), before, "{bad}: nothing from the file is stored");
+    }
+}
+
+#[test]
+fn gen_catalog_is_deterministic_and_importable() {
+    let dir = tempfile::tempdir().unwrap();
+    let once = run(&["gen-catalog", "--scale", "small", "--seed", "7"]);
+    let twice = run(&["gen-catalog", "--scale", "small", "--seed", "7"]);
+    let other = run(&["gen-catalog", "--scale", "small", "--seed", "8"]);
+    assert!(once.status.success());
+    assert_eq!(once.stdout, twice.stdout, "same seed, same bytes");
+    assert_ne!(once.stdout, other.stdout, "another seed, another catalog");
+
+    let file = dir.path().join("small.ndjson");
+    std::fs::write(&file, &once.stdout).unwrap();
+    let data = dir.path().join("data");
+    import(&data, &file);
+    let (catalog, stats) = read_dump(&export(&data));
+    assert!(catalog["packages"].len() >= 100, "a useful demo catalog");
+    assert!(catalog["versions"].len() > catalog["packages"].len());
+    assert!(!stats.is_empty(), "stats days for /stats/v1");
+}
+
+#[test]
+fn help_teaches_commands_and_environment_variables() {
+    let output = run(&["--help"]);
+    let help = String::from_utf8(output.stdout).unwrap();
+    for command in ["serve", "import", "export", "gen-catalog", "bench"] {
+        assert!(help.contains(command), "--help lists {command}");
+    }
+    let output = run(&["serve", "--help"]);
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in ["EXOSPHERE_LISTEN", "EXOSPHERE_DATA_DIR", "METEOR_PACKAGE_SERVER_URL", "--demo"] {
+        assert!(help.contains(needle), "serve --help mentions {needle}");
+    }
+}
+
+#[test]
+fn flags_can_come_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-env");
+    let output = exosphere()
+        .args(["import", &fixture().to_string_lossy()])
+        .env("EXOSPHERE_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(data.join("catalog.sqlite3").exists(), "EXOSPHERE_DATA_DIR chose the directory");
+}

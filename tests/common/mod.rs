@@ -1,0 +1,385 @@
+//! Shared harness for the end-to-end tests: a real `exosphere` process on a loopback port, the
+//! CLI run as a user runs it, a minimal DDP client over a real WebSocket, and plain HTTP.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The real 2015 catalog shipped beside the project (`shared/fixtures`).
+pub fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meteor-2015-catalog.ndjson")
+}
+
+/// The `exosphere` binary cargo built for these tests.
+pub fn exosphere() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_exosphere"));
+    command.env("RUST_LOG", "warn").stdin(Stdio::null());
+    command
+}
+
+/// Runs `exosphere <args>` to completion and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    exosphere().args(args).output().expect("exosphere runs")
+}
+
+/// Runs `exosphere import --data-dir DIR FILE` and asserts it succeeded.
+pub fn import(data_dir: &Path, file: &Path) {
+    let output = exosphere()
+        .arg("import")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg(file)
+        .output()
+        .expect("exosphere import runs");
+    assert!(
+        output.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Imports NDJSON text given inline.
+pub fn import_text(data_dir: &Path, ndjson: &str) {
+    let file = data_dir.with_extension(format!("import-{}.ndjson", rand_suffix()));
+    std::fs::write(&file, ndjson).expect("write dump");
+    import(data_dir, &file);
+    std::fs::remove_file(&file).ok();
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+/// An `exosphere serve` child process, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`
+    pub http: String,
+    /// `ws://127.0.0.1:<port>/websocket`
+    pub ws: String,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port with extra flags.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = exosphere()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--watch-interval", "100ms"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("exosphere serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the server prints its address");
+        let address = line
+            .trim()
+            .strip_prefix("Exosphere listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            http: format!("http://{address}"),
+            ws: format!("ws://{address}/websocket"),
+        }
+    }
+
+    /// Opens a DDP session (version "1", as the tool proposes it).
+    pub async fn ddp(&self) -> Ddp {
+        Ddp::connect(&self.ws).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long a test waits for any one message before it fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A minimal DDP client written for the tests, independent of the server's own code.
+pub struct Ddp {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_id: u64,
+    /// Messages received while waiting for something else (`added`, `changed`, …).
+    pub backlog: Vec<Value>,
+    /// The session id from `connected`.
+    pub session: String,
+}
+
+impl Ddp {
+    /// Connects and completes the DDP handshake.
+    pub async fn connect(url: &str) -> Ddp {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket connects");
+        let mut ddp = Ddp {
+            socket,
+            next_id: 0,
+            backlog: Vec::new(),
+            session: String::new(),
+        };
+        ddp.send(json!({"msg": "connect", "version": "1", "support": ["1", "pre2", "pre1"]}))
+            .await;
+        let connected = ddp.recv().await;
+        assert_eq!(connected["msg"], "connected", "{connected}");
+        ddp.session = connected["session"].as_str().expect("session id").to_owned();
+        ddp
+    }
+
+    /// Sends one message as one text frame.
+    pub async fn send(&mut self, message: Value) {
+        self.send_text(&message.to_string()).await;
+    }
+
+    /// Sends raw text, for malformed-input tests.
+    pub async fn send_text(&mut self, text: &str) {
+        self.socket
+            .send(Message::text(text))
+            .await
+            .expect("send frame");
+    }
+
+    /// The next DDP message, answering server pings on the way like the tool does.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a message arrives in time")
+                .expect("the connection stays open")
+                .expect("a valid frame");
+            match frame {
+                Message::Text(text) => {
+                    let message: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+                    if message["msg"] == "ping" {
+                        let mut pong = json!({"msg": "pong"});
+                        if let Some(id) = message.get("id") {
+                            pong["id"] = id.clone();
+                        }
+                        self.send(pong).await;
+                        continue;
+                    }
+                    return message;
+                }
+                Message::Close(frame) => panic!("server closed the connection: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next message, or `None` if the server closes the connection.
+    pub async fn recv_or_close(&mut self) -> Option<Value> {
+        loop {
+            let frame = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a message or a close arrives in time");
+            match frame {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return None,
+                Some(Ok(Message::Text(text))) => {
+                    return Some(serde_json::from_str(text.as_str()).expect("JSON frame"));
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Calls a method and waits for both its `result` and its `updated` (spec §1.2), returning
+    /// the whole `result` message.
+    pub async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id.to_string();
+        self.send(json!({"msg": "method", "id": id, "method": method, "params": params}))
+            .await;
+        let mut result = None;
+        let mut updated = false;
+        while result.is_none() || !updated {
+            let message = self.recv().await;
+            match message["msg"].as_str() {
+                Some("result") if message["id"] == id.as_str() => result = Some(message),
+                Some("updated") => {
+                    let methods = message["methods"].as_array().expect("methods array");
+                    assert!(
+                        methods.iter().all(|m| m == id.as_str()),
+                        "updated for an unknown method id: {message}"
+                    );
+                    updated = true;
+                }
+                _ => self.backlog.push(message),
+            }
+        }
+        result.expect("loop ends with a result")
+    }
+
+    /// Subscribes and collects messages until `ready` (or `nosub`) for this subscription.
+    pub async fn subscribe(&mut self, id: &str, name: &str) -> (Vec<Value>, Value) {
+        self.send(json!({"msg": "sub", "id": id, "name": name, "params": []}))
+            .await;
+        let mut data = Vec::new();
+        loop {
+            let message = self.recv().await;
+            let is_ready = message["msg"] == "ready"
+                && message["subs"]
+                    .as_array()
+                    .is_some_and(|subs| subs.iter().any(|s| s == id));
+            let is_nosub = message["msg"] == "nosub" && message["id"] == id;
+            if is_ready || is_nosub {
+                return (data, message);
+            }
+            data.push(message);
+        }
+    }
+
+    /// Waits for the next message matching `pred`, keeping the others in the backlog.
+    pub async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(index) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(index);
+        }
+        loop {
+            let message = self.recv().await;
+            if pred(&message) {
+                return message;
+            }
+            self.backlog.push(message);
+        }
+    }
+}
+
+/// Everything one full sync (spec §3.3) delivered.
+pub struct SyncOutcome {
+    /// Every result page as received.
+    pub pages: Vec<Value>,
+    /// Final state of a tool-like local catalog: collection → _id → record.
+    pub catalog: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>,
+    /// The last token returned.
+    pub token: Value,
+}
+
+/// The five collection names, in the order of spec §3.2.
+pub const COLLECTIONS: [&str; 5] = [
+    "packages",
+    "versions",
+    "builds",
+    "releaseTracks",
+    "releaseVersions",
+];
+
+/// Runs the tool's loop (spec §3.3) from `token` with `options`, applying pages like the tool:
+/// wipe on `resetData`, upsert by `_id`, stop on `upToDate`.
+pub async fn sync_loop(ddp: &mut Ddp, mut token: Value, options: Value) -> SyncOutcome {
+    let mut outcome = SyncOutcome {
+        pages: Vec::new(),
+        catalog: Default::default(),
+        token: Value::Null,
+    };
+    for _ in 0..100_000 {
+        let message = ddp
+            .call("syncNewPackageData", json!([token, options]))
+            .await;
+        assert!(message.get("error").is_none(), "sync failed: {message}");
+        let result = message["result"].clone();
+        if result["resetData"] == true {
+            outcome.catalog.clear();
+        }
+        let collections = match result.get("collectionsCompressed") {
+            Some(packed) => decompress(packed.as_str().expect("base64 text")),
+            None => result["collections"].clone(),
+        };
+        for name in COLLECTIONS {
+            let records = collections[name]
+                .as_array()
+                .unwrap_or_else(|| panic!("collection {name} missing from {result}"));
+            for record in records {
+                let id = record["_id"].as_str().expect("string _id").to_owned();
+                outcome
+                    .catalog
+                    .entry(name.to_owned())
+                    .or_default()
+                    .insert(id, record.clone());
+            }
+        }
+        token = result["syncToken"].clone();
+        outcome.pages.push(result.clone());
+        if result["upToDate"] == true {
+            outcome.token = token;
+            return outcome;
+        }
+    }
+    panic!("the sync never reached upToDate");
+}
+
+/// Decodes `collectionsCompressed` exactly as the tool does (spec §3.7).
+pub fn decompress(packed: &str) -> Value {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let gzipped = base64::engine::general_purpose::STANDARD
+        .decode(packed)
+        .expect("standard base64");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gzipped.as_slice())
+        .read_to_string(&mut text)
+        .expect("gzip");
+    serde_json::from_str(&text).expect("plain JSON")
+}
+
+/// Reads an NDJSON dump into collection → _id → record, plus its stats rows.
+pub fn read_dump(
+    text: &str,
+) -> (
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>,
+    Vec<Value>,
+) {
+    let mut catalog: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>> =
+        Default::default();
+    let mut stats = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line).expect("dump line is JSON");
+        let collection = entry["collection"].as_str().expect("collection").to_owned();
+        if collection == "stats" {
+            stats.push(entry);
+            continue;
+        }
+        let id = entry["doc"]["_id"].as_str().expect("_id").to_owned();
+        catalog
+            .entry(collection)
+            .or_default()
+            .insert(id, entry["doc"].clone());
+    }
+    (catalog, stats)
+}
+
+/// A plain HTTP GET: status and body.
+pub fn http_get(url: &str) -> (u16, String, Option<String>) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut response = agent.get(url).call().expect("HTTP request");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = response
+        .body_mut()
+        .read_to_string()
+        .expect("UTF-8 body");
+    (status, body, content_type)
+}
