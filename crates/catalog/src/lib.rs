@@ -9,11 +9,13 @@
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
+//! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead.
 //! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
 //! * [`stats`]: `/stats/v1/<day>` bodies.
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
 
 pub mod dump;
+pub mod page_cache;
 pub mod record;
 pub mod sqlite;
 pub mod stats;
@@ -22,8 +24,9 @@ pub mod sync;
 pub mod synth;
 pub mod watch;
 
+pub use page_cache::Syncer;
 pub use record::{Collection, PerCollection, Record, StatsRow};
 pub use sqlite::{SqliteStore, open_sqlite};
 pub use store::{CatalogState, CatalogStore, CatalogWriter, StoreError};
-pub use sync::{Paging, SyncError, sync_new_package_data};
+pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};
 pub use watch::watch;

@@ -79,6 +79,37 @@ pub fn sync_new_package_data(
     options: &Value,
     paging: &Paging,
 ) -> Result<String, SyncError> {
+    answer(store, token, options, paging).map(|answer| answer.text)
+}
+
+/// One answered call: the result text, and the call the client will make next.
+pub struct Answer {
+    /// The JSON text of the method result.
+    pub text: String,
+    /// The follow-up call, when more pages remain; [`Syncer::prefetch`](crate::Syncer::prefetch)
+    /// can compute it ahead of the client.
+    pub next: Option<NextCall>,
+    /// The store snapshot the page was read from: a cached page is valid while these hold.
+    pub(crate) epoch: String,
+    pub(crate) head_seq: u64,
+}
+
+/// A `syncNewPackageData` call a client is about to make.
+#[derive(Debug, Clone)]
+pub struct NextCall {
+    /// The token the previous page returned.
+    pub token: Value,
+    /// The options of the previous call, which the client repeats.
+    pub options: Value,
+}
+
+/// [`sync_new_package_data`], also describing the call that follows.
+pub(crate) fn answer(
+    store: &dyn CatalogStore,
+    token: &Value,
+    options: &Value,
+    paging: &Paging,
+) -> Result<Answer, SyncError> {
     let request = parse_token(token)?;
     let short = flag(options, "shortPagesForTest");
     let limit = if short {
@@ -117,13 +148,22 @@ pub fn sync_new_package_data(
         ),
     };
     position.advance(&page);
-    let token_text = render_token(request.format, &page.epoch, &position);
-    render_result(
+    let next_token = render_token(request.format, &page.epoch, &position);
+    let text = render_result(
         &page,
-        &token_text,
+        &next_token.to_string(),
         reset,
         flag(options, "compressCollections"),
-    )
+    )?;
+    Ok(Answer {
+        text,
+        next: page.has_more.then(|| NextCall {
+            token: next_token,
+            options: options.clone(),
+        }),
+        epoch: page.epoch,
+        head_seq: page.head_seq,
+    })
 }
 
 /// Where a client is: per collection, the cursor and the progress value to echo.
@@ -224,7 +264,7 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Whether `options[key]` is truthy in JavaScript terms (the tool is JavaScript).
-fn flag(options: &Value, key: &str) -> bool {
+pub(crate) fn flag(options: &Value, key: &str) -> bool {
     options.get(key).is_some_and(js_truthy)
 }
 
@@ -244,7 +284,7 @@ fn js_truthy(value: &Value) -> bool {
     }
 }
 
-fn render_token(format: Option<&Value>, epoch: &str, position: &Position) -> String {
+fn render_token(format: Option<&Value>, epoch: &str, position: &Position) -> Value {
     let mut token = Map::new();
     if let Some(format) = format {
         token.insert("format".into(), format.clone());
@@ -257,7 +297,7 @@ fn render_token(format: Option<&Value>, epoch: &str, position: &Position) -> Str
         );
         token.insert(seq_key(c).into(), Value::from(position.cursors[c]));
     }
-    Value::Object(token).to_string()
+    Value::Object(token)
 }
 
 fn render_result(
@@ -272,30 +312,30 @@ fn render_result(
         .flat_map(|(_, records)| records.iter().map(|r| r.json.len() + 1))
         .sum();
     let collections_len = records_len + 100;
-    let mut out;
+    // The token and flags come first: a client can read them and ask for the next page
+    // before it has parsed the megabyte of records behind them. Key order means nothing to
+    // the tool's `JSON.parse`.
+    let mut out = String::with_capacity(collections_len + token.len() + 100);
+    out.push_str("{\"syncToken\":");
+    out.push_str(token);
+    out.push_str(",\"upToDate\":");
+    out.push_str(if page.has_more { "false" } else { "true" });
+    out.push_str(",\"resetData\":");
+    out.push_str(if reset { "true" } else { "false" });
     if compress {
         let mut plain = String::with_capacity(collections_len + collections_len / 4);
         push_collections(&mut plain, page, true)?;
         let mut gz = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::default());
         gz.write_all(plain.as_bytes())
             .map_err(SyncError::Compress)?;
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(gz.finish().map_err(SyncError::Compress)?);
-        out = String::with_capacity(encoded.len() + token.len() + 100);
-        out.push_str("{\"collectionsCompressed\":\"");
-        out.push_str(&encoded);
+        out.push_str(",\"collectionsCompressed\":\"");
+        base64::engine::general_purpose::STANDARD
+            .encode_string(gz.finish().map_err(SyncError::Compress)?, &mut out);
         out.push('"');
     } else {
-        out = String::with_capacity(collections_len + token.len() + 100);
-        out.push_str("{\"collections\":");
+        out.push_str(",\"collections\":");
         push_collections(&mut out, page, false)?;
     }
-    out.push_str(",\"syncToken\":");
-    out.push_str(token);
-    out.push_str(",\"upToDate\":");
-    out.push_str(if page.has_more { "false" } else { "true" });
-    out.push_str(",\"resetData\":");
-    out.push_str(if reset { "true" } else { "false" });
     out.push('}');
     Ok(out)
 }
@@ -398,11 +438,12 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "{{\"collections\":{{\"packages\":[],\"versions\":[],\"builds\":[],\
-                 \"releaseTracks\":[],\"releaseVersions\":[]}},\"syncToken\":{{\"format\":\"1.1\",\
+                "{{\"syncToken\":{{\"format\":\"1.1\",\
                  \"epoch\":\"{epoch}\",\"packages\":0,\"packagesSeq\":0,\"versions\":0,\"versionsSeq\":0,\
                  \"builds\":0,\"buildsSeq\":0,\"releaseTracks\":0,\"releaseTracksSeq\":0,\
-                 \"releaseVersions\":0,\"releaseVersionsSeq\":0}},\"upToDate\":true,\"resetData\":false}}"
+                 \"releaseVersions\":0,\"releaseVersionsSeq\":0}},\"upToDate\":true,\"resetData\":false,\
+                 \"collections\":{{\"packages\":[],\"versions\":[],\"builds\":[],\
+                 \"releaseTracks\":[],\"releaseVersions\":[]}}}}"
             )
         );
     }

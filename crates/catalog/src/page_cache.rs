@@ -1,0 +1,289 @@
+//! Encoded sync pages kept ready ahead of the client.
+//!
+//! A client syncing the catalog (spec §3.3) asks for one page, parses it, then asks for the
+//! next with the token it was just given. Between the two calls the server would sit idle,
+//! and after the second call the client would sit idle while the server reads and encodes.
+//! [`Syncer`] overlaps the two: after answering a page it can compute the next one
+//! ([`Syncer::prefetch`], run on a background thread by the caller) so that the next call
+//! is answered from memory. Clients that sync at the same time (a CI fleet starting from an
+//! empty catalog asks for identical pages) share the cached pages.
+//!
+//! A cached page is only served while the store is unchanged (same epoch and head
+//! sequence), so a client always sees every write that finished before its call
+//! (read-your-writes, spec §3.6). The cache is bounded in bytes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::store::CatalogStore;
+use crate::sync::{Answer, NextCall, Paging, SyncError, answer};
+
+/// How long a call waits for a page another thread is computing before computing it itself.
+const PENDING_WAIT: Duration = Duration::from_secs(5);
+
+/// Answers `syncNewPackageData` calls, with a bounded cache of encoded pages.
+pub struct Syncer {
+    store: Arc<dyn CatalogStore>,
+    paging: Paging,
+    max_bytes: usize,
+    cache: Mutex<Cache>,
+    ready: Condvar,
+}
+
+/// What identifies a page: the token exactly as the server wrote it and the two options
+/// that change a page's content.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    token: String,
+    short: bool,
+    compress: bool,
+}
+
+enum Slot {
+    /// Another thread is computing this page.
+    Pending,
+    Ready(Entry),
+}
+
+struct Entry {
+    epoch: String,
+    head_seq: u64,
+    text: Arc<str>,
+    next: Option<NextCall>,
+}
+
+#[derive(Default)]
+struct Cache {
+    slots: HashMap<Key, Slot>,
+    /// Insertion order of ready entries, oldest first, for eviction.
+    order: VecDeque<Key>,
+    bytes: usize,
+}
+
+impl Syncer {
+    /// `max_bytes` bounds the encoded pages kept in memory; 0 disables caching and
+    /// prefetching.
+    pub fn new(store: Arc<dyn CatalogStore>, paging: Paging, max_bytes: usize) -> Syncer {
+        Syncer {
+            store,
+            paging,
+            max_bytes,
+            cache: Mutex::new(Cache::default()),
+            ready: Condvar::new(),
+        }
+    }
+
+    /// Answers one `syncNewPackageData(token, options)` call, from the cache when a
+    /// prefetched page is still current. Blocking: call it from a blocking thread.
+    pub fn answer(&self, token: &Value, options: &Value) -> Result<Answer, SyncError> {
+        if let Some(key) = self.key(token, options) {
+            let current = self.store.state()?;
+            let mut cache = self.lock();
+            let deadline = std::time::Instant::now() + PENDING_WAIT;
+            loop {
+                match cache.slots.get(&key) {
+                    Some(Slot::Ready(entry))
+                        if entry.epoch == current.epoch && entry.head_seq == current.head_seq =>
+                    {
+                        return Ok(Answer {
+                            text: entry.text.to_string(),
+                            next: entry.next.clone(),
+                            epoch: entry.epoch.clone(),
+                            head_seq: entry.head_seq,
+                        });
+                    }
+                    Some(Slot::Pending) if std::time::Instant::now() < deadline => {
+                        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+                        cache = self
+                            .ready
+                            .wait_timeout(cache, timeout)
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .0;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        answer(&*self.store, token, options, &self.paging)
+    }
+
+    /// Computes the page a client will ask for next and caches it. Blocking: run it on a
+    /// background thread right after sending the page that produced `next`.
+    pub fn prefetch(&self, next: &NextCall) {
+        let Some(key) = self.key(&next.token, &next.options) else {
+            return;
+        };
+        {
+            let mut cache = self.lock();
+            if cache.slots.contains_key(&key) {
+                return;
+            }
+            cache.slots.insert(key.clone(), Slot::Pending);
+        }
+        let computed = answer(&*self.store, &next.token, &next.options, &self.paging);
+        let mut cache = self.lock();
+        cache.slots.remove(&key);
+        match computed {
+            Ok(answer) if answer.text.len() <= self.max_bytes => {
+                cache.insert(
+                    key,
+                    Entry {
+                        epoch: answer.epoch,
+                        head_seq: answer.head_seq,
+                        text: answer.text.into(),
+                        next: answer.next,
+                    },
+                    self.max_bytes,
+                );
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "prefetching a sync page failed"),
+        }
+        drop(cache);
+        self.ready.notify_all();
+    }
+
+    /// The cache key of a call, or `None` when caching is off or the token is not one this
+    /// server wrote (those are rare: first calls and resets).
+    fn key(&self, token: &Value, options: &Value) -> Option<Key> {
+        if self.max_bytes == 0 {
+            return None;
+        }
+        let Value::Object(map) = token else {
+            return None;
+        };
+        // The tool stores the token with an `_id` of its own and sends it back (spec §3.4).
+        let mut map = map.clone();
+        map.remove("_id");
+        Some(Key {
+            token: Value::Object(map).to_string(),
+            short: crate::sync::flag(options, "shortPagesForTest"),
+            compress: crate::sync::flag(options, "compressCollections"),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Cache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Cache {
+    /// Adds a ready entry, evicting the oldest ones to stay within `max_bytes`.
+    fn insert(&mut self, key: Key, entry: Entry, max_bytes: usize) {
+        let size = entry.text.len();
+        while self.bytes + size > max_bytes {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(Slot::Ready(evicted)) = self.slots.remove(&oldest) {
+                self.bytes -= evicted.text.len();
+            }
+        }
+        self.bytes += size;
+        self.order.push_back(key.clone());
+        self.slots.insert(key, Slot::Ready(entry));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Collection, Record};
+    use crate::sqlite::open_sqlite;
+    use serde_json::json;
+
+    fn store_with(n: usize) -> (tempfile::TempDir, Arc<dyn CatalogStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        store
+            .write(&mut |w| {
+                for i in 0..n {
+                    let text = format!(r#"{{"_id":"p{i}","name":"pkg{i}"}}"#);
+                    w.upsert(&Record::from_json(Collection::Packages, &text).unwrap())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (dir, Arc::new(store))
+    }
+
+    fn short() -> Value {
+        json!({"shortPagesForTest": true})
+    }
+
+    #[test]
+    fn a_prefetched_page_is_served_and_equals_a_fresh_one() {
+        let (_dir, store) = store_with(7);
+        let syncer = Syncer::new(Arc::clone(&store), Paging::default(), 1 << 20);
+        let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
+        let next = first.next.clone().expect("more pages");
+        syncer.prefetch(&next);
+        assert!(syncer.lock().bytes > 0, "the next page is cached");
+
+        // The tool sends the token back with its own `_id` (spec §3.4).
+        let mut token = next.token.clone();
+        token["_id"] = json!("1");
+        let cached = syncer.answer(&token, &short()).unwrap();
+        let fresh = answer(&*store, &next.token, &short(), &Paging::default()).unwrap();
+        assert_eq!(cached.text, fresh.text);
+        assert_eq!(cached.next.map(|n| n.token), fresh.next.map(|n| n.token));
+    }
+
+    #[test]
+    fn a_write_invalidates_cached_pages() {
+        let (_dir, store) = store_with(5);
+        let syncer = Syncer::new(Arc::clone(&store), Paging::default(), 1 << 20);
+        let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
+        let next = first.next.expect("more pages");
+        syncer.prefetch(&next);
+        store
+            .write(&mut |w| {
+                let text = r#"{"_id":"late","name":"late"}"#;
+                w.upsert(&Record::from_json(Collection::Packages, text).unwrap())
+                    .map(|_| ())
+            })
+            .unwrap();
+
+        let second = syncer.answer(&next.token, &short()).unwrap();
+        let page: Value = serde_json::from_str(&second.text).unwrap();
+        let names: Vec<&str> = page["collections"]["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["p3", "p4", "late"], "read-your-writes (spec §3.6)");
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_byte_bound() {
+        let (_dir, store) = store_with(30);
+        let first_len = answer(&*store, &json!({}), &short(), &Paging::default())
+            .unwrap()
+            .text
+            .len();
+        let bound = first_len * 2 + first_len / 2;
+        let syncer = Syncer::new(Arc::clone(&store), Paging::default(), bound);
+        let mut next = syncer.answer(&json!({}), &short()).unwrap().next;
+        while let Some(call) = next {
+            syncer.prefetch(&call);
+            assert!(syncer.lock().bytes <= bound);
+            next = syncer.answer(&call.token, &short()).unwrap().next;
+        }
+        assert!(syncer.lock().slots.len() <= 2);
+    }
+
+    #[test]
+    fn caching_can_be_turned_off() {
+        let (_dir, store) = store_with(5);
+        let syncer = Syncer::new(store, Paging::default(), 0);
+        let first = syncer.answer(&json!({}), &short()).unwrap();
+        syncer.prefetch(&first.next.unwrap());
+        assert_eq!(syncer.lock().slots.len(), 0);
+    }
+}
