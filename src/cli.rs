@@ -107,6 +107,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500), env = "EXOSPHERE_PAGE_SIZE")]
     pub page_size: u32,
 
+    /// Memory for sync pages computed ahead of clients, in bytes (0 turns prefetching off).
+    #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_CACHE_SIZE")]
+    pub sync_cache_size: usize,
+
     /// Largest DDP message a client may send, in bytes.
     #[arg(long, default_value_t = 1 << 20, env = "EXOSPHERE_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,

@@ -72,8 +72,14 @@ async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Re
     match lookup {
         Ok(Ok(Some(rows))) => (
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson")),
-                (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-ndjson"),
+                ),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("public, max-age=300"),
+                ),
             ],
             render_stats_day(&rows),
         )

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use exosphere_catalog::sync::{Paging, SyncError, sync_new_package_data};
-use exosphere_catalog::{CatalogState, CatalogStore, Collection};
+use exosphere_catalog::{CatalogState, Collection, SyncError, Syncer};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, Service, SessionContext, Subscription};
 use serde_json::{Value, json};
@@ -18,8 +17,7 @@ const LOGIN_CONFIG_COLLECTION: &str = "meteor_accounts_loginServiceConfiguration
 
 /// Everything the DDP methods and publications need, shared by all sessions.
 pub struct PackageService {
-    store: Arc<dyn CatalogStore>,
-    paging: Paging,
+    syncer: Arc<Syncer>,
     catalog: watch::Receiver<CatalogState>,
     oauth_client_id: String,
 }
@@ -27,33 +25,38 @@ pub struct PackageService {
 impl PackageService {
     /// `catalog` is the watcher's view of the store; publications push its changes live.
     pub fn new(
-        store: Arc<dyn CatalogStore>,
-        paging: Paging,
+        syncer: Arc<Syncer>,
         catalog: watch::Receiver<CatalogState>,
         oauth_client_id: String,
     ) -> Self {
         Self {
-            store,
-            paging,
+            syncer,
             catalog,
             oauth_client_id,
         }
     }
 
     /// `syncNewPackageData(syncToken, options)` (spec §3): the catalog builds the encoded
-    /// result, which is handed to the session without being parsed again.
+    /// result, which is handed to the session without being parsed again. While the client
+    /// parses that page, the next one is computed in the background.
     async fn sync_new_package_data(&self, params: Vec<Ejson>) -> Result<Reply, DdpError> {
         let mut params = params.into_iter();
-        let token = params.next().map_or_else(|| json!({}), |token| token.to_json());
-        let options = params.next().map_or(Value::Null, |options| options.to_json());
-        let store = Arc::clone(&self.store);
-        let paging = self.paging.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            sync_new_package_data(&*store, &token, &options, &paging)
-        })
-        .await;
-        match page {
-            Ok(Ok(text)) => Ok(Reply::Raw(text)),
+        let token = params
+            .next()
+            .map_or_else(|| json!({}), |token| token.to_json());
+        let options = params
+            .next()
+            .map_or(Value::Null, |options| options.to_json());
+        let syncer = Arc::clone(&self.syncer);
+        let answer = tokio::task::spawn_blocking(move || syncer.answer(&token, &options)).await;
+        match answer {
+            Ok(Ok(answer)) => {
+                if let Some(next) = answer.next {
+                    let syncer = Arc::clone(&self.syncer);
+                    tokio::task::spawn_blocking(move || syncer.prefetch(&next));
+                }
+                Ok(Reply::Raw(answer.text))
+            }
             Ok(Err(SyncError::BadToken(reason))) => Err(DdpError::bad_request(reason)),
             Ok(Err(error)) => {
                 tracing::error!(%error, "syncNewPackageData failed");
@@ -89,8 +92,14 @@ impl Service for PackageService {
     ) -> Result<(), DdpError> {
         match name {
             "meteor.loginServiceConfiguration" => {
-                let fields = json!({"service": "meteor-developer", "clientId": self.oauth_client_id});
-                tokio::spawn(publish_once(sub, LOGIN_CONFIG_COLLECTION, "meteor-developer", fields));
+                let fields =
+                    json!({"service": "meteor-developer", "clientId": self.oauth_client_id});
+                tokio::spawn(publish_once(
+                    sub,
+                    LOGIN_CONFIG_COLLECTION,
+                    "meteor-developer",
+                    fields,
+                ));
             }
             "defaults" => {
                 let fields = json!({"syncToken": {"format": "1.1"}});
@@ -109,7 +118,12 @@ impl Service for PackageService {
 }
 
 /// Publishes one fixed document, then `ready`; these publications never change.
-async fn publish_once(sub: Subscription, collection: &'static str, id: &'static str, fields: Value) {
+async fn publish_once(
+    sub: Subscription,
+    collection: &'static str,
+    id: &'static str,
+    fields: Value,
+) {
     if sub.added(collection, id, plain(fields)).await.is_ok() {
         let _ = sub.ready().await;
     }
@@ -120,8 +134,13 @@ async fn publish_once(sub: Subscription, collection: &'static str, id: &'static 
 async fn publish_changes(sub: Subscription, mut catalog: watch::Receiver<CatalogState>) {
     let mut sent = catalog.borrow_and_update().clone();
     for collection in Collection::ALL {
-        let fields = json!({"collection": collection.as_str(), "changes": sent.changes(collection)});
-        if sub.added("changes", collection.as_str(), plain(fields)).await.is_err() {
+        let fields =
+            json!({"collection": collection.as_str(), "changes": sent.changes(collection)});
+        if sub
+            .added("changes", collection.as_str(), plain(fields))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -154,7 +173,12 @@ async fn publish_changes(sub: Subscription, mut catalog: watch::Receiver<Catalog
 async fn publish_stats(sub: Subscription, mut catalog: watch::Receiver<CatalogState>) {
     const ID: &str = "stats";
     let mut sent = stats_range(&catalog.borrow_and_update());
-    if sub.added("stats", ID, plain(range_fields(&sent))).await.is_err() || sub.ready().await.is_err() {
+    if sub
+        .added("stats", ID, plain(range_fields(&sent)))
+        .await
+        .is_err()
+        || sub.ready().await.is_err()
+    {
         return;
     }
     loop {

@@ -6,7 +6,11 @@ use common::{exosphere, fixture, import, read_dump, run};
 
 fn export(data: &std::path::Path) -> String {
     let output = run(&["export", "--data-dir", data.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).expect("UTF-8 dump")
 }
 
@@ -17,13 +21,21 @@ fn export_then_import_gives_an_identical_catalog() {
     import(&first, &fixture());
     let dump = export(&first);
     let original = std::fs::read_to_string(fixture()).unwrap();
-    assert_eq!(read_dump(&dump), read_dump(&original), "export holds every record once");
+    assert_eq!(
+        read_dump(&dump),
+        read_dump(&original),
+        "export holds every record once"
+    );
 
     let second = dir.path().join("second");
     let dump_file = dir.path().join("dump.ndjson");
     std::fs::write(&dump_file, &dump).unwrap();
     import(&second, &dump_file);
-    assert_eq!(export(&second), dump, "export | import | export is byte-identical");
+    assert_eq!(
+        export(&second),
+        dump,
+        "export | import | export is byte-identical"
+    );
 }
 
 #[test]
@@ -35,7 +47,11 @@ fn import_from_standard_input() {
         .stdin(std::fs::File::open(fixture()).unwrap())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(read_dump(&export(&data)).0["versions"].len(), 4039);
 }
 
@@ -49,18 +65,37 @@ fn a_bad_line_names_its_number_and_stores_nothing() {
     let cases = [
         ("not json", "line 3"),
         (r#"{"collection":"widgets","doc":{"_id":"a"}}"#, "line 3"),
-        (r#"{"collection":"packages","doc":{"name":"no-id"}}"#, "line 3"),
-        (r#"{"collection":"packages","doc":{"_id":"half-writ"#, "line 3"),
+        (
+            r#"{"collection":"packages","doc":{"name":"no-id"}}"#,
+            "line 3",
+        ),
+        (
+            r#"{"collection":"packages","doc":{"_id":"half-writ"#,
+            "line 3",
+        ),
     ];
     for (bad, expected) in cases {
         let file = dir.path().join("bad.ndjson");
-        let good = r#"{"collection":"packages","doc":{"_id":"newPkg0000000001","name":"acme:new"}}"#;
+        let good =
+            r#"{"collection":"packages","doc":{"_id":"newPkg0000000001","name":"acme:new"}}"#;
         std::fs::write(&file, format!("{good}\n\n{bad}\n{good}\n")).unwrap();
-        let output = run(&["import", "--data-dir", data.to_str().unwrap(), file.to_str().unwrap()]);
+        let output = run(&[
+            "import",
+            "--data-dir",
+            data.to_str().unwrap(),
+            file.to_str().unwrap(),
+        ]);
         assert!(!output.status.success(), "{bad} must be refused");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains(expected), "{bad}: error should name {expected}: {stderr}");
-        assert_eq!(export(&data), before, "{bad}: nothing from the file is stored");
+        assert!(
+            stderr.contains(expected),
+            "{bad}: error should name {expected}: {stderr}"
+        );
+        assert_eq!(
+            export(&data),
+            before,
+            "{bad}: nothing from the file is stored"
+        );
     }
 }
 
@@ -93,7 +128,12 @@ fn help_teaches_commands_and_environment_variables() {
     }
     let output = run(&["serve", "--help"]);
     let help = String::from_utf8(output.stdout).unwrap();
-    for needle in ["EXOSPHERE_LISTEN", "EXOSPHERE_DATA_DIR", "METEOR_PACKAGE_SERVER_URL", "--demo"] {
+    for needle in [
+        "EXOSPHERE_LISTEN",
+        "EXOSPHERE_DATA_DIR",
+        "METEOR_PACKAGE_SERVER_URL",
+        "--demo",
+    ] {
         assert!(help.contains(needle), "serve --help mentions {needle}");
     }
 }
@@ -107,6 +147,13 @@ fn flags_can_come_from_the_environment() {
         .env("EXOSPHERE_DATA_DIR", &data)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(data.join("catalog.sqlite3").exists(), "EXOSPHERE_DATA_DIR chose the directory");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        data.join("catalog.sqlite3").exists(),
+        "EXOSPHERE_DATA_DIR chose the directory"
+    );
 }

@@ -74,5 +74,8 @@ fn the_home_page_says_how_to_point_the_meteor_tool_here() {
 
     assert_eq!(status, 200);
     let address = server.http.trim_start_matches("http://");
-    assert!(body.contains(&format!("METEOR_PACKAGE_SERVER_URL=http://{address}")), "{body}");
+    assert!(
+        body.contains(&format!("METEOR_PACKAGE_SERVER_URL=http://{address}")),
+        "{body}"
+    );
 }

@@ -16,19 +16,33 @@ fn stats_line(date: &str, name: &str, version: &str, direct: u64, total: u64) ->
 #[tokio::test]
 async fn login_service_configuration_has_a_client_id_before_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"), &["--oauth-client-id", "AbCdEf123"]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--oauth-client-id", "AbCdEf123"],
+    );
     let mut ddp = server.ddp().await;
 
-    let (data, ready) = ddp.subscribe("cfg", "meteor.loginServiceConfiguration").await;
+    let (data, ready) = ddp
+        .subscribe("cfg", "meteor.loginServiceConfiguration")
+        .await;
 
     assert_eq!(ready["msg"], "ready", "§4.1: {ready}");
     assert_eq!(data.len(), 1, "{data:?}");
     let added = &data[0];
-    assert_eq!(added["msg"], "added", "§4.1 requires `added`, not `changed`");
-    assert_eq!(added["collection"], "meteor_accounts_loginServiceConfiguration");
+    assert_eq!(
+        added["msg"], "added",
+        "§4.1 requires `added`, not `changed`"
+    );
+    assert_eq!(
+        added["collection"],
+        "meteor_accounts_loginServiceConfiguration"
+    );
     assert_eq!(added["fields"]["service"], "meteor-developer");
     assert_eq!(added["fields"]["clientId"], "AbCdEf123");
-    assert!(added["fields"].get("secret").is_none(), "§4.1: never publish a secret");
+    assert!(
+        added["fields"].get("secret").is_none(),
+        "§4.1: never publish a secret"
+    );
 }
 
 #[tokio::test]
@@ -42,7 +56,11 @@ async fn defaults_gives_the_base_sync_token() {
     assert_eq!(ready["msg"], "ready");
     assert_eq!(data.len(), 1);
     assert_eq!(data[0]["collection"], "defaults");
-    assert_eq!(data[0]["fields"]["syncToken"], json!({"format": "1.1"}), "§4.2");
+    assert_eq!(
+        data[0]["fields"]["syncToken"],
+        json!({"format": "1.1"}),
+        "§4.2"
+    );
 }
 
 #[tokio::test]
@@ -60,7 +78,10 @@ async fn changes_moves_live_when_another_process_imports() {
         .map(|doc| {
             assert_eq!(doc["msg"], "added");
             assert_eq!(doc["collection"], "changes");
-            assert_eq!(doc["fields"]["collection"], doc["id"], "§4.3: one doc per collection");
+            assert_eq!(
+                doc["fields"]["collection"], doc["id"],
+                "§4.3: one doc per collection"
+            );
             (
                 doc["id"].as_str().unwrap().to_owned(),
                 doc["fields"]["changes"].as_u64().unwrap(),
@@ -68,7 +89,10 @@ async fn changes_moves_live_when_another_process_imports() {
         })
         .collect();
     assert_eq!(counters.len(), 5);
-    assert_eq!(counters["versions"], 4039, "every imported version counted once");
+    assert_eq!(
+        counters["versions"], 4039,
+        "every imported version counted once"
+    );
 
     let line = std::fs::read_to_string(fixture())
         .unwrap()
@@ -112,8 +136,13 @@ async fn stats_gives_the_day_range_and_follows_new_days() {
     assert_eq!(docs[0]["fields"]["latest"], "2024-10-03", "§4.4");
 
     import_text(&data, &stats_line("2024-10-04", "tracker", "1.0.1", 1, 1));
-    let changed = ddp.wait_for(|m| m["msg"] == "changed" && m["collection"] == "stats").await;
-    assert_eq!(changed["fields"]["latest"], "2024-10-04", "§4.4: latest moves live");
+    let changed = ddp
+        .wait_for(|m| m["msg"] == "changed" && m["collection"] == "stats")
+        .await;
+    assert_eq!(
+        changed["fields"]["latest"], "2024-10-04",
+        "§4.4: latest moves live"
+    );
 }
 
 #[tokio::test]
@@ -126,14 +155,24 @@ async fn unknown_publications_get_nosub_404_and_unsub_gets_nosub() {
     assert!(data.is_empty());
     assert_eq!(nosub["msg"], "nosub");
     assert_eq!(nosub["error"]["error"], 404, "§1.2: {nosub}");
-    assert_eq!(nosub["error"]["reason"], "Subscription 'no-such-thing' not found");
+    assert_eq!(
+        nosub["error"]["reason"],
+        "Subscription 'no-such-thing' not found"
+    );
 
     let (_, ready) = ddp.subscribe("d", "defaults").await;
     assert_eq!(ready["msg"], "ready");
     ddp.send(json!({"msg": "unsub", "id": "d"})).await;
     let removed = ddp.recv().await;
-    assert_eq!(removed["msg"], "removed", "§1.2: unsub removes the documents");
+    assert_eq!(
+        removed["msg"], "removed",
+        "§1.2: unsub removes the documents"
+    );
     assert_eq!(removed["collection"], "defaults");
     let nosub = ddp.recv().await;
-    assert_eq!(nosub, json!({"msg": "nosub", "id": "d"}), "§1.2: then nosub without error");
+    assert_eq!(
+        nosub,
+        json!({"msg": "nosub", "id": "d"}),
+        "§1.2: then nosub without error"
+    );
 }

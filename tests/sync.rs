@@ -6,7 +6,8 @@ mod common;
 use common::{COLLECTIONS, Server, fixture, import, import_text, read_dump, sync_loop};
 use serde_json::{Value, json};
 
-fn fixture_catalog() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>> {
+fn fixture_catalog() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>
+{
     read_dump(&std::fs::read_to_string(fixture()).expect("fixture is readable")).0
 }
 
@@ -17,11 +18,21 @@ fn assert_page_shape(page: &Value, page_size: usize) {
         let records = collections[name]
             .as_array()
             .unwrap_or_else(|| panic!("§3.2: `{name}` must always be an array"));
-        assert!(records.len() <= page_size, "§3.6: {} {name} in one page", records.len());
+        assert!(
+            records.len() <= page_size,
+            "§3.6: {} {name} in one page",
+            records.len()
+        );
     }
-    assert!(page["syncToken"].is_object(), "§3.2: syncToken is an object");
+    assert!(
+        page["syncToken"].is_object(),
+        "§3.2: syncToken is an object"
+    );
     assert!(page["upToDate"].is_boolean(), "§3.2: upToDate is a boolean");
-    assert!(page["resetData"].is_boolean(), "§3.2: resetData is always present");
+    assert!(
+        page["resetData"].is_boolean(),
+        "§3.2: resetData is always present"
+    );
 }
 
 #[tokio::test]
@@ -34,15 +45,31 @@ async fn a_fresh_tool_receives_the_whole_2015_catalog() {
 
     let outcome = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
 
-    assert!(outcome.pages.len() >= 9, "4,039 versions need at least 9 pages of 500");
+    assert!(
+        outcome.pages.len() >= 9,
+        "4,039 versions need at least 9 pages of 500"
+    );
     for (index, page) in outcome.pages.iter().enumerate() {
         assert_page_shape(page, 500);
-        assert_eq!(page["resetData"], false, "§3.5: the default token never gets resetData");
-        assert_eq!(page["syncToken"]["format"], "1.1", "§3.5: the token echoes format");
+        assert_eq!(
+            page["resetData"], false,
+            "§3.5: the default token never gets resetData"
+        );
+        assert_eq!(
+            page["syncToken"]["format"], "1.1",
+            "§3.5: the token echoes format"
+        );
         let last = index + 1 == outcome.pages.len();
-        assert_eq!(page["upToDate"], last, "§3.6: upToDate only on the last page");
+        assert_eq!(
+            page["upToDate"], last,
+            "§3.6: upToDate only on the last page"
+        );
     }
-    assert_eq!(outcome.catalog, fixture_catalog(), "every record arrives unchanged");
+    assert_eq!(
+        outcome.catalog,
+        fixture_catalog(),
+        "every record arrives unchanged"
+    );
 }
 
 #[tokio::test]
@@ -91,9 +118,16 @@ async fn an_up_to_date_token_gets_five_empty_arrays_and_the_same_token() {
 
     assert_page_shape(result, 500);
     for name in COLLECTIONS {
-        assert_eq!(result["collections"][name], json!([]), "§3.9: nothing new in {name}");
+        assert_eq!(
+            result["collections"][name],
+            json!([]),
+            "§3.9: nothing new in {name}"
+        );
     }
-    assert_eq!(result["syncToken"], first.token, "§3.9: the same token comes back");
+    assert_eq!(
+        result["syncToken"], first.token,
+        "§3.9: the same token comes back"
+    );
     assert_eq!(result["upToDate"], true);
     assert_eq!(result["resetData"], false);
 }
@@ -120,7 +154,11 @@ async fn a_record_changed_by_another_process_syncs_again() {
 
     let second = sync_loop(&mut ddp, first.token, json!({})).await;
     let versions = &second.catalog["versions"];
-    assert_eq!(versions.len(), 1, "§3.6: only the changed record is sent again");
+    assert_eq!(
+        versions.len(),
+        1,
+        "§3.6: only the changed record is sent again"
+    );
     assert_eq!(versions.values().next().unwrap(), &version);
     assert!(second.pages.iter().all(|page| page["resetData"] == false));
 }
@@ -148,7 +186,11 @@ async fn compressed_pages_are_gzip_base64_plain_json_with_iso_dates() {
     for name in COLLECTIONS {
         assert_eq!(outcome.catalog[name].len(), expected[name].len(), "{name}");
         for (id, record) in &expected[name] {
-            assert_eq!(outcome.catalog[name][id], lower_dates(record), "{name} {id}");
+            assert_eq!(
+                outcome.catalog[name][id],
+                lower_dates(record),
+                "{name} {id}"
+            );
         }
     }
 }
@@ -186,9 +228,14 @@ async fn a_token_from_another_server_gets_reset_data_exactly_once() {
 
     let outcome = sync_loop(&mut ddp, foreign, json!({})).await;
 
-    assert_eq!(outcome.pages[0]["resetData"], true, "§3.5: unknown epoch resets");
+    assert_eq!(
+        outcome.pages[0]["resetData"], true,
+        "§3.5: unknown epoch resets"
+    );
     assert!(
-        outcome.pages[1..].iter().all(|page| page["resetData"] == false),
+        outcome.pages[1..]
+            .iter()
+            .all(|page| page["resetData"] == false),
         "§3.6: never resetData on two pages"
     );
     assert_eq!(outcome.catalog, fixture_catalog());
@@ -215,13 +262,24 @@ async fn a_deletion_makes_older_tokens_reset_once_and_drops_the_record() {
     drop(store);
 
     let second = sync_loop(&mut ddp, first.token, json!({})).await;
-    assert_eq!(second.pages[0]["resetData"], true, "§3.5: an older epoch resets");
-    assert!(second.pages[1..].iter().all(|page| page["resetData"] == false));
+    assert_eq!(
+        second.pages[0]["resetData"], true,
+        "§3.5: an older epoch resets"
+    );
+    assert!(
+        second.pages[1..]
+            .iter()
+            .all(|page| page["resetData"] == false)
+    );
     let mut expected = fixture_catalog();
     expected.get_mut("packages").unwrap().remove(&doomed);
     assert_eq!(second.catalog, expected);
     let third = sync_loop(&mut ddp, second.token, json!({})).await;
-    assert_eq!(third.pages.len(), 1, "after the reset the client is up to date");
+    assert_eq!(
+        third.pages.len(),
+        1,
+        "after the reset the client is up to date"
+    );
     assert_eq!(third.pages[0]["resetData"], false);
 }
 
@@ -237,9 +295,20 @@ async fn legacy_calls_are_answered() {
     let reply = ddp.call("syncNewPackageData", json!([{}])).await;
     let result = &reply["result"];
     assert_page_shape(result, 500);
-    assert_eq!(result["resetData"], false, "an empty token is a fresh start, not a reset");
-    assert!(result["syncToken"].get("format").is_none(), "no format to echo");
-    assert!(!result["collections"]["versions"].as_array().unwrap().is_empty());
+    assert_eq!(
+        result["resetData"], false,
+        "an empty token is a fresh start, not a reset"
+    );
+    assert!(
+        result["syncToken"].get("format").is_none(),
+        "no format to echo"
+    );
+    assert!(
+        !result["collections"]["versions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -258,7 +327,9 @@ async fn a_token_that_is_not_an_object_is_a_clear_error() {
         );
     }
     // The session survives bad input.
-    let reply = ddp.call("syncNewPackageData", json!([{"format": "1.1"}, {}])).await;
+    let reply = ddp
+        .call("syncNewPackageData", json!([{"format": "1.1"}, {}]))
+        .await;
     assert_eq!(reply["result"]["upToDate"], true);
 }
 
@@ -283,7 +354,10 @@ async fn writes_between_pages_are_never_lost() {
     let mut pages = 0;
     loop {
         let reply = ddp
-            .call("syncNewPackageData", json!([token, {"shortPagesForTest": true}]))
+            .call(
+                "syncNewPackageData",
+                json!([token, {"shortPagesForTest": true}]),
+            )
             .await;
         let result = &reply["result"];
         for record in result["collections"]["versions"].as_array().unwrap() {
@@ -313,5 +387,8 @@ async fn writes_between_pages_are_never_lost() {
     let export = common::run(&["export", "--data-dir", data.to_str().unwrap()]);
     assert!(export.status.success());
     let (stored, _) = read_dump(&String::from_utf8(export.stdout).unwrap());
-    assert_eq!(local, stored["versions"], "the client ends with exactly the stored versions");
+    assert_eq!(
+        local, stored["versions"],
+        "the client ends with exactly the stored versions"
+    );
 }

@@ -20,7 +20,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::cli::BenchArgs;
 
@@ -60,7 +60,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     let store = open_sqlite(&data_dir)?;
-    let imported = dump::import(&store, BufReader::with_capacity(1 << 20, File::open(&dump_path)?))?;
+    let imported = dump::import(
+        &store,
+        BufReader::with_capacity(1 << 20, File::open(&dump_path)?),
+    )?;
     drop(store);
     let import_time = started.elapsed();
     eprintln!("imported in {import_time:.2?}: {imported}");
@@ -71,17 +74,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .build()?;
     let mut syncs = Vec::new();
     for run in 1..=args.runs {
-        let sync = runtime.block_on(full_sync(&server.url, args.compress))?;
+        // Only the first run keeps its frames (for the bare baseline), so later runs measure a
+        // client that, like the tool, drops each page once applied.
+        let sync = runtime.block_on(full_sync(&server.url, args.compress, run == 1))?;
         eprintln!(
             "sync run {run}: {} records, {} pages, {:.2} MB in {:.3?}",
             sync.records,
-            sync.frames.len(),
+            sync.pages,
             mb(sync.bytes),
             sync.elapsed
         );
         syncs.push(sync);
     }
-    let peak_rss_kib = server.peak_rss_kib()?;
+    let peak_rss_kib = server.memory_kib("VmHWM")?;
+    let anon_rss_kib = server.memory_kib("RssAnon")?;
     server.stop();
 
     let Some(best) = syncs.iter().min_by_key(|sync| sync.elapsed) else {
@@ -89,19 +95,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut bare = Vec::new();
     for _ in 0..args.runs {
-        bare.push(runtime.block_on(bare_push(&best.frames))?);
+        bare.push(runtime.block_on(bare_push(&syncs[0].frames))?);
     }
     let bare_best = bare.iter().min().copied().unwrap_or_default();
 
     let secs = best.elapsed.as_secs_f64();
-    println!("## exosphere bench ({} scale, seed {})", args.scale, args.seed);
+    println!(
+        "## exosphere bench ({} scale, seed {})",
+        args.scale, args.seed
+    );
     println!();
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| catalog | {} records, {:.1} MB dump |", best.records, mb(generated.bytes));
+    println!(
+        "| catalog | {} records, {:.1} MB dump |",
+        best.records,
+        mb(generated.bytes)
+    );
     println!("| compressed pages | {} |", args.compress);
     println!("| generate | {:.2} s |", generate_time.as_secs_f64());
-    println!("| import (bulk SQLite load) | {:.2} s |", import_time.as_secs_f64());
+    println!(
+        "| import (bulk SQLite load) | {:.2} s |",
+        import_time.as_secs_f64()
+    );
     println!(
         "| full sync, each run | {} |",
         syncs
@@ -111,15 +127,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             .join(", ")
     );
     println!("| full sync, best | {secs:.3} s |");
-    println!("| pages (calls) | {} |", best.frames.len());
+    println!("| pages (calls) | {} |", best.pages);
     println!("| records/s | {:.0} |", best.records as f64 / secs);
     println!("| MB/s (result frames) | {:.1} |", mb(best.bytes) / secs);
-    println!("| bare WebSocket, same frames, best | {:.3} s |", bare_best.as_secs_f64());
+    println!(
+        "| bare WebSocket, same frames, best | {:.3} s |",
+        bare_best.as_secs_f64()
+    );
     println!(
         "| ratio sync / bare WebSocket | {:.2} |",
         secs / bare_best.as_secs_f64().max(f64::EPSILON)
     );
-    println!("| server peak RSS | {:.1} MB |", peak_rss_kib as f64 / 1024.0);
+    println!(
+        "| server peak RSS (incl. mapped database) | {:.1} MB |",
+        peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "| server anonymous RSS after the runs | {:.1} MB |",
+        anon_rss_kib as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -157,17 +183,19 @@ impl ServerProcess {
         })
     }
 
-    /// Peak resident memory of the server process (`VmHWM`), in KiB.
-    fn peak_rss_kib(&self) -> anyhow::Result<u64> {
+    /// A memory figure of the server process from `/proc/<pid>/status`, in KiB: `VmHWM` is
+    /// the peak resident size (including the mapped database file), `RssAnon` the process's
+    /// own heap and stacks now.
+    fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
         let mut status = String::new();
         File::open(format!("/proc/{}/status", self.child.id()))
-            .context("peak memory needs /proc (Linux)")?
+            .context("memory figures need /proc (Linux)")?
             .read_to_string(&mut status)?;
         status
             .lines()
-            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("no VmHWM in /proc status")
+            .with_context(|| format!("no {field} in /proc status"))
     }
 
     fn stop(&mut self) {
@@ -187,8 +215,9 @@ struct SyncRun {
     elapsed: Duration,
     records: u64,
     bytes: u64,
+    pages: u64,
     /// Every `result` frame as received, replayed by the bare-WebSocket baseline.
-    frames: Vec<String>,
+    frames: Vec<Utf8Bytes>,
 }
 
 #[derive(Deserialize)]
@@ -211,7 +240,7 @@ struct SyncResult<'a> {
 
 /// The tool's loop (spec §3.3): call `syncNewPackageData` with the last token until `upToDate`,
 /// parsing every page as a client must to find the next token.
-async fn full_sync(url: &str, compress: bool) -> anyhow::Result<SyncRun> {
+async fn full_sync(url: &str, compress: bool, keep_frames: bool) -> anyhow::Result<SyncRun> {
     let started = Instant::now();
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
     socket
@@ -229,16 +258,12 @@ async fn full_sync(url: &str, compress: bool) -> anyhow::Result<SyncRun> {
         elapsed: Duration::ZERO,
         records: 0,
         bytes: 0,
+        pages: 0,
         frames: Vec::new(),
     };
     let mut call_id = 0u64;
+    request_page(&mut socket, &mut call_id, &token, options).await?;
     loop {
-        call_id += 1;
-        socket
-            .send(Message::text(format!(
-                r#"{{"msg":"method","id":"{call_id}","method":"syncNewPackageData","params":[{token},{options}]}}"#
-            )))
-            .await?;
         let text = loop {
             let Some(message) = socket.next().await else {
                 bail!("the server closed the connection during the sync");
@@ -246,10 +271,16 @@ async fn full_sync(url: &str, compress: bool) -> anyhow::Result<SyncRun> {
             let Message::Text(text) = message? else {
                 continue;
             };
-            if text.as_str().contains(r#""msg":"result""#) {
+            if text.as_str().starts_with(r#"{"msg":"result""#) {
                 break text;
             }
         };
+        // Pipelining: Exosphere puts the token before the records, so the next page can be
+        // requested before this one is parsed; the server works while the client parses.
+        let head = leading_token(text.as_str());
+        if let Some((next, false)) = head {
+            request_page(&mut socket, &mut call_id, next, options).await?;
+        }
         let frame: ResultFrame = serde_json::from_str(text.as_str())?;
         if let Some(error) = frame.error {
             bail!("syncNewPackageData failed: {error}");
@@ -263,9 +294,15 @@ async fn full_sync(url: &str, compress: bool) -> anyhow::Result<SyncRun> {
             (None, None) => bail!("a page without collections"),
         };
         run.bytes += text.len() as u64;
-        token = result.sync_token.get().to_owned();
+        run.pages += 1;
         let done = result.up_to_date;
-        run.frames.push(text.as_str().to_owned());
+        if head.is_none() && !done {
+            token = result.sync_token.get().to_owned();
+            request_page(&mut socket, &mut call_id, &token, options).await?;
+        }
+        if keep_frames {
+            run.frames.push(text);
+        }
         if done {
             break;
         }
@@ -273,6 +310,42 @@ async fn full_sync(url: &str, compress: bool) -> anyhow::Result<SyncRun> {
     run.elapsed = started.elapsed();
     let _ = socket.close(None).await;
     Ok(run)
+}
+
+/// Sends the next `syncNewPackageData` call.
+async fn request_page<S>(
+    socket: &mut S,
+    call_id: &mut u64,
+    token: &str,
+    options: &str,
+) -> anyhow::Result<()>
+where
+    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    *call_id += 1;
+    socket
+        .send(Message::text(format!(
+            r#"{{"msg":"method","id":"{call_id}","method":"syncNewPackageData","params":[{token},{options}]}}"#
+        )))
+        .await?;
+    Ok(())
+}
+
+/// The `syncToken` and `upToDate` at the head of a result frame, read without parsing the
+/// records behind them; `None` when the result does not start with them.
+fn leading_token(frame: &str) -> Option<(&str, bool)> {
+    const LEAD: &str = r#""result":{"syncToken":"#;
+    let start = frame.get(..256)?.find(LEAD)? + LEAD.len();
+    let mut values = serde_json::Deserializer::from_str(&frame[start..]).into_iter::<&RawValue>();
+    let token = values.next()?.ok()?;
+    let rest = &frame[start + values.byte_offset()..];
+    if rest.starts_with(r#","upToDate":true"#) {
+        Some((token.get(), true))
+    } else if rest.starts_with(r#","upToDate":false"#) {
+        Some((token.get(), false))
+    } else {
+        None
+    }
 }
 
 /// Decodes a `collectionsCompressed` page as the tool does (base64, gunzip, JSON) and counts it.
@@ -287,10 +360,10 @@ fn count_compressed(packed: &str) -> anyhow::Result<u64> {
 
 /// The physical limit: a bare WebSocket server on loopback answers each small request with the
 /// next recorded frame, and the client only receives. Same bytes, same round trips.
-async fn bare_push(frames: &[String]) -> anyhow::Result<Duration> {
+async fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<Duration> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let frames: Vec<Message> = frames.iter().map(|f| Message::text(f.as_str())).collect();
+    let frames: Vec<Message> = frames.iter().cloned().map(Message::Text).collect();
     let count = frames.len();
     let server = tokio::spawn(async move {
         let (stream, _) = listener.accept().await?;

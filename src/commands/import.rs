@@ -24,7 +24,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         (Box::new(file), size)
     };
     let bar = byte_progress(size, "importing");
-    let input: Box<dyn BufRead> = Box::new(BufReader::with_capacity(1 << 20, bar.wrap_read(source)));
+    let input: Box<dyn BufRead> =
+        Box::new(BufReader::with_capacity(1 << 20, bar.wrap_read(source)));
     let summary = dump::import(&store, input);
     bar.finish_and_clear();
     let summary =

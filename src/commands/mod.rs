@@ -14,7 +14,10 @@ use std::path::Path;
 fn create_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
     use anyhow::Context as _;
     if path == Path::new("-") {
-        return Ok(Box::new(BufWriter::with_capacity(1 << 20, io::stdout().lock())));
+        return Ok(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            io::stdout().lock(),
+        )));
     }
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))

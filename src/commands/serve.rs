@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::synth::{self, Scale};
-use exosphere_catalog::{CatalogStore, dump, open_sqlite, watch};
+use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
 use exosphere_ddp::{DdpConfig, Server};
 
 use crate::cli::ServeArgs;
@@ -41,9 +42,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         page_size: args.page_size as usize,
         ..Paging::default()
     };
-    let service = Arc::new(PackageService::new(
+    let syncer = Arc::new(Syncer::new(
         Arc::clone(&store),
         paging,
+        args.sync_cache_size,
+    ));
+    let service = Arc::new(PackageService::new(
+        syncer,
         catalog,
         args.oauth_client_id.clone(),
     ));
@@ -61,6 +66,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("no local address")?;
+    // DDP is request/response over small frames: Nagle's algorithm would hold back the tail
+    // of each result frame until the client acknowledges the previous segments.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     tracing::info!(%address, data_dir = %data_dir.display(), "serving");
     // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
     println!("Exosphere listening on http://{address}");
@@ -85,8 +97,8 @@ fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
     let mut dump_text = Vec::new();
     synth::generate(Scale::Small, DEMO_SEED, &mut dump_text)
         .context("cannot generate the demo catalog")?;
-    let summary = dump::import(&**store, Cursor::new(dump_text))
-        .context("cannot import the demo catalog")?;
+    let summary =
+        dump::import(&**store, Cursor::new(dump_text)).context("cannot import the demo catalog")?;
     tracing::info!(%summary, "loaded the demo catalog");
     Ok(())
 }

@@ -140,7 +140,10 @@ impl Ddp {
             .await;
         let connected = ddp.recv().await;
         assert_eq!(connected["msg"], "connected", "{connected}");
-        ddp.session = connected["session"].as_str().expect("session id").to_owned();
+        ddp.session = connected["session"]
+            .as_str()
+            .expect("session id")
+            .to_owned();
         ddp
     }
 
@@ -377,9 +380,6 @@ pub fn http_get(url: &str) -> (u16, String, Option<String>) {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .expect("UTF-8 body");
+    let body = response.body_mut().read_to_string().expect("UTF-8 body");
     (status, body, content_type)
 }
