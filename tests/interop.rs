@@ -1,0 +1,336 @@
+//! Interop with a DDP implementation that is not ours (the issue's acceptance criterion).
+//!
+//! `tests/interop/sync.mjs` drives the server with the npm package `ddp`
+//! (oortcloud/node-ddp-client, raw WebSocket through faye-websocket like the `meteor` tool,
+//! spec §1.1): it runs the tool's sync loop (§3.3) against a catalog the server only ever saw
+//! through `exosphere import`, watches the `changes` publication (§4.3) and reads a daily
+//! stats file (§7.2). It reports JSON lines on stdout; this test checks them against the
+//! fixture. Needs `node` (>= 20) and `npm ci --prefix tests/interop` (done by `.ci/run`).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::{COLLECTIONS, Server, fixture, import, import_text, read_dump};
+use serde_json::{Value, json};
+
+/// The node client gives up (with its own message) after this long.
+const NODE_TIMEOUT_SECS: u64 = 120;
+/// How long this test waits for any one line; longer than the client's own limit, so a stuck
+/// client normally explains itself first.
+const PATIENCE: Duration = Duration::from_secs(NODE_TIMEOUT_SECS + 30);
+/// The stats day the client reads.
+const DAY: &str = "2024-10-01";
+/// The `_id` of the version imported while the client watches.
+const NEW_VERSION_ID: &str = "interopNewVersion";
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// The test does not install anything itself; it says how to.
+fn require_npm_dependencies() {
+    assert!(
+        interop_dir()
+            .join("node_modules/ddp/package.json")
+            .is_file(),
+        "the interop test needs its npm dependencies: run `npm ci --prefix tests/interop` \
+         (as .ci/run does) and try again"
+    );
+}
+
+/// The node client as a child process: its stdout lines as parsed JSON, its stderr kept for
+/// failure messages. Killed when dropped.
+struct NodeClient {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<Value>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl NodeClient {
+    fn start(base_url: &str, catalog_out: &Path) -> NodeClient {
+        let mut child = Command::new("node")
+            .arg(interop_dir().join("sync.mjs"))
+            .arg(base_url)
+            .args([
+                "--stats-day",
+                DAY,
+                "--timeout",
+                &NODE_TIMEOUT_SECS.to_string(),
+            ])
+            .arg("--catalog-out")
+            .arg(catalog_out)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("`node` (version 20 or later) must be on PATH: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // Anything that is not JSON shows up as an unexpected line.
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"event": "not JSON", "line": line}));
+                if sender.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).ok();
+            text
+        });
+        let stdin = child.stdin.take().expect("piped stdin");
+        NodeClient {
+            child,
+            stdin,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next JSON line; if the client exits or stalls, fails with what it said on stderr.
+    fn next(&mut self) -> Value {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => self.fail("printed nothing for too long"),
+            Err(RecvTimeoutError::Disconnected) => self.fail("stopped early"),
+        }
+    }
+
+    /// The next line, which must be the event `name`.
+    fn expect(&mut self, name: &str) -> Value {
+        let line = self.next();
+        assert_eq!(
+            line["event"], name,
+            "unexpected line from the node client: {line}"
+        );
+        line
+    }
+
+    /// `page` lines up to the line `name` that ends them: (pages, that line). Further live
+    /// `change` lines may come in between.
+    fn pages_until(&mut self, name: &str) -> (Vec<Value>, Value) {
+        let mut pages = Vec::new();
+        loop {
+            let line = self.next();
+            match line["event"].as_str() {
+                Some(event) if event == name => return (pages, line),
+                Some("page") => pages.push(line),
+                Some("change") => {}
+                _ => panic!("unexpected line from the node client: {line}"),
+            }
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("the node client reads stdin");
+    }
+
+    fn fail(&mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("wait for the node client");
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        panic!(
+            "the node client {what} ({status}); its stderr:\n{}",
+            stderr.unwrap_or_default()
+        );
+    }
+
+    /// Waits for the client to exit on its own and checks it succeeded.
+    fn finish(mut self) {
+        let status = self.child.wait().expect("wait for the node client");
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        assert!(
+            status.success(),
+            "the node client failed ({status}):\n{}",
+            stderr.unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for NodeClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Checks the shape of every `page` line of one sync (spec §3.2, §3.3, §3.5).
+fn assert_pages(pages: &[Value], what: &str) {
+    assert!(!pages.is_empty(), "{what}: no page at all");
+    for (index, page) in pages.iter().enumerate() {
+        let arrays: BTreeSet<&str> = page["sizes"]
+            .as_object()
+            .expect("sizes object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            arrays,
+            BTreeSet::from(COLLECTIONS),
+            "§3.2: {what}: page {page} must carry all five arrays"
+        );
+        assert_eq!(
+            page["resetData"], false,
+            "§3.5: {what}: no resetData for a fresh token or a plain addition: {page}"
+        );
+        let last = index + 1 == pages.len();
+        assert_eq!(
+            page["upToDate"], last,
+            "§3.3: {what}: the loop stops at the first upToDate: {page}"
+        );
+    }
+}
+
+/// Every record of `expected` arrived unchanged in `actual`, and nothing else (spec §3.3, §3.8).
+fn assert_same_catalog(
+    expected: &BTreeMap<String, BTreeMap<String, Value>>,
+    actual: &BTreeMap<String, BTreeMap<String, Value>>,
+) {
+    let empty = BTreeMap::new();
+    for name in COLLECTIONS {
+        let want = expected.get(name).unwrap_or(&empty);
+        let got = actual.get(name).unwrap_or(&empty);
+        let missing: Vec<&String> = want.keys().filter(|id| !got.contains_key(*id)).collect();
+        let extra: Vec<&String> = got.keys().filter(|id| !want.contains_key(*id)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "§3.3: {name}: {} imported records never arrived (first {:?}), {} arrived that were \
+             never imported (first {:?})",
+            missing.len(),
+            missing.first(),
+            extra.len(),
+            extra.first()
+        );
+        for (id, record) in want {
+            assert_eq!(
+                &got[id], record,
+                "§3.8: {name} {id} must arrive as imported"
+            );
+        }
+    }
+}
+
+/// A stats row of the catalog dump format.
+fn stats_line(date: &str, name: &str, version: &str, direct: u64, total: u64) -> String {
+    let doc = json!({"name": name, "version": version, "directAdds": direct, "totalAdds": total});
+    format!(
+        "{}\n",
+        json!({"collection": "stats", "date": date, "doc": doc})
+    )
+}
+
+#[test]
+fn a_third_party_ddp_client_syncs_watches_changes_and_reads_stats() {
+    require_npm_dependencies();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixture_text = std::fs::read_to_string(fixture()).expect("fixture is readable");
+    let (expected, _) = read_dump(&fixture_text);
+    import(&data, &fixture());
+    let stats = [
+        stats_line(DAY, "tracker", "1.0.3", 250, 1000),
+        stats_line(DAY, "iron:router", "1.0.7", 200, 800),
+        stats_line("2024-10-02", "tracker", "1.0.3", 3, 4), // another day: must not show up
+    ];
+    import_text(&data, &stats.concat());
+    let server = Server::start(&data, &[]);
+    let synced_file = dir.path().join("synced.ndjson");
+    let mut client = NodeClient::start(&server.http, &synced_file);
+
+    // The initial sync from the default token (§3.3), every page checked by the client too.
+    let (pages, synced) = client.pages_until("synced");
+    assert_pages(&pages, "initial sync");
+    assert_eq!(
+        synced["pages"],
+        pages.len(),
+        "one `page` line per page: {synced}"
+    );
+    for name in COLLECTIONS {
+        assert_eq!(
+            synced["counts"][name],
+            expected[name].len(),
+            "§3.3: every imported {name} record arrives"
+        );
+    }
+    let synced_text = std::fs::read_to_string(&synced_file).expect("the client wrote its catalog");
+    assert_same_catalog(&expected, &read_dump(&synced_text).0);
+
+    // The `changes` publication: one counter per catalog collection (§4.3).
+    let changes = client.expect("changes");
+    let counters: BTreeMap<&str, u64> = changes["docs"]
+        .as_array()
+        .expect("docs array")
+        .iter()
+        .map(|doc| {
+            (
+                doc["collection"].as_str().unwrap(),
+                doc["changes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counters.keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from(COLLECTIONS),
+        "§4.3: one `changes` document per catalog collection: {changes}"
+    );
+
+    // The daily stats file, parsed as consumers parse it (§7.2).
+    let stats = client.expect("stats");
+    let mut rows: Vec<Value> = stats["rows"].as_array().expect("rows array").clone();
+    rows.sort_by_key(|row| row["name"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            json!({"name": "iron:router", "version": "1.0.7", "directAdds": 200, "totalAdds": 800}),
+            json!({"name": "tracker", "version": "1.0.3", "directAdds": 250, "totalAdds": 1000}),
+        ],
+        "§7.2: GET /stats/v1/{DAY} has exactly that day's rows"
+    );
+    client.expect("ready");
+
+    // Another process imports a new version while the client watches: `changes` must move
+    // live (§4.3) and the client's next sync must bring the record (§3.3, §3.6).
+    client.send("wait-change versions");
+    let mut entry: Value = fixture_text
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("fixture line is JSON"))
+        .find(|entry| entry["collection"] == "versions")
+        .expect("the fixture has versions");
+    entry["doc"]["_id"] = json!(NEW_VERSION_ID);
+    entry["doc"]["version"] = json!("99.0.0");
+    import_text(&data, &format!("{entry}\n"));
+
+    let change = loop {
+        let change = client.expect("change");
+        if change["collection"] == "versions" {
+            break change;
+        }
+    };
+    assert!(
+        change["changes"].as_u64() > Some(counters["versions"]),
+        "§4.3: the versions counter must grow: {change}"
+    );
+    let (pages, resynced) = client.pages_until("resynced");
+    assert_pages(&pages, "sync after the change");
+    let new_versions = resynced["ids"]["versions"]
+        .as_array()
+        .expect("ids.versions");
+    assert!(
+        new_versions.iter().any(|id| id == NEW_VERSION_ID),
+        "§3.6: a sync after the import returns the new version: {resynced}"
+    );
+    client.finish();
+}
