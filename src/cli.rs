@@ -132,6 +132,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, env = "EXOSPHERE_OUTBOUND_QUEUE")]
     pub outbound_queue: usize,
 
+    /// DDP messages read ahead per session while an earlier call runs; when full, the
+    /// server stops reading from that client until it catches up.
+    #[arg(long, default_value_t = 32, env = "EXOSPHERE_INBOUND_QUEUE")]
+    pub inbound_queue: usize,
+
+    /// Subscriptions one session may hold at once; more get a 429 error.
+    #[arg(long, default_value_t = 100, env = "EXOSPHERE_MAX_SUBSCRIPTIONS")]
+    pub max_subscriptions: usize,
+
     /// How often the catalog is checked for writes by other processes (e.g. 250ms).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
     pub watch_interval: Duration,

@@ -60,6 +60,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ping_timeout: args.ping_timeout,
             max_message_size: args.max_message_size,
             outbound_queue: args.outbound_queue,
+            inbound_queue: args.inbound_queue,
+            max_subscriptions: args.max_subscriptions,
         },
     );
     let listener = tokio::net::TcpListener::bind(args.listen)

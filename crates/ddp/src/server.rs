@@ -26,6 +26,12 @@ pub struct DdpConfig {
     pub max_message_size: usize,
     /// Frames buffered per session before producers (results, publications) wait.
     pub outbound_queue: usize,
+    /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
+    /// from that client. The `meteor` tool never has more than one call in flight.
+    pub inbound_queue: usize,
+    /// Active subscriptions per session; further `sub`s get `nosub` with error 429, so a
+    /// client cannot grow the session's state without bound.
+    pub max_subscriptions: usize,
 }
 
 impl Default for DdpConfig {
@@ -36,6 +42,8 @@ impl Default for DdpConfig {
             ping_timeout: Duration::from_secs(300),
             max_message_size: 1024 * 1024,
             outbound_queue: 256,
+            inbound_queue: 32,
+            max_subscriptions: 100,
         }
     }
 }

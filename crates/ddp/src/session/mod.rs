@@ -37,14 +37,6 @@ use heartbeat::{Beat, Heartbeat, saturating_add};
 pub(crate) use outbox::{Outbound, Outbox};
 use worker::Work;
 
-/// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
-/// from that client. The `meteor` tool never has more than one call in flight.
-const INBOUND_QUEUE: usize = 32;
-
-/// Active subscriptions per session; further `sub`s get `nosub` with error 429, so a client
-/// cannot grow the session's state without bound.
-pub(crate) const MAX_SUBSCRIPTIONS: usize = 100;
-
 /// State shared by the reader, the worker and the session's subscriptions.
 #[derive(Debug)]
 pub(crate) struct SessionShared {
@@ -168,9 +160,9 @@ where
         Err(reason) => return reason,
     };
     tracing::info!(%version, "DDP session established");
-    let session = Arc::new(SessionShared::new(ctx, outbox, MAX_SUBSCRIPTIONS));
+    let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
     let _live = LiveSession::start(&server, &session);
-    let (queue, work) = mpsc::channel(INBOUND_QUEUE);
+    let (queue, work) = mpsc::channel(config.inbound_queue.max(1));
     tokio::spawn(
         worker::run(Arc::clone(server.service()), Arc::clone(&session), work).in_current_span(),
     );

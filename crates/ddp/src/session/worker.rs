@@ -20,7 +20,7 @@ use crate::error::{DdpError, SessionClosed};
 use crate::message::{MethodCall, ServerMessage, SubRequest};
 use crate::publication::{self, Registration};
 use crate::service::{MethodContext, Service};
-use crate::session::{MAX_SUBSCRIPTIONS, SessionShared};
+use crate::session::SessionShared;
 
 /// A message for the worker.
 #[derive(Debug)]
@@ -122,7 +122,7 @@ async fn subscribe<S: Service>(
             return Ok(());
         }
         Registration::TooMany => {
-            tracing::warn!(sub = %id, %name, limit = MAX_SUBSCRIPTIONS, "subscription limit reached; refused");
+            tracing::warn!(sub = %id, %name, limit = session.max_subscriptions, "subscription limit reached; refused");
             let error = DdpError::new(429, "Too many subscriptions on this connection");
             let id = Value::from(id);
             let nosub = ServerMessage::Nosub {
