@@ -9,7 +9,7 @@ use std::sync::Arc;
 use exosphere_catalog::{CatalogState, Collection, SyncError, Syncer};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, Service, SessionContext, Subscription};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 /// Collection the `meteor` tool watches for the OAuth configuration (spec §4.1).
@@ -106,10 +106,20 @@ impl Service for PackageService {
                 tokio::spawn(publish_once(sub, "defaults", "defaults", fields));
             }
             "changes" => {
-                tokio::spawn(publish_changes(sub, self.catalog.clone()));
+                tokio::spawn(publish_state(
+                    sub,
+                    "changes",
+                    self.catalog.clone(),
+                    change_docs,
+                ));
             }
             "stats" => {
-                tokio::spawn(publish_stats(sub, self.catalog.clone()));
+                tokio::spawn(publish_state(
+                    sub,
+                    "stats",
+                    self.catalog.clone(),
+                    stats_docs,
+                ));
             }
             _ => return Err(DdpError::sub_not_found(name)),
         }
@@ -129,15 +139,47 @@ async fn publish_once(
     }
 }
 
+/// Documents a publication derives from the catalog state: `(id, fields)`, always the same ids
+/// in the same order.
+type StateDocs = Vec<(&'static str, Map<String, Value>)>;
+
 /// The `changes` publication (spec §4.3): one document per collection whose `changes`
 /// counter moves with every insert or update, from this process or any other.
-async fn publish_changes(sub: Subscription, mut catalog: watch::Receiver<CatalogState>) {
-    let mut sent = catalog.borrow_and_update().clone();
-    for collection in Collection::ALL {
-        let fields =
-            json!({"collection": collection.as_str(), "changes": sent.changes(collection)});
+fn change_docs(state: &CatalogState) -> StateDocs {
+    Collection::ALL
+        .iter()
+        .map(|&collection| {
+            let mut fields = Map::new();
+            fields.insert("collection".into(), collection.as_str().into());
+            fields.insert("changes".into(), state.changes(collection).into());
+            (collection.as_str(), fields)
+        })
+        .collect()
+}
+
+/// The `stats` publication (spec §4.4): the first and last day with `/stats/v1` data, left
+/// out (rather than sent as null) while there is none.
+fn stats_docs(state: &CatalogState) -> StateDocs {
+    let mut fields = Map::new();
+    if let (Some(earliest), Some(latest)) = (&state.stats_earliest, &state.stats_latest) {
+        fields.insert("earliest".into(), earliest.clone().into());
+        fields.insert("latest".into(), latest.clone().into());
+    }
+    vec![("stats", fields)]
+}
+
+/// Publishes the documents `docs` derives from the catalog state, then follows the watcher:
+/// each document whose fields move gets a `changed` with the new values and the cleared keys.
+async fn publish_state(
+    sub: Subscription,
+    collection: &'static str,
+    mut catalog: watch::Receiver<CatalogState>,
+    docs: fn(&CatalogState) -> StateDocs,
+) {
+    let mut sent = docs(&catalog.borrow_and_update());
+    for (id, fields) in &sent {
         if sub
-            .added("changes", collection.as_str(), plain(fields))
+            .added(collection, id, plain(Value::Object(fields.clone())))
             .await
             .is_err()
         {
@@ -154,71 +196,25 @@ async fn publish_changes(sub: Subscription, mut catalog: watch::Receiver<Catalog
                 if changed.is_err() {
                     return;
                 }
-                let now = catalog.borrow_and_update().clone();
-                for collection in Collection::ALL {
-                    if now.changes(collection) != sent.changes(collection) {
-                        let fields = json!({"changes": now.changes(collection)});
-                        if sub.changed("changes", collection.as_str(), plain(fields), Vec::new()).await.is_err() {
-                            return;
-                        }
+                let now = docs(&catalog.borrow_and_update());
+                for ((id, old), (_, new)) in sent.iter().zip(&now) {
+                    if old == new {
+                        continue;
+                    }
+                    let fields: Map<String, Value> = new
+                        .iter()
+                        .filter(|(key, value)| old.get(*key) != Some(*value))
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect();
+                    let cleared = old.keys().filter(|key| !new.contains_key(*key)).cloned().collect();
+                    if sub.changed(collection, id, plain(Value::Object(fields)), cleared).await.is_err() {
+                        return;
                     }
                 }
                 sent = now;
             }
         }
     }
-}
-
-/// The `stats` publication (spec §4.4): the first and last day with `/stats/v1` data.
-async fn publish_stats(sub: Subscription, mut catalog: watch::Receiver<CatalogState>) {
-    const ID: &str = "stats";
-    let mut sent = stats_range(&catalog.borrow_and_update());
-    if sub
-        .added("stats", ID, plain(range_fields(&sent)))
-        .await
-        .is_err()
-        || sub.ready().await.is_err()
-    {
-        return;
-    }
-    loop {
-        tokio::select! {
-            () = sub.stopped() => return,
-            changed = catalog.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let now = stats_range(&catalog.borrow_and_update());
-                if now == sent {
-                    continue;
-                }
-                let cleared = if now.0.is_none() {
-                    vec!["earliest".to_owned(), "latest".to_owned()]
-                } else {
-                    Vec::new()
-                };
-                if sub.changed("stats", ID, plain(range_fields(&now)), cleared).await.is_err() {
-                    return;
-                }
-                sent = now;
-            }
-        }
-    }
-}
-
-/// The `(earliest, latest)` stats days; both present or both absent.
-fn stats_range(state: &CatalogState) -> (Option<String>, Option<String>) {
-    (state.stats_earliest.clone(), state.stats_latest.clone())
-}
-
-/// Fields of the `stats` document: absent days are left out rather than sent as null.
-fn range_fields(range: &(Option<String>, Option<String>)) -> Value {
-    let mut fields = serde_json::Map::new();
-    if let (Some(earliest), Some(latest)) = range {
-        fields.insert("earliest".into(), earliest.clone().into());
-        fields.insert("latest".into(), latest.clone().into());
-    }
-    Value::Object(fields)
 }
 
 /// Converts server-built plain JSON (no `$` keys) into an EJSON document.

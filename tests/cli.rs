@@ -2,15 +2,11 @@
 
 mod common;
 
-use common::{exosphere, fixture, import, read_dump, run};
+use common::{assert_success, exosphere, fixture, import, read_dump, run};
 
 fn export(data: &std::path::Path) -> String {
     let output = run(&["export", "--data-dir", data.to_str().unwrap()]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     String::from_utf8(output.stdout).expect("UTF-8 dump")
 }
 
@@ -47,11 +43,7 @@ fn import_from_standard_input() {
         .stdin(std::fs::File::open(fixture()).unwrap())
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     assert_eq!(read_dump(&export(&data)).0["versions"].len(), 4039);
 }
 
@@ -147,11 +139,7 @@ fn flags_can_come_from_the_environment() {
         .env("EXOSPHERE_DATA_DIR", &data)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     assert!(
         data.join("catalog.sqlite3").exists(),
         "EXOSPHERE_DATA_DIR chose the directory"

@@ -39,9 +39,14 @@ pub fn import(data_dir: &Path, file: &Path) {
         .arg(file)
         .output()
         .expect("exosphere import runs");
+    assert_success(&output);
+}
+
+/// Fails the test with the command's standard error unless it succeeded.
+pub fn assert_success(output: &Output) {
     assert!(
         output.status.success(),
-        "import failed: {}",
+        "exosphere failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

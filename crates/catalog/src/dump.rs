@@ -326,13 +326,9 @@ pub fn export(store: &dyn CatalogStore, out: impl Write) -> Result<ExportSummary
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::{SqliteStore, open_sqlite};
+    use crate::sqlite::SqliteStore;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        (dir, store)
-    }
+    use crate::sqlite::temp_store as store;
 
     fn export_text(store: &SqliteStore) -> String {
         let mut out = Vec::new();

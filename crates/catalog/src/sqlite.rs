@@ -708,6 +708,15 @@ impl CatalogWriter for SqliteWriter<'_> {
     }
 }
 
+/// A store in a fresh temporary directory, for tests across the crate; the directory lives
+/// as long as the returned guard.
+#[cfg(test)]
+pub(crate) fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open_sqlite(dir.path()).expect("a fresh store opens");
+    (dir, store)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

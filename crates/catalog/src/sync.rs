@@ -213,7 +213,7 @@ fn parse_token(token: &Value) -> Result<Request<'_>, SyncError> {
     let Value::Object(map) = token else {
         return Err(SyncError::BadToken(format!(
             "the sync token must be an object, not {}",
-            json_kind(token)
+            exosphere_ejson::json_kind(token)
         )));
     };
     let start = if map.keys().all(|k| k == "format" || k == "_id") {
@@ -249,17 +249,6 @@ const fn seq_key(c: Collection) -> &'static str {
         Collection::Builds => "buildsSeq",
         Collection::ReleaseTracks => "releaseTracksSeq",
         Collection::ReleaseVersions => "releaseVersionsSeq",
-    }
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -325,7 +314,9 @@ fn render_result(
     if compress {
         let mut plain = String::with_capacity(collections_len + collections_len / 4);
         push_collections(&mut plain, page, true)?;
-        let mut gz = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::default());
+        // The fastest level: pages are compressed on every call, and level 1 already removes
+        // most of the redundancy of JSON records.
+        let mut gz = GzEncoder::new(Vec::with_capacity(plain.len() / 4), Compression::fast());
         gz.write_all(plain.as_bytes())
             .map_err(SyncError::Compress)?;
         out.push_str(",\"collectionsCompressed\":\"");
@@ -382,14 +373,10 @@ mod tests {
 
     use super::*;
     use crate::record::Record;
-    use crate::sqlite::{SqliteStore, open_sqlite};
+    use crate::sqlite::SqliteStore;
     use crate::store::CatalogStore;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        (dir, store)
-    }
+    use crate::sqlite::temp_store as store;
 
     fn put(store: &SqliteStore, c: Collection, docs: &[String]) {
         store

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
 
-use crate::error::{EjsonError, kind};
+use crate::error::{EjsonError, json_kind};
 use crate::tag::Tag;
 use crate::value::{Ejson, EjsonMap, NonFinite};
 
@@ -68,7 +68,7 @@ fn decode_tagged(tag: Tag, mut map: Map<String, Value>) -> Result<Ejson, EjsonEr
     match tag {
         Tag::Date => match take("$date") {
             Value::Number(n) => Ok(Ejson::Date(n.as_f64().unwrap_or(f64::NAN))),
-            other => Err(EjsonError::InvalidDate(kind(&other))),
+            other => Err(EjsonError::InvalidDate(json_kind(&other))),
         },
         Tag::Regexp => match (take("$regexp"), take("$flags")) {
             (Value::String(source), Value::String(flags)) => Ok(Ejson::Regexp {
@@ -81,18 +81,21 @@ fn decode_tagged(tag: Tag, mut map: Map<String, Value>) -> Result<Ejson, EjsonEr
             Value::Number(n) => Ok(Ejson::NonFinite(infnan_from_sign(
                 n.as_f64().unwrap_or(0.0),
             ))),
-            other => Err(EjsonError::InvalidInfNaN(kind(&other))),
+            other => Err(EjsonError::InvalidInfNaN(json_kind(&other))),
         },
         Tag::Binary => match take("$binary") {
             Value::String(text) => BASE64_LENIENT
                 .decode(text.as_bytes())
                 .map(Ejson::Binary)
                 .map_err(|e| EjsonError::InvalidBinary(e.to_string())),
-            other => Err(EjsonError::InvalidBinary(format!("found {}", kind(&other)))),
+            other => Err(EjsonError::InvalidBinary(format!(
+                "found {}",
+                json_kind(&other)
+            ))),
         },
         Tag::Escape => match take("$escape") {
             Value::Object(inner) => Ok(Ejson::Object(decode_fields(inner)?)),
-            other => Err(EjsonError::InvalidEscape(kind(&other))),
+            other => Err(EjsonError::InvalidEscape(json_kind(&other))),
         },
         Tag::Custom => Err(EjsonError::UnknownCustomType(take("$type").to_string())),
     }

@@ -32,8 +32,9 @@ pub enum EjsonError {
     UnknownCustomType(String),
 }
 
-/// A short name of a JSON value's type, for error messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
+/// A short name of a JSON value's type ("a string", "an object"), for error messages here
+/// and in crates that validate JSON input.
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -52,16 +53,16 @@ mod tests {
     #[test]
     fn messages_name_the_problem() {
         assert_eq!(
-            EjsonError::InvalidDate(kind(&json!("x"))).to_string(),
+            EjsonError::InvalidDate(json_kind(&json!("x"))).to_string(),
             "`$date` must be a number of milliseconds, found a string"
         );
         assert_eq!(
             EjsonError::UnknownCustomType("\"oid\"".to_owned()).to_string(),
             "custom EJSON type \"oid\" is not defined"
         );
-        assert_eq!(kind(&json!([])), "an array");
-        assert_eq!(kind(&json!({})), "an object");
-        assert_eq!(kind(&json!(null)), "null");
-        assert_eq!(kind(&json!(true)), "a boolean");
+        assert_eq!(json_kind(&json!([])), "an array");
+        assert_eq!(json_kind(&json!({})), "an object");
+        assert_eq!(json_kind(&json!(null)), "null");
+        assert_eq!(json_kind(&json!(true)), "a boolean");
     }
 }

@@ -20,6 +20,6 @@ mod tag;
 mod value;
 
 pub use decode::parse;
-pub use error::EjsonError;
+pub use error::{EjsonError, json_kind};
 pub use plain::plain_json_text;
 pub use value::{Ejson, EjsonMap, NonFinite};
