@@ -20,7 +20,7 @@ use exosphere_catalog::synth::Scale;
                   tool expects, from an embedded SQLite database.\n\n\
                   Quick start:\n  \
                   exosphere serve --demo\n  \
-                  METEOR_PACKAGE_SERVER_URL=http://127.0.0.1:3000 meteor show iron:router\n\n\
+                  METEOR_PACKAGE_SERVER_URL=http://127.0.0.1:3000 meteor show ecmascript\n\n\
                   Every flag can also be set with the environment variable named in its help."
 )]
 pub struct Cli {

@@ -142,7 +142,7 @@ async fn home(headers: HeaderMap) -> Html<String> {
 exactly as the <code>meteor</code> tool expects.</p>
 <h2>Use it with the meteor tool</h2>
 <pre>export METEOR_PACKAGE_SERVER_URL={base}
-meteor show iron:router</pre>
+meteor show ecmascript</pre>
 <p>The tool keeps a separate catalog and package cache per server URL, so the first command
 after switching syncs the whole catalog.</p>
 <h2>Endpoints</h2>
