@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{COLLECTIONS, Server, fixture, import, import_text, read_dump, sync_loop};
+use common::{COLLECTIONS, Server, fixture, import_text, read_dump, serve_fixture, sync_loop};
 use serde_json::{Value, json};
 
 fn fixture_catalog() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>
@@ -37,10 +37,7 @@ fn assert_page_shape(page: &Value, page_size: usize) {
 
 #[tokio::test]
 async fn a_fresh_tool_receives_the_whole_2015_catalog() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, _data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
 
     let outcome = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
@@ -103,10 +100,7 @@ async fn short_pages_carry_at_most_three_records_per_collection() {
 
 #[tokio::test]
 async fn an_up_to_date_token_gets_five_empty_arrays_and_the_same_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, _data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
     let first = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
 
@@ -134,10 +128,7 @@ async fn an_up_to_date_token_gets_five_empty_arrays_and_the_same_token() {
 
 #[tokio::test]
 async fn a_record_changed_by_another_process_syncs_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
     let first = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
 
@@ -165,10 +156,7 @@ async fn a_record_changed_by_another_process_syncs_again() {
 
 #[tokio::test]
 async fn compressed_pages_are_gzip_base64_plain_json_with_iso_dates() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, _data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
 
     let outcome = sync_loop(
@@ -215,10 +203,7 @@ fn lower_dates(value: &Value) -> Value {
 
 #[tokio::test]
 async fn a_token_from_another_server_gets_reset_data_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, _data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
     let foreign = json!({
         "format": "1.1", "packages": 1729166400000_i64, "versions": 1729166400123_i64,
@@ -243,10 +228,7 @@ async fn a_token_from_another_server_gets_reset_data_exactly_once() {
 
 #[tokio::test]
 async fn a_deletion_makes_older_tokens_reset_once_and_drops_the_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
     let first = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
     let doomed = first.catalog["packages"].keys().next().unwrap().clone();
@@ -285,10 +267,7 @@ async fn a_deletion_makes_older_tokens_reset_once_and_drops_the_record() {
 
 #[tokio::test]
 async fn legacy_calls_are_answered() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, _data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
 
     // Pre-0.9.3 tools sent `{}` and very old tools only one parameter (spec §3.1).
@@ -335,10 +314,7 @@ async fn a_token_that_is_not_an_object_is_a_clear_error() {
 
 #[tokio::test]
 async fn writes_between_pages_are_never_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    let (_dir, data, server) = serve_fixture();
     let mut ddp = server.ddp().await;
     let dump = std::fs::read_to_string(fixture()).unwrap();
     let versions: Vec<Value> = dump

@@ -116,6 +116,16 @@ impl Drop for Server {
     }
 }
 
+/// A server over a fresh data directory that holds the 2015 fixture: the temporary
+/// directory (keep it alive), the data directory, and the server.
+pub fn serve_fixture() -> (tempfile::TempDir, PathBuf, Server) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    import(&data, &fixture());
+    let server = Server::start(&data, &[]);
+    (dir, data, server)
+}
+
 /// How long a test waits for any one message before it fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
