@@ -230,16 +230,8 @@ where
             item = incoming.next() => item,
             () = sleep_until(deadline) => return Err(CloseReason::ConnectTimeout(config.connect_timeout)),
         };
-        let Frame::Text(text) = frame(item, config.max_message_size)? else {
+        let Some(inbound) = accept(item, config.max_message_size, outbox).await? else {
             continue;
-        };
-        let inbound = match Inbound::parse(&text) {
-            Ok(inbound) => inbound,
-            Err(rejected) => {
-                tracing::debug!(cause = %rejected.cause, "rejected frame before connect");
-                send_error(outbox, rejected.error, rejected.offending.as_ref()).await?;
-                continue;
-            }
         };
         let ClientMessage::Connect { version, support } = inbound.message else {
             send_error(outbox, ProtocolError::MustConnectFirst, Some(&inbound.raw)).await?;
@@ -303,16 +295,8 @@ where
             }
         };
         heartbeat.activity(Instant::now());
-        let Frame::Text(text) = frame(item, config.max_message_size)? else {
+        let Some(inbound) = accept(item, config.max_message_size, outbox).await? else {
             continue;
-        };
-        let inbound = match Inbound::parse(&text) {
-            Ok(inbound) => inbound,
-            Err(rejected) => {
-                tracing::debug!(cause = %rejected.cause, "rejected frame");
-                send_error(outbox, rejected.error, rejected.offending.as_ref()).await?;
-                continue;
-            }
         };
         let heartbeats = version.has_heartbeats();
         let work = match inbound.message {
@@ -353,6 +337,26 @@ async fn send(outbox: &Outbox, message: ServerMessage<'_>) -> Result<(), CloseRe
         .send(message.encode())
         .await
         .map_err(|_| CloseReason::WriterGone)
+}
+
+/// Reads one received item as a DDP message. Non-text frames and frames that are not valid
+/// DDP yield `None`; the latter are answered with the protocol error of spec §1.3 first.
+async fn accept(
+    item: Option<Result<Message, axum::Error>>,
+    limit: usize,
+    outbox: &Outbox,
+) -> Result<Option<Inbound>, CloseReason> {
+    let Frame::Text(text) = frame(item, limit)? else {
+        return Ok(None);
+    };
+    match Inbound::parse(&text) {
+        Ok(inbound) => Ok(Some(inbound)),
+        Err(rejected) => {
+            tracing::debug!(cause = %rejected.cause, "rejected frame");
+            send_error(outbox, rejected.error, rejected.offending.as_ref()).await?;
+            Ok(None)
+        }
+    }
 }
 
 async fn send_error(
