@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::import::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::GenCatalog(args) => commands::gen_catalog::run(args),
-        Command::Bench(args) => commands::bench::run(args),
+        Command::Bench(command) => commands::bench::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! `exosphere bench`: how fast a full catalog sync is, measured against the physical limit.
+//! `exosphere bench sync`: how fast a full catalog sync is, measured against the physical limit.
 //!
 //! The benchmark generates a synthetic catalog, imports it, starts `exosphere serve` as a child
 //! process (so its peak memory can be read on its own) and runs the `meteor` tool's sync loop
@@ -7,68 +7,26 @@
 //! the ratio between the two says how much the catalog, the DDP layer and SQLite cost on top of
 //! moving the bytes.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read as _, Write as _};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Read as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use base64::Engine as _;
-use exosphere_catalog::{dump, open_sqlite, synth};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::cli::BenchArgs;
+use super::{ServerProcess, WorkDir, mb, prepare_catalog};
+use crate::cli::BenchSyncArgs;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let scratch;
-    let work_dir = match &args.work_dir {
-        Some(dir) => dir.clone(),
-        None => {
-            scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
-            scratch.path().to_path_buf()
-        }
-    };
-    std::fs::create_dir_all(&work_dir)
-        .with_context(|| format!("cannot create {}", work_dir.display()))?;
+pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
+    let work_dir = WorkDir::new(args.work_dir.as_deref())?;
+    let catalog = prepare_catalog(work_dir.path(), args.scale, args.seed)?;
 
-    let dump_path = work_dir.join("catalog.ndjson");
-    let started = Instant::now();
-    let mut out = BufWriter::new(File::create(&dump_path)?);
-    let generated = synth::generate(args.scale, args.seed, &mut out)?;
-    out.flush()?;
-    let generate_time = started.elapsed();
-    eprintln!(
-        "generated {} records ({} MB) in {:.2?}",
-        generated.packages
-            + generated.versions
-            + generated.builds
-            + generated.release_tracks
-            + generated.release_versions,
-        mb(generated.bytes),
-        generate_time
-    );
-
-    let data_dir = work_dir.join("data");
-    if data_dir.exists() {
-        std::fs::remove_dir_all(&data_dir)?;
-    }
-    let started = Instant::now();
-    let store = open_sqlite(&data_dir)?;
-    let imported = dump::import(
-        &store,
-        BufReader::with_capacity(1 << 20, File::open(&dump_path)?),
-    )?;
-    drop(store);
-    let import_time = started.elapsed();
-    eprintln!("imported in {import_time:.2?}: {imported}");
-
-    let mut server = ServerProcess::start(&data_dir)?;
+    let server = ServerProcess::start(&catalog.data_dir, &[])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -76,7 +34,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for run in 1..=args.runs {
         // Only the first run keeps its frames (for the bare baseline), so later runs measure a
         // client that, like the tool, drops each page once applied.
-        let sync = runtime.block_on(full_sync(&server.url, args.compress, run == 1))?;
+        let sync = runtime.block_on(full_sync(&server.ws_url(), args.compress, run == 1))?;
         eprintln!(
             "sync run {run}: {} records, {} pages, {:.2} MB in {:.3?}",
             sync.records,
@@ -88,7 +46,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let peak_rss_kib = server.memory_kib("VmHWM")?;
     let anon_rss_kib = server.memory_kib("RssAnon")?;
-    server.stop();
+    drop(server);
 
     let Some(best) = syncs.iter().min_by_key(|sync| sync.elapsed) else {
         bail!("no sync ran");
@@ -101,7 +59,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let secs = best.elapsed.as_secs_f64();
     println!(
-        "## exosphere bench ({} scale, seed {})",
+        "## exosphere bench sync ({} scale, seed {})",
         args.scale, args.seed
     );
     println!();
@@ -110,13 +68,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "| catalog | {} records, {:.1} MB dump |",
         best.records,
-        mb(generated.bytes)
+        mb(catalog.generated.bytes)
     );
     println!("| compressed pages | {} |", args.compress);
-    println!("| generate | {:.2} s |", generate_time.as_secs_f64());
+    println!(
+        "| generate | {:.2} s |",
+        catalog.generate_time.as_secs_f64()
+    );
     println!(
         "| import (bulk SQLite load) | {:.2} s |",
-        import_time.as_secs_f64()
+        catalog.import_time.as_secs_f64()
     );
     println!(
         "| full sync, each run | {} |",
@@ -147,67 +108,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         anon_rss_kib as f64 / 1024.0
     );
     Ok(())
-}
-
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1_000_000.0
-}
-
-/// An `exosphere serve` child process on a free loopback port.
-struct ServerProcess {
-    child: Child,
-    url: String,
-}
-
-impl ServerProcess {
-    fn start(data_dir: &Path) -> anyhow::Result<Self> {
-        let exe: PathBuf = std::env::current_exe().context("cannot find the exosphere binary")?;
-        let mut child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stdin(Stdio::null())
-            .spawn()
-            .context("cannot start exosphere serve")?;
-        let stdout = child.stdout.take().context("no stdout from the server")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let Some(address) = line.trim().strip_prefix("Exosphere listening on http://") else {
-            let _ = child.kill();
-            bail!("unexpected first line from the server: {line:?}");
-        };
-        Ok(Self {
-            url: format!("ws://{address}/websocket"),
-            child,
-        })
-    }
-
-    /// A memory figure of the server process from `/proc/<pid>/status`, in KiB: `VmHWM` is
-    /// the peak resident size (including the mapped database file), `RssAnon` the process's
-    /// own heap and stacks now.
-    fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
-        let mut status = String::new();
-        File::open(format!("/proc/{}/status", self.child.id()))
-            .context("memory figures need /proc (Linux)")?
-            .read_to_string(&mut status)?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {field} in /proc status"))
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// What one full sync transferred.

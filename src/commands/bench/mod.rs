@@ -1,0 +1,181 @@
+//! `exosphere bench <workload>`: benchmarks that measure Exosphere against a physical limit
+//! taken in the same run, never against a fixed number of seconds.
+//!
+//! Each workload is a module of its own; this module holds what they share: a scratch
+//! directory, a synthetic catalog imported into a fresh data directory, and an
+//! `exosphere serve` child process whose memory can be read on its own from `/proc`.
+
+pub mod sync;
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use exosphere_catalog::synth::{self, Scale, SynthSummary};
+use exosphere_catalog::{dump, open_sqlite};
+
+use crate::cli::BenchCommand;
+
+/// Runs the chosen benchmark; each prints a Markdown report to standard output.
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Sync(args) => sync::run(args),
+    }
+}
+
+/// Megabytes (10^6 bytes), as the reports print them.
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1_000_000.0
+}
+
+/// The directory a benchmark works in: the one the user named, or a temporary directory that
+/// is removed when the benchmark ends.
+struct WorkDir {
+    path: PathBuf,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl WorkDir {
+    fn new(chosen: Option<&Path>) -> anyhow::Result<Self> {
+        let (path, scratch) = match chosen {
+            Some(path) => (path.to_path_buf(), None),
+            None => {
+                let scratch = tempfile::tempdir().context("cannot create a temporary directory")?;
+                (scratch.path().to_path_buf(), Some(scratch))
+            }
+        };
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self {
+            path,
+            _scratch: scratch,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A synthetic catalog, written as a dump and imported into a fresh data directory.
+struct PreparedCatalog {
+    /// The data directory holding the imported catalog.
+    data_dir: PathBuf,
+    generated: SynthSummary,
+    generate_time: Duration,
+    /// The bulk SQLite load of the whole dump.
+    import_time: Duration,
+}
+
+impl PreparedCatalog {
+    /// Records in the catalog, all five collections together.
+    fn records(&self) -> u64 {
+        let g = &self.generated;
+        g.packages + g.versions + g.builds + g.release_tracks + g.release_versions
+    }
+}
+
+/// Generates the catalog of `scale` and `seed` under `work_dir` and imports it into
+/// `work_dir/data` (replacing any earlier one), reporting progress on standard error.
+fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<PreparedCatalog> {
+    let dump_path = work_dir.join("catalog.ndjson");
+    let started = Instant::now();
+    let mut out = BufWriter::new(
+        File::create(&dump_path)
+            .with_context(|| format!("cannot create {}", dump_path.display()))?,
+    );
+    let generated = synth::generate(scale, seed, &mut out)?;
+    out.flush()?;
+    drop(out);
+    let generate_time = started.elapsed();
+
+    let data_dir = work_dir.join("data");
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
+    let started = Instant::now();
+    let store = open_sqlite(&data_dir)?;
+    let imported = dump::import(
+        &store,
+        BufReader::with_capacity(1 << 20, File::open(&dump_path)?),
+    )?;
+    drop(store);
+    let import_time = started.elapsed();
+    let catalog = PreparedCatalog {
+        data_dir,
+        generated,
+        generate_time,
+        import_time,
+    };
+    eprintln!(
+        "generated {} records ({:.1} MB) in {generate_time:.2?}, imported in {import_time:.2?}: {imported}",
+        catalog.records(),
+        mb(catalog.generated.bytes),
+    );
+    Ok(catalog)
+}
+
+/// An `exosphere serve` child process on a free loopback port, killed when dropped.
+struct ServerProcess {
+    child: Child,
+    /// `host:port` the server printed.
+    address: String,
+}
+
+impl ServerProcess {
+    /// Starts `exosphere serve` on `data_dir` with `extra_args` added to its command line.
+    fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let exe: PathBuf = std::env::current_exe().context("cannot find the exosphere binary")?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("cannot start exosphere serve")?;
+        let stdout = child.stdout.take().context("no stdout from the server")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(address) = line.trim().strip_prefix("Exosphere listening on http://") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("unexpected first line from the server: {line:?}");
+        };
+        Ok(Self {
+            address: address.to_owned(),
+            child,
+        })
+    }
+
+    /// The raw-WebSocket DDP endpoint.
+    fn ws_url(&self) -> String {
+        format!("ws://{}/websocket", self.address)
+    }
+
+    /// A memory figure of the server process from `/proc/<pid>/status`, in KiB: `VmHWM` is
+    /// the peak resident size (including the mapped database file), `RssAnon` the process's
+    /// own heap and stacks now.
+    fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
+        let mut status = String::new();
+        File::open(format!("/proc/{}/status", self.child.id()))
+            .context("memory figures need /proc (Linux)")?
+            .read_to_string(&mut status)?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
