@@ -139,6 +139,40 @@ pub struct ServeArgs {
     /// How often the catalog is checked for writes by other processes (e.g. 250ms).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
     pub watch_interval: Duration,
+
+    /// DDP connections served at once, over every transport; further ones get HTTP 503.
+    #[arg(long, default_value_t = 20_000, env = "EXOSPHERE_MAX_SESSIONS")]
+    pub max_sessions: usize,
+
+    /// Method calls one connection may make per --method-rate-interval; further calls get
+    /// Meteor's `too-many-requests` error telling how long to wait (0 turns it off).
+    #[arg(long, default_value_t = 1000, env = "EXOSPHERE_METHOD_RATE_LIMIT")]
+    pub method_rate_limit: u32,
+
+    /// The window of --method-rate-limit (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EXOSPHERE_METHOD_RATE_INTERVAL")]
+    pub method_rate_interval: Duration,
+
+    /// On SIGINT/SIGTERM, how long calls already received may run before sessions close.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EXOSPHERE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Duration,
+
+    /// SockJS (/sockjs): send a heartbeat frame after this long without output.
+    #[arg(long, default_value = "25s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_HEARTBEAT")]
+    pub sockjs_heartbeat: Duration,
+
+    /// SockJS: end a polling or streaming session this long after its last request.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
+    pub sockjs_disconnect_delay: Duration,
+
+    /// SockJS: bytes one streaming response carries before the client must open another.
+    #[arg(long, default_value_t = 128 * 1024, env = "EXOSPHERE_SOCKJS_RESPONSE_LIMIT")]
+    pub sockjs_response_limit: usize,
+
+    /// Also mount the SockJS conformance suite's services (/echo, /disabled_websocket_echo,
+    /// /cookie_needed_echo, /close), to run sockjs-protocol against this build.
+    #[arg(long, env = "EXOSPHERE_SOCKJS_TEST_SERVICES")]
+    pub sockjs_test_services: bool,
 }
 
 /// Flags of `exosphere import`.
