@@ -159,13 +159,14 @@ pub(super) fn stream(
         return refused();
     };
     let content_type = format.content_type();
-    let (tx, rx) = mpsc::channel::<String>(1);
+    // Room for the prelude and one frame: a busy session's answer fits without a task.
+    let (tx, rx) = mpsc::channel::<String>(2);
     let prelude = format.prelude();
     match session.attach() {
         None => {
             let (code, reason) = framing::ANOTHER_CONNECTION;
-            let body = prelude + &format.wrap(&framing::close(code, reason));
-            return transport_response(endpoint, request, content_type, Body::from(body));
+            let _ = tx.try_send(prelude);
+            let _ = tx.try_send(format.wrap(&framing::close(code, reason)));
         }
         Some(mut receiver) => {
             let config = endpoint.config.clone();
