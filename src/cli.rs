@@ -42,6 +42,8 @@ pub enum LogFormat {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the `serve` flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the catalog over DDP (WebSocket at /websocket) and HTTP.
@@ -146,7 +148,7 @@ pub struct ServeArgs {
 
     /// Method calls one connection may make per --method-rate-interval; further calls get
     /// Meteor's `too-many-requests` error telling how long to wait (0 turns it off).
-    #[arg(long, default_value_t = 1000, env = "EXOSPHERE_METHOD_RATE_LIMIT")]
+    #[arg(long, default_value_t = 5000, env = "EXOSPHERE_METHOD_RATE_LIMIT")]
     pub method_rate_limit: u32,
 
     /// The window of --method-rate-limit (e.g. 10s).
@@ -224,6 +226,46 @@ pub enum BenchCommand {
                       MB/s, pages, peak server memory and the ratio to the bare transfer."
     )]
     Sync(BenchSyncArgs),
+    /// Many idle DDP sessions subscribed to `changes`: memory per session, connect rate,
+    /// and the fan-out of one catalog write against bare loopback sockets.
+    #[command(
+        long_about = "Open --sessions DDP sessions over loopback WebSockets against an \
+                      `exosphere serve` child process, each subscribed to `changes`. Reports the \
+                      connect rate, the server's anonymous memory per idle session, and, for \
+                      each of --rounds catalog writes, the time until the first, median and \
+                      last client received `changed`, next to the same fan-out of a \
+                      pre-encoded frame over bare loopback TCP sockets. Raises the open-file \
+                      limit to the hard limit and says so if that is too low."
+    )]
+    Sessions(BenchSessionsArgs),
+}
+
+/// Flags of `exosphere bench sessions`.
+#[derive(Debug, Args)]
+pub struct BenchSessionsArgs {
+    /// Concurrent DDP sessions to open.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sessions: u32,
+
+    /// WebSocket + DDP handshakes in flight at once while connecting.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connect_concurrency: u32,
+
+    /// Catalog writes to fan out; the report gives each.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+
+    /// The server's --watch-interval: how soon it sees the write.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub watch_interval: Duration,
+
+    /// Seed of the (small) synthetic catalog the server serves.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench sync`.

@@ -587,7 +587,7 @@ fn websocket() {
     );
     // test_headersSanity
     let path = format!("{}/websocket", suite.session("echo"));
-    let mut stream = suite.send(
+    let stream = suite.send(
         "GET",
         &path,
         &[

@@ -14,6 +14,7 @@ use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 
 use crate::cli::ServeArgs;
+use crate::fd_limit;
 use crate::http::{AppState, router};
 use crate::service::PackageService;
 
@@ -33,6 +34,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Each session is a socket: let --max-sessions be reachable as far as the system allows.
+    match fd_limit::raise() {
+        Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < args.max_sessions => {
+            tracing::warn!(
+                open_files = limit.soft,
+                max_sessions = args.max_sessions,
+                "the open-file limit is below --max-sessions; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+            )
+        }
+        Ok(limit) => tracing::debug!(open_files = limit.soft, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let data_dir = &args.data_dir.data_dir;
     let store: Arc<dyn CatalogStore> = Arc::new(
         open_sqlite(data_dir)
@@ -103,25 +116,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // On a signal, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
-    let stopping = Arc::clone(&ddp);
-    let draining = async move {
-        shutdown_signal().await;
-        tokio::spawn(async move { stopping.shut_down(CLOSE_FLUSH).await })
-    };
-    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let draining = tokio::spawn({
+        let (ddp, stopping) = (Arc::clone(&ddp), Arc::clone(&stopping));
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+            ddp.shut_down(CLOSE_FLUSH).await
+        }
+    });
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        let drained = draining.await;
-        let _ = drained_tx.send(drained);
-    })
+    .with_graceful_shutdown(async move { stopping.notified().await })
     .await
     .context("server failed")?;
-    if let Ok(drained) = drained_rx.await
-        && !matches!(drained.await, Ok(true))
-    {
+    if !matches!(draining.await, Ok(true)) {
         tracing::warn!("some sessions were still open after the shutdown grace period");
     }
     tracing::info!("stopped");

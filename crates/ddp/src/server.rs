@@ -59,7 +59,7 @@ impl Default for DdpConfig {
             inbound_queue: 32,
             max_subscriptions: 100,
             max_sessions: 20_000,
-            method_rate_limit: 1000,
+            method_rate_limit: 5000,
             method_rate_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
         }

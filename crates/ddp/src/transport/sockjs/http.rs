@@ -104,17 +104,16 @@ impl Format {
     }
 }
 
-/// The JSONP/htmlfile callback from `?c=`, or the 500 answer SockJS gives without a valid one.
-pub(super) fn callback(request: &Parts) -> Result<String, Response> {
+/// The JSONP/htmlfile callback from `?c=`, or why there is no valid one (answered with
+/// [`server_error`]).
+pub(super) fn callback(request: &Parts) -> Result<String, &'static str> {
     let query = request.uri.query().unwrap_or_default();
     let callback = form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == "c")
         .map(|(_, value)| value.into_owned());
     match callback {
-        None => Err(server_error("\"callback\" parameter required")),
-        Some(name) if !framing::valid_callback(&name) => {
-            Err(server_error("invalid \"callback\" parameter"))
-        }
+        None => Err("\"callback\" parameter required"),
+        Some(name) if !framing::valid_callback(&name) => Err("invalid \"callback\" parameter"),
         Some(name) => Ok(name),
     }
 }
@@ -190,6 +189,12 @@ pub(super) fn stream(
                     };
                     let chunk = format.wrap(&frame);
                     sent += chunk.len();
+                    if last || sent >= config.response_limit {
+                        // Released first: the client's next request may follow this chunk at once.
+                        receiver.finish();
+                        let _ = timeout(config.write_timeout, tx.send(chunk)).await;
+                        return;
+                    }
                     match timeout(config.write_timeout, tx.send(chunk)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => return,
@@ -199,10 +204,6 @@ pub(super) fn stream(
                             );
                             return;
                         }
-                    }
-                    if last || sent >= config.response_limit {
-                        receiver.finish();
-                        return;
                     }
                 }
             };
@@ -258,6 +259,7 @@ pub(super) async fn send(
             return not_found();
         }
     }
+    session.taken().await;
     let (status, body) = if jsonp {
         (StatusCode::OK, Body::from("ok"))
     } else {
@@ -320,7 +322,7 @@ fn transport_response(
 }
 
 /// The answer SockJS servers give to a bad request on a transport: 500 and a reason.
-fn server_error(reason: &str) -> Response {
+pub(super) fn server_error(reason: &str) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         [(CONTENT_TYPE, "text/plain; charset=UTF-8")],

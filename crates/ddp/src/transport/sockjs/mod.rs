@@ -213,7 +213,7 @@ async fn transport_request(
             Ok(callback) => {
                 http::poll(endpoint, session, http::Format::Jsonp(callback), &request).await
             }
-            Err(response) => response,
+            Err(reason) => http::server_error(reason),
         },
         ("xhr_streaming", Method::POST) => {
             http::stream(endpoint, session, http::Format::Xhr, &request)
@@ -228,7 +228,7 @@ async fn transport_request(
                 http::Format::HtmlFile(callback),
                 &request,
             ),
-            Err(response) => response,
+            Err(reason) => http::server_error(reason),
         },
         ("xhr_send", Method::POST) => http::send(endpoint, session, false, &request, body).await,
         ("jsonp_send", Method::POST) => http::send(endpoint, session, true, &request, body).await,

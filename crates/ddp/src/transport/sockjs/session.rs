@@ -20,6 +20,13 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::framing;
 use crate::session::Outbound;
 
+/// The longest a send request waits for the application to take its messages.
+const TAKE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a receiver waits for more messages once it has some, so that messages sent
+/// together (a method's `updated` and `result`) travel in one response.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// The open sessions of one SockJS endpoint.
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
@@ -122,6 +129,20 @@ impl Session {
         })
     }
 
+    /// Waits (up to [`TAKE_WAIT`]) until the application has taken every message sent to
+    /// it, so that a send request answers after its messages were handled, as in the
+    /// reference servers, where the application runs inside the request.
+    pub(crate) async fn taken(&self) {
+        let deadline = Instant::now() + TAKE_WAIT;
+        while self.inbound.capacity() < self.inbound.max_capacity()
+            && !self.inbound.is_closed()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::task::yield_now().await;
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
         self.idle_since
             .lock()
@@ -183,17 +204,21 @@ impl Receiver {
         };
         let mut size = batch[0].len();
         while size < budget {
-            match output.queue.try_recv() {
-                Ok(Outbound::Frame(message)) => {
+            let more = match output.queue.try_recv() {
+                Ok(item) => Some(item),
+                Err(_) => timeout(LINGER, output.queue.recv()).await.ok().flatten(),
+            };
+            match more {
+                Some(Outbound::Frame(message)) => {
                     size += message.len();
                     batch.push(message);
                 }
                 // Sent with the next request, after these messages.
-                Ok(Outbound::Close { code, reason }) => {
+                Some(Outbound::Close { code, reason }) => {
                     output.closed = Some((code, reason.to_owned()));
                     break;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         Next::Frame(framing::messages(batch.iter().map(String::as_str)))
