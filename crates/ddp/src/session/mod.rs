@@ -333,7 +333,10 @@ where
                 Ok(()) => Work::Method(call),
                 Err(error) => {
                     tracing::debug!(method = %call.method, "method rate limit reached; refused");
-                    Work::Refuse { id: call.id, error }
+                    Work::Refuse {
+                        id: call.id,
+                        error: Box::new(error),
+                    }
                 }
             },
             ClientMessage::Sub(request) => Work::Sub(request),

@@ -26,10 +26,11 @@ use crate::session::SessionShared;
 #[derive(Debug)]
 pub(crate) enum Work {
     Method(MethodCall),
-    /// A call answered with an error without running it (the rate limit).
+    /// A call answered with an error without running it (the rate limit). Boxed: every
+    /// slot of the session's work queue is as large as the largest variant.
     Refuse {
         id: String,
-        error: DdpError,
+        error: Box<DdpError>,
     },
     Sub(SubRequest),
     Unsub(Option<Value>),
@@ -53,7 +54,7 @@ pub(crate) async fn run<S: Service>(
         };
         let outcome = match work {
             Work::Method(call) => call_method(&service, &session, call).await,
-            Work::Refuse { id, error } => answer(&session, &id, &Err(error)).await,
+            Work::Refuse { id, error } => answer(&session, &id, &Err(*error)).await,
             Work::Sub(request) => subscribe(service.as_ref(), &session, request).await,
             Work::Unsub(id) => publication::unsubscribe(&session, id.as_ref()).await,
         };

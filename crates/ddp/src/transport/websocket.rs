@@ -31,8 +31,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
 /// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated per
 /// socket) would dominate an idle session's memory; DDP clients send small messages, and
-/// larger ones are still read whole, in more system calls.
-pub(crate) const READ_BUFFER_SIZE: usize = 4096;
+/// larger ones are still read whole (the buffer grows for them), in more system calls.
+pub(crate) const READ_BUFFER_SIZE: usize = 1024;
 
 /// What the HTTP layer knows about a connection.
 #[derive(Debug, Clone, Default)]
