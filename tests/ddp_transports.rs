@@ -420,3 +420,24 @@ fn sigterm_closes_sessions_cleanly_and_the_server_exits() {
     assert_eq!(last, None, "the SockJS session gets its close frame");
     assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
 }
+
+#[test]
+fn a_sockjs_websocket_client_that_stops_reading_is_dropped() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    common::import(&data, &common::fixture());
+    let server = Server::start(&data, &["--ping-timeout", "1s", "--outbound-queue", "4"]);
+    let mut conn = Conn::open(&server, Transport::SockJsWebSocket);
+    assert_eq!(conn.handshake("1", &["1"])["msg"], "connected");
+    wait_for_sessions(&server, 1);
+    // Asks for far more than the socket buffers hold, and never reads: the server's
+    // writer stalls, and after --ping-timeout it gives up instead of buffering.
+    for id in 0..200 {
+        conn.send(&json!({"msg": "method", "id": id.to_string(), "method": "syncNewPackageData", "params": [{}, {}]}));
+    }
+    wait_for_sessions(&server, 0);
+    // The server serves others as before.
+    let mut other = Conn::open(&server, Transport::SockJsWebSocket);
+    assert_eq!(other.handshake("1", &["1"])["msg"], "connected");
+    drop(conn);
+}
