@@ -42,6 +42,8 @@ pub enum LogFormat {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of the `serve` flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the catalog over DDP (WebSocket at /websocket) and HTTP.
@@ -139,6 +141,40 @@ pub struct ServeArgs {
     /// How often the catalog is checked for writes by other processes (e.g. 250ms).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
     pub watch_interval: Duration,
+
+    /// DDP connections served at once, over every transport; further ones get HTTP 503.
+    #[arg(long, default_value_t = 20_000, env = "EXOSPHERE_MAX_SESSIONS")]
+    pub max_sessions: usize,
+
+    /// Method calls one connection may make per --method-rate-interval; further calls get
+    /// Meteor's `too-many-requests` error telling how long to wait (0 turns it off).
+    #[arg(long, default_value_t = 5000, env = "EXOSPHERE_METHOD_RATE_LIMIT")]
+    pub method_rate_limit: u32,
+
+    /// The window of --method-rate-limit (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EXOSPHERE_METHOD_RATE_INTERVAL")]
+    pub method_rate_interval: Duration,
+
+    /// On SIGINT/SIGTERM, how long calls already received may run before sessions close.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EXOSPHERE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Duration,
+
+    /// SockJS (/sockjs): send a heartbeat frame after this long without output.
+    #[arg(long, default_value = "25s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_HEARTBEAT")]
+    pub sockjs_heartbeat: Duration,
+
+    /// SockJS: end a polling or streaming session this long after its last request.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
+    pub sockjs_disconnect_delay: Duration,
+
+    /// SockJS: bytes one streaming response carries before the client must open another.
+    #[arg(long, default_value_t = 128 * 1024, env = "EXOSPHERE_SOCKJS_RESPONSE_LIMIT")]
+    pub sockjs_response_limit: usize,
+
+    /// Also mount the SockJS conformance suite's services (/echo, /disabled_websocket_echo,
+    /// /cookie_needed_echo, /close), to run sockjs-protocol against this build.
+    #[arg(long, env = "EXOSPHERE_SOCKJS_TEST_SERVICES")]
+    pub sockjs_test_services: bool,
 }
 
 /// Flags of `exosphere import`.
@@ -190,6 +226,46 @@ pub enum BenchCommand {
                       MB/s, pages, peak server memory and the ratio to the bare transfer."
     )]
     Sync(BenchSyncArgs),
+    /// Many idle DDP sessions subscribed to `changes`: memory per session, connect rate,
+    /// and the fan-out of one catalog write against bare loopback sockets.
+    #[command(
+        long_about = "Open --sessions DDP sessions over loopback WebSockets against an \
+                      `exosphere serve` child process, each subscribed to `changes`. Reports the \
+                      connect rate, the server's anonymous memory per idle session, and, for \
+                      each of --rounds catalog writes, the time until the first, median and \
+                      last client received `changed`, next to the same fan-out of a \
+                      pre-encoded frame over bare loopback TCP sockets. Raises the open-file \
+                      limit to the hard limit and says so if that is too low."
+    )]
+    Sessions(BenchSessionsArgs),
+}
+
+/// Flags of `exosphere bench sessions`.
+#[derive(Debug, Args)]
+pub struct BenchSessionsArgs {
+    /// Concurrent DDP sessions to open.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sessions: u32,
+
+    /// WebSocket + DDP handshakes in flight at once while connecting.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connect_concurrency: u32,
+
+    /// Catalog writes to fan out; the report gives each.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+
+    /// The server's --watch-interval: how soon it sees the write.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub watch_interval: Duration,
+
+    /// Seed of the (small) synthetic catalog the server serves.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench sync`.

@@ -14,7 +14,8 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use exosphere_catalog::CatalogStore;
 use exosphere_catalog::stats::{parse_day, render_stats_day};
-use exosphere_ddp::{ConnectionInfo, Server};
+use exosphere_ddp::transport::sockjs;
+use exosphere_ddp::{ConnectionInfo, Server, SockJsConfig};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
@@ -27,7 +28,14 @@ pub struct AppState {
     pub store: Arc<dyn CatalogStore>,
     /// The DDP server that owns every WebSocket session.
     pub ddp: Arc<Server<PackageService>>,
+    /// How DDP is served over SockJS at `/sockjs`.
+    pub sockjs: SockJsConfig,
+    /// Whether the SockJS conformance suite's services are mounted too.
+    pub sockjs_test_services: bool,
 }
+
+/// The streaming response limit `sockjs-protocol.py` expects of its test services.
+const SOCKJS_SUITE_RESPONSE_LIMIT: usize = 4096;
 
 /// Builds the router; `/websocket/` is accepted too because Meteor's own server accepts it
 /// (spec §1.1).
@@ -39,6 +47,20 @@ pub fn router(state: AppState) -> Router {
         .route("/stats/v1/{day}", get(stats_day))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
+        .merge(sockjs::ddp_routes(
+            "/sockjs",
+            Arc::clone(&state.ddp),
+            state.sockjs.clone(),
+        ))
+        .merge(if state.sockjs_test_services {
+            // The suite's services need its 4 KiB streaming limit (sockjs-protocol.py).
+            sockjs::test_service_routes(&SockJsConfig {
+                response_limit: SOCKJS_SUITE_RESPONSE_LIMIT,
+                ..state.sockjs.clone()
+            })
+        } else {
+            Router::new()
+        })
         .layer(TraceLayer::new_for_http().make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);
@@ -150,6 +172,8 @@ after switching syncs the whole catalog.</p>
 <li><code>{base}/websocket</code>: DDP over a raw WebSocket (<code>syncNewPackageData</code>;
 publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
 <code>meteor.loginServiceConfiguration</code>)</li>
+<li><code>{base}/sockjs</code>: the same DDP over SockJS, for browsers
+(<code>DDP.connect("{base}")</code>)</li>
 <li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
 <li><code>{base}/healthz</code>: health check</li>
 </ul>

@@ -4,10 +4,12 @@
 //! - `cli` describes the command line;
 //! - `commands` holds one module per subcommand;
 //! - `service` is the package server as a DDP service (methods and publications);
-//! - `http` is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page).
+//! - `http` is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
+//! - `fd_limit` raises the open-file limit for servers and load generators with many sockets.
 
 mod cli;
 mod commands;
+mod fd_limit;
 mod http;
 mod service;
 

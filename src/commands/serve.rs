@@ -4,20 +4,25 @@
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::synth::{self, Scale};
 use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
-use exosphere_ddp::{DdpConfig, Server};
+use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 
 use crate::cli::ServeArgs;
+use crate::fd_limit;
 use crate::http::{AppState, router};
 use crate::service::PackageService;
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
 const DEMO_SEED: u64 = 2015;
+
+/// On shutdown, time past `--shutdown-grace` for sessions to deliver their close frames.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
 /// Runs the server on a multi-threaded tokio runtime.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -29,6 +34,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Each session is a socket: let --max-sessions be reachable as far as the system allows.
+    match fd_limit::raise() {
+        Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < args.max_sessions => {
+            tracing::warn!(
+                open_files = limit.soft,
+                max_sessions = args.max_sessions,
+                "the open-file limit is below --max-sessions; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+            )
+        }
+        Ok(limit) => tracing::debug!(open_files = limit.soft, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let data_dir = &args.data_dir.data_dir;
     let store: Arc<dyn CatalogStore> = Arc::new(
         open_sqlite(data_dir)
@@ -62,8 +79,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             outbound_queue: args.outbound_queue,
             inbound_queue: args.inbound_queue,
             max_subscriptions: args.max_subscriptions,
+            max_sessions: args.max_sessions,
+            method_rate_limit: args.method_rate_limit,
+            method_rate_interval: args.method_rate_interval,
+            shutdown_grace: args.shutdown_grace,
         },
     );
+    let sockjs = SockJsConfig {
+        heartbeat: args.sockjs_heartbeat,
+        disconnect_delay: args.sockjs_disconnect_delay,
+        response_limit: args.sockjs_response_limit,
+        max_message_size: args.max_message_size,
+        write_timeout: args.ping_timeout,
+        queue: args.outbound_queue,
+        ..SockJsConfig::default()
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -78,13 +108,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%address, data_dir = %data_dir.display(), "serving");
     // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
     println!("Exosphere listening on http://{address}");
+    let state = AppState {
+        store,
+        ddp: Arc::clone(&ddp),
+        sockjs,
+        sockjs_test_services: args.sockjs_test_services,
+    };
+    // On a signal, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
+    // sessions are not HTTP requests, so they are waited for here.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let draining = tokio::spawn({
+        let (ddp, stopping) = (Arc::clone(&ddp), Arc::clone(&stopping));
+        async move {
+            shutdown_signal().await;
+            stopping.notify_one();
+            ddp.shut_down(CLOSE_FLUSH).await
+        }
+    });
     axum::serve(
         listener,
-        router(AppState { store, ddp }).into_make_service_with_connect_info::<SocketAddr>(),
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(async move { stopping.notified().await })
     .await
     .context("server failed")?;
+    if !matches!(draining.await, Ok(true)) {
+        tracing::warn!("some sessions were still open after the shutdown grace period");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use crate::service::Service;
 
 /// Timeouts and limits of DDP sessions.
@@ -32,6 +34,18 @@ pub struct DdpConfig {
     /// Active subscriptions per session; further `sub`s get `nosub` with error 429, so a
     /// client cannot grow the session's state without bound.
     pub max_subscriptions: usize,
+    /// Connections (DDP over any transport, handshaking or established) served at once;
+    /// further ones are refused with HTTP 503 before any session state is allocated.
+    pub max_sessions: usize,
+    /// Method calls one connection may make per [`method_rate_interval`](Self::method_rate_interval);
+    /// further calls are answered with Meteor's `too-many-requests` error. Zero turns the
+    /// limit off.
+    pub method_rate_limit: u32,
+    /// The window of [`method_rate_limit`](Self::method_rate_limit).
+    pub method_rate_interval: Duration,
+    /// On shutdown, how long sessions may take to finish the calls they already read
+    /// before they are closed.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for DdpConfig {
@@ -44,6 +58,10 @@ impl Default for DdpConfig {
             outbound_queue: 256,
             inbound_queue: 32,
             max_subscriptions: 100,
+            max_sessions: 20_000,
+            method_rate_limit: 5000,
+            method_rate_interval: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -55,6 +73,10 @@ pub struct Server<S: Service> {
     config: DdpConfig,
     /// Established DDP sessions (after `connected`, until the connection ends).
     pub(crate) sessions: AtomicUsize,
+    /// Admitted connections, established or not (see [`DdpConfig::max_sessions`]).
+    connections: Arc<AtomicUsize>,
+    /// Becomes `true` when the server starts shutting down.
+    pub(crate) shutdown: watch::Sender<bool>,
 }
 
 impl<S: Service> Server<S> {
@@ -64,6 +86,8 @@ impl<S: Service> Server<S> {
             service,
             config,
             sessions: AtomicUsize::new(0),
+            connections: Arc::new(AtomicUsize::new(0)),
+            shutdown: watch::Sender::new(false),
         })
     }
 
@@ -80,5 +104,46 @@ impl<S: Service> Server<S> {
     /// How many DDP sessions are established right now.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Admits one more connection, or `None` when `max_sessions` are open or the server
+    /// is shutting down. The connection counts until the returned guard is dropped.
+    pub(crate) fn admit(&self) -> Option<Admission> {
+        if *self.shutdown.borrow() {
+            return None;
+        }
+        let limit = self.config.max_sessions;
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < limit).then_some(open + 1)
+            })
+            .ok()
+            .map(|_| Admission(Arc::clone(&self.connections)))
+    }
+
+    /// Starts a graceful shutdown: new connections are refused, and every session stops
+    /// reading, lets the calls it already read finish (within `shutdown_grace`), then
+    /// closes with `1001 server shutting down`. Returns once no connection is left, or
+    /// after `shutdown_grace` plus `extra` at the latest (returning whether all closed).
+    pub async fn shut_down(&self, extra: Duration) -> bool {
+        self.shutdown.send_replace(true);
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_grace + extra;
+        while self.connections.load(Ordering::Acquire) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+}
+
+/// One admitted connection (see [`Server::admit`]).
+#[derive(Debug)]
+pub(crate) struct Admission(Arc<AtomicUsize>);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

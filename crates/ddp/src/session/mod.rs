@@ -14,6 +14,7 @@
 
 mod heartbeat;
 mod outbox;
+mod rate_limit;
 mod worker;
 
 use std::convert::Infallible;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use axum::extract::ws::{Message, Utf8Bytes, close_code};
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::{Mutex, mpsc, watch};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::{Instant, sleep_until, timeout};
 use tracing::Instrument as _;
 
 use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
@@ -35,6 +36,7 @@ use crate::service::{Service, SessionContext};
 use crate::version::{DdpVersion, Negotiation, negotiate};
 use heartbeat::{Beat, Heartbeat, saturating_add};
 pub(crate) use outbox::{Outbound, Outbox};
+use rate_limit::RateLimit;
 use worker::Work;
 
 /// State shared by the reader, the worker and the session's subscriptions.
@@ -87,6 +89,8 @@ pub(crate) enum CloseReason {
     WriteStalled(Duration),
     /// The outbound queue was closed (the writer stopped).
     WriterGone,
+    /// The server is shutting down; calls already read were given time to finish.
+    ShuttingDown,
 }
 
 impl CloseReason {
@@ -97,6 +101,7 @@ impl CloseReason {
             Self::HeartbeatTimeout(_) => Some((close_code::AWAY, "heartbeat timeout")),
             Self::MessageTooLarge { .. } => Some((close_code::SIZE, "message too large")),
             Self::VersionMismatch { .. } | Self::BadConnect => Some((close_code::NORMAL, "")),
+            Self::ShuttingDown => Some((close_code::AWAY, "server shutting down")),
             Self::ClientClosed
             | Self::ReadFailed(_)
             | Self::WriteFailed(_)
@@ -109,7 +114,10 @@ impl CloseReason {
     pub(crate) fn is_abnormal(&self) -> bool {
         !matches!(
             self,
-            Self::ClientClosed | Self::VersionMismatch { .. } | Self::WriterGone
+            Self::ClientClosed
+                | Self::VersionMismatch { .. }
+                | Self::WriterGone
+                | Self::ShuttingDown
         )
     }
 }
@@ -139,6 +147,7 @@ impl fmt::Display for CloseReason {
                 )
             }
             Self::WriterGone => f.write_str("outbound stream closed"),
+            Self::ShuttingDown => f.write_str("server shutting down"),
         }
     }
 }
@@ -163,13 +172,21 @@ where
     let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
     let _live = LiveSession::start(&server, &session);
     let (queue, work) = mpsc::channel(config.inbound_queue.max(1));
-    tokio::spawn(
+    let worker = tokio::spawn(
         worker::run(Arc::clone(server.service()), Arc::clone(&session), work).in_current_span(),
     );
-    match connected(config, &mut incoming, &session, &queue, version).await {
+    let shutdown = server.shutdown.subscribe();
+    let reason = match connected(config, &mut incoming, &session, queue, version, shutdown).await {
         Err(reason) => reason,
         Ok(never) => match never {},
+    };
+    if matches!(reason, CloseReason::ShuttingDown) {
+        // The work queue is closed: the worker finishes what it already holds, then ends.
+        if timeout(config.shutdown_grace, worker).await.is_err() {
+            tracing::warn!(grace = ?config.shutdown_grace, "calls still running at shutdown; closing anyway");
+        }
     }
+    reason
 }
 
 /// Counts a live session and marks it closed (stopping its worker and subscriptions) when
@@ -270,13 +287,19 @@ async fn connected<R>(
     config: &DdpConfig,
     incoming: &mut R,
     session: &SessionShared,
-    queue: &mpsc::Sender<Work>,
+    queue: mpsc::Sender<Work>,
     version: DdpVersion,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<Infallible, CloseReason>
 where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let outbox = &session.outbox;
+    let mut rate_limit = RateLimit::new(
+        config.method_rate_limit,
+        config.method_rate_interval,
+        Instant::now(),
+    );
     let mut heartbeat = Heartbeat::new(
         Instant::now(),
         config.ping_interval,
@@ -286,6 +309,7 @@ where
     loop {
         let item = tokio::select! {
             item = incoming.next() => item,
+            () = stopping(&mut shutdown) => return Err(CloseReason::ShuttingDown),
             () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() => {
                 match heartbeat.expire(Instant::now()) {
                     Beat::Ping => send(outbox, ServerMessage::Ping).await?,
@@ -305,7 +329,16 @@ where
                 continue;
             }
             ClientMessage::Pong if heartbeats => continue,
-            ClientMessage::Method(call) => Work::Method(call),
+            ClientMessage::Method(call) => match rate_limit.check(Instant::now()) {
+                Ok(()) => Work::Method(call),
+                Err(error) => {
+                    tracing::debug!(method = %call.method, "method rate limit reached; refused");
+                    Work::Refuse {
+                        id: call.id,
+                        error: Box::new(error),
+                    }
+                }
+            },
             ClientMessage::Sub(request) => Work::Sub(request),
             ClientMessage::Unsub { id } => Work::Unsub(id),
             ClientMessage::Connect { .. } => {
@@ -329,6 +362,13 @@ where
             .await
             .map_err(|_| CloseReason::WriterGone)?;
         heartbeat.activity(Instant::now());
+    }
+}
+
+/// Resolves once the server starts shutting down (never, if the server is gone).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -19,13 +19,19 @@ use tracing::Instrument as _;
 use crate::error::{DdpError, SessionClosed};
 use crate::message::{MethodCall, ServerMessage, SubRequest};
 use crate::publication::{self, Registration};
-use crate::service::{MethodContext, Service};
+use crate::service::{MethodContext, Reply, Service};
 use crate::session::SessionShared;
 
 /// A message for the worker.
 #[derive(Debug)]
 pub(crate) enum Work {
     Method(MethodCall),
+    /// A call answered with an error without running it (the rate limit). Boxed: every
+    /// slot of the session's work queue is as large as the largest variant.
+    Refuse {
+        id: String,
+        error: Box<DdpError>,
+    },
     Sub(SubRequest),
     Unsub(Option<Value>),
 }
@@ -48,6 +54,7 @@ pub(crate) async fn run<S: Service>(
         };
         let outcome = match work {
             Work::Method(call) => call_method(&service, &session, call).await,
+            Work::Refuse { id, error } => answer(&session, &id, &Err(*error)).await,
             Work::Sub(request) => subscribe(service.as_ref(), &session, request).await,
             Work::Unsub(id) => publication::unsubscribe(&session, id.as_ref()).await,
         };
@@ -99,12 +106,18 @@ async fn call_method<S: Service>(
             "method failed"
         ),
     });
-    let updated = ServerMessage::Updated { method_id: &id };
+    answer(session, &id, &outcome).await
+}
+
+/// Sends a method's `updated` and `result` (spec §1.2: both, always).
+async fn answer(
+    session: &SessionShared,
+    id: &str,
+    outcome: &Result<Reply, DdpError>,
+) -> Result<(), SessionClosed> {
+    let updated = ServerMessage::Updated { method_id: id };
     session.outbox.send(updated.encode()).await?;
-    let result = ServerMessage::Result {
-        id: &id,
-        outcome: &outcome,
-    };
+    let result = ServerMessage::Result { id, outcome };
     session.outbox.send(result.encode()).await
 }
 

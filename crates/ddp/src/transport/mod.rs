@@ -1,6 +1,7 @@
 //! Transports that carry DDP frames.
 //!
-//! Only the raw WebSocket endpoint the `meteor` tool uses (spec §1.1); SockJS is not
-//! provided.
+//! The raw WebSocket endpoint the `meteor` tool uses (spec §1.1), and SockJS for
+//! browsers and other DDP clients (spec §1.1, "SockJS").
 
+pub mod sockjs;
 pub mod websocket;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::http::header::USER_AGENT;
-use axum::response::Response;
+use axum::http::header::{RETRY_AFTER, USER_AGENT};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse as _, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
@@ -28,6 +28,11 @@ use crate::session::{self, CloseReason, Outbound, Outbox};
 
 /// How long a closing connection may take to flush its last frames and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated per
+/// socket) would dominate an idle session's memory; DDP clients send small messages, and
+/// larger ones are still read whole (the buffer grows for them), in more system calls.
+pub(crate) const READ_BUFFER_SIZE: usize = 1024;
 
 /// What the HTTP layer knows about a connection.
 #[derive(Debug, Clone, Default)]
@@ -55,16 +60,38 @@ impl ConnectionInfo {
 ///
 /// Prefer this over calling [`serve_websocket`] from a custom `on_upgrade`: it makes the
 /// WebSocket layer itself refuse messages over `max_message_size`, so an oversized
-/// message is never buffered whole.
+/// message is never buffered whole, keeps the socket's buffers small, and counts the
+/// connection against `max_sessions` (answering `503` when the server is full or
+/// shutting down).
 pub fn upgrade<S: Service>(
     server: Arc<Server<S>>,
     ws: WebSocketUpgrade,
     info: ConnectionInfo,
 ) -> Response {
+    let Some(admission) = server.admit() else {
+        return refused();
+    };
     let limit = server.config().max_message_size;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve_websocket(server, socket, info))
+        .read_buffer_size(READ_BUFFER_SIZE)
+        // Each frame is written out as soon as it is queued: nothing to gather.
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| async move {
+            serve_websocket(server, socket, info).await;
+            drop(admission);
+        })
+}
+
+/// `503 Service Unavailable`: the session limit is reached or the server is stopping.
+pub(crate) fn refused() -> Response {
+    tracing::warn!("connection refused: session limit reached or shutting down");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(RETRY_AFTER, "5")],
+        "too many sessions, or the server is shutting down; retry later\n",
+    )
+        .into_response()
 }
 
 /// Serves one upgraded WebSocket as a DDP session until it closes, logging open and close

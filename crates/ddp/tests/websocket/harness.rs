@@ -248,6 +248,17 @@ impl TestServer {
         Client { ws }
     }
 
+    /// Tries to open a WebSocket; a refused upgrade gives its HTTP status.
+    pub async fn try_open(&self) -> Result<Client, u16> {
+        match tokio_tungstenite::connect_async(format!("ws://{}/websocket", self.addr)).await {
+            Ok((ws, _)) => Ok(Client { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(error) => panic!("unexpected WebSocket failure: {error}"),
+        }
+    }
+
     /// Opens a WebSocket and establishes a DDP session the way the `meteor` tool does.
     pub async fn connect(&self) -> (Client, String) {
         let mut client = self.open().await;
@@ -299,6 +310,7 @@ pub enum Closed {
 }
 
 /// The test's DDP client.
+#[derive(Debug)]
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }

@@ -97,3 +97,117 @@ async fn a_client_that_stops_reading_is_dropped_without_hurting_others() {
     );
     drop(hostile);
 }
+
+#[tokio::test]
+async fn calls_over_the_rate_limit_get_meteors_too_many_requests_error() {
+    let config = DdpConfig {
+        method_rate_limit: 2,
+        method_rate_interval: Duration::from_secs(60),
+        ..DdpConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let (mut client, _) = server.connect().await;
+    assert_eq!(
+        client.call("1", "echo", json!([1])).await["result"],
+        json!([1])
+    );
+    assert_eq!(
+        client.call("2", "echo", json!([2])).await["result"],
+        json!([2])
+    );
+    let refused = client.call("3", "echo", json!([3])).await;
+    let error = &refused["error"];
+    assert_eq!(error["error"], "too-many-requests", "{refused}");
+    let reason = error["reason"].as_str().expect("a reason");
+    assert!(
+        reason.starts_with("Error, too many requests. Please slow down. You must wait ")
+            && reason.ends_with(" seconds before trying again."),
+        "{reason}"
+    );
+    let time_to_reset = error["details"]["timeToReset"]
+        .as_u64()
+        .expect("timeToReset");
+    assert!(
+        time_to_reset > 0 && time_to_reset <= 60_000,
+        "{time_to_reset}"
+    );
+    // The limit is per connection: another client is served.
+    let (mut other, _) = server.connect().await;
+    assert_eq!(
+        other.call("1", "echo", json!([1])).await["result"],
+        json!([1])
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_session_limit_are_refused_until_one_leaves() {
+    let config = DdpConfig {
+        max_sessions: 2,
+        ..DdpConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let (first, _) = server.connect().await;
+    let (_second, _) = server.connect().await;
+    let refused = server
+        .try_open()
+        .await
+        .expect_err("a third connection is refused");
+    assert_eq!(refused, 503);
+    drop(first);
+    server
+        .eventually("the first session to end", |s| s.session_count() == 1)
+        .await;
+    let (mut third, _) = server.connect().await;
+    assert_eq!(
+        third.call("1", "echo", json!([3])).await["result"],
+        json!([3])
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_calls_in_flight_finish_then_closes_cleanly() {
+    let config = DdpConfig {
+        shutdown_grace: Duration::from_secs(10),
+        ..DdpConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let (mut busy, _) = server.connect().await;
+    let (mut idle, _) = server.connect().await;
+    busy.send(json!({"msg": "method", "id": "slow", "method": "sleep", "params": [300]}))
+        .await;
+    // Let the call start before the shutdown begins.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = tokio::spawn({
+        let server = std::sync::Arc::clone(&server.server);
+        async move { server.shut_down(Duration::from_secs(1)).await }
+    });
+    assert_eq!(idle.closed().await, Closed::Code(1001));
+    assert_eq!(busy.answer("slow").await["result"], json!(300));
+    assert_eq!(busy.closed().await, Closed::Code(1001));
+    assert!(
+        stopping.await.expect("shutdown task"),
+        "every session closed in time"
+    );
+    assert_eq!(
+        server.try_open().await.expect_err("no new connections"),
+        503
+    );
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_past_the_grace_period() {
+    let config = DdpConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..DdpConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let (mut stuck, _) = server.connect().await;
+    // `gate` never opens: the call outlives the grace period.
+    stuck
+        .send(json!({"msg": "method", "id": "g", "method": "gate", "params": []}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let closed = server.server.shut_down(Duration::from_secs(5)).await;
+    assert!(closed, "the session closed after the grace period");
+    assert_eq!(stuck.closed().await, Closed::Code(1001));
+}

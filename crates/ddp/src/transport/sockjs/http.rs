@@ -1,0 +1,414 @@
+//! The HTTP transports: polling (`xhr`, `jsonp`), streaming (`xhr_streaming`,
+//! `eventsource`, `htmlfile`), the send URLs (`xhr_send`, `jsonp_send`), and the headers
+//! all of them share (CORS, caching, `JSESSIONID`).
+//!
+//! A polling request answers with the first thing the session has to say (open frame,
+//! queued messages, close frame, or a heartbeat after the heartbeat interval). A streaming
+//! response writes a prelude, then frames as they come, and ends after
+//! `response_limit` bytes so the browser can free them. Writes to a streaming client go
+//! through a one-frame channel with the write timeout, so a client that stops reading is
+//! dropped rather than buffered for.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    CACHE_CONTROL, CONTENT_TYPE, COOKIE, EXPIRES, ORIGIN, SET_COOKIE,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse as _, Response};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+use tracing::Instrument as _;
+
+use super::framing::{self, PayloadError};
+use super::pages::expires_in_a_year;
+use super::session::{Next, Session};
+use super::{Endpoint, connection_info, not_found};
+use crate::transport::websocket::refused;
+
+/// How a transport wraps each frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Format {
+    /// `xhr` and `xhr_streaming`: one frame per line.
+    Xhr,
+    /// `eventsource`: one server-sent event per frame.
+    EventSource,
+    /// `htmlfile`: one `<script>` calling `p(frame)` per frame.
+    HtmlFile(String),
+    /// `jsonp`: one call of the named callback.
+    Jsonp(String),
+}
+
+impl Format {
+    fn content_type(&self) -> &'static str {
+        match self {
+            Self::Xhr | Self::Jsonp(_) => "application/javascript; charset=UTF-8",
+            Self::EventSource => "text/event-stream",
+            Self::HtmlFile(_) => "text/html; charset=UTF-8",
+        }
+    }
+
+    fn wrap(&self, frame: &str) -> String {
+        match self {
+            Self::Xhr => format!("{frame}\n"),
+            Self::EventSource => format!("data: {frame}\r\n\r\n"),
+            Self::HtmlFile(_) => {
+                let mut out = String::from("<script>\np(");
+                framing::push_json_string(&mut out, frame);
+                out.push_str(");\n</script>\r\n");
+                out
+            }
+            Self::Jsonp(callback) => {
+                let mut out = format!("/**/{callback}(");
+                framing::push_json_string(&mut out, frame);
+                out.push_str(");\r\n");
+                out
+            }
+        }
+    }
+
+    /// What a streaming response starts with, before any frame: enough bytes to get
+    /// through browsers' and proxies' buffering.
+    fn prelude(&self) -> String {
+        match self {
+            Self::Xhr => format!("{}\n", "h".repeat(2048)),
+            Self::EventSource => "\r\n".to_owned(),
+            Self::HtmlFile(callback) => {
+                let mut head = format!(
+                    r#"<!doctype html>
+<html><head>
+  <meta http-equiv="X-UA-Compatible" content="IE=edge" />
+  <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
+</head><body><h2>Don't panic!</h2>
+  <script>
+    document.domain = document.domain;
+    var c = parent.{callback};
+    c.start();
+    function p(d) {{c.message(d);}};
+    window.onload = function() {{c.stop();}};
+  </script>"#
+                );
+                // Old browsers render nothing before 1 KiB.
+                let padding = 1024usize.saturating_sub(head.len()) + 14;
+                head.push_str(&" ".repeat(padding));
+                head.push_str("\r\n");
+                head
+            }
+            Self::Jsonp(_) => String::new(),
+        }
+    }
+}
+
+/// The JSONP/htmlfile callback from `?c=`, or why there is no valid one (answered with
+/// [`server_error`]).
+pub(super) fn callback(request: &Parts) -> Result<String, &'static str> {
+    let query = request.uri.query().unwrap_or_default();
+    let callback = form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "c")
+        .map(|(_, value)| value.into_owned());
+    match callback {
+        None => Err("\"callback\" parameter required"),
+        Some(name) if !framing::valid_callback(&name) => Err("invalid \"callback\" parameter"),
+        Some(name) => Ok(name),
+    }
+}
+
+/// A polling request: one answer, then the session waits for the next request.
+pub(super) async fn poll(
+    endpoint: &Arc<Endpoint>,
+    id: &str,
+    format: Format,
+    request: &Parts,
+) -> Response {
+    let Some(session) = open(endpoint, id, request) else {
+        return refused();
+    };
+    let frame = match session.attach() {
+        None => framing::close(framing::ANOTHER_CONNECTION.0, framing::ANOTHER_CONNECTION.1),
+        Some(mut receiver) => {
+            let budget = endpoint.config.response_limit;
+            let next = receiver.next(endpoint.config.heartbeat, budget).await;
+            receiver.finish();
+            match next {
+                Next::Frame(frame) | Next::Close(frame) => frame,
+            }
+        }
+    };
+    transport_response(
+        endpoint,
+        request,
+        format.content_type(),
+        Body::from(format.wrap(&frame)),
+    )
+}
+
+/// A streaming request: frames as they come until the response limit or the close frame.
+pub(super) fn stream(
+    endpoint: &Arc<Endpoint>,
+    id: &str,
+    format: Format,
+    request: &Parts,
+) -> Response {
+    let Some(session) = open(endpoint, id, request) else {
+        return refused();
+    };
+    let content_type = format.content_type();
+    // Room for the prelude and one frame: a busy session's answer fits without a task.
+    let (tx, rx) = mpsc::channel::<String>(2);
+    let prelude = format.prelude();
+    match session.attach() {
+        None => {
+            let (code, reason) = framing::ANOTHER_CONNECTION;
+            let _ = tx.try_send(prelude);
+            let _ = tx.try_send(format.wrap(&framing::close(code, reason)));
+        }
+        Some(mut receiver) => {
+            let config = endpoint.config.clone();
+            let pump = async move {
+                let mut sent = 0;
+                if timeout(config.write_timeout, tx.send(prelude))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                loop {
+                    let next = tokio::select! {
+                        next = receiver.next(config.heartbeat, config.response_limit) => next,
+                        // The client went away: `receiver` drops unfinished (interrupted).
+                        () = tx.closed() => return,
+                    };
+                    let (frame, last) = match next {
+                        Next::Frame(frame) => (frame, false),
+                        Next::Close(frame) => (frame, true),
+                    };
+                    let chunk = format.wrap(&frame);
+                    sent += chunk.len();
+                    if last || sent >= config.response_limit {
+                        // Released first: the client's next request may follow this chunk at once.
+                        receiver.finish();
+                        let _ = timeout(config.write_timeout, tx.send(chunk)).await;
+                        return;
+                    }
+                    match timeout(config.write_timeout, tx.send(chunk)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            tracing::debug!(
+                                "SockJS streaming client stopped reading; session interrupted"
+                            );
+                            return;
+                        }
+                    }
+                }
+            };
+            tokio::spawn(pump.in_current_span());
+        }
+    }
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+    });
+    transport_response(endpoint, request, content_type, Body::from_stream(body))
+}
+
+/// `xhr_send` (a JSON array body, answered `204`) or `jsonp_send` (the same, possibly as
+/// the form field `d`, answered `200 ok`).
+pub(super) async fn send(
+    endpoint: &Arc<Endpoint>,
+    id: &str,
+    jsonp: bool,
+    head: &Parts,
+    body: Body,
+) -> Response {
+    let Some(session) = endpoint.sessions.get(id) else {
+        return not_found();
+    };
+    let Ok(bytes) = to_bytes(body, endpoint.config.max_message_size).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "message too large\n").into_response();
+    };
+    let form = jsonp
+        && head
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    let payload = if form {
+        form_urlencoded::parse(&bytes)
+            .find(|(key, _)| key == "d")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    let messages = match framing::decode_payload(&payload, false) {
+        Ok(messages) => messages,
+        Err(error @ (PayloadError::Missing | PayloadError::BrokenJson)) => {
+            return server_error(&error.to_string());
+        }
+    };
+    for message in messages {
+        // Waits while the application is behind: backpressure on this client only.
+        if session.inbound.send(message).await.is_err() {
+            return not_found();
+        }
+    }
+    session.taken().await;
+    let (status, body) = if jsonp {
+        (StatusCode::OK, Body::from("ok"))
+    } else {
+        (StatusCode::NO_CONTENT, Body::empty())
+    };
+    let mut response = transport_response(endpoint, head, "text/plain; charset=UTF-8", body);
+    *response.status_mut() = status;
+    response
+}
+
+/// The session `id`, opened (and its application started) if it is new; `None` when
+/// the application refuses a new session.
+fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Session>> {
+    let (session, created) = endpoint.sessions.get_or_create(id, || {
+        let channels = endpoint
+            .app
+            .open(connection_info(request), endpoint.config.queue)?;
+        Some(Session::new(channels.inbound, channels.outbound))
+    })?;
+    if created {
+        let expiry = Arc::clone(&session).expire(
+            Arc::clone(&endpoint.sessions),
+            id.to_owned(),
+            endpoint.config.disconnect_delay,
+        );
+        tokio::spawn(expiry.in_current_span());
+    }
+    Some(session)
+}
+
+/// `OPTIONS` on a URL that allows `methods`: a cacheable CORS preflight answer.
+pub(super) fn options(endpoint: &Endpoint, request: &Parts, methods: &'static str) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    cache_for_a_year(headers);
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("31536000"));
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    cors(headers, request);
+    cookie(endpoint, headers, request);
+    response
+}
+
+/// A transport answer: content type, no caching, CORS and the session cookie.
+fn transport_response(
+    endpoint: &Endpoint,
+    request: &Parts,
+    content_type: &'static str,
+    body: Body,
+) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    no_cache(headers);
+    cors(headers, request);
+    cookie(endpoint, headers, request);
+    response
+}
+
+/// The answer SockJS servers give to a bad request on a transport: 500 and a reason.
+pub(super) fn server_error(reason: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(CONTENT_TYPE, "text/plain; charset=UTF-8")],
+        reason.to_owned(),
+    )
+        .into_response()
+}
+
+/// CORS for browsers on another origin: the request's `Origin` (even `null`) with
+/// credentials, so `JSESSIONID` can travel, or `*` without; requested headers are allowed.
+pub(super) fn cors(headers: &mut HeaderMap, request: &Parts) {
+    match request.headers.get(ORIGIN) {
+        Some(origin) => {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        None => {
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        }
+    }
+    if let Some(requested) = request
+        .headers
+        .get(ACCESS_CONTROL_REQUEST_HEADERS)
+        .filter(|value| !value.is_empty())
+    {
+        headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+    }
+}
+
+/// Private answers fetched with GET (or POST, which iOS caches) must never be cached.
+pub(super) fn no_cache(headers: &mut HeaderMap) {
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-store, no-cache, no-transform, must-revalidate, max-age=0"),
+    );
+}
+
+/// Static answers are cached for a year.
+pub(super) fn cache_for_a_year(headers: &mut HeaderMap) {
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000"),
+    );
+    headers.insert(EXPIRES, expires_in_a_year());
+}
+
+/// `JSESSIONID` for sticky load balancers, when the endpoint needs it: the client's own
+/// value echoed, or `dummy`.
+fn cookie(endpoint: &Endpoint, headers: &mut HeaderMap, request: &Parts) {
+    if !endpoint.cookie_needed {
+        return;
+    }
+    let value = request
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix("JSESSIONID="))
+        .next()
+        .unwrap_or("dummy");
+    if let Ok(value) = HeaderValue::from_str(&format!("JSESSIONID={value}; path=/")) {
+        headers.insert(SET_COOKIE, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn frames_are_wrapped_per_transport() {
+        assert_eq!(Format::Xhr.wrap("o"), "o\n");
+        assert_eq!(Format::EventSource.wrap("o"), "data: o\r\n\r\n");
+        assert_eq!(
+            Format::Jsonp("x".into()).wrap(r#"a["x"]"#),
+            "/**/x(\"a[\\\"x\\\"]\");\r\n"
+        );
+        assert_eq!(
+            Format::HtmlFile("c".into()).wrap("o"),
+            "<script>\np(\"o\");\n</script>\r\n"
+        );
+        assert!(Format::HtmlFile("c".into()).prelude().len() > 1024);
+        assert_eq!(Format::Xhr.prelude().len(), 2049);
+    }
+}

@@ -1,0 +1,333 @@
+//! SockJS sessions of the HTTP transports: a registry keyed by session id, one receiver at
+//! a time, and the disconnect delay.
+//!
+//! A session outlives the HTTP requests that carry it: each polling request, or each
+//! streaming response until it reaches the response limit, is one *receiver*. The
+//! application's output waits in the session's bounded queue between receivers, so a
+//! client that stops polling only ever costs that queue; once no receiver has been
+//! attached for the disconnect delay, the session is removed and the application sees
+//! its input end and its output fail. A receiver that goes away in the middle of a
+//! request (the client aborted it) closes the session with `c[1002,"Connection
+//! interrupted"]`, as the protocol suggests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::framing;
+use crate::session::Outbound;
+
+/// The longest a send request waits for the application to take its messages.
+const TAKE_WAIT: Duration = Duration::from_secs(1);
+
+/// How long a receiver waits for more messages once it has some, so that messages sent
+/// together (a method's `updated` and `result`) travel in one response.
+const LINGER: Duration = Duration::from_millis(1);
+
+/// The open sessions of one SockJS endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Sessions {
+    /// The session `id`, if it exists.
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// The session `id`, or a new one made by `create` (which may refuse with `None`).
+    /// Returns the session and whether it is new.
+    pub(crate) fn get_or_create(
+        &self,
+        id: &str,
+        create: impl FnOnce() -> Option<Session>,
+    ) -> Option<(Arc<Session>, bool)> {
+        let mut map = self.lock();
+        if let Some(session) = map.get(id) {
+            return Some((Arc::clone(session), false));
+        }
+        let session = Arc::new(create()?);
+        map.insert(id.to_owned(), Arc::clone(&session));
+        Some((session, true))
+    }
+
+    fn remove(&self, id: &str, session: &Arc<Session>) {
+        let mut map = self.lock();
+        if map
+            .get(id)
+            .is_some_and(|current| Arc::ptr_eq(current, session))
+        {
+            map.remove(id);
+        }
+    }
+
+    /// How many sessions are open.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One SockJS session of an HTTP transport.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Client messages for the application (closed when the session is dropped).
+    pub(crate) inbound: mpsc::Sender<String>,
+    /// The application's output; whoever holds the lock is the session's receiver.
+    output: Arc<tokio::sync::Mutex<Output>>,
+    /// When the last receiver left; `None` while one is attached.
+    idle_since: Mutex<Option<Instant>>,
+}
+
+/// What the receiver side of a session knows.
+#[derive(Debug)]
+struct Output {
+    queue: mpsc::Receiver<Outbound>,
+    opened: bool,
+    closed: Option<(u16, String)>,
+}
+
+/// What a receiver sends next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// A frame; more may follow on a streaming response.
+    Frame(String),
+    /// The close frame: the response ends after it.
+    Close(String),
+}
+
+impl Session {
+    /// A session fed by `inbound` and read from `queue` (the application's outbox).
+    pub(crate) fn new(inbound: mpsc::Sender<String>, queue: mpsc::Receiver<Outbound>) -> Self {
+        Self {
+            inbound,
+            output: Arc::new(tokio::sync::Mutex::new(Output {
+                queue,
+                opened: false,
+                closed: None,
+            })),
+            idle_since: Mutex::new(Some(Instant::now())),
+        }
+    }
+
+    /// Becomes the session's receiver, or `None` if another receiver is attached.
+    pub(crate) fn attach(self: &Arc<Self>) -> Option<Receiver> {
+        let output = Arc::clone(&self.output).try_lock_owned().ok()?;
+        *self.idle() = None;
+        Some(Receiver {
+            session: Arc::clone(self),
+            output,
+            finished: false,
+        })
+    }
+
+    /// Waits (up to [`TAKE_WAIT`]) until the application has taken every message sent to
+    /// it, so that a send request answers after its messages were handled, as in the
+    /// reference servers, where the application runs inside the request.
+    pub(crate) async fn taken(&self) {
+        let deadline = Instant::now() + TAKE_WAIT;
+        while self.inbound.capacity() < self.inbound.max_capacity()
+            && !self.inbound.is_closed()
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        tokio::task::yield_now().await;
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Removes the session from `sessions` once it has had no receiver for `delay`.
+    pub(crate) async fn expire(
+        self: Arc<Self>,
+        sessions: Arc<Sessions>,
+        id: String,
+        delay: Duration,
+    ) {
+        loop {
+            let idle_since = *self.idle();
+            let wake = idle_since.unwrap_or_else(Instant::now) + delay;
+            sleep_until(wake).await;
+            if self
+                .idle()
+                .is_some_and(|since| since + delay <= Instant::now())
+            {
+                sessions.remove(&id, &self);
+                return;
+            }
+        }
+    }
+}
+
+/// The one attached receiver of a session. Dropped without [`finish`](Self::finish), it
+/// means the client went away mid-request: the session is closed as interrupted.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    session: Arc<Session>,
+    output: OwnedMutexGuard<Output>,
+    finished: bool,
+}
+
+impl Receiver {
+    /// Waits for the next thing to send: the open frame on a new session, the messages
+    /// queued (joined into one frame of at most about `budget` bytes), the close frame,
+    /// or a heartbeat after `heartbeat` without output.
+    pub(crate) async fn next(&mut self, heartbeat: Duration, budget: usize) -> Next {
+        let output = &mut *self.output;
+        if let Some((code, reason)) = &output.closed {
+            return Next::Close(framing::close(*code, reason));
+        }
+        if !output.opened {
+            output.opened = true;
+            return Next::Frame(framing::OPEN.to_owned());
+        }
+        let first = match timeout(heartbeat, output.queue.recv()).await {
+            Err(_) => return Next::Frame(framing::HEARTBEAT.to_owned()),
+            Ok(first) => first,
+        };
+        let mut batch = match first {
+            Some(Outbound::Frame(message)) => vec![message],
+            Some(Outbound::Close { code, reason }) => return output.close(code, reason),
+            None => return output.close(1000, "Normal closure"),
+        };
+        let mut size = batch[0].len();
+        while size < budget {
+            let more = match output.queue.try_recv() {
+                Ok(item) => Some(item),
+                Err(_) => timeout(LINGER, output.queue.recv()).await.ok().flatten(),
+            };
+            match more {
+                Some(Outbound::Frame(message)) => {
+                    size += message.len();
+                    batch.push(message);
+                }
+                // Sent with the next request, after these messages.
+                Some(Outbound::Close { code, reason }) => {
+                    output.closed = Some((code, reason.to_owned()));
+                    break;
+                }
+                None => break,
+            }
+        }
+        Next::Frame(framing::messages(batch.iter().map(String::as_str)))
+    }
+
+    /// The request ended normally; the session waits for the next receiver.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Output {
+    fn close(&mut self, code: u16, reason: &str) -> Next {
+        self.closed = Some((code, reason.to_owned()));
+        Next::Close(framing::close(code, reason))
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if !self.finished && self.output.closed.is_none() {
+            let (code, reason) = framing::INTERRUPTED;
+            self.output.closed = Some((code, reason.to_owned()));
+            // The application's next send fails: it learns the client is gone.
+            self.output.queue.close();
+        }
+        *self.session.idle() = Some(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEARTBEAT: Duration = Duration::from_secs(25);
+
+    fn session() -> (Arc<Session>, mpsc::Sender<Outbound>, mpsc::Receiver<String>) {
+        let (in_tx, in_rx) = mpsc::channel(4);
+        let (out_tx, out_rx) = mpsc::channel(4);
+        (Arc::new(Session::new(in_tx, out_rx)), out_tx, in_rx)
+    }
+
+    #[tokio::test]
+    async fn opens_then_batches_messages_then_closes_for_good() {
+        let (session, app, _inbound) = session();
+        let mut receiver = session.attach().expect("first receiver");
+        assert!(session.attach().is_none(), "one receiver at a time");
+        assert_eq!(
+            receiver.next(HEARTBEAT, 1 << 20).await,
+            Next::Frame("o".into())
+        );
+        for text in ["a", "b"] {
+            app.send(Outbound::Frame(text.into()))
+                .await
+                .expect("queued");
+        }
+        app.send(Outbound::Close {
+            code: 3000,
+            reason: "Go away!",
+        })
+        .await
+        .expect("queued");
+        assert_eq!(
+            receiver.next(HEARTBEAT, 1 << 20).await,
+            Next::Frame(r#"a["a","b"]"#.into())
+        );
+        receiver.finish();
+        let mut again = session.attach().expect("receiver after the first finished");
+        let close = Next::Close(r#"c[3000,"Go away!"]"#.into());
+        assert_eq!(again.next(HEARTBEAT, 1 << 20).await, close);
+        assert_eq!(again.next(HEARTBEAT, 1 << 20).await, close);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_receivers_get_heartbeats() {
+        let (session, _app, _inbound) = session();
+        let mut receiver = session.attach().expect("receiver");
+        assert_eq!(receiver.next(HEARTBEAT, 1).await, Next::Frame("o".into()));
+        assert_eq!(receiver.next(HEARTBEAT, 1).await, Next::Frame("h".into()));
+    }
+
+    #[tokio::test]
+    async fn an_aborted_receiver_interrupts_the_session() {
+        let (session, app, _inbound) = session();
+        drop(session.attach().expect("receiver"));
+        assert!(app.send(Outbound::Frame("lost".into())).await.is_err());
+        let mut next = session.attach().expect("receiver");
+        assert_eq!(
+            next.next(HEARTBEAT, 1).await,
+            Next::Close(r#"c[1002,"Connection interrupted"]"#.into())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_without_receivers_expire() {
+        let sessions = Arc::new(Sessions::default());
+        let (session, _app, mut inbound) = session();
+        let (found, created) = sessions
+            .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
+            .expect("created");
+        assert!(created);
+        let expiry =
+            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        drop(found);
+        expiry.await.expect("expiry task");
+        assert_eq!(sessions.len(), 0);
+        assert!(
+            inbound.recv().await.is_none(),
+            "the application sees its input end"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! A real browser speaks DDP to the real binary over SockJS (spec §1.1, the issue's
+//! acceptance criterion): headless Chromium (Debian's `chromium`, driven by `playwright-core`)
+//! loads `tests/browser/page.html` from its own loopback port, so every request is
+//! cross-origin, and with the npm `sockjs-client` forced to one transport at a time
+//! (websocket, xhr-streaming, xhr-polling) runs the tool's sync loop (§3.3), subscribes to
+//! `changes` (§4.3), and sees the `changed` that an `exosphere import` by another process
+//! causes. Needs `/usr/bin/chromium` and `npm ci --prefix tests/browser` (both installed by
+//! `tests/setup.sh`, which `.ci/run` runs).
+
+mod common;
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use common::{COLLECTIONS, Server, fixture, import, import_text};
+use serde_json::{Value, json};
+
+/// The browser client gives up (with its own message) after this long.
+const CLIENT_TIMEOUT_SECS: u64 = 240;
+/// How long this test waits for one line: longer than the client's own limit.
+const PATIENCE: Duration = Duration::from_secs(CLIENT_TIMEOUT_SECS + 30);
+/// The transports sockjs-client is forced to, one page each.
+const TRANSPORTS: [&str; 3] = ["websocket", "xhr-streaming", "xhr-polling"];
+
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+#[test]
+fn chromium_syncs_and_watches_over_every_sockjs_transport() {
+    assert!(
+        browser_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file()
+            && Path::new("/usr/bin/chromium").is_file(),
+        "the browser test needs Chromium and its npm dependencies: run `tests/setup.sh` \
+         (as .ci/run does) and try again"
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    import(&data, &fixture());
+    let mut expected = fixture_counts();
+    let server = Server::start(&data, &[]);
+
+    let mut child = Command::new("node")
+        .arg(browser_dir().join("run.mjs"))
+        .arg(&server.http)
+        .args(TRANSPORTS)
+        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("`node` (version 20 or later) must be on PATH: {e}"));
+    let mut client = Client::new(&mut child);
+
+    let mut version = 0;
+    for transport in TRANSPORTS {
+        let synced = client.expect("synced");
+        assert_eq!(synced["transport"], transport);
+        let used = synced["used"]
+            .as_str()
+            .unwrap_or_default()
+            .replace('_', "-");
+        assert_eq!(used, transport, "sockjs-client used the forced transport");
+        assert_eq!(
+            synced["counts"], expected,
+            "§3.3: {transport}: the whole catalog arrived"
+        );
+        let before = synced["changes"]["versions"]
+            .as_u64()
+            .expect("a versions counter");
+
+        // Another process writes to the catalog; the browser must see `changed` (§4.3).
+        client.send("wait-change versions");
+        version += 1;
+        import_text(&data, &new_version(version));
+        // The next page syncs this version too.
+        expected["versions"] = json!(expected["versions"].as_u64().unwrap_or_default() + 1);
+        let changed = client.expect("changed");
+        assert_eq!(changed["transport"], transport);
+        assert!(
+            changed["fields"]["changes"].as_u64() > Some(before),
+            "§4.3: {transport}: the versions counter grows live: {changed}"
+        );
+    }
+    client.finish(&mut child);
+}
+
+/// Records per collection in the fixture.
+fn fixture_counts() -> Value {
+    let text = std::fs::read_to_string(fixture()).expect("fixture");
+    let mut counts = serde_json::Map::new();
+    for name in COLLECTIONS {
+        let n = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<Value>(line).is_ok_and(|entry| entry["collection"] == name)
+            })
+            .count();
+        counts.insert(name.to_owned(), json!(n));
+    }
+    Value::Object(counts)
+}
+
+/// A dump line with one new version of a fixture package.
+fn new_version(n: u32) -> String {
+    let text = std::fs::read_to_string(fixture()).expect("fixture");
+    let mut entry: Value = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|entry| entry["collection"] == "versions")
+        .expect("the fixture has versions");
+    entry["doc"]["_id"] = json!(format!("browserVersion{n}"));
+    entry["doc"]["version"] = json!(format!("99.0.{n}"));
+    format!("{entry}\n")
+}
+
+/// The node process's JSON lines, and its stdin for commands.
+struct Client {
+    stdin: ChildStdin,
+    lines: Receiver<Value>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Client {
+    fn new(child: &mut Child) -> Self {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"event": "not JSON", "line": line}));
+                if sender.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).ok();
+            text
+        });
+        Self {
+            stdin: child.stdin.take().expect("piped stdin"),
+            lines,
+            stderr,
+        }
+    }
+
+    /// The next line, which must be the event `name`; a stalled or failed client fails
+    /// the test with what it said on stderr.
+    fn expect(&mut self, name: &str) -> Value {
+        let line = match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the browser client printed nothing for too long")
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
+                panic!(
+                    "the browser client stopped early:\n{}",
+                    stderr.join().unwrap_or_default()
+                );
+            }
+        };
+        assert_eq!(
+            line["event"], name,
+            "unexpected line from the browser client: {line}"
+        );
+        line
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("the browser client reads stdin");
+    }
+
+    fn finish(self, child: &mut Child) {
+        drop(self.stdin);
+        let status = child.wait().expect("wait for the browser client");
+        let stderr = self.stderr.join().unwrap_or_default();
+        assert!(
+            status.success(),
+            "the browser client failed ({status}):\n{stderr}"
+        );
+    }
+}

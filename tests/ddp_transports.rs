@@ -1,0 +1,443 @@
+//! DDP through every door of the real binary (spec §1.1, §1.2): the raw WebSocket at
+//! `/websocket`, and SockJS at `/sockjs` over its WebSocket and XHR-polling transports,
+//! with clients proposing each DDP version (`1`, `pre2`, `pre1`), the `failed` retry,
+//! heartbeats per version, and the SockJS and shutdown limits of the binary.
+//!
+//! The client here is written for the tests, blocking, independent of the server's code.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{PATIENCE, Server, http_get, serve_fixture};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
+use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
+
+/// How a test client reaches DDP.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    /// `ws://…/websocket`, as the `meteor` tool.
+    Raw,
+    /// `ws://…/sockjs/<server>/<session>/websocket`, SockJS framing.
+    SockJsWebSocket,
+    /// `POST …/sockjs/<server>/<session>/xhr` and `xhr_send`.
+    XhrPolling,
+}
+
+const TRANSPORTS: [Transport; 3] = [
+    Transport::Raw,
+    Transport::SockJsWebSocket,
+    Transport::XhrPolling,
+];
+
+/// One DDP connection over any transport.
+enum Conn {
+    WebSocket {
+        socket: Box<WebSocket<MaybeTlsStream<TcpStream>>>,
+        framed: bool,
+        received: VecDeque<Value>,
+    },
+    Polling {
+        url: String,
+        agent: ureq::Agent,
+        received: VecDeque<Value>,
+        closed: bool,
+    },
+}
+
+impl Conn {
+    fn open(server: &Server, transport: Transport) -> Conn {
+        let session = format!("{}/sockjs/000/{}", server.http, exosphere_ddp::random_id());
+        match transport {
+            Transport::Raw => Self::websocket(&server.ws, false),
+            Transport::SockJsWebSocket => {
+                let mut conn = Self::websocket(
+                    &format!("{}/websocket", session.replace("http", "ws")),
+                    true,
+                );
+                if let Conn::WebSocket { socket, .. } = &mut conn {
+                    assert!(matches!(socket.read(), Ok(Message::Text(t)) if t.as_str() == "o"));
+                }
+                conn
+            }
+            Transport::XhrPolling => {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .timeout_global(Some(PATIENCE))
+                    .build()
+                    .new_agent();
+                let mut response = agent
+                    .post(format!("{session}/xhr"))
+                    .send_empty()
+                    .expect("poll");
+                assert_eq!(response.body_mut().read_to_string().expect("body"), "o\n");
+                Conn::Polling {
+                    url: session,
+                    agent,
+                    received: VecDeque::new(),
+                    closed: false,
+                }
+            }
+        }
+    }
+
+    fn websocket(url: &str, framed: bool) -> Conn {
+        let (socket, _) = tungstenite::connect(url).expect("WebSocket connects");
+        if let MaybeTlsStream::Plain(tcp) = socket.get_ref() {
+            tcp.set_read_timeout(Some(PATIENCE)).expect("read timeout");
+        }
+        Conn::WebSocket {
+            socket: Box::new(socket),
+            framed,
+            received: VecDeque::new(),
+        }
+    }
+
+    fn send(&mut self, message: &Value) {
+        let text = message.to_string();
+        match self {
+            Conn::WebSocket { socket, framed, .. } => {
+                let payload = if *framed {
+                    json!([text]).to_string()
+                } else {
+                    text
+                };
+                socket.send(Message::text(payload)).expect("sent");
+            }
+            Conn::Polling { url, agent, .. } => {
+                let response = agent
+                    .post(format!("{url}/xhr_send"))
+                    .send(json!([text]).to_string())
+                    .expect("xhr_send");
+                assert_eq!(response.status().as_u16(), 204);
+            }
+        }
+    }
+
+    /// The next DDP message, or `None` once the server closed the connection.
+    fn recv(&mut self) -> Option<Value> {
+        loop {
+            match self {
+                Conn::WebSocket { received, .. } | Conn::Polling { received, .. } => {
+                    if let Some(message) = received.pop_front() {
+                        return Some(message);
+                    }
+                }
+            }
+            match self {
+                Conn::WebSocket {
+                    socket,
+                    framed,
+                    received,
+                } => match socket.read() {
+                    Ok(Message::Text(text)) if !*framed => {
+                        received.push_back(serde_json::from_str(text.as_str()).expect("JSON"));
+                    }
+                    Ok(Message::Text(text)) => {
+                        if !sockjs_frame(text.as_str(), received) {
+                            return None;
+                        }
+                    }
+                    Ok(Message::Close(_)) | Err(_) => return None,
+                    Ok(_) => {}
+                },
+                Conn::Polling {
+                    url,
+                    agent,
+                    received,
+                    closed,
+                } => {
+                    if *closed {
+                        return None;
+                    }
+                    let mut response = agent.post(format!("{url}/xhr")).send_empty().expect("poll");
+                    let body = response.body_mut().read_to_string().expect("body");
+                    *closed = !sockjs_frame(body.trim_end(), received);
+                }
+            }
+        }
+    }
+
+    /// The next message that is not a server `ping` (answered like the `meteor` tool).
+    fn recv_answering_pings(&mut self) -> Option<Value> {
+        loop {
+            let message = self.recv()?;
+            if message["msg"] != "ping" {
+                return Some(message);
+            }
+            self.send(&json!({"msg": "pong"}));
+        }
+    }
+
+    /// Connects with `version` and `support`; the first answer (`connected` or `failed`).
+    fn handshake(&mut self, version: &str, support: &[&str]) -> Value {
+        self.send(&json!({"msg": "connect", "version": version, "support": support}));
+        self.recv().expect("an answer to connect")
+    }
+
+    /// Calls `method` and returns its `result` message (after checking `updated` came).
+    fn call(&mut self, id: &str, method: &str, params: Value) -> Value {
+        self.send(&json!({"msg": "method", "id": id, "method": method, "params": params}));
+        let (mut result, mut updated) = (None, false);
+        while result.is_none() || !updated {
+            let message = self.recv_answering_pings().expect("the session stays open");
+            match message["msg"].as_str() {
+                Some("result") if message["id"] == id => result = Some(message),
+                Some("updated") => updated = true,
+                _ => {}
+            }
+        }
+        result.expect("a result")
+    }
+}
+
+/// Decodes one SockJS frame into `received`; `false` for a close frame.
+fn sockjs_frame(frame: &str, received: &mut VecDeque<Value>) -> bool {
+    match frame.split_at(1) {
+        ("o" | "h", _) => true,
+        ("a", list) => {
+            let messages: Vec<String> =
+                serde_json::from_str(list).expect("a JSON array of strings");
+            received.extend(
+                messages
+                    .iter()
+                    .map(|m| serde_json::from_str::<Value>(m).expect("DDP JSON")),
+            );
+            true
+        }
+        ("c", _) => false,
+        _ => panic!("unexpected SockJS frame {frame:?}"),
+    }
+}
+
+/// A client that follows `failed` like Meteor's: it re-dials proposing the suggested
+/// version, and returns the version of the session it got.
+fn connect_like_meteor(
+    server: &Server,
+    transport: Transport,
+    mut version: String,
+    support: &[&str],
+) -> (Conn, String, u32) {
+    for attempt in 1..=3 {
+        let mut conn = Conn::open(server, transport);
+        let answer = conn.handshake(&version, support);
+        match answer["msg"].as_str() {
+            Some("connected") => return (conn, version, attempt),
+            Some("failed") => {
+                version = answer["version"]
+                    .as_str()
+                    .expect("a suggested version")
+                    .to_owned();
+                assert_eq!(conn.recv(), None, "§1.2: `failed` closes the connection");
+            }
+            _ => panic!("unexpected answer to connect: {answer}"),
+        }
+    }
+    panic!("no session after three attempts");
+}
+
+#[test]
+fn every_version_is_served_over_every_transport() {
+    let (_dir, _data, server) = serve_fixture();
+    let cases: [(&str, &[&str]); 3] = [
+        ("1", &["1", "pre2", "pre1"]),
+        ("pre2", &["pre2", "pre1"]),
+        ("pre1", &["pre1"]),
+    ];
+    for transport in TRANSPORTS {
+        for (version, support) in cases {
+            let (mut conn, got, attempts) =
+                connect_like_meteor(&server, transport, version.to_owned(), support);
+            assert_eq!((got.as_str(), attempts), (version, 1), "{transport:?}");
+            // The package server answers: one sync page (spec §3.1) and the `changes` publication.
+            let page = conn.call("s", "syncNewPackageData", json!([{}, {}]));
+            assert!(
+                page["result"]["collections"]["packages"].is_array(),
+                "{transport:?} {version}: {page}"
+            );
+            conn.send(&json!({"msg": "sub", "id": "c", "name": "changes", "params": []}));
+            let ready = loop {
+                let message = conn.recv_answering_pings().expect("open");
+                if message["msg"] == "ready" {
+                    break message;
+                }
+            };
+            assert_eq!(ready["subs"], json!(["c"]), "{transport:?} {version}");
+            // Heartbeats: answered under 1 and pre2, a bad request under pre1 (spec §1.2).
+            conn.send(&json!({"msg": "ping", "id": "p"}));
+            let answer = conn.recv_answering_pings().expect("open");
+            if version == "pre1" {
+                assert_eq!(answer["msg"], "error", "{transport:?}: {answer}");
+            } else {
+                assert_eq!(
+                    answer,
+                    json!({"msg": "pong", "id": "p"}),
+                    "{transport:?} {version}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn failed_makes_meteor_like_clients_retry_with_the_suggested_version() {
+    let (_dir, _data, server) = serve_fixture();
+    for transport in TRANSPORTS {
+        // A client that prefers `1` but proposes `pre2` first is told to use `1`.
+        let (mut conn, version, attempts) =
+            connect_like_meteor(&server, transport, "pre2".into(), &["1", "pre2"]);
+        assert_eq!((version.as_str(), attempts), ("1", 2), "{transport:?}");
+        assert!(conn.call("1", "nope", json!([]))["error"]["error"] == 404);
+        // A client from the future that also speaks pre1 gets pre1.
+        let (_, version, attempts) =
+            connect_like_meteor(&server, transport, "2".into(), &["2", "pre1"]);
+        assert_eq!((version.as_str(), attempts), ("pre1", 2), "{transport:?}");
+    }
+}
+
+#[test]
+fn the_server_pings_clients_of_1_and_pre2_but_never_pre1_clients() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--ping-interval", "200ms", "--ping-timeout", "30s"],
+    );
+    for transport in [Transport::Raw, Transport::XhrPolling] {
+        for (version, support) in [("1", &["1"][..]), ("pre2", &["pre2"])] {
+            let mut conn = Conn::open(&server, transport);
+            assert_eq!(conn.handshake(version, support)["msg"], "connected");
+            assert_eq!(
+                conn.recv(),
+                Some(json!({"msg": "ping"})),
+                "{transport:?} {version}"
+            );
+        }
+        let mut conn = Conn::open(&server, transport);
+        assert_eq!(conn.handshake("pre1", &["pre1"])["msg"], "connected");
+        // Five ping intervals of silence, then a call: nothing but its answer arrives.
+        std::thread::sleep(Duration::from_secs(1));
+        conn.send(&json!({"msg": "method", "id": "m", "method": "nope", "params": []}));
+        for _ in 0..2 {
+            let message = conn.recv().expect("open");
+            assert!(
+                message["msg"] == "updated" || message["msg"] == "result",
+                "{transport:?}: {message}"
+            );
+        }
+    }
+}
+
+/// Reads `sessions` from `/healthz` until it equals `expected`.
+fn wait_for_sessions(server: &Server, expected: u64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, body, _) = http_get(&format!("{}/healthz", server.http));
+        let health: Value = serde_json::from_str(&body).expect("JSON");
+        if health["sessions"] == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions never reached {expected}: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_polling_client_that_never_comes_back_is_dropped_after_the_disconnect_delay() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--sockjs-disconnect-delay", "500ms"],
+    );
+    let mut conn = Conn::open(&server, Transport::XhrPolling);
+    assert_eq!(conn.handshake("1", &["1"])["msg"], "connected");
+    wait_for_sessions(&server, 1);
+    // It asks for a page and a publication, and never polls for them.
+    conn.send(
+        &json!({"msg": "method", "id": "1", "method": "syncNewPackageData", "params": [{}, {}]}),
+    );
+    conn.send(&json!({"msg": "sub", "id": "c", "name": "changes", "params": []}));
+    wait_for_sessions(&server, 0);
+    let Conn::Polling { url, agent, .. } = conn else {
+        unreachable!()
+    };
+    let response = agent
+        .post(format!("{url}/xhr_send"))
+        .send("[\"{}\"]")
+        .expect("xhr_send");
+    assert_eq!(response.status().as_u16(), 404, "the session is gone");
+}
+
+#[test]
+fn the_session_limit_covers_sockjs_too() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(&dir.path().join("data"), &["--max-sessions", "1"]);
+    let mut first = Conn::open(&server, Transport::XhrPolling);
+    assert_eq!(first.handshake("1", &["1"])["msg"], "connected");
+    let refused = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+        .post(format!(
+            "{}/sockjs/000/{}/xhr",
+            server.http,
+            exosphere_ddp::random_id()
+        ))
+        .send_empty()
+        .expect("answered");
+    assert_eq!(refused.status().as_u16(), 503);
+    match tungstenite::connect(&server.ws) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 503),
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn sigterm_closes_sessions_cleanly_and_the_server_exits() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start(&dir.path().join("data"), &["--shutdown-grace", "5s"]);
+    let mut raw = Conn::open(&server, Transport::Raw);
+    assert_eq!(raw.handshake("1", &["1"])["msg"], "connected");
+    let mut polling = Conn::open(&server, Transport::XhrPolling);
+    assert_eq!(polling.handshake("1", &["1"])["msg"], "connected");
+    // A browser keeps one poll waiting at all times; the close frame arrives on it.
+    let waiting = std::thread::spawn(move || polling.recv());
+    std::thread::sleep(Duration::from_millis(250));
+    server.signal_terminate();
+    let Conn::WebSocket { mut socket, .. } = raw else {
+        unreachable!()
+    };
+    match socket.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let last = waiting.join().expect("polling thread");
+    assert_eq!(last, None, "the SockJS session gets its close frame");
+    assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
+}
+
+#[test]
+fn a_sockjs_websocket_client_that_stops_reading_is_dropped() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    common::import(&data, &common::fixture());
+    let server = Server::start(&data, &["--ping-timeout", "1s", "--outbound-queue", "4"]);
+    let mut conn = Conn::open(&server, Transport::SockJsWebSocket);
+    assert_eq!(conn.handshake("1", &["1"])["msg"], "connected");
+    wait_for_sessions(&server, 1);
+    // Asks for far more than the socket buffers hold, and never reads: the server's
+    // writer stalls, and after --ping-timeout it gives up instead of buffering.
+    for id in 0..200 {
+        conn.send(&json!({"msg": "method", "id": id.to_string(), "method": "syncNewPackageData", "params": [{}, {}]}));
+    }
+    wait_for_sessions(&server, 0);
+    // The server serves others as before.
+    let mut other = Conn::open(&server, Transport::SockJsWebSocket);
+    assert_eq!(other.handshake("1", &["1"])["msg"], "connected");
+    drop(conn);
+}

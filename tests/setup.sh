@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests need besides Rust: the npm packages of the interop test
+# (tests/interop) and of the browser test (tests/browser), and Debian's Chromium for the
+# latter. Run by the README's test command and by .ci/run; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== npm packages (tests/interop: a third-party DDP client; tests/browser: playwright-core, sockjs-client)"
+npm ci --prefix tests/interop --no-audit --no-fund
+npm ci --prefix tests/browser --no-audit --no-fund
+
+echo "== Chromium for the browser test (Debian's package; browser downloads do not work offline)"
+if [ -x /usr/bin/chromium ]; then
+    /usr/bin/chromium --version
+else
+    sudo_if_needed=()
+    if [ "$(id -u)" != 0 ]; then
+        sudo_if_needed=(sudo)
+    fi
+    "${sudo_if_needed[@]}" apt-get update
+    "${sudo_if_needed[@]}" apt-get install -y --no-install-recommends chromium
+fi
