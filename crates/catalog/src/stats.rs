@@ -182,7 +182,7 @@ impl SpanAdds {
                 adds,
             })
             .collect();
-        versions.sort_by(|a, b| b.adds.total_adds.cmp(&a.adds.total_adds));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.adds.total_adds));
         SpanAdds {
             from,
             to,

@@ -5,6 +5,7 @@
 //! directory, a synthetic catalog imported into a fresh data directory, and an
 //! `exosphere serve` child process whose memory can be read on its own from `/proc`.
 
+pub mod stats;
 pub mod sync;
 
 use std::fs::File;
@@ -23,6 +24,7 @@ use crate::cli::BenchCommand;
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sync(args) => sync::run(args),
+        BenchCommand::Stats(args) => stats::run(args),
     }
 }
 
