@@ -235,7 +235,7 @@ impl Call {
                 direct: *direct,
             })
             .collect();
-        AppReport::new(&self.app_id(), packages).expect("simulated app ids are valid")
+        AppReport::new(self.app_id(), packages).expect("simulated app ids are valid")
     }
 
     /// The `method` frame of the call, shaped as the tool sends it (spec §7.1), with one
