@@ -52,6 +52,9 @@ pub enum Command {
                       (/, /healthz, /stats/v1/YYYY-MM-DD).\n\n\
                       Point the meteor tool at it with\n  \
                       METEOR_PACKAGE_SERVER_URL=http://<listen address> meteor <command>\n\n\
+                      It is the stats server too (METEOR_PACKAGE_STATS_SERVER_URL): it records \
+                      recordAppPackages calls and rolls each UTC day up into /stats/v1 shortly \
+                      after midnight (docs/STATS.md).\n\n\
                       Other processes (`exosphere import`) may write to the same data \
                       directory while it runs; connected clients see their changes within a \
                       second."
@@ -72,6 +75,9 @@ pub enum Command {
     /// Measure Exosphere against the physical limit, taken in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Package usage statistics: rollups by hand.
+    #[command(subcommand)]
+    Stats(StatsCommand),
 }
 
 /// Where the catalog database lives; shared by every command that touches it.
@@ -175,6 +181,60 @@ pub struct ServeArgs {
     /// /cookie_needed_echo, /close), to run sockjs-protocol against this build.
     #[arg(long, env = "EXOSPHERE_SOCKJS_TEST_SERVICES")]
     pub sockjs_test_services: bool,
+    /// `recordAppPackages` calls waiting to be written at most; further callers wait.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), env = "EXOSPHERE_STATS_QUEUE")]
+    pub stats_queue: u64,
+
+    /// Most `recordAppPackages` calls written (and fsynced) in one transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_BATCH_SIZE")]
+    pub stats_batch_size: u64,
+
+    /// How long a batch of `recordAppPackages` calls waits for more after its first call
+    /// (0 writes at once; calls arriving during a commit still share the next one).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, env = "EXOSPHERE_STATS_BATCH_DELAY")]
+    pub stats_batch_delay: Duration,
+
+    /// Most packages one `recordAppPackages` call may list.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_PACKAGES")]
+    pub stats_max_packages: u64,
+
+    /// How long after each UTC midnight the previous day is rolled up into /stats/v1.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_STATS_ROLLUP_DELAY")]
+    pub stats_rollup_delay: Duration,
+
+    /// Longest date range, in days, one /api/v1/stats request may ask for.
+    #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
+    pub stats_max_range_days: u64,
+}
+
+/// The subcommands of `exosphere stats`.
+#[derive(Debug, Subcommand)]
+pub enum StatsCommand {
+    /// Roll recorded package usage up into /stats/v1 day files.
+    #[command(
+        long_about = "Roll recorded package usage (recordAppPackages calls) up into the \
+                      /stats/v1/YYYY-MM-DD day files, as `exosphere serve` does shortly after \
+                      each UTC midnight.\n\n\
+                      Without --date, rolls up every day before today that got recordings \
+                      since its last rollup (what the server catches up on after downtime). \
+                      With --date, rolls up that day, also today: a rollup of today holds what \
+                      was recorded so far, and a later rollup replaces it. A day's rollup \
+                      replaces all of that day's rows, also imported ones; days without \
+                      recordings are left alone. Safe while `exosphere serve` runs on the same \
+                      directory."
+    )]
+    Rollup(StatsRollupArgs),
+}
+
+/// Flags of `exosphere stats rollup`.
+#[derive(Debug, Args)]
+pub struct StatsRollupArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The UTC day to roll up (YYYY-MM-DD, not after today); all pending past days if absent.
+    #[arg(long)]
+    pub date: Option<String>,
 }
 
 /// Flags of `exosphere import`.
@@ -238,6 +298,17 @@ pub enum BenchCommand {
                       limit to the hard limit and says so if that is too low."
     )]
     Sessions(BenchSessionsArgs),
+    /// Usage recording over DDP and daily rollups against bulk SQLite inserts and no-op calls.
+    #[command(
+        long_about = "Measure `recordAppPackages` over DDP against an `exosphere serve` child \
+                      process: simulated apps report their package lists from many connections \
+                      at once. In the same run, two physical limits: the same calls to a \
+                      method that does not exist (DDP round trips without storage), and the \
+                      same reports written straight into SQLite in large transactions, spread \
+                      over the simulated days, which are then rolled up one by one. Reports \
+                      calls/s, the ratio to each limit, rollup time per day and storage used."
+    )]
+    Stats(BenchStatsArgs),
 }
 
 /// Flags of `exosphere bench sessions`.
@@ -260,6 +331,38 @@ pub struct BenchSessionsArgs {
     pub watch_interval: Duration,
 
     /// Seed of the (small) synthetic catalog the server serves.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Flags of `exosphere bench stats`.
+#[derive(Debug, Args)]
+pub struct BenchStatsArgs {
+    /// `recordAppPackages` calls to make.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub calls: u64,
+
+    /// Simulated apps (each has its own package list, upgraded now and then).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub apps: u64,
+
+    /// Simulated days the calls are spread over (for the rollups).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Packages in each report.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    pub packages: u32,
+
+    /// DDP connections calling at once (each waits for its answer, like the tool).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// Seed of the simulated workload.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 

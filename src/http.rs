@@ -1,4 +1,5 @@
-//! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>` and a home page.
+//! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
+//! `/api/v1/stats/packages/<name>` and a home page.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.
@@ -8,14 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get};
 use exosphere_catalog::CatalogStore;
-use exosphere_catalog::stats::{parse_day, render_stats_day};
+use exosphere_catalog::stats::{Interval, RangeError, package_stats, parse_day, render_stats_day};
+use exosphere_catalog::usage::is_package_name;
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, Server, SockJsConfig};
+use serde::Deserialize;
 use serde_json::json;
 use tower_http::trace::TraceLayer;
 
@@ -32,6 +35,8 @@ pub struct AppState {
     pub sockjs: SockJsConfig,
     /// Whether the SockJS conformance suite's services are mounted too.
     pub sockjs_test_services: bool,
+    /// Longest date range one `/api/v1/stats` request may ask for, in days.
+    pub stats_max_range_days: u64,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -45,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(home))
         .route("/healthz", get(healthz))
         .route("/stats/v1/{day}", get(stats_day))
+        .route("/api/v1/stats/packages/{name}", get(package_stats_range))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
         .merge(sockjs::ddp_routes(
@@ -116,6 +122,60 @@ async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Re
     }
 }
 
+/// The query of `/api/v1/stats/packages/<name>`; every key is optional.
+#[derive(Debug, Deserialize)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+    interval: Option<String>,
+}
+
+/// `GET /api/v1/stats/packages/<name>?from=D&to=D&interval=day|week|month`: one package's
+/// adds over a range of UTC days (default: the 30 days ending today), summed, per version
+/// and per period, with the trend against the range before. Answers from the same stats
+/// rows as `/stats/v1`; 400 names what is wrong with a bad query.
+async fn package_stats_range(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let bad = |reason: String| (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
+    let Ok(Query(query)) = query else {
+        return bad("the query accepts from, to and interval".into());
+    };
+    if !is_package_name(&name) {
+        return bad(format!("{name:?} is not a Meteor package name"));
+    }
+    let day = |text: Option<&String>| text.map(|text| parse_day(text)).transpose();
+    let (to, from, interval) = match (
+        day(query.to.as_ref()),
+        day(query.from.as_ref()),
+        query
+            .interval
+            .as_deref()
+            .unwrap_or("day")
+            .parse::<Interval>(),
+    ) {
+        (Ok(to), Ok(from), Ok(interval)) => (to, from, interval),
+        (Err(error), _, _) | (_, Err(error), _) => return bad(error.to_string()),
+        (_, _, Err(error)) => return bad(error.to_string()),
+    };
+    let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let from = from.unwrap_or_else(|| to - chrono::Days::new(29));
+    let store = Arc::clone(&state.store);
+    let max_days = state.stats_max_range_days;
+    let answer = tokio::task::spawn_blocking(move || {
+        package_stats(&*store, &name, from, to, interval, max_days)
+    })
+    .await;
+    match answer {
+        Ok(Ok(stats)) => axum::Json(stats).into_response(),
+        Ok(Err(RangeError::Store(error))) => internal_error("reading package stats", &error),
+        Ok(Err(error)) => bad(error.to_string()),
+        Err(error) => internal_error("reading package stats", &error),
+    }
+}
+
 /// `GET /healthz`: 200 when the catalog answers, 503 otherwise, with the figures an operator
 /// wants at a glance.
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -167,6 +227,8 @@ exactly as the <code>meteor</code> tool expects.</p>
 meteor show ecmascript</pre>
 <p>The tool keeps a separate catalog and package cache per server URL, so the first command
 after switching syncs the whole catalog.</p>
+<p>This server records package usage too: add
+<code>export METEOR_PACKAGE_STATS_SERVER_URL={base}</code>.</p>
 <h2>Endpoints</h2>
 <ul>
 <li><code>{base}/websocket</code>: DDP over a raw WebSocket (<code>syncNewPackageData</code>;
@@ -175,6 +237,8 @@ publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
 <li><code>{base}/sockjs</code>: the same DDP over SockJS, for browsers
 (<code>DDP.connect("{base}")</code>)</li>
 <li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
+<li><code>{base}/api/v1/stats/packages/NAME?from=YYYY-MM-DD&amp;to=YYYY-MM-DD&amp;interval=day|week|month</code>:
+one package's adds over a range, per version and period, with a trend</li>
 <li><code>{base}/healthz</code>: health check</li>
 </ul>
 </body>

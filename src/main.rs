@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::GenCatalog(args) => commands::gen_catalog::run(args),
         Command::Bench(command) => commands::bench::run(command),
+        Command::Stats(command) => commands::stats::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

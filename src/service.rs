@@ -1,4 +1,5 @@
-//! The package server as a DDP service: the methods and publications of spec §3 and §4.
+//! The package server as a DDP service: the methods and publications of spec §3 and §4,
+//! and the stats server's `recordAppPackages` (spec §7.1), so one Exosphere serves both.
 //!
 //! This is the only place where DDP meets the catalog. Methods that touch the database run on
 //! tokio's blocking pool so a slow query never stalls the runtime's worker threads; the
@@ -6,9 +7,12 @@
 
 use std::sync::Arc;
 
-use exosphere_catalog::{CatalogState, Collection, SyncError, Syncer};
-use exosphere_ddp::ejson::Ejson;
-use exosphere_ddp::{DdpError, MethodContext, Reply, Service, SessionContext, Subscription};
+use exosphere_catalog::usage::{AppReport, RecordError, Recorder, UsageLimits};
+use exosphere_catalog::{CatalogState, Collection, StoreError, SyncError, Syncer};
+use exosphere_ddp::ejson::{Ejson, EjsonMap};
+use exosphere_ddp::{
+    DdpError, MethodContext, Reply, Service, SessionContext, Subscription, random_id,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
@@ -20,6 +24,15 @@ pub struct PackageService {
     syncer: Arc<Syncer>,
     catalog: watch::Receiver<CatalogState>,
     oauth_client_id: String,
+    usage: Option<UsageRecording>,
+}
+
+/// What `recordAppPackages` needs: the group-commit recorder and the report limits.
+pub struct UsageRecording {
+    /// Writes reports many per transaction and answers each once it is committed.
+    pub recorder: Recorder,
+    /// Bounds on one report.
+    pub limits: UsageLimits,
 }
 
 impl PackageService {
@@ -33,7 +46,64 @@ impl PackageService {
             syncer,
             catalog,
             oauth_client_id,
+            usage: None,
         }
+    }
+
+    /// Also serves `recordAppPackages` (the stats server role, spec §7.1); without this
+    /// the method is not found.
+    pub fn with_usage_recording(mut self, usage: UsageRecording) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// `recordAppPackages(appId, packages, details)` (spec §7.1): validates the report,
+    /// records it on today's UTC day, and answers once it is committed, with a
+    /// `newSessionId` when `details` carried no `sessionId`.
+    ///
+    /// Anonymous and logged-in callers are recorded alike: the report counts per app, so
+    /// `ctx.session.user_id()` is not needed; it is the place to look once accounts exist
+    /// (e.g. to refuse or rate-limit). No address or detail of the caller is kept.
+    async fn record_app_packages(
+        &self,
+        _ctx: &MethodContext,
+        params: Vec<Ejson>,
+    ) -> Result<Reply, DdpError> {
+        let Some(usage) = &self.usage else {
+            return Err(DdpError::method_not_found("recordAppPackages"));
+        };
+        let mut params = params.into_iter();
+        let (app_id, packages) = (params.next(), params.next());
+        let (Some(app_id), Some(packages)) = (app_id, packages) else {
+            return Err(DdpError::bad_request(
+                "recordAppPackages expects (appId, packages, details)",
+            ));
+        };
+        let has_session = match params.next() {
+            None | Some(Ejson::Null) => false,
+            Some(Ejson::Object(details)) => {
+                matches!(details.get("sessionId"), Some(Ejson::String(id)) if !id.is_empty())
+            }
+            Some(_) => return Err(DdpError::bad_request("details must be an object")),
+        };
+        let report = AppReport::from_params(app_id, packages, &usage.limits)
+            .map_err(|error| DdpError::bad_request(error.to_string()))?;
+        let today = chrono::Utc::now().date_naive();
+        match usage.recorder.record(today, report).await {
+            Ok(()) => {}
+            Err(RecordError::Store(error)) if matches!(*error, StoreError::Busy) => {
+                return Err(DdpError::new(503, "The stats database is busy; try again"));
+            }
+            Err(error) => {
+                tracing::error!(%error, "recordAppPackages failed");
+                return Err(DdpError::internal());
+            }
+        }
+        let mut result = EjsonMap::new();
+        if !has_session {
+            result.insert("newSessionId".to_owned(), Ejson::String(random_id()));
+        }
+        Ok(Reply::Value(Ejson::Object(result)))
     }
 
     /// `syncNewPackageData(syncToken, options)` (spec §3): the catalog builds the encoded
@@ -73,12 +143,13 @@ impl PackageService {
 impl Service for PackageService {
     async fn call(
         &self,
-        _ctx: &MethodContext,
+        ctx: &MethodContext,
         method: &str,
         params: Vec<Ejson>,
     ) -> Result<Reply, DdpError> {
         match method {
             "syncNewPackageData" => self.sync_new_package_data(params).await,
+            "recordAppPackages" => self.record_app_packages(ctx, params).await,
             _ => Err(DdpError::method_not_found(method)),
         }
     }

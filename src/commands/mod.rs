@@ -5,6 +5,7 @@ pub mod export;
 pub mod gen_catalog;
 pub mod import;
 pub mod serve;
+pub mod stats;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

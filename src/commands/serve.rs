@@ -1,5 +1,5 @@
-//! `exosphere serve`: opens the catalog, starts the watcher and the DDP server, and serves HTTP
-//! until SIGINT or SIGTERM.
+//! `exosphere serve`: opens the catalog, starts the watcher, the usage recorder, the daily
+//! stats rollup and the DDP server, and serves HTTP until SIGINT or SIGTERM.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -10,13 +10,14 @@ use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::synth::{self, Scale};
+use exosphere_catalog::usage::{self, Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 
 use crate::cli::ServeArgs;
 use crate::fd_limit;
 use crate::http::{AppState, router};
-use crate::service::PackageService;
+use crate::service::{PackageService, UsageRecording};
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
 const DEMO_SEED: u64 = 2015;
@@ -64,11 +65,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         paging,
         args.sync_cache_size,
     ));
-    let service = Arc::new(PackageService::new(
-        syncer,
-        catalog,
-        args.oauth_client_id.clone(),
-    ));
+    let recorder = Recorder::start(
+        Arc::clone(&store),
+        &RecorderOptions {
+            queue: usize::try_from(args.stats_queue)?,
+            batch_size: usize::try_from(args.stats_batch_size)?,
+            batch_delay: args.stats_batch_delay,
+        },
+    );
+    let usage_recording = UsageRecording {
+        recorder,
+        limits: UsageLimits {
+            max_packages: usize::try_from(args.stats_max_packages)?,
+        },
+    };
+    tokio::spawn(roll_up_daily(Arc::clone(&store), args.stats_rollup_delay));
+    let service = Arc::new(
+        PackageService::new(syncer, catalog, args.oauth_client_id.clone())
+            .with_usage_recording(usage_recording),
+    );
     let ddp = Server::new(
         service,
         DdpConfig {
@@ -113,6 +128,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ddp: Arc::clone(&ddp),
         sockjs,
         sockjs_test_services: args.sockjs_test_services,
+        stats_max_range_days: args.stats_max_range_days,
     };
     // On a signal, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
@@ -155,6 +171,53 @@ fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long the rollup job waits before trying again after a failure (e.g. a long import
+/// holding the write lock).
+const ROLLUP_RETRY: Duration = Duration::from_secs(60);
+
+/// The daily stats job (spec §7.2, "slightly past UTC midnight"): at startup, and `delay`
+/// after every UTC midnight, rolls up each day before today that got recordings since its
+/// last rollup, so days missed while the server was down are caught up too.
+async fn roll_up_daily(store: Arc<dyn CatalogStore>, delay: Duration) {
+    loop {
+        let today = chrono::Utc::now().date_naive();
+        let job_store = Arc::clone(&store);
+        let outcome =
+            tokio::task::spawn_blocking(move || usage::catch_up(&*job_store, today)).await;
+        match outcome {
+            Ok(Ok(days)) => {
+                for (day, rows) in days {
+                    tracing::info!(%day, rows, "rolled up package usage");
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "rolling up package usage failed; retrying in a minute");
+                tokio::time::sleep(ROLLUP_RETRY).await;
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "the rollup task failed; retrying in a minute");
+                tokio::time::sleep(ROLLUP_RETRY).await;
+                continue;
+            }
+        }
+        tokio::time::sleep(until_after_next_midnight(chrono::Utc::now(), delay)).await;
+    }
+}
+
+/// The time from `now` until `delay` past the next UTC midnight.
+fn until_after_next_midnight(now: chrono::DateTime<chrono::Utc>, delay: Duration) -> Duration {
+    let next_midnight = now
+        .date_naive()
+        .succ_opt()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|midnight| midnight.and_utc());
+    next_midnight
+        .and_then(|midnight| (midnight - now).to_std().ok())
+        .unwrap_or(Duration::from_secs(24 * 3600))
+        + delay
+}
+
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
 async fn shutdown_signal() {
     let interrupt = async {
@@ -182,4 +245,27 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rollup_wakes_after_the_next_utc_midnight() {
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let five = Duration::from_secs(300);
+        assert_eq!(
+            until_after_next_midnight(at("2024-10-01T23:00:00Z"), five),
+            Duration::from_secs(3600 + 300)
+        );
+        assert_eq!(
+            until_after_next_midnight(at("2024-10-02T00:00:00Z"), five),
+            Duration::from_secs(24 * 3600 + 300)
+        );
+    }
 }

@@ -11,7 +11,8 @@
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
 //! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead.
 //! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
-//! * [`stats`]: `/stats/v1/<day>` bodies.
+//! * [`stats`]: `/stats/v1/<day>` bodies and per-package date ranges with trends.
+//! * [`usage`]: `recordAppPackages` reports, group-commit recording and daily rollups.
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
 
 pub mod dump;
@@ -22,6 +23,7 @@ pub mod stats;
 pub mod store;
 pub mod sync;
 pub mod synth;
+pub mod usage;
 pub mod watch;
 
 pub use page_cache::Syncer;

@@ -1,7 +1,9 @@
 //! The SQLite backend of [`CatalogStore`]: one database file, `catalog.sqlite3`, in the
 //! data directory, shared safely by a running `exosphere serve` and an `exosphere import`.
 //!
-//! # Schema (version 1, `PRAGMA user_version`)
+//! # Schema (version 2, `PRAGMA user_version`)
+//!
+//! Version 1:
 //!
 //! * one table per collection (`rec_packages`, `rec_versions`, `rec_builds`,
 //!   `rec_release_tracks`, `rec_release_versions`):
@@ -13,6 +15,25 @@
 //!   collection — everything `state()` needs in one row lookup;
 //! * `stats`: `(day, name, version)` primary key, `WITHOUT ROWID`, so a day's rows are one
 //!   contiguous range and the earliest/latest day are b-tree edge lookups.
+//!
+//! Version 2 adds package usage recording ([`crate::usage`]):
+//!
+//! * `usage_apps`: one row per app id (`id INTEGER PRIMARY KEY`, the `app` text, and
+//!   `list_hash`, a hash of the app's last reported package list, so a repeated list is
+//!   recognised with one lookup);
+//! * `usage_packages`: every `name@version` ever reported, interned to an integer id;
+//! * `usage_adds`: `(app, package) -> (day, direct)`, `WITHOUT ROWID`: the first UTC day
+//!   (days since 0001-01-01) a version appeared in an app, and whether it was direct then.
+//!   An index on `(day, package, direct)` makes a day's rollup an index range scan;
+//! * `usage_days`: per recorded day (`YYYY-MM-DD`), whether recordings arrived since its
+//!   last rollup (`pending`) and whether it was ever rolled up (`rolled_up`);
+//! * the index `stats_by_name (name, day, …)` answers per-package date ranges.
+//!
+//! # Migrations
+//!
+//! A fresh file gets the version-1 schema and then every step of [`MIGRATIONS`]; an older
+//! file gets the steps it lacks. Opening runs them all in the one immediate transaction
+//! that checks the schema, so a file is upgraded completely or not at all.
 //!
 //! `PRAGMA application_id` marks the file as an Exosphere catalog; a file from a newer
 //! Exosphere (higher `user_version`) is refused with [`StoreError::SchemaTooNew`].
@@ -36,23 +57,38 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use chrono::{Datelike as _, NaiveDate};
 use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::record::{Collection, PerCollection, Record, StatsRow};
+use crate::stats::parse_day;
 use crate::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Page, PageRecord, StoreError,
     Upsert,
 };
+use crate::usage::AppReport;
 
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "catalog.sqlite3";
 
+/// One schema upgrade step: `MIGRATIONS[i]` takes a file from version `i + 1` to `i + 2`.
+/// Later versions append a step; a step never changes once released.
+type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
+
+/// Every upgrade step, in order.
+const MIGRATIONS: [Migration; 1] = [migrate_v1_to_v2];
+
 /// The schema version this build creates and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 /// How much of the database file each read connection maps into memory (`PRAGMA mmap_size`).
 const READER_MMAP_BYTES: i64 = 1 << 30;
+
+/// The writer connection's page cache (`PRAGMA cache_size`, in KiB). Recording package
+/// usage looks up app ids and versions all over b-trees of millions of rows; SQLite's
+/// default 2 MiB cache would send most of those lookups to the operating system.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
 /// `PRAGMA application_id` of Exosphere catalogs: "EXOS" in ASCII.
 const APPLICATION_ID: i64 = 0x4558_4F53;
@@ -111,6 +147,9 @@ impl SqliteStore {
             ));
         }
         writer.pragma_update(None, "synchronous", "FULL").db()?;
+        writer
+            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .db()?;
         init_schema(&mut writer, &path)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
@@ -151,32 +190,77 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     if !fresh && app_id != APPLICATION_ID {
         return Err(StoreError::NotACatalog(path.to_owned()));
     }
+    let mut version = version;
     if fresh {
-        tx.execute_batch(&schema_sql()).db()?;
-        tx.execute(
-            "INSERT INTO meta (id, epoch, head_seq) VALUES (1, ?1, 0)",
-            [new_epoch()],
-        )
-        .db()?;
-        tx.execute_batch(&format!(
-            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
-        ))
-        .db()?;
+        create_v1(&tx).db()?;
+        version = 1;
     } else if version > SCHEMA_VERSION {
         return Err(StoreError::SchemaTooNew {
             found: version,
             supported: SCHEMA_VERSION,
         });
-    } else if version != SCHEMA_VERSION {
+    } else if version < 1 {
         return Err(StoreError::Corrupt(format!(
             "unknown schema version {version}"
         )));
     }
+    while version < SCHEMA_VERSION {
+        let step = usize::try_from(version - 1).unwrap_or(usize::MAX);
+        MIGRATIONS[step](&tx).db()?;
+        version += 1;
+        tx.pragma_update(None, "user_version", version).db()?;
+        if !fresh {
+            tracing::info!(path = %path.display(), version, "upgraded the catalog schema");
+        }
+    }
     tx.commit().db()
 }
 
+/// Creates schema version 1 in an empty file, exactly as the first release did.
+fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(&schema_v1_sql())?;
+    tx.execute(
+        "INSERT INTO meta (id, epoch, head_seq) VALUES (1, ?1, 0)",
+        [new_epoch()],
+    )?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;"
+    ))
+}
+
+/// Version 2: package usage recording and per-package stats ranges (see the module docs).
+fn migrate_v1_to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE usage_apps (
+             id INTEGER PRIMARY KEY,
+             app TEXT NOT NULL UNIQUE,
+             list_hash INTEGER NOT NULL
+         ) STRICT;
+         CREATE TABLE usage_packages (
+             id INTEGER PRIMARY KEY,
+             name TEXT NOT NULL,
+             version TEXT NOT NULL,
+             UNIQUE (name, version)
+         ) STRICT;
+         CREATE TABLE usage_adds (
+             app_id INTEGER NOT NULL,
+             package_id INTEGER NOT NULL,
+             day INTEGER NOT NULL,
+             direct INTEGER NOT NULL,
+             PRIMARY KEY (app_id, package_id)
+         ) STRICT, WITHOUT ROWID;
+         CREATE INDEX usage_adds_by_day ON usage_adds (day, package_id, direct);
+         CREATE TABLE usage_days (
+             day TEXT PRIMARY KEY,
+             pending INTEGER NOT NULL,
+             rolled_up INTEGER NOT NULL
+         ) STRICT, WITHOUT ROWID;
+         CREATE INDEX stats_by_name ON stats (name, day, version, direct_adds, total_adds);",
+    )
+}
+
 /// The `CREATE` statements of schema version 1.
-fn schema_sql() -> String {
+fn schema_v1_sql() -> String {
     let mut sql = String::from(
         "CREATE TABLE meta (
              id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -422,6 +506,7 @@ impl CatalogStore for SqliteStore {
             changes: meta.changes,
             modified: false,
             deleted: false,
+            marked_day: None,
         };
         f(&mut writer)?;
         if writer.modified {
@@ -490,13 +575,30 @@ impl CatalogStore for SqliteStore {
         self.readers.with(|conn| {
             let tx = conn.transaction().db()?;
             let meta = read_meta(&tx, &self.sql)?;
-            // Two scalar subqueries, because SQLite answers a lone MIN or MAX from the
-            // primary-key b-tree's edge but scans for both in one SELECT.
-            let (stats_earliest, stats_latest) = tx
-                .prepare_cached("SELECT (SELECT MIN(day) FROM stats), (SELECT MAX(day) FROM stats)")
+            // Scalar subqueries, because SQLite answers a lone MIN or MAX from the
+            // primary-key b-tree's edge but scans for both in one SELECT. Rolled-up days
+            // count too: a day without adds still has a (empty) file.
+            let (imported_min, imported_max, rolled_min, rolled_max): (
+                Option<String>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            ) = tx
+                .prepare_cached(
+                    "SELECT (SELECT MIN(day) FROM stats), (SELECT MAX(day) FROM stats), \
+                     (SELECT MIN(day) FROM usage_days WHERE rolled_up = 1), \
+                     (SELECT MAX(day) FROM usage_days WHERE rolled_up = 1)",
+                )
                 .db()?
-                .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row([], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
                 .db()?;
+            let stats_earliest = match (imported_min, rolled_min) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let stats_latest = imported_max.max(rolled_max);
             Ok(CatalogState {
                 epoch: meta.epoch,
                 head_seq: meta.head_seq,
@@ -526,7 +628,66 @@ impl CatalogStore for SqliteStore {
                     row.get(3).db()?,
                 )?);
             }
-            Ok((!out.is_empty()).then_some(out))
+            if out.is_empty() {
+                let rolled_up: Option<i64> = conn
+                    .prepare_cached("SELECT rolled_up FROM usage_days WHERE day = ?1")
+                    .db()?
+                    .query_row([date], |row| row.get(0))
+                    .optional()
+                    .db()?;
+                return Ok((rolled_up == Some(1)).then_some(out));
+            }
+            Ok(Some(out))
+        })
+    }
+
+    fn package_stats_rows(
+        &self,
+        name: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<StatsRow>, StoreError> {
+        self.readers.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT day, version, direct_adds, total_adds FROM stats \
+                     WHERE name = ?1 AND day >= ?2 AND day <= ?3 ORDER BY day, version",
+                )
+                .db()?;
+            let mut rows = stmt
+                .query(params![name, from.to_string(), to.to_string()])
+                .db()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().db()? {
+                let day: String = row.get(0).db()?;
+                out.push(stats_row(
+                    &day,
+                    name.to_owned(),
+                    row.get(1).db()?,
+                    row.get(2).db()?,
+                    row.get(3).db()?,
+                )?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn pending_usage_days(&self, before: NaiveDate) -> Result<Vec<NaiveDate>, StoreError> {
+        self.readers.with(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT day FROM usage_days WHERE pending = 1 AND day < ?1 ORDER BY day",
+                )
+                .db()?;
+            let mut rows = stmt.query([before.to_string()]).db()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().db()? {
+                let day: String = row.get(0).db()?;
+                out.push(
+                    parse_day(&day).map_err(|e| StoreError::Corrupt(format!("usage day: {e}")))?,
+                );
+            }
+            Ok(out)
         })
     }
 
@@ -602,6 +763,9 @@ struct SqliteWriter<'a> {
     changes: PerCollection<u64>,
     modified: bool,
     deleted: bool,
+    /// The last day this transaction marked pending in `usage_days`, so a batch of
+    /// reports of one day marks it once.
+    marked_day: Option<NaiveDate>,
 }
 
 impl SqliteWriter<'_> {
@@ -706,6 +870,105 @@ impl CatalogWriter for SqliteWriter<'_> {
             .db()?;
         Ok(())
     }
+
+    fn record_usage(&mut self, day: NaiveDate, report: &AppReport) -> Result<(), StoreError> {
+        let conn = self.conn;
+        if self.marked_day != Some(day) {
+            conn.prepare_cached(
+                "INSERT INTO usage_days (day, pending, rolled_up) VALUES (?1, 1, 0) \
+                 ON CONFLICT (day) DO UPDATE SET pending = 1",
+            )
+            .db()?
+            .execute([day.to_string()])
+            .db()?;
+            self.marked_day = Some(day);
+        }
+        let known: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT id, list_hash FROM usage_apps WHERE app = ?1")
+            .db()?
+            .query_row([report.app_id()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .db()?;
+        let app = match known {
+            Some((_, hash)) if hash == report.list_hash() => return Ok(()),
+            Some((app, _)) => {
+                conn.prepare_cached("UPDATE usage_apps SET list_hash = ?2 WHERE id = ?1")
+                    .db()?
+                    .execute(params![app, report.list_hash()])
+                    .db()?;
+                app
+            }
+            None => {
+                conn.prepare_cached("INSERT INTO usage_apps (app, list_hash) VALUES (?1, ?2)")
+                    .db()?
+                    .execute(params![report.app_id(), report.list_hash()])
+                    .db()?;
+                conn.last_insert_rowid()
+            }
+        };
+        let day_number = i64::from(day.num_days_from_ce());
+        let mut find = conn
+            .prepare_cached("SELECT id FROM usage_packages WHERE name = ?1 AND version = ?2")
+            .db()?;
+        let mut intern = conn
+            .prepare_cached("INSERT INTO usage_packages (name, version) VALUES (?1, ?2)")
+            .db()?;
+        let mut add = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO usage_adds (app_id, package_id, day, direct) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .db()?;
+        for package in report.packages() {
+            let known: Option<i64> = find
+                .query_row([&package.name, &package.version], |row| row.get(0))
+                .optional()
+                .db()?;
+            let package_id = match known {
+                Some(id) => id,
+                None => {
+                    intern.execute([&package.name, &package.version]).db()?;
+                    conn.last_insert_rowid()
+                }
+            };
+            add.execute(params![app, package_id, day_number, package.direct])
+                .db()?;
+        }
+        Ok(())
+    }
+
+    fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError> {
+        let conn = self.conn;
+        let text = day.to_string();
+        let recorded: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM usage_days WHERE day = ?1")
+            .db()?
+            .query_row([&text], |row| row.get(0))
+            .optional()
+            .db()?;
+        if recorded.is_none() {
+            return Ok(None);
+        }
+        conn.prepare_cached("DELETE FROM stats WHERE day = ?1")
+            .db()?
+            .execute([&text])
+            .db()?;
+        let rows = conn
+            .prepare_cached(
+                "INSERT INTO stats (day, name, version, direct_adds, total_adds) \
+                 SELECT ?1, p.name, p.version, SUM(a.direct), COUNT(*) \
+                 FROM usage_adds a JOIN usage_packages p ON p.id = a.package_id \
+                 WHERE a.day = ?2 GROUP BY a.package_id",
+            )
+            .db()?
+            .execute(params![text, i64::from(day.num_days_from_ce())])
+            .db()?;
+        conn.prepare_cached("UPDATE usage_days SET pending = 0, rolled_up = 1 WHERE day = ?1")
+            .db()?
+            .execute([&text])
+            .db()?;
+        Ok(Some(rows as u64))
+    }
 }
 
 /// A store in a fresh temporary directory, for tests across the crate; the directory lives
@@ -774,15 +1037,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         drop(open_sqlite(dir.path()).unwrap());
         let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
         drop(conn);
         let err = open_sqlite(dir.path()).err().unwrap();
         assert!(matches!(
             err,
-            StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1
-            }
+            StoreError::SchemaTooNew { found, supported }
+                if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION
         ));
         assert!(err.to_string().contains("upgrade Exosphere"), "{err}");
 
@@ -794,6 +1056,77 @@ mod tests {
             open_sqlite(other.path()),
             Err(StoreError::NotACatalog(_))
         ));
+    }
+
+    #[test]
+    fn a_version_1_file_is_upgraded_in_place_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        {
+            // A catalog exactly as the version-1 build left it, with a record and a row.
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            create_v1(&tx).unwrap();
+            tx.execute(
+                "INSERT INTO rec_packages (seq, id, last_updated, json) VALUES (1, 'p', 7, '{\"_id\":\"p\"}')",
+                [],
+            )
+            .unwrap();
+            tx.execute("UPDATE meta SET head_seq = 1, changes_packages = 1", [])
+                .unwrap();
+            tx.execute(
+                "INSERT INTO stats VALUES ('2015-01-02', 'tracker', '1.0.0', 1, 2)",
+                [],
+            )
+            .unwrap();
+            tx.commit().unwrap();
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(version, 1);
+        }
+        let store = open_sqlite(dir.path()).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let state = store.state().unwrap();
+        assert_eq!(
+            (state.head_seq, state.changes(Collection::Packages)),
+            (1, 1)
+        );
+        assert_eq!(state.stats_latest.as_deref(), Some("2015-01-02"));
+        assert_eq!(
+            all(&store),
+            [(Collection::Packages, r#"{"_id":"p"}"#.into())]
+        );
+        // The new tables work on the upgraded file.
+        let day = NaiveDate::from_ymd_opt(2015, 1, 2).unwrap();
+        let report = AppReport::new(
+            "app",
+            vec![crate::usage::UsedPackage {
+                name: "tracker".into(),
+                version: "1.0.0".into(),
+                direct: true,
+            }],
+        )
+        .unwrap();
+        store.write(&mut |w| w.record_usage(day, &report)).unwrap();
+        assert_eq!(crate::usage::roll_up(&store, day).unwrap(), Some(1));
+        let rows = store.package_stats_rows("tracker", day, day).unwrap();
+        assert_eq!(
+            rows,
+            [StatsRow::new("2015-01-02", "tracker", "1.0.0", 1, 1).unwrap()]
+        );
+        // Opening the upgraded file again runs no step and keeps everything.
+        drop(store);
+        let reopened = open_sqlite(dir.path()).unwrap();
+        assert_eq!(reopened.state().unwrap().head_seq, 1);
+        assert_eq!(
+            reopened.package_stats_rows("tracker", day, day).unwrap(),
+            rows
+        );
     }
 
     #[test]

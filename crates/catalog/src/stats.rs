@@ -1,9 +1,15 @@
 //! Daily package-usage statistics as served at `GET /stats/v1/<day>` (spec §7.2): day
-//! validation and the newline-delimited JSON body.
+//! validation and the newline-delimited JSON body; and, beyond the seed API, one package's
+//! totals over a date range, per period and per version, with a trend against the period
+//! before ([`package_stats`]).
 
-use chrono::NaiveDate;
+use std::collections::BTreeMap;
+
+use chrono::{Datelike as _, Days, Months, NaiveDate};
+use serde::Serialize;
 
 use crate::record::StatsRow;
+use crate::store::{CatalogStore, StoreError};
 
 /// The error for a day that is not a real calendar date written as `YYYY-MM-DD`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,9 +74,395 @@ pub(crate) fn push_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// How a range is split into periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interval {
+    /// One period per UTC day.
+    Day,
+    /// ISO weeks (Monday to Sunday).
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+/// The error for an interval other than `day`, `week` or `month`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid interval {0:?}: expected day, week or month")]
+pub struct InvalidInterval(pub String);
+
+impl std::str::FromStr for Interval {
+    type Err = InvalidInterval;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "day" => Ok(Interval::Day),
+            "week" => Ok(Interval::Week),
+            "month" => Ok(Interval::Month),
+            _ => Err(InvalidInterval(s.to_owned())),
+        }
+    }
+}
+
+impl Interval {
+    /// The first day of the period holding `day`.
+    fn start_of(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Interval::Day => day,
+            Interval::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
+            Interval::Month => day.with_day(1).unwrap_or(day),
+        }
+    }
+
+    /// The first day of the period after the one starting at `start`.
+    fn next(self, start: NaiveDate) -> Option<NaiveDate> {
+        match self {
+            Interval::Day => start.checked_add_days(Days::new(1)),
+            Interval::Week => start.checked_add_days(Days::new(7)),
+            Interval::Month => start.checked_add_months(Months::new(1)),
+        }
+    }
+}
+
+/// Adds of one version (or of all versions together) in some span of days.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Adds {
+    /// Apps that added it directly.
+    pub direct_adds: u64,
+    /// Apps that added it, directly or as a dependency.
+    pub total_adds: u64,
+}
+
+impl Adds {
+    fn add(&mut self, row: &StatsRow) {
+        self.direct_adds = self.direct_adds.saturating_add(row.direct_adds());
+        self.total_adds = self.total_adds.saturating_add(row.total_adds());
+    }
+}
+
+/// One version's adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionAdds {
+    /// The version.
+    pub version: String,
+    /// Its adds.
+    #[serde(flatten)]
+    pub adds: Adds,
+}
+
+/// Adds over a span of days: summed, and per version (most total adds first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanAdds {
+    /// First day of the span.
+    pub from: NaiveDate,
+    /// Last day of the span (included).
+    pub to: NaiveDate,
+    /// All versions together.
+    #[serde(flatten)]
+    pub adds: Adds,
+    /// Per version.
+    pub versions: Vec<VersionAdds>,
+}
+
+impl SpanAdds {
+    fn new(from: NaiveDate, to: NaiveDate, rows: &[&StatsRow]) -> SpanAdds {
+        let mut adds = Adds::default();
+        let mut versions: BTreeMap<&str, Adds> = BTreeMap::new();
+        for row in rows {
+            adds.add(row);
+            versions.entry(row.version()).or_default().add(row);
+        }
+        let mut versions: Vec<VersionAdds> = versions
+            .into_iter()
+            .map(|(version, adds)| VersionAdds {
+                version: version.to_owned(),
+                adds,
+            })
+            .collect();
+        versions.sort_by_key(|v| std::cmp::Reverse(v.adds.total_adds));
+        SpanAdds {
+            from,
+            to,
+            adds,
+            versions,
+        }
+    }
+}
+
+/// This range against the range of the same length just before it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Trend {
+    /// The previous range's first day.
+    pub previous_from: NaiveDate,
+    /// The previous range's last day.
+    pub previous_to: NaiveDate,
+    /// The previous range's adds.
+    pub previous: Adds,
+    /// Relative change of `totalAdds` (0.25 is +25 %); `null` when the previous range had
+    /// none.
+    pub total_adds_change: Option<f64>,
+    /// Relative change of `directAdds`; `null` when the previous range had none.
+    pub direct_adds_change: Option<f64>,
+}
+
+/// One package's adds over a date range: `GET /api/v1/stats/packages/NAME`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageStats {
+    /// The package name.
+    pub name: String,
+    /// How `periods` splits the range.
+    pub interval: Interval,
+    /// The whole range: summed and per version.
+    #[serde(flatten)]
+    pub range: SpanAdds,
+    /// One entry per period that overlaps the range (clipped to it), oldest first.
+    pub periods: Vec<SpanAdds>,
+    /// The range against the one before it.
+    pub trend: Trend,
+}
+
+/// Why a range query was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    /// `from` is after `to`.
+    #[error("from ({from}) is after to ({to})")]
+    Reversed {
+        /// The first day asked for.
+        from: NaiveDate,
+        /// The last day asked for.
+        to: NaiveDate,
+    },
+    /// The range has more days than allowed.
+    #[error("the range has {days} days; at most {max} are allowed")]
+    TooLong {
+        /// Days in the range.
+        days: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sums `name`'s stats rows from `from` to `to` (included): in total, per version and per
+/// `interval`, plus the trend against the `days`-long range right before `from`. Reads the
+/// stats rows only (rolled-up and imported alike), in one query. Ranges longer than
+/// `max_days` are refused, so one request cannot ask for unbounded work.
+pub fn package_stats(
+    store: &dyn CatalogStore,
+    name: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    interval: Interval,
+    max_days: u64,
+) -> Result<PackageStats, RangeError> {
+    if from > to {
+        return Err(RangeError::Reversed { from, to });
+    }
+    let days = u64::try_from((to - from).num_days())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    if days > max_days {
+        return Err(RangeError::TooLong {
+            days,
+            max: max_days,
+        });
+    }
+    let previous_to = from.pred_opt().unwrap_or(from);
+    let previous_from = from
+        .checked_sub_days(Days::new(days))
+        .unwrap_or(NaiveDate::MIN);
+    let rows = store.package_stats_rows(name, previous_from, to)?;
+    let first_day = from.to_string();
+    let (previous_rows, current): (Vec<&StatsRow>, Vec<&StatsRow>) =
+        rows.iter().partition(|row| row.date() < first_day.as_str());
+    let mut periods = Vec::new();
+    let mut start = interval.start_of(from);
+    while start <= to {
+        let next = interval.next(start);
+        let end = next
+            .and_then(|next| next.pred_opt())
+            .unwrap_or(NaiveDate::MAX)
+            .min(to);
+        let clipped = start.max(from);
+        let (lo, hi) = (clipped.to_string(), end.to_string());
+        let in_period: Vec<&StatsRow> = current
+            .iter()
+            .copied()
+            .filter(|row| row.date() >= lo.as_str() && row.date() <= hi.as_str())
+            .collect();
+        periods.push(SpanAdds::new(clipped, end, &in_period));
+        match next {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    let range = SpanAdds::new(from, to, &current);
+    let previous = SpanAdds::new(previous_from, previous_to, &previous_rows).adds;
+    let change =
+        |now: u64, before: u64| (before > 0).then(|| (now as f64 - before as f64) / before as f64);
+    let trend = Trend {
+        previous_from,
+        previous_to,
+        total_adds_change: change(range.adds.total_adds, previous.total_adds),
+        direct_adds_change: change(range.adds.direct_adds, previous.direct_adds),
+        previous,
+    };
+    Ok(PackageStats {
+        name: name.to_owned(),
+        interval,
+        range,
+        periods,
+        trend,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn day(text: &str) -> NaiveDate {
+        parse_day(text).unwrap()
+    }
+
+    #[test]
+    fn package_ranges_sum_per_period_and_version_with_a_trend() {
+        let (_dir, store) = crate::sqlite::temp_store();
+        let rows = [
+            // The previous 14-day range (2024-09-16 … 2024-09-29): 4 total, 2 direct.
+            ("2024-09-20", "tracker", "1.0.0", 2, 4),
+            // The range 2024-09-30 (a Monday) … 2024-10-13.
+            ("2024-09-30", "tracker", "1.0.0", 1, 3),
+            ("2024-10-01", "tracker", "1.1.0", 2, 2),
+            ("2024-10-07", "tracker", "1.1.0", 0, 1),
+            ("2024-10-13", "tracker", "1.1.0", 1, 4),
+            // Outside the range, or another package.
+            ("2024-10-14", "tracker", "1.1.0", 9, 9),
+            ("2024-10-01", "ddp", "1.0.0", 9, 9),
+        ];
+        store
+            .write(&mut |w| {
+                rows.iter().try_for_each(|(d, n, v, direct, total)| {
+                    w.upsert_stats(&StatsRow::new(*d, *n, *v, *direct, *total).unwrap())
+                })
+            })
+            .unwrap();
+        let stats = package_stats(
+            &store,
+            "tracker",
+            day("2024-09-30"),
+            day("2024-10-13"),
+            Interval::Week,
+            366,
+        )
+        .unwrap();
+        let json = serde_json::to_value(&stats).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "name": "tracker", "interval": "week",
+                "from": "2024-09-30", "to": "2024-10-13", "directAdds": 4, "totalAdds": 10,
+                "versions": [
+                    {"version": "1.1.0", "directAdds": 3, "totalAdds": 7},
+                    {"version": "1.0.0", "directAdds": 1, "totalAdds": 3},
+                ],
+                "periods": [
+                    {"from": "2024-09-30", "to": "2024-10-06", "directAdds": 3, "totalAdds": 5,
+                     "versions": [
+                        {"version": "1.0.0", "directAdds": 1, "totalAdds": 3},
+                        {"version": "1.1.0", "directAdds": 2, "totalAdds": 2},
+                     ]},
+                    {"from": "2024-10-07", "to": "2024-10-13", "directAdds": 1, "totalAdds": 5,
+                     "versions": [{"version": "1.1.0", "directAdds": 1, "totalAdds": 5}]},
+                ],
+                "trend": {
+                    "previousFrom": "2024-09-16", "previousTo": "2024-09-29",
+                    "previous": {"directAdds": 2, "totalAdds": 4},
+                    "totalAddsChange": 1.5, "directAddsChange": 1.0,
+                },
+            })
+        );
+
+        // Months are clipped to the range.
+        let stats = package_stats(
+            &store,
+            "tracker",
+            day("2024-09-25"),
+            day("2024-10-20"),
+            Interval::Month,
+            366,
+        )
+        .unwrap();
+        let spans: Vec<(String, String, u64)> = stats
+            .periods
+            .iter()
+            .map(|p| (p.from.to_string(), p.to.to_string(), p.adds.total_adds))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("2024-09-25".into(), "2024-09-30".into(), 3),
+                ("2024-10-01".into(), "2024-10-20".into(), 16)
+            ]
+        );
+        // 19 adds against 4 in the 26 days before (2024-08-30 … 2024-09-24).
+        assert_eq!(stats.trend.total_adds_change, Some(3.75));
+        let quiet = package_stats(
+            &store,
+            "tracker",
+            day("2024-09-01"),
+            day("2024-09-10"),
+            Interval::Day,
+            366,
+        )
+        .unwrap();
+        assert_eq!(
+            quiet.trend.total_adds_change, None,
+            "nothing before: no ratio"
+        );
+        let days = package_stats(
+            &store,
+            "tracker",
+            day("2024-10-01"),
+            day("2024-10-03"),
+            Interval::Day,
+            366,
+        )
+        .unwrap();
+        assert_eq!(days.periods.len(), 3);
+        assert_eq!(days.periods[2].versions, []);
+
+        assert!(matches!(
+            package_stats(
+                &store,
+                "tracker",
+                day("2024-10-02"),
+                day("2024-10-01"),
+                Interval::Day,
+                366
+            ),
+            Err(RangeError::Reversed { .. })
+        ));
+        assert!(matches!(
+            package_stats(
+                &store,
+                "tracker",
+                day("2023-01-01"),
+                day("2024-10-01"),
+                Interval::Day,
+                366
+            ),
+            Err(RangeError::TooLong { max: 366, .. })
+        ));
+        assert_eq!("week".parse(), Ok(Interval::Week));
+        assert!("year".parse::<Interval>().is_err());
+    }
 
     #[test]
     fn days_must_be_real_and_zero_padded() {

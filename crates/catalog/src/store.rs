@@ -20,7 +20,10 @@
 //! * deleting a record starts a new data epoch at commit, which makes every client
 //!   restart from zero (`resetData`), because the protocol has no other way to delete.
 
+use chrono::NaiveDate;
+
 use crate::record::{Collection, PerCollection, Record, StatsRow};
+use crate::usage::AppReport;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -117,9 +120,10 @@ pub struct CatalogState {
     /// Per collection, the number of inserts, changing updates and deletions ever made
     /// (the `changes` publication, spec §4.3); see [`CatalogState::changes`].
     pub change_counters: PerCollection<u64>,
-    /// The first day with stats rows (the `stats` publication, spec §4.4).
+    /// The first day with a `/stats/v1` file: stats rows, or a rolled-up day (the `stats`
+    /// publication, spec §4.4).
     pub stats_earliest: Option<String>,
-    /// The last day with stats rows.
+    /// The last day with a `/stats/v1` file.
     pub stats_latest: Option<String>,
 }
 
@@ -165,8 +169,22 @@ pub trait CatalogStore: Send + Sync + 'static {
     fn state(&self) -> Result<CatalogState, StoreError>;
 
     /// Returns a day's stats rows ordered by name and version, or `None` if that day has
-    /// no data (including days that are not valid dates).
+    /// no data (including days that are not valid dates). A day that was rolled up from
+    /// recordings has data even when nothing was added on it (an empty list).
     fn stats_day(&self, date: &str) -> Result<Option<Vec<StatsRow>>, StoreError>;
+
+    /// Returns one package's stats rows from `from` to `to` (both included), ordered by
+    /// day and version.
+    fn package_stats_rows(
+        &self,
+        name: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<StatsRow>, StoreError>;
+
+    /// Returns the days before `before` that got usage recordings since their last rollup
+    /// (or were never rolled up), oldest first.
+    fn pending_usage_days(&self, before: NaiveDate) -> Result<Vec<NaiveDate>, StoreError>;
 
     /// Calls `f` for every record (collection by collection in [`Collection::ALL`] order,
     /// each in `seq` order) and then every stats row (by day, name, version), all from one
@@ -193,4 +211,14 @@ pub trait CatalogWriter {
 
     /// Inserts or replaces the stats row with the same date, name and version.
     fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError>;
+
+    /// Records one app's report as received on `day` (UTC), following the counting rules
+    /// of [`crate::usage`]: every `name@version` the app never reported before is added
+    /// on `day`, and `day` becomes pending for rollup.
+    fn record_usage(&mut self, day: NaiveDate, report: &AppReport) -> Result<(), StoreError>;
+
+    /// Replaces `day`'s stats rows with the counts of its recordings and marks the day
+    /// rolled up; returns the number of rows, or `None` (touching nothing) when nothing
+    /// was ever recorded on `day`.
+    fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError>;
 }

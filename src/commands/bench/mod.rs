@@ -6,6 +6,7 @@
 //! `exosphere serve` child process whose memory can be read on its own from `/proc`.
 
 pub mod sessions;
+pub mod stats;
 pub mod sync;
 
 use std::fs::File;
@@ -25,6 +26,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sync(args) => sync::run(args),
         BenchCommand::Sessions(args) => sessions::run(args),
+        BenchCommand::Stats(args) => stats::run(args),
     }
 }
 

@@ -1,0 +1,755 @@
+//! Package usage: validating `recordAppPackages` reports (spec §7.1), recording them with
+//! group commit, and rolling each UTC day up into the `/stats/v1/<day>` rows (spec §7.2).
+//!
+//! # Counting rules
+//!
+//! For every app (identified by the `appId` it reports) the store remembers, per
+//! `name@version`, the UTC day it *first* appeared in one of that app's reports, and
+//! whether it was a direct dependency in that report. The row of `name@version` for day D
+//! then counts:
+//!
+//! * `totalAdds`: the apps in which `name@version` appeared for the first time on day D;
+//! * `directAdds`: those of them that listed it directly (`direct: true`) in that report.
+//!
+//! Consequences, with app A reporting `[tracker@1.0.0 (direct), ddp@1.0.0]`:
+//!
+//! * the first report, on 2024-10-01, adds 1 to both `tracker@1.0.0` rows (direct and
+//!   total) and 1 to `totalAdds` of `ddp@1.0.0` on 2024-10-01;
+//! * reporting the same list again (any day) adds nothing;
+//! * reporting `tracker@1.1.0` on 2024-10-03 adds `tracker@1.1.0` on 2024-10-03 (an upgrade
+//!   adds the new version); going back to `tracker@1.0.0` later adds nothing, because that
+//!   version already appeared in A;
+//! * a version first seen as a dependency and listed directly later stays an indirect
+//!   add: `directAdds` is always a subset of `totalAdds` of the same day;
+//! * packages marked `local: true` are the app's own and are left out; every other
+//!   package counts whether or not this server's catalog holds it;
+//! * a name@version listed twice in one report counts once (direct if either says so).
+//!
+//! Nothing else from a report is kept: not the `details`, the session, the user or the
+//! caller's address.
+//!
+//! # Rollup
+//!
+//! [`roll_up`] rebuilds one day's stats rows from the recordings, replacing whatever rows
+//! that day had (also rows imported from a dump): for a day this server recorded, its
+//! recordings are the truth. Days without recordings are never touched, so imported
+//! history stays as imported. Rolling up a day twice gives the same rows; a day that got
+//! recordings after its rollup (a call received just before midnight and committed just
+//! after it, or a manual rollup of the current day) is *pending* again, and
+//! [`catch_up`] rolls up every pending day before the given one.
+
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use exosphere_ejson::Ejson;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{CatalogStore, StoreError};
+
+/// The longest accepted app id, package name or version, in bytes.
+pub const MAX_FIELD_BYTES: usize = 256;
+
+/// Bounds on one report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageLimits {
+    /// The most packages one report may list (local ones included). Real apps list a few
+    /// dozen to a few hundred.
+    pub max_packages: usize,
+}
+
+impl Default for UsageLimits {
+    fn default() -> Self {
+        UsageLimits { max_packages: 2000 }
+    }
+}
+
+/// Why a report was refused; nothing of it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidReport {
+    /// The app id is missing, empty, too long or holds control characters.
+    #[error(
+        "appId must be a non-empty string of at most {MAX_FIELD_BYTES} bytes without control characters"
+    )]
+    AppId,
+    /// `packages` is not an array.
+    #[error("packages must be an array")]
+    NotAnArray,
+    /// `packages` has more entries than allowed.
+    #[error("packages lists {found} entries; at most {max} are accepted")]
+    TooManyPackages {
+        /// The number of entries sent.
+        found: usize,
+        /// The configured limit.
+        max: usize,
+    },
+    /// One entry is malformed.
+    #[error("packages[{index}]: {reason}")]
+    Package {
+        /// The entry's position in the array.
+        index: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// One non-local package of a report.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UsedPackage {
+    /// The package name, e.g. `iron:router`.
+    pub name: String,
+    /// The version, e.g. `1.0.0`.
+    pub version: String,
+    /// Whether the app lists the package directly (in `.meteor/packages`).
+    pub direct: bool,
+}
+
+/// A validated report: an app id and its non-local packages, sorted and deduplicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppReport {
+    app_id: String,
+    packages: Vec<UsedPackage>,
+    list_hash: i64,
+}
+
+impl AppReport {
+    /// Validates the first two `recordAppPackages` parameters as the tool sends them
+    /// (spec §7.1): `appId` a string, `packages` an array of
+    /// `{name, version, local, direct}` objects (`local` and `direct` default to false).
+    /// Local packages are checked for shape only and then left out. Takes the decoded
+    /// parameters by value so names and versions move into the report without a copy.
+    pub fn from_params(
+        app_id: Ejson,
+        packages: Ejson,
+        limits: &UsageLimits,
+    ) -> Result<AppReport, InvalidReport> {
+        let Ejson::String(app_id) = app_id else {
+            return Err(InvalidReport::AppId);
+        };
+        let Ejson::Array(entries) = packages else {
+            return Err(InvalidReport::NotAnArray);
+        };
+        if entries.len() > limits.max_packages {
+            return Err(InvalidReport::TooManyPackages {
+                found: entries.len(),
+                max: limits.max_packages,
+            });
+        }
+        let mut used = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let bad = |reason| InvalidReport::Package { index, reason };
+            let Ejson::Object(mut entry) = entry else {
+                return Err(bad("must be an object"));
+            };
+            let mut field = |key| match entry.swap_remove(key) {
+                Some(Ejson::String(text)) => Some(text),
+                _ => None,
+            };
+            let name = field("name").ok_or_else(|| bad("name must be a string"))?;
+            let version = field("version").ok_or_else(|| bad("version must be a string"))?;
+            let flag = |key| match entry.get(key) {
+                None | Some(Ejson::Null) => Ok(false),
+                Some(value) => value.as_bool().ok_or(()),
+            };
+            let local = flag("local").map_err(|()| bad("local must be a boolean"))?;
+            let direct = flag("direct").map_err(|()| bad("direct must be a boolean"))?;
+            if name.len() > MAX_FIELD_BYTES || version.len() > MAX_FIELD_BYTES {
+                return Err(bad("name and version must be at most 256 bytes"));
+            }
+            if local {
+                continue;
+            }
+            if !is_package_name(&name) {
+                return Err(bad("name is not a Meteor package name"));
+            }
+            if !is_version(&version) {
+                return Err(bad("version is not a Meteor package version"));
+            }
+            used.push(UsedPackage {
+                name,
+                version,
+                direct,
+            });
+        }
+        AppReport::new(app_id, used)
+    }
+
+    /// Builds a report from already-known packages (e.g. a benchmark's workload), with the
+    /// same app id check, sorting and deduplication as [`AppReport::from_params`].
+    pub fn new(
+        app_id: impl Into<String>,
+        mut packages: Vec<UsedPackage>,
+    ) -> Result<AppReport, InvalidReport> {
+        let app_id = app_id.into();
+        if app_id.is_empty()
+            || app_id.len() > MAX_FIELD_BYTES
+            || app_id.chars().any(char::is_control)
+        {
+            return Err(InvalidReport::AppId);
+        }
+        packages.sort_unstable_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+        packages.dedup_by(|later, kept| {
+            let same = later.name == kept.name && later.version == kept.version;
+            if same {
+                kept.direct |= later.direct;
+            }
+            same
+        });
+        let mut hasher = DefaultHasher::new();
+        packages.hash(&mut hasher);
+        Ok(AppReport {
+            app_id,
+            list_hash: hasher.finish().cast_signed(),
+            packages,
+        })
+    }
+
+    /// The app id from the app's `.meteor/.id`.
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+
+    /// The non-local packages, sorted by name and version, each listed once.
+    pub fn packages(&self) -> &[UsedPackage] {
+        &self.packages
+    }
+
+    /// A hash of the package list: a store that finds the same hash as the app's previous
+    /// report may skip the list, since nothing in it can be new. Only a shortcut: a hash
+    /// that differs (e.g. after a Rust upgrade changes the hasher) just means the list is
+    /// checked package by package, which records the same.
+    pub fn list_hash(&self) -> i64 {
+        self.list_hash
+    }
+}
+
+/// Meteor's package name rules (`utils.validatePackageName`): lowercase letters, digits,
+/// `.`, `-` and at most one `:`, at least one letter, not starting with `.`, `:` or `-`.
+pub fn is_package_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":.-".contains(&b))
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with(['.', ':', '-'])
+        && !name.ends_with(['.', ':'])
+        && !name.contains("..")
+        && name.matches(':').count() <= 1
+}
+
+/// Meteor's version form: `MAJOR.MINOR.PATCH`, then an optional `-prerelease` (dot-separated
+/// alphanumeric identifiers), an optional `_WRAP` number and an optional `+build`.
+pub fn is_version(version: &str) -> bool {
+    let (rest, build) = match version.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (version, None),
+    };
+    let (rest, wrap) = match rest.rsplit_once('_') {
+        Some((rest, wrap)) => (rest, Some(wrap)),
+        None => (rest, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let identifiers = |s: &str| {
+        s.split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|part| number(part))
+        && pre.is_none_or(identifiers)
+        && wrap.is_none_or(number)
+        && build.is_none_or(identifiers)
+}
+
+/// Rolls up one day: replaces its stats rows with the counts of its recordings, in one
+/// transaction. Returns the number of rows written, or `None` when nothing was ever
+/// recorded on that day (its rows, e.g. imported ones, are then left alone).
+pub fn roll_up(store: &dyn CatalogStore, day: NaiveDate) -> Result<Option<u64>, StoreError> {
+    let mut rows = None;
+    store.write(&mut |w| {
+        rows = w.roll_up_usage(day)?;
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Rolls up every day before `today` that got recordings since its last rollup, oldest
+/// first, each in its own transaction; returns each day with its row count. Idempotent:
+/// a second call finds nothing pending.
+pub fn catch_up(
+    store: &dyn CatalogStore,
+    today: NaiveDate,
+) -> Result<Vec<(NaiveDate, u64)>, StoreError> {
+    let mut done = Vec::new();
+    for day in store.pending_usage_days(today)? {
+        if let Some(rows) = roll_up(store, day)? {
+            done.push((day, rows));
+        }
+    }
+    Ok(done)
+}
+
+/// Tunables of the [`Recorder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderOptions {
+    /// Reports waiting for a transaction at most; callers beyond it wait for room.
+    pub queue: usize,
+    /// The most reports written in one transaction.
+    pub batch_size: usize,
+    /// How long a batch waits for more reports after its first one; zero writes at once
+    /// (reports that arrive during a commit still share the next one).
+    pub batch_delay: Duration,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        RecorderOptions {
+            queue: 10_000,
+            batch_size: 1000,
+            batch_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Why a report was not recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecordError {
+    /// The recorder has stopped (the server is shutting down).
+    #[error("the usage recorder has stopped")]
+    Stopped,
+    /// The transaction holding this report failed; the report is not stored.
+    #[error("recording package usage failed: {0}")]
+    Store(Arc<StoreError>),
+}
+
+/// One queued report and the caller waiting for its commit.
+struct Job {
+    day: NaiveDate,
+    report: AppReport,
+    done: oneshot::Sender<Result<(), RecordError>>,
+}
+
+/// Records reports with group commit: callers queue reports (bounded), one task writes
+/// many per transaction, and each caller is answered once its transaction is durable, so
+/// an acknowledged report is never lost. Cloning shares the same queue.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Recorder {
+    /// Starts the writing task on the current Tokio runtime; it ends when every clone of
+    /// the recorder is dropped, after writing what was queued. Zero sizes are raised to 1.
+    pub fn start(store: Arc<dyn CatalogStore>, options: &RecorderOptions) -> Recorder {
+        let (queue, jobs) = mpsc::channel(options.queue.max(1));
+        tokio::spawn(write_batches(
+            store,
+            jobs,
+            options.batch_size.max(1),
+            options.batch_delay,
+        ));
+        Recorder { queue }
+    }
+
+    /// Records `report` as received on `day` (UTC) and returns once it is committed.
+    /// Waits for room while the queue is full.
+    pub async fn record(&self, day: NaiveDate, report: AppReport) -> Result<(), RecordError> {
+        let (done, committed) = oneshot::channel();
+        self.queue
+            .send(Job { day, report, done })
+            .await
+            .map_err(|_| RecordError::Stopped)?;
+        committed.await.map_err(|_| RecordError::Stopped)?
+    }
+}
+
+/// The recorder's task: takes whatever is queued (up to `batch_size`, waiting up to
+/// `delay` for more), writes it in one transaction on the blocking pool, answers every
+/// caller, and repeats. Reports queued during a commit form the next batch.
+async fn write_batches(
+    store: Arc<dyn CatalogStore>,
+    mut jobs: mpsc::Receiver<Job>,
+    batch_size: usize,
+    delay: Duration,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        if jobs.recv_many(&mut batch, batch_size).await == 0 {
+            return;
+        }
+        if !delay.is_zero() {
+            let deadline = tokio::time::Instant::now() + delay;
+            while batch.len() < batch_size {
+                let more = batch_size - batch.len();
+                match tokio::time::timeout_at(deadline, jobs.recv_many(&mut batch, more)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        let (reports, waiters): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|job| ((job.day, job.report), job.done))
+            .unzip();
+        let store = Arc::clone(&store);
+        let written = tokio::task::spawn_blocking(move || {
+            store.write(&mut |w| {
+                reports
+                    .iter()
+                    .try_for_each(|(day, report)| w.record_usage(*day, report))
+            })
+        })
+        .await
+        .unwrap_or_else(|error| Err(StoreError::TaskFailed(error.to_string())));
+        let outcome = written.map_err(|error| {
+            tracing::error!(%error, calls = waiters.len(), "recording package usage failed");
+            RecordError::Store(Arc::new(error))
+        });
+        for waiter in waiters {
+            // A caller that went away (its session closed) needs no answer.
+            let _ = waiter.send(outcome.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::StatsRow;
+    use crate::sqlite::temp_store;
+    use serde_json::json;
+
+    fn day(text: &str) -> NaiveDate {
+        crate::stats::parse_day(text).unwrap()
+    }
+
+    /// A report of `app` listing `(name, version, direct)`.
+    fn app(app: &str, packages: &[(&str, &str, bool)]) -> AppReport {
+        let packages = packages
+            .iter()
+            .map(|(name, version, direct)| UsedPackage {
+                name: (*name).to_owned(),
+                version: (*version).to_owned(),
+                direct: *direct,
+            })
+            .collect();
+        AppReport::new(app, packages).unwrap()
+    }
+
+    fn record(store: &dyn CatalogStore, on: &str, reports: &[AppReport]) {
+        store
+            .write(&mut |w| {
+                reports
+                    .iter()
+                    .try_for_each(|report| w.record_usage(day(on), report))
+            })
+            .unwrap();
+    }
+
+    /// `(name, version, directAdds, totalAdds)` of a day, or `None` without a file.
+    fn file(store: &dyn CatalogStore, on: &str) -> Option<Vec<(String, String, u64, u64)>> {
+        store.stats_day(on).unwrap().map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.name().to_owned(),
+                        r.version().to_owned(),
+                        r.direct_adds(),
+                        r.total_adds(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    fn rows(expected: &[(&str, &str, u64, u64)]) -> Option<Vec<(String, String, u64, u64)>> {
+        Some(
+            expected
+                .iter()
+                .map(|(n, v, d, t)| ((*n).to_owned(), (*v).to_owned(), *d, *t))
+                .collect(),
+        )
+    }
+
+    /// Several simulated days, each number computed by hand from the rules in the module
+    /// docs (spec §7.2).
+    #[test]
+    fn several_days_roll_up_to_hand_computed_rows() {
+        let (_dir, store) = temp_store();
+        let a1 = app("A", &[("tracker", "1.0.0", true), ("ddp", "1.0.0", false)]);
+        record(
+            &store,
+            "2024-10-01",
+            &[
+                a1.clone(),
+                app("B", &[("tracker", "1.0.0", false), ("ddp", "1.0.0", true)]),
+                a1.clone(), // the same list again adds nothing
+            ],
+        );
+        record(
+            &store,
+            "2024-10-02",
+            &[
+                // A upgrades tracker: the new version is added.
+                app("A", &[("tracker", "1.1.0", true), ("ddp", "1.0.0", false)]),
+                app("C", &[("tracker", "1.0.0", true)]),
+                // B now lists tracker directly, but that version already appeared in B.
+                app("B", &[("tracker", "1.0.0", true), ("ddp", "1.0.0", true)]),
+            ],
+        );
+        // A goes back to a version it had before: nothing is new.
+        record(&store, "2024-10-03", &[a1.clone(), a1]);
+
+        assert_eq!(
+            store.pending_usage_days(day("2024-10-04")).unwrap(),
+            [day("2024-10-01"), day("2024-10-02"), day("2024-10-03")]
+        );
+        let done = catch_up(&store, day("2024-10-04")).unwrap();
+        assert_eq!(
+            done,
+            [
+                (day("2024-10-01"), 2),
+                (day("2024-10-02"), 2),
+                (day("2024-10-03"), 0)
+            ]
+        );
+        assert_eq!(
+            file(&store, "2024-10-01"),
+            rows(&[("ddp", "1.0.0", 1, 2), ("tracker", "1.0.0", 1, 2)])
+        );
+        assert_eq!(
+            file(&store, "2024-10-02"),
+            rows(&[("tracker", "1.0.0", 1, 1), ("tracker", "1.1.0", 1, 1)])
+        );
+        assert_eq!(
+            file(&store, "2024-10-03"),
+            rows(&[]),
+            "rolled up, nothing added"
+        );
+        assert_eq!(file(&store, "2024-10-04"), None, "never recorded");
+        let state = store.state().unwrap();
+        assert_eq!(state.stats_earliest.as_deref(), Some("2024-10-01"));
+        assert_eq!(state.stats_latest.as_deref(), Some("2024-10-03"));
+
+        // Idempotent: nothing is pending any more, and rolling up again changes nothing.
+        assert!(catch_up(&store, day("2024-10-04")).unwrap().is_empty());
+        assert_eq!(roll_up(&store, day("2024-10-01")).unwrap(), Some(2));
+        assert_eq!(
+            file(&store, "2024-10-01"),
+            rows(&[("ddp", "1.0.0", 1, 2), ("tracker", "1.0.0", 1, 2)])
+        );
+
+        // A late recording makes its day pending again; only that day is rolled up.
+        record(
+            &store,
+            "2024-10-02",
+            &[app("D", &[("ddp", "2.0.0", false)])],
+        );
+        assert_eq!(
+            catch_up(&store, day("2024-10-04")).unwrap(),
+            [(day("2024-10-02"), 3)]
+        );
+        assert_eq!(
+            file(&store, "2024-10-02"),
+            rows(&[
+                ("ddp", "2.0.0", 0, 1),
+                ("tracker", "1.0.0", 1, 1),
+                ("tracker", "1.1.0", 1, 1)
+            ])
+        );
+        // Days not before `today` wait: the current day is still being recorded.
+        record(&store, "2024-10-04", &[app("E", &[("ddp", "2.0.0", true)])]);
+        assert!(catch_up(&store, day("2024-10-04")).unwrap().is_empty());
+        assert_eq!(roll_up(&store, day("2024-10-04")).unwrap(), Some(1));
+        assert_eq!(file(&store, "2024-10-04"), rows(&[("ddp", "2.0.0", 1, 1)]));
+    }
+
+    #[test]
+    fn rollup_replaces_imported_rows_of_recorded_days_only() {
+        let (_dir, store) = temp_store();
+        let imported = [
+            StatsRow::new("2024-09-30", "tracker", "0.9.0", 7, 9).unwrap(),
+            StatsRow::new("2024-10-01", "tracker", "0.9.0", 5, 5).unwrap(),
+        ];
+        store
+            .write(&mut |w| imported.iter().try_for_each(|r| w.upsert_stats(r)))
+            .unwrap();
+        record(
+            &store,
+            "2024-10-01",
+            &[app("A", &[("tracker", "1.0.0", true)])],
+        );
+        assert_eq!(roll_up(&store, day("2024-09-30")).unwrap(), None);
+        assert_eq!(
+            catch_up(&store, day("2024-10-02")).unwrap(),
+            [(day("2024-10-01"), 1)]
+        );
+        assert_eq!(
+            file(&store, "2024-09-30"),
+            rows(&[("tracker", "0.9.0", 7, 9)])
+        );
+        assert_eq!(
+            file(&store, "2024-10-01"),
+            rows(&[("tracker", "1.0.0", 1, 1)])
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recorder_acknowledges_only_committed_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn CatalogStore> = Arc::new(crate::open_sqlite(dir.path()).unwrap());
+        let recorder = Recorder::start(
+            Arc::clone(&store),
+            &RecorderOptions {
+                queue: 8,
+                batch_size: 16,
+                batch_delay: Duration::from_millis(2),
+            },
+        );
+        let calls: Vec<_> = (0..200)
+            .map(|i| {
+                let recorder = recorder.clone();
+                let report = app(&format!("app{i}"), &[("tracker", "1.0.0", i % 2 == 0)]);
+                tokio::spawn(async move { recorder.record(day("2024-10-01"), report).await })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        // Every acknowledged report is visible to another handle on the same file.
+        let other = crate::open_sqlite(dir.path()).unwrap();
+        assert_eq!(roll_up(&other, day("2024-10-01")).unwrap(), Some(1));
+        assert_eq!(
+            file(&other, "2024-10-01"),
+            rows(&[("tracker", "1.0.0", 100, 200)])
+        );
+        drop(recorder);
+    }
+
+    fn ejson(value: serde_json::Value) -> Ejson {
+        Ejson::from_json(value).unwrap()
+    }
+
+    fn report(value: serde_json::Value) -> Result<AppReport, InvalidReport> {
+        AppReport::from_params(ejson(json!("app1")), ejson(value), &UsageLimits::default())
+    }
+
+    #[test]
+    fn reports_drop_local_packages_sort_and_merge_duplicates() {
+        let r = report(json!([
+            {"name": "tracker", "version": "1.0.0", "local": false, "direct": false},
+            {"name": "my-app-pkg", "version": "0.0.1", "local": true, "direct": true},
+            {"name": "Weird Local", "version": "x", "local": true, "direct": true},
+            {"name": "iron:router", "version": "1.0.0_2", "local": false, "direct": true},
+            {"name": "tracker", "version": "1.0.0", "direct": true},
+        ]))
+        .unwrap();
+        let listed: Vec<(&str, &str, bool)> = r
+            .packages()
+            .iter()
+            .map(|p| (p.name.as_str(), p.version.as_str(), p.direct))
+            .collect();
+        assert_eq!(
+            listed,
+            [("iron:router", "1.0.0_2", true), ("tracker", "1.0.0", true)]
+        );
+        let same = report(json!([
+            {"name": "tracker", "version": "1.0.0", "direct": true},
+            {"name": "iron:router", "version": "1.0.0_2", "direct": true},
+        ]))
+        .unwrap();
+        assert_eq!(r.list_hash(), same.list_hash());
+        let other = report(json!([
+            {"name": "tracker", "version": "1.0.0", "direct": false},
+            {"name": "iron:router", "version": "1.0.0_2", "direct": true},
+        ]))
+        .unwrap();
+        assert_ne!(r.list_hash(), other.list_hash());
+    }
+
+    #[test]
+    fn bad_reports_are_refused_with_the_reason() {
+        let limits = UsageLimits { max_packages: 2 };
+        let app = ejson(json!("app"));
+        let check = |app: &Ejson, packages: serde_json::Value| {
+            AppReport::from_params(app.clone(), ejson(packages), &limits).unwrap_err()
+        };
+        assert_eq!(check(&ejson(json!(5)), json!([])), InvalidReport::AppId);
+        assert_eq!(check(&ejson(json!("")), json!([])), InvalidReport::AppId);
+        assert_eq!(
+            check(&ejson(json!("a\nb")), json!([])),
+            InvalidReport::AppId
+        );
+        assert_eq!(
+            check(&ejson(json!("x".repeat(257))), json!([])),
+            InvalidReport::AppId
+        );
+        assert_eq!(check(&app, json!({})), InvalidReport::NotAnArray);
+        assert_eq!(
+            check(&app, json!([{}, {}, {}])),
+            InvalidReport::TooManyPackages { found: 3, max: 2 }
+        );
+        for (entry, reason) in [
+            (json!(1), "must be an object"),
+            (json!({"version": "1.0.0"}), "name must be a string"),
+            (json!({"name": "a"}), "version must be a string"),
+            (
+                json!({"name": "a", "version": "1.0.0", "local": "no"}),
+                "local must be a boolean",
+            ),
+            (
+                json!({"name": "a", "version": "1.0.0", "direct": 1}),
+                "direct must be a boolean",
+            ),
+            (
+                json!({"name": "Abc", "version": "1.0.0"}),
+                "name is not a Meteor package name",
+            ),
+            (
+                json!({"name": "a", "version": "1.0"}),
+                "version is not a Meteor package version",
+            ),
+            (
+                json!({"name": "a", "version": "x".repeat(300)}),
+                "name and version must be at most 256 bytes",
+            ),
+        ] {
+            assert_eq!(
+                check(&app, json!([entry])),
+                InvalidReport::Package { index: 0, reason },
+                "{entry}"
+            );
+        }
+    }
+
+    #[test]
+    fn package_names_and_versions_follow_meteor() {
+        for ok in ["tracker", "iron:router", "mrt:moment.js", "a1-b", "1a"] {
+            assert!(is_package_name(ok), "{ok}");
+        }
+        for bad in [
+            "", "Tracker", "a::b", "a:b:c", ".a", "-a", "a.", "a..b", "123", "a b",
+        ] {
+            assert!(!is_package_name(bad), "{bad}");
+        }
+        for ok in [
+            "1.0.0",
+            "0.10.2_3",
+            "1.0.0-rc.1",
+            "2.0.0-beta.1_2",
+            "1.2.3+build.7",
+        ] {
+            assert!(is_version(ok), "{ok}");
+        }
+        for bad in [
+            "", "1.0", "1.0.0.0", "a.b.c", "1.0.0-", "1.0.0_", "1.0.0_x", "1.0.0+", "1..0",
+        ] {
+            assert!(!is_version(bad), "{bad}");
+        }
+    }
+}

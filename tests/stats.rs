@@ -1,0 +1,353 @@
+//! Package usage statistics end to end (spec §7.1, §7.2, §4.4): real `recordAppPackages`
+//! calls over DDP, `exosphere stats rollup`, the rollup job catching up after a restart, and
+//! the `/stats/v1` files and `/api/v1/stats` range answering from the same data. Every
+//! expected number is computed by hand from the counting rules (docs/STATS.md).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate, Utc};
+use common::{Ddp, Server, assert_success, http_get, run};
+use exosphere_catalog::usage::{AppReport, UsedPackage};
+use exosphere_catalog::{CatalogStore, open_sqlite};
+use serde_json::{Value, json};
+
+/// `{name, version, local, direct}` entries as the tool sends them.
+fn packages(list: &[(&str, &str, bool, bool)]) -> Value {
+    list.iter()
+        .map(|(name, version, local, direct)| {
+            json!({"name": name, "version": version, "local": local, "direct": direct})
+        })
+        .collect()
+}
+
+/// The parsed lines of `/stats/v1/<day>`, sorted by name and version, or the status.
+fn stats_file(server: &Server, day: NaiveDate) -> Result<Vec<Value>, u16> {
+    let (status, body, _) = http_get(&format!("{}/stats/v1/{day}", server.http));
+    if status != 200 {
+        return Err(status);
+    }
+    let mut lines: Vec<Value> = body
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect();
+    lines.sort_by_key(|line| format!("{}@{}", line["name"], line["version"]));
+    Ok(lines)
+}
+
+fn row(name: &str, version: &str, direct: u64, total: u64) -> Value {
+    json!({"name": name, "version": version, "directAdds": direct, "totalAdds": total})
+}
+
+/// Runs `exosphere stats rollup --data-dir DIR [extra]` and returns its standard output.
+fn rollup(data: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["stats", "rollup", "--data-dir", data.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let output = run(&args);
+    assert_success(&output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One app's report: its id and `(name, version, direct)` of each package.
+type Report<'a> = (&'a str, &'a [(&'a str, &'a str, bool)]);
+
+/// Records reports of past days straight into the data directory, as a server that was
+/// running then would have (the library takes the day explicitly).
+fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
+    let store = open_sqlite(data).unwrap();
+    let reports: Vec<AppReport> = reports
+        .iter()
+        .map(|(app, list)| {
+            let list = list
+                .iter()
+                .map(|(name, version, direct)| UsedPackage {
+                    name: (*name).into(),
+                    version: (*version).into(),
+                    direct: *direct,
+                })
+                .collect();
+            AppReport::new(*app, list).unwrap()
+        })
+        .collect();
+    store
+        .write(&mut |w| reports.iter().try_for_each(|r| w.record_usage(day, r)))
+        .unwrap();
+}
+
+async fn record(ddp: &mut Ddp, app: &str, list: Value, details: Value) -> Value {
+    ddp.call("recordAppPackages", json!([app, list, details]))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let today = Utc::now().date_naive();
+    let days_ago = |n: u64| today - Days::new(n);
+
+    // The stats server role (spec §7.1): the tool subscribes first, then records.
+    let server = Server::start(&data, &[]);
+    let mut ddp = server.ddp().await;
+    let (config, ready) = ddp
+        .subscribe("cfg", "meteor.loginServiceConfiguration")
+        .await;
+    assert_eq!(ready["msg"], "ready");
+    assert_eq!(config[0]["fields"]["service"], "meteor-developer");
+    let (stats_docs, _) = ddp.subscribe("s", "stats").await;
+    assert!(
+        stats_docs[0]["fields"].get("latest").is_none(),
+        "no stats yet: {stats_docs:?}"
+    );
+
+    let a = packages(&[
+        ("tracker", "1.0.0", false, true),
+        ("ddp", "1.0.0", false, false),
+        ("a-local", "0.0.1", true, true),
+    ]);
+    let answer = record(&mut ddp, "app-a", a.clone(), json!({"what": "sdk.run"})).await;
+    assert!(answer.get("error").is_none(), "{answer}");
+    let session = answer["result"]["newSessionId"]
+        .as_str()
+        .expect("§7.1: a new session id");
+    assert!(!session.is_empty());
+    let b = packages(&[
+        ("tracker", "1.0.0", false, false),
+        ("ddp", "1.0.0", false, true),
+        ("mongo", "1.0.0", false, false),
+    ]);
+    let answer = record(
+        &mut ddp,
+        "app-b",
+        b,
+        json!({"what": "sdk.bundle", "sessionId": session}),
+    )
+    .await;
+    assert_eq!(
+        answer["result"],
+        json!({}),
+        "a caller with a session gets none: {answer}"
+    );
+    // The same list again adds nothing.
+    record(&mut ddp, "app-a", a, json!({"sessionId": session})).await;
+
+    // Nothing is published before a rollup; `stats rollup --date today` publishes what
+    // was recorded so far, and the `stats` publication moves live (§4.4).
+    assert_eq!(stats_file(&server, today), Err(404));
+    assert!(rollup(&data, &["--date", &today.to_string()]).contains("3 rows"));
+    let changed = ddp
+        .wait_for(|m| m["msg"] == "changed" && m["collection"] == "stats")
+        .await;
+    assert_eq!(changed["fields"]["latest"], today.to_string(), "{changed}");
+    assert_eq!(
+        stats_file(&server, today),
+        Ok(vec![
+            row("ddp", "1.0.0", 1, 2),
+            row("mongo", "1.0.0", 0, 1),
+            row("tracker", "1.0.0", 1, 2),
+        ])
+    );
+
+    // An upgrade adds the new version; a later rollup of today replaces the file.
+    let upgraded = packages(&[
+        ("tracker", "1.1.0", false, true),
+        ("ddp", "1.0.0", false, false),
+    ]);
+    record(&mut ddp, "app-a", upgraded, json!({"sessionId": session})).await;
+    rollup(&data, &["--date", &today.to_string()]);
+    let today_rows = vec![
+        row("ddp", "1.0.0", 1, 2),
+        row("mongo", "1.0.0", 0, 1),
+        row("tracker", "1.0.0", 1, 2),
+        row("tracker", "1.1.0", 1, 1),
+    ];
+    assert_eq!(stats_file(&server, today), Ok(today_rows.clone()));
+    drop(ddp);
+    drop(server);
+
+    // While the server is down, days before today hold recordings nobody rolled up.
+    record_past(
+        &data,
+        days_ago(3),
+        &[
+            ("app-c", &[("tracker", "1.0.0", true)]),
+            (
+                "app-d",
+                &[("tracker", "0.9.0", false), ("ddp", "1.0.0", true)],
+            ),
+        ],
+    );
+    record_past(
+        &data,
+        days_ago(2),
+        &[
+            ("app-c", &[("tracker", "1.1.0", true)]),
+            (
+                "app-d",
+                &[("tracker", "0.9.0", false), ("ddp", "1.0.0", true)],
+            ),
+        ],
+    );
+
+    // The restarted server's job catches up on both days; today keeps its manual rollup.
+    let server = Server::start(&data, &[]);
+    let mut waited = 0;
+    while stats_file(&server, days_ago(2)).is_err() {
+        assert!(
+            waited < 200,
+            "the missed days were not rolled up after a restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    assert_eq!(
+        stats_file(&server, days_ago(3)),
+        Ok(vec![
+            row("ddp", "1.0.0", 1, 1),
+            row("tracker", "0.9.0", 0, 1),
+            row("tracker", "1.0.0", 1, 1),
+        ])
+    );
+    assert_eq!(
+        stats_file(&server, days_ago(2)),
+        Ok(vec![row("tracker", "1.1.0", 1, 1)])
+    );
+    assert_eq!(
+        stats_file(&server, days_ago(1)),
+        Err(404),
+        "no recordings, no file"
+    );
+    assert_eq!(stats_file(&server, today), Ok(today_rows));
+    let mut ddp = server.ddp().await;
+    let (stats_docs, _) = ddp.subscribe("s", "stats").await;
+    // The watcher may not have polled since the job wrote; then a `changed` follows.
+    let earliest = days_ago(3).to_string();
+    if stats_docs[0]["fields"]["earliest"] != earliest.as_str() {
+        let changed = ddp
+            .wait_for(|m| m["msg"] == "changed" && m["collection"] == "stats")
+            .await;
+        assert_eq!(
+            changed["fields"]["earliest"],
+            earliest.as_str(),
+            "{changed}"
+        );
+    }
+    assert_eq!(stats_docs[0]["fields"]["latest"], today.to_string());
+    // Nothing is pending any more: a manual catch-up finds nothing to do.
+    assert!(
+        rollup(&data, &[]).contains("nothing to roll up"),
+        "idempotent"
+    );
+
+    // The range API answers from the same rows: tracker over the last four days.
+    let (status, body, content_type) = http_get(&format!(
+        "{}/api/v1/stats/packages/tracker?from={}&to={today}&interval=day",
+        server.http,
+        days_ago(3)
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    let range: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(range["name"], "tracker");
+    assert_eq!(
+        (&range["directAdds"], &range["totalAdds"]),
+        (&json!(4), &json!(6))
+    );
+    assert_eq!(
+        range["versions"],
+        json!([
+            {"version": "1.0.0", "directAdds": 2, "totalAdds": 3},
+            {"version": "1.1.0", "directAdds": 2, "totalAdds": 2},
+            {"version": "0.9.0", "directAdds": 0, "totalAdds": 1},
+        ])
+    );
+    let per_day: Vec<(Value, Value)> = range["periods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["from"].clone(), p["totalAdds"].clone()))
+        .collect();
+    assert_eq!(
+        per_day,
+        [
+            (json!(days_ago(3).to_string()), json!(2)),
+            (json!(days_ago(2).to_string()), json!(1)),
+            (json!(days_ago(1).to_string()), json!(0)),
+            (json!(today.to_string()), json!(3)),
+        ]
+    );
+    assert_eq!(
+        range["trend"]["previous"],
+        json!({"directAdds": 0, "totalAdds": 0})
+    );
+    assert_eq!(range["trend"]["totalAddsChange"], Value::Null);
+
+    for bad in [
+        "tracker?from=2024-02-30",
+        "tracker?interval=year",
+        "tracker?from=2024-10-02&to=2024-10-01",
+        "tracker?from=1900-01-01&to=2024-10-01",
+        "Not%20A%20Package",
+    ] {
+        let (status, body, _) = http_get(&format!("{}/api/v1/stats/packages/{bad}", server.http));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn bad_reports_get_a_clear_error_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--stats-max-packages", "2"]);
+    let mut ddp = server.ddp().await;
+    let too_many = packages(&[
+        ("a", "1.0.0", false, true),
+        ("b", "1.0.0", false, true),
+        ("c", "1.0.0", false, true),
+    ]);
+    for (params, reason) in [
+        (json!([]), "expects (appId, packages, details)"),
+        (json!([7, [], {}]), "appId"),
+        (json!(["app", "tracker", {}]), "packages must be an array"),
+        (json!(["app", too_many, {}]), "at most 2"),
+        (
+            json!(["app", [{"name": "Bad Name", "version": "1.0.0"}], {}]),
+            "packages[0]",
+        ),
+        (
+            json!(["app", [{"name": "ok", "version": "one"}], {}]),
+            "version",
+        ),
+        (json!(["app", [], "details"]), "details must be an object"),
+    ] {
+        let answer = ddp.call("recordAppPackages", params.clone()).await;
+        assert_eq!(answer["error"]["error"], 400, "{params}: {answer}");
+        let message = answer["error"]["reason"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{params}: {answer}");
+    }
+    // The session survives, and a good call still works.
+    let answer = ddp
+        .call(
+            "recordAppPackages",
+            json!(["app", packages(&[("ok", "1.0.0", false, true)]), {}]),
+        )
+        .await;
+    assert!(answer["result"]["newSessionId"].is_string(), "{answer}");
+    let today = Utc::now().date_naive().to_string();
+    assert!(rollup(&data, &["--date", &today]).contains("1 rows"));
+    let tomorrow = (Utc::now().date_naive() + Days::new(1)).to_string();
+    let output = run(&[
+        "stats",
+        "rollup",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--date",
+        &tomorrow,
+    ]);
+    assert!(
+        !output.status.success(),
+        "a day that has not begun cannot be rolled up"
+    );
+}
