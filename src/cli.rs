@@ -70,6 +70,19 @@ pub enum Command {
     /// Measure Exosphere against the physical limit, taken in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Copy a package server's catalog into a local index, for offline queries.
+    #[command(
+        long_about = "Copy a Meteor package server's catalog into a local index (an SQLite \
+                      file), page by page, exactly as the `meteor` tool syncs (spec section \
+                      3.3). Each page is committed with its sync token, so an interrupted sync \
+                      resumes where it stopped; the next run only fetches what changed.\n\n\
+                      Examples:\n  \
+                      exosphere sync                                  # packages.meteor.com\n  \
+                      exosphere sync --server http://127.0.0.1:3000   # your own server\n  \
+                      exosphere sync --watch                          # stay up to date\n\n\
+                      A progress bar shows on a terminal; a summary is printed at the end."
+    )]
+    Sync(SyncArgs),
 }
 
 /// Where the catalog database lives; shared by every command that touches it.
@@ -139,6 +152,69 @@ pub struct ServeArgs {
     /// How often the catalog is checked for writes by other processes (e.g. 250ms).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
     pub watch_interval: Duration,
+}
+
+/// Which package server's index to use; shared by `sync` and the query commands.
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// The package server (http:// or https://); its DDP endpoint is <URL>/websocket.
+    #[arg(
+        long,
+        default_value = "https://packages.meteor.com",
+        env = "METEOR_PACKAGE_SERVER_URL"
+    )]
+    pub server: String,
+    /// Use this index file instead of the default one for the server.
+    #[arg(long, env = "EXOSPHERE_INDEX")]
+    pub index: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    /// The index file: `--index`, or the server's default under the data directory.
+    pub fn index_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.index {
+            Some(path) => Ok(path.clone()),
+            None => Ok(exosphere_index::default_index_path(&self.server)?),
+        }
+    }
+}
+
+/// Flags of `exosphere sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+
+    /// Delete the index first and sync everything again (the cure for a damaged index).
+    #[arg(long)]
+    pub rebuild: bool,
+
+    /// Ask for compressed pages (`collectionsCompressed`, gzip): less to transfer, more to
+    /// compute on both sides. Worth it on slow links.
+    #[arg(long, env = "EXOSPHERE_SYNC_COMPRESS")]
+    pub compress: bool,
+
+    /// After syncing, stay connected and sync again whenever the server's `changes`
+    /// publication moves; reconnect with backoff if the server goes away. Stop with Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Trust the CA certificate(s) in this PEM file on top of the usual web roots, for a
+    /// server whose certificate a private CA signed.
+    #[arg(long, env = "EXOSPHERE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Give up connecting (TCP, TLS, WebSocket and DDP handshake) after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EXOSPHERE_SYNC_CONNECT_TIMEOUT")]
+    pub connect_timeout: Duration,
+
+    /// Give up on one page after waiting this long for it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EXOSPHERE_SYNC_CALL_TIMEOUT")]
+    pub call_timeout: Duration,
+
+    /// Largest message accepted from the server, in bytes.
+    #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_MAX_MESSAGE_SIZE")]
+    pub max_message_size: usize,
 }
 
 /// Flags of `exosphere import`.

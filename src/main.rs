@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::GenCatalog(args) => commands::gen_catalog::run(args),
         Command::Bench(command) => commands::bench::run(command),
+        Command::Sync(args) => commands::sync::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

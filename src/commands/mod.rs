@@ -5,6 +5,7 @@ pub mod export;
 pub mod gen_catalog;
 pub mod import;
 pub mod serve;
+pub mod sync;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
