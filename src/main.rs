@@ -27,6 +27,10 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::GenCatalog(args) => commands::gen_catalog::run(args),
         Command::Bench(command) => commands::bench::run(command),
+        Command::Search(args) => commands::search::run(args),
+        Command::Show(args) => commands::show::run(args),
+        Command::Deps(args) => commands::deps::run(args),
+        Command::Releases(args) => commands::releases::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

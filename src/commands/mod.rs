@@ -6,6 +6,12 @@ pub mod gen_catalog;
 pub mod import;
 pub mod serve;
 
+pub mod deps;
+mod query;
+pub mod releases;
+pub mod search;
+pub mod show;
+
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
