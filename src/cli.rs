@@ -83,6 +83,148 @@ pub enum Command {
                       A progress bar shows on a terminal; a summary is printed at the end."
     )]
     Sync(SyncArgs),
+    /// Search the local index of a package server by name, summary and README.
+    #[command(
+        long_about = "Search the local index of a package server (filled by `exosphere \
+                      sync`) for packages whose name, summary or README excerpt contain every \
+                      word of QUERY, as a word or the start of one. Name matches rank \
+                      highest; equally relevant packages are listed most recently updated \
+                      first.\n\n\
+                      Examples:\n  \
+                      exosphere search router\n  \
+                      exosphere search 'iron rout' --limit 5\n  \
+                      exosphere search '' --maintainer iron --json"
+    )]
+    Search(SearchArgs),
+    /// Show a package (or one version of it) from the local index.
+    #[command(
+        long_about = "Show a package from the local index: summary, versions, maintainers, \
+                      homepage, git, exports, builds and their architectures, dependencies \
+                      with constraints, and the releases that include it. NAME@VERSION shows \
+                      that version instead of the latest.\n\n\
+                      Examples:\n  \
+                      exosphere show iron:router\n  \
+                      exosphere show iron:router@1.0.7 --json"
+    )]
+    Show(ShowArgs),
+    /// List a package version's dependencies, or the packages that depend on it.
+    #[command(
+        long_about = "List the dependencies of a package version (the latest, or \
+                      NAME@VERSION) with their constraints and per-architecture flags (weak, \
+                      unordered, implied). --tree follows them down --depth levels, each to \
+                      the newest version its constraint admits; weak dependencies and \
+                      packages already shown are not expanded again.\n\n\
+                      --reverse lists the packages whose latest version depends on NAME \
+                      (with NAME@VERSION: whose constraint admits that version).\n\n\
+                      Examples:\n  \
+                      exosphere deps iron:router\n  \
+                      exosphere deps iron:router --tree --depth 3\n  \
+                      exosphere deps iron:core --reverse"
+    )]
+    Deps(DepsArgs),
+    /// List release tracks, or the release versions of one track.
+    Releases(ReleasesArgs),
+}
+
+/// Which package server's index to use; shared by `sync` and the query commands.
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// The package server (http:// or https://); its DDP endpoint is <URL>/websocket.
+    #[arg(
+        long,
+        default_value = "https://packages.meteor.com",
+        env = "METEOR_PACKAGE_SERVER_URL"
+    )]
+    pub server: String,
+    /// Use this index file instead of the default one for the server.
+    #[arg(long, env = "EXOSPHERE_INDEX")]
+    pub index: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    /// The index file: `--index`, or the server's file under the platform's data directory.
+    pub fn index_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.index {
+            Some(path) => Ok(path.clone()),
+            None => Ok(exosphere_index::default_index_path(&self.server)?),
+        }
+    }
+}
+
+/// Flags of `exosphere search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to look for (every word must match, as a word or the start of one).
+    pub query: String,
+
+    /// Only packages this user maintains (with an empty QUERY: all of them).
+    #[arg(long)]
+    pub maintainer: Option<String>,
+
+    /// The most results to list.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Flags of `exosphere show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The package, as NAME or NAME@VERSION.
+    pub package: String,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Flags of `exosphere deps`.
+#[derive(Debug, Args)]
+pub struct DepsArgs {
+    /// The package, as NAME or NAME@VERSION.
+    pub package: String,
+
+    /// List the packages that depend on it instead.
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// Follow the dependencies (or dependents) of each entry, as a tree.
+    #[arg(long)]
+    pub tree: bool,
+
+    /// Levels of the tree to show (with --tree; unlimited by default).
+    #[arg(long, requires = "tree", value_parser = clap::value_parser!(u32).range(1..))]
+    pub depth: Option<u32>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Flags of `exosphere releases`.
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// A release track (e.g. METEOR): list its versions instead of the tracks.
+    pub track: Option<String>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
 }
 
 /// Where the catalog database lives; shared by every command that touches it.
@@ -152,31 +294,6 @@ pub struct ServeArgs {
     /// How often the catalog is checked for writes by other processes (e.g. 250ms).
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
     pub watch_interval: Duration,
-}
-
-/// Which package server's index to use; shared by `sync` and the query commands.
-#[derive(Debug, Clone, Args)]
-pub struct IndexArgs {
-    /// The package server (http:// or https://); its DDP endpoint is <URL>/websocket.
-    #[arg(
-        long,
-        default_value = "https://packages.meteor.com",
-        env = "METEOR_PACKAGE_SERVER_URL"
-    )]
-    pub server: String,
-    /// Use this index file instead of the default one for the server.
-    #[arg(long, env = "EXOSPHERE_INDEX")]
-    pub index: Option<PathBuf>,
-}
-
-impl IndexArgs {
-    /// The index file: `--index`, or the server's default under the data directory.
-    pub fn index_path(&self) -> anyhow::Result<PathBuf> {
-        match &self.index {
-            Some(path) => Ok(path.clone()),
-            None => Ok(exosphere_index::default_index_path(&self.server)?),
-        }
-    }
 }
 
 /// Flags of `exosphere sync`.

@@ -7,6 +7,12 @@ pub mod import;
 pub mod serve;
 pub mod sync;
 
+pub mod deps;
+mod query;
+pub mod releases;
+pub mod search;
+pub mod show;
+
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;

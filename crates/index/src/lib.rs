@@ -6,12 +6,15 @@
 //! transaction, so an interrupted sync resumes after the last whole page.
 //!
 //! * [`Index`]: opening, rebuilding, applying pages, counts.
+//! * `query`: [`Index::search`], [`Index::show`], [`Index::deps`], [`Index::releases`] and
+//!   their typed, serializable results.
 //! * [`version`]: Meteor version order (semver, `-pre`, `_N` wrap numbers).
 //! * `ingest`: parsing records and filling the typed and derived tables.
 //! * `schema`: the tables, `PRAGMA user_version` and what is checked on open.
 
 mod error;
 mod ingest;
+mod query;
 mod schema;
 pub mod version;
 
@@ -22,6 +25,11 @@ use serde_json::value::RawValue;
 
 pub use error::IndexError;
 pub use ingest::{PageApplied, SyncPage};
+pub use query::{
+    Build, DepNode, Dependency, DepsReport, Export, PackageInfo, Reference, ReleaseMembership,
+    ReleaseSummary, Releases, SearchHit, TrackSummary, VersionInfo, VersionSummary,
+    constraint_admits,
+};
 pub use schema::SCHEMA_VERSION;
 pub use version::MeteorVersion;
 

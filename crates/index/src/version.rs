@@ -138,6 +138,11 @@ impl MeteorVersion {
         })
     }
 
+    /// The major version: versions with the same one are compatible (`PackageVersion`).
+    pub fn major(&self) -> u64 {
+        self.major
+    }
+
     /// Whether this is a prerelease (`1.0.0-rc.1`); `meteor show` prefers official versions.
     pub fn is_prerelease(&self) -> bool {
         !self.prerelease.is_empty()
