@@ -383,6 +383,17 @@ pub enum BenchCommand {
                       MB/s, pages, peak server memory and the ratio to the bare transfer."
     )]
     Sync(BenchSyncArgs),
+    /// `exosphere sync` of a whole catalog into a fresh index, against a bulk load of the same
+    /// records with the `sqlite3` shell.
+    #[command(
+        long_about = "Measure `exosphere sync` (a child process) syncing a whole synthetic \
+                      catalog from an `exosphere serve` child process into a fresh index, and, \
+                      in the same run, the physical limit: the `sqlite3` command-line shell \
+                      loading the same records (raw JSON rows plus typed columns and lookup \
+                      indexes, one transaction). Reports time, records/s, peak memory of each \
+                      and their ratio. Needs `sqlite3` (Debian/Ubuntu: apt-get install sqlite3)."
+    )]
+    ClientSync(BenchClientSyncArgs),
 }
 
 /// Flags of `exosphere bench sync`.
@@ -401,6 +412,30 @@ pub struct BenchSyncArgs {
     pub runs: u32,
 
     /// Ask for `collectionsCompressed` pages, as `METEOR_CATALOG_COMPRESS_RPCS` does.
+    #[arg(long)]
+    pub compress: bool,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Flags of `exosphere bench client-sync`.
+#[derive(Debug, Args)]
+pub struct BenchClientSyncArgs {
+    /// Size of the synthetic catalog to serve.
+    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Runs of each side; the report gives each and the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Sync with compressed pages (`exosphere sync --compress`).
     #[arg(long)]
     pub compress: bool,
 

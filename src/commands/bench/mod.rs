@@ -5,6 +5,7 @@
 //! directory, a synthetic catalog imported into a fresh data directory, and an
 //! `exosphere serve` child process whose memory can be read on its own from `/proc`.
 
+pub mod client_sync;
 pub mod sync;
 
 use std::fs::File;
@@ -23,6 +24,7 @@ use crate::cli::BenchCommand;
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sync(args) => sync::run(args),
+        BenchCommand::ClientSync(args) => client_sync::run(args),
     }
 }
 
@@ -64,6 +66,8 @@ impl WorkDir {
 struct PreparedCatalog {
     /// The data directory holding the imported catalog.
     data_dir: PathBuf,
+    /// The dump the catalog was imported from.
+    dump_path: PathBuf,
     generated: SynthSummary,
     generate_time: Duration,
     /// The bulk SQLite load of the whole dump.
@@ -106,6 +110,7 @@ fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<P
     let import_time = started.elapsed();
     let catalog = PreparedCatalog {
         data_dir,
+        dump_path,
         generated,
         generate_time,
         import_time,
@@ -161,16 +166,21 @@ impl ServerProcess {
     /// the peak resident size (including the mapped database file), `RssAnon` the process's
     /// own heap and stacks now.
     fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
-        let mut status = String::new();
-        File::open(format!("/proc/{}/status", self.child.id()))
-            .context("memory figures need /proc (Linux)")?
-            .read_to_string(&mut status)?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {field} in /proc status"))
+        process_memory_kib(self.child.id(), field)
     }
+}
+
+/// A memory figure (`VmHWM`, `RssAnon`, …) of process `pid` from `/proc/<pid>/status`, in KiB.
+fn process_memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let mut status = String::new();
+    File::open(format!("/proc/{pid}/status"))
+        .context("memory figures need /proc (Linux)")?
+        .read_to_string(&mut status)?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc status"))
 }
 
 impl Drop for ServerProcess {

@@ -1,0 +1,281 @@
+//! `exosphere bench client-sync`: how fast `exosphere sync` fills a fresh index from a local
+//! server, measured against the physical limit of loading the same records into SQLite.
+//!
+//! The client is the real `exosphere sync` in a child process (so its peak memory is its own),
+//! syncing from an `exosphere serve` child process over loopback. The limit, taken in the same
+//! run on the same machine, is the `sqlite3` command-line shell loading the very dump the
+//! server imported: every record as a raw JSON row plus the typed columns and lookup indexes a
+//! query needs, computed by SQLite's own JSON functions, in one transaction. It has no network,
+//! no DDP, no pages and no derived tables (dependency edges, latest versions, full text), so
+//! the ratio says what all of those cost together.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use super::{ServerProcess, WorkDir, mb, prepare_catalog, process_memory_kib};
+use crate::cli::BenchClientSyncArgs;
+
+/// How often a child's peak memory is sampled while it runs.
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+
+/// Runs the whole benchmark and prints a Markdown report to standard output.
+pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
+    check_sqlite3()?;
+    let work_dir = WorkDir::new(args.work_dir.as_deref())?;
+    let catalog = prepare_catalog(work_dir.path(), args.scale, args.seed)?;
+    let records = catalog.records();
+    let server = ServerProcess::start(&catalog.data_dir, &[])?;
+    let server_url = format!("http://{}", server.address);
+
+    let exe = std::env::current_exe().context("cannot find the exosphere binary")?;
+    let mut syncs = Vec::new();
+    for run in 1..=args.runs {
+        let index = work_dir.path().join("index.sqlite3");
+        remove_database(&index)?;
+        let mut command = Command::new(&exe);
+        command
+            .args(["sync", "--server", &server_url, "--index"])
+            .arg(&index)
+            .env("RUST_LOG", "warn");
+        if args.compress {
+            command.arg("--compress");
+        }
+        let measured = measure(command, None)?;
+        eprintln!(
+            "client sync run {run}: {:.3?}, peak {:.1} MB",
+            measured.elapsed,
+            measured.peak_kib as f64 / 1024.0
+        );
+        syncs.push(measured);
+    }
+    drop(server);
+
+    let script = baseline_script(&catalog.dump_path)?;
+    let mut loads = Vec::new();
+    for run in 1..=args.runs {
+        let database = work_dir.path().join("baseline.sqlite3");
+        remove_database(&database)?;
+        let mut command = Command::new("sqlite3");
+        command.arg(&database);
+        let measured = measure(command, Some(&script))?;
+        eprintln!("sqlite3 bulk load run {run}: {:.3?}", measured.elapsed);
+        loads.push(measured);
+    }
+
+    let best = |runs: &[Measured]| runs.iter().min_by_key(|m| m.elapsed).cloned();
+    let (Some(sync), Some(load)) = (best(&syncs), best(&loads)) else {
+        bail!("no run finished");
+    };
+    let secs = |m: &Measured| m.elapsed.as_secs_f64();
+    let each = |runs: &[Measured]| {
+        runs.iter()
+            .map(|m| format!("{:.3} s", secs(m)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ratio = secs(&sync) / secs(&load).max(f64::EPSILON);
+    println!(
+        "## exosphere bench client-sync ({} scale, seed {})",
+        args.scale, args.seed
+    );
+    println!();
+    println!(
+        "{records} records, {:.1} MB dump; compressed pages: {}.",
+        mb(catalog.generated.bytes),
+        args.compress
+    );
+    println!();
+    println!("| measure | exosphere sync (serve → index) | sqlite3 bulk load (limit) |");
+    println!("|---|---|---|");
+    println!("| each run | {} | {} |", each(&syncs), each(&loads));
+    println!("| best | {:.3} s | {:.3} s |", secs(&sync), secs(&load));
+    println!(
+        "| records/s | {:.0} | {:.0} |",
+        records as f64 / secs(&sync),
+        records as f64 / secs(&load)
+    );
+    println!(
+        "| peak memory (VmHWM) | {:.1} MB | {:.1} MB |",
+        sync.peak_kib as f64 / 1024.0,
+        load.peak_kib as f64 / 1024.0
+    );
+    println!("| ratio sync / limit | {ratio:.2} | 1 |");
+    println!(
+        "| targets | within 2× of the limit: {}; under 10 s: {} | |",
+        if ratio <= 2.0 { "met" } else { "missed" },
+        if secs(&sync) < 10.0 { "met" } else { "missed" }
+    );
+    Ok(())
+}
+
+/// A finished child process: how long it took and its peak resident memory.
+#[derive(Debug, Clone)]
+struct Measured {
+    elapsed: Duration,
+    peak_kib: u64,
+}
+
+/// Runs `command` to completion (with `stdin` text, if any), sampling its peak memory, and
+/// fails with its standard error if it fails.
+fn measure(mut command: Command, stdin: Option<&str>) -> anyhow::Result<Measured> {
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child: Child = command
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        use std::io::Write as _;
+        input.write_all(text.as_bytes())?;
+    }
+    let mut errors = child.stderr.take().context("no stderr from the child")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = errors.read_to_string(&mut text);
+        text
+    });
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Ok(kib) = process_memory_kib(child.id(), "VmHWM") {
+            peak_kib = peak_kib.max(kib);
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    };
+    let elapsed = started.elapsed();
+    let errors = reader.join().unwrap_or_default();
+    if !status.success() {
+        bail!("{command:?} failed ({status}): {errors}");
+    }
+    Ok(Measured { elapsed, peak_kib })
+}
+
+/// Fails with install instructions when the `sqlite3` shell is missing.
+fn check_sqlite3() -> anyhow::Result<()> {
+    let found = Command::new("sqlite3")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !found {
+        bail!(
+            "the baseline of this benchmark needs the `sqlite3` command-line shell; install it \
+             (Debian/Ubuntu: `sudo apt-get install sqlite3`, Fedora: `sudo dnf install sqlite`, \
+             macOS: `brew install sqlite`) and run the benchmark again"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes an SQLite database and its WAL files, if present.
+fn remove_database(path: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {file:?}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The `sqlite3` script of the limit: `.import` every dump line as one raw row (tab/newline
+/// separators with no quoting: JSON text holds neither raw character), then one table per
+/// collection with the record's raw JSON and its typed columns, and the lookup indexes, all in
+/// one transaction.
+fn baseline_script(dump: &Path) -> anyhow::Result<String> {
+    let dump = dump
+        .to_str()
+        .filter(|path| !path.contains(['"', '\\']))
+        .context("the dump path must be plain UTF-8 without quotes or backslashes")?;
+    Ok(format!(
+        r#"PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+BEGIN;
+CREATE TEMP TABLE dump (line TEXT NOT NULL);
+.mode ascii
+.separator "\t" "\n"
+.import "{dump}" dump
+CREATE TEMP TABLE records AS
+  SELECT line ->> '$.collection' AS collection, line -> '$.doc' AS doc FROM dump;
+CREATE TABLE packages (id TEXT PRIMARY KEY, name TEXT NOT NULL, last_updated INTEGER,
+  doc TEXT NOT NULL);
+INSERT INTO packages SELECT doc ->> '$._id', doc ->> '$.name',
+  doc ->> '$.lastUpdated."$date"', doc FROM records WHERE collection = 'packages';
+CREATE TABLE versions (id TEXT PRIMARY KEY, package TEXT NOT NULL, version TEXT NOT NULL,
+  description TEXT, published INTEGER, last_updated INTEGER, doc TEXT NOT NULL);
+INSERT INTO versions SELECT doc ->> '$._id', doc ->> '$.packageName', doc ->> '$.version',
+  doc ->> '$.description', doc ->> '$.published."$date"', doc ->> '$.lastUpdated."$date"', doc
+  FROM records WHERE collection = 'versions';
+CREATE TABLE builds (id TEXT PRIMARY KEY, version_id TEXT NOT NULL, architectures TEXT,
+  published INTEGER, doc TEXT NOT NULL);
+INSERT INTO builds SELECT doc ->> '$._id', doc ->> '$.versionId', doc ->> '$.buildArchitectures',
+  doc ->> '$.buildPublished."$date"', doc FROM records WHERE collection = 'builds';
+CREATE TABLE release_tracks (id TEXT PRIMARY KEY, name TEXT NOT NULL, doc TEXT NOT NULL);
+INSERT INTO release_tracks SELECT doc ->> '$._id', doc ->> '$.name', doc
+  FROM records WHERE collection = 'releaseTracks';
+CREATE TABLE release_versions (id TEXT PRIMARY KEY, track TEXT NOT NULL, version TEXT NOT NULL,
+  order_key TEXT, recommended INTEGER, published INTEGER, doc TEXT NOT NULL);
+INSERT INTO release_versions SELECT doc ->> '$._id', doc ->> '$.track', doc ->> '$.version',
+  doc ->> '$.orderKey', doc ->> '$.recommended', doc ->> '$.published."$date"', doc
+  FROM records WHERE collection = 'releaseVersions';
+CREATE INDEX packages_by_name ON packages (name);
+CREATE INDEX versions_by_package ON versions (package, version);
+CREATE INDEX builds_by_version ON builds (version_id);
+CREATE INDEX release_tracks_by_name ON release_tracks (name);
+CREATE INDEX release_versions_by_track ON release_versions (track, order_key);
+COMMIT;
+"#
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_loads_the_fixture_when_sqlite3_is_installed() {
+        if check_sqlite3().is_err() {
+            // Without the shell the benchmark explains how to install it; nothing to run.
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/meteor-2015-catalog.ndjson");
+        let script = baseline_script(&fixture).expect("a script");
+        let database = dir.path().join("baseline.sqlite3");
+        let mut command = Command::new("sqlite3");
+        command.arg(&database);
+        measure(command, Some(&script)).expect("the baseline loads");
+        let output = Command::new("sqlite3")
+            .arg(&database)
+            .arg(
+                "SELECT (SELECT count(*) FROM packages) || ' ' || (SELECT count(*) FROM versions) \
+                 || ' ' || (SELECT count(*) FROM builds) || ' ' || \
+                 (SELECT version FROM versions WHERE package = 'iron:router' \
+                  AND version = '1.0.6')",
+            )
+            .output()
+            .expect("sqlite3 runs");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "210 4039 4039 1.0.6"
+        );
+    }
+}
