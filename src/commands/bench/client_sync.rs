@@ -44,13 +44,16 @@ pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
         if args.compress {
             command.arg("--compress");
         }
+        let server_cpu = process_cpu(server.child.id())?;
         let measured = measure(command, None)?;
+        let server_cpu = process_cpu(server.child.id())? - server_cpu;
         eprintln!(
-            "client sync run {run}: {:.3?}, peak {:.1} MB",
+            "client sync run {run}: {:.3?}, peak {:.1} MB, client CPU {:.2} s, server CPU {server_cpu:.2} s",
             measured.elapsed,
-            measured.peak_kib as f64 / 1024.0
+            measured.peak_kib as f64 / 1024.0,
+            measured.cpu,
         );
-        syncs.push(measured);
+        syncs.push((measured, server_cpu));
     }
     drop(server);
 
@@ -66,9 +69,12 @@ pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
         loads.push(measured);
     }
 
-    let best = |runs: &[Measured]| runs.iter().min_by_key(|m| m.elapsed).cloned();
-    let (Some(sync), Some(load)) = (best(&syncs), best(&loads)) else {
-        bail!("no run finished");
+    let Some((sync, server_cpu)) = syncs.iter().min_by_key(|(m, _)| m.elapsed).cloned() else {
+        bail!("no sync finished");
+    };
+    let syncs: Vec<Measured> = syncs.into_iter().map(|(m, _)| m).collect();
+    let Some(load) = loads.iter().min_by_key(|m| m.elapsed).cloned() else {
+        bail!("no bulk load finished");
     };
     let secs = |m: &Measured| m.elapsed.as_secs_f64();
     let each = |runs: &[Measured]| {
@@ -103,20 +109,64 @@ pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
         sync.peak_kib as f64 / 1024.0,
         load.peak_kib as f64 / 1024.0
     );
+    println!(
+        "| CPU time | client {:.2} s + server {server_cpu:.2} s | {:.2} s |",
+        sync.cpu, load.cpu
+    );
     println!("| ratio sync / limit | {ratio:.2} | 1 |");
     println!(
         "| targets | within 2× of the limit: {}; under 10 s: {} | |",
         if ratio <= 2.0 { "met" } else { "missed" },
         if secs(&sync) < 10.0 { "met" } else { "missed" }
     );
+    println!();
+    println!("Best client run: {}", sync.output.trim());
     Ok(())
 }
 
-/// A finished child process: how long it took and its peak resident memory.
+/// A finished child process: how long it took, its CPU time, its peak resident memory and
+/// what it printed.
 #[derive(Debug, Clone)]
 struct Measured {
     elapsed: Duration,
+    /// User + system CPU seconds.
+    cpu: f64,
     peak_kib: u64,
+    output: String,
+}
+
+/// CPU seconds (user + system) of process `pid` so far, from `/proc/<pid>/stat`.
+fn process_cpu(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .context("CPU figures need /proc (Linux)")?;
+    cpu_fields(&stat, 14)
+}
+
+/// CPU seconds of the children this process has waited for (`cutime` + `cstime`).
+fn children_cpu() -> anyhow::Result<f64> {
+    let stat =
+        std::fs::read_to_string("/proc/self/stat").context("CPU figures need /proc (Linux)")?;
+    cpu_fields(&stat, 16)
+}
+
+/// Two consecutive clock-tick fields of a `/proc/*/stat` line, from field number `first` as
+/// proc(5) counts them (`utime` is 14, `cutime` 16), in seconds. Assumes 100 ticks per
+/// second, Linux's `USER_HZ`.
+fn cpu_fields(stat: &str, first: usize) -> anyhow::Result<f64> {
+    // The command name may contain spaces; fields are counted after its closing parenthesis.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("unexpected /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |n: usize| -> anyhow::Result<f64> {
+        let value: u64 = fields
+            .get(n - 3)
+            .and_then(|field| field.parse().ok())
+            .context("unexpected /proc stat")?;
+        Ok(value as f64 / 100.0)
+    };
+    Ok(tick(first)? + tick(first + 1)?)
 }
 
 /// Runs `command` to completion (with `stdin` text, if any), sampling its peak memory, and
@@ -128,8 +178,9 @@ fn measure(mut command: Command, stdin: Option<&str>) -> anyhow::Result<Measured
         } else {
             Stdio::null()
         })
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    let children_before = children_cpu()?;
     let started = Instant::now();
     let mut child: Child = command
         .spawn()
@@ -138,12 +189,19 @@ fn measure(mut command: Command, stdin: Option<&str>) -> anyhow::Result<Measured
         use std::io::Write as _;
         input.write_all(text.as_bytes())?;
     }
-    let mut errors = child.stderr.take().context("no stderr from the child")?;
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = errors.read_to_string(&mut text);
-        text
-    });
+    let read_all = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let errors = read_all(Box::new(
+        child.stderr.take().context("no stderr from the child")?,
+    ));
+    let output = read_all(Box::new(
+        child.stdout.take().context("no stdout from the child")?,
+    ));
     let mut peak_kib = 0;
     let status = loop {
         if let Ok(kib) = process_memory_kib(child.id(), "VmHWM") {
@@ -155,11 +213,18 @@ fn measure(mut command: Command, stdin: Option<&str>) -> anyhow::Result<Measured
         std::thread::sleep(SAMPLE_EVERY);
     };
     let elapsed = started.elapsed();
-    let errors = reader.join().unwrap_or_default();
+    let cpu = children_cpu()? - children_before;
+    let errors = errors.join().unwrap_or_default();
+    let output = output.join().unwrap_or_default();
     if !status.success() {
         bail!("{command:?} failed ({status}): {errors}");
     }
-    Ok(Measured { elapsed, peak_kib })
+    Ok(Measured {
+        elapsed,
+        cpu,
+        peak_kib,
+        output,
+    })
 }
 
 /// Fails with install instructions when the `sqlite3` shell is missing.
@@ -248,6 +313,15 @@ COMMIT;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_times_are_read_after_the_command_name() {
+        let stat = "42 (a (weird) name) S 1 2 3 4 5 6 7 8 9 10 250 50 7 3 20 0";
+        assert_eq!(cpu_fields(stat, 14).ok(), Some(3.0));
+        assert_eq!(cpu_fields(stat, 16).ok(), Some(0.1));
+        assert!(cpu_fields("garbage", 14).is_err());
+        assert!(process_cpu(std::process::id()).is_ok());
+    }
 
     #[test]
     fn the_baseline_loads_the_fixture_when_sqlite3_is_installed() {

@@ -39,6 +39,9 @@ pub(crate) struct Pass {
     /// Whether the server told us to start over (`resetData`).
     pub(crate) reset: bool,
     pub(crate) elapsed: Duration,
+    /// Of `elapsed`, the time spent in `Index::apply_page` (the rest is waiting for the
+    /// server and decoding).
+    pub(crate) applying: Duration,
 }
 
 impl fmt::Display for Pass {
@@ -46,11 +49,13 @@ impl fmt::Display for Pass {
         let secs = self.elapsed.as_secs_f64();
         write!(
             f,
-            "{} records in {} pages ({:.1} MB) in {secs:.2} s ({:.0} records/s)",
+            "{} records in {} pages ({:.1} MB) in {secs:.2} s ({:.0} records/s, {:.2} s of it \
+             applying pages to the index)",
             self.records,
             self.pages,
             self.bytes as f64 / 1e6,
             self.records as f64 / secs.max(1e-9),
+            self.applying.as_secs_f64(),
         )?;
         if self.reset {
             f.write_str(", after the server reset the catalog")?;
@@ -155,7 +160,9 @@ pub(crate) async fn sync_pass(
         };
         // SQLite work is blocking; other tasks (the connection reader receiving the next
         // page) move to another worker meanwhile.
+        let applying = Instant::now();
         let applied = tokio::task::block_in_place(|| index.apply_page(&page))?;
+        pass.applying += applying.elapsed();
         on_page(&applied);
         pass.pages += 1;
         pass.records += records;
