@@ -336,6 +336,60 @@ fn watch_picks_up_a_newly_imported_package() {
     );
 }
 
+#[test]
+fn watch_reconnects_when_the_server_comes_back() {
+    let catalog = fixture_catalog();
+    let (dir, data, server) = serve_fixture();
+    let address = server.http.trim_start_matches("http://").to_owned();
+    let index = dir.path().join("index.sqlite3");
+    let mut child = exosphere()
+        .args(["sync", "--watch", "--server", &server.http, "--index"])
+        .arg(&index)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sync --watch starts");
+    let (lines, receive) = mpsc::channel();
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let patience = Duration::from_secs(30);
+    let next_line = |what: &str| loop {
+        let line = receive
+            .recv_timeout(patience)
+            .unwrap_or_else(|_| panic!("no line {what}"));
+        if line.contains(what) {
+            return line;
+        }
+    };
+    next_line("watching for changes");
+
+    // The server goes away; the client says so and keeps trying.
+    drop(server);
+    next_line("reconnecting in");
+    // It comes back on the same address with a new package.
+    import_text(&data, &new_package_dump(&catalog, "watch:after-restart"));
+    let _server = Server::start_on(&address, &data, &[]);
+    let resynced = next_line("watching for changes");
+    assert!(resynced.starts_with("Synced 3 records"), "{resynced}");
+    child.kill().expect("stop watching");
+    child.wait().expect("sync ends");
+    assert_eq!(
+        query(&index, &["show", "watch:after-restart"])["name"],
+        "watch:after-restart"
+    );
+}
+
 fn assert_fails_with(output: &Output, expected: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "succeeded: {stderr}");

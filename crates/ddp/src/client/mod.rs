@@ -285,16 +285,11 @@ impl Client {
 
     /// Closes the connection politely (a WebSocket close frame) and waits briefly for it
     /// to go out.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
         let _ = self.out.send(Message::Close(None)).await;
         self.shared
             .end(Ended::Lost("the client closed the connection".to_owned()));
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while !self.writer.is_finished() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.writer).await;
     }
 
     async fn send(&self, frame: String) -> Result<(), ClientError> {
