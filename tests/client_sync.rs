@@ -481,3 +481,18 @@ fn a_damaged_index_offers_rebuild() {
         "iron:router"
     );
 }
+
+#[test]
+fn a_bad_ca_certificate_is_explained() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let index = dir.path().join("index.sqlite3");
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().expect("UTF-8 path");
+    let output = sync("https://127.0.0.1:9", &index, &["--ca-cert", missing]);
+    assert_fails_with(&output, "cannot read the CA certificate");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").expect("write");
+    let not_pem = not_pem.to_str().expect("UTF-8 path");
+    let output = sync("https://127.0.0.1:9", &index, &["--ca-cert", not_pem]);
+    assert_fails_with(&output, "no certificate in the PEM file");
+}
