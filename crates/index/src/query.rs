@@ -519,12 +519,8 @@ impl Index {
         budget: &mut usize,
     ) -> Result<Vec<DepNode>, IndexError> {
         let edges = self.collect(
-            "SELECT l.package, v.version, d.constraint_text, d.refs, d.weak
-             FROM dependencies d
-             JOIN latest l ON l.version_rowid = d.version_rowid
-             JOIN versions v ON v.rowid = d.version_rowid
-             WHERE d.name = ?1
-             ORDER BY l.package",
+            "SELECT package, version, constraint_text, refs, weak FROM dependents
+             WHERE name = ?1 ORDER BY package",
             [name],
             |row| {
                 Ok((
