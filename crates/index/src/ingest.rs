@@ -263,11 +263,11 @@ fn apply_package(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             .execute([id])?;
     }
     let mut add = tx.prepare_cached(
-        "INSERT OR IGNORE INTO maintainers (username, package, package_id) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO maintainers (package_id, username, package) VALUES (?1, ?2, ?3)",
     )?;
     for user in record.maintainers.iter().flatten() {
         if let Some(username) = &user.username {
-            add.execute([username.as_str(), name, id])?;
+            add.execute([id, username.as_str(), name])?;
         }
     }
     Ok(inserted)
@@ -463,10 +463,10 @@ fn apply_release(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO release_versions
-             (id, track, version, order_key, recommended, published, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             (id, track, version, order_key, recommended, published, doc, packages)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         "UPDATE release_versions SET track = ?2, version = ?3, order_key = ?4,
-             recommended = ?5, published = ?6, doc = ?7
+             recommended = ?5, published = ?6, doc = ?7, packages = ?8
          WHERE id = ?1 RETURNING rowid",
         &[
             &record.id.as_str(),
@@ -476,6 +476,7 @@ fn apply_release(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             &record.recommended.unwrap_or(false),
             &record.published.map(|m| m.0),
             &text,
+            &record.packages.as_ref().map_or(0, |p| p.0.len()),
         ],
     )?;
     if !inserted {

@@ -423,9 +423,8 @@ impl Index {
         };
         let versions = self.collect(
             "SELECT version, recommended, order_key, published,
-                    json_extract(doc, '$.description'), json_extract(doc, '$.tool'),
-                    (SELECT count(*) FROM release_packages p WHERE p.release_rowid = r.rowid)
-             FROM release_versions r WHERE track = ?1
+                    json_extract(doc, '$.description'), json_extract(doc, '$.tool'), packages
+             FROM release_versions WHERE track = ?1
              ORDER BY order_key DESC, version DESC",
             [track],
             |row| {

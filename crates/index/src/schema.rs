@@ -44,12 +44,13 @@ CREATE TABLE packages (
 CREATE INDEX packages_by_name ON packages (name);
 -- packages.maintainers[].username, for `search --maintainer`.
 CREATE TABLE maintainers (
+    package_id TEXT NOT NULL,     -- packages._id
     username TEXT NOT NULL,
-    package TEXT NOT NULL,
-    package_id TEXT NOT NULL,
-    PRIMARY KEY (username, package, package_id)
+    package TEXT NOT NULL,        -- packages.name
+    PRIMARY KEY (package_id, username)
 ) WITHOUT ROWID;
-CREATE INDEX maintainers_by_package_id ON maintainers (package_id);
+CREATE INDEX maintainers_by_username ON maintainers (username, package);
+CREATE INDEX maintainers_by_package ON maintainers (package);
 
 CREATE TABLE versions (
     rowid INTEGER PRIMARY KEY,
@@ -130,6 +131,7 @@ CREATE TABLE release_versions (
     version TEXT NOT NULL,        -- version
     order_key TEXT,               -- orderKey (compared as plain text, as the tool does)
     recommended INTEGER NOT NULL, -- recommended
+    packages INTEGER NOT NULL,    -- how many packages it pins (entries of `packages`)
     published INTEGER,            -- published, ms
     doc TEXT NOT NULL
 );
