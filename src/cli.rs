@@ -394,6 +394,41 @@ pub enum BenchCommand {
                       and their ratio. Needs `sqlite3` (Debian/Ubuntu: apt-get install sqlite3)."
     )]
     ClientSync(BenchClientSyncArgs),
+    /// Applying sync pages to a local index, against a bulk load with the sqlite3 shell.
+    #[command(
+        long_about = "Measure how fast the local index (`exosphere sync`'s storage) applies \
+                      sync pages: the synthetic catalog's records, grouped like the server \
+                      pages them, go through the same code `sync` uses, into a fresh index \
+                      file. In the same run the `sqlite3` command-line shell (it must be on \
+                      PATH) bulk-loads the same records into a table, the physical limit. \
+                      Then the query commands run against the index, timed. Reports \
+                      records/s, the ratio to the limit, index size and query times."
+    )]
+    Index(BenchIndexArgs),
+}
+
+/// Flags of `exosphere bench index`.
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    /// Size of the synthetic catalog to index.
+    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Full index loads to run; the report gives each and the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Records per collection in one page (the server's --page-size).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub page_size: u32,
+
+    /// Directory for the benchmark's files (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench sync`.

@@ -7,9 +7,11 @@
 //! dependency edges, maintainers, release membership). Statements are prepared once per
 //! connection (rusqlite's statement cache).
 //!
-//! The full-text table is the one derived table that is costly to keep current record by
-//! record, so a page only notes which packages changed (`search_dirty`) and the page that
-//! brings the index up to date rewrites their rows, in its own transaction.
+//! The full-text table and the dependents of each package's latest version are costly to
+//! keep current record by record (most versions are the latest one for a moment during a
+//! first sync), so a page only notes which packages' latest version changed
+//! (`latest_dirty`) and the page that brings the index up to date rewrites their rows, in
+//! its own transaction.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -122,7 +124,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
         }
     }
     if page.up_to_date {
-        refresh_search(tx)?;
+        refresh_latest(tx)?;
     }
     tx.prepare_cached(
         "INSERT INTO sync_state (id, token) VALUES (1, ?1)
@@ -132,17 +134,25 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
     Ok(applied)
 }
 
-/// Rewrites the full-text rows of the packages whose latest version changed.
-fn refresh_search(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+/// Rewrites the full-text and dependents rows of the packages whose latest version changed.
+fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
-        "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM search_dirty);
+        "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
          INSERT INTO search (rowid, name, description, long_description)
              SELECT l.id, l.package, coalesce(v.description, ''),
                     coalesce(json_extract(v.doc, '$.longDescription'), '')
-             FROM search_dirty d
+             FROM latest_dirty d
              JOIN latest l ON l.id = d.latest_id
              JOIN versions v ON v.rowid = l.version_rowid;
-         DELETE FROM search_dirty;",
+         DELETE FROM dependents WHERE package IN
+             (SELECT l.package FROM latest_dirty d JOIN latest l ON l.id = d.latest_id);
+         INSERT OR REPLACE INTO dependents (name, package, version, constraint_text, refs, weak)
+             SELECT e.name, l.package, v.version, e.constraint_text, e.refs, e.weak
+             FROM latest_dirty d
+             JOIN latest l ON l.id = d.latest_id
+             JOIN versions v ON v.rowid = l.version_rowid
+             JOIN dependencies e ON e.version_rowid = l.version_rowid;
+         DELETE FROM latest_dirty;",
     )
 }
 
@@ -253,11 +263,11 @@ fn apply_package(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             .execute([id])?;
     }
     let mut add = tx.prepare_cached(
-        "INSERT OR IGNORE INTO maintainers (username, package, package_id) VALUES (?1, ?2, ?3)",
+        "INSERT OR IGNORE INTO maintainers (package_id, username, package) VALUES (?1, ?2, ?3)",
     )?;
     for user in record.maintainers.iter().flatten() {
         if let Some(username) = &user.username {
-            add.execute([username.as_str(), name, id])?;
+            add.execute([id, username.as_str(), name])?;
         }
     }
     Ok(inserted)
@@ -374,7 +384,7 @@ fn apply_version(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             Ok((row.get(0)?, row.get(1)?))
         })?;
     if latest_version == rowid {
-        tx.prepare_cached("INSERT OR IGNORE INTO search_dirty (latest_id) VALUES (?1)")?
+        tx.prepare_cached("INSERT OR IGNORE INTO latest_dirty (latest_id) VALUES (?1)")?
             .execute([latest_id])?;
     }
     Ok(inserted)
@@ -453,10 +463,10 @@ fn apply_release(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO release_versions
-             (id, track, version, order_key, recommended, published, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             (id, track, version, order_key, recommended, published, doc, packages)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         "UPDATE release_versions SET track = ?2, version = ?3, order_key = ?4,
-             recommended = ?5, published = ?6, doc = ?7
+             recommended = ?5, published = ?6, doc = ?7, packages = ?8
          WHERE id = ?1 RETURNING rowid",
         &[
             &record.id.as_str(),
@@ -466,6 +476,7 @@ fn apply_release(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             &record.recommended.unwrap_or(false),
             &record.published.map(|m| m.0),
             &text,
+            &record.packages.as_ref().map_or(0, |p| p.0.len()),
         ],
     )?;
     if !inserted {

@@ -423,9 +423,8 @@ impl Index {
         };
         let versions = self.collect(
             "SELECT version, recommended, order_key, published,
-                    json_extract(doc, '$.description'), json_extract(doc, '$.tool'),
-                    (SELECT count(*) FROM release_packages p WHERE p.release_rowid = r.rowid)
-             FROM release_versions r WHERE track = ?1
+                    json_extract(doc, '$.description'), json_extract(doc, '$.tool'), packages
+             FROM release_versions WHERE track = ?1
              ORDER BY order_key DESC, version DESC",
             [track],
             |row| {
@@ -519,12 +518,8 @@ impl Index {
         budget: &mut usize,
     ) -> Result<Vec<DepNode>, IndexError> {
         let edges = self.collect(
-            "SELECT l.package, v.version, d.constraint_text, d.refs, d.weak
-             FROM dependencies d
-             JOIN latest l ON l.version_rowid = d.version_rowid
-             JOIN versions v ON v.rowid = d.version_rowid
-             WHERE d.name = ?1
-             ORDER BY l.package",
+            "SELECT package, version, constraint_text, refs, weak FROM dependents
+             WHERE name = ?1 ORDER BY package",
             [name],
             |row| {
                 Ok((

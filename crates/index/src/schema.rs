@@ -2,7 +2,7 @@
 //!
 //! Every record is kept as the raw JSON text the server sent (`doc`), next to typed columns
 //! for what queries filter, join and sort on. Derived tables (`latest`, `dependencies`,
-//! `maintainers`, `release_packages`, the `search` full-text table) are filled by
+//! `dependents`, `maintainers`, `release_packages`, the `search` full-text table) are filled by
 //! [`crate::ingest`] in the same transaction as the records they come from.
 //!
 //! The file identifies itself with `PRAGMA application_id` and versions its schema with
@@ -44,12 +44,13 @@ CREATE TABLE packages (
 CREATE INDEX packages_by_name ON packages (name);
 -- packages.maintainers[].username, for `search --maintainer`.
 CREATE TABLE maintainers (
+    package_id TEXT NOT NULL,     -- packages._id
     username TEXT NOT NULL,
-    package TEXT NOT NULL,
-    package_id TEXT NOT NULL,
-    PRIMARY KEY (username, package, package_id)
+    package TEXT NOT NULL,        -- packages.name
+    PRIMARY KEY (package_id, username)
 ) WITHOUT ROWID;
-CREATE INDEX maintainers_by_package_id ON maintainers (package_id);
+CREATE INDEX maintainers_by_username ON maintainers (username, package);
+CREATE INDEX maintainers_by_package ON maintainers (package);
 
 CREATE TABLE versions (
     rowid INTEGER PRIMARY KEY,
@@ -74,7 +75,18 @@ CREATE TABLE dependencies (
     weak INTEGER NOT NULL,
     PRIMARY KEY (version_rowid, name)
 ) WITHOUT ROWID;
-CREATE INDEX dependencies_by_name ON dependencies (name);
+-- The dependency edges of each package's latest version, by dependency: who depends on a
+-- package. Rewritten with `search` for the packages in `latest_dirty`.
+CREATE TABLE dependents (
+    name TEXT NOT NULL,           -- the package depended on
+    package TEXT NOT NULL,        -- the package whose latest version depends on it
+    version TEXT NOT NULL,        -- that latest version
+    constraint_text TEXT,
+    refs TEXT NOT NULL,
+    weak INTEGER NOT NULL,
+    PRIMARY KEY (name, package)
+) WITHOUT ROWID;
+CREATE INDEX dependents_by_package ON dependents (package);
 -- The latest version of each package: the greatest `rank` (official versions above
 -- prereleases, then Meteor version order). The rowid keys the `search` table.
 CREATE TABLE latest (
@@ -84,8 +96,9 @@ CREATE TABLE latest (
     rank BLOB NOT NULL,
     last_updated INTEGER          -- the greatest lastUpdated of any version
 );
--- Packages whose `search` row must be rewritten (flushed on the page that is up to date).
-CREATE TABLE search_dirty (
+-- Packages whose latest version changed since the `search` and `dependents` rows were
+-- written; they are rewritten by the page that brings the index up to date.
+CREATE TABLE latest_dirty (
     latest_id INTEGER PRIMARY KEY
 );
 -- Full text over the latest version of each package; rowid = latest.id.
@@ -118,6 +131,7 @@ CREATE TABLE release_versions (
     version TEXT NOT NULL,        -- version
     order_key TEXT,               -- orderKey (compared as plain text, as the tool does)
     recommended INTEGER NOT NULL, -- recommended
+    packages INTEGER NOT NULL,    -- how many packages it pins (entries of `packages`)
     published INTEGER,            -- published, ms
     doc TEXT NOT NULL
 );
@@ -133,7 +147,7 @@ CREATE INDEX release_packages_by_release ON release_packages (release_rowid);
 "#;
 
 /// Tables whose rows are records or derived from them: emptied by `resetData`.
-pub const DATA_TABLES: [&str; 13] = [
+pub const DATA_TABLES: [&str; 14] = [
     "sync_state",
     "counts",
     "packages",
@@ -141,7 +155,8 @@ pub const DATA_TABLES: [&str; 13] = [
     "versions",
     "dependencies",
     "latest",
-    "search_dirty",
+    "latest_dirty",
+    "dependents",
     "search",
     "builds",
     "release_tracks",
@@ -159,7 +174,8 @@ pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 16384;",
     )
 }
 

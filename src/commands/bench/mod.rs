@@ -8,6 +8,8 @@
 pub mod client_sync;
 pub mod sync;
 
+pub mod index;
+
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sync(args) => sync::run(args),
         BenchCommand::ClientSync(args) => client_sync::run(args),
+        BenchCommand::Index(args) => index::run(args),
     }
 }
 
@@ -85,16 +88,7 @@ impl PreparedCatalog {
 /// Generates the catalog of `scale` and `seed` under `work_dir` and imports it into
 /// `work_dir/data` (replacing any earlier one), reporting progress on standard error.
 fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<PreparedCatalog> {
-    let dump_path = work_dir.join("catalog.ndjson");
-    let started = Instant::now();
-    let mut out = BufWriter::new(
-        File::create(&dump_path)
-            .with_context(|| format!("cannot create {}", dump_path.display()))?,
-    );
-    let generated = synth::generate(scale, seed, &mut out)?;
-    out.flush()?;
-    drop(out);
-    let generate_time = started.elapsed();
+    let (dump_path, generated, generate_time) = generate_dump(work_dir, scale, seed)?;
 
     let data_dir = work_dir.join("data");
     if data_dir.exists() {
@@ -121,6 +115,25 @@ fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<P
         mb(catalog.generated.bytes),
     );
     Ok(catalog)
+}
+
+/// Writes the synthetic catalog of `scale` and `seed` to `work_dir/catalog.ndjson`; returns
+/// its path, what it holds and how long generating it took.
+fn generate_dump(
+    work_dir: &Path,
+    scale: Scale,
+    seed: u64,
+) -> anyhow::Result<(PathBuf, SynthSummary, Duration)> {
+    let dump_path = work_dir.join("catalog.ndjson");
+    let started = Instant::now();
+    let mut out = BufWriter::new(
+        File::create(&dump_path)
+            .with_context(|| format!("cannot create {}", dump_path.display()))?,
+    );
+    let generated = synth::generate(scale, seed, &mut out)?;
+    out.flush()?;
+    drop(out);
+    Ok((dump_path, generated, started.elapsed()))
 }
 
 /// An `exosphere serve` child process on a free loopback port, killed when dropped.
