@@ -496,3 +496,55 @@ fn a_bad_ca_certificate_is_explained() {
     let output = sync("https://127.0.0.1:9", &index, &["--ca-cert", not_pem]);
     assert_fails_with(&output, "no certificate in the PEM file");
 }
+
+#[test]
+fn a_reset_from_the_server_replaces_the_index() {
+    // An index synced from one server, then pointed at another: the second server does not
+    // know the first one's token and answers `resetData` (spec §3.5), which empties the index
+    // in the same transaction as its first page (§3.3).
+    let (dir, _data, first) = serve_fixture();
+    let index = dir.path().join("index.sqlite3");
+    assert_success(&sync(&first.http, &index, &[]));
+    assert_eq!(
+        query(&index, &["show", "iron:router"])["name"],
+        "iron:router"
+    );
+
+    let small = dir.path().join("small.ndjson");
+    let generated = exosphere()
+        .args(["gen-catalog", "--scale", "small", "--output"])
+        .arg(&small)
+        .output()
+        .expect("gen-catalog runs");
+    assert_success(&generated);
+    let other_data = dir.path().join("other");
+    common::import(&other_data, &small);
+    let other = Server::start(&other_data, &[]);
+    let output = sync(&other.http, &index, &[]);
+    assert_success(&output);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        summary.contains("after the server reset the catalog"),
+        "{summary}"
+    );
+
+    let text = std::fs::read_to_string(&small).expect("the dump");
+    let (catalog, _) = read_dump(&text);
+    let expected: Vec<(String, u64)> = [
+        "packages",
+        "versions",
+        "builds",
+        "releaseTracks",
+        "releaseVersions",
+    ]
+    .into_iter()
+    .map(|c| (c.to_owned(), catalog.get(c).map_or(0, |r| r.len() as u64)))
+    .collect();
+    assert_eq!(counts(&index), Some(expected));
+    let output = exosphere()
+        .args(["show", "iron:router", "--index"])
+        .arg(&index)
+        .output()
+        .expect("show runs");
+    assert!(!output.status.success(), "iron:router survived the reset");
+}
