@@ -18,6 +18,15 @@ pub enum IndexError {
         /// The index file.
         path: PathBuf,
     },
+    /// A first sync into the index stopped before it was up to date.
+    #[error(
+        "the first sync into {} has not finished: run `exosphere sync` to complete it",
+        path.display()
+    )]
+    Unfinished {
+        /// The index file.
+        path: PathBuf,
+    },
     /// The file was written by a newer Exosphere with a schema this one cannot read.
     #[error(
         "the index at {} was written by a newer version of Exosphere (index schema {found}, \

@@ -7,6 +7,10 @@
 //! dependency edges, maintainers, release membership). Statements are prepared once per
 //! connection (rusqlite's statement cache).
 //!
+//! A first sync (into an empty index, or after `resetData`) appends versions and builds
+//! without their random-key indexes and builds those once at the end (see
+//! [`DEFERRED_INDEXES`]); until then queries refuse the unfinished index.
+//!
 //! The full-text table and the dependents of each package's latest version are costly to
 //! keep current record by record (most versions are the latest one for a moment during a
 //! first sync), so a page only notes which packages' latest version changed
@@ -23,7 +27,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::IndexError;
-use crate::schema::DATA_TABLES;
+use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
 use crate::version::MeteorVersion;
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
@@ -97,6 +101,13 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
             tx.execute(&format!("DELETE FROM {table}"), [])?;
         }
     }
+    let mut bulk = is_first_sync(tx)?;
+    if !bulk && holds_no_versions_or_builds(tx)? {
+        for (name, _) in DEFERRED_INDEXES {
+            tx.execute(&format!("DROP INDEX {name}"), [])?;
+        }
+        bulk = true;
+    }
     let mut applied = PageApplied::default();
     for (name, records) in &page.collections {
         let Some(collection) = Collection::from_name(name) else {
@@ -124,6 +135,9 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
         }
     }
     if page.up_to_date {
+        if bulk {
+            finish_first_sync(tx)?;
+        }
         refresh_latest(tx)?;
     }
     tx.prepare_cached(
@@ -132,6 +146,67 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
     )?
     .execute([page.sync_token.get()])?;
     Ok(applied)
+}
+
+/// Whether a first sync is under way: its deferred indexes are not there
+/// ([`DEFERRED_INDEXES`]).
+pub(crate) fn is_first_sync(connection: &rusqlite::Connection) -> rusqlite::Result<bool> {
+    let (first, _) = DEFERRED_INDEXES[0];
+    connection
+        .prepare_cached(
+            "SELECT NOT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1)",
+        )?
+        .query_row([first], |row| row.get(0))
+}
+
+/// Whether the big collections are empty, so this page starts a first sync.
+fn holds_no_versions_or_builds(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
+    tx.prepare_cached(
+        "SELECT NOT EXISTS (SELECT 1 FROM versions) AND NOT EXISTS (SELECT 1 FROM builds)",
+    )?
+    .query_row([], |row| row.get(0))
+}
+
+/// Ends a first sync: a record sent twice (it changed while the sync ran) keeps its last
+/// copy, then the deferred indexes are built from sorted keys.
+fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let versions = tx.execute(
+        "DELETE FROM versions WHERE rowid NOT IN (SELECT max(rowid) FROM versions GROUP BY id)",
+        [],
+    )?;
+    let builds = tx.execute(
+        "DELETE FROM builds WHERE rowid NOT IN (SELECT max(rowid) FROM builds GROUP BY id)",
+        [],
+    )?;
+    for (_, create) in DEFERRED_INDEXES {
+        tx.execute_batch(create)?;
+    }
+    if versions > 0 {
+        // A latest version whose older copy was dropped points at the best version left
+        // (rank: official above prerelease, whose marker is byte 25 of the sort key, see
+        // version.rs, then the sort key).
+        tx.execute_batch(
+            "DELETE FROM dependencies WHERE version_rowid NOT IN (SELECT rowid FROM versions);
+             INSERT OR IGNORE INTO latest_dirty (latest_id)
+                 SELECT id FROM latest WHERE version_rowid NOT IN (SELECT rowid FROM versions);
+             UPDATE latest SET (version_rowid, rank) = (
+                 SELECT v.rowid,
+                        CASE WHEN substr(v.sort_key, 25, 1) = x'02' THEN x'01' ELSE x'00' END
+                            || v.sort_key AS rank
+                 FROM versions v WHERE v.package = latest.package
+                 ORDER BY rank DESC LIMIT 1)
+             WHERE version_rowid NOT IN (SELECT rowid FROM versions);
+             UPDATE counts SET records = (SELECT count(*) FROM versions)
+                 WHERE collection = 'versions';",
+        )?;
+    }
+    if builds > 0 {
+        tx.execute(
+            "UPDATE counts SET records = (SELECT count(*) FROM builds) WHERE collection = 'builds'",
+            [],
+        )?;
+    }
+    Ok(())
 }
 
 /// Rewrites the full-text and dependents rows of the packages whose latest version changed.

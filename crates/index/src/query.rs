@@ -706,14 +706,19 @@ impl Index {
         )
     }
 
-    /// Queries need an index that at least one page has filled.
+    /// Queries need an index that a sync has brought up to date at least once.
     fn require_synced(&self) -> Result<(), IndexError> {
-        match self.sync_token()? {
-            Some(_) => Ok(()),
-            None => Err(IndexError::NotSynced {
+        if self.sync_token()?.is_none() {
+            return Err(IndexError::NotSynced {
                 path: self.path.clone(),
-            }),
+            });
         }
+        if crate::ingest::is_first_sync(&self.connection).map_err(|e| self.sqlite(e))? {
+            return Err(IndexError::Unfinished {
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
     }
 
     fn collect<T, P: rusqlite::Params>(

@@ -54,7 +54,7 @@ CREATE INDEX maintainers_by_package ON maintainers (package);
 
 CREATE TABLE versions (
     rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,      -- _id
+    id TEXT NOT NULL,             -- _id (unique: versions_by_id)
     package TEXT NOT NULL,        -- packageName
     version TEXT NOT NULL,        -- version
     sort_key BLOB NOT NULL,       -- Meteor version order as bytes (version.rs)
@@ -63,7 +63,6 @@ CREATE TABLE versions (
     last_updated INTEGER,         -- lastUpdated, ms
     doc TEXT NOT NULL
 );
-CREATE INDEX versions_by_package ON versions (package, sort_key);
 -- One edge per (version, dependency): dependencies.<name>.{constraint, references}.
 -- `refs` is the references array as sent (arch, weak, unordered, implied);
 -- `weak` is 1 when every reference is weak.
@@ -109,13 +108,13 @@ CREATE VIRTUAL TABLE search USING fts5 (
 );
 
 CREATE TABLE builds (
-    id TEXT PRIMARY KEY,          -- _id
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,             -- _id (unique: builds_by_id)
     version_id TEXT NOT NULL,     -- versionId (= versions.id)
     architectures TEXT NOT NULL,  -- buildArchitectures, e.g. os+web.browser
     published INTEGER,            -- buildPublished, ms
     doc TEXT NOT NULL
 );
-CREATE INDEX builds_by_version ON builds (version_id);
 
 CREATE TABLE release_tracks (
     id TEXT PRIMARY KEY,          -- _id
@@ -145,6 +144,30 @@ CREATE TABLE release_packages (
 ) WITHOUT ROWID;
 CREATE INDEX release_packages_by_release ON release_packages (release_rowid);
 "#;
+
+/// The indexes of the two big collections, whose keys (`_id`s, package names) arrive in
+/// random order. Kept current record by record they would dirty hundreds of scattered
+/// pages in every page's transaction, so a first sync (or one after `resetData`) drops
+/// them, appends, and builds them once sorted when the index is up to date
+/// ([`crate::ingest`]). Their absence marks an unfinished first sync.
+pub const DEFERRED_INDEXES: [(&str, &str); 4] = [
+    (
+        "versions_by_id",
+        "CREATE UNIQUE INDEX versions_by_id ON versions (id)",
+    ),
+    (
+        "versions_by_package",
+        "CREATE INDEX versions_by_package ON versions (package, sort_key)",
+    ),
+    (
+        "builds_by_id",
+        "CREATE UNIQUE INDEX builds_by_id ON builds (id)",
+    ),
+    (
+        "builds_by_version",
+        "CREATE INDEX builds_by_version ON builds (version_id)",
+    ),
+];
 
 /// Tables whose rows are records or derived from them: emptied by `resetData`.
 pub const DATA_TABLES: [&str; 14] = [
@@ -201,6 +224,9 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         }
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(SCHEMA).map_err(sqlite)?;
+        for (_, create) in DEFERRED_INDEXES {
+            tx.execute_batch(create).map_err(sqlite)?;
+        }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(sqlite)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

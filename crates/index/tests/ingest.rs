@@ -127,19 +127,109 @@ fn pages_and_their_tokens_commit_together_and_survive_reopening() {
     let applied = index
         .apply_page(&page(&token, &records, false, true))
         .unwrap();
-    assert_eq!(
-        (applied.records, applied.inserted, applied.updated),
-        (2, 1, 1)
-    );
-    assert_eq!(
-        count(&index, "versions"),
-        2,
-        "an update is not a new record"
-    );
+    // A first sync appends and keeps the last copy of a record sent twice at its end.
+    assert_eq!(applied.records, 2);
+    assert_eq!(count(&index, "versions"), 2, "v1 sent twice is one record");
     assert_eq!(
         index.sync_token().unwrap().as_deref(),
         Some(r#"{"format":"1.1","packages":2}"#)
     );
+
+    // Once up to date, pages update records in place.
+    let token = raw(r#"{"format":"1.1","packages":3}"#);
+    let records = [(
+        "versions",
+        vec![
+            version("v2", "ann:one", "1.1.0"),
+            version("v3", "ann:one", "1.2.0"),
+        ],
+    )];
+    let applied = index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    assert_eq!(
+        (applied.records, applied.inserted, applied.updated),
+        (2, 1, 1)
+    );
+    assert_eq!(count(&index, "versions"), 3);
+}
+
+/// The first sync defers the big indexes; queries wait for its end, and a record sent twice
+/// (it changed during the sync) ends with its last copy.
+#[test]
+fn an_unfinished_first_sync_is_refused_by_queries_until_it_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let build = |id: &str, version_id: &str, arch: &str| {
+        raw(&format!(
+            r#"{{"_id":"{id}","versionId":"{version_id}","buildArchitectures":"{arch}","build":{{"url":"u"}}}}"#
+        ))
+    };
+    let token = raw(r#"{"n":1}"#);
+    let records = [
+        ("packages", vec![package("p1", "ann:one")]),
+        (
+            "versions",
+            vec![
+                version("v1", "ann:one", "1.0.0"),
+                version("v2", "ann:one", "2.0.0"),
+            ],
+        ),
+        (
+            "builds",
+            vec![build("b1", "v1", "os"), build("b2", "v2", "os")],
+        ),
+    ];
+    index
+        .apply_page(&page(&token, &records, false, false))
+        .unwrap();
+    let error = index.show("ann:one", None).unwrap_err();
+    assert!(matches!(error, IndexError::Unfinished { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("run `exosphere sync` to complete it"),
+        "{error}"
+    );
+    drop(index);
+
+    // The resumed sync sends v2 and b2 again, changed, and ends.
+    let mut index = Index::open(&path).unwrap();
+    let token = raw(r#"{"n":2}"#);
+    let changed = raw(
+        r#"{"_id":"v2","packageName":"ann:one","version":"2.0.0","description":"changed","dependencies":{"b":{"constraint":"1.0.0","references":[{"arch":"os"}]}}}"#,
+    );
+    let records = [
+        ("versions", vec![changed]),
+        ("builds", vec![build("b2", "v2", "os+web.browser")]),
+    ];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "versions"), 2);
+    assert_eq!(count(&index, "builds"), 2);
+    let info = index.show("ann:one", None).unwrap();
+    assert_eq!(info.latest, "2.0.0");
+    assert_eq!(info.version.description.as_deref(), Some("changed"));
+    let deps: Vec<&str> = info
+        .version
+        .dependencies
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(deps, ["b"], "the dropped copy's dependencies are gone");
+    let builds: Vec<&str> = info
+        .version
+        .builds
+        .iter()
+        .map(|b| b.architectures.as_str())
+        .collect();
+    assert_eq!(builds, ["os+web.browser"]);
+    assert_eq!(index.search("changed", None, 5).unwrap().len(), 1);
+    let deps = index.deps("ann:one", None, false, 1).unwrap();
+    assert_eq!(deps.nodes.len(), 1);
+    assert_eq!(deps.nodes[0].version, None, "`b` is not in the index");
 }
 
 #[test]
