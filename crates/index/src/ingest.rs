@@ -9,7 +9,8 @@
 //!
 //! A first sync (into an empty index, or after `resetData`) appends versions and builds
 //! without their random-key indexes and builds those once at the end (see
-//! [`DEFERRED_INDEXES`]); until then queries refuse the unfinished index.
+//! [`DEFERRED_INDEXES`]), and chooses every package's latest version then too, rather than
+//! once per version; until then queries refuse the unfinished index.
 //!
 //! The full-text table and the dependents of each package's latest version are costly to
 //! keep current record by record (most versions are the latest one for a moment during a
@@ -116,7 +117,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
         };
         let mut inserted = 0;
         for raw in records {
-            let was_inserted = apply_record(tx, collection, raw.get())
+            let was_inserted = apply_record(tx, collection, raw.get(), bulk)
                 .map_err(|failure| failure.in_record(collection, raw.get()))?;
             if was_inserted {
                 inserted += 1;
@@ -168,7 +169,9 @@ fn holds_no_versions_or_builds(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
 }
 
 /// Ends a first sync: a record sent twice (it changed while the sync ran) keeps its last
-/// copy, then the deferred indexes are built from sorted keys.
+/// copy, the deferred indexes are built from sorted keys, and every package's latest
+/// version is chosen at once (the page that ends the sync then writes `search` and
+/// `dependents` for all of them).
 fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     let versions = tx.execute(
         "DELETE FROM versions WHERE rowid NOT IN (SELECT max(rowid) FROM versions GROUP BY id)",
@@ -178,24 +181,9 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         "DELETE FROM builds WHERE rowid NOT IN (SELECT max(rowid) FROM builds GROUP BY id)",
         [],
     )?;
-    for (_, create) in DEFERRED_INDEXES {
-        tx.execute_batch(create)?;
-    }
     if versions > 0 {
-        // A latest version whose older copy was dropped points at the best version left
-        // (rank: official above prerelease, whose marker is byte 25 of the sort key, see
-        // version.rs, then the sort key).
         tx.execute_batch(
             "DELETE FROM dependencies WHERE version_rowid NOT IN (SELECT rowid FROM versions);
-             INSERT OR IGNORE INTO latest_dirty (latest_id)
-                 SELECT id FROM latest WHERE version_rowid NOT IN (SELECT rowid FROM versions);
-             UPDATE latest SET (version_rowid, rank) = (
-                 SELECT v.rowid,
-                        CASE WHEN substr(v.sort_key, 25, 1) = x'02' THEN x'01' ELSE x'00' END
-                            || v.sort_key AS rank
-                 FROM versions v WHERE v.package = latest.package
-                 ORDER BY rank DESC LIMIT 1)
-             WHERE version_rowid NOT IN (SELECT rowid FROM versions);
              UPDATE counts SET records = (SELECT count(*) FROM versions)
                  WHERE collection = 'versions';",
         )?;
@@ -206,7 +194,23 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
             [],
         )?;
     }
-    Ok(())
+    for (_, create) in DEFERRED_INDEXES {
+        tx.execute_batch(create)?;
+    }
+    tx.execute_batch(
+        "DELETE FROM search;
+         DELETE FROM dependents;
+         DELETE FROM latest;
+         INSERT INTO latest (package, version_rowid, rank, last_updated)
+             SELECT package, rowid, rank, last_updated FROM (
+                 SELECT package, rowid, rank,
+                        max(last_updated) OVER (PARTITION BY package) AS last_updated,
+                        row_number() OVER (PARTITION BY package ORDER BY rank DESC, rowid DESC)
+                            AS position
+                 FROM versions)
+             WHERE position = 1;
+         INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;",
+    )
 }
 
 /// Rewrites the full-text and dependents rows of the packages whose latest version changed.
@@ -278,10 +282,15 @@ impl Failure {
 }
 
 /// Stores one record; returns whether it was new (`false`: it replaced a stored one).
-fn apply_record(tx: &Transaction<'_>, collection: Collection, text: &str) -> Result<bool, Failure> {
+fn apply_record(
+    tx: &Transaction<'_>,
+    collection: Collection,
+    text: &str,
+    first_sync: bool,
+) -> Result<bool, Failure> {
     match collection {
         Collection::Packages => apply_package(tx, text),
-        Collection::Versions => apply_version(tx, text),
+        Collection::Versions => apply_version(tx, text, first_sync),
         Collection::Builds => apply_build(tx, text),
         Collection::ReleaseTracks => apply_track(tx, text),
         Collection::ReleaseVersions => apply_release(tx, text),
@@ -388,20 +397,26 @@ struct Reference<'a> {
     _implied: Option<bool>,
 }
 
-fn apply_version(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
+/// Stores a version and its dependency edges, and, outside a first sync (which ranks all
+/// versions at its end), makes it its package's latest version if it ranks highest.
+fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<bool, Failure> {
     let record: VersionRecord<'_> = serde_json::from_str(text)?;
     let version = MeteorVersion::parse(record.version.as_str())
         .map_err(|e| Failure::Record(e.to_string()))?;
     let sort_key = version.sort_key();
+    // Official versions rank above prereleases, so "latest" is what `meteor add` would pick.
+    let mut rank = Vec::with_capacity(sort_key.len() + 1);
+    rank.push(u8::from(!version.is_prerelease()));
+    rank.extend_from_slice(&sort_key);
     let (id, package) = (record.id.as_str(), record.package.as_str());
     let last_updated = record.last_updated.map(|m| m.0);
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO versions
-             (id, package, version, sort_key, description, published, last_updated, doc)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             (id, package, version, sort_key, description, published, last_updated, doc, rank)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         "UPDATE versions SET package = ?2, version = ?3, sort_key = ?4, description = ?5,
-             published = ?6, last_updated = ?7, doc = ?8
+             published = ?6, last_updated = ?7, doc = ?8, rank = ?9
          WHERE id = ?1 RETURNING rowid",
         &[
             &id,
@@ -412,6 +427,7 @@ fn apply_version(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             &record.published.map(|m| m.0),
             &last_updated,
             &text,
+            &rank,
         ],
     )?;
     if !inserted {
@@ -439,10 +455,9 @@ fn apply_version(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             weak
         ])?;
     }
-    // Official versions rank above prereleases, so "latest" is what `meteor add` would pick.
-    let mut rank = Vec::with_capacity(sort_key.len() + 1);
-    rank.push(u8::from(!version.is_prerelease()));
-    rank.extend_from_slice(&sort_key);
+    if first_sync {
+        return Ok(inserted);
+    }
     let (latest_id, latest_version): (i64, i64) = tx
         .prepare_cached(
             "INSERT INTO latest (package, version_rowid, rank, last_updated)
@@ -602,11 +617,12 @@ pub(crate) fn dump_records(dump: &str) -> Result<Vec<(&str, Vec<&RawValue>)>, In
 }
 
 /// Reads the stored sync token.
-pub(crate) fn stored_token(tx: &rusqlite::Connection) -> rusqlite::Result<Option<String>> {
-    tx.query_row("SELECT token FROM sync_state WHERE id = 1", [], |row| {
-        row.get(0)
-    })
-    .optional()
+pub(crate) fn stored_token(connection: &rusqlite::Connection) -> rusqlite::Result<Option<String>> {
+    connection
+        .query_row("SELECT token FROM sync_state WHERE id = 1", [], |row| {
+            row.get(0)
+        })
+        .optional()
 }
 
 /// A JSON string borrowed from the page text when it has no escapes, owned otherwise

@@ -58,6 +58,7 @@ CREATE TABLE versions (
     package TEXT NOT NULL,        -- packageName
     version TEXT NOT NULL,        -- version
     sort_key BLOB NOT NULL,       -- Meteor version order as bytes (version.rs)
+    rank BLOB NOT NULL,           -- 1 for official versions, 0 for prereleases, then sort_key
     description TEXT,             -- description
     published INTEGER,            -- published, ms
     last_updated INTEGER,         -- lastUpdated, ms
@@ -189,16 +190,20 @@ pub const DATA_TABLES: [&str; 14] = [
 
 /// Connection settings for an index: WAL so queries can read while a sync writes, and
 /// `synchronous=NORMAL` because a page and its token commit together, so a power loss can
-/// only lose whole pages, which the next sync fetches again.
+/// only lose whole pages, which the next sync fetches again. 8 KiB pages (set before the
+/// file is first written) hold several ~1.5 KB version records each where 4 KiB pages
+/// wasted a quarter of their space; a checkpoint every 8,192 pages (64 MiB of WAL) rather
+/// than SQLite's 1,000 copies each page fewer times during a sync.
 pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA page_size = 8192;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
          PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 16384;",
+         PRAGMA wal_autocheckpoint = 8192;",
     )
 }
 

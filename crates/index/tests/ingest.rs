@@ -525,3 +525,31 @@ fn a_bad_dump_line_is_named() {
         "{error}"
     );
 }
+
+/// If the copy of a record that a first sync drops was some package's latest version, the
+/// latest version is chosen again from what is left.
+#[test]
+fn a_dropped_copy_that_was_latest_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw("{}");
+    let first = [(
+        "versions",
+        vec![
+            version("x", "ann:one", "1.0.0"),
+            version("y", "ann:one", "0.9.0"),
+        ],
+    )];
+    index
+        .apply_page(&page(&token, &first, false, false))
+        .unwrap();
+    let second = [("versions", vec![version("x", "ann:one", "0.5.0")])];
+    index
+        .apply_page(&page(&token, &second, false, true))
+        .unwrap();
+    let info = index.show("ann:one", None).unwrap();
+    assert_eq!(info.latest, "0.9.0");
+    let versions: Vec<&str> = info.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["0.5.0", "0.9.0"]);
+    assert_eq!(index.search("ann", None, 5).unwrap()[0].version, "0.9.0");
+}
