@@ -78,6 +78,161 @@ pub enum Command {
     /// Package usage statistics: rollups by hand.
     #[command(subcommand)]
     Stats(StatsCommand),
+    /// Copy a package server's catalog into a local index, for offline queries.
+    #[command(
+        long_about = "Copy a Meteor package server's catalog into a local index (an SQLite \
+                      file), page by page, exactly as the `meteor` tool syncs (spec section \
+                      3.3). Each page is committed with its sync token, so an interrupted sync \
+                      resumes where it stopped; the next run only fetches what changed.\n\n\
+                      Examples:\n  \
+                      exosphere sync                                  # packages.meteor.com\n  \
+                      exosphere sync --server http://127.0.0.1:3000   # your own server\n  \
+                      exosphere sync --watch                          # stay up to date\n\n\
+                      A progress bar shows on a terminal; a summary is printed at the end."
+    )]
+    Sync(SyncArgs),
+    /// Search the local index of a package server by name, summary and README.
+    #[command(
+        long_about = "Search the local index of a package server (filled by `exosphere \
+                      sync`) for packages whose name, summary or README excerpt contain every \
+                      word of QUERY, as a word or the start of one. Name matches rank \
+                      highest; equally relevant packages are listed most recently updated \
+                      first.\n\n\
+                      Examples:\n  \
+                      exosphere search router\n  \
+                      exosphere search 'iron rout' --limit 5\n  \
+                      exosphere search '' --maintainer iron --json"
+    )]
+    Search(SearchArgs),
+    /// Show a package (or one version of it) from the local index.
+    #[command(
+        long_about = "Show a package from the local index: summary, versions, maintainers, \
+                      homepage, git, exports, builds and their architectures, dependencies \
+                      with constraints, and the releases that include it. NAME@VERSION shows \
+                      that version instead of the latest.\n\n\
+                      Examples:\n  \
+                      exosphere show iron:router\n  \
+                      exosphere show iron:router@1.0.7 --json"
+    )]
+    Show(ShowArgs),
+    /// List a package version's dependencies, or the packages that depend on it.
+    #[command(
+        long_about = "List the dependencies of a package version (the latest, or \
+                      NAME@VERSION) with their constraints and per-architecture flags (weak, \
+                      unordered, implied). --tree follows them down --depth levels, each to \
+                      the newest version its constraint admits; weak dependencies and \
+                      packages already shown are not expanded again.\n\n\
+                      --reverse lists the packages whose latest version depends on NAME \
+                      (with NAME@VERSION: whose constraint admits that version).\n\n\
+                      Examples:\n  \
+                      exosphere deps iron:router\n  \
+                      exosphere deps iron:router --tree --depth 3\n  \
+                      exosphere deps iron:core --reverse"
+    )]
+    Deps(DepsArgs),
+    /// List release tracks, or the release versions of one track.
+    Releases(ReleasesArgs),
+}
+
+/// Which package server's index to use; shared by `sync` and the query commands.
+#[derive(Debug, Clone, Args)]
+pub struct IndexArgs {
+    /// The package server (http:// or https://); its DDP endpoint is <URL>/websocket.
+    #[arg(
+        long,
+        default_value = "https://packages.meteor.com",
+        env = "METEOR_PACKAGE_SERVER_URL"
+    )]
+    pub server: String,
+    /// Use this index file instead of the default one for the server.
+    #[arg(long, env = "EXOSPHERE_INDEX")]
+    pub index: Option<PathBuf>,
+}
+
+impl IndexArgs {
+    /// The index file: `--index`, or the server's file under the platform's data directory.
+    pub fn index_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.index {
+            Some(path) => Ok(path.clone()),
+            None => Ok(exosphere_index::default_index_path(&self.server)?),
+        }
+    }
+}
+
+/// Flags of `exosphere search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Words to look for (every word must match, as a word or the start of one).
+    pub query: String,
+
+    /// Only packages this user maintains (with an empty QUERY: all of them).
+    #[arg(long)]
+    pub maintainer: Option<String>,
+
+    /// The most results to list.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: u32,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Flags of `exosphere show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The package, as NAME or NAME@VERSION.
+    pub package: String,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Flags of `exosphere deps`.
+#[derive(Debug, Args)]
+pub struct DepsArgs {
+    /// The package, as NAME or NAME@VERSION.
+    pub package: String,
+
+    /// List the packages that depend on it instead.
+    #[arg(long)]
+    pub reverse: bool,
+
+    /// Follow the dependencies (or dependents) of each entry, as a tree.
+    #[arg(long)]
+    pub tree: bool,
+
+    /// Levels of the tree to show (with --tree; unlimited by default).
+    #[arg(long, requires = "tree", value_parser = clap::value_parser!(u32).range(1..))]
+    pub depth: Option<u32>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
+}
+
+/// Flags of `exosphere releases`.
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// A release track (e.g. METEOR): list its versions instead of the tracks.
+    pub track: Option<String>,
+
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub index: IndexArgs,
 }
 
 /// Where the catalog database lives; shared by every command that touches it.
@@ -237,6 +392,44 @@ pub struct StatsRollupArgs {
     pub date: Option<String>,
 }
 
+/// Flags of `exosphere sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub index: IndexArgs,
+
+    /// Delete the index first and sync everything again (the cure for a damaged index).
+    #[arg(long)]
+    pub rebuild: bool,
+
+    /// Ask for compressed pages (`collectionsCompressed`, gzip): less to transfer, more to
+    /// compute on both sides. Worth it on slow links.
+    #[arg(long, env = "EXOSPHERE_SYNC_COMPRESS")]
+    pub compress: bool,
+
+    /// After syncing, stay connected and sync again whenever the server's `changes`
+    /// publication moves; reconnect with backoff if the server goes away. Stop with Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// Trust the CA certificate(s) in this PEM file on top of the usual web roots, for a
+    /// server whose certificate a private CA signed.
+    #[arg(long, env = "EXOSPHERE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Give up connecting (TCP, TLS, WebSocket and DDP handshake) after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, env = "EXOSPHERE_SYNC_CONNECT_TIMEOUT")]
+    pub connect_timeout: Duration,
+
+    /// Give up on one page after waiting this long for it.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EXOSPHERE_SYNC_CALL_TIMEOUT")]
+    pub call_timeout: Duration,
+
+    /// Largest message accepted from the server, in bytes.
+    #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_MAX_MESSAGE_SIZE")]
+    pub max_message_size: usize,
+}
+
 /// Flags of `exosphere import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -309,6 +502,28 @@ pub enum BenchCommand {
                       calls/s, the ratio to each limit, rollup time per day and storage used."
     )]
     Stats(BenchStatsArgs),
+    /// `exosphere sync` of a whole catalog into a fresh index, against a bulk load of the same
+    /// records with the `sqlite3` shell.
+    #[command(
+        long_about = "Measure `exosphere sync` (a child process) syncing a whole synthetic \
+                      catalog from an `exosphere serve` child process into a fresh index, and, \
+                      in the same run, the physical limit: the `sqlite3` command-line shell \
+                      loading the same records (raw JSON rows plus typed columns and lookup \
+                      indexes, one transaction). Reports time, records/s, peak memory of each \
+                      and their ratio. Needs `sqlite3` (Debian/Ubuntu: apt-get install sqlite3)."
+    )]
+    ClientSync(BenchClientSyncArgs),
+    /// Applying sync pages to a local index, against a bulk load with the sqlite3 shell.
+    #[command(
+        long_about = "Measure how fast the local index (`exosphere sync`'s storage) applies \
+                      sync pages: the synthetic catalog's records, grouped like the server \
+                      pages them, go through the same code `sync` uses, into a fresh index \
+                      file. In the same run the `sqlite3` command-line shell (it must be on \
+                      PATH) bulk-loads the same records into a table, the physical limit. \
+                      Then the query commands run against the index, timed. Reports \
+                      records/s, the ratio to the limit, index size and query times."
+    )]
+    Index(BenchIndexArgs),
 }
 
 /// Flags of `exosphere bench sessions`.
@@ -371,6 +586,30 @@ pub struct BenchStatsArgs {
     pub work_dir: Option<PathBuf>,
 }
 
+/// Flags of `exosphere bench index`.
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    /// Size of the synthetic catalog to index.
+    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Full index loads to run; the report gives each and the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Records per collection in one page (the server's --page-size).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub page_size: u32,
+
+    /// Directory for the benchmark's files (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
 /// Flags of `exosphere bench sync`.
 #[derive(Debug, Args)]
 pub struct BenchSyncArgs {
@@ -387,6 +626,30 @@ pub struct BenchSyncArgs {
     pub runs: u32,
 
     /// Ask for `collectionsCompressed` pages, as `METEOR_CATALOG_COMPRESS_RPCS` does.
+    #[arg(long)]
+    pub compress: bool,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Flags of `exosphere bench client-sync`.
+#[derive(Debug, Args)]
+pub struct BenchClientSyncArgs {
+    /// Size of the synthetic catalog to serve.
+    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Runs of each side; the report gives each and the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Sync with compressed pages (`exosphere sync --compress`).
     #[arg(long)]
     pub compress: bool,
 

@@ -30,6 +30,11 @@ fn main() -> ExitCode {
         Command::GenCatalog(args) => commands::gen_catalog::run(args),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stats(command) => commands::stats::run(command),
+        Command::Sync(args) => commands::sync::run(args),
+        Command::Search(args) => commands::search::run(args),
+        Command::Show(args) => commands::show::run(args),
+        Command::Deps(args) => commands::deps::run(args),
+        Command::Releases(args) => commands::releases::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

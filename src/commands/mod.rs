@@ -1,11 +1,17 @@
 //! One module per subcommand; each exposes `run(args) -> anyhow::Result<()>`.
 
 pub mod bench;
+pub mod deps;
 pub mod export;
 pub mod gen_catalog;
 pub mod import;
+mod query;
+pub mod releases;
+pub mod search;
 pub mod serve;
+pub mod show;
 pub mod stats;
+pub mod sync;
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};

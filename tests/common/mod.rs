@@ -78,8 +78,13 @@ pub struct Server {
 impl Server {
     /// Starts a server on a free loopback port with extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        Server::start_on("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// Starts a server listening on `listen` (e.g. the address of a server that stopped).
+    pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = exosphere()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(["--watch-interval", "100ms"])
             .args(extra)

@@ -102,6 +102,28 @@ impl DdpError {
         }
     }
 
+    /// Rebuilds an error object a server sent (in a `result` or a `nosub`) as Meteor's
+    /// client does, from `error`, `reason` and `details` only (spec §1.3). `None` when it
+    /// is not an object with a string or numeric code.
+    pub fn from_wire(value: &Value) -> Option<DdpError> {
+        let error = match value.get("error")? {
+            Value::String(code) => ErrorCode::Text(code.clone()),
+            Value::Number(code) => match code.as_i64() {
+                Some(code) => ErrorCode::Number(code),
+                None => ErrorCode::Text(code.to_string()),
+            },
+            _ => return None,
+        };
+        Some(DdpError {
+            error,
+            reason: value
+                .get("reason")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            details: value.get("details").cloned(),
+        })
+    }
+
     /// The wire object, keys in the order Meteor emits them (spec §1.3).
     pub fn to_json(&self) -> Value {
         let mut map = Map::new();
@@ -144,6 +166,18 @@ mod tests {
             DdpError::method_not_found("foo").to_json().to_string(),
             r#"{"isClientSafe":true,"error":404,"reason":"Method 'foo' not found","message":"Method 'foo' not found [404]","errorType":"Meteor.Error"}"#
         );
+    }
+
+    #[test]
+    fn errors_from_the_wire_round_trip() {
+        let sent = DdpError::new("not-authorized", "Nope").with_details(json!({"pkg": "a"}));
+        assert_eq!(DdpError::from_wire(&sent.to_json()), Some(sent));
+        assert_eq!(
+            DdpError::from_wire(&DdpError::method_not_found("foo").to_json()),
+            Some(DdpError::method_not_found("foo"))
+        );
+        assert_eq!(DdpError::from_wire(&json!({"reason": "no code"})), None);
+        assert_eq!(DdpError::from_wire(&json!("text")), None);
     }
 
     #[test]

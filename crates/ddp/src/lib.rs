@@ -11,10 +11,14 @@
 //! * publications writing through a [`Subscription`] into a per-session merge box, so the
 //!   client never sees duplicate `added`s or `changed`s for unknown documents.
 //!
+//! [`client`] is the other side: a DDP client over `ws://` and `wss://`, built on the same
+//! message and EJSON code.
+//!
 //! EJSON lives in its own crate, re-exported as [`ejson`].
 
 pub use exosphere_ejson as ejson;
 
+pub mod client;
 mod error;
 mod id;
 mod merge_box;

@@ -20,7 +20,7 @@ pub(crate) enum DdpVersion {
 
 impl DdpVersion {
     /// Supported versions, most preferred first.
-    const SUPPORTED: [DdpVersion; 3] = [Self::V1, Self::Pre2, Self::Pre1];
+    pub(crate) const SUPPORTED: [DdpVersion; 3] = [Self::V1, Self::Pre2, Self::Pre1];
 
     /// The wire name.
     pub(crate) fn as_str(self) -> &'static str {
@@ -36,7 +36,7 @@ impl DdpVersion {
         self != Self::Pre1
     }
 
-    fn from_wire(name: &str) -> Option<Self> {
+    pub(crate) fn from_wire(name: &str) -> Option<Self> {
         Self::SUPPORTED.into_iter().find(|v| v.as_str() == name)
     }
 }

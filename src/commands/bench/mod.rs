@@ -5,6 +5,8 @@
 //! directory, a synthetic catalog imported into a fresh data directory, and an
 //! `exosphere serve` child process whose memory can be read on its own from `/proc`.
 
+pub mod client_sync;
+pub mod index;
 pub mod sessions;
 pub mod stats;
 pub mod sync;
@@ -27,6 +29,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Sync(args) => sync::run(args),
         BenchCommand::Sessions(args) => sessions::run(args),
         BenchCommand::Stats(args) => stats::run(args),
+        BenchCommand::ClientSync(args) => client_sync::run(args),
+        BenchCommand::Index(args) => index::run(args),
     }
 }
 
@@ -68,6 +72,8 @@ impl WorkDir {
 struct PreparedCatalog {
     /// The data directory holding the imported catalog.
     data_dir: PathBuf,
+    /// The dump the catalog was imported from.
+    dump_path: PathBuf,
     generated: SynthSummary,
     generate_time: Duration,
     /// The bulk SQLite load of the whole dump.
@@ -85,16 +91,7 @@ impl PreparedCatalog {
 /// Generates the catalog of `scale` and `seed` under `work_dir` and imports it into
 /// `work_dir/data` (replacing any earlier one), reporting progress on standard error.
 fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<PreparedCatalog> {
-    let dump_path = work_dir.join("catalog.ndjson");
-    let started = Instant::now();
-    let mut out = BufWriter::new(
-        File::create(&dump_path)
-            .with_context(|| format!("cannot create {}", dump_path.display()))?,
-    );
-    let generated = synth::generate(scale, seed, &mut out)?;
-    out.flush()?;
-    drop(out);
-    let generate_time = started.elapsed();
+    let (dump_path, generated, generate_time) = generate_dump(work_dir, scale, seed)?;
 
     let data_dir = work_dir.join("data");
     if data_dir.exists() {
@@ -110,6 +107,7 @@ fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<P
     let import_time = started.elapsed();
     let catalog = PreparedCatalog {
         data_dir,
+        dump_path,
         generated,
         generate_time,
         import_time,
@@ -120,6 +118,25 @@ fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<P
         mb(catalog.generated.bytes),
     );
     Ok(catalog)
+}
+
+/// Writes the synthetic catalog of `scale` and `seed` to `work_dir/catalog.ndjson`; returns
+/// its path, what it holds and how long generating it took.
+fn generate_dump(
+    work_dir: &Path,
+    scale: Scale,
+    seed: u64,
+) -> anyhow::Result<(PathBuf, SynthSummary, Duration)> {
+    let dump_path = work_dir.join("catalog.ndjson");
+    let started = Instant::now();
+    let mut out = BufWriter::new(
+        File::create(&dump_path)
+            .with_context(|| format!("cannot create {}", dump_path.display()))?,
+    );
+    let generated = synth::generate(scale, seed, &mut out)?;
+    out.flush()?;
+    drop(out);
+    Ok((dump_path, generated, started.elapsed()))
 }
 
 /// An `exosphere serve` child process on a free loopback port, killed when dropped.
@@ -165,16 +182,21 @@ impl ServerProcess {
     /// the peak resident size (including the mapped database file), `RssAnon` the process's
     /// own heap and stacks now.
     fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
-        let mut status = String::new();
-        File::open(format!("/proc/{}/status", self.child.id()))
-            .context("memory figures need /proc (Linux)")?
-            .read_to_string(&mut status)?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("no {field} in /proc status"))
+        process_memory_kib(self.child.id(), field)
     }
+}
+
+/// A memory figure (`VmHWM`, `RssAnon`, …) of process `pid` from `/proc/<pid>/status`, in KiB.
+fn process_memory_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let mut status = String::new();
+    File::open(format!("/proc/{pid}/status"))
+        .context("memory figures need /proc (Linux)")?
+        .read_to_string(&mut status)?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc status"))
 }
 
 impl Drop for ServerProcess {

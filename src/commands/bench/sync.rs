@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{ServerProcess, WorkDir, mb, prepare_catalog};
 use crate::cli::BenchSyncArgs;
+use crate::commands::sync::pages::leading_token;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
@@ -229,23 +230,6 @@ where
         )))
         .await?;
     Ok(())
-}
-
-/// The `syncToken` and `upToDate` at the head of a result frame, read without parsing the
-/// records behind them; `None` when the result does not start with them.
-fn leading_token(frame: &str) -> Option<(&str, bool)> {
-    const LEAD: &str = r#""result":{"syncToken":"#;
-    let start = frame.get(..256)?.find(LEAD)? + LEAD.len();
-    let mut values = serde_json::Deserializer::from_str(&frame[start..]).into_iter::<&RawValue>();
-    let token = values.next()?.ok()?;
-    let rest = &frame[start + values.byte_offset()..];
-    if rest.starts_with(r#","upToDate":true"#) {
-        Some((token.get(), true))
-    } else if rest.starts_with(r#","upToDate":false"#) {
-        Some((token.get(), false))
-    } else {
-        None
-    }
 }
 
 /// Decodes a `collectionsCompressed` page as the tool does (base64, gunzip, JSON) and counts it.

@@ -137,21 +137,22 @@ impl ServerMessage<'_> {
     }
 }
 
-/// An ordered JSON object under construction.
-struct Frame(Map<String, Value>);
+/// An ordered JSON object under construction (server frames here, client frames in
+/// [`super::client`]).
+pub(crate) struct Frame(Map<String, Value>);
 
 impl Frame {
-    fn new(msg: &str) -> Self {
+    pub(crate) fn new(msg: &str) -> Self {
         let mut map = Map::new();
         map.insert("msg".to_owned(), Value::from(msg));
         Self(map)
     }
 
-    fn put(&mut self, key: &str, value: impl Into<Value>) {
+    pub(crate) fn put(&mut self, key: &str, value: impl Into<Value>) {
         self.0.insert(key.to_owned(), value.into());
     }
 
-    fn put_opt(&mut self, key: &str, value: Option<Value>) {
+    pub(crate) fn put_opt(&mut self, key: &str, value: Option<Value>) {
         if let Some(value) = value {
             self.put(key, value);
         }
@@ -164,7 +165,7 @@ impl Frame {
         }
     }
 
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         Value::Object(self.0).to_string()
     }
 

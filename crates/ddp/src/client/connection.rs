@@ -1,0 +1,309 @@
+//! One open client connection: the state shared with the [`Client`](super::Client) handle,
+//! the task that reads server frames and routes them, and the task that writes.
+//!
+//! The reader answers pings on the spot, hands each `result` frame (whole, without
+//! copying) to the call waiting for it, keeps the documents of `added`/`changed`/`removed`
+//! in a local store, and resolves subscriptions on `ready`/`nosub`. When the connection
+//! ends, every waiting call and subscription fails with the reason.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use exosphere_ejson::EjsonMap;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::error::ClientError;
+use super::socket::Socket;
+use crate::error::DdpError;
+use crate::message::{ClientFrame, ServerFrame};
+
+/// Why a connection ended; turned into a fresh [`ClientError`] for each waiter.
+#[derive(Debug, Clone)]
+pub(crate) enum Ended {
+    /// The server sent something DDP does not allow.
+    Protocol(String),
+    /// The socket closed or failed, or the client closed it.
+    Lost(String),
+}
+
+impl Ended {
+    pub(crate) fn error(&self) -> ClientError {
+        match self {
+            Self::Protocol(why) => ClientError::Protocol(why.clone()),
+            Self::Lost(why) => ClientError::Disconnected(why.clone()),
+        }
+    }
+}
+
+/// Where a subscription stands.
+#[derive(Debug)]
+pub(crate) enum SubState {
+    /// Sent; `ready`/`nosub` not seen yet.
+    Pending {
+        name: String,
+        answer: oneshot::Sender<Result<(), ClientError>>,
+    },
+    /// `ready` seen.
+    Ready,
+    /// `nosub` seen (with the server's error, if any).
+    Stopped(Option<DdpError>),
+}
+
+/// What the handle and the reader share.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) ended: Option<Ended>,
+    /// Calls waiting for their `result` frame, by method id.
+    pub(crate) calls: HashMap<String, oneshot::Sender<Result<Utf8Bytes, ClientError>>>,
+    pub(crate) subs: HashMap<String, SubState>,
+    /// collection → document id → fields, as the server's data messages left them.
+    pub(crate) documents: HashMap<String, BTreeMap<String, EjsonMap>>,
+}
+
+/// The shared state and the signal that it moved.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    /// Bumped on every change of documents or subscriptions, and when the connection ends.
+    pub(crate) moved: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            moved: watch::Sender::new(0),
+        })
+    }
+
+    /// The state; a panic elsewhere while holding the lock leaves it usable (every
+    /// update is a single insert or removal).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bump(&self) {
+        self.moved.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Marks the connection ended (the first reason wins) and fails every waiter.
+    pub(crate) fn end(&self, ended: Ended) {
+        let mut state = self.lock();
+        if state.ended.is_some() {
+            return;
+        }
+        tracing::debug!(reason = ?ended, "DDP client connection ended");
+        for (_, waiter) in state.calls.drain() {
+            let _ = waiter.send(Err(ended.error()));
+        }
+        let subs = std::mem::take(&mut state.subs);
+        for (id, sub) in subs {
+            if let SubState::Pending { answer, .. } = sub {
+                let _ = answer.send(Err(ended.error()));
+            } else {
+                state.subs.insert(id, SubState::Stopped(None));
+            }
+        }
+        state.ended = Some(ended);
+        drop(state);
+        self.bump();
+    }
+}
+
+/// Writes queued frames until the queue closes or the socket fails.
+pub(crate) async fn write_frames(
+    mut sink: SplitSink<Socket, Message>,
+    mut queue: mpsc::Receiver<Message>,
+    shared: Arc<Shared>,
+) {
+    while let Some(message) = queue.recv().await {
+        let last = matches!(message, Message::Close(_));
+        if let Err(error) = sink.send(message).await {
+            shared.end(Ended::Lost(format!("cannot send to the server: {error}")));
+            return;
+        }
+        if last {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Reads and routes server frames until the connection ends. With `heartbeat`, pings a
+/// server that stayed silent that long, and gives up on it after as long again.
+pub(crate) async fn read_frames(
+    mut stream: SplitStream<Socket>,
+    out: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+    heartbeat: Option<Duration>,
+) {
+    let mut ping_sent = false;
+    let ended = loop {
+        let next = match heartbeat {
+            None => stream.next().await,
+            Some(interval) => match tokio::time::timeout(interval, stream.next()).await {
+                Ok(next) => next,
+                Err(_) if ping_sent => {
+                    break Ended::Lost(format!(
+                        "the server did not answer a ping within {interval:?}"
+                    ));
+                }
+                Err(_) => {
+                    ping_sent = true;
+                    let ping = ClientFrame::Ping { id: "heartbeat" }.encode();
+                    if out.send(Message::text(ping)).await.is_err() {
+                        break Ended::Lost("the connection was closed".to_owned());
+                    }
+                    continue;
+                }
+            },
+        };
+        ping_sent = false;
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                if let Err(ended) = route(text, &out, &shared).await {
+                    break ended;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                break Ended::Lost(match frame {
+                    Some(frame) if !frame.reason.is_empty() => {
+                        format!("the server closed the connection ({})", frame.reason)
+                    }
+                    _ => "the server closed the connection".to_owned(),
+                });
+            }
+            // Binary frames are ignored, as the `meteor` tool does (spec §1.1);
+            // WebSocket pings are answered by tungstenite.
+            Some(Ok(_)) => {}
+            Some(Err(error)) => break Ended::Lost(error.to_string()),
+            None => break Ended::Lost("the server closed the connection".to_owned()),
+        }
+    };
+    shared.end(ended);
+}
+
+/// Acts on one server frame.
+async fn route(text: Utf8Bytes, out: &mpsc::Sender<Message>, shared: &Shared) -> Result<(), Ended> {
+    let frame = ServerFrame::parse(text.as_str()).map_err(Ended::Protocol)?;
+    match frame {
+        ServerFrame::Result { id } => {
+            let waiter = shared.lock().calls.remove(&id);
+            match waiter {
+                // The caller may have given up (timeout); nothing to do then.
+                Some(waiter) => {
+                    let _ = waiter.send(Ok(text));
+                }
+                None => tracing::debug!(id, "result for a call nobody waits for"),
+            }
+        }
+        ServerFrame::Ping { id } => {
+            let pong = ClientFrame::Pong { id: id.as_ref() }.encode();
+            out.send(Message::text(pong))
+                .await
+                .map_err(|_| Ended::Lost("the connection was closed".to_owned()))?;
+        }
+        ServerFrame::Error { reason, offending } => rejected(shared, &reason, offending.as_ref()),
+        ServerFrame::Added {
+            collection,
+            id,
+            fields,
+        } => {
+            shared
+                .lock()
+                .documents
+                .entry(collection)
+                .or_default()
+                .insert(id, fields);
+            shared.bump();
+        }
+        ServerFrame::Changed {
+            collection,
+            id,
+            fields,
+            cleared,
+        } => {
+            let mut state = shared.lock();
+            let document = state
+                .documents
+                .entry(collection)
+                .or_default()
+                .entry(id)
+                .or_default();
+            document.extend(fields);
+            for key in cleared {
+                document.shift_remove(&key);
+            }
+            drop(state);
+            shared.bump();
+        }
+        ServerFrame::Removed { collection, id } => {
+            if let Some(documents) = shared.lock().documents.get_mut(&collection) {
+                documents.remove(&id);
+            }
+            shared.bump();
+        }
+        ServerFrame::Ready { subs } => {
+            let mut state = shared.lock();
+            for id in subs {
+                if let Some(SubState::Pending { answer, .. }) =
+                    state.subs.insert(id, SubState::Ready)
+                {
+                    let _ = answer.send(Ok(()));
+                }
+            }
+            drop(state);
+            shared.bump();
+        }
+        ServerFrame::Nosub { id, error } => {
+            let mut state = shared.lock();
+            if let Some(SubState::Pending { name, answer }) =
+                state.subs.insert(id, SubState::Stopped(error.clone()))
+            {
+                let error = error.unwrap_or_else(|| {
+                    DdpError::new(
+                        "stopped",
+                        "the server stopped the subscription before it was ready",
+                    )
+                });
+                let _ = answer.send(Err(ClientError::Subscription {
+                    name,
+                    error: Box::new(error),
+                }));
+            }
+            drop(state);
+            shared.bump();
+        }
+        ServerFrame::Pong
+        | ServerFrame::Updated
+        | ServerFrame::Ignored
+        | ServerFrame::Connected { .. }
+        | ServerFrame::Failed { .. } => {}
+    }
+    Ok(())
+}
+
+/// A top-level `error`: fails the call or subscription it quotes, if any, else logs it
+/// (as Meteor's client does).
+fn rejected(shared: &Shared, reason: &str, offending: Option<&Value>) {
+    let id = offending
+        .and_then(|message| message.get("id"))
+        .and_then(Value::as_str);
+    let mut state = shared.lock();
+    if let Some(id) = id {
+        if let Some(waiter) = state.calls.remove(id) {
+            let _ = waiter.send(Err(ClientError::Rejected(reason.to_owned())));
+            return;
+        }
+        if let Some(SubState::Pending { answer, .. }) = state.subs.remove(id) {
+            let _ = answer.send(Err(ClientError::Rejected(reason.to_owned())));
+            return;
+        }
+    }
+    tracing::warn!(reason, offending = ?offending, "the server rejected a message");
+}

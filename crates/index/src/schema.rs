@@ -1,0 +1,263 @@
+//! The index file's SQL schema, its version, and the checks made when a file is opened.
+//!
+//! Every record is kept as the raw JSON text the server sent (`doc`), next to typed columns
+//! for what queries filter, join and sort on. Derived tables (`latest`, `dependencies`,
+//! `dependents`, `maintainers`, `release_packages`, the `search` full-text table) are filled by
+//! [`crate::ingest`] in the same transaction as the records they come from.
+//!
+//! The file identifies itself with `PRAGMA application_id` and versions its schema with
+//! `PRAGMA user_version`; a file from a newer Exosphere is refused with a clear message
+//! rather than misread.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use crate::IndexError;
+
+/// `PRAGMA application_id` of an Exosphere index: "EXOI".
+pub const APPLICATION_ID: i64 = 0x4558_4F49;
+
+/// `PRAGMA user_version` this build reads and writes. Bump it (and say what changed) when
+/// the schema changes; an index is a cache of the server, so older files are rebuilt.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
+const SCHEMA: &str = r#"
+-- The last applied page's syncToken (raw JSON), one row.
+CREATE TABLE sync_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    token TEXT NOT NULL
+);
+-- Records per collection, kept up to date by every page so progress reads are O(1).
+CREATE TABLE counts (
+    collection TEXT PRIMARY KEY,
+    records INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE packages (
+    id TEXT PRIMARY KEY,          -- _id
+    name TEXT NOT NULL,           -- name
+    last_updated INTEGER,         -- lastUpdated, ms since the epoch
+    doc TEXT NOT NULL
+);
+CREATE INDEX packages_by_name ON packages (name);
+-- packages.maintainers[].username, for `search --maintainer`.
+CREATE TABLE maintainers (
+    package_id TEXT NOT NULL,     -- packages._id
+    username TEXT NOT NULL,
+    package TEXT NOT NULL,        -- packages.name
+    PRIMARY KEY (package_id, username)
+) WITHOUT ROWID;
+CREATE INDEX maintainers_by_username ON maintainers (username, package);
+CREATE INDEX maintainers_by_package ON maintainers (package);
+
+CREATE TABLE versions (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,             -- _id (unique: versions_by_id)
+    package TEXT NOT NULL,        -- packageName
+    version TEXT NOT NULL,        -- version
+    sort_key BLOB NOT NULL,       -- Meteor version order as bytes (version.rs)
+    rank BLOB NOT NULL,           -- 1 for official versions, 0 for prereleases, then sort_key
+    description TEXT,             -- description
+    published INTEGER,            -- published, ms
+    last_updated INTEGER,         -- lastUpdated, ms
+    doc TEXT NOT NULL
+);
+-- One edge per (version, dependency): dependencies.<name>.{constraint, references}.
+-- `refs` is the references array as sent (arch, weak, unordered, implied);
+-- `weak` is 1 when every reference is weak.
+CREATE TABLE dependencies (
+    version_rowid INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    constraint_text TEXT,
+    refs TEXT NOT NULL,
+    weak INTEGER NOT NULL,
+    PRIMARY KEY (version_rowid, name)
+) WITHOUT ROWID;
+-- The dependency edges of each package's latest version, by dependency: who depends on a
+-- package. Rewritten with `search` for the packages in `latest_dirty`.
+CREATE TABLE dependents (
+    name TEXT NOT NULL,           -- the package depended on
+    package TEXT NOT NULL,        -- the package whose latest version depends on it
+    version TEXT NOT NULL,        -- that latest version
+    constraint_text TEXT,
+    refs TEXT NOT NULL,
+    weak INTEGER NOT NULL,
+    PRIMARY KEY (name, package)
+) WITHOUT ROWID;
+CREATE INDEX dependents_by_package ON dependents (package);
+-- The latest version of each package: the greatest `rank` (official versions above
+-- prereleases, then Meteor version order). The rowid keys the `search` table.
+CREATE TABLE latest (
+    id INTEGER PRIMARY KEY,
+    package TEXT NOT NULL UNIQUE,
+    version_rowid INTEGER NOT NULL,
+    rank BLOB NOT NULL,
+    last_updated INTEGER          -- the greatest lastUpdated of any version
+);
+-- Packages whose latest version changed since the `search` and `dependents` rows were
+-- written; they are rewritten by the page that brings the index up to date.
+CREATE TABLE latest_dirty (
+    latest_id INTEGER PRIMARY KEY
+);
+-- Full text over the latest version of each package; rowid = latest.id.
+CREATE VIRTUAL TABLE search USING fts5 (
+    name, description, long_description,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);
+
+CREATE TABLE builds (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,             -- _id (unique: builds_by_id)
+    version_id TEXT NOT NULL,     -- versionId (= versions.id)
+    architectures TEXT NOT NULL,  -- buildArchitectures, e.g. os+web.browser
+    published INTEGER,            -- buildPublished, ms
+    doc TEXT NOT NULL
+);
+
+CREATE TABLE release_tracks (
+    id TEXT PRIMARY KEY,          -- _id
+    name TEXT NOT NULL,           -- name
+    doc TEXT NOT NULL
+);
+CREATE INDEX release_tracks_by_name ON release_tracks (name);
+
+CREATE TABLE release_versions (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,      -- _id
+    track TEXT NOT NULL,          -- track
+    version TEXT NOT NULL,        -- version
+    order_key TEXT,               -- orderKey (compared as plain text, as the tool does)
+    recommended INTEGER NOT NULL, -- recommended
+    packages INTEGER NOT NULL,    -- how many packages it pins (entries of `packages`)
+    published INTEGER,            -- published, ms
+    doc TEXT NOT NULL
+);
+CREATE INDEX release_versions_by_track ON release_versions (track, order_key);
+-- releaseVersions.packages: which release pins which package version.
+CREATE TABLE release_packages (
+    package TEXT NOT NULL,
+    release_rowid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (package, release_rowid)
+) WITHOUT ROWID;
+CREATE INDEX release_packages_by_release ON release_packages (release_rowid);
+"#;
+
+/// The indexes of the two big collections, whose keys (`_id`s, package names) arrive in
+/// random order. Kept current record by record they would dirty hundreds of scattered
+/// pages in every page's transaction, so a first sync (or one after `resetData`) drops
+/// them, appends, and builds them once sorted when the index is up to date
+/// ([`crate::ingest`]). Their absence marks an unfinished first sync.
+pub const DEFERRED_INDEXES: [(&str, &str); 4] = [
+    (
+        "versions_by_id",
+        "CREATE UNIQUE INDEX versions_by_id ON versions (id)",
+    ),
+    (
+        "versions_by_package",
+        "CREATE INDEX versions_by_package ON versions (package, sort_key)",
+    ),
+    (
+        "builds_by_id",
+        "CREATE UNIQUE INDEX builds_by_id ON builds (id)",
+    ),
+    (
+        "builds_by_version",
+        "CREATE INDEX builds_by_version ON builds (version_id)",
+    ),
+];
+
+/// Tables whose rows are records or derived from them: emptied by `resetData`.
+pub const DATA_TABLES: [&str; 14] = [
+    "sync_state",
+    "counts",
+    "packages",
+    "maintainers",
+    "versions",
+    "dependencies",
+    "latest",
+    "latest_dirty",
+    "dependents",
+    "search",
+    "builds",
+    "release_tracks",
+    "release_versions",
+    "release_packages",
+];
+
+/// Connection settings for an index: WAL so queries can read while a sync writes, and
+/// `synchronous=NORMAL` because a page and its token commit together, so a power loss can
+/// only lose whole pages, which the next sync fetches again. 8 KiB pages (set before the
+/// file is first written) hold several ~1.5 KB version records each where 4 KiB pages
+/// wasted a quarter of their space; a checkpoint every 8,192 pages (64 MiB of WAL) rather
+/// than SQLite's 1,000 copies each page fewer times during a sync.
+pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.execute_batch(
+        "PRAGMA page_size = 8192;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA cache_size = -65536;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = 8192;",
+    )
+}
+
+/// Checks that `connection` holds an index this build can use, creating the schema in an
+/// empty file.
+pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexError> {
+    let sqlite = |e| IndexError::from_sqlite(path, e);
+    let application_id: i64 = connection
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(sqlite)?;
+    let user_version: i64 = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    if application_id == 0 && user_version == 0 {
+        let objects: i64 = connection
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
+            .map_err(sqlite)?;
+        if objects != 0 {
+            return Err(IndexError::Corrupt {
+                path: path.to_owned(),
+                reason: "it is an SQLite database, but not an Exosphere index".into(),
+            });
+        }
+        let tx = connection.transaction().map_err(sqlite)?;
+        tx.execute_batch(SCHEMA).map_err(sqlite)?;
+        for (_, create) in DEFERRED_INDEXES {
+            tx.execute_batch(create).map_err(sqlite)?;
+        }
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sqlite)?;
+        return tx.commit().map_err(sqlite);
+    }
+    if application_id != APPLICATION_ID {
+        return Err(IndexError::Corrupt {
+            path: path.to_owned(),
+            reason: "it is an SQLite database, but not an Exosphere index".into(),
+        });
+    }
+    if user_version > SCHEMA_VERSION {
+        return Err(IndexError::NewerSchema {
+            path: path.to_owned(),
+            found: user_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if user_version < SCHEMA_VERSION {
+        return Err(IndexError::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "it has index schema {user_version}, from an older Exosphere; this version uses {SCHEMA_VERSION}"
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,555 @@
+//! The ingest contract the sync client relies on: pages and tokens commit together, a bad
+//! record fails its whole page, `resetData` starts over, files that are not usable indexes
+//! are refused with the next step to take (spec §3.2–§3.3, §3.7, §3.8).
+
+use std::path::Path;
+
+use exosphere_index::{Index, IndexError, SCHEMA_VERSION, SyncPage};
+use serde_json::value::RawValue;
+
+fn raw(text: &str) -> Box<RawValue> {
+    RawValue::from_string(text.to_owned()).expect("test JSON is valid")
+}
+
+/// Builds a page from `(collection, [record JSON])` pairs.
+fn page<'a>(
+    token: &'a RawValue,
+    records: &'a [(&'a str, Vec<Box<RawValue>>)],
+    reset_data: bool,
+    up_to_date: bool,
+) -> SyncPage<'a> {
+    SyncPage {
+        reset_data,
+        up_to_date,
+        sync_token: token,
+        collections: records
+            .iter()
+            .map(|(name, docs)| (*name, docs.iter().map(AsRef::as_ref).collect()))
+            .collect(),
+    }
+}
+
+fn package(id: &str, name: &str) -> Box<RawValue> {
+    raw(&format!(
+        r#"{{"_id":"{id}","name":"{name}","maintainers":[{{"username":"ann","id":"u1"}}],"lastUpdated":{{"$date":1420070400000}}}}"#
+    ))
+}
+
+fn version(id: &str, name: &str, version: &str) -> Box<RawValue> {
+    raw(&format!(
+        r#"{{"_id":"{id}","packageName":"{name}","version":"{version}","description":"{name} does things","dependencies":{{"meteor":{{"constraint":null,"references":[{{"arch":"os"}},{{"arch":"web.browser","weak":true}}]}}}},"published":{{"$date":1420070400000}},"lastUpdated":{{"$date":1420070400000}}}}"#
+    ))
+}
+
+fn counts(index: &Index) -> Vec<(String, u64)> {
+    index.counts().expect("counts")
+}
+
+fn count(index: &Index, collection: &str) -> u64 {
+    counts(index)
+        .into_iter()
+        .find(|(name, _)| name == collection)
+        .map(|(_, n)| n)
+        .expect("every collection is counted")
+}
+
+#[test]
+fn a_new_index_is_empty_and_never_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dirs/index.sqlite3");
+    let index = Index::open(&path).expect("creates the file and its directories");
+    assert!(path.exists());
+    assert_eq!(index.sync_token().unwrap(), None);
+    let names: Vec<String> = counts(&index)
+        .into_iter()
+        .map(|(name, n)| {
+            assert_eq!(n, 0);
+            name
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "packages",
+            "versions",
+            "builds",
+            "releaseTracks",
+            "releaseVersions"
+        ]
+    );
+}
+
+#[test]
+fn pages_and_their_tokens_commit_together_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+
+    let token = raw(r#"{"format":"1.1","packages":1}"#);
+    let records = [
+        (
+            "packages",
+            vec![package("p1", "ann:one"), package("p2", "ann:two")],
+        ),
+        ("versions", vec![version("v1", "ann:one", "1.0.0")]),
+        ("somethingNew", vec![raw(r#"{"_id":"x"}"#)]),
+    ];
+    let applied = index
+        .apply_page(&page(&token, &records, false, false))
+        .unwrap();
+    assert_eq!(
+        (
+            applied.records,
+            applied.inserted,
+            applied.updated,
+            applied.ignored
+        ),
+        (3, 3, 0, 1)
+    );
+    assert_eq!(
+        index.sync_token().unwrap().as_deref(),
+        Some(r#"{"format":"1.1","packages":1}"#)
+    );
+    drop(index);
+
+    // A second process (the resumed sync) sees the committed page and continues.
+    let mut index = Index::open(&path).unwrap();
+    assert_eq!(count(&index, "packages"), 2);
+    assert_eq!(count(&index, "versions"), 1);
+    let token = raw(r#"{"format":"1.1","packages":2}"#);
+    let records = [(
+        "versions",
+        vec![
+            version("v1", "ann:one", "1.0.0"),
+            version("v2", "ann:one", "1.1.0"),
+        ],
+    )];
+    let applied = index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    // A first sync appends and keeps the last copy of a record sent twice at its end.
+    assert_eq!(applied.records, 2);
+    assert_eq!(count(&index, "versions"), 2, "v1 sent twice is one record");
+    assert_eq!(
+        index.sync_token().unwrap().as_deref(),
+        Some(r#"{"format":"1.1","packages":2}"#)
+    );
+
+    // Once up to date, pages update records in place.
+    let token = raw(r#"{"format":"1.1","packages":3}"#);
+    let records = [(
+        "versions",
+        vec![
+            version("v2", "ann:one", "1.1.0"),
+            version("v3", "ann:one", "1.2.0"),
+        ],
+    )];
+    let applied = index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    assert_eq!(
+        (applied.records, applied.inserted, applied.updated),
+        (2, 1, 1)
+    );
+    assert_eq!(count(&index, "versions"), 3);
+}
+
+/// The first sync defers the big indexes; queries wait for its end, and a record sent twice
+/// (it changed during the sync) ends with its last copy.
+#[test]
+fn an_unfinished_first_sync_is_refused_by_queries_until_it_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let build = |id: &str, version_id: &str, arch: &str| {
+        raw(&format!(
+            r#"{{"_id":"{id}","versionId":"{version_id}","buildArchitectures":"{arch}","build":{{"url":"u"}}}}"#
+        ))
+    };
+    let token = raw(r#"{"n":1}"#);
+    let records = [
+        ("packages", vec![package("p1", "ann:one")]),
+        (
+            "versions",
+            vec![
+                version("v1", "ann:one", "1.0.0"),
+                version("v2", "ann:one", "2.0.0"),
+            ],
+        ),
+        (
+            "builds",
+            vec![build("b1", "v1", "os"), build("b2", "v2", "os")],
+        ),
+    ];
+    index
+        .apply_page(&page(&token, &records, false, false))
+        .unwrap();
+    let error = index.show("ann:one", None).unwrap_err();
+    assert!(matches!(error, IndexError::Unfinished { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("run `exosphere sync` to complete it"),
+        "{error}"
+    );
+    drop(index);
+
+    // The resumed sync sends v2 and b2 again, changed, and ends.
+    let mut index = Index::open(&path).unwrap();
+    let token = raw(r#"{"n":2}"#);
+    let changed = raw(
+        r#"{"_id":"v2","packageName":"ann:one","version":"2.0.0","description":"changed","dependencies":{"b":{"constraint":"1.0.0","references":[{"arch":"os"}]}}}"#,
+    );
+    let records = [
+        ("versions", vec![changed]),
+        ("builds", vec![build("b2", "v2", "os+web.browser")]),
+    ];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "versions"), 2);
+    assert_eq!(count(&index, "builds"), 2);
+    let info = index.show("ann:one", None).unwrap();
+    assert_eq!(info.latest, "2.0.0");
+    assert_eq!(info.version.description.as_deref(), Some("changed"));
+    let deps: Vec<&str> = info
+        .version
+        .dependencies
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(deps, ["b"], "the dropped copy's dependencies are gone");
+    let builds: Vec<&str> = info
+        .version
+        .builds
+        .iter()
+        .map(|b| b.architectures.as_str())
+        .collect();
+    assert_eq!(builds, ["os+web.browser"]);
+    assert_eq!(index.search("changed", None, 5).unwrap().len(), 1);
+    let deps = index.deps("ann:one", None, false, 1).unwrap();
+    assert_eq!(deps.nodes.len(), 1);
+    assert_eq!(deps.nodes[0].version, None, "`b` is not in the index");
+}
+
+#[test]
+fn a_malformed_record_fails_the_whole_page_and_names_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let first = raw(r#"{"n":1}"#);
+    let records = [("packages", vec![package("p1", "ann:one")])];
+    index
+        .apply_page(&page(&first, &records, false, false))
+        .unwrap();
+
+    let cases: [(&str, Box<RawValue>, &str, &str); 5] = [
+        (
+            "versions",
+            raw(r#"{"_id":"bad1","packageName":"ann:one","version":"1.0"}"#),
+            "bad1",
+            "major.minor.patch",
+        ),
+        (
+            "versions",
+            raw(r#"{"_id":"bad2","packageName":"ann:one"}"#),
+            "bad2",
+            "version",
+        ),
+        (
+            "packages",
+            raw(r#"{"_id":"bad3","name":7}"#),
+            "bad3",
+            "string",
+        ),
+        ("builds", raw(r#"{"name":"no id"}"#), "?", "_id"),
+        (
+            "versions",
+            raw(
+                r#"{"_id":"bad4","packageName":"a","version":"1.0.0","dependencies":{"b":{"references":[{"weak":true}]}}}"#,
+            ),
+            "bad4",
+            "arch",
+        ),
+    ];
+    for (collection, bad, id, reason) in cases {
+        let second = raw(r#"{"n":2}"#);
+        let records = [
+            ("packages", vec![package("p2", "ann:two")]),
+            ("versions", vec![version("v9", "ann:two", "1.0.0")]),
+            (collection, vec![bad]),
+        ];
+        let error = index
+            .apply_page(&page(&second, &records, false, true))
+            .expect_err("a malformed record fails the page");
+        let message = error.to_string();
+        assert!(
+            matches!(&error, IndexError::MalformedRecord { collection: c, id: i, .. } if c == collection && i == id),
+            "{message}"
+        );
+        assert!(message.contains(reason), "{message}");
+        // Nothing of that page was applied, and the token is still the first page's.
+        assert_eq!(count(&index, "packages"), 1, "{message}");
+        assert_eq!(count(&index, "versions"), 0);
+        assert_eq!(index.sync_token().unwrap().as_deref(), Some(r#"{"n":1}"#));
+    }
+}
+
+#[test]
+fn reset_data_replaces_everything_in_the_same_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw(r#"{"epoch":"a"}"#);
+    let records = [
+        (
+            "packages",
+            vec![package("p1", "ann:one"), package("p2", "ann:two")],
+        ),
+        ("versions", vec![version("v1", "ann:one", "1.0.0")]),
+    ];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+
+    // A reset page that fails leaves the old index in place.
+    let token = raw(r#"{"epoch":"b"}"#);
+    let records = [("packages", vec![raw(r#"{"_id":"p3"}"#)])];
+    index
+        .apply_page(&page(&token, &records, true, true))
+        .unwrap_err();
+    assert_eq!(count(&index, "packages"), 2);
+
+    let records = [("packages", vec![package("p3", "bob:three")])];
+    let applied = index
+        .apply_page(&page(&token, &records, true, true))
+        .unwrap();
+    assert_eq!(applied.inserted, 1);
+    assert_eq!(count(&index, "packages"), 1);
+    assert_eq!(count(&index, "versions"), 0);
+    assert_eq!(
+        index.sync_token().unwrap().as_deref(),
+        Some(r#"{"epoch":"b"}"#)
+    );
+}
+
+/// `collectionsCompressed` pages are plain JSON: dates are ISO strings or numbers (§3.7).
+#[test]
+fn plain_json_dates_from_compressed_pages_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw("{}");
+    let records = [
+        (
+            "packages",
+            vec![
+                raw(r#"{"_id":"p1","name":"a","lastUpdated":"2015-01-01T00:00:00.000Z"}"#),
+                raw(r#"{"_id":"p2","name":"b","lastUpdated":1420070400000}"#),
+                raw(
+                    r#"{"_id":"p3","name":"c","lastUpdated":null,"maintainers":null,"homepage":null}"#,
+                ),
+            ],
+        ),
+        (
+            "releaseVersions",
+            vec![raw(
+                r#"{"_id":"r1","track":"METEOR","version":"1.0","published":"2014-10-28T00:00:00Z","packages":{"a":"1.0.0"}}"#,
+            )],
+        ),
+    ];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "packages"), 3);
+    assert_eq!(count(&index, "releaseVersions"), 1);
+
+    let bad = [(
+        "packages",
+        vec![raw(r#"{"_id":"p4","name":"d","lastUpdated":"yesterday"}"#)],
+    )];
+    let message = index
+        .apply_page(&page(&token, &bad, false, true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("p4") && message.contains("ISO-8601"),
+        "{message}"
+    );
+}
+
+#[test]
+fn rebuild_starts_from_an_empty_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let token = raw("{}");
+    let records = [("packages", vec![package("p1", "ann:one")])];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    drop(index);
+    let index = Index::rebuild(&path).unwrap();
+    assert_eq!(index.sync_token().unwrap(), None);
+    assert_eq!(count(&index, "packages"), 0);
+}
+
+fn assert_refused(path: &Path, expected: &str) -> IndexError {
+    let error = Index::open(path).expect_err("the file is refused");
+    let message = error.to_string();
+    assert!(message.contains(expected), "{message}");
+    error
+}
+
+#[test]
+fn a_file_that_is_not_an_index_asks_for_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    std::fs::write(
+        &path,
+        "this is not a database, it is a shopping list\n".repeat(200),
+    )
+    .unwrap();
+    let error = assert_refused(&path, "exosphere sync --rebuild");
+    assert!(matches!(error, IndexError::Corrupt { .. }), "{error}");
+
+    // Rebuild fixes it.
+    Index::rebuild(&path).unwrap();
+    Index::open(&path).unwrap();
+
+    // Another application's SQLite database is refused, not modified.
+    let other = dir.path().join("other.sqlite3");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE mine (x); INSERT INTO mine VALUES (1);")
+        .unwrap();
+    assert_refused(&other, "not an Exosphere index");
+    let still: i64 = rusqlite::Connection::open(&other)
+        .unwrap()
+        .query_row("SELECT x FROM mine", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(still, 1);
+}
+
+#[test]
+fn a_damaged_index_asks_for_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let dump = std::fs::read_to_string(fixture()).unwrap();
+    let mut index = Index::open(&path).unwrap();
+    index.load_dump(&dump, 500).unwrap();
+    drop(index);
+    // Overwrite the middle of the file (b-tree pages) with garbage.
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 64 * 1024);
+    let middle = bytes.len() / 2;
+    for byte in &mut bytes[middle - 16 * 1024..middle + 16 * 1024] {
+        *byte = 0xA5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+    let outcome = Index::open(&path).and_then(|mut index| index.load_dump(&dump, 500).map(|_| ()));
+    let error = outcome.expect_err("a damaged index is detected");
+    assert!(matches!(error, IndexError::Corrupt { .. }), "{error}");
+    assert!(
+        error.to_string().contains("exosphere sync --rebuild"),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_index_from_a_newer_exosphere_asks_for_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    drop(Index::open(&path).unwrap());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let error = assert_refused(&path, "newer version of Exosphere");
+    assert!(error.to_string().contains("upgrade Exosphere"), "{error}");
+    assert!(
+        matches!(error, IndexError::NewerSchema { found, supported, .. } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION)
+    );
+}
+
+#[test]
+fn queries_on_a_missing_index_say_to_sync_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("never-synced.sqlite3");
+    let error = Index::open_existing(&path).expect_err("missing");
+    assert!(
+        error.to_string().contains("run `exosphere sync` first"),
+        "{error}"
+    );
+    assert!(!path.exists(), "a query does not create an index");
+}
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/meteor-2015-catalog.ndjson")
+}
+
+/// The 2015 fixture through pages of 500 and of 7 records per collection gives the same
+/// counts as the dump has lines.
+#[test]
+fn the_2015_catalog_loads_in_pages_of_any_size() {
+    let dump = std::fs::read_to_string(fixture()).expect("the 2015 fixture (../shared/fixtures)");
+    for per_page in [500, 7] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+        let applied = index.load_dump(&dump, per_page).unwrap();
+        assert_eq!(applied.records, 8290);
+        assert_eq!(applied.inserted, 8290);
+        assert_eq!(
+            counts(&index),
+            [
+                ("packages".to_owned(), 210),
+                ("versions".to_owned(), 4039),
+                ("builds".to_owned(), 4039),
+                ("releaseTracks".to_owned(), 1),
+                ("releaseVersions".to_owned(), 1),
+            ]
+        );
+        // Loading it again starts over (the first page resets) and ends with the same index.
+        let again = index.load_dump(&dump, per_page).unwrap();
+        assert_eq!((again.inserted, again.updated), (8290, 0));
+        assert_eq!(count(&index, "versions"), 4039);
+    }
+}
+
+#[test]
+fn a_bad_dump_line_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let dump = "{\"collection\":\"packages\",\"doc\":{\"_id\":\"a\",\"name\":\"a\"}}\n\n{\"collection\":\"widgets\",\"doc\":{}}\n";
+    let error = index.load_dump(dump, 500).unwrap_err().to_string();
+    assert!(
+        error.contains("line 3") && error.contains("widgets"),
+        "{error}"
+    );
+}
+
+/// If the copy of a record that a first sync drops was some package's latest version, the
+/// latest version is chosen again from what is left.
+#[test]
+fn a_dropped_copy_that_was_latest_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw("{}");
+    let first = [(
+        "versions",
+        vec![
+            version("x", "ann:one", "1.0.0"),
+            version("y", "ann:one", "0.9.0"),
+        ],
+    )];
+    index
+        .apply_page(&page(&token, &first, false, false))
+        .unwrap();
+    let second = [("versions", vec![version("x", "ann:one", "0.5.0")])];
+    index
+        .apply_page(&page(&token, &second, false, true))
+        .unwrap();
+    let info = index.show("ann:one", None).unwrap();
+    assert_eq!(info.latest, "0.9.0");
+    let versions: Vec<&str> = info.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["0.5.0", "0.9.0"]);
+    assert_eq!(index.search("ann", None, 5).unwrap()[0].version, "0.9.0");
+}

@@ -1,0 +1,250 @@
+//! `exosphere sync`: copies a package server's catalog into the local index, once or (with
+//! `--watch`) for as long as it runs.
+//!
+//! [`pages`] is the page loop itself; this module opens the index, connects the DDP client,
+//! shows progress, follows the `changes` publication in watch mode (reconnecting with
+//! backoff), prints the summary, and words errors for the user.
+
+pub(crate) mod pages;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use exosphere_ddp::client::{Client, ClientConfig, ClientError, certificates_from_pem};
+use exosphere_ddp::ejson::Ejson;
+use exosphere_index::Index;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::SyncArgs;
+use pages::{Pass, sync_pass};
+
+/// The first wait before reconnecting in watch mode; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs the sync on a multi-threaded runtime (the connection reader keeps receiving while
+/// a page is applied).
+pub fn run(args: SyncArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(sync(args))
+}
+
+async fn sync(args: SyncArgs) -> anyhow::Result<()> {
+    let path = args.index.index_path()?;
+    let mut index = if args.rebuild {
+        Index::rebuild(&path)?
+    } else {
+        Index::open(&path)?
+    };
+    let config = client_config(&args)?;
+    let server = args.index.server.as_str();
+    if args.watch {
+        return watch(server, &config, &mut index, args.compress).await;
+    }
+    let client = connect(server, &config).await?;
+    let pass = pass_with_progress(&client, &mut index, args.compress, None).await;
+    client.close().await;
+    let pass = pass.with_context(|| format!("the sync from {server} stopped"))?;
+    println!("Synced {pass} from {server}.");
+    print_counts(&index)?;
+    Ok(())
+}
+
+/// The DDP client settings from the flags.
+fn client_config(args: &SyncArgs) -> anyhow::Result<ClientConfig> {
+    let mut config = ClientConfig {
+        connect_timeout: args.connect_timeout,
+        call_timeout: args.call_timeout,
+        max_message_size: args.max_message_size,
+        ..ClientConfig::default()
+    };
+    if let Some(path) = &args.ca_cert {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        config.extra_roots = certificates_from_pem(&pem)
+            .with_context(|| format!("cannot use the CA certificate {}", path.display()))?;
+    }
+    if args.watch {
+        // A watching client may be idle for hours: find out when the server is gone.
+        config.heartbeat = Some(Duration::from_secs(30));
+    }
+    Ok(config)
+}
+
+async fn connect(server: &str, config: &ClientConfig) -> anyhow::Result<Client> {
+    Client::connect(server, config.clone())
+        .await
+        .with_context(|| format!("cannot sync from {server}"))
+}
+
+/// One pass with a progress bar on standard error (drawn only on a terminal). The estimate
+/// of what is left comes from the `changes` counters when given.
+async fn pass_with_progress(
+    client: &Client,
+    index: &mut Index,
+    compress: bool,
+    changes: Option<u64>,
+) -> anyhow::Result<Pass> {
+    let bar = if std::io::stderr().is_terminal() {
+        let estimate = match changes {
+            Some(total) => Some(total),
+            None => change_counters(client, true)
+                .await
+                .map(|c| c.values().sum()),
+        };
+        let held: u64 = index.counts()?.iter().map(|(_, n)| n).sum();
+        progress_bar(estimate, held)
+    } else {
+        ProgressBar::hidden()
+    };
+    let pass = sync_pass(client, index, compress, |applied| bar.inc(applied.records)).await;
+    bar.finish_and_clear();
+    pass
+}
+
+/// A bar counting records; with an estimate of the total (the server's change counters,
+/// which count every write, so it errs high), a bar with the time left.
+fn progress_bar(estimate: Option<u64>, held: u64) -> ProgressBar {
+    let (bar, template) = match estimate {
+        Some(total) if total > held => (
+            ProgressBar::new(total),
+            "{spinner} syncing [{bar:30}] {human_pos}/~{human_len} records, {per_sec}, ~{eta} left",
+        ),
+        _ => (
+            ProgressBar::new_spinner(),
+            "{spinner} syncing {human_pos} records, {per_sec}",
+        ),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template)
+            .expect("static progress template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_position(held);
+    bar.reset_eta();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// The `changes` publication's counters (spec §4.3), collection → count; subscribes first
+/// when `subscribe`. `None` when the server does not offer them.
+async fn change_counters(client: &Client, subscribe: bool) -> Option<BTreeMap<String, u64>> {
+    if subscribe && client.subscribe("changes", &[]).await.is_err() {
+        return None;
+    }
+    let counters: BTreeMap<String, u64> = client
+        .documents("changes")
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let count = fields.get("changes").and_then(Ejson::as_f64)?;
+            Some((id, count.max(0.0) as u64))
+        })
+        .collect();
+    Some(counters)
+}
+
+/// Prints how many records of each collection the index holds.
+fn print_counts(index: &Index) -> anyhow::Result<()> {
+    let counts = index
+        .counts()?
+        .into_iter()
+        .map(|(collection, n)| format!("{n} {collection}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("Index {}: {counts}.", index.path().display());
+    Ok(())
+}
+
+/// `--watch`: sync, then sync again whenever the `changes` counters move; reconnect with
+/// backoff when the connection is lost, until Ctrl-C.
+async fn watch(
+    server: &str,
+    config: &ClientConfig,
+    index: &mut Index,
+    compress: bool,
+) -> anyhow::Result<()> {
+    let mut backoff = FIRST_BACKOFF;
+    // The first connection must work: a wrong URL should not retry forever.
+    let mut client = Some(connect(server, config).await?);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let session = async {
+            let client = match client.take() {
+                Some(client) => client,
+                None => connect(server, config).await?,
+            };
+            backoff = FIRST_BACKOFF;
+            follow(server, &client, index, compress).await
+        };
+        let error = tokio::select! {
+            _ = &mut ctrl_c => {
+                println!("Stopped watching {server}.");
+                return Ok(());
+            }
+            outcome = session => outcome.err(),
+        };
+        let Some(error) = error else { continue };
+        if !is_transient(&error) {
+            return Err(error);
+        }
+        eprintln!("{error:#}; reconnecting in {backoff:?}");
+        tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One watch session: subscribe to `changes`, sync, and sync again on every move, until
+/// the connection ends (an error, so the caller reconnects).
+async fn follow(
+    server: &str,
+    client: &Client,
+    index: &mut Index,
+    compress: bool,
+) -> anyhow::Result<()> {
+    let mut moved = client.watch();
+    let Some(mut synced) = change_counters(client, true).await else {
+        anyhow::bail!(
+            "{server} does not offer the `changes` publication (spec §4.3), which --watch needs"
+        );
+    };
+    loop {
+        let total = synced.values().sum();
+        let pass = pass_with_progress(client, index, compress, Some(total)).await?;
+        println!("Synced {pass} from {server}; watching for changes (Ctrl-C stops).");
+        loop {
+            if moved.changed().await.is_err() || client.is_closed() {
+                return Err(client.ended()).context("the connection to the server ended");
+            }
+            let now = change_counters(client, false).await.unwrap_or_default();
+            if now != synced {
+                synced = now;
+                break;
+            }
+        }
+    }
+}
+
+/// Whether watch mode should reconnect after `error` (the server went away or is
+/// unreachable for now), rather than stop (a broken protocol, the index, TLS).
+fn is_transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<ClientError>(),
+            Some(
+                ClientError::Unreachable { .. }
+                    | ClientError::Disconnected(_)
+                    | ClientError::Timeout { .. }
+                    | ClientError::HttpStatus { .. }
+            )
+        )
+    })
+}
