@@ -1,0 +1,460 @@
+//! The SQLite side of [`AccountWriter`] and of natural-key lookups: schema version 3.
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::{Db as _, SqliteWriter, to_i64, to_u64};
+use crate::accounts::{AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, User};
+use crate::store::{Lookup, StoreError};
+
+/// Version 3: accounts, tokens, upload tickets, pending publishes and natural-key indexes.
+pub(super) fn migrate_v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE users (
+             id TEXT PRIMARY KEY,
+             username TEXT NOT NULL UNIQUE,
+             admin INTEGER NOT NULL
+         ) STRICT;
+         CREATE TABLE orgs (
+             id TEXT PRIMARY KEY,
+             name TEXT NOT NULL UNIQUE
+         ) STRICT;
+         CREATE TABLE org_members (
+             org_id TEXT NOT NULL,
+             user_id TEXT NOT NULL,
+             PRIMARY KEY (org_id, user_id)
+         ) STRICT, WITHOUT ROWID;
+         CREATE TABLE tokens (
+             id TEXT PRIMARY KEY,
+             hash TEXT NOT NULL UNIQUE,
+             user_id TEXT NOT NULL,
+             created INTEGER NOT NULL,
+             expires INTEGER NOT NULL
+         ) STRICT;
+         CREATE TABLE uploads (
+             hash TEXT PRIMARY KEY,
+             staging TEXT NOT NULL,
+             destination TEXT NOT NULL,
+             max_size INTEGER NOT NULL,
+             expires INTEGER NOT NULL,
+             state TEXT NOT NULL,
+             size INTEGER,
+             sha256 TEXT
+         ) STRICT;
+         CREATE TABLE pending (
+             hash TEXT PRIMARY KEY,
+             kind TEXT NOT NULL,
+             subject TEXT NOT NULL,
+             user_id TEXT NOT NULL,
+             record TEXT NOT NULL,
+             uploads TEXT NOT NULL,
+             expires INTEGER NOT NULL
+         ) STRICT;
+         CREATE INDEX pending_by_subject ON pending (kind, subject);
+         CREATE INDEX rec_packages_by_name ON rec_packages (json_extract(json, '$.name'));
+         CREATE INDEX rec_versions_by_key ON rec_versions
+             (json_extract(json, '$.packageName'), json_extract(json, '$.version'));
+         CREATE INDEX rec_builds_by_version ON rec_builds (json_extract(json, '$.versionId'));
+         CREATE INDEX rec_release_tracks_by_name ON rec_release_tracks
+             (json_extract(json, '$.name'));
+         CREATE INDEX rec_release_versions_by_key ON rec_release_versions
+             (json_extract(json, '$.track'), json_extract(json, '$.version'));",
+    )
+}
+
+/// Record texts by natural key; each query repeats its index's expression exactly, so
+/// SQLite answers it from the index.
+pub(super) fn find(conn: &Connection, key: &Lookup<'_>) -> Result<Vec<String>, StoreError> {
+    let (sql, first, second) = match *key {
+        Lookup::Package(name) => (
+            "SELECT json FROM rec_packages WHERE json_extract(json, '$.name') = ?1 AND ?2 IS NULL",
+            name,
+            None,
+        ),
+        Lookup::Version { package, version } => (
+            "SELECT json FROM rec_versions WHERE json_extract(json, '$.packageName') = ?1 \
+             AND json_extract(json, '$.version') = ?2",
+            package,
+            Some(version),
+        ),
+        Lookup::BuildsOf(version_id) => (
+            "SELECT json FROM rec_builds WHERE json_extract(json, '$.versionId') = ?1 \
+             AND ?2 IS NULL ORDER BY seq",
+            version_id,
+            None,
+        ),
+        Lookup::ReleaseTrack(name) => (
+            "SELECT json FROM rec_release_tracks WHERE json_extract(json, '$.name') = ?1 \
+             AND ?2 IS NULL",
+            name,
+            None,
+        ),
+        Lookup::ReleaseVersion { track, version } => (
+            "SELECT json FROM rec_release_versions WHERE json_extract(json, '$.track') = ?1 \
+             AND json_extract(json, '$.version') = ?2",
+            track,
+            Some(version),
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let mut rows = stmt.query(params![first, second]).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        out.push(row.get(0).db()?);
+    }
+    Ok(out)
+}
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        admin: row.get(2)?,
+    })
+}
+
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: row.get(0)?,
+        hash: row.get(1)?,
+        user_id: row.get(2)?,
+        created: row.get(3)?,
+        expires: row.get(4)?,
+    })
+}
+
+impl SqliteWriter<'_> {
+    fn one_user(&self, sql: &str, key: &str) -> Result<Option<User>, StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .db()?
+            .query_row([key], user_row)
+            .optional()
+            .db()
+    }
+
+    fn one_org(&self, sql: &str, key: &str) -> Result<Option<Org>, StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .db()?
+            .query_row([key], |row| {
+                Ok(Org {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                })
+            })
+            .optional()
+            .db()
+    }
+}
+
+impl AccountWriter for SqliteWriter<'_> {
+    fn user_by_name(&mut self, username: &str) -> Result<Option<User>, StoreError> {
+        self.one_user(
+            "SELECT id, username, admin FROM users WHERE username = ?1",
+            username,
+        )
+    }
+
+    fn user_by_id(&mut self, id: &str) -> Result<Option<User>, StoreError> {
+        self.one_user("SELECT id, username, admin FROM users WHERE id = ?1", id)
+    }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, username, admin FROM users ORDER BY username")
+            .db()?;
+        let users = stmt.query_map([], user_row).db()?;
+        users.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn insert_user(&mut self, user: &User) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO users (id, username, admin) VALUES (?1, ?2, ?3)")
+            .db()?
+            .execute(params![user.id, user.username, user.admin])
+            .db()?;
+        Ok(())
+    }
+
+    fn org_by_name(&mut self, name: &str) -> Result<Option<Org>, StoreError> {
+        self.one_org("SELECT id, name FROM orgs WHERE name = ?1", name)
+    }
+
+    fn org_by_id(&mut self, id: &str) -> Result<Option<Org>, StoreError> {
+        self.one_org("SELECT id, name FROM orgs WHERE id = ?1", id)
+    }
+
+    fn insert_org(&mut self, org: &Org) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO orgs (id, name) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![org.id, org.name])
+            .db()?;
+        Ok(())
+    }
+
+    fn add_org_member(&mut self, org_id: &str, user_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO org_members (org_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
+            .db()?
+            .execute(params![org_id, user_id])
+            .db()?;
+        Ok(())
+    }
+
+    fn is_org_member(&mut self, org_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM org_members WHERE org_id = ?1 AND user_id = ?2")
+            .db()?
+            .query_row(params![org_id, user_id], |_| Ok(()))
+            .optional()
+            .db()
+            .map(|found| found.is_some())
+    }
+
+    fn org_members(&mut self, org_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT users.username FROM org_members JOIN users ON users.id = org_members.user_id \
+                 WHERE org_members.org_id = ?1 ORDER BY users.username",
+            )
+            .db()?;
+        let names = stmt.query_map([org_id], |row| row.get(0)).db()?;
+        names.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn insert_token(&mut self, token: &Token) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tokens (id, hash, user_id, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                token.id,
+                token.hash,
+                token.user_id,
+                token.created,
+                token.expires
+            ])
+            .db()?;
+        Ok(())
+    }
+
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<Token>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, hash, user_id, created, expires FROM tokens WHERE hash = ?1",
+            )
+            .db()?
+            .query_row([hash], token_row)
+            .optional()
+            .db()
+    }
+
+    fn tokens(&mut self, user_id: Option<&str>) -> Result<Vec<Token>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, hash, user_id, created, expires FROM tokens \
+                 WHERE ?1 IS NULL OR user_id = ?1 ORDER BY created, id",
+            )
+            .db()?;
+        let tokens = stmt.query_map([user_id], token_row).db()?;
+        tokens.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn delete_token(&mut self, id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM tokens WHERE id = ?1")
+            .db()?
+            .execute([id])
+            .db()?;
+        Ok(removed > 0)
+    }
+
+    fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError> {
+        let (state, size, sha256) = match &upload.state {
+            UploadState::Open => ("open", None, None),
+            UploadState::Receiving => ("receiving", None, None),
+            UploadState::Received { size, sha256 } => (
+                "received",
+                Some(to_i64(*size, "upload size")?),
+                Some(sha256.as_str()),
+            ),
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO uploads \
+                 (hash, staging, destination, max_size, expires, state, size, sha256) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .db()?
+            .execute(params![
+                hash,
+                upload.staging,
+                upload.destination,
+                to_i64(upload.max_size, "upload limit")?,
+                upload.expires,
+                state,
+                size,
+                sha256
+            ])
+            .db()?;
+        Ok(())
+    }
+
+    fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError> {
+        type Row = (
+            String,
+            String,
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT staging, destination, max_size, expires, state, size, sha256 \
+                 FROM uploads WHERE hash = ?1",
+            )
+            .db()?
+            .query_row([hash], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            })
+            .optional()
+            .db()?;
+        let Some((staging, destination, max_size, expires, state, size, sha256)) = row else {
+            return Ok(None);
+        };
+        let state = match (state.as_str(), size, sha256) {
+            ("open", _, _) => UploadState::Open,
+            ("receiving", _, _) => UploadState::Receiving,
+            ("received", Some(size), Some(sha256)) => UploadState::Received {
+                size: to_u64(size, "upload size")?,
+                sha256,
+            },
+            (other, _, _) => {
+                return Err(StoreError::Corrupt(format!("upload state {other:?}")));
+            }
+        };
+        Ok(Some(Upload {
+            staging,
+            destination,
+            max_size: to_u64(max_size, "upload limit")?,
+            expires,
+            state,
+        }))
+    }
+
+    fn delete_upload(&mut self, hash: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM uploads WHERE hash = ?1")
+            .db()?
+            .execute([hash])
+            .db()?;
+        Ok(())
+    }
+
+    fn put_pending(&mut self, hash: &str, pending: &Pending) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pending \
+                 (hash, kind, subject, user_id, record, uploads, expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .db()?
+            .execute(params![
+                hash,
+                pending.kind.as_str(),
+                pending.subject,
+                pending.user_id,
+                pending.record,
+                pending.uploads.join(" "),
+                pending.expires
+            ])
+            .db()?;
+        Ok(())
+    }
+
+    fn pending(&mut self, hash: &str) -> Result<Option<Pending>, StoreError> {
+        type Row = (String, String, String, String, String, i64);
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, subject, user_id, record, uploads, expires FROM pending WHERE hash = ?1",
+            )
+            .db()?
+            .query_row([hash], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .optional()
+            .db()?;
+        let Some((kind, subject, user_id, record, uploads, expires)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Pending {
+            kind: PendingKind::parse(&kind)?,
+            subject,
+            user_id,
+            record,
+            uploads: uploads.split_whitespace().map(str::to_owned).collect(),
+            expires,
+        }))
+    }
+
+    fn pending_for(&mut self, kind: PendingKind, subject: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM pending WHERE kind = ?1 AND subject = ?2")
+            .db()?;
+        let hashes = stmt
+            .query_map(params![kind.as_str(), subject], |row| row.get(0))
+            .db()?;
+        hashes.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn delete_pending(&mut self, hash: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM pending WHERE hash = ?1")
+            .db()?
+            .execute([hash])
+            .db()?;
+        Ok(())
+    }
+
+    fn delete_expired(&mut self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM pending WHERE expires < ?1")
+            .db()?
+            .execute([now])
+            .db()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM uploads WHERE expires < ?1 RETURNING staging")
+            .db()?;
+        let staging = stmt.query_map([now], |row| row.get(0)).db()?;
+        staging.collect::<rusqlite::Result<_>>().db()
+    }
+}
