@@ -1,5 +1,6 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>` and a home page.
+//! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads live in
+//! `http/files.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
 use exosphere_catalog::stats::{Interval, RangeError, package_stats, parse_day, render_stats_day};
 use exosphere_catalog::usage::is_package_name;
@@ -22,6 +23,9 @@ use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use crate::service::PackageService;
+use crate::service::Publishing;
+
+mod files;
 
 /// Shared state of every route.
 #[derive(Clone)]
@@ -32,6 +36,8 @@ pub struct AppState {
     pub ddp: Arc<Server<PackageService>>,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
     pub stats_max_range_days: u64,
+    /// Uploads and downloads of package files (spec §5.2, §8.1); `None` serves neither.
+    pub publishing: Option<Publishing>,
 }
 
 /// Builds the router; `/websocket/` is accepted too because Meteor's own server accepts it
@@ -45,6 +51,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stats/packages/{name}", get(package_stats_range))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
+        .route("/uploads/{secret}", put(files::upload))
+        .route("/packages/{*key}", get(files::download))
         .layer(TraceLayer::new_for_http().make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Command::GenCatalog(args) => commands::gen_catalog::run(args),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stats(command) => commands::stats::run(command),
+        Command::User(command) => commands::accounts::run_user(command),
+        Command::Org(command) => commands::accounts::run_org(command),
+        Command::Token(command) => commands::accounts::run_token(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

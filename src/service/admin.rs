@@ -38,11 +38,20 @@ pub async fn change_maintainer(
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;
             let (mut record, collection) = match target {
-                Target::Package => (maintained_package(writer, &user, &name)?, Collection::Packages),
-                Target::Track => (maintained_track(writer, &user, &name)?, Collection::ReleaseTracks),
+                Target::Package => (
+                    maintained_package(writer, &user, &name)?,
+                    Collection::Packages,
+                ),
+                Target::Track => (
+                    maintained_track(writer, &user, &name)?,
+                    Collection::ReleaseTracks,
+                ),
             };
             let owner = owner_named(writer, &username)?.ok_or_else(|| {
-                DdpError::new(404, format!("There is no user or organization named {username}"))
+                DdpError::new(
+                    404,
+                    format!("There is no user or organization named {username}"),
+                )
             })?;
             let mut maintainers = record
                 .get("maintainers")
@@ -62,7 +71,10 @@ pub async fn change_maintainer(
                     .into());
                 }
                 (false, Some(index)) => {
-                    if name.split_once(':').is_some_and(|(prefix, _)| prefix == username) {
+                    if name
+                        .split_once(':')
+                        .is_some_and(|(prefix, _)| prefix == username)
+                    {
                         return Err(DdpError::new(
                             403,
                             format!(
@@ -124,8 +136,14 @@ pub async fn change_migration_status(
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;
             maintained_package(writer, &user, &name)?;
-            let mut record = load(writer, &Lookup::Version { package: &name, version: &version })?
-                .ok_or_else(|| DdpError::new(404, format!("{name}@{version} is not published")))?;
+            let mut record = load(
+                writer,
+                &Lookup::Version {
+                    package: &name,
+                    version: &version,
+                },
+            )?
+            .ok_or_else(|| DdpError::new(404, format!("{name}@{version} is not published")))?;
             record.insert("unmigrated".into(), unmigrated.into());
             touch(&mut record, now_ms());
             save(writer, Collection::Versions, record)

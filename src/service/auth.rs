@@ -8,8 +8,7 @@ use exosphere_ddp::{DdpError, MethodContext, Reply};
 use serde_json::{Value, json};
 
 use super::publishing::{
-    Publishing, date, maintains, now_ms, plain_params, require_user, session_user,
-    string_param,
+    Publishing, date, maintains, now_ms, plain_params, require_user, session_user, string_param,
 };
 
 /// What Meteor answers a bad resume token; the tool then falls back to its OAuth flow.
@@ -73,7 +72,10 @@ pub async fn am_i_authorized(
     let name = string_param(&params, 0, "the name")?;
     let user_id = session_user(ctx)?;
     let what = if release { "release track" } else { "package" };
-    let refusal = DdpError::new(401, format!("You are not an authorized maintainer of {what} {name}"));
+    let refusal = DdpError::new(
+        401,
+        format!("You are not an authorized maintainer of {what} {name}"),
+    );
     let authorized = publishing
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;

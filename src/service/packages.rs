@@ -75,7 +75,10 @@ pub async fn create_package(
     params: Vec<Ejson>,
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
-    let name = package_name(string_field(&object_param(&params, 0, "the package spec")?, "name")?)?;
+    let name = package_name(string_field(
+        &object_param(&params, 0, "the package spec")?,
+        "name",
+    )?)?;
     let user_id = session_user(ctx)?;
     publishing
         .transact(move |writer| {
@@ -154,7 +157,15 @@ pub async fn create_package_version(
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;
             maintained_package(writer, &user, &name)?;
-            if load(writer, &Lookup::Version { package: &name, version: &version })?.is_some() {
+            if load(
+                writer,
+                &Lookup::Version {
+                    package: &name,
+                    version: &version,
+                },
+            )?
+            .is_some()
+            {
                 return Err(DdpError::new(
                     409,
                     format!(
@@ -262,9 +273,14 @@ fn maintained_version(
     version: &str,
 ) -> Tx<Map<String, Value>> {
     maintained_package(writer, user, name)?;
-    Ok(load(writer, &Lookup::Version { package: name, version })?.ok_or_else(|| {
-        DdpError::new(404, format!("{name}@{version} is not published"))
-    })?)
+    Ok(load(
+        writer,
+        &Lookup::Version {
+            package: name,
+            version,
+        },
+    )?
+    .ok_or_else(|| DdpError::new(404, format!("{name}@{version} is not published")))?)
 }
 
 /// Reads `{packageName, version}` (spec §5.6, §5.9, §5.10).
@@ -458,7 +474,11 @@ pub async fn create_readme(
             let version_id = string_field(&record, "_id")?;
             let (upload, url) = owner.new_upload(
                 writer,
-                format!("packages/{}/{version}/README-{}.md", file_name(&name), random_id()),
+                format!(
+                    "packages/{}/{version}/README-{}.md",
+                    file_name(&name),
+                    random_id()
+                ),
             )?;
             let token = owner.new_pending(
                 writer,
@@ -498,7 +518,8 @@ pub async fn publish_readme(
                     .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
                 let version_id = string_field(&pending, "versionId")?;
                 let readme = uploads.first().cloned().flatten();
-                let readme = readme.ok_or_else(|| DdpError::bad_request("The README hash is missing"))?;
+                let readme =
+                    readme.ok_or_else(|| DdpError::bad_request("The README hash is missing"))?;
                 let text = writer
                     .get(Collection::Versions, &version_id)?
                     .ok_or_else(|| DdpError::new(404, "The version of this README was deleted"))?;
@@ -506,7 +527,10 @@ pub async fn publish_readme(
                     .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
                 let name = string_field(&record, "packageName")?;
                 maintained_package(writer, user, &name)?;
-                record.insert("readme".into(), json!({"url": urls.blob_url(&readme.key), "hash": readme.sha256}));
+                record.insert(
+                    "readme".into(),
+                    json!({"url": urls.blob_url(&readme.key), "hash": readme.sha256}),
+                );
                 touch(&mut record, now_ms());
                 save(writer, Collection::Versions, record)
             },

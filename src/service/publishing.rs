@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use exosphere_blobs::{BlobKey, BlobStore};
-use exosphere_catalog::accounts::{Org, Pending, PendingKind, Upload, UploadState, User, secret_hash};
+use exosphere_catalog::accounts::{
+    Org, Pending, PendingKind, Upload, UploadState, User, secret_hash,
+};
 use exosphere_catalog::{CatalogStore, CatalogWriter, Collection, Lookup, Record, StoreError};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
@@ -264,16 +266,17 @@ impl Publishing {
 
     /// Stores a pending publish under a fresh `uploadToken`, replacing any earlier one of
     /// the same kind and subject (a crashed publish being retried); returns the token.
-    pub fn new_pending(
-        &self,
-        writer: &mut dyn CatalogWriter,
-        pending: &Pending,
-    ) -> Tx<String> {
-        for old in writer.accounts().pending_for(pending.kind, &pending.subject)? {
+    pub fn new_pending(&self, writer: &mut dyn CatalogWriter, pending: &Pending) -> Tx<String> {
+        for old in writer
+            .accounts()
+            .pending_for(pending.kind, &pending.subject)?
+        {
             drop_pending(writer, &old)?;
         }
         let token = new_secret();
-        writer.accounts().put_pending(&secret_hash(&token), pending)?;
+        writer
+            .accounts()
+            .put_pending(&secret_hash(&token), pending)?;
         Ok(token)
     }
 
@@ -300,7 +303,7 @@ impl Publishing {
         let hash = secret_hash(token);
         let check = {
             let (hash, user_id, expected) = (hash.clone(), user_id.clone(), expected.clone());
-            move |writer: &mut dyn CatalogWriter| -> Tx<(User, Pending, Vec<Option<(Upload, Verified)>>)> {
+            move |writer: &mut dyn CatalogWriter| -> Tx<Checked> {
                 let user = require_user(writer, &user_id)?;
                 let pending = writer
                     .accounts()
@@ -313,7 +316,9 @@ impl Publishing {
                         )
                     })?;
                 if pending.user_id != user.id {
-                    return Err(DdpError::new(403, "This upload token belongs to another user").into());
+                    return Err(
+                        DdpError::new(403, "This upload token belongs to another user").into(),
+                    );
                 }
                 let mut uploads = Vec::new();
                 for (index, ticket) in pending.uploads.iter().enumerate() {
@@ -364,6 +369,10 @@ impl Publishing {
     }
 }
 
+/// What the first transaction of [`Publishing::finish`] found: the user, the pending
+/// publish, and each upload with its verified hash (`None`: optional and not sent).
+type Checked = (User, Pending, Vec<Option<(Upload, Verified)>>);
+
 /// An upload that arrived and matched its expected hash.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -402,9 +411,7 @@ fn verify_upload(
             format!("The {what} was not uploaded yet: PUT it to its upload URL first"),
         )
         .into()),
-        (_, None) if index == 0 => {
-            Err(DdpError::bad_request("The tarball hash is missing").into())
-        }
+        (_, None) if index == 0 => Err(DdpError::bad_request("The tarball hash is missing").into()),
         (_, None) => Ok(None),
     }
 }
@@ -441,7 +448,10 @@ pub fn session_user(ctx: &MethodContext) -> Result<String, DdpError> {
 
 /// The user with `id` (a logged-in session's user), or 401 if it no longer exists.
 pub fn require_user(writer: &mut dyn CatalogWriter, id: &str) -> Tx<User> {
-    Ok(writer.accounts().user_by_id(id)?.ok_or_else(not_logged_in)?)
+    Ok(writer
+        .accounts()
+        .user_by_id(id)?
+        .ok_or_else(not_logged_in)?)
 }
 
 /// Who owns the prefix of a `prefix:name`: the user or organization of that name.
@@ -506,7 +516,9 @@ pub fn creation_maintainers(
     let owner = owner_named(writer, prefix)?;
     let allowed = match &owner {
         Some(Owner::User(owner)) => owner.id == user.id || user.admin,
-        Some(Owner::Org(org)) => user.admin || writer.accounts().is_org_member(&org.id, &user.id)?,
+        Some(Owner::Org(org)) => {
+            user.admin || writer.accounts().is_org_member(&org.id, &user.id)?
+        }
         None => user.admin,
     };
     if !allowed {
@@ -531,7 +543,11 @@ pub fn creation_maintainers(
 
 /// Whether `user` maintains a record with this `maintainers` list: an administrator, a
 /// listed user, or a member of a listed organization.
-pub fn maintains(writer: &mut dyn CatalogWriter, user: &User, record: &Map<String, Value>) -> Tx<bool> {
+pub fn maintains(
+    writer: &mut dyn CatalogWriter,
+    user: &User,
+    record: &Map<String, Value>,
+) -> Tx<bool> {
     if user.admin {
         return Ok(true);
     }
@@ -561,7 +577,11 @@ pub fn load(writer: &mut dyn CatalogWriter, key: &Lookup<'_>) -> Tx<Option<Map<S
 }
 
 /// Stores an edited or new record (a new `seq`, so syncing clients receive it).
-pub fn save(writer: &mut dyn CatalogWriter, collection: Collection, record: Map<String, Value>) -> Tx<()> {
+pub fn save(
+    writer: &mut dyn CatalogWriter,
+    collection: Collection,
+    record: Map<String, Value>,
+) -> Tx<()> {
     let text = Value::Object(record).to_string();
     let record = Record::from_json(collection, &text)
         .map_err(|error| StoreError::Corrupt(format!("built an invalid record: {error}")))?;

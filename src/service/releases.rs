@@ -61,13 +61,18 @@ pub async fn create_release_track(
     params: Vec<Ejson>,
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
-    let name = track_name(string_field(&object_param(&params, 0, "the track spec")?, "name")?)?;
+    let name = track_name(string_field(
+        &object_param(&params, 0, "the track spec")?,
+        "name",
+    )?)?;
     let user_id = session_user(ctx)?;
     publishing
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;
             if load(writer, &Lookup::ReleaseTrack(&name))?.is_some() {
-                return Err(DdpError::new(409, format!("Release track {name} already exists")).into());
+                return Err(
+                    DdpError::new(409, format!("Release track {name} already exists")).into(),
+                );
             }
             let maintainers = creation_maintainers(writer, &user, &name)?;
             let mut record = Map::new();
@@ -109,7 +114,9 @@ fn release_input(input: Map<String, Value>) -> Result<ReleaseInput, DdpError> {
         Some(_) => return Err(DdpError::bad_request("`orderKey` must be a string")),
     };
     if recommended && order_key.is_none() {
-        return Err(DdpError::bad_request("A recommended release needs an `orderKey`"));
+        return Err(DdpError::bad_request(
+            "A recommended release needs an `orderKey`",
+        ));
     }
     let tool_text = string_field(&input, "tool")?;
     let tool = tool_text
@@ -122,9 +129,9 @@ fn release_input(input: Map<String, Value>) -> Result<ReleaseInput, DdpError> {
         .ok_or_else(|| DdpError::bad_request("`packages` must be an object of name → version"))?;
     let mut pinned = Vec::new();
     for (name, version) in packages {
-        let version = version
-            .as_str()
-            .ok_or_else(|| DdpError::bad_request(format!("the version of {name} must be a string")))?;
+        let version = version.as_str().ok_or_else(|| {
+            DdpError::bad_request(format!("the version of {name} must be a string"))
+        })?;
         pinned.push((name.clone(), version.to_owned()));
     }
     let mut record = Map::new();
@@ -163,7 +170,13 @@ fn insert_release(writer: &mut dyn CatalogWriter, user: &User, input: &ReleaseIn
     }
     let mut missing = Vec::new();
     for (name, version) in std::iter::once(&input.tool).chain(&input.packages) {
-        let found = load(writer, &Lookup::Version { package: name, version })?;
+        let found = load(
+            writer,
+            &Lookup::Version {
+                package: name,
+                version,
+            },
+        )?;
         if found.is_none() {
             missing.push(format!("{name}@{version}"));
         }
@@ -234,7 +247,10 @@ pub async fn create_patch_release_version(
                     version: old,
                 };
                 let mut record = load(writer, &key)?.ok_or_else(|| {
-                    DdpError::bad_request(format!("patchFrom names {}@{old}, which does not exist", input.track))
+                    DdpError::bad_request(format!(
+                        "patchFrom names {}@{old}, which does not exist",
+                        input.track
+                    ))
                 })?;
                 record.insert("recommended".into(), false.into());
                 record.insert("patchReleaseVersion".into(), input.version.clone().into());
@@ -262,8 +278,14 @@ pub async fn set_recommended(
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;
             maintained_track(writer, &user, &track)?;
-            let mut record = load(writer, &Lookup::ReleaseVersion { track: &track, version: &version })?
-                .ok_or_else(|| DdpError::new(404, format!("There is no release {track}@{version}")))?;
+            let mut record = load(
+                writer,
+                &Lookup::ReleaseVersion {
+                    track: &track,
+                    version: &version,
+                },
+            )?
+            .ok_or_else(|| DdpError::new(404, format!("There is no release {track}@{version}")))?;
             if recommended && !record.get("orderKey").is_some_and(Value::is_string) {
                 return Err(DdpError::bad_request(format!(
                     "{track}@{version} has no orderKey, so it cannot be recommended"
@@ -289,7 +311,12 @@ pub async fn set_banners(
     let params = plain_params(params);
     let track = string_param(&params, 0, "the track")?;
     let mut banners = Vec::new();
-    for entry in params.get(1).and_then(Value::as_array).into_iter().flatten() {
+    for entry in params
+        .get(1)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let text = entry
             .get("banner")
             .and_then(|banner| banner.get("text"))
@@ -307,7 +334,9 @@ pub async fn set_banners(
         }
     }
     if params.get(1).and_then(Value::as_array).is_none() {
-        return Err(DdpError::bad_request("banners must be an array of {versions, banner}"));
+        return Err(DdpError::bad_request(
+            "banners must be an array of {versions, banner}",
+        ));
     }
     let user_id = session_user(ctx)?;
     publishing
@@ -316,9 +345,20 @@ pub async fn set_banners(
             maintained_track(writer, &user, &track)?;
             let now = now_ms();
             for (version, text) in &banners {
-                let mut record = load(writer, &Lookup::ReleaseVersion { track: &track, version })?
-                    .ok_or_else(|| DdpError::new(404, format!("There is no release {track}@{version}")))?;
-                record.insert("banner".into(), json!({"text": text, "lastUpdated": date(now)}));
+                let mut record = load(
+                    writer,
+                    &Lookup::ReleaseVersion {
+                        track: &track,
+                        version,
+                    },
+                )?
+                .ok_or_else(|| {
+                    DdpError::new(404, format!("There is no release {track}@{version}"))
+                })?;
+                record.insert(
+                    "banner".into(),
+                    json!({"text": text, "lastUpdated": date(now)}),
+                );
                 touch(&mut record, now);
                 save(writer, Collection::ReleaseVersions, record)?;
             }
