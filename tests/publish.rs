@@ -267,7 +267,122 @@ fn assert_downloads(url: &str, expected: &[u8]) {
 async fn the_tools_publish_sequences_end_in_a_synced_catalog_with_identical_files() {
     let world = world();
     let server = serve(&world.data, &[]);
-    let mut alice = login(&server, &world.alice).await;
+    publish_sync_and_download(&world, &server).await;
+    assert!(world.data.join("files/packages/acme_widget").is_dir());
+}
+
+#[tokio::test]
+async fn package_files_can_live_in_an_s3_bucket() {
+    let s3 = S3::start();
+    let bucket = s3.create_bucket();
+    let world = world();
+    let server = serve(
+        &world.data,
+        &[
+            "--s3-bucket",
+            &bucket,
+            "--s3-endpoint",
+            &s3.endpoint,
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key",
+            "test",
+        ],
+    );
+    publish_sync_and_download(&world, &server).await;
+    assert!(
+        !world.data.join("files").exists(),
+        "files went to the local directory"
+    );
+    let (status, listing) = s3.get(&format!("{bucket}?list-type=2"));
+    assert_eq!(status, 200, "{listing}");
+    assert!(
+        listing.contains("<Key>packages/acme_widget/1.0.0/acme_widget-1.0.0-source.tgz</Key>"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("<Key>uploads/"),
+        "staging uploads were left behind: {listing}"
+    );
+}
+
+/// A local S3-compatible server (moto): the one `.ci/run` started
+/// (`EXOSPHERE_TEST_S3_ENDPOINT`), or one started here when `moto_server` is installed.
+struct S3 {
+    endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        if let Ok(endpoint) = std::env::var("EXOSPHERE_TEST_S3_ENDPOINT") {
+            return S3 {
+                endpoint,
+                child: None,
+            };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "the S3 tests need a local S3-compatible server and could not start \
+                     moto_server ({error}): run tests/setup-s3.sh (installs moto[server] from \
+                     PyPI), or set EXOSPHERE_TEST_S3_ENDPOINT to a running one"
+                )
+            });
+        let s3 = S3 {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s3
+    }
+
+    /// A fresh bucket (moto accepts unsigned requests).
+    fn create_bucket(&self) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let bucket = format!("exosphere-test-{nanos}");
+        let (status, body) = put(&format!("{}/{bucket}", self.endpoint), b"");
+        assert_eq!(status, 200, "cannot create bucket {bucket}: {body}");
+        bucket
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, _, body) = get(&format!("{}/{path}", self.endpoint), None);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Publishes with the tool's sequences as alice, then checks a fresh sync and every
+/// download.
+async fn publish_sync_and_download(world: &World, server: &Server) {
+    let mut alice = login(server, &world.alice).await;
     let name = "acme:widget";
 
     // §5.1 with --create, a second version, both with a portable build.
