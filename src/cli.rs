@@ -50,6 +50,9 @@ pub enum Command {
                       (/, /healthz, /stats/v1/YYYY-MM-DD).\n\n\
                       Point the meteor tool at it with\n  \
                       METEOR_PACKAGE_SERVER_URL=http://<listen address> meteor <command>\n\n\
+                      It is the stats server too (METEOR_PACKAGE_STATS_SERVER_URL): it records \
+                      recordAppPackages calls and rolls each UTC day up into /stats/v1 shortly \
+                      after midnight (docs/STATS.md).\n\n\
                       Other processes (`exosphere import`) may write to the same data \
                       directory while it runs; connected clients see their changes within a \
                       second."
@@ -476,7 +479,7 @@ pub struct BenchStatsArgs {
     pub packages: u32,
 
     /// DDP connections calling at once (each waits for its answer, like the tool).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub connections: u32,
 
     /// Seed of the simulated workload.

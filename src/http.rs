@@ -213,6 +213,8 @@ exactly as the <code>meteor</code> tool expects.</p>
 meteor show ecmascript</pre>
 <p>The tool keeps a separate catalog and package cache per server URL, so the first command
 after switching syncs the whole catalog.</p>
+<p>This server records package usage too: add
+<code>export METEOR_PACKAGE_STATS_SERVER_URL={base}</code>.</p>
 <h2>Endpoints</h2>
 <ul>
 <li><code>{base}/websocket</code>: DDP over a raw WebSocket (<code>syncNewPackageData</code>;

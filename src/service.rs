@@ -106,7 +106,7 @@ impl PackageService {
             }
             Some(_) => return Err(DdpError::bad_request("details must be an object")),
         };
-        let report = AppReport::from_params(&app_id, &packages, &usage.limits)
+        let report = AppReport::from_params(app_id, packages, &usage.limits)
             .map_err(|error| DdpError::bad_request(error.to_string()))?;
         let today = chrono::Utc::now().date_naive();
         match usage.recorder.record(today, report).await {

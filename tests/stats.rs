@@ -68,7 +68,7 @@ fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
                     direct: *direct,
                 })
                 .collect();
-            AppReport::new(app, list).unwrap()
+            AppReport::new(*app, list).unwrap()
         })
         .collect();
     store

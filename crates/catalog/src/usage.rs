@@ -117,14 +117,19 @@ impl AppReport {
     /// Validates the first two `recordAppPackages` parameters as the tool sends them
     /// (spec §7.1): `appId` a string, `packages` an array of
     /// `{name, version, local, direct}` objects (`local` and `direct` default to false).
-    /// Local packages are checked for shape only and then left out.
+    /// Local packages are checked for shape only and then left out. Takes the decoded
+    /// parameters by value so names and versions move into the report without a copy.
     pub fn from_params(
-        app_id: &Ejson,
-        packages: &Ejson,
+        app_id: Ejson,
+        packages: Ejson,
         limits: &UsageLimits,
     ) -> Result<AppReport, InvalidReport> {
-        let app_id = app_id.as_str().ok_or(InvalidReport::AppId)?;
-        let entries = packages.as_array().ok_or(InvalidReport::NotAnArray)?;
+        let Ejson::String(app_id) = app_id else {
+            return Err(InvalidReport::AppId);
+        };
+        let Ejson::Array(entries) = packages else {
+            return Err(InvalidReport::NotAnArray);
+        };
         if entries.len() > limits.max_packages {
             return Err(InvalidReport::TooManyPackages {
                 found: entries.len(),
@@ -132,18 +137,21 @@ impl AppReport {
             });
         }
         let mut used = Vec::with_capacity(entries.len());
-        for (index, entry) in entries.iter().enumerate() {
+        for (index, entry) in entries.into_iter().enumerate() {
             let bad = |reason| InvalidReport::Package { index, reason };
-            let field = |key| entry.get(key).and_then(Ejson::as_str);
+            let Ejson::Object(mut entry) = entry else {
+                return Err(bad("must be an object"));
+            };
+            let mut field = |key| match entry.swap_remove(key) {
+                Some(Ejson::String(text)) => Some(text),
+                _ => None,
+            };
+            let name = field("name").ok_or_else(|| bad("name must be a string"))?;
+            let version = field("version").ok_or_else(|| bad("version must be a string"))?;
             let flag = |key| match entry.get(key) {
                 None | Some(Ejson::Null) => Ok(false),
                 Some(value) => value.as_bool().ok_or(()),
             };
-            if entry.as_object().is_none() {
-                return Err(bad("must be an object"));
-            }
-            let name = field("name").ok_or_else(|| bad("name must be a string"))?;
-            let version = field("version").ok_or_else(|| bad("version must be a string"))?;
             let local = flag("local").map_err(|()| bad("local must be a boolean"))?;
             let direct = flag("direct").map_err(|()| bad("direct must be a boolean"))?;
             if name.len() > MAX_FIELD_BYTES || version.len() > MAX_FIELD_BYTES {
@@ -152,15 +160,15 @@ impl AppReport {
             if local {
                 continue;
             }
-            if !is_package_name(name) {
+            if !is_package_name(&name) {
                 return Err(bad("name is not a Meteor package name"));
             }
-            if !is_version(version) {
+            if !is_version(&version) {
                 return Err(bad("version is not a Meteor package version"));
             }
             used.push(UsedPackage {
-                name: name.to_owned(),
-                version: version.to_owned(),
+                name,
+                version,
                 direct,
             });
         }
@@ -169,7 +177,11 @@ impl AppReport {
 
     /// Builds a report from already-known packages (e.g. a benchmark's workload), with the
     /// same app id check, sorting and deduplication as [`AppReport::from_params`].
-    pub fn new(app_id: &str, mut packages: Vec<UsedPackage>) -> Result<AppReport, InvalidReport> {
+    pub fn new(
+        app_id: impl Into<String>,
+        mut packages: Vec<UsedPackage>,
+    ) -> Result<AppReport, InvalidReport> {
+        let app_id = app_id.into();
         if app_id.is_empty()
             || app_id.len() > MAX_FIELD_BYTES
             || app_id.chars().any(char::is_control)
@@ -187,7 +199,7 @@ impl AppReport {
         let mut hasher = DefaultHasher::new();
         packages.hash(&mut hasher);
         Ok(AppReport {
-            app_id: app_id.to_owned(),
+            app_id,
             list_hash: hasher.finish().cast_signed(),
             packages,
         })
@@ -624,11 +636,7 @@ mod tests {
     }
 
     fn report(value: serde_json::Value) -> Result<AppReport, InvalidReport> {
-        AppReport::from_params(
-            &ejson(json!("app1")),
-            &ejson(value),
-            &UsageLimits::default(),
-        )
+        AppReport::from_params(ejson(json!("app1")), ejson(value), &UsageLimits::default())
     }
 
     #[test]
@@ -669,7 +677,7 @@ mod tests {
         let limits = UsageLimits { max_packages: 2 };
         let app = ejson(json!("app"));
         let check = |app: &Ejson, packages: serde_json::Value| {
-            AppReport::from_params(app, &ejson(packages), &limits).unwrap_err()
+            AppReport::from_params(app.clone(), ejson(packages), &limits).unwrap_err()
         };
         assert_eq!(check(&ejson(json!(5)), json!([])), InvalidReport::AppId);
         assert_eq!(check(&ejson(json!("")), json!([])), InvalidReport::AppId);

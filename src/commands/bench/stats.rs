@@ -63,7 +63,7 @@ pub fn run(args: BenchStatsArgs) -> anyhow::Result<()> {
     };
     for shard in workload.shards(1) {
         for call in shard {
-            pending.push((call.day, call.report));
+            pending.push((call.day, call.report(&workload)));
             if pending.len() == BULK_BATCH {
                 write(&mut pending)?;
             }
@@ -210,10 +210,56 @@ struct Workload {
     names: Vec<String>,
 }
 
-/// One simulated call.
+/// One simulated call: its day, its app, and `(package index, minor version, direct)` of
+/// each package the app uses.
 struct Call {
     day: NaiveDate,
-    report: AppReport,
+    app: u64,
+    packages: Vec<(usize, u32, bool)>,
+}
+
+impl Call {
+    /// The app id the call reports.
+    fn app_id(&self) -> String {
+        format!("app{:08}", self.app)
+    }
+
+    /// The call as the catalog library records it.
+    fn report(&self, workload: &Workload) -> AppReport {
+        let packages = self
+            .packages
+            .iter()
+            .map(|(k, minor, direct)| UsedPackage {
+                name: workload.names[*k].clone(),
+                version: format!("1.{minor}.0"),
+                direct: *direct,
+            })
+            .collect();
+        AppReport::new(self.app_id(), packages).expect("simulated app ids are valid")
+    }
+
+    /// The `method` frame of the call, shaped as the tool sends it (spec §7.1), with one
+    /// local package that the server must leave out.
+    fn frame(&self, id: usize, method: &str, workload: &Workload) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(200 + self.packages.len() * 80);
+        let _ = write!(
+            out,
+            r#"{{"msg":"method","id":"{id}","method":"{method}","params":["{}",["#,
+            self.app_id()
+        );
+        for (k, minor, direct) in &self.packages {
+            let _ = write!(
+                out,
+                r#"{{"name":"{}","version":"1.{minor}.0","local":false,"direct":{direct}}},"#,
+                workload.names[*k]
+            );
+        }
+        out.push_str(
+            r#"{"name":"my-app-code","version":"0.0.1","local":true,"direct":true}],{"what":"sdk.run","userAgent":"Meteor/3.0.4 OS/linux","sessionId":"bench"}]}"#,
+        );
+        out
+    }
 }
 
 impl Workload {
@@ -322,20 +368,10 @@ impl Iterator for Shard {
                     *minor = (*minor).max(Workload::latest(*k, offset));
                 }
             }
-            let packages = state
-                .packages
-                .iter()
-                .map(|(k, minor, direct)| UsedPackage {
-                    name: w.names[*k].clone(),
-                    version: format!("1.{minor}.0"),
-                    direct: *direct,
-                })
-                .collect();
-            let report = AppReport::new(&format!("app{app:08}"), packages)
-                .expect("simulated app ids are valid");
             return Some(Call {
                 day: w.day(u32::try_from(offset).unwrap_or(u32::MAX)),
-                report,
+                app,
+                packages: state.packages.clone(),
             });
         }
     }
@@ -364,10 +400,11 @@ async fn call_all(
     let tasks: Vec<_> = sessions
         .into_iter()
         .map(|(mut socket, shard)| {
+            let workload = Arc::clone(workload);
             tokio::spawn(async move {
                 for (id, call) in shard.enumerate() {
                     socket
-                        .send(Message::text(frame(id, method, &call.report)))
+                        .send(Message::text(call.frame(id, method, &workload)))
                         .await?;
                     loop {
                         let Some(message) = socket.next().await else {
@@ -387,6 +424,7 @@ async fn call_all(
                         break;
                     }
                 }
+                socket.close(None).await?;
                 anyhow::Ok(())
             })
         })
@@ -395,24 +433,4 @@ async fn call_all(
         task.await??;
     }
     Ok(started.elapsed())
-}
-
-/// The `method` frame of one call, shaped as the tool sends it (spec §7.1), with one local
-/// package that the server must leave out.
-fn frame(id: usize, method: &str, report: &AppReport) -> String {
-    let mut out = String::with_capacity(64 + report.packages().len() * 72);
-    out.push_str(&format!(
-        r#"{{"msg":"method","id":"{id}","method":"{method}","params":["{}",["#,
-        report.app_id()
-    ));
-    for package in report.packages() {
-        out.push_str(&format!(
-            r#"{{"name":"{}","version":"{}","local":false,"direct":{}}},"#,
-            package.name, package.version, package.direct
-        ));
-    }
-    out.push_str(
-        r#"{"name":"my-app-code","version":"0.0.1","local":true,"direct":true}],{"what":"sdk.run","userAgent":"Meteor/3.0.4 OS/linux","sessionId":"bench"}]}"#,
-    );
-    out
 }
