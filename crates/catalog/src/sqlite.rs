@@ -222,7 +222,7 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// Creates schema version 1 in an empty file, exactly as the first release did.
-fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+pub(crate) fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(&schema_v1_sql())?;
     tx.execute(
         "INSERT INTO meta (id, epoch, head_seq) VALUES (1, ?1, 0)",
@@ -234,7 +234,7 @@ fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 }
 
 /// Version 2: package usage recording and per-package stats ranges (see the module docs).
-fn migrate_v1_to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+pub(crate) fn migrate_v1_to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE TABLE usage_apps (
              id INTEGER PRIMARY KEY,

@@ -458,3 +458,204 @@ impl AccountWriter for SqliteWriter<'_> {
         staging.collect::<rusqlite::Result<_>>().db()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Collection, Record};
+    use crate::sqlite::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
+    use crate::store::CatalogStore as _;
+
+    /// Runs `f` in one write transaction and returns what it returned.
+    fn with<T>(
+        store: &dyn crate::store::CatalogStore,
+        mut f: impl FnMut(&mut dyn crate::store::CatalogWriter) -> Result<T, StoreError>,
+    ) -> T {
+        let mut out = None;
+        store
+            .write(&mut |w| {
+                out = Some(f(w)?);
+                Ok(())
+            })
+            .unwrap();
+        out.unwrap()
+    }
+
+    fn rec(c: Collection, json: &str) -> Record {
+        Record::from_json(c, json).unwrap()
+    }
+
+    #[test]
+    fn a_version_2_file_is_upgraded_and_its_records_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        create_v1(&tx).unwrap();
+        migrate_v1_to_v2(&tx).unwrap();
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute(
+            "INSERT INTO rec_packages (seq, id, json) VALUES (1, 'p1', '{\"_id\":\"p1\",\"name\":\"acme:old\"}')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+        let store = open_sqlite(dir.path()).unwrap();
+        let found = with(&store, |w| w.find(&Lookup::Package("acme:old")));
+        assert_eq!(
+            found,
+            vec!["{\"_id\":\"p1\",\"name\":\"acme:old\"}".to_owned()]
+        );
+        let users = with(&store, |w| w.accounts().users());
+        assert!(users.is_empty());
+    }
+
+    #[test]
+    fn natural_keys_find_records_through_their_indexes() {
+        let (_dir, store) = temp_store();
+        with(&store, |w| {
+            w.upsert(&rec(Collection::Packages, r#"{"_id":"p","name":"a:b"}"#))?;
+            w.upsert(&rec(
+                Collection::Versions,
+                r#"{"_id":"v1","packageName":"a:b","version":"1.0.0"}"#,
+            ))?;
+            w.upsert(&rec(
+                Collection::Versions,
+                r#"{"_id":"v2","packageName":"a:b","version":"2.0.0"}"#,
+            ))?;
+            w.upsert(&rec(
+                Collection::Builds,
+                r#"{"_id":"b1","versionId":"v1","buildArchitectures":"os"}"#,
+            ))?;
+            w.upsert(&rec(
+                Collection::Builds,
+                r#"{"_id":"b2","versionId":"v1","buildArchitectures":"web"}"#,
+            ))?;
+            w.upsert(&rec(Collection::ReleaseTracks, r#"{"_id":"t","name":"T"}"#))?;
+            w.upsert(&rec(
+                Collection::ReleaseVersions,
+                r#"{"_id":"r","track":"T","version":"1"}"#,
+            ))?;
+            Ok(())
+        });
+        let ids = |key: Lookup<'static>| -> Vec<String> {
+            with(&store, |w| w.find(&key))
+                .iter()
+                .map(|json| {
+                    serde_json::from_str::<serde_json::Value>(json).unwrap()["_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(ids(Lookup::Package("a:b")), ["p"]);
+        assert!(ids(Lookup::Package("a:c")).is_empty());
+        assert_eq!(
+            ids(Lookup::Version {
+                package: "a:b",
+                version: "2.0.0"
+            }),
+            ["v2"]
+        );
+        assert_eq!(ids(Lookup::BuildsOf("v1")), ["b1", "b2"]);
+        assert_eq!(ids(Lookup::ReleaseTrack("T")), ["t"]);
+        assert_eq!(
+            ids(Lookup::ReleaseVersion {
+                track: "T",
+                version: "1"
+            }),
+            ["r"]
+        );
+        let conn = Connection::open(_dir.path().join(DATABASE_FILE)).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT json FROM rec_versions WHERE json_extract(json, '$.packageName') = 'a' \
+                 AND json_extract(json, '$.version') = 'b'",
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("rec_versions_by_key"), "{plan}");
+    }
+
+    #[test]
+    fn accounts_tokens_uploads_and_pending_publishes_round_trip() {
+        let (_dir, store) = temp_store();
+        let alice = User {
+            id: "u1".into(),
+            username: "alice".into(),
+            admin: false,
+        };
+        let org = Org {
+            id: "o1".into(),
+            name: "acme".into(),
+        };
+        let upload = Upload {
+            staging: "uploads/x".into(),
+            destination: "packages/a/1.0.0/s.tgz".into(),
+            max_size: 10,
+            expires: 1_000,
+            state: UploadState::Received {
+                size: 3,
+                sha256: "h".into(),
+            },
+        };
+        let pending = Pending {
+            kind: PendingKind::Build,
+            subject: "a@1.0.0 os".into(),
+            user_id: "u1".into(),
+            record: "{}".into(),
+            uploads: vec!["t1".into(), "t2".into()],
+            expires: 1_000,
+        };
+        with(&store, |w| {
+            let a = w.accounts();
+            a.insert_user(&alice)?;
+            a.insert_org(&org)?;
+            a.add_org_member("o1", "u1")?;
+            a.add_org_member("o1", "u1")?;
+            a.insert_token(&Token {
+                id: "k1".into(),
+                hash: "hash".into(),
+                user_id: "u1".into(),
+                created: 1,
+                expires: 2,
+            })?;
+            a.put_upload("t1", &upload)?;
+            a.put_pending("p1", &pending)?;
+            Ok(())
+        });
+        with(&store, |w| {
+            let a = w.accounts();
+            assert_eq!(a.user_by_name("alice")?, Some(alice.clone()));
+            assert_eq!(a.user_by_id("u1")?, Some(alice.clone()));
+            assert_eq!(a.org_by_name("acme")?, Some(org.clone()));
+            assert_eq!(a.org_by_id("o1")?, Some(org.clone()));
+            assert!(a.is_org_member("o1", "u1")?);
+            assert!(!a.is_org_member("o1", "u2")?);
+            assert_eq!(a.org_members("o1")?, ["alice"]);
+            assert_eq!(
+                a.token_by_hash("hash")?.map(|t| t.id),
+                Some("k1".to_owned())
+            );
+            assert_eq!(a.tokens(Some("u2"))?, []);
+            assert_eq!(a.upload("t1")?, Some(upload.clone()));
+            assert_eq!(a.pending("p1")?, Some(pending.clone()));
+            assert_eq!(a.pending_for(PendingKind::Build, "a@1.0.0 os")?, ["p1"]);
+            assert_eq!(
+                a.pending_for(PendingKind::Version, "a@1.0.0 os")?,
+                Vec::<String>::new()
+            );
+            assert!(a.delete_token("k1")?);
+            assert!(!a.delete_token("k1")?);
+            assert_eq!(a.delete_expired(999)?, Vec::<String>::new());
+            assert_eq!(a.delete_expired(1_001)?, ["uploads/x"]);
+            assert_eq!(a.upload("t1")?, None);
+            assert_eq!(a.pending("p1")?, None);
+            Ok(())
+        });
+        // Account rows are not records: nothing was synced.
+        assert_eq!(store.state().unwrap().head_seq, 0);
+    }
+}
