@@ -297,7 +297,11 @@ async fn package_files_can_live_in_an_s3_bucket() {
     let (status, listing) = s3.get(&format!("{bucket}?list-type=2"));
     assert_eq!(status, 200, "{listing}");
     assert!(
-        listing.contains("<Key>packages/acme_widget/1.0.0/acme_widget-1.0.0-source.tgz</Key>"),
+        listing.contains("<Key>packages/acme_widget/1.0.0/"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("/acme_widget-1.0.0-source.tgz</Key>"),
         "{listing}"
     );
     assert!(
@@ -791,4 +795,163 @@ fn token_create_prints_the_token_then_the_session_file_entries() {
     assert!(!taken.status.success());
     let unknown = run(&["token", "create", "bob", "--data-dir", data_arg]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named bob"));
+}
+
+/// What a reverse proxy does: the public URL's base replaced by the server's own.
+fn via_proxy(url: &str, public: &str, server: &Server) -> String {
+    let path = url
+        .strip_prefix(public)
+        .unwrap_or_else(|| panic!("{url} does not start with the public URL {public}"));
+    format!("{}{path}", server.http)
+}
+
+#[tokio::test]
+async fn publish_update_readmes_admin_commands_and_the_public_url() {
+    let world = world();
+    let public = "https://packages.example.test:8443";
+    let server = serve(
+        &world.data,
+        &["--public-url", "https://packages.example.test:8443/"],
+    );
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:tool";
+
+    // §5.1 by hand through the "proxy": every URL handed out starts with --public-url.
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    let source = file("tool source", 4096);
+    let readme = b"# tool\n".to_vec();
+    let upload = via_proxy(created["uploadUrl"].as_str().unwrap(), public, &server);
+    assert_eq!(put(&upload, &source).0, 200);
+    let readme_upload = via_proxy(created["readmeUrl"].as_str().unwrap(), public, &server);
+    assert_eq!(put(&readme_upload, &readme).0, 200);
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+
+    // §5.9 and §5.10: `meteor publish --update`.
+    let id = json!({"packageName": name, "version": "1.0.0"});
+    ok(
+        &mut alice,
+        "changeVersionMetadata",
+        json!([id, {"git": "", "description": "Updated", "longDescription": "Much longer"}]),
+    )
+    .await;
+    let fresh_readme = b"# tool\n\nNow with docs.\n".to_vec();
+    let created = ok(&mut alice, "createReadme", json!([id])).await;
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["url", "uploadToken"]);
+    let url = via_proxy(created["url"].as_str().unwrap(), public, &server);
+    assert_eq!(put(&url, &fresh_readme).0, 200);
+    ok(
+        &mut alice,
+        "publishReadme",
+        json!([created["uploadToken"], {"hash": hash(&fresh_readme)}]),
+    )
+    .await;
+    // Meteor 3 tools call createReadme and then crash before the upload: harmless.
+    ok(&mut alice, "createReadme", json!([id])).await;
+
+    // §5.13 on versions and tracks.
+    ok(
+        &mut alice,
+        "_changeVersionMigrationStatus",
+        json!([name, "1.0.0", true]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "createReleaseTrack",
+        json!([{"name": "acme:TOOLS"}]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "addReleaseMaintainer",
+        json!(["acme:TOOLS", "mallory"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "removeReleaseMaintainer",
+        json!(["acme:TOOLS", "mallory"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "removeReleaseMaintainer",
+        json!(["acme:TOOLS", "alice"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "createReleaseVersion",
+        json!([{"track": "acme:TOOLS", "version": "1", "description": "Tools", "recommended": false,
+                "tool": "acme:tool@1.0.0", "packages": {"acme:tool": "1.0.0"}}]),
+    )
+    .await;
+    let error = refused(&mut alice, "recommendVersion", json!(["acme:TOOLS", "1"])).await;
+    assert!(
+        error["reason"].as_str().unwrap().contains("orderKey"),
+        "{error}"
+    );
+    let error = refused(
+        &mut alice,
+        "createReleaseVersion",
+        json!([{"track": "acme:TOOLS", "version": "2", "description": "Tools", "recommended": false,
+                "tool": "acme:tool@9.9.9", "packages": {"acme:tool": "1.0.0", "acme:none": "1.0.0"}}]),
+    )
+    .await;
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("acme:tool@9.9.9, acme:none@1.0.0"),
+        "{error}"
+    );
+
+    let mut fresh = server.ddp().await;
+    let synced = sync_loop(&mut fresh, json!({"format": "1.1"}), json!({}))
+        .await
+        .catalog;
+    let version = synced["versions"]
+        .values()
+        .find(|v| v["packageName"] == name)
+        .unwrap();
+    assert_eq!(version["description"], "Updated");
+    assert_eq!(version["longDescription"], "Much longer");
+    assert_eq!(version["git"], "");
+    assert_eq!(version["unmigrated"], true);
+    assert_eq!(version["readme"]["hash"], hash(&fresh_readme));
+    let readme_url = version["readme"]["url"].as_str().unwrap();
+    assert_downloads(&via_proxy(readme_url, public, &server), &fresh_readme);
+    let source_url = version["source"]["url"].as_str().unwrap();
+    assert_downloads(&via_proxy(source_url, public, &server), &source);
+    let track = synced["releaseTracks"]
+        .values()
+        .find(|t| t["name"] == "acme:TOOLS")
+        .unwrap();
+    assert_eq!(
+        track["maintainers"],
+        json!([{"username": "acme", "id": track["maintainers"][0]["id"], "isOrganization": true}])
+    );
+    let release = synced["releaseVersions"]
+        .values()
+        .find(|r| r["track"] == "acme:TOOLS")
+        .unwrap();
+    assert_eq!(release["recommended"], false);
+    assert!(
+        !synced["releaseVersions"]
+            .values()
+            .any(|r| r["track"] == "acme:TOOLS" && r["version"] == "2"),
+        "a refused release was stored"
+    );
 }

@@ -68,6 +68,17 @@ fn file_name(package: &str) -> String {
     package.replace(':', "_")
 }
 
+/// The blob key of a new file of `name@version`: a fresh directory per upload, so a
+/// published file never changes under its URL (downloads are cached as immutable) and
+/// a stale publish can never overwrite another one's file.
+fn file_key(name: &str, version: &str, file: &str) -> String {
+    format!(
+        "packages/{}/{version}/{}/{file}",
+        file_name(name),
+        random_id()
+    )
+}
+
 /// `createPackage({name})` (spec §5.3).
 pub async fn create_package(
     publishing: &Publishing,
@@ -175,13 +186,16 @@ pub async fn create_package_version(
                 )
                 .into());
             }
-            let dir = format!("packages/{}/{version}", file_name(&name));
             let (source, source_url) = owner.new_upload(
                 writer,
-                format!("{dir}/{}-{version}-source.tgz", file_name(&name)),
+                file_key(
+                    &name,
+                    &version,
+                    &format!("{}-{version}-source.tgz", file_name(&name)),
+                ),
             )?;
             let (readme, readme_url) =
-                owner.new_upload(writer, format!("{dir}/README-{}.md", random_id()))?;
+                owner.new_upload(writer, file_key(&name, &version, "README.md"))?;
             let token = owner.new_pending(
                 writer,
                 &Pending {
@@ -330,10 +344,10 @@ pub async fn create_package_build(
             ensure_no_build(writer, &version_id, &archs, &name, &version)?;
             let (upload, url) = owner.new_upload(
                 writer,
-                format!(
-                    "packages/{}/{version}/{}-{version}-{archs}.tgz",
-                    file_name(&name),
-                    file_name(&name)
+                file_key(
+                    &name,
+                    &version,
+                    &format!("{}-{version}-{archs}.tgz", file_name(&name)),
                 ),
             )?;
             let pending = json!({"versionId": version_id, "buildArchitectures": archs});
@@ -472,14 +486,7 @@ pub async fn create_readme(
             let user = require_user(writer, &user_id)?;
             let record = maintained_version(writer, &user, &name, &version)?;
             let version_id = string_field(&record, "_id")?;
-            let (upload, url) = owner.new_upload(
-                writer,
-                format!(
-                    "packages/{}/{version}/README-{}.md",
-                    file_name(&name),
-                    random_id()
-                ),
-            )?;
+            let (upload, url) = owner.new_upload(writer, file_key(&name, &version, "README.md"))?;
             let token = owner.new_pending(
                 writer,
                 &Pending {
