@@ -75,12 +75,24 @@ fn world() -> World {
     }
 }
 
-fn serve(data: &Path, extra: &[&str]) -> Server {
-    let limit = MAX_UPLOAD.to_string();
+/// A server with the given upload limit and extra flags.
+fn serve_with_limit(data: &Path, limit: usize, extra: &[&str]) -> Server {
+    let limit = limit.to_string();
     let mut args = vec!["--max-upload-size", limit.as_str()];
     args.extend_from_slice(extra);
     Server::start(data, &args)
 }
+
+/// A server with the small test upload limit.
+fn serve(data: &Path, extra: &[&str]) -> Server {
+    serve_with_limit(data, MAX_UPLOAD, extra)
+}
+
+/// Upload limit of the servers that take a large build.
+const LARGE_LIMIT: usize = 16 << 20;
+
+/// A build larger than one streamed chunk (5 MiB), so it is written in several parts.
+const LARGE_BUILD: usize = 6 << 20;
 
 /// The tool's login (spec §6.2): subscribe to the login configuration, then `login`.
 async fn login(server: &Server, token: &str) -> Ddp {
@@ -225,6 +237,17 @@ async fn publish_version(ddp: &mut Ddp, name: &str, version: &str, create: bool)
 
 /// Spec §5.1 step 9 / §5.11: `createPackageBuild`, PUT, `publishPackageBuild`.
 async fn publish_build(ddp: &mut Ddp, name: &str, version: &str, archs: &str) -> Vec<u8> {
+    publish_build_of_size(ddp, name, version, archs, 30_000).await
+}
+
+/// [`publish_build`] with a tarball of `size` bytes.
+async fn publish_build_of_size(
+    ddp: &mut Ddp,
+    name: &str,
+    version: &str,
+    archs: &str,
+    size: usize,
+) -> Vec<u8> {
     let created = ok(
         ddp,
         "createPackageBuild",
@@ -233,7 +256,7 @@ async fn publish_build(ddp: &mut Ddp, name: &str, version: &str, archs: &str) ->
     .await;
     let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["uploadUrl", "uploadToken"]);
-    let build = file(&format!("build of {name}@{version} for {archs}"), 30_000);
+    let build = file(&format!("build of {name}@{version} for {archs}"), size);
     assert_eq!(put(created["uploadUrl"].as_str().unwrap(), &build).0, 200);
     ok(
         ddp,
@@ -266,7 +289,7 @@ fn assert_downloads(url: &str, expected: &[u8]) {
 #[tokio::test]
 async fn the_tools_publish_sequences_end_in_a_synced_catalog_with_identical_files() {
     let world = world();
-    let server = serve(&world.data, &[]);
+    let server = serve_with_limit(&world.data, LARGE_LIMIT, &[]);
     publish_sync_and_download(&world, &server).await;
     assert!(world.data.join("files/packages/acme_widget").is_dir());
 }
@@ -276,8 +299,9 @@ async fn package_files_can_live_in_an_s3_bucket() {
     let s3 = S3::start();
     let bucket = s3.create_bucket();
     let world = world();
-    let server = serve(
+    let server = serve_with_limit(
         &world.data,
+        LARGE_LIMIT,
         &[
             "--s3-bucket",
             &bucket,
@@ -397,7 +421,7 @@ async fn publish_sync_and_download(world: &World, server: &Server) {
     // A binary package: the version alone, then §5.11 publish-for-arch per platform.
     let v3 = publish_version(&mut alice, name, "1.2.0", false).await;
     let linux = publish_build(&mut alice, name, "1.2.0", LINUX).await;
-    let mac = publish_build(&mut alice, name, "1.2.0", MAC).await;
+    let mac = publish_build_of_size(&mut alice, name, "1.2.0", MAC, LARGE_BUILD).await;
 
     // §5.12: a track, a recommended release, then a patch release from it.
     let track = "acme:STABLE";
@@ -618,6 +642,9 @@ async fn refusals_answer_clearly_and_change_nothing() {
     long["description"] = json!("x".repeat(101));
     let error = refused(&mut alice, "createPackageVersion", json!([long])).await;
     assert_eq!(error["error"], 400, "{error}");
+    // A package with versions cannot be created again.
+    let error = refused(&mut alice, "createPackage", json!([{"name": name}])).await;
+    assert_eq!(error["error"], 409, "{error}");
     // Publishing a published version again points at publish-for-arch.
     let error = refused(
         &mut alice,
@@ -817,7 +844,12 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
     let name = "acme:tool";
 
     // §5.1 by hand through the "proxy": every URL handed out starts with --public-url.
+    // `publish --create` run again after a failure re-creates the still empty package.
     ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let mut mallory = login(&server, &world.mallory).await;
+    let error = refused(&mut mallory, "createPackage", json!([{"name": name}])).await;
+    assert_eq!(error["error"], 409, "{error}");
     let created = ok(
         &mut alice,
         "createPackageVersion",

@@ -15,8 +15,9 @@ use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use serde_json::{Map, Value, json};
 
 use super::publishing::{
-    Publishing, Tx, creation_maintainers, date, load, maintained_package, now_ms, object_param,
-    person, plain_params, require_user, save, session_user, string_field, string_param, touch,
+    Publishing, Tx, creation_maintainers, date, load, maintained_package, maintains, now_ms,
+    object_param, person, plain_params, require_user, save, session_user, string_field,
+    string_param, touch,
 };
 
 /// Longest `description` (summary) the tool allows (`package-client.js`).
@@ -94,7 +95,13 @@ pub async fn create_package(
     publishing
         .transact(move |writer| {
             let user = require_user(writer, &user_id)?;
-            if load(writer, &Lookup::Package(&name))?.is_some() {
+            if let Some(package) = load(writer, &Lookup::Package(&name))? {
+                // A `publish --create` that failed before its first version was published
+                // is run again as a whole: let its maintainers re-create it.
+                let unpublished = writer.find(&Lookup::VersionsOf(&name))?.is_empty();
+                if unpublished && maintains(writer, &user, &package)? {
+                    return Ok(());
+                }
                 return Err(DdpError::new(409, format!("Package {name} already exists")).into());
             }
             let maintainers = creation_maintainers(writer, &user, &name)?;

@@ -243,6 +243,8 @@ pub enum Lookup<'a> {
         /// The version string.
         version: &'a str,
     },
+    /// Every `versions` record of the package with this name.
+    VersionsOf(&'a str),
     /// The `builds` records of the version with this `_id`.
     BuildsOf(&'a str),
     /// The `releaseTracks` record with this `name`.

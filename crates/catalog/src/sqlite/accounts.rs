@@ -76,6 +76,12 @@ pub(super) fn find(conn: &Connection, key: &Lookup<'_>) -> Result<Vec<String>, S
             package,
             Some(version),
         ),
+        Lookup::VersionsOf(package) => (
+            "SELECT json FROM rec_versions WHERE json_extract(json, '$.packageName') = ?1 \
+             AND ?2 IS NULL ORDER BY seq",
+            package,
+            None,
+        ),
         Lookup::BuildsOf(version_id) => (
             "SELECT json FROM rec_builds WHERE json_extract(json, '$.versionId') = ?1 \
              AND ?2 IS NULL ORDER BY seq",
@@ -558,6 +564,7 @@ mod tests {
             }),
             ["v2"]
         );
+        assert_eq!(ids(Lookup::VersionsOf("a:b")), ["v1", "v2"]);
         assert_eq!(ids(Lookup::BuildsOf("v1")), ["b1", "b2"]);
         assert_eq!(ids(Lookup::ReleaseTrack("T")), ["t"]);
         assert_eq!(
