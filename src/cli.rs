@@ -457,6 +457,35 @@ pub enum BenchCommand {
                       calls/s, the ratio to each limit, rollup time per day and storage used."
     )]
     Stats(BenchStatsArgs),
+    /// Package file uploads and downloads against bare loopback TCP and an fsynced write.
+    #[command(
+        long_about = "Measure the `meteor publish` file path against an `exosphere serve` \
+                      child process: createPackageVersion, a PUT of a large source tarball \
+                      (hashed and streamed to disk), publishPackageVersion (verification and \
+                      the move into place), and a GET of the published file. In the same \
+                      run, the physical limits: the same bytes through a bare loopback TCP \
+                      connection, and written to a file with an fsync. Reports MB/s, the \
+                      ratios and the server's peak memory (which must not grow with the \
+                      file size)."
+    )]
+    Publish(BenchPublishArgs),
+}
+
+/// Flags of `exosphere bench publish`.
+#[derive(Debug, Args)]
+pub struct BenchPublishArgs {
+    /// Size of the uploaded file, in bytes.
+    #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1..=(4u64 << 30)))]
+    pub size: u64,
+
+    /// Versions to publish (one upload and one download each); the report gives each and
+    /// the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench stats`.

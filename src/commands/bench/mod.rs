@@ -5,6 +5,7 @@
 //! directory, a synthetic catalog imported into a fresh data directory, and an
 //! `exosphere serve` child process whose memory can be read on its own from `/proc`.
 
+pub mod publish;
 pub mod stats;
 pub mod sync;
 
@@ -25,6 +26,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Sync(args) => sync::run(args),
         BenchCommand::Stats(args) => stats::run(args),
+        BenchCommand::Publish(args) => publish::run(args),
     }
 }
 
