@@ -98,6 +98,11 @@ const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 /// How much of the database file each read connection maps into memory (`PRAGMA mmap_size`).
 const READER_MMAP_BYTES: i64 = 1 << 30;
 
+/// The writer connection's page cache (`PRAGMA cache_size`, in KiB). Recording package
+/// usage looks up app ids and versions all over b-trees of millions of rows; SQLite's
+/// default 2 MiB cache would send most of those lookups to the operating system.
+const WRITER_CACHE_KIB: i64 = 64 * 1024;
+
 /// `PRAGMA application_id` of Exosphere catalogs: "EXOS" in ASCII.
 const APPLICATION_ID: i64 = 0x4558_4F53;
 
@@ -155,6 +160,9 @@ impl SqliteStore {
             ));
         }
         writer.pragma_update(None, "synchronous", "FULL").db()?;
+        writer
+            .pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .db()?;
         init_schema(&mut writer, &path)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),

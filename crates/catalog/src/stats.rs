@@ -279,9 +279,9 @@ pub fn package_stats(
         .checked_sub_days(Days::new(days))
         .unwrap_or(NaiveDate::MIN);
     let rows = store.package_stats_rows(name, previous_from, to)?;
-    let (previous_rows, current): (Vec<&StatsRow>, Vec<&StatsRow>) = rows
-        .iter()
-        .partition(|row| row.date() < from.to_string().as_str());
+    let first_day = from.to_string();
+    let (previous_rows, current): (Vec<&StatsRow>, Vec<&StatsRow>) =
+        rows.iter().partition(|row| row.date() < first_day.as_str());
     let mut periods = Vec::new();
     let mut start = interval.start_of(from);
     while start <= to {
