@@ -158,8 +158,6 @@ pub trait AccountWriter {
 
     /// The organization with this name.
     fn org_by_name(&mut self, name: &str) -> Result<Option<Org>, StoreError>;
-    /// The organization with this id.
-    fn org_by_id(&mut self, id: &str) -> Result<Option<Org>, StoreError>;
     /// Stores a new organization; the caller checked the name is free (also among users).
     fn insert_org(&mut self, org: &Org) -> Result<(), StoreError>;
     /// Makes a user a member of an organization (no-op if already a member).

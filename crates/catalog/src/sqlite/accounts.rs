@@ -187,10 +187,6 @@ impl AccountWriter for SqliteWriter<'_> {
         self.one_org("SELECT id, name FROM orgs WHERE name = ?1", name)
     }
 
-    fn org_by_id(&mut self, id: &str) -> Result<Option<Org>, StoreError> {
-        self.one_org("SELECT id, name FROM orgs WHERE id = ?1", id)
-    }
-
     fn insert_org(&mut self, org: &Org) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("INSERT INTO orgs (id, name) VALUES (?1, ?2)")
@@ -638,7 +634,6 @@ mod tests {
             assert_eq!(a.user_by_name("alice")?, Some(alice.clone()));
             assert_eq!(a.user_by_id("u1")?, Some(alice.clone()));
             assert_eq!(a.org_by_name("acme")?, Some(org.clone()));
-            assert_eq!(a.org_by_id("o1")?, Some(org.clone()));
             assert!(a.is_org_member("o1", "u1")?);
             assert!(!a.is_org_member("o1", "u2")?);
             assert_eq!(a.org_members("o1")?, ["alice"]);
