@@ -16,8 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::publishing::{
     Publishing, Tx, creation_maintainers, date, load, maintained_package, maintains, now_ms,
-    object_param, person, plain_params, require_user, save, session_user, string_field,
-    string_param, touch,
+    object_param, parse_object, person, plain_params, require_user, save, session_user,
+    string_field, string_param, touch,
 };
 
 /// Longest `description` (summary) the tool allows (`package-client.js`).
@@ -245,8 +245,7 @@ pub async fn publish_package_version(
             PendingKind::Version,
             vec![Some(tarball_hash.clone()), readme_hash],
             move |writer, user, pending, uploads| {
-                let mut input: Map<String, Value> = serde_json::from_str(&pending.record)
-                    .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
+                let mut input = parse_object(&pending.record)?;
                 let name = string_field(&input, "packageName")?;
                 let version = string_field(&input, "version")?;
                 if load(writer, &Lookup::Version { package: &name, version: &version })?.is_some() {
@@ -385,8 +384,7 @@ fn ensure_no_build(
     version: &str,
 ) -> Tx<()> {
     for text in writer.find(&Lookup::BuildsOf(version_id))? {
-        let build: Value = serde_json::from_str(&text)
-            .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
+        let build = parse_object(&text)?;
         if build.get("buildArchitectures").and_then(Value::as_str) == Some(archs) {
             return Err(DdpError::new(
                 409,
@@ -416,8 +414,7 @@ pub async fn publish_package_build(
             PendingKind::Build,
             vec![Some(tarball_hash)],
             move |writer, user, pending, uploads| {
-                let pending: Map<String, Value> = serde_json::from_str(&pending.record)
-                    .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
+                let pending = parse_object(&pending.record)?;
                 let version_id = string_field(&pending, "versionId")?;
                 let archs = string_field(&pending, "buildArchitectures")?;
                 let tarball = uploads.first().cloned().flatten();
@@ -425,8 +422,7 @@ pub async fn publish_package_build(
                 let version = writer
                     .get(Collection::Versions, &version_id)?
                     .ok_or_else(|| DdpError::new(404, "The version of this build was deleted"))?;
-                let version: Map<String, Value> = serde_json::from_str(&version)
-                    .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
+                let version = parse_object(&version)?;
                 let name = string_field(&version, "packageName")?;
                 let number = string_field(&version, "version")?;
                 maintained_package(writer, user, &name)?;
@@ -528,8 +524,7 @@ pub async fn publish_readme(
             PendingKind::Readme,
             vec![Some(hash)],
             move |writer, user, pending, uploads| {
-                let pending: Map<String, Value> = serde_json::from_str(&pending.record)
-                    .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
+                let pending = parse_object(&pending.record)?;
                 let version_id = string_field(&pending, "versionId")?;
                 let readme = uploads.first().cloned().flatten();
                 let readme =
@@ -537,8 +532,7 @@ pub async fn publish_readme(
                 let text = writer
                     .get(Collection::Versions, &version_id)?
                     .ok_or_else(|| DdpError::new(404, "The version of this README was deleted"))?;
-                let mut record: Map<String, Value> = serde_json::from_str(&text)
-                    .map_err(|error| exosphere_catalog::StoreError::Corrupt(error.to_string()))?;
+                let mut record = parse_object(&text)?;
                 let name = string_field(&record, "packageName")?;
                 maintained_package(writer, user, &name)?;
                 record.insert(

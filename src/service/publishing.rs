@@ -570,9 +570,15 @@ pub fn load(writer: &mut dyn CatalogWriter, key: &Lookup<'_>) -> Tx<Option<Map<S
     let Some(text) = writer.find(key)?.into_iter().next() else {
         return Ok(None);
     };
-    match serde_json::from_str(&text) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        _ => Err(StoreError::Corrupt(format!("record {key:?} is not an object")).into()),
+    parse_object(&text).map(Some)
+}
+
+/// Parses stored JSON text (a record, or a pending publish's record) as an editable object;
+/// the server wrote it, so anything else is corruption.
+pub fn parse_object(text: &str) -> Tx<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Corrupt(format!("stored JSON is not an object: {text:.80}")).into()),
     }
 }
 
