@@ -223,6 +223,9 @@ publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
 <li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
 <li><code>{base}/api/v1/stats/packages/NAME?from=YYYY-MM-DD&amp;to=YYYY-MM-DD&amp;interval=day|week|month</code>:
 one package's adds over a range, per version and period, with a trend</li>
+<li><code>{base}/packages/...</code>: published package files (the URLs in <code>source</code>,
+<code>build</code> and <code>readme</code>); <code>meteor publish</code> uploads through URLs the
+server hands out</li>
 <li><code>{base}/healthz</code>: health check</li>
 </ul>
 </body>
