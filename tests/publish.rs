@@ -935,6 +935,14 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
         error["reason"].as_str().unwrap().contains("orderKey"),
         "{error}"
     );
+    ok(
+        &mut alice,
+        "createReleaseVersion",
+        json!([{"track": "acme:TOOLS", "version": "1.1", "orderKey": "0001.0001$", "description": "Tools",
+                "recommended": false, "tool": "acme:tool@1.0.0", "packages": {"acme:tool": "1.0.0"}}]),
+    )
+    .await;
+    ok(&mut alice, "recommendVersion", json!(["acme:TOOLS", "1.1"])).await;
     let error = refused(
         &mut alice,
         "createReleaseVersion",
@@ -975,11 +983,14 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
         track["maintainers"],
         json!([{"username": "acme", "id": track["maintainers"][0]["id"], "isOrganization": true}])
     );
-    let release = synced["releaseVersions"]
-        .values()
-        .find(|r| r["track"] == "acme:TOOLS")
-        .unwrap();
-    assert_eq!(release["recommended"], false);
+    let release = |version: &str| {
+        synced["releaseVersions"]
+            .values()
+            .find(|r| r["track"] == "acme:TOOLS" && r["version"] == version)
+            .unwrap()
+    };
+    assert_eq!(release("1")["recommended"], false);
+    assert_eq!(release("1.1")["recommended"], true);
     assert!(
         !synced["releaseVersions"]
             .values()
