@@ -132,6 +132,15 @@ pub enum Command {
     Deps(DepsArgs),
     /// List release tracks, or the release versions of one track.
     Releases(ReleasesArgs),
+    /// Accounts that may publish: add and list users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Organizations: package-name prefixes that several users may publish under.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Login tokens for the `meteor` tool: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 /// Which package server's index to use; shared by `sync` and the query commands.
@@ -360,6 +369,192 @@ pub struct ServeArgs {
     /// Longest date range, in days, one /api/v1/stats request may ask for.
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
     pub stats_max_range_days: u64,
+
+    #[command(flatten)]
+    pub publishing: Box<PublishArgs>,
+}
+
+/// Flags of `exosphere serve` for publishing (spec §5): URLs, upload limits, file storage.
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The URL clients reach this server at (e.g. https://packages.example.com behind a
+    /// reverse proxy); every upload and download URL handed out starts with it. Default:
+    /// http://<the listen address>.
+    #[arg(long, env = "EXOSPHERE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Largest package file (tarball or README) one upload may send, in bytes.
+    #[arg(long, default_value_t = 512 << 20, value_parser = clap::value_parser!(u64).range(1..), env = "EXOSPHERE_MAX_UPLOAD_SIZE")]
+    pub max_upload_size: u64,
+
+    /// How long upload URLs and unfinished publishes stay valid (the tool may build for
+    /// minutes between creating a version and publishing it).
+    #[arg(long, default_value = "2h", value_parser = parse_duration, env = "EXOSPHERE_UPLOAD_TTL")]
+    pub upload_ttl: Duration,
+
+    /// Directory for package files when no S3 bucket is given. Default: DATA_DIR/files.
+    #[arg(long, env = "EXOSPHERE_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+
+    /// Keep package files in this S3 bucket instead of a local directory (lets several
+    /// servers share them).
+    #[arg(long, env = "EXOSPHERE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// Endpoint of an S3-compatible service (e.g. http://127.0.0.1:9000); AWS if absent.
+    #[arg(long, env = "EXOSPHERE_S3_ENDPOINT", requires = "s3_bucket")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region of the S3 bucket.
+    #[arg(long, default_value = "us-east-1", env = "EXOSPHERE_S3_REGION")]
+    pub s3_region: String,
+
+    /// S3 access key id.
+    #[arg(
+        long,
+        default_value = "",
+        env = "EXOSPHERE_S3_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    pub s3_access_key_id: String,
+
+    /// S3 secret access key.
+    #[arg(
+        long,
+        default_value = "",
+        env = "EXOSPHERE_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: String,
+}
+
+/// The subcommands of `exosphere user`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user who may log in (with a token) and publish under the prefix NAME:.
+    #[command(
+        long_about = "Add a user. The user may publish packages named NAME:something and \
+                      release tracks named NAME:SOMETHING, and whatever they become a \
+                      maintainer of. Administrators (--admin) may also create names without \
+                      a prefix and act on every package and track. Give the user a login \
+                      token with `exosphere token create NAME`. Safe while `exosphere serve` \
+                      runs on the same directory."
+    )]
+    Add(UserAddArgs),
+    /// List users.
+    List(DataDirOnlyArgs),
+}
+
+/// Flags of `exosphere user add`.
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The username: a package-name prefix (lowercase letters, digits, `.` and `-`).
+    pub name: String,
+
+    /// Make the user an administrator.
+    #[arg(long)]
+    pub admin: bool,
+}
+
+/// Commands that only need the data directory.
+#[derive(Debug, Args)]
+pub struct DataDirOnlyArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+}
+
+/// The subcommands of `exosphere org`.
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Add an organization, or members to an existing one.
+    #[command(
+        long_about = "Add an organization NAME (a package-name prefix shared by its members: \
+                      any member may publish NAME:something), or add members to an existing \
+                      one. Organization and user names share one namespace. Safe while \
+                      `exosphere serve` runs on the same directory."
+    )]
+    Add(OrgAddArgs),
+}
+
+/// Flags of `exosphere org add`.
+#[derive(Debug, Args)]
+pub struct OrgAddArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The organization's name (a package-name prefix).
+    pub name: String,
+
+    /// A user to make a member (repeat for several).
+    #[arg(long = "member", value_name = "USER")]
+    pub members: Vec<String>,
+}
+
+/// The subcommands of `exosphere token`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a login token and print the ~/.meteorsession entries that use it.
+    #[command(
+        long_about = "Create a login token for USER. The first output line is the token \
+                      alone; the next line is the JSON of ~/.meteorsession (spec §6.4) that \
+                      makes the `meteor` tool log in to this server with it: merge its \
+                      \"sessions\" entries into your file (or save it as the file when you \
+                      have none). Only the token's SHA-256 is stored: it cannot be shown \
+                      again. `meteor logout` deletes the entries; put them back to log in."
+    )]
+    Create(TokenCreateArgs),
+    /// List tokens (never their text): id, user, created, expires.
+    List(TokenListArgs),
+    /// Revoke a token by the id `token list` shows; sessions logged in with it stay logged
+    /// in until they disconnect.
+    Revoke(TokenRevokeArgs),
+}
+
+/// Flags of `exosphere token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The user the token logs in as.
+    pub user: String,
+
+    /// Days until the token expires.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: u32,
+
+    /// The URL `meteor` reaches the server at (METEOR_PACKAGE_SERVER_URL); its host and
+    /// port key the session entry.
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:3000",
+        env = "EXOSPHERE_PUBLIC_URL"
+    )]
+    pub public_url: String,
+}
+
+/// Flags of `exosphere token list`.
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// Only this user's tokens.
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+/// Flags of `exosphere token revoke`.
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The token id from `token list`.
+    pub id: String,
 }
 
 /// The subcommands of `exosphere stats`.
@@ -524,6 +719,18 @@ pub enum BenchCommand {
                       records/s, the ratio to the limit, index size and query times."
     )]
     Index(BenchIndexArgs),
+    /// Package file uploads and downloads against bare loopback TCP and an fsynced write.
+    #[command(
+        long_about = "Measure the `meteor publish` file path against an `exosphere serve` \
+                      child process: createPackageVersion, a PUT of a large source tarball \
+                      (hashed and streamed to disk), publishPackageVersion (verification and \
+                      the move into place), and a GET of the published file. In the same \
+                      run, the physical limits: the same bytes through a bare loopback TCP \
+                      connection, and written to a file with an fsync. Reports MB/s, the \
+                      ratios and the server's peak memory (which must not grow with the \
+                      file size)."
+    )]
+    Publish(BenchPublishArgs),
 }
 
 /// Flags of `exosphere bench sessions`.
@@ -548,6 +755,23 @@ pub struct BenchSessionsArgs {
     /// Seed of the (small) synthetic catalog the server serves.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Flags of `exosphere bench publish`.
+#[derive(Debug, Args)]
+pub struct BenchPublishArgs {
+    /// Size of the uploaded file, in bytes.
+    #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1..=(4u64 << 30)))]
+    pub size: u64,
+
+    /// Versions to publish (one upload and one download each); the report gives each and
+    /// the best.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
 
     /// Directory for the benchmark's data (a fresh temporary directory by default).
     #[arg(long)]

@@ -1,5 +1,6 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>` and a home page.
+//! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads live in
+//! `http/files.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.
@@ -12,7 +13,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
 use exosphere_catalog::stats::{Interval, RangeError, package_stats, parse_day, render_stats_day};
 use exosphere_catalog::usage::is_package_name;
@@ -23,6 +24,9 @@ use serde_json::json;
 use tower_http::trace::TraceLayer;
 
 use crate::service::PackageService;
+use crate::service::Publishing;
+
+mod files;
 
 /// Shared state of every route.
 #[derive(Clone)]
@@ -37,6 +41,8 @@ pub struct AppState {
     pub sockjs_test_services: bool,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
     pub stats_max_range_days: u64,
+    /// Uploads and downloads of package files (spec §5.2, §8.1); `None` serves neither.
+    pub publishing: Option<Publishing>,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -67,6 +73,8 @@ pub fn router(state: AppState) -> Router {
         } else {
             Router::new()
         })
+        .route("/uploads/{secret}", put(files::upload))
+        .route("/packages/{*key}", get(files::download))
         .layer(TraceLayer::new_for_http().make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +247,9 @@ publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
 <li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
 <li><code>{base}/api/v1/stats/packages/NAME?from=YYYY-MM-DD&amp;to=YYYY-MM-DD&amp;interval=day|week|month</code>:
 one package's adds over a range, per version and period, with a trend</li>
+<li><code>{base}/packages/...</code>: published package files (the URLs in <code>source</code>,
+<code>build</code> and <code>readme</code>); <code>meteor publish</code> uploads through URLs the
+server hands out</li>
 <li><code>{base}/healthz</code>: health check</li>
 </ul>
 </body>

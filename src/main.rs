@@ -35,6 +35,9 @@ fn main() -> ExitCode {
         Command::Show(args) => commands::show::run(args),
         Command::Deps(args) => commands::deps::run(args),
         Command::Releases(args) => commands::releases::run(args),
+        Command::User(command) => commands::accounts::run_user(command),
+        Command::Org(command) => commands::accounts::run_org(command),
+        Command::Token(command) => commands::accounts::run_token(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

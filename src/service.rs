@@ -4,6 +4,9 @@
 //! This is the only place where DDP meets the catalog. Methods that touch the database run on
 //! tokio's blocking pool so a slow query never stalls the runtime's worker threads; the
 //! publications follow the catalog watcher so that writes by any process reach subscribers.
+//!
+//! Logging in and publishing (spec §5, §6) live in the submodules: `publishing` (shared
+//! rules and the transaction helper), `auth`, `packages`, `releases` and `admin`.
 
 use std::sync::Arc;
 
@@ -16,6 +19,14 @@ use exosphere_ddp::{
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
+mod admin;
+mod auth;
+mod packages;
+pub mod publishing;
+mod releases;
+
+pub use publishing::Publishing;
+
 /// Collection the `meteor` tool watches for the OAuth configuration (spec §4.1).
 const LOGIN_CONFIG_COLLECTION: &str = "meteor_accounts_loginServiceConfiguration";
 
@@ -25,6 +36,7 @@ pub struct PackageService {
     catalog: watch::Receiver<CatalogState>,
     oauth_client_id: String,
     usage: Option<UsageRecording>,
+    publishing: Option<Publishing>,
 }
 
 /// What `recordAppPackages` needs: the group-commit recorder and the report limits.
@@ -47,6 +59,7 @@ impl PackageService {
             catalog,
             oauth_client_id,
             usage: None,
+            publishing: None,
         }
     }
 
@@ -54,6 +67,13 @@ impl PackageService {
     /// the method is not found.
     pub fn with_usage_recording(mut self, usage: UsageRecording) -> Self {
         self.usage = Some(usage);
+        self
+    }
+
+    /// Also serves `login` and the publishing methods of spec Appendix A; without this
+    /// they are not found.
+    pub fn with_publishing(mut self, publishing: Publishing) -> Self {
+        self.publishing = Some(publishing);
         self
     }
 
@@ -150,6 +170,10 @@ impl Service for PackageService {
         match method {
             "syncNewPackageData" => self.sync_new_package_data(params).await,
             "recordAppPackages" => self.record_app_packages(ctx, params).await,
+            method if publishing::METHODS.contains(&method) => match &self.publishing {
+                Some(publishing) => publishing.call(ctx, method, params).await,
+                None => Err(DdpError::method_not_found(method)),
+            },
             _ => Err(DdpError::method_not_found(method)),
         }
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need besides Rust: the npm packages of the interop test
-# (tests/interop) and of the browser test (tests/browser), and Debian's Chromium for the
-# latter. Run by the README's test command and by .ci/run; safe to run again.
+# (tests/interop) and of the browser test (tests/browser), Debian's Chromium for the
+# latter, and moto's local S3-compatible server for the S3 blob-store tests
+# (tests/setup-s3.sh). Run by the README's test command and by .ci/run; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +21,6 @@ else
     "${sudo_if_needed[@]}" apt-get update
     "${sudo_if_needed[@]}" apt-get install -y --no-install-recommends chromium
 fi
+
+echo "== moto_server, a local S3-compatible server for the S3 blob-store tests"
+bash tests/setup-s3.sh

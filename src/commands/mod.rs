@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `run(args) -> anyhow::Result<()>`.
 
+pub mod accounts;
 pub mod bench;
 pub mod deps;
 pub mod export;

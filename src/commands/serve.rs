@@ -1,5 +1,6 @@
 //! `exosphere serve`: opens the catalog, starts the watcher, the usage recorder, the daily
-//! stats rollup and the DDP server, and serves HTTP until SIGINT or SIGTERM.
+//! stats rollup and the DDP server, and serves HTTP until SIGINT or SIGTERM. Publishing
+//! (spec §5) uses the blob store the flags choose and sweeps expired uploads.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -17,7 +18,8 @@ use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use crate::cli::ServeArgs;
 use crate::fd_limit;
 use crate::http::{AppState, router};
-use crate::service::{PackageService, UsageRecording};
+use crate::service::{PackageService, Publishing, UsageRecording};
+use exosphere_blobs::{BlobStore, S3Config};
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
 const DEMO_SEED: u64 = 2015;
@@ -80,9 +82,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     tokio::spawn(roll_up_daily(Arc::clone(&store), args.stats_rollup_delay));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("no local address")?;
+    let publishing = publishing(&args, &store, address)?;
+    tokio::spawn(sweep_expired(publishing.clone()));
     let service = Arc::new(
         PackageService::new(syncer, catalog, args.oauth_client_id.clone())
-            .with_usage_recording(usage_recording),
+            .with_usage_recording(usage_recording)
+            .with_publishing(publishing.clone()),
     );
     let ddp = Server::new(
         service,
@@ -109,10 +118,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         queue: args.outbound_queue,
         ..SockJsConfig::default()
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener.local_addr().context("no local address")?;
     // DDP is request/response over small frames: Nagle's algorithm would hold back the tail
     // of each result frame until the client acknowledges the previous segments.
     let listener = listener.tap_io(|tcp| {
@@ -129,6 +134,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sockjs,
         sockjs_test_services: args.sockjs_test_services,
         stats_max_range_days: args.stats_max_range_days,
+        publishing: Some(publishing),
     };
     // On a signal, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
@@ -153,6 +159,78 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The publishing side: the blob store the flags choose (an S3 bucket, or a local
+/// directory) and the public URL every handed-out URL starts with.
+fn publishing(
+    args: &ServeArgs,
+    store: &Arc<dyn CatalogStore>,
+    address: SocketAddr,
+) -> anyhow::Result<Publishing> {
+    let options = &args.publishing;
+    let blobs = match &options.s3_bucket {
+        Some(bucket) => BlobStore::s3(&S3Config {
+            bucket: bucket.clone(),
+            endpoint: options.s3_endpoint.clone(),
+            region: options.s3_region.clone(),
+            access_key_id: options.s3_access_key_id.clone(),
+            secret_access_key: options.s3_secret_access_key.clone(),
+        }),
+        None => BlobStore::local(
+            &options
+                .files_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.data_dir.join("files")),
+        ),
+    }
+    .context("cannot open the package file store")?;
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+        anyhow::bail!("--public-url must start with http:// or https://, got {public_url:?}");
+    }
+    tracing::info!(files = %blobs, public_url, "publishing enabled");
+    Ok(Publishing {
+        store: Arc::clone(store),
+        blobs,
+        public_url: public_url.trim_end_matches('/').to_owned(),
+        max_upload_size: options.max_upload_size,
+        upload_ttl: options.upload_ttl,
+    })
+}
+
+/// How often expired upload tickets and unfinished publishes are cleaned up.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// Deletes expired upload tickets and pending publishes, and their staging files, so an
+/// abandoned publish leaves nothing behind.
+async fn sweep_expired(publishing: Publishing) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let now = chrono::Utc::now().timestamp_millis();
+        let swept = publishing
+            .transact(move |writer| Ok(writer.accounts().delete_expired(now)?))
+            .await;
+        let staging = match swept {
+            Ok(staging) => staging,
+            Err(error) => {
+                tracing::warn!(%error, "cannot sweep expired uploads");
+                continue;
+            }
+        };
+        for key in staging {
+            let Ok(key) = exosphere_blobs::BlobKey::new(&key) else {
+                continue;
+            };
+            if let Err(error) = publishing.blobs.delete(&key).await {
+                tracing::warn!(%error, %key, "cannot delete an expired upload");
+            }
+        }
+    }
 }
 
 /// Fills an empty catalog with the small synthetic catalog, so a first `serve --demo` has

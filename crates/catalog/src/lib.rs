@@ -5,6 +5,7 @@
 //! This crate knows nothing about WebSockets or DDP: the server hands it JSON values and
 //! splices the JSON text it returns.
 //!
+//! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
 //! * [`record`]: the five collections, [`Record`] and [`StatsRow`].
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
@@ -15,6 +16,7 @@
 //! * [`usage`]: `recordAppPackages` reports, group-commit recording and daily rollups.
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
 
+pub mod accounts;
 pub mod dump;
 pub mod page_cache;
 pub mod record;
@@ -29,6 +31,7 @@ pub mod watch;
 pub use page_cache::Syncer;
 pub use record::{Collection, PerCollection, Record, StatsRow};
 pub use sqlite::{SqliteStore, open_sqlite};
+pub use store::Lookup;
 pub use store::{CatalogState, CatalogStore, CatalogWriter, StoreError};
 pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};
 pub use watch::watch;

@@ -1,7 +1,7 @@
 //! The SQLite backend of [`CatalogStore`]: one database file, `catalog.sqlite3`, in the
 //! data directory, shared safely by a running `exosphere serve` and an `exosphere import`.
 //!
-//! # Schema (version 2, `PRAGMA user_version`)
+//! # Schema (version 3, `PRAGMA user_version`)
 //!
 //! Version 1:
 //!
@@ -28,6 +28,15 @@
 //! * `usage_days`: per recorded day (`YYYY-MM-DD`), whether recordings arrived since its
 //!   last rollup (`pending`) and whether it was ever rolled up (`rolled_up`);
 //! * the index `stats_by_name (name, day, …)` answers per-package date ranges.
+//!
+//! Version 3 adds accounts and publishing ([`crate::accounts`], `sqlite/accounts.rs`):
+//!
+//! * `users`, `orgs` and `org_members`; `tokens` (login tokens by SHA-256 hash);
+//! * `uploads` (upload tickets by hash of their URL secret) and `pending` (publishes in
+//!   progress by hash of their `uploadToken`), both with an expiry time;
+//! * expression indexes on the record text (`json_extract` of `name`, `packageName` and
+//!   `version`, `versionId`, `track`), so the publishing methods find records by their
+//!   natural keys without a column the import path would have to fill.
 //!
 //! # Migrations
 //!
@@ -61,13 +70,17 @@ use chrono::{Datelike as _, NaiveDate};
 use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
+use crate::accounts::AccountWriter;
 use crate::record::{Collection, PerCollection, Record, StatsRow};
 use crate::stats::parse_day;
+use crate::store::Lookup;
 use crate::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Page, PageRecord, StoreError,
     Upsert,
 };
 use crate::usage::AppReport;
+
+mod accounts;
 
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "catalog.sqlite3";
@@ -77,7 +90,7 @@ pub const DATABASE_FILE: &str = "catalog.sqlite3";
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every upgrade step, in order.
-const MIGRATIONS: [Migration; 1] = [migrate_v1_to_v2];
+const MIGRATIONS: [Migration; 2] = [migrate_v1_to_v2, accounts::migrate_v2_to_v3];
 
 /// The schema version this build creates and reads (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -217,7 +230,7 @@ fn init_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 /// Creates schema version 1 in an empty file, exactly as the first release did.
-fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+pub(crate) fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(&schema_v1_sql())?;
     tx.execute(
         "INSERT INTO meta (id, epoch, head_seq) VALUES (1, ?1, 0)",
@@ -229,7 +242,7 @@ fn create_v1(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
 }
 
 /// Version 2: package usage recording and per-package stats ranges (see the module docs).
-fn migrate_v1_to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+pub(crate) fn migrate_v1_to_v2(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE TABLE usage_apps (
              id INTEGER PRIMARY KEY,
@@ -788,6 +801,14 @@ impl SqliteWriter<'_> {
 }
 
 impl CatalogWriter for SqliteWriter<'_> {
+    fn find(&mut self, key: &Lookup<'_>) -> Result<Vec<String>, StoreError> {
+        accounts::find(self.conn, key)
+    }
+
+    fn accounts(&mut self) -> &mut dyn AccountWriter {
+        self
+    }
+
     fn get(&mut self, collection: Collection, id: &str) -> Result<Option<String>, StoreError> {
         self.conn
             .prepare_cached(&self.sql.tables[collection].get)

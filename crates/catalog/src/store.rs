@@ -22,6 +22,7 @@
 
 use chrono::NaiveDate;
 
+use crate::accounts::AccountWriter;
 use crate::record::{Collection, PerCollection, Record, StatsRow};
 use crate::usage::AppReport;
 
@@ -221,4 +222,38 @@ pub trait CatalogWriter {
     /// rolled up; returns the number of rows, or `None` (touching nothing) when nothing
     /// was ever recorded on `day`.
     fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError>;
+
+    /// Finds records by their natural key (names and versions rather than `_id`), for
+    /// the publishing methods; usually zero or one record, several for builds.
+    fn find(&mut self, key: &Lookup<'_>) -> Result<Vec<String>, StoreError>;
+
+    /// The account and publishing rows of this same transaction.
+    fn accounts(&mut self) -> &mut dyn AccountWriter;
+}
+
+/// A natural key of catalog records: how the `meteor` tool names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// The `packages` record with this `name`.
+    Package(&'a str),
+    /// The `versions` record with this `packageName` and `version`.
+    Version {
+        /// The package name.
+        package: &'a str,
+        /// The version string.
+        version: &'a str,
+    },
+    /// Every `versions` record of the package with this name.
+    VersionsOf(&'a str),
+    /// The `builds` records of the version with this `_id`.
+    BuildsOf(&'a str),
+    /// The `releaseTracks` record with this `name`.
+    ReleaseTrack(&'a str),
+    /// The `releaseVersions` record with this `track` and `version`.
+    ReleaseVersion {
+        /// The track name.
+        track: &'a str,
+        /// The version string.
+        version: &'a str,
+    },
 }

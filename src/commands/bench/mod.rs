@@ -7,6 +7,7 @@
 
 pub mod client_sync;
 pub mod index;
+pub mod publish;
 pub mod sessions;
 pub mod stats;
 pub mod sync;
@@ -31,6 +32,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Stats(args) => stats::run(args),
         BenchCommand::ClientSync(args) => client_sync::run(args),
         BenchCommand::Index(args) => index::run(args),
+        BenchCommand::Publish(args) => publish::run(args),
     }
 }
 

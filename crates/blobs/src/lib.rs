@@ -1,0 +1,402 @@
+//! Blob storage for published package files (source tarballs, build tarballs, READMEs).
+//!
+//! [`BlobStore`] puts, copies, deletes and reads opaque files by [`BlobKey`]. It sits on the
+//! `object_store` crate's `ObjectStore` interface, so the backend is a choice made at
+//! startup: a local directory (the default, under the data directory) or any S3-compatible
+//! store, which lets several servers share one set of files. This crate knows nothing about
+//! packages, DDP or HTTP routes.
+//!
+//! Uploads are streamed: the body is hashed (SHA-256, what the `meteor` tool sends as
+//! `tarballHash`) and written in bounded chunks while it arrives, and stops with
+//! [`BlobError::TooLarge`] as soon as it passes the caller's limit, so neither a large nor
+//! a hostile upload can grow memory.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, Stream, StreamExt as _};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{
+    GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt as _, WriteMultipart,
+};
+use sha2::{Digest as _, Sha256};
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The key is not one this store accepts (see [`BlobKey::new`]).
+    #[error("invalid blob key {0:?}")]
+    InvalidKey(String),
+    /// The upload passed the size limit; nothing was kept.
+    #[error("the file is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The upload body could not be read from the client.
+    #[error("reading the upload failed: {0}")]
+    Body(String),
+    /// The requested range starts at or past the end of the blob.
+    #[error("range starts at {start}, past the end of a {size}-byte file")]
+    RangeNotSatisfiable {
+        /// The first byte asked for.
+        start: u64,
+        /// The blob's size.
+        size: u64,
+    },
+    /// The backend failed (disk, network, permissions).
+    #[error("blob storage: {0}")]
+    Store(#[from] object_store::Error),
+    /// A stored file could not be read.
+    #[error("reading a stored file: {0}")]
+    Read(#[source] std::io::Error),
+    /// The backend could not be set up.
+    #[error("blob storage setup: {0}")]
+    Setup(String),
+}
+
+/// A validated blob name: `/`-separated segments of ASCII letters, digits and `._@+-`,
+/// none empty or starting with `.`, so no key can climb out of its directory or name a
+/// hidden file, whatever a URL asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BlobKey(String);
+
+impl BlobKey {
+    /// Checks `key` against the rules above.
+    pub fn new(key: &str) -> Result<BlobKey, BlobError> {
+        let valid_segment = |segment: &str| {
+            !segment.is_empty()
+                && segment.len() <= 200
+                && !segment.starts_with('.')
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
+        };
+        if key.len() <= 1024 && key.split('/').all(valid_segment) {
+            Ok(BlobKey(key.to_owned()))
+        } else {
+            Err(BlobError::InvalidKey(key.to_owned()))
+        }
+    }
+
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn path(&self) -> StorePath {
+        StorePath::from(self.0.as_str())
+    }
+}
+
+impl fmt::Display for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a finished upload stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Size in bytes.
+    pub size: u64,
+    /// Base64 (standard, padded) SHA-256 of the bytes (spec §8.2).
+    pub sha256: String,
+}
+
+/// An open blob: its total size and the requested bytes as a stream.
+pub struct Download {
+    /// Size of the whole blob.
+    pub size: u64,
+    /// The first byte the stream starts at.
+    pub start: u64,
+    /// The bytes from `start` to the end.
+    pub body: BoxStream<'static, Result<Bytes, BlobError>>,
+}
+
+/// Settings of an S3-compatible backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// The bucket holding the files.
+    pub bucket: String,
+    /// The service endpoint, e.g. `http://127.0.0.1:9000`; AWS when `None`.
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` for most S3-compatible servers).
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+/// Where package files are kept; cheap to clone and share between requests.
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<dyn ObjectStore>,
+    description: String,
+}
+
+/// Chunk size of streamed writes: S3's smallest multipart part, so memory per upload
+/// stays at a few chunks.
+const CHUNK: usize = 5 << 20;
+
+/// Parts of one upload sent to the backend at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+impl BlobStore {
+    /// Files under `dir` (created if missing), each written to a temporary file and
+    /// renamed into place, and fsynced before a write returns.
+    pub fn local(dir: &Path) -> Result<BlobStore, BlobError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BlobError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+        let store = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
+        Ok(BlobStore {
+            inner: Arc::new(store),
+            description: format!("directory {}", dir.display()),
+        })
+    }
+
+    /// Files in an S3 bucket, on AWS or any S3-compatible server.
+    pub fn s3(config: &S3Config) -> Result<BlobStore, BlobError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        Ok(BlobStore {
+            inner: Arc::new(builder.build()?),
+            description: format!(
+                "S3 bucket {} at {}",
+                config.bucket,
+                config.endpoint.as_deref().unwrap_or("AWS")
+            ),
+        })
+    }
+
+    /// Streams `body` into `key`, hashing as it goes; stops with [`BlobError::TooLarge`]
+    /// (keeping nothing) once more than `limit` bytes arrived.
+    pub async fn put_stream<S, E>(
+        &self,
+        key: &BlobKey,
+        body: S,
+        limit: u64,
+    ) -> Result<Stored, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: fmt::Display,
+    {
+        let upload = self.inner.put_multipart(&key.path()).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut body = std::pin::pin!(body);
+        let failure = loop {
+            let chunk = match body.next().await {
+                None => break None,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(error)) => break Some(BlobError::Body(error.to_string())),
+            };
+            size = size.saturating_add(chunk.len() as u64);
+            if size > limit {
+                break Some(BlobError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            if let Err(error) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                break Some(error.into());
+            }
+            writer.put(chunk);
+        };
+        if let Some(error) = failure {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(key = %key, error = %abort, "cannot abort a failed upload");
+            }
+            return Err(error);
+        }
+        writer.finish().await?;
+        Ok(Stored {
+            size,
+            sha256: base64::engine::general_purpose::STANDARD.encode(hasher.finalize()),
+        })
+    }
+
+    /// Copies `from` to `to`, replacing `to` (server-side on S3).
+    pub async fn copy(&self, from: &BlobKey, to: &BlobKey) -> Result<(), BlobError> {
+        Ok(self.inner.copy(&from.path(), &to.path()).await?)
+    }
+
+    /// Deletes `key`; a missing blob is not an error.
+    pub async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
+        match self.inner.delete(&key.path()).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Opens `key` from byte `start` to its end; `None` if there is no such blob.
+    pub async fn get(&self, key: &BlobKey, start: u64) -> Result<Option<Download>, BlobError> {
+        let size = match self.inner.head(&key.path()).await {
+            Ok(meta) => meta.size,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        if start > 0 && start >= size {
+            return Err(BlobError::RangeNotSatisfiable { start, size });
+        }
+        let options = GetOptions {
+            range: (start > 0).then_some(GetRange::Offset(start)),
+            ..GetOptions::default()
+        };
+        let result = match self.inner.get_opts(&key.path(), options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let body = match result.payload {
+            GetResultPayload::File(file, _) => file_stream(file, result.range),
+            GetResultPayload::Stream(stream) => stream.map(|r| r.map_err(BlobError::from)).boxed(),
+        };
+        Ok(Some(Download { size, start, body }))
+    }
+}
+
+/// How much of a local file one read hands to the response: large enough that the
+/// blocking-pool hop per read costs little next to the copy (`object_store`'s own local
+/// stream reads 8 KiB at a time).
+const READ_CHUNK: usize = 256 << 10;
+
+/// Streams `range` of a local file in [`READ_CHUNK`] reads on the blocking pool.
+fn file_stream(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, Result<Bytes, BlobError>> {
+    futures_util::stream::try_unfold((file, range), |(mut file, range)| async move {
+        if range.start >= range.end {
+            return Ok(None);
+        }
+        let want = usize::try_from(range.end - range.start)
+            .map_or(READ_CHUNK, |left| left.min(READ_CHUNK));
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::{Read as _, Seek as _, SeekFrom};
+            let mut chunk = vec![0u8; want];
+            file.seek(SeekFrom::Start(range.start))?;
+            file.read_exact(&mut chunk)?;
+            Ok::<_, std::io::Error>((file, chunk))
+        })
+        .await
+        .map_err(|error| BlobError::Read(std::io::Error::other(error)))?;
+        let (file, chunk) = read.map_err(BlobError::Read)?;
+        let next = range.start + chunk.len() as u64..range.end;
+        Ok(Some((Bytes::from(chunk), (file, next))))
+    })
+    .boxed()
+}
+
+impl fmt::Display for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Send {
+        futures_util::stream::iter(
+            parts
+                .iter()
+                .map(|part| Ok(Bytes::from_static(part)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    async fn read_all(download: Download) -> Vec<u8> {
+        let mut body = download.body;
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn keys_cannot_escape_or_hide() {
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "../a",
+            "a/../b",
+            "a/.hidden",
+            "a\\b",
+            "a b",
+            "a%2e",
+        ] {
+            assert!(BlobKey::new(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "packages/acme_widget/1.0.0/source.tgz",
+            "uploads/AbC-1_2.x+y@z",
+        ] {
+            assert_eq!(BlobKey::new(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[tokio::test]
+    async fn local_store_streams_hashes_copies_and_serves_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let staging = BlobKey::new("uploads/t1").unwrap();
+        let stored = store
+            .put_stream(&staging, chunks(&[b"hello ", b"world"]), 100)
+            .await
+            .unwrap();
+        assert_eq!(stored.size, 11);
+        // echo -n 'hello world' | sha256sum | xxd -r -p | base64
+        assert_eq!(
+            stored.sha256,
+            "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="
+        );
+        let final_key = BlobKey::new("packages/a/1.0.0/source.tgz").unwrap();
+        store.copy(&staging, &final_key).await.unwrap();
+        store.delete(&staging).await.unwrap();
+        assert!(store.get(&staging, 0).await.unwrap().is_none());
+        let whole = store.get(&final_key, 0).await.unwrap().unwrap();
+        assert_eq!(whole.size, 11);
+        assert_eq!(read_all(whole).await, b"hello world");
+        let tail = store.get(&final_key, 6).await.unwrap().unwrap();
+        assert_eq!(tail.start, 6);
+        assert_eq!(read_all(tail).await, b"world");
+        assert!(matches!(
+            store.get(&final_key, 11).await,
+            Err(BlobError::RangeNotSatisfiable {
+                start: 11,
+                size: 11
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_uploads_keep_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let key = BlobKey::new("uploads/big").unwrap();
+        let error = store
+            .put_stream(&key, chunks(&[b"12345", b"67890"]), 8)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, BlobError::TooLarge { limit: 8 }));
+        assert!(store.get(&key, 0).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,223 @@
+//! Accounts and publishing state: users, organizations, login tokens, upload tickets and
+//! pending (not yet visible) versions, builds and READMEs.
+//!
+//! None of this is synced to clients: it lives beside the five record collections, in
+//! the same database, so that a publish can check its ticket and make its records visible
+//! in one transaction ([`crate::CatalogWriter::accounts`]). The catalog only stores these
+//! rows; the rules (who may publish what, token lifetimes) belong to the server.
+//!
+//! Secrets are never stored: login tokens and upload tickets are kept as the SHA-256 of
+//! the random text handed out ([`secret_hash`]), so a copy of the database does not let
+//! anyone log in or upload.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::store::StoreError;
+
+/// A person who may log in and publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id, used in `maintainers`, `publishedBy` and login results.
+    pub id: String,
+    /// Unique name; also the package-name prefix the user owns (`name:pkg`).
+    pub username: String,
+    /// Administrators may create top-level (unprefixed) packages and act on every
+    /// package and release track.
+    pub admin: bool,
+}
+
+/// A package-name prefix that several users may publish under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Org {
+    /// Stable id, used in `maintainers` entries.
+    pub id: String,
+    /// Unique name, shared with usernames (a prefix has one owner).
+    pub name: String,
+}
+
+/// A login token as stored: its hash, never its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Short public id, to name the token in `token list` and `token revoke`.
+    pub id: String,
+    /// [`secret_hash`] of the token text.
+    pub hash: String,
+    /// The user the token logs in as.
+    pub user_id: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created: i64,
+    /// Expiry time, ms since the Unix epoch.
+    pub expires: i64,
+}
+
+/// Where an upload URL stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UploadState {
+    /// Handed out, nothing received yet.
+    Open,
+    /// A PUT is streaming its body right now; a second PUT is refused.
+    Receiving,
+    /// The bytes are stored in the staging blob.
+    Received {
+        /// Size in bytes.
+        size: u64,
+        /// Base64 SHA-256 of the bytes, as the tool computes `tarballHash` (spec §8.2).
+        sha256: String,
+    },
+}
+
+/// One upload URL: single-use, expiring, bound to one staging blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The blob key the PUT body is written to.
+    pub staging: String,
+    /// The blob key the file gets once its publish call verified it.
+    pub destination: String,
+    /// Largest body accepted, in bytes.
+    pub max_size: u64,
+    /// Expiry time, ms since the Unix epoch.
+    pub expires: i64,
+    /// Progress of the upload.
+    pub state: UploadState,
+}
+
+/// What a pending publish will make visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingKind {
+    /// `createPackageVersion`: a version record, its source tarball and README.
+    Version,
+    /// `createPackageBuild`: a build record and its tarball.
+    Build,
+    /// `createReadme`: a new README for a published version.
+    Readme,
+}
+
+impl PendingKind {
+    /// The stored spelling.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PendingKind::Version => "version",
+            PendingKind::Build => "build",
+            PendingKind::Readme => "readme",
+        }
+    }
+
+    /// Reads the stored spelling back.
+    pub(crate) fn parse(text: &str) -> Result<PendingKind, StoreError> {
+        match text {
+            "version" => Ok(PendingKind::Version),
+            "build" => Ok(PendingKind::Build),
+            "readme" => Ok(PendingKind::Readme),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown pending kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A publish in progress, found by the hash of the `uploadToken` handed to the tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// What it publishes.
+    pub kind: PendingKind,
+    /// What it is about (e.g. `acme:widget@1.0.0`, plus the architectures for a build);
+    /// a new pending publish of the same kind and subject replaces the old one, so a
+    /// crashed publish can be retried.
+    pub subject: String,
+    /// Who started it; only they may finish it.
+    pub user_id: String,
+    /// Server-defined JSON text describing the record to write at publish time.
+    pub record: String,
+    /// Hashes of the upload tickets whose files the publish needs, in a fixed order.
+    pub uploads: Vec<String>,
+    /// Expiry time, ms since the Unix epoch.
+    pub expires: i64,
+}
+
+/// The SHA-256 of a secret (login token or upload ticket), in lowercase hex: what is
+/// stored and looked up instead of the secret itself.
+pub fn secret_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The account and publishing operations available inside a write transaction, beside
+/// the record operations of [`crate::CatalogWriter`]. Every method works on that
+/// transaction, so checks and changes commit together.
+pub trait AccountWriter {
+    /// The user with this name.
+    fn user_by_name(&mut self, username: &str) -> Result<Option<User>, StoreError>;
+    /// The user with this id.
+    fn user_by_id(&mut self, id: &str) -> Result<Option<User>, StoreError>;
+    /// Every user, by name.
+    fn users(&mut self) -> Result<Vec<User>, StoreError>;
+    /// Stores a new user; the caller checked the name is free (also among orgs).
+    fn insert_user(&mut self, user: &User) -> Result<(), StoreError>;
+
+    /// The organization with this name.
+    fn org_by_name(&mut self, name: &str) -> Result<Option<Org>, StoreError>;
+    /// Stores a new organization; the caller checked the name is free (also among users).
+    fn insert_org(&mut self, org: &Org) -> Result<(), StoreError>;
+    /// Makes a user a member of an organization (no-op if already a member).
+    fn add_org_member(&mut self, org_id: &str, user_id: &str) -> Result<(), StoreError>;
+    /// Whether the user is a member of the organization.
+    fn is_org_member(&mut self, org_id: &str, user_id: &str) -> Result<bool, StoreError>;
+    /// The usernames of an organization's members, by name.
+    fn org_members(&mut self, org_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a login token (by hash).
+    fn insert_token(&mut self, token: &Token) -> Result<(), StoreError>;
+    /// The token whose text hashes to `hash`.
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<Token>, StoreError>;
+    /// A user's tokens (every user's when `user_id` is `None`), oldest first.
+    fn tokens(&mut self, user_id: Option<&str>) -> Result<Vec<Token>, StoreError>;
+    /// Deletes the token with this public id; returns whether it existed.
+    fn delete_token(&mut self, id: &str) -> Result<bool, StoreError>;
+
+    /// Stores or replaces an upload ticket, found by the hash of its URL secret.
+    fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError>;
+    /// The upload ticket with this hash.
+    fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError>;
+    /// Deletes an upload ticket.
+    fn delete_upload(&mut self, hash: &str) -> Result<(), StoreError>;
+
+    /// Stores or replaces a pending publish, found by the hash of its `uploadToken`.
+    fn put_pending(&mut self, hash: &str, pending: &Pending) -> Result<(), StoreError>;
+    /// The pending publish with this hash.
+    fn pending(&mut self, hash: &str) -> Result<Option<Pending>, StoreError>;
+    /// The hashes of the pending publishes of one kind and subject.
+    fn pending_for(&mut self, kind: PendingKind, subject: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes a pending publish (its upload tickets are deleted separately).
+    fn delete_pending(&mut self, hash: &str) -> Result<(), StoreError>;
+    /// Deletes pending publishes and upload tickets that expired before `now` (ms);
+    /// returns the staging blob keys of the deleted tickets, for the caller to remove.
+    fn delete_expired(&mut self, now: i64) -> Result<Vec<String>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_stored_as_sha256_hex() {
+        assert_eq!(
+            secret_hash(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_ne!(secret_hash("a"), secret_hash("b"));
+    }
+
+    #[test]
+    fn pending_kinds_round_trip() {
+        for kind in [
+            PendingKind::Version,
+            PendingKind::Build,
+            PendingKind::Readme,
+        ] {
+            assert_eq!(PendingKind::parse(kind.as_str()).unwrap(), kind);
+        }
+        assert!(PendingKind::parse("other").is_err());
+    }
+}

@@ -1,0 +1,663 @@
+//! The SQLite side of [`AccountWriter`] and of natural-key lookups: schema version 3.
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::{Db as _, SqliteWriter, to_i64, to_u64};
+use crate::accounts::{AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, User};
+use crate::store::{Lookup, StoreError};
+
+/// Version 3: accounts, tokens, upload tickets, pending publishes and natural-key indexes.
+pub(super) fn migrate_v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE users (
+             id TEXT PRIMARY KEY,
+             username TEXT NOT NULL UNIQUE,
+             admin INTEGER NOT NULL
+         ) STRICT;
+         CREATE TABLE orgs (
+             id TEXT PRIMARY KEY,
+             name TEXT NOT NULL UNIQUE
+         ) STRICT;
+         CREATE TABLE org_members (
+             org_id TEXT NOT NULL,
+             user_id TEXT NOT NULL,
+             PRIMARY KEY (org_id, user_id)
+         ) STRICT, WITHOUT ROWID;
+         CREATE TABLE tokens (
+             id TEXT PRIMARY KEY,
+             hash TEXT NOT NULL UNIQUE,
+             user_id TEXT NOT NULL,
+             created INTEGER NOT NULL,
+             expires INTEGER NOT NULL
+         ) STRICT;
+         CREATE TABLE uploads (
+             hash TEXT PRIMARY KEY,
+             staging TEXT NOT NULL,
+             destination TEXT NOT NULL,
+             max_size INTEGER NOT NULL,
+             expires INTEGER NOT NULL,
+             state TEXT NOT NULL,
+             size INTEGER,
+             sha256 TEXT
+         ) STRICT;
+         CREATE TABLE pending (
+             hash TEXT PRIMARY KEY,
+             kind TEXT NOT NULL,
+             subject TEXT NOT NULL,
+             user_id TEXT NOT NULL,
+             record TEXT NOT NULL,
+             uploads TEXT NOT NULL,
+             expires INTEGER NOT NULL
+         ) STRICT;
+         CREATE INDEX pending_by_subject ON pending (kind, subject);
+         CREATE INDEX rec_packages_by_name ON rec_packages (json_extract(json, '$.name'));
+         CREATE INDEX rec_versions_by_key ON rec_versions
+             (json_extract(json, '$.packageName'), json_extract(json, '$.version'));
+         CREATE INDEX rec_builds_by_version ON rec_builds (json_extract(json, '$.versionId'));
+         CREATE INDEX rec_release_tracks_by_name ON rec_release_tracks
+             (json_extract(json, '$.name'));
+         CREATE INDEX rec_release_versions_by_key ON rec_release_versions
+             (json_extract(json, '$.track'), json_extract(json, '$.version'));",
+    )
+}
+
+/// Record texts by natural key; each query repeats its index's expression exactly, so
+/// SQLite answers it from the index.
+pub(super) fn find(conn: &Connection, key: &Lookup<'_>) -> Result<Vec<String>, StoreError> {
+    let (sql, first, second) = match *key {
+        Lookup::Package(name) => (
+            "SELECT json FROM rec_packages WHERE json_extract(json, '$.name') = ?1 AND ?2 IS NULL",
+            name,
+            None,
+        ),
+        Lookup::Version { package, version } => (
+            "SELECT json FROM rec_versions WHERE json_extract(json, '$.packageName') = ?1 \
+             AND json_extract(json, '$.version') = ?2",
+            package,
+            Some(version),
+        ),
+        Lookup::VersionsOf(package) => (
+            "SELECT json FROM rec_versions WHERE json_extract(json, '$.packageName') = ?1 \
+             AND ?2 IS NULL ORDER BY seq",
+            package,
+            None,
+        ),
+        Lookup::BuildsOf(version_id) => (
+            "SELECT json FROM rec_builds WHERE json_extract(json, '$.versionId') = ?1 \
+             AND ?2 IS NULL ORDER BY seq",
+            version_id,
+            None,
+        ),
+        Lookup::ReleaseTrack(name) => (
+            "SELECT json FROM rec_release_tracks WHERE json_extract(json, '$.name') = ?1 \
+             AND ?2 IS NULL",
+            name,
+            None,
+        ),
+        Lookup::ReleaseVersion { track, version } => (
+            "SELECT json FROM rec_release_versions WHERE json_extract(json, '$.track') = ?1 \
+             AND json_extract(json, '$.version') = ?2",
+            track,
+            Some(version),
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let mut rows = stmt.query(params![first, second]).db()?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().db()? {
+        out.push(row.get(0).db()?);
+    }
+    Ok(out)
+}
+
+fn user_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        admin: row.get(2)?,
+    })
+}
+
+fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: row.get(0)?,
+        hash: row.get(1)?,
+        user_id: row.get(2)?,
+        created: row.get(3)?,
+        expires: row.get(4)?,
+    })
+}
+
+impl SqliteWriter<'_> {
+    fn one_user(&self, sql: &str, key: &str) -> Result<Option<User>, StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .db()?
+            .query_row([key], user_row)
+            .optional()
+            .db()
+    }
+
+    fn one_org(&self, sql: &str, key: &str) -> Result<Option<Org>, StoreError> {
+        self.conn
+            .prepare_cached(sql)
+            .db()?
+            .query_row([key], |row| {
+                Ok(Org {
+                    id: row.get(0)?,
+                    name: row.get(1)?,
+                })
+            })
+            .optional()
+            .db()
+    }
+}
+
+impl AccountWriter for SqliteWriter<'_> {
+    fn user_by_name(&mut self, username: &str) -> Result<Option<User>, StoreError> {
+        self.one_user(
+            "SELECT id, username, admin FROM users WHERE username = ?1",
+            username,
+        )
+    }
+
+    fn user_by_id(&mut self, id: &str) -> Result<Option<User>, StoreError> {
+        self.one_user("SELECT id, username, admin FROM users WHERE id = ?1", id)
+    }
+
+    fn users(&mut self) -> Result<Vec<User>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, username, admin FROM users ORDER BY username")
+            .db()?;
+        let users = stmt.query_map([], user_row).db()?;
+        users.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn insert_user(&mut self, user: &User) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO users (id, username, admin) VALUES (?1, ?2, ?3)")
+            .db()?
+            .execute(params![user.id, user.username, user.admin])
+            .db()?;
+        Ok(())
+    }
+
+    fn org_by_name(&mut self, name: &str) -> Result<Option<Org>, StoreError> {
+        self.one_org("SELECT id, name FROM orgs WHERE name = ?1", name)
+    }
+
+    fn insert_org(&mut self, org: &Org) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO orgs (id, name) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![org.id, org.name])
+            .db()?;
+        Ok(())
+    }
+
+    fn add_org_member(&mut self, org_id: &str, user_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO org_members (org_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )
+            .db()?
+            .execute(params![org_id, user_id])
+            .db()?;
+        Ok(())
+    }
+
+    fn is_org_member(&mut self, org_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM org_members WHERE org_id = ?1 AND user_id = ?2")
+            .db()?
+            .query_row(params![org_id, user_id], |_| Ok(()))
+            .optional()
+            .db()
+            .map(|found| found.is_some())
+    }
+
+    fn org_members(&mut self, org_id: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT users.username FROM org_members JOIN users ON users.id = org_members.user_id \
+                 WHERE org_members.org_id = ?1 ORDER BY users.username",
+            )
+            .db()?;
+        let names = stmt.query_map([org_id], |row| row.get(0)).db()?;
+        names.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn insert_token(&mut self, token: &Token) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tokens (id, hash, user_id, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .db()?
+            .execute(params![
+                token.id,
+                token.hash,
+                token.user_id,
+                token.created,
+                token.expires
+            ])
+            .db()?;
+        Ok(())
+    }
+
+    fn token_by_hash(&mut self, hash: &str) -> Result<Option<Token>, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT id, hash, user_id, created, expires FROM tokens WHERE hash = ?1",
+            )
+            .db()?
+            .query_row([hash], token_row)
+            .optional()
+            .db()
+    }
+
+    fn tokens(&mut self, user_id: Option<&str>) -> Result<Vec<Token>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, hash, user_id, created, expires FROM tokens \
+                 WHERE ?1 IS NULL OR user_id = ?1 ORDER BY created, id",
+            )
+            .db()?;
+        let tokens = stmt.query_map([user_id], token_row).db()?;
+        tokens.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn delete_token(&mut self, id: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM tokens WHERE id = ?1")
+            .db()?
+            .execute([id])
+            .db()?;
+        Ok(removed > 0)
+    }
+
+    fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError> {
+        let (state, size, sha256) = match &upload.state {
+            UploadState::Open => ("open", None, None),
+            UploadState::Receiving => ("receiving", None, None),
+            UploadState::Received { size, sha256 } => (
+                "received",
+                Some(to_i64(*size, "upload size")?),
+                Some(sha256.as_str()),
+            ),
+        };
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO uploads \
+                 (hash, staging, destination, max_size, expires, state, size, sha256) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .db()?
+            .execute(params![
+                hash,
+                upload.staging,
+                upload.destination,
+                to_i64(upload.max_size, "upload limit")?,
+                upload.expires,
+                state,
+                size,
+                sha256
+            ])
+            .db()?;
+        Ok(())
+    }
+
+    fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError> {
+        type Row = (
+            String,
+            String,
+            i64,
+            i64,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT staging, destination, max_size, expires, state, size, sha256 \
+                 FROM uploads WHERE hash = ?1",
+            )
+            .db()?
+            .query_row([hash], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            })
+            .optional()
+            .db()?;
+        let Some((staging, destination, max_size, expires, state, size, sha256)) = row else {
+            return Ok(None);
+        };
+        let state = match (state.as_str(), size, sha256) {
+            ("open", _, _) => UploadState::Open,
+            ("receiving", _, _) => UploadState::Receiving,
+            ("received", Some(size), Some(sha256)) => UploadState::Received {
+                size: to_u64(size, "upload size")?,
+                sha256,
+            },
+            (other, _, _) => {
+                return Err(StoreError::Corrupt(format!("upload state {other:?}")));
+            }
+        };
+        Ok(Some(Upload {
+            staging,
+            destination,
+            max_size: to_u64(max_size, "upload limit")?,
+            expires,
+            state,
+        }))
+    }
+
+    fn delete_upload(&mut self, hash: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM uploads WHERE hash = ?1")
+            .db()?
+            .execute([hash])
+            .db()?;
+        Ok(())
+    }
+
+    fn put_pending(&mut self, hash: &str, pending: &Pending) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO pending \
+                 (hash, kind, subject, user_id, record, uploads, expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .db()?
+            .execute(params![
+                hash,
+                pending.kind.as_str(),
+                pending.subject,
+                pending.user_id,
+                pending.record,
+                pending.uploads.join(" "),
+                pending.expires
+            ])
+            .db()?;
+        Ok(())
+    }
+
+    fn pending(&mut self, hash: &str) -> Result<Option<Pending>, StoreError> {
+        type Row = (String, String, String, String, String, i64);
+        let row: Option<Row> = self
+            .conn
+            .prepare_cached(
+                "SELECT kind, subject, user_id, record, uploads, expires FROM pending WHERE hash = ?1",
+            )
+            .db()?
+            .query_row([hash], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                ))
+            })
+            .optional()
+            .db()?;
+        let Some((kind, subject, user_id, record, uploads, expires)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Pending {
+            kind: PendingKind::parse(&kind)?,
+            subject,
+            user_id,
+            record,
+            uploads: uploads.split_whitespace().map(str::to_owned).collect(),
+            expires,
+        }))
+    }
+
+    fn pending_for(&mut self, kind: PendingKind, subject: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT hash FROM pending WHERE kind = ?1 AND subject = ?2")
+            .db()?;
+        let hashes = stmt
+            .query_map(params![kind.as_str(), subject], |row| row.get(0))
+            .db()?;
+        hashes.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn delete_pending(&mut self, hash: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM pending WHERE hash = ?1")
+            .db()?
+            .execute([hash])
+            .db()?;
+        Ok(())
+    }
+
+    fn delete_expired(&mut self, now: i64) -> Result<Vec<String>, StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM pending WHERE expires < ?1")
+            .db()?
+            .execute([now])
+            .db()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("DELETE FROM uploads WHERE expires < ?1 RETURNING staging")
+            .db()?;
+        let staging = stmt.query_map([now], |row| row.get(0)).db()?;
+        staging.collect::<rusqlite::Result<_>>().db()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Collection, Record};
+    use crate::sqlite::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
+    use crate::store::CatalogStore as _;
+
+    /// Runs `f` in one write transaction and returns what it returned.
+    fn with<T>(
+        store: &dyn crate::store::CatalogStore,
+        mut f: impl FnMut(&mut dyn crate::store::CatalogWriter) -> Result<T, StoreError>,
+    ) -> T {
+        let mut out = None;
+        store
+            .write(&mut |w| {
+                out = Some(f(w)?);
+                Ok(())
+            })
+            .unwrap();
+        out.unwrap()
+    }
+
+    fn rec(c: Collection, json: &str) -> Record {
+        Record::from_json(c, json).unwrap()
+    }
+
+    #[test]
+    fn a_version_2_file_is_upgraded_and_its_records_found_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        create_v1(&tx).unwrap();
+        migrate_v1_to_v2(&tx).unwrap();
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute(
+            "INSERT INTO rec_packages (seq, id, json) VALUES (1, 'p1', '{\"_id\":\"p1\",\"name\":\"acme:old\"}')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+        let store = open_sqlite(dir.path()).unwrap();
+        let found = with(&store, |w| w.find(&Lookup::Package("acme:old")));
+        assert_eq!(
+            found,
+            vec!["{\"_id\":\"p1\",\"name\":\"acme:old\"}".to_owned()]
+        );
+        let users = with(&store, |w| w.accounts().users());
+        assert!(users.is_empty());
+    }
+
+    #[test]
+    fn natural_keys_find_records_through_their_indexes() {
+        let (_dir, store) = temp_store();
+        with(&store, |w| {
+            w.upsert(&rec(Collection::Packages, r#"{"_id":"p","name":"a:b"}"#))?;
+            w.upsert(&rec(
+                Collection::Versions,
+                r#"{"_id":"v1","packageName":"a:b","version":"1.0.0"}"#,
+            ))?;
+            w.upsert(&rec(
+                Collection::Versions,
+                r#"{"_id":"v2","packageName":"a:b","version":"2.0.0"}"#,
+            ))?;
+            w.upsert(&rec(
+                Collection::Builds,
+                r#"{"_id":"b1","versionId":"v1","buildArchitectures":"os"}"#,
+            ))?;
+            w.upsert(&rec(
+                Collection::Builds,
+                r#"{"_id":"b2","versionId":"v1","buildArchitectures":"web"}"#,
+            ))?;
+            w.upsert(&rec(Collection::ReleaseTracks, r#"{"_id":"t","name":"T"}"#))?;
+            w.upsert(&rec(
+                Collection::ReleaseVersions,
+                r#"{"_id":"r","track":"T","version":"1"}"#,
+            ))?;
+            Ok(())
+        });
+        let ids = |key: Lookup<'static>| -> Vec<String> {
+            with(&store, |w| w.find(&key))
+                .iter()
+                .map(|json| {
+                    serde_json::from_str::<serde_json::Value>(json).unwrap()["_id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(ids(Lookup::Package("a:b")), ["p"]);
+        assert!(ids(Lookup::Package("a:c")).is_empty());
+        assert_eq!(
+            ids(Lookup::Version {
+                package: "a:b",
+                version: "2.0.0"
+            }),
+            ["v2"]
+        );
+        assert_eq!(ids(Lookup::VersionsOf("a:b")), ["v1", "v2"]);
+        assert_eq!(ids(Lookup::BuildsOf("v1")), ["b1", "b2"]);
+        assert_eq!(ids(Lookup::ReleaseTrack("T")), ["t"]);
+        assert_eq!(
+            ids(Lookup::ReleaseVersion {
+                track: "T",
+                version: "1"
+            }),
+            ["r"]
+        );
+        let conn = Connection::open(_dir.path().join(DATABASE_FILE)).unwrap();
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT json FROM rec_versions WHERE json_extract(json, '$.packageName') = 'a' \
+                 AND json_extract(json, '$.version') = 'b'",
+                [],
+                |row| row.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("rec_versions_by_key"), "{plan}");
+    }
+
+    #[test]
+    fn accounts_tokens_uploads_and_pending_publishes_round_trip() {
+        let (_dir, store) = temp_store();
+        let alice = User {
+            id: "u1".into(),
+            username: "alice".into(),
+            admin: false,
+        };
+        let org = Org {
+            id: "o1".into(),
+            name: "acme".into(),
+        };
+        let upload = Upload {
+            staging: "uploads/x".into(),
+            destination: "packages/a/1.0.0/s.tgz".into(),
+            max_size: 10,
+            expires: 1_000,
+            state: UploadState::Received {
+                size: 3,
+                sha256: "h".into(),
+            },
+        };
+        let pending = Pending {
+            kind: PendingKind::Build,
+            subject: "a@1.0.0 os".into(),
+            user_id: "u1".into(),
+            record: "{}".into(),
+            uploads: vec!["t1".into(), "t2".into()],
+            expires: 1_000,
+        };
+        with(&store, |w| {
+            let a = w.accounts();
+            a.insert_user(&alice)?;
+            a.insert_org(&org)?;
+            a.add_org_member("o1", "u1")?;
+            a.add_org_member("o1", "u1")?;
+            a.insert_token(&Token {
+                id: "k1".into(),
+                hash: "hash".into(),
+                user_id: "u1".into(),
+                created: 1,
+                expires: 2,
+            })?;
+            a.put_upload("t1", &upload)?;
+            a.put_pending("p1", &pending)?;
+            Ok(())
+        });
+        with(&store, |w| {
+            let a = w.accounts();
+            assert_eq!(a.user_by_name("alice")?, Some(alice.clone()));
+            assert_eq!(a.user_by_id("u1")?, Some(alice.clone()));
+            assert_eq!(a.org_by_name("acme")?, Some(org.clone()));
+            assert!(a.is_org_member("o1", "u1")?);
+            assert!(!a.is_org_member("o1", "u2")?);
+            assert_eq!(a.org_members("o1")?, ["alice"]);
+            assert_eq!(
+                a.token_by_hash("hash")?.map(|t| t.id),
+                Some("k1".to_owned())
+            );
+            assert_eq!(a.tokens(Some("u2"))?, []);
+            assert_eq!(a.upload("t1")?, Some(upload.clone()));
+            assert_eq!(a.pending("p1")?, Some(pending.clone()));
+            assert_eq!(a.pending_for(PendingKind::Build, "a@1.0.0 os")?, ["p1"]);
+            assert_eq!(
+                a.pending_for(PendingKind::Version, "a@1.0.0 os")?,
+                Vec::<String>::new()
+            );
+            assert!(a.delete_token("k1")?);
+            assert!(!a.delete_token("k1")?);
+            assert_eq!(a.delete_expired(999)?, Vec::<String>::new());
+            assert_eq!(a.delete_expired(1_001)?, ["uploads/x"]);
+            assert_eq!(a.upload("t1")?, None);
+            assert_eq!(a.pending("p1")?, None);
+            Ok(())
+        });
+        // Account rows are not records: nothing was synced.
+        assert_eq!(store.state().unwrap().head_seq, 0);
+    }
+}

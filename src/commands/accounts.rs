@@ -1,0 +1,235 @@
+//! `exosphere user`, `org` and `token`: the accounts behind publishing (spec §5.0, §6.4),
+//! written straight into the catalog database, so they work while a server runs.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use exosphere_catalog::accounts::{Org, Token, User, secret_hash};
+use exosphere_catalog::usage::is_package_name;
+use exosphere_catalog::{CatalogStore, CatalogWriter, StoreError, open_sqlite};
+use exosphere_ddp::random_id;
+use serde_json::json;
+
+use crate::cli::{OrgCommand, TokenCommand, UserCommand};
+use crate::service::publishing::new_secret;
+
+/// Runs one write transaction whose body may refuse with a message of its own.
+fn transact<T>(
+    data_dir: &Path,
+    mut body: impl FnMut(&mut dyn CatalogWriter) -> Result<Result<T, String>, StoreError>,
+) -> anyhow::Result<T> {
+    let store = open_sqlite(data_dir)
+        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    let mut outcome = None;
+    let written = store.write(&mut |writer| match body(writer)? {
+        Ok(value) => {
+            outcome = Some(Ok(value));
+            Ok(())
+        }
+        Err(reason) => {
+            outcome = Some(Err(reason));
+            Err(StoreError::Aborted)
+        }
+    });
+    match (written, outcome) {
+        (Ok(()), Some(Ok(value))) => Ok(value),
+        (Err(StoreError::Aborted), Some(Err(reason))) => bail!(reason),
+        (Err(error), _) => Err(error.into()),
+        (Ok(()), _) => bail!("the transaction ended without an outcome"),
+    }
+}
+
+/// A user or organization name must be a package-name prefix.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    if is_package_name(name) && !name.contains(':') {
+        Ok(())
+    } else {
+        bail!(
+            "{name:?} cannot be a package-name prefix: use lowercase letters, digits, `.` and \
+             `-`, with at least one letter"
+        )
+    }
+}
+
+/// Whether a user or an organization already has `name`.
+fn name_taken(writer: &mut dyn CatalogWriter, name: &str) -> Result<bool, StoreError> {
+    Ok(writer.accounts().user_by_name(name)?.is_some()
+        || writer.accounts().org_by_name(name)?.is_some())
+}
+
+/// `exosphere user add|list`.
+pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add(args) => {
+            check_name(&args.name)?;
+            let user = User {
+                id: random_id(),
+                username: args.name.clone(),
+                admin: args.admin,
+            };
+            transact(&args.data_dir.data_dir, |writer| {
+                if name_taken(writer, &user.username)? {
+                    return Ok(Err(format!("the name {} is already taken", user.username)));
+                }
+                writer.accounts().insert_user(&user)?;
+                Ok(Ok(()))
+            })?;
+            let role = if user.admin { " (administrator)" } else { "" };
+            println!("added user {} with id {}{role}", user.username, user.id);
+        }
+        UserCommand::List(args) => {
+            let users = transact(&args.data_dir.data_dir, |writer| {
+                Ok(Ok(writer.accounts().users()?))
+            })?;
+            for user in users {
+                let role = if user.admin { "admin" } else { "user" };
+                println!("{}\t{}\t{role}", user.username, user.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `exosphere org add`.
+pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
+    let OrgCommand::Add(args) = command;
+    check_name(&args.name)?;
+    let members = transact(&args.data_dir.data_dir, |writer| {
+        let org = match writer.accounts().org_by_name(&args.name)? {
+            Some(org) => org,
+            None if writer.accounts().user_by_name(&args.name)?.is_some() => {
+                return Ok(Err(format!("the name {} is already a user's", args.name)));
+            }
+            None => {
+                let org = Org {
+                    id: random_id(),
+                    name: args.name.clone(),
+                };
+                writer.accounts().insert_org(&org)?;
+                org
+            }
+        };
+        for member in &args.members {
+            let Some(user) = writer.accounts().user_by_name(member)? else {
+                return Ok(Err(format!("there is no user named {member}")));
+            };
+            writer.accounts().add_org_member(&org.id, &user.id)?;
+        }
+        Ok(Ok(writer.accounts().org_members(&org.id)?))
+    })?;
+    println!("organization {}: members {}", args.name, members.join(", "));
+    Ok(())
+}
+
+/// `exosphere token create|list|revoke`.
+pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => {
+            let host = session_host(&args.public_url)?;
+            let secret = new_secret();
+            let now = chrono::Utc::now().timestamp_millis();
+            let user = transact(&args.data_dir.data_dir, |writer| {
+                let Some(user) = writer.accounts().user_by_name(&args.user)? else {
+                    return Ok(Err(format!(
+                        "there is no user named {}; add one with `exosphere user add`",
+                        args.user
+                    )));
+                };
+                writer.accounts().insert_token(&Token {
+                    id: random_id(),
+                    hash: secret_hash(&secret),
+                    user_id: user.id.clone(),
+                    created: now,
+                    expires: now + i64::from(args.days) * 86_400_000,
+                })?;
+                Ok(Ok(user))
+            })?;
+            let session = json!({"sessions": {
+                "www.meteor.com": {"type": "meteor-account", "username": user.username, "userId": user.id},
+                host: {"type": "package-server", "token": secret},
+            }});
+            println!("{secret}");
+            println!("{session}");
+        }
+        TokenCommand::List(args) => {
+            let tokens = transact(&args.data_dir.data_dir, |writer| {
+                let user_id = match &args.user {
+                    None => None,
+                    Some(name) => match writer.accounts().user_by_name(name)? {
+                        Some(user) => Some(user.id),
+                        None => return Ok(Err(format!("there is no user named {name}"))),
+                    },
+                };
+                let mut listed = Vec::new();
+                for token in writer.accounts().tokens(user_id.as_deref())? {
+                    let name = writer
+                        .accounts()
+                        .user_by_id(&token.user_id)?
+                        .map_or_else(|| "<deleted>".to_owned(), |user| user.username);
+                    listed.push((token, name));
+                }
+                Ok(Ok(listed))
+            })?;
+            for (token, name) in tokens {
+                println!(
+                    "{}\t{name}\tcreated {}\texpires {}",
+                    token.id,
+                    day(token.created),
+                    day(token.expires)
+                );
+            }
+        }
+        TokenCommand::Revoke(args) => {
+            transact(&args.data_dir.data_dir, |writer| {
+                if writer.accounts().delete_token(&args.id)? {
+                    Ok(Ok(()))
+                } else {
+                    Ok(Err(format!("there is no token with id {}", args.id)))
+                }
+            })?;
+            println!("revoked token {}", args.id);
+        }
+    }
+    Ok(())
+}
+
+/// The key the `meteor` tool files a server's session under: the URL's host and port
+/// (spec §0.2).
+fn session_host(url: &str) -> anyhow::Result<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .with_context(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        bail!("{url:?} has no host");
+    }
+    Ok(host.to_owned())
+}
+
+/// A stored ms timestamp as a UTC date and time for listings.
+fn day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |time| time.format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_key_is_host_and_port() {
+        assert_eq!(
+            session_host("http://localhost:3000").unwrap(),
+            "localhost:3000"
+        );
+        assert_eq!(
+            session_host("https://packages.example.com/").unwrap(),
+            "packages.example.com"
+        );
+        assert!(session_host("ftp://x").is_err());
+        assert!(session_host("http://").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+//! Logging in (spec §6.2): DDP `login` with `{resume: token}`, where the token comes from
+//! `exosphere token create`, and the authorization pre-checks of spec §5.8.
+
+use exosphere_catalog::Lookup;
+use exosphere_catalog::accounts::secret_hash;
+use exosphere_ddp::ejson::Ejson;
+use exosphere_ddp::{DdpError, MethodContext, Reply};
+use serde_json::{Value, json};
+
+use super::publishing::{
+    Publishing, date, maintains, now_ms, plain_params, require_user, session_user, string_param,
+};
+
+/// What Meteor answers a bad resume token; the tool then falls back to its OAuth flow.
+const LOGGED_OUT: &str = "You've been logged out by the server. Please log in again.";
+
+/// `login([{resume: token}])` → `{id, token, tokenExpires}`; the session is logged in as
+/// the token's user from then on. Any other login form, an unknown, revoked or expired
+/// token: 403 with Meteor's "logged out" reason.
+pub async fn login(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let Some(token) = params
+        .first()
+        .and_then(|options| options.get("resume"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
+        return Err(DdpError::new(
+            403,
+            "This server only accepts resume tokens made with `exosphere token create` \
+             (see spec §6.4); password and OAuth logins are not supported",
+        ));
+    };
+    let hash = secret_hash(&token);
+    let found = publishing
+        .transact(move |writer| {
+            let Some(stored) = writer.accounts().token_by_hash(&hash)? else {
+                return Ok(None);
+            };
+            if stored.expires <= now_ms() {
+                return Ok(None);
+            }
+            let user = writer.accounts().user_by_id(&stored.user_id)?;
+            Ok(user.map(|user| (user, stored.expires)))
+        })
+        .await?;
+    let Some((user, expires)) = found else {
+        ctx.session.set_user_id(None);
+        return Err(DdpError::new(403, LOGGED_OUT));
+    };
+    tracing::info!(user = %user.username, "logged in");
+    ctx.session.set_user_id(Some(user.id.clone()));
+    let answer = json!({"id": user.id, "token": token, "tokenExpires": date(expires)});
+    Ejson::from_json(answer)
+        .map(Reply::Value)
+        .map_err(|_| DdpError::internal())
+}
+
+/// `amIAuthorizedPackage(name)` / `amIAuthorizedRelease(track)` (spec §5.8): `true`, or
+/// the numeric 401 the tool tests for.
+pub async fn am_i_authorized(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+    release: bool,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let name = string_param(&params, 0, "the name")?;
+    let user_id = session_user(ctx)?;
+    let what = if release { "release track" } else { "package" };
+    let refusal = DdpError::new(
+        401,
+        format!("You are not an authorized maintainer of {what} {name}"),
+    );
+    let authorized = publishing
+        .transact(move |writer| {
+            let user = require_user(writer, &user_id)?;
+            let key = if release {
+                Lookup::ReleaseTrack(&name)
+            } else {
+                Lookup::Package(&name)
+            };
+            match super::publishing::load(writer, &key)? {
+                Some(record) => maintains(writer, &user, &record),
+                None => Ok(false),
+            }
+        })
+        .await?;
+    if authorized {
+        Ok(Reply::Value(Ejson::Bool(true)))
+    } else {
+        Err(refusal)
+    }
+}

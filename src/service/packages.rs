@@ -1,0 +1,555 @@
+//! The package publishing methods of spec §5.1–§5.11: packages, versions, builds,
+//! READMEs and version metadata, with the name rules of §5.0.
+//!
+//! A version or build is created *pending*: its record waits in the publishing rows, not
+//! in the synced collections, until its publish call has verified the uploads; then the
+//! record is written in the same transaction that deletes the pending entry. Creating the
+//! same pending version or build again replaces the old one, so a crashed publish can be
+//! retried from the start.
+
+use exosphere_catalog::accounts::{Pending, PendingKind};
+use exosphere_catalog::usage::{is_package_name, is_version};
+use exosphere_catalog::{Collection, Lookup};
+use exosphere_ddp::ejson::Ejson;
+use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
+use serde_json::{Map, Value, json};
+
+use super::publishing::{
+    Publishing, Tx, creation_maintainers, date, load, maintained_package, maintains, now_ms,
+    object_param, parse_object, person, plain_params, require_user, save, session_user,
+    string_field, string_param, touch,
+};
+
+/// Longest `description` (summary) the tool allows (`package-client.js`).
+const MAX_SUMMARY: usize = 100;
+
+/// Longest `longDescription` (README excerpt) the tool allows.
+const MAX_LONG_DESCRIPTION: usize = 1500;
+
+/// Record keys only the server sets; a client sending them is ignored for those keys.
+const SERVER_KEYS: [&str; 7] = [
+    "_id",
+    "source",
+    "readme",
+    "published",
+    "publishedBy",
+    "lastUpdated",
+    "unmigrated",
+];
+
+/// The package name from a method parameter, checked against `PV.validatePackageName`.
+fn package_name(name: String) -> Result<String, DdpError> {
+    if is_package_name(&name) {
+        Ok(name)
+    } else {
+        Err(DdpError::bad_request(format!(
+            "{name:?} is not a valid package name: use lowercase letters, digits, `.`, `-` \
+             and one `:` after the prefix, with at least one letter, not starting with `.`, \
+             `:` or `-` and without `..`"
+        )))
+    }
+}
+
+/// A version string the Meteor version parser accepts (`x.y.z`, `-pre`, `_wrap`; no
+/// `+build`, spec §3.8).
+fn version_string(version: String) -> Result<String, DdpError> {
+    if is_version(&version) && !version.contains('+') {
+        Ok(version)
+    } else {
+        Err(DdpError::bad_request(format!(
+            "{version:?} is not a valid Meteor version (MAJOR.MINOR.PATCH with an optional \
+             -prerelease and _wrap number)"
+        )))
+    }
+}
+
+/// The file-name spelling of a package name (`acme:widget` → `acme_widget`), as the tool
+/// names its tarballs.
+fn file_name(package: &str) -> String {
+    package.replace(':', "_")
+}
+
+/// The blob key of a new file of `name@version`: a fresh directory per upload, so a
+/// published file never changes under its URL (downloads are cached as immutable) and
+/// a stale publish can never overwrite another one's file.
+fn file_key(name: &str, version: &str, file: &str) -> String {
+    format!(
+        "packages/{}/{version}/{}/{file}",
+        file_name(name),
+        random_id()
+    )
+}
+
+/// `createPackage({name})` (spec §5.3).
+pub async fn create_package(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let name = package_name(string_field(
+        &object_param(&params, 0, "the package spec")?,
+        "name",
+    )?)?;
+    let user_id = session_user(ctx)?;
+    publishing
+        .transact(move |writer| {
+            let user = require_user(writer, &user_id)?;
+            if let Some(package) = load(writer, &Lookup::Package(&name))? {
+                // A `publish --create` that failed before its first version was published
+                // is run again as a whole: let its maintainers re-create it.
+                let unpublished = writer.find(&Lookup::VersionsOf(&name))?.is_empty();
+                if unpublished && maintains(writer, &user, &package)? {
+                    return Ok(());
+                }
+                return Err(DdpError::new(409, format!("Package {name} already exists")).into());
+            }
+            let maintainers = creation_maintainers(writer, &user, &name)?;
+            let mut record = Map::new();
+            record.insert("_id".into(), random_id().into());
+            record.insert("name".into(), name.clone().into());
+            record.insert("maintainers".into(), maintainers.into());
+            touch(&mut record, now_ms());
+            save(writer, Collection::Packages, record)
+        })
+        .await?;
+    Ok(Reply::None)
+}
+
+/// Checks the client-editable text fields of a version (spec §5.0 limits).
+fn check_descriptions(record: &Map<String, Value>) -> Result<(), DdpError> {
+    for (key, limit) in [
+        ("description", MAX_SUMMARY),
+        ("longDescription", MAX_LONG_DESCRIPTION),
+    ] {
+        match record.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) if text.chars().count() <= limit => {}
+            Some(Value::String(_)) => {
+                return Err(DdpError::bad_request(format!(
+                    "`{key}` is longer than {limit} characters"
+                )));
+            }
+            Some(_) => return Err(DdpError::bad_request(format!("`{key}` must be a string"))),
+        }
+    }
+    if let Some(git) = record.get("git")
+        && !git.is_string()
+        && !git.is_null()
+    {
+        return Err(DdpError::bad_request("`git` must be a string"));
+    }
+    Ok(())
+}
+
+/// `createPackageVersion(record)` (spec §5.4) → `{uploadToken, uploadUrl, readmeUrl}`.
+pub async fn create_package_version(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let input = object_param(&params, 0, "the version record")?;
+    let name = package_name(string_field(&input, "packageName")?)?;
+    let version = version_string(string_field(&input, "version")?)?;
+    check_descriptions(&input)?;
+    match input.get("dependencies") {
+        None | Some(Value::Object(_)) => {}
+        Some(_) => return Err(DdpError::bad_request("`dependencies` must be an object")),
+    }
+    let user_id = session_user(ctx)?;
+    let mut record = Map::new();
+    record.insert("packageName".into(), name.clone().into());
+    record.insert("version".into(), version.clone().into());
+    for (key, value) in input {
+        if !SERVER_KEYS.contains(&key.as_str()) && key != "packageName" && key != "version" {
+            record.insert(key, value);
+        }
+    }
+    record
+        .entry("dependencies")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let record = Value::Object(record).to_string();
+    let owner = publishing.clone();
+    let answer = publishing
+        .transact(move |writer| {
+            let user = require_user(writer, &user_id)?;
+            maintained_package(writer, &user, &name)?;
+            if load(
+                writer,
+                &Lookup::Version {
+                    package: &name,
+                    version: &version,
+                },
+            )?
+            .is_some()
+            {
+                return Err(DdpError::new(
+                    409,
+                    format!(
+                        "{name}@{version} is already published; to add a build for another \
+                         architecture run `meteor publish-for-arch {name}@{version}`"
+                    ),
+                )
+                .into());
+            }
+            let (source, source_url) = owner.new_upload(
+                writer,
+                file_key(
+                    &name,
+                    &version,
+                    &format!("{}-{version}-source.tgz", file_name(&name)),
+                ),
+            )?;
+            let (readme, readme_url) =
+                owner.new_upload(writer, file_key(&name, &version, "README.md"))?;
+            let token = owner.new_pending(
+                writer,
+                &Pending {
+                    kind: PendingKind::Version,
+                    subject: format!("{name}@{version}"),
+                    user_id: user.id.clone(),
+                    record: record.clone(),
+                    uploads: vec![source, readme],
+                    expires: owner.expiry(),
+                },
+            )?;
+            Ok(json!({"uploadToken": token, "uploadUrl": source_url, "readmeUrl": readme_url}))
+        })
+        .await?;
+    reply(answer)
+}
+
+/// `publishPackageVersion(uploadToken, {tarballHash, treeHash, readmeHash})` (spec §5.5):
+/// verifies the uploads and makes the version visible.
+pub async fn publish_package_version(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let token = string_param(&params, 0, "the upload token")?;
+    let hashes = object_param(&params, 1, "the hashes")?;
+    let tarball_hash = string_field(&hashes, "tarballHash")?;
+    let tree_hash = string_field(&hashes, "treeHash")?;
+    let readme_hash = match hashes.get("readmeHash") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(hash)) => Some(hash.clone()),
+        Some(_) => return Err(DdpError::bad_request("`readmeHash` must be a string")),
+    };
+    let urls = publishing.clone();
+    publishing
+        .finish(
+            ctx,
+            &token,
+            PendingKind::Version,
+            vec![Some(tarball_hash.clone()), readme_hash],
+            move |writer, user, pending, uploads| {
+                let mut input = parse_object(&pending.record)?;
+                let name = string_field(&input, "packageName")?;
+                let version = string_field(&input, "version")?;
+                if load(writer, &Lookup::Version { package: &name, version: &version })?.is_some() {
+                    return Err(DdpError::new(409, format!("{name}@{version} is already published")).into());
+                }
+                let mut package = maintained_package(writer, user, &name)?;
+                let now = now_ms();
+                let mut record = Map::new();
+                record.insert("_id".into(), random_id().into());
+                record.append(&mut input);
+                let source = uploads.first().cloned().flatten();
+                let source = source.ok_or_else(|| DdpError::bad_request("The tarball hash is missing"))?;
+                record.insert(
+                    "source".into(),
+                    json!({"url": urls.blob_url(&source.key), "tarballHash": source.sha256, "treeHash": tree_hash}),
+                );
+                if let Some(Some(readme)) = uploads.get(1) {
+                    record.insert("readme".into(), json!({"url": urls.blob_url(&readme.key), "hash": readme.sha256}));
+                }
+                record.entry("releaseName").or_insert(Value::Null);
+                record.insert("publishedBy".into(), person(&user.username, &user.id));
+                record.insert("published".into(), date(now));
+                touch(&mut record, now);
+                save(writer, Collection::Versions, record)?;
+                let empty = package
+                    .get("maintainers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+                if empty {
+                    package.insert("maintainers".into(), json!([person(&user.username, &user.id)]));
+                }
+                touch(&mut package, now);
+                save(writer, Collection::Packages, package)
+            },
+        )
+        .await?;
+    Ok(Reply::None)
+}
+
+/// The published version `name@version`, whose package `user` maintains.
+fn maintained_version(
+    writer: &mut dyn exosphere_catalog::CatalogWriter,
+    user: &exosphere_catalog::accounts::User,
+    name: &str,
+    version: &str,
+) -> Tx<Map<String, Value>> {
+    maintained_package(writer, user, name)?;
+    Ok(load(
+        writer,
+        &Lookup::Version {
+            package: name,
+            version,
+        },
+    )?
+    .ok_or_else(|| DdpError::new(404, format!("{name}@{version} is not published")))?)
+}
+
+/// Reads `{packageName, version}` (spec §5.6, §5.9, §5.10).
+fn version_identifier(params: &[Value]) -> Result<(Map<String, Value>, String, String), DdpError> {
+    let spec = object_param(params, 0, "the version identifier")?;
+    let name = package_name(string_field(&spec, "packageName")?)?;
+    let version = version_string(string_field(&spec, "version")?)?;
+    Ok((spec, name, version))
+}
+
+/// `buildArchitectures`: `+`-joined architecture names (spec §3.8).
+fn architectures(text: String) -> Result<String, DdpError> {
+    let valid = !text.is_empty()
+        && text.len() <= 200
+        && text.split('+').all(|arch| {
+            !arch.is_empty()
+                && arch
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+    if valid {
+        Ok(text)
+    } else {
+        Err(DdpError::bad_request(format!(
+            "{text:?} is not a `+`-separated list of architectures such as os+web.browser"
+        )))
+    }
+}
+
+/// `createPackageBuild({packageName, version, buildArchitectures})` (spec §5.6) →
+/// `{uploadUrl, uploadToken}`.
+pub async fn create_package_build(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let (spec, name, version) = version_identifier(&params)?;
+    let archs = architectures(string_field(&spec, "buildArchitectures")?)?;
+    let user_id = session_user(ctx)?;
+    let owner = publishing.clone();
+    let answer = publishing
+        .transact(move |writer| {
+            let user = require_user(writer, &user_id)?;
+            let record = maintained_version(writer, &user, &name, &version)?;
+            let version_id = string_field(&record, "_id")?;
+            ensure_no_build(writer, &version_id, &archs, &name, &version)?;
+            let (upload, url) = owner.new_upload(
+                writer,
+                file_key(
+                    &name,
+                    &version,
+                    &format!("{}-{version}-{archs}.tgz", file_name(&name)),
+                ),
+            )?;
+            let pending = json!({"versionId": version_id, "buildArchitectures": archs});
+            let token = owner.new_pending(
+                writer,
+                &Pending {
+                    kind: PendingKind::Build,
+                    subject: format!("{name}@{version} {archs}"),
+                    user_id: user.id.clone(),
+                    record: pending.to_string(),
+                    uploads: vec![upload],
+                    expires: owner.expiry(),
+                },
+            )?;
+            Ok(json!({"uploadUrl": url, "uploadToken": token}))
+        })
+        .await?;
+    reply(answer)
+}
+
+/// Refuses a second build with the same architectures (the conservative choice of spec
+/// §5.6).
+fn ensure_no_build(
+    writer: &mut dyn exosphere_catalog::CatalogWriter,
+    version_id: &str,
+    archs: &str,
+    name: &str,
+    version: &str,
+) -> Tx<()> {
+    for text in writer.find(&Lookup::BuildsOf(version_id))? {
+        let build = parse_object(&text)?;
+        if build.get("buildArchitectures").and_then(Value::as_str) == Some(archs) {
+            return Err(DdpError::new(
+                409,
+                format!("{name}@{version} already has a build for {archs}"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// `publishPackageBuild(uploadToken, tarballHash, treeHash)` (spec §5.7).
+pub async fn publish_package_build(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let token = string_param(&params, 0, "the upload token")?;
+    let tarball_hash = string_param(&params, 1, "tarballHash")?;
+    let tree_hash = string_param(&params, 2, "treeHash")?;
+    let urls = publishing.clone();
+    publishing
+        .finish(
+            ctx,
+            &token,
+            PendingKind::Build,
+            vec![Some(tarball_hash)],
+            move |writer, user, pending, uploads| {
+                let pending = parse_object(&pending.record)?;
+                let version_id = string_field(&pending, "versionId")?;
+                let archs = string_field(&pending, "buildArchitectures")?;
+                let tarball = uploads.first().cloned().flatten();
+                let tarball = tarball.ok_or_else(|| DdpError::bad_request("The tarball hash is missing"))?;
+                let version = writer
+                    .get(Collection::Versions, &version_id)?
+                    .ok_or_else(|| DdpError::new(404, "The version of this build was deleted"))?;
+                let version = parse_object(&version)?;
+                let name = string_field(&version, "packageName")?;
+                let number = string_field(&version, "version")?;
+                maintained_package(writer, user, &name)?;
+                ensure_no_build(writer, &version_id, &archs, &name, &number)?;
+                let now = now_ms();
+                let mut record = Map::new();
+                record.insert("_id".into(), random_id().into());
+                record.insert("versionId".into(), version_id.into());
+                record.insert("buildArchitectures".into(), archs.into());
+                record.insert(
+                    "build".into(),
+                    json!({"url": urls.blob_url(&tarball.key), "tarballHash": tarball.sha256, "treeHash": tree_hash}),
+                );
+                record.insert("builtBy".into(), person(&user.username, &user.id));
+                record.insert("buildPublished".into(), date(now));
+                touch(&mut record, now);
+                save(writer, Collection::Builds, record)
+            },
+        )
+        .await?;
+    Ok(Reply::None)
+}
+
+/// `changeVersionMetadata({packageName, version}, {git, description, longDescription})`
+/// (spec §5.9).
+pub async fn change_version_metadata(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let (_, name, version) = version_identifier(&params)?;
+    let data = object_param(&params, 1, "the metadata")?;
+    check_descriptions(&data)?;
+    let user_id = session_user(ctx)?;
+    publishing
+        .transact(move |writer| {
+            let user = require_user(writer, &user_id)?;
+            let mut record = maintained_version(writer, &user, &name, &version)?;
+            for key in ["git", "description", "longDescription"] {
+                if let Some(value) = data.get(key) {
+                    record.insert(key.into(), value.clone());
+                }
+            }
+            touch(&mut record, now_ms());
+            save(writer, Collection::Versions, record)
+        })
+        .await?;
+    Ok(Reply::None)
+}
+
+/// `createReadme({packageName, version})` (spec §5.10) → `{url, uploadToken}`.
+pub async fn create_readme(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let (_, name, version) = version_identifier(&params)?;
+    let user_id = session_user(ctx)?;
+    let owner = publishing.clone();
+    let answer = publishing
+        .transact(move |writer| {
+            let user = require_user(writer, &user_id)?;
+            let record = maintained_version(writer, &user, &name, &version)?;
+            let version_id = string_field(&record, "_id")?;
+            let (upload, url) = owner.new_upload(writer, file_key(&name, &version, "README.md"))?;
+            let token = owner.new_pending(
+                writer,
+                &Pending {
+                    kind: PendingKind::Readme,
+                    subject: format!("{name}@{version}"),
+                    user_id: user.id.clone(),
+                    record: json!({"versionId": version_id}).to_string(),
+                    uploads: vec![upload],
+                    expires: owner.expiry(),
+                },
+            )?;
+            Ok(json!({"url": url, "uploadToken": token}))
+        })
+        .await?;
+    reply(answer)
+}
+
+/// `publishReadme(uploadToken, {hash})` (spec §5.10): sets the version's `readme`.
+pub async fn publish_readme(
+    publishing: &Publishing,
+    ctx: &MethodContext,
+    params: Vec<Ejson>,
+) -> Result<Reply, DdpError> {
+    let params = plain_params(params);
+    let token = string_param(&params, 0, "the upload token")?;
+    let hash = string_field(&object_param(&params, 1, "the options")?, "hash")?;
+    let urls = publishing.clone();
+    publishing
+        .finish(
+            ctx,
+            &token,
+            PendingKind::Readme,
+            vec![Some(hash)],
+            move |writer, user, pending, uploads| {
+                let pending = parse_object(&pending.record)?;
+                let version_id = string_field(&pending, "versionId")?;
+                let readme = uploads.first().cloned().flatten();
+                let readme =
+                    readme.ok_or_else(|| DdpError::bad_request("The README hash is missing"))?;
+                let text = writer
+                    .get(Collection::Versions, &version_id)?
+                    .ok_or_else(|| DdpError::new(404, "The version of this README was deleted"))?;
+                let mut record = parse_object(&text)?;
+                let name = string_field(&record, "packageName")?;
+                maintained_package(writer, user, &name)?;
+                record.insert(
+                    "readme".into(),
+                    json!({"url": urls.blob_url(&readme.key), "hash": readme.sha256}),
+                );
+                touch(&mut record, now_ms());
+                save(writer, Collection::Versions, record)
+            },
+        )
+        .await?;
+    Ok(Reply::None)
+}
+
+/// Encodes a server-built JSON answer.
+fn reply(answer: Value) -> Result<Reply, DdpError> {
+    Ejson::from_json(answer)
+        .map(Reply::Value)
+        .map_err(|_| DdpError::internal())
+}

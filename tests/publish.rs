@@ -1,0 +1,1000 @@
+//! `meteor publish` end to end (spec §5, §6, §8): accounts and tokens made with the CLI, the
+//! tool's exact method sequences (§5.1 `publish --create`, a second version, §5.11
+//! `publish-for-arch`, §5.12 a release track and a patch release) over a real WebSocket and
+//! real HTTP uploads, then a fresh sync and byte-for-byte downloads; and every refusal the
+//! issue lists, each checked to leave the catalog exactly as it was (`exosphere export`).
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{Ddp, Server, assert_success, import, run, sync_loop};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// SHA-256 of the empty string: the `treeHash` every Meteor 3 tool sends (spec §8.2).
+const BLANK_HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+/// Upload limit of the test servers, small enough to exceed cheaply.
+const MAX_UPLOAD: usize = 64 * 1024;
+
+/// `tarballHash` as the tool computes it (spec §8.2).
+fn hash(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
+}
+
+/// Distinct, deterministic file contents for each upload.
+fn file(label: &str, size: usize) -> Vec<u8> {
+    label.bytes().cycle().take(size).collect()
+}
+
+/// A data directory holding the 2015 fixture plus users alice (member of org acme),
+/// mallory and the administrator root; returns their tokens.
+struct World {
+    _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    alice: String,
+    mallory: String,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &common::fixture());
+    let data_arg = data.to_str().unwrap();
+    for args in [
+        vec!["user", "add", "alice", "--data-dir", data_arg],
+        vec!["user", "add", "mallory", "--data-dir", data_arg],
+        vec!["user", "add", "root", "--admin", "--data-dir", data_arg],
+        vec![
+            "org",
+            "add",
+            "acme",
+            "--member",
+            "alice",
+            "--data-dir",
+            data_arg,
+        ],
+    ] {
+        assert_success(&run(&args));
+    }
+    let token = |user: &str| {
+        let output = run(&["token", "create", user, "--data-dir", data_arg]);
+        assert_success(&output);
+        let text = String::from_utf8(output.stdout).unwrap();
+        text.lines().next().unwrap().to_owned()
+    };
+    World {
+        alice: token("alice"),
+        mallory: token("mallory"),
+        _dir: dir,
+        data,
+    }
+}
+
+/// A server with the given upload limit and extra flags.
+fn serve_with_limit(data: &Path, limit: usize, extra: &[&str]) -> Server {
+    let limit = limit.to_string();
+    let mut args = vec!["--max-upload-size", limit.as_str()];
+    args.extend_from_slice(extra);
+    Server::start(data, &args)
+}
+
+/// A server with the small test upload limit.
+fn serve(data: &Path, extra: &[&str]) -> Server {
+    serve_with_limit(data, MAX_UPLOAD, extra)
+}
+
+/// Upload limit of the servers that take a large build.
+const LARGE_LIMIT: usize = 16 << 20;
+
+/// A build larger than one streamed chunk (5 MiB), so it is written in several parts.
+const LARGE_BUILD: usize = 6 << 20;
+
+/// The tool's login (spec §6.2): subscribe to the login configuration, then `login`.
+async fn login(server: &Server, token: &str) -> Ddp {
+    let mut ddp = server.ddp().await;
+    let (_, ready) = ddp
+        .subscribe("login-config", "meteor.loginServiceConfiguration")
+        .await;
+    assert_eq!(ready["msg"], "ready");
+    let answer = ddp.call("login", json!([{"resume": token}])).await;
+    let result = &answer["result"];
+    assert!(result["id"].is_string(), "{answer}");
+    assert_eq!(result["token"], token);
+    assert!(result["tokenExpires"]["$date"].is_number(), "{answer}");
+    ddp
+}
+
+/// A successful call's result.
+async fn ok(ddp: &mut Ddp, method: &str, params: Value) -> Value {
+    let answer = ddp.call(method, params).await;
+    assert!(answer.get("error").is_none(), "{method} failed: {answer}");
+    answer.get("result").cloned().unwrap_or(Value::Null)
+}
+
+/// A refused call's error object.
+async fn refused(ddp: &mut Ddp, method: &str, params: Value) -> Value {
+    let answer = ddp.call(method, params.clone()).await;
+    answer
+        .get("error")
+        .cloned()
+        .unwrap_or_else(|| panic!("{method} {params} should have failed: {answer}"))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent()
+}
+
+/// The tool's upload (spec §5.2): a raw PUT with its headers; returns status and body.
+fn put(url: &str, body: &[u8]) -> (u16, String) {
+    let mut response = agent()
+        .put(url)
+        .header("content-type", "application/octet-stream")
+        .header("x-amz-acl", "public-read")
+        .header("user-agent", "Meteor/METEOR@3.0.4 OS/linux")
+        .send(body)
+        .expect("upload request");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// A download (spec §8.1): status, headers of interest, bytes.
+fn get(url: &str, range: Option<&str>) -> (u16, Option<String>, Option<String>, Vec<u8>) {
+    let mut request = agent().get(url);
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let mut response = request.call().expect("download request");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (length, cache) = (header("content-length"), header("cache-control"));
+    let status = response.status().as_u16();
+    let bytes = response.body_mut().read_to_vec().unwrap_or_default();
+    (status, length, cache, bytes)
+}
+
+fn export(data: &Path) -> String {
+    let output = run(&["export", "--data-dir", data.to_str().unwrap()]);
+    assert_success(&output);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The version record `createPackageVersion` receives from a Meteor 3 tool (spec §5.4).
+fn version_record(name: &str, version: &str) -> Value {
+    json!({
+        "packageName": name,
+        "version": version,
+        "description": "A widget",
+        "longDescription": "Widgets for everyone.",
+        "git": "https://example.com/widget.git",
+        "compilerVersion": "meteor/34",
+        "containsPlugins": false,
+        "debugOnly": false,
+        "prodOnly": false,
+        "testOnly": false,
+        "exports": [{"name": "Widget", "architectures": ["web.browser", "os"]}],
+        "releaseName": "METEOR@3.0.4",
+        "dependencies": {
+            "meteor": {"constraint": null, "references": [{"arch": "os"}, {"arch": "web.browser"}]},
+            "isobuild:isopack-2": {"constraint": "1.0.0", "references": [{"arch": "os"}]}
+        }
+    })
+}
+
+/// Uploaded files of one published version, to compare downloads with.
+struct Published {
+    source: Vec<u8>,
+    readme: Vec<u8>,
+}
+
+/// Spec §5.1 steps 3–8: (`createPackage`,) `createPackageVersion`, PUT README, PUT source,
+/// `publishPackageVersion`.
+async fn publish_version(ddp: &mut Ddp, name: &str, version: &str, create: bool) -> Published {
+    if create {
+        assert_eq!(
+            ok(ddp, "createPackage", json!([{"name": name}])).await,
+            Value::Null
+        );
+    } else {
+        ok(ddp, "amIAuthorizedPackage", json!([name])).await;
+    }
+    let created = ok(
+        ddp,
+        "createPackageVersion",
+        json!([version_record(name, version)]),
+    )
+    .await;
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["uploadToken", "uploadUrl", "readmeUrl"]);
+    let readme = format!("# {name}\n\nVersion {version}.\n").into_bytes();
+    let source = file(&format!("source of {name}@{version}"), 20_000);
+    assert_eq!(put(created["readmeUrl"].as_str().unwrap(), &readme).0, 200);
+    assert_eq!(put(created["uploadUrl"].as_str().unwrap(), &source).0, 200);
+    ok(
+        ddp,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+    Published { source, readme }
+}
+
+/// Spec §5.1 step 9 / §5.11: `createPackageBuild`, PUT, `publishPackageBuild`.
+async fn publish_build(ddp: &mut Ddp, name: &str, version: &str, archs: &str) -> Vec<u8> {
+    publish_build_of_size(ddp, name, version, archs, 30_000).await
+}
+
+/// [`publish_build`] with a tarball of `size` bytes.
+async fn publish_build_of_size(
+    ddp: &mut Ddp,
+    name: &str,
+    version: &str,
+    archs: &str,
+    size: usize,
+) -> Vec<u8> {
+    let created = ok(
+        ddp,
+        "createPackageBuild",
+        json!([{"packageName": name, "version": version, "buildArchitectures": archs}]),
+    )
+    .await;
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["uploadUrl", "uploadToken"]);
+    let build = file(&format!("build of {name}@{version} for {archs}"), size);
+    assert_eq!(put(created["uploadUrl"].as_str().unwrap(), &build).0, 200);
+    ok(
+        ddp,
+        "publishPackageBuild",
+        json!([created["uploadToken"], hash(&build), BLANK_HASH]),
+    )
+    .await;
+    build
+}
+
+const PORTABLE: &str = "os+web.browser+web.browser.legacy+web.cordova";
+const LINUX: &str = "os.linux.x86_64+web.browser+web.browser.legacy+web.cordova";
+const MAC: &str = "os.osx.arm64+web.browser+web.browser.legacy+web.cordova";
+
+/// Downloads `url` and checks it is served exactly (spec §8.1): 200, exact length, cache
+/// headers, the uploaded bytes; and a resumed download gets 206 with the rest.
+fn assert_downloads(url: &str, expected: &[u8]) {
+    let (status, length, cache, bytes) = get(url, None);
+    assert_eq!(status, 200, "{url}");
+    assert_eq!(length, Some(expected.len().to_string()));
+    assert!(cache.unwrap_or_default().contains("max-age"), "{url}");
+    assert!(bytes == expected, "{url} served different bytes");
+    let half = expected.len() / 2;
+    let (status, length, _, tail) = get(url, Some(&format!("bytes={half}-")));
+    assert_eq!(status, 206);
+    assert_eq!(length, Some((expected.len() - half).to_string()));
+    assert!(tail == expected[half..], "{url} served a different tail");
+}
+
+#[tokio::test]
+async fn the_tools_publish_sequences_end_in_a_synced_catalog_with_identical_files() {
+    let world = world();
+    let server = serve_with_limit(&world.data, LARGE_LIMIT, &[]);
+    publish_sync_and_download(&world, &server).await;
+    assert!(world.data.join("files/packages/acme_widget").is_dir());
+}
+
+#[tokio::test]
+async fn package_files_can_live_in_an_s3_bucket() {
+    let s3 = S3::start();
+    let bucket = s3.create_bucket();
+    let world = world();
+    let server = serve_with_limit(
+        &world.data,
+        LARGE_LIMIT,
+        &[
+            "--s3-bucket",
+            &bucket,
+            "--s3-endpoint",
+            &s3.endpoint,
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key",
+            "test",
+        ],
+    );
+    publish_sync_and_download(&world, &server).await;
+    assert!(
+        !world.data.join("files").exists(),
+        "files went to the local directory"
+    );
+    let (status, listing) = s3.get(&format!("{bucket}?list-type=2"));
+    assert_eq!(status, 200, "{listing}");
+    assert!(
+        listing.contains("<Key>packages/acme_widget/1.0.0/"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("/acme_widget-1.0.0-source.tgz</Key>"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("<Key>uploads/"),
+        "staging uploads were left behind: {listing}"
+    );
+}
+
+/// A local S3-compatible server (moto): the one `.ci/run` started
+/// (`EXOSPHERE_TEST_S3_ENDPOINT`), or one started here when `moto_server` is installed.
+struct S3 {
+    endpoint: String,
+    child: Option<std::process::Child>,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        if let Ok(endpoint) = std::env::var("EXOSPHERE_TEST_S3_ENDPOINT") {
+            return S3 {
+                endpoint,
+                child: None,
+            };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "the S3 tests need a local S3-compatible server and could not start \
+                     moto_server ({error}): run tests/setup-s3.sh (installs moto[server] from \
+                     PyPI), or set EXOSPHERE_TEST_S3_ENDPOINT to a running one"
+                )
+            });
+        let s3 = S3 {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child: Some(child),
+        };
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s3
+    }
+
+    /// A fresh bucket (moto accepts unsigned requests).
+    fn create_bucket(&self) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let bucket = format!("exosphere-test-{nanos}");
+        let (status, body) = put(&format!("{}/{bucket}", self.endpoint), b"");
+        assert_eq!(status, 200, "cannot create bucket {bucket}: {body}");
+        bucket
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, _, body) = get(&format!("{}/{path}", self.endpoint), None);
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Publishes with the tool's sequences as alice, then checks a fresh sync and every
+/// download.
+async fn publish_sync_and_download(world: &World, server: &Server) {
+    let mut alice = login(server, &world.alice).await;
+    let name = "acme:widget";
+
+    // §5.1 with --create, a second version, both with a portable build.
+    let v1 = publish_version(&mut alice, name, "1.0.0", true).await;
+    let b1 = publish_build(&mut alice, name, "1.0.0", PORTABLE).await;
+    let v2 = publish_version(&mut alice, name, "1.1.0", false).await;
+    let b2 = publish_build(&mut alice, name, "1.1.0", PORTABLE).await;
+    // A binary package: the version alone, then §5.11 publish-for-arch per platform.
+    let v3 = publish_version(&mut alice, name, "1.2.0", false).await;
+    let linux = publish_build(&mut alice, name, "1.2.0", LINUX).await;
+    let mac = publish_build_of_size(&mut alice, name, "1.2.0", MAC, LARGE_BUILD).await;
+
+    // §5.12: a track, a recommended release, then a patch release from it.
+    let track = "acme:STABLE";
+    ok(&mut alice, "createReleaseTrack", json!([{"name": track}])).await;
+    let release = |version: &str, order: &str| {
+        json!({"track": track, "version": version, "orderKey": order, "description": "Stable",
+               "recommended": true, "tool": "acme:widget@1.1.0",
+               "packages": {"acme:widget": "1.1.0"}})
+    };
+    ok(
+        &mut alice,
+        "createReleaseVersion",
+        json!([release("1.0", "0001.0000$")]),
+    )
+    .await;
+    ok(&mut alice, "amIAuthorizedRelease", json!([track])).await;
+    ok(
+        &mut alice,
+        "createPatchReleaseVersion",
+        json!([release("1.0.1", "0001.0000.0001$"), ["1.0"]]),
+    )
+    .await;
+
+    // A fresh sync (§3) shows everything, and only what was published.
+    let mut fresh = server.ddp().await;
+    let synced = sync_loop(&mut fresh, json!({"format": "1.1"}), json!({}))
+        .await
+        .catalog;
+    let package = synced["packages"]
+        .values()
+        .find(|p| p["name"] == name)
+        .expect("the package is synced");
+    let maintainers: Vec<&Value> = package["maintainers"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        maintainers[0]["username"], "acme",
+        "the prefix owner: {package}"
+    );
+    assert_eq!(maintainers[0]["isOrganization"], true);
+    assert_eq!(maintainers[1]["username"], "alice");
+    let versions: Vec<&Value> = synced["versions"]
+        .values()
+        .filter(|v| v["packageName"] == name)
+        .collect();
+    assert_eq!(versions.len(), 3);
+    for (version, published) in [("1.0.0", &v1), ("1.1.0", &v2), ("1.2.0", &v3)] {
+        let record = versions.iter().find(|v| v["version"] == version).unwrap();
+        assert_eq!(record["description"], "A widget");
+        assert_eq!(record["releaseName"], "METEOR@3.0.4");
+        assert_eq!(record["publishedBy"]["username"], "alice");
+        assert!(record["published"]["$date"].is_number());
+        assert_eq!(record["source"]["tarballHash"], hash(&published.source));
+        assert_eq!(record["source"]["treeHash"], BLANK_HASH);
+        assert_eq!(record["readme"]["hash"], hash(&published.readme));
+        assert_eq!(
+            record["dependencies"]["isobuild:isopack-2"]["constraint"],
+            "1.0.0"
+        );
+        let source_url = record["source"]["url"].as_str().unwrap();
+        assert!(source_url.starts_with(&server.http), "{source_url}");
+        assert_downloads(source_url, &published.source);
+        assert_downloads(record["readme"]["url"].as_str().unwrap(), &published.readme);
+        let builds: Vec<&Value> = synced["builds"]
+            .values()
+            .filter(|b| b["versionId"] == record["_id"])
+            .collect();
+        let expected: Vec<(&str, &Vec<u8>)> = match version {
+            "1.0.0" => vec![(PORTABLE, &b1)],
+            "1.1.0" => vec![(PORTABLE, &b2)],
+            _ => vec![(LINUX, &linux), (MAC, &mac)],
+        };
+        assert_eq!(builds.len(), expected.len(), "builds of {version}");
+        for (archs, bytes) in expected {
+            let build = builds
+                .iter()
+                .find(|b| b["buildArchitectures"] == archs)
+                .unwrap();
+            assert_eq!(build["build"]["tarballHash"], hash(bytes));
+            assert_eq!(build["builtBy"]["username"], "alice");
+            assert_downloads(build["build"]["url"].as_str().unwrap(), bytes);
+        }
+    }
+    let track_record = synced["releaseTracks"]
+        .values()
+        .find(|t| t["name"] == track)
+        .expect("the track is synced");
+    assert_eq!(track_record["maintainers"][0]["username"], "acme");
+    let releases: Vec<&Value> = synced["releaseVersions"]
+        .values()
+        .filter(|r| r["track"] == track)
+        .collect();
+    let old = releases.iter().find(|r| r["version"] == "1.0").unwrap();
+    let patch = releases.iter().find(|r| r["version"] == "1.0.1").unwrap();
+    assert_eq!(old["recommended"], false);
+    assert_eq!(old["patchReleaseVersion"], "1.0.1");
+    assert_eq!(patch["recommended"], true);
+    assert_eq!(patch["tool"], "acme:widget@1.1.0");
+    assert_eq!(patch["publishedBy"]["username"], "alice");
+
+    // §5.13 admin methods, seen by the same client's next sync.
+    ok(&mut alice, "addMaintainer", json!([name, "mallory"])).await;
+    ok(
+        &mut alice,
+        "_changePackageHomepage",
+        json!([name, "https://widget.example"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "setBannersOnReleases",
+        json!([track, [{"versions": ["1.0"], "banner": {"text": "Update!"}}]]),
+    )
+    .await;
+    ok(&mut alice, "unrecommendVersion", json!([track, "1.0.1"])).await;
+    let error = refused(&mut alice, "removeMaintainer", json!([name, "acme"])).await;
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("remove the maintainer in the package"),
+        "{error}"
+    );
+    let again = sync_loop(&mut fresh, json!({"format": "1.1"}), json!({}))
+        .await
+        .catalog;
+    let package = again["packages"]
+        .values()
+        .find(|p| p["name"] == name)
+        .unwrap();
+    assert_eq!(package["homepage"], "https://widget.example");
+    assert_eq!(package["maintainers"][2]["username"], "mallory");
+    let old = again["releaseVersions"]
+        .values()
+        .find(|r| r["track"] == track && r["version"] == "1.0")
+        .unwrap();
+    assert_eq!(old["banner"]["text"], "Update!");
+    assert!(old["banner"]["lastUpdated"]["$date"].is_number());
+}
+
+#[tokio::test]
+async fn refusals_answer_clearly_and_change_nothing() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:gadget";
+    publish_version(&mut alice, name, "1.0.0", true).await;
+    publish_build(&mut alice, name, "1.0.0", PORTABLE).await;
+    let before = export(&world.data);
+
+    // §6.2: a bad token gets Meteor's 403; an anonymous session may not publish.
+    let mut anonymous = server.ddp().await;
+    let error = refused(&mut anonymous, "login", json!([{"resume": "not-a-token"}])).await;
+    assert_eq!(error["error"], 403);
+    assert_eq!(
+        error["reason"],
+        "You've been logged out by the server. Please log in again."
+    );
+    let error = refused(&mut anonymous, "createPackage", json!([{"name": "acme:x"}])).await;
+    assert_eq!(error["error"], 401);
+
+    // A non-maintainer: numeric 401 from the pre-check (§5.8), and refused for real.
+    let mut mallory = login(&server, &world.mallory).await;
+    let error = refused(&mut mallory, "amIAuthorizedPackage", json!([name])).await;
+    assert_eq!(error["error"], json!(401));
+    let error = refused(
+        &mut mallory,
+        "createPackageVersion",
+        json!([version_record(name, "2.0.0")]),
+    )
+    .await;
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("You are not an authorized maintainer"),
+        "{error}"
+    );
+    let error = refused(
+        &mut mallory,
+        "createPackageBuild",
+        json!([{"packageName": name, "version": "1.0.0", "buildArchitectures": LINUX}]),
+    )
+    .await;
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("You are not an authorized maintainer"),
+        "{error}"
+    );
+    for other in ["acme:stolen", "toplevel"] {
+        let error = refused(&mut mallory, "createPackage", json!([{"name": other}])).await;
+        assert_eq!(error["error"], 403, "{other}: {error}");
+    }
+    let error = refused(&mut mallory, "addMaintainer", json!([name, "mallory"])).await;
+    assert_eq!(error["error"], 403);
+
+    // Names and versions that break the rules (§5.0).
+    for bad in [
+        "acme:Widget",
+        "acme:..x",
+        "-acme:x",
+        "acme:x.",
+        "acme:",
+        "",
+        "acme:x_y",
+    ] {
+        let error = refused(&mut alice, "createPackage", json!([{"name": bad}])).await;
+        assert_eq!(error["error"], 400, "{bad}: {error}");
+    }
+    let error = refused(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0")]),
+    )
+    .await;
+    assert_eq!(error["error"], 400, "{error}");
+    let mut long = version_record(name, "2.0.0");
+    long["description"] = json!("x".repeat(101));
+    let error = refused(&mut alice, "createPackageVersion", json!([long])).await;
+    assert_eq!(error["error"], 400, "{error}");
+    // A package with versions cannot be created again.
+    let error = refused(&mut alice, "createPackage", json!([{"name": name}])).await;
+    assert_eq!(error["error"], 409, "{error}");
+    // Publishing a published version again points at publish-for-arch.
+    let error = refused(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("publish-for-arch"),
+        "{error}"
+    );
+
+    // A wrong hash; a reused upload URL; an oversized upload.
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "2.0.0")]),
+    )
+    .await;
+    let source = file("the real source", 5000);
+    let url = created["uploadUrl"].as_str().unwrap();
+    assert_eq!(put(url, &source).0, 200);
+    let (status, body) = put(url, &source);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("already used"), "{body}");
+    let (status, body) = put(
+        created["readmeUrl"].as_str().unwrap(),
+        &file("big", MAX_UPLOAD + 1),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("upload limit"), "{body}");
+    let error = refused(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(b"something else"), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+    assert_eq!(error["error"], 400);
+    assert!(
+        error["reason"].as_str().unwrap().contains("does not match"),
+        "{error}"
+    );
+    let error = refused(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(b"")}]),
+    )
+    .await;
+    assert!(
+        error["reason"].as_str().unwrap().contains("not uploaded"),
+        "{error}"
+    );
+    // Someone else cannot finish alice's publish with her upload token.
+    let error = refused(
+        &mut mallory,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+    assert_eq!(error["error"], 403, "{error}");
+
+    // Path traversal: neither downloads nor uploads reach outside published files.
+    for path in [
+        "/packages/../catalog.sqlite3",
+        "/packages/%2e%2e/%2e%2e/data/catalog.sqlite3",
+        "/packages/acme_gadget/..%2F..%2F..%2Fcatalog.sqlite3",
+        "/packages/../uploads/x",
+        "/packages/.hidden",
+    ] {
+        let (status, body) = raw_request(&server, "GET", path);
+        assert!(status == 404 || status == 400, "{path}: {status}");
+        assert!(
+            !body.contains("SQLite format"),
+            "{path} leaked the database"
+        );
+    }
+    let (status, _) = raw_request(&server, "PUT", "/uploads/..%2F..%2Fcatalog.sqlite3");
+    assert_eq!(status, 404);
+
+    // An upload URL outlives neither its lifetime nor a second server's shorter one:
+    // a server with a 1-second lifetime on the same data directory.
+    let short = serve(&world.data, &["--upload-ttl", "1s"]);
+    let mut quick = login(&short, &world.alice).await;
+    let created = ok(
+        &mut quick,
+        "createPackageVersion",
+        json!([version_record(name, "3.0.0")]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, body) = put(created["uploadUrl"].as_str().unwrap(), &source);
+    assert_eq!(status, 410, "{body}");
+    let error = refused(
+        &mut quick,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+    assert_eq!(error["error"], 404, "{error}");
+
+    assert!(
+        export(&world.data) == before,
+        "a refusal changed the catalog"
+    );
+
+    // The refused 2.0.0 can still be published: the tool re-runs the whole sequence.
+    publish_version(&mut alice, name, "2.0.0", false).await;
+    assert!(export(&world.data).contains("\"version\":\"2.0.0\""));
+}
+
+/// Sends one request line by hand, so no client library normalises the path.
+fn raw_request(server: &Server, method: &str, path: &str) -> (u16, String) {
+    let address = server.http.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn token_create_prints_the_token_then_the_session_file_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    assert_success(&run(&["user", "add", "alice", "--data-dir", data_arg]));
+    let output = run(&[
+        "token",
+        "create",
+        "alice",
+        "--data-dir",
+        data_arg,
+        "--public-url",
+        "https://pkgs.example.com:8443/",
+    ]);
+    assert_success(&output);
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines();
+    let token = lines.next().unwrap();
+    let session: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        session["sessions"]["pkgs.example.com:8443"],
+        json!({"type": "package-server", "token": token})
+    );
+    assert_eq!(session["sessions"]["www.meteor.com"]["username"], "alice");
+    assert!(session["sessions"]["www.meteor.com"]["userId"].is_string());
+
+    let list = run(&["token", "list", "--data-dir", data_arg]);
+    assert_success(&list);
+    let listing = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        !listing.contains(token),
+        "token list must not show the secret"
+    );
+    let id = listing.split('\t').next().unwrap();
+    assert_success(&run(&["token", "revoke", id, "--data-dir", data_arg]));
+    let list = run(&["token", "list", "--data-dir", data_arg]);
+    assert!(String::from_utf8(list.stdout).unwrap().is_empty());
+
+    let taken = run(&["org", "add", "alice", "--data-dir", data_arg]);
+    assert!(!taken.status.success());
+    let unknown = run(&["token", "create", "bob", "--data-dir", data_arg]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named bob"));
+}
+
+/// What a reverse proxy does: the public URL's base replaced by the server's own.
+fn via_proxy(url: &str, public: &str, server: &Server) -> String {
+    let path = url
+        .strip_prefix(public)
+        .unwrap_or_else(|| panic!("{url} does not start with the public URL {public}"));
+    format!("{}{path}", server.http)
+}
+
+#[tokio::test]
+async fn publish_update_readmes_admin_commands_and_the_public_url() {
+    let world = world();
+    let public = "https://packages.example.test:8443";
+    let server = serve(
+        &world.data,
+        &["--public-url", "https://packages.example.test:8443/"],
+    );
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:tool";
+
+    // §5.1 by hand through the "proxy": every URL handed out starts with --public-url.
+    // `publish --create` run again after a failure re-creates the still empty package.
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let mut mallory = login(&server, &world.mallory).await;
+    let error = refused(&mut mallory, "createPackage", json!([{"name": name}])).await;
+    assert_eq!(error["error"], 409, "{error}");
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    let source = file("tool source", 4096);
+    let readme = b"# tool\n".to_vec();
+    let upload = via_proxy(created["uploadUrl"].as_str().unwrap(), public, &server);
+    assert_eq!(put(&upload, &source).0, 200);
+    let readme_upload = via_proxy(created["readmeUrl"].as_str().unwrap(), public, &server);
+    assert_eq!(put(&readme_upload, &readme).0, 200);
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+
+    // §5.9 and §5.10: `meteor publish --update`.
+    let id = json!({"packageName": name, "version": "1.0.0"});
+    ok(
+        &mut alice,
+        "changeVersionMetadata",
+        json!([id, {"git": "", "description": "Updated", "longDescription": "Much longer"}]),
+    )
+    .await;
+    let fresh_readme = b"# tool\n\nNow with docs.\n".to_vec();
+    let created = ok(&mut alice, "createReadme", json!([id])).await;
+    let keys: Vec<&String> = created.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["url", "uploadToken"]);
+    let url = via_proxy(created["url"].as_str().unwrap(), public, &server);
+    assert_eq!(put(&url, &fresh_readme).0, 200);
+    ok(
+        &mut alice,
+        "publishReadme",
+        json!([created["uploadToken"], {"hash": hash(&fresh_readme)}]),
+    )
+    .await;
+    // Meteor 3 tools call createReadme and then crash before the upload: harmless.
+    ok(&mut alice, "createReadme", json!([id])).await;
+
+    // §5.13 on versions and tracks.
+    ok(
+        &mut alice,
+        "_changeVersionMigrationStatus",
+        json!([name, "1.0.0", true]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "createReleaseTrack",
+        json!([{"name": "acme:TOOLS"}]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "addReleaseMaintainer",
+        json!(["acme:TOOLS", "mallory"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "removeReleaseMaintainer",
+        json!(["acme:TOOLS", "mallory"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "removeReleaseMaintainer",
+        json!(["acme:TOOLS", "alice"]),
+    )
+    .await;
+    ok(
+        &mut alice,
+        "createReleaseVersion",
+        json!([{"track": "acme:TOOLS", "version": "1", "description": "Tools", "recommended": false,
+                "tool": "acme:tool@1.0.0", "packages": {"acme:tool": "1.0.0"}}]),
+    )
+    .await;
+    let error = refused(&mut alice, "recommendVersion", json!(["acme:TOOLS", "1"])).await;
+    assert!(
+        error["reason"].as_str().unwrap().contains("orderKey"),
+        "{error}"
+    );
+    ok(
+        &mut alice,
+        "createReleaseVersion",
+        json!([{"track": "acme:TOOLS", "version": "1.1", "orderKey": "0001.0001$", "description": "Tools",
+                "recommended": false, "tool": "acme:tool@1.0.0", "packages": {"acme:tool": "1.0.0"}}]),
+    )
+    .await;
+    ok(&mut alice, "recommendVersion", json!(["acme:TOOLS", "1.1"])).await;
+    let error = refused(
+        &mut alice,
+        "createReleaseVersion",
+        json!([{"track": "acme:TOOLS", "version": "2", "description": "Tools", "recommended": false,
+                "tool": "acme:tool@9.9.9", "packages": {"acme:tool": "1.0.0", "acme:none": "1.0.0"}}]),
+    )
+    .await;
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .contains("acme:tool@9.9.9, acme:none@1.0.0"),
+        "{error}"
+    );
+
+    let mut fresh = server.ddp().await;
+    let synced = sync_loop(&mut fresh, json!({"format": "1.1"}), json!({}))
+        .await
+        .catalog;
+    let version = synced["versions"]
+        .values()
+        .find(|v| v["packageName"] == name)
+        .unwrap();
+    assert_eq!(version["description"], "Updated");
+    assert_eq!(version["longDescription"], "Much longer");
+    assert_eq!(version["git"], "");
+    assert_eq!(version["unmigrated"], true);
+    assert_eq!(version["readme"]["hash"], hash(&fresh_readme));
+    let readme_url = version["readme"]["url"].as_str().unwrap();
+    assert_downloads(&via_proxy(readme_url, public, &server), &fresh_readme);
+    let source_url = version["source"]["url"].as_str().unwrap();
+    assert_downloads(&via_proxy(source_url, public, &server), &source);
+    let track = synced["releaseTracks"]
+        .values()
+        .find(|t| t["name"] == "acme:TOOLS")
+        .unwrap();
+    assert_eq!(
+        track["maintainers"],
+        json!([{"username": "acme", "id": track["maintainers"][0]["id"], "isOrganization": true}])
+    );
+    let release = |version: &str| {
+        synced["releaseVersions"]
+            .values()
+            .find(|r| r["track"] == "acme:TOOLS" && r["version"] == version)
+            .unwrap()
+    };
+    assert_eq!(release("1")["recommended"], false);
+    assert_eq!(release("1.1")["recommended"], true);
+    assert!(
+        !synced["releaseVersions"]
+            .values()
+            .any(|r| r["track"] == "acme:TOOLS" && r["version"] == "2"),
+        "a refused release was stored"
+    );
+}
