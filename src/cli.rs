@@ -810,10 +810,11 @@ pub struct BenchStatsArgs {
     pub work_dir: Option<PathBuf>,
 }
 
-/// Flags of `exosphere bench index`.
+/// The synthetic catalog a catalog benchmark runs on, how many runs, and where; shared by
+/// `bench sync`, `bench client-sync` and `bench index`.
 #[derive(Debug, Args)]
-pub struct BenchIndexArgs {
-    /// Size of the synthetic catalog to index.
+pub struct BenchCatalogArgs {
+    /// Size of the synthetic catalog.
     #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
     pub scale: Scale,
 
@@ -821,65 +822,46 @@ pub struct BenchIndexArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Full index loads to run; the report gives each and the best.
+    /// Runs of the measured work (and of its baseline); the report gives each and the best.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Flags of `exosphere bench index`.
+#[derive(Debug, Args)]
+pub struct BenchIndexArgs {
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
 
     /// Records per collection in one page (the server's --page-size).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub page_size: u32,
-
-    /// Directory for the benchmark's files (a fresh temporary directory by default).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench sync`.
 #[derive(Debug, Args)]
 pub struct BenchSyncArgs {
-    /// Size of the synthetic catalog to serve.
-    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
-    pub scale: Scale,
-
-    /// Seed of the synthetic catalog.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-
-    /// Full syncs to run; the report gives each and the best.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
 
     /// Ask for `collectionsCompressed` pages, as `METEOR_CATALOG_COMPRESS_RPCS` does.
     #[arg(long)]
     pub compress: bool,
-
-    /// Directory for the benchmark's data (a fresh temporary directory by default).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench client-sync`.
 #[derive(Debug, Args)]
 pub struct BenchClientSyncArgs {
-    /// Size of the synthetic catalog to serve.
-    #[arg(long, default_value = "atmosphere", env = "EXOSPHERE_BENCH_SCALE")]
-    pub scale: Scale,
-
-    /// Seed of the synthetic catalog.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-
-    /// Runs of each side; the report gives each and the best.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub runs: u32,
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
 
     /// Sync with compressed pages (`exosphere sync --compress`).
     #[arg(long)]
     pub compress: bool,
-
-    /// Directory for the benchmark's data (a fresh temporary directory by default).
-    #[arg(long)]
-    pub work_dir: Option<PathBuf>,
 }
 
 /// Parses durations such as `250ms`, `45s`, `5m` or a bare number of seconds.

@@ -26,15 +26,15 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
     check_sqlite3()?;
-    let work_dir = WorkDir::new(args.work_dir.as_deref())?;
-    let catalog = prepare_catalog(work_dir.path(), args.scale, args.seed)?;
+    let work_dir = WorkDir::new(args.catalog.work_dir.as_deref())?;
+    let catalog = prepare_catalog(work_dir.path(), args.catalog.scale, args.catalog.seed)?;
     let records = catalog.records();
     let server = ServerProcess::start(&catalog.data_dir, &[])?;
     let server_url = format!("http://{}", server.address);
 
     let exe = std::env::current_exe().context("cannot find the exosphere binary")?;
     let mut syncs = Vec::new();
-    for run in 1..=args.runs {
+    for run in 1..=args.catalog.runs {
         let index = work_dir.path().join("index.sqlite3");
         remove_database(&index)?;
         let mut command = Command::new(&exe);
@@ -61,7 +61,7 @@ pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
     let script = work_dir.path().join("baseline.sql");
     write_baseline_script(&catalog.dump_path, &script)?;
     let mut loads = Vec::new();
-    for run in 1..=args.runs {
+    for run in 1..=args.catalog.runs {
         let database = work_dir.path().join("baseline.sqlite3");
         remove_database(&database)?;
         let mut command = Command::new("sqlite3");
@@ -88,7 +88,7 @@ pub fn run(args: BenchClientSyncArgs) -> anyhow::Result<()> {
     let ratio = secs(&sync) / secs(&load).max(f64::EPSILON);
     println!(
         "## exosphere bench client-sync ({} scale, seed {})",
-        args.scale, args.seed
+        args.catalog.scale, args.catalog.seed
     );
     println!();
     println!(

@@ -23,8 +23,9 @@ const QUERY_RUNS: usize = 5;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchIndexArgs) -> anyhow::Result<()> {
-    let work_dir = WorkDir::new(args.work_dir.as_deref())?;
-    let (dump_path, generated, _) = generate_dump(work_dir.path(), args.scale, args.seed)?;
+    let work_dir = WorkDir::new(args.catalog.work_dir.as_deref())?;
+    let (dump_path, generated, _) =
+        generate_dump(work_dir.path(), args.catalog.scale, args.catalog.seed)?;
     let dump = std::fs::read_to_string(&dump_path)
         .with_context(|| format!("cannot read {}", dump_path.display()))?;
     // The limit loads catalog records only, as the index does (stats rows are not synced).
@@ -41,7 +42,7 @@ pub fn run(args: BenchIndexArgs) -> anyhow::Result<()> {
     let index_path = work_dir.path().join("index.sqlite3");
     let mut loads = Vec::new();
     let mut limits = Vec::new();
-    for run in 1..=args.runs {
+    for run in 1..=args.catalog.runs {
         let children_before = cpu_time()?.children;
         let limit = sqlite3_bulk_load(work_dir.path(), &records_path)?;
         let limit_cpu = cpu_time()?.children.saturating_sub(children_before);
@@ -81,7 +82,7 @@ pub fn run(args: BenchIndexArgs) -> anyhow::Result<()> {
         .div_ceil(u64::from(args.page_size));
     println!(
         "## exosphere bench index ({} scale, seed {})",
-        args.scale, args.seed
+        args.catalog.scale, args.catalog.seed
     );
     println!();
     println!("| measure | value |");

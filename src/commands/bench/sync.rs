@@ -24,15 +24,15 @@ use crate::commands::sync::pages::leading_token;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
-    let work_dir = WorkDir::new(args.work_dir.as_deref())?;
-    let catalog = prepare_catalog(work_dir.path(), args.scale, args.seed)?;
+    let work_dir = WorkDir::new(args.catalog.work_dir.as_deref())?;
+    let catalog = prepare_catalog(work_dir.path(), args.catalog.scale, args.catalog.seed)?;
 
     let server = ServerProcess::start(&catalog.data_dir, &[])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let mut syncs = Vec::new();
-    for run in 1..=args.runs {
+    for run in 1..=args.catalog.runs {
         // Only the first run keeps its frames (for the bare baseline), so later runs measure a
         // client that, like the tool, drops each page once applied.
         let sync = runtime.block_on(full_sync(&server.ws_url(), args.compress, run == 1))?;
@@ -53,7 +53,7 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
         bail!("no sync ran");
     };
     let mut bare = Vec::new();
-    for _ in 0..args.runs {
+    for _ in 0..args.catalog.runs {
         bare.push(runtime.block_on(bare_push(&syncs[0].frames))?);
     }
     let bare_best = bare.iter().min().copied().unwrap_or_default();
@@ -61,7 +61,7 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
     let secs = best.elapsed.as_secs_f64();
     println!(
         "## exosphere bench sync ({} scale, seed {})",
-        args.scale, args.seed
+        args.catalog.scale, args.catalog.seed
     );
     println!();
     println!("| measure | value |");
