@@ -13,10 +13,9 @@
 //! once per version; until then queries refuse the unfinished index.
 //!
 //! The full-text table and the dependents of each package's latest version are costly to
-//! keep current record by record (most versions are the latest one for a moment during a
-//! first sync), so a page only notes which packages' latest version changed
-//! (`latest_dirty`) and the page that brings the index up to date rewrites their rows, in
-//! its own transaction.
+//! keep current record by record (a package's latest version may move several times in a
+//! sync), so a page only notes which packages' latest version changed (`latest_dirty`) and
+//! the page that brings the index up to date rewrites their rows, in its own transaction.
 
 use std::borrow::Cow;
 use std::fmt;
