@@ -582,3 +582,29 @@ fn a_build_sent_twice_keeps_its_last_copy() {
     let architectures: Vec<&str> = builds.iter().map(|b| b.architectures.as_str()).collect();
     assert_eq!(architectures, ["os+web.browser"]);
 }
+
+/// Versions that rank equal (they differ only in `+build`) leave the last one stored as
+/// the latest, whether a first sync ranks them all at its end or a later page adds one.
+#[test]
+fn among_equal_versions_the_last_stored_is_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw("{}");
+    let first = [(
+        "versions",
+        vec![
+            version("a", "ann:one", "1.2.3+first"),
+            version("b", "ann:one", "1.2.3"),
+            version("c", "ann:one", "1.2.3-rc.1"),
+        ],
+    )];
+    index
+        .apply_page(&page(&token, &first, false, true))
+        .unwrap();
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "1.2.3");
+    let later = [("versions", vec![version("d", "ann:one", "1.2.3+later")])];
+    index
+        .apply_page(&page(&token, &later, false, true))
+        .unwrap();
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "1.2.3+later");
+}
