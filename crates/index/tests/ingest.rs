@@ -547,9 +547,64 @@ fn a_dropped_copy_that_was_latest_is_replaced() {
     index
         .apply_page(&page(&token, &second, false, true))
         .unwrap();
+    assert_eq!(count(&index, "versions"), 2);
     let info = index.show("ann:one", None).unwrap();
     assert_eq!(info.latest, "0.9.0");
     let versions: Vec<&str> = info.versions.iter().map(|v| v.version.as_str()).collect();
     assert_eq!(versions, ["0.5.0", "0.9.0"]);
     assert_eq!(index.search("ann", None, 5).unwrap()[0].version, "0.9.0");
+}
+
+/// A build sent twice in a first sync (it changed while the sync ran) keeps its last copy.
+#[test]
+fn a_build_sent_twice_keeps_its_last_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw("{}");
+    let build = |architectures: &str| {
+        raw(&format!(
+            r#"{{"_id":"b","versionId":"x","buildArchitectures":"{architectures}","buildPublished":{{"$date":1420070400000}}}}"#
+        ))
+    };
+    let first = [
+        ("versions", vec![version("x", "ann:one", "1.0.0")]),
+        ("builds", vec![build("os")]),
+    ];
+    index
+        .apply_page(&page(&token, &first, false, false))
+        .unwrap();
+    let second = [("builds", vec![build("os+web.browser")])];
+    index
+        .apply_page(&page(&token, &second, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "builds"), 1);
+    let builds = index.show("ann:one", None).unwrap().version.builds;
+    let architectures: Vec<&str> = builds.iter().map(|b| b.architectures.as_str()).collect();
+    assert_eq!(architectures, ["os+web.browser"]);
+}
+
+/// Versions that rank equal (they differ only in `+build`) leave the last one stored as
+/// the latest, whether a first sync ranks them all at its end or a later page adds one.
+#[test]
+fn among_equal_versions_the_last_stored_is_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let token = raw("{}");
+    let first = [(
+        "versions",
+        vec![
+            version("a", "ann:one", "1.2.3+first"),
+            version("b", "ann:one", "1.2.3"),
+            version("c", "ann:one", "1.2.3-rc.1"),
+        ],
+    )];
+    index
+        .apply_page(&page(&token, &first, false, true))
+        .unwrap();
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "1.2.3");
+    let later = [("versions", vec![version("d", "ann:one", "1.2.3+later")])];
+    index
+        .apply_page(&page(&token, &later, false, true))
+        .unwrap();
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "1.2.3+later");
 }
