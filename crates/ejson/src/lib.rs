@@ -19,7 +19,7 @@ mod plain;
 mod tag;
 mod value;
 
-pub use decode::parse;
+pub use decode::{Decoded, parse};
 pub use error::{EjsonError, json_kind};
 pub use plain::plain_json_text;
 pub use value::{Ejson, EjsonMap, NonFinite};
