@@ -250,8 +250,13 @@ where
         let Some(inbound) = accept(item, config.max_message_size, outbox).await? else {
             continue;
         };
-        let ClientMessage::Connect { version, support } = inbound.message else {
-            send_error(outbox, ProtocolError::MustConnectFirst, Some(&inbound.raw)).await?;
+        let ClientMessage::Connect { version, support } = &inbound.message else {
+            send_error(
+                outbox,
+                ProtocolError::MustConnectFirst,
+                inbound.offending().as_ref(),
+            )
+            .await?;
             continue;
         };
         return match negotiate(version.as_deref(), support.as_deref()) {
@@ -275,7 +280,12 @@ where
                 })
             }
             Negotiation::Reject => {
-                send_error(outbox, ProtocolError::BadRequest, Some(&inbound.raw)).await?;
+                send_error(
+                    outbox,
+                    ProtocolError::BadRequest,
+                    inbound.offending().as_ref(),
+                )
+                .await?;
                 Err(CloseReason::BadConnect)
             }
         };
@@ -342,16 +352,26 @@ where
             ClientMessage::Sub(request) => Work::Sub(request),
             ClientMessage::Unsub { id } => Work::Unsub(id),
             ClientMessage::Connect { .. } => {
-                send_error(outbox, ProtocolError::AlreadyConnected, Some(&inbound.raw)).await?;
+                send_error(
+                    outbox,
+                    ProtocolError::AlreadyConnected,
+                    inbound.offending().as_ref(),
+                )
+                .await?;
                 continue;
             }
             ClientMessage::Malformed(error) => {
-                send_error(outbox, error, Some(&inbound.raw)).await?;
+                send_error(outbox, error, inbound.offending().as_ref()).await?;
                 continue;
             }
             // Includes `ping`/`pong` under pre1, which has no heartbeats.
             ClientMessage::Ping { .. } | ClientMessage::Pong | ClientMessage::Unknown => {
-                send_error(outbox, ProtocolError::BadRequest, Some(&inbound.raw)).await?;
+                send_error(
+                    outbox,
+                    ProtocolError::BadRequest,
+                    inbound.offending().as_ref(),
+                )
+                .await?;
                 continue;
             }
         };
@@ -389,7 +409,7 @@ async fn accept(
     let Frame::Text(text) = frame(item, limit)? else {
         return Ok(None);
     };
-    match Inbound::parse(&text) {
+    match Inbound::parse(text) {
         Ok(inbound) => Ok(Some(inbound)),
         Err(rejected) => {
             tracing::debug!(cause = %rejected.cause, "rejected frame");
