@@ -8,8 +8,8 @@
 
 use base64::Engine as _;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
 use crate::error::EjsonError;
@@ -513,7 +513,8 @@ mod tests {
             parse(r#"[{"$date": "x"}, {"a": }]"#),
             Err(EjsonError::Json(_))
         ));
-        let decoded: Result<Decoded, _> = serde_json::from_str(r#"{"a": [{"$binary": 1}, 2], "b": 3}"#);
+        let decoded: Result<Decoded, _> =
+            serde_json::from_str(r#"{"a": [{"$binary": 1}, 2], "b": 3}"#);
         assert!(matches!(
             decoded,
             Ok(Decoded(Err(EjsonError::InvalidBinary(_))))

@@ -71,6 +71,9 @@ impl SessionShared {
 pub(crate) enum CloseReason {
     /// The client closed the WebSocket (or the TCP connection).
     ClientClosed,
+    /// The client dropped the TCP connection without a close frame: what browsers and
+    /// tools do when they quit, so not worth a warning.
+    ClientReset(String),
     /// No `connect` within `connect_timeout`.
     ConnectTimeout(Duration),
     /// Nothing arrived within `ping_timeout` after a server ping.
@@ -103,6 +106,7 @@ impl CloseReason {
             Self::VersionMismatch { .. } | Self::BadConnect => Some((close_code::NORMAL, "")),
             Self::ShuttingDown => Some((close_code::AWAY, "server shutting down")),
             Self::ClientClosed
+            | Self::ClientReset(_)
             | Self::ReadFailed(_)
             | Self::WriteFailed(_)
             | Self::WriteStalled(_)
@@ -115,6 +119,7 @@ impl CloseReason {
         !matches!(
             self,
             Self::ClientClosed
+                | Self::ClientReset(_)
                 | Self::VersionMismatch { .. }
                 | Self::WriterGone
                 | Self::ShuttingDown
@@ -126,6 +131,7 @@ impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ClientClosed => f.write_str("closed by the client"),
+            Self::ClientReset(error) => write!(f, "dropped by the client: {error}"),
             Self::ConnectTimeout(after) => write!(f, "no DDP connect within {after:?}"),
             Self::HeartbeatTimeout(after) => {
                 write!(f, "no answer to a heartbeat ping within {after:?}")
@@ -220,6 +226,7 @@ enum Frame {
 fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Frame, CloseReason> {
     match item {
         None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
+        Some(Err(error)) if is_reset(&error) => Err(CloseReason::ClientReset(error.to_string())),
         Some(Err(error)) => Err(CloseReason::ReadFailed(error.to_string())),
         Some(Ok(Message::Text(text))) if text.len() > limit => Err(CloseReason::MessageTooLarge {
             size: text.len(),
@@ -229,6 +236,29 @@ fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Fra
         // Binary frames are ignored (spec §1.1); control frames only prove liveness.
         Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Ok(Frame::Activity),
     }
+}
+
+/// tungstenite's error text for a peer that closed TCP without a WebSocket close frame.
+const RESET_WITHOUT_CLOSE: &str = "Connection reset without closing handshake";
+
+/// Whether a read error only means the client went away: a connection dropped without a
+/// close frame, or reset.
+fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.to_string().contains(RESET_WITHOUT_CLOSE)
+            || error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            })
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Phase 1: wait for an acceptable `connect`.
@@ -466,6 +496,16 @@ mod tests {
         }));
         assert!(matches!(classify(close), Err(CloseReason::ClientClosed)));
         assert!(matches!(frame(None, 4), Err(CloseReason::ClientClosed)));
+        let reset = axum::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(
+            frame(Some(Err(reset)), 4),
+            Err(CloseReason::ClientReset(_))
+        ));
+        let other = axum::Error::new(std::io::Error::other("disk on fire"));
+        assert!(matches!(
+            frame(Some(Err(other)), 4),
+            Err(CloseReason::ReadFailed(_))
+        ));
     }
 
     #[test]
@@ -494,6 +534,9 @@ mod tests {
         assert!(!mismatch.is_abnormal());
         assert_eq!(CloseReason::ClientClosed.close_frame(), None);
         assert!(!CloseReason::ClientClosed.is_abnormal());
+        let reset = CloseReason::ClientReset(RESET_WITHOUT_CLOSE.to_owned());
+        assert!(!reset.is_abnormal());
+        assert_eq!(reset.close_frame(), None);
         assert!(CloseReason::WriteStalled(Duration::from_secs(300)).is_abnormal());
     }
 }
