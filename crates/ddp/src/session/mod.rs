@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, close_code};
 use futures_util::{Stream, StreamExt as _};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, watch};
 use tokio::time::{Instant, sleep_until, timeout};
-use tracing::Instrument as _;
 
 use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
 use crate::publication::Publications;
@@ -37,7 +36,7 @@ use crate::version::{DdpVersion, Negotiation, negotiate};
 use heartbeat::{Beat, Heartbeat, saturating_add};
 pub(crate) use outbox::{Outbound, Outbox};
 use rate_limit::RateLimit;
-use worker::Work;
+use worker::{Work, WorkQueue};
 
 /// State shared by the reader, the worker and the session's subscriptions.
 #[derive(Debug)]
@@ -177,18 +176,28 @@ where
     tracing::info!(%version, "DDP session established");
     let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
     let _live = LiveSession::start(&server, &session);
-    let (queue, work) = mpsc::channel(config.inbound_queue.max(1));
-    let worker = tokio::spawn(
-        worker::run(Arc::clone(server.service()), Arc::clone(&session), work).in_current_span(),
+    let mut queue = WorkQueue::new(
+        Arc::clone(server.service()),
+        Arc::clone(&session),
+        config.inbound_queue,
     );
     let shutdown = server.shutdown.subscribe();
-    let reason = match connected(config, &mut incoming, &session, queue, version, shutdown).await {
+    let reason = match connected(
+        config,
+        &mut incoming,
+        &session,
+        &mut queue,
+        version,
+        shutdown,
+    )
+    .await
+    {
         Err(reason) => reason,
         Ok(never) => match never {},
     };
     if matches!(reason, CloseReason::ShuttingDown) {
-        // The work queue is closed: the worker finishes what it already holds, then ends.
-        if timeout(config.shutdown_grace, worker).await.is_err() {
+        // Nothing more is read: finish what is already queued, then end.
+        if timeout(config.shutdown_grace, queue.drain()).await.is_err() {
             tracing::warn!(grace = ?config.shutdown_grace, "calls still running at shutdown; closing anyway");
         }
     }
@@ -323,15 +332,16 @@ where
 }
 
 /// Phase 2: serve the established session until the connection ends.
-async fn connected<R>(
+async fn connected<S, R>(
     config: &DdpConfig,
     incoming: &mut R,
     session: &SessionShared,
-    queue: mpsc::Sender<Work>,
+    queue: &mut WorkQueue<S>,
     version: DdpVersion,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Infallible, CloseReason>
 where
+    S: Service,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let outbox = &session.outbox;
@@ -347,10 +357,20 @@ where
         version.has_heartbeats(),
     );
     loop {
+        // While the queue is full nothing is read (backpressure on this client only), and
+        // time spent not reading is not the client's silence.
+        let reading = !queue.is_full();
         let item = tokio::select! {
-            item = incoming.next() => item,
+            item = incoming.next(), if reading => item,
+            finished = queue.finish_one(), if queue.is_busy() => {
+                finished.map_err(|_| CloseReason::WriterGone)?;
+                if !reading {
+                    heartbeat.activity(Instant::now());
+                }
+                continue;
+            }
             () = stopping(&mut shutdown) => return Err(CloseReason::ShuttingDown),
-            () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() => {
+            () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() && reading => {
                 match heartbeat.expire(Instant::now()) {
                     Beat::Ping => send(outbox, ServerMessage::Ping).await?,
                     Beat::TimedOut => return Err(CloseReason::HeartbeatTimeout(config.ping_timeout)),
@@ -405,13 +425,7 @@ where
                 continue;
             }
         };
-        // Waits while the worker's queue is full: backpressure on this client only. Time
-        // spent not reading is not the client's silence.
-        queue
-            .send(work)
-            .await
-            .map_err(|_| CloseReason::WriterGone)?;
-        heartbeat.activity(Instant::now());
+        queue.push(work);
     }
 }
 
