@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
@@ -18,10 +19,15 @@ use exosphere_catalog::CatalogStore;
 use exosphere_catalog::stats::{Interval, RangeError, package_stats, parse_day, render_stats_day};
 use exosphere_catalog::usage::is_package_name;
 use exosphere_ddp::transport::sockjs;
-use exosphere_ddp::{ConnectionInfo, Server, SockJsConfig};
+use exosphere_ddp::{ConnectionInfo, DeliberateStatus, Server, SockJsConfig};
 use serde::Deserialize;
 use serde_json::json;
-use tower_http::trace::TraceLayer;
+use tower_http::classify::{
+    ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
+    ServerErrorsFailureClass, SharedClassifier,
+};
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
+use tracing::Span;
 
 use crate::service::PackageService;
 use crate::service::Publishing;
@@ -75,13 +81,54 @@ pub fn router(state: AppState) -> Router {
         })
         .route("/uploads/{secret}", put(files::upload))
         .route("/packages/{*key}", get(files::download))
-        .layer(TraceLayer::new_for_http().make_span_with(
+        .layer(TraceLayer::new(SharedClassifier::new(ServerFailures)).make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);
                 tracing::info_span!("http", request_id = id, method = %request.method(), path = %request.uri().path())
             },
-        ))
+        ).on_response(log_response))
         .with_state(state)
+}
+
+/// Classifies responses for the trace layer, which logs failures at ERROR: every 5xx is a
+/// failure, except those a DDP transport gives on purpose ([`DeliberateStatus`]).
+#[derive(Debug, Clone, Copy)]
+struct ServerFailures;
+
+impl ClassifyResponse for ServerFailures {
+    type FailureClass = ServerErrorsFailureClass;
+    type ClassifyEos = NeverClassifyEos<ServerErrorsFailureClass>;
+
+    fn classify_response<B>(
+        self,
+        response: &Response<B>,
+    ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
+        if response.extensions().get::<DeliberateStatus>().is_some() {
+            ClassifiedResponse::Ready(Ok(()))
+        } else {
+            ServerErrorsAsFailures::new().classify_response(response)
+        }
+    }
+
+    fn classify_error<E: std::fmt::Display + 'static>(self, error: &E) -> Self::FailureClass {
+        ServerErrorsAsFailures::new().classify_error(error)
+    }
+}
+
+/// Logs a finished request: a deliberate 5xx (a client's bad SockJS request, a refusal at
+/// the session limit) at INFO, anything else as tower-http does (DEBUG).
+fn log_response(response: &Response, latency: Duration, span: &Span) {
+    let status = response.status();
+    let latency_ms = latency.as_millis();
+    match response.extensions().get::<DeliberateStatus>() {
+        Some(DeliberateStatus::ClientError) => {
+            tracing::info!(%status, latency_ms, "answered a client's bad request");
+        }
+        Some(DeliberateStatus::Refused) => {
+            tracing::info!(%status, latency_ms, "refused: session limit or shutdown");
+        }
+        None => DefaultOnResponse::default().on_response(response, latency, span),
+    }
 }
 
 /// Upgrades to a raw-WebSocket DDP session: no subprotocol is required or answered (spec §1.1).
@@ -275,7 +322,28 @@ fn escape_html(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape_html;
+    use super::*;
+
+    fn is_failure(response: Response) -> bool {
+        matches!(
+            ServerFailures.classify_response(&response),
+            ClassifiedResponse::Ready(Err(_))
+        )
+    }
+
+    #[test]
+    fn deliberate_server_errors_are_not_failures() {
+        assert!(is_failure(
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        ));
+        assert!(is_failure(StatusCode::SERVICE_UNAVAILABLE.into_response()));
+        assert!(!is_failure(StatusCode::NOT_FOUND.into_response()));
+        for status in [DeliberateStatus::ClientError, DeliberateStatus::Refused] {
+            let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            response.extensions_mut().insert(status);
+            assert!(!is_failure(response), "{status:?}");
+        }
+    }
 
     #[test]
     fn host_header_cannot_inject_markup() {

@@ -265,16 +265,19 @@ fn stats_docs(state: &CatalogState) -> StateDocs {
 
 /// Publishes the documents `docs` derives from the catalog state, then follows the watcher:
 /// each document whose fields move gets a `changed` with the new values and the cleared keys.
+///
+/// Between changes it keeps only the state it last published (a few counters), not the
+/// documents: with thousands of idle subscribers, the documents are built when they move.
 async fn publish_state(
     sub: Subscription,
     collection: &'static str,
     mut catalog: watch::Receiver<CatalogState>,
     docs: fn(&CatalogState) -> StateDocs,
 ) {
-    let mut sent = docs(&catalog.borrow_and_update());
-    for (id, fields) in &sent {
+    let mut published = catalog.borrow_and_update().clone();
+    for (id, fields) in docs(&published) {
         if sub
-            .added(collection, id, plain(Value::Object(fields.clone())))
+            .added(collection, id, plain(Value::Object(fields)))
             .await
             .is_err()
         {
@@ -291,7 +294,8 @@ async fn publish_state(
                 if changed.is_err() {
                     return;
                 }
-                let now = docs(&catalog.borrow_and_update());
+                let state = catalog.borrow_and_update().clone();
+                let (sent, now) = (docs(&published), docs(&state));
                 for ((id, old), (_, new)) in sent.iter().zip(&now) {
                     if old == new {
                         continue;
@@ -306,7 +310,7 @@ async fn publish_state(
                         return;
                     }
                 }
-                sent = now;
+                published = state;
             }
         }
     }

@@ -35,5 +35,6 @@ pub use id::random_id;
 pub use publication::Subscription;
 pub use server::{DdpConfig, Server};
 pub use service::{MethodContext, Reply, Service, SessionContext};
+pub use transport::DeliberateStatus;
 pub use transport::sockjs::SockJsConfig;
 pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

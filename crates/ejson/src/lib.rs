@@ -5,6 +5,7 @@
 //!
 //! * [`Ejson`] is the value model (ordered objects, `EJSON.equals`-like equality);
 //! * [`Ejson::from_json`] / [`parse`] decode, following Meteor's converter order exactly;
+//!   [`Decoded`] does the same while a larger document is parsed (DDP frames), in one pass;
 //! * [`Ejson::to_json`] / [`Ejson::to_json_string`] encode, escaping look-alike objects;
 //! * [`Ejson::to_plain_json`] / [`plain_json_text`] lower to the plain JSON that
 //!   `JSON.parse`-only clients need (compressed sync pages, spec §3.7).
@@ -19,7 +20,7 @@ mod plain;
 mod tag;
 mod value;
 
-pub use decode::parse;
+pub use decode::{Decoded, parse};
 pub use error::{EjsonError, json_kind};
 pub use plain::plain_json_text;
 pub use value::{Ejson, EjsonMap, NonFinite};

@@ -11,11 +11,18 @@
 //!    [`ClientMessage::Malformed`], reported only once the session exists (before that
 //!    the session answers `Must connect first`).
 //!
-//! Unknown fields are ignored. The parsed object is kept as [`Inbound::raw`] so any
-//! later error can quote it as `offendingMessage`.
+//! The frame is parsed once, straight into the fields DDP reads, EJSON included
+//! ([`Decoded`]); unknown fields are skipped without being built. The frame's text is kept
+//! as [`Inbound::raw`] so a later error can quote it as `offendingMessage`; only then is
+//! it parsed again, into a JSON value.
 
-use exosphere_ejson::Ejson;
-use serde_json::{Map, Value};
+use std::fmt;
+
+use axum::extract::ws::Utf8Bytes;
+use exosphere_ejson::{Decoded, Ejson};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 /// A top-level protocol error, answered with `{"msg":"error","reason":…}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,47 +103,122 @@ pub(crate) enum ClientMessage {
 #[derive(Debug)]
 pub(crate) struct Inbound {
     pub(crate) message: ClientMessage,
-    /// The JSON object as received, for `offendingMessage`.
-    pub(crate) raw: Value,
+    /// The frame as received, for `offendingMessage`.
+    pub(crate) raw: Utf8Bytes,
 }
 
 impl Inbound {
     /// Parses one text frame.
-    pub(crate) fn parse(text: &str) -> Result<Inbound, Rejected> {
-        let raw: Value = serde_json::from_str(text).map_err(|e| Rejected {
+    pub(crate) fn parse(text: Utf8Bytes) -> Result<Inbound, Rejected> {
+        let fields: Fields = serde_json::from_str(&text).map_err(|e| Rejected {
             error: ProtocolError::BadRequest,
             offending: None,
             cause: format!("invalid JSON: {e}"),
         })?;
-        let Value::Object(object) = &raw else {
-            return Err(Rejected {
-                error: ProtocolError::BadRequest,
-                offending: None,
-                cause: "not a JSON object".to_owned(),
-            });
-        };
-        let mut params = None;
-        for key in ["fields", "params", "result"] {
-            if let Some(value) = object.get(key) {
-                let decoded = Ejson::from_json(value.clone()).map_err(|e| Rejected {
+        for (key, decoded) in [
+            ("fields", &fields.fields),
+            ("params", &fields.params),
+            ("result", &fields.result),
+        ] {
+            if let Some(Decoded(Err(e))) = decoded {
+                return Err(Rejected {
                     error: ProtocolError::ParseError,
                     offending: None,
                     cause: format!("`{key}`: {e}"),
-                })?;
-                if key == "params" {
-                    params = Some(decoded);
-                }
+                });
             }
         }
-        if !is_truthy(object.get("msg")) {
+        if !is_truthy(fields.msg.as_ref()) {
             return Err(Rejected {
                 error: ProtocolError::BadRequest,
-                offending: Some(raw.clone()),
+                offending: quote(&text),
                 cause: "missing `msg`".to_owned(),
             });
         }
-        let message = classify(object, params);
-        Ok(Inbound { message, raw })
+        let message = classify(fields);
+        Ok(Inbound { message, raw: text })
+    }
+
+    /// The frame as a JSON value, to quote as `offendingMessage`.
+    pub(crate) fn offending(&self) -> Option<Value> {
+        quote(&self.raw)
+    }
+}
+
+/// The JSON value of a frame that already parsed as a JSON object.
+fn quote(text: &str) -> Option<Value> {
+    serde_json::from_str(text).ok()
+}
+
+/// The top-level fields DDP reads from a client frame. Like a JSON object, the last of
+/// repeated keys wins.
+#[derive(Default)]
+struct Fields {
+    msg: Option<Value>,
+    id: Option<Value>,
+    method: Option<Value>,
+    name: Option<Value>,
+    version: Option<Value>,
+    support: Option<Value>,
+    random_seed: Option<Value>,
+    params: Option<Decoded>,
+    fields: Option<Decoded>,
+    result: Option<Decoded>,
+}
+
+/// The keys of [`Fields`]; any other key is skipped unread.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum Key {
+    Msg,
+    Id,
+    Method,
+    Name,
+    Version,
+    Support,
+    RandomSeed,
+    Params,
+    Fields,
+    Result,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key()? {
+            match key {
+                Key::Msg => fields.msg = Some(map.next_value()?),
+                Key::Id => fields.id = Some(map.next_value()?),
+                Key::Method => fields.method = Some(map.next_value()?),
+                Key::Name => fields.name = Some(map.next_value()?),
+                Key::Version => fields.version = Some(map.next_value()?),
+                Key::Support => fields.support = Some(map.next_value()?),
+                Key::RandomSeed => fields.random_seed = Some(map.next_value()?),
+                Key::Params => fields.params = Some(map.next_value()?),
+                Key::Fields => fields.fields = Some(map.next_value()?),
+                Key::Result => fields.result = Some(map.next_value()?),
+                Key::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
     }
 }
 
@@ -151,78 +233,81 @@ fn is_truthy(value: Option<&Value>) -> bool {
     }
 }
 
-fn classify(object: &Map<String, Value>, params: Option<Ejson>) -> ClientMessage {
-    let Some(Value::String(msg)) = object.get("msg") else {
+fn classify(fields: Fields) -> ClientMessage {
+    let Some(Value::String(msg)) = &fields.msg else {
         return ClientMessage::Unknown;
     };
     match msg.as_str() {
         "connect" => ClientMessage::Connect {
-            version: string_field(object, "version"),
-            support: string_array(object.get("support")),
+            version: string_field(fields.version),
+            support: string_array(fields.support),
         },
-        "ping" => ClientMessage::Ping {
-            id: object.get("id").cloned(),
-        },
+        "ping" => ClientMessage::Ping { id: fields.id },
         "pong" => ClientMessage::Pong,
-        "method" => method(object, params),
-        "sub" => sub(object, params),
-        "unsub" => ClientMessage::Unsub {
-            id: object.get("id").cloned(),
-        },
+        "method" => method(fields),
+        "sub" => sub(fields),
+        "unsub" => ClientMessage::Unsub { id: fields.id },
         _ => ClientMessage::Unknown,
     }
 }
 
 /// Checks Meteor applies to `method`: string `id` and `method`, array `params` if present,
 /// string `randomSeed` if present.
-fn method(object: &Map<String, Value>, params: Option<Ejson>) -> ClientMessage {
+fn method(fields: Fields) -> ClientMessage {
     let malformed = ClientMessage::Malformed(ProtocolError::MalformedMethodInvocation);
-    let (Some(id), Some(method), Some(params)) = (
-        string_field(object, "id"),
-        string_field(object, "method"),
-        params_array(params),
-    ) else {
-        return malformed;
-    };
-    if object
-        .get("randomSeed")
+    if fields
+        .random_seed
+        .as_ref()
         .is_some_and(|seed| !seed.is_string())
     {
         return malformed;
     }
+    let (Some(id), Some(method), Some(params)) = (
+        string_field(fields.id),
+        string_field(fields.method),
+        params_array(fields.params),
+    ) else {
+        return malformed;
+    };
     ClientMessage::Method(MethodCall { id, method, params })
 }
 
 /// Checks Meteor applies to `sub`: string `id` and `name`, array `params` if present.
-fn sub(object: &Map<String, Value>, params: Option<Ejson>) -> ClientMessage {
+fn sub(fields: Fields) -> ClientMessage {
     match (
-        string_field(object, "id"),
-        string_field(object, "name"),
-        params_array(params),
+        string_field(fields.id),
+        string_field(fields.name),
+        params_array(fields.params),
     ) {
         (Some(id), Some(name), Some(params)) => ClientMessage::Sub(SubRequest { id, name, params }),
         _ => ClientMessage::Malformed(ProtocolError::MalformedSubscription),
     }
 }
 
-/// Absent `params` mean none; present ones must be an array.
-fn params_array(params: Option<Ejson>) -> Option<Vec<Ejson>> {
+/// Absent `params` mean none; present ones must be an array. EJSON failures were answered
+/// before classification.
+fn params_array(params: Option<Decoded>) -> Option<Vec<Ejson>> {
     match params {
         None => Some(Vec::new()),
-        Some(Ejson::Array(items)) => Some(items),
+        Some(Decoded(Ok(Ejson::Array(items)))) => Some(items),
         Some(_) => None,
     }
 }
 
-fn string_field(object: &Map<String, Value>, key: &str) -> Option<String> {
-    object.get(key).and_then(Value::as_str).map(str::to_owned)
+fn string_field(value: Option<Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
 }
 
-fn string_array(value: Option<&Value>) -> Option<Vec<String>> {
-    value?
-        .as_array()?
-        .iter()
-        .map(|item| item.as_str().map(str::to_owned))
+fn string_array(value: Option<Value>) -> Option<Vec<String>> {
+    let Value::Array(items) = value? else {
+        return None;
+    };
+    items
+        .into_iter()
+        .map(|item| string_field(Some(item)))
         .collect()
 }
 
@@ -231,15 +316,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse(text: &str) -> Result<Inbound, Rejected> {
+        Inbound::parse(Utf8Bytes::from(text.to_owned()))
+    }
+
     fn message(text: &str) -> ClientMessage {
-        match Inbound::parse(text) {
+        match parse(text) {
             Ok(inbound) => inbound.message,
             Err(rejected) => panic!("rejected {text}: {rejected:?}"),
         }
     }
 
     fn rejected(text: &str) -> (ProtocolError, Option<Value>) {
-        match Inbound::parse(text) {
+        match parse(text) {
             Ok(inbound) => panic!("accepted {text}: {inbound:?}"),
             Err(rejected) => (rejected.error, rejected.offending),
         }
@@ -369,7 +458,17 @@ mod tests {
 
     #[test]
     fn bad_requests_without_offending_message() {
-        for text in ["", "nope", "[1]", "null", "\"msg\"", "{\"msg\":"] {
+        for text in [
+            "",
+            "nope",
+            "[1]",
+            "null",
+            "\"msg\"",
+            "{\"msg\":",
+            // Invalid EJSON first, then invalid JSON: the frame is not JSON.
+            r#"{"msg":"method","params":[{"$date":"x"}],"id":}"#,
+            r#"{"msg":"sub"} trailing"#,
+        ] {
             assert_eq!(rejected(text), (ProtocolError::BadRequest, None), "{text}");
         }
     }
@@ -405,11 +504,27 @@ mod tests {
     }
 
     #[test]
+    fn repeated_keys_keep_the_last_value() {
+        assert_eq!(
+            message(r#"{"msg":"sub","name":"x","id":1,"id":"a","name":"n","msg":"sub"}"#),
+            ClientMessage::Sub(SubRequest {
+                id: "a".to_owned(),
+                name: "n".to_owned(),
+                params: vec![],
+            })
+        );
+        assert_eq!(
+            rejected(r#"{"msg":"ping","msg":""}"#),
+            (ProtocolError::BadRequest, Some(json!({"msg": ""})))
+        );
+    }
+
+    #[test]
     fn raw_message_is_kept() {
         let text = r#"{"msg":"foo","a":[1,{"b":2}]}"#;
-        let inbound = Inbound::parse(text).ok();
+        let inbound = parse(text).ok();
         assert_eq!(
-            inbound.map(|i| i.raw),
+            inbound.and_then(|i| i.offending()),
             Some(json!({"msg": "foo", "a": [1, {"b": 2}]}))
         );
     }

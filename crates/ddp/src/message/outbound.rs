@@ -1,13 +1,14 @@
 //! Building server frames (spec §1.2).
 //!
 //! Every frame is encoded exactly once into a `String` (handed to the socket without a
-//! copy). `msg` comes first, as in Meteor's frames. EJSON fields (`fields`, `result`) are
+//! copy), field by field, without building a JSON value of the whole frame. `msg` comes first, as in Meteor's frames. EJSON fields (`fields`, `result`) are
 //! encoded with EJSON rules, everything else is plain JSON. A [`Reply::Raw`] result is
 //! spliced into the frame verbatim, never re-parsed: that is the sync hot path, where the
 //! result is megabytes of EJSON the catalog already has as text.
 
 use exosphere_ejson::Ejson;
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::DdpError;
 use crate::service::Reply;
@@ -69,10 +70,10 @@ impl ServerMessage<'_> {
             Self::Connected { session } => frame.put("session", *session),
             Self::Failed { version } => frame.put("version", *version),
             Self::Ping => {}
-            Self::Pong { id } => frame.put_opt("id", id.cloned()),
+            Self::Pong { id } => frame.put_opt("id", *id),
             Self::Error { reason, offending } => {
                 frame.put("reason", *reason);
-                frame.put_opt("offendingMessage", offending.cloned());
+                frame.put_opt("offendingMessage", *offending);
             }
             Self::Result { id, outcome } => {
                 frame.put("id", *id);
@@ -83,7 +84,7 @@ impl ServerMessage<'_> {
                     Err(error) => frame.put("error", error.to_json()),
                 }
             }
-            Self::Updated { method_id } => frame.put("methods", vec![Value::from(*method_id)]),
+            Self::Updated { method_id } => frame.put("methods", [method_id]),
             Self::Added {
                 collection,
                 id,
@@ -103,16 +104,16 @@ impl ServerMessage<'_> {
                 frame.put("id", *id);
                 frame.put_fields(fields);
                 if !cleared.is_empty() {
-                    frame.put("cleared", cleared.to_vec());
+                    frame.put("cleared", cleared);
                 }
             }
             Self::Removed { collection, id } => {
                 frame.put("collection", *collection);
                 frame.put("id", *id);
             }
-            Self::Ready { sub_id } => frame.put("subs", vec![Value::from(*sub_id)]),
+            Self::Ready { sub_id } => frame.put("subs", [sub_id]),
             Self::Nosub { id, error } => {
-                frame.put_opt("id", id.cloned());
+                frame.put_opt("id", *id);
                 frame.put_opt("error", error.map(DdpError::to_json));
             }
         }
@@ -137,22 +138,25 @@ impl ServerMessage<'_> {
     }
 }
 
-/// An ordered JSON object under construction (server frames here, client frames in
-/// [`super::client`]).
-pub(crate) struct Frame(Map<String, Value>);
+/// A JSON object under construction, written straight into the frame's bytes: keys in
+/// the order they are put, each value serialized once, no intermediate map.
+pub(crate) struct Frame(Vec<u8>);
 
 impl Frame {
     pub(crate) fn new(msg: &str) -> Self {
-        let mut map = Map::new();
-        map.insert("msg".to_owned(), Value::from(msg));
-        Self(map)
+        let mut frame = Self(Vec::with_capacity(64));
+        frame.0.extend_from_slice(b"{\"msg\":");
+        frame.write(msg);
+        frame
     }
 
-    pub(crate) fn put(&mut self, key: &str, value: impl Into<Value>) {
-        self.0.insert(key.to_owned(), value.into());
+    /// Appends `"key":value`. Keys are the protocol's own ASCII names, written unescaped.
+    pub(crate) fn put(&mut self, key: &str, value: impl Serialize) {
+        self.key(key);
+        self.write(&value);
     }
 
-    pub(crate) fn put_opt(&mut self, key: &str, value: Option<Value>) {
+    pub(crate) fn put_opt(&mut self, key: &str, value: Option<impl Serialize>) {
         if let Some(value) = value {
             self.put(key, value);
         }
@@ -165,19 +169,39 @@ impl Frame {
         }
     }
 
-    pub(crate) fn finish(self) -> String {
-        Value::Object(self.0).to_string()
+    fn key(&mut self, key: &str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
     }
 
-    /// The frame with `"key": raw` appended, `raw` copied verbatim.
-    fn finish_with_raw(self, key: &str, raw: &str) -> String {
-        let mut text = self.finish();
-        // `finish` always ends with the object's closing brace; reopen it.
-        text.pop();
-        text.reserve(key.len() + raw.len() + 5);
-        text.push_str(",\"");
-        text.push_str(key);
-        text.push_str("\":");
+    /// Appends `value` as compact JSON.
+    fn write(&mut self, value: &(impl Serialize + ?Sized)) {
+        // Cannot fail: the values are strings, JSON values and encoded EJSON, whose map
+        // keys are all strings, and writing to a `Vec` does not fail.
+        if let Err(error) = serde_json::to_writer(&mut self.0, value) {
+            tracing::error!(%error, "could not encode a DDP frame field");
+        }
+    }
+
+    /// The text so far, without the closing brace.
+    fn into_text(self) -> String {
+        // serde_json writes UTF-8, and so does everything else here.
+        String::from_utf8(self.0)
+            .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+    }
+
+    pub(crate) fn finish(mut self) -> String {
+        self.0.push(b'}');
+        self.into_text()
+    }
+
+    /// The frame with `"key": raw` appended, `raw` copied verbatim (never validated again:
+    /// it is the megabytes of a sync page).
+    fn finish_with_raw(mut self, key: &str, raw: &str) -> String {
+        self.key(key);
+        let mut text = self.into_text();
+        text.reserve_exact(raw.len() + 1);
         text.push_str(raw);
         text.push('}');
         text

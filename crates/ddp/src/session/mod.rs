@@ -25,9 +25,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, close_code};
 use futures_util::{Stream, StreamExt as _};
-use tokio::sync::{Mutex, mpsc, watch};
+use tokio::sync::{Mutex, watch};
 use tokio::time::{Instant, sleep_until, timeout};
-use tracing::Instrument as _;
 
 use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
 use crate::publication::Publications;
@@ -37,7 +36,7 @@ use crate::version::{DdpVersion, Negotiation, negotiate};
 use heartbeat::{Beat, Heartbeat, saturating_add};
 pub(crate) use outbox::{Outbound, Outbox};
 use rate_limit::RateLimit;
-use worker::Work;
+use worker::{Work, WorkQueue};
 
 /// State shared by the reader, the worker and the session's subscriptions.
 #[derive(Debug)]
@@ -71,6 +70,9 @@ impl SessionShared {
 pub(crate) enum CloseReason {
     /// The client closed the WebSocket (or the TCP connection).
     ClientClosed,
+    /// The client dropped the TCP connection without a close frame: what browsers and
+    /// tools do when they quit, so not worth a warning.
+    ClientReset(String),
     /// No `connect` within `connect_timeout`.
     ConnectTimeout(Duration),
     /// Nothing arrived within `ping_timeout` after a server ping.
@@ -103,6 +105,7 @@ impl CloseReason {
             Self::VersionMismatch { .. } | Self::BadConnect => Some((close_code::NORMAL, "")),
             Self::ShuttingDown => Some((close_code::AWAY, "server shutting down")),
             Self::ClientClosed
+            | Self::ClientReset(_)
             | Self::ReadFailed(_)
             | Self::WriteFailed(_)
             | Self::WriteStalled(_)
@@ -115,6 +118,7 @@ impl CloseReason {
         !matches!(
             self,
             Self::ClientClosed
+                | Self::ClientReset(_)
                 | Self::VersionMismatch { .. }
                 | Self::WriterGone
                 | Self::ShuttingDown
@@ -126,6 +130,7 @@ impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::ClientClosed => f.write_str("closed by the client"),
+            Self::ClientReset(error) => write!(f, "dropped by the client: {error}"),
             Self::ConnectTimeout(after) => write!(f, "no DDP connect within {after:?}"),
             Self::HeartbeatTimeout(after) => {
                 write!(f, "no answer to a heartbeat ping within {after:?}")
@@ -171,18 +176,28 @@ where
     tracing::info!(%version, "DDP session established");
     let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
     let _live = LiveSession::start(&server, &session);
-    let (queue, work) = mpsc::channel(config.inbound_queue.max(1));
-    let worker = tokio::spawn(
-        worker::run(Arc::clone(server.service()), Arc::clone(&session), work).in_current_span(),
+    let mut queue = WorkQueue::new(
+        Arc::clone(server.service()),
+        Arc::clone(&session),
+        config.inbound_queue,
     );
     let shutdown = server.shutdown.subscribe();
-    let reason = match connected(config, &mut incoming, &session, queue, version, shutdown).await {
+    let reason = match connected(
+        config,
+        &mut incoming,
+        &session,
+        &mut queue,
+        version,
+        shutdown,
+    )
+    .await
+    {
         Err(reason) => reason,
         Ok(never) => match never {},
     };
     if matches!(reason, CloseReason::ShuttingDown) {
-        // The work queue is closed: the worker finishes what it already holds, then ends.
-        if timeout(config.shutdown_grace, worker).await.is_err() {
+        // Nothing more is read: finish what is already queued, then end.
+        if timeout(config.shutdown_grace, queue.drain()).await.is_err() {
             tracing::warn!(grace = ?config.shutdown_grace, "calls still running at shutdown; closing anyway");
         }
     }
@@ -220,6 +235,7 @@ enum Frame {
 fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Frame, CloseReason> {
     match item {
         None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
+        Some(Err(error)) if is_reset(&error) => Err(CloseReason::ClientReset(error.to_string())),
         Some(Err(error)) => Err(CloseReason::ReadFailed(error.to_string())),
         Some(Ok(Message::Text(text))) if text.len() > limit => Err(CloseReason::MessageTooLarge {
             size: text.len(),
@@ -229,6 +245,29 @@ fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Fra
         // Binary frames are ignored (spec §1.1); control frames only prove liveness.
         Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Ok(Frame::Activity),
     }
+}
+
+/// tungstenite's error text for a peer that closed TCP without a WebSocket close frame.
+const RESET_WITHOUT_CLOSE: &str = "Connection reset without closing handshake";
+
+/// Whether a read error only means the client went away: a connection dropped without a
+/// close frame, or reset.
+fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.to_string().contains(RESET_WITHOUT_CLOSE)
+            || error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            })
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Phase 1: wait for an acceptable `connect`.
@@ -250,8 +289,13 @@ where
         let Some(inbound) = accept(item, config.max_message_size, outbox).await? else {
             continue;
         };
-        let ClientMessage::Connect { version, support } = inbound.message else {
-            send_error(outbox, ProtocolError::MustConnectFirst, Some(&inbound.raw)).await?;
+        let ClientMessage::Connect { version, support } = &inbound.message else {
+            send_error(
+                outbox,
+                ProtocolError::MustConnectFirst,
+                inbound.offending().as_ref(),
+            )
+            .await?;
             continue;
         };
         return match negotiate(version.as_deref(), support.as_deref()) {
@@ -275,7 +319,12 @@ where
                 })
             }
             Negotiation::Reject => {
-                send_error(outbox, ProtocolError::BadRequest, Some(&inbound.raw)).await?;
+                send_error(
+                    outbox,
+                    ProtocolError::BadRequest,
+                    inbound.offending().as_ref(),
+                )
+                .await?;
                 Err(CloseReason::BadConnect)
             }
         };
@@ -283,15 +332,16 @@ where
 }
 
 /// Phase 2: serve the established session until the connection ends.
-async fn connected<R>(
+async fn connected<S, R>(
     config: &DdpConfig,
     incoming: &mut R,
     session: &SessionShared,
-    queue: mpsc::Sender<Work>,
+    queue: &mut WorkQueue<S>,
     version: DdpVersion,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Infallible, CloseReason>
 where
+    S: Service,
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let outbox = &session.outbox;
@@ -307,10 +357,20 @@ where
         version.has_heartbeats(),
     );
     loop {
+        // While the queue is full nothing is read (backpressure on this client only), and
+        // time spent not reading is not the client's silence.
+        let reading = !queue.is_full();
         let item = tokio::select! {
-            item = incoming.next() => item,
+            item = incoming.next(), if reading => item,
+            finished = queue.finish_one(), if queue.is_busy() => {
+                finished.map_err(|_| CloseReason::WriterGone)?;
+                if !reading {
+                    heartbeat.activity(Instant::now());
+                }
+                continue;
+            }
             () = stopping(&mut shutdown) => return Err(CloseReason::ShuttingDown),
-            () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() => {
+            () = sleep_until(heartbeat.deadline()), if heartbeat.enabled() && reading => {
                 match heartbeat.expire(Instant::now()) {
                     Beat::Ping => send(outbox, ServerMessage::Ping).await?,
                     Beat::TimedOut => return Err(CloseReason::HeartbeatTimeout(config.ping_timeout)),
@@ -342,26 +402,30 @@ where
             ClientMessage::Sub(request) => Work::Sub(request),
             ClientMessage::Unsub { id } => Work::Unsub(id),
             ClientMessage::Connect { .. } => {
-                send_error(outbox, ProtocolError::AlreadyConnected, Some(&inbound.raw)).await?;
+                send_error(
+                    outbox,
+                    ProtocolError::AlreadyConnected,
+                    inbound.offending().as_ref(),
+                )
+                .await?;
                 continue;
             }
             ClientMessage::Malformed(error) => {
-                send_error(outbox, error, Some(&inbound.raw)).await?;
+                send_error(outbox, error, inbound.offending().as_ref()).await?;
                 continue;
             }
             // Includes `ping`/`pong` under pre1, which has no heartbeats.
             ClientMessage::Ping { .. } | ClientMessage::Pong | ClientMessage::Unknown => {
-                send_error(outbox, ProtocolError::BadRequest, Some(&inbound.raw)).await?;
+                send_error(
+                    outbox,
+                    ProtocolError::BadRequest,
+                    inbound.offending().as_ref(),
+                )
+                .await?;
                 continue;
             }
         };
-        // Waits while the worker's queue is full: backpressure on this client only. Time
-        // spent not reading is not the client's silence.
-        queue
-            .send(work)
-            .await
-            .map_err(|_| CloseReason::WriterGone)?;
-        heartbeat.activity(Instant::now());
+        queue.push(work);
     }
 }
 
@@ -389,7 +453,7 @@ async fn accept(
     let Frame::Text(text) = frame(item, limit)? else {
         return Ok(None);
     };
-    match Inbound::parse(&text) {
+    match Inbound::parse(text) {
         Ok(inbound) => Ok(Some(inbound)),
         Err(rejected) => {
             tracing::debug!(cause = %rejected.cause, "rejected frame");
@@ -446,6 +510,16 @@ mod tests {
         }));
         assert!(matches!(classify(close), Err(CloseReason::ClientClosed)));
         assert!(matches!(frame(None, 4), Err(CloseReason::ClientClosed)));
+        let reset = axum::Error::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(matches!(
+            frame(Some(Err(reset)), 4),
+            Err(CloseReason::ClientReset(_))
+        ));
+        let other = axum::Error::new(std::io::Error::other("disk on fire"));
+        assert!(matches!(
+            frame(Some(Err(other)), 4),
+            Err(CloseReason::ReadFailed(_))
+        ));
     }
 
     #[test]
@@ -474,6 +548,9 @@ mod tests {
         assert!(!mismatch.is_abnormal());
         assert_eq!(CloseReason::ClientClosed.close_frame(), None);
         assert!(!CloseReason::ClientClosed.is_abnormal());
+        let reset = CloseReason::ClientReset(RESET_WITHOUT_CLOSE.to_owned());
+        assert!(!reset.is_abnormal());
+        assert_eq!(reset.close_frame(), None);
         assert!(CloseReason::WriteStalled(Duration::from_secs(300)).is_abnormal());
     }
 }

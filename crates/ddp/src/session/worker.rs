@@ -1,19 +1,23 @@
-//! The session worker: `method`, `sub` and `unsub`, strictly one at a time, in order.
+//! The session's work queue: `method`, `sub` and `unsub`, strictly one at a time, in order.
 //!
 //! Meteor processes a session's messages sequentially (`Session.processMessage`), and
-//! clients rely on it (a `login` completes before the next call runs). The reader feeds
-//! this worker through a bounded queue and stops reading while it is full. Heartbeats
-//! bypass the queue, so pings are answered even while a long method runs.
+//! clients rely on it (a `login` completes before the next call runs). The reader pushes
+//! work into a bounded [`WorkQueue`] and stops reading while it is full; it drives the
+//! running item from its own task, alongside reading, so heartbeats bypass the queue and
+//! pings are answered even while a long method runs. An idle session holds no worker task
+//! and no channel: only an empty queue.
 //!
 //! Each method runs in its own task: a panic in service code becomes a
 //! `500 Internal server error` answer instead of killing the session.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use crate::error::{DdpError, SessionClosed};
@@ -36,31 +40,88 @@ pub(crate) enum Work {
     Unsub(Option<Value>),
 }
 
-/// Processes `queue` until it closes or the session ends.
-pub(crate) async fn run<S: Service>(
+/// The item being processed.
+type Running = Pin<Box<dyn Future<Output = Result<(), SessionClosed>> + Send>>;
+
+/// One session's `method`/`sub`/`unsub` messages: the one running and up to `capacity`
+/// waiting behind it.
+pub(crate) struct WorkQueue<S> {
     service: Arc<S>,
     session: Arc<SessionShared>,
-    mut queue: mpsc::Receiver<Work>,
-) {
-    let mut closed = session.closed.subscribe();
-    loop {
-        let work = tokio::select! {
-            biased;
-            _ = closed.wait_for(|closed| *closed) => return,
-            work = queue.recv() => match work {
-                Some(work) => work,
-                None => return,
-            },
-        };
-        let outcome = match work {
-            Work::Method(call) => call_method(&service, &session, call).await,
-            Work::Refuse { id, error } => answer(&session, &id, &Err(*error)).await,
-            Work::Sub(request) => subscribe(service.as_ref(), &session, request).await,
-            Work::Unsub(id) => publication::unsubscribe(&session, id.as_ref()).await,
-        };
-        if outcome.is_err() {
-            return;
+    running: Option<Running>,
+    waiting: VecDeque<Work>,
+    capacity: usize,
+}
+
+impl<S: Service> WorkQueue<S> {
+    /// An empty queue holding up to `capacity` (at least one) waiting items.
+    pub(crate) fn new(service: Arc<S>, session: Arc<SessionShared>, capacity: usize) -> Self {
+        Self {
+            service,
+            session,
+            running: None,
+            waiting: VecDeque::new(),
+            capacity: capacity.max(1),
         }
+    }
+
+    /// Whether the reader must stop reading until an item finishes.
+    pub(crate) fn is_full(&self) -> bool {
+        self.waiting.len() >= self.capacity
+    }
+
+    /// Whether an item is running.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Queues `work`, starting it at once if nothing is running.
+    pub(crate) fn push(&mut self, work: Work) {
+        if self.running.is_none() {
+            self.running = Some(self.start(work));
+        } else {
+            self.waiting.push_back(work);
+        }
+    }
+
+    /// Waits for the running item to finish (forever, if none runs), then starts the next.
+    /// `Err` means the session is closed: nothing more can be answered. Cancel-safe: the
+    /// running item is kept until it finishes.
+    pub(crate) async fn finish_one(&mut self) -> Result<(), SessionClosed> {
+        let outcome = match &mut self.running {
+            Some(running) => running.await,
+            None => std::future::pending().await,
+        };
+        self.running = self.waiting.pop_front().map(|work| self.start(work));
+        if self.waiting.is_empty() {
+            // A pipelining client's burst is over: give the buffer back.
+            self.waiting = VecDeque::new();
+        }
+        outcome
+    }
+
+    /// Finishes everything already queued (at shutdown).
+    pub(crate) async fn drain(&mut self) -> Result<(), SessionClosed> {
+        while self.is_busy() {
+            self.finish_one().await?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, work: Work) -> Running {
+        let service = Arc::clone(&self.service);
+        let session = Arc::clone(&self.session);
+        Box::pin(
+            async move {
+                match work {
+                    Work::Method(call) => call_method(&service, &session, call).await,
+                    Work::Refuse { id, error } => answer(&session, &id, &Err(*error)).await,
+                    Work::Sub(request) => subscribe(service.as_ref(), &session, request).await,
+                    Work::Unsub(id) => publication::unsubscribe(&session, id.as_ref()).await,
+                }
+            }
+            .in_current_span(),
+        )
     }
 }
 

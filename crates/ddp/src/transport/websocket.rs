@@ -25,6 +25,7 @@ use crate::id::random_id;
 use crate::server::Server;
 use crate::service::{Service, SessionContext};
 use crate::session::{self, CloseReason, Outbound, Outbox};
+use crate::transport::DeliberateStatus;
 
 /// How long a closing connection may take to flush its last frames and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -86,12 +87,14 @@ pub fn upgrade<S: Service>(
 /// `503 Service Unavailable`: the session limit is reached or the server is stopping.
 pub(crate) fn refused() -> Response {
     tracing::warn!("connection refused: session limit reached or shutting down");
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(RETRY_AFTER, "5")],
-        "too many sessions, or the server is shutting down; retry later\n",
+    DeliberateStatus::Refused.mark(
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, "5")],
+            "too many sessions, or the server is shutting down; retry later\n",
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 /// Serves one upgraded WebSocket as a DDP session until it closes, logging open and close
@@ -199,6 +202,16 @@ async fn write_frames(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn refusals_are_marked_deliberate() {
+        let response = refused();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.extensions().get::<DeliberateStatus>(),
+            Some(&DeliberateStatus::Refused)
+        );
+    }
 
     #[test]
     fn connection_info_reads_the_user_agent() {

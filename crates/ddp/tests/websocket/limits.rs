@@ -211,3 +211,32 @@ async fn shutdown_does_not_wait_past_the_grace_period() {
     assert!(closed, "the session closed after the grace period");
     assert_eq!(stuck.closed().await, Closed::Code(1001));
 }
+
+#[tokio::test]
+async fn a_full_inbound_queue_stops_reading_until_a_call_finishes() {
+    let config = DdpConfig {
+        inbound_queue: 1,
+        ..DdpConfig::default()
+    };
+    let server = TestServer::start(config).await;
+    let (mut client, _) = server.connect().await;
+    // "1" runs (held by the gate), "2" fills the one-slot queue: the ping stays unread.
+    for (id, method) in [("1", "gate"), ("2", "echo")] {
+        client
+            .send(json!({"msg": "method", "id": id, "method": method, "params": []}))
+            .await;
+    }
+    client.send(json!({"msg": "ping", "id": "behind"})).await;
+    server.server.service().gate.add_permits(1);
+    let mut seen = Vec::new();
+    while !seen.contains(&json!({"msg": "pong", "id": "behind"})) {
+        seen.push(client.recv().await);
+    }
+    let first_result = seen
+        .iter()
+        .position(|m| m["msg"] == "result" && m["id"] == "1");
+    assert!(
+        first_result.is_some_and(|at| at < seen.len() - 1),
+        "the ping was read before call 1 finished: {seen:?}"
+    );
+}

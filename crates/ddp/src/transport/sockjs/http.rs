@@ -29,6 +29,7 @@ use super::framing::{self, PayloadError};
 use super::pages::expires_in_a_year;
 use super::session::{Next, Session};
 use super::{Endpoint, connection_info, not_found};
+use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
 
 /// How a transport wraps each frame.
@@ -323,12 +324,14 @@ fn transport_response(
 
 /// The answer SockJS servers give to a bad request on a transport: 500 and a reason.
 pub(super) fn server_error(reason: &str) -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(CONTENT_TYPE, "text/plain; charset=UTF-8")],
-        reason.to_owned(),
+    DeliberateStatus::ClientError.mark(
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(CONTENT_TYPE, "text/plain; charset=UTF-8")],
+            reason.to_owned(),
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 /// CORS for browsers on another origin: the request's `Origin` (even `null`) with
@@ -394,7 +397,17 @@ fn cookie(endpoint: &Endpoint, headers: &mut HeaderMap, request: &Parts) {
 
 #[cfg(test)]
 mod tests {
-    use super::Format;
+    use super::*;
+
+    #[test]
+    fn bad_requests_are_marked_deliberate() {
+        let response = server_error("Broken JSON encoding.");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.extensions().get::<DeliberateStatus>(),
+            Some(&DeliberateStatus::ClientError)
+        );
+    }
 
     #[test]
     fn frames_are_wrapped_per_transport() {
