@@ -441,3 +441,78 @@ fn a_sockjs_websocket_client_that_stops_reading_is_dropped() {
     assert_eq!(other.handshake("1", &["1"])["msg"], "connected");
     drop(conn);
 }
+
+/// One `xhr_send` carrying `count` messages that are not DDP: each is answered with an
+/// error frame (spec §1.3), which nobody polls for. Returns the status, or `None` if no
+/// answer came within [`PATIENCE`].
+fn send_junk(conn: &Conn, count: usize) -> Option<u16> {
+    let Conn::Polling { url, agent, .. } = conn else {
+        unreachable!()
+    };
+    let junk: Vec<String> = (0..count).map(|i| format!("junk {i}")).collect();
+    agent
+        .post(format!("{url}/xhr_send"))
+        .send(json!(junk).to_string())
+        .ok()
+        .map(|response| response.status().as_u16())
+}
+
+#[test]
+fn an_xhr_send_to_a_session_that_never_polls_ends_the_session_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sockjs-disconnect-delay",
+            "1s",
+            "--outbound-queue",
+            "4",
+            "--max-sessions",
+            "1",
+        ],
+    );
+    let conn = Conn::open(&server, Transport::XhrPolling);
+    // The error frames fill the outbox, the session stops reading, its input fills: the
+    // send waits at most the disconnect delay, by which the session is torn down.
+    let status = send_junk(&conn, 600);
+    assert!(
+        matches!(status, Some(204 | 503)),
+        "the send is answered: {status:?}"
+    );
+    let Conn::Polling { url, agent, .. } = &conn else {
+        unreachable!()
+    };
+    let response = agent
+        .post(format!("{url}/xhr_send"))
+        .send("[\"{}\"]")
+        .expect("xhr_send");
+    assert_eq!(response.status().as_u16(), 404, "the session is gone");
+    // Its slot is free again (--max-sessions 1).
+    let mut next = Conn::open(&server, Transport::XhrPolling);
+    assert_eq!(next.handshake("1", &["1"])["msg"], "connected");
+    server.signal_terminate();
+    assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
+}
+
+#[test]
+fn sigterm_is_not_held_up_by_an_xhr_send_that_cannot_be_delivered() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sockjs-disconnect-delay",
+            "60s",
+            "--outbound-queue",
+            "4",
+            "--shutdown-grace",
+            "1s",
+        ],
+    );
+    let conn = Conn::open(&server, Transport::XhrPolling);
+    let sending = std::thread::spawn(move || send_junk(&conn, 600));
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal_terminate();
+    assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
+    // Answered or cut off by the exit, but not left waiting.
+    let _ = sending.join().expect("sending thread");
+}

@@ -254,13 +254,28 @@ pub(super) async fn send(
             return server_error(&error.to_string());
         }
     };
-    for message in messages {
-        // Waits while the application is behind: backpressure on this client only.
-        if session.inbound.send(message).await.is_err() {
-            return not_found();
+    // A torn-down session or an ended application: the next poll carries the close frame.
+    if let Some(inbound) = session.inbound() {
+        // Waits while the application is behind (backpressure on this client only), but
+        // no longer than the disconnect delay: an application that stays stuck means a
+        // client that never reads what it asked for, and its session ends.
+        let delivered = timeout(endpoint.config.disconnect_delay, async {
+            for message in messages {
+                if inbound.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if delivered.is_err() {
+            tracing::info!("SockJS session not reading its output; closed");
+            endpoint.sessions.remove(id, &session);
+            session.tear_down();
+            return DeliberateStatus::Refused
+                .mark((StatusCode::SERVICE_UNAVAILABLE, "session closed\n").into_response());
         }
+        Session::taken(&inbound).await;
     }
-    session.taken().await;
     let (status, body) = if jsonp {
         (StatusCode::OK, Body::from("ok"))
     } else {

@@ -55,7 +55,8 @@ impl Sessions {
         Some((session, true))
     }
 
-    fn remove(&self, id: &str, session: &Arc<Session>) {
+    /// Removes `session` as `id`, unless another session has taken its place.
+    pub(crate) fn remove(&self, id: &str, session: &Arc<Session>) {
         let mut map = self.lock();
         if map
             .get(id)
@@ -79,8 +80,9 @@ impl Sessions {
 /// One SockJS session of an HTTP transport.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// Client messages for the application (closed when the session is dropped).
-    pub(crate) inbound: mpsc::Sender<String>,
+    /// Client messages for the application; taken when the session expires, so the
+    /// application sees its input end even while a send request still holds the session.
+    inbound: Mutex<Option<mpsc::Sender<String>>>,
     /// The application's output; whoever holds the lock is the session's receiver.
     output: Arc<tokio::sync::Mutex<Output>>,
     /// When the last receiver left; `None` while one is attached.
@@ -108,7 +110,7 @@ impl Session {
     /// A session fed by `inbound` and read from `queue` (the application's outbox).
     pub(crate) fn new(inbound: mpsc::Sender<String>, queue: mpsc::Receiver<Outbound>) -> Self {
         Self {
-            inbound,
+            inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
                 queue,
                 opened: false,
@@ -129,18 +131,44 @@ impl Session {
         })
     }
 
+    /// The sender of client messages for the application, or `None` once the session
+    /// has been torn down.
+    pub(crate) fn inbound(&self) -> Option<mpsc::Sender<String>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Waits (up to [`TAKE_WAIT`]) until the application has taken every message sent to
     /// it, so that a send request answers after its messages were handled, as in the
     /// reference servers, where the application runs inside the request.
-    pub(crate) async fn taken(&self) {
+    pub(crate) async fn taken(inbound: &mpsc::Sender<String>) {
         let deadline = Instant::now() + TAKE_WAIT;
-        while self.inbound.capacity() < self.inbound.max_capacity()
-            && !self.inbound.is_closed()
+        while inbound.capacity() < inbound.max_capacity()
+            && !inbound.is_closed()
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         tokio::task::yield_now().await;
+    }
+
+    /// Ends the session for good: the application's input ends and its output fails, so
+    /// its task finishes even if a request still holds this session. A receiver that is
+    /// attached right now closes the output itself when it leaves.
+    pub(crate) fn tear_down(&self) {
+        self.inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Ok(mut output) = self.output.try_lock() {
+            output.queue.close();
+            if output.closed.is_none() {
+                let (code, reason) = framing::INTERRUPTED;
+                output.closed = Some((code, reason.to_owned()));
+            }
+        }
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
@@ -165,6 +193,7 @@ impl Session {
                 .is_some_and(|since| since + delay <= Instant::now())
             {
                 sessions.remove(&id, &self);
+                self.tear_down();
                 return;
             }
         }
@@ -328,6 +357,27 @@ mod tests {
         assert!(
             inbound.recv().await.is_none(),
             "the application sees its input end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_ends_the_application_even_while_a_request_holds_the_session() {
+        let sessions = Arc::new(Sessions::default());
+        let (session, app, mut inbound) = session();
+        let (found, _) = sessions
+            .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
+            .expect("created");
+        // A send request in progress keeps its own handle on the session.
+        let held = Arc::clone(&found);
+        found
+            .expire(Arc::clone(&sessions), "s".into(), HEARTBEAT)
+            .await;
+        assert_eq!(sessions.len(), 0);
+        assert!(held.inbound().is_none(), "no more input is accepted");
+        assert!(inbound.recv().await.is_none(), "the input ends");
+        assert!(
+            app.send(Outbound::Frame("lost".into())).await.is_err(),
+            "the output fails"
         );
     }
 }
