@@ -169,8 +169,9 @@ pub struct ServeArgs {
     #[arg(long, default_value = "25s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_HEARTBEAT")]
     pub sockjs_heartbeat: Duration,
 
-    /// SockJS: end a polling or streaming session this long after its last request.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
+    /// SockJS: end a polling or streaming session this long after its last response was
+    /// delivered (Meteor's 60 s, so multi-megabyte results reach slow links).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
     pub sockjs_disconnect_delay: Duration,
 
     /// SockJS: bytes one streaming response carries before the client must open another.

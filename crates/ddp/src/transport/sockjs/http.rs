@@ -129,22 +129,32 @@ pub(super) async fn poll(
     let Some(session) = open(endpoint, id, request) else {
         return refused();
     };
-    let frame = match session.attach() {
-        None => framing::close(framing::ANOTHER_CONNECTION.0, framing::ANOTHER_CONNECTION.1),
+    let (frame, delivery) = match session.attach() {
+        None => (
+            framing::close(framing::ANOTHER_CONNECTION.0, framing::ANOTHER_CONNECTION.1),
+            None,
+        ),
         Some(mut receiver) => {
             let budget = endpoint.config.response_limit;
             let next = receiver.next(endpoint.config.heartbeat, budget).await;
+            let delivery = receiver.hold();
             receiver.finish();
             match next {
-                Next::Frame(frame) | Next::Close(frame) => frame,
+                Next::Frame(frame) | Next::Close(frame) => (frame, Some(delivery)),
             }
         }
     };
+    // The body holds the session's idle clock until it is written out.
+    let chunk = format.wrap(&frame);
+    let body = futures_util::stream::once(async move {
+        let _delivery = delivery;
+        Ok::<_, Infallible>(chunk)
+    });
     transport_response(
         endpoint,
         request,
         format.content_type(),
-        Body::from(format.wrap(&frame)),
+        Body::from_stream(body),
     )
 }
 
@@ -162,6 +172,7 @@ pub(super) fn stream(
     // Room for the prelude and one frame: a busy session's answer fits without a task.
     let (tx, rx) = mpsc::channel::<String>(2);
     let prelude = format.prelude();
+    let mut delivery = None;
     match session.attach() {
         None => {
             let (code, reason) = framing::ANOTHER_CONNECTION;
@@ -169,6 +180,7 @@ pub(super) fn stream(
             let _ = tx.try_send(format.wrap(&framing::close(code, reason)));
         }
         Some(mut receiver) => {
+            delivery = Some(receiver.hold());
             let config = endpoint.config.clone();
             let pump = async move {
                 let mut sent = 0;
@@ -211,10 +223,11 @@ pub(super) fn stream(
             tokio::spawn(pump.in_current_span());
         }
     }
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The body holds the session's idle clock until it is written out.
+    let body = futures_util::stream::unfold((rx, delivery), |(mut rx, delivery)| async move {
         rx.recv()
             .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            .map(|chunk| (Ok::<_, Infallible>(chunk), (rx, delivery)))
     });
     transport_response(endpoint, request, content_type, Body::from_stream(body))
 }

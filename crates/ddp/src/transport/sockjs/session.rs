@@ -85,8 +85,40 @@ pub(crate) struct Session {
     inbound: Mutex<Option<mpsc::Sender<String>>>,
     /// The application's output; whoever holds the lock is the session's receiver.
     output: Arc<tokio::sync::Mutex<Output>>,
-    /// When the last receiver left; `None` while one is attached.
-    idle_since: Mutex<Option<Instant>>,
+    /// Since when no response of the session has been in delivery.
+    idle: Mutex<Idle>,
+}
+
+/// The session's idle clock: it runs only while no response is being delivered.
+#[derive(Debug)]
+struct Idle {
+    /// Responses (receivers, and bodies still being written) holding the clock.
+    delivering: usize,
+    /// When the last of them ended.
+    since: Instant,
+}
+
+/// Keeps the session from expiring while a response is delivered: held by a receiver,
+/// and by a response body until it is written out (or dropped), so the disconnect delay
+/// counts from when the client got its data, not from when the handler returned.
+#[derive(Debug)]
+pub(crate) struct Delivery(Arc<Session>);
+
+impl Delivery {
+    fn new(session: &Arc<Session>) -> Self {
+        session.idle().delivering += 1;
+        Self(Arc::clone(session))
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        let mut idle = self.0.idle();
+        idle.delivering -= 1;
+        if idle.delivering == 0 {
+            idle.since = Instant::now();
+        }
+    }
 }
 
 /// What the receiver side of a session knows.
@@ -116,16 +148,18 @@ impl Session {
                 opened: false,
                 closed: None,
             })),
-            idle_since: Mutex::new(Some(Instant::now())),
+            idle: Mutex::new(Idle {
+                delivering: 0,
+                since: Instant::now(),
+            }),
         }
     }
 
     /// Becomes the session's receiver, or `None` if another receiver is attached.
     pub(crate) fn attach(self: &Arc<Self>) -> Option<Receiver> {
         let output = Arc::clone(&self.output).try_lock_owned().ok()?;
-        *self.idle() = None;
         Some(Receiver {
-            session: Arc::clone(self),
+            delivery: Delivery::new(self),
             output,
             finished: false,
         })
@@ -171,10 +205,8 @@ impl Session {
         }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.idle_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Removes the session from `sessions` once it has had no receiver for `delay`.
@@ -185,13 +217,20 @@ impl Session {
         delay: Duration,
     ) {
         loop {
-            let idle_since = *self.idle();
-            let wake = idle_since.unwrap_or_else(Instant::now) + delay;
+            let wake = {
+                let idle = self.idle();
+                if idle.delivering > 0 {
+                    Instant::now() + delay
+                } else {
+                    idle.since + delay
+                }
+            };
             sleep_until(wake).await;
-            if self
-                .idle()
-                .is_some_and(|since| since + delay <= Instant::now())
-            {
+            let expired = {
+                let idle = self.idle();
+                idle.delivering == 0 && idle.since + delay <= Instant::now()
+            };
+            if expired {
                 sessions.remove(&id, &self);
                 self.tear_down();
                 return;
@@ -204,7 +243,7 @@ impl Session {
 /// means the client went away mid-request: the session is closed as interrupted.
 #[derive(Debug)]
 pub(crate) struct Receiver {
-    session: Arc<Session>,
+    delivery: Delivery,
     output: OwnedMutexGuard<Output>,
     finished: bool,
 }
@@ -253,6 +292,12 @@ impl Receiver {
         Next::Frame(framing::messages(batch.iter().map(String::as_str)))
     }
 
+    /// Keeps the session's idle clock stopped until the returned guard is dropped: a
+    /// response body holds it until it is written out.
+    pub(crate) fn hold(&self) -> Delivery {
+        Delivery::new(&self.delivery.0)
+    }
+
     /// The request ended normally; the session waits for the next receiver.
     pub(crate) fn finish(mut self) {
         self.finished = true;
@@ -274,7 +319,6 @@ impl Drop for Receiver {
             // The application's next send fails: it learns the client is gone.
             self.output.queue.close();
         }
-        *self.session.idle() = Some(Instant::now());
     }
 }
 
@@ -357,6 +401,31 @@ mod tests {
         assert!(
             inbound.recv().await.is_none(),
             "the application sees its input end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_clock_starts_when_the_last_response_is_delivered() {
+        let sessions = Arc::new(Sessions::default());
+        let (session, _app, _inbound) = session();
+        let (found, _) = sessions
+            .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
+            .expect("created");
+        let receiver = found.attach().expect("receiver");
+        // The handler returns; its body is still being written to a slow client.
+        let body = receiver.hold();
+        receiver.finish();
+        let expiry =
+            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        tokio::time::sleep(HEARTBEAT * 3).await;
+        assert_eq!(sessions.len(), 1, "no expiry while the body is delivered");
+        drop(body);
+        let delivered = Instant::now();
+        expiry.await.expect("expiry task");
+        assert_eq!(sessions.len(), 0);
+        assert!(
+            Instant::now() >= delivered + HEARTBEAT,
+            "a full delay after delivery"
         );
     }
 
