@@ -27,7 +27,7 @@ use tracing::Instrument as _;
 
 use super::framing::{self, PayloadError};
 use super::pages::expires_in_a_year;
-use super::session::{Next, Session};
+use super::session::{Next, Receiver, Session};
 use super::{Endpoint, connection_info, not_found};
 use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
@@ -126,10 +126,10 @@ pub(super) async fn poll(
     format: Format,
     request: &Parts,
 ) -> Response {
-    let Some(session) = open(endpoint, id, request) else {
+    let Some((_session, attached)) = open_and_attach(endpoint, id, request) else {
         return refused();
     };
-    let (frame, delivery) = match session.attach() {
+    let (frame, delivery) = match attached {
         None => (
             framing::close(framing::ANOTHER_CONNECTION.0, framing::ANOTHER_CONNECTION.1),
             None,
@@ -165,7 +165,7 @@ pub(super) fn stream(
     format: Format,
     request: &Parts,
 ) -> Response {
-    let Some(session) = open(endpoint, id, request) else {
+    let Some((_session, attached)) = open_and_attach(endpoint, id, request) else {
         return refused();
     };
     let content_type = format.content_type();
@@ -173,7 +173,7 @@ pub(super) fn stream(
     let (tx, rx) = mpsc::channel::<String>(2);
     let prelude = format.prelude();
     let mut delivery = None;
-    match session.attach() {
+    match attached {
         None => {
             let (code, reason) = framing::ANOTHER_CONNECTION;
             let _ = tx.try_send(prelude);
@@ -297,6 +297,23 @@ pub(super) async fn send(
     let mut response = transport_response(endpoint, head, "text/plain; charset=UTF-8", body);
     *response.status_mut() = status;
     response
+}
+
+/// The session `id` (opened if new, as [`open`] does) with this request as its receiver,
+/// or no receiver when another one is attached; `None` when the application refuses a new
+/// session. A session that expired between the lookup and the attach is left for a new one.
+fn open_and_attach(
+    endpoint: &Arc<Endpoint>,
+    id: &str,
+    request: &Parts,
+) -> Option<(Arc<Session>, Option<Receiver>)> {
+    loop {
+        let session = open(endpoint, id, request)?;
+        let receiver = session.attach();
+        if !session.expired() {
+            return Some((session, receiver));
+        }
+    }
 }
 
 /// The session `id`, opened (and its application started) if it is new; `None` when

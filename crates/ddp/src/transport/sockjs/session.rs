@@ -96,6 +96,9 @@ struct Idle {
     delivering: usize,
     /// When the last of them ended.
     since: Instant,
+    /// Set, under the same lock as the check, when the session expires: a receiver that
+    /// attached to it in the meantime sees it and leaves for a new session.
+    expired: bool,
 }
 
 /// Keeps the session from expiring while a response is delivered: held by a receiver,
@@ -151,6 +154,7 @@ impl Session {
             idle: Mutex::new(Idle {
                 delivering: 0,
                 since: Instant::now(),
+                expired: false,
             }),
         }
     }
@@ -174,17 +178,18 @@ impl Session {
             .clone()
     }
 
+    /// Whether the session has expired (it is no longer in its registry).
+    pub(crate) fn expired(&self) -> bool {
+        self.idle().expired
+    }
+
     /// Waits (up to [`TAKE_WAIT`]) until the application has taken every message sent to
     /// it, so that a send request answers after its messages were handled, as in the
-    /// reference servers, where the application runs inside the request.
+    /// reference servers, where the application runs inside the request. Woken by the
+    /// channel itself: every slot free again means every message taken.
     pub(crate) async fn taken(inbound: &mpsc::Sender<String>) {
-        let deadline = Instant::now() + TAKE_WAIT;
-        while inbound.capacity() < inbound.max_capacity()
-            && !inbound.is_closed()
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        // An error means the application is gone: nothing more will be taken.
+        let _ = timeout(TAKE_WAIT, inbound.reserve_many(inbound.max_capacity())).await;
         tokio::task::yield_now().await;
     }
 
@@ -227,8 +232,9 @@ impl Session {
             };
             sleep_until(wake).await;
             let expired = {
-                let idle = self.idle();
-                idle.delivering == 0 && idle.since + delay <= Instant::now()
+                let mut idle = self.idle();
+                idle.expired = idle.delivering == 0 && idle.since + delay <= Instant::now();
+                idle.expired
             };
             if expired {
                 sessions.remove(&id, &self);
@@ -405,6 +411,31 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn taken_wakes_when_the_application_took_every_message() {
+        let (inbound, mut application) = mpsc::channel::<String>(4);
+        for text in ["a", "b"] {
+            inbound.send(text.into()).await.expect("queued");
+        }
+        let start = Instant::now();
+        let taking = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            while application.try_recv().is_ok() {}
+            application
+        });
+        Session::taken(&inbound).await;
+        assert!(Instant::now() - start < TAKE_WAIT, "woken, not timed out");
+        assert_eq!(inbound.capacity(), inbound.max_capacity());
+        drop(taking.await.expect("application"));
+        let closed = Instant::now();
+        Session::taken(&inbound).await;
+        assert_eq!(
+            Instant::now(),
+            closed,
+            "a gone application is not waited for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_idle_clock_starts_when_the_last_response_is_delivered() {
         let sessions = Arc::new(Sessions::default());
         let (session, _app, _inbound) = session();
@@ -443,6 +474,7 @@ mod tests {
             .await;
         assert_eq!(sessions.len(), 0);
         assert!(held.inbound().is_none(), "no more input is accepted");
+        assert!(held.expired(), "a receiver attaching now learns it expired");
         assert!(inbound.recv().await.is_none(), "the input ends");
         assert!(
             app.send(Outbound::Frame("lost".into())).await.is_err(),
