@@ -516,3 +516,52 @@ fn sigterm_is_not_held_up_by_an_xhr_send_that_cannot_be_delivered() {
     // Answered or cut off by the exit, but not left waiting.
     let _ = sending.join().expect("sending thread");
 }
+
+/// Opens a SockJS polling session: its first poll's status.
+fn open_polling(server: &Server) -> u16 {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(PATIENCE))
+        .build()
+        .new_agent()
+        .post(format!(
+            "{}/sockjs/000/{}/xhr",
+            server.http,
+            exosphere_ddp::random_id()
+        ))
+        .send_empty()
+        .expect("answered")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_sockjs_session_keeps_its_slot_until_its_close_frame_is_delivered() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--max-sessions", "1", "--sockjs-disconnect-delay", "1s"],
+    );
+    let mut conn = Conn::open(&server, Transport::XhrPolling);
+    // A version the server does not speak: `failed`, and the DDP session ends (spec §1.1),
+    // its close frame waiting for the next poll.
+    conn.send(&json!({"msg": "connect", "version": "2", "support": ["2"]}));
+    assert_eq!(
+        open_polling(&server),
+        503,
+        "the undelivered close frame still counts"
+    );
+    // Sending to the ended session is accepted (204, checked by `send`), as sockjs-node
+    // does: the next poll tells the client.
+    conn.send(&json!({"msg": "ping"}));
+    assert_eq!(conn.recv().expect("failed")["msg"], "failed");
+    assert_eq!(conn.recv(), None, "then the close frame");
+    let deadline = Instant::now() + PATIENCE;
+    while open_polling(&server) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the slot is freed once the session expires"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

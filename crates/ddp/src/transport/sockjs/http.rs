@@ -323,7 +323,11 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
         let channels = endpoint
             .app
             .open(connection_info(request), endpoint.config.queue)?;
-        Some(Session::new(channels.inbound, channels.outbound))
+        Some(Session::new(
+            channels.inbound,
+            channels.outbound,
+            channels.slot,
+        ))
     })?;
     if created {
         let expiry = Arc::clone(&session).expire(

@@ -18,6 +18,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
+use crate::server::Admission;
 use crate::session::Outbound;
 
 /// The longest a send request waits for the application to take its messages.
@@ -87,6 +88,9 @@ pub(crate) struct Session {
     output: Arc<tokio::sync::Mutex<Output>>,
     /// Since when no response of the session has been in delivery.
     idle: Mutex<Idle>,
+    /// The session's place under `--max-sessions`: freed when the session is dropped
+    /// (expired, its close frame long delivered), not when its application ends.
+    _slot: Option<Admission>,
 }
 
 /// The session's idle clock: it runs only while no response is being delivered.
@@ -142,9 +146,15 @@ pub(crate) enum Next {
 }
 
 impl Session {
-    /// A session fed by `inbound` and read from `queue` (the application's outbox).
-    pub(crate) fn new(inbound: mpsc::Sender<String>, queue: mpsc::Receiver<Outbound>) -> Self {
+    /// A session fed by `inbound` and read from `queue` (the application's outbox),
+    /// holding `slot` for as long as it exists.
+    pub(crate) fn new(
+        inbound: mpsc::Sender<String>,
+        queue: mpsc::Receiver<Outbound>,
+        slot: Option<Admission>,
+    ) -> Self {
         Self {
+            _slot: slot,
             inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
                 queue,
@@ -337,7 +347,7 @@ mod tests {
     fn session() -> (Arc<Session>, mpsc::Sender<Outbound>, mpsc::Receiver<String>) {
         let (in_tx, in_rx) = mpsc::channel(4);
         let (out_tx, out_rx) = mpsc::channel(4);
-        (Arc::new(Session::new(in_tx, out_rx)), out_tx, in_rx)
+        (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
     }
 
     #[tokio::test]
