@@ -88,9 +88,6 @@ pub(crate) struct Session {
     output: Arc<tokio::sync::Mutex<Output>>,
     /// Since when no response of the session has been in delivery.
     idle: Mutex<Idle>,
-    /// The session's place under `--max-sessions`: freed when the session is dropped
-    /// (expired, its close frame long delivered), not when its application ends.
-    _slot: Option<Admission>,
 }
 
 /// The session's idle clock: it runs only while no response is being delivered.
@@ -134,6 +131,9 @@ struct Output {
     queue: mpsc::Receiver<Outbound>,
     opened: bool,
     closed: Option<(u16, String)>,
+    /// The session's place under `--max-sessions`: freed when the close frame goes to a
+    /// receiver, or when the session is dropped (expired), not when its application ends.
+    slot: Option<Admission>,
 }
 
 /// What a receiver sends next.
@@ -147,19 +147,19 @@ pub(crate) enum Next {
 
 impl Session {
     /// A session fed by `inbound` and read from `queue` (the application's outbox),
-    /// holding `slot` for as long as it exists.
+    /// holding `slot` until its close frame goes to a receiver or it is dropped.
     pub(crate) fn new(
         inbound: mpsc::Sender<String>,
         queue: mpsc::Receiver<Outbound>,
         slot: Option<Admission>,
     ) -> Self {
         Self {
-            _slot: slot,
             inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
                 queue,
                 opened: false,
                 closed: None,
+                slot,
             })),
             idle: Mutex::new(Idle {
                 delivering: 0,
@@ -271,6 +271,7 @@ impl Receiver {
     pub(crate) async fn next(&mut self, heartbeat: Duration, budget: usize) -> Next {
         let output = &mut *self.output;
         if let Some((code, reason)) = &output.closed {
+            output.slot = None;
             return Next::Close(framing::close(*code, reason));
         }
         if !output.opened {
@@ -323,6 +324,7 @@ impl Receiver {
 impl Output {
     fn close(&mut self, code: u16, reason: &str) -> Next {
         self.closed = Some((code, reason.to_owned()));
+        self.slot = None;
         Next::Close(framing::close(code, reason))
     }
 }
