@@ -330,11 +330,12 @@ pub struct ServeArgs {
     pub shutdown_grace: Duration,
 
     /// SockJS (/sockjs): send a heartbeat frame after this long without output.
-    #[arg(long, default_value = "25s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_HEARTBEAT")]
+    #[arg(long, default_value = "25s", value_parser = parse_positive_duration, env = "EXOSPHERE_SOCKJS_HEARTBEAT")]
     pub sockjs_heartbeat: Duration,
 
-    /// SockJS: end a polling or streaming session this long after its last request.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
+    /// SockJS: end a polling or streaming session this long after its last response was
+    /// delivered (Meteor's 60 s, so multi-megabyte results reach slow links).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
     pub sockjs_disconnect_delay: Duration,
 
     /// SockJS: bytes one streaming response carries before the client must open another.
@@ -885,6 +886,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a duration like [`parse_duration`], refusing zero: for intervals where zero
+/// would make the server spin (a heartbeat every 0 s).
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("`{text}` must be longer than zero")),
+        duration => Ok(duration),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,5 +914,18 @@ mod tests {
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn a_zero_sockjs_heartbeat_is_refused() {
+        let parse =
+            |value: &str| Cli::try_parse_from(["exosphere", "serve", "--sockjs-heartbeat", value]);
+        let error = parse("0s").expect_err("zero refused");
+        assert!(
+            error.to_string().contains("must be longer than zero"),
+            "{error}"
+        );
+        assert!(parse("0ms").is_err());
+        assert!(parse("1s").is_ok());
     }
 }

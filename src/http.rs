@@ -54,6 +54,10 @@ pub struct AppState {
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
 const SOCKJS_SUITE_RESPONSE_LIMIT: usize = 4096;
 
+/// The disconnect delay `sockjs-protocol.py` expects of its services (the DDP endpoint's
+/// is Meteor's 60 s).
+const SOCKJS_SUITE_DISCONNECT_DELAY: Duration = Duration::from_secs(5);
+
 /// Builds the router; `/websocket/` is accepted too because Meteor's own server accepts it
 /// (spec §1.1).
 pub fn router(state: AppState) -> Router {
@@ -74,6 +78,7 @@ pub fn router(state: AppState) -> Router {
             // The suite's services need its 4 KiB streaming limit (sockjs-protocol.py).
             sockjs::test_service_routes(&SockJsConfig {
                 response_limit: SOCKJS_SUITE_RESPONSE_LIMIT,
+                disconnect_delay: SOCKJS_SUITE_DISCONNECT_DELAY,
                 ..state.sockjs.clone()
             })
         } else {

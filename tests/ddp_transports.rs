@@ -441,3 +441,124 @@ fn a_sockjs_websocket_client_that_stops_reading_is_dropped() {
     assert_eq!(other.handshake("1", &["1"])["msg"], "connected");
     drop(conn);
 }
+
+/// One `xhr_send` carrying `count` messages that are not DDP: each is answered with an
+/// error frame (spec §1.3), which nobody polls for. Returns the status, or `None` if no
+/// answer came within [`PATIENCE`].
+fn send_junk(conn: &Conn, count: usize) -> Option<u16> {
+    let Conn::Polling { url, agent, .. } = conn else {
+        unreachable!()
+    };
+    let junk: Vec<String> = (0..count).map(|i| format!("junk {i}")).collect();
+    agent
+        .post(format!("{url}/xhr_send"))
+        .send(json!(junk).to_string())
+        .ok()
+        .map(|response| response.status().as_u16())
+}
+
+#[test]
+fn an_xhr_send_to_a_session_that_never_polls_ends_the_session_instead_of_waiting_forever() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sockjs-disconnect-delay",
+            "1s",
+            "--outbound-queue",
+            "4",
+            "--max-sessions",
+            "1",
+        ],
+    );
+    let conn = Conn::open(&server, Transport::XhrPolling);
+    // The error frames fill the outbox, the session stops reading, its input fills: the
+    // send waits at most the disconnect delay, by which the session is torn down.
+    let status = send_junk(&conn, 600);
+    assert!(
+        matches!(status, Some(204 | 503)),
+        "the send is answered: {status:?}"
+    );
+    let Conn::Polling { url, agent, .. } = &conn else {
+        unreachable!()
+    };
+    let response = agent
+        .post(format!("{url}/xhr_send"))
+        .send("[\"{}\"]")
+        .expect("xhr_send");
+    assert_eq!(response.status().as_u16(), 404, "the session is gone");
+    // Its slot is free again (--max-sessions 1).
+    let mut next = Conn::open(&server, Transport::XhrPolling);
+    assert_eq!(next.handshake("1", &["1"])["msg"], "connected");
+    server.signal_terminate();
+    assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
+}
+
+#[test]
+fn sigterm_is_not_held_up_by_an_xhr_send_that_cannot_be_delivered() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--sockjs-disconnect-delay",
+            "60s",
+            "--outbound-queue",
+            "4",
+            "--shutdown-grace",
+            "1s",
+        ],
+    );
+    let conn = Conn::open(&server, Transport::XhrPolling);
+    let sending = std::thread::spawn(move || send_junk(&conn, 600));
+    std::thread::sleep(Duration::from_millis(500));
+    server.signal_terminate();
+    assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
+    // Answered or cut off by the exit, but not left waiting.
+    let _ = sending.join().expect("sending thread");
+}
+
+/// Opens a SockJS polling session: its first poll's status.
+fn open_polling(server: &Server) -> u16 {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(PATIENCE))
+        .build()
+        .new_agent()
+        .post(format!(
+            "{}/sockjs/000/{}/xhr",
+            server.http,
+            exosphere_ddp::random_id()
+        ))
+        .send_empty()
+        .expect("answered")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_sockjs_session_keeps_its_slot_until_its_close_frame_is_delivered() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--max-sessions", "1", "--sockjs-disconnect-delay", "1s"],
+    );
+    let mut conn = Conn::open(&server, Transport::XhrPolling);
+    // A version the server does not speak: `failed`, and the DDP session ends (spec §1.1),
+    // its close frame waiting for the next poll.
+    conn.send(&json!({"msg": "connect", "version": "2", "support": ["2"]}));
+    assert_eq!(
+        open_polling(&server),
+        503,
+        "the undelivered close frame still counts"
+    );
+    // Sending to the ended session is accepted (204, checked by `send`), as sockjs-node
+    // does: the next poll tells the client.
+    conn.send(&json!({"msg": "ping"}));
+    assert_eq!(conn.recv().expect("failed")["msg"], "failed");
+    assert_eq!(conn.recv(), None, "then the close frame");
+    assert_eq!(
+        open_polling(&server),
+        200,
+        "the slot is free once the close frame went out"
+    );
+}

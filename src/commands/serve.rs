@@ -27,6 +27,10 @@ const DEMO_SEED: u64 = 2015;
 /// On shutdown, time past `--shutdown-grace` for sessions to deliver their close frames.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
+/// On shutdown, time past `--shutdown-grace` and [`CLOSE_FLUSH`] after which HTTP requests
+/// still open are abandoned and the process exits.
+const HTTP_STOP_EXTRA: Duration = Duration::from_secs(3);
+
 /// Runs the server on a multi-threaded tokio runtime.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
@@ -138,22 +142,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // On a signal, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
-    let stopping = Arc::new(tokio::sync::Notify::new());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let draining = tokio::spawn({
-        let (ddp, stopping) = (Arc::clone(&ddp), Arc::clone(&stopping));
+        let ddp = Arc::clone(&ddp);
         async move {
             shutdown_signal().await;
-            stopping.notify_one();
+            stop.send_replace(true);
             ddp.shut_down(CLOSE_FLUSH).await
         }
     });
-    axum::serve(
+    let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the signal task is gone, which only happens after it signalled.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let serving = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move { stopping.notified().await })
-    .await
-    .context("server failed")?;
+    .with_graceful_shutdown(signalled(stopping.clone()))
+    .into_future();
+    // Requests still open after the sessions' grace (a send a client never lets finish)
+    // do not keep the process alive.
+    let hard_stop = async {
+        signalled(stopping).await;
+        tokio::time::sleep(args.shutdown_grace + CLOSE_FLUSH + HTTP_STOP_EXTRA).await;
+    };
+    tokio::select! {
+        served = serving => served.context("server failed")?,
+        () = hard_stop => tracing::warn!("HTTP requests still open after the shutdown grace period; stopping anyway"),
+    }
     if !matches!(draining.await, Ok(true)) {
         tracing::warn!("some sessions were still open after the shutdown grace period");
     }

@@ -70,7 +70,7 @@ impl Heartbeat {
 }
 
 /// `start + duration`, or a far-future instant where that would overflow.
-pub(crate) fn saturating_add(start: Instant, duration: Duration) -> Instant {
+fn saturating_add(start: Instant, duration: Duration) -> Instant {
     const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
     start.checked_add(duration).unwrap_or_else(|| start + FAR)
 }

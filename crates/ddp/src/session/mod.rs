@@ -33,7 +33,7 @@ use crate::publication::Publications;
 use crate::server::{DdpConfig, Server};
 use crate::service::{Service, SessionContext};
 use crate::version::{DdpVersion, Negotiation, negotiate};
-use heartbeat::{Beat, Heartbeat, saturating_add};
+use heartbeat::{Beat, Heartbeat};
 pub(crate) use outbox::{Outbound, Outbox};
 use rate_limit::RateLimit;
 use worker::{Work, WorkQueue};
@@ -169,9 +169,20 @@ where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let config = server.config();
-    let version = match handshake(config, &mut incoming, &outbox, &ctx).await {
-        Ok(version) => version,
-        Err(reason) => return reason,
+    // Every wait of the session, a send to a client that stopped reading included, ends
+    // at the connect deadline and at shutdown.
+    let mut stop = server.shutdown.subscribe();
+    let handshaking = timeout(
+        config.connect_timeout,
+        handshake(config, &mut incoming, &outbox, &ctx),
+    );
+    let version = tokio::select! {
+        result = handshaking => match result {
+            Ok(Ok(version)) => version,
+            Ok(Err(reason)) => return reason,
+            Err(_) => return CloseReason::ConnectTimeout(config.connect_timeout),
+        },
+        () = stopping(&mut stop) => return CloseReason::ShuttingDown,
     };
     tracing::info!(%version, "DDP session established");
     let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
@@ -182,18 +193,20 @@ where
         config.inbound_queue,
     );
     let shutdown = server.shutdown.subscribe();
-    let reason = match connected(
+    let serving = connected(
         config,
         &mut incoming,
         &session,
         &mut queue,
         version,
         shutdown,
-    )
-    .await
-    {
-        Err(reason) => reason,
-        Ok(never) => match never {},
+    );
+    let reason = tokio::select! {
+        result = serving => match result {
+            Err(reason) => reason,
+            Ok(never) => match never {},
+        },
+        () = stopping(&mut stop) => CloseReason::ShuttingDown,
     };
     if matches!(reason, CloseReason::ShuttingDown) {
         // Nothing more is read: finish what is already queued, then end.
@@ -270,7 +283,7 @@ fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Phase 1: wait for an acceptable `connect`.
+/// Phase 1: wait for an acceptable `connect` (the caller bounds it by `connect_timeout`).
 async fn handshake<R>(
     config: &DdpConfig,
     incoming: &mut R,
@@ -280,12 +293,8 @@ async fn handshake<R>(
 where
     R: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
-    let deadline = saturating_add(Instant::now(), config.connect_timeout);
     loop {
-        let item = tokio::select! {
-            item = incoming.next() => item,
-            () = sleep_until(deadline) => return Err(CloseReason::ConnectTimeout(config.connect_timeout)),
-        };
+        let item = incoming.next().await;
         let Some(inbound) = accept(item, config.max_message_size, outbox).await? else {
             continue;
         };

@@ -12,7 +12,7 @@ use super::SockJsConfig;
 use super::framing;
 use super::websocket;
 use crate::id::random_id;
-use crate::server::Server;
+use crate::server::{Admission, Server};
 use crate::service::{Service, SessionContext};
 use crate::session::{self, Outbound, Outbox};
 use crate::transport::websocket::{ConnectionInfo, upgrade};
@@ -24,6 +24,10 @@ pub(super) struct Channels {
     pub(super) inbound: mpsc::Sender<String>,
     /// The application's messages and its close, for the client.
     pub(super) outbound: mpsc::Receiver<Outbound>,
+    /// The session's place under `--max-sessions`, if it counts: held by the transport,
+    /// not the application, so it is free only once the close frame is written or the
+    /// session expired.
+    pub(super) slot: Option<Admission>,
 }
 
 /// An application behind a SockJS endpoint.
@@ -51,11 +55,12 @@ impl<S: Service> Application for Ddp<S> {
         let (inbound, incoming) = mpsc::channel(queue.max(1));
         let (outbox, outbound) = Outbox::channel(self.0.config().outbound_queue);
         let server = Arc::clone(&self.0);
-        tokio::spawn(async move {
-            serve_ddp(server, incoming, outbox, info).await;
-            drop(admission);
-        });
-        Some(Channels { inbound, outbound })
+        tokio::spawn(serve_ddp(server, incoming, outbox, info));
+        Some(Channels {
+            inbound,
+            outbound,
+            slot: Some(admission),
+        })
     }
 
     fn raw_websocket(
@@ -143,7 +148,11 @@ impl Application for TestService {
                 }
             }
         });
-        Some(Channels { inbound, outbound })
+        Some(Channels {
+            inbound,
+            outbound,
+            slot: None,
+        })
     }
 
     fn raw_websocket(

@@ -27,7 +27,7 @@ use tracing::Instrument as _;
 
 use super::framing::{self, PayloadError};
 use super::pages::expires_in_a_year;
-use super::session::{Next, Session};
+use super::session::{Next, Receiver, Session};
 use super::{Endpoint, connection_info, not_found};
 use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
@@ -126,25 +126,35 @@ pub(super) async fn poll(
     format: Format,
     request: &Parts,
 ) -> Response {
-    let Some(session) = open(endpoint, id, request) else {
+    let Some((_session, attached)) = open_and_attach(endpoint, id, request) else {
         return refused();
     };
-    let frame = match session.attach() {
-        None => framing::close(framing::ANOTHER_CONNECTION.0, framing::ANOTHER_CONNECTION.1),
+    let (frame, delivery) = match attached {
+        None => (
+            framing::close(framing::ANOTHER_CONNECTION.0, framing::ANOTHER_CONNECTION.1),
+            None,
+        ),
         Some(mut receiver) => {
             let budget = endpoint.config.response_limit;
             let next = receiver.next(endpoint.config.heartbeat, budget).await;
+            let delivery = receiver.hold();
             receiver.finish();
             match next {
-                Next::Frame(frame) | Next::Close(frame) => frame,
+                Next::Frame(frame) | Next::Close(frame) => (frame, Some(delivery)),
             }
         }
     };
+    // The body holds the session's idle clock until it is written out.
+    let chunk = format.wrap(&frame);
+    let body = futures_util::stream::once(async move {
+        let _delivery = delivery;
+        Ok::<_, Infallible>(chunk)
+    });
     transport_response(
         endpoint,
         request,
         format.content_type(),
-        Body::from(format.wrap(&frame)),
+        Body::from_stream(body),
     )
 }
 
@@ -155,20 +165,22 @@ pub(super) fn stream(
     format: Format,
     request: &Parts,
 ) -> Response {
-    let Some(session) = open(endpoint, id, request) else {
+    let Some((_session, attached)) = open_and_attach(endpoint, id, request) else {
         return refused();
     };
     let content_type = format.content_type();
     // Room for the prelude and one frame: a busy session's answer fits without a task.
     let (tx, rx) = mpsc::channel::<String>(2);
     let prelude = format.prelude();
-    match session.attach() {
+    let mut delivery = None;
+    match attached {
         None => {
             let (code, reason) = framing::ANOTHER_CONNECTION;
             let _ = tx.try_send(prelude);
             let _ = tx.try_send(format.wrap(&framing::close(code, reason)));
         }
         Some(mut receiver) => {
+            delivery = Some(receiver.hold());
             let config = endpoint.config.clone();
             let pump = async move {
                 let mut sent = 0;
@@ -211,10 +223,11 @@ pub(super) fn stream(
             tokio::spawn(pump.in_current_span());
         }
     }
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+    // The body holds the session's idle clock until it is written out.
+    let body = futures_util::stream::unfold((rx, delivery), |(mut rx, delivery)| async move {
         rx.recv()
             .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            .map(|chunk| (Ok::<_, Infallible>(chunk), (rx, delivery)))
     });
     transport_response(endpoint, request, content_type, Body::from_stream(body))
 }
@@ -254,13 +267,28 @@ pub(super) async fn send(
             return server_error(&error.to_string());
         }
     };
-    for message in messages {
-        // Waits while the application is behind: backpressure on this client only.
-        if session.inbound.send(message).await.is_err() {
-            return not_found();
+    // A torn-down session or an ended application: the next poll carries the close frame.
+    if let Some(inbound) = session.inbound() {
+        // Waits while the application is behind (backpressure on this client only), but
+        // no longer than the disconnect delay: an application that stays stuck means a
+        // client that never reads what it asked for, and its session ends.
+        let delivered = timeout(endpoint.config.disconnect_delay, async {
+            for message in messages {
+                if inbound.send(message).await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        if delivered.is_err() {
+            tracing::info!("SockJS session not reading its output; closed");
+            endpoint.sessions.remove(id, &session);
+            session.tear_down();
+            return DeliberateStatus::Refused
+                .mark((StatusCode::SERVICE_UNAVAILABLE, "session closed\n").into_response());
         }
+        Session::taken(&inbound).await;
     }
-    session.taken().await;
     let (status, body) = if jsonp {
         (StatusCode::OK, Body::from("ok"))
     } else {
@@ -271,6 +299,23 @@ pub(super) async fn send(
     response
 }
 
+/// The session `id` (opened if new, as [`open`] does) with this request as its receiver,
+/// or no receiver when another one is attached; `None` when the application refuses a new
+/// session. A session that expired between the lookup and the attach is left for a new one.
+fn open_and_attach(
+    endpoint: &Arc<Endpoint>,
+    id: &str,
+    request: &Parts,
+) -> Option<(Arc<Session>, Option<Receiver>)> {
+    loop {
+        let session = open(endpoint, id, request)?;
+        let receiver = session.attach();
+        if !session.expired() {
+            return Some((session, receiver));
+        }
+    }
+}
+
 /// The session `id`, opened (and its application started) if it is new; `None` when
 /// the application refuses a new session.
 fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Session>> {
@@ -278,7 +323,11 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
         let channels = endpoint
             .app
             .open(connection_info(request), endpoint.config.queue)?;
-        Some(Session::new(channels.inbound, channels.outbound))
+        Some(Session::new(
+            channels.inbound,
+            channels.outbound,
+            channels.slot,
+        ))
     })?;
     if created {
         let expiry = Arc::clone(&session).expire(

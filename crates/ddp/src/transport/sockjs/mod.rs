@@ -46,8 +46,10 @@ use session::Sessions;
 pub struct SockJsConfig {
     /// Send a heartbeat frame (`h`) after this long without output (SockJS: 25 s).
     pub heartbeat: Duration,
-    /// Remove an HTTP-transport session once no request has been receiving for it this
-    /// long (SockJS: 5 s); the application sees the client leave.
+    /// Remove an HTTP-transport session once no response of it has been in delivery for
+    /// this long (Meteor: 60 s; the SockJS suite: 5 s); the application sees the client
+    /// leave. The clock starts when a response body is written out, so a slow link
+    /// receiving a large result is not dropped.
     pub disconnect_delay: Duration,
     /// Bytes one streaming response carries before the server ends it and the client
     /// opens the next (SockJS: 128 KiB), so browsers can free what they received.
@@ -67,7 +69,7 @@ impl Default for SockJsConfig {
     fn default() -> Self {
         Self {
             heartbeat: Duration::from_secs(25),
-            disconnect_delay: Duration::from_secs(5),
+            disconnect_delay: Duration::from_secs(60),
             response_limit: 128 * 1024,
             max_message_size: 1024 * 1024,
             write_timeout: Duration::from_secs(300),

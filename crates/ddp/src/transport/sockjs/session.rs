@@ -18,6 +18,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
+use crate::server::Admission;
 use crate::session::Outbound;
 
 /// The longest a send request waits for the application to take its messages.
@@ -55,7 +56,8 @@ impl Sessions {
         Some((session, true))
     }
 
-    fn remove(&self, id: &str, session: &Arc<Session>) {
+    /// Removes `session` as `id`, unless another session has taken its place.
+    pub(crate) fn remove(&self, id: &str, session: &Arc<Session>) {
         let mut map = self.lock();
         if map
             .get(id)
@@ -79,12 +81,48 @@ impl Sessions {
 /// One SockJS session of an HTTP transport.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// Client messages for the application (closed when the session is dropped).
-    pub(crate) inbound: mpsc::Sender<String>,
+    /// Client messages for the application; taken when the session expires, so the
+    /// application sees its input end even while a send request still holds the session.
+    inbound: Mutex<Option<mpsc::Sender<String>>>,
     /// The application's output; whoever holds the lock is the session's receiver.
     output: Arc<tokio::sync::Mutex<Output>>,
-    /// When the last receiver left; `None` while one is attached.
-    idle_since: Mutex<Option<Instant>>,
+    /// Since when no response of the session has been in delivery.
+    idle: Mutex<Idle>,
+}
+
+/// The session's idle clock: it runs only while no response is being delivered.
+#[derive(Debug)]
+struct Idle {
+    /// Responses (receivers, and bodies still being written) holding the clock.
+    delivering: usize,
+    /// When the last of them ended.
+    since: Instant,
+    /// Set, under the same lock as the check, when the session expires: a receiver that
+    /// attached to it in the meantime sees it and leaves for a new session.
+    expired: bool,
+}
+
+/// Keeps the session from expiring while a response is delivered: held by a receiver,
+/// and by a response body until it is written out (or dropped), so the disconnect delay
+/// counts from when the client got its data, not from when the handler returned.
+#[derive(Debug)]
+pub(crate) struct Delivery(Arc<Session>);
+
+impl Delivery {
+    fn new(session: &Arc<Session>) -> Self {
+        session.idle().delivering += 1;
+        Self(Arc::clone(session))
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        let mut idle = self.0.idle();
+        idle.delivering -= 1;
+        if idle.delivering == 0 {
+            idle.since = Instant::now();
+        }
+    }
 }
 
 /// What the receiver side of a session knows.
@@ -93,6 +131,9 @@ struct Output {
     queue: mpsc::Receiver<Outbound>,
     opened: bool,
     closed: Option<(u16, String)>,
+    /// The session's place under `--max-sessions`: freed when the close frame goes to a
+    /// receiver, or when the session is dropped (expired), not when its application ends.
+    slot: Option<Admission>,
 }
 
 /// What a receiver sends next.
@@ -105,48 +146,82 @@ pub(crate) enum Next {
 }
 
 impl Session {
-    /// A session fed by `inbound` and read from `queue` (the application's outbox).
-    pub(crate) fn new(inbound: mpsc::Sender<String>, queue: mpsc::Receiver<Outbound>) -> Self {
+    /// A session fed by `inbound` and read from `queue` (the application's outbox),
+    /// holding `slot` until its close frame goes to a receiver or it is dropped.
+    pub(crate) fn new(
+        inbound: mpsc::Sender<String>,
+        queue: mpsc::Receiver<Outbound>,
+        slot: Option<Admission>,
+    ) -> Self {
         Self {
-            inbound,
+            inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
                 queue,
                 opened: false,
                 closed: None,
+                slot,
             })),
-            idle_since: Mutex::new(Some(Instant::now())),
+            idle: Mutex::new(Idle {
+                delivering: 0,
+                since: Instant::now(),
+                expired: false,
+            }),
         }
     }
 
     /// Becomes the session's receiver, or `None` if another receiver is attached.
     pub(crate) fn attach(self: &Arc<Self>) -> Option<Receiver> {
         let output = Arc::clone(&self.output).try_lock_owned().ok()?;
-        *self.idle() = None;
         Some(Receiver {
-            session: Arc::clone(self),
+            delivery: Delivery::new(self),
             output,
             finished: false,
         })
     }
 
+    /// The sender of client messages for the application, or `None` once the session
+    /// has been torn down.
+    pub(crate) fn inbound(&self) -> Option<mpsc::Sender<String>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the session has expired (it is no longer in its registry).
+    pub(crate) fn expired(&self) -> bool {
+        self.idle().expired
+    }
+
     /// Waits (up to [`TAKE_WAIT`]) until the application has taken every message sent to
     /// it, so that a send request answers after its messages were handled, as in the
-    /// reference servers, where the application runs inside the request.
-    pub(crate) async fn taken(&self) {
-        let deadline = Instant::now() + TAKE_WAIT;
-        while self.inbound.capacity() < self.inbound.max_capacity()
-            && !self.inbound.is_closed()
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    /// reference servers, where the application runs inside the request. Woken by the
+    /// channel itself: every slot free again means every message taken.
+    pub(crate) async fn taken(inbound: &mpsc::Sender<String>) {
+        // An error means the application is gone: nothing more will be taken.
+        let _ = timeout(TAKE_WAIT, inbound.reserve_many(inbound.max_capacity())).await;
         tokio::task::yield_now().await;
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.idle_since
+    /// Ends the session for good: the application's input ends and its output fails, so
+    /// its task finishes even if a request still holds this session. A receiver that is
+    /// attached right now closes the output itself when it leaves.
+    pub(crate) fn tear_down(&self) {
+        self.inbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Ok(mut output) = self.output.try_lock() {
+            output.queue.close();
+            if output.closed.is_none() {
+                let (code, reason) = framing::INTERRUPTED;
+                output.closed = Some((code, reason.to_owned()));
+            }
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Removes the session from `sessions` once it has had no receiver for `delay`.
@@ -157,14 +232,23 @@ impl Session {
         delay: Duration,
     ) {
         loop {
-            let idle_since = *self.idle();
-            let wake = idle_since.unwrap_or_else(Instant::now) + delay;
+            let wake = {
+                let idle = self.idle();
+                if idle.delivering > 0 {
+                    Instant::now() + delay
+                } else {
+                    idle.since + delay
+                }
+            };
             sleep_until(wake).await;
-            if self
-                .idle()
-                .is_some_and(|since| since + delay <= Instant::now())
-            {
+            let expired = {
+                let mut idle = self.idle();
+                idle.expired = idle.delivering == 0 && idle.since + delay <= Instant::now();
+                idle.expired
+            };
+            if expired {
                 sessions.remove(&id, &self);
+                self.tear_down();
                 return;
             }
         }
@@ -175,7 +259,7 @@ impl Session {
 /// means the client went away mid-request: the session is closed as interrupted.
 #[derive(Debug)]
 pub(crate) struct Receiver {
-    session: Arc<Session>,
+    delivery: Delivery,
     output: OwnedMutexGuard<Output>,
     finished: bool,
 }
@@ -187,6 +271,7 @@ impl Receiver {
     pub(crate) async fn next(&mut self, heartbeat: Duration, budget: usize) -> Next {
         let output = &mut *self.output;
         if let Some((code, reason)) = &output.closed {
+            output.slot = None;
             return Next::Close(framing::close(*code, reason));
         }
         if !output.opened {
@@ -224,6 +309,12 @@ impl Receiver {
         Next::Frame(framing::messages(batch.iter().map(String::as_str)))
     }
 
+    /// Keeps the session's idle clock stopped until the returned guard is dropped: a
+    /// response body holds it until it is written out.
+    pub(crate) fn hold(&self) -> Delivery {
+        Delivery::new(&self.delivery.0)
+    }
+
     /// The request ended normally; the session waits for the next receiver.
     pub(crate) fn finish(mut self) {
         self.finished = true;
@@ -233,6 +324,7 @@ impl Receiver {
 impl Output {
     fn close(&mut self, code: u16, reason: &str) -> Next {
         self.closed = Some((code, reason.to_owned()));
+        self.slot = None;
         Next::Close(framing::close(code, reason))
     }
 }
@@ -245,7 +337,6 @@ impl Drop for Receiver {
             // The application's next send fails: it learns the client is gone.
             self.output.queue.close();
         }
-        *self.session.idle() = Some(Instant::now());
     }
 }
 
@@ -258,7 +349,7 @@ mod tests {
     fn session() -> (Arc<Session>, mpsc::Sender<Outbound>, mpsc::Receiver<String>) {
         let (in_tx, in_rx) = mpsc::channel(4);
         let (out_tx, out_rx) = mpsc::channel(4);
-        (Arc::new(Session::new(in_tx, out_rx)), out_tx, in_rx)
+        (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
     }
 
     #[tokio::test]
@@ -328,6 +419,78 @@ mod tests {
         assert!(
             inbound.recv().await.is_none(),
             "the application sees its input end"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn taken_wakes_when_the_application_took_every_message() {
+        let (inbound, mut application) = mpsc::channel::<String>(4);
+        for text in ["a", "b"] {
+            inbound.send(text.into()).await.expect("queued");
+        }
+        let start = Instant::now();
+        let taking = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            while application.try_recv().is_ok() {}
+            application
+        });
+        Session::taken(&inbound).await;
+        assert!(Instant::now() - start < TAKE_WAIT, "woken, not timed out");
+        assert_eq!(inbound.capacity(), inbound.max_capacity());
+        drop(taking.await.expect("application"));
+        let closed = Instant::now();
+        Session::taken(&inbound).await;
+        assert_eq!(
+            Instant::now(),
+            closed,
+            "a gone application is not waited for"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_clock_starts_when_the_last_response_is_delivered() {
+        let sessions = Arc::new(Sessions::default());
+        let (session, _app, _inbound) = session();
+        let (found, _) = sessions
+            .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
+            .expect("created");
+        let receiver = found.attach().expect("receiver");
+        // The handler returns; its body is still being written to a slow client.
+        let body = receiver.hold();
+        receiver.finish();
+        let expiry =
+            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        tokio::time::sleep(HEARTBEAT * 3).await;
+        assert_eq!(sessions.len(), 1, "no expiry while the body is delivered");
+        drop(body);
+        let delivered = Instant::now();
+        expiry.await.expect("expiry task");
+        assert_eq!(sessions.len(), 0);
+        assert!(
+            Instant::now() >= delivered + HEARTBEAT,
+            "a full delay after delivery"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_ends_the_application_even_while_a_request_holds_the_session() {
+        let sessions = Arc::new(Sessions::default());
+        let (session, app, mut inbound) = session();
+        let (found, _) = sessions
+            .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
+            .expect("created");
+        // A send request in progress keeps its own handle on the session.
+        let held = Arc::clone(&found);
+        found
+            .expire(Arc::clone(&sessions), "s".into(), HEARTBEAT)
+            .await;
+        assert_eq!(sessions.len(), 0);
+        assert!(held.inbound().is_none(), "no more input is accepted");
+        assert!(held.expired(), "a receiver attaching now learns it expired");
+        assert!(inbound.recv().await.is_none(), "the input ends");
+        assert!(
+            app.send(Outbound::Frame("lost".into())).await.is_err(),
+            "the output fails"
         );
     }
 }

@@ -82,6 +82,8 @@ pub(super) fn bridge(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             async move {
+                // Held until the socket is done, close frame included.
+                let _slot = channels.slot;
                 let (sink, stream) = socket.split();
                 tokio::select! {
                     () = read(stream, channels.inbound, framed) => {}
