@@ -218,7 +218,8 @@ pub struct DepsArgs {
     #[arg(long)]
     pub tree: bool,
 
-    /// Levels of the tree to show (with --tree; unlimited by default).
+    /// Levels of the tree to show (with --tree; by default all, up to the cap of 256 levels
+    /// that keeps a crafted dependency chain from exhausting the stack).
     #[arg(long, requires = "tree", value_parser = clap::value_parser!(u32).range(1..))]
     pub depth: Option<u32>,
 

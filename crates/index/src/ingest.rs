@@ -56,6 +56,10 @@ pub struct PageApplied {
     pub updated: u64,
     /// Records in collections this index does not know (ignored).
     pub ignored: u64,
+    /// Records whose shape does not fit spec §3.8 (a version that does not parse, bad
+    /// `references`, a missing or mistyped field), stored as sent without typed or derived
+    /// rows so the sync goes on; not counted in `records`. `sync` warns about them.
+    pub raw_only: u64,
 }
 
 /// The five collections the index stores (spec §3.2).
@@ -89,6 +93,17 @@ impl Collection {
         }
     }
 
+    /// The table holding the collection's typed rows.
+    fn table(self) -> &'static str {
+        match self {
+            Collection::Packages => "packages",
+            Collection::Versions => "versions",
+            Collection::Builds => "builds",
+            Collection::ReleaseTracks => "release_tracks",
+            Collection::ReleaseVersions => "release_versions",
+        }
+    }
+
     fn from_name(name: &str) -> Option<Collection> {
         Collection::ALL.into_iter().find(|c| c.name() == name)
     }
@@ -109,20 +124,47 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
         bulk = true;
     }
     let mut applied = PageApplied::default();
+    let mut any_raw = holds_raw_records(tx)?;
     for (name, records) in &page.collections {
         let Some(collection) = Collection::from_name(name) else {
             applied.ignored += records.len() as u64;
             continue;
         };
-        let mut inserted = 0;
+        let (mut inserted, mut raw_only) = (0, 0);
         for raw in records {
-            let was_inserted = apply_record(tx, collection, raw.get(), bulk)
-                .map_err(|failure| failure.in_record(collection, raw.get()))?;
-            if was_inserted {
-                inserted += 1;
+            if !is_object(raw.get()) {
+                let reason = "a record must be a JSON object".to_owned();
+                return Err(Failure::Record(reason).in_record(collection, raw.get()));
+            }
+            match apply_record(tx, collection, raw.get(), bulk) {
+                Ok((was_inserted, id)) => {
+                    if any_raw {
+                        tx.prepare_cached(
+                            "DELETE FROM raw_records WHERE collection = ?1 AND id = ?2",
+                        )?
+                        .execute([collection.name(), id.as_str()])?;
+                    }
+                    if was_inserted {
+                        inserted += 1;
+                    }
+                }
+                Err(Failure::Record(reason)) => {
+                    let Some(id) = record_id(raw.get()) else {
+                        return Err(Failure::Record(reason).in_record(collection, raw.get()));
+                    };
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO raw_records (collection, id, reason, doc)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute([collection.name(), &id, &reason, raw.get()])?;
+                    any_raw = true;
+                    raw_only += 1;
+                }
+                Err(failure) => return Err(failure),
             }
         }
-        let stored = records.len() as u64;
+        let stored = records.len() as u64 - raw_only;
+        applied.raw_only += raw_only;
         applied.records += stored;
         applied.inserted += inserted;
         applied.updated += stored - inserted;
@@ -133,6 +175,9 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
             )?
             .execute(params![collection.name(), inserted])?;
         }
+    }
+    if applied.raw_only > 0 && !bulk {
+        drop_typed_rows_of_raw_records(tx, true)?;
     }
     if page.up_to_date {
         if bulk {
@@ -167,6 +212,101 @@ fn holds_no_versions_or_builds(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
     .query_row([], |row| row.get(0))
 }
 
+/// Whether any record is stored raw only, so typed records must clear their raw copy.
+fn holds_raw_records(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT EXISTS (SELECT 1 FROM raw_records)")?
+        .query_row([], |row| row.get(0))
+}
+
+/// Deletes the typed and derived rows of records now stored raw only (a record that
+/// changed into a shape the index does not know), and with `repick` chooses a new latest
+/// version for the packages whose latest one went. A first sync calls it once at its end
+/// (with the deferred indexes built) and chooses every latest version after it.
+fn drop_typed_rows_of_raw_records(tx: &Transaction<'_>, repick: bool) -> rusqlite::Result<()> {
+    let orphaned: Vec<String> = if repick {
+        tx.prepare_cached(
+            "SELECT DISTINCT v.package FROM raw_records r
+             JOIN versions v ON v.id = r.id
+             JOIN latest l ON l.version_rowid = v.rowid
+             WHERE r.collection = 'versions'",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let derived = [
+        "DELETE FROM maintainers WHERE package_id IN
+             (SELECT id FROM raw_records WHERE collection = 'packages')",
+        "DELETE FROM dependencies WHERE version_rowid IN
+             (SELECT v.rowid FROM raw_records r JOIN versions v ON v.id = r.id
+              WHERE r.collection = 'versions')",
+        "DELETE FROM release_packages WHERE release_rowid IN
+             (SELECT v.rowid FROM raw_records r JOIN release_versions v ON v.id = r.id
+              WHERE r.collection = 'releaseVersions')",
+    ];
+    for statement in derived {
+        tx.prepare_cached(statement)?.execute([])?;
+    }
+    for collection in Collection::ALL {
+        let table = collection.table();
+        let dropped = tx
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE id IN (SELECT id FROM raw_records WHERE collection = ?1)"
+            ))?
+            .execute([collection.name()])?;
+        if dropped > 0 {
+            tx.prepare_cached(&format!(
+                "UPDATE counts SET records = (SELECT count(*) FROM {table}) WHERE collection = ?1"
+            ))?
+            .execute([collection.name()])?;
+        }
+    }
+    for package in orphaned {
+        repick_latest(tx, &package)?;
+    }
+    Ok(())
+}
+
+/// Chooses `package`'s latest version again after its latest one went or became
+/// `unmigrated`: the greatest rank among the others, the last stored among equal ranks.
+/// With none left the package leaves `latest`, `search` and `dependents`.
+fn repick_latest(tx: &Transaction<'_>, package: &str) -> rusqlite::Result<()> {
+    let best: Option<(i64, Vec<u8>)> = tx
+        .prepare_cached(
+            "SELECT rowid, rank FROM versions WHERE package = ?1 AND NOT unmigrated
+             ORDER BY rank DESC, rowid DESC LIMIT 1",
+        )?
+        .query_row([package], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    if let Some((rowid, rank)) = best {
+        let latest_id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO latest (package, version_rowid, rank) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (package) DO UPDATE SET
+                     version_rowid = excluded.version_rowid, rank = excluded.rank
+                 RETURNING id",
+            )?
+            .query_row(params![package, rowid, rank], |row| row.get(0))?;
+        tx.prepare_cached("INSERT OR IGNORE INTO latest_dirty (latest_id) VALUES (?1)")?
+            .execute([latest_id])?;
+        return Ok(());
+    }
+    let latest_id: Option<i64> = tx
+        .prepare_cached("DELETE FROM latest WHERE package = ?1 RETURNING id")?
+        .query_row([package], |row| row.get(0))
+        .optional()?;
+    if let Some(latest_id) = latest_id {
+        tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+            .execute([latest_id])?;
+        tx.prepare_cached("DELETE FROM latest_dirty WHERE latest_id = ?1")?
+            .execute([latest_id])?;
+    }
+    tx.prepare_cached("DELETE FROM dependents WHERE package = ?1")?
+        .execute([package])?;
+    Ok(())
+}
+
 /// Ends a first sync: a record sent twice (it changed while the sync ran) keeps its last
 /// copy, the deferred indexes are built from sorted keys, and every package's latest
 /// version is chosen at once (the page that ends the sync then writes `search` and
@@ -182,6 +322,9 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
             tx.execute_batch(create)?;
         }
     }
+    if holds_raw_records(tx)? {
+        drop_typed_rows_of_raw_records(tx, false)?;
+    }
     tx.execute_batch(
         "DELETE FROM search;
          DELETE FROM dependents;
@@ -189,10 +332,10 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
          INSERT INTO latest (package, version_rowid, rank, last_updated)
              SELECT package,
                     (SELECT max(rowid) FROM versions v
-                     WHERE v.package = m.package AND v.rank = m.rank),
+                     WHERE v.package = m.package AND v.rank = m.rank AND NOT v.unmigrated),
                     rank, last_updated
              FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated
-                   FROM versions GROUP BY package) m;
+                   FROM versions WHERE NOT unmigrated GROUP BY package) m;
          INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;",
     )
 }
@@ -287,15 +430,7 @@ impl Failure {
         let Failure::Record(reason) = self else {
             return self;
         };
-        #[derive(Deserialize)]
-        struct IdOnly<'a> {
-            #[serde(rename = "_id", borrow)]
-            id: Option<Text<'a>>,
-        }
-        let id = serde_json::from_str::<IdOnly<'_>>(text)
-            .ok()
-            .and_then(|record| record.id)
-            .map_or_else(|| "?".to_owned(), |id| id.0.into_owned());
+        let id = record_id(text).unwrap_or_else(|| "?".to_owned());
         Failure::Named(IndexError::MalformedRecord {
             collection: collection.name().to_owned(),
             id,
@@ -304,13 +439,35 @@ impl Failure {
     }
 }
 
-/// Stores one record; returns whether it was new (`false`: it replaced a stored one).
-fn apply_record(
+/// The `_id` of a record that is a JSON object with a string `_id`: what a record needs to
+/// be stored at all (raw only, when the rest of it does not fit spec §3.8).
+fn record_id(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(rename = "_id", borrow)]
+        id: Text<'a>,
+    }
+    if !is_object(text) {
+        return None;
+    }
+    serde_json::from_str::<IdOnly<'_>>(text)
+        .ok()
+        .map(|record| record.id.0.into_owned())
+}
+
+/// Whether a record's text is a JSON object (serde would read a struct from an array too).
+fn is_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+/// Stores one record; returns whether it was new (`false`: it replaced a stored one) and
+/// its `_id`.
+fn apply_record<'t>(
     tx: &Transaction<'_>,
     collection: Collection,
-    text: &str,
+    text: &'t str,
     first_sync: bool,
-) -> Result<bool, Failure> {
+) -> Result<(bool, Text<'t>), Failure> {
     match collection {
         Collection::Packages => apply_package(tx, text),
         Collection::Versions => apply_version(tx, text, first_sync),
@@ -356,8 +513,8 @@ struct User<'a> {
     username: Option<Text<'a>>,
 }
 
-fn apply_package(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
-    let record: PackageRecord<'_> = serde_json::from_str(text)?;
+fn apply_package<'t>(tx: &Transaction<'_>, text: &'t str) -> Result<(bool, Text<'t>), Failure> {
+    let record: PackageRecord<'t> = serde_json::from_str(text)?;
     let (id, name) = (record.id.as_str(), record.name.as_str());
     let (_, inserted) = upsert(
         tx,
@@ -377,7 +534,7 @@ fn apply_package(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             add.execute([id, username.as_str(), name])?;
         }
     }
-    Ok(inserted)
+    Ok((inserted, record.id))
 }
 
 #[derive(Deserialize)]
@@ -396,6 +553,8 @@ struct VersionRecord<'a> {
     published: Option<Millis>,
     #[serde(default, rename = "lastUpdated")]
     last_updated: Option<Millis>,
+    #[serde(default)]
+    unmigrated: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -422,10 +581,28 @@ struct Reference<'a> {
 
 /// Stores a version and its dependency edges, and, outside a first sync (which ranks all
 /// versions at its end), makes it its package's latest version if it ranks highest.
-fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<bool, Failure> {
-    let record: VersionRecord<'_> = serde_json::from_str(text)?;
+fn apply_version<'t>(
+    tx: &Transaction<'_>,
+    text: &'t str,
+    first_sync: bool,
+) -> Result<(bool, Text<'t>), Failure> {
+    let record: VersionRecord<'t> = serde_json::from_str(text)?;
     let version = MeteorVersion::parse(record.version.as_str())
         .map_err(|e| Failure::Record(e.to_string()))?;
+    // Every edge is checked before anything is written, so a record that does not fit is
+    // stored raw only, with no half of its rows.
+    let mut edges = Vec::new();
+    for (name, dependency) in record.dependencies.iter().flat_map(|d| &d.0) {
+        let refs = dependency.references.map_or("[]", RawValue::get);
+        let references: Vec<Reference<'_>> = serde_json::from_str(refs).map_err(|e| {
+            Failure::Record(format!(
+                "dependency `{}` has bad references: {e}",
+                name.as_str()
+            ))
+        })?;
+        let weak = !references.is_empty() && references.iter().all(|r| r.weak == Some(true));
+        edges.push((name, dependency, refs, weak));
+    }
     let sort_key = version.sort_key();
     // Official versions rank above prereleases, so "latest" is what `meteor add` would pick.
     let mut rank = Vec::with_capacity(sort_key.len() + 1);
@@ -433,13 +610,15 @@ fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<b
     rank.extend_from_slice(&sort_key);
     let (id, package) = (record.id.as_str(), record.package.as_str());
     let last_updated = record.last_updated.map(|m| m.0);
+    let unmigrated = record.unmigrated.unwrap_or(false);
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO versions
-             (id, package, version, sort_key, description, published, last_updated, doc, rank)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (id, package, version, sort_key, description, published, last_updated, doc, rank,
+              unmigrated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         "UPDATE versions SET package = ?2, version = ?3, sort_key = ?4, description = ?5,
-             published = ?6, last_updated = ?7, doc = ?8, rank = ?9
+             published = ?6, last_updated = ?7, doc = ?8, rank = ?9, unmigrated = ?10
          WHERE id = ?1 RETURNING rowid",
         &[
             &id,
@@ -451,6 +630,7 @@ fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<b
             &last_updated,
             &text,
             &rank,
+            &unmigrated,
         ],
     )?;
     if !inserted {
@@ -461,15 +641,7 @@ fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<b
         "INSERT OR REPLACE INTO dependencies (version_rowid, name, constraint_text, refs, weak)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for (name, dependency) in record.dependencies.iter().flat_map(|d| &d.0) {
-        let refs = dependency.references.map_or("[]", RawValue::get);
-        let references: Vec<Reference<'_>> = serde_json::from_str(refs).map_err(|e| {
-            Failure::Record(format!(
-                "dependency `{}` has bad references: {e}",
-                name.as_str()
-            ))
-        })?;
-        let weak = !references.is_empty() && references.iter().all(|r| r.weak == Some(true));
+    for (name, dependency, refs, weak) in edges {
         add.execute(params![
             rowid,
             name.as_str(),
@@ -479,7 +651,17 @@ fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<b
         ])?;
     }
     if first_sync {
-        return Ok(inserted);
+        return Ok((inserted, record.id));
+    }
+    if unmigrated {
+        // Spec §3.8: hidden, so never latest; if it was, another version takes its place.
+        let was_latest: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM latest WHERE version_rowid = ?1)")?
+            .query_row([rowid], |row| row.get(0))?;
+        if was_latest {
+            repick_latest(tx, package)?;
+        }
+        return Ok((inserted, record.id));
     }
     let (latest_id, latest_version): (i64, i64) = tx
         .prepare_cached(
@@ -500,7 +682,7 @@ fn apply_version(tx: &Transaction<'_>, text: &str, first_sync: bool) -> Result<b
         tx.prepare_cached("INSERT OR IGNORE INTO latest_dirty (latest_id) VALUES (?1)")?
             .execute([latest_id])?;
     }
-    Ok(inserted)
+    Ok((inserted, record.id))
 }
 
 #[derive(Deserialize)]
@@ -515,8 +697,8 @@ struct BuildRecord<'a> {
     published: Option<Millis>,
 }
 
-fn apply_build(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
-    let record: BuildRecord<'_> = serde_json::from_str(text)?;
+fn apply_build<'t>(tx: &Transaction<'_>, text: &'t str) -> Result<(bool, Text<'t>), Failure> {
+    let record: BuildRecord<'t> = serde_json::from_str(text)?;
     let (_, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO builds (id, version_id, architectures, published, doc)
@@ -531,7 +713,7 @@ fn apply_build(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
             &text,
         ],
     )?;
-    Ok(inserted)
+    Ok((inserted, record.id))
 }
 
 #[derive(Deserialize)]
@@ -542,15 +724,15 @@ struct TrackRecord<'a> {
     name: Text<'a>,
 }
 
-fn apply_track(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
-    let record: TrackRecord<'_> = serde_json::from_str(text)?;
+fn apply_track<'t>(tx: &Transaction<'_>, text: &'t str) -> Result<(bool, Text<'t>), Failure> {
+    let record: TrackRecord<'t> = serde_json::from_str(text)?;
     let (_, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO release_tracks (id, name, doc) VALUES (?1, ?2, ?3)",
         "UPDATE release_tracks SET name = ?2, doc = ?3 WHERE id = ?1 RETURNING rowid",
         &[&record.id.as_str(), &record.name.as_str(), &text],
     )?;
-    Ok(inserted)
+    Ok((inserted, record.id))
 }
 
 #[derive(Deserialize)]
@@ -571,8 +753,8 @@ struct ReleaseRecord<'a> {
     packages: Option<Entries<Text<'a>, Text<'a>>>,
 }
 
-fn apply_release(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
-    let record: ReleaseRecord<'_> = serde_json::from_str(text)?;
+fn apply_release<'t>(tx: &Transaction<'_>, text: &'t str) -> Result<(bool, Text<'t>), Failure> {
+    let record: ReleaseRecord<'t> = serde_json::from_str(text)?;
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO release_versions
@@ -603,7 +785,7 @@ fn apply_release(tx: &Transaction<'_>, text: &str) -> Result<bool, Failure> {
     for (package, version) in record.packages.iter().flat_map(|p| &p.0) {
         add.execute(params![package.as_str(), rowid, version.as_str()])?;
     }
-    Ok(inserted)
+    Ok((inserted, record.id))
 }
 
 /// The catalog records of a dump (`docs/catalog-dump.md`) by collection, in sync order,

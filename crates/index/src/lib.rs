@@ -109,8 +109,9 @@ impl Index {
 
     /// Applies one page and stores its token in ONE transaction (all or nothing), so an
     /// interrupted sync resumes after the last committed page. `reset_data` clears the
-    /// index inside that same transaction. A malformed record fails the whole page with an
-    /// error naming the collection and `_id`.
+    /// index inside that same transaction. A record that is not an object or has no string
+    /// `_id` fails the whole page with an error naming the collection; one of another
+    /// unexpected shape is kept raw only and counted in [`PageApplied::raw_only`].
     pub fn apply_page(&mut self, page: &SyncPage<'_>) -> Result<PageApplied, IndexError> {
         let path = &self.path;
         let sqlite = |e| IndexError::from_sqlite(path, e);

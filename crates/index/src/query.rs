@@ -223,6 +223,11 @@ pub enum Releases {
 /// How many edges a `deps --tree` may print before it stops expanding.
 const MAX_TREE_NODES: usize = 10_000;
 
+/// How many levels a `deps --tree` expands at most, whatever `--depth` asks: the tree is
+/// walked and rendered recursively, so a crafted long dependency chain must not be able to
+/// exhaust the stack. Real trees are a few dozen levels deep.
+const MAX_TREE_DEPTH: u32 = 256;
+
 impl Index {
     /// Packages matching every word of `query` (as words or word prefixes) in their name
     /// (weighted highest), summary or README excerpt, best match first, then the most
@@ -321,7 +326,8 @@ impl Index {
             .map_err(|e| self.sqlite(e))?
             .flatten();
         let versions = self.collect(
-            "SELECT version, published FROM versions WHERE package = ?1 ORDER BY sort_key",
+            "SELECT version, published FROM versions WHERE package = ?1 AND NOT unmigrated
+             ORDER BY sort_key",
             [name],
             |row| {
                 Ok(VersionSummary {
@@ -357,8 +363,9 @@ impl Index {
 
     /// The dependencies of a package version (the latest, or `version`), or with `reverse`
     /// the packages whose latest version depends on it (with a `version`: whose constraint
-    /// admits that version). `depth` levels are expanded (1: direct only); weak
-    /// dependencies are not expanded (they pull nothing in), nor packages already shown.
+    /// admits that version). `depth` levels are expanded (1: direct only; at most 256,
+    /// `MAX_TREE_DEPTH`); weak dependencies are not expanded (they pull nothing in), nor
+    /// packages already shown.
     pub fn deps(
         &self,
         name: &str,
@@ -371,6 +378,7 @@ impl Index {
             Some(version) => (self.version_rowid(name, version)?, version.to_owned()),
             None => self.latest_version(name)?,
         };
+        let depth = depth.min(MAX_TREE_DEPTH);
         let mut seen = HashSet::from([name.to_owned()]);
         let mut budget = MAX_TREE_NODES;
         let nodes = if reverse {
@@ -568,7 +576,8 @@ impl Index {
         constraint: Option<&str>,
     ) -> Result<Option<(i64, String)>, IndexError> {
         let candidates = self.collect(
-            "SELECT rowid, version FROM versions WHERE package = ?1 ORDER BY sort_key DESC",
+            "SELECT rowid, version FROM versions WHERE package = ?1 AND NOT unmigrated
+             ORDER BY sort_key DESC",
             [name],
             |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)),
         )?;

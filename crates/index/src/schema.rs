@@ -20,7 +20,8 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 
 /// `PRAGMA user_version` this build reads and writes. Bump it (and say what changed) when
 /// the schema changes; an index is a cache of the server, so older files are rebuilt.
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: `versions.unmigrated` and the `raw_records` table.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -62,6 +63,7 @@ CREATE TABLE versions (
     description TEXT,             -- description
     published INTEGER,            -- published, ms
     last_updated INTEGER,         -- lastUpdated, ms
+    unmigrated INTEGER NOT NULL,  -- unmigrated: hidden from latest, search, show, deps
     doc TEXT NOT NULL
 );
 -- One edge per (version, dependency): dependencies.<name>.{constraint, references}.
@@ -144,6 +146,16 @@ CREATE TABLE release_packages (
     PRIMARY KEY (package, release_rowid)
 ) WITHOUT ROWID;
 CREATE INDEX release_packages_by_release ON release_packages (release_rowid);
+-- Records whose shape does not fit spec §3.8 (a version string that does not parse, bad
+-- `references`, a missing required field), kept as sent without typed or derived rows so
+-- one odd record does not stop a sync. A record is here or in its typed table, never both.
+CREATE TABLE raw_records (
+    collection TEXT NOT NULL,     -- the wire name, e.g. versions
+    id TEXT NOT NULL,             -- _id
+    reason TEXT NOT NULL,         -- why it was not typed
+    doc TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+) WITHOUT ROWID;
 "#;
 
 /// The indexes of the two big collections, whose keys (`_id`s, package names) arrive in
@@ -176,7 +188,7 @@ pub const DEFERRED_INDEXES: [(&str, &str, &str); 4] = [
 ];
 
 /// Tables whose rows are records or derived from them: emptied by `resetData`.
-pub const DATA_TABLES: [&str; 14] = [
+pub const DATA_TABLES: [&str; 15] = [
     "sync_state",
     "counts",
     "packages",
@@ -191,6 +203,7 @@ pub const DATA_TABLES: [&str; 14] = [
     "release_tracks",
     "release_versions",
     "release_packages",
+    "raw_records",
 ];
 
 /// Connection settings for an index: WAL so queries can read while a sync writes, and

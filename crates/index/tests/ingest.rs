@@ -1,5 +1,5 @@
-//! The ingest contract the sync client relies on: pages and tokens commit together, a bad
-//! record fails its whole page, `resetData` starts over, files that are not usable indexes
+//! The ingest contract the sync client relies on: pages and tokens commit together, a
+//! record without an `_id` fails its whole page while one of unexpected shape is kept raw, `resetData` starts over, files that are not usable indexes
 //! are refused with the next step to take (spec §3.2–§3.3, §3.7, §3.8).
 
 use std::path::Path;
@@ -232,8 +232,10 @@ fn an_unfinished_first_sync_is_refused_by_queries_until_it_completes() {
     assert_eq!(deps.nodes[0].version, None, "`b` is not in the index");
 }
 
+/// Only a record that cannot be stored at all (not an object, or without a string `_id`)
+/// fails its page, naming itself; nothing of that page is applied.
 #[test]
-fn a_malformed_record_fails_the_whole_page_and_names_itself() {
+fn a_record_without_an_id_fails_the_whole_page_and_names_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
     let first = raw(r#"{"n":1}"#);
@@ -242,34 +244,16 @@ fn a_malformed_record_fails_the_whole_page_and_names_itself() {
         .apply_page(&page(&first, &records, false, false))
         .unwrap();
 
-    let cases: [(&str, Box<RawValue>, &str, &str); 5] = [
-        (
-            "versions",
-            raw(r#"{"_id":"bad1","packageName":"ann:one","version":"1.0"}"#),
-            "bad1",
-            "major.minor.patch",
-        ),
-        (
-            "versions",
-            raw(r#"{"_id":"bad2","packageName":"ann:one"}"#),
-            "bad2",
-            "version",
-        ),
-        (
-            "packages",
-            raw(r#"{"_id":"bad3","name":7}"#),
-            "bad3",
-            "string",
-        ),
+    let cases: [(&str, Box<RawValue>, &str, &str); 4] = [
         ("builds", raw(r#"{"name":"no id"}"#), "?", "_id"),
         (
             "versions",
-            raw(
-                r#"{"_id":"bad4","packageName":"a","version":"1.0.0","dependencies":{"b":{"references":[{"weak":true}]}}}"#,
-            ),
-            "bad4",
-            "arch",
+            raw(r#"{"_id":7,"version":"1.0.0"}"#),
+            "?",
+            "string",
         ),
+        ("packages", raw(r#"["p3","ann:three"]"#), "?", "object"),
+        ("releaseTracks", raw(r#""METEOR""#), "?", "object"),
     ];
     for (collection, bad, id, reason) in cases {
         let second = raw(r#"{"n":2}"#);
@@ -280,7 +264,7 @@ fn a_malformed_record_fails_the_whole_page_and_names_itself() {
         ];
         let error = index
             .apply_page(&page(&second, &records, false, true))
-            .expect_err("a malformed record fails the page");
+            .expect_err("a record without an _id fails the page");
         let message = error.to_string();
         assert!(
             matches!(&error, IndexError::MalformedRecord { collection: c, id: i, .. } if c == collection && i == id),
@@ -292,6 +276,179 @@ fn a_malformed_record_fails_the_whole_page_and_names_itself() {
         assert_eq!(count(&index, "versions"), 0);
         assert_eq!(index.sync_token().unwrap().as_deref(), Some(r#"{"n":1}"#));
     }
+}
+
+/// The rows `raw_records` holds, as (collection, id, reason).
+fn raw_records(path: &Path) -> Vec<(String, String, String)> {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    let mut statement = connection
+        .prepare("SELECT collection, id, reason FROM raw_records ORDER BY collection, id")
+        .unwrap();
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A record with an `_id` but of a shape spec §3.8 does not describe (2014-era records of
+/// packages.meteor.com may not all fit) is kept raw only and counted, and the sync goes
+/// on: its page applies and the token moves past it, in a first sync and after.
+#[test]
+fn a_record_of_unexpected_shape_is_kept_raw_and_the_sync_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let odd = [
+        (
+            "versions",
+            raw(r#"{"_id":"bad1","packageName":"ann:one","version":"1.0"}"#),
+            "major.minor.patch",
+        ),
+        (
+            "versions",
+            raw(r#"{"_id":"bad2","packageName":"ann:one"}"#),
+            "version",
+        ),
+        ("packages", raw(r#"{"_id":"bad3","name":7}"#), "string"),
+        (
+            "versions",
+            raw(
+                r#"{"_id":"bad4","packageName":"ann:one","version":"3.0.0","dependencies":{"b":{"references":[{"weak":true}]}}}"#,
+            ),
+            "arch",
+        ),
+        (
+            "builds",
+            raw(r#"{"_id":"bad5","versionId":"v1"}"#),
+            "buildArchitectures",
+        ),
+    ];
+    for (number, first_sync) in [(1, true), (2, false)] {
+        for (collection, bad, reason) in &odd {
+            let token = raw(&format!(r#"{{"n":{number},"c":"{collection}"}}"#));
+            let records = [
+                ("packages", vec![package("p1", "ann:one")]),
+                ("versions", vec![version("v1", "ann:one", "1.0.0")]),
+                (*collection, vec![bad.clone()]),
+            ];
+            let applied = index
+                .apply_page(&page(&token, &records, false, !first_sync))
+                .expect("an odd record does not fail its page");
+            assert_eq!((applied.records, applied.raw_only), (2, 1), "{bad}");
+            assert_eq!(index.sync_token().unwrap().as_deref(), Some(token.get()));
+            let stored = raw_records(&path);
+            assert!(
+                stored.iter().any(|(c, id, r)| c == collection
+                    && bad.get().contains(id.as_str())
+                    && r.contains(reason)),
+                "{stored:?}"
+            );
+        }
+    }
+    assert_eq!(raw_records(&path).len(), 5);
+    // No typed or derived rows: 3.0.0 (bad references) is neither a version nor latest.
+    assert_eq!(count(&index, "versions"), 1);
+    assert_eq!(count(&index, "builds"), 0);
+    let info = index.show("ann:one", None).unwrap();
+    assert_eq!(info.latest, "1.0.0");
+    assert_eq!(info.versions.len(), 1);
+}
+
+/// A record is raw or typed, never both: a fixed copy replaces the raw one, and a copy that
+/// no longer fits takes the typed rows away (and a latest version with them).
+#[test]
+fn a_record_moves_between_raw_and_typed_as_its_copies_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let token = raw("{}");
+    let first = [
+        ("packages", vec![package("p1", "ann:one")]),
+        (
+            "versions",
+            vec![
+                version("v1", "ann:one", "1.0.0"),
+                version("v2", "ann:one", "2.0.0"),
+                raw(r#"{"_id":"v3","packageName":"ann:one","version":"3.0"}"#),
+            ],
+        ),
+    ];
+    index
+        .apply_page(&page(&token, &first, false, true))
+        .unwrap();
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "2.0.0");
+
+    // v2 changes into an odd shape: it leaves the typed tables, 1.0.0 becomes latest.
+    let second = [(
+        "versions",
+        vec![raw(
+            r#"{"_id":"v2","packageName":"ann:one","version":"2.0"}"#,
+        )],
+    )];
+    let applied = index
+        .apply_page(&page(&token, &second, false, true))
+        .unwrap();
+    assert_eq!((applied.records, applied.raw_only), (0, 1));
+    assert_eq!(count(&index, "versions"), 1);
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "1.0.0");
+    assert_eq!(index.search("ann", None, 5).unwrap()[0].version, "1.0.0");
+    let ids: Vec<String> = raw_records(&path)
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(ids, ["v2", "v3"]);
+
+    // v3 is fixed: it is typed now, and latest.
+    let third = [("versions", vec![version("v3", "ann:one", "3.0.0")])];
+    index
+        .apply_page(&page(&token, &third, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "versions"), 2);
+    assert_eq!(index.show("ann:one", None).unwrap().latest, "3.0.0");
+    let ids: Vec<String> = raw_records(&path)
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(ids, ["v2"]);
+
+    // The only package record goes odd: the package and its maintainers go.
+    let fourth = [("packages", vec![raw(r#"{"_id":"p1","name":null}"#)])];
+    index
+        .apply_page(&page(&token, &fourth, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "packages"), 0);
+    assert!(index.show("ann:one", None).unwrap().maintainers.is_empty());
+}
+
+/// A version sent twice in a first sync whose last copy is odd keeps no typed row.
+#[test]
+fn a_first_sync_drops_the_typed_copy_of_a_record_that_went_odd() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let token = raw("{}");
+    let first = [(
+        "versions",
+        vec![
+            version("v1", "ann:one", "1.0.0"),
+            version("v2", "ann:one", "2.0.0"),
+        ],
+    )];
+    index
+        .apply_page(&page(&token, &first, false, false))
+        .unwrap();
+    let second = [(
+        "versions",
+        vec![raw(r#"{"_id":"v2","packageName":"ann:one","version":"2"}"#)],
+    )];
+    index
+        .apply_page(&page(&token, &second, false, true))
+        .unwrap();
+    assert_eq!(count(&index, "versions"), 1);
+    let info = index.show("ann:one", None).unwrap();
+    assert_eq!(info.latest, "1.0.0");
+    assert_eq!(info.version.dependencies.len(), 1);
 }
 
 #[test]
@@ -312,7 +469,7 @@ fn reset_data_replaces_everything_in_the_same_transaction() {
 
     // A reset page that fails leaves the old index in place.
     let token = raw(r#"{"epoch":"b"}"#);
-    let records = [("packages", vec![raw(r#"{"_id":"p3"}"#)])];
+    let records = [("packages", vec![raw(r#"{"name":"no id"}"#)])];
     index
         .apply_page(&page(&token, &records, true, true))
         .unwrap_err();
@@ -335,7 +492,8 @@ fn reset_data_replaces_everything_in_the_same_transaction() {
 #[test]
 fn plain_json_dates_from_compressed_pages_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
     let token = raw("{}");
     let records = [
         (
@@ -365,13 +523,13 @@ fn plain_json_dates_from_compressed_pages_are_accepted() {
         "packages",
         vec![raw(r#"{"_id":"p4","name":"d","lastUpdated":"yesterday"}"#)],
     )];
-    let message = index
-        .apply_page(&page(&token, &bad, false, true))
-        .unwrap_err()
-        .to_string();
+    // A date that is none of those keeps its record raw only, with the reason.
+    let applied = index.apply_page(&page(&token, &bad, false, true)).unwrap();
+    assert_eq!(applied.raw_only, 1);
+    let stored = raw_records(&path);
     assert!(
-        message.contains("p4") && message.contains("ISO-8601"),
-        "{message}"
+        stored[0].1 == "p4" && stored[0].2.contains("ISO-8601"),
+        "{stored:?}"
     );
 }
 

@@ -453,3 +453,99 @@ fn queries_on_a_never_synced_index_say_to_sync() {
     assert!(index.show("x", None).is_err());
     assert!(index.releases(None).is_err());
 }
+
+/// A version of `name` with the given JSON fields after the required ones.
+fn version_with(id: &str, name: &str, version: &str, extra: &str) -> Box<RawValue> {
+    raw(format!(
+        r#"{{"_id":"{id}","packageName":"{name}","version":"{version}","description":"Makes gadgets","lastUpdated":{{"$date":1000}}{extra}}}"#
+    ))
+}
+
+/// Spec §3.8: an `unmigrated: true` version is hidden from `show` and `search`, so it is
+/// never a package's latest version, nor what `deps` resolves a constraint to; in a first
+/// sync, and when a later page marks the latest version unmigrated.
+#[test]
+fn unmigrated_versions_are_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let user =
+        r#","dependencies":{"alpha:gadget":{"constraint":"1.0.0","references":[{"arch":"os"}]}}"#;
+    apply(
+        &mut index,
+        vec![
+            version_with("a1", "alpha:gadget", "1.0.0", ""),
+            version_with("a2", "alpha:gadget", "1.5.0", r#","unmigrated":true"#),
+            version_with("a3", "alpha:gadget", "1.2.0", r#","unmigrated":false"#),
+            version_with("o1", "only:unmigrated", "1.0.0", r#","unmigrated":true"#),
+            version_with("u1", "bravo:user", "1.0.0", user),
+        ],
+        true,
+    );
+    let info = index.show("alpha:gadget", None).unwrap();
+    assert_eq!(info.latest, "1.2.0");
+    let versions: Vec<&str> = info.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["1.0.0", "1.2.0"]);
+    let hits = index.search("gadget", None, 10).unwrap();
+    let found: Vec<(&str, &str)> = hits
+        .iter()
+        .map(|h| (h.name.as_str(), h.version.as_str()))
+        .collect();
+    assert_eq!(found, [("alpha:gadget", "1.2.0"), ("bravo:user", "1.0.0")]);
+    assert!(matches!(
+        index.show("only:unmigrated", None),
+        Err(IndexError::UnknownPackage { .. })
+    ));
+    let deps = index.deps("bravo:user", None, false, 1).unwrap();
+    assert_eq!(deps.nodes[0].version.as_deref(), Some("1.2.0"));
+
+    // A later page marks the latest version unmigrated: the next one takes its place.
+    apply(
+        &mut index,
+        vec![version_with(
+            "a3",
+            "alpha:gadget",
+            "1.2.0",
+            r#","unmigrated":true"#,
+        )],
+        true,
+    );
+    assert_eq!(index.show("alpha:gadget", None).unwrap().latest, "1.0.0");
+    assert_eq!(index.search("alpha", None, 10).unwrap()[0].version, "1.0.0");
+    let deps = index.deps("bravo:user", None, false, 1).unwrap();
+    assert_eq!(deps.nodes[0].version.as_deref(), Some("1.0.0"));
+}
+
+/// `deps --tree` expands at most 256 levels (`MAX_TREE_DEPTH`, documented in the README),
+/// whatever `--depth` asks, so a crafted long dependency chain cannot exhaust the stack.
+#[test]
+fn deps_tree_depth_is_capped() {
+    const MAX_TREE_DEPTH: u32 = 256;
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::open(&dir.path().join("index.sqlite3")).unwrap();
+    let chain = MAX_TREE_DEPTH as usize + 50;
+    let versions = (0..chain)
+        .map(|n| {
+            let next = format!(
+                r#","dependencies":{{"chain:p{}":{{"constraint":null,"references":[{{"arch":"os"}}]}}}}"#,
+                n + 1
+            );
+            version_with(&format!("c{n}"), &format!("chain:p{n}"), "1.0.0", &next)
+        })
+        .collect();
+    apply(&mut index, versions, true);
+    for reverse in [false, true] {
+        let start = if reverse {
+            format!("chain:p{}", chain - 1)
+        } else {
+            "chain:p0".to_owned()
+        };
+        let report = index.deps(&start, None, reverse, u32::MAX).unwrap();
+        let mut levels = 0;
+        let mut nodes = &report.nodes;
+        while let Some(node) = nodes.first() {
+            levels += 1;
+            nodes = &node.children;
+        }
+        assert_eq!(levels, MAX_TREE_DEPTH, "reverse: {reverse}");
+    }
+}

@@ -200,6 +200,7 @@ fn time_queries(index: &Index) -> anyhow::Result<Vec<QueryTiming>> {
             "search router",
             Box::new(|i| Ok(i.search("router", None, 20)?.len())),
         ),
+        ("search e", Box::new(|i| Ok(i.search("e", None, 20)?.len()))),
         (
             "search e --limit 1000",
             Box::new(|i| Ok(i.search("e", None, 1000)?.len())),
