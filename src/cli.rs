@@ -623,6 +623,16 @@ pub struct SyncArgs {
     /// Largest message accepted from the server, in bytes.
     #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,
+
+    /// Largest page a `--compress` page may inflate to, in bytes; a bigger one (a gzip
+    /// bomb) stops the sync with an error instead of filling memory.
+    #[arg(long, default_value_t = 256 << 20, env = "EXOSPHERE_SYNC_MAX_PAGE_SIZE")]
+    pub max_page_size: usize,
+
+    /// Most pages in a row without records and without `upToDate`: more means the server
+    /// is stuck, and the sync stops with an error instead of looping forever.
+    #[arg(long, default_value_t = 100, env = "EXOSPHERE_SYNC_MAX_EMPTY_PAGES")]
+    pub max_empty_pages: u32,
 }
 
 /// Flags of `exosphere import`.
