@@ -146,7 +146,8 @@ pub enum Command {
 /// Which package server's index to use; shared by `sync` and the query commands.
 #[derive(Debug, Clone, Args)]
 pub struct IndexArgs {
-    /// The package server (http:// or https://); its DDP endpoint is <URL>/websocket.
+    /// The package server (http://, https://, or a bare host:port); its DDP endpoint is
+    /// <URL>/websocket. A ws:// or wss:// URL names the DDP endpoint itself.
     #[arg(
         long,
         default_value = "https://packages.meteor.com",
@@ -163,7 +164,14 @@ impl IndexArgs {
     pub fn index_path(&self) -> anyhow::Result<PathBuf> {
         match &self.index {
             Some(path) => Ok(path.clone()),
-            None => Ok(exosphere_index::default_index_path(&self.server)?),
+            None => {
+                let endpoint = exosphere_ddp::client::Endpoint::from_server_url(&self.server)?;
+                Ok(exosphere_index::default_index_path(
+                    endpoint.host(),
+                    endpoint.port(),
+                    endpoint.path(),
+                )?)
+            }
         }
     }
 }

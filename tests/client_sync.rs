@@ -723,3 +723,31 @@ fn an_empty_collections_object_completes_the_sync() {
         Some(r#"{"format":"1.1","n":2}"#)
     );
 }
+
+#[test]
+fn every_form_of_a_server_url_picks_the_same_default_index() {
+    // Spec §1.1: `http://h:p`, a bare `h:p` and the endpoint `ws://h:p/websocket` name the
+    // same server; without --index they share one file under the data directory.
+    let (dir, _data, server) = serve_fixture();
+    let data_home = dir.path().join("data-home");
+    let address = server.http.trim_start_matches("http://").to_owned();
+    let run = |args: &[&str]| {
+        exosphere()
+            .args(args)
+            .env("XDG_DATA_HOME", &data_home)
+            .env_remove("EXOSPHERE_INDEX")
+            .env_remove("METEOR_PACKAGE_SERVER_URL")
+            .output()
+            .expect("exosphere runs")
+    };
+    let endpoint = format!("ws://{address}/websocket");
+    assert_success(&run(&["sync", "--server", &endpoint]));
+    let file = format!("{}.sqlite3", address.replace(':', "-"));
+    assert!(data_home.join("exosphere/indexes").join(&file).exists());
+    for server in [address.clone(), format!("http://{address}/"), endpoint] {
+        let shown = run(&["show", "iron:router", "--json", "--server", &server]);
+        assert_success(&shown);
+    }
+    let bad = run(&["show", "iron:router", "--server", "ftp://host"]);
+    assert_fails_with(&bad, "invalid server URL `ftp://host`");
+}
