@@ -146,7 +146,8 @@ pub enum Command {
 /// Which package server's index to use; shared by `sync` and the query commands.
 #[derive(Debug, Clone, Args)]
 pub struct IndexArgs {
-    /// The package server (http:// or https://); its DDP endpoint is <URL>/websocket.
+    /// The package server (http://, https://, or a bare host:port); its DDP endpoint is
+    /// <URL>/websocket. A ws:// or wss:// URL names the DDP endpoint itself.
     #[arg(
         long,
         default_value = "https://packages.meteor.com",
@@ -163,7 +164,14 @@ impl IndexArgs {
     pub fn index_path(&self) -> anyhow::Result<PathBuf> {
         match &self.index {
             Some(path) => Ok(path.clone()),
-            None => Ok(exosphere_index::default_index_path(&self.server)?),
+            None => {
+                let endpoint = exosphere_ddp::client::Endpoint::from_server_url(&self.server)?;
+                Ok(exosphere_index::default_index_path(
+                    endpoint.host(),
+                    endpoint.port(),
+                    endpoint.path(),
+                )?)
+            }
         }
     }
 }
@@ -625,6 +633,16 @@ pub struct SyncArgs {
     /// Largest message accepted from the server, in bytes.
     #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,
+
+    /// Largest page a `--compress` page may inflate to, in bytes; a bigger one (a gzip
+    /// bomb) stops the sync with an error instead of filling memory.
+    #[arg(long, default_value_t = 256 << 20, env = "EXOSPHERE_SYNC_MAX_PAGE_SIZE")]
+    pub max_page_size: usize,
+
+    /// Most pages in a row without records and without `upToDate`: more means the server
+    /// is stuck, and the sync stops with an error instead of looping forever.
+    #[arg(long, default_value_t = 100, env = "EXOSPHERE_SYNC_MAX_EMPTY_PAGES")]
+    pub max_empty_pages: u32,
 }
 
 /// Flags of `exosphere import`.

@@ -548,3 +548,206 @@ fn a_reset_from_the_server_replaces_the_index() {
         .expect("show runs");
     assert!(!output.status.success(), "iron:router survived the reset");
 }
+
+/// A fake package server on a loopback port: it accepts DDP and answers the `n`th
+/// `syncNewPackageData` call (from 0) with `page(n)`, the text of the result. It hangs up
+/// after 300 calls, so a client that would loop forever ends within the test.
+fn scripted_server(
+    page: impl Fn(usize) -> String + Send + Sync + 'static,
+) -> (tokio::runtime::Runtime, String) {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let page = std::sync::Arc::new(page);
+    runtime.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let mut calls = 0;
+                while let Some(Ok(message)) = socket.next().await {
+                    let Ok(text) = message.to_text() else {
+                        continue;
+                    };
+                    let Ok(frame) = serde_json::from_str::<Value>(text) else {
+                        continue;
+                    };
+                    let reply = match frame["msg"].as_str() {
+                        Some("connect") => r#"{"msg":"connected","session":"S"}"#.to_owned(),
+                        Some("ping") => r#"{"msg":"pong"}"#.to_owned(),
+                        Some("method") if calls < 300 => {
+                            calls += 1;
+                            format!(
+                                r#"{{"msg":"result","id":{},"result":{}}}"#,
+                                frame["id"],
+                                page(calls - 1)
+                            )
+                        }
+                        _ => return,
+                    };
+                    if socket.send(Message::text(reply)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (runtime, format!("http://{address}"))
+}
+
+/// One package record of the fixture, as a server sends it.
+fn fixture_package() -> String {
+    let catalog = fixture_catalog();
+    let package = catalog["packages"].values().next().expect("a package");
+    serde_json::to_string(package).expect("JSON")
+}
+
+/// Collections holding `packages` and four empty collections.
+fn collections(packages: &[&str]) -> String {
+    format!(
+        r#"{{"packages":[{}],"versions":[],"builds":[],"releaseTracks":[],"releaseVersions":[]}}"#,
+        packages.join(",")
+    )
+}
+
+#[test]
+fn a_compressed_page_that_inflates_beyond_the_limit_is_refused() {
+    use std::io::Write as _;
+    // Spec §3.7: `collectionsCompressed` is base64 of gzip. 16 MiB of spaces pack into a
+    // few KiB: a small gzip bomb.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(br#"{"packages":["#).expect("gzip");
+    gz.write_all(&vec![b' '; 16 << 20]).expect("gzip");
+    gz.write_all(b"]}").expect("gzip");
+    use base64::Engine as _;
+    let packed = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
+    let (_runtime, server) = scripted_server(move |_| {
+        format!(
+            r#"{{"syncToken":{{"format":"1.1","n":1}},"upToDate":true,"collectionsCompressed":"{packed}"}}"#
+        )
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let index = dir.path().join("index.sqlite3");
+    let output = sync(
+        &server,
+        &index,
+        &["--compress", "--max-page-size", "1048576"],
+    );
+    assert_fails_with(&output, "inflates to more than 1048576 bytes");
+    let index = Index::open(&index).expect("the index opens");
+    assert_eq!(index.sync_token().expect("readable"), None);
+
+    // The same page within a generous limit is inflated and applied.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let index = dir.path().join("index.sqlite3");
+    assert_success(&sync(&server, &index, &["--compress"]));
+}
+
+#[test]
+fn a_server_that_repeats_its_token_is_stopped() {
+    // Spec §3.3/§3.5: the token must move on until `upToDate`; this server answers every
+    // call with the same non-empty page and the same token.
+    let package = fixture_package();
+    let (_runtime, server) = scripted_server(move |_| {
+        format!(
+            r#"{{"syncToken":{{"format":"1.1","n":1}},"upToDate":false,"collections":{}}}"#,
+            collections(&[&package])
+        )
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = sync(&server, &dir.path().join("index.sqlite3"), &[]);
+    assert_fails_with(&output, "returned the token it was sent");
+}
+
+#[test]
+fn a_server_that_sends_endless_empty_pages_is_stopped() {
+    // Spec §3.3: "Returning empty pages with `upToDate:false` is an infinite loop", even
+    // when the token changes every time.
+    let (_runtime, server) = scripted_server(|n| {
+        format!(
+            r#"{{"syncToken":{{"format":"1.1","n":{n}}},"upToDate":false,"collections":{}}}"#,
+            collections(&[])
+        )
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = sync(
+        &server,
+        &dir.path().join("index.sqlite3"),
+        &["--max-empty-pages", "5"],
+    );
+    assert_fails_with(&output, "6 pages in a row without records");
+}
+
+#[test]
+fn a_server_that_resets_on_every_page_is_stopped() {
+    // Spec §3.6: `resetData` is never set on two consecutive pages.
+    let package = fixture_package();
+    let (_runtime, server) = scripted_server(move |n| {
+        format!(
+            r#"{{"syncToken":{{"format":"1.1","n":{n}}},"upToDate":false,"resetData":true,"collections":{}}}"#,
+            collections(&[&package])
+        )
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = sync(&server, &dir.path().join("index.sqlite3"), &[]);
+    assert_fails_with(&output, "`resetData` on two pages in a row");
+}
+
+#[test]
+fn an_empty_collections_object_completes_the_sync() {
+    // Spec §3.3 steps 5 and 7: an older server ends a sync with `collections: {}` and
+    // without `upToDate`; the tool stops there, and so does `exosphere sync`.
+    let package = fixture_package();
+    let (_runtime, server) = scripted_server(move |n| match n {
+        0 => format!(
+            r#"{{"syncToken":{{"format":"1.1","n":1}},"upToDate":false,"collections":{}}}"#,
+            collections(&[&package])
+        ),
+        _ => r#"{"syncToken":{"format":"1.1","n":2},"upToDate":false,"collections":{}}"#.to_owned(),
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let index = dir.path().join("index.sqlite3");
+    let output = sync(&server, &index, &[]);
+    assert_success(&output);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("Synced 1 records in 2 pages"), "{summary}");
+    let index = Index::open(&index).expect("the index opens");
+    assert_eq!(
+        index.sync_token().expect("readable").as_deref(),
+        Some(r#"{"format":"1.1","n":2}"#)
+    );
+}
+
+#[test]
+fn every_form_of_a_server_url_picks_the_same_default_index() {
+    // Spec §1.1: `http://h:p`, a bare `h:p` and the endpoint `ws://h:p/websocket` name the
+    // same server; without --index they share one file under the data directory.
+    let (dir, _data, server) = serve_fixture();
+    let data_home = dir.path().join("data-home");
+    let address = server.http.trim_start_matches("http://").to_owned();
+    let run = |args: &[&str]| {
+        exosphere()
+            .args(args)
+            .env("XDG_DATA_HOME", &data_home)
+            .env_remove("EXOSPHERE_INDEX")
+            .env_remove("METEOR_PACKAGE_SERVER_URL")
+            .output()
+            .expect("exosphere runs")
+    };
+    let endpoint = format!("ws://{address}/websocket");
+    assert_success(&run(&["sync", "--server", &endpoint]));
+    let file = format!("{}.sqlite3", address.replace(':', "-"));
+    assert!(data_home.join("exosphere/indexes").join(&file).exists());
+    for server in [address.clone(), format!("http://{address}/"), endpoint] {
+        let shown = run(&["show", "iron:router", "--json", "--server", &server]);
+        assert_success(&shown);
+    }
+    let bad = run(&["show", "iron:router", "--server", "ftp://host"]);
+    assert_fails_with(&bad, "invalid server URL `ftp://host`");
+}

@@ -98,12 +98,6 @@ pub enum IndexError {
         /// The query as given.
         query: String,
     },
-    /// The `--server` value cannot name an index file.
-    #[error("`{url}` is not a package server URL (http://host[:port] or https://host[:port])")]
-    BadServerUrl {
-        /// The value given.
-        url: String,
-    },
     /// The platform has no per-user data directory (no home directory).
     #[error("cannot find this platform's data directory for the index: pass --index PATH")]
     NoDataDirectory,

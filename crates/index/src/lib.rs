@@ -204,50 +204,32 @@ impl Index {
     }
 }
 
-/// Where the index of `server` lives by default: under the platform's data directory
+/// Where the index of a server lives by default: under the platform's data directory
 /// (e.g. `~/.local/share/exosphere/indexes/packages.meteor.com-443.sqlite3` on Linux), one
-/// file per server URL.
-pub fn default_index_path(server: &str) -> Result<PathBuf, IndexError> {
-    let name = index_file_name(server)?;
+/// file per server. The caller passes the server's host, port and DDP endpoint path as the
+/// DDP client parsed them from the URL, so the index and the connection never disagree on
+/// what a URL means.
+pub fn default_index_path(
+    host: &str,
+    port: u16,
+    endpoint_path: &str,
+) -> Result<PathBuf, IndexError> {
     let data = dirs::data_dir().ok_or(IndexError::NoDataDirectory)?;
-    Ok(data.join("exosphere").join("indexes").join(name))
+    Ok(data
+        .join("exosphere")
+        .join("indexes")
+        .join(index_file_name(host, port, endpoint_path)))
 }
 
-/// `<host>-<port>[-<path>].sqlite3` for a server URL: the scheme decides the default port,
-/// and every character that is not safe in a file name becomes `_`.
-fn index_file_name(server: &str) -> Result<String, IndexError> {
-    let bad = || IndexError::BadServerUrl {
-        url: server.to_owned(),
-    };
-    let lower = server.to_ascii_lowercase();
-    let (rest, default_port) = if let Some(rest) = lower.strip_prefix("https://") {
-        (rest, 443)
-    } else if let Some(rest) = lower.strip_prefix("http://") {
-        (rest, 80)
-    } else {
-        return Err(bad());
-    };
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => {
-            let port: u16 = port.parse().map_err(|_| bad())?;
-            (host, port)
-        }
-        _ => (authority, default_port),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let path = path
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
+/// `<host>-<port>[-<path>].sqlite3`: the path is the server's (the endpoint path without its
+/// final `websocket`, so `http://h` and `ws://h/websocket` share a file), and every
+/// character that is not safe in a file name becomes `_`.
+fn index_file_name(host: &str, port: u16, endpoint_path: &str) -> String {
+    let path = endpoint_path
+        .strip_suffix("websocket")
+        .unwrap_or(endpoint_path)
         .trim_matches('/');
-    let mut name = format!("{host}-{port}");
+    let mut name = format!("{}-{port}", host.to_ascii_lowercase());
     if !path.is_empty() {
         name.push('-');
         name.push_str(path);
@@ -262,7 +244,7 @@ fn index_file_name(server: &str) -> Result<String, IndexError> {
             }
         })
         .collect();
-    Ok(format!("{name}.sqlite3"))
+    format!("{name}.sqlite3")
 }
 
 #[cfg(test)]
@@ -271,46 +253,31 @@ mod tests {
 
     #[test]
     fn index_file_names_follow_the_server() {
-        let name = |url| index_file_name(url).unwrap();
         assert_eq!(
-            name("https://packages.meteor.com"),
+            index_file_name("packages.meteor.com", 443, "/websocket"),
             "packages.meteor.com-443.sqlite3"
         );
         assert_eq!(
-            name("https://packages.meteor.com/"),
-            "packages.meteor.com-443.sqlite3"
-        );
-        assert_eq!(
-            name("HTTPS://Packages.Meteor.com"),
-            "packages.meteor.com-443.sqlite3"
-        );
-        assert_eq!(
-            name("http://packages.meteor.com"),
+            index_file_name("Packages.Meteor.com", 80, "/websocket"),
             "packages.meteor.com-80.sqlite3"
         );
-        assert_eq!(name("http://127.0.0.1:3000"), "127.0.0.1-3000.sqlite3");
-        assert_eq!(name("http://[::1]:3000/"), "__1-3000.sqlite3");
-        assert_eq!(name("http://[::1]"), "__1-80.sqlite3");
-        assert_eq!(name("https://host/mirror/a"), "host-443-mirror_a.sqlite3");
-        assert_eq!(name("https://user:pw@host:8443"), "host-8443.sqlite3");
-        for bad in [
-            "packages.meteor.com",
-            "ftp://host",
-            "http://",
-            "http://host:port",
-            "http://:80",
-        ] {
-            assert!(index_file_name(bad).is_err(), "{bad}");
-        }
+        assert_eq!(
+            index_file_name("::1", 3000, "/websocket"),
+            "__1-3000.sqlite3"
+        );
+        assert_eq!(index_file_name("host", 9, "/"), "host-9.sqlite3");
+        assert_eq!(
+            index_file_name("host", 443, "/mirror/a/websocket"),
+            "host-443-mirror_a.sqlite3"
+        );
     }
 
     #[test]
     fn default_path_is_under_the_data_directory() {
-        let path = default_index_path("http://127.0.0.1:3000").unwrap();
+        let path = default_index_path("127.0.0.1", 3000, "/websocket").unwrap();
         assert!(
             path.ends_with("exosphere/indexes/127.0.0.1-3000.sqlite3"),
             "{path:?}"
         );
-        assert!(default_index_path("127.0.0.1:3000").is_err());
     }
 }

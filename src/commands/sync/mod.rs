@@ -18,7 +18,7 @@ use exosphere_index::Index;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::SyncArgs;
-use pages::{Pass, sync_pass};
+use pages::{Pass, PassOptions, sync_pass};
 
 /// The first wait before reconnecting in watch mode; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -42,12 +42,17 @@ async fn sync(args: SyncArgs) -> anyhow::Result<()> {
         Index::open(&path)?
     };
     let config = client_config(&args)?;
+    let settings = PassOptions {
+        compress: args.compress,
+        max_page_size: args.max_page_size,
+        max_empty_pages: args.max_empty_pages,
+    };
     let server = args.index.server.as_str();
     if args.watch {
-        return watch(server, &config, &mut index, args.compress).await;
+        return watch(server, &config, &mut index, settings).await;
     }
     let client = connect(server, &config).await?;
-    let pass = pass_with_progress(&client, &mut index, args.compress, None).await;
+    let pass = pass_with_progress(&client, &mut index, settings, None).await;
     client.close().await;
     let pass = pass.with_context(|| format!("the sync from {server} stopped"))?;
     println!("Synced {pass} from {server}.");
@@ -87,7 +92,7 @@ async fn connect(server: &str, config: &ClientConfig) -> anyhow::Result<Client> 
 async fn pass_with_progress(
     client: &Client,
     index: &mut Index,
-    compress: bool,
+    settings: PassOptions,
     changes: Option<u64>,
 ) -> anyhow::Result<Pass> {
     let bar = if std::io::stderr().is_terminal() {
@@ -102,7 +107,7 @@ async fn pass_with_progress(
     } else {
         ProgressBar::hidden()
     };
-    let pass = sync_pass(client, index, compress, |applied| bar.inc(applied.records)).await;
+    let pass = sync_pass(client, index, settings, |applied| bar.inc(applied.records)).await;
     bar.finish_and_clear();
     pass
 }
@@ -166,7 +171,7 @@ async fn watch(
     server: &str,
     config: &ClientConfig,
     index: &mut Index,
-    compress: bool,
+    settings: PassOptions,
 ) -> anyhow::Result<()> {
     let mut backoff = FIRST_BACKOFF;
     // The first connection must work: a wrong URL should not retry forever.
@@ -180,7 +185,7 @@ async fn watch(
                 None => connect(server, config).await?,
             };
             backoff = FIRST_BACKOFF;
-            follow(server, &client, index, compress).await
+            follow(server, &client, index, settings).await
         };
         let error = tokio::select! {
             _ = &mut ctrl_c => {
@@ -208,7 +213,7 @@ async fn follow(
     server: &str,
     client: &Client,
     index: &mut Index,
-    compress: bool,
+    settings: PassOptions,
 ) -> anyhow::Result<()> {
     let mut moved = client.watch();
     let Some(mut synced) = change_counters(client, true).await else {
@@ -218,7 +223,7 @@ async fn follow(
     };
     loop {
         let total = synced.values().sum();
-        let pass = pass_with_progress(client, index, compress, Some(total)).await?;
+        let pass = pass_with_progress(client, index, settings, Some(total)).await?;
         println!("Synced {pass} from {server}; watching for changes (Ctrl-C stops).");
         loop {
             if moved.changed().await.is_err() || client.is_closed() {

@@ -27,6 +27,18 @@ use serde_json::value::RawValue;
 /// The token of a client that has never synced (spec §3.1).
 const FIRST_TOKEN: &str = r#"{"format":"1.1"}"#;
 
+/// How a pass asks for pages, and how much it accepts from a server before calling it
+/// broken: a faulty or malicious server must not make the client loop or exhaust memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassOptions {
+    /// Ask for `collectionsCompressed` pages (spec §3.7).
+    pub(crate) compress: bool,
+    /// The most bytes a compressed page may inflate to.
+    pub(crate) max_page_size: usize,
+    /// The most pages in a row without records and without `upToDate`.
+    pub(crate) max_empty_pages: u32,
+}
+
 /// What one pass (from the stored token to `upToDate`) did.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Pass {
@@ -115,11 +127,11 @@ impl Collections<'_> {
 pub(crate) async fn sync_pass(
     client: &Client,
     index: &mut Index,
-    compress: bool,
+    settings: PassOptions,
     mut on_page: impl FnMut(&PageApplied),
 ) -> anyhow::Result<Pass> {
     let started = Instant::now();
-    let options: EjsonMap = if compress {
+    let options: EjsonMap = if settings.compress {
         [("compressCollections".to_owned(), Ejson::from(true))]
             .into_iter()
             .collect()
@@ -131,6 +143,8 @@ pub(crate) async fn sync_pass(
     let mut previous = stored.unwrap_or_else(|| FIRST_TOKEN.to_owned());
     let mut pending = request(client, &previous, &options).await?;
     let mut pass = Pass::default();
+    let mut empty_pages = 0u32;
+    let mut previous_reset = false;
     loop {
         let answer = pending.result().await?;
         let frame = answer.frame();
@@ -144,7 +158,7 @@ pub(crate) async fn sync_pass(
         let inflated;
         let collections = match (&result.collections_compressed, result.collections) {
             (Some(packed), _) => {
-                inflated = inflate(packed)?;
+                inflated = inflate(packed, settings.max_page_size)?;
                 serde_json::from_str::<Collections>(&inflated)
                     .context("a compressed page does not hold a collections object")?
             }
@@ -152,9 +166,18 @@ pub(crate) async fn sync_pass(
             (None, None) => bail!("the server sent a sync page without collections"),
         };
         let records = collections.records();
+        if result.reset_data && previous_reset {
+            bail!(
+                "the server broke the sync protocol: it sent `resetData` on two pages in a \
+                 row (spec §3.6 forbids it); stopping instead of starting over forever"
+            );
+        }
+        // Spec §3.3 steps 5 and 7: older servers end a sync with an empty `collections`
+        // object instead of `upToDate`.
+        let complete = result.up_to_date || (!result.reset_data && collections.0.is_empty());
         let page = SyncPage {
             reset_data: result.reset_data,
-            up_to_date: result.up_to_date,
+            up_to_date: complete,
             sync_token: result.sync_token,
             collections: collections.0,
         };
@@ -168,17 +191,27 @@ pub(crate) async fn sync_pass(
         pass.records += records;
         pass.bytes += frame.len() as u64;
         pass.reset |= result.reset_data;
-        if result.up_to_date {
+        if complete {
             pass.elapsed = started.elapsed();
             return Ok(pass);
         }
         let token = result.sync_token.get();
-        if records == 0 && token == previous {
+        if token == previous {
             bail!(
-                "the server keeps sending empty pages without `upToDate` (spec §3.3); \
-                 stopping instead of looping forever"
+                "the server broke the sync protocol: it answered without `upToDate` but \
+                 returned the token it was sent, so the next page would be the same \
+                 (spec §3.3, §3.5); stopping instead of looping forever"
             );
         }
+        empty_pages = if records == 0 { empty_pages + 1 } else { 0 };
+        if empty_pages > settings.max_empty_pages {
+            bail!(
+                "the server broke the sync protocol: it sent {empty_pages} pages in a row \
+                 without records and without `upToDate` (spec §3.3); stopping instead of \
+                 looping forever (--max-empty-pages)"
+            );
+        }
+        previous_reset = result.reset_data;
         previous = token.to_owned();
         pending = match next {
             Some(next) => next,
@@ -217,16 +250,24 @@ pub(crate) fn leading_token(frame: &str) -> Option<(&str, bool)> {
     }
 }
 
-/// Decodes `collectionsCompressed` as the tool does (spec §3.7): base64, then gunzip.
-fn inflate(packed: &str) -> anyhow::Result<String> {
+/// Decodes `collectionsCompressed` as the tool does (spec §3.7): base64, then gunzip, to
+/// at most `limit` bytes, so a gzip bomb fails instead of filling memory.
+fn inflate(packed: &str, limit: usize) -> anyhow::Result<String> {
     let gzipped = base64::engine::general_purpose::STANDARD
         .decode(packed)
         .context("a compressed page is not base64")?;
-    let mut json = String::with_capacity(gzipped.len() * 6);
+    let mut json = Vec::with_capacity(gzipped.len().saturating_mul(6).min(limit));
     flate2::read::GzDecoder::new(gzipped.as_slice())
-        .read_to_string(&mut json)
-        .context("a compressed page is not gzipped UTF-8 text")?;
-    Ok(json)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut json)
+        .context("a compressed page is not gzipped")?;
+    if json.len() > limit {
+        bail!(
+            "the server sent a compressed page that inflates to more than {limit} bytes \
+             (--max-page-size); refusing it"
+        );
+    }
+    String::from_utf8(json).context("a compressed page is not UTF-8 text")
 }
 
 #[cfg(test)]
@@ -270,8 +311,29 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(br#"{"packages":[]}"#).expect("gzip");
         let packed = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
-        assert_eq!(inflate(&packed).ok().as_deref(), Some(r#"{"packages":[]}"#));
-        assert!(inflate("not base64!").is_err());
-        assert!(inflate("aGVsbG8=").is_err());
+        assert_eq!(
+            inflate(&packed, 15).ok().as_deref(),
+            Some(r#"{"packages":[]}"#)
+        );
+        assert!(inflate("not base64!", 1 << 20).is_err());
+        assert!(inflate("aGVsbG8=", 1 << 20).is_err());
+    }
+
+    #[test]
+    fn compressed_pages_inflate_within_the_limit() {
+        use std::io::Write as _;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b' '; 1 << 20]).expect("gzip");
+        let packed = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
+        assert!(packed.len() < 4096, "{} bytes", packed.len());
+        let error = inflate(&packed, 64 << 10).expect_err("over the limit");
+        assert!(
+            format!("{error:#}").contains("more than 65536 bytes"),
+            "{error:#}"
+        );
+        assert_eq!(
+            inflate(&packed, 1 << 20).map(|json| json.len()).ok(),
+            Some(1 << 20)
+        );
     }
 }

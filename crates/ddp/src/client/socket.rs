@@ -30,6 +30,7 @@ pub struct Endpoint {
     pub url: String,
     host: String,
     port: u16,
+    path: String,
     tls: bool,
 }
 
@@ -81,11 +82,28 @@ impl Endpoint {
         let tls = scheme == "wss";
         let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         Ok(Endpoint {
+            path: uri.path().to_owned(),
             url,
             host,
             port,
             tls,
         })
+    }
+
+    /// The host, without IPv6 brackets: with [`Endpoint::port`] and [`Endpoint::path`], what
+    /// names a server (e.g. its local index file) without parsing its URL a second time.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The TCP port (the scheme's default when the URL has none).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The path of the WebSocket URL, without query or fragment (e.g. `/websocket`).
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// `host:port`, for messages.
@@ -233,6 +251,18 @@ mod tests {
             endpoint.map(|e| (e.host.clone(), e.address(), e.tls)),
             Some(("::1".to_owned(), "[::1]:3000".to_owned(), false))
         );
+    }
+
+    #[test]
+    fn paths() {
+        let path = |server| Endpoint::from_server_url(server).map(|e| e.path().to_owned());
+        assert_eq!(path("http://host").ok().as_deref(), Some("/websocket"));
+        assert_eq!(
+            path("https://user:pw@host:8443/mirror/").ok().as_deref(),
+            Some("/mirror/websocket")
+        );
+        assert_eq!(path("ws://host:9/ws?x=1").ok().as_deref(), Some("/ws"));
+        assert_eq!(path("wss://host").ok().as_deref(), Some("/"));
     }
 
     #[test]
