@@ -376,6 +376,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_STATS_ROLLUP_DELAY")]
     pub stats_rollup_delay: Duration,
 
+    /// How often the rollup job also runs between midnights, so a late report for a day
+    /// already rolled up re-opens that day and shows within this period (not zero).
+    #[arg(long, default_value = "1h", value_parser = parse_nonzero_duration, env = "EXOSPHERE_STATS_ROLLUP_EVERY")]
+    pub stats_rollup_every: Duration,
+
     /// Longest date range, in days, one /api/v1/stats request may ask for.
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
     pub stats_max_range_days: u64,
@@ -882,6 +887,14 @@ pub struct BenchClientSyncArgs {
     /// Sync with compressed pages (`exosphere sync --compress`).
     #[arg(long)]
     pub compress: bool,
+}
+
+/// Parses a duration like [`parse_duration`] and refuses zero, for periods of repeated work.
+pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!("`{text}` must be longer than zero")),
+        period => Ok(period),
+    }
 }
 
 /// Parses durations such as `250ms`, `45s`, `5m` or a bare number of seconds.

@@ -147,11 +147,14 @@ async fn websocket(
     exosphere_ddp::upgrade(state.ddp, upgrade, info)
 }
 
-/// `GET /stats/v1/YYYY-MM-DD` (spec §7.2): NDJSON rows, or 404 for a day without data.
+/// `GET /stats/v1/YYYY-MM-DD` (spec §7.2): NDJSON rows, or 404 for a day without data. A
+/// day from the current UTC day on (rolled up by hand) is unfinished: `no-store`, so no
+/// cache keeps its partial numbers.
 async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Response {
-    if let Err(error) = parse_day(&day) {
-        return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
-    }
+    let finished = match parse_day(&day) {
+        Ok(parsed) => parsed < chrono::Utc::now().date_naive(),
+        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
+    };
     let store = Arc::clone(&state.store);
     let lookup = {
         let day = day.clone();
@@ -166,7 +169,11 @@ async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Re
                 ),
                 (
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static("public, max-age=300"),
+                    HeaderValue::from_static(if finished {
+                        "public, max-age=300"
+                    } else {
+                        "no-store"
+                    }),
                 ),
             ],
             render_stats_day(&rows),

@@ -76,6 +76,26 @@ fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
         .unwrap();
 }
 
+/// The UTC day the server recorded on, read from its rows (the newest day with recordings
+/// not rolled up yet), so a test crossing UTC midnight still looks at the right day.
+fn recorded_day(data: &Path) -> NaiveDate {
+    let store = open_sqlite(data).unwrap();
+    let pending = store
+        .pending_usage_days(Utc::now().date_naive() + Days::new(2))
+        .unwrap();
+    *pending.last().expect("the server recorded something")
+}
+
+/// `GET url`'s `Cache-Control` header.
+fn cache_control(url: &str) -> Option<String> {
+    let response = ureq::get(url).call().expect("HTTP request");
+    response
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 async fn record(ddp: &mut Ddp, app: &str, list: Value, details: Value) -> Value {
     ddp.call("recordAppPackages", json!([app, list, details]))
         .await
@@ -85,9 +105,6 @@ async fn record(ddp: &mut Ddp, app: &str, list: Value, details: Value) -> Value 
 async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let today = Utc::now().date_naive();
-    let days_ago = |n: u64| today - Days::new(n);
-
     // The stats server role (spec §7.1): the tool subscribes first, then records.
     let server = Server::start(&data, &[]);
     let mut ddp = server.ddp().await;
@@ -133,14 +150,19 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
     // The same list again adds nothing.
     record(&mut ddp, "app-a", a, json!({"sessionId": session})).await;
 
+    let today = recorded_day(&data);
+    let days_ago = |n: u64| today - Days::new(n);
+
     // Nothing is published before a rollup; `stats rollup --date today` publishes what
-    // was recorded so far, and the `stats` publication moves live (§4.4).
+    // was recorded so far, as an unfinished day: not cached, and not advertised by the
+    // `stats` publication, whose consumers fetch each advertised day once (§4.4, §7.2).
     assert_eq!(stats_file(&server, today), Err(404));
     assert!(rollup(&data, &["--date", &today.to_string()]).contains("3 rows"));
-    let changed = ddp
-        .wait_for(|m| m["msg"] == "changed" && m["collection"] == "stats")
-        .await;
-    assert_eq!(changed["fields"]["latest"], today.to_string(), "{changed}");
+    let before = Utc::now().date_naive();
+    let caching = cache_control(&format!("{}/stats/v1/{today}", server.http));
+    if before == today && Utc::now().date_naive() == today {
+        assert_eq!(caching.as_deref(), Some("no-store"));
+    }
     assert_eq!(
         stats_file(&server, today),
         Ok(vec![
@@ -192,7 +214,8 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
     );
 
     // The restarted server's job catches up on both days; today keeps its manual rollup.
-    let server = Server::start(&data, &[]);
+    // It also runs every 100 ms here (`--stats-rollup-every`), for the late report below.
+    let server = Server::start(&data, &["--stats-rollup-every", "100ms"]);
     let mut waited = 0;
     while stats_file(&server, days_ago(2)).is_err() {
         assert!(
@@ -220,21 +243,42 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
         "no recordings, no file"
     );
     assert_eq!(stats_file(&server, today), Ok(today_rows));
+    assert_eq!(
+        cache_control(&format!("{}/stats/v1/{}", server.http, days_ago(3))).as_deref(),
+        Some("public, max-age=300"),
+        "a finished day is cacheable"
+    );
     let mut ddp = server.ddp().await;
     let (stats_docs, _) = ddp.subscribe("s", "stats").await;
-    // The watcher may not have polled since the job wrote; then a `changed` follows.
-    let earliest = days_ago(3).to_string();
-    if stats_docs[0]["fields"]["earliest"] != earliest.as_str() {
+    // The watcher may not have polled since the job wrote; then `changed`s follow.
+    let mut fields = stats_docs[0]["fields"].clone();
+    while fields["earliest"] != days_ago(3).to_string().as_str() {
         let changed = ddp
             .wait_for(|m| m["msg"] == "changed" && m["collection"] == "stats")
             .await;
-        assert_eq!(
-            changed["fields"]["earliest"],
-            earliest.as_str(),
-            "{changed}"
-        );
+        for (key, value) in changed["fields"].as_object().unwrap() {
+            fields[key] = value.clone();
+        }
     }
-    assert_eq!(stats_docs[0]["fields"]["latest"], today.to_string());
+    // The latest finished day; today's manual rollup is not advertised.
+    if Utc::now().date_naive() == today {
+        assert_eq!(fields["latest"], days_ago(2).to_string(), "{fields}");
+    }
+
+    // A late report for a day already rolled up re-opens it; the periodic run rolls it
+    // up again while the server keeps serving.
+    record_past(
+        &data,
+        days_ago(2),
+        &[("app-e", &[("tracker", "1.0.0", true)])],
+    );
+    let reopened = vec![row("tracker", "1.0.0", 1, 1), row("tracker", "1.1.0", 1, 1)];
+    let mut waited = 0;
+    while stats_file(&server, days_ago(2)) != Ok(reopened.clone()) {
+        assert!(waited < 200, "the late report was not rolled up");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
     // Nothing is pending any more: a manual catch-up finds nothing to do.
     assert!(
         rollup(&data, &[]).contains("nothing to roll up"),
@@ -253,12 +297,12 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
     assert_eq!(range["name"], "tracker");
     assert_eq!(
         (&range["directAdds"], &range["totalAdds"]),
-        (&json!(4), &json!(6))
+        (&json!(5), &json!(7))
     );
     assert_eq!(
         range["versions"],
         json!([
-            {"version": "1.0.0", "directAdds": 2, "totalAdds": 3},
+            {"version": "1.0.0", "directAdds": 3, "totalAdds": 4},
             {"version": "1.1.0", "directAdds": 2, "totalAdds": 2},
             {"version": "0.9.0", "directAdds": 0, "totalAdds": 1},
         ])
@@ -273,7 +317,7 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
         per_day,
         [
             (json!(days_ago(3).to_string()), json!(2)),
-            (json!(days_ago(2).to_string()), json!(1)),
+            (json!(days_ago(2).to_string()), json!(2)),
             (json!(days_ago(1).to_string()), json!(0)),
             (json!(today.to_string()), json!(3)),
         ]
@@ -283,6 +327,22 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
         json!({"directAdds": 0, "totalAdds": 0})
     );
     assert_eq!(range["trend"]["totalAddsChange"], Value::Null);
+
+    // The last two days against the two before: 3 total adds against 4, 2 direct against 3.
+    let (status, body, _) = http_get(&format!(
+        "{}/api/v1/stats/packages/tracker?from={}&to={today}",
+        server.http,
+        days_ago(1)
+    ));
+    assert_eq!(status, 200, "{body}");
+    let trend: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        trend["trend"]["previous"],
+        json!({"directAdds": 3, "totalAdds": 4})
+    );
+    assert_eq!(trend["trend"]["totalAddsChange"], json!(-0.25));
+    let direct = trend["trend"]["directAddsChange"].as_f64().unwrap();
+    assert!((direct + 1.0 / 3.0).abs() < 1e-9, "{trend}");
 
     for bad in [
         "tracker?from=2024-02-30",
@@ -335,7 +395,7 @@ async fn bad_reports_get_a_clear_error_and_store_nothing() {
         )
         .await;
     assert!(answer["result"]["newSessionId"].is_string(), "{answer}");
-    let today = Utc::now().date_naive().to_string();
+    let today = recorded_day(&data).to_string();
     assert!(rollup(&data, &["--date", &today]).contains("1 rows"));
     let tomorrow = (Utc::now().date_naive() + Days::new(1)).to_string();
     let output = run(&[

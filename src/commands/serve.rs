@@ -85,7 +85,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_packages: usize::try_from(args.stats_max_packages)?,
         },
     };
-    tokio::spawn(roll_up_daily(Arc::clone(&store), args.stats_rollup_delay));
+    tokio::spawn(roll_up_daily(
+        Arc::clone(&store),
+        args.stats_rollup_delay,
+        args.stats_rollup_every,
+    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -270,12 +274,16 @@ fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
 /// holding the write lock).
 const ROLLUP_RETRY: Duration = Duration::from_secs(60);
 
-/// The daily stats job (spec §7.2, "slightly past UTC midnight"): at startup, and `delay`
-/// after every UTC midnight, rolls up each day before today that got recordings since its
-/// last rollup, so days missed while the server was down are caught up too.
-async fn roll_up_daily(store: Arc<dyn CatalogStore>, delay: Duration) {
+/// The daily stats job (spec §7.2, "slightly past UTC midnight"): at startup, `delay`
+/// after every UTC midnight, and every `every` in between, rolls up each day before today
+/// that got recordings since its last rollup, so days missed while the server was down are
+/// caught up, and a late report re-opens its day within `every`. The next wake-up is
+/// computed from when a run starts, so a long catch-up cannot skip a midnight.
+async fn roll_up_daily(store: Arc<dyn CatalogStore>, delay: Duration, every: Duration) {
     loop {
-        let today = chrono::Utc::now().date_naive();
+        let started = tokio::time::Instant::now();
+        let now = chrono::Utc::now();
+        let today = now.date_naive();
         let job_store = Arc::clone(&store);
         let outcome =
             tokio::task::spawn_blocking(move || usage::catch_up(&*job_store, today)).await;
@@ -296,21 +304,33 @@ async fn roll_up_daily(store: Arc<dyn CatalogStore>, delay: Duration) {
                 continue;
             }
         }
-        tokio::time::sleep(until_after_next_midnight(chrono::Utc::now(), delay)).await;
+        tokio::time::sleep_until(started + until_next_rollup(now, delay, every)).await;
     }
 }
 
-/// The time from `now` until `delay` past the next UTC midnight.
-fn until_after_next_midnight(now: chrono::DateTime<chrono::Utc>, delay: Duration) -> Duration {
-    let next_midnight = now
-        .date_naive()
-        .succ_opt()
-        .and_then(|day| day.and_hms_opt(0, 0, 0))
-        .map(|midnight| midnight.and_utc());
-    next_midnight
-        .and_then(|midnight| (midnight - now).to_std().ok())
-        .unwrap_or(Duration::from_secs(24 * 3600))
-        + delay
+/// The time from `now` until the job's next run: `delay` past the next UTC midnight (today's
+/// while that is still ahead), or `every`, whichever comes first.
+fn until_next_rollup(
+    now: chrono::DateTime<chrono::Utc>,
+    delay: Duration,
+    every: Duration,
+) -> Duration {
+    let after_midnight = |day: chrono::NaiveDate| {
+        day.and_hms_opt(0, 0, 0)
+            .map(|midnight| midnight.and_utc())
+            .and_then(|midnight| {
+                chrono::TimeDelta::from_std(delay)
+                    .ok()
+                    .map(|d| midnight + d)
+            })
+            .and_then(|at| (at - now).to_std().ok())
+    };
+    let today = now.date_naive();
+    after_midnight(today)
+        .filter(|wait| !wait.is_zero())
+        .or_else(|| today.succ_opt().and_then(after_midnight))
+        .unwrap_or(every)
+        .min(every)
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
@@ -347,20 +367,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_rollup_wakes_after_the_next_utc_midnight() {
+    fn the_rollup_wakes_after_the_next_utc_midnight_or_every_period() {
         let at = |text: &str| {
             chrono::DateTime::parse_from_rfc3339(text)
                 .unwrap()
                 .with_timezone(&chrono::Utc)
         };
         let five = Duration::from_secs(300);
+        let day = Duration::from_secs(48 * 3600);
         assert_eq!(
-            until_after_next_midnight(at("2024-10-01T23:00:00Z"), five),
+            until_next_rollup(at("2024-10-01T23:00:00Z"), five, day),
             Duration::from_secs(3600 + 300)
         );
+        // A run started just before midnight wakes after that midnight, however long it
+        // takes: the wait counts from its start.
         assert_eq!(
-            until_after_next_midnight(at("2024-10-02T00:00:00Z"), five),
-            Duration::from_secs(24 * 3600 + 300)
+            until_next_rollup(at("2024-10-01T23:58:00Z"), five, day),
+            Duration::from_secs(7 * 60)
+        );
+        // Between midnight and the delay, today's run is still ahead.
+        assert_eq!(
+            until_next_rollup(at("2024-10-02T00:00:00Z"), five, day),
+            five
+        );
+        assert_eq!(
+            until_next_rollup(at("2024-10-02T00:05:00Z"), five, day),
+            Duration::from_secs(24 * 3600)
+        );
+        // Late reports: the job also runs every period in between.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            until_next_rollup(at("2024-10-02T12:00:00Z"), five, hour),
+            hour
+        );
+        assert_eq!(
+            until_next_rollup(at("2024-10-02T23:30:00Z"), five, hour),
+            Duration::from_secs(35 * 60)
         );
     }
 }

@@ -590,7 +590,10 @@ impl CatalogStore for SqliteStore {
             let meta = read_meta(&tx, &self.sql)?;
             // Scalar subqueries, because SQLite answers a lone MIN or MAX from the
             // primary-key b-tree's edge but scans for both in one SELECT. Rolled-up days
-            // count too: a day without adds still has a (empty) file.
+            // count too: a day without adds still has a (empty) file. Days from the current
+            // UTC day on are left out: a rollup of today is unfinished, and consumers fetch
+            // an advertised day once and keep it (spec §4.4, §7.2).
+            let today = chrono::Utc::now().date_naive().to_string();
             let (imported_min, imported_max, rolled_min, rolled_max): (
                 Option<String>,
                 Option<String>,
@@ -598,12 +601,13 @@ impl CatalogStore for SqliteStore {
                 Option<String>,
             ) = tx
                 .prepare_cached(
-                    "SELECT (SELECT MIN(day) FROM stats), (SELECT MAX(day) FROM stats), \
-                     (SELECT MIN(day) FROM usage_days WHERE rolled_up = 1), \
-                     (SELECT MAX(day) FROM usage_days WHERE rolled_up = 1)",
+                    "SELECT (SELECT MIN(day) FROM stats WHERE day < ?1), \
+                     (SELECT MAX(day) FROM stats WHERE day < ?1), \
+                     (SELECT MIN(day) FROM usage_days WHERE rolled_up = 1 AND day < ?1), \
+                     (SELECT MAX(day) FROM usage_days WHERE rolled_up = 1 AND day < ?1)",
                 )
                 .db()?
-                .query_row([], |row| {
+                .query_row([&today], |row| {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })
                 .db()?;

@@ -282,27 +282,7 @@ pub fn package_stats(
     let first_day = from.to_string();
     let (previous_rows, current): (Vec<&StatsRow>, Vec<&StatsRow>) =
         rows.iter().partition(|row| row.date() < first_day.as_str());
-    let mut periods = Vec::new();
-    let mut start = interval.start_of(from);
-    while start <= to {
-        let next = interval.next(start);
-        let end = next
-            .and_then(|next| next.pred_opt())
-            .unwrap_or(NaiveDate::MAX)
-            .min(to);
-        let clipped = start.max(from);
-        let (lo, hi) = (clipped.to_string(), end.to_string());
-        let in_period: Vec<&StatsRow> = current
-            .iter()
-            .copied()
-            .filter(|row| row.date() >= lo.as_str() && row.date() <= hi.as_str())
-            .collect();
-        periods.push(SpanAdds::new(clipped, end, &in_period));
-        match next {
-            Some(next) => start = next,
-            None => break,
-        }
-    }
+    let periods = split_periods(&current, from, to, interval);
     let range = SpanAdds::new(from, to, &current);
     let previous = SpanAdds::new(previous_from, previous_to, &previous_rows).adds;
     let change =
@@ -321,6 +301,39 @@ pub fn package_stats(
         periods,
         trend,
     })
+}
+
+/// Splits `rows` (days `from` ..= `to`, ordered by day as
+/// [`CatalogStore::package_stats_rows`] returns them) into one [`SpanAdds`] per `interval`
+/// period, clipped to the range. One pass over the rows: each period takes the run of rows
+/// up to its last day, so a long range of short periods costs rows + periods, not their
+/// product.
+fn split_periods(
+    rows: &[&StatsRow],
+    from: NaiveDate,
+    to: NaiveDate,
+    interval: Interval,
+) -> Vec<SpanAdds> {
+    let mut periods = Vec::new();
+    let mut rest = rows;
+    let mut start = interval.start_of(from);
+    while start <= to {
+        let next = interval.next(start);
+        let end = next
+            .and_then(|next| next.pred_opt())
+            .unwrap_or(NaiveDate::MAX)
+            .min(to);
+        let last_day = end.to_string();
+        let taken = rest.partition_point(|row| row.date() <= last_day.as_str());
+        let (in_period, after) = rest.split_at(taken);
+        periods.push(SpanAdds::new(start.max(from), end, in_period));
+        rest = after;
+        match next {
+            Some(next) => start = next,
+            None => break,
+        }
+    }
+    periods
 }
 
 #[cfg(test)]
@@ -462,6 +475,53 @@ mod tests {
         ));
         assert_eq!("week".parse(), Ok(Interval::Week));
         assert!("year".parse::<Interval>().is_err());
+    }
+
+    /// The one-pass split gives each period exactly its own rows, over a long range of
+    /// short periods with rows on period edges, several per day and empty periods between.
+    #[test]
+    fn periods_take_exactly_their_rows_in_one_pass() {
+        let from = day("2015-01-01");
+        let to = from + Days::new(3659);
+        let mut rows = Vec::new();
+        let mut expected_per_week: BTreeMap<NaiveDate, u64> = BTreeMap::new();
+        let mut d = from;
+        let mut n = 0;
+        while d <= to {
+            if n % 5 != 3 {
+                for version in ["1.0.0", "1.1.0"] {
+                    rows.push(StatsRow::new(d.to_string(), "p", version, 1, n % 7).unwrap());
+                }
+                *expected_per_week
+                    .entry(Interval::Week.start_of(d).max(from))
+                    .or_default() += 2 * (n % 7);
+            }
+            d = d.succ_opt().unwrap();
+            n += 1;
+        }
+        let refs: Vec<&StatsRow> = rows.iter().collect();
+        let days = split_periods(&refs, from, to, Interval::Day);
+        assert_eq!(days.len(), 3660);
+        for (i, period) in days.iter().enumerate() {
+            let i = i as u64;
+            let want = if i % 5 == 3 { 0 } else { 2 * (i % 7) };
+            assert_eq!(period.adds.total_adds, want, "{}", period.from);
+            assert_eq!(period.from, period.to);
+        }
+        let weeks = split_periods(&refs, from, to, Interval::Week);
+        let got: BTreeMap<NaiveDate, u64> =
+            weeks.iter().map(|w| (w.from, w.adds.total_adds)).collect();
+        assert_eq!(got, expected_per_week);
+        assert_eq!(
+            weeks.first().map(|w| w.from),
+            Some(from),
+            "clipped to the range"
+        );
+        assert_eq!(weeks.last().map(|w| w.to), Some(to));
+        let months = split_periods(&refs, from, to, Interval::Month);
+        assert_eq!(months.len(), 121);
+        let all: u64 = months.iter().map(|m| m.adds.direct_adds).sum();
+        assert_eq!(all, rows.len() as u64, "every row lands in one period");
     }
 
     #[test]

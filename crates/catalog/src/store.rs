@@ -121,10 +121,11 @@ pub struct CatalogState {
     /// Per collection, the number of inserts, changing updates and deletions ever made
     /// (the `changes` publication, spec §4.3); see [`CatalogState::changes`].
     pub change_counters: PerCollection<u64>,
-    /// The first day with a `/stats/v1` file: stats rows, or a rolled-up day (the `stats`
-    /// publication, spec §4.4).
+    /// The first finished day with a `/stats/v1` file: stats rows, or a rolled-up day (the
+    /// `stats` publication, spec §4.4). Days from the current UTC day on are unfinished and
+    /// never advertised, even when rolled up by hand.
     pub stats_earliest: Option<String>,
-    /// The last day with a `/stats/v1` file.
+    /// The last finished day with a `/stats/v1` file (before the current UTC day).
     pub stats_latest: Option<String>,
 }
 

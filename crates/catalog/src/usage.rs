@@ -569,6 +569,30 @@ mod tests {
         assert_eq!(file(&store, "2024-10-04"), rows(&[("ddp", "2.0.0", 1, 1)]));
     }
 
+    /// A hand rollup of the current UTC day serves its file but is not advertised by the
+    /// `stats` publication: consumers fetch an advertised day once (spec §4.4, §7.2).
+    #[test]
+    fn a_rollup_of_today_is_not_advertised() {
+        let (_dir, store) = temp_store();
+        let today = chrono::Utc::now().date_naive();
+        let yesterday = today.pred_opt().unwrap();
+        for d in [yesterday, today] {
+            record(
+                &store,
+                &d.to_string(),
+                &[app("A", &[("tracker", "1.0.0", true)])],
+            );
+            roll_up(&store, d).unwrap();
+        }
+        // A run crossing midnight sees today become yesterday's successor; re-read the clock.
+        let now = chrono::Utc::now().date_naive();
+        assert!(file(&store, &today.to_string()).is_some());
+        let state = store.state().unwrap();
+        let expected = now.pred_opt().unwrap().min(today).to_string();
+        assert_eq!(state.stats_latest.as_deref(), Some(expected.as_str()));
+        assert_eq!(state.stats_earliest, Some(yesterday.to_string()));
+    }
+
     #[test]
     fn rollup_replaces_imported_rows_of_recorded_days_only() {
         let (_dir, store) = temp_store();
