@@ -378,7 +378,7 @@ pub struct ServeArgs {
 
     /// How often the rollup job also runs between midnights, so a late report for a day
     /// already rolled up re-opens that day and shows within this period (not zero).
-    #[arg(long, default_value = "1h", value_parser = parse_nonzero_duration, env = "EXOSPHERE_STATS_ROLLUP_EVERY")]
+    #[arg(long, default_value = "1h", value_parser = parse_positive_duration, env = "EXOSPHERE_STATS_ROLLUP_EVERY")]
     pub stats_rollup_every: Duration,
 
     /// Longest date range, in days, one /api/v1/stats request may ask for.
@@ -889,14 +889,6 @@ pub struct BenchClientSyncArgs {
     pub compress: bool,
 }
 
-/// Parses a duration like [`parse_duration`] and refuses zero, for periods of repeated work.
-pub fn parse_nonzero_duration(text: &str) -> Result<Duration, String> {
-    match parse_duration(text)? {
-        Duration::ZERO => Err(format!("`{text}` must be longer than zero")),
-        period => Ok(period),
-    }
-}
-
 /// Parses durations such as `250ms`, `45s`, `5m` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -918,8 +910,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Parses a duration like [`parse_duration`], refusing zero: for intervals where zero
-/// would make the server spin (a heartbeat every 0 s).
+/// Parses a duration like [`parse_duration`], refusing zero: for periods of repeated work,
+/// where zero would make the server spin (a heartbeat or a rollup every 0 s).
 pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         Duration::ZERO => Err(format!("`{text}` must be longer than zero")),
