@@ -998,3 +998,65 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
         "a refused release was stored"
     );
 }
+
+/// The files waiting in the staging area of the data directory's blob store.
+fn staged_files(data: &Path) -> Vec<String> {
+    match std::fs::read_dir(data.join("files").join("uploads")) {
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Spec §5.1 retried after a crash, and §5.1/§5.10 abandoned after the uploads: the
+/// uploaded files of replaced and abandoned publishes are deleted, not kept forever.
+#[tokio::test]
+async fn retried_and_abandoned_publishes_leave_no_staging_files() {
+    let world = world();
+    let mut server = serve(&world.data, &["--upload-ttl", "3s"]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:retried";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    for attempt in 0..2 {
+        let created = ok(
+            &mut alice,
+            "createPackageVersion",
+            json!([version_record(name, "1.0.0")]),
+        )
+        .await;
+        let source = file(&format!("attempt {attempt}"), 5_000);
+        assert_eq!(put(created["readmeUrl"].as_str().unwrap(), b"# r\n").0, 200);
+        assert_eq!(put(created["uploadUrl"].as_str().unwrap(), &source).0, 200);
+    }
+    assert_eq!(staged_files(&world.data).len(), 4);
+    publish_version(&mut alice, name, "1.0.0", false).await;
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+
+    // Uploaded, never published: a version (with a 0-byte README, as the tool sends for
+    // packages without docs) and a README update.
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.1")]),
+    )
+    .await;
+    assert_eq!(put(created["readmeUrl"].as_str().unwrap(), b"").0, 200);
+    assert_eq!(put(created["uploadUrl"].as_str().unwrap(), b"src").0, 200);
+    let id = json!({"packageName": name, "version": "1.0.0"});
+    let readme = ok(&mut alice, "createReadme", json!([id])).await;
+    assert_eq!(put(readme["url"].as_str().unwrap(), b"# new\n").0, 200);
+    assert_eq!(staged_files(&world.data).len(), 3);
+
+    // The sweep runs at startup: after the tickets expired, a restart deletes the files.
+    drop(alice);
+    server.signal_terminate();
+    server.wait_exit(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let _server = serve(&world.data, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !staged_files(&world.data).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+}

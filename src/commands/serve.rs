@@ -206,29 +206,15 @@ fn publishing(
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Deletes expired upload tickets and pending publishes, and their staging files, so an
-/// abandoned publish leaves nothing behind.
+/// abandoned publish leaves nothing behind (at startup, then every [`SWEEP_INTERVAL`]).
 async fn sweep_expired(publishing: Publishing) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         ticks.tick().await;
-        let now = chrono::Utc::now().timestamp_millis();
-        let swept = publishing
-            .transact(move |writer| Ok(writer.accounts().delete_expired(now)?))
-            .await;
-        let staging = match swept {
-            Ok(staging) => staging,
-            Err(error) => {
-                tracing::warn!(%error, "cannot sweep expired uploads");
-                continue;
-            }
-        };
-        for key in staging {
-            let Ok(key) = exosphere_blobs::BlobKey::new(&key) else {
-                continue;
-            };
-            if let Err(error) = publishing.blobs.delete(&key).await {
-                tracing::warn!(%error, %key, "cannot delete an expired upload");
-            }
+        match publishing.sweep().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired staging uploads"),
+            Err(error) => tracing::warn!(%error, "cannot sweep expired uploads"),
         }
     }
 }

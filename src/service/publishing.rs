@@ -341,11 +341,6 @@ impl Publishing {
             .iter()
             .map(|upload| upload.as_ref().map(|(_, verified)| verified.clone()))
             .collect();
-        let staging: Vec<String> = uploads
-            .iter()
-            .flatten()
-            .map(|(upload, _)| upload.staging.clone())
-            .collect();
         let record = pending.record.clone();
         self.transact(move |writer| {
             let user = require_user(writer, &user_id)?;
@@ -358,16 +353,57 @@ impl Publishing {
             Ok(())
         })
         .await?;
-        for key in staging {
-            if let Ok(key) = blob_key(&key)
-                && let Err(error) = self.blobs.delete(&key).await
-            {
-                tracing::warn!(%error, %key, "cannot delete a staging upload");
-            }
+        if let Err(error) = self.sweep().await {
+            tracing::warn!(%error, "cannot delete staging uploads after a publish");
         }
         Ok(())
     }
+
+    /// Deletes expired pending publishes, then the staging blob of every expired or
+    /// retired upload ticket and after it the ticket, so the ticket rows are the list of
+    /// files still to delete and a crash at any point leaves nothing behind for good.
+    /// Returns how many staging files were deleted.
+    pub async fn sweep(&self) -> Result<usize, DdpError> {
+        let now = now_ms();
+        self.transact(move |writer| Ok(writer.accounts().delete_expired_pending(now)?))
+            .await?;
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .transact(move |writer| Ok(writer.accounts().expired_uploads(now, SWEEP_BATCH)?))
+                .await?;
+            let full = batch.len() == SWEEP_BATCH;
+            let mut done = Vec::new();
+            for (hash, staging) in batch {
+                if let Ok(key) = blob_key(&staging)
+                    && let Err(error) = self.blobs.delete(&key).await
+                {
+                    tracing::warn!(%error, %key, "cannot delete a staging upload");
+                    continue;
+                }
+                done.push(hash);
+            }
+            if done.is_empty() {
+                break;
+            }
+            deleted += done.len();
+            self.transact(move |writer| {
+                for hash in &done {
+                    writer.accounts().delete_upload(hash)?;
+                }
+                Ok(())
+            })
+            .await?;
+            if !full {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
 }
+
+/// Upload tickets [`Publishing::sweep`] handles per transaction.
+const SWEEP_BATCH: usize = 256;
 
 /// What the first transaction of [`Publishing::finish`] found: the user, the pending
 /// publish, and each upload with its verified hash (`None`: optional and not sent).
@@ -416,12 +452,12 @@ fn verify_upload(
     }
 }
 
-/// Deletes a pending publish and its upload tickets (their staging blobs are left to the
-/// expiry sweep).
+/// Deletes a pending publish and retires its upload tickets: [`Publishing::sweep`] then
+/// deletes their staging blobs (used, replaced by a retry, or never published).
 fn drop_pending(writer: &mut dyn CatalogWriter, hash: &str) -> Tx<()> {
     if let Some(pending) = writer.accounts().pending(hash)? {
         for upload in &pending.uploads {
-            writer.accounts().delete_upload(upload)?;
+            writer.accounts().retire_upload(upload)?;
         }
     }
     writer.accounts().delete_pending(hash)?;
