@@ -508,8 +508,8 @@ pub enum TokenCommand {
     Create(TokenCreateArgs),
     /// List tokens (never their text): id, user, created, expires.
     List(TokenListArgs),
-    /// Revoke a token by the id `token list` shows; sessions logged in with it stay logged
-    /// in until they disconnect.
+    /// Revoke a token by the id `token list` shows; sessions logged in with it are refused
+    /// (403, logged out) from their next call on.
     Revoke(TokenRevokeArgs),
 }
 

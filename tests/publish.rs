@@ -1060,3 +1060,48 @@ async fn retried_and_abandoned_publishes_leave_no_staging_files() {
     }
     assert_eq!(staged_files(&world.data), Vec::<String>::new());
 }
+
+/// Spec §6.2: a revoked token ends the sessions already logged in with it: their next call
+/// gets the 403 of a bad token, changes nothing, and the session is logged out.
+#[tokio::test]
+async fn revoking_a_token_logs_its_open_sessions_out() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let mut mallory = login(&server, &world.mallory).await;
+    ok(
+        &mut alice,
+        "createPackage",
+        json!([{"name": "acme:before"}]),
+    )
+    .await;
+
+    let data_arg = world.data.to_str().unwrap();
+    let list = run(&["token", "list", "--data-dir", data_arg]);
+    assert_success(&list);
+    let listing = String::from_utf8(list.stdout).unwrap();
+    let id = listing
+        .lines()
+        .find(|line| line.split('\t').nth(1) == Some("alice"))
+        .and_then(|line| line.split('\t').next())
+        .unwrap();
+    assert_success(&run(&["token", "revoke", id, "--data-dir", data_arg]));
+
+    let error = refused(&mut alice, "createPackage", json!([{"name": "acme:after"}])).await;
+    assert_eq!(error["error"], 403, "{error}");
+    assert_eq!(
+        error["reason"],
+        "You've been logged out by the server. Please log in again."
+    );
+    let error = refused(&mut alice, "amIAuthorizedPackage", json!(["acme:before"])).await;
+    assert_eq!(error["error"], 401, "logged out after the refusal: {error}");
+    let after = export(&world.data);
+    assert!(after.contains("acme:before") && !after.contains("acme:after"));
+    // Other tokens keep working.
+    ok(
+        &mut mallory,
+        "createPackage",
+        json!([{"name": "mallory:still"}]),
+    )
+    .await;
+}
