@@ -78,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);
-                tracing::info_span!("http", request_id = id, method = %request.method(), path = %request.uri().path())
+                tracing::info_span!("http", request_id = id, method = %request.method(), path = %files::loggable_path(request.uri().path()))
             },
         ))
         .with_state(state)

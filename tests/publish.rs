@@ -1105,3 +1105,36 @@ async fn revoking_a_token_logs_its_open_sessions_out() {
     )
     .await;
 }
+
+/// An upload URL's secret is its authorization: the request log shows `/uploads/…`.
+#[tokio::test]
+async fn upload_secrets_stay_out_of_the_logs() {
+    use std::io::BufRead as _;
+    let world = world();
+    let mut child = common::exosphere()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&world.data)
+        .env("RUST_LOG", "info,tower_http=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let http = line.trim().strip_prefix("Exosphere listening on ").unwrap();
+    let secret = "A".repeat(43);
+    assert_eq!(put(&format!("{http}/uploads/{secret}"), b"x").0, 404);
+    child.kill().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(logs.contains("/uploads/…"), "{logs}");
+    assert!(!logs.contains(&secret), "{logs}");
+}
