@@ -379,7 +379,8 @@ pub struct ServeArgs {
 pub struct PublishArgs {
     /// The URL clients reach this server at (e.g. https://packages.example.com behind a
     /// reverse proxy); every upload and download URL handed out starts with it. Default:
-    /// http://<the listen address>.
+    /// http://<the listen address>; required when listening on every interface
+    /// (0.0.0.0 or [::]).
     #[arg(long, env = "EXOSPHERE_PUBLIC_URL")]
     pub public_url: Option<String>,
 

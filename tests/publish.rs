@@ -1138,3 +1138,17 @@ async fn upload_secrets_stay_out_of_the_logs() {
     assert!(logs.contains("/uploads/…"), "{logs}");
     assert!(!logs.contains(&secret), "{logs}");
 }
+
+/// `--public-url` defaults to the listen address, which is no URL when the server listens
+/// on every interface: refused before anything is opened or bound.
+#[test]
+fn listening_on_every_interface_needs_a_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let output = run(&["serve", "--listen", listen, "--data-dir", data]);
+        assert!(!output.status.success(), "{listen} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("set --public-url"), "{stderr}");
+    }
+}

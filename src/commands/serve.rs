@@ -37,6 +37,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    check_public_url(&args)?;
     // Each session is a socket: let --max-sessions be reachable as far as the system allows.
     match fd_limit::raise() {
         Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < args.max_sessions => {
@@ -200,6 +201,21 @@ fn publishing(
         max_upload_size: options.max_upload_size,
         upload_ttl: options.upload_ttl,
     })
+}
+
+/// Refuses to start without `--public-url` when the listen address is unspecified
+/// (`0.0.0.0`, `[::]`): the default URL would send clients to `http://0.0.0.0:…`.
+fn check_public_url(args: &ServeArgs) -> anyhow::Result<()> {
+    let listen = args.listen;
+    if args.publishing.public_url.is_none() && listen.ip().is_unspecified() {
+        anyhow::bail!(
+            "--listen {listen} accepts connections on every interface, so the URL clients \
+             reach this server at cannot be derived from it: set --public-url (or \
+             EXOSPHERE_PUBLIC_URL), e.g. --public-url http://packages.example.com:{}",
+            listen.port()
+        );
+    }
+    Ok(())
 }
 
 /// How often expired upload tickets and unfinished publishes are cleaned up.
