@@ -394,7 +394,8 @@ pub struct ServeArgs {
 pub struct PublishArgs {
     /// The URL clients reach this server at (e.g. https://packages.example.com behind a
     /// reverse proxy); every upload and download URL handed out starts with it. Default:
-    /// http://<the listen address>.
+    /// http://<the listen address>; required when listening on every interface
+    /// (0.0.0.0 or [::]).
     #[arg(long, env = "EXOSPHERE_PUBLIC_URL")]
     pub public_url: Option<String>,
 
@@ -523,8 +524,8 @@ pub enum TokenCommand {
     Create(TokenCreateArgs),
     /// List tokens (never their text): id, user, created, expires.
     List(TokenListArgs),
-    /// Revoke a token by the id `token list` shows; sessions logged in with it stay logged
-    /// in until they disconnect.
+    /// Revoke a token by the id `token list` shows; sessions logged in with it are refused
+    /// (403, logged out) from their next call on.
     Revoke(TokenRevokeArgs),
 }
 

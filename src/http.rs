@@ -89,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new(SharedClassifier::new(ServerFailures)).make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);
-                tracing::info_span!("http", request_id = id, method = %request.method(), path = %request.uri().path())
+                tracing::info_span!("http", request_id = id, method = %request.method(), path = %files::loggable_path(request.uri().path()))
             },
         ).on_response(log_response))
         .with_state(state)

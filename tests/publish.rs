@@ -998,3 +998,157 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
         "a refused release was stored"
     );
 }
+
+/// The files waiting in the staging area of the data directory's blob store.
+fn staged_files(data: &Path) -> Vec<String> {
+    match std::fs::read_dir(data.join("files").join("uploads")) {
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Spec §5.1 retried after a crash, and §5.1/§5.10 abandoned after the uploads: the
+/// uploaded files of replaced and abandoned publishes are deleted, not kept forever.
+#[tokio::test]
+async fn retried_and_abandoned_publishes_leave_no_staging_files() {
+    let world = world();
+    let mut server = serve(&world.data, &["--upload-ttl", "3s"]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:retried";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    for attempt in 0..2 {
+        let created = ok(
+            &mut alice,
+            "createPackageVersion",
+            json!([version_record(name, "1.0.0")]),
+        )
+        .await;
+        let source = file(&format!("attempt {attempt}"), 5_000);
+        assert_eq!(put(created["readmeUrl"].as_str().unwrap(), b"# r\n").0, 200);
+        assert_eq!(put(created["uploadUrl"].as_str().unwrap(), &source).0, 200);
+    }
+    assert_eq!(staged_files(&world.data).len(), 4);
+    publish_version(&mut alice, name, "1.0.0", false).await;
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+
+    // Uploaded, never published: a version (with a 0-byte README, as the tool sends for
+    // packages without docs) and a README update.
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.1")]),
+    )
+    .await;
+    assert_eq!(put(created["readmeUrl"].as_str().unwrap(), b"").0, 200);
+    assert_eq!(put(created["uploadUrl"].as_str().unwrap(), b"src").0, 200);
+    let id = json!({"packageName": name, "version": "1.0.0"});
+    let readme = ok(&mut alice, "createReadme", json!([id])).await;
+    assert_eq!(put(readme["url"].as_str().unwrap(), b"# new\n").0, 200);
+    assert_eq!(staged_files(&world.data).len(), 3);
+
+    // The sweep runs at startup: after the tickets expired, a restart deletes the files.
+    drop(alice);
+    server.signal_terminate();
+    server.wait_exit(Duration::from_secs(10));
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let _server = serve(&world.data, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !staged_files(&world.data).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+}
+
+/// Spec §6.2: a revoked token ends the sessions already logged in with it: their next call
+/// gets the 403 of a bad token, changes nothing, and the session is logged out.
+#[tokio::test]
+async fn revoking_a_token_logs_its_open_sessions_out() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let mut mallory = login(&server, &world.mallory).await;
+    ok(
+        &mut alice,
+        "createPackage",
+        json!([{"name": "acme:before"}]),
+    )
+    .await;
+
+    let data_arg = world.data.to_str().unwrap();
+    let list = run(&["token", "list", "--data-dir", data_arg]);
+    assert_success(&list);
+    let listing = String::from_utf8(list.stdout).unwrap();
+    let id = listing
+        .lines()
+        .find(|line| line.split('\t').nth(1) == Some("alice"))
+        .and_then(|line| line.split('\t').next())
+        .unwrap();
+    assert_success(&run(&["token", "revoke", id, "--data-dir", data_arg]));
+
+    let error = refused(&mut alice, "createPackage", json!([{"name": "acme:after"}])).await;
+    assert_eq!(error["error"], 403, "{error}");
+    assert_eq!(
+        error["reason"],
+        "You've been logged out by the server. Please log in again."
+    );
+    let error = refused(&mut alice, "amIAuthorizedPackage", json!(["acme:before"])).await;
+    assert_eq!(error["error"], 401, "logged out after the refusal: {error}");
+    let after = export(&world.data);
+    assert!(after.contains("acme:before") && !after.contains("acme:after"));
+    // Other tokens keep working.
+    ok(
+        &mut mallory,
+        "createPackage",
+        json!([{"name": "mallory:still"}]),
+    )
+    .await;
+}
+
+/// An upload URL's secret is its authorization: the request log shows `/uploads/…`.
+#[tokio::test]
+async fn upload_secrets_stay_out_of_the_logs() {
+    use std::io::BufRead as _;
+    let world = world();
+    let mut child = common::exosphere()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&world.data)
+        .env("RUST_LOG", "info,tower_http=debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let http = line.trim().strip_prefix("Exosphere listening on ").unwrap();
+    let secret = "A".repeat(43);
+    assert_eq!(put(&format!("{http}/uploads/{secret}"), b"x").0, 404);
+    child.kill().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(logs.contains("/uploads/…"), "{logs}");
+    assert!(!logs.contains(&secret), "{logs}");
+}
+
+/// `--public-url` defaults to the listen address, which is no URL when the server listens
+/// on every interface: refused before anything is opened or bound.
+#[test]
+fn listening_on_every_interface_needs_a_public_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let output = run(&["serve", "--listen", listen, "--data-dir", data]);
+        assert!(!output.status.success(), "{listen} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("set --public-url"), "{stderr}");
+    }
+}

@@ -193,18 +193,24 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key the `meteor` tool files a server's session under: the URL's host and port
-/// (spec §0.2).
+/// The key the `meteor` tool files a server's session under (spec §0.2): what Node's
+/// `url.parse(url).host` gives, the authority without user info, lowercased, with the
+/// port only when the URL spells one out (even the scheme's default).
 fn session_host(url: &str) -> anyhow::Result<String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .with_context(|| format!("{url:?} is not an http:// or https:// URL"))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
+    let scheme_end = url.find("://").unwrap_or(0);
+    let scheme = url[..scheme_end].to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        bail!("{url:?} is not an http:// or https:// URL");
+    }
+    let rest = &url[scheme_end + 3..];
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.is_empty() || host.starts_with(':') {
         bail!("{url:?} has no host");
     }
-    Ok(host.to_owned())
+    Ok(host.to_ascii_lowercase())
 }
 
 /// A stored ms timestamp as a UTC date and time for listings.
@@ -229,7 +235,18 @@ mod tests {
             session_host("https://packages.example.com/").unwrap(),
             "packages.example.com"
         );
+        assert_eq!(
+            session_host("HTTPS://user:pw@Packages.Example.COM:443/x?y").unwrap(),
+            "packages.example.com:443"
+        );
+        assert_eq!(
+            session_host("http://Pkgs.Example.com?q#f").unwrap(),
+            "pkgs.example.com"
+        );
+        assert_eq!(session_host("http://[::1]:3000/").unwrap(), "[::1]:3000");
         assert!(session_host("ftp://x").is_err());
+        assert!(session_host("localhost:3000").is_err());
+        assert!(session_host("http://user@:80/").is_err());
         assert!(session_host("http://").is_err());
     }
 }

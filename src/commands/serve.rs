@@ -41,6 +41,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    check_public_url(&args)?;
     // Each session is a socket: let --max-sessions be reachable as far as the system allows.
     match fd_limit::raise() {
         Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < args.max_sessions => {
@@ -223,33 +224,34 @@ fn publishing(
     })
 }
 
+/// Refuses to start without `--public-url` when the listen address is unspecified
+/// (`0.0.0.0`, `[::]`): the default URL would send clients to `http://0.0.0.0:…`.
+fn check_public_url(args: &ServeArgs) -> anyhow::Result<()> {
+    let listen = args.listen;
+    if args.publishing.public_url.is_none() && listen.ip().is_unspecified() {
+        anyhow::bail!(
+            "--listen {listen} accepts connections on every interface, so the URL clients \
+             reach this server at cannot be derived from it: set --public-url (or \
+             EXOSPHERE_PUBLIC_URL), e.g. --public-url http://packages.example.com:{}",
+            listen.port()
+        );
+    }
+    Ok(())
+}
+
 /// How often expired upload tickets and unfinished publishes are cleaned up.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Deletes expired upload tickets and pending publishes, and their staging files, so an
-/// abandoned publish leaves nothing behind.
+/// abandoned publish leaves nothing behind (at startup, then every [`SWEEP_INTERVAL`]).
 async fn sweep_expired(publishing: Publishing) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         ticks.tick().await;
-        let now = chrono::Utc::now().timestamp_millis();
-        let swept = publishing
-            .transact(move |writer| Ok(writer.accounts().delete_expired(now)?))
-            .await;
-        let staging = match swept {
-            Ok(staging) => staging,
-            Err(error) => {
-                tracing::warn!(%error, "cannot sweep expired uploads");
-                continue;
-            }
-        };
-        for key in staging {
-            let Ok(key) = exosphere_blobs::BlobKey::new(&key) else {
-                continue;
-            };
-            if let Err(error) = publishing.blobs.delete(&key).await {
-                tracing::warn!(%error, %key, "cannot delete an expired upload");
-            }
+        match publishing.sweep().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted expired staging uploads"),
+            Err(error) => tracing::warn!(%error, "cannot sweep expired uploads"),
         }
     }
 }

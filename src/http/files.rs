@@ -115,6 +115,16 @@ pub async fn upload(
     }
 }
 
+/// A request path as logs may show it: an upload URL's secret is its authorization, so
+/// `/uploads/<secret>` is logged as `/uploads/…`.
+pub fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/uploads/") {
+        "/uploads/…"
+    } else {
+        path
+    }
+}
+
 /// The refusal for a body over the limit.
 fn too_large(limit: u64) -> DdpError {
     DdpError::new(
@@ -238,7 +248,13 @@ fn refusal(error: &DdpError) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::range_start;
+    use super::{loggable_path, range_start};
+
+    #[test]
+    fn upload_secrets_are_not_logged() {
+        assert_eq!(loggable_path("/uploads/abcdefSECRET"), "/uploads/…");
+        assert_eq!(loggable_path("/packages/a/b.tgz"), "/packages/a/b.tgz");
+    }
 
     #[test]
     fn only_open_ended_byte_ranges_are_honoured() {

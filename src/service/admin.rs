@@ -33,10 +33,10 @@ pub async fn change_maintainer(
     let params = plain_params(params);
     let name = string_param(&params, 0, "the name")?;
     let username = string_param(&params, 1, "the username")?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let (mut record, collection) = match target {
                 Target::Package => (
                     maintained_package(writer, &user, &name)?,
@@ -104,10 +104,10 @@ pub async fn change_homepage(
     let params = plain_params(params);
     let name = string_param(&params, 0, "the package name")?;
     let url = string_param(&params, 1, "the homepage")?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let mut record = maintained_package(writer, &user, &name)?;
             record.insert("homepage".into(), url.clone().into());
             touch(&mut record, now_ms());
@@ -131,10 +131,10 @@ pub async fn change_migration_status(
         .get(2)
         .and_then(Value::as_bool)
         .ok_or_else(|| DdpError::bad_request("unmigrated must be true or false"))?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             maintained_package(writer, &user, &name)?;
             let mut record = load(
                 writer,

@@ -8,15 +8,14 @@ use exosphere_ddp::{DdpError, MethodContext, Reply};
 use serde_json::{Value, json};
 
 use super::publishing::{
-    Publishing, date, maintains, now_ms, plain_params, require_user, session_user, string_param,
+    Login, Publishing, date, logged_out, maintains, now_ms, plain_params, require_user,
+    session_user, string_param,
 };
 
-/// What Meteor answers a bad resume token; the tool then falls back to its OAuth flow.
-const LOGGED_OUT: &str = "You've been logged out by the server. Please log in again.";
-
 /// `login([{resume: token}])` → `{id, token, tokenExpires}`; the session is logged in as
-/// the token's user from then on. Any other login form, an unknown, revoked or expired
-/// token: 403 with Meteor's "logged out" reason.
+/// the token's user from then on, while the token lasts (every method checks it again).
+/// Any other login form, an unknown, revoked or expired token: 403 with Meteor's "logged
+/// out" reason.
 pub async fn login(
     publishing: &Publishing,
     ctx: &MethodContext,
@@ -45,15 +44,20 @@ pub async fn login(
                 return Ok(None);
             }
             let user = writer.accounts().user_by_id(&stored.user_id)?;
-            Ok(user.map(|user| (user, stored.expires)))
+            Ok(user.map(|user| (user, stored)))
         })
         .await?;
-    let Some((user, expires)) = found else {
+    let Some((user, stored)) = found else {
         ctx.session.set_user_id(None);
-        return Err(DdpError::new(403, LOGGED_OUT));
+        return Err(logged_out());
     };
-    tracing::info!(user = %user.username, "logged in");
-    ctx.session.set_user_id(Some(user.id.clone()));
+    tracing::info!(user = %user.username, token = %stored.id, "logged in");
+    Login {
+        user_id: user.id.clone(),
+        token_hash: stored.hash,
+    }
+    .store(ctx);
+    let expires = stored.expires;
     let answer = json!({"id": user.id, "token": token, "tokenExpires": date(expires)});
     Ejson::from_json(answer)
         .map(Reply::Value)
@@ -70,7 +74,7 @@ pub async fn am_i_authorized(
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
     let name = string_param(&params, 0, "the name")?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     let what = if release { "release track" } else { "package" };
     let refusal = DdpError::new(
         401,
@@ -78,7 +82,7 @@ pub async fn am_i_authorized(
     );
     let authorized = publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let key = if release {
                 Lookup::ReleaseTrack(&name)
             } else {

@@ -91,10 +91,10 @@ pub async fn create_package(
         &object_param(&params, 0, "the package spec")?,
         "name",
     )?)?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             if let Some(package) = load(writer, &Lookup::Package(&name))? {
                 // A `publish --create` that failed before its first version was published
                 // is run again as a whole: let its maintainers re-create it.
@@ -157,7 +157,7 @@ pub async fn create_package_version(
         None | Some(Value::Object(_)) => {}
         Some(_) => return Err(DdpError::bad_request("`dependencies` must be an object")),
     }
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     let mut record = Map::new();
     record.insert("packageName".into(), name.clone().into());
     record.insert("version".into(), version.clone().into());
@@ -173,7 +173,7 @@ pub async fn create_package_version(
     let owner = publishing.clone();
     let answer = publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             maintained_package(writer, &user, &name)?;
             if load(
                 writer,
@@ -340,11 +340,11 @@ pub async fn create_package_build(
     let params = plain_params(params);
     let (spec, name, version) = version_identifier(&params)?;
     let archs = architectures(string_field(&spec, "buildArchitectures")?)?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     let owner = publishing.clone();
     let answer = publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let record = maintained_version(writer, &user, &name, &version)?;
             let version_id = string_field(&record, "_id")?;
             ensure_no_build(writer, &version_id, &archs, &name, &version)?;
@@ -457,10 +457,10 @@ pub async fn change_version_metadata(
     let (_, name, version) = version_identifier(&params)?;
     let data = object_param(&params, 1, "the metadata")?;
     check_descriptions(&data)?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let mut record = maintained_version(writer, &user, &name, &version)?;
             for key in ["git", "description", "longDescription"] {
                 if let Some(value) = data.get(key) {
@@ -482,11 +482,11 @@ pub async fn create_readme(
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
     let (_, name, version) = version_identifier(&params)?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     let owner = publishing.clone();
     let answer = publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let record = maintained_version(writer, &user, &name, &version)?;
             let version_id = string_field(&record, "_id")?;
             let (upload, url) = owner.new_upload(writer, file_key(&name, &version, "README.md"))?;

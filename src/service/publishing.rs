@@ -142,6 +142,23 @@ impl Publishing {
         method: &str,
         params: Vec<Ejson>,
     ) -> Result<Reply, DdpError> {
+        let answer = self.dispatch(ctx, method, params).await;
+        if let Err(error) = &answer
+            && method != "login"
+            && *error == logged_out()
+        {
+            ctx.session.set_user_id(None);
+        }
+        answer
+    }
+
+    /// Runs the method behind [`Publishing::call`].
+    async fn dispatch(
+        &self,
+        ctx: &MethodContext,
+        method: &str,
+        params: Vec<Ejson>,
+    ) -> Result<Reply, DdpError> {
         use super::admin::Target;
         use super::{admin, auth, packages, releases};
         match method {
@@ -299,12 +316,12 @@ impl Publishing {
             + Send
             + 'static,
     {
-        let user_id = ctx.session.user_id().ok_or_else(not_logged_in)?;
+        let login = session_user(ctx)?;
         let hash = secret_hash(token);
         let check = {
-            let (hash, user_id, expected) = (hash.clone(), user_id.clone(), expected.clone());
+            let (hash, login, expected) = (hash.clone(), login.clone(), expected.clone());
             move |writer: &mut dyn CatalogWriter| -> Tx<Checked> {
-                let user = require_user(writer, &user_id)?;
+                let user = require_user(writer, &login)?;
                 let pending = writer
                     .accounts()
                     .pending(&hash)?
@@ -341,14 +358,9 @@ impl Publishing {
             .iter()
             .map(|upload| upload.as_ref().map(|(_, verified)| verified.clone()))
             .collect();
-        let staging: Vec<String> = uploads
-            .iter()
-            .flatten()
-            .map(|(upload, _)| upload.staging.clone())
-            .collect();
         let record = pending.record.clone();
         self.transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             let current = writer.accounts().pending(&hash)?;
             let Some(current) = current.filter(|current| current.record == record) else {
                 return Err(DdpError::new(409, "This upload token was already used").into());
@@ -358,16 +370,57 @@ impl Publishing {
             Ok(())
         })
         .await?;
-        for key in staging {
-            if let Ok(key) = blob_key(&key)
-                && let Err(error) = self.blobs.delete(&key).await
-            {
-                tracing::warn!(%error, %key, "cannot delete a staging upload");
-            }
+        if let Err(error) = self.sweep().await {
+            tracing::warn!(%error, "cannot delete staging uploads after a publish");
         }
         Ok(())
     }
+
+    /// Deletes expired pending publishes, then the staging blob of every expired or
+    /// retired upload ticket and after it the ticket, so the ticket rows are the list of
+    /// files still to delete and a crash at any point leaves nothing behind for good.
+    /// Returns how many staging files were deleted.
+    pub async fn sweep(&self) -> Result<usize, DdpError> {
+        let now = now_ms();
+        self.transact(move |writer| Ok(writer.accounts().delete_expired_pending(now)?))
+            .await?;
+        let mut deleted = 0;
+        loop {
+            let batch = self
+                .transact(move |writer| Ok(writer.accounts().expired_uploads(now, SWEEP_BATCH)?))
+                .await?;
+            let full = batch.len() == SWEEP_BATCH;
+            let mut done = Vec::new();
+            for (hash, staging) in batch {
+                if let Ok(key) = blob_key(&staging)
+                    && let Err(error) = self.blobs.delete(&key).await
+                {
+                    tracing::warn!(%error, %key, "cannot delete a staging upload");
+                    continue;
+                }
+                done.push(hash);
+            }
+            if done.is_empty() {
+                break;
+            }
+            deleted += done.len();
+            self.transact(move |writer| {
+                for hash in &done {
+                    writer.accounts().delete_upload(hash)?;
+                }
+                Ok(())
+            })
+            .await?;
+            if !full {
+                break;
+            }
+        }
+        Ok(deleted)
+    }
 }
+
+/// Upload tickets [`Publishing::sweep`] handles per transaction.
+const SWEEP_BATCH: usize = 256;
 
 /// What the first transaction of [`Publishing::finish`] found: the user, the pending
 /// publish, and each upload with its verified hash (`None`: optional and not sent).
@@ -416,12 +469,12 @@ fn verify_upload(
     }
 }
 
-/// Deletes a pending publish and its upload tickets (their staging blobs are left to the
-/// expiry sweep).
+/// Deletes a pending publish and retires its upload tickets: [`Publishing::sweep`] then
+/// deletes their staging blobs (used, replaced by a retry, or never published).
 fn drop_pending(writer: &mut dyn CatalogWriter, hash: &str) -> Tx<()> {
     if let Some(pending) = writer.accounts().pending(hash)? {
         for upload in &pending.uploads {
-            writer.accounts().delete_upload(upload)?;
+            writer.accounts().retire_upload(upload)?;
         }
     }
     writer.accounts().delete_pending(hash)?;
@@ -441,16 +494,61 @@ fn busy() -> DdpError {
     DdpError::new(503, "The catalog is busy; try again")
 }
 
-/// The logged-in user of this call, or 401.
-pub fn session_user(ctx: &MethodContext) -> Result<String, DdpError> {
-    ctx.session.user_id().ok_or_else(not_logged_in)
+/// What Meteor answers a bad resume token; the tool then falls back to its OAuth flow.
+/// Also the answer to a call on a session whose token was revoked or expired.
+const LOGGED_OUT: &str = "You've been logged out by the server. Please log in again.";
+
+/// The 403 for an unknown, revoked or expired login token.
+pub fn logged_out() -> DdpError {
+    DdpError::new(403, LOGGED_OUT)
 }
 
-/// The user with `id` (a logged-in session's user), or 401 if it no longer exists.
-pub fn require_user(writer: &mut dyn CatalogWriter, id: &str) -> Tx<User> {
+/// Who a session is logged in as: the user and the hash of the token it logged in with,
+/// so every method can check in its transaction that the token still exists and has not
+/// expired (a revoked token ends its open sessions too). Kept in the DDP session's user
+/// slot as `<user id>:<token hash>`; only this type writes and reads that text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The user's id.
+    pub user_id: String,
+    /// [`secret_hash`] of the login token.
+    pub token_hash: String,
+}
+
+impl Login {
+    /// Logs the session in as this login.
+    pub fn store(&self, ctx: &MethodContext) {
+        ctx.session
+            .set_user_id(Some(format!("{}:{}", self.user_id, self.token_hash)));
+    }
+
+    /// The session's login, if any.
+    fn of(ctx: &MethodContext) -> Option<Login> {
+        let text = ctx.session.user_id()?;
+        let (user_id, token_hash) = text.split_once(':')?;
+        Some(Login {
+            user_id: user_id.to_owned(),
+            token_hash: token_hash.to_owned(),
+        })
+    }
+}
+
+/// The login of this call's session, or 401.
+pub fn session_user(ctx: &MethodContext) -> Result<Login, DdpError> {
+    Login::of(ctx).ok_or_else(not_logged_in)
+}
+
+/// The user of a session's login, if its token still exists, belongs to that user and has
+/// not expired (else 403 as for a bad token, and [`Publishing::call`] logs the session
+/// out), and the user still exists (else 401).
+pub fn require_user(writer: &mut dyn CatalogWriter, login: &Login) -> Tx<User> {
+    let token = writer.accounts().token_by_hash(&login.token_hash)?;
+    if !token.is_some_and(|token| token.user_id == login.user_id && token.expires > now_ms()) {
+        return Err(logged_out().into());
+    }
     Ok(writer
         .accounts()
-        .user_by_id(id)?
+        .user_by_id(&login.user_id)?
         .ok_or_else(not_logged_in)?)
 }
 

@@ -65,10 +65,10 @@ pub async fn create_release_track(
         &object_param(&params, 0, "the track spec")?,
         "name",
     )?)?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             if load(writer, &Lookup::ReleaseTrack(&name))?.is_some() {
                 return Err(
                     DdpError::new(409, format!("Release track {name} already exists")).into(),
@@ -206,10 +206,10 @@ pub async fn create_release_version(
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
     let input = release_input(object_param(&params, 0, "the release record")?)?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             insert_release(writer, &user, &input)
         })
         .await?;
@@ -235,10 +235,10 @@ pub async fn create_patch_release_version(
                 .collect()
         })
         .ok_or_else(|| DdpError::bad_request("patchFrom must be an array of version strings"))?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             insert_release(writer, &user, &input)?;
             let now = now_ms();
             for old in &patch_from {
@@ -273,10 +273,10 @@ pub async fn set_recommended(
     let params = plain_params(params);
     let track = string_param(&params, 0, "the track")?;
     let version = string_param(&params, 1, "the version")?;
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             maintained_track(writer, &user, &track)?;
             let mut record = load(
                 writer,
@@ -338,10 +338,10 @@ pub async fn set_banners(
             "banners must be an array of {versions, banner}",
         ));
     }
-    let user_id = session_user(ctx)?;
+    let login = session_user(ctx)?;
     publishing
         .transact(move |writer| {
-            let user = require_user(writer, &user_id)?;
+            let user = require_user(writer, &login)?;
             maintained_track(writer, &user, &track)?;
             let now = now_ms();
             for (version, text) in &banners {

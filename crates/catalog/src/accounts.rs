@@ -191,9 +191,21 @@ pub trait AccountWriter {
     fn pending_for(&mut self, kind: PendingKind, subject: &str) -> Result<Vec<String>, StoreError>;
     /// Deletes a pending publish (its upload tickets are deleted separately).
     fn delete_pending(&mut self, hash: &str) -> Result<(), StoreError>;
-    /// Deletes pending publishes and upload tickets that expired before `now` (ms);
-    /// returns the staging blob keys of the deleted tickets, for the caller to remove.
-    fn delete_expired(&mut self, now: i64) -> Result<Vec<String>, StoreError>;
+    /// Makes an upload ticket expired now, whatever its state: it can no longer be used,
+    /// and it stays as the record of a staging blob to delete until the sweep deleted
+    /// that blob and then the ticket ([`AccountWriter::expired_uploads`]). A crash between
+    /// this transaction and the blob's deletion therefore loses nothing.
+    fn retire_upload(&mut self, hash: &str) -> Result<(), StoreError>;
+    /// Up to `limit` upload tickets that expired before `now` (ms), as (hash, staging
+    /// blob key): the caller deletes each blob, then the ticket.
+    fn expired_uploads(
+        &mut self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+    /// Deletes pending publishes that expired before `now` (ms) and retires their upload
+    /// tickets (which expire with them at the latest).
+    fn delete_expired_pending(&mut self, now: i64) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -446,18 +446,48 @@ impl AccountWriter for SqliteWriter<'_> {
         Ok(())
     }
 
-    fn delete_expired(&mut self, now: i64) -> Result<Vec<String>, StoreError> {
+    fn retire_upload(&mut self, hash: &str) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("DELETE FROM pending WHERE expires < ?1")
+            .prepare_cached("UPDATE uploads SET expires = 0 WHERE hash = ?1")
             .db()?
-            .execute([now])
+            .execute([hash])
             .db()?;
+        Ok(())
+    }
+
+    fn expired_uploads(
+        &mut self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare_cached("DELETE FROM uploads WHERE expires < ?1 RETURNING staging")
+            .prepare_cached(
+                "SELECT hash, staging FROM uploads WHERE expires < ?1 ORDER BY expires LIMIT ?2",
+            )
             .db()?;
-        let staging = stmt.query_map([now], |row| row.get(0)).db()?;
-        staging.collect::<rusqlite::Result<_>>().db()
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![now, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+            .db()?;
+        rows.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn delete_expired_pending(&mut self, now: i64) -> Result<(), StoreError> {
+        let expired: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare_cached("DELETE FROM pending WHERE expires < ?1 RETURNING uploads")
+                .db()?;
+            let rows = stmt.query_map([now], |row| row.get(0)).db()?;
+            rows.collect::<rusqlite::Result<_>>().db()?
+        };
+        for uploads in expired {
+            for hash in uploads.split_whitespace() {
+                self.retire_upload(hash)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -651,10 +681,24 @@ mod tests {
             );
             assert!(a.delete_token("k1")?);
             assert!(!a.delete_token("k1")?);
-            assert_eq!(a.delete_expired(999)?, Vec::<String>::new());
-            assert_eq!(a.delete_expired(1_001)?, ["uploads/x"]);
-            assert_eq!(a.upload("t1")?, None);
+            a.delete_expired_pending(999)?;
+            assert_eq!(a.expired_uploads(999, 10)?, []);
+            assert!(a.pending("p1")?.is_some());
+            a.delete_expired_pending(1_001)?;
             assert_eq!(a.pending("p1")?, None);
+            assert_eq!(
+                a.expired_uploads(2, 10)?,
+                [("t1".into(), "uploads/x".into())]
+            );
+            a.delete_upload("t1")?;
+            assert_eq!(a.upload("t1")?, None);
+            a.put_upload("t2", &upload)?;
+            a.retire_upload("t2")?;
+            assert_eq!(
+                a.expired_uploads(1, 10)?,
+                [("t2".into(), "uploads/x".into())]
+            );
+            assert_eq!(a.expired_uploads(1, 0)?, []);
             Ok(())
         });
         // Account rows are not records: nothing was synced.
