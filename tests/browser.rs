@@ -9,13 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{COLLECTIONS, Server, fixture, import, import_text};
+use common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text};
 use serde_json::{Value, json};
 
 /// The browser client gives up (with its own message) after this long.
@@ -45,17 +43,13 @@ fn chromium_syncs_and_watches_over_every_sockjs_transport() {
     let mut expected = fixture_counts();
     let server = Server::start(&data, &[]);
 
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(browser_dir().join("run.mjs"))
         .arg(&server.http)
         .args(TRANSPORTS)
-        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("`node` (version 20 or later) must be on PATH: {e}"));
-    let mut client = Client::new(&mut child);
+        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()]);
+    let mut client = NodeScript::spawn(command, "the browser client", PATIENCE);
 
     let mut version = 0;
     for transport in TRANSPORTS {
@@ -87,7 +81,7 @@ fn chromium_syncs_and_watches_over_every_sockjs_transport() {
             "§4.3: {transport}: the versions counter grows live: {changed}"
         );
     }
-    client.finish(&mut child);
+    client.finish();
 }
 
 /// Records per collection in the fixture.
@@ -117,75 +111,4 @@ fn new_version(n: u32) -> String {
     entry["doc"]["_id"] = json!(format!("browserVersion{n}"));
     entry["doc"]["version"] = json!(format!("99.0.{n}"));
     format!("{entry}\n")
-}
-
-/// The node process's JSON lines, and its stdin for commands.
-struct Client {
-    stdin: ChildStdin,
-    lines: Receiver<Value>,
-    stderr: std::thread::JoinHandle<String>,
-}
-
-impl Client {
-    fn new(child: &mut Child) -> Self {
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"event": "not JSON", "line": line}));
-                if sender.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            stderr.read_to_string(&mut text).ok();
-            text
-        });
-        Self {
-            stdin: child.stdin.take().expect("piped stdin"),
-            lines,
-            stderr,
-        }
-    }
-
-    /// The next line, which must be the event `name`; a stalled or failed client fails
-    /// the test with what it said on stderr.
-    fn expect(&mut self, name: &str) -> Value {
-        let line = match self.lines.recv_timeout(PATIENCE) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => {
-                panic!("the browser client printed nothing for too long")
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                let stderr = std::mem::replace(&mut self.stderr, std::thread::spawn(String::new));
-                panic!(
-                    "the browser client stopped early:\n{}",
-                    stderr.join().unwrap_or_default()
-                );
-            }
-        };
-        assert_eq!(
-            line["event"], name,
-            "unexpected line from the browser client: {line}"
-        );
-        line
-    }
-
-    fn send(&mut self, command: &str) {
-        writeln!(self.stdin, "{command}").expect("the browser client reads stdin");
-    }
-
-    fn finish(self, child: &mut Child) {
-        drop(self.stdin);
-        let status = child.wait().expect("wait for the browser client");
-        let stderr = self.stderr.join().unwrap_or_default();
-        assert!(
-            status.success(),
-            "the browser client failed ({status}):\n{stderr}"
-        );
-    }
 }

@@ -10,14 +10,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::Duration;
 
-use common::{COLLECTIONS, Server, fixture, import, import_text, read_dump};
+use common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text, read_dump};
 use serde_json::{Value, json};
 
 /// The node client gives up (with its own message) after this long.
@@ -45,125 +42,35 @@ fn require_npm_dependencies() {
     );
 }
 
-/// The node client as a child process: its stdout lines as parsed JSON, its stderr kept for
-/// failure messages. Killed when dropped.
-struct NodeClient {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<Value>,
-    stderr: Option<JoinHandle<String>>,
+/// Starts the node client (`sync.mjs`) against the server at `base_url`.
+fn start_client(base_url: &str, catalog_out: &Path) -> NodeScript {
+    let mut command = Command::new("node");
+    command
+        .arg(interop_dir().join("sync.mjs"))
+        .arg(base_url)
+        .args([
+            "--stats-day",
+            DAY,
+            "--timeout",
+            &NODE_TIMEOUT_SECS.to_string(),
+        ])
+        .arg("--catalog-out")
+        .arg(catalog_out);
+    NodeScript::spawn(command, "the node client", PATIENCE)
 }
 
-impl NodeClient {
-    fn start(base_url: &str, catalog_out: &Path) -> NodeClient {
-        let mut child = Command::new("node")
-            .arg(interop_dir().join("sync.mjs"))
-            .arg(base_url)
-            .args([
-                "--stats-day",
-                DAY,
-                "--timeout",
-                &NODE_TIMEOUT_SECS.to_string(),
-            ])
-            .arg("--catalog-out")
-            .arg(catalog_out)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("`node` (version 20 or later) must be on PATH: {e}"));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                // Anything that is not JSON shows up as an unexpected line.
-                let value = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| json!({"event": "not JSON", "line": line}));
-                if sender.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            stderr.read_to_string(&mut text).ok();
-            text
-        });
-        let stdin = child.stdin.take().expect("piped stdin");
-        NodeClient {
-            child,
-            stdin,
-            lines,
-            stderr: Some(stderr),
+/// `page` lines up to the line `name` that ends them: (pages, that line). Further live
+/// `change` lines may come in between.
+fn pages_until(client: &mut NodeScript, name: &str) -> (Vec<Value>, Value) {
+    let mut pages = Vec::new();
+    loop {
+        let line = client.next();
+        match line["event"].as_str() {
+            Some(event) if event == name => return (pages, line),
+            Some("page") => pages.push(line),
+            Some("change") => {}
+            _ => panic!("unexpected line from the node client: {line}"),
         }
-    }
-
-    /// The next JSON line; if the client exits or stalls, fails with what it said on stderr.
-    fn next(&mut self) -> Value {
-        match self.lines.recv_timeout(PATIENCE) {
-            Ok(line) => line,
-            Err(RecvTimeoutError::Timeout) => self.fail("printed nothing for too long"),
-            Err(RecvTimeoutError::Disconnected) => self.fail("stopped early"),
-        }
-    }
-
-    /// The next line, which must be the event `name`.
-    fn expect(&mut self, name: &str) -> Value {
-        let line = self.next();
-        assert_eq!(
-            line["event"], name,
-            "unexpected line from the node client: {line}"
-        );
-        line
-    }
-
-    /// `page` lines up to the line `name` that ends them: (pages, that line). Further live
-    /// `change` lines may come in between.
-    fn pages_until(&mut self, name: &str) -> (Vec<Value>, Value) {
-        let mut pages = Vec::new();
-        loop {
-            let line = self.next();
-            match line["event"].as_str() {
-                Some(event) if event == name => return (pages, line),
-                Some("page") => pages.push(line),
-                Some("change") => {}
-                _ => panic!("unexpected line from the node client: {line}"),
-            }
-        }
-    }
-
-    fn send(&mut self, command: &str) {
-        writeln!(self.stdin, "{command}").expect("the node client reads stdin");
-    }
-
-    fn fail(&mut self, what: &str) -> ! {
-        let _ = self.child.kill();
-        let status = self.child.wait().expect("wait for the node client");
-        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
-        panic!(
-            "the node client {what} ({status}); its stderr:\n{}",
-            stderr.unwrap_or_default()
-        );
-    }
-
-    /// Waits for the client to exit on its own and checks it succeeded.
-    fn finish(mut self) {
-        let status = self.child.wait().expect("wait for the node client");
-        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
-        assert!(
-            status.success(),
-            "the node client failed ({status}):\n{}",
-            stderr.unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for NodeClient {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -248,10 +155,10 @@ fn a_third_party_ddp_client_syncs_watches_changes_and_reads_stats() {
     import_text(&data, &stats.concat());
     let server = Server::start(&data, &[]);
     let synced_file = dir.path().join("synced.ndjson");
-    let mut client = NodeClient::start(&server.http, &synced_file);
+    let mut client = start_client(&server.http, &synced_file);
 
     // The initial sync from the default token (§3.3), every page checked by the client too.
-    let (pages, synced) = client.pages_until("synced");
+    let (pages, synced) = pages_until(&mut client, "synced");
     assert_pages(&pages, "initial sync");
     assert_eq!(
         synced["pages"],
@@ -323,7 +230,7 @@ fn a_third_party_ddp_client_syncs_watches_changes_and_reads_stats() {
         change["changes"].as_u64() > Some(counters["versions"]),
         "§4.3: the versions counter must grow: {change}"
     );
-    let (pages, resynced) = client.pages_until("resynced");
+    let (pages, resynced) = pages_until(&mut client, "resynced");
     assert_pages(&pages, "sync after the change");
     let new_versions = resynced["ids"]["versions"]
         .as_array()

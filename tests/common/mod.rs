@@ -2,9 +2,11 @@
 //! CLI run as a user runs it, a minimal DDP client over a real WebSocket, and plain HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -426,4 +428,114 @@ pub fn http_get(url: &str) -> (u16, String, Option<String>) {
         .map(str::to_owned);
     let body = response.body_mut().read_to_string().expect("UTF-8 body");
     (status, body, content_type)
+}
+
+/// A Node.js script run as a child process that reports JSON lines on stdout and reads
+/// commands on stdin: the third-party clients of the interop and browser tests. Its stderr is
+/// kept for failure messages; it is killed when dropped.
+pub struct NodeScript {
+    /// What the script is, for failure messages ("the node client").
+    what: &'static str,
+    /// How long to wait for any one line: longer than the script's own time limit, so a
+    /// stuck script normally explains itself first.
+    patience: Duration,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<Value>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl NodeScript {
+    /// Starts `command` (a `node` invocation) with piped standard streams.
+    pub fn spawn(mut command: Command, what: &'static str, patience: Duration) -> NodeScript {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("`node` (version 20 or later) must be on PATH: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                // Anything that is not JSON shows up as an unexpected line.
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| json!({"event": "not JSON", "line": line}));
+                if sender.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).ok();
+            text
+        });
+        NodeScript {
+            what,
+            patience,
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next JSON line; if the script exits or stalls, fails with what it said on stderr.
+    pub fn next(&mut self) -> Value {
+        match self.lines.recv_timeout(self.patience) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => self.fail("printed nothing for too long"),
+            Err(RecvTimeoutError::Disconnected) => self.fail("stopped early"),
+        }
+    }
+
+    /// The next line, which must be the event `name`.
+    pub fn expect(&mut self, name: &str) -> Value {
+        let line = self.next();
+        assert_eq!(
+            line["event"], name,
+            "unexpected line from {}: {line}",
+            self.what
+        );
+        line
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, command: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is open until finish");
+        writeln!(stdin, "{command}").unwrap_or_else(|e| panic!("{} reads stdin: {e}", self.what));
+    }
+
+    fn fail(&mut self, what: &str) -> ! {
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("wait for the node script");
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        panic!(
+            "{} {what} ({status}); its stderr:\n{}",
+            self.what,
+            stderr.unwrap_or_default()
+        );
+    }
+
+    /// Closes stdin, waits for the script to exit on its own and checks it succeeded.
+    pub fn finish(mut self) {
+        drop(self.stdin.take());
+        let status = self.child.wait().expect("wait for the node script");
+        let stderr = self.stderr.take().map(|h| h.join().unwrap_or_default());
+        assert!(
+            status.success(),
+            "{} failed ({status}):\n{}",
+            self.what,
+            stderr.unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for NodeScript {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

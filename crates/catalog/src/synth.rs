@@ -2026,17 +2026,6 @@ mod tests {
             })
     }
 
-    /// Meteor's package name rules.
-    fn is_package_name(name: &str) -> bool {
-        name.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":.-".contains(&b))
-            && name.bytes().any(|b| b.is_ascii_lowercase())
-            && !name.starts_with(['.', ':', '-'])
-            && !name.ends_with(['.', ':'])
-            && !name.contains("..")
-            && name.matches(':').count() <= 1
-    }
-
     #[test]
     fn same_seed_gives_same_bytes_and_other_seeds_differ() {
         let (first, _) = small(42);
@@ -2184,7 +2173,10 @@ mod tests {
         let names: Vec<&str> = docs(&lines, "packages")
             .map(|d| str_of(d, "name"))
             .collect();
-        assert!(names.iter().all(|n| is_package_name(n)), "{names:?}");
+        assert!(
+            names.iter().all(|n| crate::usage::is_package_name(n)),
+            "{names:?}"
+        );
         assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), names.len());
         assert!(names.contains(&"meteor") && names.contains(&"ecmascript"));
         assert!(names.iter().filter(|n| n.contains(':')).count() > names.len() / 2);
