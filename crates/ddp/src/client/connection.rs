@@ -61,8 +61,21 @@ pub(crate) struct State {
     /// Calls waiting for their `result` frame, by method id.
     pub(crate) calls: HashMap<String, oneshot::Sender<Result<Utf8Bytes, ClientError>>>,
     pub(crate) subs: HashMap<String, SubState>,
-    /// collection → document id → fields, as the server's data messages left them.
-    pub(crate) documents: HashMap<String, BTreeMap<String, EjsonMap>>,
+    /// collection → document id → the document, as the server's data messages left it.
+    pub(crate) documents: HashMap<String, BTreeMap<String, Document>>,
+    /// What the documents cost: the sum of their [`Document::bytes`].
+    pub(crate) document_bytes: usize,
+}
+
+/// One document of the local store.
+#[derive(Debug, Default)]
+pub(crate) struct Document {
+    pub(crate) fields: EjsonMap,
+    /// The length of the frames that built it (its `added` and every `changed`): an upper
+    /// bound of what it holds, counted against [`ClientConfig::max_document_bytes`].
+    ///
+    /// [`ClientConfig::max_document_bytes`]: super::ClientConfig::max_document_bytes
+    bytes: usize,
 }
 
 /// The shared state and the signal that it moved.
@@ -141,6 +154,7 @@ pub(crate) async fn read_frames(
     out: mpsc::Sender<Message>,
     shared: Arc<Shared>,
     heartbeat: Option<Duration>,
+    max_document_bytes: usize,
 ) {
     let mut ping_sent = false;
     let ended = loop {
@@ -166,7 +180,7 @@ pub(crate) async fn read_frames(
         ping_sent = false;
         match next {
             Some(Ok(Message::Text(text))) => {
-                if let Err(ended) = route(text, &out, &shared).await {
+                if let Err(ended) = route(text, &out, &shared, max_document_bytes).await {
                     break ended;
                 }
             }
@@ -188,9 +202,16 @@ pub(crate) async fn read_frames(
     shared.end(ended);
 }
 
-/// Acts on one server frame.
-async fn route(text: Utf8Bytes, out: &mpsc::Sender<Message>, shared: &Shared) -> Result<(), Ended> {
+/// Acts on one server frame. Data messages that would take the local store past
+/// `max_document_bytes` end the connection instead.
+async fn route(
+    text: Utf8Bytes,
+    out: &mpsc::Sender<Message>,
+    shared: &Shared,
+    max_document_bytes: usize,
+) -> Result<(), Ended> {
     let frame = ServerFrame::parse(text.as_str()).map_err(Ended::Protocol)?;
+    let cost = text.len();
     match frame {
         ServerFrame::Result { id } => {
             let waiter = shared.lock().calls.remove(&id);
@@ -214,12 +235,18 @@ async fn route(text: Utf8Bytes, out: &mpsc::Sender<Message>, shared: &Shared) ->
             id,
             fields,
         } => {
-            shared
-                .lock()
-                .documents
-                .entry(collection)
-                .or_default()
-                .insert(id, fields);
+            let mut state = shared.lock();
+            let replaced = state.documents.entry(collection).or_default().insert(
+                id,
+                Document {
+                    fields,
+                    bytes: cost,
+                },
+            );
+            let freed = replaced.map_or(0, |document| document.bytes);
+            state.document_bytes = state.document_bytes - freed + cost;
+            within_budget(&state, max_document_bytes)?;
+            drop(state);
             shared.bump();
         }
         ServerFrame::Changed {
@@ -235,17 +262,26 @@ async fn route(text: Utf8Bytes, out: &mpsc::Sender<Message>, shared: &Shared) ->
                 .or_default()
                 .entry(id)
                 .or_default();
-            document.extend(fields);
+            document.fields.extend(fields);
             for key in cleared {
-                document.shift_remove(&key);
+                document.fields.shift_remove(&key);
             }
+            document.bytes += cost;
+            state.document_bytes += cost;
+            within_budget(&state, max_document_bytes)?;
             drop(state);
             shared.bump();
         }
         ServerFrame::Removed { collection, id } => {
-            if let Some(documents) = shared.lock().documents.get_mut(&collection) {
-                documents.remove(&id);
+            let mut state = shared.lock();
+            let removed = state
+                .documents
+                .get_mut(&collection)
+                .and_then(|documents| documents.remove(&id));
+            if let Some(document) = removed {
+                state.document_bytes -= document.bytes;
             }
+            drop(state);
             shared.bump();
         }
         ServerFrame::Ready { subs } => {
@@ -306,4 +342,15 @@ fn rejected(shared: &Shared, reason: &str, offending: Option<&Value>) {
         }
     }
     tracing::warn!(reason, offending = ?offending, "the server rejected a message");
+}
+
+/// Fails when the local store holds more than `max` bytes of documents: a server that
+/// floods a subscription must not grow the client without bound.
+fn within_budget(state: &State, max: usize) -> Result<(), Ended> {
+    if state.document_bytes > max {
+        return Err(Ended::Protocol(format!(
+            "the server's subscription data passed the client's limit of {max} bytes"
+        )));
+    }
+    Ok(())
 }

@@ -60,6 +60,10 @@ pub struct ClientConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// The `User-Agent` of the WebSocket upgrade.
     pub user_agent: String,
+    /// The most bytes of subscription documents kept (counted as the length of the frames
+    /// that built them); a server that sends more ends the connection with
+    /// [`ClientError::Protocol`], so a flooding subscription cannot exhaust the client.
+    pub max_document_bytes: usize,
 }
 
 impl Default for ClientConfig {
@@ -71,6 +75,7 @@ impl Default for ClientConfig {
             max_message_size: 64 << 20,
             extra_roots: Vec::new(),
             user_agent: concat!("exosphere/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_document_bytes: 64 << 20,
         }
     }
 }
@@ -113,8 +118,14 @@ impl Client {
         let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
         let heartbeat = config.heartbeat.filter(|_| version.has_heartbeats());
         let reader = tokio::spawn(
-            connection::read_frames(stream, out.clone(), Arc::clone(&shared), heartbeat)
-                .instrument(span.clone()),
+            connection::read_frames(
+                stream,
+                out.clone(),
+                Arc::clone(&shared),
+                heartbeat,
+                config.max_document_bytes,
+            )
+            .instrument(span.clone()),
         );
         let writer = tokio::spawn(
             connection::write_frames(sink, queue, Arc::clone(&shared)).instrument(span),
@@ -247,7 +258,11 @@ impl Client {
             .lock()
             .documents
             .get(collection)
-            .map(|docs| docs.iter().map(|(id, f)| (id.clone(), f.clone())).collect())
+            .map(|docs| {
+                docs.iter()
+                    .map(|(id, document)| (id.clone(), document.fields.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

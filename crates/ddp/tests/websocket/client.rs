@@ -133,6 +133,27 @@ async fn subscriptions_fill_the_local_store_and_follow_changes() {
 }
 
 #[tokio::test]
+async fn a_flooding_subscription_ends_the_connection_at_the_document_limit() {
+    let server = TestServer::start(DdpConfig::default()).await;
+    // The `flood` publication adds 64 KiB documents without end and never says `ready`.
+    let config = ClientConfig {
+        max_document_bytes: 1 << 20,
+        ..ClientConfig::default()
+    };
+    let client = connect(&server, config).await;
+    match client.subscribe("flood", &[]).await {
+        Err(ClientError::Protocol(why)) => {
+            assert!(why.contains("limit of 1048576 bytes"), "{why}");
+        }
+        other => panic!("expected the document limit to end the connection, got {other:?}"),
+    }
+    assert!(client.is_closed());
+    // Before the limit, the store held what fits in it and no more.
+    let held = client.documents("flood").len();
+    assert!((1..=16).contains(&held), "{held} documents of 64 KiB kept");
+}
+
+#[tokio::test]
 async fn refused_subscriptions_carry_the_servers_error() {
     let server = TestServer::start(DdpConfig::default()).await;
     let client = connect(&server, ClientConfig::default()).await;
