@@ -160,12 +160,19 @@ pub struct IndexArgs {
 }
 
 impl IndexArgs {
+    /// The server's DDP endpoint, which also names its index.
+    pub fn endpoint(&self) -> anyhow::Result<exosphere_ddp::client::Endpoint> {
+        Ok(exosphere_ddp::client::Endpoint::from_server_url(
+            &self.server,
+        )?)
+    }
+
     /// The index file: `--index`, or the server's file under the platform's data directory.
     pub fn index_path(&self) -> anyhow::Result<PathBuf> {
         match &self.index {
             Some(path) => Ok(path.clone()),
             None => {
-                let endpoint = exosphere_ddp::client::Endpoint::from_server_url(&self.server)?;
+                let endpoint = self.endpoint()?;
                 Ok(exosphere_index::default_index_path(
                     endpoint.host(),
                     endpoint.port(),

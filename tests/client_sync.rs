@@ -497,11 +497,25 @@ fn a_bad_ca_certificate_is_explained() {
     assert_fails_with(&output, "no certificate in the PEM file");
 }
 
+/// A data directory holding the `small` generated catalog; returns it and its dump.
+fn small_catalog(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let small = dir.join("small.ndjson");
+    let generated = exosphere()
+        .args(["gen-catalog", "--scale", "small", "--output"])
+        .arg(&small)
+        .output()
+        .expect("gen-catalog runs");
+    assert_success(&generated);
+    let data = dir.join("other");
+    common::import(&data, &small);
+    (data, small)
+}
+
 #[test]
 fn a_reset_from_the_server_replaces_the_index() {
-    // An index synced from one server, then pointed at another: the second server does not
-    // know the first one's token and answers `resetData` (spec §3.5), which empties the index
-    // in the same transaction as its first page (§3.3).
+    // An index synced from a server whose catalog is then replaced (same address, another
+    // data directory): the server does not know the old token and answers `resetData`
+    // (spec §3.5), which empties the index in the same transaction as its first page (§3.3).
     let (dir, _data, first) = serve_fixture();
     let index = dir.path().join("index.sqlite3");
     assert_success(&sync(&first.http, &index, &[]));
@@ -510,16 +524,10 @@ fn a_reset_from_the_server_replaces_the_index() {
         "iron:router"
     );
 
-    let small = dir.path().join("small.ndjson");
-    let generated = exosphere()
-        .args(["gen-catalog", "--scale", "small", "--output"])
-        .arg(&small)
-        .output()
-        .expect("gen-catalog runs");
-    assert_success(&generated);
-    let other_data = dir.path().join("other");
-    common::import(&other_data, &small);
-    let other = Server::start(&other_data, &[]);
+    let (other_data, small) = small_catalog(dir.path());
+    let address = first.http.trim_start_matches("http://").to_owned();
+    drop(first);
+    let other = Server::start_on(&address, &other_data, &[]);
     let output = sync(&other.http, &index, &[]);
     assert_success(&output);
     let summary = String::from_utf8_lossy(&output.stdout);
@@ -547,6 +555,62 @@ fn a_reset_from_the_server_replaces_the_index() {
         .output()
         .expect("show runs");
     assert!(!output.status.success(), "iron:router survived the reset");
+}
+
+#[test]
+fn an_index_of_one_server_is_not_filled_from_another() {
+    // packages.meteor.com's tokens are timestamps that any server would resume from, so an
+    // index of one server pointed at another is refused rather than mixed.
+    let (dir, _data, first) = serve_fixture();
+    let index = dir.path().join("index.sqlite3");
+    assert_success(&sync(&first.http, &index, &[]));
+    let (other_data, small) = small_catalog(dir.path());
+    let other = Server::start(&other_data, &[]);
+    let output = sync(&other.http, &index, &[]);
+    let first_endpoint = format!("{}/websocket", first.http.replace("http://", "ws://"));
+    assert_fails_with(
+        &output,
+        &format!("holds the catalog of {first_endpoint}, not of"),
+    );
+    assert_fails_with(&output, "exosphere sync --rebuild");
+    assert_eq!(
+        query(&index, &["show", "iron:router"])["name"],
+        "iron:router",
+        "the refused sync left the index as it was"
+    );
+    // The same server under another spelling of its URL is the same index.
+    let bare = first.http.trim_start_matches("http://");
+    assert_success(&sync(&format!("ws://{bare}/websocket"), &index, &[]));
+    // --rebuild makes it the other server's index.
+    assert_success(&sync(&other.http, &index, &["--rebuild"]));
+    let text = std::fs::read_to_string(&small).expect("the dump");
+    let (catalog, _) = read_dump(&text);
+    assert_eq!(
+        counts(&index).map(|c| c.iter().map(|(_, n)| n).sum::<u64>()),
+        Some(catalog.values().map(|r| r.len() as u64).sum()),
+    );
+}
+
+#[test]
+fn records_of_unexpected_shape_are_kept_with_a_warning() {
+    // A record that spec §3.8 does not describe (a package name that is not a string) does
+    // not stop the sync; the summary says how many were kept as sent.
+    let package = fixture_package();
+    let (_runtime, server) = scripted_server(move |_| {
+        format!(
+            r#"{{"syncToken":{{"format":"1.1","n":1}},"upToDate":true,"collections":{}}}"#,
+            collections(&[&package, r#"{"_id":"odd1","name":7}"#])
+        )
+    });
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = sync(&server, &dir.path().join("index.sqlite3"), &[]);
+    assert_success(&output);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("Synced 2 records in 1 pages"), "{summary}");
+    assert!(
+        summary.contains("warning: 1 records had an unexpected shape"),
+        "{summary}"
+    );
 }
 
 /// A fake package server on a loopback port: it accepts DDP and answers the `n`th

@@ -53,6 +53,23 @@ pub enum IndexError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A sync from one server into an index that holds another server's catalog: their
+    /// tokens may look alike (packages.meteor.com's are timestamps), so carrying on would
+    /// mix the two catalogs instead of resetting.
+    #[error(
+        "the index at {} holds the catalog of {holds}, not of {asked}: run `exosphere sync \
+         --rebuild` to replace it with the catalog of {asked}, or choose another file with \
+         --index",
+        path.display()
+    )]
+    OtherServer {
+        /// The index file.
+        path: PathBuf,
+        /// The server whose catalog the index holds.
+        holds: String,
+        /// The server the sync was asked to copy.
+        asked: String,
+    },
     /// A record of a sync page does not have the shape of spec §3.8; nothing of its page
     /// was applied.
     #[error("the server sent a malformed {collection} record `{id}`: {reason}")]

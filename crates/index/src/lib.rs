@@ -20,7 +20,7 @@ pub mod version;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension as _};
 use serde_json::value::RawValue;
 
 pub use error::IndexError;
@@ -100,6 +100,42 @@ impl Index {
     /// The index file's path, for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The server whose catalog the index holds (as given to [`Index::claim`]); `None`
+    /// before the first sync, or for a file from before the index recorded it.
+    pub fn server(&self) -> Result<Option<String>, IndexError> {
+        self.connection
+            .query_row("SELECT server FROM origin", [], |row| row.get(0))
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Makes this the index of `server` (a DDP endpoint URL, the same string for the same
+    /// server) before a sync applies its pages. An index that holds pages of another server
+    /// is refused with [`IndexError::OtherServer`], since that server's tokens could
+    /// resume where the other's left off and mix the catalogs. An index without pages, or
+    /// one written before the index recorded its server, is taken over.
+    pub fn claim(&mut self, server: &str) -> Result<(), IndexError> {
+        match self.server()? {
+            Some(holds) if holds == server => return Ok(()),
+            Some(holds) if self.sync_token()?.is_some() => {
+                return Err(IndexError::OtherServer {
+                    path: self.path.clone(),
+                    holds,
+                    asked: server.to_owned(),
+                });
+            }
+            _ => {}
+        }
+        self.connection
+            .execute(
+                "INSERT INTO origin (id, server) VALUES (1, ?1) \
+                 ON CONFLICT (id) DO UPDATE SET server = excluded.server",
+                [server],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
     }
 
     /// The token stored with the last applied page, as JSON text; None if never synced.

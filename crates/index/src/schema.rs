@@ -21,7 +21,15 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// `PRAGMA user_version` this build reads and writes. Bump it (and say what changed) when
 /// the schema changes; an index is a cache of the server, so older files are rebuilt.
 /// 2: `versions.unmigrated` and the `raw_records` table.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: the `origin` table (added in place to a version 2 file).
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
+/// the first sync. Not a data table: `resetData` from the same server keeps it.
+const ORIGIN_TABLE: &str = "CREATE TABLE origin (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    server TEXT NOT NULL
+);";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -250,6 +258,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         }
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(SCHEMA).map_err(sqlite)?;
+        tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
         for (_, _, create) in DEFERRED_INDEXES {
             tx.execute_batch(create).map_err(sqlite)?;
         }
@@ -271,6 +280,14 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
             found: user_version,
             supported: SCHEMA_VERSION,
         });
+    }
+    if user_version == 2 {
+        // Version 3 only adds `origin`; the file's server is learnt at its next sync.
+        let tx = connection.transaction().map_err(sqlite)?;
+        tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(sqlite)?;
+        return tx.commit().map_err(sqlite);
     }
     if user_version < SCHEMA_VERSION {
         return Err(IndexError::Corrupt {

@@ -628,6 +628,76 @@ fn an_index_from_a_newer_exosphere_asks_for_an_upgrade() {
 }
 
 #[test]
+fn an_index_belongs_to_the_server_it_was_synced_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    assert_eq!(index.server().unwrap(), None);
+    // Before any page, an index may change hands.
+    index.claim("ws://a.example/websocket").unwrap();
+    index.claim("ws://b.example/websocket").unwrap();
+    let token = raw("{}");
+    let records = [("packages", vec![package("p1", "ann:one")])];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    index.claim("ws://b.example/websocket").unwrap();
+    let error = index
+        .claim("ws://a.example/websocket")
+        .expect_err("another server's pages are not mixed in");
+    assert!(
+        matches!(&error, IndexError::OtherServer { holds, asked, .. }
+            if holds == "ws://b.example/websocket" && asked == "ws://a.example/websocket"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("--rebuild"), "{error}");
+    drop(index);
+    // The owner survives reopening; a rebuild forgets it.
+    let index = Index::open(&path).unwrap();
+    assert_eq!(
+        index.server().unwrap().as_deref(),
+        Some("ws://b.example/websocket")
+    );
+    drop(index);
+    assert_eq!(Index::rebuild(&path).unwrap().server().unwrap(), None);
+}
+
+#[test]
+fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite3");
+    let mut index = Index::open(&path).unwrap();
+    let token = raw(r#"{"n":1}"#);
+    let records = [("packages", vec![package("p1", "ann:one")])];
+    index
+        .apply_page(&page(&token, &records, false, true))
+        .unwrap();
+    drop(index);
+    // What schema 2 had: everything but the `origin` table.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch("DROP TABLE origin; PRAGMA user_version = 2;")
+        .unwrap();
+    drop(connection);
+
+    let mut index = Index::open(&path).expect("a schema 2 index opens");
+    assert_eq!(index.sync_token().unwrap().as_deref(), Some(r#"{"n":1}"#));
+    assert_eq!(count(&index, "packages"), 1);
+    assert_eq!(index.server().unwrap(), None);
+    index.claim("ws://a.example/websocket").unwrap();
+    assert_eq!(
+        index.server().unwrap().as_deref(),
+        Some("ws://a.example/websocket")
+    );
+    drop(index);
+    let version: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
 fn queries_on_a_missing_index_say_to_sync_first() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("never-synced.sqlite3");

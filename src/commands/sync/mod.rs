@@ -36,11 +36,13 @@ pub fn run(args: SyncArgs) -> anyhow::Result<()> {
 
 async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     let path = args.index.index_path()?;
+    let endpoint = args.index.endpoint()?;
     let mut index = if args.rebuild {
         Index::rebuild(&path)?
     } else {
         Index::open(&path)?
     };
+    index.claim(&endpoint.url)?;
     let config = client_config(&args)?;
     let settings = PassOptions {
         compress: args.compress,

@@ -48,6 +48,9 @@ pub(crate) struct Pass {
     pub(crate) records: u64,
     /// Bytes of `result` frames received.
     pub(crate) bytes: u64,
+    /// Records of a shape spec §3.8 does not describe, kept as sent but left out of
+    /// queries ([`exosphere_index::PageApplied::raw_only`]).
+    pub(crate) raw_only: u64,
     /// Whether the server told us to start over (`resetData`).
     pub(crate) reset: bool,
     pub(crate) elapsed: Duration,
@@ -71,6 +74,14 @@ impl fmt::Display for Pass {
         )?;
         if self.reset {
             f.write_str(", after the server reset the catalog")?;
+        }
+        if self.raw_only > 0 {
+            write!(
+                f,
+                "; warning: {} records had an unexpected shape and were kept as sent, \
+                 outside search, show and deps",
+                self.raw_only
+            )?;
         }
         Ok(())
     }
@@ -189,6 +200,7 @@ pub(crate) async fn sync_pass(
         on_page(&applied);
         pass.pages += 1;
         pass.records += records;
+        pass.raw_only += applied.raw_only;
         pass.bytes += frame.len() as u64;
         pass.reset |= result.reset_data;
         if complete {
