@@ -87,6 +87,13 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-sync",
   ],
 });
+// The server's iframe page (the iframe-* transports) loads sockjs-client from a CDN by
+// default, which a closed network cannot reach: Chromium gets the same file from
+// node_modules instead. The version must equal the page's own, as sockjs-client checks.
+const sockjsDist = readFileSync(join(here, "node_modules/sockjs-client/dist/sockjs.min.js"));
+await context.route(/\/sockjs\.min\.js$/, (route) =>
+  route.fulfill({ contentType: "application/javascript", body: sockjsDist }),
+);
 let failed = false;
 try {
   for (const transport of transports) {
