@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== npm packages (tests/interop: a third-party DDP client; tests/browser: playwright-core, sockjs-client)"
+# tests/browser: playwright-core drives Chromium; the page is the npm DDP client ddp.js over
+# sockjs-client, which tests/browser/run.mjs bundles with esbuild on each run (no build step).
+echo "== npm packages (tests/interop: a third-party DDP client; tests/browser: playwright-core, ddp.js, sockjs-client, esbuild)"
 npm ci --prefix tests/interop --no-audit --no-fund
 npm ci --prefix tests/browser --no-audit --no-fund
 

@@ -1,13 +1,15 @@
 // Browser client: headless Chromium (Debian's, driven by playwright-core) loads a page from
-// its own loopback port, which connects to Exosphere's SockJS endpoint (spec §1.1) across
-// origins with the npm sockjs-client, forcing one transport at a time. Driven by
+// its own loopback port, whose script (client.js) connects to Exosphere's SockJS endpoint
+// (spec §1.1) across origins with the npm DDP client ddp.js over the npm sockjs-client,
+// forcing one transport at a time. client.js is bundled for the browser here, with
+// esbuild, on every run, so no build step can be forgotten or stale. Driven by
 // tests/browser.rs.
 //
 // Usage: node run.mjs <server-url> <transport>... [--timeout SECONDS]
 //
 // stdout: one JSON object per line, each with an `event`:
 //   synced   per transport, after the sync loop and the `changes` subscription:
-//            {transport, used, pages, counts, changes}
+//            {transport, used, proposed, pages, counts, changes}
 //   changed  per transport, after `wait-change <collection>` on stdin: {transport, fields}
 // Any failure: a message on stderr and exit status 1; also after --timeout seconds.
 
@@ -18,6 +20,7 @@ import { join, dirname } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { build } from "esbuild";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -35,12 +38,22 @@ setTimeout(() => {
   process.exit(1);
 }, Number(options.timeout) * 1000).unref();
 
+// ddp.js and sockjs-client are CommonJS packages written for bundlers: one IIFE for the
+// page. sockjs-client's `browser` field swaps its Node drivers for the browser's own
+// WebSocket, EventSource and XMLHttpRequest; `global` is Browserify's name for the window.
+const bundle = await build({
+  entryPoints: [join(here, "client.js")],
+  bundle: true,
+  format: "iife",
+  platform: "browser",
+  target: "chrome120",
+  define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
+  write: false,
+  logLevel: "warning",
+});
 const files = {
   "/": ["text/html; charset=utf-8", readFileSync(join(here, "page.html"))],
-  "/sockjs.min.js": [
-    "application/javascript",
-    readFileSync(join(here, "node_modules/sockjs-client/dist/sockjs.min.js")),
-  ],
+  "/client.js": ["application/javascript", bundle.outputFiles[0].contents],
 };
 // The page's own origin: another loopback port than the server's, so every SockJS request
 // is cross-origin and CORS is exercised.
@@ -74,6 +87,13 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-sync",
   ],
 });
+// The server's iframe page (the iframe-* transports) loads sockjs-client from a CDN by
+// default, which a closed network cannot reach: Chromium gets the same file from
+// node_modules instead. The version must equal the page's own, as sockjs-client checks.
+const sockjsDist = readFileSync(join(here, "node_modules/sockjs-client/dist/sockjs.min.js"));
+await context.route(/\/sockjs\.min\.js$/, (route) =>
+  route.fulfill({ contentType: "application/javascript", body: sockjsDist }),
+);
 let failed = false;
 try {
   for (const transport of transports) {
@@ -84,7 +104,7 @@ try {
       ([url, name]) => window.connectAndSync(url, name),
       [serverUrl, transport],
     );
-    emit("synced", { transport, used: synced.transport, pages: synced.pages, counts: synced.counts, changes: synced.changes });
+    emit("synced", { transport, ...synced });
     const command = await commands.next();
     const [verb, collection] = (command.value || "").split(" ");
     if (verb !== "wait-change") throw new Error(`unexpected command ${command.value}`);
