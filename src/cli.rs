@@ -415,6 +415,21 @@ pub struct PublishArgs {
     #[arg(long, default_value = "2h", value_parser = parse_duration, env = "EXOSPHERE_UPLOAD_TTL")]
     pub upload_ttl: Duration,
 
+    /// Most upload bodies received at once, server-wide; an upload over it is answered
+    /// 503 with Retry-After and its URL stays usable.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_CONCURRENT_UPLOADS")]
+    pub max_concurrent_uploads: u32,
+
+    /// How long an upload body may send no bytes before the server abandons it (answer
+    /// 408; the upload URL stays usable for a retry).
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPLOAD_IDLE_TIMEOUT")]
+    pub upload_idle_timeout: Duration,
+
+    /// Most unfinished publishes (created versions, builds or READMEs not yet published)
+    /// one user may have at once.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), env = "EXOSPHERE_MAX_OPEN_PUBLISHES")]
+    pub max_open_publishes: u64,
+
     /// Directory for package files when no S3 bucket is given. Default: DATA_DIR/files.
     #[arg(long, env = "EXOSPHERE_FILES_DIR")]
     pub files_dir: Option<PathBuf>,

@@ -151,22 +151,32 @@ fn put(url: &str, body: &[u8]) -> (u16, String) {
 
 /// A download (spec §8.1): status, headers of interest, bytes.
 fn get(url: &str, range: Option<&str>) -> (u16, Option<String>, Option<String>, Vec<u8>) {
+    let (status, header, bytes) = fetch(url, range);
+    (
+        status,
+        header("content-length"),
+        header("cache-control"),
+        bytes,
+    )
+}
+
+/// A download with every response header: status, a header lookup, bytes.
+fn fetch(url: &str, range: Option<&str>) -> (u16, impl Fn(&str) -> Option<String>, Vec<u8>) {
     let mut request = agent().get(url);
     if let Some(range) = range {
         request = request.header("range", range);
     }
     let mut response = request.call().expect("download request");
-    let header = |name: &str| {
-        response
-            .headers()
+    let headers = response.headers().clone();
+    let header = move |name: &str| {
+        headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let (length, cache) = (header("content-length"), header("cache-control"));
     let status = response.status().as_u16();
     let bytes = response.body_mut().read_to_vec().unwrap_or_default();
-    (status, length, cache, bytes)
+    (status, header, bytes)
 }
 
 fn export(data: &Path) -> String {
@@ -1151,4 +1161,503 @@ fn listening_on_every_interface_needs_a_public_url() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("set --public-url"), "{stderr}");
     }
+}
+
+/// The reason text of a refused call.
+fn reason(error: &Value) -> &str {
+    error["reason"].as_str().unwrap_or_default()
+}
+
+/// Spec §5.0, §5.3, §5.4, §5.6, §5.12: names, versions and `buildArchitectures` are
+/// checked when the publish starts, with the 400 of every validation error, so nothing
+/// fails later at publish time; the longest accepted name and version publish in full.
+#[tokio::test]
+async fn names_versions_and_architectures_are_checked_before_any_upload() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let before = export(&world.data);
+
+    let too_long = format!("acme:{}", "w".repeat(96));
+    let error = refused(&mut alice, "createPackage", json!([{"name": too_long}])).await;
+    assert_eq!(error["error"], 400, "{error}");
+    assert!(reason(&error).contains("at most 100"), "{error}");
+    let error = refused(
+        &mut alice,
+        "createReleaseTrack",
+        json!([{"name": format!("acme:{}", "T".repeat(96))}]),
+    )
+    .await;
+    assert_eq!(error["error"], 400, "{error}");
+    assert!(reason(&error).contains("at most 100"), "{error}");
+    assert!(
+        export(&world.data) == before,
+        "a refusal changed the catalog"
+    );
+
+    // The longest name and version accepted publish a version and a build.
+    let name = format!("acme:{}", "w".repeat(95));
+    let version = format!("1.0.0-{}_1", "r".repeat(56));
+    assert_eq!(version.len(), 64);
+    publish_version(&mut alice, &name, &version, true).await;
+    publish_build(&mut alice, &name, &version, LINUX).await;
+    let error = refused(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(
+            &name,
+            &format!("1.0.0-{}_1", "r".repeat(57))
+        )]),
+    )
+    .await;
+    assert_eq!(error["error"], 400, "{error}");
+    assert!(reason(&error).contains("at most 64"), "{error}");
+
+    // buildArchitectures as the tool computes it: known names, sorted, no repeats.
+    for bad in [
+        "web.browser+os",
+        "os+os",
+        "os+os.linux.x86_64+web.browser",
+        "os.beos.x86_64+web.browser",
+        "os+web.browser+",
+        "",
+        &"os+web.browser".repeat(30),
+    ] {
+        let error = refused(
+            &mut alice,
+            "createPackageBuild",
+            json!([{"packageName": name, "version": version, "buildArchitectures": bad}]),
+        )
+        .await;
+        assert_eq!(error["error"], 400, "{bad}: {error}");
+        assert!(reason(&error).contains("buildArchitectures"), "{error}");
+    }
+    publish_build(&mut alice, &name, &version, MAC).await;
+}
+
+/// Spec §5.4–§5.6: a user may have `--max-open-publishes` unfinished publishes; one more
+/// is refused with a reason saying what to do, a retry of an unfinished one replaces it,
+/// and finishing one makes room.
+#[tokio::test]
+async fn unfinished_publishes_per_user_are_capped() {
+    let world = world();
+    let server = serve(&world.data, &["--max-open-publishes", "2"]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:busy";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    for version in ["1.0.0", "1.0.1"] {
+        ok(
+            &mut alice,
+            "createPackageVersion",
+            json!([version_record(name, version)]),
+        )
+        .await;
+    }
+    let error = refused(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.2")]),
+    )
+    .await;
+    assert_eq!(error["error"], 429, "{error}");
+    assert!(reason(&error).contains("unfinished publishes"), "{error}");
+    assert!(reason(&error).contains("expire"), "{error}");
+    // Running an unfinished publish again replaces it instead of counting twice.
+    ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.1")]),
+    )
+    .await;
+    // Another user has an allowance of their own.
+    let mut mallory = login(&server, &world.mallory).await;
+    ok(
+        &mut mallory,
+        "createPackage",
+        json!([{"name": "mallory:own"}]),
+    )
+    .await;
+    ok(
+        &mut mallory,
+        "createPackageVersion",
+        json!([version_record("mallory:own", "1.0.0")]),
+    )
+    .await;
+    // Finishing one makes room for the next.
+    publish_version(&mut alice, name, "1.0.0", false).await;
+    ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.2")]),
+    )
+    .await;
+}
+
+/// Host and path of an upload URL.
+fn split_url(url: &str) -> (&str, &str) {
+    let rest = url.trim_start_matches("http://");
+    let slash = rest.find('/').unwrap();
+    (&rest[..slash], &rest[slash..])
+}
+
+/// Starts the tool's upload of `length` bytes by hand and waits for the server's
+/// `100 Continue`, which it sends once the handler reads the body: the upload then holds
+/// its upload slot and its ticket. The caller sends (some of) the body.
+fn start_upload(url: &str, length: usize) -> std::net::TcpStream {
+    let (host, path) = split_url(url);
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    write!(
+        stream,
+        "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {length}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("the interim response");
+        seen.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&seen);
+    assert!(head.starts_with("HTTP/1.1 100"), "{head}");
+    stream
+}
+
+/// The whole response on a `Connection: close` stream, lower-cased headers and all.
+fn read_response(mut stream: std::net::TcpStream) -> (u16, String) {
+    let mut response = Vec::new();
+    // The server may close before reading everything sent; what it answered is complete.
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text.to_ascii_lowercase())
+}
+
+/// A PUT written by hand with these extra header lines (each ending in `\r\n`) and raw
+/// body bytes; the server may answer before reading all of them.
+fn raw_put(url: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    let (host, path) = split_url(url);
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n");
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
+    read_response(stream)
+}
+
+/// Closes a connection with a TCP reset (`SO_LINGER` 0) instead of an orderly close, as
+/// a client that crashes or loses its network does: the server's connection fails
+/// outright, which drops the request handler, rather than only seeing a short body.
+fn reset(stream: std::net::TcpStream) {
+    stream.set_nonblocking(true).unwrap();
+    let stream = tokio::net::TcpStream::from_std(stream).unwrap();
+    // Deprecated because a non-zero linger blocks on drop; a zero one closes at once.
+    #[allow(deprecated)]
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// PUTs `body` until the URL is free again (the server releases a cut-off upload's slot
+/// and ticket as soon as it notices the client left); returns the final status.
+async fn put_when_free(url: &str, body: &[u8]) -> (u16, String) {
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    loop {
+        let (status, text) = put(url, body);
+        if (status != 409 && status != 503) || std::time::Instant::now() > deadline {
+            return (status, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Spec §5.2 under load: `--max-concurrent-uploads` bodies at once, the next one gets
+/// 503 with `Retry-After`; a client whose connection breaks mid-body frees its slot and
+/// its URL at once and leaves no partial file, so the tool's retry succeeds.
+#[tokio::test]
+async fn upload_slots_are_capped_and_cut_off_uploads_leave_their_urls_usable() {
+    let world = world();
+    let server = serve(&world.data, &["--max-concurrent-uploads", "1"]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:sturdy";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    let source_url = created["uploadUrl"].as_str().unwrap();
+    let readme_url = created["readmeUrl"].as_str().unwrap();
+    let source = file("sturdy source", 20_000);
+    let readme = b"# sturdy\n".to_vec();
+
+    let mut cut_off = start_upload(source_url, source.len());
+    cut_off.write_all(&source[..5_000]).unwrap();
+    cut_off.flush().unwrap();
+    let (status, text) = raw_put(readme_url, "Content-Length: 9\r\n", &readme);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("\r\nretry-after: 5\r\n"), "{text}");
+    assert!(text.contains("stays valid"), "{text}");
+
+    reset(cut_off);
+    let (status, text) = put_when_free(source_url, &source).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(put(readme_url, &readme).0, 200);
+    assert_eq!(
+        staged_files(&world.data).len(),
+        2,
+        "a partial file was left: {:?}",
+        staged_files(&world.data)
+    );
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+}
+
+/// Spec §5.2: an upload that sends nothing for `--upload-idle-timeout` is abandoned with
+/// a 408 saying so; its URL stays usable and no partial file is kept.
+#[tokio::test]
+async fn stalled_uploads_are_abandoned_and_their_urls_stay_usable() {
+    let world = world();
+    let server = serve(&world.data, &["--upload-idle-timeout", "1s"]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:stalled";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    let url = created["uploadUrl"].as_str().unwrap();
+    let source = file("stalled source", 10_000);
+    let mut stalled = start_upload(url, source.len());
+    stalled.write_all(&source[..100]).unwrap();
+    let (status, text) = read_response(stalled);
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("sent no data for 1 seconds"), "{text}");
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+    assert_eq!(put(url, &source).0, 200);
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+}
+
+/// Spec §5.2: a chunked upload (no `Content-Length` to refuse up front) is cut off with
+/// 413 once it passes the limit, keeps nothing, and its URL stays usable.
+#[tokio::test]
+async fn chunked_oversized_uploads_are_cut_off_and_leave_nothing() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:chunky";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    let url = created["uploadUrl"].as_str().unwrap();
+    let mut body = Vec::new();
+    for chunk in file("chunky", MAX_UPLOAD + 10_000).chunks(8192) {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"0\r\n\r\n");
+    let (status, text) = raw_put(url, "Transfer-Encoding: chunked\r\n", &body);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("upload limit"), "{text}");
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+    let source = file("small enough", 1000);
+    let (status, text) = raw_put(
+        url,
+        "Transfer-Encoding: chunked\r\n",
+        &[
+            format!("{:x}\r\n", source.len()).as_bytes(),
+            &source,
+            b"\r\n0\r\n\r\n",
+        ]
+        .concat(),
+    );
+    assert_eq!(status, 200, "{text}");
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+}
+
+/// The URL in the exported catalog that ends with `suffix`.
+fn published_url(data: &Path, suffix: &str) -> String {
+    export(data)
+        .split('"')
+        .find(|part| part.starts_with("http://") && part.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no published URL ends with {suffix}"))
+        .to_owned()
+}
+
+/// Spec §8.1: no download path reaches a file outside the published files, however it
+/// is spelled: a sentinel next to the files directory and one at an absolute path.
+#[tokio::test]
+async fn downloads_never_reach_outside_the_published_files() {
+    let world = world();
+    let sentinel = "SENTINEL-7f3a9c: this file must never be served";
+    std::fs::write(world.data.join("sentinel.txt"), sentinel).unwrap();
+    let outside = world.data.parent().unwrap().join("outside.txt");
+    std::fs::write(&outside, sentinel).unwrap();
+    let absolute = outside.to_str().unwrap().trim_start_matches('/').to_owned();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    publish_version(&mut alice, "acme:fenced", "1.0.0", true).await;
+    let real = published_url(&world.data, "-source.tgz");
+    let (_, real_path) = split_url(&real);
+    assert_eq!(raw_request(&server, "GET", real_path).0, 200);
+    let mut paths = vec![
+        "/packages/../sentinel.txt".to_owned(),
+        "/packages/../../sentinel.txt".to_owned(),
+        "/packages/%2e%2e/sentinel.txt".to_owned(),
+        "/packages/%2E%2E/%2E%2E/sentinel.txt".to_owned(),
+        "/packages/..%2Fsentinel.txt".to_owned(),
+        "/packages/..%2f..%2fsentinel.txt".to_owned(),
+        "/packages/..%5Csentinel.txt".to_owned(),
+        "/packages/acme_fenced/..%2F..%2F..%2Fsentinel.txt".to_owned(),
+        "/packages/acme_fenced/1.0.0/../../../sentinel.txt".to_owned(),
+        "/packages/%2e%2e%2f%2e%2e%2foutside.txt".to_owned(),
+        format!("/packages//{absolute}"),
+        format!("/packages/%2F{}", absolute.replace('/', "%2F")),
+        format!("/packages/{absolute}"),
+        format!("/packages/file:%2F%2F%2F{absolute}"),
+        format!("{real_path}/../../../../sentinel.txt"),
+        format!("{real_path}%2F..%2F..%2F..%2F..%2Fsentinel.txt"),
+    ];
+    paths.push(format!("/{absolute}"));
+    for path in &paths {
+        let (status, body) = raw_request(&server, "GET", path);
+        assert!(
+            !body.contains("SENTINEL-7f3a9c"),
+            "{path} ({status}) served the sentinel"
+        );
+        assert_ne!(status, 200, "{path}");
+    }
+}
+
+/// Spec §8.1 and RFC 9110 §14: one byte range in each form gets 206 with its
+/// `Content-Range`; an unsatisfiable one 416 with `bytes */LEN`; several ranges or a
+/// malformed header the whole file with 200.
+#[tokio::test]
+async fn downloads_honour_single_byte_ranges() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let published = publish_version(&mut alice, "acme:ranged", "1.0.0", true).await;
+    let url = published_url(&world.data, "-source.tgz");
+    let whole = &published.source;
+    let len = whole.len();
+    for (range, first, last) in [
+        (format!("bytes={}-", len - 10), len - 10, len - 1),
+        ("bytes=100-199".to_owned(), 100, 199),
+        ("bytes=5-5".to_owned(), 5, 5),
+        (format!("bytes=100-{}", len * 2), 100, len - 1),
+        ("bytes=-300".to_owned(), len - 300, len - 1),
+        (format!("bytes=-{}", len * 3), 0, len - 1),
+    ] {
+        let (status, header, bytes) = fetch(&url, Some(&range));
+        assert_eq!(status, 206, "{range}");
+        assert_eq!(
+            header("content-range"),
+            Some(format!("bytes {first}-{last}/{len}")),
+            "{range}"
+        );
+        assert_eq!(
+            header("content-length"),
+            Some((last + 1 - first).to_string())
+        );
+        assert!(bytes == whole[first..=last], "{range} served other bytes");
+    }
+    for range in [
+        format!("bytes={len}-"),
+        format!("bytes={}-{}", len + 5, len + 10),
+        "bytes=-0".to_owned(),
+    ] {
+        let (status, header, _) = fetch(&url, Some(&range));
+        assert_eq!(status, 416, "{range}");
+        assert_eq!(header("content-range"), Some(format!("bytes */{len}")));
+    }
+    for range in [
+        "bytes=0-1,5-6",
+        "bytes=9-3",
+        "bytes=0-",
+        "lines=1-2",
+        "bytes=x-",
+    ] {
+        let (status, header, bytes) = fetch(&url, Some(range));
+        assert_eq!(status, 200, "{range}");
+        assert_eq!(header("content-range"), None, "{range}");
+        assert!(bytes == *whole, "{range} did not serve the whole file");
+    }
+}
+
+/// Spec §5.2 on S3: a client that closes its connection mid-body leaves no multipart upload and no
+/// object behind, and the URL stays usable.
+#[tokio::test]
+async fn a_cut_off_upload_to_s3_aborts_its_multipart_upload() {
+    let s3 = S3::start();
+    let bucket = s3.create_bucket();
+    let world = world();
+    let server = serve(
+        &world.data,
+        &[
+            "--s3-bucket",
+            &bucket,
+            "--s3-endpoint",
+            &s3.endpoint,
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key",
+            "test",
+        ],
+    );
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:clouded";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let created = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record(name, "1.0.0")]),
+    )
+    .await;
+    let url = created["uploadUrl"].as_str().unwrap();
+    let source = file("clouded source", 20_000);
+    let mut cut_off = start_upload(url, source.len());
+    cut_off.write_all(&source[..5_000]).unwrap();
+    drop(cut_off);
+    let (status, text) = put_when_free(url, &source).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, listing) = s3.get(&format!("{bucket}?uploads"));
+    assert_eq!(status, 200, "{listing}");
+    assert!(
+        !listing.contains("<UploadId>"),
+        "a multipart upload was left open: {listing}"
+    );
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
 }

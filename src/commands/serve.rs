@@ -221,6 +221,11 @@ fn publishing(
         public_url: public_url.trim_end_matches('/').to_owned(),
         max_upload_size: options.max_upload_size,
         upload_ttl: options.upload_ttl,
+        max_open_publishes: options.max_open_publishes,
+        upload_slots: Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(options.max_concurrent_uploads).unwrap_or(usize::MAX),
+        )),
+        upload_idle_timeout: options.upload_idle_timeout,
     })
 }
 

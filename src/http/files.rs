@@ -4,23 +4,31 @@
 //! An upload URL carries its own authorization (the tool sends no credentials): a random
 //! secret whose hash names a single-use, expiring ticket. The body streams into a staging
 //! blob and is hashed on the way; it becomes visible under its final name only when the
-//! publish call has checked that hash. Downloads answer `200` with an exact
-//! `Content-Length`, or `206` for `Range: bytes=N-` (old tools resume by appending), and
+//! publish call has checked that hash. An upload that fails (too large, stalled past
+//! `--upload-idle-timeout`, cut off by the client) keeps no partial file and leaves its
+//! URL usable for a retry. Downloads answer `200` with an exact `Content-Length`, or
+//! `206` for one byte range (old tools resume with `Range: bytes=N-` by appending), and
 //! never redirect: the tool would save a redirect body as the tarball.
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use exosphere_blobs::{BlobError, BlobKey};
+use exosphere_blobs::{BlobError, BlobKey, Span};
 use exosphere_catalog::accounts::{Upload, UploadState, secret_hash};
 use exosphere_ddp::{DdpError, ErrorCode};
+use tracing::Instrument as _;
 
 use super::AppState;
 use crate::service::Publishing;
 use crate::service::publishing::{blob_key, looks_like_secret, now_ms};
 
-/// `PUT /uploads/<secret>`: stores the body for the ticket, once.
+/// `PUT /uploads/<secret>`: stores the body for the ticket, once. At most
+/// `--max-concurrent-uploads` bodies are received at once (503 with `Retry-After` over
+/// it); the work runs on its own task, so a client that disconnects mid-body cannot
+/// cancel the clean-up that makes the URL usable again.
 pub async fn upload(
     State(state): State<AppState>,
     Path(secret): Path<String>,
@@ -33,11 +41,49 @@ pub async fn upload(
     if !looks_like_secret(&secret) {
         return text(StatusCode::NOT_FOUND, "unknown upload URL");
     }
+    let Ok(slot) = Arc::clone(&publishing.upload_slots).try_acquire_owned() else {
+        tracing::warn!("refused an upload: every upload slot is busy");
+        let mut response = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The server is receiving as many uploads as it allows; try again shortly (this \
+             upload URL stays valid)",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+        return response;
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let hash = secret_hash(&secret);
+    let receiving = tokio::spawn(
+        async move {
+            let answer = receive(&publishing, &secret, declared, body).await;
+            drop(slot);
+            answer
+        }
+        .in_current_span(),
+    );
+    receiving.await.unwrap_or_else(|error| {
+        tracing::error!(%error, "an upload task failed");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "the upload failed")
+    })
+}
+
+/// Seconds a client refused for lack of an upload slot is asked to wait.
+const RETRY_AFTER: &str = "5";
+
+/// Claims the ticket, streams the body into its staging blob and records the outcome: a
+/// received file, or on any failure (too large, idle, the client went away) the ticket
+/// open again with no partial file kept.
+async fn receive(
+    publishing: &Publishing,
+    secret: &str,
+    declared: Option<u64>,
+    body: Body,
+) -> Response {
+    let hash = secret_hash(secret);
     let claim = {
         let hash = hash.clone();
         publishing
@@ -74,7 +120,12 @@ pub async fn upload(
     };
     let stored = publishing
         .blobs
-        .put_stream(&staging, body.into_data_stream(), upload.max_size)
+        .put_stream(
+            &staging,
+            body.into_data_stream(),
+            upload.max_size,
+            publishing.upload_idle_timeout,
+        )
         .await;
     let (state_after, answer) = match stored {
         Ok(stored) => (
@@ -87,7 +138,21 @@ pub async fn upload(
         Err(error) => {
             let answer = match &error {
                 BlobError::TooLarge { limit } => refusal(&too_large(*limit)),
-                BlobError::Body(reason) => text(StatusCode::BAD_REQUEST, reason),
+                BlobError::Idle { idle } => {
+                    tracing::info!(seconds = idle.as_secs(), "abandoned a stalled upload");
+                    text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        &format!(
+                            "The upload sent no data for {} seconds and was abandoned; \
+                             upload the file again (this upload URL stays valid)",
+                            idle.as_secs()
+                        ),
+                    )
+                }
+                BlobError::Body(reason) => {
+                    tracing::info!(%reason, "an upload was cut off");
+                    text(StatusCode::BAD_REQUEST, reason)
+                }
                 other => {
                     tracing::error!(error = %other, "storing an upload failed");
                     text(
@@ -133,7 +198,7 @@ fn too_large(limit: u64) -> DdpError {
     )
 }
 
-/// `GET /packages/<key>`: a published file, whole or from `Range: bytes=N-`.
+/// `GET /packages/<key>`: a published file, whole or one byte range (see [`span`]).
 pub async fn download(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -145,18 +210,18 @@ pub async fn download(
     let Ok(key) = BlobKey::new(&format!("packages/{key}")) else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
-    let start = headers
+    let span = headers
         .get(header::RANGE)
         .and_then(|value| value.to_str().ok())
-        .and_then(range_start);
-    serve_blob(&publishing, &key, start.unwrap_or(0)).await
+        .map_or(Span::Whole, span);
+    serve_blob(&publishing, &key, span).await
 }
 
-async fn serve_blob(publishing: &Publishing, key: &BlobKey, start: u64) -> Response {
-    let download = match publishing.blobs.get(key, start).await {
+async fn serve_blob(publishing: &Publishing, key: &BlobKey, span: Span) -> Response {
+    let download = match publishing.blobs.get(key, span).await {
         Ok(Some(download)) => download,
         Ok(None) => return text(StatusCode::NOT_FOUND, "no such file"),
-        Err(BlobError::RangeNotSatisfiable { size, .. }) => {
+        Err(BlobError::RangeNotSatisfiable { size }) => {
             let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, value);
@@ -171,7 +236,7 @@ async fn serve_blob(publishing: &Publishing, key: &BlobKey, start: u64) -> Respo
             );
         }
     };
-    let length = download.size - download.start;
+    let range = download.range.clone();
     let content_type = if key.as_str().ends_with(".md") {
         "text/markdown; charset=utf-8"
     } else if key.as_str().ends_with(".tgz") {
@@ -181,7 +246,10 @@ async fn serve_blob(publishing: &Publishing, key: &BlobKey, start: u64) -> Respo
     };
     let mut response = Response::new(Body::from_stream(download.body));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(range.end - range.start),
+    );
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     // A published file never changes: every new upload gets a new name.
@@ -189,29 +257,41 @@ async fn serve_blob(publishing: &Publishing, key: &BlobKey, start: u64) -> Respo
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),
     );
-    if download.start > 0 {
+    if span != Span::Whole {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-        let range = format!(
-            "bytes {}-{}/{}",
-            download.start,
-            download.size - 1,
-            download.size
-        );
-        if let Ok(value) = HeaderValue::from_str(&range) {
+        let content_range = format!("bytes {}-{}/{}", range.start, range.end - 1, download.size);
+        if let Ok(value) = HeaderValue::from_str(&content_range) {
             response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
     }
     response
 }
 
-/// The start of a `Range: bytes=N-` header (the only form the tool sends); other forms
-/// are ignored and get the whole file, as HTTP allows.
-fn range_start(value: &str) -> Option<u64> {
-    value
-        .strip_prefix("bytes=")?
-        .strip_suffix('-')?
-        .parse()
-        .ok()
+/// The bytes a `Range` header asks for (RFC 9110 §14.1.2), one range only: `bytes=N-`
+/// (what old tools send to resume), `bytes=N-M` and the suffix `bytes=-N`. `bytes=0-`
+/// is the whole file, answered `200` as before (also for an empty README). Everything
+/// else (another unit, bad syntax, several ranges) is ignored and gets the whole file,
+/// which HTTP allows; a server that answered several ranges would have to send a
+/// multipart body no Meteor tool reads.
+fn span(value: &str) -> Span {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Span::Whole;
+    };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Span::Whole;
+    };
+    let number = |text: &str| {
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    match (number(first), last.is_empty(), number(last)) {
+        (Some(0), true, _) => Span::Whole,
+        (Some(first), true, _) => Span::From(first),
+        (Some(first), false, Some(last)) if first <= last => Span::Between(first, last),
+        (None, false, Some(count)) if first.is_empty() => Span::Last(count),
+        _ => Span::Whole,
+    }
 }
 
 /// A plain-text answer; the tool shows the body of a failed upload as the error.
@@ -248,7 +328,7 @@ fn refusal(error: &DdpError) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::{loggable_path, range_start};
+    use super::{Span, loggable_path, span};
 
     #[test]
     fn upload_secrets_are_not_logged() {
@@ -257,11 +337,27 @@ mod tests {
     }
 
     #[test]
-    fn only_open_ended_byte_ranges_are_honoured() {
-        assert_eq!(range_start("bytes=100-"), Some(100));
-        assert_eq!(range_start("bytes=0-"), Some(0));
-        assert_eq!(range_start("bytes=0-10"), None);
-        assert_eq!(range_start("bytes=-10"), None);
-        assert_eq!(range_start("items=1-"), None);
+    fn single_byte_ranges_are_honoured_and_the_rest_ignored() {
+        for (header, expected) in [
+            ("bytes=100-", Span::From(100)),
+            ("bytes=0-", Span::Whole),
+            ("bytes=0-10", Span::Between(0, 10)),
+            ("bytes=5-5", Span::Between(5, 5)),
+            ("bytes=-10", Span::Last(10)),
+            ("bytes=-0", Span::Last(0)),
+            (" bytes=7-9 ", Span::Between(7, 9)),
+            ("bytes=10-5", Span::Whole),
+            ("bytes=0-1,5-6", Span::Whole),
+            ("bytes=-", Span::Whole),
+            ("bytes=", Span::Whole),
+            ("bytes=a-", Span::Whole),
+            ("bytes=+1-2", Span::Whole),
+            ("bytes=1--2", Span::Whole),
+            ("bytes=99999999999999999999-", Span::Whole),
+            ("items=1-", Span::Whole),
+            ("", Span::Whole),
+        ] {
+            assert_eq!(span(header), expected, "{header:?}");
+        }
     }
 }

@@ -15,9 +15,9 @@ use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use serde_json::{Map, Value, json};
 
 use super::publishing::{
-    Publishing, Tx, creation_maintainers, date, load, maintained_package, maintains, now_ms,
-    object_param, parse_object, person, plain_params, require_user, save, session_user,
-    string_field, string_param, touch,
+    MAX_NAME_LENGTH, Publishing, Tx, check_length, creation_maintainers, date, load,
+    maintained_package, maintains, now_ms, object_param, parse_object, person, plain_params,
+    require_user, save, session_user, string_field, string_param, touch,
 };
 
 /// Longest `description` (summary) the tool allows (`package-client.js`).
@@ -37,8 +37,16 @@ const SERVER_KEYS: [&str; 7] = [
     "unmigrated",
 ];
 
-/// The package name from a method parameter, checked against `PV.validatePackageName`.
+/// Longest package version this server accepts. Meteor sets no limit; this one keeps
+/// every file name a publish creates (`<name>-<version>-<architectures>.tgz`) within the
+/// blob store's name limits, so a long version is refused here, before any upload,
+/// rather than failing at publish time.
+const MAX_VERSION_LENGTH: usize = 64;
+
+/// The package name from a method parameter, checked against `PV.validatePackageName`
+/// and [`MAX_NAME_LENGTH`].
 fn package_name(name: String) -> Result<String, DdpError> {
+    check_length("package name", &name, MAX_NAME_LENGTH)?;
     if is_package_name(&name) {
         Ok(name)
     } else {
@@ -53,6 +61,7 @@ fn package_name(name: String) -> Result<String, DdpError> {
 /// A version string the Meteor version parser accepts (`x.y.z`, `-pre`, `_wrap`; no
 /// `+build`, spec §3.8).
 fn version_string(version: String) -> Result<String, DdpError> {
+    check_length("version", &version, MAX_VERSION_LENGTH)?;
     if is_version(&version) && !version.contains('+') {
         Ok(version)
     } else {
@@ -311,21 +320,49 @@ fn version_identifier(params: &[Value]) -> Result<(Map<String, Value>, String, S
     Ok((spec, name, version))
 }
 
-/// `buildArchitectures`: `+`-joined architecture names (spec §3.8).
+/// The operating-system architectures a build may name: `os` for portable server code, or
+/// one of the platforms the tool builds binary code on (`tools/utils/archinfo.ts`, with
+/// the 32-bit and ARM Linux builds older and newer tools publish).
+const OS_ARCHITECTURES: [&str; 8] = [
+    "os",
+    "os.linux.aarch64",
+    "os.linux.x86_32",
+    "os.linux.x86_64",
+    "os.osx.arm64",
+    "os.osx.x86_64",
+    "os.windows.x86_32",
+    "os.windows.x86_64",
+];
+
+/// The client architectures of a build (`web.browser.modern` is spelled `web.browser`).
+const WEB_ARCHITECTURES: [&str; 3] = ["web.browser", "web.browser.legacy", "web.cordova"];
+
+/// `buildArchitectures` as the tool computes it (`isopack.js` `buildArchitectures`: the
+/// unibuilds' architectures, de-duplicated, sorted and joined with `+`; spec §3.8, §5.6):
+/// known architectures only, in ascending order without repeats, and at most one `os`
+/// architecture (an isopack has one server unibuild, portable or for one platform). The
+/// download side matches these names with `archinfo.mostSpecificMatch`, which throws on
+/// a repeated name, so anything else would break every client that syncs the build.
 fn architectures(text: String) -> Result<String, DdpError> {
-    let valid = !text.is_empty()
-        && text.len() <= 200
-        && text.split('+').all(|arch| {
-            !arch.is_empty()
-                && arch
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        });
-    if valid {
+    let archs: Vec<&str> = text.split('+').collect();
+    let known = archs
+        .iter()
+        .all(|arch| OS_ARCHITECTURES.contains(arch) || WEB_ARCHITECTURES.contains(arch));
+    let sorted = archs.windows(2).all(|pair| pair[0] < pair[1]);
+    let servers = archs
+        .iter()
+        .filter(|arch| OS_ARCHITECTURES.contains(arch))
+        .count();
+    if known && sorted && servers <= 1 {
         Ok(text)
     } else {
         Err(DdpError::bad_request(format!(
-            "{text:?} is not a `+`-separated list of architectures such as os+web.browser"
+            "{text:.200?} is not a valid `buildArchitectures`: the build's architectures, \
+             sorted and joined with `+` without repeats, such as \
+             os+web.browser+web.browser.legacy+web.cordova; each is one of {}, {}, and \
+             at most one is an os architecture",
+            OS_ARCHITECTURES.join(", "),
+            WEB_ARCHITECTURES.join(", ")
         )))
     }
 }
@@ -552,4 +589,66 @@ fn reply(answer: Value) -> Result<Reply, DdpError> {
     Ejson::from_json(answer)
         .map(Reply::Value)
         .map_err(|_| DdpError::internal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exosphere_blobs::BlobKey;
+
+    #[test]
+    fn the_longest_accepted_names_still_make_valid_file_keys() {
+        let name = format!("acme:{}", "w".repeat(MAX_NAME_LENGTH - 5));
+        let version = format!("1.0.0-{}", "r".repeat(MAX_VERSION_LENGTH - 8));
+        let version = format!("{version}_9");
+        let name = package_name(name).unwrap();
+        let version = version_string(version).unwrap();
+        let archs = "os.windows.x86_32+web.browser+web.browser.legacy+web.cordova";
+        let archs = architectures(archs.to_owned()).unwrap();
+        for file in [
+            format!("{}-{version}-source.tgz", file_name(&name)),
+            format!("{}-{version}-{archs}.tgz", file_name(&name)),
+            "README.md".to_owned(),
+        ] {
+            let key = file_key(&name, &version, &file);
+            assert!(BlobKey::new(&key).is_ok(), "{key} is not a valid blob key");
+        }
+    }
+
+    #[test]
+    fn build_architectures_follow_the_tools_form() {
+        for good in [
+            "os",
+            "web.browser",
+            "os+web.browser+web.browser.legacy+web.cordova",
+            "os.linux.x86_64+web.browser+web.browser.legacy+web.cordova",
+            "os.osx.arm64+web.browser",
+            "web.browser+web.cordova",
+        ] {
+            assert!(architectures(good.to_owned()).is_ok(), "{good} refused");
+        }
+        for bad in [
+            "",
+            "+",
+            "os+",
+            "web.browser+os",
+            "os+os",
+            "os+os.linux.x86_64",
+            "os.linux.x86_64+os.osx.arm64",
+            "os.plan9.mips",
+            "browser",
+            "OS",
+            "os web.browser",
+            "web.browser.modern",
+        ] {
+            assert!(architectures(bad.to_owned()).is_err(), "{bad:?} accepted");
+        }
+        assert!(version_string("1.0.0".to_owned()).is_ok());
+        let long = format!("1.0.0-{}", "a".repeat(MAX_VERSION_LENGTH));
+        let error = version_string(long).unwrap_err();
+        assert!(
+            error.reason.as_deref().unwrap_or("").contains("at most 64"),
+            "{error:?}"
+        );
+    }
 }

@@ -60,6 +60,16 @@ pub struct Publishing {
     pub max_upload_size: u64,
     /// How long upload URLs and pending publishes stay valid.
     pub upload_ttl: Duration,
+    /// Most unfinished publishes (pending versions, builds and READMEs) one user may have
+    /// at once, so one account cannot fill the store with upload tickets.
+    pub max_open_publishes: u64,
+    /// One permit per upload body being received: bounds the uploads in progress
+    /// server-wide (the rest are told to retry), so disk or S3 bandwidth and the
+    /// per-upload buffers cannot be exhausted by many slow clients.
+    pub upload_slots: Arc<tokio::sync::Semaphore>,
+    /// How long an upload body may send nothing before it is abandoned, so a stalled
+    /// client cannot hold an upload slot and its ticket forever.
+    pub upload_idle_timeout: Duration,
 }
 
 /// Why a method's transaction stopped: a refusal the client sees, or a storage failure.
@@ -110,6 +120,25 @@ pub fn looks_like_secret(text: &str) -> bool {
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Longest package or release track name this server accepts. Meteor's
+/// `PV.validatePackageName` sets no limit (names on the official server stay far below
+/// it); this one keeps every file name a publish creates within the blob store's name
+/// limits, so a long name is refused when the package is created, not at publish time.
+pub const MAX_NAME_LENGTH: usize = 100;
+
+/// Refuses a name or version longer than `limit` bytes with the same 400 as the other
+/// validation errors, before any record, ticket or file is made.
+pub fn check_length(what: &str, text: &str, limit: usize) -> Result<(), DdpError> {
+    if text.len() <= limit {
+        Ok(())
+    } else {
+        Err(DdpError::bad_request(format!(
+            "The {what} is {} characters long; this server accepts at most {limit}",
+            text.len()
+        )))
+    }
 }
 
 /// The 401 the tool treats as "not authorized" (spec §5.8) and unauthenticated calls get.
@@ -283,12 +312,30 @@ impl Publishing {
 
     /// Stores a pending publish under a fresh `uploadToken`, replacing any earlier one of
     /// the same kind and subject (a crashed publish being retried); returns the token.
+    /// Refuses the new one when the user already has `max_open_publishes` unfinished
+    /// publishes (the replaced one does not count).
     pub fn new_pending(&self, writer: &mut dyn CatalogWriter, pending: &Pending) -> Tx<String> {
         for old in writer
             .accounts()
             .pending_for(pending.kind, &pending.subject)?
         {
             drop_pending(writer, &old)?;
+        }
+        let open = writer
+            .accounts()
+            .open_pending_of(&pending.user_id, now_ms())?;
+        if open >= self.max_open_publishes {
+            return Err(DdpError::new(
+                429,
+                format!(
+                    "You have {open} unfinished publishes, the most this server allows: \
+                     finish them (or run the same publish again, which replaces its \
+                     unfinished attempt), or wait until they expire {} seconds after they \
+                     were started",
+                    self.upload_ttl.as_secs()
+                ),
+            )
+            .into());
         }
         let token = new_secret();
         writer

@@ -8,17 +8,22 @@ use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use serde_json::{Map, Value, json};
 
 use super::publishing::{
-    Publishing, Tx, creation_maintainers, date, load, maintained_track, now_ms, object_param,
-    person, plain_params, require_user, save, session_user, string_field, string_param, touch,
+    MAX_NAME_LENGTH, Publishing, Tx, check_length, creation_maintainers, date, load,
+    maintained_track, now_ms, object_param, person, plain_params, require_user, save, session_user,
+    string_field, string_param, touch,
 };
 
 /// Longest release `description` the tool allows (`commands-packages.js`).
 const MAX_DESCRIPTION: usize = 100;
 
+/// Longest release version accepted; Meteor sets no limit, and release versions name no
+/// files, so this only bounds what a record may hold.
+const MAX_RELEASE_VERSION_LENGTH: usize = 100;
+
 /// A release track name: like a package name, but upper case is allowed (`METEOR`).
 fn track_name(name: String) -> Result<String, DdpError> {
+    check_length("release track name", &name, MAX_NAME_LENGTH)?;
     let valid = !name.is_empty()
-        && name.len() <= 100
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":.-".contains(&b))
@@ -40,8 +45,8 @@ fn track_name(name: String) -> Result<String, DdpError> {
 /// A release version string (free-form in Meteor, e.g. `3.0.4` or `1.2-rc.1`), kept to
 /// printable characters.
 fn release_version(version: String) -> Result<String, DdpError> {
+    check_length("release version", &version, MAX_RELEASE_VERSION_LENGTH)?;
     let valid = !version.is_empty()
-        && version.len() <= 100
         && version
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b));

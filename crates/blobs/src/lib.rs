@@ -41,11 +41,16 @@ pub enum BlobError {
     /// The upload body could not be read from the client.
     #[error("reading the upload failed: {0}")]
     Body(String),
-    /// The requested range starts at or past the end of the blob.
-    #[error("range starts at {start}, past the end of a {size}-byte file")]
+    /// The upload body sent nothing for the caller's idle limit; nothing was kept.
+    #[error("the upload sent no data for {} seconds", idle.as_secs())]
+    Idle {
+        /// The idle limit that passed.
+        idle: std::time::Duration,
+    },
+    /// The requested bytes are not in the blob (a start at or past its end, or an
+    /// empty suffix).
+    #[error("no bytes of a {size}-byte file are in the requested range")]
     RangeNotSatisfiable {
-        /// The first byte asked for.
-        start: u64,
         /// The blob's size.
         size: u64,
     },
@@ -62,22 +67,31 @@ pub enum BlobError {
 
 /// A validated blob name: `/`-separated segments of ASCII letters, digits and `._@+-`,
 /// none empty or starting with `.`, so no key can climb out of its directory or name a
-/// hidden file, whatever a URL asked for.
+/// hidden file, whatever a URL asked for. A segment has at most [`MAX_SEGMENT`] bytes and
+/// a key at most [`MAX_KEY`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BlobKey(String);
+
+/// Longest key segment: a file name on common file systems may have 255 bytes, and the
+/// local store writes through a temporary file named `<segment>#<n>`, so some room is
+/// left for that suffix.
+pub const MAX_SEGMENT: usize = 240;
+
+/// Longest key: S3's limit on object keys.
+pub const MAX_KEY: usize = 1024;
 
 impl BlobKey {
     /// Checks `key` against the rules above.
     pub fn new(key: &str) -> Result<BlobKey, BlobError> {
         let valid_segment = |segment: &str| {
             !segment.is_empty()
-                && segment.len() <= 200
+                && segment.len() <= MAX_SEGMENT
                 && !segment.starts_with('.')
                 && segment
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"._@+-".contains(&b))
         };
-        if key.len() <= 1024 && key.split('/').all(valid_segment) {
+        if key.len() <= MAX_KEY && key.split('/').all(valid_segment) {
             Ok(BlobKey(key.to_owned()))
         } else {
             Err(BlobError::InvalidKey(key.to_owned()))
@@ -109,13 +123,47 @@ pub struct Stored {
     pub sha256: String,
 }
 
+/// Which bytes of a blob [`BlobStore::get`] reads: the forms of an HTTP byte range, kept
+/// here as plain numbers so the store can resolve them against the blob's size (which
+/// only it knows) in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// The whole blob.
+    Whole,
+    /// From this byte to the end.
+    From(u64),
+    /// From the first to the last byte, both included; a last byte past the end means
+    /// the end.
+    Between(u64, u64),
+    /// The last this many bytes (all of them if the blob is shorter).
+    Last(u64),
+}
+
+impl Span {
+    /// The bytes `start..end` this span picks from a blob of `size` bytes, or `None` when
+    /// it picks none (then the request is unsatisfiable). `Whole` always picks all,
+    /// even of an empty blob.
+    pub fn resolve(self, size: u64) -> Option<std::ops::Range<u64>> {
+        match self {
+            Span::Whole => Some(0..size),
+            Span::From(start) | Span::Between(start, _) if start >= size => None,
+            Span::From(start) => Some(start..size),
+            Span::Between(start, last) if last < start => None,
+            Span::Between(start, last) => Some(start..last.saturating_add(1).min(size)),
+            Span::Last(0) => None,
+            Span::Last(_) if size == 0 => None,
+            Span::Last(count) => Some(size.saturating_sub(count)..size),
+        }
+    }
+}
+
 /// An open blob: its total size and the requested bytes as a stream.
 pub struct Download {
     /// Size of the whole blob.
     pub size: u64,
-    /// The first byte the stream starts at.
-    pub start: u64,
-    /// The bytes from `start` to the end.
+    /// The bytes the stream carries, `start..end` of the blob.
+    pub range: std::ops::Range<u64>,
+    /// The bytes of `range`.
     pub body: BoxStream<'static, Result<Bytes, BlobError>>,
 }
 
@@ -184,12 +232,16 @@ impl BlobStore {
     }
 
     /// Streams `body` into `key`, hashing as it goes; stops with [`BlobError::TooLarge`]
-    /// (keeping nothing) once more than `limit` bytes arrived.
+    /// once more than `limit` bytes arrived, with [`BlobError::Idle`] when the body sent
+    /// nothing for `idle`, and with [`BlobError::Body`] when it fails (a client that
+    /// went away). On every failure the partial write is aborted (an S3 multipart upload
+    /// included), so nothing is kept.
     pub async fn put_stream<S, E>(
         &self,
         key: &BlobKey,
         body: S,
         limit: u64,
+        idle: std::time::Duration,
     ) -> Result<Stored, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -201,10 +253,11 @@ impl BlobStore {
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         let failure = loop {
-            let chunk = match body.next().await {
-                None => break None,
-                Some(Ok(chunk)) => chunk,
-                Some(Err(error)) => break Some(BlobError::Body(error.to_string())),
+            let chunk = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => break Some(BlobError::Idle { idle }),
+                Ok(None) => break None,
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(error))) => break Some(BlobError::Body(error.to_string())),
             };
             size = size.saturating_add(chunk.len() as u64);
             if size > limit {
@@ -242,18 +295,19 @@ impl BlobStore {
         }
     }
 
-    /// Opens `key` from byte `start` to its end; `None` if there is no such blob.
-    pub async fn get(&self, key: &BlobKey, start: u64) -> Result<Option<Download>, BlobError> {
+    /// Opens the bytes of `key` that `span` picks; `None` if there is no such blob,
+    /// [`BlobError::RangeNotSatisfiable`] if the span picks no byte of it.
+    pub async fn get(&self, key: &BlobKey, span: Span) -> Result<Option<Download>, BlobError> {
         let size = match self.inner.head(&key.path()).await {
             Ok(meta) => meta.size,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(error) => return Err(error.into()),
         };
-        if start > 0 && start >= size {
-            return Err(BlobError::RangeNotSatisfiable { start, size });
-        }
+        let range = span
+            .resolve(size)
+            .ok_or(BlobError::RangeNotSatisfiable { size })?;
         let options = GetOptions {
-            range: (start > 0).then_some(GetRange::Offset(start)),
+            range: (range != (0..size)).then(|| GetRange::Bounded(range.clone())),
             ..GetOptions::default()
         };
         let result = match self.inner.get_opts(&key.path(), options).await {
@@ -265,7 +319,7 @@ impl BlobStore {
             GetResultPayload::File(file, _) => file_stream(file, result.range),
             GetResultPayload::Stream(stream) => stream.map(|r| r.map_err(BlobError::from)).boxed(),
         };
-        Ok(Some(Download { size, start, body }))
+        Ok(Some(Download { size, range, body }))
     }
 }
 
@@ -310,6 +364,10 @@ impl fmt::Display for BlobStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// An idle limit no test reaches.
+    const IDLE: Duration = Duration::from_secs(600);
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Send {
         futures_util::stream::iter(
@@ -359,7 +417,7 @@ mod tests {
         let store = BlobStore::local(dir.path()).unwrap();
         let staging = BlobKey::new("uploads/t1").unwrap();
         let stored = store
-            .put_stream(&staging, chunks(&[b"hello ", b"world"]), 100)
+            .put_stream(&staging, chunks(&[b"hello ", b"world"]), 100, IDLE)
             .await
             .unwrap();
         assert_eq!(stored.size, 11);
@@ -371,20 +429,30 @@ mod tests {
         let final_key = BlobKey::new("packages/a/1.0.0/source.tgz").unwrap();
         store.copy(&staging, &final_key).await.unwrap();
         store.delete(&staging).await.unwrap();
-        assert!(store.get(&staging, 0).await.unwrap().is_none());
-        let whole = store.get(&final_key, 0).await.unwrap().unwrap();
+        assert!(store.get(&staging, Span::Whole).await.unwrap().is_none());
+        let whole = store.get(&final_key, Span::Whole).await.unwrap().unwrap();
         assert_eq!(whole.size, 11);
         assert_eq!(read_all(whole).await, b"hello world");
-        let tail = store.get(&final_key, 6).await.unwrap().unwrap();
-        assert_eq!(tail.start, 6);
-        assert_eq!(read_all(tail).await, b"world");
-        assert!(matches!(
-            store.get(&final_key, 11).await,
-            Err(BlobError::RangeNotSatisfiable {
-                start: 11,
-                size: 11
-            })
-        ));
+        for (span, range, bytes) in [
+            (Span::From(6), 6..11, &b"world"[..]),
+            (Span::Between(2, 4), 2..5, b"llo"),
+            (Span::Between(6, 100), 6..11, b"world"),
+            (Span::Last(3), 8..11, b"rld"),
+            (Span::Last(50), 0..11, b"hello world"),
+        ] {
+            let part = store.get(&final_key, span).await.unwrap().unwrap();
+            assert_eq!(part.range, range, "{span:?}");
+            assert_eq!(read_all(part).await, bytes, "{span:?}");
+        }
+        for span in [Span::From(11), Span::Between(11, 20), Span::Last(0)] {
+            assert!(
+                matches!(
+                    store.get(&final_key, span).await,
+                    Err(BlobError::RangeNotSatisfiable { size: 11 })
+                ),
+                "{span:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -393,10 +461,66 @@ mod tests {
         let store = BlobStore::local(dir.path()).unwrap();
         let key = BlobKey::new("uploads/big").unwrap();
         let error = store
-            .put_stream(&key, chunks(&[b"12345", b"67890"]), 8)
+            .put_stream(&key, chunks(&[b"12345", b"67890"]), 8, IDLE)
             .await
             .unwrap_err();
         assert!(matches!(error, BlobError::TooLarge { limit: 8 }));
-        assert!(store.get(&key, 0).await.unwrap().is_none());
+        assert!(store.get(&key, Span::Whole).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn failed_and_stalled_uploads_keep_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let key = BlobKey::new("uploads/cut").unwrap();
+        let broken = futures_util::stream::iter(vec![
+            Ok(Bytes::from_static(b"partial")),
+            Err("connection reset".to_owned()),
+        ]);
+        let error = store.put_stream(&key, broken, 100, IDLE).await.unwrap_err();
+        assert!(matches!(error, BlobError::Body(ref reason) if reason.contains("reset")));
+        let stalled =
+            futures_util::stream::iter(vec![Ok::<_, String>(Bytes::from_static(b"partial"))])
+                .chain(futures_util::stream::pending());
+        let error = store
+            .put_stream(&key, stalled, 100, Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, BlobError::Idle { .. }));
+        assert!(store.get(&key, Span::Whole).await.unwrap().is_none());
+        let mut left = Vec::new();
+        for entry in walk(dir.path()) {
+            left.push(entry);
+        }
+        assert_eq!(
+            left,
+            Vec::<std::path::PathBuf>::new(),
+            "files were left behind"
+        );
+    }
+
+    /// Every file under `dir`.
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    #[test]
+    fn spans_resolve_as_http_byte_ranges() {
+        assert_eq!(Span::Whole.resolve(0), Some(0..0));
+        assert_eq!(Span::From(0).resolve(0), None);
+        assert_eq!(Span::Last(5).resolve(0), None);
+        assert_eq!(Span::Between(0, 0).resolve(1), Some(0..1));
+        assert_eq!(Span::Between(3, 2).resolve(10), None);
+        assert_eq!(Span::Between(0, u64::MAX).resolve(10), Some(0..10));
+        assert_eq!(Span::Last(u64::MAX).resolve(10), Some(0..10));
     }
 }

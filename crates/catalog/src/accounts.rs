@@ -189,6 +189,9 @@ pub trait AccountWriter {
     fn pending(&mut self, hash: &str) -> Result<Option<Pending>, StoreError>;
     /// The hashes of the pending publishes of one kind and subject.
     fn pending_for(&mut self, kind: PendingKind, subject: &str) -> Result<Vec<String>, StoreError>;
+    /// How many unexpired pending publishes (at `now`, ms) a user has: the publishing
+    /// service caps it, so one account cannot fill the store with upload tickets.
+    fn open_pending_of(&mut self, user_id: &str, now: i64) -> Result<u64, StoreError>;
     /// Deletes a pending publish (its upload tickets are deleted separately).
     fn delete_pending(&mut self, hash: &str) -> Result<(), StoreError>;
     /// Makes an upload ticket expired now, whatever its state: it can no longer be used,

@@ -437,6 +437,16 @@ impl AccountWriter for SqliteWriter<'_> {
         hashes.collect::<rusqlite::Result<_>>().db()
     }
 
+    fn open_pending_of(&mut self, user_id: &str, now: i64) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM pending WHERE user_id = ?1 AND expires > ?2")
+            .db()?
+            .query_row(params![user_id, now], |row| row.get(0))
+            .db()?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     fn delete_pending(&mut self, hash: &str) -> Result<(), StoreError> {
         self.conn
             .prepare_cached("DELETE FROM pending WHERE hash = ?1")
@@ -679,6 +689,9 @@ mod tests {
                 a.pending_for(PendingKind::Version, "a@1.0.0 os")?,
                 Vec::<String>::new()
             );
+            assert_eq!(a.open_pending_of("u1", 999)?, 1);
+            assert_eq!(a.open_pending_of("u1", 1_000)?, 0, "expired at 1000");
+            assert_eq!(a.open_pending_of("u2", 999)?, 0);
             assert!(a.delete_token("k1")?);
             assert!(!a.delete_token("k1")?);
             a.delete_expired_pending(999)?;
