@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use exosphere_ejson::Ejson;
+use exosphere_version::MeteorVersion;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{CatalogStore, StoreError};
@@ -238,32 +239,11 @@ pub fn is_package_name(name: &str) -> bool {
         && name.matches(':').count() <= 1
 }
 
-/// Meteor's version form: `MAJOR.MINOR.PATCH`, then an optional `-prerelease` (dot-separated
-/// alphanumeric identifiers), an optional `_WRAP` number and an optional `+build`.
+/// Whether `version` is a version the `meteor` tool could have written: it parses it as
+/// strictly as the tool does (no leading zeros, a wrap number above zero; an optional
+/// `+build` is kept as part of the string, so stats rows name the version as reported).
 pub fn is_version(version: &str) -> bool {
-    let (rest, build) = match version.split_once('+') {
-        Some((rest, build)) => (rest, Some(build)),
-        None => (version, None),
-    };
-    let (rest, wrap) = match rest.rsplit_once('_') {
-        Some((rest, wrap)) => (rest, Some(wrap)),
-        None => (rest, None),
-    };
-    let (core, pre) = match rest.split_once('-') {
-        Some((core, pre)) => (core, Some(pre)),
-        None => (rest, None),
-    };
-    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let identifiers = |s: &str| {
-        s.split('.')
-            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-    };
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|part| number(part))
-        && pre.is_none_or(identifiers)
-        && wrap.is_none_or(number)
-        && build.is_none_or(identifiers)
+    MeteorVersion::parse(version).is_ok()
 }
 
 /// Rolls up one day: replaces its stats rows with the counts of its recordings, in one
@@ -771,7 +751,19 @@ mod tests {
             assert!(is_version(ok), "{ok}");
         }
         for bad in [
-            "", "1.0", "1.0.0.0", "a.b.c", "1.0.0-", "1.0.0_", "1.0.0_x", "1.0.0+", "1..0",
+            "",
+            "1.0",
+            "1.0.0.0",
+            "a.b.c",
+            "1.0.0-",
+            "1.0.0_",
+            "1.0.0_x",
+            "1.0.0+",
+            "1..0",
+            "01.0.0",
+            "1.0.0_0",
+            "1.0.0-rc.01",
+            "1.0.0+a+b",
         ] {
             assert!(!is_version(bad), "{bad}");
         }

@@ -28,7 +28,7 @@ use serde_json::value::RawValue;
 
 use crate::IndexError;
 use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
-use crate::version::MeteorVersion;
+use exosphere_version::MeteorVersion;
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]

@@ -8,7 +8,6 @@
 //! * [`Index`]: opening, rebuilding, applying pages, counts.
 //! * `query`: [`Index::search`], [`Index::show`], [`Index::deps`], [`Index::releases`] and
 //!   their typed, serializable results.
-//! * [`version`]: Meteor version order (semver, `-pre`, `_N` wrap numbers).
 //! * `ingest`: parsing records and filling the typed and derived tables.
 //! * `schema`: the tables, `PRAGMA user_version` and what is checked on open.
 
@@ -16,7 +15,6 @@ mod error;
 mod ingest;
 mod query;
 mod schema;
-pub mod version;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 use serde_json::value::RawValue;
 
 pub use error::IndexError;
+pub use exosphere_version::MeteorVersion;
 pub use ingest::{PageApplied, SyncPage};
 pub use query::{
     Build, DepNode, Dependency, DepsReport, Export, PackageInfo, Reference, ReleaseMembership,
@@ -31,7 +30,6 @@ pub use query::{
     constraint_admits,
 };
 pub use schema::SCHEMA_VERSION;
-pub use version::MeteorVersion;
 
 use ingest::{Collection, Failure};
 

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 
-use crate::version::MeteorVersion;
 use crate::{Index, IndexError};
+use exosphere_version::MeteorVersion;
 
 /// One package found by [`Index::search`].
 #[derive(Debug, Clone, PartialEq, Serialize)]

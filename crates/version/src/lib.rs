@@ -1,6 +1,11 @@
-//! Meteor version order: semver `x.y.z` with an optional `-pre.release` part, an optional
-//! `_N` wrap number and an ignored `+build` suffix (spec §3.8, the `meteor` tool's
-//! `package-version-parser.js`).
+//! Meteor's package versions: semver `x.y.z` with an optional `-pre.release` part, an
+//! optional `_N` wrap number and an ignored `+build` suffix (spec §3.8, the `meteor` tool's
+//! `package-version-parser.js`), parsed as strictly as the tool parses them, and ordered as
+//! it orders them.
+//!
+//! A crate of its own because both sides need the same rule: the server checks the versions
+//! clients report or publish (`exosphere-catalog`), and the local index sorts versions
+//! (`exosphere-index`); neither may depend on the other.
 //!
 //! The index needs "the latest version of a package" without loading every version into
 //! memory, so a parsed version is turned into a [`sort key`](MeteorVersion::sort_key): bytes
