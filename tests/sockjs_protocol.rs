@@ -683,7 +683,9 @@ fn websocket() {
     assert!(r.header("content-length").is_none());
     stream.write_all(HIXIE76_NONCE).expect("nonce sent");
     let mut answer = [0; 16];
-    r.reader.read_exact(&mut answer).expect("challenge response");
+    r.reader
+        .read_exact(&mut answer)
+        .expect("challenge response");
     assert_eq!(&answer, HIXIE76_ANSWER);
 }
 
@@ -708,7 +710,11 @@ fn websocket_hixie76() {
     let mut ws = connect("close");
     assert_eq!(ws.recv().as_deref(), Some("o"));
     assert_eq!(ws.recv().as_deref(), Some(r#"c[3000,"Go away!"]"#));
-    assert_eq!(ws.recv(), None, "the connection closes after the close frame");
+    assert_eq!(
+        ws.recv(),
+        None,
+        "the connection closes after the close frame"
+    );
     // test_empty_frame
     let mut ws = connect("echo");
     assert_eq!(ws.recv().as_deref(), Some("o"));

@@ -490,7 +490,10 @@ impl Hixie76 {
         }
         if nonce {
             let mut answer = [0; 16];
-            client.reader.read_exact(&mut answer).expect("challenge response");
+            client
+                .reader
+                .read_exact(&mut answer)
+                .expect("challenge response");
             assert_eq!(&answer, HIXIE76_ANSWER);
         }
         client
@@ -522,7 +525,9 @@ impl Hixie76 {
                 Some(String::from_utf8(text).expect("UTF-8"))
             }
             Ok(_) if kind[0] == 0xff => {
-                self.reader.read_exact(&mut kind).expect("closing handshake");
+                self.reader
+                    .read_exact(&mut kind)
+                    .expect("closing handshake");
                 assert_eq!(kind[0], 0x00, "the closing handshake is 0xFF 0x00");
                 None
             }
@@ -532,7 +537,9 @@ impl Hixie76 {
 
     /// The closing handshake, as `ws.close()` sends it.
     pub fn close(mut self) {
-        self.writer.write_all(b"\xff\x00").expect("closing handshake");
+        self.writer
+            .write_all(b"\xff\x00")
+            .expect("closing handshake");
     }
 }
 

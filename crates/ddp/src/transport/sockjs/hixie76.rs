@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn frames_encode_as_the_draft_says() {
-        assert_eq!(encode(&SocketFrame::Text("o".to_owned())), b"\x00o\xff");
+        assert_eq!(encode(&SocketFrame::text("o")), b"\x00o\xff");
         let close = SocketFrame::Close {
             code: 3000,
             reason: "Go away!",

@@ -44,6 +44,13 @@ pub(super) enum SocketFrame {
     Close { code: u16, reason: &'static str },
 }
 
+impl SocketFrame {
+    /// A text message (spelled like tungstenite's `Message::text`).
+    pub(super) fn text(text: impl Into<String>) -> Self {
+        Self::Text(text.into())
+    }
+}
+
 /// `<prefix>/websocket`: the application over a plain WebSocket.
 pub(super) async fn raw(endpoint: &Endpoint, request: Parts) -> Response {
     if !endpoint.websocket {
@@ -193,7 +200,7 @@ async fn write(
     framed: bool,
 ) {
     let limit = config.write_timeout;
-    if framed && !send(&mut sink, SocketFrame::Text(framing::OPEN.to_owned()), limit).await {
+    if framed && !send(&mut sink, SocketFrame::text(framing::OPEN), limit).await {
         return;
     }
     let idle = if framed {
@@ -205,7 +212,7 @@ async fn write(
         let item = match timeout(idle, outbound.recv()).await {
             Ok(item) => item,
             Err(_) => {
-                if send(&mut sink, SocketFrame::Text(framing::HEARTBEAT.to_owned()), limit).await {
+                if send(&mut sink, SocketFrame::text(framing::HEARTBEAT), limit).await {
                     continue;
                 }
                 return;
@@ -214,9 +221,9 @@ async fn write(
         let (code, reason) = match item {
             Some(Outbound::Frame(text)) => {
                 let message = if framed {
-                    SocketFrame::Text(framing::messages([text.as_str()]))
+                    SocketFrame::text(framing::messages([text.as_str()]))
                 } else {
-                    SocketFrame::Text(text)
+                    SocketFrame::text(text)
                 };
                 if send(&mut sink, message, limit).await {
                     continue;
@@ -229,7 +236,7 @@ async fn write(
         if framed
             && !send(
                 &mut sink,
-                SocketFrame::Text(framing::close(code, reason)),
+                SocketFrame::text(framing::close(code, reason)),
                 limit,
             )
             .await
