@@ -298,7 +298,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1 << 20, env = "EXOSPHERE_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,
 
-    /// Close sockets that send no DDP `connect` within this time (e.g. 45s).
+    /// Close sockets that send no DDP `connect` within this time (e.g. 45s), and hixie-76
+    /// SockJS WebSockets whose handshake nonce does not arrive within it.
     #[arg(long, default_value = "45s", value_parser = parse_duration, env = "EXOSPHERE_CONNECT_TIMEOUT")]
     pub connect_timeout: Duration,
 

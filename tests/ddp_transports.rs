@@ -1,5 +1,6 @@
 //! DDP through every door of the real binary (spec §1.1, §1.2): the raw WebSocket at
-//! `/websocket`, and SockJS at `/sockjs` over its WebSocket and XHR-polling transports,
+//! `/websocket`, and SockJS at `/sockjs` over its WebSocket (RFC 6455 and hixie-76) and
+//! XHR-polling transports,
 //! with clients proposing each DDP version (`1`, `pre2`, `pre1`), the `failed` retry,
 //! heartbeats per version, and the SockJS and shutdown limits of the binary.
 //!
@@ -11,7 +12,7 @@ use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Server, http_get, serve_fixture};
+use common::{Hixie76, PATIENCE, Server, http_get, serve_fixture};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
@@ -23,13 +24,16 @@ enum Transport {
     Raw,
     /// `ws://…/sockjs/<server>/<session>/websocket`, SockJS framing.
     SockJsWebSocket,
+    /// The same URL, over a hixie-76 (draft-76) WebSocket.
+    SockJsHixie76,
     /// `POST …/sockjs/<server>/<session>/xhr` and `xhr_send`.
     XhrPolling,
 }
 
-const TRANSPORTS: [Transport; 3] = [
+const TRANSPORTS: [Transport; 4] = [
     Transport::Raw,
     Transport::SockJsWebSocket,
+    Transport::SockJsHixie76,
     Transport::XhrPolling,
 ];
 
@@ -38,6 +42,10 @@ enum Conn {
     WebSocket {
         socket: Box<WebSocket<MaybeTlsStream<TcpStream>>>,
         framed: bool,
+        received: VecDeque<Value>,
+    },
+    Hixie76 {
+        socket: Box<Hixie76>,
         received: VecDeque<Value>,
     },
     Polling {
@@ -62,6 +70,16 @@ impl Conn {
                     assert!(matches!(socket.read(), Ok(Message::Text(t)) if t.as_str() == "o"));
                 }
                 conn
+            }
+            Transport::SockJsHixie76 => {
+                let addr = server.http.trim_start_matches("http://");
+                let path = session.trim_start_matches(&server.http);
+                let mut socket = Box::new(Hixie76::connect(addr, &format!("{path}/websocket")));
+                assert_eq!(socket.recv().as_deref(), Some("o"));
+                Conn::Hixie76 {
+                    socket,
+                    received: VecDeque::new(),
+                }
             }
             Transport::XhrPolling => {
                 let agent = ureq::Agent::config_builder()
@@ -107,6 +125,7 @@ impl Conn {
                 };
                 socket.send(Message::text(payload)).expect("sent");
             }
+            Conn::Hixie76 { socket, .. } => socket.send(&json!([text]).to_string()),
             Conn::Polling { url, agent, .. } => {
                 let response = agent
                     .post(format!("{url}/xhr_send"))
@@ -121,7 +140,9 @@ impl Conn {
     fn recv(&mut self) -> Option<Value> {
         loop {
             match self {
-                Conn::WebSocket { received, .. } | Conn::Polling { received, .. } => {
+                Conn::WebSocket { received, .. }
+                | Conn::Hixie76 { received, .. }
+                | Conn::Polling { received, .. } => {
                     if let Some(message) = received.pop_front() {
                         return Some(message);
                     }
@@ -143,6 +164,10 @@ impl Conn {
                     }
                     Ok(Message::Close(_)) | Err(_) => return None,
                     Ok(_) => {}
+                },
+                Conn::Hixie76 { socket, received } => match socket.recv() {
+                    Some(frame) if sockjs_frame(&frame, received) => {}
+                    _ => return None,
                 },
                 Conn::Polling {
                     url,
@@ -440,6 +465,48 @@ fn a_sockjs_websocket_client_that_stops_reading_is_dropped() {
     let mut other = Conn::open(&server, Transport::SockJsWebSocket);
     assert_eq!(other.handshake("1", &["1"])["msg"], "connected");
     drop(conn);
+}
+
+#[test]
+fn a_hixie76_client_without_a_nonce_or_with_an_oversized_frame_is_dropped() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[
+            "--connect-timeout",
+            "1s",
+            "--max-message-size",
+            "1024",
+            "--max-sessions",
+            "1",
+        ],
+    );
+    let addr = server.http.trim_start_matches("http://");
+    let path = || format!("/sockjs/000/{}/websocket", exosphere_ddp::random_id());
+    // The `101` comes before the nonce; a nonce that never comes ends the connection after
+    // --connect-timeout, and frees the session's place.
+    let mut silent = Hixie76::connect_without_nonce(addr, &path());
+    assert_eq!(silent.recv(), None, "closed without a nonce");
+    wait_for_sessions(&server, 0);
+    // A frame longer than --max-message-size ends the connection before it is complete.
+    let mut conn = Conn::open(&server, Transport::SockJsHixie76);
+    assert_eq!(conn.handshake("1", &["1"])["msg"], "connected");
+    let Conn::Hixie76 { mut socket, .. } = conn else {
+        unreachable!()
+    };
+    let endless = [b"\x00".as_slice(), &[b'x'; 2048]].concat();
+    socket.send_raw(&endless);
+    assert_eq!(socket.recv(), None, "closed after an oversized frame");
+    wait_for_sessions(&server, 0);
+    // A frame of an unknown type ends the connection too.
+    let mut conn = Conn::open(&server, Transport::SockJsHixie76);
+    assert_eq!(conn.handshake("1", &["1"])["msg"], "connected");
+    let Conn::Hixie76 { mut socket, .. } = conn else {
+        unreachable!()
+    };
+    socket.send_raw(b"\x80\x01x");
+    assert_eq!(socket.recv(), None, "closed after a binary frame");
+    wait_for_sessions(&server, 0);
 }
 
 /// One `xhr_send` carrying `count` messages that are not DDP: each is answered with an

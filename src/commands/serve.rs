@@ -124,6 +124,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         response_limit: args.sockjs_response_limit,
         max_message_size: args.max_message_size,
         write_timeout: args.ping_timeout,
+        handshake_timeout: args.connect_timeout,
         queue: args.outbound_queue,
         ..SockJsConfig::default()
     };

@@ -430,6 +430,119 @@ pub fn http_get(url: &str) -> (u16, String, Option<String>) {
     (status, body, content_type)
 }
 
+/// `Sec-WebSocket-Key1` of draft-76's example handshake (§1.3), which the SockJS suite's
+/// `test_haproxy` sends too.
+pub const HIXIE76_KEY1: &str = "4 @1  46546xW%0l 1 5";
+/// `Sec-WebSocket-Key2` of the same handshake.
+pub const HIXIE76_KEY2: &str = "12998 5 Y3 1  .P00";
+/// The nonce (`key3`) the SockJS suite sends after those keys.
+pub const HIXIE76_NONCE: &[u8; 8] = b"aaaaaaaa";
+/// The server's answer to those keys and nonce, as the SockJS suite expects it.
+pub const HIXIE76_ANSWER: &[u8; 16] = b"\xca4\x00\xd8\xa5\x08G\x97,\xd5qZ\xba\xbfC{";
+
+/// A blocking hixie-76 (draft-76) WebSocket client, as browsers of 2010 spoke it: the
+/// handshake with the nonce sent right after the headers, and `0x00 text 0xFF` frames.
+/// Written for the tests, independent of the server's code.
+pub struct Hixie76 {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Hixie76 {
+    /// The handshake on `path` of `addr` (`127.0.0.1:<port>`), the nonce sent with the
+    /// headers; panics unless the server answers `101` and the expected challenge response.
+    pub fn connect(addr: &str, path: &str) -> Hixie76 {
+        Self::handshake(addr, path, true)
+    }
+
+    /// The handshake's headers alone: the server's `101`, and a client that never sends
+    /// its nonce.
+    pub fn connect_without_nonce(addr: &str, path: &str) -> Hixie76 {
+        Self::handshake(addr, path, false)
+    }
+
+    fn handshake(addr: &str, path: &str, nonce: bool) -> Hixie76 {
+        let writer = std::net::TcpStream::connect(addr).expect("connects");
+        writer.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        let mut request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n\
+             Origin: http://{addr}\r\nSec-WebSocket-Key1: {HIXIE76_KEY1}\r\n\
+             Sec-WebSocket-Key2: {HIXIE76_KEY2}\r\n\r\n"
+        )
+        .into_bytes();
+        if nonce {
+            request.extend_from_slice(HIXIE76_NONCE);
+        }
+        let mut client = Hixie76 {
+            reader: BufReader::new(writer.try_clone().expect("clone")),
+            writer,
+        };
+        client.writer.write_all(&request).expect("handshake sent");
+        let mut status = String::new();
+        client.reader.read_line(&mut status).expect("status line");
+        assert!(status.starts_with("HTTP/1.1 101 "), "{status:?}");
+        loop {
+            let mut line = String::new();
+            client.reader.read_line(&mut line).expect("header line");
+            if line.trim_end().is_empty() {
+                break;
+            }
+        }
+        if nonce {
+            let mut answer = [0; 16];
+            client
+                .reader
+                .read_exact(&mut answer)
+                .expect("challenge response");
+            assert_eq!(&answer, HIXIE76_ANSWER);
+        }
+        client
+    }
+
+    /// Sends one text frame.
+    pub fn send(&mut self, text: &str) {
+        let frame = [b"\x00", text.as_bytes(), b"\xff"].concat();
+        self.writer.write_all(&frame).expect("frame sent");
+    }
+
+    /// Sends raw bytes (malformed or oversized frames); `false` once the server is gone.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.writer.write_all(bytes).is_ok()
+    }
+
+    /// The next text frame; `None` once the server closed (closing handshake, end of the
+    /// connection or a reset). Panics if nothing comes within [`PATIENCE`].
+    pub fn recv(&mut self) -> Option<String> {
+        let mut kind = [0; 1];
+        match self.reader.read(&mut kind) {
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(error) => panic!("no frame within {PATIENCE:?}: {error}"),
+            Ok(0) => None,
+            Ok(_) if kind[0] == 0x00 => {
+                let mut text = Vec::new();
+                self.reader.read_until(0xff, &mut text).expect("frame");
+                assert_eq!(text.pop(), Some(0xff), "the frame ends");
+                Some(String::from_utf8(text).expect("UTF-8"))
+            }
+            Ok(_) if kind[0] == 0xff => {
+                self.reader
+                    .read_exact(&mut kind)
+                    .expect("closing handshake");
+                assert_eq!(kind[0], 0x00, "the closing handshake is 0xFF 0x00");
+                None
+            }
+            Ok(_) => panic!("unexpected frame type {:#04x}", kind[0]),
+        }
+    }
+
+    /// The closing handshake, as `ws.close()` sends it.
+    pub fn close(mut self) {
+        self.writer
+            .write_all(b"\xff\x00")
+            .expect("closing handshake");
+    }
+}
+
 /// A Node.js script run as a child process that reports JSON lines on stdout and reads
 /// commands on stdin: the third-party clients of the interop and browser tests. Its stderr is
 /// kept for failure messages; it is killed when dropped.

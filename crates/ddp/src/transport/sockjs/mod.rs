@@ -6,7 +6,7 @@
 //! * `<prefix>` (greeting), `<prefix>/info` and the `iframe*.html` page ([`pages`]);
 //! * `<prefix>/websocket`: a raw WebSocket, no SockJS framing;
 //! * `<prefix>/<server>/<session>/<transport>`: the SockJS WebSocket transport
-//!   ([`websocket`]) and the HTTP transports `xhr`, `xhr_streaming`, `eventsource`,
+//!   ([`websocket`], RFC 6455 or [`hixie76`]) and the HTTP transports `xhr`, `xhr_streaming`, `eventsource`,
 //!   `htmlfile`, `jsonp`, with `xhr_send`/`jsonp_send` ([`http`]), whose sessions live in
 //!   [`session`];
 //! * frames and payloads are encoded and decoded in [`framing`].
@@ -18,6 +18,7 @@
 
 mod app;
 mod framing;
+mod hixie76;
 mod http;
 mod pages;
 mod session;
@@ -59,6 +60,9 @@ pub struct SockJsConfig {
     /// Longest time one write to a client may take; a client that stops reading is
     /// disconnected instead of holding the server's memory.
     pub write_timeout: Duration,
+    /// Longest wait for the 8-byte nonce a hixie-76 client sends after its handshake
+    /// headers; a client that never sends it is disconnected.
+    pub handshake_timeout: Duration,
     /// Messages buffered per session, in each direction.
     pub queue: usize,
     /// The SockJS client script the iframe page loads.
@@ -73,6 +77,7 @@ impl Default for SockJsConfig {
             response_limit: 128 * 1024,
             max_message_size: 1024 * 1024,
             write_timeout: Duration::from_secs(300),
+            handshake_timeout: Duration::from_secs(45),
             queue: 256,
             client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
                 .to_owned(),

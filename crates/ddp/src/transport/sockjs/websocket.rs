@@ -5,25 +5,51 @@
 //! so no registry is involved: a reader pushes client messages to the application and a
 //! writer sends the application's output, each on its own, so neither can block the
 //! other. Broken JSON from the client ends the connection at once, as the protocol says.
+//!
+//! The socket is RFC 6455 (tungstenite, through axum) or, on the SockJS transport,
+//! hixie-76 ([`hixie76`](super::hixie76)). Both run the one loop here, [`serve`], over a
+//! stream of the client's text messages and a sink of [`SocketFrame`]s.
 
+use std::future::ready;
+use std::ops::Deref;
+use std::pin::pin;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts as _;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse as _, Response};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::stream::SplitStream;
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _, stream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::Instrument as _;
 
 use super::app::Channels;
-use super::framing;
-use super::{Endpoint, SockJsConfig, connection_info, method_not_allowed, not_found};
+use super::{Endpoint, SockJsConfig, connection_info, framing, hixie76};
+use super::{method_not_allowed, not_found};
 use crate::session::Outbound;
 use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
+
+/// Why a request to a WebSocket URL is no WebSocket handshake.
+pub(super) const NOT_AN_UPGRADE: &str = "Can \"Upgrade\" only to \"WebSocket\".";
+
+/// One message the writer hands to a socket, whatever WebSocket dialect the socket speaks.
+#[derive(Debug)]
+pub(super) enum SocketFrame {
+    /// A text message.
+    Text(String),
+    /// The closing handshake; nothing follows it. hixie-76 carries no code or reason.
+    Close { code: u16, reason: &'static str },
+}
+
+impl SocketFrame {
+    /// A text message (spelled like tungstenite's `Message::text`).
+    pub(super) fn text(text: impl Into<String>) -> Self {
+        Self::Text(text.into())
+    }
+}
 
 /// `<prefix>/websocket`: the application over a plain WebSocket.
 pub(super) async fn raw(endpoint: &Endpoint, request: Parts) -> Response {
@@ -39,6 +65,9 @@ pub(super) async fn raw(endpoint: &Endpoint, request: Parts) -> Response {
 
 /// `<server>/<session>/websocket`: the application over a WebSocket with SockJS framing.
 pub(super) async fn sockjs(endpoint: &Endpoint, request: Parts) -> Response {
+    if hixie76::is_handshake(&request.headers) {
+        return hixie76::upgrade(endpoint, request);
+    }
     let info = connection_info(&request);
     let upgrade = match upgrade_from(request).await {
         Ok(upgrade) => upgrade,
@@ -58,13 +87,12 @@ async fn upgrade_from(mut request: Parts) -> Result<WebSocketUpgrade, Response> 
     }
     WebSocketUpgrade::from_request_parts(&mut request, &())
         .await
-        .map_err(|_| {
-            (
-                StatusCode::BAD_REQUEST,
-                "Can \"Upgrade\" only to \"WebSocket\".\n",
-            )
-                .into_response()
-        })
+        .map_err(|_| bad_request(NOT_AN_UPGRADE))
+}
+
+/// `400 Bad Request` saying `reason`.
+pub(super) fn bad_request(reason: &str) -> Response {
+    (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
 }
 
 /// Completes the upgrade and connects the socket to an application's `channels`.
@@ -82,32 +110,72 @@ pub(super) fn bridge(
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             async move {
-                // Held until the socket is done, close frame included.
-                let _slot = channels.slot;
                 let (sink, stream) = socket.split();
-                tokio::select! {
-                    () = read(stream, channels.inbound, framed) => {}
-                    () = write(sink, channels.outbound, &config, framed) => {}
-                }
+                let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
+                serve(texts(stream), sink, channels, &config, framed).await;
             }
             .in_current_span()
         })
 }
 
+/// Runs one session over a socket until either side ends it: a reader pushing the
+/// client's `texts` to the application, and a writer sending its output to `sink`.
+pub(super) async fn serve<T, S>(
+    texts: T,
+    sink: S,
+    channels: Channels,
+    config: &SockJsConfig,
+    framed: bool,
+) where
+    T: Stream<Item: Deref<Target = str>>,
+    S: Sink<SocketFrame>,
+{
+    // Held until the socket is done, close frame included.
+    let _slot = channels.slot;
+    let (texts, sink) = (pin!(texts), pin!(sink));
+    tokio::select! {
+        () = read(texts, channels.inbound, framed) => {}
+        () = write(sink, channels.outbound, config, framed) => {}
+    }
+}
+
+/// The text messages of an RFC 6455 socket, until it closes or fails.
+fn texts(stream: SplitStream<WebSocket>) -> impl Stream<Item = Utf8Bytes> {
+    stream::unfold(stream, |mut stream| async move {
+        loop {
+            match stream.next().await? {
+                Ok(Message::Text(text)) => return Some((text, stream)),
+                Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_)) => {}
+                Ok(Message::Close(_)) | Err(_) => return None,
+            }
+        }
+    })
+}
+
+/// A writer's frame as an RFC 6455 message.
+fn message(frame: SocketFrame) -> Message {
+    match frame {
+        SocketFrame::Text(text) => Message::text(text),
+        SocketFrame::Close { code, reason } => Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })),
+    }
+}
+
 /// Pushes client messages to the application until the socket or the application ends.
-async fn read(mut stream: SplitStream<WebSocket>, inbound: mpsc::Sender<String>, framed: bool) {
-    while let Some(Ok(message)) = stream.next().await {
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Close(_) => return,
-            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) => continue,
-        };
+async fn read<T>(mut texts: T, inbound: mpsc::Sender<String>, framed: bool)
+where
+    T: Stream<Item: Deref<Target = str>> + Unpin,
+{
+    while let Some(text) = texts.next().await {
+        let text = &*text;
         let messages = if !framed {
-            vec![text.as_str().to_owned()]
+            vec![text.to_owned()]
         } else if text.is_empty() {
             continue;
         } else {
-            match framing::decode_payload(&text, true) {
+            match framing::decode_payload(text, true) {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::debug!(%error, "SockJS WebSocket payload refused; dropping the connection");
@@ -126,13 +194,13 @@ async fn read(mut stream: SplitStream<WebSocket>, inbound: mpsc::Sender<String>,
 /// Sends the application's output (framed: open frame, `a[...]` per message, heartbeats,
 /// close frame) until the application closes or a write fails or stalls.
 async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: impl Sink<SocketFrame> + Unpin,
     mut outbound: mpsc::Receiver<Outbound>,
     config: &SockJsConfig,
     framed: bool,
 ) {
     let limit = config.write_timeout;
-    if framed && !send(&mut sink, Message::text(framing::OPEN), limit).await {
+    if framed && !send(&mut sink, SocketFrame::text(framing::OPEN), limit).await {
         return;
     }
     let idle = if framed {
@@ -144,7 +212,7 @@ async fn write(
         let item = match timeout(idle, outbound.recv()).await {
             Ok(item) => item,
             Err(_) => {
-                if send(&mut sink, Message::text(framing::HEARTBEAT), limit).await {
+                if send(&mut sink, SocketFrame::text(framing::HEARTBEAT), limit).await {
                     continue;
                 }
                 return;
@@ -153,9 +221,9 @@ async fn write(
         let (code, reason) = match item {
             Some(Outbound::Frame(text)) => {
                 let message = if framed {
-                    Message::text(framing::messages([text.as_str()]))
+                    SocketFrame::text(framing::messages([text.as_str()]))
                 } else {
-                    Message::text(text)
+                    SocketFrame::text(text)
                 };
                 if send(&mut sink, message, limit).await {
                     continue;
@@ -168,23 +236,23 @@ async fn write(
         if framed
             && !send(
                 &mut sink,
-                Message::text(framing::close(code, reason)),
+                SocketFrame::text(framing::close(code, reason)),
                 limit,
             )
             .await
         {
             return;
         }
-        let close = CloseFrame {
-            code,
-            reason: reason.into(),
-        };
-        send(&mut sink, Message::Close(Some(close)), limit).await;
+        send(&mut sink, SocketFrame::Close { code, reason }, limit).await;
         return;
     }
 }
 
-/// Sends one message within `limit`; `false` when the client is gone or not reading.
-async fn send(sink: &mut SplitSink<WebSocket, Message>, message: Message, limit: Duration) -> bool {
-    matches!(timeout(limit, sink.send(message)).await, Ok(Ok(())))
+/// Sends one frame within `limit`; `false` when the client is gone or not reading.
+async fn send(
+    sink: &mut (impl Sink<SocketFrame> + Unpin),
+    frame: SocketFrame,
+    limit: Duration,
+) -> bool {
+    matches!(timeout(limit, sink.send(frame)).await, Ok(Ok(())))
 }
