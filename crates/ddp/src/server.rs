@@ -20,14 +20,21 @@ pub struct DdpConfig {
     /// Ping a client only after this long without any inbound frame; zero disables pings.
     pub ping_interval: Duration,
     /// Close the session if nothing arrives this long after a ping. Generous by default:
-    /// the `meteor` tool is busy for minutes between calls during `meteor publish`. Also
-    /// the longest time one outbound frame may take to write before the client is
-    /// considered gone.
+    /// the `meteor` tool is busy for minutes between calls during `meteor publish`.
     pub ping_timeout: Duration,
+    /// The longest one outbound frame may take to be written to the client before the
+    /// connection is closed as stalled (the client stopped reading). Separate from
+    /// `ping_timeout` because a stalled writer pins the session's queued frames; the
+    /// default (60 s) still lets a multi-megabyte sync page reach a slow link, since the
+    /// clock only runs while the socket takes nothing at all.
+    pub write_timeout: Duration,
     /// Largest inbound text frame in bytes; a larger one closes the session.
     pub max_message_size: usize,
-    /// Frames buffered per session before producers (results, publications) wait.
-    pub outbound_queue: usize,
+    /// Bytes of outbound frames a session may hold (queued, or handed to its transport but
+    /// not yet written) before producers (results, publications) wait. A frame larger
+    /// than this still goes through, alone. The default (16 MiB) is several full
+    /// `syncNewPackageData` pages of 500 records.
+    pub outbound_buffer_size: u32,
     /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
     /// from that client. The `meteor` tool never has more than one call in flight.
     pub inbound_queue: usize,
@@ -54,8 +61,9 @@ impl Default for DdpConfig {
             connect_timeout: Duration::from_secs(45),
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(60),
             max_message_size: 1024 * 1024,
-            outbound_queue: 256,
+            outbound_buffer_size: 16 << 20,
             inbound_queue: 32,
             max_subscriptions: 100,
             max_sessions: 20_000,

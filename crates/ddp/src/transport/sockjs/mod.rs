@@ -57,9 +57,11 @@ pub struct SockJsConfig {
     /// Largest body of one `xhr_send`/`jsonp_send` request, and largest WebSocket message.
     pub max_message_size: usize,
     /// Longest time one write to a client may take; a client that stops reading is
-    /// disconnected instead of holding the server's memory.
+    /// disconnected instead of holding the server's memory (`--write-timeout`).
     pub write_timeout: Duration,
-    /// Messages buffered per session, in each direction.
+    /// Client messages buffered per session on their way to the application; when full,
+    /// the transport stops reading (`--inbound-queue`). The application's output is
+    /// bounded by its own byte budget (`--outbound-buffer-size`).
     pub queue: usize,
     /// The SockJS client script the iframe page loads.
     pub client_url: String,
@@ -72,8 +74,8 @@ impl Default for SockJsConfig {
             disconnect_delay: Duration::from_secs(60),
             response_limit: 128 * 1024,
             max_message_size: 1024 * 1024,
-            write_timeout: Duration::from_secs(300),
-            queue: 256,
+            write_timeout: Duration::from_secs(60),
+            queue: 32,
             client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
                 .to_owned(),
         }

@@ -22,7 +22,7 @@ use tracing::Instrument as _;
 use super::app::Channels;
 use super::framing;
 use super::{Endpoint, SockJsConfig, connection_info, method_not_allowed, not_found};
-use crate::session::Outbound;
+use crate::session::{Outbound, OutboxReceiver};
 use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
 
 /// `<prefix>/websocket`: the application over a plain WebSocket.
@@ -124,10 +124,11 @@ async fn read(mut stream: SplitStream<WebSocket>, inbound: mpsc::Sender<String>,
 }
 
 /// Sends the application's output (framed: open frame, `a[...]` per message, heartbeats,
-/// close frame) until the application closes or a write fails or stalls.
+/// close frame) until the application closes or a write fails or stalls. A message's
+/// bytes count against the session's outbound budget until the socket has taken it.
 async fn write(
     mut sink: SplitSink<WebSocket, Message>,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut outbound: OutboxReceiver,
     config: &SockJsConfig,
     framed: bool,
 ) {
@@ -151,7 +152,7 @@ async fn write(
             }
         };
         let (code, reason) = match item {
-            Some(Outbound::Frame(text)) => {
+            Some(Outbound::Frame(text, _charge)) => {
                 let message = if framed {
                     Message::text(framing::messages([text.as_str()]))
                 } else {
@@ -186,5 +187,18 @@ async fn write(
 
 /// Sends one message within `limit`; `false` when the client is gone or not reading.
 async fn send(sink: &mut SplitSink<WebSocket, Message>, message: Message, limit: Duration) -> bool {
-    matches!(timeout(limit, sink.send(message)).await, Ok(Ok(())))
+    match timeout(limit, sink.send(message)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "SockJS WebSocket write failed; closing");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                write_timeout = ?limit,
+                "SockJS WebSocket client stopped reading: a frame stayed unwritten; closing"
+            );
+            false
+        }
+    }
 }
