@@ -293,7 +293,7 @@ mod tests {
     use crate::session::{Outbound, Outbox, OutboxReceiver};
 
     fn session(max_subscriptions: usize) -> (Arc<SessionShared>, OutboxReceiver) {
-        let (outbox, frames) = Outbox::channel(1 << 20);
+        let (outbox, frames) = Outbox::channel(1 << 20, Arc::default());
         let ctx = Arc::new(SessionContext::new("S".to_owned(), None, None));
         let shared = SessionShared::new(ctx, outbox, max_subscriptions);
         (Arc::new(shared), frames)

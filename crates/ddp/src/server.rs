@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::service::Service;
+use crate::session::{Outbox, OutboxReceiver};
 
 /// Timeouts and limits of DDP sessions.
 #[derive(Debug, Clone)]
@@ -83,6 +84,8 @@ pub struct Server<S: Service> {
     pub(crate) sessions: AtomicUsize,
     /// Admitted connections, established or not (see [`DdpConfig::max_sessions`]).
     connections: Arc<AtomicUsize>,
+    /// Bytes of outbound frames held for clients, over every session.
+    outbound_bytes: Arc<AtomicUsize>,
     /// Becomes `true` when the server starts shutting down.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -95,6 +98,7 @@ impl<S: Service> Server<S> {
             config,
             sessions: AtomicUsize::new(0),
             connections: Arc::new(AtomicUsize::new(0)),
+            outbound_bytes: Arc::new(AtomicUsize::new(0)),
             shutdown: watch::Sender::new(false),
         })
     }
@@ -112,6 +116,21 @@ impl<S: Service> Server<S> {
     /// How many DDP sessions are established right now.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of outbound DDP frames held for clients right now, over every session
+    /// (queued, or taken by a writer that has not handed them to the socket yet): what
+    /// `outbound_buffer_size` bounds per session, for operators to watch.
+    pub fn outbound_bytes(&self) -> usize {
+        self.outbound_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A new session's outbound queue, bounded by `outbound_buffer_size`.
+    pub(crate) fn outbox(&self) -> (Outbox, OutboxReceiver) {
+        Outbox::channel(
+            self.config.outbound_buffer_size,
+            Arc::clone(&self.outbound_bytes),
+        )
     }
 
     /// Admits one more connection, or `None` when `max_sessions` are open or the server

@@ -3,21 +3,28 @@
 //! Everything that talks to the client (the reader answering pings, the worker sending
 //! results, publications sending data) pushes finished frames here; the transport's
 //! writer drains it. The bound is in bytes, not frames: one `syncNewPackageData` result
-//! can be megabytes, so a count of frames would not bound memory. Each queued frame holds
-//! a [`Charge`] on the session's budget (a semaphore of bytes) until the writer has handed
-//! it to the socket, so a client that reads slowly slows down its own producers, and
-//! nobody else, once `budget` bytes are held. A frame larger than the whole budget takes
-//! all of it: it waits for an empty queue and then goes through alone, so it can never
-//! deadlock.
+//! can be megabytes, so a count of frames would not bound memory. A frame takes its size
+//! (plus a fixed overhead) from the session's budget, a semaphore of bytes, when it is
+//! queued, and the writer gets it with a [`Charge`] that gives the bytes back once the
+//! frame is handed to the socket. So a client that reads slowly slows down its own
+//! producers, and nobody else, once `budget` bytes are held. A frame larger than the
+//! whole budget takes all of it: it waits for an empty queue and then goes through
+//! alone, so it can never deadlock.
+//!
+//! The charge is not stored in the queue (its slots stay one `String` wide, which an
+//! idle session's memory depends on): the writer recomputes it from the frame's length.
+//! Every budget also counts into a gauge shared by all sessions of a server, so the
+//! bytes held for clients can be watched (`/healthz`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::SessionClosed;
 
 /// What one queued frame costs beyond its text: the `String` header, its queue slot and
-/// its permit, so that a flood of tiny frames is bounded too.
+/// its share of bookkeeping, so that a flood of tiny frames is bounded too.
 const FRAME_OVERHEAD: u32 = 64;
 
 /// An item for the transport's writer.
@@ -30,18 +37,57 @@ pub(crate) enum Outbound {
     Close { code: u16, reason: &'static str },
 }
 
+/// What the queue holds: an [`Outbound`] without its charge.
+#[derive(Debug)]
+enum Queued {
+    Frame(String),
+    Close { code: u16, reason: &'static str },
+}
+
+/// One session's budget, and the server-wide gauge it counts into.
+#[derive(Debug)]
+struct Budget {
+    bytes: Semaphore,
+    /// The budget's size: the most one frame is charged.
+    capacity: u32,
+    held: Arc<AtomicUsize>,
+}
+
+impl Budget {
+    /// What `frame` takes from the budget.
+    fn cost(&self, frame: &str) -> u32 {
+        u32::try_from(frame.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(FRAME_OVERHEAD)
+            .min(self.capacity)
+    }
+
+    fn release(&self, bytes: u32) {
+        self.held.fetch_sub(bytes as usize, Ordering::Relaxed);
+        self.bytes.add_permits(bytes as usize);
+    }
+}
+
 /// Bytes of a session's budget held by frames on their way to the client; given back
 /// when dropped, which writers do once the frames are handed to the socket.
 #[derive(Debug, Default)]
-pub(crate) struct Charge(Option<OwnedSemaphorePermit>);
+pub(crate) struct Charge(Option<(Arc<Budget>, u32)>);
 
 impl Charge {
-    /// Takes over `other`'s bytes, for frames batched into one write.
-    pub(crate) fn absorb(&mut self, other: Self) {
-        match (&mut self.0, other.0) {
-            (Some(mine), Some(theirs)) => mine.merge(theirs),
+    /// Takes over `other`'s bytes, for frames of one session batched into one write.
+    pub(crate) fn absorb(&mut self, mut other: Self) {
+        match (&mut self.0, other.0.take()) {
+            (Some((_, mine)), Some((_, theirs))) => *mine += theirs,
             (mine @ None, theirs) => *mine = theirs,
             (Some(_), None) => {}
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if let Some((budget, bytes)) = self.0.take() {
+            budget.release(bytes);
         }
     }
 }
@@ -49,59 +95,56 @@ impl Charge {
 /// The producing side of the queue.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
-    queue: mpsc::UnboundedSender<Outbound>,
-    budget: Arc<Semaphore>,
-    /// The budget's size in bytes: the most one frame is charged.
-    capacity: u32,
+    queue: mpsc::UnboundedSender<Queued>,
+    budget: Arc<Budget>,
 }
 
 /// The writer's side of the queue. Dropping or closing it fails every send, including
 /// those waiting for budget.
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
-    queue: mpsc::UnboundedReceiver<Outbound>,
-    budget: Arc<Semaphore>,
+    queue: mpsc::UnboundedReceiver<Queued>,
+    budget: Arc<Budget>,
 }
 
 impl Outbox {
-    /// A queue holding frames of up to `budget` bytes in all (at least one byte).
-    pub(crate) fn channel(budget: u32) -> (Self, OutboxReceiver) {
+    /// A queue holding frames of up to `budget` bytes in all (at least one byte), counted
+    /// into `held` while they are held.
+    pub(crate) fn channel(budget: u32, held: Arc<AtomicUsize>) -> (Self, OutboxReceiver) {
         let capacity = budget.max(1);
         let (tx, rx) = mpsc::unbounded_channel();
-        let budget = Arc::new(Semaphore::new(capacity as usize));
+        let budget = Arc::new(Budget {
+            bytes: Semaphore::new(capacity as usize),
+            capacity,
+            held,
+        });
         let receiver = OutboxReceiver {
             queue: rx,
             budget: Arc::clone(&budget),
         };
-        (
-            Self {
-                queue: tx,
-                budget,
-                capacity,
-            },
-            receiver,
-        )
+        (Self { queue: tx, budget }, receiver)
     }
 
     /// Queues a frame, waiting while the budget is spent.
     pub(crate) async fn send(&self, frame: String) -> Result<(), SessionClosed> {
-        let cost = u32::try_from(frame.len())
-            .unwrap_or(u32::MAX)
-            .saturating_add(FRAME_OVERHEAD)
-            .min(self.capacity);
-        let permit = Arc::clone(&self.budget)
-            .acquire_many_owned(cost)
+        let cost = self.budget.cost(&frame);
+        self.budget
+            .bytes
+            .acquire_many(cost)
             .await
-            .map_err(|_| SessionClosed)?;
-        self.queue
-            .send(Outbound::Frame(frame, Charge(Some(permit))))
-            .map_err(|_| SessionClosed)
+            .map_err(|_| SessionClosed)?
+            .forget();
+        self.budget.held.fetch_add(cost as usize, Ordering::Relaxed);
+        self.queue.send(Queued::Frame(frame)).map_err(|_| {
+            self.budget.release(cost);
+            SessionClosed
+        })
     }
 
     /// Queues the closing handshake (never waits: it costs no budget).
     pub(crate) fn close(&self, code: u16, reason: &'static str) -> Result<(), SessionClosed> {
         self.queue
-            .send(Outbound::Close { code, reason })
+            .send(Queued::Close { code, reason })
             .map_err(|_| SessionClosed)
     }
 }
@@ -110,24 +153,41 @@ impl OutboxReceiver {
     /// The next item; `None` once every producer is gone (or the queue was closed and
     /// drained).
     pub(crate) async fn recv(&mut self) -> Option<Outbound> {
-        self.queue.recv().await
+        let item = self.queue.recv().await?;
+        Some(self.charged(item))
     }
 
     /// The next item if one is queued right now.
     pub(crate) fn try_recv(&mut self) -> Option<Outbound> {
-        self.queue.try_recv().ok()
+        let item = self.queue.try_recv().ok()?;
+        Some(self.charged(item))
     }
 
-    /// Fails every further send, and wakes the ones waiting for budget.
+    /// Fails every further send, wakes the ones waiting for budget, and drops what is
+    /// queued (nobody will write it), giving its bytes back.
     pub(crate) fn close(&mut self) {
-        self.budget.close();
+        self.budget.bytes.close();
         self.queue.close();
+        while let Ok(item) = self.queue.try_recv() {
+            drop(self.charged(item));
+        }
+    }
+
+    fn charged(&self, item: Queued) -> Outbound {
+        match item {
+            Queued::Frame(text) => {
+                let cost = self.budget.cost(&text);
+                Outbound::Frame(text, Charge(Some((Arc::clone(&self.budget), cost))))
+            }
+            Queued::Close { code, reason } => Outbound::Close { code, reason },
+        }
     }
 }
 
 impl Drop for OutboxReceiver {
+    /// Gives back the bytes of frames that will never be written, so the gauge stays true.
     fn drop(&mut self) {
-        self.budget.close();
+        self.close();
     }
 }
 
@@ -146,7 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_arrive_in_order_and_fail_once_closed() {
-        let (outbox, mut rx) = Outbox::channel(1 << 20);
+        let (outbox, mut rx) = Outbox::channel(1 << 20, Arc::default());
         let sending = tokio::spawn({
             let outbox = outbox.clone();
             async move {
@@ -172,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_larger_than_the_budget_passes_an_empty_queue() {
-        let (outbox, mut rx) = Outbox::channel(100);
+        let (outbox, mut rx) = Outbox::channel(100, Arc::default());
         let big = "x".repeat(10_000);
         outbox.send(big.clone()).await.expect("queued alone");
         assert_eq!(text(rx.recv().await), big);
@@ -181,7 +241,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_sender_waits_while_the_budget_is_spent_and_proceeds_when_drained() {
         let cost = |len: u32| len + FRAME_OVERHEAD;
-        let (outbox, mut rx) = Outbox::channel(cost(10) * 2);
+        let (outbox, mut rx) = Outbox::channel(cost(10) * 2, Arc::default());
         outbox.send("0123456789".to_owned()).await.expect("fits");
         outbox.send("abcdefghij".to_owned()).await.expect("fits");
         let mut third = tokio::spawn({
@@ -203,7 +263,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_charge_holds_its_bytes_until_dropped() {
-        let (outbox, mut rx) = Outbox::channel(FRAME_OVERHEAD + 1);
+        let (outbox, mut rx) = Outbox::channel(FRAME_OVERHEAD + 1, Arc::default());
         outbox.send("a".to_owned()).await.expect("fits");
         let Some(Outbound::Frame(_, charge)) = rx.recv().await else {
             panic!("a frame")
@@ -224,8 +284,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_gauge_counts_what_is_held_until_written_or_dropped() {
+        let held = Arc::new(AtomicUsize::new(0));
+        let (outbox, mut rx) = Outbox::channel(1 << 20, Arc::clone(&held));
+        let (other, other_rx) = Outbox::channel(1 << 20, Arc::clone(&held));
+        outbox.send("abc".to_owned()).await.expect("queued");
+        other.send("de".to_owned()).await.expect("queued");
+        let both = (3 + FRAME_OVERHEAD + 2 + FRAME_OVERHEAD) as usize;
+        assert_eq!(
+            held.load(Ordering::Relaxed),
+            both,
+            "one gauge for all sessions"
+        );
+        let Some(Outbound::Frame(_, charge)) = rx.recv().await else {
+            panic!("a frame")
+        };
+        assert_eq!(
+            held.load(Ordering::Relaxed),
+            both,
+            "taken but not yet written"
+        );
+        drop(charge);
+        assert_eq!(held.load(Ordering::Relaxed), (2 + FRAME_OVERHEAD) as usize);
+        drop(other_rx);
+        assert_eq!(
+            held.load(Ordering::Relaxed),
+            0,
+            "unwritten frames of a gone writer"
+        );
+        assert_eq!(other.send("f".to_owned()).await, Err(SessionClosed));
+        assert_eq!(held.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
     async fn closing_the_receiver_wakes_senders_waiting_for_budget() {
-        let (outbox, mut rx) = Outbox::channel(1);
+        let held = Arc::new(AtomicUsize::new(0));
+        let (outbox, mut rx) = Outbox::channel(1, Arc::clone(&held));
         outbox.send("held".to_owned()).await.expect("fits");
         let waiting = tokio::spawn({
             let outbox = outbox.clone();
@@ -234,7 +328,7 @@ mod tests {
         tokio::task::yield_now().await;
         rx.close();
         assert_eq!(waiting.await.expect("task"), Err(SessionClosed));
-        assert_eq!(text(rx.recv().await), "held", "what was queued drains");
-        assert!(rx.recv().await.is_none());
+        assert!(rx.recv().await.is_none(), "what was queued is dropped");
+        assert_eq!(held.load(Ordering::Relaxed), 0, "and its bytes given back");
     }
 }

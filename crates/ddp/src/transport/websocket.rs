@@ -115,7 +115,7 @@ pub async fn serve_websocket<S: Service>(
             "WebSocket opened"
         );
         let stall_limit = server.config().write_timeout;
-        let (outbox, queue) = Outbox::channel(server.config().outbound_buffer_size);
+        let (outbox, queue) = server.outbox();
         let (sink, stream) = socket.split();
         let ctx = Arc::new(SessionContext::new(
             session_id,

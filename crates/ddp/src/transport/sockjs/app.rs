@@ -53,7 +53,7 @@ impl<S: Service> Application for Ddp<S> {
     fn open(&self, info: ConnectionInfo, queue: usize) -> Option<Channels> {
         let admission = self.0.admit()?;
         let (inbound, incoming) = mpsc::channel(queue.max(1));
-        let (outbox, outbound) = Outbox::channel(self.0.config().outbound_buffer_size);
+        let (outbox, outbound) = self.0.outbox();
         let server = Arc::clone(&self.0);
         tokio::spawn(serve_ddp(server, incoming, outbox, info));
         Some(Channels {
@@ -132,7 +132,8 @@ impl Application for TestService {
     fn open(&self, _info: ConnectionInfo, queue: usize) -> Option<Channels> {
         let (inbound, mut incoming) = mpsc::channel::<String>(queue.max(1));
         // The suite's messages are small: DDP's default budget is plenty.
-        let (outbox, outbound) = Outbox::channel(DdpConfig::default().outbound_buffer_size);
+        let (outbox, outbound) =
+            Outbox::channel(DdpConfig::default().outbound_buffer_size, Arc::default());
         let service = *self;
         tokio::spawn(async move {
             match service {

@@ -368,7 +368,7 @@ mod tests {
 
     fn session() -> (Arc<Session>, Outbox, mpsc::Receiver<String>) {
         let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, out_rx) = Outbox::channel(1 << 20);
+        let (out_tx, out_rx) = Outbox::channel(1 << 20, Arc::default());
         (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
     }
 
