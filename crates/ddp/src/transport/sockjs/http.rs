@@ -5,13 +5,14 @@
 //! A polling request answers with the first thing the session has to say (open frame,
 //! queued messages, close frame, or a heartbeat after the heartbeat interval). A streaming
 //! response writes a prelude, then frames as they come, and ends after
-//! `response_limit` bytes so the browser can free them. Writes to a streaming client go
-//! through a small channel with the write timeout, so a client that stops reading is
-//! dropped rather than buffered for. The messages in a chunk hold their bytes of the
+//! `response_limit` bytes so the browser can free them. Each chunk for a streaming client
+//! must be taken by the HTTP layer within the write timeout, so a client that stops
+//! reading is dropped rather than buffered for. The messages in a chunk hold their bytes of the
 //! session's outbound budget until the body hands the chunk to the HTTP layer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::http::header::{
@@ -190,7 +191,8 @@ pub(super) fn stream(
             let config = endpoint.config.clone();
             let pump = async move {
                 let mut sent = 0;
-                if timeout(config.write_timeout, tx.send((prelude, Charge::default())))
+                let limit = config.write_timeout;
+                if hand_over(&tx, (prelude, Charge::default()), limit)
                     .await
                     .is_err()
                 {
@@ -211,19 +213,11 @@ pub(super) fn stream(
                     if last || sent >= config.response_limit {
                         // Released first: the client's next request may follow this chunk at once.
                         receiver.finish();
-                        let _ = timeout(config.write_timeout, tx.send((chunk, charge))).await;
+                        let _ = hand_over(&tx, (chunk, charge), limit).await;
                         return;
                     }
-                    match timeout(config.write_timeout, tx.send((chunk, charge))).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            tracing::warn!(
-                                write_timeout = ?config.write_timeout,
-                                "SockJS streaming client stopped reading: a frame stayed unwritten; session interrupted"
-                            );
-                            return;
-                        }
+                    if hand_over(&tx, (chunk, charge), limit).await.is_err() {
+                        return;
                     }
                 }
             };
@@ -238,6 +232,35 @@ pub(super) fn stream(
             .map(|(chunk, _charge)| (Ok::<_, Infallible>(chunk), (rx, delivery)))
     });
     transport_response(endpoint, request, content_type, Body::from_stream(body))
+}
+
+/// Hands `chunk` to a streaming response's body and waits until the body has passed it
+/// to the HTTP layer, all within `limit`; `Err` when the client is gone or stopped reading
+/// (logged). Waiting for the hand-over, not just for room in the channel, is what notices
+/// a stall even when the session has nothing more to send: its budget may be held by the
+/// very chunks the client does not take.
+async fn hand_over(
+    tx: &mpsc::Sender<(String, Charge)>,
+    chunk: (String, Charge),
+    limit: Duration,
+) -> Result<(), ()> {
+    let taken = async {
+        tx.send(chunk).await.map_err(drop)?;
+        tx.reserve_many(tx.max_capacity())
+            .await
+            .map(drop)
+            .map_err(drop)
+    };
+    match timeout(limit, taken).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                write_timeout = ?limit,
+                "SockJS streaming client stopped reading: a frame stayed unwritten; session interrupted"
+            );
+            Err(())
+        }
+    }
 }
 
 /// `xhr_send` (a JSON array body, answered `204`) or `jsonp_send` (the same, possibly as
