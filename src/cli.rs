@@ -312,9 +312,18 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_PING_TIMEOUT")]
     pub ping_timeout: Duration,
 
-    /// DDP messages buffered per session before the server waits for the client to read.
-    #[arg(long, default_value_t = 256, env = "EXOSPHERE_OUTBOUND_QUEUE")]
-    pub outbound_queue: usize,
+    /// Longest one outbound frame may take to be written to a client before the
+    /// connection is closed (the client stopped reading), on /websocket and every SockJS
+    /// transport. The clock only runs while the socket takes nothing, so a multi-megabyte
+    /// sync page on a slow link still gets through.
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration, env = "EXOSPHERE_WRITE_TIMEOUT")]
+    pub write_timeout: Duration,
+
+    /// Bytes of outbound DDP messages one session may hold before the server waits for
+    /// the client to read (a larger message still goes through, alone). 16 MiB holds
+    /// several full sync pages.
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..), env = "EXOSPHERE_OUTBOUND_BUFFER_SIZE")]
+    pub outbound_buffer_size: u32,
 
     /// DDP messages read ahead per session while an earlier call runs; when full, the
     /// server stops reading from that client until it catches up.

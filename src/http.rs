@@ -248,10 +248,12 @@ async fn package_stats_range(
 async fn healthz(State(state): State<AppState>) -> Response {
     let store = Arc::clone(&state.store);
     let sessions = state.ddp.session_count();
+    let outbound_bytes = state.ddp.outbound_bytes();
     match tokio::task::spawn_blocking(move || store.state()).await {
         Ok(Ok(catalog)) => axum::Json(json!({
             "status": "ok",
             "sessions": sessions,
+            "outbound_bytes": outbound_bytes,
             "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
         }))
         .into_response(),

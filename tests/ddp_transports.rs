@@ -357,17 +357,18 @@ fn the_server_pings_clients_of_1_and_pre2_but_never_pre1_clients() {
 
 /// Reads `sessions` from `/healthz` until it equals `expected`.
 fn wait_for_sessions(server: &Server, expected: u64) {
+    wait_for_health(server, |health| health["sessions"] == expected);
+}
+
+/// Waits (at most [`PATIENCE`]) until `/healthz` satisfies `done`.
+fn wait_for_health(server: &Server, done: impl Fn(&Value) -> bool) {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let (_, body, _) = http_get(&format!("{}/healthz", server.http));
-        let health: Value = serde_json::from_str(&body).expect("JSON");
-        if health["sessions"] == expected {
+        let health = health(server);
+        if done(&health) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "sessions never reached {expected}: {health}"
-        );
+        assert!(Instant::now() < deadline, "never reached: {health}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -446,25 +447,151 @@ fn sigterm_closes_sessions_cleanly_and_the_server_exits() {
     assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
 }
 
+/// The outbound budget the stalled-client tests run with: above one full sync page of the
+/// fixture (up to about 1 MB at 500 records), far below what 200 pages would take.
+const BUDGET: u64 = 2_000_000;
+
+/// Flags for the stalled-client tests: a small budget and a short write timeout.
+const STALL_FLAGS: [&str; 4] = ["--write-timeout", "2s", "--outbound-buffer-size", "2000000"];
+
+/// `count` pipelined first-page `syncNewPackageData` calls (each answered with a full
+/// page of the fixture), as DDP messages.
+fn sync_calls(count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|id| json!({"msg": "method", "id": id.to_string(), "method": "syncNewPackageData", "params": [{}, {}]}))
+        .collect()
+}
+
+/// The `/healthz` document.
+fn health(server: &Server) -> Value {
+    let (_, body, _) = http_get(&format!("{}/healthz", server.http));
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// Watches `/healthz` while a client that stopped reading is stalled: waits until the
+/// server holds outbound bytes for it, checks over several samples that it never holds
+/// more than the budget, then checks another client is served meanwhile.
+fn check_stall_is_bounded(server: &Server) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut stalled_samples = 0;
+    while stalled_samples < 5 {
+        let health = health(server);
+        let held = health["outbound_bytes"].as_u64().expect("outbound_bytes");
+        assert!(held <= BUDGET, "over the budget: {health}");
+        if held > 0 {
+            stalled_samples += 1;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the writer never held any bytes: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut polite = Conn::open(server, Transport::Raw);
+    assert_eq!(polite.handshake("1", &["1"])["msg"], "connected");
+    let page = polite.call("p", "syncNewPackageData", json!([{}, {}]));
+    assert!(page["result"]["syncToken"].is_object(), "{page}");
+}
+
+/// Reads what the server sent until it closed the connection; panics if it is still
+/// open after [`PATIENCE`] (the read timeout).
+fn read_until_closed(conn: Conn) {
+    let Conn::WebSocket { mut socket, .. } = conn else {
+        unreachable!()
+    };
+    loop {
+        match socket.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(error))
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the server never closed the stalled connection")
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 #[test]
-fn a_sockjs_websocket_client_that_stops_reading_is_dropped() {
+fn a_websocket_client_that_stops_reading_is_disconnected_within_the_outbound_budget() {
+    // §1.1: one session per socket; a client that pipelines calls and never reads must
+    // not grow the server's memory: its writer stalls, its producers wait on the byte
+    // budget, and after --write-timeout the server closes the socket.
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
     common::import(&data, &common::fixture());
-    let server = Server::start(&data, &["--ping-timeout", "1s", "--outbound-queue", "4"]);
-    let mut conn = Conn::open(&server, Transport::SockJsWebSocket);
-    assert_eq!(conn.handshake("1", &["1"])["msg"], "connected");
-    wait_for_sessions(&server, 1);
-    // Asks for far more than the socket buffers hold, and never reads: the server's
-    // writer stalls, and after --ping-timeout it gives up instead of buffering.
-    for id in 0..200 {
-        conn.send(&json!({"msg": "method", "id": id.to_string(), "method": "syncNewPackageData", "params": [{}, {}]}));
+    let server = Server::start(&data, &STALL_FLAGS);
+    for transport in [Transport::Raw, Transport::SockJsWebSocket] {
+        let mut hostile = Conn::open(&server, transport);
+        assert_eq!(
+            hostile.handshake("1", &["1"])["msg"],
+            "connected",
+            "{transport:?}"
+        );
+        for call in sync_calls(200) {
+            hostile.send(&call);
+        }
+        check_stall_is_bounded(&server);
+        wait_for_health(&server, |h| h["sessions"] == 0 && h["outbound_bytes"] == 0);
+        read_until_closed(hostile);
+        // The server serves others as before.
+        let mut after = Conn::open(&server, transport);
+        assert_eq!(after.handshake("1", &["1"])["msg"], "connected");
+        let page = after.call("a", "syncNewPackageData", json!([{}, {}]));
+        assert!(page["result"]["syncToken"].is_object(), "{page}");
     }
-    wait_for_sessions(&server, 0);
-    // The server serves others as before.
-    let mut other = Conn::open(&server, Transport::SockJsWebSocket);
-    assert_eq!(other.handshake("1", &["1"])["msg"], "connected");
-    drop(conn);
+}
+
+#[test]
+fn an_xhr_streaming_receiver_that_stops_reading_ends_its_session_within_the_outbound_budget() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    common::import(&data, &common::fixture());
+    // One endless streaming response, so only the write timeout can end it.
+    let mut flags = STALL_FLAGS.to_vec();
+    flags.extend(["--sockjs-response-limit", "1073741824"]);
+    let server = Server::start(&data, &flags);
+    let session = format!("/sockjs/000/{}", exosphere_ddp::random_id());
+    // The receiver: a streaming request whose response is never read.
+    let address = server.http.trim_start_matches("http://");
+    let mut receiver = TcpStream::connect(address).expect("connects");
+    std::io::Write::write_all(
+        &mut receiver,
+        format!(
+            "POST {session}/xhr_streaming HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("request sent");
+    // It reads as far as the open frame (the session exists), then stops reading.
+    receiver
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    let mut head = Vec::new();
+    while !String::from_utf8_lossy(&head).contains("\r\no\n") {
+        let mut chunk = [0; 4096];
+        let read = std::io::Read::read(&mut receiver, &mut chunk).expect("the open frame");
+        assert!(read > 0, "the response ended early");
+        head.extend_from_slice(&chunk[..read]);
+    }
+    let mut messages = vec![json!({"msg": "connect", "version": "1", "support": ["1"]})];
+    // Few enough to be taken at once (the session's read-ahead), so the send answers.
+    messages.extend(sync_calls(40));
+    let payload: Vec<String> = messages.iter().map(Value::to_string).collect();
+    let sent = ureq::post(format!("{}{session}/xhr_send", server.http))
+        .send(json!(payload).to_string())
+        .expect("xhr_send");
+    assert_eq!(sent.status().as_u16(), 204);
+    check_stall_is_bounded(&server);
+    // The session ends. What the stuck response had already handed to the HTTP layer stays
+    // with that connection (see README), so the gauge is not expected to reach zero.
+    wait_for_health(&server, |h| h["sessions"] == 0);
+    let mut after = Conn::open(&server, Transport::XhrPolling);
+    assert_eq!(after.handshake("1", &["1"])["msg"], "connected");
+    drop(receiver);
 }
 
 #[test]
@@ -532,8 +659,8 @@ fn an_xhr_send_to_a_session_that_never_polls_ends_the_session_instead_of_waiting
         &[
             "--sockjs-disconnect-delay",
             "1s",
-            "--outbound-queue",
-            "4",
+            "--outbound-buffer-size",
+            "4096",
             "--max-sessions",
             "1",
         ],
@@ -569,8 +696,8 @@ fn sigterm_is_not_held_up_by_an_xhr_send_that_cannot_be_delivered() {
         &[
             "--sockjs-disconnect-delay",
             "60s",
-            "--outbound-queue",
-            "4",
+            "--outbound-buffer-size",
+            "4096",
             "--shutdown-grace",
             "1s",
         ],

@@ -108,8 +108,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             connect_timeout: args.connect_timeout,
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
+            write_timeout: args.write_timeout,
             max_message_size: args.max_message_size,
-            outbound_queue: args.outbound_queue,
+            outbound_buffer_size: args.outbound_buffer_size,
             inbound_queue: args.inbound_queue,
             max_subscriptions: args.max_subscriptions,
             max_sessions: args.max_sessions,
@@ -123,9 +124,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         disconnect_delay: args.sockjs_disconnect_delay,
         response_limit: args.sockjs_response_limit,
         max_message_size: args.max_message_size,
-        write_timeout: args.ping_timeout,
+        write_timeout: args.write_timeout,
         handshake_timeout: args.connect_timeout,
-        queue: args.outbound_queue,
+        queue: args.inbound_queue,
         ..SockJsConfig::default()
     };
     // DDP is request/response over small frames: Nagle's algorithm would hold back the tail

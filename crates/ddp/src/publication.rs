@@ -290,19 +290,18 @@ impl Subscription {
 mod tests {
     use super::*;
     use crate::service::SessionContext;
-    use crate::session::{Outbound, Outbox};
-    use tokio::sync::mpsc;
+    use crate::session::{Outbound, Outbox, OutboxReceiver};
 
-    fn session(max_subscriptions: usize) -> (Arc<SessionShared>, mpsc::Receiver<Outbound>) {
-        let (outbox, frames) = Outbox::channel(64);
+    fn session(max_subscriptions: usize) -> (Arc<SessionShared>, OutboxReceiver) {
+        let (outbox, frames) = Outbox::channel(1 << 20, Arc::default());
         let ctx = Arc::new(SessionContext::new("S".to_owned(), None, None));
         let shared = SessionShared::new(ctx, outbox, max_subscriptions);
         (Arc::new(shared), frames)
     }
 
-    fn drain(frames: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+    fn drain(frames: &mut OutboxReceiver) -> Vec<String> {
         std::iter::from_fn(|| match frames.try_recv() {
-            Ok(Outbound::Frame(frame)) => Some(frame),
+            Some(Outbound::Frame(frame, _)) => Some(frame),
             _ => None,
         })
         .collect()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::service::Service;
+use crate::session::{Outbox, OutboxReceiver};
 
 /// Timeouts and limits of DDP sessions.
 #[derive(Debug, Clone)]
@@ -20,14 +21,21 @@ pub struct DdpConfig {
     /// Ping a client only after this long without any inbound frame; zero disables pings.
     pub ping_interval: Duration,
     /// Close the session if nothing arrives this long after a ping. Generous by default:
-    /// the `meteor` tool is busy for minutes between calls during `meteor publish`. Also
-    /// the longest time one outbound frame may take to write before the client is
-    /// considered gone.
+    /// the `meteor` tool is busy for minutes between calls during `meteor publish`.
     pub ping_timeout: Duration,
+    /// The longest one outbound frame may take to be written to the client before the
+    /// connection is closed as stalled (the client stopped reading). Separate from
+    /// `ping_timeout` because a stalled writer pins the session's queued frames; the
+    /// default (60 s) still lets a multi-megabyte sync page reach a slow link, since the
+    /// clock only runs while the socket takes nothing at all.
+    pub write_timeout: Duration,
     /// Largest inbound text frame in bytes; a larger one closes the session.
     pub max_message_size: usize,
-    /// Frames buffered per session before producers (results, publications) wait.
-    pub outbound_queue: usize,
+    /// Bytes of outbound frames a session may hold (queued, or handed to its transport but
+    /// not yet written) before producers (results, publications) wait. A frame larger
+    /// than this still goes through, alone. The default (16 MiB) is several full
+    /// `syncNewPackageData` pages of 500 records.
+    pub outbound_buffer_size: u32,
     /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
     /// from that client. The `meteor` tool never has more than one call in flight.
     pub inbound_queue: usize,
@@ -54,8 +62,9 @@ impl Default for DdpConfig {
             connect_timeout: Duration::from_secs(45),
             ping_interval: Duration::from_secs(30),
             ping_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(60),
             max_message_size: 1024 * 1024,
-            outbound_queue: 256,
+            outbound_buffer_size: 16 << 20,
             inbound_queue: 32,
             max_subscriptions: 100,
             max_sessions: 20_000,
@@ -75,6 +84,8 @@ pub struct Server<S: Service> {
     pub(crate) sessions: AtomicUsize,
     /// Admitted connections, established or not (see [`DdpConfig::max_sessions`]).
     connections: Arc<AtomicUsize>,
+    /// Bytes of outbound frames held for clients, over every session.
+    outbound_bytes: Arc<AtomicUsize>,
     /// Becomes `true` when the server starts shutting down.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -87,6 +98,7 @@ impl<S: Service> Server<S> {
             config,
             sessions: AtomicUsize::new(0),
             connections: Arc::new(AtomicUsize::new(0)),
+            outbound_bytes: Arc::new(AtomicUsize::new(0)),
             shutdown: watch::Sender::new(false),
         })
     }
@@ -104,6 +116,21 @@ impl<S: Service> Server<S> {
     /// How many DDP sessions are established right now.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of outbound DDP frames held for clients right now, over every session
+    /// (queued, or taken by a writer that has not handed them to the socket yet): what
+    /// `outbound_buffer_size` bounds per session, for operators to watch.
+    pub fn outbound_bytes(&self) -> usize {
+        self.outbound_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A new session's outbound queue, bounded by `outbound_buffer_size`.
+    pub(crate) fn outbox(&self) -> (Outbox, OutboxReceiver) {
+        Outbox::channel(
+            self.config.outbound_buffer_size,
+            Arc::clone(&self.outbound_bytes),
+        )
     }
 
     /// Admits one more connection, or `None` when `max_sessions` are open or the server

@@ -34,7 +34,7 @@ use crate::server::{DdpConfig, Server};
 use crate::service::{Service, SessionContext};
 use crate::version::{DdpVersion, Negotiation, negotiate};
 use heartbeat::{Beat, Heartbeat};
-pub(crate) use outbox::{Outbound, Outbox};
+pub(crate) use outbox::{Charge, Outbound, Outbox, OutboxReceiver};
 use rate_limit::RateLimit;
 use worker::{Work, WorkQueue};
 

@@ -2,7 +2,7 @@
 //!
 //! One text frame per DDP message in both directions, no subprotocol. Each connection is
 //! served by its own task: the session reads, a writer drains the session's outbound
-//! queue into the socket. A writer that cannot get a frame out within `ping_timeout`
+//! queue into the socket. A writer that cannot get a frame out within `write_timeout`
 //! (the client stopped reading) ends the connection, so a stuck client cannot pin memory
 //! or tasks forever. Every log line carries the session id through a span.
 
@@ -17,14 +17,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::Instrument as _;
 
 use crate::id::random_id;
 use crate::server::Server;
 use crate::service::{Service, SessionContext};
-use crate::session::{self, CloseReason, Outbound, Outbox};
+use crate::session::{self, Charge, CloseReason, Outbound, Outbox, OutboxReceiver};
 use crate::transport::DeliberateStatus;
 
 /// How long a closing connection may take to flush its last frames and the close frame.
@@ -115,8 +114,8 @@ pub async fn serve_websocket<S: Service>(
             user_agent = info.user_agent.as_deref().unwrap_or("-"),
             "WebSocket opened"
         );
-        let stall_limit = server.config().ping_timeout;
-        let (outbox, queue) = Outbox::channel(server.config().outbound_queue);
+        let stall_limit = server.config().write_timeout;
+        let (outbox, queue) = server.outbox();
         let (sink, stream) = socket.split();
         let ctx = Arc::new(SessionContext::new(
             session_id,
@@ -152,12 +151,9 @@ async fn connection(
     tokio::select! {
         reason = &mut session => {
             if let Some((code, text)) = reason.close_frame() {
-                let flush = async {
-                    // If the writer is gone, `writer` below finishes at once.
-                    let _ = outbox.close(code, text).await;
-                    (&mut writer).await
-                };
-                match timeout(CLOSE_GRACE, flush).await {
+                // If the writer is gone, `writer` below finishes at once.
+                let _ = outbox.close(code, text);
+                match timeout(CLOSE_GRACE, &mut writer).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => tracing::debug!(%error, "close frame not delivered"),
                     Err(_) => tracing::debug!("close frame not delivered in time"),
@@ -170,22 +166,24 @@ async fn connection(
 }
 
 /// Writes queued items to the socket until a close frame or a closed queue (`Ok`), or a
-/// failure.
+/// failure. A frame's bytes count against the session's outbound budget until the socket
+/// has taken it.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Outbound>,
+    mut queue: OutboxReceiver,
     stall_limit: Duration,
 ) -> Result<(), CloseReason> {
     while let Some(item) = queue.recv().await {
-        let (message, last) = match item {
+        let (message, last, _charge) = match item {
             // `String` → `Utf8Bytes` takes ownership of the buffer: no copy.
-            Outbound::Frame(text) => (Message::Text(text.into()), false),
+            Outbound::Frame(text, charge) => (Message::Text(text.into()), false, charge),
             Outbound::Close { code, reason } => (
                 Message::Close(Some(CloseFrame {
                     code,
                     reason: reason.into(),
                 })),
                 true,
+                Charge::default(),
             ),
         };
         match timeout(stall_limit, sink.send(message)).await {

@@ -72,8 +72,8 @@ async fn oversized_messages_close_the_session() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_without_hurting_others() {
     let config = DdpConfig {
-        outbound_queue: 4,
-        ping_timeout: Duration::from_millis(300),
+        outbound_buffer_size: 4096,
+        write_timeout: Duration::from_millis(300),
         ..DdpConfig::default()
     };
     let server = TestServer::start(config).await;

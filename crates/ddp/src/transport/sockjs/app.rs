@@ -12,9 +12,9 @@ use super::SockJsConfig;
 use super::framing;
 use super::websocket;
 use crate::id::random_id;
-use crate::server::{Admission, Server};
+use crate::server::{Admission, DdpConfig, Server};
 use crate::service::{Service, SessionContext};
-use crate::session::{self, Outbound, Outbox};
+use crate::session::{self, Outbox, OutboxReceiver};
 use crate::transport::websocket::{ConnectionInfo, upgrade};
 
 /// The two ends of one SockJS session, seen from the transport.
@@ -22,8 +22,8 @@ use crate::transport::websocket::{ConnectionInfo, upgrade};
 pub(super) struct Channels {
     /// Client messages, in order, for the application.
     pub(super) inbound: mpsc::Sender<String>,
-    /// The application's messages and its close, for the client.
-    pub(super) outbound: mpsc::Receiver<Outbound>,
+    /// The application's messages and its close, for the client, bounded in bytes.
+    pub(super) outbound: OutboxReceiver,
     /// The session's place under `--max-sessions`, if it counts: held by the transport,
     /// not the application, so it is free only once the close frame is written or the
     /// session expired.
@@ -53,7 +53,7 @@ impl<S: Service> Application for Ddp<S> {
     fn open(&self, info: ConnectionInfo, queue: usize) -> Option<Channels> {
         let admission = self.0.admit()?;
         let (inbound, incoming) = mpsc::channel(queue.max(1));
-        let (outbox, outbound) = Outbox::channel(self.0.config().outbound_queue);
+        let (outbox, outbound) = self.0.outbox();
         let server = Arc::clone(&self.0);
         tokio::spawn(serve_ddp(server, incoming, outbox, info));
         Some(Channels {
@@ -107,7 +107,7 @@ async fn serve_ddp<S: Service>(
         let reason = session::run(server, frames, outbox.clone(), ctx).await;
         if let Some((code, text)) = reason.close_frame() {
             // Fails only if the client is already gone.
-            let _ = outbox.close(code, text).await;
+            let _ = outbox.close(code, text);
         }
         if reason.is_abnormal() {
             tracing::warn!(%reason, "SockJS session closed");
@@ -131,7 +131,9 @@ pub(super) enum TestService {
 impl Application for TestService {
     fn open(&self, _info: ConnectionInfo, queue: usize) -> Option<Channels> {
         let (inbound, mut incoming) = mpsc::channel::<String>(queue.max(1));
-        let (outbox, outbound) = Outbox::channel(queue);
+        // The suite's messages are small: DDP's default budget is plenty.
+        let (outbox, outbound) =
+            Outbox::channel(DdpConfig::default().outbound_buffer_size, Arc::default());
         let service = *self;
         tokio::spawn(async move {
             match service {
@@ -144,7 +146,7 @@ impl Application for TestService {
                 }
                 Self::Close => {
                     let (code, reason) = framing::GO_AWAY;
-                    let _ = outbox.close(code, reason).await;
+                    let _ = outbox.close(code, reason);
                 }
             }
         });

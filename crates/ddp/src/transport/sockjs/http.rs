@@ -5,12 +5,14 @@
 //! A polling request answers with the first thing the session has to say (open frame,
 //! queued messages, close frame, or a heartbeat after the heartbeat interval). A streaming
 //! response writes a prelude, then frames as they come, and ends after
-//! `response_limit` bytes so the browser can free them. Writes to a streaming client go
-//! through a one-frame channel with the write timeout, so a client that stops reading is
-//! dropped rather than buffered for.
+//! `response_limit` bytes so the browser can free them. Each chunk for a streaming client
+//! must be taken by the HTTP layer within the write timeout, so a client that stops
+//! reading is dropped rather than buffered for. The messages in a chunk hold their bytes of the
+//! session's outbound budget until the body hands the chunk to the HTTP layer.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::http::header::{
@@ -29,6 +31,7 @@ use super::framing::{self, PayloadError};
 use super::pages::expires_in_a_year;
 use super::session::{Next, Receiver, Session};
 use super::{Endpoint, connection_info, not_found};
+use crate::session::Charge;
 use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
 
@@ -136,15 +139,16 @@ pub(super) async fn poll(
         ),
         Some(mut receiver) => {
             let budget = endpoint.config.response_limit;
-            let next = receiver.next(endpoint.config.heartbeat, budget).await;
+            let (next, charge) = receiver.next(endpoint.config.heartbeat, budget).await;
             let delivery = receiver.hold();
             receiver.finish();
             match next {
-                Next::Frame(frame) | Next::Close(frame) => (frame, Some(delivery)),
+                Next::Frame(frame) | Next::Close(frame) => (frame, Some((delivery, charge))),
             }
         }
     };
-    // The body holds the session's idle clock until it is written out.
+    // The body holds the session's idle clock, and its messages' budget, until it is
+    // handed on.
     let chunk = format.wrap(&frame);
     let body = futures_util::stream::once(async move {
         let _delivery = delivery;
@@ -170,21 +174,25 @@ pub(super) fn stream(
     };
     let content_type = format.content_type();
     // Room for the prelude and one frame: a busy session's answer fits without a task.
-    let (tx, rx) = mpsc::channel::<String>(2);
+    let (tx, rx) = mpsc::channel::<(String, Charge)>(2);
     let prelude = format.prelude();
     let mut delivery = None;
     match attached {
         None => {
             let (code, reason) = framing::ANOTHER_CONNECTION;
-            let _ = tx.try_send(prelude);
-            let _ = tx.try_send(format.wrap(&framing::close(code, reason)));
+            let _ = tx.try_send((prelude, Charge::default()));
+            let _ = tx.try_send((
+                format.wrap(&framing::close(code, reason)),
+                Charge::default(),
+            ));
         }
         Some(mut receiver) => {
             delivery = Some(receiver.hold());
             let config = endpoint.config.clone();
             let pump = async move {
                 let mut sent = 0;
-                if timeout(config.write_timeout, tx.send(prelude))
+                let limit = config.write_timeout;
+                if hand_over(&tx, (prelude, Charge::default()), limit)
                     .await
                     .is_err()
                 {
@@ -196,40 +204,63 @@ pub(super) fn stream(
                         // The client went away: `receiver` drops unfinished (interrupted).
                         () = tx.closed() => return,
                     };
-                    let (frame, last) = match next {
-                        Next::Frame(frame) => (frame, false),
-                        Next::Close(frame) => (frame, true),
+                    let ((frame, last), charge) = match next {
+                        (Next::Frame(frame), charge) => ((frame, false), charge),
+                        (Next::Close(frame), charge) => ((frame, true), charge),
                     };
                     let chunk = format.wrap(&frame);
                     sent += chunk.len();
                     if last || sent >= config.response_limit {
                         // Released first: the client's next request may follow this chunk at once.
                         receiver.finish();
-                        let _ = timeout(config.write_timeout, tx.send(chunk)).await;
+                        let _ = hand_over(&tx, (chunk, charge), limit).await;
                         return;
                     }
-                    match timeout(config.write_timeout, tx.send(chunk)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return,
-                        Err(_) => {
-                            tracing::debug!(
-                                "SockJS streaming client stopped reading; session interrupted"
-                            );
-                            return;
-                        }
+                    if hand_over(&tx, (chunk, charge), limit).await.is_err() {
+                        return;
                     }
                 }
             };
             tokio::spawn(pump.in_current_span());
         }
     }
-    // The body holds the session's idle clock until it is written out.
+    // The body holds the session's idle clock until it is written out; each chunk's
+    // budget is given back as the chunk is handed on.
     let body = futures_util::stream::unfold((rx, delivery), |(mut rx, delivery)| async move {
         rx.recv()
             .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), (rx, delivery)))
+            .map(|(chunk, _charge)| (Ok::<_, Infallible>(chunk), (rx, delivery)))
     });
     transport_response(endpoint, request, content_type, Body::from_stream(body))
+}
+
+/// Hands `chunk` to a streaming response's body and waits until the body has passed it
+/// to the HTTP layer, all within `limit`; `Err` when the client is gone or stopped reading
+/// (logged). Waiting for the hand-over, not just for room in the channel, is what notices
+/// a stall even when the session has nothing more to send: its budget may be held by the
+/// very chunks the client does not take.
+async fn hand_over(
+    tx: &mpsc::Sender<(String, Charge)>,
+    chunk: (String, Charge),
+    limit: Duration,
+) -> Result<(), ()> {
+    let taken = async {
+        tx.send(chunk).await.map_err(drop)?;
+        tx.reserve_many(tx.max_capacity())
+            .await
+            .map(drop)
+            .map_err(drop)
+    };
+    match timeout(limit, taken).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                write_timeout = ?limit,
+                "SockJS streaming client stopped reading: a frame stayed unwritten; session interrupted"
+            );
+            Err(())
+        }
+    }
 }
 
 /// `xhr_send` (a JSON array body, answered `204`) or `jsonp_send` (the same, possibly as

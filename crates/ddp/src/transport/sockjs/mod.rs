@@ -58,12 +58,14 @@ pub struct SockJsConfig {
     /// Largest body of one `xhr_send`/`jsonp_send` request, and largest WebSocket message.
     pub max_message_size: usize,
     /// Longest time one write to a client may take; a client that stops reading is
-    /// disconnected instead of holding the server's memory.
+    /// disconnected instead of holding the server's memory (`--write-timeout`).
     pub write_timeout: Duration,
     /// Longest wait for the 8-byte nonce a hixie-76 client sends after its handshake
     /// headers; a client that never sends it is disconnected.
     pub handshake_timeout: Duration,
-    /// Messages buffered per session, in each direction.
+    /// Client messages buffered per session on their way to the application; when full,
+    /// the transport stops reading (`--inbound-queue`). The application's output is
+    /// bounded by its own byte budget (`--outbound-buffer-size`).
     pub queue: usize,
     /// The SockJS client script the iframe page loads.
     pub client_url: String,
@@ -76,9 +78,9 @@ impl Default for SockJsConfig {
             disconnect_delay: Duration::from_secs(60),
             response_limit: 128 * 1024,
             max_message_size: 1024 * 1024,
-            write_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(45),
-            queue: 256,
+            queue: 32,
             client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
                 .to_owned(),
         }

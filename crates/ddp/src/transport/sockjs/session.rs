@@ -9,6 +9,10 @@
 //! its input end and its output fail. A receiver that goes away in the middle of a
 //! request (the client aborted it) closes the session with `c[1002,"Connection
 //! interrupted"]`, as the protocol suggests.
+//!
+//! The queue is the application's byte-bounded outbox: messages a receiver batches into a
+//! response keep their [`Charge`] on it until the response body hands them to the HTTP
+//! layer, so batching does not hold bytes beyond `--outbound-buffer-size`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,7 +23,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
 use crate::server::Admission;
-use crate::session::Outbound;
+use crate::session::{Charge, Outbound, OutboxReceiver};
 
 /// The longest a send request waits for the application to take its messages.
 const TAKE_WAIT: Duration = Duration::from_secs(1);
@@ -128,7 +132,7 @@ impl Drop for Delivery {
 /// What the receiver side of a session knows.
 #[derive(Debug)]
 struct Output {
-    queue: mpsc::Receiver<Outbound>,
+    queue: OutboxReceiver,
     opened: bool,
     closed: Option<(u16, String)>,
     /// The session's place under `--max-sessions`: freed when the close frame goes to a
@@ -150,7 +154,7 @@ impl Session {
     /// holding `slot` until its close frame goes to a receiver or it is dropped.
     pub(crate) fn new(
         inbound: mpsc::Sender<String>,
-        queue: mpsc::Receiver<Outbound>,
+        queue: OutboxReceiver,
         slot: Option<Admission>,
     ) -> Self {
         Self {
@@ -267,36 +271,48 @@ pub(crate) struct Receiver {
 impl Receiver {
     /// Waits for the next thing to send: the open frame on a new session, the messages
     /// queued (joined into one frame of at most about `budget` bytes), the close frame,
-    /// or a heartbeat after `heartbeat` without output.
-    pub(crate) async fn next(&mut self, heartbeat: Duration, budget: usize) -> Next {
+    /// or a heartbeat after `heartbeat` without output. The [`Charge`] of the messages
+    /// goes with the frame: drop it once the frame is handed on.
+    pub(crate) async fn next(&mut self, heartbeat: Duration, budget: usize) -> (Next, Charge) {
         let output = &mut *self.output;
         if let Some((code, reason)) = &output.closed {
             output.slot = None;
-            return Next::Close(framing::close(*code, reason));
+            return (
+                Next::Close(framing::close(*code, reason)),
+                Charge::default(),
+            );
         }
         if !output.opened {
             output.opened = true;
-            return Next::Frame(framing::OPEN.to_owned());
+            return (Next::Frame(framing::OPEN.to_owned()), Charge::default());
         }
         let first = match timeout(heartbeat, output.queue.recv()).await {
-            Err(_) => return Next::Frame(framing::HEARTBEAT.to_owned()),
+            Err(_) => {
+                return (
+                    Next::Frame(framing::HEARTBEAT.to_owned()),
+                    Charge::default(),
+                );
+            }
             Ok(first) => first,
         };
-        let mut batch = match first {
-            Some(Outbound::Frame(message)) => vec![message],
-            Some(Outbound::Close { code, reason }) => return output.close(code, reason),
-            None => return output.close(1000, "Normal closure"),
+        let (mut batch, mut charge) = match first {
+            Some(Outbound::Frame(message, charge)) => (vec![message], charge),
+            Some(Outbound::Close { code, reason }) => {
+                return (output.close(code, reason), Charge::default());
+            }
+            None => return (output.close(1000, "Normal closure"), Charge::default()),
         };
         let mut size = batch[0].len();
         while size < budget {
             let more = match output.queue.try_recv() {
-                Ok(item) => Some(item),
-                Err(_) => timeout(LINGER, output.queue.recv()).await.ok().flatten(),
+                Some(item) => Some(item),
+                None => timeout(LINGER, output.queue.recv()).await.ok().flatten(),
             };
             match more {
-                Some(Outbound::Frame(message)) => {
+                Some(Outbound::Frame(message, more_charge)) => {
                     size += message.len();
                     batch.push(message);
+                    charge.absorb(more_charge);
                 }
                 // Sent with the next request, after these messages.
                 Some(Outbound::Close { code, reason }) => {
@@ -306,7 +322,10 @@ impl Receiver {
                 None => break,
             }
         }
-        Next::Frame(framing::messages(batch.iter().map(String::as_str)))
+        (
+            Next::Frame(framing::messages(batch.iter().map(String::as_str))),
+            charge,
+        )
     }
 
     /// Keeps the session's idle clock stopped until the returned guard is dropped: a
@@ -343,12 +362,13 @@ impl Drop for Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::Outbox;
 
     const HEARTBEAT: Duration = Duration::from_secs(25);
 
-    fn session() -> (Arc<Session>, mpsc::Sender<Outbound>, mpsc::Receiver<String>) {
+    fn session() -> (Arc<Session>, Outbox, mpsc::Receiver<String>) {
         let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, out_rx) = mpsc::channel(4);
+        let (out_tx, out_rx) = Outbox::channel(1 << 20, Arc::default());
         (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
     }
 
@@ -358,47 +378,40 @@ mod tests {
         let mut receiver = session.attach().expect("first receiver");
         assert!(session.attach().is_none(), "one receiver at a time");
         assert_eq!(
-            receiver.next(HEARTBEAT, 1 << 20).await,
+            receiver.next(HEARTBEAT, 1 << 20).await.0,
             Next::Frame("o".into())
         );
         for text in ["a", "b"] {
-            app.send(Outbound::Frame(text.into()))
-                .await
-                .expect("queued");
+            app.send(text.into()).await.expect("queued");
         }
-        app.send(Outbound::Close {
-            code: 3000,
-            reason: "Go away!",
-        })
-        .await
-        .expect("queued");
+        app.close(3000, "Go away!").expect("queued");
         assert_eq!(
-            receiver.next(HEARTBEAT, 1 << 20).await,
+            receiver.next(HEARTBEAT, 1 << 20).await.0,
             Next::Frame(r#"a["a","b"]"#.into())
         );
         receiver.finish();
         let mut again = session.attach().expect("receiver after the first finished");
         let close = Next::Close(r#"c[3000,"Go away!"]"#.into());
-        assert_eq!(again.next(HEARTBEAT, 1 << 20).await, close);
-        assert_eq!(again.next(HEARTBEAT, 1 << 20).await, close);
+        assert_eq!(again.next(HEARTBEAT, 1 << 20).await.0, close);
+        assert_eq!(again.next(HEARTBEAT, 1 << 20).await.0, close);
     }
 
     #[tokio::test(start_paused = true)]
     async fn idle_receivers_get_heartbeats() {
         let (session, _app, _inbound) = session();
         let mut receiver = session.attach().expect("receiver");
-        assert_eq!(receiver.next(HEARTBEAT, 1).await, Next::Frame("o".into()));
-        assert_eq!(receiver.next(HEARTBEAT, 1).await, Next::Frame("h".into()));
+        assert_eq!(receiver.next(HEARTBEAT, 1).await.0, Next::Frame("o".into()));
+        assert_eq!(receiver.next(HEARTBEAT, 1).await.0, Next::Frame("h".into()));
     }
 
     #[tokio::test]
     async fn an_aborted_receiver_interrupts_the_session() {
         let (session, app, _inbound) = session();
         drop(session.attach().expect("receiver"));
-        assert!(app.send(Outbound::Frame("lost".into())).await.is_err());
+        assert!(app.send("lost".into()).await.is_err());
         let mut next = session.attach().expect("receiver");
         assert_eq!(
-            next.next(HEARTBEAT, 1).await,
+            next.next(HEARTBEAT, 1).await.0,
             Next::Close(r#"c[1002,"Connection interrupted"]"#.into())
         );
     }
@@ -488,9 +501,6 @@ mod tests {
         assert!(held.inbound().is_none(), "no more input is accepted");
         assert!(held.expired(), "a receiver attaching now learns it expired");
         assert!(inbound.recv().await.is_none(), "the input ends");
-        assert!(
-            app.send(Outbound::Frame("lost".into())).await.is_err(),
-            "the output fails"
-        );
+        assert!(app.send("lost".into()).await.is_err(), "the output fails");
     }
 }

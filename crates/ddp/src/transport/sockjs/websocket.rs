@@ -29,7 +29,7 @@ use tracing::Instrument as _;
 use super::app::Channels;
 use super::{Endpoint, SockJsConfig, connection_info, framing, hixie76};
 use super::{method_not_allowed, not_found};
-use crate::session::Outbound;
+use crate::session::{Outbound, OutboxReceiver};
 use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
 
 /// Why a request to a WebSocket URL is no WebSocket handshake.
@@ -128,7 +128,7 @@ pub(super) async fn serve<T, S>(
     framed: bool,
 ) where
     T: Stream<Item: Deref<Target = str>>,
-    S: Sink<SocketFrame>,
+    S: Sink<SocketFrame, Error: std::fmt::Display>,
 {
     // Held until the socket is done, close frame included.
     let _slot = channels.slot;
@@ -192,10 +192,11 @@ where
 }
 
 /// Sends the application's output (framed: open frame, `a[...]` per message, heartbeats,
-/// close frame) until the application closes or a write fails or stalls.
+/// close frame) until the application closes or a write fails or stalls. A message's
+/// bytes count against the session's outbound budget until the socket has taken it.
 async fn write(
-    mut sink: impl Sink<SocketFrame> + Unpin,
-    mut outbound: mpsc::Receiver<Outbound>,
+    mut sink: impl Sink<SocketFrame, Error: std::fmt::Display> + Unpin,
+    mut outbound: OutboxReceiver,
     config: &SockJsConfig,
     framed: bool,
 ) {
@@ -219,7 +220,7 @@ async fn write(
             }
         };
         let (code, reason) = match item {
-            Some(Outbound::Frame(text)) => {
+            Some(Outbound::Frame(text, _charge)) => {
                 let message = if framed {
                     SocketFrame::text(framing::messages([text.as_str()]))
                 } else {
@@ -250,9 +251,22 @@ async fn write(
 
 /// Sends one frame within `limit`; `false` when the client is gone or not reading.
 async fn send(
-    sink: &mut (impl Sink<SocketFrame> + Unpin),
+    sink: &mut (impl Sink<SocketFrame, Error: std::fmt::Display> + Unpin),
     frame: SocketFrame,
     limit: Duration,
 ) -> bool {
-    matches!(timeout(limit, sink.send(frame)).await, Ok(Ok(())))
+    match timeout(limit, sink.send(frame)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "SockJS WebSocket write failed; closing");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                write_timeout = ?limit,
+                "SockJS WebSocket client stopped reading: a frame stayed unwritten; closing"
+            );
+            false
+        }
+    }
 }
