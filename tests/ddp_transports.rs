@@ -586,9 +586,10 @@ fn an_xhr_streaming_receiver_that_stops_reading_ends_its_session_within_the_outb
         .expect("xhr_send");
     assert_eq!(sent.status().as_u16(), 204);
     check_stall_is_bounded(&server);
-    // The session ends. What the stuck response had already handed to the HTTP layer stays
-    // with that connection (see README), so the gauge is not expected to reach zero.
+    // The session ends; what the stuck response had already handed to the HTTP layer goes
+    // with its connection, which the kernel drops after --write-timeout (TCP_USER_TIMEOUT).
     wait_for_health(&server, |h| h["sessions"] == 0);
+    wait_for_health(&server, |h| h["outbound_bytes"] == 0);
     let mut after = Conn::open(&server, Transport::XhrPolling);
     assert_eq!(after.handshake("1", &["1"])["msg"], "connected");
     drop(receiver);

@@ -131,9 +131,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     // DDP is request/response over small frames: Nagle's algorithm would hold back the tail
     // of each result frame until the client acknowledges the previous segments.
-    let listener = listener.tap_io(|tcp| {
+    // Data the kernel holds for a client that stopped reading, beyond what the server's own
+    // write timeouts see (a SockJS streaming chunk hyper already took), is given up after
+    // --write-timeout too: TCP_USER_TIMEOUT closes a connection whose sent data stays
+    // unacknowledged, or unsent behind a zero window, that long.
+    let write_timeout = args.write_timeout;
+    let listener = listener.tap_io(move |tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+        #[cfg(target_os = "linux")]
+        if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout))
+        {
+            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
         }
     });
     tracing::info!(%address, data_dir = %data_dir.display(), "serving");
