@@ -368,6 +368,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 128 * 1024, env = "EXOSPHERE_SOCKJS_RESPONSE_LIMIT")]
     pub sockjs_response_limit: usize,
 
+    /// SockJS: the sockjs-client script the iframe page loads, for the iframe-based
+    /// transports (old browsers, or pages served from another origin). It must be the same
+    /// sockjs-client version as the page's own; where the CDN is out of reach (a closed
+    /// network), point it at a copy you serve, e.g. /static/sockjs.min.js.
+    #[arg(long, default_value = exosphere_ddp::SOCKJS_CLIENT_URL, value_parser = parse_script_url, env = "EXOSPHERE_SOCKJS_CLIENT_URL")]
+    pub sockjs_client_url: String,
+
     /// Also mount the SockJS conformance suite's services (/echo, /disabled_websocket_echo,
     /// /cookie_needed_echo, /close), to run sockjs-protocol against this build.
     #[arg(long, env = "EXOSPHERE_SOCKJS_TEST_SERVICES")]
@@ -920,6 +927,24 @@ pub struct BenchClientSyncArgs {
     /// Sync with compressed pages (`exosphere sync --compress`).
     #[arg(long)]
     pub compress: bool,
+}
+
+/// A script URL for an HTML page: absolute (`http://`, `https://`) or rooted at this host
+/// (`/...`), with nothing that would end the attribute it is written into.
+fn parse_script_url(text: &str) -> Result<String, String> {
+    let absolute = ["http://", "https://", "/"]
+        .iter()
+        .any(|prefix| text.starts_with(prefix));
+    if !absolute {
+        return Err("use an http:// or https:// URL, or a path starting with /".to_owned());
+    }
+    if text
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '"' | '<' | '>'))
+    {
+        return Err("a URL cannot contain spaces, quotes or angle brackets".to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// Parses durations such as `250ms`, `45s`, `5m` or a bare number of seconds.

@@ -5,8 +5,9 @@
 //! `run.mjs` with esbuild on each run), is the npm DDP client `ddp.js` over the npm
 //! `sockjs-client`, forced to one transport at a time: websocket, xhr-streaming,
 //! xhr-polling, eventsource, jsonp-polling, and iframe-eventsource, iframe-htmlfile and
-//! iframe-xhr-polling, which run inside the server's iframe page (Chromium gets that page's
-//! sockjs-client script from `node_modules`, as the default CDN is out of reach offline).
+//! iframe-xhr-polling, which run inside the server's iframe page (whose sockjs-client script
+//! comes from the page's own server through `--sockjs-client-url`, as the default CDN is out
+//! of reach offline).
 //! On each, ddp.js negotiates DDP `1` (§1.2), runs the tool's sync loop (§3.3), subscribes
 //! to `changes` (§4.3), and sees the `changed` that an `exosphere import` by another
 //! process causes. Needs `/usr/bin/chromium` and `npm ci --prefix tests/browser` (both
@@ -21,8 +22,9 @@ use std::time::Duration;
 use common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text};
 use serde_json::{Value, json};
 
-/// The browser client gives up (with its own message) after this long.
-const CLIENT_TIMEOUT_SECS: u64 = 240;
+/// The browser client gives up (with its own message) after this long: 90 s per transport,
+/// each of which syncs the whole fixture (about 2 s on a quiet machine).
+const CLIENT_TIMEOUT_SECS: u64 = 90 * TRANSPORTS.len() as u64;
 /// How long this test waits for one line: longer than the client's own limit.
 const PATIENCE: Duration = Duration::from_secs(CLIENT_TIMEOUT_SECS + 30);
 /// The transports sockjs-client is forced to, one page each: every one of sockjs-client
@@ -57,14 +59,21 @@ fn chromium_syncs_and_watches_over_every_sockjs_transport() {
     let data = dir.path().join("data");
     import(&data, &fixture());
     let mut expected = fixture_counts();
-    let server = Server::start(&data, &[]);
+    // The page's server, which also serves sockjs-client for the server's iframe page.
+    let page_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let client_url = format!("http://127.0.0.1:{page_port}/sockjs.min.js");
+    let server = Server::start(&data, &["--sockjs-client-url", &client_url]);
 
     let mut command = Command::new("node");
     command
         .arg(browser_dir().join("run.mjs"))
         .arg(&server.http)
         .args(TRANSPORTS)
-        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()]);
+        .args(["--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
+        .args(["--page-port", &page_port.to_string()]);
     let mut client = NodeScript::spawn(command, "the browser client", PATIENCE);
 
     let mut version = 0;
@@ -75,9 +84,13 @@ fn chromium_syncs_and_watches_over_every_sockjs_transport() {
             synced["used"], transport,
             "sockjs-client used the forced transport"
         );
-        assert_eq!(
-            synced["proposed"]["version"], "1",
-            "§1.2: {transport}: ddp.js proposed DDP 1 and was served: {synced}"
+        // ddp.js proposes only DDP 1 (§1.2); the server must accept it with a session id.
+        assert_eq!(synced["proposed"]["version"], "1", "{synced}");
+        assert!(
+            synced["connected"]["session"]
+                .as_str()
+                .is_some_and(|session| !session.is_empty()),
+            "§1.2: {transport}: the server accepted DDP 1: {synced}"
         );
         assert_eq!(
             synced["counts"], expected,

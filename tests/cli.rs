@@ -145,3 +145,35 @@ fn flags_can_come_from_the_environment() {
         "EXOSPHERE_DATA_DIR chose the directory"
     );
 }
+
+#[test]
+fn a_sockjs_client_url_that_could_break_the_iframe_page_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for bad in [
+        "javascript:alert(1)",
+        "sockjs.min.js",
+        "/a\"onload=\"x",
+        "/a b",
+    ] {
+        let output = exosphere()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--sockjs-client-url",
+                bad,
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{bad} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--sockjs-client-url"),
+            "the error names the flag: {stderr}"
+        );
+    }
+    assert!(!data.exists(), "nothing was served or created");
+}

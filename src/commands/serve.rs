@@ -127,7 +127,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         write_timeout: args.write_timeout,
         handshake_timeout: args.connect_timeout,
         queue: args.inbound_queue,
-        ..SockJsConfig::default()
+        client_url: args.sockjs_client_url.clone(),
     };
     // DDP is request/response over small frames: Nagle's algorithm would hold back the tail
     // of each result frame until the client acknowledges the previous segments.

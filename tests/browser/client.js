@@ -46,8 +46,8 @@ function next(ddp, events, accept) {
 }
 
 // Opens ddp.js over sockjs-client restricted to `transport`, and resolves once DDP is
-// connected, with the SockJS object (to tell which transport it used) and the `connect`
-// message ddp.js proposed (to check version negotiation).
+// connected, with the SockJS object (to tell which transport it used), the `connect`
+// message ddp.js proposed and the server's `connected` answer (version negotiation).
 async function open(serverUrl, transport) {
   let sockjs = null;
   const ddp = new DDP({
@@ -74,12 +74,13 @@ async function open(serverUrl, transport) {
       ddp.disconnect();
     }
   });
+  let connected = null;
   try {
-    await next(ddp, ["connected"], () => true);
+    connected = (await next(ddp, ["connected"], () => true)).message;
   } catch (error) {
     throw new Error(`${transport}: DDP did not connect: ${JSON.stringify(refused) || error.message}`);
   }
-  return { ddp, sockjs, proposed };
+  return { ddp, sockjs, proposed, connected };
 }
 
 // Calls a method and resolves with its result once both `result` and `updated` arrived.
@@ -150,7 +151,7 @@ let session = null;
 // What run.mjs drives: connect, run the `meteor` tool's sync loop (spec §3.3) until
 // `upToDate`, subscribe to `changes` (§4.3), and report what arrived.
 window.connectAndSync = async function (serverUrl, transport) {
-  const { ddp, sockjs, proposed } = await open(serverUrl, transport);
+  const { ddp, sockjs, proposed, connected } = await open(serverUrl, transport);
   const waitChange = recordChanges(ddp);
   let token = { format: "1.1" };
   const counts = {};
@@ -166,7 +167,7 @@ window.connectAndSync = async function (serverUrl, transport) {
   }
   const changes = await subscribeChanges(ddp);
   session = { ddp, waitChange };
-  return { used: sockjs.transport, proposed, pages, counts, changes };
+  return { used: sockjs.transport, proposed, connected, pages, counts, changes };
 };
 
 // Waits for a live `changed` of one collection's counter, then closes the connection.

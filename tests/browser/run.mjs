@@ -5,11 +5,16 @@
 // esbuild, on every run, so no build step can be forgotten or stale. Driven by
 // tests/browser.rs.
 //
-// Usage: node run.mjs <server-url> <transport>... [--timeout SECONDS]
+// Usage: node run.mjs <server-url> <transport>... [--timeout SECONDS] [--page-port PORT]
+//
+// The page's own server listens on --page-port (0: any free port) and also serves
+// sockjs-client's dist bundle at /sockjs.min.js, for a server started with
+// `--sockjs-client-url http://127.0.0.1:PORT/sockjs.min.js` (the iframe transports load it
+// from the server's iframe page; the public CDN is out of reach on a closed network).
 //
 // stdout: one JSON object per line, each with an `event`:
 //   synced   per transport, after the sync loop and the `changes` subscription:
-//            {transport, used, proposed, pages, counts, changes}
+//            {transport, used, proposed, connected, pages, counts, changes}
 //   changed  per transport, after `wait-change <collection>` on stdin: {transport, fields}
 // Any failure: a message on stderr and exit status 1; also after --timeout seconds.
 
@@ -26,10 +31,15 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: options, positionals } = parseArgs({
   allowPositionals: true,
-  options: { timeout: { type: "string", default: "120" } },
+  options: {
+    timeout: { type: "string", default: "120" },
+    "page-port": { type: "string", default: "0" },
+  },
 });
 if (positionals.length < 2) {
-  console.error("usage: node run.mjs <server-url> <transport>... [--timeout SECONDS]");
+  console.error(
+    "usage: node run.mjs <server-url> <transport>... [--timeout SECONDS] [--page-port PORT]",
+  );
   process.exit(2);
 }
 const [serverUrl, ...transports] = positionals;
@@ -54,6 +64,11 @@ const bundle = await build({
 const files = {
   "/": ["text/html; charset=utf-8", readFileSync(join(here, "page.html"))],
   "/client.js": ["application/javascript", bundle.outputFiles[0].contents],
+  // The same version as the page's own sockjs-client, as the iframe page requires.
+  "/sockjs.min.js": [
+    "application/javascript",
+    readFileSync(join(here, "node_modules/sockjs-client/dist/sockjs.min.js")),
+  ],
 };
 // The page's own origin: another loopback port than the server's, so every SockJS request
 // is cross-origin and CORS is exercised.
@@ -65,7 +80,7 @@ const pages = createServer((request, response) => {
   }
   response.writeHead(200, { "content-type": file[0] }).end(file[1]);
 });
-await new Promise((done) => pages.listen(0, "127.0.0.1", done));
+await new Promise((done) => pages.listen(Number(options["page-port"]), "127.0.0.1", done));
 const pageUrl = `http://127.0.0.1:${pages.address().port}/`;
 
 const lines = createInterface({ input: process.stdin });
@@ -87,13 +102,6 @@ const context = await chromium.launchPersistentContext(profile, {
     "--disable-sync",
   ],
 });
-// The server's iframe page (the iframe-* transports) loads sockjs-client from a CDN by
-// default, which a closed network cannot reach: Chromium gets the same file from
-// node_modules instead. The version must equal the page's own, as sockjs-client checks.
-const sockjsDist = readFileSync(join(here, "node_modules/sockjs-client/dist/sockjs.min.js"));
-await context.route(/\/sockjs\.min\.js$/, (route) =>
-  route.fulfill({ contentType: "application/javascript", body: sockjsDist }),
-);
 let failed = false;
 try {
   for (const transport of transports) {

@@ -36,5 +36,5 @@ pub use publication::Subscription;
 pub use server::{DdpConfig, Server};
 pub use service::{MethodContext, Reply, Service, SessionContext};
 pub use transport::DeliberateStatus;
-pub use transport::sockjs::SockJsConfig;
+pub use transport::sockjs::{DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL, SockJsConfig};
 pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

@@ -42,6 +42,12 @@ use crate::transport::websocket::ConnectionInfo;
 use app::{Application, Ddp, TestService};
 use session::Sessions;
 
+/// Where the iframe page loads `sockjs-client` from unless told otherwise: the public CDN's
+/// latest 1.x, the version browsers running a current `sockjs-client` carry (the iframe's
+/// copy must be the same version as the page's).
+pub const DEFAULT_CLIENT_URL: &str =
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+
 /// Tuning of a SockJS endpoint.
 #[derive(Debug, Clone)]
 pub struct SockJsConfig {
@@ -67,7 +73,9 @@ pub struct SockJsConfig {
     /// the transport stops reading (`--inbound-queue`). The application's output is
     /// bounded by its own byte budget (`--outbound-buffer-size`).
     pub queue: usize,
-    /// The SockJS client script the iframe page loads.
+    /// The SockJS client script the iframe page loads (the iframe-based transports run
+    /// their requests from it): [`DEFAULT_CLIENT_URL`], or a copy served where the CDN is
+    /// out of reach.
     pub client_url: String,
 }
 
@@ -81,8 +89,7 @@ impl Default for SockJsConfig {
             write_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(45),
             queue: 32,
-            client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js"
-                .to_owned(),
+            client_url: DEFAULT_CLIENT_URL.to_owned(),
         }
     }
 }
