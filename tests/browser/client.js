@@ -67,16 +67,18 @@ async function open(serverUrl, transport) {
   });
   // ddp.js ignores a `failed` answer to its version proposal; watch for it so it fails
   // fast with the server's answer instead of waiting for the test's timeout.
+  // ddp.js's own `connected` event carries no message: keep the server's answer here.
   let refused = null;
+  let connected = null;
   ddp.socket.on("message:in", (message) => {
+    if (message.msg === "connected") connected = message;
     if (message.msg === "failed") {
       refused = message;
       ddp.disconnect();
     }
   });
-  let connected = null;
   try {
-    connected = (await next(ddp, ["connected"], () => true)).message;
+    await next(ddp, ["connected"], () => true);
   } catch (error) {
     throw new Error(`${transport}: DDP did not connect: ${JSON.stringify(refused) || error.message}`);
   }
