@@ -26,7 +26,7 @@ pub const SCHEMA_VERSION: i64 = 3;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
 /// the first sync. Not a data table: `resetData` from the same server keeps it.
-const ORIGIN_TABLE: &str = "CREATE TABLE origin (
+const ORIGIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS origin (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     server TEXT NOT NULL
 );";
@@ -282,7 +282,8 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         });
     }
     if user_version == 2 {
-        // Version 3 only adds `origin`; the file's server is learnt at its next sync.
+        // Version 3 only adds `origin`; the file's server is learnt at its next sync. Two
+        // processes may upgrade the same file at once: the table is created if missing.
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -221,8 +221,12 @@ fn is_identifier(part: &str) -> bool {
 
 /// Digits as a number, or `None` when they do not fit (the tool's JavaScript numbers would
 /// lose precision there anyway).
+/// JavaScript's `Number.MAX_SAFE_INTEGER`: the npm `semver` package the tool parses
+/// versions with refuses larger numbers.
+const MAX_NUMBER: u64 = (1 << 53) - 1;
+
 fn number(digits: &str) -> Option<u64> {
-    digits.parse().ok()
+    digits.parse().ok().filter(|n| *n <= MAX_NUMBER)
 }
 
 #[cfg(test)]
@@ -351,6 +355,17 @@ mod tests {
         assert!(v("1.9.0") < v("1.10.0"));
         assert!(v("1.0.0-rc.9") < v("1.0.0-rc.10"));
         assert!(v("1.0.0_9") < v("1.0.0_10"));
-        assert!(v("18446744073709551615.0.0") > v("18446744073709551614.99.99"));
+        assert!(v("9007199254740991.0.0") > v("9007199254740990.99.99"));
+    }
+
+    #[test]
+    fn numbers_beyond_javascripts_safe_integers_are_refused() {
+        for text in [
+            "9007199254740992.0.0",
+            "1.0.0_9007199254740992",
+            "1.0.0-rc.9007199254740992",
+        ] {
+            assert!(MeteorVersion::parse(text).is_err(), "{text}");
+        }
     }
 }

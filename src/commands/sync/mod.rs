@@ -42,7 +42,7 @@ async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     } else {
         Index::open(&path)?
     };
-    index.claim(&endpoint.url)?;
+    index.claim(&endpoint.identity())?;
     let config = client_config(&args)?;
     let settings = PassOptions {
         compress: args.compress,

@@ -76,11 +76,14 @@ impl fmt::Display for Pass {
             f.write_str(", after the server reset the catalog")?;
         }
         if self.raw_only > 0 {
+            let (n, records, were) = match self.raw_only {
+                1 => (1, "record", "was"),
+                n => (n, "records", "were"),
+            };
             write!(
                 f,
-                "; warning: {} records had an unexpected shape and were kept as sent, \
-                 outside search, show and deps",
-                self.raw_only
+                "; warning: {n} {records} of an unexpected shape {were} kept as sent, outside \
+                 search, show and deps"
             )?;
         }
         Ok(())

@@ -106,6 +106,16 @@ impl Endpoint {
         &self.path
     }
 
+    /// The endpoint in one spelling, whatever form its URL took (`https://h`,
+    /// `https://H:443/`, `wss://h/websocket`): scheme, lower-case host, the port always
+    /// written, path. It names a server where two spellings must compare equal, e.g. the
+    /// server a local index copies.
+    pub fn identity(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        let address = self.address().to_ascii_lowercase();
+        format!("{scheme}://{address}{}", self.path)
+    }
+
     /// `host:port`, for messages.
     pub fn address(&self) -> String {
         if self.host.contains(':') {
@@ -251,6 +261,31 @@ mod tests {
             endpoint.map(|e| (e.host.clone(), e.address(), e.tls)),
             Some(("::1".to_owned(), "[::1]:3000".to_owned(), false))
         );
+    }
+
+    #[test]
+    fn every_spelling_of_an_endpoint_has_one_identity() {
+        let identity = |server| match Endpoint::from_server_url(server) {
+            Ok(endpoint) => endpoint.identity(),
+            Err(error) => panic!("{server}: {error}"),
+        };
+        for server in [
+            "https://packages.meteor.com",
+            "https://Packages.Meteor.COM:443/",
+            "wss://packages.meteor.com/websocket",
+            "wss://packages.meteor.com:443/websocket?x=1",
+        ] {
+            assert_eq!(
+                identity(server),
+                "wss://packages.meteor.com:443/websocket",
+                "{server}"
+            );
+        }
+        assert_eq!(identity("localhost:3000"), "ws://localhost:3000/websocket");
+        assert_eq!(identity("http://[::1]"), "ws://[::1]:80/websocket");
+        // Another scheme, port or path is another server.
+        assert_ne!(identity("http://h"), identity("https://h"));
+        assert_ne!(identity("http://h/a"), identity("http://h/b"));
     }
 
     #[test]
