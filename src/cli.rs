@@ -428,7 +428,8 @@ pub struct PublishArgs {
     pub max_upload_size: u64,
 
     /// How long upload URLs and unfinished publishes stay valid (the tool may build for
-    /// minutes between creating a version and publishing it).
+    /// minutes between creating a version and publishing it); an upload still arriving
+    /// when its URL expires is abandoned (answer 408).
     #[arg(long, default_value = "2h", value_parser = parse_duration, env = "EXOSPHERE_UPLOAD_TTL")]
     pub upload_ttl: Duration,
 
@@ -436,6 +437,11 @@ pub struct PublishArgs {
     /// 503 with Retry-After and its URL stays usable.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_CONCURRENT_UPLOADS")]
     pub max_concurrent_uploads: u32,
+
+    /// Most upload bodies one user may send at once (the `meteor` tool uploads one file
+    /// at a time); one more is answered 429 with Retry-After and its URL stays usable.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_UPLOADS_PER_USER")]
+    pub max_uploads_per_user: u32,
 
     /// How long an upload body may send no bytes before the server abandons it (answer
     /// 408; the upload URL stays usable for a retry).

@@ -6,7 +6,8 @@
 //! publications follow the catalog watcher so that writes by any process reach subscribers.
 //!
 //! Logging in and publishing (spec §5, §6) live in the submodules: `publishing` (shared
-//! rules and the transaction helper), `auth`, `packages`, `releases` and `admin`.
+//! rules and the transaction helper), `auth`, `packages`, `releases` and `admin`;
+//! `upload_slots` bounds the upload bodies received at once.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ mod auth;
 mod packages;
 pub mod publishing;
 mod releases;
+pub mod upload_slots;
 
 pub use publishing::Publishing;
 

@@ -1355,11 +1355,9 @@ fn raw_put(url: &str, headers: &str, body: &[u8]) -> (u16, String) {
 /// a client that crashes or loses its network does: the server's connection fails
 /// outright, which drops the request handler, rather than only seeing a short body.
 fn reset(stream: std::net::TcpStream) {
-    stream.set_nonblocking(true).unwrap();
-    let stream = tokio::net::TcpStream::from_std(stream).unwrap();
-    // Deprecated because a non-zero linger blocks on drop; a zero one closes at once.
-    #[allow(deprecated)]
-    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
     drop(stream);
 }
 
@@ -1453,6 +1451,217 @@ async fn stalled_uploads_are_abandoned_and_their_urls_stay_usable() {
         json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
     )
     .await;
+}
+
+/// A fresh version of `name` by this session (the package exists): its upload token,
+/// source URL and README URL.
+async fn new_version(ddp: &mut Ddp, name: &str, version: &str) -> (Value, String, String) {
+    let created = ok(
+        ddp,
+        "createPackageVersion",
+        json!([version_record(name, version)]),
+    )
+    .await;
+    (
+        created["uploadToken"].clone(),
+        created["uploadUrl"].as_str().unwrap().to_owned(),
+        created["readmeUrl"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Spec §5.2 against a slow-drip client: an upload that sends a byte more often than
+/// `--upload-idle-timeout` still ends when its URL expires (`--upload-ttl`), with a 408
+/// saying so, no partial file, and its slot free for others.
+#[tokio::test]
+async fn trickling_uploads_are_cut_off_when_their_url_expires() {
+    let world = world();
+    let server = serve(
+        &world.data,
+        &[
+            "--upload-ttl",
+            "3s",
+            "--upload-idle-timeout",
+            "1s",
+            "--max-concurrent-uploads",
+            "1",
+        ],
+    );
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:trickle";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let (_, url, _) = new_version(&mut alice, name, "1.0.0").await;
+    let trickle = start_upload(&url, MAX_UPLOAD);
+    let writer = trickle.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        let mut writer = writer;
+        // A byte every 300 ms, under the 1 s idle limit, until the server hangs up.
+        while writer.write_all(b"x").and_then(|()| writer.flush()).is_ok() {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let (status, text) = read_response(trickle.try_clone().unwrap());
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("before its upload url expired"), "{text}");
+    reset(trickle);
+    dripping.join().unwrap();
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+    assert_eq!(put(&url, b"late").0, 410, "the URL expired");
+    // The only slot is free again: a new publish uploads at once.
+    let (token, url, _) = new_version(&mut alice, name, "1.0.1").await;
+    let source = file("trickle source", 1000);
+    let (status, text) = put(&url, &source);
+    assert_eq!(status, 200, "{text}");
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+}
+
+/// Spec §5.2 with several publishers: one user runs at most `--max-uploads-per-user`
+/// uploads at once (one more gets 429 with `Retry-After` and its URL stays usable), so
+/// another user's upload still finds a server-wide slot.
+#[tokio::test]
+async fn one_user_cannot_take_every_upload_slot() {
+    let world = world();
+    let server = serve(
+        &world.data,
+        &[
+            "--max-concurrent-uploads",
+            "3",
+            "--max-uploads-per-user",
+            "2",
+        ],
+    );
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:greedy";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let (first_token, first_source, first_readme) = new_version(&mut alice, name, "1.0.0").await;
+    let (_, second_source, second_readme) = new_version(&mut alice, name, "1.0.1").await;
+    let source = file("greedy source", 20_000);
+    let readme = b"# greedy\n".to_vec();
+    let mut holding = Vec::new();
+    for url in [&first_source, &second_source] {
+        let mut upload = start_upload(url, source.len());
+        upload.write_all(&source[..1_000]).unwrap();
+        upload.flush().unwrap();
+        holding.push(upload);
+    }
+    for url in [&first_readme, &second_readme] {
+        let (status, text) = raw_put(url, "Content-Length: 9\r\n", &readme);
+        assert_eq!(status, 429, "{text}");
+        assert!(text.contains("\r\nretry-after: 5\r\n"), "{text}");
+        assert!(text.contains("already sending 2 uploads"), "{text}");
+        assert!(text.contains("stays valid"), "{text}");
+    }
+    let mut mallory = login(&server, &world.mallory).await;
+    ok(
+        &mut mallory,
+        "createPackage",
+        json!([{"name": "mallory:own"}]),
+    )
+    .await;
+    let (token, url, _) = new_version(&mut mallory, "mallory:own", "1.0.0").await;
+    let own = file("mallory source", 5_000);
+    let (status, text) = put(&url, &own);
+    assert_eq!(status, 200, "another user still gets a slot: {text}");
+    ok(
+        &mut mallory,
+        "publishPackageVersion",
+        json!([token, {"tarballHash": hash(&own), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+    // When one of alice's uploads ends, her next one is taken.
+    let mut first = holding.remove(0);
+    first.write_all(&source[1_000..]).unwrap();
+    let (status, text) = read_response(first);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = put(&first_readme, &readme);
+    assert_eq!(status, 200, "{text}");
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([first_token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+}
+
+/// A PUT with a secret no ticket has is answered from a read-only lookup: it takes no
+/// upload slot, so a flood of them while every slot is busy still gets 404 (not 503),
+/// and a real upload gets the slot as soon as it frees.
+#[tokio::test]
+async fn unknown_upload_urls_take_no_slot() {
+    let world = world();
+    let server = serve(&world.data, &["--max-concurrent-uploads", "1"]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:crowded";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let (token, source_url, readme_url) = new_version(&mut alice, name, "1.0.0").await;
+    let source = file("crowded source", 20_000);
+    let readme = b"# crowd\n".to_vec();
+    let mut holding = start_upload(&source_url, source.len());
+    holding.write_all(&source[..1_000]).unwrap();
+    holding.flush().unwrap();
+    let base = source_url.rsplit_once('/').unwrap().0;
+    for n in 0..20 {
+        let bogus = format!("{base}/{n:0>43}");
+        let (status, text) = put(&bogus, b"junk");
+        assert_eq!(status, 404, "{text}");
+        assert!(text.contains("unknown or expired"), "{text}");
+    }
+    let (status, text) = put(&source_url, &source);
+    assert_eq!(
+        status, 409,
+        "the URL in use is refused read-only too: {text}"
+    );
+    let (status, text) = raw_put(&readme_url, "Content-Length: 8\r\n", &readme);
+    assert_eq!(status, 503, "the only slot is still busy: {text}");
+    holding.write_all(&source[1_000..]).unwrap();
+    let (status, text) = read_response(holding);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = put(&readme_url, &readme);
+    assert_eq!(status, 200, "{text}");
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+}
+
+/// A server killed (`kill -9`) in the middle of an upload leaves its ticket claimed in
+/// the catalog; the next `serve` on the same data directory reopens it, so the tool's
+/// retry of the same URL works instead of getting 409 until `--upload-ttl`.
+#[tokio::test]
+async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let address = server.http.trim_start_matches("http://").to_owned();
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:phoenix";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let (token, url, _) = new_version(&mut alice, name, "1.0.0").await;
+    let source = file("phoenix source", 20_000);
+    let mut cut_off = start_upload(&url, source.len());
+    cut_off.write_all(&source[..5_000]).unwrap();
+    cut_off.flush().unwrap();
+    drop(alice);
+    drop(server);
+    drop(cut_off);
+    let limit = MAX_UPLOAD.to_string();
+    let server = Server::start_on(&address, &world.data, &["--max-upload-size", &limit]);
+    let (status, text) = put(&url, &source);
+    assert_eq!(status, 200, "{text}");
+    let mut alice = login(&server, &world.alice).await;
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+    )
+    .await;
+    let published = published_url(&world.data, "phoenix-1.0.0-source.tgz");
+    assert_downloads(&published, &source);
 }
 
 /// Spec §5.2: a chunked upload (no `Content-Length` to refuse up front) is cut off with

@@ -18,6 +18,7 @@ use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use crate::cli::ServeArgs;
 use crate::fd_limit;
 use crate::http::{AppState, router};
+use crate::service::upload_slots::UploadSlots;
 use crate::service::{PackageService, Publishing, UsageRecording};
 use exosphere_blobs::{BlobStore, S3Config};
 
@@ -96,6 +97,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("no local address")?;
     let publishing = publishing(&args, &store, address)?;
+    publishing
+        .reopen_interrupted_uploads()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot reopen interrupted uploads: {error}"))?;
     tokio::spawn(sweep_expired(publishing.clone()));
     let service = Arc::new(
         PackageService::new(syncer, catalog, args.oauth_client_id.clone())
@@ -234,9 +239,10 @@ fn publishing(
         max_upload_size: options.max_upload_size,
         upload_ttl: options.upload_ttl,
         max_open_publishes: options.max_open_publishes,
-        upload_slots: Arc::new(tokio::sync::Semaphore::new(
+        upload_slots: UploadSlots::new(
             usize::try_from(options.max_concurrent_uploads).unwrap_or(usize::MAX),
-        )),
+            usize::try_from(options.max_uploads_per_user).unwrap_or(usize::MAX),
+        ),
         upload_idle_timeout: options.upload_idle_timeout,
     })
 }

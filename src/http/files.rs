@@ -6,17 +6,19 @@
 //! blob and is hashed on the way; it becomes visible under its final name only when the
 //! publish call has checked that hash. An upload that fails (too large, stalled past
 //! `--upload-idle-timeout`, cut off by the client) keeps no partial file and leaves its
-//! URL usable for a retry. Downloads answer `200` with an exact `Content-Length`, or
-//! `206` for one byte range (old tools resume with `Range: bytes=N-` by appending), and
+//! URL usable for a retry; one still arriving when its URL expires (`--upload-ttl`) is
+//! abandoned the same way, so a client trickling bytes cannot hold a slot for ever.
+//! Downloads answer `200` with an exact `Content-Length`, or `206` for one byte range (old tools resume with `Range: bytes=N-` by appending), and
 //! never redirect: the tool would save a redirect body as the tarball.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use exosphere_blobs::{BlobError, BlobKey, Span};
+use exosphere_blobs::{BlobError, BlobKey, Patience, Span};
 use exosphere_catalog::accounts::{Upload, UploadState, secret_hash};
 use exosphere_ddp::{DdpError, ErrorCode};
 use tracing::Instrument as _;
@@ -24,11 +26,15 @@ use tracing::Instrument as _;
 use super::AppState;
 use crate::service::Publishing;
 use crate::service::publishing::{blob_key, looks_like_secret, now_ms};
+use crate::service::upload_slots::Busy;
 
-/// `PUT /uploads/<secret>`: stores the body for the ticket, once. At most
-/// `--max-concurrent-uploads` bodies are received at once (503 with `Retry-After` over
-/// it); the work runs on its own task, so a client that disconnects mid-body cannot
-/// cancel the clean-up that makes the URL usable again.
+/// `PUT /uploads/<secret>`: stores the body for the ticket, once. The ticket is looked up
+/// read-only first, so an unknown, expired or used URL is answered without taking an
+/// upload slot or a write transaction. Only then is a slot taken: at most
+/// `--max-uploads-per-user` for the ticket's user (429 with `Retry-After` over it) and
+/// `--max-concurrent-uploads` in all (503 with `Retry-After`). The work runs on its own
+/// task, so a client that disconnects mid-body cannot cancel the clean-up that makes the
+/// URL usable again.
 pub async fn upload(
     State(state): State<AppState>,
     Path(secret): Path<String>,
@@ -41,25 +47,42 @@ pub async fn upload(
     if !looks_like_secret(&secret) {
         return text(StatusCode::NOT_FOUND, "unknown upload URL");
     }
-    let Ok(slot) = Arc::clone(&publishing.upload_slots).try_acquire_owned() else {
-        tracing::warn!("refused an upload: every upload slot is busy");
-        let mut response = text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The server is receiving as many uploads as it allows; try again shortly (this \
-             upload URL stays valid)",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
-        return response;
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
+    let hash = secret_hash(&secret);
+    let ticket = {
+        let (store, hash) = (Arc::clone(&publishing.store), hash.clone());
+        tokio::task::spawn_blocking(move || store.upload_ticket(&hash)).await
+    };
+    let ticket = match ticket {
+        Ok(Ok(ticket)) => ticket,
+        Ok(Err(error)) => {
+            tracing::error!(%error, "cannot read an upload ticket");
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot check the upload URL right now; try again",
+            );
+        }
+        Err(error) => {
+            tracing::error!(%error, "an upload ticket lookup failed");
+            return text(StatusCode::INTERNAL_SERVER_ERROR, "the upload failed");
+        }
+    };
+    let Some(ticket) = ticket else {
+        return refusal(&unknown());
+    };
+    if let Err(error) = usable(&ticket.upload, declared) {
+        return refusal(&error);
+    }
+    let slot = match publishing.upload_slots.try_take(&ticket.user_id) {
+        Ok(slot) => slot,
+        Err(busy) => return busy_answer(busy),
+    };
     let receiving = tokio::spawn(
         async move {
-            let answer = receive(&publishing, &secret, declared, body).await;
+            let answer = receive(&publishing, hash, declared, body).await;
             drop(slot);
             answer
         }
@@ -74,33 +97,76 @@ pub async fn upload(
 /// Seconds a client refused for lack of an upload slot is asked to wait.
 const RETRY_AFTER: &str = "5";
 
+/// The answer to an upload refused for lack of a slot: 429 when its user already runs as
+/// many uploads as one user may (their own doing), 503 when the server is full; both ask
+/// the client to retry and keep the URL valid.
+fn busy_answer(busy: Busy) -> Response {
+    let mut response = match busy {
+        Busy::User(running) => {
+            tracing::warn!(
+                running,
+                "refused an upload: its user has every slot a user may"
+            );
+            text(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "You are already sending {running} uploads, the most this server takes \
+                     from one user at once; try again when one has finished (this upload \
+                     URL stays valid)"
+                ),
+            )
+        }
+        Busy::Server => {
+            tracing::warn!("refused an upload: every upload slot is busy");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is receiving as many uploads as it allows; try again shortly \
+                 (this upload URL stays valid)",
+            )
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER));
+    response
+}
+
+/// The refusal for a URL with no ticket (or one no pending publish lists).
+fn unknown() -> DdpError {
+    DdpError::new(404, "This upload URL is unknown or expired")
+}
+
+/// Whether a ticket can take an upload of `declared` bytes now: it has not expired, is
+/// open, and the declared size is within its limit. Checked read-only before a slot is
+/// taken, and again when the ticket is claimed.
+fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
+    if upload.expires <= now_ms() {
+        return Err(DdpError::new(410, "This upload URL expired; publish again"));
+    }
+    if upload.state != UploadState::Open {
+        return Err(DdpError::new(409, "This upload URL was already used"));
+    }
+    if declared.is_some_and(|size| size > upload.max_size) {
+        return Err(too_large(upload.max_size));
+    }
+    Ok(())
+}
+
 /// Claims the ticket, streams the body into its staging blob and records the outcome: a
-/// received file, or on any failure (too large, idle, the client went away) the ticket
-/// open again with no partial file kept.
+/// received file, or on any failure (too large, idle, past the ticket's expiry, the client
+/// went away) the ticket open again with no partial file kept.
 async fn receive(
     publishing: &Publishing,
-    secret: &str,
+    hash: String,
     declared: Option<u64>,
     body: Body,
 ) -> Response {
-    let hash = secret_hash(secret);
     let claim = {
         let hash = hash.clone();
         publishing
             .transact(move |writer| {
-                let upload = writer
-                    .accounts()
-                    .upload(&hash)?
-                    .ok_or_else(|| DdpError::new(404, "This upload URL is unknown or expired"))?;
-                if upload.expires <= now_ms() {
-                    return Err(DdpError::new(410, "This upload URL expired; publish again").into());
-                }
-                if upload.state != UploadState::Open {
-                    return Err(DdpError::new(409, "This upload URL was already used").into());
-                }
-                if declared.is_some_and(|size| size > upload.max_size) {
-                    return Err(too_large(upload.max_size).into());
-                }
+                let upload = writer.accounts().upload(&hash)?.ok_or_else(unknown)?;
+                usable(&upload, declared)?;
                 let claimed = Upload {
                     state: UploadState::Receiving,
                     ..upload.clone()
@@ -118,14 +184,14 @@ async fn receive(
         Ok(key) => key,
         Err(error) => return refusal(&error),
     };
+    let left = u64::try_from(upload.expires.saturating_sub(now_ms())).unwrap_or(0);
+    let patience = Patience {
+        idle: publishing.upload_idle_timeout,
+        deadline: tokio::time::Instant::now() + Duration::from_millis(left),
+    };
     let stored = publishing
         .blobs
-        .put_stream(
-            &staging,
-            body.into_data_stream(),
-            upload.max_size,
-            publishing.upload_idle_timeout,
-        )
+        .put_stream(&staging, body.into_data_stream(), upload.max_size, patience)
         .await;
     let (state_after, answer) = match stored {
         Ok(stored) => (
@@ -147,6 +213,14 @@ async fn receive(
                              upload the file again (this upload URL stays valid)",
                             idle.as_secs()
                         ),
+                    )
+                }
+                BlobError::Deadline => {
+                    tracing::info!("abandoned an upload still arriving when its URL expired");
+                    text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "The upload did not finish before its upload URL expired and was \
+                         abandoned; publish again for a new one",
                     )
                 }
                 BlobError::Body(reason) => {

@@ -63,12 +63,13 @@ pub struct Publishing {
     /// Most unfinished publishes (pending versions, builds and READMEs) one user may have
     /// at once, so one account cannot fill the store with upload tickets.
     pub max_open_publishes: u64,
-    /// One permit per upload body being received: bounds the uploads in progress
-    /// server-wide (the rest are told to retry), so disk or S3 bandwidth and the
-    /// per-upload buffers cannot be exhausted by many slow clients.
-    pub upload_slots: Arc<tokio::sync::Semaphore>,
+    /// One slot per upload body being received, server-wide and per user (the rest are
+    /// told to retry), so disk or S3 bandwidth and the per-upload buffers cannot be
+    /// exhausted by many slow clients, nor every slot taken by one account.
+    pub upload_slots: Arc<super::upload_slots::UploadSlots>,
     /// How long an upload body may send nothing before it is abandoned, so a stalled
-    /// client cannot hold an upload slot and its ticket forever.
+    /// client cannot hold an upload slot and its ticket for long; a body must also end
+    /// before its ticket expires, so one trickling bytes cannot hold them for ever.
     pub upload_idle_timeout: Duration,
 }
 
@@ -135,7 +136,7 @@ pub fn check_length(what: &str, text: &str, limit: usize) -> Result<(), DdpError
         Ok(())
     } else {
         Err(DdpError::bad_request(format!(
-            "The {what} is {} characters long; this server accepts at most {limit}",
+            "The {what} is {} bytes long; this server accepts at most {limit} bytes",
             text.len()
         )))
     }
@@ -421,6 +422,25 @@ impl Publishing {
             tracing::warn!(%error, "cannot delete staging uploads after a publish");
         }
         Ok(())
+    }
+
+    /// Puts every upload ticket left receiving back to open, so its URL works again. Only
+    /// for startup, when no upload can be in progress: such a ticket was claimed by a
+    /// process that was killed or crashed mid-body (a graceful shutdown reopens its own).
+    /// The killed process's partial write is not kept: a local write goes to a temporary
+    /// file that is never renamed into place, and S3 multipart parts are left to the
+    /// bucket's lifecycle rule.
+    pub async fn reopen_interrupted_uploads(&self) -> Result<u64, DdpError> {
+        let reopened = self
+            .transact(|writer| Ok(writer.accounts().reopen_receiving_uploads()?))
+            .await?;
+        if reopened > 0 {
+            tracing::info!(
+                reopened,
+                "reopened upload URLs an earlier run left receiving"
+            );
+        }
+        Ok(reopened)
     }
 
     /// Deletes expired pending publishes, then the staging blob of every expired or

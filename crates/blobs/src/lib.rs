@@ -47,6 +47,10 @@ pub enum BlobError {
         /// The idle limit that passed.
         idle: std::time::Duration,
     },
+    /// The upload was still arriving at the caller's deadline (its upload URL's expiry);
+    /// nothing was kept.
+    #[error("the upload did not finish before its deadline")]
+    Deadline,
     /// The requested bytes are not in the blob (a start at or past its end, or an
     /// empty suffix).
     #[error("no bytes of a {size}-byte file are in the requested range")]
@@ -189,6 +193,17 @@ pub struct BlobStore {
     description: String,
 }
 
+/// How long [`BlobStore::put_stream`] waits for a body: each chunk within `idle` of the
+/// last, and all of it before `deadline`. Both are needed: the idle limit alone lets a
+/// client that trickles a byte now and then hold an upload for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Patience {
+    /// Longest wait for the next chunk.
+    pub idle: std::time::Duration,
+    /// When the whole body must have arrived.
+    pub deadline: tokio::time::Instant,
+}
+
 /// Chunk size of streamed writes: S3's smallest multipart part, so memory per upload
 /// stays at a few chunks.
 const CHUNK: usize = 5 << 20;
@@ -233,7 +248,8 @@ impl BlobStore {
 
     /// Streams `body` into `key`, hashing as it goes; stops with [`BlobError::TooLarge`]
     /// once more than `limit` bytes arrived, with [`BlobError::Idle`] when the body sent
-    /// nothing for `idle`, and with [`BlobError::Body`] when it fails (a client that
+    /// nothing for `patience.idle`, with [`BlobError::Deadline`] when it has not ended by
+    /// `patience.deadline`, and with [`BlobError::Body`] when it fails (a client that
     /// went away). On every failure the partial write is aborted (an S3 multipart upload
     /// included), so nothing is kept.
     pub async fn put_stream<S, E>(
@@ -241,7 +257,7 @@ impl BlobStore {
         key: &BlobKey,
         body: S,
         limit: u64,
-        idle: std::time::Duration,
+        patience: Patience,
     ) -> Result<Stored, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
@@ -253,8 +269,15 @@ impl BlobStore {
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
         let failure = loop {
-            let chunk = match tokio::time::timeout(idle, body.next()).await {
-                Err(_) => break Some(BlobError::Idle { idle }),
+            let idle_until = tokio::time::Instant::now() + patience.idle;
+            let until = idle_until.min(patience.deadline);
+            let chunk = match tokio::time::timeout_at(until, body.next()).await {
+                Err(_) if until == patience.deadline => break Some(BlobError::Deadline),
+                Err(_) => {
+                    break Some(BlobError::Idle {
+                        idle: patience.idle,
+                    });
+                }
                 Ok(None) => break None,
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(Some(Err(error))) => break Some(BlobError::Body(error.to_string())),
@@ -366,8 +389,13 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// An idle limit no test reaches.
-    const IDLE: Duration = Duration::from_secs(600);
+    /// Limits no test reaches.
+    fn patient() -> Patience {
+        Patience {
+            idle: Duration::from_secs(600),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(600),
+        }
+    }
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, String>> + Send {
         futures_util::stream::iter(
@@ -417,7 +445,7 @@ mod tests {
         let store = BlobStore::local(dir.path()).unwrap();
         let staging = BlobKey::new("uploads/t1").unwrap();
         let stored = store
-            .put_stream(&staging, chunks(&[b"hello ", b"world"]), 100, IDLE)
+            .put_stream(&staging, chunks(&[b"hello ", b"world"]), 100, patient())
             .await
             .unwrap();
         assert_eq!(stored.size, 11);
@@ -461,7 +489,7 @@ mod tests {
         let store = BlobStore::local(dir.path()).unwrap();
         let key = BlobKey::new("uploads/big").unwrap();
         let error = store
-            .put_stream(&key, chunks(&[b"12345", b"67890"]), 8, IDLE)
+            .put_stream(&key, chunks(&[b"12345", b"67890"]), 8, patient())
             .await
             .unwrap_err();
         assert!(matches!(error, BlobError::TooLarge { limit: 8 }));
@@ -477,16 +505,37 @@ mod tests {
             Ok(Bytes::from_static(b"partial")),
             Err("connection reset".to_owned()),
         ]);
-        let error = store.put_stream(&key, broken, 100, IDLE).await.unwrap_err();
+        let error = store
+            .put_stream(&key, broken, 100, patient())
+            .await
+            .unwrap_err();
         assert!(matches!(error, BlobError::Body(ref reason) if reason.contains("reset")));
         let stalled =
             futures_util::stream::iter(vec![Ok::<_, String>(Bytes::from_static(b"partial"))])
                 .chain(futures_util::stream::pending());
+        let idle = Patience {
+            idle: Duration::from_millis(10),
+            ..patient()
+        };
         let error = store
-            .put_stream(&key, stalled, 100, Duration::from_millis(10))
+            .put_stream(&key, stalled, 100, idle)
             .await
             .unwrap_err();
         assert!(matches!(error, BlobError::Idle { .. }));
+        // A body that never stalls for its idle limit still ends at the deadline.
+        let trickle = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Some((Ok::<_, String>(Bytes::from_static(b"x")), ()))
+        });
+        let deadline = Patience {
+            idle: Duration::from_secs(600),
+            deadline: tokio::time::Instant::now() + Duration::from_millis(50),
+        };
+        let error = store
+            .put_stream(&key, trickle, 1 << 20, deadline)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, BlobError::Deadline), "{error}");
         assert!(store.get(&key, Span::Whole).await.unwrap().is_none());
         let mut left = Vec::new();
         for entry in walk(dir.path()) {

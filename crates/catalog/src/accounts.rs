@@ -81,6 +81,17 @@ pub struct Upload {
     pub state: UploadState,
 }
 
+/// An upload ticket as a PUT to its URL sees it: the ticket and the user whose pending
+/// publish it belongs to, so the server can cap the uploads each user runs at once before
+/// it takes a slot or a write transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadTicket {
+    /// The ticket.
+    pub upload: Upload,
+    /// The id of the user who started the publish the ticket belongs to.
+    pub user_id: String,
+}
+
 /// What a pending publish will make visible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingKind {
@@ -199,6 +210,10 @@ pub trait AccountWriter {
     /// that blob and then the ticket ([`AccountWriter::expired_uploads`]). A crash between
     /// this transaction and the blob's deletion therefore loses nothing.
     fn retire_upload(&mut self, hash: &str) -> Result<(), StoreError>;
+    /// Puts every ticket in the receiving state back to open; returns how many. Only for
+    /// startup: no upload can be in progress then, so a receiving ticket was left by a
+    /// process that was killed or crashed mid-body, and its URL must work for a retry.
+    fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError>;
     /// Up to `limit` upload tickets that expired before `now` (ms), as (hash, staging
     /// blob key): the caller deletes each blob, then the ticket.
     fn expired_uploads(

@@ -70,7 +70,7 @@ use chrono::{Datelike as _, NaiveDate};
 use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use crate::accounts::AccountWriter;
+use crate::accounts::{AccountWriter, UploadTicket};
 use crate::record::{Collection, PerCollection, Record, StatsRow};
 use crate::stats::parse_day;
 use crate::store::Lookup;
@@ -706,6 +706,11 @@ impl CatalogStore for SqliteStore {
             }
             Ok(out)
         })
+    }
+
+    fn upload_ticket(&self, hash: &str) -> Result<Option<UploadTicket>, StoreError> {
+        self.readers
+            .with(|conn| accounts::upload_ticket(conn, hash))
     }
 
     fn export(

@@ -22,7 +22,7 @@
 
 use chrono::NaiveDate;
 
-use crate::accounts::AccountWriter;
+use crate::accounts::{AccountWriter, UploadTicket};
 use crate::record::{Collection, PerCollection, Record, StatsRow};
 use crate::usage::AppReport;
 
@@ -187,6 +187,12 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Returns the days before `before` that got usage recordings since their last rollup
     /// (or were never rolled up), oldest first.
     fn pending_usage_days(&self, before: NaiveDate) -> Result<Vec<NaiveDate>, StoreError>;
+
+    /// The upload ticket whose URL secret hashes to `hash`, with the user of the pending
+    /// publish it belongs to, read without a write transaction: a PUT with an unknown or
+    /// used secret is answered from this alone. `None` when there is no such ticket or no
+    /// pending publish lists it (it can then never be published).
+    fn upload_ticket(&self, hash: &str) -> Result<Option<UploadTicket>, StoreError>;
 
     /// Calls `f` for every record (collection by collection in [`Collection::ALL`] order,
     /// each in `seq` order) and then every stats row (by day, name, version), all from one

@@ -3,7 +3,9 @@
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{Db as _, SqliteWriter, to_i64, to_u64};
-use crate::accounts::{AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, User};
+use crate::accounts::{
+    AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, UploadTicket, User,
+};
 use crate::store::{Lookup, StoreError};
 
 /// Version 3: accounts, tokens, upload tickets, pending publishes and natural-key indexes.
@@ -126,6 +128,84 @@ fn token_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Token> {
         created: row.get(3)?,
         expires: row.get(4)?,
     })
+}
+
+/// The upload ticket with this hash, on any connection (a writer's transaction or a
+/// read connection).
+fn upload(conn: &Connection, hash: &str) -> Result<Option<Upload>, StoreError> {
+    type Row = (
+        String,
+        String,
+        i64,
+        i64,
+        String,
+        Option<i64>,
+        Option<String>,
+    );
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT staging, destination, max_size, expires, state, size, sha256 \
+             FROM uploads WHERE hash = ?1",
+        )
+        .db()?
+        .query_row([hash], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+            ))
+        })
+        .optional()
+        .db()?;
+    let Some((staging, destination, max_size, expires, state, size, sha256)) = row else {
+        return Ok(None);
+    };
+    let state = match (state.as_str(), size, sha256) {
+        ("open", _, _) => UploadState::Open,
+        ("receiving", _, _) => UploadState::Receiving,
+        ("received", Some(size), Some(sha256)) => UploadState::Received {
+            size: to_u64(size, "upload size")?,
+            sha256,
+        },
+        (other, _, _) => {
+            return Err(StoreError::Corrupt(format!("upload state {other:?}")));
+        }
+    };
+    Ok(Some(Upload {
+        staging,
+        destination,
+        max_size: to_u64(max_size, "upload limit")?,
+        expires,
+        state,
+    }))
+}
+
+/// [`crate::CatalogStore::upload_ticket`] on a read connection: the ticket, and the user
+/// of the pending publish that lists it. Pending publishes keep their tickets as a
+/// space-separated list, so this scans them; there are at most `--max-open-publishes` per
+/// user (plus expired ones until the next sweep), and only a PUT to an existing ticket
+/// gets this far.
+pub(super) fn upload_ticket(
+    conn: &Connection,
+    hash: &str,
+) -> Result<Option<UploadTicket>, StoreError> {
+    let Some(upload) = upload(conn, hash)? else {
+        return Ok(None);
+    };
+    let user_id: Option<String> = conn
+        .prepare_cached(
+            "SELECT user_id FROM pending \
+             WHERE instr(' ' || uploads || ' ', ' ' || ?1 || ' ') > 0 LIMIT 1",
+        )
+        .db()?
+        .query_row([hash], |row| row.get(0))
+        .optional()
+        .db()?;
+    Ok(user_id.map(|user_id| UploadTicket { upload, user_id }))
 }
 
 impl SqliteWriter<'_> {
@@ -311,56 +391,7 @@ impl AccountWriter for SqliteWriter<'_> {
     }
 
     fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError> {
-        type Row = (
-            String,
-            String,
-            i64,
-            i64,
-            String,
-            Option<i64>,
-            Option<String>,
-        );
-        let row: Option<Row> = self
-            .conn
-            .prepare_cached(
-                "SELECT staging, destination, max_size, expires, state, size, sha256 \
-                 FROM uploads WHERE hash = ?1",
-            )
-            .db()?
-            .query_row([hash], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                    row.get(5)?,
-                    row.get(6)?,
-                ))
-            })
-            .optional()
-            .db()?;
-        let Some((staging, destination, max_size, expires, state, size, sha256)) = row else {
-            return Ok(None);
-        };
-        let state = match (state.as_str(), size, sha256) {
-            ("open", _, _) => UploadState::Open,
-            ("receiving", _, _) => UploadState::Receiving,
-            ("received", Some(size), Some(sha256)) => UploadState::Received {
-                size: to_u64(size, "upload size")?,
-                sha256,
-            },
-            (other, _, _) => {
-                return Err(StoreError::Corrupt(format!("upload state {other:?}")));
-            }
-        };
-        Ok(Some(Upload {
-            staging,
-            destination,
-            max_size: to_u64(max_size, "upload limit")?,
-            expires,
-            state,
-        }))
+        upload(self.conn, hash)
     }
 
     fn delete_upload(&mut self, hash: &str) -> Result<(), StoreError> {
@@ -463,6 +494,16 @@ impl AccountWriter for SqliteWriter<'_> {
             .execute([hash])
             .db()?;
         Ok(())
+    }
+
+    fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError> {
+        let reopened = self
+            .conn
+            .prepare_cached("UPDATE uploads SET state = 'open' WHERE state = 'receiving'")
+            .db()?
+            .execute([])
+            .db()?;
+        Ok(u64::try_from(reopened).unwrap_or(u64::MAX))
     }
 
     fn expired_uploads(
@@ -716,5 +757,51 @@ mod tests {
         });
         // Account rows are not records: nothing was synced.
         assert_eq!(store.state().unwrap().head_seq, 0);
+    }
+
+    #[test]
+    fn upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen() {
+        let (_dir, store) = temp_store();
+        let ticket = |state| Upload {
+            staging: "uploads/x".into(),
+            destination: "packages/a/1.0.0/s.tgz".into(),
+            max_size: 10,
+            expires: 1_000,
+            state,
+        };
+        let pending = |user: &str, uploads: &[&str]| Pending {
+            kind: PendingKind::Version,
+            subject: format!("{user}@1.0.0"),
+            user_id: user.into(),
+            record: "{}".into(),
+            uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
+            expires: 1_000,
+        };
+        with(&store, |w| {
+            let a = w.accounts();
+            a.put_upload("t1", &ticket(UploadState::Receiving))?;
+            a.put_upload("t11", &ticket(UploadState::Open))?;
+            a.put_upload("t2", &ticket(UploadState::Receiving))?;
+            a.put_upload("orphan", &ticket(UploadState::Open))?;
+            a.put_pending("p1", &pending("u1", &["t0", "t1"]))?;
+            a.put_pending("p2", &pending("u2", &["t11", "t2"]))?;
+            Ok(())
+        });
+        let owner = |hash: &str| {
+            store
+                .upload_ticket(hash)
+                .unwrap()
+                .map(|found| (found.user_id, found.upload.state))
+        };
+        // A ticket's hash must match a whole entry of the list, not a part of one.
+        assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Receiving)));
+        assert_eq!(owner("t11"), Some(("u2".into(), UploadState::Open)));
+        assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Receiving)));
+        assert_eq!(owner("orphan"), None, "no pending publish lists it");
+        assert_eq!(owner("missing"), None);
+        let reopened = with(&store, |w| w.accounts().reopen_receiving_uploads());
+        assert_eq!(reopened, 2);
+        assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Open)));
+        assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Open)));
     }
 }
