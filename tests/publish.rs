@@ -186,6 +186,13 @@ fn export(data: &Path) -> String {
 }
 
 /// The version record `createPackageVersion` receives from a Meteor 3 tool (spec §5.4).
+/// Creates package `name` and its version 1.0.0 (spec §5.1 steps 1–2): see
+/// [`new_version`].
+async fn new_package(ddp: &mut Ddp, name: &str) -> (Value, String, String) {
+    ok(ddp, "createPackage", json!([{"name": name}])).await;
+    new_version(ddp, name, "1.0.0").await
+}
+
 fn version_record(name: &str, version: &str) -> Value {
     json!({
         "packageName": name,
@@ -1383,15 +1390,8 @@ async fn upload_slots_are_capped_and_cut_off_uploads_leave_their_urls_usable() {
     let server = serve(&world.data, &["--max-concurrent-uploads", "1"]);
     let mut alice = login(&server, &world.alice).await;
     let name = "acme:sturdy";
-    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
-    let created = ok(
-        &mut alice,
-        "createPackageVersion",
-        json!([version_record(name, "1.0.0")]),
-    )
-    .await;
-    let source_url = created["uploadUrl"].as_str().unwrap();
-    let readme_url = created["readmeUrl"].as_str().unwrap();
+    let (token, source_url, readme_url) = new_package(&mut alice, name).await;
+    let (source_url, readme_url) = (source_url.as_str(), readme_url.as_str());
     let source = file("sturdy source", 20_000);
     let readme = b"# sturdy\n".to_vec();
 
@@ -1416,7 +1416,7 @@ async fn upload_slots_are_capped_and_cut_off_uploads_leave_their_urls_usable() {
     ok(
         &mut alice,
         "publishPackageVersion",
-        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
     )
     .await;
 }
@@ -1429,14 +1429,8 @@ async fn stalled_uploads_are_abandoned_and_their_urls_stay_usable() {
     let server = serve(&world.data, &["--upload-idle-timeout", "1s"]);
     let mut alice = login(&server, &world.alice).await;
     let name = "acme:stalled";
-    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
-    let created = ok(
-        &mut alice,
-        "createPackageVersion",
-        json!([version_record(name, "1.0.0")]),
-    )
-    .await;
-    let url = created["uploadUrl"].as_str().unwrap();
+    let (token, url, _) = new_package(&mut alice, name).await;
+    let url = url.as_str();
     let source = file("stalled source", 10_000);
     let mut stalled = start_upload(url, source.len());
     stalled.write_all(&source[..100]).unwrap();
@@ -1448,7 +1442,7 @@ async fn stalled_uploads_are_abandoned_and_their_urls_stay_usable() {
     ok(
         &mut alice,
         "publishPackageVersion",
-        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
     )
     .await;
 }
@@ -1596,8 +1590,7 @@ async fn unknown_upload_urls_take_no_slot() {
     let server = serve(&world.data, &["--max-concurrent-uploads", "1"]);
     let mut alice = login(&server, &world.alice).await;
     let name = "acme:crowded";
-    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
-    let (token, source_url, readme_url) = new_version(&mut alice, name, "1.0.0").await;
+    let (token, source_url, readme_url) = new_package(&mut alice, name).await;
     let source = file("crowded source", 20_000);
     let readme = b"# crowd\n".to_vec();
     let mut holding = start_upload(&source_url, source.len());
@@ -1640,8 +1633,7 @@ async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
     let address = server.http.trim_start_matches("http://").to_owned();
     let mut alice = login(&server, &world.alice).await;
     let name = "acme:phoenix";
-    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
-    let (token, url, _) = new_version(&mut alice, name, "1.0.0").await;
+    let (token, url, _) = new_package(&mut alice, name).await;
     let source = file("phoenix source", 20_000);
     let mut cut_off = start_upload(&url, source.len());
     cut_off.write_all(&source[..5_000]).unwrap();
@@ -1672,14 +1664,8 @@ async fn chunked_oversized_uploads_are_cut_off_and_leave_nothing() {
     let server = serve(&world.data, &[]);
     let mut alice = login(&server, &world.alice).await;
     let name = "acme:chunky";
-    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
-    let created = ok(
-        &mut alice,
-        "createPackageVersion",
-        json!([version_record(name, "1.0.0")]),
-    )
-    .await;
-    let url = created["uploadUrl"].as_str().unwrap();
+    let (token, url, _) = new_package(&mut alice, name).await;
+    let url = url.as_str();
     let mut body = Vec::new();
     for chunk in file("chunky", MAX_UPLOAD + 10_000).chunks(8192) {
         body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
@@ -1706,7 +1692,7 @@ async fn chunked_oversized_uploads_are_cut_off_and_leave_nothing() {
     ok(
         &mut alice,
         "publishPackageVersion",
-        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
     )
     .await;
 }
@@ -1843,14 +1829,8 @@ async fn a_cut_off_upload_to_s3_aborts_its_multipart_upload() {
     );
     let mut alice = login(&server, &world.alice).await;
     let name = "acme:clouded";
-    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
-    let created = ok(
-        &mut alice,
-        "createPackageVersion",
-        json!([version_record(name, "1.0.0")]),
-    )
-    .await;
-    let url = created["uploadUrl"].as_str().unwrap();
+    let (token, url, _) = new_package(&mut alice, name).await;
+    let url = url.as_str();
     let source = file("clouded source", 20_000);
     let mut cut_off = start_upload(url, source.len());
     cut_off.write_all(&source[..5_000]).unwrap();
@@ -1866,7 +1846,7 @@ async fn a_cut_off_upload_to_s3_aborts_its_multipart_upload() {
     ok(
         &mut alice,
         "publishPackageVersion",
-        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
     )
     .await;
 }
