@@ -312,10 +312,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_PING_TIMEOUT")]
     pub ping_timeout: Duration,
 
-    /// Longest one outbound frame may take to be written to a client before the
+    /// Longest the whole write of one outbound frame to a client may take before the
     /// connection is closed (the client stopped reading), on /websocket and every SockJS
-    /// transport. The clock only runs while the socket takes nothing, so a multi-megabyte
-    /// sync page on a slow link still gets through.
+    /// transport. It times the entire frame: a 1 MB sync page needs a link of at least
+    /// ~17 KB/s at the default 60 s. On Linux it is also `TCP_USER_TIMEOUT` on every
+    /// accepted socket, so it bounds how long any HTTP response (downloads, uploads,
+    /// `/stats`) may wait for the client to acknowledge its data.
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration, env = "EXOSPHERE_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
 

@@ -23,11 +23,11 @@ pub struct DdpConfig {
     /// Close the session if nothing arrives this long after a ping. Generous by default:
     /// the `meteor` tool is busy for minutes between calls during `meteor publish`.
     pub ping_timeout: Duration,
-    /// The longest one outbound frame may take to be written to the client before the
+    /// The longest the whole write of one outbound frame to the client may take before the
     /// connection is closed as stalled (the client stopped reading). Separate from
-    /// `ping_timeout` because a stalled writer pins the session's queued frames; the
-    /// default (60 s) still lets a multi-megabyte sync page reach a slow link, since the
-    /// clock only runs while the socket takes nothing at all.
+    /// `ping_timeout` because a stalled writer pins the session's queued frames. The clock
+    /// covers the entire frame, so the client's link must carry the largest frame within
+    /// it: at the default (60 s), a 1 MB sync page needs at least ~17 KB/s.
     pub write_timeout: Duration,
     /// Largest inbound text frame in bytes; a larger one closes the session.
     pub max_message_size: usize,
