@@ -459,7 +459,12 @@ const BUDGET: u64 = match u64::from_str_radix(BUDGET_FLAG, 10) {
 };
 
 /// Flags for the stalled-client tests: a small budget and a short write timeout.
-const STALL_FLAGS: [&str; 4] = ["--write-timeout", "2s", "--outbound-buffer-size", BUDGET_FLAG];
+const STALL_FLAGS: [&str; 4] = [
+    "--write-timeout",
+    "2s",
+    "--outbound-buffer-size",
+    BUDGET_FLAG,
+];
 
 /// `count` pipelined first-page `syncNewPackageData` calls (each answered with a full
 /// page of the fixture), as DDP messages.
