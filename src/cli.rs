@@ -323,8 +323,9 @@ pub struct ServeArgs {
 
     /// Bytes of outbound DDP messages one session may hold before the server waits for
     /// the client to read (a larger message still goes through, alone). 16 MiB holds
-    /// several full sync pages.
-    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..), env = "EXOSPHERE_OUTBOUND_BUFFER_SIZE")]
+    /// several full sync pages; at most 256 MiB (a session's budget is a semaphore of
+    /// bytes, which cannot count much further on 32-bit targets).
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE)), env = "EXOSPHERE_OUTBOUND_BUFFER_SIZE")]
     pub outbound_buffer_size: u32,
 
     /// DDP messages read ahead per session while an earlier call runs; when full, the

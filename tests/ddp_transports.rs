@@ -466,6 +466,26 @@ const STALL_FLAGS: [&str; 4] = [
     BUDGET_FLAG,
 ];
 
+#[test]
+fn an_outbound_buffer_size_past_what_a_session_budget_can_count_is_refused() {
+    // A session's budget is a semaphore of bytes, which cannot count past 2^29 - 1 on
+    // 32-bit targets: the flag stops at 256 MiB everywhere, with a clear error.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let too_large = (u64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE) + 1).to_string();
+    let output = common::run(&[
+        "serve",
+        "--data-dir",
+        data.to_str().expect("UTF-8 path"),
+        "--outbound-buffer-size",
+        &too_large,
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--outbound-buffer-size"), "{stderr}");
+    assert!(stderr.contains("268435456"), "{stderr}");
+}
+
 /// `count` pipelined first-page `syncNewPackageData` calls (each answered with a full
 /// page of the fixture), as DDP messages.
 fn sync_calls(count: usize) -> Vec<Value> {

@@ -13,6 +13,11 @@ use tokio::sync::watch;
 use crate::service::Service;
 use crate::session::{Outbox, OutboxReceiver};
 
+/// The largest [`DdpConfig::outbound_buffer_size`] honoured (256 MiB); a larger one is
+/// lowered to it. A session's budget is a tokio `Semaphore` of bytes, which panics beyond
+/// `Semaphore::MAX_PERMITS`, only 2^29 - 1 on 32-bit targets; the CLI refuses more.
+pub const MAX_OUTBOUND_BUFFER_SIZE: u32 = 256 << 20;
+
 /// Timeouts and limits of DDP sessions.
 #[derive(Debug, Clone)]
 pub struct DdpConfig {
@@ -34,7 +39,7 @@ pub struct DdpConfig {
     /// Bytes of outbound frames a session may hold (queued, or handed to its transport but
     /// not yet written) before producers (results, publications) wait. A frame larger
     /// than this still goes through, alone. The default (16 MiB) is several full
-    /// `syncNewPackageData` pages of 500 records.
+    /// `syncNewPackageData` pages of 500 records; at most [`MAX_OUTBOUND_BUFFER_SIZE`].
     pub outbound_buffer_size: u32,
     /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
     /// from that client. The `meteor` tool never has more than one call in flight.

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::SessionClosed;
+use crate::server::MAX_OUTBOUND_BUFFER_SIZE;
 
 /// What one queued frame costs beyond its text: the `String` header, its queue slot and
 /// its share of bookkeeping, so that a flood of tiny frames is bounded too.
@@ -114,10 +115,11 @@ pub(crate) struct OutboxReceiver {
 }
 
 impl Outbox {
-    /// A queue holding frames of up to `budget` bytes in all (at least one byte), counted
-    /// into `held` while they are held.
+    /// A queue holding frames of up to `budget` bytes in all (at least one byte, at most
+    /// [`MAX_OUTBOUND_BUFFER_SIZE`], so the semaphore can hold it), counted into `held`
+    /// while they are held.
     pub(crate) fn channel(budget: u32, held: Arc<AtomicUsize>) -> (Self, OutboxReceiver) {
-        let capacity = budget.max(1);
+        let capacity = budget.clamp(1, MAX_OUTBOUND_BUFFER_SIZE);
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Budget {
             bytes: Semaphore::new(capacity as usize),
