@@ -279,7 +279,7 @@ async fn route(
             let documents = state.documents.entry(collection).or_default();
             let freed = documents.get(&id).map_or(0, |document| document.bytes);
             let held = state.document_bytes - freed + document.bytes;
-            // Checked before storing: the store never holds more than the limit.
+            // Checked before storing: a document that would pass the limit is not kept.
             within_budget(held, max_document_bytes)?;
             documents.insert(id, document);
             state.document_bytes = held;
@@ -308,7 +308,8 @@ async fn route(
             };
             document.change(fields, cleared);
             state.document_bytes = state.document_bytes - before + document.bytes;
-            // Checked once applied: the connection ends, so undoing the change is moot.
+            // Checked once applied (the store may end one frame past the limit): the
+            // connection ends, so undoing the change is moot.
             within_budget(state.document_bytes, max_document_bytes)?;
             drop(guard);
             shared.bump();
