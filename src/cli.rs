@@ -312,17 +312,20 @@ pub struct ServeArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_PING_TIMEOUT")]
     pub ping_timeout: Duration,
 
-    /// Longest one outbound frame may take to be written to a client before the
+    /// Longest the whole write of one outbound frame to a client may take before the
     /// connection is closed (the client stopped reading), on /websocket and every SockJS
-    /// transport. The clock only runs while the socket takes nothing, so a multi-megabyte
-    /// sync page on a slow link still gets through.
+    /// transport. It times the entire frame: a 1 MB sync page needs a link of at least
+    /// ~17 KB/s at the default 60 s. On Linux it is also `TCP_USER_TIMEOUT` on every
+    /// accepted socket, so it bounds how long any HTTP response (downloads, uploads,
+    /// `/stats`) may wait for the client to acknowledge its data.
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration, env = "EXOSPHERE_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
 
     /// Bytes of outbound DDP messages one session may hold before the server waits for
     /// the client to read (a larger message still goes through, alone). 16 MiB holds
-    /// several full sync pages.
-    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..), env = "EXOSPHERE_OUTBOUND_BUFFER_SIZE")]
+    /// several full sync pages; at most 256 MiB (a session's budget is a semaphore of
+    /// bytes, which cannot count much further on 32-bit targets).
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE)), env = "EXOSPHERE_OUTBOUND_BUFFER_SIZE")]
     pub outbound_buffer_size: u32,
 
     /// DDP messages read ahead per session while an earlier call runs; when full, the

@@ -447,12 +447,44 @@ fn sigterm_closes_sessions_cleanly_and_the_server_exits() {
     assert!(server.wait_exit(PATIENCE).success(), "a clean exit");
 }
 
-/// The outbound budget the stalled-client tests run with: above one full sync page of the
-/// fixture (up to about 1 MB at 500 records), far below what 200 pages would take.
-const BUDGET: u64 = 2_000_000;
+/// The outbound budget the stalled-client tests run with, as given on the command line:
+/// above one full sync page of the fixture (up to about 1 MB at 500 records), far below
+/// what 200 pages would take.
+const BUDGET_FLAG: &str = "2000000";
+
+/// [`BUDGET_FLAG`] as a number, to compare with `/healthz`.
+const BUDGET: u64 = match u64::from_str_radix(BUDGET_FLAG, 10) {
+    Ok(budget) => budget,
+    Err(_) => panic!("BUDGET_FLAG is a number"),
+};
 
 /// Flags for the stalled-client tests: a small budget and a short write timeout.
-const STALL_FLAGS: [&str; 4] = ["--write-timeout", "2s", "--outbound-buffer-size", "2000000"];
+const STALL_FLAGS: [&str; 4] = [
+    "--write-timeout",
+    "2s",
+    "--outbound-buffer-size",
+    BUDGET_FLAG,
+];
+
+#[test]
+fn an_outbound_buffer_size_past_what_a_session_budget_can_count_is_refused() {
+    // A session's budget is a semaphore of bytes, which cannot count past 2^29 - 1 on
+    // 32-bit targets: the flag stops at 256 MiB everywhere, with a clear error.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let too_large = (u64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE) + 1).to_string();
+    let output = common::run(&[
+        "serve",
+        "--data-dir",
+        data.to_str().expect("UTF-8 path"),
+        "--outbound-buffer-size",
+        &too_large,
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--outbound-buffer-size"), "{stderr}");
+    assert!(stderr.contains("268435456"), "{stderr}");
+}
 
 /// `count` pipelined first-page `syncNewPackageData` calls (each answered with a full
 /// page of the fixture), as DDP messages.
@@ -587,9 +619,12 @@ fn an_xhr_streaming_receiver_that_stops_reading_ends_its_session_within_the_outb
     assert_eq!(sent.status().as_u16(), 204);
     check_stall_is_bounded(&server);
     // The session ends; what the stuck response had already handed to the HTTP layer goes
-    // with its connection, which the kernel drops after --write-timeout (TCP_USER_TIMEOUT).
+    // with its connection, which the kernel drops after --write-timeout: `serve` sets
+    // TCP_USER_TIMEOUT on Linux only, elsewhere those chunks wait for the client.
     wait_for_health(&server, |h| h["sessions"] == 0);
-    wait_for_health(&server, |h| h["outbound_bytes"] == 0);
+    if cfg!(target_os = "linux") {
+        wait_for_health(&server, |h| h["outbound_bytes"] == 0);
+    }
     let mut after = Conn::open(&server, Transport::XhrPolling);
     assert_eq!(after.handshake("1", &["1"])["msg"], "connected");
     drop(receiver);

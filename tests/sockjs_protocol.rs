@@ -689,6 +689,48 @@ fn websocket() {
     assert_eq!(&answer, HIXIE76_ANSWER);
 }
 
+#[test]
+fn hixie76_handshakes_without_origin_or_host_or_with_a_malformed_key_are_refused() {
+    // §1.1 (SockJS, MAY): a handshake hixie-76 cannot answer is refused with 400 and the
+    // reason, before any session exists.
+    let suite = Suite::start();
+    let origin = format!("http://{}", suite.addr());
+    let upgrade = [("Connection", "Upgrade"), ("Upgrade", "WebSocket")];
+    let keys = [
+        ("Sec-WebSocket-Key1", HIXIE76_KEY1),
+        ("Sec-WebSocket-Key2", HIXIE76_KEY2),
+    ];
+    let path = || format!("{}/websocket", suite.session("echo"));
+    let refused = |response: Response, reason: &str| {
+        assert_eq!(response.status, 400, "{response:?}");
+        assert!(response.body.contains(reason), "{response:?}");
+    };
+    refused(
+        suite.request("GET", &path(), &[&upgrade[..], &keys].concat(), ""),
+        "needs an Origin header",
+    );
+    // A key without spaces stands for no number (draft-76 §5.2).
+    let bad_key = [
+        ("Origin", origin.as_str()),
+        ("Sec-WebSocket-Key1", "12998"),
+        ("Sec-WebSocket-Key2", HIXIE76_KEY2),
+    ];
+    refused(
+        suite.request("GET", &path(), &[&upgrade[..], &bad_key].concat(), ""),
+        "sec-websocket-key1: the key has no spaces",
+    );
+    // Suite::send always names the Host, so this request is written by hand.
+    let mut stream = TcpStream::connect(suite.addr()).expect("connects");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let mut head = format!("GET {} HTTP/1.1\r\nOrigin: {origin}\r\n", path());
+    for (name, value) in [&upgrade[..], &keys].concat() {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).expect("request sent");
+    refused(Response::read(&mut stream, "GET"), "needs a Host header");
+}
+
 /// The `WebsocketHixie76` class of earlier `sockjs-protocol.py` revisions: the WebSocket
 /// tests over a hixie-76 socket (`websocket.create_connection` spoke it then).
 #[test]

@@ -139,7 +139,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Data the kernel holds for a client that stopped reading, beyond what the server's own
     // write timeouts see (a SockJS streaming chunk hyper already took), is given up after
     // --write-timeout too: TCP_USER_TIMEOUT closes a connection whose sent data stays
-    // unacknowledged, or unsent behind a zero window, that long.
+    // unacknowledged, or unsent behind a zero window, that long. It holds for every
+    // connection, so downloads, uploads and /stats answers get the same bound.
+    #[cfg(target_os = "linux")]
     let write_timeout = args.write_timeout;
     let listener = listener.tap_io(move |tcp| {
         if let Err(error) = tcp.set_nodelay(true) {

@@ -33,7 +33,7 @@ mod version;
 pub use error::{DdpError, ErrorCode, SessionClosed};
 pub use id::random_id;
 pub use publication::Subscription;
-pub use server::{DdpConfig, Server};
+pub use server::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE, Server};
 pub use service::{MethodContext, Reply, Service, SessionContext};
 pub use transport::DeliberateStatus;
 pub use transport::sockjs::{DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL, SockJsConfig};

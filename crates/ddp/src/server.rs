@@ -13,6 +13,11 @@ use tokio::sync::watch;
 use crate::service::Service;
 use crate::session::{Outbox, OutboxReceiver};
 
+/// The largest [`DdpConfig::outbound_buffer_size`] honoured (256 MiB); a larger one is
+/// lowered to it. A session's budget is a tokio `Semaphore` of bytes, which panics beyond
+/// `Semaphore::MAX_PERMITS`, only 2^29 - 1 on 32-bit targets; the CLI refuses more.
+pub const MAX_OUTBOUND_BUFFER_SIZE: u32 = 256 << 20;
+
 /// Timeouts and limits of DDP sessions.
 #[derive(Debug, Clone)]
 pub struct DdpConfig {
@@ -23,18 +28,18 @@ pub struct DdpConfig {
     /// Close the session if nothing arrives this long after a ping. Generous by default:
     /// the `meteor` tool is busy for minutes between calls during `meteor publish`.
     pub ping_timeout: Duration,
-    /// The longest one outbound frame may take to be written to the client before the
+    /// The longest the whole write of one outbound frame to the client may take before the
     /// connection is closed as stalled (the client stopped reading). Separate from
-    /// `ping_timeout` because a stalled writer pins the session's queued frames; the
-    /// default (60 s) still lets a multi-megabyte sync page reach a slow link, since the
-    /// clock only runs while the socket takes nothing at all.
+    /// `ping_timeout` because a stalled writer pins the session's queued frames. The clock
+    /// covers the entire frame, so the client's link must carry the largest frame within
+    /// it: at the default (60 s), a 1 MB sync page needs at least ~17 KB/s.
     pub write_timeout: Duration,
     /// Largest inbound text frame in bytes; a larger one closes the session.
     pub max_message_size: usize,
     /// Bytes of outbound frames a session may hold (queued, or handed to its transport but
     /// not yet written) before producers (results, publications) wait. A frame larger
     /// than this still goes through, alone. The default (16 MiB) is several full
-    /// `syncNewPackageData` pages of 500 records.
+    /// `syncNewPackageData` pages of 500 records; at most [`MAX_OUTBOUND_BUFFER_SIZE`].
     pub outbound_buffer_size: u32,
     /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
     /// from that client. The `meteor` tool never has more than one call in flight.

@@ -6,11 +6,12 @@
 //! in a local store, and resolves subscriptions on `ready`/`nosub`. When the connection
 //! ends, every waiting call and subscription fails with the reason.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use exosphere_ejson::EjsonMap;
+use exosphere_ejson::{Ejson, EjsonMap};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::Value;
@@ -68,14 +69,52 @@ pub(crate) struct State {
 }
 
 /// One document of the local store.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Document {
     pub(crate) fields: EjsonMap,
-    /// The length of the frames that built it (its `added` and every `changed`): an upper
-    /// bound of what it holds, counted against [`ClientConfig::max_document_bytes`].
+    /// What it holds: its id plus, per field, the name and the value's EJSON text, counted
+    /// against [`ClientConfig::max_document_bytes`]. Kept up to date field by field, so a
+    /// long run of `changed` frames on one document costs what the document holds, not
+    /// what the frames added up to.
     ///
     /// [`ClientConfig::max_document_bytes`]: super::ClientConfig::max_document_bytes
     bytes: usize,
+}
+
+impl Document {
+    /// The document `id` with `fields`, measured.
+    fn new(id: &str, fields: EjsonMap) -> Self {
+        let bytes = id.len() + fields.iter().map(field_bytes).sum::<usize>();
+        Self { fields, bytes }
+    }
+
+    /// Applies a `changed` frame (spec §1.3: `fields` set, then `cleared` removed), keeping
+    /// [`Document::bytes`] exact: each field replaced or removed gives its size back.
+    fn change(&mut self, fields: EjsonMap, cleared: Vec<String>) {
+        for (key, value) in fields {
+            let name = key.len();
+            self.bytes += name + value_bytes(&value);
+            if let Some(old) = self.fields.insert(key, value) {
+                self.bytes -= name + value_bytes(&old);
+            }
+        }
+        for key in cleared {
+            if let Some(old) = self.fields.shift_remove(&key) {
+                self.bytes -= key.len() + value_bytes(&old);
+            }
+        }
+    }
+}
+
+/// What one field costs in [`Document::bytes`]: its name and its value's EJSON text.
+fn field_bytes((key, value): (&String, &Ejson)) -> usize {
+    key.len() + value_bytes(value)
+}
+
+/// The length of `value`'s compact EJSON text: a measure of what it holds that does not
+/// depend on how the server happened to format its frames.
+fn value_bytes(value: &Ejson) -> usize {
+    value.to_json_string().len()
 }
 
 /// The shared state and the signal that it moved.
@@ -211,7 +250,6 @@ async fn route(
     max_document_bytes: usize,
 ) -> Result<(), Ended> {
     let frame = ServerFrame::parse(text.as_str()).map_err(Ended::Protocol)?;
-    let cost = text.len();
     match frame {
         ServerFrame::Result { id } => {
             let waiter = shared.lock().calls.remove(&id);
@@ -235,18 +273,17 @@ async fn route(
             id,
             fields,
         } => {
-            let mut state = shared.lock();
-            let replaced = state.documents.entry(collection).or_default().insert(
-                id,
-                Document {
-                    fields,
-                    bytes: cost,
-                },
-            );
-            let freed = replaced.map_or(0, |document| document.bytes);
-            state.document_bytes = state.document_bytes - freed + cost;
-            within_budget(&state, max_document_bytes)?;
-            drop(state);
+            let document = Document::new(&id, fields);
+            let mut guard = shared.lock();
+            let state = &mut *guard;
+            let documents = state.documents.entry(collection).or_default();
+            let freed = documents.get(&id).map_or(0, |document| document.bytes);
+            let held = state.document_bytes - freed + document.bytes;
+            // Checked before storing: a document that would pass the limit is not kept.
+            within_budget(held, max_document_bytes)?;
+            documents.insert(id, document);
+            state.document_bytes = held;
+            drop(guard);
             shared.bump();
         }
         ServerFrame::Changed {
@@ -255,21 +292,26 @@ async fn route(
             fields,
             cleared,
         } => {
-            let mut state = shared.lock();
-            let document = state
-                .documents
-                .entry(collection)
-                .or_default()
-                .entry(id)
-                .or_default();
-            document.fields.extend(fields);
-            for key in cleared {
-                document.fields.shift_remove(&key);
-            }
-            document.bytes += cost;
-            state.document_bytes += cost;
-            within_budget(&state, max_document_bytes)?;
-            drop(state);
+            let mut guard = shared.lock();
+            let state = &mut *guard;
+            let documents = state.documents.entry(collection).or_default();
+            let (document, before) = match documents.entry(id) {
+                Entry::Occupied(entry) => {
+                    let document = entry.into_mut();
+                    let before = document.bytes;
+                    (document, before)
+                }
+                Entry::Vacant(entry) => {
+                    let document = Document::new(entry.key(), EjsonMap::new());
+                    (entry.insert(document), 0)
+                }
+            };
+            document.change(fields, cleared);
+            state.document_bytes = state.document_bytes - before + document.bytes;
+            // Checked once applied (the store may end one frame past the limit): the
+            // connection ends, so undoing the change is moot.
+            within_budget(state.document_bytes, max_document_bytes)?;
+            drop(guard);
             shared.bump();
         }
         ServerFrame::Removed { collection, id } => {
@@ -344,10 +386,10 @@ fn rejected(shared: &Shared, reason: &str, offending: Option<&Value>) {
     tracing::warn!(reason, offending = ?offending, "the server rejected a message");
 }
 
-/// Fails when the local store holds more than `max` bytes of documents: a server that
-/// floods a subscription must not grow the client without bound.
-fn within_budget(state: &State, max: usize) -> Result<(), Ended> {
-    if state.document_bytes > max {
+/// Fails when the local store would hold `held` bytes of documents, more than `max`: a
+/// server that floods a subscription must not grow the client without bound.
+fn within_budget(held: usize, max: usize) -> Result<(), Ended> {
+    if held > max {
         return Err(Ended::Protocol(format!(
             "the server's subscription data passed the client's limit of {max} bytes"
         )));

@@ -60,8 +60,9 @@ pub struct ClientConfig {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// The `User-Agent` of the WebSocket upgrade.
     pub user_agent: String,
-    /// The most bytes of subscription documents kept (counted as the length of the frames
-    /// that built them); a server that sends more ends the connection with
+    /// The most bytes of subscription documents kept (each counted as its id plus, per
+    /// field, the name and the value's EJSON text, so a stream of `changed` frames costs
+    /// only what the documents hold); a server that sends more ends the connection with
     /// [`ClientError::Protocol`], so a flooding subscription cannot exhaust the client.
     pub max_document_bytes: usize,
 }

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::SessionClosed;
+use crate::server::MAX_OUTBOUND_BUFFER_SIZE;
 
 /// What one queued frame costs beyond its text: the `String` header, its queue slot and
 /// its share of bookkeeping, so that a flood of tiny frames is bounded too.
@@ -77,7 +78,13 @@ impl Charge {
     /// Takes over `other`'s bytes, for frames of one session batched into one write.
     pub(crate) fn absorb(&mut self, mut other: Self) {
         match (&mut self.0, other.0.take()) {
-            (Some((_, mine)), Some((_, theirs))) => *mine += theirs,
+            (Some((budget, mine)), Some((theirs_budget, theirs))) => {
+                debug_assert!(
+                    Arc::ptr_eq(budget, &theirs_budget),
+                    "charges of one session's budget only"
+                );
+                *mine += theirs;
+            }
             (mine @ None, theirs) => *mine = theirs,
             (Some(_), None) => {}
         }
@@ -108,10 +115,11 @@ pub(crate) struct OutboxReceiver {
 }
 
 impl Outbox {
-    /// A queue holding frames of up to `budget` bytes in all (at least one byte), counted
-    /// into `held` while they are held.
+    /// A queue holding frames of up to `budget` bytes in all (at least one byte, at most
+    /// [`MAX_OUTBOUND_BUFFER_SIZE`], so the semaphore can hold it), counted into `held`
+    /// while they are held.
     pub(crate) fn channel(budget: u32, held: Arc<AtomicUsize>) -> (Self, OutboxReceiver) {
-        let capacity = budget.max(1);
+        let capacity = budget.clamp(1, MAX_OUTBOUND_BUFFER_SIZE);
         let (tx, rx) = mpsc::unbounded_channel();
         let budget = Arc::new(Budget {
             bytes: Semaphore::new(capacity as usize),
@@ -195,7 +203,25 @@ impl Drop for OutboxReceiver {
 mod tests {
     use std::time::Duration;
 
+    use tokio::task::JoinHandle;
+
     use super::*;
+
+    /// Proves `sending` is waiting for budget. Run with paused time: the sleep only passes
+    /// once every task is blocked, so a send the budget allowed would have finished.
+    async fn assert_waits(sending: &mut JoinHandle<Result<(), SessionClosed>>, why: &str) {
+        tokio::select! {
+            sent = sending => panic!("{why}: {sent:?}"),
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+
+    /// Sends `frame` from a task of its own, so the test can watch it wait.
+    fn send_later(outbox: &Outbox, frame: &str) -> JoinHandle<Result<(), SessionClosed>> {
+        let outbox = outbox.clone();
+        let frame = frame.to_owned();
+        tokio::spawn(async move { outbox.send(frame).await })
+    }
 
     fn text(item: Option<Outbound>) -> String {
         match item {
@@ -244,16 +270,8 @@ mod tests {
         let (outbox, mut rx) = Outbox::channel(cost(10) * 2, Arc::default());
         outbox.send("0123456789".to_owned()).await.expect("fits");
         outbox.send("abcdefghij".to_owned()).await.expect("fits");
-        let mut third = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.send("third".to_owned()).await }
-        });
-        // Paused time: the sleep only passes once every task is blocked, so the third
-        // send has had every chance to get through if the budget allowed it.
-        tokio::select! {
-            sent = &mut third => panic!("sent over budget: {sent:?}"),
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+        let mut third = send_later(&outbox, "third");
+        assert_waits(&mut third, "sent over budget").await;
         let first = rx.recv().await;
         assert_eq!(text(first), "0123456789", "dropped: its bytes are free");
         assert_eq!(third.await.expect("task"), Ok(()));
@@ -270,14 +288,8 @@ mod tests {
         };
         let mut held = Charge::default();
         held.absorb(charge);
-        let mut next = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.send("b".to_owned()).await }
-        });
-        tokio::select! {
-            sent = &mut next => panic!("sent while the first frame is unwritten: {sent:?}"),
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+        let mut next = send_later(&outbox, "b");
+        assert_waits(&mut next, "sent while the first frame is unwritten").await;
         drop(held);
         assert_eq!(next.await.expect("task"), Ok(()));
         assert_eq!(text(rx.recv().await), "b");
@@ -316,16 +328,31 @@ mod tests {
         assert_eq!(held.load(Ordering::Relaxed), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_larger_than_the_budget_waits_for_the_queue_to_drain_then_goes_alone() {
+        let budget = 100;
+        let (outbox, mut rx) = Outbox::channel(budget, Arc::default());
+        outbox.send("small".to_owned()).await.expect("fits");
+        let big = "x".repeat(10 * budget as usize);
+        let mut sending = send_later(&outbox, &big);
+        assert_waits(&mut sending, "sent past a non-empty queue").await;
+        // Writing the small frame frees the whole budget: the big one takes all of it.
+        assert_eq!(text(rx.recv().await), "small");
+        assert_eq!(sending.await.expect("task"), Ok(()));
+        let mut after = send_later(&outbox, "after");
+        assert_waits(&mut after, "sent beside a frame holding the whole budget").await;
+        assert_eq!(text(rx.recv().await), big);
+        assert_eq!(after.await.expect("task"), Ok(()));
+        assert_eq!(text(rx.recv().await), "after");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn closing_the_receiver_wakes_senders_waiting_for_budget() {
         let held = Arc::new(AtomicUsize::new(0));
         let (outbox, mut rx) = Outbox::channel(1, Arc::clone(&held));
         outbox.send("held".to_owned()).await.expect("fits");
-        let waiting = tokio::spawn({
-            let outbox = outbox.clone();
-            async move { outbox.send("waits".to_owned()).await }
-        });
-        tokio::task::yield_now().await;
+        let mut waiting = send_later(&outbox, "waits");
+        assert_waits(&mut waiting, "sent over budget").await;
         rx.close();
         assert_eq!(waiting.await.expect("task"), Err(SessionClosed));
         assert!(rx.recv().await.is_none(), "what was queued is dropped");

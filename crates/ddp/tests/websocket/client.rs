@@ -135,9 +135,11 @@ async fn subscriptions_fill_the_local_store_and_follow_changes() {
 #[tokio::test]
 async fn a_flooding_subscription_ends_the_connection_at_the_document_limit() {
     let server = TestServer::start(DdpConfig::default()).await;
-    // The `flood` publication adds 64 KiB documents without end and never says `ready`.
+    // The `flood` publication adds documents "0", "1", … each with one 64 KiB string field
+    // `blob`, without end and never says `ready`.
+    let limit = 1 << 20;
     let config = ClientConfig {
-        max_document_bytes: 1 << 20,
+        max_document_bytes: limit,
         ..ClientConfig::default()
     };
     let client = connect(&server, config).await;
@@ -148,9 +150,51 @@ async fn a_flooding_subscription_ends_the_connection_at_the_document_limit() {
         other => panic!("expected the document limit to end the connection, got {other:?}"),
     }
     assert!(client.is_closed());
-    // Before the limit, the store held what fits in it and no more.
-    let held = client.documents("flood").len();
-    assert!((1..=16).contains(&held), "{held} documents of 64 KiB kept");
+    // A document costs its id, plus its field's name and the value's EJSON text (quoted).
+    // The store kept every document that fit and not the one that would have passed the
+    // limit, which was refused before being stored.
+    let cost = |n: usize| n.to_string().len() + "blob".len() + 64 * 1024 + 2;
+    let mut fitting = 0;
+    let mut held = 0;
+    while held + cost(fitting) <= limit {
+        held += cost(fitting);
+        fitting += 1;
+    }
+    assert_eq!(client.documents("flood").len(), fitting);
+}
+
+#[tokio::test]
+async fn changes_to_one_document_cost_what_it_holds_not_what_the_frames_added_up_to() {
+    let server = TestServer::start(DdpConfig::default()).await;
+    // The three `docs` documents hold a few dozen bytes; each `changed` frame on the wire
+    // is about 60 bytes, so 100 of them are far more than this limit.
+    let config = ClientConfig {
+        max_document_bytes: 256,
+        ..ClientConfig::default()
+    };
+    let client = connect(&server, config).await;
+    let mut moved = client.watch();
+    must(client.subscribe("docs", &[]).await);
+    let n_of_d1 = |client: &Client| {
+        client
+            .documents("docs")
+            .into_iter()
+            .find(|(doc, _)| doc == "d1")
+            .and_then(|(_, fields)| fields.get("n").and_then(Ejson::as_i64))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // One bump at a time: the publication's channel would drop bursts.
+    for value in 1..=100_i64 {
+        must(client.call("bump", &[Ejson::from(value)]).await);
+        while n_of_d1(&client) != Some(value) {
+            tokio::time::timeout_at(deadline, moved.changed())
+                .await
+                .expect("the change arrives")
+                .expect("the client is alive (the document limit was not hit)");
+        }
+    }
+    assert!(!client.is_closed());
+    assert_eq!(client.documents("docs").len(), 3);
 }
 
 #[tokio::test]

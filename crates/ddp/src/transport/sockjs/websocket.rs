@@ -220,13 +220,9 @@ async fn write(
             }
         };
         let (code, reason) = match item {
+            // The charge is kept until the socket took the frame; the text is not.
             Some(Outbound::Frame(text, _charge)) => {
-                let message = if framed {
-                    SocketFrame::text(framing::messages([text.as_str()]))
-                } else {
-                    SocketFrame::text(text)
-                };
-                if send(&mut sink, message, limit).await {
+                if send(&mut sink, message_frame(text, framed), limit).await {
                     continue;
                 }
                 return;
@@ -246,6 +242,16 @@ async fn write(
         }
         send(&mut sink, SocketFrame::Close { code, reason }, limit).await;
         return;
+    }
+}
+
+/// The socket frame carrying one application message: `a["…"]` when `framed`. Takes the
+/// text by value so it is freed before its framed copy is written.
+fn message_frame(text: String, framed: bool) -> SocketFrame {
+    if framed {
+        SocketFrame::text(framing::messages([text.as_str()]))
+    } else {
+        SocketFrame::text(text)
     }
 }
 
