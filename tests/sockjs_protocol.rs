@@ -6,9 +6,9 @@
 //! Every class and method of the latest `sockjs-protocol.py` is mirrored, `test_haproxy`
 //! (the hixie-76 handshake, headers answered before the nonce arrives) included. Older
 //! revisions of the suite also had a `WebsocketHixie76` class, which runs the WebSocket
-//! tests over hixie-76; it is mirrored too ([`websocket_hixie76`]). Their `WebsocketHybi10`
-//! class is not: its `Sec-WebSocket-Version` 7 and 8 handshakes are drafts no browser has
-//! sent since 2012, and the WebSocket layer (tungstenite) accepts the RFC's 13 only.
+//! tests over hixie-76; it is mirrored too ([`websocket_hixie76`]), and so is their
+//! `WebsocketHybi10` class ([`websocket_hybi10`]: the `Sec-WebSocket-Version` 7 and 8
+//! drafts).
 
 mod common;
 
@@ -96,6 +96,34 @@ impl Suite {
         head.push_str(body);
         stream.write_all(head.as_bytes()).expect("request sent");
         stream
+    }
+
+    /// A WebSocket whose handshake says `Sec-WebSocket-Version: version` (a draft the
+    /// WebSocket client library will not send); the frames are the RFC's.
+    fn ws_draft(&self, path: &str, version: &str) -> tungstenite::WebSocket<TcpStream> {
+        let mut stream = self.send(
+            "GET",
+            path,
+            &[
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Version", version),
+                ("Sec-WebSocket-Key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+            ],
+            "",
+            "1.1",
+            false,
+        );
+        // The response head, byte by byte, so no frame after it is read here.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            stream.read_exact(&mut byte).expect("the handshake answer");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Client, None)
     }
 
     fn ws(
@@ -588,37 +616,7 @@ fn websocket() {
         "the connection closes after the close frame"
     );
     // test_headersSanity
-    let path = format!("{}/websocket", suite.session("echo"));
-    let stream = suite.send(
-        "GET",
-        &path,
-        &[
-            ("Upgrade", "websocket"),
-            ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Version", "13"),
-            ("Sec-WebSocket-Origin", "http://asd"),
-            ("Sec-WebSocket-Key", "x3JJHMbDL1EzLkh9GBhXDw=="),
-        ],
-        "",
-        "1.1",
-        false,
-    );
-    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let r = Streaming::start(stream, "GET");
-    assert_eq!(r.status, 101);
-    assert_eq!(
-        r.header("sec-websocket-accept"),
-        Some("HSmrc0sMlYUkAGmm5OPpG2HaGWk=")
-    );
-    assert_eq!(
-        r.header("connection").map(str::to_lowercase).as_deref(),
-        Some("upgrade")
-    );
-    assert_eq!(
-        r.header("upgrade").map(str::to_lowercase).as_deref(),
-        Some("websocket")
-    );
-    assert!(r.header("content-length").is_none());
+    verify_headers_sanity(&suite, "13", "Upgrade");
     // test_empty_frame
     let mut ws = suite.ws(&format!("{}/websocket", suite.session("echo")));
     assert_eq!(text(&mut ws), "o");
@@ -733,6 +731,94 @@ fn hixie76_handshakes_without_origin_or_host_or_with_a_malformed_key_are_refused
 
 /// The `WebsocketHixie76` class of earlier `sockjs-protocol.py` revisions: the WebSocket
 /// tests over a hixie-76 socket (`websocket.create_connection` spoke it then).
+/// `Websocket.test_headersSanity` for one `Sec-WebSocket-Version` and `Connection` header:
+/// a `101` with the RFC's `Sec-WebSocket-Accept` for the suite's key, no `Content-Length`.
+fn verify_headers_sanity(suite: &Suite, version: &str, connection: &str) {
+    let path = format!("{}/websocket", suite.session("echo"));
+    let stream = suite.send(
+        "GET",
+        &path,
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", connection),
+            ("Sec-WebSocket-Version", version),
+            ("Sec-WebSocket-Origin", "http://asd"),
+            ("Sec-WebSocket-Key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+        "1.1",
+        false,
+    );
+    let r = Streaming::start(stream, "GET");
+    assert_eq!(r.status, 101, "version {version}, Connection: {connection}");
+    assert_eq!(
+        r.header("sec-websocket-accept"),
+        Some("HSmrc0sMlYUkAGmm5OPpG2HaGWk=")
+    );
+    assert_eq!(
+        r.header("connection").map(str::to_lowercase).as_deref(),
+        Some("upgrade")
+    );
+    assert_eq!(
+        r.header("upgrade").map(str::to_lowercase).as_deref(),
+        Some("websocket")
+    );
+    assert!(r.header("content-length").is_none());
+}
+
+/// The 0.3.3 suite's `WebsocketHybi10`: clients of the hybi-07/08 drafts (Firefox 6 and 7,
+/// Chrome 14 and 15) get the same WebSocket as RFC 6455 clients.
+#[test]
+fn websocket_hybi10() {
+    let suite = Suite::start();
+    let text = |ws: &mut tungstenite::WebSocket<TcpStream>| match ws.read().expect("message") {
+        Message::Text(text) => text.as_str().to_owned(),
+        other => panic!("expected text, got {other:?}"),
+    };
+    // test_transport, over a client that says version 8 (the suite's WebSocket8Client)
+    let mut ws = suite.ws_draft(&format!("{}/websocket", suite.session("echo")), "8");
+    assert_eq!(text(&mut ws), "o");
+    ws.send(Message::text("")).expect("sent");
+    ws.send(Message::text(r#"["a"]"#)).expect("sent");
+    assert_eq!(text(&mut ws), r#"a["a"]"#);
+    ws.close(None).expect("closed");
+    // test_close
+    let mut ws = suite.ws_draft(&format!("{}/websocket", suite.session("close")), "8");
+    assert_eq!(text(&mut ws), "o");
+    assert_eq!(text(&mut ws), r#"c[3000,"Go away!"]"#);
+    assert!(
+        !matches!(ws.read(), Ok(Message::Text(_))),
+        "the connection closes after the close frame"
+    );
+    // test_headersSanity
+    for version in ["7", "8", "13"] {
+        verify_headers_sanity(&suite, version, "Upgrade");
+    }
+    // test_broken_json
+    let mut ws = suite.ws_draft(&format!("{}/websocket", suite.session("echo")), "8");
+    assert_eq!(text(&mut ws), "o");
+    ws.send(Message::text(r#"["a"#)).expect("sent");
+    assert!(
+        !matches!(ws.read(), Ok(Message::Text(_))),
+        "broken JSON drops the connection"
+    );
+    // test_firefox_602_connection_header
+    verify_headers_sanity(&suite, "7", "keep-alive, Upgrade");
+    // Only the drafts are let through: other versions are still refused.
+    let r = suite.request(
+        "GET",
+        &format!("{}/websocket", suite.session("echo")),
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "6"),
+            ("Sec-WebSocket-Key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ],
+        "",
+    );
+    assert_eq!(r.status, 400);
+}
+
 #[test]
 fn websocket_hixie76() {
     let suite = Suite::start();

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use axum::extract::FromRequestParts as _;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::header::SEC_WEBSOCKET_VERSION;
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use futures_util::stream::SplitStream;
 use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _, stream};
@@ -85,9 +86,27 @@ async fn upgrade_from(mut request: Parts) -> Result<WebSocketUpgrade, Response> 
     if request.method != Method::GET {
         return Err(method_not_allowed("GET"));
     }
+    accept_hybi_drafts(&mut request);
     WebSocketUpgrade::from_request_parts(&mut request, &())
         .await
         .map_err(|_| bad_request(NOT_AN_UPGRADE))
+}
+
+/// Lets the hybi-07 and hybi-08 drafts (`Sec-WebSocket-Version` 7 and 8: Firefox 6 and 7,
+/// Chrome 14 and 15) through the RFC 6455 handshake, as SockJS servers do (the 0.3.3 suite's
+/// `WebsocketHybi10`): their handshake computes the same `Sec-WebSocket-Accept` and their
+/// frames are the RFC's, so only the version number differs, and the WebSocket layer
+/// accepts 13 alone.
+fn accept_hybi_drafts(request: &mut Parts) {
+    let draft = request
+        .headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .is_some_and(|version| matches!(version.as_bytes(), b"7" | b"8"));
+    if draft {
+        request
+            .headers
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    }
 }
 
 /// `400 Bad Request` saying `reason`.
