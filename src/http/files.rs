@@ -8,8 +8,9 @@
 //! `--upload-idle-timeout`, cut off by the client) keeps no partial file and leaves its
 //! URL usable for a retry; one still arriving when its URL expires (`--upload-ttl`) is
 //! abandoned the same way, so a client trickling bytes cannot hold a slot for ever.
-//! Downloads answer `200` with an exact `Content-Length`, or `206` for one byte range (old tools resume with `Range: bytes=N-` by appending), and
-//! never redirect: the tool would save a redirect body as the tarball.
+//! Downloads answer `200` with an exact `Content-Length`, or `206` for one byte range (old
+//! tools resume with `Range: bytes=N-` by appending), and never redirect: the tool would
+//! save a redirect body as the tarball.
 
 use std::sync::Arc;
 use std::time::Duration;

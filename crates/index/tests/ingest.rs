@@ -1,6 +1,6 @@
 //! The ingest contract the sync client relies on: pages and tokens commit together, a
-//! record without an `_id` fails its whole page while one of unexpected shape is kept raw, `resetData` starts over, files that are not usable indexes
-//! are refused with the next step to take (spec §3.2–§3.3, §3.7, §3.8).
+//! record without an `_id` fails its whole page while one of unexpected shape is kept
+//! raw, `resetData` starts over, files that are not usable indexes are refused with the next step to take (spec §3.2–§3.3, §3.7, §3.8).
 
 use std::path::Path;
 

@@ -1,10 +1,11 @@
 //! Building server frames (spec §1.2).
 //!
 //! Every frame is encoded exactly once into a `String` (handed to the socket without a
-//! copy), field by field, without building a JSON value of the whole frame. `msg` comes first, as in Meteor's frames. EJSON fields (`fields`, `result`) are
-//! encoded with EJSON rules, everything else is plain JSON. A [`Reply::Raw`] result is
-//! spliced into the frame verbatim, never re-parsed: that is the sync hot path, where the
-//! result is megabytes of EJSON the catalog already has as text.
+//! copy), field by field, without building a JSON value of the whole frame. `msg` comes
+//! first, as in Meteor's frames. EJSON fields (`fields`, `result`) are encoded with EJSON
+//! rules, everything else is plain JSON. A [`Reply::Raw`] result is spliced into the frame
+//! verbatim, never re-parsed: that is the sync hot path, where the result is megabytes of
+//! EJSON the catalog already has as text.
 
 use exosphere_ejson::Ejson;
 use serde::Serialize;

@@ -6,9 +6,9 @@
 //! * `<prefix>` (greeting), `<prefix>/info` and the `iframe*.html` page ([`pages`]);
 //! * `<prefix>/websocket`: a raw WebSocket, no SockJS framing;
 //! * `<prefix>/<server>/<session>/<transport>`: the SockJS WebSocket transport
-//!   ([`websocket`], RFC 6455 or [`hixie76`]) and the HTTP transports `xhr`, `xhr_streaming`, `eventsource`,
-//!   `htmlfile`, `jsonp`, with `xhr_send`/`jsonp_send` ([`http`]), whose sessions live in
-//!   [`session`];
+//!   ([`websocket`], RFC 6455 or [`hixie76`]) and the HTTP transports `xhr`,
+//!   `xhr_streaming`, `eventsource`, `htmlfile`, `jsonp`, with `xhr_send`/`jsonp_send`
+//!   ([`http`]), whose sessions live in [`session`];
 //! * frames and payloads are encoded and decoded in [`framing`].
 //!
 //! This module knows nothing of what it carries: an [`app::Application`] gets one
