@@ -185,7 +185,6 @@ fn export(data: &Path) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// The version record `createPackageVersion` receives from a Meteor 3 tool (spec §5.4).
 /// Creates package `name` and its version 1.0.0 (spec §5.1 steps 1–2): see
 /// [`new_version`].
 async fn new_package(ddp: &mut Ddp, name: &str) -> (Value, String, String) {
@@ -193,6 +192,7 @@ async fn new_package(ddp: &mut Ddp, name: &str) -> (Value, String, String) {
     new_version(ddp, name, "1.0.0").await
 }
 
+/// The version record `createPackageVersion` receives from a Meteor 3 tool (spec §5.4).
 fn version_record(name: &str, version: &str) -> Value {
     json!({
         "packageName": name,

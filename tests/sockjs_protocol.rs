@@ -729,8 +729,6 @@ fn hixie76_handshakes_without_origin_or_host_or_with_a_malformed_key_are_refused
     refused(Response::read(&mut stream, "GET"), "needs a Host header");
 }
 
-/// The `WebsocketHixie76` class of earlier `sockjs-protocol.py` revisions: the WebSocket
-/// tests over a hixie-76 socket (`websocket.create_connection` spoke it then).
 /// `Websocket.test_headersSanity` for one `Sec-WebSocket-Version` and `Connection` header:
 /// a `101` with the RFC's `Sec-WebSocket-Accept` for the suite's key, no `Content-Length`.
 fn verify_headers_sanity(suite: &Suite, version: &str, connection: &str) {
@@ -819,6 +817,8 @@ fn websocket_hybi10() {
     assert_eq!(r.status, 400);
 }
 
+/// The `WebsocketHixie76` class of earlier `sockjs-protocol.py` revisions: the WebSocket
+/// tests over a hixie-76 socket (`websocket.create_connection` spoke it then).
 #[test]
 fn websocket_hixie76() {
     let suite = Suite::start();

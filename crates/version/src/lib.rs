@@ -106,7 +106,9 @@ impl MeteorVersion {
             if part.len() > 1 && part.starts_with('0') {
                 return Err(fail("major, minor and patch must not have leading zeros"));
             }
-            number(part).ok_or_else(|| fail("a number is too large"))
+            safe_number(part).ok_or_else(|| {
+                fail("major, minor and patch must be at most 2^53 - 1 (9007199254740991)")
+            })
         };
         let (major, minor, patch) = (next()?, next()?, next()?);
         if parts.next().is_some() {
@@ -126,8 +128,11 @@ impl MeteorVersion {
                                 "a numeric prerelease part must not have a leading zero",
                             ));
                         }
-                        let n = number(part).ok_or_else(|| fail("a number is too large"))?;
-                        Ok(Identifier::Numeric(n))
+                        // semver keeps a number it cannot hold exactly as text.
+                        Ok(safe_number(part).map_or_else(
+                            || Identifier::Alphanumeric(part.to_owned()),
+                            Identifier::Numeric,
+                        ))
                     } else {
                         Ok(Identifier::Alphanumeric(part.to_owned()))
                     }
@@ -219,14 +224,20 @@ fn is_identifier(part: &str) -> bool {
     !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Digits as a number, or `None` when they do not fit (the tool's JavaScript numbers would
-/// lose precision there anyway).
 /// JavaScript's `Number.MAX_SAFE_INTEGER`: the npm `semver` package the tool parses
-/// versions with refuses larger numbers.
-const MAX_NUMBER: u64 = (1 << 53) - 1;
+/// versions with refuses a larger major, minor or patch, and keeps a larger numeric
+/// prerelease part as text.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// Digits as a number, or `None` when they do not fit in 64 bits (a wrap number, which
+/// the tool reads with `parseInt`, has no other limit).
 fn number(digits: &str) -> Option<u64> {
-    digits.parse().ok().filter(|n| *n <= MAX_NUMBER)
+    digits.parse().ok()
+}
+
+/// Digits as a number semver takes as one: at most [`MAX_SAFE_INTEGER`].
+fn safe_number(digits: &str) -> Option<u64> {
+    number(digits).filter(|n| *n <= MAX_SAFE_INTEGER)
 }
 
 #[cfg(test)]
@@ -359,13 +370,20 @@ mod tests {
     }
 
     #[test]
-    fn numbers_beyond_javascripts_safe_integers_are_refused() {
+    fn numbers_beyond_javascripts_safe_integers_follow_semver() {
+        // A major, minor or patch semver cannot hold exactly is refused…
         for text in [
             "9007199254740992.0.0",
-            "1.0.0_9007199254740992",
-            "1.0.0-rc.9007199254740992",
+            "1.9007199254740992.0",
+            "1.0.9007199254740992",
         ] {
             assert!(MeteorVersion::parse(text).is_err(), "{text}");
         }
+        // …a prerelease part that large is kept as text, so it sorts after every number…
+        let stamp = v("1.0.0-rc.20251121223344556");
+        assert!(stamp > v("1.0.0-rc.9007199254740991"));
+        assert!(stamp < v("1.0.0"));
+        // …and a wrap number (read with `parseInt`) has no such limit.
+        assert!(v("1.0.0_9007199254740993") > v("1.0.0_9007199254740992"));
     }
 }

@@ -63,19 +63,41 @@ pub(crate) struct State {
     pub(crate) calls: HashMap<String, oneshot::Sender<Result<Utf8Bytes, ClientError>>>,
     pub(crate) subs: HashMap<String, SubState>,
     /// collection → document id → the document, as the server's data messages left it.
+    /// A collection is dropped with its last document.
     pub(crate) documents: HashMap<String, BTreeMap<String, Document>>,
-    /// What the documents cost: the sum of their [`Document::bytes`].
+    /// What the store costs: the sum of its documents' [`Document::bytes`] and of
+    /// [`collection_bytes`] per collection.
     pub(crate) document_bytes: usize,
+}
+
+/// What the store's bookkeeping costs besides the data, as counted against
+/// [`ClientConfig::max_document_bytes`]: per document (its map entry, its id and its field
+/// map), per field (the entry and the name's and value's allocations) and per collection
+/// (the map and its name). Round figures above what the structures take on a 64-bit target,
+/// so that documents or fields with no data (an empty `added`, say) still cost what they
+/// hold and a flood of them reaches the limit.
+///
+/// [`ClientConfig::max_document_bytes`]: super::ClientConfig::max_document_bytes
+const DOCUMENT_OVERHEAD: usize = 128;
+/// Per field: see [`DOCUMENT_OVERHEAD`].
+const FIELD_OVERHEAD: usize = 64;
+/// Per collection: see [`DOCUMENT_OVERHEAD`].
+const COLLECTION_OVERHEAD: usize = 128;
+
+/// What a collection costs in the store besides its documents.
+fn collection_bytes(name: &str) -> usize {
+    COLLECTION_OVERHEAD + name.len()
 }
 
 /// One document of the local store.
 #[derive(Debug)]
 pub(crate) struct Document {
     pub(crate) fields: EjsonMap,
-    /// What it holds: its id plus, per field, the name and the value's EJSON text, counted
-    /// against [`ClientConfig::max_document_bytes`]. Kept up to date field by field, so a
-    /// long run of `changed` frames on one document costs what the document holds, not
-    /// what the frames added up to.
+    /// What it holds: its id plus, per field, the name and the value's EJSON text, and the
+    /// bookkeeping of each ([`DOCUMENT_OVERHEAD`], [`FIELD_OVERHEAD`]), counted against
+    /// [`ClientConfig::max_document_bytes`]. Kept up to date field by field, so a long run
+    /// of `changed` frames on one document costs what the document holds, not what the
+    /// frames added up to.
     ///
     /// [`ClientConfig::max_document_bytes`]: super::ClientConfig::max_document_bytes
     bytes: usize,
@@ -84,7 +106,7 @@ pub(crate) struct Document {
 impl Document {
     /// The document `id` with `fields`, measured.
     fn new(id: &str, fields: EjsonMap) -> Self {
-        let bytes = id.len() + fields.iter().map(field_bytes).sum::<usize>();
+        let bytes = DOCUMENT_OVERHEAD + id.len() + fields.iter().map(field_bytes).sum::<usize>();
         Self { fields, bytes }
     }
 
@@ -92,7 +114,7 @@ impl Document {
     /// [`Document::bytes`] exact: each field replaced or removed gives its size back.
     fn change(&mut self, fields: EjsonMap, cleared: Vec<String>) {
         for (key, value) in fields {
-            let name = key.len();
+            let name = FIELD_OVERHEAD + key.len();
             self.bytes += name + value_bytes(&value);
             if let Some(old) = self.fields.insert(key, value) {
                 self.bytes -= name + value_bytes(&old);
@@ -100,15 +122,16 @@ impl Document {
         }
         for key in cleared {
             if let Some(old) = self.fields.shift_remove(&key) {
-                self.bytes -= key.len() + value_bytes(&old);
+                self.bytes -= FIELD_OVERHEAD + key.len() + value_bytes(&old);
             }
         }
     }
 }
 
-/// What one field costs in [`Document::bytes`]: its name and its value's EJSON text.
+/// What one field costs in [`Document::bytes`]: its bookkeeping, its name and its value's
+/// EJSON text.
 fn field_bytes((key, value): (&String, &Ejson)) -> usize {
-    key.len() + value_bytes(value)
+    FIELD_OVERHEAD + key.len() + value_bytes(value)
 }
 
 /// The length of `value`'s compact EJSON text: a measure of what it holds that does not
@@ -276,12 +299,18 @@ async fn route(
             let document = Document::new(&id, fields);
             let mut guard = shared.lock();
             let state = &mut *guard;
-            let documents = state.documents.entry(collection).or_default();
-            let freed = documents.get(&id).map_or(0, |document| document.bytes);
-            let held = state.document_bytes - freed + document.bytes;
+            let (freed, opened) = match state.documents.get(&collection) {
+                Some(documents) => (documents.get(&id).map_or(0, |document| document.bytes), 0),
+                None => (0, collection_bytes(&collection)),
+            };
+            let held = state.document_bytes - freed + opened + document.bytes;
             // Checked before storing: a document that would pass the limit is not kept.
             within_budget(held, max_document_bytes)?;
-            documents.insert(id, document);
+            state
+                .documents
+                .entry(collection)
+                .or_default()
+                .insert(id, document);
             state.document_bytes = held;
             drop(guard);
             shared.bump();
@@ -294,6 +323,9 @@ async fn route(
         } => {
             let mut guard = shared.lock();
             let state = &mut *guard;
+            if !state.documents.contains_key(&collection) {
+                state.document_bytes += collection_bytes(&collection);
+            }
             let documents = state.documents.entry(collection).or_default();
             let (document, before) = match documents.entry(id) {
                 Entry::Occupied(entry) => {
@@ -315,15 +347,18 @@ async fn route(
             shared.bump();
         }
         ServerFrame::Removed { collection, id } => {
-            let mut state = shared.lock();
-            let removed = state
-                .documents
-                .get_mut(&collection)
-                .and_then(|documents| documents.remove(&id));
-            if let Some(document) = removed {
-                state.document_bytes -= document.bytes;
+            let mut guard = shared.lock();
+            let state = &mut *guard;
+            if let Some(documents) = state.documents.get_mut(&collection) {
+                if let Some(document) = documents.remove(&id) {
+                    state.document_bytes -= document.bytes;
+                }
+                if documents.is_empty() {
+                    state.documents.remove(&collection);
+                    state.document_bytes -= collection_bytes(&collection);
+                }
             }
-            drop(state);
+            drop(guard);
             shared.bump();
         }
         ServerFrame::Ready { subs } => {

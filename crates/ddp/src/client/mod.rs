@@ -61,9 +61,11 @@ pub struct ClientConfig {
     /// The `User-Agent` of the WebSocket upgrade.
     pub user_agent: String,
     /// The most bytes of subscription documents kept (each counted as its id plus, per
-    /// field, the name and the value's EJSON text, so a stream of `changed` frames costs
-    /// only what the documents hold); a server that sends more ends the connection with
-    /// [`ClientError::Protocol`], so a flooding subscription cannot exhaust the client.
+    /// field, the name and the value's EJSON text, plus a fixed bookkeeping cost per
+    /// document, field and collection, so a stream of `changed` frames costs only what the
+    /// documents hold and empty documents still count); a server that sends more ends the
+    /// connection with [`ClientError::Protocol`], so a flooding subscription cannot exhaust
+    /// the client.
     pub max_document_bytes: usize,
 }
 

@@ -150,26 +150,43 @@ async fn a_flooding_subscription_ends_the_connection_at_the_document_limit() {
         other => panic!("expected the document limit to end the connection, got {other:?}"),
     }
     assert!(client.is_closed());
-    // A document costs its id, plus its field's name and the value's EJSON text (quoted).
-    // The store kept every document that fit and not the one that would have passed the
-    // limit, which was refused before being stored.
-    let cost = |n: usize| n.to_string().len() + "blob".len() + 64 * 1024 + 2;
-    let mut fitting = 0;
-    let mut held = 0;
-    while held + cost(fitting) <= limit {
-        held += cost(fitting);
-        fitting += 1;
+    // Sixteen 64 KiB values alone fill the 1 MiB limit, and each document also costs its
+    // id, its field's name and some bookkeeping (far less than 64 KiB): fifteen fit. The
+    // sixteenth was refused before it was stored.
+    assert_eq!(client.documents("flood").len(), 15);
+}
+
+#[tokio::test]
+async fn a_flood_of_empty_documents_also_ends_at_the_document_limit() {
+    let server = TestServer::start(DdpConfig::default()).await;
+    // `flood` with size 0 adds documents without fields: a few bytes of data each, but
+    // their bookkeeping counts, so the flood cannot grow the client without bound.
+    let config = ClientConfig {
+        max_document_bytes: 64 * 1024,
+        ..ClientConfig::default()
+    };
+    let client = connect(&server, config).await;
+    match client.subscribe("flood", &[Ejson::from(0_i64)]).await {
+        Err(ClientError::Protocol(why)) => {
+            assert!(why.contains("limit of 65536 bytes"), "{why}");
+        }
+        other => panic!("expected the document limit to end the connection, got {other:?}"),
     }
-    assert_eq!(client.documents("flood").len(), fitting);
+    let held = client.documents("flood").len();
+    assert!(
+        (1..65_536 / 64).contains(&held),
+        "{held} empty documents kept under a 64 KiB limit"
+    );
 }
 
 #[tokio::test]
 async fn changes_to_one_document_cost_what_it_holds_not_what_the_frames_added_up_to() {
     let server = TestServer::start(DdpConfig::default()).await;
-    // The three `docs` documents hold a few dozen bytes; each `changed` frame on the wire
-    // is about 60 bytes, so 100 of them are far more than this limit.
+    // The three `docs` documents cost well under 1 KiB with their bookkeeping; each
+    // `changed` frame on the wire is about 60 bytes, so 100 of them are far more than
+    // this limit.
     let config = ClientConfig {
-        max_document_bytes: 256,
+        max_document_bytes: 2048,
         ..ClientConfig::default()
     };
     let client = connect(&server, config).await;

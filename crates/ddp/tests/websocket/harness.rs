@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::any;
-use exosphere_ddp::ejson::Ejson;
+use exosphere_ddp::ejson::{Ejson, EjsonMap};
 use exosphere_ddp::{
     ConnectionInfo, DdpConfig, DdpError, MethodContext, Reply, Server, Service, SessionClosed,
     SessionContext, Subscription, upgrade,
@@ -117,7 +117,13 @@ impl Service for TestService {
                 Ok(())
             }
             "flood" => {
-                tokio::spawn(publish_flood(sub).in_current_span());
+                // The size of each document's one field; 0 for documents without fields.
+                let size = params
+                    .first()
+                    .and_then(Ejson::as_i64)
+                    .and_then(|size| usize::try_from(size).ok())
+                    .unwrap_or(64 * 1024);
+                tokio::spawn(publish_flood(sub, size).in_current_span());
                 Ok(())
             }
             // Accepted, then silent: never `ready`, no documents.
@@ -172,11 +178,16 @@ async fn publish_docs(sub: Subscription, mut bumps: broadcast::Receiver<i64>, st
     stats.docs_stopped.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Publishes 64 KiB documents for as long as the client takes them.
-async fn publish_flood(sub: Subscription) {
-    let blob = Ejson::from("x".repeat(64 * 1024));
+/// Publishes documents for as long as the client takes them: each with one field `blob`
+/// of `size` bytes, or with no field at all when `size` is 0.
+async fn publish_flood(sub: Subscription, size: usize) {
+    let blob = Ejson::from("x".repeat(size));
     for n in 0_u64.. {
-        let fields = [("blob", blob.clone())].into_iter().collect();
+        let fields: Ejson = if size == 0 {
+            Ejson::Object(EjsonMap::new())
+        } else {
+            [("blob", blob.clone())].into_iter().collect()
+        };
         if sub.added("flood", &n.to_string(), fields).await.is_err() {
             return;
         }
