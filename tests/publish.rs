@@ -744,8 +744,19 @@ async fn refusals_answer_clearly_and_change_nothing() {
     let (status, _) = raw_request(&server, "PUT", "/uploads/..%2F..%2Fcatalog.sqlite3");
     assert_eq!(status, 404);
 
-    // An upload URL outlives neither its lifetime nor a second server's shorter one:
-    // a server with a 1-second lifetime on the same data directory.
+    assert!(
+        export(&world.data) == before,
+        "a refusal changed the catalog"
+    );
+
+    // The refused 2.0.0 can still be published: the tool re-runs the whole sequence.
+    publish_version(&mut alice, name, "2.0.0", false).await;
+    assert!(export(&world.data).contains("\"version\":\"2.0.0\""));
+
+    // An upload URL outlives neither its lifetime nor a later server's shorter one: a
+    // server with a 1-second lifetime on the same data directory (after the first one
+    // stopped: one `serve` per data directory).
+    drop(server);
     let short = serve(&world.data, &["--upload-ttl", "1s"]);
     let mut quick = login(&short, &world.alice).await;
     let created = ok(
@@ -764,15 +775,6 @@ async fn refusals_answer_clearly_and_change_nothing() {
     )
     .await;
     assert_eq!(error["error"], 404, "{error}");
-
-    assert!(
-        export(&world.data) == before,
-        "a refusal changed the catalog"
-    );
-
-    // The refused 2.0.0 can still be published: the tool re-runs the whole sequence.
-    publish_version(&mut alice, name, "2.0.0", false).await;
-    assert!(export(&world.data).contains("\"version\":\"2.0.0\""));
 }
 
 /// Sends one request line by hand, so no client library normalises the path.
