@@ -189,6 +189,17 @@ pub trait AccountWriter {
 
     /// Stores or replaces an upload ticket, found by the hash of its URL secret.
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError>;
+    /// Records how a PUT to the ticket ended (`outcome`: received, or open again after a
+    /// failure), only if the ticket is still the one the PUT claimed: still receiving and
+    /// unexpired at `now` (ms). Returns whether it was; if not, the ticket was retired (its
+    /// publish replaced or finished), swept, or expired while the body arrived, and must
+    /// stay so: writing the claimed copy back would undo that.
+    fn end_receiving(
+        &mut self,
+        hash: &str,
+        outcome: &UploadState,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// The upload ticket with this hash.
     fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError>;
     /// Deletes an upload ticket.
