@@ -222,8 +222,10 @@ pub trait AccountWriter {
     /// this transaction and the blob's deletion therefore loses nothing.
     fn retire_upload(&mut self, hash: &str) -> Result<(), StoreError>;
     /// Puts every ticket in the receiving state back to open; returns how many. Only for
-    /// startup: no upload can be in progress then, so a receiving ticket was left by a
-    /// process that was killed or crashed mid-body, and its URL must work for a retry.
+    /// startup of the one server that uses the store (the server enforces that): no upload
+    /// can be in progress then, so a receiving ticket was left by a process that died
+    /// mid-body (killed, crashed, or shut down while a body was still arriving after its
+    /// grace period), and its URL must work for a retry.
     fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError>;
     /// Up to `limit` upload tickets that expired before `now` (ms), as (hash, staging
     /// blob key): the caller deletes each blob, then the ticket.
