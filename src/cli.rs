@@ -441,9 +441,11 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_CONCURRENT_UPLOADS")]
     pub max_concurrent_uploads: u32,
 
-    /// Most upload bodies one user may send at once (the `meteor` tool uploads one file
-    /// at a time); one more is answered 429 with Retry-After and its URL stays usable.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_UPLOADS_PER_USER")]
+    /// Most upload bodies one user may send at once; one more is answered 429 with
+    /// Retry-After and its URL stays usable. The `meteor` tool does not retry (spec §5.2:
+    /// any 4xx/5xx fails the publish), so keep it above the uploads one account runs in
+    /// parallel (e.g. `publish-for-arch` jobs of one CI account).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_UPLOADS_PER_USER")]
     pub max_uploads_per_user: u32,
 
     /// How long an upload body may send no bytes before the server abandons it (answer

@@ -5,12 +5,14 @@
 //! - `commands` holds one module per subcommand;
 //! - `service` is the package server as a DDP service (methods and publications);
 //! - `http` is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
-//! - `fd_limit` raises the open-file limit for servers and load generators with many sockets.
+//! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
+//! - `serve_lock` keeps a data directory to one `serve` process.
 
 mod cli;
 mod commands;
 mod fd_limit;
 mod http;
+mod serve_lock;
 mod service;
 
 use std::process::ExitCode;

@@ -2,8 +2,9 @@
 
 mod common;
 
-use common::{Server, http_get, import_text};
+use common::{Server, exosphere, http_get, import_text, run};
 use serde_json::{Value, json};
+use std::process::Stdio;
 
 #[test]
 fn stats_files_have_one_json_object_per_line_and_missing_days_are_not_200() {
@@ -78,4 +79,45 @@ fn the_home_page_says_how_to_point_the_meteor_tool_here() {
         body.contains(&format!("METEOR_PACKAGE_SERVER_URL=http://{address}")),
         "{body}"
     );
+}
+
+/// One `serve` per data directory: a second one (a blue-green overlap) would reopen the
+/// upload tickets the first is receiving. It exits at once naming the first one's pid,
+/// while the first keeps serving and `export` still runs beside it.
+#[test]
+fn a_second_server_on_one_data_directory_exits_and_the_first_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = Server::start(&data, &[]);
+    let mut child = exosphere()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("exosphere serve starts");
+    // A second server that did start would never exit: stop it instead of hanging.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let second = child.wait_with_output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    let expected = format!(
+        "another exosphere serve is using {} (pid {})",
+        data.display(),
+        first.pid()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(
+        second.stdout.is_empty(),
+        "the second server listened: {:?}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    let (status, body, _) = http_get(&format!("{}/healthz", first.http));
+    assert_eq!(status, 200, "{body}");
+    let export = run(&["export", "--data-dir", data.to_str().unwrap()]);
+    assert!(export.status.success(), "{export:?}");
 }

@@ -744,8 +744,19 @@ async fn refusals_answer_clearly_and_change_nothing() {
     let (status, _) = raw_request(&server, "PUT", "/uploads/..%2F..%2Fcatalog.sqlite3");
     assert_eq!(status, 404);
 
-    // An upload URL outlives neither its lifetime nor a second server's shorter one:
-    // a server with a 1-second lifetime on the same data directory.
+    assert!(
+        export(&world.data) == before,
+        "a refusal changed the catalog"
+    );
+
+    // The refused 2.0.0 can still be published: the tool re-runs the whole sequence.
+    publish_version(&mut alice, name, "2.0.0", false).await;
+    assert!(export(&world.data).contains("\"version\":\"2.0.0\""));
+
+    // An upload URL outlives neither its lifetime nor a later server's shorter one: a
+    // server with a 1-second lifetime on the same data directory (after the first one
+    // stopped: one `serve` per data directory).
+    drop(server);
     let short = serve(&world.data, &["--upload-ttl", "1s"]);
     let mut quick = login(&short, &world.alice).await;
     let created = ok(
@@ -764,15 +775,6 @@ async fn refusals_answer_clearly_and_change_nothing() {
     )
     .await;
     assert_eq!(error["error"], 404, "{error}");
-
-    assert!(
-        export(&world.data) == before,
-        "a refusal changed the catalog"
-    );
-
-    // The refused 2.0.0 can still be published: the tool re-runs the whole sequence.
-    publish_version(&mut alice, name, "2.0.0", false).await;
-    assert!(export(&world.data).contains("\"version\":\"2.0.0\""));
 }
 
 /// Sends one request line by hand, so no client library normalises the path.
@@ -1473,9 +1475,9 @@ async fn trickling_uploads_are_cut_off_when_their_url_expires() {
         &world.data,
         &[
             "--upload-ttl",
-            "3s",
+            "8s",
             "--upload-idle-timeout",
-            "1s",
+            "3s",
             "--max-concurrent-uploads",
             "1",
         ],
@@ -1488,9 +1490,10 @@ async fn trickling_uploads_are_cut_off_when_their_url_expires() {
     let writer = trickle.try_clone().unwrap();
     let dripping = std::thread::spawn(move || {
         let mut writer = writer;
-        // A byte every 300 ms, under the 1 s idle limit, until the server hangs up.
+        // A byte every 100 ms, far under the 3 s idle limit (a loaded machine may pause
+        // the thread), until the server hangs up.
         while writer.write_all(b"x").and_then(|()| writer.flush()).is_ok() {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(100));
         }
     });
     let (status, text) = read_response(trickle.try_clone().unwrap());
@@ -1624,8 +1627,9 @@ async fn unknown_upload_urls_take_no_slot() {
 }
 
 /// A server killed (`kill -9`) in the middle of an upload leaves its ticket claimed in
-/// the catalog; the next `serve` on the same data directory reopens it, so the tool's
-/// retry of the same URL works instead of getting 409 until `--upload-ttl`.
+/// the catalog and the local store's temporary file (`<staging key>#<n>`) on disk; the
+/// next `serve` on the same data directory reopens the ticket, so the tool's retry of the
+/// same URL works instead of getting 409 until `--upload-ttl`, and deletes the file.
 #[tokio::test]
 async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
     let world = world();
@@ -1641,8 +1645,19 @@ async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
     drop(alice);
     drop(server);
     drop(cut_off);
+    let temporary = |name: &String| name.contains('#');
+    assert!(
+        staged_files(&world.data).iter().any(temporary),
+        "the killed write left no temporary file: {:?}",
+        staged_files(&world.data)
+    );
     let limit = MAX_UPLOAD.to_string();
     let server = Server::start_on(&address, &world.data, &["--max-upload-size", &limit]);
+    assert!(
+        !staged_files(&world.data).iter().any(temporary),
+        "a temporary file survived the restart: {:?}",
+        staged_files(&world.data)
+    );
     let (status, text) = put(&url, &source);
     assert_eq!(status, 200, "{text}");
     let mut alice = login(&server, &world.alice).await;
@@ -1653,6 +1668,47 @@ async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
     )
     .await;
     let published = published_url(&world.data, "phoenix-1.0.0-source.tgz");
+    assert_downloads(&published, &source);
+}
+
+/// Spec §5.1 retried while an upload is still arriving: re-running
+/// `createPackageVersion` replaces the pending publish and withdraws its upload URLs, and
+/// a body that finishes afterwards does not bring its ticket back: it gets 410, its file
+/// is not kept, and the URL stays unknown. The new publish goes through.
+#[tokio::test]
+async fn an_upload_finishing_after_its_publish_was_replaced_is_not_kept() {
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:overtaken";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let (_, old_url, _) = new_version(&mut alice, name, "1.0.0").await;
+    let source = file("overtaken source", 20_000);
+    let mut held = start_upload(&old_url, source.len());
+    held.write_all(&source[..5_000]).unwrap();
+    held.flush().unwrap();
+    let (token, url, readme_url) = new_version(&mut alice, name, "1.0.0").await;
+    held.write_all(&source[5_000..]).unwrap();
+    held.flush().unwrap();
+    let (status, text) = read_response(held);
+    assert_eq!(status, 410, "{text}");
+    assert!(
+        text.contains("was withdrawn while the file arrived"),
+        "{text}"
+    );
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+    // No pending publish lists the old ticket any more: its URL is unknown.
+    assert_eq!(put(&old_url, &source).0, 404, "the old URL came back");
+    let readme = b"# overtaken\n".to_vec();
+    assert_eq!(put(&url, &source).0, 200);
+    assert_eq!(put(&readme_url, &readme).0, 200);
+    ok(
+        &mut alice,
+        "publishPackageVersion",
+        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
+    )
+    .await;
+    let published = published_url(&world.data, "overtaken-1.0.0-source.tgz");
     assert_downloads(&published, &source);
 }
 

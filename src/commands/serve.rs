@@ -18,6 +18,7 @@ use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use crate::cli::ServeArgs;
 use crate::fd_limit;
 use crate::http::{AppState, router};
+use crate::serve_lock;
 use crate::service::upload_slots::UploadSlots;
 use crate::service::{PackageService, Publishing, UsageRecording};
 use exosphere_blobs::{BlobStore, S3Config};
@@ -56,6 +57,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let data_dir = &args.data_dir.data_dir;
+    // Held until this function returns, so for as long as the server runs.
+    let _lock = serve_lock::acquire(data_dir)?;
     let store: Arc<dyn CatalogStore> = Arc::new(
         open_sqlite(data_dir)
             .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?,

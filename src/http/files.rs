@@ -155,7 +155,9 @@ fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
 
 /// Claims the ticket, streams the body into its staging blob and records the outcome: a
 /// received file, or on any failure (too large, idle, past the ticket's expiry, the client
-/// went away) the ticket open again with no partial file kept.
+/// went away) the ticket open again with no partial file kept. If the ticket was retired
+/// while the body arrived (its publish started again or swept), it stays retired and a
+/// received file is deleted and answered 410.
 async fn receive(
     publishing: &Publishing,
     hash: String,
@@ -194,7 +196,7 @@ async fn receive(
         .blobs
         .put_stream(&staging, body.into_data_stream(), upload.max_size, patience)
         .await;
-    let (state_after, answer) = match stored {
+    let (outcome, answer) = match stored {
         Ok(stored) => (
             UploadState::Received {
                 size: stored.size,
@@ -236,22 +238,38 @@ async fn receive(
                     )
                 }
             };
-            if let Err(error) = publishing.blobs.delete(&staging).await {
-                tracing::warn!(%error, "cannot delete a failed upload");
-            }
+            delete_staging(publishing, &staging).await;
             (UploadState::Open, answer)
         }
     };
-    let finished = Upload {
-        state: state_after,
-        ..upload
-    };
+    let received = matches!(outcome, UploadState::Received { .. });
+    // Only the ticket as claimed is updated: a publish replaced or finished while the body
+    // arrived retired it (or the sweep deleted it), and that must stand.
     let recorded = publishing
-        .transact(move |writer| Ok(writer.accounts().put_upload(&hash, &finished)?))
+        .transact(move |writer| Ok(writer.accounts().end_receiving(&hash, &outcome, now_ms())?))
         .await;
     match recorded {
-        Ok(()) => answer,
+        Ok(true) => answer,
+        // A failed upload's answer stands; its ticket is gone or expired either way.
+        Ok(false) if !received => answer,
+        Ok(false) => {
+            tracing::info!("an upload arrived after its publish was replaced or expired");
+            delete_staging(publishing, &staging).await;
+            refusal(&DdpError::new(
+                410,
+                "This upload URL was withdrawn while the file arrived (its publish was \
+                 started again, or it expired); the file was not kept. Publish again.",
+            ))
+        }
         Err(error) => refusal(&error),
+    }
+}
+
+/// Deletes a staging blob that will not be published; a failure is logged and left to the
+/// sweep, which deletes the blob of every expired or retired ticket.
+async fn delete_staging(publishing: &Publishing, staging: &BlobKey) {
+    if let Err(error) = publishing.blobs.delete(staging).await {
+        tracing::warn!(%error, "cannot delete a staging upload that will not be published");
     }
 }
 

@@ -296,7 +296,7 @@ impl Publishing {
         writer.accounts().put_upload(
             &hash,
             &Upload {
-                staging: format!("uploads/{}", random_id()),
+                staging: format!("{STAGING_PREFIX}/{}", random_id()),
                 destination,
                 max_size: self.max_upload_size,
                 expires: self.expiry(),
@@ -424,12 +424,13 @@ impl Publishing {
         Ok(())
     }
 
-    /// Puts every upload ticket left receiving back to open, so its URL works again. Only
-    /// for startup, when no upload can be in progress: such a ticket was claimed by a
-    /// process that was killed or crashed mid-body (a graceful shutdown reopens its own).
-    /// The killed process's partial write is not kept: a local write goes to a temporary
-    /// file that is never renamed into place, and S3 multipart parts are left to the
-    /// bucket's lifecycle rule.
+    /// Puts every upload ticket left receiving back to open, so its URL works again, and
+    /// deletes the temporary files of local writes cut off mid-body. Only for startup,
+    /// when no upload can be in progress (`serve` holds the data directory's lock, see
+    /// `serve_lock`): such a ticket was claimed by a process that died mid-body (a crash,
+    /// `kill -9`, or a shutdown whose grace period ended before the body did). Its partial
+    /// write was never visible under the staging name: a local write's temporary file is
+    /// deleted here, and S3 multipart parts are left to the bucket's lifecycle rule.
     pub async fn reopen_interrupted_uploads(&self) -> Result<u64, DdpError> {
         let reopened = self
             .transact(|writer| Ok(writer.accounts().reopen_receiving_uploads()?))
@@ -438,6 +439,21 @@ impl Publishing {
             tracing::info!(
                 reopened,
                 "reopened upload URLs an earlier run left receiving"
+            );
+        }
+        let staging = blob_key(STAGING_PREFIX)?;
+        let deleted = self
+            .blobs
+            .delete_abandoned_writes(&staging)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot delete the temporary files of cut-off uploads");
+                DdpError::new(503, "Cannot clean the staging area")
+            })?;
+        if deleted > 0 {
+            tracing::info!(
+                deleted,
+                "deleted temporary files of uploads an earlier run was receiving"
             );
         }
         Ok(reopened)
@@ -485,6 +501,10 @@ impl Publishing {
         Ok(deleted)
     }
 }
+
+/// The blob-key prefix of staging uploads: every upload ticket's body is written under it
+/// until its publish call copies it to its final key.
+const STAGING_PREFIX: &str = "uploads";
 
 /// Upload tickets [`Publishing::sweep`] handles per transaction.
 const SWEEP_BATCH: usize = 256;

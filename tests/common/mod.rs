@@ -110,6 +110,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends SIGTERM, as `docker stop` and systemd do.
     pub fn signal_terminate(&self) {
         let status = Command::new("kill")

@@ -12,7 +12,7 @@
 //! a hostile upload can grow memory.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -190,6 +190,8 @@ pub struct S3Config {
 #[derive(Clone)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
+    /// The directory of a local store, where cut-off writes leave temporary files.
+    local_dir: Option<PathBuf>,
     description: String,
 }
 
@@ -220,6 +222,7 @@ impl BlobStore {
         let store = LocalFileSystem::new_with_prefix(dir)?.with_fsync(true);
         Ok(BlobStore {
             inner: Arc::new(store),
+            local_dir: Some(dir.to_owned()),
             description: format!("directory {}", dir.display()),
         })
     }
@@ -238,6 +241,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             inner: Arc::new(builder.build()?),
+            local_dir: None,
             description: format!(
                 "S3 bucket {} at {}",
                 config.bucket,
@@ -318,6 +322,24 @@ impl BlobStore {
         }
     }
 
+    /// Deletes the temporary files (`<key>#<n>`) that writes under `prefix` left when
+    /// their process was killed mid-write, and returns how many. A local write goes to
+    /// such a file and is renamed into place only when complete, so a killed process
+    /// leaves one behind for good, up to an upload's size. Only for a moment when no
+    /// write under `prefix` can be in progress (startup of the one process that writes
+    /// there). A no-op on S3, whose abandoned multipart parts are the bucket lifecycle
+    /// rule's job.
+    pub async fn delete_abandoned_writes(&self, prefix: &BlobKey) -> Result<u64, BlobError> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(0);
+        };
+        let under = dir.join(prefix.as_str());
+        tokio::task::spawn_blocking(move || delete_temporary_files(&under))
+            .await
+            .map_err(|error| BlobError::Read(std::io::Error::other(error)))?
+            .map_err(BlobError::Read)
+    }
+
     /// Opens the bytes of `key` that `span` picks; `None` if there is no such blob,
     /// [`BlobError::RangeNotSatisfiable`] if the span picks no byte of it.
     pub async fn get(&self, key: &BlobKey, span: Span) -> Result<Option<Download>, BlobError> {
@@ -344,6 +366,31 @@ impl BlobStore {
         };
         Ok(Some(Download { size, range, body }))
     }
+}
+
+/// Deletes every file whose name holds a `#` (a local write's temporary file; no
+/// [`BlobKey`] has one) under `dir`, a missing `dir` included; returns how many.
+fn delete_temporary_files(dir: &Path) -> std::io::Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut deleted = 0;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            deleted += delete_temporary_files(&path)?;
+        } else if entry.file_name().as_encoded_bytes().contains(&b'#') {
+            match std::fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// How much of a local file one read hands to the response: large enough that the
@@ -546,6 +593,29 @@ mod tests {
             Vec::<std::path::PathBuf>::new(),
             "files were left behind"
         );
+    }
+
+    #[tokio::test]
+    async fn temporary_files_of_killed_writes_are_deleted_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let kept = BlobKey::new("uploads/done").unwrap();
+        store
+            .put_stream(&kept, chunks(&[b"kept"]), 100, patient())
+            .await
+            .unwrap();
+        let uploads = dir.path().join("uploads");
+        std::fs::write(uploads.join("cut#1"), b"partial").unwrap();
+        std::fs::create_dir(uploads.join("nested")).unwrap();
+        std::fs::write(uploads.join("nested").join("cut#2"), b"partial").unwrap();
+        std::fs::write(dir.path().join("outside#3"), b"not under the prefix").unwrap();
+        let prefix = BlobKey::new("uploads").unwrap();
+        assert_eq!(store.delete_abandoned_writes(&prefix).await.unwrap(), 2);
+        let mut left = walk(dir.path());
+        left.sort();
+        assert_eq!(left, [dir.path().join("outside#3"), uploads.join("done")]);
+        let missing = BlobKey::new("nothing").unwrap();
+        assert_eq!(store.delete_abandoned_writes(&missing).await.unwrap(), 0);
     }
 
     /// Every file under `dir`.

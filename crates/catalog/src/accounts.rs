@@ -189,6 +189,17 @@ pub trait AccountWriter {
 
     /// Stores or replaces an upload ticket, found by the hash of its URL secret.
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError>;
+    /// Records how a PUT to the ticket ended (`outcome`: received, or open again after a
+    /// failure), only if the ticket is still the one the PUT claimed: still receiving and
+    /// unexpired at `now` (ms). Returns whether it was; if not, the ticket was retired (its
+    /// publish replaced or finished), swept, or expired while the body arrived, and must
+    /// stay so: writing the claimed copy back would undo that.
+    fn end_receiving(
+        &mut self,
+        hash: &str,
+        outcome: &UploadState,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// The upload ticket with this hash.
     fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError>;
     /// Deletes an upload ticket.
@@ -211,8 +222,10 @@ pub trait AccountWriter {
     /// this transaction and the blob's deletion therefore loses nothing.
     fn retire_upload(&mut self, hash: &str) -> Result<(), StoreError>;
     /// Puts every ticket in the receiving state back to open; returns how many. Only for
-    /// startup: no upload can be in progress then, so a receiving ticket was left by a
-    /// process that was killed or crashed mid-body, and its URL must work for a retry.
+    /// startup of the one server that uses the store (the server enforces that): no upload
+    /// can be in progress then, so a receiving ticket was left by a process that died
+    /// mid-body (killed, crashed, or shut down while a body was still arriving after its
+    /// grace period), and its URL must work for a retry.
     fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError>;
     /// Up to `limit` upload tickets that expired before `now` (ms), as (hash, staging
     /// blob key): the caller deletes each blob, then the ticket.

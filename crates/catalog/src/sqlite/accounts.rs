@@ -186,9 +186,11 @@ fn upload(conn: &Connection, hash: &str) -> Result<Option<Upload>, StoreError> {
 
 /// [`crate::CatalogStore::upload_ticket`] on a read connection: the ticket, and the user
 /// of the pending publish that lists it. Pending publishes keep their tickets as a
-/// space-separated list, so this scans them; there are at most `--max-open-publishes` per
-/// user (plus expired ones until the next sweep), and only a PUT to an existing ticket
-/// gets this far.
+/// space-separated list that no index covers, so this reads every pending row of every
+/// user with `instr` until one matches: a full scan of the table. That is acceptable at
+/// this scale: the table holds only unfinished publishes (at most `--max-open-publishes`
+/// per user, plus expired ones until the next sweep), and only a PUT to an existing
+/// ticket gets this far, so made-up secrets cannot make it run.
 pub(super) fn upload_ticket(
     conn: &Connection,
     hash: &str,
@@ -206,6 +208,22 @@ pub(super) fn upload_ticket(
         .optional()
         .db()?;
     Ok(user_id.map(|user_id| UploadTicket { upload, user_id }))
+}
+
+/// An upload state as its stored columns: the state's name, and the size and hash of a
+/// received file.
+fn state_columns(
+    state: &UploadState,
+) -> Result<(&'static str, Option<i64>, Option<&str>), StoreError> {
+    Ok(match state {
+        UploadState::Open => ("open", None, None),
+        UploadState::Receiving => ("receiving", None, None),
+        UploadState::Received { size, sha256 } => (
+            "received",
+            Some(to_i64(*size, "upload size")?),
+            Some(sha256.as_str()),
+        ),
+    })
 }
 
 impl SqliteWriter<'_> {
@@ -360,15 +378,7 @@ impl AccountWriter for SqliteWriter<'_> {
     }
 
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError> {
-        let (state, size, sha256) = match &upload.state {
-            UploadState::Open => ("open", None, None),
-            UploadState::Receiving => ("receiving", None, None),
-            UploadState::Received { size, sha256 } => (
-                "received",
-                Some(to_i64(*size, "upload size")?),
-                Some(sha256.as_str()),
-            ),
-        };
+        let (state, size, sha256) = state_columns(&upload.state)?;
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO uploads \
@@ -388,6 +398,25 @@ impl AccountWriter for SqliteWriter<'_> {
             ])
             .db()?;
         Ok(())
+    }
+
+    fn end_receiving(
+        &mut self,
+        hash: &str,
+        outcome: &UploadState,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (state, size, sha256) = state_columns(outcome)?;
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE uploads SET state = ?2, size = ?3, sha256 = ?4 \
+                 WHERE hash = ?1 AND state = 'receiving' AND expires > ?5",
+            )
+            .db()?
+            .execute(params![hash, state, size, sha256, now])
+            .db()?;
+        Ok(changed > 0)
     }
 
     fn upload(&mut self, hash: &str) -> Result<Option<Upload>, StoreError> {
@@ -803,5 +832,52 @@ mod tests {
         assert_eq!(reopened, 2);
         assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Open)));
         assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Open)));
+    }
+
+    #[test]
+    fn a_put_ends_only_the_ticket_it_claimed() {
+        let (_dir, store) = temp_store();
+        let ticket = |state| Upload {
+            staging: "uploads/x".into(),
+            destination: "packages/a/1.0.0/s.tgz".into(),
+            max_size: 10,
+            expires: 1_000,
+            state,
+        };
+        let received = UploadState::Received {
+            size: 3,
+            sha256: "h".into(),
+        };
+        with(&store, |w| {
+            let a = w.accounts();
+            a.put_upload("claimed", &ticket(UploadState::Receiving))?;
+            a.put_upload("retired", &ticket(UploadState::Receiving))?;
+            a.retire_upload("retired")?;
+            a.put_upload("late", &ticket(UploadState::Receiving))?;
+            a.put_upload("open", &ticket(UploadState::Open))?;
+            assert!(a.end_receiving("claimed", &received, 999)?);
+            assert_eq!(a.upload("claimed")?, Some(ticket(received.clone())));
+            assert!(!a.end_receiving("retired", &received, 999)?);
+            assert!(!a.end_receiving("retired", &UploadState::Open, 999)?);
+            let retired = a.upload("retired")?.unwrap();
+            assert_eq!(
+                (retired.expires, retired.state),
+                (0, UploadState::Receiving),
+                "a retired ticket stays retired"
+            );
+            assert!(
+                !a.end_receiving("late", &received, 1_000)?,
+                "expired at 1000"
+            );
+            assert!(!a.end_receiving("open", &received, 999)?);
+            assert_eq!(a.upload("open")?, Some(ticket(UploadState::Open)));
+            assert!(!a.end_receiving("swept", &received, 999)?);
+            assert_eq!(
+                a.upload("swept")?,
+                None,
+                "a deleted ticket is not re-created"
+            );
+            Ok(())
+        });
     }
 }
