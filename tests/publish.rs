@@ -192,6 +192,16 @@ async fn new_package(ddp: &mut Ddp, name: &str) -> (Value, String, String) {
     new_version(ddp, name, "1.0.0").await
 }
 
+/// `publishPackageVersion` with the hashes of the uploaded source and README (spec §5.1
+/// step 4), expecting success.
+async fn publish_files(ddp: &mut Ddp, token: &Value, source: &[u8], readme: Option<&[u8]>) {
+    let mut hashes = json!({"tarballHash": hash(source), "treeHash": BLANK_HASH});
+    if let Some(readme) = readme {
+        hashes["readmeHash"] = json!(hash(readme));
+    }
+    ok(ddp, "publishPackageVersion", json!([token, hashes])).await;
+}
+
 /// The version record `createPackageVersion` receives from a Meteor 3 tool (spec §5.4).
 fn version_record(name: &str, version: &str) -> Value {
     json!({
@@ -243,12 +253,7 @@ async fn publish_version(ddp: &mut Ddp, name: &str, version: &str, create: bool)
     let source = file(&format!("source of {name}@{version}"), 20_000);
     assert_eq!(put(created["readmeUrl"].as_str().unwrap(), &readme).0, 200);
     assert_eq!(put(created["uploadUrl"].as_str().unwrap(), &source).0, 200);
-    ok(
-        ddp,
-        "publishPackageVersion",
-        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
-    )
-    .await;
+    publish_files(ddp, &created["uploadToken"], &source, Some(&readme)).await;
     Published { source, readme }
 }
 
@@ -881,12 +886,7 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
     assert_eq!(put(&upload, &source).0, 200);
     let readme_upload = via_proxy(created["readmeUrl"].as_str().unwrap(), public, &server);
     assert_eq!(put(&readme_upload, &readme).0, 200);
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([created["uploadToken"], {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
-    )
-    .await;
+    publish_files(&mut alice, &created["uploadToken"], &source, Some(&readme)).await;
 
     // §5.9 and §5.10: `meteor publish --update`.
     let id = json!({"packageName": name, "version": "1.0.0"});
@@ -1415,12 +1415,7 @@ async fn upload_slots_are_capped_and_cut_off_uploads_leave_their_urls_usable() {
         "a partial file was left: {:?}",
         staged_files(&world.data)
     );
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, Some(&readme)).await;
 }
 
 /// Spec §5.2: an upload that sends nothing for `--upload-idle-timeout` is abandoned with
@@ -1441,12 +1436,7 @@ async fn stalled_uploads_are_abandoned_and_their_urls_stay_usable() {
     assert!(text.contains("sent no data for 1 seconds"), "{text}");
     assert_eq!(staged_files(&world.data), Vec::<String>::new());
     assert_eq!(put(url, &source).0, 200);
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, None).await;
 }
 
 /// A fresh version of `name` by this session (the package exists): its upload token,
@@ -1508,12 +1498,7 @@ async fn trickling_uploads_are_cut_off_when_their_url_expires() {
     let source = file("trickle source", 1000);
     let (status, text) = put(&url, &source);
     assert_eq!(status, 200, "{text}");
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, None).await;
 }
 
 /// Spec §5.2 with several publishers: one user runs at most `--max-uploads-per-user`
@@ -1563,12 +1548,7 @@ async fn one_user_cannot_take_every_upload_slot() {
     let own = file("mallory source", 5_000);
     let (status, text) = put(&url, &own);
     assert_eq!(status, 200, "another user still gets a slot: {text}");
-    ok(
-        &mut mallory,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&own), "treeHash": BLANK_HASH}]),
-    )
-    .await;
+    publish_files(&mut mallory, &token, &own, None).await;
     // When one of alice's uploads ends, her next one is taken.
     let mut first = holding.remove(0);
     first.write_all(&source[1_000..]).unwrap();
@@ -1576,12 +1556,7 @@ async fn one_user_cannot_take_every_upload_slot() {
     assert_eq!(status, 200, "{text}");
     let (status, text) = put(&first_readme, &readme);
     assert_eq!(status, 200, "{text}");
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([first_token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
-    )
-    .await;
+    publish_files(&mut alice, &first_token, &source, Some(&readme)).await;
 }
 
 /// A PUT with a secret no ticket has is answered from a read-only lookup: it takes no
@@ -1618,12 +1593,7 @@ async fn unknown_upload_urls_take_no_slot() {
     assert_eq!(status, 200, "{text}");
     let (status, text) = put(&readme_url, &readme);
     assert_eq!(status, 200, "{text}");
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, Some(&readme)).await;
 }
 
 /// A server killed (`kill -9`) in the middle of an upload leaves its ticket claimed in
@@ -1661,12 +1631,7 @@ async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
     let (status, text) = put(&url, &source);
     assert_eq!(status, 200, "{text}");
     let mut alice = login(&server, &world.alice).await;
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, None).await;
     let published = published_url(&world.data, "phoenix-1.0.0-source.tgz");
     assert_downloads(&published, &source);
 }
@@ -1702,12 +1667,7 @@ async fn an_upload_finishing_after_its_publish_was_replaced_is_not_kept() {
     let readme = b"# overtaken\n".to_vec();
     assert_eq!(put(&url, &source).0, 200);
     assert_eq!(put(&readme_url, &readme).0, 200);
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH, "readmeHash": hash(&readme)}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, Some(&readme)).await;
     let published = published_url(&world.data, "overtaken-1.0.0-source.tgz");
     assert_downloads(&published, &source);
 }
@@ -1745,12 +1705,7 @@ async fn chunked_oversized_uploads_are_cut_off_and_leave_nothing() {
         .concat(),
     );
     assert_eq!(status, 200, "{text}");
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, None).await;
 }
 
 /// The URL in the exported catalog that ends with `suffix`.
@@ -1899,10 +1854,5 @@ async fn a_cut_off_upload_to_s3_aborts_its_multipart_upload() {
         !listing.contains("<UploadId>"),
         "a multipart upload was left open: {listing}"
     );
-    ok(
-        &mut alice,
-        "publishPackageVersion",
-        json!([token, {"tarballHash": hash(&source), "treeHash": BLANK_HASH}]),
-    )
-    .await;
+    publish_files(&mut alice, &token, &source, None).await;
 }
