@@ -344,6 +344,14 @@ async fn read_json(
     }
 }
 
+/// Reads the client's `connect` and accepts it with session `S`.
+async fn accept_connect(socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) {
+    let _ = read_json(socket).await;
+    let _ = socket
+        .send(Message::text(r#"{"msg":"connected","session":"S"}"#))
+        .await;
+}
+
 #[tokio::test]
 async fn version_negotiation_redials_with_the_suggestion() {
     let url = fake_server(|n, mut socket| async move {
@@ -412,10 +420,7 @@ async fn protocol_violations_are_reported() {
 #[tokio::test]
 async fn a_dropped_connection_fails_pending_calls() {
     let url = fake_server(|_, mut socket| async move {
-        let _ = read_json(&mut socket).await;
-        let _ = socket
-            .send(Message::text(r#"{"msg":"connected","session":"S"}"#))
-            .await;
+        accept_connect(&mut socket).await;
         let _ = read_json(&mut socket).await;
         let _ = socket.close(None).await;
     })
@@ -503,10 +508,7 @@ async fn wss_refuses_an_untrusted_certificate() {
 #[tokio::test]
 async fn a_silent_server_is_given_up_after_a_heartbeat() {
     let url = fake_server(|_, mut socket| async move {
-        let _ = read_json(&mut socket).await;
-        let _ = socket
-            .send(Message::text(r#"{"msg":"connected","session":"S"}"#))
-            .await;
+        accept_connect(&mut socket).await;
         // Reads the client's ping and never answers it.
         let ping = read_json(&mut socket).await;
         assert_eq!(ping["msg"], "ping");
