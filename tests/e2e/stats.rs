@@ -3,13 +3,12 @@
 //! the `/stats/v1` files and `/api/v1/stats` range answering from the same data. Every
 //! expected number is computed by hand from the counting rules (docs/STATS.md).
 
-mod common;
 
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
-use common::{Ddp, Server, assert_success, http_get, run};
+use crate::common::{Ddp, Server, assert_success, http_get, run};
 use exosphere_catalog::usage::{AppReport, UsedPackage};
 use exosphere_catalog::{CatalogStore, open_sqlite};
 use serde_json::{Value, json};

@@ -7,14 +7,13 @@
 //! stats file (§7.2). It reports JSON lines on stdout; this test checks them against the
 //! fixture. Needs `node` (>= 20) and `npm ci --prefix tests/interop` (done by `.ci/run`).
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text, read_dump};
+use crate::common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text, read_dump};
 use serde_json::{Value, json};
 
 /// The node client gives up (with its own message) after this long.

@@ -2,9 +2,8 @@
 //! framing, protocol errors and limits. The DDP crate's own tests go deeper; these prove the
 //! server as shipped behaves.
 
-mod common;
 
-use common::{Ddp, PATIENCE, Server};
+use crate::common::{Ddp, PATIENCE, Server};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

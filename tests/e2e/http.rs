@@ -1,8 +1,7 @@
 //! The HTTP routes: `/stats/v1/<day>` (spec §7.2), `/healthz` and the home page.
 
-mod common;
 
-use common::{Server, exosphere, http_get, import_text, run};
+use crate::common::{Server, exosphere, http_get, import_text, run};
 use serde_json::{Value, json};
 use std::process::Stdio;
 
@@ -97,7 +96,7 @@ fn a_second_server_on_one_data_directory_exits_and_the_first_keeps_serving() {
         .spawn()
         .expect("exosphere serve starts");
     // A second server that did start would never exit: stop it instead of hanging.
-    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::common::PATIENCE;
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -6,13 +6,12 @@
 //!
 //! The client here is written for the tests, blocking, independent of the server's code.
 
-mod common;
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Hixie76, PATIENCE, Server, http_get, serve_fixture};
+use crate::common::{Hixie76, PATIENCE, Server, http_get, serve_fixture};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
@@ -473,7 +472,7 @@ fn an_outbound_buffer_size_past_what_a_session_budget_can_count_is_refused() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
     let too_large = (u64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE) + 1).to_string();
-    let output = common::run(&[
+    let output = crate::common::run(&[
         "serve",
         "--data-dir",
         data.to_str().expect("UTF-8 path"),
@@ -554,7 +553,7 @@ fn a_websocket_client_that_stops_reading_is_disconnected_within_the_outbound_bud
     // budget, and after --write-timeout the server closes the socket.
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
-    common::import(&data, &common::fixture());
+    crate::common::import(&data, &crate::common::fixture());
     let server = Server::start(&data, &STALL_FLAGS);
     for transport in [Transport::Raw, Transport::SockJsWebSocket] {
         let mut hostile = Conn::open(&server, transport);
@@ -581,7 +580,7 @@ fn a_websocket_client_that_stops_reading_is_disconnected_within_the_outbound_bud
 fn an_xhr_streaming_receiver_that_stops_reading_ends_its_session_within_the_outbound_budget() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
-    common::import(&data, &common::fixture());
+    crate::common::import(&data, &crate::common::fixture());
     // One endless streaming response, so only the write timeout can end it.
     let mut flags = STALL_FLAGS.to_vec();
     flags.extend(["--sockjs-response-limit", "1073741824"]);

@@ -13,13 +13,12 @@
 //! process causes. Needs `/usr/bin/chromium` and `npm ci --prefix tests/browser` (both
 //! installed by `tests/setup.sh`, which `.ci/run` runs).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text};
+use crate::common::{COLLECTIONS, NodeScript, Server, fixture, import, import_text};
 use serde_json::{Value, json};
 
 /// The browser client gives up (with its own message) after this long: 90 s per transport,

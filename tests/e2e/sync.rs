@@ -1,9 +1,8 @@
 //! `syncNewPackageData` end to end (spec §3): a real server process, a real WebSocket, the
 //! real 2015 catalog, and a client that applies pages exactly like the `meteor` tool.
 
-mod common;
 
-use common::{COLLECTIONS, Server, fixture, import_text, read_dump, serve_fixture, sync_loop};
+use crate::common::{COLLECTIONS, Server, fixture, import_text, read_dump, serve_fixture, sync_loop};
 use serde_json::{Value, json};
 
 fn fixture_catalog() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>
@@ -360,7 +359,7 @@ async fn writes_between_pages_are_never_lost() {
         }
     }
 
-    let export = common::run(&["export", "--data-dir", data.to_str().unwrap()]);
+    let export = crate::common::run(&["export", "--data-dir", data.to_str().unwrap()]);
     assert!(export.status.success());
     let (stored, _) = read_dump(&String::from_utf8(export.stdout).unwrap());
     assert_eq!(

@@ -10,14 +10,13 @@
 //! `WebsocketHybi10` class ([`websocket_hybi10`]: the `Sec-WebSocket-Version` 7 and 8
 //! drafts).
 
-mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::thread::sleep;
 use std::time::Duration;
 
-use common::{HIXIE76_ANSWER, HIXIE76_KEY1, HIXIE76_KEY2, HIXIE76_NONCE, Hixie76, Server};
+use crate::common::{HIXIE76_ANSWER, HIXIE76_KEY1, HIXIE76_KEY2, HIXIE76_NONCE, Hixie76, Server};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{self, Message};
 

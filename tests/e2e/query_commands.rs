@@ -2,12 +2,11 @@
 //! index file built through `apply_page` from the 2015 catalog fixture, and their errors:
 //! missing, damaged and newer-schema indexes.
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{exosphere, fixture};
+use crate::common::{exosphere, fixture};
 use serde_json::Value;
 
 /// An index of the 2015 fixture in a temporary directory.

@@ -1,6 +1,5 @@
 //! Shared harness for the end-to-end tests: a real `exosphere` process on a loopback port, the
 //! CLI run as a user runs it, a minimal DDP client over a real WebSocket, and plain HTTP.
-#![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,6 @@
 //! real binary syncing into a real index file over a real WebSocket, and the query commands
 //! reading that index. Expected answers are computed from the fixture itself.
 
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
@@ -11,7 +10,7 @@ use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Server, assert_success, exosphere, fixture, import_text, read_dump, serve_fixture};
+use crate::common::{Server, assert_success, exosphere, fixture, import_text, read_dump, serve_fixture};
 use exosphere_index::{Index, MeteorVersion};
 use serde_json::Value;
 
@@ -196,7 +195,7 @@ fn an_interrupted_sync_resumes_and_converges() {
     let total = fixture_records(&catalog) as u64;
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
-    common::import(&data, &fixture());
+    crate::common::import(&data, &fixture());
     // Five records per collection and page: hundreds of pages, time to interrupt.
     let server = Server::start(&data, &["--page-size", "5"]);
     let index = dir.path().join("index.sqlite3");
@@ -507,7 +506,7 @@ fn small_catalog(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
         .expect("gen-catalog runs");
     assert_success(&generated);
     let data = dir.join("other");
-    common::import(&data, &small);
+    crate::common::import(&data, &small);
     (data, small)
 }
 

@@ -4,14 +4,13 @@
 //! real HTTP uploads, then a fresh sync and byte-for-byte downloads; and every refusal the
 //! issue lists, each checked to leave the catalog exactly as it was (`exosphere export`).
 
-mod common;
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{Ddp, Server, assert_success, import, run, sync_loop};
+use crate::common::{Ddp, Server, assert_success, import, run, sync_loop};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -43,7 +42,7 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    import(&data, &common::fixture());
+    import(&data, &crate::common::fixture());
     let data_arg = data.to_str().unwrap();
     for args in [
         vec!["user", "add", "alice", "--data-dir", data_arg],
@@ -391,7 +390,7 @@ impl S3 {
             endpoint: format!("http://127.0.0.1:{port}"),
             child: Some(child),
         };
-        let deadline = std::time::Instant::now() + common::PATIENCE;
+        let deadline = std::time::Instant::now() + crate::common::PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -786,7 +785,7 @@ async fn refusals_answer_clearly_and_change_nothing() {
 fn raw_request(server: &Server, method: &str, path: &str) -> (u16, String) {
     let address = server.http.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    stream.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -1130,7 +1129,7 @@ async fn revoking_a_token_logs_its_open_sessions_out() {
 async fn upload_secrets_stay_out_of_the_logs() {
     use std::io::BufRead as _;
     let world = world();
-    let mut child = common::exosphere()
+    let mut child = crate::common::exosphere()
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&world.data)
         .env("RUST_LOG", "info,tower_http=debug")
@@ -1315,7 +1314,7 @@ fn split_url(url: &str) -> (&str, &str) {
 fn start_upload(url: &str, length: usize) -> std::net::TcpStream {
     let (host, path) = split_url(url);
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    stream.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
     write!(
         stream,
         "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
@@ -1352,7 +1351,7 @@ fn read_response(mut stream: std::net::TcpStream) -> (u16, String) {
 fn raw_put(url: &str, headers: &str, body: &[u8]) -> (u16, String) {
     let (host, path) = split_url(url);
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(common::PATIENCE)).unwrap();
+    stream.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
     let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n");
     let _ = stream
         .write_all(head.as_bytes())
@@ -1373,7 +1372,7 @@ fn reset(stream: std::net::TcpStream) {
 /// PUTs `body` until the URL is free again (the server releases a cut-off upload's slot
 /// and ticket as soon as it notices the client left); returns the final status.
 async fn put_when_free(url: &str, body: &[u8]) -> (u16, String) {
-    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::common::PATIENCE;
     loop {
         let (status, text) = put(url, body);
         if (status != 409 && status != 503) || std::time::Instant::now() > deadline {

@@ -1,8 +1,7 @@
 //! The publications of spec §4, live, with writes made by another `exosphere` process.
 
-mod common;
 
-use common::{Server, fixture, import, import_text};
+use crate::common::{Server, fixture, import, import_text};
 use serde_json::{Value, json};
 
 fn stats_line(date: &str, name: &str, version: &str, direct: u64, total: u64) -> String {

@@ -1,8 +1,7 @@
 //! The command line as a user runs it: import, export, gen-catalog and the help texts.
 
-mod common;
 
-use common::{assert_success, exosphere, fixture, import, read_dump, run};
+use crate::common::{assert_success, exosphere, fixture, import, read_dump, run};
 
 fn export(data: &std::path::Path) -> String {
     let output = run(&["export", "--data-dir", data.to_str().unwrap()]);

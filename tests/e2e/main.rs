@@ -1,0 +1,21 @@
+//! End-to-end tests of the `exosphere` binary: real servers on loopback ports, driven over real
+//! WebSockets and HTTP and through the CLI, with real SQLite files.
+//!
+//! One test binary with a module per concern, so a change relinks one executable, not one per
+//! concern. `common` is the shared harness; run one concern with `cargo test --test e2e publish::`.
+
+mod common;
+
+mod browser;
+mod cli;
+mod client_sync;
+mod ddp_transports;
+mod ddp_wire;
+mod http;
+mod interop;
+mod publications;
+mod publish;
+mod query_commands;
+mod sockjs_protocol;
+mod stats;
+mod sync;
