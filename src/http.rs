@@ -158,7 +158,7 @@ async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Re
     let store = Arc::clone(&state.store);
     let lookup = {
         let day = day.clone();
-        tokio::task::spawn_blocking(move || store.stats_day(&day)).await
+        exosphere_task::blocking(move || store.stats_day(&day)).await
     };
     match lookup {
         Ok(Ok(Some(rows))) => (
@@ -231,7 +231,7 @@ async fn package_stats_range(
     let from = from.unwrap_or_else(|| to - chrono::Days::new(29));
     let store = Arc::clone(&state.store);
     let max_days = state.stats_max_range_days;
-    let answer = tokio::task::spawn_blocking(move || {
+    let answer = exosphere_task::blocking(move || {
         package_stats(&*store, &name, from, to, interval, max_days)
     })
     .await;
@@ -249,7 +249,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let store = Arc::clone(&state.store);
     let sessions = state.ddp.session_count();
     let outbound_bytes = state.ddp.outbound_bytes();
-    match tokio::task::spawn_blocking(move || store.state()).await {
+    match exosphere_task::blocking(move || store.state()).await {
         Ok(Ok(catalog)) => axum::Json(json!({
             "status": "ok",
             "sessions": sessions,

@@ -1,64 +1,6 @@
-//! The `exosphere` binary: wires the DDP protocol crate and the catalog crate together
-//! behind HTTP routes and a command line.
-//!
-//! - `cli` describes the command line;
-//! - `commands` holds one module per subcommand;
-//! - `service` is the package server as a DDP service (methods and publications);
-//! - `http` is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
-//! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
-//! - `serve_lock` keeps a data directory to one `serve` process.
+//! The `exosphere` executable: everything it does lives in the library (`src/lib.rs`), so
+//! tests can start the same server in process.
 
-mod cli;
-mod commands;
-mod fd_limit;
-mod http;
-mod serve_lock;
-mod service;
-
-use std::process::ExitCode;
-
-use clap::Parser;
-use tracing_subscriber::EnvFilter;
-
-use crate::cli::{Cli, Command, LogFormat};
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(cli.log_format);
-    let outcome = match cli.command {
-        Command::Serve(args) => commands::serve::run(args),
-        Command::Import(args) => commands::import::run(args),
-        Command::Export(args) => commands::export::run(args),
-        Command::GenCatalog(args) => commands::gen_catalog::run(args),
-        Command::Bench(command) => commands::bench::run(command),
-        Command::Stats(command) => commands::stats::run(command),
-        Command::Sync(args) => commands::sync::run(args),
-        Command::Search(args) => commands::search::run(args),
-        Command::Show(args) => commands::show::run(args),
-        Command::Deps(args) => commands::deps::run(args),
-        Command::Releases(args) => commands::releases::run(args),
-        Command::User(command) => commands::accounts::run_user(command),
-        Command::Org(command) => commands::accounts::run_org(command),
-        Command::Token(command) => commands::accounts::run_token(command),
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Logs go to standard error so that `export` and `gen-catalog` can write data to standard
-/// output; `RUST_LOG` refines the default `info` level.
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+fn main() -> std::process::ExitCode {
+    exosphere::main()
 }

@@ -140,12 +140,12 @@ impl PackageService {
             .next()
             .map_or(Value::Null, |options| options.to_json());
         let syncer = Arc::clone(&self.syncer);
-        let answer = tokio::task::spawn_blocking(move || syncer.answer(&token, &options)).await;
+        let answer = exosphere_task::blocking(move || syncer.answer(&token, &options)).await;
         match answer {
             Ok(Ok(answer)) => {
                 if let Some(next) = answer.next {
                     let syncer = Arc::clone(&self.syncer);
-                    tokio::task::spawn_blocking(move || syncer.prefetch(&next));
+                    exosphere_task::spawn(exosphere_task::blocking(move || syncer.prefetch(&next)));
                 }
                 Ok(Reply::Raw(answer.text))
             }
@@ -191,7 +191,7 @@ impl Service for PackageService {
             "meteor.loginServiceConfiguration" => {
                 let fields =
                     json!({"service": "meteor-developer", "clientId": self.oauth_client_id});
-                tokio::spawn(publish_once(
+                exosphere_task::spawn(publish_once(
                     sub,
                     LOGIN_CONFIG_COLLECTION,
                     "meteor-developer",
@@ -200,10 +200,10 @@ impl Service for PackageService {
             }
             "defaults" => {
                 let fields = json!({"syncToken": {"format": "1.1"}});
-                tokio::spawn(publish_once(sub, "defaults", "defaults", fields));
+                exosphere_task::spawn(publish_once(sub, "defaults", "defaults", fields));
             }
             "changes" => {
-                tokio::spawn(publish_state(
+                exosphere_task::spawn(publish_state(
                     sub,
                     "changes",
                     self.catalog.clone(),
@@ -211,7 +211,7 @@ impl Service for PackageService {
                 ));
             }
             "stats" => {
-                tokio::spawn(publish_state(
+                exosphere_task::spawn(publish_state(
                     sub,
                     "stats",
                     self.catalog.clone(),

@@ -1,37 +1,30 @@
-//! `exosphere serve`: opens the catalog, starts the watcher, the usage recorder, the daily
-//! stats rollup and the DDP server, and serves HTTP until SIGINT or SIGTERM. Publishing
-//! (spec §5) uses the blob store the flags choose and sweeps expired uploads.
+//! `exosphere serve`: the process around a server. It checks the flags, locks the data
+//! directory, opens the catalog and the file store, binds the listener, then hands over to
+//! [`crate::server`] (which builds the service and runs its jobs) until SIGINT or SIGTERM.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
+use exosphere_blobs::{BlobStore, S3Config};
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::synth::{self, Scale};
-use exosphere_catalog::usage::{self, Recorder, RecorderOptions, UsageLimits};
-use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
-use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
+use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
+use exosphere_catalog::{CatalogStore, dump, open_sqlite};
+use exosphere_ddp::{DdpConfig, SockJsConfig};
 
 use crate::cli::ServeArgs;
 use crate::fd_limit;
-use crate::http::{AppState, router};
+use crate::jobs::RollupSchedule;
 use crate::serve_lock;
+use crate::server::{self, Config};
+use crate::service::Publishing;
 use crate::service::upload_slots::UploadSlots;
-use crate::service::{PackageService, Publishing, UsageRecording};
-use exosphere_blobs::{BlobStore, S3Config};
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
 const DEMO_SEED: u64 = 2015;
-
-/// On shutdown, time past `--shutdown-grace` for sessions to deliver their close frames.
-const CLOSE_FLUSH: Duration = Duration::from_secs(2);
-
-/// On shutdown, time past `--shutdown-grace` and [`CLOSE_FLUSH`] after which HTTP requests
-/// still open are abandoned and the process exits.
-const HTTP_STOP_EXTRA: Duration = Duration::from_secs(3);
 
 /// Runs the server on a multi-threaded tokio runtime.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -44,57 +37,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     check_public_url(&args)?;
-    // Each session is a socket: let --max-sessions be reachable as far as the system allows.
-    match fd_limit::raise() {
-        Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < args.max_sessions => {
-            tracing::warn!(
-                open_files = limit.soft,
-                max_sessions = args.max_sessions,
-                "the open-file limit is below --max-sessions; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
-            )
-        }
-        Ok(limit) => tracing::debug!(open_files = limit.soft, "open-file limit"),
-        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
-    }
+    let config = config(&args)?;
+    raise_open_file_limit(args.max_sessions);
     let data_dir = &args.data_dir.data_dir;
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
-    let store: Arc<dyn CatalogStore> = Arc::new(
-        open_sqlite(data_dir)
-            .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?,
-    );
+    let store = open_store(data_dir)?;
     if args.demo {
         load_demo_catalog(&store)?;
     }
-    let catalog = watch(Arc::clone(&store), args.watch_interval);
-    let paging = Paging {
-        page_size: args.page_size as usize,
-        ..Paging::default()
-    };
-    let syncer = Arc::new(Syncer::new(
-        Arc::clone(&store),
-        paging,
-        args.sync_cache_size,
-    ));
-    let recorder = Recorder::start(
-        Arc::clone(&store),
-        &RecorderOptions {
-            queue: usize::try_from(args.stats_queue)?,
-            batch_size: usize::try_from(args.stats_batch_size)?,
-            batch_delay: args.stats_batch_delay,
-        },
-    );
-    let usage_recording = UsageRecording {
-        recorder,
-        limits: UsageLimits {
-            max_packages: usize::try_from(args.stats_max_packages)?,
-        },
-    };
-    tokio::spawn(roll_up_daily(
-        Arc::clone(&store),
-        args.stats_rollup_delay,
-        args.stats_rollup_every,
-    ));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -104,15 +55,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .reopen_interrupted_uploads()
         .await
         .map_err(|error| anyhow::anyhow!("cannot reopen interrupted uploads: {error}"))?;
-    tokio::spawn(sweep_expired(publishing.clone()));
-    let service = Arc::new(
-        PackageService::new(syncer, catalog, args.oauth_client_id.clone())
-            .with_usage_recording(usage_recording)
-            .with_publishing(publishing.clone()),
-    );
-    let ddp = Server::new(
-        service,
-        DdpConfig {
+    let state = server::start(store, Some(publishing), &config);
+    tracing::info!(%address, data_dir = %data_dir.display(), "serving");
+    // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
+    println!("Exosphere listening on http://{address}");
+    server::run(listener, state, shutdown_signal()).await
+}
+
+/// The flags as the server's library configuration.
+fn config(args: &ServeArgs) -> anyhow::Result<Config> {
+    Ok(Config {
+        ddp: DdpConfig {
             connect_timeout: args.connect_timeout,
             ping_interval: args.ping_interval,
             ping_timeout: args.ping_timeout,
@@ -126,83 +79,61 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             method_rate_interval: args.method_rate_interval,
             shutdown_grace: args.shutdown_grace,
         },
-    );
-    let sockjs = SockJsConfig {
-        heartbeat: args.sockjs_heartbeat,
-        disconnect_delay: args.sockjs_disconnect_delay,
-        response_limit: args.sockjs_response_limit,
-        max_message_size: args.max_message_size,
-        write_timeout: args.write_timeout,
-        handshake_timeout: args.connect_timeout,
-        queue: args.inbound_queue,
-        client_url: args.sockjs_client_url.clone(),
-    };
-    // DDP is request/response over small frames: Nagle's algorithm would hold back the tail
-    // of each result frame until the client acknowledges the previous segments.
-    // Data the kernel holds for a client that stopped reading, beyond what the server's own
-    // write timeouts see (a SockJS streaming chunk hyper already took), is given up after
-    // --write-timeout too: TCP_USER_TIMEOUT closes a connection whose sent data stays
-    // unacknowledged, or unsent behind a zero window, that long. It holds for every
-    // connection, so downloads, uploads and /stats answers get the same bound.
-    #[cfg(target_os = "linux")]
-    let write_timeout = args.write_timeout;
-    let listener = listener.tap_io(move |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-        #[cfg(target_os = "linux")]
-        if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout))
-        {
-            tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
-        }
-    });
-    tracing::info!(%address, data_dir = %data_dir.display(), "serving");
-    // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
-    println!("Exosphere listening on http://{address}");
-    let state = AppState {
-        store,
-        ddp: Arc::clone(&ddp),
-        sockjs,
+        sockjs: SockJsConfig {
+            heartbeat: args.sockjs_heartbeat,
+            disconnect_delay: args.sockjs_disconnect_delay,
+            response_limit: args.sockjs_response_limit,
+            max_message_size: args.max_message_size,
+            write_timeout: args.write_timeout,
+            handshake_timeout: args.connect_timeout,
+            queue: args.inbound_queue,
+            client_url: args.sockjs_client_url.clone(),
+        },
         sockjs_test_services: args.sockjs_test_services,
+        paging: Paging {
+            page_size: args.page_size as usize,
+            ..Paging::default()
+        },
+        sync_cache_size: args.sync_cache_size,
+        watch_interval: args.watch_interval,
+        oauth_client_id: args.oauth_client_id.clone(),
+        recorder: RecorderOptions {
+            queue: usize::try_from(args.stats_queue)?,
+            batch_size: usize::try_from(args.stats_batch_size)?,
+            batch_delay: args.stats_batch_delay,
+        },
+        usage_limits: UsageLimits {
+            max_packages: usize::try_from(args.stats_max_packages)?,
+        },
+        rollup: RollupSchedule {
+            delay: args.stats_rollup_delay,
+            every: args.stats_rollup_every,
+        },
         stats_max_range_days: args.stats_max_range_days,
-        publishing: Some(publishing),
-    };
-    // On a signal, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
-    // sessions are not HTTP requests, so they are waited for here.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let draining = tokio::spawn({
-        let ddp = Arc::clone(&ddp);
-        async move {
-            shutdown_signal().await;
-            stop.send_replace(true);
-            ddp.shut_down(CLOSE_FLUSH).await
+    })
+}
+
+/// Each session is a socket: lets `--max-sessions` be reachable as far as the system allows,
+/// and warns when it is not.
+fn raise_open_file_limit(max_sessions: usize) {
+    match fd_limit::raise() {
+        Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < max_sessions => {
+            tracing::warn!(
+                open_files = limit.soft,
+                max_sessions,
+                "the open-file limit is below --max-sessions; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+            )
         }
-    });
-    let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
-        // An error means the signal task is gone, which only happens after it signalled.
-        let _ = stopping.wait_for(|stop| *stop).await;
-    };
-    let serving = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signalled(stopping.clone()))
-    .into_future();
-    // Requests still open after the sessions' grace (a send a client never lets finish)
-    // do not keep the process alive.
-    let hard_stop = async {
-        signalled(stopping).await;
-        tokio::time::sleep(args.shutdown_grace + CLOSE_FLUSH + HTTP_STOP_EXTRA).await;
-    };
-    tokio::select! {
-        served = serving => served.context("server failed")?,
-        () = hard_stop => tracing::warn!("HTTP requests still open after the shutdown grace period; stopping anyway"),
+        Ok(limit) => tracing::debug!(open_files = limit.soft, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
-    if !matches!(draining.await, Ok(true)) {
-        tracing::warn!("some sessions were still open after the shutdown grace period");
-    }
-    tracing::info!("stopped");
-    Ok(())
+}
+
+/// The catalog in `data_dir`.
+fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    let store = open_sqlite(data_dir)
+        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// The publishing side: the blob store the flags choose (an S3 bucket, or a local
@@ -267,23 +198,6 @@ fn check_public_url(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How often expired upload tickets and unfinished publishes are cleaned up.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
-
-/// Deletes expired upload tickets and pending publishes, and their staging files, so an
-/// abandoned publish leaves nothing behind (at startup, then every [`SWEEP_INTERVAL`]).
-async fn sweep_expired(publishing: Publishing) {
-    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        ticks.tick().await;
-        match publishing.sweep().await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, "deleted expired staging uploads"),
-            Err(error) => tracing::warn!(%error, "cannot sweep expired uploads"),
-        }
-    }
-}
-
 /// Fills an empty catalog with the small synthetic catalog, so a first `serve --demo` has
 /// something to show; a catalog that has data is left alone.
 fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
@@ -298,69 +212,6 @@ fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
         dump::import(&**store, Cursor::new(dump_text)).context("cannot import the demo catalog")?;
     tracing::info!(%summary, "loaded the demo catalog");
     Ok(())
-}
-
-/// How long the rollup job waits before trying again after a failure (e.g. a long import
-/// holding the write lock).
-const ROLLUP_RETRY: Duration = Duration::from_secs(60);
-
-/// The daily stats job (spec §7.2, "slightly past UTC midnight"): at startup, `delay`
-/// after every UTC midnight, and every `every` in between, rolls up each day before today
-/// that got recordings since its last rollup, so days missed while the server was down are
-/// caught up, and a late report re-opens its day within `every`. The next wake-up is
-/// computed from when a run starts, so a long catch-up cannot skip a midnight.
-async fn roll_up_daily(store: Arc<dyn CatalogStore>, delay: Duration, every: Duration) {
-    loop {
-        let started = tokio::time::Instant::now();
-        let now = chrono::Utc::now();
-        let today = now.date_naive();
-        let job_store = Arc::clone(&store);
-        let outcome =
-            tokio::task::spawn_blocking(move || usage::catch_up(&*job_store, today)).await;
-        match outcome {
-            Ok(Ok(days)) => {
-                for (day, rows) in days {
-                    tracing::info!(%day, rows, "rolled up package usage");
-                }
-            }
-            Ok(Err(error)) => {
-                tracing::error!(%error, "rolling up package usage failed; retrying in a minute");
-                tokio::time::sleep(ROLLUP_RETRY).await;
-                continue;
-            }
-            Err(error) => {
-                tracing::error!(%error, "the rollup task failed; retrying in a minute");
-                tokio::time::sleep(ROLLUP_RETRY).await;
-                continue;
-            }
-        }
-        tokio::time::sleep_until(started + until_next_rollup(now, delay, every)).await;
-    }
-}
-
-/// The time from `now` until the job's next run: `delay` past the next UTC midnight (today's
-/// while that is still ahead), or `every`, whichever comes first.
-fn until_next_rollup(
-    now: chrono::DateTime<chrono::Utc>,
-    delay: Duration,
-    every: Duration,
-) -> Duration {
-    let after_midnight = |day: chrono::NaiveDate| {
-        day.and_hms_opt(0, 0, 0)
-            .map(|midnight| midnight.and_utc())
-            .and_then(|midnight| {
-                chrono::TimeDelta::from_std(delay)
-                    .ok()
-                    .map(|d| midnight + d)
-            })
-            .and_then(|at| (at - now).to_std().ok())
-    };
-    let today = now.date_naive();
-    after_midnight(today)
-        .filter(|wait| !wait.is_zero())
-        .or_else(|| today.succ_opt().and_then(after_midnight))
-        .unwrap_or(every)
-        .min(every)
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
@@ -394,45 +245,19 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::Parser as _;
 
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    /// The clap defaults and the library's defaults are written in two places: this keeps
+    /// them equal, so a server started in process runs as `exosphere serve` does.
     #[test]
-    fn the_rollup_wakes_after_the_next_utc_midnight_or_every_period() {
-        let at = |text: &str| {
-            chrono::DateTime::parse_from_rfc3339(text)
-                .unwrap()
-                .with_timezone(&chrono::Utc)
+    fn serve_without_flags_runs_the_library_defaults() {
+        let cli = Cli::try_parse_from(["exosphere", "serve"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
         };
-        let five = Duration::from_secs(300);
-        let day = Duration::from_secs(48 * 3600);
-        assert_eq!(
-            until_next_rollup(at("2024-10-01T23:00:00Z"), five, day),
-            Duration::from_secs(3600 + 300)
-        );
-        // A run started just before midnight wakes after that midnight, however long it
-        // takes: the wait counts from its start.
-        assert_eq!(
-            until_next_rollup(at("2024-10-01T23:58:00Z"), five, day),
-            Duration::from_secs(7 * 60)
-        );
-        // Between midnight and the delay, today's run is still ahead.
-        assert_eq!(
-            until_next_rollup(at("2024-10-02T00:00:00Z"), five, day),
-            five
-        );
-        assert_eq!(
-            until_next_rollup(at("2024-10-02T00:05:00Z"), five, day),
-            Duration::from_secs(24 * 3600)
-        );
-        // Late reports: the job also runs every period in between.
-        let hour = Duration::from_secs(3600);
-        assert_eq!(
-            until_next_rollup(at("2024-10-02T12:00:00Z"), five, hour),
-            hour
-        );
-        assert_eq!(
-            until_next_rollup(at("2024-10-02T23:30:00Z"), five, hour),
-            Duration::from_secs(35 * 60)
-        );
+        assert_eq!(config(&args).unwrap(), Config::default());
     }
 }

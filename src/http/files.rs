@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use exosphere_blobs::{BlobError, BlobKey, Patience, Span};
 use exosphere_catalog::accounts::{Upload, UploadState, secret_hash};
 use exosphere_ddp::{DdpError, ErrorCode};
-use tracing::Instrument as _;
 
 use super::AppState;
 use crate::service::Publishing;
@@ -55,7 +54,7 @@ pub async fn upload(
     let hash = secret_hash(&secret);
     let ticket = {
         let (store, hash) = (Arc::clone(&publishing.store), hash.clone());
-        tokio::task::spawn_blocking(move || store.upload_ticket(&hash)).await
+        exosphere_task::blocking(move || store.upload_ticket(&hash)).await
     };
     let ticket = match ticket {
         Ok(Ok(ticket)) => ticket,
@@ -81,14 +80,11 @@ pub async fn upload(
         Ok(slot) => slot,
         Err(busy) => return busy_answer(busy),
     };
-    let receiving = tokio::spawn(
-        async move {
-            let answer = receive(&publishing, hash, declared, body).await;
-            drop(slot);
-            answer
-        }
-        .in_current_span(),
-    );
+    let receiving = exosphere_task::spawn(async move {
+        let answer = receive(&publishing, hash, declared, body).await;
+        drop(slot);
+        answer
+    });
     receiving.await.unwrap_or_else(|error| {
         tracing::error!(%error, "an upload task failed");
         text(StatusCode::INTERNAL_SERVER_ERROR, "the upload failed")

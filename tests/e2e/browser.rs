@@ -13,7 +13,6 @@
 //! process causes. Needs `/usr/bin/chromium` and `npm ci --prefix tests/browser` (both
 //! installed by `tests/setup.sh`, which `.ci/run` runs).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,5 @@
 //! The command line as a user runs it: import, export, gen-catalog and the help texts.
 
-
 use crate::common::{assert_success, exosphere, fixture, import, read_dump, run};
 
 fn export(data: &std::path::Path) -> String {

@@ -2,7 +2,6 @@
 //! real binary syncing into a real index file over a real WebSocket, and the query commands
 //! reading that index. Expected answers are computed from the fixture itself.
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
@@ -10,7 +9,9 @@ use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, assert_success, exosphere, fixture, import_text, read_dump, serve_fixture};
+use crate::common::{
+    Server, assert_success, exosphere, fixture, import_text, read_dump, serve_fixture,
+};
 use exosphere_index::{Index, MeteorVersion};
 use serde_json::Value;
 

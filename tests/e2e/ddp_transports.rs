@@ -6,7 +6,6 @@
 //!
 //! The client here is written for the tests, blocking, independent of the server's code.
 
-
 use std::collections::VecDeque;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -2,7 +2,6 @@
 //! framing, protocol errors and limits. The DDP crate's own tests go deeper; these prove the
 //! server as shipped behaves.
 
-
 use crate::common::{Ddp, PATIENCE, Server};
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};

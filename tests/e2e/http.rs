@@ -1,6 +1,5 @@
 //! The HTTP routes: `/stats/v1/<day>` (spec §7.2), `/healthz` and the home page.
 
-
 use crate::common::{Server, exosphere, http_get, import_text, run};
 use serde_json::{Value, json};
 use std::process::Stdio;

@@ -7,7 +7,6 @@
 //! stats file (§7.2). It reports JSON lines on stdout; this test checks them against the
 //! fixture. Needs `node` (>= 20) and `npm ci --prefix tests/interop` (done by `.ci/run`).
 
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;

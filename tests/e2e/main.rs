@@ -12,6 +12,7 @@ mod client_sync;
 mod ddp_transports;
 mod ddp_wire;
 mod http;
+mod in_process;
 mod interop;
 mod publications;
 mod publish;

@@ -1,6 +1,5 @@
 //! The publications of spec §4, live, with writes made by another `exosphere` process.
 
-
 use crate::common::{Server, fixture, import, import_text};
 use serde_json::{Value, json};
 

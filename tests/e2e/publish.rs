@@ -4,13 +4,12 @@
 //! real HTTP uploads, then a fresh sync and byte-for-byte downloads; and every refusal the
 //! issue lists, each checked to leave the catalog exactly as it was (`exosphere export`).
 
-
 use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
 use crate::common::{Ddp, Server, assert_success, import, run, sync_loop};
+use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -785,7 +784,9 @@ async fn refusals_answer_clearly_and_change_nothing() {
 fn raw_request(server: &Server, method: &str, path: &str) -> (u16, String) {
     let address = server.http.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
+    stream
+        .set_read_timeout(Some(crate::common::PATIENCE))
+        .unwrap();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -1314,7 +1315,9 @@ fn split_url(url: &str) -> (&str, &str) {
 fn start_upload(url: &str, length: usize) -> std::net::TcpStream {
     let (host, path) = split_url(url);
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
+    stream
+        .set_read_timeout(Some(crate::common::PATIENCE))
+        .unwrap();
     write!(
         stream,
         "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/octet-stream\r\n\
@@ -1351,7 +1354,9 @@ fn read_response(mut stream: std::net::TcpStream) -> (u16, String) {
 fn raw_put(url: &str, headers: &str, body: &[u8]) -> (u16, String) {
     let (host, path) = split_url(url);
     let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
+    stream
+        .set_read_timeout(Some(crate::common::PATIENCE))
+        .unwrap();
     let head = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n");
     let _ = stream
         .write_all(head.as_bytes())

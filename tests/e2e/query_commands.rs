@@ -2,7 +2,6 @@
 //! index file built through `apply_page` from the 2015 catalog fixture, and their errors:
 //! missing, damaged and newer-schema indexes.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

@@ -10,7 +10,6 @@
 //! `WebsocketHybi10` class ([`websocket_hybi10`]: the `Sec-WebSocket-Version` 7 and 8
 //! drafts).
 
-
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::thread::sleep;

@@ -3,12 +3,11 @@
 //! the `/stats/v1` files and `/api/v1/stats` range answering from the same data. Every
 //! expected number is computed by hand from the counting rules (docs/STATS.md).
 
-
 use std::path::Path;
 use std::time::Duration;
 
-use chrono::{Days, NaiveDate, Utc};
 use crate::common::{Ddp, Server, assert_success, http_get, run};
+use chrono::{Days, NaiveDate, Utc};
 use exosphere_catalog::usage::{AppReport, UsedPackage};
 use exosphere_catalog::{CatalogStore, open_sqlite};
 use serde_json::{Value, json};

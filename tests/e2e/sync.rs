@@ -1,8 +1,9 @@
 //! `syncNewPackageData` end to end (spec §3): a real server process, a real WebSocket, the
 //! real 2015 catalog, and a client that applies pages exactly like the `meteor` tool.
 
-
-use crate::common::{COLLECTIONS, Server, fixture, import_text, read_dump, serve_fixture, sync_loop};
+use crate::common::{
+    COLLECTIONS, Server, fixture, import_text, read_dump, serve_fixture, sync_loop,
+};
 use serde_json::{Value, json};
 
 fn fixture_catalog() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>

@@ -19,7 +19,7 @@ use crate::session::{Outbox, OutboxReceiver};
 pub const MAX_OUTBOUND_BUFFER_SIZE: u32 = 256 << 20;
 
 /// Timeouts and limits of DDP sessions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DdpConfig {
     /// Drop sockets that never send `connect` within this time (spec §1.1; Meteor: 45 s).
     pub connect_timeout: Duration,

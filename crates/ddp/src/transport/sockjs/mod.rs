@@ -49,7 +49,7 @@ pub const DEFAULT_CLIENT_URL: &str =
     "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
 
 /// Tuning of a SockJS endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SockJsConfig {
     /// Send a heartbeat frame (`h`) after this long without output (SockJS: 25 s).
     pub heartbeat: Duration,

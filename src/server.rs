@@ -1,0 +1,181 @@
+//! A package server in process, as the pieces `exosphere serve` puts together: its
+//! configuration ([`Config`]), [`start`], which builds the DDP service and spawns the
+//! background jobs over an opened store, and [`run`], which serves HTTP on a listener until a
+//! shutdown future resolves. A test starts a whole server with the same three calls.
+//!
+//! What stays in `commands/serve.rs` is what only a process does: flags, the data directory's
+//! lock, the open-file limit, signals. A new capability adds one line to [`start`] (its
+//! service or background job) and one field to [`Config`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
+use exosphere_catalog::sync::Paging;
+use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
+use exosphere_catalog::{CatalogStore, Syncer, watch};
+use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
+use tokio::net::TcpListener;
+
+use crate::http::{AppState, router};
+use crate::jobs::{self, RollupSchedule};
+use crate::service::{PackageService, Publishing, UsageRecording};
+
+/// Everything a server is configured with, as library types. `Default` is what
+/// `exosphere serve` runs with when no flag is given (a test in `commands::serve` keeps the
+/// two equal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// DDP sessions: timeouts, limits, buffers.
+    pub ddp: DdpConfig,
+    /// DDP over SockJS at `/sockjs`.
+    pub sockjs: SockJsConfig,
+    /// Whether the SockJS conformance suite's services are mounted too.
+    pub sockjs_test_services: bool,
+    /// `syncNewPackageData` page sizes.
+    pub paging: Paging,
+    /// Bytes of sync pages kept computed ahead of clients (0 turns prefetching off).
+    pub sync_cache_size: usize,
+    /// How often the catalog is polled for writes by other processes.
+    pub watch_interval: Duration,
+    /// The OAuth client id `meteor.loginServiceConfiguration` publishes.
+    pub oauth_client_id: String,
+    /// How `recordAppPackages` calls are batched into transactions.
+    pub recorder: RecorderOptions,
+    /// Bounds on one `recordAppPackages` report.
+    pub usage_limits: UsageLimits,
+    /// When the daily stats rollup runs.
+    pub rollup: RollupSchedule,
+    /// Longest date range one `/api/v1/stats` request may ask for, in days.
+    pub stats_max_range_days: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ddp: DdpConfig::default(),
+            sockjs: SockJsConfig::default(),
+            sockjs_test_services: false,
+            paging: Paging::default(),
+            sync_cache_size: 64 << 20,
+            watch_interval: Duration::from_millis(250),
+            oauth_client_id: "exosphere".to_owned(),
+            recorder: RecorderOptions::default(),
+            usage_limits: UsageLimits::default(),
+            rollup: RollupSchedule::default(),
+            stats_max_range_days: 3660,
+        }
+    }
+}
+
+/// Builds a server over an opened store and starts its background work: the catalog
+/// watcher, the usage recorder, the daily rollup and (with `publishing`) the upload sweep.
+/// The returned state is what [`run`] serves; call it inside a tokio runtime.
+pub fn start(
+    store: Arc<dyn CatalogStore>,
+    publishing: Option<Publishing>,
+    config: &Config,
+) -> AppState {
+    let catalog = watch(Arc::clone(&store), config.watch_interval);
+    let syncer = Arc::new(Syncer::new(
+        Arc::clone(&store),
+        config.paging.clone(),
+        config.sync_cache_size,
+    ));
+    let usage = UsageRecording {
+        recorder: Recorder::start(Arc::clone(&store), &config.recorder),
+        limits: config.usage_limits.clone(),
+    };
+    exosphere_task::spawn(jobs::roll_up_daily(Arc::clone(&store), config.rollup));
+    let mut service = PackageService::new(syncer, catalog, config.oauth_client_id.clone())
+        .with_usage_recording(usage);
+    if let Some(publishing) = &publishing {
+        exosphere_task::spawn(jobs::sweep_expired(publishing.clone()));
+        service = service.with_publishing(publishing.clone());
+    }
+    AppState {
+        store,
+        ddp: Server::new(Arc::new(service), config.ddp.clone()),
+        sockjs: config.sockjs.clone(),
+        sockjs_test_services: config.sockjs_test_services,
+        stats_max_range_days: config.stats_max_range_days,
+        publishing,
+    }
+}
+
+/// On shutdown, time past the DDP shutdown grace for sessions to deliver their close frames.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// On shutdown, time past the grace and [`CLOSE_FLUSH`] after which HTTP requests still open
+/// are abandoned and [`run`] returns.
+const HTTP_STOP_EXTRA: Duration = Duration::from_secs(3);
+
+/// Serves `state` on `listener` until `shutdown` resolves, then lets DDP sessions wind down
+/// within the configured grace and returns once every connection is gone (or the grace and a
+/// few seconds more have passed).
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let ddp = Arc::clone(&state.ddp);
+    let (grace, write_timeout) = (ddp.config().shutdown_grace, ddp.config().write_timeout);
+    let listener = listener.tap_io(move |tcp| tune_socket(tcp, write_timeout));
+    // On shutdown, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
+    // sessions are not HTTP requests, so they are waited for here.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let draining = exosphere_task::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+        ddp.shut_down(CLOSE_FLUSH).await
+    });
+    let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the shutdown task is gone, which only happens after it signalled.
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let serving = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(signalled(stopping.clone()))
+    .into_future();
+    // Requests still open after the sessions' grace (a send a client never lets finish)
+    // do not keep the server alive.
+    let hard_stop = async {
+        signalled(stopping).await;
+        tokio::time::sleep(grace + CLOSE_FLUSH + HTTP_STOP_EXTRA).await;
+    };
+    tokio::select! {
+        served = serving => served.context("server failed")?,
+        () = hard_stop => tracing::warn!("HTTP requests still open after the shutdown grace period; stopping anyway"),
+    }
+    if !matches!(draining.await, Ok(true)) {
+        tracing::warn!("some sessions were still open after the shutdown grace period");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Socket options of every accepted connection.
+///
+/// DDP is request/response over small frames: Nagle's algorithm would hold back the tail of
+/// each result frame until the client acknowledges the previous segments. Data the kernel
+/// holds for a client that stopped reading, beyond what the server's own write timeouts see
+/// (a SockJS streaming chunk hyper already took), is given up after the write timeout too:
+/// `TCP_USER_TIMEOUT` closes a connection whose sent data stays unacknowledged, or unsent
+/// behind a zero window, that long. It holds for every connection, so downloads, uploads and
+/// `/stats` answers get the same bound.
+fn tune_socket(tcp: &mut tokio::net::TcpStream, write_timeout: Duration) {
+    if let Err(error) = tcp.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout)) {
+        tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = write_timeout;
+}
