@@ -5,8 +5,11 @@
 //! tokio's blocking pool so a slow query never stalls the runtime's worker threads; the
 //! publications follow the catalog watcher so that writes by any process reach subscribers.
 //!
-//! Logging in and publishing (spec §5, §6) live in the submodules: `publishing` (shared
-//! rules and the transaction helper), `auth`, `packages`, `releases` and `admin`;
+//! Logging in and publishing (spec §5, §6) live in the submodules. `methods` maps each
+//! publishing method's name to its handler in one method family (`auth`, `packages`,
+//! `releases`, `admin`); the families share, and never import each other: `publishing` (the
+//! state and the transaction helpers), `uploads` (tickets and pending publishes), `rules`
+//! (permissions), `records` (record editing), `login`, `params`, `secrets` and `tx`.
 //! `upload_slots` bounds the upload bodies received at once.
 
 use std::sync::Arc;
@@ -22,10 +25,18 @@ use tokio::sync::watch;
 
 mod admin;
 mod auth;
+mod login;
+mod methods;
 mod packages;
-pub mod publishing;
+mod params;
+mod publishing;
+pub mod records;
 mod releases;
+mod rules;
+pub mod secrets;
+mod tx;
 pub mod upload_slots;
+pub mod uploads;
 
 pub use publishing::Publishing;
 
@@ -172,8 +183,8 @@ impl Service for PackageService {
         match method {
             "syncNewPackageData" => self.sync_new_package_data(params).await,
             "recordAppPackages" => self.record_app_packages(ctx, params).await,
-            method if publishing::METHODS.contains(&method) => match &self.publishing {
-                Some(publishing) => publishing.call(ctx, method, params).await,
+            method if methods::is_publishing_method(method) => match &self.publishing {
+                Some(publishing) => methods::call(publishing, ctx, method, params).await,
                 None => Err(DdpError::method_not_found(method)),
             },
             _ => Err(DdpError::method_not_found(method)),

@@ -11,7 +11,7 @@ use exosphere_ddp::random_id;
 use serde_json::json;
 
 use crate::cli::{OrgCommand, TokenCommand, UserCommand};
-use crate::service::publishing::new_secret;
+use crate::service::secrets::new_secret;
 
 /// Runs one write transaction whose body may refuse with a message of its own.
 fn transact<T>(

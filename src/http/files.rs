@@ -25,8 +25,10 @@ use exosphere_ddp::{DdpError, ErrorCode};
 
 use super::AppState;
 use crate::service::Publishing;
-use crate::service::publishing::{blob_key, looks_like_secret, now_ms};
+use crate::service::records::now_ms;
+use crate::service::secrets::looks_like_secret;
 use crate::service::upload_slots::Busy;
+use crate::service::uploads::blob_key;
 
 /// `PUT /uploads/<secret>`: stores the body for the ticket, once. The ticket is looked up
 /// read-only first, so an unknown, expired or used URL is answered without taking an

@@ -6,10 +6,10 @@ use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply};
 use serde_json::Value;
 
-use super::publishing::{
-    Publishing, load, maintained_package, maintained_track, now_ms, owner_named, plain_params,
-    require_user, save, session_user, string_param, touch,
-};
+use super::params::{plain_params, string_param};
+use super::publishing::Publishing;
+use super::records::{load, now_ms, save};
+use super::rules::{maintained_package, maintained_track, owner_named};
 
 /// Which record a maintainer method edits.
 #[derive(Debug, Clone, Copy)]
@@ -33,17 +33,15 @@ pub async fn change_maintainer(
     let params = plain_params(params);
     let name = string_param(&params, 0, "the name")?;
     let username = string_param(&params, 1, "the username")?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
+        .as_user(ctx, move |writer, user| {
             let (mut record, collection) = match target {
                 Target::Package => (
-                    maintained_package(writer, &user, &name)?,
+                    maintained_package(writer, user, &name)?,
                     Collection::Packages,
                 ),
                 Target::Track => (
-                    maintained_track(writer, &user, &name)?,
+                    maintained_track(writer, user, &name)?,
                     Collection::ReleaseTracks,
                 ),
             };
@@ -88,8 +86,7 @@ pub async fn change_maintainer(
                 }
             }
             record.insert("maintainers".into(), maintainers.into());
-            touch(&mut record, now_ms());
-            save(writer, collection, record)
+            save(writer, collection, record, now_ms())
         })
         .await?;
     Ok(Reply::None)
@@ -104,14 +101,11 @@ pub async fn change_homepage(
     let params = plain_params(params);
     let name = string_param(&params, 0, "the package name")?;
     let url = string_param(&params, 1, "the homepage")?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            let mut record = maintained_package(writer, &user, &name)?;
+        .as_user(ctx, move |writer, user| {
+            let mut record = maintained_package(writer, user, &name)?;
             record.insert("homepage".into(), url.clone().into());
-            touch(&mut record, now_ms());
-            save(writer, Collection::Packages, record)
+            save(writer, Collection::Packages, record, now_ms())
         })
         .await?;
     Ok(Reply::None)
@@ -131,11 +125,9 @@ pub async fn change_migration_status(
         .get(2)
         .and_then(Value::as_bool)
         .ok_or_else(|| DdpError::bad_request("unmigrated must be true or false"))?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            maintained_package(writer, &user, &name)?;
+        .as_user(ctx, move |writer, user| {
+            maintained_package(writer, user, &name)?;
             let mut record = load(
                 writer,
                 &Lookup::Version {
@@ -145,8 +137,7 @@ pub async fn change_migration_status(
             )?
             .ok_or_else(|| DdpError::new(404, format!("{name}@{version} is not published")))?;
             record.insert("unmigrated".into(), unmigrated.into());
-            touch(&mut record, now_ms());
-            save(writer, Collection::Versions, record)
+            save(writer, Collection::Versions, record, now_ms())
         })
         .await?;
     Ok(Reply::None)

@@ -7,10 +7,11 @@ use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply};
 use serde_json::{Value, json};
 
-use super::publishing::{
-    Login, Publishing, date, logged_out, maintains, now_ms, plain_params, require_user,
-    session_user, string_param,
-};
+use super::login::{Login, logged_out};
+use super::params::{plain_params, string_param};
+use super::publishing::Publishing;
+use super::records::{date, load, now_ms};
+use super::rules::maintains;
 
 /// `login([{resume: token}])` → `{id, token, tokenExpires}`; the session is logged in as
 /// the token's user from then on, while the token lasts (every method checks it again).
@@ -64,6 +65,12 @@ pub async fn login(
         .map_err(|_| DdpError::internal())
 }
 
+/// `logout()`: the session forgets its login (the token itself stays valid).
+pub async fn logout(ctx: &MethodContext) -> Result<Reply, DdpError> {
+    ctx.session.set_user_id(None);
+    Ok(Reply::None)
+}
+
 /// `amIAuthorizedPackage(name)` / `amIAuthorizedRelease(track)` (spec §5.8): `true`, or
 /// the numeric 401 the tool tests for.
 pub async fn am_i_authorized(
@@ -74,22 +81,20 @@ pub async fn am_i_authorized(
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
     let name = string_param(&params, 0, "the name")?;
-    let login = session_user(ctx)?;
     let what = if release { "release track" } else { "package" };
     let refusal = DdpError::new(
         401,
         format!("You are not an authorized maintainer of {what} {name}"),
     );
     let authorized = publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
+        .as_user(ctx, move |writer, user| {
             let key = if release {
                 Lookup::ReleaseTrack(&name)
             } else {
                 Lookup::Package(&name)
             };
-            match super::publishing::load(writer, &key)? {
-                Some(record) => maintains(writer, &user, &record),
+            match load(writer, &key)? {
+                Some(record) => maintains(writer, user, &record),
                 None => Ok(false),
             }
         })

@@ -14,11 +14,13 @@ use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use serde_json::{Map, Value, json};
 
-use super::publishing::{
-    MAX_NAME_LENGTH, Publishing, Tx, check_length, creation_maintainers, date, load,
-    maintained_package, maintains, now_ms, object_param, parse_object, person, plain_params,
-    require_user, save, session_user, string_field, string_param, touch,
+use super::params::{
+    MAX_NAME_LENGTH, check_length, object_param, plain_params, string_field, string_param,
 };
+use super::publishing::Publishing;
+use super::records::{date, load, now_ms, parse_object, person, save};
+use super::rules::{creation_maintainers, maintained_package, maintains};
+use super::tx::Tx;
 
 /// Longest `description` (summary) the tool allows (`package-client.js`).
 const MAX_SUMMARY: usize = 100;
@@ -100,26 +102,23 @@ pub async fn create_package(
         &object_param(&params, 0, "the package spec")?,
         "name",
     )?)?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
+        .as_user(ctx, move |writer, user| {
             if let Some(package) = load(writer, &Lookup::Package(&name))? {
                 // A `publish --create` that failed before its first version was published
                 // is run again as a whole: let its maintainers re-create it.
                 let unpublished = writer.find(&Lookup::VersionsOf(&name))?.is_empty();
-                if unpublished && maintains(writer, &user, &package)? {
+                if unpublished && maintains(writer, user, &package)? {
                     return Ok(());
                 }
                 return Err(DdpError::new(409, format!("Package {name} already exists")).into());
             }
-            let maintainers = creation_maintainers(writer, &user, &name)?;
+            let maintainers = creation_maintainers(writer, user, &name)?;
             let mut record = Map::new();
             record.insert("_id".into(), random_id().into());
             record.insert("name".into(), name.clone().into());
             record.insert("maintainers".into(), maintainers.into());
-            touch(&mut record, now_ms());
-            save(writer, Collection::Packages, record)
+            save(writer, Collection::Packages, record, now_ms())
         })
         .await?;
     Ok(Reply::None)
@@ -166,7 +165,6 @@ pub async fn create_package_version(
         None | Some(Value::Object(_)) => {}
         Some(_) => return Err(DdpError::bad_request("`dependencies` must be an object")),
     }
-    let login = session_user(ctx)?;
     let mut record = Map::new();
     record.insert("packageName".into(), name.clone().into());
     record.insert("version".into(), version.clone().into());
@@ -181,9 +179,8 @@ pub async fn create_package_version(
     let record = Value::Object(record).to_string();
     let owner = publishing.clone();
     let answer = publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            maintained_package(writer, &user, &name)?;
+        .as_user(ctx, move |writer, user| {
+            maintained_package(writer, user, &name)?;
             if load(
                 writer,
                 &Lookup::Version {
@@ -277,8 +274,7 @@ pub async fn publish_package_version(
                 record.entry("releaseName").or_insert(Value::Null);
                 record.insert("publishedBy".into(), person(&user.username, &user.id));
                 record.insert("published".into(), date(now));
-                touch(&mut record, now);
-                save(writer, Collection::Versions, record)?;
+                save(writer, Collection::Versions, record, now)?;
                 let empty = package
                     .get("maintainers")
                     .and_then(Value::as_array)
@@ -286,8 +282,7 @@ pub async fn publish_package_version(
                 if empty {
                     package.insert("maintainers".into(), json!([person(&user.username, &user.id)]));
                 }
-                touch(&mut package, now);
-                save(writer, Collection::Packages, package)
+                save(writer, Collection::Packages, package, now)
             },
         )
         .await?;
@@ -377,12 +372,10 @@ pub async fn create_package_build(
     let params = plain_params(params);
     let (spec, name, version) = version_identifier(&params)?;
     let archs = architectures(string_field(&spec, "buildArchitectures")?)?;
-    let login = session_user(ctx)?;
     let owner = publishing.clone();
     let answer = publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            let record = maintained_version(writer, &user, &name, &version)?;
+        .as_user(ctx, move |writer, user| {
+            let record = maintained_version(writer, user, &name, &version)?;
             let version_id = string_field(&record, "_id")?;
             ensure_no_build(writer, &version_id, &archs, &name, &version)?;
             let (upload, url) = owner.new_upload(
@@ -475,8 +468,7 @@ pub async fn publish_package_build(
                 );
                 record.insert("builtBy".into(), person(&user.username, &user.id));
                 record.insert("buildPublished".into(), date(now));
-                touch(&mut record, now);
-                save(writer, Collection::Builds, record)
+                save(writer, Collection::Builds, record, now)
             },
         )
         .await?;
@@ -494,18 +486,15 @@ pub async fn change_version_metadata(
     let (_, name, version) = version_identifier(&params)?;
     let data = object_param(&params, 1, "the metadata")?;
     check_descriptions(&data)?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            let mut record = maintained_version(writer, &user, &name, &version)?;
+        .as_user(ctx, move |writer, user| {
+            let mut record = maintained_version(writer, user, &name, &version)?;
             for key in ["git", "description", "longDescription"] {
                 if let Some(value) = data.get(key) {
                     record.insert(key.into(), value.clone());
                 }
             }
-            touch(&mut record, now_ms());
-            save(writer, Collection::Versions, record)
+            save(writer, Collection::Versions, record, now_ms())
         })
         .await?;
     Ok(Reply::None)
@@ -519,12 +508,10 @@ pub async fn create_readme(
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
     let (_, name, version) = version_identifier(&params)?;
-    let login = session_user(ctx)?;
     let owner = publishing.clone();
     let answer = publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            let record = maintained_version(writer, &user, &name, &version)?;
+        .as_user(ctx, move |writer, user| {
+            let record = maintained_version(writer, user, &name, &version)?;
             let version_id = string_field(&record, "_id")?;
             let (upload, url) = owner.new_upload(writer, file_key(&name, &version, "README.md"))?;
             let token = owner.new_pending(
@@ -576,8 +563,7 @@ pub async fn publish_readme(
                     "readme".into(),
                     json!({"url": urls.blob_url(&readme.key), "hash": readme.sha256}),
                 );
-                touch(&mut record, now_ms());
-                save(writer, Collection::Versions, record)
+                save(writer, Collection::Versions, record, now_ms())
             },
         )
         .await?;

@@ -7,11 +7,13 @@ use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use serde_json::{Map, Value, json};
 
-use super::publishing::{
-    MAX_NAME_LENGTH, Publishing, Tx, check_length, creation_maintainers, date, load,
-    maintained_track, now_ms, object_param, person, plain_params, require_user, save, session_user,
-    string_field, string_param, touch,
+use super::params::{
+    MAX_NAME_LENGTH, check_length, object_param, plain_params, string_field, string_param,
 };
+use super::publishing::Publishing;
+use super::records::{date, load, now_ms, person, save};
+use super::rules::{creation_maintainers, maintained_track};
+use super::tx::Tx;
 
 /// Longest release `description` the tool allows (`commands-packages.js`).
 const MAX_DESCRIPTION: usize = 100;
@@ -70,22 +72,19 @@ pub async fn create_release_track(
         &object_param(&params, 0, "the track spec")?,
         "name",
     )?)?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
+        .as_user(ctx, move |writer, user| {
             if load(writer, &Lookup::ReleaseTrack(&name))?.is_some() {
                 return Err(
                     DdpError::new(409, format!("Release track {name} already exists")).into(),
                 );
             }
-            let maintainers = creation_maintainers(writer, &user, &name)?;
+            let maintainers = creation_maintainers(writer, user, &name)?;
             let mut record = Map::new();
             record.insert("_id".into(), random_id().into());
             record.insert("name".into(), name.clone().into());
             record.insert("maintainers".into(), maintainers.into());
-            touch(&mut record, now_ms());
-            save(writer, Collection::ReleaseTracks, record)
+            save(writer, Collection::ReleaseTracks, record, now_ms())
         })
         .await?;
     Ok(Reply::None)
@@ -199,8 +198,7 @@ fn insert_release(writer: &mut dyn CatalogWriter, user: &User, input: &ReleaseIn
     record.extend(input.record.clone());
     record.insert("publishedBy".into(), person(&user.username, &user.id));
     record.insert("published".into(), date(now));
-    touch(&mut record, now);
-    save(writer, Collection::ReleaseVersions, record)
+    save(writer, Collection::ReleaseVersions, record, now)
 }
 
 /// `createReleaseVersion(record)` (spec §5.12).
@@ -211,11 +209,9 @@ pub async fn create_release_version(
 ) -> Result<Reply, DdpError> {
     let params = plain_params(params);
     let input = release_input(object_param(&params, 0, "the release record")?)?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            insert_release(writer, &user, &input)
+        .as_user(ctx, move |writer, user| {
+            insert_release(writer, user, &input)
         })
         .await?;
     Ok(Reply::None)
@@ -240,11 +236,9 @@ pub async fn create_patch_release_version(
                 .collect()
         })
         .ok_or_else(|| DdpError::bad_request("patchFrom must be an array of version strings"))?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            insert_release(writer, &user, &input)?;
+        .as_user(ctx, move |writer, user| {
+            insert_release(writer, user, &input)?;
             let now = now_ms();
             for old in &patch_from {
                 let key = Lookup::ReleaseVersion {
@@ -259,8 +253,7 @@ pub async fn create_patch_release_version(
                 })?;
                 record.insert("recommended".into(), false.into());
                 record.insert("patchReleaseVersion".into(), input.version.clone().into());
-                touch(&mut record, now);
-                save(writer, Collection::ReleaseVersions, record)?;
+                save(writer, Collection::ReleaseVersions, record, now)?;
             }
             Ok(())
         })
@@ -278,11 +271,9 @@ pub async fn set_recommended(
     let params = plain_params(params);
     let track = string_param(&params, 0, "the track")?;
     let version = string_param(&params, 1, "the version")?;
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            maintained_track(writer, &user, &track)?;
+        .as_user(ctx, move |writer, user| {
+            maintained_track(writer, user, &track)?;
             let mut record = load(
                 writer,
                 &Lookup::ReleaseVersion {
@@ -298,8 +289,7 @@ pub async fn set_recommended(
                 .into());
             }
             record.insert("recommended".into(), recommended.into());
-            touch(&mut record, now_ms());
-            save(writer, Collection::ReleaseVersions, record)
+            save(writer, Collection::ReleaseVersions, record, now_ms())
         })
         .await?;
     Ok(Reply::None)
@@ -343,11 +333,9 @@ pub async fn set_banners(
             "banners must be an array of {versions, banner}",
         ));
     }
-    let login = session_user(ctx)?;
     publishing
-        .transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            maintained_track(writer, &user, &track)?;
+        .as_user(ctx, move |writer, user| {
+            maintained_track(writer, user, &track)?;
             let now = now_ms();
             for (version, text) in &banners {
                 let mut record = load(
@@ -364,8 +352,7 @@ pub async fn set_banners(
                     "banner".into(),
                     json!({"text": text, "lastUpdated": date(now)}),
                 );
-                touch(&mut record, now);
-                save(writer, Collection::ReleaseVersions, record)?;
+                save(writer, Collection::ReleaseVersions, record, now)?;
             }
             Ok(())
         })

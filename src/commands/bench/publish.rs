@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{ServerProcess, WorkDir, mb};
 use crate::cli::BenchPublishArgs;
-use crate::service::publishing::new_secret;
+use crate::service::secrets::new_secret;
 
 /// How much of a body is written or read per system call.
 const IO_CHUNK: usize = 256 << 10;

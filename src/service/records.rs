@@ -1,0 +1,55 @@
+//! Catalog records as the publishing methods edit them: read as JSON objects, stamped with
+//! `lastUpdated` and stored with a new sequence number, so syncing clients receive them.
+
+use exosphere_catalog::{CatalogWriter, Collection, Lookup, Record, StoreError};
+use serde_json::{Map, Value, json};
+
+use super::tx::Tx;
+
+/// The current time in ms since the Unix epoch, as records store dates.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// An EJSON date, as records carry them (spec §3.8).
+pub fn date(ms: i64) -> Value {
+    json!({ "$date": ms })
+}
+
+/// The key of a record field that names a user or an organization.
+pub fn person(username: &str, id: &str) -> Value {
+    json!({ "username": username, "id": id })
+}
+
+/// Reads the one record with this natural key, as an editable JSON object.
+pub fn load(writer: &mut dyn CatalogWriter, key: &Lookup<'_>) -> Tx<Option<Map<String, Value>>> {
+    let Some(text) = writer.find(key)?.into_iter().next() else {
+        return Ok(None);
+    };
+    parse_object(&text).map(Some)
+}
+
+/// Parses stored JSON text (a record, or a pending publish's record) as an editable object;
+/// the server wrote it, so anything else is corruption.
+pub fn parse_object(text: &str) -> Tx<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Corrupt(format!("stored JSON is not an object: {text:.80}")).into()),
+    }
+}
+
+/// Stores an edited or new record with `lastUpdated` set to `now` (so `meteor search`
+/// shows the change) and a new `seq` (so syncing clients receive it).
+pub fn save(
+    writer: &mut dyn CatalogWriter,
+    collection: Collection,
+    mut record: Map<String, Value>,
+    now: i64,
+) -> Tx<()> {
+    record.insert("lastUpdated".into(), date(now));
+    let text = Value::Object(record).to_string();
+    let record = Record::from_json(collection, &text)
+        .map_err(|error| StoreError::Corrupt(format!("built an invalid record: {error}")))?;
+    writer.upsert(&record)?;
+    Ok(())
+}

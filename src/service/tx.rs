@@ -1,0 +1,29 @@
+//! What a publishing method's transaction body returns: a value, a refusal the client sees,
+//! or a storage failure. Every helper that runs inside a transaction returns [`Tx`], so `?`
+//! carries both kinds of failure out of the body.
+
+use exosphere_catalog::StoreError;
+use exosphere_ddp::DdpError;
+
+/// Why a method's transaction stopped: a refusal the client sees, or a storage failure.
+pub enum Fail {
+    /// Roll back and answer this error.
+    Client(DdpError),
+    /// Roll back and answer 500 (or 503 when the store is busy).
+    Store(StoreError),
+}
+
+impl From<DdpError> for Fail {
+    fn from(error: DdpError) -> Self {
+        Fail::Client(error)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(error: StoreError) -> Self {
+        Fail::Store(error)
+    }
+}
+
+/// The result type of transaction bodies.
+pub type Tx<T> = Result<T, Fail>;
