@@ -334,7 +334,7 @@ impl BlobStore {
             return Ok(0);
         };
         let under = dir.join(prefix.as_str());
-        tokio::task::spawn_blocking(move || delete_temporary_files(&under))
+        exosphere_task::blocking(move || delete_temporary_files(&under))
             .await
             .map_err(|error| BlobError::Read(std::io::Error::other(error)))?
             .map_err(BlobError::Read)
@@ -409,7 +409,7 @@ fn file_stream(
         }
         let want = usize::try_from(range.end - range.start)
             .map_or(READ_CHUNK, |left| left.min(READ_CHUNK));
-        let read = tokio::task::spawn_blocking(move || {
+        let read = exosphere_task::blocking(move || {
             use std::io::{Read as _, Seek as _, SeekFrom};
             let mut chunk = vec![0u8; want];
             file.seek(SeekFrom::Start(range.start))?;
