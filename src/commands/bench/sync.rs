@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use super::{ServerProcess, WorkDir, mb, prepare_catalog};
 use crate::cli::BenchSyncArgs;
-use crate::commands::sync::pages::leading_token;
+use exosphere_sync_client::leading_token;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {

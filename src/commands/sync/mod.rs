@@ -1,24 +1,24 @@
 //! `exosphere sync`: copies a package server's catalog into the local index, once or (with
 //! `--watch`) for as long as it runs.
 //!
-//! [`pages`] is the page loop itself; this module opens the index, connects the DDP client,
-//! shows progress, follows the `changes` publication in watch mode (reconnecting with
-//! backoff), prints the summary, and words errors for the user.
+//! The page loop itself is the sync client's (`exosphere_sync_client::sync_pass`, shared with
+//! the mirror); [`sink`] puts its pages into the index. This module opens the index, connects
+//! the DDP client, shows progress, follows the `changes` publication in watch mode
+//! (reconnecting with backoff), prints the summary, and words errors for the user.
 
-pub(crate) mod pages;
+mod sink;
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use exosphere_ddp::client::{Client, ClientConfig, ClientError, certificates_from_pem};
-use exosphere_ddp::ejson::Ejson;
 use exosphere_index::Index;
+use exosphere_sync_client::{Changes, PassOptions, SyncError, change_counters, sync_pass};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::SyncArgs;
-use pages::{Pass, PassOptions, sync_pass};
+use sink::{IndexSink, Summary};
 
 /// The first wait before reconnecting in watch mode; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -96,7 +96,7 @@ async fn pass_with_progress(
     index: &mut Index,
     settings: PassOptions,
     changes: Option<u64>,
-) -> anyhow::Result<Pass> {
+) -> anyhow::Result<Summary> {
     let bar = if std::io::stderr().is_terminal() {
         let estimate = match changes {
             Some(total) => Some(total),
@@ -109,9 +109,17 @@ async fn pass_with_progress(
     } else {
         ProgressBar::hidden()
     };
-    let pass = sync_pass(client, index, settings, |applied| bar.inc(applied.records)).await;
+    let mut raw_only = 0;
+    let pass = sync_pass(client, &mut IndexSink(index), settings, |_, applied| {
+        bar.inc(applied.records);
+        raw_only += applied.raw_only;
+    })
+    .await;
     bar.finish_and_clear();
-    pass
+    Ok(Summary {
+        pass: pass?,
+        raw_only,
+    })
 }
 
 /// A bar counting records; with an estimate of the total (the server's change counters,
@@ -136,23 +144,6 @@ fn progress_bar(estimate: Option<u64>, held: u64) -> ProgressBar {
     bar.reset_eta();
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
-}
-
-/// The `changes` publication's counters (spec §4.3), collection → count; subscribes first
-/// when `subscribe`. `None` when the server does not offer them.
-async fn change_counters(client: &Client, subscribe: bool) -> Option<BTreeMap<String, u64>> {
-    if subscribe && client.subscribe("changes", &[]).await.is_err() {
-        return None;
-    }
-    let counters: BTreeMap<String, u64> = client
-        .documents("changes")
-        .into_iter()
-        .filter_map(|(id, fields)| {
-            let count = fields.get("changes").and_then(Ejson::as_f64)?;
-            Some((id, count.max(0.0) as u64))
-        })
-        .collect();
-    Some(counters)
 }
 
 /// Prints how many records of each collection the index holds.
@@ -217,26 +208,19 @@ async fn follow(
     index: &mut Index,
     settings: PassOptions,
 ) -> anyhow::Result<()> {
-    let mut moved = client.watch();
-    let Some(mut synced) = change_counters(client, true).await else {
+    let Some(mut changes) = Changes::subscribe(client).await else {
         anyhow::bail!(
             "{server} does not offer the `changes` publication (spec §4.3), which --watch needs"
         );
     };
     loop {
-        let total = synced.values().sum();
-        let pass = pass_with_progress(client, index, settings, Some(total)).await?;
+        let pass = pass_with_progress(client, index, settings, Some(changes.total())).await?;
         println!("Synced {pass} from {server}; watching for changes (Ctrl-C stops).");
-        loop {
-            if moved.changed().await.is_err() || client.is_closed() {
-                return Err(client.ended()).context("the connection to the server ended");
-            }
-            let now = change_counters(client, false).await.unwrap_or_default();
-            if now != synced {
-                synced = now;
-                break;
-            }
-        }
+        changes
+            .moved()
+            .await
+            .map_err(SyncError::from)
+            .context("the connection to the server ended")?;
     }
 }
 
@@ -244,14 +228,11 @@ async fn follow(
 /// unreachable for now), rather than stop (a broken protocol, the index, TLS).
 fn is_transient(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<ClientError>(),
-            Some(
-                ClientError::Unreachable { .. }
-                    | ClientError::Disconnected(_)
-                    | ClientError::Timeout { .. }
-                    | ClientError::HttpStatus { .. }
-            )
-        )
+        cause
+            .downcast_ref::<SyncError>()
+            .is_some_and(SyncError::is_transient)
+            || cause
+                .downcast_ref::<ClientError>()
+                .is_some_and(ClientError::is_transient)
     })
 }

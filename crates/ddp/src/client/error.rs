@@ -89,3 +89,18 @@ pub enum ClientError {
     #[error("the connection to the server was lost: {0}")]
     Disconnected(String),
 }
+
+impl ClientError {
+    /// Whether the failure may pass by itself (the server went away or is unreachable for
+    /// now), so a client that follows a server should dial again after a pause; the rest (a
+    /// bad URL, TLS, a broken protocol) will not get better by retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. }
+                | ClientError::Disconnected(_)
+                | ClientError::Timeout { .. }
+                | ClientError::HttpStatus { .. }
+        )
+    }
+}
