@@ -19,22 +19,29 @@
 pub use exosphere_ejson as ejson;
 
 pub mod client;
+mod config;
+mod context;
 mod error;
 mod id;
 mod merge_box;
 mod message;
+mod outbox;
 mod publication;
+mod reply;
 mod server;
 mod service;
 mod session;
 pub mod transport;
 mod version;
 
+pub use config::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE};
+pub use context::{MethodContext, SessionContext};
 pub use error::{DdpError, ErrorCode, SessionClosed};
 pub use id::random_id;
 pub use publication::Subscription;
-pub use server::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE, Server};
-pub use service::{MethodContext, Reply, Service, SessionContext};
+pub use reply::Reply;
+pub use server::Server;
+pub use service::Service;
 pub use transport::DeliberateStatus;
 pub use transport::sockjs::{DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL, SockJsConfig};
 pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

@@ -289,8 +289,8 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::SessionContext;
-    use crate::session::{Outbound, Outbox, OutboxReceiver};
+    use crate::context::SessionContext;
+    use crate::outbox::{Outbound, Outbox, OutboxReceiver};
 
     fn session(max_subscriptions: usize) -> (Arc<SessionShared>, OutboxReceiver) {
         let (outbox, frames) = Outbox::channel(1 << 20, Arc::default());

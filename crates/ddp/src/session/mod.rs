@@ -13,7 +13,6 @@
 //! returned [`CloseReason`] into a close frame and a log line.
 
 mod heartbeat;
-mod outbox;
 mod rate_limit;
 mod worker;
 
@@ -28,13 +27,15 @@ use futures_util::{Stream, StreamExt as _};
 use tokio::sync::{Mutex, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
+use crate::config::DdpConfig;
+use crate::context::SessionContext;
 use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
+use crate::outbox::Outbox;
 use crate::publication::Publications;
-use crate::server::{DdpConfig, Server};
-use crate::service::{Service, SessionContext};
+use crate::server::Server;
+use crate::service::Service;
 use crate::version::{DdpVersion, Negotiation, negotiate};
 use heartbeat::{Beat, Heartbeat};
-pub(crate) use outbox::{Charge, Outbound, Outbox, OutboxReceiver};
 use rate_limit::RateLimit;
 use worker::{Work, WorkQueue};
 

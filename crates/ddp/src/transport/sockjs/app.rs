@@ -11,10 +11,13 @@ use tracing::Instrument as _;
 use super::SockJsConfig;
 use super::framing;
 use super::websocket;
+use crate::config::DdpConfig;
+use crate::context::SessionContext;
 use crate::id::random_id;
-use crate::server::{Admission, DdpConfig, Server};
-use crate::service::{Service, SessionContext};
-use crate::session::{self, Outbox, OutboxReceiver};
+use crate::outbox::{Outbox, OutboxReceiver};
+use crate::server::{Admission, Server};
+use crate::service::Service;
+use crate::session;
 use crate::transport::websocket::{ConnectionInfo, upgrade};
 
 /// The two ends of one SockJS session, seen from the transport.

@@ -31,7 +31,7 @@ use super::framing::{self, PayloadError};
 use super::pages::expires_in_a_year;
 use super::session::{Next, Receiver, Session};
 use super::{Endpoint, connection_info, not_found};
-use crate::session::Charge;
+use crate::outbox::Charge;
 use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
 

@@ -30,7 +30,7 @@ use tracing::Instrument as _;
 use super::app::Channels;
 use super::{Endpoint, SockJsConfig, connection_info, framing, hixie76};
 use super::{method_not_allowed, not_found};
-use crate::session::{Outbound, OutboxReceiver};
+use crate::outbox::{Outbound, OutboxReceiver};
 use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
 
 /// Why a request to a WebSocket URL is no WebSocket handshake.
