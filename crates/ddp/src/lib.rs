@@ -23,7 +23,6 @@ mod config;
 mod context;
 mod error;
 mod id;
-mod merge_box;
 mod message;
 mod outbox;
 mod publication;

@@ -1,8 +1,10 @@
-//! The DDP server: a [`Service`] plus the limits every session runs under.
+//! The DDP server: a [`Service`], the limits of [`DdpConfig`], admission of connections
+//! (`max_sessions`), the gauges operators watch, and the shutdown signal.
 //!
 //! One [`Server`] is shared by all connections; each connection becomes an independent
 //! session task (see [`crate::transport::websocket`]), so a slow or hostile client only
-//! ever stalls itself.
+//! ever stalls itself. Sessions and transports consult the server; it knows nothing of
+//! them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

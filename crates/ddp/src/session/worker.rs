@@ -20,13 +20,13 @@ use std::time::Instant;
 use serde_json::Value;
 use tracing::Instrument as _;
 
+use super::shared::SessionShared;
 use crate::context::MethodContext;
 use crate::error::{DdpError, SessionClosed};
 use crate::message::{MethodCall, ServerMessage, SubRequest};
 use crate::publication::{self, Registration};
 use crate::reply::Reply;
 use crate::service::Service;
-use crate::session::SessionShared;
 
 /// A message for the worker.
 #[derive(Debug)]
