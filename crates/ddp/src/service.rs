@@ -32,8 +32,8 @@ pub trait Service: Send + Sync + 'static {
     ///
     /// The service typically spawns a task that sends `added`…, then `ready`, then live
     /// changes until [`Subscription::stopped`] resolves. This is called inside the
-    /// session's tracing span: spawn with `tracing::Instrument::in_current_span` to keep
-    /// the session id on the task's log lines.
+    /// session's tracing span: spawn with `exosphere_task::spawn` to keep the session id
+    /// on the task's log lines.
     fn subscribe(
         &self,
         ctx: &SessionContext,

@@ -31,7 +31,6 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tracing::Instrument as _;
 
 pub use config::ClientConfig;
 pub use error::ClientError;
@@ -80,19 +79,19 @@ impl Client {
         let (sink, stream) = socket.split();
         let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
         let heartbeat = config.heartbeat.filter(|_| version.has_heartbeats());
-        let reader = tokio::spawn(
-            connection::read_frames(
+        // Both tasks start inside the connection's span: what they log names the session.
+        let (reader, writer) = span.in_scope(|| {
+            let reader = exosphere_task::spawn(connection::read_frames(
                 stream,
                 out.clone(),
                 Arc::clone(&shared),
                 heartbeat,
                 config.max_document_bytes,
-            )
-            .instrument(span.clone()),
-        );
-        let writer = tokio::spawn(
-            connection::write_frames(sink, queue, Arc::clone(&shared)).instrument(span),
-        );
+            ));
+            let writer =
+                exosphere_task::spawn(connection::write_frames(sink, queue, Arc::clone(&shared)));
+            (reader, writer)
+        });
         tracing::debug!(server = %endpoint.url, session, %version, "DDP client connected");
         Ok(Client {
             endpoint,

@@ -7,7 +7,6 @@ use axum::extract::WebSocketUpgrade;
 use axum::extract::ws::Message;
 use axum::response::Response;
 use tokio::sync::mpsc;
-use tracing::Instrument as _;
 
 use super::app::{Application, Channels};
 use super::config::SockJsConfig;
@@ -28,7 +27,18 @@ impl<S: Service> Application for Ddp<S> {
         let (inbound, incoming) = mpsc::channel(queue.max(1));
         let (outbox, outbound) = self.0.outbox();
         let server = Arc::clone(&self.0);
-        tokio::spawn(serve_ddp(server, incoming, outbox, info));
+        let session_id = random_id();
+        let span = tracing::info_span!(
+            "ddp",
+            session = %session_id,
+            remote = %info.remote_addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
+            transport = "sockjs",
+        );
+        // The session's span exists before its task starts, so every line the task logs,
+        // and every task it starts, names the session.
+        span.in_scope(|| {
+            exosphere_task::spawn(serve_ddp(server, incoming, outbox, session_id, info))
+        });
         Some(Channels {
             inbound,
             outbound,
@@ -46,48 +56,39 @@ impl<S: Service> Application for Ddp<S> {
     }
 }
 
-/// Runs one DDP session over a SockJS session, logging open and close with the session id.
+/// Runs DDP session `session_id` over a SockJS session, logging open and close (inside
+/// the session's span, which the caller enters).
 async fn serve_ddp<S: Service>(
     server: Arc<Server<S>>,
     incoming: mpsc::Receiver<String>,
     outbox: Outbox,
+    session_id: String,
     info: ConnectionInfo,
 ) {
-    let session_id = random_id();
-    let span = tracing::info_span!(
-        "ddp",
-        session = %session_id,
-        remote = %info.remote_addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string()),
-        transport = "sockjs",
+    tracing::info!(
+        user_agent = info.user_agent.as_deref().unwrap_or("-"),
+        "SockJS session opened"
     );
-    async move {
-        tracing::info!(
-            user_agent = info.user_agent.as_deref().unwrap_or("-"),
-            "SockJS session opened"
-        );
-        let ctx = Arc::new(SessionContext::new(
-            session_id,
-            info.remote_addr,
-            info.user_agent,
-        ));
-        let frames = Box::pin(futures_util::stream::unfold(
-            incoming,
-            |mut incoming| async move {
-                let text = incoming.recv().await?;
-                Some((Ok(Message::Text(text.into())), incoming))
-            },
-        ));
-        let reason = session::run(server, frames, outbox.clone(), ctx).await;
-        if let Some((code, text)) = reason.close_frame() {
-            // Fails only if the client is already gone.
-            let _ = outbox.close(code, text);
-        }
-        if reason.is_abnormal() {
-            tracing::warn!(%reason, "SockJS session closed");
-        } else {
-            tracing::info!(%reason, "SockJS session closed");
-        }
+    let ctx = Arc::new(SessionContext::new(
+        session_id,
+        info.remote_addr,
+        info.user_agent,
+    ));
+    let frames = Box::pin(futures_util::stream::unfold(
+        incoming,
+        |mut incoming| async move {
+            let text = incoming.recv().await?;
+            Some((Ok(Message::Text(text.into())), incoming))
+        },
+    ));
+    let reason = session::run(server, frames, outbox.clone(), ctx).await;
+    if let Some((code, text)) = reason.close_frame() {
+        // Fails only if the client is already gone.
+        let _ = outbox.close(code, text);
     }
-    .instrument(span)
-    .await;
+    if reason.is_abnormal() {
+        tracing::warn!(%reason, "SockJS session closed");
+    } else {
+        tracing::info!(%reason, "SockJS session closed");
+    }
 }

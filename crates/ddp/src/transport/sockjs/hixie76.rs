@@ -36,7 +36,6 @@ use tokio::io::{
     AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _,
 };
 use tokio::time::timeout;
-use tracing::Instrument as _;
 
 use super::app::Channels;
 use super::config::SockJsConfig;
@@ -84,7 +83,7 @@ pub(super) fn upgrade(endpoint: &Endpoint, mut request: Parts) -> Response {
         return refused();
     };
     let (keys, config) = (handshake.keys, endpoint.config.clone());
-    tokio::spawn(run(on_upgrade, keys, channels, config).in_current_span());
+    exosphere_task::spawn(run(on_upgrade, keys, channels, config));
     (
         StatusCode::SWITCHING_PROTOCOLS,
         [

@@ -21,7 +21,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tracing::Instrument as _;
 
 use super::endpoint::{Endpoint, connection_info};
 use super::framing::{self, PayloadError};
@@ -218,7 +217,7 @@ pub(super) fn stream(
                     }
                 }
             };
-            tokio::spawn(pump.in_current_span());
+            exosphere_task::spawn(pump);
         }
     }
     // The body holds the session's idle clock until it is written out; each chunk's
@@ -363,7 +362,7 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
             id.to_owned(),
             endpoint.config.disconnect_delay,
         );
-        tokio::spawn(expiry.in_current_span());
+        exosphere_task::spawn(expiry);
     }
     Some(session)
 }

@@ -30,7 +30,7 @@ impl Application for TestService {
         let (outbox, outbound) =
             Outbox::channel(DdpConfig::default().outbound_buffer_size, Arc::default());
         let service = *self;
-        tokio::spawn(async move {
+        exosphere_task::spawn(async move {
             match service {
                 Self::Echo => {
                     while let Some(message) = incoming.recv().await {

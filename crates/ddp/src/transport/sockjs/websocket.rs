@@ -91,6 +91,8 @@ pub(super) fn bridge(
     framed: bool,
 ) -> Response {
     let limit = config.max_message_size;
+    // axum runs `on_upgrade` on a task of its own, outside any span: take the caller's.
+    let span = tracing::Span::current();
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -102,7 +104,7 @@ pub(super) fn bridge(
                 let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
                 serve(texts(stream), sink, channels, &config, framed).await;
             }
-            .in_current_span()
+            .instrument(span)
         })
 }
 
