@@ -15,6 +15,18 @@
 //! message and EJSON code.
 //!
 //! EJSON lives in its own crate, re-exported as [`ejson`].
+//!
+//! Dependencies run one way, from the sockets down to the wire format:
+//!
+//! * [`transport`] owns sockets and runs sessions over them;
+//! * `session`: the per-connection state machine, its worker and heartbeat;
+//! * `server` (admission, limits, gauges, shutdown) and `service` (the [`Service`] trait);
+//! * `publication`: the [`Subscription`] handle, over the state a session shares with its
+//!   subscriptions (`session::shared`), over the subscription registry and merge box;
+//! * leaves: `message` (frames), `outbox` (the byte-bounded outbound queue), `config`,
+//!   `context`, `reply`, `error`, `id`, `version`.
+//!
+//! [`client`] sits beside them and uses only `message`, `error`, `id` and `version`.
 
 pub use exosphere_ejson as ejson;
 
