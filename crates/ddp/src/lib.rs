@@ -15,26 +15,44 @@
 //! message and EJSON code.
 //!
 //! EJSON lives in its own crate, re-exported as [`ejson`].
+//!
+//! Dependencies run one way, from the sockets down to the wire format:
+//!
+//! * [`transport`] owns sockets and runs sessions over them;
+//! * `session`: the per-connection state machine, its worker and heartbeat;
+//! * `server` (admission, limits, gauges, shutdown) and `service` (the [`Service`] trait);
+//! * `publication`: the [`Subscription`] handle, over the state a session shares with its
+//!   subscriptions (`session::shared`), over the subscription registry and merge box;
+//! * leaves: `message` (frames), `outbox` (the byte-bounded outbound queue), `config`,
+//!   `context`, `reply`, `error`, `id`, `version`.
+//!
+//! [`client`] sits beside them and uses only `message`, `error`, `id` and `version`.
 
 pub use exosphere_ejson as ejson;
 
 pub mod client;
+mod config;
+mod context;
 mod error;
 mod id;
-mod merge_box;
 mod message;
+mod outbox;
 mod publication;
+mod reply;
 mod server;
 mod service;
 mod session;
 pub mod transport;
 mod version;
 
+pub use config::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE};
+pub use context::{MethodContext, SessionContext};
 pub use error::{DdpError, ErrorCode, SessionClosed};
 pub use id::random_id;
 pub use publication::Subscription;
-pub use server::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE, Server};
-pub use service::{MethodContext, Reply, Service, SessionContext};
+pub use reply::Reply;
+pub use server::Server;
+pub use service::Service;
 pub use transport::DeliberateStatus;
 pub use transport::sockjs::{DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL, SockJsConfig};
 pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

@@ -77,7 +77,7 @@ pub(crate) struct State {
 /// so that documents or fields with no data (an empty `added`, say) still cost what they
 /// hold and a flood of them reaches the limit.
 ///
-/// [`ClientConfig::max_document_bytes`]: super::ClientConfig::max_document_bytes
+/// [`ClientConfig::max_document_bytes`]: super::config::ClientConfig::max_document_bytes
 const DOCUMENT_OVERHEAD: usize = 128;
 /// Per field: see [`DOCUMENT_OVERHEAD`].
 const FIELD_OVERHEAD: usize = 64;
@@ -99,7 +99,7 @@ pub(crate) struct Document {
     /// of `changed` frames on one document costs what the document holds, not what the
     /// frames added up to.
     ///
-    /// [`ClientConfig::max_document_bytes`]: super::ClientConfig::max_document_bytes
+    /// [`ClientConfig::max_document_bytes`]: super::config::ClientConfig::max_document_bytes
     bytes: usize,
 }
 

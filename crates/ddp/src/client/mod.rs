@@ -15,6 +15,7 @@
 //! Pings are answered at once; every wait has a timeout; every failure is a [`ClientError`]
 //! a user can act on.
 
+mod config;
 mod connection;
 mod error;
 mod socket;
@@ -25,14 +26,13 @@ use std::time::Duration;
 
 use exosphere_ejson::{Ejson, EjsonMap};
 use futures_util::StreamExt as _;
-use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tracing::Instrument as _;
 
+pub use config::ClientConfig;
 pub use error::ClientError;
 pub use socket::{Endpoint, certificates_from_pem};
 
@@ -41,47 +41,6 @@ use crate::message::{ClientFrame, ServerFrame};
 use crate::version::DdpVersion;
 use connection::{Ended, Shared, SubState};
 use socket::Socket;
-
-/// How a [`Client`] connects and how long it waits.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Limit for the whole connection: TCP, TLS, WebSocket upgrade and DDP handshake.
-    pub connect_timeout: Duration,
-    /// Limit for one method call (from the moment its answer is awaited) or for a
-    /// subscription to become ready.
-    pub call_timeout: Duration,
-    /// Ping a server that stayed silent this long, and give up on it when the ping goes
-    /// unanswered as long again (`None`: never ping, as the `meteor` tool does).
-    pub heartbeat: Option<Duration>,
-    /// Largest message accepted from the server, in bytes.
-    pub max_message_size: usize,
-    /// CA certificates trusted on top of the webpki (Mozilla) roots, e.g. a private CA
-    /// (see [`certificates_from_pem`]).
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    /// The `User-Agent` of the WebSocket upgrade.
-    pub user_agent: String,
-    /// The most bytes of subscription documents kept (each counted as its id plus, per
-    /// field, the name and the value's EJSON text, plus a fixed bookkeeping cost per
-    /// document, field and collection, so a stream of `changed` frames costs only what the
-    /// documents hold and empty documents still count); a server that sends more ends the
-    /// connection with [`ClientError::Protocol`], so a flooding subscription cannot exhaust
-    /// the client.
-    pub max_document_bytes: usize,
-}
-
-impl Default for ClientConfig {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(30),
-            call_timeout: Duration::from_secs(60),
-            heartbeat: None,
-            max_message_size: 64 << 20,
-            extra_roots: Vec::new(),
-            user_agent: concat!("exosphere/", env!("CARGO_PKG_VERSION")).to_owned(),
-            max_document_bytes: 64 << 20,
-        }
-    }
-}
 
 /// Frames waiting for the writer; the reader's pongs queue here too.
 const OUTBOUND_QUEUE: usize = 64;
@@ -120,19 +79,19 @@ impl Client {
         let (sink, stream) = socket.split();
         let (out, queue) = mpsc::channel(OUTBOUND_QUEUE);
         let heartbeat = config.heartbeat.filter(|_| version.has_heartbeats());
-        let reader = tokio::spawn(
-            connection::read_frames(
+        // Both tasks start inside the connection's span: what they log names the session.
+        let (reader, writer) = span.in_scope(|| {
+            let reader = exosphere_task::spawn(connection::read_frames(
                 stream,
                 out.clone(),
                 Arc::clone(&shared),
                 heartbeat,
                 config.max_document_bytes,
-            )
-            .instrument(span.clone()),
-        );
-        let writer = tokio::spawn(
-            connection::write_frames(sink, queue, Arc::clone(&shared)).instrument(span),
-        );
+            ));
+            let writer =
+                exosphere_task::spawn(connection::write_frames(sink, queue, Arc::clone(&shared)));
+            (reader, writer)
+        });
         tracing::debug!(server = %endpoint.url, session, %version, "DDP client connected");
         Ok(Client {
             endpoint,

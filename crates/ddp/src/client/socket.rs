@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri, header::USER_AGENT};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::ClientConfig;
+use super::config::ClientConfig;
 use super::error::ClientError;
 
 /// A byte stream a WebSocket can run over: plain TCP or TLS.

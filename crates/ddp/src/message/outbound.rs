@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::DdpError;
-use crate::service::Reply;
+use crate::reply::Reply;
 
 /// One server → client message, borrowing its parts.
 #[derive(Debug)]

@@ -20,11 +20,13 @@ use std::time::Instant;
 use serde_json::Value;
 use tracing::Instrument as _;
 
+use super::shared::SessionShared;
+use crate::context::MethodContext;
 use crate::error::{DdpError, SessionClosed};
 use crate::message::{MethodCall, ServerMessage, SubRequest};
 use crate::publication::{self, Registration};
-use crate::service::{MethodContext, Reply, Service};
-use crate::session::SessionShared;
+use crate::reply::Reply;
+use crate::service::Service;
 
 /// A message for the worker.
 #[derive(Debug)]
@@ -137,13 +139,11 @@ async fn call_method<S: Service>(
         session: Arc::clone(&session.ctx),
         method_id: id.clone(),
     };
-    let task = tokio::spawn({
+    // The session span is kept even where the (debug-level) method span is disabled.
+    let task = exosphere_task::spawn({
         let service = Arc::clone(service);
         let method = method.clone();
-        // The session span is kept even where the (debug-level) method span is disabled.
-        async move { service.call(&ctx, &method, params).await }
-            .instrument(span.clone())
-            .in_current_span()
+        async move { service.call(&ctx, &method, params).await }.instrument(span.clone())
     });
     let started = Instant::now();
     let mut closed = session.closed.subscribe();

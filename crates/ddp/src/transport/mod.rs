@@ -1,26 +1,12 @@
 //! Transports that carry DDP frames.
 //!
 //! The raw WebSocket endpoint the `meteor` tool uses (spec §1.1), and SockJS for
-//! browsers and other DDP clients (spec §1.1, "SockJS").
+//! browsers and other DDP clients (spec §1.1, "SockJS"). A transport owns the socket and
+//! runs a [`session`](crate::session) over it; sessions know nothing of transports.
+//! [`DeliberateStatus`] marks the 5xx answers they give on purpose.
 
 pub mod sockjs;
+mod status;
 pub mod websocket;
 
-/// Why a transport answered with a 5xx status on purpose, carried in the response's
-/// extensions so the HTTP layer can log it as what it is rather than as a server failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliberateStatus {
-    /// SockJS answers a client's malformed request (a bad payload, a missing callback) with
-    /// `500`, as its protocol requires: the client's mistake.
-    ClientError,
-    /// `503`: the session limit (`--max-sessions`) is reached or the server is stopping.
-    Refused,
-}
-
-impl DeliberateStatus {
-    /// Marks `response` as answered on purpose.
-    pub(crate) fn mark(self, mut response: axum::response::Response) -> axum::response::Response {
-        response.extensions_mut().insert(self);
-        response
-    }
-}
+pub use status::DeliberateStatus;

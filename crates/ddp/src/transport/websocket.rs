@@ -20,10 +20,12 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::time::timeout;
 use tracing::Instrument as _;
 
+use crate::context::SessionContext;
 use crate::id::random_id;
+use crate::outbox::{Charge, Outbound, Outbox, OutboxReceiver};
 use crate::server::Server;
-use crate::service::{Service, SessionContext};
-use crate::session::{self, Charge, CloseReason, Outbound, Outbox, OutboxReceiver};
+use crate::service::Service;
+use crate::session::{self, CloseReason};
 use crate::transport::DeliberateStatus;
 
 /// How long a closing connection may take to flush its last frames and the close frame.

@@ -16,7 +16,7 @@
 //! * the frames: `0x00 <UTF-8 text> 0xFF`, and the closing handshake `0xFF 0x00`.
 //!
 //! After the handshake the session runs on the same loop as the RFC 6455 transport
-//! ([`websocket::serve`]), so SockJS behaves identically on both.
+//! ([`socket::serve`](super::socket::serve)), so SockJS behaves identically on both.
 //!
 //! `Sec-WebSocket-Location` is `ws://` + `Host` + the request path: the server cannot tell
 //! whether a TLS-terminating proxy stands in front of it, so a hixie-76 client behind
@@ -36,11 +36,12 @@ use tokio::io::{
     AsyncBufRead, AsyncBufReadExt as _, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _,
 };
 use tokio::time::timeout;
-use tracing::Instrument as _;
 
 use super::app::Channels;
-use super::websocket::{self, SocketFrame, bad_request};
-use super::{Endpoint, SockJsConfig, connection_info};
+use super::config::SockJsConfig;
+use super::endpoint::{Endpoint, connection_info};
+use super::responses::{NOT_AN_UPGRADE, bad_request};
+use super::socket::{self, SocketFrame};
 use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
 
 /// The first key header of a hixie-76 handshake.
@@ -82,7 +83,7 @@ pub(super) fn upgrade(endpoint: &Endpoint, mut request: Parts) -> Response {
         return refused();
     };
     let (keys, config) = (handshake.keys, endpoint.config.clone());
-    tokio::spawn(run(on_upgrade, keys, channels, config).in_current_span());
+    exosphere_task::spawn(run(on_upgrade, keys, channels, config));
     (
         StatusCode::SWITCHING_PROTOCOLS,
         [
@@ -144,7 +145,7 @@ async fn run(on_upgrade: OnUpgrade, keys: Keys, channels: Channels, config: Sock
         write_frame(&mut writer, &frame).await?;
         Ok::<_, std::io::Error>(writer)
     });
-    websocket::serve(texts, frames, channels, &config, true).await;
+    socket::serve(texts, frames, channels, &config, true).await;
 }
 
 /// What a hixie-76 handshake request says.
@@ -168,7 +169,7 @@ impl Handshake {
                 .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
         });
         if !upgrade || !connection {
-            return Err(websocket::NOT_AN_UPGRADE.to_owned());
+            return Err(NOT_AN_UPGRADE.to_owned());
         }
         let key = |name: &HeaderName| {
             let value = text(name).ok_or_else(|| format!("{name} is not text."))?;

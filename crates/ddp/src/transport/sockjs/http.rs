@@ -1,6 +1,6 @@
 //! The HTTP transports: polling (`xhr`, `jsonp`), streaming (`xhr_streaming`,
-//! `eventsource`, `htmlfile`), the send URLs (`xhr_send`, `jsonp_send`), and the headers
-//! all of them share (CORS, caching, `JSESSIONID`).
+//! `eventsource`, `htmlfile`) and the send URLs (`xhr_send`, `jsonp_send`), with the
+//! headers of [`headers`](super::headers).
 //!
 //! A polling request answers with the first thing the session has to say (open frame,
 //! queued messages, close frame, or a heartbeat after the heartbeat interval). A streaming
@@ -15,23 +15,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
-use axum::http::header::{
-    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
-    CACHE_CONTROL, CONTENT_TYPE, COOKIE, EXPIRES, ORIGIN, SET_COOKIE,
-};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tracing::Instrument as _;
 
+use super::endpoint::{Endpoint, connection_info};
 use super::framing::{self, PayloadError};
-use super::pages::expires_in_a_year;
+use super::headers::{cookie, cors, no_cache};
+use super::responses::{not_found, server_error};
 use super::session::{Next, Receiver, Session};
-use super::{Endpoint, connection_info, not_found};
-use crate::session::Charge;
+use crate::outbox::Charge;
 use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
 
@@ -221,7 +217,7 @@ pub(super) fn stream(
                     }
                 }
             };
-            tokio::spawn(pump.in_current_span());
+            exosphere_task::spawn(pump);
         }
     }
     // The body holds the session's idle clock until it is written out; each chunk's
@@ -366,24 +362,9 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
             id.to_owned(),
             endpoint.config.disconnect_delay,
         );
-        tokio::spawn(expiry.in_current_span());
+        exosphere_task::spawn(expiry);
     }
     Some(session)
-}
-
-/// `OPTIONS` on a URL that allows `methods`: a cacheable CORS preflight answer.
-pub(super) fn options(endpoint: &Endpoint, request: &Parts, methods: &'static str) -> Response {
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let headers = response.headers_mut();
-    cache_for_a_year(headers);
-    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("31536000"));
-    headers.insert(
-        ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static(methods),
-    );
-    cors(headers, request);
-    cookie(endpoint, headers, request);
-    response
 }
 
 /// A transport answer: content type, no caching, CORS and the session cookie.
@@ -402,92 +383,9 @@ fn transport_response(
     response
 }
 
-/// The answer SockJS servers give to a bad request on a transport: 500 and a reason.
-pub(super) fn server_error(reason: &str) -> Response {
-    DeliberateStatus::ClientError.mark(
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(CONTENT_TYPE, "text/plain; charset=UTF-8")],
-            reason.to_owned(),
-        )
-            .into_response(),
-    )
-}
-
-/// CORS for browsers on another origin: the request's `Origin` (even `null`) with
-/// credentials, so `JSESSIONID` can travel, or `*` without; requested headers are allowed.
-pub(super) fn cors(headers: &mut HeaderMap, request: &Parts) {
-    match request.headers.get(ORIGIN) {
-        Some(origin) => {
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            headers.insert(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
-        }
-        None => {
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        }
-    }
-    if let Some(requested) = request
-        .headers
-        .get(ACCESS_CONTROL_REQUEST_HEADERS)
-        .filter(|value| !value.is_empty())
-    {
-        headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
-    }
-}
-
-/// Private answers fetched with GET (or POST, which iOS caches) must never be cached.
-pub(super) fn no_cache(headers: &mut HeaderMap) {
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("no-store, no-cache, no-transform, must-revalidate, max-age=0"),
-    );
-}
-
-/// Static answers are cached for a year.
-pub(super) fn cache_for_a_year(headers: &mut HeaderMap) {
-    headers.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000"),
-    );
-    headers.insert(EXPIRES, expires_in_a_year());
-}
-
-/// `JSESSIONID` for sticky load balancers, when the endpoint needs it: the client's own
-/// value echoed, or `dummy`.
-fn cookie(endpoint: &Endpoint, headers: &mut HeaderMap, request: &Parts) {
-    if !endpoint.cookie_needed {
-        return;
-    }
-    let value = request
-        .headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|cookies| cookies.split(';'))
-        .filter_map(|pair| pair.trim().strip_prefix("JSESSIONID="))
-        .next()
-        .unwrap_or("dummy");
-    if let Ok(value) = HeaderValue::from_str(&format!("JSESSIONID={value}; path=/")) {
-        headers.insert(SET_COOKIE, value);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bad_requests_are_marked_deliberate() {
-        let response = server_error("Broken JSON encoding.");
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(
-            response.extensions().get::<DeliberateStatus>(),
-            Some(&DeliberateStatus::ClientError)
-        );
-    }
 
     #[test]
     fn frames_are_wrapped_per_transport() {

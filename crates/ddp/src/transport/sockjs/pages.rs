@@ -1,15 +1,14 @@
 //! The static parts of a SockJS endpoint: the greeting, `/info` and the iframe page.
 
-use std::time::SystemTime;
-
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use serde_json::json;
 
-use super::http::{cache_for_a_year, cors, no_cache, options};
-use super::{Endpoint, method_not_allowed};
+use super::endpoint::Endpoint;
+use super::headers::{cache_for_a_year, cors, no_cache, options};
+use super::responses::method_not_allowed;
 
 /// `GET <prefix>`: the greeting SockJS clients and load balancers check.
 pub(super) fn greeting() -> Response {
@@ -98,13 +97,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// `Expires` one year from now, as an HTTP date.
-pub(super) fn expires_in_a_year() -> HeaderValue {
-    let when = SystemTime::now() + std::time::Duration::from_secs(31_536_000);
-    HeaderValue::from_str(&httpdate::fmt_http_date(when))
-        .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 2099 00:00:00 GMT"))
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
+use crate::outbox::{Charge, Outbound, OutboxReceiver};
 use crate::server::Admission;
-use crate::session::{Charge, Outbound, OutboxReceiver};
 
 /// The longest a send request waits for the application to take its messages.
 const TAKE_WAIT: Duration = Duration::from_secs(1);
@@ -362,7 +362,7 @@ impl Drop for Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::Outbox;
+    use crate::outbox::Outbox;
 
     const HEARTBEAT: Duration = Duration::from_secs(25);
 

@@ -2,55 +2,29 @@
 //! and the raw WebSocket endpoint (`<prefix>/websocket`, without).
 //!
 //! Unlike the HTTP transports, a WebSocket session lives exactly as long as its socket,
-//! so no registry is involved: a reader pushes client messages to the application and a
-//! writer sends the application's output, each on its own, so neither can block the
-//! other. Broken JSON from the client ends the connection at once, as the protocol says.
-//!
-//! The socket is RFC 6455 (tungstenite, through axum) or, on the SockJS transport,
-//! hixie-76 ([`hixie76`](super::hixie76)). Both run the one loop here, [`serve`], over a
-//! stream of the client's text messages and a sink of [`SocketFrame`]s.
+//! so no registry is involved. This module does the upgrade: RFC 6455 (tungstenite,
+//! through axum) here, or, on the SockJS transport, hixie-76
+//! ([`hixie76`](super::hixie76)). Both then run the loop of [`socket`](super::socket).
 
 use std::future::ready;
-use std::ops::Deref;
-use std::pin::pin;
-use std::time::Duration;
 
 use axum::extract::FromRequestParts as _;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::header::SEC_WEBSOCKET_VERSION;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse as _, Response};
+use axum::http::{HeaderValue, Method};
+use axum::response::Response;
 use futures_util::stream::SplitStream;
-use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _, stream};
-use tokio::sync::mpsc;
-use tokio::time::timeout;
+use futures_util::{SinkExt as _, Stream, StreamExt as _, stream};
 use tracing::Instrument as _;
 
 use super::app::Channels;
-use super::{Endpoint, SockJsConfig, connection_info, framing, hixie76};
-use super::{method_not_allowed, not_found};
-use crate::session::{Outbound, OutboxReceiver};
+use super::config::SockJsConfig;
+use super::endpoint::{Endpoint, connection_info};
+use super::hixie76;
+use super::responses::{NOT_AN_UPGRADE, bad_request, method_not_allowed, not_found};
+use super::socket::{SocketFrame, serve};
 use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
-
-/// Why a request to a WebSocket URL is no WebSocket handshake.
-pub(super) const NOT_AN_UPGRADE: &str = "Can \"Upgrade\" only to \"WebSocket\".";
-
-/// One message the writer hands to a socket, whatever WebSocket dialect the socket speaks.
-#[derive(Debug)]
-pub(super) enum SocketFrame {
-    /// A text message.
-    Text(String),
-    /// The closing handshake; nothing follows it. hixie-76 carries no code or reason.
-    Close { code: u16, reason: &'static str },
-}
-
-impl SocketFrame {
-    /// A text message (spelled like tungstenite's `Message::text`).
-    pub(super) fn text(text: impl Into<String>) -> Self {
-        Self::Text(text.into())
-    }
-}
 
 /// `<prefix>/websocket`: the application over a plain WebSocket.
 pub(super) async fn raw(endpoint: &Endpoint, request: Parts) -> Response {
@@ -109,11 +83,6 @@ fn accept_hybi_drafts(request: &mut Parts) {
     }
 }
 
-/// `400 Bad Request` saying `reason`.
-pub(super) fn bad_request(reason: &str) -> Response {
-    (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
-}
-
 /// Completes the upgrade and connects the socket to an application's `channels`.
 pub(super) fn bridge(
     upgrade: WebSocketUpgrade,
@@ -122,6 +91,8 @@ pub(super) fn bridge(
     framed: bool,
 ) -> Response {
     let limit = config.max_message_size;
+    // axum runs `on_upgrade` on a task of its own, outside any span: take the caller's.
+    let span = tracing::Span::current();
     upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -133,29 +104,8 @@ pub(super) fn bridge(
                 let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
                 serve(texts(stream), sink, channels, &config, framed).await;
             }
-            .in_current_span()
+            .instrument(span)
         })
-}
-
-/// Runs one session over a socket until either side ends it: a reader pushing the
-/// client's `texts` to the application, and a writer sending its output to `sink`.
-pub(super) async fn serve<T, S>(
-    texts: T,
-    sink: S,
-    channels: Channels,
-    config: &SockJsConfig,
-    framed: bool,
-) where
-    T: Stream<Item: Deref<Target = str>>,
-    S: Sink<SocketFrame, Error: std::fmt::Display>,
-{
-    // Held until the socket is done, close frame included.
-    let _slot = channels.slot;
-    let (texts, sink) = (pin!(texts), pin!(sink));
-    tokio::select! {
-        () = read(texts, channels.inbound, framed) => {}
-        () = write(sink, channels.outbound, config, framed) => {}
-    }
 }
 
 /// The text messages of an RFC 6455 socket, until it closes or fails.
@@ -179,119 +129,5 @@ fn message(frame: SocketFrame) -> Message {
             code,
             reason: reason.into(),
         })),
-    }
-}
-
-/// Pushes client messages to the application until the socket or the application ends.
-async fn read<T>(mut texts: T, inbound: mpsc::Sender<String>, framed: bool)
-where
-    T: Stream<Item: Deref<Target = str>> + Unpin,
-{
-    while let Some(text) = texts.next().await {
-        let text = &*text;
-        let messages = if !framed {
-            vec![text.to_owned()]
-        } else if text.is_empty() {
-            continue;
-        } else {
-            match framing::decode_payload(text, true) {
-                Ok(messages) => messages,
-                Err(error) => {
-                    tracing::debug!(%error, "SockJS WebSocket payload refused; dropping the connection");
-                    return;
-                }
-            }
-        };
-        for message in messages {
-            if inbound.send(message).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Sends the application's output (framed: open frame, `a[...]` per message, heartbeats,
-/// close frame) until the application closes or a write fails or stalls. A message's
-/// bytes count against the session's outbound budget until the socket has taken it.
-async fn write(
-    mut sink: impl Sink<SocketFrame, Error: std::fmt::Display> + Unpin,
-    mut outbound: OutboxReceiver,
-    config: &SockJsConfig,
-    framed: bool,
-) {
-    let limit = config.write_timeout;
-    if framed && !send(&mut sink, SocketFrame::text(framing::OPEN), limit).await {
-        return;
-    }
-    let idle = if framed {
-        config.heartbeat
-    } else {
-        Duration::MAX
-    };
-    loop {
-        let item = match timeout(idle, outbound.recv()).await {
-            Ok(item) => item,
-            Err(_) => {
-                if send(&mut sink, SocketFrame::text(framing::HEARTBEAT), limit).await {
-                    continue;
-                }
-                return;
-            }
-        };
-        let (code, reason) = match item {
-            // The charge is kept until the socket took the frame; the text is not.
-            Some(Outbound::Frame(text, _charge)) => {
-                if send(&mut sink, message_frame(text, framed), limit).await {
-                    continue;
-                }
-                return;
-            }
-            Some(Outbound::Close { code, reason }) => (code, reason),
-            None => (1000, "Normal closure"),
-        };
-        if framed
-            && !send(
-                &mut sink,
-                SocketFrame::text(framing::close(code, reason)),
-                limit,
-            )
-            .await
-        {
-            return;
-        }
-        send(&mut sink, SocketFrame::Close { code, reason }, limit).await;
-        return;
-    }
-}
-
-/// The socket frame carrying one application message: `a["…"]` when `framed`. Takes the
-/// text by value so it is freed before its framed copy is written.
-fn message_frame(text: String, framed: bool) -> SocketFrame {
-    if framed {
-        SocketFrame::text(framing::messages([text.as_str()]))
-    } else {
-        SocketFrame::text(text)
-    }
-}
-
-/// Sends one frame within `limit`; `false` when the client is gone or not reading.
-async fn send(
-    sink: &mut (impl Sink<SocketFrame, Error: std::fmt::Display> + Unpin),
-    frame: SocketFrame,
-    limit: Duration,
-) -> bool {
-    match timeout(limit, sink.send(frame)).await {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) => {
-            tracing::debug!(%error, "SockJS WebSocket write failed; closing");
-            false
-        }
-        Err(_) => {
-            tracing::warn!(
-                write_timeout = ?limit,
-                "SockJS WebSocket client stopped reading: a frame stayed unwritten; closing"
-            );
-            false
-        }
     }
 }

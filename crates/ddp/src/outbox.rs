@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::config::MAX_OUTBOUND_BUFFER_SIZE;
 use crate::error::SessionClosed;
-use crate::server::MAX_OUTBOUND_BUFFER_SIZE;
 
 /// What one queued frame costs beyond its text: the `String` header, its queue slot and
 /// its share of bookkeeping, so that a flood of tiny frames is bounded too.

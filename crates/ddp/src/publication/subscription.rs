@@ -1,4 +1,4 @@
-//! Subscriptions: the handle a publication writes through, and the session's registry.
+//! The handle a publication writes through, and the session worker's `sub` and `unsub`.
 //!
 //! Every data message goes through the session's [`MergeBox`] under one async lock that
 //! is held until the frame is queued, so the order of frames matches the order of
@@ -6,7 +6,6 @@
 //! worker. A subscription is identified internally by a [`SubKey`] that is never reused,
 //! so a stale handle cannot act on a newer subscription that reuses the client's id.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,38 +13,11 @@ use exosphere_ejson::{Ejson, EjsonMap};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use super::merge_box::{Change, MergeBox, NotPublished, SubKey};
+use super::registry::Refusal;
 use crate::error::{DdpError, SessionClosed};
-use crate::merge_box::{Change, MergeBox, NotPublished, SubKey};
 use crate::message::ServerMessage;
 use crate::session::SessionShared;
-
-/// The session's live subscriptions and the client's view of their data.
-#[derive(Debug, Default)]
-pub(crate) struct Publications {
-    merge_box: MergeBox,
-    active: HashMap<String, ActiveSub>,
-    next_key: SubKey,
-}
-
-#[derive(Debug)]
-struct ActiveSub {
-    key: SubKey,
-    ready: bool,
-    stop: Arc<watch::Sender<bool>>,
-}
-
-impl Publications {
-    fn is_current(&self, id: &str, key: SubKey) -> bool {
-        self.active.get(id).is_some_and(|sub| sub.key == key)
-    }
-
-    /// Removes subscription `id` and retracts its documents; `None` if it was not active.
-    fn retire(&mut self, id: &str) -> Option<Vec<Change>> {
-        let sub = self.active.remove(id)?;
-        sub.stop.send_replace(true);
-        Some(self.merge_box.remove_subscription(sub.key))
-    }
-}
 
 /// The result of registering a `sub` request.
 pub(crate) enum Registration {
@@ -61,23 +33,11 @@ pub(crate) enum Registration {
 /// right away is accepted.
 pub(crate) async fn register(session: &Arc<SessionShared>, id: &str) -> Registration {
     let mut state = session.publications.lock().await;
-    if state.active.contains_key(id) {
-        return Registration::AlreadyActive;
-    }
-    if state.active.len() >= session.max_subscriptions {
-        return Registration::TooMany;
-    }
-    let key = state.next_key;
-    state.next_key += 1;
-    let stop = Arc::new(watch::Sender::new(false));
-    state.active.insert(
-        id.to_owned(),
-        ActiveSub {
-            key,
-            ready: false,
-            stop: Arc::clone(&stop),
-        },
-    );
+    let (key, stop) = match state.add(id, session.max_subscriptions) {
+        Ok(added) => added,
+        Err(Refusal::AlreadyActive) => return Registration::AlreadyActive,
+        Err(Refusal::TooMany) => return Registration::TooMany,
+    };
     Registration::Started(Subscription {
         inner: Arc::new(Inner {
             id: id.to_owned(),
@@ -182,15 +142,12 @@ impl Subscription {
         if session.is_closed() {
             return Err(SessionClosed);
         }
-        let sub = state
-            .active
-            .get_mut(&self.inner.id)
-            .filter(|sub| sub.key == self.inner.key)
+        let first = state
+            .mark_ready(&self.inner.id, self.inner.key)
             .ok_or(SessionClosed)?;
-        if sub.ready {
+        if !first {
             return Ok(());
         }
-        sub.ready = true;
         let ready = ServerMessage::Ready {
             sub_id: &self.inner.id,
         };
@@ -289,8 +246,8 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::SessionContext;
-    use crate::session::{Outbound, Outbox, OutboxReceiver};
+    use crate::context::SessionContext;
+    use crate::outbox::{Outbound, Outbox, OutboxReceiver};
 
     fn session(max_subscriptions: usize) -> (Arc<SessionShared>, OutboxReceiver) {
         let (outbox, frames) = Outbox::channel(1 << 20, Arc::default());

@@ -1,0 +1,73 @@
+//! The limits and timeouts every DDP session runs under.
+//!
+//! A leaf: [`DdpConfig`] is read by the server (admission), the sessions (timeouts, queue
+//! sizes) and the outbound queue (its byte budget), and depends on none of them.
+
+use std::time::Duration;
+
+/// The largest [`DdpConfig::outbound_buffer_size`] honoured (256 MiB); a larger one is
+/// lowered to it. A session's budget is a tokio `Semaphore` of bytes, which panics beyond
+/// `Semaphore::MAX_PERMITS`, only 2^29 - 1 on 32-bit targets; the CLI refuses more.
+pub const MAX_OUTBOUND_BUFFER_SIZE: u32 = 256 << 20;
+
+/// Timeouts and limits of DDP sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DdpConfig {
+    /// Drop sockets that never send `connect` within this time (spec §1.1; Meteor: 45 s).
+    pub connect_timeout: Duration,
+    /// Ping a client only after this long without any inbound frame; zero disables pings.
+    pub ping_interval: Duration,
+    /// Close the session if nothing arrives this long after a ping. Generous by default:
+    /// the `meteor` tool is busy for minutes between calls during `meteor publish`.
+    pub ping_timeout: Duration,
+    /// The longest the whole write of one outbound frame to the client may take before the
+    /// connection is closed as stalled (the client stopped reading). Separate from
+    /// `ping_timeout` because a stalled writer pins the session's queued frames. The clock
+    /// covers the entire frame, so the client's link must carry the largest frame within
+    /// it: at the default (60 s), a 1 MB sync page needs at least ~17 KB/s.
+    pub write_timeout: Duration,
+    /// Largest inbound text frame in bytes; a larger one closes the session.
+    pub max_message_size: usize,
+    /// Bytes of outbound frames a session may hold (queued, or handed to its transport but
+    /// not yet written) before producers (results, publications) wait. A frame larger
+    /// than this still goes through, alone. The default (16 MiB) is several full
+    /// `syncNewPackageData` pages of 500 records; at most [`MAX_OUTBOUND_BUFFER_SIZE`].
+    pub outbound_buffer_size: u32,
+    /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
+    /// from that client. The `meteor` tool never has more than one call in flight.
+    pub inbound_queue: usize,
+    /// Active subscriptions per session; further `sub`s get `nosub` with error 429, so a
+    /// client cannot grow the session's state without bound.
+    pub max_subscriptions: usize,
+    /// Connections (DDP over any transport, handshaking or established) served at once;
+    /// further ones are refused with HTTP 503 before any session state is allocated.
+    pub max_sessions: usize,
+    /// Method calls one connection may make per [`method_rate_interval`](Self::method_rate_interval);
+    /// further calls are answered with Meteor's `too-many-requests` error. Zero turns the
+    /// limit off.
+    pub method_rate_limit: u32,
+    /// The window of [`method_rate_limit`](Self::method_rate_limit).
+    pub method_rate_interval: Duration,
+    /// On shutdown, how long sessions may take to finish the calls they already read
+    /// before they are closed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DdpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(45),
+            ping_interval: Duration::from_secs(30),
+            ping_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(60),
+            max_message_size: 1024 * 1024,
+            outbound_buffer_size: 16 << 20,
+            inbound_queue: 32,
+            max_subscriptions: 100,
+            max_sessions: 20_000,
+            method_rate_limit: 5000,
+            method_rate_interval: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

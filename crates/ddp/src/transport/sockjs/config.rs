@@ -1,0 +1,57 @@
+//! The tuning of a SockJS endpoint.
+//!
+//! A leaf: the routes, the transports and the applications behind them all read it.
+
+use std::time::Duration;
+
+/// Where the iframe page loads `sockjs-client` from unless told otherwise: the public CDN's
+/// latest 1.x, the version browsers running a current `sockjs-client` carry (the iframe's
+/// copy must be the same version as the page's).
+pub const DEFAULT_CLIENT_URL: &str =
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+
+/// Tuning of a SockJS endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SockJsConfig {
+    /// Send a heartbeat frame (`h`) after this long without output (SockJS: 25 s).
+    pub heartbeat: Duration,
+    /// Remove an HTTP-transport session once no response of it has been in delivery for
+    /// this long (Meteor: 60 s; the SockJS suite: 5 s); the application sees the client
+    /// leave. The clock starts when a response body is written out, so a slow link
+    /// receiving a large result is not dropped.
+    pub disconnect_delay: Duration,
+    /// Bytes one streaming response carries before the server ends it and the client
+    /// opens the next (SockJS: 128 KiB), so browsers can free what they received.
+    pub response_limit: usize,
+    /// Largest body of one `xhr_send`/`jsonp_send` request, and largest WebSocket message.
+    pub max_message_size: usize,
+    /// Longest time one write to a client may take; a client that stops reading is
+    /// disconnected instead of holding the server's memory (`--write-timeout`).
+    pub write_timeout: Duration,
+    /// Longest wait for the 8-byte nonce a hixie-76 client sends after its handshake
+    /// headers; a client that never sends it is disconnected.
+    pub handshake_timeout: Duration,
+    /// Client messages buffered per session on their way to the application; when full,
+    /// the transport stops reading (`--inbound-queue`). The application's output is
+    /// bounded by its own byte budget (`--outbound-buffer-size`).
+    pub queue: usize,
+    /// The SockJS client script the iframe page loads (the iframe-based transports run
+    /// their requests from it): [`DEFAULT_CLIENT_URL`], or a copy served where the CDN is
+    /// out of reach.
+    pub client_url: String,
+}
+
+impl Default for SockJsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(25),
+            disconnect_delay: Duration::from_secs(60),
+            response_limit: 128 * 1024,
+            max_message_size: 1024 * 1024,
+            write_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(45),
+            queue: 32,
+            client_url: DEFAULT_CLIENT_URL.to_owned(),
+        }
+    }
+}
