@@ -10,16 +10,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Server, assert_success, exosphere, fixture, import_text, read_dump, serve_fixture,
+    Catalog, Server, assert_success, exosphere, fixture, fixture_catalog, import_text, read_dump,
+    serve_fixture,
 };
 use exosphere_index::{Index, MeteorVersion};
 use serde_json::Value;
-
-type Catalog = BTreeMap<String, BTreeMap<String, Value>>;
-
-fn fixture_catalog() -> Catalog {
-    read_dump(&std::fs::read_to_string(fixture()).expect("fixture is readable")).0
-}
 
 /// Records in the fixture, all collections.
 fn fixture_records(catalog: &Catalog) -> usize {

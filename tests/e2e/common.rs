@@ -19,6 +19,14 @@ pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meteor-2015-catalog.ndjson")
 }
 
+/// A catalog as the tests hold it: collection → `_id` → record (EJSON in its JSON form).
+pub type Catalog = std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>;
+
+/// The records of the 2015 fixture, read by [`read_dump`].
+pub fn fixture_catalog() -> Catalog {
+    read_dump(&std::fs::read_to_string(fixture()).expect("the fixture is readable")).0
+}
+
 /// The `exosphere` binary cargo built for these tests.
 pub fn exosphere() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_exosphere"));
@@ -319,7 +327,7 @@ pub struct SyncOutcome {
     /// Every result page as received.
     pub pages: Vec<Value>,
     /// Final state of a tool-like local catalog: collection → _id → record.
-    pub catalog: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>,
+    pub catalog: Catalog,
     /// The last token returned.
     pub token: Value,
 }
@@ -392,14 +400,8 @@ pub fn decompress(packed: &str) -> Value {
 }
 
 /// Reads an NDJSON dump into collection → _id → record, plus its stats rows.
-pub fn read_dump(
-    text: &str,
-) -> (
-    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>>,
-    Vec<Value>,
-) {
-    let mut catalog: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Value>> =
-        Default::default();
+pub fn read_dump(text: &str) -> (Catalog, Vec<Value>) {
+    let mut catalog = Catalog::new();
     let mut stats = Vec::new();
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         let entry: Value = serde_json::from_str(line).expect("dump line is JSON");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use exosphere::server::{self, Config};
 use serde_json::json;
 
-use crate::common::{Ddp, PATIENCE, fixture, import, read_dump, sync_loop};
+use crate::common::{Ddp, PATIENCE, fixture, fixture_catalog, import, sync_loop};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_in_process_syncs_the_catalog_and_stops_on_shutdown() {
@@ -24,8 +24,7 @@ async fn a_server_started_in_process_syncs_the_catalog_and_stops_on_shutdown() {
 
     let mut ddp = Ddp::connect(&format!("ws://{address}/websocket")).await;
     let synced = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
-    let (expected, _) = read_dump(&std::fs::read_to_string(fixture()).unwrap());
-    assert_eq!(synced.catalog, expected);
+    assert_eq!(synced.catalog, fixture_catalog());
 
     stop.send(()).unwrap();
     let closed = tokio::time::timeout(PATIENCE, ddp.recv_or_close()).await;
