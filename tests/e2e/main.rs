@@ -11,6 +11,7 @@ mod cli;
 mod client_sync;
 mod ddp_transports;
 mod ddp_wire;
+mod fake_upstream;
 mod http;
 mod in_process;
 mod interop;
