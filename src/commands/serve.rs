@@ -10,10 +10,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use exosphere_catalog::sync::Paging;
-use exosphere_catalog::synth::{self, Scale};
 use exosphere_catalog::usage::{self, Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
+use exosphere_synth::{self as synth, Scale};
 
 use crate::cli::ServeArgs;
 use crate::fd_limit;

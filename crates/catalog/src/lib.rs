@@ -24,7 +24,6 @@ pub mod sqlite;
 pub mod stats;
 pub mod store;
 pub mod sync;
-pub mod synth;
 pub mod usage;
 pub mod watch;
 
