@@ -5,9 +5,9 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use exosphere_catalog::accounts::{Org, Token, User, secret_hash};
-use exosphere_catalog::usage::is_package_name;
 use exosphere_catalog::{CatalogStore, CatalogWriter, StoreError, open_sqlite};
 use exosphere_ddp::random_id;
+use exosphere_meteor::names::is_package_name;
 use serde_json::json;
 
 use crate::cli::{OrgCommand, TokenCommand, UserCommand};

@@ -16,7 +16,9 @@ use std::io::{BufRead, BufWriter, Read, Write};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::record::{Collection, PerCollection, Record, StatsRow};
+use exosphere_meteor::{Collection, PerCollection};
+
+use crate::record::{Record, StatsRow};
 use crate::stats::write_stats_doc;
 use crate::store::{CatalogStore, CatalogWriter, ExportItem, StoreError, Upsert};
 

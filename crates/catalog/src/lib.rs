@@ -6,7 +6,7 @@
 //! splices the JSON text it returns.
 //!
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
-//! * [`record`]: the five collections, [`Record`] and [`StatsRow`].
+//! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
@@ -27,8 +27,9 @@ pub mod sync;
 pub mod usage;
 pub mod watch;
 
+pub use exosphere_meteor::{Collection, PerCollection};
 pub use page_cache::Syncer;
-pub use record::{Collection, PerCollection, Record, StatsRow};
+pub use record::{Record, StatsRow};
 pub use sqlite::{SqliteStore, open_sqlite};
 pub use store::Lookup;
 pub use store::{CatalogState, CatalogStore, CatalogWriter, StoreError};

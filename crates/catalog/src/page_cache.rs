@@ -193,8 +193,9 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Collection, Record};
+    use crate::record::Record;
     use crate::sqlite::open_sqlite;
+    use exosphere_meteor::Collection;
     use serde_json::json;
 
     fn store_with(n: usize) -> (tempfile::TempDir, Arc<dyn CatalogStore>) {

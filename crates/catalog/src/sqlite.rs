@@ -67,11 +67,12 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate};
+use exosphere_meteor::{Collection, PerCollection};
 use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::accounts::{AccountWriter, UploadTicket};
-use crate::record::{Collection, PerCollection, Record, StatsRow};
+use crate::record::{Record, StatsRow};
 use crate::stats::parse_day;
 use crate::store::Lookup;
 use crate::store::{

@@ -21,9 +21,10 @@
 //!   restart from zero (`resetData`), because the protocol has no other way to delete.
 
 use chrono::NaiveDate;
+use exosphere_meteor::{Collection, PerCollection};
 
 use crate::accounts::{AccountWriter, UploadTicket};
-use crate::record::{Collection, PerCollection, Record, StatsRow};
+use crate::record::{Record, StatsRow};
 use crate::usage::AppReport;
 
 /// A storage failure.

@@ -20,11 +20,11 @@
 use std::io::Write;
 
 use base64::Engine;
+use exosphere_meteor::{Collection, PerCollection};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Map, Number, Value};
 
-use crate::record::{Collection, PerCollection};
 use crate::store::{CatalogStore, Cursors, Page, StoreError};
 
 /// Page sizes, per collection per call.

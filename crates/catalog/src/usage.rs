@@ -44,10 +44,13 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use exosphere_ejson::Ejson;
-use exosphere_version::MeteorVersion;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{CatalogStore, StoreError};
+
+/// The rules report entries are checked against, re-exported for the server's publishing
+/// methods, which check names and versions by the same rules.
+pub use exosphere_meteor::{names::is_package_name, version::is_version};
 
 /// The longest accepted app id, package name or version, in bytes.
 pub const MAX_FIELD_BYTES: usize = 256;
@@ -223,27 +226,6 @@ impl AppReport {
     pub fn list_hash(&self) -> i64 {
         self.list_hash
     }
-}
-
-/// Meteor's package name rules (`utils.validatePackageName`): lowercase letters, digits,
-/// `.`, `-` and at most one `:`, at least one letter, not starting with `.`, `:` or `-`.
-pub fn is_package_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":.-".contains(&b))
-        && name.bytes().any(|b| b.is_ascii_lowercase())
-        && !name.starts_with(['.', ':', '-'])
-        && !name.ends_with(['.', ':'])
-        && !name.contains("..")
-        && name.matches(':').count() <= 1
-}
-
-/// Whether `version` is a version the `meteor` tool could have written: it parses it as
-/// strictly as the tool does (no leading zeros, a wrap number above zero; an optional
-/// `+build` is kept as part of the string, so stats rows name the version as reported).
-pub fn is_version(version: &str) -> bool {
-    MeteorVersion::parse(version).is_ok()
 }
 
 /// Rolls up one day: replaces its stats rows with the counts of its recordings, in one
@@ -728,44 +710,6 @@ mod tests {
                 InvalidReport::Package { index: 0, reason },
                 "{entry}"
             );
-        }
-    }
-
-    #[test]
-    fn package_names_and_versions_follow_meteor() {
-        for ok in ["tracker", "iron:router", "mrt:moment.js", "a1-b", "1a"] {
-            assert!(is_package_name(ok), "{ok}");
-        }
-        for bad in [
-            "", "Tracker", "a::b", "a:b:c", ".a", "-a", "a.", "a..b", "123", "a b",
-        ] {
-            assert!(!is_package_name(bad), "{bad}");
-        }
-        for ok in [
-            "1.0.0",
-            "0.10.2_3",
-            "1.0.0-rc.1",
-            "2.0.0-beta.1_2",
-            "1.2.3+build.7",
-        ] {
-            assert!(is_version(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "1.0",
-            "1.0.0.0",
-            "a.b.c",
-            "1.0.0-",
-            "1.0.0_",
-            "1.0.0_x",
-            "1.0.0+",
-            "1..0",
-            "01.0.0",
-            "1.0.0_0",
-            "1.0.0-rc.01",
-            "1.0.0+a+b",
-        ] {
-            assert!(!is_version(bad), "{bad}");
         }
     }
 }

@@ -78,8 +78,9 @@ async fn poll(store: Arc<dyn CatalogStore>, interval: Duration, tx: watch::Sende
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Collection, Record, StatsRow};
+    use crate::record::{Record, StatsRow};
     use crate::sqlite::open_sqlite;
+    use exosphere_meteor::Collection;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sees_writes_from_another_handle_within_a_second() {

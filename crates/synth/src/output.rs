@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 
+use exosphere_meteor::Collection;
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
@@ -27,16 +28,6 @@ pub struct SynthSummary {
     pub bytes: u64,
 }
 
-/// The five catalog collections, as dump lines name them.
-#[derive(Clone, Copy)]
-pub(crate) enum Collection {
-    Packages,
-    Versions,
-    Builds,
-    ReleaseTracks,
-    ReleaseVersions,
-}
-
 /// Writes dump lines through a reused buffer and counts what it wrote.
 pub(crate) struct Sink<'w> {
     out: &'w mut dyn Write,
@@ -58,16 +49,16 @@ impl<'w> Sink<'w> {
         collection: Collection,
         doc: &T,
     ) -> io::Result<()> {
-        let (name, counter) = match collection {
-            Collection::Packages => ("packages", &mut self.summary.packages),
-            Collection::Versions => ("versions", &mut self.summary.versions),
-            Collection::Builds => ("builds", &mut self.summary.builds),
-            Collection::ReleaseTracks => ("releaseTracks", &mut self.summary.release_tracks),
-            Collection::ReleaseVersions => ("releaseVersions", &mut self.summary.release_versions),
+        let counter = match collection {
+            Collection::Packages => &mut self.summary.packages,
+            Collection::Versions => &mut self.summary.versions,
+            Collection::Builds => &mut self.summary.builds,
+            Collection::ReleaseTracks => &mut self.summary.release_tracks,
+            Collection::ReleaseVersions => &mut self.summary.release_versions,
         };
         *counter += 1;
         self.line(&Line {
-            collection: name,
+            collection: collection.as_str(),
             doc,
         })
     }

@@ -4,6 +4,7 @@
 use std::io;
 
 use chrono::{DateTime, Days, Utc};
+use exosphere_meteor::Collection;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -13,8 +14,8 @@ use crate::helpers::{
 };
 use crate::model::{Homepage, Ver};
 use crate::output::{
-    Banner, Blob, BuildDoc, Collection, Date, DepDoc, DepMap, ExportDoc, PackageDoc, PairMap,
-    Readme, Refs, ReleaseDoc, Sink, StatsDoc, TrackDoc, VersionDoc,
+    Banner, Blob, BuildDoc, Date, DepDoc, DepMap, ExportDoc, PackageDoc, PairMap, Readme, Refs,
+    ReleaseDoc, Sink, StatsDoc, TrackDoc, VersionDoc,
 };
 use crate::params::{
     BLANK_HASH, CORE_NAMES, DAY_MS, EPOCH_END, EPOCH_START, EXPORT_SUFFIXES, ISOBUILD_SINCE,

@@ -218,7 +218,7 @@ fn names_and_versions_follow_meteor_rules() {
     assert!(
         names
             .iter()
-            .all(|n| exosphere_catalog::usage::is_package_name(n)),
+            .all(|n| exosphere_meteor::names::is_package_name(n)),
         "{names:?}"
     );
     assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), names.len());

@@ -574,9 +574,10 @@ impl AccountWriter for SqliteWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Collection, Record};
+    use crate::record::Record;
     use crate::sqlite::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
     use crate::store::CatalogStore as _;
+    use exosphere_meteor::Collection;
 
     /// Runs `f` in one write transaction and returns what it returned.
     fn with<T>(
