@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use exosphere_catalog::stats::parse_day;
+use exosphere_catalog::day::parse_day;
 use exosphere_catalog::{open_sqlite, usage};
 
 use crate::cli::{StatsCommand, StatsRollupArgs};

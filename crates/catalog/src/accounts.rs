@@ -12,7 +12,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// A person who may log in and publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,10 @@ use serde_json::value::RawValue;
 
 use exosphere_meteor::{Collection, PerCollection};
 
+use crate::error::StoreError;
 use crate::record::{Record, StatsRow};
 use crate::stats::write_stats_doc;
-use crate::store::{CatalogStore, CatalogWriter, ExportItem, StoreError, Upsert};
+use crate::store::{CatalogStore, CatalogWriter, ExportItem, Upsert};
 
 /// Import limits.
 #[derive(Debug, Clone, PartialEq, Eq)]

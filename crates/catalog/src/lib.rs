@@ -6,6 +6,8 @@
 //! splices the JSON text it returns.
 //!
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
+//! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
+//! * [`error`]: [`StoreError`], shared by the store and everything built on it.
 //! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
@@ -17,7 +19,9 @@
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
 
 pub mod accounts;
+pub mod day;
 pub mod dump;
+pub mod error;
 pub mod page_cache;
 pub mod record;
 pub mod sqlite;
@@ -27,11 +31,12 @@ pub mod sync;
 pub mod usage;
 pub mod watch;
 
+pub use error::StoreError;
 pub use exosphere_meteor::{Collection, PerCollection};
 pub use page_cache::Syncer;
 pub use record::{Record, StatsRow};
 pub use sqlite::{SqliteStore, open_sqlite};
 pub use store::Lookup;
-pub use store::{CatalogState, CatalogStore, CatalogWriter, StoreError};
+pub use store::{CatalogState, CatalogStore, CatalogWriter};
 pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};
 pub use watch::watch;

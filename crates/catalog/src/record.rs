@@ -9,7 +9,7 @@ use exosphere_meteor::Collection;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::stats::parse_day;
+use crate::day::{InvalidDay, parse_day};
 
 /// Why a text was refused as a catalog record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,7 +159,7 @@ fn compact_json(text: &str) -> String {
 pub enum StatsRowError {
     /// The date is not a real `YYYY-MM-DD` calendar day.
     #[error(transparent)]
-    InvalidDay(#[from] crate::stats::InvalidDay),
+    InvalidDay(#[from] InvalidDay),
     /// The package name is empty.
     #[error("stats row has an empty package name")]
     EmptyName,

@@ -72,11 +72,11 @@ use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use crate::accounts::{AccountWriter, UploadTicket};
+use crate::day::parse_day;
+use crate::error::StoreError;
 use crate::record::{Record, StatsRow};
-use crate::stats::parse_day;
-use crate::store::Lookup;
 use crate::store::{
-    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Page, PageRecord, StoreError,
+    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Page, PageRecord,
     Upsert,
 };
 use crate::usage::AppReport;

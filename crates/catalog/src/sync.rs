@@ -25,7 +25,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde_json::{Map, Number, Value};
 
-use crate::store::{CatalogStore, Cursors, Page, StoreError};
+use crate::error::StoreError;
+use crate::store::{CatalogStore, Cursors, Page};
 
 /// Page sizes, per collection per call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::store::{CatalogState, CatalogStore, StoreError};
+use crate::error::StoreError;
+use crate::store::{CatalogState, CatalogStore};
 
 /// The shortest polling interval accepted; shorter ones are raised to it.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);

@@ -6,7 +6,8 @@ use super::{Db as _, SqliteWriter, to_i64, to_u64};
 use crate::accounts::{
     AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, UploadTicket, User,
 };
-use crate::store::{Lookup, StoreError};
+use crate::error::StoreError;
+use crate::store::Lookup;
 
 /// Version 3: accounts, tokens, upload tickets, pending publishes and natural-key indexes.
 pub(super) fn migrate_v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
