@@ -17,8 +17,11 @@
 //! * [`stats`]: `/stats/v1/<day>` bodies and per-package date ranges with trends.
 //! * [`usage`]: `recordAppPackages` reports, group-commit recording and daily rollups.
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
+//! * `conformance` (feature `testing`): the store contract as tests every backend runs.
 
 pub mod accounts;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
 pub mod day;
 pub mod dump;
 pub mod error;

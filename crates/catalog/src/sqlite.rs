@@ -1015,6 +1015,23 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, SqliteStore) {
 mod tests {
     use super::*;
 
+    /// Fresh stores, each in its own temporary directory, deleted when the test ends.
+    fn temp_stores() -> impl Fn() -> std::sync::Arc<dyn CatalogStore> {
+        let dirs = Mutex::new(Vec::new());
+        move || {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let store = open_sqlite(dir.path()).expect("a fresh store opens");
+            dirs.lock().unwrap().push(dir);
+            std::sync::Arc::new(store)
+        }
+    }
+
+    mod conformance {
+        use super::*;
+
+        crate::conformance_tests!(temp_stores());
+    }
+
     fn record(c: Collection, id: &str, body: &str) -> Record {
         Record::from_json(
             c,
@@ -1158,156 +1175,6 @@ mod tests {
             reopened.package_stats_rows("tracker", day, day).unwrap(),
             rows
         );
-    }
-
-    #[test]
-    fn upsert_assigns_increasing_seq_and_skips_identical_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        let a = record(Collection::Versions, "a", "1");
-        assert_eq!(upsert(&store, &a), Upsert::Inserted);
-        assert_eq!(
-            upsert(&store, &record(Collection::Builds, "b", "1")),
-            Upsert::Inserted
-        );
-        let before = store.state().unwrap();
-        assert_eq!(upsert(&store, &a), Upsert::Unchanged);
-        assert_eq!(store.state().unwrap(), before);
-        assert_eq!(
-            upsert(&store, &record(Collection::Versions, "a", "2")),
-            Upsert::Updated
-        );
-        let state = store.state().unwrap();
-        assert_eq!(state.head_seq, 3);
-        assert_eq!(state.changes(Collection::Versions), 2);
-        assert_eq!(state.changes(Collection::Builds), 1);
-        assert_eq!(state.epoch, before.epoch);
-
-        let page = store.read_page(&Cursors::default(), 10).unwrap();
-        let versions = &page.records[Collection::Versions];
-        assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].seq, 3);
-        assert_eq!(versions[0].last_updated, Some(7));
-        assert!(versions[0].json.contains(r#""v":2"#));
-        assert_eq!(page.records[Collection::Builds][0].seq, 2);
-        assert!(!page.has_more);
-    }
-
-    #[test]
-    fn pages_respect_cursors_and_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        for i in 0..5 {
-            upsert(&store, &record(Collection::Packages, &format!("p{i}"), "0"));
-        }
-        let page = store.read_page(&Cursors::default(), 2).unwrap();
-        let seqs: Vec<u64> = page.records[Collection::Packages]
-            .iter()
-            .map(|r| r.seq)
-            .collect();
-        assert_eq!(seqs, [1, 2]);
-        assert!(page.has_more);
-        let mut cursors = Cursors::default();
-        cursors[Collection::Packages] = 3;
-        let page = store.read_page(&cursors, 2).unwrap();
-        let seqs: Vec<u64> = page.records[Collection::Packages]
-            .iter()
-            .map(|r| r.seq)
-            .collect();
-        assert_eq!(seqs, [4, 5]);
-        assert!(!page.has_more);
-        assert_eq!(page.head_seq, 5);
-        let page = store.read_page(&Cursors::default(), 0).unwrap();
-        assert_eq!(page.records[Collection::Packages].len(), 1);
-        cursors[Collection::Packages] = u64::MAX;
-        assert!(store.read_page(&cursors, 2).unwrap().records[Collection::Packages].is_empty());
-    }
-
-    #[test]
-    fn failed_write_rolls_back_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        let before = store.state().unwrap();
-        let result = store.write(&mut |w| {
-            w.upsert(&record(Collection::Packages, "p", "1"))?;
-            w.upsert_stats(&StatsRow::new("2015-01-01", "p", "1.0.0", 1, 1).unwrap())?;
-            Err(StoreError::Aborted)
-        });
-        assert!(matches!(result, Err(StoreError::Aborted)));
-        assert_eq!(store.state().unwrap(), before);
-        assert!(all(&store).is_empty());
-        assert_eq!(store.stats_day("2015-01-01").unwrap(), None);
-    }
-
-    #[test]
-    fn get_reads_inside_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        store
-            .write(&mut |w| {
-                assert_eq!(w.get(Collection::Builds, "b")?, None);
-                w.upsert(&record(Collection::Builds, "b", "1"))?;
-                assert!(
-                    w.get(Collection::Builds, "b")?
-                        .unwrap()
-                        .contains(r#""v":1"#)
-                );
-                assert_eq!(w.get(Collection::Versions, "b")?, None);
-                Ok(())
-            })
-            .unwrap();
-    }
-
-    #[test]
-    fn delete_starts_a_new_epoch_and_counts_a_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        upsert(&store, &record(Collection::ReleaseTracks, "t", "1"));
-        let before = store.state().unwrap();
-        let mut existed = Vec::new();
-        store
-            .write(&mut |w| {
-                existed.push(w.delete(Collection::ReleaseTracks, "t")?);
-                existed.push(w.delete(Collection::ReleaseTracks, "t")?);
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(existed, [true, false]);
-        let after = store.state().unwrap();
-        assert_ne!(after.epoch, before.epoch);
-        assert_eq!(after.head_seq, before.head_seq);
-        assert_eq!(after.changes(Collection::ReleaseTracks), 2);
-        assert!(all(&store).is_empty());
-
-        // Deleting nothing changes nothing.
-        store
-            .write(&mut |w| w.delete(Collection::Packages, "nope").map(|_| ()))
-            .unwrap();
-        assert_eq!(store.state().unwrap(), after);
-    }
-
-    #[test]
-    fn stats_rows_upsert_and_day_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        assert_eq!(store.state().unwrap().stats_earliest, None);
-        let rows = [
-            StatsRow::new("2015-03-02", "b", "1.0.0", 1, 2).unwrap(),
-            StatsRow::new("2015-03-02", "a", "1.0.0", 3, 4).unwrap(),
-            StatsRow::new("2015-01-09", "a", "1.0.0", 5, 6).unwrap(),
-            StatsRow::new("2015-03-02", "b", "1.0.0", 7, 8).unwrap(),
-        ];
-        store
-            .write(&mut |w| rows.iter().try_for_each(|r| w.upsert_stats(r)))
-            .unwrap();
-        let state = store.state().unwrap();
-        assert_eq!(state.stats_earliest.as_deref(), Some("2015-01-09"));
-        assert_eq!(state.stats_latest.as_deref(), Some("2015-03-02"));
-        assert_eq!(state.head_seq, 0);
-        let day = store.stats_day("2015-03-02").unwrap().unwrap();
-        assert_eq!(day, [rows[1].clone(), rows[3].clone()]);
-        assert_eq!(store.stats_day("2015-03-03").unwrap(), None);
-        assert_eq!(store.stats_day("garbage").unwrap(), None);
     }
 
     #[test]
