@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use exosphere_catalog::accounts::{Org, Token, User, secret_hash};
-use exosphere_catalog::{CatalogStore, CatalogWriter, StoreError, open_sqlite};
+use exosphere_catalog::{CatalogStore, CatalogWriter, StoreError};
+use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_ddp::random_id;
 use exosphere_meteor::names::is_package_name;
 use serde_json::json;

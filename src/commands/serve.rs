@@ -11,7 +11,8 @@ use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{self, Recorder, RecorderOptions, UsageLimits};
-use exosphere_catalog::{CatalogStore, Syncer, dump, open_sqlite, watch};
+use exosphere_catalog::{CatalogStore, Syncer, dump, watch};
+use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use exosphere_synth::{self as synth, Scale};
 

@@ -1,6 +1,7 @@
-//! The Meteor package catalog: validated records, the storage interface and its SQLite
-//! backend, the `syncNewPackageData` paging logic, NDJSON dumps, daily stats, and a live
-//! view of the catalog state.
+//! The Meteor package catalog: validated records, the storage interface every backend
+//! implements (backends are crates of their own, e.g. `exosphere-catalog-sqlite`), and
+//! what is built on it: the `syncNewPackageData` paging logic, NDJSON dumps, daily stats,
+//! usage, accounts, and a live view of the catalog state.
 //!
 //! This crate knows nothing about WebSockets or DDP: the server hands it JSON values and
 //! splices the JSON text it returns.
@@ -10,7 +11,6 @@
 //! * [`error`]: [`StoreError`], shared by the store and everything built on it.
 //! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
-//! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
 //! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead.
 //! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
@@ -27,7 +27,6 @@ pub mod dump;
 pub mod error;
 pub mod page_cache;
 pub mod record;
-pub mod sqlite;
 pub mod stats;
 pub mod store;
 pub mod sync;
@@ -38,7 +37,6 @@ pub use error::StoreError;
 pub use exosphere_meteor::{Collection, PerCollection};
 pub use page_cache::Syncer;
 pub use record::{Record, StatsRow};
-pub use sqlite::{SqliteStore, open_sqlite};
 pub use store::Lookup;
 pub use store::{CatalogState, CatalogStore, CatalogWriter};
 pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};

@@ -6,7 +6,7 @@
 //! `#[test]` per body with [`conformance_tests!`](crate::conformance_tests), from one of its
 //! test files:
 //!
-//! ```ignore
+//! ```text
 //! exosphere_catalog::conformance_tests!(temp_stores());
 //! ```
 //!

@@ -7,12 +7,13 @@ use crate::record::StatsRow;
 use crate::store::CatalogStore;
 use crate::usage::{AppReport, UsedPackage, catch_up, roll_up};
 
-fn day(text: &str) -> NaiveDate {
+/// The day written `text` (`YYYY-MM-DD`); shared with backends' own usage tests.
+pub fn day(text: &str) -> NaiveDate {
     crate::day::parse_day(text).unwrap()
 }
 
 /// A report of `app` listing `(name, version, direct)`.
-fn app(app: &str, packages: &[(&str, &str, bool)]) -> AppReport {
+pub fn app(app: &str, packages: &[(&str, &str, bool)]) -> AppReport {
     let packages = packages
         .iter()
         .map(|(name, version, direct)| UsedPackage {
@@ -35,7 +36,7 @@ fn record(store: &dyn CatalogStore, on: &str, reports: &[AppReport]) {
 }
 
 /// `(name, version, directAdds, totalAdds)` of a day, or `None` without a file.
-fn file(store: &dyn CatalogStore, on: &str) -> Option<Vec<(String, String, u64, u64)>> {
+pub fn file(store: &dyn CatalogStore, on: &str) -> Option<Vec<(String, String, u64, u64)>> {
     store.stats_day(on).unwrap().map(|rows| {
         rows.iter()
             .map(|r| {
@@ -50,7 +51,8 @@ fn file(store: &dyn CatalogStore, on: &str) -> Option<Vec<(String, String, u64, 
     })
 }
 
-fn rows(expected: &[(&str, &str, u64, u64)]) -> Option<Vec<(String, String, u64, u64)>> {
+/// [`file`]'s answer for these rows, spelled as tuples of literals.
+pub fn rows(expected: &[(&str, &str, u64, u64)]) -> Option<Vec<(String, String, u64, u64)>> {
     Some(
         expected
             .iter()

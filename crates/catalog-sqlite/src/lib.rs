@@ -1,5 +1,8 @@
-//! The SQLite backend of [`CatalogStore`]: one database file, `catalog.sqlite3`, in the
-//! data directory, shared safely by a running `exosphere serve` and an `exosphere import`.
+//! The SQLite backend of the catalog's [`CatalogStore`]: one database file,
+//! `catalog.sqlite3`, in the data directory, shared safely by a running `exosphere serve`
+//! and an `exosphere import`. This crate's one job is storing the catalog in SQLite; the
+//! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
+//! contract tests run here from `tests/conformance.rs`.
 //!
 //! # Schema (version 3, `PRAGMA user_version`)
 //!
@@ -16,7 +19,7 @@
 //! * `stats`: `(day, name, version)` primary key, `WITHOUT ROWID`, so a day's rows are one
 //!   contiguous range and the earliest/latest day are b-tree edge lookups.
 //!
-//! Version 2 adds package usage recording ([`crate::usage`]):
+//! Version 2 adds package usage recording ([`exosphere_catalog::usage`]):
 //!
 //! * `usage_apps`: one row per app id (`id INTEGER PRIMARY KEY`, the `app` text, and
 //!   `list_hash`, a hash of the app's last reported package list, so a repeated list is
@@ -29,7 +32,7 @@
 //!   last rollup (`pending`) and whether it was ever rolled up (`rolled_up`);
 //! * the index `stats_by_name (name, day, …)` answers per-package date ranges.
 //!
-//! Version 3 adds accounts and publishing ([`crate::accounts`], `sqlite/accounts.rs`):
+//! Version 3 adds accounts and publishing ([`exosphere_catalog::accounts`], `accounts.rs`):
 //!
 //! * `users`, `orgs` and `org_members`; `tokens` (login tokens by SHA-256 hash);
 //! * `uploads` (upload tickets by hash of their URL secret) and `pending` (publishes in
@@ -60,7 +63,7 @@
 //! Writes run in `BEGIN IMMEDIATE` transactions on one writer connection: the write lock
 //! is taken up front (waiting up to the busy timeout for another process), and `seq` is
 //! allocated inside the transaction, so sequence numbers become visible in increasing
-//! order as the [`crate::store`] contract requires.
+//! order as the [`exosphere_catalog::store`] contract requires.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -71,15 +74,15 @@ use exosphere_meteor::{Collection, PerCollection};
 use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use crate::accounts::{AccountWriter, UploadTicket};
-use crate::day::parse_day;
-use crate::error::StoreError;
-use crate::record::{Record, StatsRow};
-use crate::store::{
+use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
+use exosphere_catalog::day::parse_day;
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::record::{Record, StatsRow};
+use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Page, PageRecord,
     Upsert,
 };
-use crate::usage::AppReport;
+use exosphere_catalog::usage::AppReport;
 
 mod accounts;
 
@@ -1015,23 +1018,6 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, SqliteStore) {
 mod tests {
     use super::*;
 
-    /// Fresh stores, each in its own temporary directory, deleted when the test ends.
-    fn temp_stores() -> impl Fn() -> std::sync::Arc<dyn CatalogStore> {
-        let dirs = Mutex::new(Vec::new());
-        move || {
-            let dir = tempfile::tempdir().expect("temporary directory");
-            let store = open_sqlite(dir.path()).expect("a fresh store opens");
-            dirs.lock().unwrap().push(dir);
-            std::sync::Arc::new(store)
-        }
-    }
-
-    mod conformance {
-        use super::*;
-
-        crate::conformance_tests!(temp_stores());
-    }
-
     fn record(c: Collection, id: &str, body: &str) -> Record {
         Record::from_json(
             c,
@@ -1153,7 +1139,7 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2015, 1, 2).unwrap();
         let report = AppReport::new(
             "app",
-            vec![crate::usage::UsedPackage {
+            vec![exosphere_catalog::usage::UsedPackage {
                 name: "tracker".into(),
                 version: "1.0.0".into(),
                 direct: true,
@@ -1161,7 +1147,10 @@ mod tests {
         )
         .unwrap();
         store.write(&mut |w| w.record_usage(day, &report)).unwrap();
-        assert_eq!(crate::usage::roll_up(&store, day).unwrap(), Some(1));
+        assert_eq!(
+            exosphere_catalog::usage::roll_up(&store, day).unwrap(),
+            Some(1)
+        );
         let rows = store.package_stats_rows("tracker", day, day).unwrap();
         assert_eq!(
             rows,

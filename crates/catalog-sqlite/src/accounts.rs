@@ -3,11 +3,11 @@
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{Db as _, SqliteWriter, to_i64, to_u64};
-use crate::accounts::{
+use exosphere_catalog::accounts::{
     AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, UploadTicket, User,
 };
-use crate::error::StoreError;
-use crate::store::Lookup;
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::store::Lookup;
 
 /// Version 3: accounts, tokens, upload tickets, pending publishes and natural-key indexes.
 pub(super) fn migrate_v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
@@ -185,7 +185,7 @@ fn upload(conn: &Connection, hash: &str) -> Result<Option<Upload>, StoreError> {
     }))
 }
 
-/// [`crate::CatalogStore::upload_ticket`] on a read connection: the ticket, and the user
+/// [`exosphere_catalog::CatalogStore::upload_ticket`] on a read connection: the ticket, and the user
 /// of the pending publish that lists it. Pending publishes keep their tickets as a
 /// space-separated list that no index covers, so this reads every pending row of every
 /// user with `instr` until one matches: a full scan of the table. That is acceptable at
@@ -575,12 +575,12 @@ impl AccountWriter for SqliteWriter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
+    use crate::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
 
     /// Runs `f` in one write transaction and returns what it returned.
     fn with<T>(
-        store: &dyn crate::store::CatalogStore,
-        mut f: impl FnMut(&mut dyn crate::store::CatalogWriter) -> Result<T, StoreError>,
+        store: &dyn exosphere_catalog::CatalogStore,
+        mut f: impl FnMut(&mut dyn exosphere_catalog::CatalogWriter) -> Result<T, StoreError>,
     ) -> T {
         let mut out = None;
         store
