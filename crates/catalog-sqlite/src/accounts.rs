@@ -574,23 +574,10 @@ impl AccountWriter for SqliteWriter<'_> {
 
 #[cfg(test)]
 mod tests {
+    use exosphere_catalog::conformance::with;
+
     use super::*;
     use crate::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
-
-    /// Runs `f` in one write transaction and returns what it returned.
-    fn with<T>(
-        store: &dyn exosphere_catalog::CatalogStore,
-        mut f: impl FnMut(&mut dyn exosphere_catalog::CatalogWriter) -> Result<T, StoreError>,
-    ) -> T {
-        let mut out = None;
-        store
-            .write(&mut |w| {
-                out = Some(f(w)?);
-                Ok(())
-            })
-            .unwrap();
-        out.unwrap()
-    }
 
     #[test]
     fn a_version_2_file_is_upgraded_and_its_records_found_by_name() {

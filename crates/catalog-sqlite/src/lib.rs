@@ -1016,39 +1016,9 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, SqliteStore) {
 
 #[cfg(test)]
 mod tests {
+    use exosphere_catalog::conformance::store::{all, record, upsert};
+
     use super::*;
-
-    fn record(c: Collection, id: &str, body: &str) -> Record {
-        Record::from_json(
-            c,
-            &format!(r#"{{"_id":"{id}","v":{body},"lastUpdated":{{"$date":7}}}}"#),
-        )
-        .unwrap()
-    }
-
-    fn upsert(store: &SqliteStore, r: &Record) -> Upsert {
-        let mut outcome = None;
-        store
-            .write(&mut |w| {
-                outcome = Some(w.upsert(r)?);
-                Ok(())
-            })
-            .unwrap();
-        outcome.unwrap()
-    }
-
-    fn all(store: &SqliteStore) -> Vec<(Collection, String)> {
-        let mut out = Vec::new();
-        store
-            .export(&mut |item| {
-                if let ExportItem::Record { collection, json } = item {
-                    out.push((collection, json.to_owned()));
-                }
-                Ok(())
-            })
-            .unwrap();
-        out
-    }
 
     #[test]
     fn creates_directory_and_file_and_reopens() {

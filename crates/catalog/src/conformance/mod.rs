@@ -32,8 +32,9 @@ pub mod watch;
 /// Makes a fresh, empty store of the backend under test; a test may call it more than once.
 pub type NewStore<'a> = &'a dyn Fn() -> Arc<dyn CatalogStore>;
 
-/// Runs `f` in one write transaction and returns what it returned.
-fn with<T>(
+/// Runs `f` in one write transaction and returns what it returned; shared with backends'
+/// own tests.
+pub fn with<T>(
     store: &dyn CatalogStore,
     mut f: impl FnMut(&mut dyn CatalogWriter) -> Result<T, StoreError>,
 ) -> T {

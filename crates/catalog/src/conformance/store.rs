@@ -11,7 +11,9 @@ fn rec(c: Collection, json: &str) -> Record {
     Record::from_json(c, json).unwrap()
 }
 
-fn record(c: Collection, id: &str, body: &str) -> Record {
+/// A record of collection `c` with `_id` `id`, value `v` = `body` and `lastUpdated` 7;
+/// shared with backends' own tests.
+pub fn record(c: Collection, id: &str, body: &str) -> Record {
     Record::from_json(
         c,
         &format!(r#"{{"_id":"{id}","v":{body},"lastUpdated":{{"$date":7}}}}"#),
@@ -19,11 +21,13 @@ fn record(c: Collection, id: &str, body: &str) -> Record {
     .unwrap()
 }
 
-fn upsert(store: &dyn CatalogStore, r: &Record) -> Upsert {
+/// Upserts `r` in a transaction of its own and returns what the upsert did.
+pub fn upsert(store: &dyn CatalogStore, r: &Record) -> Upsert {
     with(store, |w| w.upsert(r))
 }
 
-fn all(store: &dyn CatalogStore) -> Vec<(Collection, String)> {
+/// Every record of the store, as (collection, text), in export order.
+pub fn all(store: &dyn CatalogStore) -> Vec<(Collection, String)> {
     let mut out = Vec::new();
     store
         .export(&mut |item| {
