@@ -16,6 +16,8 @@
 //! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
 //! * [`stats`]: `/stats/v1/<day>` bodies and per-package date ranges with trends.
 //! * [`usage`]: `recordAppPackages` reports, group-commit recording and daily rollups.
+//! * [`transact`]: [`write_or_refuse`], a write transaction whose body may refuse for a
+//!   reason of the caller's own.
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
 //! * `conformance` (feature `testing`): the store contract as tests every backend runs.
 
@@ -30,6 +32,7 @@ pub mod record;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod transact;
 pub mod usage;
 pub mod watch;
 
@@ -40,4 +43,5 @@ pub use record::{Record, StatsRow};
 pub use store::Lookup;
 pub use store::{CatalogState, CatalogStore, CatalogWriter};
 pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};
+pub use transact::{Refusal, write_or_refuse};
 pub use watch::watch;
