@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use exosphere_catalog::synth::Scale;
+use exosphere_synth::Scale;
 
 /// Top-level parser for the `exosphere` binary.
 #[derive(Debug, Parser)]

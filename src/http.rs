@@ -16,10 +16,11 @@ use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
-use exosphere_catalog::stats::{Interval, RangeError, package_stats, parse_day, render_stats_day};
-use exosphere_catalog::usage::is_package_name;
+use exosphere_catalog::day::parse_day;
+use exosphere_catalog::stats::{Interval, RangeError, package_stats, render_stats_day};
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, Server, SockJsConfig};
+use exosphere_meteor::names::is_package_name;
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::classify::{

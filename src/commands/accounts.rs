@@ -5,9 +5,10 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use exosphere_catalog::accounts::{Org, Token, User, secret_hash};
-use exosphere_catalog::usage::is_package_name;
-use exosphere_catalog::{CatalogStore, CatalogWriter, StoreError, open_sqlite};
+use exosphere_catalog::{CatalogWriter, Refusal, StoreError, write_or_refuse};
+use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_ddp::random_id;
+use exosphere_meteor::names::is_package_name;
 use serde_json::json;
 
 use crate::cli::{OrgCommand, TokenCommand, UserCommand};
@@ -16,27 +17,11 @@ use crate::service::secrets::new_secret;
 /// Runs one write transaction whose body may refuse with a message of its own.
 fn transact<T>(
     data_dir: &Path,
-    mut body: impl FnMut(&mut dyn CatalogWriter) -> Result<Result<T, String>, StoreError>,
+    body: impl FnMut(&mut dyn CatalogWriter) -> Result<T, Refusal<String>>,
 ) -> anyhow::Result<T> {
     let store = open_sqlite(data_dir)
         .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
-    let mut outcome = None;
-    let written = store.write(&mut |writer| match body(writer)? {
-        Ok(value) => {
-            outcome = Some(Ok(value));
-            Ok(())
-        }
-        Err(reason) => {
-            outcome = Some(Err(reason));
-            Err(StoreError::Aborted)
-        }
-    });
-    match (written, outcome) {
-        (Ok(()), Some(Ok(value))) => Ok(value),
-        (Err(StoreError::Aborted), Some(Err(reason))) => bail!(reason),
-        (Err(error), _) => Err(error.into()),
-        (Ok(()), _) => bail!("the transaction ended without an outcome"),
-    }
+    Ok(write_or_refuse(&store, body)?)
 }
 
 /// A user or organization name must be a package-name prefix.
@@ -69,17 +54,20 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
             };
             transact(&args.data_dir.data_dir, |writer| {
                 if name_taken(writer, &user.username)? {
-                    return Ok(Err(format!("the name {} is already taken", user.username)));
+                    return Err(Refusal::Refused(format!(
+                        "the name {} is already taken",
+                        user.username
+                    )));
                 }
                 writer.accounts().insert_user(&user)?;
-                Ok(Ok(()))
+                Ok(())
             })?;
             let role = if user.admin { " (administrator)" } else { "" };
             println!("added user {} with id {}{role}", user.username, user.id);
         }
         UserCommand::List(args) => {
             let users = transact(&args.data_dir.data_dir, |writer| {
-                Ok(Ok(writer.accounts().users()?))
+                Ok(writer.accounts().users()?)
             })?;
             for user in users {
                 let role = if user.admin { "admin" } else { "user" };
@@ -98,7 +86,10 @@ pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
         let org = match writer.accounts().org_by_name(&args.name)? {
             Some(org) => org,
             None if writer.accounts().user_by_name(&args.name)?.is_some() => {
-                return Ok(Err(format!("the name {} is already a user's", args.name)));
+                return Err(Refusal::Refused(format!(
+                    "the name {} is already a user's",
+                    args.name
+                )));
             }
             None => {
                 let org = Org {
@@ -111,11 +102,11 @@ pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
         };
         for member in &args.members {
             let Some(user) = writer.accounts().user_by_name(member)? else {
-                return Ok(Err(format!("there is no user named {member}")));
+                return Err(Refusal::Refused(format!("there is no user named {member}")));
             };
             writer.accounts().add_org_member(&org.id, &user.id)?;
         }
-        Ok(Ok(writer.accounts().org_members(&org.id)?))
+        Ok(writer.accounts().org_members(&org.id)?)
     })?;
     println!("organization {}: members {}", args.name, members.join(", "));
     Ok(())
@@ -130,7 +121,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             let now = chrono::Utc::now().timestamp_millis();
             let user = transact(&args.data_dir.data_dir, |writer| {
                 let Some(user) = writer.accounts().user_by_name(&args.user)? else {
-                    return Ok(Err(format!(
+                    return Err(Refusal::Refused(format!(
                         "there is no user named {}; add one with `exosphere user add`",
                         args.user
                     )));
@@ -142,7 +133,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
                     created: now,
                     expires: now + i64::from(args.days) * 86_400_000,
                 })?;
-                Ok(Ok(user))
+                Ok(user)
             })?;
             let session = json!({"sessions": {
                 "www.meteor.com": {"type": "meteor-account", "username": user.username, "userId": user.id},
@@ -157,7 +148,9 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
                     None => None,
                     Some(name) => match writer.accounts().user_by_name(name)? {
                         Some(user) => Some(user.id),
-                        None => return Ok(Err(format!("there is no user named {name}"))),
+                        None => {
+                            return Err(Refusal::Refused(format!("there is no user named {name}")));
+                        }
                     },
                 };
                 let mut listed = Vec::new();
@@ -168,7 +161,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
                         .map_or_else(|| "<deleted>".to_owned(), |user| user.username);
                     listed.push((token, name));
                 }
-                Ok(Ok(listed))
+                Ok(listed)
             })?;
             for (token, name) in tokens {
                 println!(
@@ -182,9 +175,12 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Revoke(args) => {
             transact(&args.data_dir.data_dir, |writer| {
                 if writer.accounts().delete_token(&args.id)? {
-                    Ok(Ok(()))
+                    Ok(())
                 } else {
-                    Ok(Err(format!("there is no token with id {}", args.id)))
+                    Err(Refusal::Refused(format!(
+                        "there is no token with id {}",
+                        args.id
+                    )))
                 }
             })?;
             println!("revoked token {}", args.id);

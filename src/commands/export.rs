@@ -3,7 +3,8 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use exosphere_catalog::{dump, open_sqlite};
+use exosphere_catalog::dump;
+use exosphere_catalog_sqlite::open_sqlite;
 
 use super::{byte_progress, create_output};
 use crate::cli::ExportArgs;

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use exosphere_catalog::synth;
+use exosphere_synth as synth;
 
 use super::{byte_progress, create_output};
 use crate::cli::GenCatalogArgs;

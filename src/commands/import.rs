@@ -5,7 +5,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
 use anyhow::Context as _;
-use exosphere_catalog::{dump, open_sqlite};
+use exosphere_catalog::dump;
+use exosphere_catalog_sqlite::open_sqlite;
 
 use super::byte_progress;
 use crate::cli::ImportArgs;

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
 use exosphere_catalog::sync::Paging;
-use exosphere_catalog::synth::{self, Scale};
 use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
-use exosphere_catalog::{CatalogStore, dump, open_sqlite};
+use exosphere_catalog::{CatalogStore, dump};
+use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_ddp::{DdpConfig, SockJsConfig};
+use exosphere_synth::{self as synth, Scale};
 
 use crate::cli::ServeArgs;
 use crate::fd_limit;

@@ -3,8 +3,9 @@
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use exosphere_catalog::stats::parse_day;
-use exosphere_catalog::{open_sqlite, usage};
+use exosphere_catalog::day::parse_day;
+use exosphere_catalog::usage;
+use exosphere_catalog_sqlite::open_sqlite;
 
 use crate::cli::{StatsCommand, StatsRollupArgs};
 

@@ -13,7 +13,7 @@ use crate::common::{Ddp, PATIENCE, fixture, fixture_catalog, import, sync_loop};
 async fn a_server_started_in_process_syncs_the_catalog_and_stops_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     import(dir.path(), &fixture());
-    let store = Arc::new(exosphere_catalog::open_sqlite(dir.path()).unwrap());
+    let store = Arc::new(exosphere_catalog_sqlite::open_sqlite(dir.path()).unwrap());
     let state = server::start(store, None, &Config::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::common::{Ddp, Server, assert_success, http_get, run};
 use chrono::{Days, NaiveDate, Utc};
+use exosphere_catalog::CatalogStore;
 use exosphere_catalog::usage::{AppReport, UsedPackage};
-use exosphere_catalog::{CatalogStore, open_sqlite};
+use exosphere_catalog_sqlite::open_sqlite;
 use serde_json::{Value, json};
 
 /// `{name, version, local, direct}` entries as the tool sends them.

@@ -234,7 +234,7 @@ async fn a_deletion_makes_older_tokens_reset_once_and_drops_the_record() {
     let doomed = first.catalog["packages"].keys().next().unwrap().clone();
 
     // Another process deletes a record: the only way out of a client's catalog is a reset.
-    let store = exosphere_catalog::open_sqlite(&data).unwrap();
+    let store = exosphere_catalog_sqlite::open_sqlite(&data).unwrap();
     exosphere_catalog::CatalogStore::write(&store, &mut |writer| {
         writer
             .delete(exosphere_catalog::Collection::Packages, &doomed)

@@ -12,7 +12,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use crate::store::StoreError;
+use crate::error::StoreError;
 
 /// A person who may log in and publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +104,8 @@ pub enum PendingKind {
 }
 
 impl PendingKind {
-    /// The stored spelling.
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The stored spelling, for backends.
+    pub fn as_str(self) -> &'static str {
         match self {
             PendingKind::Version => "version",
             PendingKind::Build => "build",
@@ -113,8 +113,8 @@ impl PendingKind {
         }
     }
 
-    /// Reads the stored spelling back.
-    pub(crate) fn parse(text: &str) -> Result<PendingKind, StoreError> {
+    /// Reads the stored spelling back; an unknown one means corrupt data.
+    pub fn parse(text: &str) -> Result<PendingKind, StoreError> {
         match text {
             "version" => Ok(PendingKind::Version),
             "build" => Ok(PendingKind::Build),

@@ -1,37 +1,47 @@
-//! The Meteor package catalog: validated records, the storage interface and its SQLite
-//! backend, the `syncNewPackageData` paging logic, NDJSON dumps, daily stats, and a live
-//! view of the catalog state.
+//! The Meteor package catalog: validated records, the storage interface every backend
+//! implements (backends are crates of their own, e.g. `exosphere-catalog-sqlite`), and
+//! what is built on it: the `syncNewPackageData` paging logic, NDJSON dumps, daily stats,
+//! usage, accounts, and a live view of the catalog state.
 //!
 //! This crate knows nothing about WebSockets or DDP: the server hands it JSON values and
 //! splices the JSON text it returns.
 //!
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
-//! * [`record`]: the five collections, [`Record`] and [`StatsRow`].
+//! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
+//! * [`error`]: [`StoreError`], shared by the store and everything built on it.
+//! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
-//! * [`sqlite`]: the SQLite backend ([`open_sqlite`]).
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
 //! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead.
 //! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
 //! * [`stats`]: `/stats/v1/<day>` bodies and per-package date ranges with trends.
 //! * [`usage`]: `recordAppPackages` reports, group-commit recording and daily rollups.
+//! * [`transact`]: [`write_or_refuse`], a write transaction whose body may refuse for a
+//!   reason of the caller's own.
 //! * [`watch`](mod@watch): polls the state so other processes' writes are seen live.
+//! * `conformance` (feature `testing`): the store contract as tests every backend runs.
 
 pub mod accounts;
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+pub mod day;
 pub mod dump;
+pub mod error;
 pub mod page_cache;
 pub mod record;
-pub mod sqlite;
 pub mod stats;
 pub mod store;
 pub mod sync;
-pub mod synth;
+pub mod transact;
 pub mod usage;
 pub mod watch;
 
+pub use error::StoreError;
+pub use exosphere_meteor::{Collection, PerCollection};
 pub use page_cache::Syncer;
-pub use record::{Collection, PerCollection, Record, StatsRow};
-pub use sqlite::{SqliteStore, open_sqlite};
+pub use record::{Record, StatsRow};
 pub use store::Lookup;
-pub use store::{CatalogState, CatalogStore, CatalogWriter, StoreError};
+pub use store::{CatalogState, CatalogStore, CatalogWriter};
 pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};
+pub use transact::{Refusal, write_or_refuse};
 pub use watch::watch;

@@ -165,6 +165,14 @@ impl Syncer {
         })
     }
 
+    /// How many pages the cache holds (ready or being computed) and their encoded bytes,
+    /// for the conformance tests that check its bound.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn cache_usage(&self) -> (usize, usize) {
+        let cache = self.lock();
+        (cache.slots.len(), cache.bytes)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Cache> {
         self.cache
             .lock()
@@ -187,103 +195,5 @@ impl Cache {
         self.bytes += size;
         self.order.push_back(key.clone());
         self.slots.insert(key, Slot::Ready(entry));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{Collection, Record};
-    use crate::sqlite::open_sqlite;
-    use serde_json::json;
-
-    fn store_with(n: usize) -> (tempfile::TempDir, Arc<dyn CatalogStore>) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        store
-            .write(&mut |w| {
-                for i in 0..n {
-                    let text = format!(r#"{{"_id":"p{i}","name":"pkg{i}"}}"#);
-                    w.upsert(&Record::from_json(Collection::Packages, &text).unwrap())?;
-                }
-                Ok(())
-            })
-            .unwrap();
-        (dir, Arc::new(store))
-    }
-
-    fn short() -> Value {
-        json!({"shortPagesForTest": true})
-    }
-
-    #[test]
-    fn a_prefetched_page_is_served_and_equals_a_fresh_one() {
-        let (_dir, store) = store_with(7);
-        let syncer = Syncer::new(Arc::clone(&store), Paging::default(), 1 << 20);
-        let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
-        let next = first.next.clone().expect("more pages");
-        syncer.prefetch(&next);
-        assert!(syncer.lock().bytes > 0, "the next page is cached");
-
-        // The tool sends the token back with its own `_id` (spec §3.4).
-        let mut token = next.token.clone();
-        token["_id"] = json!("1");
-        let cached = syncer.answer(&token, &short()).unwrap();
-        let fresh = answer(&*store, &next.token, &short(), &Paging::default()).unwrap();
-        assert_eq!(cached.text, fresh.text);
-        assert_eq!(cached.next.map(|n| n.token), fresh.next.map(|n| n.token));
-    }
-
-    #[test]
-    fn a_write_invalidates_cached_pages() {
-        let (_dir, store) = store_with(5);
-        let syncer = Syncer::new(Arc::clone(&store), Paging::default(), 1 << 20);
-        let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
-        let next = first.next.expect("more pages");
-        syncer.prefetch(&next);
-        store
-            .write(&mut |w| {
-                let text = r#"{"_id":"late","name":"late"}"#;
-                w.upsert(&Record::from_json(Collection::Packages, text).unwrap())
-                    .map(|_| ())
-            })
-            .unwrap();
-
-        let second = syncer.answer(&next.token, &short()).unwrap();
-        let page: Value = serde_json::from_str(&second.text).unwrap();
-        let names: Vec<&str> = page["collections"]["packages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["_id"].as_str().unwrap())
-            .collect();
-        assert_eq!(names, ["p3", "p4", "late"], "read-your-writes (spec §3.6)");
-    }
-
-    #[test]
-    fn the_cache_stays_within_its_byte_bound() {
-        let (_dir, store) = store_with(30);
-        let first_len = answer(&*store, &json!({}), &short(), &Paging::default())
-            .unwrap()
-            .text
-            .len();
-        let bound = first_len * 2 + first_len / 2;
-        let syncer = Syncer::new(Arc::clone(&store), Paging::default(), bound);
-        let mut next = syncer.answer(&json!({}), &short()).unwrap().next;
-        while let Some(call) = next {
-            syncer.prefetch(&call);
-            assert!(syncer.lock().bytes <= bound);
-            next = syncer.answer(&call.token, &short()).unwrap().next;
-        }
-        assert!(syncer.lock().slots.len() <= 2);
-    }
-
-    #[test]
-    fn caching_can_be_turned_off() {
-        let (_dir, store) = store_with(5);
-        let syncer = Syncer::new(store, Paging::default(), 0);
-        let first = syncer.answer(&json!({}), &short()).unwrap();
-        syncer.prefetch(&first.next.unwrap());
-        assert_eq!(syncer.lock().slots.len(), 0);
     }
 }

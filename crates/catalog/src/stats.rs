@@ -1,5 +1,5 @@
-//! Daily package-usage statistics as served at `GET /stats/v1/<day>` (spec §7.2): day
-//! validation and the newline-delimited JSON body; and, beyond the seed API, one package's
+//! Daily package-usage statistics as served at `GET /stats/v1/<day>` (spec §7.2): the
+//! newline-delimited JSON body; and, beyond the seed API, one package's
 //! totals over a date range, per period and per version, with a trend against the period
 //! before ([`package_stats`]).
 
@@ -8,29 +8,9 @@ use std::collections::BTreeMap;
 use chrono::{Datelike as _, Days, Months, NaiveDate};
 use serde::Serialize;
 
+use crate::error::StoreError;
 use crate::record::StatsRow;
-use crate::store::{CatalogStore, StoreError};
-
-/// The error for a day that is not a real calendar date written as `YYYY-MM-DD`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid day {0:?}: expected a calendar date written YYYY-MM-DD")]
-pub struct InvalidDay(pub String);
-
-/// Parses a day written exactly `YYYY-MM-DD` (four-digit year, zero-padded month and day)
-/// that names a real calendar date, so that `/stats/v1/<day>` URLs and stored rows agree
-/// on one spelling per day.
-pub fn parse_day(day: &str) -> Result<NaiveDate, InvalidDay> {
-    let bytes = day.as_bytes();
-    let shaped = bytes.len() == 10
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            _ => b.is_ascii_digit(),
-        });
-    shaped
-        .then(|| NaiveDate::parse_from_str(day, "%Y-%m-%d").ok())
-        .flatten()
-        .ok_or_else(|| InvalidDay(day.to_owned()))
-}
+use crate::store::CatalogStore;
 
 /// Renders a day's rows as the `/stats/v1/<day>` body: one
 /// `{"name":…,"version":…,"directAdds":N,"totalAdds":N}` object per line, each followed
@@ -339,142 +319,10 @@ fn split_periods(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::day::parse_day;
 
     fn day(text: &str) -> NaiveDate {
         parse_day(text).unwrap()
-    }
-
-    #[test]
-    fn package_ranges_sum_per_period_and_version_with_a_trend() {
-        let (_dir, store) = crate::sqlite::temp_store();
-        let rows = [
-            // The previous 14-day range (2024-09-16 … 2024-09-29): 4 total, 2 direct.
-            ("2024-09-20", "tracker", "1.0.0", 2, 4),
-            // The range 2024-09-30 (a Monday) … 2024-10-13.
-            ("2024-09-30", "tracker", "1.0.0", 1, 3),
-            ("2024-10-01", "tracker", "1.1.0", 2, 2),
-            ("2024-10-07", "tracker", "1.1.0", 0, 1),
-            ("2024-10-13", "tracker", "1.1.0", 1, 4),
-            // Outside the range, or another package.
-            ("2024-10-14", "tracker", "1.1.0", 9, 9),
-            ("2024-10-01", "ddp", "1.0.0", 9, 9),
-        ];
-        store
-            .write(&mut |w| {
-                rows.iter().try_for_each(|(d, n, v, direct, total)| {
-                    w.upsert_stats(&StatsRow::new(*d, *n, *v, *direct, *total).unwrap())
-                })
-            })
-            .unwrap();
-        let stats = package_stats(
-            &store,
-            "tracker",
-            day("2024-09-30"),
-            day("2024-10-13"),
-            Interval::Week,
-            366,
-        )
-        .unwrap();
-        let json = serde_json::to_value(&stats).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({
-                "name": "tracker", "interval": "week",
-                "from": "2024-09-30", "to": "2024-10-13", "directAdds": 4, "totalAdds": 10,
-                "versions": [
-                    {"version": "1.1.0", "directAdds": 3, "totalAdds": 7},
-                    {"version": "1.0.0", "directAdds": 1, "totalAdds": 3},
-                ],
-                "periods": [
-                    {"from": "2024-09-30", "to": "2024-10-06", "directAdds": 3, "totalAdds": 5,
-                     "versions": [
-                        {"version": "1.0.0", "directAdds": 1, "totalAdds": 3},
-                        {"version": "1.1.0", "directAdds": 2, "totalAdds": 2},
-                     ]},
-                    {"from": "2024-10-07", "to": "2024-10-13", "directAdds": 1, "totalAdds": 5,
-                     "versions": [{"version": "1.1.0", "directAdds": 1, "totalAdds": 5}]},
-                ],
-                "trend": {
-                    "previousFrom": "2024-09-16", "previousTo": "2024-09-29",
-                    "previous": {"directAdds": 2, "totalAdds": 4},
-                    "totalAddsChange": 1.5, "directAddsChange": 1.0,
-                },
-            })
-        );
-
-        // Months are clipped to the range.
-        let stats = package_stats(
-            &store,
-            "tracker",
-            day("2024-09-25"),
-            day("2024-10-20"),
-            Interval::Month,
-            366,
-        )
-        .unwrap();
-        let spans: Vec<(String, String, u64)> = stats
-            .periods
-            .iter()
-            .map(|p| (p.from.to_string(), p.to.to_string(), p.adds.total_adds))
-            .collect();
-        assert_eq!(
-            spans,
-            [
-                ("2024-09-25".into(), "2024-09-30".into(), 3),
-                ("2024-10-01".into(), "2024-10-20".into(), 16)
-            ]
-        );
-        // 19 adds against 4 in the 26 days before (2024-08-30 … 2024-09-24).
-        assert_eq!(stats.trend.total_adds_change, Some(3.75));
-        let quiet = package_stats(
-            &store,
-            "tracker",
-            day("2024-09-01"),
-            day("2024-09-10"),
-            Interval::Day,
-            366,
-        )
-        .unwrap();
-        assert_eq!(
-            quiet.trend.total_adds_change, None,
-            "nothing before: no ratio"
-        );
-        let days = package_stats(
-            &store,
-            "tracker",
-            day("2024-10-01"),
-            day("2024-10-03"),
-            Interval::Day,
-            366,
-        )
-        .unwrap();
-        assert_eq!(days.periods.len(), 3);
-        assert_eq!(days.periods[2].versions, []);
-
-        assert!(matches!(
-            package_stats(
-                &store,
-                "tracker",
-                day("2024-10-02"),
-                day("2024-10-01"),
-                Interval::Day,
-                366
-            ),
-            Err(RangeError::Reversed { .. })
-        ));
-        assert!(matches!(
-            package_stats(
-                &store,
-                "tracker",
-                day("2023-01-01"),
-                day("2024-10-01"),
-                Interval::Day,
-                366
-            ),
-            Err(RangeError::TooLong { max: 366, .. })
-        ));
-        assert_eq!("week".parse(), Ok(Interval::Week));
-        assert!("year".parse::<Interval>().is_err());
     }
 
     /// The one-pass split gives each period exactly its own rows, over a long range of
@@ -522,28 +370,6 @@ mod tests {
         assert_eq!(months.len(), 121);
         let all: u64 = months.iter().map(|m| m.adds.direct_adds).sum();
         assert_eq!(all, rows.len() as u64, "every row lands in one period");
-    }
-
-    #[test]
-    fn days_must_be_real_and_zero_padded() {
-        for ok in ["2015-01-01", "2016-02-29", "1999-12-31"] {
-            assert_eq!(parse_day(ok).map(|d| d.to_string()).as_deref(), Ok(ok));
-        }
-        for bad in [
-            "2015-02-29",
-            "2015-13-01",
-            "2015-00-10",
-            "2015-1-01",
-            "2015-01-1",
-            "15-01-01",
-            "2015-01-01 ",
-            "2015/01/01",
-            "+015-01-01",
-            "",
-            "2015-01-0١",
-        ] {
-            assert_eq!(parse_day(bad), Err(InvalidDay(bad.into())), "{bad:?}");
-        }
     }
 
     #[test]

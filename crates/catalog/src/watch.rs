@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use crate::store::{CatalogState, CatalogStore, StoreError};
+use crate::error::StoreError;
+use crate::store::{CatalogState, CatalogStore};
 
 /// The shortest polling interval accepted; shorter ones are raised to it.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -72,58 +73,5 @@ async fn poll(store: Arc<dyn CatalogStore>, interval: Duration, tx: watch::Sende
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{Collection, Record, StatsRow};
-    use crate::sqlite::open_sqlite;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sees_writes_from_another_handle_within_a_second() {
-        let dir = tempfile::tempdir().unwrap();
-        let served: Arc<dyn CatalogStore> = Arc::new(open_sqlite(dir.path()).unwrap());
-        let importer = open_sqlite(dir.path()).unwrap();
-        let mut rx = watch(served, Duration::from_millis(100));
-        assert_eq!(rx.borrow().head_seq, 0);
-
-        let record = Record::from_json(Collection::Builds, r#"{"_id":"b"}"#).unwrap();
-        let row = StatsRow::new("2015-05-06", "a", "1.0.0", 1, 1).unwrap();
-        tokio::task::spawn_blocking(move || {
-            importer.write(&mut |w| {
-                w.upsert(&record)?;
-                w.upsert_stats(&row)
-            })
-        })
-        .await
-        .unwrap()
-        .unwrap();
-
-        tokio::time::timeout(Duration::from_secs(1), rx.changed())
-            .await
-            .expect("change seen within a second")
-            .unwrap();
-        let state = rx.borrow_and_update().clone();
-        assert_eq!(state.head_seq, 1);
-        assert_eq!(state.changes(Collection::Builds), 1);
-        assert_eq!(state.stats_latest.as_deref(), Some("2015-05-06"));
-    }
-
-    #[tokio::test]
-    async fn zero_interval_is_accepted_and_task_stops_with_receivers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn CatalogStore> = Arc::new(open_sqlite(dir.path()).unwrap());
-        let rx = watch(Arc::clone(&store), Duration::ZERO);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(rx);
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while Arc::strong_count(&store) > 1 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("polling task ended");
     }
 }

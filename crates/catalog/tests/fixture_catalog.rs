@@ -7,7 +7,8 @@ use std::io::BufReader;
 use std::path::PathBuf;
 
 use exosphere_catalog::dump::{DumpError, export, import};
-use exosphere_catalog::{CatalogStore, Collection, Paging, open_sqlite, sync_new_package_data};
+use exosphere_catalog::{CatalogStore, Collection, Paging, sync_new_package_data};
+use exosphere_catalog_sqlite::open_sqlite;
 use serde_json::{Value, json};
 
 fn fixture_path() -> PathBuf {

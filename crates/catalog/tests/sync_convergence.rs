@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use exosphere_catalog::store::ExportItem;
-use exosphere_catalog::{
-    CatalogStore, Collection, Paging, Record, open_sqlite, sync_new_package_data,
-};
+use exosphere_catalog::{CatalogStore, Collection, Paging, Record, sync_new_package_data};
+use exosphere_catalog_sqlite::open_sqlite;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

@@ -21,6 +21,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
+use exosphere_meteor::{Collection, MeteorVersion};
 use rusqlite::{OptionalExtension as _, Transaction, params};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
@@ -28,7 +29,6 @@ use serde_json::value::RawValue;
 
 use crate::IndexError;
 use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
-use exosphere_version::MeteorVersion;
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]
@@ -62,50 +62,14 @@ pub struct PageApplied {
     pub raw_only: u64,
 }
 
-/// The five collections the index stores (spec §3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Collection {
-    Packages,
-    Versions,
-    Builds,
-    ReleaseTracks,
-    ReleaseVersions,
-}
-
-impl Collection {
-    /// Every collection, in the order sync results list them.
-    pub(crate) const ALL: [Collection; 5] = [
-        Collection::Packages,
-        Collection::Versions,
-        Collection::Builds,
-        Collection::ReleaseTracks,
-        Collection::ReleaseVersions,
-    ];
-
-    /// The collection's wire name.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Collection::Packages => "packages",
-            Collection::Versions => "versions",
-            Collection::Builds => "builds",
-            Collection::ReleaseTracks => "releaseTracks",
-            Collection::ReleaseVersions => "releaseVersions",
-        }
-    }
-
-    /// The table holding the collection's typed rows.
-    fn table(self) -> &'static str {
-        match self {
-            Collection::Packages => "packages",
-            Collection::Versions => "versions",
-            Collection::Builds => "builds",
-            Collection::ReleaseTracks => "release_tracks",
-            Collection::ReleaseVersions => "release_versions",
-        }
-    }
-
-    fn from_name(name: &str) -> Option<Collection> {
-        Collection::ALL.into_iter().find(|c| c.name() == name)
+/// The table holding a collection's typed rows.
+fn table(collection: Collection) -> &'static str {
+    match collection {
+        Collection::Packages => "packages",
+        Collection::Versions => "versions",
+        Collection::Builds => "builds",
+        Collection::ReleaseTracks => "release_tracks",
+        Collection::ReleaseVersions => "release_versions",
     }
 }
 
@@ -126,7 +90,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
     let mut applied = PageApplied::default();
     let mut any_raw = holds_raw_records(tx)?;
     for (name, records) in &page.collections {
-        let Some(collection) = Collection::from_name(name) else {
+        let Ok(collection) = name.parse::<Collection>() else {
             applied.ignored += records.len() as u64;
             continue;
         };
@@ -142,7 +106,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
                         tx.prepare_cached(
                             "DELETE FROM raw_records WHERE collection = ?1 AND id = ?2",
                         )?
-                        .execute([collection.name(), id.as_str()])?;
+                        .execute([collection.as_str(), id.as_str()])?;
                     }
                     if was_inserted {
                         inserted += 1;
@@ -156,7 +120,12 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
                         "INSERT OR REPLACE INTO raw_records (collection, id, reason, doc)
                          VALUES (?1, ?2, ?3, ?4)",
                     )?
-                    .execute([collection.name(), &id, &reason, raw.get()])?;
+                    .execute([
+                        collection.as_str(),
+                        &id,
+                        &reason,
+                        raw.get(),
+                    ])?;
                     any_raw = true;
                     raw_only += 1;
                 }
@@ -173,7 +142,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
                 "INSERT INTO counts (collection, records) VALUES (?1, ?2)
                  ON CONFLICT (collection) DO UPDATE SET records = records + excluded.records",
             )?
-            .execute(params![collection.name(), inserted])?;
+            .execute(params![collection.as_str(), inserted])?;
         }
     }
     if applied.raw_only > 0 && !bulk {
@@ -249,17 +218,17 @@ fn drop_typed_rows_of_raw_records(tx: &Transaction<'_>, repick: bool) -> rusqlit
         tx.prepare_cached(statement)?.execute([])?;
     }
     for collection in Collection::ALL {
-        let table = collection.table();
+        let table = table(collection);
         let dropped = tx
             .prepare_cached(&format!(
                 "DELETE FROM {table} WHERE id IN (SELECT id FROM raw_records WHERE collection = ?1)"
             ))?
-            .execute([collection.name()])?;
+            .execute([collection.as_str()])?;
         if dropped > 0 {
             tx.prepare_cached(&format!(
                 "UPDATE counts SET records = (SELECT count(*) FROM {table}) WHERE collection = ?1"
             ))?
-            .execute([collection.name()])?;
+            .execute([collection.as_str()])?;
         }
     }
     for package in orphaned {
@@ -432,7 +401,7 @@ impl Failure {
         };
         let id = record_id(text).unwrap_or_else(|| "?".to_owned());
         Failure::Named(IndexError::MalformedRecord {
-            collection: collection.name().to_owned(),
+            collection: collection.as_str().to_owned(),
             id,
             reason,
         })
@@ -800,7 +769,7 @@ pub(crate) fn dump_records(dump: &str) -> Result<Vec<(&str, Vec<&RawValue>)>, In
     }
     let mut by_collection: Vec<(&str, Vec<&RawValue>)> = Collection::ALL
         .iter()
-        .map(|c| (c.name(), Vec::new()))
+        .map(|c| (c.as_str(), Vec::new()))
         .collect();
     for (number, line) in dump.lines().enumerate() {
         if line.trim().is_empty() {
@@ -814,8 +783,11 @@ pub(crate) fn dump_records(dump: &str) -> Result<Vec<(&str, Vec<&RawValue>)>, In
         if line.collection.as_str() == "stats" {
             continue;
         }
-        let collection = Collection::from_name(line.collection.as_str())
-            .ok_or_else(|| fail(format!("unknown collection `{}`", line.collection.as_str())))?;
+        let collection = line
+            .collection
+            .as_str()
+            .parse::<Collection>()
+            .map_err(|_| fail(format!("unknown collection `{}`", line.collection.as_str())))?;
         by_collection[collection as usize].1.push(line.doc);
     }
     Ok(by_collection)

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 use serde_json::value::RawValue;
 
 pub use error::IndexError;
-pub use exosphere_version::MeteorVersion;
+pub use exosphere_meteor::MeteorVersion;
 pub use ingest::{PageApplied, SyncPage};
 pub use query::{
     Build, DepNode, Dependency, DepsReport, Export, PackageInfo, Reference, ReleaseMembership,
@@ -31,7 +31,8 @@ pub use query::{
 };
 pub use schema::SCHEMA_VERSION;
 
-use ingest::{Collection, Failure};
+use exosphere_meteor::Collection;
+use ingest::Failure;
 
 /// A local index file, open for reading and writing.
 #[derive(Debug)]
@@ -221,14 +222,14 @@ impl Index {
             .iter()
             .map(|collection| {
                 let records: Option<i64> = statement
-                    .query_row([collection.name()], |row| row.get(0))
+                    .query_row([collection.as_str()], |row| row.get(0))
                     .or_else(|e| match e {
                         rusqlite::Error::QueryReturnedNoRows => Ok(None),
                         e => Err(e),
                     })
                     .map_err(|e| self.sqlite(e))?;
                 let records = u64::try_from(records.unwrap_or(0)).unwrap_or(0);
-                Ok((collection.name().to_owned(), records))
+                Ok((collection.as_str().to_owned(), records))
             })
             .collect()
     }

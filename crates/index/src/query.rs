@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Index, IndexError};
-use exosphere_version::MeteorVersion;
+use exosphere_meteor::MeteorVersion;
 
 /// One package found by [`Index::search`].
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -19,8 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use exosphere_catalog::synth::{self, Scale, SynthSummary};
-use exosphere_catalog::{dump, open_sqlite};
+use exosphere_catalog::dump;
+use exosphere_catalog_sqlite::open_sqlite;
+use exosphere_synth::{self as synth, Scale, SynthSummary};
 
 use crate::cli::BenchCommand;
 

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
+use exosphere_catalog::CatalogStore as _;
 use exosphere_catalog::accounts::{Token, User, secret_hash};
-use exosphere_catalog::{CatalogStore as _, open_sqlite};
+use exosphere_catalog_sqlite::open_sqlite;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use exosphere_catalog::synth::Scale;
-use exosphere_catalog::{dump, open_sqlite};
+use exosphere_catalog::dump;
+use exosphere_catalog_sqlite::open_sqlite;
+use exosphere_synth::Scale;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use chrono::{Days, NaiveDate, Utc};
+use exosphere_catalog::CatalogStore;
 use exosphere_catalog::usage::{self, AppReport, UsedPackage};
-use exosphere_catalog::{CatalogStore, open_sqlite};
+use exosphere_catalog_sqlite::open_sqlite;
 use futures_util::{SinkExt as _, StreamExt as _};
 use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;

@@ -1,5 +1,8 @@
-//! The SQLite backend of [`CatalogStore`]: one database file, `catalog.sqlite3`, in the
-//! data directory, shared safely by a running `exosphere serve` and an `exosphere import`.
+//! The SQLite backend of the catalog's [`CatalogStore`]: one database file,
+//! `catalog.sqlite3`, in the data directory, shared safely by a running `exosphere serve`
+//! and an `exosphere import`. This crate's one job is storing the catalog in SQLite; the
+//! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
+//! contract tests run here from `tests/conformance.rs`.
 //!
 //! # Schema (version 3, `PRAGMA user_version`)
 //!
@@ -16,7 +19,7 @@
 //! * `stats`: `(day, name, version)` primary key, `WITHOUT ROWID`, so a day's rows are one
 //!   contiguous range and the earliest/latest day are b-tree edge lookups.
 //!
-//! Version 2 adds package usage recording ([`crate::usage`]):
+//! Version 2 adds package usage recording ([`exosphere_catalog::usage`]):
 //!
 //! * `usage_apps`: one row per app id (`id INTEGER PRIMARY KEY`, the `app` text, and
 //!   `list_hash`, a hash of the app's last reported package list, so a repeated list is
@@ -29,7 +32,7 @@
 //!   last rollup (`pending`) and whether it was ever rolled up (`rolled_up`);
 //! * the index `stats_by_name (name, day, …)` answers per-package date ranges.
 //!
-//! Version 3 adds accounts and publishing ([`crate::accounts`], `sqlite/accounts.rs`):
+//! Version 3 adds accounts and publishing ([`exosphere_catalog::accounts`], `accounts.rs`):
 //!
 //! * `users`, `orgs` and `org_members`; `tokens` (login tokens by SHA-256 hash);
 //! * `uploads` (upload tickets by hash of their URL secret) and `pending` (publishes in
@@ -60,25 +63,26 @@
 //! Writes run in `BEGIN IMMEDIATE` transactions on one writer connection: the write lock
 //! is taken up front (waiting up to the busy timeout for another process), and `seq` is
 //! allocated inside the transaction, so sequence numbers become visible in increasing
-//! order as the [`crate::store`] contract requires.
+//! order as the [`exosphere_catalog::store`] contract requires.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate};
+use exosphere_meteor::{Collection, PerCollection};
 use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
-use crate::accounts::{AccountWriter, UploadTicket};
-use crate::record::{Collection, PerCollection, Record, StatsRow};
-use crate::stats::parse_day;
-use crate::store::Lookup;
-use crate::store::{
-    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Page, PageRecord, StoreError,
+use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
+use exosphere_catalog::day::parse_day;
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::record::{Record, StatsRow};
+use exosphere_catalog::store::{
+    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Page, PageRecord,
     Upsert,
 };
-use crate::usage::AppReport;
+use exosphere_catalog::usage::AppReport;
 
 mod accounts;
 
@@ -1012,39 +1016,9 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, SqliteStore) {
 
 #[cfg(test)]
 mod tests {
+    use exosphere_catalog::conformance::store::{all, record, upsert};
+
     use super::*;
-
-    fn record(c: Collection, id: &str, body: &str) -> Record {
-        Record::from_json(
-            c,
-            &format!(r#"{{"_id":"{id}","v":{body},"lastUpdated":{{"$date":7}}}}"#),
-        )
-        .unwrap()
-    }
-
-    fn upsert(store: &SqliteStore, r: &Record) -> Upsert {
-        let mut outcome = None;
-        store
-            .write(&mut |w| {
-                outcome = Some(w.upsert(r)?);
-                Ok(())
-            })
-            .unwrap();
-        outcome.unwrap()
-    }
-
-    fn all(store: &SqliteStore) -> Vec<(Collection, String)> {
-        let mut out = Vec::new();
-        store
-            .export(&mut |item| {
-                if let ExportItem::Record { collection, json } = item {
-                    out.push((collection, json.to_owned()));
-                }
-                Ok(())
-            })
-            .unwrap();
-        out
-    }
 
     #[test]
     fn creates_directory_and_file_and_reopens() {
@@ -1135,7 +1109,7 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2015, 1, 2).unwrap();
         let report = AppReport::new(
             "app",
-            vec![crate::usage::UsedPackage {
+            vec![exosphere_catalog::usage::UsedPackage {
                 name: "tracker".into(),
                 version: "1.0.0".into(),
                 direct: true,
@@ -1143,7 +1117,10 @@ mod tests {
         )
         .unwrap();
         store.write(&mut |w| w.record_usage(day, &report)).unwrap();
-        assert_eq!(crate::usage::roll_up(&store, day).unwrap(), Some(1));
+        assert_eq!(
+            exosphere_catalog::usage::roll_up(&store, day).unwrap(),
+            Some(1)
+        );
         let rows = store.package_stats_rows("tracker", day, day).unwrap();
         assert_eq!(
             rows,
@@ -1157,156 +1134,6 @@ mod tests {
             reopened.package_stats_rows("tracker", day, day).unwrap(),
             rows
         );
-    }
-
-    #[test]
-    fn upsert_assigns_increasing_seq_and_skips_identical_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        let a = record(Collection::Versions, "a", "1");
-        assert_eq!(upsert(&store, &a), Upsert::Inserted);
-        assert_eq!(
-            upsert(&store, &record(Collection::Builds, "b", "1")),
-            Upsert::Inserted
-        );
-        let before = store.state().unwrap();
-        assert_eq!(upsert(&store, &a), Upsert::Unchanged);
-        assert_eq!(store.state().unwrap(), before);
-        assert_eq!(
-            upsert(&store, &record(Collection::Versions, "a", "2")),
-            Upsert::Updated
-        );
-        let state = store.state().unwrap();
-        assert_eq!(state.head_seq, 3);
-        assert_eq!(state.changes(Collection::Versions), 2);
-        assert_eq!(state.changes(Collection::Builds), 1);
-        assert_eq!(state.epoch, before.epoch);
-
-        let page = store.read_page(&Cursors::default(), 10).unwrap();
-        let versions = &page.records[Collection::Versions];
-        assert_eq!(versions.len(), 1);
-        assert_eq!(versions[0].seq, 3);
-        assert_eq!(versions[0].last_updated, Some(7));
-        assert!(versions[0].json.contains(r#""v":2"#));
-        assert_eq!(page.records[Collection::Builds][0].seq, 2);
-        assert!(!page.has_more);
-    }
-
-    #[test]
-    fn pages_respect_cursors_and_limit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        for i in 0..5 {
-            upsert(&store, &record(Collection::Packages, &format!("p{i}"), "0"));
-        }
-        let page = store.read_page(&Cursors::default(), 2).unwrap();
-        let seqs: Vec<u64> = page.records[Collection::Packages]
-            .iter()
-            .map(|r| r.seq)
-            .collect();
-        assert_eq!(seqs, [1, 2]);
-        assert!(page.has_more);
-        let mut cursors = Cursors::default();
-        cursors[Collection::Packages] = 3;
-        let page = store.read_page(&cursors, 2).unwrap();
-        let seqs: Vec<u64> = page.records[Collection::Packages]
-            .iter()
-            .map(|r| r.seq)
-            .collect();
-        assert_eq!(seqs, [4, 5]);
-        assert!(!page.has_more);
-        assert_eq!(page.head_seq, 5);
-        let page = store.read_page(&Cursors::default(), 0).unwrap();
-        assert_eq!(page.records[Collection::Packages].len(), 1);
-        cursors[Collection::Packages] = u64::MAX;
-        assert!(store.read_page(&cursors, 2).unwrap().records[Collection::Packages].is_empty());
-    }
-
-    #[test]
-    fn failed_write_rolls_back_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        let before = store.state().unwrap();
-        let result = store.write(&mut |w| {
-            w.upsert(&record(Collection::Packages, "p", "1"))?;
-            w.upsert_stats(&StatsRow::new("2015-01-01", "p", "1.0.0", 1, 1).unwrap())?;
-            Err(StoreError::Aborted)
-        });
-        assert!(matches!(result, Err(StoreError::Aborted)));
-        assert_eq!(store.state().unwrap(), before);
-        assert!(all(&store).is_empty());
-        assert_eq!(store.stats_day("2015-01-01").unwrap(), None);
-    }
-
-    #[test]
-    fn get_reads_inside_the_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        store
-            .write(&mut |w| {
-                assert_eq!(w.get(Collection::Builds, "b")?, None);
-                w.upsert(&record(Collection::Builds, "b", "1"))?;
-                assert!(
-                    w.get(Collection::Builds, "b")?
-                        .unwrap()
-                        .contains(r#""v":1"#)
-                );
-                assert_eq!(w.get(Collection::Versions, "b")?, None);
-                Ok(())
-            })
-            .unwrap();
-    }
-
-    #[test]
-    fn delete_starts_a_new_epoch_and_counts_a_change() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        upsert(&store, &record(Collection::ReleaseTracks, "t", "1"));
-        let before = store.state().unwrap();
-        let mut existed = Vec::new();
-        store
-            .write(&mut |w| {
-                existed.push(w.delete(Collection::ReleaseTracks, "t")?);
-                existed.push(w.delete(Collection::ReleaseTracks, "t")?);
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(existed, [true, false]);
-        let after = store.state().unwrap();
-        assert_ne!(after.epoch, before.epoch);
-        assert_eq!(after.head_seq, before.head_seq);
-        assert_eq!(after.changes(Collection::ReleaseTracks), 2);
-        assert!(all(&store).is_empty());
-
-        // Deleting nothing changes nothing.
-        store
-            .write(&mut |w| w.delete(Collection::Packages, "nope").map(|_| ()))
-            .unwrap();
-        assert_eq!(store.state().unwrap(), after);
-    }
-
-    #[test]
-    fn stats_rows_upsert_and_day_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_sqlite(dir.path()).unwrap();
-        assert_eq!(store.state().unwrap().stats_earliest, None);
-        let rows = [
-            StatsRow::new("2015-03-02", "b", "1.0.0", 1, 2).unwrap(),
-            StatsRow::new("2015-03-02", "a", "1.0.0", 3, 4).unwrap(),
-            StatsRow::new("2015-01-09", "a", "1.0.0", 5, 6).unwrap(),
-            StatsRow::new("2015-03-02", "b", "1.0.0", 7, 8).unwrap(),
-        ];
-        store
-            .write(&mut |w| rows.iter().try_for_each(|r| w.upsert_stats(r)))
-            .unwrap();
-        let state = store.state().unwrap();
-        assert_eq!(state.stats_earliest.as_deref(), Some("2015-01-09"));
-        assert_eq!(state.stats_latest.as_deref(), Some("2015-03-02"));
-        assert_eq!(state.head_seq, 0);
-        let day = store.stats_day("2015-03-02").unwrap().unwrap();
-        assert_eq!(day, [rows[1].clone(), rows[3].clone()]);
-        assert_eq!(store.stats_day("2015-03-03").unwrap(), None);
-        assert_eq!(store.stats_day("garbage").unwrap(), None);
     }
 
     #[test]

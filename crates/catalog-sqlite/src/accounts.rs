@@ -3,10 +3,11 @@
 use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{Db as _, SqliteWriter, to_i64, to_u64};
-use crate::accounts::{
+use exosphere_catalog::accounts::{
     AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, UploadTicket, User,
 };
-use crate::store::{Lookup, StoreError};
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::store::Lookup;
 
 /// Version 3: accounts, tokens, upload tickets, pending publishes and natural-key indexes.
 pub(super) fn migrate_v2_to_v3(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
@@ -184,7 +185,7 @@ fn upload(conn: &Connection, hash: &str) -> Result<Option<Upload>, StoreError> {
     }))
 }
 
-/// [`crate::CatalogStore::upload_ticket`] on a read connection: the ticket, and the user
+/// [`exosphere_catalog::CatalogStore::upload_ticket`] on a read connection: the ticket, and the user
 /// of the pending publish that lists it. Pending publishes keep their tickets as a
 /// space-separated list that no index covers, so this reads every pending row of every
 /// user with `instr` until one matches: a full scan of the table. That is acceptable at
@@ -573,29 +574,10 @@ impl AccountWriter for SqliteWriter<'_> {
 
 #[cfg(test)]
 mod tests {
+    use exosphere_catalog::conformance::with;
+
     use super::*;
-    use crate::record::{Collection, Record};
-    use crate::sqlite::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
-    use crate::store::CatalogStore as _;
-
-    /// Runs `f` in one write transaction and returns what it returned.
-    fn with<T>(
-        store: &dyn crate::store::CatalogStore,
-        mut f: impl FnMut(&mut dyn crate::store::CatalogWriter) -> Result<T, StoreError>,
-    ) -> T {
-        let mut out = None;
-        store
-            .write(&mut |w| {
-                out = Some(f(w)?);
-                Ok(())
-            })
-            .unwrap();
-        out.unwrap()
-    }
-
-    fn rec(c: Collection, json: &str) -> Record {
-        Record::from_json(c, json).unwrap()
-    }
+    use crate::{DATABASE_FILE, create_v1, migrate_v1_to_v2, open_sqlite, temp_store};
 
     #[test]
     fn a_version_2_file_is_upgraded_and_its_records_found_by_name() {
@@ -622,64 +604,10 @@ mod tests {
         assert!(users.is_empty());
     }
 
+    /// Natural-key lookups (checked by the conformance suite) use the expression indexes.
     #[test]
-    fn natural_keys_find_records_through_their_indexes() {
-        let (_dir, store) = temp_store();
-        with(&store, |w| {
-            w.upsert(&rec(Collection::Packages, r#"{"_id":"p","name":"a:b"}"#))?;
-            w.upsert(&rec(
-                Collection::Versions,
-                r#"{"_id":"v1","packageName":"a:b","version":"1.0.0"}"#,
-            ))?;
-            w.upsert(&rec(
-                Collection::Versions,
-                r#"{"_id":"v2","packageName":"a:b","version":"2.0.0"}"#,
-            ))?;
-            w.upsert(&rec(
-                Collection::Builds,
-                r#"{"_id":"b1","versionId":"v1","buildArchitectures":"os"}"#,
-            ))?;
-            w.upsert(&rec(
-                Collection::Builds,
-                r#"{"_id":"b2","versionId":"v1","buildArchitectures":"web"}"#,
-            ))?;
-            w.upsert(&rec(Collection::ReleaseTracks, r#"{"_id":"t","name":"T"}"#))?;
-            w.upsert(&rec(
-                Collection::ReleaseVersions,
-                r#"{"_id":"r","track":"T","version":"1"}"#,
-            ))?;
-            Ok(())
-        });
-        let ids = |key: Lookup<'static>| -> Vec<String> {
-            with(&store, |w| w.find(&key))
-                .iter()
-                .map(|json| {
-                    serde_json::from_str::<serde_json::Value>(json).unwrap()["_id"]
-                        .as_str()
-                        .unwrap()
-                        .to_owned()
-                })
-                .collect()
-        };
-        assert_eq!(ids(Lookup::Package("a:b")), ["p"]);
-        assert!(ids(Lookup::Package("a:c")).is_empty());
-        assert_eq!(
-            ids(Lookup::Version {
-                package: "a:b",
-                version: "2.0.0"
-            }),
-            ["v2"]
-        );
-        assert_eq!(ids(Lookup::VersionsOf("a:b")), ["v1", "v2"]);
-        assert_eq!(ids(Lookup::BuildsOf("v1")), ["b1", "b2"]);
-        assert_eq!(ids(Lookup::ReleaseTrack("T")), ["t"]);
-        assert_eq!(
-            ids(Lookup::ReleaseVersion {
-                track: "T",
-                version: "1"
-            }),
-            ["r"]
-        );
+    fn natural_key_lookups_use_their_indexes() {
+        let (_dir, _store) = temp_store();
         let conn = Connection::open(_dir.path().join(DATABASE_FILE)).unwrap();
         let plan: String = conn
             .query_row(
@@ -690,194 +618,5 @@ mod tests {
             )
             .unwrap();
         assert!(plan.contains("rec_versions_by_key"), "{plan}");
-    }
-
-    #[test]
-    fn accounts_tokens_uploads_and_pending_publishes_round_trip() {
-        let (_dir, store) = temp_store();
-        let alice = User {
-            id: "u1".into(),
-            username: "alice".into(),
-            admin: false,
-        };
-        let org = Org {
-            id: "o1".into(),
-            name: "acme".into(),
-        };
-        let upload = Upload {
-            staging: "uploads/x".into(),
-            destination: "packages/a/1.0.0/s.tgz".into(),
-            max_size: 10,
-            expires: 1_000,
-            state: UploadState::Received {
-                size: 3,
-                sha256: "h".into(),
-            },
-        };
-        let pending = Pending {
-            kind: PendingKind::Build,
-            subject: "a@1.0.0 os".into(),
-            user_id: "u1".into(),
-            record: "{}".into(),
-            uploads: vec!["t1".into(), "t2".into()],
-            expires: 1_000,
-        };
-        with(&store, |w| {
-            let a = w.accounts();
-            a.insert_user(&alice)?;
-            a.insert_org(&org)?;
-            a.add_org_member("o1", "u1")?;
-            a.add_org_member("o1", "u1")?;
-            a.insert_token(&Token {
-                id: "k1".into(),
-                hash: "hash".into(),
-                user_id: "u1".into(),
-                created: 1,
-                expires: 2,
-            })?;
-            a.put_upload("t1", &upload)?;
-            a.put_pending("p1", &pending)?;
-            Ok(())
-        });
-        with(&store, |w| {
-            let a = w.accounts();
-            assert_eq!(a.user_by_name("alice")?, Some(alice.clone()));
-            assert_eq!(a.user_by_id("u1")?, Some(alice.clone()));
-            assert_eq!(a.org_by_name("acme")?, Some(org.clone()));
-            assert!(a.is_org_member("o1", "u1")?);
-            assert!(!a.is_org_member("o1", "u2")?);
-            assert_eq!(a.org_members("o1")?, ["alice"]);
-            assert_eq!(
-                a.token_by_hash("hash")?.map(|t| t.id),
-                Some("k1".to_owned())
-            );
-            assert_eq!(a.tokens(Some("u2"))?, []);
-            assert_eq!(a.upload("t1")?, Some(upload.clone()));
-            assert_eq!(a.pending("p1")?, Some(pending.clone()));
-            assert_eq!(a.pending_for(PendingKind::Build, "a@1.0.0 os")?, ["p1"]);
-            assert_eq!(
-                a.pending_for(PendingKind::Version, "a@1.0.0 os")?,
-                Vec::<String>::new()
-            );
-            assert_eq!(a.open_pending_of("u1", 999)?, 1);
-            assert_eq!(a.open_pending_of("u1", 1_000)?, 0, "expired at 1000");
-            assert_eq!(a.open_pending_of("u2", 999)?, 0);
-            assert!(a.delete_token("k1")?);
-            assert!(!a.delete_token("k1")?);
-            a.delete_expired_pending(999)?;
-            assert_eq!(a.expired_uploads(999, 10)?, []);
-            assert!(a.pending("p1")?.is_some());
-            a.delete_expired_pending(1_001)?;
-            assert_eq!(a.pending("p1")?, None);
-            assert_eq!(
-                a.expired_uploads(2, 10)?,
-                [("t1".into(), "uploads/x".into())]
-            );
-            a.delete_upload("t1")?;
-            assert_eq!(a.upload("t1")?, None);
-            a.put_upload("t2", &upload)?;
-            a.retire_upload("t2")?;
-            assert_eq!(
-                a.expired_uploads(1, 10)?,
-                [("t2".into(), "uploads/x".into())]
-            );
-            assert_eq!(a.expired_uploads(1, 0)?, []);
-            Ok(())
-        });
-        // Account rows are not records: nothing was synced.
-        assert_eq!(store.state().unwrap().head_seq, 0);
-    }
-
-    #[test]
-    fn upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen() {
-        let (_dir, store) = temp_store();
-        let ticket = |state| Upload {
-            staging: "uploads/x".into(),
-            destination: "packages/a/1.0.0/s.tgz".into(),
-            max_size: 10,
-            expires: 1_000,
-            state,
-        };
-        let pending = |user: &str, uploads: &[&str]| Pending {
-            kind: PendingKind::Version,
-            subject: format!("{user}@1.0.0"),
-            user_id: user.into(),
-            record: "{}".into(),
-            uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
-            expires: 1_000,
-        };
-        with(&store, |w| {
-            let a = w.accounts();
-            a.put_upload("t1", &ticket(UploadState::Receiving))?;
-            a.put_upload("t11", &ticket(UploadState::Open))?;
-            a.put_upload("t2", &ticket(UploadState::Receiving))?;
-            a.put_upload("orphan", &ticket(UploadState::Open))?;
-            a.put_pending("p1", &pending("u1", &["t0", "t1"]))?;
-            a.put_pending("p2", &pending("u2", &["t11", "t2"]))?;
-            Ok(())
-        });
-        let owner = |hash: &str| {
-            store
-                .upload_ticket(hash)
-                .unwrap()
-                .map(|found| (found.user_id, found.upload.state))
-        };
-        // A ticket's hash must match a whole entry of the list, not a part of one.
-        assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Receiving)));
-        assert_eq!(owner("t11"), Some(("u2".into(), UploadState::Open)));
-        assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Receiving)));
-        assert_eq!(owner("orphan"), None, "no pending publish lists it");
-        assert_eq!(owner("missing"), None);
-        let reopened = with(&store, |w| w.accounts().reopen_receiving_uploads());
-        assert_eq!(reopened, 2);
-        assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Open)));
-        assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Open)));
-    }
-
-    #[test]
-    fn a_put_ends_only_the_ticket_it_claimed() {
-        let (_dir, store) = temp_store();
-        let ticket = |state| Upload {
-            staging: "uploads/x".into(),
-            destination: "packages/a/1.0.0/s.tgz".into(),
-            max_size: 10,
-            expires: 1_000,
-            state,
-        };
-        let received = UploadState::Received {
-            size: 3,
-            sha256: "h".into(),
-        };
-        with(&store, |w| {
-            let a = w.accounts();
-            a.put_upload("claimed", &ticket(UploadState::Receiving))?;
-            a.put_upload("retired", &ticket(UploadState::Receiving))?;
-            a.retire_upload("retired")?;
-            a.put_upload("late", &ticket(UploadState::Receiving))?;
-            a.put_upload("open", &ticket(UploadState::Open))?;
-            assert!(a.end_receiving("claimed", &received, 999)?);
-            assert_eq!(a.upload("claimed")?, Some(ticket(received.clone())));
-            assert!(!a.end_receiving("retired", &received, 999)?);
-            assert!(!a.end_receiving("retired", &UploadState::Open, 999)?);
-            let retired = a.upload("retired")?.unwrap();
-            assert_eq!(
-                (retired.expires, retired.state),
-                (0, UploadState::Receiving),
-                "a retired ticket stays retired"
-            );
-            assert!(
-                !a.end_receiving("late", &received, 1_000)?,
-                "expired at 1000"
-            );
-            assert!(!a.end_receiving("open", &received, 999)?);
-            assert_eq!(a.upload("open")?, Some(ticket(UploadState::Open)));
-            assert!(!a.end_receiving("swept", &received, 999)?);
-            assert_eq!(
-                a.upload("swept")?,
-                None,
-                "a deleted ticket is not re-created"
-            );
-            Ok(())
-        });
     }
 }

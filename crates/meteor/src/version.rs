@@ -3,9 +3,9 @@
 //! `package-version-parser.js`), parsed as strictly as the tool parses them, and ordered as
 //! it orders them.
 //!
-//! A crate of its own because both sides need the same rule: the server checks the versions
-//! clients report or publish (`exosphere-catalog`), and the local index sorts versions
-//! (`exosphere-index`); neither may depend on the other.
+//! Both sides need the same rule: the server checks the versions clients report or publish
+//! (`exosphere-catalog`), and the local index sorts versions (`exosphere-index`); neither
+//! may depend on the other, so the rule lives here.
 //!
 //! The index needs "the latest version of a package" without loading every version into
 //! memory, so a parsed version is turned into a [`sort key`](MeteorVersion::sort_key): bytes
@@ -240,6 +240,13 @@ fn safe_number(digits: &str) -> Option<u64> {
     number(digits).filter(|n| *n <= MAX_SAFE_INTEGER)
 }
 
+/// Whether `version` is a version the `meteor` tool could have written: it parses it as
+/// strictly as the tool does (no leading zeros, a wrap number above zero; an optional
+/// `+build` is kept as part of the string, so stats rows name the version as reported).
+pub fn is_version(version: &str) -> bool {
+    MeteorVersion::parse(version).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,5 +392,35 @@ mod tests {
         assert!(stamp < v("1.0.0"));
         // …and a wrap number (read with `parseInt`) has no such limit.
         assert!(v("1.0.0_9007199254740993") > v("1.0.0_9007199254740992"));
+    }
+
+    #[test]
+    fn is_version_follows_meteor() {
+        for ok in [
+            "1.0.0",
+            "0.10.2_3",
+            "1.0.0-rc.1",
+            "2.0.0-beta.1_2",
+            "1.2.3+build.7",
+        ] {
+            assert!(is_version(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "1.0",
+            "1.0.0.0",
+            "a.b.c",
+            "1.0.0-",
+            "1.0.0_",
+            "1.0.0_x",
+            "1.0.0+",
+            "1..0",
+            "01.0.0",
+            "1.0.0_0",
+            "1.0.0-rc.01",
+            "1.0.0+a+b",
+        ] {
+            assert!(!is_version(bad), "{bad}");
+        }
     }
 }

@@ -1,0 +1,193 @@
+//! The account and publishing rows of a write transaction, and upload tickets read outside one.
+
+use super::{NewStore, with};
+use crate::accounts::{Org, Pending, PendingKind, Token, Upload, UploadState, User};
+
+/// Checks that accounts tokens uploads and pending publishes round trip.
+pub fn accounts_tokens_uploads_and_pending_publishes_round_trip(new_store: NewStore<'_>) {
+    let store = new_store();
+    let alice = User {
+        id: "u1".into(),
+        username: "alice".into(),
+        admin: false,
+    };
+    let org = Org {
+        id: "o1".into(),
+        name: "acme".into(),
+    };
+    let upload = Upload {
+        staging: "uploads/x".into(),
+        destination: "packages/a/1.0.0/s.tgz".into(),
+        max_size: 10,
+        expires: 1_000,
+        state: UploadState::Received {
+            size: 3,
+            sha256: "h".into(),
+        },
+    };
+    let pending = Pending {
+        kind: PendingKind::Build,
+        subject: "a@1.0.0 os".into(),
+        user_id: "u1".into(),
+        record: "{}".into(),
+        uploads: vec!["t1".into(), "t2".into()],
+        expires: 1_000,
+    };
+    with(&*store, |w| {
+        let a = w.accounts();
+        a.insert_user(&alice)?;
+        a.insert_org(&org)?;
+        a.add_org_member("o1", "u1")?;
+        a.add_org_member("o1", "u1")?;
+        a.insert_token(&Token {
+            id: "k1".into(),
+            hash: "hash".into(),
+            user_id: "u1".into(),
+            created: 1,
+            expires: 2,
+        })?;
+        a.put_upload("t1", &upload)?;
+        a.put_pending("p1", &pending)?;
+        Ok(())
+    });
+    with(&*store, |w| {
+        let a = w.accounts();
+        assert_eq!(a.user_by_name("alice")?, Some(alice.clone()));
+        assert_eq!(a.user_by_id("u1")?, Some(alice.clone()));
+        assert_eq!(a.org_by_name("acme")?, Some(org.clone()));
+        assert!(a.is_org_member("o1", "u1")?);
+        assert!(!a.is_org_member("o1", "u2")?);
+        assert_eq!(a.org_members("o1")?, ["alice"]);
+        assert_eq!(
+            a.token_by_hash("hash")?.map(|t| t.id),
+            Some("k1".to_owned())
+        );
+        assert_eq!(a.tokens(Some("u2"))?, []);
+        assert_eq!(a.upload("t1")?, Some(upload.clone()));
+        assert_eq!(a.pending("p1")?, Some(pending.clone()));
+        assert_eq!(a.pending_for(PendingKind::Build, "a@1.0.0 os")?, ["p1"]);
+        assert_eq!(
+            a.pending_for(PendingKind::Version, "a@1.0.0 os")?,
+            Vec::<String>::new()
+        );
+        assert_eq!(a.open_pending_of("u1", 999)?, 1);
+        assert_eq!(a.open_pending_of("u1", 1_000)?, 0, "expired at 1000");
+        assert_eq!(a.open_pending_of("u2", 999)?, 0);
+        assert!(a.delete_token("k1")?);
+        assert!(!a.delete_token("k1")?);
+        a.delete_expired_pending(999)?;
+        assert_eq!(a.expired_uploads(999, 10)?, []);
+        assert!(a.pending("p1")?.is_some());
+        a.delete_expired_pending(1_001)?;
+        assert_eq!(a.pending("p1")?, None);
+        assert_eq!(
+            a.expired_uploads(2, 10)?,
+            [("t1".into(), "uploads/x".into())]
+        );
+        a.delete_upload("t1")?;
+        assert_eq!(a.upload("t1")?, None);
+        a.put_upload("t2", &upload)?;
+        a.retire_upload("t2")?;
+        assert_eq!(
+            a.expired_uploads(1, 10)?,
+            [("t2".into(), "uploads/x".into())]
+        );
+        assert_eq!(a.expired_uploads(1, 0)?, []);
+        Ok(())
+    });
+    // Account rows are not records: nothing was synced.
+    assert_eq!(store.state().unwrap().head_seq, 0);
+}
+
+/// Checks that upload tickets are read with their owner and receiving ones reopen.
+pub fn upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen(new_store: NewStore<'_>) {
+    let store = new_store();
+    let ticket = |state| Upload {
+        staging: "uploads/x".into(),
+        destination: "packages/a/1.0.0/s.tgz".into(),
+        max_size: 10,
+        expires: 1_000,
+        state,
+    };
+    let pending = |user: &str, uploads: &[&str]| Pending {
+        kind: PendingKind::Version,
+        subject: format!("{user}@1.0.0"),
+        user_id: user.into(),
+        record: "{}".into(),
+        uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
+        expires: 1_000,
+    };
+    with(&*store, |w| {
+        let a = w.accounts();
+        a.put_upload("t1", &ticket(UploadState::Receiving))?;
+        a.put_upload("t11", &ticket(UploadState::Open))?;
+        a.put_upload("t2", &ticket(UploadState::Receiving))?;
+        a.put_upload("orphan", &ticket(UploadState::Open))?;
+        a.put_pending("p1", &pending("u1", &["t0", "t1"]))?;
+        a.put_pending("p2", &pending("u2", &["t11", "t2"]))?;
+        Ok(())
+    });
+    let owner = |hash: &str| {
+        store
+            .upload_ticket(hash)
+            .unwrap()
+            .map(|found| (found.user_id, found.upload.state))
+    };
+    // A ticket's hash must match a whole entry of the list, not a part of one.
+    assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Receiving)));
+    assert_eq!(owner("t11"), Some(("u2".into(), UploadState::Open)));
+    assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Receiving)));
+    assert_eq!(owner("orphan"), None, "no pending publish lists it");
+    assert_eq!(owner("missing"), None);
+    let reopened = with(&*store, |w| w.accounts().reopen_receiving_uploads());
+    assert_eq!(reopened, 2);
+    assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Open)));
+    assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Open)));
+}
+
+/// Checks that a put ends only the ticket it claimed.
+pub fn a_put_ends_only_the_ticket_it_claimed(new_store: NewStore<'_>) {
+    let store = new_store();
+    let ticket = |state| Upload {
+        staging: "uploads/x".into(),
+        destination: "packages/a/1.0.0/s.tgz".into(),
+        max_size: 10,
+        expires: 1_000,
+        state,
+    };
+    let received = UploadState::Received {
+        size: 3,
+        sha256: "h".into(),
+    };
+    with(&*store, |w| {
+        let a = w.accounts();
+        a.put_upload("claimed", &ticket(UploadState::Receiving))?;
+        a.put_upload("retired", &ticket(UploadState::Receiving))?;
+        a.retire_upload("retired")?;
+        a.put_upload("late", &ticket(UploadState::Receiving))?;
+        a.put_upload("open", &ticket(UploadState::Open))?;
+        assert!(a.end_receiving("claimed", &received, 999)?);
+        assert_eq!(a.upload("claimed")?, Some(ticket(received.clone())));
+        assert!(!a.end_receiving("retired", &received, 999)?);
+        assert!(!a.end_receiving("retired", &UploadState::Open, 999)?);
+        let retired = a.upload("retired")?.unwrap();
+        assert_eq!(
+            (retired.expires, retired.state),
+            (0, UploadState::Receiving),
+            "a retired ticket stays retired"
+        );
+        assert!(
+            !a.end_receiving("late", &received, 1_000)?,
+            "expired at 1000"
+        );
+        assert!(!a.end_receiving("open", &received, 999)?);
+        assert_eq!(a.upload("open")?, Some(ticket(UploadState::Open)));
+        assert!(!a.end_receiving("swept", &received, 999)?);
+        assert_eq!(
+            a.upload("swept")?,
+            None,
+            "a deleted ticket is not re-created"
+        );
+        Ok(())
+    });
+}

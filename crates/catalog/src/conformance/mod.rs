@@ -1,0 +1,96 @@
+//! The store contract as tests, written once against [`CatalogStore`] and run on every
+//! backend (compiled with the `testing` feature).
+//!
+//! Each `pub fn` here is one test body taking a [`NewStore`] factory, which makes a fresh,
+//! empty store of the backend under test. A backend crate runs them all by stamping one
+//! `#[test]` per body with [`conformance_tests!`](crate::conformance_tests), from one of its
+//! test files:
+//!
+//! ```text
+//! exosphere_catalog::conformance_tests!(temp_stores());
+//! ```
+//!
+//! where `temp_stores()` evaluates (once per test) to a `Fn() -> Arc<dyn CatalogStore>`
+//! that owns whatever the stores need until the test ends (e.g. temporary directories).
+//! Behaviour only one backend has (its schema migrations, file locking) is tested in that
+//! backend's crate.
+
+use std::sync::Arc;
+
+use crate::error::StoreError;
+use crate::store::{CatalogStore, CatalogWriter};
+
+pub mod accounts;
+pub mod dump;
+pub mod page_cache;
+pub mod stats;
+pub mod store;
+pub mod sync;
+pub mod transact;
+pub mod usage;
+pub mod watch;
+
+/// Makes a fresh, empty store of the backend under test; a test may call it more than once.
+pub type NewStore<'a> = &'a dyn Fn() -> Arc<dyn CatalogStore>;
+
+/// Runs `f` in one write transaction and returns what it returned; shared with backends'
+/// own tests.
+pub fn with<T>(
+    store: &dyn CatalogStore,
+    mut f: impl FnMut(&mut dyn CatalogWriter) -> Result<T, StoreError>,
+) -> T {
+    let mut out = None;
+    store
+        .write(&mut |w| {
+            out = Some(f(w)?);
+            Ok(())
+        })
+        .unwrap();
+    out.unwrap()
+}
+
+/// A current-thread Tokio runtime with time and I/O, as `#[tokio::test]` builds, for the
+/// bodies that need one (they are plain functions, so the backend's tests need no macro).
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+}
+
+/// Stamps one `#[test]` per conformance body, in one module per area (`store`, `sync`,
+/// …), each calling the body with the factory `$new_store` (an expression evaluated once
+/// per test, in a child module of the caller that sees the caller's items). A new body is
+/// added here and in its module; a new backend adds one invocation of this macro.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($new_store:expr) => {
+        $crate::conformance_tests! {
+            @stamp $new_store;
+            store: upsert_assigns_increasing_seq_and_skips_identical_text, pages_respect_cursors_and_limit, failed_write_rolls_back_everything, get_reads_inside_the_transaction, delete_starts_a_new_epoch_and_counts_a_change, stats_rows_upsert_and_day_range, natural_keys_find_records;
+            accounts: accounts_tokens_uploads_and_pending_publishes_round_trip, upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen, a_put_ends_only_the_ticket_it_claimed;
+            sync: empty_store_answers_all_five_arrays_and_a_token, default_tokens_start_from_zero_without_reset, non_object_tokens_are_refused, short_pages_resume_and_settle_on_the_same_token, changed_records_are_sent_again, foreign_or_stale_tokens_reset_exactly_once, deletion_resets_clients_once, records_are_spliced_verbatim, compressed_collections_are_plain_json_with_iso_dates, zero_page_sizes_still_make_progress;
+            page_cache: a_prefetched_page_is_served_and_equals_a_fresh_one, a_write_invalidates_cached_pages, the_cache_stays_within_its_byte_bound, caching_can_be_turned_off;
+            dump: imports_and_exports_a_small_dump, errors_name_the_line_and_store_nothing, invalid_utf8_and_long_lines_are_refused, read_errors_store_nothing, write_errors_are_reported, reimport_is_unchanged_and_later_lines_win;
+            stats: package_ranges_sum_per_period_and_version_with_a_trend;
+            transact: write_or_refuse_commits_what_the_body_wrote, write_or_refuse_rolls_back_a_refusal_and_returns_its_reason, write_or_refuse_rolls_back_a_store_error;
+            usage: several_days_roll_up_to_hand_computed_rows, a_rollup_of_today_is_not_advertised, rollup_replaces_imported_rows_of_recorded_days_only;
+            watch: zero_interval_is_accepted_and_task_stops_with_receivers;
+        }
+    };
+    (@stamp $new_store:expr; $($area:ident: $($body:ident),+;)+) => {
+        $(
+            mod $area {
+                #[allow(unused_imports)]
+                use super::*;
+                $(
+                    #[test]
+                    fn $body() {
+                        let new_store = $new_store;
+                        $crate::conformance::$area::$body(&new_store);
+                    }
+                )+
+            }
+        )+
+    };
+}

@@ -1,0 +1,248 @@
+//! The record operations of the store: sequence numbers, pages, transactions, deletion epochs,
+//! stats rows and natural-key lookups.
+
+use super::{NewStore, with};
+use crate::Collection;
+use crate::error::StoreError;
+use crate::record::{Record, StatsRow};
+use crate::store::{CatalogStore, Cursors, ExportItem, Lookup, Upsert};
+
+fn rec(c: Collection, json: &str) -> Record {
+    Record::from_json(c, json).unwrap()
+}
+
+/// A record of collection `c` with `_id` `id`, value `v` = `body` and `lastUpdated` 7;
+/// shared with backends' own tests.
+pub fn record(c: Collection, id: &str, body: &str) -> Record {
+    Record::from_json(
+        c,
+        &format!(r#"{{"_id":"{id}","v":{body},"lastUpdated":{{"$date":7}}}}"#),
+    )
+    .unwrap()
+}
+
+/// Upserts `r` in a transaction of its own and returns what the upsert did.
+pub fn upsert(store: &dyn CatalogStore, r: &Record) -> Upsert {
+    with(store, |w| w.upsert(r))
+}
+
+/// Every record of the store, as (collection, text), in export order.
+pub fn all(store: &dyn CatalogStore) -> Vec<(Collection, String)> {
+    let mut out = Vec::new();
+    store
+        .export(&mut |item| {
+            if let ExportItem::Record { collection, json } = item {
+                out.push((collection, json.to_owned()));
+            }
+            Ok(())
+        })
+        .unwrap();
+    out
+}
+
+/// Checks that upsert assigns increasing seq and skips identical text.
+pub fn upsert_assigns_increasing_seq_and_skips_identical_text(new_store: NewStore<'_>) {
+    let store = new_store();
+    let a = record(Collection::Versions, "a", "1");
+    assert_eq!(upsert(&*store, &a), Upsert::Inserted);
+    assert_eq!(
+        upsert(&*store, &record(Collection::Builds, "b", "1")),
+        Upsert::Inserted
+    );
+    let before = store.state().unwrap();
+    assert_eq!(upsert(&*store, &a), Upsert::Unchanged);
+    assert_eq!(store.state().unwrap(), before);
+    assert_eq!(
+        upsert(&*store, &record(Collection::Versions, "a", "2")),
+        Upsert::Updated
+    );
+    let state = store.state().unwrap();
+    assert_eq!(state.head_seq, 3);
+    assert_eq!(state.changes(Collection::Versions), 2);
+    assert_eq!(state.changes(Collection::Builds), 1);
+    assert_eq!(state.epoch, before.epoch);
+
+    let page = store.read_page(&Cursors::default(), 10).unwrap();
+    let versions = &page.records[Collection::Versions];
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].seq, 3);
+    assert_eq!(versions[0].last_updated, Some(7));
+    assert!(versions[0].json.contains(r#""v":2"#));
+    assert_eq!(page.records[Collection::Builds][0].seq, 2);
+    assert!(!page.has_more);
+}
+
+/// Checks that pages respect cursors and limit.
+pub fn pages_respect_cursors_and_limit(new_store: NewStore<'_>) {
+    let store = new_store();
+    for i in 0..5 {
+        upsert(
+            &*store,
+            &record(Collection::Packages, &format!("p{i}"), "0"),
+        );
+    }
+    let page = store.read_page(&Cursors::default(), 2).unwrap();
+    let seqs: Vec<u64> = page.records[Collection::Packages]
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    assert!(page.has_more);
+    let mut cursors = Cursors::default();
+    cursors[Collection::Packages] = 3;
+    let page = store.read_page(&cursors, 2).unwrap();
+    let seqs: Vec<u64> = page.records[Collection::Packages]
+        .iter()
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(seqs, [4, 5]);
+    assert!(!page.has_more);
+    assert_eq!(page.head_seq, 5);
+    let page = store.read_page(&Cursors::default(), 0).unwrap();
+    assert_eq!(page.records[Collection::Packages].len(), 1);
+    cursors[Collection::Packages] = u64::MAX;
+    assert!(store.read_page(&cursors, 2).unwrap().records[Collection::Packages].is_empty());
+}
+
+/// Checks that failed write rolls back everything.
+pub fn failed_write_rolls_back_everything(new_store: NewStore<'_>) {
+    let store = new_store();
+    let before = store.state().unwrap();
+    let result = store.write(&mut |w| {
+        w.upsert(&record(Collection::Packages, "p", "1"))?;
+        w.upsert_stats(&StatsRow::new("2015-01-01", "p", "1.0.0", 1, 1).unwrap())?;
+        Err(StoreError::Aborted)
+    });
+    assert!(matches!(result, Err(StoreError::Aborted)));
+    assert_eq!(store.state().unwrap(), before);
+    assert!(all(&*store).is_empty());
+    assert_eq!(store.stats_day("2015-01-01").unwrap(), None);
+}
+
+/// Checks that get reads inside the transaction.
+pub fn get_reads_inside_the_transaction(new_store: NewStore<'_>) {
+    let store = new_store();
+    store
+        .write(&mut |w| {
+            assert_eq!(w.get(Collection::Builds, "b")?, None);
+            w.upsert(&record(Collection::Builds, "b", "1"))?;
+            assert!(
+                w.get(Collection::Builds, "b")?
+                    .unwrap()
+                    .contains(r#""v":1"#)
+            );
+            assert_eq!(w.get(Collection::Versions, "b")?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Checks that delete starts a new epoch and counts a change.
+pub fn delete_starts_a_new_epoch_and_counts_a_change(new_store: NewStore<'_>) {
+    let store = new_store();
+    upsert(&*store, &record(Collection::ReleaseTracks, "t", "1"));
+    let before = store.state().unwrap();
+    let mut existed = Vec::new();
+    store
+        .write(&mut |w| {
+            existed.push(w.delete(Collection::ReleaseTracks, "t")?);
+            existed.push(w.delete(Collection::ReleaseTracks, "t")?);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(existed, [true, false]);
+    let after = store.state().unwrap();
+    assert_ne!(after.epoch, before.epoch);
+    assert_eq!(after.head_seq, before.head_seq);
+    assert_eq!(after.changes(Collection::ReleaseTracks), 2);
+    assert!(all(&*store).is_empty());
+
+    // Deleting nothing changes nothing.
+    store
+        .write(&mut |w| w.delete(Collection::Packages, "nope").map(|_| ()))
+        .unwrap();
+    assert_eq!(store.state().unwrap(), after);
+}
+
+/// Checks that stats rows upsert and day range.
+pub fn stats_rows_upsert_and_day_range(new_store: NewStore<'_>) {
+    let store = new_store();
+    assert_eq!(store.state().unwrap().stats_earliest, None);
+    let rows = [
+        StatsRow::new("2015-03-02", "b", "1.0.0", 1, 2).unwrap(),
+        StatsRow::new("2015-03-02", "a", "1.0.0", 3, 4).unwrap(),
+        StatsRow::new("2015-01-09", "a", "1.0.0", 5, 6).unwrap(),
+        StatsRow::new("2015-03-02", "b", "1.0.0", 7, 8).unwrap(),
+    ];
+    store
+        .write(&mut |w| rows.iter().try_for_each(|r| w.upsert_stats(r)))
+        .unwrap();
+    let state = store.state().unwrap();
+    assert_eq!(state.stats_earliest.as_deref(), Some("2015-01-09"));
+    assert_eq!(state.stats_latest.as_deref(), Some("2015-03-02"));
+    assert_eq!(state.head_seq, 0);
+    let day = store.stats_day("2015-03-02").unwrap().unwrap();
+    assert_eq!(day, [rows[1].clone(), rows[3].clone()]);
+    assert_eq!(store.stats_day("2015-03-03").unwrap(), None);
+    assert_eq!(store.stats_day("garbage").unwrap(), None);
+}
+
+/// Checks that natural keys find records.
+pub fn natural_keys_find_records(new_store: NewStore<'_>) {
+    let store = new_store();
+    with(&*store, |w| {
+        w.upsert(&rec(Collection::Packages, r#"{"_id":"p","name":"a:b"}"#))?;
+        w.upsert(&rec(
+            Collection::Versions,
+            r#"{"_id":"v1","packageName":"a:b","version":"1.0.0"}"#,
+        ))?;
+        w.upsert(&rec(
+            Collection::Versions,
+            r#"{"_id":"v2","packageName":"a:b","version":"2.0.0"}"#,
+        ))?;
+        w.upsert(&rec(
+            Collection::Builds,
+            r#"{"_id":"b1","versionId":"v1","buildArchitectures":"os"}"#,
+        ))?;
+        w.upsert(&rec(
+            Collection::Builds,
+            r#"{"_id":"b2","versionId":"v1","buildArchitectures":"web"}"#,
+        ))?;
+        w.upsert(&rec(Collection::ReleaseTracks, r#"{"_id":"t","name":"T"}"#))?;
+        w.upsert(&rec(
+            Collection::ReleaseVersions,
+            r#"{"_id":"r","track":"T","version":"1"}"#,
+        ))?;
+        Ok(())
+    });
+    let ids = |key: Lookup<'static>| -> Vec<String> {
+        with(&*store, |w| w.find(&key))
+            .iter()
+            .map(|json| {
+                serde_json::from_str::<serde_json::Value>(json).unwrap()["_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(ids(Lookup::Package("a:b")), ["p"]);
+    assert!(ids(Lookup::Package("a:c")).is_empty());
+    assert_eq!(
+        ids(Lookup::Version {
+            package: "a:b",
+            version: "2.0.0"
+        }),
+        ["v2"]
+    );
+    assert_eq!(ids(Lookup::VersionsOf("a:b")), ["v1", "v2"]);
+    assert_eq!(ids(Lookup::BuildsOf("v1")), ["b1", "b2"]);
+    assert_eq!(ids(Lookup::ReleaseTrack("T")), ["t"]);
+    assert_eq!(
+        ids(Lookup::ReleaseVersion {
+            track: "T",
+            version: "1"
+        }),
+        ["r"]
+    );
+}

@@ -1,0 +1,48 @@
+//! [`StoreError`], the one error type of every storage operation: its own module, so
+//! the storage interface, the records and the modules built on the store (accounts,
+//! stats, usage) can all name it without importing each other.
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory could not be created or accessed.
+    #[error("catalog data directory {path}: {source}")]
+    Io {
+        /// The directory or file concerned.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another writer (possibly another process on the same data directory) held the
+    /// catalog longer than the configured busy timeout.
+    #[error("the catalog is locked by another writer (waited for the busy timeout); try again")]
+    Busy,
+    /// The database was written by a newer Exosphere whose schema this build cannot read.
+    #[error(
+        "the catalog database uses schema version {found}, but this Exosphere only knows \
+         versions up to {supported}; upgrade Exosphere to open it"
+    )]
+    SchemaTooNew {
+        /// The schema version found in the database.
+        found: i64,
+        /// The newest schema version this build knows.
+        supported: i64,
+    },
+    /// The database file belongs to some other application.
+    #[error("{0} is not an Exosphere catalog database")]
+    NotACatalog(std::path::PathBuf),
+    /// Stored data violates an invariant (e.g. a missing metadata row).
+    #[error("the catalog database is corrupt: {0}")]
+    Corrupt(String),
+    /// Any other backend failure; the source names the backend's own error.
+    #[error("catalog database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A write callback returned this to roll its transaction back on purpose; the caller
+    /// reports its own reason.
+    #[error("the write was aborted by its caller")]
+    Aborted,
+    /// A background task that accessed the store failed (e.g. panicked).
+    #[error("catalog background task failed: {0}")]
+    TaskFailed(String),
+}
