@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use exosphere_blobs::BlobStore;
 use exosphere_catalog::accounts::User;
-use exosphere_catalog::{CatalogStore, CatalogWriter, StoreError};
+use exosphere_catalog::{CatalogStore, CatalogWriter, Refusal, StoreError, write_or_refuse};
 use exosphere_ddp::{DdpError, MethodContext};
 
 use super::login::{require_user, session_user};
-use super::tx::{Fail, Tx};
+use super::tx::Tx;
 use super::upload_slots::UploadSlots;
 
 /// The publishing side of the package server (spec §5, §6): accounts, uploads and the
@@ -57,34 +57,22 @@ impl Publishing {
     {
         let store = Arc::clone(&self.store);
         let outcome = exosphere_task::blocking(move || {
-            let mut answer: Option<Result<T, DdpError>> = None;
-            let written = store.write(&mut |writer| match body(writer) {
-                Ok(value) => {
-                    answer = Some(Ok(value));
-                    Ok(())
-                }
-                Err(Fail::Client(error)) => {
-                    answer = Some(Err(error));
-                    Err(StoreError::Aborted)
-                }
-                Err(Fail::Store(error)) => Err(error),
-            });
-            match (written, answer) {
-                (Ok(()), Some(Ok(value))) => Ok(value),
-                (Err(StoreError::Aborted), Some(Err(error))) => Err(error),
-                (Err(StoreError::Busy), _) => Err(busy()),
-                (Err(error), _) => {
-                    tracing::error!(%error, "publishing transaction failed");
-                    Err(DdpError::internal())
-                }
-                (Ok(()), _) => Err(DdpError::internal()),
-            }
+            write_or_refuse(&*store, |writer| body(writer).map_err(Refusal::from))
         })
         .await;
-        outcome.unwrap_or_else(|error| {
-            tracing::error!(%error, "publishing task failed");
-            Err(DdpError::internal())
-        })
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Refusal::Refused(error))) => Err(error),
+            Ok(Err(Refusal::Store(StoreError::Busy))) => Err(busy()),
+            Ok(Err(Refusal::Store(error))) => {
+                tracing::error!(%error, "publishing transaction failed");
+                Err(DdpError::internal())
+            }
+            Err(error) => {
+                tracing::error!(%error, "publishing task failed");
+                Err(DdpError::internal())
+            }
+        }
     }
 
     /// Runs `body` for the session's logged-in user in one write transaction: 401 without a

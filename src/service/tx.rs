@@ -1,8 +1,9 @@
 //! What a publishing method's transaction body returns: a value, a refusal the client sees,
 //! or a storage failure. Every helper that runs inside a transaction returns [`Tx`], so `?`
-//! carries both kinds of failure out of the body.
+//! carries both kinds of failure out of the body; the catalog's
+//! [`write_or_refuse`](exosphere_catalog::write_or_refuse) runs the transaction.
 
-use exosphere_catalog::StoreError;
+use exosphere_catalog::{Refusal, StoreError};
 use exosphere_ddp::DdpError;
 
 /// Why a method's transaction stopped: a refusal the client sees, or a storage failure.
@@ -22,6 +23,15 @@ impl From<DdpError> for Fail {
 impl From<StoreError> for Fail {
     fn from(error: StoreError) -> Self {
         Fail::Store(error)
+    }
+}
+
+impl From<Fail> for Refusal<DdpError> {
+    fn from(fail: Fail) -> Self {
+        match fail {
+            Fail::Client(error) => Refusal::Refused(error),
+            Fail::Store(error) => Refusal::Store(error),
+        }
     }
 }
 

@@ -30,14 +30,14 @@ pub fn watch(store: Arc<dyn CatalogStore>, interval: Duration) -> watch::Receive
         CatalogState::default()
     });
     let (tx, rx) = watch::channel(initial);
-    tokio::spawn(poll(store, interval.max(MIN_INTERVAL), tx));
+    exosphere_task::spawn(poll(store, interval.max(MIN_INTERVAL), tx));
     rx
 }
 
 /// Reads the state on the blocking pool: the store API is synchronous.
 async fn read_state(store: &Arc<dyn CatalogStore>) -> Result<CatalogState, StoreError> {
     let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || store.state())
+    exosphere_task::blocking(move || store.state())
         .await
         .map_err(|e| StoreError::TaskFailed(e.to_string()))?
 }

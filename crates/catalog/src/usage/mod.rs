@@ -136,7 +136,7 @@ impl Recorder {
     /// the recorder is dropped, after writing what was queued. Zero sizes are raised to 1.
     pub fn start(store: Arc<dyn CatalogStore>, options: &RecorderOptions) -> Recorder {
         let (queue, jobs) = mpsc::channel(options.queue.max(1));
-        tokio::spawn(write_batches(
+        exosphere_task::spawn(write_batches(
             store,
             jobs,
             options.batch_size.max(1),
@@ -186,7 +186,7 @@ async fn write_batches(
             .map(|job| ((job.day, job.report), job.done))
             .unzip();
         let store = Arc::clone(&store);
-        let written = tokio::task::spawn_blocking(move || {
+        let written = exosphere_task::blocking(move || {
             store.write(&mut |w| {
                 reports
                     .iter()
