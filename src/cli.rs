@@ -141,6 +141,31 @@ pub enum Command {
     /// Login tokens for the `meteor` tool: create, list, revoke.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The upstream mirror of `serve --upstream`: its state, and applying a held catalog.
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
+}
+
+/// The subcommands of `exosphere mirror`.
+#[derive(Debug, Subcommand)]
+pub enum MirrorCommand {
+    /// Show what the mirror in this data directory last did: its upstream, the last
+    /// successful sync, a full resync under way, a catalog held for an operator, the last
+    /// error. Reads the catalog, so it works while the server runs.
+    Status {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply a new upstream catalog that the mirror held (it lost records or a METEOR
+    /// release): it replaces the served catalog now, as one transaction. Records it lacks
+    /// stay served (the mirror never deletes).
+    Accept {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+    },
 }
 
 /// Which package server's index to use; shared by `sync` and the query commands.
@@ -414,6 +439,73 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub publishing: Box<PublishArgs>,
+
+    #[command(flatten)]
+    pub mirror: Box<MirrorArgs>,
+}
+
+/// Flags of `exosphere serve` for mirroring an upstream package server.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// Mirror this package server (https://packages.meteor.com, or another Exosphere) into
+    /// the catalog, beside the packages published here. Clients are answered from what is
+    /// mirrored, never from the upstream, so they keep working while it is down; the first
+    /// full mirror becomes visible in one step once complete. File URLs of mirrored records
+    /// are rewritten to --public-url (docs/MIRROR.md).
+    #[arg(long, value_parser = parse_upstream_url, env = "EXOSPHERE_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// Sync the upstream at least this often, besides whenever its `changes` publication
+    /// moves (an upstream without that publication is only polled).
+    #[arg(long, default_value = "5m", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_POLL_INTERVAL")]
+    pub upstream_poll_interval: Duration,
+
+    /// Ask the upstream for compressed pages (`collectionsCompressed`): less to transfer,
+    /// but records then carry dates as the upstream lowered them, not as EJSON dates.
+    #[arg(long, env = "EXOSPHERE_UPSTREAM_COMPRESS")]
+    pub upstream_compress: bool,
+
+    /// Trust the CA certificate(s) in this PEM file for the upstream's TLS, on top of the
+    /// usual web roots.
+    #[arg(long, env = "EXOSPHERE_UPSTREAM_CA_CERT")]
+    pub upstream_ca_cert: Option<PathBuf>,
+
+    /// Give up connecting to the upstream (TCP, TLS, WebSocket, DDP) after this long.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_CONNECT_TIMEOUT")]
+    pub upstream_connect_timeout: Duration,
+
+    /// Give up on one upstream page after waiting this long for it (a hung upstream).
+    #[arg(long, default_value = "120s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_CALL_TIMEOUT")]
+    pub upstream_call_timeout: Duration,
+
+    /// Largest message accepted from the upstream, in bytes.
+    #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_UPSTREAM_MAX_MESSAGE_SIZE")]
+    pub upstream_max_message_size: usize,
+
+    /// Largest page a compressed upstream page may inflate to, in bytes.
+    #[arg(long, default_value_t = 256 << 20, env = "EXOSPHERE_UPSTREAM_MAX_PAGE_SIZE")]
+    pub upstream_max_page_size: usize,
+
+    /// Longest pause between attempts while the upstream fails (the first is one second,
+    /// doubling up to this).
+    #[arg(long, default_value = "60s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_MAX_BACKOFF")]
+    pub upstream_max_backoff: Duration,
+
+    /// Hold a new upstream catalog (after the upstream reset or was replaced) for an
+    /// operator instead of applying it when it has this share fewer records than the served
+    /// one (0.1: 10%), or lost a METEOR release; `exosphere mirror accept` applies it.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share, env = "EXOSPHERE_UPSTREAM_MAX_SHRINK")]
+    pub upstream_max_shrink: f64,
+
+    /// The largest package file fetched from the upstream, in bytes (a `meteor-tool` build
+    /// is a few hundred MB).
+    #[arg(long, default_value_t = 2 << 30, value_parser = clap::value_parser!(u64).range(1..), env = "EXOSPHERE_UPSTREAM_MAX_FILE_SIZE")]
+    pub upstream_max_file_size: u64,
+
+    /// Give up on an upstream file download that sends nothing for this long (connecting
+    /// or mid-body); its clients' responses end short and nothing is cached.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_FILE_IDLE_TIMEOUT")]
+    pub upstream_file_idle_timeout: Duration,
 }
 
 /// Flags of `exosphere serve` for publishing (spec §5): URLs, upload limits, file storage.
@@ -942,6 +1034,27 @@ pub struct BenchClientSyncArgs {
 
 /// A script URL for an HTML page: absolute (`http://`, `https://`) or rooted at this host
 /// (`/...`), with nothing that would end the attribute it is written into.
+/// An upstream package server's URL: `http(s)://host[:port][/path]`, as the `meteor` tool's
+/// `METEOR_PACKAGE_SERVER_URL` takes it; a trailing slash is dropped.
+fn parse_upstream_url(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .ok_or_else(|| format!("{text:?} must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+        return Err(format!("{text:?} names no host"));
+    }
+    Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// A share between 0 and 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a number from 0 to 1")),
+    }
+}
+
 fn parse_script_url(text: &str) -> Result<String, String> {
     let absolute = ["http://", "https://", "/"]
         .iter()

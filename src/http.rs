@@ -21,8 +21,10 @@ use exosphere_catalog::stats::{Interval, RangeError, package_stats, render_stats
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, Server, SockJsConfig};
 use exosphere_meteor::names::is_package_name;
+use exosphere_mirror::{MirrorFiles, MirrorStatus};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::watch;
 use tower_http::classify::{
     ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
     ServerErrorsFailureClass, SharedClassifier,
@@ -50,6 +52,17 @@ pub struct AppState {
     pub stats_max_range_days: u64,
     /// Uploads and downloads of package files (spec §5.2, §8.1); `None` serves neither.
     pub publishing: Option<Publishing>,
+    /// The upstream mirror, when there is one.
+    pub mirror: Option<Mirror>,
+}
+
+/// What the routes see of the upstream mirror.
+#[derive(Clone)]
+pub struct Mirror {
+    /// What it is doing (shown on `/healthz`).
+    pub status: watch::Receiver<MirrorStatus>,
+    /// Its files (`/mirror/files/<key>`), when there is a blob store to cache them in.
+    pub files: Option<MirrorFiles>,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -87,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         })
         .route("/uploads/{secret}", put(files::upload))
         .route("/packages/{*key}", get(files::download))
+        .route("/mirror/files/{*key}", get(files::mirrored))
         .layer(TraceLayer::new(SharedClassifier::new(ServerFailures)).make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);
@@ -251,13 +265,32 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let sessions = state.ddp.session_count();
     let outbound_bytes = state.ddp.outbound_bytes();
     match exosphere_task::blocking(move || store.state()).await {
-        Ok(Ok(catalog)) => axum::Json(json!({
-            "status": "ok",
-            "sessions": sessions,
-            "outbound_bytes": outbound_bytes,
-            "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
-        }))
-        .into_response(),
+        Ok(Ok(catalog)) => {
+            let mirror = state.mirror.as_ref().map(|mirror| {
+                let mut status = mirror
+                    .status
+                    .borrow()
+                    .to_json(chrono::Utc::now().timestamp_millis());
+                if let Some(files) = &mirror.files {
+                    let stats = files.stats();
+                    status["files"] = json!({
+                        "fetched": stats.fetched,
+                        "fetched_bytes": stats.fetched_bytes,
+                        "failures": stats.failures,
+                        "in_flight": stats.in_flight,
+                    });
+                }
+                status
+            });
+            axum::Json(json!({
+                "status": "ok",
+                "sessions": sessions,
+                "outbound_bytes": outbound_bytes,
+                "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
+                "mirror": mirror,
+            }))
+            .into_response()
+        }
         Ok(Err(error)) => unhealthy(&error),
         Err(error) => unhealthy(&error),
     }

@@ -48,6 +48,7 @@ pub fn main() -> ExitCode {
         Command::User(command) => commands::accounts::run_user(command),
         Command::Org(command) => commands::accounts::run_org(command),
         Command::Token(command) => commands::accounts::run_token(command),
+        Command::Mirror(command) => commands::mirror::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,9 +18,10 @@ use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
+use exosphere_mirror::{MirrorConfig, MirrorFiles, MirrorStatus};
 use tokio::net::TcpListener;
 
-use crate::http::{AppState, router};
+use crate::http::{AppState, Mirror, router};
 use crate::jobs::{self, RollupSchedule};
 use crate::service::{PackageService, Publishing, UsageRecording};
 
@@ -51,6 +52,8 @@ pub struct Config {
     pub rollup: RollupSchedule,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
     pub stats_max_range_days: u64,
+    /// The upstream to mirror, if any.
+    pub mirror: Option<MirrorConfig>,
 }
 
 impl Default for Config {
@@ -67,18 +70,20 @@ impl Default for Config {
             usage_limits: UsageLimits::default(),
             rollup: RollupSchedule::default(),
             stats_max_range_days: 3660,
+            mirror: None,
         }
     }
 }
 
 /// Builds a server over an opened store and starts its background work: the catalog
-/// watcher, the usage recorder, the daily rollup and (with `publishing`) the upload sweep.
+/// watcher, the usage recorder, the daily rollup, (with `publishing`) the upload sweep and
+/// (with [`Config::mirror`]) the upstream mirror.
 /// The returned state is what [`run`] serves; call it inside a tokio runtime.
 pub fn start(
     store: Arc<dyn CatalogStore>,
     publishing: Option<Publishing>,
     config: &Config,
-) -> AppState {
+) -> anyhow::Result<AppState> {
     let catalog = watch(Arc::clone(&store), config.watch_interval);
     let syncer = Arc::new(Syncer::new(
         Arc::clone(&store),
@@ -96,14 +101,49 @@ pub fn start(
         exosphere_task::spawn(jobs::sweep_expired(publishing.clone()));
         service = service.with_publishing(publishing.clone());
     }
-    AppState {
+    let mirror = config
+        .mirror
+        .as_ref()
+        .map(|mirror| start_mirror(&store, publishing.as_ref(), mirror))
+        .transpose()?;
+    Ok(AppState {
         store,
+        mirror,
         ddp: Server::new(Arc::new(service), config.ddp.clone()),
         sockjs: config.sockjs.clone(),
         sockjs_test_services: config.sockjs_test_services,
         stats_max_range_days: config.stats_max_range_days,
         publishing,
-    }
+    })
+}
+
+/// Starts the upstream mirror's job, and its file service where files can be cached (with
+/// publishing's blob store).
+fn start_mirror(
+    store: &Arc<dyn CatalogStore>,
+    publishing: Option<&Publishing>,
+    config: &MirrorConfig,
+) -> anyhow::Result<Mirror> {
+    let (status, watched) = tokio::sync::watch::channel(MirrorStatus::new(&config.upstream));
+    exosphere_task::spawn(exosphere_mirror::run(
+        Arc::clone(store),
+        config.clone(),
+        status,
+    ));
+    let files = publishing
+        .map(|publishing| {
+            MirrorFiles::new(
+                Arc::clone(store),
+                publishing.blobs.clone(),
+                config.files.clone(),
+            )
+        })
+        .transpose()
+        .context("cannot start the mirror's file service")?;
+    Ok(Mirror {
+        status: watched,
+        files,
+    })
 }
 
 /// On shutdown, time past the DDP shutdown grace for sessions to deliver their close frames.

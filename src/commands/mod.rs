@@ -6,6 +6,7 @@ pub mod deps;
 pub mod export;
 pub mod gen_catalog;
 pub mod import;
+pub mod mirror;
 mod query;
 pub mod releases;
 pub mod search;

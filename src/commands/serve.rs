@@ -6,6 +6,7 @@ use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
@@ -13,7 +14,10 @@ use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, dump};
 use exosphere_catalog_sqlite::open_sqlite;
+use exosphere_ddp::client::{ClientConfig, certificates_from_pem};
 use exosphere_ddp::{DdpConfig, SockJsConfig};
+use exosphere_mirror::{FilesConfig, MirrorConfig};
+use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
 
 use crate::cli::ServeArgs;
@@ -51,12 +55,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("no local address")?;
-    let publishing = publishing(&args, &store, address)?;
+    let public_url = public_url(&args, address)?;
+    let publishing = publishing(&args, &store, &public_url)?;
+    let mut config = config;
+    config.mirror = mirror_config(&args, &public_url)?;
     publishing
         .reopen_interrupted_uploads()
         .await
         .map_err(|error| anyhow::anyhow!("cannot reopen interrupted uploads: {error}"))?;
-    let state = server::start(store, Some(publishing), &config);
+    let state = server::start(store, Some(publishing), &config)?;
     tracing::info!(%address, data_dir = %data_dir.display(), "serving");
     // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
     println!("Exosphere listening on http://{address}");
@@ -111,6 +118,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             every: args.stats_rollup_every,
         },
         stats_max_range_days: args.stats_max_range_days,
+        mirror: None,
     })
 }
 
@@ -142,7 +150,7 @@ fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn CatalogStore>> {
 fn publishing(
     args: &ServeArgs,
     store: &Arc<dyn CatalogStore>,
-    address: SocketAddr,
+    public_url: &str,
 ) -> anyhow::Result<Publishing> {
     let options = &args.publishing;
     let blobs = match &options.s3_bucket {
@@ -161,18 +169,11 @@ fn publishing(
         ),
     }
     .context("cannot open the package file store")?;
-    let public_url = options
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
-    if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
-        anyhow::bail!("--public-url must start with http:// or https://, got {public_url:?}");
-    }
     tracing::info!(files = %blobs, public_url, "publishing enabled");
     Ok(Publishing {
         store: Arc::clone(store),
         blobs,
-        public_url: public_url.trim_end_matches('/').to_owned(),
+        public_url: public_url.to_owned(),
         max_upload_size: options.max_upload_size,
         upload_ttl: options.upload_ttl,
         max_open_publishes: options.max_open_publishes,
@@ -183,6 +184,70 @@ fn publishing(
         upload_idle_timeout: options.upload_idle_timeout,
     })
 }
+
+/// The base URL clients reach this server at, without a trailing slash: `--public-url`, or
+/// `http://<the listen address>`.
+fn public_url(args: &ServeArgs, address: SocketAddr) -> anyhow::Result<String> {
+    let public_url = args
+        .publishing
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    if !public_url.starts_with("http://") && !public_url.starts_with("https://") {
+        anyhow::bail!("--public-url must start with http:// or https://, got {public_url:?}");
+    }
+    Ok(public_url.trim_end_matches('/').to_owned())
+}
+
+/// The mirror's configuration from the `--upstream*` flags; `None` without `--upstream`.
+fn mirror_config(serve: &ServeArgs, public_url: &str) -> anyhow::Result<Option<MirrorConfig>> {
+    let args = &serve.mirror;
+    let Some(upstream) = &args.upstream else {
+        return Ok(None);
+    };
+    let mut client = ClientConfig {
+        connect_timeout: args.upstream_connect_timeout,
+        call_timeout: args.upstream_call_timeout,
+        max_message_size: args.upstream_max_message_size,
+        // The mirror follows the upstream for hours: notice when it vanished.
+        heartbeat: Some(Duration::from_secs(30)),
+        ..ClientConfig::default()
+    };
+    let ca_pem = match &args.upstream_ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            client.extra_roots = certificates_from_pem(&pem)
+                .with_context(|| format!("cannot use the CA certificate {}", path.display()))?;
+            Some(pem)
+        }
+        None => None,
+    };
+    Ok(Some(MirrorConfig {
+        upstream: upstream.clone(),
+        public_url: public_url.to_owned(),
+        client,
+        pass: PassOptions {
+            compress: args.upstream_compress,
+            max_page_size: args.upstream_max_page_size,
+            max_empty_pages: MAX_EMPTY_UPSTREAM_PAGES,
+        },
+        poll_interval: args.upstream_poll_interval,
+        first_backoff: Duration::from_secs(1),
+        max_backoff: args.upstream_max_backoff,
+        max_shrink: args.upstream_max_shrink,
+        files: FilesConfig {
+            download_dir: serve.data_dir.data_dir.join("mirror-downloads"),
+            max_size: args.upstream_max_file_size,
+            idle_timeout: args.upstream_file_idle_timeout,
+            ca_pem,
+        },
+    }))
+}
+
+/// Most pages in a row an upstream may send without records and without `upToDate` before
+/// the mirror calls it stuck (as `exosphere sync --max-empty-pages`).
+const MAX_EMPTY_UPSTREAM_PAGES: u32 = 100;
 
 /// Refuses to start without `--public-url` when the listen address is unspecified
 /// (`0.0.0.0`, `[::]`): the default URL would send clients to `http://0.0.0.0:…`.

@@ -19,9 +19,10 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use exosphere_blobs::{BlobError, BlobKey, Patience, Span};
+use exosphere_blobs::{BlobError, BlobKey, Download, Patience, Span};
 use exosphere_catalog::accounts::{Upload, UploadState, secret_hash};
 use exosphere_ddp::{DdpError, ErrorCode};
+use exosphere_mirror::FileError;
 
 use super::AppState;
 use crate::service::Publishing;
@@ -301,36 +302,77 @@ pub async fn download(
     let Ok(key) = BlobKey::new(&format!("packages/{key}")) else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
-    let span = headers
-        .get(header::RANGE)
-        .and_then(|value| value.to_str().ok())
-        .map_or(Span::Whole, span);
-    serve_blob(&publishing, &key, span).await
-}
-
-async fn serve_blob(publishing: &Publishing, key: &BlobKey, span: Span) -> Response {
-    let download = match publishing.blobs.get(key, span).await {
-        Ok(Some(download)) => download,
-        Ok(None) => return text(StatusCode::NOT_FOUND, "no such file"),
-        Err(BlobError::RangeNotSatisfiable { size }) => {
-            let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                response.headers_mut().insert(header::CONTENT_RANGE, value);
-            }
-            return response;
-        }
+    let span = requested_span(&headers);
+    match publishing.blobs.get(&key, span).await {
+        Ok(Some(download)) => file_response(key.as_str(), span, download),
+        Ok(None) => text(StatusCode::NOT_FOUND, "no such file"),
+        Err(BlobError::RangeNotSatisfiable { size }) => not_satisfiable(size),
         Err(error) => {
             tracing::error!(%error, "reading a package file failed");
-            return text(
+            text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cannot read the file right now",
-            );
+            )
         }
+    }
+}
+
+/// `GET /mirror/files/<key>`: a file a mirrored record names, from the cache or streamed
+/// from the upstream as it arrives (`exosphere_mirror::MirrorFiles`). An uncached file the
+/// upstream cannot deliver now is a `502` saying why.
+pub async fn mirrored(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(files) = state.mirror.and_then(|mirror| mirror.files) else {
+        return text(StatusCode::NOT_FOUND, "no such file");
     };
+    let span = requested_span(&headers);
+    match files.open(&key, span).await {
+        Ok(download) => file_response(&key, span, download),
+        Err(FileError::NotMirrored) => text(StatusCode::NOT_FOUND, "no such file"),
+        Err(FileError::RangeNotSatisfiable { size }) => not_satisfiable(size),
+        Err(FileError::Unavailable(reason)) => text(
+            StatusCode::BAD_GATEWAY,
+            &format!(
+                "this file is not cached here yet and the upstream cannot deliver it: {reason}"
+            ),
+        ),
+        Err(FileError::Storage(error)) => {
+            tracing::error!(%error, "serving a mirrored file failed");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cannot read the file right now",
+            )
+        }
+    }
+}
+
+/// The span of a request's `Range` header (see [`span`]).
+fn requested_span(headers: &HeaderMap) -> Span {
+    headers
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok())
+        .map_or(Span::Whole, span)
+}
+
+/// `416` with the file's size.
+fn not_satisfiable(size: u64) -> Response {
+    let mut response = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    response
+}
+
+/// A file's bytes as the tool needs them (spec §8.1): `200` with the exact length, or `206`
+/// with `Content-Range` for a range.
+fn file_response(key: &str, span: Span, download: Download) -> Response {
     let range = download.range.clone();
-    let content_type = if key.as_str().ends_with(".md") {
+    let content_type = if key.ends_with(".md") {
         "text/markdown; charset=utf-8"
-    } else if key.as_str().ends_with(".tgz") {
+    } else if key.ends_with(".tgz") {
         "application/gzip"
     } else {
         "application/octet-stream"
@@ -343,7 +385,8 @@ async fn serve_blob(publishing: &Publishing, key: &BlobKey, span: Span) -> Respo
     );
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    // A published file never changes: every new upload gets a new name.
+    // A published file never changes: every new upload gets a new name; a mirrored file's
+    // name comes from its upstream URL, whose file never changes either.
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=31536000, immutable"),

@@ -14,7 +14,7 @@ async fn a_server_started_in_process_syncs_the_catalog_and_stops_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     import(dir.path(), &fixture());
     let store = Arc::new(exosphere_catalog_sqlite::open_sqlite(dir.path()).unwrap());
-    let state = server::start(store, None, &Config::default());
+    let state = server::start(store, None, &Config::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

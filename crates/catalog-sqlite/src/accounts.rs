@@ -103,6 +103,12 @@ pub(super) fn find(conn: &Connection, key: &Lookup<'_>) -> Result<Vec<String>, S
             track,
             Some(version),
         ),
+        Lookup::ReleaseVersionsOf(track) => (
+            "SELECT json FROM rec_release_versions WHERE json_extract(json, '$.track') = ?1 \
+             AND ?2 IS NULL ORDER BY seq",
+            track,
+            None,
+        ),
     };
     let mut stmt = conn.prepare_cached(sql).db()?;
     let mut rows = stmt.query(params![first, second]).db()?;

@@ -4,7 +4,7 @@
 //! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
 //! contract tests run here from `tests/conformance.rs`.
 //!
-//! # Schema (version 3, `PRAGMA user_version`)
+//! # Schema (version 4, `PRAGMA user_version`)
 //!
 //! Version 1:
 //!
@@ -40,6 +40,9 @@
 //! * expression indexes on the record text (`json_extract` of `name`, `packageName` and
 //!   `version`, `versionId`, `track`), so the publishing methods find records by their
 //!   natural keys without a column the import path would have to fill.
+//!
+//! Version 4 adds the upstream mirror's rows ([`exosphere_catalog::mirror`], `mirror.rs`):
+//! its state, the staged catalog and the upstream files behind mirrored file URLs.
 //!
 //! # Migrations
 //!
@@ -77,6 +80,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
 use exosphere_catalog::day::parse_day;
 use exosphere_catalog::error::StoreError;
+use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Page, PageRecord,
@@ -85,6 +89,7 @@ use exosphere_catalog::store::{
 use exosphere_catalog::usage::AppReport;
 
 mod accounts;
+mod mirror;
 
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "catalog.sqlite3";
@@ -94,7 +99,11 @@ pub const DATABASE_FILE: &str = "catalog.sqlite3";
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every upgrade step, in order.
-const MIGRATIONS: [Migration; 2] = [migrate_v1_to_v2, accounts::migrate_v2_to_v3];
+const MIGRATIONS: [Migration; 3] = [
+    migrate_v1_to_v2,
+    accounts::migrate_v2_to_v3,
+    mirror::migrate_v3_to_v4,
+];
 
 /// The schema version this build creates and reads (`PRAGMA user_version`).
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -717,6 +726,14 @@ impl CatalogStore for SqliteStore {
             .with(|conn| accounts::upload_ticket(conn, hash))
     }
 
+    fn mirror_state(&self) -> Result<Option<MirrorState>, StoreError> {
+        self.readers.with(|conn| mirror::state(conn))
+    }
+
+    fn mirror_file(&self, key: &str) -> Result<Option<UpstreamFile>, StoreError> {
+        self.readers.with(|conn| mirror::file(conn, key))
+    }
+
     fn export(
         &self,
         f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
@@ -819,6 +836,10 @@ impl CatalogWriter for SqliteWriter<'_> {
     }
 
     fn accounts(&mut self) -> &mut dyn AccountWriter {
+        self
+    }
+
+    fn mirror(&mut self) -> &mut dyn MirrorWriter {
         self
     }
 

@@ -9,6 +9,8 @@
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
 //! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
 //! * [`error`]: [`StoreError`], shared by the store and everything built on it.
+//! * [`mirror`]: what the upstream mirror keeps in the store (its state, a staged catalog,
+//!   the upstream files behind mirrored file URLs), committed with the records.
 //! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
@@ -27,6 +29,7 @@ pub mod conformance;
 pub mod day;
 pub mod dump;
 pub mod error;
+pub mod mirror;
 pub mod page_cache;
 pub mod record;
 pub mod stats;

@@ -25,6 +25,7 @@ use exosphere_meteor::{Collection, PerCollection};
 
 use crate::accounts::{AccountWriter, UploadTicket};
 use crate::error::StoreError;
+use crate::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use crate::record::{Record, StatsRow};
 use crate::usage::AppReport;
 
@@ -158,6 +159,14 @@ pub trait CatalogStore: Send + Sync + 'static {
         &self,
         f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
+
+    /// The upstream mirror's state as last committed, read without a write transaction
+    /// (`/healthz`, `exosphere mirror status`); `None` when no mirror ever ran here.
+    fn mirror_state(&self) -> Result<Option<MirrorState>, StoreError>;
+
+    /// The upstream file a mirrored file key stands for, read without a write transaction
+    /// (every download of a mirrored file asks); `None` for a key no mirrored record named.
+    fn mirror_file(&self, key: &str) -> Result<Option<UpstreamFile>, StoreError>;
 }
 
 /// The operations available inside [`CatalogStore::write`].
@@ -193,6 +202,9 @@ pub trait CatalogWriter {
 
     /// The account and publishing rows of this same transaction.
     fn accounts(&mut self) -> &mut dyn AccountWriter;
+
+    /// The upstream mirror's rows of this same transaction.
+    fn mirror(&mut self) -> &mut dyn MirrorWriter;
 }
 
 /// A natural key of catalog records: how the `meteor` tool names them.
@@ -220,4 +232,6 @@ pub enum Lookup<'a> {
         /// The version string.
         version: &'a str,
     },
+    /// Every `releaseVersions` record of the track with this name.
+    ReleaseVersionsOf(&'a str),
 }

@@ -93,19 +93,27 @@ mod tests {
         (layer, guard)
     }
 
+    /// One test for both helpers: tracing caches which callsites a subscriber wants across
+    /// the whole process, so two tests with thread-local subscribers running at once can
+    /// hide each other's events.
     #[tokio::test(flavor = "current_thread")]
-    async fn blocking_work_logs_inside_the_callers_span() {
+    async fn blocking_work_and_spawned_tasks_log_inside_the_callers_span() {
         let (events, _guard) = recorded();
-        let span = tracing::info_span!("session");
         let answer = blocking(|| {
             tracing::info!("from the blocking pool");
             7
         })
-        .instrument(span)
+        .instrument(tracing::info_span!("session"))
         .await
         .unwrap();
         assert_eq!(answer, 7);
-        assert_eq!(*events.0.lock().unwrap(), vec![vec!["session".to_owned()]]);
+        let span = tracing::info_span!("request");
+        let task = span.in_scope(|| spawn(async { tracing::info!("from a task") }));
+        task.await.unwrap();
+        assert_eq!(
+            *events.0.lock().unwrap(),
+            vec![vec!["session".to_owned()], vec!["request".to_owned()]]
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -115,14 +123,5 @@ mod tests {
             error.to_string().contains("a blocking task failed"),
             "{error}"
         );
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn spawned_tasks_log_inside_the_callers_span() {
-        let (events, _guard) = recorded();
-        let span = tracing::info_span!("request");
-        let task = span.in_scope(|| spawn(async { tracing::info!("from a task") }));
-        task.await.unwrap();
-        assert_eq!(*events.0.lock().unwrap(), vec![vec!["request".to_owned()]]);
     }
 }

@@ -213,6 +213,10 @@ pub fn natural_keys_find_records(new_store: NewStore<'_>) {
             Collection::ReleaseVersions,
             r#"{"_id":"r","track":"T","version":"1"}"#,
         ))?;
+        w.upsert(&rec(
+            Collection::ReleaseVersions,
+            r#"{"_id":"r2","track":"T","version":"2"}"#,
+        ))?;
         Ok(())
     });
     let ids = |key: Lookup<'static>| -> Vec<String> {
@@ -245,4 +249,6 @@ pub fn natural_keys_find_records(new_store: NewStore<'_>) {
         }),
         ["r"]
     );
+    assert_eq!(ids(Lookup::ReleaseVersionsOf("T")), ["r", "r2"]);
+    assert!(ids(Lookup::ReleaseVersionsOf("U")).is_empty());
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 
 /// How a [`Client`](super::Client) connects and how long it waits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
     /// Limit for the whole connection: TCP, TLS, WebSocket upgrade and DDP handshake.
     pub connect_timeout: Duration,

@@ -1,0 +1,129 @@
+//! The upstream mirror's rows: its state commits with the records of its transaction, the
+//! staged catalog stays invisible to sync clients, and file keys map to upstream files.
+
+use super::store::{all, record};
+use super::{NewStore, with};
+use crate::Collection;
+use crate::error::StoreError;
+use crate::mirror::{MirrorState, UpstreamFile};
+use crate::store::Cursors;
+
+fn state(upstream: &str) -> MirrorState {
+    MirrorState {
+        upstream: upstream.to_owned(),
+        token: Some(r#"{"packages":5}"#.to_owned()),
+        staging_token: None,
+        held: Some("why".to_owned()),
+        last_success_ms: Some(7),
+        last_error: Some((8, "down".to_owned())),
+    }
+}
+
+/// Checks that the state round-trips, is read outside transactions, and commits or rolls
+/// back together with the records written beside it.
+pub fn mirror_state_commits_with_the_records(new_store: NewStore<'_>) {
+    let store = new_store();
+    assert_eq!(store.mirror_state().unwrap(), None);
+    with(&*store, |w| {
+        assert_eq!(w.mirror().state()?, None);
+        w.upsert(&record(Collection::Packages, "p1", "1"))?;
+        w.mirror().put_state(&state("http://up"))
+    });
+    assert_eq!(store.mirror_state().unwrap(), Some(state("http://up")));
+    let failed = store.write(&mut |w| {
+        w.upsert(&record(Collection::Packages, "p2", "1"))?;
+        w.mirror().put_state(&MirrorState {
+            token: Some("{}".to_owned()),
+            ..state("http://up")
+        })?;
+        Err(StoreError::Aborted)
+    });
+    assert!(matches!(failed, Err(StoreError::Aborted)));
+    assert_eq!(store.mirror_state().unwrap(), Some(state("http://up")));
+    assert_eq!(all(&*store).len(), 1);
+    let cleared = MirrorState {
+        staging_token: Some("{}".to_owned()),
+        held: None,
+        last_error: None,
+        ..state("http://other")
+    };
+    with(&*store, |w| w.mirror().put_state(&cleared));
+    assert_eq!(store.mirror_state().unwrap(), Some(cleared));
+}
+
+/// Checks that staged records change no page, counter or sequence number, page through in
+/// `_id` order, are counted, found and cleared.
+pub fn staged_records_are_invisible_and_page_in_id_order(new_store: NewStore<'_>) {
+    let store = new_store();
+    with(&*store, |w| {
+        w.upsert(&record(Collection::Versions, "served", "1"))
+    });
+    let before = store.state().unwrap();
+    with(&*store, |w| {
+        for id in ["c", "a", "b"] {
+            w.mirror().stage(&record(Collection::Versions, id, "1"))?;
+        }
+        w.mirror().stage(&record(Collection::Builds, "x", "1"))?;
+        // Staging again replaces.
+        w.mirror().stage(&record(Collection::Versions, "a", "2"))
+    });
+    assert_eq!(store.state().unwrap(), before);
+    let page = store.read_page(&Cursors::default(), 100).unwrap();
+    assert_eq!(page.records[Collection::Versions].len(), 1);
+    assert!(page.records[Collection::Builds].is_empty());
+    with(&*store, |w| {
+        let ids = |batch: Vec<(String, String)>| -> Vec<String> {
+            batch.into_iter().map(|(id, _)| id).collect()
+        };
+        assert_eq!(
+            ids(w.mirror().staged(Collection::Versions, "", 2)?),
+            ["a", "b"]
+        );
+        assert_eq!(ids(w.mirror().staged(Collection::Versions, "b", 2)?), ["c"]);
+        assert!(w.mirror().staged(Collection::Versions, "c", 2)?.is_empty());
+        let (_, text) = w.mirror().staged(Collection::Versions, "", 1)?.remove(0);
+        assert!(text.contains(r#""v":2"#), "{text}");
+        let staged = w.mirror().staged_counts()?;
+        assert_eq!(
+            (staged[Collection::Versions], staged[Collection::Builds]),
+            (3, 1)
+        );
+        let served = w.mirror().served_counts()?;
+        assert_eq!(
+            (served[Collection::Versions], served[Collection::Builds]),
+            (1, 0)
+        );
+        assert!(w.mirror().is_staged(Collection::Builds, "x")?);
+        assert!(!w.mirror().is_staged(Collection::Versions, "x")?);
+        w.mirror().clear_stage()?;
+        assert_eq!(w.mirror().staged_counts()?[Collection::Versions], 0);
+        Ok(())
+    });
+    assert_eq!(store.state().unwrap(), before);
+}
+
+/// Checks that file keys map to their upstream file, replaced by a later entry.
+pub fn mirror_files_map_keys_to_upstream_files(new_store: NewStore<'_>) {
+    let store = new_store();
+    assert_eq!(store.mirror_file("mirror/a/b.tgz").unwrap(), None);
+    let file = |url: &str, sha256: Option<&str>| UpstreamFile {
+        url: url.to_owned(),
+        sha256: sha256.map(str::to_owned),
+    };
+    with(&*store, |w| {
+        w.mirror()
+            .put_file("mirror/a/b.tgz", &file("http://up/b.tgz", Some("aGFzaA==")))
+    });
+    assert_eq!(
+        store.mirror_file("mirror/a/b.tgz").unwrap(),
+        Some(file("http://up/b.tgz", Some("aGFzaA==")))
+    );
+    with(&*store, |w| {
+        w.mirror()
+            .put_file("mirror/a/b.tgz", &file("http://up2/b.tgz", None))
+    });
+    assert_eq!(
+        store.mirror_file("mirror/a/b.tgz").unwrap(),
+        Some(file("http://up2/b.tgz", None))
+    );
+}

@@ -1,0 +1,95 @@
+//! What the upstream mirror keeps in the catalog store: its state (the upstream's sync token
+//! and how the last pass went), a staged catalog that is being synced beside the served one,
+//! and the upstream file behind every file URL the mirror serves.
+//!
+//! It lives in the store, not beside it, so that it commits in the same transaction as the
+//! records it describes: a page of upstream records and the upstream token that resumes after
+//! it are written together, and so are a file URL and the record that names it.
+//!
+//! # The contract (every backend MUST keep it)
+//!
+//! * [`MirrorWriter::put_state`] and the record writes of the same transaction commit
+//!   together or not at all;
+//! * the staged catalog is invisible to sync clients: staging a record changes no sequence
+//!   number, no change counter and no page; only the mirror's own writes move staged
+//!   records into the served catalog, through [`crate::CatalogWriter::upsert`];
+//! * [`MirrorWriter::staged`] pages through one collection's staged records in `_id` order,
+//!   so a caller can move any number of them in one transaction with bounded memory;
+//! * [`CatalogStore::mirror_state`](crate::CatalogStore::mirror_state) reads the state without
+//!   a write transaction, from the last commit.
+
+use exosphere_meteor::{Collection, PerCollection};
+
+use crate::error::StoreError;
+use crate::record::Record;
+
+/// The mirror's state, one per store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorState {
+    /// The upstream URL this state belongs to; a mirror pointed at another upstream starts
+    /// over beside the served catalog.
+    pub upstream: String,
+    /// The upstream's sync token after the last page applied to the served catalog, as the
+    /// upstream sent it (opaque JSON text); `None` before the first full mirror was applied.
+    pub token: Option<String>,
+    /// The upstream's sync token after the last page of a full sync staged beside the served
+    /// catalog (the first mirror, or a resync after the upstream reset); `None` when no such
+    /// sync is under way.
+    pub staging_token: Option<String>,
+    /// Why a staged catalog waits for an operator instead of being applied (it lost records
+    /// or a `METEOR` release); `None` when nothing is held.
+    pub held: Option<String>,
+    /// When a pass last reached the upstream's `upToDate` (ms since the Unix epoch).
+    pub last_success_ms: Option<i64>,
+    /// The last error, and when it happened (ms); cleared by the next success.
+    pub last_error: Option<(i64, String)>,
+}
+
+/// The mirror's operations inside a write transaction
+/// ([`crate::CatalogWriter::mirror`]).
+pub trait MirrorWriter {
+    /// The mirror's state, if a mirror ever ran on this store.
+    fn state(&mut self) -> Result<Option<MirrorState>, StoreError>;
+
+    /// Replaces the mirror's state.
+    fn put_state(&mut self, state: &MirrorState) -> Result<(), StoreError>;
+
+    /// Adds a record to the staged catalog, replacing a staged record with the same
+    /// collection and `_id`.
+    fn stage(&mut self, record: &Record) -> Result<(), StoreError>;
+
+    /// Up to `limit` staged records of `collection` whose `_id` sorts after `after` (all of
+    /// them from `""`), in `_id` order, as `(_id, text)`.
+    fn staged(
+        &mut self,
+        collection: Collection,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// How many records the staged catalog holds, per collection.
+    fn staged_counts(&mut self) -> Result<PerCollection<u64>, StoreError>;
+
+    /// How many records the served catalog holds, per collection (to compare a staged
+    /// catalog with before it replaces the served one).
+    fn served_counts(&mut self) -> Result<PerCollection<u64>, StoreError>;
+
+    /// Whether the staged catalog holds a record with this collection and `_id`.
+    fn is_staged(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
+
+    /// Empties the staged catalog.
+    fn clear_stage(&mut self) -> Result<(), StoreError>;
+
+    /// Remembers which upstream file a served file key stands for, and the SHA-256 (standard
+    /// base64, as records carry `tarballHash`) its bytes must have; replaces an earlier entry.
+    fn put_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError>;
+}
+
+/// An upstream file a mirrored record points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFile {
+    /// Where the upstream serves it.
+    pub url: String,
+    /// The SHA-256 of its bytes (standard base64), when the record names one.
+    pub sha256: Option<String>,
+}

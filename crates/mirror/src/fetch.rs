@@ -1,0 +1,414 @@
+//! Mirrored files through Exosphere: fetched from the upstream URL on first request, once
+//! however many clients ask at once, streamed to every one of them as it arrives, verified
+//! against the hash the record promises, and only then kept in the blob store.
+//!
+//! The `meteor` tool never checks a hash and never downloads a package it has again, so a
+//! wrong file must never reach it whole: while a download is under way, clients get every
+//! byte but the last; the last follows once the whole file matched its `tarballHash`. A
+//! mismatch, a short body or a stalled upstream ends every client's response before its
+//! `Content-Length` is reached (the tool sees a broken download, not a bad package), and
+//! nothing is cached. Cached files are served from the blob store with ranges, upstream or
+//! not; an uncached file while the upstream is down fails at once with
+//! [`FileError::Unavailable`].
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use exosphere_blobs::{BlobError, BlobKey, BlobStore, Download, Patience, Span};
+use exosphere_catalog::CatalogStore;
+use exosphere_catalog::mirror::UpstreamFile;
+use futures_util::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::sync::watch;
+
+/// How mirrored files are fetched and kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesConfig {
+    /// Where downloads in progress are written (inside the data directory).
+    pub download_dir: PathBuf,
+    /// The largest file fetched from the upstream, in bytes.
+    pub max_size: u64,
+    /// How long the upstream may send nothing (to connect, or in the middle of a body)
+    /// before the download is given up.
+    pub idle_timeout: Duration,
+    /// Extra CA certificates (PEM) the upstream's file host may be signed by.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+/// Why a mirrored file cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// No mirrored record names this key.
+    #[error("no mirrored record names this file")]
+    NotMirrored,
+    /// The file is not cached and the upstream cannot deliver it now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The range asks for no byte of the file.
+    #[error("range not satisfiable")]
+    RangeNotSatisfiable {
+        /// The file's size.
+        size: u64,
+    },
+    /// The catalog or the blob store failed.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// What the file service did since the server started, for `/healthz`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    /// Files fetched from the upstream, verified and cached.
+    pub fetched: u64,
+    /// Their bytes.
+    pub fetched_bytes: u64,
+    /// Downloads that failed (unreachable, an error status, a short or wrong file).
+    pub failures: u64,
+    /// Downloads under way now.
+    pub in_flight: u64,
+}
+
+/// The mirrored files of one server. Cheap to clone.
+#[derive(Clone)]
+pub struct MirrorFiles {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn CatalogStore>,
+    blobs: BlobStore,
+    http: reqwest::Client,
+    config: FilesConfig,
+    downloads: Mutex<HashMap<String, Arc<Fetch>>>,
+    fetched: AtomicU64,
+    fetched_bytes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// One download from the upstream, shared by every client that asked for the file while it
+/// runs.
+struct Fetch {
+    /// The file being written.
+    path: PathBuf,
+    progress: watch::Sender<Progress>,
+}
+
+/// How far a download got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Progress {
+    /// Waiting for the upstream's answer.
+    Connecting,
+    /// `written` of `total` bytes are in the file.
+    Receiving { total: u64, written: u64 },
+    /// The whole file is there and matched its hash.
+    Verified { total: u64 },
+    /// The download failed; nothing is cached.
+    Failed(String),
+}
+
+/// How much of a local file one read hands to a response.
+const READ_CHUNK: usize = 256 << 10;
+
+impl MirrorFiles {
+    /// The file service over the catalog (which maps keys to upstream files) and the blob
+    /// store (which caches them).
+    pub fn new(
+        store: Arc<dyn CatalogStore>,
+        blobs: BlobStore,
+        config: FilesConfig,
+    ) -> Result<MirrorFiles, FileError> {
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(config.idle_timeout)
+            .read_timeout(config.idle_timeout)
+            .redirect(reqwest::redirect::Policy::limited(5));
+        if let Some(pem) = &config.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| FileError::Storage(format!("the CA certificate: {error}")))?
+            {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http
+            .build()
+            .map_err(|error| FileError::Storage(format!("the HTTP client: {error}")))?;
+        Ok(MirrorFiles {
+            inner: Arc::new(Inner {
+                store,
+                blobs,
+                http,
+                config,
+                downloads: Mutex::new(HashMap::new()),
+                fetched: AtomicU64::new(0),
+                fetched_bytes: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// What the service did so far.
+    pub fn stats(&self) -> FileStats {
+        let inner = &self.inner;
+        FileStats {
+            fetched: inner.fetched.load(Ordering::Relaxed),
+            fetched_bytes: inner.fetched_bytes.load(Ordering::Relaxed),
+            failures: inner.failures.load(Ordering::Relaxed),
+            in_flight: inner.lock().len() as u64,
+        }
+    }
+
+    /// The bytes of the mirrored file `key` that `span` picks: from the cache, or streamed
+    /// from a download of the upstream's file (started now, or joined).
+    pub async fn open(&self, key: &str, span: Span) -> Result<Download, FileError> {
+        let blob_key = BlobKey::new(key).map_err(|_| FileError::NotMirrored)?;
+        let upstream = {
+            let (store, key) = (Arc::clone(&self.inner.store), key.to_owned());
+            exosphere_task::blocking(move || store.mirror_file(&key))
+                .await
+                .map_err(storage)?
+                .map_err(storage)?
+                .ok_or(FileError::NotMirrored)?
+        };
+        if let Some(cached) = self.cached(&blob_key, span).await? {
+            return Ok(cached);
+        }
+        let fetch = self.fetch(&blob_key, upstream);
+        let mut progress = fetch.progress.subscribe();
+        let total = loop {
+            match &*progress.borrow_and_update() {
+                Progress::Connecting => {}
+                Progress::Receiving { total, .. } | Progress::Verified { total } => break *total,
+                Progress::Failed(error) => return Err(FileError::Unavailable(error.clone())),
+            }
+            if progress.changed().await.is_err() {
+                return Err(FileError::Unavailable("the download stopped".to_owned()));
+            }
+        };
+        let range = span
+            .resolve(total)
+            .ok_or(FileError::RangeNotSatisfiable { size: total })?;
+        let file = match tokio::fs::File::open(&fetch.path).await {
+            Ok(file) => file,
+            // Finished and cached between the two looks: serve the cache.
+            Err(_) => {
+                return self
+                    .cached(&blob_key, span)
+                    .await?
+                    .ok_or_else(|| FileError::Unavailable("the download vanished".to_owned()));
+            }
+        };
+        Ok(Download {
+            size: total,
+            range: range.clone(),
+            body: follow(file, range, progress).boxed(),
+        })
+    }
+
+    /// The cached file, if it is cached.
+    async fn cached(&self, key: &BlobKey, span: Span) -> Result<Option<Download>, FileError> {
+        match self.inner.blobs.get(key, span).await {
+            Ok(found) => Ok(found),
+            Err(BlobError::RangeNotSatisfiable { size }) => {
+                Err(FileError::RangeNotSatisfiable { size })
+            }
+            Err(error) => Err(storage(error)),
+        }
+    }
+
+    /// The download of `key` under way, or a new one.
+    fn fetch(&self, key: &BlobKey, upstream: UpstreamFile) -> Arc<Fetch> {
+        let mut downloads = self.inner.lock();
+        if let Some(fetch) = downloads.get(key.as_str()) {
+            return Arc::clone(fetch);
+        }
+        let name: String = key.as_str().replace('/', "_");
+        let fetch = Arc::new(Fetch {
+            path: self.inner.config.download_dir.join(format!("{name}.part")),
+            progress: watch::Sender::new(Progress::Connecting),
+        });
+        downloads.insert(key.as_str().to_owned(), Arc::clone(&fetch));
+        let (inner, key, job) = (Arc::clone(&self.inner), key.clone(), Arc::clone(&fetch));
+        exosphere_task::spawn(async move { inner.download(key, upstream, job).await });
+        fetch
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Fetch>>> {
+        self.downloads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one download to its end, whoever is still listening: the cache wants it too.
+    async fn download(&self, key: BlobKey, upstream: UpstreamFile, fetch: Arc<Fetch>) {
+        let outcome = self.receive(&upstream, &fetch).await;
+        match outcome {
+            Ok(total) => {
+                fetch.progress.send_replace(Progress::Verified { total });
+                self.keep(&key, &fetch, total).await;
+                self.fetched.fetch_add(1, Ordering::Relaxed);
+                self.fetched_bytes.fetch_add(total, Ordering::Relaxed);
+                tracing::info!(%key, url = %upstream.url, bytes = total, "cached a mirrored file");
+            }
+            Err(error) => {
+                tracing::warn!(%key, url = %upstream.url, %error, "fetching a mirrored file failed");
+                fetch.progress.send_replace(Progress::Failed(error));
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.lock().remove(key.as_str());
+        if let Err(error) = tokio::fs::remove_file(&fetch.path).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%key, %error, "cannot delete a finished download");
+        }
+    }
+
+    /// Fetches the upstream file into the download's file, hashing as it goes; returns its
+    /// size once it is whole and matched its hash.
+    async fn receive(&self, upstream: &UpstreamFile, fetch: &Fetch) -> Result<u64, String> {
+        let url = &upstream.url;
+        let response = self.http.get(url).send().await.map_err(|error| {
+            format!("the upstream's file host cannot be reached ({url}): {error}")
+        })?;
+        let status = response.status();
+        if status != reqwest::StatusCode::OK {
+            return Err(format!("the upstream answered {status} for {url}"));
+        }
+        let total = response
+            .content_length()
+            .ok_or_else(|| format!("the upstream sent {url} without a Content-Length"))?;
+        if total > self.config.max_size {
+            return Err(format!(
+                "{url} is {total} bytes, more than this mirror fetches \
+                 (--upstream-max-file-size {})",
+                self.config.max_size
+            ));
+        }
+        tokio::fs::create_dir_all(&self.config.download_dir)
+            .await
+            .map_err(|error| format!("cannot create the download directory: {error}"))?;
+        let mut file = tokio::fs::File::create(&fetch.path)
+            .await
+            .map_err(|error| format!("cannot write a download: {error}"))?;
+        fetch
+            .progress
+            .send_replace(Progress::Receiving { total, written: 0 });
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|error| {
+                format!("the upstream broke off {url} after {written} of {total} bytes: {error}")
+            })?;
+            written += chunk.len() as u64;
+            if written > total {
+                return Err(format!(
+                    "the upstream sent more than the {total} bytes of {url}"
+                ));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|error| format!("cannot write a download: {error}"))?;
+            fetch
+                .progress
+                .send_replace(Progress::Receiving { total, written });
+        }
+        file.flush()
+            .await
+            .map_err(|error| format!("cannot write a download: {error}"))?;
+        if written != total {
+            return Err(format!(
+                "the upstream sent {written} of the {total} bytes of {url}"
+            ));
+        }
+        let sha256 = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
+        match &upstream.sha256 {
+            Some(expected) if *expected != sha256 => Err(format!(
+                "{url} does not match the hash its record promises ({expected}; the bytes \
+                 hash to {sha256}); it was not cached, and no client got it whole"
+            )),
+            _ => Ok(total),
+        }
+    }
+
+    /// Puts a verified download into the blob store. A failure is only logged: the clients
+    /// of this download still get the file, and the next request fetches it again.
+    async fn keep(&self, key: &BlobKey, fetch: &Fetch, total: u64) {
+        let kept = async {
+            let file = tokio::fs::File::open(&fetch.path)
+                .await
+                .map_err(BlobError::Read)?;
+            let (_, progress) = watch::channel(Progress::Verified { total });
+            let body =
+                follow(file, 0..total, progress).map(|chunk| chunk.map_err(|e| e.to_string()));
+            let patience = Patience {
+                idle: self.config.idle_timeout,
+                deadline: tokio::time::Instant::now() + Duration::from_secs(24 * 3600),
+            };
+            self.blobs.put_stream(key, body, total, patience).await
+        };
+        if let Err(error) = kept.await {
+            tracing::warn!(%key, %error, "cannot cache a mirrored file; it is fetched again next time");
+        }
+    }
+}
+
+/// Streams `range` of a download's file as it grows: every byte the download wrote, except
+/// the file's last one until the whole file is verified; an error (ending the response short
+/// of its length) when the download fails.
+fn follow(
+    file: tokio::fs::File,
+    range: std::ops::Range<u64>,
+    progress: watch::Receiver<Progress>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, BlobError>> + Send + 'static {
+    futures_util::stream::try_unfold(
+        (file, range.start, range.end, progress),
+        |(mut file, offset, end, mut progress)| async move {
+            if offset >= end {
+                return Ok(None);
+            }
+            let readable = loop {
+                let readable = match &*progress.borrow_and_update() {
+                    Progress::Connecting => 0,
+                    Progress::Receiving { total, written } => {
+                        (*written).min(total.saturating_sub(1))
+                    }
+                    Progress::Verified { total } => *total,
+                    Progress::Failed(error) => {
+                        return Err(BlobError::Body(error.clone()));
+                    }
+                };
+                if readable > offset {
+                    break readable.min(end);
+                }
+                if progress.changed().await.is_err() {
+                    return Err(BlobError::Body("the download stopped".to_owned()));
+                }
+            };
+            let want = usize::try_from(readable - offset).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+            let mut chunk = vec![0u8; want];
+            file.seek(SeekFrom::Start(offset))
+                .await
+                .map_err(BlobError::Read)?;
+            file.read_exact(&mut chunk).await.map_err(BlobError::Read)?;
+            let next = offset + want as u64;
+            Ok(Some((
+                bytes::Bytes::from(chunk),
+                (file, next, end, progress),
+            )))
+        },
+    )
+}
+
+/// A storage failure as a [`FileError`].
+fn storage(error: impl std::fmt::Display) -> FileError {
+    FileError::Storage(error.to_string())
+}
