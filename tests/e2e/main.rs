@@ -15,6 +15,7 @@ mod fake_upstream;
 mod http;
 mod in_process;
 mod interop;
+mod mirror;
 mod publications;
 mod publish;
 mod query_commands;

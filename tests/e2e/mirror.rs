@@ -1,0 +1,521 @@
+//! `exosphere serve --upstream` end to end (issue 11; spec §0.2, §0.4 item 10, §3, §8.1): a
+//! mirror of an Exosphere upstream and of the fault-injecting fake upstream (timestamp tokens,
+//! `lastDeletion`, files on another port), checked as a client of the mirror sees it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{
+    Catalog, PATIENCE, Server, assert_success, fixture_catalog, import_text, run, serve_fixture,
+    sync_loop,
+};
+use crate::fake_upstream::{FakeUpstream, FileFault, SyncFault};
+
+/// The fields of a record that hold a file URL (spec §3.8), which a mirror rewrites.
+const FILE_FIELDS: [&str; 3] = ["build", "source", "readme"];
+
+/// Starts a mirror of `upstream` on `data`, with short timeouts so faults show quickly.
+fn mirror_of(upstream: &str, data: &Path, extra: &[&str]) -> Server {
+    let mut args = vec![
+        "--upstream",
+        upstream,
+        "--upstream-call-timeout",
+        "5s",
+        "--upstream-poll-interval",
+        "1s",
+        "--upstream-max-backoff",
+        "1s",
+        "--upstream-file-idle-timeout",
+        "2s",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(data, &args)
+}
+
+/// The mirror section of `/healthz`.
+async fn status(server: &Server) -> Value {
+    let url = format!("{}/healthz", server.http);
+    let body = tokio::task::spawn_blocking(move || crate::common::http_get(&url).1)
+        .await
+        .unwrap();
+    serde_json::from_str::<Value>(&body).expect("healthz is JSON")["mirror"].clone()
+}
+
+/// Waits until the mirror's status satisfies `done`, and returns it.
+async fn wait_status(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = status(server).await;
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mirror never got {what}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the mirror reports being up to date.
+async fn up_to_date(server: &Server) -> Value {
+    wait_status(server, "up to date", |s| s["state"] == "up to date").await
+}
+
+/// Everything a fresh client of `server` syncs.
+async fn client_catalog(server: &Server) -> (Catalog, Value) {
+    let mut ddp = server.ddp().await;
+    let synced = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
+    (synced.catalog, synced.token)
+}
+
+/// The catalog with every file URL removed (a mirror serves its own URLs).
+fn without_urls(mut catalog: Catalog) -> Catalog {
+    for records in catalog.values_mut() {
+        for record in records.values_mut() {
+            for field in FILE_FIELDS {
+                if let Some(file) = record.get_mut(field).and_then(Value::as_object_mut) {
+                    file.remove("url");
+                }
+            }
+        }
+    }
+    catalog
+}
+
+/// Every file URL of a catalog.
+fn urls(catalog: &Catalog) -> Vec<String> {
+    catalog
+        .values()
+        .flat_map(|records| records.values())
+        .flat_map(|record| {
+            FILE_FIELDS
+                .iter()
+                .filter_map(|field| record[field]["url"].as_str().map(str::to_owned))
+        })
+        .collect()
+}
+
+/// A GET of a URL: status and body bytes (a body cut short reads as an error).
+async fn get(url: &str, range: Option<&str>) -> Result<(u16, Vec<u8>), String> {
+    let (url, range) = (url.to_owned(), range.map(str::to_owned));
+    tokio::task::spawn_blocking(move || {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let mut request = agent.get(&url);
+        if let Some(range) = range {
+            request = request.header("Range", &range);
+        }
+        let mut response = request.call().map_err(|error| error.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|error| error.to_string())?;
+        Ok((status, body))
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_serves_exactly_the_upstreams_catalog_and_follows_its_changes() {
+    let (_up_dir, up_data, upstream) = serve_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(&upstream.http, &dir.path().join("data"), &[]);
+    let status = up_to_date(&mirror).await;
+    assert_eq!(status["upstream"], upstream.http.as_str());
+    assert_eq!(status["records"], 8290);
+
+    // Records by `_id` and content, URLs aside (spec §3.4: `_id`s stay stable).
+    let (mirrored, token) = client_catalog(&mirror).await;
+    let (original, _) = client_catalog(&upstream).await;
+    assert_eq!(without_urls(mirrored.clone()), without_urls(original));
+    let served = urls(&mirrored);
+    assert!(!served.is_empty());
+    let prefix = format!("{}/mirror/files/mirror/", mirror.http);
+    assert!(
+        served.iter().all(|url| url.starts_with(&prefix)),
+        "{served:?}"
+    );
+
+    // A change upstream reaches a subscriber of the mirror's `changes` within seconds, and
+    // the next sync from the client's token (no reset) carries it.
+    let mut watcher = mirror.ddp().await;
+    watcher.subscribe("c", "changes").await;
+    let started = Instant::now();
+    let mut package = mirrored["packages"].values().next().unwrap().clone();
+    package["homepage"] = json!("https://example.com/changed");
+    import_text(
+        &up_data,
+        &format!("{}\n", json!({"collection": "packages", "doc": package})),
+    );
+    let changed = watcher
+        .wait_for(|m| m["msg"] == "changed" && m["collection"] == "changes")
+        .await;
+    assert_eq!(changed["id"], "packages", "{changed}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut client = mirror.ddp().await;
+    let next = sync_loop(&mut client, token, json!({})).await;
+    assert!(next.pages.iter().all(|page| page["resetData"] != true));
+    let id = package["_id"].as_str().unwrap();
+    assert_eq!(
+        next.catalog["packages"][id]["homepage"],
+        "https://example.com/changed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_never_wait_on_or_fail_because_of_the_upstream() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(&fake.url(), &dir.path().join("data"), &[]);
+    up_to_date(&mirror).await;
+    let (before, token) = client_catalog(&mirror).await;
+    assert_eq!(without_urls(before.clone()), without_urls(fake.catalog()));
+
+    // Upstream gone: the mirror says so, its clients notice nothing.
+    fake.stop().await;
+    let failing = wait_status(&mirror, "failing", |s| s["state"] == "failing").await;
+    assert!(failing["detail"]["error"].is_string(), "{failing}");
+    let started = Instant::now();
+    let (during, _) = client_catalog(&mirror).await;
+    assert_eq!(during, before);
+    let mut client = mirror.ddp().await;
+    let resumed = sync_loop(&mut client, token.clone(), json!({})).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(resumed.pages.len(), 1);
+    assert_eq!(resumed.pages[0]["resetData"], false);
+
+    // An upstream that hangs or answers errors changes nothing either.
+    fake.restart().await;
+    fake.set_sync_fault(Some(SyncFault::SyncError(500)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(client_catalog(&mirror).await.0, before);
+    fake.set_sync_fault(None);
+    up_to_date(&mirror).await;
+    let mut client = mirror.ddp().await;
+    let after = sync_loop(&mut client, token, json!({})).await;
+    assert!(after.pages.iter().all(|page| page["resetData"] != true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_mirror_is_visible_only_once_complete_and_resumes_after_a_kill() {
+    let fake = FakeUpstream::from_fixture().await;
+    fake.set_page_size(100);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    wait_status(&mirror, "a few staged pages", |s| {
+        s["state"] == "syncing a full catalog" && s["pages"].as_u64().unwrap_or(0) >= 3
+    })
+    .await;
+    fake.set_sync_fault(Some(SyncFault::Hang));
+    // Half a catalog is never served: a client sees nothing until the whole of it is there.
+    let (seen, _) = client_catalog(&mirror).await;
+    assert!(seen.values().all(|records| records.is_empty()), "{seen:?}");
+
+    // Killed mid-sync (kill -9), restarted: it resumes from the last staged page.
+    let pages_before = status(&mirror).await["pages"].as_u64().unwrap();
+    drop(mirror);
+    fake.set_sync_fault(None);
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    let done = up_to_date(&mirror).await;
+    let full = 4039_u64.div_ceil(100);
+    assert!(
+        done["pages"].as_u64().unwrap() + pages_before <= full + 2,
+        "the restarted mirror started over: {done}, {pages_before} pages before"
+    );
+    let (mirrored, _) = client_catalog(&mirror).await;
+    assert_eq!(without_urls(mirrored), without_urls(fake.catalog()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_reset_or_a_token_going_backwards_never_resets_clients() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(&fake.url(), &dir.path().join("data"), &[]);
+    up_to_date(&mirror).await;
+    let (before, token) = client_catalog(&mirror).await;
+
+    // The upstream deletes a version: it answers the mirror with `resetData`. The mirror
+    // resyncs beside the served catalog and keeps the deleted record (its documented
+    // policy: a deletion would reset every client).
+    let deleted = before["versions"].keys().next().unwrap().clone();
+    fake.delete("versions", &deleted);
+    let mut package = before["packages"].values().next().unwrap().clone();
+    package["homepage"] = json!("https://example.com/after-reset");
+    fake.upsert("packages", package.clone());
+    let id = package["_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    let after = loop {
+        let mut client = mirror.ddp().await;
+        let after = sync_loop(&mut client, token.clone(), json!({})).await;
+        assert!(after.pages.iter().all(|page| page["resetData"] != true));
+        if after
+            .catalog
+            .get("packages")
+            .is_some_and(|p| p.contains_key(&id))
+        {
+            break after;
+        }
+        assert!(Instant::now() < deadline, "the change never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        after.catalog["packages"][&id]["homepage"],
+        "https://example.com/after-reset"
+    );
+    let (now, token) = client_catalog(&mirror).await;
+    assert!(now["versions"].contains_key(&deleted));
+
+    // A token that goes backwards (a restored upstream): resynced beside, no reset either.
+    fake.set_sync_fault(Some(SyncFault::TokenBackwards));
+    package["homepage"] = json!("https://example.com/after-backwards");
+    fake.upsert("packages", package);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut client = mirror.ddp().await;
+        let next = sync_loop(&mut client, token.clone(), json!({})).await;
+        assert!(next.pages.iter().all(|page| page["resetData"] != true));
+        let homepage = next
+            .catalog
+            .get("packages")
+            .and_then(|p| p.get(&id))
+            .map(|p| p["homepage"].clone());
+        if homepage == Some(json!("https://example.com/after-backwards")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the change never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(client_catalog(&mirror).await.0.len(), before.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_much_smaller_upstream_catalog_is_held_for_an_operator() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    up_to_date(&mirror).await;
+    let (before, _) = client_catalog(&mirror).await;
+    let gone: Vec<String> = before["versions"].keys().take(1000).cloned().collect();
+    for id in &gone {
+        fake.delete("versions", id);
+    }
+    let held = wait_status(&mirror, "held", |s| s["state"] == "held for an operator").await;
+    let reason = held["detail"]["reason"].as_str().unwrap();
+    assert!(reason.contains("exosphere mirror accept"), "{reason}");
+    assert_eq!(client_catalog(&mirror).await.0, before);
+
+    let data = data.to_str().unwrap();
+    let shown = run(&["mirror", "status", "--data-dir", data]);
+    assert_success(&shown);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("Held for an operator"), "{shown}");
+    let accepted = run(&["mirror", "accept", "--data-dir", data]);
+    assert_success(&accepted);
+    assert!(
+        String::from_utf8_lossy(&accepted.stdout).contains("Applied the held upstream catalog")
+    );
+    let again = run(&["mirror", "accept", "--data-dir", data]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("holds no catalog"));
+    // Deleted upstream records stay served; the mirror goes on following.
+    up_to_date(&mirror).await;
+    assert_eq!(client_catalog(&mirror).await.0, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_come_through_the_mirror_fetched_once_and_only_when_they_match() {
+    let fake = FakeUpstream::from_fixture().await;
+    fake.serve_catalog_files();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(&fake.url(), &dir.path().join("data"), &[]);
+    up_to_date(&mirror).await;
+    let (mirrored, _) = client_catalog(&mirror).await;
+    let upstream = fake.catalog();
+    let builds: Vec<(&String, &Value)> = mirrored["builds"].iter().take(3).collect();
+    let file_of = |id: &str| -> (String, String) {
+        let url = mirrored["builds"][id]["build"]["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let original = upstream["builds"][id]["build"]["url"].as_str().unwrap();
+        let path = original.strip_prefix(&fake.files_url()).unwrap().to_owned();
+        (url, path)
+    };
+
+    // Fifty clients at once, one upstream fetch, everyone the right bytes.
+    let (url, path) = file_of(builds[0].0);
+    let direct = get(&format!("{}{path}", fake.files_url()), None)
+        .await
+        .unwrap()
+        .1;
+    let before = fake.requests(&path);
+    let url = Arc::new(url);
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let url = Arc::clone(&url);
+            tokio::spawn(async move { get(&url, None).await })
+        })
+        .collect();
+    for client in clients {
+        let (status, body) = client.await.unwrap().unwrap();
+        assert_eq!(status, 200);
+        assert!(body == direct, "a client got other bytes");
+    }
+    assert_eq!(fake.requests(&path) - before, 1);
+    // Cached: no more upstream requests; ranges work (spec §8.1).
+    assert_eq!(get(&url, None).await.unwrap().1, direct);
+    let (status, tail) = get(&url, Some("bytes=10-")).await.unwrap();
+    assert_eq!((status, tail.as_slice()), (206, &direct[10..]));
+    assert_eq!(fake.requests(&path) - before, 1);
+
+    // A wrong file never reaches a client whole and is not cached.
+    let (wrong_url, wrong_path) = file_of(builds[1].0);
+    fake.set_file_fault(&wrong_path, Some(FileFault::WrongBytes));
+    let answer = get(&wrong_url, None).await;
+    assert!(
+        answer.is_err(),
+        "a wrong file was delivered whole: {answer:?}"
+    );
+    fake.set_file_fault(&wrong_path, None);
+    let direct = get(&format!("{}{wrong_path}", fake.files_url()), None)
+        .await
+        .unwrap()
+        .1;
+    assert_eq!(get(&wrong_url, None).await.unwrap(), (200, direct));
+    assert_eq!(fake.requests(&wrong_path), 3);
+
+    // A truncated or failing upstream: the client's download breaks, nothing is cached.
+    let (short_url, short_path) = file_of(builds[2].0);
+    fake.set_file_fault(&short_path, Some(FileFault::Truncate));
+    assert!(get(&short_url, None).await.is_err());
+    fake.set_file_fault(&short_path, Some(FileFault::Status(500)));
+    let (status, body) = get(&short_url, None).await.unwrap();
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+
+    // Upstream down: cached files are served, uncached ones fail fast with a clear 5xx.
+    fake.stop().await;
+    assert_eq!(get(&url, None).await.unwrap().0, 200);
+    let started = Instant::now();
+    let (status, body) = get(&short_url, None).await.unwrap();
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&body).contains("not cached"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let health = status_files(&mirror).await;
+    assert!(health["fetched"].as_u64().unwrap() >= 2, "{health}");
+    assert!(health["failures"].as_u64().unwrap() >= 3, "{health}");
+}
+
+/// The file counters of the mirror on `/healthz`.
+async fn status_files(server: &Server) -> Value {
+    status(server).await["files"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exosphere_mirroring_an_exosphere_that_mirrors_a_third_serves_the_same() {
+    let fake = FakeUpstream::from_fixture().await;
+    fake.serve_catalog_files();
+    let dir = tempfile::tempdir().unwrap();
+    let middle = mirror_of(&fake.url(), &dir.path().join("middle"), &[]);
+    up_to_date(&middle).await;
+    let last = mirror_of(&middle.http, &dir.path().join("last"), &[]);
+    up_to_date(&last).await;
+    let (mirrored, _) = client_catalog(&last).await;
+    assert_eq!(without_urls(mirrored.clone()), without_urls(fake.catalog()));
+    let (id, build) = mirrored["builds"].iter().next().unwrap();
+    let url = build["build"]["url"].as_str().unwrap();
+    assert!(url.starts_with(&last.http), "{url}");
+    let original = fake.catalog()["builds"][id]["build"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let direct = get(&original, None).await.unwrap().1;
+    assert_eq!(get(url, None).await.unwrap(), (200, direct));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_package_made_here_owns_its_name() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_text(
+        &data,
+        &format!(
+            "{}\n",
+            json!({"collection": "packages", "doc": {"_id": "localPkg1", "name": "acme-private", "maintainers": []}})
+        ),
+    );
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    up_to_date(&mirror).await;
+    fake.upsert(
+        "packages",
+        json!({"_id": "upstreamPkg1", "name": "acme-private", "maintainers": []}),
+    );
+    let shadowed = wait_status(&mirror, "a shadowed record", |s| s["shadowed"] == 1).await;
+    assert_eq!(shadowed["state"], "up to date");
+    let (seen, _) = client_catalog(&mirror).await;
+    let named: Vec<&String> = seen["packages"]
+        .iter()
+        .filter(|(_, p)| p["name"] == "acme-private")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(named, ["localPkg1"]);
+    assert_eq!(
+        seen["packages"].len(),
+        fixture_catalog()["packages"].len() + 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_of_compressed_pages_serves_the_same_records() {
+    let (_up_dir, _up_data, upstream) = serve_fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(
+        &upstream.http,
+        &dir.path().join("data"),
+        &["--upstream-compress"],
+    );
+    let status = up_to_date(&mirror).await;
+    assert_eq!(status["records"], 8290);
+    let (mirrored, _) = client_catalog(&mirror).await;
+    let (original, _) = client_catalog(&upstream).await;
+    let ids = |catalog: &Catalog| -> Vec<(String, Vec<String>)> {
+        catalog
+            .iter()
+            .map(|(name, records)| (name.clone(), records.keys().cloned().collect()))
+            .collect()
+    };
+    assert_eq!(ids(&mirrored), ids(&original));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_commands_explain_an_empty_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_text(&data, "");
+    let data = data.to_str().unwrap();
+    let shown = run(&["mirror", "status", "--data-dir", data]);
+    assert_success(&shown);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("exosphere serve --upstream"));
+    let accepted = run(&["mirror", "accept", "--data-dir", data]);
+    assert!(!accepted.status.success());
+    assert!(String::from_utf8_lossy(&accepted.stderr).contains("no mirror has run"));
+    let refused = run(&["serve", "--data-dir", data, "--upstream", "ftp://x"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("http://"));
+}
