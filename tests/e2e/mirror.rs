@@ -279,6 +279,7 @@ async fn an_upstream_reset_or_a_token_going_backwards_never_resets_clients() {
     );
     let (now, token) = client_catalog(&mirror).await;
     assert!(now["versions"].contains_key(&deleted));
+    assert_eq!(status(&mirror).await["resyncs"], 1);
 
     // A token that goes backwards (a restored upstream): resynced beside, no reset either.
     fake.set_sync_fault(Some(SyncFault::TokenBackwards));
@@ -301,6 +302,7 @@ async fn an_upstream_reset_or_a_token_going_backwards_never_resets_clients() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(client_catalog(&mirror).await.0.len(), before.len());
+    assert_eq!(status(&mirror).await["resyncs"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -87,6 +87,11 @@ async fn follow_connected(
                 *backoff = config.first_backoff;
                 tracing::debug!(%pass, "the mirror is up to date");
             }
+            Err(SyncError::Restart(reason)) => {
+                tracing::warn!(%reason, "resyncing the upstream");
+                status.send_modify(|status| status.resyncs += 1);
+                continue;
+            }
             Err(error) => return error,
         }
         let moved = async {
@@ -133,6 +138,7 @@ async fn pass(
             status.records += page.records();
             status.rejected += done.rejected;
             status.shadowed += done.shadowed;
+            status.resyncs += u64::from(done.resync);
         });
         match &done.finished {
             Some(ApplyOutcome::Applied { records, shadowed }) => {

@@ -30,6 +30,9 @@ pub(crate) struct PageDone {
     pub(crate) shadowed: u64,
     /// Whether the page went to the staged catalog.
     pub(crate) staged: bool,
+    /// Whether this page started a full resync beside the served catalog (the upstream's
+    /// `resetData` while the mirror was up to date).
+    pub(crate) resync: bool,
     /// What became of the staged catalog, when this page completed it.
     pub(crate) finished: Option<ApplyOutcome>,
 }
@@ -68,6 +71,7 @@ impl PageSink for StoreSink<'_> {
                     return writer.mirror().put_state(&state);
                 }
                 done.staged = page.reset_data || state.staging_token.is_some();
+                done.resync = page.reset_data && state.token.is_some();
                 if page.reset_data {
                     writer.mirror().clear_stage()?;
                 }
@@ -90,7 +94,7 @@ impl PageSink for StoreSink<'_> {
             })
             .map_err(sink)?;
         if backwards {
-            return Err(SyncError::Protocol(
+            return Err(SyncError::Restart(
                 "the upstream's sync token went backwards (its catalog was restored or \
                  replaced); syncing its whole catalog again beside the served one"
                     .to_owned(),

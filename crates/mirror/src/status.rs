@@ -46,6 +46,9 @@ pub struct MirrorStatus {
     pub rejected: u64,
     /// Upstream records not served because a local record holds their name.
     pub shadowed: u64,
+    /// Full resyncs beside the served catalog since the server started (the upstream reset,
+    /// or its token went backwards).
+    pub resyncs: u64,
 }
 
 impl MirrorStatus {
@@ -59,6 +62,7 @@ impl MirrorStatus {
             records: 0,
             rejected: 0,
             shadowed: 0,
+            resyncs: 0,
         }
     }
 
@@ -88,6 +92,7 @@ impl MirrorStatus {
             "records": self.records,
             "rejected": self.rejected,
             "shadowed": self.shadowed,
+            "resyncs": self.resyncs,
         })
     }
 }

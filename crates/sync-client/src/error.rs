@@ -15,6 +15,11 @@ pub enum SyncError {
     /// The sink could not store a page or read its token.
     #[error(transparent)]
     Sink(Box<dyn std::error::Error + Send + Sync>),
+    /// The sink refused a page and moved its stored token so that the next pass starts over
+    /// (a mirror that saw the upstream's token go backwards); not a failure: run the pass
+    /// again at once.
+    #[error("{0}")]
+    Restart(String),
 }
 
 impl SyncError {
