@@ -8,10 +8,11 @@
 //! retried from the start.
 
 use exosphere_catalog::accounts::{Pending, PendingKind};
-use exosphere_catalog::usage::{is_package_name, is_version};
 use exosphere_catalog::{Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
+use exosphere_meteor::names::is_package_name;
+use exosphere_meteor::version::is_version;
 use serde_json::{Map, Value, json};
 
 use super::params::{

@@ -5,6 +5,7 @@ use exosphere_catalog::accounts::User;
 use exosphere_catalog::{CatalogWriter, Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
+use exosphere_meteor::names::is_track_name;
 use serde_json::{Map, Value, json};
 
 use super::params::{
@@ -25,16 +26,7 @@ const MAX_RELEASE_VERSION_LENGTH: usize = 100;
 /// A release track name: like a package name, but upper case is allowed (`METEOR`).
 fn track_name(name: String) -> Result<String, DdpError> {
     check_length("release track name", &name, MAX_NAME_LENGTH)?;
-    let valid = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b":.-".contains(&b))
-        && name.bytes().any(|b| b.is_ascii_alphabetic())
-        && !name.starts_with(['.', ':', '-'])
-        && !name.ends_with(['.', ':'])
-        && !name.contains("..")
-        && name.matches(':').count() <= 1;
-    if valid {
+    if is_track_name(&name) {
         Ok(name)
     } else {
         Err(DdpError::bad_request(format!(

@@ -1,4 +1,4 @@
-//! Meteor's naming rules: which strings are package names.
+//! Meteor's naming rules: which strings are package names and release track names.
 
 /// Meteor's package name rules (`utils.validatePackageName`): lowercase letters, digits,
 /// `.`, `-` and at most one `:`, at least one letter, not starting with `.`, `:` or `-`.
@@ -8,6 +8,19 @@ pub fn is_package_name(name: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":.-".contains(&b))
         && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with(['.', ':', '-'])
+        && !name.ends_with(['.', ':'])
+        && !name.contains("..")
+        && name.matches(':').count() <= 1
+}
+
+/// A release track name: a package name's rules, but upper case is allowed (`METEOR`).
+pub fn is_track_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":.-".contains(&b))
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
         && !name.starts_with(['.', ':', '-'])
         && !name.ends_with(['.', ':'])
         && !name.contains("..")
@@ -27,6 +40,16 @@ mod tests {
             "", "Tracker", "a::b", "a:b:c", ".a", "-a", "a.", "a..b", "123", "a b",
         ] {
             assert!(!is_package_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn track_names_follow_meteor_and_allow_upper_case() {
+        for ok in ["METEOR", "acme:RELEASE", "a1-b.c"] {
+            assert!(is_track_name(ok), "{ok}");
+        }
+        for bad in ["", "a::b", ".A", "A.", "A..B", "123", "A B", "a:b:c"] {
+            assert!(!is_track_name(bad), "{bad}");
         }
     }
 }

@@ -49,10 +49,6 @@ use crate::store::CatalogStore;
 
 pub use report::{AppReport, InvalidReport, MAX_FIELD_BYTES, UsageLimits, UsedPackage};
 
-/// The rules report entries are checked against, re-exported for the server's publishing
-/// methods, which check names and versions by the same rules.
-pub use exosphere_meteor::{names::is_package_name, version::is_version};
-
 mod report;
 
 /// Rolls up one day: replaces its stats rows with the counts of its recordings, in one
