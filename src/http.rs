@@ -1,6 +1,6 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads live in
-//! `http/files.rs`.
+//! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads (published
+//! and mirrored) live in `http/files.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.

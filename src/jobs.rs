@@ -1,6 +1,7 @@
 //! The background jobs a running server keeps going beside its requests: the daily stats
 //! rollup (spec §7.2) and the sweep of expired uploads (spec §5.2). [`crate::server::start`]
-//! spawns each with one line; a new capability's job (the mirror's sync loop) goes here too.
+//! spawns each with one line; a capability with a crate of its own spawns that crate's job
+//! there instead (the mirror's `exosphere_mirror::run`).
 
 use std::sync::Arc;
 use std::time::Duration;

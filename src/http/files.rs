@@ -1,5 +1,6 @@
 //! Package files over HTTP: the upload URLs `createPackageVersion`, `createPackageBuild`
-//! and `createReadme` hand out (spec §5.2), and downloads of published files (spec §8.1).
+//! and `createReadme` hand out (spec §5.2), downloads of published files (spec §8.1), and
+//! downloads of mirrored files (`/mirror/files/<key>`, served by `exosphere_mirror`).
 //!
 //! An upload URL carries its own authorization (the tool sends no credentials): a random
 //! secret whose hash names a single-use, expiring ticket. The body streams into a staging

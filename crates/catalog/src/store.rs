@@ -1,6 +1,7 @@
 //! The storage interface every catalog backend implements (SQLite now, PostgreSQL next).
 //!
-//! The interface is synchronous: the server calls it through `exosphere_task::blocking`. It is
+//! The interface is synchronous: the server calls it off the async workers
+//! (`exosphere_task::blocking`, or `block_in_place` in the sync client's page loop). It is
 //! object-safe (`&dyn CatalogStore`, `Arc<dyn CatalogStore>`) and names no backend type.
 //!
 //! # The sequence contract (every backend MUST keep it)

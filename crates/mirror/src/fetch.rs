@@ -1,6 +1,7 @@
 //! Mirrored files through Exosphere: fetched from the upstream URL on first request, once
 //! however many clients ask at once, streamed to every one of them as it arrives, verified
-//! against the hash the record promises, and only then kept in the blob store.
+//! against the hash the record promises (a record that names none gets its file as the
+//! upstream sent it), and only then kept in the blob store.
 //!
 //! The `meteor` tool never checks a hash and never downloads a package it has again, so a
 //! wrong file must never reach it whole: while a download is under way, clients get every

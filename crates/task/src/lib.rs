@@ -8,11 +8,12 @@
 //!
 //! * [`blocking`]: run a closure on tokio's blocking pool inside the caller's span, and turn
 //!   a panic in it into an error value instead of a `JoinError` every caller matches by hand.
-//! * [`spawn`]: start a future as a task that carries the caller's span.
+//! * [`spawn`]: start a future as a task that carries the caller's span and subscriber.
 
 use std::future::Future;
 
 use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 
 /// A closure sent to the blocking pool did not return: it panicked, or the runtime shut down
 /// before it ran. Callers turn it into their own error type (a storage or I/O failure).
@@ -43,14 +44,14 @@ where
     })
 }
 
-/// Starts `future` as a tokio task that runs inside the current tracing span, so what it
-/// logs names the session or request that started it.
+/// Starts `future` as a tokio task that runs inside the current tracing span (and with the
+/// caller's subscriber), so what it logs names the session or request that started it.
 pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::spawn(future.in_current_span())
+    tokio::spawn(future.in_current_span().with_current_subscriber())
 }
 
 #[cfg(test)]
