@@ -166,6 +166,62 @@ pub enum MirrorCommand {
         #[command(flatten)]
         data_dir: DataDirArg,
     },
+    /// Fetch, ahead of any request, the mirrored files some releases, apps or packages need
+    /// (or every mirrored file), through the running mirror, which verifies and caches them:
+    /// afterwards they are served while the upstream is down. Safe to run again; failures
+    /// are retried and listed, and make the command fail.
+    #[command(
+        long_about = "Fetch, ahead of any request, the mirrored files some releases, apps or \
+                      packages need (or every mirrored file), through the running mirror, \
+                      which verifies and caches them, so they are served while the upstream \
+                      is down.\n\n\
+                      A release needs the builds of its meteor-tool and of every package it \
+                      pins (Meteor's rule for bootstrap tarballs); an app needs its \
+                      .meteor/release and .meteor/versions. --arch keeps the builds for that \
+                      platform (portable and client-only builds always count).\n\n\
+                      Example, before an outage or to carry a mirror into a closed network:\n  \
+                      exosphere mirror prefetch --release METEOR@3.0.4 --arch os.linux.x86_64 \
+                      --app ./my-app"
+    )]
+    Prefetch(PrefetchArgs),
+}
+
+/// Flags of `exosphere mirror prefetch`.
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// A release to make available, as TRACK@VERSION (e.g. METEOR@3.0.4); repeatable.
+    #[arg(long = "release", value_name = "TRACK@VERSION")]
+    pub releases: Vec<String>,
+
+    /// An app directory whose `.meteor/release` and `.meteor/versions` to make available;
+    /// repeatable.
+    #[arg(long = "app", value_name = "DIR")]
+    pub apps: Vec<PathBuf>,
+
+    /// Fetch every mirrored file instead (the whole upstream: large).
+    #[arg(long, conflicts_with_all = ["releases", "apps"])]
+    pub all: bool,
+
+    /// Only builds for this platform (e.g. os.linux.x86_64, os.osx.arm64,
+    /// os.windows.x86_64); repeatable. Default: every build.
+    #[arg(long = "arch", value_name = "ARCH")]
+    pub architectures: Vec<String>,
+
+    /// Fetch through this server URL instead of the one the records name (--public-url),
+    /// e.g. http://127.0.0.1:3000 on the mirror's own machine.
+    #[arg(long, value_parser = parse_upstream_url)]
+    pub server: Option<String>,
+
+    /// Files fetched at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
+
+    /// Tries per file before it counts as failed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub attempts: u32,
 }
 
 /// Which package server's index to use; shared by `sync` and the query commands.

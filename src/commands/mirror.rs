@@ -1,23 +1,28 @@
-//! `exosphere mirror status|accept`: the upstream mirror's state as the catalog holds it,
-//! and applying a catalog the mirror held for an operator. Both work beside a running
-//! server: they are catalog transactions.
+//! `exosphere mirror status|accept|prefetch`: the upstream mirror's state as the catalog
+//! holds it, applying a catalog the mirror held for an operator, and fetching the files some
+//! releases or apps need ahead of time. All work beside a running server: they are catalog
+//! transactions, and prefetching goes through the server's own file URLs.
 
+use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use exosphere_catalog::mirror::MirrorState;
 use exosphere_catalog::{CatalogStore, Refusal, write_or_refuse};
 use exosphere_catalog_sqlite::open_sqlite;
-use exosphere_mirror::{ApplyOutcome, apply_staged};
+use exosphere_mirror::prefetch::{self, Fetched, Selection};
+use exosphere_mirror::{ApplyOutcome, FILES_PATH, apply_staged};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::MirrorCommand;
+use crate::cli::{MirrorCommand, PrefetchArgs};
 
 /// Runs one `exosphere mirror` subcommand.
 pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
     match command {
         MirrorCommand::Status { data_dir, json } => status(&data_dir.data_dir, json),
         MirrorCommand::Accept { data_dir } => accept(&data_dir.data_dir),
+        MirrorCommand::Prefetch(args) => prefetch(&args),
     }
 }
 
@@ -113,4 +118,122 @@ fn accept(data_dir: &Path) -> anyhow::Result<()> {
         }
         ApplyOutcome::Held(reason) => bail!("the held catalog was not applied: {reason}"),
     }
+}
+
+/// A `TRACK@VERSION` or `NAME@VERSION` pair.
+fn at_version(text: &str, what: &str) -> anyhow::Result<(String, String)> {
+    match text.trim().split_once('@') {
+        Some((name, version)) if !name.is_empty() && !version.is_empty() => {
+            Ok((name.to_owned(), version.to_owned()))
+        }
+        _ => bail!("{text:?} is not a {what} (NAME@VERSION)"),
+    }
+}
+
+/// What an app directory needs: its release (`.meteor/release`, unless `none`) and the
+/// package versions of `.meteor/versions`.
+fn app_needs(dir: &Path, selection: &mut Selection) -> anyhow::Result<()> {
+    let meteor = dir.join(".meteor");
+    let read = |name: &str| {
+        std::fs::read_to_string(meteor.join(name)).with_context(|| {
+            format!(
+                "cannot read {}: --app takes a Meteor app's directory",
+                meteor.join(name).display()
+            )
+        })
+    };
+    let release = read("release")?;
+    let release = release.trim();
+    if !release.is_empty() && release != "none" {
+        selection.releases.push(at_version(release, "release")?);
+    }
+    for line in read("versions")?.lines().map(str::trim) {
+        if !line.is_empty() && !line.starts_with('#') {
+            selection
+                .packages
+                .push(at_version(line, "package version")?);
+        }
+    }
+    Ok(())
+}
+
+fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
+    let mut selection = Selection {
+        everything: args.all,
+        architectures: args.architectures.clone(),
+        ..Selection::default()
+    };
+    for release in &args.releases {
+        selection.releases.push(at_version(release, "release")?);
+    }
+    for app in &args.apps {
+        app_needs(app, &mut selection)?;
+    }
+    if !args.all && selection.releases.is_empty() && selection.packages.is_empty() {
+        bail!("say what to prefetch: --release TRACK@VERSION, --app DIR or --all");
+    }
+    let store = open(&args.data_dir.data_dir)?;
+    let plan = prefetch::plan(&store, &selection)?;
+    for missing in &plan.missing {
+        eprintln!("warning: the mirrored catalog has no {missing}; nothing fetched for it");
+    }
+    let urls: Vec<String> = plan
+        .urls
+        .iter()
+        .map(|url| match (&args.server, url.split_once(FILES_PATH)) {
+            (Some(server), Some((_, key))) => format!("{server}{FILES_PATH}{key}"),
+            _ => url.clone(),
+        })
+        .collect();
+    let count = urls.len() as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(count).with_style(
+            ProgressStyle::with_template(
+                "{spinner} prefetching [{bar:30}] {pos}/{len} files, {msg}, ~{eta} left",
+            )
+            .expect("static progress template is valid")
+            .progress_chars("=> "),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut bytes = 0u64;
+    let results = runtime.block_on(prefetch::fetch(
+        urls,
+        args.parallel as usize,
+        args.attempts,
+        |_, fetched| {
+            if let Fetched::Done(size) = fetched {
+                bytes += size;
+            }
+            bar.set_message(format!("{:.1} MB", bytes as f64 / 1e6));
+            bar.inc(1);
+        },
+    ));
+    bar.finish_and_clear();
+    let failed: Vec<&(String, Fetched)> = results
+        .iter()
+        .filter(|(_, fetched)| matches!(fetched, Fetched::Failed(_)))
+        .collect();
+    println!(
+        "Prefetched {} of {count} files ({:.1} MB); they are served while the upstream is down.",
+        count - failed.len() as u64,
+        bytes as f64 / 1e6
+    );
+    for (url, fetched) in &failed {
+        if let Fetched::Failed(error) = fetched {
+            eprintln!("failed: {url}: {error}");
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} files could not be fetched; run the same command again to retry them",
+            failed.len()
+        );
+    }
+    Ok(())
 }

@@ -529,3 +529,98 @@ async fn mirror_commands_explain_an_empty_data_directory() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("http://"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_files_are_served_while_the_upstream_is_down() {
+    let fake = FakeUpstream::from_fixture().await;
+    fake.serve_catalog_files();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    up_to_date(&mirror).await;
+    let (mirrored, _) = client_catalog(&mirror).await;
+    let upstream = fake.catalog();
+
+    // An app on the fixture's release, with one package of its own.
+    let release = upstream["releaseVersions"].values().next().unwrap();
+    let extra = upstream["versions"]
+        .values()
+        .find(|v| release["packages"][v["packageName"].as_str().unwrap()].is_null())
+        .unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir_all(app.join(".meteor")).unwrap();
+    std::fs::write(
+        app.join(".meteor/release"),
+        format!(
+            "{}@{}\n",
+            release["track"].as_str().unwrap(),
+            release["version"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        app.join(".meteor/versions"),
+        format!(
+            "{}@{}\n",
+            extra["packageName"].as_str().unwrap(),
+            extra["version"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let output = run(&[
+        "mirror",
+        "prefetch",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--app",
+        app.to_str().unwrap(),
+        "--arch",
+        "os.linux.x86_64",
+    ]);
+    assert_success(&output);
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.starts_with("Prefetched "), "{summary}");
+
+    // Which builds were fetched: the app's own package among them, not everything.
+    let path_of = |id: &str| -> String {
+        let url = upstream["builds"][id]["build"]["url"].as_str().unwrap();
+        url.strip_prefix(&fake.files_url()).unwrap().to_owned()
+    };
+    let fetched: Vec<&String> = upstream["builds"]
+        .keys()
+        .filter(|id| fake.requests(&path_of(id)) > 0)
+        .collect();
+    let (count, total) = summary
+        .strip_prefix("Prefetched ")
+        .and_then(|rest| rest.split_once(" files"))
+        .and_then(|(counts, _)| counts.split_once(" of "))
+        .unwrap();
+    assert_eq!(count, total, "{summary}");
+    assert_eq!(count.parse::<usize>().unwrap(), fetched.len());
+    let extra_id = extra["_id"].as_str().unwrap();
+    assert!(
+        fetched
+            .iter()
+            .any(|id| upstream["builds"][*id]["versionId"] == extra_id),
+        "the app's own package was not fetched"
+    );
+    assert!(fetched.len() < upstream["builds"].len());
+
+    // Upstream gone: every prefetched file is served; one that was not is not.
+    fake.stop().await;
+    for id in &fetched {
+        let url = mirrored["builds"][*id]["build"]["url"].as_str().unwrap();
+        assert_eq!(get(url, None).await.unwrap().0, 200, "{url}");
+    }
+    let other = upstream["builds"]
+        .keys()
+        .find(|id| fake.requests(&path_of(id)) == 0)
+        .unwrap();
+    let url = mirrored["builds"][other]["build"]["url"].as_str().unwrap();
+    assert_eq!(get(url, None).await.unwrap().0, 502);
+
+    // Nothing chosen is a clear error.
+    let refused = run(&["mirror", "prefetch", "--data-dir", data.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--release TRACK@VERSION"));
+}

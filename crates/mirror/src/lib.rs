@@ -13,12 +13,14 @@
 //! * `sink`: pages into the store, straight into the served catalog or into a staged one;
 //! * `apply`: a staged catalog compared with the served one, then applied or held;
 //! * `status`: what the mirror is doing, for `/healthz` and logs;
+//! * [`prefetch`]: the files chosen releases, apps or packages need, fetched ahead of time;
 //! * `run`: the background job: connect, sync, follow `changes`, poll, back off.
 
 mod apply;
 mod config;
 mod fetch;
 mod files;
+pub mod prefetch;
 mod run;
 mod sink;
 mod status;
