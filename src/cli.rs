@@ -955,6 +955,19 @@ pub enum BenchCommand {
                       file size)."
     )]
     Publish(BenchPublishArgs),
+    /// The upstream mirror: an initial mirror against `exosphere import` of the same catalog,
+    /// the lag of a change, and file downloads cold, warm and at once against direct ones.
+    #[command(
+        long_about = "Measure the upstream mirror against the local limits, in one run: an \
+                      initial mirror of a synthetic catalog from an `exosphere serve` upstream \
+                      (child processes, loopback) against `exosphere import` of the same dump; \
+                      the time from an upstream write to `changed` on a subscriber of the \
+                      mirror, against the upstream's own subscriber; and downloads of a large \
+                      file through the mirror, cold and warm, against a direct download from \
+                      the upstream's file host, plus 50 concurrent cold requests for one file, \
+                      counting the host's requests."
+    )]
+    Mirror(BenchMirrorArgs),
 }
 
 /// Flags of `exosphere bench sessions`.
@@ -1088,8 +1101,6 @@ pub struct BenchClientSyncArgs {
     pub compress: bool,
 }
 
-/// A script URL for an HTML page: absolute (`http://`, `https://`) or rooted at this host
-/// (`/...`), with nothing that would end the attribute it is written into.
 /// An upstream package server's URL: `http(s)://host[:port][/path]`, as the `meteor` tool's
 /// `METEOR_PACKAGE_SERVER_URL` takes it; a trailing slash is dropped.
 fn parse_upstream_url(text: &str) -> Result<String, String> {
@@ -1111,6 +1122,19 @@ fn parse_share(text: &str) -> Result<f64, String> {
     }
 }
 
+/// Flags of `exosphere bench mirror`.
+#[derive(Debug, Args)]
+pub struct BenchMirrorArgs {
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
+
+    /// Size of each file downloaded through the mirror, in bytes.
+    #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..=4_000_000_000))]
+    pub file_size: u64,
+}
+
+/// A script URL for an HTML page: absolute (`http://`, `https://`) or rooted at this host
+/// (`/...`), with nothing that would end the attribute it is written into.
 fn parse_script_url(text: &str) -> Result<String, String> {
     let absolute = ["http://", "https://", "/"]
         .iter()

@@ -7,6 +7,7 @@
 
 pub mod client_sync;
 pub mod index;
+pub mod mirror;
 pub mod publish;
 pub mod sessions;
 pub mod stats;
@@ -34,6 +35,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::ClientSync(args) => client_sync::run(args),
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::Publish(args) => publish::run(args),
+        BenchCommand::Mirror(args) => mirror::run(args),
     }
 }
 

@@ -245,7 +245,12 @@ fn path_of(url: &str) -> anyhow::Result<String> {
 
 /// One HTTP/1.1 request on a fresh connection; fails unless the status is 2xx. Returns the
 /// number of body bytes received (read and dropped, as a downloader that streams to disk).
-async fn http(address: &str, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<u64> {
+pub(super) async fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> anyhow::Result<u64> {
     let mut stream = TcpStream::connect(address).await?;
     stream.set_nodelay(true)?;
     let length = body.map_or(0, <[u8]>::len);

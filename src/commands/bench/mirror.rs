@@ -1,0 +1,393 @@
+//! `exosphere bench mirror`: the upstream mirror against the local limits, in one run.
+//!
+//! 1. **Initial mirror.** A synthetic catalog is imported into an upstream data directory
+//!    (that import is the local limit: the same records into SQLite, without the network)
+//!    and served by an `exosphere serve` child process; a second one starts with `--upstream`
+//!    on a fresh directory, and the time until its `/healthz` says `up to date` is measured.
+//! 2. **Lag.** A client subscribed to `changes` on the upstream and one on the mirror; one
+//!    record is imported into the upstream's directory, and the time until each client's
+//!    `changed` arrives is measured: the mirror's lag is its tick minus the upstream's own.
+//! 3. **Files.** A plain HTTP file host in this process (the upstream's file host, as S3 is
+//!    packages.meteor.com's) serves two files of `--file-size` bytes named by build records of
+//!    the upstream: each is downloaded directly (the limit), through the mirror cold (first
+//!    request, fetched while streamed) and warm (cached); the second one by 50 clients at
+//!    once, cold, counting the host's requests.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use exosphere_catalog::dump;
+use exosphere_catalog_sqlite::open_sqlite;
+use exosphere_ddp::client::{Client, ClientConfig};
+use exosphere_sync_client::Changes;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+use super::publish::http;
+use super::{ServerProcess, WorkDir, mb, prepare_catalog};
+use crate::cli::BenchMirrorArgs;
+
+/// Clients asking for one uncached file at once.
+const CONCURRENT_CLIENTS: usize = 50;
+
+/// How long the catalog watchers get to publish earlier writes before a measured one.
+const SETTLE: Duration = Duration::from_secs(1);
+
+/// The longest a mirror may take to catch up before the benchmark gives up.
+const PATIENCE: Duration = Duration::from_secs(1800);
+
+/// Runs the whole benchmark and prints a Markdown report to standard output.
+pub fn run(args: BenchMirrorArgs) -> anyhow::Result<()> {
+    let work = WorkDir::new(args.catalog.work_dir.as_deref())?;
+    let catalog = prepare_catalog(work.path(), args.catalog.scale, args.catalog.seed)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let size = usize::try_from(args.file_size)?;
+    let files = runtime.block_on(FileHost::start(size))?;
+    add_file_builds(&catalog.data_dir, &files)?;
+    let upstream = ServerProcess::start(&catalog.data_dir, &[])?;
+    let upstream_url = format!("http://{}", upstream.address);
+
+    let mut initial = Vec::new();
+    let mut last = None;
+    for run in 0..args.catalog.runs {
+        let dir = work.path().join(format!("mirror-{run}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let started = Instant::now();
+        let mirror = ServerProcess::start(&dir, &["--upstream", &upstream_url])?;
+        runtime.block_on(until_up_to_date(&mirror.address))?;
+        initial.push(started.elapsed());
+        eprintln!("initial mirror {}: {:.2?}", run + 1, started.elapsed());
+        last = Some(mirror);
+    }
+    let mirror = last.context("at least one run")?;
+    let lags = runtime.block_on(lag(
+        &catalog.data_dir,
+        &upstream,
+        &mirror,
+        args.catalog.runs,
+    ))?;
+    let downloads = runtime.block_on(downloads(&files, &mirror))?;
+
+    let best = initial.iter().min().copied().unwrap_or_default();
+    let ratio = best.as_secs_f64() / catalog.import_time.as_secs_f64().max(1e-9);
+    println!(
+        "## bench mirror: {} records ({:.1} MB), files of {:.1} MB\n",
+        catalog.records(),
+        mb(catalog.generated.bytes),
+        mb(args.file_size)
+    );
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| initial mirror from an Exosphere upstream on loopback, each run | {} |",
+        seconds(&initial)
+    );
+    println!(
+        "| `exosphere import` of the same dump (the local limit) | {:.2} s |",
+        catalog.import_time.as_secs_f64()
+    );
+    println!("| **ratio initial mirror / import, best** | **{ratio:.2}** |");
+    for (upstream_tick, mirror_tick) in &lags {
+        println!(
+            "| write → `changed` on the upstream / on the mirror | {:.0} ms / {:.0} ms |",
+            ms(*upstream_tick),
+            ms(*mirror_tick)
+        );
+    }
+    let lag = lags
+        .iter()
+        .map(|(up, down)| down.saturating_sub(*up))
+        .max()
+        .unwrap_or_default();
+    println!(
+        "| **mirror lag past the upstream's own tick, worst** | **{:.0} ms** |",
+        ms(lag)
+    );
+    let rate = |time: Duration| mb(args.file_size) / time.as_secs_f64().max(1e-9);
+    for (name, time) in [
+        ("direct from the upstream's file host", downloads.direct),
+        (
+            "through the mirror, cold (fetched while streamed)",
+            downloads.cold,
+        ),
+        ("through the mirror, warm (cached)", downloads.warm),
+    ] {
+        println!(
+            "| {name} | {:.3} s, {:.1} MB/s |",
+            time.as_secs_f64(),
+            rate(time)
+        );
+    }
+    let direct = downloads.direct.as_secs_f64().max(1e-9);
+    println!(
+        "| **ratio cold / direct, warm / direct** | **{:.2}, {:.2}** |",
+        downloads.cold.as_secs_f64() / direct,
+        downloads.warm.as_secs_f64() / direct
+    );
+    println!(
+        "| {CONCURRENT_CLIENTS} concurrent cold requests for one file: slowest client, upstream \
+         requests | {:.3} s, {} |",
+        downloads.concurrent.as_secs_f64(),
+        downloads.concurrent_fetches
+    );
+    println!(
+        "| mirror peak RSS | {:.1} MB |",
+        mirror.memory_kib("VmHWM")? as f64 / 1024.0
+    );
+    Ok(())
+}
+
+/// Durations as a list of seconds.
+fn seconds(times: &[Duration]) -> String {
+    times
+        .iter()
+        .map(|time| format!("{:.2} s", time.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Milliseconds of a duration.
+fn ms(time: Duration) -> f64 {
+    time.as_secs_f64() * 1000.0
+}
+
+/// Waits until the server's `/healthz` says its mirror is up to date.
+async fn until_up_to_date(address: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let health = get_json(address, "/healthz").await?;
+        match health["mirror"]["state"].as_str() {
+            Some("up to date") => return Ok(()),
+            Some("failing") => bail!("the mirror fails: {}", health["mirror"]),
+            _ if Instant::now() > deadline => bail!("the mirror never caught up: {health}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// A GET whose body is JSON.
+async fn get_json(address: &str, path: &str) -> anyhow::Result<Value> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    serde_json::from_str(body).with_context(|| format!("{path} is not JSON: {body:.200}"))
+}
+
+/// `runs` times: one record imported into the upstream's directory, and the time until a
+/// subscriber of `changes` on the upstream and one on the mirror see it, as
+/// `(upstream, mirror)`.
+async fn lag(
+    upstream_dir: &Path,
+    upstream: &ServerProcess,
+    mirror: &ServerProcess,
+    runs: u32,
+) -> anyhow::Result<Vec<(Duration, Duration)>> {
+    let connect = |address: &str| {
+        let url = format!("http://{address}");
+        async move { Client::connect(&url, ClientConfig::default()).await }
+    };
+    let (up_client, mirror_client) = (
+        connect(&upstream.address).await?,
+        connect(&mirror.address).await?,
+    );
+    // Both watchers publish writes every --watch-interval (250 ms): let the counters of the
+    // mirror's last writes arrive before the subscriptions take them.
+    tokio::time::sleep(SETTLE).await;
+    let mut up = Changes::subscribe(&up_client)
+        .await
+        .context("the upstream offers no changes publication")?;
+    let mut down = Changes::subscribe(&mirror_client)
+        .await
+        .context("the mirror offers no changes publication")?;
+    let mut out = Vec::new();
+    for run in 0..runs {
+        let record = json!({"collection": "packages", "doc": {
+            "_id": format!("benchLag{run}"), "name": format!("bench-lag-{run}"),
+            "maintainers": [], "lastUpdated": {"$date": 1}
+        }});
+        let started = Instant::now();
+        let store = open_sqlite(upstream_dir)?;
+        dump::import(&store, Cursor::new(format!("{record}\n")))?;
+        drop(store);
+        let (up_moved, down_moved) = tokio::join!(
+            async {
+                up.moved().await?;
+                Ok::<_, anyhow::Error>(started.elapsed())
+            },
+            async {
+                down.moved().await?;
+                Ok::<_, anyhow::Error>(started.elapsed())
+            }
+        );
+        out.push((up_moved?, down_moved?));
+        tokio::time::sleep(SETTLE).await;
+    }
+    Ok(out)
+}
+
+/// A plain HTTP/1.1 file host: `GET /<name>` answers the file's bytes with its length.
+struct FileHost {
+    address: String,
+    files: Arc<HashMap<String, Vec<u8>>>,
+    requests: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// The two files the host serves: one for single downloads, one for the concurrent ones.
+const FILES: [&str; 2] = ["single.tgz", "concurrent.tgz"];
+
+impl FileHost {
+    async fn start(size: usize) -> anyhow::Result<FileHost> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?.to_string();
+        let files: HashMap<String, Vec<u8>> = FILES
+            .iter()
+            .enumerate()
+            .map(|(seed, name)| {
+                let bytes = (0..size).map(|i| ((i * 31 + seed) % 251) as u8).collect();
+                (format!("/{name}"), bytes)
+            })
+            .collect();
+        let host = FileHost {
+            address,
+            files: Arc::new(files),
+            requests: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let (files, requests) = (Arc::clone(&host.files), Arc::clone(&host.requests));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (files, requests) = (Arc::clone(&files), Arc::clone(&requests));
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head);
+                    let path = text
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_owned();
+                    *requests
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .entry(path.clone())
+                        .or_default() += 1;
+                    let Some(bytes) = files.get(&path) else {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        bytes.len()
+                    );
+                    if stream.write_all(head.as_bytes()).await.is_ok() {
+                        let _ = stream.write_all(bytes).await;
+                    }
+                });
+            }
+        });
+        Ok(host)
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://{}/{name}", self.address)
+    }
+
+    fn requests(&self, name: &str) -> u64 {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&format!("/{name}"))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Adds to the upstream's catalog one build record per file of the host, with its URL and
+/// hash, as a published build names its tarball.
+fn add_file_builds(data_dir: &Path, host: &FileHost) -> anyhow::Result<()> {
+    let mut lines = String::new();
+    for name in FILES {
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(Sha256::digest(&host.files[&format!("/{name}")]));
+        let record = json!({"collection": "builds", "doc": {
+            "_id": format!("benchBuild-{name}"), "versionId": "benchVersion",
+            "buildArchitectures": "os",
+            "build": {"url": host.url(name), "tarballHash": hash, "treeHash": hash},
+            "lastUpdated": {"$date": 1}
+        }});
+        lines.push_str(&format!("{record}\n"));
+    }
+    let store = open_sqlite(data_dir)?;
+    dump::import(&store, Cursor::new(lines))?;
+    Ok(())
+}
+
+/// What the file downloads took.
+struct Downloads {
+    direct: Duration,
+    cold: Duration,
+    warm: Duration,
+    concurrent: Duration,
+    concurrent_fetches: u64,
+}
+
+/// The file downloads, direct and through the mirror.
+async fn downloads(host: &FileHost, mirror: &ServerProcess) -> anyhow::Result<Downloads> {
+    let through = |name: &str| {
+        let key = exosphere_mirror::file_key(&host.url(name));
+        format!("{}/{key}", exosphere_mirror::FILES_PATH)
+    };
+    let timed = |address: String, path: String| async move {
+        let started = Instant::now();
+        let bytes = http(&address, "GET", &path, None).await?;
+        Ok::<_, anyhow::Error>((started.elapsed(), bytes))
+    };
+    let size = host.files["/single.tgz"].len() as u64;
+    let (direct, bytes) = timed(host.address.clone(), "/single.tgz".to_owned()).await?;
+    let single = through("single.tgz");
+    let (cold, cold_bytes) = timed(mirror.address.clone(), single.clone()).await?;
+    let (warm, warm_bytes) = timed(mirror.address.clone(), single).await?;
+    if [bytes, cold_bytes, warm_bytes] != [size; 3] {
+        bail!("a download was short: {bytes}, {cold_bytes}, {warm_bytes} of {size} bytes");
+    }
+    let concurrent = through("concurrent.tgz");
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CONCURRENT_CLIENTS)
+        .map(|_| tokio::spawn(timed(mirror.address.clone(), concurrent.clone())))
+        .collect();
+    for client in clients {
+        let (_, received) = client.await??;
+        if received != size {
+            bail!("a concurrent client got {received} of {size} bytes");
+        }
+    }
+    Ok(Downloads {
+        direct,
+        cold,
+        warm,
+        concurrent: started.elapsed(),
+        concurrent_fetches: host.requests("concurrent.tgz"),
+    })
+}
