@@ -184,6 +184,23 @@ pub enum MirrorCommand {
                       --app ./my-app"
     )]
     Prefetch(PrefetchArgs),
+    /// Claim a package (or, with --track, a release track) name for publishing here: the
+    /// mirror serves no upstream record of it from then on, and its record, as clients have
+    /// it, lists the given maintainers instead (same `_id`, so no client ever sees two
+    /// records of one name). Its upstream versions stay served; new ones are published here
+    /// (`meteor publish`, not `--create`). Works while the server runs.
+    Claim {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        /// The name is a release track's (e.g. a private METEOR-like track), not a package's.
+        #[arg(long)]
+        track: bool,
+        /// The package or release track name.
+        name: String,
+        /// A user or organization that maintains it from now on; repeatable.
+        #[arg(long = "maintainer", required = true)]
+        maintainers: Vec<String>,
+    },
 }
 
 /// Flags of `exosphere mirror prefetch`.

@@ -32,9 +32,9 @@ mod params;
 mod publishing;
 pub mod records;
 mod releases;
-mod rules;
+pub mod rules;
 pub mod secrets;
-mod tx;
+pub mod tx;
 pub mod upload_slots;
 pub mod uploads;
 

@@ -1,21 +1,27 @@
-//! `exosphere mirror status|accept|prefetch`: the upstream mirror's state as the catalog
-//! holds it, applying a catalog the mirror held for an operator, and fetching the files some
-//! releases or apps need ahead of time. All work beside a running server: they are catalog
+//! `exosphere mirror status|accept|prefetch|claim`: the upstream mirror's state as the
+//! catalog holds it, applying a catalog the mirror held for an operator, fetching the files
+//! some releases or apps need ahead of time, and claiming an upstream name for publishing
+//! here. All work beside a running server: they are catalog
 //! transactions, and prefetching goes through the server's own file URLs.
 
 use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::mirror::MirrorState;
-use exosphere_catalog::{CatalogStore, Refusal, write_or_refuse};
+use exosphere_catalog::{CatalogStore, Collection, Lookup, Refusal, write_or_refuse};
 use exosphere_catalog_sqlite::open_sqlite;
+use exosphere_meteor::names::{is_package_name, is_track_name};
 use exosphere_mirror::prefetch::{self, Fetched, Selection};
 use exosphere_mirror::{ApplyOutcome, FILES_PATH, apply_staged};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::{MirrorCommand, PrefetchArgs};
+use crate::service::records::{load, now_ms, save};
+use crate::service::rules::owner_named;
+use crate::service::tx::Fail;
 
 /// Runs one `exosphere mirror` subcommand.
 pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
@@ -23,6 +29,12 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
         MirrorCommand::Status { data_dir, json } => status(&data_dir.data_dir, json),
         MirrorCommand::Accept { data_dir } => accept(&data_dir.data_dir),
         MirrorCommand::Prefetch(args) => prefetch(&args),
+        MirrorCommand::Claim {
+            data_dir,
+            track,
+            name,
+            maintainers,
+        } => claim(&data_dir.data_dir, track, &name, &maintainers),
     }
 }
 
@@ -40,7 +52,8 @@ fn at(ms: i64) -> String {
 }
 
 fn status(data_dir: &Path, as_json: bool) -> anyhow::Result<()> {
-    let Some(state) = open(data_dir)?.mirror_state()? else {
+    let store = open(data_dir)?;
+    let Some(state) = store.mirror_state()? else {
         if as_json {
             println!("{}", json!({"mirror": null}));
         } else {
@@ -77,6 +90,18 @@ fn status(data_dir: &Path, as_json: bool) -> anyhow::Result<()> {
     }
     if let Some((ms, error)) = &state.last_error {
         println!("Last error ({}): {error}", at(*ms));
+    }
+    let mut claims = Vec::new();
+    store.write(&mut |writer| {
+        claims = writer.mirror().claims()?;
+        Ok(())
+    })?;
+    if !claims.is_empty() {
+        let names: Vec<String> = claims
+            .iter()
+            .map(|claim| format!("{} {}", claim.kind(), claim.name()))
+            .collect();
+        println!("Claimed for publishing here: {}", names.join(", "));
     }
     Ok(())
 }
@@ -233,6 +258,65 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
         bail!(
             "{} files could not be fetched; run the same command again to retry them",
             failed.len()
+        );
+    }
+    Ok(())
+}
+
+fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> anyhow::Result<()> {
+    let (claim, collection) = if track {
+        if !is_track_name(name) {
+            bail!("{name:?} is not a release track name");
+        }
+        (Claim::Track(name.to_owned()), Collection::ReleaseTracks)
+    } else {
+        if !is_package_name(name) {
+            bail!("{name:?} is not a package name");
+        }
+        (Claim::Package(name.to_owned()), Collection::Packages)
+    };
+    let store = open(data_dir)?;
+    let refuse = |fail: Fail| match fail {
+        Fail::Client(error) => Refusal::Refused(error.reason.unwrap_or_default()),
+        Fail::Store(error) => Refusal::Store(error),
+    };
+    let served = write_or_refuse(&store, |writer| {
+        let mut entries = Vec::new();
+        for maintainer in maintainers {
+            let owner = owner_named(writer, maintainer)
+                .map_err(refuse)?
+                .ok_or_else(|| {
+                    Refusal::Refused(format!(
+                        "there is no user or organization named {maintainer}: add one with \
+                     `exosphere user add` or `exosphere org add`"
+                    ))
+                })?;
+            entries.push(owner.entry());
+        }
+        writer.mirror().claim(&claim)?;
+        let key = if track {
+            Lookup::ReleaseTrack(name)
+        } else {
+            Lookup::Package(name)
+        };
+        let Some(mut record) = load(writer, &key).map_err(refuse)? else {
+            return Ok(false);
+        };
+        record.insert("maintainers".into(), entries.into());
+        save(writer, collection, record, now_ms()).map_err(refuse)?;
+        Ok(true)
+    })?;
+    let what = claim.kind();
+    if served {
+        println!(
+            "Claimed {what} {name}: the mirror serves no upstream record of it from now on; \
+             its record lists {} as maintainers.",
+            maintainers.join(", ")
+        );
+    } else {
+        println!(
+            "Claimed {what} {name}: the mirror will serve no upstream record of it; it is not \
+             in the catalog yet, so create it by publishing (`meteor publish --create`)."
         );
     }
     Ok(())

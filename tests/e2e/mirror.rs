@@ -624,3 +624,70 @@ async fn prefetched_files_are_served_while_the_upstream_is_down() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--release TRACK@VERSION"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_name_is_served_from_here_only() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    up_to_date(&mirror).await;
+    let (before, token) = client_catalog(&mirror).await;
+    let (id, package) = before["packages"].iter().next().unwrap();
+    let name = package["name"].as_str().unwrap().to_owned();
+    let data = data.to_str().unwrap();
+    assert_success(&run(&["user", "add", "--data-dir", data, "alice"]));
+    let unknown = run(&[
+        "mirror",
+        "claim",
+        "--data-dir",
+        data,
+        &name,
+        "--maintainer",
+        "bob",
+    ]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user or organization named bob"));
+    let claimed = run(&[
+        "mirror",
+        "claim",
+        "--data-dir",
+        data,
+        &name,
+        "--maintainer",
+        "alice",
+    ]);
+    assert_success(&claimed);
+    assert!(String::from_utf8_lossy(&claimed.stdout).contains("lists alice"));
+
+    // Clients get the same record (same `_id`), now maintained here: never two of one name.
+    let mut client = mirror.ddp().await;
+    let next = sync_loop(&mut client, token, json!({})).await;
+    assert_eq!(
+        next.catalog["packages"][id]["maintainers"][0]["username"],
+        "alice"
+    );
+    assert_eq!(next.catalog["packages"].len(), 1);
+
+    // Upstream records of the name are no longer served; others still are.
+    let version = json!({"_id": "upstreamNewVersion", "packageName": name, "version": "99.0.0",
+                         "dependencies": {}});
+    fake.upsert("versions", version);
+    let mut other = before["packages"].values().nth(1).unwrap().clone();
+    other["homepage"] = json!("https://example.com/still-mirrored");
+    fake.upsert("packages", other.clone());
+    let other_id = other["_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    let (now, _) = loop {
+        let now = client_catalog(&mirror).await;
+        if now.0["packages"][&other_id]["homepage"] == "https://example.com/still-mirrored" {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "the other change never arrived");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!now["versions"].contains_key("upstreamNewVersion"));
+    assert_eq!(now["packages"][id]["maintainers"][0]["username"], "alice");
+    let shown = run(&["mirror", "status", "--data-dir", data]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(&format!("package {name}")));
+}

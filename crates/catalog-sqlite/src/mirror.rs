@@ -5,10 +5,11 @@
 //! * `mirror_stage`: the staged catalog, `(collection, id) -> json`, `WITHOUT ROWID`, so a
 //!   collection's records are one contiguous range in `_id` order, invisible to sync pages
 //!   (they read only the `rec_*` tables);
-//! * `mirror_files`: served file key → upstream URL and the SHA-256 its bytes must have.
+//! * `mirror_files`: served file key → upstream URL and the SHA-256 its bytes must have;
+//! * `mirror_claims`: names taken over from the upstream for local publishing.
 
 use exosphere_catalog::error::StoreError;
-use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
+use exosphere_catalog::mirror::{Claim, MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::Record;
 use exosphere_meteor::{Collection, PerCollection};
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -38,7 +39,12 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
              key TEXT PRIMARY KEY,
              url TEXT NOT NULL,
              sha256 TEXT
-         ) STRICT;",
+         ) STRICT;
+         CREATE TABLE mirror_claims (
+             kind TEXT NOT NULL,
+             name TEXT NOT NULL,
+             PRIMARY KEY (kind, name)
+         ) STRICT, WITHOUT ROWID;",
     )
 }
 
@@ -203,5 +209,43 @@ impl MirrorWriter for SqliteWriter<'_> {
             .execute(params![key, file.url, file.sha256])
             .db()?;
         Ok(())
+    }
+
+    fn claim(&mut self, claim: &Claim) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO mirror_claims (kind, name) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![claim.kind(), claim.name()])
+            .db()?;
+        Ok(())
+    }
+
+    fn is_claimed(&mut self, claim: &Claim) -> Result<bool, StoreError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM mirror_claims WHERE kind = ?1 AND name = ?2")
+            .db()?
+            .query_row(params![claim.kind(), claim.name()], |_| Ok(()))
+            .optional()
+            .db()
+            .map(|found| found.is_some())
+    }
+
+    fn claims(&mut self) -> Result<Vec<Claim>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, name FROM mirror_claims ORDER BY kind, name")
+            .db()?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))
+            .db()?;
+        let mut claims = Vec::new();
+        for row in rows {
+            let (kind, name) = row.db()?;
+            claims.push(
+                Claim::from_parts(&kind, name)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown claim kind {kind}")))?,
+            );
+        }
+        Ok(claims)
     }
 }

@@ -83,6 +83,51 @@ pub trait MirrorWriter {
     /// Remembers which upstream file a served file key stands for, and the SHA-256 (standard
     /// base64, as records carry `tarballHash`) its bytes must have; replaces an earlier entry.
     fn put_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError>;
+
+    /// Marks a name as claimed for local publishing: from then on the mirror serves no
+    /// upstream record of it. Claiming a claimed name again changes nothing.
+    fn claim(&mut self, claim: &Claim) -> Result<(), StoreError>;
+
+    /// Whether a name is claimed.
+    fn is_claimed(&mut self, claim: &Claim) -> Result<bool, StoreError>;
+
+    /// Every claimed name, by kind and name.
+    fn claims(&mut self) -> Result<Vec<Claim>, StoreError>;
+}
+
+/// A name taken over from the upstream for local publishing.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Claim {
+    /// A package name: its `packages`, `versions` and their builds.
+    Package(String),
+    /// A release track name: its `releaseTracks` and `releaseVersions`.
+    Track(String),
+}
+
+impl Claim {
+    /// The kind's name, as stored: `package` or `track`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Claim::Package(_) => "package",
+            Claim::Track(_) => "track",
+        }
+    }
+
+    /// The claimed name.
+    pub fn name(&self) -> &str {
+        match self {
+            Claim::Package(name) | Claim::Track(name) => name,
+        }
+    }
+
+    /// The claim of a stored kind and name; `None` for an unknown kind.
+    pub fn from_parts(kind: &str, name: String) -> Option<Claim> {
+        match kind {
+            "package" => Some(Claim::Package(name)),
+            "track" => Some(Claim::Track(name)),
+            _ => None,
+        }
+    }
 }
 
 /// An upstream file a mirrored record points at.

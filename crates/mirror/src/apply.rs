@@ -8,16 +8,17 @@
 //!   not touched, so Exosphere's clients are not sent it again;
 //! * a name belongs to one origin: an upstream record whose package, version or release
 //!   track name is held by a record of another `_id` (a package published here) is not
-//!   served (it is *shadowed*);
+//!   served (it is *shadowed*), and neither is any upstream record of a name an operator
+//!   claimed for local publishing (`exosphere mirror claim`);
 //! * records the upstream deleted stay served: deleting one would start a new data epoch and
 //!   make every client wipe its downloaded packages (`resetData`);
 //! * a staged catalog with fewer records than the served one by more than
 //!   [`MirrorConfig::max_shrink`](crate::MirrorConfig::max_shrink), or without a `METEOR`
 //!   release the served catalog has, is held for an operator instead of applied.
 
-use exosphere_catalog::mirror::MirrorState;
+use exosphere_catalog::mirror::{Claim, MirrorState};
 use exosphere_catalog::{CatalogWriter, Collection, Lookup, PerCollection, Record, StoreError};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// What an upsert of one upstream record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,35 +46,81 @@ pub enum ApplyOutcome {
 /// How many staged records are moved per read, within the one transaction.
 const BATCH: usize = 1000;
 
-/// Stores one upstream record in the served catalog, unless a record of another `_id`
-/// holds its name.
+/// Stores one upstream record in the served catalog, unless its name is claimed for local
+/// publishing or a record of another `_id` holds its name.
 pub(crate) fn upsert_upstream(
     writer: &mut dyn CatalogWriter,
     record: &Record,
 ) -> Result<Applied, StoreError> {
     let collection = record.collection();
-    if writer.get(collection, record.id())?.is_none() && name_is_taken(writer, record)? {
+    let fields = match serde_json::from_str::<Value>(record.json()) {
+        Ok(Value::Object(fields)) => fields,
+        _ => Map::new(),
+    };
+    if is_claimed(writer, collection, &fields)? {
+        return Ok(Applied::Shadowed);
+    }
+    if writer.get(collection, record.id())?.is_none() && name_is_taken(writer, collection, &fields)?
+    {
         return Ok(Applied::Shadowed);
     }
     writer.upsert(record)?;
     Ok(Applied::Served)
 }
 
+/// A text field of a record.
+fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    fields.get(key).and_then(Value::as_str)
+}
+
+/// Whether the record belongs to a name claimed for local publishing: a package's name, a
+/// version's package, a build's version's package, a track's name, a release's track.
+fn is_claimed(
+    writer: &mut dyn CatalogWriter,
+    collection: Collection,
+    fields: &Map<String, Value>,
+) -> Result<bool, StoreError> {
+    let claim = match collection {
+        Collection::Packages => text(fields, "name").map(|name| Claim::Package(name.to_owned())),
+        Collection::Versions => {
+            text(fields, "packageName").map(|name| Claim::Package(name.to_owned()))
+        }
+        Collection::Builds => {
+            let version = match text(fields, "versionId") {
+                Some(id) => writer.get(Collection::Versions, id)?,
+                None => None,
+            };
+            version
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+                .and_then(|version| version["packageName"].as_str().map(str::to_owned))
+                .map(Claim::Package)
+        }
+        Collection::ReleaseTracks => text(fields, "name").map(|name| Claim::Track(name.to_owned())),
+        Collection::ReleaseVersions => {
+            text(fields, "track").map(|name| Claim::Track(name.to_owned()))
+        }
+    };
+    match claim {
+        Some(claim) => writer.mirror().is_claimed(&claim),
+        None => Ok(false),
+    }
+}
+
 /// Whether the served catalog holds a record with this record's natural key (builds have
 /// none).
-fn name_is_taken(writer: &mut dyn CatalogWriter, record: &Record) -> Result<bool, StoreError> {
-    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(record.json()) else {
-        return Ok(false);
-    };
-    let text = |key: &str| fields.get(key).and_then(Value::as_str);
-    let key = match record.collection() {
-        Collection::Packages => text("name").map(Lookup::Package),
-        Collection::ReleaseTracks => text("name").map(Lookup::ReleaseTrack),
-        Collection::Versions => text("packageName")
-            .zip(text("version"))
+fn name_is_taken(
+    writer: &mut dyn CatalogWriter,
+    collection: Collection,
+    fields: &Map<String, Value>,
+) -> Result<bool, StoreError> {
+    let key = match collection {
+        Collection::Packages => text(fields, "name").map(Lookup::Package),
+        Collection::ReleaseTracks => text(fields, "name").map(Lookup::ReleaseTrack),
+        Collection::Versions => text(fields, "packageName")
+            .zip(text(fields, "version"))
             .map(|(package, version)| Lookup::Version { package, version }),
-        Collection::ReleaseVersions => text("track")
-            .zip(text("version"))
+        Collection::ReleaseVersions => text(fields, "track")
+            .zip(text(fields, "version"))
             .map(|(track, version)| Lookup::ReleaseVersion { track, version }),
         Collection::Builds => None,
     };

@@ -5,7 +5,7 @@ use super::store::{all, record};
 use super::{NewStore, with};
 use crate::Collection;
 use crate::error::StoreError;
-use crate::mirror::{MirrorState, UpstreamFile};
+use crate::mirror::{Claim, MirrorState, UpstreamFile};
 use crate::store::Cursors;
 
 fn state(upstream: &str) -> MirrorState {
@@ -126,4 +126,25 @@ pub fn mirror_files_map_keys_to_upstream_files(new_store: NewStore<'_>) {
         store.mirror_file("mirror/a/b.tgz").unwrap(),
         Some(file("http://up2/b.tgz", None))
     );
+}
+
+/// Checks that claims are kept once, listed in order and told apart by kind.
+pub fn claims_are_kept_by_kind_and_name(new_store: NewStore<'_>) {
+    let store = new_store();
+    with(&*store, |w| {
+        assert!(w.mirror().claims()?.is_empty());
+        w.mirror().claim(&Claim::Track("METEOR".to_owned()))?;
+        w.mirror().claim(&Claim::Package("mongo".to_owned()))?;
+        w.mirror().claim(&Claim::Package("mongo".to_owned()))?;
+        assert!(w.mirror().is_claimed(&Claim::Package("mongo".to_owned()))?);
+        assert!(!w.mirror().is_claimed(&Claim::Track("mongo".to_owned()))?);
+        assert_eq!(
+            w.mirror().claims()?,
+            [
+                Claim::Package("mongo".to_owned()),
+                Claim::Track("METEOR".to_owned())
+            ]
+        );
+        Ok(())
+    });
 }
