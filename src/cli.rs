@@ -166,6 +166,12 @@ pub enum MirrorCommand {
         #[command(flatten)]
         data_dir: DataDirArg,
     },
+    /// Ask the running mirror to sync the upstream now instead of at its next poll (it looks
+    /// within a second).
+    SyncNow {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+    },
     /// Fetch, ahead of any request, the mirrored files some releases, apps or packages need
     /// (or every mirrored file), through the running mirror, which verifies and caches them:
     /// afterwards they are served while the upstream is down. Safe to run again; failures

@@ -29,6 +29,7 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
         MirrorCommand::Status { data_dir, json } => status(&data_dir.data_dir, json),
         MirrorCommand::Accept { data_dir } => accept(&data_dir.data_dir),
         MirrorCommand::Prefetch(args) => prefetch(&args),
+        MirrorCommand::SyncNow { data_dir } => sync_now(&data_dir.data_dir),
         MirrorCommand::Claim {
             data_dir,
             track,
@@ -116,6 +117,23 @@ fn status_json(state: &MirrorState) -> serde_json::Value {
         "last_success_ms": state.last_success_ms,
         "last_error": state.last_error.as_ref().map(|(ms, error)| json!({"at_ms": ms, "error": error})),
     }})
+}
+
+fn sync_now(data_dir: &Path) -> anyhow::Result<()> {
+    let store = open(data_dir)?;
+    write_or_refuse(&store, |writer| {
+        let Some(mut state) = writer.mirror().state()? else {
+            return Err(Refusal::Refused(
+                "no mirror has run on this data directory: start one with `exosphere serve \
+                 --upstream URL`",
+            ));
+        };
+        state.sync_requested_ms = Some(chrono::Utc::now().timestamp_millis());
+        writer.mirror().put_state(&state)?;
+        Ok(())
+    })?;
+    println!("Asked the mirror to sync now; `exosphere mirror status` shows when it did.");
+    Ok(())
 }
 
 fn accept(data_dir: &Path) -> anyhow::Result<()> {

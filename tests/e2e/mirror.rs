@@ -691,3 +691,25 @@ async fn a_claimed_name_is_served_from_here_only() {
     let shown = run(&["mirror", "status", "--data-dir", data]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains(&format!("package {name}")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_now_makes_an_idle_mirror_sync_at_once() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Polls hourly: only the operator's request can make it sync during the test.
+    let mirror = Server::start(
+        &data,
+        &["--upstream", &fake.url(), "--upstream-poll-interval", "1h"],
+    );
+    let before = up_to_date(&mirror).await["pages"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status(&mirror).await["pages"].as_u64().unwrap(), before);
+    let asked = run(&["mirror", "sync-now", "--data-dir", data.to_str().unwrap()]);
+    assert_success(&asked);
+    let after = wait_status(&mirror, "another pass", |s| {
+        s["pages"].as_u64().unwrap_or(0) > before && s["state"] == "up to date"
+    })
+    .await;
+    assert!(after["last_success_ms"].as_i64() > Some(0));
+}

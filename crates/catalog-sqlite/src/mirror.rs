@@ -27,7 +27,8 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
              held TEXT,
              last_success INTEGER,
              last_error_at INTEGER,
-             last_error TEXT
+             last_error TEXT,
+             sync_requested INTEGER
          ) STRICT;
          CREATE TABLE mirror_stage (
              collection TEXT NOT NULL,
@@ -51,8 +52,8 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
 /// The mirror's state row, if any (a reader or the writer's connection).
 pub(super) fn state(conn: &Connection) -> Result<Option<MirrorState>, StoreError> {
     conn.prepare_cached(
-        "SELECT upstream, token, staging_token, held, last_success, last_error_at, last_error \
-         FROM mirror_state WHERE id = 1",
+        "SELECT upstream, token, staging_token, held, last_success, last_error_at, last_error, \
+         sync_requested FROM mirror_state WHERE id = 1",
     )
     .db()?
     .query_row([], |row| {
@@ -65,6 +66,7 @@ pub(super) fn state(conn: &Connection) -> Result<Option<MirrorState>, StoreError
             held: row.get(3)?,
             last_success_ms: row.get(4)?,
             last_error: error_at.zip(error),
+            sync_requested_ms: row.get(7)?,
         })
     })
     .optional()
@@ -98,7 +100,8 @@ impl MirrorWriter for SqliteWriter<'_> {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO mirror_state (id, upstream, token, staging_token, held, \
-                 last_success, last_error_at, last_error) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 last_success, last_error_at, last_error, sync_requested) \
+                 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .db()?
             .execute(params![
@@ -108,7 +111,8 @@ impl MirrorWriter for SqliteWriter<'_> {
                 state.held,
                 state.last_success_ms,
                 error_at,
-                error
+                error,
+                state.sync_requested_ms
             ])
             .db()?;
         Ok(())

@@ -43,6 +43,8 @@ pub struct MirrorState {
     pub last_success_ms: Option<i64>,
     /// The last error, and when it happened (ms); cleared by the next success.
     pub last_error: Option<(i64, String)>,
+    /// When an operator last asked for a sync now (`exosphere mirror sync-now`, ms).
+    pub sync_requested_ms: Option<i64>,
 }
 
 /// The mirror's operations inside a write transaction

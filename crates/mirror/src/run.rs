@@ -82,6 +82,7 @@ async fn follow_connected(
         );
     }
     loop {
+        let started_ms = now_ms();
         match pass(store, config, status, client).await {
             Ok(pass) => {
                 *backoff = config.first_backoff;
@@ -105,6 +106,9 @@ async fn follow_connected(
                 return error.into();
             },
             () = tokio::time::sleep(config.poll_interval) => {}
+            () = requested_since(store, started_ms) => {
+                tracing::info!("an operator asked for a sync now");
+            }
         }
     }
 }
@@ -167,6 +171,24 @@ async fn pass(
         };
     });
     Ok(pass)
+}
+
+/// How often the mirror looks for an operator's `exosphere mirror sync-now`.
+const REQUEST_CHECK: Duration = Duration::from_secs(1);
+
+/// Resolves once an operator asked for a sync after `since_ms` (`exosphere mirror sync-now`
+/// writes the time into the mirror's state; the state row is read every second).
+async fn requested_since(store: &Arc<dyn CatalogStore>, since_ms: i64) {
+    loop {
+        tokio::time::sleep(REQUEST_CHECK).await;
+        let store = Arc::clone(store);
+        let state = exosphere_task::blocking(move || store.mirror_state()).await;
+        if let Ok(Ok(Some(state))) = state
+            && state.sync_requested_ms.is_some_and(|at| at >= since_ms)
+        {
+            return;
+        }
+    }
 }
 
 /// Stores the last error with the mirror's state, for `exosphere mirror status`; a store

@@ -16,6 +16,7 @@ fn state(upstream: &str) -> MirrorState {
         held: Some("why".to_owned()),
         last_success_ms: Some(7),
         last_error: Some((8, "down".to_owned())),
+        sync_requested_ms: Some(9),
     }
 }
 
@@ -45,6 +46,7 @@ pub fn mirror_state_commits_with_the_records(new_store: NewStore<'_>) {
         staging_token: Some("{}".to_owned()),
         held: None,
         last_error: None,
+        sync_requested_ms: None,
         ..state("http://other")
     };
     with(&*store, |w| w.mirror().put_state(&cleared));
