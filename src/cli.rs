@@ -166,6 +166,36 @@ pub enum MirrorCommand {
         #[command(flatten)]
         data_dir: DataDirArg,
     },
+    /// Write the mirrored catalog and its cached files into a directory, to carry to a
+    /// machine that can never reach the upstream (load it there with `mirror import-bundle`).
+    ExportBundle {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
+        files: FileStoreArgs,
+        /// The directory to write (created; must be empty or new).
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Load a bundle written by `mirror export-bundle` into this data directory and file store:
+    /// its files (each checked against its hash), then its records with their file URLs
+    /// pointing at --public-url, in one transaction.
+    ImportBundle {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
+        files: FileStoreArgs,
+        /// The URL clients will reach this server at (its `serve --public-url`); mirrored file
+        /// URLs are rewritten to start with it.
+        #[arg(long, value_parser = parse_upstream_url)]
+        public_url: String,
+        /// Leave out builds whose file is not in the bundle, and versions left without a build,
+        /// so clients are only offered what this site can deliver.
+        #[arg(long)]
+        only_with_files: bool,
+        /// The bundle directory.
+        bundle: PathBuf,
+    },
     /// Ask the running mirror to sync the upstream now instead of at its next poll (it looks
     /// within a second).
     SyncNow {
@@ -629,6 +659,14 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), env = "EXOSPHERE_MAX_OPEN_PUBLISHES")]
     pub max_open_publishes: u64,
 
+    #[command(flatten)]
+    pub files: FileStoreArgs,
+}
+
+/// Where package files (published and mirrored) are kept: a local directory or an S3 bucket.
+/// Shared by `serve` and the `mirror` commands that read or write files.
+#[derive(Debug, Clone, Args)]
+pub struct FileStoreArgs {
     /// Directory for package files when no S3 bucket is given. Default: DATA_DIR/files.
     #[arg(long, env = "EXOSPHERE_FILES_DIR")]
     pub files_dir: Option<PathBuf>,

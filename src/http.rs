@@ -52,17 +52,10 @@ pub struct AppState {
     pub stats_max_range_days: u64,
     /// Uploads and downloads of package files (spec §5.2, §8.1); `None` serves neither.
     pub publishing: Option<Publishing>,
-    /// The upstream mirror, when there is one.
-    pub mirror: Option<Mirror>,
-}
-
-/// What the routes see of the upstream mirror.
-#[derive(Clone)]
-pub struct Mirror {
-    /// What it is doing (shown on `/healthz`).
-    pub status: watch::Receiver<MirrorStatus>,
-    /// Its files (`/mirror/files/<key>`), when there is a blob store to cache them in.
-    pub files: Option<MirrorFiles>,
+    /// What the upstream mirror is doing, when there is one (shown on `/healthz`).
+    pub mirror: Option<watch::Receiver<MirrorStatus>>,
+    /// Mirrored files (`/mirror/files/<key>`), when they are served.
+    pub mirror_files: Option<MirrorFiles>,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -267,20 +260,18 @@ async fn healthz(State(state): State<AppState>) -> Response {
     match exosphere_task::blocking(move || store.state()).await {
         Ok(Ok(catalog)) => {
             let mirror = state.mirror.as_ref().map(|mirror| {
-                let mut status = mirror
-                    .status
+                mirror
                     .borrow()
-                    .to_json(chrono::Utc::now().timestamp_millis());
-                if let Some(files) = &mirror.files {
-                    let stats = files.stats();
-                    status["files"] = json!({
-                        "fetched": stats.fetched,
-                        "fetched_bytes": stats.fetched_bytes,
-                        "failures": stats.failures,
-                        "in_flight": stats.in_flight,
-                    });
-                }
-                status
+                    .to_json(chrono::Utc::now().timestamp_millis())
+            });
+            let mirror_files = state.mirror_files.as_ref().map(|files| {
+                let stats = files.stats();
+                json!({
+                    "fetched": stats.fetched,
+                    "fetched_bytes": stats.fetched_bytes,
+                    "failures": stats.failures,
+                    "in_flight": stats.in_flight,
+                })
             });
             axum::Json(json!({
                 "status": "ok",
@@ -288,6 +279,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
                 "outbound_bytes": outbound_bytes,
                 "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
                 "mirror": mirror,
+                "mirror_files": mirror_files,
             }))
             .into_response()
         }

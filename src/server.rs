@@ -18,10 +18,10 @@ use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
-use exosphere_mirror::{MirrorConfig, MirrorFiles, MirrorStatus};
+use exosphere_mirror::{FilesConfig, MirrorConfig, MirrorFiles, MirrorStatus};
 use tokio::net::TcpListener;
 
-use crate::http::{AppState, Mirror, router};
+use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
 use crate::service::{PackageService, Publishing, UsageRecording};
 
@@ -54,6 +54,9 @@ pub struct Config {
     pub stats_max_range_days: u64,
     /// The upstream to mirror, if any.
     pub mirror: Option<MirrorConfig>,
+    /// How mirrored files are fetched and cached, when they are served (`/mirror/files`):
+    /// with a mirror, and on a site loaded from a mirror's bundle.
+    pub mirror_files: Option<FilesConfig>,
 }
 
 impl Default for Config {
@@ -71,13 +74,15 @@ impl Default for Config {
             rollup: RollupSchedule::default(),
             stats_max_range_days: 3660,
             mirror: None,
+            mirror_files: None,
         }
     }
 }
 
 /// Builds a server over an opened store and starts its background work: the catalog
-/// watcher, the usage recorder, the daily rollup, (with `publishing`) the upload sweep and
-/// (with [`Config::mirror`]) the upstream mirror.
+/// watcher, the usage recorder, the daily rollup, (with `publishing`) the upload sweep,
+/// (with [`Config::mirror`]) the upstream mirror and (with [`Config::mirror_files`] and
+/// `publishing`'s file store) the mirrored files' service.
 /// The returned state is what [`run`] serves; call it inside a tokio runtime.
 pub fn start(
     store: Arc<dyn CatalogStore>,
@@ -101,48 +106,31 @@ pub fn start(
         exosphere_task::spawn(jobs::sweep_expired(publishing.clone()));
         service = service.with_publishing(publishing.clone());
     }
-    let mirror = config
-        .mirror
-        .as_ref()
-        .map(|mirror| start_mirror(&store, publishing.as_ref(), mirror))
-        .transpose()?;
+    let mirror = config.mirror.as_ref().map(|mirror| {
+        let (status, watched) = tokio::sync::watch::channel(MirrorStatus::new(&mirror.upstream));
+        exosphere_task::spawn(exosphere_mirror::run(
+            Arc::clone(&store),
+            mirror.clone(),
+            status,
+        ));
+        watched
+    });
+    let mirror_files = match (&config.mirror_files, &publishing) {
+        (Some(files), Some(publishing)) => Some(
+            MirrorFiles::new(Arc::clone(&store), publishing.blobs.clone(), files.clone())
+                .context("cannot start the mirrored files' service")?,
+        ),
+        _ => None,
+    };
     Ok(AppState {
         store,
         mirror,
+        mirror_files,
         ddp: Server::new(Arc::new(service), config.ddp.clone()),
         sockjs: config.sockjs.clone(),
         sockjs_test_services: config.sockjs_test_services,
         stats_max_range_days: config.stats_max_range_days,
         publishing,
-    })
-}
-
-/// Starts the upstream mirror's job, and its file service where files can be cached (with
-/// publishing's blob store).
-fn start_mirror(
-    store: &Arc<dyn CatalogStore>,
-    publishing: Option<&Publishing>,
-    config: &MirrorConfig,
-) -> anyhow::Result<Mirror> {
-    let (status, watched) = tokio::sync::watch::channel(MirrorStatus::new(&config.upstream));
-    exosphere_task::spawn(exosphere_mirror::run(
-        Arc::clone(store),
-        config.clone(),
-        status,
-    ));
-    let files = publishing
-        .map(|publishing| {
-            MirrorFiles::new(
-                Arc::clone(store),
-                publishing.blobs.clone(),
-                config.files.clone(),
-            )
-        })
-        .transpose()
-        .context("cannot start the mirror's file service")?;
-    Ok(Mirror {
-        status: watched,
-        files,
     })
 }
 

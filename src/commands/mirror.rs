@@ -13,12 +13,14 @@ use exosphere_catalog::mirror::MirrorState;
 use exosphere_catalog::{CatalogStore, Collection, Lookup, Refusal, write_or_refuse};
 use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_meteor::names::{is_package_name, is_track_name};
+use exosphere_mirror::bundle;
 use exosphere_mirror::prefetch::{self, Fetched, Selection};
-use exosphere_mirror::{ApplyOutcome, FILES_PATH, apply_staged};
+use exosphere_mirror::{ApplyOutcome, apply_staged, key_of, served_url};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::{MirrorCommand, PrefetchArgs};
+use crate::cli::{FileStoreArgs, MirrorCommand, PrefetchArgs};
+use crate::commands::blob_store;
 use crate::service::records::{load, now_ms, save};
 use crate::service::rules::owner_named;
 use crate::service::tx::Fail;
@@ -30,6 +32,24 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
         MirrorCommand::Accept { data_dir } => accept(&data_dir.data_dir),
         MirrorCommand::Prefetch(args) => prefetch(&args),
         MirrorCommand::SyncNow { data_dir } => sync_now(&data_dir.data_dir),
+        MirrorCommand::ExportBundle {
+            data_dir,
+            files,
+            output,
+        } => export_bundle(&data_dir.data_dir, &files, &output),
+        MirrorCommand::ImportBundle {
+            data_dir,
+            files,
+            public_url,
+            only_with_files,
+            bundle,
+        } => import_bundle(
+            &data_dir.data_dir,
+            &files,
+            &public_url,
+            only_with_files,
+            &bundle,
+        ),
         MirrorCommand::Claim {
             data_dir,
             track,
@@ -223,8 +243,8 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
     let urls: Vec<String> = plan
         .urls
         .iter()
-        .map(|url| match (&args.server, url.split_once(FILES_PATH)) {
-            (Some(server), Some((_, key))) => format!("{server}{FILES_PATH}{key}"),
+        .map(|url| match (&args.server, key_of(url)) {
+            (Some(server), Some(key)) => served_url(server, key),
             _ => url.clone(),
         })
         .collect();
@@ -240,10 +260,7 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
     } else {
         ProgressBar::hidden()
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime()?;
     let mut bytes = 0u64;
     let results = runtime.block_on(prefetch::fetch(
         urls,
@@ -337,5 +354,63 @@ fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> an
              in the catalog yet, so create it by publishing (`meteor publish --create`)."
         );
     }
+    Ok(())
+}
+
+/// A runtime for the file store's async API.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn export_bundle(data_dir: &Path, files: &FileStoreArgs, output: &Path) -> anyhow::Result<()> {
+    let store = open(data_dir)?;
+    let blobs = blob_store(files, data_dir)?;
+    let summary = runtime()?.block_on(bundle::export(&store, &blobs, output))?;
+    println!(
+        "Wrote {} records and {} files ({:.1} MB) to {}; load them on the other machine with \
+         `exosphere mirror import-bundle --public-url URL {}`.",
+        summary.records,
+        summary.files,
+        summary.bytes as f64 / 1e6,
+        output.display(),
+        output.display()
+    );
+    Ok(())
+}
+
+fn import_bundle(
+    data_dir: &Path,
+    files: &FileStoreArgs,
+    public_url: &str,
+    only_with_files: bool,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let store = open(data_dir)?;
+    let blobs = blob_store(files, data_dir)?;
+    let summary = runtime()?.block_on(bundle::import(
+        &store,
+        &blobs,
+        dir,
+        public_url,
+        only_with_files,
+    ))?;
+    println!(
+        "Loaded {} records and {} files ({:.1} MB){}; serve them with `exosphere serve \
+         --public-url {public_url}`.",
+        summary.records,
+        summary.files,
+        summary.bytes as f64 / 1e6,
+        if summary.left_out > 0 {
+            format!(
+                ", leaving out {} records whose files are not in the bundle",
+                summary.left_out
+            )
+        } else {
+            String::new()
+        }
+    );
     Ok(())
 }

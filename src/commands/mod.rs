@@ -19,9 +19,34 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use anyhow::Context as _;
+use exosphere_blobs::{BlobStore, S3Config};
+
+use crate::cli::FileStoreArgs;
+
+/// The file store the flags choose: an S3 bucket, or a local directory (`DATA_DIR/files` by
+/// default).
+pub(crate) fn blob_store(args: &FileStoreArgs, data_dir: &Path) -> anyhow::Result<BlobStore> {
+    match &args.s3_bucket {
+        Some(bucket) => BlobStore::s3(&S3Config {
+            bucket: bucket.clone(),
+            endpoint: args.s3_endpoint.clone(),
+            region: args.s3_region.clone(),
+            access_key_id: args.s3_access_key_id.clone(),
+            secret_access_key: args.s3_secret_access_key.clone(),
+        }),
+        None => BlobStore::local(
+            &args
+                .files_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("files")),
+        ),
+    }
+    .context("cannot open the package file store")
+}
+
 /// Opens `path` for writing, where `-` means standard output, buffered for bulk output.
 fn create_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
-    use anyhow::Context as _;
     if path == Path::new("-") {
         return Ok(Box::new(BufWriter::with_capacity(
             1 << 20,

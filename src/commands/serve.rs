@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use exosphere_blobs::{BlobStore, S3Config};
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, dump};
@@ -21,6 +20,7 @@ use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
 
 use crate::cli::ServeArgs;
+use crate::commands::blob_store;
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
 use crate::serve_lock;
@@ -58,7 +58,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let public_url = public_url(&args, address)?;
     let publishing = publishing(&args, &store, &public_url)?;
     let mut config = config;
-    config.mirror = mirror_config(&args, &public_url)?;
+    let ca_pem = upstream_ca(&args)?;
+    config.mirror = mirror_config(&args, &public_url, ca_pem.as_deref())?;
+    config.mirror_files = Some(FilesConfig {
+        download_dir: args.data_dir.data_dir.join("mirror-downloads"),
+        max_size: args.mirror.upstream_max_file_size,
+        idle_timeout: args.mirror.upstream_file_idle_timeout,
+        ca_pem,
+    });
     publishing
         .reopen_interrupted_uploads()
         .await
@@ -119,6 +126,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         },
         stats_max_range_days: args.stats_max_range_days,
         mirror: None,
+        mirror_files: None,
     })
 }
 
@@ -153,22 +161,7 @@ fn publishing(
     public_url: &str,
 ) -> anyhow::Result<Publishing> {
     let options = &args.publishing;
-    let blobs = match &options.s3_bucket {
-        Some(bucket) => BlobStore::s3(&S3Config {
-            bucket: bucket.clone(),
-            endpoint: options.s3_endpoint.clone(),
-            region: options.s3_region.clone(),
-            access_key_id: options.s3_access_key_id.clone(),
-            secret_access_key: options.s3_secret_access_key.clone(),
-        }),
-        None => BlobStore::local(
-            &options
-                .files_dir
-                .clone()
-                .unwrap_or_else(|| args.data_dir.data_dir.join("files")),
-        ),
-    }
-    .context("cannot open the package file store")?;
+    let blobs = blob_store(&options.files, &args.data_dir.data_dir)?;
     tracing::info!(files = %blobs, public_url, "publishing enabled");
     Ok(Publishing {
         store: Arc::clone(store),
@@ -199,8 +192,22 @@ fn public_url(args: &ServeArgs, address: SocketAddr) -> anyhow::Result<String> {
     Ok(public_url.trim_end_matches('/').to_owned())
 }
 
+/// The PEM of `--upstream-ca-cert`, if given.
+fn upstream_ca(args: &ServeArgs) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(path) = &args.mirror.upstream_ca_cert else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path)
+        .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+    Ok(Some(pem))
+}
+
 /// The mirror's configuration from the `--upstream*` flags; `None` without `--upstream`.
-fn mirror_config(serve: &ServeArgs, public_url: &str) -> anyhow::Result<Option<MirrorConfig>> {
+fn mirror_config(
+    serve: &ServeArgs,
+    public_url: &str,
+    ca_pem: Option<&[u8]>,
+) -> anyhow::Result<Option<MirrorConfig>> {
     let args = &serve.mirror;
     let Some(upstream) = &args.upstream else {
         return Ok(None);
@@ -213,16 +220,10 @@ fn mirror_config(serve: &ServeArgs, public_url: &str) -> anyhow::Result<Option<M
         heartbeat: Some(Duration::from_secs(30)),
         ..ClientConfig::default()
     };
-    let ca_pem = match &args.upstream_ca_cert {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
-            client.extra_roots = certificates_from_pem(&pem)
-                .with_context(|| format!("cannot use the CA certificate {}", path.display()))?;
-            Some(pem)
-        }
-        None => None,
-    };
+    if let Some(pem) = ca_pem {
+        client.extra_roots =
+            certificates_from_pem(pem).context("cannot use the --upstream-ca-cert certificate")?;
+    }
     Ok(Some(MirrorConfig {
         upstream: upstream.clone(),
         public_url: public_url.to_owned(),
@@ -236,12 +237,6 @@ fn mirror_config(serve: &ServeArgs, public_url: &str) -> anyhow::Result<Option<M
         first_backoff: Duration::from_secs(1),
         max_backoff: args.upstream_max_backoff,
         max_shrink: args.upstream_max_shrink,
-        files: FilesConfig {
-            download_dir: serve.data_dir.data_dir.join("mirror-downloads"),
-            max_size: args.upstream_max_file_size,
-            idle_timeout: args.upstream_file_idle_timeout,
-            ca_pem,
-        },
     }))
 }
 

@@ -326,7 +326,7 @@ pub async fn mirrored(
     Path(key): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(files) = state.mirror.and_then(|mirror| mirror.files) else {
+    let Some(files) = state.mirror_files else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
     let span = requested_span(&headers);

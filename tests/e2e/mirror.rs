@@ -6,7 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use crate::common::{
     Catalog, PATIENCE, Server, assert_success, fixture_catalog, import_text, run, serve_fixture,
@@ -35,13 +37,18 @@ fn mirror_of(upstream: &str, data: &Path, extra: &[&str]) -> Server {
     Server::start(data, &args)
 }
 
-/// The mirror section of `/healthz`.
-async fn status(server: &Server) -> Value {
+/// `/healthz`.
+async fn health(server: &Server) -> Value {
     let url = format!("{}/healthz", server.http);
     let body = tokio::task::spawn_blocking(move || crate::common::http_get(&url).1)
         .await
         .unwrap();
-    serde_json::from_str::<Value>(&body).expect("healthz is JSON")["mirror"].clone()
+    serde_json::from_str::<Value>(&body).expect("healthz is JSON")
+}
+
+/// The mirror section of `/healthz`.
+async fn status(server: &Server) -> Value {
+    health(server).await["mirror"].clone()
 }
 
 /// Waits until the mirror's status satisfies `done`, and returns it.
@@ -431,9 +438,9 @@ fn not_delivered(answer: Result<(u16, Vec<u8>), String>) {
     }
 }
 
-/// The file counters of the mirror on `/healthz`.
+/// The mirrored files' counters on `/healthz`.
 async fn status_files(server: &Server) -> Value {
-    status(server).await["files"].clone()
+    health(server).await["mirror_files"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,4 +719,126 @@ async fn sync_now_makes_an_idle_mirror_sync_at_once() {
     })
     .await;
     assert!(after["last_success_ms"].as_i64() > Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_carries_a_mirror_to_a_closed_network() {
+    let fake = FakeUpstream::from_fixture().await;
+    fake.serve_catalog_files();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mirror = mirror_of(&fake.url(), &data, &[]);
+    up_to_date(&mirror).await;
+    let release = fake.catalog()["releaseVersions"]
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let release = format!(
+        "{}@{}",
+        release["track"].as_str().unwrap(),
+        release["version"].as_str().unwrap()
+    );
+    let data_arg = data.to_str().unwrap();
+    assert_success(&run(&[
+        "mirror",
+        "prefetch",
+        "--data-dir",
+        data_arg,
+        "--release",
+        &release,
+        "--arch",
+        "os.linux.x86_64",
+    ]));
+    let bundle = dir.path().join("bundle");
+    let exported = run(&[
+        "mirror",
+        "export-bundle",
+        "--data-dir",
+        data_arg,
+        "--output",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_success(&exported);
+    assert!(String::from_utf8_lossy(&exported.stdout).contains("import-bundle"));
+    fake.stop().await;
+    drop(mirror);
+
+    // The closed site: no upstream, its own URL.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let site = format!("http://127.0.0.1:{port}");
+    let closed = dir.path().join("closed");
+    let closed_arg = closed.to_str().unwrap();
+    let loaded = run(&[
+        "mirror",
+        "import-bundle",
+        "--data-dir",
+        closed_arg,
+        "--public-url",
+        &site,
+        "--only-with-files",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_success(&loaded);
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("leaving out"));
+    let server = Server::start_on(
+        &format!("127.0.0.1:{port}"),
+        &closed,
+        &["--public-url", &site],
+    );
+    let (served, _) = client_catalog(&server).await;
+    let upstream = fake.catalog();
+    let builds = &served["builds"];
+    assert!(!builds.is_empty() && builds.len() < upstream["builds"].len());
+    for (id, build) in builds {
+        let url = build["build"]["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(&format!("{site}/mirror/files/mirror/")),
+            "{url}"
+        );
+        let (status, body) = get(url, None).await.unwrap();
+        assert_eq!(status, 200, "{url}");
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&body));
+        assert_eq!(
+            upstream["builds"][id]["build"]["tarballHash"],
+            hash.as_str()
+        );
+        assert!(served["versions"].contains_key(build["versionId"].as_str().unwrap()));
+    }
+    // Only versions that kept a build are offered.
+    let with_builds: std::collections::HashSet<&str> = builds
+        .values()
+        .map(|b| b["versionId"].as_str().unwrap())
+        .collect();
+    assert!(
+        served["versions"]
+            .keys()
+            .all(|id| with_builds.contains(id.as_str()))
+    );
+
+    // A bundle damaged in transit is refused, and nothing of its catalog is loaded.
+    let list = std::fs::read_to_string(bundle.join("files.ndjson")).unwrap();
+    let first: Value = serde_json::from_str(list.lines().next().unwrap()).unwrap();
+    let damaged = bundle.join("files").join(first["key"].as_str().unwrap());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&damaged, bytes).unwrap();
+    let other = dir.path().join("other");
+    let refused = run(&[
+        "mirror",
+        "import-bundle",
+        "--data-dir",
+        other.to_str().unwrap(),
+        "--public-url",
+        &site,
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("damaged"));
+    let exported = run(&["export", "--data-dir", other.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&exported.stdout).trim().is_empty());
 }

@@ -734,6 +734,14 @@ impl CatalogStore for SqliteStore {
         self.readers.with(|conn| mirror::file(conn, key))
     }
 
+    fn mirror_files(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, UpstreamFile)>, StoreError> {
+        self.readers.with(|conn| mirror::files(conn, after, limit))
+    }
+
     fn export(
         &self,
         f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,

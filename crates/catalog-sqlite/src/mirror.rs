@@ -87,6 +87,32 @@ pub(super) fn file(conn: &Connection, key: &str) -> Result<Option<UpstreamFile>,
         .db()
 }
 
+/// A page of file keys in key order (a reader's connection).
+pub(super) fn files(
+    conn: &Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<(String, UpstreamFile)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT key, url, sha256 FROM mirror_files WHERE key > ?1 ORDER BY key LIMIT ?2",
+        )
+        .db()?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(params![after, limit], |row| {
+            Ok((
+                row.get(0)?,
+                UpstreamFile {
+                    url: row.get(1)?,
+                    sha256: row.get(2)?,
+                },
+            ))
+        })
+        .db()?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().db()
+}
+
 impl MirrorWriter for SqliteWriter<'_> {
     fn state(&mut self) -> Result<Option<MirrorState>, StoreError> {
         state(self.conn)

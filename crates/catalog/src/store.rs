@@ -168,6 +168,14 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// The upstream file a mirrored file key stands for, read without a write transaction
     /// (every download of a mirrored file asks); `None` for a key no mirrored record named.
     fn mirror_file(&self, key: &str) -> Result<Option<UpstreamFile>, StoreError>;
+
+    /// Up to `limit` mirrored file keys that sort after `after` (all of them from `""`), in
+    /// key order, with their upstream files: for carrying a mirror's files elsewhere.
+    fn mirror_files(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, UpstreamFile)>, StoreError>;
 }
 
 /// The operations available inside [`CatalogStore::write`].

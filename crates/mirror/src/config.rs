@@ -5,8 +5,6 @@ use std::time::Duration;
 use exosphere_ddp::client::ClientConfig;
 use exosphere_sync_client::PassOptions;
 
-use crate::fetch::FilesConfig;
-
 /// How a mirror runs. Every field has a flag on `exosphere serve` (`--upstream-*`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MirrorConfig {
@@ -30,6 +28,4 @@ pub struct MirrorConfig {
     /// The share of the served catalog a resync may lose before it is held for an operator
     /// instead of applied (0.1: a new upstream catalog with more than 10% fewer records).
     pub max_shrink: f64,
-    /// How mirrored files are fetched and cached.
-    pub files: FilesConfig,
 }

@@ -77,16 +77,42 @@ pub(crate) fn rewrite<'a>(
     text: &'a str,
     public_url: &str,
 ) -> Result<Rewritten<'a>, serde_json::Error> {
+    let mut files = Vec::new();
+    let text = map_urls(collection, text, |url, sha256| {
+        let key = file_key(url);
+        let served = served_url(public_url, &key);
+        files.push((
+            key,
+            UpstreamFile {
+                url: url.to_owned(),
+                sha256: sha256.map(str::to_owned),
+            },
+        ));
+        Some(served)
+    })?;
+    Ok(Rewritten { text, files })
+}
+
+/// The URL clients download a mirrored file of `key` at.
+pub fn served_url(public_url: &str, key: &str) -> String {
+    format!("{}{FILES_PATH}/{key}", public_url.trim_end_matches('/'))
+}
+
+/// Replaces the file URLs of a record of `collection` with what `map` makes of each (`url`,
+/// the hash the record promises); `None` keeps a URL. Everything else in the text is kept byte
+/// for byte (fields are re-joined without whitespace); a record with nothing to change is
+/// returned as it was.
+pub(crate) fn map_urls<'a>(
+    collection: Collection,
+    text: &'a str,
+    mut map: impl FnMut(&str, Option<&str>) -> Option<String>,
+) -> Result<Cow<'a, str>, serde_json::Error> {
     let fields = file_fields(collection);
-    let unchanged = Rewritten {
-        text: Cow::Borrowed(text),
-        files: Vec::new(),
-    };
     if fields.is_empty() {
-        return Ok(unchanged);
+        return Ok(Cow::Borrowed(text));
     }
     let mut record: IndexMap<String, Box<RawValue>> = serde_json::from_str(text)?;
-    let mut files = Vec::new();
+    let mut changed = false;
     for (field, hash_key) in fields {
         let Some(raw) = record.get(*field) else {
             continue;
@@ -104,19 +130,24 @@ pub(crate) fn rewrite<'a>(
         let sha256 = file
             .get(*hash_key)
             .and_then(|hash| serde_json::from_str::<String>(hash.get()).ok());
-        let key = file_key(&url);
-        let served = format!("{}{FILES_PATH}/{key}", public_url.trim_end_matches('/'));
-        file.insert("url".to_owned(), serde_json::value::to_raw_value(&served)?);
+        let Some(new) = map(&url, sha256.as_deref()) else {
+            continue;
+        };
+        file.insert("url".to_owned(), serde_json::value::to_raw_value(&new)?);
         record.insert((*field).to_owned(), serde_json::value::to_raw_value(&file)?);
-        files.push((key, UpstreamFile { url, sha256 }));
+        changed = true;
     }
-    if files.is_empty() {
-        return Ok(unchanged);
+    if !changed {
+        return Ok(Cow::Borrowed(text));
     }
-    Ok(Rewritten {
-        text: Cow::Owned(serde_json::to_string(&record)?),
-        files,
-    })
+    Ok(Cow::Owned(serde_json::to_string(&record)?))
+}
+
+/// The served key of a mirrored file URL (`<public URL>/mirror/files/<key>`), if it is one.
+pub fn key_of(url: &str) -> Option<&str> {
+    let (_, key) = url.split_once(FILES_PATH)?;
+    key.strip_prefix('/')
+        .filter(|key| key.starts_with("mirror/"))
 }
 
 #[cfg(test)]
@@ -137,6 +168,9 @@ mod tests {
         assert!(file_key("http://h/a b?x=1").ends_with("/a_b"));
         assert!(file_key("http://h/").ends_with("/f"));
         assert!(file_key("http://h/.hidden").ends_with("/f.hidden"));
+        let served = served_url("http://ex:3000/", &key);
+        assert_eq!(key_of(&served), Some(key.as_str()));
+        assert_eq!(key_of("http://ex/packages/a/b.tgz"), None);
     }
 
     #[test]

@@ -13,10 +13,13 @@
 //! * `sink`: pages into the store, straight into the served catalog or into a staged one;
 //! * `apply`: a staged catalog compared with the served one, then applied or held;
 //! * `status`: what the mirror is doing, for `/healthz` and logs;
+//! * [`bundle`]: a mirror's catalog and files carried to a machine that never reaches the
+//!   upstream;
 //! * [`prefetch`]: the files chosen releases, apps or packages need, fetched ahead of time;
 //! * `run`: the background job: connect, sync, follow `changes`, poll, back off.
 
 mod apply;
+pub mod bundle;
 mod config;
 mod fetch;
 mod files;
@@ -28,6 +31,6 @@ mod status;
 pub use apply::{ApplyOutcome, apply_staged};
 pub use config::MirrorConfig;
 pub use fetch::{FileError, FileStats, FilesConfig, MirrorFiles};
-pub use files::{FILES_PATH, file_key};
+pub use files::{FILES_PATH, file_key, key_of, served_url};
 pub use run::run;
 pub use status::{MirrorPhase, MirrorStatus};

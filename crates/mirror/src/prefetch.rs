@@ -18,7 +18,7 @@ use exosphere_catalog::{CatalogStore, Collection, Lookup, StoreError};
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use crate::files::FILES_PATH;
+use crate::files::key_of;
 
 /// What to prefetch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,7 +132,7 @@ fn covers(archs: &str, wanted: &[String]) -> bool {
             .any(|os| *os == "os" || wanted.iter().any(|w| w == os))
 }
 
-/// Adds the mirrored file URLs of a record (those under [`FILES_PATH`]) to `urls`.
+/// Adds the mirrored file URLs of a record (those under `/mirror/files/mirror/`) to `urls`.
 fn mirrored_urls(collection: Collection, record: &Value, urls: &mut BTreeSet<String>) {
     let fields: &[&str] = match collection {
         Collection::Builds => &["build"],
@@ -141,7 +141,7 @@ fn mirrored_urls(collection: Collection, record: &Value, urls: &mut BTreeSet<Str
     };
     for field in fields {
         if let Some(url) = record[field]["url"].as_str()
-            && url.contains(&format!("{FILES_PATH}/mirror/"))
+            && key_of(url).is_some()
         {
             urls.insert(url.to_owned());
         }

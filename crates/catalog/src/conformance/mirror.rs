@@ -128,6 +128,23 @@ pub fn mirror_files_map_keys_to_upstream_files(new_store: NewStore<'_>) {
         store.mirror_file("mirror/a/b.tgz").unwrap(),
         Some(file("http://up2/b.tgz", None))
     );
+    with(&*store, |w| {
+        w.mirror()
+            .put_file("mirror/a/a.tgz", &file("http://up/a.tgz", None))?;
+        w.mirror()
+            .put_file("mirror/b/c.tgz", &file("http://up/c.tgz", None))
+    });
+    let keys = |after: &str| -> Vec<String> {
+        store
+            .mirror_files(after, 2)
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect()
+    };
+    assert_eq!(keys(""), ["mirror/a/a.tgz", "mirror/a/b.tgz"]);
+    assert_eq!(keys("mirror/a/b.tgz"), ["mirror/b/c.tgz"]);
+    assert!(keys("mirror/b/c.tgz").is_empty());
 }
 
 /// Checks that claims are kept once, listed in order and told apart by kind.
