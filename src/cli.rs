@@ -615,6 +615,11 @@ pub struct MirrorArgs {
     /// or mid-body); its clients' responses end short and nothing is cached.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_FILE_IDLE_TIMEOUT")]
     pub upstream_file_idle_timeout: Duration,
+
+    /// The most files fetched from the upstream at once; a request for one more uncached
+    /// file gets 503 with Retry-After (cached files are always served).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000), env = "EXOSPHERE_UPSTREAM_MAX_DOWNLOADS")]
+    pub upstream_max_downloads: u32,
 }
 
 /// Flags of `exosphere serve` for publishing (spec §5): URLs, upload limits, file storage.

@@ -18,7 +18,7 @@ use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
-use exosphere_mirror::{FilesConfig, MirrorConfig, MirrorFiles, MirrorStatus};
+use exosphere_mirror::{FilesConfig, MirrorConfig, MirrorFiles, MirrorPhase, MirrorStatus};
 use tokio::net::TcpListener;
 
 use crate::http::{AppState, router};
@@ -108,11 +108,23 @@ pub fn start(
     }
     let mirror = config.mirror.as_ref().map(|mirror| {
         let (status, watched) = tokio::sync::watch::channel(MirrorStatus::new(&mirror.upstream));
-        exosphere_task::spawn(exosphere_mirror::run(
+        let job = exosphere_task::spawn(exosphere_mirror::run(
             Arc::clone(&store),
             mirror.clone(),
-            status,
+            status.clone(),
         ));
+        // The job never returns; if it panics, `/healthz` must not go on showing its last state.
+        exosphere_task::spawn(async move {
+            if let Err(error) = job.await {
+                tracing::error!(%error, "the mirror stopped");
+                status.send_modify(|status| {
+                    status.phase = MirrorPhase::Failing {
+                        since_ms: chrono::Utc::now().timestamp_millis(),
+                        error: format!("the mirror stopped: {error}; restart the server"),
+                    };
+                });
+            }
+        });
         watched
     });
     let mirror_files = match (&config.mirror_files, &publishing) {

@@ -65,6 +65,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_size: args.mirror.upstream_max_file_size,
         idle_timeout: args.mirror.upstream_file_idle_timeout,
         ca_pem,
+        max_downloads: args.mirror.upstream_max_downloads as usize,
     });
     publishing
         .reopen_interrupted_uploads()

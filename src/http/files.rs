@@ -334,6 +334,13 @@ pub async fn mirrored(
         Ok(download) => file_response(&key, span, download),
         Err(FileError::NotMirrored) => text(StatusCode::NOT_FOUND, "no such file"),
         Err(FileError::RangeNotSatisfiable { size }) => not_satisfiable(size),
+        Err(error @ FileError::Busy) => {
+            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, &error.to_string());
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            response
+        }
         Err(FileError::Unavailable(reason)) => text(
             StatusCode::BAD_GATEWAY,
             &format!(

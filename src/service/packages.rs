@@ -8,6 +8,7 @@
 //! retried from the start.
 
 use exosphere_catalog::accounts::{Pending, PendingKind};
+use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::{Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
@@ -119,7 +120,10 @@ pub async fn create_package(
             record.insert("_id".into(), random_id().into());
             record.insert("name".into(), name.clone().into());
             record.insert("maintainers".into(), maintainers.into());
-            save(writer, Collection::Packages, record, now_ms())
+            save(writer, Collection::Packages, record, now_ms())?;
+            // A name made here is this server's: a mirror serves no upstream record of it.
+            writer.mirror().claim(&Claim::Package(name.clone()))?;
+            Ok(())
         })
         .await?;
     Ok(Reply::None)

@@ -2,6 +2,7 @@
 //! release versions, patch releases, recommendations and banners.
 
 use exosphere_catalog::accounts::User;
+use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::{CatalogWriter, Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
@@ -76,7 +77,10 @@ pub async fn create_release_track(
             record.insert("_id".into(), random_id().into());
             record.insert("name".into(), name.clone().into());
             record.insert("maintainers".into(), maintainers.into());
-            save(writer, Collection::ReleaseTracks, record, now_ms())
+            save(writer, Collection::ReleaseTracks, record, now_ms())?;
+            // A name made here is this server's: a mirror serves no upstream record of it.
+            writer.mirror().claim(&Claim::Track(name.clone()))?;
+            Ok(())
         })
         .await?;
     Ok(Reply::None)

@@ -485,6 +485,13 @@ async fn a_package_made_here_owns_its_name() {
     );
     let shadowed = wait_status(&mirror, "a shadowed record", |s| s["shadowed"] == 1).await;
     assert_eq!(shadowed["state"], "up to date");
+    // The name is this server's now: the upstream's versions of it are not served either.
+    fake.upsert(
+        "versions",
+        json!({"_id": "upstreamPrivateV1", "packageName": "acme-private", "version": "9.9.9",
+               "dependencies": {}}),
+    );
+    wait_status(&mirror, "a second shadowed record", |s| s["shadowed"] == 2).await;
     let (seen, _) = client_catalog(&mirror).await;
     let named: Vec<&String> = seen["packages"]
         .iter()
@@ -492,6 +499,7 @@ async fn a_package_made_here_owns_its_name() {
         .map(|(id, _)| id)
         .collect();
     assert_eq!(named, ["localPkg1"]);
+    assert!(!seen["versions"].contains_key("upstreamPrivateV1"));
     assert_eq!(
         seen["packages"].len(),
         fixture_catalog()["packages"].len() + 1

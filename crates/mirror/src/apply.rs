@@ -62,6 +62,16 @@ pub(crate) fn upsert_upstream(
     }
     if writer.get(collection, record.id())?.is_none() && name_is_taken(writer, collection, &fields)?
     {
+        // A package or track of this name was made here: the name is this server's, so
+        // none of the upstream's versions or releases of it are served either.
+        let claim = match collection {
+            Collection::Packages => text(&fields, "name").map(|n| Claim::Package(n.to_owned())),
+            Collection::ReleaseTracks => text(&fields, "name").map(|n| Claim::Track(n.to_owned())),
+            _ => None,
+        };
+        if let Some(claim) = claim {
+            writer.mirror().claim(&claim)?;
+        }
         return Ok(Applied::Shadowed);
     }
     writer.upsert(record)?;

@@ -17,7 +17,7 @@ use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use exosphere_blobs::{BlobError, BlobKey, BlobStore, Download, Patience, Span};
@@ -40,6 +40,10 @@ pub struct FilesConfig {
     pub idle_timeout: Duration,
     /// Extra CA certificates (PEM) the upstream's file host may be signed by.
     pub ca_pem: Option<Vec<u8>>,
+    /// The most upstream downloads under way at once; a request for one more uncached file
+    /// is answered `503` (anonymous clients must not make the server download the whole
+    /// upstream at once).
+    pub max_downloads: usize,
 }
 
 /// Why a mirrored file cannot be served.
@@ -51,6 +55,9 @@ pub enum FileError {
     /// The file is not cached and the upstream cannot deliver it now.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many uncached files are being fetched at once; try again shortly.
+    #[error("too many mirrored files are being fetched from the upstream at once; try again")]
+    Busy,
     /// The range asks for no byte of the file.
     #[error("range not satisfiable")]
     RangeNotSatisfiable {
@@ -87,6 +94,11 @@ struct Inner {
     http: reqwest::Client,
     config: FilesConfig,
     downloads: Mutex<HashMap<String, Arc<Fetch>>>,
+    /// Keys whose last download failed, and when: a client resuming one with a `Range` (old
+    /// tools append what they get) is refused, since its first part may be of a bad file.
+    failed: Mutex<HashMap<String, Instant>>,
+    /// Numbers download files, so a retry never shares a file with the attempt before it.
+    attempts: AtomicU64,
     fetched: AtomicU64,
     fetched_bytes: AtomicU64,
     failures: AtomicU64,
@@ -115,6 +127,9 @@ enum Progress {
 
 /// How much of a local file one read hands to a response.
 const READ_CHUNK: usize = 256 << 10;
+
+/// How long a failed download makes resumed (ranged) requests for its file refused.
+const FAILED_MEMORY: Duration = Duration::from_secs(3600);
 
 impl MirrorFiles {
     /// The file service over the catalog (which maps keys to upstream files) and the blob
@@ -145,6 +160,8 @@ impl MirrorFiles {
                 http,
                 config,
                 downloads: Mutex::new(HashMap::new()),
+                failed: Mutex::new(HashMap::new()),
+                attempts: AtomicU64::new(0),
                 fetched: AtomicU64::new(0),
                 fetched_bytes: AtomicU64::new(0),
                 failures: AtomicU64::new(0),
@@ -178,7 +195,14 @@ impl MirrorFiles {
         if let Some(cached) = self.cached(&blob_key, span).await? {
             return Ok(cached);
         }
-        let fetch = self.fetch(&blob_key, upstream);
+        if span != Span::Whole && self.inner.failed_lately(key) {
+            return Err(FileError::Unavailable(
+                "an earlier download of this file failed, so a resumed download could mix two \
+                 files; download it again from the start"
+                    .to_owned(),
+            ));
+        }
+        let fetch = self.fetch(&blob_key, upstream)?;
         let mut progress = fetch.progress.subscribe();
         let total = loop {
             match &*progress.borrow_and_update() {
@@ -221,21 +245,29 @@ impl MirrorFiles {
         }
     }
 
-    /// The download of `key` under way, or a new one.
-    fn fetch(&self, key: &BlobKey, upstream: UpstreamFile) -> Arc<Fetch> {
+    /// The download of `key` under way, or a new one if fewer than the most allowed run.
+    fn fetch(&self, key: &BlobKey, upstream: UpstreamFile) -> Result<Arc<Fetch>, FileError> {
         let mut downloads = self.inner.lock();
         if let Some(fetch) = downloads.get(key.as_str()) {
-            return Arc::clone(fetch);
+            return Ok(Arc::clone(fetch));
+        }
+        if downloads.len() >= self.inner.config.max_downloads {
+            return Err(FileError::Busy);
         }
         let name: String = key.as_str().replace('/', "_");
+        let attempt = self.inner.attempts.fetch_add(1, Ordering::Relaxed);
         let fetch = Arc::new(Fetch {
-            path: self.inner.config.download_dir.join(format!("{name}.part")),
+            path: self
+                .inner
+                .config
+                .download_dir
+                .join(format!("{name}.{attempt}.part")),
             progress: watch::Sender::new(Progress::Connecting),
         });
         downloads.insert(key.as_str().to_owned(), Arc::clone(&fetch));
         let (inner, key, job) = (Arc::clone(&self.inner), key.clone(), Arc::clone(&fetch));
         exosphere_task::spawn(async move { inner.download(key, upstream, job).await });
-        fetch
+        Ok(fetch)
     }
 }
 
@@ -244,6 +276,14 @@ impl Inner {
         self.downloads
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the last download of `key` failed within [`FAILED_MEMORY`] (forgetting older
+    /// failures on the way, so the map stays small).
+    fn failed_lately(&self, key: &str) -> bool {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.retain(|_, at| at.elapsed() < FAILED_MEMORY);
+        failed.contains_key(key)
     }
 
     /// Runs one download to its end, whoever is still listening: the cache wants it too.
@@ -261,6 +301,10 @@ impl Inner {
                 tracing::warn!(%key, url = %upstream.url, %error, "fetching a mirrored file failed");
                 fetch.progress.send_replace(Progress::Failed(error));
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                self.failed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(key.as_str().to_owned(), Instant::now());
             }
         }
         self.lock().remove(key.as_str());
@@ -275,6 +319,17 @@ impl Inner {
     /// size once it is whole and matched its hash.
     async fn receive(&self, upstream: &UpstreamFile, fetch: &Fetch) -> Result<u64, String> {
         let url = &upstream.url;
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(format!(
+                "{url} is not an http(s) URL; the mirror fetches only those"
+            ));
+        }
+        let Some(expected) = &upstream.sha256 else {
+            return Err(format!(
+                "the record of {url} names no hash to check the file against, so the mirror \
+                 does not serve it"
+            ));
+        };
         let response = self.http.get(url).send().await.map_err(|error| {
             format!("the upstream's file host cannot be reached ({url}): {error}")
         })?;
@@ -315,29 +370,31 @@ impl Inner {
                 ));
             }
             hasher.update(&chunk);
+            // tokio's file hands writes to a background thread: flush, so the bytes are in
+            // the file before clients are told to read them.
             file.write_all(&chunk)
+                .await
+                .map_err(|error| format!("cannot write a download: {error}"))?;
+            file.flush()
                 .await
                 .map_err(|error| format!("cannot write a download: {error}"))?;
             fetch
                 .progress
                 .send_replace(Progress::Receiving { total, written });
         }
-        file.flush()
-            .await
-            .map_err(|error| format!("cannot write a download: {error}"))?;
         if written != total {
             return Err(format!(
                 "the upstream sent {written} of the {total} bytes of {url}"
             ));
         }
         let sha256 = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
-        match &upstream.sha256 {
-            Some(expected) if *expected != sha256 => Err(format!(
+        if *expected != sha256 {
+            return Err(format!(
                 "{url} does not match the hash its record promises ({expected}; the bytes \
                  hash to {sha256}); it was not cached, and no client got it whole"
-            )),
-            _ => Ok(total),
+            ));
         }
+        Ok(total)
     }
 
     /// Puts a verified download into the blob store. A failure is only logged: the clients
@@ -363,8 +420,8 @@ impl Inner {
 }
 
 /// Streams `range` of a download's file as it grows: every byte the download wrote, except
-/// the file's last one until the whole file is verified; an error (ending the response short
-/// of its length) when the download fails.
+/// the file's last one until the whole file is verified, and the end only once it is; an
+/// error (ending the response short of its length) when the download fails.
 fn follow(
     file: tokio::fs::File,
     range: std::ops::Range<u64>,
@@ -374,7 +431,17 @@ fn follow(
         (file, range.start, range.end, progress),
         |(mut file, offset, end, mut progress)| async move {
             if offset >= end {
-                return Ok(None);
+                // Even an empty file ends only once it is verified.
+                loop {
+                    match &*progress.borrow_and_update() {
+                        Progress::Verified { .. } => return Ok(None),
+                        Progress::Failed(error) => return Err(BlobError::Body(error.clone())),
+                        Progress::Connecting | Progress::Receiving { .. } => {}
+                    }
+                    if progress.changed().await.is_err() {
+                        return Err(BlobError::Body("the download stopped".to_owned()));
+                    }
+                }
             }
             let readable = loop {
                 let readable = match &*progress.borrow_and_update() {

@@ -81,16 +81,19 @@ async fn follow_connected(
             "the upstream offers no `changes` publication; polling it"
         );
     }
+    let mut restarts = 0;
     loop {
         let started_ms = now_ms();
         match pass(store, config, status, client).await {
             Ok(pass) => {
                 *backoff = config.first_backoff;
+                restarts = 0;
                 tracing::debug!(%pass, "the mirror is up to date");
             }
-            Err(SyncError::Restart(reason)) => {
+            Err(SyncError::Restart(reason)) if restarts < MAX_RESTARTS => {
                 tracing::warn!(%reason, "resyncing the upstream");
                 status.send_modify(|status| status.resyncs += 1);
+                restarts += 1;
                 continue;
             }
             Err(error) => return error,
@@ -172,6 +175,10 @@ async fn pass(
     });
     Ok(pass)
 }
+
+/// Restarts in a row (the upstream's token going backwards again and again) after which the
+/// mirror backs off as after a failure.
+const MAX_RESTARTS: u32 = 3;
 
 /// How often the mirror looks for an operator's `exosphere mirror sync-now`.
 const REQUEST_CHECK: Duration = Duration::from_secs(1);

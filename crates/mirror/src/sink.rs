@@ -67,13 +67,16 @@ impl PageSink for StoreSink<'_> {
                 if backwards {
                     // Resync from the start, beside the served catalog; this page is dropped.
                     writer.mirror().clear_stage()?;
+                    state.held = None;
                     state.staging_token = Some(FIRST_TOKEN.to_owned());
                     return writer.mirror().put_state(&state);
                 }
                 done.staged = page.reset_data || state.staging_token.is_some();
                 done.resync = page.reset_data && state.token.is_some();
                 if page.reset_data {
+                    // A held catalog is replaced by the new one, which is checked again.
                     writer.mirror().clear_stage()?;
+                    state.held = None;
                 }
                 store_records(writer, page, config, done.staged, &mut done)?;
                 let token = Some(page.sync_token.get().to_owned());
