@@ -196,6 +196,14 @@ pub enum MirrorCommand {
         /// The bundle directory.
         bundle: PathBuf,
     },
+    /// Read every cached mirrored file back and check it against its hash; a damaged one is
+    /// deleted (it is fetched again on its next request) and listed, and the command fails.
+    Verify {
+        #[command(flatten)]
+        data_dir: DataDirArg,
+        #[command(flatten)]
+        files: FileStoreArgs,
+    },
     /// Ask the running mirror to sync the upstream now instead of at its next poll (it looks
     /// within a second).
     SyncNow {

@@ -1,7 +1,7 @@
-//! `exosphere mirror status|accept|prefetch|claim`: the upstream mirror's state as the
-//! catalog holds it, applying a catalog the mirror held for an operator, fetching the files
-//! some releases or apps need ahead of time, and claiming an upstream name for publishing
-//! here. All work beside a running server: they are catalog
+//! `exosphere mirror ...`: the upstream mirror's state as the catalog holds it, applying a
+//! catalog the mirror held for an operator, asking for a sync now, fetching the files some
+//! releases or apps need ahead of time, claiming an upstream name for publishing here,
+//! re-checking cached files, and carrying a mirror to a closed network in a bundle. All work beside a running server: they are catalog
 //! transactions, and prefetching goes through the server's own file URLs.
 
 use std::io::IsTerminal as _;
@@ -32,6 +32,7 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
         MirrorCommand::Accept { data_dir } => accept(&data_dir.data_dir),
         MirrorCommand::Prefetch(args) => prefetch(&args),
         MirrorCommand::SyncNow { data_dir } => sync_now(&data_dir.data_dir),
+        MirrorCommand::Verify { data_dir, files } => verify(&data_dir.data_dir, &files),
         MirrorCommand::ExportBundle {
             data_dir,
             files,
@@ -412,5 +413,33 @@ fn import_bundle(
             String::new()
         }
     );
+    Ok(())
+}
+
+fn verify(data_dir: &Path, files: &FileStoreArgs) -> anyhow::Result<()> {
+    let store = open(data_dir)?;
+    let blobs = blob_store(files, data_dir)?;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} verifying {pos} cached files, {per_sec}")
+                .expect("static progress template is valid"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let found = runtime()?.block_on(bundle::verify(&store, &blobs, |_| bar.inc(1)))?;
+    bar.finish_and_clear();
+    for key in &found.bad {
+        eprintln!("damaged, deleted (it is fetched again on its next request): {key}");
+    }
+    println!(
+        "Verified {} cached mirrored files: {} matched their hash, {} did not.",
+        found.good + found.bad.len() as u64,
+        found.good,
+        found.bad.len()
+    );
+    if !found.bad.is_empty() {
+        bail!("{} cached files were damaged", found.bad.len());
+    }
     Ok(())
 }

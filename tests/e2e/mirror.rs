@@ -634,6 +634,28 @@ async fn prefetched_files_are_served_while_the_upstream_is_down() {
     let url = mirrored["builds"][other]["build"]["url"].as_str().unwrap();
     assert_eq!(get(url, None).await.unwrap().0, 502);
 
+    // `mirror verify` re-hashes what is cached, and deletes what got damaged on disk.
+    let data_arg = data.to_str().unwrap();
+    let verified = run(&["mirror", "verify", "--data-dir", data_arg]);
+    assert_success(&verified);
+    let verified = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.contains(&format!("{} matched", fetched.len())),
+        "{verified}"
+    );
+    let damaged_url = mirrored["builds"][fetched[0]]["build"]["url"]
+        .as_str()
+        .unwrap();
+    let key = exosphere_mirror::key_of(damaged_url).unwrap();
+    let path = data.join("files").join(key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let found = run(&["mirror", "verify", "--data-dir", data_arg]);
+    assert!(!found.status.success());
+    assert!(String::from_utf8_lossy(&found.stderr).contains(key));
+    assert_eq!(get(damaged_url, None).await.unwrap().0, 502);
+
     // Nothing chosen is a clear error.
     let refused = run(&["mirror", "prefetch", "--data-dir", data.to_str().unwrap()]);
     assert!(!refused.status.success());

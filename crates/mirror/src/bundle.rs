@@ -1,4 +1,5 @@
-//! Carrying a mirror to a machine that can never reach the upstream: a *bundle* is a
+//! The mirrored files as a whole: [`verify`] re-checks every cached one against its hash, and
+//! bundles carry a mirror to a machine that can never reach the upstream. A *bundle* is a
 //! directory with the served catalog as a dump (`catalog.ndjson`, the format of
 //! `exosphere export`), the mirrored files that are cached (`files/<key>`), and what each file
 //! key stands for (`files.ndjson`: key, upstream URL, SHA-256, size).
@@ -342,4 +343,65 @@ fn rewrite_line(
         r#"{{"collection":"{}","doc":{text}}}"#,
         collection.as_str()
     )))
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Cached files that matched their hash.
+    pub good: u64,
+    /// Cached files that did not, by key; each was deleted, so the next request fetches it
+    /// again.
+    pub bad: Vec<String>,
+}
+
+/// Reads every cached mirrored file back and checks it against its hash; deletes the ones
+/// that do not match (damaged on disk or in the bucket), so they are fetched again.
+pub async fn verify(
+    store: &dyn CatalogStore,
+    blobs: &BlobStore,
+    mut progress: impl FnMut(&str),
+) -> Result<Verification, BundleError> {
+    use sha2::Digest as _;
+    let mut found = Verification::default();
+    let mut after = String::new();
+    loop {
+        let page = store.mirror_files(&after, PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = last.clone();
+        for (key, file) in page {
+            let (Ok(blob), Some(expected)) = (BlobKey::new(&key), &file.sha256) else {
+                continue;
+            };
+            let Some(download) = blobs
+                .get(&blob, Span::Whole)
+                .await
+                .map_err(|error| BundleError::Blobs(error.to_string()))?
+            else {
+                continue;
+            };
+            let mut hasher = sha2::Sha256::new();
+            let mut body = download.body;
+            while let Some(chunk) = body.next().await {
+                hasher.update(&chunk.map_err(|error| BundleError::Blobs(error.to_string()))?);
+            }
+            let sha256 = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                hasher.finalize(),
+            );
+            if sha256 == *expected {
+                found.good += 1;
+            } else {
+                blobs
+                    .delete(&blob)
+                    .await
+                    .map_err(|error| BundleError::Blobs(error.to_string()))?;
+                found.bad.push(key.clone());
+            }
+            progress(&key);
+        }
+    }
+    Ok(found)
 }
