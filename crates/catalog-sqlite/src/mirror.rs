@@ -2,9 +2,11 @@
 //!
 //! * `mirror_state`: one row (`id = 1`) with the upstream URL, its tokens, a held reason and
 //!   the last success and error;
-//! * `mirror_stage`: the staged catalog, `(collection, id) -> json`, `WITHOUT ROWID`, so a
-//!   collection's records are one contiguous range in `_id` order, invisible to sync pages
-//!   (they read only the `rec_*` tables);
+//! * `mirror_stage`: the staged catalog, `(collection, id, json)` rows appended in arrival
+//!   order, with a unique index on `(collection, id)` that pages them in `_id` order (a full
+//!   catalog arrives in random `_id` order: keyed by it, every insert of a ~1 KB record would
+//!   land in a random page of a growing tree); invisible to sync pages, which read only the
+//!   `rec_*` tables;
 //! * `mirror_files`: served file key → upstream URL and the SHA-256 its bytes must have;
 //! * `mirror_claims`: names taken over from the upstream for local publishing.
 
@@ -33,9 +35,9 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
          CREATE TABLE mirror_stage (
              collection TEXT NOT NULL,
              id TEXT NOT NULL,
-             json TEXT NOT NULL,
-             PRIMARY KEY (collection, id)
-         ) STRICT, WITHOUT ROWID;
+             json TEXT NOT NULL
+         ) STRICT;
+         CREATE UNIQUE INDEX mirror_stage_key ON mirror_stage (collection, id);
          CREATE TABLE mirror_files (
              key TEXT PRIMARY KEY,
              url TEXT NOT NULL,

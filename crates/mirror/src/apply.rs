@@ -18,7 +18,11 @@
 
 use exosphere_catalog::mirror::{Claim, MirrorState};
 use exosphere_catalog::{CatalogWriter, Collection, Lookup, PerCollection, Record, StoreError};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde_json::Value;
 
 /// What an upsert of one upstream record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,31 +50,55 @@ pub enum ApplyOutcome {
 /// How many staged records are moved per read, within the one transaction.
 const BATCH: usize = 1000;
 
+/// The names claimed for publishing here, read once per transaction (usually none, so most
+/// records need no lookup for them).
+pub(crate) struct Claims(BTreeSet<Claim>);
+
+impl Claims {
+    /// The claims as the transaction sees them.
+    pub(crate) fn load(writer: &mut dyn CatalogWriter) -> Result<Claims, StoreError> {
+        Ok(Claims(writer.mirror().claims()?.into_iter().collect()))
+    }
+}
+
+/// The fields of a record that name it (borrowed; everything else is skipped unparsed).
+#[derive(Default, Deserialize)]
+struct Keys<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "packageName")]
+    package_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    track: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "versionId")]
+    version_id: Option<Cow<'a, str>>,
+}
+
 /// Stores one upstream record in the served catalog, unless its name is claimed for local
 /// publishing or a record of another `_id` holds its name.
 pub(crate) fn upsert_upstream(
     writer: &mut dyn CatalogWriter,
+    claims: &mut Claims,
     record: &Record,
 ) -> Result<Applied, StoreError> {
     let collection = record.collection();
-    let fields = match serde_json::from_str::<Value>(record.json()) {
-        Ok(Value::Object(fields)) => fields,
-        _ => Map::new(),
-    };
-    if is_claimed(writer, collection, &fields)? {
+    let keys: Keys = serde_json::from_str(record.json()).unwrap_or_default();
+    if is_claimed(writer, claims, collection, &keys)? {
         return Ok(Applied::Shadowed);
     }
-    if writer.get(collection, record.id())?.is_none() && name_is_taken(writer, collection, &fields)?
-    {
+    if writer.get(collection, record.id())?.is_none() && name_is_taken(writer, collection, &keys)? {
         // A package or track of this name was made here: the name is this server's, so
         // none of the upstream's versions or releases of it are served either.
         let claim = match collection {
-            Collection::Packages => text(&fields, "name").map(|n| Claim::Package(n.to_owned())),
-            Collection::ReleaseTracks => text(&fields, "name").map(|n| Claim::Track(n.to_owned())),
+            Collection::Packages => keys.name.map(|name| Claim::Package(name.into_owned())),
+            Collection::ReleaseTracks => keys.name.map(|name| Claim::Track(name.into_owned())),
             _ => None,
         };
         if let Some(claim) = claim {
             writer.mirror().claim(&claim)?;
+            claims.0.insert(claim);
         }
         return Ok(Applied::Shadowed);
     }
@@ -78,42 +106,36 @@ pub(crate) fn upsert_upstream(
     Ok(Applied::Served)
 }
 
-/// A text field of a record.
-fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    fields.get(key).and_then(Value::as_str)
-}
-
 /// Whether the record belongs to a name claimed for local publishing: a package's name, a
 /// version's package, a build's version's package, a track's name, a release's track.
 fn is_claimed(
     writer: &mut dyn CatalogWriter,
+    claims: &Claims,
     collection: Collection,
-    fields: &Map<String, Value>,
+    keys: &Keys<'_>,
 ) -> Result<bool, StoreError> {
+    if claims.0.is_empty() {
+        return Ok(false);
+    }
+    let package =
+        |name: &Option<Cow<'_, str>>| name.as_deref().map(|n| Claim::Package(n.to_owned()));
     let claim = match collection {
-        Collection::Packages => text(fields, "name").map(|name| Claim::Package(name.to_owned())),
-        Collection::Versions => {
-            text(fields, "packageName").map(|name| Claim::Package(name.to_owned()))
-        }
+        Collection::Packages => package(&keys.name),
+        Collection::Versions => package(&keys.package_name),
         Collection::Builds => {
-            let version = match text(fields, "versionId") {
+            let version = match &keys.version_id {
                 Some(id) => writer.get(Collection::Versions, id)?,
                 None => None,
             };
-            version
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-                .and_then(|version| version["packageName"].as_str().map(str::to_owned))
-                .map(Claim::Package)
+            version.and_then(|text| {
+                let keys: Keys = serde_json::from_str(&text).unwrap_or_default();
+                package(&keys.package_name)
+            })
         }
-        Collection::ReleaseTracks => text(fields, "name").map(|name| Claim::Track(name.to_owned())),
-        Collection::ReleaseVersions => {
-            text(fields, "track").map(|name| Claim::Track(name.to_owned()))
-        }
+        Collection::ReleaseTracks => keys.name.as_deref().map(|n| Claim::Track(n.to_owned())),
+        Collection::ReleaseVersions => keys.track.as_deref().map(|n| Claim::Track(n.to_owned())),
     };
-    match claim {
-        Some(claim) => writer.mirror().is_claimed(&claim),
-        None => Ok(false),
-    }
+    Ok(claim.is_some_and(|claim| claims.0.contains(&claim)))
 }
 
 /// Whether the served catalog holds a record with this record's natural key (builds have
@@ -121,16 +143,22 @@ fn is_claimed(
 fn name_is_taken(
     writer: &mut dyn CatalogWriter,
     collection: Collection,
-    fields: &Map<String, Value>,
+    keys: &Keys<'_>,
 ) -> Result<bool, StoreError> {
+    let (name, package, version, track) = (
+        keys.name.as_deref(),
+        keys.package_name.as_deref(),
+        keys.version.as_deref(),
+        keys.track.as_deref(),
+    );
     let key = match collection {
-        Collection::Packages => text(fields, "name").map(Lookup::Package),
-        Collection::ReleaseTracks => text(fields, "name").map(Lookup::ReleaseTrack),
-        Collection::Versions => text(fields, "packageName")
-            .zip(text(fields, "version"))
+        Collection::Packages => name.map(Lookup::Package),
+        Collection::ReleaseTracks => name.map(Lookup::ReleaseTrack),
+        Collection::Versions => package
+            .zip(version)
             .map(|(package, version)| Lookup::Version { package, version }),
-        Collection::ReleaseVersions => text(fields, "track")
-            .zip(text(fields, "version"))
+        Collection::ReleaseVersions => track
+            .zip(version)
             .map(|(track, version)| Lookup::ReleaseVersion { track, version }),
         Collection::Builds => None,
     };
@@ -155,6 +183,7 @@ pub fn apply_staged(
         return Ok(ApplyOutcome::Held(reason));
     }
     let (mut records, mut shadowed) = (0, 0);
+    let mut claims = Claims::load(writer)?;
     for collection in Collection::ALL {
         let mut after = String::new();
         loop {
@@ -167,7 +196,7 @@ pub fn apply_staged(
                 let record = Record::from_json(collection, text).map_err(|error| {
                     StoreError::Corrupt(format!("a staged record is invalid: {error}"))
                 })?;
-                match upsert_upstream(writer, &record)? {
+                match upsert_upstream(writer, &mut claims, &record)? {
                     Applied::Served => records += 1,
                     Applied::Shadowed => shadowed += 1,
                 }

@@ -15,7 +15,7 @@ use exosphere_catalog::{CatalogStore, CatalogWriter, Collection, Record, StoreEr
 use exosphere_sync_client::{FIRST_TOKEN, Page, PageSink, SyncError};
 use serde_json::Value;
 
-use crate::apply::{Applied, ApplyOutcome, apply_staged, upsert_upstream};
+use crate::apply::{Applied, ApplyOutcome, Claims, apply_staged, upsert_upstream};
 use crate::config::MirrorConfig;
 use crate::files::rewrite;
 
@@ -54,6 +54,7 @@ impl PageSink for StoreSink<'_> {
     }
 
     fn apply(&mut self, page: &Page<'_>) -> Result<PageDone, SyncError> {
+        let started = std::time::Instant::now();
         let mut done = PageDone::default();
         let mut backwards = false;
         let config = self.config;
@@ -96,6 +97,13 @@ impl PageSink for StoreSink<'_> {
                 writer.mirror().put_state(&state)
             })
             .map_err(sink)?;
+        tracing::debug!(
+            stored = done.stored,
+            staged = done.staged,
+            finished = done.finished.is_some(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "stored an upstream page"
+        );
         if backwards {
             return Err(SyncError::Restart(
                 "the upstream's sync token went backwards (its catalog was restored or \
@@ -134,6 +142,12 @@ fn store_records(
     staged: bool,
     done: &mut PageDone,
 ) -> Result<(), StoreError> {
+    // Pages of a full catalog are staged; others go to the served catalog, past the claims.
+    let mut claims = if staged {
+        None
+    } else {
+        Some(Claims::load(writer)?)
+    };
     for (name, records) in &page.collections {
         let Ok(collection) = Collection::from_str(name) else {
             continue;
@@ -157,13 +171,14 @@ fn store_records(
             for (key, file) in &files {
                 writer.mirror().put_file(key, file)?;
             }
-            if staged {
-                writer.mirror().stage(&record)?;
-                done.stored += 1;
-            } else {
-                match upsert_upstream(writer, &record)? {
+            match &mut claims {
+                Some(claims) => match upsert_upstream(writer, claims, &record)? {
                     Applied::Served => done.stored += 1,
                     Applied::Shadowed => done.shadowed += 1,
+                },
+                None => {
+                    writer.mirror().stage(&record)?;
+                    done.stored += 1;
                 }
             }
         }
