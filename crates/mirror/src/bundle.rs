@@ -72,6 +72,29 @@ struct FileLine {
     size: u64,
 }
 
+/// Pages through the mirrored file keys in key order, [`PAGE`] at a time.
+#[derive(Default)]
+struct FileKeys {
+    after: String,
+}
+
+impl FileKeys {
+    /// The next page; `None` once every key was seen.
+    fn next(
+        &mut self,
+        store: &dyn CatalogStore,
+    ) -> Result<Option<Vec<(String, UpstreamFile)>>, StoreError> {
+        let page = store.mirror_files(&self.after, PAGE)?;
+        match page.last() {
+            Some((last, _)) => {
+                self.after = last.clone();
+                Ok(Some(page))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
 /// What a bundle holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BundleSummary {
@@ -113,13 +136,8 @@ pub async fn export(
     };
     let list = dir.join(FILES);
     let mut lines = BufWriter::new(File::create(&list).map_err(io(&list))?);
-    let mut after = String::new();
-    loop {
-        let page = store.mirror_files(&after, PAGE)?;
-        let Some((last, _)) = page.last() else {
-            break;
-        };
-        after = last.clone();
+    let mut keys = FileKeys::default();
+    while let Some(page) = keys.next(store)? {
         for (key, file) in page {
             let Some(size) = copy_out(blobs, &key, &dir.join(FILES_DIR).join(&key)).await? else {
                 continue;
@@ -364,13 +382,8 @@ pub async fn verify(
 ) -> Result<Verification, BundleError> {
     use sha2::Digest as _;
     let mut found = Verification::default();
-    let mut after = String::new();
-    loop {
-        let page = store.mirror_files(&after, PAGE)?;
-        let Some((last, _)) = page.last() else {
-            break;
-        };
-        after = last.clone();
+    let mut keys = FileKeys::default();
+    while let Some(page) = keys.next(store)? {
         for (key, file) in page {
             let (Ok(blob), Some(expected)) = (BlobKey::new(&key), &file.sha256) else {
                 continue;

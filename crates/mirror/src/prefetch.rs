@@ -148,6 +148,11 @@ fn mirrored_urls(collection: Collection, record: &Value, urls: &mut BTreeSet<Str
     }
 }
 
+/// How long a prefetch waits for a connection, or for the next bytes of a file, before the
+/// attempt fails (the server may be fetching from a slow upstream, which sends bytes as they
+/// come).
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What fetching one file came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
@@ -165,7 +170,17 @@ pub async fn fetch(
     attempts: u32,
     mut done: impl FnMut(&str, &Fetched),
 ) -> Vec<(String, Fetched)> {
-    let http = Arc::new(reqwest::Client::new());
+    let http = match reqwest::Client::builder()
+        .connect_timeout(TIMEOUT)
+        .read_timeout(TIMEOUT)
+        .build()
+    {
+        Ok(http) => Arc::new(http),
+        Err(error) => {
+            let error = Fetched::Failed(format!("cannot make an HTTP client: {error}"));
+            return urls.into_iter().map(|url| (url, error.clone())).collect();
+        }
+    };
     let mut results = futures_util::stream::iter(urls)
         .map(|url| {
             let http = Arc::clone(&http);
