@@ -13,7 +13,6 @@
 //! [`FileError::Unavailable`].
 
 use std::collections::HashMap;
-use std::io::SeekFrom;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,7 +24,7 @@ use exosphere_catalog::CatalogStore;
 use exosphere_catalog::mirror::UpstreamFile;
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
 /// How mirrored files are fetched and kept.
@@ -128,6 +127,12 @@ enum Progress {
 /// How much of a local file one read hands to a response.
 const READ_CHUNK: usize = 256 << 10;
 
+/// The most bytes of a download gathered before they are written to its file and announced.
+const WRITE_BATCH: usize = 256 << 10;
+
+/// The longest bytes of a download wait to be written and announced.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a failed download makes resumed (ranged) requests for its file refused.
 const FAILED_MEMORY: Duration = Duration::from_secs(3600);
 
@@ -218,7 +223,7 @@ impl MirrorFiles {
             .resolve(total)
             .ok_or(FileError::RangeNotSatisfiable { size: total })?;
         let file = match tokio::fs::File::open(&fetch.path).await {
-            Ok(file) => file,
+            Ok(file) => Arc::new(file.into_std().await),
             // Finished and cached between the two looks: serve the cache.
             Err(_) => {
                 return self
@@ -359,6 +364,12 @@ impl Inner {
         let mut hasher = Sha256::new();
         let mut written = 0u64;
         let mut body = response.bytes_stream();
+        // Chunks are gathered into writes of up to WRITE_BATCH bytes: each write and flush
+        // is a hop to the blocking pool, and an HTTP body arrives in chunks of a few KiB. A
+        // slow upstream's bytes still reach clients within WRITE_EVERY (the tool gives up
+        // after 60 s without bytes).
+        let mut pending = Vec::with_capacity(WRITE_BATCH);
+        let mut last_write = Instant::now();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|error| {
                 format!("the upstream broke off {url} after {written} of {total} bytes: {error}")
@@ -370,18 +381,19 @@ impl Inner {
                 ));
             }
             hasher.update(&chunk);
-            // tokio's file hands writes to a background thread: flush, so the bytes are in
-            // the file before clients are told to read them.
-            file.write_all(&chunk)
-                .await
-                .map_err(|error| format!("cannot write a download: {error}"))?;
-            file.flush()
-                .await
-                .map_err(|error| format!("cannot write a download: {error}"))?;
-            fetch
-                .progress
-                .send_replace(Progress::Receiving { total, written });
+            pending.extend_from_slice(&chunk);
+            if pending.len() >= WRITE_BATCH
+                || written == total
+                || last_write.elapsed() >= WRITE_EVERY
+            {
+                write_out(&mut file, &mut pending).await?;
+                last_write = Instant::now();
+                fetch
+                    .progress
+                    .send_replace(Progress::Receiving { total, written });
+            }
         }
+        write_out(&mut file, &mut pending).await?;
         if written != total {
             return Err(format!(
                 "the upstream sent {written} of the {total} bytes of {url}"
@@ -403,7 +415,10 @@ impl Inner {
         let kept = async {
             let file = tokio::fs::File::open(&fetch.path)
                 .await
-                .map_err(BlobError::Read)?;
+                .map_err(BlobError::Read)?
+                .into_std()
+                .await;
+            let file = Arc::new(file);
             let (_, progress) = watch::channel(Progress::Verified { total });
             let body =
                 follow(file, 0..total, progress).map(|chunk| chunk.map_err(|e| e.to_string()));
@@ -419,17 +434,33 @@ impl Inner {
     }
 }
 
+/// Writes `pending` to the download's file and flushes it: tokio's file hands writes to a
+/// background thread, and clients must find the bytes in the file once they are announced.
+async fn write_out(file: &mut tokio::fs::File, pending: &mut Vec<u8>) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    file.write_all(pending)
+        .await
+        .map_err(|error| format!("cannot write a download: {error}"))?;
+    file.flush()
+        .await
+        .map_err(|error| format!("cannot write a download: {error}"))?;
+    pending.clear();
+    Ok(())
+}
+
 /// Streams `range` of a download's file as it grows: every byte the download wrote, except
 /// the file's last one until the whole file is verified, and the end only once it is; an
 /// error (ending the response short of its length) when the download fails.
 fn follow(
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
     range: std::ops::Range<u64>,
     progress: watch::Receiver<Progress>,
 ) -> impl futures_util::Stream<Item = Result<bytes::Bytes, BlobError>> + Send + 'static {
     futures_util::stream::try_unfold(
         (file, range.start, range.end, progress),
-        |(mut file, offset, end, mut progress)| async move {
+        |(file, offset, end, mut progress)| async move {
             if offset >= end {
                 // Even an empty file ends only once it is verified.
                 loop {
@@ -462,11 +493,19 @@ fn follow(
                 }
             };
             let want = usize::try_from(readable - offset).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
-            let mut chunk = vec![0u8; want];
-            file.seek(SeekFrom::Start(offset))
-                .await
-                .map_err(BlobError::Read)?;
-            file.read_exact(&mut chunk).await.map_err(BlobError::Read)?;
+            // One hop to the blocking pool per chunk (this stream's own file handle, so its
+            // position is its own).
+            let reader = Arc::clone(&file);
+            let chunk = exosphere_task::blocking(move || {
+                use std::io::{Read as _, Seek as _};
+                let mut chunk = vec![0u8; want];
+                let mut reader = &*reader;
+                reader.seek(std::io::SeekFrom::Start(offset))?;
+                reader.read_exact(&mut chunk).map(|()| chunk)
+            })
+            .await
+            .map_err(|error| BlobError::Read(std::io::Error::other(error)))?
+            .map_err(BlobError::Read)?;
             let next = offset + want as u64;
             Ok(Some((
                 bytes::Bytes::from(chunk),
