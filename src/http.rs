@@ -23,7 +23,7 @@ use exosphere_ddp::{ConnectionInfo, DeliberateStatus, Server, SockJsConfig};
 use exosphere_meteor::names::is_package_name;
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_http::classify::{
     ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
@@ -264,15 +264,26 @@ async fn healthz(State(state): State<AppState>) -> Response {
                     .borrow()
                     .to_json(chrono::Utc::now().timestamp_millis())
             });
-            let mirror_files = state.mirror_files.as_ref().map(|files| {
-                let stats = files.stats();
-                json!({
-                    "fetched": stats.fetched,
-                    "fetched_bytes": stats.fetched_bytes,
-                    "failures": stats.failures,
-                    "in_flight": stats.in_flight,
-                })
-            });
+            let mirror_files = match &state.mirror_files {
+                Some(files) => {
+                    let stats = files.stats();
+                    let store = Arc::clone(&state.store);
+                    let cached = exosphere_task::blocking(move || store.mirror_cached()).await;
+                    let (count, bytes) = match cached {
+                        Ok(Ok((count, bytes))) => (json!(count), json!(bytes)),
+                        _ => (Value::Null, Value::Null),
+                    };
+                    json!({
+                        "cached": count,
+                        "cached_bytes": bytes,
+                        "fetched": stats.fetched,
+                        "fetched_bytes": stats.fetched_bytes,
+                        "failures": stats.failures,
+                        "in_flight": stats.in_flight,
+                    })
+                }
+                None => Value::Null,
+            };
             axum::Json(json!({
                 "status": "ok",
                 "sessions": sessions,

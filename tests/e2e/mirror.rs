@@ -423,6 +423,8 @@ async fn files_come_through_the_mirror_fetched_once_and_only_when_they_match() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let health = status_files(&mirror).await;
     assert!(health["fetched"].as_u64().unwrap() >= 2, "{health}");
+    assert_eq!(health["cached"], health["fetched"], "{health}");
+    assert_eq!(health["cached_bytes"], health["fetched_bytes"], "{health}");
     assert!(health["failures"].as_u64().unwrap() >= 3, "{health}");
 }
 
@@ -820,6 +822,11 @@ async fn a_bundle_carries_a_mirror_to_a_closed_network() {
         &closed,
         &["--public-url", &site],
     );
+    let carried = std::fs::read_to_string(bundle.join("files.ndjson"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(health(&server).await["mirror_files"]["cached"], carried);
     let (served, _) = client_catalog(&server).await;
     let upstream = fake.catalog();
     let builds = &served["builds"];

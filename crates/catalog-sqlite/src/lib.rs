@@ -751,6 +751,10 @@ impl CatalogStore for SqliteStore {
         self.readers.with(|conn| mirror::files(conn, after, limit))
     }
 
+    fn mirror_cached(&self) -> Result<(u64, u64), StoreError> {
+        self.readers.with(|conn| mirror::cached(conn))
+    }
+
     fn export(
         &self,
         f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,

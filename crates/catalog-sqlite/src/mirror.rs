@@ -7,7 +7,8 @@
 //!   catalog arrives in random `_id` order: keyed by it, every insert of a ~1 KB record would
 //!   land in a random page of a growing tree); invisible to sync pages, which read only the
 //!   `rec_*` tables;
-//! * `mirror_files`: served file key → upstream URL and the SHA-256 its bytes must have;
+//! * `mirror_files`: served file key → upstream URL, the SHA-256 its bytes must have, and
+//!   its size once it is cached;
 //! * `mirror_claims`: names taken over from the upstream for local publishing.
 
 use exosphere_catalog::error::StoreError;
@@ -16,7 +17,7 @@ use exosphere_catalog::record::Record;
 use exosphere_meteor::{Collection, PerCollection};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
-use super::{Db as _, SqliteWriter, snake, to_u64};
+use super::{Db as _, SqliteWriter, snake, to_i64, to_u64};
 
 /// Schema version 3 → 4: the mirror's tables.
 pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
@@ -41,7 +42,8 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
          CREATE TABLE mirror_files (
              key TEXT PRIMARY KEY,
              url TEXT NOT NULL,
-             sha256 TEXT
+             sha256 TEXT,
+             cached_size INTEGER
          ) STRICT;
          CREATE TABLE mirror_claims (
              kind TEXT NOT NULL,
@@ -87,6 +89,21 @@ pub(super) fn file(conn: &Connection, key: &str) -> Result<Option<UpstreamFile>,
         })
         .optional()
         .db()
+}
+
+/// How many mirrored files are cached, and their bytes (a reader's connection).
+pub(super) fn cached(conn: &Connection) -> Result<(u64, u64), StoreError> {
+    let (count, bytes): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(cached_size), coalesce(sum(cached_size), 0) FROM mirror_files",
+        )
+        .db()?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .db()?;
+    Ok((
+        to_u64(count, "cached files")?,
+        to_u64(bytes, "cached bytes")?,
+    ))
 }
 
 /// A page of file keys in key order (a reader's connection).
@@ -234,11 +251,22 @@ impl MirrorWriter for SqliteWriter<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO mirror_files (key, url, sha256) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET url = excluded.url, sha256 = excluded.sha256 \
+                 ON CONFLICT (key) DO UPDATE SET url = excluded.url, sha256 = excluded.sha256, \
+                 cached_size = CASE WHEN sha256 IS excluded.sha256 THEN cached_size END \
                  WHERE url IS NOT excluded.url OR sha256 IS NOT excluded.sha256",
             )
             .db()?
             .execute(params![key, file.url, file.sha256])
+            .db()?;
+        Ok(())
+    }
+
+    fn mark_cached(&mut self, key: &str, size: Option<u64>) -> Result<(), StoreError> {
+        let size = size.map(|size| to_i64(size, "file size")).transpose()?;
+        self.conn
+            .prepare_cached("UPDATE mirror_files SET cached_size = ?2 WHERE key = ?1")
+            .db()?
+            .execute(params![key, size])
             .db()?;
         Ok(())
     }

@@ -16,7 +16,9 @@
 //! * [`MirrorWriter::staged`] pages through one collection's staged records in `_id` order,
 //!   so a caller can move any number of them in one transaction with bounded memory;
 //! * [`CatalogStore::mirror_state`](crate::CatalogStore::mirror_state) reads the state without
-//!   a write transaction, from the last commit.
+//!   a write transaction, from the last commit, and so does
+//!   [`CatalogStore::mirror_cached`](crate::CatalogStore::mirror_cached) the cached files'
+//!   count and bytes.
 
 use exosphere_meteor::{Collection, PerCollection};
 
@@ -83,8 +85,13 @@ pub trait MirrorWriter {
     fn clear_stage(&mut self) -> Result<(), StoreError>;
 
     /// Remembers which upstream file a served file key stands for, and the SHA-256 (standard
-    /// base64, as records carry `tarballHash`) its bytes must have; replaces an earlier entry.
+    /// base64, as records carry `tarballHash`) its bytes must have; replaces an earlier entry
+    /// (an entry whose hash changes is no longer counted as cached).
     fn put_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError>;
+
+    /// Records that the file of `key` is cached in the blob store with `size` bytes, or with
+    /// `None` that it is not (deleted as damaged).
+    fn mark_cached(&mut self, key: &str, size: Option<u64>) -> Result<(), StoreError>;
 
     /// Marks a name as claimed for local publishing: from then on the mirror serves no
     /// upstream record of it. Claiming a claimed name again changes nothing.

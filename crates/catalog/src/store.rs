@@ -176,6 +176,9 @@ pub trait CatalogStore: Send + Sync + 'static {
         after: &str,
         limit: usize,
     ) -> Result<Vec<(String, UpstreamFile)>, StoreError>;
+
+    /// How many mirrored files are cached, and their bytes (`/healthz`).
+    fn mirror_cached(&self) -> Result<(u64, u64), StoreError>;
 }
 
 /// The operations available inside [`CatalogStore::write`].

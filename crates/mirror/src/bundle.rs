@@ -214,6 +214,7 @@ pub async fn import(
                 sha256: entry.sha256.clone(),
             };
             writer.mirror().put_file(&entry.key, &file)?;
+            writer.mirror().mark_cached(&entry.key, Some(entry.size))?;
         }
         Ok(())
     })?;
@@ -411,6 +412,7 @@ pub async fn verify(
                     .delete(&blob)
                     .await
                     .map_err(|error| BundleError::Blobs(error.to_string()))?;
+                store.write(&mut |writer| writer.mirror().mark_cached(&key, None))?;
                 found.bad.push(key.clone());
             }
             progress(&key);

@@ -430,6 +430,15 @@ impl Inner {
         };
         if let Err(error) = kept.await {
             tracing::warn!(%key, %error, "cannot cache a mirrored file; it is fetched again next time");
+            return;
+        }
+        let (store, name) = (Arc::clone(&self.store), key.as_str().to_owned());
+        let counted = exosphere_task::blocking(move || {
+            store.write(&mut |writer| writer.mirror().mark_cached(&name, Some(total)))
+        })
+        .await;
+        if !matches!(counted, Ok(Ok(()))) {
+            tracing::warn!(%key, "cannot count a cached mirrored file in the catalog");
         }
     }
 }

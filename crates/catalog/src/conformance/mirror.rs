@@ -143,6 +143,19 @@ pub fn mirror_files_map_keys_to_upstream_files(new_store: NewStore<'_>) {
             .collect()
     };
     assert_eq!(keys(""), ["mirror/a/a.tgz", "mirror/a/b.tgz"]);
+    assert_eq!(store.mirror_cached().unwrap(), (0, 0));
+    with(&*store, |w| {
+        w.mirror().mark_cached("mirror/a/a.tgz", Some(10))?;
+        w.mirror().mark_cached("mirror/b/c.tgz", Some(5))
+    });
+    assert_eq!(store.mirror_cached().unwrap(), (2, 15));
+    with(&*store, |w| {
+        // A new hash for a key: its cached file is no longer counted.
+        w.mirror()
+            .put_file("mirror/b/c.tgz", &file("http://up/c.tgz", Some("bmV3")))?;
+        w.mirror().mark_cached("mirror/a/a.tgz", None)
+    });
+    assert_eq!(store.mirror_cached().unwrap(), (0, 0));
     assert_eq!(keys("mirror/a/b.tgz"), ["mirror/b/c.tgz"]);
     assert!(keys("mirror/b/c.tgz").is_empty());
 }
