@@ -3,15 +3,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use exosphere_catalog::accounts::{Org, Token, User, secret_hash};
 use exosphere_catalog::{CatalogWriter, Refusal, StoreError, write_or_refuse};
-use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_ddp::random_id;
 use exosphere_meteor::names::is_package_name;
 use serde_json::json;
 
 use crate::cli::{OrgCommand, TokenCommand, UserCommand};
+use crate::commands::open_catalog;
 use crate::service::secrets::new_secret;
 
 /// Runs one write transaction whose body may refuse with a message of its own.
@@ -19,8 +19,7 @@ fn transact<T>(
     data_dir: &Path,
     body: impl FnMut(&mut dyn CatalogWriter) -> Result<T, Refusal<String>>,
 ) -> anyhow::Result<T> {
-    let store = open_sqlite(data_dir)
-        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    let store = open_catalog(data_dir)?;
     Ok(write_or_refuse(&store, body)?)
 }
 

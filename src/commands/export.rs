@@ -4,16 +4,14 @@ use std::io::Write as _;
 
 use anyhow::Context as _;
 use exosphere_catalog::dump;
-use exosphere_catalog_sqlite::open_sqlite;
 
-use super::{byte_progress, create_output};
+use super::{byte_progress, create_output, open_catalog};
 use crate::cli::ExportArgs;
 
 /// Writes one consistent snapshot of the catalog, even while a server writes to it.
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let data_dir = &args.data_dir.data_dir;
-    let store = open_sqlite(data_dir)
-        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    let store = open_catalog(data_dir)?;
     let bar = byte_progress(None, "exporting");
     let mut output = bar.wrap_write(create_output(&args.output)?);
     let summary = dump::export(&store, &mut output).context("export failed")?;

@@ -6,16 +6,14 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use exosphere_catalog::dump;
-use exosphere_catalog_sqlite::open_sqlite;
 
-use super::byte_progress;
+use super::{byte_progress, open_catalog};
 use crate::cli::ImportArgs;
 
 /// Streams the file through the importer with a progress bar and prints what changed.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let data_dir = &args.data_dir.data_dir;
-    let store = open_sqlite(data_dir)
-        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    let store = open_catalog(data_dir)?;
     let (source, size): (Box<dyn Read>, Option<u64>) = if args.file == Path::new("-") {
         (Box::new(io::stdin().lock()), None)
     } else {

@@ -11,7 +11,6 @@ use anyhow::{Context as _, bail};
 use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::mirror::MirrorState;
 use exosphere_catalog::{CatalogStore, Collection, Lookup, Refusal, write_or_refuse};
-use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_meteor::names::{is_package_name, is_track_name};
 use exosphere_mirror::bundle;
 use exosphere_mirror::prefetch::{self, Fetched, Selection};
@@ -20,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::{FileStoreArgs, MirrorCommand, PrefetchArgs};
-use crate::commands::blob_store;
+use crate::commands::{blob_store, open_catalog, runtime};
 use crate::service::records::{load, now_ms, save};
 use crate::service::rules::owner_named;
 use crate::service::tx::Fail;
@@ -60,11 +59,6 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
     }
 }
 
-fn open(data_dir: &Path) -> anyhow::Result<impl CatalogStore> {
-    open_sqlite(data_dir)
-        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))
-}
-
 /// The time `ms` (since the Unix epoch) in RFC 3339, UTC.
 fn at(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(
@@ -74,7 +68,7 @@ fn at(ms: i64) -> String {
 }
 
 fn status(data_dir: &Path, as_json: bool) -> anyhow::Result<()> {
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     let Some(state) = store.mirror_state()? else {
         if as_json {
             println!("{}", json!({"mirror": null}));
@@ -141,7 +135,7 @@ fn status_json(state: &MirrorState) -> serde_json::Value {
 }
 
 fn sync_now(data_dir: &Path) -> anyhow::Result<()> {
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     write_or_refuse(&store, |writer| {
         let Some(mut state) = writer.mirror().state()? else {
             return Err(Refusal::Refused(
@@ -158,7 +152,7 @@ fn sync_now(data_dir: &Path) -> anyhow::Result<()> {
 }
 
 fn accept(data_dir: &Path) -> anyhow::Result<()> {
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     let outcome = write_or_refuse(&store, |writer| {
         let Some(mut state) = writer.mirror().state()? else {
             return Err(Refusal::Refused("no mirror has run on this data directory"));
@@ -236,7 +230,7 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
     if !args.all && selection.releases.is_empty() && selection.packages.is_empty() {
         bail!("say what to prefetch: --release TRACK@VERSION, --app DIR or --all");
     }
-    let store = open(&args.data_dir.data_dir)?;
+    let store = open_catalog(&args.data_dir.data_dir)?;
     let plan = prefetch::plan(&store, &selection)?;
     for missing in &plan.missing {
         eprintln!("warning: the mirrored catalog has no {missing}; nothing fetched for it");
@@ -311,7 +305,7 @@ fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> an
         }
         (Claim::Package(name.to_owned()), Collection::Packages)
     };
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     let refuse = |fail: Fail| match fail {
         Fail::Client(error) => Refusal::Refused(error.reason.unwrap_or_default()),
         Fail::Store(error) => Refusal::Store(error),
@@ -358,16 +352,8 @@ fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> an
     Ok(())
 }
 
-/// A runtime for the file store's async API.
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 fn export_bundle(data_dir: &Path, files: &FileStoreArgs, output: &Path) -> anyhow::Result<()> {
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     let blobs = blob_store(files, data_dir)?;
     let summary = runtime()?.block_on(bundle::export(&store, &blobs, output))?;
     println!(
@@ -389,7 +375,7 @@ fn import_bundle(
     only_with_files: bool,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     let blobs = blob_store(files, data_dir)?;
     let summary = runtime()?.block_on(bundle::import(
         &store,
@@ -417,7 +403,7 @@ fn import_bundle(
 }
 
 fn verify(data_dir: &Path, files: &FileStoreArgs) -> anyhow::Result<()> {
-    let store = open(data_dir)?;
+    let store = open_catalog(data_dir)?;
     let blobs = blob_store(files, data_dir)?;
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner().with_style(

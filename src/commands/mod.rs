@@ -21,8 +21,24 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
+use exosphere_catalog_sqlite::{SqliteStore, open_sqlite};
 
 use crate::cli::FileStoreArgs;
+
+/// The catalog in `data_dir`, with an error that names the directory.
+pub(crate) fn open_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    open_sqlite(data_dir)
+        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))
+}
+
+/// A multi-threaded tokio runtime for a command's async work (the sync client's page loop
+/// needs one: it applies pages with `block_in_place`).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
 
 /// The file store the flags choose: an S3 bucket, or a local directory (`DATA_DIR/files` by
 /// default).

@@ -4,7 +4,6 @@
 
 use std::io::Cursor;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use anyhow::Context as _;
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, dump};
-use exosphere_catalog_sqlite::open_sqlite;
 use exosphere_ddp::client::{ClientConfig, certificates_from_pem};
 use exosphere_ddp::{DdpConfig, SockJsConfig};
 use exosphere_mirror::{FilesConfig, MirrorConfig};
@@ -20,7 +18,7 @@ use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
 
 use crate::cli::ServeArgs;
-use crate::commands::blob_store;
+use crate::commands::{blob_store, open_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
 use crate::serve_lock;
@@ -33,11 +31,7 @@ const DEMO_SEED: u64 = 2015;
 
 /// Runs the server on a multi-threaded tokio runtime.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(args))
+    runtime()?.block_on(serve(args))
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -47,7 +41,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = &args.data_dir.data_dir;
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
-    let store = open_store(data_dir)?;
+    let store: Arc<dyn CatalogStore> = Arc::new(open_catalog(data_dir)?);
     if args.demo {
         load_demo_catalog(&store)?;
     }
@@ -145,13 +139,6 @@ fn raise_open_file_limit(max_sessions: usize) {
         Ok(limit) => tracing::debug!(open_files = limit.soft, "open-file limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
-}
-
-/// The catalog in `data_dir`.
-fn open_store(data_dir: &Path) -> anyhow::Result<Arc<dyn CatalogStore>> {
-    let store = open_sqlite(data_dir)
-        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
-    Ok(Arc::new(store))
 }
 
 /// The publishing side: the blob store the flags choose (an S3 bucket, or a local

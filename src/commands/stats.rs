@@ -5,9 +5,9 @@ use anyhow::{Context as _, bail};
 use chrono::Utc;
 use exosphere_catalog::day::parse_day;
 use exosphere_catalog::usage;
-use exosphere_catalog_sqlite::open_sqlite;
 
 use crate::cli::{StatsCommand, StatsRollupArgs};
+use crate::commands::open_catalog;
 
 /// Runs the chosen `stats` subcommand.
 pub fn run(command: StatsCommand) -> anyhow::Result<()> {
@@ -20,8 +20,7 @@ pub fn run(command: StatsCommand) -> anyhow::Result<()> {
 /// per day.
 fn rollup(args: &StatsRollupArgs) -> anyhow::Result<()> {
     let data_dir = &args.data_dir.data_dir;
-    let store = open_sqlite(data_dir)
-        .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))?;
+    let store = open_catalog(data_dir)?;
     let today = Utc::now().date_naive();
     let Some(date) = &args.date else {
         let done = usage::catch_up(&store, today).context("rolling up failed")?;

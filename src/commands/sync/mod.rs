@@ -18,6 +18,7 @@ use exosphere_sync_client::{Changes, PassOptions, SyncError, change_counters, sy
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::SyncArgs;
+use crate::commands::runtime;
 use sink::{IndexSink, Summary};
 
 /// The first wait before reconnecting in watch mode; it doubles up to [`MAX_BACKOFF`].
@@ -27,11 +28,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Runs the sync on a multi-threaded runtime (the connection reader keeps receiving while
 /// a page is applied).
 pub fn run(args: SyncArgs) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?
-        .block_on(sync(args))
+    runtime()?.block_on(sync(args))
 }
 
 async fn sync(args: SyncArgs) -> anyhow::Result<()> {
