@@ -541,6 +541,36 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_PACKAGES")]
     pub stats_max_packages: u64,
 
+    /// Count reported packages this catalog holds no version of. Off: only versions the
+    /// catalog holds are recorded, so made-up names never reach the store or /stats/v1.
+    #[arg(long, env = "EXOSPHERE_STATS_COUNT_UNKNOWN_PACKAGES")]
+    pub stats_count_unknown_packages: bool,
+
+    /// Package entries one client address (IPv6: per /64) may report per
+    /// --stats-rate-interval; calls over it get Meteor's too-many-requests error and are not
+    /// recorded (0 turns the limit off). Behind a reverse proxy every client is the proxy's
+    /// address: raise it there.
+    #[arg(
+        long,
+        default_value_t = 20_000,
+        env = "EXOSPHERE_STATS_RATE_PER_ADDRESS"
+    )]
+    pub stats_rate_per_address: u32,
+
+    /// Package entries all callers together may report per --stats-rate-interval
+    /// (0 turns the limit off).
+    #[arg(long, default_value_t = 200_000, env = "EXOSPHERE_STATS_RATE_GLOBAL")]
+    pub stats_rate_global: u32,
+
+    /// The window of --stats-rate-per-address and --stats-rate-global.
+    #[arg(long, default_value = "1m", value_parser = parse_positive_duration, env = "EXOSPHERE_STATS_RATE_INTERVAL")]
+    pub stats_rate_interval: Duration,
+
+    /// Client addresses whose usage budgets are remembered at once; while all are in use,
+    /// further addresses are refused, so many addresses cannot grow memory.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000), env = "EXOSPHERE_STATS_RATE_ADDRESSES")]
+    pub stats_rate_addresses: u64,
+
     /// How long after each UTC midnight the previous day is rolled up into /stats/v1.
     #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_STATS_ROLLUP_DELAY")]
     pub stats_rollup_delay: Duration,

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
-use crate::service::{PackageService, Publishing, UsageRecording};
+use crate::service::{PackageService, Publishing, UsageRates, UsageRecording, UsageThrottle};
 
 /// Everything a server is configured with, as library types. `Default` is what
 /// `exosphere serve` runs with when no flag is given (a test in `commands::serve` keeps the
@@ -48,6 +48,9 @@ pub struct Config {
     pub recorder: RecorderOptions,
     /// Bounds on one `recordAppPackages` report.
     pub usage_limits: UsageLimits,
+    /// How many package entries `recordAppPackages` callers may report, per address and
+    /// in all.
+    pub usage_rates: UsageRates,
     /// When the daily stats rollup runs.
     pub rollup: RollupSchedule,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
@@ -71,6 +74,7 @@ impl Default for Config {
             oauth_client_id: "exosphere".to_owned(),
             recorder: RecorderOptions::default(),
             usage_limits: UsageLimits::default(),
+            usage_rates: UsageRates::default(),
             rollup: RollupSchedule::default(),
             stats_max_range_days: 3660,
             mirror: None,
@@ -98,6 +102,7 @@ pub fn start(
     let usage = UsageRecording {
         recorder: Recorder::start(Arc::clone(&store), &config.recorder),
         limits: config.usage_limits.clone(),
+        throttle: UsageThrottle::new(config.usage_rates.clone()),
     };
     exosphere_task::spawn(jobs::roll_up_daily(Arc::clone(&store), config.rollup));
     let mut service = PackageService::new(syncer, catalog, config.oauth_client_id.clone())

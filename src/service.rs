@@ -10,16 +10,14 @@
 //! `releases`, `admin`); the families share, and never import each other: `publishing` (the
 //! state and the transaction helpers), `uploads` (tickets and pending publishes), `rules`
 //! (permissions), `records` (record editing), `login`, `params`, `secrets` and `tx`.
-//! `upload_slots` bounds the upload bodies received at once.
+//! `upload_slots` bounds the upload bodies received at once; `usage` is `recordAppPackages`
+//! with its rate budgets.
 
 use std::sync::Arc;
 
-use exosphere_catalog::usage::{AppReport, RecordError, Recorder, UsageLimits};
-use exosphere_catalog::{CatalogState, Collection, StoreError, SyncError, Syncer};
-use exosphere_ddp::ejson::{Ejson, EjsonMap};
-use exosphere_ddp::{
-    DdpError, MethodContext, Reply, Service, SessionContext, Subscription, random_id,
-};
+use exosphere_catalog::{CatalogState, Collection, SyncError, Syncer};
+use exosphere_ddp::ejson::Ejson;
+use exosphere_ddp::{DdpError, MethodContext, Reply, Service, SessionContext, Subscription};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
@@ -37,8 +35,10 @@ pub mod secrets;
 pub mod tx;
 pub mod upload_slots;
 pub mod uploads;
+mod usage;
 
 pub use publishing::Publishing;
+pub use usage::{UsageRates, UsageRecording, UsageThrottle};
 
 /// Collection the `meteor` tool watches for the OAuth configuration (spec §4.1).
 const LOGIN_CONFIG_COLLECTION: &str = "meteor_accounts_loginServiceConfiguration";
@@ -50,14 +50,6 @@ pub struct PackageService {
     oauth_client_id: String,
     usage: Option<UsageRecording>,
     publishing: Option<Publishing>,
-}
-
-/// What `recordAppPackages` needs: the group-commit recorder and the report limits.
-pub struct UsageRecording {
-    /// Writes reports many per transaction and answers each once it is committed.
-    pub recorder: Recorder,
-    /// Bounds on one report.
-    pub limits: UsageLimits,
 }
 
 impl PackageService {
@@ -88,55 +80,6 @@ impl PackageService {
     pub fn with_publishing(mut self, publishing: Publishing) -> Self {
         self.publishing = Some(publishing);
         self
-    }
-
-    /// `recordAppPackages(appId, packages, details)` (spec §7.1): validates the report,
-    /// records it on today's UTC day, and answers once it is committed, with a
-    /// `newSessionId` when `details` carried no `sessionId`.
-    ///
-    /// Anonymous and logged-in callers are recorded alike: the report counts per app, so
-    /// `ctx.session.user_id()` is not needed; it is the place to look once accounts exist
-    /// (e.g. to refuse or rate-limit). No address or detail of the caller is kept.
-    async fn record_app_packages(
-        &self,
-        _ctx: &MethodContext,
-        params: Vec<Ejson>,
-    ) -> Result<Reply, DdpError> {
-        let Some(usage) = &self.usage else {
-            return Err(DdpError::method_not_found("recordAppPackages"));
-        };
-        let mut params = params.into_iter();
-        let (app_id, packages) = (params.next(), params.next());
-        let (Some(app_id), Some(packages)) = (app_id, packages) else {
-            return Err(DdpError::bad_request(
-                "recordAppPackages expects (appId, packages, details)",
-            ));
-        };
-        let has_session = match params.next() {
-            None | Some(Ejson::Null) => false,
-            Some(Ejson::Object(details)) => {
-                matches!(details.get("sessionId"), Some(Ejson::String(id)) if !id.is_empty())
-            }
-            Some(_) => return Err(DdpError::bad_request("details must be an object")),
-        };
-        let report = AppReport::from_params(app_id, packages, &usage.limits)
-            .map_err(|error| DdpError::bad_request(error.to_string()))?;
-        let today = chrono::Utc::now().date_naive();
-        match usage.recorder.record(today, report).await {
-            Ok(()) => {}
-            Err(RecordError::Store(error)) if matches!(*error, StoreError::Busy) => {
-                return Err(DdpError::new(503, "The stats database is busy; try again"));
-            }
-            Err(error) => {
-                tracing::error!(%error, "recordAppPackages failed");
-                return Err(DdpError::internal());
-            }
-        }
-        let mut result = EjsonMap::new();
-        if !has_session {
-            result.insert("newSessionId".to_owned(), Ejson::String(random_id()));
-        }
-        Ok(Reply::Value(Ejson::Object(result)))
     }
 
     /// `syncNewPackageData(syncToken, options)` (spec §3): the catalog builds the encoded
@@ -182,7 +125,10 @@ impl Service for PackageService {
     ) -> Result<Reply, DdpError> {
         match method {
             "syncNewPackageData" => self.sync_new_package_data(params).await,
-            "recordAppPackages" => self.record_app_packages(ctx, params).await,
+            "recordAppPackages" => match &self.usage {
+                Some(usage) => usage.record_app_packages(ctx, params).await,
+                None => Err(DdpError::method_not_found(method)),
+            },
             method if methods::is_publishing_method(method) => match &self.publishing {
                 Some(publishing) => methods::call(publishing, ctx, method, params).await,
                 None => Err(DdpError::method_not_found(method)),

@@ -23,8 +23,8 @@ use crate::fd_limit;
 use crate::jobs::RollupSchedule;
 use crate::serve_lock;
 use crate::server::{self, Config};
-use crate::service::Publishing;
 use crate::service::upload_slots::UploadSlots;
+use crate::service::{Publishing, UsageRates};
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
 const DEMO_SEED: u64 = 2015;
@@ -111,6 +111,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             queue: usize::try_from(args.stats_queue)?,
             batch_size: usize::try_from(args.stats_batch_size)?,
             batch_delay: args.stats_batch_delay,
+            count_unknown_packages: args.stats_count_unknown_packages,
+        },
+        usage_rates: UsageRates {
+            per_address: args.stats_rate_per_address,
+            global: args.stats_rate_global,
+            interval: args.stats_rate_interval,
+            max_addresses: usize::try_from(args.stats_rate_addresses)?,
         },
         usage_limits: UsageLimits {
             max_packages: usize::try_from(args.stats_max_packages)?,

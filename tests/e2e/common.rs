@@ -188,6 +188,11 @@ impl Ddp {
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket connects");
+        Ddp::handshake(socket).await
+    }
+
+    /// Completes the DDP handshake on an open WebSocket.
+    async fn handshake(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ddp {
         let mut ddp = Ddp {
             socket,
             next_id: 0,
@@ -203,6 +208,25 @@ impl Ddp {
             .expect("session id")
             .to_owned();
         ddp
+    }
+
+    /// Connects from the loopback address `source` (e.g. `127.0.0.2`), for tests of
+    /// limits kept per client address, and completes the DDP handshake.
+    pub async fn connect_from(url: &str, source: std::net::IpAddr) -> Ddp {
+        let authority = url
+            .strip_prefix("ws://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("a ws:// URL");
+        let server: std::net::SocketAddr = authority.parse().expect("a literal address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(std::net::SocketAddr::new(source, 0))
+            .expect("binds the source address");
+        let stream = socket.connect(server).await.expect("TCP connects");
+        let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("WebSocket connects");
+        Ddp::handshake(socket).await
     }
 
     /// Sends one message as one text frame.

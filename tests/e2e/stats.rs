@@ -104,8 +104,9 @@ async fn record(ddp: &mut Ddp, app: &str, list: Value, details: Value) -> Value 
 async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // The stats server role (spec §7.1): the tool subscribes first, then records.
-    let server = Server::start(&data, &[]);
+    // The stats server role (spec §7.1): the tool subscribes first, then records. These
+    // made-up packages are in no catalog here, so they count only on request.
+    let server = Server::start(&data, &["--stats-count-unknown-packages"]);
     let mut ddp = server.ddp().await;
     let (config, ready) = ddp
         .subscribe("cfg", "meteor.loginServiceConfiguration")
@@ -214,7 +215,14 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
 
     // The restarted server's job catches up on both days; today keeps its manual rollup.
     // It also runs every 100 ms here (`--stats-rollup-every`), for the late report below.
-    let server = Server::start(&data, &["--stats-rollup-every", "100ms"]);
+    let server = Server::start(
+        &data,
+        &[
+            "--stats-rollup-every",
+            "100ms",
+            "--stats-count-unknown-packages",
+        ],
+    );
     let mut waited = 0;
     while stats_file(&server, days_ago(2)).is_err() {
         assert!(
@@ -359,7 +367,14 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
 async fn bad_reports_get_a_clear_error_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &["--stats-max-packages", "2"]);
+    let server = Server::start(
+        &data,
+        &[
+            "--stats-max-packages",
+            "2",
+            "--stats-count-unknown-packages",
+        ],
+    );
     let mut ddp = server.ddp().await;
     let too_many = packages(&[
         ("a", "1.0.0", false, true),
@@ -408,5 +423,96 @@ async fn bad_reports_get_a_clear_error_and_store_nothing() {
     assert!(
         !output.status.success(),
         "a day that has not begun cannot be rolled up"
+    );
+}
+
+/// The report-flooding attack (issue 17, finding 5): connections sending thousands of
+/// made-up package names per call. Only versions the catalog holds are recorded, so the
+/// invented names never reach the day's file; each address has a budget of package entries
+/// per interval, so a flood is refused with Meteor's `too-many-requests` (spec §7.1: the
+/// tool swallows it) while a client at another address still records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_reports_are_refused_and_made_up_names_never_reach_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::import(&data, &crate::common::fixture());
+    let server = Server::start(
+        &data,
+        &[
+            "--stats-rate-per-address",
+            "5000",
+            "--stats-rate-global",
+            "8000",
+            "--stats-rate-interval",
+            "1h",
+        ],
+    );
+    let invented = |call: usize| {
+        let list: Vec<(String, String)> = (0..2000)
+            .map(|i| (format!("made-up-{call}-{i}"), "1.0.0".to_owned()))
+            .collect();
+        Value::Array(
+            list.into_iter()
+                .map(|(name, version)| {
+                    json!({"name": name, "version": version, "local": false, "direct": true})
+                })
+                .collect(),
+        )
+    };
+    // Four connections from one address: two calls of 2000 entries fit its budget of
+    // 5000, every later one is refused.
+    let mut flooders = Vec::new();
+    for _ in 0..4 {
+        flooders.push(server.ddp().await);
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3 {
+        for (n, ddp) in flooders.iter_mut().enumerate() {
+            let answer = record(
+                ddp,
+                &format!("flood-{n}-{round}"),
+                invented(round * 4 + n),
+                json!({}),
+            )
+            .await;
+            if answer.get("result").is_some() {
+                accepted += 1;
+            } else {
+                assert_eq!(answer["error"]["error"], "too-many-requests", "{answer}");
+                assert!(answer["error"]["details"]["timeToReset"].as_u64().unwrap() > 0);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((accepted, refused), (2, 10), "5000 entries per address");
+    // An honest app from another address still records, real packages and all.
+    let honest_url = server.ws.clone();
+    let mut honest =
+        crate::common::Ddp::connect_from(&honest_url, "127.0.0.2".parse().unwrap()).await;
+    let real = packages(&[
+        ("accounts-base", "1.0.0", false, true),
+        ("not-in-this-catalog", "1.0.0", false, false),
+        ("my-own", "0.0.1", true, true),
+    ]);
+    let answer = record(&mut honest, "honest-app", real, json!({})).await;
+    assert!(answer.get("result").is_some(), "{answer}");
+    // The global budget (8000) is shared by everyone: 4000 flooded + 3 honest entries
+    // leave room for one more call of 2000 from a third address, not two.
+    let mut third =
+        crate::common::Ddp::connect_from(&honest_url, "127.0.0.3".parse().unwrap()).await;
+    let answer = record(&mut third, "third", invented(99), json!({})).await;
+    assert!(answer.get("result").is_some(), "{answer}");
+    let answer = record(&mut third, "third-2", invented(100), json!({})).await;
+    assert_eq!(
+        answer["error"]["error"], "too-many-requests",
+        "over the global budget: {answer}"
+    );
+
+    // Of everything accepted, only the catalog's version was recorded.
+    let today = recorded_day(&data);
+    assert!(rollup(&data, &["--date", &today.to_string()]).contains("1 rows"));
+    assert_eq!(
+        stats_file(&server, today),
+        Ok(vec![row("accounts-base", "1.0.0", 1, 1)])
     );
 }

@@ -21,8 +21,11 @@
 //!   version already appeared in A;
 //! * a version first seen as a dependency and listed directly later stays an indirect
 //!   add: `directAdds` is always a subset of `totalAdds` of the same day;
-//! * packages marked `local: true` are the app's own and are left out; every other
-//!   package counts whether or not this server's catalog holds it;
+//! * packages marked `local: true` are the app's own and are left out;
+//! * by default only versions this server's catalog holds count: a `name@version` without
+//!   a `versions` record when the report is written is left out (and a report left with
+//!   nothing is not recorded at all), so made-up names never reach the store or a
+//!   `/stats/v1` file. [`RecorderOptions::count_unknown_packages`] counts them too;
 //! * a name@version listed twice in one report counts once (direct if either says so).
 //!
 //! Nothing else from a report is kept: not the `details`, the session, the user or the
@@ -45,7 +48,7 @@ use chrono::NaiveDate;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
-use crate::store::CatalogStore;
+use crate::store::{CatalogStore, CatalogWriter, Lookup};
 
 pub use report::{AppReport, InvalidReport, MAX_FIELD_BYTES, UsageLimits, UsedPackage};
 
@@ -89,6 +92,10 @@ pub struct RecorderOptions {
     /// How long a batch waits for more reports after its first one; zero writes at once
     /// (reports that arrive during a commit still share the next one).
     pub batch_delay: Duration,
+    /// Whether packages the catalog holds no version of count too. Off by default:
+    /// anyone may report, so counting every name lets any caller fill the store and the
+    /// published files with invented names.
+    pub count_unknown_packages: bool,
 }
 
 impl Default for RecorderOptions {
@@ -97,6 +104,7 @@ impl Default for RecorderOptions {
             queue: 10_000,
             batch_size: 1000,
             batch_delay: Duration::ZERO,
+            count_unknown_packages: false,
         }
     }
 }
@@ -132,12 +140,7 @@ impl Recorder {
     /// the recorder is dropped, after writing what was queued. Zero sizes are raised to 1.
     pub fn start(store: Arc<dyn CatalogStore>, options: &RecorderOptions) -> Recorder {
         let (queue, jobs) = mpsc::channel(options.queue.max(1));
-        exosphere_task::spawn(write_batches(
-            store,
-            jobs,
-            options.batch_size.max(1),
-            options.batch_delay,
-        ));
+        exosphere_task::spawn(write_batches(store, jobs, options.clone()));
         Recorder { queue }
     }
 
@@ -153,15 +156,35 @@ impl Recorder {
     }
 }
 
+/// `report` without the packages the catalog holds no version record of (checked in the
+/// transaction that records it).
+fn catalog_packages_only(
+    w: &mut dyn CatalogWriter,
+    report: &AppReport,
+) -> Result<AppReport, StoreError> {
+    let mut known = Vec::with_capacity(report.packages().len());
+    for package in report.packages() {
+        let version = Lookup::Version {
+            package: &package.name,
+            version: &package.version,
+        };
+        if !w.find(&version)?.is_empty() {
+            known.push(package.clone());
+        }
+    }
+    Ok(report.with_packages(known))
+}
+
 /// The recorder's task: takes whatever is queued (up to `batch_size`, waiting up to
-/// `delay` for more), writes it in one transaction on the blocking pool, answers every
-/// caller, and repeats. Reports queued during a commit form the next batch.
+/// `batch_delay` for more), writes it in one transaction on the blocking pool, answers
+/// every caller, and repeats. Reports queued during a commit form the next batch.
 async fn write_batches(
     store: Arc<dyn CatalogStore>,
     mut jobs: mpsc::Receiver<Job>,
-    batch_size: usize,
-    delay: Duration,
+    options: RecorderOptions,
 ) {
+    let (batch_size, delay) = (options.batch_size.max(1), options.batch_delay);
+    let count_unknown = options.count_unknown_packages;
     let mut batch = Vec::with_capacity(batch_size);
     loop {
         if jobs.recv_many(&mut batch, batch_size).await == 0 {
@@ -184,9 +207,16 @@ async fn write_batches(
         let store = Arc::clone(&store);
         let written = exosphere_task::blocking(move || {
             store.write(&mut |w| {
-                reports
-                    .iter()
-                    .try_for_each(|(day, report)| w.record_usage(*day, report))
+                reports.iter().try_for_each(|(day, report)| {
+                    if count_unknown {
+                        return w.record_usage(*day, report);
+                    }
+                    let known = catalog_packages_only(w, report)?;
+                    if known.packages().is_empty() {
+                        return Ok(());
+                    }
+                    w.record_usage(*day, &known)
+                })
             })
         })
         .await

@@ -154,13 +154,21 @@ impl AppReport {
             }
             same
         });
-        let mut hasher = DefaultHasher::new();
-        packages.hash(&mut hasher);
         Ok(AppReport {
             app_id,
-            list_hash: hasher.finish().cast_signed(),
+            list_hash: list_hash(&packages),
             packages,
         })
+    }
+
+    /// The same app with only `packages` (a subset of this report's, so still sorted and
+    /// deduplicated), hashed again.
+    pub(crate) fn with_packages(&self, packages: Vec<UsedPackage>) -> AppReport {
+        AppReport {
+            app_id: self.app_id.clone(),
+            list_hash: list_hash(&packages),
+            packages,
+        }
     }
 
     /// The app id from the app's `.meteor/.id`.
@@ -180,6 +188,13 @@ impl AppReport {
     pub fn list_hash(&self) -> i64 {
         self.list_hash
     }
+}
+
+/// The hash [`AppReport::list_hash`] answers for a package list.
+fn list_hash(packages: &[UsedPackage]) -> i64 {
+    let mut hasher = DefaultHasher::new();
+    packages.hash(&mut hasher);
+    hasher.finish().cast_signed()
 }
 
 #[cfg(test)]

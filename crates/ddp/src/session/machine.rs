@@ -24,13 +24,13 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::close::CloseReason;
 use super::heartbeat::{Beat, Heartbeat};
-use super::rate_limit::RateLimit;
 use super::shared::SessionShared;
 use super::worker::{Work, WorkQueue};
 use crate::config::DdpConfig;
 use crate::context::SessionContext;
 use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
 use crate::outbox::Outbox;
+use crate::rate_limit::RateLimit;
 use crate::server::Server;
 use crate::service::Service;
 use crate::version::{DdpVersion, Negotiation, negotiate};

@@ -15,7 +15,6 @@
 mod close;
 mod heartbeat;
 mod machine;
-mod rate_limit;
 mod shared;
 mod worker;
 

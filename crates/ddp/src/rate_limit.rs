@@ -1,10 +1,11 @@
-//! The per-connection method rate limit, shaped like Meteor's `DDPRateLimiter`.
+//! Rate limits shaped like Meteor's `DDPRateLimiter`: the per-connection method limit, and
+//! any limit a service keeps of its own (per client address, server-wide).
 //!
 //! Meteor counts calls in fixed windows that start with the first call, and refuses the
 //! calls over the limit with `Meteor.Error("too-many-requests", "Error, too many
 //! requests. Please slow down. You must wait N seconds before trying again.",
 //! {timeToReset})`. Clients that already handle Meteor's limiter (retry after
-//! `timeToReset` milliseconds) handle ours.
+//! `timeToReset` milliseconds) handle ours. A leaf: it knows only [`DdpError`].
 
 use std::time::Duration;
 
@@ -13,9 +14,10 @@ use tokio::time::Instant;
 
 use crate::error::DdpError;
 
-/// Calls counted in the current window of one connection.
-#[derive(Debug)]
-pub(crate) struct RateLimit {
+/// What was counted in the current window of one limit: calls, or any other unit a
+/// service charges (e.g. rows a call writes).
+#[derive(Debug, Clone)]
+pub struct RateLimit {
     limit: u32,
     interval: Duration,
     window_start: Instant,
@@ -23,8 +25,8 @@ pub(crate) struct RateLimit {
 }
 
 impl RateLimit {
-    /// `limit` calls per `interval`; a zero limit allows everything.
-    pub(crate) fn new(limit: u32, interval: Duration, now: Instant) -> Self {
+    /// `limit` units per `interval`; a zero limit allows everything.
+    pub fn new(limit: u32, interval: Duration, now: Instant) -> Self {
         Self {
             limit,
             interval,
@@ -34,7 +36,14 @@ impl RateLimit {
     }
 
     /// Counts a call at `now`: `Ok` to run it, or the error to answer it with.
-    pub(crate) fn check(&mut self, now: Instant) -> Result<(), DdpError> {
+    pub fn check(&mut self, now: Instant) -> Result<(), DdpError> {
+        self.charge(now, 1)
+    }
+
+    /// Counts `cost` units at `now` (more than the whole limit counts as the limit, so a
+    /// costly call still passes in a fresh window): `Ok` when they fit in the window, or
+    /// the error to answer with, counting nothing.
+    pub fn charge(&mut self, now: Instant, cost: u32) -> Result<(), DdpError> {
         if self.limit == 0 {
             return Ok(());
         }
@@ -43,12 +52,19 @@ impl RateLimit {
             self.window_start = now;
             self.count = 0;
         }
-        if self.count < self.limit {
-            self.count += 1;
+        let cost = cost.clamp(1, self.limit);
+        if self.count.saturating_add(cost) <= self.limit {
+            self.count += cost;
             return Ok(());
         }
         let time_to_reset = self.interval.saturating_sub(elapsed);
         Err(too_many_requests(time_to_reset))
+    }
+
+    /// Whether the window this limit counted in is over at `now`, so forgetting the
+    /// limit loses nothing: a caller keeping many limits (one per address) drops these.
+    pub fn is_idle(&self, now: Instant) -> bool {
+        self.count == 0 || now.saturating_duration_since(self.window_start) >= self.interval
     }
 }
 
@@ -87,6 +103,23 @@ mod tests {
         );
         assert_eq!(refused.details, Some(json!({"timeToReset": 2500})));
         assert!(limit.check(t0 + Duration::from_secs(10)).is_ok());
+    }
+
+    #[test]
+    fn costs_count_against_the_same_window_and_a_refused_cost_counts_nothing() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(10, Duration::from_secs(10), t0);
+        assert!(limit.is_idle(t0), "nothing counted yet");
+        assert!(limit.charge(t0, 6).is_ok());
+        assert!(!limit.is_idle(t0));
+        assert!(limit.charge(t0, 5).is_err(), "6 + 5 is over 10");
+        assert!(limit.charge(t0, 4).is_ok(), "the refused 5 counted nothing");
+        assert!(limit.check(t0).is_err());
+        // A cost above the whole limit passes alone in a fresh window.
+        let later = t0 + Duration::from_secs(10);
+        assert!(limit.is_idle(later));
+        assert!(limit.charge(later, 1000).is_ok());
+        assert!(limit.check(later).is_err());
     }
 
     #[test]
