@@ -91,7 +91,7 @@ impl UsageThrottle {
             global,
             per_address,
         } = &mut *budgets;
-        let mut own = match address.filter(|_| self.rates.per_address > 0) {
+        let own = match address.filter(|_| self.rates.per_address > 0) {
             None => None,
             Some(address) => {
                 let key = client_key(address);
@@ -117,7 +117,7 @@ impl UsageThrottle {
         };
         // Check the address's budget on a copy, so a call the global budget refuses
         // charges neither.
-        if let Some(budget) = own.as_deref_mut() {
+        if let Some(budget) = own {
             let mut trial = budget.clone();
             trial.charge(now, cost)?;
             global.charge(now, cost)?;
