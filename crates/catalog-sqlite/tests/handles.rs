@@ -19,6 +19,7 @@ async fn recorder_acknowledges_only_committed_reports() {
             queue: 8,
             batch_size: 16,
             batch_delay: Duration::from_millis(2),
+            count_unknown_packages: true,
         },
     );
     let calls: Vec<_> = (0..200)

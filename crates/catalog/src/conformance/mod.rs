@@ -76,7 +76,7 @@ macro_rules! conformance_tests {
             dump: imports_and_exports_a_small_dump, errors_name_the_line_and_store_nothing, invalid_utf8_and_long_lines_are_refused, read_errors_store_nothing, write_errors_are_reported, reimport_is_unchanged_and_later_lines_win;
             stats: package_ranges_sum_per_period_and_version_with_a_trend;
             transact: write_or_refuse_commits_what_the_body_wrote, write_or_refuse_rolls_back_a_refusal_and_returns_its_reason, write_or_refuse_rolls_back_a_store_error;
-            usage: several_days_roll_up_to_hand_computed_rows, a_rollup_of_today_is_not_advertised, rollup_replaces_imported_rows_of_recorded_days_only;
+            usage: several_days_roll_up_to_hand_computed_rows, a_rollup_of_today_is_not_advertised, rollup_replaces_imported_rows_of_recorded_days_only, the_recorder_counts_only_versions_the_catalog_holds;
             watch: zero_interval_is_accepted_and_task_stops_with_receivers;
         }
     };

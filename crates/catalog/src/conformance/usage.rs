@@ -209,3 +209,70 @@ pub fn rollup_replaces_imported_rows_of_recorded_days_only(new_store: NewStore<'
         rows(&[("tracker", "1.0.0", 1, 1)])
     );
 }
+
+/// The recorder's default rule (`crate::usage` module docs): only versions the catalog
+/// holds count, a report left with nothing is not recorded, and
+/// `count_unknown_packages` counts everything.
+pub fn the_recorder_counts_only_versions_the_catalog_holds(new_store: NewStore<'_>) {
+    use std::sync::Arc;
+
+    use crate::usage::{Recorder, RecorderOptions};
+    use crate::{Collection, Record};
+
+    let store = new_store();
+    store
+        .write(&mut |w| {
+            let version = r#"{"_id":"v1","packageName":"tracker","version":"1.0.0"}"#;
+            w.upsert(&Record::from_json(Collection::Versions, version).unwrap())?;
+            Ok(())
+        })
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let record_with = |options: RecorderOptions, on: &str, report: AppReport| {
+        runtime.block_on(async {
+            let recorder = Recorder::start(Arc::clone(&store), &options);
+            recorder.record(day(on), report).await.unwrap();
+        });
+    };
+    let known_only = RecorderOptions::default();
+    record_with(
+        known_only.clone(),
+        "2024-10-01",
+        app(
+            "A",
+            &[("tracker", "1.0.0", true), ("made-up", "1.0.0", true)],
+        ),
+    );
+    record_with(
+        known_only,
+        "2024-10-02",
+        app("B", &[("made-up", "2.0.0", true)]),
+    );
+    assert_eq!(roll_up(&*store, day("2024-10-01")).unwrap(), Some(1));
+    assert_eq!(
+        file(&*store, "2024-10-01"),
+        rows(&[("tracker", "1.0.0", 1, 1)])
+    );
+    assert_eq!(
+        roll_up(&*store, day("2024-10-02")).unwrap(),
+        None,
+        "a report of made-up names only is not recorded at all"
+    );
+    let everything = RecorderOptions {
+        count_unknown_packages: true,
+        ..RecorderOptions::default()
+    };
+    record_with(
+        everything,
+        "2024-10-03",
+        app("C", &[("made-up", "1.0.0", false)]),
+    );
+    assert_eq!(roll_up(&*store, day("2024-10-03")).unwrap(), Some(1));
+    assert_eq!(
+        file(&*store, "2024-10-03"),
+        rows(&[("made-up", "1.0.0", 0, 1)])
+    );
+}
