@@ -584,6 +584,21 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
     pub stats_max_range_days: u64,
 
+    /// /stats/v1 days rendered at once; further requests wait for a turn. A render streams
+    /// the day from the store into a temporary file (in TMPDIR), never into memory.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64), env = "EXOSPHERE_STATS_MAX_RENDERS")]
+    pub stats_max_renders: u64,
+
+    /// Bytes of rendered finished /stats/v1 days kept (as temporary files in TMPDIR) for
+    /// later requests; a larger day is rendered for each request (0 keeps none).
+    #[arg(long, default_value_t = 256 << 20, env = "EXOSPHERE_STATS_CACHE_SIZE")]
+    pub stats_cache_size: u64,
+
+    /// How long a rendered finished day is served before the store is read again (a late
+    /// report can still change it); answers allow HTTP caches 5 minutes already.
+    #[arg(long, default_value = "5m", value_parser = parse_duration, env = "EXOSPHERE_STATS_CACHE_TTL")]
+    pub stats_cache_ttl: Duration,
+
     #[command(flatten)]
     pub publishing: Box<PublishArgs>,
 

@@ -1,6 +1,6 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
 //! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads (published
-//! and mirrored) live in `http/files.rs`.
+//! and mirrored) live in `http/files.rs`, the stats routes in `http/stats.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.
@@ -11,18 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
-use exosphere_catalog::day::parse_day;
-use exosphere_catalog::stats::{Interval, RangeError, package_stats, render_stats_day};
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, Server, SockJsConfig};
-use exosphere_meteor::names::is_package_name;
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_http::classify::{
@@ -34,8 +30,10 @@ use tracing::Span;
 
 use crate::service::PackageService;
 use crate::service::Publishing;
+use crate::stats_files::StatsFiles;
 
 mod files;
+mod stats;
 
 /// Shared state of every route.
 #[derive(Clone)]
@@ -50,6 +48,8 @@ pub struct AppState {
     pub sockjs_test_services: bool,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
     pub stats_max_range_days: u64,
+    /// The `/stats/v1` files, rendered and kept.
+    pub stats_files: StatsFiles,
     /// Uploads and downloads of package files (spec §5.2, §8.1); `None` serves neither.
     pub publishing: Option<Publishing>,
     /// What the upstream mirror is doing, when there is one (shown on `/healthz`).
@@ -72,8 +72,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
-        .route("/stats/v1/{day}", get(stats_day))
-        .route("/api/v1/stats/packages/{name}", get(package_stats_range))
+        .route("/stats/v1/{day}", get(stats::stats_day))
+        .route(
+            "/api/v1/stats/packages/{name}",
+            get(stats::package_stats_range),
+        )
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
         .merge(sockjs::ddp_routes(
@@ -155,102 +158,6 @@ async fn websocket(
     exosphere_ddp::upgrade(state.ddp, upgrade, info)
 }
 
-/// `GET /stats/v1/YYYY-MM-DD` (spec §7.2): NDJSON rows, or 404 for a day without data. A
-/// day from the current UTC day on (rolled up by hand) is unfinished: `no-store`, so no
-/// cache keeps its partial numbers.
-async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -> Response {
-    let finished = match parse_day(&day) {
-        Ok(parsed) => parsed < chrono::Utc::now().date_naive(),
-        Err(error) => return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response(),
-    };
-    let store = Arc::clone(&state.store);
-    let lookup = {
-        let day = day.clone();
-        exosphere_task::blocking(move || store.stats_day(&day)).await
-    };
-    match lookup {
-        Ok(Ok(Some(rows))) => (
-            [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-ndjson"),
-                ),
-                (
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static(if finished {
-                        "public, max-age=300"
-                    } else {
-                        "no-store"
-                    }),
-                ),
-            ],
-            render_stats_day(&rows),
-        )
-            .into_response(),
-        Ok(Ok(None)) => (
-            StatusCode::NOT_FOUND,
-            format!("no package statistics for {day}\n"),
-        )
-            .into_response(),
-        Ok(Err(error)) => internal_error("reading stats", &error),
-        Err(error) => internal_error("reading stats", &error),
-    }
-}
-
-/// The query of `/api/v1/stats/packages/<name>`; every key is optional.
-#[derive(Debug, Deserialize)]
-struct RangeQuery {
-    from: Option<String>,
-    to: Option<String>,
-    interval: Option<String>,
-}
-
-/// `GET /api/v1/stats/packages/<name>?from=D&to=D&interval=day|week|month`: one package's
-/// adds over a range of UTC days (default: the 30 days ending today), summed, per version
-/// and per period, with the trend against the range before. Answers from the same stats
-/// rows as `/stats/v1`; 400 names what is wrong with a bad query.
-async fn package_stats_range(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let bad = |reason: String| (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
-    let Ok(Query(query)) = query else {
-        return bad("the query accepts from, to and interval".into());
-    };
-    if !is_package_name(&name) {
-        return bad(format!("{name:?} is not a Meteor package name"));
-    }
-    let day = |text: Option<&String>| text.map(|text| parse_day(text)).transpose();
-    let (to, from, interval) = match (
-        day(query.to.as_ref()),
-        day(query.from.as_ref()),
-        query
-            .interval
-            .as_deref()
-            .unwrap_or("day")
-            .parse::<Interval>(),
-    ) {
-        (Ok(to), Ok(from), Ok(interval)) => (to, from, interval),
-        (Err(error), _, _) | (_, Err(error), _) => return bad(error.to_string()),
-        (_, _, Err(error)) => return bad(error.to_string()),
-    };
-    let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let from = from.unwrap_or_else(|| to - chrono::Days::new(29));
-    let store = Arc::clone(&state.store);
-    let max_days = state.stats_max_range_days;
-    let answer = exosphere_task::blocking(move || {
-        package_stats(&*store, &name, from, to, interval, max_days)
-    })
-    .await;
-    match answer {
-        Ok(Ok(stats)) => axum::Json(stats).into_response(),
-        Ok(Err(RangeError::Store(error))) => internal_error("reading package stats", &error),
-        Ok(Err(error)) => bad(error.to_string()),
-        Err(error) => internal_error("reading package stats", &error),
-    }
-}
-
 /// `GET /healthz`: 200 when the catalog answers, 503 otherwise, with the figures an operator
 /// wants at a glance.
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -291,6 +198,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
                 "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
                 "mirror": mirror,
                 "mirror_files": mirror_files,
+                "stats_files": state.stats_files.health(),
             }))
             .into_response()
         }

@@ -10,6 +10,7 @@ use exosphere_catalog::CatalogStore;
 use exosphere_catalog::usage;
 
 use crate::service::Publishing;
+use crate::stats_files::StatsFiles;
 
 /// When the daily stats rollup runs: `delay` after every UTC midnight, and every `every` in
 /// between so late reports show up.
@@ -55,8 +56,13 @@ const ROLLUP_RETRY: Duration = Duration::from_secs(60);
 /// after every UTC midnight, and every `every` in between, rolls up each day before today
 /// that got recordings since its last rollup, so days missed while the server was down are
 /// caught up, and a late report re-opens its day within `every`. The next wake-up is
-/// computed from when a run starts, so a long catch-up cannot skip a midnight.
-pub async fn roll_up_daily(store: Arc<dyn CatalogStore>, schedule: RollupSchedule) {
+/// computed from when a run starts, so a long catch-up cannot skip a midnight. Each day it
+/// rolls up is dropped from `files`, so its file is rendered again at the next request.
+pub async fn roll_up_daily(
+    store: Arc<dyn CatalogStore>,
+    schedule: RollupSchedule,
+    files: StatsFiles,
+) {
     loop {
         let started = tokio::time::Instant::now();
         let now = chrono::Utc::now();
@@ -69,6 +75,7 @@ pub async fn roll_up_daily(store: Arc<dyn CatalogStore>, schedule: RollupSchedul
         match outcome {
             Ok(days) => {
                 for (day, rows) in days {
+                    files.forget(&day.to_string());
                     tracing::info!(%day, rows, "rolled up package usage");
                 }
             }

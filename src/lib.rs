@@ -9,6 +9,7 @@
 //! - `jobs` holds the background jobs a server runs (stats rollups, the upload sweep);
 //! - [`service`] is the package server as a DDP service (methods and publications);
 //! - [`http`] is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
+//! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
 //! - `serve_lock` keeps a data directory to one `serve` process.
 
@@ -20,6 +21,7 @@ mod jobs;
 mod serve_lock;
 pub mod server;
 pub mod service;
+pub mod stats_files;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
 use crate::service::{PackageService, Publishing, UsageRates, UsageRecording, UsageThrottle};
+use crate::stats_files::{StatsFiles, StatsFilesConfig};
 
 /// Everything a server is configured with, as library types. `Default` is what
 /// `exosphere serve` runs with when no flag is given (a test in `commands::serve` keeps the
@@ -55,6 +56,8 @@ pub struct Config {
     pub rollup: RollupSchedule,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
     pub stats_max_range_days: u64,
+    /// How `/stats/v1` files are rendered and kept.
+    pub stats_files: StatsFilesConfig,
     /// The upstream to mirror, if any.
     pub mirror: Option<MirrorConfig>,
     /// How mirrored files are fetched and cached, when they are served (`/mirror/files`):
@@ -77,6 +80,7 @@ impl Default for Config {
             usage_rates: UsageRates::default(),
             rollup: RollupSchedule::default(),
             stats_max_range_days: 3660,
+            stats_files: StatsFilesConfig::default(),
             mirror: None,
             mirror_files: None,
         }
@@ -104,7 +108,12 @@ pub fn start(
         limits: config.usage_limits.clone(),
         throttle: UsageThrottle::new(config.usage_rates.clone()),
     };
-    exosphere_task::spawn(jobs::roll_up_daily(Arc::clone(&store), config.rollup));
+    let stats_files = StatsFiles::new(Arc::clone(&store), config.stats_files.clone());
+    exosphere_task::spawn(jobs::roll_up_daily(
+        Arc::clone(&store),
+        config.rollup,
+        stats_files.clone(),
+    ));
     let mut service = PackageService::new(syncer, catalog, config.oauth_client_id.clone())
         .with_usage_recording(usage);
     if let Some(publishing) = &publishing {
@@ -140,6 +149,7 @@ pub fn start(
         _ => None,
     };
     Ok(AppState {
+        stats_files,
         store,
         mirror,
         mirror_files,

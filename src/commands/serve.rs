@@ -25,6 +25,7 @@ use crate::serve_lock;
 use crate::server::{self, Config};
 use crate::service::upload_slots::UploadSlots;
 use crate::service::{Publishing, UsageRates};
+use crate::stats_files::StatsFilesConfig;
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
 const DEMO_SEED: u64 = 2015;
@@ -127,6 +128,11 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             every: args.stats_rollup_every,
         },
         stats_max_range_days: args.stats_max_range_days,
+        stats_files: StatsFilesConfig {
+            max_renders: usize::try_from(args.stats_max_renders)?,
+            cache_size: args.stats_cache_size,
+            cache_ttl: args.stats_cache_ttl,
+        },
         mirror: None,
         mirror_files: None,
     })

@@ -516,3 +516,121 @@ async fn flooding_reports_are_refused_and_made_up_names_never_reach_the_files() 
         Ok(vec![row("accounts-base", "1.0.0", 1, 1)])
     );
 }
+
+/// The server's resident memory, in KiB, from `/proc`.
+fn resident_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// The slow-reader attack on a large day (issue 17, finding 6: sixteen slow readers of an
+/// 87 MB day took the server to 4.6 GB). A day is rendered from the store into a temporary
+/// file and streamed from there, so readers that stop reading hold a chunk each, not the
+/// day; finished days are kept rendered, and honest readers still get the whole file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_of_a_large_day_hold_chunks_not_the_day() {
+    use std::io::{Read as _, Write as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let day = Utc::now().date_naive() - Days::new(3);
+    let rows = 300_000;
+    {
+        let store = open_sqlite(&data).unwrap();
+        store
+            .write(&mut |w| {
+                for i in 0..rows {
+                    let row = exosphere_catalog::StatsRow::new(
+                        day.to_string(),
+                        format!("package-number-{i:07}"),
+                        "1.0.0",
+                        i % 7,
+                        i % 7 + 1,
+                    )
+                    .unwrap();
+                    w.upsert_stats(&row)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    // No cache: every reader's request renders the day, two at a time.
+    let server = Server::start(
+        &data,
+        &["--stats-max-renders", "2", "--stats-cache-size", "0"],
+    );
+    let url = format!("{}/stats/v1/{day}", server.http);
+    let address = server.http.strip_prefix("http://").unwrap().to_owned();
+    let read_whole = || {
+        let agent = ureq::Agent::config_builder().build().new_agent();
+        let mut response = agent.get(&url).call().unwrap();
+        response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_string()
+            .unwrap()
+    };
+    // A first reader warms what any read warms (the database's pages).
+    let body = read_whole();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), rows as usize);
+    assert_eq!(
+        lines[12345],
+        r#"{"name":"package-number-0012345","version":"1.0.0","directAdds":4,"totalAdds":5}"#
+    );
+    let day_mib = body.len() as u64 >> 20;
+    assert!(day_mib >= 20, "the day is large: {day_mib} MiB");
+    let before = resident_kib(&server);
+
+    // Sixteen readers ask for the day and stop after its first kilobyte.
+    let mut stalled = Vec::new();
+    for _ in 0..16 {
+        let mut tcp = std::net::TcpStream::connect(&address).unwrap();
+        write!(tcp, "GET /stats/v1/{day} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut first = [0; 1024];
+        tcp.read_exact(&mut first).unwrap();
+        assert!(first.starts_with(b"HTTP/1.1 200"));
+        stalled.push(tcp);
+    }
+    // An honest reader meanwhile still gets the whole day.
+    assert_eq!(read_whole(), body);
+    let grown_mib = resident_kib(&server).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < day_mib,
+        "16 stalled readers of a {day_mib} MiB day grew the server by {grown_mib} MiB"
+    );
+    drop(stalled);
+    drop(server);
+
+    // With the cache (the default), a finished day is rendered once and kept.
+    let server = Server::start(&data, &[]);
+    let url = format!("{}/stats/v1/{day}", server.http);
+    for _ in 0..2 {
+        let (status, again, _) = {
+            let agent = ureq::Agent::config_builder().build().new_agent();
+            let mut response = agent.get(&url).call().unwrap();
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_string()
+                .unwrap();
+            (response.status().as_u16(), text, ())
+        };
+        assert_eq!((status, again.len()), (200, body.len()));
+    }
+    let (_, health, _) = http_get(&format!("{}/healthz", server.http));
+    let health: Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["stats_files"]["rendering"], 0, "{health}");
+    assert_eq!(health["stats_files"]["cached"], 1, "{health}");
+    assert_eq!(
+        health["stats_files"]["cached_bytes"],
+        body.len(),
+        "{health}"
+    );
+}

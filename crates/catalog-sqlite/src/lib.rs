@@ -648,7 +648,11 @@ impl CatalogStore for SqliteStore {
         })
     }
 
-    fn stats_day(&self, date: &str) -> Result<Option<Vec<StatsRow>>, StoreError> {
+    fn stats_day(
+        &self,
+        date: &str,
+        f: &mut dyn FnMut(&StatsRow) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
         self.readers.with(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -657,26 +661,27 @@ impl CatalogStore for SqliteStore {
                 )
                 .db()?;
             let mut rows = stmt.query([date]).db()?;
-            let mut out = Vec::new();
+            let mut any = false;
             while let Some(row) = rows.next().db()? {
-                out.push(stats_row(
+                any = true;
+                f(&stats_row(
                     date,
                     row.get(0).db()?,
                     row.get(1).db()?,
                     row.get(2).db()?,
                     row.get(3).db()?,
-                )?);
+                )?)?;
             }
-            if out.is_empty() {
-                let rolled_up: Option<i64> = conn
-                    .prepare_cached("SELECT rolled_up FROM usage_days WHERE day = ?1")
-                    .db()?
-                    .query_row([date], |row| row.get(0))
-                    .optional()
-                    .db()?;
-                return Ok((rolled_up == Some(1)).then_some(out));
+            if any {
+                return Ok(true);
             }
-            Ok(Some(out))
+            let rolled_up: Option<i64> = conn
+                .prepare_cached("SELECT rolled_up FROM usage_days WHERE day = ?1")
+                .db()?
+                .query_row([date], |row| row.get(0))
+                .optional()
+                .db()?;
+            Ok(rolled_up == Some(1))
         })
     }
 

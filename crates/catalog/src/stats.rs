@@ -12,16 +12,12 @@ use crate::error::StoreError;
 use crate::record::StatsRow;
 use crate::store::CatalogStore;
 
-/// Renders a day's rows as the `/stats/v1/<day>` body: one
-/// `{"name":…,"version":…,"directAdds":N,"totalAdds":N}` object per line, each followed
-/// by `\n`; no rows give an empty body.
-pub fn render_stats_day(rows: &[StatsRow]) -> String {
-    let mut out = String::with_capacity(rows.len() * 80);
-    for row in rows {
-        write_stats_doc(&mut out, row);
-        out.push('\n');
-    }
-    out
+/// Appends one row's line of the `/stats/v1/<day>` body: a
+/// `{"name":…,"version":…,"directAdds":N,"totalAdds":N}` object followed by `\n`. The body
+/// is these lines in the store's order; a day without rows has an empty body.
+pub fn push_stats_line(out: &mut String, row: &StatsRow) {
+    write_stats_doc(out, row);
+    out.push('\n');
 }
 
 /// Appends one row as a JSON object (no newline); shared by the HTTP body and dumps.
@@ -378,18 +374,20 @@ mod tests {
             StatsRow::new("2015-01-02", "tracker", "1.0.1", 250, 1000).unwrap(),
             StatsRow::new("2015-01-02", "iron:router", "1.0.0", 200, 800).unwrap(),
         ];
+        let mut body = String::new();
+        rows.iter().for_each(|row| push_stats_line(&mut body, row));
         assert_eq!(
-            render_stats_day(&rows),
+            body,
             "{\"name\":\"tracker\",\"version\":\"1.0.1\",\"directAdds\":250,\"totalAdds\":1000}\n\
              {\"name\":\"iron:router\",\"version\":\"1.0.0\",\"directAdds\":200,\"totalAdds\":800}\n"
         );
-        assert_eq!(render_stats_day(&[]), "");
     }
 
     #[test]
     fn strings_are_json_escaped() {
         let row = StatsRow::new("2015-01-02", "a\"b\\c\u{1}\n", "1.0.0-é", 0, 0).unwrap();
-        let line = render_stats_day(std::slice::from_ref(&row));
+        let mut line = String::new();
+        push_stats_line(&mut line, &row);
         let parsed: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(parsed["name"], "a\"b\\c\u{1}\n");
         assert_eq!(parsed["version"], "1.0.0-é");

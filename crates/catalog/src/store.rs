@@ -129,10 +129,17 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// server polls it several times a second.
     fn state(&self) -> Result<CatalogState, StoreError>;
 
-    /// Returns a day's stats rows ordered by name and version, or `None` if that day has
-    /// no data (including days that are not valid dates). A day that was rolled up from
-    /// recordings has data even when nothing was added on it (an empty list).
-    fn stats_day(&self, date: &str) -> Result<Option<Vec<StatsRow>>, StoreError>;
+    /// Calls `f` with each of a day's stats rows, ordered by name and version, from one
+    /// consistent snapshot and without holding the day in memory (a day can be large), and
+    /// returns whether the day has data: `false` for a day without rows that was never
+    /// rolled up (including strings that are not valid dates). A day that was rolled up
+    /// from recordings has data even when nothing was added on it. An `Err` from `f` stops
+    /// the read and is returned.
+    fn stats_day(
+        &self,
+        date: &str,
+        f: &mut dyn FnMut(&StatsRow) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError>;
 
     /// Returns one package's stats rows from `from` to `to` (both included), ordered by
     /// day and version.

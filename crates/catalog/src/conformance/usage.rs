@@ -37,7 +37,8 @@ fn record(store: &dyn CatalogStore, on: &str, reports: &[AppReport]) {
 
 /// `(name, version, directAdds, totalAdds)` of a day, or `None` without a file.
 pub fn file(store: &dyn CatalogStore, on: &str) -> Option<Vec<(String, String, u64, u64)>> {
-    store.stats_day(on).unwrap().map(|rows| {
+    let rows = super::store::stats_rows(store, on)?;
+    Some(
         rows.iter()
             .map(|r| {
                 (
@@ -47,8 +48,8 @@ pub fn file(store: &dyn CatalogStore, on: &str) -> Option<Vec<(String, String, u
                     r.total_adds(),
                 )
             })
-            .collect()
-    })
+            .collect(),
+    )
 }
 
 /// [`file`]'s answer for these rows, spelled as tuples of literals.
