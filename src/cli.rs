@@ -432,6 +432,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500), env = "EXOSPHERE_PAGE_SIZE")]
     pub page_size: u32,
 
+    /// Bytes of records in one `syncNewPackageData` page, all collections together; a page
+    /// holds at least one record, so it is at most this plus one record (256 KiB). Keep it
+    /// far below the `meteor` tool's 64 MiB frame limit.
+    #[arg(long, default_value_t = exosphere_catalog::sync::DEFAULT_PAGE_BYTES, env = "EXOSPHERE_SYNC_PAGE_BYTES")]
+    pub sync_page_bytes: usize,
+
     /// Memory for sync pages computed ahead of clients, in bytes (0 turns prefetching off).
     #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_CACHE_SIZE")]
     pub sync_cache_size: usize,

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 mod admin;
 mod auth;
+mod fields;
 mod login;
 mod methods;
 mod packages;

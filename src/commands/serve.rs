@@ -103,6 +103,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         sockjs_test_services: args.sockjs_test_services,
         paging: Paging {
             page_size: args.page_size as usize,
+            page_bytes: args.sync_page_bytes,
             ..Paging::default()
         },
         sync_cache_size: args.sync_cache_size,

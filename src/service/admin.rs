@@ -6,6 +6,7 @@ use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply};
 use serde_json::Value;
 
+use super::fields::check_homepage;
 use super::params::{plain_params, string_param};
 use super::publishing::Publishing;
 use super::records::{load, now_ms, save};
@@ -92,7 +93,7 @@ pub async fn change_maintainer(
     Ok(Reply::None)
 }
 
-/// `_changePackageHomepage(package, url)`.
+/// `_changePackageHomepage(package, url)`: an `http`/`https` URL, or `""` for none.
 pub async fn change_homepage(
     publishing: &Publishing,
     ctx: &MethodContext,
@@ -101,6 +102,7 @@ pub async fn change_homepage(
     let params = plain_params(params);
     let name = string_param(&params, 0, "the package name")?;
     let url = string_param(&params, 1, "the homepage")?;
+    check_homepage(&url)?;
     publishing
         .as_user(ctx, move |writer, user| {
             let mut record = maintained_package(writer, user, &name)?;

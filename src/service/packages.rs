@@ -16,21 +16,18 @@ use exosphere_meteor::names::is_package_name;
 use exosphere_meteor::version::is_version;
 use serde_json::{Map, Value, json};
 
+use super::fields::{METADATA_FIELDS, VERSION_FIELDS, check_fields};
 use super::params::{
-    MAX_NAME_LENGTH, check_length, object_param, plain_params, string_field, string_param,
+    MAX_NAME_LENGTH, MAX_VERSION_LENGTH, check_length, object_param, plain_params, string_field,
+    string_param,
 };
 use super::publishing::Publishing;
 use super::records::{date, load, now_ms, parse_object, person, save};
 use super::rules::{creation_maintainers, maintained_package, maintains};
 use super::tx::Tx;
 
-/// Longest `description` (summary) the tool allows (`package-client.js`).
-const MAX_SUMMARY: usize = 100;
-
-/// Longest `longDescription` (README excerpt) the tool allows.
-const MAX_LONG_DESCRIPTION: usize = 1500;
-
-/// Record keys only the server sets; a client sending them is ignored for those keys.
+/// Record keys only the server sets; a client sending them is ignored for those keys
+/// (never stored, so not refused either).
 const SERVER_KEYS: [&str; 7] = [
     "_id",
     "source",
@@ -40,12 +37,6 @@ const SERVER_KEYS: [&str; 7] = [
     "lastUpdated",
     "unmigrated",
 ];
-
-/// Longest package version this server accepts. Meteor sets no limit; this one keeps
-/// every file name a publish creates (`<name>-<version>-<architectures>.tgz`) within the
-/// blob store's name limits, so a long version is refused here, before any upload,
-/// rather than failing at publish time.
-const MAX_VERSION_LENGTH: usize = 64;
 
 /// The package name from a method parameter, checked against `PV.validatePackageName`
 /// and [`MAX_NAME_LENGTH`].
@@ -129,32 +120,6 @@ pub async fn create_package(
     Ok(Reply::None)
 }
 
-/// Checks the client-editable text fields of a version (spec §5.0 limits).
-fn check_descriptions(record: &Map<String, Value>) -> Result<(), DdpError> {
-    for (key, limit) in [
-        ("description", MAX_SUMMARY),
-        ("longDescription", MAX_LONG_DESCRIPTION),
-    ] {
-        match record.get(key) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(text)) if text.chars().count() <= limit => {}
-            Some(Value::String(_)) => {
-                return Err(DdpError::bad_request(format!(
-                    "`{key}` is longer than {limit} characters"
-                )));
-            }
-            Some(_) => return Err(DdpError::bad_request(format!("`{key}` must be a string"))),
-        }
-    }
-    if let Some(git) = record.get("git")
-        && !git.is_string()
-        && !git.is_null()
-    {
-        return Err(DdpError::bad_request("`git` must be a string"));
-    }
-    Ok(())
-}
-
 /// `createPackageVersion(record)` (spec §5.4) → `{uploadToken, uploadUrl, readmeUrl}`.
 pub async fn create_package_version(
     publishing: &Publishing,
@@ -165,11 +130,7 @@ pub async fn create_package_version(
     let input = object_param(&params, 0, "the version record")?;
     let name = package_name(string_field(&input, "packageName")?)?;
     let version = version_string(string_field(&input, "version")?)?;
-    check_descriptions(&input)?;
-    match input.get("dependencies") {
-        None | Some(Value::Object(_)) => {}
-        Some(_) => return Err(DdpError::bad_request("`dependencies` must be an object")),
-    }
+    check_fields(&input, VERSION_FIELDS, &SERVER_KEYS, "a version record")?;
     let mut record = Map::new();
     record.insert("packageName".into(), name.clone().into());
     record.insert("version".into(), version.clone().into());
@@ -490,7 +451,7 @@ pub async fn change_version_metadata(
     let params = plain_params(params);
     let (_, name, version) = version_identifier(&params)?;
     let data = object_param(&params, 1, "the metadata")?;
-    check_descriptions(&data)?;
+    check_fields(&data, METADATA_FIELDS, &[], "the version metadata")?;
     publishing
         .as_user(ctx, move |writer, user| {
             let mut record = maintained_version(writer, user, &name, &version)?;

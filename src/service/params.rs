@@ -10,6 +10,12 @@ use serde_json::{Map, Value};
 /// limits, so a long name is refused when the package is created, not at publish time.
 pub const MAX_NAME_LENGTH: usize = 100;
 
+/// Longest package version this server accepts. Meteor sets no limit; this one keeps
+/// every file name a publish creates (`<name>-<version>-<architectures>.tgz`) within the
+/// blob store's name limits, so a long version is refused before any upload, rather than
+/// failing at publish time.
+pub const MAX_VERSION_LENGTH: usize = 64;
+
 /// Refuses a name or version longer than `limit` bytes with the same 400 as the other
 /// validation errors, before any record, ticket or file is made.
 pub fn check_length(what: &str, text: &str, limit: usize) -> Result<(), DdpError> {

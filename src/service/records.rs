@@ -1,7 +1,9 @@
 //! Catalog records as the publishing methods edit them: read as JSON objects, stamped with
 //! `lastUpdated` and stored with a new sequence number, so syncing clients receive them.
 
+use exosphere_catalog::record::{MAX_RECORD_SIZE, RecordError};
 use exosphere_catalog::{CatalogWriter, Collection, Lookup, Record, StoreError};
+use exosphere_ddp::DdpError;
 use serde_json::{Map, Value, json};
 
 use super::tx::Tx;
@@ -39,7 +41,8 @@ pub fn parse_object(text: &str) -> Tx<Map<String, Value>> {
 }
 
 /// Stores an edited or new record with `lastUpdated` set to `now` (so `meteor search`
-/// shows the change) and a new `seq` (so syncing clients receive it).
+/// shows the change) and a new `seq` (so syncing clients receive it). A record that would
+/// pass [`MAX_RECORD_SIZE`] (many maintainers, say) is refused with a 400.
 pub fn save(
     writer: &mut dyn CatalogWriter,
     collection: Collection,
@@ -48,8 +51,19 @@ pub fn save(
 ) -> Tx<()> {
     record.insert("lastUpdated".into(), date(now));
     let text = Value::Object(record).to_string();
-    let record = Record::from_json(collection, &text)
-        .map_err(|error| StoreError::Corrupt(format!("built an invalid record: {error}")))?;
+    let record = match Record::from_json(collection, &text) {
+        Ok(record) => record,
+        Err(RecordError::TooLarge { size }) => {
+            return Err(DdpError::bad_request(format!(
+                "The {collection} record would be {size} bytes long; this server stores \
+                 records of at most {MAX_RECORD_SIZE} bytes"
+            ))
+            .into());
+        }
+        Err(error) => {
+            return Err(StoreError::Corrupt(format!("built an invalid record: {error}")).into());
+        }
+    };
     writer.upsert(&record)?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use exosphere_meteor::names::is_track_name;
 use serde_json::{Map, Value, json};
 
+use super::fields::{MAX_BANNER_TEXT, RELEASE_FIELDS, check_fields};
 use super::params::{
     MAX_NAME_LENGTH, check_length, object_param, plain_params, string_field, string_param,
 };
@@ -16,9 +17,6 @@ use super::publishing::Publishing;
 use super::records::{date, load, now_ms, person, save};
 use super::rules::{creation_maintainers, maintained_track};
 use super::tx::Tx;
-
-/// Longest release `description` the tool allows (`commands-packages.js`).
-const MAX_DESCRIPTION: usize = 100;
 
 /// Longest release version accepted; Meteor sets no limit, and release versions name no
 /// files, so this only bounds what a record may hold.
@@ -96,14 +94,10 @@ struct ReleaseInput {
 }
 
 fn release_input(input: Map<String, Value>) -> Result<ReleaseInput, DdpError> {
+    check_fields(&input, RELEASE_FIELDS, &[], "a release record")?;
     let track = track_name(string_field(&input, "track")?)?;
     let version = release_version(string_field(&input, "version")?)?;
     let description = string_field(&input, "description")?;
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(DdpError::bad_request(format!(
-            "`description` is longer than {MAX_DESCRIPTION} characters"
-        )));
-    }
     let recommended = input
         .get("recommended")
         .and_then(Value::as_bool)
@@ -311,8 +305,8 @@ pub async fn set_banners(
         let text = entry
             .get("banner")
             .and_then(|banner| banner.get("text"))
-            .and_then(Value::as_str)
             .ok_or_else(|| DdpError::bad_request("each banner needs `banner.text`"))?;
+        let text = super::fields::text("banner.text", text, MAX_BANNER_TEXT)?;
         let versions = entry
             .get("versions")
             .and_then(Value::as_array)

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod bounded_records;
 mod browser;
 mod cli;
 mod client_sync;

@@ -20,25 +20,25 @@ const BLANK_HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 const MAX_UPLOAD: usize = 64 * 1024;
 
 /// `tarballHash` as the tool computes it (spec §8.2).
-fn hash(bytes: &[u8]) -> String {
+pub(crate) fn hash(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(Sha256::digest(bytes))
 }
 
 /// Distinct, deterministic file contents for each upload.
-fn file(label: &str, size: usize) -> Vec<u8> {
+pub(crate) fn file(label: &str, size: usize) -> Vec<u8> {
     label.bytes().cycle().take(size).collect()
 }
 
 /// A data directory holding the 2015 fixture plus users alice (member of org acme),
 /// mallory and the administrator root; returns their tokens.
-struct World {
+pub(crate) struct World {
     _dir: tempfile::TempDir,
-    data: std::path::PathBuf,
-    alice: String,
-    mallory: String,
+    pub(crate) data: std::path::PathBuf,
+    pub(crate) alice: String,
+    pub(crate) mallory: String,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     import(&data, &crate::common::fixture());
@@ -82,7 +82,7 @@ fn serve_with_limit(data: &Path, limit: usize, extra: &[&str]) -> Server {
 }
 
 /// A server with the small test upload limit.
-fn serve(data: &Path, extra: &[&str]) -> Server {
+pub(crate) fn serve(data: &Path, extra: &[&str]) -> Server {
     serve_with_limit(data, MAX_UPLOAD, extra)
 }
 
@@ -93,7 +93,7 @@ const LARGE_LIMIT: usize = 16 << 20;
 const LARGE_BUILD: usize = 6 << 20;
 
 /// The tool's login (spec §6.2): subscribe to the login configuration, then `login`.
-async fn login(server: &Server, token: &str) -> Ddp {
+pub(crate) async fn login(server: &Server, token: &str) -> Ddp {
     let mut ddp = server.ddp().await;
     let (_, ready) = ddp
         .subscribe("login-config", "meteor.loginServiceConfiguration")
@@ -108,14 +108,14 @@ async fn login(server: &Server, token: &str) -> Ddp {
 }
 
 /// A successful call's result.
-async fn ok(ddp: &mut Ddp, method: &str, params: Value) -> Value {
+pub(crate) async fn ok(ddp: &mut Ddp, method: &str, params: Value) -> Value {
     let answer = ddp.call(method, params).await;
     assert!(answer.get("error").is_none(), "{method} failed: {answer}");
     answer.get("result").cloned().unwrap_or(Value::Null)
 }
 
 /// A refused call's error object.
-async fn refused(ddp: &mut Ddp, method: &str, params: Value) -> Value {
+pub(crate) async fn refused(ddp: &mut Ddp, method: &str, params: Value) -> Value {
     let answer = ddp.call(method, params.clone()).await;
     answer
         .get("error")
@@ -132,7 +132,7 @@ fn agent() -> ureq::Agent {
 }
 
 /// The tool's upload (spec §5.2): a raw PUT with its headers; returns status and body.
-fn put(url: &str, body: &[u8]) -> (u16, String) {
+pub(crate) fn put(url: &str, body: &[u8]) -> (u16, String) {
     let mut response = agent()
         .put(url)
         .header("content-type", "application/octet-stream")
@@ -177,7 +177,7 @@ fn fetch(url: &str, range: Option<&str>) -> (u16, impl Fn(&str) -> Option<String
     (status, header, bytes)
 }
 
-fn export(data: &Path) -> String {
+pub(crate) fn export(data: &Path) -> String {
     let output = run(&["export", "--data-dir", data.to_str().unwrap()]);
     assert_success(&output);
     String::from_utf8(output.stdout).unwrap()
@@ -201,7 +201,7 @@ async fn publish_files(ddp: &mut Ddp, token: &Value, source: &[u8], readme: Opti
 }
 
 /// The version record `createPackageVersion` receives from a Meteor 3 tool (spec §5.4).
-fn version_record(name: &str, version: &str) -> Value {
+pub(crate) fn version_record(name: &str, version: &str) -> Value {
     json!({
         "packageName": name,
         "version": version,
@@ -223,14 +223,19 @@ fn version_record(name: &str, version: &str) -> Value {
 }
 
 /// Uploaded files of one published version, to compare downloads with.
-struct Published {
+pub(crate) struct Published {
     source: Vec<u8>,
     readme: Vec<u8>,
 }
 
 /// Spec §5.1 steps 3–8: (`createPackage`,) `createPackageVersion`, PUT README, PUT source,
 /// `publishPackageVersion`.
-async fn publish_version(ddp: &mut Ddp, name: &str, version: &str, create: bool) -> Published {
+pub(crate) async fn publish_version(
+    ddp: &mut Ddp,
+    name: &str,
+    version: &str,
+    create: bool,
+) -> Published {
     if create {
         assert_eq!(
             ok(ddp, "createPackage", json!([{"name": name}])).await,

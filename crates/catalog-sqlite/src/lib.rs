@@ -83,8 +83,8 @@ use exosphere_catalog::error::StoreError;
 use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{
-    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Page, PageRecord,
-    Upsert,
+    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Next, Page, PageFill,
+    PageLimits, PageRecord, Upsert,
 };
 use exosphere_catalog::usage::AppReport;
 
@@ -397,7 +397,7 @@ impl Sql {
                     ),
                     delete: format!("DELETE FROM {t} WHERE id = ?1"),
                     page: format!(
-                        "SELECT seq, last_updated, json FROM {t} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+                        "SELECT seq, last_updated, json FROM {t} WHERE seq > ?1 ORDER BY seq"
                     ),
                     export: format!("SELECT json FROM {t} ORDER BY seq"),
                 }
@@ -571,38 +571,31 @@ impl CatalogStore for SqliteStore {
         tx.commit().db()
     }
 
-    fn read_page(&self, cursors: &Cursors, limit: usize) -> Result<Page, StoreError> {
-        let limit = limit.max(1);
-        // One extra row per collection tells whether more remain.
-        let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+    fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
         self.readers.with(|conn| {
             let tx = conn.transaction().db()?;
             let meta = read_meta(&tx, &self.sql)?;
-            let mut records: PerCollection<Vec<PageRecord>> = PerCollection::default();
-            let mut has_more = false;
-            for c in Collection::ALL {
+            let mut fill = PageFill::new(*limits);
+            'collections: for c in Collection::ALL {
                 let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
                 let mut stmt = tx.prepare_cached(&self.sql.tables[c].page).db()?;
-                let mut rows = stmt.query(params![after, fetch]).db()?;
-                let out = &mut records[c];
+                // Rows are stepped one at a time, so the scan reads only what the page takes
+                // (plus the one row that tells whether more remain).
+                let mut rows = stmt.query(params![after]).db()?;
                 while let Some(row) = rows.next().db()? {
-                    if out.len() == limit {
-                        has_more = true;
-                        break;
-                    }
-                    out.push(PageRecord {
+                    let record = PageRecord {
                         seq: to_u64(row.get(0).db()?, "seq")?,
                         last_updated: row.get(1).db()?,
                         json: row.get(2).db()?,
-                    });
+                    };
+                    match fill.offer(c, record) {
+                        Next::Continue => {}
+                        Next::NextCollection => continue 'collections,
+                        Next::Stop => break 'collections,
+                    }
                 }
             }
-            Ok(Page {
-                epoch: meta.epoch,
-                head_seq: meta.head_seq,
-                records,
-                has_more,
-            })
+            Ok(fill.finish(meta.epoch, meta.head_seq))
         })
     }
 
@@ -1107,6 +1100,63 @@ mod tests {
             open_sqlite(other.path()),
             Err(StoreError::NotACatalog(_))
         ));
+    }
+
+    #[test]
+    fn records_stored_before_the_size_bound_are_paged_around() {
+        use exosphere_catalog::record::MAX_RECORD_SIZE;
+        use exosphere_catalog::sync::{Paging, sync_new_package_data};
+        use serde_json::{Value, json};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        for (id, body) in [("v1", "1"), ("huge", "2"), ("v2", "3"), ("last", "4")] {
+            upsert(&store, &record(Collection::Versions, id, body));
+        }
+        drop(store);
+        // An older Exosphere stored any record it was given: put one far over the bound
+        // into the file directly, as a database from before the upgrade holds it.
+        let huge = format!(
+            r#"{{"_id":"huge","junk":"{}"}}"#,
+            "x".repeat(MAX_RECORD_SIZE)
+        );
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        conn.execute(
+            "UPDATE rec_versions SET json = ?1 WHERE id = 'huge'",
+            [&huge],
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = open_sqlite(dir.path()).unwrap();
+        let paging = Paging {
+            page_size: 1,
+            ..Paging::default()
+        };
+        let mut token = json!({"format": "1.1"});
+        let mut sent = Vec::new();
+        for _ in 0..10 {
+            let text = sync_new_package_data(&store, &token, &json!({}), &paging).unwrap();
+            assert!(
+                text.len() < MAX_RECORD_SIZE,
+                "the oversized record was sent"
+            );
+            let result: Value = serde_json::from_str(&text).unwrap();
+            for record in result["collections"]["versions"].as_array().unwrap() {
+                sent.push(record["_id"].as_str().unwrap().to_owned());
+            }
+            token = result["syncToken"].clone();
+            if result["upToDate"] == true {
+                break;
+            }
+        }
+        assert_eq!(sent, ["v1", "v2", "last"]);
+        // Still stored: an operator can export it, and a publish can replace it.
+        assert!(
+            all(&store)
+                .iter()
+                .any(|(_, text)| text.len() > MAX_RECORD_SIZE)
+        );
     }
 
     #[test]

@@ -30,7 +30,26 @@ pub enum RecordError {
     /// the tool drop the whole DDP frame, spec §2).
     #[error("record is not valid EJSON: {0}")]
     InvalidEjson(String),
+    /// The compact text is longer than [`MAX_RECORD_SIZE`].
+    #[error("record is {size} bytes long; a record may be at most {MAX_RECORD_SIZE} bytes")]
+    TooLarge {
+        /// The length of the record's compact text, in bytes.
+        size: usize,
+    },
 }
+
+/// The longest compact record text the catalog accepts, in bytes (256 KiB).
+///
+/// Every sync page is cut by bytes ([`crate::sync::Paging::page_bytes`]) but always holds
+/// at least one record, so one record is the most a page can exceed its budget by; this
+/// bound keeps a page with the default 8 MiB budget far below the 64 MiB frame limit of the
+/// `meteor` tool's WebSocket client (spec §1.1) whatever the records hold. The largest
+/// records a real tool publishes (a `versions` record with many dependencies and exports,
+/// a release naming every core package) are a few tens of KiB, and the publishing methods
+/// bound every field they accept well below this; it also stays below the 1 MiB DDP
+/// message a publisher may send. Records written before this bound existed may be longer:
+/// stores never put them in a page (see [`crate::store::CatalogStore::read_page`]).
+pub const MAX_RECORD_SIZE: usize = 256 * 1024;
 
 /// A catalog document, validated and ready to be stored and spliced into sync pages.
 ///
@@ -65,7 +84,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Field<'a> {
 
 impl Record {
     /// Validates `text` as a record of `collection`: a JSON object with a string `_id`
-    /// that decodes as EJSON. The stored text is `text` with insignificant whitespace
+    /// that decodes as EJSON, at most [`MAX_RECORD_SIZE`] bytes once compacted. The stored text is `text` with insignificant whitespace
     /// removed; every token (numbers, escapes, key order, unknown fields) is kept as given.
     pub fn from_json(collection: Collection, text: &str) -> Result<Record, RecordError> {
         if !text.trim_start().starts_with('{') {
@@ -82,11 +101,15 @@ impl Record {
             Some(raw) => serde_json::from_str(raw.get()).map_err(|_| RecordError::IdNotString)?,
         };
         exosphere_ejson::parse(text).map_err(|e| RecordError::InvalidEjson(e.to_string()))?;
+        let json = compact_json(text);
+        if json.len() > MAX_RECORD_SIZE {
+            return Err(RecordError::TooLarge { size: json.len() });
+        }
         Ok(Record {
             collection,
             id,
             last_updated: head.last_updated.and_then(date_millis),
-            json: compact_json(text),
+            json,
         })
     }
 
@@ -300,6 +323,26 @@ mod tests {
             err(r#"{"_id":"a","x":{"$type":"oid","$value":"1"}}"#),
             RecordError::InvalidEjson(_)
         ));
+    }
+
+    #[test]
+    fn records_are_bounded_in_bytes_once_compacted() {
+        let body = |n: usize| "x".repeat(n);
+        let fits = format!(r#"{{"_id":"a","s":"{}"}}"#, body(MAX_RECORD_SIZE - 18));
+        assert_eq!(fits.len(), MAX_RECORD_SIZE);
+        assert!(Record::from_json(Collection::Versions, &fits).is_ok());
+        let spaced = format!(
+            "{{ \"_id\": \"a\",\n  \"s\": \"{}\" }}",
+            body(MAX_RECORD_SIZE - 18)
+        );
+        assert!(Record::from_json(Collection::Versions, &spaced).is_ok());
+        let over = format!(r#"{{"_id":"a","s":"{}"}}"#, body(MAX_RECORD_SIZE - 17));
+        assert_eq!(
+            Record::from_json(Collection::Versions, &over),
+            Err(RecordError::TooLarge {
+                size: MAX_RECORD_SIZE + 1
+            })
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use exosphere_meteor::{Collection, PerCollection};
 use crate::accounts::{AccountWriter, UploadTicket};
 use crate::error::StoreError;
 use crate::mirror::{MirrorState, MirrorWriter, UpstreamFile};
-use crate::record::{Record, StatsRow};
+use crate::record::{MAX_RECORD_SIZE, Record, StatsRow};
 use crate::usage::AppReport;
 
 /// What an upsert did.
@@ -62,10 +62,97 @@ pub struct Page {
     pub epoch: String,
     /// The highest `seq` ever allocated as of the snapshot; no valid cursor exceeds it.
     pub head_seq: u64,
-    /// Per collection, up to `limit` records with `seq` above the cursor, in `seq` order.
+    /// Per collection, records with `seq` above the cursor, in `seq` order, within the
+    /// [`PageLimits`] the page was read with.
     pub records: PerCollection<Vec<PageRecord>>,
     /// Whether any collection has records beyond those returned.
     pub has_more: bool,
+}
+
+/// How much one sync page may hold: a count per collection (spec §3.6) and a byte budget
+/// for the whole page, so that no page outgrows what a client can receive (spec §1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Most records per collection; 0 is treated as 1.
+    pub records: usize,
+    /// Most bytes of record text in the whole page, all collections together. The record
+    /// that would pass it ends the page, unless the page holds no record yet: every page
+    /// makes progress, and exceeds the budget by at most one record
+    /// ([`MAX_RECORD_SIZE`]).
+    pub bytes: usize,
+}
+
+/// Where a backend goes on after offering a record to a [`PageFill`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Offer the next record of this collection.
+    Continue,
+    /// This collection is full: go on with the next collection.
+    NextCollection,
+    /// The page is full: read nothing more.
+    Stop,
+}
+
+/// Builds a [`Page`] by the rules of [`CatalogStore::read_page`], so that every backend
+/// cuts pages the same way: the backend reads each collection's records after its cursor
+/// in `seq` order, in [`Collection::ALL`] order, and offers them one by one until told to
+/// stop.
+#[derive(Debug)]
+pub struct PageFill {
+    limits: PageLimits,
+    records: PerCollection<Vec<PageRecord>>,
+    count: usize,
+    bytes: usize,
+    has_more: bool,
+}
+
+impl PageFill {
+    /// An empty page to be filled within `limits`.
+    pub fn new(limits: PageLimits) -> PageFill {
+        PageFill {
+            limits: PageLimits {
+                records: limits.records.max(1),
+                bytes: limits.bytes,
+            },
+            records: PerCollection::default(),
+            count: 0,
+            bytes: 0,
+            has_more: false,
+        }
+    }
+
+    /// Offers the next record of `collection`. A record longer than [`MAX_RECORD_SIZE`]
+    /// (possible only in data written before that bound) is left out as if it did not
+    /// exist, so it can never make a page unreadable; a record beyond the collection's
+    /// count or the page's byte budget is left for a later page and marks the page as
+    /// having more.
+    pub fn offer(&mut self, collection: Collection, record: PageRecord) -> Next {
+        if record.json.len() > MAX_RECORD_SIZE {
+            return Next::Continue;
+        }
+        if self.records[collection].len() >= self.limits.records {
+            self.has_more = true;
+            return Next::NextCollection;
+        }
+        if self.count > 0 && self.bytes.saturating_add(record.json.len()) > self.limits.bytes {
+            self.has_more = true;
+            return Next::Stop;
+        }
+        self.count += 1;
+        self.bytes += record.json.len();
+        self.records[collection].push(record);
+        Next::Continue
+    }
+
+    /// The page, read from the snapshot with this epoch and head `seq`.
+    pub fn finish(self, epoch: String, head_seq: u64) -> Page {
+        Page {
+            epoch,
+            head_seq,
+            records: self.records,
+            has_more: self.has_more,
+        }
+    }
 }
 
 /// The cheap summary the server polls to drive the `changes` and `stats` publications.
@@ -120,10 +207,13 @@ pub trait CatalogStore: Send + Sync + 'static {
         f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
-    /// Reads one sync page from one consistent snapshot: per collection, up to `limit`
-    /// records with `seq > cursors[c]`, in `seq` order, plus whether more remain. A
-    /// `limit` of 0 is treated as 1.
-    fn read_page(&self, cursors: &Cursors, limit: usize) -> Result<Page, StoreError>;
+    /// Reads one sync page from one consistent snapshot: per collection, the records with
+    /// `seq > cursors[c]` in `seq` order, within `limits`, plus whether more remain.
+    /// Collections are filled in [`Collection::ALL`] order and the byte budget is shared,
+    /// so a page cut by bytes leaves the later collections for the next page; records
+    /// longer than [`MAX_RECORD_SIZE`] are never in a page. Backends build the page with
+    /// a [`PageFill`], which holds these rules.
+    fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError>;
 
     /// Returns the epoch, head `seq`, change counters and stats day range. Cheap: the
     /// server polls it several times a second.
@@ -253,4 +343,93 @@ pub enum Lookup<'a> {
     },
     /// Every `releaseVersions` record of the track with this name.
     ReleaseVersionsOf(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(seq: u64, len: usize) -> PageRecord {
+        PageRecord {
+            seq,
+            last_updated: None,
+            json: "x".repeat(len),
+        }
+    }
+
+    fn seqs(page: &Page, c: Collection) -> Vec<u64> {
+        page.records[c].iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn a_page_is_cut_by_count_per_collection() {
+        let mut fill = PageFill::new(PageLimits {
+            records: 2,
+            bytes: usize::MAX,
+        });
+        assert_eq!(fill.offer(Collection::Packages, rec(1, 10)), Next::Continue);
+        assert_eq!(fill.offer(Collection::Packages, rec(2, 10)), Next::Continue);
+        assert_eq!(
+            fill.offer(Collection::Packages, rec(3, 10)),
+            Next::NextCollection
+        );
+        assert_eq!(fill.offer(Collection::Versions, rec(4, 10)), Next::Continue);
+        let page = fill.finish("e".into(), 4);
+        assert_eq!(seqs(&page, Collection::Packages), [1, 2]);
+        assert_eq!(seqs(&page, Collection::Versions), [4]);
+        assert!(page.has_more);
+    }
+
+    #[test]
+    fn a_page_is_cut_by_bytes_across_collections_but_holds_one_record() {
+        let mut fill = PageFill::new(PageLimits {
+            records: 500,
+            bytes: 25,
+        });
+        assert_eq!(fill.offer(Collection::Packages, rec(1, 10)), Next::Continue);
+        assert_eq!(fill.offer(Collection::Versions, rec(2, 15)), Next::Continue);
+        assert_eq!(fill.offer(Collection::Versions, rec(3, 1)), Next::Stop);
+        let page = fill.finish("e".into(), 3);
+        assert_eq!(seqs(&page, Collection::Packages), [1]);
+        assert_eq!(seqs(&page, Collection::Versions), [2]);
+        assert!(page.has_more);
+
+        let mut fill = PageFill::new(PageLimits {
+            records: 0,
+            bytes: 0,
+        });
+        assert_eq!(fill.offer(Collection::Builds, rec(7, 1000)), Next::Continue);
+        assert_eq!(
+            fill.offer(Collection::Builds, rec(8, 1)),
+            Next::NextCollection
+        );
+        assert_eq!(fill.offer(Collection::ReleaseTracks, rec(9, 1)), Next::Stop);
+        let page = fill.finish("e".into(), 9);
+        assert_eq!(seqs(&page, Collection::Builds), [7]);
+        assert!(page.has_more);
+    }
+
+    #[test]
+    fn oversized_records_are_left_out_without_ending_the_page() {
+        let mut fill = PageFill::new(PageLimits {
+            records: 1,
+            bytes: 10,
+        });
+        let huge = rec(1, MAX_RECORD_SIZE + 1);
+        assert_eq!(fill.offer(Collection::Versions, huge), Next::Continue);
+        assert_eq!(fill.offer(Collection::Versions, rec(2, 5)), Next::Continue);
+        let page = fill.finish("e".into(), 2);
+        assert_eq!(seqs(&page, Collection::Versions), [2]);
+        assert!(!page.has_more);
+
+        let mut fill = PageFill::new(PageLimits {
+            records: 5,
+            bytes: 10,
+        });
+        let huge = rec(1, MAX_RECORD_SIZE + 1);
+        assert_eq!(fill.offer(Collection::Versions, huge), Next::Continue);
+        let page = fill.finish("e".into(), 1);
+        assert!(page.records.iter().all(|(_, r)| r.is_empty()));
+        assert!(!page.has_more, "a left-out record is not more to send");
+    }
 }

@@ -26,9 +26,9 @@ use flate2::write::GzEncoder;
 use serde_json::{Map, Number, Value};
 
 use crate::error::StoreError;
-use crate::store::{CatalogStore, Cursors, Page};
+use crate::store::{CatalogStore, Cursors, Page, PageLimits};
 
-/// Page sizes, per collection per call.
+/// Page sizes: records per collection, and bytes per page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paging {
     /// Records per collection per page (spec §3.6: "500 or so"). 0 is treated as 1.
@@ -36,13 +36,26 @@ pub struct Paging {
     /// Records per collection per page when the client sets `shortPagesForTest`.
     /// 0 is treated as 1.
     pub short_page_size: usize,
+    /// Bytes of record text per page, all collections together ([`PageLimits::bytes`]):
+    /// a page always holds at least one record, so it is at most this plus one record
+    /// ([`MAX_RECORD_SIZE`](crate::record::MAX_RECORD_SIZE)) and the result's envelope;
+    /// the compressed form (spec §3.7) is at most about 4/3 of that. The default, 8 MiB,
+    /// never cuts a page of the real catalog (500 records of each collection are about
+    /// 1 MB in the 2015 fixture, whose largest record is under 4 KiB) and keeps every
+    /// page, compressed or not, far below the 64 MiB frame limit of the `meteor` tool's
+    /// WebSocket client (spec §1.1), whatever publishers put in records.
+    pub page_bytes: usize,
 }
+
+/// The default [`Paging::page_bytes`]: 8 MiB.
+pub const DEFAULT_PAGE_BYTES: usize = 8 << 20;
 
 impl Default for Paging {
     fn default() -> Self {
         Paging {
             page_size: 500,
             short_page_size: 3,
+            page_bytes: DEFAULT_PAGE_BYTES,
         }
     }
 }
@@ -113,20 +126,23 @@ pub(crate) fn answer(
 ) -> Result<Answer, SyncError> {
     let request = parse_token(token)?;
     let short = flag(options, "shortPagesForTest");
-    let limit = if short {
-        paging.short_page_size
-    } else {
-        paging.page_size
-    }
-    .max(1);
+    let limits = PageLimits {
+        records: if short {
+            paging.short_page_size
+        } else {
+            paging.page_size
+        },
+        bytes: paging.page_bytes,
+    };
+    let limits = &limits;
     let (page, mut position, reset) = match request.start {
         Start::Fresh => (
-            store.read_page(&Cursors::default(), limit)?,
+            store.read_page(&Cursors::default(), limits)?,
             Position::zero(),
             false,
         ),
         Start::Resume { epoch, position } => {
-            let page = store.read_page(&position.cursors, limit)?;
+            let page = store.read_page(&position.cursors, limits)?;
             let valid = page.epoch == epoch
                 && position
                     .cursors
@@ -136,14 +152,14 @@ pub(crate) fn answer(
                 (page, position, false)
             } else {
                 (
-                    store.read_page(&Cursors::default(), limit)?,
+                    store.read_page(&Cursors::default(), limits)?,
                     Position::zero(),
                     true,
                 )
             }
         }
         Start::Foreign => (
-            store.read_page(&Cursors::default(), limit)?,
+            store.read_page(&Cursors::default(), limits)?,
             Position::zero(),
             true,
         ),

@@ -130,11 +130,12 @@ proptest! {
     fn paging_client_converges_to_store_contents(
         ops in proptest::collection::vec(op(), 1..60),
         page_size in 1..4usize,
+        page_bytes in prop_oneof![Just(usize::MAX), 0..200usize],
         short in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = open_sqlite(dir.path()).unwrap();
-        let mut client = Client::new(Paging { page_size, short_page_size: page_size }, short);
+        let mut client = Client::new(Paging { page_size, short_page_size: page_size, page_bytes }, short);
         let mut deleted_since_fetch = false;
         for op in ops {
             match op {
@@ -214,6 +215,7 @@ fn client_converges_while_other_threads_and_handles_write() {
                 Paging {
                     page_size: 2,
                     short_page_size: 2,
+                    page_bytes: 100,
                 },
                 false,
             );

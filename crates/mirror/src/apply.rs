@@ -17,6 +17,7 @@
 //!   release the served catalog has, is held for an operator instead of applied.
 
 use exosphere_catalog::mirror::{Claim, MirrorState};
+use exosphere_catalog::record::RecordError;
 use exosphere_catalog::{CatalogWriter, Collection, Lookup, PerCollection, Record, StoreError};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -192,10 +193,21 @@ pub fn apply_staged(
                 break;
             };
             after = last.clone();
-            for (_, text) in &batch {
-                let record = Record::from_json(collection, text).map_err(|error| {
-                    StoreError::Corrupt(format!("a staged record is invalid: {error}"))
-                })?;
+            for (id, text) in &batch {
+                let record = match Record::from_json(collection, text) {
+                    Ok(record) => record,
+                    // Staged before records were bounded: left out, as the sink now leaves
+                    // out such an upstream record, rather than stopping every apply.
+                    Err(error @ RecordError::TooLarge { .. }) => {
+                        tracing::warn!(%collection, id, %error, "a staged record is too large; left out");
+                        continue;
+                    }
+                    Err(error) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "a staged record is invalid: {error}"
+                        )));
+                    }
+                };
                 match upsert_upstream(writer, &mut claims, &record)? {
                     Applied::Served => records += 1,
                     Applied::Shadowed => shadowed += 1,

@@ -1,7 +1,7 @@
 //! The upstream mirror's rows: its state commits with the records of its transaction, the
 //! staged catalog stays invisible to sync clients, and file keys map to upstream files.
 
-use super::store::{all, record};
+use super::store::{all, by_count, record};
 use super::{NewStore, with};
 use crate::Collection;
 use crate::error::StoreError;
@@ -70,7 +70,9 @@ pub fn staged_records_are_invisible_and_page_in_id_order(new_store: NewStore<'_>
         w.mirror().stage(&record(Collection::Versions, "a", "2"))
     });
     assert_eq!(store.state().unwrap(), before);
-    let page = store.read_page(&Cursors::default(), 100).unwrap();
+    let page = store
+        .read_page(&Cursors::default(), &by_count(100))
+        .unwrap();
     assert_eq!(page.records[Collection::Versions].len(), 1);
     assert!(page.records[Collection::Builds].is_empty());
     with(&*store, |w| {

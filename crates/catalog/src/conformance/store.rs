@@ -5,7 +5,7 @@ use super::{NewStore, with};
 use crate::Collection;
 use crate::error::StoreError;
 use crate::record::{Record, StatsRow};
-use crate::store::{CatalogStore, Cursors, ExportItem, Lookup, Upsert};
+use crate::store::{CatalogStore, Cursors, ExportItem, Lookup, PageLimits, Upsert};
 
 fn rec(c: Collection, json: &str) -> Record {
     Record::from_json(c, json).unwrap()
@@ -32,6 +32,14 @@ pub fn stats_rows(store: &dyn CatalogStore, day: &str) -> Option<Vec<StatsRow>> 
         })
         .unwrap();
     found.then_some(rows)
+}
+
+/// Page limits that cut by count only; shared with backends' own tests.
+pub fn by_count(records: usize) -> PageLimits {
+    PageLimits {
+        records,
+        bytes: usize::MAX,
+    }
 }
 
 /// Upserts `r` in a transaction of its own and returns what the upsert did.
@@ -75,7 +83,7 @@ pub fn upsert_assigns_increasing_seq_and_skips_identical_text(new_store: NewStor
     assert_eq!(state.changes(Collection::Builds), 1);
     assert_eq!(state.epoch, before.epoch);
 
-    let page = store.read_page(&Cursors::default(), 10).unwrap();
+    let page = store.read_page(&Cursors::default(), &by_count(10)).unwrap();
     let versions = &page.records[Collection::Versions];
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].seq, 3);
@@ -94,7 +102,7 @@ pub fn pages_respect_cursors_and_limit(new_store: NewStore<'_>) {
             &record(Collection::Packages, &format!("p{i}"), "0"),
         );
     }
-    let page = store.read_page(&Cursors::default(), 2).unwrap();
+    let page = store.read_page(&Cursors::default(), &by_count(2)).unwrap();
     let seqs: Vec<u64> = page.records[Collection::Packages]
         .iter()
         .map(|r| r.seq)
@@ -103,7 +111,7 @@ pub fn pages_respect_cursors_and_limit(new_store: NewStore<'_>) {
     assert!(page.has_more);
     let mut cursors = Cursors::default();
     cursors[Collection::Packages] = 3;
-    let page = store.read_page(&cursors, 2).unwrap();
+    let page = store.read_page(&cursors, &by_count(2)).unwrap();
     let seqs: Vec<u64> = page.records[Collection::Packages]
         .iter()
         .map(|r| r.seq)
@@ -111,10 +119,83 @@ pub fn pages_respect_cursors_and_limit(new_store: NewStore<'_>) {
     assert_eq!(seqs, [4, 5]);
     assert!(!page.has_more);
     assert_eq!(page.head_seq, 5);
-    let page = store.read_page(&Cursors::default(), 0).unwrap();
+    let page = store.read_page(&Cursors::default(), &by_count(0)).unwrap();
     assert_eq!(page.records[Collection::Packages].len(), 1);
     cursors[Collection::Packages] = u64::MAX;
-    assert!(store.read_page(&cursors, 2).unwrap().records[Collection::Packages].is_empty());
+    assert!(
+        store.read_page(&cursors, &by_count(2)).unwrap().records[Collection::Packages].is_empty()
+    );
+}
+
+/// Checks that a page is cut by bytes across collections, in collection order, and still
+/// holds one record when the first is bigger than the budget.
+pub fn pages_are_cut_by_bytes_across_collections(new_store: NewStore<'_>) {
+    let store = new_store();
+    let size = |r: &Record| r.json().len();
+    let p1 = record(Collection::Packages, "p1", "1");
+    let p2 = record(Collection::Packages, "p2", "2");
+    let v1 = record(
+        Collection::Versions,
+        "v1",
+        &format!("\"{}\"", "x".repeat(100)),
+    );
+    let b1 = record(Collection::Builds, "b1", "1");
+    for r in [&p1, &p2, &v1, &b1] {
+        upsert(&*store, r);
+    }
+    let ids = |page: &crate::store::Page, c: Collection| -> Vec<u64> {
+        page.records[c].iter().map(|r| r.seq).collect()
+    };
+    let all_fit = size(&p1) + size(&p2) + size(&v1) + size(&b1);
+    let page = store
+        .read_page(
+            &Cursors::default(),
+            &PageLimits {
+                records: 10,
+                bytes: all_fit,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (
+            ids(&page, Collection::Packages),
+            ids(&page, Collection::Builds)
+        ),
+        (vec![1, 2], vec![4])
+    );
+    assert!(!page.has_more);
+
+    let limits = PageLimits {
+        records: 10,
+        bytes: size(&p1) + size(&p2) + size(&v1) - 1,
+    };
+    let page = store.read_page(&Cursors::default(), &limits).unwrap();
+    assert_eq!(ids(&page, Collection::Packages), [1, 2]);
+    assert!(page.records[Collection::Versions].is_empty());
+    assert!(
+        page.records[Collection::Builds].is_empty(),
+        "the cut ends the whole page"
+    );
+    assert!(page.has_more);
+
+    let mut cursors = Cursors::default();
+    cursors[Collection::Packages] = 2;
+    let tiny = PageLimits {
+        records: 10,
+        bytes: 1,
+    };
+    let page = store.read_page(&cursors, &tiny).unwrap();
+    assert_eq!(
+        ids(&page, Collection::Versions),
+        [3],
+        "one record even over the budget"
+    );
+    assert!(page.records[Collection::Builds].is_empty());
+    assert!(page.has_more);
+    cursors[Collection::Versions] = 3;
+    let page = store.read_page(&cursors, &tiny).unwrap();
+    assert_eq!(ids(&page, Collection::Builds), [4]);
+    assert!(!page.has_more);
 }
 
 /// Checks that failed write rolls back everything.
