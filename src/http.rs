@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
@@ -25,6 +25,7 @@ use tower_http::classify::{
     ClassifiedResponse, ClassifyResponse, NeverClassifyEos, ServerErrorsAsFailures,
     ServerErrorsFailureClass, SharedClassifier,
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Span;
 
@@ -97,6 +98,12 @@ pub fn router(state: AppState) -> Router {
         .route("/uploads/{secret}", put(files::upload))
         .route("/packages/{*key}", get(files::download))
         .route("/mirror/files/{*key}", get(files::mirrored))
+        // Downloads, stats files and error texts are data, never pages: no browser may
+        // guess another type for them (a package file sniffed as HTML would run).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(TraceLayer::new(SharedClassifier::new(ServerFailures)).make_span_with(
             move |request: &Request<axum::body::Body>| {
                 let id = request_ids.fetch_add(1, Ordering::Relaxed);

@@ -280,7 +280,9 @@ fn verify_upload(
             400,
             format!(
                 "The uploaded {what} does not match its hash: the client says {want}, the \
-                 stored bytes hash to {sha256} (base64 SHA-256). Upload it again."
+                 stored bytes hash to {sha256} (base64 SHA-256). Nothing was published, and \
+                 this upload URL is used up: run the publish again, which hands out new \
+                 upload URLs."
             ),
         )
         .into()),

@@ -711,10 +711,11 @@ async fn refusals_answer_clearly_and_change_nothing() {
     )
     .await;
     assert_eq!(error["error"], 400);
-    assert!(
-        error["reason"].as_str().unwrap().contains("does not match"),
-        "{error}"
-    );
+    let reason = error["reason"].as_str().unwrap();
+    assert!(reason.contains("does not match"), "{error}");
+    // The error names the step that works: the URL itself is used up (409 above).
+    assert!(reason.contains("run the publish again"), "{error}");
+    assert_eq!(put(url, &source).0, 409);
     let error = refused(
         &mut alice,
         "publishPackageVersion",
@@ -1824,6 +1825,8 @@ async fn downloads_honour_single_byte_ranges() {
         assert_eq!(status, 200, "{range}");
         assert_eq!(header("content-range"), None, "{range}");
         assert!(bytes == *whole, "{range} did not serve the whole file");
+        // A package file is never sniffed into something a browser would run.
+        assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
     }
 }
 
