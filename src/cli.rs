@@ -848,7 +848,8 @@ pub enum TokenCommand {
     /// List tokens (never their text): id, user, created, expires.
     List(TokenListArgs),
     /// Revoke a token by the id `token list` shows; sessions logged in with it are refused
-    /// (403, logged out) from their next call on.
+    /// (403, logged out) from their next call on, and its user's unfinished publishes are
+    /// withdrawn (their upload URLs stop taking files; the user publishes again).
     Revoke(TokenRevokeArgs),
 }
 

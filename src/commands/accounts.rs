@@ -172,17 +172,21 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke(args) => {
-            transact(&args.data_dir.data_dir, |writer| {
-                if writer.accounts().delete_token(&args.id)? {
-                    Ok(())
-                } else {
-                    Err(Refusal::Refused(format!(
-                        "there is no token with id {}",
+            let withdrawn = transact(&args.data_dir.data_dir, |writer| {
+                writer.accounts().revoke_token(&args.id)?.ok_or_else(|| {
+                    Refusal::Refused(format!(
+                        "there is no token with id {}; `exosphere token list` shows them",
                         args.id
-                    )))
-                }
+                    ))
+                })
             })?;
             println!("revoked token {}", args.id);
+            if withdrawn > 0 {
+                println!(
+                    "withdrew {withdrawn} unfinished publish(es) of its user: their upload \
+                     URLs no longer take files; the user publishes again"
+                );
+            }
         }
     }
     Ok(())

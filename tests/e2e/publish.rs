@@ -1101,6 +1101,15 @@ async fn revoking_a_token_logs_its_open_sessions_out() {
     )
     .await;
 
+    // A publish started before the revocation: its upload URL must not outlive the token.
+    let started = ok(
+        &mut alice,
+        "createPackageVersion",
+        json!([version_record("acme:before", "1.0.0")]),
+    )
+    .await;
+    let upload_url = started["uploadUrl"].as_str().unwrap().to_owned();
+
     let data_arg = world.data.to_str().unwrap();
     let list = run(&["token", "list", "--data-dir", data_arg]);
     assert_success(&list);
@@ -1110,7 +1119,13 @@ async fn revoking_a_token_logs_its_open_sessions_out() {
         .find(|line| line.split('\t').nth(1) == Some("alice"))
         .and_then(|line| line.split('\t').next())
         .unwrap();
-    assert_success(&run(&["token", "revoke", id, "--data-dir", data_arg]));
+    let revoked = run(&["token", "revoke", id, "--data-dir", data_arg]);
+    assert_success(&revoked);
+    let said = String::from_utf8(revoked.stdout).unwrap();
+    assert!(said.contains("withdrew 1 unfinished publish"), "{said}");
+    let (status, body) = put(&upload_url, &file("after the revocation", 100));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown or expired"), "{body}");
 
     let error = refused(&mut alice, "createPackage", json!([{"name": "acme:after"}])).await;
     assert_eq!(error["error"], 403, "{error}");

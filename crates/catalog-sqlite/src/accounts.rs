@@ -374,14 +374,22 @@ impl AccountWriter for SqliteWriter<'_> {
         tokens.collect::<rusqlite::Result<_>>().db()
     }
 
-    fn delete_token(&mut self, id: &str) -> Result<bool, StoreError> {
-        let removed = self
+    fn revoke_token(&mut self, id: &str) -> Result<Option<u64>, StoreError> {
+        let user_id: Option<String> = self
             .conn
-            .prepare_cached("DELETE FROM tokens WHERE id = ?1")
+            .prepare_cached("DELETE FROM tokens WHERE id = ?1 RETURNING user_id")
             .db()?
-            .execute([id])
+            .query_row([id], |row| row.get(0))
+            .optional()
             .db()?;
-        Ok(removed > 0)
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        self.withdraw_pending(
+            "DELETE FROM pending WHERE user_id = ?1 RETURNING uploads",
+            &user_id,
+        )
+        .map(Some)
     }
 
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError> {
@@ -561,20 +569,33 @@ impl AccountWriter for SqliteWriter<'_> {
     }
 
     fn delete_expired_pending(&mut self, now: i64) -> Result<(), StoreError> {
-        let expired: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare_cached("DELETE FROM pending WHERE expires < ?1 RETURNING uploads")
-                .db()?;
-            let rows = stmt.query_map([now], |row| row.get(0)).db()?;
+        self.withdraw_pending(
+            "DELETE FROM pending WHERE expires < ?1 RETURNING uploads",
+            now,
+        )
+        .map(drop)
+    }
+}
+
+impl SqliteWriter<'_> {
+    /// Runs `delete`, a `DELETE FROM pending … RETURNING uploads` with one parameter, and
+    /// retires the upload tickets of every pending publish it deleted; returns how many.
+    fn withdraw_pending(
+        &mut self,
+        delete: &str,
+        param: impl rusqlite::ToSql,
+    ) -> Result<u64, StoreError> {
+        let deleted: Vec<String> = {
+            let mut stmt = self.conn.prepare_cached(delete).db()?;
+            let rows = stmt.query_map([param], |row| row.get(0)).db()?;
             rows.collect::<rusqlite::Result<_>>().db()?
         };
-        for uploads in expired {
+        for uploads in &deleted {
             for hash in uploads.split_whitespace() {
                 self.retire_upload(hash)?;
             }
         }
-        Ok(())
+        Ok(deleted.len() as u64)
     }
 }
 

@@ -184,8 +184,12 @@ pub trait AccountWriter {
     fn token_by_hash(&mut self, hash: &str) -> Result<Option<Token>, StoreError>;
     /// A user's tokens (every user's when `user_id` is `None`), oldest first.
     fn tokens(&mut self, user_id: Option<&str>) -> Result<Vec<Token>, StoreError>;
-    /// Deletes the token with this public id; returns whether it existed.
-    fn delete_token(&mut self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes the token with this public id and withdraws every unfinished publish of its
+    /// user (deleted, their upload tickets retired, so their upload URLs stop taking
+    /// bodies): a stolen token's publishes cannot be told from the user's others, and the
+    /// user can publish again. Returns how many publishes were withdrawn, or `None` when
+    /// there is no such token.
+    fn revoke_token(&mut self, id: &str) -> Result<Option<u64>, StoreError>;
 
     /// Stores or replaces an upload ticket, found by the hash of its URL secret.
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError>;

@@ -73,8 +73,6 @@ pub fn accounts_tokens_uploads_and_pending_publishes_round_trip(new_store: NewSt
         assert_eq!(a.open_pending_of("u1", 999)?, 1);
         assert_eq!(a.open_pending_of("u1", 1_000)?, 0, "expired at 1000");
         assert_eq!(a.open_pending_of("u2", 999)?, 0);
-        assert!(a.delete_token("k1")?);
-        assert!(!a.delete_token("k1")?);
         a.delete_expired_pending(999)?;
         assert_eq!(a.expired_uploads(999, 10)?, []);
         assert!(a.pending("p1")?.is_some());
@@ -93,6 +91,45 @@ pub fn accounts_tokens_uploads_and_pending_publishes_round_trip(new_store: NewSt
             [("t2".into(), "uploads/x".into())]
         );
         assert_eq!(a.expired_uploads(1, 0)?, []);
+        Ok(())
+    });
+    // Revoking a token withdraws its user's unfinished publishes, not other users'.
+    with(&*store, |w| {
+        let a = w.accounts();
+        a.put_upload(
+            "t3",
+            &Upload {
+                expires: 5_000,
+                ..upload.clone()
+            },
+        )?;
+        a.put_pending(
+            "p3",
+            &Pending {
+                uploads: vec!["t3".into()],
+                expires: 5_000,
+                ..pending.clone()
+            },
+        )?;
+        a.put_pending(
+            "p4",
+            &Pending {
+                user_id: "u2".into(),
+                uploads: vec![],
+                expires: 5_000,
+                ..pending.clone()
+            },
+        )?;
+        assert_eq!(a.revoke_token("k1")?, Some(1));
+        assert_eq!(a.revoke_token("k1")?, None);
+        assert_eq!(a.token_by_hash("hash")?, None);
+        assert_eq!(a.pending("p3")?, None);
+        assert!(a.pending("p4")?.is_some());
+        assert!(
+            a.expired_uploads(1, 10)?
+                .contains(&("t3".into(), "uploads/x".into())),
+            "the withdrawn publish's ticket is retired"
+        );
         Ok(())
     });
     // Account rows are not records: nothing was synced.
