@@ -713,10 +713,17 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_UPLOADS_PER_USER")]
     pub max_uploads_per_user: u32,
 
-    /// How long an upload body may send no bytes before the server abandons it (answer
-    /// 408; the upload URL stays usable for a retry).
+    /// The window in which an upload body must make progress (--upload-min-rate, at least
+    /// one byte) before the server abandons it (answer 408; the upload URL stays usable
+    /// for a retry).
     #[arg(long, default_value = "60s", value_parser = parse_positive_duration, env = "EXOSPHERE_UPLOAD_IDLE_TIMEOUT")]
     pub upload_idle_timeout: Duration,
+
+    /// Bytes per second an upload body must average over each --upload-idle-timeout
+    /// window; a slower one is abandoned (408; the URL stays usable), so a client
+    /// trickling bytes cannot hold an upload slot until its URL expires (0: any progress).
+    #[arg(long, default_value_t = 8192, env = "EXOSPHERE_UPLOAD_MIN_RATE")]
+    pub upload_min_rate: u64,
 
     /// Most unfinished publishes (created versions, builds or READMEs not yet published)
     /// one user may have at once.

@@ -177,6 +177,7 @@ fn publishing(
             usize::try_from(options.max_uploads_per_user).unwrap_or(usize::MAX),
         ),
         upload_idle_timeout: options.upload_idle_timeout,
+        upload_min_rate: options.upload_min_rate,
     })
 }
 

@@ -5,10 +5,11 @@
 //! An upload URL carries its own authorization (the tool sends no credentials): a random
 //! secret whose hash names a single-use, expiring ticket. The body streams into a staging
 //! blob and is hashed on the way; it becomes visible under its final name only when the
-//! publish call has checked that hash. An upload that fails (too large, stalled past
-//! `--upload-idle-timeout`, cut off by the client) keeps no partial file and leaves its
-//! URL usable for a retry; one still arriving when its URL expires (`--upload-ttl`) is
-//! abandoned the same way, so a client trickling bytes cannot hold a slot for ever.
+//! publish call has checked that hash. An upload that fails (too large, slower than
+//! `--upload-min-rate` over a window of `--upload-idle-timeout`, cut off by the client)
+//! keeps no partial file and leaves its URL usable for a retry; one still arriving when its
+//! URL expires (`--upload-ttl`) is abandoned the same way, so a client trickling bytes
+//! cannot hold an upload slot for long.
 //! Downloads answer `200` with an exact `Content-Length`, or `206` for one byte range (old
 //! tools resume with `Range: bytes=N-` by appending), and never redirect: the tool would
 //! save a redirect body as the tarball.
@@ -190,6 +191,7 @@ async fn receive(
     let left = u64::try_from(upload.expires.saturating_sub(now_ms())).unwrap_or(0);
     let patience = Patience {
         idle: publishing.upload_idle_timeout,
+        min_rate: publishing.upload_min_rate,
         deadline: tokio::time::Instant::now() + Duration::from_millis(left),
     };
     let stored = publishing
@@ -207,14 +209,17 @@ async fn receive(
         Err(error) => {
             let answer = match &error {
                 BlobError::TooLarge { limit } => refusal(&too_large(*limit)),
-                BlobError::Idle { idle } => {
-                    tracing::info!(seconds = idle.as_secs(), "abandoned a stalled upload");
+                BlobError::Idle { idle, min_bytes } => {
+                    tracing::info!(
+                        seconds = idle.as_secs(),
+                        min_bytes,
+                        "abandoned a stalled upload"
+                    );
                     text(
                         StatusCode::REQUEST_TIMEOUT,
                         &format!(
-                            "The upload sent no data for {} seconds and was abandoned; \
-                             upload the file again (this upload URL stays valid)",
-                            idle.as_secs()
+                            "Abandoned: {error}. Upload the file again (this upload URL \
+                             stays valid)"
                         ),
                     )
                 }

@@ -45,6 +45,9 @@ pub struct Publishing {
     /// client cannot hold an upload slot and its ticket for long; a body must also end
     /// before its ticket expires, so one trickling bytes cannot hold them for ever.
     pub upload_idle_timeout: Duration,
+    /// Bytes per second an upload body must average over each `upload_idle_timeout`
+    /// window, so one sending a byte now and then cannot hold its slot for long either.
+    pub upload_min_rate: u64,
 }
 
 impl Publishing {

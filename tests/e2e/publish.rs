@@ -1458,7 +1458,7 @@ async fn stalled_uploads_are_abandoned_and_their_urls_stay_usable() {
     stalled.write_all(&source[..100]).unwrap();
     let (status, text) = read_response(stalled);
     assert_eq!(status, 408, "{text}");
-    assert!(text.contains("sent no data for 1 seconds"), "{text}");
+    assert!(text.contains("within 1 seconds"), "{text}");
     assert_eq!(staged_files(&world.data), Vec::<String>::new());
     assert_eq!(put(url, &source).0, 200);
     publish_files(&mut alice, &token, &source, None).await;
@@ -1480,6 +1480,53 @@ async fn new_version(ddp: &mut Ddp, name: &str, version: &str) -> (Value, String
     )
 }
 
+/// A slow-drip client that never goes idle (issue 17, finding 7: a trickling body kept
+/// its upload slot until its URL expired, two hours): an upload averaging less than
+/// `--upload-min-rate` over a window of `--upload-idle-timeout` is abandoned at the end
+/// of that window with a 408 saying so; its URL stays usable and its slot is free.
+#[tokio::test]
+async fn uploads_slower_than_the_minimum_rate_give_their_slot_back() {
+    let world = world();
+    let server = serve(
+        &world.data,
+        &[
+            "--upload-idle-timeout",
+            "2s",
+            "--upload-min-rate",
+            "1000",
+            "--max-concurrent-uploads",
+            "1",
+        ],
+    );
+    let mut alice = login(&server, &world.alice).await;
+    let name = "acme:slow-drip";
+    ok(&mut alice, "createPackage", json!([{"name": name}])).await;
+    let (token, url, _) = new_version(&mut alice, name, "1.0.0").await;
+    let trickle = start_upload(&url, MAX_UPLOAD);
+    let writer = trickle.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        let mut writer = writer;
+        // Ten bytes a second, never idle, far below 1000 bytes a second.
+        while writer.write_all(b"x").and_then(|()| writer.flush()).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let (status, text) = read_response(trickle.try_clone().unwrap());
+    assert_eq!(status, 408, "{text}");
+    assert!(
+        text.contains("fewer than 2000 bytes within 2 seconds"),
+        "{text}"
+    );
+    reset(trickle);
+    dripping.join().unwrap();
+    assert_eq!(staged_files(&world.data), Vec::<String>::new());
+    // The URL stays usable and the only slot is free: an honest upload goes through.
+    let source = file("slow-drip source", 10_000);
+    let (status, text) = put(&url, &source);
+    assert_eq!(status, 200, "{text}");
+    publish_files(&mut alice, &token, &source, None).await;
+}
+
 /// Spec §5.2 against a slow-drip client: an upload that sends a byte more often than
 /// `--upload-idle-timeout` still ends when its URL expires (`--upload-ttl`), with a 408
 /// saying so, no partial file, and its slot free for others.
@@ -1493,6 +1540,8 @@ async fn trickling_uploads_are_cut_off_when_their_url_expires() {
             "8s",
             "--upload-idle-timeout",
             "3s",
+            "--upload-min-rate",
+            "0",
             "--max-concurrent-uploads",
             "1",
         ],

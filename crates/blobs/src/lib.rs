@@ -41,11 +41,14 @@ pub enum BlobError {
     /// The upload body could not be read from the client.
     #[error("reading the upload failed: {0}")]
     Body(String),
-    /// The upload body sent nothing for the caller's idle limit; nothing was kept.
-    #[error("the upload sent no data for {} seconds", idle.as_secs())]
+    /// The upload body sent fewer than the caller's minimum bytes within one idle window
+    /// (nothing at all, when that minimum is one byte); nothing was kept.
+    #[error("the upload sent {} within {} seconds", if *min_bytes > 1 { format!("fewer than {min_bytes} bytes") } else { "no data".to_owned() }, idle.as_secs())]
     Idle {
-        /// The idle limit that passed.
+        /// The window that passed.
         idle: std::time::Duration,
+        /// The bytes each window had to bring.
+        min_bytes: u64,
     },
     /// The upload was still arriving at the caller's deadline (its upload URL's expiry);
     /// nothing was kept.
@@ -195,15 +198,26 @@ pub struct BlobStore {
     description: String,
 }
 
-/// How long [`BlobStore::put_stream`] waits for a body: each chunk within `idle` of the
-/// last, and all of it before `deadline`. Both are needed: the idle limit alone lets a
-/// client that trickles a byte now and then hold an upload for ever.
+/// How long [`BlobStore::put_stream`] waits for a body: at least `min_rate` bytes per
+/// second (at least one byte) within every `idle` window, and all of it before `deadline`.
+/// All three are needed: the idle limit alone lets a client that trickles a byte now and
+/// then hold an upload until the deadline, and the deadline alone lets it for hours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Patience {
-    /// Longest wait for the next chunk.
+    /// The window in which each part of the body must arrive.
     pub idle: std::time::Duration,
+    /// Bytes per second the body must average over each window (0: any progress).
+    pub min_rate: u64,
     /// When the whole body must have arrived.
     pub deadline: tokio::time::Instant,
+}
+
+impl Patience {
+    /// The bytes each `idle` window must bring: `min_rate` over the window, at least one.
+    pub fn min_bytes(&self) -> u64 {
+        let window = u128::from(self.min_rate) * self.idle.as_millis() / 1000;
+        u64::try_from(window).unwrap_or(u64::MAX).max(1)
+    }
 }
 
 /// Chunk size of streamed writes: S3's smallest multipart part, so memory per upload
@@ -252,7 +266,7 @@ impl BlobStore {
 
     /// Streams `body` into `key`, hashing as it goes; stops with [`BlobError::TooLarge`]
     /// once more than `limit` bytes arrived, with [`BlobError::Idle`] when the body sent
-    /// nothing for `patience.idle`, with [`BlobError::Deadline`] when it has not ended by
+    /// less than [`Patience::min_bytes`] in a window of `patience.idle`, with [`BlobError::Deadline`] when it has not ended by
     /// `patience.deadline`, and with [`BlobError::Body`] when it fails (a client that
     /// went away). On every failure the partial write is aborted (an S3 multipart upload
     /// included), so nothing is kept.
@@ -272,20 +286,26 @@ impl BlobStore {
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut body = std::pin::pin!(body);
+        let min_bytes = patience.min_bytes();
+        let (mut window_start, mut window_bytes) = (tokio::time::Instant::now(), 0u64);
         let failure = loop {
-            let idle_until = tokio::time::Instant::now() + patience.idle;
-            let until = idle_until.min(patience.deadline);
+            let until = (window_start + patience.idle).min(patience.deadline);
             let chunk = match tokio::time::timeout_at(until, body.next()).await {
                 Err(_) if until == patience.deadline => break Some(BlobError::Deadline),
                 Err(_) => {
                     break Some(BlobError::Idle {
                         idle: patience.idle,
+                        min_bytes,
                     });
                 }
                 Ok(None) => break None,
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(Some(Err(error))) => break Some(BlobError::Body(error.to_string())),
             };
+            window_bytes = window_bytes.saturating_add(chunk.len() as u64);
+            if window_bytes >= min_bytes {
+                (window_start, window_bytes) = (tokio::time::Instant::now(), 0);
+            }
             size = size.saturating_add(chunk.len() as u64);
             if size > limit {
                 break Some(BlobError::TooLarge { limit });
@@ -440,6 +460,7 @@ mod tests {
     fn patient() -> Patience {
         Patience {
             idle: Duration::from_secs(600),
+            min_rate: 0,
             deadline: tokio::time::Instant::now() + Duration::from_secs(600),
         }
     }
@@ -562,6 +583,7 @@ mod tests {
                 .chain(futures_util::stream::pending());
         let idle = Patience {
             idle: Duration::from_millis(10),
+            min_rate: 0,
             ..patient()
         };
         let error = store
@@ -576,6 +598,7 @@ mod tests {
         });
         let deadline = Patience {
             idle: Duration::from_secs(600),
+            min_rate: 0,
             deadline: tokio::time::Instant::now() + Duration::from_millis(50),
         };
         let error = store
@@ -583,6 +606,49 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(error, BlobError::Deadline), "{error}");
+        // A body that sends something in every window but too little is cut off at the
+        // end of its first window: 1 byte per 5 ms is far below 10,000 bytes per second.
+        let slow = Patience {
+            idle: Duration::from_millis(100),
+            min_rate: 10_000,
+            deadline: tokio::time::Instant::now() + Duration::from_secs(600),
+        };
+        assert_eq!(slow.min_bytes(), 1000);
+        let trickle = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Some((Ok::<_, String>(Bytes::from_static(b"x")), ()))
+        });
+        let error = store
+            .put_stream(&key, trickle, 1 << 20, slow)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                BlobError::Idle {
+                    min_bytes: 1000,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("fewer than 1000 bytes"),
+            "{error}"
+        );
+        // The same rate passes when the body keeps up.
+        let brisk = futures_util::stream::iter(
+            (0..50).map(|_| Ok::<_, String>(Bytes::from_static(&[7; 100]))),
+        );
+        assert_eq!(
+            store
+                .put_stream(&key, brisk, 1 << 20, slow)
+                .await
+                .unwrap()
+                .size,
+            5000
+        );
+        store.delete(&key).await.unwrap();
         assert!(store.get(&key, Span::Whole).await.unwrap().is_none());
         let mut left = Vec::new();
         for entry in walk(dir.path()) {

@@ -273,6 +273,7 @@ async fn copy_in(blobs: &BlobStore, dir: &Path, entry: &FileLine) -> Result<(), 
     });
     let patience = Patience {
         idle: std::time::Duration::from_secs(60),
+        min_rate: 0,
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(24 * 3600),
     };
     let stored = blobs

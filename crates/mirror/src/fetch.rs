@@ -424,6 +424,7 @@ impl Inner {
                 follow(file, 0..total, progress).map(|chunk| chunk.map_err(|e| e.to_string()));
             let patience = Patience {
                 idle: self.config.idle_timeout,
+                min_rate: 0,
                 deadline: tokio::time::Instant::now() + Duration::from_secs(24 * 3600),
             };
             self.blobs.put_stream(key, body, total, patience).await
