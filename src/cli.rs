@@ -1101,6 +1101,12 @@ pub enum BenchCommand {
                       counting the host's requests."
     )]
     Mirror(BenchMirrorArgs),
+    /// The hostile tester's attacks at full size against default flags, each beside an
+    /// honest client's full sync.
+    #[command(
+        long_about = "Run each attack of the hostile-client review against a fresh                       `exosphere serve` child process with default flags: oversized records                       from a publisher, SockJS sessions that never poll, WebSockets that stop                       reading, a flood of SockJS sessions without DDP connect, idle TCP                       connections, a flood of usage reports with made-up names, and slow                       readers of a large stats day. While each attack is held, an honest client                       on 127.0.0.2 syncs the small synthetic catalog. Reports what the server                       did with each attack, its peak memory and open files, and the honest                       sync's time against the same sync before the attack. Raises the                       open-file limit to the hard limit (the idle-connection attack is capped                       by it)."
+    )]
+    Abuse(BenchAbuseArgs),
 }
 
 /// Flags of `exosphere bench sessions`.
@@ -1253,6 +1259,31 @@ fn parse_share(text: &str) -> Result<f64, String> {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
         _ => Err(format!("{text:?} is not a number from 0 to 1")),
     }
+}
+
+/// Flags of `exosphere bench abuse`.
+#[derive(Debug, Args)]
+pub struct BenchAbuseArgs {
+    /// Idle TCP connections the idle-connection attack opens (at most the load generator's
+    /// open-file limit less 1024).
+    #[arg(long, default_value_t = 19_995, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub idle_connections: u64,
+
+    /// Rows of the large stats day the slow readers read (about 80 bytes each).
+    #[arg(long, default_value_t = 1_100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub stats_rows: u64,
+
+    /// Seconds the usage flood goes on after the honest sync.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub flood_seconds: u64,
+
+    /// Seed of the small synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
 }
 
 /// Flags of `exosphere bench mirror`.

@@ -5,6 +5,7 @@
 //! directory, a synthetic catalog imported into a fresh data directory, and an
 //! `exosphere serve` child process whose memory can be read on its own from `/proc`.
 
+pub mod abuse;
 pub mod client_sync;
 pub mod index;
 pub mod mirror;
@@ -36,7 +37,48 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Index(args) => index::run(args),
         BenchCommand::Publish(args) => publish::run(args),
         BenchCommand::Mirror(args) => mirror::run(args),
+        BenchCommand::Abuse(args) => abuse::run(args),
     }
+}
+
+/// Bytes of every file directly in `dir` (the database, its WAL and shared memory).
+fn dir_size(dir: &Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            total += entry.metadata()?.len();
+        }
+    }
+    Ok(total)
+}
+
+/// Opens a WebSocket to a `ws://host:port/…` URL of a server on this machine, from the local
+/// address `source` when given (a load generator's honest client apart from its attackers).
+async fn websocket(
+    url: &str,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let Some(source) = source else {
+        return Ok(tokio_tungstenite::connect_async(url).await?.0);
+    };
+    let authority = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split('/').next())
+        .context("a ws:// URL")?;
+    let server: std::net::SocketAddr = authority.parse().context("a literal address")?;
+    let socket = match server {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket
+        .bind(std::net::SocketAddr::new(source, 0))
+        .with_context(|| format!("cannot bind the local address {source}"))?;
+    let stream = socket.connect(server).await?;
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    Ok(tokio_tungstenite::client_async(url, plain).await?.0)
 }
 
 /// Megabytes (10^6 bytes), as the reports print them.
@@ -176,6 +218,11 @@ impl ServerProcess {
             address: address.to_owned(),
             child,
         })
+    }
+
+    /// The server's process id, for `/proc` figures.
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The raw-WebSocket DDP endpoint.

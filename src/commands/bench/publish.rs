@@ -144,7 +144,7 @@ struct PublishRun {
 }
 
 /// An administrator `bench` and a login token for it, written straight into the catalog.
-fn create_user(data_dir: &std::path::Path) -> anyhow::Result<String> {
+pub(super) fn create_user(data_dir: &std::path::Path) -> anyhow::Result<String> {
     let store = open_sqlite(data_dir)?;
     let secret = new_secret();
     let now = chrono::Utc::now().timestamp_millis();
@@ -341,13 +341,13 @@ fn disk_write(dir: &std::path::Path, body: &[u8]) -> anyhow::Result<Duration> {
 }
 
 /// Just enough of a DDP client for the publish sequence.
-struct Ddp {
+pub(super) struct Ddp {
     socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
     next_id: u64,
 }
 
 impl Ddp {
-    async fn connect(url: &str) -> anyhow::Result<Ddp> {
+    pub(super) async fn connect(url: &str) -> anyhow::Result<Ddp> {
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
         socket
             .send(Message::text(
@@ -358,7 +358,16 @@ impl Ddp {
     }
 
     /// Calls `method` and returns its result, or fails with its error.
-    async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+    pub(super) async fn call(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let answer = self.answer(method, params).await?;
+        if let Some(error) = answer.get("error") {
+            bail!("{method} failed: {error}");
+        }
+        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Calls `method` and returns its whole `result` message, error or not.
+    pub(super) async fn answer(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
         self.next_id += 1;
         let id = self.next_id.to_string();
         let frame = json!({"msg": "method", "id": id, "method": method, "params": params});
@@ -375,10 +384,7 @@ impl Ddp {
                 self.socket.send(Message::text(r#"{"msg":"pong"}"#)).await?;
             }
             if message["msg"] == "result" && message["id"] == id.as_str() {
-                if let Some(error) = message.get("error") {
-                    bail!("{method} failed: {error}");
-                }
-                return Ok(message.get("result").cloned().unwrap_or(Value::Null));
+                return Ok(message);
             }
         }
     }

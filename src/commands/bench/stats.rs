@@ -14,7 +14,6 @@
 //!    connections; the server records them on today's date (it takes the system clock), so
 //!    rolling up that one day afterwards is the worst case of a day holding every add.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ use rand::{Rng as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{ServerProcess, WorkDir, mb};
+use super::{ServerProcess, WorkDir, dir_size, mb};
 use crate::cli::BenchStatsArgs;
 
 /// Distinct packages the simulated apps choose from.
@@ -198,18 +197,6 @@ pub fn run(args: BenchStatsArgs) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// Bytes of every file directly in `dir` (the database, its WAL and shared memory).
-fn dir_size(dir: &Path) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            total += entry.metadata()?.len();
-        }
-    }
-    Ok(total)
 }
 
 /// The simulated apps and calls; the same arguments always give the same calls.

@@ -35,7 +35,7 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
     for run in 1..=args.catalog.runs {
         // Only the first run keeps its frames (for the bare baseline), so later runs measure a
         // client that, like the tool, drops each page once applied.
-        let sync = runtime.block_on(full_sync(&server.ws_url(), args.compress, run == 1))?;
+        let sync = runtime.block_on(full_sync(&server.ws_url(), args.compress, run == 1, None))?;
         eprintln!(
             "sync run {run}: {} records, {} pages, {:.2} MB in {:.3?}",
             sync.records,
@@ -112,11 +112,13 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
 }
 
 /// What one full sync transferred.
-struct SyncRun {
-    elapsed: Duration,
+pub(super) struct SyncRun {
+    pub(super) elapsed: Duration,
     records: u64,
     bytes: u64,
     pages: u64,
+    /// The largest `result` frame, in bytes.
+    pub(super) largest: u64,
     /// Every `result` frame as received, replayed by the bare-WebSocket baseline.
     frames: Vec<Utf8Bytes>,
 }
@@ -140,10 +142,16 @@ struct SyncResult<'a> {
 }
 
 /// The tool's loop (spec §3.3): call `syncNewPackageData` with the last token until `upToDate`,
-/// parsing every page as a client must to find the next token.
-async fn full_sync(url: &str, compress: bool, keep_frames: bool) -> anyhow::Result<SyncRun> {
+/// parsing every page as a client must to find the next token. `source` picks the client's
+/// local address (a loopback address other than the server's own clients', say).
+pub(super) async fn full_sync(
+    url: &str,
+    compress: bool,
+    keep_frames: bool,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<SyncRun> {
     let started = Instant::now();
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut socket = super::websocket(url, source).await?;
     socket
         .send(Message::text(
             r#"{"msg":"connect","version":"1","support":["1","pre2","pre1"]}"#,
@@ -160,6 +168,7 @@ async fn full_sync(url: &str, compress: bool, keep_frames: bool) -> anyhow::Resu
         records: 0,
         bytes: 0,
         pages: 0,
+        largest: 0,
         frames: Vec::new(),
     };
     let mut call_id = 0u64;
@@ -195,6 +204,7 @@ async fn full_sync(url: &str, compress: bool, keep_frames: bool) -> anyhow::Resu
             (None, None) => bail!("a page without collections"),
         };
         run.bytes += text.len() as u64;
+        run.largest = run.largest.max(text.len() as u64);
         run.pages += 1;
         let done = result.up_to_date;
         if head.is_none() && !done {
