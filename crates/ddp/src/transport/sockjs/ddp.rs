@@ -23,7 +23,7 @@ pub(super) struct Ddp<S: Service>(pub(super) Arc<Server<S>>);
 
 impl<S: Service> Application for Ddp<S> {
     fn open(&self, info: ConnectionInfo, queue: usize) -> Option<Channels> {
-        let admission = self.0.admit()?;
+        let admission = self.0.admit(info.remote_addr)?;
         let (inbound, incoming) = mpsc::channel(queue.max(1));
         let (outbox, outbound) = self.0.outbox();
         let server = Arc::clone(&self.0);

@@ -22,7 +22,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
-use crate::outbox::{Charge, Outbound, OutboxReceiver};
+use crate::outbox::{Charge, Eviction, Outbound, OutboxReceiver};
 use crate::server::Admission;
 
 /// The longest a send request waits for the application to take its messages.
@@ -31,6 +31,24 @@ const TAKE_WAIT: Duration = Duration::from_secs(1);
 /// How long a receiver waits for more messages once it has some, so that messages sent
 /// together (a method's `updated` and `result`) travel in one response.
 const LINGER: Duration = Duration::from_millis(1);
+
+/// The fewest characters of a session id a new HTTP-transport session is opened for:
+/// `sockjs-client` makes 8 random ones (the conformance suite uses longer ones), so short
+/// ids are not a client's, and would let clients guess and collide with each other's.
+const MIN_SESSION_ID: usize = 8;
+
+/// The most characters of a session id: each open session keeps its id.
+const MAX_SESSION_ID: usize = 128;
+
+/// Whether `id` may name a new HTTP-transport session: [`MIN_SESSION_ID`] to
+/// [`MAX_SESSION_ID`] visible ASCII characters (the URL's raw text, percent escapes
+/// included), without the dots and slashes the URL scheme already excludes.
+pub(crate) fn is_session_id(id: &str) -> bool {
+    (MIN_SESSION_ID..=MAX_SESSION_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b'.' && byte != b'/')
+}
 
 /// The open sessions of one SockJS endpoint.
 #[derive(Debug, Default)]
@@ -92,6 +110,9 @@ pub(crate) struct Session {
     output: Arc<tokio::sync::Mutex<Output>>,
     /// Since when no response of the session has been in delivery.
     idle: Mutex<Idle>,
+    /// Resolves when the server evicts the session to make room in its outbound budget:
+    /// it then ends at once, as if expired.
+    eviction: Eviction,
 }
 
 /// The session's idle clock: it runs only while no response is being delivered.
@@ -158,6 +179,7 @@ impl Session {
         slot: Option<Admission>,
     ) -> Self {
         Self {
+            eviction: queue.eviction(),
             inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
                 queue,
@@ -228,7 +250,14 @@ impl Session {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes the session from `sessions` once it has had no receiver for `delay`.
+    /// What a streaming receiver watches to stop handing out a chunk the client does not
+    /// take once the session is evicted.
+    pub(crate) fn eviction(&self) -> Eviction {
+        self.eviction.clone()
+    }
+
+    /// Removes the session from `sessions` once it has had no receiver for `delay`, or
+    /// once the server evicted it.
     pub(crate) async fn expire(
         self: Arc<Self>,
         sessions: Arc<Sessions>,
@@ -244,7 +273,15 @@ impl Session {
                     idle.since + delay
                 }
             };
-            sleep_until(wake).await;
+            tokio::select! {
+                () = sleep_until(wake) => {}
+                () = self.eviction.clone().wait() => {
+                    self.idle().expired = true;
+                    sessions.remove(&id, &self);
+                    self.tear_down();
+                    return;
+                }
+            }
             let expired = {
                 let mut idle = self.idle();
                 idle.expired = idle.delivering == 0 && idle.since + delay <= Instant::now();
@@ -362,14 +399,41 @@ impl Drop for Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Outbox;
+    use crate::outbox::{Outbox, SharedBudget};
 
     const HEARTBEAT: Duration = Duration::from_secs(25);
 
     fn session() -> (Arc<Session>, Outbox, mpsc::Receiver<String>) {
         let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, out_rx) = Outbox::channel(1 << 20, Arc::default());
+        let (out_tx, out_rx) = Outbox::channel(
+            1 << 20,
+            &SharedBudget::new(1 << 30),
+            Duration::from_secs(60),
+        );
         (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
+    }
+
+    #[test]
+    fn session_ids_are_what_clients_make() {
+        for good in [
+            "abcdefgh",
+            "abcdefg_i-j%20XYZ",
+            "_0123456",
+            &"x".repeat(128),
+        ] {
+            assert!(is_session_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "abcdefg",
+            "abc.defgh",
+            "abcdefgh\n",
+            "abcd efgh",
+            &"x".repeat(129),
+        ] {
+            assert!(!is_session_id(bad), "{bad:?}");
+        }
     }
 
     #[tokio::test]
