@@ -188,6 +188,31 @@ impl Ddp {
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket connects");
+        Ddp::handshake(socket).await
+    }
+
+    /// Connects from the local address `from` (another loopback address, such as
+    /// 127.0.0.2, is another client to the server's per-address caps) and completes the
+    /// DDP handshake.
+    pub async fn connect_from(url: &str, from: std::net::IpAddr) -> Ddp {
+        let authority = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("an authority");
+        let server: std::net::SocketAddr = authority.parse().expect("an IP address and port");
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind((from, 0).into())
+            .expect("binds the local address");
+        let tcp = socket.connect(server).await.expect("connects");
+        let (socket, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("WebSocket connects");
+        Ddp::handshake(socket).await
+    }
+
+    async fn handshake(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Ddp {
         let mut ddp = Ddp {
             socket,
             next_id: 0,

@@ -6,6 +6,7 @@
 
 mod common;
 
+mod abuse;
 mod browser;
 mod cli;
 mod client_sync;
