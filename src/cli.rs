@@ -558,6 +558,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
     pub sockjs_disconnect_delay: Duration,
 
+    /// SockJS: close a polling or streaming session that has not sent DDP `connect` this
+    /// long after it was opened, freeing its place under --max-sessions (sockjs-client and
+    /// Meteor send `connect` right after the open frame).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, env = "EXOSPHERE_SOCKJS_CONNECT_TIMEOUT")]
+    pub sockjs_connect_timeout: Duration,
+
     /// SockJS: bytes one streaming response carries before the client must open another.
     #[arg(long, default_value_t = 128 * 1024, env = "EXOSPHERE_SOCKJS_RESPONSE_LIMIT")]
     pub sockjs_response_limit: usize,

@@ -100,6 +100,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             response_limit: args.sockjs_response_limit,
             max_message_size: args.max_message_size,
             write_timeout: args.write_timeout,
+            connect_timeout: args.sockjs_connect_timeout,
             handshake_timeout: args.connect_timeout,
             queue: args.inbound_queue,
             client_url: args.sockjs_client_url.clone(),

@@ -254,6 +254,27 @@ async fn one_address_cannot_take_every_session() {
     assert!(page["result"]["syncToken"].is_object(), "{page}");
 }
 
+/// Finding B: SockJS sessions that never send DDP `connect` are closed after the SockJS
+/// connect timeout, and their places are free again.
+#[test]
+fn sockjs_sessions_that_never_connect_free_their_places_after_the_connect_timeout() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--max-sessions", "2", "--sockjs-connect-timeout", "1s"],
+    );
+    for _ in 0..2 {
+        assert_eq!(open_xhr_session(&server), (200, "o\n".to_owned()));
+    }
+    assert_eq!(open_xhr_session(&server).0, 503, "full");
+    let deadline = Instant::now() + PATIENCE;
+    while health(&server)["ddp"]["admitted"] != 0 {
+        assert!(Instant::now() < deadline, "the sessions were never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(open_xhr_session(&server), (200, "o\n".to_owned()));
+}
+
 /// Finding C: a connection that sends nothing, one that sends half a request head, and
 /// an idle keep-alive connection are all closed after the header-read timeout; a
 /// WebSocket is not.

@@ -63,6 +63,7 @@ where
         () = stopping(&mut stop) => return CloseReason::ShuttingDown,
     };
     tracing::info!(%version, "DDP session established");
+    ctx.mark_established();
     outbox.raise(config.session_budget(Trust::Anonymous));
     let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
     let _live = LiveSession::start(&server, &session);

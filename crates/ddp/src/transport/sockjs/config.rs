@@ -36,6 +36,11 @@ pub struct SockJsConfig {
     /// Longest time one write to a client may take; a client that stops reading is
     /// disconnected instead of holding the server's memory (`--write-timeout`).
     pub write_timeout: Duration,
+    /// The longest an HTTP-transport session may go without the application considering it
+    /// started (DDP: without a `connect`); it is then closed and frees its place under
+    /// `--max-sessions`. `sockjs-client` and Meteor send `connect` right after the open
+    /// frame.
+    pub connect_timeout: Duration,
     /// Longest wait for the 8-byte nonce a hixie-76 client sends after its handshake
     /// headers; a client that never sends it is disconnected.
     pub handshake_timeout: Duration,
@@ -61,6 +66,7 @@ impl Default for SockJsConfig {
             response_limit: 128 * 1024,
             max_message_size: 1024 * 1024,
             write_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(45),
             queue: 32,
             client_url: DEFAULT_CLIENT_URL.to_owned(),

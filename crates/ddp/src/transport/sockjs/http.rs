@@ -382,6 +382,7 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
             channels.inbound,
             channels.outbound,
             channels.slot,
+            channels.established,
         ))
     })?;
     if created {
@@ -389,6 +390,7 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
             Arc::clone(&endpoint.sessions),
             id.to_owned(),
             endpoint.config.disconnect_delay,
+            endpoint.config.connect_timeout,
         );
         exosphere_task::spawn(expiry);
     }

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
@@ -113,6 +113,9 @@ pub(crate) struct Session {
     /// Resolves when the server evicts the session to make room in its outbound budget:
     /// it then ends at once, as if expired.
     eviction: Eviction,
+    /// Whether the application considers the session started (see
+    /// [`Channels::established`](super::app::Channels)).
+    established: Option<watch::Receiver<bool>>,
 }
 
 /// The session's idle clock: it runs only while no response is being delivered.
@@ -177,8 +180,10 @@ impl Session {
         inbound: mpsc::Sender<String>,
         queue: OutboxReceiver,
         slot: Option<Admission>,
+        established: Option<watch::Receiver<bool>>,
     ) -> Self {
         Self {
+            established,
             eviction: queue.eviction(),
             inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
@@ -246,6 +251,13 @@ impl Session {
         }
     }
 
+    /// Ends the session before its idle time is up.
+    fn end(self: &Arc<Self>, sessions: &Sessions, id: &str) {
+        self.idle().expired = true;
+        sessions.remove(id, self);
+        self.tear_down();
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -256,14 +268,31 @@ impl Session {
         self.eviction.clone()
     }
 
-    /// Removes the session from `sessions` once it has had no receiver for `delay`, or
-    /// once the server evicted it.
+    /// Resolves if the application does not consider the session started within
+    /// `timeout` of now; never otherwise.
+    async fn unestablished(&self, timeout_after: Duration) {
+        if let Some(mut established) = self.established.clone() {
+            let started = timeout(timeout_after, established.wait_for(|started| *started)).await;
+            if started.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
+    /// Removes the session from `sessions` once it has had no receiver for `delay`, once
+    /// the server evicted it, or when the application does not consider it started within
+    /// `connect_timeout`: a client that opens sessions and never speaks holds each one
+    /// only that long.
     pub(crate) async fn expire(
         self: Arc<Self>,
         sessions: Arc<Sessions>,
         id: String,
         delay: Duration,
+        connect_timeout: Duration,
     ) {
+        let unestablished = self.unestablished(connect_timeout);
+        let mut unestablished = std::pin::pin!(unestablished);
         loop {
             let wake = {
                 let idle = self.idle();
@@ -276,9 +305,12 @@ impl Session {
             tokio::select! {
                 () = sleep_until(wake) => {}
                 () = self.eviction.clone().wait() => {
-                    self.idle().expired = true;
-                    sessions.remove(&id, &self);
-                    self.tear_down();
+                    self.end(&sessions, &id);
+                    return;
+                }
+                () = &mut unestablished => {
+                    tracing::info!(?connect_timeout, "SockJS session never started; closed");
+                    self.end(&sessions, &id);
                     return;
                 }
             }
@@ -288,8 +320,7 @@ impl Session {
                 idle.expired
             };
             if expired {
-                sessions.remove(&id, &self);
-                self.tear_down();
+                self.end(&sessions, &id);
                 return;
             }
         }
@@ -410,7 +441,11 @@ mod tests {
             &SharedBudget::new(1 << 30),
             Duration::from_secs(60),
         );
-        (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
+        (
+            Arc::new(Session::new(in_tx, out_rx, None, None)),
+            out_tx,
+            in_rx,
+        )
     }
 
     #[test]
@@ -488,8 +523,12 @@ mod tests {
             .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
             .expect("created");
         assert!(created);
-        let expiry =
-            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        let expiry = tokio::spawn(Arc::clone(&found).expire(
+            Arc::clone(&sessions),
+            "s".into(),
+            HEARTBEAT,
+            HEARTBEAT,
+        ));
         drop(found);
         expiry.await.expect("expiry task");
         assert_eq!(sessions.len(), 0);
@@ -497,6 +536,38 @@ mod tests {
             inbound.recv().await.is_none(),
             "the application sees its input end"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_the_application_never_considers_started_ends_after_the_connect_timeout() {
+        let sessions = Arc::new(Sessions::default());
+        let connect_timeout = Duration::from_secs(10);
+        for started in [false, true] {
+            let (in_tx, _in_rx) = mpsc::channel(4);
+            let (_app, out_rx) = Outbox::channel(
+                1 << 20,
+                &SharedBudget::new(1 << 30),
+                Duration::from_secs(60),
+            );
+            let established = watch::Sender::new(started);
+            let session = Session::new(in_tx, out_rx, None, Some(established.subscribe()));
+            let (found, _) = sessions
+                .get_or_create("s", || Some(session))
+                .expect("created");
+            // A receiver is attached all along: only the connect timeout can end it.
+            let _receiver = found.attach().expect("receiver");
+            let expiry = tokio::spawn(Arc::clone(&found).expire(
+                Arc::clone(&sessions),
+                "s".into(),
+                HEARTBEAT * 100,
+                connect_timeout,
+            ));
+            tokio::time::sleep(connect_timeout * 2).await;
+            assert_eq!(sessions.len(), usize::from(started), "started: {started}");
+            assert_eq!(found.expired(), !started);
+            expiry.abort();
+            sessions.remove("s", &found);
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -535,8 +606,12 @@ mod tests {
         // The handler returns; its body is still being written to a slow client.
         let body = receiver.hold();
         receiver.finish();
-        let expiry =
-            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        let expiry = tokio::spawn(Arc::clone(&found).expire(
+            Arc::clone(&sessions),
+            "s".into(),
+            HEARTBEAT,
+            HEARTBEAT,
+        ));
         tokio::time::sleep(HEARTBEAT * 3).await;
         assert_eq!(sessions.len(), 1, "no expiry while the body is delivered");
         drop(body);
@@ -559,7 +634,7 @@ mod tests {
         // A send request in progress keeps its own handle on the session.
         let held = Arc::clone(&found);
         found
-            .expire(Arc::clone(&sessions), "s".into(), HEARTBEAT)
+            .expire(Arc::clone(&sessions), "s".into(), HEARTBEAT, HEARTBEAT)
             .await;
         assert_eq!(sessions.len(), 0);
         assert!(held.inbound().is_none(), "no more input is accepted");

@@ -52,6 +52,7 @@ impl Application for TestService {
             inbound,
             outbound,
             slot: None,
+            established: None,
         })
     }
 
