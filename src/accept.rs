@@ -90,9 +90,11 @@ pub struct OpenConnections {
 }
 
 impl OpenConnections {
-    /// Counters for `limits`, with the server-wide cap resolved.
+    /// Counters for `limits`, with the server-wide cap resolved (at most what one
+    /// acquisition of the semaphore can take, so that waiting for every place back works).
     pub fn new(limits: &HttpLimits) -> Arc<Self> {
-        let cap = limits.connection_cap().clamp(1, Semaphore::MAX_PERMITS);
+        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        let cap = limits.connection_cap().clamp(1, most);
         Arc::new(Self {
             total: Arc::new(Semaphore::new(cap)),
             cap,
@@ -120,6 +122,7 @@ impl OpenConnections {
     /// Resolves once every connection is closed.
     async fn all_closed(&self) {
         let cap = u32::try_from(self.cap).unwrap_or(u32::MAX);
+        // `cap` is at most `u32::MAX`: every place is back.
         let _ = self.total.acquire_many(cap).await;
     }
 }

@@ -88,9 +88,11 @@ pub(crate) struct SharedBudget {
 }
 
 impl SharedBudget {
-    /// A budget of `capacity` bytes (at least one, at most what a semaphore can count).
+    /// A budget of `capacity` bytes (at least one, at most what a semaphore can count and
+    /// one acquisition can take, so that what a frame takes is always what it gives back).
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
-        let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS);
+        let most = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        let capacity = capacity.clamp(1, most);
         Arc::new(Self {
             bytes: Semaphore::new(capacity),
             capacity,
@@ -218,6 +220,7 @@ impl Budget {
     /// Takes room for a frame of `len` bytes from the server's budget, evicting stalled
     /// sessions to make it, for at most `patience`.
     async fn acquire_shared(&self, len: usize, patience: Duration) -> Result<(), SessionClosed> {
+        // At most the capacity, which fits in a `u32`.
         let cost = u32::try_from(self.shared.cost(len)).unwrap_or(u32::MAX);
         let deadline = Instant::now() + patience;
         loop {
