@@ -268,6 +268,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "max_sessions": state.ddp.config().max_sessions,
         "outbound_bytes": state.ddp.outbound_bytes(),
         "outbound_budget": state.ddp.outbound_budget(),
+        "outbound_waiting_bytes": state.ddp.outbound_waiting_bytes(),
     });
     let connections = json!({
         "open": state.connections.open(),

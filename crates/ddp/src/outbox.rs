@@ -80,6 +80,9 @@ pub(crate) struct SharedBudget {
     /// Bytes of frames held right now, counted in full (a frame clamped to `capacity`
     /// in the semaphore is not clamped here).
     held: AtomicUsize,
+    /// Bytes of frames already encoded by their producers and waiting for room in a
+    /// session's budget or this one: memory too, though not yet queued.
+    waiting: AtomicUsize,
     /// Every live session budget, by a number of its own.
     sessions: Mutex<HashMap<u64, Weak<Budget>>>,
     next_id: AtomicU64,
@@ -97,6 +100,7 @@ impl SharedBudget {
             bytes: Semaphore::new(capacity),
             capacity,
             held: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             sessions: Mutex::default(),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -106,6 +110,11 @@ impl SharedBudget {
     /// Bytes of outbound frames all sessions hold right now.
     pub(crate) fn held(&self) -> usize {
         self.held.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of encoded frames waiting for room right now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// The budget's size in bytes.
@@ -324,6 +333,25 @@ pub(crate) struct OutboxReceiver {
     evicted: watch::Receiver<bool>,
 }
 
+/// Counts a frame's bytes as waiting for room while it is alive.
+struct Waiting<'a> {
+    gauge: &'a AtomicUsize,
+    bytes: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(gauge: &'a AtomicUsize, bytes: usize) -> Self {
+        gauge.fetch_add(bytes, Ordering::Relaxed);
+        Self { gauge, bytes }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.gauge.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 impl Outbox {
     /// A queue holding frames of up to `budget` bytes in all (at least one byte, at most
     /// [`MAX_OUTBOUND_BUFFER_SIZE`], so the semaphore can hold it), drawing from `shared`
@@ -377,16 +405,16 @@ impl Outbox {
     pub(crate) async fn send(&self, frame: String) -> Result<(), SessionClosed> {
         let budget = &self.budget;
         let cost = budget.cost(frame.len());
-        budget
+        // Cancel-safe: the gauge and the session's bytes are given back if this is dropped.
+        let waiting = Waiting::new(&budget.shared.waiting, frame.len());
+        let session_bytes = budget
             .bytes
             .acquire_many(cost)
             .await
-            .map_err(|_| SessionClosed)?
-            .forget();
-        if let Err(closed) = budget.acquire_shared(frame.len(), self.patience).await {
-            budget.bytes.add_permits(cost as usize);
-            return Err(closed);
-        }
+            .map_err(|_| SessionClosed)?;
+        budget.acquire_shared(frame.len(), self.patience).await?;
+        session_bytes.forget();
+        drop(waiting);
         let real = frame.len().saturating_add(FRAME_OVERHEAD);
         if budget.held.fetch_add(real, Ordering::Relaxed) == 0 {
             // The stall clock starts when the session starts holding bytes.
@@ -705,5 +733,29 @@ mod tests {
         assert_eq!(outbox.send("y".repeat(30)).await, Err(SessionClosed));
         assert_eq!(shared.held(), 30 + FRAME_OVERHEAD);
         assert_eq!(shared.bytes.available_permits(), 100 - 30 - FRAME_OVERHEAD);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_waiting_for_room_are_counted_until_queued_or_given_up() {
+        let shared = SharedBudget::new(1 << 20);
+        let (outbox, mut rx) = Outbox::channel(1, &shared, Duration::from_secs(60));
+        outbox.send("a".to_owned()).await.expect("fits");
+        let mut waiting = send_later(&outbox, "bcd");
+        assert_waits(&mut waiting, "sent over the session budget").await;
+        assert_eq!(shared.waiting(), 3);
+        drop(rx.recv().await);
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+        assert_eq!(shared.waiting(), 0, "queued");
+        let mut cancelled = send_later(&outbox, "efgh");
+        assert_waits(&mut cancelled, "sent over the session budget").await;
+        assert_eq!(shared.waiting(), 4);
+        cancelled.abort();
+        assert!(cancelled.await.is_err(), "cancelled");
+        assert_eq!(shared.waiting(), 0, "given up");
+        drop(rx.recv().await);
+        outbox
+            .send("i".to_owned())
+            .await
+            .expect("the session's bytes came back");
     }
 }

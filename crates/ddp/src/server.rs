@@ -78,6 +78,13 @@ impl<S: Service> Server<S> {
         self.outbound.held()
     }
 
+    /// Bytes of outbound DDP frames already encoded and waiting for room in their
+    /// session's budget or the server's (at most one frame per producer: a session's
+    /// worker, each of its publications): memory the queues do not count yet.
+    pub fn outbound_waiting_bytes(&self) -> usize {
+        self.outbound.waiting()
+    }
+
     /// The bytes all sessions may hold together (`max_outbound_bytes`, as honoured).
     pub fn outbound_budget(&self) -> usize {
         self.outbound.capacity()
