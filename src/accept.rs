@@ -140,6 +140,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
+    // Warned once per run of failures, not once per pause.
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -148,11 +150,17 @@ pub async fn serve(
         let (tcp, remote) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                tracing::warn!(%error, "cannot accept a connection; pausing");
+                if !failing {
+                    tracing::warn!(%error, "cannot accept connections; pausing until it can");
+                }
+                failing = true;
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
         };
+        if std::mem::take(&mut failing) {
+            tracing::info!("accepting connections again");
+        }
         let Some((permit, slot)) = connections.admit(remote) else {
             tracing::debug!(%remote, "connection refused: connection cap reached");
             drop(tcp);

@@ -15,10 +15,11 @@ pub struct FdLimit {
 pub const RESERVED: u64 = 256;
 
 /// The most TCP connections a server can keep open under an open-file limit of `soft`:
-/// the limit less [`RESERVED`] (or less a quarter, if that is smaller), so that the server
-/// refuses connections before it runs out of descriptors.
+/// the limit less [`RESERVED`] (or less half, if that is smaller: an idle server already
+/// holds about twenty), so that the server refuses connections before it runs out of
+/// descriptors.
 pub fn connection_cap(soft: u64) -> usize {
-    let cap = soft.saturating_sub(RESERVED.min(soft / 4));
+    let cap = soft.saturating_sub(RESERVED.min(soft / 2));
     usize::try_from(cap).unwrap_or(usize::MAX).max(1)
 }
 
@@ -75,7 +76,7 @@ mod tests {
     #[test]
     fn the_connection_cap_leaves_descriptors_for_files() {
         assert_eq!(super::connection_cap(1024), 1024 - 256);
-        assert_eq!(super::connection_cap(100), 75);
+        assert_eq!(super::connection_cap(100), 50);
         assert_eq!(super::connection_cap(0), 1);
         assert_eq!(super::connection_cap(1 << 20), (1 << 20) - 256);
     }

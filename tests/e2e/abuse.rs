@@ -346,6 +346,45 @@ fn connections_beyond_the_per_address_cap_are_refused() {
     }
 }
 
+/// Finding C: the connection cap follows the open-file limit, so connections beyond it are
+/// closed at once and the server never runs out of descriptors; and a server whose cap is set
+/// above its descriptors (so `accept` fails with `EMFILE`) keeps running and serves again once
+/// connections close.
+#[test]
+fn the_open_file_limit_caps_connections_and_running_out_does_not_stop_the_server() {
+    const OPEN_FILES: u64 = 64;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    for (flags, derived) in [
+        (&["--header-read-timeout", "1s"][..], true),
+        (
+            &["--header-read-timeout", "1s", "--max-connections", "1000"][..],
+            false,
+        ),
+    ] {
+        let server = Server::start_with_open_files(&dir.path().join("data"), flags, OPEN_FILES);
+        if derived {
+            let health = health(&server);
+            assert_eq!(health["connections"]["max"], 32, "64 less half: {health}");
+        }
+        // More than the process has descriptors for.
+        let idle: Vec<TcpStream> = (0..OPEN_FILES + 20)
+            .map(|_| tcp_from(&server, local))
+            .collect();
+        drop(idle);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(answer) = get_over(tcp_from(&server, local), "/healthz") {
+                assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server never served again");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(server);
+    }
+}
+
 /// Finding D: a one-character id opens no SockJS session, and the iframe page pins the
 /// exact script it loads.
 #[test]
