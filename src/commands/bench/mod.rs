@@ -153,18 +153,11 @@ struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `exosphere serve` on `data_dir` with `extra_args` added to its command line.
-    /// The per-address caps are off: every client of a load generator has its address.
     fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
         let exe: PathBuf = std::env::current_exe().context("cannot find the exosphere binary")?;
         let mut child = Command::new(exe)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args([
-                "--max-sessions-per-address",
-                "0",
-                "--max-connections-per-address",
-                "0",
-            ])
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
