@@ -476,6 +476,23 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE)), env = "EXOSPHERE_OUTBOUND_BUFFER_SIZE")]
     pub outbound_buffer_size: u32,
 
+    /// The same for a session that sent DDP `connect` but did not log in (every `meteor`
+    /// tool syncing): what anyone may make the server hold per session. Never more than
+    /// --outbound-buffer-size; a larger message still goes through, alone.
+    #[arg(long, default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(1..=i64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE)), env = "EXOSPHERE_ANONYMOUS_OUTBOUND_BUFFER_SIZE")]
+    pub anonymous_outbound_buffer_size: u32,
+
+    /// The same for a connection that has not sent DDP `connect` yet.
+    #[arg(long, default_value_t = 64 << 10, value_parser = clap::value_parser!(u32).range(1..=i64::from(exosphere_ddp::MAX_OUTBOUND_BUFFER_SIZE)), env = "EXOSPHERE_HANDSHAKE_OUTBOUND_BUFFER_SIZE")]
+    pub handshake_outbound_buffer_size: u32,
+
+    /// Bytes of outbound DDP messages all sessions together may hold. When it is spent,
+    /// the session whose client has taken nothing for longest (at least a second) is
+    /// closed to make room; a message that still finds none within --write-timeout ends
+    /// its own session.
+    #[arg(long, default_value_t = 512 << 20, value_parser = parse_positive_usize, env = "EXOSPHERE_MAX_OUTBOUND_BYTES")]
+    pub max_outbound_bytes: usize,
+
     /// DDP messages read ahead per session while an earlier call runs; when full, the
     /// server stops reading from that client until it catches up.
     #[arg(long, default_value_t = 32, env = "EXOSPHERE_INBOUND_QUEUE")]
@@ -492,6 +509,38 @@ pub struct ServeArgs {
     /// DDP connections served at once, over every transport; further ones get HTTP 503.
     #[arg(long, default_value_t = 20_000, env = "EXOSPHERE_MAX_SESSIONS")]
     pub max_sessions: usize,
+
+    /// DDP connections one client address (an IPv4 address or an IPv6 /64) may hold at
+    /// once; further ones get HTTP 503 (0 turns the cap off: do so behind a reverse proxy,
+    /// where every client has the proxy's address).
+    #[arg(
+        long,
+        default_value_t = 2_000,
+        env = "EXOSPHERE_MAX_SESSIONS_PER_ADDRESS"
+    )]
+    pub max_sessions_per_address: usize,
+
+    /// TCP connections open at once; further ones are closed as soon as they are
+    /// accepted. Default: the open-file limit (raised to its hard limit) less 256
+    /// descriptors kept for files (half of it, under 512).
+    #[arg(long, value_parser = parse_positive_usize, env = "EXOSPHERE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// TCP connections one client address (an IPv4 address or an IPv6 /64) may have open
+    /// at once; further ones are closed as soon as they are accepted (0 turns the cap off:
+    /// do so behind a reverse proxy).
+    #[arg(
+        long,
+        default_value_t = 4_000,
+        env = "EXOSPHERE_MAX_CONNECTIONS_PER_ADDRESS"
+    )]
+    pub max_connections_per_address: usize,
+
+    /// The longest a client may take to send an HTTP request's headers, and the longest an
+    /// idle keep-alive connection waits for its next request, before it is closed.
+    /// WebSockets, SockJS responses, uploads and downloads keep their own timeouts.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration, env = "EXOSPHERE_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Duration,
 
     /// Method calls one connection may make per --method-rate-interval; further calls get
     /// Meteor's `too-many-requests` error telling how long to wait (0 turns it off).
@@ -515,6 +564,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "60s", value_parser = parse_duration, env = "EXOSPHERE_SOCKJS_DISCONNECT_DELAY")]
     pub sockjs_disconnect_delay: Duration,
 
+    /// SockJS: close a polling or streaming session that has not sent DDP `connect` this
+    /// long after it was opened, freeing its place under --max-sessions (sockjs-client and
+    /// Meteor send `connect` right after the open frame).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, env = "EXOSPHERE_SOCKJS_CONNECT_TIMEOUT")]
+    pub sockjs_connect_timeout: Duration,
+
     /// SockJS: bytes one streaming response carries before the client must open another.
     #[arg(long, default_value_t = 128 * 1024, env = "EXOSPHERE_SOCKJS_RESPONSE_LIMIT")]
     pub sockjs_response_limit: usize,
@@ -525,6 +580,12 @@ pub struct ServeArgs {
     /// network), point it at a copy you serve, e.g. /static/sockjs.min.js.
     #[arg(long, default_value = exosphere_ddp::SOCKJS_CLIENT_URL, value_parser = parse_script_url, env = "EXOSPHERE_SOCKJS_CLIENT_URL")]
     pub sockjs_client_url: String,
+
+    /// The Subresource Integrity hash (`sha384-…`) of the --sockjs-client-url script, for
+    /// the iframe page's script tag. The default script's hash is built in; a script of
+    /// your own gets none unless given here.
+    #[arg(long, value_parser = parse_integrity, env = "EXOSPHERE_SOCKJS_CLIENT_INTEGRITY")]
+    pub sockjs_client_integrity: Option<String>,
 
     /// Also mount the SockJS conformance suite's services (/echo, /disabled_websocket_echo,
     /// /cookie_needed_echo, /close), to run sockjs-protocol against this build.
@@ -1342,6 +1403,32 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     match parse_duration(text)? {
         Duration::ZERO => Err(format!("`{text}` must be longer than zero")),
         duration => Ok(duration),
+    }
+}
+
+/// A Subresource Integrity value: `sha256-`, `sha384-` or `sha512-` and base64.
+fn parse_integrity(text: &str) -> Result<String, String> {
+    let valid = ["sha256-", "sha384-", "sha512-"].iter().any(|prefix| {
+        text.strip_prefix(prefix).is_some_and(|hash| {
+            !hash.is_empty()
+                && hash
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'='))
+        })
+    });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("use sha256-, sha384- or sha512- followed by the base64 hash".to_owned())
+    }
+}
+
+/// A count that must be at least one (a limit of zero would refuse everything).
+fn parse_positive_usize(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(value) => Ok(value),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
     }
 }
 

@@ -10,8 +10,21 @@ pub struct FdLimit {
     pub hard: u64,
 }
 
-/// Raises this process's soft open-file limit to its hard limit and returns both.
-pub fn raise() -> std::io::Result<FdLimit> {
+/// Descriptors kept out of [`connection_cap`]: the catalog's database files, files being
+/// uploaded or downloaded, the mirror's connections, logs.
+pub const RESERVED: u64 = 256;
+
+/// The most TCP connections a server can keep open under an open-file limit of `soft`:
+/// the limit less [`RESERVED`] (or less half, if that is smaller: an idle server already
+/// holds about twenty), so that the server refuses connections before it runs out of
+/// descriptors.
+pub fn connection_cap(soft: u64) -> usize {
+    let cap = soft.saturating_sub(RESERVED.min(soft / 2));
+    usize::try_from(cap).unwrap_or(usize::MAX).max(1)
+}
+
+/// This process's open-file limits as they are.
+pub fn current() -> std::io::Result<FdLimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -20,6 +33,19 @@ pub fn raise() -> std::io::Result<FdLimit> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(FdLimit {
+        soft: limit.rlim_cur,
+        hard: limit.rlim_max,
+    })
+}
+
+/// Raises this process's soft open-file limit to its hard limit and returns both.
+pub fn raise() -> std::io::Result<FdLimit> {
+    let current = current()?;
+    let mut limit = libc::rlimit {
+        rlim_cur: current.soft,
+        rlim_max: current.hard,
+    };
     if limit.rlim_cur < limit.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: limit.rlim_max,
@@ -44,5 +70,14 @@ mod tests {
         let limit = super::raise().expect("getrlimit works");
         assert_eq!(limit.soft, limit.hard);
         assert_eq!(super::raise().expect("idempotent"), limit);
+        assert_eq!(super::current().expect("getrlimit works"), limit);
+    }
+
+    #[test]
+    fn the_connection_cap_leaves_descriptors_for_files() {
+        assert_eq!(super::connection_cap(1024), 1024 - 256);
+        assert_eq!(super::connection_cap(100), 50);
+        assert_eq!(super::connection_cap(0), 1);
+        assert_eq!(super::connection_cap(1 << 20), (1 << 20) - 256);
     }
 }

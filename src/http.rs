@@ -29,6 +29,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Span;
 
+use crate::accept::{HttpLimits, OpenConnections};
 use crate::service::PackageService;
 use crate::service::Publishing;
 use crate::stats_files::StatsFiles;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub ddp: Arc<Server<PackageService>>,
     /// How DDP is served over SockJS at `/sockjs`.
     pub sockjs: SockJsConfig,
+    /// Bounds on HTTP connections (served by [`crate::accept`]).
+    pub http: HttpLimits,
+    /// The HTTP connections open, against their cap (shown on `/healthz`).
+    pub connections: Arc<OpenConnections>,
     /// Whether the SockJS conformance suite's services are mounted too.
     pub sockjs_test_services: bool,
     /// Longest date range one `/api/v1/stats` request may ask for, in days.
@@ -86,10 +91,12 @@ pub fn router(state: AppState) -> Router {
             state.sockjs.clone(),
         ))
         .merge(if state.sockjs_test_services {
-            // The suite's services need its 4 KiB streaming limit (sockjs-protocol.py).
+            // The suite's services need its 4 KiB streaming limit, and its iframe page has
+            // a bare script tag (sockjs-protocol.py).
             sockjs::test_service_routes(&SockJsConfig {
                 response_limit: SOCKJS_SUITE_RESPONSE_LIMIT,
                 disconnect_delay: SOCKJS_SUITE_DISCONNECT_DELAY,
+                client_integrity: None,
                 ..state.sockjs.clone()
             })
         } else {
@@ -169,8 +176,18 @@ async fn websocket(
 /// wants at a glance.
 async fn healthz(State(state): State<AppState>) -> Response {
     let store = Arc::clone(&state.store);
-    let sessions = state.ddp.session_count();
-    let outbound_bytes = state.ddp.outbound_bytes();
+    let ddp = json!({
+        "sessions": state.ddp.session_count(),
+        "admitted": state.ddp.admitted_count(),
+        "max_sessions": state.ddp.config().max_sessions,
+        "outbound_bytes": state.ddp.outbound_bytes(),
+        "outbound_budget": state.ddp.outbound_budget(),
+        "outbound_waiting_bytes": state.ddp.outbound_waiting_bytes(),
+    });
+    let connections = json!({
+        "open": state.connections.open(),
+        "max": state.connections.cap(),
+    });
     match exosphere_task::blocking(move || store.state()).await {
         Ok(Ok(catalog)) => {
             let mirror = state.mirror.as_ref().map(|mirror| {
@@ -200,8 +217,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
             };
             axum::Json(json!({
                 "status": "ok",
-                "sessions": sessions,
-                "outbound_bytes": outbound_bytes,
+                "sessions": ddp["sessions"],
+                "outbound_bytes": ddp["outbound_bytes"],
+                "ddp": ddp,
+                "connections": connections,
                 "catalog": {"epoch": catalog.epoch, "sequence": catalog.head_seq},
                 "mirror": mirror,
                 "mirror_files": mirror_files,

@@ -8,11 +8,14 @@
 //!   shutdown), which `serve` and in-process tests share;
 //! - `jobs` holds the background jobs a server runs (stats rollups, the upload sweep);
 //! - [`service`] is the package server as a DDP service (methods and publications);
+//! - [`accept`] is the HTTP accept loop (connection caps, the header-read timeout, graceful
+//!   shutdown) that [`server::run`] serves the router with;
 //! - [`http`] is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
 //! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
 //! - `serve_lock` keeps a data directory to one `serve` process.
 
+pub mod accept;
 mod cli;
 mod commands;
 mod fd_limit;

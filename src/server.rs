@@ -8,12 +8,10 @@
 //! service or background job) and one field to [`Config`].
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, watch};
@@ -21,6 +19,7 @@ use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use exosphere_mirror::{FilesConfig, MirrorConfig, MirrorFiles, MirrorPhase, MirrorStatus};
 use tokio::net::TcpListener;
 
+use crate::accept::{self, HttpLimits, OpenConnections};
 use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
 use crate::service::{PackageService, Publishing, UsageRates, UsageRecording, UsageThrottle};
@@ -35,6 +34,8 @@ pub struct Config {
     pub ddp: DdpConfig,
     /// DDP over SockJS at `/sockjs`.
     pub sockjs: SockJsConfig,
+    /// Bounds on HTTP connections: open at once, per address, and idle.
+    pub http: HttpLimits,
     /// Whether the SockJS conformance suite's services are mounted too.
     pub sockjs_test_services: bool,
     /// `syncNewPackageData` page sizes.
@@ -70,6 +71,7 @@ impl Default for Config {
         Config {
             ddp: DdpConfig::default(),
             sockjs: SockJsConfig::default(),
+            http: HttpLimits::default(),
             sockjs_test_services: false,
             paging: Paging::default(),
             sync_cache_size: 64 << 20,
@@ -155,6 +157,8 @@ pub fn start(
         mirror_files,
         ddp: Server::new(Arc::new(service), config.ddp.clone()),
         sockjs: config.sockjs.clone(),
+        http: config.http.clone(),
+        connections: OpenConnections::new(&config.http),
         sockjs_test_services: config.sockjs_test_services,
         stats_max_range_days: config.stats_max_range_days,
         publishing,
@@ -178,7 +182,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let ddp = Arc::clone(&state.ddp);
     let (grace, write_timeout) = (ddp.config().shutdown_grace, ddp.config().write_timeout);
-    let listener = listener.tap_io(move |tcp| tune_socket(tcp, write_timeout));
+    let (limits, connections) = (state.http.clone(), Arc::clone(&state.connections));
     // On shutdown, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -191,12 +195,14 @@ pub async fn run(
         // An error means the shutdown task is gone, which only happens after it signalled.
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    let serving = axum::serve(
+    let serving = accept::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signalled(stopping.clone()))
-    .into_future();
+        router(state),
+        &limits,
+        connections,
+        move |tcp| tune_socket(tcp, write_timeout),
+        stopping.clone(),
+    );
     // Requests still open after the sessions' grace (a send a client never lets finish)
     // do not keep the server alive.
     let hard_stop = async {
@@ -204,7 +210,7 @@ pub async fn run(
         tokio::time::sleep(grace + CLOSE_FLUSH + HTTP_STOP_EXTRA).await;
     };
     tokio::select! {
-        served = serving => served.context("server failed")?,
+        () = serving => {}
         () = hard_stop => tracing::warn!("HTTP requests still open after the shutdown grace period; stopping anyway"),
     }
     if !matches!(draining.await, Ok(true)) {
@@ -223,12 +229,12 @@ pub async fn run(
 /// `TCP_USER_TIMEOUT` closes a connection whose sent data stays unacknowledged, or unsent
 /// behind a zero window, that long. It holds for every connection, so downloads, uploads and
 /// `/stats` answers get the same bound.
-fn tune_socket(tcp: &mut tokio::net::TcpStream, write_timeout: Duration) {
+fn tune_socket(tcp: &tokio::net::TcpStream, write_timeout: Duration) {
     if let Err(error) = tcp.set_nodelay(true) {
         tracing::debug!(%error, "cannot set TCP_NODELAY");
     }
     #[cfg(target_os = "linux")]
-    if let Err(error) = socket2::SockRef::from(&*tcp).set_tcp_user_timeout(Some(write_timeout)) {
+    if let Err(error) = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(write_timeout)) {
         tracing::debug!(%error, "cannot set TCP_USER_TIMEOUT");
     }
     #[cfg(not(target_os = "linux"))]

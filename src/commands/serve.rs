@@ -17,6 +17,7 @@ use exosphere_mirror::{FilesConfig, MirrorConfig};
 use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
 
+use crate::accept::HttpLimits;
 use crate::cli::ServeArgs;
 use crate::commands::{blob_store, open_catalog, runtime};
 use crate::fd_limit;
@@ -38,7 +39,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     check_public_url(&args)?;
     let config = config(&args)?;
-    raise_open_file_limit(args.max_sessions);
+    raise_open_file_limit(&config);
     let data_dir = &args.data_dir.data_dir;
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
@@ -83,9 +84,13 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             write_timeout: args.write_timeout,
             max_message_size: args.max_message_size,
             outbound_buffer_size: args.outbound_buffer_size,
+            anonymous_outbound_buffer_size: args.anonymous_outbound_buffer_size,
+            handshake_outbound_buffer_size: args.handshake_outbound_buffer_size,
+            max_outbound_bytes: args.max_outbound_bytes,
             inbound_queue: args.inbound_queue,
             max_subscriptions: args.max_subscriptions,
             max_sessions: args.max_sessions,
+            max_sessions_per_address: args.max_sessions_per_address,
             method_rate_limit: args.method_rate_limit,
             method_rate_interval: args.method_rate_interval,
             shutdown_grace: args.shutdown_grace,
@@ -96,9 +101,16 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             response_limit: args.sockjs_response_limit,
             max_message_size: args.max_message_size,
             write_timeout: args.write_timeout,
+            connect_timeout: args.sockjs_connect_timeout,
             handshake_timeout: args.connect_timeout,
             queue: args.inbound_queue,
             client_url: args.sockjs_client_url.clone(),
+            client_integrity: sockjs_client_integrity(args),
+        },
+        http: HttpLimits {
+            header_read_timeout: args.header_read_timeout,
+            max_connections: args.max_connections,
+            max_connections_per_address: args.max_connections_per_address,
         },
         sockjs_test_services: args.sockjs_test_services,
         paging: Paging {
@@ -139,18 +151,39 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     })
 }
 
-/// Each session is a socket: lets `--max-sessions` be reachable as far as the system allows,
-/// and warns when it is not.
-fn raise_open_file_limit(max_sessions: usize) {
+/// The iframe page's script integrity: `--sockjs-client-integrity`, or the pinned hash of
+/// the default script when `--sockjs-client-url` is not changed (another script's hash is
+/// unknown: none).
+fn sockjs_client_integrity(args: &ServeArgs) -> Option<String> {
+    args.sockjs_client_integrity.clone().or_else(|| {
+        (args.sockjs_client_url == exosphere_ddp::SOCKJS_CLIENT_URL)
+            .then(|| exosphere_ddp::SOCKJS_CLIENT_INTEGRITY.to_owned())
+    })
+}
+
+/// Each connection is a socket: raises the open-file limit as far as the system allows,
+/// before the connection cap is derived from it, and warns when `--max-sessions` or
+/// `--max-connections` cannot be reached within it (the server then refuses connections at
+/// the cap instead of running out of descriptors).
+fn raise_open_file_limit(config: &Config) {
     match fd_limit::raise() {
-        Ok(limit) if usize::try_from(limit.soft).unwrap_or(usize::MAX) < max_sessions => {
-            tracing::warn!(
-                open_files = limit.soft,
-                max_sessions,
-                "the open-file limit is below --max-sessions; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
-            )
+        Ok(limit) => {
+            let fits = fd_limit::connection_cap(limit.soft);
+            let wanted = config
+                .ddp
+                .max_sessions
+                .max(config.http.max_connections.unwrap_or(0));
+            if fits < wanted {
+                tracing::warn!(
+                    open_files = limit.soft,
+                    connections = fits,
+                    max_sessions = config.ddp.max_sessions,
+                    "the open-file limit allows fewer connections than --max-sessions or --max-connections; raise the hard limit (ulimit -Hn, LimitNOFILE=)"
+                );
+            } else {
+                tracing::debug!(open_files = limit.soft, "open-file limit");
+            }
         }
-        Ok(limit) => tracing::debug!(open_files = limit.soft, "open-file limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
 }
@@ -323,5 +356,30 @@ mod tests {
             panic!("not serve");
         };
         assert_eq!(config(&args).unwrap(), Config::default());
+    }
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let cli = Cli::try_parse_from(["exosphere", "serve"].iter().chain(flags)).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        args
+    }
+
+    #[test]
+    fn the_iframe_script_is_pinned_only_where_its_hash_is_known() {
+        assert_eq!(
+            sockjs_client_integrity(&serve_args(&[])).as_deref(),
+            Some(exosphere_ddp::SOCKJS_CLIENT_INTEGRITY)
+        );
+        let own = ["--sockjs-client-url", "/static/sockjs.min.js"];
+        assert_eq!(sockjs_client_integrity(&serve_args(&own)), None);
+        let hashed = serve_args(&[own[0], own[1], "--sockjs-client-integrity", "sha384-abc="]);
+        assert_eq!(
+            sockjs_client_integrity(&hashed).as_deref(),
+            Some("sha384-abc=")
+        );
+        let bad = ["serve", "--sockjs-client-integrity", "md5-abc"];
+        assert!(Cli::try_parse_from(["exosphere"].iter().chain(&bad)).is_err());
     }
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use exosphere_catalog::StoreError;
 use exosphere_catalog::usage::{AppReport, RecordError, Recorder, UsageLimits};
 use exosphere_ddp::ejson::{Ejson, EjsonMap};
-use exosphere_ddp::{DdpError, MethodContext, RateLimit, Reply, random_id};
+use exosphere_ddp::{AddressGroup, DdpError, MethodContext, RateLimit, Reply, random_id};
 use tokio::time::Instant;
 
 /// How much package usage callers may report: package entries per interval, per client
@@ -27,8 +27,7 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRates {
     /// Package entries one client address may report per [`interval`](Self::interval)
-    /// (IPv6 addresses count per /64, the block one subscriber usually gets); 0 turns the
-    /// limit off.
+    /// (grouped as [`AddressGroup`] groups them: IPv6 per /64); 0 turns the limit off.
     pub per_address: u32,
     /// Package entries all callers together may report per interval; 0 turns it off.
     pub global: u32,
@@ -61,7 +60,7 @@ pub struct UsageThrottle {
 /// Counters of the current windows.
 struct Budgets {
     global: RateLimit,
-    per_address: HashMap<IpAddr, RateLimit>,
+    per_address: HashMap<AddressGroup, RateLimit>,
 }
 
 impl UsageThrottle {
@@ -94,7 +93,7 @@ impl UsageThrottle {
         let own = match address.filter(|_| self.rates.per_address > 0) {
             None => None,
             Some(address) => {
-                let key = client_key(address);
+                let key = AddressGroup::from(address);
                 if !per_address.contains_key(&key) && per_address.len() >= self.rates.max_addresses
                 {
                     per_address.retain(|_, budget| !budget.is_idle(now));
@@ -126,21 +125,6 @@ impl UsageThrottle {
             global.charge(now, cost)?;
         }
         Ok(())
-    }
-}
-
-/// The address a budget is kept for: IPv4 addresses (also mapped into IPv6) as they are,
-/// IPv6 addresses by their /64 prefix.
-fn client_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !u128::from(u64::MAX);
-                IpAddr::V6(prefix.into())
-            }
-        },
     }
 }
 

@@ -92,14 +92,43 @@ impl Server {
 
     /// Starts a server listening on `listen` (e.g. the address of a server that stopped).
     pub fn start_on(listen: &str, data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = exosphere()
+        Server::spawn(&mut Server::command(listen, data_dir, extra))
+    }
+
+    /// Starts a server on a free loopback port whose open-file limit (soft and hard) is
+    /// `open_files`, so it cannot raise it.
+    pub fn start_with_open_files(data_dir: &Path, extra: &[&str], open_files: u64) -> Server {
+        use std::os::unix::process::CommandExt as _;
+        let mut command = Server::command("127.0.0.1:0", data_dir, extra);
+        // SAFETY: only `setrlimit`, which is async-signal-safe, runs in the forked child.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: open_files,
+                    rlim_max: open_files,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Server::spawn(&mut command)
+    }
+
+    fn command(listen: &str, data_dir: &Path, extra: &[&str]) -> Command {
+        let mut command = exosphere();
+        command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(["--watch-interval", "100ms"])
             .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("exosphere serve starts");
+            .stdout(Stdio::piped());
+        command
+    }
+
+    fn spawn(command: &mut Command) -> Server {
+        let mut child = command.spawn().expect("exosphere serve starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout)

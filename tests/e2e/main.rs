@@ -6,6 +6,7 @@
 
 mod common;
 
+mod abuse;
 mod bounded_records;
 mod browser;
 mod cli;

@@ -28,11 +28,24 @@ pub struct DdpConfig {
     pub write_timeout: Duration,
     /// Largest inbound text frame in bytes; a larger one closes the session.
     pub max_message_size: usize,
-    /// Bytes of outbound frames a session may hold (queued, or handed to its transport but
-    /// not yet written) before producers (results, publications) wait. A frame larger
-    /// than this still goes through, alone. The default (16 MiB) is several full
-    /// `syncNewPackageData` pages of 500 records; at most [`MAX_OUTBOUND_BUFFER_SIZE`].
+    /// Bytes of outbound frames a logged-in session may hold (queued, or handed to its
+    /// transport but not yet written) before producers (results, publications) wait. A
+    /// frame larger than this still goes through, alone (counted in full in
+    /// [`max_outbound_bytes`](Self::max_outbound_bytes)). The default (16 MiB) is several
+    /// full `syncNewPackageData` pages of 500 records; at most [`MAX_OUTBOUND_BUFFER_SIZE`].
     pub outbound_buffer_size: u32,
+    /// The same for a session that sent DDP `connect` but has no user id (anonymous
+    /// clients, such as every `meteor` tool syncing), so that anyone can hold only this
+    /// much; never more than `outbound_buffer_size`.
+    pub anonymous_outbound_buffer_size: u32,
+    /// The same for a connection that has not sent DDP `connect` yet (it can only be
+    /// answered `connected`, `failed` or errors); never more than `outbound_buffer_size`.
+    pub handshake_outbound_buffer_size: u32,
+    /// Bytes of outbound frames all sessions together may hold. When it is spent, the
+    /// session stalled longest (holding bytes without its client taking any for a while)
+    /// is closed to make room, and a producer that still finds none within
+    /// `write_timeout` ends its own session.
+    pub max_outbound_bytes: usize,
     /// `method`/`sub`/`unsub` messages buffered per session before the reader stops reading
     /// from that client. The `meteor` tool never has more than one call in flight.
     pub inbound_queue: usize,
@@ -42,6 +55,10 @@ pub struct DdpConfig {
     /// Connections (DDP over any transport, handshaking or established) served at once;
     /// further ones are refused with HTTP 503 before any session state is allocated.
     pub max_sessions: usize,
+    /// Connections counted against `max_sessions` that come from one client address
+    /// (an IPv4 address, or an IPv6 /64) at once; zero turns the cap off. Behind a reverse
+    /// proxy every client has the proxy's address: turn it off there.
+    pub max_sessions_per_address: usize,
     /// Method calls one connection may make per [`method_rate_interval`](Self::method_rate_interval);
     /// further calls are answered with Meteor's `too-many-requests` error. Zero turns the
     /// limit off.
@@ -53,6 +70,29 @@ pub struct DdpConfig {
     pub shutdown_grace: Duration,
 }
 
+/// How far a session has come, which decides its outbound budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trust {
+    /// No DDP `connect` yet.
+    Handshake,
+    /// Connected, no user id.
+    Anonymous,
+    /// A login method set a user id.
+    LoggedIn,
+}
+
+impl DdpConfig {
+    /// The outbound budget of a session at `trust`: never more than a logged-in one's.
+    pub(crate) fn session_budget(&self, trust: Trust) -> u32 {
+        let full = self.outbound_buffer_size;
+        match trust {
+            Trust::Handshake => self.handshake_outbound_buffer_size.min(full),
+            Trust::Anonymous => self.anonymous_outbound_buffer_size.min(full),
+            Trust::LoggedIn => full,
+        }
+    }
+}
+
 impl Default for DdpConfig {
     fn default() -> Self {
         Self {
@@ -62,9 +102,13 @@ impl Default for DdpConfig {
             write_timeout: Duration::from_secs(60),
             max_message_size: 1024 * 1024,
             outbound_buffer_size: 16 << 20,
+            anonymous_outbound_buffer_size: 4 << 20,
+            handshake_outbound_buffer_size: 64 << 10,
+            max_outbound_bytes: 512 << 20,
             inbound_queue: 32,
             max_subscriptions: 100,
             max_sessions: 20_000,
+            max_sessions_per_address: 2_000,
             method_rate_limit: 5000,
             method_rate_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),

@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::sync::watch;
+
 /// Per-connection facts a service may consult.
 #[derive(Debug)]
 pub struct SessionContext {
@@ -16,6 +18,8 @@ pub struct SessionContext {
     /// The `User-Agent` of the WebSocket upgrade request (`Meteor/<release> OS/…` from the tool).
     pub user_agent: Option<String>,
     user_id: Mutex<Option<String>>,
+    /// Becomes `true` once the client's DDP `connect` is accepted.
+    established: watch::Sender<bool>,
 }
 
 impl SessionContext {
@@ -30,7 +34,19 @@ impl SessionContext {
             remote_addr,
             user_agent,
             user_id: Mutex::new(None),
+            established: watch::Sender::new(false),
         }
+    }
+
+    /// Records that the client's DDP `connect` was accepted.
+    pub(crate) fn mark_established(&self) {
+        self.established.send_replace(true);
+    }
+
+    /// What turns `true` once the client's DDP `connect` is accepted: a transport that
+    /// keeps sessions between requests ends those that never get there.
+    pub(crate) fn established(&self) -> watch::Receiver<bool> {
+        self.established.subscribe()
     }
 
     /// The logged-in user of this connection, if a login method set one.

@@ -23,13 +23,15 @@
 //! * `server` (admission, limits, gauges, shutdown) and `service` (the [`Service`] trait);
 //! * `publication`: the [`Subscription`] handle, over the state a session shares with its
 //!   subscriptions (`session::shared`), over the subscription registry and merge box;
-//! * leaves: `message` (frames), `outbox` (the byte-bounded outbound queue), `config`,
+//! * leaves: `message` (frames), `outbox` (the byte-bounded outbound queues and the
+//!   server-wide budget), `address` (caps per client address), `config`,
 //!   `context`, `reply`, `error`, `id`, `version`.
 //!
 //! [`client`] sits beside them and uses only `message`, `error`, `id` and `version`.
 
 pub use exosphere_ejson as ejson;
 
+mod address;
 pub mod client;
 mod config;
 mod context;
@@ -46,6 +48,7 @@ mod session;
 pub mod transport;
 mod version;
 
+pub use address::{AddressGroup, AddressSlot, PerAddress};
 pub use config::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE};
 pub use context::{MethodContext, SessionContext};
 pub use error::{DdpError, ErrorCode, SessionClosed};
@@ -56,5 +59,8 @@ pub use reply::Reply;
 pub use server::Server;
 pub use service::Service;
 pub use transport::DeliberateStatus;
-pub use transport::sockjs::{DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL, SockJsConfig};
+pub use transport::sockjs::{
+    DEFAULT_CLIENT_INTEGRITY as SOCKJS_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL,
+    SockJsConfig,
+};
 pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

@@ -6,14 +6,16 @@
 //! ever stalls itself. Sessions and transports consult the server; it knows nothing of
 //! them.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::DdpConfig;
-use crate::outbox::{Outbox, OutboxReceiver};
+use crate::address::{AddressSlot, PerAddress};
+use crate::config::{DdpConfig, Trust};
+use crate::outbox::{Outbox, OutboxReceiver, SharedBudget};
 use crate::service::Service;
 
 /// A DDP endpoint serving `service` to any number of connections.
@@ -25,8 +27,10 @@ pub struct Server<S: Service> {
     pub(crate) sessions: AtomicUsize,
     /// Admitted connections, established or not (see [`DdpConfig::max_sessions`]).
     connections: Arc<AtomicUsize>,
-    /// Bytes of outbound frames held for clients, over every session.
-    outbound_bytes: Arc<AtomicUsize>,
+    /// Admitted connections per client address ([`DdpConfig::max_sessions_per_address`]).
+    per_address: Arc<PerAddress>,
+    /// The bytes of outbound frames all sessions may hold, and hold.
+    outbound: Arc<SharedBudget>,
     /// Becomes `true` when the server starts shutting down.
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -36,10 +40,11 @@ impl<S: Service> Server<S> {
     pub fn new(service: Arc<S>, config: DdpConfig) -> Arc<Self> {
         Arc::new(Self {
             service,
+            per_address: PerAddress::new(config.max_sessions_per_address),
+            outbound: SharedBudget::new(config.max_outbound_bytes),
             config,
             sessions: AtomicUsize::new(0),
             connections: Arc::new(AtomicUsize::new(0)),
-            outbound_bytes: Arc::new(AtomicUsize::new(0)),
             shutdown: watch::Sender::new(false),
         })
     }
@@ -54,39 +59,68 @@ impl<S: Service> Server<S> {
         &self.service
     }
 
-    /// How many DDP sessions are established right now.
+    /// How many DDP sessions are established right now (sent `connect`, not yet closed).
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Relaxed)
     }
 
-    /// Bytes of outbound DDP frames held for clients right now, over every session
-    /// (queued, or taken by a writer that has not handed them to the socket yet): what
-    /// `outbound_buffer_size` bounds per session, for operators to watch.
-    pub fn outbound_bytes(&self) -> usize {
-        self.outbound_bytes.load(Ordering::Relaxed)
+    /// How many connections count against `max_sessions` right now: established sessions,
+    /// and those still waiting for `connect` (a SockJS session until its close frame is
+    /// delivered or it expires).
+    pub fn admitted_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
-    /// A new session's outbound queue, bounded by `outbound_buffer_size`.
+    /// Bytes of outbound DDP frames held for clients right now, over every session
+    /// (queued, or taken by a writer that has not handed them to the socket yet), each
+    /// counted in full: what `max_outbound_bytes` bounds, for operators to watch.
+    pub fn outbound_bytes(&self) -> usize {
+        self.outbound.held()
+    }
+
+    /// Bytes of outbound DDP frames already encoded and waiting for room in their
+    /// session's budget or the server's (at most one frame per producer: a session's
+    /// worker, each of its publications): memory the queues do not count yet.
+    pub fn outbound_waiting_bytes(&self) -> usize {
+        self.outbound.waiting()
+    }
+
+    /// The bytes all sessions may hold together (`max_outbound_bytes`, as honoured).
+    pub fn outbound_budget(&self) -> usize {
+        self.outbound.capacity()
+    }
+
+    /// A new connection's outbound queue: the handshake's small budget until the session
+    /// raises it ([`DdpConfig::session_budget`]), drawing on the server's budget.
     pub(crate) fn outbox(&self) -> (Outbox, OutboxReceiver) {
         Outbox::channel(
-            self.config.outbound_buffer_size,
-            Arc::clone(&self.outbound_bytes),
+            self.config.session_budget(Trust::Handshake),
+            &self.outbound,
+            self.config.write_timeout,
         )
     }
 
-    /// Admits one more connection, or `None` when `max_sessions` are open or the server
-    /// is shutting down. The connection counts until the returned guard is dropped.
-    pub(crate) fn admit(&self) -> Option<Admission> {
+    /// Admits one more connection from `remote`, or `None` when `max_sessions` are open,
+    /// `remote`'s address holds `max_sessions_per_address`, or the server is shutting
+    /// down. The connection counts until the returned guard is dropped.
+    pub(crate) fn admit(&self, remote: Option<SocketAddr>) -> Option<Admission> {
         if *self.shutdown.borrow() {
             return None;
         }
+        let address = match remote {
+            Some(remote) => Some(self.per_address.take(remote.ip())?),
+            None => None,
+        };
         let limit = self.config.max_sessions;
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < limit).then_some(open + 1)
             })
             .ok()
-            .map(|_| Admission(Arc::clone(&self.connections)))
+            .map(|_| Admission {
+                connections: Arc::clone(&self.connections),
+                _address: address,
+            })
     }
 
     /// Starts a graceful shutdown: new connections are refused, and every session stops
@@ -106,12 +140,15 @@ impl<S: Service> Server<S> {
     }
 }
 
-/// One admitted connection (see [`Server::admit`]).
+/// One admitted connection (see [`Server::admit`]), with its address's slot.
 #[derive(Debug)]
-pub(crate) struct Admission(Arc<AtomicUsize>);
+pub(crate) struct Admission {
+    connections: Arc<AtomicUsize>,
+    _address: Option<AddressSlot>,
+}
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.connections.fetch_sub(1, Ordering::AcqRel);
     }
 }

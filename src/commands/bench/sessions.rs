@@ -55,6 +55,7 @@ pub fn run(args: BenchSessionsArgs) -> anyhow::Result<()> {
     let template = version_template(&work_dir.path().join("catalog.ndjson"))?;
     let watch_interval = format!("{}ms", args.watch_interval.as_millis());
     let max_sessions = (args.sessions + 100).to_string();
+    // Every session comes from this one address: the per-address caps are off.
     let server = ServerProcess::start(
         &catalog.data_dir,
         &[
@@ -62,6 +63,10 @@ pub fn run(args: BenchSessionsArgs) -> anyhow::Result<()> {
             &watch_interval,
             "--max-sessions",
             &max_sessions,
+            "--max-sessions-per-address",
+            "0",
+            "--max-connections-per-address",
+            "0",
         ],
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -247,10 +247,15 @@ impl Subscription {
 mod tests {
     use super::*;
     use crate::context::SessionContext;
-    use crate::outbox::{Outbound, Outbox, OutboxReceiver};
+    use crate::outbox::{Outbound, Outbox, OutboxReceiver, SharedBudget};
+    use std::time::Duration;
 
     fn session(max_subscriptions: usize) -> (Arc<SessionShared>, OutboxReceiver) {
-        let (outbox, frames) = Outbox::channel(1 << 20, Arc::default());
+        let (outbox, frames) = Outbox::channel(
+            1 << 20,
+            &SharedBudget::new(1 << 30),
+            Duration::from_secs(60),
+        );
         let ctx = Arc::new(SessionContext::new("S".to_owned(), None, None));
         let shared = SessionShared::new(ctx, outbox, max_subscriptions);
         (Arc::new(shared), frames)

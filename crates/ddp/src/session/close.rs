@@ -34,6 +34,9 @@ pub(crate) enum CloseReason {
     WriteStalled(Duration),
     /// The outbound queue was closed (the writer stopped).
     WriterGone,
+    /// The server's outbound budget was spent and this session, stalled longest, was
+    /// closed to make room.
+    Evicted,
     /// The server is shutting down; calls already read were given time to finish.
     ShuttingDown,
 }
@@ -52,7 +55,8 @@ impl CloseReason {
             | Self::ReadFailed(_)
             | Self::WriteFailed(_)
             | Self::WriteStalled(_)
-            | Self::WriterGone => None,
+            | Self::WriterGone
+            | Self::Evicted => None,
         }
     }
 
@@ -95,6 +99,9 @@ impl fmt::Display for CloseReason {
                 )
             }
             Self::WriterGone => f.write_str("outbound stream closed"),
+            Self::Evicted => f.write_str(
+                "closed to make room in the server-wide outbound budget: stalled longest",
+            ),
             Self::ShuttingDown => f.write_str("server shutting down"),
         }
     }

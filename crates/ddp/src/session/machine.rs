@@ -26,7 +26,7 @@ use super::close::CloseReason;
 use super::heartbeat::{Beat, Heartbeat};
 use super::shared::SessionShared;
 use super::worker::{Work, WorkQueue};
-use crate::config::DdpConfig;
+use crate::config::{DdpConfig, Trust};
 use crate::context::SessionContext;
 use crate::message::{ClientMessage, Inbound, ProtocolError, ServerMessage};
 use crate::outbox::Outbox;
@@ -63,6 +63,8 @@ where
         () = stopping(&mut stop) => return CloseReason::ShuttingDown,
     };
     tracing::info!(%version, "DDP session established");
+    ctx.mark_established();
+    outbox.raise(config.session_budget(Trust::Anonymous));
     let session = Arc::new(SessionShared::new(ctx, outbox, config.max_subscriptions));
     let _live = LiveSession::start(&server, &session);
     let mut queue = WorkQueue::new(
@@ -251,6 +253,10 @@ where
             item = incoming.next(), if reading => item,
             finished = queue.finish_one(), if queue.is_busy() => {
                 finished.map_err(|_| CloseReason::WriterGone)?;
+                if session.ctx.user_id().is_some() {
+                    // A login method set it: the session has earned the full budget.
+                    outbox.raise(config.session_budget(Trust::LoggedIn));
+                }
                 if !reading {
                     heartbeat.activity(Instant::now());
                 }

@@ -70,7 +70,7 @@ pub fn upgrade<S: Service>(
     ws: WebSocketUpgrade,
     info: ConnectionInfo,
 ) -> Response {
-    let Some(admission) = server.admit() else {
+    let Some(admission) = server.admit(info.remote_addr) else {
         return refused();
     };
     let limit = server.config().max_message_size;
@@ -175,6 +175,8 @@ async fn write_frames(
     mut queue: OutboxReceiver,
     stall_limit: Duration,
 ) -> Result<(), CloseReason> {
+    let evicted = queue.eviction().wait();
+    let mut evicted = pin!(evicted);
     while let Some(item) = queue.recv().await {
         let (message, last, _charge) = match item {
             // `String` → `Utf8Bytes` takes ownership of the buffer: no copy.
@@ -188,7 +190,11 @@ async fn write_frames(
                 Charge::default(),
             ),
         };
-        match timeout(stall_limit, sink.send(message)).await {
+        let written = tokio::select! {
+            written = timeout(stall_limit, sink.send(message)) => written,
+            () = &mut evicted => return Err(CloseReason::Evicted),
+        };
+        match written {
             Err(_) => return Err(CloseReason::WriteStalled(stall_limit)),
             Ok(Err(error)) => return Err(CloseReason::WriteFailed(error.to_string())),
             Ok(Ok(())) if last => return Ok(()),

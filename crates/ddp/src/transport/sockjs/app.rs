@@ -6,7 +6,7 @@
 
 use axum::extract::WebSocketUpgrade;
 use axum::response::Response;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::config::SockJsConfig;
 use crate::outbox::OutboxReceiver;
@@ -24,6 +24,10 @@ pub(super) struct Channels {
     /// not the application, so it is free only once the close frame is written or the
     /// session expired.
     pub(super) slot: Option<Admission>,
+    /// Turns `true` once the client has done what the application needs of a new session
+    /// (DDP: sent `connect`); a session that does not within the endpoint's connect
+    /// timeout is ended. `None`: nothing is needed.
+    pub(super) established: Option<watch::Receiver<bool>>,
 }
 
 /// An application behind a SockJS endpoint.

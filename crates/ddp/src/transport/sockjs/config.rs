@@ -4,11 +4,19 @@
 
 use std::time::Duration;
 
-/// Where the iframe page loads `sockjs-client` from unless told otherwise: the public CDN's
-/// latest 1.x, the version browsers running a current `sockjs-client` carry (the iframe's
-/// copy must be the same version as the page's).
+/// Where the iframe page loads `sockjs-client` from unless told otherwise: an exact version
+/// on the public CDN, 1.6.1, the latest 1.x and so the version browsers running a current
+/// `sockjs-client` carry (the iframe's copy must be the same version as the page's). Exact,
+/// so that [`DEFAULT_CLIENT_INTEGRITY`] can pin its bytes.
 pub const DEFAULT_CLIENT_URL: &str =
-    "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js";
+    "https://cdn.jsdelivr.net/npm/sockjs-client@1.6.1/dist/sockjs.min.js";
+
+/// The Subresource Integrity hash of [`DEFAULT_CLIENT_URL`]: the SHA-384 of
+/// `dist/sockjs.min.js` in the npm tarball of `sockjs-client` 1.6.1 (the tarball whose
+/// SHA-512 `tests/browser/package-lock.json` records). With it, a browser refuses to run
+/// the script if the CDN ever serves other bytes.
+pub const DEFAULT_CLIENT_INTEGRITY: &str =
+    "sha384-svdnwiXBL+Js+yUneJSRFy24NgGiOfDM/vkQl/vCeVrcbYD6yW8EwPr1FnxTEZsR";
 
 /// Tuning of a SockJS endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +36,11 @@ pub struct SockJsConfig {
     /// Longest time one write to a client may take; a client that stops reading is
     /// disconnected instead of holding the server's memory (`--write-timeout`).
     pub write_timeout: Duration,
+    /// The longest an HTTP-transport session may go without the application considering it
+    /// started (DDP: without a `connect`); it is then closed and frees its place under
+    /// `--max-sessions`. `sockjs-client` and Meteor send `connect` right after the open
+    /// frame.
+    pub connect_timeout: Duration,
     /// Longest wait for the 8-byte nonce a hixie-76 client sends after its handshake
     /// headers; a client that never sends it is disconnected.
     pub handshake_timeout: Duration,
@@ -39,6 +52,10 @@ pub struct SockJsConfig {
     /// their requests from it): [`DEFAULT_CLIENT_URL`], or a copy served where the CDN is
     /// out of reach.
     pub client_url: String,
+    /// The `integrity` attribute of the iframe page's script tag (a Subresource Integrity
+    /// hash such as `sha384-…`): [`DEFAULT_CLIENT_INTEGRITY`] for the default URL, none
+    /// for another unless its hash is given.
+    pub client_integrity: Option<String>,
 }
 
 impl Default for SockJsConfig {
@@ -49,9 +66,11 @@ impl Default for SockJsConfig {
             response_limit: 128 * 1024,
             max_message_size: 1024 * 1024,
             write_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(45),
             queue: 32,
             client_url: DEFAULT_CLIENT_URL.to_owned(),
+            client_integrity: Some(DEFAULT_CLIENT_INTEGRITY.to_owned()),
         }
     }
 }

@@ -23,11 +23,17 @@ pub(super) struct Ddp<S: Service>(pub(super) Arc<Server<S>>);
 
 impl<S: Service> Application for Ddp<S> {
     fn open(&self, info: ConnectionInfo, queue: usize) -> Option<Channels> {
-        let admission = self.0.admit()?;
+        let admission = self.0.admit(info.remote_addr)?;
         let (inbound, incoming) = mpsc::channel(queue.max(1));
         let (outbox, outbound) = self.0.outbox();
         let server = Arc::clone(&self.0);
         let session_id = random_id();
+        let ctx = Arc::new(SessionContext::new(
+            session_id.clone(),
+            info.remote_addr,
+            info.user_agent.clone(),
+        ));
+        let established = ctx.established();
         let span = tracing::info_span!(
             "ddp",
             session = %session_id,
@@ -36,13 +42,12 @@ impl<S: Service> Application for Ddp<S> {
         );
         // The session's span exists before its task starts, so every line the task logs,
         // and every task it starts, names the session.
-        span.in_scope(|| {
-            exosphere_task::spawn(serve_ddp(server, incoming, outbox, session_id, info))
-        });
+        span.in_scope(|| exosphere_task::spawn(serve_ddp(server, incoming, outbox, ctx)));
         Some(Channels {
             inbound,
             outbound,
             slot: Some(admission),
+            established: Some(established),
         })
     }
 
@@ -56,24 +61,18 @@ impl<S: Service> Application for Ddp<S> {
     }
 }
 
-/// Runs DDP session `session_id` over a SockJS session, logging open and close (inside
+/// Runs the DDP session of `ctx` over a SockJS session, logging open and close (inside
 /// the session's span, which the caller enters).
 async fn serve_ddp<S: Service>(
     server: Arc<Server<S>>,
     incoming: mpsc::Receiver<String>,
     outbox: Outbox,
-    session_id: String,
-    info: ConnectionInfo,
+    ctx: Arc<SessionContext>,
 ) {
     tracing::info!(
-        user_agent = info.user_agent.as_deref().unwrap_or("-"),
+        user_agent = ctx.user_agent.as_deref().unwrap_or("-"),
         "SockJS session opened"
     );
-    let ctx = Arc::new(SessionContext::new(
-        session_id,
-        info.remote_addr,
-        info.user_agent,
-    ));
     let frames = Box::pin(futures_util::stream::unfold(
         incoming,
         |mut incoming| async move {

@@ -26,8 +26,8 @@ use super::endpoint::{Endpoint, connection_info};
 use super::framing::{self, PayloadError};
 use super::headers::{cookie, cors, no_cache};
 use super::responses::{not_found, server_error};
-use super::session::{Next, Receiver, Session};
-use crate::outbox::Charge;
+use super::session::{Next, Receiver, Session, is_session_id};
+use crate::outbox::{Charge, Eviction};
 use crate::transport::DeliberateStatus;
 use crate::transport::websocket::refused;
 
@@ -125,8 +125,9 @@ pub(super) async fn poll(
     format: Format,
     request: &Parts,
 ) -> Response {
-    let Some((_session, attached)) = open_and_attach(endpoint, id, request) else {
-        return refused();
+    let (_session, attached) = match open_and_attach(endpoint, id, request) {
+        Ok(opened) => opened,
+        Err(refusal) => return refusal.response(),
     };
     let (frame, delivery) = match attached {
         None => (
@@ -165,8 +166,9 @@ pub(super) fn stream(
     format: Format,
     request: &Parts,
 ) -> Response {
-    let Some((_session, attached)) = open_and_attach(endpoint, id, request) else {
-        return refused();
+    let (session, attached) = match open_and_attach(endpoint, id, request) {
+        Ok(opened) => opened,
+        Err(refusal) => return refusal.response(),
     };
     let content_type = format.content_type();
     // Room for the prelude and one frame: a busy session's answer fits without a task.
@@ -184,14 +186,13 @@ pub(super) fn stream(
         }
         Some(mut receiver) => {
             delivery = Some(receiver.hold());
+            let eviction = session.eviction();
             let config = endpoint.config.clone();
             let pump = async move {
                 let mut sent = 0;
                 let limit = config.write_timeout;
-                if hand_over(&tx, (prelude, Charge::default()), limit)
-                    .await
-                    .is_err()
-                {
+                let hand_over = |chunk| hand_over(&tx, chunk, limit, eviction.clone());
+                if hand_over((prelude, Charge::default())).await.is_err() {
                     return;
                 }
                 loop {
@@ -209,10 +210,10 @@ pub(super) fn stream(
                     if last || sent >= config.response_limit {
                         // Released first: the client's next request may follow this chunk at once.
                         receiver.finish();
-                        let _ = hand_over(&tx, (chunk, charge), limit).await;
+                        let _ = hand_over((chunk, charge)).await;
                         return;
                     }
-                    if hand_over(&tx, (chunk, charge), limit).await.is_err() {
+                    if hand_over((chunk, charge)).await.is_err() {
                         return;
                     }
                 }
@@ -232,13 +233,14 @@ pub(super) fn stream(
 
 /// Hands `chunk` to a streaming response's body and waits until the body has passed it
 /// to the HTTP layer, all within `limit`; `Err` when the client is gone or stopped reading
-/// (logged). Waiting for the hand-over, not just for room in the channel, is what notices
+/// (logged), or the session was evicted. Waiting for the hand-over, not just for room in the channel, is what notices
 /// a stall even when the session has nothing more to send: its budget may be held by the
 /// very chunks the client does not take.
 async fn hand_over(
     tx: &mpsc::Sender<(String, Charge)>,
     chunk: (String, Charge),
     limit: Duration,
+    eviction: Eviction,
 ) -> Result<(), ()> {
     let taken = async {
         tx.send(chunk).await.map_err(drop)?;
@@ -247,7 +249,11 @@ async fn hand_over(
             .map(drop)
             .map_err(drop)
     };
-    match timeout(limit, taken).await {
+    let taken = tokio::select! {
+        taken = timeout(limit, taken) => taken,
+        () = eviction.wait() => return Err(()),
+    };
+    match taken {
         Ok(result) => result,
         Err(_) => {
             tracing::warn!(
@@ -327,18 +333,40 @@ pub(super) async fn send(
 }
 
 /// The session `id` (opened if new, as [`open`] does) with this request as its receiver,
-/// or no receiver when another one is attached; `None` when the application refuses a new
-/// session. A session that expired between the lookup and the attach is left for a new one.
+/// or no receiver when another one is attached; `Err` when `id` is not a session id a
+/// SockJS client makes or the application refuses a new session.
+/// A session that expired between the lookup and the attach is left for a new one.
 fn open_and_attach(
     endpoint: &Arc<Endpoint>,
     id: &str,
     request: &Parts,
-) -> Option<(Arc<Session>, Option<Receiver>)> {
+) -> Result<(Arc<Session>, Option<Receiver>), Refusal> {
+    if !is_session_id(id) {
+        return Err(Refusal::NotASessionId);
+    }
     loop {
-        let session = open(endpoint, id, request)?;
+        let session = open(endpoint, id, request).ok_or(Refusal::Full)?;
         let receiver = session.attach();
         if !session.expired() {
-            return Some((session, receiver));
+            return Ok((session, receiver));
+        }
+    }
+}
+
+/// Why a polling or streaming request gets no session.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Not an id a SockJS client makes: `404`, as for any unknown URL.
+    NotASessionId,
+    /// The application refused a new session (a session limit, or shutdown): `503`.
+    Full,
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        match self {
+            Self::NotASessionId => not_found(),
+            Self::Full => refused(),
         }
     }
 }
@@ -354,6 +382,7 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
             channels.inbound,
             channels.outbound,
             channels.slot,
+            channels.established,
         ))
     })?;
     if created {
@@ -361,6 +390,7 @@ fn open(endpoint: &Arc<Endpoint>, id: &str, request: &Parts) -> Option<Arc<Sessi
             Arc::clone(&endpoint.sessions),
             id.to_owned(),
             endpoint.config.disconnect_delay,
+            endpoint.config.connect_timeout,
         );
         exosphere_task::spawn(expiry);
     }

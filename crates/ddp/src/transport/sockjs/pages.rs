@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use serde_json::json;
 
+use super::config::SockJsConfig;
 use super::endpoint::Endpoint;
 use super::headers::{cache_for_a_year, cors, no_cache, options};
 use super::responses::method_not_allowed;
@@ -53,15 +54,26 @@ pub(super) fn is_iframe(page: &str) -> bool {
 }
 
 /// The iframe page some transports load for cross-domain tricks; strongly cacheable, with
-/// an `ETag` that only changes with the client script's URL.
-pub(super) fn iframe(client_url: &str, request: &Parts) -> Response {
+/// an `ETag` that only changes with the client script's URL and integrity hash. With a
+/// hash, the script tag carries it (and `crossorigin`, without which a browser does not
+/// check a script from another origin).
+pub(super) fn iframe(config: &SockJsConfig, request: &Parts) -> Response {
+    let integrity = config
+        .client_integrity
+        .as_ref()
+        .map_or_else(String::new, |hash| {
+            format!(
+                r#" integrity="{}" crossorigin="anonymous""#,
+                hash.replace('"', "%22")
+            )
+        });
     let page = format!(
         r#"<!DOCTYPE html>
 <html>
 <head>
   <meta http-equiv="X-UA-Compatible" content="IE=edge" />
   <meta http-equiv="Content-Type" content="text/html; charset=UTF-8" />
-  <script src="{}"></script>
+  <script src="{}"{integrity}></script>
   <script>
     document.domain = document.domain;
     SockJS.bootstrap_iframe();
@@ -72,7 +84,7 @@ pub(super) fn iframe(client_url: &str, request: &Parts) -> Response {
   <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>
 </body>
 </html>"#,
-        client_url.replace('"', "%22")
+        config.client_url.replace('"', "%22")
     );
     let etag = format!("\"{:016x}\"", fnv1a(page.as_bytes()));
     let mut response = if request
@@ -101,7 +113,36 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::is_iframe;
+    use super::super::config::{DEFAULT_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL};
+    use super::*;
+
+    async fn iframe_page(config: &SockJsConfig) -> String {
+        let (parts, ()) = axum::http::Request::new(()).into_parts();
+        let body = iframe(config, &parts).into_body();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("a body");
+        String::from_utf8(bytes.to_vec()).expect("UTF-8")
+    }
+
+    #[tokio::test]
+    async fn the_iframe_page_pins_its_script_when_a_hash_is_known() {
+        let pinned = iframe_page(&SockJsConfig::default()).await;
+        assert!(
+            pinned.contains(&format!(
+                r#"<script src="{DEFAULT_CLIENT_URL}" integrity="{DEFAULT_CLIENT_INTEGRITY}" crossorigin="anonymous"></script>"#
+            )),
+            "{pinned}"
+        );
+        let own = SockJsConfig {
+            client_url: "/static/sockjs.min.js".to_owned(),
+            client_integrity: None,
+            ..SockJsConfig::default()
+        };
+        assert!(
+            iframe_page(&own)
+                .await
+                .contains(r#"<script src="/static/sockjs.min.js"></script>"#)
+        );
+    }
 
     #[test]
     fn iframe_urls() {

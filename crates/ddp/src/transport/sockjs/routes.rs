@@ -103,7 +103,7 @@ async fn dispatch(endpoint: &Arc<Endpoint>, prefix: &str, request: Request<Body>
         "" => pages::greeting(),
         "info" => pages::info(endpoint, &request),
         "websocket" => websocket::raw(endpoint, request).await,
-        page if pages::is_iframe(page) => pages::iframe(&endpoint.config.client_url, &request),
+        page if pages::is_iframe(page) => pages::iframe(&endpoint.config, &request),
         session_url => match parse_session_url(session_url) {
             Some((session, transport)) => {
                 transport_request(endpoint, session, transport, request, body).await

@@ -18,11 +18,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{OwnedMutexGuard, mpsc};
+use tokio::sync::{OwnedMutexGuard, mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::framing;
-use crate::outbox::{Charge, Outbound, OutboxReceiver};
+use crate::outbox::{Charge, Eviction, Outbound, OutboxReceiver};
 use crate::server::Admission;
 
 /// The longest a send request waits for the application to take its messages.
@@ -31,6 +31,24 @@ const TAKE_WAIT: Duration = Duration::from_secs(1);
 /// How long a receiver waits for more messages once it has some, so that messages sent
 /// together (a method's `updated` and `result`) travel in one response.
 const LINGER: Duration = Duration::from_millis(1);
+
+/// The fewest characters of a session id a new HTTP-transport session is opened for:
+/// `sockjs-client` makes 8 random ones (the conformance suite uses longer ones), so short
+/// ids are not a client's, and would let clients guess and collide with each other's.
+const MIN_SESSION_ID: usize = 8;
+
+/// The most characters of a session id: each open session keeps its id.
+const MAX_SESSION_ID: usize = 128;
+
+/// Whether `id` may name a new HTTP-transport session: [`MIN_SESSION_ID`] to
+/// [`MAX_SESSION_ID`] visible ASCII characters (the URL's raw text, percent escapes
+/// included), without the dots and slashes the URL scheme already excludes.
+pub(crate) fn is_session_id(id: &str) -> bool {
+    (MIN_SESSION_ID..=MAX_SESSION_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_graphic() && byte != b'.' && byte != b'/')
+}
 
 /// The open sessions of one SockJS endpoint.
 #[derive(Debug, Default)]
@@ -92,6 +110,12 @@ pub(crate) struct Session {
     output: Arc<tokio::sync::Mutex<Output>>,
     /// Since when no response of the session has been in delivery.
     idle: Mutex<Idle>,
+    /// Resolves when the server evicts the session to make room in its outbound budget:
+    /// it then ends at once, as if expired.
+    eviction: Eviction,
+    /// Whether the application considers the session started (see
+    /// [`Channels::established`](super::app::Channels)).
+    established: Option<watch::Receiver<bool>>,
 }
 
 /// The session's idle clock: it runs only while no response is being delivered.
@@ -156,8 +180,11 @@ impl Session {
         inbound: mpsc::Sender<String>,
         queue: OutboxReceiver,
         slot: Option<Admission>,
+        established: Option<watch::Receiver<bool>>,
     ) -> Self {
         Self {
+            established,
+            eviction: queue.eviction(),
             inbound: Mutex::new(Some(inbound)),
             output: Arc::new(tokio::sync::Mutex::new(Output {
                 queue,
@@ -224,17 +251,48 @@ impl Session {
         }
     }
 
+    /// Ends the session before its idle time is up.
+    fn end(self: &Arc<Self>, sessions: &Sessions, id: &str) {
+        self.idle().expired = true;
+        sessions.remove(id, self);
+        self.tear_down();
+    }
+
     fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes the session from `sessions` once it has had no receiver for `delay`.
+    /// What a streaming receiver watches to stop handing out a chunk the client does not
+    /// take once the session is evicted.
+    pub(crate) fn eviction(&self) -> Eviction {
+        self.eviction.clone()
+    }
+
+    /// Resolves if the application does not consider the session started within
+    /// `timeout` of now; never otherwise.
+    async fn unestablished(&self, timeout_after: Duration) {
+        if let Some(mut established) = self.established.clone() {
+            let started = timeout(timeout_after, established.wait_for(|started| *started)).await;
+            if started.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    }
+
+    /// Removes the session from `sessions` once it has had no receiver for `delay`, once
+    /// the server evicted it, or when the application does not consider it started within
+    /// `connect_timeout`: a client that opens sessions and never speaks holds each one
+    /// only that long.
     pub(crate) async fn expire(
         self: Arc<Self>,
         sessions: Arc<Sessions>,
         id: String,
         delay: Duration,
+        connect_timeout: Duration,
     ) {
+        let unestablished = self.unestablished(connect_timeout);
+        let mut unestablished = std::pin::pin!(unestablished);
         loop {
             let wake = {
                 let idle = self.idle();
@@ -244,15 +302,25 @@ impl Session {
                     idle.since + delay
                 }
             };
-            sleep_until(wake).await;
+            tokio::select! {
+                () = sleep_until(wake) => {}
+                () = self.eviction.clone().wait() => {
+                    self.end(&sessions, &id);
+                    return;
+                }
+                () = &mut unestablished => {
+                    tracing::info!(?connect_timeout, "SockJS session never started; closed");
+                    self.end(&sessions, &id);
+                    return;
+                }
+            }
             let expired = {
                 let mut idle = self.idle();
                 idle.expired = idle.delivering == 0 && idle.since + delay <= Instant::now();
                 idle.expired
             };
             if expired {
-                sessions.remove(&id, &self);
-                self.tear_down();
+                self.end(&sessions, &id);
                 return;
             }
         }
@@ -362,14 +430,45 @@ impl Drop for Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Outbox;
+    use crate::outbox::{Outbox, SharedBudget};
 
     const HEARTBEAT: Duration = Duration::from_secs(25);
 
     fn session() -> (Arc<Session>, Outbox, mpsc::Receiver<String>) {
         let (in_tx, in_rx) = mpsc::channel(4);
-        let (out_tx, out_rx) = Outbox::channel(1 << 20, Arc::default());
-        (Arc::new(Session::new(in_tx, out_rx, None)), out_tx, in_rx)
+        let (out_tx, out_rx) = Outbox::channel(
+            1 << 20,
+            &SharedBudget::new(1 << 30),
+            Duration::from_secs(60),
+        );
+        (
+            Arc::new(Session::new(in_tx, out_rx, None, None)),
+            out_tx,
+            in_rx,
+        )
+    }
+
+    #[test]
+    fn session_ids_are_what_clients_make() {
+        for good in [
+            "abcdefgh",
+            "abcdefg_i-j%20XYZ",
+            "_0123456",
+            &"x".repeat(128),
+        ] {
+            assert!(is_session_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a",
+            "abcdefg",
+            "abc.defgh",
+            "abcdefgh\n",
+            "abcd efgh",
+            &"x".repeat(129),
+        ] {
+            assert!(!is_session_id(bad), "{bad:?}");
+        }
     }
 
     #[tokio::test]
@@ -424,8 +523,12 @@ mod tests {
             .get_or_create("s", || Some(Arc::try_unwrap(session).expect("sole owner")))
             .expect("created");
         assert!(created);
-        let expiry =
-            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        let expiry = tokio::spawn(Arc::clone(&found).expire(
+            Arc::clone(&sessions),
+            "s".into(),
+            HEARTBEAT,
+            HEARTBEAT,
+        ));
         drop(found);
         expiry.await.expect("expiry task");
         assert_eq!(sessions.len(), 0);
@@ -433,6 +536,38 @@ mod tests {
             inbound.recv().await.is_none(),
             "the application sees its input end"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_the_application_never_considers_started_ends_after_the_connect_timeout() {
+        let sessions = Arc::new(Sessions::default());
+        let connect_timeout = Duration::from_secs(10);
+        for started in [false, true] {
+            let (in_tx, _in_rx) = mpsc::channel(4);
+            let (_app, out_rx) = Outbox::channel(
+                1 << 20,
+                &SharedBudget::new(1 << 30),
+                Duration::from_secs(60),
+            );
+            let established = watch::Sender::new(started);
+            let session = Session::new(in_tx, out_rx, None, Some(established.subscribe()));
+            let (found, _) = sessions
+                .get_or_create("s", || Some(session))
+                .expect("created");
+            // A receiver is attached all along: only the connect timeout can end it.
+            let _receiver = found.attach().expect("receiver");
+            let expiry = tokio::spawn(Arc::clone(&found).expire(
+                Arc::clone(&sessions),
+                "s".into(),
+                HEARTBEAT * 100,
+                connect_timeout,
+            ));
+            tokio::time::sleep(connect_timeout * 2).await;
+            assert_eq!(sessions.len(), usize::from(started), "started: {started}");
+            assert_eq!(found.expired(), !started);
+            expiry.abort();
+            sessions.remove("s", &found);
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -471,8 +606,12 @@ mod tests {
         // The handler returns; its body is still being written to a slow client.
         let body = receiver.hold();
         receiver.finish();
-        let expiry =
-            tokio::spawn(Arc::clone(&found).expire(Arc::clone(&sessions), "s".into(), HEARTBEAT));
+        let expiry = tokio::spawn(Arc::clone(&found).expire(
+            Arc::clone(&sessions),
+            "s".into(),
+            HEARTBEAT,
+            HEARTBEAT,
+        ));
         tokio::time::sleep(HEARTBEAT * 3).await;
         assert_eq!(sessions.len(), 1, "no expiry while the body is delivered");
         drop(body);
@@ -495,7 +634,7 @@ mod tests {
         // A send request in progress keeps its own handle on the session.
         let held = Arc::clone(&found);
         found
-            .expire(Arc::clone(&sessions), "s".into(), HEARTBEAT)
+            .expire(Arc::clone(&sessions), "s".into(), HEARTBEAT, HEARTBEAT)
             .await;
         assert_eq!(sessions.len(), 0);
         assert!(held.inbound().is_none(), "no more input is accepted");

@@ -1,8 +1,6 @@
 //! The services the SockJS conformance suite (`sockjs-protocol.py`) runs against: echo and
 //! close, as SockJS applications.
 
-use std::sync::Arc;
-
 use axum::extract::WebSocketUpgrade;
 use axum::response::Response;
 use tokio::sync::mpsc;
@@ -11,7 +9,7 @@ use super::app::{Application, Channels};
 use super::config::SockJsConfig;
 use super::{framing, websocket};
 use crate::config::DdpConfig;
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, SharedBudget};
 use crate::transport::websocket::{ConnectionInfo, refused};
 
 /// The services `sockjs-protocol.py` runs against.
@@ -26,9 +24,14 @@ pub(super) enum TestService {
 impl Application for TestService {
     fn open(&self, _info: ConnectionInfo, queue: usize) -> Option<Channels> {
         let (inbound, mut incoming) = mpsc::channel::<String>(queue.max(1));
-        // The suite's messages are small: DDP's default budget is plenty.
-        let (outbox, outbound) =
-            Outbox::channel(DdpConfig::default().outbound_buffer_size, Arc::default());
+        // The suite's messages are small: DDP's default budget is plenty, and nothing else
+        // draws on its server-wide one.
+        let config = DdpConfig::default();
+        let (outbox, outbound) = Outbox::channel(
+            config.outbound_buffer_size,
+            &SharedBudget::new(config.max_outbound_bytes),
+            config.write_timeout,
+        );
         let service = *self;
         exosphere_task::spawn(async move {
             match service {
@@ -49,6 +52,7 @@ impl Application for TestService {
             inbound,
             outbound,
             slot: None,
+            established: None,
         })
     }
 
