@@ -47,6 +47,9 @@ impl Default for StatsFilesConfig {
     }
 }
 
+/// How many days may wait for renders before the map of turns drops unused entries.
+const PRUNE_TURNS_AT: usize = 64;
+
 /// Bytes read from a rendered file per chunk of the response.
 const CHUNK: u64 = 64 << 10;
 
@@ -60,18 +63,19 @@ pub struct StatsFiles {
 struct Inner {
     store: Arc<dyn CatalogStore>,
     config: StatsFilesConfig,
-    renders: Semaphore,
+    renders: Arc<Semaphore>,
     cache: Mutex<Cache>,
     /// One lock per finished day being rendered, so readers of the same day wait for
-    /// one render instead of making their own.
+    /// one render instead of making their own ([`Inner::turn`]).
     rendering: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Rendered finished days and their total size.
+/// Rendered finished days, their total size, and how many times a day was forgotten.
 #[derive(Default)]
 struct Cache {
     days: HashMap<String, Rendered>,
     bytes: u64,
+    forgets: u64,
 }
 
 /// A day's body, written out in full to an unnamed temporary file that goes away with the
@@ -125,7 +129,7 @@ impl StatsFiles {
         StatsFiles {
             inner: Arc::new(Inner {
                 store,
-                renders: Semaphore::new(config.max_renders.max(1)),
+                renders: Arc::new(Semaphore::new(config.max_renders.max(1))),
                 config,
                 cache: Mutex::default(),
                 rendering: Mutex::default(),
@@ -148,64 +152,77 @@ impl StatsFiles {
 
     /// The body of `day`, or `None` when the day has no data. A `finished` day is served
     /// from the cache when it is there and fresh, and rendered once for all its readers
-    /// when it is not.
+    /// when it is not. A reader that goes away while its render runs changes nothing: the
+    /// render keeps its slot until it ends and keeps a finished day for the next reader.
     pub async fn day(&self, day: &str, finished: bool) -> anyhow::Result<Option<Rendered>> {
         if !finished {
-            return self.render(day).await;
+            return self.render(day, false).await;
         }
         if let Some(hit) = self.inner.fresh(day) {
             return Ok(Some(hit));
         }
-        let lock = Arc::clone(
-            self.inner
-                .rendering
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(day.to_owned())
-                .or_default(),
-        );
-        let turn = lock.lock().await;
-        let answer = match self.inner.fresh(day) {
+        let turn = self.inner.turn(day).await;
+        match self.inner.fresh(day) {
             Some(hit) => Ok(Some(hit)),
             None => {
-                let rendered = self.render(day).await;
-                if let Ok(Some(rendered)) = &rendered {
-                    self.inner.keep(day, rendered);
-                }
+                let rendered = self.render(day, true).await;
+                drop(turn);
                 rendered
             }
-        };
-        drop(turn);
-        self.inner
-            .rendering
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(day);
-        answer
+        }
     }
 
-    /// Drops the kept rendering of `day`, whose rows were just replaced (by a rollup).
+    /// Drops the kept rendering of `day`, whose rows were just replaced (by a rollup); a
+    /// render that read the store before this call is not kept either.
     pub fn forget(&self, day: &str) {
         let mut cache = self.inner.lock_cache();
+        cache.forgets += 1;
         if let Some(dropped) = cache.days.remove(day) {
             cache.bytes -= dropped.len;
         }
     }
 
-    /// Renders `day` on the blocking pool once a render slot is free.
-    async fn render(&self, day: &str) -> anyhow::Result<Option<Rendered>> {
-        let _slot = self
-            .inner
-            .renders
-            .acquire()
+    /// Renders `day` on the blocking pool once a render slot is free, and keeps it when
+    /// `keep` says so. The slot moves into the blocking task, so it is held until the
+    /// render ends, even if the caller stopped waiting.
+    async fn render(&self, day: &str, keep: bool) -> anyhow::Result<Option<Rendered>> {
+        let slot = Arc::clone(&self.inner.renders)
+            .acquire_owned()
             .await
             .map_err(|_| anyhow::anyhow!("the server is stopping"))?;
-        let (store, day) = (Arc::clone(&self.inner.store), day.to_owned());
-        exosphere_task::blocking(move || render(&*store, &day)).await?
+        let (inner, day) = (Arc::clone(&self.inner), day.to_owned());
+        exosphere_task::blocking(move || {
+            let forgets = inner.lock_cache().forgets;
+            let rendered = render(&*inner.store, &day)?;
+            if let (true, Some(rendered)) = (keep, &rendered) {
+                inner.keep(&day, rendered, forgets);
+            }
+            drop(slot);
+            Ok(rendered)
+        })
+        .await?
     }
 }
 
 impl Inner {
+    /// Waits for this reader's turn at rendering finished `day`: readers of the same day
+    /// wait for the one rendering it. Entries of days nobody waits for any more (also
+    /// readers that stopped waiting) are dropped as new ones come, so the map holds about
+    /// the days in demand.
+    async fn turn(&self, day: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut rendering = self
+                .rendering
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if rendering.len() >= PRUNE_TURNS_AT {
+                rendering.retain(|_, lock| Arc::strong_count(lock) > 1);
+            }
+            Arc::clone(rendering.entry(day.to_owned()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -224,12 +241,16 @@ impl Inner {
     }
 
     /// Keeps `rendered` as `day`'s, dropping the oldest renderings to make room; a
-    /// rendering larger than the whole cache is not kept.
-    fn keep(&self, day: &str, rendered: &Rendered) {
+    /// rendering larger than the whole cache is not kept, nor one read before a
+    /// [`StatsFiles::forget`] since `forgets` was read (it may predate a rollup).
+    fn keep(&self, day: &str, rendered: &Rendered, forgets: u64) {
         if rendered.len > self.config.cache_size {
             return;
         }
         let mut cache = self.lock_cache();
+        if cache.forgets != forgets {
+            return;
+        }
         while cache.bytes + rendered.len > self.config.cache_size {
             let Some(oldest) = cache
                 .days

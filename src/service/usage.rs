@@ -19,7 +19,9 @@ use std::time::Duration;
 use exosphere_catalog::StoreError;
 use exosphere_catalog::usage::{AppReport, RecordError, Recorder, UsageLimits};
 use exosphere_ddp::ejson::{Ejson, EjsonMap};
-use exosphere_ddp::{AddressGroup, DdpError, MethodContext, RateLimit, Reply, random_id};
+use exosphere_ddp::{
+    AddressGroup, DdpError, MethodContext, RateLimit, Reply, random_id, too_many_requests,
+};
 use tokio::time::Instant;
 
 /// How much package usage callers may report: package entries per interval, per client
@@ -102,10 +104,7 @@ impl UsageThrottle {
                             addresses = per_address.len(),
                             "refused a usage report: too many client addresses report at once"
                         );
-                        return Err(DdpError::new(
-                            "too-many-requests",
-                            "Too many clients are reporting package usage; try again later",
-                        ));
+                        return Err(too_many_requests(self.rates.interval));
                     }
                 }
                 let budget = per_address.entry(key).or_insert_with(|| {

@@ -647,7 +647,9 @@ impl CatalogStore for SqliteStore {
         f: &mut dyn FnMut(&StatsRow) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
         self.readers.with(|conn| {
-            let mut stmt = conn
+            // The rows and the rollup mark from one snapshot.
+            let tx = conn.unchecked_transaction().db()?;
+            let mut stmt = tx
                 .prepare_cached(
                     "SELECT name, version, direct_adds, total_adds FROM stats \
                      WHERE day = ?1 ORDER BY name, version",
@@ -665,10 +667,12 @@ impl CatalogStore for SqliteStore {
                     row.get(3).db()?,
                 )?)?;
             }
+            drop(rows);
+            drop(stmt);
             if any {
                 return Ok(true);
             }
-            let rolled_up: Option<i64> = conn
+            let rolled_up: Option<i64> = tx
                 .prepare_cached("SELECT rolled_up FROM usage_days WHERE day = ?1")
                 .db()?
                 .query_row([date], |row| row.get(0))

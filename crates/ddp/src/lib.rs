@@ -54,7 +54,7 @@ pub use context::{MethodContext, SessionContext};
 pub use error::{DdpError, ErrorCode, SessionClosed};
 pub use id::random_id;
 pub use publication::Subscription;
-pub use rate_limit::RateLimit;
+pub use rate_limit::{RateLimit, too_many_requests};
 pub use reply::Reply;
 pub use server::Server;
 pub use service::Service;

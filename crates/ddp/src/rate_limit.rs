@@ -68,8 +68,9 @@ impl RateLimit {
     }
 }
 
-/// Meteor's rate-limit error, word for word.
-fn too_many_requests(time_to_reset: Duration) -> DdpError {
+/// Meteor's rate-limit error, word for word: what a client over any limit is answered,
+/// with the time until it may try again.
+pub fn too_many_requests(time_to_reset: Duration) -> DdpError {
     let millis = u64::try_from(time_to_reset.as_millis()).unwrap_or(u64::MAX);
     let seconds = millis.div_ceil(1000);
     DdpError::new(
