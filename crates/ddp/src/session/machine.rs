@@ -130,7 +130,9 @@ fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Fra
     match item {
         None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
         Some(Err(error)) if is_reset(&error) => Err(CloseReason::ClientReset(error.to_string())),
-        Some(Err(error)) => Err(refusal(&error).unwrap_or(CloseReason::ReadFailed(error.to_string()))),
+        Some(Err(error)) => {
+            Err(refusal(&error).unwrap_or(CloseReason::ReadFailed(error.to_string())))
+        }
         Some(Ok(Message::Text(text))) if text.len() > limit => Err(CloseReason::MessageTooLarge {
             size: text.len(),
             limit,

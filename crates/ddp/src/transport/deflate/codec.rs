@@ -29,7 +29,11 @@ pub(crate) fn deflate_message(message: &[u8], level: u32) -> Option<Vec<u8>> {
                 compress.reset();
                 compress
             }
-            _ => &mut slot.insert((level, Compress::new(Compression::new(level), false))).1,
+            _ => {
+                &mut slot
+                    .insert((level, Compress::new(Compression::new(level), false)))
+                    .1
+            }
         };
         let mut out = Vec::with_capacity(message.len() / 4 + 64);
         flush_into(compress, message, &mut out)?;
@@ -113,7 +117,8 @@ fn inflate_into(
     let start = state.total_in();
     let mut out: Vec<u8> = Vec::new();
     loop {
-        let consumed = usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
+        let consumed =
+            usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
         if out.len() == out.capacity() {
             // One byte past the limit is room enough to see that it is passed.
             let room = (limit + 1).saturating_sub(out.len());
@@ -129,7 +134,8 @@ fn inflate_into(
         if out.len() > limit {
             return Err(InflateError::TooLarge);
         }
-        let consumed = usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
+        let consumed =
+            usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
         let full = out.len() == out.capacity();
         if status == Status::StreamEnd || (consumed == payload.len() && !full) {
             return Ok((out, status));
@@ -199,7 +205,9 @@ mod tests {
         // Exactly at the limit is fine, and the inflater is usable afterwards.
         let exact = deflate_message(&vec![b'b'; 1 << 20], 6).unwrap();
         assert_eq!(
-            inflater.inflate(&framed(&exact), 1 << 20, false).map(|out| out.len()),
+            inflater
+                .inflate(&framed(&exact), 1 << 20, false)
+                .map(|out| out.len()),
             Ok(1 << 20)
         );
     }
@@ -208,7 +216,11 @@ mod tests {
     fn garbage_is_corrupt_not_a_panic() {
         let mut inflater = Inflater::default();
         assert_eq!(
-            inflater.inflate(&[0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0xff, 0xff], 1024, true),
+            inflater.inflate(
+                &[0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0xff, 0xff],
+                1024,
+                true
+            ),
             Err(InflateError::Corrupt)
         );
         assert_eq!(inflater.inflate(&[], 1024, true), Ok(Vec::new()));

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Bu
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 
-use super::codec::{Inflater, InflateError, TAIL, deflate_message};
+use super::codec::{InflateError, Inflater, TAIL, deflate_message};
 use super::negotiate::Agreement;
 
 const OP_CONTINUATION: u8 = 0x0;
@@ -27,8 +27,6 @@ const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
-
-
 
 /// The two halves of a negotiated connection, as a tungstenite socket's would be.
 pub(crate) fn split<R, W>(
@@ -60,7 +58,12 @@ where
         done: false,
     };
     let sink = sink::unfold(writer, |writer, message: Message| async move {
-        writer.lock().await.send(message).await.map_err(axum::Error::new)?;
+        writer
+            .lock()
+            .await
+            .send(message)
+            .await
+            .map_err(axum::Error::new)?;
         Ok(writer)
     });
     let stream = stream::unfold(reader, |mut reader| async move {
@@ -194,7 +197,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                     )));
                 }
                 (other, _) => {
-                    return Err(WsError::Protocol(ProtocolError::UnknownDataFrameType(other)));
+                    return Err(WsError::Protocol(ProtocolError::UnknownDataFrameType(
+                        other,
+                    )));
                 }
             };
             // Compressed data is a little larger than its text at worst (stored blocks).
@@ -207,7 +212,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                 .unwrap_or(u64::MAX)
                 .saturating_add(header.len);
             if size > bound as u64 {
-                return Err(too_long(usize::try_from(size).unwrap_or(usize::MAX), self.limit));
+                return Err(too_long(
+                    usize::try_from(size).unwrap_or(usize::MAX),
+                    self.limit,
+                ));
             }
             payload = self.payload(&header, payload).await?;
             if !header.fin {
@@ -219,7 +227,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
             let data = if compressed {
                 payload.extend_from_slice(&TAIL);
                 self.inflater
-                    .inflate(&payload, self.limit, self.agreement.client_no_context_takeover)
+                    .inflate(
+                        &payload,
+                        self.limit,
+                        self.agreement.client_no_context_takeover,
+                    )
                     .map_err(|error| match error {
                         InflateError::TooLarge => too_long(self.limit + 1, self.limit),
                         InflateError::Corrupt => WsError::Io(io::Error::new(
@@ -260,7 +272,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                 }
                 Ok(Message::Close(frame))
             }
-            other => Err(WsError::Protocol(ProtocolError::UnknownControlFrameType(other))),
+            other => Err(WsError::Protocol(ProtocolError::UnknownControlFrameType(
+                other,
+            ))),
         }
     }
 

@@ -37,7 +37,9 @@ impl Agreement {
 /// The first `permessage-deflate` offer in the request's `Sec-WebSocket-Extensions` headers
 /// that the server accepts, in the client's order of preference; `None` when there is none
 /// (the connection then runs without the extension).
-pub(crate) fn negotiate<'a>(headers: impl IntoIterator<Item = &'a HeaderValue>) -> Option<Agreement> {
+pub(crate) fn negotiate<'a>(
+    headers: impl IntoIterator<Item = &'a HeaderValue>,
+) -> Option<Agreement> {
     headers
         .into_iter()
         .filter_map(|value| value.to_str().ok())
@@ -83,7 +85,9 @@ fn accept(offer: &str) -> Option<Agreement> {
 /// RFC 7692 §5.1, so it holds no escapes); `None` for a malformed quote.
 fn unquote(value: &str) -> Option<&str> {
     match value.strip_prefix('"') {
-        Some(rest) => rest.strip_suffix('"').filter(|inner| !inner.contains(['"', '\\'])),
+        Some(rest) => rest
+            .strip_suffix('"')
+            .filter(|inner| !inner.contains(['"', '\\'])),
         None => Some(value),
     }
 }
@@ -122,7 +126,10 @@ mod tests {
     #[test]
     fn what_browsers_ws_and_faye_offer_is_accepted() {
         // Chrome and Firefox; Node's `ws`; faye's `permessage-deflate` (the `meteor` tool).
-        assert_eq!(offer(&["permessage-deflate; client_max_window_bits"]), PLAIN);
+        assert_eq!(
+            offer(&["permessage-deflate; client_max_window_bits"]),
+            PLAIN
+        );
         assert_eq!(offer(&["permessage-deflate"]), PLAIN);
         assert_eq!(
             offer(&["permessage-deflate; client_max_window_bits=15"]),
@@ -152,9 +159,18 @@ mod tests {
 
     #[test]
     fn window_sizes_the_compressor_cannot_keep_are_declined() {
-        assert_eq!(offer(&["permessage-deflate; server_max_window_bits=10"]), None);
-        assert_eq!(offer(&["permessage-deflate; server_max_window_bits=15"]), PLAIN);
-        assert_eq!(offer(&["permessage-deflate; server_max_window_bits=\"15\""]), PLAIN);
+        assert_eq!(
+            offer(&["permessage-deflate; server_max_window_bits=10"]),
+            None
+        );
+        assert_eq!(
+            offer(&["permessage-deflate; server_max_window_bits=15"]),
+            PLAIN
+        );
+        assert_eq!(
+            offer(&["permessage-deflate; server_max_window_bits=\"15\""]),
+            PLAIN
+        );
         // A value is required, and must be 8 to 15 without leading zeros.
         for bad in [
             "permessage-deflate; server_max_window_bits",
@@ -166,7 +182,10 @@ mod tests {
         ] {
             assert_eq!(offer(&[bad]), None, "{bad}");
         }
-        assert_eq!(offer(&["permessage-deflate; client_max_window_bits=8"]), PLAIN);
+        assert_eq!(
+            offer(&["permessage-deflate; client_max_window_bits=8"]),
+            PLAIN
+        );
     }
 
     #[test]
