@@ -1,5 +1,6 @@
 //! WebSocket compression (`permessage-deflate`, RFC 7692) on the wire, by hand: which offers
 //! the server accepts and what it answers, on `/websocket` and the SockJS WebSocket transport;
+//! compressed and fragmented client messages, with a ping between fragments;
 //! a compressed frame that inflates past `--max-message-size` (a deflate bomb) and a frame
 //! with RSV1 set on a connection that did not negotiate the extension are refused with a
 //! close, and the server carries on. The Node clients' full syncs are in `interop`.
@@ -275,9 +276,15 @@ fn compressed_messages_are_read_and_answered_compressed() {
     let call = deflate(br#"{"msg":"method","id":"1","method":"syncNewPackageData","params":[{"format":"1.1"},{}]}"#);
     let (first, rest) = call.split_at(call.len() / 2);
     raw.send_fragment(true, 1, false, first);
+    // A ping may come between a message's frames; it is answered and the message goes on.
+    raw.send(false, 9, b"between");
     raw.send_fragment(false, 0, true, rest);
     let (result, compressed) = loop {
         let (_, rsv1, opcode, payload) = raw.frame().expect("a result");
+        if opcode == 10 {
+            assert_eq!(payload, b"between", "the pong echoes the ping");
+            continue;
+        }
         assert_eq!(opcode, 1);
         let message: Value =
             serde_json::from_slice(&if rsv1 { inflate(&payload) } else { payload }).unwrap();

@@ -55,6 +55,8 @@ where
         inflater: Inflater::default(),
         agreement,
         limit,
+        started: None,
+        partial: Vec::new(),
         done: false,
     };
     let sink = sink::unfold(writer, |writer, message: Message| async move {
@@ -143,6 +145,11 @@ struct Reader<R, W> {
     inflater: Inflater,
     agreement: Agreement,
     limit: usize,
+    /// The data message in progress (control frames may come between its frames): its
+    /// opcode and RSV1, from its first frame.
+    started: Option<(u8, bool)>,
+    /// The payload of the data message in progress so far.
+    partial: Vec<u8>,
     /// The stream ended (a close frame or an error): nothing more is read.
     done: bool,
 }
@@ -159,9 +166,6 @@ struct Header {
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
     /// The next message; pings are answered (and reported, as tungstenite does) on the way.
     async fn next_message(&mut self) -> Result<Message, WsError> {
-        // The first frame of a data message in progress: its opcode and RSV1.
-        let mut started: Option<(u8, bool)> = None;
-        let mut payload: Vec<u8> = Vec::new();
         loop {
             let header = self.header().await?;
             if header.opcode >= OP_CLOSE {
@@ -178,9 +182,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                 let data = self.payload(&header, Vec::new()).await?;
                 return self.control(header.opcode, data).await;
             }
-            let compressed = match (header.opcode, started) {
+            let compressed = match (header.opcode, self.started) {
                 (OP_TEXT | OP_BINARY, None) => {
-                    started = Some((header.opcode, header.rsv1));
+                    self.started = Some((header.opcode, header.rsv1));
                     header.rsv1
                 }
                 // RSV1 marks only a message's first frame (RFC 7692 §6.1).
@@ -208,7 +212,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
             } else {
                 self.limit
             };
-            let size = u64::try_from(payload.len())
+            let size = u64::try_from(self.partial.len())
                 .unwrap_or(u64::MAX)
                 .saturating_add(header.len);
             if size > bound as u64 {
@@ -217,13 +221,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                     self.limit,
                 ));
             }
-            payload = self.payload(&header, payload).await?;
+            let partial = std::mem::take(&mut self.partial);
+            self.partial = self.payload(&header, partial).await?;
             if !header.fin {
                 continue;
             }
-            let Some((opcode, compressed)) = started else {
+            let Some((opcode, compressed)) = self.started.take() else {
                 continue;
             };
+            let mut payload = std::mem::take(&mut self.partial);
             let data = if compressed {
                 payload.extend_from_slice(&TAIL);
                 self.inflater
