@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, put};
@@ -161,15 +161,16 @@ fn log_response(response: &Response, latency: Duration, span: &Span) {
     }
 }
 
-/// Upgrades to a raw-WebSocket DDP session: no subprotocol is required or answered (spec §1.1).
+/// Upgrades to a raw-WebSocket DDP session: no subprotocol is required or answered (spec §1.1);
+/// `permessage-deflate` is, when offered and `--websocket-compression` allows it.
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(remote_addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    request: Request<axum::body::Body>,
 ) -> Response {
-    let info = ConnectionInfo::from_request(Some(remote_addr), &headers);
-    exosphere_ddp::upgrade(state.ddp, upgrade, info)
+    let (parts, _) = request.into_parts();
+    let info = ConnectionInfo::from_request(Some(remote_addr), &parts.headers);
+    exosphere_ddp::upgrade(state.ddp, parts, info).await
 }
 
 /// `GET /healthz`: 200 when the catalog answers, 503 otherwise, with the figures an operator

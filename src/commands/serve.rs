@@ -12,7 +12,7 @@ use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, dump};
 use exosphere_ddp::client::{ClientConfig, certificates_from_pem};
-use exosphere_ddp::{DdpConfig, SockJsConfig};
+use exosphere_ddp::{DdpConfig, SockJsConfig, WebSocketCompression};
 use exosphere_mirror::{FilesConfig, MirrorConfig};
 use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
@@ -74,6 +74,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server::run(listener, state, shutdown_signal()).await
 }
 
+/// `--websocket-compression` and its level, for both WebSocket endpoints.
+fn websocket_compression(args: &ServeArgs) -> WebSocketCompression {
+    WebSocketCompression {
+        enabled: args.websocket_compression,
+        level: args.websocket_compression_level,
+    }
+}
+
 /// The flags as the server's library configuration.
 fn config(args: &ServeArgs) -> anyhow::Result<Config> {
     Ok(Config {
@@ -94,6 +102,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             method_rate_limit: args.method_rate_limit,
             method_rate_interval: args.method_rate_interval,
             shutdown_grace: args.shutdown_grace,
+            compression: websocket_compression(args),
         },
         sockjs: SockJsConfig {
             heartbeat: args.sockjs_heartbeat,
@@ -106,6 +115,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             queue: args.inbound_queue,
             client_url: args.sockjs_client_url.clone(),
             client_integrity: sockjs_client_integrity(args),
+            compression: websocket_compression(args),
         },
         http: HttpLimits {
             header_read_timeout: args.header_read_timeout,

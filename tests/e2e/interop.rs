@@ -239,3 +239,71 @@ fn a_third_party_ddp_client_syncs_watches_changes_and_reads_stats() {
     );
     client.finish();
 }
+
+/// Runs `deflate.mjs` with one WebSocket `stack` against `url`: the server's
+/// `Sec-WebSocket-Extensions` answer and every `result` frame of a full sync, as received.
+fn sync_frames(
+    url: &str,
+    stack: &str,
+    compress_collections: bool,
+    dir: &Path,
+) -> (String, Vec<u8>) {
+    let out = dir.join(format!("{stack}-{}.frames", exosphere_ddp::random_id()));
+    let mut command = Command::new("node");
+    command
+        .arg(interop_dir().join("deflate.mjs"))
+        .args([url, stack])
+        .arg(&out)
+        .args(["--timeout", &NODE_TIMEOUT_SECS.to_string()]);
+    if compress_collections {
+        command.arg("--compress-collections");
+    }
+    let mut client = NodeScript::spawn(command, "the node WebSocket client", PATIENCE);
+    let extensions = client.expect("open")["extensions"]
+        .as_str()
+        .expect("extensions")
+        .to_owned();
+    client.expect("synced");
+    client.finish();
+    (extensions, std::fs::read(&out).expect("the frames"))
+}
+
+#[test]
+fn ws_and_the_tools_faye_stack_sync_compressed_and_get_the_same_frames() {
+    require_npm_dependencies();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    import(&data, &fixture());
+    let server = Server::start(&data, &[]);
+    let sockjs = format!("{}/sockjs/websocket", server.http.replace("http", "ws"));
+    let answer = "permessage-deflate; server_no_context_takeover";
+    for compress_collections in [false, true] {
+        // A client that offers nothing still works, and is the reference.
+        let (none, plain) = sync_frames(&server.ws, "plain", compress_collections, dir.path());
+        assert_eq!(none, "");
+        assert!(plain.len() > 1 << 20, "a whole sync");
+        for url in [&server.ws, &sockjs] {
+            for stack in ["ws", "faye"] {
+                let (extensions, frames) =
+                    sync_frames(url, stack, compress_collections, dir.path());
+                assert_eq!(extensions, answer, "{stack} at {url}");
+                assert!(
+                    frames == plain,
+                    "{stack} at {url} (compressed collections: {compress_collections}) got other frames"
+                );
+            }
+        }
+    }
+    // With the extension off, both stacks sync without it.
+    drop(server);
+    let off = Server::start(&data, &["--websocket-compression", "false"]);
+    let (_, plain) = sync_frames(&off.ws, "plain", false, dir.path());
+    for stack in ["ws", "faye"] {
+        let (extensions, frames) = sync_frames(&off.ws, stack, false, dir.path());
+        assert_eq!(extensions, "", "{stack}");
+        assert!(
+            frames == plain,
+            "{stack} without the extension got other frames"
+        );
+    }
+}

@@ -11,6 +11,7 @@ mod bounded_records;
 mod browser;
 mod cli;
 mod client_sync;
+mod compression;
 mod ddp_transports;
 mod ddp_wire;
 mod fake_upstream;

@@ -68,6 +68,30 @@ pub struct DdpConfig {
     /// On shutdown, how long sessions may take to finish the calls they already read
     /// before they are closed.
     pub shutdown_grace: Duration,
+    /// Whether WebSocket clients may negotiate `permessage-deflate` (RFC 7692), and at
+    /// which zlib level the server compresses: the `meteor` tool offers it on every
+    /// connection, and a sync is several times fewer bytes with it.
+    pub compression: WebSocketCompression,
+}
+
+/// The `permessage-deflate` setting of a WebSocket endpoint (`--websocket-compression`,
+/// `--websocket-compression-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebSocketCompression {
+    /// Negotiate the extension when a client offers it; off, every offer is declined.
+    pub enabled: bool,
+    /// zlib's compression level, 0 (stored) to 9 (best); a higher one is lowered to 9.
+    pub level: u32,
+}
+
+impl Default for WebSocketCompression {
+    /// On, at zlib's default level (6).
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            level: 6,
+        }
+    }
 }
 
 /// How far a session has come, which decides its outbound budget.
@@ -112,6 +136,7 @@ impl Default for DdpConfig {
             method_rate_limit: 5000,
             method_rate_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
+            compression: WebSocketCompression::default(),
         }
     }
 }

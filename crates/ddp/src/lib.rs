@@ -49,7 +49,7 @@ pub mod transport;
 mod version;
 
 pub use address::{AddressGroup, AddressSlot, PerAddress};
-pub use config::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE};
+pub use config::{DdpConfig, MAX_OUTBOUND_BUFFER_SIZE, WebSocketCompression};
 pub use context::{MethodContext, SessionContext};
 pub use error::{DdpError, ErrorCode, SessionClosed};
 pub use id::random_id;

@@ -22,6 +22,9 @@ pub(crate) enum CloseReason {
     HeartbeatTimeout(Duration),
     /// An inbound text frame was larger than `max_message_size`.
     MessageTooLarge { size: usize, limit: usize },
+    /// The client broke the WebSocket protocol (a frame with RSV1 set without
+    /// `permessage-deflate`, an unmasked frame, invalid UTF-8 or DEFLATE data, …).
+    ProtocolViolation(String),
     /// `failed` was sent: the client must re-dial with the suggested version.
     VersionMismatch { suggested: &'static str },
     /// A malformed `connect` that could only be answered with the proposed version.
@@ -48,6 +51,7 @@ impl CloseReason {
             Self::ConnectTimeout(_) => Some((close_code::POLICY, "connect timeout")),
             Self::HeartbeatTimeout(_) => Some((close_code::AWAY, "heartbeat timeout")),
             Self::MessageTooLarge { .. } => Some((close_code::SIZE, "message too large")),
+            Self::ProtocolViolation(_) => Some((close_code::PROTOCOL, "protocol error")),
             Self::VersionMismatch { .. } | Self::BadConnect => Some((close_code::NORMAL, "")),
             Self::ShuttingDown => Some((close_code::AWAY, "server shutting down")),
             Self::ClientClosed
@@ -90,6 +94,7 @@ impl fmt::Display for CloseReason {
                 write!(f, "DDP version not accepted; suggested {suggested:?}")
             }
             Self::BadConnect => f.write_str("malformed DDP connect"),
+            Self::ProtocolViolation(error) => write!(f, "WebSocket protocol violated: {error}"),
             Self::ReadFailed(error) => write!(f, "read error: {error}"),
             Self::WriteFailed(error) => write!(f, "write error: {error}"),
             Self::WriteStalled(after) => {

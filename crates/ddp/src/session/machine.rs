@@ -21,6 +21,7 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 
 use super::close::CloseReason;
 use super::heartbeat::{Beat, Heartbeat};
@@ -129,7 +130,9 @@ fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Fra
     match item {
         None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
         Some(Err(error)) if is_reset(&error) => Err(CloseReason::ClientReset(error.to_string())),
-        Some(Err(error)) => Err(CloseReason::ReadFailed(error.to_string())),
+        Some(Err(error)) => {
+            Err(refusal(&error).unwrap_or(CloseReason::ReadFailed(error.to_string())))
+        }
         Some(Ok(Message::Text(text))) if text.len() > limit => Err(CloseReason::MessageTooLarge {
             size: text.len(),
             limit,
@@ -138,6 +141,37 @@ fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Fra
         // Binary frames are ignored (spec §1.1); control frames only prove liveness.
         Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_))) => Ok(Frame::Activity),
     }
+}
+
+/// The close a read error calls for when it is the client's fault, as either socket reports
+/// it (tungstenite's, or the `permessage-deflate` one, which uses tungstenite's errors): a
+/// message over the limit (counted after inflation), or a broken protocol, such as RSV1
+/// set without `permessage-deflate`, an unmasked frame, invalid UTF-8 or corrupt DEFLATE
+/// data.
+fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<CloseReason> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        match error.downcast_ref::<WsError>() {
+            Some(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) => {
+                return Some(CloseReason::MessageTooLarge {
+                    size: *size,
+                    limit: *max_size,
+                });
+            }
+            Some(WsError::Protocol(_) | WsError::Utf8(_)) => {
+                return Some(CloseReason::ProtocolViolation(error.to_string()));
+            }
+            _ => {}
+        }
+        if error
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        {
+            return Some(CloseReason::ProtocolViolation(error.to_string()));
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// tungstenite's error text for a peer that closed TCP without a WebSocket close frame.

@@ -5,8 +5,10 @@
 //! runs a [`session`](crate::session) over it; sessions know nothing of transports.
 //! [`DeliberateStatus`] marks the 5xx answers they give on purpose.
 
+mod deflate;
 pub mod sockjs;
 mod status;
+mod upgrade;
 pub mod websocket;
 
 pub use status::DeliberateStatus;

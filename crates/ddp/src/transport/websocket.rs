@@ -11,11 +11,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::http::header::{RETRY_AFTER, USER_AGENT};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
-use futures_util::stream::SplitSink;
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::time::timeout;
 use tracing::Instrument as _;
@@ -27,14 +27,10 @@ use crate::server::Server;
 use crate::service::Service;
 use crate::session::{self, CloseReason};
 use crate::transport::DeliberateStatus;
+use crate::transport::upgrade::{MessageSink, MessageStream, WebSocketRequest};
 
 /// How long a closing connection may take to flush its last frames and the close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
-
-/// Bytes tungstenite reads from the socket at a time. Its default (128 KiB, allocated per
-/// socket) would dominate an idle session's memory; DDP clients send small messages, and
-/// larger ones are still read whole (the buffer grows for them), in more system calls.
-pub(crate) const READ_BUFFER_SIZE: usize = 1024;
 
 /// What the HTTP layer knows about a connection.
 #[derive(Debug, Clone, Default)]
@@ -58,31 +54,41 @@ impl ConnectionInfo {
     }
 }
 
-/// Completes a WebSocket upgrade and serves DDP on it.
+/// Completes a WebSocket upgrade request (the parts of a `GET` with its upgrade headers)
+/// and serves DDP on it.
 ///
-/// Prefer this over calling [`serve_websocket`] from a custom `on_upgrade`: it makes the
-/// WebSocket layer itself refuse messages over `max_message_size`, so an oversized
-/// message is never buffered whole, keeps the socket's buffers small, and counts the
-/// connection against `max_sessions` (answering `503` when the server is full or
-/// shutting down).
-pub fn upgrade<S: Service>(
+/// Prefer this over calling [`serve_websocket`] from a custom `on_upgrade`: it negotiates
+/// `permessage-deflate` when the configuration allows it, makes the WebSocket layer itself
+/// refuse messages over `max_message_size` (after inflation), so an oversized message is
+/// never buffered whole, keeps the socket's buffers small, and counts the connection
+/// against `max_sessions` (answering `503` when the server is full or shutting down). A
+/// request that is no valid upgrade gets axum's rejection.
+pub async fn upgrade<S: Service>(
     server: Arc<Server<S>>,
-    ws: WebSocketUpgrade,
+    mut request: Parts,
+    info: ConnectionInfo,
+) -> Response {
+    let compression = server.config().compression;
+    match WebSocketRequest::from_parts(&mut request, compression).await {
+        Ok(upgrade) => serve_upgrade(server, upgrade, info),
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// [`upgrade`] once the request is read: admission, then the session on the socket.
+pub(crate) fn serve_upgrade<S: Service>(
+    server: Arc<Server<S>>,
+    upgrade: WebSocketRequest,
     info: ConnectionInfo,
 ) -> Response {
     let Some(admission) = server.admit(info.remote_addr) else {
         return refused();
     };
     let limit = server.config().max_message_size;
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(READ_BUFFER_SIZE)
-        // Each frame is written out as soon as it is queued: nothing to gather.
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            serve_websocket(server, socket, info).await;
-            drop(admission);
-        })
+    upgrade.on_upgrade(limit, move |sink, stream| async move {
+        serve_halves(server, sink, stream, info).await;
+        drop(admission);
+    })
 }
 
 /// `503 Service Unavailable`: the session limit is reached or the server is stopping.
@@ -105,6 +111,17 @@ pub async fn serve_websocket<S: Service>(
     socket: WebSocket,
     info: ConnectionInfo,
 ) {
+    let (sink, stream) = socket.split();
+    serve_halves(server, Box::pin(sink), Box::pin(stream), info).await;
+}
+
+/// [`serve_websocket`] on the halves of a socket, whichever kind it is.
+async fn serve_halves<S: Service>(
+    server: Arc<Server<S>>,
+    sink: MessageSink,
+    stream: MessageStream,
+    info: ConnectionInfo,
+) {
     let session_id = random_id();
     let span = tracing::info_span!(
         "ddp",
@@ -118,7 +135,6 @@ pub async fn serve_websocket<S: Service>(
         );
         let stall_limit = server.config().write_timeout;
         let (outbox, queue) = server.outbox();
-        let (sink, stream) = socket.split();
         let ctx = Arc::new(SessionContext::new(
             session_id,
             info.remote_addr,
@@ -171,7 +187,7 @@ async fn connection(
 /// failure. A frame's bytes count against the session's outbound budget until the socket
 /// has taken it.
 async fn write_frames(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: MessageSink,
     mut queue: OutboxReceiver,
     stall_limit: Duration,
 ) -> Result<(), CloseReason> {

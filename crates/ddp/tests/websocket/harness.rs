@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use axum::routing::any;
 use exosphere_ddp::ejson::{Ejson, EjsonMap};
@@ -301,14 +300,11 @@ impl TestServer {
 async fn websocket(
     State(server): State<Arc<Server<TestService>>>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
-    upgrade(
-        server,
-        ws,
-        ConnectionInfo::from_request(Some(addr), &headers),
-    )
+    let (parts, _) = request.into_parts();
+    let info = ConnectionInfo::from_request(Some(addr), &parts.headers);
+    upgrade(server, parts, info).await
 }
 
 /// How a connection ended, from the client's side.

@@ -4,7 +4,7 @@
 //! A leaf of the SockJS module: the transports use it, the applications
 //! ([`ddp`](super::ddp), [`test_service`](super::test_service)) implement it.
 
-use axum::extract::WebSocketUpgrade;
+use crate::transport::upgrade::WebSocketRequest;
 use axum::response::Response;
 use tokio::sync::{mpsc, watch};
 
@@ -40,7 +40,7 @@ pub(super) trait Application: Send + Sync + 'static {
     /// SockJS framing.
     fn raw_websocket(
         &self,
-        upgrade: WebSocketUpgrade,
+        upgrade: WebSocketRequest,
         info: ConnectionInfo,
         config: &SockJsConfig,
     ) -> Response;

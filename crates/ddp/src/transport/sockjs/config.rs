@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::config::WebSocketCompression;
+
 /// Where the iframe page loads `sockjs-client` from unless told otherwise: an exact version
 /// on the public CDN, 1.6.1, the latest 1.x and so the version browsers running a current
 /// `sockjs-client` carry (the iframe's copy must be the same version as the page's). Exact,
@@ -56,6 +58,8 @@ pub struct SockJsConfig {
     /// hash such as `sha384-…`): [`DEFAULT_CLIENT_INTEGRITY`] for the default URL, none
     /// for another unless its hash is given.
     pub client_integrity: Option<String>,
+    /// `permessage-deflate` on the WebSocket transports (`--websocket-compression`).
+    pub compression: WebSocketCompression,
 }
 
 impl Default for SockJsConfig {
@@ -71,6 +75,7 @@ impl Default for SockJsConfig {
             queue: 32,
             client_url: DEFAULT_CLIENT_URL.to_owned(),
             client_integrity: Some(DEFAULT_CLIENT_INTEGRITY.to_owned()),
+            compression: WebSocketCompression::default(),
         }
     }
 }

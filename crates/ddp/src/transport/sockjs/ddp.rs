@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::WebSocketUpgrade;
+use crate::transport::upgrade::WebSocketRequest;
 use axum::extract::ws::Message;
 use axum::response::Response;
 use tokio::sync::mpsc;
@@ -16,7 +16,7 @@ use crate::outbox::Outbox;
 use crate::server::Server;
 use crate::service::Service;
 use crate::session;
-use crate::transport::websocket::{ConnectionInfo, upgrade};
+use crate::transport::websocket::{ConnectionInfo, serve_upgrade};
 
 /// DDP sessions of a [`Server`], exactly as on `/websocket`.
 pub(super) struct Ddp<S: Service>(pub(super) Arc<Server<S>>);
@@ -53,11 +53,11 @@ impl<S: Service> Application for Ddp<S> {
 
     fn raw_websocket(
         &self,
-        ws: WebSocketUpgrade,
+        ws: WebSocketRequest,
         info: ConnectionInfo,
         _config: &SockJsConfig,
     ) -> Response {
-        upgrade(Arc::clone(&self.0), ws, info)
+        serve_upgrade(Arc::clone(&self.0), ws, info)
     }
 }
 

@@ -42,7 +42,8 @@ use super::config::SockJsConfig;
 use super::endpoint::{Endpoint, connection_info};
 use super::responses::{NOT_AN_UPGRADE, bad_request};
 use super::socket::{self, SocketFrame};
-use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
+use crate::transport::upgrade::READ_BUFFER_SIZE;
+use crate::transport::websocket::refused;
 
 /// The first key header of a hixie-76 handshake.
 const KEY1: HeaderName = HeaderName::from_static("sec-websocket-key1");

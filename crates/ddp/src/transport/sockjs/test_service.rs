@@ -1,7 +1,7 @@
 //! The services the SockJS conformance suite (`sockjs-protocol.py`) runs against: echo and
 //! close, as SockJS applications.
 
-use axum::extract::WebSocketUpgrade;
+use crate::transport::upgrade::WebSocketRequest;
 use axum::response::Response;
 use tokio::sync::mpsc;
 
@@ -58,7 +58,7 @@ impl Application for TestService {
 
     fn raw_websocket(
         &self,
-        ws: WebSocketUpgrade,
+        ws: WebSocketRequest,
         info: ConnectionInfo,
         config: &SockJsConfig,
     ) -> Response {

@@ -8,13 +8,11 @@
 
 use std::future::ready;
 
-use axum::extract::FromRequestParts as _;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use axum::http::header::SEC_WEBSOCKET_VERSION;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method};
 use axum::response::Response;
-use futures_util::stream::SplitStream;
 use futures_util::{SinkExt as _, Stream, StreamExt as _, stream};
 use tracing::Instrument as _;
 
@@ -24,7 +22,8 @@ use super::endpoint::{Endpoint, connection_info};
 use super::hixie76;
 use super::responses::{NOT_AN_UPGRADE, bad_request, method_not_allowed, not_found};
 use super::socket::{SocketFrame, serve};
-use crate::transport::websocket::{READ_BUFFER_SIZE, refused};
+use crate::transport::upgrade::{MessageStream, WebSocketRequest};
+use crate::transport::websocket::refused;
 
 /// `<prefix>/websocket`: the application over a plain WebSocket.
 pub(super) async fn raw(endpoint: &Endpoint, request: Parts) -> Response {
@@ -32,7 +31,7 @@ pub(super) async fn raw(endpoint: &Endpoint, request: Parts) -> Response {
         return not_found();
     }
     let info = connection_info(&request);
-    match upgrade_from(request).await {
+    match upgrade_from(request, &endpoint.config).await {
         Ok(upgrade) => endpoint.app.raw_websocket(upgrade, info, &endpoint.config),
         Err(response) => response,
     }
@@ -44,7 +43,7 @@ pub(super) async fn sockjs(endpoint: &Endpoint, request: Parts) -> Response {
         return hixie76::upgrade(endpoint, request);
     }
     let info = connection_info(&request);
-    let upgrade = match upgrade_from(request).await {
+    let upgrade = match upgrade_from(request, &endpoint.config).await {
         Ok(upgrade) => upgrade,
         Err(response) => return response,
     };
@@ -54,14 +53,18 @@ pub(super) async fn sockjs(endpoint: &Endpoint, request: Parts) -> Response {
     }
 }
 
-/// The WebSocket upgrade of a `GET`; `405` for other methods, `400` for a request that
-/// is no valid upgrade.
-async fn upgrade_from(mut request: Parts) -> Result<WebSocketUpgrade, Response> {
+/// The WebSocket upgrade of a `GET`, with `permessage-deflate` if `config` allows it and
+/// the client offers it; `405` for other methods, `400` for a request that is no valid
+/// upgrade.
+async fn upgrade_from(
+    mut request: Parts,
+    config: &SockJsConfig,
+) -> Result<WebSocketRequest, Response> {
     if request.method != Method::GET {
         return Err(method_not_allowed("GET"));
     }
     accept_hybi_drafts(&mut request);
-    WebSocketUpgrade::from_request_parts(&mut request, &())
+    WebSocketRequest::from_parts(&mut request, config.compression)
         .await
         .map_err(|_| bad_request(NOT_AN_UPGRADE))
 }
@@ -85,37 +88,37 @@ fn accept_hybi_drafts(request: &mut Parts) {
 
 /// Completes the upgrade and connects the socket to an application's `channels`.
 pub(super) fn bridge(
-    upgrade: WebSocketUpgrade,
+    upgrade: WebSocketRequest,
     channels: Channels,
     config: SockJsConfig,
     framed: bool,
 ) -> Response {
     let limit = config.max_message_size;
-    // axum runs `on_upgrade` on a task of its own, outside any span: take the caller's.
+    // The upgrade runs on a task of its own, outside any span: take the caller's.
     let span = tracing::Span::current();
-    upgrade
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(READ_BUFFER_SIZE)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            async move {
-                let (sink, stream) = socket.split();
-                let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
-                serve(texts(stream), sink, channels, &config, framed).await;
-            }
-            .instrument(span)
-        })
+    upgrade.on_upgrade(limit, move |sink, stream| {
+        async move {
+            let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
+            serve(texts(stream), sink, channels, &config, framed).await;
+        }
+        .instrument(span)
+    })
 }
 
-/// The text messages of an RFC 6455 socket, until it closes or fails.
-fn texts(stream: SplitStream<WebSocket>) -> impl Stream<Item = Utf8Bytes> {
+/// The text messages of an RFC 6455 socket, until it closes or fails. A client that broke
+/// the protocol (RSV1 without `permessage-deflate`, a bad frame) or sent a message over the
+/// limit ends its stream with a note of why; the SockJS session then closes.
+fn texts(stream: MessageStream) -> impl Stream<Item = Utf8Bytes> {
     stream::unfold(stream, |mut stream| async move {
         loop {
             match stream.next().await? {
                 Ok(Message::Text(text)) => return Some((text, stream)),
                 Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_)) => {}
-                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Close(_)) => return None,
+                Err(error) => {
+                    tracing::debug!(%error, "SockJS WebSocket read failed");
+                    return None;
+                }
             }
         }
     })

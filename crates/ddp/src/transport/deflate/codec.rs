@@ -1,0 +1,247 @@
+//! Raw DEFLATE as `permessage-deflate` frames it (RFC 7692 §7.2): each outbound message a
+//! stream of its own ended by a sync flush whose `00 00 ff ff` tail is left off, and inbound
+//! messages inflated with that tail put back, never past a size limit.
+
+use std::cell::RefCell;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// What a sync flush ends with, and what RFC 7692 leaves off the wire.
+pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// Bytes the output grows by at least while compressing or inflating.
+const MIN_GROWTH: usize = 4096;
+
+thread_local! {
+    /// One compressor per thread and level, reset for each message: with
+    /// `server_no_context_takeover` a connection needs none of its own, and the compressor's
+    /// state (hundreds of KiB) would otherwise be allocated per connection or per message.
+    static COMPRESSOR: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+}
+
+/// `message` as one `permessage-deflate` payload at zlib `level` (clamped to 9), or `None`
+/// when compressing would not make it smaller (it is then sent as it is, RSV1 clear).
+pub(crate) fn deflate_message(message: &[u8], level: u32) -> Option<Vec<u8>> {
+    let level = level.min(9);
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compress = match slot {
+            Some((kept, compress)) if *kept == level => {
+                compress.reset();
+                compress
+            }
+            _ => {
+                &mut slot
+                    .insert((level, Compress::new(Compression::new(level), false)))
+                    .1
+            }
+        };
+        let mut out = Vec::with_capacity(message.len() / 4 + 64);
+        flush_into(compress, message, &mut out)?;
+        let body = out.strip_suffix(&TAIL)?.len();
+        out.truncate(body);
+        (out.len() < message.len()).then_some(out)
+    })
+}
+
+/// Compresses all of `input` into `out` and sync-flushes, so the output ends on a byte
+/// boundary with an empty stored block (`00 00 ff ff`). `None` if the compressor failed,
+/// which it does not for in-memory input.
+fn flush_into(compress: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    let start = compress.total_in();
+    loop {
+        let consumed = usize::try_from(compress.total_in() - start).ok()?;
+        if out.capacity() - out.len() < 64 {
+            out.reserve((input.len() - consumed) / 4 + MIN_GROWTH);
+        }
+        compress
+            .compress_vec(&input[consumed..], out, FlushCompress::Sync)
+            .ok()?;
+        let consumed = usize::try_from(compress.total_in() - start).ok()?;
+        // The flush is complete once all input is in and the output did not fill up.
+        if consumed == input.len() && out.len() < out.capacity() {
+            return Some(());
+        }
+    }
+}
+
+/// Why an inbound compressed message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InflateError {
+    /// It inflates past the limit: a deflate bomb, or just too large.
+    TooLarge,
+    /// It is not valid DEFLATE data.
+    Corrupt,
+}
+
+/// The inflater of one connection's inbound messages. Its state (a 32 KiB window) is
+/// allocated with the first compressed message, so connections whose client never
+/// compresses pay nothing.
+#[derive(Default)]
+pub(crate) struct Inflater {
+    state: Option<Decompress>,
+}
+
+impl std::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater")
+            .field("allocated", &self.state.is_some())
+            .finish()
+    }
+}
+
+impl Inflater {
+    /// Inflates one message's payload (its frames' payloads joined, `payload` ends with
+    /// the [`TAIL`] put back) into at most `limit` bytes; output grows only as the data
+    /// does, so a bomb is refused after `limit` bytes. `reset` starts the next message
+    /// from an empty window (the client compresses without context takeover).
+    pub(crate) fn inflate(
+        &mut self,
+        payload: &[u8],
+        limit: usize,
+        reset: bool,
+    ) -> Result<Vec<u8>, InflateError> {
+        let state = self.state.get_or_insert_with(|| Decompress::new(false));
+        let result = inflate_into(state, payload, limit);
+        if reset || result.is_err() || matches!(result, Ok((_, Status::StreamEnd))) {
+            state.reset(false);
+        }
+        result.map(|(out, _)| out)
+    }
+}
+
+fn inflate_into(
+    state: &mut Decompress,
+    payload: &[u8],
+    limit: usize,
+) -> Result<(Vec<u8>, Status), InflateError> {
+    let start = state.total_in();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let consumed =
+            usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
+        if out.len() == out.capacity() {
+            // One byte past the limit is room enough to see that it is passed.
+            let room = (limit + 1).saturating_sub(out.len());
+            if room == 0 {
+                return Err(InflateError::TooLarge);
+            }
+            out.reserve_exact(room.min(out.len().max(MIN_GROWTH)));
+        }
+        let before = (consumed, out.len());
+        let status = state
+            .decompress_vec(&payload[consumed..], &mut out, FlushDecompress::Sync)
+            .map_err(|_| InflateError::Corrupt)?;
+        if out.len() > limit {
+            return Err(InflateError::TooLarge);
+        }
+        let consumed =
+            usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
+        let full = out.len() == out.capacity();
+        if status == Status::StreamEnd || (consumed == payload.len() && !full) {
+            return Ok((out, status));
+        }
+        if (consumed, out.len()) == before && !full {
+            // No progress with room to spare: the data is cut short or broken.
+            return Err(InflateError::Corrupt);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    /// What a peer does with a received message: put the tail back and inflate.
+    fn independent_inflate(body: &[u8]) -> Vec<u8> {
+        let mut data = body.to_vec();
+        data.extend_from_slice(&TAIL);
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(&data[..])
+            .read_to_end(&mut out)
+            .ok();
+        out
+    }
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut data = body.to_vec();
+        data.extend_from_slice(&TAIL);
+        data
+    }
+
+    #[test]
+    fn a_message_deflates_to_what_any_inflater_reads_back() {
+        let message = r#"{"msg":"result","id":"1","result":{"collections":{}}}"#.repeat(200);
+        for level in [0, 1, 6, 9, 12] {
+            let Some(body) = deflate_message(message.as_bytes(), level) else {
+                assert_eq!(level, 0, "only stored blocks are not smaller");
+                continue;
+            };
+            assert!(!body.ends_with(&TAIL));
+            assert_eq!(independent_inflate(&body), message.as_bytes());
+            assert_eq!(
+                Inflater::default().inflate(&framed(&body), message.len(), true),
+                Ok(message.clone().into_bytes())
+            );
+        }
+    }
+
+    #[test]
+    fn incompressible_or_tiny_messages_stay_as_they_are() {
+        assert_eq!(deflate_message(b"{}", 6), None);
+        assert_eq!(deflate_message(b"", 6), None);
+    }
+
+    #[test]
+    fn a_bomb_is_refused_at_the_limit() {
+        let bomb = deflate_message(&vec![b'a'; 10 << 20], 9).unwrap();
+        assert!(bomb.len() < 20_000);
+        let mut inflater = Inflater::default();
+        assert_eq!(
+            inflater.inflate(&framed(&bomb), 1 << 20, false),
+            Err(InflateError::TooLarge)
+        );
+        // Exactly at the limit is fine, and the inflater is usable afterwards.
+        let exact = deflate_message(&vec![b'b'; 1 << 20], 6).unwrap();
+        assert_eq!(
+            inflater
+                .inflate(&framed(&exact), 1 << 20, false)
+                .map(|out| out.len()),
+            Ok(1 << 20)
+        );
+    }
+
+    #[test]
+    fn garbage_is_corrupt_not_a_panic() {
+        let mut inflater = Inflater::default();
+        assert_eq!(
+            inflater.inflate(
+                &[0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0xff, 0xff],
+                1024,
+                true
+            ),
+            Err(InflateError::Corrupt)
+        );
+        assert_eq!(inflater.inflate(&[], 1024, true), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn context_taken_over_between_messages_is_kept() {
+        // A client with context takeover refers back to its previous message.
+        let mut compress = Compress::new(Compression::default(), false);
+        let mut first = Vec::new();
+        flush_into(&mut compress, b"hello hello hello world", &mut first).unwrap();
+        let mut second = Vec::new();
+        flush_into(&mut compress, b"hello hello hello world", &mut second).unwrap();
+        let mut inflater = Inflater::default();
+        assert_eq!(
+            inflater.inflate(&first, 100, false).unwrap(),
+            b"hello hello hello world"
+        );
+        assert_eq!(
+            inflater.inflate(&second, 100, false).unwrap(),
+            b"hello hello hello world"
+        );
+    }
+}

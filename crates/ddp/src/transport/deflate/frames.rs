@@ -1,0 +1,360 @@
+//! RFC 6455 frames with `permessage-deflate`, over an upgraded connection.
+//!
+//! tungstenite fails every frame with RSV1 set (it has no extension support), so a
+//! connection that negotiated the extension is read and written here instead, as the same
+//! `Message` stream and sink a tungstenite socket is, so the transports run it unchanged.
+//! The reader accepts only masked client frames, bounds every message by `limit` before and
+//! after inflation, answers pings and the closing handshake through the shared writer, and
+//! reports violations as tungstenite's own errors so the session closes the same way
+//! whichever socket it runs on.
+
+use std::io;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use bytes::Bytes;
+use futures_util::{Sink, Stream, sink, stream};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+
+use super::codec::{InflateError, Inflater, TAIL, deflate_message};
+use super::negotiate::Agreement;
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xA;
+
+/// The two halves of a negotiated connection, as a tungstenite socket's would be.
+pub(crate) fn split<R, W>(
+    reader: R,
+    writer: W,
+    agreement: Agreement,
+    limit: usize,
+    level: u32,
+    read_buffer: usize,
+) -> (
+    impl Sink<Message, Error = axum::Error> + Send + 'static,
+    impl Stream<Item = Result<Message, axum::Error>> + Send + 'static,
+)
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let writer = Arc::new(Mutex::new(Writer {
+        io: writer,
+        level,
+        closed: false,
+    }));
+    let reader = Reader {
+        io: BufReader::with_capacity(read_buffer, reader),
+        writer: Arc::clone(&writer),
+        inflater: Inflater::default(),
+        agreement,
+        limit,
+        started: None,
+        partial: Vec::new(),
+        done: false,
+    };
+    let sink = sink::unfold(writer, |writer, message: Message| async move {
+        writer
+            .lock()
+            .await
+            .send(message)
+            .await
+            .map_err(axum::Error::new)?;
+        Ok(writer)
+    });
+    let stream = stream::unfold(reader, |mut reader| async move {
+        if reader.done {
+            return None;
+        }
+        let item = reader.next_message().await;
+        if matches!(item, Err(_) | Ok(Message::Close(_))) {
+            reader.done = true;
+        }
+        Some((item.map_err(axum::Error::new), reader))
+    });
+    (sink, stream)
+}
+
+/// The sending side, shared with the reader for its pongs and close replies.
+struct Writer<W> {
+    io: W,
+    level: u32,
+    /// A close frame went out: nothing may follow it.
+    closed: bool,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    async fn send(&mut self, message: Message) -> Result<(), WsError> {
+        if self.closed {
+            return Err(WsError::Protocol(ProtocolError::SendAfterClosing));
+        }
+        match message {
+            Message::Text(text) => match deflate_message(text.as_bytes(), self.level) {
+                Some(body) => self.frame(OP_TEXT, true, &body).await,
+                None => self.frame(OP_TEXT, false, text.as_bytes()).await,
+            },
+            Message::Binary(data) => self.frame(OP_BINARY, false, &data).await,
+            Message::Ping(data) => self.frame(OP_PING, false, &data).await,
+            Message::Pong(data) => self.frame(OP_PONG, false, &data).await,
+            Message::Close(frame) => {
+                self.closed = true;
+                let mut payload = Vec::new();
+                if let Some(CloseFrame { code, reason }) = frame {
+                    payload.extend_from_slice(&code.to_be_bytes());
+                    payload.extend_from_slice(reason.as_bytes());
+                    // Control frames carry at most 125 bytes.
+                    payload.truncate(125);
+                }
+                self.frame(OP_CLOSE, false, &payload).await
+            }
+        }
+    }
+
+    /// One unmasked, final frame (servers never fragment or mask).
+    async fn frame(&mut self, opcode: u8, compressed: bool, payload: &[u8]) -> Result<(), WsError> {
+        let mut head = Vec::with_capacity(10);
+        head.push(0x80 | if compressed { 0x40 } else { 0 } | opcode);
+        match payload.len() {
+            len @ 0..=125 => head.push(len as u8),
+            len @ 126..=0xFFFF => {
+                head.push(126);
+                head.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            len => {
+                head.push(127);
+                head.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        self.io.write_all(&head).await?;
+        self.io.write_all(payload).await?;
+        self.io.flush().await?;
+        Ok(())
+    }
+}
+
+/// The receiving side: client frames into messages.
+struct Reader<R, W> {
+    io: BufReader<R>,
+    writer: Arc<Mutex<Writer<W>>>,
+    inflater: Inflater,
+    agreement: Agreement,
+    limit: usize,
+    /// The data message in progress (control frames may come between its frames): its
+    /// opcode and RSV1, from its first frame.
+    started: Option<(u8, bool)>,
+    /// The payload of the data message in progress so far.
+    partial: Vec<u8>,
+    /// The stream ended (a close frame or an error): nothing more is read.
+    done: bool,
+}
+
+/// One frame's header, as the client sent it.
+struct Header {
+    fin: bool,
+    rsv1: bool,
+    opcode: u8,
+    len: u64,
+    mask: [u8; 4],
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
+    /// The next message; pings are answered (and reported, as tungstenite does) on the way.
+    async fn next_message(&mut self) -> Result<Message, WsError> {
+        loop {
+            let header = self.header().await?;
+            if header.opcode >= OP_CLOSE {
+                if !header.fin || header.len > 125 {
+                    return Err(if header.fin {
+                        WsError::Protocol(ProtocolError::ControlFrameTooBig)
+                    } else {
+                        WsError::Protocol(ProtocolError::FragmentedControlFrame)
+                    });
+                }
+                if header.rsv1 {
+                    return Err(WsError::Protocol(ProtocolError::NonZeroReservedBits));
+                }
+                let data = self.payload(&header, Vec::new()).await?;
+                return self.control(header.opcode, data).await;
+            }
+            let compressed = match (header.opcode, self.started) {
+                (OP_TEXT | OP_BINARY, None) => {
+                    self.started = Some((header.opcode, header.rsv1));
+                    header.rsv1
+                }
+                // RSV1 marks only a message's first frame (RFC 7692 §6.1).
+                (OP_CONTINUATION, Some(_)) if header.rsv1 => {
+                    return Err(WsError::Protocol(ProtocolError::NonZeroReservedBits));
+                }
+                (OP_CONTINUATION, Some((_, compressed))) => compressed,
+                (OP_CONTINUATION, None) => {
+                    return Err(WsError::Protocol(ProtocolError::UnexpectedContinueFrame));
+                }
+                (OP_TEXT | OP_BINARY, Some(_)) => {
+                    return Err(WsError::Protocol(ProtocolError::ExpectedFragment(
+                        tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Continue,
+                    )));
+                }
+                (other, _) => {
+                    return Err(WsError::Protocol(ProtocolError::UnknownDataFrameType(
+                        other,
+                    )));
+                }
+            };
+            // Compressed data is a little larger than its text at worst (stored blocks).
+            let bound = if compressed {
+                self.limit.saturating_add(self.limit / 64 + 64)
+            } else {
+                self.limit
+            };
+            let size = u64::try_from(self.partial.len())
+                .unwrap_or(u64::MAX)
+                .saturating_add(header.len);
+            if size > bound as u64 {
+                return Err(too_long(
+                    usize::try_from(size).unwrap_or(usize::MAX),
+                    self.limit,
+                ));
+            }
+            let partial = std::mem::take(&mut self.partial);
+            self.partial = self.payload(&header, partial).await?;
+            if !header.fin {
+                continue;
+            }
+            let Some((opcode, compressed)) = self.started.take() else {
+                continue;
+            };
+            let mut payload = std::mem::take(&mut self.partial);
+            let data = if compressed {
+                payload.extend_from_slice(&TAIL);
+                self.inflater
+                    .inflate(
+                        &payload,
+                        self.limit,
+                        self.agreement.client_no_context_takeover,
+                    )
+                    .map_err(|error| match error {
+                        InflateError::TooLarge => too_long(self.limit + 1, self.limit),
+                        InflateError::Corrupt => WsError::Io(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "corrupt permessage-deflate data",
+                        )),
+                    })?
+            } else {
+                payload
+            };
+            return if opcode == OP_TEXT {
+                let text = String::from_utf8(data)
+                    .map_err(|_| WsError::Utf8("invalid UTF-8 in a text message".to_owned()))?;
+                Ok(Message::Text(Utf8Bytes::from(text)))
+            } else {
+                Ok(Message::Binary(Bytes::from(data)))
+            };
+        }
+    }
+
+    /// Answers a control frame and reports it.
+    async fn control(&mut self, opcode: u8, data: Vec<u8>) -> Result<Message, WsError> {
+        match opcode {
+            OP_PING => {
+                let data = Bytes::from(data);
+                let mut writer = self.writer.lock().await;
+                if !writer.closed {
+                    writer.send(Message::Pong(data.clone())).await?;
+                }
+                Ok(Message::Ping(data))
+            }
+            OP_PONG => Ok(Message::Pong(Bytes::from(data))),
+            OP_CLOSE => {
+                let frame = close_frame(&data)?;
+                let mut writer = self.writer.lock().await;
+                if !writer.closed {
+                    writer.send(Message::Close(frame.clone())).await?;
+                }
+                Ok(Message::Close(frame))
+            }
+            other => Err(WsError::Protocol(ProtocolError::UnknownControlFrameType(
+                other,
+            ))),
+        }
+    }
+
+    async fn header(&mut self) -> Result<Header, WsError> {
+        let mut two = [0u8; 2];
+        self.read_exact(&mut two).await?;
+        let [first, second] = two;
+        if first & 0x30 != 0 {
+            return Err(WsError::Protocol(ProtocolError::NonZeroReservedBits));
+        }
+        if second & 0x80 == 0 {
+            return Err(WsError::Protocol(ProtocolError::UnmaskedFrameFromClient));
+        }
+        let len = match second & 0x7F {
+            126 => u64::from(self.io.read_u16().await.map_err(reset)?),
+            127 => self.io.read_u64().await.map_err(reset)?,
+            len => u64::from(len),
+        };
+        let mut mask = [0u8; 4];
+        self.read_exact(&mut mask).await?;
+        Ok(Header {
+            fin: first & 0x80 != 0,
+            rsv1: first & 0x40 != 0,
+            opcode: first & 0x0F,
+            len,
+            mask,
+        })
+    }
+
+    /// Appends the frame's unmasked payload to `buffer` (its length already checked).
+    async fn payload(&mut self, header: &Header, mut buffer: Vec<u8>) -> Result<Vec<u8>, WsError> {
+        let start = buffer.len();
+        let len = usize::try_from(header.len).map_err(|_| too_long(usize::MAX, self.limit))?;
+        buffer.resize(start + len, 0);
+        self.read_exact(&mut buffer[start..]).await?;
+        for (index, byte) in buffer[start..].iter_mut().enumerate() {
+            *byte ^= header.mask[index % 4];
+        }
+        Ok(buffer)
+    }
+
+    async fn read_exact(&mut self, buffer: &mut [u8]) -> Result<(), WsError> {
+        self.io.read_exact(buffer).await.map_err(reset)?;
+        Ok(())
+    }
+}
+
+/// A connection that ends mid-frame (or between frames, without a close frame) was reset,
+/// as tungstenite reports it.
+fn reset(error: io::Error) -> WsError {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+    } else {
+        WsError::Io(error)
+    }
+}
+
+fn too_long(size: usize, max_size: usize) -> WsError {
+    WsError::Capacity(CapacityError::MessageTooLong { size, max_size })
+}
+
+/// A client's close frame: empty, or a code and a UTF-8 reason.
+fn close_frame(data: &[u8]) -> Result<Option<CloseFrame>, WsError> {
+    match data {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol(ProtocolError::InvalidCloseSequence)),
+        [high, low, reason @ ..] => {
+            let reason = std::str::from_utf8(reason)
+                .map_err(|_| WsError::Utf8("invalid UTF-8 in a close reason".to_owned()))?;
+            let code = u16::from_be_bytes([*high, *low]);
+            Ok(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from(reason),
+            }))
+        }
+    }
+}
