@@ -126,13 +126,13 @@ fn hostile_xhr_session(server: &Server, calls: usize) {
     assert_eq!(sent.status().as_u16(), 204);
 }
 
-/// A WebSocket that connects, asks for `calls` sync pages and never reads; returned so it
-/// stays open.
+/// A WebSocket to `url` (`/websocket`, or SockJS's raw `/sockjs/websocket`) that connects,
+/// asks for `calls` sync pages and never reads; returned so it stays open.
 fn hostile_websocket(
-    server: &Server,
+    url: &str,
     calls: usize,
 ) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>> {
-    let (mut socket, _) = tungstenite::connect(&server.ws).expect("WebSocket connects");
+    let (mut socket, _) = tungstenite::connect(url).expect("WebSocket connects");
     let mut messages = vec![json!({"msg": "connect", "version": "1", "support": ["1"]})];
     messages.extend(sync_calls(calls));
     for message in messages {
@@ -170,7 +170,7 @@ fn watch_outbound_bytes(
 }
 
 /// Finding A: sessions that ask for pages and never take them (SockJS sessions that never
-/// poll, WebSockets that stop reading) hold no more than the server-wide budget between
+/// poll, WebSockets and SockJS WebSockets that stop reading) hold no more than the server-wide budget between
 /// them, the stalled ones are closed when others need the room, and an honest client
 /// syncs the whole catalog meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +196,15 @@ async fn clients_that_never_take_their_pages_hold_no_more_than_the_server_budget
     let attack = tokio::task::spawn_blocking({
         let server = Arc::clone(&server);
         move || {
-            let sockets: Vec<_> = (0..4).map(|_| hostile_websocket(&server, 40)).collect();
+            let sockjs = server.ws.replace("/websocket", "/sockjs/websocket");
+            let sockets: Vec<_> = (0..4)
+                .flat_map(|_| {
+                    [
+                        hostile_websocket(&server.ws, 40),
+                        hostile_websocket(&sockjs, 40),
+                    ]
+                })
+                .collect();
             for _ in 0..10 {
                 hostile_xhr_session(&server, 40);
             }

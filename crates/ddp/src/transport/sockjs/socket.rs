@@ -95,7 +95,20 @@ async fn write(
     framed: bool,
 ) {
     let limit = config.write_timeout;
-    if framed && !send(&mut sink, SocketFrame::text(framing::OPEN), limit).await {
+    // An evicted session (the server's outbound budget is full and this client took
+    // nothing for longest) stops at once, also in the middle of a frame.
+    let evicted = outbound.eviction().wait();
+    let mut evicted = pin!(evicted);
+    let mut send = async |sink: &mut _, frame| {
+        tokio::select! {
+            sent = send(sink, frame, limit) => sent,
+            () = &mut evicted => {
+                tracing::info!("SockJS WebSocket session evicted to make room for others; closing");
+                false
+            }
+        }
+    };
+    if framed && !send(&mut sink, SocketFrame::text(framing::OPEN)).await {
         return;
     }
     let idle = if framed {
@@ -107,7 +120,7 @@ async fn write(
         let item = match timeout(idle, outbound.recv()).await {
             Ok(item) => item,
             Err(_) => {
-                if send(&mut sink, SocketFrame::text(framing::HEARTBEAT), limit).await {
+                if send(&mut sink, SocketFrame::text(framing::HEARTBEAT)).await {
                     continue;
                 }
                 return;
@@ -116,7 +129,7 @@ async fn write(
         let (code, reason) = match item {
             // The charge is kept until the socket took the frame; the text is not.
             Some(Outbound::Frame(text, _charge)) => {
-                if send(&mut sink, message_frame(text, framed), limit).await {
+                if send(&mut sink, message_frame(text, framed)).await {
                     continue;
                 }
                 return;
@@ -124,17 +137,10 @@ async fn write(
             Some(Outbound::Close { code, reason }) => (code, reason),
             None => (1000, "Normal closure"),
         };
-        if framed
-            && !send(
-                &mut sink,
-                SocketFrame::text(framing::close(code, reason)),
-                limit,
-            )
-            .await
-        {
+        if framed && !send(&mut sink, SocketFrame::text(framing::close(code, reason))).await {
             return;
         }
-        send(&mut sink, SocketFrame::Close { code, reason }, limit).await;
+        send(&mut sink, SocketFrame::Close { code, reason }).await;
         return;
     }
 }
