@@ -22,7 +22,7 @@ use super::params::{
     string_param,
 };
 use super::publishing::Publishing;
-use super::records::{date, load, now_ms, parse_object, person, save};
+use super::records::{check_room, date, load, now_ms, parse_object, person, save};
 use super::rules::{creation_maintainers, maintained_package, maintains};
 use super::tx::Tx;
 
@@ -143,6 +143,7 @@ pub async fn create_package_version(
         .entry("dependencies")
         .or_insert_with(|| Value::Object(Map::new()));
     let record = Value::Object(record).to_string();
+    check_room(Collection::Versions, &record)?;
     let owner = publishing.clone();
     let answer = publishing
         .as_user(ctx, move |writer, user| {

@@ -40,6 +40,28 @@ pub fn parse_object(text: &str) -> Tx<Map<String, Value>> {
     }
 }
 
+/// Room left in a record the client sent for what the server adds when it is published
+/// (`_id`, `lastUpdated`, `published`, the file URLs and hashes).
+const SERVER_ADDS: usize = 4096;
+
+/// Refuses, before any upload, a record the client sent that could not be stored once the
+/// server added its fields: better a 400 now than after a 500 MB upload.
+pub fn check_room(collection: Collection, sent: &str) -> Result<(), DdpError> {
+    let size = sent.len() + SERVER_ADDS;
+    if size > MAX_RECORD_SIZE {
+        return Err(too_large(collection, size));
+    }
+    Ok(())
+}
+
+/// The 400 for a record over [`MAX_RECORD_SIZE`].
+fn too_large(collection: Collection, size: usize) -> DdpError {
+    DdpError::bad_request(format!(
+        "The {collection} record would be {size} bytes long; this server stores records of \
+         at most {MAX_RECORD_SIZE} bytes"
+    ))
+}
+
 /// Stores an edited or new record with `lastUpdated` set to `now` (so `meteor search`
 /// shows the change) and a new `seq` (so syncing clients receive it). A record that would
 /// pass [`MAX_RECORD_SIZE`] (many maintainers, say) is refused with a 400.
@@ -53,17 +75,30 @@ pub fn save(
     let text = Value::Object(record).to_string();
     let record = match Record::from_json(collection, &text) {
         Ok(record) => record,
-        Err(RecordError::TooLarge { size }) => {
-            return Err(DdpError::bad_request(format!(
-                "The {collection} record would be {size} bytes long; this server stores \
-                 records of at most {MAX_RECORD_SIZE} bytes"
-            ))
-            .into());
-        }
+        Err(RecordError::TooLarge { size }) => return Err(too_large(collection, size).into()),
         Err(error) => {
             return Err(StoreError::Corrupt(format!("built an invalid record: {error}")).into());
         }
     };
     writer.upsert(&record)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sent_record_leaves_room_for_what_the_server_adds() {
+        assert!(check_room(Collection::Versions, "{}").is_ok());
+        let just_fits = "x".repeat(MAX_RECORD_SIZE - SERVER_ADDS);
+        assert!(check_room(Collection::Versions, &just_fits).is_ok());
+        let refused = check_room(Collection::Versions, &format!("{just_fits}x")).unwrap_err();
+        assert_eq!(refused.error, 400.into());
+        assert!(
+            refused.message().contains("at most 262144 bytes"),
+            "{}",
+            refused.message()
+        );
+    }
 }
