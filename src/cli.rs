@@ -531,8 +531,8 @@ pub struct ServeArgs {
     pub max_sessions_per_address: usize,
 
     /// TCP connections open at once; further ones are closed as soon as they are
-    /// accepted. Default: the open-file limit (raised to its hard limit) less 256
-    /// descriptors kept for files (half of it, under 512).
+    /// accepted. Default: the open-file limit (raised to its hard limit) less 2048
+    /// descriptors kept for files (half of it, under 4096).
     #[arg(long, value_parser = parse_positive_usize, env = "EXOSPHERE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 

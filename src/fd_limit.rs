@@ -10,9 +10,11 @@ pub struct FdLimit {
     pub hard: u64,
 }
 
-/// Descriptors kept out of [`connection_cap`]: the catalog's database files, files being
-/// uploaded or downloaded, the mirror's connections, logs.
-pub const RESERVED: u64 = 256;
+/// Descriptors kept out of [`connection_cap`]: the catalog's read connections (opened on
+/// tokio's blocking pool, at most its 512 threads, each with the database, its WAL and its
+/// shared-memory file), the rendered `/stats/v1` days kept (at most 64) and rendering,
+/// files being uploaded or downloaded, the mirror's connections, logs.
+pub const RESERVED: u64 = 2048;
 
 /// The most TCP connections a server can keep open under an open-file limit of `soft`:
 /// the limit less [`RESERVED`] (or less half, if that is smaller: an idle server already
@@ -75,9 +77,10 @@ mod tests {
 
     #[test]
     fn the_connection_cap_leaves_descriptors_for_files() {
-        assert_eq!(super::connection_cap(1024), 1024 - 256);
+        assert_eq!(super::connection_cap(1024), 512);
+        assert_eq!(super::connection_cap(8192), 8192 - 2048);
         assert_eq!(super::connection_cap(100), 50);
         assert_eq!(super::connection_cap(0), 1);
-        assert_eq!(super::connection_cap(1 << 20), (1 << 20) - 256);
+        assert_eq!(super::connection_cap(1 << 20), (1 << 20) - 2048);
     }
 }

@@ -47,6 +47,9 @@ impl Default for StatsFilesConfig {
     }
 }
 
+/// Rendered days kept at most, whatever their size: each holds an open file descriptor.
+const MAX_CACHED_DAYS: usize = 64;
+
 /// How many days may wait for renders before the map of turns drops unused entries.
 const PRUNE_TURNS_AT: usize = 64;
 
@@ -240,7 +243,8 @@ impl Inner {
         None
     }
 
-    /// Keeps `rendered` as `day`'s, dropping the oldest renderings to make room; a
+    /// Keeps `rendered` as `day`'s, dropping the oldest renderings to make room (in bytes,
+    /// and under [`MAX_CACHED_DAYS`]); a
     /// rendering larger than the whole cache is not kept, nor one read before a
     /// [`StatsFiles::forget`] since `forgets` was read (it may predate a rollup).
     fn keep(&self, day: &str, rendered: &Rendered, forgets: u64) {
@@ -251,7 +255,9 @@ impl Inner {
         if cache.forgets != forgets {
             return;
         }
-        while cache.bytes + rendered.len > self.config.cache_size {
+        while cache.bytes + rendered.len > self.config.cache_size
+            || cache.days.len() >= MAX_CACHED_DAYS
+        {
             let Some(oldest) = cache
                 .days
                 .iter()

@@ -35,10 +35,10 @@ pub struct UsageRates {
     pub global: u32,
     /// The window both budgets are counted in.
     pub interval: Duration,
-    /// Client addresses whose budgets are remembered at once. Budgets whose window is
-    /// over are forgotten first; while every slot holds a budget in use, calls from
-    /// further addresses are refused, so a caller with many addresses cannot grow the
-    /// server's memory.
+    /// Client addresses whose budgets are remembered at once. When it is full, budgets
+    /// whose window is over are forgotten (at most once a second); while every slot holds
+    /// a budget in use, calls from further addresses are refused, so a caller with many
+    /// addresses cannot grow the server's memory.
     pub max_addresses: usize,
 }
 
@@ -63,7 +63,13 @@ pub struct UsageThrottle {
 struct Budgets {
     global: RateLimit,
     per_address: HashMap<AddressGroup, RateLimit>,
+    /// When the full table was last swept of budgets whose window is over: at most once
+    /// per [`PRUNE_EVERY`], so calls from new addresses cannot make every call scan it.
+    pruned: Option<Instant>,
 }
+
+/// The least time between two sweeps of a full table of address budgets.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl UsageThrottle {
     /// Budgets that start empty.
@@ -74,6 +80,7 @@ impl UsageThrottle {
             budgets: Mutex::new(Budgets {
                 global,
                 per_address: HashMap::new(),
+                pruned: None,
             }),
         }
     }
@@ -91,6 +98,7 @@ impl UsageThrottle {
         let Budgets {
             global,
             per_address,
+            pruned,
         } = &mut *budgets;
         let own = match address.filter(|_| self.rates.per_address > 0) {
             None => None,
@@ -98,7 +106,10 @@ impl UsageThrottle {
                 let key = AddressGroup::from(address);
                 if !per_address.contains_key(&key) && per_address.len() >= self.rates.max_addresses
                 {
-                    per_address.retain(|_, budget| !budget.is_idle(now));
+                    if pruned.is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY) {
+                        per_address.retain(|_, budget| !budget.is_idle(now));
+                        *pruned = Some(now);
+                    }
                     if per_address.len() >= self.rates.max_addresses {
                         tracing::warn!(
                             addresses = per_address.len(),

@@ -53,6 +53,11 @@ pub(crate) const EVICTION_MIN_STALL: Duration = Duration::from_secs(1);
 /// evict again (one that has since been stalled long enough).
 const EVICTION_RETRY: Duration = Duration::from_millis(200);
 
+/// The least time between two scans for a session to evict, server-wide: every waiting
+/// producer asks, and a scan visits every session, so with many of both the scans alone
+/// would use the CPU the attack is meant not to get.
+const EVICTION_SCAN_EVERY: Duration = Duration::from_millis(50);
+
 /// An item for the transport's writer.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -88,6 +93,9 @@ pub(crate) struct SharedBudget {
     next_id: AtomicU64,
     /// The clock sessions' progress is measured on.
     epoch: Instant,
+    /// When (on that clock, in ms, plus one so that zero means never) the last scan for a
+    /// session to evict started.
+    last_scan: AtomicU64,
 }
 
 impl SharedBudget {
@@ -104,6 +112,7 @@ impl SharedBudget {
             sessions: Mutex::default(),
             next_id: AtomicU64::new(0),
             epoch: Instant::now(),
+            last_scan: AtomicU64::new(0),
         })
     }
 
@@ -133,8 +142,27 @@ impl SharedBudget {
 
     /// Evicts the session, other than `asking`, that has held bytes without progress the
     /// longest, if one has for at least [`EVICTION_MIN_STALL`]. Returns whether one was.
+    /// At most one scan runs per [`EVICTION_SCAN_EVERY`], server-wide; a producer that
+    /// finds one ran lately waits for its result like the others.
     fn evict_stalled(&self, asking: &Budget) -> bool {
         let now = self.now_ms();
+        let last = self.last_scan.load(Ordering::Relaxed);
+        let every = u64::try_from(EVICTION_SCAN_EVERY.as_millis()).unwrap_or(u64::MAX);
+        if last != 0 && now.saturating_add(1).saturating_sub(last) < every {
+            return false;
+        }
+        if self
+            .last_scan
+            .compare_exchange(
+                last,
+                now.saturating_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
         let min_stall = u64::try_from(EVICTION_MIN_STALL.as_millis()).unwrap_or(u64::MAX);
         // Collected first: a budget must not be dropped (which locks the map) under the lock.
         let sessions: Vec<Arc<Budget>> = self
