@@ -12,7 +12,7 @@
 use exosphere_ddp::DdpError;
 use serde_json::{Map, Value};
 
-use super::params::{MAX_NAME_LENGTH, MAX_VERSION_LENGTH};
+use super::params::{MAX_NAME_LENGTH, MAX_VERSION_LENGTH, check_length};
 
 /// Longest `description` (summary) of a version or release, in characters: the tool's own
 /// limit (`package-client.js`, `commands-packages.js`, spec §5.0).
@@ -246,13 +246,7 @@ fn exports(key: &str, value: &Value) -> Result<(), DdpError> {
 /// `dependencies`: `{name: {constraint, references: [{arch, weak?, unordered?, implied?}]}}`.
 fn dependencies(key: &str, value: &Value) -> Result<(), DdpError> {
     for (name, dependency) in object(key, value, MAX_ENTRIES)? {
-        if name.len() > MAX_NAME_LENGTH {
-            return Err(DdpError::bad_request(format!(
-                "`{key}` names a package of {} bytes; this server accepts names of at most \
-                 {MAX_NAME_LENGTH}",
-                name.len()
-            )));
-        }
+        named_package(key, name)?;
         let entry = format!("{key}.{}", truncate(name));
         let dependency = object(&entry, dependency, usize::MAX)?;
         let fields = [
@@ -277,16 +271,15 @@ fn dependencies(key: &str, value: &Value) -> Result<(), DdpError> {
     Ok(())
 }
 
+/// Refuses a package name, as a key of `key`, longer than any package name may be.
+fn named_package(key: &str, name: &str) -> Result<(), DdpError> {
+    check_length(&format!("package name in `{key}`"), name, MAX_NAME_LENGTH)
+}
+
 /// A release's `packages`: `{name: version}`.
 fn packages(key: &str, value: &Value) -> Result<(), DdpError> {
     for (name, version) in object(key, value, MAX_ENTRIES)? {
-        if name.len() > MAX_NAME_LENGTH {
-            return Err(DdpError::bad_request(format!(
-                "`{key}` names a package of {} bytes; this server accepts names of at most \
-                 {MAX_NAME_LENGTH}",
-                name.len()
-            )));
-        }
+        named_package(key, name)?;
         short(&format!("{key}.{name}"), version, MAX_VERSION_LENGTH)?;
     }
     Ok(())
