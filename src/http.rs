@@ -17,7 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
 use exosphere_ddp::transport::sockjs;
-use exosphere_ddp::{ConnectionInfo, DeliberateStatus, Server, SockJsConfig};
+use exosphere_ddp::{ConnectionInfo, DeliberateStatus, ScriptIntegrity, Server, SockJsConfig};
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -96,7 +96,7 @@ pub fn router(state: AppState) -> Router {
             sockjs::test_service_routes(&SockJsConfig {
                 response_limit: SOCKJS_SUITE_RESPONSE_LIMIT,
                 disconnect_delay: SOCKJS_SUITE_DISCONNECT_DELAY,
-                client_integrity: None,
+                client_integrity: ScriptIntegrity::Off,
                 ..state.sockjs.clone()
             })
         } else {

@@ -12,7 +12,7 @@ use exosphere_catalog::sync::Paging;
 use exosphere_catalog::usage::{RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, dump};
 use exosphere_ddp::client::{ClientConfig, certificates_from_pem};
-use exosphere_ddp::{DdpConfig, SockJsConfig, WebSocketCompression};
+use exosphere_ddp::{DdpConfig, ScriptIntegrity, SockJsConfig, WebSocketCompression};
 use exosphere_mirror::{FilesConfig, MirrorConfig};
 use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
@@ -114,7 +114,10 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             handshake_timeout: args.connect_timeout,
             queue: args.inbound_queue,
             client_url: args.sockjs_client_url.clone(),
-            client_integrity: sockjs_client_integrity(args),
+            client_integrity: args
+                .sockjs_client_integrity
+                .clone()
+                .map_or(ScriptIntegrity::Known, ScriptIntegrity::Given),
             compression: websocket_compression(args),
         },
         http: HttpLimits {
@@ -158,16 +161,6 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         },
         mirror: None,
         mirror_files: None,
-    })
-}
-
-/// The iframe page's script integrity: `--sockjs-client-integrity`, or the pinned hash of
-/// the default script when `--sockjs-client-url` is not changed (another script's hash is
-/// unknown: none).
-fn sockjs_client_integrity(args: &ServeArgs) -> Option<String> {
-    args.sockjs_client_integrity.clone().or_else(|| {
-        (args.sockjs_client_url == exosphere_ddp::SOCKJS_CLIENT_URL)
-            .then(|| exosphere_ddp::SOCKJS_CLIENT_INTEGRITY.to_owned())
     })
 }
 
@@ -378,17 +371,15 @@ mod tests {
 
     #[test]
     fn the_iframe_script_is_pinned_only_where_its_hash_is_known() {
+        let sockjs = |args: &[&str]| config(&serve_args(args)).unwrap().sockjs;
         assert_eq!(
-            sockjs_client_integrity(&serve_args(&[])).as_deref(),
+            sockjs(&[]).script_integrity(),
             Some(exosphere_ddp::SOCKJS_CLIENT_INTEGRITY)
         );
         let own = ["--sockjs-client-url", "/static/sockjs.min.js"];
-        assert_eq!(sockjs_client_integrity(&serve_args(&own)), None);
-        let hashed = serve_args(&[own[0], own[1], "--sockjs-client-integrity", "sha384-abc="]);
-        assert_eq!(
-            sockjs_client_integrity(&hashed).as_deref(),
-            Some("sha384-abc=")
-        );
+        assert_eq!(sockjs(&own).script_integrity(), None);
+        let hashed = [own[0], own[1], "--sockjs-client-integrity", "sha384-abc="];
+        assert_eq!(sockjs(&hashed).script_integrity(), Some("sha384-abc="));
         let bad = ["serve", "--sockjs-client-integrity", "md5-abc"];
         assert!(Cli::try_parse_from(["exosphere"].iter().chain(&bad)).is_err());
     }

@@ -61,6 +61,6 @@ pub use service::Service;
 pub use transport::DeliberateStatus;
 pub use transport::sockjs::{
     DEFAULT_CLIENT_INTEGRITY as SOCKJS_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL as SOCKJS_CLIENT_URL,
-    SockJsConfig,
+    ScriptIntegrity, SockJsConfig,
 };
 pub use transport::websocket::{ConnectionInfo, serve_websocket, upgrade};

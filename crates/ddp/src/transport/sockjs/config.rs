@@ -54,10 +54,9 @@ pub struct SockJsConfig {
     /// their requests from it): [`DEFAULT_CLIENT_URL`], or a copy served where the CDN is
     /// out of reach.
     pub client_url: String,
-    /// The `integrity` attribute of the iframe page's script tag (a Subresource Integrity
-    /// hash such as `sha384-…`): [`DEFAULT_CLIENT_INTEGRITY`] for the default URL, none
-    /// for another unless its hash is given.
-    pub client_integrity: Option<String>,
+    /// Whether the iframe page's script tag carries a Subresource Integrity hash, and
+    /// which ([`SockJsConfig::script_integrity`]).
+    pub client_integrity: ScriptIntegrity,
     /// `permessage-deflate` on the WebSocket transports (`--websocket-compression`).
     pub compression: WebSocketCompression,
 }
@@ -74,8 +73,35 @@ impl Default for SockJsConfig {
             handshake_timeout: Duration::from_secs(45),
             queue: 32,
             client_url: DEFAULT_CLIENT_URL.to_owned(),
-            client_integrity: Some(DEFAULT_CLIENT_INTEGRITY.to_owned()),
+            client_integrity: ScriptIntegrity::Known,
             compression: WebSocketCompression::default(),
         }
     }
+}
+
+impl SockJsConfig {
+    /// The `integrity` attribute of the iframe page's script tag, by
+    /// [`SockJsConfig::client_integrity`]: never the default script's hash on another
+    /// script (a wrong hash would make browsers refuse it).
+    pub fn script_integrity(&self) -> Option<&str> {
+        match &self.client_integrity {
+            ScriptIntegrity::Known => {
+                (self.client_url == DEFAULT_CLIENT_URL).then_some(DEFAULT_CLIENT_INTEGRITY)
+            }
+            ScriptIntegrity::Given(hash) => Some(hash),
+            ScriptIntegrity::Off => None,
+        }
+    }
+}
+
+/// Where the iframe page's script integrity hash comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptIntegrity {
+    /// The pinned hash when the script is [`DEFAULT_CLIENT_URL`]; none for another script,
+    /// whose hash is unknown.
+    Known,
+    /// This hash (`sha384-…`), for an operator's own copy of the script.
+    Given(String),
+    /// None: a bare script tag (the SockJS conformance suite's services expect one).
+    Off,
 }

@@ -37,5 +37,5 @@ mod socket;
 mod test_service;
 mod websocket;
 
-pub use config::{DEFAULT_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL, SockJsConfig};
+pub use config::{DEFAULT_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL, ScriptIntegrity, SockJsConfig};
 pub use routes::{ddp_routes, test_service_routes};

@@ -58,15 +58,12 @@ pub(super) fn is_iframe(page: &str) -> bool {
 /// hash, the script tag carries it (and `crossorigin`, without which a browser does not
 /// check a script from another origin).
 pub(super) fn iframe(config: &SockJsConfig, request: &Parts) -> Response {
-    let integrity = config
-        .client_integrity
-        .as_ref()
-        .map_or_else(String::new, |hash| {
-            format!(
-                r#" integrity="{}" crossorigin="anonymous""#,
-                hash.replace('"', "%22")
-            )
-        });
+    let integrity = config.script_integrity().map_or_else(String::new, |hash| {
+        format!(
+            r#" integrity="{}" crossorigin="anonymous""#,
+            hash.replace('"', "%22")
+        )
+    });
     let page = format!(
         r#"<!DOCTYPE html>
 <html>
@@ -113,7 +110,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::config::{DEFAULT_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL};
+    use super::super::config::{DEFAULT_CLIENT_INTEGRITY, DEFAULT_CLIENT_URL, ScriptIntegrity};
     use super::*;
 
     async fn iframe_page(config: &SockJsConfig) -> String {
@@ -134,13 +131,22 @@ mod tests {
         );
         let own = SockJsConfig {
             client_url: "/static/sockjs.min.js".to_owned(),
-            client_integrity: None,
             ..SockJsConfig::default()
         };
         assert!(
             iframe_page(&own)
                 .await
-                .contains(r#"<script src="/static/sockjs.min.js"></script>"#)
+                .contains(r#"<script src="/static/sockjs.min.js"></script>"#),
+            "another script does not get the default script's hash"
+        );
+        let hashed = SockJsConfig {
+            client_integrity: ScriptIntegrity::Given("sha384-abc=".to_owned()),
+            ..own
+        };
+        assert!(
+            iframe_page(&hashed)
+                .await
+                .contains(r#"integrity="sha384-abc=" crossorigin="anonymous""#)
         );
     }
 
