@@ -62,8 +62,10 @@ impl PerAddress {
         })
     }
 
-    /// How many slots `address`'s group holds.
-    pub fn held(&self, address: IpAddr) -> usize {
+    /// How many slots `address`'s group holds (for tests: the server itself only takes
+    /// and gives back).
+    #[cfg(test)]
+    fn held(&self, address: IpAddr) -> usize {
         self.lock()
             .get(&AddressGroup::from(address))
             .copied()
