@@ -247,6 +247,18 @@ impl Budget {
         *self.evicted.borrow()
     }
 
+    /// Whether the session holds bytes its client has taken nothing of for at least
+    /// [`EVICTION_MIN_STALL`]: a candidate for eviction, and no candidate for more room.
+    fn is_stalled(&self) -> bool {
+        let min_stall = u64::try_from(EVICTION_MIN_STALL.as_millis()).unwrap_or(u64::MAX);
+        self.held.load(Ordering::Relaxed) > 0
+            && self
+                .shared
+                .now_ms()
+                .saturating_sub(self.stalled_since.load(Ordering::Relaxed))
+                >= min_stall
+    }
+
     /// Fails the session's producers and tells its writer to stop (see
     /// [`OutboxReceiver::evicted`]).
     fn evict(&self) {
@@ -255,7 +267,10 @@ impl Budget {
     }
 
     /// Takes room for a frame of `len` bytes from the server's budget, evicting stalled
-    /// sessions to make it, for at most `patience`.
+    /// sessions to make it, for at most `patience`. While the budget is spent, a session
+    /// that is stalled itself does not queue for room (it only takes room that is free
+    /// when it looks), so the room evictions free goes to sessions whose clients read, not
+    /// to the next frames of clients that do not.
     async fn acquire_shared(&self, len: usize, patience: Duration) -> Result<(), SessionClosed> {
         // At most the capacity, which fits in a `u32`.
         let cost = u32::try_from(self.shared.cost(len)).unwrap_or(u32::MAX);
@@ -269,7 +284,10 @@ impl Budget {
                 Err(TryAcquireError::Closed) => return Err(SessionClosed),
                 Err(TryAcquireError::NoPermits) => {}
             }
-            self.shared.evict_stalled(self);
+            let stalled = self.is_stalled();
+            if !stalled {
+                self.shared.evict_stalled(self);
+            }
             let retry = deadline.min(Instant::now() + EVICTION_RETRY);
             if Instant::now() >= deadline {
                 tracing::warn!(
@@ -279,6 +297,12 @@ impl Budget {
                 return Err(SessionClosed);
             }
             let mut evicted = self.evicted.subscribe();
+            if stalled {
+                tokio::select! {
+                    () = tokio::time::sleep_until(retry) => continue,
+                    _ = evicted.wait_for(|evicted| *evicted) => return Err(SessionClosed),
+                }
+            }
             tokio::select! {
                 acquired = self.shared.bytes.acquire_many(cost) => {
                     acquired.map_err(|_| SessionClosed)?.forget();
