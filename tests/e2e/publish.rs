@@ -1480,6 +1480,22 @@ async fn new_version(ddp: &mut Ddp, name: &str, version: &str) -> (Value, String
     )
 }
 
+/// Starts an upload to `url` that sends one byte every 100 ms until the server answers;
+/// the answer's status and text, once the connection is reset and the dripping stopped.
+fn drip_upload(url: &str) -> (u16, String) {
+    let trickle = start_upload(url, MAX_UPLOAD);
+    let mut writer = trickle.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        while writer.write_all(b"x").and_then(|()| writer.flush()).is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let answer = read_response(trickle.try_clone().unwrap());
+    reset(trickle);
+    dripping.join().unwrap();
+    answer
+}
+
 /// A slow-drip client that never goes idle (issue 17, finding 7: a trickling body kept
 /// its upload slot until its URL expired, two hours): an upload averaging less than
 /// `--upload-min-rate` over a window of `--upload-idle-timeout` is abandoned at the end
@@ -1502,23 +1518,13 @@ async fn uploads_slower_than_the_minimum_rate_give_their_slot_back() {
     let name = "acme:slow-drip";
     ok(&mut alice, "createPackage", json!([{"name": name}])).await;
     let (token, url, _) = new_version(&mut alice, name, "1.0.0").await;
-    let trickle = start_upload(&url, MAX_UPLOAD);
-    let writer = trickle.try_clone().unwrap();
-    let dripping = std::thread::spawn(move || {
-        let mut writer = writer;
-        // Ten bytes a second, never idle, far below 1000 bytes a second.
-        while writer.write_all(b"x").and_then(|()| writer.flush()).is_ok() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    let (status, text) = read_response(trickle.try_clone().unwrap());
+    // Ten bytes a second, never idle, far below 1000 bytes a second.
+    let (status, text) = drip_upload(&url);
     assert_eq!(status, 408, "{text}");
     assert!(
         text.contains("fewer than 2000 bytes within 2 seconds"),
         "{text}"
     );
-    reset(trickle);
-    dripping.join().unwrap();
     assert_eq!(staged_files(&world.data), Vec::<String>::new());
     // The URL stays usable and the only slot is free: an honest upload goes through.
     let source = file("slow-drip source", 10_000);
@@ -1550,21 +1556,11 @@ async fn trickling_uploads_are_cut_off_when_their_url_expires() {
     let name = "acme:trickle";
     ok(&mut alice, "createPackage", json!([{"name": name}])).await;
     let (_, url, _) = new_version(&mut alice, name, "1.0.0").await;
-    let trickle = start_upload(&url, MAX_UPLOAD);
-    let writer = trickle.try_clone().unwrap();
-    let dripping = std::thread::spawn(move || {
-        let mut writer = writer;
-        // A byte every 100 ms, far under the 3 s idle limit (a loaded machine may pause
-        // the thread), until the server hangs up.
-        while writer.write_all(b"x").and_then(|()| writer.flush()).is_ok() {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    let (status, text) = read_response(trickle.try_clone().unwrap());
+    // A byte every 100 ms, far under the 3 s idle limit (a loaded machine may pause the
+    // thread), until the server hangs up.
+    let (status, text) = drip_upload(&url);
     assert_eq!(status, 408, "{text}");
     assert!(text.contains("before its upload url expired"), "{text}");
-    reset(trickle);
-    dripping.join().unwrap();
     assert_eq!(staged_files(&world.data), Vec::<String>::new());
     assert_eq!(put(&url, b"late").0, 410, "the URL expired");
     // The only slot is free again: a new publish uploads at once.
