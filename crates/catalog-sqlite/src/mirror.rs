@@ -6,10 +6,12 @@
 //!   order, with a unique index on `(collection, id)` that pages them in `_id` order (a full
 //!   catalog arrives in random `_id` order: keyed by it, every insert of a ~1 KB record would
 //!   land in a random page of a growing tree); invisible to sync pages, which read only the
-//!   `rec_*` tables. Version 5 adds `last_updated` (the record's, as `rec_*` tables keep it),
-//!   so a whole staged catalog moves into empty `rec_*` tables in one `INSERT … SELECT` per
-//!   collection, in `_id` order, without a row going through Rust (their natural-key indexes
-//!   dropped and built again after, in the same savepoint);
+//!   `rec_*` tables. Version 5 adds `last_updated` (the record's, as `rec_*` tables keep it)
+//!   and an index on `collection` alone, whose entries are in row order: a whole staged
+//!   catalog moves into empty `rec_*` tables in one `INSERT … SELECT` per collection, in the
+//!   order it was staged, reading the table from start to end rather than a random row per
+//!   record, and without a row going through Rust (the natural-key indexes of the `rec_*`
+//!   tables dropped and built again after, in the same savepoint);
 //! * `mirror_files`: served file key → upstream URL, the SHA-256 its bytes must have, and
 //!   its size once it is cached; version 5 adds a partial index of the cached ones, so
 //!   `/healthz` counts them without reading every key a catalog names (half a million for
@@ -59,12 +61,14 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
     )
 }
 
-/// Schema version 4 → 5: staged records keep their `lastUpdated`, and cached files are indexed. Records staged before it get
+/// Schema version 4 → 5: staged records keep their `lastUpdated` and are indexed in the order
+/// they were staged, and cached files are indexed. Records staged before it get
 /// theirs from their text; one that no longer passes as a record (staged before records were
 /// bounded in size) is dropped, as the mirror now drops such an upstream record.
 pub(super) fn migrate_v4_to_v5(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "ALTER TABLE mirror_stage ADD COLUMN last_updated INTEGER;
+         CREATE INDEX mirror_stage_order ON mirror_stage (collection);
          CREATE INDEX mirror_files_cached ON mirror_files (cached_size)
              WHERE cached_size IS NOT NULL;",
     )?;
@@ -209,8 +213,9 @@ fn natural_keys_unique(conn: &Connection) -> Result<bool, StoreError> {
 }
 
 impl SqliteWriter<'_> {
-    /// Appends every staged record to its `rec_*` table, collection by collection in `_id`
-    /// order, with the sequence numbers and change counts one upsert each would have given;
+    /// Appends every staged record to its `rec_*` table, collection by collection in the order
+    /// they were staged, with the sequence numbers and change counts one upsert each would
+    /// have given;
     /// returns how many. The tables are empty, so their natural-key indexes are built after
     /// the records are in.
     fn move_stage(&mut self) -> Result<u64, StoreError> {
@@ -226,8 +231,9 @@ impl SqliteWriter<'_> {
                 .conn
                 .prepare_cached(&format!(
                     "INSERT INTO rec_{} (seq, id, last_updated, json) \
-                     SELECT ?1 + row_number() OVER (ORDER BY id), id, last_updated, json \
-                     FROM mirror_stage WHERE collection = ?2 ORDER BY id",
+                     SELECT ?1 + row_number() OVER (ORDER BY rowid), id, last_updated, json \
+                     FROM mirror_stage INDEXED BY mirror_stage_order WHERE collection = ?2 \
+                     ORDER BY rowid",
                     snake(collection)
                 ))
                 .db()?
