@@ -123,10 +123,7 @@ fn import_dump(dump: &Path, data_dir: &Path) -> anyhow::Result<(dump::ImportSumm
     }
     let started = Instant::now();
     let store = open_sqlite(data_dir)?;
-    let imported = dump::import(
-        &store,
-        BufReader::with_capacity(1 << 20, File::open(dump)?),
-    )?;
+    let imported = dump::import(&store, BufReader::with_capacity(1 << 20, File::open(dump)?))?;
     drop(store);
     Ok((imported, started.elapsed()))
 }
