@@ -137,6 +137,7 @@ impl<'a> StoreSink<'a> {
         .inspect_err(|_| self.staging_token = None)
     }
 
+    /// What a write of pages needs from the configuration, owned for a thread of its own.
     fn target(&self) -> Target {
         Target {
             upstream: self.config.upstream.clone(),
