@@ -4,7 +4,7 @@
 //! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
 //! contract tests run here from `tests/conformance.rs`.
 //!
-//! # Schema (version 4, `PRAGMA user_version`)
+//! # Schema (version 5, `PRAGMA user_version`)
 //!
 //! Version 1:
 //!
@@ -43,6 +43,9 @@
 //!
 //! Version 4 adds the upstream mirror's rows ([`exosphere_catalog::mirror`], `mirror.rs`):
 //! its state, the staged catalog and the upstream files behind mirrored file URLs.
+//!
+//! Version 5 keeps each staged record's `lastUpdated` beside its text (`mirror.rs`), so a
+//! first mirror's staged catalog moves into the served tables without re-reading each record.
 //!
 //! # Migrations
 //!
@@ -99,10 +102,11 @@ pub const DATABASE_FILE: &str = "catalog.sqlite3";
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every upgrade step, in order.
-const MIGRATIONS: [Migration; 3] = [
+const MIGRATIONS: [Migration; 4] = [
     migrate_v1_to_v2,
     accounts::migrate_v2_to_v3,
     mirror::migrate_v3_to_v4,
+    mirror::migrate_v4_to_v5,
 ];
 
 /// The schema version this build creates and reads (`PRAGMA user_version`).

@@ -1,4 +1,4 @@
-//! The upstream mirror's rows ([`exosphere_catalog::mirror`]): schema version 4.
+//! The upstream mirror's rows ([`exosphere_catalog::mirror`]): schema versions 4 and 5.
 //!
 //! * `mirror_state`: one row (`id = 1`) with the upstream URL, its tokens, a held reason and
 //!   the last success and error;
@@ -6,9 +6,16 @@
 //!   order, with a unique index on `(collection, id)` that pages them in `_id` order (a full
 //!   catalog arrives in random `_id` order: keyed by it, every insert of a ~1 KB record would
 //!   land in a random page of a growing tree); invisible to sync pages, which read only the
-//!   `rec_*` tables;
+//!   `rec_*` tables. Version 5 adds `last_updated` (the record's, as `rec_*` tables keep it)
+//!   and an index on `collection` alone, whose entries are in row order: a whole staged
+//!   catalog moves into empty `rec_*` tables in one `INSERT … SELECT` per collection, in the
+//!   order it was staged, reading the table from start to end rather than a random row per
+//!   record, and without a row going through Rust (the natural-key indexes of the `rec_*`
+//!   tables dropped and built again after, in the same savepoint);
 //! * `mirror_files`: served file key → upstream URL, the SHA-256 its bytes must have, and
-//!   its size once it is cached;
+//!   its size once it is cached; version 5 adds a partial index of the cached ones, so
+//!   `/healthz` counts them without reading every key a catalog names (half a million for
+//!   packages.meteor.com);
 //! * `mirror_claims`: names taken over from the upstream for local publishing.
 
 use exosphere_catalog::error::StoreError;
@@ -17,6 +24,7 @@ use exosphere_catalog::record::Record;
 use exosphere_meteor::{Collection, PerCollection};
 use rusqlite::{Connection, OptionalExtension as _, params};
 
+use super::accounts::NATURAL_KEY_INDEXES;
 use super::{Db as _, SqliteWriter, snake, to_i64, to_u64};
 
 /// Schema version 3 → 4: the mirror's tables.
@@ -51,6 +59,43 @@ pub(super) fn migrate_v3_to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
              PRIMARY KEY (kind, name)
          ) STRICT, WITHOUT ROWID;",
     )
+}
+
+/// Schema version 4 → 5: staged records keep their `lastUpdated` and are indexed in the order
+/// they were staged, and cached files are indexed. Records staged before it get
+/// theirs from their text; one that no longer passes as a record (staged before records were
+/// bounded in size) is dropped, as the mirror now drops such an upstream record.
+pub(super) fn migrate_v4_to_v5(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE mirror_stage ADD COLUMN last_updated INTEGER;
+         CREATE INDEX mirror_stage_order ON mirror_stage (collection);
+         CREATE INDEX mirror_files_cached ON mirror_files (cached_size)
+             WHERE cached_size IS NOT NULL;",
+    )?;
+    let mut staged = Vec::new();
+    {
+        let mut stmt = tx.prepare("SELECT rowid, collection, json FROM mirror_stage")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (rowid, collection, json): (i64, String, String) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            let record = collection
+                .parse::<Collection>()
+                .ok()
+                .and_then(|collection| Record::from_json(collection, &json).ok());
+            staged.push((rowid, record.map(|record| record.last_updated())));
+        }
+    }
+    for (rowid, last_updated) in staged {
+        match last_updated {
+            Some(last_updated) => tx.execute(
+                "UPDATE mirror_stage SET last_updated = ?2 WHERE rowid = ?1",
+                params![rowid, last_updated],
+            )?,
+            None => tx.execute("DELETE FROM mirror_stage WHERE rowid = ?1", [rowid])?,
+        };
+    }
+    Ok(())
 }
 
 /// The mirror's state row, if any (a reader or the writer's connection).
@@ -91,12 +136,14 @@ pub(super) fn file(conn: &Connection, key: &str) -> Result<Option<UpstreamFile>,
         .db()
 }
 
+/// The count and bytes of the cached files, read from their partial index alone.
+const CACHED: &str = "SELECT count(*), coalesce(sum(cached_size), 0) FROM mirror_files \
+                      WHERE cached_size IS NOT NULL";
+
 /// How many mirrored files are cached, and their bytes (a reader's connection).
 pub(super) fn cached(conn: &Connection) -> Result<(u64, u64), StoreError> {
     let (count, bytes): (i64, i64) = conn
-        .prepare_cached(
-            "SELECT count(cached_size), coalesce(sum(cached_size), 0) FROM mirror_files",
-        )
+        .prepare_cached(CACHED)
         .db()?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .db()?;
@@ -130,6 +177,82 @@ pub(super) fn files(
         })
         .db()?;
     rows.collect::<rusqlite::Result<Vec<_>>>().db()
+}
+
+/// Per collection with a natural key, a query that finds a served record sharing its key with
+/// another (the lookups of `accounts::find`, through the same expression indexes).
+const DUPLICATE_KEYS: [&str; 4] = [
+    "SELECT 1 FROM rec_packages WHERE json_extract(json, '$.name') IS NOT NULL \
+     GROUP BY json_extract(json, '$.name') HAVING count(*) > 1 LIMIT 1",
+    "SELECT 1 FROM rec_versions WHERE json_extract(json, '$.packageName') IS NOT NULL \
+     AND json_extract(json, '$.version') IS NOT NULL \
+     GROUP BY json_extract(json, '$.packageName'), json_extract(json, '$.version') \
+     HAVING count(*) > 1 LIMIT 1",
+    "SELECT 1 FROM rec_release_tracks WHERE json_extract(json, '$.name') IS NOT NULL \
+     GROUP BY json_extract(json, '$.name') HAVING count(*) > 1 LIMIT 1",
+    "SELECT 1 FROM rec_release_versions WHERE json_extract(json, '$.track') IS NOT NULL \
+     AND json_extract(json, '$.version') IS NOT NULL \
+     GROUP BY json_extract(json, '$.track'), json_extract(json, '$.version') \
+     HAVING count(*) > 1 LIMIT 1",
+];
+
+/// Whether no two served records share a natural key.
+fn natural_keys_unique(conn: &Connection) -> Result<bool, StoreError> {
+    for sql in DUPLICATE_KEYS {
+        let duplicate = conn
+            .prepare_cached(sql)
+            .db()?
+            .query_row([], |_| Ok(()))
+            .optional()
+            .db()?;
+        if duplicate.is_some() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl SqliteWriter<'_> {
+    /// Appends every staged record to its `rec_*` table, collection by collection in the order
+    /// they were staged, with the sequence numbers and change counts one upsert each would
+    /// have given;
+    /// returns how many. The tables are empty, so their natural-key indexes are built after
+    /// the records are in.
+    fn move_stage(&mut self) -> Result<u64, StoreError> {
+        for (name, _) in NATURAL_KEY_INDEXES {
+            self.conn
+                .execute_batch(&format!("DROP INDEX {name}"))
+                .db()?;
+        }
+        let mut moved = 0;
+        for collection in Collection::ALL {
+            let head = to_i64(self.head_seq, "head_seq")?;
+            let count = self
+                .conn
+                .prepare_cached(&format!(
+                    "INSERT INTO rec_{} (seq, id, last_updated, json) \
+                     SELECT ?1 + row_number() OVER (ORDER BY rowid), id, last_updated, json \
+                     FROM mirror_stage INDEXED BY mirror_stage_order WHERE collection = ?2 \
+                     ORDER BY rowid",
+                    snake(collection)
+                ))
+                .db()?
+                .execute(params![head, collection.as_str()])
+                .db()?;
+            let count = count as u64;
+            self.head_seq = self
+                .head_seq
+                .checked_add(count)
+                .ok_or_else(|| StoreError::Corrupt("sequence numbers exhausted".into()))?;
+            self.changes[collection] = self.changes[collection].saturating_add(count);
+            self.modified |= count > 0;
+            moved += count;
+        }
+        for (_, create) in NATURAL_KEY_INDEXES {
+            self.conn.execute_batch(create).db()?;
+        }
+        Ok(moved)
+    }
 }
 
 impl MirrorWriter for SqliteWriter<'_> {
@@ -166,13 +289,15 @@ impl MirrorWriter for SqliteWriter<'_> {
     fn stage(&mut self, record: &Record) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
-                "INSERT OR REPLACE INTO mirror_stage (collection, id, json) VALUES (?1, ?2, ?3)",
+                "INSERT OR REPLACE INTO mirror_stage (collection, id, json, last_updated) \
+                 VALUES (?1, ?2, ?3, ?4)",
             )
             .db()?
             .execute(params![
                 record.collection().as_str(),
                 record.id(),
-                record.json()
+                record.json(),
+                record.last_updated()
             ])
             .db()?;
         Ok(())
@@ -247,6 +372,44 @@ impl MirrorWriter for SqliteWriter<'_> {
         Ok(())
     }
 
+    fn serve_stage(&mut self) -> Result<Option<u64>, StoreError> {
+        for collection in Collection::ALL {
+            let any: bool = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT EXISTS (SELECT 1 FROM rec_{})",
+                    snake(collection)
+                ))
+                .db()?
+                .query_row([], |row| row.get(0))
+                .db()?;
+            if any {
+                return Ok(None);
+            }
+        }
+        // The records go in first, and the natural keys are checked in the served tables'
+        // own indexes (an index scan; the stage has no such index); a duplicate rolls the
+        // move back.
+        let (head_seq, changes, modified) = (self.head_seq, self.changes.clone(), self.modified);
+        self.conn.execute_batch("SAVEPOINT serve_stage").db()?;
+        let moved = self
+            .move_stage()
+            .and_then(|moved| Ok(natural_keys_unique(self.conn)?.then_some(moved)));
+        if let Ok(Some(moved)) = moved {
+            self.conn
+                .execute_batch("DELETE FROM mirror_stage; RELEASE serve_stage")
+                .db()?;
+            return Ok(Some(moved));
+        }
+        self.conn
+            .execute_batch("ROLLBACK TO serve_stage; RELEASE serve_stage")
+            .db()?;
+        self.head_seq = head_seq;
+        self.changes = changes;
+        self.modified = modified;
+        moved
+    }
+
     fn put_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
@@ -307,5 +470,82 @@ impl MirrorWriter for SqliteWriter<'_> {
             );
         }
         Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use exosphere_catalog::conformance::with;
+
+    use super::*;
+    use crate::{DATABASE_FILE, MIGRATIONS, create_v1, open_sqlite, temp_store};
+
+    #[test]
+    fn records_staged_before_version_5_get_their_date_or_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        create_v1(&tx).unwrap();
+        for step in &MIGRATIONS[..3] {
+            step(&tx).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 4).unwrap();
+        let oversized = format!(
+            r#"{{"_id":"big","s":"{}"}}"#,
+            "x".repeat(exosphere_catalog::record::MAX_RECORD_SIZE)
+        );
+        for (id, json) in [
+            (
+                "v1",
+                r#"{"_id":"v1","lastUpdated":{"$date":42}}"#.to_owned(),
+            ),
+            ("v2", r#"{"_id":"v2"}"#.to_owned()),
+            ("big", oversized),
+        ] {
+            tx.execute(
+                "INSERT INTO mirror_stage (collection, id, json) VALUES ('versions', ?1, ?2)",
+                params![id, json],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        drop(conn);
+        let store = open_sqlite(dir.path()).unwrap();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let rows: Vec<(String, Option<i64>)> = conn
+            .prepare("SELECT id, last_updated FROM mirror_stage ORDER BY id")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows, [("v1".to_owned(), Some(42)), ("v2".to_owned(), None)]);
+        assert_eq!(with(&store, |w| w.mirror().serve_stage()), Some(2));
+    }
+
+    /// `/healthz` counts cached files in their partial index.
+    #[test]
+    fn cached_files_are_counted_in_their_index() {
+        let (dir, _store) = temp_store();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {CACHED}"), [], |row| {
+                row.get(3)
+            })
+            .unwrap();
+        assert!(plan.contains("mirror_files_cached"), "{plan}");
+    }
+
+    /// The duplicate check of a moved stage reads the expression indexes, not every record.
+    #[test]
+    fn duplicate_natural_keys_are_found_in_their_indexes() {
+        let (dir, _store) = temp_store();
+        let conn = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        for sql in DUPLICATE_KEYS {
+            let plan: String = conn
+                .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |row| row.get(3))
+                .unwrap();
+            assert!(plan.contains("USING COVERING INDEX"), "{sql}: {plan}");
+        }
     }
 }

@@ -12,7 +12,9 @@
 //!   together or not at all;
 //! * the staged catalog is invisible to sync clients: staging a record changes no sequence
 //!   number, no change counter and no page; only the mirror's own writes move staged
-//!   records into the served catalog, through [`crate::CatalogWriter::upsert`];
+//!   records into the served catalog, through [`crate::CatalogWriter::upsert`] or, into a
+//!   served catalog without records, all at once through [`MirrorWriter::serve_stage`],
+//!   which stores exactly what upserting them one by one in the order they were staged would;
 //! * [`MirrorWriter::staged`] pages through one collection's staged records in `_id` order,
 //!   so a caller can move any number of them in one transaction with bounded memory;
 //! * [`CatalogStore::mirror_state`](crate::CatalogStore::mirror_state) reads the state without
@@ -83,6 +85,18 @@ pub trait MirrorWriter {
 
     /// Empties the staged catalog.
     fn clear_stage(&mut self) -> Result<(), StoreError>;
+
+    /// Moves the whole staged catalog into a served catalog that holds no record, and
+    /// empties the stage; returns how many records it moved. The result is what
+    /// [`crate::CatalogWriter::upsert`] of every staged record would give (collection by
+    /// collection in [`Collection::ALL`] order, each in the order the records were staged (a
+    /// record staged again where it was staged last), each record with a new
+    /// sequence number and a counted change), without looking each one up: a first mirror
+    /// is hundreds of thousands of records. Returns `None` and changes nothing when the
+    /// served catalog holds a record, or when two staged records share a natural key
+    /// (package name, package and version, track name, track and version): those need the
+    /// record-by-record rules of the caller.
+    fn serve_stage(&mut self) -> Result<Option<u64>, StoreError>;
 
     /// Remembers which upstream file a served file key stands for, and the SHA-256 (standard
     /// base64, as records carry `tarballHash`) its bytes must have; replaces an earlier entry

@@ -183,8 +183,30 @@ pub fn apply_staged(
         state.held = Some(reason.clone());
         return Ok(ApplyOutcome::Held(reason));
     }
-    let (mut records, mut shadowed) = (0, 0);
     let mut claims = Claims::load(writer)?;
+    // A first mirror (nothing served, nothing claimed) moves in at once.
+    let moved = if claims.0.is_empty() {
+        writer.mirror().serve_stage()?
+    } else {
+        None
+    };
+    let (records, shadowed) = match moved {
+        Some(records) => (records, 0),
+        None => upsert_staged(writer, &mut claims)?,
+    };
+    writer.mirror().clear_stage()?;
+    state.token = state.staging_token.take();
+    state.held = None;
+    Ok(ApplyOutcome::Applied { records, shadowed })
+}
+
+/// Upserts the staged records into the served catalog one by one, by the rules of
+/// [`upsert_upstream`]; returns how many were served and how many shadowed.
+fn upsert_staged(
+    writer: &mut dyn CatalogWriter,
+    claims: &mut Claims,
+) -> Result<(u64, u64), StoreError> {
+    let (mut records, mut shadowed) = (0, 0);
     for collection in Collection::ALL {
         let mut after = String::new();
         loop {
@@ -208,17 +230,14 @@ pub fn apply_staged(
                         )));
                     }
                 };
-                match upsert_upstream(writer, &mut claims, &record)? {
+                match upsert_upstream(writer, claims, &record)? {
                     Applied::Served => records += 1,
                     Applied::Shadowed => shadowed += 1,
                 }
             }
         }
     }
-    writer.mirror().clear_stage()?;
-    state.token = state.staging_token.take();
-    state.held = None;
-    Ok(ApplyOutcome::Applied { records, shadowed })
+    Ok((records, shadowed))
 }
 
 /// Why a staged catalog must not replace the served one without an operator: it lost more

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,6 @@ use exosphere_catalog::CatalogStore;
 use exosphere_catalog::mirror::UpstreamFile;
 use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
 /// How mirrored files are fetched and kept.
@@ -93,6 +92,9 @@ struct Inner {
     http: reqwest::Client,
     config: FilesConfig,
     downloads: Mutex<HashMap<String, Arc<Fetch>>>,
+    /// Downloads still receiving from the upstream (the others of `downloads` are verified
+    /// and being cached): what `--upstream-max-downloads` bounds.
+    fetching: AtomicUsize,
     /// Keys whose last download failed, and when: a client resuming one with a `Range` (old
     /// tools append what they get) is refused, since its first part may be of a bad file.
     failed: Mutex<HashMap<String, Instant>>,
@@ -124,11 +126,11 @@ enum Progress {
     Failed(String),
 }
 
-/// How much of a local file one read hands to a response.
-const READ_CHUNK: usize = 256 << 10;
+/// How much of a download's file one read hands to a response: as much as a cached file's.
+const READ_CHUNK: usize = exosphere_blobs::READ_CHUNK;
 
 /// The most bytes of a download gathered before they are written to its file and announced.
-const WRITE_BATCH: usize = 256 << 10;
+const WRITE_BATCH: usize = 1 << 20;
 
 /// The longest bytes of a download wait to be written and announced.
 const WRITE_EVERY: Duration = Duration::from_secs(1);
@@ -165,6 +167,7 @@ impl MirrorFiles {
                 http,
                 config,
                 downloads: Mutex::new(HashMap::new()),
+                fetching: AtomicUsize::new(0),
                 failed: Mutex::new(HashMap::new()),
                 attempts: AtomicU64::new(0),
                 fetched: AtomicU64::new(0),
@@ -256,9 +259,10 @@ impl MirrorFiles {
         if let Some(fetch) = downloads.get(key.as_str()) {
             return Ok(Arc::clone(fetch));
         }
-        if downloads.len() >= self.inner.config.max_downloads {
+        if self.inner.fetching.load(Ordering::Relaxed) >= self.inner.config.max_downloads {
             return Err(FileError::Busy);
         }
+        self.inner.fetching.fetch_add(1, Ordering::Relaxed);
         let name: String = key.as_str().replace('/', "_");
         let attempt = self.inner.attempts.fetch_add(1, Ordering::Relaxed);
         let fetch = Arc::new(Fetch {
@@ -294,6 +298,7 @@ impl Inner {
     /// Runs one download to its end, whoever is still listening: the cache wants it too.
     async fn download(&self, key: BlobKey, upstream: UpstreamFile, fetch: Arc<Fetch>) {
         let outcome = self.receive(&upstream, &fetch).await;
+        self.fetching.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Ok(total) => {
                 fetch.progress.send_replace(Progress::Verified { total });
@@ -355,51 +360,57 @@ impl Inner {
         tokio::fs::create_dir_all(&self.config.download_dir)
             .await
             .map_err(|error| format!("cannot create the download directory: {error}"))?;
-        let mut file = tokio::fs::File::create(&fetch.path)
+        let file = tokio::fs::File::create(&fetch.path)
             .await
-            .map_err(|error| format!("cannot write a download: {error}"))?;
+            .map_err(|error| format!("cannot write a download: {error}"))?
+            .into_std()
+            .await;
         fetch
             .progress
             .send_replace(Progress::Receiving { total, written: 0 });
-        let mut hasher = Sha256::new();
-        let mut written = 0u64;
+        let mut received = 0u64;
         let mut body = response.bytes_stream();
-        // Chunks are gathered into writes of up to WRITE_BATCH bytes: each write and flush
-        // is a hop to the blocking pool, and an HTTP body arrives in chunks of a few KiB. A
-        // slow upstream's bytes still reach clients within WRITE_EVERY (the tool gives up
-        // after 60 s without bytes).
-        let mut pending = Vec::with_capacity(WRITE_BATCH);
+        // Chunks (a few KiB each) are gathered into batches of up to WRITE_BATCH bytes, each
+        // hashed and written by one hop to the blocking pool while the next batch arrives; a
+        // batch's bytes are announced to clients once written. A slow upstream's bytes still
+        // reach clients within about twice WRITE_EVERY (the tool gives up after 60 s without
+        // bytes).
+        let sink = Sink {
+            file,
+            hasher: Sha256::new(),
+            written: 0,
+        };
+        let mut writing = write_batch(sink, Vec::new());
+        let mut batch = Vec::new();
+        let mut batched = 0;
         let mut last_write = Instant::now();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|error| {
-                format!("the upstream broke off {url} after {written} of {total} bytes: {error}")
+                format!("the upstream broke off {url} after {received} of {total} bytes: {error}")
             })?;
-            written += chunk.len() as u64;
-            if written > total {
+            received += chunk.len() as u64;
+            if received > total {
                 return Err(format!(
                     "the upstream sent more than the {total} bytes of {url}"
                 ));
             }
-            hasher.update(&chunk);
-            pending.extend_from_slice(&chunk);
-            if pending.len() >= WRITE_BATCH
-                || written == total
-                || last_write.elapsed() >= WRITE_EVERY
-            {
-                write_out(&mut file, &mut pending).await?;
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= WRITE_BATCH || received == total || last_write.elapsed() >= WRITE_EVERY {
+                let sink = announced(writing, fetch, total).await?;
+                writing = write_batch(sink, std::mem::take(&mut batch));
+                batched = 0;
                 last_write = Instant::now();
-                fetch
-                    .progress
-                    .send_replace(Progress::Receiving { total, written });
             }
         }
-        write_out(&mut file, &mut pending).await?;
-        if written != total {
+        let last = write_batch(announced(writing, fetch, total).await?, batch);
+        let sink = announced(last, fetch, total).await?;
+        if received != total {
             return Err(format!(
-                "the upstream sent {written} of the {total} bytes of {url}"
+                "the upstream sent {received} of the {total} bytes of {url}"
             ));
         }
-        let sha256 = base64::engine::general_purpose::STANDARD.encode(hasher.finalize());
+        let sha256 = base64::engine::general_purpose::STANDARD.encode(sink.hasher.finalize());
         if *expected != sha256 {
             return Err(format!(
                 "{url} does not match the hash its record promises ({expected}; the bytes \
@@ -412,23 +423,12 @@ impl Inner {
     /// Puts a verified download into the blob store. A failure is only logged: the clients
     /// of this download still get the file, and the next request fetches it again.
     async fn keep(&self, key: &BlobKey, fetch: &Fetch, total: u64) {
-        let kept = async {
-            let file = tokio::fs::File::open(&fetch.path)
-                .await
-                .map_err(BlobError::Read)?
-                .into_std()
-                .await;
-            let file = Arc::new(file);
-            let (_, progress) = watch::channel(Progress::Verified { total });
-            let body =
-                follow(file, 0..total, progress).map(|chunk| chunk.map_err(|e| e.to_string()));
-            let patience = Patience {
-                idle: self.config.idle_timeout,
-                min_rate: 0,
-                deadline: tokio::time::Instant::now() + Duration::from_secs(24 * 3600),
-            };
-            self.blobs.put_stream(key, body, total, patience).await
+        let patience = Patience {
+            idle: self.config.idle_timeout,
+            min_rate: 0,
+            deadline: tokio::time::Instant::now() + Duration::from_secs(24 * 3600),
         };
+        let kept = self.blobs.put_file(key, &fetch.path, total, patience);
         if let Err(error) = kept.await {
             tracing::warn!(%key, %error, "cannot cache a mirrored file; it is fetched again next time");
             return;
@@ -444,20 +444,54 @@ impl Inner {
     }
 }
 
-/// Writes `pending` to the download's file and flushes it: tokio's file hands writes to a
-/// background thread, and clients must find the bytes in the file once they are announced.
-async fn write_out(file: &mut tokio::fs::File, pending: &mut Vec<u8>) -> Result<(), String> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    file.write_all(pending)
+/// A download's file and what was written to it, hashed as it was written.
+struct Sink {
+    file: std::fs::File,
+    hasher: Sha256,
+    written: u64,
+}
+
+/// A write of a batch of a download's chunks under way on the blocking pool.
+type Writing =
+    tokio::task::JoinHandle<Result<std::io::Result<Sink>, exosphere_task::BlockingError>>;
+
+/// Starts hashing `batch` and writing it to the sink's file, on the blocking pool at once, so
+/// the next batch is received meanwhile.
+fn write_batch(mut sink: Sink, batch: Vec<bytes::Bytes>) -> Writing {
+    exosphere_task::spawn(exosphere_task::blocking(move || {
+        use std::io::Write as _;
+        let mut slices: Vec<std::io::IoSlice<'_>> = batch
+            .iter()
+            .map(|chunk| std::io::IoSlice::new(chunk))
+            .collect();
+        let mut left = &mut slices[..];
+        while !left.is_empty() {
+            let wrote = sink.file.write_vectored(left)?;
+            if wrote == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            std::io::IoSlice::advance_slices(&mut left, wrote);
+        }
+        for chunk in &batch {
+            sink.hasher.update(chunk);
+            sink.written += chunk.len() as u64;
+        }
+        Ok(sink)
+    }))
+}
+
+/// Waits for a batch's write and announces its bytes to the download's clients.
+async fn announced(writing: Writing, fetch: &Fetch, total: u64) -> Result<Sink, String> {
+    let sink = writing
         .await
+        .map_err(|error| format!("cannot write a download: {error}"))?
+        .map_err(|error| format!("cannot write a download: {error}"))?
         .map_err(|error| format!("cannot write a download: {error}"))?;
-    file.flush()
-        .await
-        .map_err(|error| format!("cannot write a download: {error}"))?;
-    pending.clear();
-    Ok(())
+    fetch.progress.send_replace(Progress::Receiving {
+        total,
+        written: sink.written,
+    });
+    Ok(sink)
 }
 
 /// Streams `range` of a download's file as it grows: every byte the download wrote, except
@@ -503,15 +537,13 @@ fn follow(
                 }
             };
             let want = usize::try_from(readable - offset).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
-            // One hop to the blocking pool per chunk (this stream's own file handle, so its
-            // position is its own).
+            // One hop to the blocking pool per chunk, a positioned read of this stream's own
+            // file handle.
             let reader = Arc::clone(&file);
             let chunk = exosphere_task::blocking(move || {
-                use std::io::{Read as _, Seek as _};
                 let mut chunk = vec![0u8; want];
-                let mut reader = &*reader;
-                reader.seek(std::io::SeekFrom::Start(offset))?;
-                reader.read_exact(&mut chunk).map(|()| chunk)
+                std::os::unix::fs::FileExt::read_exact_at(&*reader, &mut chunk, offset)
+                    .map(|()| chunk)
             })
             .await
             .map_err(|error| BlobError::Read(std::io::Error::other(error)))?

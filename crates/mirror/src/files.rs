@@ -24,10 +24,12 @@ const MAX_FILE_NAME: usize = 100;
 /// The served key of an upstream file URL: `mirror/<32 hex digits of the URL's SHA-256>/<its
 /// file name>`, the name made safe for the blob store (`_` for other characters).
 pub fn file_key(url: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(url.as_bytes());
     let hex: String = digest[..16]
         .iter()
-        .map(|byte| format!("{byte:02x}"))
+        .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]])
+        .map(char::from)
         .collect();
     let last = url
         .split(['?', '#'])
@@ -111,8 +113,9 @@ pub(crate) fn map_urls<'a>(
     if fields.is_empty() {
         return Ok(Cow::Borrowed(text));
     }
-    let mut record: IndexMap<String, Box<RawValue>> = serde_json::from_str(text)?;
-    let mut changed = false;
+    // Fields are borrowed from `text`; only the file fields that change are made anew.
+    let record: IndexMap<String, &'a RawValue> = serde_json::from_str(text)?;
+    let mut replaced: Vec<(&str, Box<RawValue>)> = Vec::new();
     for (field, hash_key) in fields {
         let Some(raw) = record.get(*field) else {
             continue;
@@ -134,13 +137,19 @@ pub(crate) fn map_urls<'a>(
             continue;
         };
         file.insert("url".to_owned(), serde_json::value::to_raw_value(&new)?);
-        record.insert((*field).to_owned(), serde_json::value::to_raw_value(&file)?);
-        changed = true;
+        replaced.push((field, serde_json::value::to_raw_value(&file)?));
     }
-    if !changed {
+    if replaced.is_empty() {
         return Ok(Cow::Borrowed(text));
     }
-    Ok(Cow::Owned(serde_json::to_string(&record)?))
+    let rewritten: IndexMap<&str, &RawValue> = record
+        .iter()
+        .map(|(field, value)| {
+            let new = replaced.iter().find(|(name, _)| name == field);
+            (field.as_str(), new.map_or(*value, |(_, new)| &**new))
+        })
+        .collect();
+    Ok(Cow::Owned(serde_json::to_string(&rewritten)?))
 }
 
 /// The served key of a mirrored file URL (`<public URL>/mirror/files/<key>`), if it is one.

@@ -134,14 +134,11 @@ async fn pass(
             .is_none_or(|state| state.staging_token.is_some())
     };
     status.send_modify(|status| status.phase = MirrorPhase::Syncing { staging });
-    let mut sink = StoreSink {
-        store: Arc::clone(store),
-        config,
-    };
+    let mut sink = StoreSink::new(Arc::clone(store), config);
     let mut held = None;
     let pass = sync_pass(client, &mut sink, config.pass, |page, done| {
         status.send_modify(|status| {
-            status.pages += 1;
+            status.pages += done.pages;
             status.records += page.records();
             status.rejected += done.rejected;
             status.shadowed += done.shadowed;

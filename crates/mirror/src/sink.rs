@@ -6,11 +6,20 @@
 //! and replaces it in the transaction of its last page, so Exosphere's clients never see a
 //! half-mirrored catalog and are never told to reset. Each page commits with the upstream
 //! token that resumes after it.
+//!
+//! Pages of a staged catalog are gathered ([`GATHER_PAGES`] pages or [`GATHER_BYTES`] of
+//! record text) and stored in one transaction, with the token of the last: clients do not see
+//! them either way, and a transaction of thousands of records dirties each page of the
+//! stage's and the file keys' indexes once rather than once per upstream page (their keys
+//! arrive in random order). A batch is stored on a thread of its own while the next pages
+//! arrive and are validated; batches commit in order, the next one only once the one before
+//! has. A mirror killed meanwhile resumes after the last stored page, as before; the gathered
+//! pages are fetched again.
 
 use std::str::FromStr as _;
 use std::sync::Arc;
 
-use exosphere_catalog::mirror::MirrorState;
+use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
 use exosphere_catalog::{CatalogStore, CatalogWriter, Collection, Record, StoreError};
 use exosphere_sync_client::{FIRST_TOKEN, Page, PageSink, SyncError};
 use serde_json::Value;
@@ -19,9 +28,18 @@ use crate::apply::{Applied, ApplyOutcome, Claims, apply_staged, upsert_upstream}
 use crate::config::MirrorConfig;
 use crate::files::rewrite;
 
+/// The most staged pages gathered before they are stored.
+const GATHER_PAGES: usize = 8;
+
+/// The most bytes of staged record text gathered before they are stored.
+const GATHER_BYTES: usize = 16 << 20;
+
 /// What one page did to the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PageDone {
+    /// Pages stored by this call: 1, 0 for a staged page gathered for later, or the gathered
+    /// pages with this one.
+    pub(crate) pages: u64,
     /// Records stored (served or staged).
     pub(crate) stored: u64,
     /// Records refused as invalid.
@@ -37,10 +55,104 @@ pub(crate) struct PageDone {
     pub(crate) finished: Option<ApplyOutcome>,
 }
 
+/// A page's records, validated and with their file URLs rewritten, ready to be stored.
+struct Prepared {
+    /// Each record with the upstream files it names.
+    records: Vec<(Record, Vec<(String, UpstreamFile)>)>,
+    /// Bytes of record text.
+    bytes: usize,
+    /// The token that resumes after the page.
+    token: String,
+}
+
 /// The store as the sink of the upstream's pages.
 pub(crate) struct StoreSink<'a> {
-    pub(crate) store: Arc<dyn CatalogStore>,
-    pub(crate) config: &'a MirrorConfig,
+    store: Arc<dyn CatalogStore>,
+    config: &'a MirrorConfig,
+    /// Staged pages gathered, not yet stored.
+    gathered: Vec<Prepared>,
+    /// The staging token of the last page this sink stored (or is storing): gathered pages
+    /// follow it, and are stored only if the stored state still has it.
+    staging_token: Option<String>,
+    /// A batch of gathered pages being stored on a thread of its own, while the next pages
+    /// are received and prepared.
+    storing: Option<std::thread::JoinHandle<Result<PageDone, SyncError>>>,
+}
+
+/// What a write of pages needs to know besides the pages.
+#[derive(Clone)]
+struct Target {
+    upstream: String,
+    max_shrink: f64,
+}
+
+/// How a write of pages ends the sync, if it does.
+#[derive(Clone, Copy, Default)]
+struct Ending {
+    /// The last page says `resetData`.
+    reset_data: bool,
+    /// The last page says `upToDate`.
+    up_to_date: bool,
+}
+
+impl<'a> StoreSink<'a> {
+    /// A sink for one pass.
+    pub(crate) fn new(store: Arc<dyn CatalogStore>, config: &'a MirrorConfig) -> StoreSink<'a> {
+        StoreSink {
+            store,
+            config,
+            gathered: Vec::new(),
+            staging_token: None,
+            storing: None,
+        }
+    }
+
+    /// Whether `page` can wait to be stored with the next ones: it continues a staged sync
+    /// this sink stored (or is storing) the last page of, does not end it, and does not send
+    /// the token backwards.
+    fn can_gather(&self, page: &Page<'_>) -> bool {
+        let Some(stored) = &self.staging_token else {
+            return false;
+        };
+        let sent = self.gathered.last().map_or(stored, |last| &last.token);
+        !page.reset_data && !page.up_to_date && !went_backwards(sent, page.sync_token.get())
+    }
+
+    /// Whether the pages gathered are enough for one write.
+    fn gathered_enough(&self) -> bool {
+        let bytes: usize = self.gathered.iter().map(|page| page.bytes).sum();
+        self.gathered.len() >= GATHER_PAGES || bytes >= GATHER_BYTES
+    }
+
+    /// Waits for the batch being stored, if any; what it did, or why it failed.
+    fn stored(&mut self) -> Result<PageDone, SyncError> {
+        match self.storing.take() {
+            None => Ok(PageDone::default()),
+            Some(storing) => storing.join().unwrap_or_else(|_| {
+                Err(SyncError::Sink(
+                    "storing a batch of upstream pages failed unexpectedly".into(),
+                ))
+            }),
+        }
+        .inspect_err(|_| self.staging_token = None)
+    }
+
+    /// What a write of pages needs from the configuration, owned for a thread of its own.
+    fn target(&self) -> Target {
+        Target {
+            upstream: self.config.upstream.clone(),
+            max_shrink: self.config.max_shrink,
+        }
+    }
+}
+
+impl Drop for StoreSink<'_> {
+    /// A pass that ends early leaves no write behind: the next pass reads the token it stored.
+    fn drop(&mut self) {
+        if let Some(storing) = self.storing.take() {
+            let _ = tokio::task::block_in_place(|| storing.join());
+        }
+    }
 }
 
 impl PageSink for StoreSink<'_> {
@@ -54,65 +166,155 @@ impl PageSink for StoreSink<'_> {
     }
 
     fn apply(&mut self, page: &Page<'_>) -> Result<PageDone, SyncError> {
-        let started = std::time::Instant::now();
-        let mut done = PageDone::default();
-        let mut backwards = false;
-        let config = self.config;
-        self.store
-            .write(&mut |writer| {
-                done = PageDone::default();
-                let mut state = current_state(writer, &config.upstream)?;
-                let sent = state.staging_token.as_deref().or(state.token.as_deref());
-                backwards = !page.reset_data
-                    && sent.is_some_and(|sent| went_backwards(sent, page.sync_token.get()));
-                if backwards {
-                    // Resync from the start, beside the served catalog; this page is dropped.
-                    writer.mirror().clear_stage()?;
-                    state.held = None;
-                    state.staging_token = Some(FIRST_TOKEN.to_owned());
-                    return writer.mirror().put_state(&state);
-                }
-                done.staged = page.reset_data || state.staging_token.is_some();
-                done.resync = page.reset_data && state.token.is_some();
-                if page.reset_data {
-                    // A held catalog is replaced by the new one, which is checked again.
-                    writer.mirror().clear_stage()?;
-                    state.held = None;
-                }
-                store_records(writer, page, config, done.staged, &mut done)?;
-                let token = Some(page.sync_token.get().to_owned());
-                if done.staged {
-                    state.staging_token = token;
-                    if page.up_to_date {
-                        done.finished =
-                            Some(apply_staged(writer, &mut state, config.max_shrink, false)?);
-                    }
-                } else {
-                    state.token = token;
-                }
-                if page.up_to_date {
-                    state.last_success_ms = Some(now_ms());
-                    state.last_error = None;
-                }
-                writer.mirror().put_state(&state)
-            })
-            .map_err(sink)?;
-        tracing::debug!(
-            stored = done.stored,
-            staged = done.staged,
-            finished = done.finished.is_some(),
-            elapsed_ms = started.elapsed().as_millis(),
-            "stored an upstream page"
-        );
-        if backwards {
-            return Err(SyncError::Restart(
-                "the upstream's sync token went backwards (its catalog was restored or \
-                 replaced); syncing its whole catalog again beside the served one"
-                    .to_owned(),
-            ));
+        let (prepared, rejected) = prepare(page, self.config);
+        if self.can_gather(page) {
+            self.gathered.push(prepared);
+            let mut done = PageDone {
+                rejected,
+                staged: true,
+                ..PageDone::default()
+            };
+            if self.gathered_enough() {
+                // The batch before this one is stored first: batches commit in order.
+                let before = self.stored()?;
+                done.pages = before.pages;
+                done.stored = before.stored;
+                let pages = std::mem::take(&mut self.gathered);
+                let expected = self.staging_token.clone();
+                self.staging_token = pages.last().map(|last| last.token.clone());
+                let (store, target) = (Arc::clone(&self.store), self.target());
+                let span = tracing::Span::current();
+                self.storing = Some(std::thread::spawn(move || {
+                    span.in_scope(|| {
+                        write_pages(&*store, &target, &pages, expected, Ending::default(), 0)
+                    })
+                }));
+            }
+            return Ok(done);
         }
+        let before = self.stored()?;
+        let mut pages = std::mem::take(&mut self.gathered);
+        if page.reset_data {
+            // The pages gathered belong to the catalog this page replaces.
+            pages.clear();
+        }
+        pages.push(prepared);
+        let expected = self.staging_token.take();
+        let ending = Ending {
+            reset_data: page.reset_data,
+            up_to_date: page.up_to_date,
+        };
+        let mut done = write_pages(
+            &*self.store,
+            &self.target(),
+            &pages,
+            expected,
+            ending,
+            rejected,
+        )?;
+        if done.staged && done.finished.is_none() {
+            self.staging_token = pages.last().map(|last| last.token.clone());
+        }
+        done.pages += before.pages;
+        done.stored += before.stored;
         Ok(done)
     }
+}
+
+/// Stores `pages` (a page, or staged pages gathered and the page after them) in one
+/// transaction with the token of the last. Pages that continue a staged sync this sink
+/// stored before are stored only if the stored staging token is still `expected`, the one
+/// this sink stored last.
+fn write_pages(
+    store: &dyn CatalogStore,
+    target: &Target,
+    pages: &[Prepared],
+    expected: Option<String>,
+    ending: Ending,
+    rejected: u64,
+) -> Result<PageDone, SyncError> {
+    let started = std::time::Instant::now();
+    let mut done = PageDone::default();
+    let mut backwards = false;
+    let mut moved = false;
+    store
+        .write(&mut |writer| {
+            done = PageDone {
+                rejected,
+                ..PageDone::default()
+            };
+            let mut state = current_state(writer, &target.upstream)?;
+            if expected.is_some() && state.staging_token != expected {
+                // Another writer (an operator's command) moved the mirror's state while
+                // pages were gathered: they are dropped and the pass restarts.
+                moved = true;
+                return Ok(());
+            }
+            let mut sent = state.staging_token.as_deref().or(state.token.as_deref());
+            backwards = !ending.reset_data
+                && pages.iter().any(|next| {
+                    let behind = sent.is_some_and(|sent| went_backwards(sent, &next.token));
+                    sent = Some(&next.token);
+                    behind
+                });
+            if backwards {
+                // Resync from the start, beside the served catalog; these pages are dropped.
+                writer.mirror().clear_stage()?;
+                state.held = None;
+                state.staging_token = Some(FIRST_TOKEN.to_owned());
+                return writer.mirror().put_state(&state);
+            }
+            done.staged = ending.reset_data || state.staging_token.is_some();
+            done.resync = ending.reset_data && state.token.is_some();
+            if ending.reset_data {
+                // A held catalog is replaced by the new one, which is checked again.
+                writer.mirror().clear_stage()?;
+                state.held = None;
+            }
+            for prepared in pages {
+                store_records(writer, prepared, done.staged, &mut done)?;
+            }
+            done.pages = pages.len() as u64;
+            let token = pages.last().map(|last| last.token.clone());
+            if done.staged {
+                state.staging_token = token;
+                if ending.up_to_date {
+                    done.finished =
+                        Some(apply_staged(writer, &mut state, target.max_shrink, false)?);
+                }
+            } else {
+                state.token = token;
+            }
+            if ending.up_to_date {
+                state.last_success_ms = Some(now_ms());
+                state.last_error = None;
+            }
+            writer.mirror().put_state(&state)
+        })
+        .map_err(sink)?;
+    tracing::debug!(
+        pages = done.pages,
+        stored = done.stored,
+        staged = done.staged,
+        finished = done.finished.is_some(),
+        elapsed_ms = started.elapsed().as_millis(),
+        "stored upstream pages"
+    );
+    if moved {
+        return Err(SyncError::Restart(
+            "the mirror's state changed while upstream pages were gathered; syncing again \
+             from the stored token"
+                .to_owned(),
+        ));
+    }
+    if backwards {
+        return Err(SyncError::Restart(
+            "the upstream's sync token went backwards (its catalog was restored or \
+             replaced); syncing its whole catalog again beside the served one"
+                .to_owned(),
+        ));
+    }
+    Ok(done)
 }
 
 /// The mirror's state for `upstream`: the stored one, or a fresh one whose first pass fills
@@ -134,20 +336,15 @@ fn current_state(
     }
 }
 
-/// Stores a page's records, file URLs rewritten, in the staged or the served catalog.
-fn store_records(
-    writer: &mut dyn CatalogWriter,
-    page: &Page<'_>,
-    config: &MirrorConfig,
-    staged: bool,
-    done: &mut PageDone,
-) -> Result<(), StoreError> {
-    // Pages of a full catalog are staged; others go to the served catalog, past the claims.
-    let mut claims = if staged {
-        None
-    } else {
-        Some(Claims::load(writer)?)
+/// A page's records with their file URLs rewritten and validated, and how many were refused
+/// as invalid (left out).
+fn prepare(page: &Page<'_>, config: &MirrorConfig) -> (Prepared, u64) {
+    let mut prepared = Prepared {
+        records: Vec::new(),
+        bytes: 0,
+        token: page.sync_token.get().to_owned(),
     };
+    let mut rejected = 0;
     for (name, records) in &page.collections {
         let Ok(collection) = Collection::from_str(name) else {
             continue;
@@ -165,21 +362,41 @@ fn store_records(
                     record = %format_args!("{:.200}", raw.get()),
                     "the upstream sent an invalid record; left out"
                 );
-                done.rejected += 1;
+                rejected += 1;
                 continue;
             };
-            for (key, file) in &files {
-                writer.mirror().put_file(key, file)?;
-            }
-            match &mut claims {
-                Some(claims) => match upsert_upstream(writer, claims, &record)? {
-                    Applied::Served => done.stored += 1,
-                    Applied::Shadowed => done.shadowed += 1,
-                },
-                None => {
-                    writer.mirror().stage(&record)?;
-                    done.stored += 1;
-                }
+            prepared.bytes += record.json().len();
+            prepared.records.push((record, files));
+        }
+    }
+    (prepared, rejected)
+}
+
+/// Stores a page's prepared records in the staged or the served catalog.
+fn store_records(
+    writer: &mut dyn CatalogWriter,
+    page: &Prepared,
+    staged: bool,
+    done: &mut PageDone,
+) -> Result<(), StoreError> {
+    // Pages of a full catalog are staged; others go to the served catalog, past the claims.
+    let mut claims = if staged {
+        None
+    } else {
+        Some(Claims::load(writer)?)
+    };
+    for (record, files) in &page.records {
+        for (key, file) in files {
+            writer.mirror().put_file(key, file)?;
+        }
+        match &mut claims {
+            Some(claims) => match upsert_upstream(writer, claims, record)? {
+                Applied::Served => done.stored += 1,
+                Applied::Shadowed => done.shadowed += 1,
+            },
+            None => {
+                writer.mirror().stage(record)?;
+                done.stored += 1;
             }
         }
     }

@@ -38,7 +38,8 @@ pub struct MirrorStatus {
     pub phase: MirrorPhase,
     /// When a pass last reached `upToDate` (ms since the Unix epoch).
     pub last_success_ms: Option<i64>,
-    /// Pages received since the server started.
+    /// Upstream pages stored since the server started (pages of a staged catalog are stored
+    /// a few at a time).
     pub pages: u64,
     /// Records received since the server started.
     pub records: u64,

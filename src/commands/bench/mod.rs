@@ -141,17 +141,7 @@ fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<P
     let (dump_path, generated, generate_time) = generate_dump(work_dir, scale, seed)?;
 
     let data_dir = work_dir.join("data");
-    if data_dir.exists() {
-        std::fs::remove_dir_all(&data_dir)?;
-    }
-    let started = Instant::now();
-    let store = open_sqlite(&data_dir)?;
-    let imported = dump::import(
-        &store,
-        BufReader::with_capacity(1 << 20, File::open(&dump_path)?),
-    )?;
-    drop(store);
-    let import_time = started.elapsed();
+    let (imported, import_time) = import_dump(&dump_path, &data_dir)?;
     let catalog = PreparedCatalog {
         data_dir,
         dump_path,
@@ -165,6 +155,19 @@ fn prepare_catalog(work_dir: &Path, scale: Scale, seed: u64) -> anyhow::Result<P
         mb(catalog.generated.bytes),
     );
     Ok(catalog)
+}
+
+/// Imports the dump into a fresh `data_dir` (emptied first, if it exists); returns what was
+/// imported and how long it took.
+fn import_dump(dump: &Path, data_dir: &Path) -> anyhow::Result<(dump::ImportSummary, Duration)> {
+    if data_dir.exists() {
+        std::fs::remove_dir_all(data_dir)?;
+    }
+    let started = Instant::now();
+    let store = open_sqlite(data_dir)?;
+    let imported = dump::import(&store, BufReader::with_capacity(1 << 20, File::open(dump)?))?;
+    drop(store);
+    Ok((imported, started.elapsed()))
 }
 
 /// Writes the synthetic catalog of `scale` and `seed` to `work_dir/catalog.ndjson`; returns

@@ -106,6 +106,86 @@ pub fn staged_records_are_invisible_and_page_in_id_order(new_store: NewStore<'_>
     assert_eq!(store.state().unwrap(), before);
 }
 
+/// Checks that a staged catalog moves into a served catalog without records as upserting each
+/// record in the order staged would, and that a served record or a shared natural key stops
+/// it.
+pub fn a_stage_moves_into_an_empty_catalog_as_upserts_would(new_store: NewStore<'_>) {
+    let named = |c: Collection, id: &str, fields: &str| {
+        crate::Record::from_json(
+            c,
+            &format!(r#"{{"_id":"{id}",{fields},"lastUpdated":{{"$date":7}}}}"#),
+        )
+        .unwrap()
+    };
+    let staged = [
+        named(Collection::Packages, "p2", r#""name":"b""#),
+        named(Collection::Packages, "p1", r#""name":"a""#),
+        named(
+            Collection::Versions,
+            "v1",
+            r#""packageName":"a","version":"1.0.0""#,
+        ),
+        named(
+            Collection::Versions,
+            "v2",
+            r#""packageName":"a","version":"2.0.0""#,
+        ),
+        record(Collection::Builds, "b1", "1"),
+        named(
+            Collection::ReleaseVersions,
+            "r1",
+            r#""track":"T","version":"1""#,
+        ),
+    ];
+    // The same records upserted one by one, collection by collection in the order staged.
+    let expected = new_store();
+    let mut sorted = staged.to_vec();
+    sorted.sort_by_key(crate::Record::collection);
+    with(&*expected, |w| {
+        for r in &sorted {
+            w.upsert(r)?;
+        }
+        Ok(())
+    });
+    let store = new_store();
+    with(&*store, |w| {
+        for r in &staged {
+            w.mirror().stage(r)?;
+        }
+        assert_eq!(w.mirror().serve_stage()?, Some(6));
+        assert_eq!(w.mirror().staged_counts()?[Collection::Packages], 0);
+        Ok(())
+    });
+    assert_eq!(all(&*store), all(&*expected));
+    let (moved, wanted) = (store.state().unwrap(), expected.state().unwrap());
+    assert_eq!(
+        (moved.head_seq, moved.change_counters),
+        (wanted.head_seq, wanted.change_counters)
+    );
+
+    // Not into a catalog that serves a record: the stage stays as it was.
+    with(&*store, |w| {
+        w.mirror().stage(&record(Collection::Builds, "b2", "1"))?;
+        assert_eq!(w.mirror().serve_stage()?, None);
+        assert_eq!(w.mirror().staged_counts()?[Collection::Builds], 1);
+        Ok(())
+    });
+    // Not two records of one name: nothing moves, and nothing is counted.
+    let store = new_store();
+    let before = store.state().unwrap();
+    with(&*store, |w| {
+        w.mirror()
+            .stage(&named(Collection::Packages, "p1", r#""name":"a""#))?;
+        w.mirror()
+            .stage(&named(Collection::Packages, "p2", r#""name":"a""#))?;
+        assert_eq!(w.mirror().serve_stage()?, None);
+        assert_eq!(w.mirror().staged_counts()?[Collection::Packages], 2);
+        Ok(())
+    });
+    assert_eq!(store.state().unwrap(), before);
+    assert!(all(&*store).is_empty());
+}
+
 /// Checks that file keys map to their upstream file, replaced by a later entry.
 pub fn mirror_files_map_keys_to_upstream_files(new_store: NewStore<'_>) {
     let store = new_store();

@@ -72,7 +72,7 @@ macro_rules! conformance_tests {
             accounts: accounts_tokens_uploads_and_pending_publishes_round_trip, upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen, a_put_ends_only_the_ticket_it_claimed;
             sync: empty_store_answers_all_five_arrays_and_a_token, default_tokens_start_from_zero_without_reset, non_object_tokens_are_refused, short_pages_resume_and_settle_on_the_same_token, changed_records_are_sent_again, foreign_or_stale_tokens_reset_exactly_once, deletion_resets_clients_once, records_are_spliced_verbatim, compressed_collections_are_plain_json_with_iso_dates, zero_page_sizes_still_make_progress, byte_cut_pages_send_every_record_exactly_once;
             page_cache: a_prefetched_page_is_served_and_equals_a_fresh_one, a_write_invalidates_cached_pages, the_cache_stays_within_its_byte_bound, caching_can_be_turned_off;
-            mirror: mirror_state_commits_with_the_records, staged_records_are_invisible_and_page_in_id_order, mirror_files_map_keys_to_upstream_files, claims_are_kept_by_kind_and_name;
+            mirror: mirror_state_commits_with_the_records, staged_records_are_invisible_and_page_in_id_order, a_stage_moves_into_an_empty_catalog_as_upserts_would, mirror_files_map_keys_to_upstream_files, claims_are_kept_by_kind_and_name;
             dump: imports_and_exports_a_small_dump, errors_name_the_line_and_store_nothing, invalid_utf8_and_long_lines_are_refused, read_errors_store_nothing, write_errors_are_reported, reimport_is_unchanged_and_later_lines_win;
             stats: package_ranges_sum_per_period_and_version_with_a_trend;
             transact: write_or_refuse_commits_what_the_body_wrote, write_or_refuse_rolls_back_a_refusal_and_returns_its_reason, write_or_refuse_rolls_back_a_store_error;
