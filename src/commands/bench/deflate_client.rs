@@ -77,10 +77,13 @@ impl AsyncWrite for Counting {
 }
 
 /// The two halves of a client connection that negotiated `permessage-deflate`: text
-/// messages out, text messages (inflated) in. Fails if the server declines the extension.
+/// messages out, text messages (inflated) in. The payload bytes of received DDP `result`
+/// messages, as sent, are added to `results` (what compares with zlib of the same frames).
+/// Fails if the server declines the extension.
 pub(super) async fn connect(
     url: &str,
     mut socket: Counting,
+    results: Arc<AtomicU64>,
 ) -> anyhow::Result<(
     impl Sink<Message, Error = anyhow::Error> + Send + Unpin + use<>,
     impl Stream<Item = anyhow::Result<Message>> + Send + Unpin + use<>,
@@ -117,12 +120,23 @@ pub(super) async fn connect(
         write_text(&mut writer, text.as_bytes()).await?;
         Ok(writer)
     });
-    let stream = stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        match read_message(&mut reader).await {
-            Ok(Some(message)) => Some((Ok(message), Some(reader))),
-            Ok(None) => None,
-            Err(error) => Some((Err(error), None)),
+    let stream = stream::unfold(Some(reader), move |reader| {
+        let results = Arc::clone(&results);
+        async move {
+            let mut reader = reader?;
+            match read_message(&mut reader).await {
+                Ok(Some((message, sent))) => {
+                    if message
+                        .to_text()
+                        .is_ok_and(|text| text.starts_with(r#"{"msg":"result""#))
+                    {
+                        results.fetch_add(sent, Ordering::Relaxed);
+                    }
+                    Some((Ok(message), Some(reader)))
+                }
+                Ok(None) => None,
+                Err(error) => Some((Err(error), None)),
+            }
         }
     });
     Ok((Box::pin(sink), Box::pin(stream)))
@@ -150,11 +164,12 @@ async fn write_text(writer: &mut WriteHalf<Counting>, payload: &[u8]) -> anyhow:
     Ok(())
 }
 
-/// The next data message, inflated if it was compressed; `None` once the server closed.
-/// Control frames are skipped (the benchmark's sync is too short to need pings answered).
+/// The next data message, inflated if it was compressed, and its payload's size as sent;
+/// `None` once the server closed. Control frames are skipped (the benchmark's sync is too
+/// short to need pings answered).
 async fn read_message(
     reader: &mut BufReader<ReadHalf<Counting>>,
-) -> anyhow::Result<Option<Message>> {
+) -> anyhow::Result<Option<(Message, u64)>> {
     let mut payload = Vec::new();
     let mut compressed = None;
     loop {
@@ -177,6 +192,7 @@ async fn read_message(
             break;
         }
     }
+    let sent = payload.len() as u64;
     if compressed == Some(true) {
         payload.extend_from_slice(&TAIL);
         payload.extend_from_slice(&FINAL_BLOCK);
@@ -184,5 +200,5 @@ async fn read_message(
         flate2::read::DeflateDecoder::new(&payload[..]).read_to_end(&mut text)?;
         payload = text;
     }
-    Ok(Some(Message::text(String::from_utf8(payload)?)))
+    Ok(Some((Message::text(String::from_utf8(payload)?), sent)))
 }

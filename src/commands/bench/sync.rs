@@ -119,6 +119,12 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
         "| bytes on the wire (client's TCP reads) | {} B |",
         best.wire_bytes
     );
+    if args.deflate {
+        println!(
+            "| result frames' payloads, permessage-deflate | {} B |",
+            best.deflated_bytes
+        );
+    }
     println!("| zlib level 6, each result frame on its own | {zlib_default} B |");
     println!(
         "| server CPU per full sync, each run | {} |",
@@ -159,6 +165,8 @@ pub(super) struct SyncRun {
     bytes: u64,
     /// What the client's TCP socket read, handshake and frame heads included.
     wire_bytes: u64,
+    /// The payloads of result frames as sent, with `permessage-deflate` (else 0).
+    deflated_bytes: u64,
     pages: u64,
     /// The largest `result` frame, in bytes.
     pub(super) largest: u64,
@@ -191,16 +199,18 @@ type ClientSink = Pin<Box<dyn Sink<Message, Error = anyhow::Error> + Send>>;
 type ClientStream = Pin<Box<dyn Stream<Item = anyhow::Result<Message>> + Send>>;
 
 /// A WebSocket to `url` whose received bytes are counted into `read`: tokio-tungstenite's,
-/// or with `deflate` the benchmark's own client, which negotiates `permessage-deflate`.
+/// or with `deflate` the benchmark's own client, which negotiates `permessage-deflate` and
+/// counts the compressed payloads of result frames into `results`.
 async fn client(
     url: &str,
     source: Option<std::net::IpAddr>,
     deflate: bool,
     read: Arc<AtomicU64>,
+    results: Arc<AtomicU64>,
 ) -> anyhow::Result<(ClientSink, ClientStream)> {
     let tcp = Counting::new(super::connect_tcp(url, source).await?, read);
     if deflate {
-        let (sink, stream) = deflate_client::connect(url, tcp).await?;
+        let (sink, stream) = deflate_client::connect(url, tcp, results).await?;
         return Ok((Box::pin(sink), Box::pin(stream)));
     }
     let (socket, _) = tokio_tungstenite::client_async(url, tcp).await?;
@@ -224,7 +234,15 @@ pub(super) async fn full_sync(
 ) -> anyhow::Result<SyncRun> {
     let started = Instant::now();
     let read = Arc::new(AtomicU64::new(0));
-    let (mut sink, mut socket) = client(url, source, deflate, Arc::clone(&read)).await?;
+    let results = Arc::new(AtomicU64::new(0));
+    let (mut sink, mut socket) = client(
+        url,
+        source,
+        deflate,
+        Arc::clone(&read),
+        Arc::clone(&results),
+    )
+    .await?;
     sink.send(Message::text(
         r#"{"msg":"connect","version":"1","support":["1","pre2","pre1"]}"#,
     ))
@@ -240,6 +258,7 @@ pub(super) async fn full_sync(
         records: 0,
         bytes: 0,
         wire_bytes: 0,
+        deflated_bytes: 0,
         pages: 0,
         largest: 0,
         frames: Vec::new(),
@@ -293,6 +312,7 @@ pub(super) async fn full_sync(
     }
     run.elapsed = started.elapsed();
     run.wire_bytes = read.load(Ordering::Relaxed);
+    run.deflated_bytes = results.load(Ordering::Relaxed);
     let _ = sink.close().await;
     Ok(run)
 }
