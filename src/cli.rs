@@ -1298,6 +1298,11 @@ pub struct BenchSyncArgs {
     /// Ask for `collectionsCompressed` pages, as `METEOR_CATALOG_COMPRESS_RPCS` does.
     #[arg(long)]
     pub compress: bool,
+
+    /// Negotiate `permessage-deflate` (RFC 7692) on the client's WebSocket, as the `meteor`
+    /// tool does, and count the compressed bytes on the wire.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 /// Flags of `exosphere bench client-sync`.

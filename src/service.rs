@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use exosphere_catalog::{CatalogState, Collection, SyncError, Syncer};
 use exosphere_ddp::ejson::Ejson;
-use exosphere_ddp::{DdpError, MethodContext, Reply, Service, SessionContext, Subscription};
+use exosphere_ddp::{
+    DdpError, MethodContext, RawText, Reply, Service, SessionContext, Subscription,
+};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
@@ -46,7 +48,7 @@ const LOGIN_CONFIG_COLLECTION: &str = "meteor_accounts_loginServiceConfiguration
 
 /// Everything the DDP methods and publications need, shared by all sessions.
 pub struct PackageService {
-    syncer: Arc<Syncer>,
+    syncer: Arc<Syncer<RawText>>,
     catalog: watch::Receiver<CatalogState>,
     oauth_client_id: String,
     usage: Option<UsageRecording>,
@@ -56,7 +58,7 @@ pub struct PackageService {
 impl PackageService {
     /// `catalog` is the watcher's view of the store; publications push its changes live.
     pub fn new(
-        syncer: Arc<Syncer>,
+        syncer: Arc<Syncer<RawText>>,
         catalog: watch::Receiver<CatalogState>,
         oauth_client_id: String,
     ) -> Self {

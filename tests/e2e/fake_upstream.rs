@@ -750,7 +750,7 @@ impl Service for FakeService {
         let options = params.next().map_or(Value::Null, |o| o.to_json());
         let action = self.0.state().sync(&token, &options);
         match action {
-            SyncAction::Answer(text) => Ok(Reply::Raw(text)),
+            SyncAction::Answer(text) => Ok(Reply::Raw(text.into())),
             SyncAction::Error(code) => Err(DdpError::new(
                 code,
                 "syncNewPackageData failed (fault injected by the fake upstream)",

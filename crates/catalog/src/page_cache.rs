@@ -11,6 +11,11 @@
 //! A cached page is only served while the store is unchanged (same epoch and head
 //! sequence), so a client always sees every write that finished before its call
 //! (read-your-writes, spec §3.6). The cache is bounded in bytes.
+//!
+//! The caller chooses how a page's text is kept (the type parameter `P`, built once from
+//! the computed text and cloned for every client it is served to): the server keeps its
+//! DDP layer's shared reply text, which carries the page's WebSocket-compressed form, so a
+//! page is compressed once for all its clients while the catalog knows only its text.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -24,12 +29,12 @@ use crate::sync::{Answer, NextCall, Paging, SyncError, answer};
 /// How long a call waits for a page another thread is computing before computing it itself.
 const PENDING_WAIT: Duration = Duration::from_secs(5);
 
-/// Answers `syncNewPackageData` calls, with a bounded cache of encoded pages.
-pub struct Syncer {
+/// Answers `syncNewPackageData` calls, with a bounded cache of encoded pages held as `P`.
+pub struct Syncer<P> {
     store: Arc<dyn CatalogStore>,
     paging: Paging,
     max_bytes: usize,
-    cache: Mutex<Cache>,
+    cache: Mutex<Cache<P>>,
     ready: Condvar,
 }
 
@@ -42,31 +47,40 @@ struct Key {
     compress: bool,
 }
 
-enum Slot {
+enum Slot<P> {
     /// Another thread is computing this page.
     Pending,
-    Ready(Entry),
+    Ready(Entry<P>),
 }
 
-struct Entry {
+struct Entry<P> {
     epoch: String,
     head_seq: u64,
-    text: Arc<str>,
+    text: P,
     next: Option<NextCall>,
 }
 
-#[derive(Default)]
-struct Cache {
-    slots: HashMap<Key, Slot>,
+struct Cache<P> {
+    slots: HashMap<Key, Slot<P>>,
     /// Insertion order of ready entries, oldest first, for eviction.
     order: VecDeque<Key>,
     bytes: usize,
 }
 
-impl Syncer {
+impl<P> Default for Cache<P> {
+    fn default() -> Self {
+        Self {
+            slots: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<P: From<String> + AsRef<str> + Clone> Syncer<P> {
     /// `max_bytes` bounds the encoded pages kept in memory; 0 disables caching and
     /// prefetching.
-    pub fn new(store: Arc<dyn CatalogStore>, paging: Paging, max_bytes: usize) -> Syncer {
+    pub fn new(store: Arc<dyn CatalogStore>, paging: Paging, max_bytes: usize) -> Self {
         Syncer {
             store,
             paging,
@@ -78,7 +92,7 @@ impl Syncer {
 
     /// Answers one `syncNewPackageData(token, options)` call, from the cache when a
     /// prefetched page is still current. Blocking: call it from a blocking thread.
-    pub fn answer(&self, token: &Value, options: &Value) -> Result<Answer, SyncError> {
+    pub fn answer(&self, token: &Value, options: &Value) -> Result<Answer<P>, SyncError> {
         if let Some(key) = self.key(token, options) {
             let current = self.store.state()?;
             let mut cache = self.lock();
@@ -89,7 +103,7 @@ impl Syncer {
                         if entry.epoch == current.epoch && entry.head_seq == current.head_seq =>
                     {
                         return Ok(Answer {
-                            text: entry.text.to_string(),
+                            text: entry.text.clone(),
                             next: entry.next.clone(),
                             epoch: entry.epoch.clone(),
                             head_seq: entry.head_seq,
@@ -107,7 +121,12 @@ impl Syncer {
                 }
             }
         }
-        answer(&*self.store, token, options, &self.paging)
+        answer(&*self.store, token, options, &self.paging).map(|answer| Answer {
+            text: P::from(answer.text),
+            next: answer.next,
+            epoch: answer.epoch,
+            head_seq: answer.head_seq,
+        })
     }
 
     /// Computes the page a client will ask for next and caches it. Blocking: run it on a
@@ -133,7 +152,7 @@ impl Syncer {
                     Entry {
                         epoch: answer.epoch,
                         head_seq: answer.head_seq,
-                        text: answer.text.into(),
+                        text: P::from(answer.text),
                         next: answer.next,
                     },
                     self.max_bytes,
@@ -173,23 +192,23 @@ impl Syncer {
         (cache.slots.len(), cache.bytes)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Cache> {
+    fn lock(&self) -> MutexGuard<'_, Cache<P>> {
         self.cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-impl Cache {
+impl<P: AsRef<str>> Cache<P> {
     /// Adds a ready entry, evicting the oldest ones to stay within `max_bytes`.
-    fn insert(&mut self, key: Key, entry: Entry, max_bytes: usize) {
-        let size = entry.text.len();
+    fn insert(&mut self, key: Key, entry: Entry<P>, max_bytes: usize) {
+        let size = entry.text.as_ref().len();
         while self.bytes + size > max_bytes {
             let Some(oldest) = self.order.pop_front() else {
                 break;
             };
             if let Some(Slot::Ready(evicted)) = self.slots.remove(&oldest) {
-                self.bytes -= evicted.text.len();
+                self.bytes -= evicted.text.as_ref().len();
             }
         }
         self.bytes += size;

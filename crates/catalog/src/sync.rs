@@ -97,9 +97,12 @@ pub fn sync_new_package_data(
 }
 
 /// One answered call: the result text, and the call the client will make next.
-pub struct Answer {
+///
+/// `T` is how the text is held: a `String` when just computed, or the page type a
+/// [`Syncer`](crate::Syncer) caches pages as (shared between the clients it serves).
+pub struct Answer<T = String> {
     /// The JSON text of the method result.
-    pub text: String,
+    pub text: T,
     /// The follow-up call, when more pages remain; [`Syncer::prefetch`](crate::Syncer::prefetch)
     /// can compute it ahead of the client.
     pub next: Option<NextCall>,

@@ -55,7 +55,7 @@ pub use error::{DdpError, ErrorCode, SessionClosed};
 pub use id::random_id;
 pub use publication::Subscription;
 pub use rate_limit::{RateLimit, too_many_requests};
-pub use reply::Reply;
+pub use reply::{RawText, Reply};
 pub use server::Server;
 pub use service::Service;
 pub use transport::DeliberateStatus;

@@ -25,9 +25,9 @@
 //! is given, then fails (the session ends). So clients that stop reading can hold the
 //! server's budget only until someone else needs it, and clients that read keep going.
 //!
-//! The charge is not stored with the frame (a queue slot stays one `String` and a number
-//! wide, which an idle session's memory depends on): the writer recomputes the server's
-//! share from the frame's length.
+//! The charge is not stored with the frame (a queue slot stays one [`FrameText`] and a
+//! number wide, which an idle session's memory depends on): the writer recomputes the
+//! server's share from the frame's length.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +39,7 @@ use tokio::time::Instant;
 
 use crate::config::MAX_OUTBOUND_BUFFER_SIZE;
 use crate::error::SessionClosed;
+use crate::reply::RawText;
 
 /// What one queued frame costs beyond its text: the `String` header, its queue slot and
 /// its share of bookkeeping, so that a flood of tiny frames is bounded too.
@@ -58,11 +59,69 @@ const EVICTION_RETRY: Duration = Duration::from_millis(200);
 /// would use the CPU the attack is meant not to get.
 const EVICTION_SCAN_EVERY: Duration = Duration::from_millis(50);
 
+/// One DDP message's text, as its producer encoded it: whole, or a head and a tail around
+/// a body shared with other frames (a `result` carrying a [`RawText`]), so that a
+/// `permessage-deflate` writer can compress the head and tail only and splice in the body's
+/// shared compressed form. Any other writer joins the parts ([`FrameText::into_string`]).
+#[derive(Debug)]
+pub(crate) enum FrameText {
+    /// The whole text.
+    Whole(String),
+    /// The text is `head`, `body`, `tail` joined. Boxed, so a queue slot stays narrow.
+    Spliced(Box<Spliced>),
+}
+
+/// A frame's text around a shared body (see [`FrameText::Spliced`]).
+#[derive(Debug)]
+pub(crate) struct Spliced {
+    pub(crate) head: String,
+    pub(crate) body: RawText,
+    pub(crate) tail: &'static str,
+}
+
+impl FrameText {
+    /// The text's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Whole(text) => text.len(),
+            Self::Spliced(spliced) => spliced.len(),
+        }
+    }
+
+    /// The whole text, for writers that send it as it is.
+    pub(crate) fn into_string(self) -> String {
+        match self {
+            Self::Whole(text) => text,
+            Self::Spliced(spliced) => {
+                let Spliced { head, body, tail } = *spliced;
+                let mut text = head;
+                text.reserve_exact(body.as_str().len() + tail.len());
+                text.push_str(body.as_str());
+                text.push_str(tail);
+                text
+            }
+        }
+    }
+}
+
+impl Spliced {
+    /// The length of the parts joined.
+    pub(crate) fn len(&self) -> usize {
+        self.head.len() + self.body.as_str().len() + self.tail.len()
+    }
+}
+
+impl From<String> for FrameText {
+    fn from(text: String) -> Self {
+        Self::Whole(text)
+    }
+}
+
 /// An item for the transport's writer.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// One DDP message: one text frame, with the budget it holds until it is written.
-    Frame(String, Charge),
+    Frame(FrameText, Charge),
     /// Close the WebSocket with this code and reason; nothing after it is sent. Free: it
     /// is queued once, at the end, and must get through even when the budget is spent.
     Close { code: u16, reason: &'static str },
@@ -72,7 +131,7 @@ pub(crate) enum Outbound {
 /// budget (which may have grown since), not the charge itself.
 #[derive(Debug)]
 enum Queued {
-    Frame(String, u32),
+    Frame(FrameText, u32),
     Close { code: u16, reason: &'static str },
 }
 
@@ -454,7 +513,8 @@ impl Outbox {
     }
 
     /// Queues a frame, waiting while the session's budget or the server's is spent.
-    pub(crate) async fn send(&self, frame: String) -> Result<(), SessionClosed> {
+    pub(crate) async fn send(&self, frame: impl Into<FrameText>) -> Result<(), SessionClosed> {
+        let frame = frame.into();
         let budget = &self.budget;
         let cost = budget.cost(frame.len());
         // Cancel-safe: the gauge and the session's bytes are given back if this is dropped.
@@ -586,6 +646,18 @@ mod tests {
         tokio::spawn(async move { outbox.send(frame).await })
     }
 
+    #[test]
+    fn a_spliced_frame_is_its_parts_joined_and_stays_narrow() {
+        let frame = FrameText::Spliced(Box::new(Spliced {
+            head: "{\"id\":".to_owned(),
+            body: RawText::from("[1]"),
+            tail: "}",
+        }));
+        assert_eq!(frame.len(), 10);
+        assert_eq!(frame.into_string(), "{\"id\":[1]}");
+        assert_eq!(size_of::<FrameText>(), size_of::<String>());
+    }
+
     /// A queue of `budget` bytes under a server budget too large to matter.
     fn channel(budget: u32) -> (Outbox, OutboxReceiver) {
         Outbox::channel(budget, &SharedBudget::new(1 << 30), Duration::from_secs(60))
@@ -593,7 +665,7 @@ mod tests {
 
     fn text(item: Option<Outbound>) -> String {
         match item {
-            Some(Outbound::Frame(text, _)) => text,
+            Some(Outbound::Frame(text, _)) => text.into_string(),
             other => panic!("expected a frame, got {other:?}"),
         }
     }

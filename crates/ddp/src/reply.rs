@@ -3,6 +3,8 @@
 //! A leaf shared by the [`Service`](crate::Service) boundary, which produces replies, and
 //! the message encoder, which writes them into `result` frames.
 
+use std::sync::{Arc, OnceLock};
+
 use exosphere_ejson::Ejson;
 
 /// A method's successful outcome.
@@ -16,12 +18,117 @@ pub enum Reply {
     ///
     /// This is the sync hot path. The text must be exactly one valid JSON value in EJSON
     /// encoding; it is not checked.
-    Raw(String),
+    Raw(RawText),
 }
 
 impl From<Ejson> for Reply {
     fn from(value: Ejson) -> Self {
         Self::Value(value)
+    }
+}
+
+/// zlib levels run from 0 to 9; a level above is clamped to 9, as the compressor does.
+const LEVELS: usize = 10;
+
+/// Already-encoded EJSON text that many `result` frames may carry: cloning it shares the
+/// text, and its raw DEFLATE form (per compression level) is computed at most once for all
+/// of them.
+///
+/// It exists so that a producer that answers many clients with the same text (a sync page
+/// from the catalog's page cache) can keep one `RawText` and hand out clones: every
+/// `permessage-deflate` connection then compresses only its frame's head and tail, and
+/// splices the shared compressed body between them.
+#[derive(Clone)]
+pub struct RawText(Arc<Shared>);
+
+struct Shared {
+    text: Box<str>,
+    /// The text as a sync-flushed raw DEFLATE stream, per level, once a writer needed it
+    /// (`None` if the compressor failed).
+    deflated: [OnceLock<Option<Arc<[u8]>>>; LEVELS],
+    /// How many times the text was compressed, for the tests that check it is once.
+    #[cfg(test)]
+    deflations: std::sync::atomic::AtomicUsize,
+}
+
+impl RawText {
+    /// Wraps encoded EJSON text (one JSON value; not checked).
+    pub fn new(text: impl Into<Box<str>>) -> Self {
+        Self(Arc::new(Shared {
+            text: text.into(),
+            deflated: Default::default(),
+            #[cfg(test)]
+            deflations: std::sync::atomic::AtomicUsize::new(0),
+        }))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0.text
+    }
+
+    /// What [`deflated`](Self::deflated) gives at `level`, if a writer already computed it.
+    pub(crate) fn deflated_if_ready(&self, level: u32) -> Option<Option<Arc<[u8]>>> {
+        self.slot(level).get().cloned()
+    }
+
+    /// The text compressed at `level` by `deflate`, which runs at most once per level for
+    /// all clones (a caller arriving while it runs waits for its result). Blocking.
+    pub(crate) fn deflated(
+        &self,
+        level: u32,
+        deflate: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    ) -> Option<Arc<[u8]>> {
+        self.slot(level)
+            .get_or_init(|| {
+                #[cfg(test)]
+                self.0
+                    .deflations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                deflate(self.0.text.as_bytes()).map(Arc::from)
+            })
+            .clone()
+    }
+
+    /// How many times the text was compressed, all levels together.
+    #[cfg(test)]
+    pub(crate) fn deflations(&self) -> usize {
+        self.0.deflations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn slot(&self, level: u32) -> &OnceLock<Option<Arc<[u8]>>> {
+        let index = usize::try_from(level).map_or(LEVELS - 1, |level| level.min(LEVELS - 1));
+        &self.0.deflated[index]
+    }
+}
+
+impl From<String> for RawText {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<&str> for RawText {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl AsRef<str> for RawText {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for RawText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::fmt::Debug for RawText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RawText").field(&self.as_str()).finish()
     }
 }
 
@@ -32,5 +139,22 @@ mod tests {
     #[test]
     fn reply_from_value() {
         assert_eq!(Reply::from(Ejson::Null), Reply::Value(Ejson::Null));
+    }
+
+    #[test]
+    fn clones_share_one_deflation_per_level() {
+        let text = RawText::from("[1,2,3]");
+        let copies: Vec<RawText> = (0..8).map(|_| text.clone()).collect();
+        let first = copies[0].deflated(6, |text| Some(text.to_vec())).unwrap();
+        for copy in &copies {
+            let again = copy.deflated(6, |_| None).unwrap();
+            assert!(Arc::ptr_eq(&again, &first));
+            assert!(copy.deflated_if_ready(6).is_some());
+        }
+        assert_eq!(text.deflations(), 1);
+        assert!(text.deflated_if_ready(9).is_none());
+        text.deflated(12, |text| Some(text.to_vec()));
+        assert!(text.deflated_if_ready(9).is_some());
+        assert_eq!(text.deflations(), 2);
     }
 }

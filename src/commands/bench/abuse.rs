@@ -163,7 +163,7 @@ async fn honest_sync(server: &ServerProcess) -> Honest {
 /// A full sync from the honest address, with what it transferred.
 async fn honest_run(server: &ServerProcess) -> Result<SyncRun, String> {
     let source: IpAddr = HONEST.parse().map_err(|error| format!("{error}"))?;
-    full_sync(&server.ws_url(), false, false, Some(source))
+    full_sync(&server.ws_url(), false, false, false, Some(source))
         .await
         .map_err(|error| format!("{error:#}"))
 }

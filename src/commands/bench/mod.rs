@@ -7,6 +7,7 @@
 
 pub mod abuse;
 pub mod client_sync;
+mod deflate_client;
 pub mod index;
 pub mod mirror;
 pub mod publish;
@@ -53,22 +54,20 @@ fn dir_size(dir: &Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Opens a WebSocket to a `ws://host:port/…` URL of a server on this machine, from the local
-/// address `source` when given (a load generator's honest client apart from its attackers).
-async fn websocket(
+/// A TCP connection to the literal address of a `ws://` URL, from the local address
+/// `source` if given (a loopback address other than the server's own clients', say).
+async fn connect_tcp(
     url: &str,
     source: Option<std::net::IpAddr>,
-) -> anyhow::Result<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-> {
-    let Some(source) = source else {
-        return Ok(tokio_tungstenite::connect_async(url).await?.0);
-    };
+) -> anyhow::Result<tokio::net::TcpStream> {
     let authority = url
         .strip_prefix("ws://")
         .and_then(|rest| rest.split('/').next())
         .context("a ws:// URL")?;
     let server: std::net::SocketAddr = authority.parse().context("a literal address")?;
+    let Some(source) = source else {
+        return Ok(tokio::net::TcpStream::connect(server).await?);
+    };
     let socket = match server {
         std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
@@ -76,9 +75,7 @@ async fn websocket(
     socket
         .bind(std::net::SocketAddr::new(source, 0))
         .with_context(|| format!("cannot bind the local address {source}"))?;
-    let stream = socket.connect(server).await?;
-    let plain = tokio_tungstenite::MaybeTlsStream::Plain(stream);
-    Ok(tokio_tungstenite::client_async(url, plain).await?.0)
+    Ok(socket.connect(server).await?)
 }
 
 /// Megabytes (10^6 bytes), as the reports print them.

@@ -7,17 +7,22 @@
 //! the ratio between the two says how much the catalog, the DDP layer and SQLite cost on top of
 //! moving the bytes.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use base64::Engine as _;
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use super::client_sync::{process_cpu, thread_cpu};
+use super::deflate_client::{self, Counting};
 use super::{ServerProcess, WorkDir, mb, prepare_catalog};
 use crate::cli::BenchSyncArgs;
 use exosphere_sync_client::leading_token;
@@ -32,15 +37,25 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut syncs = Vec::new();
+    let mut server_cpu = Vec::new();
     for run in 1..=args.catalog.runs {
         // Only the first run keeps its frames (for the bare baseline), so later runs measure a
         // client that, like the tool, drops each page once applied.
-        let sync = runtime.block_on(full_sync(&server.ws_url(), args.compress, run == 1, None))?;
+        let cpu_before = process_cpu(server.pid())?;
+        let sync = runtime.block_on(full_sync(
+            &server.ws_url(),
+            args.compress,
+            args.deflate,
+            run == 1,
+            None,
+        ))?;
+        server_cpu.push(process_cpu(server.pid())? - cpu_before);
         eprintln!(
-            "sync run {run}: {} records, {} pages, {:.2} MB in {:.3?}",
+            "sync run {run}: {} records, {} pages, {:.2} MB ({:.2} MB on the wire) in {:.3?}",
             sync.records,
             sync.pages,
             mb(sync.bytes),
+            mb(sync.wire_bytes),
             sync.elapsed
         );
         syncs.push(sync);
@@ -54,9 +69,15 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
     };
     let mut bare = Vec::new();
     for _ in 0..args.catalog.runs {
-        bare.push(runtime.block_on(bare_push(&syncs[0].frames))?);
+        bare.push(bare_push(&syncs[0].frames)?);
     }
-    let bare_best = bare.iter().min().copied().unwrap_or_default();
+    let bare_best = bare.iter().map(|(time, _)| *time).min().unwrap_or_default();
+    let bare_cpu = bare
+        .iter()
+        .map(|(_, cpu)| *cpu)
+        .fold(f64::INFINITY, f64::min);
+    let best_cpu = server_cpu.iter().copied().fold(f64::INFINITY, f64::min);
+    let zlib_default = zlib_default_bytes(&syncs[0].frames)?;
 
     let secs = best.elapsed.as_secs_f64();
     println!(
@@ -72,6 +93,7 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
         mb(catalog.generated.bytes)
     );
     println!("| compressed pages | {} |", args.compress);
+    println!("| permessage-deflate | {} |", args.deflate);
     println!(
         "| generate | {:.2} s |",
         catalog.generate_time.as_secs_f64()
@@ -92,6 +114,31 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
     println!("| pages (calls) | {} |", best.pages);
     println!("| records/s | {:.0} |", best.records as f64 / secs);
     println!("| MB/s (result frames) | {:.1} |", mb(best.bytes) / secs);
+    println!("| result frames (DDP text) | {} B |", best.bytes);
+    println!(
+        "| bytes on the wire (client's TCP reads) | {} B |",
+        best.wire_bytes
+    );
+    if args.deflate {
+        println!(
+            "| result frames' payloads, permessage-deflate | {} B |",
+            best.deflated_bytes
+        );
+    }
+    println!("| zlib level 6, each result frame on its own | {zlib_default} B |");
+    println!(
+        "| server CPU per full sync, each run | {} |",
+        server_cpu
+            .iter()
+            .map(|cpu| format!("{cpu:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("| bare WebSocket server CPU, same frames, best | {bare_cpu:.2} s |");
+    println!(
+        "| ratio server CPU / bare server CPU | {:.2} |",
+        best_cpu / bare_cpu.max(0.01)
+    );
     println!(
         "| bare WebSocket, same frames, best | {:.3} s |",
         bare_best.as_secs_f64()
@@ -116,6 +163,10 @@ pub(super) struct SyncRun {
     pub(super) elapsed: Duration,
     records: u64,
     bytes: u64,
+    /// What the client's TCP socket read, handshake and frame heads included.
+    wire_bytes: u64,
+    /// The payloads of result frames as sent, with `permessage-deflate` (else 0).
+    deflated_bytes: u64,
     pages: u64,
     /// The largest `result` frame, in bytes.
     pub(super) largest: u64,
@@ -141,22 +192,61 @@ struct SyncResult<'a> {
     up_to_date: bool,
 }
 
+/// The sending half of the benchmark client's WebSocket.
+type ClientSink = Pin<Box<dyn Sink<Message, Error = anyhow::Error> + Send>>;
+
+/// The receiving half of the benchmark client's WebSocket.
+type ClientStream = Pin<Box<dyn Stream<Item = anyhow::Result<Message>> + Send>>;
+
+/// A WebSocket to `url` whose received bytes are counted into `read`: tokio-tungstenite's,
+/// or with `deflate` the benchmark's own client, which negotiates `permessage-deflate` and
+/// counts the compressed payloads of result frames into `results`.
+async fn client(
+    url: &str,
+    source: Option<std::net::IpAddr>,
+    deflate: bool,
+    read: Arc<AtomicU64>,
+    results: Arc<AtomicU64>,
+) -> anyhow::Result<(ClientSink, ClientStream)> {
+    let tcp = Counting::new(super::connect_tcp(url, source).await?, read);
+    if deflate {
+        let (sink, stream) = deflate_client::connect(url, tcp, results).await?;
+        return Ok((Box::pin(sink), Box::pin(stream)));
+    }
+    let (socket, _) = tokio_tungstenite::client_async(url, tcp).await?;
+    let (sink, stream) = socket.split();
+    Ok((
+        Box::pin(sink.sink_map_err(anyhow::Error::from)),
+        Box::pin(stream.map(|item| item.map_err(anyhow::Error::from))),
+    ))
+}
+
 /// The tool's loop (spec §3.3): call `syncNewPackageData` with the last token until `upToDate`,
 /// parsing every page as a client must to find the next token. `source` picks the client's
-/// local address (a loopback address other than the server's own clients', say).
+/// local address (a loopback address other than the server's own clients', say); `deflate`
+/// negotiates `permessage-deflate`, as the `meteor` tool does.
 pub(super) async fn full_sync(
     url: &str,
     compress: bool,
+    deflate: bool,
     keep_frames: bool,
     source: Option<std::net::IpAddr>,
 ) -> anyhow::Result<SyncRun> {
     let started = Instant::now();
-    let mut socket = super::websocket(url, source).await?;
-    socket
-        .send(Message::text(
-            r#"{"msg":"connect","version":"1","support":["1","pre2","pre1"]}"#,
-        ))
-        .await?;
+    let read = Arc::new(AtomicU64::new(0));
+    let results = Arc::new(AtomicU64::new(0));
+    let (mut sink, mut socket) = client(
+        url,
+        source,
+        deflate,
+        Arc::clone(&read),
+        Arc::clone(&results),
+    )
+    .await?;
+    sink.send(Message::text(
+        r#"{"msg":"connect","version":"1","support":["1","pre2","pre1"]}"#,
+    ))
+    .await?;
     let mut token = r#"{"format":"1.1"}"#.to_owned();
     let options = if compress {
         r#"{"compressCollections":true}"#
@@ -167,12 +257,14 @@ pub(super) async fn full_sync(
         elapsed: Duration::ZERO,
         records: 0,
         bytes: 0,
+        wire_bytes: 0,
+        deflated_bytes: 0,
         pages: 0,
         largest: 0,
         frames: Vec::new(),
     };
     let mut call_id = 0u64;
-    request_page(&mut socket, &mut call_id, &token, options).await?;
+    request_page(&mut sink, &mut call_id, &token, options).await?;
     loop {
         let text = loop {
             let Some(message) = socket.next().await else {
@@ -189,7 +281,7 @@ pub(super) async fn full_sync(
         // requested before this one is parsed; the server works while the client parses.
         let head = leading_token(text.as_str());
         if let Some((next, false)) = head {
-            request_page(&mut socket, &mut call_id, next, options).await?;
+            request_page(&mut sink, &mut call_id, next, options).await?;
         }
         let frame: ResultFrame = serde_json::from_str(text.as_str())?;
         if let Some(error) = frame.error {
@@ -209,7 +301,7 @@ pub(super) async fn full_sync(
         let done = result.up_to_date;
         if head.is_none() && !done {
             token = result.sync_token.get().to_owned();
-            request_page(&mut socket, &mut call_id, &token, options).await?;
+            request_page(&mut sink, &mut call_id, &token, options).await?;
         }
         if keep_frames {
             run.frames.push(text);
@@ -219,7 +311,9 @@ pub(super) async fn full_sync(
         }
     }
     run.elapsed = started.elapsed();
-    let _ = socket.close(None).await;
+    run.wire_bytes = read.load(Ordering::Relaxed);
+    run.deflated_bytes = results.load(Ordering::Relaxed);
+    let _ = sink.close().await;
     Ok(run)
 }
 
@@ -231,7 +325,7 @@ async fn request_page<S>(
     options: &str,
 ) -> anyhow::Result<()>
 where
-    S: futures_util::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+    S: Sink<Message, Error = anyhow::Error> + Unpin,
 {
     *call_id += 1;
     socket
@@ -252,24 +346,59 @@ fn count_compressed(packed: &str) -> anyhow::Result<u64> {
     Ok(collections.values().map(|c| c.len() as u64).sum())
 }
 
+/// Bytes of each result frame compressed on its own with zlib's default level (raw DEFLATE,
+/// finished): what `permessage-deflate` is compared with.
+fn zlib_default_bytes(frames: &[Utf8Bytes]) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for frame in frames {
+        let mut encoder =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(frame.as_bytes())?;
+        total += encoder.finish()?.len() as u64;
+    }
+    Ok(total)
+}
+
 /// The physical limit: a bare WebSocket server on loopback answers each small request with the
-/// next recorded frame, and the client only receives. Same bytes, same round trips.
-async fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<Duration> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// next recorded frame, and the client only receives. Same bytes, same round trips. Returns
+/// the transfer's time and the CPU seconds of the server (a thread of its own).
+fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<(Duration, f64)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
     let frames: Vec<Message> = frames.iter().cloned().map(Message::Text).collect();
     let count = frames.len();
-    let server = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await?;
-        let mut socket = tokio_tungstenite::accept_async(stream).await?;
-        for frame in frames {
-            if socket.next().await.is_none() {
-                break;
+    let server = std::thread::spawn(move || -> anyhow::Result<f64> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let before = thread_cpu()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let (stream, _) = listener.accept().await?;
+            let mut socket = tokio_tungstenite::accept_async(stream).await?;
+            for frame in frames {
+                if socket.next().await.is_none() {
+                    break;
+                }
+                socket.send(frame).await?;
             }
-            socket.send(frame).await?;
-        }
-        anyhow::Ok(())
+            anyhow::Ok(())
+        })?;
+        Ok(thread_cpu()? - before)
     });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let elapsed = runtime.block_on(bare_client(address, count))?;
+    let cpu = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bare WebSocket server panicked"))??;
+    Ok((elapsed, cpu))
+}
+
+/// The bare baseline's client: asks for and receives `count` frames.
+async fn bare_client(address: std::net::SocketAddr, count: usize) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/")).await?;
     for _ in 0..count {
@@ -281,6 +410,5 @@ async fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<Duration> {
     }
     let elapsed = started.elapsed();
     let _ = socket.close(None).await;
-    server.await??;
     Ok(elapsed)
 }

@@ -29,10 +29,11 @@ fn short() -> Value {
     json!({"shortPagesForTest": true})
 }
 
-/// Checks that a prefetched page is served and equals a fresh one.
+/// Checks that a prefetched page is served, equals a fresh one, and is one page shared by
+/// every client it is served to (what lets the server compress it once).
 pub fn a_prefetched_page_is_served_and_equals_a_fresh_one(new_store: NewStore<'_>) {
     let store = store_with(new_store, 7);
-    let syncer = Syncer::new(Arc::clone(&store), Paging::default(), 1 << 20);
+    let syncer = Syncer::<Arc<str>>::new(Arc::clone(&store), Paging::default(), 1 << 20);
     let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
     let next = first.next.clone().expect("more pages");
     syncer.prefetch(&next);
@@ -43,14 +44,16 @@ pub fn a_prefetched_page_is_served_and_equals_a_fresh_one(new_store: NewStore<'_
     token["_id"] = json!("1");
     let cached = syncer.answer(&token, &short()).unwrap();
     let fresh = answer(&*store, &next.token, &short(), &Paging::default()).unwrap();
-    assert_eq!(cached.text, fresh.text);
+    assert_eq!(*cached.text, *fresh.text);
     assert_eq!(cached.next.map(|n| n.token), fresh.next.map(|n| n.token));
+    let another_client = syncer.answer(&next.token, &short()).unwrap();
+    assert!(Arc::ptr_eq(&cached.text, &another_client.text));
 }
 
 /// Checks that a write invalidates cached pages.
 pub fn a_write_invalidates_cached_pages(new_store: NewStore<'_>) {
     let store = store_with(new_store, 5);
-    let syncer = Syncer::new(Arc::clone(&store), Paging::default(), 1 << 20);
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
     let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
     let next = first.next.expect("more pages");
     syncer.prefetch(&next);
@@ -81,7 +84,7 @@ pub fn the_cache_stays_within_its_byte_bound(new_store: NewStore<'_>) {
         .text
         .len();
     let bound = first_len * 2 + first_len / 2;
-    let syncer = Syncer::new(Arc::clone(&store), Paging::default(), bound);
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), bound);
     let mut next = syncer.answer(&json!({}), &short()).unwrap().next;
     while let Some(call) = next {
         syncer.prefetch(&call);
@@ -94,7 +97,7 @@ pub fn the_cache_stays_within_its_byte_bound(new_store: NewStore<'_>) {
 /// Checks that caching can be turned off.
 pub fn caching_can_be_turned_off(new_store: NewStore<'_>) {
     let store = store_with(new_store, 5);
-    let syncer = Syncer::new(store, Paging::default(), 0);
+    let syncer = Syncer::<String>::new(store, Paging::default(), 0);
     let first = syncer.answer(&json!({}), &short()).unwrap();
     syncer.prefetch(&first.next.unwrap());
     assert_eq!(syncer.cache_usage().0, 0);

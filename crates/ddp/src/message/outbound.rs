@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::DdpError;
-use crate::reply::Reply;
+use crate::outbox::{FrameText, Spliced};
+use crate::reply::{RawText, Reply};
 
 /// One server → client message, borrowing its parts.
 #[derive(Debug)]
@@ -66,6 +67,13 @@ pub(crate) enum ServerMessage<'a> {
 impl ServerMessage<'_> {
     /// The frame text.
     pub(crate) fn encode(&self) -> String {
+        self.frame().into_string()
+    }
+
+    /// The frame text as it is queued: a `result` carrying a [`Reply::Raw`] keeps its shared
+    /// body apart from the head and tail, so compressing writers can reuse the body's
+    /// compressed form.
+    pub(crate) fn frame(&self) -> FrameText {
         let mut frame = Frame::new(self.name());
         match self {
             Self::Connected { session } => frame.put("session", *session),
@@ -81,7 +89,7 @@ impl ServerMessage<'_> {
                 match outcome {
                     Ok(Reply::None) => {}
                     Ok(Reply::Value(value)) => frame.put("result", value.to_json()),
-                    Ok(Reply::Raw(raw)) => return frame.finish_with_raw("result", raw),
+                    Ok(Reply::Raw(raw)) => return frame.splice("result", raw),
                     Err(error) => frame.put("error", error.to_json()),
                 }
             }
@@ -118,7 +126,7 @@ impl ServerMessage<'_> {
                 frame.put_opt("error", error.map(DdpError::to_json));
             }
         }
-        frame.finish()
+        FrameText::Whole(frame.finish())
     }
 
     fn name(&self) -> &'static str {
@@ -197,15 +205,15 @@ impl Frame {
         self.into_text()
     }
 
-    /// The frame with `"key": raw` appended, `raw` copied verbatim (never validated again:
-    /// it is the megabytes of a sync page).
-    fn finish_with_raw(mut self, key: &str, raw: &str) -> String {
+    /// The frame with `"key": raw` appended, `raw` shared, not copied (never validated
+    /// again: it is the megabytes of a sync page).
+    fn splice(mut self, key: &str, raw: &RawText) -> FrameText {
         self.key(key);
-        let mut text = self.into_text();
-        text.reserve_exact(raw.len() + 1);
-        text.push_str(raw);
-        text.push('}');
-        text
+        FrameText::Spliced(Box::new(Spliced {
+            head: self.into_text(),
+            body: raw.clone(),
+            tail: "}",
+        }))
     }
 }
 
@@ -281,7 +289,7 @@ mod tests {
             r#"{"msg":"result","id":"1","result":{"$date":5}}"#
         );
         assert_eq!(
-            encode(Ok(Reply::Raw(r#"{"a": [1, 2]}"#.to_owned()))),
+            encode(Ok(Reply::Raw(r#"{"a": [1, 2]}"#.into()))),
             r#"{"msg":"result","id":"1","result":{"a": [1, 2]}}"#
         );
         // Spec §1.3: the exact frame Meteor produces for an unknown method.

@@ -263,7 +263,7 @@ mod tests {
 
     fn drain(frames: &mut OutboxReceiver) -> Vec<String> {
         std::iter::from_fn(|| match frames.try_recv() {
-            Some(Outbound::Frame(frame, _)) => Some(frame),
+            Some(Outbound::Frame(frame, _)) => Some(frame.into_string()),
             _ => None,
         })
         .collect()

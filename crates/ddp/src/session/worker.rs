@@ -179,7 +179,7 @@ async fn answer(
     let updated = ServerMessage::Updated { method_id: id };
     session.outbox.send(updated.encode()).await?;
     let result = ServerMessage::Result { id, outcome };
-    session.outbox.send(result.encode()).await
+    session.outbox.send(result.frame()).await
 }
 
 /// Starts a subscription; a refusal (or a panic) ends it with `nosub` and the error.

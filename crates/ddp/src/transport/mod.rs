@@ -6,6 +6,7 @@
 //! [`DeliberateStatus`] marks the 5xx answers they give on purpose.
 
 mod deflate;
+mod outgoing;
 pub mod sockjs;
 mod status;
 mod upgrade;

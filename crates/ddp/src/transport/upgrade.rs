@@ -4,8 +4,8 @@
 //! A request that offers the extension, on an endpoint that allows it, is answered here
 //! (the `101` with `Sec-WebSocket-Extensions`) and its connection read and written by
 //! [`deflate`](super::deflate); any other goes through axum and tungstenite as before. Either
-//! way the transport gets the same pair, a sink and a stream of `Message`s, with the
-//! endpoint's limits already applied.
+//! way the transport gets the same pair, a sink of [`Outgoing`] items and a stream of
+//! `Message`s, with the endpoint's limits already applied.
 
 use std::pin::Pin;
 
@@ -19,12 +19,13 @@ use axum::http::header::{
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse as _, Response};
-use futures_util::{Sink, Stream, StreamExt as _};
+use futures_util::{Sink, SinkExt as _, Stream, StreamExt as _, future};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::deflate::{self, Agreement};
+use super::outgoing::Outgoing;
 use crate::config::WebSocketCompression;
 
 /// Bytes read from the socket at a time. tungstenite's default (128 KiB, allocated per
@@ -33,7 +34,7 @@ use crate::config::WebSocketCompression;
 pub(crate) const READ_BUFFER_SIZE: usize = 1024;
 
 /// The sending half of an upgraded socket.
-pub(crate) type MessageSink = Pin<Box<dyn Sink<Message, Error = axum::Error> + Send>>;
+pub(crate) type MessageSink = Pin<Box<dyn Sink<Outgoing, Error = axum::Error> + Send>>;
 
 /// The receiving half of an upgraded socket.
 pub(crate) type MessageStream = Pin<Box<dyn Stream<Item = Result<Message, axum::Error>> + Send>>;
@@ -96,6 +97,7 @@ impl WebSocketRequest {
                 .write_buffer_size(0)
                 .on_upgrade(move |socket| {
                     let (sink, stream) = socket.split();
+                    let sink = sink.with(|item: Outgoing| future::ok(item.into_message()));
                     callback(Box::pin(sink), Box::pin(stream))
                 }),
             Self::Deflate {

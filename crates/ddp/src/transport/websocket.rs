@@ -27,6 +27,7 @@ use crate::server::Server;
 use crate::service::Service;
 use crate::session::{self, CloseReason};
 use crate::transport::DeliberateStatus;
+use crate::transport::outgoing::Outgoing;
 use crate::transport::upgrade::{MessageSink, MessageStream, WebSocketRequest};
 
 /// How long a closing connection may take to flush its last frames and the close frame.
@@ -112,6 +113,7 @@ pub async fn serve_websocket<S: Service>(
     info: ConnectionInfo,
 ) {
     let (sink, stream) = socket.split();
+    let sink = sink.with(|item: Outgoing| futures_util::future::ok(item.into_message()));
     serve_halves(server, Box::pin(sink), Box::pin(stream), info).await;
 }
 
@@ -195,13 +197,12 @@ async fn write_frames(
     let mut evicted = pin!(evicted);
     while let Some(item) = queue.recv().await {
         let (message, last, _charge) = match item {
-            // `String` → `Utf8Bytes` takes ownership of the buffer: no copy.
-            Outbound::Frame(text, charge) => (Message::Text(text.into()), false, charge),
+            Outbound::Frame(text, charge) => (Outgoing::from(text), false, charge),
             Outbound::Close { code, reason } => (
-                Message::Close(Some(CloseFrame {
+                Outgoing::Message(Message::Close(Some(CloseFrame {
                     code,
                     reason: reason.into(),
-                })),
+                }))),
                 true,
                 Charge::default(),
             ),

@@ -66,7 +66,7 @@ impl Service for TestService {
             "echo" => Ok(Reply::Value(Ejson::Array(params))),
             "nothing" => Ok(Reply::None),
             "null" => Ok(Reply::Value(Ejson::Null)),
-            "raw" => Ok(Reply::Raw(r#"{"n": 1, "at": {"$date": 5}}"#.to_owned())),
+            "raw" => Ok(Reply::Raw(r#"{"n": 1, "at": {"$date": 5}}"#.into())),
             "sleep" => {
                 tokio::time::sleep(Duration::from_millis(first_int.unsigned_abs())).await;
                 Ok(Reply::Value(Ejson::from(first_int)))

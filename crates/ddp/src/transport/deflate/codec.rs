@@ -22,6 +22,16 @@ thread_local! {
 /// `message` as one `permessage-deflate` payload at zlib `level` (clamped to 9), or `None`
 /// when compressing would not make it smaller (it is then sent as it is, RSV1 clear).
 pub(crate) fn deflate_message(message: &[u8], level: u32) -> Option<Vec<u8>> {
+    let mut out = deflate_part(message, level)?;
+    let body = out.strip_suffix(&TAIL)?.len();
+    out.truncate(body);
+    (out.len() < message.len()).then_some(out)
+}
+
+/// `input` as raw DEFLATE from an empty window, sync-flushed with its [`TAIL`] kept: such
+/// parts end on a byte boundary with no final block, so parts compressed on their own
+/// concatenate into one valid stream (each refers back only into itself).
+pub(crate) fn deflate_part(input: &[u8], level: u32) -> Option<Vec<u8>> {
     let level = level.min(9);
     COMPRESSOR.with_borrow_mut(|slot| {
         let compress = match slot {
@@ -35,12 +45,28 @@ pub(crate) fn deflate_message(message: &[u8], level: u32) -> Option<Vec<u8>> {
                     .1
             }
         };
-        let mut out = Vec::with_capacity(message.len() / 4 + 64);
-        flush_into(compress, message, &mut out)?;
-        let body = out.strip_suffix(&TAIL)?.len();
-        out.truncate(body);
-        (out.len() < message.len()).then_some(out)
+        let mut out = Vec::with_capacity(input.len() / 4 + 64);
+        flush_into(compress, input, &mut out)?;
+        Some(out)
     })
+}
+
+/// The `permessage-deflate` payload of the message `head`, `body`, `tail` joined, in three
+/// parts: `head` and `tail` compressed here, around `body`, the body already compressed by
+/// [`deflate_part`] (once, for every message that carries it). The last part has the
+/// [`TAIL`] left off. `None` when the payload would not be smaller than the text.
+pub(crate) fn splice_message(
+    head: &[u8],
+    body: &[u8],
+    tail: &[u8],
+    plain_len: usize,
+    level: u32,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let head = deflate_part(head, level)?;
+    let mut tail = deflate_part(tail, level)?;
+    let end = tail.strip_suffix(&TAIL)?.len();
+    tail.truncate(end);
+    (head.len() + body.len() + tail.len() < plain_len).then_some((head, tail))
 }
 
 /// Compresses all of `input` into `out` and sync-flushes, so the output ends on a byte
@@ -184,6 +210,41 @@ mod tests {
                 Inflater::default().inflate(&framed(&body), message.len(), true),
                 Ok(message.clone().into_bytes())
             );
+        }
+    }
+
+    /// A result frame's head with the call's `id`, and its tail.
+    fn head_and_tail(id: &str) -> (String, &'static str) {
+        (
+            format!(r#"{{"msg":"result","id":{}"#, serde_json::json!(id)) + r#","result":"#,
+            "}",
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_spliced_message_inflates_to_the_joined_text(
+            id in "[ -~]{0,40}",
+            records in proptest::collection::vec("[a-z0-9\\\\\"é]{0,80}", 0..200),
+            level in 0u32..=9,
+        ) {
+            let body = serde_json::json!({ "collections": { "packages": records } }).to_string();
+            let (head, tail) = head_and_tail(&id);
+            let plain = format!("{head}{body}{tail}");
+            let deflated = deflate_part(body.as_bytes(), level).unwrap();
+            match splice_message(head.as_bytes(), &deflated, tail.as_bytes(), plain.len(), level) {
+                Some((head, tail)) => {
+                    let payload = [&head[..], &deflated, &tail].concat();
+                    proptest::prop_assert!(payload.len() < plain.len());
+                    proptest::prop_assert_eq!(independent_inflate(&payload), plain.as_bytes());
+                    proptest::prop_assert_eq!(
+                        Inflater::default().inflate(&framed(&payload), plain.len(), true),
+                        Ok(plain.clone().into_bytes())
+                    );
+                }
+                // Only a text too small or too random to gain is sent as it is.
+                None => proptest::prop_assert!(level == 0 || plain.len() < 400),
+            }
         }
     }
 

@@ -18,8 +18,10 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Bu
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 
-use super::codec::{InflateError, Inflater, TAIL, deflate_message};
+use super::codec::{InflateError, Inflater, TAIL, deflate_message, deflate_part, splice_message};
 use super::negotiate::Agreement;
+use crate::outbox::{FrameText, Spliced};
+use crate::transport::outgoing::Outgoing;
 
 const OP_CONTINUATION: u8 = 0x0;
 const OP_TEXT: u8 = 0x1;
@@ -27,6 +29,10 @@ const OP_BINARY: u8 = 0x2;
 const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
+
+/// Messages from this size on are compressed on the blocking pool, not on the runtime
+/// (where compressing a megabyte at level 6 would hold a worker thread for milliseconds).
+const BLOCKING_THRESHOLD: usize = 64 << 10;
 
 /// The two halves of a negotiated connection, as a tungstenite socket's would be.
 pub(crate) fn split<R, W>(
@@ -37,7 +43,7 @@ pub(crate) fn split<R, W>(
     level: u32,
     read_buffer: usize,
 ) -> (
-    impl Sink<Message, Error = axum::Error> + Send + 'static,
+    impl Sink<Outgoing, Error = axum::Error> + Send + 'static,
     impl Stream<Item = Result<Message, axum::Error>> + Send + 'static,
 )
 where
@@ -59,13 +65,14 @@ where
         partial: Vec::new(),
         done: false,
     };
-    let sink = sink::unfold(writer, |writer, message: Message| async move {
-        writer
-            .lock()
-            .await
-            .send(message)
-            .await
-            .map_err(axum::Error::new)?;
+    let sink = sink::unfold(writer, |writer, item: Outgoing| async move {
+        let mut locked = writer.lock().await;
+        match item {
+            Outgoing::Message(message) => locked.send(message).await,
+            Outgoing::Spliced(spliced) => locked.send_spliced(spliced).await,
+        }
+        .map_err(axum::Error::new)?;
+        drop(locked);
         Ok(writer)
     });
     let stream = stream::unfold(reader, |mut reader| async move {
@@ -95,13 +102,25 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             return Err(WsError::Protocol(ProtocolError::SendAfterClosing));
         }
         match message {
-            Message::Text(text) => match deflate_message(text.as_bytes(), self.level) {
-                Some(body) => self.frame(OP_TEXT, true, &body).await,
-                None => self.frame(OP_TEXT, false, text.as_bytes()).await,
-            },
-            Message::Binary(data) => self.frame(OP_BINARY, false, &data).await,
-            Message::Ping(data) => self.frame(OP_PING, false, &data).await,
-            Message::Pong(data) => self.frame(OP_PONG, false, &data).await,
+            Message::Text(text) => {
+                let level = self.level;
+                let deflated = if text.len() < BLOCKING_THRESHOLD {
+                    deflate_message(text.as_bytes(), level)
+                } else {
+                    let shared = text.clone();
+                    exosphere_task::blocking(move || deflate_message(shared.as_bytes(), level))
+                        .await
+                        .ok()
+                        .flatten()
+                };
+                match deflated {
+                    Some(body) => self.frame(OP_TEXT, true, &[&body]).await,
+                    None => self.frame(OP_TEXT, false, &[text.as_bytes()]).await,
+                }
+            }
+            Message::Binary(data) => self.frame(OP_BINARY, false, &[&data]).await,
+            Message::Ping(data) => self.frame(OP_PING, false, &[&data]).await,
+            Message::Pong(data) => self.frame(OP_PONG, false, &[&data]).await,
             Message::Close(frame) => {
                 self.closed = true;
                 let mut payload = Vec::new();
@@ -111,16 +130,58 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                     // Control frames carry at most 125 bytes.
                     payload.truncate(125);
                 }
-                self.frame(OP_CLOSE, false, &payload).await
+                self.frame(OP_CLOSE, false, &[&payload]).await
             }
         }
     }
 
-    /// One unmasked, final frame (servers never fragment or mask).
-    async fn frame(&mut self, opcode: u8, compressed: bool, payload: &[u8]) -> Result<(), WsError> {
+    /// Sends a text message whose body is shared: its head and tail are compressed here,
+    /// around the body's compressed form, which is computed once for every connection (on
+    /// the blocking pool, by the first writer that needs it) and kept with the body.
+    async fn send_spliced(&mut self, spliced: Box<Spliced>) -> Result<(), WsError> {
+        if self.closed {
+            return Err(WsError::Protocol(ProtocolError::SendAfterClosing));
+        }
+        let level = self.level;
+        let body = match spliced.body.deflated_if_ready(level) {
+            Some(body) => body,
+            None => {
+                let shared = spliced.body.clone();
+                exosphere_task::blocking(move || {
+                    shared.deflated(level, |text| deflate_part(text, level))
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+        };
+        let plain_len = spliced.len();
+        if let Some(body) = body
+            && let Some((head, tail)) = splice_message(
+                spliced.head.as_bytes(),
+                &body,
+                spliced.tail.as_bytes(),
+                plain_len,
+                level,
+            )
+        {
+            return self.frame(OP_TEXT, true, &[&head, &body, &tail]).await;
+        }
+        let text = FrameText::Spliced(spliced).into_string();
+        self.frame(OP_TEXT, false, &[text.as_bytes()]).await
+    }
+
+    /// One unmasked, final frame (servers never fragment or mask) whose payload is `parts`
+    /// joined.
+    async fn frame(
+        &mut self,
+        opcode: u8,
+        compressed: bool,
+        parts: &[&[u8]],
+    ) -> Result<(), WsError> {
         let mut head = Vec::with_capacity(10);
         head.push(0x80 | if compressed { 0x40 } else { 0 } | opcode);
-        match payload.len() {
+        match parts.iter().map(|part| part.len()).sum::<usize>() {
             len @ 0..=125 => head.push(len as u8),
             len @ 126..=0xFFFF => {
                 head.push(126);
@@ -132,7 +193,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             }
         }
         self.io.write_all(&head).await?;
-        self.io.write_all(payload).await?;
+        for part in parts {
+            self.io.write_all(part).await?;
+        }
         self.io.flush().await?;
         Ok(())
     }
@@ -355,6 +418,113 @@ fn close_frame(data: &[u8]) -> Result<Option<CloseFrame>, WsError> {
                 code,
                 reason: Utf8Bytes::from(reason),
             }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use std::pin::Pin;
+
+    use futures_util::SinkExt as _;
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+    use crate::reply::RawText;
+
+    /// One server frame as a client reads it: RSV1 and the payload.
+    async fn read_frame(io: &mut (impl AsyncRead + Unpin)) -> (bool, Vec<u8>) {
+        let first = io.read_u8().await.unwrap();
+        let len = match io.read_u8().await.unwrap() {
+            126 => u64::from(io.read_u16().await.unwrap()),
+            127 => io.read_u64().await.unwrap(),
+            len => u64::from(len),
+        };
+        let mut payload = vec![0; usize::try_from(len).unwrap()];
+        io.read_exact(&mut payload).await.unwrap();
+        (first & 0x40 != 0, payload)
+    }
+
+    /// What an independent peer does with a compressed payload (flate2's own reader): the
+    /// tail put back, and an empty final stored block so that the stream is complete.
+    fn inflate(mut payload: Vec<u8>) -> String {
+        payload.extend_from_slice(&TAIL);
+        payload.extend_from_slice(&[0x01, 0x00, 0x00, 0xff, 0xff]);
+        let mut text = String::new();
+        flate2::read::DeflateDecoder::new(&payload[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    /// A negotiated connection's sending half at level 6, and the client's end of it.
+    fn connection() -> (
+        Pin<Box<impl Sink<Outgoing, Error = axum::Error> + Send + 'static>>,
+        tokio::io::DuplexStream,
+    ) {
+        let (server_side, client_side) = tokio::io::duplex(1 << 20);
+        let (_, write_half) = tokio::io::split(server_side);
+        let agreement = Agreement {
+            client_no_context_takeover: true,
+        };
+        let (sink, _) = split(tokio::io::empty(), write_half, agreement, 1 << 20, 6, 1024);
+        (Box::pin(sink), client_side)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_body_is_compressed_once_for_every_connection() {
+        let page = format!(
+            r#"{{"collections":{{"packages":[{}]}},"upToDate":true}}"#,
+            (0..2000)
+                .map(|i| format!(r#"{{"_id":"p{i}","name":"package-{i}"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let body = RawText::from(page.as_str());
+        let mut clients = Vec::new();
+        for client in 0..8 {
+            let (sink, client_side) = connection();
+            let head = format!(r#"{{"msg":"result","id":"{client}","result":"#);
+            let plain = format!("{head}{page}}}");
+            let spliced = Spliced {
+                head,
+                body: body.clone(),
+                tail: "}",
+            };
+            clients.push(tokio::spawn(async move {
+                let mut sink = sink;
+                let reading = tokio::spawn(async move {
+                    let mut client_side = client_side;
+                    read_frame(&mut client_side).await
+                });
+                sink.send(Outgoing::Spliced(Box::new(spliced)))
+                    .await
+                    .unwrap();
+                let (compressed, payload) = reading.await.unwrap();
+                assert!(compressed);
+                assert!(payload.len() < plain.len() / 4);
+                assert_eq!(inflate(payload), plain);
+            }));
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+        assert_eq!(body.deflations(), 1);
+    }
+
+    #[tokio::test]
+    async fn whole_messages_large_or_small_inflate_to_their_text() {
+        for text in ["{\"msg\":\"ping\"}".repeat(4), "[\"x\"]".repeat(40_000)] {
+            let (mut sink, mut client_side) = connection();
+            let reading = tokio::spawn(async move { read_frame(&mut client_side).await });
+            sink.send(Outgoing::Message(Message::text(text.clone())))
+                .await
+                .unwrap();
+            let (compressed, payload) = reading.await.unwrap();
+            assert!(compressed);
+            assert_eq!(inflate(payload), text);
         }
     }
 }

@@ -364,7 +364,7 @@ impl Receiver {
             Ok(first) => first,
         };
         let (mut batch, mut charge) = match first {
-            Some(Outbound::Frame(message, charge)) => (vec![message], charge),
+            Some(Outbound::Frame(message, charge)) => (vec![message.into_string()], charge),
             Some(Outbound::Close { code, reason }) => {
                 return (output.close(code, reason), Charge::default());
             }
@@ -379,7 +379,7 @@ impl Receiver {
             match more {
                 Some(Outbound::Frame(message, more_charge)) => {
                     size += message.len();
-                    batch.push(message);
+                    batch.push(message.into_string());
                     charge.absorb(more_charge);
                 }
                 // Sent with the next request, after these messages.
@@ -481,7 +481,7 @@ mod tests {
             Next::Frame("o".into())
         );
         for text in ["a", "b"] {
-            app.send(text.into()).await.expect("queued");
+            app.send(text.to_owned()).await.expect("queued");
         }
         app.close(3000, "Go away!").expect("queued");
         assert_eq!(
@@ -507,7 +507,7 @@ mod tests {
     async fn an_aborted_receiver_interrupts_the_session() {
         let (session, app, _inbound) = session();
         drop(session.attach().expect("receiver"));
-        assert!(app.send("lost".into()).await.is_err());
+        assert!(app.send("lost".to_owned()).await.is_err());
         let mut next = session.attach().expect("receiver");
         assert_eq!(
             next.next(HEARTBEAT, 1).await.0,
@@ -640,6 +640,9 @@ mod tests {
         assert!(held.inbound().is_none(), "no more input is accepted");
         assert!(held.expired(), "a receiver attaching now learns it expired");
         assert!(inbound.recv().await.is_none(), "the input ends");
-        assert!(app.send("lost".into()).await.is_err(), "the output fails");
+        assert!(
+            app.send("lost".to_owned()).await.is_err(),
+            "the output fails"
+        );
     }
 }

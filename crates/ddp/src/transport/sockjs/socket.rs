@@ -129,7 +129,7 @@ async fn write(
         let (code, reason) = match item {
             // The charge is kept until the socket took the frame; the text is not.
             Some(Outbound::Frame(text, _charge)) => {
-                if send(&mut sink, message_frame(text, framed)).await {
+                if send(&mut sink, message_frame(text.into_string(), framed)).await {
                     continue;
                 }
                 return;

@@ -98,7 +98,7 @@ pub(super) fn bridge(
     let span = tracing::Span::current();
     upgrade.on_upgrade(limit, move |sink, stream| {
         async move {
-            let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
+            let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame).into())));
             serve(texts(stream), sink, channels, &config, framed).await;
         }
         .instrument(span)
