@@ -175,6 +175,7 @@ struct Probe {
 }
 
 impl Probe {
+    /// Starts sampling process `pid` on a thread of its own.
     fn start(pid: u32) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
