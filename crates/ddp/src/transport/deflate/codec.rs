@@ -147,7 +147,7 @@ fn inflate_into(
             usize::try_from(state.total_in() - start).map_err(|_| InflateError::Corrupt)?;
         if out.len() == out.capacity() {
             // One byte past the limit is room enough to see that it is passed.
-            let room = (limit + 1).saturating_sub(out.len());
+            let room = limit.saturating_add(1).saturating_sub(out.len());
             if room == 0 {
                 return Err(InflateError::TooLarge);
             }

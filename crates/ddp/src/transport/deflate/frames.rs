@@ -142,6 +142,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         if self.closed {
             return Err(WsError::Protocol(ProtocolError::SendAfterClosing));
         }
+        if spliced.head.len() >= BLOCKING_THRESHOLD {
+            // The head carries the client's method id: a long one is compressed like any
+            // large message, off the runtime, and not spliced.
+            let text = FrameText::Spliced(spliced).into_string();
+            return self.send(Message::Text(text.into())).await;
+        }
         let level = self.level;
         let body = match spliced.body.deflated_if_ready(level) {
             Some(body) => body,
@@ -302,7 +308,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                         self.agreement.client_no_context_takeover,
                     )
                     .map_err(|error| match error {
-                        InflateError::TooLarge => too_long(self.limit + 1, self.limit),
+                        InflateError::TooLarge => {
+                            too_long(self.limit.saturating_add(1), self.limit)
+                        }
                         InflateError::Corrupt => WsError::Io(io::Error::new(
                             io::ErrorKind::InvalidData,
                             "corrupt permessage-deflate data",
@@ -374,11 +382,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
     }
 
     /// Appends the frame's unmasked payload to `buffer` (its length already checked).
+    /// The buffer grows as the bytes arrive, never to the declared length up front: a
+    /// header alone must not cost the server the memory it announces.
     async fn payload(&mut self, header: &Header, mut buffer: Vec<u8>) -> Result<Vec<u8>, WsError> {
         let start = buffer.len();
-        let len = usize::try_from(header.len).map_err(|_| too_long(usize::MAX, self.limit))?;
-        buffer.resize(start + len, 0);
-        self.read_exact(&mut buffer[start..]).await?;
+        let read = (&mut self.io)
+            .take(header.len)
+            .read_to_end(&mut buffer)
+            .await
+            .map_err(reset)?;
+        if (read as u64) < header.len {
+            return Err(WsError::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake,
+            ));
+        }
         for (index, byte) in buffer[start..].iter_mut().enumerate() {
             *byte ^= header.mask[index % 4];
         }
@@ -414,6 +431,12 @@ fn close_frame(data: &[u8]) -> Result<Option<CloseFrame>, WsError> {
             let reason = std::str::from_utf8(reason)
                 .map_err(|_| WsError::Utf8("invalid UTF-8 in a close reason".to_owned()))?;
             let code = u16::from_be_bytes([*high, *low]);
+            // RFC 6455 §7.4: codes a peer may send; 1004–1006 and 1015 are reserved for
+            // local use, and echoing one would make the client fail the connection.
+            let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            if !allowed {
+                return Err(WsError::Protocol(ProtocolError::InvalidCloseSequence));
+            }
             Ok(Some(CloseFrame {
                 code,
                 reason: Utf8Bytes::from(reason),
@@ -471,6 +494,51 @@ mod tests {
         };
         let (sink, _) = split(tokio::io::empty(), write_half, agreement, 1 << 20, 6, 1024);
         (Box::pin(sink), client_side)
+    }
+
+    /// What a negotiated connection's reader makes of `bytes` from the client, then EOF.
+    async fn read_from_client(bytes: Vec<u8>) -> Vec<Result<Message, axum::Error>> {
+        let agreement = Agreement {
+            client_no_context_takeover: true,
+        };
+        let reader = std::io::Cursor::new(bytes);
+        let (_sink, stream) = split(reader, tokio::io::sink(), agreement, 1 << 20, 6, 1024);
+        futures_util::StreamExt::collect::<Vec<_>>(stream).await
+    }
+
+    #[tokio::test]
+    async fn a_frame_that_announces_more_than_it_sends_is_a_reset_not_an_allocation() {
+        // A text frame announcing 65,535 bytes (masked, as from a client) that sends ten.
+        let mut bytes = vec![0x81, 0x80 | 126, 0xff, 0xff, 1, 2, 3, 4];
+        bytes.extend_from_slice(&[b'x'; 10]);
+        let read = read_from_client(bytes).await;
+        assert_eq!(read.len(), 1, "one error, then the end");
+        assert!(read[0].is_err(), "{read:?}");
+    }
+
+    #[tokio::test]
+    async fn close_codes_reserved_for_local_use_are_refused() {
+        let masked_close = |code: u16| {
+            let mask = [9, 8, 7, 6];
+            let mut frame = vec![0x88, 0x80 | 2];
+            frame.extend_from_slice(&mask);
+            frame.extend(
+                code.to_be_bytes()
+                    .iter()
+                    .zip(mask)
+                    .map(|(byte, mask)| byte ^ mask),
+            );
+            frame
+        };
+        for reserved in [999, 1004, 1005, 1006, 1015, 2999, 5000] {
+            let read = read_from_client(masked_close(reserved)).await;
+            assert!(read[0].is_err(), "{reserved}: {read:?}");
+        }
+        let read = read_from_client(masked_close(1000)).await;
+        assert!(
+            matches!(&read[0], Ok(Message::Close(Some(frame))) if frame.code == 1000),
+            "{read:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
