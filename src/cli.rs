@@ -1303,6 +1303,13 @@ pub struct BenchSyncArgs {
     /// tool does, and count the compressed bytes on the wire.
     #[arg(long)]
     pub deflate: bool,
+
+    /// Sync over a link shaped to this rate (`50mbit`, `1gbit`, ...), with and without
+    /// `permessage-deflate`, against the link's ideal measured in the same run. The server
+    /// runs in a network namespace of the benchmark's own, behind a veth pair shaped by
+    /// `tc tbf`: this needs root (or CAP_NET_ADMIN) and iproute2.
+    #[arg(long, value_parser = crate::commands::bench::link::parse_rate)]
+    pub link_rate: Option<u64>,
 }
 
 /// Flags of `exosphere bench client-sync`.

@@ -9,6 +9,8 @@ pub mod abuse;
 pub mod client_sync;
 mod deflate_client;
 pub mod index;
+pub mod link;
+pub mod link_sync;
 pub mod mirror;
 pub mod publish;
 pub mod sessions;
@@ -196,9 +198,28 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts `exosphere serve` on `data_dir` with `extra_args` added to its command line.
     fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let exe: PathBuf = std::env::current_exe().context("cannot find the exosphere binary")?;
-        let mut child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        Self::spawn(Command::new(exe()?), "127.0.0.1:0", data_dir, extra_args)
+    }
+
+    /// Starts `exosphere serve` as [`start`](Self::start) does, but inside `link`'s network
+    /// namespace, listening on the link's far end.
+    fn start_behind(
+        link: &link::ShapedLink,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let listen = format!("{}:0", link.far());
+        Self::spawn(link.command(&exe()?), &listen, data_dir, extra_args)
+    }
+
+    fn spawn(
+        mut command: Command,
+        listen: &str,
+        data_dir: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut child = command
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra_args)
             .env("RUST_LOG", "warn")
@@ -236,6 +257,11 @@ impl ServerProcess {
     fn memory_kib(&self, field: &str) -> anyhow::Result<u64> {
         process_memory_kib(self.child.id(), field)
     }
+}
+
+/// This program's own binary, which benchmarks start as their servers.
+fn exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot find the exosphere binary")
 }
 
 /// A memory figure (`VmHWM`, `RssAnon`, …) of process `pid` from `/proc/<pid>/status`, in KiB.

@@ -29,6 +29,9 @@ use exosphere_sync_client::leading_token;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
+    if let Some(rate) = args.link_rate {
+        return super::link_sync::run(&args, rate);
+    }
     let work_dir = WorkDir::new(args.catalog.work_dir.as_deref())?;
     let catalog = prepare_catalog(work_dir.path(), args.catalog.scale, args.catalog.seed)?;
 
@@ -161,10 +164,10 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
 /// What one full sync transferred.
 pub(super) struct SyncRun {
     pub(super) elapsed: Duration,
-    records: u64,
+    pub(super) records: u64,
     bytes: u64,
     /// What the client's TCP socket read, handshake and frame heads included.
-    wire_bytes: u64,
+    pub(super) wire_bytes: u64,
     /// The payloads of result frames as sent, with `permessage-deflate` (else 0).
     deflated_bytes: u64,
     pages: u64,
