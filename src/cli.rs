@@ -1378,6 +1378,13 @@ pub struct BenchMirrorArgs {
     /// Size of each file downloaded through the mirror, in bytes.
     #[arg(long, default_value_t = 100_000_000, value_parser = clap::value_parser!(u64).range(1..=4_000_000_000))]
     pub file_size: u64,
+
+    /// Also measure files from a host behind a link shaped to this rate (`1gbit`,
+    /// `200mbit`, ...), as packages.meteor.com's files come from another machine: a second
+    /// `exosphere serve` holding the files runs in a network namespace of the benchmark's own,
+    /// behind a veth pair shaped by `tc tbf`. Needs root (or CAP_NET_ADMIN) and iproute2.
+    #[arg(long, value_parser = crate::commands::bench::link::parse_rate)]
+    pub file_link_rate: Option<u64>,
 }
 
 /// A script URL for an HTML page: absolute (`http://`, `https://`) or rooted at this host

@@ -16,6 +16,11 @@
 //!    host, as S3 is packages.meteor.com's) serves the same bytes from memory, as an extra
 //!    row, and a second file that 50 clients ask the mirror for at once, cold, counting the
 //!    host's requests.
+//! 4. **Files across a link** (`--file-link-rate`). On loopback the upstream sends a file
+//!    faster than the mirror can hash it, which no real upstream does: packages.meteor.com's
+//!    files come from another host over a network. A second `exosphere serve` holding copies
+//!    of the file runs behind a [`ShapedLink`]; per run, a copy is downloaded from it directly
+//!    and through the mirror, cold and warm, as in 3.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -34,6 +39,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 
+use super::link::ShapedLink;
 use super::publish::http;
 use super::{ServerProcess, WorkDir, import_dump, mb, prepare_catalog};
 use crate::cli::BenchMirrorArgs;
@@ -62,8 +68,26 @@ pub fn run(args: BenchMirrorArgs) -> anyhow::Result<()> {
     let files = runtime.block_on(FileHost::start(size))?;
     let upstream = ServerProcess::start(&catalog.data_dir, &[])?;
     let upstream_url = format!("http://{}", upstream.address);
-    let stored = store_upstream_files(&catalog.data_dir, &files, args.catalog.runs)?;
-    add_file_builds(&catalog.data_dir, &files, &upstream_url, &stored)?;
+    let stored = store_files(&catalog.data_dir, &files, "single", args.catalog.runs)?;
+    let linked = args
+        .file_link_rate
+        .map(|rate| LinkedHost::start(work.path(), rate, &files, args.catalog.runs))
+        .transpose()?;
+    let mut urls: Vec<(String, &str)> = stored
+        .iter()
+        .map(|path| (format!("{upstream_url}{path}"), FILES[0]))
+        .collect();
+    if let Some(linked) = &linked {
+        let far = format!("http://{}", linked.server.address);
+        urls.extend(
+            linked
+                .paths
+                .iter()
+                .map(|path| (format!("{far}{path}"), FILES[0])),
+        );
+    }
+    urls.push((files.url(FILES[1]), FILES[1]));
+    add_file_builds(&catalog.data_dir, &files, &urls)?;
 
     let mut initial = Vec::new();
     let mut imports = vec![catalog.import_time];
@@ -94,6 +118,20 @@ pub fn run(args: BenchMirrorArgs) -> anyhow::Result<()> {
         args.catalog.runs,
     ))?;
     let downloads = runtime.block_on(downloads(&files, &stored, &upstream, &mirror))?;
+    let linked_runs = match &linked {
+        Some(linked) => {
+            let measured = linked.link.measure()?;
+            let runs = runtime.block_on(file_runs(
+                &linked.paths,
+                &linked.server,
+                &mirror,
+                size as u64,
+                None,
+            ))?;
+            Some((linked.link.rate_bits(), measured, runs))
+        }
+        None => None,
+    };
 
     let ratios: Vec<f64> = initial
         .iter()
@@ -147,10 +185,12 @@ pub fn run(args: BenchMirrorArgs) -> anyhow::Result<()> {
              best of {REPEATS} | {} |",
             timed(files.direct)
         );
-        println!(
-            "| file, run {run}: direct from the in-memory file host, best of {REPEATS} | {} |",
-            timed(files.memory)
-        );
+        if let Some(memory) = files.memory {
+            println!(
+                "| file, run {run}: direct from the in-memory file host, best of {REPEATS} | {} |",
+                timed(memory)
+            );
+        }
         println!(
             "| file, run {run}: through the mirror, cold (fetched while streamed) | {} |",
             timed(files.cold)
@@ -165,6 +205,38 @@ pub fn run(args: BenchMirrorArgs) -> anyhow::Result<()> {
             files.cold.as_secs_f64() / direct,
             files.warm.as_secs_f64() / direct
         );
+    }
+    if let Some((rate_bits, measured, runs)) = &linked_runs {
+        println!(
+            "| file host behind a link shaped to {:.0} Mbit/s (no added delay), measured TCP \
+             rate | {:.1} MB/s |",
+            *rate_bits as f64 / 1e6,
+            measured / 1e6
+        );
+        for (run, files) in runs.iter().enumerate() {
+            let run = run + 1;
+            println!(
+                "| linked file, run {run}: direct across the link, best of {REPEATS} | {} |",
+                timed(files.direct)
+            );
+            println!(
+                "| linked file, run {run}: through the mirror, cold (fetched across the link \
+                 while streamed) | {} |",
+                timed(files.cold)
+            );
+            println!(
+                "| linked file, run {run}: through the mirror, warm (cached), best of {REPEATS} \
+                 | {} |",
+                timed(files.warm)
+            );
+            let direct = files.direct.as_secs_f64().max(1e-9);
+            println!(
+                "| **linked file, run {run}: ratio cold / direct, warm / direct** | **{:.2}, \
+                 {:.2}** |",
+                files.cold.as_secs_f64() / direct,
+                files.warm.as_secs_f64() / direct
+            );
+        }
     }
     println!(
         "| {CONCURRENT_CLIENTS} concurrent cold requests for one file: slowest client, upstream \
@@ -355,13 +427,14 @@ impl FileHost {
     }
 }
 
-/// Puts one copy of the host's single file per run into the upstream's file store (its data
-/// directory's `files/`, where `exosphere serve` keeps published files) and returns their
-/// paths under the upstream's `/packages` route. A file per run, so each run's first request
-/// through the mirror is cold.
-fn store_upstream_files(
+/// Puts one copy of the host's single file per run into the file store of a server's data
+/// directory (its `files/`, where `exosphere serve` keeps published files), named `prefix`
+/// and the run, and returns their paths under that server's `/packages` route. A file per
+/// run, so each run's first request through the mirror is cold.
+fn store_files(
     data_dir: &Path,
     host: &FileHost,
+    prefix: &str,
     runs: u32,
 ) -> anyhow::Result<Vec<String>> {
     let dir = data_dir.join("files").join("packages").join("bench");
@@ -369,7 +442,7 @@ fn store_upstream_files(
     let bytes = &host.files[&format!("/{}", FILES[0])];
     (0..runs)
         .map(|run| {
-            let name = format!("single-{run}.tgz");
+            let name = format!("{prefix}-{run}.tgz");
             std::fs::write(dir.join(&name), bytes)
                 .with_context(|| format!("cannot write {}", dir.join(&name).display()))?;
             Ok(format!("/packages/bench/{name}"))
@@ -378,20 +451,15 @@ fn store_upstream_files(
 }
 
 /// Adds to the upstream's catalog one build record per file, with its URL and hash, as a
-/// published build names its tarball: the files of the upstream's own store (`stored`, under
-/// `upstream_url`) and the host's concurrently fetched one.
+/// published build names its tarball: `urls` pairs each URL with the name of the host's file
+/// it serves the bytes of.
 fn add_file_builds(
     data_dir: &Path,
     host: &FileHost,
-    upstream_url: &str,
-    stored: &[String],
+    urls: &[(String, &str)],
 ) -> anyhow::Result<()> {
-    let urls = stored
-        .iter()
-        .map(|path| (format!("{upstream_url}{path}"), FILES[0]))
-        .chain([(host.url(FILES[1]), FILES[1])]);
     let mut lines = String::new();
-    for (n, (url, name)) in urls.enumerate() {
+    for (n, (url, name)) in urls.iter().enumerate() {
         let hash = base64::engine::general_purpose::STANDARD
             .encode(Sha256::digest(&host.files[&format!("/{name}")]));
         let record = json!({"collection": "builds", "doc": {
@@ -407,12 +475,40 @@ fn add_file_builds(
     Ok(())
 }
 
+/// A second `exosphere serve` that holds copies of the single file in its file store, behind
+/// a shaped link: a file host on another machine, as packages.meteor.com's files are on
+/// another host than its DDP endpoint.
+struct LinkedHost {
+    // Dropped before the link whose namespace it runs in.
+    server: ServerProcess,
+    link: ShapedLink,
+    /// The copies' paths under the host's `/packages` route, one per run.
+    paths: Vec<String>,
+}
+
+impl LinkedHost {
+    fn start(work: &Path, rate_bits: u64, files: &FileHost, runs: u32) -> anyhow::Result<Self> {
+        let link = ShapedLink::new(rate_bits)?;
+        let dir = work.join("linked-files");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let paths = store_files(&dir, files, "linked", runs)?;
+        let server = ServerProcess::start_behind(&link, &dir, &[])?;
+        Ok(Self {
+            server,
+            link,
+            paths,
+        })
+    }
+}
+
 /// What one run's downloads of one file took.
 struct FileRun {
-    /// From the upstream's `/packages` route (the limit), the best of [`REPEATS`].
+    /// From the server that holds the file (the limit), the best of [`REPEATS`].
     direct: Duration,
-    /// From the in-memory file host, the best of [`REPEATS`].
-    memory: Duration,
+    /// From the in-memory file host, the best of [`REPEATS`], where measured.
+    memory: Option<Duration>,
     /// Through the mirror, uncached.
     cold: Duration,
     /// Through the mirror, cached, the best of [`REPEATS`].
@@ -434,51 +530,12 @@ async fn downloads(
     upstream: &ServerProcess,
     mirror: &ServerProcess,
 ) -> anyhow::Result<Downloads> {
-    let through = |url: &str| {
-        let key = exosphere_mirror::file_key(url);
-        format!("{}/{key}", exosphere_mirror::FILES_PATH)
-    };
     let size = host.files[&format!("/{}", FILES[0])].len() as u64;
-    let timed = |address: String, path: String| async move {
-        let started = Instant::now();
-        let bytes = http(&address, "GET", &path, None).await?;
-        if bytes != size {
-            bail!("a download of {path} was short: {bytes} of {size} bytes");
-        }
-        Ok::<_, anyhow::Error>(started.elapsed())
-    };
-    let mut runs = Vec::new();
-    // The best of a few downloads: this machine's noise is of the order of one download.
-    let best = |address: String, path: String| {
-        let timed = &timed;
-        async move {
-            let mut best = Duration::MAX;
-            for _ in 0..REPEATS {
-                best = best.min(timed(address.clone(), path.clone()).await?);
-            }
-            Ok::<_, anyhow::Error>(best)
-        }
-    };
-    for path in stored {
-        // Untimed once, so the upstream reads it from the page cache, as the mirror reads its
-        // cached copy when warm.
-        timed(upstream.address.clone(), path.clone()).await?;
-        let direct = best(upstream.address.clone(), path.clone()).await?;
-        let memory = best(host.address.clone(), format!("/{}", FILES[0])).await?;
-        let mirrored = through(&format!("http://{}{path}", upstream.address));
-        let cold = timed(mirror.address.clone(), mirrored.clone()).await?;
-        let warm = best(mirror.address.clone(), mirrored).await?;
-        runs.push(FileRun {
-            direct,
-            memory,
-            cold,
-            warm,
-        });
-    }
+    let runs = file_runs(stored, upstream, mirror, size, Some(host)).await?;
     let concurrent = through(&host.url(FILES[1]));
     let started = Instant::now();
     let clients: Vec<_> = (0..CONCURRENT_CLIENTS)
-        .map(|_| tokio::spawn(timed(mirror.address.clone(), concurrent.clone())))
+        .map(|_| tokio::spawn(timed(mirror.address.clone(), concurrent.clone(), size)))
         .collect();
     for client in clients {
         client.await??;
@@ -488,4 +545,61 @@ async fn downloads(
         concurrent: started.elapsed(),
         concurrent_fetches: host.requests(FILES[1]),
     })
+}
+
+/// One run per path of `origin`'s `/packages` route: direct from `origin` (after one untimed
+/// download, so that it reads the file from the page cache as the mirror reads its cached
+/// copy when warm), then through the mirror cold and warm; with `memory`, also from the
+/// in-memory host.
+async fn file_runs(
+    paths: &[String],
+    origin: &ServerProcess,
+    mirror: &ServerProcess,
+    size: u64,
+    memory: Option<&FileHost>,
+) -> anyhow::Result<Vec<FileRun>> {
+    let mut runs = Vec::new();
+    for path in paths {
+        timed(origin.address.clone(), path.clone(), size).await?;
+        let direct = best(origin.address.clone(), path.clone(), size).await?;
+        let memory = match memory {
+            Some(host) => Some(best(host.address.clone(), format!("/{}", FILES[0]), size).await?),
+            None => None,
+        };
+        let mirrored = through(&format!("http://{}{path}", origin.address));
+        let cold = timed(mirror.address.clone(), mirrored.clone(), size).await?;
+        let warm = best(mirror.address.clone(), mirrored, size).await?;
+        runs.push(FileRun {
+            direct,
+            memory,
+            cold,
+            warm,
+        });
+    }
+    Ok(runs)
+}
+
+/// The mirror's path for the file at `url`.
+fn through(url: &str) -> String {
+    let key = exosphere_mirror::file_key(url);
+    format!("{}/{key}", exosphere_mirror::FILES_PATH)
+}
+
+/// How long one download of `path` from `address` took; it must be `size` bytes.
+async fn timed(address: String, path: String, size: u64) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let bytes = http(&address, "GET", &path, None).await?;
+    if bytes != size {
+        bail!("a download of {path} was short: {bytes} of {size} bytes");
+    }
+    Ok(started.elapsed())
+}
+
+/// The best of [`REPEATS`] downloads: this machine's noise is of the order of one download.
+async fn best(address: String, path: String, size: u64) -> anyhow::Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..REPEATS {
+        best = best.min(timed(address.clone(), path.clone(), size).await?);
+    }
+    Ok(best)
 }
