@@ -4,7 +4,7 @@
 //! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
 //! contract tests run here from `tests/conformance.rs`.
 //!
-//! # Schema (version 5, `PRAGMA user_version`)
+//! # Schema (version 6, `PRAGMA user_version`)
 //!
 //! Version 1:
 //!
@@ -46,6 +46,10 @@
 //!
 //! Version 5 keeps each staged record's `lastUpdated` beside its text (`mirror.rs`), so a
 //! first mirror's staged catalog moves into the served tables without re-reading each record.
+//!
+//! Version 6 stages without random-order index updates (`mirror.rs`): staged records are
+//! appended and indexed once when read, and their file entries wait in `mirror_stage_files`
+//! until the stage is served.
 //!
 //! # Migrations
 //!
@@ -102,11 +106,12 @@ pub const DATABASE_FILE: &str = "catalog.sqlite3";
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every upgrade step, in order.
-const MIGRATIONS: [Migration; 4] = [
+const MIGRATIONS: [Migration; 5] = [
     migrate_v1_to_v2,
     accounts::migrate_v2_to_v3,
     mirror::migrate_v3_to_v4,
     mirror::migrate_v4_to_v5,
+    mirror::migrate_v5_to_v6,
 ];
 
 /// The schema version this build creates and reads (`PRAGMA user_version`).

@@ -1,4 +1,4 @@
-//! The upstream mirror's rows ([`exosphere_catalog::mirror`]): schema versions 4 and 5.
+//! The upstream mirror's rows ([`exosphere_catalog::mirror`]): schema versions 4 to 6.
 //!
 //! * `mirror_state`: one row (`id = 1`) with the upstream URL, its tokens, a held reason and
 //!   the last success and error;
@@ -12,10 +12,20 @@
 //!   order it was staged, reading the table from start to end rather than a random row per
 //!   record, and without a row going through Rust (the natural-key indexes of the `rec_*`
 //!   tables dropped and built again after, in the same savepoint);
+//!
+//!   Version 6 drops the unique index while records are staged: keys in random order dirty
+//!   most of its pages in every batch of pages committed, so each commit wrote the whole
+//!   index to the WAL again (a first mirror of packages.meteor.com's size spent most of its
+//!   staging time there). Staging appends (a record staged again is a second row); the
+//!   first read of the stage ([`SqliteWriter::settle_stage`]) keeps the last row of each
+//!   `(collection, id)` and builds the index once, sorted, and emptying the stage drops it;
 //! * `mirror_files`: served file key → upstream URL, the SHA-256 its bytes must have, and
 //!   its size once it is cached; version 5 adds a partial index of the cached ones, so
 //!   `/healthz` counts them without reading every key a catalog names (half a million for
 //!   packages.meteor.com);
+//! * `mirror_stage_files` (version 6): the file entries of staged records, appended in
+//!   arrival order and moved into `mirror_files` in key order when the stage is served, for
+//!   the same reason: `mirror_files`' key index is as random as the stage's;
 //! * `mirror_claims`: names taken over from the upstream for local publishing.
 
 use exosphere_catalog::error::StoreError;
@@ -97,6 +107,29 @@ pub(super) fn migrate_v4_to_v5(tx: &rusqlite::Transaction<'_>) -> rusqlite::Resu
     }
     Ok(())
 }
+
+/// Schema version 5 → 6: staging appends, without the stage's unique index (built when the
+/// stage is first read), and staged records' file entries wait in a table of their own.
+pub(super) fn migrate_v5_to_v6(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "DROP INDEX mirror_stage_key;
+         CREATE TABLE mirror_stage_files (
+             key TEXT NOT NULL,
+             url TEXT NOT NULL,
+             sha256 TEXT
+         ) STRICT;",
+    )
+}
+
+/// The stage's unique index, which exists only while a staged catalog is being read.
+const STAGE_KEY_INDEX: &str =
+    "CREATE UNIQUE INDEX mirror_stage_key ON mirror_stage (collection, id)";
+
+/// The upsert of one file entry, from `?1, ?2, ?3` (key, url, sha256) or, with the values
+/// clause replaced, from a query: an entry whose hash changes is no longer counted as cached.
+const UPSERT_FILE: &str = "ON CONFLICT (key) DO UPDATE SET url = excluded.url, \
+     sha256 = excluded.sha256, cached_size = CASE WHEN sha256 IS excluded.sha256 THEN \
+     cached_size END WHERE url IS NOT excluded.url OR sha256 IS NOT excluded.sha256";
 
 /// The mirror's state row, if any (a reader or the writer's connection).
 pub(super) fn state(conn: &Connection) -> Result<Option<MirrorState>, StoreError> {
@@ -213,12 +246,39 @@ fn natural_keys_unique(conn: &Connection) -> Result<bool, StoreError> {
 }
 
 impl SqliteWriter<'_> {
+    /// Makes the stage readable: keeps only the last row staged of each `(collection, id)`
+    /// and builds the stage's unique index, once per staged catalog (staging appends without
+    /// it, see the module doc).
+    fn settle_stage(&mut self) -> Result<(), StoreError> {
+        let indexed = self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'mirror_stage_key'",
+            )
+            .db()?
+            .query_row([], |_| Ok(()))
+            .optional()
+            .db()?
+            .is_some();
+        if !indexed {
+            self.conn
+                .execute_batch(&format!(
+                    "DELETE FROM mirror_stage WHERE rowid NOT IN \
+                     (SELECT max(rowid) FROM mirror_stage GROUP BY collection, id);
+                     {STAGE_KEY_INDEX};"
+                ))
+                .db()?;
+        }
+        Ok(())
+    }
+
     /// Appends every staged record to its `rec_*` table, collection by collection in the order
     /// they were staged, with the sequence numbers and change counts one upsert each would
-    /// have given;
-    /// returns how many. The tables are empty, so their natural-key indexes are built after
-    /// the records are in.
-    fn move_stage(&mut self) -> Result<u64, StoreError> {
+    /// have given; returns how many, or `None` when a record was staged twice and the stage
+    /// is not settled (the `rec_*` tables' unique `_id` refuses the second: the caller rolls
+    /// back, settles and moves again). The tables are empty, so their natural-key indexes are
+    /// built after the records are in.
+    fn move_stage(&mut self) -> Result<Option<u64>, StoreError> {
         for (name, _) in NATURAL_KEY_INDEXES {
             self.conn
                 .execute_batch(&format!("DROP INDEX {name}"))
@@ -227,7 +287,7 @@ impl SqliteWriter<'_> {
         let mut moved = 0;
         for collection in Collection::ALL {
             let head = to_i64(self.head_seq, "head_seq")?;
-            let count = self
+            let inserted = self
                 .conn
                 .prepare_cached(&format!(
                     "INSERT INTO rec_{} (seq, id, last_updated, json) \
@@ -237,9 +297,16 @@ impl SqliteWriter<'_> {
                     snake(collection)
                 ))
                 .db()?
-                .execute(params![head, collection.as_str()])
-                .db()?;
-            let count = count as u64;
+                .execute(params![head, collection.as_str()]);
+            let count = match inserted {
+                Ok(count) => count as u64,
+                Err(rusqlite::Error::SqliteFailure(error, _))
+                    if error.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                {
+                    return Ok(None);
+                }
+                Err(error) => return Err(error).db(),
+            };
             self.head_seq = self
                 .head_seq
                 .checked_add(count)
@@ -251,7 +318,34 @@ impl SqliteWriter<'_> {
         for (_, create) in NATURAL_KEY_INDEXES {
             self.conn.execute_batch(create).db()?;
         }
-        Ok(moved)
+        Ok(Some(moved))
+    }
+
+    /// [`move_stage`](Self::move_stage) inside a savepoint, kept only if it moved every
+    /// record and no two served records share a natural key: `Ok(Err(twice))` when it changed
+    /// nothing, `twice` telling whether a record staged twice stopped it.
+    fn try_move_stage(&mut self) -> Result<Result<u64, bool>, StoreError> {
+        let (head_seq, changes, modified) = (self.head_seq, self.changes.clone(), self.modified);
+        self.conn.execute_batch("SAVEPOINT serve_stage").db()?;
+        let moved = self.move_stage().and_then(|moved| match moved {
+            Some(moved) => Ok(if natural_keys_unique(self.conn)? {
+                Ok(moved)
+            } else {
+                Err(false)
+            }),
+            None => Ok(Err(true)),
+        });
+        if let Ok(Ok(_)) = moved {
+            self.conn.execute_batch("RELEASE serve_stage").db()?;
+            return moved;
+        }
+        self.conn
+            .execute_batch("ROLLBACK TO serve_stage; RELEASE serve_stage")
+            .db()?;
+        self.head_seq = head_seq;
+        self.changes = changes;
+        self.modified = modified;
+        moved
     }
 }
 
@@ -309,6 +403,7 @@ impl MirrorWriter for SqliteWriter<'_> {
         after: &str,
         limit: usize,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        self.settle_stage()?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -326,6 +421,7 @@ impl MirrorWriter for SqliteWriter<'_> {
     }
 
     fn staged_counts(&mut self) -> Result<PerCollection<u64>, StoreError> {
+        self.settle_stage()?;
         let mut counts = PerCollection::from_fn(|_| 0);
         for collection in Collection::ALL {
             let count: i64 = self
@@ -354,6 +450,7 @@ impl MirrorWriter for SqliteWriter<'_> {
     }
 
     fn is_staged(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
+        self.settle_stage()?;
         self.conn
             .prepare_cached("SELECT 1 FROM mirror_stage WHERE collection = ?1 AND id = ?2")
             .db()?
@@ -365,11 +462,34 @@ impl MirrorWriter for SqliteWriter<'_> {
 
     fn clear_stage(&mut self) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached("DELETE FROM mirror_stage")
+            .execute_batch(
+                "DELETE FROM mirror_stage; DELETE FROM mirror_stage_files;
+                 DROP INDEX IF EXISTS mirror_stage_key;",
+            )
+            .db()
+    }
+
+    fn stage_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("INSERT INTO mirror_stage_files (key, url, sha256) VALUES (?1, ?2, ?3)")
             .db()?
-            .execute([])
+            .execute(params![key, file.url, file.sha256])
             .db()?;
         Ok(())
+    }
+
+    fn serve_staged_files(&mut self) -> Result<(), StoreError> {
+        // In key order, so that `mirror_files`' key index is written from start to end; the
+        // entries of one key in the order staged, so that the last one wins. `WHERE true`
+        // keeps SQLite from reading `ON CONFLICT` as a join constraint.
+        self.conn
+            .execute_batch(&format!(
+                "INSERT INTO mirror_files (key, url, sha256) \
+                 SELECT key, url, sha256 FROM mirror_stage_files WHERE true \
+                 ORDER BY key, rowid {UPSERT_FILE};
+                 DELETE FROM mirror_stage_files;"
+            ))
+            .db()
     }
 
     fn serve_stage(&mut self) -> Result<Option<u64>, StoreError> {
@@ -389,35 +509,30 @@ impl MirrorWriter for SqliteWriter<'_> {
         }
         // The records go in first, and the natural keys are checked in the served tables'
         // own indexes (an index scan; the stage has no such index); a duplicate rolls the
-        // move back.
-        let (head_seq, changes, modified) = (self.head_seq, self.changes.clone(), self.modified);
-        self.conn.execute_batch("SAVEPOINT serve_stage").db()?;
-        let moved = self
-            .move_stage()
-            .and_then(|moved| Ok(natural_keys_unique(self.conn)?.then_some(moved)));
-        if let Ok(Some(moved)) = moved {
-            self.conn
-                .execute_batch("DELETE FROM mirror_stage; RELEASE serve_stage")
-                .db()?;
-            return Ok(Some(moved));
+        // move back. A first mirror rarely stages a record twice (only one that changed
+        // upstream while it was staged), so the stage is moved as it is, and settled (its
+        // duplicates dropped) only if a twice-staged `_id` stopped the move.
+        let moved = match self.try_move_stage()? {
+            Err(true) => {
+                self.settle_stage()?;
+                self.try_move_stage()?
+            }
+            moved => moved,
+        };
+        match moved {
+            Ok(moved) => {
+                self.conn.execute_batch("DELETE FROM mirror_stage").db()?;
+                Ok(Some(moved))
+            }
+            Err(_) => Ok(None),
         }
-        self.conn
-            .execute_batch("ROLLBACK TO serve_stage; RELEASE serve_stage")
-            .db()?;
-        self.head_seq = head_seq;
-        self.changes = changes;
-        self.modified = modified;
-        moved
     }
 
     fn put_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached(
-                "INSERT INTO mirror_files (key, url, sha256) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET url = excluded.url, sha256 = excluded.sha256, \
-                 cached_size = CASE WHEN sha256 IS excluded.sha256 THEN cached_size END \
-                 WHERE url IS NOT excluded.url OR sha256 IS NOT excluded.sha256",
-            )
+            .prepare_cached(&format!(
+                "INSERT INTO mirror_files (key, url, sha256) VALUES (?1, ?2, ?3) {UPSERT_FILE}"
+            ))
             .db()?
             .execute(params![key, file.url, file.sha256])
             .db()?;

@@ -17,6 +17,9 @@
 //!   which stores exactly what upserting them one by one in the order they were staged would;
 //! * [`MirrorWriter::staged`] pages through one collection's staged records in `_id` order,
 //!   so a caller can move any number of them in one transaction with bounded memory;
+//! * file entries of staged records ([`MirrorWriter::stage_file`]) name no served file until
+//!   [`MirrorWriter::serve_staged_files`] makes them what [`MirrorWriter::put_file`] of each,
+//!   in the order staged, would have made them; [`MirrorWriter::clear_stage`] drops them;
 //! * [`CatalogStore::mirror_state`](crate::CatalogStore::mirror_state) reads the state without
 //!   a write transaction, from the last commit, and so does
 //!   [`CatalogStore::mirror_cached`](crate::CatalogStore::mirror_cached) the cached files'
@@ -83,8 +86,19 @@ pub trait MirrorWriter {
     /// Whether the staged catalog holds a record with this collection and `_id`.
     fn is_staged(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
 
-    /// Empties the staged catalog.
+    /// Empties the staged catalog, its records and its file entries.
     fn clear_stage(&mut self) -> Result<(), StoreError>;
+
+    /// Remembers a file entry of a staged record, as [`put_file`](Self::put_file) would, but
+    /// without effect until [`serve_staged_files`](Self::serve_staged_files): a staged record
+    /// is not served, so neither are its files, and a first mirror names half a million
+    /// files that a backend can then store in one sorted pass instead of one at a time.
+    fn stage_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError>;
+
+    /// Gives every staged file entry the effect [`put_file`](Self::put_file) of each, in the
+    /// order staged, would have had, and forgets them; for the caller that serves the staged
+    /// records in the same transaction.
+    fn serve_staged_files(&mut self) -> Result<(), StoreError>;
 
     /// Moves the whole staged catalog into a served catalog that holds no record, and
     /// empties the stage; returns how many records it moved. The result is what

@@ -194,6 +194,7 @@ pub fn apply_staged(
         Some(records) => (records, 0),
         None => upsert_staged(writer, &mut claims)?,
     };
+    writer.mirror().serve_staged_files()?;
     writer.mirror().clear_stage()?;
     state.token = state.staging_token.take();
     state.held = None;
@@ -247,8 +248,12 @@ fn hold_reason(
     max_shrink: f64,
 ) -> Result<Option<String>, StoreError> {
     let total = |counts: PerCollection<u64>| Collection::ALL.iter().map(|&c| counts[c]).sum();
-    let staged: u64 = total(writer.mirror().staged_counts()?);
     let served: u64 = total(writer.mirror().served_counts()?);
+    if served == 0 {
+        // Nothing to lose (a first mirror): the stage need not be counted or searched.
+        return Ok(None);
+    }
+    let staged: u64 = total(writer.mirror().staged_counts()?);
     let floor = (served as f64 * (1.0 - max_shrink)).floor() as u64;
     if staged < floor {
         return Ok(Some(format!(

@@ -387,7 +387,11 @@ fn store_records(
     };
     for (record, files) in &page.records {
         for (key, file) in files {
-            writer.mirror().put_file(key, file)?;
+            if staged {
+                writer.mirror().stage_file(key, file)?;
+            } else {
+                writer.mirror().put_file(key, file)?;
+            }
         }
         match &mut claims {
             Some(claims) => match upsert_upstream(writer, claims, record)? {

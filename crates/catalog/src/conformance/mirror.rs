@@ -99,8 +99,18 @@ pub fn staged_records_are_invisible_and_page_in_id_order(new_store: NewStore<'_>
         );
         assert!(w.mirror().is_staged(Collection::Builds, "x")?);
         assert!(!w.mirror().is_staged(Collection::Versions, "x")?);
+        // Staging still replaces after the stage was read, and after it was emptied.
+        w.mirror().stage(&record(Collection::Versions, "a", "3"))?;
         w.mirror().clear_stage()?;
         assert_eq!(w.mirror().staged_counts()?[Collection::Versions], 0);
+        w.mirror().stage(&record(Collection::Versions, "a", "4"))?;
+        w.mirror().stage(&record(Collection::Versions, "a", "5"))?;
+        let staged = w.mirror().staged(Collection::Versions, "", 5)?;
+        assert_eq!(staged.len(), 1);
+        assert!(staged[0].1.contains(r#""v":5"#), "{}", staged[0].1);
+        w.mirror().stage(&record(Collection::Versions, "a", "6"))?;
+        assert_eq!(w.mirror().staged_counts()?[Collection::Versions], 1);
+        w.mirror().clear_stage()?;
         Ok(())
     });
     assert_eq!(store.state().unwrap(), before);
@@ -161,6 +171,27 @@ pub fn a_stage_moves_into_an_empty_catalog_as_upserts_would(new_store: NewStore<
     assert_eq!(
         (moved.head_seq, moved.change_counters),
         (wanted.head_seq, wanted.change_counters)
+    );
+
+    // A record staged twice moves once, where it was staged last.
+    let store = new_store();
+    let expected = new_store();
+    let again = named(Collection::Packages, "p1", r#""name":"c""#);
+    with(&*expected, |w| {
+        w.upsert(&staged[0])?;
+        w.upsert(&again)
+    });
+    with(&*store, |w| {
+        for r in [&staged[1], &staged[0], &again] {
+            w.mirror().stage(r)?;
+        }
+        assert_eq!(w.mirror().serve_stage()?, Some(2));
+        Ok(())
+    });
+    assert_eq!(all(&*store), all(&*expected));
+    assert_eq!(
+        store.state().unwrap().change_counters,
+        expected.state().unwrap().change_counters
     );
 
     // Not into a catalog that serves a record: the stage stays as it was.
@@ -240,6 +271,59 @@ pub fn mirror_files_map_keys_to_upstream_files(new_store: NewStore<'_>) {
     assert_eq!(store.mirror_cached().unwrap(), (0, 0));
     assert_eq!(keys("mirror/a/b.tgz"), ["mirror/b/c.tgz"]);
     assert!(keys("mirror/b/c.tgz").is_empty());
+}
+
+/// Checks that staged file entries name no file until served, then are what `put_file` of
+/// each in the order staged gives (the last entry of a key wins, a cached file whose hash
+/// stays is still counted), and that clearing the stage drops them.
+pub fn staged_files_take_effect_when_served(new_store: NewStore<'_>) {
+    let store = new_store();
+    let file = |url: &str, sha256: &str| UpstreamFile {
+        url: url.to_owned(),
+        sha256: Some(sha256.to_owned()),
+    };
+    with(&*store, |w| {
+        w.mirror()
+            .put_file("mirror/k/kept.tgz", &file("http://up/kept.tgz", "a2VwdA=="))?;
+        w.mirror().mark_cached("mirror/k/kept.tgz", Some(4))?;
+        w.mirror()
+            .stage_file("mirror/k/kept.tgz", &file("http://up/kept.tgz", "a2VwdA=="))?;
+        w.mirror()
+            .stage_file("mirror/b/new.tgz", &file("http://up/old.tgz", "b2xk"))?;
+        w.mirror()
+            .stage_file("mirror/a/new.tgz", &file("http://up/a.tgz", "YQ=="))?;
+        w.mirror()
+            .stage_file("mirror/b/new.tgz", &file("http://up/new.tgz", "bmV3"))
+    });
+    assert_eq!(store.mirror_file("mirror/b/new.tgz").unwrap(), None);
+    assert_eq!(store.mirror_files("", 10).unwrap().len(), 1);
+    with(&*store, |w| w.mirror().serve_staged_files());
+    assert_eq!(
+        store.mirror_file("mirror/b/new.tgz").unwrap(),
+        Some(file("http://up/new.tgz", "bmV3"))
+    );
+    assert_eq!(
+        store.mirror_file("mirror/a/new.tgz").unwrap(),
+        Some(file("http://up/a.tgz", "YQ=="))
+    );
+    assert_eq!(store.mirror_cached().unwrap(), (1, 4));
+    // Served once: serving again changes nothing.
+    with(&*store, |w| {
+        w.mirror()
+            .put_file("mirror/a/new.tgz", &file("http://up/a2.tgz", "YQ=="))?;
+        w.mirror().serve_staged_files()
+    });
+    assert_eq!(
+        store.mirror_file("mirror/a/new.tgz").unwrap(),
+        Some(file("http://up/a2.tgz", "YQ=="))
+    );
+    with(&*store, |w| {
+        w.mirror()
+            .stage_file("mirror/c/gone.tgz", &file("http://up/c.tgz", "Yw=="))?;
+        w.mirror().clear_stage()?;
+        w.mirror().serve_staged_files()
+    });
+    assert_eq!(store.mirror_file("mirror/c/gone.tgz").unwrap(), None);
 }
 
 /// Checks that claims are kept once, listed in order and told apart by kind.
