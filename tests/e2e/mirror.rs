@@ -494,7 +494,14 @@ async fn a_package_made_here_owns_its_name() {
                "dependencies": {}}),
     );
     wait_status(&mirror, "a second shadowed record", |s| s["shadowed"] == 2).await;
+    // Nor can the upstream take the local record over by sending its `_id` with another name.
+    fake.upsert(
+        "packages",
+        json!({"_id": "localPkg1", "name": "taken-over", "maintainers": ["mallory"]}),
+    );
+    wait_status(&mirror, "a third shadowed record", |s| s["shadowed"] == 3).await;
     let (seen, _) = client_catalog(&mirror).await;
+    assert_eq!(seen["packages"]["localPkg1"]["name"], "acme-private");
     let named: Vec<&String> = seen["packages"]
         .iter()
         .filter(|(_, p)| p["name"] == "acme-private")

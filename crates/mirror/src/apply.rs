@@ -9,7 +9,12 @@
 //! * a name belongs to one origin: an upstream record whose package, version or release
 //!   track name is held by a record of another `_id` (a package published here) is not
 //!   served (it is *shadowed*), and neither is any upstream record of a name an operator
-//!   claimed for local publishing (`exosphere mirror claim`);
+//!   claimed for local publishing (`exosphere mirror claim`); names of packages and tracks
+//!   created here are claimed when they are created, and so is a name the first time it
+//!   shadows an upstream record;
+//! * an `_id` belongs to one origin too: an upstream record with the `_id` of a record of a
+//!   claimed name is shadowed, whatever name it carries, so an upstream cannot overwrite a
+//!   private package by reusing its `_id`;
 //! * records the upstream deleted stay served: deleting one would start a new data epoch and
 //!   make every client wipe its downloaded packages (`resetData`);
 //! * a staged catalog with fewer records than the served one by more than
@@ -89,7 +94,17 @@ pub(crate) fn upsert_upstream(
     if is_claimed(writer, claims, collection, &keys)? {
         return Ok(Applied::Shadowed);
     }
-    if writer.get(collection, record.id())?.is_none() && name_is_taken(writer, collection, &keys)? {
+    let held = writer.get(collection, record.id())?;
+    if let Some(text) = &held {
+        // An `_id` names one record: the upstream's record of a local record's `_id` (a
+        // mistake, or an upstream that wants to overwrite a private package) is not the
+        // same record, whatever name it carries.
+        let held: Keys = serde_json::from_str(text).unwrap_or_default();
+        if is_claimed(writer, claims, collection, &held)? {
+            return Ok(Applied::Shadowed);
+        }
+    }
+    if held.is_none() && name_is_taken(writer, collection, &keys)? {
         // A package or track of this name was made here: the name is this server's, so
         // none of the upstream's versions or releases of it are served either.
         let claim = match collection {
