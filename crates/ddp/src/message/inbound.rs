@@ -14,7 +14,8 @@
 //! The frame is parsed once, straight into the fields DDP reads, EJSON included
 //! ([`Decoded`]); unknown fields are skipped without being built. The frame's text is kept
 //! as [`Inbound::raw`] so a later error can quote it as `offendingMessage`; only then is
-//! it parsed again, into a JSON value.
+//! it parsed again, into a JSON value (and only if it is at most [`MAX_QUOTED_MESSAGE`]
+//! bytes).
 
 use std::fmt;
 
@@ -145,8 +146,21 @@ impl Inbound {
     }
 }
 
-/// The JSON value of a frame that already parsed as a JSON object.
+/// The longest frame an error quotes back as `offendingMessage`.
+///
+/// Meteor quotes any frame, and the client only logs the error (spec §1.3); quoting a frame
+/// of `--max-message-size` would make the server build and send a reply as large as every
+/// bad frame, which a `permessage-deflate` client can send for a thousandth of its size.
+/// Longer frames get their error without the quote. Every message the `meteor` tool sends
+/// that could be answered with a protocol error is far smaller.
+pub(crate) const MAX_QUOTED_MESSAGE: usize = 16 << 10;
+
+/// The JSON value of a frame that already parsed as a JSON object, unless it is longer than
+/// [`MAX_QUOTED_MESSAGE`].
 fn quote(text: &str) -> Option<Value> {
+    if text.len() > MAX_QUOTED_MESSAGE {
+        return None;
+    }
     serde_json::from_str(text).ok()
 }
 
@@ -517,6 +531,21 @@ mod tests {
             rejected(r#"{"msg":"ping","msg":""}"#),
             (ProtocolError::BadRequest, Some(json!({"msg": ""})))
         );
+    }
+
+    #[test]
+    fn only_short_messages_are_quoted() {
+        let padding = "x".repeat(MAX_QUOTED_MESSAGE);
+        let long = format!(r#"{{"msg":"","pad":"{padding}"}}"#);
+        assert_eq!(rejected(&long), (ProtocolError::BadRequest, None));
+        let unknown = format!(r#"{{"msg":"foo","pad":"{padding}"}}"#);
+        assert_eq!(parse(&unknown).ok().and_then(|i| i.offending()), None);
+        let fits = format!(
+            r#"{{"msg":"","pad":"{}"}}"#,
+            &padding[..MAX_QUOTED_MESSAGE - 19]
+        );
+        assert_eq!(fits.len(), MAX_QUOTED_MESSAGE);
+        assert!(rejected(&fits).1.is_some());
     }
 
     #[test]
