@@ -549,12 +549,12 @@ impl CatalogStore for SqliteStore {
             head_seq: meta.head_seq,
             changes: meta.changes,
             modified: false,
-            deleted: false,
+            starts_epoch: false,
             marked_day: None,
         };
         f(&mut writer)?;
         if writer.modified {
-            let epoch = if writer.deleted {
+            let epoch = if writer.starts_epoch {
                 new_epoch()
             } else {
                 meta.epoch
@@ -837,7 +837,8 @@ struct SqliteWriter<'a> {
     head_seq: u64,
     changes: PerCollection<u64>,
     modified: bool,
-    deleted: bool,
+    /// Whether the commit starts a new data epoch (a deletion, or [`CatalogWriter::start_epoch`]).
+    starts_epoch: bool,
     /// The last day this transaction marked pending in `usage_days`, so a batch of
     /// reports of one day marks it once.
     marked_day: Option<NaiveDate>,
@@ -933,9 +934,15 @@ impl CatalogWriter for SqliteWriter<'_> {
             .db()?;
         if removed > 0 {
             self.count_change(collection);
-            self.deleted = true;
+            self.starts_epoch = true;
         }
         Ok(removed > 0)
+    }
+
+    fn start_epoch(&mut self) -> Result<(), StoreError> {
+        self.modified = true;
+        self.starts_epoch = true;
+        Ok(())
     }
 
     fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError> {
