@@ -96,6 +96,7 @@ use exosphere_catalog::store::{
 use exosphere_catalog::usage::AppReport;
 
 mod accounts;
+pub mod backup;
 mod mirror;
 
 /// The database file name inside the data directory.

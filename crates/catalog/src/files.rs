@@ -9,9 +9,9 @@
 //! imported from packages.meteor.com without mirroring it) points elsewhere and is not this
 //! server's to keep.
 
+use crate::Collection;
 use crate::error::StoreError;
 use crate::store::{CatalogStore, ExportItem};
-use crate::Collection;
 
 /// The blob key prefix, and URL path segment, of files published here.
 pub const PUBLISHED_PREFIX: &str = "packages/";
@@ -118,7 +118,9 @@ fn record_files(collection: Collection, json: &str) -> Result<Vec<FileRef>, Stor
         return Ok(Vec::new());
     }
     let doc: serde_json::Value = serde_json::from_str(json).map_err(|error| {
-        StoreError::Corrupt(format!("a stored {collection:?} record is not JSON: {error}"))
+        StoreError::Corrupt(format!(
+            "a stored {collection:?} record is not JSON: {error}"
+        ))
     })?;
     let mut files = Vec::new();
     for (field, hash) in fields {
@@ -150,7 +152,10 @@ mod tests {
             Some("packages/p/1/r/README.md")
         );
         assert_eq!(published_key("https://h/packages/"), None);
-        assert_eq!(published_key("https://h/mirror/files/mirror/ab/x.tgz"), None);
+        assert_eq!(
+            published_key("https://h/mirror/files/mirror/ab/x.tgz"),
+            None
+        );
         assert_eq!(
             published_key("https://warehouse.meteor.com/builds/x/1/y/p.tgz"),
             None
@@ -176,10 +181,19 @@ mod tests {
                 },
             ]
         );
-        let foreign = r#"{"_id":"b","build":{"url":"https://warehouse.meteor.com/b.tgz","tarballHash":"T"}}"#;
-        assert!(record_files(Collection::Builds, foreign).unwrap().is_empty());
+        let foreign =
+            r#"{"_id":"b","build":{"url":"https://warehouse.meteor.com/b.tgz","tarballHash":"T"}}"#;
+        assert!(
+            record_files(Collection::Builds, foreign)
+                .unwrap()
+                .is_empty()
+        );
         let no_file = r#"{"_id":"b","buildArchitectures":"os"}"#;
-        assert!(record_files(Collection::Builds, no_file).unwrap().is_empty());
+        assert!(
+            record_files(Collection::Builds, no_file)
+                .unwrap()
+                .is_empty()
+        );
         assert!(
             record_files(Collection::Packages, r#"{"_id":"p"}"#)
                 .unwrap()
