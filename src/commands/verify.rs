@@ -160,3 +160,96 @@ fn verdict(
     }
     bail!("verification failed: {}", next.join("; "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(key: &str, sha256: &str, origin: Origin) -> FileRef {
+        FileRef {
+            key: key.to_owned(),
+            sha256: Some(sha256.to_owned()),
+            origin,
+        }
+    }
+
+    #[tokio::test]
+    async fn published_files_must_be_there_and_mirrored_ones_only_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::local(dir.path()).unwrap();
+        let put = |key: &str, bytes: &[u8]| {
+            let path = dir.path().join(key);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        };
+        put("packages/a/1/x/a.tgz", b"hello world");
+        put("packages/a/1/y/bad.tgz", b"hello world");
+        put("mirror/ab/good.tgz", b"hello world");
+        put("mirror/cd/bad.tgz", b"hello world");
+        // echo -n 'hello world' | sha256sum | xxd -r -p | base64
+        let hash = "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=";
+        let files = [
+            file("packages/a/1/x/a.tgz", hash, Origin::Published),
+            file("packages/a/1/y/bad.tgz", "other", Origin::Published),
+            file("packages/a/1/z/gone.tgz", hash, Origin::Published),
+            file("mirror/ab/good.tgz", hash, Origin::Mirrored),
+            file("mirror/cd/bad.tgz", "other", Origin::Mirrored),
+            file("mirror/ef/not-fetched.tgz", hash, Origin::Mirrored),
+            FileRef {
+                key: "packages/a/1/w/no-hash.tgz".into(),
+                sha256: None,
+                origin: Origin::Published,
+            },
+        ];
+        put("packages/a/1/w/no-hash.tgz", b"anything");
+        let found = check_files(&blobs, &files).await.unwrap();
+        assert_eq!((found.good, found.not_cached), (3, 1));
+        assert_eq!(found.missing, ["packages/a/1/z/gone.tgz"]);
+        let wrong: Vec<_> = found
+            .wrong
+            .iter()
+            .map(|(key, origin, recorded, actual)| {
+                (key.as_str(), *origin, recorded.as_str(), actual.as_str())
+            })
+            .collect();
+        assert_eq!(
+            wrong,
+            [
+                ("packages/a/1/y/bad.tgz", Origin::Published, "other", hash),
+                ("mirror/cd/bad.tgz", Origin::Mirrored, "other", hash),
+            ]
+        );
+
+        let error = verdict(Path::new("/d"), None, &[], &found)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("2 published files are missing or damaged"),
+            "{error}"
+        );
+        assert!(
+            error.contains(
+                "1 cached mirrored files are damaged: `exosphere mirror verify --data-dir /d`"
+            ),
+            "{error}"
+        );
+        let damaged = ["page 3 is never used".to_owned()];
+        let error = verdict(Path::new("/d"), None, &damaged, &Findings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`exosphere restore --input FILE --data-dir /d --force`"),
+            "{error}"
+        );
+        let error = verdict(
+            Path::new("/d"),
+            Some(Path::new("b")),
+            &damaged,
+            &Findings::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("this backup file is damaged"), "{error}");
+        assert!(verdict(Path::new("/d"), None, &[], &Findings::default()).is_ok());
+    }
+}

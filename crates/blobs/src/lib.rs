@@ -610,6 +610,8 @@ mod tests {
         store.copy(&staging, &final_key).await.unwrap();
         store.delete(&staging).await.unwrap();
         assert!(store.get(&staging, Span::Whole).await.unwrap().is_none());
+        assert_eq!(store.digest(&final_key).await.unwrap(), Some(stored));
+        assert_eq!(store.digest(&staging).await.unwrap(), None);
         let whole = store.get(&final_key, Span::Whole).await.unwrap().unwrap();
         assert_eq!(whole.size, 11);
         assert_eq!(read_all(whole).await, b"hello world");

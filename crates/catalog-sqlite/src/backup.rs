@@ -22,7 +22,7 @@ use exosphere_catalog::error::StoreError;
 use exosphere_catalog::files::{FileRef, Origin};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 
-use crate::{APPLICATION_ID, DATABASE_FILE, Db as _, SqliteStore, open_connection};
+use crate::{APPLICATION_ID, DATABASE_FILE, Db as _, SCHEMA_VERSION, SqliteStore, open_connection};
 
 /// The version of the backup format (`backup_info.format`); a later format bumps it.
 const FORMAT: i64 = 1;
@@ -161,7 +161,7 @@ pub struct Checked {
 }
 
 /// Opens the backup at `path` read-only and checks it: an Exosphere catalog with a backup's
-/// info row, and what `PRAGMA integrity_check` says. A file that is not a backup at all (or
+/// info row, of a format and schema this build reads, and what `PRAGMA integrity_check` says. A file that is not a backup at all (or
 /// so damaged that it cannot be read) is an error; a readable one with problems is returned
 /// with them.
 pub fn check_backup(path: &Path) -> Result<Checked, StoreError> {
@@ -197,6 +197,12 @@ pub fn check_backup(path: &Path) -> Result<Checked, StoreError> {
     let Some((format, info)) = info else {
         return Err(not_a_backup(path, "it has no backup_info row"));
     };
+    if info.schema_version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: info.schema_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
     if format > FORMAT {
         return Err(not_a_backup(
             path,
@@ -464,6 +470,30 @@ mod tests {
             "{error}"
         );
         assert!(check_backup(&live.path().join("missing")).is_err());
+
+        // A backup from a newer Exosphere is refused before anything reads its catalog.
+        let newer = live.path().join("newer.sqlite3");
+        std::fs::copy(&path, &newer).unwrap();
+        let conn = Connection::open(&newer).unwrap();
+        conn.execute(
+            "UPDATE backup_info SET schema_version = ?1",
+            [SCHEMA_VERSION + 1],
+        )
+        .unwrap();
+        drop(conn);
+        assert!(matches!(
+            check_backup(&newer),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+        let conn = Connection::open(&newer).unwrap();
+        conn.execute(
+            "UPDATE backup_info SET schema_version = 1, format = ?1",
+            [FORMAT + 1],
+        )
+        .unwrap();
+        drop(conn);
+        let error = check_backup(&newer).unwrap_err().to_string();
+        assert!(error.contains("is newer than this Exosphere's"), "{error}");
 
         let mut bytes = std::fs::read(&path).unwrap();
         let page = 4096;
