@@ -384,3 +384,82 @@ fn backup_and_verify_of_a_directory_without_a_catalog_say_so() {
     assert!(!file.exists());
     assert!(!data.join("catalog.sqlite3").exists());
 }
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path_str(path.strip_prefix(dir).unwrap()).to_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_taken_while_packages_are_published_list_their_files_and_verify() {
+    use crate::publish::{login, publish_build, publish_version, serve, world};
+    let world = world();
+    let server = serve(&world.data, &[]);
+    let mut ddp = login(&server, &world.alice).await;
+    let out = tempfile::tempdir().unwrap();
+
+    // Backups run while versions and builds are published: none may name a file the store
+    // does not hold (files go into place before their records become visible).
+    let backups = {
+        let (data, out) = (world.data.clone(), out.path().to_owned());
+        std::thread::spawn(move || {
+            (0..3)
+                .map(|i| {
+                    let file = out.join(format!("during-{i}.exosphere"));
+                    backup(&data, &file);
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    file
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    for i in 0..3 {
+        let version = format!("1.0.{i}");
+        publish_version(&mut ddp, "acme:widget", &version, i == 0).await;
+        publish_build(&mut ddp, "acme:widget", &version, "os+web.browser").await;
+    }
+    for file in backups.join().unwrap() {
+        let verified = command("verify", &world.data, &["--backup", path_str(&file)]);
+        assert_success(&verified);
+    }
+
+    // Afterwards: three versions' source and README, and three builds.
+    let last = out.path().join("last.exosphere");
+    backup(&world.data, &last);
+    let verified = command("verify", &world.data, &["--backup", path_str(&last)]);
+    assert_success(&verified);
+    let report = stdout(&verified);
+    assert!(report.contains("9 files in its manifest"), "{report}");
+    assert!(report.contains("9 good"), "{report}");
+    let stored = files_under(&world.data.join("files"));
+    let published: Vec<&String> = stored
+        .iter()
+        .filter(|key| key.starts_with("packages/"))
+        .collect();
+    assert_eq!(published.len(), 9, "{stored:?}");
+
+    // One published file lost from the store: both checks name it.
+    std::fs::remove_file(world.data.join("files").join(published[0])).unwrap();
+    for args in [vec![], vec!["--backup", path_str(&last)]] {
+        let failed = command("verify", &world.data, &args);
+        assert!(!failed.status.success());
+        assert!(
+            stdout(&failed).contains(&format!("missing: {}", published[0])),
+            "{}",
+            stdout(&failed)
+        );
+    }
+}
