@@ -68,6 +68,11 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             files: 0,
         })
         .context("cannot finish the backup file")?;
+    // The backup holds what the catalog holds (accounts, token hashes): it gets the catalog
+    // file's permissions, not the umask's.
+    let mode = std::fs::metadata(data_dir.join(DATABASE_FILE))
+        .and_then(|live| std::fs::set_permissions(&copy, live.permissions()));
+    mode.with_context(|| format!("cannot set the permissions of {}", output.display()))?;
     std::fs::rename(&copy, output)
         .and_then(|()| std::fs::File::open(parent)?.sync_all())
         .with_context(|| format!("cannot write {}", output.display()))?;

@@ -83,6 +83,10 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<()> {
         .context("cannot start a new data epoch in the restored catalog")?;
     let epoch = restored.state()?.epoch;
     drop(restored);
+    if let Ok(live) = std::fs::metadata(data_dir.join(DATABASE_FILE)) {
+        std::fs::set_permissions(&staged, live.permissions())
+            .context("cannot give the restored catalog the replaced one's permissions")?;
+    }
     let suffix = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let aside = install(&staged, data_dir, &suffix)
         .with_context(|| format!("cannot put the restored catalog in {}", data_dir.display()))?;
