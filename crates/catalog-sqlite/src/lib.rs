@@ -2,7 +2,8 @@
 //! `catalog.sqlite3`, in the data directory, shared safely by a running `exosphere serve`
 //! and an `exosphere import`. This crate's one job is storing the catalog in SQLite; the
 //! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
-//! contract tests run here from `tests/conformance.rs`.
+//! contract tests run here from `tests/conformance.rs`. Whole-file backups of a catalog, and
+//! putting one back, are [`backup`]'s.
 //!
 //! # Schema (version 6, `PRAGMA user_version`)
 //!
@@ -838,7 +839,8 @@ struct SqliteWriter<'a> {
     head_seq: u64,
     changes: PerCollection<u64>,
     modified: bool,
-    /// Whether the commit starts a new data epoch (a deletion, or [`CatalogWriter::start_epoch`]).
+    /// Whether the commit starts a new data epoch: a deletion, or
+    /// [`CatalogWriter::start_epoch`].
     starts_epoch: bool,
     /// The last day this transaction marked pending in `usage_days`, so a batch of
     /// reports of one day marks it once.
