@@ -70,6 +70,50 @@ pub enum Command {
     Import(ImportArgs),
     /// Write the whole catalog as a dump (NDJSON) that `import` accepts.
     Export(ExportArgs),
+    /// Copy the catalog database, consistently, while a server runs: a backup file.
+    #[command(
+        long_about = "Copy the catalog database (accounts, tokens, stats and mirror rows \
+                      included) into one backup file, consistently, while `exosphere serve` \
+                      runs and writes: the copy is one snapshot, and writers are never \
+                      blocked. The file also holds a manifest of every package file the \
+                      catalog refers to (blob key and SHA-256), so the file store, which \
+                      this command does not copy, can be checked against it with \
+                      `exosphere verify --backup FILE`. FILE appears whole or not at all.\n\n\
+                      Example:\n  \
+                      exosphere backup --data-dir /var/lib/exosphere --output /backups/catalog-$(date +%F).exosphere\n\n\
+                      docs/OPERATIONS.md gives the whole procedure, package files included."
+    )]
+    Backup(BackupArgs),
+    /// Put a backup file in place as a data directory's catalog, in a new data epoch.
+    #[command(
+        long_about = "Put a backup file (from `exosphere backup`) in place as the catalog of \
+                      a data directory. The server must be stopped: restore takes the data \
+                      directory's serve lock and refuses while a server holds it. The backup \
+                      is checked (integrity_check) before anything changes; a catalog already \
+                      in the directory is replaced only with --force, and is then kept beside \
+                      it as catalog.sqlite3.replaced-<time>, never deleted.\n\n\
+                      The restored catalog starts a new data epoch: its sequence numbers are \
+                      older than what clients may have synced, so every client gets \
+                      `resetData` once on its next sync and then the restored catalog in \
+                      full, rather than skipping records.\n\n\
+                      Example:\n  \
+                      exosphere restore --input /backups/catalog-2026-12-01.exosphere --data-dir /var/lib/exosphere --force"
+    )]
+    Restore(RestoreArgs),
+    /// Check a catalog or a backup: the database's integrity and every file it refers to.
+    #[command(
+        long_about = "Check a data directory's catalog (or, with --backup, a backup file) and \
+                      the package file store: `PRAGMA integrity_check` on the database, then \
+                      every file published here that the catalog refers to must be in the \
+                      file store with the SHA-256 the catalog records. Mirrored files are a \
+                      cache: a missing one is fetched again on request and is not a problem, \
+                      but a cached one with the wrong hash is. Prints each problem and a \
+                      summary, and exits non-zero on any problem. Safe while a server runs.\n\n\
+                      Examples:\n  \
+                      exosphere verify --data-dir /var/lib/exosphere\n  \
+                      exosphere verify --data-dir /var/lib/exosphere --backup /backups/catalog.exosphere"
+    )]
+    Verify(VerifyArgs),
     /// Write a deterministic synthetic catalog dump, shaped like the real one.
     GenCatalog(GenCatalogArgs),
     /// Measure Exosphere against the physical limit, taken in the same run.
@@ -1072,6 +1116,50 @@ pub struct ExportArgs {
     /// Where to write the dump; `-` (the default) is standard output.
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
+}
+
+/// Flags of `exosphere backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The backup file to write; written beside it under a temporary name, then renamed, so
+    /// it is never half-written. An existing file is replaced.
+    #[arg(long, short, env = "EXOSPHERE_BACKUP_OUTPUT")]
+    pub output: PathBuf,
+}
+
+/// Flags of `exosphere restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// The backup file to restore (from `exosphere backup`).
+    #[arg(long, short, env = "EXOSPHERE_RESTORE_INPUT")]
+    pub input: PathBuf,
+
+    /// Replace the catalog the data directory already holds (it is kept beside the restored
+    /// one as catalog.sqlite3.replaced-<time>). No environment variable: replacing a
+    /// catalog is asked for on the command line each time.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Flags of `exosphere verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// Check this backup file and its manifest instead of the data directory's catalog
+    /// (against the same file store).
+    #[arg(long, env = "EXOSPHERE_VERIFY_BACKUP")]
+    pub backup: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub files: FileStoreArgs,
 }
 
 /// Flags of `exosphere gen-catalog`.

@@ -4,8 +4,10 @@
 //! (a blue-green overlap, a unit started twice) would reopen tickets the first one is
 //! still filling, and two bodies could race into one staging key. So `serve` holds an
 //! exclusive lock on [`LOCK_FILE`] for its whole life; the operating system drops it when
-//! the process ends, however it ends. `import`, `export`, `stats rollup` and the account
-//! commands do not take it: they are safe beside a running server.
+//! the process ends, however it ends. `import`, `export`, `backup`, `verify`, `stats rollup`
+//! and the account commands do not take it: they are safe beside a running server.
+//! `restore` takes it for as long as it swaps the catalog file, so it refuses to run beside
+//! a server and no server starts on a half-restored directory.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};

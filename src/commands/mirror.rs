@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::{FileStoreArgs, MirrorCommand, PrefetchArgs};
-use crate::commands::{blob_store, open_catalog, runtime};
+use crate::commands::{at, blob_store, count_progress, open_catalog, runtime};
 use crate::service::records::{load, now_ms, save};
 use crate::service::rules::owner_named;
 use crate::service::tx::Fail;
@@ -57,14 +57,6 @@ pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
             maintainers,
         } => claim(&data_dir.data_dir, track, &name, &maintainers),
     }
-}
-
-/// The time `ms` (since the Unix epoch) in RFC 3339, UTC.
-fn at(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
 }
 
 fn status(data_dir: &Path, as_json: bool) -> anyhow::Result<()> {
@@ -405,14 +397,7 @@ fn import_bundle(
 fn verify(data_dir: &Path, files: &FileStoreArgs) -> anyhow::Result<()> {
     let store = open_catalog(data_dir)?;
     let blobs = blob_store(files, data_dir)?;
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new_spinner().with_style(
-            ProgressStyle::with_template("{spinner} verifying {pos} cached files, {per_sec}")
-                .expect("static progress template is valid"),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = count_progress("{spinner} verifying {pos} cached files, {per_sec}");
     let found = runtime()?.block_on(bundle::verify(&store, &blobs, |_| bar.inc(1)))?;
     bar.finish_and_clear();
     for key in &found.bad {

@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `run(args) -> anyhow::Result<()>`.
 
 pub mod accounts;
+pub mod backup;
 pub mod bench;
 pub mod deps;
 pub mod export;
@@ -9,19 +10,21 @@ pub mod import;
 pub mod mirror;
 mod query;
 pub mod releases;
+pub mod restore;
 pub mod search;
 pub mod serve;
 pub mod show;
 pub mod stats;
 pub mod sync;
+pub mod verify;
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
-use exosphere_catalog_sqlite::{SqliteStore, open_sqlite};
+use exosphere_catalog_sqlite::{DATABASE_FILE, SqliteStore, open_sqlite};
 
 use crate::cli::FileStoreArgs;
 
@@ -29,6 +32,14 @@ use crate::cli::FileStoreArgs;
 pub(crate) fn open_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     open_sqlite(data_dir)
         .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))
+}
+
+/// The time `ms` (since the Unix epoch) in RFC 3339, UTC, for reports.
+pub(crate) fn at(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 /// A multi-threaded tokio runtime for a command's async work (the sync client's page loop
@@ -71,6 +82,30 @@ fn create_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
     }
     let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
+}
+
+/// A spinner on standard error that counts things done (`{pos}` files, …), drawn only on a
+/// terminal, for long work whose total is not known up front.
+fn count_progress(template: &'static str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template(template).expect("static progress template is valid"),
+    )
+}
+
+/// The catalog in `data_dir` for a command that must not create one: an error naming the
+/// directory when it holds none.
+fn existing_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+    if !data_dir.join(DATABASE_FILE).is_file() {
+        anyhow::bail!(
+            "there is no catalog in {}: check --data-dir (or EXOSPHERE_DATA_DIR)",
+            data_dir.display()
+        );
+    }
+    open_catalog(data_dir)
 }
 
 /// A progress bar on standard error that counts bytes; indicatif draws nothing when standard

@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use exosphere_blobs::{BlobError, BlobKey, Download, Patience, Span};
 use exosphere_catalog::accounts::{Upload, UploadState, secret_hash};
+use exosphere_catalog::files::PUBLISHED_PREFIX;
 use exosphere_ddp::{DdpError, ErrorCode};
 use exosphere_mirror::FileError;
 
@@ -305,7 +306,7 @@ pub async fn download(
     let Some(publishing) = state.publishing.clone() else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
-    let Ok(key) = BlobKey::new(&format!("packages/{key}")) else {
+    let Ok(key) = BlobKey::new(&format!("{PUBLISHED_PREFIX}{key}")) else {
         return text(StatusCode::NOT_FOUND, "no such file");
     };
     let span = requested_span(&headers);

@@ -8,6 +8,7 @@
 //! retried from the start.
 
 use exosphere_catalog::accounts::{Pending, PendingKind};
+use exosphere_catalog::files::PUBLISHED_PREFIX;
 use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::{Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
@@ -78,7 +79,7 @@ fn file_name(package: &str) -> String {
 /// a stale publish can never overwrite another one's file.
 fn file_key(name: &str, version: &str, file: &str) -> String {
     format!(
-        "packages/{}/{version}/{}/{file}",
+        "{PUBLISHED_PREFIX}{}/{version}/{}/{file}",
         file_name(name),
         random_id()
     )

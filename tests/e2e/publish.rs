@@ -261,7 +261,12 @@ pub(crate) async fn publish_version(
 }
 
 /// Spec §5.1 step 9 / §5.11: `createPackageBuild`, PUT, `publishPackageBuild`.
-async fn publish_build(ddp: &mut Ddp, name: &str, version: &str, archs: &str) -> Vec<u8> {
+pub(crate) async fn publish_build(
+    ddp: &mut Ddp,
+    name: &str,
+    version: &str,
+    archs: &str,
+) -> Vec<u8> {
     publish_build_of_size(ddp, name, version, archs, 30_000).await
 }
 

@@ -410,6 +410,26 @@ impl BlobStore {
             .map_err(BlobError::Read)
     }
 
+    /// Reads `key` whole and returns its size and SHA-256, the checks a backup or a cache
+    /// needs on a file at rest; `None` if there is no such blob.
+    pub async fn digest(&self, key: &BlobKey) -> Result<Option<Stored>, BlobError> {
+        let Some(download) = self.get(key, Span::Whole).await? else {
+            return Ok(None);
+        };
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = download.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some(Stored {
+            size,
+            sha256: base64::engine::general_purpose::STANDARD.encode(hasher.finalize()),
+        }))
+    }
+
     /// Opens the bytes of `key` that `span` picks; `None` if there is no such blob,
     /// [`BlobError::RangeNotSatisfiable`] if the span picks no byte of it.
     pub async fn get(&self, key: &BlobKey, span: Span) -> Result<Option<Download>, BlobError> {
@@ -590,6 +610,8 @@ mod tests {
         store.copy(&staging, &final_key).await.unwrap();
         store.delete(&staging).await.unwrap();
         assert!(store.get(&staging, Span::Whole).await.unwrap().is_none());
+        assert_eq!(store.digest(&final_key).await.unwrap(), Some(stored));
+        assert_eq!(store.digest(&staging).await.unwrap(), None);
         let whole = store.get(&final_key, Span::Whole).await.unwrap().unwrap();
         assert_eq!(whole.size, 11);
         assert_eq!(read_all(whole).await, b"hello world");

@@ -2,7 +2,8 @@
 //! `catalog.sqlite3`, in the data directory, shared safely by a running `exosphere serve`
 //! and an `exosphere import`. This crate's one job is storing the catalog in SQLite; the
 //! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
-//! contract tests run here from `tests/conformance.rs`.
+//! contract tests run here from `tests/conformance.rs`. Whole-file backups of a catalog, and
+//! putting one back, are [`backup`]'s.
 //!
 //! # Schema (version 6, `PRAGMA user_version`)
 //!
@@ -96,6 +97,7 @@ use exosphere_catalog::store::{
 use exosphere_catalog::usage::AppReport;
 
 mod accounts;
+pub mod backup;
 mod mirror;
 
 /// The database file name inside the data directory.
@@ -549,12 +551,12 @@ impl CatalogStore for SqliteStore {
             head_seq: meta.head_seq,
             changes: meta.changes,
             modified: false,
-            deleted: false,
+            starts_epoch: false,
             marked_day: None,
         };
         f(&mut writer)?;
         if writer.modified {
-            let epoch = if writer.deleted {
+            let epoch = if writer.starts_epoch {
                 new_epoch()
             } else {
                 meta.epoch
@@ -837,7 +839,9 @@ struct SqliteWriter<'a> {
     head_seq: u64,
     changes: PerCollection<u64>,
     modified: bool,
-    deleted: bool,
+    /// Whether the commit starts a new data epoch: a deletion, or
+    /// [`CatalogWriter::start_epoch`].
+    starts_epoch: bool,
     /// The last day this transaction marked pending in `usage_days`, so a batch of
     /// reports of one day marks it once.
     marked_day: Option<NaiveDate>,
@@ -933,9 +937,15 @@ impl CatalogWriter for SqliteWriter<'_> {
             .db()?;
         if removed > 0 {
             self.count_change(collection);
-            self.deleted = true;
+            self.starts_epoch = true;
         }
         Ok(removed > 0)
+    }
+
+    fn start_epoch(&mut self) -> Result<(), StoreError> {
+        self.modified = true;
+        self.starts_epoch = true;
+        Ok(())
     }
 
     fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
 //! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
 //! * [`error`]: [`StoreError`], shared by the store and everything built on it.
+//! * [`files`]: the files records and mirror rows refer to, for backups and their checks.
 //! * [`mirror`]: what the upstream mirror keeps in the store (its state, a staged catalog,
 //!   the upstream files behind mirrored file URLs), committed with the records.
 //! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
@@ -29,6 +30,7 @@ pub mod conformance;
 pub mod day;
 pub mod dump;
 pub mod error;
+pub mod files;
 pub mod mirror;
 pub mod page_cache;
 pub mod record;

@@ -19,7 +19,10 @@
 //! * sequence numbers are never reused within a data epoch, not even after a crash
 //!   (committed writes must be durable), or a client holding a cursor would skip records;
 //! * deleting a record starts a new data epoch at commit, which makes every client
-//!   restart from zero (`resetData`), because the protocol has no other way to delete.
+//!   restart from zero (`resetData`), because the protocol has no other way to delete;
+//! * a catalog restored from a backup hands out again sequence numbers that clients may
+//!   already hold for other records, so a restore starts a new data epoch too
+//!   ([`CatalogWriter::start_epoch`]).
 
 use chrono::NaiveDate;
 use exosphere_meteor::{Collection, PerCollection};
@@ -160,7 +163,7 @@ impl PageFill {
 /// cannot be read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CatalogState {
-    /// The current data epoch (changes when a record is deleted).
+    /// The current data epoch (changes when a record is deleted, or by [`CatalogWriter::start_epoch`]).
     pub epoch: String,
     /// The highest `seq` allocated so far.
     pub head_seq: u64,
@@ -291,6 +294,13 @@ pub trait CatalogWriter {
     /// Deletes a record; returns whether it existed. A deletion starts a new data epoch
     /// when the transaction commits.
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
+
+    /// Starts a new data epoch when the transaction commits, as a deletion does, without
+    /// touching any record, sequence number or change counter: every client holding a token
+    /// of the old epoch gets `resetData` once and then the catalog in full. For a catalog
+    /// whose head sequence may be below what clients already saw (a restored backup), where
+    /// the sequence numbers they hold will be handed out again for other records.
+    fn start_epoch(&mut self) -> Result<(), StoreError>;
 
     /// Inserts or replaces the stats row with the same date, name and version.
     fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError>;

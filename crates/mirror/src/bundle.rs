@@ -382,7 +382,6 @@ pub async fn verify(
     blobs: &BlobStore,
     mut progress: impl FnMut(&str),
 ) -> Result<Verification, BundleError> {
-    use sha2::Digest as _;
     let mut found = Verification::default();
     let mut keys = FileKeys::default();
     while let Some(page) = keys.next(store)? {
@@ -390,23 +389,14 @@ pub async fn verify(
             let (Ok(blob), Some(expected)) = (BlobKey::new(&key), &file.sha256) else {
                 continue;
             };
-            let Some(download) = blobs
-                .get(&blob, Span::Whole)
+            let Some(stored) = blobs
+                .digest(&blob)
                 .await
                 .map_err(|error| BundleError::Blobs(error.to_string()))?
             else {
                 continue;
             };
-            let mut hasher = sha2::Sha256::new();
-            let mut body = download.body;
-            while let Some(chunk) = body.next().await {
-                hasher.update(&chunk.map_err(|error| BundleError::Blobs(error.to_string()))?);
-            }
-            let sha256 = base64::Engine::encode(
-                &base64::engine::general_purpose::STANDARD,
-                hasher.finalize(),
-            );
-            if sha256 == *expected {
+            if stored.sha256 == *expected {
                 found.good += 1;
             } else {
                 blobs

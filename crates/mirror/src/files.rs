@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use exosphere_catalog::Collection;
+use exosphere_catalog::files::file_fields;
 use exosphere_catalog::mirror::UpstreamFile;
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
@@ -61,15 +62,6 @@ pub(crate) struct Rewritten<'a> {
     pub(crate) text: Cow<'a, str>,
     /// Each served key with its upstream file.
     pub(crate) files: Vec<(String, UpstreamFile)>,
-}
-
-/// The fields that hold a file of a record of `collection`, and the key of each field's hash.
-fn file_fields(collection: Collection) -> &'static [(&'static str, &'static str)] {
-    match collection {
-        Collection::Versions => &[("source", "tarballHash"), ("readme", "hash")],
-        Collection::Builds => &[("build", "tarballHash")],
-        _ => &[],
-    }
 }
 
 /// Rewrites the file URLs of one upstream record to start with `public_url`. Everything else

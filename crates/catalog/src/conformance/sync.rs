@@ -208,6 +208,27 @@ pub fn deletion_resets_clients_once(new_store: NewStore<'_>) {
     assert_eq!(third["resetData"], false);
 }
 
+/// Checks that a new epoch (as after a restore) resets a client once, changing no record,
+/// sequence number or counter, and that a write with nothing but it still takes effect.
+pub fn a_new_epoch_resets_clients_once(new_store: NewStore<'_>) {
+    let store = new_store();
+    put(&*store, Collection::Versions, &versions(3, 1));
+    let first = call(&*store, &json!({"format":"1.1"}), &json!({}));
+    let before = store.state().unwrap();
+    store.write(&mut |w| w.start_epoch()).unwrap();
+    let after = store.state().unwrap();
+    assert_ne!(after.epoch, before.epoch);
+    assert_eq!(after.head_seq, before.head_seq);
+    assert_eq!(after.change_counters, before.change_counters);
+    let second = call(&*store, &first["syncToken"], &json!({}));
+    assert_eq!(second["resetData"], true);
+    assert_eq!(ids(&second, Collection::Versions), ["v0", "v1", "v2"]);
+    assert_eq!(second["syncToken"]["epoch"], after.epoch);
+    let third = call(&*store, &second["syncToken"], &json!({}));
+    assert_eq!(third["resetData"], false);
+    assert!(ids(&third, Collection::Versions).is_empty());
+}
+
 /// Checks that records are spliced verbatim.
 pub fn records_are_spliced_verbatim(new_store: NewStore<'_>) {
     let store = new_store();
