@@ -302,10 +302,11 @@ impl Inner {
         match outcome {
             Ok(total) => {
                 fetch.progress.send_replace(Progress::Verified { total });
-                self.keep(&key, &fetch, total).await;
-                self.fetched.fetch_add(1, Ordering::Relaxed);
-                self.fetched_bytes.fetch_add(total, Ordering::Relaxed);
-                tracing::info!(%key, url = %upstream.url, bytes = total, "cached a mirrored file");
+                if self.keep(&key, &fetch, total).await {
+                    self.fetched.fetch_add(1, Ordering::Relaxed);
+                    self.fetched_bytes.fetch_add(total, Ordering::Relaxed);
+                    tracing::info!(%key, url = %upstream.url, bytes = total, "cached a mirrored file");
+                }
             }
             Err(error) => {
                 tracing::warn!(%key, url = %upstream.url, %error, "fetching a mirrored file failed");
@@ -420,9 +421,11 @@ impl Inner {
         Ok(total)
     }
 
-    /// Puts a verified download into the blob store. A failure is only logged: the clients
-    /// of this download still get the file, and the next request fetches it again.
-    async fn keep(&self, key: &BlobKey, fetch: &Fetch, total: u64) {
+    /// Puts a verified download into the blob store and counts it in the catalog; returns
+    /// whether both happened (what [`FileStats::fetched`] counts). A failure is only logged:
+    /// the clients of this download still get the file, and the next request fetches it
+    /// again.
+    async fn keep(&self, key: &BlobKey, fetch: &Fetch, total: u64) -> bool {
         let patience = Patience {
             idle: self.config.idle_timeout,
             min_rate: 0,
@@ -431,16 +434,18 @@ impl Inner {
         let kept = self.blobs.put_file(key, &fetch.path, total, patience);
         if let Err(error) = kept.await {
             tracing::warn!(%key, %error, "cannot cache a mirrored file; it is fetched again next time");
-            return;
+            return false;
         }
         let (store, name) = (Arc::clone(&self.store), key.as_str().to_owned());
         let counted = exosphere_task::blocking(move || {
             store.write(&mut |writer| writer.mirror().mark_cached(&name, Some(total)))
         })
         .await;
-        if !matches!(counted, Ok(Ok(()))) {
+        let counted = matches!(counted, Ok(Ok(())));
+        if !counted {
             tracing::warn!(%key, "cannot count a cached mirrored file in the catalog");
         }
+        counted
     }
 }
 
