@@ -442,6 +442,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_CACHE_SIZE")]
     pub sync_cache_size: usize,
 
+    /// Disk for sync pages beyond `--sync-cache-size`, in bytes, as files in
+    /// `DATA_DIR/sync-pages` (emptied at start): a page read back from its file, with its
+    /// WebSocket-compressed body, is neither recomputed nor recompressed. A full sync of a
+    /// catalog the size of packages.meteor.com is about 340 MB of plain pages, plus 50 MB
+    /// compressed, plus 150 MB for `collectionsCompressed` clients. 0 keeps no files.
+    #[arg(long, default_value_t = 1 << 30, env = "EXOSPHERE_SYNC_FILE_CACHE_SIZE")]
+    pub sync_file_cache_size: u64,
+
     /// Largest DDP message a client may send, in bytes.
     #[arg(long, default_value_t = 1 << 20, env = "EXOSPHERE_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,

@@ -62,6 +62,33 @@ impl RawText {
         }))
     }
 
+    /// Text whose compressed forms were computed earlier, by level (what
+    /// [`deflated_forms`](Self::deflated_forms) gave for the same text): a cache that keeps
+    /// pages longer than their `RawText` (on disk, say) hands them back so they are not
+    /// compressed again. A level above 9 counts as 9.
+    pub fn with_deflated(
+        text: impl Into<Box<str>>,
+        forms: impl IntoIterator<Item = (u32, Arc<[u8]>)>,
+    ) -> Self {
+        let raw = Self::new(text);
+        for (level, form) in forms {
+            // A level given twice keeps its first form.
+            let _ = raw.slot(level).set(Some(form));
+        }
+        raw
+    }
+
+    /// The compressed forms computed so far, by level, for a cache that outlives this value
+    /// to keep (see [`with_deflated`](Self::with_deflated)).
+    pub fn deflated_forms(&self) -> Vec<(u32, Arc<[u8]>)> {
+        (0..LEVELS)
+            .filter_map(|level| {
+                let form = self.0.deflated[level].get()?.clone()?;
+                Some((u32::try_from(level).ok()?, form))
+            })
+            .collect()
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0.text
@@ -156,5 +183,17 @@ mod tests {
         text.deflated(12, |text| Some(text.to_vec()));
         assert!(text.deflated_if_ready(9).is_some());
         assert_eq!(text.deflations(), 2);
+    }
+
+    #[test]
+    fn compressed_forms_come_back_without_compressing_again() {
+        let text = RawText::from("[1,2,3]");
+        text.deflated(6, |text| Some(text.to_vec()));
+        text.deflated(1, |_| None);
+        let forms = text.deflated_forms();
+        assert_eq!(forms.len(), 1, "a failed compression is not kept");
+        let again = RawText::with_deflated("[1,2,3]", forms);
+        assert_eq!(&*again.deflated(6, |_| None).unwrap(), b"[1,2,3]");
+        assert_eq!(again.deflations(), 0);
     }
 }
