@@ -1311,6 +1311,12 @@ pub struct BenchSyncArgs {
     /// tool does, and count the compressed bytes on the wire.
     #[arg(long)]
     pub deflate: bool,
+
+    /// After the runs, this many clients sync from scratch at once (and as many bare
+    /// transfers of the same frames run at once): aggregate throughput and server CPU per
+    /// sync. 1 skips it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub clients: u32,
 }
 
 /// Flags of `exosphere bench client-sync`.

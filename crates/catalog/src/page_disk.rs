@@ -306,9 +306,14 @@ fn read_page(path: &Path, key: &str, epoch: &str, head_seq: u64) -> Result<Store
     let file_len = file.metadata()?.len();
     let mut crc = crc32fast::Hasher::new();
     let mut read = |len: u64| -> Result<Vec<u8>, BadFile> {
-        let len = usize::try_from(len).map_err(|_| BadFile::Format("a length is too large"))?;
-        let mut bytes = vec![0; len];
-        file.read_exact(&mut bytes)?;
+        let capacity =
+            usize::try_from(len).map_err(|_| BadFile::Format("a length is too large"))?;
+        // Read into spare capacity: a page is read once, not zeroed first.
+        let mut bytes = Vec::with_capacity(capacity);
+        (&mut file).take(len).read_to_end(&mut bytes)?;
+        if bytes.len() != capacity {
+            return Err(BadFile::Format("the file ends early"));
+        }
         crc.update(&bytes);
         Ok(bytes)
     };
