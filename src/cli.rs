@@ -460,7 +460,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "EXOSPHERE_WEBSOCKET_COMPRESSION")]
     pub websocket_compression: bool,
 
-    /// zlib level of WebSocket compression: 0 (stored) to 9 (smallest, slowest).
+    /// zlib level of WebSocket compression: 0 (stored) to 9 (smallest, slowest). Sync
+    /// pages, compressed once for every client and cached with the page, are compressed at
+    /// 9 whenever this is above 0.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9), env = "EXOSPHERE_WEBSOCKET_COMPRESSION_LEVEL")]
     pub websocket_compression_level: u32,
 

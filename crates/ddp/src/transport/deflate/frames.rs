@@ -34,6 +34,16 @@ const OP_PONG: u8 = 0xA;
 /// (where compressing a megabyte at level 6 would hold a worker thread for milliseconds).
 const BLOCKING_THRESHOLD: usize = 64 << 10;
 
+/// The level a shared body (a sync page) is compressed at: 9, the smallest, on every
+/// connection that compresses at all (`level` above 0), whatever its own level. A shared body
+/// is compressed once for every client and kept with its page (in memory, then in the page
+/// cache's files) until the store changes, so its cost is not per client while the bytes it
+/// saves are every client's; it is what brings a spliced sync page (whose parts cost a few
+/// bytes each) under the size of the same frame compressed whole at zlib's default level.
+const fn shared_body_level(level: u32) -> u32 {
+    if level == 0 { 0 } else { 9 }
+}
+
 /// The two halves of a negotiated connection, as a tungstenite socket's would be.
 pub(crate) fn split<R, W>(
     reader: R,
@@ -149,12 +159,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             return self.send(Message::Text(text.into())).await;
         }
         let level = self.level;
-        let body = match spliced.body.deflated_if_ready(level) {
+        let body_level = shared_body_level(level);
+        let body = match spliced.body.deflated_if_ready(body_level) {
             Some(body) => body,
             None => {
                 let shared = spliced.body.clone();
                 exosphere_task::blocking(move || {
-                    shared.deflated(level, |text| deflate_part(text, level))
+                    shared.deflated(body_level, |text| deflate_part(text, body_level))
                 })
                 .await
                 .ok()
@@ -580,6 +591,10 @@ mod tests {
             client.await.unwrap();
         }
         assert_eq!(body.deflations(), 1);
+        assert!(
+            body.deflated_if_ready(9).is_some(),
+            "a shared body is compressed at level 9 on a level-6 connection"
+        );
     }
 
     #[tokio::test]
