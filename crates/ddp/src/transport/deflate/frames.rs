@@ -147,7 +147,8 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Sends a text message whose body is shared: its head and tail are compressed here,
     /// around the body's compressed form, which is computed once for every connection (on
-    /// the blocking pool, by the first writer that needs it) and kept with the body.
+    /// the blocking pool, by the first writer that needs it; the others wait as tasks) and
+    /// kept with the body.
     async fn send_spliced(&mut self, spliced: Box<Spliced>) -> Result<(), WsError> {
         if self.closed {
             return Err(WsError::Protocol(ProtocolError::SendAfterClosing));
@@ -160,18 +161,10 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
         let level = self.level;
         let body_level = shared_body_level(level);
-        let body = match spliced.body.deflated_if_ready(body_level) {
-            Some(body) => body,
-            None => {
-                let shared = spliced.body.clone();
-                exosphere_task::blocking(move || {
-                    shared.deflated(body_level, |text| deflate_part(text, body_level))
-                })
-                .await
-                .ok()
-                .flatten()
-            }
-        };
+        let body = spliced
+            .body
+            .deflated(body_level, move |text| deflate_part(text, body_level))
+            .await;
         let plain_len = spliced.len();
         if let Some(body) = body
             && let Some((head, tail)) = splice_message(
