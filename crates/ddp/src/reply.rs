@@ -3,7 +3,7 @@
 //! A leaf shared by the [`Service`](crate::Service) boundary, which produces replies, and
 //! the message encoder, which writes them into `result` frames.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::OnceCell;
 
@@ -49,6 +49,9 @@ struct Shared {
     /// (`None` if the compressor failed). An async cell: writers waiting for another's
     /// compression wait as tasks, not on blocking threads.
     deflated: [OnceCell<Option<Arc<[u8]>>>; LEVELS],
+    /// The text as the inside of a JSON string (SockJS frames carry messages so), once a
+    /// SockJS writer needed it: with compressed forms of its own, shared the same way.
+    escaped: OnceLock<RawText>,
     /// How many times the text was compressed, for the tests that check it is once.
     #[cfg(test)]
     deflations: std::sync::atomic::AtomicUsize,
@@ -60,6 +63,7 @@ impl RawText {
         Self(Arc::new(Shared {
             text: text.into(),
             deflated: Default::default(),
+            escaped: OnceLock::new(),
             #[cfg(test)]
             deflations: std::sync::atomic::AtomicUsize::new(0),
         }))
@@ -129,6 +133,18 @@ impl RawText {
                 }
             })
             .await
+            .clone()
+    }
+
+    /// The text escaped by `escape` (the inside of a JSON string, without its quotes),
+    /// computed at most once for all clones and kept with the text, so frames that carry
+    /// it escaped (SockJS's `a["…"]`) share it and its compressed forms as others share the
+    /// text. Escaping is character by character, so a frame's escaped parts join into the
+    /// escaped frame.
+    pub(crate) fn escaped(&self, escape: impl FnOnce(&str) -> String) -> RawText {
+        self.0
+            .escaped
+            .get_or_init(|| RawText::new(escape(&self.0.text)))
             .clone()
     }
 
