@@ -1,8 +1,8 @@
 //! The [`Syncer`] page cache in front of the store: prefetched pages, invalidation and its
 //! bound, in memory and in its tier of page files.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
@@ -105,26 +105,51 @@ pub fn caching_can_be_turned_off(new_store: NewStore<'_>) {
     assert_eq!(syncer.cache_usage().0, 0);
 }
 
-/// A page type that counts how its pages were made, per test (`T` picks the counters), and
-/// carries one encoded form, so the tests see what the disk tier computes, reads and keeps.
+/// A page type that counts how each page text was made, and carries one encoded form, so
+/// the tests see what the tiers compute, read back and keep. Counts are kept per page text,
+/// which holds its store's random epoch in the token, so tests running at once (on other
+/// stores) do not disturb each other's.
 #[derive(Clone)]
-struct Counted<const T: usize> {
+struct Counted {
     text: Arc<str>,
     forms: Vec<(u8, Arc<[u8]>)>,
 }
 
-/// Per test: pages computed from the store, and pages read back from files.
-static COMPUTED: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
-static RESTORED: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+/// How a page text was made: computed from the store, or read back from its file.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Made {
+    Computed,
+    Restored,
+}
+
+/// How many times each page text was made, and how.
+static MADE: Mutex<BTreeMap<(Made, String), usize>> = Mutex::new(BTreeMap::new());
+
+fn count(how: Made, text: &str) {
+    *MADE
+        .lock()
+        .unwrap()
+        .entry((how, text.to_owned()))
+        .or_default() += 1;
+}
+
+/// How many times `text` was made `how`.
+fn made(how: Made, text: &str) -> usize {
+    MADE.lock()
+        .unwrap()
+        .get(&(how, text.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
 
 /// The encoded form a [`Counted`] page carries: its length, as text.
 fn form_of(text: &str) -> Arc<[u8]> {
     Arc::from(text.len().to_string().as_bytes())
 }
 
-impl<const T: usize> From<String> for Counted<T> {
+impl From<String> for Counted {
     fn from(text: String) -> Self {
-        COMPUTED[T].fetch_add(1, Ordering::SeqCst);
+        count(Made::Computed, &text);
         let forms = vec![(3, form_of(&text))];
         Counted {
             text: Arc::from(text),
@@ -133,19 +158,19 @@ impl<const T: usize> From<String> for Counted<T> {
     }
 }
 
-impl<const T: usize> AsRef<str> for Counted<T> {
+impl AsRef<str> for Counted {
     fn as_ref(&self) -> &str {
         &self.text
     }
 }
 
-impl<const T: usize> PageText for Counted<T> {
+impl PageText for Counted {
     fn forms(&self) -> Vec<(u8, Arc<[u8]>)> {
         self.forms.clone()
     }
 
     fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
-        RESTORED[T].fetch_add(1, Ordering::SeqCst);
+        count(Made::Restored, &text);
         Counted {
             text: Arc::from(text),
             forms: forms
@@ -207,7 +232,7 @@ pub fn evicted_pages_are_served_from_files_with_their_forms(new_store: NewStore<
     let store = store_with(new_store, 30);
     let dir = tempfile::tempdir().unwrap();
     let memory = page_len(&*store) * 2;
-    let syncer = Syncer::<Counted<0>>::new(Arc::clone(&store), Paging::default(), memory)
+    let syncer = Syncer::<Counted>::new(Arc::clone(&store), Paging::default(), memory)
         .with_files(dir.path(), 1 << 20)
         .unwrap();
     let first = full_sync(&syncer);
@@ -219,16 +244,19 @@ pub fn evicted_pages_are_served_from_files_with_their_forms(new_store: NewStore<
     );
     assert_eq!(bytes, dir_bytes(dir.path()));
 
-    let computed = COMPUTED[0].load(Ordering::SeqCst);
-    let restored = RESTORED[0].load(Ordering::SeqCst);
     let second = full_sync(&syncer);
     assert_eq!(texts(&second), texts(&first));
-    assert_eq!(
-        COMPUTED[0].load(Ordering::SeqCst),
-        computed,
-        "nothing recomputed"
+    for page in &first {
+        assert_eq!(made(Made::Computed, &page.text), 1, "nothing recomputed");
+    }
+    let restored = first
+        .iter()
+        .filter(|page| made(Made::Restored, &page.text) == 1)
+        .count();
+    assert!(
+        restored >= first.len() - 3,
+        "read back from files: {restored}"
     );
-    assert!(RESTORED[0].load(Ordering::SeqCst) >= restored + first.len() - 3);
     for page in &second {
         assert_eq!(page.forms, vec![(3, form_of(&page.text))]);
     }
@@ -303,11 +331,10 @@ pub fn page_files_are_discarded_at_start_and_checked_when_read(new_store: NewSto
 /// Checks that clients asking for the same page at once share one computation.
 pub fn clients_asking_at_once_share_one_computation(new_store: NewStore<'_>) {
     let store = store_with(new_store, 30);
-    let syncer = Syncer::<Counted<1>>::new(Arc::clone(&store), Paging::default(), 1 << 20);
+    let syncer = Syncer::<Counted>::new(Arc::clone(&store), Paging::default(), 1 << 20);
     let clients = 8;
     let barrier = std::sync::Barrier::new(clients);
-    let before = COMPUTED[1].load(Ordering::SeqCst);
-    let pages: Vec<Counted<1>> = std::thread::scope(|scope| {
+    let pages: Vec<Counted> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(|| {
@@ -321,7 +348,7 @@ pub fn clients_asking_at_once_share_one_computation(new_store: NewStore<'_>) {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(COMPUTED[1].load(Ordering::SeqCst), before + 1);
+    assert_eq!(made(Made::Computed, &pages[0].text), 1);
     assert!(
         pages
             .iter()
