@@ -486,6 +486,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64 << 20, env = "EXOSPHERE_SYNC_CACHE_SIZE")]
     pub sync_cache_size: usize,
 
+    /// Disk for sync pages beyond `--sync-cache-size`, in bytes, as files in
+    /// `DATA_DIR/sync-pages` (emptied at start): a page read back from its file, with its
+    /// WebSocket-compressed body, is neither recomputed nor recompressed. A full sync of a
+    /// catalog the size of packages.meteor.com is about 340 MB of plain pages, plus 50 MB
+    /// compressed, plus 150 MB for `collectionsCompressed` clients. 0 keeps no files.
+    #[arg(long, default_value_t = 1 << 30, env = "EXOSPHERE_SYNC_FILE_CACHE_SIZE")]
+    pub sync_file_cache_size: u64,
+
     /// Largest DDP message a client may send, in bytes.
     #[arg(long, default_value_t = 1 << 20, env = "EXOSPHERE_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,
@@ -496,7 +504,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "EXOSPHERE_WEBSOCKET_COMPRESSION")]
     pub websocket_compression: bool,
 
-    /// zlib level of WebSocket compression: 0 (stored) to 9 (smallest, slowest).
+    /// zlib level of WebSocket compression: 0 (stored) to 9 (smallest, slowest). Sync
+    /// pages, compressed once for every client and cached with the page, are compressed at
+    /// 9 whenever this is above 0.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9), env = "EXOSPHERE_WEBSOCKET_COMPRESSION_LEVEL")]
     pub websocket_compression_level: u32,
 
@@ -1398,6 +1408,12 @@ pub struct BenchSyncArgs {
     /// `tc tbf`: this needs root (or CAP_NET_ADMIN) and iproute2.
     #[arg(long, value_parser = crate::commands::bench::link::parse_rate)]
     pub link_rate: Option<u64>,
+
+    /// After the runs, this many clients sync from scratch at once (and as many bare
+    /// transfers of the same frames run at once): aggregate throughput and server CPU per
+    /// sync. 1 skips it.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub clients: u32,
 }
 
 /// Flags of `exosphere bench client-sync`.

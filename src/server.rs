@@ -8,6 +8,7 @@
 //! service or background job) and one field to [`Config`].
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct Config {
     pub paging: Paging,
     /// Bytes of sync pages kept computed ahead of clients (0 turns prefetching off).
     pub sync_cache_size: usize,
+    /// The sync page cache's tier of files, if any (`exosphere serve` keeps one in the data
+    /// directory).
+    pub sync_files: Option<SyncFiles>,
     /// How often the catalog is polled for writes by other processes.
     pub watch_interval: Duration,
     /// The OAuth client id `meteor.loginServiceConfiguration` publishes.
@@ -66,6 +70,17 @@ pub struct Config {
     pub mirror_files: Option<FilesConfig>,
 }
 
+/// Where and how much of the sync page cache is kept in files, beyond what memory holds:
+/// a full sync of a large catalog is several times the memory tier, and a page read back
+/// from its file is neither recomputed nor recompressed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncFiles {
+    /// The directory, emptied at start (files of an earlier process are not trusted).
+    pub dir: PathBuf,
+    /// The most bytes of page files kept (0 keeps none).
+    pub max_bytes: u64,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -75,6 +90,7 @@ impl Default for Config {
             sockjs_test_services: false,
             paging: Paging::default(),
             sync_cache_size: 64 << 20,
+            sync_files: None,
             watch_interval: Duration::from_millis(250),
             oauth_client_id: "exosphere".to_owned(),
             recorder: RecorderOptions::default(),
@@ -100,11 +116,17 @@ pub fn start(
     config: &Config,
 ) -> anyhow::Result<AppState> {
     let catalog = watch(Arc::clone(&store), config.watch_interval);
-    let syncer = Arc::new(Syncer::new(
+    let mut syncer = Syncer::new(
         Arc::clone(&store),
         config.paging.clone(),
         config.sync_cache_size,
-    ));
+    );
+    if let Some(files) = &config.sync_files {
+        syncer = syncer
+            .with_files(&files.dir, files.max_bytes)
+            .with_context(|| format!("cannot keep sync pages in {}", files.dir.display()))?;
+    }
+    let syncer = Arc::new(syncer);
     let usage = UsageRecording {
         recorder: Recorder::start(Arc::clone(&store), &config.recorder),
         limits: config.usage_limits.clone(),

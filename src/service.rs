@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use exosphere_catalog::{CatalogState, Collection, SyncError, Syncer};
+use exosphere_catalog::{CatalogState, Collection, PageText, SyncError, Syncer};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{
     DdpError, MethodContext, RawText, Reply, Service, SessionContext, Subscription,
@@ -48,17 +48,55 @@ const LOGIN_CONFIG_COLLECTION: &str = "meteor_accounts_loginServiceConfiguration
 
 /// Everything the DDP methods and publications need, shared by all sessions.
 pub struct PackageService {
-    syncer: Arc<Syncer<RawText>>,
+    syncer: Arc<Syncer<SyncPage>>,
     catalog: watch::Receiver<CatalogState>,
     oauth_client_id: String,
     usage: Option<UsageRecording>,
     publishing: Option<Publishing>,
 }
 
+/// A sync page as the catalog's page cache keeps it: DDP's shared reply text, so every
+/// client served the page shares its text and its compressed bodies, which the cache's
+/// tier of files keeps with the text (tagged by zlib level), so a page read back from a
+/// file is not compressed again.
+#[derive(Clone)]
+pub struct SyncPage(RawText);
+
+impl From<String> for SyncPage {
+    fn from(text: String) -> Self {
+        Self(RawText::from(text))
+    }
+}
+
+impl AsRef<str> for SyncPage {
+    fn as_ref(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PageText for SyncPage {
+    fn forms(&self) -> Vec<(u8, Arc<[u8]>)> {
+        self.0
+            .deflated_forms()
+            .into_iter()
+            .filter_map(|(level, form)| Some((u8::try_from(level).ok()?, form)))
+            .collect()
+    }
+
+    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+        Self(RawText::with_deflated(
+            text,
+            forms
+                .into_iter()
+                .map(|(level, form)| (u32::from(level), Arc::from(form))),
+        ))
+    }
+}
+
 impl PackageService {
     /// `catalog` is the watcher's view of the store; publications push its changes live.
     pub fn new(
-        syncer: Arc<Syncer<RawText>>,
+        syncer: Arc<Syncer<SyncPage>>,
         catalog: watch::Receiver<CatalogState>,
         oauth_client_id: String,
     ) -> Self {
@@ -104,7 +142,7 @@ impl PackageService {
                     let syncer = Arc::clone(&self.syncer);
                     exosphere_task::spawn(exosphere_task::blocking(move || syncer.prefetch(&next)));
                 }
-                Ok(Reply::Raw(answer.text))
+                Ok(Reply::Raw(answer.text.0))
             }
             Ok(Err(SyncError::BadToken(reason))) => Err(DdpError::bad_request(reason)),
             Ok(Err(error)) => {

@@ -23,7 +23,7 @@ use crate::commands::{blob_store, open_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
 use crate::serve_lock;
-use crate::server::{self, Config};
+use crate::server::{self, Config, SyncFiles};
 use crate::service::upload_slots::UploadSlots;
 use crate::service::{Publishing, UsageRates};
 use crate::stats_files::StatsFilesConfig;
@@ -56,6 +56,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = config;
     let ca_pem = upstream_ca(&args)?;
     config.mirror = mirror_config(&args, &public_url, ca_pem.as_deref())?;
+    config.sync_files = Some(SyncFiles {
+        dir: data_dir.join("sync-pages"),
+        max_bytes: args.sync_file_cache_size,
+    });
     config.mirror_files = Some(FilesConfig {
         download_dir: args.data_dir.data_dir.join("mirror-downloads"),
         max_size: args.mirror.upstream_max_file_size,
@@ -132,6 +136,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
             ..Paging::default()
         },
         sync_cache_size: args.sync_cache_size,
+        // In the data directory, set where the directory is known (`run`).
+        sync_files: None,
         watch_interval: args.watch_interval,
         oauth_client_id: args.oauth_client_id.clone(),
         recorder: RecorderOptions {

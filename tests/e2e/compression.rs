@@ -353,3 +353,61 @@ fn rsv1_without_the_extension_is_refused_with_a_close() {
     raw.send(true, 1, &deflate(br#"["{\"msg\":\"ping\"}"]"#));
     while raw.frame().is_some_and(|(_, _, opcode, _)| opcode != 8) {}
 }
+
+/// A sync page over the SockJS WebSocket transport, framed (`a["…"]`) or raw, goes out
+/// compressed (its shared body spliced, escaped once for SockJS framing) and reads back as
+/// the page.
+#[test]
+fn sockjs_websockets_get_sync_pages_compressed_and_whole() {
+    let (_dir, _data, server) = serve_fixture();
+    let framed_path = format!("/sockjs/000/{}/websocket", exosphere_ddp::random_id());
+    for (path, framed) in [(framed_path.as_str(), true), ("/sockjs/websocket", false)] {
+        let (_, answer, mut raw) = handshake(&server, path, &["permessage-deflate"]);
+        assert_eq!(answer.as_deref(), Some(ANSWER));
+        if framed {
+            assert_eq!(raw.text().as_deref(), Some("o"));
+        }
+        let send = |raw: &mut Raw, message: Value| {
+            let text = message.to_string();
+            let text = if framed {
+                json!([text]).to_string()
+            } else {
+                text
+            };
+            raw.send(false, 1, text.as_bytes());
+        };
+        send(
+            &mut raw,
+            json!({"msg": "connect", "version": "1", "support": ["1"]}),
+        );
+        send(
+            &mut raw,
+            json!({"msg": "method", "id": "7", "method": "syncNewPackageData", "params": [{"format": "1.1"}, {}]}),
+        );
+        let result = loop {
+            let (_, rsv1, opcode, payload) = raw.frame().expect("a result");
+            assert_eq!(opcode, 1);
+            let text = String::from_utf8(if rsv1 { inflate(&payload) } else { payload }).unwrap();
+            let messages: Vec<String> = match (framed, text.strip_prefix('a')) {
+                (true, Some(array)) => serde_json::from_str(array).unwrap(),
+                (true, None) => continue,
+                (false, _) => vec![text],
+            };
+            let found = messages
+                .iter()
+                .map(|message| serde_json::from_str::<Value>(message).unwrap())
+                .find(|message| message["msg"] == "result");
+            if let Some(result) = found {
+                assert!(rsv1, "a sync page goes compressed on {path}");
+                break result;
+            }
+        };
+        assert_eq!(result["id"], "7");
+        assert!(
+            result["result"]["collections"]["packages"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty()),
+            "{path}"
+        );
+    }
+}

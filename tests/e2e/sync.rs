@@ -2,7 +2,7 @@
 //! real 2015 catalog, and a client that applies pages exactly like the `meteor` tool.
 
 use crate::common::{
-    COLLECTIONS, Server, fixture, import_text, read_dump, serve_fixture, sync_loop,
+    COLLECTIONS, Server, fixture, import, import_text, read_dump, serve_fixture, sync_loop,
 };
 use serde_json::{Value, json};
 
@@ -152,6 +152,49 @@ async fn a_record_changed_by_another_process_syncs_again() {
     );
     assert_eq!(versions.values().next().unwrap(), &version);
     assert!(second.pages.iter().all(|page| page["resetData"] == false));
+}
+
+/// With a memory cache far smaller than a full sync, the pages it evicts go to the data
+/// directory's page files and the next full sync is served from them: the same pages, plain
+/// or `collectionsCompressed`. A write by another process makes the files stale, so the
+/// next sync carries it (read-your-writes, spec §3.6).
+#[tokio::test]
+async fn full_syncs_served_from_page_files_are_whole_and_see_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import(&data, &fixture());
+    let server = Server::start(&data, &["--sync-cache-size", "1500000"]);
+    let mut ddp = server.ddp().await;
+    for options in [json!({}), json!({"compressCollections": true})] {
+        let first = sync_loop(&mut ddp, json!({"format": "1.1"}), options.clone()).await;
+        let ids = |catalog: &crate::common::Catalog| {
+            catalog
+                .iter()
+                .map(|(name, records)| (name.clone(), records.keys().cloned().collect()))
+                .collect::<Vec<(String, Vec<String>)>>()
+        };
+        // Compressed pages carry dates as ISO strings (spec §3.7), so records are compared
+        // by id.
+        assert_eq!(ids(&first.catalog), ids(&fixture_catalog()));
+        let files = std::fs::read_dir(data.join("sync-pages")).unwrap().count();
+        assert!(files > 0, "evicted pages are kept as files");
+        let second = sync_loop(&mut ddp, json!({"format": "1.1"}), options).await;
+        assert_eq!(second.pages, first.pages);
+    }
+
+    let first = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
+    let (id, mut version) = first.catalog["versions"]
+        .iter()
+        .next()
+        .map(|(id, record)| (id.clone(), record.clone()))
+        .unwrap();
+    version["description"] = json!("Changed while pages were on disk");
+    import_text(
+        &data,
+        &format!("{}\n", json!({"collection": "versions", "doc": version})),
+    );
+    let after = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
+    assert_eq!(after.catalog["versions"][&id], version, "read-your-writes");
 }
 
 #[tokio::test]

@@ -15,7 +15,8 @@
 //! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
-//! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead.
+//! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead, kept
+//!   in memory and (`page_disk`) in files.
 //! * [`dump`]: NDJSON [`import`](dump::import) and [`export`](dump::export).
 //! * [`stats`]: `/stats/v1/<day>` bodies and per-package date ranges with trends.
 //! * [`usage`]: `recordAppPackages` reports, group-commit recording and daily rollups.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod files;
 pub mod mirror;
 pub mod page_cache;
+mod page_disk;
 pub mod record;
 pub mod stats;
 pub mod store;
@@ -43,7 +45,7 @@ pub mod watch;
 
 pub use error::StoreError;
 pub use exosphere_meteor::{Collection, PerCollection};
-pub use page_cache::Syncer;
+pub use page_cache::{PageText, Syncer};
 pub use record::{Record, StatsRow};
 pub use store::Lookup;
 pub use store::{CatalogState, CatalogStore, CatalogWriter};

@@ -15,27 +15,60 @@
 //! The caller chooses how a page's text is kept (the type parameter `P`, built once from
 //! the computed text and cloned for every client it is served to): the server keeps its
 //! DDP layer's shared reply text, which carries the page's WebSocket-compressed form, so a
-//! page is compressed once for all its clients while the catalog knows only its text.
+//! page is compressed once for all its clients while the catalog knows only its text
+//! ([`PageText`]).
+//!
+//! Memory holds a fraction of a full sync of a large catalog, so pages it evicts can go to
+//! a second tier of files (`page_disk.rs`, [`Syncer::with_files`]), with the encoded forms
+//! computed for them: a page read back from a file is served, not recomputed or
+//! recompressed. Both tiers serve a page only while the store is at the snapshot it was
+//! read from. A page missing from memory is computed (or read from its file) by one caller
+//! while the others asking for it wait, so clients syncing at once share every page.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::store::CatalogStore;
+use crate::page_disk::{PageFiles, PageToStore};
+use crate::store::{CatalogState, CatalogStore};
 use crate::sync::{Answer, NextCall, Paging, SyncError, answer};
 
 /// How long a call waits for a page another thread is computing before computing it itself.
 const PENDING_WAIT: Duration = Duration::from_secs(5);
 
-/// Answers `syncNewPackageData` calls, with a bounded cache of encoded pages held as `P`.
+/// How a cached page's text is kept: built once from the computed text and cloned for every
+/// client it is served to. Beside its text, a page may carry encoded forms computed for it
+/// later (the server's carries its WebSocket-compressed bodies, one per level); the disk tier
+/// keeps them with the text, so a page read back from a file needs no recompression.
+pub trait PageText: From<String> + AsRef<str> + Clone {
+    /// The encoded forms computed so far, each named by a tag of the type's own choosing.
+    fn forms(&self) -> Vec<(u8, Arc<[u8]>)> {
+        Vec::new()
+    }
+
+    /// The page rebuilt from its text and the forms [`forms`](Self::forms) gave for it.
+    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+        drop(forms);
+        Self::from(text)
+    }
+}
+
+impl PageText for String {}
+
+impl PageText for Arc<str> {}
+
+/// Answers `syncNewPackageData` calls, with a bounded cache of encoded pages held as `P`,
+/// and optionally a second, larger tier of page files ([`Syncer::with_files`]).
 pub struct Syncer<P> {
     store: Arc<dyn CatalogStore>,
     paging: Paging,
     max_bytes: usize,
     cache: Mutex<Cache<P>>,
     ready: Condvar,
+    files: Option<PageFiles>,
 }
 
 /// What identifies a page: the token exactly as the server wrote it and the two options
@@ -47,17 +80,55 @@ struct Key {
     compress: bool,
 }
 
+impl Key {
+    /// The key as one string, which names the page's file in the disk tier.
+    fn file_key(&self) -> String {
+        format!(
+            "{}{}{}",
+            u8::from(self.short),
+            u8::from(self.compress),
+            self.token
+        )
+    }
+}
+
 enum Slot<P> {
     /// Another thread is computing this page.
     Pending,
     Ready(Entry<P>),
 }
 
+#[derive(Clone)]
 struct Entry<P> {
     epoch: String,
     head_seq: u64,
     text: P,
     next: Option<NextCall>,
+}
+
+impl<P> Entry<P> {
+    fn is_current(&self, state: &CatalogState) -> bool {
+        self.epoch == state.epoch && self.head_seq == state.head_seq
+    }
+
+    fn into_answer(self) -> Answer<P> {
+        Answer {
+            text: self.text,
+            next: self.next,
+            epoch: self.epoch,
+            head_seq: self.head_seq,
+        }
+    }
+}
+
+/// What a caller found when it looked a page up in memory.
+enum Claim<P> {
+    /// The page, current.
+    Ready(Entry<P>),
+    /// The page is missing or stale, and this caller now computes it (its slot is pending).
+    Mine,
+    /// Another thread is computing it.
+    Busy,
 }
 
 struct Cache<P> {
@@ -77,7 +148,7 @@ impl<P> Default for Cache<P> {
     }
 }
 
-impl<P: From<String> + AsRef<str> + Clone> Syncer<P> {
+impl<P: PageText> Syncer<P> {
     /// `max_bytes` bounds the encoded pages kept in memory; 0 disables caching and
     /// prefetching.
     pub fn new(store: Arc<dyn CatalogStore>, paging: Paging, max_bytes: usize) -> Self {
@@ -87,46 +158,34 @@ impl<P: From<String> + AsRef<str> + Clone> Syncer<P> {
             max_bytes,
             cache: Mutex::new(Cache::default()),
             ready: Condvar::new(),
+            files: None,
         }
     }
 
-    /// Answers one `syncNewPackageData(token, options)` call, from the cache when a
-    /// prefetched page is still current. Blocking: call it from a blocking thread.
+    /// Adds the disk tier: pages evicted from memory are kept as files in `dir` (emptied
+    /// now: files of an earlier process are not trusted), at most `max_bytes` of them, and
+    /// served from there while the store is unchanged. Needs the memory tier (a
+    /// `max_bytes` above 0 in [`new`](Self::new)); `max_bytes` 0 here keeps no files.
+    pub fn with_files(mut self, dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        self.files = Some(PageFiles::open(dir, max_bytes)?).filter(|_| max_bytes > 0);
+        Ok(self)
+    }
+
+    /// Answers one `syncNewPackageData(token, options)` call, from the cache when a page
+    /// computed earlier is still current; a page computed here is cached for the clients
+    /// that ask next. Blocking: call it from a blocking thread.
     pub fn answer(&self, token: &Value, options: &Value) -> Result<Answer<P>, SyncError> {
-        if let Some(key) = self.key(token, options) {
-            let current = self.store.state()?;
-            let mut cache = self.lock();
-            let deadline = std::time::Instant::now() + PENDING_WAIT;
-            loop {
-                match cache.slots.get(&key) {
-                    Some(Slot::Ready(entry))
-                        if entry.epoch == current.epoch && entry.head_seq == current.head_seq =>
-                    {
-                        return Ok(Answer {
-                            text: entry.text.clone(),
-                            next: entry.next.clone(),
-                            epoch: entry.epoch.clone(),
-                            head_seq: entry.head_seq,
-                        });
-                    }
-                    Some(Slot::Pending) if std::time::Instant::now() < deadline => {
-                        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
-                        cache = self
-                            .ready
-                            .wait_timeout(cache, timeout)
-                            .unwrap_or_else(|poisoned| poisoned.into_inner())
-                            .0;
-                    }
-                    _ => break,
-                }
-            }
+        let Some(key) = self.key(token, options) else {
+            return self.compute(token, options).map(Entry::into_answer);
+        };
+        let current = self.store.state()?;
+        match self.claim(&key, &current, true) {
+            Claim::Ready(entry) => Ok(entry.into_answer()),
+            Claim::Mine => self
+                .fill(key, token, options, &current)
+                .map(Entry::into_answer),
+            Claim::Busy => self.compute(token, options).map(Entry::into_answer),
         }
-        answer(&*self.store, token, options, &self.paging).map(|answer| Answer {
-            text: P::from(answer.text),
-            next: answer.next,
-            epoch: answer.epoch,
-            head_seq: answer.head_seq,
-        })
     }
 
     /// Computes the page a client will ask for next and caches it. Blocking: run it on a
@@ -135,38 +194,113 @@ impl<P: From<String> + AsRef<str> + Clone> Syncer<P> {
         let Some(key) = self.key(&next.token, &next.options) else {
             return;
         };
-        {
-            let mut cache = self.lock();
-            if cache.slots.contains_key(&key) {
+        let current = match self.store.state() {
+            Ok(current) => current,
+            Err(error) => {
+                tracing::warn!(%error, "prefetching a sync page failed");
                 return;
             }
-            cache.slots.insert(key.clone(), Slot::Pending);
+        };
+        if let Claim::Mine = self.claim(&key, &current, false)
+            && let Err(error) = self.fill(key, &next.token, &next.options, &current)
+        {
+            tracing::warn!(%error, "prefetching a sync page failed");
         }
-        let computed = answer(&*self.store, &next.token, &next.options, &self.paging);
-        let mut cache = self.lock();
-        cache.slots.remove(&key);
-        match computed {
-            Ok(answer) if answer.text.len() <= self.max_bytes => {
-                cache.insert(
-                    key,
-                    Entry {
-                        epoch: answer.epoch,
-                        head_seq: answer.head_seq,
-                        text: P::from(answer.text),
-                        next: answer.next,
-                    },
-                    self.max_bytes,
-                );
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "prefetching a sync page failed"),
-        }
-        drop(cache);
-        self.ready.notify_all();
     }
 
-    /// The cache key of a call, or `None` when caching is off or the token is not one this
-    /// server wrote (those are rare: first calls and resets).
+    /// Looks `key` up in memory for the store's `current` state: a current page is returned;
+    /// a missing or stale one is marked pending for this caller to compute. A page another
+    /// thread is computing is waited for when `wait` (up to [`PENDING_WAIT`]).
+    fn claim(&self, key: &Key, current: &CatalogState, wait: bool) -> Claim<P> {
+        let mut cache = self.lock();
+        let deadline = Instant::now() + PENDING_WAIT;
+        loop {
+            match cache.slots.get(key) {
+                Some(Slot::Ready(entry)) if entry.is_current(current) => {
+                    return Claim::Ready(entry.clone());
+                }
+                Some(Slot::Pending) if !wait || Instant::now() >= deadline => return Claim::Busy,
+                Some(Slot::Pending) => {
+                    let timeout = deadline.saturating_duration_since(Instant::now());
+                    cache = self
+                        .ready
+                        .wait_timeout(cache, timeout)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
+                }
+                Some(Slot::Ready(_)) | None => {
+                    cache.remove(key);
+                    cache.slots.insert(key.clone(), Slot::Pending);
+                    return Claim::Mine;
+                }
+            }
+        }
+    }
+
+    /// Gets the page this caller claimed, from its file or by computing it, caches it in
+    /// memory (writing the pages that evicts to the disk tier) and wakes the waiters.
+    fn fill(
+        &self,
+        key: Key,
+        token: &Value,
+        options: &Value,
+        current: &CatalogState,
+    ) -> Result<Entry<P>, SyncError> {
+        let file_key = key.file_key();
+        let stored = self
+            .files
+            .as_ref()
+            .and_then(|files| files.load(&file_key, &current.epoch, current.head_seq));
+        let result = match stored {
+            Some(stored) => Ok(Entry {
+                epoch: current.epoch.clone(),
+                head_seq: current.head_seq,
+                text: P::with_forms(stored.text, stored.forms),
+                next: stored.next,
+            }),
+            None => self.compute(token, options),
+        };
+        let mut evicted = Vec::new();
+        {
+            let mut cache = self.lock();
+            cache.slots.remove(&key);
+            if let Ok(entry) = &result
+                && entry.text.as_ref().len() <= self.max_bytes
+            {
+                evicted = cache.insert(key, entry.clone(), self.max_bytes);
+            }
+        }
+        self.ready.notify_all();
+        if let Some(files) = &self.files {
+            for (key, entry) in evicted {
+                let forms = entry.text.forms();
+                files.store(
+                    &key.file_key(),
+                    &PageToStore {
+                        epoch: &entry.epoch,
+                        head_seq: entry.head_seq,
+                        text: entry.text.as_ref(),
+                        forms: &forms,
+                        next: entry.next.as_ref(),
+                    },
+                );
+            }
+        }
+        result
+    }
+
+    /// Computes a page from the store.
+    fn compute(&self, token: &Value, options: &Value) -> Result<Entry<P>, SyncError> {
+        answer(&*self.store, token, options, &self.paging).map(|answer| Entry {
+            epoch: answer.epoch,
+            head_seq: answer.head_seq,
+            text: P::from(answer.text),
+            next: answer.next,
+        })
+    }
+
+    /// The cache key of a call, or `None` when caching is off or the token is not an
+    /// object (the call is then refused).
     fn key(&self, token: &Value, options: &Value) -> Option<Key> {
         if self.max_bytes == 0 {
             return None;
@@ -192,6 +326,13 @@ impl<P: From<String> + AsRef<str> + Clone> Syncer<P> {
         (cache.slots.len(), cache.bytes)
     }
 
+    /// How many page files the disk tier lists and their bytes, for the conformance tests
+    /// that check its bound.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn file_usage(&self) -> (usize, u64) {
+        self.files.as_ref().map_or((0, 0), PageFiles::usage)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Cache<P>> {
         self.cache
             .lock()
@@ -200,19 +341,40 @@ impl<P: From<String> + AsRef<str> + Clone> Syncer<P> {
 }
 
 impl<P: AsRef<str>> Cache<P> {
-    /// Adds a ready entry, evicting the oldest ones to stay within `max_bytes`.
-    fn insert(&mut self, key: Key, entry: Entry<P>, max_bytes: usize) {
+    /// Adds a ready entry, evicting the oldest ones to stay within `max_bytes`. Returns
+    /// the evicted entries read from the same snapshot as the new one (older ones are
+    /// stale, and dropped).
+    fn insert(&mut self, key: Key, entry: Entry<P>, max_bytes: usize) -> Vec<(Key, Entry<P>)> {
         let size = entry.text.as_ref().len();
+        let mut evicted = Vec::new();
         while self.bytes + size > max_bytes {
-            let Some(oldest) = self.order.pop_front() else {
+            let Some(oldest) = self.order.front().cloned() else {
                 break;
             };
-            if let Some(Slot::Ready(evicted)) = self.slots.remove(&oldest) {
-                self.bytes -= evicted.text.as_ref().len();
+            if let Some(old) = self.remove(&oldest)
+                && old.epoch == entry.epoch
+                && old.head_seq == entry.head_seq
+            {
+                evicted.push((oldest, old));
             }
         }
         self.bytes += size;
         self.order.push_back(key.clone());
         self.slots.insert(key, Slot::Ready(entry));
+        evicted
+    }
+
+    /// Removes a key's slot; returns its entry if it was ready.
+    fn remove(&mut self, key: &Key) -> Option<Entry<P>> {
+        match self.slots.remove(key)? {
+            Slot::Ready(entry) => {
+                self.bytes -= entry.text.as_ref().len();
+                if let Some(at) = self.order.iter().position(|listed| listed == key) {
+                    self.order.remove(at);
+                }
+                Some(entry)
+            }
+            Slot::Pending => None,
+        }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use tokio::sync::OnceCell;
+
 use exosphere_ejson::Ejson;
 
 /// A method's successful outcome.
@@ -44,8 +46,12 @@ pub struct RawText(Arc<Shared>);
 struct Shared {
     text: Box<str>,
     /// The text as a sync-flushed raw DEFLATE stream, per level, once a writer needed it
-    /// (`None` if the compressor failed).
-    deflated: [OnceLock<Option<Arc<[u8]>>>; LEVELS],
+    /// (`None` if the compressor failed). An async cell: writers waiting for another's
+    /// compression wait as tasks, not on blocking threads.
+    deflated: [OnceCell<Option<Arc<[u8]>>>; LEVELS],
+    /// The text as the inside of a JSON string (SockJS frames carry messages so), once a
+    /// SockJS writer needed it: with compressed forms of its own, shared the same way.
+    escaped: OnceLock<RawText>,
     /// How many times the text was compressed, for the tests that check it is once.
     #[cfg(test)]
     deflations: std::sync::atomic::AtomicUsize,
@@ -57,9 +63,37 @@ impl RawText {
         Self(Arc::new(Shared {
             text: text.into(),
             deflated: Default::default(),
+            escaped: OnceLock::new(),
             #[cfg(test)]
             deflations: std::sync::atomic::AtomicUsize::new(0),
         }))
+    }
+
+    /// Text whose compressed forms were computed earlier, by level (what
+    /// [`deflated_forms`](Self::deflated_forms) gave for the same text): a cache that keeps
+    /// pages longer than their `RawText` (on disk, say) hands them back so they are not
+    /// compressed again. A level above 9 counts as 9.
+    pub fn with_deflated(
+        text: impl Into<Box<str>>,
+        forms: impl IntoIterator<Item = (u32, Arc<[u8]>)>,
+    ) -> Self {
+        let raw = Self::new(text);
+        for (level, form) in forms {
+            // A level given twice keeps its first form.
+            let _ = raw.slot(level).set(Some(form));
+        }
+        raw
+    }
+
+    /// The compressed forms computed so far, by level, for a cache that outlives this value
+    /// to keep (see [`with_deflated`](Self::with_deflated)).
+    pub fn deflated_forms(&self) -> Vec<(u32, Arc<[u8]>)> {
+        (0..LEVELS)
+            .filter_map(|level| {
+                let form = self.0.deflated[level].get()?.clone()?;
+                Some((u32::try_from(level).ok()?, form))
+            })
+            .collect()
     }
 
     /// The text.
@@ -68,25 +102,49 @@ impl RawText {
     }
 
     /// What [`deflated`](Self::deflated) gives at `level`, if a writer already computed it.
+    #[cfg(test)]
     pub(crate) fn deflated_if_ready(&self, level: u32) -> Option<Option<Arc<[u8]>>> {
         self.slot(level).get().cloned()
     }
 
     /// The text compressed at `level` by `deflate`, which runs at most once per level for
-    /// all clones (a caller arriving while it runs waits for its result). Blocking.
-    pub(crate) fn deflated(
+    /// all clones, on the blocking pool; callers arriving while it runs wait for its result
+    /// without holding a thread. If the caller running it is dropped, the next one runs it.
+    pub(crate) async fn deflated(
         &self,
         level: u32,
-        deflate: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+        deflate: impl FnOnce(&[u8]) -> Option<Vec<u8>> + Send + 'static,
     ) -> Option<Arc<[u8]>> {
         self.slot(level)
             .get_or_init(|| {
-                #[cfg(test)]
-                self.0
-                    .deflations
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                deflate(self.0.text.as_bytes()).map(Arc::from)
+                let shared = self.clone();
+                async move {
+                    exosphere_task::blocking(move || {
+                        #[cfg(test)]
+                        shared
+                            .0
+                            .deflations
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        deflate(shared.0.text.as_bytes()).map(Arc::from)
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                }
             })
+            .await
+            .clone()
+    }
+
+    /// The text escaped by `escape` (the inside of a JSON string, without its quotes),
+    /// computed at most once for all clones and kept with the text, so frames that carry
+    /// it escaped (SockJS's `a["…"]`) share it and its compressed forms as others share the
+    /// text. Escaping is character by character, so a frame's escaped parts join into the
+    /// escaped frame.
+    pub(crate) fn escaped(&self, escape: impl FnOnce(&str) -> String) -> RawText {
+        self.0
+            .escaped
+            .get_or_init(|| RawText::new(escape(&self.0.text)))
             .clone()
     }
 
@@ -96,7 +154,7 @@ impl RawText {
         self.0.deflations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn slot(&self, level: u32) -> &OnceLock<Option<Arc<[u8]>>> {
+    fn slot(&self, level: u32) -> &OnceCell<Option<Arc<[u8]>>> {
         let index = usize::try_from(level).map_or(LEVELS - 1, |level| level.min(LEVELS - 1));
         &self.0.deflated[index]
     }
@@ -141,20 +199,80 @@ mod tests {
         assert_eq!(Reply::from(Ejson::Null), Reply::Value(Ejson::Null));
     }
 
-    #[test]
-    fn clones_share_one_deflation_per_level() {
+    #[tokio::test]
+    async fn clones_share_one_deflation_per_level() {
         let text = RawText::from("[1,2,3]");
         let copies: Vec<RawText> = (0..8).map(|_| text.clone()).collect();
-        let first = copies[0].deflated(6, |text| Some(text.to_vec())).unwrap();
+        let first = copies[0]
+            .deflated(6, |text| Some(text.to_vec()))
+            .await
+            .unwrap();
         for copy in &copies {
-            let again = copy.deflated(6, |_| None).unwrap();
+            let again = copy.deflated(6, |_| None).await.unwrap();
             assert!(Arc::ptr_eq(&again, &first));
             assert!(copy.deflated_if_ready(6).is_some());
         }
         assert_eq!(text.deflations(), 1);
         assert!(text.deflated_if_ready(9).is_none());
-        text.deflated(12, |text| Some(text.to_vec()));
+        text.deflated(12, |text| Some(text.to_vec())).await;
         assert!(text.deflated_if_ready(9).is_some());
         assert_eq!(text.deflations(), 2);
+    }
+
+    #[test]
+    fn writers_waiting_for_one_deflation_hold_no_thread() {
+        // Two blocking threads: one for the compression, one for the probe below, which
+        // would find none free if waiting writers held threads.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let text = RawText::from("[1,2,3]");
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let first = {
+                let text = text.clone();
+                tokio::spawn(async move {
+                    text.deflated(6, move |bytes| {
+                        released.recv().ok()?;
+                        Some(bytes.to_vec())
+                    })
+                    .await
+                })
+            };
+            let waiters: Vec<_> = (0..64)
+                .map(|_| {
+                    let text = text.clone();
+                    tokio::spawn(async move { text.deflated(6, |_| None).await })
+                })
+                .collect();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let probe = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tokio::task::spawn_blocking(|| 42),
+            )
+            .await;
+            assert_eq!(probe.ok().and_then(Result::ok), Some(42));
+            release.send(()).unwrap();
+            let first = first.await.unwrap().unwrap();
+            for waiter in waiters {
+                assert!(Arc::ptr_eq(&waiter.await.unwrap().unwrap(), &first));
+            }
+            assert_eq!(text.deflations(), 1);
+        });
+    }
+
+    #[tokio::test]
+    async fn compressed_forms_come_back_without_compressing_again() {
+        let text = RawText::from("[1,2,3]");
+        text.deflated(6, |text| Some(text.to_vec())).await;
+        text.deflated(1, |_| None).await;
+        let forms = text.deflated_forms();
+        assert_eq!(forms.len(), 1, "a failed compression is not kept");
+        let again = RawText::with_deflated("[1,2,3]", forms);
+        assert_eq!(&*again.deflated(6, |_| None).await.unwrap(), b"[1,2,3]");
+        assert_eq!(again.deflations(), 0);
     }
 }

@@ -22,5 +22,5 @@ mod value;
 
 pub use decode::{Decoded, parse};
 pub use error::{EjsonError, json_kind};
-pub use plain::plain_json_text;
+pub use plain::{plain_json_text, push_plain_if_dates_only};
 pub use value::{Ejson, EjsonMap, NonFinite};

@@ -63,6 +63,11 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
         );
         syncs.push(sync);
     }
+    let together = if args.clients > 1 {
+        Some(runtime.block_on(syncs_at_once(&server, &args))?)
+    } else {
+        None
+    };
     let peak_rss_kib = server.memory_kib("VmHWM")?;
     let anon_rss_kib = server.memory_kib("RssAnon")?;
     drop(server);
@@ -158,7 +163,152 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
         "| server anonymous RSS after the runs | {:.1} MB |",
         anon_rss_kib as f64 / 1024.0
     );
+    if let Some(together) = together {
+        let bare = bare_push_many(&syncs[0].frames, together.clients)?;
+        together.print(&bare);
+    }
     Ok(())
+}
+
+/// Many clients syncing from scratch at once: the wall time until the last one finished,
+/// and the server's CPU over that time.
+struct AtOnce {
+    clients: usize,
+    elapsed: Duration,
+    /// Result frames' bytes, all clients together.
+    bytes: u64,
+    server_cpu: f64,
+}
+
+impl AtOnce {
+    /// The report's rows for syncs at once, beside `bare` (as many bare transfers at once).
+    fn print(&self, bare: &BareAtOnce) {
+        let clients = self.clients as f64;
+        let secs = self.elapsed.as_secs_f64();
+        let bare_secs = bare.elapsed.as_secs_f64();
+        println!(
+            "| clients syncing from scratch at once | {} |",
+            self.clients
+        );
+        println!("| all of them, wall time | {secs:.3} s |");
+        println!(
+            "| aggregate MB/s (result frames) | {:.1} |",
+            mb(self.bytes) / secs
+        );
+        println!(
+            "| server CPU per sync, {} at once | {:.3} s |",
+            self.clients,
+            self.server_cpu / clients
+        );
+        println!(
+            "| bare WebSocket, {} transfers at once, wall time | {bare_secs:.3} s ({:.1} MB/s) |",
+            self.clients,
+            mb(self.bytes) / bare_secs.max(f64::EPSILON)
+        );
+        println!(
+            "| bare server CPU per transfer, {} at once | {:.3} s |",
+            self.clients,
+            bare.cpu / clients
+        );
+        println!(
+            "| ratio server CPU per sync / bare per transfer, at once | {:.2} |",
+            self.server_cpu / bare.cpu.max(0.01)
+        );
+    }
+}
+
+/// Runs `args.clients` full syncs from scratch at once against the server.
+async fn syncs_at_once(server: &ServerProcess, args: &BenchSyncArgs) -> anyhow::Result<AtOnce> {
+    let url = server.ws_url();
+    let cpu_before = process_cpu(server.pid())?;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..args.clients {
+        let url = url.clone();
+        let (compress, deflate) = (args.compress, args.deflate);
+        tasks.spawn(async move { full_sync(&url, compress, deflate, false, None).await });
+    }
+    let mut bytes = 0;
+    while let Some(sync) = tasks.join_next().await {
+        bytes += sync??.bytes;
+    }
+    let elapsed = started.elapsed();
+    let server_cpu = process_cpu(server.pid())? - cpu_before;
+    eprintln!(
+        "{} syncs at once: {:.2} MB in {elapsed:.3?}, server CPU {server_cpu:.2} s",
+        args.clients,
+        mb(bytes)
+    );
+    Ok(AtOnce {
+        clients: args.clients as usize,
+        elapsed,
+        bytes,
+        server_cpu,
+    })
+}
+
+/// Bare transfers at once: the wall time until the last one finished, and the bare
+/// server's CPU.
+struct BareAtOnce {
+    elapsed: Duration,
+    cpu: f64,
+}
+
+/// The physical limit for many clients: the bare WebSocket server (one thread) serves
+/// `clients` connections at once, each the recorded frames as in [`bare_push`].
+fn bare_push_many(frames: &[Utf8Bytes], clients: usize) -> anyhow::Result<BareAtOnce> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let frames: Arc<[Message]> = frames.iter().cloned().map(Message::Text).collect();
+    let count = frames.len();
+    let server = std::thread::spawn(move || -> anyhow::Result<f64> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let before = thread_cpu()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let mut connections = tokio::task::JoinSet::new();
+            for _ in 0..clients {
+                let (stream, _) = listener.accept().await?;
+                let frames = Arc::clone(&frames);
+                connections.spawn(async move {
+                    let mut socket = tokio_tungstenite::accept_async(stream).await?;
+                    for frame in frames.iter() {
+                        if socket.next().await.is_none() {
+                            break;
+                        }
+                        socket.send(frame.clone()).await?;
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(served) = connections.join_next().await {
+                served??;
+            }
+            anyhow::Ok(())
+        })?;
+        Ok(thread_cpu()? - before)
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let elapsed = runtime.block_on(async move {
+        let started = Instant::now();
+        let mut transfers = tokio::task::JoinSet::new();
+        for _ in 0..clients {
+            transfers.spawn(bare_client(address, count));
+        }
+        while let Some(transfer) = transfers.join_next().await {
+            transfer??;
+        }
+        anyhow::Ok(started.elapsed())
+    })?;
+    let cpu = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bare WebSocket server panicked"))??;
+    Ok(BareAtOnce { elapsed, cpu })
 }
 
 /// What one full sync transferred.

@@ -1,12 +1,14 @@
-//! The [`Syncer`] page cache in front of the store: prefetched pages, invalidation and its bound.
+//! The [`Syncer`] page cache in front of the store: prefetched pages, invalidation and its
+//! bound, in memory and in its tier of page files.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
 use super::NewStore;
 use crate::Collection;
-use crate::page_cache::Syncer;
+use crate::page_cache::{PageText, Syncer};
 use crate::record::Record;
 use crate::store::CatalogStore;
 use crate::sync::{Paging, answer};
@@ -101,4 +103,255 @@ pub fn caching_can_be_turned_off(new_store: NewStore<'_>) {
     let first = syncer.answer(&json!({}), &short()).unwrap();
     syncer.prefetch(&first.next.unwrap());
     assert_eq!(syncer.cache_usage().0, 0);
+}
+
+/// A page type that counts how each page text was made, and carries one encoded form, so
+/// the tests see what the tiers compute, read back and keep. Counts are kept per page text,
+/// which holds its store's random epoch in the token, so tests running at once (on other
+/// stores) do not disturb each other's.
+#[derive(Clone)]
+struct Counted {
+    text: Arc<str>,
+    forms: Vec<(u8, Arc<[u8]>)>,
+}
+
+/// How a page text was made: computed from the store, or read back from its file.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Made {
+    Computed,
+    Restored,
+}
+
+/// How many times each page text was made, and how.
+static MADE: Mutex<BTreeMap<(Made, String), usize>> = Mutex::new(BTreeMap::new());
+
+fn count(how: Made, text: &str) {
+    *MADE
+        .lock()
+        .unwrap()
+        .entry((how, text.to_owned()))
+        .or_default() += 1;
+}
+
+/// How many times `text` was made `how`.
+fn made(how: Made, text: &str) -> usize {
+    MADE.lock()
+        .unwrap()
+        .get(&(how, text.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// The encoded form a [`Counted`] page carries: its length, as text.
+fn form_of(text: &str) -> Arc<[u8]> {
+    Arc::from(text.len().to_string().as_bytes())
+}
+
+impl From<String> for Counted {
+    fn from(text: String) -> Self {
+        count(Made::Computed, &text);
+        let forms = vec![(3, form_of(&text))];
+        Counted {
+            text: Arc::from(text),
+            forms,
+        }
+    }
+}
+
+impl AsRef<str> for Counted {
+    fn as_ref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PageText for Counted {
+    fn forms(&self) -> Vec<(u8, Arc<[u8]>)> {
+        self.forms.clone()
+    }
+
+    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+        count(Made::Restored, &text);
+        Counted {
+            text: Arc::from(text),
+            forms: forms
+                .into_iter()
+                .map(|(tag, form)| (tag, Arc::from(form)))
+                .collect(),
+        }
+    }
+}
+
+/// A full sync as the server runs it for one client: each answer, then its prefetch.
+fn full_sync<P: PageText>(syncer: &Syncer<P>) -> Vec<P> {
+    let mut pages = Vec::new();
+    let mut token = json!({"format": "1.1"});
+    loop {
+        let page = syncer.answer(&token, &short()).unwrap();
+        pages.push(page.text);
+        let Some(next) = page.next else {
+            return pages;
+        };
+        syncer.prefetch(&next);
+        token = next.token;
+    }
+}
+
+/// The pages a fresh computation gives, for comparison.
+fn fresh_sync(store: &dyn CatalogStore) -> Vec<String> {
+    let mut pages = Vec::new();
+    let mut token = json!({"format": "1.1"});
+    loop {
+        let page = answer(store, &token, &short(), &Paging::default()).unwrap();
+        pages.push(page.text);
+        let Some(next) = page.next else {
+            return pages;
+        };
+        token = next.token;
+    }
+}
+
+fn texts<P: AsRef<str>>(pages: &[P]) -> Vec<&str> {
+    pages.iter().map(AsRef::as_ref).collect()
+}
+
+/// One page's size, to set the tiers' bounds in pages.
+fn page_len(store: &dyn CatalogStore) -> usize {
+    fresh_sync(store).iter().map(String::len).max().unwrap()
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// Checks that pages evicted from memory are served from their files, with their encoded
+/// forms, equal to fresh pages, and not computed again.
+pub fn evicted_pages_are_served_from_files_with_their_forms(new_store: NewStore<'_>) {
+    let store = store_with(new_store, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let memory = page_len(&*store) * 2;
+    let syncer = Syncer::<Counted>::new(Arc::clone(&store), Paging::default(), memory)
+        .with_files(dir.path(), 1 << 20)
+        .unwrap();
+    let first = full_sync(&syncer);
+    assert_eq!(texts(&first), texts(&fresh_sync(&*store)));
+    let (files, bytes) = syncer.file_usage();
+    assert!(
+        files >= first.len() - 3,
+        "evicted pages went to files: {files}"
+    );
+    assert_eq!(bytes, dir_bytes(dir.path()));
+
+    let second = full_sync(&syncer);
+    assert_eq!(texts(&second), texts(&first));
+    for page in &first {
+        assert_eq!(made(Made::Computed, &page.text), 1, "nothing recomputed");
+    }
+    let restored = first
+        .iter()
+        .filter(|page| made(Made::Restored, &page.text) == 1)
+        .count();
+    assert!(
+        restored >= first.len() - 3,
+        "read back from files: {restored}"
+    );
+    for page in &second {
+        assert_eq!(page.forms, vec![(3, form_of(&page.text))]);
+    }
+}
+
+/// Checks that a write makes every page file stale (read-your-writes, spec §3.6), and that
+/// the files then stay within their byte bound.
+pub fn a_write_invalidates_page_files_and_they_stay_bounded(new_store: NewStore<'_>) {
+    let store = store_with(new_store, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let one = page_len(&*store);
+    let file_bound = (one as u64 + 512) * 4;
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), one * 2)
+        .with_files(dir.path(), file_bound)
+        .unwrap();
+    full_sync(&syncer);
+    assert!(syncer.file_usage().0 > 0);
+    assert!(dir_bytes(dir.path()) <= file_bound);
+    store
+        .write(&mut |w| {
+            let text = r#"{"_id":"late","name":"late"}"#;
+            w.upsert(&Record::from_json(Collection::Packages, text).unwrap())
+                .map(|_| ())
+        })
+        .unwrap();
+    let after = full_sync(&syncer);
+    assert_eq!(texts(&after), texts(&fresh_sync(&*store)));
+    assert!(
+        after.concat().contains(r#""_id":"late""#),
+        "read-your-writes"
+    );
+    assert!(syncer.file_usage().1 <= file_bound);
+    assert!(dir_bytes(dir.path()) <= file_bound);
+}
+
+/// Checks that files of an earlier process are discarded, and that a corrupt or truncated
+/// file is recomputed, not served.
+pub fn page_files_are_discarded_at_start_and_checked_when_read(new_store: NewStore<'_>) {
+    let store = store_with(new_store, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let one = page_len(&*store);
+    let open = || {
+        Syncer::<String>::new(Arc::clone(&store), Paging::default(), one * 2)
+            .with_files(dir.path(), 1 << 20)
+            .unwrap()
+    };
+    full_sync(&open());
+    assert!(dir_bytes(dir.path()) > 0);
+    let restarted = open();
+    assert_eq!(
+        dir_bytes(dir.path()),
+        0,
+        "an earlier process's files are discarded"
+    );
+
+    full_sync(&restarted);
+    for (i, entry) in std::fs::read_dir(dir.path()).unwrap().enumerate() {
+        let path = entry.unwrap().path();
+        let mut bytes = std::fs::read(&path).unwrap();
+        if i % 2 == 0 {
+            bytes.truncate(bytes.len() / 2);
+        } else {
+            let at = bytes.len() - 10;
+            bytes[at] ^= 1;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let again = full_sync(&restarted);
+    assert_eq!(texts(&again), texts(&fresh_sync(&*store)));
+}
+
+/// Checks that clients asking for the same page at once share one computation.
+pub fn clients_asking_at_once_share_one_computation(new_store: NewStore<'_>) {
+    let store = store_with(new_store, 30);
+    let syncer = Syncer::<Counted>::new(Arc::clone(&store), Paging::default(), 1 << 20);
+    let clients = 8;
+    let barrier = std::sync::Barrier::new(clients);
+    let pages: Vec<Counted> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    syncer
+                        .answer(&json!({"format": "1.1"}), &short())
+                        .unwrap()
+                        .text
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(made(Made::Computed, &pages[0].text), 1);
+    assert!(
+        pages
+            .iter()
+            .all(|page| Arc::ptr_eq(&page.text, &pages[0].text))
+    );
 }

@@ -1,11 +1,13 @@
 //! The RFC 6455 upgrade every WebSocket transport shares, with or without
 //! `permessage-deflate`.
 //!
-//! A request that offers the extension, on an endpoint that allows it, is answered here
-//! (the `101` with `Sec-WebSocket-Extensions`) and its connection read and written by
-//! [`deflate`](super::deflate); any other goes through axum and tungstenite as before. Either
-//! way the transport gets the same pair, a sink of [`Outgoing`] items and a stream of
-//! `Message`s, with the endpoint's limits already applied.
+//! A complete HTTP/1.1 upgrade is answered here (the `101`, with `Sec-WebSocket-Extensions`
+//! when the client offers the extension and the endpoint allows it) and its connection read
+//! and written by [`deflate`](super::deflate)'s frame code, with or without the extension: it
+//! writes a shared sync page without joining it into its frame first. Anything else goes
+//! through axum, which answers what is wrong with it. Either way the transport gets the same
+//! pair, a sink of [`Outgoing`] items and a stream of `Message`s, with the endpoint's limits
+//! already applied.
 
 use std::pin::Pin;
 
@@ -42,14 +44,13 @@ pub(crate) type MessageStream = Pin<Box<dyn Stream<Item = Result<Message, axum::
 /// A WebSocket upgrade request, accepted with `permessage-deflate` or without.
 #[derive(Debug)]
 pub(crate) enum WebSocketRequest {
-    /// No acceptable offer (or the extension is off): axum and tungstenite do the rest.
-    Plain(WebSocketUpgrade),
-    /// The extension was agreed on.
-    Deflate {
+    /// Not a complete HTTP/1.1 upgrade: axum and tungstenite do the rest.
+    Axum(WebSocketUpgrade),
+    /// Answered here; `deflate` holds the extension's agreement and level, if agreed on.
+    Direct {
         on_upgrade: OnUpgrade,
         accept: HeaderValue,
-        agreement: Agreement,
-        level: u32,
+        deflate: Option<(Agreement, u32)>,
     },
 }
 
@@ -64,20 +65,18 @@ impl WebSocketRequest {
             .enabled
             .then(|| deflate::negotiate(parts.headers.get_all(SEC_WEBSOCKET_EXTENSIONS)))
             .flatten();
-        if let Some(agreement) = agreement
-            && let Some(accept) = valid_http1_upgrade(parts)
+        if let Some(accept) = valid_http1_upgrade(parts)
             && let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>()
         {
-            return Ok(Self::Deflate {
+            return Ok(Self::Direct {
                 on_upgrade,
                 accept,
-                agreement,
-                level: compression.level,
+                deflate: agreement.map(|agreement| (agreement, compression.level)),
             });
         }
         WebSocketUpgrade::from_request_parts(parts, &())
             .await
-            .map(Self::Plain)
+            .map(Self::Axum)
     }
 
     /// Answers the upgrade and, once the connection is upgraded, runs `callback` on its
@@ -89,7 +88,7 @@ impl WebSocketRequest {
         Fut: Future<Output = ()> + Send + 'static,
     {
         match self {
-            Self::Plain(upgrade) => upgrade
+            Self::Axum(upgrade) => upgrade
                 .max_message_size(limit)
                 .max_frame_size(limit)
                 .read_buffer_size(READ_BUFFER_SIZE)
@@ -100,11 +99,10 @@ impl WebSocketRequest {
                     let sink = sink.with(|item: Outgoing| future::ok(item.into_message()));
                     callback(Box::pin(sink), Box::pin(stream))
                 }),
-            Self::Deflate {
+            Self::Direct {
                 on_upgrade,
                 accept,
-                agreement,
-                level,
+                deflate,
             } => {
                 exosphere_task::spawn(async move {
                     let Ok(upgraded) = on_upgrade.await else {
@@ -113,19 +111,17 @@ impl WebSocketRequest {
                     };
                     let (reader, writer) = tokio::io::split(TokioIo::new(upgraded));
                     let (sink, stream) =
-                        deflate::split(reader, writer, agreement, limit, level, READ_BUFFER_SIZE);
+                        deflate::split(reader, writer, deflate, limit, READ_BUFFER_SIZE);
                     callback(Box::pin(sink), Box::pin(stream)).await;
                 });
-                (
-                    StatusCode::SWITCHING_PROTOCOLS,
-                    [
-                        (CONNECTION, HeaderValue::from_static("upgrade")),
-                        (UPGRADE, HeaderValue::from_static("websocket")),
-                        (SEC_WEBSOCKET_ACCEPT, accept),
-                        (SEC_WEBSOCKET_EXTENSIONS, agreement.response()),
-                    ],
-                )
-                    .into_response()
+                let mut headers = HeaderMap::new();
+                headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+                headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+                if let Some((agreement, _)) = deflate {
+                    headers.insert(SEC_WEBSOCKET_EXTENSIONS, agreement.response());
+                }
+                (StatusCode::SWITCHING_PROTOCOLS, headers).into_response()
             }
         }
     }

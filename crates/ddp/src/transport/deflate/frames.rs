@@ -1,14 +1,17 @@
-//! RFC 6455 frames with `permessage-deflate`, over an upgraded connection.
+//! RFC 6455 frames, with or without `permessage-deflate`, over an upgraded connection.
 //!
 //! tungstenite fails every frame with RSV1 set (it has no extension support), so a
 //! connection that negotiated the extension is read and written here instead, as the same
 //! `Message` stream and sink a tungstenite socket is, so the transports run it unchanged.
+//! Connections without the extension are too: a message around a shared body (a sync page)
+//! goes out as its frame header, head, body and tail in one vectored write, where
+//! tungstenite would need the parts joined into one string and copied into its buffer.
 //! The reader accepts only masked client frames, bounds every message by `limit` before and
 //! after inflation, answers pings and the closing handshake through the shared writer, and
 //! reports violations as tungstenite's own errors so the session closes the same way
 //! whichever socket it runs on.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
@@ -34,13 +37,24 @@ const OP_PONG: u8 = 0xA;
 /// (where compressing a megabyte at level 6 would hold a worker thread for milliseconds).
 const BLOCKING_THRESHOLD: usize = 64 << 10;
 
-/// The two halves of a negotiated connection, as a tungstenite socket's would be.
+/// The level a shared body (a sync page) is compressed at: 9, the smallest, on every
+/// connection that compresses at all (`level` above 0), whatever its own level. A shared body
+/// is compressed once for every client and kept with its page (in memory, then in the page
+/// cache's files) until the store changes, so its cost is not per client while the bytes it
+/// saves are every client's; it is what brings a spliced sync page (whose parts cost a few
+/// bytes each) under the size of the same frame compressed whole at zlib's default level.
+const fn shared_body_level(level: u32) -> u32 {
+    if level == 0 { 0 } else { 9 }
+}
+
+/// The two halves of an upgraded connection, as a tungstenite socket's would be. `deflate`
+/// is the `permessage-deflate` agreement and the zlib level of outbound messages, if the
+/// extension was negotiated; without it, a frame with RSV1 set is a protocol violation.
 pub(crate) fn split<R, W>(
     reader: R,
     writer: W,
-    agreement: Agreement,
+    deflate: Option<(Agreement, u32)>,
     limit: usize,
-    level: u32,
     read_buffer: usize,
 ) -> (
     impl Sink<Outgoing, Error = axum::Error> + Send + 'static,
@@ -52,14 +66,14 @@ where
 {
     let writer = Arc::new(Mutex::new(Writer {
         io: writer,
-        level,
+        level: deflate.map(|(_, level)| level),
         closed: false,
     }));
     let reader = Reader {
         io: BufReader::with_capacity(read_buffer, reader),
         writer: Arc::clone(&writer),
         inflater: Inflater::default(),
-        agreement,
+        agreement: deflate.map(|(agreement, _)| agreement),
         limit,
         started: None,
         partial: Vec::new(),
@@ -91,7 +105,8 @@ where
 /// The sending side, shared with the reader for its pongs and close replies.
 struct Writer<W> {
     io: W,
-    level: u32,
+    /// The zlib level of outbound messages; `None` without the extension.
+    level: Option<u32>,
     /// A close frame went out: nothing may follow it.
     closed: bool,
 }
@@ -103,7 +118,9 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         }
         match message {
             Message::Text(text) => {
-                let level = self.level;
+                let Some(level) = self.level else {
+                    return self.frame(OP_TEXT, false, &[text.as_bytes()]).await;
+                };
                 let deflated = if text.len() < BLOCKING_THRESHOLD {
                     deflate_message(text.as_bytes(), level)
                 } else {
@@ -137,30 +154,31 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 
     /// Sends a text message whose body is shared: its head and tail are compressed here,
     /// around the body's compressed form, which is computed once for every connection (on
-    /// the blocking pool, by the first writer that needs it) and kept with the body.
+    /// the blocking pool, by the first writer that needs it; the others wait as tasks) and
+    /// kept with the body.
     async fn send_spliced(&mut self, spliced: Box<Spliced>) -> Result<(), WsError> {
         if self.closed {
             return Err(WsError::Protocol(ProtocolError::SendAfterClosing));
         }
+        let Some(level) = self.level else {
+            let parts = [
+                spliced.head.as_bytes(),
+                spliced.body.as_str().as_bytes(),
+                spliced.tail.as_bytes(),
+            ];
+            return self.frame(OP_TEXT, false, &parts).await;
+        };
         if spliced.head.len() >= BLOCKING_THRESHOLD {
             // The head carries the client's method id: a long one is compressed like any
             // large message, off the runtime, and not spliced.
             let text = FrameText::Spliced(spliced).into_string();
             return self.send(Message::Text(text.into())).await;
         }
-        let level = self.level;
-        let body = match spliced.body.deflated_if_ready(level) {
-            Some(body) => body,
-            None => {
-                let shared = spliced.body.clone();
-                exosphere_task::blocking(move || {
-                    shared.deflated(level, |text| deflate_part(text, level))
-                })
-                .await
-                .ok()
-                .flatten()
-            }
-        };
+        let body_level = shared_body_level(level);
+        let body = spliced
+            .body
+            .deflated(body_level, move |text| deflate_part(text, body_level))
+            .await;
         let plain_len = spliced.len();
         if let Some(body) = body
             && let Some((head, tail)) = splice_message(
@@ -198,9 +216,17 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
                 head.extend_from_slice(&(len as u64).to_be_bytes());
             }
         }
-        self.io.write_all(&head).await?;
-        for part in parts {
-            self.io.write_all(part).await?;
+        let mut slices: Vec<IoSlice<'_>> = std::iter::once(head.as_slice())
+            .chain(parts.iter().copied())
+            .map(IoSlice::new)
+            .collect();
+        let mut unwritten = slices.as_mut_slice();
+        while !unwritten.is_empty() {
+            let written = self.io.write_vectored(unwritten).await?;
+            if written == 0 {
+                return Err(WsError::Io(io::ErrorKind::WriteZero.into()));
+            }
+            IoSlice::advance_slices(&mut unwritten, written);
         }
         self.io.flush().await?;
         Ok(())
@@ -212,7 +238,8 @@ struct Reader<R, W> {
     io: BufReader<R>,
     writer: Arc<Mutex<Writer<W>>>,
     inflater: Inflater,
-    agreement: Agreement,
+    /// The extension's agreement; `None` without it.
+    agreement: Option<Agreement>,
     limit: usize,
     /// The data message in progress (control frames may come between its frames): its
     /// opcode and RSV1, from its first frame.
@@ -252,6 +279,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                 return self.control(header.opcode, data).await;
             }
             let compressed = match (header.opcode, self.started) {
+                // RSV1 marks a compressed message, only where the extension was agreed on.
+                (OP_TEXT | OP_BINARY, None) if header.rsv1 && self.agreement.is_none() => {
+                    return Err(WsError::Protocol(ProtocolError::NonZeroReservedBits));
+                }
                 (OP_TEXT | OP_BINARY, None) => {
                     self.started = Some((header.opcode, header.rsv1));
                     header.rsv1
@@ -299,14 +330,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Reader<R, W> {
                 continue;
             };
             let mut payload = std::mem::take(&mut self.partial);
-            let data = if compressed {
+            let data = if let Some(agreement) = self.agreement.filter(|_| compressed) {
                 payload.extend_from_slice(&TAIL);
                 self.inflater
-                    .inflate(
-                        &payload,
-                        self.limit,
-                        self.agreement.client_no_context_takeover,
-                    )
+                    .inflate(&payload, self.limit, agreement.client_no_context_takeover)
                     .map_err(|error| match error {
                         InflateError::TooLarge => {
                             too_long(self.limit.saturating_add(1), self.limit)
@@ -482,28 +509,72 @@ mod tests {
         text
     }
 
+    /// The extension as the `meteor` tool negotiates it, at level 6.
+    fn negotiated() -> Option<(Agreement, u32)> {
+        let agreement = Agreement {
+            client_no_context_takeover: true,
+        };
+        Some((agreement, 6))
+    }
+
     /// A negotiated connection's sending half at level 6, and the client's end of it.
     fn connection() -> (
         Pin<Box<impl Sink<Outgoing, Error = axum::Error> + Send + 'static>>,
         tokio::io::DuplexStream,
     ) {
+        connection_with(negotiated())
+    }
+
+    /// A connection's sending half, with `deflate` or without, and the client's end of it.
+    fn connection_with(
+        deflate: Option<(Agreement, u32)>,
+    ) -> (
+        Pin<Box<impl Sink<Outgoing, Error = axum::Error> + Send + 'static>>,
+        tokio::io::DuplexStream,
+    ) {
         let (server_side, client_side) = tokio::io::duplex(1 << 20);
         let (_, write_half) = tokio::io::split(server_side);
-        let agreement = Agreement {
-            client_no_context_takeover: true,
-        };
-        let (sink, _) = split(tokio::io::empty(), write_half, agreement, 1 << 20, 6, 1024);
+        let (sink, _) = split(tokio::io::empty(), write_half, deflate, 1 << 20, 1024);
         (Box::pin(sink), client_side)
     }
 
     /// What a negotiated connection's reader makes of `bytes` from the client, then EOF.
     async fn read_from_client(bytes: Vec<u8>) -> Vec<Result<Message, axum::Error>> {
-        let agreement = Agreement {
-            client_no_context_takeover: true,
-        };
+        read_from_client_with(bytes, negotiated()).await
+    }
+
+    /// What a connection's reader, with `deflate` or without, makes of `bytes`, then EOF.
+    async fn read_from_client_with(
+        bytes: Vec<u8>,
+        deflate: Option<(Agreement, u32)>,
+    ) -> Vec<Result<Message, axum::Error>> {
         let reader = std::io::Cursor::new(bytes);
-        let (_sink, stream) = split(reader, tokio::io::sink(), agreement, 1 << 20, 6, 1024);
+        let (_sink, stream) = split(reader, tokio::io::sink(), deflate, 1 << 20, 1024);
         futures_util::StreamExt::collect::<Vec<_>>(stream).await
+    }
+
+    #[tokio::test]
+    async fn without_the_extension_a_shared_body_goes_out_in_place_and_rsv1_is_refused() {
+        let (mut sink, mut client_side) = connection_with(None);
+        let body = RawText::from("[1,2,3]");
+        let spliced = Spliced {
+            head: r#"{"msg":"result","id":"1","result":"#.to_owned(),
+            body: body.clone(),
+            tail: "}",
+        };
+        sink.send(Outgoing::Spliced(Box::new(spliced)))
+            .await
+            .unwrap();
+        let (compressed, payload) = read_frame(&mut client_side).await;
+        assert!(!compressed);
+        assert_eq!(payload, br#"{"msg":"result","id":"1","result":[1,2,3]}"#);
+        assert_eq!(body.deflations(), 0);
+        // A one-byte text frame, masked with 1 2 3 4, with RSV1 and without.
+        let frame = |first: u8| vec![first, 0x81, 1, 2, 3, 4, b'x' ^ 1];
+        let read = read_from_client_with(frame(0xC1), None).await;
+        assert!(read[0].is_err(), "RSV1 without the extension: {read:?}");
+        let read = read_from_client_with(frame(0x81), None).await;
+        assert!(matches!(&read[0], Ok(Message::Text(text)) if text.as_str() == "x"));
     }
 
     #[tokio::test]
@@ -580,6 +651,10 @@ mod tests {
             client.await.unwrap();
         }
         assert_eq!(body.deflations(), 1);
+        assert!(
+            body.deflated_if_ready(9).is_some(),
+            "a shared body is compressed at level 9 on a level-6 connection"
+        );
     }
 
     #[tokio::test]

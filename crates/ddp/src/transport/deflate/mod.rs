@@ -3,8 +3,8 @@
 //!
 //! [`negotiate`] picks the client's first acceptable offer and always answers
 //! `server_no_context_takeover`, so each outbound message is compressed on its own
-//! ([`codec`]); [`frames`] reads and writes a negotiated connection's frames, inflating what
-//! the client compressed within the message size limit.
+//! ([`codec`]); [`frames`] reads and writes the frames of every HTTP/1.1 WebSocket, negotiated
+//! or not, inflating what the client compressed within the message size limit.
 
 mod codec;
 mod frames;

@@ -25,6 +25,20 @@ pub(crate) const GO_AWAY: (u16, &str) = (3000, "Go away!");
 pub(crate) fn push_json_string(out: &mut String, text: &str) {
     out.reserve(text.len() + 2);
     out.push('"');
+    push_escaped(out, text);
+    out.push('"');
+}
+
+/// `text` as the inside of a SockJS JSON string literal (no quotes): what a message's
+/// shared body becomes inside `a["…"]`.
+pub(crate) fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    push_escaped(&mut out, text);
+    out
+}
+
+/// Appends `text` with JSON's and SockJS's escapes, without quotes.
+fn push_escaped(out: &mut String, text: &str) {
     let mut run_start = 0;
     for (index, c) in text.char_indices() {
         let escape: Option<&str> = match c {
@@ -47,7 +61,6 @@ pub(crate) fn push_json_string(out: &mut String, text: &str) {
         run_start = index + c.len_utf8();
     }
     out.push_str(&text[run_start..]);
-    out.push('"');
 }
 
 /// Control characters, and the ranges SockJS servers must escape.

@@ -326,6 +326,17 @@ async fn write_frame(
             );
             writer.write_all_buf(&mut framed).await?;
         }
+        SocketFrame::Spliced(spliced) => {
+            let text = Buf::chain(
+                Buf::chain(spliced.head.as_bytes(), spliced.body.as_str().as_bytes()),
+                spliced.tail.as_bytes(),
+            );
+            let mut framed = Buf::chain(
+                Buf::chain([TEXT_START].as_slice(), text),
+                [TEXT_END].as_slice(),
+            );
+            writer.write_all_buf(&mut framed).await?;
+        }
         SocketFrame::Close { .. } => writer.write_all(&CLOSE).await?,
     }
     writer.flush().await

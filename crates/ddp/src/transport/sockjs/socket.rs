@@ -18,13 +18,17 @@ use tokio::time::timeout;
 use super::app::Channels;
 use super::config::SockJsConfig;
 use super::framing;
-use crate::outbox::{Outbound, OutboxReceiver};
+use crate::outbox::{FrameText, Outbound, OutboxReceiver, Spliced};
 
 /// One message the writer hands to a socket, whatever WebSocket dialect the socket speaks.
 #[derive(Debug)]
 pub(super) enum SocketFrame {
     /// A text message.
     Text(String),
+    /// A text message around a body shared with other frames (a sync page), already framed
+    /// for this socket: a `permessage-deflate` socket splices the body's shared compressed
+    /// form, hixie-76 writes the parts without joining them.
+    Spliced(Box<Spliced>),
     /// The closing handshake; nothing follows it. hixie-76 carries no code or reason.
     Close { code: u16, reason: &'static str },
 }
@@ -129,7 +133,7 @@ async fn write(
         let (code, reason) = match item {
             // The charge is kept until the socket took the frame; the text is not.
             Some(Outbound::Frame(text, _charge)) => {
-                if send(&mut sink, message_frame(text.into_string(), framed)).await {
+                if send(&mut sink, message_frame(text, framed)).await {
                     continue;
                 }
                 return;
@@ -146,12 +150,24 @@ async fn write(
 }
 
 /// The socket frame carrying one application message: `a["…"]` when `framed`. Takes the
-/// text by value so it is freed before its framed copy is written.
-fn message_frame(text: String, framed: bool) -> SocketFrame {
-    if framed {
-        SocketFrame::text(framing::messages([text.as_str()]))
-    } else {
-        SocketFrame::text(text)
+/// text by value so it is freed before its framed copy is written. A message around a
+/// shared body stays in parts: framed, its head and tail are escaped here and its body is
+/// the shared body's escaped form, computed once for every SockJS client (escaping goes
+/// character by character, so the parts join into the escaped message).
+fn message_frame(text: FrameText, framed: bool) -> SocketFrame {
+    match text {
+        FrameText::Spliced(spliced) if !framed => SocketFrame::Spliced(spliced),
+        FrameText::Spliced(spliced) if spliced.tail == "}" => {
+            let mut head = String::from("a[\"");
+            head.push_str(&framing::escaped(&spliced.head));
+            SocketFrame::Spliced(Box::new(Spliced {
+                head,
+                body: spliced.body.escaped(framing::escaped),
+                tail: "}\"]",
+            }))
+        }
+        text if framed => SocketFrame::text(framing::messages([text.into_string().as_str()])),
+        text => SocketFrame::text(text.into_string()),
     }
 }
 
@@ -173,6 +189,59 @@ async fn send(
                 "SockJS WebSocket client stopped reading: a frame stayed unwritten; closing"
             );
             false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::RawText;
+
+    fn spliced(id: &str, body: &RawText) -> FrameText {
+        FrameText::Spliced(Box::new(Spliced {
+            head: format!(r#"{{"msg":"result","id":"{id}","result":"#),
+            body: body.clone(),
+            tail: "}",
+        }))
+    }
+
+    fn joined(frame: SocketFrame) -> String {
+        match frame {
+            SocketFrame::Text(text) => text,
+            SocketFrame::Spliced(spliced) => FrameText::Spliced(spliced).into_string(),
+            SocketFrame::Close { .. } => panic!("a close frame"),
+        }
+    }
+
+    #[test]
+    fn shared_bodies_stay_in_parts_and_frame_as_the_joined_text_would() {
+        let body = RawText::from("{\"collections\":{\"packages\":[{\"d\":\"a\\\"b\u{2028}\"}]}}");
+        for framed in [false, true] {
+            let frames: Vec<SocketFrame> = ["1", "2"]
+                .iter()
+                .map(|id| message_frame(spliced(id, &body), framed))
+                .collect();
+            let bodies: Vec<RawText> = frames
+                .iter()
+                .map(|frame| match frame {
+                    SocketFrame::Spliced(spliced) => spliced.body.clone(),
+                    other => panic!("not spliced: {other:?}"),
+                })
+                .collect();
+            assert!(
+                std::ptr::eq(bodies[0].as_str(), bodies[1].as_str()),
+                "one shared body"
+            );
+            for (id, frame) in ["1", "2"].into_iter().zip(frames) {
+                let whole = spliced(id, &body).into_string();
+                let expected = if framed {
+                    framing::messages([whole.as_str()])
+                } else {
+                    whole
+                };
+                assert_eq!(joined(frame), expected);
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ use super::endpoint::{Endpoint, connection_info};
 use super::hixie76;
 use super::responses::{NOT_AN_UPGRADE, bad_request, method_not_allowed, not_found};
 use super::socket::{SocketFrame, serve};
+use crate::transport::outgoing::Outgoing;
 use crate::transport::upgrade::{MessageStream, WebSocketRequest};
 use crate::transport::websocket::refused;
 
@@ -98,7 +99,7 @@ pub(super) fn bridge(
     let span = tracing::Span::current();
     upgrade.on_upgrade(limit, move |sink, stream| {
         async move {
-            let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame).into())));
+            let sink = sink.with(|frame| ready(Ok::<_, axum::Error>(message(frame))));
             serve(texts(stream), sink, channels, &config, framed).await;
         }
         .instrument(span)
@@ -124,13 +125,17 @@ fn texts(stream: MessageStream) -> impl Stream<Item = Utf8Bytes> {
     })
 }
 
-/// A writer's frame as an RFC 6455 message.
-fn message(frame: SocketFrame) -> Message {
+/// A writer's frame as what an RFC 6455 socket sends: a message, or one in parts that a
+/// `permessage-deflate` socket splices.
+fn message(frame: SocketFrame) -> Outgoing {
     match frame {
-        SocketFrame::Text(text) => Message::text(text),
-        SocketFrame::Close { code, reason } => Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })),
+        SocketFrame::Text(text) => Outgoing::Message(Message::text(text)),
+        SocketFrame::Spliced(spliced) => Outgoing::Spliced(spliced),
+        SocketFrame::Close { code, reason } => {
+            Outgoing::Message(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+        }
     }
 }
