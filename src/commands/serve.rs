@@ -25,7 +25,7 @@ use crate::jobs::RollupSchedule;
 use crate::serve_lock;
 use crate::server::{self, Config};
 use crate::service::upload_slots::UploadSlots;
-use crate::service::{Publishing, UsageRates};
+use crate::service::{LoginLimits, LoginThrottle, Publishing, UsageRates};
 use crate::stats_files::StatsFilesConfig;
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
@@ -214,6 +214,12 @@ fn publishing(
         ),
         upload_idle_timeout: options.upload_idle_timeout,
         upload_min_rate: options.upload_min_rate,
+        login_throttle: Arc::new(LoginThrottle::new(LoginLimits {
+            per_address: options.login_failures_per_address,
+            per_account: options.login_failures_per_account,
+            interval: options.login_failure_interval,
+            ..LoginLimits::default()
+        })),
     })
 }
 
