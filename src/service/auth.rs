@@ -2,6 +2,7 @@
 //! `exosphere token create`, and the authorization pre-checks of spec §5.8.
 
 use exosphere_catalog::Lookup;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use exosphere_catalog::accounts::{Token, User, secret_hash};
@@ -42,7 +43,7 @@ pub async fn login(
     let ip = ctx.session.remote_addr.map(|addr| addr.ip());
     let throttle = Arc::clone(&publishing.login_throttle);
     if let Err(refusal) = throttle.admit(ip, None) {
-        tracing::warn!(address = ?ip, "refused a login: too many failed logins from this address");
+        tracing::warn!(address = %shown(ip), "refused a login: too many failed logins from this address");
         ctx.session.set_user_id(None);
         return Err(refusal);
     }
@@ -95,12 +96,12 @@ pub async fn login(
     let (user, stored) = match outcome {
         (Outcome::In(user, stored), _) => (user, stored),
         (Outcome::Failed(reason), actor) => {
-            tracing::warn!(address = ?ip, user = %actor, reason, "failed login");
+            tracing::warn!(address = %shown(ip), user = %actor, reason, "failed login");
             ctx.session.set_user_id(None);
             return Err(logged_out());
         }
         (Outcome::Locked(refusal), actor) => {
-            tracing::warn!(address = ?ip, user = %actor, "refused a login: too many failed logins for this account");
+            tracing::warn!(address = %shown(ip), user = %actor, "refused a login: too many failed logins for this account");
             ctx.session.set_user_id(None);
             return Err(refusal);
         }
@@ -116,6 +117,11 @@ pub async fn login(
     Ejson::from_json(answer)
         .map(Reply::Value)
         .map_err(|_| DdpError::internal())
+}
+
+/// A client address for the log: the address, or `unknown` for a transport without one.
+fn shown(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
 }
 
 /// How a login attempt ended, as decided in its transaction.
