@@ -193,7 +193,7 @@ pub enum Command {
         long_about = "Print the audit log of a data directory, newest first: every login and \
                       failed login, token creation and revocation, package, version, build \
                       and release publish, maintainer, homepage, metadata, recommendation \
-                      and banner change, and user and organization change, with its time \
+                      and banner change, user and organization change, and mirror claim, with its time \
                       (UTC), actor (a username, `anonymous` for a login with an unknown \
                       token, `cli:<OS user>` for these commands), client address, action, \
                       target and details. Entries are written in the same transaction as \

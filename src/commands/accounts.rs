@@ -61,7 +61,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
                 }
                 writer.accounts().insert_user(&user)?;
                 let detail = json!({"id": user.id, "admin": user.admin});
-                Ok(record(writer, "user.add", &user.username, detail)?)
+                Ok(record(writer, "user.add", &user.username, None, detail)?)
             })?;
             let role = if user.admin { " (administrator)" } else { "" };
             println!("added user {} with id {}{role}", user.username, user.id);
@@ -98,7 +98,7 @@ pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
                     name: args.name.clone(),
                 };
                 writer.accounts().insert_org(&org)?;
-                record(writer, "org.add", &org.name, json!({"id": org.id}))?;
+                record(writer, "org.add", &org.name, None, json!({"id": org.id}))?;
                 org
             }
         };
@@ -112,6 +112,7 @@ pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
                     writer,
                     "org.member.add",
                     &org.name,
+                    None,
                     json!({"member": member}),
                 )?;
             }
@@ -145,7 +146,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
                 };
                 writer.accounts().insert_token(&token)?;
                 let detail = json!({"user": user.username, "days": args.days});
-                record(writer, "token.create", &token.id, detail)?;
+                record(writer, "token.create", &token.id, None, detail)?;
                 Ok(user)
             })?;
             let session = json!({"sessions": {
@@ -194,7 +195,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
                     ))
                 })?;
                 let detail = json!({"withdrawnPublishes": withdrawn});
-                record(writer, "token.revoke", &args.id, detail)?;
+                record(writer, "token.revoke", &args.id, None, detail)?;
                 Ok(withdrawn)
             })?;
             println!("revoked token {}", args.id);

@@ -88,11 +88,13 @@ fn operator() -> String {
         .map_or_else(|| "cli".to_owned(), |name| format!("cli:{name}"))
 }
 
-/// Records that the command line did `action` to `target`, in `writer`'s transaction.
+/// Records that the command line did `action` to `target` (about `package`, a package or
+/// release track name, when there is one), in `writer`'s transaction.
 pub(crate) fn record(
     writer: &mut dyn CatalogWriter,
     action: &str,
     target: &str,
+    package: Option<&str>,
     detail: Value,
 ) -> Result<(), StoreError> {
     writer.audit(&AuditEntry {
@@ -101,7 +103,7 @@ pub(crate) fn record(
         address: None,
         action: action.to_owned(),
         target: target.to_owned(),
-        package: None,
+        package: package.map(str::to_owned),
         detail,
     })
 }

@@ -747,6 +747,16 @@ async fn a_claimed_name_is_served_from_here_only() {
     ]);
     assert_success(&claimed);
     assert!(String::from_utf8_lossy(&claimed.stdout).contains("lists alice"));
+    // The claim is in the audit log; the refused one left no entry.
+    let audit = run(&["audit", "--json", "--data-dir", data, "--package", &name]);
+    assert_success(&audit);
+    let entries: Vec<Value> = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["action"], "mirror.claim");
+    assert_eq!(entries[0]["detail"]["maintainers"], json!(["alice"]));
 
     // Clients get the same record (same `_id`), now maintained here: never two of one name.
     let mut client = mirror.ddp().await;
