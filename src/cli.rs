@@ -195,7 +195,8 @@ pub enum Command {
                       and release publish, maintainer, homepage, metadata, recommendation \
                       and banner change, user and organization change, and mirror claim, with its time \
                       (UTC), actor (a username, `anonymous` for a login with an unknown \
-                      token, `cli:<OS user>` for these commands), client address, action, \
+                      token, `cli:<OS user>` for the `user`, `org`, `token` and `mirror claim` \
+                      commands), client address, action, \
                       target and details. Entries are written in the same transaction as \
                       the change they record, and never name a token's secret. Safe while \
                       a server runs.\n\n\
