@@ -56,7 +56,9 @@ pub struct Publishing {
 
 impl Publishing {
     /// Runs `body` in one write transaction on the blocking pool: everything it writes
-    /// commits together, and a refusal rolls everything back.
+    /// commits together, and a refusal rolls everything back. A write the store refuses
+    /// because it would change a published version's content is answered 409 with the
+    /// store's reason.
     pub async fn transact<T, F>(&self, mut body: F) -> Result<T, DdpError>
     where
         T: Send + 'static,
@@ -71,6 +73,9 @@ impl Publishing {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Refusal::Refused(error))) => Err(error),
             Ok(Err(Refusal::Store(StoreError::Busy))) => Err(busy()),
+            Ok(Err(Refusal::Store(error @ StoreError::Immutable { .. }))) => {
+                Err(DdpError::new(409, error.to_string()))
+            }
             Ok(Err(Refusal::Store(error))) => {
                 tracing::error!(%error, "publishing transaction failed");
                 Err(DdpError::internal())
