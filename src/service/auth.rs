@@ -1,10 +1,10 @@
 //! Logging in (spec §6.2): DDP `login` with `{resume: token}`, where the token comes from
 //! `exosphere token create`, and the authorization pre-checks of spec §5.8.
 
-use exosphere_catalog::Lookup;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use exosphere_catalog::Lookup;
 use exosphere_catalog::accounts::{Token, User, secret_hash};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply};

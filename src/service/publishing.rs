@@ -4,8 +4,9 @@
 //! each one write transaction on the blocking pool that a refusal rolls back.
 //!
 //! Upload tickets and pending publishes are in `uploads`, the permission rules in `rules`,
-//! record editing in `records`; each method family (`auth`, `packages`, `releases`, `admin`)
-//! uses these and never another family, and `methods` maps method names to them.
+//! record editing in `records`, the caller and its audit entries in `audit`; each method
+//! family (`auth`, `packages`, `releases`, `admin`) uses these and never another family,
+//! and `methods` maps method names to them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,9 +74,9 @@ impl Publishing {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Refusal::Refused(error))) => Err(error),
             Ok(Err(Refusal::Store(StoreError::Busy))) => Err(busy()),
-            Ok(Err(Refusal::Store(error @ StoreError::Immutable { .. }))) => {
-                Err(DdpError::new(409, error.to_string()))
-            }
+            Ok(Err(Refusal::Store(
+                error @ (StoreError::Immutable { .. } | StoreError::PublishedDeletion { .. }),
+            ))) => Err(DdpError::new(409, error.to_string())),
             Ok(Err(Refusal::Store(error))) => {
                 tracing::error!(%error, "publishing transaction failed");
                 Err(DdpError::internal())

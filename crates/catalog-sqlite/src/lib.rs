@@ -948,6 +948,11 @@ impl CatalogWriter for SqliteWriter<'_> {
     }
 
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
+        if matches!(collection, Collection::Versions | Collection::Builds)
+            && let Some(old) = self.get(collection, id)?
+        {
+            immutable::check_delete(collection, id, &old)?;
+        }
         let removed = self
             .conn
             .prepare_cached(&self.sql.tables[collection].delete)

@@ -57,6 +57,18 @@ pub enum StoreError {
         /// The first fixed field the write would change.
         field: String,
     },
+    /// A delete would remove a published version or build, which stays for good; nothing
+    /// was written.
+    #[error(
+        "refused to delete the published {collection} record {id}: a published version stays \
+         installable for every client that synced it; publish a new version instead"
+    )]
+    PublishedDeletion {
+        /// The record's collection.
+        collection: exosphere_meteor::Collection,
+        /// The record's `_id`.
+        id: String,
+    },
     /// A background task that accessed the store failed (e.g. panicked).
     #[error("catalog background task failed: {0}")]
     TaskFailed(String),

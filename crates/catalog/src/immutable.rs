@@ -7,8 +7,10 @@
 //! methods may change stays writable ([`VERSION_METADATA`]: spec §5.9's `git`,
 //! `description` and `longDescription`, §5.10's `readme`, and the `unmigrated` flag of
 //! `_changeVersionMigrationStatus`), plus `lastUpdated`, which every change bumps. A
-//! published build may change nothing but `lastUpdated`. Backends call [`check_update`]
-//! before they replace a record's text, and refuse with [`StoreError::Immutable`].
+//! published build may change nothing but `lastUpdated`. Nor may either be deleted (a
+//! deletion followed by an insert would change it all). Backends call [`check_update`]
+//! before they replace a record's text and [`check_delete`] before they delete one, and
+//! refuse with [`StoreError::Immutable`] or [`StoreError::PublishedDeletion`].
 
 use exosphere_meteor::Collection;
 use serde_json::{Map, Value};
@@ -38,6 +40,22 @@ fn is_published(collection: Collection, record: &Map<String, Value>) -> bool {
         Collection::Builds => has("build") || has("buildPublished"),
         _ => false,
     }
+}
+
+/// Checks that the record `id`, whose stored text is `old`, may be deleted: not a published
+/// version or build.
+pub fn check_delete(collection: Collection, id: &str, old: &str) -> Result<(), StoreError> {
+    let published = matches!(
+        serde_json::from_str::<Value>(old),
+        Ok(Value::Object(record)) if is_published(collection, &record)
+    );
+    if published {
+        return Err(StoreError::PublishedDeletion {
+            collection,
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that replacing the stored text `old` of record `id` with `new` changes no fixed
@@ -116,5 +134,19 @@ mod tests {
         assert!(check_update(Collection::Builds, "b", build, bumped).is_ok());
         let moved = r#"{"_id":"b","build":{"url":"x"},"lastUpdated":2}"#;
         assert!(check_update(Collection::Builds, "b", build, moved).is_err());
+    }
+
+    #[test]
+    fn published_versions_and_builds_cannot_be_deleted() {
+        let refused = check_delete(Collection::Versions, "v", VERSION).unwrap_err();
+        assert!(
+            matches!(refused, StoreError::PublishedDeletion { .. }),
+            "{refused}"
+        );
+        let build = r#"{"_id":"b","build":{"url":"u"}}"#;
+        assert!(check_delete(Collection::Builds, "b", build).is_err());
+        let draft = r#"{"_id":"v","packageName":"a:b","version":"1.0.0"}"#;
+        assert!(check_delete(Collection::Versions, "v", draft).is_ok());
+        assert!(check_delete(Collection::Packages, "p", VERSION).is_ok());
     }
 }

@@ -301,7 +301,8 @@ pub trait CatalogWriter {
     fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError>;
 
     /// Deletes a record; returns whether it existed. A deletion starts a new data epoch
-    /// when the transaction commits.
+    /// when the transaction commits. Deleting a published version or build is refused with
+    /// [`StoreError::PublishedDeletion`] ([`crate::immutable::check_delete`]).
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
 
     /// Starts a new data epoch when the transaction commits, as a deletion does, without

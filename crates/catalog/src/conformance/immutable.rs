@@ -15,8 +15,9 @@ fn rec(c: Collection, json: &str) -> Record {
 }
 
 /// A published version's metadata changes; its source, hashes and dependencies, and a
-/// published build's file, are refused with [`StoreError::Immutable`], and the refused
-/// transaction leaves the store as it was.
+/// published build's file, are refused with [`StoreError::Immutable`], deleting either
+/// with [`StoreError::PublishedDeletion`], and a refused transaction leaves the store as
+/// it was.
 pub fn published_versions_and_builds_keep_their_content(new_store: NewStore<'_>) {
     let store = new_store();
     with(&*store, |w| {
@@ -74,4 +75,17 @@ pub fn published_versions_and_builds_keep_their_content(new_store: NewStore<'_>)
     assert_eq!(kept.as_deref(), Some(described.as_str()));
     let kept = with(&*store, |w| w.get(Collection::Builds, "b"));
     assert_eq!(kept.as_deref(), Some(BUILD));
+
+    for (collection, id) in [(Collection::Versions, "v"), (Collection::Builds, "b")] {
+        let refused = store
+            .write(&mut |w| w.delete(collection, id).map(|_| ()))
+            .unwrap_err();
+        assert!(
+            matches!(refused, StoreError::PublishedDeletion { .. }),
+            "{refused}"
+        );
+    }
+    let state = store.state().unwrap();
+    assert_eq!(state.head_seq, head, "nothing was deleted");
+    assert!(with(&*store, |w| w.get(Collection::Versions, "v")).is_some());
 }
