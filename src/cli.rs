@@ -188,6 +188,24 @@ pub enum Command {
     /// The upstream mirror of `serve --upstream`: its state, and applying a held catalog.
     #[command(subcommand)]
     Mirror(MirrorCommand),
+    /// Who did what, when and from where: the log of publishing and administrative actions.
+    #[command(
+        long_about = "Print the audit log of a data directory, newest first: every login and \
+                      failed login, token creation and revocation, package, version, build \
+                      and release publish, maintainer, homepage, metadata, recommendation \
+                      and banner change, user and organization change, and mirror claim, with its time \
+                      (UTC), actor (a username, `anonymous` for a login with an unknown \
+                      token, `cli:<OS user>` for the `user`, `org`, `token` and `mirror claim` \
+                      commands), client address, action, \
+                      target and details. Entries are written in the same transaction as \
+                      the change they record, and never name a token's secret. Safe while \
+                      a server runs.\n\n\
+                      Examples:\n  \
+                      exosphere audit --package acme:widget\n  \
+                      exosphere audit --user ada --since 2026-12-01 --json\n  \
+                      exosphere audit --since 2026-12-01T09:00:00Z --until 2026-12-01T10:00:00Z --limit 0"
+    )]
+    Audit(AuditArgs),
 }
 
 /// The subcommands of `exosphere mirror`.
@@ -855,6 +873,31 @@ pub struct PublishArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), env = "EXOSPHERE_MAX_OPEN_PUBLISHES")]
     pub max_open_publishes: u64,
 
+    /// Failed logins (unknown, revoked or expired tokens) one client address (IPv6: per
+    /// /64) may make per --login-failure-interval; then its logins get Meteor's
+    /// too-many-requests error until the window is over (0 turns the limit off). Behind a
+    /// reverse proxy every client is the proxy's address: raise it there.
+    #[arg(
+        long,
+        default_value_t = 20,
+        env = "EXOSPHERE_LOGIN_FAILURES_PER_ADDRESS"
+    )]
+    pub login_failures_per_address: u32,
+
+    /// Failed logins with one account's expired tokens per --login-failure-interval, from
+    /// any address; then that account's logins are refused until the window is over (0
+    /// turns the limit off).
+    #[arg(
+        long,
+        default_value_t = 10,
+        env = "EXOSPHERE_LOGIN_FAILURES_PER_ACCOUNT"
+    )]
+    pub login_failures_per_account: u32,
+
+    /// The window of --login-failures-per-address and --login-failures-per-account.
+    #[arg(long, default_value = "10m", value_parser = parse_positive_duration, env = "EXOSPHERE_LOGIN_FAILURE_INTERVAL")]
+    pub login_failure_interval: Duration,
+
     #[command(flatten)]
     pub files: FileStoreArgs,
 }
@@ -1126,6 +1169,40 @@ pub struct ExportArgs {
     /// Where to write the dump; `-` (the default) is standard output.
     #[arg(long, short, default_value = "-")]
     pub output: PathBuf,
+}
+
+/// Flags of `exosphere audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub data_dir: DataDirArg,
+
+    /// Only actions by this actor: a username, `anonymous`, or `cli:<OS user>`.
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Only actions on this package or release track (its versions, builds and
+    /// maintainers included).
+    #[arg(long)]
+    pub package: Option<String>,
+
+    /// Only actions at or after this time: a day (2026-12-01, from midnight UTC) or an
+    /// RFC 3339 time (2026-12-01T09:30:00Z).
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// Only actions before this time, written as for --since.
+    #[arg(long)]
+    pub until: Option<String>,
+
+    /// Print at most this many entries, the newest (0: all).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u64,
+
+    /// One JSON object per line (time, actor, address, action, target, package, detail)
+    /// instead of tab-separated text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `exosphere backup`.

@@ -57,6 +57,7 @@ pub fn main() -> ExitCode {
         Command::Org(command) => commands::accounts::run_org(command),
         Command::Token(command) => commands::accounts::run_token(command),
         Command::Mirror(command) => commands::mirror::run(command),
+        Command::Audit(args) => commands::audit::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,8 +8,11 @@
 //! Logging in and publishing (spec §5, §6) live in the submodules. `methods` maps each
 //! publishing method's name to its handler in one method family (`auth`, `packages`,
 //! `releases`, `admin`); the families share, and never import each other: `publishing` (the
-//! state and the transaction helpers), `uploads` (tickets and pending publishes), `rules`
-//! (permissions), `records` (record editing), `login`, `params`, `secrets` and `tx`.
+//! state and the transaction helpers), `audit` (the caller, and the audit entries of what
+//! it does), `uploads` (tickets and pending publishes), `rules` (permissions), `records`
+//! (record editing), `login`, `params`, `secrets` and `tx`.
+//! `login_throttle` limits failed logins per address and account, with the keyed rate
+//! budgets of `budgets`, which `usage` shares.
 //! `upload_slots` bounds the upload bodies received at once; `usage` is `recordAppPackages`
 //! with its rate budgets.
 
@@ -24,9 +27,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 mod admin;
+mod audit;
 mod auth;
+mod budgets;
 mod fields;
 mod login;
+mod login_throttle;
 mod methods;
 mod packages;
 mod params;
@@ -40,6 +46,7 @@ pub mod upload_slots;
 pub mod uploads;
 mod usage;
 
+pub use login_throttle::{LoginLimits, LoginThrottle};
 pub use publishing::Publishing;
 pub use usage::{UsageRates, UsageRecording, UsageThrottle};
 

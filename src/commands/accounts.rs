@@ -11,6 +11,7 @@ use exosphere_meteor::names::is_package_name;
 use serde_json::json;
 
 use crate::cli::{OrgCommand, TokenCommand, UserCommand};
+use crate::commands::audit::record;
 use crate::commands::open_catalog;
 use crate::service::secrets::new_secret;
 
@@ -59,7 +60,8 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
                     )));
                 }
                 writer.accounts().insert_user(&user)?;
-                Ok(())
+                let detail = json!({"id": user.id, "admin": user.admin});
+                Ok(record(writer, "user.add", &user.username, None, detail)?)
             })?;
             let role = if user.admin { " (administrator)" } else { "" };
             println!("added user {} with id {}{role}", user.username, user.id);
@@ -96,6 +98,7 @@ pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
                     name: args.name.clone(),
                 };
                 writer.accounts().insert_org(&org)?;
+                record(writer, "org.add", &org.name, None, json!({"id": org.id}))?;
                 org
             }
         };
@@ -103,7 +106,16 @@ pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
             let Some(user) = writer.accounts().user_by_name(member)? else {
                 return Err(Refusal::Refused(format!("there is no user named {member}")));
             };
-            writer.accounts().add_org_member(&org.id, &user.id)?;
+            if !writer.accounts().is_org_member(&org.id, &user.id)? {
+                writer.accounts().add_org_member(&org.id, &user.id)?;
+                record(
+                    writer,
+                    "org.member.add",
+                    &org.name,
+                    None,
+                    json!({"member": member}),
+                )?;
+            }
         }
         Ok(writer.accounts().org_members(&org.id)?)
     })?;
@@ -125,13 +137,16 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
                         args.user
                     )));
                 };
-                writer.accounts().insert_token(&Token {
+                let token = Token {
                     id: random_id(),
                     hash: secret_hash(&secret),
                     user_id: user.id.clone(),
                     created: now,
                     expires: now + i64::from(args.days) * 86_400_000,
-                })?;
+                };
+                writer.accounts().insert_token(&token)?;
+                let detail = json!({"user": user.username, "days": args.days});
+                record(writer, "token.create", &token.id, None, detail)?;
                 Ok(user)
             })?;
             let session = json!({"sessions": {
@@ -173,12 +188,15 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke(args) => {
             let withdrawn = transact(&args.data_dir.data_dir, |writer| {
-                writer.accounts().revoke_token(&args.id)?.ok_or_else(|| {
+                let withdrawn = writer.accounts().revoke_token(&args.id)?.ok_or_else(|| {
                     Refusal::Refused(format!(
                         "there is no token with id {}; `exosphere token list` shows them",
                         args.id
                     ))
-                })
+                })?;
+                let detail = json!({"withdrawnPublishes": withdrawn});
+                record(writer, "token.revoke", &args.id, None, detail)?;
+                Ok(withdrawn)
             })?;
             println!("revoked token {}", args.id);
             if withdrawn > 0 {

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::{FileStoreArgs, MirrorCommand, PrefetchArgs};
+use crate::commands::audit::record;
 use crate::commands::{at, blob_store, count_progress, open_catalog, runtime};
 use crate::service::records::{load, now_ms, save};
 use crate::service::rules::owner_named;
@@ -316,6 +317,8 @@ fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> an
             entries.push(owner.entry());
         }
         writer.mirror().claim(&claim)?;
+        let detail = json!({"of": claim.kind(), "maintainers": maintainers});
+        record(writer, "mirror.claim", name, Some(name), detail)?;
         let key = if track {
             Lookup::ReleaseTrack(name)
         } else {

@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `run(args) -> anyhow::Result<()>`.
 
 pub mod accounts;
+pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod deps;

@@ -25,7 +25,7 @@ use crate::jobs::RollupSchedule;
 use crate::serve_lock;
 use crate::server::{self, Config, SyncFiles};
 use crate::service::upload_slots::UploadSlots;
-use crate::service::{Publishing, UsageRates};
+use crate::service::{LoginLimits, LoginThrottle, Publishing, UsageRates};
 use crate::stats_files::StatsFilesConfig;
 
 /// Seed of the demo catalog: fixed, so every demo shows the same packages.
@@ -220,7 +220,19 @@ fn publishing(
         ),
         upload_idle_timeout: options.upload_idle_timeout,
         upload_min_rate: options.upload_min_rate,
+        login_throttle: Arc::new(LoginThrottle::new(login_limits(args))),
     })
+}
+
+/// The failed-login limits of the flags.
+fn login_limits(args: &ServeArgs) -> LoginLimits {
+    let options = &args.publishing;
+    LoginLimits {
+        per_address: options.login_failures_per_address,
+        per_account: options.login_failures_per_account,
+        interval: options.login_failure_interval,
+        ..LoginLimits::default()
+    }
 }
 
 /// The base URL clients reach this server at, without a trailing slash: `--public-url`, or
@@ -365,6 +377,7 @@ mod tests {
             panic!("not serve");
         };
         assert_eq!(config(&args).unwrap(), Config::default());
+        assert_eq!(login_limits(&args), LoginLimits::default());
     }
 
     fn serve_args(flags: &[&str]) -> ServeArgs {

@@ -4,7 +4,7 @@
 use exosphere_catalog::{Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::fields::check_homepage;
 use super::params::{plain_params, string_param};
@@ -36,14 +36,16 @@ pub async fn change_maintainer(
     let username = string_param(&params, 1, "the username")?;
     publishing
         .as_user(ctx, move |writer, user| {
-            let (mut record, collection) = match target {
+            let (mut record, collection, kind) = match target {
                 Target::Package => (
                     maintained_package(writer, user, &name)?,
                     Collection::Packages,
+                    "package",
                 ),
                 Target::Track => (
                     maintained_track(writer, user, &name)?,
                     Collection::ReleaseTracks,
+                    "release track",
                 ),
             };
             let owner = owner_named(writer, &username)?.ok_or_else(|| {
@@ -87,7 +89,14 @@ pub async fn change_maintainer(
                 }
             }
             record.insert("maintainers".into(), maintainers.into());
-            save(writer, collection, record, now_ms())
+            save(writer, collection, record, now_ms())?;
+            let action = if add {
+                "maintainer.add"
+            } else {
+                "maintainer.remove"
+            };
+            let detail = json!({"maintainer": username, "of": kind});
+            user.record(writer, action, &name, Some(&name), detail)
         })
         .await?;
     Ok(Reply::None)
@@ -107,7 +116,9 @@ pub async fn change_homepage(
         .as_user(ctx, move |writer, user| {
             let mut record = maintained_package(writer, user, &name)?;
             record.insert("homepage".into(), url.clone().into());
-            save(writer, Collection::Packages, record, now_ms())
+            save(writer, Collection::Packages, record, now_ms())?;
+            let detail = json!({"homepage": url});
+            user.record(writer, "package.homepage", &name, Some(&name), detail)
         })
         .await?;
     Ok(Reply::None)
@@ -139,7 +150,10 @@ pub async fn change_migration_status(
             )?
             .ok_or_else(|| DdpError::new(404, format!("{name}@{version} is not published")))?;
             record.insert("unmigrated".into(), unmigrated.into());
-            save(writer, Collection::Versions, record, now_ms())
+            save(writer, Collection::Versions, record, now_ms())?;
+            let target = format!("{name}@{version}");
+            let detail = json!({"unmigrated": unmigrated});
+            user.record(writer, "version.migration", &target, Some(&name), detail)
         })
         .await?;
     Ok(Reply::None)

@@ -1,12 +1,16 @@
 //! Logging in (spec §6.2): DDP `login` with `{resume: token}`, where the token comes from
 //! `exosphere token create`, and the authorization pre-checks of spec §5.8.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use exosphere_catalog::Lookup;
-use exosphere_catalog::accounts::secret_hash;
+use exosphere_catalog::accounts::{Token, User, secret_hash};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{DdpError, MethodContext, Reply};
 use serde_json::{Value, json};
 
+use super::audit::{Action, address, record};
 use super::login::{Login, logged_out};
 use super::params::{plain_params, string_param};
 use super::publishing::Publishing;
@@ -16,7 +20,8 @@ use super::rules::maintains;
 /// `login([{resume: token}])` → `{id, token, tokenExpires}`; the session is logged in as
 /// the token's user from then on, while the token lasts (every method checks it again).
 /// Any other login form, an unknown, revoked or expired token: 403 with Meteor's "logged
-/// out" reason.
+/// out" reason. Every login and failed login is in the audit log, and failed ones are
+/// limited per address and per account ([`LoginThrottle`]): over a limit, `too-many-requests`.
 pub async fn login(
     publishing: &Publishing,
     ctx: &MethodContext,
@@ -35,22 +40,71 @@ pub async fn login(
              (see spec §6.4); password and OAuth logins are not supported",
         ));
     };
+    let ip = ctx.session.remote_addr.map(|addr| addr.ip());
+    let throttle = Arc::clone(&publishing.login_throttle);
+    if let Err(refusal) = throttle.admit(ip, None) {
+        tracing::warn!(address = %shown(ip), "refused a login: too many failed logins from this address");
+        ctx.session.set_user_id(None);
+        return Err(refusal);
+    }
     let hash = secret_hash(&token);
-    let found = publishing
+    let address = address(ctx);
+    let outcome = publishing
         .transact(move |writer| {
-            let Some(stored) = writer.accounts().token_by_hash(&hash)? else {
-                return Ok(None);
+            let stored = writer.accounts().token_by_hash(&hash)?;
+            let user = match &stored {
+                Some(stored) => writer.accounts().user_by_id(&stored.user_id)?,
+                None => None,
             };
-            if stored.expires <= now_ms() {
-                return Ok(None);
-            }
-            let user = writer.accounts().user_by_id(&stored.user_id)?;
-            Ok(user.map(|user| (user, stored)))
+            let (outcome, actor) = match (stored, user) {
+                (Some(stored), Some(user)) if stored.expires > now_ms() => {
+                    match throttle.admit(None, Some(&user.id)) {
+                        Ok(()) => (Outcome::In(user.clone(), stored), user.username),
+                        Err(refusal) => (Outcome::Locked(refusal), user.username),
+                    }
+                }
+                (Some(_), Some(user)) => {
+                    throttle.fail(ip, Some(&user.id));
+                    (Outcome::Failed("expired token"), user.username)
+                }
+                _ => {
+                    throttle.fail(ip, None);
+                    (
+                        Outcome::Failed("unknown or revoked token"),
+                        "anonymous".to_owned(),
+                    )
+                }
+            };
+            let (action, detail) = match &outcome {
+                Outcome::In(_, stored) => ("login", json!({"token": stored.id})),
+                Outcome::Failed(reason) => ("login.failed", json!({"reason": reason})),
+                Outcome::Locked(_) => (
+                    "login.failed",
+                    json!({"reason": "too many failed logins for this account"}),
+                ),
+            };
+            let what = Action {
+                action,
+                target: &actor,
+                package: None,
+                detail,
+            };
+            record(writer, &actor, address.clone(), what)?;
+            Ok((outcome, actor))
         })
         .await?;
-    let Some((user, stored)) = found else {
-        ctx.session.set_user_id(None);
-        return Err(logged_out());
+    let (user, stored) = match outcome {
+        (Outcome::In(user, stored), _) => (user, stored),
+        (Outcome::Failed(reason), actor) => {
+            tracing::warn!(address = %shown(ip), user = %actor, reason, "failed login");
+            ctx.session.set_user_id(None);
+            return Err(logged_out());
+        }
+        (Outcome::Locked(refusal), actor) => {
+            tracing::warn!(address = %shown(ip), user = %actor, "refused a login: too many failed logins for this account");
+            ctx.session.set_user_id(None);
+            return Err(refusal);
+        }
     };
     tracing::info!(user = %user.username, token = %stored.id, "logged in");
     Login {
@@ -63,6 +117,21 @@ pub async fn login(
     Ejson::from_json(answer)
         .map(Reply::Value)
         .map_err(|_| DdpError::internal())
+}
+
+/// A client address for the log: the address, or `unknown` for a transport without one.
+fn shown(ip: Option<IpAddr>) -> String {
+    ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// How a login attempt ended, as decided in its transaction.
+enum Outcome {
+    /// Logged in as this user with this token.
+    In(User, Token),
+    /// The token was unknown, revoked or expired, for this reason.
+    Failed(&'static str),
+    /// The token was good, but its account has used up its failed logins: this refusal.
+    Locked(DdpError),
 }
 
 /// `logout()`: the session forgets its login (the token itself stays valid).

@@ -111,11 +111,17 @@ pub async fn create_package(
             let mut record = Map::new();
             record.insert("_id".into(), random_id().into());
             record.insert("name".into(), name.clone().into());
-            record.insert("maintainers".into(), maintainers.into());
+            record.insert("maintainers".into(), maintainers.clone().into());
             save(writer, Collection::Packages, record, now_ms())?;
             // A name made here is this server's: a mirror serves no upstream record of it.
             writer.mirror().claim(&Claim::Package(name.clone()))?;
-            Ok(())
+            user.record(
+                writer,
+                "package.create",
+                &name,
+                Some(&name),
+                json!({"maintainers": maintainers}),
+            )
         })
         .await?;
     Ok(Reply::None)
@@ -188,6 +194,8 @@ pub async fn create_package_version(
                     expires: owner.expiry(),
                 },
             )?;
+            let target = format!("{name}@{version}");
+            user.record(writer, "version.create", &target, Some(&name), json!({}))?;
             Ok(json!({"uploadToken": token, "uploadUrl": source_url, "readmeUrl": readme_url}))
         })
         .await?;
@@ -243,6 +251,13 @@ pub async fn publish_package_version(
                 record.insert("publishedBy".into(), person(&user.username, &user.id));
                 record.insert("published".into(), date(now));
                 save(writer, Collection::Versions, record, now)?;
+                user.record(
+                    writer,
+                    "version.publish",
+                    &format!("{name}@{version}"),
+                    Some(&name),
+                    json!({"tarballHash": source.sha256, "treeHash": tree_hash, "readmeHash": uploads.get(1).cloned().flatten().map(|readme| readme.sha256)}),
+                )?;
                 let empty = package
                     .get("maintainers")
                     .and_then(Value::as_array)
@@ -366,6 +381,13 @@ pub async fn create_package_build(
                     expires: owner.expiry(),
                 },
             )?;
+            user.record(
+                writer,
+                "build.create",
+                &format!("{name}@{version}"),
+                Some(&name),
+                json!({"buildArchitectures": archs}),
+            )?;
             Ok(json!({"uploadUrl": url, "uploadToken": token}))
         })
         .await?;
@@ -429,14 +451,21 @@ pub async fn publish_package_build(
                 let mut record = Map::new();
                 record.insert("_id".into(), random_id().into());
                 record.insert("versionId".into(), version_id.into());
-                record.insert("buildArchitectures".into(), archs.into());
+                record.insert("buildArchitectures".into(), archs.clone().into());
                 record.insert(
                     "build".into(),
                     json!({"url": urls.blob_url(&tarball.key), "tarballHash": tarball.sha256, "treeHash": tree_hash}),
                 );
                 record.insert("builtBy".into(), person(&user.username, &user.id));
                 record.insert("buildPublished".into(), date(now));
-                save(writer, Collection::Builds, record, now)
+                save(writer, Collection::Builds, record, now)?;
+                user.record(
+                    writer,
+                    "build.publish",
+                    &format!("{name}@{number}"),
+                    Some(&name),
+                    json!({"buildArchitectures": archs, "tarballHash": tarball.sha256}),
+                )
             },
         )
         .await?;
@@ -457,12 +486,22 @@ pub async fn change_version_metadata(
     publishing
         .as_user(ctx, move |writer, user| {
             let mut record = maintained_version(writer, user, &name, &version)?;
+            let mut changed = Map::new();
             for key in ["git", "description", "longDescription"] {
                 if let Some(value) = data.get(key) {
                     record.insert(key.into(), value.clone());
+                    changed.insert(key.into(), value.clone());
                 }
             }
-            save(writer, Collection::Versions, record, now_ms())
+            save(writer, Collection::Versions, record, now_ms())?;
+            let target = format!("{name}@{version}");
+            user.record(
+                writer,
+                "version.metadata",
+                &target,
+                Some(&name),
+                changed.into(),
+            )
         })
         .await?;
     Ok(Reply::None)
@@ -527,11 +566,19 @@ pub async fn publish_readme(
                 let mut record = parse_object(&text)?;
                 let name = string_field(&record, "packageName")?;
                 maintained_package(writer, user, &name)?;
+                let target = format!("{name}@{}", string_field(&record, "version")?);
                 record.insert(
                     "readme".into(),
                     json!({"url": urls.blob_url(&readme.key), "hash": readme.sha256}),
                 );
-                save(writer, Collection::Versions, record, now_ms())
+                save(writer, Collection::Versions, record, now_ms())?;
+                user.record(
+                    writer,
+                    "version.readme",
+                    &target,
+                    Some(&name),
+                    json!({"hash": readme.sha256}),
+                )
             },
         )
         .await?;

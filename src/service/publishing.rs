@@ -4,18 +4,20 @@
 //! each one write transaction on the blocking pool that a refusal rolls back.
 //!
 //! Upload tickets and pending publishes are in `uploads`, the permission rules in `rules`,
-//! record editing in `records`; each method family (`auth`, `packages`, `releases`, `admin`)
-//! uses these and never another family, and `methods` maps method names to them.
+//! record editing in `records`, the caller and its audit entries in `audit`; each method
+//! family (`auth`, `packages`, `releases`, `admin`) uses these and never another family,
+//! and `methods` maps method names to them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use exosphere_blobs::BlobStore;
-use exosphere_catalog::accounts::User;
 use exosphere_catalog::{CatalogStore, CatalogWriter, Refusal, StoreError, write_or_refuse};
 use exosphere_ddp::{DdpError, MethodContext};
 
+use super::audit::{Caller, address};
 use super::login::{require_user, session_user};
+use super::login_throttle::LoginThrottle;
 use super::tx::Tx;
 use super::upload_slots::UploadSlots;
 
@@ -48,11 +50,16 @@ pub struct Publishing {
     /// Bytes per second an upload body must average over each `upload_idle_timeout`
     /// window, so one sending a byte now and then cannot hold its slot for long either.
     pub upload_min_rate: u64,
+    /// Failed logins counted per client address and per account; over either limit,
+    /// logins are refused until the window is over.
+    pub login_throttle: Arc<LoginThrottle>,
 }
 
 impl Publishing {
     /// Runs `body` in one write transaction on the blocking pool: everything it writes
-    /// commits together, and a refusal rolls everything back.
+    /// commits together, and a refusal rolls everything back. A write the store refuses
+    /// because it would change a published version's content is answered 409 with the
+    /// store's reason.
     pub async fn transact<T, F>(&self, mut body: F) -> Result<T, DdpError>
     where
         T: Send + 'static,
@@ -67,6 +74,9 @@ impl Publishing {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Refusal::Refused(error))) => Err(error),
             Ok(Err(Refusal::Store(StoreError::Busy))) => Err(busy()),
+            Ok(Err(Refusal::Store(
+                error @ (StoreError::Immutable { .. } | StoreError::PublishedDeletion { .. }),
+            ))) => Err(DdpError::new(409, error.to_string())),
             Ok(Err(Refusal::Store(error))) => {
                 tracing::error!(%error, "publishing transaction failed");
                 Err(DdpError::internal())
@@ -80,16 +90,21 @@ impl Publishing {
 
     /// Runs `body` for the session's logged-in user in one write transaction: 401 without a
     /// login, and inside the transaction 403 for a token revoked or expired since (the
-    /// preamble of every method that changes the catalog for someone).
+    /// preamble of every method that changes the catalog for someone). The body gets the
+    /// user with the session's address, to record what it does in the audit log.
     pub async fn as_user<T, F>(&self, ctx: &MethodContext, mut body: F) -> Result<T, DdpError>
     where
         T: Send + 'static,
-        F: FnMut(&mut dyn CatalogWriter, &User) -> Tx<T> + Send + 'static,
+        F: FnMut(&mut dyn CatalogWriter, &Caller) -> Tx<T> + Send + 'static,
     {
         let login = session_user(ctx)?;
+        let address = address(ctx);
         self.transact(move |writer| {
-            let user = require_user(writer, &login)?;
-            body(writer, &user)
+            let caller = Caller {
+                user: require_user(writer, &login)?,
+                address: address.clone(),
+            };
+            body(writer, &caller)
         })
         .await
     }

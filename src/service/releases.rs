@@ -1,7 +1,6 @@
 //! Release publishing (spec §5.12) and the release admin commands of §5.13: tracks,
 //! release versions, patch releases, recommendations and banners.
 
-use exosphere_catalog::accounts::User;
 use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::{CatalogWriter, Collection, Lookup};
 use exosphere_ddp::ejson::Ejson;
@@ -9,6 +8,7 @@ use exosphere_ddp::{DdpError, MethodContext, Reply, random_id};
 use exosphere_meteor::names::is_track_name;
 use serde_json::{Map, Value, json};
 
+use super::audit::Caller;
 use super::fields::{MAX_BANNER_TEXT, RELEASE_FIELDS, check_fields};
 use super::params::{
     MAX_NAME_LENGTH, check_length, object_param, plain_params, string_field, string_param,
@@ -74,11 +74,12 @@ pub async fn create_release_track(
             let mut record = Map::new();
             record.insert("_id".into(), random_id().into());
             record.insert("name".into(), name.clone().into());
-            record.insert("maintainers".into(), maintainers.into());
+            record.insert("maintainers".into(), maintainers.clone().into());
             save(writer, Collection::ReleaseTracks, record, now_ms())?;
             // A name made here is this server's: a mirror serves no upstream record of it.
             writer.mirror().claim(&Claim::Track(name.clone()))?;
-            Ok(())
+            let detail = json!({"maintainers": maintainers});
+            user.record(writer, "release.track.create", &name, Some(&name), detail)
         })
         .await?;
     Ok(Reply::None)
@@ -149,7 +150,7 @@ fn release_input(input: Map<String, Value>) -> Result<ReleaseInput, DdpError> {
 
 /// Writes a new release version after checking the track, the tool and every package
 /// version it names; returns the track name for patch bookkeeping.
-fn insert_release(writer: &mut dyn CatalogWriter, user: &User, input: &ReleaseInput) -> Tx<()> {
+fn insert_release(writer: &mut dyn CatalogWriter, user: &Caller, input: &ReleaseInput) -> Tx<()> {
     maintained_track(writer, user, &input.track)?;
     let key = Lookup::ReleaseVersion {
         track: &input.track,
@@ -188,7 +189,16 @@ fn insert_release(writer: &mut dyn CatalogWriter, user: &User, input: &ReleaseIn
     record.extend(input.record.clone());
     record.insert("publishedBy".into(), person(&user.username, &user.id));
     record.insert("published".into(), date(now));
-    save(writer, Collection::ReleaseVersions, record, now)
+    save(writer, Collection::ReleaseVersions, record, now)?;
+    let target = format!("{}@{}", input.track, input.version);
+    let detail = json!({"tool": format!("{}@{}", input.tool.0, input.tool.1), "packages": input.packages.len()});
+    user.record(
+        writer,
+        "release.create",
+        &target,
+        Some(&input.track),
+        detail,
+    )
 }
 
 /// `createReleaseVersion(record)` (spec §5.12).
@@ -245,7 +255,9 @@ pub async fn create_patch_release_version(
                 record.insert("patchReleaseVersion".into(), input.version.clone().into());
                 save(writer, Collection::ReleaseVersions, record, now)?;
             }
-            Ok(())
+            let target = format!("{}@{}", input.track, input.version);
+            let detail = json!({"patchFrom": patch_from});
+            user.record(writer, "release.patch", &target, Some(&input.track), detail)
         })
         .await?;
     Ok(Reply::None)
@@ -279,7 +291,14 @@ pub async fn set_recommended(
                 .into());
             }
             record.insert("recommended".into(), recommended.into());
-            save(writer, Collection::ReleaseVersions, record, now_ms())
+            save(writer, Collection::ReleaseVersions, record, now_ms())?;
+            let action = if recommended {
+                "release.recommend"
+            } else {
+                "release.unrecommend"
+            };
+            let target = format!("{track}@{version}");
+            user.record(writer, action, &target, Some(&track), json!({}))
         })
         .await?;
     Ok(Reply::None)
@@ -343,6 +362,9 @@ pub async fn set_banners(
                     json!({"text": text, "lastUpdated": date(now)}),
                 );
                 save(writer, Collection::ReleaseVersions, record, now)?;
+                let target = format!("{track}@{version}");
+                let detail = json!({"banner": text});
+                user.record(writer, "release.banner", &target, Some(&track), detail)?;
             }
             Ok(())
         })

@@ -6,9 +6,10 @@
 
 use exosphere_blobs::BlobKey;
 use exosphere_catalog::CatalogWriter;
-use exosphere_catalog::accounts::{Pending, PendingKind, Upload, UploadState, User, secret_hash};
+use exosphere_catalog::accounts::{Pending, PendingKind, Upload, UploadState, secret_hash};
 use exosphere_ddp::{DdpError, MethodContext, random_id};
 
+use super::audit::Caller;
 use super::publishing::Publishing;
 use super::records::now_ms;
 use super::secrets::new_secret;
@@ -101,14 +102,14 @@ impl Publishing {
         mut apply: F,
     ) -> Result<(), DdpError>
     where
-        F: FnMut(&mut dyn CatalogWriter, &User, &Pending, &[Option<Verified>]) -> Tx<()>
+        F: FnMut(&mut dyn CatalogWriter, &Caller, &Pending, &[Option<Verified>]) -> Tx<()>
             + Send
             + 'static,
     {
         let hash = secret_hash(token);
         let check = {
             let hash = hash.clone();
-            move |writer: &mut dyn CatalogWriter, user: &User| -> Tx<Checked> {
+            move |writer: &mut dyn CatalogWriter, user: &Caller| -> Tx<Checked> {
                 let pending = writer
                     .accounts()
                     .pending(&hash)?

@@ -11,7 +11,6 @@
 //! bounded by [`UsageLimits`], and which of its packages count is the recorder's rule
 //! (only versions the catalog holds, unless configured otherwise).
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -23,6 +22,8 @@ use exosphere_ddp::{
     AddressGroup, DdpError, MethodContext, RateLimit, Reply, random_id, too_many_requests,
 };
 use tokio::time::Instant;
+
+use super::budgets::KeyedBudgets;
 
 /// How much package usage callers may report: package entries per interval, per client
 /// address and in all.
@@ -62,25 +63,19 @@ pub struct UsageThrottle {
 /// Counters of the current windows.
 struct Budgets {
     global: RateLimit,
-    per_address: HashMap<AddressGroup, RateLimit>,
-    /// When the full table was last swept of budgets whose window is over: at most once
-    /// per [`PRUNE_EVERY`], so calls from new addresses cannot make every call scan it.
-    pruned: Option<Instant>,
+    per_address: KeyedBudgets<AddressGroup>,
 }
-
-/// The least time between two sweeps of a full table of address budgets.
-const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 impl UsageThrottle {
     /// Budgets that start empty.
     pub fn new(rates: UsageRates) -> Self {
         let global = RateLimit::new(rates.global, rates.interval, Instant::now());
+        let per_address = KeyedBudgets::new(rates.per_address, rates.interval, rates.max_addresses);
         UsageThrottle {
             rates,
             budgets: Mutex::new(Budgets {
                 global,
-                per_address: HashMap::new(),
-                pruned: None,
+                per_address,
             }),
         }
     }
@@ -98,29 +93,18 @@ impl UsageThrottle {
         let Budgets {
             global,
             per_address,
-            pruned,
         } = &mut *budgets;
         let own = match address.filter(|_| self.rates.per_address > 0) {
             None => None,
             Some(address) => {
-                let key = AddressGroup::from(address);
-                if !per_address.contains_key(&key) && per_address.len() >= self.rates.max_addresses
-                {
-                    if pruned.is_none_or(|at| now.duration_since(at) >= PRUNE_EVERY) {
-                        per_address.retain(|_, budget| !budget.is_idle(now));
-                        *pruned = Some(now);
-                    }
-                    if per_address.len() >= self.rates.max_addresses {
-                        tracing::warn!(
-                            addresses = per_address.len(),
-                            "refused a usage report: too many client addresses report at once"
-                        );
-                        return Err(too_many_requests(self.rates.interval));
-                    }
-                }
-                let budget = per_address.entry(key).or_insert_with(|| {
-                    RateLimit::new(self.rates.per_address, self.rates.interval, now)
-                });
+                let addresses = per_address.len();
+                let Some(budget) = per_address.budget(AddressGroup::from(address), now) else {
+                    tracing::warn!(
+                        addresses,
+                        "refused a usage report: too many client addresses report at once"
+                    );
+                    return Err(too_many_requests(self.rates.interval));
+                };
                 Some(budget)
             }
         };

@@ -7,6 +7,7 @@
 mod common;
 
 mod abuse;
+mod audit;
 mod backup;
 mod bounded_records;
 mod browser;

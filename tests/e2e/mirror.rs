@@ -218,6 +218,48 @@ async fn clients_never_wait_on_or_fail_because_of_the_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_versions_content_stays_when_the_upstream_changes_it() {
+    let fake = FakeUpstream::from_fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(&fake.url(), &dir.path().join("data"), &[]);
+    up_to_date(&mirror).await;
+    let (before, token) = client_catalog(&mirror).await;
+    let upstream = fake.catalog();
+    let (id, version) = upstream["versions"]
+        .iter()
+        .find(|(_, version)| version["source"]["tarballHash"].is_string())
+        .unwrap();
+    let mut changed = version.clone();
+    changed["source"]["tarballHash"] = json!("a different tarball");
+    fake.upsert("versions", changed);
+    let (described_id, described) = upstream["versions"]
+        .iter()
+        .find(|(other, _)| *other != id)
+        .unwrap();
+    let mut described = described.clone();
+    described["description"] = json!("Described again upstream");
+    fake.upsert("versions", described);
+
+    // The refused record does not stop the mirror: it goes on, up to date.
+    wait_status(&mirror, "the change refused", |s| {
+        s["rejected"] == 1 && s["state"] == "up to date"
+    })
+    .await;
+    let mut client = mirror.ddp().await;
+    let next = sync_loop(&mut client, token, json!({})).await;
+    assert_eq!(
+        next.catalog["versions"][described_id.as_str()]["description"],
+        "Described again upstream",
+        "metadata follows the upstream"
+    );
+    let (after, _) = client_catalog(&mirror).await;
+    assert_eq!(
+        after["versions"][id.as_str()],
+        before["versions"][id.as_str()]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_mirror_is_visible_only_once_complete_and_resumes_after_a_kill() {
     let fake = FakeUpstream::from_fixture().await;
     fake.set_page_size(100);
@@ -714,6 +756,16 @@ async fn a_claimed_name_is_served_from_here_only() {
     ]);
     assert_success(&claimed);
     assert!(String::from_utf8_lossy(&claimed.stdout).contains("lists alice"));
+    // The claim is in the audit log; the refused one left no entry.
+    let audit = run(&["audit", "--json", "--data-dir", data, "--package", &name]);
+    assert_success(&audit);
+    let entries: Vec<Value> = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["action"], "mirror.claim");
+    assert_eq!(entries[0]["detail"]["maintainers"], json!(["alice"]));
 
     // Clients get the same record (same `_id`), now maintained here: never two of one name.
     let mut client = mirror.ddp().await;

@@ -5,7 +5,7 @@
 //! contract tests run here from `tests/conformance.rs`. Whole-file backups of a catalog, and
 //! putting one back, are [`backup`]'s.
 //!
-//! # Schema (version 6, `PRAGMA user_version`)
+//! # Schema (version 7, `PRAGMA user_version`)
 //!
 //! Version 1:
 //!
@@ -52,6 +52,9 @@
 //! appended and indexed once when read, and their file entries wait in `mirror_stage_files`
 //! until the stage is served.
 //!
+//! Version 7 adds the audit log (`audit.rs`, [`exosphere_catalog::audit`]): one row per
+//! recorded action, indexed by time, actor and package for `exosphere audit`.
+//!
 //! # Migrations
 //!
 //! A fresh file gets the version-1 schema and then every step of [`MIGRATIONS`]; an older
@@ -86,8 +89,10 @@ use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
+use exosphere_catalog::audit::{AuditEntry, AuditQuery};
 use exosphere_catalog::day::parse_day;
 use exosphere_catalog::error::StoreError;
+use exosphere_catalog::immutable;
 use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{
@@ -97,6 +102,7 @@ use exosphere_catalog::store::{
 use exosphere_catalog::usage::AppReport;
 
 mod accounts;
+mod audit;
 pub mod backup;
 mod mirror;
 
@@ -108,12 +114,13 @@ pub const DATABASE_FILE: &str = "catalog.sqlite3";
 type Migration = fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every upgrade step, in order.
-const MIGRATIONS: [Migration; 5] = [
+const MIGRATIONS: [Migration; 6] = [
     migrate_v1_to_v2,
     accounts::migrate_v2_to_v3,
     mirror::migrate_v3_to_v4,
     mirror::migrate_v4_to_v5,
     mirror::migrate_v5_to_v6,
+    audit::migrate_v6_to_v7,
 ];
 
 /// The schema version this build creates and reads (`PRAGMA user_version`).
@@ -768,6 +775,10 @@ impl CatalogStore for SqliteStore {
         self.readers.with(|conn| mirror::cached(conn))
     }
 
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.readers.with(|conn| audit::read(conn, query))
+    }
+
     fn export(
         &self,
         f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
@@ -875,6 +886,10 @@ impl CatalogWriter for SqliteWriter<'_> {
         self
     }
 
+    fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        audit::insert(self.conn, entry)
+    }
+
     fn mirror(&mut self) -> &mut dyn MirrorWriter {
         self
     }
@@ -903,6 +918,10 @@ impl CatalogWriter for SqliteWriter<'_> {
         match existing {
             Some((_, true)) => Ok(Upsert::Unchanged),
             Some((old_seq, false)) => {
+                if matches!(c, Collection::Versions | Collection::Builds) {
+                    let old = self.get(c, record.id())?.unwrap_or_default();
+                    immutable::check_update(c, record.id(), &old, record.json())?;
+                }
                 let seq = self.next_seq(c)?;
                 self.conn
                     .prepare_cached(&table.update)
@@ -929,6 +948,11 @@ impl CatalogWriter for SqliteWriter<'_> {
     }
 
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
+        if matches!(collection, Collection::Versions | Collection::Builds)
+            && let Some(old) = self.get(collection, id)?
+        {
+            immutable::check_delete(collection, id, &old)?;
+        }
         let removed = self
             .conn
             .prepare_cached(&self.sql.tables[collection].delete)

@@ -42,6 +42,33 @@ pub enum StoreError {
     /// reports its own reason.
     #[error("the write was aborted by its caller")]
     Aborted,
+    /// A write would change the content of a published version or build (its files,
+    /// hashes, dependencies…), which never changes once published; nothing was written.
+    #[error(
+        "refused to change `{field}` of the published {collection} record {id}: a published \
+         version's files, hashes and dependencies never change; publish a new version \
+         (`meteor publish` after raising the version number) instead"
+    )]
+    Immutable {
+        /// The record's collection.
+        collection: exosphere_meteor::Collection,
+        /// The record's `_id`.
+        id: String,
+        /// The first fixed field the write would change.
+        field: String,
+    },
+    /// A delete would remove a published version or build, which stays for good; nothing
+    /// was written.
+    #[error(
+        "refused to delete the published {collection} record {id}: a published version stays \
+         installable for every client that synced it; publish a new version instead"
+    )]
+    PublishedDeletion {
+        /// The record's collection.
+        collection: exosphere_meteor::Collection,
+        /// The record's `_id`.
+        id: String,
+    },
     /// A background task that accessed the store failed (e.g. panicked).
     #[error("catalog background task failed: {0}")]
     TaskFailed(String),

@@ -7,8 +7,10 @@
 //! splices the JSON text it returns.
 //!
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
+//! * [`audit`]: the audit log of publishing and administrative actions.
 //! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
 //! * [`error`]: [`StoreError`], shared by the store and everything built on it.
+//! * [`immutable`]: the rule that a published version's content never changes.
 //! * [`files`]: the files records and mirror rows refer to, for backups and their checks.
 //! * [`mirror`]: what the upstream mirror keeps in the store (its state, a staged catalog,
 //!   the upstream files behind mirrored file URLs), committed with the records.
@@ -26,12 +28,14 @@
 //! * `conformance` (feature `testing`): the store contract as tests every backend runs.
 
 pub mod accounts;
+pub mod audit;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod day;
 pub mod dump;
 pub mod error;
 pub mod files;
+pub mod immutable;
 pub mod mirror;
 pub mod page_cache;
 mod page_disk;

@@ -28,6 +28,7 @@ use chrono::NaiveDate;
 use exosphere_meteor::{Collection, PerCollection};
 
 use crate::accounts::{AccountWriter, UploadTicket};
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::error::StoreError;
 use crate::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use crate::record::{MAX_RECORD_SIZE, Record, StatsRow};
@@ -279,6 +280,11 @@ pub trait CatalogStore: Send + Sync + 'static {
 
     /// How many mirrored files are cached, and their bytes (`/healthz`).
     fn mirror_cached(&self) -> Result<(u64, u64), StoreError>;
+
+    /// The audit entries that match `query` ([`AuditQuery::matches`]), newest first (entries
+    /// of the same millisecond in the reverse order they were written), at most
+    /// `query.limit` of them; read without a write transaction, beside a running server.
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 }
 
 /// The operations available inside [`CatalogStore::write`].
@@ -289,10 +295,14 @@ pub trait CatalogWriter {
 
     /// Inserts or replaces the record with the same collection and `_id`. Identical text
     /// is [`Upsert::Unchanged`] and touches nothing; otherwise the record gets a new `seq`.
+    /// Replacing a published version or build with text that changes its content is
+    /// refused with [`StoreError::Immutable`] ([`crate::immutable::check_update`]), and
+    /// writes nothing.
     fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError>;
 
     /// Deletes a record; returns whether it existed. A deletion starts a new data epoch
-    /// when the transaction commits.
+    /// when the transaction commits. Deleting a published version or build is refused with
+    /// [`StoreError::PublishedDeletion`] ([`crate::immutable::check_delete`]).
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
 
     /// Starts a new data epoch when the transaction commits, as a deletion does, without
@@ -318,6 +328,9 @@ pub trait CatalogWriter {
     /// Finds records by their natural key (names and versions rather than `_id`), for
     /// the publishing methods; usually zero or one record, several for builds.
     fn find(&mut self, key: &Lookup<'_>) -> Result<Vec<String>, StoreError>;
+
+    /// Appends an entry to the audit log, committed with the rest of this transaction.
+    fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError>;
 
     /// The account and publishing rows of this same transaction.
     fn accounts(&mut self) -> &mut dyn AccountWriter;

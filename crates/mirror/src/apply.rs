@@ -15,6 +15,9 @@
 //! * an `_id` belongs to one origin too: an upstream record with the `_id` of a record of a
 //!   claimed name is shadowed, whatever name it carries, so an upstream cannot overwrite a
 //!   private package by reusing its `_id`;
+//! * a version or build served here keeps its content (files, hashes, dependencies) when the
+//!   upstream changes it: the store refuses such a change, and the held record stays
+//!   served as it is (counted as rejected in the mirror's status);
 //! * records the upstream deleted stay served: deleting one would start a new data epoch and
 //!   make every client wipe its downloaded packages (`resetData`);
 //! * a staged catalog with fewer records than the served one by more than
@@ -37,6 +40,10 @@ pub(crate) enum Applied {
     Served,
     /// A record of another `_id` holds its name; not stored.
     Shadowed,
+    /// The upstream changed the content of a version or build published here before (its
+    /// files, hashes or dependencies), which never changes once served
+    /// ([`exosphere_catalog::immutable`]); the held record stays served.
+    Kept,
 }
 
 /// What [`apply_staged`] did.
@@ -118,8 +125,24 @@ pub(crate) fn upsert_upstream(
         }
         return Ok(Applied::Shadowed);
     }
-    writer.upsert(record)?;
-    Ok(Applied::Served)
+    match writer.upsert(record) {
+        Ok(_) => Ok(Applied::Served),
+        Err(StoreError::Immutable {
+            collection,
+            id,
+            field,
+        }) => {
+            tracing::warn!(
+                %collection,
+                id,
+                field,
+                "the upstream changed a published record's content, which never changes once \
+                 served; the held record stays served"
+            );
+            Ok(Applied::Kept)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// Whether the record belongs to a name claimed for local publishing: a package's name, a
@@ -249,6 +272,7 @@ fn upsert_staged(
                 match upsert_upstream(writer, claims, &record)? {
                     Applied::Served => records += 1,
                     Applied::Shadowed => shadowed += 1,
+                    Applied::Kept => {}
                 }
             }
         }

@@ -42,7 +42,7 @@ pub(crate) struct PageDone {
     pub(crate) pages: u64,
     /// Records stored (served or staged).
     pub(crate) stored: u64,
-    /// Records refused as invalid.
+    /// Records refused as invalid, or as changing a published version's content.
     pub(crate) rejected: u64,
     /// Records not served because a local record holds their name.
     pub(crate) shadowed: u64,
@@ -397,6 +397,7 @@ fn store_records(
             Some(claims) => match upsert_upstream(writer, claims, record)? {
                 Applied::Served => done.stored += 1,
                 Applied::Shadowed => done.shadowed += 1,
+                Applied::Kept => done.rejected += 1,
             },
             None => {
                 writer.mirror().stage(record)?;

@@ -21,7 +21,9 @@ use crate::error::StoreError;
 use crate::store::{CatalogStore, CatalogWriter};
 
 pub mod accounts;
+pub mod audit;
 pub mod dump;
+pub mod immutable;
 pub mod mirror;
 pub mod page_cache;
 pub mod stats;
@@ -70,6 +72,8 @@ macro_rules! conformance_tests {
             @stamp $new_store;
             store: upsert_assigns_increasing_seq_and_skips_identical_text, pages_respect_cursors_and_limit, pages_are_cut_by_bytes_across_collections, failed_write_rolls_back_everything, get_reads_inside_the_transaction, delete_starts_a_new_epoch_and_counts_a_change, stats_rows_upsert_and_day_range, natural_keys_find_records;
             accounts: accounts_tokens_uploads_and_pending_publishes_round_trip, upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen, a_put_ends_only_the_ticket_it_claimed;
+            audit: audit_entries_commit_with_their_write_and_read_back_filtered;
+            immutable: published_versions_and_builds_keep_their_content;
             sync: empty_store_answers_all_five_arrays_and_a_token, default_tokens_start_from_zero_without_reset, non_object_tokens_are_refused, short_pages_resume_and_settle_on_the_same_token, changed_records_are_sent_again, foreign_or_stale_tokens_reset_exactly_once, deletion_resets_clients_once, a_new_epoch_resets_clients_once, records_are_spliced_verbatim, compressed_collections_are_plain_json_with_iso_dates, zero_page_sizes_still_make_progress, byte_cut_pages_send_every_record_exactly_once;
             page_cache: a_prefetched_page_is_served_and_equals_a_fresh_one, a_write_invalidates_cached_pages, the_cache_stays_within_its_byte_bound, caching_can_be_turned_off, evicted_pages_are_served_from_files_with_their_forms, a_write_invalidates_page_files_and_they_stay_bounded, page_files_are_discarded_at_start_and_checked_when_read, clients_asking_at_once_share_one_computation;
             mirror: mirror_state_commits_with_the_records, staged_records_are_invisible_and_page_in_id_order, a_stage_moves_into_an_empty_catalog_as_upserts_would, mirror_files_map_keys_to_upstream_files, staged_files_take_effect_when_served, claims_are_kept_by_kind_and_name;

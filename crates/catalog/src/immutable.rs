@@ -1,0 +1,152 @@
+//! Published versions and builds never change their content: the store refuses any write
+//! that would, whoever makes it.
+//!
+//! A client that synced `name@version` once trusts that its tarball, hashes and
+//! dependencies are what every later client gets (the tool caches them for good), so a
+//! published version's files and dependencies are fixed. Only the metadata the publishing
+//! methods may change stays writable ([`VERSION_METADATA`]: spec §5.9's `git`,
+//! `description` and `longDescription`, §5.10's `readme`, and the `unmigrated` flag of
+//! `_changeVersionMigrationStatus`), plus `lastUpdated`, which every change bumps. A
+//! published build may change nothing but `lastUpdated`. Nor may either be deleted (a
+//! deletion followed by an insert would change it all). Backends call [`check_update`]
+//! before they replace a record's text and [`check_delete`] before they delete one, and
+//! refuse with [`StoreError::Immutable`] or [`StoreError::PublishedDeletion`].
+
+use exosphere_meteor::Collection;
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+
+/// The fields of a published version that may still change.
+pub const VERSION_METADATA: [&str; 6] = [
+    "git",
+    "description",
+    "longDescription",
+    "readme",
+    "unmigrated",
+    "lastUpdated",
+];
+
+/// The fields of a published build that may still change.
+const BUILD_METADATA: [&str; 1] = ["lastUpdated"];
+
+/// Whether a stored record is a published version or build, whose content is fixed: a
+/// version with a `source` or a `published` date, a build with a `build` file or a
+/// `buildPublished` date (how the publishing methods and the tool recognise them).
+fn is_published(collection: Collection, record: &Map<String, Value>) -> bool {
+    let has = |key: &str| record.get(key).is_some_and(|value| !value.is_null());
+    match collection {
+        Collection::Versions => has("source") || has("published"),
+        Collection::Builds => has("build") || has("buildPublished"),
+        _ => false,
+    }
+}
+
+/// Checks that the record `id`, whose stored text is `old`, may be deleted: not a published
+/// version or build.
+pub fn check_delete(collection: Collection, id: &str, old: &str) -> Result<(), StoreError> {
+    let published = matches!(
+        serde_json::from_str::<Value>(old),
+        Ok(Value::Object(record)) if is_published(collection, &record)
+    );
+    if published {
+        return Err(StoreError::PublishedDeletion {
+            collection,
+            id: id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks that replacing the stored text `old` of record `id` with `new` changes no fixed
+/// field of a published version or build; any other record may change freely.
+pub fn check_update(
+    collection: Collection,
+    id: &str,
+    old: &str,
+    new: &str,
+) -> Result<(), StoreError> {
+    let mutable: &[&str] = match collection {
+        Collection::Versions => &VERSION_METADATA,
+        Collection::Builds => &BUILD_METADATA,
+        _ => return Ok(()),
+    };
+    let parse = |text: &str| match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Corrupt(format!(
+            "the {collection} record {id} is not a JSON object"
+        ))),
+    };
+    let (old, new) = (parse(old)?, parse(new)?);
+    if !is_published(collection, &old) {
+        return Ok(());
+    }
+    let changed = old
+        .keys()
+        .chain(new.keys())
+        .filter(|key| !mutable.contains(&key.as_str()))
+        .find(|key| old.get(*key) != new.get(*key));
+    match changed {
+        None => Ok(()),
+        Some(field) => Err(StoreError::Immutable {
+            collection,
+            id: id.to_owned(),
+            field: field.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VERSION: &str = r#"{"_id":"v","packageName":"a:b","version":"1.0.0","source":{"url":"u","tarballHash":"h"},"dependencies":{},"description":"old"}"#;
+
+    #[test]
+    fn metadata_of_a_published_version_may_change_but_not_its_content() {
+        let described = VERSION.replace(r#""old""#, r#""new""#);
+        assert!(check_update(Collection::Versions, "v", VERSION, &described).is_ok());
+        let readme = VERSION.replace(
+            r#""dependencies""#,
+            r#""readme":{"url":"r"},"dependencies""#,
+        );
+        assert!(check_update(Collection::Versions, "v", VERSION, &readme).is_ok());
+        let moved = VERSION.replace(r#""h""#, r#""other""#);
+        let refused = check_update(Collection::Versions, "v", VERSION, &moved).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::Immutable { field, .. } if field == "source"),
+            "{refused}"
+        );
+        let depends = VERSION.replace(r#"{}"#, r#"{"x":{}}"#);
+        assert!(check_update(Collection::Versions, "v", VERSION, &depends).is_err());
+        let dropped = VERSION.replace(r#","dependencies":{}"#, "");
+        assert!(check_update(Collection::Versions, "v", VERSION, &dropped).is_err());
+    }
+
+    #[test]
+    fn unpublished_records_and_other_collections_change_freely() {
+        let draft = r#"{"_id":"v","packageName":"a:b","version":"1.0.0"}"#;
+        let changed = r#"{"_id":"v","packageName":"a:b","version":"2.0.0"}"#;
+        assert!(check_update(Collection::Versions, "v", draft, changed).is_ok());
+        assert!(check_update(Collection::Packages, "v", VERSION, changed).is_ok());
+        let build = r#"{"_id":"b","build":{"url":"u"},"lastUpdated":1}"#;
+        let bumped = r#"{"_id":"b","build":{"url":"u"},"lastUpdated":2}"#;
+        assert!(check_update(Collection::Builds, "b", build, bumped).is_ok());
+        let moved = r#"{"_id":"b","build":{"url":"x"},"lastUpdated":2}"#;
+        assert!(check_update(Collection::Builds, "b", build, moved).is_err());
+    }
+
+    #[test]
+    fn published_versions_and_builds_cannot_be_deleted() {
+        let refused = check_delete(Collection::Versions, "v", VERSION).unwrap_err();
+        assert!(
+            matches!(refused, StoreError::PublishedDeletion { .. }),
+            "{refused}"
+        );
+        let build = r#"{"_id":"b","build":{"url":"u"}}"#;
+        assert!(check_delete(Collection::Builds, "b", build).is_err());
+        let draft = r#"{"_id":"v","packageName":"a:b","version":"1.0.0"}"#;
+        assert!(check_delete(Collection::Versions, "v", draft).is_ok());
+        assert!(check_delete(Collection::Packages, "p", VERSION).is_ok());
+    }
+}
