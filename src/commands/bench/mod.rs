@@ -33,7 +33,10 @@ use crate::cli::BenchCommand;
 /// Runs the chosen benchmark; each prints a Markdown report to standard output.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Sync(args) => sync::run(args),
+        BenchCommand::Sync(args) => match args.link_rate {
+            Some(rate) => link_sync::run(&args, rate),
+            None => sync::run(args),
+        },
         BenchCommand::Sessions(args) => sessions::run(args),
         BenchCommand::Stats(args) => stats::run(args),
         BenchCommand::ClientSync(args) => client_sync::run(args),

@@ -29,9 +29,6 @@ use exosphere_sync_client::leading_token;
 
 /// Runs the whole benchmark and prints a Markdown report to standard output.
 pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
-    if let Some(rate) = args.link_rate {
-        return super::link_sync::run(&args, rate);
-    }
     let work_dir = WorkDir::new(args.catalog.work_dir.as_deref())?;
     let catalog = prepare_catalog(work_dir.path(), args.catalog.scale, args.catalog.seed)?;
 
