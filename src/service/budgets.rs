@@ -59,6 +59,11 @@ impl<K: Hash + Eq> KeyedBudgets<K> {
         )
     }
 
+    /// The budget of `key`, if it is remembered; looking does not remember it.
+    pub fn get(&self, key: &K) -> Option<&RateLimit> {
+        self.budgets.get(key)
+    }
+
     /// How many keys are remembered.
     pub fn len(&self) -> usize {
         self.budgets.len()

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use exosphere_ddp::{AddressGroup, DdpError, too_many_requests};
+use exosphere_ddp::{AddressGroup, DdpError};
 use tokio::time::Instant;
 
 use super::budgets::KeyedBudgets;
@@ -28,8 +28,9 @@ pub struct LoginLimits {
     pub per_account: u32,
     /// The window both are counted in.
     pub interval: Duration,
-    /// Addresses and accounts remembered at once (each); while every slot is in use,
-    /// logins from further addresses or for further accounts are refused.
+    /// Addresses and accounts with failures remembered at once (each); while every slot is
+    /// in use, failures of further addresses or accounts are not counted (logging in is
+    /// never refused because of other clients' failures).
     pub max_keys: usize,
 }
 
@@ -70,38 +71,40 @@ impl LoginThrottle {
     }
 
     /// `Ok` when a login from `address` (and for the account with id `account`, once the
-    /// token named one) may be tried, or the refusal to answer, charging nothing.
+    /// token named one) may be tried, or the refusal to answer. Only an address or account
+    /// with failures counted can be refused, and looking remembers nothing.
     pub fn admit(&self, address: Option<IpAddr>, account: Option<&str>) -> Result<(), DdpError> {
-        self.visit(address, account, |budget, now| budget.clone().check(now))
-    }
-
-    /// Counts one failed login from `address` for `account`.
-    pub fn fail(&self, address: Option<IpAddr>, account: Option<&str>) {
-        // Over the limit, a failure still counts as the limit: the refusal is the answer.
-        let _ = self.visit(address, account, |budget, now| budget.check(now));
-    }
-
-    /// Applies `f` to the address's and the account's budgets (those whose limit is on);
-    /// the first refusal is returned. A key that finds the table full is refused.
-    fn visit(
-        &self,
-        address: Option<IpAddr>,
-        account: Option<&str>,
-        mut f: impl FnMut(&mut exosphere_ddp::RateLimit, Instant) -> Result<(), DdpError>,
-    ) -> Result<(), DdpError> {
         let now = Instant::now();
-        let full = || too_many_requests(self.limits.interval);
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut outcome = Ok(());
+        let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let check = |budget: Option<&exosphere_ddp::RateLimit>| match budget {
+            Some(budget) => budget.clone().check(now),
+            None => Ok(()),
+        };
         if let Some(address) = address.filter(|_| self.limits.per_address > 0) {
-            let budget = counts.addresses.budget(AddressGroup::from(address), now);
-            outcome = outcome.and(budget.map_or_else(|| Err(full()), |budget| f(budget, now)));
+            check(counts.addresses.get(&AddressGroup::from(address)))?;
         }
         if let Some(account) = account.filter(|_| self.limits.per_account > 0) {
-            let budget = counts.accounts.budget(account.to_owned(), now);
-            outcome = outcome.and(budget.map_or_else(|| Err(full()), |budget| f(budget, now)));
+            check(counts.accounts.get(&account.to_owned()))?;
         }
-        outcome
+        Ok(())
+    }
+
+    /// Counts one failed login from `address` for `account`. A failure of a key that finds
+    /// its table full is not counted (see [`LoginLimits::max_keys`]).
+    pub fn fail(&self, address: Option<IpAddr>, account: Option<&str>) {
+        let now = Instant::now();
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        // Over the limit, a failure still counts as the limit: the refusal is the answer.
+        if let Some(address) = address.filter(|_| self.limits.per_address > 0)
+            && let Some(budget) = counts.addresses.budget(AddressGroup::from(address), now)
+        {
+            let _ = budget.check(now);
+        }
+        if let Some(account) = account.filter(|_| self.limits.per_account > 0)
+            && let Some(budget) = counts.accounts.budget(account.to_owned(), now)
+        {
+            let _ = budget.check(now);
+        }
     }
 }
 
@@ -146,6 +149,24 @@ mod tests {
         assert!(
             throttle.admit(v4(3), None).is_ok(),
             "the address limit is off"
+        );
+    }
+
+    #[test]
+    fn a_full_table_refuses_no_login_and_stops_counting_new_failures() {
+        let throttle = throttle(1, 0);
+        for last in 1..=10 {
+            throttle.fail(v4(last), None);
+        }
+        assert!(throttle.admit(v4(1), None).is_err(), "remembered: refused");
+        // Logins from addresses without failures go on, the table full or not.
+        for last in 11..=50 {
+            assert!(throttle.admit(v4(last), None).is_ok());
+        }
+        throttle.fail(v4(11), None);
+        assert!(
+            throttle.admit(v4(11), None).is_ok(),
+            "a failure the full table could not count"
         );
     }
 
