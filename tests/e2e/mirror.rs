@@ -220,6 +220,7 @@ async fn clients_never_wait_on_or_fail_because_of_the_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_published_versions_content_stays_when_the_upstream_changes_it() {
     let fake = FakeUpstream::from_fixture().await;
+    fake.serve_catalog_files();
     let dir = tempfile::tempdir().unwrap();
     let mirror = mirror_of(&fake.url(), &dir.path().join("data"), &[]);
     up_to_date(&mirror).await;
@@ -230,7 +231,8 @@ async fn a_published_versions_content_stays_when_the_upstream_changes_it() {
         .find(|(_, version)| version["source"]["tarballHash"].is_string())
         .unwrap();
     let mut changed = version.clone();
-    changed["source"]["tarballHash"] = json!("a different tarball");
+    // Another file's hash (the empty file's) for the same URL.
+    changed["source"]["tarballHash"] = json!("47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
     fake.upsert("versions", changed);
     let (described_id, described) = upstream["versions"]
         .iter()
@@ -257,6 +259,15 @@ async fn a_published_versions_content_stays_when_the_upstream_changes_it() {
         after["versions"][id.as_str()],
         before["versions"][id.as_str()]
     );
+    // Its file is still checked against the hash the served record promises, so the
+    // tarball clients get is the one that record describes.
+    let url = after["versions"][id.as_str()]["source"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = get(&url, None).await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).starts_with("the source tarball of"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

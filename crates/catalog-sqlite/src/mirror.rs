@@ -126,10 +126,12 @@ const STAGE_KEY_INDEX: &str =
     "CREATE UNIQUE INDEX mirror_stage_key ON mirror_stage (collection, id)";
 
 /// The upsert of one file entry, from `?1, ?2, ?3` (key, url, sha256) or, with the values
-/// clause replaced, from a query: an entry whose hash changes is no longer counted as cached.
+/// clause replaced, from a query: only an entry without a hash changes, and one that gets a
+/// hash is no longer counted as cached (`MirrorWriter::put_file`).
 const UPSERT_FILE: &str = "ON CONFLICT (key) DO UPDATE SET url = excluded.url, \
      sha256 = excluded.sha256, cached_size = CASE WHEN sha256 IS excluded.sha256 THEN \
-     cached_size END WHERE url IS NOT excluded.url OR sha256 IS NOT excluded.sha256";
+     cached_size END WHERE sha256 IS NULL \
+     AND (url IS NOT excluded.url OR sha256 IS NOT excluded.sha256)";
 
 /// The mirror's state row, if any (a reader or the writer's connection).
 pub(super) fn state(conn: &Connection) -> Result<Option<MirrorState>, StoreError> {

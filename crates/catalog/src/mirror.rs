@@ -113,8 +113,11 @@ pub trait MirrorWriter {
     fn serve_stage(&mut self) -> Result<Option<u64>, StoreError>;
 
     /// Remembers which upstream file a served file key stands for, and the SHA-256 (standard
-    /// base64, as records carry `tarballHash`) its bytes must have; replaces an earlier entry
-    /// (an entry whose hash changes is no longer counted as cached).
+    /// base64, as records carry `tarballHash`) its bytes must have. An entry without a hash
+    /// is replaced (and, when it gets one, no longer counted as cached: its cached bytes
+    /// were never checked); an entry with a hash never changes, as the published file it
+    /// stands for never does: an upstream that sends another hash for the same URL does not
+    /// make the mirror serve other bytes under a record it already holds.
     fn put_file(&mut self, key: &str, file: &UpstreamFile) -> Result<(), StoreError>;
 
     /// Records that the file of `key` is cached in the blob store with `size` bytes, or with

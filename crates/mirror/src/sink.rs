@@ -386,20 +386,22 @@ fn store_records(
         Some(Claims::load(writer)?)
     };
     for (record, files) in &page.records {
-        for (key, file) in files {
-            if staged {
-                writer.mirror().stage_file(key, file)?;
-            } else {
-                writer.mirror().put_file(key, file)?;
-            }
-        }
         match &mut claims {
+            // A record not served names no file: its entries would be another record's.
             Some(claims) => match upsert_upstream(writer, claims, record)? {
-                Applied::Served => done.stored += 1,
+                Applied::Served => {
+                    for (key, file) in files {
+                        writer.mirror().put_file(key, file)?;
+                    }
+                    done.stored += 1;
+                }
                 Applied::Shadowed => done.shadowed += 1,
                 Applied::Kept => done.rejected += 1,
             },
             None => {
+                for (key, file) in files {
+                    writer.mirror().stage_file(key, file)?;
+                }
                 writer.mirror().stage(record)?;
                 done.stored += 1;
             }
