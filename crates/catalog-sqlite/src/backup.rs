@@ -246,7 +246,7 @@ pub fn prepare_restore(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Moves the catalog file `staged` (closed, not in use) into `data_dir` as its catalog. The
-/// catalog already there, if any, is moved aside first, with its `-wal` and `-shm` files, to
+/// catalog already there, if any, is checkpointed into its one file and moved aside first to
 /// `catalog.sqlite3.replaced-<suffix>` (returned), never deleted: if anything fails, it is
 /// still whole, under its own name or that one. Nothing may use the catalog meanwhile.
 pub fn install(
@@ -263,7 +263,16 @@ pub fn install(
     let aside = data_dir.join(format!("{DATABASE_FILE}.replaced-{suffix}"));
     let replaced = live.exists();
     if replaced {
-        // The WAL first: the main file must never be found beside a WAL that is not its own.
+        // The live catalog is first made whole in its one file (its WAL checkpointed into
+        // it), so that no crash below can part it from commits still in its WAL. A catalog
+        // too damaged to open (what a restore is often for) is moved as it is, its WAL
+        // first: the main file must never be found beside a WAL that is not its own.
+        let whole = Connection::open(&live)
+            .db()
+            .and_then(|conn| stand_alone(conn, &live));
+        if let Err(error) = whole {
+            tracing::warn!(%error, catalog = %live.display(), "cannot checkpoint the replaced catalog; moving it aside with its WAL");
+        }
         for side in ["-wal", "-shm"] {
             let from = sibling(&live, side);
             if from.exists() {
