@@ -513,38 +513,8 @@ fn zlib_default_bytes(frames: &[Utf8Bytes]) -> anyhow::Result<u64> {
 /// next recorded frame, and the client only receives. Same bytes, same round trips. Returns
 /// the transfer's time and the CPU seconds of the server (a thread of its own).
 fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<(Duration, f64)> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    listener.set_nonblocking(true)?;
-    let address = listener.local_addr()?;
-    let frames: Vec<Message> = frames.iter().cloned().map(Message::Text).collect();
-    let count = frames.len();
-    let server = std::thread::spawn(move || -> anyhow::Result<f64> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let before = thread_cpu()?;
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            let (stream, _) = listener.accept().await?;
-            let mut socket = tokio_tungstenite::accept_async(stream).await?;
-            for frame in frames {
-                if socket.next().await.is_none() {
-                    break;
-                }
-                socket.send(frame).await?;
-            }
-            anyhow::Ok(())
-        })?;
-        Ok(thread_cpu()? - before)
-    });
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let elapsed = runtime.block_on(bare_client(address, count))?;
-    let cpu = server
-        .join()
-        .map_err(|_| anyhow::anyhow!("the bare WebSocket server panicked"))??;
-    Ok((elapsed, cpu))
+    let bare = bare_push_many(frames, 1)?;
+    Ok((bare.elapsed, bare.cpu))
 }
 
 /// The bare baseline's client: asks for and receives `count` frames.
