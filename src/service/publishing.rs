@@ -75,7 +75,9 @@ impl Publishing {
             Ok(Err(Refusal::Refused(error))) => Err(error),
             Ok(Err(Refusal::Store(StoreError::Busy))) => Err(busy()),
             Ok(Err(Refusal::Store(
-                error @ (StoreError::Immutable { .. } | StoreError::PublishedDeletion { .. }),
+                error @ (StoreError::Immutable { .. }
+                | StoreError::PublishedVersionTaken { .. }
+                | StoreError::PublishedDeletion { .. }),
             ))) => Err(DdpError::new(409, error.to_string())),
             Ok(Err(Refusal::Store(error))) => {
                 tracing::error!(%error, "publishing transaction failed");

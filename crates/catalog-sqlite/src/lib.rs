@@ -931,6 +931,16 @@ impl CatalogWriter for SqliteWriter<'_> {
                 Ok(Upsert::Updated)
             }
             None => {
+                if c == Collection::Versions
+                    && let Some((package, version)) = immutable::version_key(record.json())
+                {
+                    let key = Lookup::Version {
+                        package: &package,
+                        version: &version,
+                    };
+                    let same_key = accounts::find(self.conn, &key)?;
+                    immutable::check_insert(record.id(), &package, &version, &same_key)?;
+                }
                 let seq = self.next_seq(c)?;
                 self.conn
                     .prepare_cached(&table.insert)

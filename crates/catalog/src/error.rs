@@ -57,6 +57,22 @@ pub enum StoreError {
         /// The first fixed field the write would change.
         field: String,
     },
+    /// A new version record would stand for a `name@version` already published under
+    /// another `_id`: clients would see two different versions of one name; nothing was
+    /// written.
+    #[error(
+        "refused to add the version record {id}: {name} is already published as {published}, \
+         and a published version never changes; publish a new version (`meteor publish` after \
+         raising the version number) instead"
+    )]
+    PublishedVersionTaken {
+        /// The new record's `_id`.
+        id: String,
+        /// `package@version`.
+        name: String,
+        /// The `_id` of the published record of that name.
+        published: String,
+    },
     /// A delete would remove a published version or build, which stays for good; nothing
     /// was written.
     #[error(

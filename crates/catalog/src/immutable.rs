@@ -8,9 +8,11 @@
 //! `description` and `longDescription`, §5.10's `readme`, and the `unmigrated` flag of
 //! `_changeVersionMigrationStatus`), plus `lastUpdated`, which every change bumps. A
 //! published build may change nothing but `lastUpdated`. Nor may either be deleted (a
-//! deletion followed by an insert would change it all). Backends call [`check_update`]
-//! before they replace a record's text and [`check_delete`] before they delete one, and
-//! refuse with [`StoreError::Immutable`] or [`StoreError::PublishedDeletion`].
+//! deletion followed by an insert would change it all), nor may a new version record take a
+//! published version's `name@version` under another `_id`. Backends call [`check_update`]
+//! before they replace a record's text, [`check_insert`] before they add a version record
+//! and [`check_delete`] before they delete one, and refuse with [`StoreError::Immutable`],
+//! [`StoreError::PublishedVersionTaken`] or [`StoreError::PublishedDeletion`].
 
 use exosphere_meteor::Collection;
 use serde_json::{Map, Value};
@@ -40,6 +42,49 @@ fn is_published(collection: Collection, record: &Map<String, Value>) -> bool {
         Collection::Builds => has("build") || has("buildPublished"),
         _ => false,
     }
+}
+
+/// The `packageName` and `version` a version record's text names, if both are strings
+/// (read without building the rest of the record: every imported version goes through it).
+pub fn version_key(text: &str) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        #[serde(rename = "packageName")]
+        package: String,
+        version: String,
+    }
+    serde_json::from_str::<Key>(text)
+        .ok()
+        .map(|key| (key.package, key.version))
+}
+
+/// Checks that a new version record `id` of `package@version` may be added beside `same_key`,
+/// the stored texts of the version records of that name: none of them is published (a second
+/// record would make clients see two versions of one name, one of them not the published
+/// one).
+pub fn check_insert(
+    id: &str,
+    package: &str,
+    version: &str,
+    same_key: &[String],
+) -> Result<(), StoreError> {
+    for text in same_key {
+        let Ok(Value::Object(record)) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
+        if is_published(Collection::Versions, &record) {
+            let published = record
+                .get("_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            return Err(StoreError::PublishedVersionTaken {
+                id: id.to_owned(),
+                name: format!("{package}@{version}"),
+                published: published.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the record `id`, whose stored text is `old`, may be deleted: not a published
@@ -134,6 +179,22 @@ mod tests {
         assert!(check_update(Collection::Builds, "b", build, bumped).is_ok());
         let moved = r#"{"_id":"b","build":{"url":"x"},"lastUpdated":2}"#;
         assert!(check_update(Collection::Builds, "b", build, moved).is_err());
+    }
+
+    #[test]
+    fn a_published_name_at_version_cannot_be_added_again() {
+        assert_eq!(
+            version_key(VERSION),
+            Some(("a:b".to_owned(), "1.0.0".to_owned()))
+        );
+        assert_eq!(version_key(r#"{"packageName":"a:b"}"#), None);
+        let draft = r#"{"_id":"d","packageName":"a:b","version":"1.0.0"}"#.to_owned();
+        assert!(check_insert("n", "a:b", "1.0.0", std::slice::from_ref(&draft)).is_ok());
+        let refused = check_insert("n", "a:b", "1.0.0", &[draft, VERSION.to_owned()]).unwrap_err();
+        assert!(
+            matches!(&refused, StoreError::PublishedVersionTaken { published, .. } if published == "v"),
+            "{refused}"
+        );
     }
 
     #[test]

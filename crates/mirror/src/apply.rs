@@ -127,15 +127,9 @@ pub(crate) fn upsert_upstream(
     }
     match writer.upsert(record) {
         Ok(_) => Ok(Applied::Served),
-        Err(StoreError::Immutable {
-            collection,
-            id,
-            field,
-        }) => {
+        Err(error @ (StoreError::Immutable { .. } | StoreError::PublishedVersionTaken { .. })) => {
             tracing::warn!(
-                %collection,
-                id,
-                field,
+                %error,
                 "the upstream changed a published record's content, which never changes once \
                  served; the held record stays served"
             );

@@ -16,8 +16,9 @@ fn rec(c: Collection, json: &str) -> Record {
 
 /// A published version's metadata changes; its source, hashes and dependencies, and a
 /// published build's file, are refused with [`StoreError::Immutable`], deleting either
-/// with [`StoreError::PublishedDeletion`], and a refused transaction leaves the store as
-/// it was.
+/// with [`StoreError::PublishedDeletion`], a second record of its `name@version` with
+/// [`StoreError::PublishedVersionTaken`], and a refused transaction leaves the store as it
+/// was.
 pub fn published_versions_and_builds_keep_their_content(new_store: NewStore<'_>) {
     let store = new_store();
     with(&*store, |w| {
@@ -88,4 +89,18 @@ pub fn published_versions_and_builds_keep_their_content(new_store: NewStore<'_>)
     let state = store.state().unwrap();
     assert_eq!(state.head_seq, head, "nothing was deleted");
     assert!(with(&*store, |w| w.get(Collection::Versions, "v")).is_some());
+
+    // Nor does a second record take the published `a:b@1.0.0` under another `_id`.
+    let twin = PUBLISHED.replace(r#""_id":"v""#, r#""_id":"twin""#);
+    let refused = store
+        .write(&mut |w| w.upsert(&rec(Collection::Versions, &twin)).map(|_| ()))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::PublishedVersionTaken { published, .. } if published == "v"),
+        "{refused}"
+    );
+    assert_eq!(store.state().unwrap().head_seq, head, "nothing was added");
+    // Another version of the package is a new version.
+    let next = twin.replace(r#""1.0.0""#, r#""1.0.1""#);
+    with(&*store, |w| w.upsert(&rec(Collection::Versions, &next)));
 }
