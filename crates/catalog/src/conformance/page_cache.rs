@@ -52,13 +52,8 @@ pub fn a_prefetched_page_is_served_and_equals_a_fresh_one(new_store: NewStore<'_
     assert!(Arc::ptr_eq(&cached.text, &another_client.text));
 }
 
-/// Checks that a write invalidates cached pages.
-pub fn a_write_invalidates_cached_pages(new_store: NewStore<'_>) {
-    let store = store_with(new_store, 5);
-    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
-    let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
-    let next = first.next.expect("more pages");
-    syncer.prefetch(&next);
+/// Writes the package `late`, after pages were cached.
+fn write_late_package(store: &dyn CatalogStore) {
     store
         .write(&mut |w| {
             let text = r#"{"_id":"late","name":"late"}"#;
@@ -66,6 +61,16 @@ pub fn a_write_invalidates_cached_pages(new_store: NewStore<'_>) {
                 .map(|_| ())
         })
         .unwrap();
+}
+
+/// Checks that a write invalidates cached pages.
+pub fn a_write_invalidates_cached_pages(new_store: NewStore<'_>) {
+    let store = store_with(new_store, 5);
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
+    let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
+    let next = first.next.expect("more pages");
+    syncer.prefetch(&next);
+    write_late_package(&*store);
 
     let second = syncer.answer(&next.token, &short()).unwrap();
     let page: Value = serde_json::from_str(&second.text).unwrap();
@@ -275,13 +280,7 @@ pub fn a_write_invalidates_page_files_and_they_stay_bounded(new_store: NewStore<
     full_sync(&syncer);
     assert!(syncer.file_usage().0 > 0);
     assert!(dir_bytes(dir.path()) <= file_bound);
-    store
-        .write(&mut |w| {
-            let text = r#"{"_id":"late","name":"late"}"#;
-            w.upsert(&Record::from_json(Collection::Packages, text).unwrap())
-                .map(|_| ())
-        })
-        .unwrap();
+    write_late_package(&*store);
     let after = full_sync(&syncer);
     assert_eq!(texts(&after), texts(&fresh_sync(&*store)));
     assert!(
