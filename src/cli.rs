@@ -1353,6 +1353,21 @@ pub enum BenchCommand {
         long_about = "Run each attack of the hostile-client review against a fresh                       `exosphere serve` child process with default flags: oversized records                       from a publisher, SockJS sessions that never poll, WebSockets that stop                       reading, a flood of SockJS sessions without DDP connect, idle TCP                       connections, a flood of usage reports with made-up names, and slow                       readers of a large stats day. While each attack is held, an honest client                       on 127.0.0.2 syncs the small synthetic catalog. Reports what the server                       did with each attack, its peak memory and open files, and the honest                       sync's time against the same sync before the attack. Raises the                       open-file limit to the hard limit (the idle-connection attack is capped                       by it)."
     )]
     Abuse(BenchAbuseArgs),
+    /// A mixed load for --minutes: memory, open files, sessions and latency every minute.
+    #[command(
+        long_about = "Drive a mixed load against an `exosphere serve` child process for \
+                      --minutes: clients syncing incrementally and reconnecting, full syncs \
+                      (plain, with permessage-deflate, and with collectionsCompressed in turn), \
+                      publishes with uploads, usage reports, reads of the stats API, WebSocket \
+                      and SockJS (xhr and websocket) sessions opened and dropped, and clients \
+                      that ask for sync pages and stop reading. Reports, for every minute, the \
+                      server's resident and anonymous memory and open files (medians of \
+                      one-second samples), its sessions and connections, each operation's \
+                      latency percentiles and every error the load did not cause on purpose; \
+                      then whether memory and open files stayed within 10% after \
+                      --warmup-minutes."
+    )]
+    Soak(BenchSoakArgs),
 }
 
 /// Flags of `exosphere bench sessions`.
@@ -1542,6 +1557,35 @@ pub struct BenchAbuseArgs {
     pub flood_seconds: u64,
 
     /// Seed of the small synthetic catalog.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Directory for the benchmark's data (a fresh temporary directory by default).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// Flags of `exosphere bench soak`.
+#[derive(Debug, Args)]
+pub struct BenchSoakArgs {
+    /// Minutes the load runs; the report has a row for each.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=1440))]
+    pub minutes: u32,
+
+    /// First minutes left out of the flatness verdict, while caches fill and the allocator
+    /// settles (less than --minutes).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=1439))]
+    pub warmup_minutes: u32,
+
+    /// Clients that keep syncing incrementally, each reconnecting every 30 syncs.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub syncing_clients: u32,
+
+    /// Size of the synthetic catalog the server starts with.
+    #[arg(long, default_value = "small", env = "EXOSPHERE_BENCH_SCALE")]
+    pub scale: Scale,
+
+    /// Seed of the synthetic catalog.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 

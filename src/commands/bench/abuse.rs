@@ -208,8 +208,9 @@ async fn outbound_bytes(server: &ServerProcess) -> anyhow::Result<u64> {
     Ok(health["outbound_bytes"].as_u64().unwrap_or(0))
 }
 
-/// One HTTP/1.1 request with `Connection: close`; the status and the body as text.
-async fn request(
+/// One HTTP/1.1 request with `Connection: close`; the status and the body as text (joined,
+/// if the answer came in chunks).
+pub(super) async fn request(
     address: &str,
     method: &str,
     path: &str,
@@ -230,10 +231,31 @@ async fn request(
         .nth(1)
         .and_then(|status| status.parse().ok())
         .context("an HTTP status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or_else(String::new, |(_, body)| body.to_owned());
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .lines()
+        .any(|line| line.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
+}
+
+/// The body of a `Transfer-Encoding: chunked` answer: its chunks joined.
+fn dechunk(mut raw: &str) -> anyhow::Result<String> {
+    let mut body = String::new();
+    loop {
+        let (size, rest) = raw.split_once("\r\n").context("a chunk size line")?;
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).context("a hexadecimal chunk size")?;
+        if size == 0 {
+            return Ok(body);
+        }
+        body.push_str(rest.get(..size).context("a whole chunk")?);
+        raw = rest.get(size + 2..).context("a chunk's line end")?;
+    }
 }
 
 /// A SockJS session id nobody else uses.
@@ -242,7 +264,7 @@ fn session_id(n: u64) -> String {
 }
 
 /// The DDP frames of a client that connects and asks for the first sync page `pages` times.
-fn sync_requests(pages: usize) -> Vec<String> {
+pub(super) fn sync_requests(pages: usize) -> Vec<String> {
     let mut frames = vec![r#"{"msg":"connect","version":"1","support":["1"]}"#.to_owned()];
     frames.extend((0..pages).map(|id| {
         format!(
@@ -543,5 +565,21 @@ fn report(rows: &[Row], env: &Env) {
             row.peak_kib as f64 / 1024.0,
             row.peak_files,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dechunk;
+
+    #[test]
+    fn chunked_bodies_are_joined() {
+        assert_eq!(dechunk("2\r\no\n\r\n0\r\n\r\n").unwrap(), "o\n");
+        assert_eq!(
+            dechunk("3;ext=1\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n").unwrap(),
+            "abc0123456789"
+        );
+        assert!(dechunk("5\r\nab").is_err(), "a cut chunk is an error");
+        assert!(dechunk("zz\r\n").is_err(), "a size must be hexadecimal");
     }
 }

@@ -14,6 +14,7 @@ pub mod link_sync;
 pub mod mirror;
 pub mod publish;
 pub mod sessions;
+pub mod soak;
 pub mod stats;
 pub mod sync;
 
@@ -44,6 +45,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Publish(args) => publish::run(args),
         BenchCommand::Mirror(args) => mirror::run(args),
         BenchCommand::Abuse(args) => abuse::run(args),
+        BenchCommand::Soak(args) => soak::run(args),
     }
 }
 

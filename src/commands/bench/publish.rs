@@ -182,40 +182,15 @@ async fn publish_runs(
     let mut out = Vec::new();
     for run in 0..runs {
         let version = format!("1.0.{run}");
-        let created = ddp
-            .call(
-                "createPackageVersion",
-                json!([{"packageName": "bench:files", "version": version,
-                        "description": "bench", "dependencies": {}, "releaseName": null}]),
-            )
-            .await?;
-        let url = |key: &str| -> anyhow::Result<String> {
-            Ok(created[key].as_str().context("an upload URL")?.to_owned())
-        };
-        let started = Instant::now();
-        http(
+        let (upload, publish) = publish_version(
+            &mut ddp,
             &server.address,
-            "PUT",
-            &path_of(&url("uploadUrl")?)?,
-            Some(body),
+            "bench:files",
+            &version,
+            body,
+            tarball_hash,
         )
         .await?;
-        let upload = started.elapsed();
-        http(
-            &server.address,
-            "PUT",
-            &path_of(&url("readmeUrl")?)?,
-            Some(b""),
-        )
-        .await?;
-        let started = Instant::now();
-        ddp.call(
-            "publishPackageVersion",
-            json!([created["uploadToken"], {"tarballHash": tarball_hash,
-                   "treeHash": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}]),
-        )
-        .await?;
-        let publish = started.elapsed();
         let source = ddp.source_url(&version).await?;
         let started = Instant::now();
         let received = http(&server.address, "GET", &path_of(&source)?, None).await?;
@@ -234,6 +209,41 @@ async fn publish_runs(
         });
     }
     Ok(out)
+}
+
+/// Publishes `package@version` with `body` as its source tarball, as the `meteor` tool does
+/// (spec §5.1: `createPackageVersion`, the uploads, `publishPackageVersion`), on a session
+/// logged in as a maintainer of `package`. Returns how long the upload and the publish took.
+pub(super) async fn publish_version(
+    ddp: &mut Ddp,
+    address: &str,
+    package: &str,
+    version: &str,
+    body: &[u8],
+    tarball_hash: &str,
+) -> anyhow::Result<(Duration, Duration)> {
+    let created = ddp
+        .call(
+            "createPackageVersion",
+            json!([{"packageName": package, "version": version,
+                    "description": "bench", "dependencies": {}, "releaseName": null}]),
+        )
+        .await?;
+    let url = |key: &str| -> anyhow::Result<String> {
+        Ok(created[key].as_str().context("an upload URL")?.to_owned())
+    };
+    let started = Instant::now();
+    http(address, "PUT", &path_of(&url("uploadUrl")?)?, Some(body)).await?;
+    let upload = started.elapsed();
+    http(address, "PUT", &path_of(&url("readmeUrl")?)?, Some(b"")).await?;
+    let started = Instant::now();
+    ddp.call(
+        "publishPackageVersion",
+        json!([created["uploadToken"], {"tarballHash": tarball_hash,
+               "treeHash": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="}]),
+    )
+    .await?;
+    Ok((upload, started.elapsed()))
 }
 
 /// The path of an `http://host:port/path` URL handed out by the server.
