@@ -136,6 +136,9 @@ struct Cache<P> {
     /// Insertion order of ready entries, oldest first, for eviction.
     order: VecDeque<Key>,
     bytes: usize,
+    /// The store state (epoch, head sequence) of the newest entry cached: entries of any
+    /// other state can never be served again, so none is kept.
+    snapshot: Option<(String, u64)>,
 }
 
 impl<P> Default for Cache<P> {
@@ -144,6 +147,7 @@ impl<P> Default for Cache<P> {
             slots: HashMap::new(),
             order: VecDeque::new(),
             bytes: 0,
+            snapshot: None,
         }
     }
 }
@@ -342,19 +346,27 @@ impl<P: PageText> Syncer<P> {
 
 impl<P: AsRef<str>> Cache<P> {
     /// Adds a ready entry, evicting the oldest ones to stay within `max_bytes`. Returns
-    /// the evicted entries read from the same snapshot as the new one (older ones are
-    /// stale, and dropped).
+    /// the evicted entries, all read from the same snapshot as the new one.
+    ///
+    /// A store only moves forward, so an entry of a newer snapshot than the cache's first
+    /// drops every entry of the older one (they can never be served again, and would hold
+    /// memory until evicted), and an entry of an older snapshot than the cache's is not
+    /// kept at all (it was computed while the store moved on).
     fn insert(&mut self, key: Key, entry: Entry<P>, max_bytes: usize) -> Vec<(Key, Entry<P>)> {
+        match &self.snapshot {
+            Some((epoch, head_seq)) if *epoch == entry.epoch && *head_seq > entry.head_seq => {
+                return Vec::new();
+            }
+            Some((epoch, head_seq)) if *epoch == entry.epoch && *head_seq == entry.head_seq => {}
+            _ => self.keep_only(&entry.epoch, entry.head_seq),
+        }
         let size = entry.text.as_ref().len();
         let mut evicted = Vec::new();
         while self.bytes + size > max_bytes {
             let Some(oldest) = self.order.front().cloned() else {
                 break;
             };
-            if let Some(old) = self.remove(&oldest)
-                && old.epoch == entry.epoch
-                && old.head_seq == entry.head_seq
-            {
+            if let Some(old) = self.remove(&oldest) {
                 evicted.push((oldest, old));
             }
         }
@@ -362,6 +374,26 @@ impl<P: AsRef<str>> Cache<P> {
         self.order.push_back(key.clone());
         self.slots.insert(key, Slot::Ready(entry));
         evicted
+    }
+
+    /// Drops every ready entry not read at `epoch` and `head_seq`, and makes that state the
+    /// cache's snapshot. Pending slots stay: their callers are computing them.
+    fn keep_only(&mut self, epoch: &str, head_seq: u64) {
+        self.slots.retain(|_, slot| match slot {
+            Slot::Ready(entry) => entry.epoch == epoch && entry.head_seq == head_seq,
+            Slot::Pending => true,
+        });
+        let slots = &self.slots;
+        self.order
+            .retain(|key| matches!(slots.get(key), Some(Slot::Ready(_))));
+        self.bytes = slots
+            .values()
+            .map(|slot| match slot {
+                Slot::Ready(entry) => entry.text.as_ref().len(),
+                Slot::Pending => 0,
+            })
+            .sum();
+        self.snapshot = Some((epoch.to_owned(), head_seq));
     }
 
     /// Removes a key's slot; returns its entry if it was ready.
@@ -376,5 +408,52 @@ impl<P: AsRef<str>> Cache<P> {
             }
             Slot::Pending => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(token: &str) -> Key {
+        Key {
+            token: token.to_owned(),
+            short: false,
+            compress: false,
+        }
+    }
+
+    fn entry(head_seq: u64, text: &str) -> Entry<String> {
+        Entry {
+            epoch: "e".to_owned(),
+            head_seq,
+            text: text.to_owned(),
+            next: None,
+        }
+    }
+
+    #[test]
+    fn a_newer_snapshot_drops_older_pages_and_an_older_one_is_not_kept() {
+        let mut cache = Cache::default();
+        cache.insert(key("a"), entry(2, "aa"), 100);
+        cache.insert(key("b"), entry(2, "bbb"), 100);
+        assert_eq!((cache.slots.len(), cache.bytes), (2, 5));
+
+        cache.insert(
+            key("late"),
+            entry(1, "computed before the store moved on"),
+            100,
+        );
+        assert_eq!((cache.slots.len(), cache.bytes), (2, 5));
+
+        cache.slots.insert(key("pending"), Slot::Pending);
+        cache.insert(key("c"), entry(3, "c"), 100);
+        assert!(matches!(cache.slots.get(&key("c")), Some(Slot::Ready(_))));
+        assert!(matches!(
+            cache.slots.get(&key("pending")),
+            Some(Slot::Pending)
+        ));
+        assert_eq!((cache.slots.len(), cache.bytes), (2, 1));
+        assert!(cache.order == [key("c")]);
     }
 }

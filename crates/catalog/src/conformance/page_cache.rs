@@ -81,6 +81,11 @@ pub fn a_write_invalidates_cached_pages(new_store: NewStore<'_>) {
         .map(|p| p["_id"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["p3", "p4", "late"], "read-your-writes (spec §3.6)");
+    assert_eq!(
+        syncer.cache_usage(),
+        (1, second.text.len()),
+        "pages of the state before the write can never be served again, and are not kept"
+    );
 }
 
 /// Checks that the cache stays within its byte bound.
