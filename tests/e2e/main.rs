@@ -14,6 +14,7 @@ mod browser;
 mod cli;
 mod client_sync;
 mod compression;
+mod crash;
 mod ddp_transports;
 mod ddp_wire;
 mod fake_upstream;
