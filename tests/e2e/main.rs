@@ -17,6 +17,7 @@ mod compression;
 mod crash;
 mod ddp_transports;
 mod ddp_wire;
+mod disk;
 mod fake_upstream;
 mod http;
 mod in_process;
