@@ -305,3 +305,191 @@ async fn refused_upload(session: &mut Ddp, publish: &mut Publish) -> Refused {
         .await
         .expect_err("an upload went through")
 }
+
+/// An ext4 file system in an image file, mounted through a loop device with
+/// `errors=remount-ro`: on an error it turns read-only under the processes using it, as a
+/// failing disk does. Linux keeps such a file system read-only until it is unmounted, so
+/// recovering means stopping the server, checking the file system and mounting it again.
+/// Unmounted when dropped, even when the test panics.
+struct FailingDisk {
+    /// The mount point.
+    root: PathBuf,
+    /// The file system's image.
+    image: PathBuf,
+    /// Holds the image and the mount point until the file system is unmounted.
+    _dir: tempfile::TempDir,
+}
+
+impl FailingDisk {
+    /// Makes a 64 MiB ext4 image and mounts it.
+    fn mount() -> FailingDisk {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (root, image) = (dir.path().join("disk"), dir.path().join("disk.img"));
+        std::fs::create_dir(&root).expect("the mount point");
+        let made = std::fs::File::create(&image).and_then(|file| file.set_len(64 << 20));
+        made.expect("the image file");
+        let formatted = Command::new("mkfs.ext4")
+            .arg("-q")
+            .arg(&image)
+            .status()
+            .expect("mkfs.ext4 runs");
+        assert!(formatted.success(), "mkfs.ext4 failed");
+        let disk = FailingDisk {
+            root,
+            image,
+            _dir: dir,
+        };
+        disk.attach();
+        disk
+    }
+
+    /// Mounts the image on the mount point.
+    fn attach(&self) {
+        let image = self.image.to_str().unwrap();
+        mount(&["-o", "loop,errors=remount-ro", image], &self.root);
+    }
+
+    /// Reports an error to the file system, as its driver does when the disk fails a
+    /// write (ext4's `trigger_fs_error`); with `errors=remount-ro` it turns read-only.
+    fn fail(&self) {
+        let output = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&self.root)
+            .output()
+            .expect("findmnt runs");
+        let source = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        let device = source.rsplit('/').next().expect("a device name");
+        let trigger = format!("/sys/fs/ext4/{device}/trigger_fs_error");
+        std::fs::write(&trigger, "the test failed the disk")
+            .unwrap_or_else(|error| panic!("{trigger}: {error}"));
+        let probe = std::fs::File::create(self.root.join("probe"));
+        assert!(
+            probe.is_err_and(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem),
+            "the file system did not turn read-only"
+        );
+    }
+
+    /// What an operator does once the server is stopped: unmount, check and repair the
+    /// file system, mount it again.
+    fn repair(&self) {
+        let unmounted = Command::new("umount")
+            .arg(&self.root)
+            .status()
+            .expect("umount runs");
+        assert!(unmounted.success(), "umount failed");
+        let checked = Command::new("e2fsck")
+            .args(["-f", "-y"])
+            .arg(&self.image)
+            .output()
+            .expect("e2fsck runs");
+        assert!(
+            checked.status.code().is_some_and(|code| code <= 1),
+            "e2fsck could not repair the file system: {}",
+            String::from_utf8_lossy(&checked.stdout)
+        );
+        self.attach();
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.root).status();
+    }
+}
+
+/// The catalog's disk turns read-only under a running server, as a failing disk does:
+/// publishing, logins, usage reports and imports are answered "the disk is read-only"
+/// (503, and an import error naming the data directory), syncs and downloads go on, and
+/// nothing committed is lost: after the operator stops the server and repairs and
+/// remounts the file system, the restarted server has every record and file, and the
+/// refused publish goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_disk_turned_read_only_refuses_writes_clearly_and_loses_nothing() {
+    let disk = FailingDisk::mount();
+    let data = disk.root.join("data");
+    let (alice, _) = accounts(&data);
+    let server = serve(&data, &[]);
+    let address = server.address().to_owned();
+    let mut before = Publish::new("acme:before", 0);
+    publish_steps(
+        &server,
+        &alice,
+        &mut before,
+        &STEPS,
+        &std::sync::Arc::default(),
+    )
+    .await;
+    let mut client = SyncClient::new();
+    client.catch_up(&server).await;
+    let mut session = login(&server, &alice).await;
+    let mut pending = Publish::new("acme:pending", 0);
+    for step in &STEPS[..2] {
+        pending.try_run(&mut session, *step).await.unwrap();
+    }
+
+    disk.fail();
+    let says_read_only = |status: u16, reason: &str| status == 503 && reason.contains("read-only");
+    let refused = pending
+        .try_run(&mut session, Step::PutReadme)
+        .await
+        .unwrap_err();
+    eprintln!("read-only catalog: the upload was refused: {refused:?}");
+    assert!(
+        says_read_only(refused.status, &refused.reason),
+        "{refused:?}"
+    );
+    let (step, refused) = publish_until_refused(&mut session, "acme:read-only")
+        .await
+        .expect("a publish went through on a read-only disk");
+    eprintln!("read-only catalog: a new publish was refused at {step:?}: {refused:?}");
+    assert!(
+        says_read_only(refused.status, &refused.reason),
+        "{refused:?}"
+    );
+    let mut ddp = server.ddp().await;
+    let report = json!([
+        "app-ro",
+        packages(&[("acme:before", "1.0.0", false, true)]),
+        {}
+    ]);
+    let answer = ddp.call("recordAppPackages", report).await;
+    let error = &answer["error"];
+    let code = error["error"].as_u64().unwrap_or_default();
+    let reason = error["reason"].as_str().unwrap_or_default();
+    assert!(says_read_only(code as u16, reason), "{answer}");
+    let output = exosphere()
+        .arg("import")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg(fixture())
+        .output()
+        .expect("exosphere import runs");
+    let said = String::from_utf8_lossy(&output.stderr);
+    eprintln!("read-only catalog: import said: {}", said.trim());
+    assert!(!output.status.success());
+    assert!(said.contains("read-only"), "{said}");
+    let synced = client.assert_converges(&server).await;
+    assert_all_whole(&server, &synced);
+
+    drop((ddp, session, server));
+    disk.repair();
+    let server = crate::publish::serve_on(&address, &data, &[]);
+    let synced = client.assert_converges(&server).await;
+    assert_all_whole(&server, &synced);
+    assert!(
+        before.remaining(&synced).is_empty(),
+        "the publish before was lost"
+    );
+    let mut retry = Publish::new("acme:read-only", 1);
+    let steps = retry.remaining(&synced);
+    publish_steps(
+        &server,
+        &alice,
+        &mut retry,
+        steps,
+        &std::sync::Arc::default(),
+    )
+    .await;
+    let synced = client.assert_converges(&server).await;
+    assert!(retry.remaining(&synced).is_empty());
+}
