@@ -1214,6 +1214,35 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_is_named_with_the_data_directory_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        upsert(&store, &record(Collection::Packages, "p1", "1"));
+        // SQLite answers a write past `max_page_count` exactly as a write to a full disk:
+        // SQLITE_FULL.
+        {
+            let writer = store.writer.lock().unwrap();
+            let pages: i64 = writer
+                .query_row("PRAGMA page_count", [], |row| row.get(0))
+                .unwrap();
+            writer.pragma_update(None, "max_page_count", pages).unwrap();
+        }
+        let big = format!("\"{}\"", "x".repeat(60_000));
+        let error = store
+            .write(&mut |w| {
+                w.upsert(&record(Collection::Packages, "p2", &big))
+                    .map(drop)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::DiskFull(path) if path == dir.path()),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("is full"), "{error}");
+        assert_eq!(store.state().unwrap().head_seq, 1, "nothing was written");
+    }
+
+    #[test]
     fn records_stored_before_the_size_bound_are_paged_around() {
         use exosphere_catalog::record::MAX_RECORD_SIZE;
         use exosphere_catalog::sync::{Paging, sync_new_package_data};
