@@ -9,7 +9,8 @@
 //!
 //! Random kill moments come from a seeded generator: each test prints its seed, and
 //! `EXOSPHERE_CRASH_SEED` replays it. `EXOSPHERE_CRASH_KILLS` sets how many random kills
-//! each test makes (default [`DEFAULT_KILLS`]).
+//! each test makes (default [`DEFAULT_KILLS`], and half as many for the import, each of
+//! whose kills costs two full syncs of the 2015 catalog).
 
 use std::path::Path;
 use std::process::Child;
@@ -43,8 +44,8 @@ struct Kills {
 
 impl Kills {
     /// The seed of `EXOSPHERE_CRASH_SEED`, or a fresh one, printed so a failure can be
-    /// replayed; the count of `EXOSPHERE_CRASH_KILLS`.
-    fn new(test: &str) -> Kills {
+    /// replayed; the count of `EXOSPHERE_CRASH_KILLS`, or `default`.
+    fn new(test: &str, default: usize) -> Kills {
         let seed = std::env::var("EXOSPHERE_CRASH_SEED")
             .ok()
             .map(|seed| seed.parse().expect("EXOSPHERE_CRASH_SEED is a number"))
@@ -52,7 +53,7 @@ impl Kills {
         let count = std::env::var("EXOSPHERE_CRASH_KILLS")
             .ok()
             .map(|count| count.parse().expect("EXOSPHERE_CRASH_KILLS is a number"))
-            .unwrap_or(DEFAULT_KILLS);
+            .unwrap_or(default);
         eprintln!("{test}: {count} random kills, EXOSPHERE_CRASH_SEED={seed}");
         Kills {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -391,7 +392,7 @@ async fn a_publish_killed_after_any_step_is_invisible_until_retried_to_completio
 /// the kill landing inside a method call or an upload as often as between them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_killed_at_random_moments_recover_and_can_be_retried() {
-    let mut kills = Kills::new("publish");
+    let mut kills = Kills::new("publish", DEFAULT_KILLS);
     let world = bare_world();
     let mut server = serve(&world.data, &[]);
     let address = server.address().to_owned();
@@ -454,7 +455,7 @@ fn fixture_revision(n: usize) -> String {
 /// the catalog of a clean import.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_at_random_moments_can_be_retried_to_a_clean_catalog() {
-    let mut kills = Kills::new("import");
+    let mut kills = Kills::new("import", DEFAULT_KILLS / 2);
     let clean = tempfile::tempdir().unwrap();
     let started = Instant::now();
     crate::common::import(&clean.path().join("data"), &fixture());
@@ -515,7 +516,7 @@ async fn an_import_killed_at_random_moments_can_be_retried_to_a_clean_catalog() 
 /// server records the next reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_reports_acknowledged_before_a_kill_are_counted_after_it() {
-    let mut kills = Kills::new("usage");
+    let mut kills = Kills::new("usage", DEFAULT_KILLS);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let flags = ["--stats-count-unknown-packages"];
@@ -572,7 +573,7 @@ async fn usage_reports_acknowledged_before_a_kill_are_counted_after_it() {
 /// either as it was or whole.
 #[test]
 fn a_killed_rollup_run_again_gives_the_same_day_as_an_uninterrupted_one() {
-    let mut kills = Kills::new("rollup");
+    let mut kills = Kills::new("rollup", DEFAULT_KILLS);
     let day = Utc::now().date_naive() - Days::new(1);
     // 10,000 apps, each using 10 of 400 packages: a rollup long enough to be cut short.
     let names: Vec<String> = (0..400).map(|n| format!("package-{n}")).collect();
