@@ -236,6 +236,26 @@ async fn receive(
                     tracing::info!(%reason, "an upload was cut off");
                     text(StatusCode::BAD_REQUEST, reason)
                 }
+                other if other.disk_trouble().is_some() => {
+                    tracing::error!(
+                        error = %other,
+                        "storing an upload failed: the disk of the package files is full or \
+                         read-only; free space there or make it writable"
+                    );
+                    let (status, what) = match other.disk_trouble() {
+                        Some(std::io::ErrorKind::ReadOnlyFilesystem) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, "is read-only")
+                        }
+                        _ => (StatusCode::INSUFFICIENT_STORAGE, "is full"),
+                    };
+                    text(
+                        status,
+                        &format!(
+                            "The package server's disk {what}: the file was not kept. Try \
+                             again later (this upload URL stays valid)"
+                        ),
+                    )
+                }
                 other => {
                     tracing::error!(error = %other, "storing an upload failed");
                     text(

@@ -18,7 +18,7 @@ use exosphere_ddp::{DdpError, MethodContext};
 use super::audit::{Caller, address};
 use super::login::{require_user, session_user};
 use super::login_throttle::LoginThrottle;
-use super::tx::Tx;
+use super::tx::{Tx, disk_refusal};
 use super::upload_slots::UploadSlots;
 
 /// The publishing side of the package server (spec §5, §6): accounts, uploads and the
@@ -79,10 +79,10 @@ impl Publishing {
                 | StoreError::PublishedVersionTaken { .. }
                 | StoreError::PublishedDeletion { .. }),
             ))) => Err(DdpError::new(409, error.to_string())),
-            Ok(Err(Refusal::Store(error))) => {
+            Ok(Err(Refusal::Store(error))) => Err(disk_refusal(&error).unwrap_or_else(|| {
                 tracing::error!(%error, "publishing transaction failed");
-                Err(DdpError::internal())
-            }
+                DdpError::internal()
+            })),
             Err(error) => {
                 tracing::error!(%error, "publishing task failed");
                 Err(DdpError::internal())

@@ -37,3 +37,23 @@ impl From<Fail> for Refusal<DdpError> {
 
 /// The result type of transaction bodies.
 pub type Tx<T> = Result<T, Fail>;
+
+/// The answer to a write the server's disk could not take, full (507) or read-only (503):
+/// the client is told plainly that nothing was saved and to try again later, and the
+/// operator's log gets the store's message, which names the data directory and what to
+/// do. `None` for any other failure.
+pub fn disk_refusal(error: &StoreError) -> Option<DdpError> {
+    let (code, what) = match error {
+        StoreError::DiskFull(_) => (507, "its disk is full"),
+        StoreError::ReadOnly(_) => (503, "its disk is read-only"),
+        _ => return None,
+    };
+    tracing::error!(%error, "a write failed for lack of a writable disk");
+    Some(DdpError::new(
+        code,
+        format!(
+            "The package server cannot save anything right now: {what}. Nothing was saved; \
+             try again later"
+        ),
+    ))
+}

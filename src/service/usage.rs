@@ -24,6 +24,7 @@ use exosphere_ddp::{
 use tokio::time::Instant;
 
 use super::budgets::KeyedBudgets;
+use super::tx::disk_refusal;
 
 /// How much package usage callers may report: package entries per interval, per client
 /// address and in all.
@@ -176,6 +177,12 @@ impl UsageRecording {
             Ok(()) => {}
             Err(RecordError::Store(error)) if matches!(*error, StoreError::Busy) => {
                 return Err(DdpError::new(503, "The stats database is busy; try again"));
+            }
+            Err(RecordError::Store(error)) => {
+                return Err(disk_refusal(&error).unwrap_or_else(|| {
+                    tracing::error!(%error, "recordAppPackages failed");
+                    DdpError::internal()
+                }));
             }
             Err(error) => {
                 tracing::error!(%error, "recordAppPackages failed");

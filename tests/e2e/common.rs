@@ -75,6 +75,21 @@ fn rand_suffix() -> u128 {
         .unwrap_or_default()
 }
 
+/// Fails unless SQLite's `PRAGMA integrity_check` finds the catalog of the data directory
+/// `data` whole, read straight from its file (read-only) as the last process left it.
+pub fn assert_catalog_intact(data: &Path) {
+    let catalog = rusqlite::Connection::open_with_flags(
+        data.join("catalog.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the catalog opens read-only");
+    let report: Vec<String> = catalog
+        .prepare("PRAGMA integrity_check")
+        .and_then(|mut check| check.query_map([], |row| row.get(0))?.collect())
+        .expect("the integrity check runs");
+    assert_eq!(report, ["ok"], "integrity_check of {}", data.display());
+}
+
 /// An `exosphere serve` child process, killed when dropped.
 pub struct Server {
     child: Child,
@@ -149,6 +164,11 @@ impl Server {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// `host:port` the server listens on, to start its successor where clients reach it.
+    pub fn address(&self) -> &str {
+        self.http.trim_start_matches("http://")
     }
 
     /// Sends SIGTERM, as `docker stop` and systemd do.

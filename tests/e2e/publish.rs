@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 /// SHA-256 of the empty string: the `treeHash` every Meteor 3 tool sends (spec §8.2).
-const BLANK_HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+pub(crate) const BLANK_HASH: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
 
 /// Upload limit of the test servers, small enough to exceed cheaply.
 const MAX_UPLOAD: usize = 64 * 1024;
@@ -29,8 +29,8 @@ pub(crate) fn file(label: &str, size: usize) -> Vec<u8> {
     label.bytes().cycle().take(size).collect()
 }
 
-/// A data directory holding the 2015 fixture plus users alice (member of org acme),
-/// mallory and the administrator root; returns their tokens.
+/// A data directory holding users alice (member of org acme), mallory and the
+/// administrator root, and their tokens; [`world`] adds the 2015 fixture.
 pub(crate) struct World {
     _dir: tempfile::TempDir,
     pub(crate) data: std::path::PathBuf,
@@ -38,10 +38,29 @@ pub(crate) struct World {
     pub(crate) mallory: String,
 }
 
+/// A [`World`] whose catalog holds the 2015 fixture.
 pub(crate) fn world() -> World {
+    let world = bare_world();
+    import(&world.data, &crate::common::fixture());
+    world
+}
+
+/// A [`World`] over an empty catalog, for tests that sync the whole catalog many times.
+pub(crate) fn bare_world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    import(&data, &crate::common::fixture());
+    let (alice, mallory) = accounts(&data);
+    World {
+        alice,
+        mallory,
+        _dir: dir,
+        data,
+    }
+}
+
+/// Adds the accounts of a [`World`] to the data directory `data` and returns the tokens
+/// of alice and mallory.
+pub(crate) fn accounts(data: &Path) -> (String, String) {
     let data_arg = data.to_str().unwrap();
     for args in [
         vec!["user", "add", "alice", "--data-dir", data_arg],
@@ -65,25 +84,31 @@ pub(crate) fn world() -> World {
         let text = String::from_utf8(output.stdout).unwrap();
         text.lines().next().unwrap().to_owned()
     };
-    World {
-        alice: token("alice"),
-        mallory: token("mallory"),
-        _dir: dir,
-        data,
-    }
+    (token("alice"), token("mallory"))
+}
+
+/// A server with the given upload limit and extra flags, listening on `listen`.
+fn serve_with_limit_on(listen: &str, data: &Path, limit: usize, extra: &[&str]) -> Server {
+    let limit = limit.to_string();
+    let mut args = vec!["--max-upload-size", limit.as_str()];
+    args.extend_from_slice(extra);
+    Server::start_on(listen, data, &args)
 }
 
 /// A server with the given upload limit and extra flags.
 fn serve_with_limit(data: &Path, limit: usize, extra: &[&str]) -> Server {
-    let limit = limit.to_string();
-    let mut args = vec!["--max-upload-size", limit.as_str()];
-    args.extend_from_slice(extra);
-    Server::start(data, &args)
+    serve_with_limit_on("127.0.0.1:0", data, limit, extra)
 }
 
 /// A server with the small test upload limit.
 pub(crate) fn serve(data: &Path, extra: &[&str]) -> Server {
     serve_with_limit(data, MAX_UPLOAD, extra)
+}
+
+/// [`serve`] listening on `listen`: a server restarted where the one before it listened,
+/// so the upload URLs that one handed out reach it.
+pub(crate) fn serve_on(listen: &str, data: &Path, extra: &[&str]) -> Server {
+    serve_with_limit_on(listen, data, MAX_UPLOAD, extra)
 }
 
 /// Upload limit of the servers that take a large build.
@@ -133,22 +158,30 @@ fn agent() -> ureq::Agent {
 
 /// The tool's upload (spec §5.2): a raw PUT with its headers; returns status and body.
 pub(crate) fn put(url: &str, body: &[u8]) -> (u16, String) {
+    try_put(url, body).expect("upload request")
+}
+
+/// [`put`] that returns a failed request (the server went away) instead of failing the
+/// test.
+pub(crate) fn try_put(url: &str, body: &[u8]) -> Result<(u16, String), ureq::Error> {
     let mut response = agent()
         .put(url)
         .header("content-type", "application/octet-stream")
         .header("x-amz-acl", "public-read")
         .header("user-agent", "Meteor/METEOR@3.0.4 OS/linux")
-        .send(body)
-        .expect("upload request");
+        .send(body)?;
     let status = response.status().as_u16();
-    (
+    Ok((
         status,
         response.body_mut().read_to_string().unwrap_or_default(),
-    )
+    ))
 }
 
 /// A download (spec §8.1): status, headers of interest, bytes.
-fn get(url: &str, range: Option<&str>) -> (u16, Option<String>, Option<String>, Vec<u8>) {
+pub(crate) fn get(
+    url: &str,
+    range: Option<&str>,
+) -> (u16, Option<String>, Option<String>, Vec<u8>) {
     let (status, header, bytes) = fetch(url, range);
     (
         status,
@@ -297,7 +330,7 @@ async fn publish_build_of_size(
     build
 }
 
-const PORTABLE: &str = "os+web.browser+web.browser.legacy+web.cordova";
+pub(crate) const PORTABLE: &str = "os+web.browser+web.browser.legacy+web.cordova";
 const LINUX: &str = "os.linux.x86_64+web.browser+web.browser.legacy+web.cordova";
 const MAC: &str = "os.osx.arm64+web.browser+web.browser.legacy+web.cordova";
 
@@ -1696,8 +1729,7 @@ async fn an_upload_cut_off_by_a_killed_server_can_be_retried_after_a_restart() {
         "the killed write left no temporary file: {:?}",
         staged_files(&world.data)
     );
-    let limit = MAX_UPLOAD.to_string();
-    let server = Server::start_on(&address, &world.data, &["--max-upload-size", &limit]);
+    let server = serve_on(&address, &world.data, &[]);
     assert!(
         !staged_files(&world.data).iter().any(temporary),
         "a temporary file survived the restart: {:?}",

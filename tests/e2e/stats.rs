@@ -14,7 +14,7 @@ use exosphere_catalog_sqlite::open_sqlite;
 use serde_json::{Value, json};
 
 /// `{name, version, local, direct}` entries as the tool sends them.
-fn packages(list: &[(&str, &str, bool, bool)]) -> Value {
+pub(crate) fn packages(list: &[(&str, &str, bool, bool)]) -> Value {
     list.iter()
         .map(|(name, version, local, direct)| {
             json!({"name": name, "version": version, "local": local, "direct": direct})
@@ -23,7 +23,7 @@ fn packages(list: &[(&str, &str, bool, bool)]) -> Value {
 }
 
 /// The parsed lines of `/stats/v1/<day>`, sorted by name and version, or the status.
-fn stats_file(server: &Server, day: NaiveDate) -> Result<Vec<Value>, u16> {
+pub(crate) fn stats_file(server: &Server, day: NaiveDate) -> Result<Vec<Value>, u16> {
     let (status, body, _) = http_get(&format!("{}/stats/v1/{day}", server.http));
     if status != 200 {
         return Err(status);
@@ -41,7 +41,7 @@ fn row(name: &str, version: &str, direct: u64, total: u64) -> Value {
 }
 
 /// Runs `exosphere stats rollup --data-dir DIR [extra]` and returns its standard output.
-fn rollup(data: &Path, extra: &[&str]) -> String {
+pub(crate) fn rollup(data: &Path, extra: &[&str]) -> String {
     let mut args = vec!["stats", "rollup", "--data-dir", data.to_str().unwrap()];
     args.extend_from_slice(extra);
     let output = run(&args);
@@ -50,11 +50,11 @@ fn rollup(data: &Path, extra: &[&str]) -> String {
 }
 
 /// One app's report: its id and `(name, version, direct)` of each package.
-type Report<'a> = (&'a str, &'a [(&'a str, &'a str, bool)]);
+pub(crate) type Report<'a> = (&'a str, &'a [(&'a str, &'a str, bool)]);
 
 /// Records reports of past days straight into the data directory, as a server that was
 /// running then would have (the library takes the day explicitly).
-fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
+pub(crate) fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
     let store = open_sqlite(data).unwrap();
     let reports: Vec<AppReport> = reports
         .iter()
@@ -77,7 +77,7 @@ fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
 
 /// The UTC day the server recorded on, read from its rows (the newest day with recordings
 /// not rolled up yet), so a test crossing UTC midnight still looks at the right day.
-fn recorded_day(data: &Path) -> NaiveDate {
+pub(crate) fn recorded_day(data: &Path) -> NaiveDate {
     let store = open_sqlite(data).unwrap();
     let pending = store
         .pending_usage_days(Utc::now().date_naive() + Days::new(2))

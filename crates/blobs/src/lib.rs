@@ -72,6 +72,25 @@ pub enum BlobError {
     Setup(String),
 }
 
+impl BlobError {
+    /// Whether the local disk could not take the write, full or read-only (the kind of
+    /// the first I/O error in the chain that says so): the operator's to fix, not the
+    /// client's, so callers answer it apart from other storage failures.
+    pub fn disk_trouble(&self) -> Option<std::io::ErrorKind> {
+        use std::io::ErrorKind::{QuotaExceeded, ReadOnlyFilesystem, StorageFull};
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = cause {
+            if let Some(io) = error.downcast_ref::<std::io::Error>()
+                && matches!(io.kind(), StorageFull | QuotaExceeded | ReadOnlyFilesystem)
+            {
+                return Some(io.kind());
+            }
+            cause = error.source();
+        }
+        None
+    }
+}
+
 /// A validated blob name: `/`-separated segments of ASCII letters, digits and `._@+-`,
 /// none empty or starting with `.`, so no key can climb out of its directory or name a
 /// hidden file, whatever a URL asked for. A segment has at most [`MAX_SEGMENT`] bytes and

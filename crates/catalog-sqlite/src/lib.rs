@@ -176,8 +176,14 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Creates `data_dir` and the database file if needed, switches it to WAL, creates or
-    /// checks the schema, and prepares the connections.
+    /// checks the schema, and prepares the connections. A full or read-only disk is named
+    /// as such ([`StoreError::DiskFull`], [`StoreError::ReadOnly`]).
     pub fn open(data_dir: &Path, options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
+        Self::open_unnamed(data_dir, options).map_err(|error| name_disk_trouble(error, data_dir))
+    }
+
+    /// [`SqliteStore::open`] before disk trouble is named.
+    fn open_unnamed(data_dir: &Path, options: &SqliteOptions) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
             path: data_dir.to_owned(),
             source,
@@ -214,6 +220,92 @@ impl SqliteStore {
             },
             sql: Sql::new(),
         })
+    }
+
+    /// [`CatalogStore::write`] before disk trouble is named.
+    fn write_unnamed(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // A panic inside `f` poisons the mutex, but the transaction guard rolled back
+        // during unwinding, so the connection is clean and can be reused.
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db()?;
+        let meta = read_meta(&tx, &self.sql)?;
+        let mut writer = SqliteWriter {
+            conn: &tx,
+            sql: &self.sql,
+            head_seq: meta.head_seq,
+            changes: meta.changes,
+            modified: false,
+            starts_epoch: false,
+            marked_day: None,
+        };
+        f(&mut writer)?;
+        if writer.modified {
+            let epoch = if writer.starts_epoch {
+                new_epoch()
+            } else {
+                meta.epoch
+            };
+            let mut counters = [0i64; 5];
+            for (slot, (_, value)) in counters.iter_mut().zip(writer.changes.iter()) {
+                *slot = to_i64(*value, "change counter")?;
+            }
+            let head = to_i64(writer.head_seq, "head_seq")?;
+            tx.prepare_cached(&self.sql.update_meta)
+                .db()?
+                .execute(params![
+                    epoch,
+                    head,
+                    counters[0],
+                    counters[1],
+                    counters[2],
+                    counters[3],
+                    counters[4]
+                ])
+                .db()?;
+        }
+        tx.commit().db()
+    }
+}
+
+/// Names a failed write's disk trouble: SQLite's "database or disk is full" becomes
+/// [`StoreError::DiskFull`], and a refused or failed write on a file system that is
+/// read-only [`StoreError::ReadOnly`], both naming the data directory, so the operator
+/// reads what to fix instead of a bare database error and clients can be told why.
+/// Anything else is returned unchanged.
+fn name_disk_trouble(error: StoreError, data_dir: &Path) -> StoreError {
+    let StoreError::Database(source) = &error else {
+        return error;
+    };
+    let code = source
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code);
+    match code {
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull(data_dir.to_owned()),
+        Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
+            if is_read_only(data_dir) =>
+        {
+            StoreError::ReadOnly(data_dir.to_owned())
+        }
+        _ => error,
+    }
+}
+
+/// Whether the file system of `dir` refuses writes as read-only. SQLite reports such a
+/// write as a plain I/O error (it keeps `EROFS` to itself), so this asks the file system,
+/// by creating and removing a probe file.
+fn is_read_only(dir: &Path) -> bool {
+    let probe = dir.join(".exosphere-write-probe");
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            false
+        }
+        Err(error) => error.kind() == std::io::ErrorKind::ReadOnlyFilesystem,
     }
 }
 
@@ -545,48 +637,10 @@ impl CatalogStore for SqliteStore {
         &self,
         f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        // A panic inside `f` poisons the mutex, but the transaction guard rolled back
-        // during unwinding, so the connection is clean and can be reused.
-        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .db()?;
-        let meta = read_meta(&tx, &self.sql)?;
-        let mut writer = SqliteWriter {
-            conn: &tx,
-            sql: &self.sql,
-            head_seq: meta.head_seq,
-            changes: meta.changes,
-            modified: false,
-            starts_epoch: false,
-            marked_day: None,
-        };
-        f(&mut writer)?;
-        if writer.modified {
-            let epoch = if writer.starts_epoch {
-                new_epoch()
-            } else {
-                meta.epoch
-            };
-            let mut counters = [0i64; 5];
-            for (slot, (_, value)) in counters.iter_mut().zip(writer.changes.iter()) {
-                *slot = to_i64(*value, "change counter")?;
-            }
-            let head = to_i64(writer.head_seq, "head_seq")?;
-            tx.prepare_cached(&self.sql.update_meta)
-                .db()?
-                .execute(params![
-                    epoch,
-                    head,
-                    counters[0],
-                    counters[1],
-                    counters[2],
-                    counters[3],
-                    counters[4]
-                ])
-                .db()?;
-        }
-        tx.commit().db()
+        self.write_unnamed(f).map_err(|error| {
+            let data_dir = self.readers.path.parent().unwrap_or(Path::new("."));
+            name_disk_trouble(error, data_dir)
+        })
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
@@ -1157,6 +1211,35 @@ mod tests {
             open_sqlite(other.path()),
             Err(StoreError::NotACatalog(_))
         ));
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_data_directory_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        upsert(&store, &record(Collection::Packages, "p1", "1"));
+        // SQLite answers a write past `max_page_count` exactly as a write to a full disk:
+        // SQLITE_FULL.
+        {
+            let writer = store.writer.lock().unwrap();
+            let pages: i64 = writer
+                .query_row("PRAGMA page_count", [], |row| row.get(0))
+                .unwrap();
+            writer.pragma_update(None, "max_page_count", pages).unwrap();
+        }
+        let big = format!("\"{}\"", "x".repeat(60_000));
+        let error = store
+            .write(&mut |w| {
+                w.upsert(&record(Collection::Packages, "p2", &big))
+                    .map(drop)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(&error, StoreError::DiskFull(path) if path == dir.path()),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("is full"), "{error}");
+        assert_eq!(store.state().unwrap().head_seq, 1, "nothing was written");
     }
 
     #[test]

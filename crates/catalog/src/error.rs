@@ -85,6 +85,24 @@ pub enum StoreError {
         /// The record's `_id`.
         id: String,
     },
+    /// The disk holding the catalog is full, so a write could not be kept; nothing of it
+    /// was written. Named apart from [`StoreError::Database`] because the operator has to
+    /// free space there, and clients should be told the server cannot save right now.
+    #[error(
+        "the disk holding the catalog in {} is full; nothing was written. Free space there \
+         and try again",
+        .0.display()
+    )]
+    DiskFull(std::path::PathBuf),
+    /// The file system holding the catalog is read-only (mounted so, or turned read-only
+    /// by the kernel after disk errors), so a write could not be kept; nothing of it was
+    /// written. Named for the same reason as [`StoreError::DiskFull`].
+    #[error(
+        "the file system holding the catalog in {} is read-only; nothing was written. Make \
+         it writable again (check the disk, remount it read-write) and try again",
+        .0.display()
+    )]
+    ReadOnly(std::path::PathBuf),
     /// A background task that accessed the store failed (e.g. panicked).
     #[error("catalog background task failed: {0}")]
     TaskFailed(String),
