@@ -9,7 +9,9 @@
 //! `--upload-min-rate` over a window of `--upload-idle-timeout`, cut off by the client)
 //! keeps no partial file and leaves its URL usable for a retry; one still arriving when its
 //! URL expires (`--upload-ttl`) is abandoned the same way, so a client trickling bytes
-//! cannot hold an upload slot for long.
+//! cannot hold an upload slot for long. A URL is marked as receiving by its upload slot,
+//! given back however the upload ends, so it is usable again even when the catalog could
+//! not record the end (its disk full at that moment).
 //! Downloads answer `200` with an exact `Content-Length`, or `206` for one byte range (old
 //! tools resume with `Range: bytes=N-` by appending), and never redirect: the tool would
 //! save a redirect body as the tarball.
@@ -38,9 +40,10 @@ use crate::service::uploads::blob_key;
 /// read-only first, so an unknown, expired or used URL is answered without taking an
 /// upload slot or a write transaction. Only then is a slot taken: at most
 /// `--max-uploads-per-user` for the ticket's user (429 with `Retry-After` over it) and
-/// `--max-concurrent-uploads` in all (503 with `Retry-After`). The work runs on its own
-/// task, so a client that disconnects mid-body cannot cancel the clean-up that makes the
-/// URL usable again.
+/// `--max-concurrent-uploads` in all (503 with `Retry-After`), and one per ticket (409
+/// with `Retry-After` while another body for the same URL arrives). The work runs on its
+/// own task, so a client that disconnects mid-body cannot cancel the clean-up that makes
+/// the URL usable again.
 pub async fn upload(
     State(state): State<AppState>,
     Path(secret): Path<String>,
@@ -82,7 +85,7 @@ pub async fn upload(
     if let Err(error) = usable(&ticket.upload, declared) {
         return refusal(&error);
     }
-    let slot = match publishing.upload_slots.try_take(&ticket.user_id) {
+    let slot = match publishing.upload_slots.try_take(&ticket.user_id, &hash) {
         Ok(slot) => slot,
         Err(busy) => return busy_answer(busy),
     };
@@ -100,11 +103,16 @@ pub async fn upload(
 /// Seconds a client refused for lack of an upload slot is asked to wait.
 const RETRY_AFTER: &str = "5";
 
-/// The answer to an upload refused for lack of a slot: 429 when its user already runs as
-/// many uploads as one user may (their own doing), 503 when the server is full; both ask
-/// the client to retry and keep the URL valid.
+/// The answer to an upload refused for lack of a slot: 409 when its URL is receiving a
+/// body already, 429 when its user already runs as many uploads as one user may (their own
+/// doing), 503 when the server is full; all ask the client to retry and keep the URL valid.
 fn busy_answer(busy: Busy) -> Response {
     let mut response = match busy {
+        Busy::Ticket => text(
+            StatusCode::CONFLICT,
+            "This upload URL is receiving a file right now; try again once that upload has \
+             ended (this upload URL stays valid)",
+        ),
         Busy::User(running) => {
             tracing::warn!(
                 running,
@@ -139,14 +147,16 @@ fn unknown() -> DdpError {
     DdpError::new(404, "This upload URL is unknown or expired")
 }
 
-/// Whether a ticket can take an upload of `declared` bytes now: it has not expired, is
-/// open, and the declared size is within its limit. Checked read-only before a slot is
-/// taken, and again when the ticket is claimed.
+/// Whether a ticket can take an upload of `declared` bytes now: it has not expired, has
+/// not received its file, and the declared size is within its limit. Checked read-only
+/// before a slot is taken, and again when the ticket is claimed. A ticket marked
+/// receiving counts as open: only an upload slot says whether a body is still arriving
+/// (the mark outlives an upload whose end the catalog could not record).
 fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
     if upload.expires <= now_ms() {
         return Err(DdpError::new(410, "This upload URL expired; publish again"));
     }
-    if upload.state != UploadState::Open {
+    if matches!(upload.state, UploadState::Received { .. }) {
         return Err(DdpError::new(409, "This upload URL was already used"));
     }
     if declared.is_some_and(|size| size > upload.max_size) {
@@ -159,7 +169,9 @@ fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
 /// received file, or on any failure (too large, idle, past the ticket's expiry, the client
 /// went away) the ticket open again with no partial file kept. If the ticket was retired
 /// while the body arrived (its publish started again or swept), it stays retired and a
-/// received file is deleted and answered 410.
+/// received file is deleted and answered 410. If the outcome cannot be recorded, a failed
+/// upload keeps its own answer and a received file is deleted and the catalog's refusal
+/// answered; either way the URL takes a retry once the slot is given back.
 async fn receive(
     publishing: &Publishing,
     hash: String,
@@ -287,7 +299,13 @@ async fn receive(
                  started again, or it expired); the file was not kept. Publish again.",
             ))
         }
-        Err(error) => refusal(&error),
+        // The catalog could not record the end (its disk full, say): the ticket stays marked
+        // receiving, which the slot given back makes harmless, so the URL takes a retry.
+        Err(_) if !received => answer,
+        Err(error) => {
+            delete_staging(publishing, &staging).await;
+            refusal(&error)
+        }
     }
 }
 

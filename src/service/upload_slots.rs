@@ -1,13 +1,19 @@
 //! Who may receive an upload body right now: at most `--max-concurrent-uploads` bodies
-//! server-wide and `--max-uploads-per-user` for any one user.
+//! server-wide, `--max-uploads-per-user` for any one user, and one per upload URL.
 //!
 //! Both limits are needed. The server-wide one protects disk or S3 bandwidth and the
 //! per-upload buffers; the per-user one stops a single account, which may hold
 //! `--max-open-publishes` upload URLs, from taking every server-wide slot and so blocking
 //! every other publisher. Slots are taken only for a ticket already found valid, so
 //! requests with unknown secrets never hold one.
+//!
+//! A slot is also the only mark that an upload URL is receiving a body: the ticket's
+//! `receiving` state in the catalog may outlive its upload when the catalog cannot record
+//! how the upload ended (its disk full at that moment), while a slot is given back however
+//! the upload ends. So a URL whose ticket says `receiving` but holds no slot takes a new
+//! body at once, not only after a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -16,23 +22,33 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct UploadSlots {
     server: Arc<Semaphore>,
     per_user: usize,
-    users: Mutex<HashMap<String, usize>>,
+    held: Mutex<Held>,
+}
+
+/// What the slots taken now hold: uploads running per user, and the tickets receiving.
+#[derive(Default)]
+struct Held {
+    users: HashMap<String, usize>,
+    tickets: HashSet<String>,
 }
 
 /// Why [`UploadSlots::try_take`] gave no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Busy {
+    /// This upload URL is receiving a body already.
+    Ticket,
     /// This user already has `--max-uploads-per-user` uploads in progress.
     User(usize),
     /// Every server-wide slot is taken.
     Server,
 }
 
-/// One upload's hold on a server-wide slot and on its user's allowance; both are given
-/// back when it is dropped, however the upload ends.
+/// One upload's hold on a server-wide slot, on its user's allowance and on its ticket;
+/// all are given back when it is dropped, however the upload ends.
 pub struct UploadSlot {
     slots: Arc<UploadSlots>,
     user_id: String,
+    ticket: String,
     _server: OwnedSemaphorePermit,
 }
 
@@ -42,25 +58,30 @@ impl UploadSlots {
         Arc::new(UploadSlots {
             server: Arc::new(Semaphore::new(server)),
             per_user,
-            users: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held::default()),
         })
     }
 
-    /// Takes a slot for an upload of `user_id`'s, or says which limit refused it; never
-    /// waits.
-    pub fn try_take(self: &Arc<Self>, user_id: &str) -> Result<UploadSlot, Busy> {
-        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-        let running = users.get(user_id).copied().unwrap_or(0);
+    /// Takes a slot for an upload of `user_id`'s to the ticket named `ticket` (its
+    /// secret's hash), or says which limit refused it; never waits.
+    pub fn try_take(self: &Arc<Self>, user_id: &str, ticket: &str) -> Result<UploadSlot, Busy> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.tickets.contains(ticket) {
+            return Err(Busy::Ticket);
+        }
+        let running = held.users.get(user_id).copied().unwrap_or(0);
         if running >= self.per_user {
             return Err(Busy::User(running));
         }
         let permit = Arc::clone(&self.server)
             .try_acquire_owned()
             .map_err(|_| Busy::Server)?;
-        users.insert(user_id.to_owned(), running + 1);
+        held.users.insert(user_id.to_owned(), running + 1);
+        held.tickets.insert(ticket.to_owned());
         Ok(UploadSlot {
             slots: Arc::clone(self),
             user_id: user_id.to_owned(),
+            ticket: ticket.to_owned(),
             _server: permit,
         })
     }
@@ -68,15 +89,16 @@ impl UploadSlots {
 
 impl Drop for UploadSlot {
     fn drop(&mut self) {
-        let mut users = self
+        let mut held = self
             .slots
-            .users
+            .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(running) = users.get_mut(&self.user_id) {
+        held.tickets.remove(&self.ticket);
+        if let Some(running) = held.users.get_mut(&self.user_id) {
             *running -= 1;
             if *running == 0 {
-                users.remove(&self.user_id);
+                held.users.remove(&self.user_id);
             }
         }
     }
@@ -89,17 +111,27 @@ mod tests {
     #[test]
     fn each_user_gets_a_share_of_the_server_slots() {
         let slots = UploadSlots::new(3, 2);
-        let first = slots.try_take("alice").unwrap();
-        let second = slots.try_take("alice").unwrap();
-        assert_eq!(slots.try_take("alice").err(), Some(Busy::User(2)));
-        let bob = slots.try_take("bob").unwrap();
-        assert_eq!(slots.try_take("carol").err(), Some(Busy::Server));
+        let first = slots.try_take("alice", "a1").unwrap();
+        let second = slots.try_take("alice", "a2").unwrap();
+        assert_eq!(slots.try_take("alice", "a3").err(), Some(Busy::User(2)));
+        let bob = slots.try_take("bob", "b1").unwrap();
+        assert_eq!(slots.try_take("carol", "c1").err(), Some(Busy::Server));
         drop(first);
-        let again = slots.try_take("bob").unwrap();
+        let again = slots.try_take("bob", "b2").unwrap();
         drop((second, bob, again));
+        let held = slots.held.lock().unwrap();
         assert!(
-            slots.users.lock().unwrap().is_empty(),
+            held.users.is_empty() && held.tickets.is_empty(),
             "nothing is left held"
         );
+    }
+
+    #[test]
+    fn an_upload_url_receives_one_body_at_a_time_and_is_free_once_it_ends() {
+        let slots = UploadSlots::new(3, 3);
+        let first = slots.try_take("alice", "a1").unwrap();
+        assert_eq!(slots.try_take("alice", "a1").err(), Some(Busy::Ticket));
+        drop(first);
+        assert!(slots.try_take("alice", "a1").is_ok());
     }
 }

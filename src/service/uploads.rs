@@ -163,13 +163,15 @@ impl Publishing {
         Ok(())
     }
 
-    /// Puts every upload ticket left receiving back to open, so its URL works again, and
-    /// deletes the temporary files of local writes cut off mid-body. Only for startup,
-    /// when no upload can be in progress (`serve` holds the data directory's lock, see
-    /// `serve_lock`): such a ticket was claimed by a process that died mid-body (a crash,
-    /// `kill -9`, or a shutdown whose grace period ended before the body did). Its partial
-    /// write was never visible under the staging name: a local write's temporary file is
-    /// deleted here, and S3 multipart parts are left to the bucket's lifecycle rule.
+    /// Puts every upload ticket left receiving back to open, so the catalog says what
+    /// holds (its URL takes a body either way: no upload slot holds it, see
+    /// `upload_slots`), and deletes the temporary files of local writes cut off mid-body.
+    /// Only for startup, when no upload can be in progress (`serve` holds the data
+    /// directory's lock, see `serve_lock`): such a ticket was claimed by a process that
+    /// died mid-body (a crash, `kill -9`, or a shutdown whose grace period ended before
+    /// the body did). Its partial write was never visible under the staging name: a local
+    /// write's temporary file is deleted here, and S3 multipart parts are left to the
+    /// bucket's lifecycle rule.
     pub async fn reopen_interrupted_uploads(&self) -> Result<u64, DdpError> {
         let reopened = self
             .transact(|writer| Ok(writer.accounts().reopen_receiving_uploads()?))

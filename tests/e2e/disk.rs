@@ -11,11 +11,14 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::common::{Ddp, Server, exosphere, fixture, import};
+use crate::common::{Ddp, PATIENCE, Server, exosphere, fixture, import};
 use crate::crash::{Publish, Refused, STEPS, Step, SyncClient, assert_all_whole, publish_steps};
-use crate::publish::{accounts, login, serve};
+use crate::publish::{
+    LARGE_LIMIT, accounts, file, login, new_package, publish_files, put, read_response, serve,
+    serve_with_limit, staged_in, start_upload,
+};
 use crate::stats::{packages, recorded_day, rollup, stats_file};
 
 /// A tmpfs of a few megabytes mounted on a fresh temporary directory, unmounted when
@@ -304,6 +307,117 @@ async fn refused_upload(session: &mut Ddp, publish: &mut Publish) -> Refused {
         .try_run(session, Step::PutReadme)
         .await
         .expect_err("an upload went through")
+}
+
+/// Starts the upload of `body` to `url` and sends its first `at` bytes, runs `then`, fills
+/// `disk` and sends the rest (the server may answer and close before reading it all):
+/// the server's answer, its text lower-cased, and the filler. Writes and the read time
+/// out, so a server that stops reading without answering fails the test, not hangs it.
+fn upload_while_the_disk_fills(
+    url: &str,
+    body: &[u8],
+    at: usize,
+    disk: &SmallDisk,
+    then: impl FnOnce(),
+) -> (u16, String, PathBuf) {
+    let mut upload = start_upload(url, body.len());
+    upload.set_write_timeout(Some(PATIENCE)).unwrap();
+    upload.write_all(&body[..at]).unwrap();
+    upload.flush().unwrap();
+    then();
+    let filler = disk.fill();
+    let _ = upload.write_all(&body[at..]).and_then(|()| upload.flush());
+    let (status, text) = read_response(upload);
+    (status, text, filler)
+}
+
+/// What must follow an upload the full disk under `files` cut off: a 507 naming the full
+/// disk, no partial file left to keep the disk full, and once the filler is deleted the
+/// same upload URL takes the body and the publish of `token` completes.
+async fn assert_the_url_works_once_freed(
+    cut_off: (u16, String, PathBuf),
+    files: &Path,
+    session: &mut Ddp,
+    (token, url, body): (&Value, &str, &[u8]),
+) {
+    let (status, text, filler) = cut_off;
+    eprintln!("the upload the disk filled under was answered {status}: {text:?}");
+    assert!(says_full(status, &text), "{status} {text}");
+    assert_eq!(
+        staged_in(files),
+        Vec::<String>::new(),
+        "a partial file was left"
+    );
+    std::fs::remove_file(&filler).expect("the filler is deleted");
+    let (status, text) = put(url, body);
+    assert_eq!(
+        status, 200,
+        "the same upload URL was refused once freed: {text}"
+    );
+    publish_files(session, token, body, None).await;
+}
+
+/// The package files' own disk fills up while an upload's body arrives, after part of it
+/// was written: the upload is answered "the disk is full" (507) once the write fails, not
+/// left hanging; its partial file is deleted; and once space is freed the same upload URL
+/// takes the file and the publish completes (spec §5.1), on the same server process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_the_files_disk_fills_under_can_be_sent_again_once_freed() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    let (alice, _) = accounts(&data);
+    let files = SmallDisk::mount("16m");
+    let files_dir = files.root.to_str().unwrap().to_owned();
+    let server = serve_with_limit(&data, LARGE_LIMIT, &["--files-dir", &files_dir]);
+    let mut session = login(&server, &alice).await;
+    let (token, url, _) = new_package(&mut session, "acme:overflow").await;
+    let body = file("overflowing source", 12 << 20);
+    // Past the store's first 5 MiB part, which is written to disk before the fill.
+    let at = 6 << 20;
+    let cut_off = upload_while_the_disk_fills(&url, &body, at, &files, || {
+        wait_for_partial_file(&files.root, 5 << 20);
+    });
+    assert_the_url_works_once_freed(cut_off, &files.root, &mut session, (&token, &url, &body))
+        .await;
+}
+
+/// The disk holding both the catalog and the package files fills up while an upload's
+/// body arrives and stays full when its write fails, so the server cannot record in the
+/// catalog that the upload ended: the URL must not stay marked as receiving (409 "already
+/// used" until a restart); once space is freed the same URL takes the file and the
+/// publish completes, on the same server process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_off_by_a_full_catalog_disk_can_be_sent_again_once_freed() {
+    let disk = SmallDisk::mount("16m");
+    let data = disk.root.join("data");
+    let (alice, _) = accounts(&data);
+    let server = serve(&data, &[]);
+    let mut session = login(&server, &alice).await;
+    let (token, url, _) = new_package(&mut session, "acme:stuck").await;
+    let body = file("stuck source", 60_000);
+    let cut_off = upload_while_the_disk_fills(&url, &body, 30_000, &disk, || truncate_wal(&data));
+    let files = data.join("files");
+    assert_the_url_works_once_freed(cut_off, &files, &mut session, (&token, &url, &body)).await;
+}
+
+/// Waits until the temporary file of the upload being written under `files` holds at
+/// least `bytes` bytes.
+fn wait_for_partial_file(files: &Path, bytes: u64) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let written = || {
+        std::fs::read_dir(files.join("uploads"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| entry.metadata().is_ok_and(|meta| meta.len() >= bytes))
+    };
+    while !written() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload's first part never reached the disk"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// An ext4 file system in an image file, mounted through a loop device with

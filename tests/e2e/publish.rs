@@ -96,7 +96,7 @@ fn serve_with_limit_on(listen: &str, data: &Path, limit: usize, extra: &[&str]) 
 }
 
 /// A server with the given upload limit and extra flags.
-fn serve_with_limit(data: &Path, limit: usize, extra: &[&str]) -> Server {
+pub(crate) fn serve_with_limit(data: &Path, limit: usize, extra: &[&str]) -> Server {
     serve_with_limit_on("127.0.0.1:0", data, limit, extra)
 }
 
@@ -112,7 +112,7 @@ pub(crate) fn serve_on(listen: &str, data: &Path, extra: &[&str]) -> Server {
 }
 
 /// Upload limit of the servers that take a large build.
-const LARGE_LIMIT: usize = 16 << 20;
+pub(crate) const LARGE_LIMIT: usize = 16 << 20;
 
 /// A build larger than one streamed chunk (5 MiB), so it is written in several parts.
 const LARGE_BUILD: usize = 6 << 20;
@@ -218,14 +218,19 @@ pub(crate) fn export(data: &Path) -> String {
 
 /// Creates package `name` and its version 1.0.0 (spec §5.1 steps 1–2): see
 /// [`new_version`].
-async fn new_package(ddp: &mut Ddp, name: &str) -> (Value, String, String) {
+pub(crate) async fn new_package(ddp: &mut Ddp, name: &str) -> (Value, String, String) {
     ok(ddp, "createPackage", json!([{"name": name}])).await;
     new_version(ddp, name, "1.0.0").await
 }
 
 /// `publishPackageVersion` with the hashes of the uploaded source and README (spec §5.1
 /// step 4), expecting success.
-async fn publish_files(ddp: &mut Ddp, token: &Value, source: &[u8], readme: Option<&[u8]>) {
+pub(crate) async fn publish_files(
+    ddp: &mut Ddp,
+    token: &Value,
+    source: &[u8],
+    readme: Option<&[u8]>,
+) {
     let mut hashes = json!({"tarballHash": hash(source), "treeHash": BLANK_HASH});
     if let Some(readme) = readme {
         hashes["readmeHash"] = json!(hash(readme));
@@ -1064,7 +1069,12 @@ async fn publish_update_readmes_admin_commands_and_the_public_url() {
 
 /// The files waiting in the staging area of the data directory's blob store.
 fn staged_files(data: &Path) -> Vec<String> {
-    match std::fs::read_dir(data.join("files").join("uploads")) {
+    staged_in(&data.join("files"))
+}
+
+/// The files waiting in the staging area of the blob store in `files` (`--files-dir`).
+pub(crate) fn staged_in(files: &Path) -> Vec<String> {
+    match std::fs::read_dir(files.join("uploads")) {
         Ok(entries) => entries
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect(),
@@ -1371,7 +1381,7 @@ fn split_url(url: &str) -> (&str, &str) {
 /// Starts the tool's upload of `length` bytes by hand and waits for the server's
 /// `100 Continue`, which it sends once the handler reads the body: the upload then holds
 /// its upload slot and its ticket. The caller sends (some of) the body.
-fn start_upload(url: &str, length: usize) -> std::net::TcpStream {
+pub(crate) fn start_upload(url: &str, length: usize) -> std::net::TcpStream {
     let (host, path) = split_url(url);
     let mut stream = std::net::TcpStream::connect(host).unwrap();
     stream
@@ -1395,7 +1405,7 @@ fn start_upload(url: &str, length: usize) -> std::net::TcpStream {
 }
 
 /// The whole response on a `Connection: close` stream, lower-cased headers and all.
-fn read_response(mut stream: std::net::TcpStream) -> (u16, String) {
+pub(crate) fn read_response(mut stream: std::net::TcpStream) -> (u16, String) {
     let mut response = Vec::new();
     // The server may close before reading everything sent; what it answered is complete.
     let _ = stream.read_to_end(&mut response);
