@@ -36,6 +36,8 @@ pub mod client;
 mod config;
 mod context;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod id;
 mod message;
 mod outbox;
