@@ -166,6 +166,33 @@ pub enum Span {
 }
 
 impl Span {
+    /// The bytes a `Range` header asks for (RFC 9110 §14.1.2), one range only: `bytes=N-`
+    /// (what old tools send to resume), `bytes=N-M` and the suffix `bytes=-N`. `bytes=0-`
+    /// is the whole file, answered `200` as before (also for an empty README). Everything
+    /// else (another unit, bad syntax, several ranges) is ignored and gets the whole file,
+    /// which HTTP allows; a server that answered several ranges would have to send a
+    /// multipart body no Meteor tool reads.
+    pub fn from_range_header(value: &str) -> Span {
+        let Some(spec) = value.trim().strip_prefix("bytes=") else {
+            return Span::Whole;
+        };
+        let Some((first, last)) = spec.trim().split_once('-') else {
+            return Span::Whole;
+        };
+        let number = |text: &str| {
+            (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+        };
+        match (number(first), last.is_empty(), number(last)) {
+            (Some(0), true, _) => Span::Whole,
+            (Some(first), true, _) => Span::From(first),
+            (Some(first), false, Some(last)) if first <= last => Span::Between(first, last),
+            (None, false, Some(count)) if first.is_empty() => Span::Last(count),
+            _ => Span::Whole,
+        }
+    }
+
     /// The bytes `start..end` this span picks from a blob of `size` bytes, or `None` when
     /// it picks none (then the request is unsatisfiable). `Whole` always picks all,
     /// even of an empty blob.
@@ -558,6 +585,31 @@ impl fmt::Display for BlobStore {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn single_byte_ranges_are_honoured_and_the_rest_ignored() {
+        for (header, expected) in [
+            ("bytes=100-", Span::From(100)),
+            ("bytes=0-", Span::Whole),
+            ("bytes=0-10", Span::Between(0, 10)),
+            ("bytes=5-5", Span::Between(5, 5)),
+            ("bytes=-10", Span::Last(10)),
+            ("bytes=-0", Span::Last(0)),
+            (" bytes=7-9 ", Span::Between(7, 9)),
+            ("bytes=10-5", Span::Whole),
+            ("bytes=0-1,5-6", Span::Whole),
+            ("bytes=-", Span::Whole),
+            ("bytes=", Span::Whole),
+            ("bytes=a-", Span::Whole),
+            ("bytes=+1-2", Span::Whole),
+            ("bytes=1--2", Span::Whole),
+            ("bytes=99999999999999999999-", Span::Whole),
+            ("items=1-", Span::Whole),
+            ("", Span::Whole),
+        ] {
+            assert_eq!(Span::from_range_header(header), expected, "{header:?}");
+        }
+    }
 
     /// Limits no test reaches.
     fn patient() -> Patience {

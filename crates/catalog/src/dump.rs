@@ -237,51 +237,72 @@ struct StatsDoc {
     total_adds: u64,
 }
 
+/// One line of a dump, read (see [`parse_line`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DumpLine {
+    /// A catalog record.
+    Record(Record),
+    /// A stats row.
+    Stats(StatsRow),
+}
+
+/// Reads one line of a dump (with or without its newline), as [`import_with`] does before
+/// storing it: `None` for a blank line, the record or stats row it holds, or why it is
+/// invalid (for humans). Public so the fuzz targets in `fuzz/` read lines the way imports
+/// do; a record it yields holds at most [`MAX_RECORD_SIZE`](crate::record::MAX_RECORD_SIZE)
+/// bytes.
+pub fn parse_line(bytes: &[u8]) -> Result<Option<DumpLine>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8: {e}"))?;
+    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    if !trimmed.starts_with('{') {
+        // serde would also accept a JSON array for the envelope struct.
+        return Err(
+            match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
+                Ok(_) => "not a JSON object".to_owned(),
+                Err(e) => format!("invalid JSON: {e}"),
+            },
+        );
+    }
+    let envelope: Line<'_> =
+        serde_json::from_str(trimmed).map_err(|e| format!("invalid dump line: {e}"))?;
+    if envelope.collection == "stats" {
+        let date = envelope
+            .date
+            .ok_or_else(|| "stats line without a \"date\"".to_owned())?;
+        let doc: StatsDoc =
+            serde_json::from_str(envelope.doc.get()).map_err(|e| format!("bad stats row: {e}"))?;
+        let row = StatsRow::new(date, doc.name, doc.version, doc.direct_adds, doc.total_adds)
+            .map_err(|e| format!("bad stats row: {e}"))?;
+        return Ok(Some(DumpLine::Stats(row)));
+    }
+    let collection: Collection = envelope.collection.parse().map_err(|e| format!("{e}"))?;
+    let record = Record::from_json(collection, envelope.doc.get())
+        .map_err(|e| format!("{collection} {e}"))?;
+    Ok(Some(DumpLine::Record(record)))
+}
+
 fn import_line(
     writer: &mut dyn CatalogWriter,
     bytes: &[u8],
     summary: &mut ImportSummary,
 ) -> Result<(), LineError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| LineError::Invalid(format!("not valid UTF-8: {e}")))?;
-    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-    if trimmed.is_empty() {
-        return Ok(());
-    }
-    if !trimmed.starts_with('{') {
-        // serde would also accept a JSON array for the envelope struct.
-        return Err(LineError::Invalid(
-            match serde_json::from_str::<serde::de::IgnoredAny>(trimmed) {
-                Ok(_) => "not a JSON object".to_owned(),
-                Err(e) => format!("invalid JSON: {e}"),
-            },
-        ));
-    }
-    let envelope: Line<'_> = serde_json::from_str(trimmed)
-        .map_err(|e| LineError::Invalid(format!("invalid dump line: {e}")))?;
-    if envelope.collection == "stats" {
-        let date = envelope
-            .date
-            .ok_or_else(|| LineError::Invalid("stats line without a \"date\"".into()))?;
-        let doc: StatsDoc = serde_json::from_str(envelope.doc.get())
-            .map_err(|e| LineError::Invalid(format!("bad stats row: {e}")))?;
-        let row = StatsRow::new(date, doc.name, doc.version, doc.direct_adds, doc.total_adds)
-            .map_err(|e| LineError::Invalid(format!("bad stats row: {e}")))?;
-        writer.upsert_stats(&row)?;
-        summary.stats_rows += 1;
-        return Ok(());
-    }
-    let collection: Collection = envelope
-        .collection
-        .parse()
-        .map_err(|e| LineError::Invalid(format!("{e}")))?;
-    let record = Record::from_json(collection, envelope.doc.get())
-        .map_err(|e| LineError::Invalid(format!("{collection} {e}")))?;
-    let counts = &mut summary.records[collection];
-    match writer.upsert(&record)? {
-        Upsert::Inserted => counts.inserted += 1,
-        Upsert::Updated => counts.updated += 1,
-        Upsert::Unchanged => counts.unchanged += 1,
+    match parse_line(bytes).map_err(LineError::Invalid)? {
+        None => {}
+        Some(DumpLine::Stats(row)) => {
+            writer.upsert_stats(&row)?;
+            summary.stats_rows += 1;
+        }
+        Some(DumpLine::Record(record)) => {
+            let counts = &mut summary.records[record.collection()];
+            match writer.upsert(&record)? {
+                Upsert::Inserted => counts.inserted += 1,
+                Upsert::Updated => counts.updated += 1,
+                Upsert::Unchanged => counts.unchanged += 1,
+            }
+        }
     }
     Ok(())
 }

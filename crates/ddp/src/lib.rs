@@ -28,6 +28,9 @@
 //!   `context`, `reply`, `error`, `id`, `version`.
 //!
 //! [`client`] sits beside them and uses only `message`, `error`, `id` and `version`.
+//!
+//! With the `fuzzing` feature (only `fuzz/` turns it on), `fuzzing` holds property checks
+//! over the private parsers for the fuzz targets.
 
 pub use exosphere_ejson as ejson;
 
@@ -36,6 +39,8 @@ pub mod client;
 mod config;
 mod context;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod id;
 mod message;
 mod outbox;

@@ -106,6 +106,20 @@ pub(crate) enum PayloadError {
     BrokenJson,
 }
 
+/// The payload text of an `xhr_send` or `jsonp_send` body: the `d` field of a JSONP form
+/// post (`form`), else the body itself, with invalid UTF-8 replaced (a payload that
+/// becomes invalid JSON is then refused by [`decode_payload`]).
+pub(crate) fn send_payload(body: &[u8], form: bool) -> String {
+    if form {
+        form_urlencoded::parse(body)
+            .find(|(key, _)| key == "d")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    }
+}
+
 /// Decodes a client payload: a JSON array of strings, or (`single_allowed`, WebSockets) one
 /// JSON string. An empty array is a valid payload without messages.
 pub(crate) fn decode_payload(

@@ -220,7 +220,7 @@ impl Keys {
 
 /// Why a `Sec-WebSocket-Key1`/`Key2` value stands for no number (draft-76 §5.2 aborts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-enum KeyError {
+pub(super) enum KeyError {
     /// A key must contain at least one space (the divisor).
     #[error("the key has no spaces")]
     NoSpaces,
@@ -233,7 +233,7 @@ enum KeyError {
 }
 
 /// The number a key stands for: its digits read as one number, divided by its spaces.
-fn key_number(key: &str) -> Result<u32, KeyError> {
+pub(super) fn key_number(key: &str) -> Result<u32, KeyError> {
     let number = key
         .bytes()
         .filter(u8::is_ascii_digit)
@@ -253,7 +253,7 @@ fn key_number(key: &str) -> Result<u32, KeyError> {
 
 /// Why a client's frame ended the connection.
 #[derive(Debug, thiserror::Error)]
-enum FrameError {
+pub(super) enum FrameError {
     #[error("reading the socket failed: {0}")]
     Io(#[from] std::io::Error),
     #[error("a text frame is longer than {0} bytes")]
@@ -272,7 +272,10 @@ enum FrameError {
 /// the end of the connection between frames. A frame longer than `limit` bytes is refused
 /// as soon as its `limit + 1`th byte arrives, so a client cannot grow the buffer without
 /// bound.
-async fn read_frame<R>(reader: &mut R, limit: usize) -> Result<Option<String>, FrameError>
+pub(super) async fn read_frame<R>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<String>, FrameError>
 where
     R: AsyncBufRead + Unpin,
 {
@@ -314,7 +317,7 @@ async fn read_byte<R: AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<O
 /// out as one vectored write where the connection supports it, without copying the text.
 /// hixie-76's closing handshake carries no code or reason: the SockJS close frame sent
 /// just before it does.
-async fn write_frame(
+pub(super) async fn write_frame(
     writer: &mut (impl AsyncWrite + Unpin),
     frame: &SocketFrame,
 ) -> std::io::Result<()> {

@@ -286,15 +286,7 @@ pub(super) async fn send(
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
-    let payload = if form {
-        form_urlencoded::parse(&bytes)
-            .find(|(key, _)| key == "d")
-            .map(|(_, value)| value.into_owned())
-            .unwrap_or_default()
-    } else {
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    let messages = match framing::decode_payload(&payload, false) {
+    let messages = match framing::decode_payload(&framing::send_payload(&bytes, form), false) {
         Ok(messages) => messages,
         Err(error @ (PayloadError::Missing | PayloadError::BrokenJson)) => {
             return server_error(&error.to_string());

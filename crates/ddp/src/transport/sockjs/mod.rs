@@ -26,6 +26,8 @@ mod config;
 mod ddp;
 mod endpoint;
 mod framing;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod headers;
 mod hixie76;
 mod http;
