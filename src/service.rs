@@ -30,11 +30,13 @@ mod admin;
 mod audit;
 mod auth;
 mod budgets;
+// Public for the `method_params` fuzz target in `fuzz/`, which checks what the methods run.
 pub mod fields;
 mod login;
 mod login_throttle;
 mod methods;
 mod packages;
+// Public for the `method_params` fuzz target, as `fields` is.
 pub mod params;
 mod publishing;
 pub mod records;

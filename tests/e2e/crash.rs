@@ -78,8 +78,15 @@ fn kill_9(pid: u32) {
     assert_eq!(sent, 0, "kill -9 {pid}");
 }
 
-/// Kills a CLI child with SIGKILL (whether or not it already ended) and reaps it.
+/// Kills a CLI child with SIGKILL (whether or not it already ended: one that did must have
+/// succeeded, or the kill interrupted nothing) and reaps it.
 fn kill_child(mut child: Child) {
+    if let Some(ended) = child.try_wait().expect("the command's state is read") {
+        assert!(
+            ended.success(),
+            "the command failed before its kill: {ended}"
+        );
+    }
     let _ = child.kill();
     child.wait().expect("the killed command is reaped");
 }

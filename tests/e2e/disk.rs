@@ -99,11 +99,38 @@ fn mount(args: &[&str], point: &Path) {
 /// test can then refuse.
 fn truncate_wal(data: &Path) {
     let catalog = rusqlite::Connection::open(data.join("catalog.sqlite3")).expect("catalog");
-    catalog
+    let deadline = std::time::Instant::now() + PATIENCE;
+    // A checkpoint a reader holds up answers "busy" (1) and truncates nothing; the server
+    // reads now and then, so try again.
+    while catalog
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
             row.get::<_, i64>(0)
         })
-        .expect("the checkpoint runs");
+        .expect("the checkpoint runs")
+        != 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write-ahead log could not be truncated"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Upload tickets the catalog marks as receiving a body.
+fn tickets_receiving(data: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(
+        data.join("catalog.sqlite3"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .and_then(|catalog| {
+        catalog.query_row(
+            "SELECT count(*) FROM uploads WHERE state = 'receiving'",
+            [],
+            |row| row.get(0),
+        )
+    })
+    .expect("the upload tickets are read")
 }
 
 /// The publish of `name` in the logged-in session `ddp` until its first refused step:
@@ -396,6 +423,11 @@ async fn an_upload_cut_off_by_a_full_catalog_disk_can_be_sent_again_once_freed()
     let (token, url, _) = new_package(&mut session, "acme:stuck").await;
     let body = file("stuck source", 60_000);
     let cut_off = upload_while_the_disk_fills(&url, &body, 30_000, &disk, || truncate_wal(&data));
+    assert_eq!(
+        tickets_receiving(&data),
+        1,
+        "the catalog could not record the end of the upload, the case this test is for"
+    );
     let files = data.join("files");
     assert_the_url_works_once_freed(cut_off, &files, &mut session, (&token, &url, &body)).await;
 }

@@ -264,11 +264,21 @@ impl<P: PageText> Syncer<P> {
             }),
             None => self.compute(token, options),
         };
+        // Epochs have no order, so only a page still current is cached: one computed in an
+        // epoch the store has left would otherwise drop the pages of the new one.
+        let still_current = match &result {
+            Ok(entry) => self
+                .store
+                .state()
+                .is_ok_and(|latest| entry.is_current(&latest)),
+            Err(_) => false,
+        };
         let mut evicted = Vec::new();
         {
             let mut cache = self.lock();
             cache.slots.remove(&key);
             if let Ok(entry) = &result
+                && still_current
                 && entry.text.as_ref().len() <= self.max_bytes
             {
                 evicted = cache.insert(key, entry.clone(), self.max_bytes);
@@ -351,7 +361,9 @@ impl<P: AsRef<str>> Cache<P> {
     /// A store only moves forward, so an entry of a newer snapshot than the cache's first
     /// drops every entry of the older one (they can never be served again, and would hold
     /// memory until evicted), and an entry of an older snapshot than the cache's is not
-    /// kept at all (it was computed while the store moved on).
+    /// kept at all (it was computed while the store moved on). Epochs have no order: an
+    /// entry of another epoch counts as newer, so callers insert only entries that were
+    /// current when they checked.
     fn insert(&mut self, key: Key, entry: Entry<P>, max_bytes: usize) -> Vec<(Key, Entry<P>)> {
         match &self.snapshot {
             Some((epoch, head_seq)) if *epoch == entry.epoch && *head_seq > entry.head_seq => {

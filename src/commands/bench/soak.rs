@@ -39,6 +39,13 @@ const FLAT: f64 = 0.10;
 /// `/healthz` see the load still running.
 const OVERRUN: Duration = Duration::from_secs(5);
 
+/// The longest one operation may take before it counts as an error: a hung call would
+/// otherwise stop its loop without a word, and the minutes after it would look quiet.
+const OP_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long the load loops get to stop after the deadline.
+const STOP_LIMIT: Duration = Duration::from_secs(120);
+
 /// The package the soak publishes into.
 const PACKAGE: &str = "soak:pkg";
 
@@ -67,6 +74,7 @@ pub fn run(args: BenchSoakArgs) -> anyhow::Result<()> {
         token,
         initial_records: catalog.records(),
         deadline: started + Duration::from_secs(60 * u64::from(args.minutes)) + OVERRUN,
+        attempted: AtomicU32::new(0),
         published: AtomicU32::new(0),
         abandoned: AtomicU64::new(0),
         tally: Mutex::new(Tally::default()),
@@ -104,12 +112,24 @@ pub fn run(args: BenchSoakArgs) -> anyhow::Result<()> {
         eprintln!("{}", row.progress());
         rows.push(row);
     }
-    runtime.block_on(async {
-        for driver in drivers {
-            let _ = tokio::time::timeout(Duration::from_secs(60), driver).await;
-        }
+    let stopped = runtime.block_on(async {
+        tokio::time::timeout(STOP_LIMIT, futures_util::future::join_all(drivers)).await
     });
-    report(&args, &catalog_summary(&load, &catalog), &rows);
+    let failed_loops: Vec<String> = match stopped {
+        Ok(ended) => ended
+            .into_iter()
+            .filter_map(|ended| ended.err().map(|error| error.to_string()))
+            .collect(),
+        Err(_) => vec![format!(
+            "the load did not stop within {STOP_LIMIT:?} of the deadline"
+        )],
+    };
+    report(
+        &args,
+        &catalog_summary(&load, &catalog),
+        &rows,
+        &failed_loops,
+    );
     Ok(())
 }
 
@@ -133,7 +153,10 @@ struct Load {
     /// Records of the catalog before the first publish: a full sync gets at least these.
     initial_records: u64,
     deadline: Instant,
-    /// Versions of [`PACKAGE`] published so far (`1.0.0` up to `1.0.{published - 1}`).
+    /// Versions of [`PACKAGE`] publishes have tried so far (`1.0.0` up to
+    /// `1.0.{attempted - 1}`); the next attempt takes the next one.
+    attempted: AtomicU32,
+    /// Versions of [`PACKAGE`] published so far.
     published: AtomicU32,
     /// Clients that stopped reading, opened and dropped on purpose.
     abandoned: AtomicU64,
@@ -159,11 +182,32 @@ impl Load {
         }
     }
 
+    /// Runs one operation of `kind` within [`OP_LIMIT`] and records how it went; true if
+    /// it succeeded.
+    async fn attempt(
+        &self,
+        kind: Kind,
+        operation: impl Future<Output = anyhow::Result<()>>,
+    ) -> bool {
+        let started = Instant::now();
+        let outcome = within_limit(operation).await;
+        let succeeded = outcome.is_ok();
+        self.record(kind, started, outcome);
+        succeeded
+    }
+
     /// Sleeps until `period` after `started`, or until the deadline if that is sooner.
     async fn pace(&self, started: Instant, period: Duration) {
         let until = (started + period).min(self.deadline);
         tokio::time::sleep_until(until.into()).await;
     }
+}
+
+/// `operation`'s outcome, or an error if it took longer than [`OP_LIMIT`].
+async fn within_limit<T>(operation: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::time::timeout(OP_LIMIT, operation)
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {OP_LIMIT:?}")))
 }
 
 /// The operations whose latencies the report gives.
@@ -340,19 +384,22 @@ async fn incremental_session(
     token: &mut Value,
     caught_up: &mut bool,
 ) -> anyhow::Result<()> {
-    let mut ddp = Ddp::connect(&load.ws_url).await?;
+    let mut ddp = within_limit(Ddp::connect(&load.ws_url)).await?;
     for _ in 0..30 {
         if !load.running() {
             break;
         }
         let started = Instant::now();
-        loop {
-            let page = ddp.call("syncNewPackageData", json!([token, {}])).await?;
-            *token = page["syncToken"].clone();
-            if page["upToDate"] == true {
-                break;
+        within_limit(async {
+            loop {
+                let page = ddp.call("syncNewPackageData", json!([&*token, {}])).await?;
+                *token = page["syncToken"].clone();
+                if page["upToDate"] == true {
+                    return Ok(());
+                }
             }
-        }
+        })
+        .await?;
         if *caught_up {
             load.record(Kind::IncrementalSync, started, Ok(()));
         }
@@ -372,24 +419,25 @@ async fn full_syncs(load: Arc<Load>) {
         }
         let started = Instant::now();
         let (compress, deflate) = kinds[turn % kinds.len()];
-        let outcome = full_sync(&load.ws_url, compress, deflate, false, None)
-            .await
-            .and_then(|run| {
-                if run.records < load.initial_records {
-                    bail!(
-                        "a full sync got {} records of at least {}",
-                        run.records,
-                        load.initial_records
-                    );
-                }
-                Ok(())
-            });
-        load.record(Kind::FullSync, started, outcome);
+        load.attempt(Kind::FullSync, async {
+            let run = full_sync(&load.ws_url, compress, deflate, false, None).await?;
+            if run.records < load.initial_records {
+                bail!(
+                    "a full sync got {} records of at least {}",
+                    run.records,
+                    load.initial_records
+                );
+            }
+            Ok(())
+        })
+        .await;
         load.pace(started, Duration::from_secs(20)).await;
     }
 }
 
-/// A new version of [`PACKAGE`] every five seconds, with a 64 KiB source tarball.
+/// A new version of [`PACKAGE`] every five seconds, with a 64 KiB source tarball. Each
+/// attempt takes a version of its own, so one whose answer was lost after it committed does
+/// not make every later attempt publish a version already taken.
 async fn publishes(load: Arc<Load>) {
     let body: Vec<u8> = (0..64 << 10).map(|i| (i % 253) as u8).collect();
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body));
@@ -397,30 +445,30 @@ async fn publishes(load: Arc<Load>) {
     let mut created = false;
     while load.running() {
         let started = Instant::now();
-        let outcome = async {
-            let ddp = match session.as_mut() {
-                Some(ddp) => ddp,
-                None => {
-                    let mut ddp = Ddp::connect(&load.ws_url).await?;
-                    ddp.call("login", json!([{"resume": load.token}])).await?;
-                    session.insert(ddp)
+        let succeeded = load
+            .attempt(Kind::Publish, async {
+                let ddp = match session.as_mut() {
+                    Some(ddp) => ddp,
+                    None => {
+                        let mut ddp = Ddp::connect(&load.ws_url).await?;
+                        ddp.call("login", json!([{"resume": load.token}])).await?;
+                        session.insert(ddp)
+                    }
+                };
+                if !created {
+                    ddp.call("createPackage", json!([{"name": PACKAGE}]))
+                        .await?;
+                    created = true;
                 }
-            };
-            if !created {
-                ddp.call("createPackage", json!([{"name": PACKAGE}]))
-                    .await?;
-                created = true;
-            }
-            let version = format!("1.0.{}", load.published.load(Ordering::Relaxed));
-            publish_version(ddp, &load.address, PACKAGE, &version, &body, &hash).await?;
-            load.published.fetch_add(1, Ordering::Relaxed);
-            anyhow::Ok(())
-        }
-        .await;
-        if outcome.is_err() {
+                let version = format!("1.0.{}", load.attempted.fetch_add(1, Ordering::Relaxed));
+                publish_version(ddp, &load.address, PACKAGE, &version, &body, &hash).await?;
+                load.published.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .await;
+        if !succeeded {
             session = None;
         }
-        load.record(Kind::Publish, started, outcome);
         load.pace(started, Duration::from_secs(5)).await;
     }
 }
@@ -441,19 +489,19 @@ async fn usage_reports(load: Arc<Load>) {
             .collect();
         let params = json!([format!("soakapp{:04}", call % 50), packages,
             {"what": "sdk.run", "userAgent": "Meteor/3.0.4 OS/linux"}]);
-        let outcome = async {
-            let ddp = match session.as_mut() {
-                Some(ddp) => ddp,
-                None => session.insert(Ddp::connect(&load.ws_url).await?),
-            };
-            ddp.call("recordAppPackages", params).await?;
-            anyhow::Ok(())
-        }
-        .await;
-        if outcome.is_err() {
+        let succeeded = load
+            .attempt(Kind::Usage, async {
+                let ddp = match session.as_mut() {
+                    Some(ddp) => ddp,
+                    None => session.insert(Ddp::connect(&load.ws_url).await?),
+                };
+                ddp.call("recordAppPackages", params).await?;
+                Ok(())
+            })
+            .await;
+        if !succeeded {
             session = None;
         }
-        load.record(Kind::Usage, started, outcome);
         load.pace(started, Duration::from_secs(1)).await;
     }
 }
@@ -463,13 +511,13 @@ async fn stats_reads(load: Arc<Load>) {
     let path = format!("/api/v1/stats/packages/{PACKAGE}?interval=week");
     while load.running() {
         let started = Instant::now();
-        let outcome = request(&load.address, "GET", &path, "")
-            .await
-            .and_then(|(status, body)| match status {
-                200 => Ok(()),
-                _ => bail!("{path} answered {status}: {body}"),
-            });
-        load.record(Kind::StatsRead, started, outcome);
+        load.attempt(Kind::StatsRead, async {
+            match request(&load.address, "GET", &path, "").await? {
+                (200, _) => Ok(()),
+                (status, body) => bail!("{path} answered {status}: {body}"),
+            }
+        })
+        .await;
         load.pace(started, Duration::from_secs(5)).await;
     }
 }
@@ -478,7 +526,7 @@ async fn stats_reads(load: Arc<Load>) {
 async fn websocket_churn(load: Arc<Load>) {
     while load.running() {
         let started = Instant::now();
-        let outcome = async {
+        load.attempt(Kind::WebSocket, async {
             let (mut socket, _) = tokio_tungstenite::connect_async(&load.ws_url).await?;
             socket
                 .send(Message::text(
@@ -487,10 +535,9 @@ async fn websocket_churn(load: Arc<Load>) {
                 .await?;
             wait_for_connected(&mut socket, |text| text.to_owned()).await?;
             socket.close(None).await?;
-            anyhow::Ok(())
-        }
+            Ok(())
+        })
         .await;
-        load.record(Kind::WebSocket, started, outcome);
         load.pace(started, Duration::from_millis(200)).await;
     }
 }
@@ -525,12 +572,14 @@ async fn sockjs_churn(load: Arc<Load>) {
         }
         let started = Instant::now();
         let base = format!("/sockjs/000/soak{n:010}");
-        let outcome = if n % 2 == 0 {
-            sockjs_xhr(&load.address, &base, &connect).await
-        } else {
-            sockjs_websocket(&load.address, &base, &connect).await
-        };
-        load.record(Kind::SockJs, started, outcome);
+        load.attempt(Kind::SockJs, async {
+            if n % 2 == 0 {
+                sockjs_xhr(&load.address, &base, &connect).await
+            } else {
+                sockjs_websocket(&load.address, &base, &connect).await
+            }
+        })
+        .await;
         load.pace(started, Duration::from_secs(1)).await;
     }
 }
@@ -575,14 +624,14 @@ async fn stopped_readers(load: Arc<Load>) {
         let started = Instant::now();
         let mut held = Vec::new();
         for _ in 0..4 {
-            let connected = async {
+            let connected = within_limit(async {
                 let (mut socket, _) = tokio_tungstenite::connect_async(&load.ws_url).await?;
                 for frame in sync_requests(20) {
                     socket.feed(Message::text(frame)).await?;
                 }
                 socket.flush().await?;
-                anyhow::Ok(socket)
-            }
+                Ok(socket)
+            })
             .await;
             match connected {
                 Ok(socket) => held.push(socket),
@@ -610,7 +659,7 @@ fn spread(rows: &[Row], figure: fn(&Row) -> u64) -> f64 {
 }
 
 /// Prints the Markdown report: a row per minute, the latencies, the errors and the verdict.
-fn report(args: &BenchSoakArgs, summary: &str, rows: &[Row]) {
+fn report(args: &BenchSoakArgs, summary: &str, rows: &[Row], failed_loops: &[String]) {
     let mb = |kib: u64| kib as f64 / 1024.0;
     println!(
         "## bench soak: {} minutes, {:?} catalog (seed {}), {} syncing clients\n",
@@ -665,6 +714,9 @@ fn report(args: &BenchSoakArgs, summary: &str, rows: &[Row]) {
     }
 
     let errors: u64 = rows.iter().map(Row::errors).sum();
+    for failure in failed_loops {
+        println!("\nA load loop failed: {failure}");
+    }
     if errors > 0 {
         println!("\nErrors the load did not cause on purpose (the first of each minute):\n");
         for row in rows {
@@ -695,9 +747,33 @@ fn report(args: &BenchSoakArgs, summary: &str, rows: &[Row]) {
         println!("| {name} | {:.1}% | {flat} |", spread * 100.0);
     }
     let settled_errors: u64 = settled.iter().map(Row::errors).sum();
+    let verdict = |met: bool| if met { "yes" } else { "**no**" };
     println!(
         "| errors | {settled_errors} (all minutes: {errors}) | {} |",
-        { if settled_errors == 0 { "yes" } else { "**no**" } }
+        verdict(settled_errors == 0)
+    );
+    let idle: Vec<String> = settled
+        .iter()
+        .flat_map(|row| {
+            Kind::ALL
+                .iter()
+                .filter(|kind| row.tally.latencies[**kind as usize].is_empty())
+                .map(move |kind| format!("{} in minute {}", kind.label(), row.minute))
+        })
+        .collect();
+    println!(
+        "| every kind of operation succeeded every minute | {} | {} |",
+        if idle.is_empty() {
+            "yes".to_owned()
+        } else {
+            format!("none of: {}", idle.join(", "))
+        },
+        verdict(idle.is_empty())
+    );
+    println!(
+        "| every load loop ran to the end | {} failed | {} |",
+        failed_loops.len(),
+        verdict(failed_loops.is_empty())
     );
 }
 

@@ -6,6 +6,8 @@
 //! client frames out, server frames classified.
 
 mod client;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod inbound;
 mod outbound;
 

@@ -1,10 +1,14 @@
 //! Property checks over the SockJS transport's decoders, re-exported by
 //! [`crate::fuzzing`] for the fuzz targets in `fuzz/`.
 
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
 use super::framing::{decode_payload, messages, send_payload};
 use super::hixie76::{KeyError, key_number, read_frame, write_frame};
 use super::socket::SocketFrame;
-use crate::fuzzing::{client_frame, ready};
+use crate::message::fuzzing::client_frame;
 
 /// The body of an `xhr_send` or `jsonp_send` request (`form`: a JSONP form post), decoded
 /// as [`http::send`](super::http) decodes it; every message then goes through the DDP
@@ -77,5 +81,13 @@ pub fn hixie76_key(key: &str) {
             let digits = digits.expect("a number within u32");
             assert!(spaces > 0 && digits % spaces != 0, "{key:?}");
         }
+    }
+}
+
+/// Runs a future that never waits (it reads from and writes to memory) to completion.
+fn ready<F: Future>(future: F) -> F::Output {
+    match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("an in-memory read or write waited"),
     }
 }
