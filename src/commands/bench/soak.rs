@@ -305,7 +305,7 @@ fn quantile(values: &[Duration], q: f64) -> Option<Duration> {
 type Health = Result<(u64, u64), String>;
 
 async fn health(address: &str) -> Health {
-    let (status, body) = request(address, "GET", "/healthz", "")
+    let (status, body) = within_limit(request(address, "GET", "/healthz", ""))
         .await
         .map_err(|error| format!("{error:#}"))?;
     if status != 200 {
@@ -364,8 +364,9 @@ impl Row {
     }
 }
 
-/// One session of an incrementally syncing client: it connects, catches up with the head
-/// (untimed on its first session), then syncs again every two seconds, 30 times.
+/// A client that syncs incrementally, keeping its token across sessions: each session
+/// connects, catches up with the head (untimed the first time), then syncs again every two
+/// seconds, 30 times, before the client reconnects.
 async fn incremental_syncs(load: Arc<Load>, client: u32) {
     let mut token = json!({"format": "1.1"});
     let mut caught_up = false;
