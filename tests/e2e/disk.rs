@@ -151,12 +151,24 @@ async fn published_before(disk: &SmallDisk) -> (PathBuf, String, Server, SyncCli
     let data = disk.root.join("data");
     let (alice, _) = accounts(&data);
     let server = serve(&data, &[]);
-    let acked = std::sync::Arc::default();
-    let mut before = Publish::new("acme:before", 0);
-    publish_steps(&server, &alice, &mut before, &STEPS, &acked).await;
-    let mut client = SyncClient::new();
-    client.catch_up(&server).await;
+    let (_, client) = publish_before(&server, &alice).await;
     (data, alice, server, client)
+}
+
+/// `acme:before` published in full by `alice` on `server`, and a client that synced it.
+async fn publish_before(server: &Server, alice: &str) -> (Publish, SyncClient) {
+    let mut before = Publish::new("acme:before", 0);
+    publish_steps(
+        server,
+        alice,
+        &mut before,
+        &STEPS,
+        &std::sync::Arc::default(),
+    )
+    .await;
+    let mut client = SyncClient::new();
+    client.catch_up(server).await;
+    (before, client)
 }
 
 /// Whether a refusal says plainly that the server's disk is full.
@@ -281,17 +293,7 @@ async fn a_full_or_read_only_files_disk_refuses_uploads_clearly_and_recovers() {
     let files = SmallDisk::mount("16m");
     let files_dir = files.root.to_str().unwrap().to_owned();
     let server = serve(&data, &["--files-dir", &files_dir]);
-    let mut before = Publish::new("acme:before", 0);
-    publish_steps(
-        &server,
-        &alice,
-        &mut before,
-        &STEPS,
-        &std::sync::Arc::default(),
-    )
-    .await;
-    let mut client = SyncClient::new();
-    client.catch_up(&server).await;
+    let (_, mut client) = publish_before(&server, &alice).await;
     let mut session = login(&server, &alice).await;
 
     let filler = files.fill();
@@ -556,17 +558,7 @@ async fn a_catalog_disk_turned_read_only_refuses_writes_clearly_and_loses_nothin
     let (alice, _) = accounts(&data);
     let server = serve(&data, &[]);
     let address = server.address().to_owned();
-    let mut before = Publish::new("acme:before", 0);
-    publish_steps(
-        &server,
-        &alice,
-        &mut before,
-        &STEPS,
-        &std::sync::Arc::default(),
-    )
-    .await;
-    let mut client = SyncClient::new();
-    client.catch_up(&server).await;
+    let (before, mut client) = publish_before(&server, &alice).await;
     let mut session = login(&server, &alice).await;
     let mut pending = Publish::new("acme:pending", 0);
     for step in &STEPS[..2] {
