@@ -171,6 +171,19 @@ async fn publish_before(server: &Server, alice: &str) -> (Publish, SyncClient) {
     (before, client)
 }
 
+/// What `exosphere import` of the fixture into `data` printed when it failed (it must).
+fn refused_import(data: &Path) -> String {
+    let output = exosphere()
+        .arg("import")
+        .arg("--data-dir")
+        .arg(data)
+        .arg(fixture())
+        .output()
+        .expect("exosphere import runs");
+    assert!(!output.status.success(), "the import went through");
+    String::from_utf8_lossy(&output.stderr).trim().to_owned()
+}
+
 /// Whether a refusal says plainly that the server's disk is full.
 fn says_full(status: u16, reason: &str) -> bool {
     status == 507 && reason.contains("disk is full")
@@ -231,16 +244,8 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_and_recovers_once_free
         }
     };
     eprintln!("full: the usage report was kept: {kept}");
-    let output = exosphere()
-        .arg("import")
-        .arg("--data-dir")
-        .arg(&data)
-        .arg(fixture())
-        .output()
-        .expect("exosphere import runs");
-    let said = String::from_utf8_lossy(&output.stderr);
-    eprintln!("full: import said: {}", said.trim());
-    assert!(!output.status.success());
+    let said = refused_import(&data);
+    eprintln!("full: import said: {said}");
     assert!(
         said.contains("is full") && said.contains(data.to_str().unwrap()),
         "{said}"
@@ -595,16 +600,8 @@ async fn a_catalog_disk_turned_read_only_refuses_writes_clearly_and_loses_nothin
     let code = error["error"].as_u64().unwrap_or_default();
     let reason = error["reason"].as_str().unwrap_or_default();
     assert!(says_read_only(code as u16, reason), "{answer}");
-    let output = exosphere()
-        .arg("import")
-        .arg("--data-dir")
-        .arg(&data)
-        .arg(fixture())
-        .output()
-        .expect("exosphere import runs");
-    let said = String::from_utf8_lossy(&output.stderr);
-    eprintln!("read-only catalog: import said: {}", said.trim());
-    assert!(!output.status.success());
+    let said = refused_import(&data);
+    eprintln!("read-only catalog: import said: {said}");
     assert!(said.contains("read-only"), "{said}");
     let synced = client.assert_converges(&server).await;
     assert_all_whole(&server, &synced);
