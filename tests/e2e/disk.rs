@@ -13,7 +13,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{Ddp, PATIENCE, Server, exosphere, fixture, import};
+use crate::common::{Catalog, Ddp, PATIENCE, Server, exosphere, fixture, import};
 use crate::crash::{Publish, Refused, STEPS, Step, SyncClient, assert_all_whole, publish_steps};
 use crate::publish::{
     LARGE_LIMIT, accounts, file, login, new_package, publish_files, put, read_response, serve,
@@ -171,6 +171,15 @@ async fn publish_before(server: &Server, alice: &str) -> (Publish, SyncClient) {
     (before, client)
 }
 
+/// The tool's retry of the publish of `name` that a refusal stopped, from what it synced
+/// (`synced`): the steps that are left, run to the end.
+async fn retry_publish(server: &Server, alice: &str, name: &str, synced: &Catalog) -> Publish {
+    let mut retry = Publish::new(name, 1);
+    let steps = retry.remaining(synced);
+    publish_steps(server, alice, &mut retry, steps, &std::sync::Arc::default()).await;
+    retry
+}
+
 /// What `exosphere import` of the fixture into `data` printed when it failed (it must).
 fn refused_import(data: &Path) -> String {
     let output = exosphere()
@@ -257,16 +266,7 @@ async fn a_full_disk_refuses_writes_clearly_keeps_serving_and_recovers_once_free
     for step in &STEPS[2..] {
         pending.try_run(&mut session, *step).await.unwrap();
     }
-    let mut retry = Publish::new("acme:full", 1);
-    let steps = retry.remaining(&synced);
-    publish_steps(
-        &server,
-        &alice,
-        &mut retry,
-        steps,
-        &std::sync::Arc::default(),
-    )
-    .await;
+    let retry = retry_publish(&server, &alice, "acme:full", &synced).await;
     if kept {
         let day = recorded_day(&data);
         rollup(&data, &["--date", &day.to_string()]);
@@ -615,16 +615,7 @@ async fn a_catalog_disk_turned_read_only_refuses_writes_clearly_and_loses_nothin
         before.remaining(&synced).is_empty(),
         "the publish before was lost"
     );
-    let mut retry = Publish::new("acme:read-only", 1);
-    let steps = retry.remaining(&synced);
-    publish_steps(
-        &server,
-        &alice,
-        &mut retry,
-        steps,
-        &std::sync::Arc::default(),
-    )
-    .await;
+    let retry = retry_publish(&server, &alice, "acme:read-only", &synced).await;
     let synced = client.assert_converges(&server).await;
     assert!(retry.remaining(&synced).is_empty());
 }
