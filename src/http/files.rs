@@ -301,7 +301,10 @@ async fn receive(
         }
         // The catalog could not record the end (its disk full, say): the ticket stays marked
         // receiving, which the slot given back makes harmless, so the URL takes a retry.
-        Err(_) if !received => answer,
+        Err(error) if !received => {
+            tracing::warn!(%error, "cannot record that an upload ended; its URL takes a retry");
+            answer
+        }
         Err(error) => {
             delete_staging(publishing, &staging).await;
             refusal(&error)
