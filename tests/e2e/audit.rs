@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, assert_success, run};
-use crate::publish::{export, login, ok, publish_build, publish_version, refused, world};
+use crate::common::{Ddp, Server, assert_success, run};
+use crate::publish::{World, export, login, ok, publish_build, publish_version, refused, world};
 
 /// `exosphere audit --json` with `extra` flags: one object per line.
 fn audit(data: &std::path::Path, extra: &[&str]) -> Vec<Value> {
@@ -28,13 +28,20 @@ fn actions(entries: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_audit_log_says_who_did_what_when_and_from_where() {
+/// A server on the fixture catalog where alice, logged in on the session returned, has
+/// published `name@1.0.0` and its `os+web.browser` build.
+async fn published_by_alice(name: &str) -> (World, Server, Ddp) {
     let world = world();
     let server = Server::start(&world.data, &[]);
     let mut alice = login(&server, &world.alice).await;
-    publish_version(&mut alice, "acme:widget", "1.0.0", true).await;
-    publish_build(&mut alice, "acme:widget", "1.0.0", "os+web.browser").await;
+    publish_version(&mut alice, name, "1.0.0", true).await;
+    publish_build(&mut alice, name, "1.0.0", "os+web.browser").await;
+    (world, server, alice)
+}
+
+#[tokio::test]
+async fn the_audit_log_says_who_did_what_when_and_from_where() {
+    let (world, server, mut alice) = published_by_alice("acme:widget").await;
     let version = json!({"packageName": "acme:widget", "version": "1.0.0"});
     let metadata = json!({"description": "A better widget"});
     ok(
@@ -191,11 +198,7 @@ async fn failed_logins_are_refused_over_their_limit_and_logged() {
 
 #[tokio::test]
 async fn a_published_versions_content_never_changes_but_its_metadata_does() {
-    let world = world();
-    let server = Server::start(&world.data, &[]);
-    let mut alice = login(&server, &world.alice).await;
-    publish_version(&mut alice, "acme:fixed", "1.0.0", true).await;
-    publish_build(&mut alice, "acme:fixed", "1.0.0", "os+web.browser").await;
+    let (world, _server, mut alice) = published_by_alice("acme:fixed").await;
     let version = json!({"packageName": "acme:fixed", "version": "1.0.0"});
     let metadata = json!({"description": "Still fixed", "git": "", "longDescription": "More."});
     ok(
