@@ -10,7 +10,7 @@
 //! kernel; see [`super::link`]).
 
 use super::link::ShapedLink;
-use super::sync::{SyncRun, full_sync};
+use super::sync::{SyncRun, full_sync, print_head};
 use super::{ServerProcess, WorkDir, mb, prepare_catalog};
 use crate::cli::BenchSyncArgs;
 
@@ -57,19 +57,12 @@ pub fn run(args: &BenchSyncArgs, rate_bits: u64) -> anyhow::Result<()> {
         .map(|bytes| bytes as f64 / rate)
         .unwrap_or_default();
 
-    println!(
-        "## exosphere bench sync over a shaped link ({} scale, seed {})",
-        args.catalog.scale, args.catalog.seed
-    );
-    println!();
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!(
-        "| catalog | {} records, {:.1} MB dump |",
+    print_head(
+        "exosphere bench sync over a shaped link",
+        args,
         catalog.records(),
-        mb(catalog.generated.bytes)
+        catalog.generated.bytes,
     );
-    println!("| compressed pages | {} |", args.compress);
     println!(
         "| link shaped to (tbf, each direction; no added delay) | {:.1} Mbit/s |",
         link.rate_bits() as f64 / 1e6

@@ -85,19 +85,12 @@ pub fn run(args: BenchSyncArgs) -> anyhow::Result<()> {
     let zlib_default = zlib_default_bytes(&syncs[0].frames)?;
 
     let secs = best.elapsed.as_secs_f64();
-    println!(
-        "## exosphere bench sync ({} scale, seed {})",
-        args.catalog.scale, args.catalog.seed
-    );
-    println!();
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!(
-        "| catalog | {} records, {:.1} MB dump |",
+    print_head(
+        "exosphere bench sync",
+        &args,
         best.records,
-        mb(catalog.generated.bytes)
+        catalog.generated.bytes,
     );
-    println!("| compressed pages | {} |", args.compress);
     println!("| permessage-deflate | {} |", args.deflate);
     println!(
         "| generate | {:.2} s |",
@@ -306,6 +299,23 @@ fn bare_push_many(frames: &[Utf8Bytes], clients: usize) -> anyhow::Result<BareAt
         .join()
         .map_err(|_| anyhow::anyhow!("the bare WebSocket server panicked"))??;
     Ok(BareAtOnce { elapsed, cpu })
+}
+
+/// The head of a `bench sync` report, plain or over a shaped link: its title, the catalog
+/// (`records` of a `dump_bytes` dump) and whether pages were compressed.
+pub(super) fn print_head(title: &str, args: &BenchSyncArgs, records: u64, dump_bytes: u64) {
+    println!(
+        "## {title} ({} scale, seed {})",
+        args.catalog.scale, args.catalog.seed
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| catalog | {records} records, {:.1} MB dump |",
+        mb(dump_bytes)
+    );
+    println!("| compressed pages | {} |", args.compress);
 }
 
 /// What one full sync transferred.
