@@ -2,7 +2,7 @@
 //! stream of its own ended by a sync flush whose `00 00 ff ff` tail is left off, and inbound
 //! messages inflated with that tail put back, never past a size limit.
 
-use std::cell::RefCell;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -12,11 +12,41 @@ pub(crate) const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Bytes the output grows by at least while compressing or inflating.
 const MIN_GROWTH: usize = 4096;
 
-thread_local! {
-    /// One compressor per thread and level, reset for each message: with
-    /// `server_no_context_takeover` a connection needs none of its own, and the compressor's
-    /// state (hundreds of KiB) would otherwise be allocated per connection or per message.
-    static COMPRESSOR: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
+/// Compressors idle between messages, with their level. With `server_no_context_takeover`
+/// a connection needs no compressor of its own, and a compressor's state (about 380 KiB)
+/// would cost too much per connection or per message: each message borrows one from here
+/// and gives it back reset. The list is shared by every thread, not kept per thread: the
+/// blocking pool's threads come and go, and with a compressor per thread every one of them
+/// that had compressed held one while it lived (most of the live heap in the soak of
+/// `docs/BENCHMARKS.md`).
+static IDLE: Mutex<Vec<(u32, Compress)>> = Mutex::new(Vec::new());
+
+/// How many compressors of one level [`IDLE`] keeps: one per CPU, as compressing is all CPU
+/// work, so more than that at once only wait for each other. Compressions beyond it (at
+/// bursts) allocate a compressor for the one message. A server uses two levels (its
+/// messages' and shared bodies'), so this bounds the idle ones to two per CPU.
+fn max_idle_compressors() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    *MAX.get_or_init(|| std::thread::available_parallelism().map_or(1, |cpus| cpus.get()))
+}
+
+/// Runs `f` with a reset compressor at `level`, borrowed from [`IDLE`] or made for it, and
+/// keeps the compressor for the next message while [`IDLE`] has room.
+fn with_compressor<T>(level: u32, f: impl FnOnce(&mut Compress) -> T) -> T {
+    let idle = || IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    let kept = {
+        let mut idle = idle();
+        let found = idle.iter().rposition(|(kept, _)| *kept == level);
+        found.map(|at| idle.swap_remove(at).1)
+    };
+    let mut compress = kept.unwrap_or_else(|| Compress::new(Compression::new(level), false));
+    let out = f(&mut compress);
+    compress.reset();
+    let mut idle = idle();
+    if idle.iter().filter(|(kept, _)| *kept == level).count() < max_idle_compressors() {
+        idle.push((level, compress));
+    }
+    out
 }
 
 /// `message` as one `permessage-deflate` payload at zlib `level` (clamped to 9), or `None`
@@ -32,19 +62,7 @@ pub(crate) fn deflate_message(message: &[u8], level: u32) -> Option<Vec<u8>> {
 /// parts end on a byte boundary with no final block, so parts compressed on their own
 /// concatenate into one valid stream (each refers back only into itself).
 pub(crate) fn deflate_part(input: &[u8], level: u32) -> Option<Vec<u8>> {
-    let level = level.min(9);
-    COMPRESSOR.with_borrow_mut(|slot| {
-        let compress = match slot {
-            Some((kept, compress)) if *kept == level => {
-                compress.reset();
-                compress
-            }
-            _ => {
-                &mut slot
-                    .insert((level, Compress::new(Compression::new(level), false)))
-                    .1
-            }
-        };
+    with_compressor(level.min(9), |compress| {
         let mut out = Vec::with_capacity(input.len() / 4 + 64);
         flush_into(compress, input, &mut out)?;
         Some(out)
@@ -245,6 +263,31 @@ mod tests {
                 // Only a text too small or too random to gain is sent as it is.
                 None => proptest::prop_assert!(level == 0 || plain.len() < 400),
             }
+        }
+    }
+
+    #[test]
+    fn compressors_are_shared_by_threads_and_their_number_is_bounded() {
+        let text = "{\"msg\":\"result\",\"id\":\"1\"}".repeat(64);
+        std::thread::scope(|scope| {
+            for level in [1, 9, 1, 9, 1, 9, 1, 9] {
+                let text = &text;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        let body = deflate_message(text.as_bytes(), level).unwrap();
+                        assert_eq!(independent_inflate(&body), text.as_bytes());
+                    }
+                });
+            }
+        });
+        // Other tests compress at these levels too, so only the bound is certain here.
+        let idle = IDLE.lock().unwrap();
+        for level in [1, 9] {
+            let kept = idle.iter().filter(|(kept, _)| *kept == level).count();
+            assert!(
+                kept <= max_idle_compressors(),
+                "{kept} idle at level {level}"
+            );
         }
     }
 
