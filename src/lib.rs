@@ -13,6 +13,7 @@
 //! - [`http`] is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
 //! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
+//! - `malloc_arenas` limits glibc's malloc arenas, so that memory stays flat under load;
 //! - `serve_lock` keeps a data directory to one `serve` process.
 
 pub mod accept;
@@ -21,6 +22,7 @@ mod commands;
 mod fd_limit;
 pub mod http;
 mod jobs;
+mod malloc_arenas;
 mod serve_lock;
 pub mod server;
 pub mod service;
@@ -36,6 +38,7 @@ use crate::cli::{Cli, Command, LogFormat};
 /// Runs the command line: parses the arguments, sets up logging, runs one subcommand and
 /// reports its error on standard error.
 pub fn main() -> ExitCode {
+    malloc_arenas::limit();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let outcome = match cli.command {
