@@ -85,11 +85,11 @@ use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate};
 use exosphere_meteor::{Collection, PerCollection};
-use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
 use exosphere_catalog::audit::{AuditEntry, AuditQuery};
+use exosphere_catalog::columns::{new_epoch, snake, stats_range, stats_row, to_i64, to_u64};
 use exosphere_catalog::day::parse_day;
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::immutable;
@@ -443,26 +443,6 @@ fn schema_v1_sql() -> String {
     sql
 }
 
-/// The snake_case spelling of a collection used in table and column names.
-fn snake(c: Collection) -> &'static str {
-    match c {
-        Collection::Packages => "packages",
-        Collection::Versions => "versions",
-        Collection::Builds => "builds",
-        Collection::ReleaseTracks => "release_tracks",
-        Collection::ReleaseVersions => "release_versions",
-    }
-}
-
-/// A fresh random data epoch (Meteor `Random.id()` style, 17 characters).
-fn new_epoch() -> String {
-    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
-    let mut rng = rand::rng();
-    (0..17)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
 /// The SQL text of every statement, built once; statements are prepared through each
 /// connection's statement cache.
 struct Sql {
@@ -555,14 +535,6 @@ fn read_meta(conn: &Connection, sql: &Sql) -> Result<Meta, StoreError> {
         head_seq: to_u64(head_seq, "head_seq")?,
         changes,
     })
-}
-
-fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
-}
-
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is out of range")))
 }
 
 /// Maps backend errors to [`StoreError`] without exposing rusqlite types.
@@ -698,11 +670,8 @@ impl CatalogStore for SqliteStore {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })
                 .db()?;
-            let stats_earliest = match (imported_min, rolled_min) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let stats_latest = imported_max.max(rolled_max);
+            let (stats_earliest, stats_latest) =
+                stats_range((imported_min, imported_max), (rolled_min, rolled_max));
             Ok(CatalogState {
                 epoch: meta.epoch,
                 head_seq: meta.head_seq,
@@ -875,25 +844,6 @@ impl CatalogStore for SqliteStore {
             Ok(())
         })
     }
-}
-
-/// Rebuilds a stored stats row, re-validating it (the database file may have been edited
-/// by hand).
-fn stats_row(
-    day: &str,
-    name: String,
-    version: String,
-    direct_adds: i64,
-    total_adds: i64,
-) -> Result<StatsRow, StoreError> {
-    StatsRow::new(
-        day,
-        name,
-        version,
-        to_u64(direct_adds, "directAdds")?,
-        to_u64(total_adds, "totalAdds")?,
-    )
-    .map_err(|e| StoreError::Corrupt(format!("stats row: {e}")))
 }
 
 /// The [`CatalogWriter`] of one write transaction. Counters and the head `seq` are kept
