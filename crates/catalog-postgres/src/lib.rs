@@ -1,0 +1,408 @@
+//! The PostgreSQL backend of the catalog's [`CatalogStore`]: one database shared by any
+//! number of Exosphere servers and commands. This crate's one job is storing the catalog in
+//! PostgreSQL; the trait, its contract and everything built on it are `exosphere-catalog`'s,
+//! and its contract tests run here from `tests/conformance.rs` against a real server.
+//!
+//! # Driver and pool
+//!
+//! `tokio-postgres`, the standard Rust PostgreSQL driver, behind the synchronous store trait
+//! ([`bridge`]: one background runtime drives the sockets, callers park until their answer
+//! comes, so the store works from any thread, inside a Tokio runtime or not). No TLS stack is
+//! linked: connections are plain TCP or Unix sockets, and a database across an untrusted
+//! network needs a TLS-terminating proxy or tunnel. The pool is this crate's own ([`pool`]):
+//! bounded, shared by reads and writes, each connection keeping its prepared statements
+//! ([`session`]).
+//!
+//! # Schema
+//!
+//! See [`schema`]; natural-key indexes are [`keys`]'s, the mirror's tables [`mirror`]'s.
+//!
+//! # Concurrency and durability
+//!
+//! * Writes lock the one `meta` row first and allocate `seq` under that lock ([`writer`]), so
+//!   sequence numbers become visible in increasing order across servers.
+//! * Reads that must be consistent (sync pages, state, exports, a stats day) run in one
+//!   `REPEATABLE READ, READ ONLY` transaction: one snapshot.
+//! * A write that waits longer than [`PgOptions::lock_timeout`] for another fails with
+//!   [`StoreError::Busy`], and so do deadlocks and serialization failures.
+//! * Opening refuses a database with `synchronous_commit = off`: a crash could lose commits
+//!   that clients already saw, and their sequence numbers would be handed out again.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use exosphere_catalog::accounts::UploadTicket;
+use exosphere_catalog::audit::{AuditEntry, AuditQuery};
+use exosphere_catalog::columns::{stats_range, stats_row, to_u64};
+use exosphere_catalog::day::parse_day;
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
+use exosphere_catalog::record::StatsRow;
+use exosphere_catalog::store::{
+    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Next, Page, PageFill,
+    PageLimits, PageRecord,
+};
+use exosphere_meteor::Collection;
+use tokio_postgres::{Config, IsolationLevel};
+
+use crate::bridge::wait;
+use crate::error::{Db as _, name_storage_trouble, refusal};
+use crate::pool::{Conn, Pool};
+use crate::session::{Session, col};
+use crate::writer::{PgWriter, Sql, read_meta};
+
+mod accounts;
+mod audit;
+mod bridge;
+mod error;
+mod keys;
+mod mirror;
+mod pool;
+mod schema;
+mod session;
+mod writer;
+
+/// Tunables of the PostgreSQL backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections this store holds at once (reads and writes together); every server
+    /// on the database takes up to this many of PostgreSQL's `max_connections`.
+    pub max_connections: usize,
+    /// How long a write waits for another writer's lock (PostgreSQL's `lock_timeout`)
+    /// before failing with [`StoreError::Busy`].
+    pub lock_timeout: Duration,
+    /// How long a call waits for a free connection when all are in use, and for a new
+    /// connection to be established.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 8,
+            lock_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens the catalog in the database at `url` (`postgres://user@host:port/dbname`) with
+/// default options, creating its schema if the database has none.
+pub fn open_postgres(url: &str) -> Result<PgStore, StoreError> {
+    PgStore::open(url, &PgOptions::default())
+}
+
+/// A catalog stored in a PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    sql: Sql,
+    /// The database as errors name it ("the PostgreSQL database … on …"); a path only
+    /// because [`StoreError::DiskFull`] and [`StoreError::ReadOnly`] carry one.
+    database: PathBuf,
+}
+
+impl PgStore {
+    /// Connects to the database at `url`, refuses it if commits there may be lost
+    /// (`synchronous_commit = off`), and creates or checks the schema (once across servers
+    /// opening it at the same time).
+    pub fn open(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
+        let mut config: Config = url.parse().map_err(|error| {
+            refusal(format!(
+                "the database URL is not a PostgreSQL connection string ({error}); write it as \
+                 postgres://user@host:port/dbname"
+            ))
+        })?;
+        config
+            .application_name("exosphere")
+            .connect_timeout(options.connect_timeout);
+        let database = describe(&config);
+        let setup = format!(
+            "SET lock_timeout = {}",
+            options.lock_timeout.as_millis().max(1)
+        );
+        let pool = Pool::new(
+            config,
+            database.clone(),
+            setup,
+            options.max_connections,
+            options.connect_timeout,
+        );
+        let database = PathBuf::from(database);
+        let described = database.display().to_string();
+        let mut client = pool.connect()?;
+        schema::check_durability(&mut client, &described)?;
+        schema::init(&mut client, &described)
+            .map_err(|error| name_storage_trouble(error, &database))?;
+        Ok(PgStore {
+            pool,
+            sql: Sql::new(),
+            database,
+        })
+    }
+
+    /// Runs `f` in one `REPEATABLE READ, READ ONLY` transaction: everything it reads comes
+    /// from one snapshot.
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&mut Session<'_, '_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.pool.with(|conn| {
+            let Conn { client, statements } = conn;
+            let mut tx = wait(
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            )
+            .db()?;
+            let out = f(&mut Session::new(&mut tx, statements))?;
+            wait(tx.commit()).db()?;
+            Ok(out)
+        })
+    }
+
+    /// [`CatalogStore::write`] before storage trouble is named.
+    fn write_unnamed(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.pool.with(|conn| {
+            let Conn { client, statements } = conn;
+            // READ COMMITTED whatever the server's default: a writer that waited for the meta
+            // row's lock must then read the row as the previous writer committed it.
+            let mut tx = wait(
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::ReadCommitted)
+                    .start(),
+            )
+            .db()?;
+            let mut session = Session::new(&mut tx, statements);
+            let mut writer = PgWriter::start(&mut session, &self.sql)?;
+            f(&mut writer)?;
+            writer.finish()?;
+            wait(tx.commit()).db()
+        })
+    }
+}
+
+/// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let name = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("the PostgreSQL database {name} on {host}:{port}")
+}
+
+impl CatalogStore for PgStore {
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write_unnamed(f)
+            .map_err(|error| name_storage_trouble(error, &self.database))
+    }
+
+    fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
+        // A collection is read in batches of what the page can still take plus one (the
+        // one that tells whether more remain); records too long for any page are left out
+        // by the fill without counting, so a full batch that did not end the collection
+        // is followed by the next.
+        let batch = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+        self.read(|s| {
+            let meta = read_meta(s, &self.sql.read_meta)?;
+            let mut fill = PageFill::new(*limits);
+            'collections: for c in Collection::ALL {
+                let mut after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                loop {
+                    let rows = s.query(&self.sql.tables[c].page, &[&after, &batch])?;
+                    let full = rows.len() as i64 == batch;
+                    for row in rows {
+                        after = col(&row, 0)?;
+                        let record = PageRecord {
+                            seq: to_u64(after, "seq")?,
+                            last_updated: col(&row, 1)?,
+                            json: col(&row, 2)?,
+                        };
+                        match fill.offer(c, record) {
+                            Next::Continue => {}
+                            Next::NextCollection => continue 'collections,
+                            Next::Stop => break 'collections,
+                        }
+                    }
+                    if !full {
+                        break;
+                    }
+                }
+            }
+            Ok(fill.finish(meta.epoch, meta.head_seq))
+        })
+    }
+
+    fn state(&self) -> Result<CatalogState, StoreError> {
+        // Days from the current UTC day on are left out: a rollup of today is unfinished,
+        // and consumers fetch an advertised day once and keep it (spec §4.4, §7.2).
+        let today = chrono::Utc::now().date_naive().to_string();
+        self.read(|s| {
+            let meta = read_meta(s, &self.sql.read_meta)?;
+            let row = s.query_one(
+                "SELECT (SELECT min(day) FROM stats WHERE day < $1), \
+                 (SELECT max(day) FROM stats WHERE day < $1), \
+                 (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
+                 (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1)",
+                &[&today],
+            )?;
+            let (stats_earliest, stats_latest) = stats_range(
+                (col(&row, 0)?, col(&row, 1)?),
+                (col(&row, 2)?, col(&row, 3)?),
+            );
+            Ok(CatalogState {
+                epoch: meta.epoch,
+                head_seq: meta.head_seq,
+                change_counters: meta.changes,
+                stats_earliest,
+                stats_latest,
+            })
+        })
+    }
+
+    fn stats_day(
+        &self,
+        date: &str,
+        f: &mut dyn FnMut(&StatsRow) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.read(|s| {
+            let mut any = false;
+            s.stream(
+                "SELECT name, version, direct_adds, total_adds FROM stats \
+                 WHERE day = $1 ORDER BY name, version",
+                &[&date],
+                |row| {
+                    any = true;
+                    f(&stats_row(
+                        date,
+                        col(row, 0)?,
+                        col(row, 1)?,
+                        col(row, 2)?,
+                        col(row, 3)?,
+                    )?)
+                },
+            )?;
+            if any {
+                return Ok(true);
+            }
+            let rolled_up = s.query_opt(
+                "SELECT 1 FROM usage_days WHERE day = $1 AND rolled_up",
+                &[&date],
+            )?;
+            Ok(rolled_up.is_some())
+        })
+    }
+
+    fn package_stats_rows(
+        &self,
+        name: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<StatsRow>, StoreError> {
+        self.read(|s| {
+            s.query(
+                "SELECT day, version, direct_adds, total_adds FROM stats \
+                 WHERE name = $1 AND day >= $2 AND day <= $3 ORDER BY day, version",
+                &[&name, &from.to_string(), &to.to_string()],
+            )?
+            .iter()
+            .map(|row| {
+                let day: String = col(row, 0)?;
+                stats_row(
+                    &day,
+                    name.to_owned(),
+                    col(row, 1)?,
+                    col(row, 2)?,
+                    col(row, 3)?,
+                )
+            })
+            .collect()
+        })
+    }
+
+    fn pending_usage_days(&self, before: NaiveDate) -> Result<Vec<NaiveDate>, StoreError> {
+        self.read(|s| {
+            s.query(
+                "SELECT day FROM usage_days WHERE pending AND day < $1 ORDER BY day",
+                &[&before.to_string()],
+            )?
+            .iter()
+            .map(|row| {
+                let day: String = col(row, 0)?;
+                parse_day(&day).map_err(|e| StoreError::Corrupt(format!("usage day: {e}")))
+            })
+            .collect()
+        })
+    }
+
+    fn upload_ticket(&self, hash: &str) -> Result<Option<UploadTicket>, StoreError> {
+        self.read(|s| accounts::upload_ticket(s, hash))
+    }
+
+    fn export(
+        &self,
+        f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|s| {
+            for c in Collection::ALL {
+                s.stream(&self.sql.tables[c].export, &[], |row| {
+                    let json: &str = col(row, 0)?;
+                    f(ExportItem::Record {
+                        collection: c,
+                        json,
+                    })
+                })?;
+            }
+            s.stream(
+                "SELECT day, name, version, direct_adds, total_adds FROM stats \
+                 ORDER BY day, name, version",
+                &[],
+                |row| {
+                    let day: &str = col(row, 0)?;
+                    let row =
+                        stats_row(day, col(row, 1)?, col(row, 2)?, col(row, 3)?, col(row, 4)?)?;
+                    f(ExportItem::Stats(&row))
+                },
+            )
+        })
+    }
+
+    fn mirror_state(&self) -> Result<Option<MirrorState>, StoreError> {
+        self.read(mirror::state)
+    }
+
+    fn mirror_file(&self, key: &str) -> Result<Option<UpstreamFile>, StoreError> {
+        self.read(|s| mirror::file(s, key))
+    }
+
+    fn mirror_files(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, UpstreamFile)>, StoreError> {
+        self.read(|s| mirror::files(s, after, limit))
+    }
+
+    fn mirror_cached(&self) -> Result<(u64, u64), StoreError> {
+        self.read(mirror::cached)
+    }
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|s| audit::read(s, query))
+    }
+}

@@ -1,0 +1,294 @@
+//! What only the PostgreSQL backend has: several handles (servers) writing at once, the
+//! schema created once by concurrent opens, refusals at open, contention and storage trouble
+//! as errors, and use from every kind of thread a Tokio server calls it from.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::TestDatabase;
+use exosphere_catalog::conformance::store::{all, record, upsert};
+use exosphere_catalog::conformance::with;
+use exosphere_catalog::store::{Cursors, PageLimits};
+use exosphere_catalog::{CatalogStore, Collection, Lookup, Record, StoreError};
+use exosphere_catalog_postgres::{PgOptions, PgStore, open_postgres};
+
+#[test]
+fn concurrent_writers_never_let_a_reader_page_past_an_uncommitted_seq() {
+    const WRITERS: usize = 4;
+    const WRITES: usize = 60;
+    let database = TestDatabase::new();
+    let stores: Vec<Arc<PgStore>> = (0..2)
+        .map(|_| Arc::new(open_postgres(database.url()).unwrap()))
+        .collect();
+    let reader = open_postgres(database.url()).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let limits = PageLimits {
+        records: 5,
+        bytes: usize::MAX,
+    };
+    let seen = std::thread::scope(|scope| {
+        let mut writers = Vec::new();
+        for writer in 0..WRITERS {
+            let store = Arc::clone(&stores[writer % 2]);
+            writers.push(scope.spawn(move || {
+                for i in 0..WRITES {
+                    // Transactions of one to three records in two collections, so commits
+                    // of several sequence numbers interleave with single ones.
+                    store
+                        .write(&mut |w| {
+                            for k in 0..=(i % 3) {
+                                let c = [Collection::Packages, Collection::Builds][k % 2];
+                                w.upsert(&record(c, &format!("w{writer}-{i}-{k}"), "1"))?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                }
+            }));
+        }
+        let reader = &reader;
+        let done = &done;
+        let paging = scope.spawn(move || {
+            let mut cursors = Cursors::default();
+            let mut seen = Vec::new();
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = reader.read_page(&cursors, &limits).unwrap();
+                for (c, records) in page.records.iter() {
+                    for r in records {
+                        assert!(r.seq > cursors[c], "cursors only move forward");
+                        assert!(r.seq <= page.head_seq, "no record beyond the head");
+                        cursors[c] = r.seq;
+                        seen.push((c, r.json.clone()));
+                    }
+                }
+                if finished && !page.has_more {
+                    return seen;
+                }
+            }
+        });
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        paging.join().unwrap()
+    });
+    let seen: Vec<(Collection, String)> = seen;
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no record was sent twice");
+    let everything: BTreeSet<_> = all(&reader).into_iter().collect();
+    let written = WRITERS * (0..WRITES).map(|i| i % 3 + 1).sum::<usize>();
+    assert_eq!(everything.len(), written);
+    assert_eq!(
+        unique, everything,
+        "the reader saw every record, none skipped"
+    );
+}
+
+#[test]
+fn synchronous_commit_off_is_refused_with_the_fix() {
+    let database = TestDatabase::new();
+    database
+        .connect()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            database.name()
+        ))
+        .unwrap();
+    let error = open_postgres(database.url()).err().expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("synchronous_commit = off"), "{message}");
+    assert!(message.contains("SET synchronous_commit = on"), "{message}");
+}
+
+#[test]
+fn concurrent_first_opens_create_the_schema_once() {
+    let database = TestDatabase::new();
+    let barrier = Barrier::new(3);
+    let epochs: Vec<String> = std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    open_postgres(database.url())
+                        .unwrap()
+                        .state()
+                        .unwrap()
+                        .epoch
+                })
+            })
+            .collect();
+        opens.into_iter().map(|open| open.join().unwrap()).collect()
+    });
+    assert!(epochs.iter().all(|epoch| *epoch == epochs[0]), "{epochs:?}");
+    let rows = database
+        .connect()
+        .query("SELECT version FROM exosphere_schema", &[])
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let database = TestDatabase::new();
+    drop(open_postgres(database.url()).unwrap());
+    database
+        .connect()
+        .batch_execute("UPDATE exosphere_schema SET version = version + 1")
+        .unwrap();
+    let error = open_postgres(database.url()).err().expect("refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("upgrade Exosphere"), "{error}");
+}
+
+#[test]
+fn a_writer_waiting_past_the_lock_timeout_is_busy_and_then_proceeds() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    let impatient = PgStore::open(
+        database.url(),
+        &PgOptions {
+            lock_timeout: Duration::from_millis(100),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    store
+        .write(&mut |w| {
+            w.upsert(&record(Collection::Packages, "p", "1"))?;
+            let blocked = impatient.write(&mut |_| Ok(()));
+            assert!(matches!(blocked, Err(StoreError::Busy)), "{blocked:?}");
+            // Reads go on from the last committed snapshot meanwhile.
+            assert_eq!(impatient.state().unwrap().head_seq, 0);
+            Ok(())
+        })
+        .unwrap();
+    upsert(&impatient, &record(Collection::Packages, "p", "2"));
+    assert_eq!(store.state().unwrap().head_seq, 2);
+}
+
+#[test]
+fn a_read_only_database_is_named_and_nothing_is_written() {
+    let database = TestDatabase::new();
+    upsert(
+        &open_postgres(database.url()).unwrap(),
+        &record(Collection::Packages, "p", "1"),
+    );
+    database
+        .connect()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            database.name()
+        ))
+        .unwrap();
+    let store = open_postgres(database.url()).unwrap();
+    let error = store
+        .write(&mut |w| w.upsert(&record(Collection::Packages, "q", "1")).map(drop))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::ReadOnly(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(database.name()), "{message}");
+    assert_eq!(store.state().unwrap().head_seq, 1);
+}
+
+#[test]
+fn an_unreachable_server_is_named_with_what_to_check() {
+    let error = open_postgres("postgres://postgres@127.0.0.1:1/nothing")
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("cannot connect to"), "{message}");
+    assert!(message.contains("--database-url"), "{message}");
+}
+
+#[test]
+fn works_from_the_blocking_pool_block_in_place_and_async_tasks() {
+    let database = TestDatabase::new();
+    let store: Arc<dyn CatalogStore> = Arc::new(open_postgres(database.url()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::task::spawn_blocking(move || {
+                upsert(
+                    &*store,
+                    &record(Collection::Packages, &format!("b{i}"), "1"),
+                )
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let in_place = Arc::clone(&store);
+        tokio::spawn(async move {
+            tokio::task::block_in_place(|| {
+                upsert(&*in_place, &record(Collection::Packages, "in-place", "1"))
+            })
+        })
+        .await
+        .unwrap();
+        // Straight from an async task, as `watch` seeds its state.
+        assert_eq!(store.state().unwrap().head_seq, 9);
+    });
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    current.block_on(async {
+        upsert(&*store, &record(Collection::Packages, "current", "1"));
+    });
+    assert_eq!(store.state().unwrap().head_seq, 10);
+}
+
+#[test]
+fn record_text_round_trips_byte_identical_and_is_found_by_key() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    let texts = [
+        r#"{"_id":"nul","name":"a\u0000b","x":"\u0000"}"#,
+        r#"{"_id":"astral","name":"smile-😀","s":"\ud83d\ude00"}"#,
+        r#"{"_id":"dotted","name":"dots","a.b":{"c.d":1},"$weird":[1.50,1e3]}"#,
+    ];
+    for text in texts {
+        upsert(
+            &store,
+            &Record::from_json(Collection::Packages, text).unwrap(),
+        );
+    }
+    let stored: Vec<String> = all(&store).into_iter().map(|(_, text)| text).collect();
+    assert_eq!(stored, texts);
+    let page = store
+        .read_page(
+            &Cursors::default(),
+            &PageLimits {
+                records: 10,
+                bytes: usize::MAX,
+            },
+        )
+        .unwrap();
+    let paged: Vec<&str> = page.records[Collection::Packages]
+        .iter()
+        .map(|r| r.json.as_str())
+        .collect();
+    assert_eq!(paged, texts);
+    for (name, text) in [("smile-😀", texts[1]), ("dots", texts[2])] {
+        assert_eq!(with(&store, |w| w.find(&Lookup::Package(name))), [text]);
+    }
+}
