@@ -27,8 +27,14 @@
 //!   [`StoreError::Busy`], and so do deadlocks and serialization failures.
 //! * Opening refuses a database with `synchronous_commit = off`: a crash could lose commits
 //!   that clients already saw, and their sequence numbers would be handed out again.
+//! * A database whose head `seq` went backwards under a running store (restored from a
+//!   backup, or failed over to a standby that lacked the last commits) would hand out again
+//!   numbers clients already hold; the store notices (the head it reads is below one it read
+//!   before in the same epoch) and starts a new data epoch, so every client resyncs
+//!   ([`PgStore::went_back`]).
 
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -100,6 +106,8 @@ pub struct PgStore {
     /// The database as errors name it ("the PostgreSQL database … on …"); a path only
     /// because [`StoreError::DiskFull`] and [`StoreError::ReadOnly`] carry one.
     database: PathBuf,
+    /// The epoch and the highest head `seq` this store has read in it.
+    seen: Mutex<Option<(String, u64)>>,
 }
 
 impl PgStore {
@@ -138,7 +146,48 @@ impl PgStore {
             pool,
             sql: Sql::new(),
             database,
+            seen: Mutex::new(None),
         })
+    }
+
+    /// Notes that the database holds `epoch` at `head_seq`; returns whether that head is
+    /// below one read before in the same epoch: the database went back in time. Only a
+    /// write's locked read of the meta row proves it (a read's snapshot may simply be older
+    /// than another thread's); a read that sees it asks a write to check.
+    fn went_back(&self, epoch: &str, head_seq: u64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *seen {
+            Some((seen_epoch, seen_head)) if seen_epoch == epoch => {
+                if head_seq < *seen_head {
+                    return true;
+                }
+                *seen_head = head_seq;
+            }
+            _ => *seen = Some((epoch.to_owned(), head_seq)),
+        }
+        false
+    }
+
+    /// Runs `read` again after an empty write has checked, under the meta row's lock, whether
+    /// the database went back in time (and started a new epoch if so), when `read`'s result
+    /// (its epoch and head) suggests it did.
+    fn check_going_back<R>(
+        &self,
+        read: impl Fn() -> Result<R, StoreError>,
+        snapshot: impl Fn(&R) -> (&str, u64),
+    ) -> Result<R, StoreError> {
+        let out = read()?;
+        let (epoch, head_seq) = snapshot(&out);
+        if !self.went_back(epoch, head_seq) {
+            return Ok(out);
+        }
+        match self.write(&mut |_| Ok(())) {
+            Ok(()) => read(),
+            Err(error) => {
+                tracing::debug!(%error, "could not check whether the catalog database went back");
+                Ok(out)
+            }
+        }
     }
 
     /// Runs `f` in one `REPEATABLE READ, READ ONLY` transaction: everything it reads comes
@@ -181,6 +230,16 @@ impl PgStore {
             .db()?;
             let mut session = Session::new(&mut tx, statements);
             let mut writer = PgWriter::start(&mut session, &self.sql)?;
+            if self.went_back(writer.epoch(), writer.head_seq()) {
+                tracing::warn!(
+                    database = %self.database.display(),
+                    epoch = writer.epoch(),
+                    head_seq = writer.head_seq(),
+                    "the catalog's head sequence number went backwards (a restored or \
+                     failed-over database); starting a new data epoch so every client resyncs"
+                );
+                writer.start_epoch()?;
+            }
             f(&mut writer)?;
             writer.finish()?;
             wait(tx.commit()).db()
@@ -218,61 +277,67 @@ impl CatalogStore for PgStore {
         // by the fill without counting, so a full batch that did not end the collection
         // is followed by the next.
         let batch = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
-        self.read(|s| {
-            let meta = read_meta(s, &self.sql.read_meta)?;
-            let mut fill = PageFill::new(*limits);
-            'collections: for c in Collection::ALL {
-                let mut after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
-                loop {
-                    let rows = s.query(&self.sql.tables[c].page, &[&after, &batch])?;
-                    let full = rows.len() as i64 == batch;
-                    for row in rows {
-                        after = col(&row, 0)?;
-                        let record = PageRecord {
-                            seq: to_u64(after, "seq")?,
-                            last_updated: col(&row, 1)?,
-                            json: col(&row, 2)?,
-                        };
-                        match fill.offer(c, record) {
-                            Next::Continue => {}
-                            Next::NextCollection => continue 'collections,
-                            Next::Stop => break 'collections,
+        let read = || {
+            self.read(|s| {
+                let meta = read_meta(s, &self.sql.read_meta)?;
+                let mut fill = PageFill::new(*limits);
+                'collections: for c in Collection::ALL {
+                    let mut after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                    loop {
+                        let rows = s.query(&self.sql.tables[c].page, &[&after, &batch])?;
+                        let full = rows.len() as i64 == batch;
+                        for row in rows {
+                            after = col(&row, 0)?;
+                            let record = PageRecord {
+                                seq: to_u64(after, "seq")?,
+                                last_updated: col(&row, 1)?,
+                                json: col(&row, 2)?,
+                            };
+                            match fill.offer(c, record) {
+                                Next::Continue => {}
+                                Next::NextCollection => continue 'collections,
+                                Next::Stop => break 'collections,
+                            }
+                        }
+                        if !full {
+                            break;
                         }
                     }
-                    if !full {
-                        break;
-                    }
                 }
-            }
-            Ok(fill.finish(meta.epoch, meta.head_seq))
-        })
+                Ok(fill.finish(meta.epoch, meta.head_seq))
+            })
+        };
+        self.check_going_back(read, |page| (&page.epoch, page.head_seq))
     }
 
     fn state(&self) -> Result<CatalogState, StoreError> {
         // Days from the current UTC day on are left out: a rollup of today is unfinished,
         // and consumers fetch an advertised day once and keep it (spec §4.4, §7.2).
         let today = chrono::Utc::now().date_naive().to_string();
-        self.read(|s| {
-            let meta = read_meta(s, &self.sql.read_meta)?;
-            let row = s.query_one(
-                "SELECT (SELECT min(day) FROM stats WHERE day < $1), \
+        let read = || {
+            self.read(|s| {
+                let meta = read_meta(s, &self.sql.read_meta)?;
+                let row = s.query_one(
+                    "SELECT (SELECT min(day) FROM stats WHERE day < $1), \
                  (SELECT max(day) FROM stats WHERE day < $1), \
                  (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
                  (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1)",
-                &[&today],
-            )?;
-            let (stats_earliest, stats_latest) = stats_range(
-                (col(&row, 0)?, col(&row, 1)?),
-                (col(&row, 2)?, col(&row, 3)?),
-            );
-            Ok(CatalogState {
-                epoch: meta.epoch,
-                head_seq: meta.head_seq,
-                change_counters: meta.changes,
-                stats_earliest,
-                stats_latest,
+                    &[&today],
+                )?;
+                let (stats_earliest, stats_latest) = stats_range(
+                    (col(&row, 0)?, col(&row, 1)?),
+                    (col(&row, 2)?, col(&row, 3)?),
+                );
+                Ok(CatalogState {
+                    epoch: meta.epoch,
+                    head_seq: meta.head_seq,
+                    change_counters: meta.changes,
+                    stats_earliest,
+                    stats_latest,
+                })
             })
-        })
+        };
+        self.check_going_back(read, |state| (&state.epoch, state.head_seq))
     }
 
     fn stats_day(

@@ -187,6 +187,11 @@ impl<'a, 's, 't> PgWriter<'a, 's, 't> {
         self.meta.head_seq
     }
 
+    /// The data epoch as of the start of this transaction.
+    pub(crate) fn epoch(&self) -> &str {
+        &self.meta.epoch
+    }
+
     /// Counts `count` records appended in `collection` with the sequence numbers after the
     /// head (a moved mirror stage).
     pub(crate) fn appended(

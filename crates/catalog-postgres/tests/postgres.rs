@@ -292,3 +292,46 @@ fn record_text_round_trips_byte_identical_and_is_found_by_key() {
         assert_eq!(with(&store, |w| w.find(&Lookup::Package(name))), [text]);
     }
 }
+
+#[test]
+fn a_database_that_went_back_in_time_starts_a_new_epoch() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    for id in ["a", "b", "c"] {
+        upsert(&store, &record(Collection::Packages, id, "1"));
+    }
+    let before = store.state().unwrap();
+    assert_eq!(before.head_seq, 3);
+    // A backup taken after the first record put back (or a standby that lacked the last
+    // two commits): the numbers 2 and 3 would be handed out again.
+    database
+        .connect()
+        .batch_execute("DELETE FROM rec_packages WHERE seq > 1; UPDATE meta SET head_seq = 1")
+        .unwrap();
+    let after = store.state().unwrap();
+    assert_eq!(after.head_seq, 1);
+    assert_ne!(
+        after.epoch, before.epoch,
+        "a new epoch makes every client resync"
+    );
+    // Once, not at every read; another handle reads the same new epoch.
+    assert_eq!(store.state().unwrap().epoch, after.epoch);
+    assert_eq!(
+        open_postgres(database.url())
+            .unwrap()
+            .state()
+            .unwrap()
+            .epoch,
+        after.epoch
+    );
+
+    // A write notices too, and its commit carries the new epoch.
+    database
+        .connect()
+        .batch_execute("UPDATE meta SET head_seq = 0; DELETE FROM rec_packages")
+        .unwrap();
+    upsert(&store, &record(Collection::Packages, "d", "1"));
+    let written = store.state().unwrap();
+    assert_eq!(written.head_seq, 1);
+    assert_ne!(written.epoch, after.epoch);
+}
