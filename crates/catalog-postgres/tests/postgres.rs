@@ -335,3 +335,34 @@ fn a_database_that_went_back_in_time_starts_a_new_epoch() {
     assert_eq!(written.head_seq, 1);
     assert_ne!(written.epoch, after.epoch);
 }
+
+#[test]
+fn a_writer_killed_mid_transaction_leaves_nothing_and_no_number_is_reused() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    upsert(&store, &record(Collection::Packages, "kept", "1"));
+    let killed = store.write(&mut |w| {
+        w.upsert(&record(Collection::Packages, "lost", "1"))?;
+        // Every other session on the database is this store's: end the one in a transaction.
+        let ended = database
+            .connect()
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND state = 'idle in transaction'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(ended.len(), 1);
+        w.upsert(&record(Collection::Packages, "after", "1"))
+            .map(drop)
+    });
+    assert!(killed.is_err(), "{killed:?}");
+    let state = store.state().unwrap();
+    assert_eq!(state.head_seq, 1, "nothing of the killed write is visible");
+    upsert(&store, &record(Collection::Packages, "next", "1"));
+    let texts: Vec<String> = all(&store).into_iter().map(|(_, text)| text).collect();
+    assert_eq!(texts.len(), 2);
+    assert!(texts[1].contains(r#""_id":"next""#), "{texts:?}");
+    assert_eq!(store.state().unwrap().head_seq, 2);
+}

@@ -3,6 +3,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped when its owner is dropped, so
 //! tests run in parallel without seeing each other's data.
 
+// Each test binary uses part of this module.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
