@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use common::TestDatabase;
 use exosphere_catalog::conformance::store::{all, record, upsert};
-use exosphere_catalog::conformance::with;
 use exosphere_catalog::store::{Cursors, PageLimits};
-use exosphere_catalog::{CatalogStore, Collection, Lookup, Record, StoreError};
+use exosphere_catalog::{CatalogStore, Collection, StoreError};
 use exosphere_catalog_postgres::{PgOptions, PgStore, open_postgres};
 
 #[test]
@@ -255,42 +254,6 @@ fn works_from_the_blocking_pool_block_in_place_and_async_tasks() {
         upsert(&*store, &record(Collection::Packages, "current", "1"));
     });
     assert_eq!(store.state().unwrap().head_seq, 10);
-}
-
-#[test]
-fn record_text_round_trips_byte_identical_and_is_found_by_key() {
-    let database = TestDatabase::new();
-    let store = open_postgres(database.url()).unwrap();
-    let texts = [
-        r#"{"_id":"nul","name":"a\u0000b","x":"\u0000"}"#,
-        r#"{"_id":"astral","name":"smile-😀","s":"\ud83d\ude00"}"#,
-        r#"{"_id":"dotted","name":"dots","a.b":{"c.d":1},"$weird":[1.50,1e3]}"#,
-    ];
-    for text in texts {
-        upsert(
-            &store,
-            &Record::from_json(Collection::Packages, text).unwrap(),
-        );
-    }
-    let stored: Vec<String> = all(&store).into_iter().map(|(_, text)| text).collect();
-    assert_eq!(stored, texts);
-    let page = store
-        .read_page(
-            &Cursors::default(),
-            &PageLimits {
-                records: 10,
-                bytes: usize::MAX,
-            },
-        )
-        .unwrap();
-    let paged: Vec<&str> = page.records[Collection::Packages]
-        .iter()
-        .map(|r| r.json.as_str())
-        .collect();
-    assert_eq!(paged, texts);
-    for (name, text) in [("smile-😀", texts[1]), ("dots", texts[2])] {
-        assert_eq!(with(&store, |w| w.find(&Lookup::Package(name))), [text]);
-    }
 }
 
 #[test]
