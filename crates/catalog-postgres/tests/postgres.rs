@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -14,77 +15,87 @@ use exosphere_catalog::store::{Cursors, PageLimits};
 use exosphere_catalog::{CatalogStore, Collection, StoreError};
 use exosphere_catalog_postgres::{PgOptions, PgStore, open_postgres};
 
-#[test]
-fn concurrent_writers_never_let_a_reader_page_past_an_uncommitted_seq() {
-    const WRITERS: usize = 4;
-    const WRITES: usize = 60;
-    let database = TestDatabase::new();
-    let stores: Vec<Arc<PgStore>> = (0..2)
-        .map(|_| Arc::new(open_postgres(database.url()).unwrap()))
-        .collect();
-    let reader = open_postgres(database.url()).unwrap();
-    let done = std::sync::atomic::AtomicBool::new(false);
+/// Pages `store` from the start until `done` is set and the store has nothing more, checking
+/// that cursors only move forward; returns every record sent, in the order sent.
+fn page_until_done(store: &PgStore, done: &AtomicBool) -> Vec<(Collection, String)> {
     let limits = PageLimits {
         records: 5,
         bytes: usize::MAX,
     };
-    let seen = std::thread::scope(|scope| {
-        let mut writers = Vec::new();
-        for writer in 0..WRITERS {
-            let store = Arc::clone(&stores[writer % 2]);
-            writers.push(scope.spawn(move || {
-                for i in 0..WRITES {
-                    // Transactions of one to three records in two collections, so commits
-                    // of several sequence numbers interleave with single ones.
-                    store
-                        .write(&mut |w| {
-                            for k in 0..=(i % 3) {
-                                let c = [Collection::Packages, Collection::Builds][k % 2];
-                                w.upsert(&record(c, &format!("w{writer}-{i}-{k}"), "1"))?;
-                            }
-                            Ok(())
-                        })
-                        .unwrap();
-                }
-            }));
-        }
-        let reader = &reader;
-        let done = &done;
-        let paging = scope.spawn(move || {
-            let mut cursors = Cursors::default();
-            let mut seen = Vec::new();
-            loop {
-                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
-                let page = reader.read_page(&cursors, &limits).unwrap();
-                for (c, records) in page.records.iter() {
-                    for r in records {
-                        assert!(r.seq > cursors[c], "cursors only move forward");
-                        assert!(r.seq <= page.head_seq, "no record beyond the head");
-                        cursors[c] = r.seq;
-                        seen.push((c, r.json.clone()));
-                    }
-                }
-                if finished && !page.has_more {
-                    return seen;
-                }
+    let mut cursors = Cursors::default();
+    let mut seen = Vec::new();
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let page = store.read_page(&cursors, &limits).unwrap();
+        for (c, records) in page.records.iter() {
+            for r in records {
+                assert!(r.seq > cursors[c], "cursors only move forward");
+                assert!(r.seq <= page.head_seq, "no record beyond the head");
+                cursors[c] = r.seq;
+                seen.push((c, r.json.clone()));
             }
-        });
-        for writer in writers {
-            writer.join().unwrap();
         }
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        paging.join().unwrap()
+        if finished && !page.has_more {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn concurrent_writers_never_let_readers_page_past_an_uncommitted_seq() {
+    const WRITERS: usize = 4;
+    const WRITES: usize = 60;
+    let database = TestDatabase::new();
+    // Two servers' stores, each with two writers and a reader.
+    let stores: Vec<PgStore> = (0..2)
+        .map(|_| open_postgres(database.url()).unwrap())
+        .collect();
+    let done = AtomicBool::new(false);
+    let seen: Vec<Vec<(Collection, String)>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = stores
+            .iter()
+            .map(|store| scope.spawn(|| page_until_done(store, &done)))
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let store = &stores[writer % 2];
+                scope.spawn(move || {
+                    for i in 0..WRITES {
+                        // Transactions of one to three records in two collections, so
+                        // commits of several sequence numbers interleave with single ones.
+                        store
+                            .write(&mut |w| {
+                                for k in 0..=(i % 3) {
+                                    let c = [Collection::Packages, Collection::Builds][k % 2];
+                                    w.upsert(&record(c, &format!("w{writer}-{i}-{k}"), "1"))?;
+                                }
+                                Ok(())
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Readers stop even if a writer failed; the scope then reports that failure.
+        let wrote: Vec<_> = writers.into_iter().map(|writer| writer.join()).collect();
+        done.store(true, Ordering::SeqCst);
+        assert!(wrote.iter().all(Result::is_ok), "every write committed");
+        readers
+            .into_iter()
+            .map(|reader| reader.join().unwrap())
+            .collect()
     });
-    let seen: Vec<(Collection, String)> = seen;
-    let unique: BTreeSet<_> = seen.iter().cloned().collect();
-    assert_eq!(unique.len(), seen.len(), "no record was sent twice");
-    let everything: BTreeSet<_> = all(&reader).into_iter().collect();
+    let everything: BTreeSet<_> = all(&stores[0]).into_iter().collect();
     let written = WRITERS * (0..WRITES).map(|i| i % 3 + 1).sum::<usize>();
     assert_eq!(everything.len(), written);
-    assert_eq!(
-        unique, everything,
-        "the reader saw every record, none skipped"
-    );
+    for seen in seen {
+        let unique: BTreeSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no record was sent twice");
+        assert_eq!(
+            unique, everything,
+            "the reader got every record, none skipped"
+        );
+    }
 }
 
 #[test]
