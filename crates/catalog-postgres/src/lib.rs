@@ -168,9 +168,10 @@ impl PgStore {
         false
     }
 
-    /// Runs `read` again after an empty write has checked, under the meta row's lock, whether
-    /// the database went back in time (and started a new epoch if so), when `read`'s result
-    /// (its epoch and head) suggests it did.
+    /// Runs `read`; when its result's epoch and head (`snapshot`) suggest that the database
+    /// went back in time, has an empty write check that under the meta row's lock (starting a
+    /// new epoch if so) and runs `read` again. A failed check is logged and the first result
+    /// returned: a read must not fail because a write cannot run (a read-only standby).
     fn check_going_back<R>(
         &self,
         read: impl Fn() -> Result<R, StoreError>,
