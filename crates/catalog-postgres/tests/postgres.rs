@@ -340,3 +340,31 @@ fn a_writer_killed_mid_transaction_leaves_nothing_and_no_number_is_reused() {
     assert!(texts[1].contains(r#""_id":"next""#), "{texts:?}");
     assert_eq!(store.state().unwrap().head_seq, 2);
 }
+
+#[test]
+fn a_call_waits_for_a_free_connection_then_is_refused_clearly() {
+    let database = TestDatabase::new();
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            max_connections: 1,
+            connect_timeout: Duration::from_millis(200),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    store
+        .write(&mut |_| {
+            // The one connection is this write's.
+            let error = store.state().unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains("all 1 connections"), "{message}");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        store.state().unwrap().head_seq,
+        0,
+        "the connection came back"
+    );
+}
