@@ -68,7 +68,9 @@ impl Pool {
     }
 
     /// Runs `f` on an idle or new connection, returning the connection to the pool
-    /// afterwards unless it was closed (the server went away) or `f` panicked.
+    /// afterwards unless it was closed (the server went away), `f` failed with a database
+    /// error (a connection that failed is not trusted for reuse: the server may be ending
+    /// it) or `f` panicked.
     pub(crate) fn with<R>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<R, StoreError>,
@@ -76,9 +78,12 @@ impl Pool {
         let mut lease = Lease {
             pool: self,
             conn: Some(self.take()?),
+            failed: false,
         };
         let conn = lease.conn.as_mut().expect("a lease holds its connection");
-        f(conn)
+        let result = f(conn);
+        lease.failed = matches!(result, Err(StoreError::Database(_)));
+        result
     }
 
     /// Opens a connection by this pool's configuration, outside the pool's count (the
@@ -103,7 +108,11 @@ impl Pool {
         let mut state = self.lock();
         loop {
             if let Some(conn) = state.idle.pop() {
-                return Ok(conn);
+                if !conn.client.is_closed() {
+                    return Ok(conn);
+                }
+                state.open -= 1;
+                continue;
             }
             if state.open < self.max {
                 state.open += 1;
@@ -149,6 +158,8 @@ impl Pool {
 struct Lease<'a> {
     pool: &'a Pool,
     conn: Option<Conn>,
+    /// Whether the borrower's work failed with a database error.
+    failed: bool,
 }
 
 impl Drop for Lease<'_> {
@@ -156,7 +167,7 @@ impl Drop for Lease<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if conn.client.is_closed() || std::thread::panicking() {
+        if self.failed || conn.client.is_closed() || std::thread::panicking() {
             drop(conn);
             self.pool.forget();
         } else {

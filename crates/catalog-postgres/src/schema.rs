@@ -41,8 +41,9 @@ pub(crate) fn check_durability(client: &mut Client, database: &str) -> Result<()
     Ok(())
 }
 
-/// Creates the schema in a database without one, or checks that this build can read the
-/// one it has. Runs in one transaction under an advisory lock, so that servers opening an
+/// Creates the schema in a database (its current schema, `public` by default) holding
+/// nothing yet, or checks that this build can read the one it has; a database holding
+/// anything else is [`StoreError::NotACatalog`]. Runs in one transaction under an advisory lock, so that servers opening an
 /// empty database at once create it exactly once (the others wait, then find it).
 pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError> {
     let tx = wait(client.transaction()).db()?;
@@ -69,6 +70,18 @@ pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError
             )));
         }
     } else {
+        // As a SQLite catalog is created only in an empty file: tables of another
+        // application are not mixed with ours.
+        let others: i64 = wait(tx.query_one(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace",
+            &[],
+        ))
+        .db()?
+        .try_get(0)
+        .db()?;
+        if others > 0 {
+            return Err(StoreError::NotACatalog(database.into()));
+        }
         wait(tx.batch_execute(&schema_sql())).db()?;
         wait(tx.execute(
             "INSERT INTO meta (id, epoch, head_seq) VALUES (1, $1, 0)",

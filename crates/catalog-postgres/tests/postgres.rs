@@ -368,3 +368,16 @@ fn a_call_waits_for_a_free_connection_then_is_refused_clearly() {
         "the connection came back"
     );
 }
+
+#[test]
+fn a_database_of_another_application_is_not_taken_over() {
+    let database = TestDatabase::new();
+    database
+        .connect()
+        .batch_execute("CREATE TABLE meta (x int)")
+        .unwrap();
+    let error = open_postgres(database.url()).err().expect("refused");
+    assert!(matches!(error, StoreError::NotACatalog(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(database.name()), "{message}");
+}
