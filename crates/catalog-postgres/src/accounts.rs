@@ -10,6 +10,7 @@ use tokio_postgres::Row;
 use crate::session::{Params, Session, col};
 use crate::writer::PgWriter;
 
+/// A `users` row (`id, username, admin`) as a [`User`].
 fn user_row(row: &Row) -> Result<User, StoreError> {
     Ok(User {
         id: col(row, 0)?,
@@ -18,6 +19,7 @@ fn user_row(row: &Row) -> Result<User, StoreError> {
     })
 }
 
+/// A `tokens` row (`id, hash, user_id, created, expires`) as a [`Token`].
 fn token_row(row: &Row) -> Result<Token, StoreError> {
     Ok(Token {
         id: col(row, 0)?,
@@ -71,6 +73,7 @@ pub(crate) fn upload_ticket(
 }
 
 impl PgWriter<'_, '_, '_> {
+    /// The user that `sql` (selecting `id, username, admin` by one key) finds for `key`.
     fn one_user(&mut self, sql: &str, key: &str) -> Result<Option<User>, StoreError> {
         self.s
             .query_opt(sql, &[&key])?

@@ -215,6 +215,7 @@ impl<'a, 's, 't> PgWriter<'a, 's, 't> {
         to_i64(self.meta.head_seq, "seq")
     }
 
+    /// Counts a change in `collection` that takes no sequence number (a deletion).
     fn count_change(&mut self, collection: Collection) {
         self.meta.changes[collection] = self.meta.changes[collection].saturating_add(1);
         self.modified = true;
