@@ -5,7 +5,7 @@
 //! Why not the `postgres` crate (the driver's own blocking wrapper): it runs each
 //! connection on a private runtime entered with `Runtime::block_on`, which panics on a
 //! thread that is already inside a runtime, and the store is called there, e.g.
-//! [`exosphere_catalog::watch`] reads the state once from the async task that starts it.
+//! [`exosphere_catalog::watch()`] reads the state once from the async task that starts it.
 //! Parking a thread to wait for a channel is allowed everywhere (it blocks that thread, as a
 //! SQLite call does), so the store works from the blocking pool, from `block_in_place` and,
 //! for short calls, from an async task itself.

@@ -3,7 +3,7 @@
 //!
 //! PostgreSQL's JSON operators refuse a document with the escape `\u0000` anywhere in it (its
 //! text type cannot hold the character), and a record holding one must still be stored and
-//! found. So the expressions ([`key!`]) read the record text with every `\u0000` escape
+//! found. So the expressions (`key!`) read the record text with every `\u0000` escape
 //! spelled `\ufffd` instead; the stored text is untouched, and a key found this way differs
 //! from the real one only if it holds U+0000 or U+FFFD (no valid package or release name
 //! does). Each query repeats its index's expression exactly, so PostgreSQL answers it from

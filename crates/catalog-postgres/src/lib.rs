@@ -6,20 +6,20 @@
 //! # Driver and pool
 //!
 //! `tokio-postgres`, the standard Rust PostgreSQL driver, behind the synchronous store trait
-//! ([`bridge`]: one background runtime drives the sockets, callers park until their answer
+//! (`bridge.rs`: one background runtime drives the sockets, callers park until their answer
 //! comes, so the store works from any thread, inside a Tokio runtime or not). No TLS stack is
 //! linked: connections are plain TCP or Unix sockets, and a database across an untrusted
-//! network needs a TLS-terminating proxy or tunnel. The pool is this crate's own ([`pool`]):
+//! network needs a TLS-terminating proxy or tunnel. The pool is this crate's own (`pool.rs`):
 //! bounded, shared by reads and writes, each connection keeping its prepared statements
-//! ([`session`]).
+//! (`session.rs`).
 //!
 //! # Schema
 //!
-//! See [`schema`]; natural-key indexes are [`keys`]'s, the mirror's tables [`mirror`]'s.
+//! See `schema.rs`; natural-key indexes are `keys.rs`'s, the mirror's tables `mirror.rs`'s.
 //!
 //! # Concurrency and durability
 //!
-//! * Writes lock the one `meta` row first and allocate `seq` under that lock ([`writer`]), so
+//! * Writes lock the one `meta` row first and allocate `seq` under that lock (`writer.rs`), so
 //!   sequence numbers become visible in increasing order across servers.
 //! * Reads that must be consistent (sync pages, state, exports, a stats day) run in one
 //!   `REPEATABLE READ, READ ONLY` transaction: one snapshot.
@@ -31,7 +31,7 @@
 //!   backup, or failed over to a standby that lacked the last commits) would hand out again
 //!   numbers clients already hold; the store notices (the head it reads is below one it read
 //!   before in the same epoch) and starts a new data epoch, so every client resyncs
-//!   ([`PgStore::went_back`]).
+//!   (`PgStore::went_back`).
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
