@@ -23,8 +23,11 @@
 //!   sequence numbers become visible in increasing order across servers.
 //! * Reads that must be consistent (sync pages, state, exports, a stats day) run in one
 //!   `REPEATABLE READ, READ ONLY` transaction: one snapshot.
-//! * A write that waits longer than [`PgOptions::lock_timeout`] for another fails with
-//!   [`StoreError::Busy`], and so do deadlocks and serialization failures.
+//! * A process's writes queue before they take a connection (`queue.rs`), so waiting writers
+//!   never hold the connections reads need. A write that waits longer than
+//!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
+//!   [`StoreError::Busy`], and so do deadlocks, serialization failures and a pool whose
+//!   connections all stayed in use.
 //! * Opening refuses a database with `synchronous_commit = off`: a crash could lose commits
 //!   that clients already saw, and their sequence numbers would be handed out again.
 //! * A database whose head `seq` went backwards under a running store (restored from a
@@ -55,6 +58,7 @@ use tokio_postgres::{Config, IsolationLevel};
 use crate::bridge::wait;
 use crate::error::{Db as _, name_storage_trouble, refusal};
 use crate::pool::{Conn, Pool};
+use crate::queue::WriteQueue;
 use crate::session::{Session, col};
 use crate::writer::{PgWriter, Sql, read_meta};
 
@@ -65,6 +69,7 @@ mod error;
 mod keys;
 mod mirror;
 mod pool;
+mod queue;
 mod schema;
 mod session;
 mod writer;
@@ -75,11 +80,12 @@ pub struct PgOptions {
     /// Most connections this store holds at once (reads and writes together); every server
     /// on the database takes up to this many of PostgreSQL's `max_connections`.
     pub max_connections: usize,
-    /// How long a write waits for another writer's lock (PostgreSQL's `lock_timeout`)
+    /// How long a write waits for the writes before it, of this process (queued before
+    /// they take a connection) and then of other processes (PostgreSQL's `lock_timeout`),
     /// before failing with [`StoreError::Busy`].
     pub lock_timeout: Duration,
-    /// How long a call waits for a free connection when all are in use, and for a new
-    /// connection to be established.
+    /// How long a call waits for a free connection when all are in use (then
+    /// [`StoreError::Busy`]), and for a new connection to be established.
     pub connect_timeout: Duration,
 }
 
@@ -103,6 +109,8 @@ pub fn open_postgres(url: &str) -> Result<PgStore, StoreError> {
 pub struct PgStore {
     pool: Pool,
     sql: Sql,
+    /// Where this process's writes wait their turn before taking a connection.
+    writes: WriteQueue,
     /// The database as errors name it ("the PostgreSQL database … on …"); a path only
     /// because [`StoreError::DiskFull`] and [`StoreError::ReadOnly`] carry one.
     database: PathBuf,
@@ -145,6 +153,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             sql: Sql::new(),
+            writes: WriteQueue::new(options.lock_timeout),
             database,
             seen: Mutex::new(None),
         })
@@ -218,6 +227,7 @@ impl PgStore {
         &self,
         f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        let _turn = self.writes.turn()?;
         self.pool.with(|conn| {
             let Conn { client, statements } = conn;
             // READ COMMITTED whatever the server's default: a writer that waited for the meta

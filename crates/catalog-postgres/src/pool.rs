@@ -102,7 +102,7 @@ impl Pool {
     }
 
     /// An idle connection, or a new one while under the cap, waiting for one to be given
-    /// back otherwise.
+    /// back otherwise; [`StoreError::Busy`] when none came back within the wait.
     fn take(&self) -> Result<Conn, StoreError> {
         let deadline = Instant::now() + self.wait;
         let mut state = self.lock();
@@ -127,11 +127,16 @@ impl Pool {
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(refusal(format!(
-                    "all {} connections of the catalog's PostgreSQL pool stayed in use for {:?}; \
-                     the database is too slow for the load, or the pool too small",
-                    self.max, self.wait
-                )));
+                // Busy, as a write waiting past `lock_timeout` is: the caller may retry, and
+                // the server answers 503 instead of 500. The log says which limit was hit.
+                tracing::warn!(
+                    database = %self.database,
+                    connections = self.max,
+                    waited = ?self.wait,
+                    "every connection of the catalog's PostgreSQL pool stayed in use; the \
+                     database is too slow for the load, or the pool too small"
+                );
+                return Err(StoreError::Busy);
             }
             state = self
                 .freed
