@@ -15,6 +15,7 @@ use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake};
 use std::thread::Thread;
+use std::time::Duration;
 
 use tokio::runtime::Runtime;
 use tokio_postgres::{Client, Config, NoTls};
@@ -59,11 +60,16 @@ fn runtime() -> &'static Runtime {
 }
 
 /// Connects by `config` without TLS and leaves the connection's socket to the background
-/// runtime; an error is returned as its text.
-pub(crate) fn connect(config: &Config) -> Result<Client, String> {
+/// runtime; an error is returned as its text. The whole of connecting (the TCP connection,
+/// the startup and the authentication) must end within `limit`: a server or proxy that
+/// accepts the connection and then never answers would otherwise hold the caller forever.
+pub(crate) fn connect(config: &Config, limit: Duration) -> Result<Client, String> {
     let config = config.clone();
     let connected = runtime().spawn(async move {
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        let (client, connection) = tokio::time::timeout(limit, config.connect(NoTls))
+            .await
+            .map_err(|_| format!("the server did not finish the connection within {limit:?}"))?
+            .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "a PostgreSQL connection ended");

@@ -85,7 +85,8 @@ pub struct PgOptions {
     /// before failing with [`StoreError::Busy`].
     pub lock_timeout: Duration,
     /// How long a call waits for a free connection when all are in use (then
-    /// [`StoreError::Busy`]), and for a new connection to be established.
+    /// [`StoreError::Busy`]), and how long establishing a new connection may take in all:
+    /// the TCP connection, PostgreSQL's startup and the authentication.
     pub connect_timeout: Duration,
 }
 
@@ -111,6 +112,11 @@ pub struct PgStore {
     sql: Sql,
     /// Where this process's writes wait their turn before taking a connection.
     writes: WriteQueue,
+    /// Run first in every write transaction: PostgreSQL ends a write that stays idle in its
+    /// transaction (its process stopped, its network gone) longer than `lock_timeout`,
+    /// releasing the meta row's lock that every other writer would have given up waiting
+    /// for by then anyway.
+    write_setup: String,
     /// The database as errors name it ("the PostgreSQL database … on …"); a path only
     /// because [`StoreError::DiskFull`] and [`StoreError::ReadOnly`] carry one.
     database: PathBuf,
@@ -129,14 +135,20 @@ impl PgStore {
                  postgres://user@host:port/dbname"
             ))
         })?;
+        // A server that went away without closing the socket (a crash, a cut network) is
+        // noticed within about a minute, instead of a call waiting on it forever.
         config
             .application_name("exosphere")
-            .connect_timeout(options.connect_timeout);
+            .connect_timeout(options.connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(60));
         let database = describe(&config);
-        let setup = format!(
-            "SET lock_timeout = {}",
-            options.lock_timeout.as_millis().max(1)
-        );
+        let lock_timeout = options.lock_timeout.as_millis().max(1);
+        let setup = format!("SET lock_timeout = {lock_timeout}");
+        let write_setup = format!("SET LOCAL idle_in_transaction_session_timeout = {lock_timeout}");
         let pool = Pool::new(
             config,
             database.clone(),
@@ -154,6 +166,7 @@ impl PgStore {
             pool,
             sql: Sql::new(),
             writes: WriteQueue::new(options.lock_timeout),
+            write_setup,
             database,
             seen: Mutex::new(None),
         })
@@ -239,6 +252,7 @@ impl PgStore {
                     .start(),
             )
             .db()?;
+            wait(tx.batch_execute(&self.write_setup)).db()?;
             let mut session = Session::new(&mut tx, statements);
             let mut writer = PgWriter::start(&mut session, &self.sql)?;
             if self.went_back(writer.epoch(), writer.head_seq()) {

@@ -45,7 +45,8 @@ struct State {
 
 impl Pool {
     /// A pool of up to `max` connections by `config`, each set up with `setup` (SQL run
-    /// once per connection); a caller waits up to `wait` for a connection when all are lent.
+    /// once per connection); a caller waits up to `wait` for a connection when all are lent,
+    /// and a new connection must be established within `wait`.
     pub(crate) fn new(
         config: Config,
         database: String,
@@ -89,7 +90,7 @@ impl Pool {
     /// Opens a connection by this pool's configuration, outside the pool's count (the
     /// schema check at open, and tests).
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
-        let client = connect(&self.config).map_err(|error| {
+        let client = connect(&self.config, self.wait).map_err(|error| {
             refusal(format!(
                 "cannot connect to {}: {error}; check the database URL \
                  (--database-url, EXOSPHERE_DATABASE_URL) and that PostgreSQL runs and \

@@ -427,3 +427,54 @@ fn reads_are_served_while_writers_queue() {
     assert!(reads > WRITERS, "reads went on during the writes: {reads}");
     assert_eq!(store.state().unwrap().head_seq, WRITERS as u64);
 }
+
+#[test]
+fn a_server_that_accepts_but_never_answers_fails_the_open_in_time() {
+    // The kernel completes the TCP handshake for the listener's backlog; nothing ever reads
+    // the startup message or answers it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let error = PgStore::open(
+        &format!("postgres://postgres@127.0.0.1:{port}/silent"),
+        &PgOptions {
+            connect_timeout: Duration::from_millis(300),
+            ..PgOptions::default()
+        },
+    )
+    .err()
+    .expect("refused");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("did not finish the connection"),
+        "{message}"
+    );
+    assert!(message.contains(&port.to_string()), "{message}");
+    drop(listener);
+}
+
+#[test]
+fn a_write_idle_in_its_transaction_past_the_lock_timeout_is_ended_by_the_server() {
+    let database = TestDatabase::new();
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            lock_timeout: Duration::from_millis(200),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    let stuck = store.write(&mut |w| {
+        w.upsert(&record(Collection::Packages, "stuck", "1"))?;
+        // A lock holder that stopped: every other writer would have given up by now.
+        std::thread::sleep(Duration::from_millis(600));
+        w.upsert(&record(Collection::Packages, "late", "1"))
+            .map(drop)
+    });
+    assert!(stuck.is_err(), "{stuck:?}");
+    assert_eq!(store.state().unwrap().head_seq, 0, "nothing of it was kept");
+    upsert(&store, &record(Collection::Packages, "next", "1"));
+    assert_eq!(store.state().unwrap().head_seq, 1);
+}
