@@ -34,10 +34,10 @@
 //!   backup, or failed over to a standby that lacked the last commits) would hand out again
 //!   numbers clients already hold; the store notices (the head it reads is below one it read
 //!   before in the same epoch) and starts a new data epoch, so every client resyncs
-//!   (`PgStore::went_back`).
+//!   (`PgStore::read_went_back`, `PgStore::write_unnamed`).
 
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -120,7 +120,8 @@ pub struct PgStore {
     /// The database as errors name it ("the PostgreSQL database … on …"); a path only
     /// because [`StoreError::DiskFull`] and [`StoreError::ReadOnly`] carry one.
     database: PathBuf,
-    /// The epoch and the highest head `seq` this store has read in it.
+    /// The epoch and the highest head `seq` this store has read in it; a new epoch is
+    /// recorded by writes only.
     seen: Mutex<Option<(String, u64)>>,
 }
 
@@ -172,21 +173,41 @@ impl PgStore {
         })
     }
 
-    /// Notes that the database holds `epoch` at `head_seq`; returns whether that head is
-    /// below one read before in the same epoch: the database went back in time. Only a
-    /// write's locked read of the meta row proves it (a read's snapshot may simply be older
-    /// than another thread's); a read that sees it asks a write to check.
-    fn went_back(&self, epoch: &str, head_seq: u64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+    /// The epoch and head this store has seen; only replaced whole under the lock, so
+    /// poisoning is ignored.
+    fn seen(&self) -> MutexGuard<'_, Option<(String, u64)>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `epoch` at `head_seq` as seen: in the same epoch the head only rises (another
+    /// call may have seen a later one); another epoch replaces it only when `committed` (a
+    /// write's, this process's writes running one at a time), since a read's differing
+    /// epoch may be the older one.
+    fn note_seen(&self, epoch: &str, head_seq: u64, committed: bool) {
+        let mut seen = self.seen();
         match &mut *seen {
             Some((seen_epoch, seen_head)) if seen_epoch == epoch => {
-                if head_seq < *seen_head {
-                    return true;
-                }
-                *seen_head = head_seq;
+                *seen_head = (*seen_head).max(head_seq);
             }
+            Some(_) if !committed => {}
             _ => *seen = Some((epoch.to_owned(), head_seq)),
         }
+    }
+
+    /// Whether a read's snapshot at `epoch` and `head_seq` is below `before`, what this
+    /// store had seen before the snapshot started: the database went back in time (or
+    /// another server started a new epoch since). A snapshot started later than another
+    /// read's may not be below it, so `before` is copied before the read starts: comparing
+    /// with what a concurrent, newer read saw meanwhile would suspect every older snapshot.
+    /// A read that is not below it is noted as seen.
+    fn read_went_back(&self, before: Option<&(String, u64)>, epoch: &str, head_seq: u64) -> bool {
+        if let Some((seen_epoch, seen_head)) = before
+            && seen_epoch == epoch
+            && head_seq < *seen_head
+        {
+            return true;
+        }
+        self.note_seen(epoch, head_seq, false);
         false
     }
 
@@ -199,9 +220,10 @@ impl PgStore {
         read: impl Fn() -> Result<R, StoreError>,
         snapshot: impl Fn(&R) -> (&str, u64),
     ) -> Result<R, StoreError> {
+        let before = self.seen().clone();
         let out = read()?;
         let (epoch, head_seq) = snapshot(&out);
-        if !self.went_back(epoch, head_seq) {
+        if !self.read_went_back(before.as_ref(), epoch, head_seq) {
             return Ok(out);
         }
         match self.write(&mut |_| Ok(())) {
@@ -255,7 +277,13 @@ impl PgStore {
             wait(tx.batch_execute(&self.write_setup)).db()?;
             let mut session = Session::new(&mut tx, statements);
             let mut writer = PgWriter::start(&mut session, &self.sql)?;
-            if self.went_back(writer.epoch(), writer.head_seq()) {
+            // The locked read sees every commit, so a head below one seen before in the
+            // same epoch proves that the database went back.
+            let went_back = matches!(
+                &*self.seen(),
+                Some((epoch, head)) if epoch == writer.epoch() && writer.head_seq() < *head
+            );
+            if went_back {
                 tracing::warn!(
                     database = %self.database.display(),
                     epoch = writer.epoch(),
@@ -266,8 +294,10 @@ impl PgStore {
                 writer.start_epoch()?;
             }
             f(&mut writer)?;
-            writer.finish()?;
-            wait(tx.commit()).db()
+            let (epoch, head_seq) = writer.finish()?;
+            wait(tx.commit()).db()?;
+            self.note_seen(&epoch, head_seq, true);
+            Ok(())
         })
     }
 }

@@ -152,10 +152,11 @@ impl<'a, 's, 't> PgWriter<'a, 's, 't> {
         })
     }
 
-    /// Writes the meta row back if anything changed, with a new epoch if one was started.
-    pub(crate) fn finish(self) -> Result<(), StoreError> {
+    /// Writes the meta row back if anything changed, with a new epoch if one was started;
+    /// returns the epoch and head `seq` the transaction commits.
+    pub(crate) fn finish(self) -> Result<(String, u64), StoreError> {
         if !self.modified {
-            return Ok(());
+            return Ok((self.meta.epoch, self.meta.head_seq));
         }
         let epoch = if self.starts_epoch {
             exosphere_catalog::columns::new_epoch()
@@ -179,7 +180,7 @@ impl<'a, 's, 't> PgWriter<'a, 's, 't> {
                 &counters[4],
             ],
         )?;
-        Ok(())
+        Ok((epoch, self.meta.head_seq))
     }
 
     /// The head `seq` as of this transaction.

@@ -478,3 +478,56 @@ fn a_write_idle_in_its_transaction_past_the_lock_timeout_is_ended_by_the_server(
     upsert(&store, &record(Collection::Packages, "next", "1"));
     assert_eq!(store.state().unwrap().head_seq, 1);
 }
+
+#[test]
+fn concurrent_readers_during_writes_change_no_epoch() {
+    const READERS: usize = 4;
+    const WRITES: usize = 40;
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    let other = open_postgres(database.url()).unwrap();
+    let epoch = store.state().unwrap().epoch;
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Readers whose snapshots start and end in every order, some older than what
+        // another reader of the same store saw a moment before.
+        let readers: Vec<_> = (0..READERS)
+            .map(|i| {
+                let (store, done, epoch) = (&store, &done, &epoch);
+                scope.spawn(move || {
+                    let mut reads = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        let seen = if i % 2 == 0 {
+                            store.state().unwrap().epoch
+                        } else {
+                            store
+                                .read_page(
+                                    &Cursors::default(),
+                                    &PageLimits {
+                                        records: 10,
+                                        bytes: usize::MAX,
+                                    },
+                                )
+                                .unwrap()
+                                .epoch
+                        };
+                        assert_eq!(&seen, epoch, "a read saw another epoch");
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for i in 0..WRITES {
+            let writer = if i % 2 == 0 { &store } else { &other };
+            upsert(writer, &record(Collection::Packages, &format!("p{i}"), "1"));
+        }
+        done.store(true, Ordering::SeqCst);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
+    });
+    let state = store.state().unwrap();
+    assert_eq!(state.epoch, epoch);
+    assert_eq!(state.head_seq, WRITES as u64);
+}
