@@ -265,15 +265,17 @@ impl MirrorWriter for PgWriter<'_, '_, '_> {
         // The entries of one key take effect in the order staged, as one `put_file` each
         // would. One statement cannot touch a row twice, so the first entry of every key
         // goes in with one statement, in key order, and the rare later entries of a key
-        // (a file staged twice) one by one after it.
+        // (a file staged twice) one by one after it, found by numbering each key's entries
+        // in one sort (a correlated `min(ord)` per row would scan the stage once per row).
         self.s.batch(&format!(
             "INSERT INTO mirror_files (key, url, sha256) \
              SELECT DISTINCT ON (key) key, url, sha256 FROM mirror_stage_files \
              ORDER BY key, ord {UPSERT_FILE}"
         ))?;
         let later = self.s.query(
-            "SELECT key, url, sha256 FROM mirror_stage_files f WHERE ord > \
-             (SELECT min(ord) FROM mirror_stage_files g WHERE g.key = f.key) ORDER BY ord",
+            "SELECT key, url, sha256 FROM (SELECT key, url, sha256, ord, \
+             row_number() OVER (PARTITION BY key ORDER BY ord) AS nth \
+             FROM mirror_stage_files) f WHERE nth > 1 ORDER BY ord",
             &[],
         )?;
         for row in &later {
