@@ -28,8 +28,9 @@
 //!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
 //!   [`StoreError::Busy`], and so do deadlocks, serialization failures and a pool whose
 //!   connections all stayed in use.
-//! * Opening refuses a database with `synchronous_commit = off`: a crash could lose commits
-//!   that clients already saw, and their sequence numbers would be handed out again.
+//! * Every new connection (the first at open included) is refused where `synchronous_commit`
+//!   or `fsync` is off: a crash could lose commits that clients already saw, and their
+//!   sequence numbers would be handed out again.
 //! * A database whose head `seq` went backwards under a running store (restored from a
 //!   backup, or failed over to a standby that lacked the last commits) would hand out again
 //!   numbers clients already hold; the store notices (the head it reads is below one it read
@@ -127,7 +128,8 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects to the database at `url`, refuses it if commits there may be lost
-    /// (`synchronous_commit = off`), and creates or checks the schema (once across servers
+    /// (`synchronous_commit` or `fsync` off; checked again on every new connection), and
+    /// creates or checks the schema (once across servers
     /// opening it at the same time).
     pub fn open(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
         let mut config: Config = url.parse().map_err(|error| {
@@ -160,7 +162,6 @@ impl PgStore {
         let database = PathBuf::from(database);
         let described = database.display().to_string();
         let mut client = pool.connect()?;
-        schema::check_durability(&mut client, &described)?;
         schema::init(&mut client, &described)
             .map_err(|error| name_storage_trouble(error, &database))?;
         Ok(PgStore {

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, Config};
 
 use crate::bridge::{connect, wait};
 use crate::error::{Db as _, refusal};
+use crate::schema::check_durability;
 use crate::session::Statements;
 
 /// One pooled connection and the statements it has prepared.
@@ -88,9 +89,10 @@ impl Pool {
     }
 
     /// Opens a connection by this pool's configuration, outside the pool's count (the
-    /// schema check at open, and tests).
+    /// schema check at open uses it so), refusing it if its commits may be lost in a crash:
+    /// every connection is checked, as a setting may change while the store runs.
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
-        let client = connect(&self.config, self.wait).map_err(|error| {
+        let mut client = connect(&self.config, self.wait).map_err(|error| {
             refusal(format!(
                 "cannot connect to {}: {error}; check the database URL \
                  (--database-url, EXOSPHERE_DATABASE_URL) and that PostgreSQL runs and \
@@ -99,6 +101,7 @@ impl Pool {
             ))
         })?;
         wait(client.batch_execute(&self.setup)).db()?;
+        check_durability(&mut client, &self.database)?;
         Ok(client)
     }
 

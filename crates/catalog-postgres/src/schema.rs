@@ -25,17 +25,29 @@ pub(crate) const SCHEMA_VERSION: i64 = 1;
 /// processes: "EXOS" in ASCII, as SQLite catalogs' `application_id`.
 const SCHEMA_LOCK: i64 = 0x4558_4F53;
 
-/// Refuses a database whose commits may be lost in a crash (`synchronous_commit = off`):
-/// sync clients would have seen sequence numbers that are then handed out again for other
-/// records, and would skip those records forever.
+/// Refuses a connection whose commits may be lost in a crash (`synchronous_commit = off`,
+/// or the server's `fsync = off`): sync clients would have seen sequence numbers that are
+/// then handed out again for other records, and would skip those records forever.
 pub(crate) fn check_durability(client: &mut Client, database: &str) -> Result<(), StoreError> {
-    let row = wait(client.query_one("SHOW synchronous_commit", &[])).db()?;
-    let setting: String = row.try_get(0).db()?;
-    if setting == "off" {
+    let row = wait(client.query_one(
+        "SELECT current_setting('synchronous_commit'), current_setting('fsync')",
+        &[],
+    ))
+    .db()?;
+    let synchronous_commit: String = row.try_get(0).db()?;
+    let fsync: String = row.try_get(1).db()?;
+    if synchronous_commit == "off" {
         return Err(refusal(format!(
             "{database} has synchronous_commit = off, so a crash can lose commits that sync \
              clients already saw; set it on (ALTER DATABASE <name> SET synchronous_commit = \
              on, or in postgresql.conf, then reconnect) before serving the catalog from it"
+        )));
+    }
+    if fsync == "off" {
+        return Err(refusal(format!(
+            "the PostgreSQL server of {database} has fsync = off, so a crash can lose or \
+             corrupt commits that sync clients already saw; set fsync = on in postgresql.conf \
+             and reload the server before serving the catalog from it"
         )));
     }
     Ok(())

@@ -115,6 +115,23 @@ fn synchronous_commit_off_is_refused_with_the_fix() {
 }
 
 #[test]
+fn a_connection_opened_after_commits_became_losable_is_refused() {
+    let database = TestDatabase::new();
+    // Open uses a connection of its own; the pool opens its first at the first call.
+    let store = open_postgres(database.url()).unwrap();
+    database
+        .connect()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            database.name()
+        ))
+        .unwrap();
+    let error = store.state().unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("synchronous_commit = off"), "{message}");
+}
+
+#[test]
 fn concurrent_first_opens_create_the_schema_once() {
     let database = TestDatabase::new();
     let barrier = Barrier::new(3);
