@@ -3,9 +3,7 @@
 //! server [`StoreError::ReadOnly`], each naming the database, so the operator reads what to
 //! do next.
 
-use std::path::Path;
-
-use exosphere_catalog::error::StoreError;
+use exosphere_catalog::error::{Storage, StoreError};
 use tokio_postgres::error::SqlState;
 
 /// Conditions that go away when retried: another writer held a lock past `lock_timeout`, a
@@ -38,16 +36,17 @@ impl<T> Db<T> for Result<T, tokio_postgres::Error> {
 /// `default_transaction_read_only`) [`StoreError::ReadOnly`], both naming `database` (a
 /// description of the database, see [`crate::PgStore`]); anything else is returned
 /// unchanged.
-pub(crate) fn name_storage_trouble(error: StoreError, database: &Path) -> StoreError {
+pub(crate) fn name_storage_trouble(error: StoreError, database: &str) -> StoreError {
     let StoreError::Database(source) = &error else {
         return error;
     };
+    let server = || Storage::Server(database.to_owned());
     match source
         .downcast_ref::<tokio_postgres::Error>()
         .and_then(tokio_postgres::Error::code)
     {
-        Some(&SqlState::DISK_FULL) => StoreError::DiskFull(database.to_owned()),
-        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => StoreError::ReadOnly(database.to_owned()),
+        Some(&SqlState::DISK_FULL) => StoreError::DiskFull(server()),
+        Some(&SqlState::READ_ONLY_SQL_TRANSACTION) => StoreError::ReadOnly(server()),
         _ => error,
     }
 }

@@ -37,7 +37,6 @@
 //!   before in the same epoch) and starts a new data epoch, so every client resyncs
 //!   (`PgStore::read_went_back`, `PgStore::write_unnamed`).
 
-use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -118,9 +117,8 @@ pub struct PgStore {
     /// releasing the meta row's lock that every other writer would have given up waiting
     /// for by then anyway.
     write_setup: String,
-    /// The database as errors name it ("the PostgreSQL database … on …"); a path only
-    /// because [`StoreError::DiskFull`] and [`StoreError::ReadOnly`] carry one.
-    database: PathBuf,
+    /// The database as errors name it ("the PostgreSQL database … on …").
+    database: String,
     /// The epoch and the highest head `seq` this store has read in it; a new epoch is
     /// recorded by writes only.
     seen: Mutex<Option<(String, u64)>>,
@@ -159,10 +157,8 @@ impl PgStore {
             options.max_connections,
             options.connect_timeout,
         );
-        let database = PathBuf::from(database);
-        let described = database.display().to_string();
         let mut client = pool.connect()?;
-        schema::init(&mut client, &described)
+        schema::init(&mut client, &database)
             .map_err(|error| name_storage_trouble(error, &database))?;
         Ok(PgStore {
             pool,
@@ -286,7 +282,7 @@ impl PgStore {
             );
             if went_back {
                 tracing::warn!(
-                    database = %self.database.display(),
+                    database = %self.database,
                     epoch = writer.epoch(),
                     head_seq = writer.head_seq(),
                     "the catalog's head sequence number went backwards (a restored or \

@@ -94,9 +94,8 @@ impl Pool {
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
         let mut client = connect(&self.config, self.wait).map_err(|error| {
             refusal(format!(
-                "cannot connect to {}: {error}; check the database URL \
-                 (--database-url, EXOSPHERE_DATABASE_URL) and that PostgreSQL runs and \
-                 accepts this user",
+                "cannot connect to {}: {error}; check the host, port, user and database name \
+                 in the database URL, and that PostgreSQL runs there and accepts this user",
                 self.database
             ))
         })?;

@@ -227,6 +227,11 @@ fn a_read_only_database_is_named_and_nothing_is_written() {
     assert!(matches!(error, StoreError::ReadOnly(_)), "{error:?}");
     let message = error.to_string();
     assert!(message.contains(database.name()), "{message}");
+    assert!(
+        message.contains("Point the database URL at the primary"),
+        "{message}"
+    );
+    assert!(!message.contains("remount"), "{message}");
     assert_eq!(store.state().unwrap().head_seq, 1);
 }
 
@@ -237,7 +242,8 @@ fn an_unreachable_server_is_named_with_what_to_check() {
         .expect("refused");
     let message = error.to_string();
     assert!(message.contains("cannot connect to"), "{message}");
-    assert!(message.contains("--database-url"), "{message}");
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(message.contains("check the host, port"), "{message}");
 }
 
 #[test]

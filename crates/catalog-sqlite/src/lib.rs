@@ -91,7 +91,7 @@ use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
 use exosphere_catalog::audit::{AuditEntry, AuditQuery};
 use exosphere_catalog::columns::{new_epoch, snake, stats_range, stats_row, to_i64, to_u64};
 use exosphere_catalog::day::parse_day;
-use exosphere_catalog::error::StoreError;
+use exosphere_catalog::error::{Storage, StoreError};
 use exosphere_catalog::immutable;
 use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
@@ -285,11 +285,11 @@ fn name_disk_trouble(error: StoreError, data_dir: &Path) -> StoreError {
         .downcast_ref::<rusqlite::Error>()
         .and_then(rusqlite::Error::sqlite_error_code);
     match code {
-        Some(ErrorCode::DiskFull) => StoreError::DiskFull(data_dir.to_owned()),
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull(Storage::Directory(data_dir.to_owned())),
         Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
             if is_read_only(data_dir) =>
         {
-            StoreError::ReadOnly(data_dir.to_owned())
+            StoreError::ReadOnly(Storage::Directory(data_dir.to_owned()))
         }
         _ => error,
     }
@@ -1185,7 +1185,7 @@ mod tests {
             })
             .unwrap_err();
         assert!(
-            matches!(&error, StoreError::DiskFull(path) if path == dir.path()),
+            matches!(&error, StoreError::DiskFull(Storage::Directory(path)) if path == dir.path()),
             "{error:?}"
         );
         assert!(error.to_string().contains("is full"), "{error}");
