@@ -249,53 +249,35 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
 
     fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError> {
         let c = record.collection();
-        let table = &self.sql.tables[c];
         let existing = self
             .s
-            .query_opt(&table.find, &[&record.id(), &record.json()])?
+            .query_opt(&self.sql.tables[c].find, &[&record.id(), &record.json()])?
             .map(|row| Ok::<(i64, bool), StoreError>((col(&row, 0)?, col(&row, 1)?)))
             .transpose()?;
-        match existing {
-            Some((_, true)) => Ok(Upsert::Unchanged),
-            Some((old_seq, false)) => {
-                if matches!(c, Collection::Versions | Collection::Builds) {
-                    let old = self.get(c, record.id())?.unwrap_or_default();
-                    immutable::check_update(c, record.id(), &old, record.json())?;
-                }
+        let upsert = immutable::check_upsert(self, record, existing.map(|(_, same)| same))?;
+        let table = &self.sql.tables[c];
+        match (upsert, existing) {
+            (Upsert::Updated, Some((old_seq, _))) => {
                 let seq = self.next_seq(c)?;
                 self.s.execute(
                     &table.update,
                     &[&seq, &record.last_updated(), &record.json(), &old_seq],
                 )?;
-                Ok(Upsert::Updated)
             }
-            None => {
-                if c == Collection::Versions
-                    && let Some((package, version)) = immutable::version_key(record.json())
-                {
-                    let key = Lookup::Version {
-                        package: &package,
-                        version: &version,
-                    };
-                    let same_key = keys::find(self.s, &key)?;
-                    immutable::check_insert(record.id(), &package, &version, &same_key)?;
-                }
+            (Upsert::Inserted, _) => {
                 let seq = self.next_seq(c)?;
                 self.s.execute(
                     &table.insert,
                     &[&seq, &record.id(), &record.last_updated(), &record.json()],
                 )?;
-                Ok(Upsert::Inserted)
             }
+            _ => {}
         }
+        Ok(upsert)
     }
 
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
-        if matches!(collection, Collection::Versions | Collection::Builds)
-            && let Some(old) = self.get(collection, id)?
-        {
-            immutable::check_delete(collection, id, &old)?;
-        }
+        immutable::check_deletion(self, collection, id)?;
         let removed = self
             .s
             .execute(&self.sql.tables[collection].delete, &[&id])?;

@@ -909,42 +909,27 @@ impl CatalogWriter for SqliteWriter<'_> {
 
     fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError> {
         let c = record.collection();
-        let table = &self.sql.tables[c];
         let existing: Option<(i64, bool)> = self
             .conn
-            .prepare_cached(&table.find)
+            .prepare_cached(&self.sql.tables[c].find)
             .db()?
             .query_row(params![record.id(), record.json()], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .optional()
             .db()?;
-        match existing {
-            Some((_, true)) => Ok(Upsert::Unchanged),
-            Some((old_seq, false)) => {
-                if matches!(c, Collection::Versions | Collection::Builds) {
-                    let old = self.get(c, record.id())?.unwrap_or_default();
-                    immutable::check_update(c, record.id(), &old, record.json())?;
-                }
+        let upsert = immutable::check_upsert(self, record, existing.map(|(_, same)| same))?;
+        let table = &self.sql.tables[c];
+        match (upsert, existing) {
+            (Upsert::Updated, Some((old_seq, _))) => {
                 let seq = self.next_seq(c)?;
                 self.conn
                     .prepare_cached(&table.update)
                     .db()?
                     .execute(params![seq, record.last_updated(), record.json(), old_seq])
                     .db()?;
-                Ok(Upsert::Updated)
             }
-            None => {
-                if c == Collection::Versions
-                    && let Some((package, version)) = immutable::version_key(record.json())
-                {
-                    let key = Lookup::Version {
-                        package: &package,
-                        version: &version,
-                    };
-                    let same_key = accounts::find(self.conn, &key)?;
-                    immutable::check_insert(record.id(), &package, &version, &same_key)?;
-                }
+            (Upsert::Inserted, _) => {
                 let seq = self.next_seq(c)?;
                 self.conn
                     .prepare_cached(&table.insert)
@@ -956,17 +941,14 @@ impl CatalogWriter for SqliteWriter<'_> {
                         record.json()
                     ])
                     .db()?;
-                Ok(Upsert::Inserted)
             }
+            _ => {}
         }
+        Ok(upsert)
     }
 
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
-        if matches!(collection, Collection::Versions | Collection::Builds)
-            && let Some(old) = self.get(collection, id)?
-        {
-            immutable::check_delete(collection, id, &old)?;
-        }
+        immutable::check_deletion(self, collection, id)?;
         let removed = self
             .conn
             .prepare_cached(&self.sql.tables[collection].delete)
