@@ -2,7 +2,7 @@
 //! appended to in the transaction of each action it records, indexed for reading it newest
 //! first by time, actor or package.
 
-use exosphere_catalog::audit::{AuditEntry, AuditQuery};
+use exosphere_catalog::audit::{AuditEntry, AuditQuery, detail_from_text};
 use exosphere_catalog::error::StoreError;
 
 use crate::session::{Session, col};
@@ -57,7 +57,7 @@ pub(crate) fn read(
             action: col(row, 3)?,
             target: col(row, 4)?,
             package: col(row, 5)?,
-            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+            detail: detail_from_text(detail),
         })
     })
     .collect()
