@@ -18,7 +18,7 @@ use exosphere_catalog::immutable;
 use exosphere_catalog::mirror::MirrorWriter;
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{CatalogWriter, Lookup, Upsert};
-use exosphere_catalog::usage::AppReport;
+use exosphere_catalog::usage::{self, AppReport, UsageRows};
 use exosphere_meteor::{Collection, PerCollection};
 
 use crate::audit;
@@ -312,60 +312,7 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
     }
 
     fn record_usage(&mut self, day: NaiveDate, report: &AppReport) -> Result<(), StoreError> {
-        if self.marked_day != Some(day) {
-            self.s.execute(
-                "INSERT INTO usage_days (day, pending, rolled_up) VALUES ($1, true, false) \
-                 ON CONFLICT (day) DO UPDATE SET pending = true",
-                &[&day.to_string()],
-            )?;
-            self.marked_day = Some(day);
-        }
-        let known = self
-            .s
-            .query_opt(
-                "SELECT id, list_hash FROM usage_apps WHERE app = $1",
-                &[&report.app_id()],
-            )?
-            .map(|row| Ok::<(i64, i64), StoreError>((col(&row, 0)?, col(&row, 1)?)))
-            .transpose()?;
-        let app: i64 = match known {
-            Some((_, hash)) if hash == report.list_hash() => return Ok(()),
-            Some((app, _)) => {
-                self.s.execute(
-                    "UPDATE usage_apps SET list_hash = $2 WHERE id = $1",
-                    &[&app, &report.list_hash()],
-                )?;
-                app
-            }
-            None => col(
-                &self.s.query_one(
-                    "INSERT INTO usage_apps (app, list_hash) VALUES ($1, $2) RETURNING id",
-                    &[&report.app_id(), &report.list_hash()],
-                )?,
-                0,
-            )?,
-        };
-        let day_number = day.num_days_from_ce();
-        for package in report.packages() {
-            let known = self.s.query_opt(
-                "SELECT id FROM usage_packages WHERE name = $1 AND version = $2",
-                &[&package.name, &package.version],
-            )?;
-            let row = match known {
-                Some(row) => row,
-                None => self.s.query_one(
-                    "INSERT INTO usage_packages (name, version) VALUES ($1, $2) RETURNING id",
-                    &[&package.name, &package.version],
-                )?,
-            };
-            let package_id: i64 = col(&row, 0)?;
-            self.s.execute(
-                "INSERT INTO usage_adds (app_id, package_id, day, direct) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&app, &package_id, &day_number, &package.direct],
-            )?;
-        }
-        Ok(())
+        usage::record(&mut UsageSql(self.s), &mut self.marked_day, day, report)
     }
 
     fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError> {
@@ -390,5 +337,82 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
             &[&text],
         )?;
         Ok(Some(rows))
+    }
+}
+
+/// The usage rows of one write transaction, for [`usage::record`].
+struct UsageSql<'a, 's, 't>(&'a mut Session<'s, 't>);
+
+impl UsageRows for UsageSql<'_, '_, '_> {
+    fn mark_pending(&mut self, day: NaiveDate) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO usage_days (day, pending, rolled_up) VALUES ($1, true, false) \
+             ON CONFLICT (day) DO UPDATE SET pending = true",
+            &[&day.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn app(&mut self, app_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.0
+            .query_opt(
+                "SELECT id, list_hash FROM usage_apps WHERE app = $1",
+                &[&app_id],
+            )?
+            .map(|row| Ok((col(&row, 0)?, col(&row, 1)?)))
+            .transpose()
+    }
+
+    fn set_list_hash(&mut self, app: i64, list_hash: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE usage_apps SET list_hash = $2 WHERE id = $1",
+            &[&app, &list_hash],
+        )?;
+        Ok(())
+    }
+
+    fn add_app(&mut self, app_id: &str, list_hash: i64) -> Result<i64, StoreError> {
+        col(
+            &self.0.query_one(
+                "INSERT INTO usage_apps (app, list_hash) VALUES ($1, $2) RETURNING id",
+                &[&app_id, &list_hash],
+            )?,
+            0,
+        )
+    }
+
+    fn package(&mut self, name: &str, version: &str) -> Result<Option<i64>, StoreError> {
+        self.0
+            .query_opt(
+                "SELECT id FROM usage_packages WHERE name = $1 AND version = $2",
+                &[&name, &version],
+            )?
+            .map(|row| col(&row, 0))
+            .transpose()
+    }
+
+    fn add_package(&mut self, name: &str, version: &str) -> Result<i64, StoreError> {
+        col(
+            &self.0.query_one(
+                "INSERT INTO usage_packages (name, version) VALUES ($1, $2) RETURNING id",
+                &[&name, &version],
+            )?,
+            0,
+        )
+    }
+
+    fn add_use(
+        &mut self,
+        app: i64,
+        package: i64,
+        day: i32,
+        direct: bool,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO usage_adds (app_id, package_id, day, direct) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&app, &package, &day, &direct],
+        )?;
+        Ok(())
     }
 }

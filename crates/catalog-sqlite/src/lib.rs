@@ -99,7 +99,7 @@ use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Next, Page, PageFill,
     PageLimits, PageRecord, Upsert,
 };
-use exosphere_catalog::usage::AppReport;
+use exosphere_catalog::usage::{self, AppReport, UsageRows};
 
 mod accounts;
 mod audit;
@@ -269,6 +269,86 @@ impl SqliteStore {
                 .db()?;
         }
         tx.commit().db()
+    }
+}
+
+/// The usage rows of one write transaction, for [`usage::record`].
+struct UsageSql<'a>(&'a Connection);
+
+impl UsageRows for UsageSql<'_> {
+    fn mark_pending(&mut self, day: NaiveDate) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO usage_days (day, pending, rolled_up) VALUES (?1, 1, 0) \
+                 ON CONFLICT (day) DO UPDATE SET pending = 1",
+            )
+            .db()?
+            .execute([day.to_string()])
+            .db()?;
+        Ok(())
+    }
+
+    fn app(&mut self, app_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.0
+            .prepare_cached("SELECT id, list_hash FROM usage_apps WHERE app = ?1")
+            .db()?
+            .query_row([app_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .db()
+    }
+
+    fn set_list_hash(&mut self, app: i64, list_hash: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE usage_apps SET list_hash = ?2 WHERE id = ?1")
+            .db()?
+            .execute(params![app, list_hash])
+            .db()?;
+        Ok(())
+    }
+
+    fn add_app(&mut self, app_id: &str, list_hash: i64) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached("INSERT INTO usage_apps (app, list_hash) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![app_id, list_hash])
+            .db()?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn package(&mut self, name: &str, version: &str) -> Result<Option<i64>, StoreError> {
+        self.0
+            .prepare_cached("SELECT id FROM usage_packages WHERE name = ?1 AND version = ?2")
+            .db()?
+            .query_row([name, version], |row| row.get(0))
+            .optional()
+            .db()
+    }
+
+    fn add_package(&mut self, name: &str, version: &str) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached("INSERT INTO usage_packages (name, version) VALUES (?1, ?2)")
+            .db()?
+            .execute([name, version])
+            .db()?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn add_use(
+        &mut self,
+        app: i64,
+        package: i64,
+        day: i32,
+        direct: bool,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT OR IGNORE INTO usage_adds (app_id, package_id, day, direct) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .db()?
+            .execute(params![app, package, i64::from(day), direct])
+            .db()?;
+        Ok(())
     }
 }
 
@@ -989,69 +1069,7 @@ impl CatalogWriter for SqliteWriter<'_> {
     }
 
     fn record_usage(&mut self, day: NaiveDate, report: &AppReport) -> Result<(), StoreError> {
-        let conn = self.conn;
-        if self.marked_day != Some(day) {
-            conn.prepare_cached(
-                "INSERT INTO usage_days (day, pending, rolled_up) VALUES (?1, 1, 0) \
-                 ON CONFLICT (day) DO UPDATE SET pending = 1",
-            )
-            .db()?
-            .execute([day.to_string()])
-            .db()?;
-            self.marked_day = Some(day);
-        }
-        let known: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT id, list_hash FROM usage_apps WHERE app = ?1")
-            .db()?
-            .query_row([report.app_id()], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()
-            .db()?;
-        let app = match known {
-            Some((_, hash)) if hash == report.list_hash() => return Ok(()),
-            Some((app, _)) => {
-                conn.prepare_cached("UPDATE usage_apps SET list_hash = ?2 WHERE id = ?1")
-                    .db()?
-                    .execute(params![app, report.list_hash()])
-                    .db()?;
-                app
-            }
-            None => {
-                conn.prepare_cached("INSERT INTO usage_apps (app, list_hash) VALUES (?1, ?2)")
-                    .db()?
-                    .execute(params![report.app_id(), report.list_hash()])
-                    .db()?;
-                conn.last_insert_rowid()
-            }
-        };
-        let day_number = i64::from(day.num_days_from_ce());
-        let mut find = conn
-            .prepare_cached("SELECT id FROM usage_packages WHERE name = ?1 AND version = ?2")
-            .db()?;
-        let mut intern = conn
-            .prepare_cached("INSERT INTO usage_packages (name, version) VALUES (?1, ?2)")
-            .db()?;
-        let mut add = conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO usage_adds (app_id, package_id, day, direct) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .db()?;
-        for package in report.packages() {
-            let known: Option<i64> = find
-                .query_row([&package.name, &package.version], |row| row.get(0))
-                .optional()
-                .db()?;
-            let package_id = match known {
-                Some(id) => id,
-                None => {
-                    intern.execute([&package.name, &package.version]).db()?;
-                    conn.last_insert_rowid()
-                }
-            };
-            add.execute(params![app, package_id, day_number, package.direct])
-                .db()?;
-        }
-        Ok(())
+        usage::record(&mut UsageSql(self.conn), &mut self.marked_day, day, report)
     }
 
     fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError> {
