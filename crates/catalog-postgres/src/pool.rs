@@ -2,9 +2,9 @@
 //!
 //! Why not a pool crate: the policy needed is "reuse an idle connection, open one while
 //! under the cap, else wait a bounded time", which is a `Vec` and a count behind a mutex
-//! with a condition variable; `r2d2_postgres` would add background threads and tie us to a
-//! crate that must track our `postgres` version. Why bounded: every server on the database
-//! takes up to `max_connections` of PostgreSQL's own `max_connections`.
+//! with a condition variable; `r2d2` would add background threads, and `deadpool` an async
+//! API this synchronous store would have to bridge again. Why bounded: every server on the
+//! database takes up to `max_connections` of PostgreSQL's own `max_connections`.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
