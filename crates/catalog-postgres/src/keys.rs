@@ -25,51 +25,36 @@ macro_rules! key {
     };
 }
 
-/// The natural-key indexes of the record tables, by name.
-pub(crate) const NATURAL_KEY_INDEXES: [(&str, &str); 5] = [
-    (
-        "rec_packages_by_name",
-        concat!(
-            "CREATE INDEX rec_packages_by_name ON rec_packages (",
-            key!("name"),
-            ")"
-        ),
+/// The `CREATE` statements of the natural-key indexes of the record tables.
+pub(crate) const NATURAL_KEY_INDEXES: [&str; 5] = [
+    concat!(
+        "CREATE INDEX rec_packages_by_name ON rec_packages (",
+        key!("name"),
+        ")"
     ),
-    (
-        "rec_versions_by_key",
-        concat!(
-            "CREATE INDEX rec_versions_by_key ON rec_versions (",
-            key!("packageName"),
-            ", ",
-            key!("version"),
-            ")"
-        ),
+    concat!(
+        "CREATE INDEX rec_versions_by_key ON rec_versions (",
+        key!("packageName"),
+        ", ",
+        key!("version"),
+        ")"
     ),
-    (
-        "rec_builds_by_version",
-        concat!(
-            "CREATE INDEX rec_builds_by_version ON rec_builds (",
-            key!("versionId"),
-            ")"
-        ),
+    concat!(
+        "CREATE INDEX rec_builds_by_version ON rec_builds (",
+        key!("versionId"),
+        ")"
     ),
-    (
-        "rec_release_tracks_by_name",
-        concat!(
-            "CREATE INDEX rec_release_tracks_by_name ON rec_release_tracks (",
-            key!("name"),
-            ")"
-        ),
+    concat!(
+        "CREATE INDEX rec_release_tracks_by_name ON rec_release_tracks (",
+        key!("name"),
+        ")"
     ),
-    (
-        "rec_release_versions_by_key",
-        concat!(
-            "CREATE INDEX rec_release_versions_by_key ON rec_release_versions (",
-            key!("track"),
-            ", ",
-            key!("version"),
-            ")"
-        ),
+    concat!(
+        "CREATE INDEX rec_release_versions_by_key ON rec_release_versions (",
+        key!("track"),
+        ", ",
+        key!("version"),
+        ")"
     ),
 ];
 

@@ -144,7 +144,7 @@ fn schema_sql() -> String {
             snake(c)
         ));
     }
-    for (_, create) in NATURAL_KEY_INDEXES {
+    for create in NATURAL_KEY_INDEXES {
         sql.push_str(create);
         sql.push_str(";\n");
     }
