@@ -15,6 +15,12 @@ use exosphere_catalog::store::{Cursors, PageLimits};
 use exosphere_catalog::{CatalogStore, Collection, StoreError};
 use exosphere_catalog_postgres::{PgOptions, PgStore, open_postgres};
 
+/// A plain connection to `database`, as an operator's `psql` would be.
+fn connect(database: &TestDatabase) -> postgres::Client {
+    postgres::Client::connect(database.url(), postgres::NoTls)
+        .expect("the test database accepts connections")
+}
+
 /// Pages `store` from the start until `done` is set and the store has nothing more, checking
 /// that cursors only move forward; returns every record sent, in the order sent.
 fn page_until_done(store: &PgStore, done: &AtomicBool) -> Vec<(Collection, String)> {
@@ -101,11 +107,10 @@ fn concurrent_writers_never_let_readers_page_past_an_uncommitted_seq() {
 #[test]
 fn synchronous_commit_off_is_refused_with_the_fix() {
     let database = TestDatabase::new();
-    database
-        .connect()
+    connect(&database)
         .batch_execute(&format!(
             "ALTER DATABASE {} SET synchronous_commit = off",
-            database.name()
+            database.name
         ))
         .unwrap();
     let error = open_postgres(database.url()).err().expect("refused");
@@ -119,11 +124,10 @@ fn a_connection_opened_after_commits_became_losable_is_refused() {
     let database = TestDatabase::new();
     // Open uses a connection of its own; the pool opens its first at the first call.
     let store = open_postgres(database.url()).unwrap();
-    database
-        .connect()
+    connect(&database)
         .batch_execute(&format!(
             "ALTER DATABASE {} SET synchronous_commit = off",
-            database.name()
+            database.name
         ))
         .unwrap();
     let error = store.state().unwrap_err();
@@ -151,8 +155,7 @@ fn concurrent_first_opens_create_the_schema_once() {
         opens.into_iter().map(|open| open.join().unwrap()).collect()
     });
     assert!(epochs.iter().all(|epoch| *epoch == epochs[0]), "{epochs:?}");
-    let rows = database
-        .connect()
+    let rows = connect(&database)
         .query("SELECT version FROM exosphere_schema", &[])
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -162,8 +165,7 @@ fn concurrent_first_opens_create_the_schema_once() {
 fn a_newer_schema_is_refused() {
     let database = TestDatabase::new();
     drop(open_postgres(database.url()).unwrap());
-    database
-        .connect()
+    connect(&database)
         .batch_execute("UPDATE exosphere_schema SET version = version + 1")
         .unwrap();
     let error = open_postgres(database.url()).err().expect("refused");
@@ -213,11 +215,10 @@ fn a_read_only_database_is_named_and_nothing_is_written() {
         &open_postgres(database.url()).unwrap(),
         &record(Collection::Packages, "p", "1"),
     );
-    database
-        .connect()
+    connect(&database)
         .batch_execute(&format!(
             "ALTER DATABASE {} SET default_transaction_read_only = on",
-            database.name()
+            database.name
         ))
         .unwrap();
     let store = open_postgres(database.url()).unwrap();
@@ -226,7 +227,7 @@ fn a_read_only_database_is_named_and_nothing_is_written() {
         .unwrap_err();
     assert!(matches!(error, StoreError::ReadOnly(_)), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains(database.name()), "{message}");
+    assert!(message.contains(&database.name), "{message}");
     assert!(
         message.contains("Point the database URL at the primary"),
         "{message}"
@@ -301,8 +302,7 @@ fn a_database_that_went_back_in_time_starts_a_new_epoch() {
     assert_eq!(before.head_seq, 3);
     // A backup taken after the first record put back (or a standby that lacked the last
     // two commits): the numbers 2 and 3 would be handed out again.
-    database
-        .connect()
+    connect(&database)
         .batch_execute("DELETE FROM rec_packages WHERE seq > 1; UPDATE meta SET head_seq = 1")
         .unwrap();
     let after = store.state().unwrap();
@@ -323,8 +323,7 @@ fn a_database_that_went_back_in_time_starts_a_new_epoch() {
     );
 
     // A write notices too, and its commit carries the new epoch.
-    database
-        .connect()
+    connect(&database)
         .batch_execute("UPDATE meta SET head_seq = 0; DELETE FROM rec_packages")
         .unwrap();
     upsert(&store, &record(Collection::Packages, "d", "1"));
@@ -341,8 +340,7 @@ fn a_writer_killed_mid_transaction_leaves_nothing_and_no_number_is_reused() {
     let killed = store.write(&mut |w| {
         w.upsert(&record(Collection::Packages, "lost", "1"))?;
         // Every other session on the database is this store's: end the one in a transaction.
-        let ended = database
-            .connect()
+        let ended = connect(&database)
             .query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
                  WHERE datname = current_database() AND pid <> pg_backend_pid() \
@@ -394,14 +392,13 @@ fn a_call_waits_for_a_free_connection_then_is_busy() {
 #[test]
 fn a_database_of_another_application_is_not_taken_over() {
     let database = TestDatabase::new();
-    database
-        .connect()
+    connect(&database)
         .batch_execute("CREATE TABLE meta (x int)")
         .unwrap();
     let error = open_postgres(database.url()).err().expect("refused");
     assert!(matches!(error, StoreError::NotACatalog(_)), "{error:?}");
     let message = error.to_string();
-    assert!(message.contains(database.name()), "{message}");
+    assert!(message.contains(&database.name), "{message}");
 }
 
 #[test]

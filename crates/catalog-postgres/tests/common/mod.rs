@@ -3,13 +3,6 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and dropped when its owner is dropped, so
 //! tests run in parallel without seeing each other's data.
 
-// Each test binary uses part of this module.
-#![allow(dead_code)]
-
-use std::sync::{Arc, Mutex};
-
-use exosphere_catalog::CatalogStore;
-use exosphere_catalog_postgres::open_postgres;
 use postgres::{Client, Config, NoTls};
 use rand::Rng as _;
 
@@ -22,51 +15,44 @@ fn admin_url() -> String {
 /// Runs `sql` on the admin database, from a thread of its own: the blocking `postgres`
 /// client refuses to run inside a Tokio runtime, and factories are called in some.
 fn admin_execute(sql: String) -> Result<(), postgres::Error> {
-    std::thread::spawn(move || admin().batch_execute(&sql))
-        .join()
-        .expect("the admin statement did not panic")
-}
-
-/// A connection to the admin database.
-pub fn admin() -> Client {
-    let url = admin_url();
-    Client::connect(&url, NoTls).unwrap_or_else(|error| {
-        panic!(
-            "the PostgreSQL tests need a server at {url} (set EXOSPHERE_TEST_DATABASE_URL): {error}"
-        )
+    std::thread::spawn(move || {
+        let url = admin_url();
+        Client::connect(&url, NoTls)
+            .unwrap_or_else(|error| {
+                panic!(
+                    "the PostgreSQL tests need a server at {url} (set \
+                     EXOSPHERE_TEST_DATABASE_URL): {error}"
+                )
+            })
+            .batch_execute(&sql)
     })
+    .join()
+    .expect("the admin statement did not panic")
 }
 
 /// An empty database, dropped (with any connections still open to it) on drop.
 pub struct TestDatabase {
-    name: String,
+    /// Its name.
+    pub name: String,
     url: String,
 }
 
 impl TestDatabase {
-    /// Creates an empty database with a random name.
+    /// Creates an empty database with a random name, from `template0` so that nothing
+    /// added to the server's `template1` ends up in it.
     pub fn new() -> TestDatabase {
         let name = format!("exo_t_{:016x}", rand::rng().random::<u64>());
-        admin_execute(format!("CREATE DATABASE {name}")).expect("a test database is created");
+        admin_execute(format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .expect("a test database is created");
         let mut config: Config = admin_url().parse().expect("a valid test URL");
         config.dbname(&name);
         let url = url_of(&config);
         TestDatabase { name, url }
     }
 
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Its connection URL.
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    /// A plain connection to it.
-    pub fn connect(&self) -> Client {
-        Client::connect(&self.url, NoTls).expect("the test database accepts connections")
     }
 }
 
@@ -106,19 +92,4 @@ fn url_of(config: &Config) -> String {
         parts.push(format!("dbname={dbname}"));
     }
     parts.join(" ")
-}
-
-/// Fresh stores, each in a database of its own; the databases are dropped when the
-/// factory is dropped at the end of the test.
-pub fn temp_stores() -> impl Fn() -> Arc<dyn CatalogStore> {
-    let databases = Mutex::new(Vec::new());
-    move || {
-        let database = TestDatabase::new();
-        let store = open_postgres(database.url()).expect("a fresh store opens");
-        databases
-            .lock()
-            .expect("no test panicked holding the list")
-            .push(database);
-        Arc::new(store)
-    }
 }
