@@ -333,22 +333,34 @@ fn a_database_that_went_back_in_time_starts_a_new_epoch() {
 }
 
 #[test]
-fn a_writer_killed_mid_transaction_leaves_nothing_and_no_number_is_reused() {
+fn a_writer_killed_mid_transaction_leaves_nothing_and_its_dead_connection_leaves_the_pool() {
     let database = TestDatabase::new();
-    let store = open_postgres(database.url()).unwrap();
+    // One connection, and a short wait for it: were the dead connection still counted, the
+    // next call would find the pool full and be refused as busy.
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            max_connections: 1,
+            connect_timeout: Duration::from_millis(500),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
     upsert(&store, &record(Collection::Packages, "kept", "1"));
+    let mut killed_pid = 0;
     let killed = store.write(&mut |w| {
         w.upsert(&record(Collection::Packages, "lost", "1"))?;
         // Every other session on the database is this store's: end the one in a transaction.
         let ended = connect(&database)
             .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
                  WHERE datname = current_database() AND pid <> pg_backend_pid() \
                  AND state = 'idle in transaction'",
                 &[],
             )
             .unwrap();
         assert_eq!(ended.len(), 1);
+        killed_pid = ended[0].get(0);
         w.upsert(&record(Collection::Packages, "after", "1"))
             .map(drop)
     });
@@ -360,6 +372,19 @@ fn a_writer_killed_mid_transaction_leaves_nothing_and_no_number_is_reused() {
     assert_eq!(texts.len(), 2);
     assert!(texts[1].contains(r#""_id":"next""#), "{texts:?}");
     assert_eq!(store.state().unwrap().head_seq, 2);
+    // The store's one session now is a new one.
+    let sessions: Vec<i32> = connect(&database)
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'exosphere'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_ne!(sessions[0], killed_pid);
 }
 
 #[test]
