@@ -55,3 +55,29 @@ pub(crate) fn name_storage_trouble(error: StoreError, database: &str) -> StoreEr
 pub(crate) fn refusal(message: String) -> StoreError {
     StoreError::Database(message.into())
 }
+
+/// Whether `error` says that the connection it came from is gone or going: closed, failed
+/// on its socket, a connection exception (SQLSTATE class 08) or the server ending the
+/// session (57P01-57P05: shutdown, crash recovery, termination). Any other failure leaves
+/// the connection usable (its transaction is rolled back when dropped), so only these make
+/// the pool discard it.
+pub(crate) fn connection_lost(error: &StoreError) -> bool {
+    let StoreError::Database(source) = error else {
+        return false;
+    };
+    let Some(error) = source.downcast_ref::<tokio_postgres::Error>() else {
+        return false;
+    };
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") || code.starts_with("57P0")
+        }
+        None => {
+            std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+        }
+    }
+}

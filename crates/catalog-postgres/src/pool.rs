@@ -13,7 +13,7 @@ use exosphere_catalog::error::StoreError;
 use tokio_postgres::{Client, Config};
 
 use crate::bridge::{connect, wait};
-use crate::error::{Db as _, refusal};
+use crate::error::{Db as _, connection_lost, refusal};
 use crate::schema::check_durability;
 use crate::session::Statements;
 
@@ -70,9 +70,8 @@ impl Pool {
     }
 
     /// Runs `f` on an idle or new connection, returning the connection to the pool
-    /// afterwards unless it was closed (the server went away), `f` failed with a database
-    /// error (a connection that failed is not trusted for reuse: the server may be ending
-    /// it) or `f` panicked.
+    /// afterwards unless it was closed, `f` failed because the connection was lost or is
+    /// being ended by the server ([`connection_lost`]), or `f` panicked.
     pub(crate) fn with<R>(
         &self,
         f: impl FnOnce(&mut Conn) -> Result<R, StoreError>,
@@ -80,11 +79,11 @@ impl Pool {
         let mut lease = Lease {
             pool: self,
             conn: Some(self.take()?),
-            failed: false,
+            lost: false,
         };
         let conn = lease.conn.as_mut().expect("a lease holds its connection");
         let result = f(conn);
-        lease.failed = matches!(result, Err(StoreError::Database(_)));
+        lease.lost = result.as_ref().is_err_and(connection_lost);
         result
     }
 
@@ -166,8 +165,8 @@ impl Pool {
 struct Lease<'a> {
     pool: &'a Pool,
     conn: Option<Conn>,
-    /// Whether the borrower's work failed with a database error.
-    failed: bool,
+    /// Whether the borrower's work failed because the connection was lost.
+    lost: bool,
 }
 
 impl Drop for Lease<'_> {
@@ -175,7 +174,7 @@ impl Drop for Lease<'_> {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        if self.failed || conn.client.is_closed() || std::thread::panicking() {
+        if self.lost || conn.client.is_closed() || std::thread::panicking() {
             drop(conn);
             self.pool.forget();
         } else {

@@ -21,6 +21,20 @@ fn connect(database: &TestDatabase) -> postgres::Client {
         .expect("the test database accepts connections")
 }
 
+/// The server process ids of the stores' sessions on `database`.
+fn sessions(database: &TestDatabase) -> Vec<i32> {
+    connect(database)
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'exosphere'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
 /// Pages `store` from the start until `done` is set and the store has nothing more, checking
 /// that cursors only move forward; returns every record sent, in the order sent.
 fn page_until_done(store: &PgStore, done: &AtomicBool) -> Vec<(Collection, String)> {
@@ -222,6 +236,8 @@ fn a_read_only_database_is_named_and_nothing_is_written() {
         ))
         .unwrap();
     let store = open_postgres(database.url()).unwrap();
+    assert_eq!(store.state().unwrap().head_seq, 1);
+    let before = sessions(&database);
     let error = store
         .write(&mut |w| w.upsert(&record(Collection::Packages, "q", "1")).map(drop))
         .unwrap_err();
@@ -234,6 +250,11 @@ fn a_read_only_database_is_named_and_nothing_is_written() {
     );
     assert!(!message.contains("remount"), "{message}");
     assert_eq!(store.state().unwrap().head_seq, 1);
+    assert_eq!(
+        sessions(&database),
+        before,
+        "a refused statement leaves its connection in the pool"
+    );
 }
 
 #[test]
@@ -373,16 +394,7 @@ fn a_writer_killed_mid_transaction_leaves_nothing_and_its_dead_connection_leaves
     assert!(texts[1].contains(r#""_id":"next""#), "{texts:?}");
     assert_eq!(store.state().unwrap().head_seq, 2);
     // The store's one session now is a new one.
-    let sessions: Vec<i32> = connect(&database)
-        .query(
-            "SELECT pid FROM pg_stat_activity \
-             WHERE datname = current_database() AND application_name = 'exosphere'",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let sessions = sessions(&database);
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     assert_ne!(sessions[0], killed_pid);
 }
