@@ -74,6 +74,10 @@ mod schema;
 mod session;
 mod writer;
 
+/// The longest time limit PostgreSQL accepts (`lock_timeout` and the like are a 32-bit
+/// count of milliseconds, about 24.8 days); longer options are taken as this.
+const LONGEST_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// Tunables of the PostgreSQL backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
@@ -82,11 +86,13 @@ pub struct PgOptions {
     pub max_connections: usize,
     /// How long a write waits for the writes before it, of this process (queued before
     /// they take a connection) and then of other processes (PostgreSQL's `lock_timeout`),
-    /// before failing with [`StoreError::Busy`].
+    /// before failing with [`StoreError::Busy`]. At most about 24.8 days (PostgreSQL's
+    /// limit); a longer one is taken as that.
     pub lock_timeout: Duration,
     /// How long a call waits for a free connection when all are in use (then
     /// [`StoreError::Busy`]), and how long establishing a new connection may take in all:
-    /// the TCP connection, PostgreSQL's startup and the authentication.
+    /// the TCP connection, PostgreSQL's startup and the authentication. Limited as
+    /// `lock_timeout` is.
     pub connect_timeout: Duration,
 }
 
@@ -126,8 +132,8 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects to the database at `url`, refuses it if commits there may be lost
-    /// (`synchronous_commit` or `fsync` off; checked again on every new connection), and
-    /// creates or checks the schema (once across servers
+    /// (`synchronous_commit` or `fsync` off; checked again on every new connection) or if it
+    /// does not store text as UTF-8, and creates or checks the schema (once across servers
     /// opening it at the same time).
     pub fn open(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
         let mut config: Config = url.parse().map_err(|error| {
@@ -138,32 +144,35 @@ impl PgStore {
         })?;
         // A server that went away without closing the socket (a crash, a cut network) is
         // noticed within about a minute, instead of a call waiting on it forever.
+        let connect_timeout = options.connect_timeout.min(LONGEST_TIMEOUT);
+        let lock_timeout = options.lock_timeout.min(LONGEST_TIMEOUT);
         config
             .application_name("exosphere")
-            .connect_timeout(options.connect_timeout)
+            .connect_timeout(connect_timeout)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(30))
             .keepalives_interval(Duration::from_secs(10))
             .keepalives_retries(3)
             .tcp_user_timeout(Duration::from_secs(60));
         let database = describe(&config);
-        let lock_timeout = options.lock_timeout.as_millis().max(1);
-        let setup = format!("SET lock_timeout = {lock_timeout}");
-        let write_setup = format!("SET LOCAL idle_in_transaction_session_timeout = {lock_timeout}");
+        let lock_ms = lock_timeout.as_millis().max(1);
+        let setup = format!("SET lock_timeout = {lock_ms}");
+        let write_setup = format!("SET LOCAL idle_in_transaction_session_timeout = {lock_ms}");
         let pool = Pool::new(
             config,
             database.clone(),
             setup,
             options.max_connections,
-            options.connect_timeout,
+            connect_timeout,
         );
         let mut client = pool.connect()?;
+        schema::check_encoding(&mut client, &database)?;
         schema::init(&mut client, &database)
             .map_err(|error| name_storage_trouble(error, &database))?;
         Ok(PgStore {
             pool,
             sql: Sql::new(),
-            writes: WriteQueue::new(options.lock_timeout),
+            writes: WriteQueue::new(lock_timeout),
             write_setup,
             database,
             seen: Mutex::new(None),

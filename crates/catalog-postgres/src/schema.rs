@@ -53,6 +53,25 @@ pub(crate) fn check_durability(client: &mut Client, database: &str) -> Result<()
     Ok(())
 }
 
+/// Refuses a database that does not store text as UTF-8: record text, names and keys are
+/// UTF-8, and another encoding would refuse some of them (or, as `SQL_ASCII`, store bytes
+/// unchecked, which PostgreSQL's JSON functions behind the natural-key indexes do not
+/// expect).
+pub(crate) fn check_encoding(client: &mut Client, database: &str) -> Result<(), StoreError> {
+    let encoding: String = wait(client.query_one("SHOW server_encoding", &[]))
+        .db()?
+        .try_get(0)
+        .db()?;
+    if encoding != "UTF8" {
+        return Err(refusal(format!(
+            "{database} stores text as {encoding}, and the catalog needs UTF8; create a \
+             database for it with CREATE DATABASE <name> ENCODING 'UTF8' TEMPLATE template0 \
+             and point the database URL at that one"
+        )));
+    }
+    Ok(())
+}
+
 /// Creates the schema in a database (its current schema, `public` by default) holding
 /// nothing yet, or checks that this build can read the one it has; a database holding
 /// anything else is [`StoreError::NotACatalog`]. Runs in one transaction under an advisory lock, so that servers opening an

@@ -588,3 +588,38 @@ fn concurrent_readers_during_writes_change_no_epoch() {
     assert_eq!(state.epoch, epoch);
     assert_eq!(state.head_seq, WRITES as u64);
 }
+
+#[test]
+fn a_database_not_in_utf8_is_refused_with_the_fix() {
+    let database = TestDatabase::new();
+    let ascii = format!("{}_ascii", database.name);
+    connect(&database)
+        .batch_execute(&format!(
+            "CREATE DATABASE {ascii} ENCODING 'SQL_ASCII' TEMPLATE template0 \
+             LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .unwrap();
+    let opened = open_postgres(&database.url().replace(&database.name, &ascii));
+    connect(&database)
+        .batch_execute(&format!("DROP DATABASE {ascii} WITH (FORCE)"))
+        .unwrap();
+    let message = opened.err().expect("refused").to_string();
+    assert!(message.contains("stores text as SQL_ASCII"), "{message}");
+    assert!(message.contains("ENCODING 'UTF8'"), "{message}");
+}
+
+#[test]
+fn time_limits_beyond_what_postgresql_accepts_are_taken_as_its_longest() {
+    let database = TestDatabase::new();
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            lock_timeout: Duration::MAX,
+            connect_timeout: Duration::MAX,
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    upsert(&store, &record(Collection::Packages, "p", "1"));
+    assert_eq!(store.state().unwrap().head_seq, 1);
+}
