@@ -78,6 +78,9 @@ mod writer;
 /// count of milliseconds, about 24.8 days); longer options are taken as this.
 const LONGEST_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
+/// How many rows of a sync page's query are fetched at a time.
+const PAGE_FETCH: i32 = 16;
+
 /// Tunables of the PostgreSQL backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
@@ -333,11 +336,12 @@ impl CatalogStore for PgStore {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
-        // A collection is read in batches of what the page can still take plus one (the
-        // one that tells whether more remain); records too long for any page are left out
-        // by the fill without counting, so a full batch that did not end the collection
-        // is followed by the next.
-        let batch = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+        // A collection is read by queries of what the page can still take plus one (the one
+        // that tells whether more remain), each fetched a few rows at a time, so a page holds
+        // little more than its byte budget however large its records. Records too long for
+        // any page are left out by the fill without counting, so a query that returned all
+        // it was allowed without ending the collection is followed by the next.
+        let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
         let read = || {
             self.read(|s| {
                 let meta = read_meta(s, &self.sql.read_meta)?;
@@ -345,23 +349,27 @@ impl CatalogStore for PgStore {
                 'collections: for c in Collection::ALL {
                     let mut after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
                     loop {
-                        let rows = s.query(&self.sql.tables[c].page, &[&after, &batch])?;
-                        let full = rows.len() as i64 == batch;
-                        for row in rows {
-                            after = col(&row, 0)?;
-                            let record = PageRecord {
-                                seq: to_u64(after, "seq")?,
-                                last_updated: col(&row, 1)?,
-                                json: col(&row, 2)?,
-                            };
-                            match fill.offer(c, record) {
-                                Next::Continue => {}
-                                Next::NextCollection => continue 'collections,
-                                Next::Stop => break 'collections,
-                            }
-                        }
-                        if !full {
-                            break;
+                        let (from, mut next) = (after, Next::Continue);
+                        let given = s.rows_in_batches(
+                            &self.sql.tables[c].page,
+                            &[&from, &limit],
+                            PAGE_FETCH,
+                            |row| {
+                                after = col(row, 0)?;
+                                let record = PageRecord {
+                                    seq: to_u64(after, "seq")?,
+                                    last_updated: col(row, 1)?,
+                                    json: col(row, 2)?,
+                                };
+                                next = fill.offer(c, record);
+                                Ok(matches!(next, Next::Continue))
+                            },
+                        )?;
+                        match next {
+                            Next::Continue if given == limit.unsigned_abs() => {}
+                            Next::Continue => break,
+                            Next::NextCollection => continue 'collections,
+                            Next::Stop => break 'collections,
                         }
                     }
                 }

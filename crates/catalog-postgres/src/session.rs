@@ -85,6 +85,33 @@ impl<'a, 't> Session<'a, 't> {
         Ok(())
     }
 
+    /// Calls `each` with the rows of `sql` in order, fetched `batch` at a time through a
+    /// portal, so that at most `batch` rows are held at once; stops when `each` returns
+    /// `false`. Returns how many rows `each` was given.
+    pub(crate) fn rows_in_batches(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+        batch: i32,
+        mut each: impl FnMut(&Row) -> Result<bool, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let statement = self.prepare(sql)?;
+        let portal = wait(self.tx.bind(&statement, params)).db()?;
+        let mut given = 0;
+        loop {
+            let rows = wait(self.tx.query_portal(&portal, batch)).db()?;
+            for row in &rows {
+                given += 1;
+                if !each(row)? {
+                    return Ok(given);
+                }
+            }
+            if rows.len() < usize::try_from(batch).unwrap_or(usize::MAX) {
+                return Ok(given);
+            }
+        }
+    }
+
     /// Runs several statements without parameters (schema changes, savepoints).
     pub(crate) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
         wait(self.tx.batch_execute(sql)).db()
