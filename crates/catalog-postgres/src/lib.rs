@@ -145,10 +145,11 @@ impl PgStore {
                  postgres://user@host:port/dbname"
             ))
         })?;
-        // A server that went away without closing the socket (a crash, a cut network) is
-        // noticed within about a minute, instead of a call waiting on it forever.
         let connect_timeout = options.connect_timeout.min(LONGEST_TIMEOUT);
         let lock_timeout = options.lock_timeout.min(LONGEST_TIMEOUT);
+        // With keepalives and a user timeout, a server that went away without closing the
+        // socket (a crash, a cut network) is noticed within about a minute, instead of a
+        // call waiting on it forever.
         config
             .application_name("exosphere")
             .connect_timeout(connect_timeout)
@@ -182,8 +183,8 @@ impl PgStore {
         })
     }
 
-    /// The epoch and head this store has seen; only replaced whole under the lock, so
-    /// poisoning is ignored.
+    /// The epoch and head this store has seen; each change under the lock is one
+    /// assignment, so a panic cannot leave it half-changed and poisoning is ignored.
     fn seen(&self) -> MutexGuard<'_, Option<(String, u64)>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
