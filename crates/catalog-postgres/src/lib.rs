@@ -35,9 +35,8 @@
 //!   backup, or failed over to a standby that lacked the last commits) would hand out again
 //!   numbers clients already hold; the store notices (the head it reads is below one it read
 //!   before in the same epoch) and starts a new data epoch, so every client resyncs
-//!   (`PgStore::read_went_back`, `PgStore::write_unnamed`).
+//!   (`seen.rs`).
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -59,6 +58,7 @@ use crate::bridge::wait;
 use crate::error::{Db as _, name_storage_trouble, refusal};
 use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
+use crate::seen::Seen;
 use crate::session::{Session, col};
 use crate::writer::{PgWriter, Sql, read_meta};
 
@@ -71,6 +71,7 @@ mod mirror;
 mod pool;
 mod queue;
 mod schema;
+mod seen;
 mod session;
 mod writer;
 
@@ -128,9 +129,8 @@ pub struct PgStore {
     write_setup: String,
     /// The database as errors name it ("the PostgreSQL database … on …").
     database: String,
-    /// The epoch and the highest head `seq` this store has read in it; a new epoch is
-    /// recorded by writes only.
-    seen: Mutex<Option<(String, u64)>>,
+    /// The epoch and the highest head `seq` this store has read in it.
+    seen: Seen,
 }
 
 impl PgStore {
@@ -179,46 +179,8 @@ impl PgStore {
             writes: WriteQueue::new(lock_timeout),
             write_setup,
             database,
-            seen: Mutex::new(None),
+            seen: Seen::default(),
         })
-    }
-
-    /// The epoch and head this store has seen; each change under the lock is one
-    /// assignment, so a panic cannot leave it half-changed and poisoning is ignored.
-    fn seen(&self) -> MutexGuard<'_, Option<(String, u64)>> {
-        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records `epoch` at `head_seq` as seen: in the same epoch the head only rises (another
-    /// call may have seen a later one); another epoch replaces it only when `committed` (a
-    /// write's, this process's writes running one at a time), since a read's differing
-    /// epoch may be the older one.
-    fn note_seen(&self, epoch: &str, head_seq: u64, committed: bool) {
-        let mut seen = self.seen();
-        match &mut *seen {
-            Some((seen_epoch, seen_head)) if seen_epoch == epoch => {
-                *seen_head = (*seen_head).max(head_seq);
-            }
-            Some(_) if !committed => {}
-            _ => *seen = Some((epoch.to_owned(), head_seq)),
-        }
-    }
-
-    /// Whether a read's snapshot at `epoch` and `head_seq` is below `before`, what this
-    /// store had seen before the snapshot started: the database went back in time (or
-    /// another server started a new epoch since). A snapshot started later than another
-    /// read's may not be below it, so `before` is copied before the read starts: comparing
-    /// with what a concurrent, newer read saw meanwhile would suspect every older snapshot.
-    /// A read that is not below it is noted as seen.
-    fn read_went_back(&self, before: Option<&(String, u64)>, epoch: &str, head_seq: u64) -> bool {
-        if let Some((seen_epoch, seen_head)) = before
-            && seen_epoch == epoch
-            && head_seq < *seen_head
-        {
-            return true;
-        }
-        self.note_seen(epoch, head_seq, false);
-        false
     }
 
     /// Runs `read`; when its result's epoch and head (`snapshot`) suggest that the database
@@ -230,10 +192,10 @@ impl PgStore {
         read: impl Fn() -> Result<R, StoreError>,
         snapshot: impl Fn(&R) -> (&str, u64),
     ) -> Result<R, StoreError> {
-        let before = self.seen().clone();
+        let before = self.seen.before_read();
         let out = read()?;
         let (epoch, head_seq) = snapshot(&out);
-        if !self.read_went_back(before.as_ref(), epoch, head_seq) {
+        if !self.seen.read_went_back(before.as_ref(), epoch, head_seq) {
             return Ok(out);
         }
         match self.write(&mut |_| Ok(())) {
@@ -287,13 +249,7 @@ impl PgStore {
             wait(tx.batch_execute(&self.write_setup)).db()?;
             let mut session = Session::new(&mut tx, statements);
             let mut writer = PgWriter::start(&mut session, &self.sql)?;
-            // The locked read sees every commit, so a head below one seen before in the
-            // same epoch proves that the database went back.
-            let went_back = matches!(
-                &*self.seen(),
-                Some((epoch, head)) if epoch == writer.epoch() && writer.head_seq() < *head
-            );
-            if went_back {
+            if self.seen.write_went_back(writer.epoch(), writer.head_seq()) {
                 tracing::warn!(
                     database = %self.database,
                     epoch = writer.epoch(),
@@ -306,7 +262,7 @@ impl PgStore {
             f(&mut writer)?;
             let (epoch, head_seq) = writer.finish()?;
             wait(tx.commit()).db()?;
-            self.note_seen(&epoch, head_seq, true);
+            self.seen.committed(&epoch, head_seq);
             Ok(())
         })
     }
