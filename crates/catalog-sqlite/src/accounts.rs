@@ -196,17 +196,7 @@ fn upload(conn: &Connection, hash: &str) -> Result<Option<Upload>, StoreError> {
     let Some((staging, destination, max_size, expires, state, size, sha256)) = row else {
         return Ok(None);
     };
-    let state = match (state.as_str(), size, sha256) {
-        ("open", _, _) => UploadState::Open,
-        ("receiving", _, _) => UploadState::Receiving,
-        ("received", Some(size), Some(sha256)) => UploadState::Received {
-            size: to_u64(size, "upload size")?,
-            sha256,
-        },
-        (other, _, _) => {
-            return Err(StoreError::Corrupt(format!("upload state {other:?}")));
-        }
-    };
+    let state = UploadState::from_columns(&state, size, sha256)?;
     Ok(Some(Upload {
         staging,
         destination,
@@ -240,22 +230,6 @@ pub(super) fn upload_ticket(
         .optional()
         .db()?;
     Ok(user_id.map(|user_id| UploadTicket { upload, user_id }))
-}
-
-/// An upload state as its stored columns: the state's name, and the size and hash of a
-/// received file.
-fn state_columns(
-    state: &UploadState,
-) -> Result<(&'static str, Option<i64>, Option<&str>), StoreError> {
-    Ok(match state {
-        UploadState::Open => ("open", None, None),
-        UploadState::Receiving => ("receiving", None, None),
-        UploadState::Received { size, sha256 } => (
-            "received",
-            Some(to_i64(*size, "upload size")?),
-            Some(sha256.as_str()),
-        ),
-    })
 }
 
 impl SqliteWriter<'_> {
@@ -418,7 +392,7 @@ impl AccountWriter for SqliteWriter<'_> {
     }
 
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError> {
-        let (state, size, sha256) = state_columns(&upload.state)?;
+        let (state, size, sha256) = upload.state.columns()?;
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO uploads \
@@ -446,7 +420,7 @@ impl AccountWriter for SqliteWriter<'_> {
         outcome: &UploadState,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let (state, size, sha256) = state_columns(outcome)?;
+        let (state, size, sha256) = outcome.columns()?;
         let changed = self
             .conn
             .prepare_cached(

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 use super::Db as _;
-use exosphere_catalog::audit::{AuditEntry, AuditQuery};
+use exosphere_catalog::audit::{AuditEntry, AuditQuery, detail_from_text};
 use exosphere_catalog::error::StoreError;
 
 /// Version 7: the `audit` table, appended to in the transaction of each action it records,
@@ -72,8 +72,7 @@ pub(super) fn read(conn: &Connection, query: &AuditQuery) -> Result<Vec<AuditEnt
                     action: row.get(3)?,
                     target: row.get(4)?,
                     package: row.get(5)?,
-                    detail: serde_json::from_str(&detail)
-                        .unwrap_or(serde_json::Value::String(detail)),
+                    detail: detail_from_text(detail),
                 })
             },
         )

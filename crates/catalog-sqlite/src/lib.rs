@@ -85,13 +85,13 @@ use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate};
 use exosphere_meteor::{Collection, PerCollection};
-use rand::Rng;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use exosphere_catalog::accounts::{AccountWriter, UploadTicket};
 use exosphere_catalog::audit::{AuditEntry, AuditQuery};
+use exosphere_catalog::columns::{new_epoch, snake, stats_range, stats_row, to_i64, to_u64};
 use exosphere_catalog::day::parse_day;
-use exosphere_catalog::error::StoreError;
+use exosphere_catalog::error::{Storage, StoreError};
 use exosphere_catalog::immutable;
 use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
@@ -99,7 +99,7 @@ use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Next, Page, PageFill,
     PageLimits, PageRecord, Upsert,
 };
-use exosphere_catalog::usage::AppReport;
+use exosphere_catalog::usage::{self, AppReport, UsageRows};
 
 mod accounts;
 mod audit;
@@ -272,6 +272,86 @@ impl SqliteStore {
     }
 }
 
+/// The usage rows of one write transaction, for [`usage::record`].
+struct UsageSql<'a>(&'a Connection);
+
+impl UsageRows for UsageSql<'_> {
+    fn mark_pending(&mut self, day: NaiveDate) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO usage_days (day, pending, rolled_up) VALUES (?1, 1, 0) \
+                 ON CONFLICT (day) DO UPDATE SET pending = 1",
+            )
+            .db()?
+            .execute([day.to_string()])
+            .db()?;
+        Ok(())
+    }
+
+    fn app(&mut self, app_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.0
+            .prepare_cached("SELECT id, list_hash FROM usage_apps WHERE app = ?1")
+            .db()?
+            .query_row([app_id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+            .db()
+    }
+
+    fn set_list_hash(&mut self, app: i64, list_hash: i64) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE usage_apps SET list_hash = ?2 WHERE id = ?1")
+            .db()?
+            .execute(params![app, list_hash])
+            .db()?;
+        Ok(())
+    }
+
+    fn add_app(&mut self, app_id: &str, list_hash: i64) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached("INSERT INTO usage_apps (app, list_hash) VALUES (?1, ?2)")
+            .db()?
+            .execute(params![app_id, list_hash])
+            .db()?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn package(&mut self, name: &str, version: &str) -> Result<Option<i64>, StoreError> {
+        self.0
+            .prepare_cached("SELECT id FROM usage_packages WHERE name = ?1 AND version = ?2")
+            .db()?
+            .query_row([name, version], |row| row.get(0))
+            .optional()
+            .db()
+    }
+
+    fn add_package(&mut self, name: &str, version: &str) -> Result<i64, StoreError> {
+        self.0
+            .prepare_cached("INSERT INTO usage_packages (name, version) VALUES (?1, ?2)")
+            .db()?
+            .execute([name, version])
+            .db()?;
+        Ok(self.0.last_insert_rowid())
+    }
+
+    fn add_use(
+        &mut self,
+        app: i64,
+        package: i64,
+        day: i32,
+        direct: bool,
+    ) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(
+                "INSERT OR IGNORE INTO usage_adds (app_id, package_id, day, direct) \
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .db()?
+            .execute(params![app, package, i64::from(day), direct])
+            .db()?;
+        Ok(())
+    }
+}
+
 /// Names a failed write's disk trouble: SQLite's "database or disk is full" becomes
 /// [`StoreError::DiskFull`], and a refused or failed write on a file system that is
 /// read-only [`StoreError::ReadOnly`], both naming the data directory, so the operator
@@ -285,11 +365,11 @@ fn name_disk_trouble(error: StoreError, data_dir: &Path) -> StoreError {
         .downcast_ref::<rusqlite::Error>()
         .and_then(rusqlite::Error::sqlite_error_code);
     match code {
-        Some(ErrorCode::DiskFull) => StoreError::DiskFull(data_dir.to_owned()),
+        Some(ErrorCode::DiskFull) => StoreError::DiskFull(Storage::Directory(data_dir.to_owned())),
         Some(ErrorCode::ReadOnly | ErrorCode::SystemIoFailure | ErrorCode::CannotOpen)
             if is_read_only(data_dir) =>
         {
-            StoreError::ReadOnly(data_dir.to_owned())
+            StoreError::ReadOnly(Storage::Directory(data_dir.to_owned()))
         }
         _ => error,
     }
@@ -443,26 +523,6 @@ fn schema_v1_sql() -> String {
     sql
 }
 
-/// The snake_case spelling of a collection used in table and column names.
-fn snake(c: Collection) -> &'static str {
-    match c {
-        Collection::Packages => "packages",
-        Collection::Versions => "versions",
-        Collection::Builds => "builds",
-        Collection::ReleaseTracks => "release_tracks",
-        Collection::ReleaseVersions => "release_versions",
-    }
-}
-
-/// A fresh random data epoch (Meteor `Random.id()` style, 17 characters).
-fn new_epoch() -> String {
-    const ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz";
-    let mut rng = rand::rng();
-    (0..17)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect()
-}
-
 /// The SQL text of every statement, built once; statements are prepared through each
 /// connection's statement cache.
 struct Sql {
@@ -555,14 +615,6 @@ fn read_meta(conn: &Connection, sql: &Sql) -> Result<Meta, StoreError> {
         head_seq: to_u64(head_seq, "head_seq")?,
         changes,
     })
-}
-
-fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what} {value}")))
-}
-
-fn to_i64(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is out of range")))
 }
 
 /// Maps backend errors to [`StoreError`] without exposing rusqlite types.
@@ -698,11 +750,8 @@ impl CatalogStore for SqliteStore {
                     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                 })
                 .db()?;
-            let stats_earliest = match (imported_min, rolled_min) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let stats_latest = imported_max.max(rolled_max);
+            let (stats_earliest, stats_latest) =
+                stats_range((imported_min, imported_max), (rolled_min, rolled_max));
             Ok(CatalogState {
                 epoch: meta.epoch,
                 head_seq: meta.head_seq,
@@ -877,25 +926,6 @@ impl CatalogStore for SqliteStore {
     }
 }
 
-/// Rebuilds a stored stats row, re-validating it (the database file may have been edited
-/// by hand).
-fn stats_row(
-    day: &str,
-    name: String,
-    version: String,
-    direct_adds: i64,
-    total_adds: i64,
-) -> Result<StatsRow, StoreError> {
-    StatsRow::new(
-        day,
-        name,
-        version,
-        to_u64(direct_adds, "directAdds")?,
-        to_u64(total_adds, "totalAdds")?,
-    )
-    .map_err(|e| StoreError::Corrupt(format!("stats row: {e}")))
-}
-
 /// The [`CatalogWriter`] of one write transaction. Counters and the head `seq` are kept
 /// in memory and written to `meta` once, at commit.
 struct SqliteWriter<'a> {
@@ -959,42 +989,27 @@ impl CatalogWriter for SqliteWriter<'_> {
 
     fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError> {
         let c = record.collection();
-        let table = &self.sql.tables[c];
         let existing: Option<(i64, bool)> = self
             .conn
-            .prepare_cached(&table.find)
+            .prepare_cached(&self.sql.tables[c].find)
             .db()?
             .query_row(params![record.id(), record.json()], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .optional()
             .db()?;
-        match existing {
-            Some((_, true)) => Ok(Upsert::Unchanged),
-            Some((old_seq, false)) => {
-                if matches!(c, Collection::Versions | Collection::Builds) {
-                    let old = self.get(c, record.id())?.unwrap_or_default();
-                    immutable::check_update(c, record.id(), &old, record.json())?;
-                }
+        let upsert = immutable::check_upsert(self, record, existing.map(|(_, same)| same))?;
+        let table = &self.sql.tables[c];
+        match (upsert, existing) {
+            (Upsert::Updated, Some((old_seq, _))) => {
                 let seq = self.next_seq(c)?;
                 self.conn
                     .prepare_cached(&table.update)
                     .db()?
                     .execute(params![seq, record.last_updated(), record.json(), old_seq])
                     .db()?;
-                Ok(Upsert::Updated)
             }
-            None => {
-                if c == Collection::Versions
-                    && let Some((package, version)) = immutable::version_key(record.json())
-                {
-                    let key = Lookup::Version {
-                        package: &package,
-                        version: &version,
-                    };
-                    let same_key = accounts::find(self.conn, &key)?;
-                    immutable::check_insert(record.id(), &package, &version, &same_key)?;
-                }
+            (Upsert::Inserted, _) => {
                 let seq = self.next_seq(c)?;
                 self.conn
                     .prepare_cached(&table.insert)
@@ -1006,17 +1021,14 @@ impl CatalogWriter for SqliteWriter<'_> {
                         record.json()
                     ])
                     .db()?;
-                Ok(Upsert::Inserted)
             }
+            _ => {}
         }
+        Ok(upsert)
     }
 
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
-        if matches!(collection, Collection::Versions | Collection::Builds)
-            && let Some(old) = self.get(collection, id)?
-        {
-            immutable::check_delete(collection, id, &old)?;
-        }
+        immutable::check_deletion(self, collection, id)?;
         let removed = self
             .conn
             .prepare_cached(&self.sql.tables[collection].delete)
@@ -1057,69 +1069,7 @@ impl CatalogWriter for SqliteWriter<'_> {
     }
 
     fn record_usage(&mut self, day: NaiveDate, report: &AppReport) -> Result<(), StoreError> {
-        let conn = self.conn;
-        if self.marked_day != Some(day) {
-            conn.prepare_cached(
-                "INSERT INTO usage_days (day, pending, rolled_up) VALUES (?1, 1, 0) \
-                 ON CONFLICT (day) DO UPDATE SET pending = 1",
-            )
-            .db()?
-            .execute([day.to_string()])
-            .db()?;
-            self.marked_day = Some(day);
-        }
-        let known: Option<(i64, i64)> = conn
-            .prepare_cached("SELECT id, list_hash FROM usage_apps WHERE app = ?1")
-            .db()?
-            .query_row([report.app_id()], |row| Ok((row.get(0)?, row.get(1)?)))
-            .optional()
-            .db()?;
-        let app = match known {
-            Some((_, hash)) if hash == report.list_hash() => return Ok(()),
-            Some((app, _)) => {
-                conn.prepare_cached("UPDATE usage_apps SET list_hash = ?2 WHERE id = ?1")
-                    .db()?
-                    .execute(params![app, report.list_hash()])
-                    .db()?;
-                app
-            }
-            None => {
-                conn.prepare_cached("INSERT INTO usage_apps (app, list_hash) VALUES (?1, ?2)")
-                    .db()?
-                    .execute(params![report.app_id(), report.list_hash()])
-                    .db()?;
-                conn.last_insert_rowid()
-            }
-        };
-        let day_number = i64::from(day.num_days_from_ce());
-        let mut find = conn
-            .prepare_cached("SELECT id FROM usage_packages WHERE name = ?1 AND version = ?2")
-            .db()?;
-        let mut intern = conn
-            .prepare_cached("INSERT INTO usage_packages (name, version) VALUES (?1, ?2)")
-            .db()?;
-        let mut add = conn
-            .prepare_cached(
-                "INSERT OR IGNORE INTO usage_adds (app_id, package_id, day, direct) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .db()?;
-        for package in report.packages() {
-            let known: Option<i64> = find
-                .query_row([&package.name, &package.version], |row| row.get(0))
-                .optional()
-                .db()?;
-            let package_id = match known {
-                Some(id) => id,
-                None => {
-                    intern.execute([&package.name, &package.version]).db()?;
-                    conn.last_insert_rowid()
-                }
-            };
-            add.execute(params![app, package_id, day_number, package.direct])
-                .db()?;
-        }
-        Ok(())
+        usage::record(&mut UsageSql(self.conn), &mut self.marked_day, day, report)
     }
 
     fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError> {
@@ -1235,7 +1185,7 @@ mod tests {
             })
             .unwrap_err();
         assert!(
-            matches!(&error, StoreError::DiskFull(path) if path == dir.path()),
+            matches!(&error, StoreError::DiskFull(Storage::Directory(path)) if path == dir.path()),
             "{error:?}"
         );
         assert!(error.to_string().contains("is full"), "{error}");

@@ -66,6 +66,39 @@ pub enum UploadState {
     },
 }
 
+impl UploadState {
+    /// The state as backends store it: its name (`open`, `receiving`, `received`), and the
+    /// size and hash of a received file.
+    pub fn columns(&self) -> Result<(&'static str, Option<i64>, Option<&str>), StoreError> {
+        Ok(match self {
+            UploadState::Open => ("open", None, None),
+            UploadState::Receiving => ("receiving", None, None),
+            UploadState::Received { size, sha256 } => (
+                "received",
+                Some(crate::columns::to_i64(*size, "upload size")?),
+                Some(sha256.as_str()),
+            ),
+        })
+    }
+
+    /// The state stored as [`UploadState::columns`]; anything else is corruption.
+    pub fn from_columns(
+        state: &str,
+        size: Option<i64>,
+        sha256: Option<String>,
+    ) -> Result<UploadState, StoreError> {
+        match (state, size, sha256) {
+            ("open", _, _) => Ok(UploadState::Open),
+            ("receiving", _, _) => Ok(UploadState::Receiving),
+            ("received", Some(size), Some(sha256)) => Ok(UploadState::Received {
+                size: crate::columns::to_u64(size, "upload size")?,
+                sha256,
+            }),
+            (other, _, _) => Err(StoreError::Corrupt(format!("upload state {other:?}"))),
+        }
+    }
+}
+
 /// One upload URL: single-use, expiring, bound to one staging blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {

@@ -37,6 +37,13 @@ pub struct AuditEntry {
     pub detail: Value,
 }
 
+/// An entry's `detail` read back from the text column every SQL backend stores it in (its
+/// JSON text): one rule for all backends. Text that is not JSON is kept as a JSON string
+/// rather than failing the whole log.
+pub fn detail_from_text(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
 /// Which entries [`crate::CatalogStore::audit_log`] returns: every filter set must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditQuery {

@@ -88,22 +88,59 @@ pub enum StoreError {
     /// The disk holding the catalog is full, so a write could not be kept; nothing of it
     /// was written. Named apart from [`StoreError::Database`] because the operator has to
     /// free space there, and clients should be told the server cannot save right now.
-    #[error(
-        "the disk holding the catalog in {} is full; nothing was written. Free space there \
-         and try again",
-        .0.display()
-    )]
-    DiskFull(std::path::PathBuf),
-    /// The file system holding the catalog is read-only (mounted so, or turned read-only
-    /// by the kernel after disk errors), so a write could not be kept; nothing of it was
-    /// written. Named for the same reason as [`StoreError::DiskFull`].
-    #[error(
-        "the file system holding the catalog in {} is read-only; nothing was written. Make \
-         it writable again (check the disk, remount it read-write) and try again",
-        .0.display()
-    )]
-    ReadOnly(std::path::PathBuf),
+    #[error("{}", .0.disk_full())]
+    DiskFull(Storage),
+    /// The storage holding the catalog accepts no writes (a file system mounted read-only
+    /// or turned so by the kernel after disk errors; a database server that is a standby or
+    /// read-only), so a write could not be kept; nothing of it was written. Named for the
+    /// same reason as [`StoreError::DiskFull`].
+    #[error("{}", .0.read_only())]
+    ReadOnly(Storage),
     /// A background task that accessed the store failed (e.g. panicked).
     #[error("catalog background task failed: {0}")]
     TaskFailed(String),
+}
+
+/// Where the catalog is stored, as [`StoreError::DiskFull`] and [`StoreError::ReadOnly`]
+/// name it: each backend's storage needs its own next step from the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// A data directory on a local file system (SQLite).
+    Directory(std::path::PathBuf),
+    /// A database server, as its backend describes it ("the PostgreSQL database NAME on
+    /// HOST:PORT").
+    Server(String),
+}
+
+impl Storage {
+    /// The message of [`StoreError::DiskFull`] for this storage.
+    fn disk_full(&self) -> String {
+        match self {
+            Storage::Directory(dir) => format!(
+                "the disk holding the catalog in {} is full; nothing was written. Free space \
+                 there and try again",
+                dir.display()
+            ),
+            Storage::Server(server) => format!(
+                "the disk of {server} is full; nothing was written. Free space on the \
+                 database server's disk (or grow its volume) and try again"
+            ),
+        }
+    }
+
+    /// The message of [`StoreError::ReadOnly`] for this storage.
+    fn read_only(&self) -> String {
+        match self {
+            Storage::Directory(dir) => format!(
+                "the file system holding the catalog in {} is read-only; nothing was written. \
+                 Make it writable again (check the disk, remount it read-write) and try again",
+                dir.display()
+            ),
+            Storage::Server(server) => format!(
+                "{server} accepts no writes (a hot standby, or default_transaction_read_only \
+                 is on); nothing was written. Point the database URL at the primary, or turn \
+                 default_transaction_read_only off, and try again"
+            ),
+        }
+    }
 }

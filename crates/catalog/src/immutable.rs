@@ -9,15 +9,18 @@
 //! `_changeVersionMigrationStatus`), plus `lastUpdated`, which every change bumps. A
 //! published build may change nothing but `lastUpdated`. Nor may either be deleted (a
 //! deletion followed by an insert would change it all), nor may a new version record take a
-//! published version's `name@version` under another `_id`. Backends call [`check_update`]
-//! before they replace a record's text, [`check_insert`] before they add a version record
-//! and [`check_delete`] before they delete one, and refuse with [`StoreError::Immutable`],
-//! [`StoreError::PublishedVersionTaken`] or [`StoreError::PublishedDeletion`].
+//! published version's `name@version` under another `_id`. Backends call [`check_upsert`]
+//! before they insert or replace a record and [`check_deletion`] before they delete one,
+//! which refuse with [`StoreError::Immutable`], [`StoreError::PublishedVersionTaken`] or
+//! [`StoreError::PublishedDeletion`]; which stored texts each decision reads is decided here
+//! once, for every backend.
 
 use exosphere_meteor::Collection;
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
+use crate::record::Record;
+use crate::store::{CatalogWriter, Lookup, Upsert};
 
 /// The fields of a published version that may still change.
 pub const VERSION_METADATA: [&str; 6] = [
@@ -44,9 +47,61 @@ fn is_published(collection: Collection, record: &Map<String, Value>) -> bool {
     }
 }
 
+/// What an upsert of `record` does, given what is stored under its `_id` (`stored`: `None`
+/// when nothing is, else whether the stored text equals the record's), refusing one that
+/// would change a published version or build or take a published `name@version`. The
+/// stored texts a decision needs are read through `writer`, the upsert's own transaction,
+/// and only for the collections whose content may be fixed; the backend then carries out
+/// the [`Upsert`] returned.
+pub fn check_upsert(
+    writer: &mut dyn CatalogWriter,
+    record: &Record,
+    stored: Option<bool>,
+) -> Result<Upsert, StoreError> {
+    let c = record.collection();
+    match stored {
+        Some(true) => Ok(Upsert::Unchanged),
+        Some(false) => {
+            if matches!(c, Collection::Versions | Collection::Builds) {
+                let old = writer.get(c, record.id())?.unwrap_or_default();
+                check_update(c, record.id(), &old, record.json())?;
+            }
+            Ok(Upsert::Updated)
+        }
+        None => {
+            if c == Collection::Versions
+                && let Some((package, version)) = version_key(record.json())
+            {
+                let same_key = writer.find(&Lookup::Version {
+                    package: &package,
+                    version: &version,
+                })?;
+                check_insert(record.id(), &package, &version, &same_key)?;
+            }
+            Ok(Upsert::Inserted)
+        }
+    }
+}
+
+/// Refuses deleting the record `id` of `collection` when it is a published version or
+/// build, reading its text through `writer` (the deletion's own transaction) for those
+/// collections only.
+pub fn check_deletion(
+    writer: &mut dyn CatalogWriter,
+    collection: Collection,
+    id: &str,
+) -> Result<(), StoreError> {
+    if matches!(collection, Collection::Versions | Collection::Builds)
+        && let Some(old) = writer.get(collection, id)?
+    {
+        check_delete(collection, id, &old)?;
+    }
+    Ok(())
+}
+
 /// The `packageName` and `version` a version record's text names, if both are strings
 /// (read without building the rest of the record: every imported version goes through it).
-pub fn version_key(text: &str) -> Option<(String, String)> {
+fn version_key(text: &str) -> Option<(String, String)> {
     #[derive(serde::Deserialize)]
     struct Key {
         #[serde(rename = "packageName")]
@@ -62,7 +117,7 @@ pub fn version_key(text: &str) -> Option<(String, String)> {
 /// the stored texts of the version records of that name: none of them is published (a second
 /// record would make clients see two versions of one name, one of them not the published
 /// one).
-pub fn check_insert(
+fn check_insert(
     id: &str,
     package: &str,
     version: &str,
@@ -89,7 +144,7 @@ pub fn check_insert(
 
 /// Checks that the record `id`, whose stored text is `old`, may be deleted: not a published
 /// version or build.
-pub fn check_delete(collection: Collection, id: &str, old: &str) -> Result<(), StoreError> {
+fn check_delete(collection: Collection, id: &str, old: &str) -> Result<(), StoreError> {
     let published = matches!(
         serde_json::from_str::<Value>(old),
         Ok(Value::Object(record)) if is_published(collection, &record)
@@ -105,12 +160,7 @@ pub fn check_delete(collection: Collection, id: &str, old: &str) -> Result<(), S
 
 /// Checks that replacing the stored text `old` of record `id` with `new` changes no fixed
 /// field of a published version or build; any other record may change freely.
-pub fn check_update(
-    collection: Collection,
-    id: &str,
-    old: &str,
-    new: &str,
-) -> Result<(), StoreError> {
+fn check_update(collection: Collection, id: &str, old: &str, new: &str) -> Result<(), StoreError> {
     let mutable: &[&str] = match collection {
         Collection::Versions => &VERSION_METADATA,
         Collection::Builds => &BUILD_METADATA,

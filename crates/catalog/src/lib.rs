@@ -8,6 +8,8 @@
 //!
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
 //! * [`audit`]: the audit log of publishing and administrative actions.
+//! * [`columns`]: what every SQL backend stores the same way (conversions, table names,
+//!   epochs, stats rows and ranges).
 //! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
 //! * [`error`]: [`StoreError`], shared by the store and everything built on it.
 //! * [`immutable`]: the rule that a published version's content never changes.
@@ -29,6 +31,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod columns;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 pub mod day;

@@ -296,15 +296,15 @@ pub trait CatalogWriter {
     /// Inserts or replaces the record with the same collection and `_id`. Identical text
     /// is [`Upsert::Unchanged`] and touches nothing; otherwise the record gets a new `seq`.
     /// Replacing a published version or build with text that changes its content is
-    /// refused with [`StoreError::Immutable`] ([`crate::immutable::check_update`]), and so
-    /// is a new version record of a `name@version` already published under another `_id`
-    /// ([`StoreError::PublishedVersionTaken`], [`crate::immutable::check_insert`]); a refused
-    /// upsert writes nothing.
+    /// refused with [`StoreError::Immutable`], and so is a new version record of a
+    /// `name@version` already published under another `_id`
+    /// ([`StoreError::PublishedVersionTaken`]), both by [`crate::immutable::check_upsert`]; a
+    /// refused upsert writes nothing.
     fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError>;
 
     /// Deletes a record; returns whether it existed. A deletion starts a new data epoch
     /// when the transaction commits. Deleting a published version or build is refused with
-    /// [`StoreError::PublishedDeletion`] ([`crate::immutable::check_delete`]).
+    /// [`StoreError::PublishedDeletion`] ([`crate::immutable::check_deletion`]).
     fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError>;
 
     /// Starts a new data epoch when the transaction commits, as a deletion does, without

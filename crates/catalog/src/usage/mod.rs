@@ -44,7 +44,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{Datelike as _, NaiveDate};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
@@ -80,6 +80,61 @@ pub fn catch_up(
         }
     }
     Ok(done)
+}
+
+/// The rows a backend keeps for the counting rules, read and written with the backend's own
+/// SQL inside one write transaction; [`record`] applies the rules to them, so every backend
+/// counts alike.
+pub trait UsageRows {
+    /// Marks `day` pending for rollup, adding its row if it has none.
+    fn mark_pending(&mut self, day: NaiveDate) -> Result<(), StoreError>;
+    /// The row id and list hash of the app `app_id`, if it reported before.
+    fn app(&mut self, app_id: &str) -> Result<Option<(i64, i64)>, StoreError>;
+    /// Stores the list hash of the app whose row id is `app`.
+    fn set_list_hash(&mut self, app: i64, list_hash: i64) -> Result<(), StoreError>;
+    /// Adds the app `app_id`; returns its row id.
+    fn add_app(&mut self, app_id: &str, list_hash: i64) -> Result<i64, StoreError>;
+    /// The row id of `name@version`, if any app used it before.
+    fn package(&mut self, name: &str, version: &str) -> Result<Option<i64>, StoreError>;
+    /// Adds `name@version`; returns its row id.
+    fn add_package(&mut self, name: &str, version: &str) -> Result<i64, StoreError>;
+    /// Records that the app `app` used the package `package` first on `day` (days since
+    /// the common era), `direct`ly or not; nothing if it used it before.
+    fn add_use(&mut self, app: i64, package: i64, day: i32, direct: bool)
+    -> Result<(), StoreError>;
+}
+
+/// Records `report` as received on `day` into `rows` by the counting rules (the
+/// implementation of [`CatalogWriter::record_usage`] for every backend). `marked_day` is the
+/// last day this transaction marked pending, so a batch of one day's reports marks it once.
+/// An app whose list is the one it reported last is not read package by package again.
+pub fn record(
+    rows: &mut dyn UsageRows,
+    marked_day: &mut Option<NaiveDate>,
+    day: NaiveDate,
+    report: &AppReport,
+) -> Result<(), StoreError> {
+    if *marked_day != Some(day) {
+        rows.mark_pending(day)?;
+        *marked_day = Some(day);
+    }
+    let app = match rows.app(report.app_id())? {
+        Some((_, hash)) if hash == report.list_hash() => return Ok(()),
+        Some((app, _)) => {
+            rows.set_list_hash(app, report.list_hash())?;
+            app
+        }
+        None => rows.add_app(report.app_id(), report.list_hash())?,
+    };
+    let day_number = day.num_days_from_ce();
+    for package in report.packages() {
+        let id = match rows.package(&package.name, &package.version)? {
+            Some(id) => id,
+            None => rows.add_package(&package.name, &package.version)?,
+        };
+        rows.add_use(app, id, day_number, package.direct)?;
+    }
+    Ok(())
 }
 
 /// Tunables of the [`Recorder`].

@@ -1,0 +1,81 @@
+//! The bridge from the synchronous store trait to the asynchronous driver: connections'
+//! sockets are driven by one background Tokio runtime of this crate's own, and callers wait
+//! for results by parking their thread.
+//!
+//! Why not the `postgres` crate (the driver's own blocking wrapper): it runs each
+//! connection on a private runtime entered with `Runtime::block_on`, which panics on a
+//! thread that is already inside a runtime, and the store is called there, e.g.
+//! [`exosphere_catalog::watch()`] reads the state once from the async task that starts it.
+//! Parking a thread to wait for a channel is allowed everywhere (it blocks that thread, as a
+//! SQLite call does), so the store works from the blocking pool, from `block_in_place` and,
+//! for short calls, from an async task itself.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake};
+use std::thread::Thread;
+use std::time::Duration;
+
+use tokio::runtime::Runtime;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` to completion on this thread, parking it while the future waits. The
+/// futures given here (driver requests, a join handle) only wait on channels fed by the
+/// background runtime, so they need no reactor of their own.
+pub(crate) fn wait<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// The runtime that drives every connection's socket: one worker thread, which only moves
+/// protocol messages (rows are decoded on the calling threads), started on first use and
+/// kept for the life of the process.
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("exosphere-postgres")
+            .enable_all()
+            .build()
+            .expect("the PostgreSQL connections' runtime starts")
+    })
+}
+
+/// Connects by `config` without TLS and leaves the connection's socket to the background
+/// runtime; an error is returned as its text. The whole of connecting (the TCP connection,
+/// the startup and the authentication) must end within `limit`: a server or proxy that
+/// accepts the connection and then never answers would otherwise hold the caller forever.
+pub(crate) fn connect(config: &Config, limit: Duration) -> Result<Client, String> {
+    let config = config.clone();
+    let connected = runtime().spawn(async move {
+        let (client, connection) = tokio::time::timeout(limit, config.connect(NoTls))
+            .await
+            .map_err(|_| format!("the server did not finish the connection within {limit:?}"))?
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    });
+    wait(connected).unwrap_or_else(|join| Err(format!("the connection task failed: {join}")))
+}

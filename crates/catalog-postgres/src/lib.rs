@@ -1,0 +1,499 @@
+//! The PostgreSQL backend of the catalog's [`CatalogStore`]: one database shared by any
+//! number of Exosphere servers and commands. This crate's one job is storing the catalog in
+//! PostgreSQL; the trait, its contract and everything built on it are `exosphere-catalog`'s,
+//! and its contract tests run here from `tests/conformance.rs` against a real server.
+//!
+//! # Driver and pool
+//!
+//! `tokio-postgres`, the standard Rust PostgreSQL driver, behind the synchronous store trait
+//! (`bridge.rs`: one background runtime drives the sockets, callers park until their answer
+//! comes, so the store works from any thread, inside a Tokio runtime or not). No TLS stack is
+//! linked: connections are plain TCP or Unix sockets, and a database across an untrusted
+//! network needs a TLS-terminating proxy or tunnel. The pool is this crate's own (`pool.rs`):
+//! bounded, shared by reads and writes, each connection keeping its prepared statements
+//! (`session.rs`).
+//!
+//! # Schema
+//!
+//! See `schema.rs`; natural-key indexes are `keys.rs`'s, the mirror's tables `mirror.rs`'s.
+//!
+//! # Concurrency and durability
+//!
+//! * Writes lock the one `meta` row first and allocate `seq` under that lock (`writer.rs`), so
+//!   sequence numbers become visible in increasing order across servers.
+//! * Reads that must be consistent (sync pages, state, exports, a stats day) run in one
+//!   `REPEATABLE READ, READ ONLY` transaction: one snapshot.
+//! * A process's writes queue before they take a connection (`queue.rs`), so waiting writers
+//!   never hold the connections reads need. A write that waits longer than
+//!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
+//!   [`StoreError::Busy`], and so do deadlocks, serialization failures and a pool whose
+//!   connections all stayed in use.
+//! * Every new connection (the first at open included) is refused where `synchronous_commit`
+//!   or `fsync` is off: a crash could lose commits that clients already saw, and their
+//!   sequence numbers would be handed out again.
+//! * A database whose head `seq` went backwards under a running store (restored from a
+//!   backup, or failed over to a standby that lacked the last commits) would hand out again
+//!   numbers clients already hold; the store notices (the head it reads is below one it read
+//!   before in the same epoch) and starts a new data epoch, so every client resyncs
+//!   (`seen.rs`).
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use exosphere_catalog::accounts::UploadTicket;
+use exosphere_catalog::audit::{AuditEntry, AuditQuery};
+use exosphere_catalog::columns::{stats_range, stats_row, to_u64};
+use exosphere_catalog::day::parse_day;
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
+use exosphere_catalog::record::StatsRow;
+use exosphere_catalog::store::{
+    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Next, Page, PageFill,
+    PageLimits, PageRecord,
+};
+use exosphere_meteor::Collection;
+use tokio_postgres::{Config, IsolationLevel};
+
+use crate::bridge::wait;
+use crate::error::{Db as _, name_storage_trouble, refusal};
+use crate::pool::{Conn, Pool};
+use crate::queue::WriteQueue;
+use crate::seen::Seen;
+use crate::session::{Session, col};
+use crate::writer::{PgWriter, Sql, read_meta};
+
+mod accounts;
+mod audit;
+mod bridge;
+mod error;
+mod keys;
+mod mirror;
+mod pool;
+mod queue;
+mod schema;
+mod seen;
+mod session;
+mod writer;
+
+/// The longest time limit PostgreSQL accepts (`lock_timeout` and the like are a 32-bit
+/// count of milliseconds, about 24.8 days); longer options are taken as this.
+const LONGEST_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// How many rows of a sync page's query are fetched at a time.
+const PAGE_FETCH: i32 = 16;
+
+/// Tunables of the PostgreSQL backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgOptions {
+    /// Most connections this store holds at once (reads and writes together); every server
+    /// on the database takes up to this many of PostgreSQL's `max_connections`.
+    pub max_connections: usize,
+    /// How long a write waits for the writes before it, of this process (queued before
+    /// they take a connection) and then of other processes (PostgreSQL's `lock_timeout`),
+    /// before failing with [`StoreError::Busy`]. At most about 24.8 days (PostgreSQL's
+    /// limit); a longer one is taken as that.
+    pub lock_timeout: Duration,
+    /// How long a call waits for a free connection when all are in use (then
+    /// [`StoreError::Busy`]), and how long establishing a new connection may take in all:
+    /// the TCP connection, PostgreSQL's startup and the authentication. Limited as
+    /// `lock_timeout` is.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            max_connections: 8,
+            lock_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Opens the catalog in the database at `url` (`postgres://user@host:port/dbname`) with
+/// default options, creating its schema if the database has none.
+pub fn open_postgres(url: &str) -> Result<PgStore, StoreError> {
+    PgStore::open(url, &PgOptions::default())
+}
+
+/// A catalog stored in a PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    sql: Sql,
+    /// Where this process's writes wait their turn before taking a connection.
+    writes: WriteQueue,
+    /// Run first in every write transaction: PostgreSQL ends a write that stays idle in its
+    /// transaction (its process stopped, its network gone) longer than `lock_timeout`,
+    /// releasing the meta row's lock that every other writer would have given up waiting
+    /// for by then anyway.
+    write_setup: String,
+    /// The database as errors name it ("the PostgreSQL database … on …").
+    database: String,
+    /// The epoch and the highest head `seq` this store has read in it.
+    seen: Seen,
+}
+
+impl PgStore {
+    /// Connects to the database at `url`, refuses it if commits there may be lost
+    /// (`synchronous_commit` or `fsync` off; checked again on every new connection) or if it
+    /// does not store text as UTF-8, and creates or checks the schema (once across servers
+    /// opening it at the same time).
+    pub fn open(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
+        let mut config: Config = url.parse().map_err(|error| {
+            refusal(format!(
+                "the database URL is not a PostgreSQL connection string ({error}); write it as \
+                 postgres://user@host:port/dbname"
+            ))
+        })?;
+        let connect_timeout = options.connect_timeout.min(LONGEST_TIMEOUT);
+        let lock_timeout = options.lock_timeout.min(LONGEST_TIMEOUT);
+        // With keepalives and a user timeout, a server that went away without closing the
+        // socket (a crash, a cut network) is noticed within about a minute, instead of a
+        // call waiting on it forever.
+        config
+            .application_name("exosphere")
+            .connect_timeout(connect_timeout)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(60));
+        let database = describe(&config);
+        let lock_ms = lock_timeout.as_millis().max(1);
+        let setup = format!("SET lock_timeout = {lock_ms}");
+        let write_setup = format!("SET LOCAL idle_in_transaction_session_timeout = {lock_ms}");
+        let pool = Pool::new(
+            config,
+            database.clone(),
+            setup,
+            options.max_connections,
+            connect_timeout,
+        );
+        let mut client = pool.connect()?;
+        schema::check_encoding(&mut client, &database)?;
+        schema::init(&mut client, &database)
+            .map_err(|error| name_storage_trouble(error, &database))?;
+        Ok(PgStore {
+            pool,
+            sql: Sql::new(),
+            writes: WriteQueue::new(lock_timeout),
+            write_setup,
+            database,
+            seen: Seen::default(),
+        })
+    }
+
+    /// Runs `read`; when its result's epoch and head (`snapshot`) suggest that the database
+    /// went back in time, has an empty write check that under the meta row's lock (starting a
+    /// new epoch if so) and runs `read` again. A failed check is logged and the first result
+    /// returned: a read must not fail because a write cannot run (a read-only standby).
+    fn check_going_back<R>(
+        &self,
+        read: impl Fn() -> Result<R, StoreError>,
+        snapshot: impl Fn(&R) -> (&str, u64),
+    ) -> Result<R, StoreError> {
+        let before = self.seen.before_read();
+        let out = read()?;
+        let (epoch, head_seq) = snapshot(&out);
+        if !self.seen.read_went_back(before.as_ref(), epoch, head_seq) {
+            return Ok(out);
+        }
+        match self.write(&mut |_| Ok(())) {
+            Ok(()) => read(),
+            Err(error) => {
+                tracing::debug!(%error, "could not check whether the catalog database went back");
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs `f` in one `REPEATABLE READ, READ ONLY` transaction: everything it reads comes
+    /// from one snapshot.
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&mut Session<'_, '_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.pool.with(|conn| {
+            let Conn { client, statements } = conn;
+            let mut tx = wait(
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start(),
+            )
+            .db()?;
+            let out = f(&mut Session::new(&mut tx, statements))?;
+            wait(tx.commit()).db()?;
+            Ok(out)
+        })
+    }
+
+    /// [`CatalogStore::write`] before storage trouble is named.
+    fn write_unnamed(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let _turn = self.writes.turn()?;
+        self.pool.with(|conn| {
+            let Conn { client, statements } = conn;
+            // READ COMMITTED whatever the server's default: a writer that waited for the meta
+            // row's lock must then read the row as the previous writer committed it.
+            let mut tx = wait(
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::ReadCommitted)
+                    .start(),
+            )
+            .db()?;
+            wait(tx.batch_execute(&self.write_setup)).db()?;
+            let mut session = Session::new(&mut tx, statements);
+            let mut writer = PgWriter::start(&mut session, &self.sql)?;
+            if self.seen.write_went_back(writer.epoch(), writer.head_seq()) {
+                tracing::warn!(
+                    database = %self.database,
+                    epoch = writer.epoch(),
+                    head_seq = writer.head_seq(),
+                    "the catalog's head sequence number went backwards (a restored or \
+                     failed-over database); starting a new data epoch so every client resyncs"
+                );
+                writer.start_epoch()?;
+            }
+            f(&mut writer)?;
+            let (epoch, head_seq) = writer.finish()?;
+            wait(tx.commit()).db()?;
+            self.seen.committed(&epoch, head_seq);
+            Ok(())
+        })
+    }
+}
+
+/// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let name = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("the PostgreSQL database {name} on {host}:{port}")
+}
+
+impl CatalogStore for PgStore {
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write_unnamed(f)
+            .map_err(|error| name_storage_trouble(error, &self.database))
+    }
+
+    fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
+        // A collection is read by queries of what the page can still take plus one (the one
+        // that tells whether more remain), each fetched a few rows at a time, so a page holds
+        // little more than its byte budget however large its records. Records too long for
+        // any page are left out by the fill without counting, so a query that returned all
+        // it was allowed without ending the collection is followed by the next.
+        let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+        let read = || {
+            self.read(|s| {
+                let meta = read_meta(s, &self.sql.read_meta)?;
+                let mut fill = PageFill::new(*limits);
+                'collections: for c in Collection::ALL {
+                    let mut after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                    loop {
+                        let (from, mut next) = (after, Next::Continue);
+                        let given = s.rows_in_batches(
+                            &self.sql.tables[c].page,
+                            &[&from, &limit],
+                            PAGE_FETCH,
+                            |row| {
+                                after = col(row, 0)?;
+                                let record = PageRecord {
+                                    seq: to_u64(after, "seq")?,
+                                    last_updated: col(row, 1)?,
+                                    json: col(row, 2)?,
+                                };
+                                next = fill.offer(c, record);
+                                Ok(matches!(next, Next::Continue))
+                            },
+                        )?;
+                        match next {
+                            Next::Continue if given == limit.unsigned_abs() => {}
+                            Next::Continue => break,
+                            Next::NextCollection => continue 'collections,
+                            Next::Stop => break 'collections,
+                        }
+                    }
+                }
+                Ok(fill.finish(meta.epoch, meta.head_seq))
+            })
+        };
+        self.check_going_back(read, |page| (&page.epoch, page.head_seq))
+    }
+
+    fn state(&self) -> Result<CatalogState, StoreError> {
+        // Days from the current UTC day on are left out: a rollup of today is unfinished,
+        // and consumers fetch an advertised day once and keep it (spec §4.4, §7.2).
+        let today = chrono::Utc::now().date_naive().to_string();
+        let read = || {
+            self.read(|s| {
+                let meta = read_meta(s, &self.sql.read_meta)?;
+                let row = s.query_one(
+                    "SELECT (SELECT min(day) FROM stats WHERE day < $1), \
+                 (SELECT max(day) FROM stats WHERE day < $1), \
+                 (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
+                 (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1)",
+                    &[&today],
+                )?;
+                let (stats_earliest, stats_latest) = stats_range(
+                    (col(&row, 0)?, col(&row, 1)?),
+                    (col(&row, 2)?, col(&row, 3)?),
+                );
+                Ok(CatalogState {
+                    epoch: meta.epoch,
+                    head_seq: meta.head_seq,
+                    change_counters: meta.changes,
+                    stats_earliest,
+                    stats_latest,
+                })
+            })
+        };
+        self.check_going_back(read, |state| (&state.epoch, state.head_seq))
+    }
+
+    fn stats_day(
+        &self,
+        date: &str,
+        f: &mut dyn FnMut(&StatsRow) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.read(|s| {
+            let mut any = false;
+            s.stream(
+                "SELECT name, version, direct_adds, total_adds FROM stats \
+                 WHERE day = $1 ORDER BY name, version",
+                &[&date],
+                |row| {
+                    any = true;
+                    f(&stats_row(
+                        date,
+                        col(row, 0)?,
+                        col(row, 1)?,
+                        col(row, 2)?,
+                        col(row, 3)?,
+                    )?)
+                },
+            )?;
+            if any {
+                return Ok(true);
+            }
+            let rolled_up = s.query_opt(
+                "SELECT 1 FROM usage_days WHERE day = $1 AND rolled_up",
+                &[&date],
+            )?;
+            Ok(rolled_up.is_some())
+        })
+    }
+
+    fn package_stats_rows(
+        &self,
+        name: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<StatsRow>, StoreError> {
+        self.read(|s| {
+            s.query(
+                "SELECT day, version, direct_adds, total_adds FROM stats \
+                 WHERE name = $1 AND day >= $2 AND day <= $3 ORDER BY day, version",
+                &[&name, &from.to_string(), &to.to_string()],
+            )?
+            .iter()
+            .map(|row| {
+                let day: String = col(row, 0)?;
+                stats_row(
+                    &day,
+                    name.to_owned(),
+                    col(row, 1)?,
+                    col(row, 2)?,
+                    col(row, 3)?,
+                )
+            })
+            .collect()
+        })
+    }
+
+    fn pending_usage_days(&self, before: NaiveDate) -> Result<Vec<NaiveDate>, StoreError> {
+        self.read(|s| {
+            s.query(
+                "SELECT day FROM usage_days WHERE pending AND day < $1 ORDER BY day",
+                &[&before.to_string()],
+            )?
+            .iter()
+            .map(|row| {
+                let day: String = col(row, 0)?;
+                parse_day(&day).map_err(|e| StoreError::Corrupt(format!("usage day: {e}")))
+            })
+            .collect()
+        })
+    }
+
+    fn upload_ticket(&self, hash: &str) -> Result<Option<UploadTicket>, StoreError> {
+        self.read(|s| accounts::upload_ticket(s, hash))
+    }
+
+    fn export(
+        &self,
+        f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|s| {
+            for c in Collection::ALL {
+                s.stream(&self.sql.tables[c].export, &[], |row| {
+                    let json: &str = col(row, 0)?;
+                    f(ExportItem::Record {
+                        collection: c,
+                        json,
+                    })
+                })?;
+            }
+            s.stream(
+                "SELECT day, name, version, direct_adds, total_adds FROM stats \
+                 ORDER BY day, name, version",
+                &[],
+                |row| {
+                    let day: &str = col(row, 0)?;
+                    let row =
+                        stats_row(day, col(row, 1)?, col(row, 2)?, col(row, 3)?, col(row, 4)?)?;
+                    f(ExportItem::Stats(&row))
+                },
+            )
+        })
+    }
+
+    fn mirror_state(&self) -> Result<Option<MirrorState>, StoreError> {
+        self.read(mirror::state)
+    }
+
+    fn mirror_file(&self, key: &str) -> Result<Option<UpstreamFile>, StoreError> {
+        self.read(|s| mirror::file(s, key))
+    }
+
+    fn mirror_files(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, UpstreamFile)>, StoreError> {
+        self.read(|s| mirror::files(s, after, limit))
+    }
+
+    fn mirror_cached(&self) -> Result<(u64, u64), StoreError> {
+        self.read(mirror::cached)
+    }
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(|s| audit::read(s, query))
+    }
+}

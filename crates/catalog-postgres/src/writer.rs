@@ -1,0 +1,418 @@
+//! [`PgWriter`], the [`CatalogWriter`] of one write transaction, and the meta row it locks.
+//!
+//! Every write transaction's first statement locks the one `meta` row (`SELECT … FOR
+//! UPDATE`), which holds the head `seq`: writers from any number of servers are serialized
+//! from that statement to their commit, `seq` is allocated from the head read under the
+//! lock, and the row is written back at commit. A writer that waits for the lock reads the
+//! row as the previous writer committed it (READ COMMITTED re-reads a locked row once it is
+//! released), and PostgreSQL makes a commit visible to new snapshots before it releases its
+//! row locks, so sequence numbers become visible in increasing order, as the
+//! [`exosphere_catalog::store`] contract requires.
+
+use chrono::{Datelike as _, NaiveDate};
+use exosphere_catalog::accounts::AccountWriter;
+use exosphere_catalog::audit::AuditEntry;
+use exosphere_catalog::columns::{snake, to_i64, to_u64};
+use exosphere_catalog::error::StoreError;
+use exosphere_catalog::immutable;
+use exosphere_catalog::mirror::MirrorWriter;
+use exosphere_catalog::record::{Record, StatsRow};
+use exosphere_catalog::store::{CatalogWriter, Lookup, Upsert};
+use exosphere_catalog::usage::{self, AppReport, UsageRows};
+use exosphere_meteor::{Collection, PerCollection};
+
+use crate::audit;
+use crate::keys;
+use crate::session::{Session, col};
+
+/// The SQL text of the statements that differ per collection, built once.
+pub(crate) struct Sql {
+    /// Per-collection statements.
+    pub(crate) tables: PerCollection<TableSql>,
+    /// Reads the meta row in a snapshot.
+    pub(crate) read_meta: String,
+    /// Reads and locks the meta row: the first statement of every write.
+    pub(crate) lock_meta: String,
+    /// Writes the meta row back at commit.
+    update_meta: String,
+}
+
+/// The statements of one collection's table.
+pub(crate) struct TableSql {
+    get: String,
+    find: String,
+    insert: String,
+    update: String,
+    delete: String,
+    /// The records after a `seq`, in `seq` order, at most `$2` of them.
+    pub(crate) page: String,
+    /// Every record text, in `seq` order.
+    pub(crate) export: String,
+}
+
+impl Sql {
+    /// Builds every statement's text.
+    pub(crate) fn new() -> Sql {
+        let counters: Vec<String> = Collection::ALL
+            .iter()
+            .map(|c| format!("changes_{}", snake(*c)))
+            .collect();
+        let assignments: Vec<String> = counters
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = ${}", i + 3))
+            .collect();
+        let read_meta = format!(
+            "SELECT epoch, head_seq, {} FROM meta WHERE id = 1",
+            counters.join(", ")
+        );
+        Sql {
+            tables: PerCollection::from_fn(|c| {
+                let t = format!("rec_{}", snake(c));
+                TableSql {
+                    get: format!("SELECT json FROM {t} WHERE id = $1"),
+                    find: format!("SELECT seq, json = $2 FROM {t} WHERE id = $1"),
+                    insert: format!(
+                        "INSERT INTO {t} (seq, id, last_updated, json) VALUES ($1, $2, $3, $4)"
+                    ),
+                    update: format!(
+                        "UPDATE {t} SET seq = $1, last_updated = $2, json = $3 WHERE seq = $4"
+                    ),
+                    delete: format!("DELETE FROM {t} WHERE id = $1"),
+                    page: format!(
+                        "SELECT seq, last_updated, json FROM {t} WHERE seq > $1 \
+                         ORDER BY seq LIMIT $2"
+                    ),
+                    export: format!("SELECT json FROM {t} ORDER BY seq"),
+                }
+            }),
+            lock_meta: format!("{read_meta} FOR UPDATE"),
+            read_meta,
+            update_meta: format!(
+                "UPDATE meta SET epoch = $1, head_seq = $2, {} WHERE id = 1",
+                assignments.join(", ")
+            ),
+        }
+    }
+}
+
+/// The `meta` row.
+pub(crate) struct Meta {
+    /// The data epoch.
+    pub(crate) epoch: String,
+    /// The highest `seq` allocated.
+    pub(crate) head_seq: u64,
+    /// The change counters.
+    pub(crate) changes: PerCollection<u64>,
+}
+
+/// Reads the meta row with `sql` ([`Sql::read_meta`] or [`Sql::lock_meta`]).
+pub(crate) fn read_meta(s: &mut Session<'_, '_>, sql: &str) -> Result<Meta, StoreError> {
+    let row = s
+        .query_opt(sql, &[])?
+        .ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))?;
+    let mut changes = PerCollection::default();
+    for (i, c) in Collection::ALL.into_iter().enumerate() {
+        changes[c] = to_u64(col(&row, i + 2)?, "change counter")?;
+    }
+    Ok(Meta {
+        epoch: col(&row, 0)?,
+        head_seq: to_u64(col(&row, 1)?, "head_seq")?,
+        changes,
+    })
+}
+
+/// The [`CatalogWriter`] of one write transaction. Counters and the head `seq` are kept
+/// in memory and written to `meta` once, by [`PgWriter::finish`].
+pub(crate) struct PgWriter<'a, 's, 't> {
+    /// The transaction.
+    pub(crate) s: &'a mut Session<'s, 't>,
+    sql: &'a Sql,
+    meta: Meta,
+    modified: bool,
+    /// Whether the commit starts a new data epoch: a deletion, or
+    /// [`CatalogWriter::start_epoch`].
+    starts_epoch: bool,
+    /// The last day this transaction marked pending in `usage_days`, so a batch of
+    /// reports of one day marks it once.
+    marked_day: Option<NaiveDate>,
+}
+
+impl<'a, 's, 't> PgWriter<'a, 's, 't> {
+    /// Starts a write on `s`: locks the meta row, serializing this write with every other.
+    pub(crate) fn start(s: &'a mut Session<'s, 't>, sql: &'a Sql) -> Result<Self, StoreError> {
+        let meta = read_meta(s, &sql.lock_meta)?;
+        Ok(PgWriter {
+            s,
+            sql,
+            meta,
+            modified: false,
+            starts_epoch: false,
+            marked_day: None,
+        })
+    }
+
+    /// Writes the meta row back if anything changed, with a new epoch if one was started;
+    /// returns the epoch and head `seq` the transaction commits.
+    pub(crate) fn finish(self) -> Result<(String, u64), StoreError> {
+        if !self.modified {
+            return Ok((self.meta.epoch, self.meta.head_seq));
+        }
+        let epoch = if self.starts_epoch {
+            exosphere_catalog::columns::new_epoch()
+        } else {
+            self.meta.epoch
+        };
+        let head = to_i64(self.meta.head_seq, "head_seq")?;
+        let mut counters = [0i64; 5];
+        for (slot, (_, value)) in counters.iter_mut().zip(self.meta.changes.iter()) {
+            *slot = to_i64(*value, "change counter")?;
+        }
+        self.s.execute(
+            &self.sql.update_meta,
+            &[
+                &epoch,
+                &head,
+                &counters[0],
+                &counters[1],
+                &counters[2],
+                &counters[3],
+                &counters[4],
+            ],
+        )?;
+        Ok((epoch, self.meta.head_seq))
+    }
+
+    /// The head `seq` as of this transaction.
+    pub(crate) fn head_seq(&self) -> u64 {
+        self.meta.head_seq
+    }
+
+    /// The data epoch as of the start of this transaction.
+    pub(crate) fn epoch(&self) -> &str {
+        &self.meta.epoch
+    }
+
+    /// Counts `count` records appended in `collection` with the sequence numbers after the
+    /// head (a moved mirror stage).
+    pub(crate) fn appended(
+        &mut self,
+        collection: Collection,
+        count: u64,
+    ) -> Result<(), StoreError> {
+        self.meta.head_seq = self
+            .meta
+            .head_seq
+            .checked_add(count)
+            .ok_or_else(|| StoreError::Corrupt("sequence numbers exhausted".into()))?;
+        self.meta.changes[collection] = self.meta.changes[collection].saturating_add(count);
+        self.modified |= count > 0;
+        Ok(())
+    }
+
+    /// Allocates the next sequence number and counts a change in `collection`.
+    fn next_seq(&mut self, collection: Collection) -> Result<i64, StoreError> {
+        self.appended(collection, 1)?;
+        to_i64(self.meta.head_seq, "seq")
+    }
+
+    /// Counts a change in `collection` that takes no sequence number (a deletion).
+    fn count_change(&mut self, collection: Collection) {
+        self.meta.changes[collection] = self.meta.changes[collection].saturating_add(1);
+        self.modified = true;
+    }
+}
+
+impl CatalogWriter for PgWriter<'_, '_, '_> {
+    fn find(&mut self, key: &Lookup<'_>) -> Result<Vec<String>, StoreError> {
+        keys::find(self.s, key)
+    }
+
+    fn accounts(&mut self) -> &mut dyn AccountWriter {
+        self
+    }
+
+    fn audit(&mut self, entry: &AuditEntry) -> Result<(), StoreError> {
+        audit::insert(self.s, entry)
+    }
+
+    fn mirror(&mut self) -> &mut dyn MirrorWriter {
+        self
+    }
+
+    fn get(&mut self, collection: Collection, id: &str) -> Result<Option<String>, StoreError> {
+        self.s
+            .query_opt(&self.sql.tables[collection].get, &[&id])?
+            .map(|row| col(&row, 0))
+            .transpose()
+    }
+
+    fn upsert(&mut self, record: &Record) -> Result<Upsert, StoreError> {
+        let c = record.collection();
+        let existing = self
+            .s
+            .query_opt(&self.sql.tables[c].find, &[&record.id(), &record.json()])?
+            .map(|row| Ok::<(i64, bool), StoreError>((col(&row, 0)?, col(&row, 1)?)))
+            .transpose()?;
+        let upsert = immutable::check_upsert(self, record, existing.map(|(_, same)| same))?;
+        let table = &self.sql.tables[c];
+        match (upsert, existing) {
+            (Upsert::Updated, Some((old_seq, _))) => {
+                let seq = self.next_seq(c)?;
+                self.s.execute(
+                    &table.update,
+                    &[&seq, &record.last_updated(), &record.json(), &old_seq],
+                )?;
+            }
+            (Upsert::Inserted, _) => {
+                let seq = self.next_seq(c)?;
+                self.s.execute(
+                    &table.insert,
+                    &[&seq, &record.id(), &record.last_updated(), &record.json()],
+                )?;
+            }
+            _ => {}
+        }
+        Ok(upsert)
+    }
+
+    fn delete(&mut self, collection: Collection, id: &str) -> Result<bool, StoreError> {
+        immutable::check_deletion(self, collection, id)?;
+        let removed = self
+            .s
+            .execute(&self.sql.tables[collection].delete, &[&id])?;
+        if removed > 0 {
+            self.count_change(collection);
+            self.starts_epoch = true;
+        }
+        Ok(removed > 0)
+    }
+
+    fn start_epoch(&mut self) -> Result<(), StoreError> {
+        self.modified = true;
+        self.starts_epoch = true;
+        Ok(())
+    }
+
+    fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError> {
+        self.s.execute(
+            "INSERT INTO stats (day, name, version, direct_adds, total_adds) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (day, name, version) DO UPDATE SET \
+             direct_adds = excluded.direct_adds, total_adds = excluded.total_adds",
+            &[
+                &row.date(),
+                &row.name(),
+                &row.version(),
+                &to_i64(row.direct_adds(), "directAdds")?,
+                &to_i64(row.total_adds(), "totalAdds")?,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record_usage(&mut self, day: NaiveDate, report: &AppReport) -> Result<(), StoreError> {
+        usage::record(&mut UsageSql(self.s), &mut self.marked_day, day, report)
+    }
+
+    fn roll_up_usage(&mut self, day: NaiveDate) -> Result<Option<u64>, StoreError> {
+        let text = day.to_string();
+        let recorded = self
+            .s
+            .query_opt("SELECT 1 FROM usage_days WHERE day = $1", &[&text])?;
+        if recorded.is_none() {
+            return Ok(None);
+        }
+        self.s
+            .execute("DELETE FROM stats WHERE day = $1", &[&text])?;
+        let rows = self.s.execute(
+            "INSERT INTO stats (day, name, version, direct_adds, total_adds) \
+             SELECT $1::text, p.name, p.version, count(*) FILTER (WHERE a.direct), count(*) \
+             FROM usage_adds a JOIN usage_packages p ON p.id = a.package_id \
+             WHERE a.day = $2 GROUP BY p.id",
+            &[&text, &day.num_days_from_ce()],
+        )?;
+        self.s.execute(
+            "UPDATE usage_days SET pending = false, rolled_up = true WHERE day = $1",
+            &[&text],
+        )?;
+        Ok(Some(rows))
+    }
+}
+
+/// The usage rows of one write transaction, for [`usage::record`].
+struct UsageSql<'a, 's, 't>(&'a mut Session<'s, 't>);
+
+impl UsageRows for UsageSql<'_, '_, '_> {
+    fn mark_pending(&mut self, day: NaiveDate) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO usage_days (day, pending, rolled_up) VALUES ($1, true, false) \
+             ON CONFLICT (day) DO UPDATE SET pending = true",
+            &[&day.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn app(&mut self, app_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        self.0
+            .query_opt(
+                "SELECT id, list_hash FROM usage_apps WHERE app = $1",
+                &[&app_id],
+            )?
+            .map(|row| Ok((col(&row, 0)?, col(&row, 1)?)))
+            .transpose()
+    }
+
+    fn set_list_hash(&mut self, app: i64, list_hash: i64) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE usage_apps SET list_hash = $2 WHERE id = $1",
+            &[&app, &list_hash],
+        )?;
+        Ok(())
+    }
+
+    fn add_app(&mut self, app_id: &str, list_hash: i64) -> Result<i64, StoreError> {
+        col(
+            &self.0.query_one(
+                "INSERT INTO usage_apps (app, list_hash) VALUES ($1, $2) RETURNING id",
+                &[&app_id, &list_hash],
+            )?,
+            0,
+        )
+    }
+
+    fn package(&mut self, name: &str, version: &str) -> Result<Option<i64>, StoreError> {
+        self.0
+            .query_opt(
+                "SELECT id FROM usage_packages WHERE name = $1 AND version = $2",
+                &[&name, &version],
+            )?
+            .map(|row| col(&row, 0))
+            .transpose()
+    }
+
+    fn add_package(&mut self, name: &str, version: &str) -> Result<i64, StoreError> {
+        col(
+            &self.0.query_one(
+                "INSERT INTO usage_packages (name, version) VALUES ($1, $2) RETURNING id",
+                &[&name, &version],
+            )?,
+            0,
+        )
+    }
+
+    fn add_use(
+        &mut self,
+        app: i64,
+        package: i64,
+        day: i32,
+        direct: bool,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO usage_adds (app_id, package_id, day, direct) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&app, &package, &day, &direct],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,625 @@
+//! What only the PostgreSQL backend has: several handles (servers) writing at once, the
+//! schema created once by concurrent opens, refusals at open, contention and storage trouble
+//! as errors, and use from every kind of thread a Tokio server calls it from.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::TestDatabase;
+use exosphere_catalog::conformance::store::{all, record, upsert};
+use exosphere_catalog::store::{Cursors, PageLimits};
+use exosphere_catalog::{CatalogStore, Collection, StoreError};
+use exosphere_catalog_postgres::{PgOptions, PgStore, open_postgres};
+
+/// A plain connection to `database`, as an operator's `psql` would be.
+fn connect(database: &TestDatabase) -> postgres::Client {
+    postgres::Client::connect(database.url(), postgres::NoTls)
+        .expect("the test database accepts connections")
+}
+
+/// The server process ids of the stores' sessions on `database`.
+fn sessions(database: &TestDatabase) -> Vec<i32> {
+    connect(database)
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'exosphere'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+/// Pages `store` from the start until `done` is set and the store has nothing more, checking
+/// that cursors only move forward; returns every record sent, in the order sent.
+fn page_until_done(store: &PgStore, done: &AtomicBool) -> Vec<(Collection, String)> {
+    let limits = PageLimits {
+        records: 5,
+        bytes: usize::MAX,
+    };
+    let mut cursors = Cursors::default();
+    let mut seen = Vec::new();
+    loop {
+        let finished = done.load(Ordering::SeqCst);
+        let page = store.read_page(&cursors, &limits).unwrap();
+        for (c, records) in page.records.iter() {
+            for r in records {
+                assert!(r.seq > cursors[c], "cursors only move forward");
+                assert!(r.seq <= page.head_seq, "no record beyond the head");
+                cursors[c] = r.seq;
+                seen.push((c, r.json.clone()));
+            }
+        }
+        if finished && !page.has_more {
+            return seen;
+        }
+    }
+}
+
+#[test]
+fn concurrent_writers_never_let_readers_page_past_an_uncommitted_seq() {
+    const WRITERS: usize = 4;
+    const WRITES: usize = 60;
+    let database = TestDatabase::new();
+    // Two servers' stores, each with two writers and a reader.
+    let stores: Vec<PgStore> = (0..2)
+        .map(|_| open_postgres(database.url()).unwrap())
+        .collect();
+    let done = AtomicBool::new(false);
+    let seen: Vec<Vec<(Collection, String)>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = stores
+            .iter()
+            .map(|store| scope.spawn(|| page_until_done(store, &done)))
+            .collect();
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let store = &stores[writer % 2];
+                scope.spawn(move || {
+                    for i in 0..WRITES {
+                        // Transactions of one to three records in two collections, so
+                        // commits of several sequence numbers interleave with single ones.
+                        store
+                            .write(&mut |w| {
+                                for k in 0..=(i % 3) {
+                                    let c = [Collection::Packages, Collection::Builds][k % 2];
+                                    w.upsert(&record(c, &format!("w{writer}-{i}-{k}"), "1"))?;
+                                }
+                                Ok(())
+                            })
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        // Readers stop even if a writer failed; the scope then reports that failure.
+        let wrote: Vec<_> = writers.into_iter().map(|writer| writer.join()).collect();
+        done.store(true, Ordering::SeqCst);
+        assert!(wrote.iter().all(Result::is_ok), "every write committed");
+        readers
+            .into_iter()
+            .map(|reader| reader.join().unwrap())
+            .collect()
+    });
+    let everything: BTreeSet<_> = all(&stores[0]).into_iter().collect();
+    let written = WRITERS * (0..WRITES).map(|i| i % 3 + 1).sum::<usize>();
+    assert_eq!(everything.len(), written);
+    for seen in seen {
+        let unique: BTreeSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "no record was sent twice");
+        assert_eq!(
+            unique, everything,
+            "the reader got every record, none skipped"
+        );
+    }
+}
+
+#[test]
+fn synchronous_commit_off_is_refused_with_the_fix() {
+    let database = TestDatabase::new();
+    connect(&database)
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            database.name
+        ))
+        .unwrap();
+    let error = open_postgres(database.url()).err().expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("synchronous_commit = off"), "{message}");
+    assert!(message.contains("SET synchronous_commit = on"), "{message}");
+}
+
+#[test]
+fn a_connection_opened_after_commits_became_losable_is_refused() {
+    let database = TestDatabase::new();
+    // Open uses a connection of its own; the pool opens its first at the first call.
+    let store = open_postgres(database.url()).unwrap();
+    connect(&database)
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET synchronous_commit = off",
+            database.name
+        ))
+        .unwrap();
+    let error = store.state().unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("synchronous_commit = off"), "{message}");
+}
+
+#[test]
+fn concurrent_first_opens_create_the_schema_once() {
+    let database = TestDatabase::new();
+    let barrier = Barrier::new(3);
+    let epochs: Vec<String> = std::thread::scope(|scope| {
+        let opens: Vec<_> = (0..3)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    open_postgres(database.url())
+                        .unwrap()
+                        .state()
+                        .unwrap()
+                        .epoch
+                })
+            })
+            .collect();
+        opens.into_iter().map(|open| open.join().unwrap()).collect()
+    });
+    assert!(epochs.iter().all(|epoch| *epoch == epochs[0]), "{epochs:?}");
+    let rows = connect(&database)
+        .query("SELECT version FROM exosphere_schema", &[])
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let database = TestDatabase::new();
+    drop(open_postgres(database.url()).unwrap());
+    connect(&database)
+        .batch_execute("UPDATE exosphere_schema SET version = version + 1")
+        .unwrap();
+    let error = open_postgres(database.url()).err().expect("refused");
+    assert!(
+        matches!(
+            error,
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("upgrade Exosphere"), "{error}");
+}
+
+#[test]
+fn a_writer_waiting_past_the_lock_timeout_is_busy_and_then_proceeds() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    let impatient = PgStore::open(
+        database.url(),
+        &PgOptions {
+            lock_timeout: Duration::from_millis(100),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    store
+        .write(&mut |w| {
+            w.upsert(&record(Collection::Packages, "p", "1"))?;
+            let blocked = impatient.write(&mut |_| Ok(()));
+            assert!(matches!(blocked, Err(StoreError::Busy)), "{blocked:?}");
+            // Reads go on from the last committed snapshot meanwhile.
+            assert_eq!(impatient.state().unwrap().head_seq, 0);
+            Ok(())
+        })
+        .unwrap();
+    upsert(&impatient, &record(Collection::Packages, "p", "2"));
+    assert_eq!(store.state().unwrap().head_seq, 2);
+}
+
+#[test]
+fn a_read_only_database_is_named_and_nothing_is_written() {
+    let database = TestDatabase::new();
+    upsert(
+        &open_postgres(database.url()).unwrap(),
+        &record(Collection::Packages, "p", "1"),
+    );
+    connect(&database)
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET default_transaction_read_only = on",
+            database.name
+        ))
+        .unwrap();
+    let store = open_postgres(database.url()).unwrap();
+    assert_eq!(store.state().unwrap().head_seq, 1);
+    let before = sessions(&database);
+    let error = store
+        .write(&mut |w| w.upsert(&record(Collection::Packages, "q", "1")).map(drop))
+        .unwrap_err();
+    assert!(matches!(error, StoreError::ReadOnly(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(&database.name), "{message}");
+    assert!(
+        message.contains("Point the database URL at the primary"),
+        "{message}"
+    );
+    assert!(!message.contains("remount"), "{message}");
+    assert_eq!(store.state().unwrap().head_seq, 1);
+    assert_eq!(
+        sessions(&database),
+        before,
+        "a refused statement leaves its connection in the pool"
+    );
+}
+
+#[test]
+fn an_unreachable_server_is_named_with_what_to_check() {
+    let error = open_postgres("postgres://postgres@127.0.0.1:1/nothing")
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    assert!(message.contains("cannot connect to"), "{message}");
+    assert!(message.contains("127.0.0.1:1"), "{message}");
+    assert!(message.contains("check the host, port"), "{message}");
+}
+
+#[test]
+fn works_from_the_blocking_pool_block_in_place_and_async_tasks() {
+    let database = TestDatabase::new();
+    let store: Arc<dyn CatalogStore> = Arc::new(open_postgres(database.url()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::task::spawn_blocking(move || {
+                upsert(
+                    &*store,
+                    &record(Collection::Packages, &format!("b{i}"), "1"),
+                )
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let in_place = Arc::clone(&store);
+        tokio::spawn(async move {
+            tokio::task::block_in_place(|| {
+                upsert(&*in_place, &record(Collection::Packages, "in-place", "1"))
+            })
+        })
+        .await
+        .unwrap();
+        // Straight from an async task, as `watch` seeds its state.
+        assert_eq!(store.state().unwrap().head_seq, 9);
+    });
+    let current = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    current.block_on(async {
+        upsert(&*store, &record(Collection::Packages, "current", "1"));
+    });
+    assert_eq!(store.state().unwrap().head_seq, 10);
+}
+
+#[test]
+fn a_database_that_went_back_in_time_starts_a_new_epoch() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    for id in ["a", "b", "c"] {
+        upsert(&store, &record(Collection::Packages, id, "1"));
+    }
+    let before = store.state().unwrap();
+    assert_eq!(before.head_seq, 3);
+    // A backup taken after the first record put back (or a standby that lacked the last
+    // two commits): the numbers 2 and 3 would be handed out again.
+    connect(&database)
+        .batch_execute("DELETE FROM rec_packages WHERE seq > 1; UPDATE meta SET head_seq = 1")
+        .unwrap();
+    let after = store.state().unwrap();
+    assert_eq!(after.head_seq, 1);
+    assert_ne!(
+        after.epoch, before.epoch,
+        "a new epoch makes every client resync"
+    );
+    // Once, not at every read; another handle reads the same new epoch.
+    assert_eq!(store.state().unwrap().epoch, after.epoch);
+    assert_eq!(
+        open_postgres(database.url())
+            .unwrap()
+            .state()
+            .unwrap()
+            .epoch,
+        after.epoch
+    );
+
+    // A write notices too, and its commit carries the new epoch.
+    connect(&database)
+        .batch_execute("UPDATE meta SET head_seq = 0; DELETE FROM rec_packages")
+        .unwrap();
+    upsert(&store, &record(Collection::Packages, "d", "1"));
+    let written = store.state().unwrap();
+    assert_eq!(written.head_seq, 1);
+    assert_ne!(written.epoch, after.epoch);
+}
+
+#[test]
+fn a_writer_killed_mid_transaction_leaves_nothing_and_its_dead_connection_leaves_the_pool() {
+    let database = TestDatabase::new();
+    // One connection, and a short wait for it: were the dead connection still counted, the
+    // next call would find the pool full and be refused as busy.
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            max_connections: 1,
+            connect_timeout: Duration::from_millis(500),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    upsert(&store, &record(Collection::Packages, "kept", "1"));
+    let mut killed_pid = 0;
+    let killed = store.write(&mut |w| {
+        w.upsert(&record(Collection::Packages, "lost", "1"))?;
+        // Every other session on the database is this store's: end the one in a transaction.
+        let ended = connect(&database)
+            .query(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                 AND state = 'idle in transaction'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(ended.len(), 1);
+        killed_pid = ended[0].get(0);
+        w.upsert(&record(Collection::Packages, "after", "1"))
+            .map(drop)
+    });
+    assert!(killed.is_err(), "{killed:?}");
+    let state = store.state().unwrap();
+    assert_eq!(state.head_seq, 1, "nothing of the killed write is visible");
+    upsert(&store, &record(Collection::Packages, "next", "1"));
+    let texts: Vec<String> = all(&store).into_iter().map(|(_, text)| text).collect();
+    assert_eq!(texts.len(), 2);
+    assert!(texts[1].contains(r#""_id":"next""#), "{texts:?}");
+    assert_eq!(store.state().unwrap().head_seq, 2);
+    // The store's one session now is a new one.
+    let sessions = sessions(&database);
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_ne!(sessions[0], killed_pid);
+}
+
+#[test]
+fn a_call_waits_for_a_free_connection_then_is_busy() {
+    let database = TestDatabase::new();
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            max_connections: 1,
+            connect_timeout: Duration::from_millis(200),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    store
+        .write(&mut |_| {
+            // The one connection is this write's.
+            let error = store.state().unwrap_err();
+            assert!(matches!(error, StoreError::Busy), "{error:?}");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        store.state().unwrap().head_seq,
+        0,
+        "the connection came back"
+    );
+}
+
+#[test]
+fn a_database_of_another_application_is_not_taken_over() {
+    let database = TestDatabase::new();
+    connect(&database)
+        .batch_execute("CREATE TABLE meta (x int)")
+        .unwrap();
+    let error = open_postgres(database.url()).err().expect("refused");
+    assert!(matches!(error, StoreError::NotACatalog(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(&database.name), "{message}");
+}
+
+#[test]
+fn reads_are_served_while_writers_queue() {
+    const WRITERS: usize = 6;
+    let database = TestDatabase::new();
+    // Two connections: were waiting writers to hold connections, both would be taken and
+    // a read would wait out the 500 ms and be refused as busy.
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            max_connections: 2,
+            connect_timeout: Duration::from_millis(500),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    let started = Barrier::new(WRITERS + 1);
+    let reads = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|i| {
+                let (store, started) = (&store, &started);
+                scope.spawn(move || {
+                    started.wait();
+                    store
+                        .write(&mut |w| {
+                            w.upsert(&record(Collection::Packages, &format!("p{i}"), "1"))?;
+                            std::thread::sleep(Duration::from_millis(200));
+                            Ok(())
+                        })
+                        .unwrap();
+                })
+            })
+            .collect();
+        started.wait();
+        let mut reads = 0;
+        while !writers.iter().all(|writer| writer.is_finished()) {
+            store.state().expect("a read is served while writers queue");
+            reads += 1;
+        }
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        reads
+    });
+    assert!(reads > WRITERS, "reads went on during the writes: {reads}");
+    assert_eq!(store.state().unwrap().head_seq, WRITERS as u64);
+}
+
+#[test]
+fn a_server_that_accepts_but_never_answers_fails_the_open_in_time() {
+    // The kernel completes the TCP handshake for the listener's backlog; nothing ever reads
+    // the startup message or answers it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let error = PgStore::open(
+        &format!("postgres://postgres@127.0.0.1:{port}/silent"),
+        &PgOptions {
+            connect_timeout: Duration::from_millis(300),
+            ..PgOptions::default()
+        },
+    )
+    .err()
+    .expect("refused");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "gave up after {waited:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("did not finish the connection"),
+        "{message}"
+    );
+    assert!(message.contains(&port.to_string()), "{message}");
+    drop(listener);
+}
+
+#[test]
+fn a_write_idle_in_its_transaction_past_the_lock_timeout_is_ended_by_the_server() {
+    let database = TestDatabase::new();
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            lock_timeout: Duration::from_millis(200),
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    let stuck = store.write(&mut |w| {
+        w.upsert(&record(Collection::Packages, "stuck", "1"))?;
+        // A lock holder that stopped: every other writer would have given up by now.
+        std::thread::sleep(Duration::from_millis(600));
+        w.upsert(&record(Collection::Packages, "late", "1"))
+            .map(drop)
+    });
+    assert!(stuck.is_err(), "{stuck:?}");
+    assert_eq!(store.state().unwrap().head_seq, 0, "nothing of it was kept");
+    upsert(&store, &record(Collection::Packages, "next", "1"));
+    assert_eq!(store.state().unwrap().head_seq, 1);
+}
+
+#[test]
+fn concurrent_readers_during_writes_change_no_epoch() {
+    const READERS: usize = 4;
+    const WRITES: usize = 40;
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    let other = open_postgres(database.url()).unwrap();
+    let epoch = store.state().unwrap().epoch;
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Readers whose snapshots start and end in every order, some older than what
+        // another reader of the same store saw a moment before.
+        let readers: Vec<_> = (0..READERS)
+            .map(|i| {
+                let (store, done, epoch) = (&store, &done, &epoch);
+                scope.spawn(move || {
+                    let mut reads = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        let seen = if i % 2 == 0 {
+                            store.state().unwrap().epoch
+                        } else {
+                            store
+                                .read_page(
+                                    &Cursors::default(),
+                                    &PageLimits {
+                                        records: 10,
+                                        bytes: usize::MAX,
+                                    },
+                                )
+                                .unwrap()
+                                .epoch
+                        };
+                        assert_eq!(&seen, epoch, "a read saw another epoch");
+                        reads += 1;
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for i in 0..WRITES {
+            let writer = if i % 2 == 0 { &store } else { &other };
+            upsert(writer, &record(Collection::Packages, &format!("p{i}"), "1"));
+        }
+        done.store(true, Ordering::SeqCst);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
+    });
+    let state = store.state().unwrap();
+    assert_eq!(state.epoch, epoch);
+    assert_eq!(state.head_seq, WRITES as u64);
+}
+
+#[test]
+fn a_database_not_in_utf8_is_refused_with_the_fix() {
+    let database = TestDatabase::new();
+    let ascii = format!("{}_ascii", database.name);
+    connect(&database)
+        .batch_execute(&format!(
+            "CREATE DATABASE {ascii} ENCODING 'SQL_ASCII' TEMPLATE template0 \
+             LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .unwrap();
+    let opened = open_postgres(&database.url().replace(&database.name, &ascii));
+    connect(&database)
+        .batch_execute(&format!("DROP DATABASE {ascii} WITH (FORCE)"))
+        .unwrap();
+    let message = opened.err().expect("refused").to_string();
+    assert!(message.contains("stores text as SQL_ASCII"), "{message}");
+    assert!(message.contains("ENCODING 'UTF8'"), "{message}");
+}
+
+#[test]
+fn time_limits_beyond_what_postgresql_accepts_are_taken_as_its_longest() {
+    let database = TestDatabase::new();
+    let store = PgStore::open(
+        database.url(),
+        &PgOptions {
+            lock_timeout: Duration::MAX,
+            connect_timeout: Duration::MAX,
+            ..PgOptions::default()
+        },
+    )
+    .unwrap();
+    upsert(&store, &record(Collection::Packages, "p", "1"));
+    assert_eq!(store.state().unwrap().head_seq, 1);
+}
