@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use rusqlite::{OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
 
-use crate::{Index, IndexError};
+use crate::error::IndexError;
+use crate::handle::Index;
 use exosphere_meteor::MeteorVersion;
 
 /// One package found by [`Index::search`].
