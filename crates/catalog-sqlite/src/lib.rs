@@ -57,7 +57,7 @@
 //!
 //! # Migrations
 //!
-//! A fresh file gets the version-1 schema and then every step of [`MIGRATIONS`]; an older
+//! A fresh file gets the version-1 schema and then every step of `MIGRATIONS`; an older
 //! file gets the steps it lacks. Opening runs them all in the one immediate transaction
 //! that checks the schema, so a file is upgraded completely or not at all.
 //!
