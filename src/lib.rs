@@ -13,7 +13,7 @@
 //! - [`http`] is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
 //! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
-//! - `malloc_arenas` limits glibc's malloc arenas, so that memory stays flat under load;
+//! - `malloc_arenas` limits glibc's malloc arenas, so that freed memory is not kept in many;
 //! - `serve_lock` keeps a data directory to one `serve` process.
 
 pub mod accept;
