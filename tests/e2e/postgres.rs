@@ -1,14 +1,18 @@
 //! Choosing the PostgreSQL backend with `--database-url` (or `EXOSPHERE_DATABASE_URL`): the
-//! server says which catalog it serves and never shows the URL's password, and the commands
-//! that work on SQLite's catalog file refuse it, naming PostgreSQL's own tool instead. The
+//! server says which catalog it serves and never shows the URL's password, a database that
+//! accepts no writes is told to clients as such, and the commands that work on SQLite's
+//! catalog file refuse it, naming PostgreSQL's own tool instead. The
 //! flows themselves (import and sync, publishing, usage and rollups, export) run the same test
 //! bodies on both backends in their own modules (`Backend`).
 
 use std::path::Path;
 use std::process::Output;
 
-use crate::common::{Backend, Server, exosphere, http_get};
+use serde_json::json;
+
+use crate::common::{Backend, Server, exosphere, fixture, http_get, import_on};
 use crate::pg_database::TestDatabase;
+use crate::stats::packages;
 
 /// A password the test server never asks for (trust authentication), written into the
 /// database URLs so that the tests can check it appears nowhere.
@@ -127,4 +131,60 @@ fn backup_restore_and_verify_refuse_a_postgres_catalog_naming_the_postgres_tools
     );
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("pg_dump"));
+}
+
+/// A PostgreSQL catalog that stops accepting writes under a running server
+/// (`default_transaction_read_only`, as on a hot standby) is told to DDP clients as the
+/// database refusing writes (503), not as a read-only disk of the server's, while reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_postgres_catalog_is_told_to_clients_as_the_database_refusing_writes() {
+    let backend = Backend::postgres();
+    let Backend::Postgres(database) = &backend else {
+        unreachable!("made as PostgreSQL")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&backend, &data, &fixture());
+    let server = Server::start(
+        &data,
+        &[&["--stats-count-unknown-packages"][..], &backend.flags()].concat(),
+    );
+    let (url, name) = (database.url().to_owned(), database.name.clone());
+    // New connections start read-only, and the server's are ended so that it opens new
+    // ones. The blocking client refuses to run inside the test's runtime: a thread of its own.
+    std::thread::spawn(move || {
+        postgres::Client::connect(&url, postgres::NoTls)
+            .expect("the test database answers")
+            .batch_execute(&format!(
+                "ALTER DATABASE {name} SET default_transaction_read_only = on; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .expect("the database turns read-only");
+    })
+    .join()
+    .unwrap();
+    let mut ddp = server.ddp().await;
+    let report = json!(["app-ro", packages(&[("tracker", "1.0.0", false, true)]), {}]);
+    // A call may first meet a connection the database ended; the next ones get new ones.
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let answer = ddp.call("recordAppPackages", report.clone()).await;
+        let refused = answer["error"]["error"] == 503;
+        answers.push(answer);
+        if refused {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answer = answers.last().expect("a call was made");
+    assert_eq!(answer["error"]["error"], 503, "{answers:?}");
+    let reason = answer["error"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("its database accepts no writes"),
+        "{answer}"
+    );
+    assert!(!reason.contains("disk"), "{answer}");
+    let (status, _, _) = http_get(&format!("{}/healthz", server.http));
+    assert_eq!(status, 200, "reads go on");
 }
