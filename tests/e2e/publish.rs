@@ -388,12 +388,24 @@ async fn the_tools_publish_sequences_end_in_a_synced_catalog_with_identical_file
 }
 
 /// [`publish_sync_and_download`] on a world and a server with the catalog on `backend`,
-/// the files in the data directory's local file store.
+/// the files in the data directory's local file store; `exosphere audit` on the same
+/// backend then lists alice's publishes.
 async fn publish_sync_and_download_on(backend: Backend) {
     let world = world_on(backend);
-    let server = serve_with_limit(&world.data, LARGE_LIMIT, &world.backend.flags());
+    let flags = world.backend.flags();
+    let server = serve_with_limit(&world.data, LARGE_LIMIT, &flags);
     publish_sync_and_download(&world, &server).await;
     assert!(world.data.join("files/packages/acme_widget").is_dir());
+    let data = world.data.to_str().unwrap();
+    let audit = [
+        &["audit", "--data-dir", data, "--user", "alice"][..],
+        &flags,
+    ]
+    .concat();
+    let output = run(&audit);
+    assert_success(&output);
+    let entries = String::from_utf8(output.stdout).unwrap();
+    assert!(entries.contains("acme:widget"), "{entries}");
 }
 
 #[tokio::test]
