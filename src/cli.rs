@@ -464,12 +464,33 @@ pub struct ReleasesArgs {
     pub index: IndexArgs,
 }
 
-/// Where the catalog database lives; shared by every command that touches it.
+/// Where the catalog and this server's local files live; shared by every command that
+/// touches them, so each takes `--data-dir` and `--database-url` from one definition.
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArg {
-    /// Directory holding the catalog database (created if missing).
+    /// Directory holding the catalog database (created if missing), or with --database-url
+    /// only what is local to this server: sync page files, the serve lock and the local file
+    /// store (`DATA_DIR/files`, unless --files-dir or --s3-bucket say otherwise).
     #[arg(long, default_value = "./exosphere-data", env = "EXOSPHERE_DATA_DIR")]
     pub data_dir: PathBuf,
+
+    /// Keep the catalog in PostgreSQL instead of SQLite in --data-dir.
+    #[arg(
+        long,
+        env = "EXOSPHERE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        long_help = "Keep the catalog in this PostgreSQL database instead of SQLite in \
+                     --data-dir: the records, accounts and tokens, publishes under way and \
+                     usage stats. Written as postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME \
+                     (e.g. postgres://exosphere@db.internal:5432/exosphere). The database must \
+                     exist, and for the first start its user needs CREATE on it (Exosphere \
+                     creates its tables then). Connections are plain TCP or Unix sockets, \
+                     without TLS. --data-dir is still used for what is local to this server: \
+                     sync page files, the serve lock and the local file store. Logs name the \
+                     database and host, never the password."
+    )]
+    pub database_url: Option<String>,
 }
 
 /// Flags of `exosphere serve`.

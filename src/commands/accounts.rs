@@ -1,8 +1,6 @@
 //! `exosphere user`, `org` and `token`: the accounts behind publishing (spec §5.0, §6.4),
 //! written straight into the catalog database, so they work while a server runs.
 
-use std::path::Path;
-
 use anyhow::bail;
 use exosphere_catalog::accounts::{Org, Token, User, secret_hash};
 use exosphere_catalog::{CatalogWriter, Refusal, StoreError, write_or_refuse};
@@ -10,18 +8,18 @@ use exosphere_ddp::random_id;
 use exosphere_meteor::names::is_package_name;
 use serde_json::json;
 
-use crate::cli::{OrgCommand, TokenCommand, UserCommand};
+use crate::cli::{DataDirArg, OrgCommand, TokenCommand, UserCommand};
 use crate::commands::audit::record;
 use crate::commands::open_catalog;
 use crate::service::secrets::new_secret;
 
 /// Runs one write transaction whose body may refuse with a message of its own.
 fn transact<T>(
-    data_dir: &Path,
+    dirs: &DataDirArg,
     body: impl FnMut(&mut dyn CatalogWriter) -> Result<T, Refusal<String>>,
 ) -> anyhow::Result<T> {
-    let store = open_catalog(data_dir)?;
-    Ok(write_or_refuse(&store, body)?)
+    let store = open_catalog(dirs)?;
+    Ok(write_or_refuse(&*store, body)?)
 }
 
 /// A user or organization name must be a package-name prefix.
@@ -52,7 +50,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
                 username: args.name.clone(),
                 admin: args.admin,
             };
-            transact(&args.data_dir.data_dir, |writer| {
+            transact(&args.data_dir, |writer| {
                 if name_taken(writer, &user.username)? {
                     return Err(Refusal::Refused(format!(
                         "the name {} is already taken",
@@ -67,9 +65,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
             println!("added user {} with id {}{role}", user.username, user.id);
         }
         UserCommand::List(args) => {
-            let users = transact(&args.data_dir.data_dir, |writer| {
-                Ok(writer.accounts().users()?)
-            })?;
+            let users = transact(&args.data_dir, |writer| Ok(writer.accounts().users()?))?;
             for user in users {
                 let role = if user.admin { "admin" } else { "user" };
                 println!("{}\t{}\t{role}", user.username, user.id);
@@ -83,7 +79,7 @@ pub fn run_user(command: UserCommand) -> anyhow::Result<()> {
 pub fn run_org(command: OrgCommand) -> anyhow::Result<()> {
     let OrgCommand::Add(args) = command;
     check_name(&args.name)?;
-    let members = transact(&args.data_dir.data_dir, |writer| {
+    let members = transact(&args.data_dir, |writer| {
         let org = match writer.accounts().org_by_name(&args.name)? {
             Some(org) => org,
             None if writer.accounts().user_by_name(&args.name)?.is_some() => {
@@ -130,7 +126,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             let host = session_host(&args.public_url)?;
             let secret = new_secret();
             let now = chrono::Utc::now().timestamp_millis();
-            let user = transact(&args.data_dir.data_dir, |writer| {
+            let user = transact(&args.data_dir, |writer| {
                 let Some(user) = writer.accounts().user_by_name(&args.user)? else {
                     return Err(Refusal::Refused(format!(
                         "there is no user named {}; add one with `exosphere user add`",
@@ -157,7 +153,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             println!("{session}");
         }
         TokenCommand::List(args) => {
-            let tokens = transact(&args.data_dir.data_dir, |writer| {
+            let tokens = transact(&args.data_dir, |writer| {
                 let user_id = match &args.user {
                     None => None,
                     Some(name) => match writer.accounts().user_by_name(name)? {
@@ -187,7 +183,7 @@ pub fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             }
         }
         TokenCommand::Revoke(args) => {
-            let withdrawn = transact(&args.data_dir.data_dir, |writer| {
+            let withdrawn = transact(&args.data_dir, |writer| {
                 let withdrawn = writer.accounts().revoke_token(&args.id)?.ok_or_else(|| {
                     Refusal::Refused(format!(
                         "there is no token with id {}; `exosphere token list` shows them",

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use exosphere_catalog::audit::{AuditEntry, AuditQuery};
-use exosphere_catalog::{CatalogStore as _, CatalogWriter, StoreError};
+use exosphere_catalog::{CatalogWriter, StoreError};
 use serde_json::{Value, json};
 
 use crate::cli::AuditArgs;
@@ -21,7 +21,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
         until: args.until.as_deref().map(moment).transpose()?,
         limit: usize::try_from(args.limit)?,
     };
-    let store = open_catalog(&args.data_dir.data_dir)?;
+    let store = open_catalog(&args.data_dir)?;
     let entries = store
         .audit_log(&query)
         .context("cannot read the audit log")?;

@@ -10,13 +10,18 @@ use exosphere_catalog::files::{Origin, for_each_file};
 use exosphere_catalog_sqlite::DATABASE_FILE;
 use exosphere_catalog_sqlite::backup::{BackupInfo, Manifest};
 
-use super::{count_progress, existing_catalog, open_catalog};
+use super::{count_progress, existing_catalog, open_sqlite_catalog, sqlite_data_dir};
 use crate::cli::BackupArgs;
 use crate::service::records::now_ms;
 
 /// Copies the catalog of `--data-dir` into `--output`, which appears whole or not at all.
 pub fn run(args: BackupArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir.data_dir;
+    let data_dir = sqlite_data_dir(
+        &args.data_dir,
+        "backup",
+        "back a PostgreSQL catalog up with pg_dump --format=custom, or with a base backup \
+         (pg_basebackup) and WAL archiving for point-in-time recovery",
+    )?;
     let output = &args.output;
     let store = existing_catalog(data_dir)?;
     let parent = match output.parent() {
@@ -44,7 +49,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
     drop(store);
 
     bar.set_message("listing the files it refers to:");
-    let snapshot = open_catalog(staging.path())?;
+    let snapshot = open_sqlite_catalog(staging.path())?;
     let state = snapshot.state()?;
     let mut manifest = Manifest::create(&copy).context("cannot write the manifest")?;
     let (mut published, mut mirrored) = (0u64, 0u64);

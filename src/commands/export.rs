@@ -10,11 +10,10 @@ use crate::cli::ExportArgs;
 
 /// Writes one consistent snapshot of the catalog, even while a server writes to it.
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir.data_dir;
-    let store = open_catalog(data_dir)?;
+    let store = open_catalog(&args.data_dir)?;
     let bar = byte_progress(None, "exporting");
     let mut output = bar.wrap_write(create_output(&args.output)?);
-    let summary = dump::export(&store, &mut output).context("export failed")?;
+    let summary = dump::export(&*store, &mut output).context("export failed")?;
     output.flush().context("cannot write the dump")?;
     bar.finish_and_clear();
     eprintln!("exported {summary}");

@@ -1,4 +1,5 @@
-//! `exosphere import`: loads a catalog dump into the data directory in one transaction.
+//! `exosphere import`: loads a catalog dump into the catalog (SQLite in the data directory, or
+//! PostgreSQL with `--database-url`) in one transaction.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -12,8 +13,7 @@ use crate::cli::ImportArgs;
 
 /// Streams the file through the importer with a progress bar and prints what changed.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir.data_dir;
-    let store = open_catalog(data_dir)?;
+    let store = open_catalog(&args.data_dir)?;
     let (source, size): (Box<dyn Read>, Option<u64>) = if args.file == Path::new("-") {
         (Box::new(io::stdin().lock()), None)
     } else {
@@ -25,7 +25,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let bar = byte_progress(size, "importing");
     let input: Box<dyn BufRead> =
         Box::new(BufReader::with_capacity(1 << 20, bar.wrap_read(source)));
-    let summary = dump::import(&store, input);
+    let summary = dump::import(&*store, input);
     bar.finish_and_clear();
     let summary =
         summary.with_context(|| format!("nothing was imported from {}", args.file.display()))?;

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use exosphere_catalog::mirror::Claim;
 use exosphere_catalog::mirror::MirrorState;
-use exosphere_catalog::{CatalogStore, Collection, Lookup, Refusal, write_or_refuse};
+use exosphere_catalog::{Collection, Lookup, Refusal, write_or_refuse};
 use exosphere_meteor::names::{is_package_name, is_track_name};
 use exosphere_mirror::bundle;
 use exosphere_mirror::prefetch::{self, Fetched, Selection};
@@ -18,9 +18,9 @@ use exosphere_mirror::{ApplyOutcome, apply_staged, key_of, served_url};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::cli::{FileStoreArgs, MirrorCommand, PrefetchArgs};
+use crate::cli::{DataDirArg, FileStoreArgs, MirrorCommand, PrefetchArgs};
 use crate::commands::audit::record;
-use crate::commands::{at, blob_store, count_progress, open_catalog, runtime};
+use crate::commands::{at, blob_store, catalog_location, count_progress, open_catalog, runtime};
 use crate::service::records::{load, now_ms, save};
 use crate::service::rules::owner_named;
 use crate::service::tx::Fail;
@@ -28,47 +28,41 @@ use crate::service::tx::Fail;
 /// Runs one `exosphere mirror` subcommand.
 pub fn run(command: MirrorCommand) -> anyhow::Result<()> {
     match command {
-        MirrorCommand::Status { data_dir, json } => status(&data_dir.data_dir, json),
-        MirrorCommand::Accept { data_dir } => accept(&data_dir.data_dir),
+        MirrorCommand::Status { data_dir, json } => status(&data_dir, json),
+        MirrorCommand::Accept { data_dir } => accept(&data_dir),
         MirrorCommand::Prefetch(args) => prefetch(&args),
-        MirrorCommand::SyncNow { data_dir } => sync_now(&data_dir.data_dir),
-        MirrorCommand::Verify { data_dir, files } => verify(&data_dir.data_dir, &files),
+        MirrorCommand::SyncNow { data_dir } => sync_now(&data_dir),
+        MirrorCommand::Verify { data_dir, files } => verify(&data_dir, &files),
         MirrorCommand::ExportBundle {
             data_dir,
             files,
             output,
-        } => export_bundle(&data_dir.data_dir, &files, &output),
+        } => export_bundle(&data_dir, &files, &output),
         MirrorCommand::ImportBundle {
             data_dir,
             files,
             public_url,
             only_with_files,
             bundle,
-        } => import_bundle(
-            &data_dir.data_dir,
-            &files,
-            &public_url,
-            only_with_files,
-            &bundle,
-        ),
+        } => import_bundle(&data_dir, &files, &public_url, only_with_files, &bundle),
         MirrorCommand::Claim {
             data_dir,
             track,
             name,
             maintainers,
-        } => claim(&data_dir.data_dir, track, &name, &maintainers),
+        } => claim(&data_dir, track, &name, &maintainers),
     }
 }
 
-fn status(data_dir: &Path, as_json: bool) -> anyhow::Result<()> {
-    let store = open_catalog(data_dir)?;
+fn status(dirs: &DataDirArg, as_json: bool) -> anyhow::Result<()> {
+    let store = open_catalog(dirs)?;
     let Some(state) = store.mirror_state()? else {
         if as_json {
             println!("{}", json!({"mirror": null}));
         } else {
             println!(
                 "No mirror has run on {}: start one with `exosphere serve --upstream URL`.",
-                data_dir.display()
+                catalog_location(dirs)
             );
         }
         return Ok(());
@@ -127,9 +121,9 @@ fn status_json(state: &MirrorState) -> serde_json::Value {
     }})
 }
 
-fn sync_now(data_dir: &Path) -> anyhow::Result<()> {
-    let store = open_catalog(data_dir)?;
-    write_or_refuse(&store, |writer| {
+fn sync_now(dirs: &DataDirArg) -> anyhow::Result<()> {
+    let store = open_catalog(dirs)?;
+    write_or_refuse(&*store, |writer| {
         let Some(mut state) = writer.mirror().state()? else {
             return Err(Refusal::Refused(
                 "no mirror has run on this data directory: start one with `exosphere serve \
@@ -144,9 +138,9 @@ fn sync_now(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn accept(data_dir: &Path) -> anyhow::Result<()> {
-    let store = open_catalog(data_dir)?;
-    let outcome = write_or_refuse(&store, |writer| {
+fn accept(dirs: &DataDirArg) -> anyhow::Result<()> {
+    let store = open_catalog(dirs)?;
+    let outcome = write_or_refuse(&*store, |writer| {
         let Some(mut state) = writer.mirror().state()? else {
             return Err(Refusal::Refused("no mirror has run on this data directory"));
         };
@@ -223,8 +217,8 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
     if !args.all && selection.releases.is_empty() && selection.packages.is_empty() {
         bail!("say what to prefetch: --release TRACK@VERSION, --app DIR or --all");
     }
-    let store = open_catalog(&args.data_dir.data_dir)?;
-    let plan = prefetch::plan(&store, &selection)?;
+    let store = open_catalog(&args.data_dir)?;
+    let plan = prefetch::plan(&*store, &selection)?;
     for missing in &plan.missing {
         eprintln!("warning: the mirrored catalog has no {missing}; nothing fetched for it");
     }
@@ -286,7 +280,7 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> anyhow::Result<()> {
+fn claim(dirs: &DataDirArg, track: bool, name: &str, maintainers: &[String]) -> anyhow::Result<()> {
     let (claim, collection) = if track {
         if !is_track_name(name) {
             bail!("{name:?} is not a release track name");
@@ -298,12 +292,12 @@ fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> an
         }
         (Claim::Package(name.to_owned()), Collection::Packages)
     };
-    let store = open_catalog(data_dir)?;
+    let store = open_catalog(dirs)?;
     let refuse = |fail: Fail| match fail {
         Fail::Client(error) => Refusal::Refused(error.reason.unwrap_or_default()),
         Fail::Store(error) => Refusal::Store(error),
     };
-    let served = write_or_refuse(&store, |writer| {
+    let served = write_or_refuse(&*store, |writer| {
         let mut entries = Vec::new();
         for maintainer in maintainers {
             let owner = owner_named(writer, maintainer)
@@ -347,10 +341,10 @@ fn claim(data_dir: &Path, track: bool, name: &str, maintainers: &[String]) -> an
     Ok(())
 }
 
-fn export_bundle(data_dir: &Path, files: &FileStoreArgs, output: &Path) -> anyhow::Result<()> {
-    let store = open_catalog(data_dir)?;
-    let blobs = blob_store(files, data_dir)?;
-    let summary = runtime()?.block_on(bundle::export(&store, &blobs, output))?;
+fn export_bundle(dirs: &DataDirArg, files: &FileStoreArgs, output: &Path) -> anyhow::Result<()> {
+    let store = open_catalog(dirs)?;
+    let blobs = blob_store(files, &dirs.data_dir)?;
+    let summary = runtime()?.block_on(bundle::export(&*store, &blobs, output))?;
     println!(
         "Wrote {} records and {} files ({:.1} MB) to {}; load them on the other machine with \
          `exosphere mirror import-bundle --public-url URL {}`.",
@@ -364,16 +358,16 @@ fn export_bundle(data_dir: &Path, files: &FileStoreArgs, output: &Path) -> anyho
 }
 
 fn import_bundle(
-    data_dir: &Path,
+    dirs: &DataDirArg,
     files: &FileStoreArgs,
     public_url: &str,
     only_with_files: bool,
     dir: &Path,
 ) -> anyhow::Result<()> {
-    let store = open_catalog(data_dir)?;
-    let blobs = blob_store(files, data_dir)?;
+    let store = open_catalog(dirs)?;
+    let blobs = blob_store(files, &dirs.data_dir)?;
     let summary = runtime()?.block_on(bundle::import(
-        &store,
+        &*store,
         &blobs,
         dir,
         public_url,
@@ -397,11 +391,11 @@ fn import_bundle(
     Ok(())
 }
 
-fn verify(data_dir: &Path, files: &FileStoreArgs) -> anyhow::Result<()> {
-    let store = open_catalog(data_dir)?;
-    let blobs = blob_store(files, data_dir)?;
+fn verify(dirs: &DataDirArg, files: &FileStoreArgs) -> anyhow::Result<()> {
+    let store = open_catalog(dirs)?;
+    let blobs = blob_store(files, &dirs.data_dir)?;
     let bar = count_progress("{spinner} verifying {pos} cached files, {per_sec}");
-    let found = runtime()?.block_on(bundle::verify(&store, &blobs, |_| bar.inc(1)))?;
+    let found = runtime()?.block_on(bundle::verify(&*store, &blobs, |_| bar.inc(1)))?;
     bar.finish_and_clear();
     for key in &found.bad {
         eprintln!("damaged, deleted (it is fetched again on its next request): {key}");

@@ -22,15 +22,63 @@ pub mod verify;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal as _, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
+use exosphere_catalog::CatalogStore;
+use exosphere_catalog_postgres::{describe_url, open_postgres};
 use exosphere_catalog_sqlite::{DATABASE_FILE, SqliteStore, open_sqlite};
 
-use crate::cli::FileStoreArgs;
+use crate::cli::{DataDirArg, FileStoreArgs};
 
-/// The catalog in `data_dir`, with an error that names the directory.
-pub(crate) fn open_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+/// The catalog the flags choose: the PostgreSQL database of `--database-url`, or SQLite in
+/// `--data-dir` (the default); the one place that picks a backend, so every command runs on
+/// both. The error names where the catalog was looked for.
+pub(crate) fn open_catalog(args: &DataDirArg) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    match &args.database_url {
+        Some(url) => {
+            let store = open_postgres(url).with_context(|| {
+                format!("cannot open the catalog in {}", catalog_location(args))
+            })?;
+            Ok(Arc::new(store))
+        }
+        None => Ok(Arc::new(open_sqlite_catalog(&args.data_dir)?)),
+    }
+}
+
+/// Where the flags put the catalog, as logs name it: "SQLite in DIR" or "the PostgreSQL
+/// database NAME on HOST:PORT" (never the URL's password).
+pub(crate) fn catalog_location(args: &DataDirArg) -> String {
+    match &args.database_url {
+        Some(url) => describe_url(url)
+            .unwrap_or_else(|| "a PostgreSQL database (the URL does not parse)".to_owned()),
+        None => format!("SQLite in {}", args.data_dir.display()),
+    }
+}
+
+/// The data directory of a command that works on SQLite's catalog file itself (`backup`,
+/// `restore`, `verify`), which has no meaning for a catalog in PostgreSQL: there the error
+/// names PostgreSQL's own tool for the job (`instead`), as docs/OPERATIONS.md does.
+pub(crate) fn sqlite_data_dir<'a>(
+    args: &'a DataDirArg,
+    command: &str,
+    instead: &str,
+) -> anyhow::Result<&'a Path> {
+    if args.database_url.is_some() {
+        anyhow::bail!(
+            "`exosphere {command}` works on the SQLite catalog file in --data-dir, and \
+             --database-url (or EXOSPHERE_DATABASE_URL) puts the catalog in {}: {instead} \
+             (docs/OPERATIONS.md, \"PostgreSQL deployments\"). Run `exosphere {command}` \
+             without --database-url for a SQLite data directory",
+            catalog_location(args)
+        );
+    }
+    Ok(&args.data_dir)
+}
+
+/// The SQLite catalog in `data_dir`, with an error that names the directory.
+fn open_sqlite_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     open_sqlite(data_dir)
         .with_context(|| format!("cannot open the catalog in {}", data_dir.display()))
 }
@@ -97,7 +145,7 @@ fn count_progress(template: &'static str) -> indicatif::ProgressBar {
     )
 }
 
-/// The catalog in `data_dir` for a command that must not create one: an error naming the
+/// The SQLite catalog in `data_dir` for a command that must not create one: an error naming the
 /// directory when it holds none.
 fn existing_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     if !data_dir.join(DATABASE_FILE).is_file() {
@@ -106,7 +154,7 @@ fn existing_catalog(data_dir: &Path) -> anyhow::Result<SqliteStore> {
             data_dir.display()
         );
     }
-    open_catalog(data_dir)
+    open_sqlite_catalog(data_dir)
 }
 
 /// A progress bar on standard error that counts bytes; indicatif draws nothing when standard

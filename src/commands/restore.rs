@@ -10,14 +10,19 @@ use exosphere_catalog::CatalogStore as _;
 use exosphere_catalog_sqlite::DATABASE_FILE;
 use exosphere_catalog_sqlite::backup::{check_backup, install, prepare_restore};
 
-use super::{at, byte_progress, open_catalog};
+use super::{at, byte_progress, open_sqlite_catalog, sqlite_data_dir};
 use crate::cli::RestoreArgs;
 use crate::serve_lock;
 
 /// Restores `--input` into `--data-dir`; the catalog there is replaced only with `--force`
 /// and then kept aside, and nothing changes unless the backup is sound.
 pub fn run(args: RestoreArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir.data_dir;
+    let data_dir = sqlite_data_dir(
+        &args.data_dir,
+        "restore",
+        "restore a PostgreSQL catalog with pg_restore into an empty database, or by \
+         point-in-time recovery from a base backup and its WAL archive",
+    )?;
     let input = &args.input;
     // Held to the end: no server may start on the directory while its catalog is swapped.
     let _lock = serve_lock::acquire(data_dir).with_context(|| {
@@ -77,7 +82,7 @@ pub fn run(args: RestoreArgs) -> anyhow::Result<()> {
         );
     }
     prepare_restore(&staged).context("cannot prepare the backup for restoring")?;
-    let restored = open_catalog(staging.path())?;
+    let restored = open_sqlite_catalog(staging.path())?;
     restored
         .write(&mut |writer| writer.start_epoch())
         .context("cannot start a new data epoch in the restored catalog")?;

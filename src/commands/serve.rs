@@ -19,7 +19,7 @@ use exosphere_synth::{self as synth, Scale};
 
 use crate::accept::HttpLimits;
 use crate::cli::ServeArgs;
-use crate::commands::{blob_store, open_catalog, runtime};
+use crate::commands::{blob_store, catalog_location, open_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
 use crate::serve_lock;
@@ -43,7 +43,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = &args.data_dir.data_dir;
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
-    let store: Arc<dyn CatalogStore> = Arc::new(open_catalog(data_dir)?);
+    let store = open_catalog(&args.data_dir)?;
     if args.demo {
         load_demo_catalog(&store)?;
     }
@@ -72,7 +72,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|error| anyhow::anyhow!("cannot reopen interrupted uploads: {error}"))?;
     let state = server::start(store, Some(publishing), &config)?;
-    tracing::info!(%address, data_dir = %data_dir.display(), "serving");
+    tracing::info!(
+        %address,
+        data_dir = %data_dir.display(),
+        catalog = %catalog_location(&args.data_dir),
+        "serving"
+    );
     // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
     println!("Exosphere listening on http://{address}");
     server::run(listener, state, shutdown_signal()).await

@@ -19,11 +19,10 @@ pub fn run(command: StatsCommand) -> anyhow::Result<()> {
 /// Rolls up `--date`, or catches up on every pending day before today, printing one line
 /// per day.
 fn rollup(args: &StatsRollupArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir.data_dir;
-    let store = open_catalog(data_dir)?;
+    let store = open_catalog(&args.data_dir)?;
     let today = Utc::now().date_naive();
     let Some(date) = &args.date else {
-        let done = usage::catch_up(&store, today).context("rolling up failed")?;
+        let done = usage::catch_up(&*store, today).context("rolling up failed")?;
         if done.is_empty() {
             println!("nothing to roll up: no day before {today} has new recordings");
         }
@@ -36,7 +35,7 @@ fn rollup(args: &StatsRollupArgs) -> anyhow::Result<()> {
     if day > today {
         bail!("{day} has not begun yet (today is {today} UTC)");
     }
-    match usage::roll_up(&store, day).context("rolling up failed")? {
+    match usage::roll_up(&*store, day).context("rolling up failed")? {
         Some(rows) => println!("rolled up {day}: {rows} rows"),
         None => println!("nothing was recorded on {day}; its stats are left as they are"),
     }

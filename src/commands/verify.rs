@@ -10,7 +10,7 @@ use exosphere_blobs::{BlobKey, BlobStore};
 use exosphere_catalog::files::{FileRef, Origin, for_each_file};
 use exosphere_catalog_sqlite::backup::{check_backup, manifest_files};
 
-use super::{at, blob_store, count_progress, existing_catalog, runtime};
+use super::{at, blob_store, count_progress, existing_catalog, runtime, sqlite_data_dir};
 use crate::cli::VerifyArgs;
 
 /// What checking the files found.
@@ -28,7 +28,12 @@ struct Findings {
 
 /// Verifies the data directory's catalog, or `--backup FILE`, against the file store.
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let data_dir = &args.data_dir.data_dir;
+    let data_dir = sqlite_data_dir(
+        &args.data_dir,
+        "verify",
+        "check a PostgreSQL catalog's database with pg_amcheck, and test its backups by \
+         restoring them (pg_restore, or point-in-time recovery from a base backup)",
+    )?;
     let mut files = Vec::new();
     let (subject, problems) = match &args.backup {
         Some(path) => {

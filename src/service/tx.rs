@@ -3,6 +3,7 @@
 //! carries both kinds of failure out of the body; the catalog's
 //! [`write_or_refuse`](exosphere_catalog::write_or_refuse) runs the transaction.
 
+use exosphere_catalog::error::Storage;
 use exosphere_catalog::{Refusal, StoreError};
 use exosphere_ddp::DdpError;
 
@@ -38,14 +39,17 @@ impl From<Fail> for Refusal<DdpError> {
 /// The result type of transaction bodies.
 pub type Tx<T> = Result<T, Fail>;
 
-/// The answer to a write the server's disk could not take, full (507) or read-only (503):
-/// the client is told plainly that nothing was saved and to try again later, and the
-/// operator's log gets the store's message, which names the data directory and what to
-/// do. `None` for any other failure.
+/// The answer to a write the catalog's storage could not take, full (507) or read-only
+/// (503): the client is told plainly that nothing was saved and to try again later, in
+/// words true of the backend (the server's own disk for SQLite, its database for
+/// PostgreSQL), and the operator's log gets the store's message, which names the data
+/// directory or database and what to do. `None` for any other failure.
 pub fn disk_refusal(error: &StoreError) -> Option<DdpError> {
     let (code, what) = match error {
-        StoreError::DiskFull(_) => (507, "its disk is full"),
-        StoreError::ReadOnly(_) => (503, "its disk is read-only"),
+        StoreError::DiskFull(Storage::Directory(_)) => (507, "its disk is full"),
+        StoreError::DiskFull(Storage::Server(_)) => (507, "its database's disk is full"),
+        StoreError::ReadOnly(Storage::Directory(_)) => (503, "its disk is read-only"),
+        StoreError::ReadOnly(Storage::Server(_)) => (503, "its database accepts no writes"),
         _ => return None,
     };
     tracing::error!(%error, "a write failed for lack of a writable disk");

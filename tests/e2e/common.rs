@@ -14,6 +14,11 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::pg_database::TestDatabase;
+use exosphere_catalog::CatalogStore;
+use exosphere_catalog_postgres::open_postgres;
+use exosphere_catalog_sqlite::open_sqlite;
+
 /// The real 2015 catalog shipped beside the project (`shared/fixtures`).
 pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/meteor-2015-catalog.ndjson")
@@ -39,12 +44,56 @@ pub fn run(args: &[&str]) -> Output {
     exosphere().args(args).output().expect("exosphere runs")
 }
 
+/// Where a test's catalog lives: SQLite in its data directory (the default), or a fresh
+/// PostgreSQL database of its own (dropped with the value), so one test body runs on every
+/// backend.
+pub enum Backend {
+    /// `catalog.sqlite3` in the data directory.
+    Sqlite,
+    /// A database on the test server (`EXOSPHERE_TEST_DATABASE_URL`).
+    Postgres(TestDatabase),
+}
+
+impl Backend {
+    /// A PostgreSQL backend on a new, empty database.
+    pub fn postgres() -> Backend {
+        Backend::Postgres(TestDatabase::new())
+    }
+
+    /// The flags that choose this backend, for `serve` and every command that takes
+    /// `--data-dir`.
+    pub fn flags(&self) -> Vec<&str> {
+        match self {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres(database) => vec!["--database-url", database.url()],
+        }
+    }
+
+    /// The catalog on this backend, opened in the test process as a command opens it, for
+    /// tests that read or write the store directly.
+    pub fn open(&self, data_dir: &Path) -> Box<dyn CatalogStore> {
+        match self {
+            Backend::Sqlite => Box::new(open_sqlite(data_dir).expect("the SQLite catalog opens")),
+            Backend::Postgres(database) => {
+                Box::new(open_postgres(database.url()).expect("the PostgreSQL catalog opens"))
+            }
+        }
+    }
+}
+
 /// Runs `exosphere import --data-dir DIR FILE` and asserts it succeeded.
 pub fn import(data_dir: &Path, file: &Path) {
+    import_on(&Backend::Sqlite, data_dir, file);
+}
+
+/// Runs `exosphere import --data-dir DIR FILE` with the catalog on `backend` and asserts it
+/// succeeded.
+pub fn import_on(backend: &Backend, data_dir: &Path, file: &Path) {
     let output = exosphere()
         .arg("import")
         .arg("--data-dir")
         .arg(data_dir)
+        .args(backend.flags())
         .arg(file)
         .output()
         .expect("exosphere import runs");
@@ -131,6 +180,13 @@ impl Server {
         Server::spawn(&mut command)
     }
 
+    /// Starts a server on a free loopback port that logs at `info` level into `log`.
+    pub fn start_logging_to(data_dir: &Path, extra: &[&str], log: std::fs::File) -> Server {
+        let mut command = Server::command("127.0.0.1:0", data_dir, extra);
+        command.env("RUST_LOG", "info").stderr(log);
+        Server::spawn(&mut command)
+    }
+
     fn command(listen: &str, data_dir: &Path, extra: &[&str]) -> Command {
         let mut command = exosphere();
         command
@@ -211,10 +267,15 @@ impl Drop for Server {
 /// A server over a fresh data directory that holds the 2015 fixture: the temporary
 /// directory (keep it alive), the data directory, and the server.
 pub fn serve_fixture() -> (tempfile::TempDir, PathBuf, Server) {
+    serve_fixture_on(&Backend::Sqlite)
+}
+
+/// [`serve_fixture`] with the catalog on `backend`.
+pub fn serve_fixture_on(backend: &Backend) -> (tempfile::TempDir, PathBuf, Server) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
-    import(&data, &fixture());
-    let server = Server::start(&data, &[]);
+    import_on(backend, &data, &fixture());
+    let server = Server::start(&data, &backend.flags());
     (dir, data, server)
 }
 

@@ -1,10 +1,14 @@
 //! End-to-end tests of the `exosphere` binary: real servers on loopback ports, driven over real
-//! WebSockets and HTTP and through the CLI, with real SQLite files.
+//! WebSockets and HTTP and through the CLI, with real SQLite files and, where a test runs on
+//! every backend, a real PostgreSQL database (`Backend`).
 //!
 //! One test binary with a module per concern, so a change relinks one executable, not one per
 //! concern. `common` is the shared harness; run one concern with `cargo test --test e2e publish::`.
 
 mod common;
+/// Fresh PostgreSQL databases, the same helper the PostgreSQL store's own tests use.
+#[path = "../../crates/catalog-postgres/tests/common/mod.rs"]
+mod pg_database;
 
 mod abuse;
 mod audit;
@@ -23,6 +27,7 @@ mod http;
 mod in_process;
 mod interop;
 mod mirror;
+mod postgres;
 mod publications;
 mod publish;
 mod query_commands;

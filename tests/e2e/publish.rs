@@ -8,7 +8,7 @@ use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{Ddp, Server, assert_success, import, run, sync_loop};
+use crate::common::{Backend, Ddp, Server, assert_success, import_on, run, sync_loop};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -36,32 +36,53 @@ pub(crate) struct World {
     pub(crate) data: std::path::PathBuf,
     pub(crate) alice: String,
     pub(crate) mallory: String,
+    /// Where the catalog is: servers of this world are started with its flags.
+    pub(crate) backend: Backend,
 }
 
 /// A [`World`] whose catalog holds the 2015 fixture.
 pub(crate) fn world() -> World {
-    let world = bare_world();
-    import(&world.data, &crate::common::fixture());
+    world_on(Backend::Sqlite)
+}
+
+/// A [`World`] whose catalog, on `backend`, holds the 2015 fixture.
+pub(crate) fn world_on(backend: Backend) -> World {
+    let world = bare_world_on(backend);
+    import_on(&world.backend, &world.data, &crate::common::fixture());
     world
 }
 
 /// A [`World`] over an empty catalog, for tests that sync the whole catalog many times.
 pub(crate) fn bare_world() -> World {
+    bare_world_on(Backend::Sqlite)
+}
+
+/// A [`World`] over an empty catalog on `backend`.
+fn bare_world_on(backend: Backend) -> World {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (alice, mallory) = accounts(&data);
+    let (alice, mallory) = accounts_on(&backend, &data);
     World {
         alice,
         mallory,
         _dir: dir,
         data,
+        backend,
     }
 }
 
 /// Adds the accounts of a [`World`] to the data directory `data` and returns the tokens
 /// of alice and mallory.
 pub(crate) fn accounts(data: &Path) -> (String, String) {
+    accounts_on(&Backend::Sqlite, data)
+}
+
+/// [`accounts`] with the catalog on `backend`, made with `exosphere user`, `org` and
+/// `token` as an operator runs them.
+fn accounts_on(backend: &Backend, data: &Path) -> (String, String) {
     let data_arg = data.to_str().unwrap();
+    let flags = backend.flags();
+    let run = |args: &[&str]| run(&[args, &flags].concat());
     for args in [
         vec!["user", "add", "alice", "--data-dir", data_arg],
         vec!["user", "add", "mallory", "--data-dir", data_arg],
@@ -356,10 +377,35 @@ fn assert_downloads(url: &str, expected: &[u8]) {
 
 #[tokio::test]
 async fn the_tools_publish_sequences_end_in_a_synced_catalog_with_identical_files() {
-    let world = world();
-    let server = serve_with_limit(&world.data, LARGE_LIMIT, &[]);
+    publish_sync_and_download_on(Backend::Sqlite).await;
+}
+
+/// The same publishes, by a user made with `exosphere user --database-url`, to a server
+/// whose catalog is in PostgreSQL: the files still go to the data directory's file store.
+#[tokio::test]
+async fn the_tools_publish_sequences_end_in_a_synced_catalog_with_identical_files_on_postgres() {
+    publish_sync_and_download_on(Backend::postgres()).await;
+}
+
+/// [`publish_sync_and_download`] on a world and a server with the catalog on `backend`,
+/// the files in the data directory's local file store; `exosphere audit` on the same
+/// backend then lists alice's publishes.
+async fn publish_sync_and_download_on(backend: Backend) {
+    let world = world_on(backend);
+    let flags = world.backend.flags();
+    let server = serve_with_limit(&world.data, LARGE_LIMIT, &flags);
     publish_sync_and_download(&world, &server).await;
     assert!(world.data.join("files/packages/acme_widget").is_dir());
+    let data = world.data.to_str().unwrap();
+    let audit = [
+        &["audit", "--data-dir", data, "--user", "alice"][..],
+        &flags,
+    ]
+    .concat();
+    let output = run(&audit);
+    assert_success(&output);
+    let entries = String::from_utf8(output.stdout).unwrap();
+    assert!(entries.contains("acme:widget"), "{entries}");
 }
 
 #[tokio::test]

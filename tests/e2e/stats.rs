@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{Ddp, Server, assert_success, http_get, run};
+use crate::common::{Backend, Ddp, Server, assert_success, http_get, run};
 use chrono::{Days, NaiveDate, Utc};
 use exosphere_catalog::CatalogStore;
 use exosphere_catalog::usage::{AppReport, UsedPackage};
@@ -78,7 +78,12 @@ pub(crate) fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
 /// The UTC day the server recorded on, read from its rows (the newest day with recordings
 /// not rolled up yet), so a test crossing UTC midnight still looks at the right day.
 pub(crate) fn recorded_day(data: &Path) -> NaiveDate {
-    let store = open_sqlite(data).unwrap();
+    recorded_day_on(&Backend::Sqlite, data)
+}
+
+/// [`recorded_day`] of a catalog on `backend`.
+fn recorded_day_on(backend: &Backend, data: &Path) -> NaiveDate {
+    let store = backend.open(data);
     let pending = store
         .pending_usage_days(Utc::now().date_naive() + Days::new(2))
         .unwrap();
@@ -104,90 +109,8 @@ async fn record(ddp: &mut Ddp, app: &str, list: Value, details: Value) -> Value 
 async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_agrees() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // The stats server role (spec §7.1): the tool subscribes first, then records. These
-    // made-up packages are in no catalog here, so they count only on request.
-    let server = Server::start(&data, &["--stats-count-unknown-packages"]);
-    let mut ddp = server.ddp().await;
-    let (config, ready) = ddp
-        .subscribe("cfg", "meteor.loginServiceConfiguration")
-        .await;
-    assert_eq!(ready["msg"], "ready");
-    assert_eq!(config[0]["fields"]["service"], "meteor-developer");
-    let (stats_docs, _) = ddp.subscribe("s", "stats").await;
-    assert!(
-        stats_docs[0]["fields"].get("latest").is_none(),
-        "no stats yet: {stats_docs:?}"
-    );
-
-    let a = packages(&[
-        ("tracker", "1.0.0", false, true),
-        ("ddp", "1.0.0", false, false),
-        ("a-local", "0.0.1", true, true),
-    ]);
-    let answer = record(&mut ddp, "app-a", a.clone(), json!({"what": "sdk.run"})).await;
-    assert!(answer.get("error").is_none(), "{answer}");
-    let session = answer["result"]["newSessionId"]
-        .as_str()
-        .expect("§7.1: a new session id");
-    assert!(!session.is_empty());
-    let b = packages(&[
-        ("tracker", "1.0.0", false, false),
-        ("ddp", "1.0.0", false, true),
-        ("mongo", "1.0.0", false, false),
-    ]);
-    let answer = record(
-        &mut ddp,
-        "app-b",
-        b,
-        json!({"what": "sdk.bundle", "sessionId": session}),
-    )
-    .await;
-    assert_eq!(
-        answer["result"],
-        json!({}),
-        "a caller with a session gets none: {answer}"
-    );
-    // The same list again adds nothing.
-    record(&mut ddp, "app-a", a, json!({"sessionId": session})).await;
-
-    let today = recorded_day(&data);
+    let (today, today_rows) = record_and_roll_up_today(&Backend::Sqlite, &data).await;
     let days_ago = |n: u64| today - Days::new(n);
-
-    // Nothing is published before a rollup; `stats rollup --date today` publishes what
-    // was recorded so far, as an unfinished day: not cached, and not advertised by the
-    // `stats` publication, whose consumers fetch each advertised day once (§4.4, §7.2).
-    assert_eq!(stats_file(&server, today), Err(404));
-    assert!(rollup(&data, &["--date", &today.to_string()]).contains("3 rows"));
-    let before = Utc::now().date_naive();
-    let caching = cache_control(&format!("{}/stats/v1/{today}", server.http));
-    if before == today && Utc::now().date_naive() == today {
-        assert_eq!(caching.as_deref(), Some("no-store"));
-    }
-    assert_eq!(
-        stats_file(&server, today),
-        Ok(vec![
-            row("ddp", "1.0.0", 1, 2),
-            row("mongo", "1.0.0", 0, 1),
-            row("tracker", "1.0.0", 1, 2),
-        ])
-    );
-
-    // An upgrade adds the new version; a later rollup of today replaces the file.
-    let upgraded = packages(&[
-        ("tracker", "1.1.0", false, true),
-        ("ddp", "1.0.0", false, false),
-    ]);
-    record(&mut ddp, "app-a", upgraded, json!({"sessionId": session})).await;
-    rollup(&data, &["--date", &today.to_string()]);
-    let today_rows = vec![
-        row("ddp", "1.0.0", 1, 2),
-        row("mongo", "1.0.0", 0, 1),
-        row("tracker", "1.0.0", 1, 2),
-        row("tracker", "1.1.0", 1, 1),
-    ];
-    assert_eq!(stats_file(&server, today), Ok(today_rows.clone()));
-    drop(ddp);
-    drop(server);
 
     // While the server is down, days before today hold recordings nobody rolled up.
     record_past(
@@ -361,6 +284,117 @@ async fn recorded_days_roll_up_live_catch_up_after_a_restart_and_the_range_api_a
         let (status, body, _) = http_get(&format!("{}/api/v1/stats/packages/{bad}", server.http));
         assert_eq!(status, 400, "{bad}: {body}");
     }
+}
+
+/// Usage recorded through `serve --database-url` into PostgreSQL, rolled up with
+/// `exosphere stats rollup --database-url` and served at `/stats/v1/<day>` as from SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_recorded_into_postgres_rolls_up_and_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    record_and_roll_up_today(&Backend::postgres(), &dir.path().join("data")).await;
+}
+
+/// Records reports through a server whose catalog is on `backend` (spec §7.1), rolls today
+/// up with `exosphere stats rollup --date` twice, checking `/stats/v1/<today>` each time,
+/// then stops the server; returns today (the day the server recorded on) and its rows.
+async fn record_and_roll_up_today(backend: &Backend, data: &Path) -> (NaiveDate, Vec<Value>) {
+    let flags = backend.flags();
+    // The stats server role (spec §7.1): the tool subscribes first, then records. These
+    // made-up packages are in no catalog here, so they count only on request.
+    let server = Server::start(
+        data,
+        &[&["--stats-count-unknown-packages"], &flags[..]].concat(),
+    );
+    let mut ddp = server.ddp().await;
+    let (config, ready) = ddp
+        .subscribe("cfg", "meteor.loginServiceConfiguration")
+        .await;
+    assert_eq!(ready["msg"], "ready");
+    assert_eq!(config[0]["fields"]["service"], "meteor-developer");
+    let (stats_docs, _) = ddp.subscribe("s", "stats").await;
+    assert!(
+        stats_docs[0]["fields"].get("latest").is_none(),
+        "no stats yet: {stats_docs:?}"
+    );
+
+    let a = packages(&[
+        ("tracker", "1.0.0", false, true),
+        ("ddp", "1.0.0", false, false),
+        ("a-local", "0.0.1", true, true),
+    ]);
+    let answer = record(&mut ddp, "app-a", a.clone(), json!({"what": "sdk.run"})).await;
+    assert!(answer.get("error").is_none(), "{answer}");
+    let session = answer["result"]["newSessionId"]
+        .as_str()
+        .expect("§7.1: a new session id");
+    assert!(!session.is_empty());
+    let b = packages(&[
+        ("tracker", "1.0.0", false, false),
+        ("ddp", "1.0.0", false, true),
+        ("mongo", "1.0.0", false, false),
+    ]);
+    let answer = record(
+        &mut ddp,
+        "app-b",
+        b,
+        json!({"what": "sdk.bundle", "sessionId": session}),
+    )
+    .await;
+    assert_eq!(
+        answer["result"],
+        json!({}),
+        "a caller with a session gets none: {answer}"
+    );
+    // The same list again adds nothing.
+    record(&mut ddp, "app-a", a, json!({"sessionId": session})).await;
+
+    let today = recorded_day_on(backend, data);
+
+    // Nothing is published before a rollup; `stats rollup --date today` publishes what
+    // was recorded so far, as an unfinished day: not cached, and not advertised by the
+    // `stats` publication, whose consumers fetch each advertised day once (§4.4, §7.2).
+    assert_eq!(stats_file(&server, today), Err(404));
+    assert!(
+        rollup(
+            data,
+            &[&["--date", &today.to_string()][..], &flags].concat()
+        )
+        .contains("3 rows")
+    );
+    let before = Utc::now().date_naive();
+    let caching = cache_control(&format!("{}/stats/v1/{today}", server.http));
+    if before == today && Utc::now().date_naive() == today {
+        assert_eq!(caching.as_deref(), Some("no-store"));
+    }
+    assert_eq!(
+        stats_file(&server, today),
+        Ok(vec![
+            row("ddp", "1.0.0", 1, 2),
+            row("mongo", "1.0.0", 0, 1),
+            row("tracker", "1.0.0", 1, 2),
+        ])
+    );
+
+    // An upgrade adds the new version; a later rollup of today replaces the file.
+    let upgraded = packages(&[
+        ("tracker", "1.1.0", false, true),
+        ("ddp", "1.0.0", false, false),
+    ]);
+    record(&mut ddp, "app-a", upgraded, json!({"sessionId": session})).await;
+    rollup(
+        data,
+        &[&["--date", &today.to_string()][..], &flags].concat(),
+    );
+    let today_rows = vec![
+        row("ddp", "1.0.0", 1, 2),
+        row("mongo", "1.0.0", 0, 1),
+        row("tracker", "1.0.0", 1, 2),
+        row("tracker", "1.1.0", 1, 1),
+    ];
+    assert_eq!(stats_file(&server, today), Ok(today_rows.clone()));
+    drop(ddp);
+    drop(server);
+    (today, today_rows)
 }
 
 #[tokio::test]

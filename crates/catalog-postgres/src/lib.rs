@@ -116,6 +116,13 @@ pub fn open_postgres(url: &str) -> Result<PgStore, StoreError> {
     PgStore::open(url, &PgOptions::default())
 }
 
+/// The database at `url` as logs and errors name it ("the PostgreSQL database NAME on
+/// HOST:PORT"), never with its password: what a server says it serves from. `None` when
+/// `url` is not a PostgreSQL connection string.
+pub fn describe_url(url: &str) -> Option<String> {
+    url.parse::<Config>().ok().map(|config| describe(&config))
+}
+
 /// A catalog stored in a PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
