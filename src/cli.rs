@@ -488,7 +488,12 @@ pub struct DataDirArg {
                      creates its tables then). Connections are plain TCP or Unix sockets, \
                      without TLS. --data-dir is still used for what is local to this server: \
                      sync page files, the serve lock and the local file store. Logs name the \
-                     database and host, never the password."
+                     database and host, never the password. Percent-encode reserved characters \
+                     in the user and password (@ as %40, : as %3A, / as %2F, % as %25): an \
+                     unescaped @ in the password splits the URL in the wrong place. Prefer \
+                     EXOSPHERE_DATABASE_URL to this flag when the URL holds a password: other \
+                     users can read a process's arguments (ps), not its environment. One \
+                     `exosphere serve` per database for now (issue 12): a second is refused."
     )]
     pub database_url: Option<String>,
 }

@@ -281,11 +281,19 @@ impl PgStore {
 }
 
 /// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
+/// A host with an `@` in it is not printed: the driver splits the credentials at the URL's
+/// first `@`, so `postgres://u:pw@secret@db/x` has the host `secret@db`, which holds the end of the
+/// password.
 fn describe(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
         None => "localhost".to_owned(),
+    };
+    let host = if host.contains('@') {
+        "<host hidden: percent-encode @ in the password as %40>".to_owned()
+    } else {
+        host
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let name = config
@@ -513,5 +521,21 @@ impl CatalogStore for PgStore {
     /// until the guard is dropped or the process ends.
     fn claim_single_server(&self) -> Result<SingleServer, StoreError> {
         single::claim(&self.pool, &self.database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_url;
+
+    #[test]
+    fn a_password_with_an_unescaped_at_sign_is_never_printed_as_part_of_the_host() {
+        let described = describe_url("postgres://u:pw@secret9@db/x").expect("the driver parses it");
+        assert!(!described.contains("secret9"), "{described}");
+        assert!(described.contains("percent-encode @"), "{described}");
+        assert_eq!(
+            describe_url("postgres://u:pw%40secret9@db/x").as_deref(),
+            Some("the PostgreSQL database x on db:5432")
+        );
     }
 }
