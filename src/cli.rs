@@ -17,7 +17,8 @@ use exosphere_synth::Scale;
     version,
     about = "A self-hostable Meteor package server",
     long_about = "Exosphere serves a Meteor package catalog over DDP, exactly as the `meteor` \
-                  tool expects, from an embedded SQLite database.\n\n\
+                  tool expects, from an embedded SQLite database or from PostgreSQL \
+                  (--database-url).\n\n\
                   Quick start:\n  \
                   exosphere serve --demo\n  \
                   METEOR_PACKAGE_SERVER_URL=http://127.0.0.1:3000 meteor show ecmascript\n\n\
@@ -60,12 +61,13 @@ pub enum Command {
                       second."
     )]
     Serve(ServeArgs),
-    /// Load a catalog dump (NDJSON) into the data directory.
+    /// Load a catalog dump (NDJSON) into the catalog (--data-dir or --database-url).
     #[command(
-        long_about = "Load a catalog dump (NDJSON, see docs/catalog-dump.md) into the data \
-                      directory. Records replace stored records with the same collection and \
-                      _id; a file with any error stores nothing and the error names the line. \
-                      Safe while `exosphere serve` runs on the same directory."
+        long_about = "Load a catalog dump (NDJSON, see docs/catalog-dump.md) into the catalog: \
+                      SQLite in the data directory, or the PostgreSQL database of \
+                      --database-url. Records replace stored records with the same collection \
+                      and _id; a file with any error stores nothing and the error names the \
+                      line. Safe while `exosphere serve` runs on the same catalog."
     )]
     Import(ImportArgs),
     /// Write the whole catalog as a dump (NDJSON) that `import` accepts.
@@ -81,7 +83,8 @@ pub enum Command {
                       `exosphere verify --backup FILE`. FILE appears whole or not at all.\n\n\
                       Example:\n  \
                       exosphere backup --data-dir /var/lib/exosphere --output /backups/catalog-$(date +%F).exosphere\n\n\
-                      docs/OPERATIONS.md gives the whole procedure, package files included."
+                      docs/OPERATIONS.md gives the whole procedure, package files included.",
+        mut_arg("database_url", sqlite_only)
     )]
     Backup(BackupArgs),
     /// Put a backup file in place as a data directory's catalog, in a new data epoch.
@@ -97,7 +100,8 @@ pub enum Command {
                       `resetData` once on its next sync and then the restored catalog in \
                       full, rather than skipping records.\n\n\
                       Example:\n  \
-                      exosphere restore --input /backups/catalog-2026-12-01.exosphere --data-dir /var/lib/exosphere --force"
+                      exosphere restore --input /backups/catalog-2026-12-01.exosphere --data-dir /var/lib/exosphere --force",
+        mut_arg("database_url", sqlite_only)
     )]
     Restore(RestoreArgs),
     /// Check a catalog or a backup: the database's integrity and every file it refers to.
@@ -111,7 +115,8 @@ pub enum Command {
                       summary, and exits non-zero on any problem. Safe while a server runs.\n\n\
                       Examples:\n  \
                       exosphere verify --data-dir /var/lib/exosphere\n  \
-                      exosphere verify --data-dir /var/lib/exosphere --backup /backups/catalog.exosphere"
+                      exosphere verify --data-dir /var/lib/exosphere --backup /backups/catalog.exosphere",
+        mut_arg("database_url", sqlite_only)
     )]
     Verify(VerifyArgs),
     /// Write a deterministic synthetic catalog dump, shaped like the real one.
@@ -190,7 +195,8 @@ pub enum Command {
     Mirror(MirrorCommand),
     /// Who did what, when and from where: the log of publishing and administrative actions.
     #[command(
-        long_about = "Print the audit log of a data directory, newest first: every login and \
+        long_about = "Print the audit log of a catalog (a data directory's, or the database \
+                      of --database-url), newest first: every login and \
                       failed login, token creation and revocation, package, version, build \
                       and release publish, maintainer, homepage, metadata, recommendation \
                       and banner change, user and organization change, and mirror claim, with its time \
@@ -464,6 +470,19 @@ pub struct ReleasesArgs {
     pub index: IndexArgs,
 }
 
+/// `--database-url` as `backup`, `restore` and `verify` show it: they work on SQLite's catalog
+/// file, and refuse the flag naming PostgreSQL's own tools (`commands::sqlite_data_dir`), so
+/// their help must not offer it as a way to keep the catalog in PostgreSQL.
+fn sqlite_only(arg: clap::Arg) -> clap::Arg {
+    arg.help("Refused: this command works on SQLite's catalog file in --data-dir only")
+        .long_help(
+            "Refused: this command works on SQLite's catalog file in --data-dir only. Given \
+             (or set in EXOSPHERE_DATABASE_URL), it exits naming PostgreSQL's own tool for the \
+             job: pg_dump or pg_basebackup, and pg_amcheck (docs/OPERATIONS.md, \
+             \"PostgreSQL deployments\").",
+        )
+}
+
 /// Where the catalog and this server's local files live; shared by every command that
 /// touches them, so each takes `--data-dir` and `--database-url` from one definition.
 #[derive(Debug, Clone, Args)]
@@ -488,7 +507,12 @@ pub struct DataDirArg {
                      creates its tables then). Connections are plain TCP or Unix sockets, \
                      without TLS. --data-dir is still used for what is local to this server: \
                      sync page files, the serve lock and the local file store. Logs name the \
-                     database and host, never the password."
+                     database and host, never the password. Percent-encode reserved characters \
+                     in the user and password (@ as %40, : as %3A, / as %2F, % as %25): an \
+                     unescaped @ in the password splits the URL in the wrong place. Prefer \
+                     EXOSPHERE_DATABASE_URL to this flag when the URL holds a password: other \
+                     users can read a process's arguments (ps), not its environment. One \
+                     `exosphere serve` per database for now (issue 12): a second is refused."
     )]
     pub database_url: Option<String>,
 }

@@ -126,7 +126,7 @@ fn sync_now(dirs: &DataDirArg) -> anyhow::Result<()> {
     write_or_refuse(&*store, |writer| {
         let Some(mut state) = writer.mirror().state()? else {
             return Err(Refusal::Refused(
-                "no mirror has run on this data directory: start one with `exosphere serve \
+                "no mirror has run on this catalog: start one with `exosphere serve \
                  --upstream URL`",
             ));
         };
@@ -142,7 +142,7 @@ fn accept(dirs: &DataDirArg) -> anyhow::Result<()> {
     let store = open_catalog(dirs)?;
     let outcome = write_or_refuse(&*store, |writer| {
         let Some(mut state) = writer.mirror().state()? else {
-            return Err(Refusal::Refused("no mirror has run on this data directory"));
+            return Err(Refusal::Refused("no mirror has run on this catalog"));
         };
         if state.held.is_none() {
             return Err(Refusal::Refused(

@@ -1,6 +1,7 @@
 //! `exosphere serve`: the process around a server. It checks the flags, locks the data
-//! directory, opens the catalog and the file store, binds the listener, then hands over to
-//! [`crate::server`] (which builds the service and runs its jobs) until SIGINT or SIGTERM.
+//! directory, opens the catalog and claims it as its one server
+//! ([`exosphere_catalog::CatalogStore::claim_single_server`]), opens the file store, binds
+//! the listener, then hands over to [`crate::server`] (which builds the service and runs its jobs) until SIGINT or SIGTERM.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -44,6 +45,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
     let store = open_catalog(&args.data_dir)?;
+    // Held until this function returns, like the data-dir lock: the single-server guard on
+    // the catalog itself (a PostgreSQL database outlives any one data directory), taken
+    // before the interrupted uploads of a previous run of this server are reopened below.
+    let _single_server = store
+        .claim_single_server()
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
     if args.demo {
         load_demo_catalog(&store)?;
     }

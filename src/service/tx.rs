@@ -52,7 +52,7 @@ pub fn disk_refusal(error: &StoreError) -> Option<DdpError> {
         StoreError::ReadOnly(Storage::Server(_)) => (503, "its database accepts no writes"),
         _ => return None,
     };
-    tracing::error!(%error, "a write failed for lack of a writable disk");
+    tracing::error!(%error, "a write failed: the catalog's storage (its disk, or its database) accepts no writes");
     Some(DdpError::new(
         code,
         format!(

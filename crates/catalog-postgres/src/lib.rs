@@ -1,5 +1,5 @@
 //! The PostgreSQL backend of the catalog's [`CatalogStore`]: one database shared by any
-//! number of Exosphere servers and commands. This crate's one job is storing the catalog in
+//! number of Exosphere commands and, until issue 12 part 4, one server. This crate's one job is storing the catalog in
 //! PostgreSQL; the trait, its contract and everything built on it are `exosphere-catalog`'s,
 //! and its contract tests run here from `tests/conformance.rs` against a real server.
 //!
@@ -28,6 +28,8 @@
 //!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
 //!   [`StoreError::Busy`], and so do deadlocks, serialization failures and a pool whose
 //!   connections all stayed in use.
+//! * One server per database until issue 12, part 4: `exosphere serve` holds the advisory
+//!   lock [`SERVE_LOCK_KEY`] for its whole life (`single.rs`), and a second one is refused.
 //! * Every new connection (the first at open included) is refused where `synchronous_commit`
 //!   or `fsync` is off: a crash could lose commits that clients already saw, and their
 //!   sequence numbers would be handed out again.
@@ -49,7 +51,7 @@ use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
 use exosphere_catalog::record::StatsRow;
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Next, Page, PageFill,
-    PageLimits, PageRecord,
+    PageLimits, PageRecord, SingleServer,
 };
 use exosphere_meteor::Collection;
 use tokio_postgres::{Config, IsolationLevel};
@@ -73,7 +75,10 @@ mod queue;
 mod schema;
 mod seen;
 mod session;
+mod single;
 mod writer;
+
+pub use single::SERVE_LOCK_KEY;
 
 /// The longest time limit PostgreSQL accepts (`lock_timeout` and the like are a 32-bit
 /// count of milliseconds, about 24.8 days); longer options are taken as this.
@@ -276,11 +281,19 @@ impl PgStore {
 }
 
 /// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
+/// A host with an `@` in it is not printed: the driver splits the credentials at the URL's
+/// first `@`, so `postgres://u:pw@secret@db/x` has the host `secret@db`, which holds the end of the
+/// password.
 fn describe(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
         Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
         None => "localhost".to_owned(),
+    };
+    let host = if host.contains('@') {
+        "<host hidden: percent-encode @ in the password as %40>".to_owned()
+    } else {
+        host
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let name = config
@@ -502,5 +515,27 @@ impl CatalogStore for PgStore {
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(|s| audit::read(s, query))
+    }
+
+    /// A session-level advisory lock ([`SERVE_LOCK_KEY`]) on a connection of its own, held
+    /// until the guard is dropped or the process ends.
+    fn claim_single_server(&self) -> Result<SingleServer, StoreError> {
+        single::claim(&self.pool, &self.database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_url;
+
+    #[test]
+    fn a_password_with_an_unescaped_at_sign_is_never_printed_as_part_of_the_host() {
+        let described = describe_url("postgres://u:pw@secret9@db/x").expect("the driver parses it");
+        assert!(!described.contains("secret9"), "{described}");
+        assert!(described.contains("percent-encode @"), "{described}");
+        assert_eq!(
+            describe_url("postgres://u:pw%40secret9@db/x").as_deref(),
+            Some("the PostgreSQL database x on db:5432")
+        );
     }
 }

@@ -623,3 +623,32 @@ fn time_limits_beyond_what_postgresql_accepts_are_taken_as_its_longest() {
     upsert(&store, &record(Collection::Packages, "p", "1"));
     assert_eq!(store.state().unwrap().head_seq, 1);
 }
+
+#[test]
+fn the_single_server_claim_is_held_by_one_store_until_dropped() {
+    let database = TestDatabase::new();
+    let first = open_postgres(database.url()).unwrap();
+    let second = open_postgres(database.url()).unwrap();
+    let claim = first.claim_single_server().unwrap();
+    let refused = second
+        .claim_single_server()
+        .err()
+        .expect("a second claim fails");
+    let message = refused.to_string();
+    assert!(
+        message.contains(&format!(
+            "another exosphere serve is using the PostgreSQL database {}",
+            database.name
+        )) && message.contains("PostgreSQL backend pid"),
+        "{message}"
+    );
+    // The claim lives on its own connection: the store's pooled work does not release it.
+    upsert(&first, &record(Collection::Packages, "p", "1"));
+    assert!(second.claim_single_server().is_err());
+    drop(claim);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while second.claim_single_server().is_err() {
+        assert!(std::time::Instant::now() < deadline, "the claim stays held");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -97,7 +97,7 @@ use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Next, Page, PageFill,
-    PageLimits, PageRecord, Upsert,
+    PageLimits, PageRecord, SingleServer, Upsert,
 };
 use exosphere_catalog::usage::{self, AppReport, UsageRows};
 
@@ -880,6 +880,12 @@ impl CatalogStore for SqliteStore {
 
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.readers.with(|conn| audit::read(conn, query))
+    }
+
+    /// A second server on this catalog is already kept out by the data directory's serve
+    /// lock, which `exosphere serve` takes before opening the catalog.
+    fn claim_single_server(&self) -> Result<SingleServer, StoreError> {
+        Ok(SingleServer::already_held())
     }
 
     fn export(

@@ -285,6 +285,44 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// of the same millisecond in the reverse order they were written), at most
     /// `query.limit` of them; read without a write transaction, beside a running server.
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The single-server guard, until several servers on one catalog are supported (issue
+    /// 12, part 4): `exosphere serve` claims it before it touches state that belongs to the
+    /// one server of a catalog (it puts "receiving" upload tickets back to open at startup,
+    /// and clears its in-progress upload files), and holds it for as long as it serves.
+    ///
+    /// Contract: while the returned [`SingleServer`] lives, no other process can claim it on
+    /// the same catalog, and it is released when it is dropped or its process ends, however
+    /// it ends (so a crashed server never keeps its successor out). A claim held elsewhere
+    /// fails at once, without waiting, with an error that says which server holds it as far
+    /// as the backend can tell. A backend whose own locking already keeps a second server
+    /// out (SQLite: the data directory's serve lock, which `serve` takes first) returns
+    /// [`SingleServer::already_held`].
+    fn claim_single_server(&self) -> Result<SingleServer, StoreError>;
+}
+
+/// Held by the one server of a catalog for as long as it serves
+/// ([`CatalogStore::claim_single_server`]): dropping it releases the claim. Backend-neutral,
+/// so that the server holds it without knowing what the backend keeps alive for it (a
+/// PostgreSQL connection holding an advisory lock, or nothing).
+#[must_use = "the claim is released when this is dropped"]
+pub struct SingleServer {
+    /// What keeps the claim (a connection, a lock); never read, only kept alive.
+    _held: Option<Box<dyn Send + Sync>>,
+}
+
+impl SingleServer {
+    /// The claim of a backend whose own locking already keeps other servers out.
+    pub fn already_held() -> SingleServer {
+        SingleServer { _held: None }
+    }
+
+    /// A claim that lasts as long as `held` does (`held` releases it when dropped).
+    pub fn holding(held: impl Send + Sync + 'static) -> SingleServer {
+        SingleServer {
+            _held: Some(Box::new(held)),
+        }
+    }
 }
 
 /// The operations available inside [`CatalogStore::write`].
