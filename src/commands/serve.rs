@@ -1,7 +1,8 @@
 //! `exosphere serve`: the process around a server. It checks the flags, locks the data
 //! directory, opens the catalog and claims it as its one server
 //! ([`exosphere_catalog::CatalogStore::claim_single_server`]), opens the file store, binds
-//! the listener, then hands over to [`crate::server`] (which builds the service and runs its jobs) until SIGINT or SIGTERM.
+//! the listener, then hands over to [`crate::server`] (which builds the service and runs its
+//! jobs) until SIGINT or SIGTERM.
 
 use std::io::Cursor;
 use std::net::SocketAddr;
