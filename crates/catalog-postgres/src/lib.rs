@@ -365,9 +365,9 @@ impl CatalogStore for PgStore {
                 let meta = read_meta(s, &self.sql.read_meta)?;
                 let row = s.query_one(
                     "SELECT (SELECT min(day) FROM stats WHERE day < $1), \
-                 (SELECT max(day) FROM stats WHERE day < $1), \
-                 (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
-                 (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1)",
+                     (SELECT max(day) FROM stats WHERE day < $1), \
+                     (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
+                     (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1)",
                     &[&today],
                 )?;
                 let (stats_earliest, stats_latest) = stats_range(
