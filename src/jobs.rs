@@ -1,13 +1,20 @@
 //! The background jobs a running server keeps going beside its requests: the daily stats
-//! rollup (spec §7.2) and the sweep of expired uploads (spec §5.2). [`crate::server::start`]
-//! spawns each with one line; a capability with a crate of its own spawns that crate's job
-//! there instead (the mirror's `exosphere_mirror::run`).
+//! rollup (spec §7.2), the sweep of expired uploads (spec §5.2) and, with `--upstream`, the
+//! mirror (`exosphere_mirror::run`, the mirror crate's job). [`crate::server::start`]
+//! spawns each with one line.
+//!
+//! Several servers on one catalog run each once between them: a run takes its duty first
+//! ([`CatalogStore::try_duty`]) and is skipped while another server holds it; the mirror
+//! stands by until the server running it stops, and then one of the others takes over.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use exosphere_catalog::CatalogStore;
+use exosphere_catalog::store::{Duty, Hold};
 use exosphere_catalog::usage;
+use exosphere_mirror::{MirrorConfig, MirrorPhase, MirrorStatus};
+use tokio::sync::watch;
 
 use crate::service::Publishing;
 use crate::stats_files::StatsFiles;
@@ -40,6 +47,9 @@ pub async fn sweep_expired(publishing: Publishing) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         ticks.tick().await;
+        let Some(_duty) = take_duty(&publishing.store, Duty::Sweep).await else {
+            continue;
+        };
         match publishing.sweep().await {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "deleted expired staging uploads"),
@@ -67,11 +77,16 @@ pub async fn roll_up_daily(
         let started = tokio::time::Instant::now();
         let now = chrono::Utc::now();
         let today = now.date_naive();
+        let Some(duty) = take_duty(&store, Duty::Rollup).await else {
+            tokio::time::sleep_until(started + until_next_rollup(now, schedule)).await;
+            continue;
+        };
         let job_store = Arc::clone(&store);
         let outcome = exosphere_task::blocking(move || usage::catch_up(&*job_store, today))
             .await
             .map_err(anyhow::Error::from)
             .and_then(|caught_up| caught_up.map_err(anyhow::Error::from));
+        drop(duty);
         match outcome {
             Ok(days) => {
                 for (day, rows) in days {
@@ -86,6 +101,72 @@ pub async fn roll_up_daily(
             }
         }
         tokio::time::sleep_until(started + until_next_rollup(now, schedule)).await;
+    }
+}
+
+/// How often the server running the mirror checks that it still holds the mirror's duty.
+const DUTY_CHECK: Duration = Duration::from_secs(1);
+
+/// The mirror (`exosphere_mirror::run`) while this server holds its duty: standing by
+/// (`MirrorPhase::Standby` in `/healthz`) and trying again every `poll_interval`
+/// (`--upstream-poll-interval`) while another server runs it, and stopping it when the duty
+/// was lost (its database connection dropped), since another server may have taken over.
+pub async fn mirror_on_duty(
+    store: Arc<dyn CatalogStore>,
+    config: MirrorConfig,
+    status: watch::Sender<MirrorStatus>,
+) {
+    loop {
+        match take_duty(&store, Duty::Mirror).await {
+            Some(duty) => {
+                tracing::info!(upstream = %config.upstream, "this server runs the mirror");
+                let mirror =
+                    exosphere_mirror::run(Arc::clone(&store), config.clone(), status.clone());
+                tokio::pin!(mirror);
+                loop {
+                    tokio::select! {
+                        () = &mut mirror => break,
+                        () = tokio::time::sleep(DUTY_CHECK) => if duty.lost() {
+                            tracing::warn!(
+                                "lost the mirror's duty (the database connection holding it \
+                                 dropped); stopping the mirror and trying to take it again"
+                            );
+                            break;
+                        },
+                    }
+                }
+            }
+            None => {
+                status.send_if_modified(|status| {
+                    let standing_by = status.phase == MirrorPhase::Standby;
+                    status.phase = MirrorPhase::Standby;
+                    !standing_by
+                });
+            }
+        }
+        tokio::time::sleep(config.poll_interval).await;
+    }
+}
+
+/// Takes `duty` for this process on the blocking pool; `None` when another server holds
+/// it, or when it cannot be taken now (logged; the job tries again at its next run).
+async fn take_duty(store: &Arc<dyn CatalogStore>, duty: Duty) -> Option<Hold> {
+    let job_store = Arc::clone(store);
+    let taken = exosphere_task::blocking(move || job_store.try_duty(duty)).await;
+    match taken {
+        Ok(Ok(Some(hold))) => Some(hold),
+        Ok(Ok(None)) => {
+            tracing::debug!(duty = duty.name(), "another server runs this duty now");
+            None
+        }
+        Ok(Err(error)) => {
+            tracing::warn!(duty = duty.name(), %error, "cannot take a duty; trying again later");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(duty = duty.name(), %error, "taking a duty failed");
+            None
+        }
     }
 }
 

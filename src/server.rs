@@ -146,7 +146,7 @@ pub fn start(
     }
     let mirror = config.mirror.as_ref().map(|mirror| {
         let (status, watched) = tokio::sync::watch::channel(MirrorStatus::new(&mirror.upstream));
-        let job = exosphere_task::spawn(exosphere_mirror::run(
+        let job = exosphere_task::spawn(jobs::mirror_on_duty(
             Arc::clone(&store),
             mirror.clone(),
             status.clone(),

@@ -1,7 +1,7 @@
 //! `exosphere serve`: the process around a server. It checks the flags, locks the data
-//! directory, opens the catalog and claims it as its one server
-//! ([`exosphere_catalog::CatalogStore::claim_single_server`]), opens the file store, binds
-//! the listener, then hands over to [`crate::server`] (which builds the service and runs its
+//! directory, opens the catalog and joins the servers that share it
+//! ([`exosphere_catalog::CatalogStore::join_servers`]), opens the file store, binds the
+//! listener, then hands over to [`crate::server`] (which builds the service and runs its
 //! jobs) until SIGINT or SIGTERM.
 
 use std::io::Cursor;
@@ -46,11 +46,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
     let store = open_catalog(&args.data_dir)?;
-    // Held until this function returns, like the data-dir lock: the single-server guard on
-    // the catalog itself (a PostgreSQL database outlives any one data directory), taken
-    // before the interrupted uploads of a previous run of this server are reopened below.
-    let _single_server = store
-        .claim_single_server()
+    // Held until this function returns, like the data-dir lock: this server's seat among
+    // those sharing the catalog (a PostgreSQL database serves several), taken before the
+    // uploads that servers no longer running left receiving are reopened below.
+    let seat = store
+        .join_servers()
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     if args.demo {
         load_demo_catalog(&store)?;
@@ -60,7 +60,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("no local address")?;
     let public_url = public_url(&args, address)?;
-    let publishing = publishing(&args, &store, &public_url)?;
+    let publishing = publishing(&args, &store, &public_url, seat.id())?;
     let mut config = config;
     let ca_pem = upstream_ca(&args)?;
     config.mirror = mirror_config(&args, &public_url, ca_pem.as_deref())?;
@@ -211,11 +211,13 @@ fn raise_open_file_limit(config: &Config) {
 }
 
 /// The publishing side: the blob store the flags choose (an S3 bucket, or a local
-/// directory) and the public URL every handed-out URL starts with.
+/// directory), the public URL every handed-out URL starts with, and the seat (`server`)
+/// this server's upload marks name.
 fn publishing(
     args: &ServeArgs,
     store: &Arc<dyn CatalogStore>,
     public_url: &str,
+    server: &str,
 ) -> anyhow::Result<Publishing> {
     let options = &args.publishing;
     let blobs = blob_store(&options.files, &args.data_dir.data_dir)?;
@@ -234,6 +236,7 @@ fn publishing(
         upload_idle_timeout: options.upload_idle_timeout,
         upload_min_rate: options.upload_min_rate,
         login_throttle: Arc::new(LoginThrottle::new(login_limits(args))),
+        server: server.to_owned(),
     })
 }
 

@@ -39,9 +39,12 @@ use crate::service::uploads::blob_key;
 /// `PUT /uploads/<secret>`: stores the body for the ticket, once. The ticket is looked up
 /// read-only first, so an unknown, expired or used URL is answered without taking an
 /// upload slot or a write transaction. Only then is a slot taken: at most
-/// `--max-uploads-per-user` for the ticket's user (429 with `Retry-After` over it) and
-/// `--max-concurrent-uploads` in all (503 with `Retry-After`), and one per ticket (409
-/// with `Retry-After` while another body for the same URL arrives). The work runs on its
+/// `--max-uploads-per-user` for the ticket's user across every server of the catalog (429
+/// with `Retry-After` over it), `--max-concurrent-uploads` in this process (503 with
+/// `Retry-After`), and one per ticket, on whichever server it arrives (409 with
+/// `Retry-After` while another body for the same URL arrives). Any server of the catalog
+/// takes the PUT of a URL another one handed out: the ticket is in the shared catalog and
+/// the file goes to the shared file store. The work runs on its
 /// own task, so a client that disconnects mid-body cannot cancel the clean-up that makes
 /// the URL usable again.
 pub async fn upload(
@@ -90,7 +93,12 @@ pub async fn upload(
         Err(busy) => return busy_answer(busy),
     };
     let receiving = exosphere_task::spawn(async move {
-        let answer = receive(&publishing, hash, declared, body).await;
+        let claim = Claim {
+            hash,
+            user_id: ticket.user_id,
+            others_here: slot.others_of_user(),
+        };
+        let answer = receive(&publishing, claim, declared, body).await;
         drop(slot);
         answer
     });
@@ -165,7 +173,20 @@ fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
     Ok(())
 }
 
-/// Claims the ticket, streams the body into its staging blob and records the outcome: a
+/// A ticket about to be claimed for one PUT, with what the caller's upload slot knows.
+struct Claim {
+    /// The hash of the ticket's URL secret.
+    hash: String,
+    /// The user whose pending publish lists the ticket.
+    user_id: String,
+    /// How many other uploads of that user this process receives now.
+    others_here: usize,
+}
+
+/// Claims the ticket (marked receiving by this server's seat, unless another running
+/// server receives it, 409, or the user's uploads on every server together reach
+/// `--max-uploads-per-user`, 429), streams the body into its staging blob and records the
+/// outcome: a
 /// received file, or on any failure (too large, idle, past the ticket's expiry, the client
 /// went away) the ticket open again with no partial file kept. If the ticket was retired
 /// while the body arrived (its publish started again or swept), it stays retired and a
@@ -174,27 +195,43 @@ fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
 /// answered; either way the URL takes a retry once the slot is given back.
 async fn receive(
     publishing: &Publishing,
-    hash: String,
+    claim: Claim,
     declared: Option<u64>,
     body: Body,
 ) -> Response {
-    let claim = {
+    let Claim {
+        hash,
+        user_id,
+        others_here,
+    } = claim;
+    let claimed = {
         let hash = hash.clone();
+        let server = publishing.server.clone();
+        let per_user = publishing.upload_slots.per_user();
         publishing
             .transact(move |writer| {
                 let upload = writer.accounts().upload(&hash)?.ok_or_else(unknown)?;
                 usable(&upload, declared)?;
-                let claimed = Upload {
-                    state: UploadState::Receiving,
-                    ..upload.clone()
-                };
-                writer.accounts().put_upload(&hash, &claimed)?;
-                Ok(upload)
+                let elsewhere = writer
+                    .accounts()
+                    .receiving_elsewhere(&server, &hash, &user_id)?;
+                if elsewhere.ticket {
+                    return Ok(Err(Busy::Ticket));
+                }
+                let running = usize::try_from(elsewhere.by_user)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(others_here);
+                if running >= per_user {
+                    return Ok(Err(Busy::User(running)));
+                }
+                writer.accounts().start_receiving(&hash, &server)?;
+                Ok(Ok(upload))
             })
             .await
     };
-    let upload = match claim {
-        Ok(upload) => upload,
+    let upload = match claimed {
+        Ok(Ok(upload)) => upload,
+        Ok(Err(busy)) => return busy_answer(busy),
         Err(error) => return refusal(&error),
     };
     let staging = match blob_key(&upload.staging) {

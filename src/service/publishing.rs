@@ -53,6 +53,10 @@ pub struct Publishing {
     /// Failed logins counted per client address and per account; over either limit,
     /// logins are refused until the window is over.
     pub login_throttle: Arc<LoginThrottle>,
+    /// This server's seat among the servers of the catalog
+    /// (`CatalogStore::join_servers`): the owner its "receiving" upload marks record, so
+    /// that other servers leave those uploads alone while it runs.
+    pub server: String,
 }
 
 impl Publishing {

@@ -1,5 +1,6 @@
 //! Who may receive an upload body right now: at most `--max-concurrent-uploads` bodies
-//! server-wide, `--max-uploads-per-user` for any one user, and one per upload URL.
+//! in this server process, `--max-uploads-per-user` for any one user across every server of
+//! the catalog, and one per upload URL.
 //!
 //! Both limits are needed. The server-wide one protects disk or S3 bandwidth and the
 //! per-upload buffers; the per-user one stops a single account, which may hold
@@ -12,6 +13,13 @@
 //! how the upload ended (its disk full at that moment), while a slot is given back however
 //! the upload ends. So a URL whose ticket says `receiving` but holds no slot takes a new
 //! body at once, not only after a restart.
+//!
+//! Several servers on one catalog: the slots here are this process's. When a ticket is
+//! claimed (in the write transaction that marks it receiving by this server's seat), the
+//! catalog adds what the other running servers receive
+//! (`AccountWriter::receiving_elsewhere`): a URL receiving through another server is
+//! refused as busy, and a user's uploads are counted across all servers. The server-wide
+//! limit stays per process: it protects this process's bandwidth and buffers.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,6 +61,11 @@ pub struct UploadSlot {
 }
 
 impl UploadSlots {
+    /// The most uploads one user may run at once, across servers.
+    pub fn per_user(&self) -> usize {
+        self.per_user
+    }
+
     /// `server` bodies at once in all, `per_user` for any one user.
     pub fn new(server: usize, per_user: usize) -> Arc<UploadSlots> {
         Arc::new(UploadSlots {
@@ -87,6 +100,21 @@ impl UploadSlots {
     }
 }
 
+impl UploadSlot {
+    /// How many other uploads of this slot's user this process receives now, to add to
+    /// those of the other servers when the ticket is claimed.
+    pub fn others_of_user(&self) -> usize {
+        let held = self
+            .slots
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.users
+            .get(&self.user_id)
+            .map_or(0, |running| running.saturating_sub(1))
+    }
+}
+
 impl Drop for UploadSlot {
     fn drop(&mut self) {
         let mut held = self
@@ -116,6 +144,7 @@ mod tests {
         assert_eq!(slots.try_take("alice", "a3").err(), Some(Busy::User(2)));
         let bob = slots.try_take("bob", "b1").unwrap();
         assert_eq!(slots.try_take("carol", "c1").err(), Some(Busy::Server));
+        assert_eq!((second.others_of_user(), bob.others_of_user()), (1, 0));
         drop(first);
         let again = slots.try_take("bob", "b2").unwrap();
         drop((second, bob, again));

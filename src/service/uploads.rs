@@ -163,18 +163,19 @@ impl Publishing {
         Ok(())
     }
 
-    /// Puts every upload ticket left receiving back to open, so the catalog says what
-    /// holds (its URL takes a body either way: no upload slot holds it, see
-    /// `upload_slots`), and deletes the temporary files of local writes cut off mid-body.
-    /// Only for startup, when no upload can be in progress (`serve` holds the data
-    /// directory's lock, see `serve_lock`): such a ticket was claimed by a process that
-    /// died mid-body (a crash, `kill -9`, or a shutdown whose grace period ended before
-    /// the body did). Its partial write was never visible under the staging name: a local
-    /// write's temporary file is deleted here, and S3 multipart parts are left to the
-    /// bucket's lifecycle rule.
+    /// Puts every upload ticket left receiving by a server that no longer runs back to
+    /// open, so the catalog says what holds (its URL takes a body either way: no running
+    /// server's upload slot holds it, see `upload_slots`), and deletes the temporary files
+    /// of local writes cut off mid-body. For startup, once this server joined the servers
+    /// of the catalog: such a ticket was claimed by a process that died mid-body (a crash,
+    /// `kill -9`, or a shutdown whose grace period ended before the body did), and the
+    /// tickets other running servers receive are left alone. Its partial write was never
+    /// visible under the staging name: a local write's temporary file is deleted here (a
+    /// local file store belongs to one server; several servers share an S3 bucket), and S3
+    /// multipart parts are left to the bucket's lifecycle rule.
     pub async fn reopen_interrupted_uploads(&self) -> Result<u64, DdpError> {
         let reopened = self
-            .transact(|writer| Ok(writer.accounts().reopen_receiving_uploads()?))
+            .transact(|writer| Ok(writer.accounts().reopen_abandoned_uploads()?))
             .await?;
         if reopened > 0 {
             tracing::info!(

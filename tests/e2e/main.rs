@@ -31,6 +31,7 @@ mod postgres;
 mod publications;
 mod publish;
 mod query_commands;
+mod several_servers;
 mod sockjs_protocol;
 mod stats;
 mod sync;

@@ -20,7 +20,7 @@ use crate::fake_upstream::{FakeUpstream, FileFault, SyncFault};
 const FILE_FIELDS: [&str; 3] = ["build", "source", "readme"];
 
 /// Starts a mirror of `upstream` on `data`, with short timeouts so faults show quickly.
-fn mirror_of(upstream: &str, data: &Path, extra: &[&str]) -> Server {
+pub(crate) fn mirror_of(upstream: &str, data: &Path, extra: &[&str]) -> Server {
     let mut args = vec![
         "--upstream",
         upstream,
@@ -47,12 +47,16 @@ async fn health(server: &Server) -> Value {
 }
 
 /// The mirror section of `/healthz`.
-async fn status(server: &Server) -> Value {
+pub(crate) async fn status(server: &Server) -> Value {
     health(server).await["mirror"].clone()
 }
 
 /// Waits until the mirror's status satisfies `done`, and returns it.
-async fn wait_status(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_status(
+    server: &Server,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let status = status(server).await;

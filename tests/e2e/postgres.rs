@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::process::Output;
 
-use exosphere_catalog_postgres::SERVE_LOCK_KEY;
 use serde_json::json;
 
 use crate::common::{Backend, Server, exosphere, fixture, http_get, import_on};
@@ -188,64 +187,4 @@ async fn a_read_only_postgres_catalog_is_told_to_clients_as_the_database_refusin
     assert!(!reason.contains("disk"), "{answer}");
     let (status, _, _) = http_get(&format!("{}/healthz", server.http));
     assert_eq!(status, 200, "reads go on");
-}
-
-#[test]
-fn a_second_server_on_one_database_is_refused_until_the_first_stops() {
-    let database = TestDatabase::new();
-    let dir = tempfile::tempdir().unwrap();
-    let flags = ["--database-url", database.url()];
-    let first = Server::start(&dir.path().join("a"), &flags);
-
-    let second_data = dir.path().join("b");
-    let output = exosphere()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&second_data)
-        .args(flags)
-        .output()
-        .expect("exosphere runs");
-    assert!(!output.status.success(), "the second server is refused");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(&format!(
-            "another exosphere serve is using the PostgreSQL database {}",
-            database.name
-        )) && stderr.contains("(connected from 127.0.0.1:")
-            && stderr.contains("not supported yet (issue 12)"),
-        "{stderr}"
-    );
-    let (status, _, _) = http_get(&format!("{}/healthz", first.http));
-    assert_eq!(status, 200, "the first server keeps serving");
-
-    drop(first);
-    wait_for_serve_lock_release(database.url());
-    let third = Server::start(&second_data, &flags);
-    let (status, _, _) = http_get(&format!("{}/healthz", third.http));
-    assert_eq!(status, 200, "a server starts once the first has stopped");
-}
-
-/// Waits until no session holds the serve lock on the database at `url`: PostgreSQL ends a
-/// killed server's session (and so its lock) once it sees the socket closed, a moment after
-/// the process is gone.
-fn wait_for_serve_lock_release(url: &str) {
-    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("the database answers");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let held: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1::bigint::oid \
-                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-                &[&SERVE_LOCK_KEY],
-            )
-            .expect("pg_locks reads")
-            .get(0);
-        if held == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the serve lock stays held"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }

@@ -283,7 +283,7 @@ pub(crate) fn version_record(name: &str, version: &str) -> Value {
 
 /// Uploaded files of one published version, to compare downloads with.
 pub(crate) struct Published {
-    source: Vec<u8>,
+    pub(crate) source: Vec<u8>,
     readme: Vec<u8>,
 }
 
@@ -362,7 +362,7 @@ const MAC: &str = "os.osx.arm64+web.browser+web.browser.legacy+web.cordova";
 
 /// Downloads `url` and checks it is served exactly (spec §8.1): 200, exact length, cache
 /// headers, the uploaded bytes; and a resumed download gets 206 with the rest.
-fn assert_downloads(url: &str, expected: &[u8]) {
+pub(crate) fn assert_downloads(url: &str, expected: &[u8]) {
     let (status, length, cache, bytes) = get(url, None);
     assert_eq!(status, 200, "{url}");
     assert_eq!(length, Some(expected.len().to_string()));
@@ -450,13 +450,14 @@ async fn package_files_can_live_in_an_s3_bucket() {
 
 /// A local S3-compatible server (moto): the one `.ci/run` started
 /// (`EXOSPHERE_TEST_S3_ENDPOINT`), or one started here when `moto_server` is installed.
-struct S3 {
-    endpoint: String,
+pub(crate) struct S3 {
+    pub(crate) endpoint: String,
     child: Option<std::process::Child>,
 }
 
 impl S3 {
-    fn start() -> S3 {
+    /// The running S3-compatible server.
+    pub(crate) fn start() -> S3 {
         if let Ok(endpoint) = std::env::var("EXOSPHERE_TEST_S3_ENDPOINT") {
             return S3 {
                 endpoint,
@@ -495,7 +496,7 @@ impl S3 {
     }
 
     /// A fresh bucket (moto accepts unsigned requests).
-    fn create_bucket(&self) -> String {
+    pub(crate) fn create_bucket(&self) -> String {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -1418,7 +1419,7 @@ async fn unfinished_publishes_per_user_are_capped() {
 }
 
 /// Host and path of an upload URL.
-fn split_url(url: &str) -> (&str, &str) {
+pub(crate) fn split_url(url: &str) -> (&str, &str) {
     let rest = url.trim_start_matches("http://");
     let slash = rest.find('/').unwrap();
     (&rest[..slash], &rest[slash..])
@@ -1491,7 +1492,7 @@ fn reset(stream: std::net::TcpStream) {
 
 /// PUTs `body` until the URL is free again (the server releases a cut-off upload's slot
 /// and ticket as soon as it notices the client left); returns the final status.
-async fn put_when_free(url: &str, body: &[u8]) -> (u16, String) {
+pub(crate) async fn put_when_free(url: &str, body: &[u8]) -> (u16, String) {
     let deadline = std::time::Instant::now() + crate::common::PATIENCE;
     loop {
         let (status, text) = put(url, body);

@@ -55,7 +55,17 @@ pub(crate) type Report<'a> = (&'a str, &'a [(&'a str, &'a str, bool)]);
 /// Records reports of past days straight into the data directory, as a server that was
 /// running then would have (the library takes the day explicitly).
 pub(crate) fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
-    let store = open_sqlite(data).unwrap();
+    record_past_on(&Backend::Sqlite, data, day, reports);
+}
+
+/// [`record_past`] into a catalog on `backend`.
+pub(crate) fn record_past_on(
+    backend: &Backend,
+    data: &Path,
+    day: NaiveDate,
+    reports: &[Report<'_>],
+) {
+    let store = backend.open(data);
     let reports: Vec<AppReport> = reports
         .iter()
         .map(|(app, list)| {

@@ -1,12 +1,14 @@
 //! The PostgreSQL side of [`AccountWriter`], and of reading an upload ticket outside a write.
 
 use exosphere_catalog::accounts::{
-    AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, UploadTicket, User,
+    AccountWriter, Org, Pending, PendingKind, ReceivingElsewhere, Token, Upload, UploadState,
+    UploadTicket, User,
 };
 use exosphere_catalog::columns::{to_i64, to_u64};
 use exosphere_catalog::error::StoreError;
 use tokio_postgres::Row;
 
+use crate::servers::live_receiver;
 use crate::session::{Params, Session, col};
 use crate::writer::PgWriter;
 
@@ -236,7 +238,7 @@ impl AccountWriter for PgWriter<'_, '_, '_> {
              ON CONFLICT (hash) DO UPDATE SET staging = excluded.staging, \
              destination = excluded.destination, max_size = excluded.max_size, \
              expires = excluded.expires, state = excluded.state, size = excluded.size, \
-             sha256 = excluded.sha256",
+             sha256 = excluded.sha256, receiver = NULL",
             &[
                 &hash,
                 &upload.staging,
@@ -347,9 +349,47 @@ impl AccountWriter for PgWriter<'_, '_, '_> {
         Ok(())
     }
 
-    fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError> {
+    fn start_receiving(&mut self, hash: &str, server: &str) -> Result<(), StoreError> {
         self.s.execute(
-            "UPDATE uploads SET state = 'open' WHERE state = 'receiving'",
+            "UPDATE uploads SET state = 'receiving', receiver = $2 WHERE hash = $1",
+            &[&hash, &server],
+        )?;
+        Ok(())
+    }
+
+    fn receiving_elsewhere(
+        &mut self,
+        server: &str,
+        hash: &str,
+        user_id: &str,
+    ) -> Result<ReceivingElsewhere, StoreError> {
+        let live = live_receiver("u.receiver");
+        let row = self.s.query_one(
+            &format!(
+                "SELECT coalesce(bool_or(u.hash = $2), false), count(*) FROM uploads u \
+                 WHERE u.state = 'receiving' AND u.receiver <> $1 AND {live} \
+                 AND (u.hash = $2 OR EXISTS (SELECT 1 FROM pending p WHERE p.user_id = $3 \
+                 AND strpos(' ' || p.uploads || ' ', ' ' || u.hash || ' ') > 0))"
+            ),
+            &[&server, &hash, &user_id],
+        )?;
+        let ticket: bool = col(&row, 0)?;
+        let receiving: i64 = col(&row, 1)?;
+        // The ticket itself counts as the user's: a PUT asks only about a ticket of one of
+        // the user's pending publishes.
+        Ok(ReceivingElsewhere {
+            ticket,
+            by_user: to_u64(receiving, "receiving uploads")?,
+        })
+    }
+
+    fn reopen_abandoned_uploads(&mut self) -> Result<u64, StoreError> {
+        let live = live_receiver("receiver");
+        self.s.execute(
+            &format!(
+                "UPDATE uploads SET state = 'open', receiver = NULL \
+                 WHERE state = 'receiving' AND (receiver IS NULL OR NOT {live})"
+            ),
             &[],
         )
     }

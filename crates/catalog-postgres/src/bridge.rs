@@ -47,7 +47,7 @@ pub(crate) fn wait<F: Future>(future: F) -> F::Output {
 /// The runtime that drives every connection's socket: one worker thread, which only moves
 /// protocol messages (rows are decoded on the calling threads), started on first use and
 /// kept for the life of the process.
-fn runtime() -> &'static Runtime {
+pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

@@ -39,6 +39,7 @@
 //!   before in the same epoch) and starts a new data epoch, so every client resyncs
 //!   (`seen.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -50,8 +51,8 @@ use exosphere_catalog::error::StoreError;
 use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
 use exosphere_catalog::record::StatsRow;
 use exosphere_catalog::store::{
-    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Next, Page, PageFill,
-    PageLimits, PageRecord, SingleServer,
+    CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Next, Page,
+    PageFill, PageLimits, PageRecord, ServerSeat,
 };
 use exosphere_meteor::Collection;
 use tokio_postgres::{Config, IsolationLevel};
@@ -68,17 +69,18 @@ mod accounts;
 mod audit;
 mod bridge;
 mod error;
+mod hints;
 mod keys;
 mod mirror;
 mod pool;
 mod queue;
 mod schema;
 mod seen;
+mod servers;
 mod session;
-mod single;
 mod writer;
 
-pub use single::SERVE_LOCK_KEY;
+pub use servers::{DUTY_LOCK_CLASS, SERVER_LOCK_CLASS};
 
 /// The longest time limit PostgreSQL accepts (`lock_timeout` and the like are a 32-bit
 /// count of milliseconds, about 24.8 days); longer options are taken as this.
@@ -103,6 +105,10 @@ pub struct PgOptions {
     /// the TCP connection, PostgreSQL's startup and the authentication. Limited as
     /// `lock_timeout` is.
     pub connect_timeout: Duration,
+    /// The longest pause between attempts to reconnect the change listener
+    /// ([`CatalogStore::hint_changes`]) after its connection dropped; the first pause is
+    /// 100 ms, doubling up to this. Changes are noticed by polling meanwhile.
+    pub listen_max_backoff: Duration,
 }
 
 impl Default for PgOptions {
@@ -111,6 +117,7 @@ impl Default for PgOptions {
             max_connections: 8,
             lock_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
+            listen_max_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -143,6 +150,12 @@ pub struct PgStore {
     database: String,
     /// The epoch and the highest head `seq` this store has read in it.
     seen: Seen,
+    /// Where a change listener connects ([`CatalogStore::hint_changes`]).
+    config: Config,
+    /// How long establishing a connection may take.
+    connect_timeout: Duration,
+    /// The longest pause between a listener's reconnection attempts.
+    listen_max_backoff: Duration,
 }
 
 impl PgStore {
@@ -175,7 +188,7 @@ impl PgStore {
         let setup = format!("SET lock_timeout = {lock_ms}");
         let write_setup = format!("SET LOCAL idle_in_transaction_session_timeout = {lock_ms}");
         let pool = Pool::new(
-            config,
+            config.clone(),
             database.clone(),
             setup,
             options.max_connections,
@@ -192,6 +205,9 @@ impl PgStore {
             write_setup,
             database,
             seen: Seen::default(),
+            config,
+            connect_timeout,
+            listen_max_backoff: options.listen_max_backoff,
         })
     }
 
@@ -517,10 +533,27 @@ impl CatalogStore for PgStore {
         self.read(|s| audit::read(s, query))
     }
 
-    /// A session-level advisory lock ([`SERVE_LOCK_KEY`]) on a connection of its own, held
-    /// until the guard is dropped or the process ends.
-    fn claim_single_server(&self) -> Result<SingleServer, StoreError> {
-        single::claim(&self.pool, &self.database)
+    /// A session-level advisory lock with a random free id ([`SERVER_LOCK_CLASS`]) on a
+    /// connection of its own, held until the seat is dropped or the process ends.
+    fn join_servers(&self) -> Result<ServerSeat, StoreError> {
+        servers::join(&self.pool, &self.database)
+    }
+
+    /// A session-level advisory lock per duty ([`DUTY_LOCK_CLASS`]) on a connection of its
+    /// own.
+    fn try_duty(&self, duty: Duty) -> Result<Option<Hold>, StoreError> {
+        servers::try_duty(&self.pool, duty)
+    }
+
+    /// `LISTEN` on a connection of its own, reconnecting when it drops (`hints.rs`).
+    fn hint_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Option<Hold>, StoreError> {
+        let listening = hints::Listening {
+            config: self.config.clone(),
+            database: self.database.clone(),
+            connect_timeout: self.connect_timeout,
+            max_backoff: self.listen_max_backoff,
+        };
+        Ok(Some(hints::listen(listening, wake)))
     }
 }
 

@@ -7,7 +7,20 @@
 //! exact bytes sync pages splice). Every key column that is compared or ordered is
 //! `COLLATE "C"`, so names sort by bytes as SQLite sorts them, whatever the database's
 //! locale. The version is the one row of `exosphere_schema`; a later version appends a step
-//! to [`init`] (a step never changes once released).
+//! to [`STEPS`] (a step never changes once released).
+//!
+//! # Rolling deploys
+//!
+//! Servers of different releases may share the database while a deploy rolls through
+//! them, so the row also records `compatible`: the oldest schema version whose code may
+//! still use the database. The first server of a newer release to open it applies the new
+//! steps (once, under [`SCHEMA_LOCK`]) and records the `compatible` of the last one: an
+//! additive step (a new table, a nullable column) keeps older code's version, so older
+//! servers keep running and may still start; a step older code cannot use raises it, and
+//! older servers then refuse to start, naming the upgrade ([`StoreError::SchemaTooNew`]),
+//! while those already running must be stopped before such a release is deployed (its
+//! release notes say so). Version 2 adds the upload marks' owner (`uploads.receiver`) and
+//! this rule itself; version 1 code knows no `compatible` and refuses it.
 
 use exosphere_catalog::columns::{new_epoch, snake};
 use exosphere_catalog::error::StoreError;
@@ -19,7 +32,22 @@ use crate::error::{Db as _, refusal};
 use crate::keys::NATURAL_KEY_INDEXES;
 
 /// The schema version this build creates and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1 + STEPS.len() as i64;
+
+/// One upgrade step: the SQL that takes the schema from the version before it to its own,
+/// and the oldest schema version whose code may use the result (see "Rolling deploys").
+struct Step {
+    sql: &'static str,
+    compatible: i64,
+}
+
+/// The upgrade steps after version 1, in order: `STEPS[0]` makes version 2.
+const STEPS: [Step; 1] = [Step {
+    // Which server's seat receives an upload (`servers.rs`), and the compatibility rule.
+    sql: "ALTER TABLE uploads ADD COLUMN receiver TEXT;
+          ALTER TABLE exosphere_schema ADD COLUMN compatible BIGINT NOT NULL DEFAULT 1;",
+    compatible: 2,
+}];
 
 /// The `pg_advisory_xact_lock` key that serializes schema creation and upgrades across
 /// processes: "EXOS" in ASCII, as SQLite catalogs' `application_id`.
@@ -89,16 +117,43 @@ pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError
             .db()?
             .try_get(0)
             .db()?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
         if version < 1 {
             return Err(StoreError::Corrupt(format!(
                 "unknown schema version {version}"
             )));
+        }
+        if version > SCHEMA_VERSION {
+            let compatible: i64 =
+                wait(tx.query_one("SELECT compatible FROM exosphere_schema", &[]))
+                    .db()?
+                    .try_get(0)
+                    .db()?;
+            if compatible > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    found: version,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            tracing::info!(
+                database,
+                version,
+                supported = SCHEMA_VERSION,
+                "a newer release upgraded the catalog schema compatibly; this server uses it \
+                 as before"
+            );
+        }
+        for (step, to) in STEPS
+            .iter()
+            .zip(2i64..)
+            .skip(usize::try_from(version - 1).unwrap_or(0))
+        {
+            wait(tx.batch_execute(step.sql)).db()?;
+            wait(tx.execute(
+                "UPDATE exosphere_schema SET version = $1, compatible = $2",
+                &[&to, &step.compatible],
+            ))
+            .db()?;
+            tracing::info!(database, version = to, "upgraded the catalog schema");
         }
     } else {
         // As a SQLite catalog is created only in an empty file: tables of another
@@ -114,14 +169,18 @@ pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError
             return Err(StoreError::NotACatalog(database.into()));
         }
         wait(tx.batch_execute(&schema_sql())).db()?;
+        for step in &STEPS {
+            wait(tx.batch_execute(step.sql)).db()?;
+        }
         wait(tx.execute(
             "INSERT INTO meta (id, epoch, head_seq) VALUES (1, $1, 0)",
             &[&new_epoch()],
         ))
         .db()?;
+        let compatible = STEPS.last().map_or(1, |step| step.compatible);
         wait(tx.execute(
-            "INSERT INTO exosphere_schema (id, version) VALUES (1, $1)",
-            &[&SCHEMA_VERSION],
+            "INSERT INTO exosphere_schema (id, version, compatible) VALUES (1, $1, $2)",
+            &[&SCHEMA_VERSION, &compatible],
         ))
         .db()?;
         tracing::info!(

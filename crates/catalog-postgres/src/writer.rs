@@ -136,6 +136,8 @@ pub(crate) struct PgWriter<'a, 's, 't> {
     /// The last day this transaction marked pending in `usage_days`, so a batch of
     /// reports of one day marks it once.
     marked_day: Option<NaiveDate>,
+    /// Whether stats rows changed, which moves the stats days the state reads.
+    stats_changed: bool,
 }
 
 impl<'a, 's, 't> PgWriter<'a, 's, 't> {
@@ -149,12 +151,18 @@ impl<'a, 's, 't> PgWriter<'a, 's, 't> {
             modified: false,
             starts_epoch: false,
             marked_day: None,
+            stats_changed: false,
         })
     }
 
-    /// Writes the meta row back if anything changed, with a new epoch if one was started;
-    /// returns the epoch and head `seq` the transaction commits.
+    /// Writes the meta row back if anything changed, with a new epoch if one was started,
+    /// and notifies the other servers' listeners (at commit) when the state they poll
+    /// changed (`hints.rs`); returns the epoch and head `seq` the transaction commits.
     pub(crate) fn finish(self) -> Result<(String, u64), StoreError> {
+        if self.modified || self.stats_changed {
+            self.s
+                .execute("SELECT pg_notify($1, '')", &[&crate::hints::CHANNEL])?;
+        }
         if !self.modified {
             return Ok((self.meta.epoch, self.meta.head_seq));
         }
@@ -295,6 +303,7 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
     }
 
     fn upsert_stats(&mut self, row: &StatsRow) -> Result<(), StoreError> {
+        self.stats_changed = true;
         self.s.execute(
             "INSERT INTO stats (day, name, version, direct_adds, total_adds) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -323,6 +332,7 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
         if recorded.is_none() {
             return Ok(None);
         }
+        self.stats_changed = true;
         self.s
             .execute("DELETE FROM stats WHERE day = $1", &[&text])?;
         let rows = self.s.execute(

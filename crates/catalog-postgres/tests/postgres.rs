@@ -1,6 +1,8 @@
 //! What only the PostgreSQL backend has: several handles (servers) writing at once, the
-//! schema created once by concurrent opens, refusals at open, contention and storage trouble
-//! as errors, and use from every kind of thread a Tokio server calls it from.
+//! schema created once by concurrent opens and upgraded under the rolling-deploy rule,
+//! refusals at open, contention and storage trouble as errors, use from every kind of
+//! thread a Tokio server calls it from, and what several servers share: seats, duties and
+//! change hints.
 
 mod common;
 
@@ -10,10 +12,11 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::TestDatabase;
+use exosphere_catalog::accounts::{Pending, PendingKind, ReceivingElsewhere, Upload, UploadState};
 use exosphere_catalog::conformance::store::{all, record, upsert};
-use exosphere_catalog::store::{Cursors, PageLimits};
+use exosphere_catalog::store::{Cursors, Duty, PageLimits};
 use exosphere_catalog::{CatalogStore, Collection, StoreError};
-use exosphere_catalog_postgres::{PgOptions, PgStore, open_postgres};
+use exosphere_catalog_postgres::{DUTY_LOCK_CLASS, PgOptions, PgStore, open_postgres};
 
 /// A plain connection to `database`, as an operator's `psql` would be.
 fn connect(database: &TestDatabase) -> postgres::Client {
@@ -180,15 +183,17 @@ fn a_newer_schema_is_refused() {
     let database = TestDatabase::new();
     drop(open_postgres(database.url()).unwrap());
     connect(&database)
-        .batch_execute("UPDATE exosphere_schema SET version = version + 1")
+        .batch_execute(
+            "UPDATE exosphere_schema SET version = version + 1, compatible = version + 1",
+        )
         .unwrap();
     let error = open_postgres(database.url()).err().expect("refused");
     assert!(
         matches!(
             error,
             StoreError::SchemaTooNew {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{error:?}"
@@ -624,31 +629,264 @@ fn time_limits_beyond_what_postgresql_accepts_are_taken_as_its_longest() {
     assert_eq!(store.state().unwrap().head_seq, 1);
 }
 
-#[test]
-fn the_single_server_claim_is_held_by_one_store_until_dropped() {
-    let database = TestDatabase::new();
-    let first = open_postgres(database.url()).unwrap();
-    let second = open_postgres(database.url()).unwrap();
-    let claim = first.claim_single_server().unwrap();
-    let refused = second
-        .claim_single_server()
-        .err()
-        .expect("a second claim fails");
-    let message = refused.to_string();
-    assert!(
-        message.contains(&format!(
-            "another exosphere serve is using the PostgreSQL database {}",
-            database.name
-        )) && message.contains("PostgreSQL backend pid"),
-        "{message}"
-    );
-    // The claim lives on its own connection: the store's pooled work does not release it.
-    upsert(&first, &record(Collection::Packages, "p", "1"));
-    assert!(second.claim_single_server().is_err());
-    drop(claim);
+/// Waits until `done` holds, failing with `what` after ten seconds (PostgreSQL releases a
+/// closed session's locks, and reconnects happen, a moment later, not at once).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while second.claim_single_server().is_err() {
-        assert!(std::time::Instant::now() < deadline, "the claim stays held");
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// An upload ticket that expires far in the future, open.
+fn open_ticket() -> Upload {
+    Upload {
+        staging: "uploads/x".into(),
+        destination: "packages/a/1.0.0/s.tgz".into(),
+        max_size: 10,
+        expires: i64::MAX,
+        state: UploadState::Open,
+    }
+}
+
+#[test]
+fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops() {
+    let database = TestDatabase::new();
+    let (a, b) = (
+        open_postgres(database.url()).unwrap(),
+        open_postgres(database.url()).unwrap(),
+    );
+    let seat_a = a.join_servers().unwrap();
+    let seat_b = b.join_servers().unwrap();
+    assert_ne!(seat_a.id(), seat_b.id(), "seats are unique");
+    let pending = |user: &str, uploads: &[&str]| Pending {
+        kind: PendingKind::Version,
+        subject: format!("{user}@1.0.0"),
+        user_id: user.into(),
+        record: "{}".into(),
+        uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
+        expires: i64::MAX,
+    };
+    let id_a = seat_a.id().to_owned();
+    a.write(&mut |w| {
+        let accounts = w.accounts();
+        for hash in ["t1", "t2", "t3", "orphaned"] {
+            accounts.put_upload(hash, &open_ticket())?;
+        }
+        accounts.put_pending("p1", &pending("u1", &["t1", "t2"]))?;
+        accounts.put_pending("p2", &pending("u2", &["t3", "orphaned"]))?;
+        accounts.start_receiving("t1", &id_a)?;
+        // A mark without a seat (as a server that died left it, or `put_upload`): nobody's.
+        accounts.put_upload(
+            "orphaned",
+            &Upload {
+                state: UploadState::Receiving,
+                ..open_ticket()
+            },
+        )
+    })
+    .unwrap();
+    let elsewhere = |store: &PgStore, seat: &str, hash: &str, user: &str| {
+        let mut found = None;
+        store
+            .write(&mut |w| {
+                found = Some(w.accounts().receiving_elsewhere(seat, hash, user)?);
+                Ok(())
+            })
+            .unwrap();
+        found.unwrap()
+    };
+    let seen = |ticket, by_user| ReceivingElsewhere { ticket, by_user };
+    assert_eq!(elsewhere(&b, seat_b.id(), "t1", "u1"), seen(true, 1));
+    assert_eq!(elsewhere(&b, seat_b.id(), "t2", "u1"), seen(false, 1));
+    assert_eq!(elsewhere(&b, seat_b.id(), "t3", "u2"), seen(false, 0));
+    assert_eq!(
+        elsewhere(&a, seat_a.id(), "t1", "u1"),
+        seen(false, 0),
+        "a server's own uploads are not elsewhere"
+    );
+    let reopen = |store: &PgStore| {
+        let mut reopened = 0;
+        store
+            .write(&mut |w| {
+                reopened = w.accounts().reopen_abandoned_uploads()?;
+                Ok(())
+            })
+            .unwrap();
+        reopened
+    };
+    assert_eq!(reopen(&b), 1, "only the mark without a running seat");
+    let state = |hash: &str| b.upload_ticket(hash).unwrap().unwrap().upload.state;
+    assert_eq!(
+        state("t1"),
+        UploadState::Receiving,
+        "a live server's upload stays"
+    );
+    assert_eq!(state("orphaned"), UploadState::Open);
+
+    drop(seat_a);
+    eventually("the stopped server's seat is released", || {
+        elsewhere(&b, seat_b.id(), "t1", "u1") == seen(false, 0)
+    });
+    assert_eq!(reopen(&b), 1, "the stopped server's upload reopens");
+    assert_eq!(state("t1"), UploadState::Open);
+}
+
+#[test]
+fn each_duty_is_held_by_one_store_at_a_time_and_passes_on_when_its_holder_goes() {
+    let database = TestDatabase::new();
+    let (a, b) = (
+        open_postgres(database.url()).unwrap(),
+        open_postgres(database.url()).unwrap(),
+    );
+    let rollup = a
+        .try_duty(Duty::Rollup)
+        .unwrap()
+        .expect("a free duty is taken");
+    assert!(b.try_duty(Duty::Rollup).unwrap().is_none(), "held by a");
+    let sweep = b
+        .try_duty(Duty::Sweep)
+        .unwrap()
+        .expect("duties are separate");
+    // The duty lives on its own connection: the store's pooled work does not release it.
+    upsert(&a, &record(Collection::Packages, "p", "1"));
+    assert!(b.try_duty(Duty::Rollup).unwrap().is_none());
+    drop(rollup);
+    eventually("a released duty can be taken", || {
+        b.try_duty(Duty::Rollup).unwrap().is_some()
+    });
+
+    // A holder whose connection the database ends learns that it lost the duty, and the
+    // duty is free for another server.
+    assert!(!sweep.lost());
+    let holder: i32 = connect(&database)
+        .query_one(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid \
+             AND objid = 3 AND objsubid = 2 AND granted",
+            &[&DUTY_LOCK_CLASS],
+        )
+        .unwrap()
+        .get(0);
+    connect(&database)
+        .execute("SELECT pg_terminate_backend($1)", &[&holder])
+        .unwrap();
+    eventually("the holder notices the lost duty", || sweep.lost());
+    assert!(a.try_duty(Duty::Sweep).unwrap().is_some());
+}
+
+#[test]
+fn commits_of_other_stores_wake_the_listener_which_survives_a_terminated_connection() {
+    let database = TestDatabase::new();
+    let (watcher, writer) = (
+        open_postgres(database.url()).unwrap(),
+        open_postgres(database.url()).unwrap(),
+    );
+    let (woken, wakes) = std::sync::mpsc::channel();
+    let hints = watcher
+        .hint_changes(Arc::new(move || {
+            let _ = woken.send(());
+        }))
+        .unwrap()
+        .expect("PostgreSQL hints at changes");
+    let patience = Duration::from_secs(10);
+    let listener = || {
+        connect(&database)
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query = 'LISTEN exosphere_changes'",
+                &[],
+            )
+            .unwrap()
+            .map(|row| row.get::<_, i32>(0))
+    };
+    // Listening: the listener wakes once when it starts listening.
+    wakes.recv_timeout(patience).expect("woken once listening");
+    let first = listener().expect("a listening session");
+    upsert(&writer, &record(Collection::Packages, "p", "1"));
+    wakes
+        .recv_timeout(patience)
+        .expect("woken by another store's commit");
+
+    connect(&database)
+        .execute("SELECT pg_terminate_backend($1)", &[&first])
+        .unwrap();
+    eventually("the listener reconnects", || {
+        listener().is_some_and(|pid| pid != first)
+    });
+    while wakes.try_recv().is_ok() {}
+    upsert(&writer, &record(Collection::Packages, "q", "1"));
+    wakes
+        .recv_timeout(patience)
+        .expect("woken by a commit after reconnecting");
+    drop(hints);
+    eventually("the listener stops with its hold", || listener().is_none());
+}
+
+#[test]
+fn an_older_server_uses_a_compatibly_upgraded_schema_and_refuses_an_incompatible_one() {
+    let database = TestDatabase::new();
+    drop(open_postgres(database.url()).unwrap());
+    let mut admin = connect(&database);
+    let (version, compatible): (i64, i64) = {
+        let row = admin
+            .query_one("SELECT version, compatible FROM exosphere_schema", &[])
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(compatible <= version);
+    // A newer release added something older code can do without.
+    admin
+        .execute(
+            "UPDATE exosphere_schema SET version = $1",
+            &[&(version + 1)],
+        )
+        .unwrap();
+    let store = open_postgres(database.url()).expect("an additive upgrade keeps older servers");
+    upsert(&store, &record(Collection::Packages, "p", "1"));
+    // A newer release changed what older code relies on.
+    admin
+        .execute(
+            "UPDATE exosphere_schema SET compatible = $1",
+            &[&(version + 1)],
+        )
+        .unwrap();
+    let refused = open_postgres(database.url())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        refused.contains(&format!("schema version {}", version + 1))
+            && refused.contains("upgrade Exosphere"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_version_1_schema_is_upgraded_in_place_keeping_its_data() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    upsert(&store, &record(Collection::Packages, "p", "1"));
+    drop(store);
+    connect(&database)
+        .batch_execute(
+            "ALTER TABLE uploads DROP COLUMN receiver; \
+             ALTER TABLE exosphere_schema DROP COLUMN compatible; \
+             UPDATE exosphere_schema SET version = 1",
+        )
+        .unwrap();
+    let store = open_postgres(database.url()).expect("version 1 is upgraded");
+    assert_eq!(store.state().unwrap().head_seq, 1, "the data stays");
+    let seat = store.join_servers().unwrap();
+    let id = seat.id().to_owned();
+    store
+        .write(&mut |w| {
+            w.accounts().put_upload("t", &open_ticket())?;
+            w.accounts().start_receiving("t", &id)
+        })
+        .expect("upload marks have their owner column");
+    let row = connect(&database)
+        .query_one("SELECT version, compatible FROM exosphere_schema", &[])
+        .unwrap();
+    assert!(row.get::<_, i64>(0) > 1 && row.get::<_, i64>(1) > 1);
 }

@@ -4,7 +4,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 
 use super::{Db as _, SqliteWriter, to_i64, to_u64};
 use exosphere_catalog::accounts::{
-    AccountWriter, Org, Pending, PendingKind, Token, Upload, UploadState, UploadTicket, User,
+    AccountWriter, Org, Pending, PendingKind, ReceivingElsewhere, Token, Upload, UploadState,
+    UploadTicket, User,
 };
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::store::Lookup;
@@ -539,7 +540,28 @@ impl AccountWriter for SqliteWriter<'_> {
         Ok(())
     }
 
-    fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError> {
+    /// One server per data directory: the mark needs no owner.
+    fn start_receiving(&mut self, hash: &str, _server: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE uploads SET state = 'receiving' WHERE hash = ?1")
+            .db()?
+            .execute([hash])
+            .db()?;
+        Ok(())
+    }
+
+    /// No other server can run on this data directory.
+    fn receiving_elsewhere(
+        &mut self,
+        _server: &str,
+        _hash: &str,
+        _user_id: &str,
+    ) -> Result<ReceivingElsewhere, StoreError> {
+        Ok(ReceivingElsewhere::default())
+    }
+
+    /// Every receiving ticket: called at the startup of the data directory's one server.
+    fn reopen_abandoned_uploads(&mut self) -> Result<u64, StoreError> {
         let reopened = self
             .conn
             .prepare_cached("UPDATE uploads SET state = 'open' WHERE state = 'receiving'")

@@ -80,7 +80,7 @@
 //! order as the [`exosphere_catalog::store`] contract requires.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{Datelike as _, NaiveDate};
@@ -96,8 +96,8 @@ use exosphere_catalog::immutable;
 use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{
-    CatalogState, CatalogStore, CatalogWriter, Cursors, ExportItem, Lookup, Next, Page, PageFill,
-    PageLimits, PageRecord, SingleServer, Upsert,
+    CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Lookup, Next, Page,
+    PageFill, PageLimits, PageRecord, ServerSeat, Upsert,
 };
 use exosphere_catalog::usage::{self, AppReport, UsageRows};
 
@@ -882,10 +882,21 @@ impl CatalogStore for SqliteStore {
         self.readers.with(|conn| audit::read(conn, query))
     }
 
-    /// A second server on this catalog is already kept out by the data directory's serve
-    /// lock, which `exosphere serve` takes before opening the catalog.
-    fn claim_single_server(&self) -> Result<SingleServer, StoreError> {
-        Ok(SingleServer::already_held())
+    /// One server per data directory: its serve lock, which `exosphere serve` takes
+    /// before opening the catalog, keeps a second one out.
+    fn join_servers(&self) -> Result<ServerSeat, StoreError> {
+        Ok(ServerSeat::sole())
+    }
+
+    /// The one server of the data directory runs every duty.
+    fn try_duty(&self, _duty: Duty) -> Result<Option<Hold>, StoreError> {
+        Ok(Some(Hold::sole()))
+    }
+
+    /// No hints: commits by other processes on the file (an import beside the server) are
+    /// noticed by polling.
+    fn hint_changes(&self, _wake: Arc<dyn Fn() + Send + Sync>) -> Result<Option<Hold>, StoreError> {
+        Ok(None)
     }
 
     fn export(

@@ -125,6 +125,16 @@ pub struct UploadTicket {
     pub user_id: String,
 }
 
+/// What the other running servers of a catalog are receiving
+/// ([`AccountWriter::receiving_elsewhere`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceivingElsewhere {
+    /// Whether the ticket asked about is receiving a body through another running server.
+    pub ticket: bool,
+    /// How many of the user's tickets other running servers receive.
+    pub by_user: u64,
+}
+
 /// What a pending publish will make visible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingKind {
@@ -258,12 +268,26 @@ pub trait AccountWriter {
     /// that blob and then the ticket ([`AccountWriter::expired_uploads`]). A crash between
     /// this transaction and the blob's deletion therefore loses nothing.
     fn retire_upload(&mut self, hash: &str) -> Result<(), StoreError>;
-    /// Puts every ticket in the receiving state back to open; returns how many. Only for
-    /// startup of the one server that uses the store (the server enforces that): no upload
-    /// can be in progress then, so a receiving ticket was left by a process that died
-    /// mid-body (killed, crashed, or shut down while a body was still arriving after its
-    /// grace period), and its URL must work for a retry.
-    fn reopen_receiving_uploads(&mut self) -> Result<u64, StoreError>;
+    /// Marks the ticket receiving a body through the server whose seat is `server`
+    /// ([`crate::store::ServerSeat::id`]), so that the other servers of the catalog leave it
+    /// alone while that server runs ([`AccountWriter::receiving_elsewhere`]).
+    fn start_receiving(&mut self, hash: &str, server: &str) -> Result<(), StoreError>;
+    /// What servers other than `server` that still run are receiving now: whether the
+    /// ticket `hash` is one of their uploads, and how many of `user_id`'s tickets they
+    /// receive, so that a user's upload slots are counted across every server of the
+    /// catalog. A backend on which only one server can run at a time reports nothing.
+    fn receiving_elsewhere(
+        &mut self,
+        server: &str,
+        hash: &str,
+        user_id: &str,
+    ) -> Result<ReceivingElsewhere, StoreError>;
+    /// Puts every ticket left receiving by a server that no longer runs back to open, so
+    /// the catalog says what holds; returns how many. Tickets a running server receives are
+    /// never touched. For a server's startup, after it joined the servers of the catalog:
+    /// a backend on which only one server can run at a time (SQLite, whose data directory
+    /// `serve` locks) reopens every receiving ticket then, as no upload can be in progress.
+    fn reopen_abandoned_uploads(&mut self) -> Result<u64, StoreError>;
     /// Up to `limit` upload tickets that expired before `now` (ms), as (hash, staging
     /// blob key): the caller deletes each blob, then the ticket.
     fn expired_uploads(

@@ -1,4 +1,4 @@
-//! The storage interface every catalog backend implements (SQLite now, PostgreSQL next).
+//! The storage interface every catalog backend implements (SQLite and PostgreSQL).
 //!
 //! The interface is synchronous: the server calls it off the async workers
 //! (`exosphere_task::blocking`, or `block_in_place` in the sync client's page loop). It is
@@ -23,6 +23,8 @@
 //! * a catalog restored from a backup hands out again sequence numbers that clients may
 //!   already hold for other records, so a restore starts a new data epoch too
 //!   ([`CatalogWriter::start_epoch`]).
+
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use exosphere_meteor::{Collection, PerCollection};
@@ -286,44 +288,128 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// `query.limit` of them; read without a write transaction, beside a running server.
     fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// The single-server guard, until several servers on one catalog are supported (issue
-    /// 12, part 4): `exosphere serve` claims it before it touches state that belongs to the
-    /// one server of a catalog (it puts "receiving" upload tickets back to open at startup,
-    /// and clears its in-progress upload files), and holds it for as long as it serves.
+    /// Joins the servers of this catalog: `exosphere serve` calls it once before it touches
+    /// state that is marked with the server that owns it ("receiving" upload tickets), and
+    /// holds the returned [`ServerSeat`] for as long as it serves.
     ///
-    /// Contract: while the returned [`SingleServer`] lives, no other process can claim it on
-    /// the same catalog, and it is released when it is dropped or its process ends, however
-    /// it ends (so a crashed server never keeps its successor out). A claim held elsewhere
-    /// fails at once, without waiting, with an error that says which server holds it as far
-    /// as the backend can tell. A backend whose own locking already keeps a second server
-    /// out (SQLite: the data directory's serve lock, which `serve` takes first) returns
-    /// [`SingleServer::already_held`].
-    fn claim_single_server(&self) -> Result<SingleServer, StoreError>;
+    /// Contract: the seat's [`ServerSeat::id`] is unique among the seats held at the same
+    /// time on the catalog, and the catalog can tell from it whether the server holding it
+    /// still runs ([`crate::accounts::AccountWriter::receiving_elsewhere`],
+    /// [`crate::accounts::AccountWriter::reopen_abandoned_uploads`]): the seat is released
+    /// when it is dropped or its process ends, however it ends (so a crashed server's
+    /// marks are seen as abandoned). A backend on which only one server can run at a time
+    /// (SQLite: the data directory's serve lock, which `serve` takes first) returns
+    /// [`ServerSeat::sole`].
+    fn join_servers(&self) -> Result<ServerSeat, StoreError>;
+
+    /// Takes `duty` for this process if no other process holds it, without waiting:
+    /// `Ok(None)` when another one does. Several servers on one catalog run each duty once
+    /// between them: the one holding it does the work, the others skip it (or stand by,
+    /// trying again later). Released when the returned [`Hold`] is dropped or its process
+    /// ends, however it ends, so a crashed holder's duty passes to another server. A
+    /// backend on which only one server can run at a time always gives it
+    /// ([`Hold::sole`]).
+    fn try_duty(&self, duty: Duty) -> Result<Option<Hold>, StoreError>;
+
+    /// Starts telling `wake` soon after commits that may have changed [`Self::state`], by
+    /// any process on the catalog, for as long as the returned [`Hold`] lives: the fast
+    /// path of [`crate::watch()`], which otherwise notices them at its next poll. Hints are
+    /// best effort: one may be lost (while the backend reconnects), come twice, or come for
+    /// a commit that changed nothing, so callers keep polling as the source of truth and
+    /// read the state when woken. `Ok(None)` when the backend has no way to hint (SQLite);
+    /// the caller then only polls. `wake` must return at once (it is called from the
+    /// backend's own threads).
+    fn hint_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Option<Hold>, StoreError>;
 }
 
-/// Held by the one server of a catalog for as long as it serves
-/// ([`CatalogStore::claim_single_server`]): dropping it releases the claim. Backend-neutral,
-/// so that the server holds it without knowing what the backend keeps alive for it (a
-/// PostgreSQL connection holding an advisory lock, or nothing).
-#[must_use = "the claim is released when this is dropped"]
-pub struct SingleServer {
-    /// What keeps the claim (a connection, a lock); never read, only kept alive.
-    _held: Option<Box<dyn Send + Sync>>,
+/// A job that several servers on one catalog run once between them
+/// ([`CatalogStore::try_duty`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Duty {
+    /// Following the upstream (`serve --upstream`): two mirrors would apply the same
+    /// upstream pages twice over.
+    Mirror,
+    /// A run of the daily usage rollup (spec §7.2).
+    Rollup,
+    /// A run of the sweep of expired uploads and pending publishes (spec §5.2).
+    Sweep,
 }
 
-impl SingleServer {
-    /// The claim of a backend whose own locking already keeps other servers out.
-    pub fn already_held() -> SingleServer {
-        SingleServer { _held: None }
-    }
-
-    /// A claim that lasts as long as `held` does (`held` releases it when dropped).
-    pub fn holding(held: impl Send + Sync + 'static) -> SingleServer {
-        SingleServer {
-            _held: Some(Box::new(held)),
+impl Duty {
+    /// The duty's name, for logs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            Duty::Mirror => "mirror",
+            Duty::Rollup => "rollup",
+            Duty::Sweep => "sweep",
         }
     }
 }
+
+/// Something a backend keeps alive for as long as a claim lasts (a seat, a duty, a
+/// listener): dropping it releases the claim. Backend-neutral, so that the server holds it
+/// without knowing what the backend keeps (a PostgreSQL connection holding an advisory lock,
+/// a task, or nothing).
+#[must_use = "the claim is released when this is dropped"]
+pub struct Hold {
+    /// What keeps the claim; asked whether it was lost.
+    kept: Option<Box<dyn Kept>>,
+}
+
+/// What a [`Hold`] keeps alive, and whether the claim it stands for was lost on the way
+/// (its connection closed by the database or the network).
+pub trait Kept: Send + Sync {
+    /// Whether the claim is gone although the hold still lives.
+    fn lost(&self) -> bool;
+}
+
+impl Hold {
+    /// The hold of a backend on which only one process can hold the claim anyway: never
+    /// lost.
+    pub fn sole() -> Hold {
+        Hold { kept: None }
+    }
+
+    /// A hold that lasts as long as `kept` does (`kept` releases the claim when dropped).
+    pub fn keeping(kept: impl Kept + 'static) -> Hold {
+        Hold {
+            kept: Some(Box::new(kept)),
+        }
+    }
+
+    /// Whether the claim was lost while this hold lived (a duty's holder then stops the
+    /// work and tries to take the duty again).
+    pub fn lost(&self) -> bool {
+        self.kept.as_ref().is_some_and(|kept| kept.lost())
+    }
+}
+
+/// One running server's seat among the servers of a catalog ([`CatalogStore::join_servers`]).
+#[must_use = "the seat is given up when this is dropped"]
+pub struct ServerSeat {
+    id: String,
+    _hold: Hold,
+}
+
+impl ServerSeat {
+    /// The seat of the one server a backend lets run at a time.
+    pub fn sole() -> ServerSeat {
+        ServerSeat::new(SOLE_SERVER.to_owned(), Hold::sole())
+    }
+
+    /// The seat `id`, held for as long as `hold` lives.
+    pub fn new(id: String, hold: Hold) -> ServerSeat {
+        ServerSeat { id, _hold: hold }
+    }
+
+    /// This server's id among those holding a seat now, as upload marks record it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The id of [`ServerSeat::sole`].
+const SOLE_SERVER: &str = "sole";
 
 /// The operations available inside [`CatalogStore::write`].
 pub trait CatalogWriter {

@@ -22,6 +22,9 @@ pub enum MirrorPhase {
         /// The last error.
         error: String,
     },
+    /// Another server of the catalog runs the mirror; this one takes over if that one
+    /// stops (several servers on one database, `Duty::Mirror`).
+    Standby,
     /// A staged catalog waits for an operator (`exosphere mirror accept`).
     Held {
         /// Why it was not applied.
@@ -79,6 +82,7 @@ impl MirrorStatus {
                 ("failing", json!({"since_ms": since_ms, "error": error}))
             }
             MirrorPhase::Held { reason } => ("held for an operator", json!({"reason": reason})),
+            MirrorPhase::Standby => ("standby: another server runs the mirror", json!(null)),
         };
         json!({
             "upstream": self.upstream,

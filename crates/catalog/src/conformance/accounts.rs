@@ -176,7 +176,7 @@ pub fn upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen(new_st
     assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Receiving)));
     assert_eq!(owner("orphan"), None, "no pending publish lists it");
     assert_eq!(owner("missing"), None);
-    let reopened = with(&*store, |w| w.accounts().reopen_receiving_uploads());
+    let reopened = with(&*store, |w| w.accounts().reopen_abandoned_uploads());
     assert_eq!(reopened, 2);
     assert_eq!(owner("t1"), Some(("u1".into(), UploadState::Open)));
     assert_eq!(owner("t2"), Some(("u2".into(), UploadState::Open)));
