@@ -89,6 +89,9 @@ pub async fn roll_up_daily(
         drop(duty);
         match outcome {
             Ok(days) => {
+                if days.is_empty() {
+                    tracing::debug!("no day of package usage to roll up");
+                }
                 for (day, rows) in days {
                     files.forget(&day.to_string());
                     tracing::info!(%day, rows, "rolled up package usage");

@@ -182,8 +182,19 @@ impl Server {
 
     /// Starts a server on a free loopback port that logs at `info` level into `log`.
     pub fn start_logging_to(data_dir: &Path, extra: &[&str], log: std::fs::File) -> Server {
+        Server::start_logging_at(data_dir, extra, log, "info")
+    }
+
+    /// Starts a server on a free loopback port that logs into `log` what `filter` (a
+    /// `RUST_LOG` value) lets through.
+    pub fn start_logging_at(
+        data_dir: &Path,
+        extra: &[&str],
+        log: std::fs::File,
+        filter: &str,
+    ) -> Server {
         let mut command = Server::command("127.0.0.1:0", data_dir, extra);
-        command.env("RUST_LOG", "info").stderr(log);
+        command.env("RUST_LOG", filter).stderr(log);
         Server::spawn(&mut command)
     }
 

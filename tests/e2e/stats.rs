@@ -55,14 +55,14 @@ pub(crate) type Report<'a> = (&'a str, &'a [(&'a str, &'a str, bool)]);
 /// Records reports of past days straight into the data directory, as a server that was
 /// running then would have (the library takes the day explicitly).
 pub(crate) fn record_past(data: &Path, day: NaiveDate, reports: &[Report<'_>]) {
-    record_past_on(&Backend::Sqlite, data, day, reports);
+    record_past_on(&Backend::Sqlite, data, &[day], reports);
 }
 
-/// [`record_past`] into a catalog on `backend`.
+/// [`record_past`] into a catalog on `backend`, the same reports on each of `days`.
 pub(crate) fn record_past_on(
     backend: &Backend,
     data: &Path,
-    day: NaiveDate,
+    days: &[NaiveDate],
     reports: &[Report<'_>],
 ) {
     let store = backend.open(data);
@@ -80,9 +80,11 @@ pub(crate) fn record_past_on(
             AppReport::new(*app, list).unwrap()
         })
         .collect();
-    store
-        .write(&mut |w| reports.iter().try_for_each(|r| w.record_usage(day, r)))
-        .unwrap();
+    for &day in days {
+        store
+            .write(&mut |w| reports.iter().try_for_each(|r| w.record_usage(day, r)))
+            .unwrap();
+    }
 }
 
 /// The UTC day the server recorded on, read from its rows (the newest day with recordings
