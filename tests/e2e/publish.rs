@@ -413,20 +413,7 @@ async fn package_files_can_live_in_an_s3_bucket() {
     let s3 = S3::start();
     let bucket = s3.create_bucket();
     let world = world();
-    let server = serve_with_limit(
-        &world.data,
-        LARGE_LIMIT,
-        &[
-            "--s3-bucket",
-            &bucket,
-            "--s3-endpoint",
-            &s3.endpoint,
-            "--s3-access-key-id",
-            "test",
-            "--s3-secret-access-key",
-            "test",
-        ],
-    );
+    let server = serve_with_limit(&world.data, LARGE_LIMIT, &s3.flags(&bucket));
     publish_sync_and_download(&world, &server).await;
     assert!(
         !world.data.join("files").exists(),
@@ -493,6 +480,20 @@ impl S3 {
             std::thread::sleep(Duration::from_millis(100));
         }
         s3
+    }
+
+    /// The `serve` flags that keep package files in `bucket` of this server.
+    pub(crate) fn flags<'a>(&'a self, bucket: &'a str) -> [&'a str; 8] {
+        [
+            "--s3-bucket",
+            bucket,
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-access-key-id",
+            "test",
+            "--s3-secret-access-key",
+            "test",
+        ]
     }
 
     /// A fresh bucket (moto accepts unsigned requests).

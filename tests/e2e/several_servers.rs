@@ -16,8 +16,8 @@ use crate::common::{
 use crate::mirror::{mirror_of, wait_status};
 use crate::pg_database::TestDatabase;
 use crate::publish::{
-    S3, World, assert_downloads, file, login, ok, publish_files, publish_version, put,
-    put_when_free, serve, start_upload, version_record, world_on,
+    S3, World, assert_downloads, file, login, new_package, publish_files, publish_version, put,
+    put_when_free, serve, start_upload, world_on,
 };
 use crate::stats::{record_past_on, stats_file};
 
@@ -32,17 +32,19 @@ const SLOW_POLL: &str = "10m";
 /// The flags of every server of `world`: its database, and the bucket `bucket` of `s3`.
 fn fleet_flags<'a>(world: &'a World, s3: &'a S3, bucket: &'a str) -> Vec<&'a str> {
     let mut flags = world.backend.flags();
-    flags.extend([
-        "--s3-bucket",
-        bucket,
-        "--s3-endpoint",
-        &s3.endpoint,
-        "--s3-access-key-id",
-        "test",
-        "--s3-secret-access-key",
-        "test",
-    ]);
+    flags.extend(s3.flags(bucket));
     flags
+}
+
+/// A world on a fresh PostgreSQL database holding the 2015 fixture, and two servers of
+/// it, A and B, keeping package files in one fresh bucket of `s3`.
+fn two_servers(s3: &S3) -> (World, Server, Server) {
+    let bucket = s3.create_bucket();
+    let world = world_on(Backend::postgres());
+    let flags = fleet_flags(&world, s3, &bucket);
+    let a = serve(&world.data, &flags);
+    let b = serve(&other_data(&world, "b"), &flags);
+    (world, a, b)
 }
 
 /// A data directory of its own for another server of `world` (each server locks its own).
@@ -80,30 +82,18 @@ fn version_of<'a>(catalog: &'a crate::common::Catalog, name: &str, version: &str
 #[tokio::test]
 async fn two_servers_on_one_database_and_bucket_serve_one_catalog() {
     let s3 = S3::start();
-    let bucket = s3.create_bucket();
-    let world = world_on(Backend::postgres());
-    let flags = fleet_flags(&world, &s3, &bucket);
-    let a = serve(&world.data, &flags);
-    let b = serve(&other_data(&world, "b"), &flags);
+    let (world, a, b) = two_servers(&s3);
     let mut on_a = login(&a, &world.alice).await;
     login(&b, &world.alice).await;
 
     let name = "acme:shared";
-    ok(&mut on_a, "createPackage", json!([{"name": name}])).await;
-    let created = ok(
-        &mut on_a,
-        "createPackageVersion",
-        json!([version_record(name, "1.0.0")]),
-    )
-    .await;
+    let (token, upload_url, readme_url) = new_package(&mut on_a, name).await;
     let readme = b"# shared\n".to_vec();
     let source = file("source of acme:shared", 20_000);
-    let upload_url = created["uploadUrl"].as_str().unwrap();
     assert!(upload_url.starts_with(&a.http), "{upload_url}");
-    let readme_url = created["readmeUrl"].as_str().unwrap();
-    assert_eq!(put(&via(readme_url, a.address(), &b), &readme).0, 200);
-    assert_eq!(put(&via(upload_url, a.address(), &b), &source).0, 200);
-    publish_files(&mut on_a, &created["uploadToken"], &source, Some(&readme)).await;
+    assert_eq!(put(&via(&readme_url, a.address(), &b), &readme).0, 200);
+    assert_eq!(put(&via(&upload_url, a.address(), &b), &source).0, 200);
+    publish_files(&mut on_a, &token, &source, Some(&readme)).await;
 
     let through_b = synced(&b).await;
     let record = version_of(&through_b, name, "1.0.0");
@@ -261,26 +251,15 @@ async fn changes_on_one_server_tick_within_a_second_of_writes_through_another() 
 #[tokio::test]
 async fn killing_a_server_mid_upload_loses_nothing_and_another_completes_the_publish() {
     let s3 = S3::start();
-    let bucket = s3.create_bucket();
-    let world = world_on(Backend::postgres());
-    let flags = fleet_flags(&world, &s3, &bucket);
-    let a = serve(&world.data, &flags);
-    let b = serve(&other_data(&world, "b"), &flags);
+    let (world, a, b) = two_servers(&s3);
     let mut on_b = login(&b, &world.alice).await;
     let committed = publish_version(&mut on_b, "acme:committed", "1.0.0", true).await;
 
     let mut on_a = login(&a, &world.alice).await;
     let name = "acme:interrupted";
-    ok(&mut on_a, "createPackage", json!([{"name": name}])).await;
-    let created = ok(
-        &mut on_a,
-        "createPackageVersion",
-        json!([version_record(name, "1.0.0")]),
-    )
-    .await;
+    let (token, upload_url, readme_url) = new_package(&mut on_a, name).await;
     let source = file("source of acme:interrupted", 20_000);
     let readme = b"# interrupted\n".to_vec();
-    let upload_url = created["uploadUrl"].as_str().unwrap().to_owned();
     let mut receiving = start_upload(&upload_url, source.len());
     std::io::Write::write_all(&mut receiving, &source[..source.len() / 2]).unwrap();
     std::io::Write::flush(&mut receiving).unwrap();
@@ -295,9 +274,8 @@ async fn killing_a_server_mid_upload_loses_nothing_and_another_completes_the_pub
     drop(receiving);
     let (status, text) = put_when_free(&via(&upload_url, &a_address, &b), &source).await;
     assert_eq!(status, 200, "B takes the body once A is gone: {text}");
-    let readme_url = via(created["readmeUrl"].as_str().unwrap(), &a_address, &b);
-    assert_eq!(put(&readme_url, &readme).0, 200);
-    publish_files(&mut on_b, &created["uploadToken"], &source, Some(&readme)).await;
+    assert_eq!(put(&via(&readme_url, &a_address, &b), &readme).0, 200);
+    publish_files(&mut on_b, &token, &source, Some(&readme)).await;
 
     let catalog = synced(&b).await;
     version_of(&catalog, name, "1.0.0");

@@ -12,8 +12,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::TestDatabase;
-use exosphere_catalog::accounts::{Pending, PendingKind, ReceivingElsewhere, Upload, UploadState};
+use exosphere_catalog::accounts::{ReceivingElsewhere, Upload, UploadState};
+use exosphere_catalog::conformance::accounts::pending_publish;
 use exosphere_catalog::conformance::store::{all, record, upsert};
+use exosphere_catalog::conformance::with;
 use exosphere_catalog::store::{Cursors, Duty, PageLimits};
 use exosphere_catalog::{CatalogStore, Collection, StoreError};
 use exosphere_catalog_postgres::{DUTY_LOCK_CLASS, PgOptions, PgStore, open_postgres};
@@ -639,6 +641,11 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// One more store on `database`, as another server opens it.
+fn open(database: &TestDatabase) -> PgStore {
+    open_postgres(database.url()).expect("the database opens")
+}
+
 /// An upload ticket that expires far in the future, open.
 fn open_ticket() -> Upload {
     Upload {
@@ -653,21 +660,11 @@ fn open_ticket() -> Upload {
 #[test]
 fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops() {
     let database = TestDatabase::new();
-    let (a, b) = (
-        open_postgres(database.url()).unwrap(),
-        open_postgres(database.url()).unwrap(),
-    );
+    let (a, b) = (open(&database), open(&database));
     let seat_a = a.join_servers().unwrap();
     let seat_b = b.join_servers().unwrap();
     assert_ne!(seat_a.id(), seat_b.id(), "seats are unique");
-    let pending = |user: &str, uploads: &[&str]| Pending {
-        kind: PendingKind::Version,
-        subject: format!("{user}@1.0.0"),
-        user_id: user.into(),
-        record: "{}".into(),
-        uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
-        expires: i64::MAX,
-    };
+    let pending = |user: &str, uploads: &[&str]| pending_publish(user, uploads, i64::MAX);
     let id_a = seat_a.id().to_owned();
     a.write(&mut |w| {
         let accounts = w.accounts();
@@ -688,14 +685,9 @@ fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops
     })
     .unwrap();
     let elsewhere = |store: &PgStore, seat: &str, hash: &str, user: &str| {
-        let mut found = None;
-        store
-            .write(&mut |w| {
-                found = Some(w.accounts().receiving_elsewhere(seat, hash, user)?);
-                Ok(())
-            })
-            .unwrap();
-        found.unwrap()
+        with(store, |w| {
+            w.accounts().receiving_elsewhere(seat, hash, user)
+        })
     };
     let seen = |ticket, by_user| ReceivingElsewhere { ticket, by_user };
     assert_eq!(elsewhere(&b, seat_b.id(), "t1", "u1"), seen(true, 1));
@@ -706,16 +698,7 @@ fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops
         seen(false, 0),
         "a server's own uploads are not elsewhere"
     );
-    let reopen = |store: &PgStore| {
-        let mut reopened = 0;
-        store
-            .write(&mut |w| {
-                reopened = w.accounts().reopen_abandoned_uploads()?;
-                Ok(())
-            })
-            .unwrap();
-        reopened
-    };
+    let reopen = |store: &PgStore| with(store, |w| w.accounts().reopen_abandoned_uploads());
     assert_eq!(reopen(&b), 1, "only the mark without a running seat");
     let state = |hash: &str| b.upload_ticket(hash).unwrap().unwrap().upload.state;
     assert_eq!(
@@ -736,10 +719,7 @@ fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops
 #[test]
 fn each_duty_is_held_by_one_store_at_a_time_and_passes_on_when_its_holder_goes() {
     let database = TestDatabase::new();
-    let (a, b) = (
-        open_postgres(database.url()).unwrap(),
-        open_postgres(database.url()).unwrap(),
-    );
+    let (a, b) = (open(&database), open(&database));
     let rollup = a
         .try_duty(Duty::Rollup)
         .unwrap()
@@ -778,10 +758,7 @@ fn each_duty_is_held_by_one_store_at_a_time_and_passes_on_when_its_holder_goes()
 #[test]
 fn commits_of_other_stores_wake_the_listener_which_survives_a_terminated_connection() {
     let database = TestDatabase::new();
-    let (watcher, writer) = (
-        open_postgres(database.url()).unwrap(),
-        open_postgres(database.url()).unwrap(),
-    );
+    let (watcher, writer) = (open(&database), open(&database));
     let (woken, wakes) = std::sync::mpsc::channel();
     let hints = watcher
         .hint_changes(Arc::new(move || {

@@ -136,6 +136,19 @@ pub fn accounts_tokens_uploads_and_pending_publishes_round_trip(new_store: NewSt
     assert_eq!(store.state().unwrap().head_seq, 0);
 }
 
+/// A pending publish of `user`'s version 1.0.0 listing the upload tickets `uploads`,
+/// expiring at `expires` (ms); shared with backends' own tests.
+pub fn pending_publish(user: &str, uploads: &[&str], expires: i64) -> Pending {
+    Pending {
+        kind: PendingKind::Version,
+        subject: format!("{user}@1.0.0"),
+        user_id: user.into(),
+        record: "{}".into(),
+        uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
+        expires,
+    }
+}
+
 /// Checks that upload tickets are read with their owner and receiving ones reopen.
 pub fn upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen(new_store: NewStore<'_>) {
     let store = new_store();
@@ -146,14 +159,7 @@ pub fn upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen(new_st
         expires: 1_000,
         state,
     };
-    let pending = |user: &str, uploads: &[&str]| Pending {
-        kind: PendingKind::Version,
-        subject: format!("{user}@1.0.0"),
-        user_id: user.into(),
-        record: "{}".into(),
-        uploads: uploads.iter().map(|&hash| hash.to_owned()).collect(),
-        expires: 1_000,
-    };
+    let pending = |user: &str, uploads: &[&str]| pending_publish(user, uploads, 1_000);
     with(&*store, |w| {
         let a = w.accounts();
         a.put_upload("t1", &ticket(UploadState::Receiving))?;
