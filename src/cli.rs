@@ -511,8 +511,12 @@ pub struct DataDirArg {
                      in the user and password (@ as %40, : as %3A, / as %2F, % as %25): an \
                      unescaped @ in the password splits the URL in the wrong place. Prefer \
                      EXOSPHERE_DATABASE_URL to this flag when the URL holds a password: other \
-                     users can read a process's arguments (ps), not its environment. One \
-                     `exosphere serve` per database for now (issue 12): a second is refused."
+                     users can read a process's arguments (ps), not its environment. Any \
+                     number of `exosphere serve` processes may share one database (give them \
+                     one S3 bucket too): they serve one catalog, and run the rollup, the \
+                     upload sweep and the mirror once between them. Each takes up to 12 of \
+                     the database's connections (8 pooled, its seat, its change listener, \
+                     its duties); through PgBouncer, use session pooling."
     )]
     pub database_url: Option<String>,
 }
@@ -629,7 +633,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, env = "EXOSPHERE_MAX_SUBSCRIPTIONS")]
     pub max_subscriptions: usize,
 
-    /// How often the catalog is checked for writes by other processes (e.g. 250ms).
+    /// How often the catalog is checked for writes by other processes (e.g. 250ms). On
+    /// PostgreSQL, writes of other servers and commands also arrive at once by
+    /// LISTEN/NOTIFY; this polling covers notifications lost while reconnecting.
     #[arg(long, default_value = "250ms", value_parser = parse_duration, env = "EXOSPHERE_WATCH_INTERVAL")]
     pub watch_interval: Duration,
 
@@ -679,6 +685,8 @@ pub struct ServeArgs {
     pub method_rate_interval: Duration,
 
     /// On SIGINT/SIGTERM, how long calls already received may run before sessions close.
+    /// With several servers behind a load balancer, make it longer than the slowest
+    /// publish's upload, so a deploy drains a server without failing publishes.
     #[arg(long, default_value = "10s", value_parser = parse_duration, env = "EXOSPHERE_SHUTDOWN_GRACE")]
     pub shutdown_grace: Duration,
 
@@ -812,7 +820,9 @@ pub struct MirrorArgs {
     pub upstream: Option<String>,
 
     /// Sync the upstream at least this often, besides whenever its `changes` publication
-    /// moves (an upstream without that publication is only polled).
+    /// moves (an upstream without that publication is only polled). Of several servers on
+    /// one database given --upstream, one runs the mirror; the others stand by and try to
+    /// take it over this often.
     #[arg(long, default_value = "5m", value_parser = parse_positive_duration, env = "EXOSPHERE_UPSTREAM_POLL_INTERVAL")]
     pub upstream_poll_interval: Duration,
 
@@ -889,13 +899,14 @@ pub struct PublishArgs {
     #[arg(long, default_value = "2h", value_parser = parse_duration, env = "EXOSPHERE_UPLOAD_TTL")]
     pub upload_ttl: Duration,
 
-    /// Most upload bodies received at once, server-wide; an upload over it is answered
-    /// 503 with Retry-After and its URL stays usable.
+    /// Most upload bodies received at once by this server process (with several servers on
+    /// one database, each has its own); an upload over it is answered 503 with Retry-After
+    /// and its URL stays usable.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_CONCURRENT_UPLOADS")]
     pub max_concurrent_uploads: u32,
 
-    /// Most upload bodies one user may send at once; one more is answered 429 with
-    /// Retry-After and its URL stays usable. The `meteor` tool does not retry (spec §5.2:
+    /// Most upload bodies one user may send at once, counted across every server of the
+    /// catalog; one more is answered 429 with Retry-After and its URL stays usable. The `meteor` tool does not retry (spec §5.2:
     /// any 4xx/5xx fails the publish), so keep it above the uploads one account runs in
     /// parallel (e.g. `publish-for-arch` jobs of one CI account).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "EXOSPHERE_MAX_UPLOADS_PER_USER")]
@@ -914,7 +925,7 @@ pub struct PublishArgs {
     pub upload_min_rate: u64,
 
     /// Most unfinished publishes (created versions, builds or READMEs not yet published)
-    /// one user may have at once.
+    /// one user may have at once, counted in the catalog (across every server).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), env = "EXOSPHERE_MAX_OPEN_PUBLISHES")]
     pub max_open_publishes: u64,
 

@@ -1,5 +1,5 @@
 //! The PostgreSQL backend of the catalog's [`CatalogStore`]: one database shared by any
-//! number of Exosphere commands and, until issue 12 part 4, one server. This crate's one job is storing the catalog in
+//! number of Exosphere commands and servers. This crate's one job is storing the catalog in
 //! PostgreSQL; the trait, its contract and everything built on it are `exosphere-catalog`'s,
 //! and its contract tests run here from `tests/conformance.rs` against a real server.
 //!
@@ -15,7 +15,8 @@
 //!
 //! # Schema
 //!
-//! See `schema.rs`; natural-key indexes are `keys.rs`'s, the mirror's tables `mirror.rs`'s.
+//! See `schema.rs` (with the rule for servers of different releases on one database);
+//! natural-key indexes are `keys.rs`'s, the mirror's tables `mirror.rs`'s.
 //!
 //! # Concurrency and durability
 //!
@@ -28,8 +29,10 @@
 //!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
 //!   [`StoreError::Busy`], and so do deadlocks, serialization failures and a pool whose
 //!   connections all stayed in use.
-//! * One server per database until issue 12, part 4: `exosphere serve` holds the advisory
-//!   lock [`SERVE_LOCK_KEY`] for its whole life (`single.rs`), and a second one is refused.
+//! * Several servers share the database: each holds a seat, a session advisory lock whose
+//!   presence in `pg_locks` tells the others it runs ([`SERVER_LOCK_CLASS`]); the jobs they
+//!   share run under duty locks ([`DUTY_LOCK_CLASS`]) (`servers.rs`); and writes that change
+//!   the state `NOTIFY` every server's change listener at commit (`hints.rs`).
 //! * Every new connection (the first at open included) is refused where `synchronous_commit`
 //!   or `fsync` is off: a crash could lose commits that clients already saw, and their
 //!   sequence numbers would be handed out again.
