@@ -17,7 +17,7 @@ use crate::mirror::{mirror_of, wait_status};
 use crate::pg_database::TestDatabase;
 use crate::publish::{
     S3, World, assert_downloads, file, login, new_package, publish_files, publish_version, put,
-    put_when_free, serve, start_upload, world_on,
+    put_when_free, read_response, serve, start_upload, world_on,
 };
 use crate::stats::{record_past_on, stats_file};
 
@@ -37,11 +37,12 @@ fn fleet_flags<'a>(world: &'a World, s3: &'a S3, bucket: &'a str) -> Vec<&'a str
 }
 
 /// A world on a fresh PostgreSQL database holding the 2015 fixture, and two servers of
-/// it, A and B, keeping package files in one fresh bucket of `s3`.
-fn two_servers(s3: &S3) -> (World, Server, Server) {
+/// it, A and B, keeping package files in one fresh bucket of `s3`, with `extra` flags.
+fn two_servers(s3: &S3, extra: &[&str]) -> (World, Server, Server) {
     let bucket = s3.create_bucket();
     let world = world_on(Backend::postgres());
-    let flags = fleet_flags(&world, s3, &bucket);
+    let mut flags = fleet_flags(&world, s3, &bucket);
+    flags.extend_from_slice(extra);
     let a = serve(&world.data, &flags);
     let b = serve(&other_data(&world, "b"), &flags);
     (world, a, b)
@@ -82,7 +83,7 @@ fn version_of<'a>(catalog: &'a crate::common::Catalog, name: &str, version: &str
 #[tokio::test]
 async fn two_servers_on_one_database_and_bucket_serve_one_catalog() {
     let s3 = S3::start();
-    let (world, a, b) = two_servers(&s3);
+    let (world, a, b) = two_servers(&s3, &[]);
     let mut on_a = login(&a, &world.alice).await;
     login(&b, &world.alice).await;
 
@@ -251,7 +252,7 @@ async fn changes_on_one_server_tick_within_a_second_of_writes_through_another() 
 #[tokio::test]
 async fn killing_a_server_mid_upload_loses_nothing_and_another_completes_the_publish() {
     let s3 = S3::start();
-    let (world, a, b) = two_servers(&s3);
+    let (world, a, b) = two_servers(&s3, &[]);
     let mut on_b = login(&b, &world.alice).await;
     let committed = publish_version(&mut on_b, "acme:committed", "1.0.0", true).await;
 
@@ -281,6 +282,31 @@ async fn killing_a_server_mid_upload_loses_nothing_and_another_completes_the_pub
     version_of(&catalog, name, "1.0.0");
     let record = version_of(&catalog, "acme:committed", "1.0.0");
     assert_downloads(record["source"]["url"].as_str().unwrap(), &committed.source);
+}
+
+/// Issue 12, part 4, and spec §5.2: `--max-uploads-per-user` counts a user's uploads on
+/// every server. With one allowed, alice's upload arriving at A makes B refuse her second
+/// one (429, the URL staying usable), which B takes once the first has ended.
+#[tokio::test]
+async fn a_users_uploads_are_counted_across_servers() {
+    let s3 = S3::start();
+    let (world, a, b) = two_servers(&s3, &["--max-uploads-per-user", "1"]);
+    let mut on_a = login(&a, &world.alice).await;
+    let (token, upload_url, readme_url) = new_package(&mut on_a, "acme:counted").await;
+    let source = file("source of acme:counted", 20_000);
+    let readme = b"# counted\n".to_vec();
+    let mut receiving = start_upload(&upload_url, source.len());
+    std::io::Write::write_all(&mut receiving, &source[..source.len() / 2]).unwrap();
+    let readme_via_b = via(&readme_url, a.address(), &b);
+    let (status, text) = put(&readme_via_b, &readme);
+    assert_eq!(status, 429, "alice's upload at A counts on B: {text}");
+    assert!(text.contains("this upload URL stays valid"), "{text}");
+
+    std::io::Write::write_all(&mut receiving, &source[source.len() / 2..]).unwrap();
+    let (status, text) = read_response(receiving);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(put(&readme_via_b, &readme).0, 200);
+    publish_files(&mut on_a, &token, &source, Some(&readme)).await;
 }
 
 /// Starts `count` servers on `backend` at the same moment, each with a data directory of
