@@ -18,7 +18,8 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use tokio::runtime::Runtime;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
 
 /// Wakes a parked thread.
 struct Unpark(Thread);
@@ -65,17 +66,55 @@ pub(crate) fn runtime() -> &'static Runtime {
 /// accepts the connection and then never answers would otherwise hold the caller forever.
 pub(crate) fn connect(config: &Config, limit: Duration) -> Result<Client, String> {
     let config = config.clone();
-    let connected = runtime().spawn(async move {
-        let (client, connection) = tokio::time::timeout(limit, config.connect(NoTls))
-            .await
-            .map_err(|_| format!("the server did not finish the connection within {limit:?}"))?
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "a PostgreSQL connection ended");
-            }
-        });
-        Ok(client)
-    });
+    let connected = runtime().spawn(async move { connect_here(&config, limit).await });
     wait(connected).unwrap_or_else(|join| Err(format!("the connection task failed: {join}")))
+}
+
+/// [`connect`] from a task already on the background runtime, which must not park its one
+/// thread: the connection's socket is driven by a task of its own.
+pub(crate) async fn connect_here(config: &Config, limit: Duration) -> Result<Client, String> {
+    let (client, connection) = open(config, limit).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Connects by `config` without TLS within `limit` (see [`connect`]) and returns the
+/// connection for the caller to drive (a listener reads its notifications from it).
+pub(crate) async fn open(
+    config: &Config,
+    limit: Duration,
+) -> Result<(Client, Connection<Socket, NoTlsStream>), String> {
+    tokio::time::timeout(limit, config.connect(NoTls))
+        .await
+        .map_err(|_| format!("the server did not finish the connection within {limit:?}"))?
+        .map_err(|e| e.to_string())
+}
+
+/// How a connection of its own that must stay up (the change listener, a server's seat)
+/// connects again after it dropped: pauses doubling from [`Redial::FIRST_BACKOFF`] up to
+/// `max_backoff` between attempts.
+#[derive(Clone)]
+pub(crate) struct Redial {
+    /// The database's connection settings.
+    pub(crate) config: Config,
+    /// The database as logs name it.
+    pub(crate) database: String,
+    /// How long establishing a connection may take.
+    pub(crate) connect_timeout: Duration,
+    /// The longest pause between attempts.
+    pub(crate) max_backoff: Duration,
+}
+
+impl Redial {
+    /// The first pause before connecting again.
+    pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+    /// The pause after `backoff`.
+    pub(crate) fn next(&self, backoff: Duration) -> Duration {
+        (backoff * 2).min(self.max_backoff.max(Self::FIRST_BACKOFF))
+    }
 }

@@ -4,40 +4,25 @@
 //! connection of its own that `LISTEN`s there, wakes its catalog watcher at once instead of
 //! at its next poll.
 //!
-//! The listener reconnects with a growing pause (up to [`PgOptions::listen_max_backoff`])
+//! The listener reconnects with a growing pause (up to [`PgOptions::reconnect_max_backoff`])
 //! when its connection drops; notifications sent while it was away are lost, so it wakes
 //! the watcher once it listens again, and the watcher's polling stays the source of truth.
 //!
 //! [`CatalogStore::hint_changes`]: exosphere_catalog::CatalogStore::hint_changes
 //! [`CatalogStore::state`]: exosphere_catalog::CatalogStore::state
-//! [`PgOptions::listen_max_backoff`]: crate::PgOptions::listen_max_backoff
+//! [`PgOptions::reconnect_max_backoff`]: crate::PgOptions::reconnect_max_backoff
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use exosphere_catalog::store::{Hold, Kept};
 use futures_util::StreamExt as _;
-use tokio_postgres::{AsyncMessage, Config, NoTls};
+use tokio_postgres::AsyncMessage;
 
-use crate::bridge::runtime;
+use crate::bridge::{Redial, open, runtime};
 
 /// The channel the catalog's writes notify and its servers listen on.
 pub(crate) const CHANNEL: &str = "exosphere_changes";
-
-/// The first pause before reconnecting a dropped listener; it doubles up to the maximum.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Where the listener connects and how patiently.
-pub(crate) struct Listening {
-    /// The database's connection settings.
-    pub(crate) config: Config,
-    /// The database as logs name it.
-    pub(crate) database: String,
-    /// How long establishing a connection may take.
-    pub(crate) connect_timeout: Duration,
-    /// The longest pause between reconnection attempts.
-    pub(crate) max_backoff: Duration,
-}
 
 /// The listener's task, stopped when the hold is dropped.
 struct Listener(tokio::task::AbortHandle);
@@ -57,9 +42,9 @@ impl Drop for Listener {
 
 /// Starts the listener on the background runtime; it calls `wake` on every notification
 /// and after every (re)connection, until the returned hold is dropped.
-pub(crate) fn listen(listening: Listening, wake: Arc<dyn Fn() + Send + Sync>) -> Hold {
+pub(crate) fn listen(listening: Redial, wake: Arc<dyn Fn() + Send + Sync>) -> Hold {
     let task = runtime().spawn(async move {
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Redial::FIRST_BACKOFF;
         loop {
             match listen_once(&listening, &*wake, &mut backoff).await {
                 Ok(()) => tracing::warn!(
@@ -76,7 +61,7 @@ pub(crate) fn listen(listening: Listening, wake: Arc<dyn Fn() + Send + Sync>) ->
                 ),
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(listening.max_backoff.max(FIRST_BACKOFF));
+            backoff = listening.next(backoff);
         }
     });
     Hold::keeping(Listener(task.abort_handle()))
@@ -86,20 +71,11 @@ pub(crate) fn listen(listening: Listening, wake: Arc<dyn Fn() + Send + Sync>) ->
 /// missed while no listener was connected), then wakes it on every notification until the
 /// connection ends. The backoff is reset once listening works.
 async fn listen_once(
-    listening: &Listening,
+    listening: &Redial,
     wake: &(dyn Fn() + Send + Sync),
     backoff: &mut Duration,
 ) -> Result<(), String> {
-    let (client, mut connection) =
-        tokio::time::timeout(listening.connect_timeout, listening.config.connect(NoTls))
-            .await
-            .map_err(|_| {
-                format!(
-                    "the server did not finish the connection within {:?}",
-                    listening.connect_timeout
-                )
-            })?
-            .map_err(|e| e.to_string())?;
+    let (client, mut connection) = open(&listening.config, listening.connect_timeout).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
     let statement = format!("LISTEN {CHANNEL}");
     let listen = client.batch_execute(&statement);
@@ -120,7 +96,7 @@ async fn listen_once(
     }
     // The client stays alive until the connection ends: dropping it would close it.
     tracing::debug!(database = %listening.database, "listening for catalog changes");
-    *backoff = FIRST_BACKOFF;
+    *backoff = Redial::FIRST_BACKOFF;
     wake();
     while let Some(message) = messages.next().await {
         match message {

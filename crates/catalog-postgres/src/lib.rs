@@ -60,7 +60,7 @@ use exosphere_catalog::store::{
 use exosphere_meteor::Collection;
 use tokio_postgres::{Config, IsolationLevel};
 
-use crate::bridge::wait;
+use crate::bridge::{Redial, wait};
 use crate::error::{Db as _, name_storage_trouble, refusal};
 use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
@@ -109,9 +109,11 @@ pub struct PgOptions {
     /// `lock_timeout` is.
     pub connect_timeout: Duration,
     /// The longest pause between attempts to reconnect the change listener
-    /// ([`CatalogStore::hint_changes`]) after its connection dropped; the first pause is
-    /// 100 ms, doubling up to this. Changes are noticed by polling meanwhile.
-    pub listen_max_backoff: Duration,
+    /// ([`CatalogStore::hint_changes`]) or a server's seat ([`CatalogStore::join_servers`])
+    /// after its connection dropped; the first pause is 100 ms, doubling up to this.
+    /// Changes are noticed by polling meanwhile; other servers see the seat's uploads as
+    /// abandoned until it is taken again.
+    pub reconnect_max_backoff: Duration,
 }
 
 impl Default for PgOptions {
@@ -120,7 +122,7 @@ impl Default for PgOptions {
             max_connections: 8,
             lock_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
-            listen_max_backoff: Duration::from_secs(5),
+            reconnect_max_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -153,12 +155,9 @@ pub struct PgStore {
     database: String,
     /// The epoch and the highest head `seq` this store has read in it.
     seen: Seen,
-    /// Where a change listener connects ([`CatalogStore::hint_changes`]).
-    config: Config,
-    /// How long establishing a connection may take.
-    connect_timeout: Duration,
-    /// The longest pause between a listener's reconnection attempts.
-    listen_max_backoff: Duration,
+    /// How the connections of its own that must stay up (the change listener, the seat)
+    /// connect again when they drop.
+    redial: Redial,
 }
 
 impl PgStore {
@@ -206,11 +205,14 @@ impl PgStore {
             sql: Sql::new(),
             writes: WriteQueue::new(lock_timeout),
             write_setup,
-            database,
             seen: Seen::default(),
-            config,
-            connect_timeout,
-            listen_max_backoff: options.listen_max_backoff,
+            redial: Redial {
+                config,
+                database: database.clone(),
+                connect_timeout,
+                max_backoff: options.reconnect_max_backoff,
+            },
+            database,
         })
     }
 
@@ -537,9 +539,10 @@ impl CatalogStore for PgStore {
     }
 
     /// A session-level advisory lock with a random free id ([`SERVER_LOCK_CLASS`]) on a
-    /// connection of its own, held until the seat is dropped or the process ends.
+    /// connection of its own, held until the seat is dropped or the process ends, and taken
+    /// again when that connection drops.
     fn join_servers(&self) -> Result<ServerSeat, StoreError> {
-        servers::join(&self.pool, &self.database)
+        servers::join(&self.pool, &self.redial)
     }
 
     /// A session-level advisory lock per duty ([`DUTY_LOCK_CLASS`]) on a connection of its
@@ -550,13 +553,7 @@ impl CatalogStore for PgStore {
 
     /// `LISTEN` on a connection of its own, reconnecting when it drops (`hints.rs`).
     fn hint_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Option<Hold>, StoreError> {
-        let listening = hints::Listening {
-            config: self.config.clone(),
-            database: self.database.clone(),
-            connect_timeout: self.connect_timeout,
-            max_backoff: self.listen_max_backoff,
-        };
-        Ok(Some(hints::listen(listening, wake)))
+        Ok(Some(hints::listen(self.redial.clone(), wake)))
     }
 }
 

@@ -4,16 +4,20 @@
 //! hand the lock to other work and could be closed by the pool). PostgreSQL releases such a
 //! lock when its connection closes, so a server that crashed or lost its network gives up
 //! its seat and its duties (once the database notices the connection is gone), and whether
-//! a seat's server still runs is whether its lock is in `pg_locks` ([`live_receiver`]).
+//! a seat's server still runs is whether its lock is in `pg_locks` ([`live_receiver`]). A
+//! running server whose seat connection dropped takes the same seat again (`keep_seat`); a
+//! duty's holder learns that it lost the duty from [`Hold::lost`].
 //!
 //! [`CatalogStore::join_servers`]: exosphere_catalog::CatalogStore::join_servers
 //! [`CatalogStore::try_duty`]: exosphere_catalog::CatalogStore::try_duty
+
+use std::time::Duration;
 
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::store::{Duty, Hold, Kept, ServerSeat};
 use tokio_postgres::Client;
 
-use crate::bridge::wait;
+use crate::bridge::{Redial, connect_here, runtime, wait};
 use crate::error::{Db as _, refusal};
 use crate::pool::Pool;
 use crate::session::col;
@@ -44,6 +48,9 @@ pub(crate) fn live_receiver(receiver: &str) -> String {
     )
 }
 
+/// How often a seat's keeper checks that its connection is open.
+const SEAT_CHECK: Duration = Duration::from_secs(1);
+
 /// A session-level advisory lock kept by keeping its connection open.
 struct Locked(Client);
 
@@ -53,8 +60,28 @@ impl Kept for Locked {
     }
 }
 
-/// Takes a seat with a random free id on a new connection from `pool`'s configuration.
-pub(crate) fn join(pool: &Pool, database: &str) -> Result<ServerSeat, StoreError> {
+/// The task that keeps a seat, stopped (releasing the seat) when the hold is dropped.
+struct Keeper(tokio::task::AbortHandle);
+
+impl Kept for Keeper {
+    /// The keeper takes the seat again by itself: it is never lost for good.
+    fn lost(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Takes a seat with a random free id on a new connection from `pool`'s configuration,
+/// and leaves it to a keeper on the background runtime that takes the same seat again
+/// when its connection drops (a database restart, a failover, a cut network), so that the
+/// other servers see this one's uploads as abandoned only meanwhile.
+pub(crate) fn join(pool: &Pool, redial: &Redial) -> Result<ServerSeat, StoreError> {
+    let database = &redial.database;
     let client = pool.connect()?;
     for _ in 0..SEAT_DRAWS {
         let row = wait(client.query_opt(
@@ -66,9 +93,10 @@ pub(crate) fn join(pool: &Pool, database: &str) -> Result<ServerSeat, StoreError
         if let Some(row) = row {
             let id: i32 = col(&row, 0)?;
             tracing::info!(database, seat = id, "joined the servers of the catalog");
+            let keeper = runtime().spawn(keep_seat(redial.clone(), id, client));
             return Ok(ServerSeat::new(
                 id.to_string(),
-                Hold::keeping(Locked(client)),
+                Hold::keeping(Keeper(keeper.abort_handle())),
             ));
         }
     }
@@ -76,6 +104,58 @@ pub(crate) fn join(pool: &Pool, database: &str) -> Result<ServerSeat, StoreError
         "cannot find a free server seat on {database} after {SEAT_DRAWS} tries; check for \
          sessions holding advisory locks with classid {SERVER_LOCK_CLASS} in pg_locks"
     )))
+}
+
+/// Holds the seat `id` on `client`, and takes it again on a new connection whenever that
+/// one closes.
+async fn keep_seat(redial: Redial, id: i32, mut client: Client) {
+    loop {
+        while !client.is_closed() {
+            tokio::time::sleep(SEAT_CHECK).await;
+        }
+        tracing::warn!(
+            database = %redial.database,
+            seat = id,
+            "this server's seat connection closed; taking the seat again (meanwhile the other \
+             servers see its uploads as abandoned)"
+        );
+        let mut backoff = Redial::FIRST_BACKOFF;
+        client = loop {
+            match retake_seat(&redial, id).await {
+                Ok(Some(again)) => break again,
+                Ok(None) => tracing::error!(
+                    database = %redial.database,
+                    seat = id,
+                    "another session holds this server's seat lock; restart this server to \
+                     take a new seat"
+                ),
+                Err(error) => tracing::warn!(
+                    database = %redial.database,
+                    seat = id,
+                    %error,
+                    retry_in = ?backoff,
+                    "cannot take the seat again yet"
+                ),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = redial.next(backoff);
+        };
+        tracing::info!(database = %redial.database, seat = id, "took the seat again");
+    }
+}
+
+/// Connects and takes the seat lock `id`; `None` when another session holds it.
+async fn retake_seat(redial: &Redial, id: i32) -> Result<Option<Client>, String> {
+    let client = connect_here(&redial.config, redial.connect_timeout).await?;
+    let row = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&SERVER_LOCK_CLASS, &id],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let taken: bool = row.try_get(0).map_err(|e| e.to_string())?;
+    Ok(taken.then_some(client))
 }
 
 /// Takes `duty` on a new connection from `pool`'s configuration, or `None` at once when

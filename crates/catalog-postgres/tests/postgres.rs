@@ -18,7 +18,9 @@ use exosphere_catalog::conformance::store::{all, record, upsert};
 use exosphere_catalog::conformance::with;
 use exosphere_catalog::store::{Cursors, Duty, PageLimits};
 use exosphere_catalog::{CatalogStore, Collection, StoreError};
-use exosphere_catalog_postgres::{DUTY_LOCK_CLASS, PgOptions, PgStore, open_postgres};
+use exosphere_catalog_postgres::{
+    DUTY_LOCK_CLASS, PgOptions, PgStore, SERVER_LOCK_CLASS, open_postgres,
+};
 
 /// A plain connection to `database`, as an operator's `psql` would be.
 fn connect(database: &TestDatabase) -> postgres::Client {
@@ -714,6 +716,33 @@ fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops
     });
     assert_eq!(reopen(&b), 1, "the stopped server's upload reopens");
     assert_eq!(state("t1"), UploadState::Open);
+}
+
+#[test]
+fn a_seat_whose_connection_the_database_ended_is_taken_again() {
+    let database = TestDatabase::new();
+    let store = open(&database);
+    let seat = store.join_servers().unwrap();
+    let id = seat.id().to_owned();
+    let holder = || {
+        connect(&database)
+            .query_opt(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                 AND classid = $1::int::oid AND objid::text = $2 AND objsubid = 2",
+                &[&SERVER_LOCK_CLASS, &id],
+            )
+            .unwrap()
+            .map(|row| row.get::<_, i32>(0))
+    };
+    let first = holder().expect("the seat is held");
+    connect(&database)
+        .execute("SELECT pg_terminate_backend($1)", &[&first])
+        .unwrap();
+    eventually("the seat is taken again on a new connection", || {
+        holder().is_some_and(|pid| pid != first)
+    });
+    drop(seat);
+    eventually("a dropped seat is released", || holder().is_none());
 }
 
 #[test]
