@@ -17,6 +17,7 @@ use std::task::{Context, Poll, Wake};
 use std::thread::Thread;
 use std::time::Duration;
 
+use exosphere_catalog::store::Kept;
 use tokio::runtime::Runtime;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
@@ -116,5 +117,22 @@ impl Redial {
     /// The pause after `backoff`.
     pub(crate) fn next(&self, backoff: Duration) -> Duration {
         (backoff * 2).min(self.max_backoff.max(Self::FIRST_BACKOFF))
+    }
+}
+
+/// A task on the background runtime that keeps a claim by itself (reconnecting when its
+/// connection drops), so the claim is never lost for good; aborted, releasing the claim,
+/// when dropped.
+pub(crate) struct Keeper(pub(crate) tokio::task::AbortHandle);
+
+impl Kept for Keeper {
+    fn lost(&self) -> bool {
+        false
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -15,30 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use exosphere_catalog::store::{Hold, Kept};
+use exosphere_catalog::store::Hold;
 use futures_util::StreamExt as _;
 use tokio_postgres::AsyncMessage;
 
-use crate::bridge::{Redial, open, runtime};
+use crate::bridge::{Keeper, Redial, open, runtime};
 
 /// The channel the catalog's writes notify and its servers listen on.
 pub(crate) const CHANNEL: &str = "exosphere_changes";
-
-/// The listener's task, stopped when the hold is dropped.
-struct Listener(tokio::task::AbortHandle);
-
-impl Kept for Listener {
-    /// The listener reconnects by itself: it is never lost for good.
-    fn lost(&self) -> bool {
-        false
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Starts the listener on the background runtime; it calls `wake` on every notification
 /// and after every (re)connection, until the returned hold is dropped.
@@ -64,7 +48,7 @@ pub(crate) fn listen(listening: Redial, wake: Arc<dyn Fn() + Send + Sync>) -> Ho
             backoff = listening.next(backoff);
         }
     });
-    Hold::keeping(Listener(task.abort_handle()))
+    Hold::keeping(Keeper(task.abort_handle()))
 }
 
 /// One connection's life: connects, listens, wakes the watcher (changes may have been

@@ -17,7 +17,7 @@ use exosphere_catalog::error::StoreError;
 use exosphere_catalog::store::{Duty, Hold, Kept, ServerSeat};
 use tokio_postgres::Client;
 
-use crate::bridge::{Redial, connect_here, runtime, wait};
+use crate::bridge::{Keeper, Redial, connect_here, runtime, wait};
 use crate::error::{Db as _, refusal};
 use crate::pool::Pool;
 use crate::session::col;
@@ -57,22 +57,6 @@ struct Locked(Client);
 impl Kept for Locked {
     fn lost(&self) -> bool {
         self.0.is_closed()
-    }
-}
-
-/// The task that keeps a seat, stopped (releasing the seat) when the hold is dropped.
-struct Keeper(tokio::task::AbortHandle);
-
-impl Kept for Keeper {
-    /// The keeper takes the seat again by itself: it is never lost for good.
-    fn lost(&self) -> bool {
-        false
-    }
-}
-
-impl Drop for Keeper {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
