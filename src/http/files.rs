@@ -44,9 +44,8 @@ use crate::service::uploads::blob_key;
 /// `Retry-After`), and one per ticket, on whichever server it arrives (409 with
 /// `Retry-After` while another body for the same URL arrives). Any server of the catalog
 /// takes the PUT of a URL another one handed out: the ticket is in the shared catalog and
-/// the file goes to the shared file store. The work runs on its
-/// own task, so a client that disconnects mid-body cannot cancel the clean-up that makes
-/// the URL usable again.
+/// the file goes to the shared file store. The work runs on its own task, so a client that
+/// disconnects mid-body cannot cancel the clean-up that makes the URL usable again.
 pub async fn upload(
     State(state): State<AppState>,
     Path(secret): Path<String>,
@@ -186,13 +185,13 @@ struct Claim {
 /// Claims the ticket (marked receiving by this server's seat, unless another running
 /// server receives it, 409, or the user's uploads on every server together reach
 /// `--max-uploads-per-user`, 429), streams the body into its staging blob and records the
-/// outcome: a
-/// received file, or on any failure (too large, idle, past the ticket's expiry, the client
-/// went away) the ticket open again with no partial file kept. If the ticket was retired
-/// while the body arrived (its publish started again or swept), it stays retired and a
-/// received file is deleted and answered 410. If the outcome cannot be recorded, a failed
-/// upload keeps its own answer and a received file is deleted and the catalog's refusal
-/// answered; either way the URL takes a retry once the slot is given back.
+/// outcome: a received file, or on any failure (too large, idle, past the ticket's
+/// expiry, the client went away) the ticket open again with no partial file kept. If the
+/// ticket was retired while the body arrived (its publish started again or swept), it stays
+/// retired and a received file is deleted and answered 410. If the outcome cannot be
+/// recorded, a failed upload keeps its own answer and a received file is deleted and the
+/// catalog's refusal answered; either way the URL takes a retry once the slot is given
+/// back.
 async fn receive(
     publishing: &Publishing,
     claim: Claim,
