@@ -171,18 +171,11 @@ fn listeners(database: &str) -> Vec<i32> {
 
 /// Ends every listening session on `database`, as a failover or a network cut does.
 fn terminate_listeners(database: &str) {
-    let url = database.to_owned();
-    std::thread::spawn(move || {
-        postgres::Client::connect(&url, postgres::NoTls)
-            .unwrap()
-            .batch_execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND query = 'LISTEN exosphere_changes'",
-            )
-            .unwrap();
-    })
-    .join()
-    .unwrap();
+    admin_sql(
+        database,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query = 'LISTEN exosphere_changes'",
+    );
 }
 
 /// Issue 12, part 3: `changes` (spec §4.3) on server B ticks within a second of an import
@@ -454,4 +447,51 @@ async fn one_of_several_servers_with_an_upstream_runs_the_mirror() {
 
     drop(first);
     wait_status(&second, "up to date", |s| s["state"] == "up to date").await;
+}
+
+/// Runs `sql` on the database at `url` from a thread of its own (the blocking client
+/// refuses to run inside the test's runtime), as an operator's `psql` would.
+fn admin_sql(url: &str, sql: &str) {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        postgres::Client::connect(&url, postgres::NoTls)
+            .unwrap()
+            .batch_execute(&sql)
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+/// Issue 12, part 4, rolling deploys: a server of this release keeps starting on a
+/// database a newer release upgraded compatibly (an additive step), and refuses, naming the
+/// upgrade to make, one whose upgrade this release cannot use.
+#[test]
+fn an_older_server_starts_on_a_compatible_upgrade_and_refuses_an_incompatible_one() {
+    let database = TestDatabase::new();
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--database-url", database.url()];
+    drop(Server::start(&dir.path().join("a"), &flags));
+    admin_sql(
+        database.url(),
+        "UPDATE exosphere_schema SET version = version + 1",
+    );
+    let older = Server::start(&dir.path().join("a"), &flags);
+    let (status, _, _) = http_get(&format!("{}/healthz", older.http));
+    assert_eq!(status, 200, "an additive upgrade keeps older servers");
+    drop(older);
+
+    admin_sql(
+        database.url(),
+        "UPDATE exosphere_schema SET compatible = version",
+    );
+    let refused = crate::common::exosphere()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("a"))
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("upgrade Exosphere to open it"), "{stderr}");
 }
