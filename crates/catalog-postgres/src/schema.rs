@@ -14,9 +14,10 @@
 //! Servers of different releases may share the database while a deploy rolls through
 //! them, so the row also records `compatible`: the oldest schema version whose code may
 //! still use the database. The first server of a newer release to open it applies the new
-//! steps (once, under [`SCHEMA_LOCK`]) and records the `compatible` of the last one: an
-//! additive step (a new table, a nullable column) keeps older code's version, so older
-//! servers keep running and may still start; a step older code cannot use raises it, and
+//! steps (once, under [`SCHEMA_LOCK`]) and records the highest `compatible` of all the
+//! steps applied so far (a later additive step never lowers it again): an additive step
+//! (a new table, a nullable column) keeps older code's version, so older servers keep
+//! running and may still start; a step older code cannot use raises it, and
 //! older servers then refuse to start, naming the upgrade ([`StoreError::SchemaTooNew`]),
 //! while those already running must be stopped before such a release is deployed (its
 //! release notes say so). Version 2 adds the upload marks' owner (`uploads.receiver`) and
@@ -149,7 +150,8 @@ pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError
         {
             wait(tx.batch_execute(step.sql)).db()?;
             wait(tx.execute(
-                "UPDATE exosphere_schema SET version = $1, compatible = $2",
+                "UPDATE exosphere_schema SET version = $1, \
+                 compatible = GREATEST(compatible, $2)",
                 &[&to, &step.compatible],
             ))
             .db()?;
@@ -177,7 +179,7 @@ pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError
             &[&new_epoch()],
         ))
         .db()?;
-        let compatible = STEPS.last().map_or(1, |step| step.compatible);
+        let compatible = STEPS.iter().map(|step| step.compatible).max().unwrap_or(1);
         wait(tx.execute(
             "INSERT INTO exosphere_schema (id, version, compatible) VALUES (1, $1, $2)",
             &[&SCHEMA_VERSION, &compatible],
