@@ -514,7 +514,7 @@ pub struct DataDirArg {
                      users can read a process's arguments (ps), not its environment. Any \
                      number of `exosphere serve` processes may share one database (give them \
                      one S3 bucket too): they serve one catalog, and run the rollup, the \
-                     upload sweep and the mirror once between them. Each takes up to 12 of \
+                     upload sweep and the mirror once between them. Each takes up to 13 of \
                      the database's connections (8 pooled, its seat, its change listener, \
                      its duties); through PgBouncer, use session pooling."
     )]

@@ -6,7 +6,9 @@
 //! its seat and its duties (once the database notices the connection is gone), and whether
 //! a seat's server still runs is whether its lock is in `pg_locks` ([`live_receiver`]). A
 //! running server whose seat connection dropped takes the same seat again (`keep_seat`); a
-//! duty's holder learns that it lost the duty from [`Hold::lost`].
+//! duty's holder learns that it lost the duty from [`Hold::lost`]. A seat also holds the
+//! older releases' single-server lock shared ([`OLDER_SERVE_LOCK`]), so that servers of
+//! this release and of those never run on one database together.
 //!
 //! [`CatalogStore::join_servers`]: exosphere_catalog::CatalogStore::join_servers
 //! [`CatalogStore::try_duty`]: exosphere_catalog::CatalogStore::try_duty
@@ -32,6 +34,14 @@ pub const SERVER_LOCK_CLASS: i32 = 0x4578_6f53;
 /// The first key of the duty locks, `pg_try_advisory_lock(1165520708, duty)` ("ExoD"),
 /// the second being 1 for the mirror, 2 for the rollup and 3 for the sweep.
 pub const DUTY_LOCK_CLASS: i32 = 0x4578_6f44;
+
+/// The key of the advisory lock that `exosphere serve` of the releases before seats held
+/// alone on its database (`pg_try_advisory_lock(1165520723)`, "ExoS" in ASCII; `pg_locks`
+/// shows it as `classid = 0, objid = 1165520723, objsubid = 1`). Such a server knows no
+/// seats, so its uploads would look abandoned and its duties free: every seat also holds
+/// this lock shared, and a server refuses to join while an older one holds it (and an older
+/// one refuses to start beside a seat).
+const OLDER_SERVE_LOCK: i64 = 0x4578_6f53;
 
 /// How many random seat ids are tried before giving up (each is taken only when free; two
 /// running servers drawing the same one of 2^31 ids is already unlikely).
@@ -67,6 +77,17 @@ impl Kept for Locked {
 pub(crate) fn join(pool: &Pool, redial: &Redial) -> Result<ServerSeat, StoreError> {
     let database = &redial.database;
     let client = pool.connect()?;
+    let beside_older: bool = col(
+        &wait(client.query_one(
+            "SELECT pg_try_advisory_lock_shared($1)",
+            &[&OLDER_SERVE_LOCK],
+        ))
+        .db()?,
+        0,
+    )?;
+    if !beside_older {
+        return Err(older_server_runs(&client, database));
+    }
     for _ in 0..SEAT_DRAWS {
         let row = wait(client.query_opt(
             "SELECT id FROM (SELECT (1 + floor(random() * 2147483646))::int AS id) drawn \
@@ -88,6 +109,37 @@ pub(crate) fn join(pool: &Pool, redial: &Redial) -> Result<ServerSeat, StoreErro
         "cannot find a free server seat on {database} after {SEAT_DRAWS} tries; check for \
          sessions holding advisory locks with classid {SERVER_LOCK_CLASS} in pg_locks"
     )))
+}
+
+/// The refusal to join while a server of an older release holds [`OLDER_SERVE_LOCK`],
+/// naming where it connects from as far as `pg_stat_activity` tells.
+fn older_server_runs(client: &Client, database: &str) -> StoreError {
+    let holder = wait(client.query_opt(
+        &format!(
+            "SELECT coalesce(a.client_hostname, host(a.client_addr), 'a local socket') \
+             || CASE WHEN a.client_port > 0 THEN ':' || a.client_port ELSE '' END, a.pid \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' \
+             AND l.classid = 0 AND l.objid = {OLDER_SERVE_LOCK} AND l.objsubid = 1 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        &[],
+    ));
+    let from = match holder {
+        Ok(Some(row)) => match (col::<String>(&row, 0), col::<i32>(&row, 1)) {
+            (Ok(address), Ok(pid)) => {
+                format!(" (connected from {address}, PostgreSQL backend pid {pid})")
+            }
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    refusal(format!(
+        "an exosphere serve of an older release, which runs alone on its database, is using \
+         {database}{from}; stop the exosphere serve of the older release first, then start \
+         this one (the first upgrade to a release that runs several servers on one database \
+         cannot overlap with an older server)"
+    ))
 }
 
 /// Holds the seat `id` on `client`, and takes it again on a new connection whenever that
@@ -128,17 +180,28 @@ async fn keep_seat(redial: Redial, id: i32, mut client: Client) {
     }
 }
 
-/// Connects and takes the seat lock `id`; `None` when another session holds it.
+/// Connects and takes the seat lock `id` (and [`OLDER_SERVE_LOCK`] shared, as
+/// [`join`] does); `None` when another session holds the seat.
 async fn retake_seat(redial: &Redial, id: i32) -> Result<Option<Client>, String> {
     let client = connect_here(&redial.config, redial.connect_timeout).await?;
     let row = client
         .query_one(
-            "SELECT pg_try_advisory_lock($1, $2)",
-            &[&SERVER_LOCK_CLASS, &id],
+            "SELECT pg_try_advisory_lock($1, $2), pg_try_advisory_lock_shared($3)",
+            &[&SERVER_LOCK_CLASS, &id, &OLDER_SERVE_LOCK],
         )
         .await
         .map_err(|e| e.to_string())?;
     let taken: bool = row.try_get(0).map_err(|e| e.to_string())?;
+    let beside_older: bool = row.try_get(1).map_err(|e| e.to_string())?;
+    if taken && !beside_older {
+        tracing::error!(
+            database = %redial.database,
+            seat = id,
+            "an exosphere serve of an older release started on this database while this \
+             server's seat connection was down; stop that older server: it does not see \
+             this one's uploads and duties"
+        );
+    }
     Ok(taken.then_some(client))
 }
 

@@ -746,6 +746,33 @@ fn a_seat_whose_connection_the_database_ended_is_taken_again() {
 }
 
 #[test]
+fn a_server_of_the_older_single_server_release_keeps_new_servers_out_and_is_kept_out() {
+    let database = TestDatabase::new();
+    let store = open(&database);
+    // The older release's serve held this lock alone on its database.
+    let mut older = connect(&database);
+    older
+        .execute("SELECT pg_advisory_lock(1165520723::bigint)", &[])
+        .unwrap();
+    let refused = store.join_servers().err().expect("refused beside an older server");
+    let message = refused.to_string();
+    assert!(
+        message.contains("stop the exosphere serve of the older release first"),
+        "{message}"
+    );
+    older
+        .execute("SELECT pg_advisory_unlock(1165520723::bigint)", &[])
+        .unwrap();
+    let seat = store.join_servers().expect("joins once the older server stopped");
+    let started: bool = older
+        .query_one("SELECT pg_try_advisory_lock(1165520723::bigint)", &[])
+        .unwrap()
+        .get(0);
+    assert!(!started, "an older server cannot start beside a seat");
+    drop(seat);
+}
+
+#[test]
 fn each_duty_is_held_by_one_store_at_a_time_and_passes_on_when_its_holder_goes() {
     let database = TestDatabase::new();
     let (a, b) = (open(&database), open(&database));
