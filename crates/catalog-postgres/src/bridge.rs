@@ -61,6 +61,31 @@ pub(crate) fn runtime() -> &'static Runtime {
     })
 }
 
+/// How long a connection may be idle before TCP keepalive probes start, on both ends.
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// The pause between keepalive probes.
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// How many unanswered probes end the connection.
+pub(crate) const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection ends.
+pub(crate) const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The settings that make PostgreSQL's end of a connection notice a peer that went away
+/// without closing its socket (a host that vanished, a cut network) as this end does,
+/// within about a minute ([`KEEPALIVE_IDLE`] plus [`KEEPALIVE_RETRIES`] ×
+/// [`KEEPALIVE_INTERVAL`], or [`TCP_USER_TIMEOUT`] of unacknowledged data), instead of
+/// after the server's default two hours: only then does it release a vanished server's
+/// seat and duties. Ignored on Unix sockets.
+fn server_keepalives() -> String {
+    format!(
+        "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; \
+         SET tcp_keepalives_count = {KEEPALIVE_RETRIES}; SET tcp_user_timeout = {}",
+        KEEPALIVE_IDLE.as_secs(),
+        KEEPALIVE_INTERVAL.as_secs(),
+        TCP_USER_TIMEOUT.as_millis()
+    )
+}
+
 /// Connects by `config` without TLS and leaves the connection's socket to the background
 /// runtime; an error is returned as its text. The whole of connecting (the TCP connection,
 /// the startup and the authentication) must end within `limit`: a server or proxy that
@@ -72,7 +97,8 @@ pub(crate) fn connect(config: &Config, limit: Duration) -> Result<Client, String
 }
 
 /// [`connect`] from a task already on the background runtime, which must not park its one
-/// thread: the connection's socket is driven by a task of its own.
+/// thread: the connection's socket is driven by a task of its own. Sets the server's
+/// keepalives ([`server_keepalives`]) within `limit` too.
 pub(crate) async fn connect_here(config: &Config, limit: Duration) -> Result<Client, String> {
     let (client, connection) = open(config, limit).await?;
     tokio::spawn(async move {
@@ -80,11 +106,16 @@ pub(crate) async fn connect_here(config: &Config, limit: Duration) -> Result<Cli
             tracing::debug!(%error, "a PostgreSQL connection ended");
         }
     });
+    tokio::time::timeout(limit, client.batch_execute(&server_keepalives()))
+        .await
+        .map_err(|_| format!("the server did not answer within {limit:?}"))?
+        .map_err(|e| e.to_string())?;
     Ok(client)
 }
 
 /// Connects by `config` without TLS within `limit` (see [`connect`]) and returns the
-/// connection for the caller to drive (a listener reads its notifications from it).
+/// connection for the caller to drive (a listener reads its notifications from it); the
+/// caller runs [`listening_setup`] on it.
 pub(crate) async fn open(
     config: &Config,
     limit: Duration,
@@ -93,6 +124,12 @@ pub(crate) async fn open(
         .await
         .map_err(|_| format!("the server did not finish the connection within {limit:?}"))?
         .map_err(|e| e.to_string())
+}
+
+/// The statements that set up a connection from [`open`] to listen on `channel`: the
+/// server's keepalives ([`server_keepalives`]), then `LISTEN`.
+pub(crate) fn listening_setup(channel: &str) -> String {
+    format!("{}; LISTEN {channel}", server_keepalives())
 }
 
 /// How a connection of its own that must stay up (the change listener, a server's seat)

@@ -19,7 +19,7 @@ use exosphere_catalog::store::Hold;
 use futures_util::StreamExt as _;
 use tokio_postgres::AsyncMessage;
 
-use crate::bridge::{Keeper, Redial, open, runtime};
+use crate::bridge::{Keeper, Redial, listening_setup, open, runtime};
 
 /// The channel the catalog's writes notify and its servers listen on.
 pub(crate) const CHANNEL: &str = "exosphere_changes";
@@ -61,7 +61,7 @@ async fn listen_once(
 ) -> Result<(), String> {
     let (client, mut connection) = open(&listening.config, listening.connect_timeout).await?;
     let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    let statement = format!("LISTEN {CHANNEL}");
+    let statement = listening_setup(CHANNEL);
     let listen = client.batch_execute(&statement);
     tokio::pin!(listen);
     // The connection must be driven while the LISTEN runs; notifications cannot come yet.

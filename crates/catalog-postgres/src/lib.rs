@@ -60,7 +60,9 @@ use exosphere_catalog::store::{
 use exosphere_meteor::Collection;
 use tokio_postgres::{Config, IsolationLevel};
 
-use crate::bridge::{Redial, wait};
+use crate::bridge::{
+    KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, Redial, TCP_USER_TIMEOUT, wait,
+};
 use crate::error::{Db as _, name_storage_trouble, refusal};
 use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
@@ -176,15 +178,15 @@ impl PgStore {
         let lock_timeout = options.lock_timeout.min(LONGEST_TIMEOUT);
         // With keepalives and a user timeout, a server that went away without closing the
         // socket (a crash, a cut network) is noticed within about a minute, instead of a
-        // call waiting on it forever.
+        // call waiting on it forever; every connection sets the same on the server's end.
         config
             .application_name("exosphere")
             .connect_timeout(connect_timeout)
             .keepalives(true)
-            .keepalives_idle(Duration::from_secs(30))
-            .keepalives_interval(Duration::from_secs(10))
-            .keepalives_retries(3)
-            .tcp_user_timeout(Duration::from_secs(60));
+            .keepalives_idle(KEEPALIVE_IDLE)
+            .keepalives_interval(KEEPALIVE_INTERVAL)
+            .keepalives_retries(KEEPALIVE_RETRIES)
+            .tcp_user_timeout(TCP_USER_TIMEOUT);
         let database = describe(&config);
         let lock_ms = lock_timeout.as_millis().max(1);
         let setup = format!("SET lock_timeout = {lock_ms}");

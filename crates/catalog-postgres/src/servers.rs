@@ -159,11 +159,13 @@ async fn keep_seat(redial: Redial, id: i32, mut client: Client) {
         client = loop {
             match retake_seat(&redial, id).await {
                 Ok(Some(again)) => break again,
-                Ok(None) => tracing::error!(
+                Ok(None) => tracing::warn!(
                     database = %redial.database,
                     seat = id,
-                    "another session holds this server's seat lock; restart this server to \
-                     take a new seat"
+                    retry_in = ?backoff,
+                    "this server's old seat session still holds its seat lock; waiting for the \
+                     database to drop that session (about a minute after the connection broke, \
+                     by TCP keepalives), or end it with pg_terminate_backend"
                 ),
                 Err(error) => tracing::warn!(
                     database = %redial.database,

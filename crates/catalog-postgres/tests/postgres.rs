@@ -827,7 +827,7 @@ fn commits_of_other_stores_wake_the_listener_which_survives_a_terminated_connect
         connect(&database)
             .query_opt(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query = 'LISTEN exosphere_changes'",
+                 AND query LIKE '%LISTEN exosphere_changes'",
                 &[],
             )
             .unwrap()
