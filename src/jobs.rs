@@ -58,6 +58,32 @@ pub async fn sweep_expired(publishing: Publishing) {
     }
 }
 
+/// How often a server reopens its receiving marks that no upload slot holds.
+const RECEIVING_CHECK: Duration = Duration::from_secs(60);
+
+/// Every [`RECEIVING_CHECK`], puts back to open this server's receiving marks whose end
+/// the catalog could not record ([`Publishing::reopen_unheld_uploads`]). Each server
+/// checks its own marks: no duty.
+pub async fn reopen_unheld_uploads(publishing: Publishing) {
+    let mut ticks = tokio::time::interval(RECEIVING_CHECK);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match publishing.reopen_unheld_uploads().await {
+            Ok(0) => {}
+            Ok(reopened) => tracing::info!(
+                reopened,
+                "reopened upload URLs whose end this server could not record"
+            ),
+            Err(error) => tracing::warn!(
+                %error,
+                "cannot reopen upload URLs whose end this server could not record; trying \
+                 again in a minute"
+            ),
+        }
+    }
+}
+
 /// How long the rollup job waits before trying again after a failure (e.g. a long import
 /// holding the write lock).
 const ROLLUP_RETRY: Duration = Duration::from_secs(60);

@@ -142,6 +142,7 @@ pub fn start(
         .with_usage_recording(usage);
     if let Some(publishing) = &publishing {
         exosphere_task::spawn(jobs::sweep_expired(publishing.clone()));
+        exosphere_task::spawn(jobs::reopen_unheld_uploads(publishing.clone()));
         service = service.with_publishing(publishing.clone());
     }
     let mirror = config.mirror.as_ref().map(|mirror| {

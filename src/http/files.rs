@@ -157,8 +157,10 @@ fn unknown() -> DdpError {
 /// Whether a ticket can take an upload of `declared` bytes now: it has not expired, has
 /// not received its file, and the declared size is within its limit. Checked read-only
 /// before a slot is taken, and again when the ticket is claimed. A ticket marked
-/// receiving counts as open: only an upload slot says whether a body is still arriving
-/// (the mark outlives an upload whose end the catalog could not record).
+/// receiving counts as open here: on the server whose mark it is, only an upload slot says
+/// whether a body is still arriving (the mark outlives an upload whose end the catalog
+/// could not record, until that server's `reopen_unheld_uploads` job reopens it); another
+/// running server's mark refuses the claim ([`receive`]).
 fn usable(upload: &Upload, declared: Option<u64>) -> Result<(), DdpError> {
     if upload.expires <= now_ms() {
         return Err(DdpError::new(410, "This upload URL expired; publish again"));
@@ -312,21 +314,50 @@ async fn receive(
                     )
                 }
             };
-            delete_staging(publishing, &staging).await;
             (UploadState::Open, answer)
         }
     };
     let received = matches!(outcome, UploadState::Received { .. });
     // Only the ticket as claimed is updated: a publish replaced or finished while the body
-    // arrived retired it (or the sweep deleted it), and that must stand.
+    // arrived retired it (or the sweep deleted it), and that must stand; another server
+    // that claimed it meanwhile owns it and its staging blob.
+    let server = publishing.server.clone();
     let recorded = publishing
-        .transact(move |writer| Ok(writer.accounts().end_receiving(&hash, &outcome, now_ms())?))
+        .transact(move |writer| {
+            let accounts = writer.accounts();
+            let now = now_ms();
+            if accounts.end_receiving(&hash, &server, &outcome, now)? {
+                return Ok(Ended::Recorded);
+            }
+            let withdrawn = accounts
+                .upload(&hash)?
+                .is_none_or(|upload| upload.expires <= now);
+            Ok(if withdrawn {
+                Ended::Withdrawn
+            } else {
+                Ended::TakenOver
+            })
+        })
         .await;
+    if !received && !matches!(recorded, Ok(Ended::TakenOver)) {
+        delete_staging(publishing, &staging).await;
+    }
     match recorded {
-        Ok(true) => answer,
-        // A failed upload's answer stands; its ticket is gone or expired either way.
-        Ok(false) if !received => answer,
-        Ok(false) => {
+        Ok(Ended::Recorded) => answer,
+        // A failed upload's answer stands; its ticket is gone, expired or another's.
+        Ok(_) if !received => answer,
+        Ok(Ended::TakenOver) => {
+            tracing::warn!(
+                "an upload arrived after another server took its URL over (this server's \
+                 seat lapsed); that server's upload stands"
+            );
+            refusal(&DdpError::new(
+                409,
+                "This upload URL was taken over by another upload while the file arrived; \
+                 the file was not kept. Publish again if that upload fails.",
+            ))
+        }
+        Ok(Ended::Withdrawn) => {
             tracing::info!("an upload arrived after its publish was replaced or expired");
             delete_staging(publishing, &staging).await;
             refusal(&DdpError::new(
@@ -346,6 +377,20 @@ async fn receive(
             refusal(&error)
         }
     }
+}
+
+/// How recording the end of an upload went ([`AccountWriter::end_receiving`]).
+///
+/// [`AccountWriter::end_receiving`]: exosphere_catalog::accounts::AccountWriter::end_receiving
+enum Ended {
+    /// The ticket was this server's claim and now records the outcome.
+    Recorded,
+    /// The ticket was retired, swept or expired while the body arrived: its staging blob
+    /// is nobody's.
+    Withdrawn,
+    /// Another server claimed the ticket meanwhile (this server's seat lapsed): it owns the
+    /// ticket and its staging blob.
+    TakenOver,
 }
 
 /// Deletes a staging blob that will not be published; a failure is logged and left to the

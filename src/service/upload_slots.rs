@@ -12,7 +12,9 @@
 //! `receiving` state in the catalog may outlive its upload when the catalog cannot record
 //! how the upload ended (its disk full at that moment), while a slot is given back however
 //! the upload ends. So a URL whose ticket says `receiving` but holds no slot takes a new
-//! body at once, not only after a restart.
+//! body at once on this server, not only after a restart, and the server reopens such
+//! marks every minute (`jobs::reopen_unheld_uploads`), so the other servers stop refusing
+//! the URL and counting it against its user.
 //!
 //! Several servers on one catalog: the slots here are this process's. When a ticket is
 //! claimed (in the write transaction that marks it receiving by this server's seat), the
@@ -73,6 +75,12 @@ impl UploadSlots {
             per_user,
             held: Mutex::new(Held::default()),
         })
+    }
+
+    /// The tickets whose bodies this server receives now.
+    pub fn held_tickets(&self) -> Vec<String> {
+        let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.tickets.iter().cloned().collect()
     }
 
     /// Takes a slot for an upload of `user_id`'s to the ticket named `ticket` (its

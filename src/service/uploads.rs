@@ -201,6 +201,21 @@ impl Publishing {
         Ok(reopened)
     }
 
+    /// Puts back to open this server's receiving marks whose bodies it no longer receives
+    /// (no upload slot holds them): marks whose end the catalog could not record, which
+    /// would otherwise keep their URLs busy on the other servers, and count against their
+    /// users there, until this server stops. Returns how many.
+    pub async fn reopen_unheld_uploads(&self) -> Result<u64, DdpError> {
+        let server = self.server.clone();
+        let slots = std::sync::Arc::clone(&self.upload_slots);
+        // The slots are read inside the write: see `AccountWriter::reopen_unheld_uploads`.
+        self.transact(move |writer| {
+            let held = slots.held_tickets();
+            Ok(writer.accounts().reopen_unheld_uploads(&server, &held)?)
+        })
+        .await
+    }
+
     /// Deletes expired pending publishes, then the staging blob of every expired or
     /// retired upload ticket and after it the ticket, so the ticket rows are the list of
     /// files still to delete and a crash at any point leaves nothing behind for good.

@@ -256,14 +256,16 @@ impl AccountWriter for PgWriter<'_, '_, '_> {
     fn end_receiving(
         &mut self,
         hash: &str,
+        server: &str,
         outcome: &UploadState,
         now: i64,
     ) -> Result<bool, StoreError> {
         let (state, size, sha256) = outcome.columns()?;
         let changed = self.s.execute(
-            "UPDATE uploads SET state = $2, size = $3, sha256 = $4 \
-             WHERE hash = $1 AND state = 'receiving' AND expires > $5",
-            &[&hash, &state, &size, &sha256, &now],
+            "UPDATE uploads SET state = $2, size = $3, sha256 = $4, receiver = NULL \
+             WHERE hash = $1 AND state = 'receiving' AND expires > $5 \
+             AND receiver IS NOT DISTINCT FROM $6",
+            &[&hash, &state, &size, &sha256, &now, &server],
         )?;
         Ok(changed > 0)
     }
@@ -391,6 +393,14 @@ impl AccountWriter for PgWriter<'_, '_, '_> {
                  WHERE state = 'receiving' AND (receiver IS NULL OR NOT {live})"
             ),
             &[],
+        )
+    }
+
+    fn reopen_unheld_uploads(&mut self, server: &str, held: &[String]) -> Result<u64, StoreError> {
+        self.s.execute(
+            "UPDATE uploads SET state = 'open', receiver = NULL \
+             WHERE state = 'receiving' AND receiver = $1 AND hash <> ALL($2)",
+            &[&server, &held],
         )
     }
 

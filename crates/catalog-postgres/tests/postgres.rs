@@ -719,6 +719,49 @@ fn uploads_a_running_server_receives_are_left_alone_by_the_others_until_it_stops
 }
 
 #[test]
+fn a_server_ends_only_its_own_claim_and_reopens_only_its_own_unheld_marks() {
+    let database = TestDatabase::new();
+    let store = open(&database);
+    with(&store, |w| {
+        let accounts = w.accounts();
+        for hash in ["t", "held", "stale", "theirs"] {
+            accounts.put_upload(hash, &open_ticket())?;
+        }
+        // Server a's seat lapsed while it received "t", and server b took the URL over.
+        accounts.start_receiving("t", "a")?;
+        accounts.start_receiving("t", "b")?;
+        let received = UploadState::Received {
+            size: 3,
+            sha256: "h".into(),
+        };
+        assert!(
+            !accounts.end_receiving("t", "a", &received, 0)?,
+            "a's outcome does not overwrite b's claim"
+        );
+        assert_eq!(accounts.upload("t")?.unwrap().state, UploadState::Receiving);
+        assert!(accounts.end_receiving("t", "b", &received, 0)?);
+        // Ended, the ticket is nobody's: a's reopening leaves it alone.
+        accounts.start_receiving("held", "a")?;
+        accounts.start_receiving("stale", "a")?;
+        accounts.start_receiving("theirs", "b")?;
+        assert_eq!(
+            accounts.reopen_unheld_uploads("a", &["held".to_owned()])?,
+            1,
+            "only a's mark that no slot of a's holds"
+        );
+        for (hash, state) in [
+            ("t", received),
+            ("held", UploadState::Receiving),
+            ("stale", UploadState::Open),
+            ("theirs", UploadState::Receiving),
+        ] {
+            assert_eq!(accounts.upload(hash)?.unwrap().state, state, "{hash}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn a_seat_whose_connection_the_database_ended_is_taken_again() {
     let database = TestDatabase::new();
     let store = open(&database);
@@ -754,7 +797,10 @@ fn a_server_of_the_older_single_server_release_keeps_new_servers_out_and_is_kept
     older
         .execute("SELECT pg_advisory_lock(1165520723::bigint)", &[])
         .unwrap();
-    let refused = store.join_servers().err().expect("refused beside an older server");
+    let refused = store
+        .join_servers()
+        .err()
+        .expect("refused beside an older server");
     let message = refused.to_string();
     assert!(
         message.contains("stop the exosphere serve of the older release first"),
@@ -763,7 +809,9 @@ fn a_server_of_the_older_single_server_release_keeps_new_servers_out_and_is_kept
     older
         .execute("SELECT pg_advisory_unlock(1165520723::bigint)", &[])
         .unwrap();
-    let seat = store.join_servers().expect("joins once the older server stopped");
+    let seat = store
+        .join_servers()
+        .expect("joins once the older server stopped");
     let started: bool = older
         .query_one("SELECT pg_try_advisory_lock(1165520723::bigint)", &[])
         .unwrap()

@@ -415,9 +415,11 @@ impl AccountWriter for SqliteWriter<'_> {
         Ok(())
     }
 
+    /// One server per data directory: every claim is `_server`'s.
     fn end_receiving(
         &mut self,
         hash: &str,
+        _server: &str,
         outcome: &UploadState,
         now: i64,
     ) -> Result<bool, StoreError> {
@@ -568,6 +570,27 @@ impl AccountWriter for SqliteWriter<'_> {
             .db()?
             .execute([])
             .db()?;
+        Ok(u64::try_from(reopened).unwrap_or(u64::MAX))
+    }
+
+    /// One server per data directory: every receiving mark is `_server`'s.
+    fn reopen_unheld_uploads(&mut self, _server: &str, held: &[String]) -> Result<u64, StoreError> {
+        let receiving: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT hash FROM uploads WHERE state = 'receiving'")
+            .db()?
+            .query_map([], |row| row.get(0))
+            .db()?
+            .collect::<Result<_, _>>()
+            .db()?;
+        let mut reopen = self
+            .conn
+            .prepare_cached("UPDATE uploads SET state = 'open' WHERE hash = ?1")
+            .db()?;
+        let mut reopened = 0;
+        for hash in receiving.iter().filter(|hash| !held.contains(hash)) {
+            reopened += reopen.execute([hash]).db()?;
+        }
         Ok(u64::try_from(reopened).unwrap_or(u64::MAX))
     }
 

@@ -234,16 +234,24 @@ pub trait AccountWriter {
     /// there is no such token.
     fn revoke_token(&mut self, id: &str) -> Result<Option<u64>, StoreError>;
 
-    /// Stores or replaces an upload ticket, found by the hash of its URL secret.
+    /// Stores or replaces an upload ticket, found by the hash of its URL secret. A ticket put
+    /// [`UploadState::Receiving`] has no owner: no server's [`AccountWriter::end_receiving`]
+    /// ends it, and [`AccountWriter::reopen_abandoned_uploads`] reopens it.
     fn put_upload(&mut self, hash: &str, upload: &Upload) -> Result<(), StoreError>;
     /// Records how a PUT to the ticket ended (`outcome`: received, or open again after a
-    /// failure), only if the ticket is still the one the PUT claimed: still receiving and
-    /// unexpired at `now` (ms). Returns whether it was; if not, the ticket was retired (its
-    /// publish replaced or finished), swept, or expired while the body arrived, and must
-    /// stay so: writing the claimed copy back would undo that.
+    /// failure), and that no server receives it any more, only if the ticket is still the
+    /// one the PUT claimed: still receiving through the server whose seat is `server`
+    /// ([`AccountWriter::start_receiving`]) and unexpired at `now` (ms). Returns whether it
+    /// was; if not, the ticket was retired (its publish replaced or finished), swept, or
+    /// expired while the body arrived, and must stay so: writing the claimed copy back would
+    /// undo that; or another server claimed it meanwhile (this server's seat lapsed, so its
+    /// mark looked abandoned), and that server's claim, and the staging blob it writes, are
+    /// not this server's to end. A backend on which only one server can run at a time has no
+    /// other server's claims.
     fn end_receiving(
         &mut self,
         hash: &str,
+        server: &str,
         outcome: &UploadState,
         now: i64,
     ) -> Result<bool, StoreError>;
@@ -288,6 +296,15 @@ pub trait AccountWriter {
     /// a backend on which only one server can run at a time (SQLite, whose data directory
     /// `serve` locks) reopens every receiving ticket then, as no upload can be in progress.
     fn reopen_abandoned_uploads(&mut self) -> Result<u64, StoreError>;
+    /// Puts back to open every ticket marked receiving by the server whose seat is `server`
+    /// except those in `held` (the tickets whose bodies that server still receives: its
+    /// upload slots), and returns how many: marks its [`AccountWriter::end_receiving`]
+    /// could not record (the database away, busy or full at that moment), which would
+    /// otherwise keep the URL busy on the other servers, and count against its user there,
+    /// until the server stops. `held` must be read within the same write: writes run one at
+    /// a time, so a claim is either committed before it (and its slot, taken before the
+    /// claim, is in `held` while its body arrives) or runs after it.
+    fn reopen_unheld_uploads(&mut self, server: &str, held: &[String]) -> Result<u64, StoreError>;
     /// Up to `limit` upload tickets that expired before `now` (ms), as (hash, staging
     /// blob key): the caller deletes each blob, then the ticket.
     fn expired_uploads(

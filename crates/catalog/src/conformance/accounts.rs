@@ -204,15 +204,16 @@ pub fn a_put_ends_only_the_ticket_it_claimed(new_store: NewStore<'_>) {
     };
     with(&*store, |w| {
         let a = w.accounts();
-        a.put_upload("claimed", &ticket(UploadState::Receiving))?;
-        a.put_upload("retired", &ticket(UploadState::Receiving))?;
+        for hash in ["claimed", "retired", "late"] {
+            a.put_upload(hash, &ticket(UploadState::Open))?;
+            a.start_receiving(hash, "s1")?;
+        }
         a.retire_upload("retired")?;
-        a.put_upload("late", &ticket(UploadState::Receiving))?;
         a.put_upload("open", &ticket(UploadState::Open))?;
-        assert!(a.end_receiving("claimed", &received, 999)?);
+        assert!(a.end_receiving("claimed", "s1", &received, 999)?);
         assert_eq!(a.upload("claimed")?, Some(ticket(received.clone())));
-        assert!(!a.end_receiving("retired", &received, 999)?);
-        assert!(!a.end_receiving("retired", &UploadState::Open, 999)?);
+        assert!(!a.end_receiving("retired", "s1", &received, 999)?);
+        assert!(!a.end_receiving("retired", "s1", &UploadState::Open, 999)?);
         let retired = a.upload("retired")?.unwrap();
         assert_eq!(
             (retired.expires, retired.state),
@@ -220,16 +221,55 @@ pub fn a_put_ends_only_the_ticket_it_claimed(new_store: NewStore<'_>) {
             "a retired ticket stays retired"
         );
         assert!(
-            !a.end_receiving("late", &received, 1_000)?,
+            !a.end_receiving("late", "s1", &received, 1_000)?,
             "expired at 1000"
         );
-        assert!(!a.end_receiving("open", &received, 999)?);
+        assert!(!a.end_receiving("open", "s1", &received, 999)?);
         assert_eq!(a.upload("open")?, Some(ticket(UploadState::Open)));
-        assert!(!a.end_receiving("swept", &received, 999)?);
+        assert!(!a.end_receiving("swept", "s1", &received, 999)?);
         assert_eq!(
             a.upload("swept")?,
             None,
             "a deleted ticket is not re-created"
+        );
+        Ok(())
+    });
+}
+
+/// Checks that a server reopens its receiving marks whose bodies it no longer receives,
+/// and only those.
+pub fn a_server_reopens_its_receiving_marks_it_holds_no_slot_for(new_store: NewStore<'_>) {
+    let store = new_store();
+    let ticket = Upload {
+        staging: "uploads/x".into(),
+        destination: "packages/a/1.0.0/s.tgz".into(),
+        max_size: 10,
+        expires: 1_000,
+        state: UploadState::Open,
+    };
+    with(&*store, |w| {
+        let a = w.accounts();
+        for hash in ["arriving", "stale", "open"] {
+            a.put_upload(hash, &ticket)?;
+        }
+        a.start_receiving("arriving", "s1")?;
+        a.start_receiving("stale", "s1")?;
+        assert_eq!(a.reopen_unheld_uploads("s1", &["arriving".to_owned()])?, 1);
+        for (hash, state) in [
+            ("arriving", UploadState::Receiving),
+            ("stale", UploadState::Open),
+            ("open", UploadState::Open),
+        ] {
+            assert_eq!(
+                a.upload(hash)?.map(|found| found.state),
+                Some(state),
+                "{hash}"
+            );
+        }
+        a.start_receiving("stale", "s1")?;
+        assert!(
+            a.end_receiving("stale", "s1", &UploadState::Open, 999)?,
+            "a reopened URL takes a body again"
         );
         Ok(())
     });

@@ -71,7 +71,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests! {
             @stamp $new_store;
             store: upsert_assigns_increasing_seq_and_skips_identical_text, pages_respect_cursors_and_limit, pages_are_cut_by_bytes_across_collections, failed_write_rolls_back_everything, get_reads_inside_the_transaction, delete_starts_a_new_epoch_and_counts_a_change, stats_rows_upsert_and_day_range, natural_keys_find_records, unusual_text_round_trips_and_keys_sort_by_bytes;
-            accounts: accounts_tokens_uploads_and_pending_publishes_round_trip, upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen, a_put_ends_only_the_ticket_it_claimed;
+            accounts: accounts_tokens_uploads_and_pending_publishes_round_trip, upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen, a_put_ends_only_the_ticket_it_claimed, a_server_reopens_its_receiving_marks_it_holds_no_slot_for;
             audit: audit_entries_commit_with_their_write_and_read_back_filtered;
             immutable: published_versions_and_builds_keep_their_content;
             sync: empty_store_answers_all_five_arrays_and_a_token, default_tokens_start_from_zero_without_reset, non_object_tokens_are_refused, short_pages_resume_and_settle_on_the_same_token, changed_records_are_sent_again, foreign_or_stale_tokens_reset_exactly_once, deletion_resets_clients_once, a_new_epoch_resets_clients_once, records_are_spliced_verbatim, compressed_collections_are_plain_json_with_iso_dates, zero_page_sizes_still_make_progress, byte_cut_pages_send_every_record_exactly_once;
