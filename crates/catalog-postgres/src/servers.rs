@@ -6,13 +6,16 @@
 //! its seat and its duties (once the database notices the connection is gone), and whether
 //! a seat's server still runs is whether its lock is in `pg_locks` ([`live_receiver`]). A
 //! running server whose seat connection dropped takes the same seat again (`keep_seat`); a
-//! duty's holder learns that it lost the duty from [`Hold::lost`]. A seat also holds the
+//! duty's holder learns that it lost the duty from [`Hold::lost`], within seconds
+//! ([`DUTY_PING_TIMEOUT`]) when the database stops answering. A seat also holds the
 //! older releases' single-server lock shared ([`OLDER_SERVE_LOCK`]), so that servers of
 //! this release and of those never run on one database together.
 //!
 //! [`CatalogStore::join_servers`]: exosphere_catalog::CatalogStore::join_servers
 //! [`CatalogStore::try_duty`]: exosphere_catalog::CatalogStore::try_duty
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use exosphere_catalog::error::StoreError;
@@ -61,12 +64,42 @@ pub(crate) fn live_receiver(receiver: &str) -> String {
 /// How often a seat's keeper checks that its connection is open.
 const SEAT_CHECK: Duration = Duration::from_secs(1);
 
-/// A session-level advisory lock kept by keeping its connection open.
-struct Locked(Client);
+/// How often a duty's holder asks the connection holding the duty whether it still
+/// answers.
+const DUTY_PING: Duration = Duration::from_secs(1);
+
+/// How long that question may go unanswered before the duty counts as lost (and its
+/// connection is closed, releasing the lock if the database still holds it): well within
+/// the minute after which the database drops a connection that stopped answering
+/// (`bridge::KEEPALIVE_IDLE`), so a holder cut off from the database stops its duty's
+/// work before another server can take the duty.
+const DUTY_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A duty's session-level advisory lock, kept by a task that holds its connection and
+/// checks it ([`check_duty`]); dropped, the task ends and the connection closes.
+struct Locked {
+    /// Set once the check failed.
+    lost: Arc<AtomicBool>,
+    /// The checking task.
+    _checker: Keeper,
+}
 
 impl Kept for Locked {
     fn lost(&self) -> bool {
-        self.0.is_closed()
+        self.lost.load(Ordering::Acquire)
+    }
+}
+
+/// Every [`DUTY_PING`], runs `SELECT 1` on the duty's connection; when that fails or takes
+/// longer than [`DUTY_PING_TIMEOUT`], sets `lost` and closes the connection.
+async fn check_duty(client: Client, lost: Arc<AtomicBool>) {
+    loop {
+        tokio::time::sleep(DUTY_PING).await;
+        let answered = tokio::time::timeout(DUTY_PING_TIMEOUT, client.simple_query("SELECT 1"));
+        if !matches!(answered.await, Ok(Ok(_))) {
+            lost.store(true, Ordering::Release);
+            return;
+        }
     }
 }
 
@@ -208,7 +241,7 @@ async fn retake_seat(redial: &Redial, id: i32) -> Result<Option<Client>, String>
 }
 
 /// Takes `duty` on a new connection from `pool`'s configuration, or `None` at once when
-/// another session holds it.
+/// another session holds it; the hold checks its connection every [`DUTY_PING`].
 pub(crate) fn try_duty(pool: &Pool, duty: Duty) -> Result<Option<Hold>, StoreError> {
     let client = pool.connect()?;
     let key = match duty {
@@ -221,5 +254,13 @@ pub(crate) fn try_duty(pool: &Pool, duty: Duty) -> Result<Option<Hold>, StoreErr
         &[&DUTY_LOCK_CLASS, &key],
     ))
     .db()?;
-    Ok(col::<bool>(&row, 0)?.then(|| Hold::keeping(Locked(client))))
+    if !col::<bool>(&row, 0)? {
+        return Ok(None);
+    }
+    let lost = Arc::new(AtomicBool::new(false));
+    let checker = runtime().spawn(check_duty(client, Arc::clone(&lost)));
+    Ok(Some(Hold::keeping(Locked {
+        lost,
+        _checker: Keeper(checker.abort_handle()),
+    })))
 }

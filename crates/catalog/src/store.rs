@@ -297,9 +297,14 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// still runs ([`crate::accounts::AccountWriter::receiving_elsewhere`],
     /// [`crate::accounts::AccountWriter::reopen_abandoned_uploads`]): the seat is released
     /// when it is dropped or its process ends, however it ends (so a crashed server's
-    /// marks are seen as abandoned). A backend on which only one server can run at a time
-    /// (SQLite: the data directory's serve lock, which `serve` takes first) returns
-    /// [`ServerSeat::sole`].
+    /// marks are seen as abandoned). The seat is not a fence: it can lapse while its server
+    /// runs (while the backend reconnects it after its connection dropped: meanwhile the
+    /// other servers see its marks as abandoned and may take its uploads over, which
+    /// [`crate::accounts::AccountWriter::end_receiving`] then refuses to end for it), and it
+    /// can outlive a dead server until the backend notices that the server is gone (for
+    /// PostgreSQL, about a minute of TCP keepalives). A backend on which only one server
+    /// can run at a time (SQLite: the data directory's serve lock, which `serve` takes
+    /// first) returns [`ServerSeat::sole`].
     fn join_servers(&self) -> Result<ServerSeat, StoreError>;
 
     /// Takes `duty` for this process if no other process holds it, without waiting:
@@ -308,7 +313,17 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// trying again later). Released when the returned [`Hold`] is dropped or its process
     /// ends, however it ends, so a crashed holder's duty passes to another server. A
     /// backend on which only one server can run at a time always gives it
-    /// ([`Hold::sole`]).
+    /// ([`Hold::sole`]). `Err` means the backend could not say (the database away): not
+    /// that another server holds the duty.
+    ///
+    /// A duty is not a strict fence: it can be lost while its [`Hold`] lives (its
+    /// connection dropped), and [`Hold::lost`] notices that late (for PostgreSQL, within a
+    /// few seconds, before the database would let another server take it when only the
+    /// network failed; at once when the database ended the session). Duty work must
+    /// therefore tolerate a brief overlap with another server's: the rollup and the sweep
+    /// are idempotent (each run recomputes or deletes what is there) and do not check
+    /// [`Hold::lost`]; the mirror, which must not apply pages twice over, checks it every
+    /// second and stops.
     fn try_duty(&self, duty: Duty) -> Result<Option<Hold>, StoreError>;
 
     /// Starts telling `wake` soon after commits that may have changed [`Self::state`], by
