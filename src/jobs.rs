@@ -5,7 +5,9 @@
 //!
 //! Several servers on one catalog run each once between them: a run takes its duty first
 //! ([`CatalogStore::try_duty`]) and is skipped while another server holds it; the mirror
-//! stands by until the server running it stops, and then one of the others takes over.
+//! stands by until the server running it stops, and then one of the others takes over. A
+//! duty that cannot be taken (the database away) is not taken for another server's: the
+//! rollup tries again after [`ROLLUP_RETRY`], and the mirror shows the error in `/healthz`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +49,7 @@ pub async fn sweep_expired(publishing: Publishing) {
     let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         ticks.tick().await;
-        let Some(_duty) = take_duty(&publishing.store, Duty::Sweep).await else {
+        let Taken::Here(_duty) = take_duty(&publishing.store, Duty::Sweep).await else {
             continue;
         };
         match publishing.sweep().await {
@@ -103,9 +105,16 @@ pub async fn roll_up_daily(
         let started = tokio::time::Instant::now();
         let now = chrono::Utc::now();
         let today = now.date_naive();
-        let Some(duty) = take_duty(&store, Duty::Rollup).await else {
-            tokio::time::sleep_until(started + until_next_rollup(now, schedule)).await;
-            continue;
+        let duty = match take_duty(&store, Duty::Rollup).await {
+            Taken::Here(duty) => duty,
+            Taken::Elsewhere => {
+                tokio::time::sleep_until(started + until_next_rollup(now, schedule)).await;
+                continue;
+            }
+            Taken::Failed(_) => {
+                tokio::time::sleep(ROLLUP_RETRY).await;
+                continue;
+            }
         };
         let job_store = Arc::clone(&store);
         let outcome = exosphere_task::blocking(move || usage::catch_up(&*job_store, today))
@@ -147,7 +156,7 @@ pub async fn mirror_on_duty(
 ) {
     loop {
         match take_duty(&store, Duty::Mirror).await {
-            Some(duty) => {
+            Taken::Here(duty) => {
                 tracing::info!(upstream = %config.upstream, "this server runs the mirror");
                 let mirror =
                     exosphere_mirror::run(Arc::clone(&store), config.clone(), status.clone());
@@ -165,38 +174,61 @@ pub async fn mirror_on_duty(
                     }
                 }
             }
-            None => {
+            Taken::Elsewhere => {
                 status.send_if_modified(|status| {
                     let standing_by = status.phase == MirrorPhase::Standby;
                     status.phase = MirrorPhase::Standby;
                     !standing_by
                 });
             }
+            Taken::Failed(error) => status.send_modify(|status| {
+                let since_ms = match status.phase {
+                    MirrorPhase::Failing { since_ms, .. } => since_ms,
+                    _ => chrono::Utc::now().timestamp_millis(),
+                };
+                status.phase = MirrorPhase::Failing {
+                    since_ms,
+                    error: format!(
+                        "cannot take the mirror's duty ({error}); trying again every \
+                         --upstream-poll-interval"
+                    ),
+                };
+            }),
         }
         tokio::time::sleep(config.poll_interval).await;
     }
 }
 
-/// Takes `duty` for this process on the blocking pool; `None` when another server holds
-/// it, or when it cannot be taken now (logged; the job tries again at its next run).
-async fn take_duty(store: &Arc<dyn CatalogStore>, duty: Duty) -> Option<Hold> {
+/// What asking for a duty gave ([`take_duty`]).
+enum Taken {
+    /// This server holds the duty while the hold lives.
+    Here(Hold),
+    /// Another server holds it.
+    Elsewhere,
+    /// Whether anyone holds it cannot be told now (the database away or busy): logged, the
+    /// job tries again soon.
+    Failed(String),
+}
+
+/// Takes `duty` for this process on the blocking pool.
+async fn take_duty(store: &Arc<dyn CatalogStore>, duty: Duty) -> Taken {
     let job_store = Arc::clone(store);
     let taken = exosphere_task::blocking(move || job_store.try_duty(duty)).await;
-    match taken {
-        Ok(Ok(Some(hold))) => Some(hold),
+    let error = match taken {
+        Ok(Ok(Some(hold))) => return Taken::Here(hold),
         Ok(Ok(None)) => {
             tracing::debug!(duty = duty.name(), "another server runs this duty now");
-            None
+            return Taken::Elsewhere;
         }
-        Ok(Err(error)) => {
-            tracing::warn!(duty = duty.name(), %error, "cannot take a duty; trying again later");
-            None
-        }
-        Err(error) => {
-            tracing::warn!(duty = duty.name(), %error, "taking a duty failed");
-            None
-        }
-    }
+        Ok(Err(error)) => error.to_string(),
+        Err(error) => error.to_string(),
+    };
+    tracing::warn!(
+        duty = duty.name(),
+        %error,
+        "cannot take a duty (nor tell whether another server holds it); trying again soon"
+    );
+    Taken::Failed(error)
 }
 
 /// The time from `now` until the job's next run: `delay` past the next UTC midnight (today's

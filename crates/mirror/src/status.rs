@@ -15,7 +15,8 @@ pub enum MirrorPhase {
     },
     /// The last pass reached the upstream's `upToDate`; waiting for the next change.
     UpToDate,
-    /// The upstream fails; the served catalog stays as it was.
+    /// The upstream fails, or the mirror cannot run (its duty cannot be taken: the
+    /// catalog's database is away); the served catalog stays as it was.
     Failing {
         /// When the failures began (ms since the Unix epoch).
         since_ms: i64,
