@@ -157,7 +157,7 @@ fn listeners(database: &str) -> Vec<i32> {
             .unwrap()
             .query(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                 AND query = 'LISTEN exosphere_changes'",
+                 AND query LIKE '%LISTEN exosphere_changes'",
                 &[],
             )
             .unwrap()
@@ -174,7 +174,7 @@ fn terminate_listeners(database: &str) {
     admin_sql(
         database,
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query = 'LISTEN exosphere_changes'",
+         WHERE datname = current_database() AND query LIKE '%LISTEN exosphere_changes'",
     );
 }
 
