@@ -127,9 +127,13 @@ pub async fn roll_up_daily(
                 if days.is_empty() {
                     tracing::debug!("no day of package usage to roll up");
                 }
+                let count = days.len();
                 for (day, rows) in days {
                     files.forget(&day.to_string());
                     tracing::info!(%day, rows, "rolled up package usage");
+                }
+                if count > 0 {
+                    tracing::info!(days = count, "the rollup run ended");
                 }
             }
             Err(error) => {

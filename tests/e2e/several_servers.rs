@@ -393,11 +393,11 @@ fn the_rollup_of_a_day_runs_once_across_servers() {
         ],
     );
     let servers = start_together(&backend, dir.path(), 2, "info,exosphere::jobs=debug");
-    // Each server's first run ends in rollups, in finding nothing to roll up, or in leaving
-    // the run to the server that holds the duty (a line naming the rollup: the sweep's duty
-    // is logged alike); rollups are logged when the run ends.
+    // Each server's first run ends in rollups (one line per day, then one for the run), in
+    // finding nothing to roll up, or in leaving the run to the server that holds the duty
+    // (a line naming the rollup: the sweep's duty is logged alike).
     let ended = |log: &Path| {
-        !logged_by(log, "rolled up package usage").is_empty()
+        !logged_by(log, "the rollup run ended").is_empty()
             || !logged_by(log, "no day of package usage").is_empty()
             || logged_by(log, "another server runs")
                 .iter()
