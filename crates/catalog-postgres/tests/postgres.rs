@@ -862,6 +862,64 @@ fn each_duty_is_held_by_one_store_at_a_time_and_passes_on_when_its_holder_goes()
     });
 }
 
+/// A TCP proxy in front of `database`'s server that forwards every byte until the returned
+/// flag is set, then holds them with both sockets open (a network that stopped delivering,
+/// which no connection close reveals); returns the URL through it and the flag.
+fn freezable_proxy(database: &TestDatabase) -> (String, Arc<AtomicBool>) {
+    let config: postgres::Config = database.url().parse().unwrap();
+    let port = config.get_ports()[0];
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = listener.local_addr().unwrap().port();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let freeze = Arc::clone(&frozen);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let client = client.unwrap();
+            let server = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for (mut from, mut to) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let frozen = Arc::clone(&freeze);
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 8192];
+                    while let Ok(read) = from.read(&mut buf) {
+                        while frozen.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        if read == 0 || to.write_all(&buf[..read]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let url = database
+        .url()
+        .replace(&format!("port={port}"), &format!("port={proxy}"));
+    (url, frozen)
+}
+
+#[test]
+fn a_duty_whose_connection_stops_answering_is_lost_within_seconds() {
+    let database = TestDatabase::new();
+    let (url, frozen) = freezable_proxy(&database);
+    let store = open_postgres(&url).expect("opens through the proxy");
+    let mirror = store.try_duty(Duty::Mirror).unwrap().expect("a free duty");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!mirror.lost(), "a connection that answers keeps its duty");
+    frozen.store(true, Ordering::Release);
+    let started = std::time::Instant::now();
+    eventually(
+        "the holder notices that its duty's connection stopped answering",
+        || mirror.lost(),
+    );
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(8), "noticed after {waited:?}");
+}
+
 #[test]
 fn commits_of_other_stores_wake_the_listener_which_survives_a_terminated_connection() {
     let database = TestDatabase::new();
