@@ -348,13 +348,13 @@ async fn receive(
         Ok(_) if !received => answer,
         Ok(Ended::TakenOver) => {
             tracing::warn!(
-                "an upload arrived after another server took its URL over (this server's \
-                 seat lapsed); that server's upload stands"
+                "an upload arrived after its URL passed to the other servers (this server's \
+                 seat lapsed while its database connection was down); the file was not kept"
             );
             refusal(&DdpError::new(
                 409,
-                "This upload URL was taken over by another upload while the file arrived; \
-                 the file was not kept. Publish again if that upload fails.",
+                "This upload URL passed to another server while the file arrived, so the \
+                 file was not kept; upload it again (this upload URL stays valid)",
             ))
         }
         Ok(Ended::Withdrawn) => {
@@ -388,8 +388,9 @@ enum Ended {
     /// The ticket was retired, swept or expired while the body arrived: its staging blob
     /// is nobody's.
     Withdrawn,
-    /// Another server claimed the ticket meanwhile (this server's seat lapsed): it owns the
-    /// ticket and its staging blob.
+    /// The ticket passed to the other servers meanwhile (this server's seat lapsed, so its
+    /// mark looked abandoned: another server reopened or claimed it): the ticket and its
+    /// staging blob are theirs.
     TakenOver,
 }
 
