@@ -67,6 +67,7 @@ use crate::writer::{PgWriter, Sql, read_meta};
 mod accounts;
 mod audit;
 mod bridge;
+mod bulk;
 mod error;
 mod keys;
 mod mirror;
