@@ -212,6 +212,31 @@ pub enum Command {
                       exosphere audit --since 2026-12-01T09:00:00Z --until 2026-12-01T10:00:00Z --limit 0"
     )]
     Audit(AuditArgs),
+    /// Copy a whole catalog between SQLite and PostgreSQL, into an empty target.
+    #[command(
+        long_about = "Copy a whole catalog from one store into another, empty one: from a \
+                      data directory's SQLite catalog into a PostgreSQL database, or back. \
+                      Everything moves: the records with their sequence numbers, the data \
+                      epoch and change counters (so clients keep syncing where they were, \
+                      without resetData), stats rows, usage recordings and days, users, \
+                      organizations and login tokens, upload tickets and pending publishes, \
+                      the audit log, and the mirror's state and file map. PostgreSQL is \
+                      loaded with COPY, in one transaction: the target gets all of it or \
+                      nothing.\n\n\
+                      The target must be empty (a new database from createdb, or a new data \
+                      directory); a target holding anything is refused and left as it was. \
+                      The copy is then verified: every table's row count, and a full sync \
+                      read of both stores returning identical records.\n\n\
+                      Stop the servers first: a SQLite data directory is locked against \
+                      `exosphere serve` while it is copied, and writes made to a PostgreSQL \
+                      source during the copy fail the verification. Package files are not \
+                      copied: point the new servers at the same --files-dir or --s3-bucket.\n\n\
+                      Examples:\n  \
+                      createdb -O exosphere exosphere\n  \
+                      exosphere migrate --from /var/lib/exosphere --to postgres://exosphere@db.internal/exosphere\n  \
+                      exosphere migrate --from postgres://exosphere@db.internal/exosphere --to /var/lib/exosphere-new"
+    )]
+    Migrate(MigrateArgs),
 }
 
 /// The subcommands of `exosphere mirror`.
@@ -1203,6 +1228,37 @@ pub struct ImportArgs {
 
     /// The dump to read, or `-` for standard input.
     pub file: PathBuf,
+}
+
+/// Flags of `exosphere migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The catalog to copy: a data directory (its SQLite catalog) or a PostgreSQL URL
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME).
+    #[arg(long, value_name = "DIR|URL", value_parser = parse_catalog_location)]
+    pub from: DataDirArg,
+
+    /// The empty catalog to copy into: a data directory (created if missing) or a
+    /// PostgreSQL URL of an existing, empty database whose user may create tables.
+    #[arg(long, value_name = "DIR|URL", value_parser = parse_catalog_location)]
+    pub to: DataDirArg,
+}
+
+/// A `--from`/`--to` of `migrate`: a `postgres://` or `postgresql://` URL names a
+/// PostgreSQL database, anything else a data directory.
+fn parse_catalog_location(text: &str) -> Result<DataDirArg, String> {
+    if text.is_empty() {
+        return Err("give a data directory or a postgres:// URL".to_owned());
+    }
+    let is_url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    Ok(DataDirArg {
+        data_dir: if is_url {
+            PathBuf::new()
+        } else {
+            PathBuf::from(text)
+        },
+        database_url: is_url.then(|| text.to_owned()),
+    })
 }
 
 /// Flags of `exosphere export`.
