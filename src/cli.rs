@@ -1234,7 +1234,7 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The catalog to copy: a data directory (its SQLite catalog) or a PostgreSQL URL
-    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME).
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME, or `host=… dbname=…`).
     #[arg(long, value_name = "DIR|URL", value_parser = parse_catalog_location)]
     pub from: DataDirArg,
 
@@ -1244,13 +1244,17 @@ pub struct MigrateArgs {
     pub to: DataDirArg,
 }
 
-/// A `--from`/`--to` of `migrate`: a `postgres://` or `postgresql://` URL names a
+/// A `--from`/`--to` of `migrate`: a `postgres://` or `postgresql://` URL, or a
+/// PostgreSQL connection string of `key=value` words (`host=db dbname=exosphere`), names a
 /// PostgreSQL database, anything else a data directory.
 fn parse_catalog_location(text: &str) -> Result<DataDirArg, String> {
     if text.is_empty() {
         return Err("give a data directory or a postgres:// URL".to_owned());
     }
-    let is_url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    let key_value = ["host=", "dbname=", "user=", "port="]
+        .iter()
+        .any(|key| text.starts_with(key) || text.contains(&format!(" {key}")));
+    let is_url = key_value || text.starts_with("postgres://") || text.starts_with("postgresql://");
     Ok(DataDirArg {
         data_dir: if is_url {
             PathBuf::new()
