@@ -8,13 +8,14 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior, params_from_iter};
 
 use exosphere_catalog::bulk::{
-    BulkStore, Kind, META, Order, Row, RowCounts, TABLES, Table, Value, check_empty,
-    check_loaded_seq, record_table,
+    BulkStore, Checks, Kind, META, Order, Row, RowCounts, TABLES, Table, Value, check_empty,
+    check_loaded_seq, record_table, shared_natural_key,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
 use exosphere_meteor::Collection;
 
+use super::mirror::natural_keys_unique;
 use super::{Db as _, SqliteStore, read_meta};
 
 /// `table`'s rows in its dump order.
@@ -98,6 +99,7 @@ impl SqliteStore {
     fn load_unnamed(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
+        checks: Checks,
     ) -> Result<(), StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn
@@ -133,6 +135,9 @@ impl SqliteStore {
                 .db()?;
             check_loaded_seq(table, to_u64(max, "seq")?, head_seq)?;
         }
+        if checks == Checks::Imported && !natural_keys_unique(&tx)? {
+            return Err(shared_natural_key());
+        }
         tx.commit().db()
     }
 }
@@ -161,8 +166,9 @@ impl BulkStore for SqliteStore {
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
+        checks: Checks,
     ) -> Result<(), StoreError> {
-        self.load_unnamed(next)
+        self.load_unnamed(next, checks)
             .map_err(|error| self.name_disk_trouble(error))
     }
 

@@ -232,7 +232,7 @@ const DUPLICATE_KEYS: [&str; 4] = [
 ];
 
 /// Whether no two served records share a natural key.
-fn natural_keys_unique(conn: &Connection) -> Result<bool, StoreError> {
+pub(super) fn natural_keys_unique(conn: &Connection) -> Result<bool, StoreError> {
     for sql in DUPLICATE_KEYS {
         let duplicate = conn
             .prepare_cached(sql)

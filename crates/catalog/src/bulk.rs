@@ -29,9 +29,13 @@
 //! [`copy`] runs one store's dump into another's load on two threads joined by a bounded
 //! channel, and [`verify`] then compares the two stores by counts and by a full sync read.
 
+use std::io::BufRead;
 use std::sync::mpsc;
 
+use crate::columns::to_i64;
+use crate::dump::{DumpError, DumpLine, ImportOptions, ImportSummary, Lines};
 use crate::error::StoreError;
+use crate::record::{Record, StatsRow};
 use crate::store::{CatalogStore, Cursors, Page, PageLimits};
 use exosphere_meteor::Collection;
 
@@ -140,6 +144,9 @@ const fn records(name: &'static str) -> Table {
 /// The name of the single-row table holding the epoch, head `seq` and change counters.
 pub const META: &str = "meta";
 
+/// The name of the table of stats rows.
+const STATS: &str = "stats";
+
 /// Every table a catalog keeps, in dump order. The record tables follow
 /// [`Collection::ALL`] (see [`record_table`]).
 pub const TABLES: &[Table] = &[
@@ -163,7 +170,7 @@ pub const TABLES: &[Table] = &[
     records("rec_release_tracks"),
     records("rec_release_versions"),
     Table {
-        name: "stats",
+        name: STATS,
         columns: &[
             col("day", Text),
             col("name", Text),
@@ -356,6 +363,25 @@ impl RowCounts {
     }
 }
 
+/// What a bulk load checks beyond the contract's own checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Rows copied from another store (`migrate`): stored as the source holds them.
+    Copied,
+    /// Records read from a dump (`import` into an empty catalog): the load is also refused,
+    /// storing nothing, when two records share a natural key (a name, or a name and
+    /// version), which the upserts of [`crate::dump::import`] decide record by record (one
+    /// may refuse the whole dump, [`StoreError::PublishedVersionTaken`]).
+    Imported,
+}
+
+/// The refusal of an [`Checks::Imported`] load whose records share a natural key.
+pub fn shared_natural_key() -> StoreError {
+    StoreError::Database(
+        "two records of the load share a natural key (a name, or a name and version)".into(),
+    )
+}
+
 /// Refuses a bulk load into a store that holds anything besides a fresh `meta` row: any
 /// row of another table (`counts`, read inside the load's transaction) or a head `seq`
 /// above zero (records were written, perhaps all deleted since).
@@ -392,11 +418,12 @@ pub trait BulkStore: CatalogStore {
     -> Result<(), StoreError>;
 
     /// Loads every row `next` yields (until `Ok(None)`) into this empty store, in one write
-    /// transaction; an `Err` from `next` rolls everything back and is returned. Refuses a
-    /// store that is not empty with [`StoreError::NotEmpty`].
+    /// transaction, with `checks`; an `Err` from `next` rolls everything back and is
+    /// returned. Refuses a store that is not empty with [`StoreError::NotEmpty`].
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
+        checks: Checks,
     ) -> Result<(), StoreError>;
 
     /// The number of rows of every table, from one snapshot.
@@ -424,14 +451,17 @@ pub fn copy(
             // channel without it, and the load rolls back.
             sent.and_then(|()| sender.send(None).map_err(|_| StoreError::Aborted))
         });
-        let loaded = to.load_rows(&mut || match receiver.recv() {
-            Ok(Some(row)) => {
-                progress(&row);
-                Ok(Some(row))
-            }
-            Ok(None) => Ok(None),
-            Err(_) => Err(StoreError::Aborted),
-        });
+        let loaded = to.load_rows(
+            &mut || match receiver.recv() {
+                Ok(Some(row)) => {
+                    progress(&row);
+                    Ok(Some(row))
+                }
+                Ok(None) => Ok(None),
+                Err(_) => Err(StoreError::Aborted),
+            },
+            Checks::Copied,
+        );
         drop(receiver);
         let dumped = dumping
             .join()
@@ -442,6 +472,112 @@ pub fn copy(
             (_, loaded) => loaded,
         }
     })
+}
+
+/// Imports a dump into an empty store as one bulk load ([`Checks::Imported`]): what
+/// [`crate::dump::import_with`] stores for such a dump (sequence numbers in file order, one
+/// change per record, the store's epoch kept), much faster, where it can. A dump it cannot
+/// load this way (the store is not empty, an `_id` or a natural key comes twice, a stats row
+/// repeats) fails with [`DumpError::Store`] and stores nothing: import it with
+/// [`crate::dump::import_with`] then, whose upserts decide those cases. Errors of the input
+/// itself name the line, as there.
+pub fn import_dump(
+    store: &dyn BulkStore,
+    input: impl BufRead,
+    options: &ImportOptions,
+) -> Result<ImportSummary, DumpError> {
+    let epoch = store.state()?.epoch;
+    let mut lines = Lines::new(input, options);
+    let mut summary = ImportSummary::default();
+    let (mut head, mut meta_given, mut failure) = (0u64, false, None);
+    let loaded = store.load_rows(
+        &mut || {
+            let line = match lines.next() {
+                Ok(line) => line,
+                Err(error) => {
+                    failure = Some(error);
+                    return Err(StoreError::Aborted);
+                }
+            };
+            Ok(match line {
+                Some(DumpLine::Record(record)) => {
+                    head += 1;
+                    summary.records[record.collection()].inserted += 1;
+                    Some(record_row(&record, head)?)
+                }
+                Some(DumpLine::Stats(row)) => {
+                    summary.stats_rows += 1;
+                    Some(stats_row(&row)?)
+                }
+                None if meta_given => None,
+                None => {
+                    meta_given = true;
+                    Some(meta_row(&epoch, head, &summary)?)
+                }
+            })
+        },
+        Checks::Imported,
+    );
+    match (loaded, failure) {
+        (_, Some(failure)) => Err(failure),
+        (Err(error), None) => Err(DumpError::Store(error)),
+        (Ok(()), None) => Ok(summary),
+    }
+}
+
+/// The row of `record`, numbered `seq`.
+fn record_row(record: &Record, seq: u64) -> Result<Row, StoreError> {
+    Ok(Row {
+        table: record_table(record.collection()),
+        values: vec![
+            Value::Int(to_i64(seq, "seq")?),
+            Value::Text(record.id().to_owned()),
+            record.last_updated().map_or(Value::Null, Value::Int),
+            Value::Text(record.json().to_owned()),
+        ],
+    })
+}
+
+/// The row of a stats row.
+fn stats_row(row: &StatsRow) -> Result<Row, StoreError> {
+    Ok(Row {
+        table: table(STATS),
+        values: vec![
+            Value::Text(row.date().to_owned()),
+            Value::Text(row.name().to_owned()),
+            Value::Text(row.version().to_owned()),
+            Value::Int(to_i64(row.direct_adds(), "directAdds")?),
+            Value::Int(to_i64(row.total_adds(), "totalAdds")?),
+        ],
+    })
+}
+
+/// The `meta` row of a catalog of `epoch` whose records were numbered up to `head`, one
+/// change each.
+fn meta_row(epoch: &str, head: u64, summary: &ImportSummary) -> Result<Row, StoreError> {
+    let mut values = vec![
+        Value::Int(1),
+        Value::Text(epoch.to_owned()),
+        Value::Int(to_i64(head, "head_seq")?),
+    ];
+    for c in Collection::ALL {
+        values.push(Value::Int(to_i64(
+            summary.records[c].inserted,
+            "change counter",
+        )?));
+    }
+    Ok(Row {
+        table: table(META),
+        values,
+    })
+}
+
+/// The table named `name`, one of [`TABLES`].
+fn table(name: &str) -> &'static Table {
+    TABLES
+        .iter()
+        .find(|table| table.name == name)
+        .expect("the table is one of TABLES")
 }
 
 /// How two stores differ, as [`verify`] finds it.

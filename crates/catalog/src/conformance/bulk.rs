@@ -13,7 +13,7 @@ use super::with;
 use crate::Collection;
 use crate::accounts::{Org, Pending, PendingKind, Token, Upload, UploadState, User};
 use crate::audit::{AuditEntry, AuditQuery};
-use crate::bulk::{self, BulkStore, META, Row, TABLES, Value};
+use crate::bulk::{self, BulkStore, Checks, META, Row, TABLES, Value};
 use crate::error::StoreError;
 use crate::mirror::{Claim, MirrorState, UpstreamFile};
 use crate::record::{Record, StatsRow};
@@ -275,10 +275,13 @@ pub fn a_failed_load_stores_nothing(new_store: NewBulkStore<'_>) {
 
     let mut given = source.clone().into_iter().take(8);
     let failed = to
-        .load_rows(&mut || match given.next() {
-            Some(row) => Ok(Some(row)),
-            None => Err(StoreError::Aborted),
-        })
+        .load_rows(
+            &mut || match given.next() {
+                Some(row) => Ok(Some(row)),
+                None => Err(StoreError::Aborted),
+            },
+            Checks::Copied,
+        )
         .unwrap_err();
     assert!(matches!(failed, StoreError::Aborted), "{failed:?}");
     assert_eq!(rows(&*to), fresh);
@@ -291,13 +294,97 @@ pub fn a_failed_load_stores_nothing(new_store: NewBulkStore<'_>) {
         .unwrap();
     meta.values[2] = Value::Int(1);
     let mut given = broken.into_iter();
-    let refused = to.load_rows(&mut || Ok(given.next())).unwrap_err();
+    let refused = to
+        .load_rows(&mut || Ok(given.next()), Checks::Copied)
+        .unwrap_err();
     assert!(matches!(refused, StoreError::Corrupt(_)), "{refused:?}");
     assert_eq!(rows(&*to), fresh);
 
     let mut given = source.clone().into_iter();
-    to.load_rows(&mut || Ok(given.next())).unwrap();
+    to.load_rows(&mut || Ok(given.next()), Checks::Copied)
+        .unwrap();
     assert_eq!(rows(&*to), source);
+}
+
+/// Checks that a dump bulk loaded into an empty store ([`bulk::import_dump`]) stores what
+/// its upserts would, and that a dump whose records share an `_id` or a natural key, or a
+/// store that is not empty, is refused with a store error that stores nothing (the import
+/// then takes the upserts).
+pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'_>) {
+    let dump = [
+        r#"{"collection":"packages","doc":{"_id":"p1","name":"a-b","lastUpdated":{"$date":5}}}"#,
+        r#"{"collection":"stats","date":"2015-01-02","doc":{"name":"a","version":"1.0.0","directAdds":1,"totalAdds":2}}"#,
+        r#"{"collection":"versions","doc":{"_id":"v1","packageName":"a-b","version":"1.0.0","s":"\u0000😀"}}"#,
+        r#"{"collection":"packages","doc":{"_id":"p2","name":"ab"}}"#,
+    ]
+    .join("\n");
+    let (bulk_loaded, upserted) = (new_store(), new_store());
+    let epoch = bulk_loaded.state().unwrap().epoch;
+    let summary = bulk::import_dump(
+        &*bulk_loaded,
+        dump.as_bytes(),
+        &crate::dump::ImportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        summary,
+        crate::dump::import(&*upserted, dump.as_bytes()).unwrap()
+    );
+    let (state, expected) = (bulk_loaded.state().unwrap(), upserted.state().unwrap());
+    assert_eq!(state.epoch, epoch, "the store keeps its epoch");
+    assert_eq!(
+        (state.head_seq, state.change_counters, state.stats_latest),
+        (
+            expected.head_seq,
+            expected.change_counters,
+            expected.stats_latest
+        )
+    );
+    let without_meta = |store: &dyn BulkStore| -> Vec<Row> {
+        rows(store)
+            .into_iter()
+            .filter(|row| row.table.name != META)
+            .collect()
+    };
+    assert_eq!(without_meta(&*bulk_loaded), without_meta(&*upserted));
+    let refused = bulk::import_dump(
+        &*bulk_loaded,
+        dump.as_bytes(),
+        &crate::dump::ImportOptions::default(),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(crate::dump::DumpError::Store(StoreError::NotEmpty(_)))
+        ),
+        "{refused:?}"
+    );
+
+    for twice in [
+        concat!(
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"a"}}"#,
+            "\n",
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"b"}}"#
+        ),
+        concat!(
+            r#"{"collection":"versions","doc":{"_id":"v1","packageName":"a","version":"1.0.0"}}"#,
+            "\n",
+            r#"{"collection":"versions","doc":{"_id":"v2","packageName":"a","version":"1.0.0"}}"#
+        ),
+    ] {
+        let store = new_store();
+        let fresh = rows(&*store);
+        let refused = bulk::import_dump(
+            &*store,
+            twice.as_bytes(),
+            &crate::dump::ImportOptions::default(),
+        );
+        assert!(
+            matches!(refused, Err(crate::dump::DumpError::Store(_))),
+            "{refused:?}"
+        );
+        assert_eq!(rows(&*store), fresh);
+    }
 }
 
 /// Stamps one `#[test]` per [`BulkStore`] conformance body (module `bulk`), each calling the
@@ -314,7 +401,8 @@ macro_rules! bulk_conformance_tests {
                 @stamp $new_store;
                 a_copy_holds_every_row_and_goes_on_as_the_same_catalog,
                 a_load_into_a_store_that_is_not_empty_is_refused,
-                a_failed_load_stores_nothing
+                a_failed_load_stores_nothing,
+                a_bulk_imported_dump_is_stored_as_upserts_would
             }
         }
     };
