@@ -1473,6 +1473,41 @@ pub enum BenchCommand {
                       --warmup-minutes."
     )]
     Soak(BenchSoakArgs),
+    /// Import into and full sync from PostgreSQL, against a raw COPY of the same bytes and
+    /// the bare WebSocket transfer, with SQLite's figures beside them.
+    #[command(
+        long_about = "Measure the PostgreSQL backend against the physical limits, taken in \
+                      the same run: the synthetic catalog's dump is bulk loaded (COPY) into \
+                      a fresh database, against a raw COPY of the same bytes into a table of \
+                      one text column without an index; then the meteor tool's full sync is \
+                      served by `exosphere serve --database-url`, against the same sync \
+                      served from SQLite and the bare WebSocket transfer of the same frames. \
+                      Targets: import within 2x of the raw COPY, full sync within 1.5x of \
+                      SQLite's.\n\n\
+                      The benchmark creates databases of its own on the server of \
+                      --database-url (its user needs CREATEDB) and drops them after; it \
+                      never touches the database the URL names.\n\n\
+                      Example:\n  \
+                      exosphere bench postgres --database-url postgres://postgres@127.0.0.1/postgres --scale small"
+    )]
+    Postgres(BenchPostgresArgs),
+}
+
+/// Flags of `exosphere bench postgres`.
+#[derive(Debug, Args)]
+pub struct BenchPostgresArgs {
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
+
+    /// A PostgreSQL server to measure, as the URL of any database on it: the benchmark
+    /// creates databases of its own there (CREATEDB needed) and drops them after.
+    #[arg(
+        long,
+        env = "EXOSPHERE_BENCH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: String,
 }
 
 /// Flags of `exosphere bench sessions`.

@@ -66,6 +66,7 @@ use crate::writer::{PgWriter, Sql, read_meta};
 
 mod accounts;
 mod audit;
+pub mod bench;
 mod bridge;
 mod bulk;
 mod error;
