@@ -10,14 +10,14 @@ use std::pin::Pin;
 
 use bytes::{BufMut as _, BytesMut};
 use exosphere_catalog::bulk::{
-    BulkStore, Checks, GENERATED_IDS, Kind, META, Order, Row, RowCounts, TABLES, Table, Value,
+    BulkStore, Checks, GENERATED_IDS, Kind, META, Row, RowCounts, TABLES, Table, Value,
     check_empty, check_loaded_seq, record_table, shared_natural_key,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
 use exosphere_meteor::Collection;
 use futures_util::SinkExt as _;
-use tokio_postgres::{CopyInSink, IsolationLevel, Transaction};
+use tokio_postgres::{CopyInSink, Transaction};
 
 use crate::PgStore;
 use crate::bridge::wait;
@@ -34,7 +34,7 @@ const DUMP_FETCH: i32 = 1000;
 const COPY_CHUNK: usize = 256 * 1024;
 
 /// `table`'s rows in its dump order; integers are read as `bigint` whatever their column's
-/// width.
+/// width. The mirror's stage tables number their rows as they are written (`ord`).
 fn select_sql(table: &Table) -> String {
     let columns: Vec<String> = table
         .columns
@@ -44,41 +44,27 @@ fn select_sql(table: &Table) -> String {
             Kind::Bool | Kind::Text => c.name.to_owned(),
         })
         .collect();
-    let order = match table.order {
-        Order::By(key) => key.join(", "),
-        // The mirror's stage tables number their rows as they are written.
-        Order::Written => "ord".to_owned(),
-    };
     format!(
-        "SELECT {} FROM {} ORDER BY {order}",
+        "SELECT {} FROM {} ORDER BY {}",
         columns.join(", "),
-        table.name
+        table.name,
+        table.order_by("ord")
     )
 }
 
 /// The `COPY` that loads `table`'s columns.
 fn copy_sql(table: &Table) -> String {
-    let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    format!("COPY {} ({}) FROM STDIN", table.name, columns.join(", "))
+    format!("COPY {} ({}) FROM STDIN", table.name, table.column_names())
 }
 
-/// Column `index` of `row` as a [`Value`] of `table`'s column kind; a NULL where none may
-/// be is corruption.
+/// Column `index` of `row` as a [`Value`] of `table`'s column kind.
 fn value(table: &Table, row: &tokio_postgres::Row, index: usize) -> Result<Value, StoreError> {
-    let column = &table.columns[index];
-    let value = match column.kind {
+    let found = match table.columns[index].kind {
         Kind::Int => col::<Option<i64>>(row, index)?.map(Value::Int),
         Kind::Bool => col::<Option<bool>>(row, index)?.map(Value::Bool),
         Kind::Text => col::<Option<String>>(row, index)?.map(Value::Text),
     };
-    match value {
-        Some(value) => Ok(value),
-        None if column.nullable => Ok(Value::Null),
-        None => Err(StoreError::Corrupt(format!(
-            "{}.{} is NULL",
-            table.name, column.name
-        ))),
-    }
+    table.checked(index, found)
 }
 
 /// Appends `row` as a line of `COPY`'s text format: values separated by tabs, `\N` for
@@ -180,14 +166,7 @@ impl PgStore {
         let _turn = self.writes.turn()?;
         let (epoch, head_seq) = self.pool.with(|conn| {
             let Conn { client, statements } = conn;
-            let mut tx = wait(
-                client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::ReadCommitted)
-                    .start(),
-            )
-            .db()?;
-            wait(tx.batch_execute(&self.write_setup)).db()?;
+            let mut tx = self.begin_write(client)?;
             {
                 let mut s = Session::new(&mut tx, statements);
                 let head_seq = read_meta(&mut s, &self.sql.lock_meta)?.head_seq;

@@ -243,6 +243,24 @@ impl PgStore {
         })
     }
 
+    /// Starts a write transaction on `client`, in READ COMMITTED whatever the server's
+    /// default (a writer that waited for the meta row's lock must then read the row as the
+    /// previous writer committed it), with the write's time limits set.
+    fn begin_write<'c>(
+        &self,
+        client: &'c mut tokio_postgres::Client,
+    ) -> Result<tokio_postgres::Transaction<'c>, StoreError> {
+        let tx = wait(
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start(),
+        )
+        .db()?;
+        wait(tx.batch_execute(&self.write_setup)).db()?;
+        Ok(tx)
+    }
+
     /// [`CatalogStore::write`] before storage trouble is named.
     fn write_unnamed(
         &self,
@@ -251,16 +269,7 @@ impl PgStore {
         let _turn = self.writes.turn()?;
         self.pool.with(|conn| {
             let Conn { client, statements } = conn;
-            // READ COMMITTED whatever the server's default: a writer that waited for the meta
-            // row's lock must then read the row as the previous writer committed it.
-            let mut tx = wait(
-                client
-                    .build_transaction()
-                    .isolation_level(IsolationLevel::ReadCommitted)
-                    .start(),
-            )
-            .db()?;
-            wait(tx.batch_execute(&self.write_setup)).db()?;
+            let mut tx = self.begin_write(client)?;
             let mut session = Session::new(&mut tx, statements);
             let mut writer = PgWriter::start(&mut session, &self.sql)?;
             if self.seen.write_went_back(writer.epoch(), writer.head_seq()) {

@@ -1,32 +1,13 @@
-//! The bulk-copy contract of `exosphere-catalog` (`conformance::bulk`), run on PostgreSQL,
-//! and copies between PostgreSQL and SQLite in both directions.
+//! Copies between PostgreSQL and SQLite in both directions (the bulk-copy contract on one
+//! backend runs in `conformance.rs`).
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::TestDatabase;
-use exosphere_catalog::bulk::{BulkStore, copy, verify};
+use exosphere_catalog::bulk::{copy, verify};
 use exosphere_catalog::conformance::bulk::{fill, rows};
 use exosphere_catalog_postgres::open_postgres;
 use exosphere_catalog_sqlite::open_sqlite;
-
-/// Fresh stores, each in a database of its own; the databases are dropped when the
-/// factory is dropped at the end of the test.
-fn temp_stores() -> impl Fn() -> Arc<dyn BulkStore> {
-    let databases = Mutex::new(Vec::new());
-    move || {
-        let database = TestDatabase::new();
-        let store = open_postgres(database.url()).expect("a fresh store opens");
-        databases
-            .lock()
-            .expect("no test panicked holding the list")
-            .push(database);
-        Arc::new(store)
-    }
-}
-
-exosphere_catalog::bulk_conformance_tests!(temp_stores());
 
 /// A catalog copied from SQLite into PostgreSQL and back into SQLite keeps every row of
 /// every table byte for byte (the unusual texts, names that sort differently under a

@@ -8,7 +8,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior, params_from_iter};
 
 use exosphere_catalog::bulk::{
-    BulkStore, Checks, Kind, META, Order, Row, RowCounts, TABLES, Table, Value, check_empty,
+    BulkStore, Checks, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty,
     check_loaded_seq, record_table, shared_natural_key,
 };
 use exosphere_catalog::columns::to_u64;
@@ -20,35 +20,28 @@ use super::{Db as _, SqliteStore, read_meta};
 
 /// `table`'s rows in its dump order.
 fn select_sql(table: &Table) -> String {
-    let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    let order = match table.order {
-        Order::By(key) => key.join(", "),
-        Order::Written => "rowid".to_owned(),
-    };
     format!(
-        "SELECT {} FROM {} ORDER BY {order}",
-        columns.join(", "),
-        table.name
+        "SELECT {} FROM {} ORDER BY {}",
+        table.column_names(),
+        table.name,
+        table.order_by("rowid")
     )
 }
 
 /// The insert of one of `table`'s rows.
 fn insert_sql(table: &Table) -> String {
-    let columns: Vec<&str> = table.columns.iter().map(|c| c.name).collect();
-    let slots: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+    let slots: Vec<String> = (1..=table.columns.len()).map(|i| format!("?{i}")).collect();
     format!(
         "INSERT INTO {} ({}) VALUES ({})",
         table.name,
-        columns.join(", "),
+        table.column_names(),
         slots.join(", ")
     )
 }
 
-/// Column `index` of `row` as a [`Value`] of `table`'s column kind; a NULL where none may
-/// be is corruption.
+/// Column `index` of `row` as a [`Value`] of `table`'s column kind.
 fn value(table: &Table, row: &rusqlite::Row<'_>, index: usize) -> Result<Value, StoreError> {
-    let column = &table.columns[index];
-    let value = match column.kind {
+    let found = match table.columns[index].kind {
         Kind::Int => row.get::<_, Option<i64>>(index).db()?.map(Value::Int),
         Kind::Bool => row
             .get::<_, Option<i64>>(index)
@@ -56,14 +49,7 @@ fn value(table: &Table, row: &rusqlite::Row<'_>, index: usize) -> Result<Value, 
             .map(|flag| Value::Bool(flag != 0)),
         Kind::Text => row.get::<_, Option<String>>(index).db()?.map(Value::Text),
     };
-    match value {
-        Some(value) => Ok(value),
-        None if column.nullable => Ok(Value::Null),
-        None => Err(StoreError::Corrupt(format!(
-            "{}.{} is NULL",
-            table.name, column.name
-        ))),
-    }
+    table.checked(index, found)
 }
 
 /// A [`Value`] as an SQL parameter.

@@ -82,6 +82,37 @@ pub struct Table {
     pub order: Order,
 }
 
+impl Table {
+    /// Its column names in order, comma-separated, as a backend's statements list them.
+    pub fn column_names(&self) -> String {
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name).collect();
+        names.join(", ")
+    }
+
+    /// The columns its rows are dumped in order of, comma-separated; `written` names the
+    /// backend's own column of the order rows were written in ([`Order::Written`]).
+    pub fn order_by(&self, written: &str) -> String {
+        match self.order {
+            Order::By(key) => key.join(", "),
+            Order::Written => written.to_owned(),
+        }
+    }
+
+    /// The value a backend read from column `index` (`None` for NULL), refused as
+    /// corruption where the column holds no NULL.
+    pub fn checked(&self, index: usize, found: Option<Value>) -> Result<Value, StoreError> {
+        let column = &self.columns[index];
+        match found {
+            Some(value) => Ok(value),
+            None if column.nullable => Ok(Value::Null),
+            None => Err(StoreError::Corrupt(format!(
+                "{}.{} is NULL",
+                self.name, column.name
+            ))),
+        }
+    }
+}
+
 /// One value of a [`Row`], of its column's [`Kind`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
