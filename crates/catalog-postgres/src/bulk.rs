@@ -57,14 +57,13 @@ fn copy_sql(table: &Table) -> String {
     format!("COPY {} ({}) FROM STDIN", table.name, table.column_names())
 }
 
-/// Column `index` of `row` as a [`Value`] of `table`'s column kind.
-fn value(table: &Table, row: &tokio_postgres::Row, index: usize) -> Result<Value, StoreError> {
-    let found = match table.columns[index].kind {
+/// Column `index` of `row` as a [`Value`] of `kind` (`None` for NULL).
+fn value(row: &tokio_postgres::Row, index: usize, kind: Kind) -> Result<Option<Value>, StoreError> {
+    Ok(match kind {
         Kind::Int => col::<Option<i64>>(row, index)?.map(Value::Int),
         Kind::Bool => col::<Option<bool>>(row, index)?.map(Value::Bool),
         Kind::Text => col::<Option<String>>(row, index)?.map(Value::Text),
-    };
-    table.checked(index, found)
+    })
 }
 
 /// Appends `row` as a line of `COPY`'s text format: values separated by tabs, `\N` for
@@ -229,10 +228,7 @@ impl BulkStore for PgStore {
         self.read(|s| {
             for table in TABLES {
                 s.rows_in_batches(&select_sql(table), &[], DUMP_FETCH, |row| {
-                    let values = (0..table.columns.len())
-                        .map(|i| value(table, row, i))
-                        .collect::<Result<_, _>>()?;
-                    f(Row { table, values })?;
+                    f(Row::read(table, |index, kind| value(row, index, kind))?)?;
                     Ok(true)
                 })?;
             }

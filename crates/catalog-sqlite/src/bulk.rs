@@ -39,17 +39,16 @@ fn insert_sql(table: &Table) -> String {
     )
 }
 
-/// Column `index` of `row` as a [`Value`] of `table`'s column kind.
-fn value(table: &Table, row: &rusqlite::Row<'_>, index: usize) -> Result<Value, StoreError> {
-    let found = match table.columns[index].kind {
+/// Column `index` of `row` as a [`Value`] of `kind` (`None` for NULL).
+fn value(row: &rusqlite::Row<'_>, index: usize, kind: Kind) -> Result<Option<Value>, StoreError> {
+    Ok(match kind {
         Kind::Int => row.get::<_, Option<i64>>(index).db()?.map(Value::Int),
         Kind::Bool => row
             .get::<_, Option<i64>>(index)
             .db()?
             .map(|flag| Value::Bool(flag != 0)),
         Kind::Text => row.get::<_, Option<String>>(index).db()?.map(Value::Text),
-    };
-    table.checked(index, found)
+    })
 }
 
 /// A [`Value`] as an SQL parameter.
@@ -139,10 +138,7 @@ impl BulkStore for SqliteStore {
                 let mut stmt = tx.prepare(&select_sql(table)).db()?;
                 let mut rows = stmt.query([]).db()?;
                 while let Some(row) = rows.next().db()? {
-                    let values = (0..table.columns.len())
-                        .map(|i| value(table, row, i))
-                        .collect::<Result<_, _>>()?;
-                    f(Row { table, values })?;
+                    f(Row::read(table, |index, kind| value(row, index, kind))?)?;
                 }
             }
             Ok(())

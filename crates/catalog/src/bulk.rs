@@ -97,19 +97,29 @@ impl Table {
             Order::Written => written.to_owned(),
         }
     }
+}
 
-    /// The value a backend read from column `index` (`None` for NULL), refused as
-    /// corruption where the column holds no NULL.
-    pub fn checked(&self, index: usize, found: Option<Value>) -> Result<Value, StoreError> {
-        let column = &self.columns[index];
-        match found {
-            Some(value) => Ok(value),
-            None if column.nullable => Ok(Value::Null),
-            None => Err(StoreError::Corrupt(format!(
-                "{}.{} is NULL",
-                self.name, column.name
-            ))),
+impl Row {
+    /// A row of `table` as a backend reads it: `get` returns column `index`'s value of
+    /// `kind` (`None` for NULL); a NULL where the column holds none is corruption.
+    pub fn read(
+        table: &'static Table,
+        mut get: impl FnMut(usize, Kind) -> Result<Option<Value>, StoreError>,
+    ) -> Result<Row, StoreError> {
+        let mut values = Vec::with_capacity(table.columns.len());
+        for (index, column) in table.columns.iter().enumerate() {
+            values.push(match get(index, column.kind)? {
+                Some(value) => value,
+                None if column.nullable => Value::Null,
+                None => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}.{} is NULL",
+                        table.name, column.name
+                    )));
+                }
+            });
         }
+        Ok(Row { table, values })
     }
 }
 
