@@ -22,7 +22,7 @@ use tokio_postgres::{CopyInSink, Transaction};
 use crate::PgStore;
 use crate::bridge::wait;
 use crate::error::{Db as _, name_storage_trouble};
-use crate::keys::DUPLICATE_KEYS;
+use crate::keys::DUPLICATE_VERSIONS;
 use crate::pool::Conn;
 use crate::session::{Session, col};
 use crate::writer::read_meta;
@@ -194,12 +194,8 @@ impl PgStore {
                 )?;
                 check_loaded_seq(table, to_u64(col(&row, 0)?, "seq")?, meta.head_seq)?;
             }
-            if checks == Checks::Imported {
-                for sql in DUPLICATE_KEYS {
-                    if s.query_opt(sql, &[])?.is_some() {
-                        return Err(shared_natural_key());
-                    }
-                }
+            if checks == Checks::Imported && s.query_opt(DUPLICATE_VERSIONS, &[])?.is_some() {
+                return Err(shared_natural_key());
             }
             for table in GENERATED_IDS {
                 s.batch(&format!(
@@ -207,12 +203,10 @@ impl PgStore {
                      coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
                 ))?;
             }
+            // No ANALYZE: it would take longer than the load's own work (it reads every
+            // record table's text), and autovacuum analyzes tables that grew this much soon
+            // after; the queries the server runs plan on their keys without statistics.
             wait(tx.commit()).db()?;
-            // Fresh statistics, so the first queries on the loaded tables plan well; the
-            // load is committed either way.
-            if let Err(error) = wait(client.batch_execute("ANALYZE")) {
-                tracing::warn!(%error, "could not analyze the loaded catalog tables");
-            }
             Ok((meta.epoch, meta.head_seq))
         })?;
         self.seen.committed(&epoch, head_seq);

@@ -15,7 +15,7 @@ use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
 use exosphere_meteor::Collection;
 
-use super::mirror::natural_keys_unique;
+use super::mirror::{DUPLICATE_VERSIONS, finds_nothing};
 use super::{Db as _, SqliteStore, read_meta};
 
 /// `table`'s rows in its dump order.
@@ -120,7 +120,7 @@ impl SqliteStore {
                 .db()?;
             check_loaded_seq(table, to_u64(max, "seq")?, head_seq)?;
         }
-        if checks == Checks::Imported && !natural_keys_unique(&tx)? {
+        if checks == Checks::Imported && !finds_nothing(&tx, DUPLICATE_VERSIONS)? {
             return Err(shared_natural_key());
         }
         tx.commit().db()

@@ -22,12 +22,15 @@
 //!   the store keeps the epoch, head `seq` and counters it is given. Rows are stored as
 //!   given, without the checks of [`CatalogWriter`](crate::CatalogWriter) (they come from
 //!   another store that made them), except the sequence contract's: a record whose `seq`
-//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing.
-//!   Generated ids (usage apps and packages, audit entries) continue after the loaded ones.
+//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing. With
+//!   [`Checks::Imported`] (records read from a dump) two version records sharing a
+//!   `name@version` are refused too. Generated ids (usage apps and packages, audit entries)
+//!   continue after the loaded ones.
 //! * [`BulkStore::row_counts`] counts the rows of every table, from one snapshot.
 //!
 //! [`copy`] runs one store's dump into another's load on two threads joined by a bounded
 //! channel, and [`verify`] then compares the two stores by counts and by a full sync read.
+//! [`import_dump`] bulk loads an NDJSON dump into an empty store.
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -410,17 +413,17 @@ pub enum Checks {
     /// Rows copied from another store (`migrate`): stored as the source holds them.
     Copied,
     /// Records read from a dump (`import` into an empty catalog): the load is also refused,
-    /// storing nothing, when two records share a natural key (a name, or a name and
-    /// version), which the upserts of [`crate::dump::import`] decide record by record (one
-    /// may refuse the whole dump, [`StoreError::PublishedVersionTaken`]).
+    /// storing nothing, when two version records share a `name@version`, which the upserts
+    /// of [`crate::dump::import`] decide record by record (they refuse the whole dump when
+    /// the first is published, [`StoreError::PublishedVersionTaken`]). Other shared names
+    /// are stored by upserts as they come, as by the load.
     Imported,
 }
 
-/// The refusal of an [`Checks::Imported`] load whose records share a natural key.
+/// The refusal of an [`Checks::Imported`] load whose version records share a
+/// `name@version`.
 pub fn shared_natural_key() -> StoreError {
-    StoreError::Database(
-        "two records of the load share a natural key (a name, or a name and version)".into(),
-    )
+    StoreError::Database("two version records of the load share a name and version".into())
 }
 
 /// Refuses a bulk load into a store that holds anything besides a fresh `meta` row: any
@@ -518,8 +521,8 @@ pub fn copy(
 /// Imports a dump into an empty store as one bulk load ([`Checks::Imported`]): what
 /// [`crate::dump::import_with`] stores for such a dump (sequence numbers in file order, one
 /// change per record, the store's epoch kept), much faster, where it can. A dump it cannot
-/// load this way (the store is not empty, an `_id` or a natural key comes twice, a stats row
-/// repeats) fails with [`DumpError::Store`] and stores nothing: import it with
+/// load this way (the store is not empty, an `_id` or a `name@version` comes twice, a stats
+/// row repeats) fails with [`DumpError::Store`] and stores nothing: import it with
 /// [`crate::dump::import_with`] then, whose upserts decide those cases. Errors of the input
 /// itself name the line, as there.
 pub fn import_dump(
