@@ -18,12 +18,24 @@ use exosphere_meteor::Collection;
 use super::mirror::{DUPLICATE_VERSIONS, finds_nothing};
 use super::{Db as _, SqliteStore, read_meta};
 
+/// Where `table`'s rows are read from: the table, but of the mirror's stage, which appends a
+/// record staged again (`mirror.rs`), only the last staging of each record, as reading the
+/// stage settles it and as PostgreSQL's stage keeps it.
+fn rows_of(table: &Table) -> String {
+    if table.name == "mirror_stage" {
+        return "mirror_stage WHERE rowid IN \
+                (SELECT max(rowid) FROM mirror_stage GROUP BY collection, id)"
+            .to_owned();
+    }
+    table.name.to_owned()
+}
+
 /// `table`'s rows in its dump order.
 fn select_sql(table: &Table) -> String {
     format!(
         "SELECT {} FROM {} ORDER BY {}",
         table.column_names(),
-        table.name,
+        rows_of(table),
         table.order_by("rowid")
     )
 }
@@ -70,9 +82,11 @@ fn count_rows(conn: &Connection) -> Result<RowCounts, StoreError> {
     let mut counts = Vec::with_capacity(TABLES.len());
     for table in TABLES {
         let count: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {}", table.name), [], |row| {
-                row.get(0)
-            })
+            .query_row(
+                &format!("SELECT count(*) FROM {}", rows_of(table)),
+                [],
+                |row| row.get(0),
+            )
             .db()?;
         counts.push(to_u64(count, "row count")?);
     }

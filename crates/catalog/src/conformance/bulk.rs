@@ -120,8 +120,9 @@ pub fn fill(store: &dyn BulkStore) {
             last_error: Some((6, "down\r\n".into())),
             sync_requested_ms: None,
         })?;
-        for id in ["b", "a", "😀"] {
-            mirror.stage(&record(Collection::Versions, id, "1"))?;
+        // "b" staged twice: its second staging is the one kept, where it was staged.
+        for (id, body) in [("b", "1"), ("a", "1"), ("😀", "1"), ("b", "2")] {
+            mirror.stage(&record(Collection::Versions, id, body))?;
         }
         mirror.stage_file(
             "k2",
