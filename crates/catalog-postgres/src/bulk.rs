@@ -10,8 +10,8 @@ use std::pin::Pin;
 
 use bytes::{BufMut as _, BytesMut};
 use exosphere_catalog::bulk::{
-    BulkStore, Checks, GENERATED_IDS, Kind, META, Row, RowCounts, TABLES, Table, Value,
-    check_empty, check_loaded_seq, record_table, shared_natural_key,
+    BulkStore, GENERATED_IDS, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty,
+    check_loaded_seq, record_table,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
@@ -22,7 +22,6 @@ use tokio_postgres::{CopyInSink, Transaction};
 use crate::PgStore;
 use crate::bridge::wait;
 use crate::error::{Db as _, name_storage_trouble};
-use crate::keys::DUPLICATE_VERSIONS;
 use crate::pool::Conn;
 use crate::session::{Session, col};
 use crate::writer::read_meta;
@@ -160,7 +159,6 @@ impl PgStore {
     fn load_unnamed(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
-        checks: Checks,
     ) -> Result<(), StoreError> {
         let _turn = self.writes.turn()?;
         let (epoch, head_seq) = self.pool.with(|conn| {
@@ -193,9 +191,6 @@ impl PgStore {
                     &[],
                 )?;
                 check_loaded_seq(table, to_u64(col(&row, 0)?, "seq")?, meta.head_seq)?;
-            }
-            if checks == Checks::Imported && s.query_opt(DUPLICATE_VERSIONS, &[])?.is_some() {
-                return Err(shared_natural_key());
             }
             for table in GENERATED_IDS {
                 s.batch(&format!(
@@ -233,9 +228,8 @@ impl BulkStore for PgStore {
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
-        checks: Checks,
     ) -> Result<(), StoreError> {
-        self.load_unnamed(next, checks)
+        self.load_unnamed(next)
             .map_err(|error| name_storage_trouble(error, &self.database))
     }
 

@@ -71,14 +71,11 @@ macro_rules! duplicate {
     };
 }
 
-/// A query that finds two version records sharing a `name@version`.
-pub(crate) const DUPLICATE_VERSIONS: &str = duplicate!("rec_versions", "packageName", "version");
-
 /// Per collection with a natural key, a query that finds a served record sharing its key with
 /// another (through the same expression indexes).
 pub(crate) const DUPLICATE_KEYS: [&str; 4] = [
     duplicate!("rec_packages", "name"),
-    DUPLICATE_VERSIONS,
+    duplicate!("rec_versions", "packageName", "version"),
     duplicate!("rec_release_tracks", "name"),
     duplicate!("rec_release_versions", "track", "version"),
 ];

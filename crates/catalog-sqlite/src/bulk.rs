@@ -8,14 +8,13 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior, params_from_iter};
 
 use exosphere_catalog::bulk::{
-    BulkStore, Checks, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty,
-    check_loaded_seq, record_table, shared_natural_key,
+    BulkStore, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty, check_loaded_seq,
+    record_table,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
 use exosphere_meteor::Collection;
 
-use super::mirror::{DUPLICATE_VERSIONS, finds_nothing};
 use super::{Db as _, SqliteStore, read_meta};
 
 /// Where `table`'s rows are read from: the table, but of the mirror's stage, which appends a
@@ -98,7 +97,6 @@ impl SqliteStore {
     fn load_unnamed(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
-        checks: Checks,
     ) -> Result<(), StoreError> {
         let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let tx = conn
@@ -134,9 +132,6 @@ impl SqliteStore {
                 .db()?;
             check_loaded_seq(table, to_u64(max, "seq")?, head_seq)?;
         }
-        if checks == Checks::Imported && !finds_nothing(&tx, DUPLICATE_VERSIONS)? {
-            return Err(shared_natural_key());
-        }
         tx.commit().db()
     }
 }
@@ -162,9 +157,8 @@ impl BulkStore for SqliteStore {
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
-        checks: Checks,
     ) -> Result<(), StoreError> {
-        self.load_unnamed(next, checks)
+        self.load_unnamed(next)
             .map_err(|error| self.name_disk_trouble(error))
     }
 

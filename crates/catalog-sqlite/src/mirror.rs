@@ -219,7 +219,10 @@ pub(super) fn files(
 const DUPLICATE_KEYS: [&str; 4] = [
     "SELECT 1 FROM rec_packages WHERE json_extract(json, '$.name') IS NOT NULL \
      GROUP BY json_extract(json, '$.name') HAVING count(*) > 1 LIMIT 1",
-    DUPLICATE_VERSIONS,
+    "SELECT 1 FROM rec_versions WHERE json_extract(json, '$.packageName') IS NOT NULL \
+     AND json_extract(json, '$.version') IS NOT NULL \
+     GROUP BY json_extract(json, '$.packageName'), json_extract(json, '$.version') \
+     HAVING count(*) > 1 LIMIT 1",
     "SELECT 1 FROM rec_release_tracks WHERE json_extract(json, '$.name') IS NOT NULL \
      GROUP BY json_extract(json, '$.name') HAVING count(*) > 1 LIMIT 1",
     "SELECT 1 FROM rec_release_versions WHERE json_extract(json, '$.track') IS NOT NULL \
@@ -228,32 +231,20 @@ const DUPLICATE_KEYS: [&str; 4] = [
      HAVING count(*) > 1 LIMIT 1",
 ];
 
-/// A query that finds two version records sharing a `name@version`.
-pub(super) const DUPLICATE_VERSIONS: &str = "SELECT 1 FROM rec_versions \
-     WHERE json_extract(json, '$.packageName') IS NOT NULL \
-     AND json_extract(json, '$.version') IS NOT NULL \
-     GROUP BY json_extract(json, '$.packageName'), json_extract(json, '$.version') \
-     HAVING count(*) > 1 LIMIT 1";
-
 /// Whether no two served records share a natural key.
 fn natural_keys_unique(conn: &Connection) -> Result<bool, StoreError> {
     for sql in DUPLICATE_KEYS {
-        if !finds_nothing(conn, sql)? {
+        let duplicate = conn
+            .prepare_cached(sql)
+            .db()?
+            .query_row([], |_| Ok(()))
+            .optional()
+            .db()?;
+        if duplicate.is_some() {
             return Ok(false);
         }
     }
     Ok(true)
-}
-
-/// Whether the query `sql` returns no row.
-pub(super) fn finds_nothing(conn: &Connection, sql: &str) -> Result<bool, StoreError> {
-    let found = conn
-        .prepare_cached(sql)
-        .db()?
-        .query_row([], |_| Ok(()))
-        .optional()
-        .db()?;
-    Ok(found.is_none())
 }
 
 impl SqliteWriter<'_> {

@@ -22,16 +22,17 @@
 //!   the store keeps the epoch, head `seq` and counters it is given. Rows are stored as
 //!   given, without the checks of [`CatalogWriter`](crate::CatalogWriter) (they come from
 //!   another store that made them), except the sequence contract's: a record whose `seq`
-//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing. With
-//!   [`Checks::Imported`] (records read from a dump) two version records sharing a
-//!   `name@version` are refused too. Generated ids (usage apps and packages, audit entries)
-//!   continue after the loaded ones.
+//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing.
+//!   Generated ids (usage apps and packages, audit entries) continue after the loaded ones.
 //! * [`BulkStore::row_counts`] counts the rows of every table, from one snapshot.
 //!
 //! [`copy`] runs one store's dump into another's load on two threads joined by a bounded
 //! channel, and [`verify`] then compares the two stores by counts and by a full sync read.
 //! [`import_dump`] bulk loads an NDJSON dump into an empty store.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::hash::{BuildHasher as _, RandomState};
 use std::io::BufRead;
 use std::sync::mpsc;
 
@@ -407,25 +408,6 @@ impl RowCounts {
     }
 }
 
-/// What a bulk load checks beyond the contract's own checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checks {
-    /// Rows copied from another store (`migrate`): stored as the source holds them.
-    Copied,
-    /// Records read from a dump (`import` into an empty catalog): the load is also refused,
-    /// storing nothing, when two version records share a `name@version`, which the upserts
-    /// of [`crate::dump::import`] decide record by record (they refuse the whole dump when
-    /// the first is published, [`StoreError::PublishedVersionTaken`]). Other shared names
-    /// are stored by upserts as they come, as by the load.
-    Imported,
-}
-
-/// The refusal of an [`Checks::Imported`] load whose version records share a
-/// `name@version`.
-pub fn shared_natural_key() -> StoreError {
-    StoreError::Database("two version records of the load share a name and version".into())
-}
-
 /// Refuses a bulk load into a store that holds anything besides a fresh `meta` row: any
 /// row of another table (`counts`, read inside the load's transaction) or a head `seq`
 /// above zero (records were written, perhaps all deleted since).
@@ -462,12 +444,10 @@ pub trait BulkStore: CatalogStore {
     -> Result<(), StoreError>;
 
     /// Loads every row `next` yields (until `Ok(None)`) into this empty store, in one write
-    /// transaction, with `checks`; an `Err` from `next` rolls everything back and is
-    /// returned. Refuses a store that is not empty with [`StoreError::NotEmpty`].
+    /// transaction; an `Err` from `next` rolls everything back and is returned. Refuses a store that is not empty with [`StoreError::NotEmpty`].
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
-        checks: Checks,
     ) -> Result<(), StoreError>;
 
     /// The number of rows of every table, from one snapshot.
@@ -495,17 +475,14 @@ pub fn copy(
             // channel without it, and the load rolls back.
             sent.and_then(|()| sender.send(None).map_err(|_| StoreError::Aborted))
         });
-        let loaded = to.load_rows(
-            &mut || match receiver.recv() {
-                Ok(Some(row)) => {
-                    progress(&row);
-                    Ok(Some(row))
-                }
-                Ok(None) => Ok(None),
-                Err(_) => Err(StoreError::Aborted),
-            },
-            Checks::Copied,
-        );
+        let loaded = to.load_rows(&mut || match receiver.recv() {
+            Ok(Some(row)) => {
+                progress(&row);
+                Ok(Some(row))
+            }
+            Ok(None) => Ok(None),
+            Err(_) => Err(StoreError::Aborted),
+        });
         drop(receiver);
         let dumped = dumping
             .join()
@@ -518,13 +495,17 @@ pub fn copy(
     })
 }
 
-/// Imports a dump into an empty store as one bulk load ([`Checks::Imported`]): what
+/// Imports a dump into an empty store as one bulk load: what
 /// [`crate::dump::import_with`] stores for such a dump (sequence numbers in file order, one
 /// change per record, the store's epoch kept), much faster, where it can. A dump it cannot
 /// load this way (the store is not empty, an `_id` or a `name@version` comes twice, a stats
 /// row repeats) fails with [`DumpError::Store`] and stores nothing: import it with
 /// [`crate::dump::import_with`] then, whose upserts decide those cases. Errors of the input
-/// itself name the line, as there.
+/// itself name the line, as there. Two version records of one `name@version` are left to
+/// the upserts, which refuse the whole dump when the first is published
+/// ([`StoreError::PublishedVersionTaken`]): the load remembers a 64-bit hash of each
+/// version's name and version (a few megabytes for the largest catalogs), and a repeat (or a
+/// hash collision) stops it.
 pub fn import_dump(
     store: &dyn BulkStore,
     input: impl BufRead,
@@ -534,39 +515,61 @@ pub fn import_dump(
     let mut lines = Lines::new(input, options);
     let mut summary = ImportSummary::default();
     let (mut head, mut meta_given, mut failure) = (0u64, false, None);
-    let loaded = store.load_rows(
-        &mut || {
-            let line = match lines.next() {
-                Ok(line) => line,
-                Err(error) => {
-                    failure = Some(error);
-                    return Err(StoreError::Aborted);
+    let (hasher, mut versions) = (RandomState::new(), HashSet::new());
+    let loaded = store.load_rows(&mut || {
+        let line = match lines.next() {
+            Ok(line) => line,
+            Err(error) => {
+                failure = Some(error);
+                return Err(StoreError::Aborted);
+            }
+        };
+        Ok(match line {
+            Some(DumpLine::Record(record)) => {
+                if record.collection() == Collection::Versions {
+                    let key = version_key(&record, &hasher)?;
+                    if key.is_some_and(|key| !versions.insert(key)) {
+                        return Err(StoreError::Database(
+                            "two version records of the dump share a name and version".into(),
+                        ));
+                    }
                 }
-            };
-            Ok(match line {
-                Some(DumpLine::Record(record)) => {
-                    head += 1;
-                    summary.records[record.collection()].inserted += 1;
-                    Some(record_row(&record, head)?)
-                }
-                Some(DumpLine::Stats(row)) => {
-                    summary.stats_rows += 1;
-                    Some(stats_row(&row)?)
-                }
-                None if meta_given => None,
-                None => {
-                    meta_given = true;
-                    Some(meta_row(&epoch, head, &summary)?)
-                }
-            })
-        },
-        Checks::Imported,
-    );
+                head += 1;
+                summary.records[record.collection()].inserted += 1;
+                Some(record_row(&record, head)?)
+            }
+            Some(DumpLine::Stats(row)) => {
+                summary.stats_rows += 1;
+                Some(stats_row(&row)?)
+            }
+            None if meta_given => None,
+            None => {
+                meta_given = true;
+                Some(meta_row(&epoch, head, &summary)?)
+            }
+        })
+    });
     match (loaded, failure) {
         (_, Some(failure)) => Err(failure),
         (Err(error), None) => Err(DumpError::Store(error)),
         (Ok(()), None) => Ok(summary),
     }
+}
+
+/// A hash by `hasher` of a version record's natural key, `(packageName, version)`, when it
+/// has both as strings; a record that names them otherwise is refused (left to the upserts).
+fn version_key(record: &Record, hasher: &RandomState) -> Result<Option<u64>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Key<'a> {
+        #[serde(rename = "packageName", borrow, default)]
+        package: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        version: Option<Cow<'a, str>>,
+    }
+    let key: Key<'_> = serde_json::from_str(record.json()).map_err(|_| {
+        StoreError::Database("a version record's packageName or version is not a string".into())
+    })?;
+    Ok(key.package.zip(key.version).map(|key| hasher.hash_one(key)))
 }
 
 /// The row of `record`, numbered `seq`.

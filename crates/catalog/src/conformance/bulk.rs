@@ -13,7 +13,7 @@ use super::with;
 use crate::Collection;
 use crate::accounts::{Org, Pending, PendingKind, Token, Upload, UploadState, User};
 use crate::audit::{AuditEntry, AuditQuery};
-use crate::bulk::{self, BulkStore, Checks, META, Row, TABLES, Value};
+use crate::bulk::{self, BulkStore, META, Row, TABLES, Value};
 use crate::error::StoreError;
 use crate::mirror::{Claim, MirrorState, UpstreamFile};
 use crate::record::{Record, StatsRow};
@@ -276,13 +276,10 @@ pub fn a_failed_load_stores_nothing(new_store: NewBulkStore<'_>) {
 
     let mut given = source.clone().into_iter().take(8);
     let failed = to
-        .load_rows(
-            &mut || match given.next() {
-                Some(row) => Ok(Some(row)),
-                None => Err(StoreError::Aborted),
-            },
-            Checks::Copied,
-        )
+        .load_rows(&mut || match given.next() {
+            Some(row) => Ok(Some(row)),
+            None => Err(StoreError::Aborted),
+        })
         .unwrap_err();
     assert!(matches!(failed, StoreError::Aborted), "{failed:?}");
     assert_eq!(rows(&*to), fresh);
@@ -295,15 +292,12 @@ pub fn a_failed_load_stores_nothing(new_store: NewBulkStore<'_>) {
         .unwrap();
     meta.values[2] = Value::Int(1);
     let mut given = broken.into_iter();
-    let refused = to
-        .load_rows(&mut || Ok(given.next()), Checks::Copied)
-        .unwrap_err();
+    let refused = to.load_rows(&mut || Ok(given.next())).unwrap_err();
     assert!(matches!(refused, StoreError::Corrupt(_)), "{refused:?}");
     assert_eq!(rows(&*to), fresh);
 
     let mut given = source.clone().into_iter();
-    to.load_rows(&mut || Ok(given.next()), Checks::Copied)
-        .unwrap();
+    to.load_rows(&mut || Ok(given.next())).unwrap();
     assert_eq!(rows(&*to), source);
 }
 
