@@ -46,6 +46,11 @@ pub fn run(args: BenchPostgresArgs) -> anyhow::Result<()> {
         served = Some(database);
     }
     let served = served.context("no import ran")?;
+    let mut copies = Vec::new();
+    for run in 1..=args.catalog.runs {
+        copies.push(copy(&args.database_url, &served)?);
+        eprintln!("copy run {run}: {:.3?}", copies[copies.len() - 1]);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -71,17 +76,41 @@ pub fn run(args: BenchPostgresArgs) -> anyhow::Result<()> {
         bare.push(bare_push(&sqlite[0].frames)?.0);
     }
 
+    let loads = Loads {
+        raw,
+        imports,
+        copies,
+    };
     print_report(
         &args,
         &server_name,
         &catalog,
-        &raw,
-        &imports,
+        &loads,
         &sqlite,
         &postgres,
         &bare,
     );
     Ok(())
+}
+
+/// The load figures of each run: the raw `COPY`, the import and the copy of the imported
+/// catalog.
+struct Loads {
+    raw: Vec<Duration>,
+    imports: Vec<Duration>,
+    copies: Vec<Duration>,
+}
+
+/// Copies the catalog of `from` into a fresh database on the server of `url` through
+/// `BulkStore` (what `exosphere migrate` does between two PostgreSQL databases): the rows'
+/// `COPY` with the catalog's keys and indexes, without parsing any record, which tells how
+/// much of an import is PostgreSQL storing and indexing the rows.
+fn copy(url: &str, from: &ScratchDatabase) -> anyhow::Result<Duration> {
+    let target = ScratchDatabase::create(url)?;
+    let (from, to) = (open_postgres(from.url())?, open_postgres(target.url())?);
+    let started = Instant::now();
+    bulk::copy(&from, &to, &mut |_| {})?;
+    Ok(started.elapsed())
 }
 
 /// Bulk loads the dump into `database`'s fresh catalog; the time of the load alone (the
@@ -130,18 +159,18 @@ fn best(times: impl Iterator<Item = Duration>) -> f64 {
 }
 
 /// Prints the Markdown report.
-#[allow(clippy::too_many_arguments)]
 fn print_report(
     args: &BenchPostgresArgs,
     server: &str,
     catalog: &PreparedCatalog,
-    raw: &[Duration],
-    imports: &[Duration],
+    loads: &Loads,
     sqlite: &[SyncRun],
     postgres: &[SyncRun],
     bare: &[Duration],
 ) {
+    let (raw, imports, copies) = (&loads.raw, &loads.imports, &loads.copies);
     let (raw_best, import_best) = (best(raw.iter().copied()), best(imports.iter().copied()));
+    let copy_best = best(copies.iter().copied());
     let sqlite_best = best(sqlite.iter().map(|sync| sync.elapsed));
     let postgres_best = best(postgres.iter().map(|sync| sync.elapsed));
     let (sqlite_first, postgres_first) = (
@@ -178,6 +207,14 @@ fn print_report(
     println!(
         "| ratio import / raw COPY, best | {:.2} (target ≤ 2) |",
         ratio(import_best, raw_best)
+    );
+    println!(
+        "| copy of the imported catalog into a fresh database (migrate: COPY, no record parsed), each run | {} |",
+        each(copies.iter().copied())
+    );
+    println!(
+        "| ratio copy / raw COPY, best | {:.2} |",
+        ratio(copy_best, raw_best)
     );
     println!(
         "| full sync from SQLite, each run | {} |",
