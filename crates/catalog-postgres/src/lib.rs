@@ -86,8 +86,12 @@ pub use single::SERVE_LOCK_KEY;
 /// count of milliseconds, about 24.8 days); longer options are taken as this.
 const LONGEST_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
-/// How many rows of a sync page's query are fetched at a time.
-const PAGE_FETCH: i32 = 16;
+/// How many rows of a sync page's query are fetched at a time: each fetch is a round trip
+/// through the bridge, and 16 at a time made a first full sync of the atmosphere-scale
+/// catalog 3.6 times slower than 128 (8.6 s against 2.4 s, `exosphere bench postgres`). A
+/// page's read then holds at most 127 records beyond its byte budget (about 130 KB of
+/// typical records; `MAX_RECORD_SIZE` each at worst).
+const PAGE_FETCH: i32 = 128;
 
 /// Tunables of the PostgreSQL backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
