@@ -444,7 +444,8 @@ pub trait BulkStore: CatalogStore {
     -> Result<(), StoreError>;
 
     /// Loads every row `next` yields (until `Ok(None)`) into this empty store, in one write
-    /// transaction; an `Err` from `next` rolls everything back and is returned. Refuses a store that is not empty with [`StoreError::NotEmpty`].
+    /// transaction; an `Err` from `next` rolls everything back and is returned. Refuses a
+    /// store that is not empty with [`StoreError::NotEmpty`].
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
@@ -495,17 +496,16 @@ pub fn copy(
     })
 }
 
-/// Imports a dump into an empty store as one bulk load: what
-/// [`crate::dump::import_with`] stores for such a dump (sequence numbers in file order, one
-/// change per record, the store's epoch kept), much faster, where it can. A dump it cannot
-/// load this way (the store is not empty, an `_id` or a `name@version` comes twice, a stats
-/// row repeats) fails with [`DumpError::Store`] and stores nothing: import it with
-/// [`crate::dump::import_with`] then, whose upserts decide those cases. Errors of the input
-/// itself name the line, as there. Two version records of one `name@version` are left to
-/// the upserts, which refuse the whole dump when the first is published
-/// ([`StoreError::PublishedVersionTaken`]): the load remembers a 64-bit hash of each
-/// version's name and version (a few megabytes for the largest catalogs), and a repeat (or a
-/// hash collision) stops it.
+/// Imports a dump into an empty store as one bulk load, storing what
+/// [`crate::dump::import_with`] would (sequence numbers in file order, one change per
+/// record, the store's epoch kept) several times faster. A dump it cannot load this way
+/// fails with [`DumpError::Store`] and stores nothing; import it with
+/// [`crate::dump::import_with`] then, whose upserts decide those cases: the store is not
+/// empty, an `_id` or a stats row's day, name and version comes twice, or two version
+/// records share a `name@version` (upserts refuse the whole dump when the first is
+/// published, [`StoreError::PublishedVersionTaken`]; the load remembers a 64-bit hash of each
+/// version's name and version, a few megabytes for the largest catalogs, and a repeat or a
+/// hash collision stops it). Errors of the input itself name the line, as there.
 pub fn import_dump(
     store: &dyn BulkStore,
     input: impl BufRead,
