@@ -212,6 +212,31 @@ pub enum Command {
                       exosphere audit --since 2026-12-01T09:00:00Z --until 2026-12-01T10:00:00Z --limit 0"
     )]
     Audit(AuditArgs),
+    /// Copy a whole catalog between SQLite and PostgreSQL, into an empty target.
+    #[command(
+        long_about = "Copy a whole catalog from one store into another, empty one: from a \
+                      data directory's SQLite catalog into a PostgreSQL database, or back. \
+                      Everything moves: the records with their sequence numbers, the data \
+                      epoch and change counters (so clients keep syncing where they were, \
+                      without resetData), stats rows, usage recordings and days, users, \
+                      organizations and login tokens, upload tickets and pending publishes, \
+                      the audit log, and the mirror's state and file map. PostgreSQL is \
+                      loaded with COPY, in one transaction: the target gets all of it or \
+                      nothing.\n\n\
+                      The target must be empty (a new database from createdb, or a new data \
+                      directory); a target holding anything is refused and left as it was. \
+                      The copy is then verified: every table's row count, and a full sync \
+                      read of both stores returning identical records.\n\n\
+                      Stop the servers first: a SQLite data directory is locked against \
+                      `exosphere serve` while it is copied, and writes made to a PostgreSQL \
+                      source during the copy fail the verification. Package files are not \
+                      copied: point the new servers at the same --files-dir or --s3-bucket.\n\n\
+                      Examples:\n  \
+                      createdb -O exosphere exosphere\n  \
+                      exosphere migrate --from /var/lib/exosphere --to postgres://exosphere@db.internal/exosphere\n  \
+                      exosphere migrate --from postgres://exosphere@db.internal/exosphere --to /var/lib/exosphere-new"
+    )]
+    Migrate(MigrateArgs),
 }
 
 /// The subcommands of `exosphere mirror`.
@@ -1216,6 +1241,41 @@ pub struct ImportArgs {
     pub file: PathBuf,
 }
 
+/// Flags of `exosphere migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The catalog to copy: a data directory (its SQLite catalog) or a PostgreSQL URL
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME, or `host=… dbname=…`).
+    #[arg(long, value_name = "DIR|URL", value_parser = parse_catalog_location)]
+    pub from: DataDirArg,
+
+    /// The empty catalog to copy into: a data directory (created if missing) or a
+    /// PostgreSQL URL of an existing, empty database whose user may create tables.
+    #[arg(long, value_name = "DIR|URL", value_parser = parse_catalog_location)]
+    pub to: DataDirArg,
+}
+
+/// A `--from`/`--to` of `migrate`: a `postgres://` or `postgresql://` URL, or a
+/// PostgreSQL connection string of `key=value` words (`host=db dbname=exosphere`), names a
+/// PostgreSQL database, anything else a data directory.
+fn parse_catalog_location(text: &str) -> Result<DataDirArg, String> {
+    if text.is_empty() {
+        return Err("give a data directory or a postgres:// URL".to_owned());
+    }
+    let key_value = ["host=", "dbname=", "user=", "port="]
+        .iter()
+        .any(|key| text.starts_with(key) || text.contains(&format!(" {key}")));
+    let is_url = key_value || text.starts_with("postgres://") || text.starts_with("postgresql://");
+    Ok(DataDirArg {
+        data_dir: if is_url {
+            PathBuf::new()
+        } else {
+            PathBuf::from(text)
+        },
+        database_url: is_url.then(|| text.to_owned()),
+    })
+}
+
 /// Flags of `exosphere export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
@@ -1424,6 +1484,41 @@ pub enum BenchCommand {
                       --warmup-minutes."
     )]
     Soak(BenchSoakArgs),
+    /// Import into and full sync from PostgreSQL, against a raw COPY of the same bytes and
+    /// the bare WebSocket transfer, with SQLite's figures beside them.
+    #[command(
+        long_about = "Measure the PostgreSQL backend against the physical limits, taken in \
+                      the same run: the synthetic catalog's dump is bulk loaded (COPY) into \
+                      a fresh database, against a raw COPY of the same bytes into a table of \
+                      one text column without an index; then the meteor tool's full sync is \
+                      served by `exosphere serve --database-url`, against the same sync \
+                      served from SQLite and the bare WebSocket transfer of the same frames. \
+                      Targets: import within 2x of the raw COPY, full sync within 1.5x of \
+                      SQLite's.\n\n\
+                      The benchmark creates databases of its own on the server of \
+                      --database-url (its user needs CREATEDB) and drops them after; it \
+                      never touches the database the URL names.\n\n\
+                      Example:\n  \
+                      exosphere bench postgres --database-url postgres://postgres@127.0.0.1/postgres --scale small"
+    )]
+    Postgres(BenchPostgresArgs),
+}
+
+/// Flags of `exosphere bench postgres`.
+#[derive(Debug, Args)]
+pub struct BenchPostgresArgs {
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
+
+    /// A PostgreSQL server to measure, as the URL of any database on it: the benchmark
+    /// creates databases of its own there (CREATEDB needed) and drops them after.
+    #[arg(
+        long,
+        env = "EXOSPHERE_BENCH_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: String,
 }
 
 /// Flags of `exosphere bench sessions`.

@@ -61,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Token(command) => commands::accounts::run_token(command),
         Command::Mirror(command) => commands::mirror::run(command),
         Command::Audit(args) => commands::audit::run(args),
+        Command::Migrate(args) => commands::migrate::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

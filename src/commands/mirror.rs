@@ -4,7 +4,6 @@
 //! re-checking cached files, and carrying a mirror to a closed network in a bundle. All work beside a running server: they are catalog
 //! transactions, and prefetching goes through the server's own file URLs.
 
-use std::io::IsTerminal as _;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -15,12 +14,13 @@ use exosphere_meteor::names::{is_package_name, is_track_name};
 use exosphere_mirror::bundle;
 use exosphere_mirror::prefetch::{self, Fetched, Selection};
 use exosphere_mirror::{ApplyOutcome, apply_staged, key_of, served_url};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::cli::{DataDirArg, FileStoreArgs, MirrorCommand, PrefetchArgs};
 use crate::commands::audit::record;
-use crate::commands::{at, blob_store, catalog_location, count_progress, open_catalog, runtime};
+use crate::commands::{
+    at, blob_store, catalog_location, count_progress, open_catalog, runtime, total_progress,
+};
 use crate::service::records::{load, now_ms, save};
 use crate::service::rules::owner_named;
 use crate::service::tx::Fail;
@@ -231,17 +231,10 @@ fn prefetch(args: &PrefetchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let count = urls.len() as u64;
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new(count).with_style(
-            ProgressStyle::with_template(
-                "{spinner} prefetching [{bar:30}] {pos}/{len} files, {msg}, ~{eta} left",
-            )
-            .expect("static progress template is valid")
-            .progress_chars("=> "),
-        )
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = total_progress(
+        count,
+        "{spinner} prefetching [{bar:30}] {pos}/{len} files, {msg}, ~{eta} left",
+    );
     let runtime = runtime()?;
     let mut bytes = 0u64;
     let results = runtime.block_on(prefetch::fetch(

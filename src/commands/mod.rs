@@ -8,6 +8,7 @@ pub mod deps;
 pub mod export;
 pub mod gen_catalog;
 pub mod import;
+pub mod migrate;
 pub mod mirror;
 mod query;
 pub mod releases;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
 use exosphere_catalog::CatalogStore;
+use exosphere_catalog::bulk::BulkStore;
 use exosphere_catalog_postgres::{describe_url, open_postgres};
 use exosphere_catalog_sqlite::{DATABASE_FILE, SqliteStore, open_sqlite};
 
@@ -36,6 +38,12 @@ use crate::cli::{DataDirArg, FileStoreArgs};
 /// `--data-dir` (the default); the one place that picks a backend, so every command runs on
 /// both. The error names where the catalog was looked for.
 pub(crate) fn open_catalog(args: &DataDirArg) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    let store: Arc<dyn CatalogStore> = open_bulk(args)?;
+    Ok(store)
+}
+
+/// [`open_catalog`], as the [`BulkStore`] every backend also is (`migrate`, bulk imports).
+pub(crate) fn open_bulk(args: &DataDirArg) -> anyhow::Result<Arc<dyn BulkStore>> {
     match &args.database_url {
         Some(url) => {
             let store = open_postgres(url).with_context(|| {
@@ -142,6 +150,20 @@ fn count_progress(template: &'static str) -> indicatif::ProgressBar {
     }
     ProgressBar::new_spinner().with_style(
         ProgressStyle::with_template(template).expect("static progress template is valid"),
+    )
+}
+
+/// A progress bar on standard error towards `total` things (`{pos}/{len}` in `template`),
+/// drawn only on a terminal, for long work whose size is known up front.
+fn total_progress(total: u64, template: &'static str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    ProgressBar::new(total).with_style(
+        ProgressStyle::with_template(template)
+            .expect("static progress template is valid")
+            .progress_chars("=> "),
     )
 }
 

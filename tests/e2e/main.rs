@@ -26,6 +26,7 @@ mod fake_upstream;
 mod http;
 mod in_process;
 mod interop;
+mod migrate;
 mod mirror;
 mod postgres;
 mod publications;

@@ -1,4 +1,5 @@
-//! The store contract of `exosphere-catalog` (its `conformance` module), run on PostgreSQL.
+//! The store contract of `exosphere-catalog` (its `conformance` module), run on PostgreSQL:
+//! the store's and the bulk copy's.
 
 mod common;
 
@@ -6,11 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use common::TestDatabase;
 use exosphere_catalog::CatalogStore;
-use exosphere_catalog_postgres::open_postgres;
+use exosphere_catalog::bulk::BulkStore;
+use exosphere_catalog_postgres::{PgStore, open_postgres};
 
-/// Fresh stores, each in a database of its own; the databases are dropped when the
+/// Fresh stores, each in a database of its own and handed out as `share` makes them
+/// (`Arc<dyn CatalogStore>`, `Arc<dyn BulkStore>`); the databases are dropped when the
 /// factory is dropped at the end of the test.
-fn temp_stores() -> impl Fn() -> Arc<dyn CatalogStore> {
+fn temp_stores<S: ?Sized>(share: fn(PgStore) -> Arc<S>) -> impl Fn() -> Arc<S> {
     let databases = Mutex::new(Vec::new());
     move || {
         let database = TestDatabase::new();
@@ -19,8 +22,14 @@ fn temp_stores() -> impl Fn() -> Arc<dyn CatalogStore> {
             .lock()
             .expect("no test panicked holding the list")
             .push(database);
-        Arc::new(store)
+        share(store)
     }
 }
 
-exosphere_catalog::conformance_tests!(temp_stores());
+exosphere_catalog::conformance_tests!(temp_stores(|store| -> Arc<dyn CatalogStore> {
+    Arc::new(store)
+}));
+
+exosphere_catalog::bulk_conformance_tests!(temp_stores(|store| -> Arc<dyn BulkStore> {
+    Arc::new(store)
+}));

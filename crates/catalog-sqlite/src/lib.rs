@@ -104,6 +104,7 @@ use exosphere_catalog::usage::{self, AppReport, UsageRows};
 mod accounts;
 mod audit;
 pub mod backup;
+mod bulk;
 mod mirror;
 
 /// The database file name inside the data directory.
@@ -220,6 +221,13 @@ impl SqliteStore {
             },
             sql: Sql::new(),
         })
+    }
+
+    /// `error` of a write with its disk trouble named ([`name_disk_trouble`]) after the
+    /// data directory.
+    fn name_disk_trouble(&self, error: StoreError) -> StoreError {
+        let data_dir = self.readers.path.parent().unwrap_or(Path::new("."));
+        name_disk_trouble(error, data_dir)
     }
 
     /// [`CatalogStore::write`] before disk trouble is named.
@@ -689,10 +697,8 @@ impl CatalogStore for SqliteStore {
         &self,
         f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.write_unnamed(f).map_err(|error| {
-            let data_dir = self.readers.path.parent().unwrap_or(Path::new("."));
-            name_disk_trouble(error, data_dir)
-        })
+        self.write_unnamed(f)
+            .map_err(|error| self.name_disk_trouble(error))
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {

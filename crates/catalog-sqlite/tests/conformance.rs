@@ -1,13 +1,16 @@
-//! The store contract of `exosphere-catalog` (its `conformance` module), run on SQLite.
+//! The store contract of `exosphere-catalog` (its `conformance` module), run on SQLite: the
+//! store's and the bulk copy's.
 
 use std::sync::{Arc, Mutex};
 
 use exosphere_catalog::CatalogStore;
-use exosphere_catalog_sqlite::open_sqlite;
+use exosphere_catalog::bulk::BulkStore;
+use exosphere_catalog_sqlite::{SqliteStore, open_sqlite};
 
-/// Fresh stores, each in its own temporary directory; the directories are deleted when the
+/// Fresh stores, each in its own temporary directory and handed out as `share` makes them
+/// (`Arc<dyn CatalogStore>`, `Arc<dyn BulkStore>`); the directories are deleted when the
 /// factory is dropped at the end of the test.
-fn temp_stores() -> impl Fn() -> Arc<dyn CatalogStore> {
+fn temp_stores<S: ?Sized>(share: fn(SqliteStore) -> Arc<S>) -> impl Fn() -> Arc<S> {
     let dirs = Mutex::new(Vec::new());
     move || {
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -15,8 +18,14 @@ fn temp_stores() -> impl Fn() -> Arc<dyn CatalogStore> {
         dirs.lock()
             .expect("no test panicked holding the list")
             .push(dir);
-        Arc::new(store)
+        share(store)
     }
 }
 
-exosphere_catalog::conformance_tests!(temp_stores());
+exosphere_catalog::conformance_tests!(temp_stores(|store| -> Arc<dyn CatalogStore> {
+    Arc::new(store)
+}));
+
+exosphere_catalog::bulk_conformance_tests!(temp_stores(|store| -> Arc<dyn BulkStore> {
+    Arc::new(store)
+}));

@@ -149,47 +149,19 @@ pub fn import(store: &dyn CatalogStore, input: impl BufRead) -> Result<ImportSum
 /// or the input cannot be read, nothing is stored and the error names the line.
 pub fn import_with(
     store: &dyn CatalogStore,
-    mut input: impl BufRead,
+    input: impl BufRead,
     options: &ImportOptions,
 ) -> Result<ImportSummary, DumpError> {
     let mut summary = ImportSummary::default();
+    let mut lines = Lines::new(input, options);
     let mut failure = None;
-    let mut buf = Vec::new();
-    let mut line = 0u64;
     let result = store.write(&mut |writer| {
         loop {
-            buf.clear();
-            let limit = u64::try_from(options.max_line_bytes).unwrap_or(u64::MAX);
-            let read = (&mut input)
-                .take(limit.saturating_add(1))
-                .read_until(b'\n', &mut buf);
-            match read {
-                Ok(0) => return Ok(()),
-                Ok(_) => line += 1,
-                Err(e) => {
-                    failure = Some(DumpError::Read(e));
-                    return Err(StoreError::Aborted);
-                }
-            }
-            let terminated = buf.last() == Some(&b'\n');
-            let outcome = if buf.len() > options.max_line_bytes && !terminated {
-                Err(LineError::Invalid(format!(
-                    "line is longer than the limit of {} bytes",
-                    options.max_line_bytes
-                )))
-            } else {
-                import_line(writer, &buf, &mut summary)
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(LineError::Store(e)) => return Err(e),
-                Err(LineError::Invalid(mut reason)) => {
-                    if !terminated {
-                        reason.push_str(
-                            " (the last line has no terminating newline: the file looks truncated)",
-                        );
-                    }
-                    failure = Some(DumpError::Line { line, reason });
+            match lines.next() {
+                Ok(None) => return Ok(()),
+                Ok(Some(line)) => apply_line(writer, line, &mut summary)?,
+                Err(error) => {
+                    failure = Some(error);
                     return Err(StoreError::Aborted);
                 }
             }
@@ -202,17 +174,65 @@ pub fn import_with(
     }
 }
 
-/// Why one line was not imported.
-enum LineError {
-    /// The line is bad; the reason is for humans.
-    Invalid(String),
-    /// The store failed.
-    Store(StoreError),
+/// The lines of a dump as imports read them: bounded in length, numbered for errors, blank
+/// lines skipped.
+pub(crate) struct Lines<R> {
+    input: R,
+    buf: Vec<u8>,
+    line: u64,
+    max_line_bytes: usize,
 }
 
-impl From<StoreError> for LineError {
-    fn from(e: StoreError) -> Self {
-        LineError::Store(e)
+impl<R: BufRead> Lines<R> {
+    /// The lines of `input`, within `options`' limits.
+    pub(crate) fn new(input: R, options: &ImportOptions) -> Self {
+        Lines {
+            input,
+            buf: Vec::new(),
+            line: 0,
+            max_line_bytes: options.max_line_bytes,
+        }
+    }
+
+    /// The next record or stats row, `None` at the end of the input, or why the input is
+    /// invalid (naming the line) or unreadable.
+    pub(crate) fn next(&mut self) -> Result<Option<DumpLine>, DumpError> {
+        loop {
+            self.buf.clear();
+            let limit = u64::try_from(self.max_line_bytes).unwrap_or(u64::MAX);
+            let read = (&mut self.input)
+                .take(limit.saturating_add(1))
+                .read_until(b'\n', &mut self.buf);
+            match read {
+                Ok(0) => return Ok(None),
+                Ok(_) => self.line += 1,
+                Err(e) => return Err(DumpError::Read(e)),
+            }
+            let terminated = self.buf.last() == Some(&b'\n');
+            let parsed = if self.buf.len() > self.max_line_bytes && !terminated {
+                Err(format!(
+                    "line is longer than the limit of {} bytes",
+                    self.max_line_bytes
+                ))
+            } else {
+                parse_line(&self.buf)
+            };
+            match parsed {
+                Ok(None) => {}
+                Ok(Some(line)) => return Ok(Some(line)),
+                Err(mut reason) => {
+                    if !terminated {
+                        reason.push_str(
+                            " (the last line has no terminating newline: the file looks truncated)",
+                        );
+                    }
+                    return Err(DumpError::Line {
+                        line: self.line,
+                        reason,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -284,18 +304,18 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<DumpLine>, String> {
     Ok(Some(DumpLine::Record(record)))
 }
 
-fn import_line(
+/// Applies one dump line as an upsert, counting what it did.
+fn apply_line(
     writer: &mut dyn CatalogWriter,
-    bytes: &[u8],
+    line: DumpLine,
     summary: &mut ImportSummary,
-) -> Result<(), LineError> {
-    match parse_line(bytes).map_err(LineError::Invalid)? {
-        None => {}
-        Some(DumpLine::Stats(row)) => {
+) -> Result<(), StoreError> {
+    match line {
+        DumpLine::Stats(row) => {
             writer.upsert_stats(&row)?;
             summary.stats_rows += 1;
         }
-        Some(DumpLine::Record(record)) => {
+        DumpLine::Record(record) => {
             let counts = &mut summary.records[record.collection()];
             match writer.upsert(&record)? {
                 Upsert::Inserted => counts.inserted += 1,

@@ -99,6 +99,15 @@ pub enum StoreError {
     /// A background task that accessed the store failed (e.g. panicked).
     #[error("catalog background task failed: {0}")]
     TaskFailed(String),
+    /// A bulk load ([`crate::bulk::BulkStore::load_rows`]) found the store holding a
+    /// catalog already (what it holds, e.g. `rec_packages 210, users 2`); nothing was
+    /// written. A whole catalog is only ever copied into an empty store, so that no row of
+    /// either is silently merged or lost.
+    #[error(
+        "the target catalog is not empty (it holds {0}); nothing was written. Copy into a new, \
+         empty PostgreSQL database (createdb NAME) or a new data directory instead"
+    )]
+    NotEmpty(String),
 }
 
 /// Where the catalog is stored, as [`StoreError::DiskFull`] and [`StoreError::ReadOnly`]

@@ -8,6 +8,8 @@
 //!
 //! * [`accounts`]: users, organizations, login tokens, upload tickets, pending publishes.
 //! * [`audit`]: the audit log of publishing and administrative actions.
+//! * [`bulk`]: every stored row out of one snapshot, and bulk loads into an empty store,
+//!   for moving a catalog between backends.
 //! * [`columns`]: what every SQL backend stores the same way (conversions, table names,
 //!   epochs, stats rows and ranges).
 //! * [`day`]: the `YYYY-MM-DD` UTC days of stats URLs, rows and recordings.
@@ -31,6 +33,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod bulk;
 pub mod columns;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;

@@ -12,6 +12,7 @@ pub mod index;
 pub mod link;
 pub mod link_sync;
 pub mod mirror;
+pub mod postgres;
 pub mod publish;
 pub mod sessions;
 pub mod soak;
@@ -46,6 +47,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Mirror(args) => mirror::run(args),
         BenchCommand::Abuse(args) => abuse::run(args),
         BenchCommand::Soak(args) => soak::run(args),
+        BenchCommand::Postgres(args) => postgres::run(args),
     }
 }
 

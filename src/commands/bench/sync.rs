@@ -331,7 +331,7 @@ pub(super) struct SyncRun {
     /// The largest `result` frame, in bytes.
     pub(super) largest: u64,
     /// Every `result` frame as received, replayed by the bare-WebSocket baseline.
-    frames: Vec<Utf8Bytes>,
+    pub(super) frames: Vec<Utf8Bytes>,
 }
 
 #[derive(Deserialize)]
@@ -522,7 +522,7 @@ fn zlib_default_bytes(frames: &[Utf8Bytes]) -> anyhow::Result<u64> {
 /// The physical limit: a bare WebSocket server on loopback answers each small request with the
 /// next recorded frame, and the client only receives. Same bytes, same round trips. Returns
 /// the transfer's time and the CPU seconds of the server (a thread of its own).
-fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<(Duration, f64)> {
+pub(super) fn bare_push(frames: &[Utf8Bytes]) -> anyhow::Result<(Duration, f64)> {
     let bare = bare_push_many(frames, 1)?;
     Ok((bare.elapsed, bare.cpu))
 }

@@ -22,6 +22,7 @@ use crate::store::{CatalogStore, CatalogWriter};
 
 pub mod accounts;
 pub mod audit;
+pub mod bulk;
 pub mod dump;
 pub mod immutable;
 pub mod mirror;

@@ -1,0 +1,239 @@
+//! [`BulkStore`] on PostgreSQL: every table read through a portal in one snapshot, and a
+//! bulk load with `COPY … FROM STDIN` (text format) in one write transaction.
+//!
+//! Why `COPY`: an upsert costs two or three round trips per record, and `COPY` streams a
+//! table's rows in one statement, parsed by the server as fast as it can store them. The
+//! load takes the meta row's lock first, as every write does, so it is serialized with
+//! every other writer and checks that the database is empty under that lock.
+
+use std::pin::Pin;
+
+use bytes::{BufMut as _, BytesMut};
+use exosphere_catalog::bulk::{
+    BulkStore, GENERATED_IDS, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty,
+    check_loaded_seq, record_table,
+};
+use exosphere_catalog::columns::to_u64;
+use exosphere_catalog::error::StoreError;
+use exosphere_meteor::Collection;
+use futures_util::SinkExt as _;
+use tokio_postgres::{CopyInSink, Transaction};
+
+use crate::PgStore;
+use crate::bridge::wait;
+use crate::error::{Db as _, name_storage_trouble};
+use crate::pool::Conn;
+use crate::session::{Session, col};
+use crate::writer::read_meta;
+
+/// How many rows of a dumped table are fetched at a time: the dump holds no more.
+const DUMP_FETCH: i32 = 1000;
+
+/// How many bytes of `COPY` data are sent at a time.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// `table`'s rows in its dump order; integers are read as `bigint` whatever their column's
+/// width. The mirror's stage tables number their rows as they are written (`ord`).
+fn select_sql(table: &Table) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| match c.kind {
+            Kind::Int => format!("{}::bigint", c.name),
+            Kind::Bool | Kind::Text => c.name.to_owned(),
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM {} ORDER BY {}",
+        columns.join(", "),
+        table.name,
+        table.order_by("ord")
+    )
+}
+
+/// The `COPY` that loads `table`'s columns.
+fn copy_sql(table: &Table) -> String {
+    format!("COPY {} ({}) FROM STDIN", table.name, table.column_names())
+}
+
+/// Column `index` of `row` as a [`Value`] of `kind` (`None` for NULL).
+fn value(row: &tokio_postgres::Row, index: usize, kind: Kind) -> Result<Option<Value>, StoreError> {
+    Ok(match kind {
+        Kind::Int => col::<Option<i64>>(row, index)?.map(Value::Int),
+        Kind::Bool => col::<Option<bool>>(row, index)?.map(Value::Bool),
+        Kind::Text => col::<Option<String>>(row, index)?.map(Value::Text),
+    })
+}
+
+/// Appends `row` as a line of `COPY`'s text format: values separated by tabs, `\N` for
+/// NULL, and backslash, newline, carriage return and tab escaped in text.
+fn encode(out: &mut BytesMut, row: &Row) {
+    for (i, value) in row.values.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b'\t');
+        }
+        match value {
+            Value::Null => out.put_slice(b"\\N"),
+            Value::Int(n) => out.put_slice(n.to_string().as_bytes()),
+            Value::Bool(flag) => out.put_u8(if *flag { b't' } else { b'f' }),
+            Value::Text(text) => escape(out, text),
+        }
+    }
+    out.put_u8(b'\n');
+}
+
+/// Appends `text` escaped for `COPY`'s text format. The escaped bytes are ASCII, so they
+/// never occur inside a multi-byte UTF-8 character.
+fn escape(out: &mut BytesMut, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match byte {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => continue,
+        };
+        out.put_slice(&bytes[start..i]);
+        out.put_slice(escaped);
+        start = i + 1;
+    }
+    out.put_slice(&bytes[start..]);
+}
+
+/// The rows of every table, counted in `s`'s transaction.
+fn count_rows(s: &mut Session<'_, '_>) -> Result<RowCounts, StoreError> {
+    let mut counts = Vec::with_capacity(TABLES.len());
+    for table in TABLES {
+        let row = s.query_one(&format!("SELECT count(*) FROM {}", table.name), &[])?;
+        counts.push(to_u64(col(&row, 0)?, "row count")?);
+    }
+    Ok(RowCounts(counts))
+}
+
+/// One table's `COPY` under way: its rows are encoded into `buffer` and sent in chunks.
+struct TableCopy {
+    table: &'static Table,
+    sink: Pin<Box<CopyInSink<bytes::Bytes>>>,
+    buffer: BytesMut,
+}
+
+impl TableCopy {
+    /// Starts `COPY` into `table` on `tx`; a `meta` row replaces the one the table holds.
+    fn start(tx: &Transaction<'_>, table: &'static Table) -> Result<TableCopy, StoreError> {
+        if table.name == META {
+            wait(tx.execute("DELETE FROM meta", &[])).db()?;
+        }
+        let sink = wait(tx.copy_in(&copy_sql(table))).db()?;
+        Ok(TableCopy {
+            table,
+            sink: Box::pin(sink),
+            buffer: BytesMut::with_capacity(COPY_CHUNK * 2),
+        })
+    }
+
+    /// Adds `row`, sending the buffer when it is full.
+    fn push(&mut self, row: &Row) -> Result<(), StoreError> {
+        encode(&mut self.buffer, row);
+        if self.buffer.len() >= COPY_CHUNK {
+            let chunk = self.buffer.split().freeze();
+            wait(self.sink.send(chunk)).db()?;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left and ends the `COPY`.
+    fn finish(mut self) -> Result<(), StoreError> {
+        if !self.buffer.is_empty() {
+            let chunk = self.buffer.split().freeze();
+            wait(self.sink.send(chunk)).db()?;
+        }
+        wait(self.sink.as_mut().finish()).db()?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// [`BulkStore::load_rows`] before storage trouble is named.
+    fn load_unnamed(
+        &self,
+        next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let _turn = self.writes.turn()?;
+        let (epoch, head_seq) = self.pool.with(|conn| {
+            let Conn { client, statements } = conn;
+            let mut tx = self.begin_write(client)?;
+            {
+                let mut s = Session::new(&mut tx, statements);
+                let head_seq = read_meta(&mut s, &self.sql.lock_meta)?.head_seq;
+                check_empty(&count_rows(&mut s)?, head_seq)?;
+            }
+            let mut copy: Option<TableCopy> = None;
+            while let Some(row) = next()? {
+                if copy.as_ref().is_none_or(|c| c.table.name != row.table.name) {
+                    if let Some(done) = copy.take() {
+                        done.finish()?;
+                    }
+                    copy = Some(TableCopy::start(&tx, row.table)?);
+                }
+                copy.as_mut().expect("a copy was started").push(&row)?;
+            }
+            if let Some(done) = copy.take() {
+                done.finish()?;
+            }
+            let mut s = Session::new(&mut tx, statements);
+            let meta = read_meta(&mut s, &self.sql.read_meta)?;
+            for c in Collection::ALL {
+                let table = record_table(c);
+                let row = s.query_one(
+                    &format!("SELECT coalesce(max(seq), 0) FROM {}", table.name),
+                    &[],
+                )?;
+                check_loaded_seq(table, to_u64(col(&row, 0)?, "seq")?, meta.head_seq)?;
+            }
+            for table in GENERATED_IDS {
+                s.batch(&format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                     coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+                ))?;
+            }
+            // No ANALYZE: it would take longer than the load's own work (it reads every
+            // record table's text), and autovacuum analyzes tables that grew this much soon
+            // after; the queries the server runs plan on their keys without statistics.
+            wait(tx.commit()).db()?;
+            Ok((meta.epoch, meta.head_seq))
+        })?;
+        self.seen.committed(&epoch, head_seq);
+        Ok(())
+    }
+}
+
+impl BulkStore for PgStore {
+    fn dump_rows(
+        &self,
+        f: &mut dyn FnMut(Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.read(|s| {
+            for table in TABLES {
+                s.rows_in_batches(&select_sql(table), &[], DUMP_FETCH, |row| {
+                    f(Row::read(table, |index, kind| value(row, index, kind))?)?;
+                    Ok(true)
+                })?;
+            }
+            Ok(())
+        })
+    }
+
+    fn load_rows(
+        &self,
+        next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.load_unnamed(next)
+            .map_err(|error| name_storage_trouble(error, &self.database))
+    }
+
+    fn row_counts(&self) -> Result<RowCounts, StoreError> {
+        self.read(count_rows)
+    }
+}
