@@ -78,6 +78,11 @@ fn server() -> &'static Server {
                 upload_idle_timeout: Duration::from_secs(5),
                 upload_min_rate: 0,
                 login_throttle: Arc::new(LoginThrottle::new(LoginLimits::default())),
+                server: store
+                    .join_servers()
+                    .expect("a SQLite catalog seats its one server")
+                    .id()
+                    .to_owned(),
             };
             let state = server::start(store, Some(publishing), &Config::default())
                 .expect("the server starts");
