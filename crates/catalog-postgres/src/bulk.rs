@@ -4,19 +4,29 @@
 //! Why `COPY`: an upsert costs two or three round trips per record, and `COPY` streams a
 //! table's rows in one statement, parsed by the server as fast as it can store them. The
 //! load takes the meta row's lock first, as every write does, so it is serialized with
-//! every other writer and checks that the database is empty under that lock.
+//! every other writer and checks that the database is empty under that lock; it replaces
+//! the `meta` row's values in place (`UPDATE`), so that a writer waiting for that lock
+//! finds the loaded row when the load commits, and notifies the servers' change listeners
+//! at its commit as every write does (`hints.rs`).
+//!
+//! Each run of rows of one table is one `COPY`: rows come grouped by table from
+//! [`BulkStore::dump_rows`] and from exports (which write each collection's records
+//! together, then the stats rows), and input that switches tables often (a hand-made dump
+//! alternating collections line by line) is loaded correctly, one `COPY` per run, only
+//! more slowly.
 
 use std::pin::Pin;
 
 use bytes::{BufMut as _, BytesMut};
 use exosphere_catalog::bulk::{
     BulkStore, GENERATED_IDS, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty,
-    check_loaded_seq, record_table,
+    check_loaded_seq, known_table, record_table,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
 use exosphere_meteor::Collection;
 use futures_util::SinkExt as _;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{CopyInSink, Transaction};
 
 use crate::PgStore;
@@ -24,7 +34,7 @@ use crate::bridge::wait;
 use crate::error::{Db as _, name_storage_trouble};
 use crate::pool::Conn;
 use crate::session::{Session, col};
-use crate::writer::read_meta;
+use crate::writer::{Sql, notify_changes, read_meta};
 
 /// How many rows of a dumped table are fetched at a time: the dump holds no more.
 const DUMP_FETCH: i32 = 1000;
@@ -112,6 +122,30 @@ fn count_rows(s: &mut Session<'_, '_>) -> Result<RowCounts, StoreError> {
     Ok(RowCounts(counts))
 }
 
+/// Replaces the values of the store's `meta` row with the loaded `row`'s, in place: a
+/// `DELETE` and insert would leave a writer waiting for the row's lock (READ COMMITTED)
+/// without a row once the load commits.
+fn replace_meta(s: &mut Session<'_, '_>, sql: &Sql, row: &Row) -> Result<(), StoreError> {
+    let malformed = || {
+        StoreError::Corrupt(
+            "the loaded meta row is not id 1 with an epoch, a head and counters".into(),
+        )
+    };
+    let [Value::Int(1), Value::Text(epoch), numbers @ ..] = row.values.as_slice() else {
+        return Err(malformed());
+    };
+    let numbers = numbers
+        .iter()
+        .map(|value| match value {
+            Value::Int(n) => Ok(*n),
+            _ => Err(malformed()),
+        })
+        .collect::<Result<Vec<i64>, StoreError>>()?;
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![epoch];
+    params.extend(numbers.iter().map(|n| n as &(dyn ToSql + Sync)));
+    s.execute(&sql.update_meta, &params).map(drop)
+}
+
 /// One table's `COPY` under way: its rows are encoded into `buffer` and sent in chunks.
 struct TableCopy {
     table: &'static Table,
@@ -120,11 +154,8 @@ struct TableCopy {
 }
 
 impl TableCopy {
-    /// Starts `COPY` into `table` on `tx`; a `meta` row replaces the one the table holds.
+    /// Starts `COPY` into `table` on `tx`.
     fn start(tx: &Transaction<'_>, table: &'static Table) -> Result<TableCopy, StoreError> {
-        if table.name == META {
-            wait(tx.execute("DELETE FROM meta", &[])).db()?;
-        }
         let sink = wait(tx.copy_in(&copy_sql(table))).db()?;
         Ok(TableCopy {
             table,
@@ -171,9 +202,14 @@ impl PgStore {
             }
             let mut copy: Option<TableCopy> = None;
             while let Some(row) = next()? {
-                if copy.as_ref().is_none_or(|c| c.table.name != row.table.name) {
+                known_table(row.table)?;
+                if copy.as_ref().is_none_or(|c| c.table != row.table) {
                     if let Some(done) = copy.take() {
                         done.finish()?;
+                    }
+                    if row.table.name == META {
+                        replace_meta(&mut Session::new(&mut tx, statements), &self.sql, &row)?;
+                        continue;
                     }
                     copy = Some(TableCopy::start(&tx, row.table)?);
                 }
@@ -198,6 +234,7 @@ impl PgStore {
                      coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
                 ))?;
             }
+            notify_changes(&mut s)?;
             // No ANALYZE: it would take longer than the load's own work (it reads every
             // record table's text), and autovacuum analyzes tables that grew this much soon
             // after; the queries the server runs plan on their keys without statistics.

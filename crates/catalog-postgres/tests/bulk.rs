@@ -3,9 +3,14 @@
 
 mod common;
 
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
 use common::TestDatabase;
-use exosphere_catalog::bulk::{copy, verify};
+use exosphere_catalog::bulk::{BulkStore as _, copy, verify};
 use exosphere_catalog::conformance::bulk::{fill, rows};
+use exosphere_catalog::conformance::store::{record, upsert};
+use exosphere_catalog::{CatalogStore as _, Collection, StoreError};
 use exosphere_catalog_postgres::open_postgres;
 use exosphere_catalog_sqlite::open_sqlite;
 
@@ -27,4 +32,85 @@ fn a_catalog_moves_from_sqlite_to_postgres_and_back_unchanged() {
     copy(&postgres, &back, &mut |_| {}).unwrap();
     assert!(verify(&postgres, &back).unwrap().is_ok());
     assert_eq!(rows(&back), rows(&sqlite));
+}
+
+/// How many sessions on `database` wait for a lock.
+fn waiting_for_locks(database: &TestDatabase) -> i64 {
+    postgres::Client::connect(database.url(), postgres::NoTls)
+        .expect("the test database accepts connections")
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .expect("pg_stat_activity is readable")
+        .get(0)
+}
+
+/// A write of another server that waits for the meta row's lock behind a bulk load goes on
+/// after the load as the next write of the loaded catalog (the load updates the meta row in
+/// place, so the waiting writer finds it), a second load that waited beside it is refused
+/// as not empty, and the load's commit wakes the servers' change listeners.
+#[test]
+fn writes_waiting_behind_a_load_go_on_after_it_and_a_second_load_is_refused() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let source = open_sqlite(source_dir.path()).unwrap();
+    fill(&source);
+    let source_rows = rows(&source);
+    let head = source.state().unwrap().head_seq;
+    let database = TestDatabase::new();
+    let (loader, writer, second) = (
+        open_postgres(database.url()).unwrap(),
+        open_postgres(database.url()).unwrap(),
+        open_postgres(database.url()).unwrap(),
+    );
+    let (woken, wakes) = mpsc::channel();
+    let _hints = writer
+        .hint_changes(Arc::new(move || {
+            let _ = woken.send(());
+        }))
+        .unwrap()
+        .expect("PostgreSQL hints at changes");
+    let patience = Duration::from_secs(10);
+    wakes.recv_timeout(patience).expect("woken once listening");
+
+    let (release, released) = mpsc::channel::<()>();
+    let (locked, holding) = mpsc::channel::<()>();
+    let first_rows = source_rows.clone();
+    std::thread::scope(|scope| {
+        let loading = scope.spawn(move || {
+            let mut given = first_rows.into_iter();
+            let mut first = true;
+            // Called only once the load holds the meta row's lock.
+            loader.load_rows(&mut || {
+                if std::mem::take(&mut first) {
+                    locked.send(()).expect("the test waits");
+                    released.recv().expect("released");
+                }
+                Ok(given.next())
+            })
+        });
+        holding.recv_timeout(patience).expect("the load starts");
+        let writing = scope.spawn(|| upsert(&writer, &record(Collection::Packages, "later", "1")));
+        let loading_again = scope.spawn(|| {
+            let mut given = source_rows.clone().into_iter();
+            second.load_rows(&mut || Ok(given.next()))
+        });
+        let started = Instant::now();
+        while waiting_for_locks(&database) < 2 {
+            assert!(started.elapsed() < patience, "the writers never waited");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        release.send(()).unwrap();
+        loading.join().unwrap().expect("the load commits");
+        writing
+            .join()
+            .expect("the waiting write succeeds after the load");
+        let refused = loading_again.join().unwrap().unwrap_err();
+        assert!(matches!(refused, StoreError::NotEmpty(_)), "{refused:?}");
+    });
+    wakes
+        .recv_timeout(patience)
+        .expect("the load's commit notifies the listeners");
+    assert_eq!(writer.state().unwrap().head_seq, head + 1);
 }

@@ -9,7 +9,7 @@ use rusqlite::{Connection, ToSql, TransactionBehavior, params_from_iter};
 
 use exosphere_catalog::bulk::{
     BulkStore, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty, check_loaded_seq,
-    record_table,
+    known_table, record_table,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
@@ -106,11 +106,8 @@ impl SqliteStore {
         let inserts: Vec<String> = TABLES.iter().map(insert_sql).collect();
         let mut current = 0;
         while let Some(row) = next()? {
-            if TABLES[current].name != row.table.name {
-                current = TABLES
-                    .iter()
-                    .position(|table| table.name == row.table.name)
-                    .ok_or_else(|| StoreError::Corrupt(format!("no table {}", row.table.name)))?;
+            if TABLES[current] != *row.table {
+                current = known_table(row.table)?;
             }
             if row.table.name == META {
                 tx.execute("DELETE FROM meta", []).db()?;

@@ -381,6 +381,21 @@ pub fn record_table(collection: Collection) -> &'static Table {
     &TABLES[1 + index]
 }
 
+/// The index in [`TABLES`] of a loaded row's `table`; a table that is not one of them (a
+/// [`Row`] made up elsewhere) is refused, so that a load never writes to a table the
+/// catalog does not move.
+pub fn known_table(table: &Table) -> Result<usize, StoreError> {
+    TABLES
+        .iter()
+        .position(|known| known == table)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "a loaded row names the table {}, which is not one of the catalog's tables",
+                table.name
+            ))
+        })
+}
+
 /// The rows of every table, as [`BulkStore::row_counts`] returns them: one count per table
 /// of [`TABLES`], in that order.
 #[derive(Debug, Clone, PartialEq, Eq)]
