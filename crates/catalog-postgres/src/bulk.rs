@@ -31,7 +31,7 @@ use tokio_postgres::{CopyInSink, Transaction};
 
 use crate::PgStore;
 use crate::bridge::wait;
-use crate::error::{Db as _, name_storage_trouble};
+use crate::error::{Db as _, name_bulk_refusal, name_storage_trouble};
 use crate::pool::Conn;
 use crate::session::{Session, col};
 use crate::writer::{Sql, notify_changes, read_meta};
@@ -267,7 +267,7 @@ impl BulkStore for PgStore {
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
     ) -> Result<(), StoreError> {
         self.load_unnamed(next)
-            .map_err(|error| name_storage_trouble(error, &self.database))
+            .map_err(|error| name_storage_trouble(name_bulk_refusal(error), &self.database))
     }
 
     fn row_counts(&self) -> Result<RowCounts, StoreError> {

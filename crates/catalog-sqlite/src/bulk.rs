@@ -92,6 +92,25 @@ fn count_rows(conn: &Connection) -> Result<RowCounts, StoreError> {
     Ok(RowCounts(counts))
 }
 
+/// [`StoreError::BulkRefused`], naming the constraint's columns, when an insert failed
+/// because a loaded row holds its key (primary or unique) already.
+fn duplicate_key(error: &rusqlite::Error) -> Option<StoreError> {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message)
+            if matches!(
+                failure.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            Some(StoreError::BulkRefused(
+                message.clone().unwrap_or_else(|| failure.to_string()),
+            ))
+        }
+        _ => None,
+    }
+}
+
 impl SqliteStore {
     /// [`BulkStore::load_rows`] before disk trouble is named.
     fn load_unnamed(
@@ -112,10 +131,16 @@ impl SqliteStore {
             if row.table.name == META {
                 tx.execute("DELETE FROM meta", []).db()?;
             }
-            tx.prepare_cached(&inserts[current])
+            let inserted = tx
+                .prepare_cached(&inserts[current])
                 .db()?
-                .execute(params_from_iter(row.values.iter().map(Param)))
-                .db()?;
+                .execute(params_from_iter(row.values.iter().map(Param)));
+            if let Err(error) = &inserted
+                && let Some(refused) = duplicate_key(error)
+            {
+                return Err(refused);
+            }
+            inserted.db()?;
         }
         let head_seq = read_meta(&tx, &self.sql)?.head_seq;
         for c in Collection::ALL {

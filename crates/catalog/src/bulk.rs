@@ -22,7 +22,9 @@
 //!   the store keeps the epoch, head `seq` and counters it is given. Rows are stored as
 //!   given, without the checks of [`CatalogWriter`](crate::CatalogWriter) (they come from
 //!   another store that made them), except the sequence contract's: a record whose `seq`
-//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing.
+//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing, and two
+//!   rows of one table with the same key (primary or unique) are
+//!   [`StoreError::BulkRefused`], naming the key where the backend tells it.
 //!   Generated ids (usage apps and packages, audit entries) continue after the loaded ones.
 //! * [`BulkStore::row_counts`] counts the rows of every table, from one snapshot.
 //!
@@ -460,7 +462,8 @@ pub trait BulkStore: CatalogStore {
 
     /// Loads every row `next` yields (until `Ok(None)`) into this empty store, in one write
     /// transaction; an `Err` from `next` rolls everything back and is returned. Refuses a
-    /// store that is not empty with [`StoreError::NotEmpty`].
+    /// store that is not empty with [`StoreError::NotEmpty`], and rows that share a key
+    /// with [`StoreError::BulkRefused`].
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
@@ -514,13 +517,17 @@ pub fn copy(
 /// Imports a dump into an empty store as one bulk load, storing what
 /// [`crate::dump::import_with`] would (sequence numbers in file order, one change per
 /// record, the store's epoch kept) several times faster. A dump it cannot load this way
-/// fails with [`DumpError::Store`] and stores nothing; import it with
-/// [`crate::dump::import_with`] then, whose upserts decide those cases: the store is not
-/// empty, an `_id` or a stats row's day, name and version comes twice, or two version
-/// records share a `name@version` (upserts refuse the whole dump when the first is
-/// published, [`StoreError::PublishedVersionTaken`]; the load remembers a 64-bit hash of each
+/// fails with [`StoreError::NotEmpty`] or [`StoreError::BulkRefused`] (in
+/// [`DumpError::Store`]) and stores nothing; import it with [`crate::dump::import_with`]
+/// then, whose upserts decide those cases: the store is not empty, an `_id` or a stats
+/// row's day, name and version comes twice, or two version records share a `name@version`
+/// (upserts refuse the whole dump when the first is published,
+/// [`StoreError::PublishedVersionTaken`]; the load remembers a 64-bit hash of each
 /// version's name and version, a few megabytes for the largest catalogs, and a repeat or a
-/// hash collision stops it). Errors of the input itself name the line, as there.
+/// hash collision stops it). Any other store error (busy, a full disk, a lost connection)
+/// is the import's failure, not a reason to try upserts. Errors of the input itself name
+/// the line, as there. Rows are loaded in the dump's order: a dump grouped by collection,
+/// as exports write it, loads fastest (see the backend's bulk load).
 pub fn import_dump(
     store: &dyn BulkStore,
     input: impl BufRead,
@@ -544,9 +551,11 @@ pub fn import_dump(
                 if record.collection() == Collection::Versions {
                     let key = version_key(&record, &hasher)?;
                     if key.is_some_and(|key| !versions.insert(key)) {
-                        return Err(StoreError::Database(
-                            "two version records of the dump share a name and version".into(),
-                        ));
+                        return Err(StoreError::BulkRefused(format!(
+                            "the version record {} shares its packageName and version with \
+                             another of the dump (or their hashes collide)",
+                            record.id()
+                        )));
                     }
                 }
                 head += 1;
@@ -582,7 +591,10 @@ fn version_key(record: &Record, hasher: &RandomState) -> Result<Option<u64>, Sto
         version: Option<Cow<'a, str>>,
     }
     let key: Key<'_> = serde_json::from_str(record.json()).map_err(|_| {
-        StoreError::Database("a version record's packageName or version is not a string".into())
+        StoreError::BulkRefused(format!(
+            "the packageName or version of the version record {} is not a string",
+            record.id()
+        ))
     })?;
     Ok(key.package.zip(key.version).map(|key| hasher.hash_one(key)))
 }

@@ -302,8 +302,9 @@ pub fn a_failed_load_stores_nothing(new_store: NewBulkStore<'_>) {
 }
 
 /// Checks that a dump bulk loaded into an empty store ([`bulk::import_dump`]) stores what
-/// its upserts would, and that a dump whose records share an `_id` or a natural key, or a
-/// store that is not empty, is refused with a store error that stores nothing (the import
+/// its upserts would, and that a dump whose records share an `_id` or a natural key, whose
+/// stats rows share a day, name and version, or a store that is not empty, is refused
+/// ([`StoreError::BulkRefused`], [`StoreError::NotEmpty`]) and stores nothing (the import
 /// then takes the upserts).
 pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'_>) {
     let dump = [
@@ -366,6 +367,11 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
             "\n",
             r#"{"collection":"versions","doc":{"_id":"v2","packageName":"a","version":"1.0.0"}}"#
         ),
+        concat!(
+            r#"{"collection":"stats","date":"2015-01-02","doc":{"name":"a","version":"1.0.0","directAdds":1,"totalAdds":2}}"#,
+            "\n",
+            r#"{"collection":"stats","date":"2015-01-02","doc":{"name":"a","version":"1.0.0","directAdds":3,"totalAdds":4}}"#
+        ),
     ] {
         let store = new_store();
         let fresh = rows(&*store);
@@ -375,7 +381,10 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
             &crate::dump::ImportOptions::default(),
         );
         assert!(
-            matches!(refused, Err(crate::dump::DumpError::Store(_))),
+            matches!(
+                refused,
+                Err(crate::dump::DumpError::Store(StoreError::BulkRefused(_)))
+            ),
             "{refused:?}"
         );
         assert_eq!(rows(&*store), fresh);
