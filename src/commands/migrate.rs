@@ -5,10 +5,10 @@
 use std::time::Instant;
 
 use anyhow::Context as _;
-use exosphere_catalog::bulk::{self, BulkStore, RowCounts};
+use exosphere_catalog::bulk::{self, BulkStore, RowCounts, check_empty};
 use exosphere_catalog_sqlite::DATABASE_FILE;
 
-use super::{catalog_location, open_bulk, total_progress};
+use super::{catalog_location, open_bulk, open_bulk_source, total_progress};
 use crate::cli::{DataDirArg, MigrateArgs};
 use crate::serve_lock::{self, ServeLock};
 
@@ -26,11 +26,22 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         );
     }
     let _locks = (lock(&args.from)?, lock(&args.to)?);
-    let from = open_bulk(&args.from)?;
+    let from = open_bulk_source(&args.from)?;
     let to = open_bulk(&args.to)?;
     let source = from
         .row_counts()
         .with_context(|| format!("cannot read {from_name}"))?;
+    let source_head = from
+        .state()
+        .with_context(|| format!("cannot read {from_name}"))?
+        .head_seq;
+    if check_empty(&source, source_head).is_ok() {
+        anyhow::bail!(
+            "{from_name} holds an empty catalog (no records, accounts or anything else), so \
+             there is nothing to migrate and nothing was copied; check --from: it names the \
+             data directory or database the servers serve from"
+        );
+    }
     let target = to
         .row_counts()
         .with_context(|| format!("cannot read {to_name}"))?;

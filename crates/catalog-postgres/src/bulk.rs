@@ -27,12 +27,13 @@ use exosphere_catalog::error::StoreError;
 use exosphere_meteor::Collection;
 use futures_util::SinkExt as _;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{CopyInSink, Transaction};
+use tokio_postgres::{Client, CopyInSink, Transaction};
 
 use crate::PgStore;
 use crate::bridge::wait;
-use crate::error::{Db as _, name_bulk_refusal, name_storage_trouble};
+use crate::error::{Db as _, name_bulk_refusal, name_storage_trouble, refusal};
 use crate::pool::Conn;
+use crate::schema::SCHEMA_VERSION;
 use crate::session::{Session, col};
 use crate::writer::{Sql, notify_changes, read_meta};
 
@@ -110,6 +111,45 @@ fn escape(out: &mut BytesMut, text: &str) {
         start = i + 1;
     }
     out.put_slice(&bytes[start..]);
+}
+
+/// Checks, without writing anything, that the database `client` is connected to holds a
+/// catalog of this release's schema version, as a source to be read only must: none, an
+/// older version (which opening would upgrade) or a newer one (whose tables this release
+/// may not all know) is refused, naming the next step.
+pub(crate) fn check_source_schema(client: &mut Client, database: &str) -> Result<(), StoreError> {
+    let row = wait(client.query_one(
+        "SELECT to_regclass('exosphere_schema') IS NOT NULL, to_regclass('meta') IS NOT NULL",
+        &[],
+    ))
+    .db()?;
+    if !(col::<bool>(&row, 0)? && col::<bool>(&row, 1)?) {
+        return Err(refusal(format!(
+            "{database} holds no Exosphere catalog (it has no exosphere_schema and meta \
+             tables), and a source is only read, never created; check that the URL names the \
+             database the servers serve from"
+        )));
+    }
+    let version: i64 = col(
+        &wait(client.query_one("SELECT version FROM exosphere_schema", &[])).db()?,
+        0,
+    )?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        return Err(refusal(format!(
+            "{database} holds a catalog of schema version {version}, and this Exosphere reads \
+             version {SCHEMA_VERSION}; a source is only read, never upgraded, so upgrade it \
+             first by opening it once with this release (exosphere user list --database-url \
+             URL; see \"Schema upgrades and mixed releases\" in docs/OPERATIONS.md before \
+             older servers use it), then run exosphere migrate again"
+        )));
+    }
+    Ok(())
 }
 
 /// The rows of every table, counted in `s`'s transaction.

@@ -11,7 +11,7 @@ use exosphere_catalog::bulk::{BulkStore as _, copy, verify};
 use exosphere_catalog::conformance::bulk::{fill, rows};
 use exosphere_catalog::conformance::store::{record, upsert};
 use exosphere_catalog::{CatalogStore as _, Collection, StoreError};
-use exosphere_catalog_postgres::open_postgres;
+use exosphere_catalog_postgres::{open_postgres, open_postgres_existing};
 use exosphere_catalog_sqlite::open_sqlite;
 
 /// A catalog copied from SQLite into PostgreSQL and back into SQLite keeps every row of
@@ -113,4 +113,62 @@ fn writes_waiting_behind_a_load_go_on_after_it_and_a_second_load_is_refused() {
         .recv_timeout(patience)
         .expect("the load's commit notifies the listeners");
     assert_eq!(writer.state().unwrap().head_seq, head + 1);
+}
+
+/// Opening a source to read it writes nothing: an empty database is refused and stays
+/// empty, a catalog of an older schema version is refused naming the upgrade and keeps its
+/// version, one of a newer version is refused naming that, and a current one opens.
+#[test]
+fn a_source_is_opened_without_creating_or_upgrading_its_schema() {
+    let database = TestDatabase::new();
+    let tables = || -> i64 {
+        postgres::Client::connect(database.url(), postgres::NoTls)
+            .unwrap()
+            .query_one(
+                "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let refused = open_postgres_existing(database.url()).err().unwrap();
+    assert!(
+        refused.to_string().contains("holds no Exosphere catalog"),
+        "{refused}"
+    );
+    assert_eq!(tables(), 0, "nothing was created");
+
+    drop(open_postgres(database.url()).unwrap());
+    let set_version = |version: i64| {
+        postgres::Client::connect(database.url(), postgres::NoTls)
+            .unwrap()
+            .execute("UPDATE exosphere_schema SET version = $1", &[&version])
+            .unwrap();
+    };
+    let version = || -> i64 {
+        postgres::Client::connect(database.url(), postgres::NoTls)
+            .unwrap()
+            .query_one("SELECT version FROM exosphere_schema", &[])
+            .unwrap()
+            .get(0)
+    };
+    let current = version();
+    set_version(current - 1);
+    let refused = open_postgres_existing(database.url())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        refused.contains("upgrade it first") && refused.contains("exosphere user list"),
+        "{refused}"
+    );
+    assert_eq!(version(), current - 1, "the source was not upgraded");
+    set_version(current + 1);
+    let refused = open_postgres_existing(database.url()).err().unwrap();
+    assert!(
+        matches!(refused, StoreError::SchemaTooNew { .. }),
+        "{refused:?}"
+    );
+    set_version(current);
+    assert!(open_postgres_existing(database.url()).is_ok());
 }
