@@ -225,12 +225,20 @@ pub enum Command {
                       nothing.\n\n\
                       The target must be empty (a new database from createdb, or a new data \
                       directory); a target holding anything is refused and left as it was. \
-                      The copy is then verified: every table's row count, and a full sync \
-                      read of both stores returning identical records.\n\n\
-                      Stop the servers first: a SQLite data directory is locked against \
-                      `exosphere serve` while it is copied, and writes made to a PostgreSQL \
-                      source during the copy fail the verification. Package files are not \
-                      copied: point the new servers at the same --files-dir or --s3-bucket.\n\n\
+                      The copy is then verified: every table's row count, every row of \
+                      both stores value for value, and a full sync read of both returning \
+                      identical records.\n\n\
+                      Stop every server on the catalog first: the copy keeps the source's \
+                      epoch and head sequence number, which is right only if nothing writes \
+                      meanwhile. A SQLite data directory is locked against `exosphere serve` \
+                      while it is copied, and migrate refuses a PostgreSQL source or target \
+                      that servers hold seats on. Another command writing to a PostgreSQL \
+                      source meanwhile (import, token, ...) is not refused: its write fails \
+                      the verification if it lands before the verification reads the source, \
+                      and is missing from the copy if it lands after. A PostgreSQL source is only read: a database without a \
+                      catalog, or with an older schema version, is refused. Package files \
+                      are not copied: point the new servers at the same --files-dir or \
+                      --s3-bucket.\n\n\
                       Examples:\n  \
                       createdb -O exosphere exosphere\n  \
                       exosphere migrate --from /var/lib/exosphere --to postgres://exosphere@db.internal/exosphere\n  \

@@ -1,6 +1,7 @@
 //! `exosphere migrate`: copies a whole catalog from one store into another, empty one
 //! (SQLite in a data directory, or PostgreSQL), through `exosphere_catalog::bulk`, then
-//! verifies the copy by row counts and a full sync read, and prints what moved.
+//! verifies the copy by row counts, row by row and by a full sync read, and prints what
+//! moved. It refuses while servers run on either side.
 
 use std::time::Instant;
 
@@ -28,6 +29,9 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     let _locks = (lock(&args.from)?, lock(&args.to)?);
     let from = open_bulk_source(&args.from)?;
     let to = open_bulk(&args.to)?;
+    for (store, name) in [(&from, &from_name), (&to, &to_name)] {
+        refuse_running_servers(&**store, name)?;
+    }
     let source = from
         .row_counts()
         .with_context(|| format!("cannot read {from_name}"))?;
@@ -84,6 +88,24 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a store that servers run on (PostgreSQL's seats; a data directory's server is
+/// refused by its serve lock): the copy keeps the source's epoch and head sequence number,
+/// which is only right when nothing writes to either side meanwhile.
+fn refuse_running_servers(store: &dyn BulkStore, name: &str) -> anyhow::Result<()> {
+    let running = store
+        .servers_running()
+        .with_context(|| format!("cannot tell whether servers run on {name}"))?;
+    if running > 0 {
+        anyhow::bail!(
+            "{running} exosphere server(s) run on {name}; nothing was copied. Stop every \
+             server on the catalog (\"Who is running\" in docs/OPERATIONS.md lists them), \
+             then run exosphere migrate again: a write during the copy would be missing from \
+             it, while the copy keeps the source's data epoch"
+        );
+    }
+    Ok(())
+}
+
 /// The serve lock of a data directory taking part in the copy (SQLite's catalog, or a
 /// target directory): no server starts on it meanwhile, and a running one makes this fail.
 fn lock(location: &DataDirArg) -> anyhow::Result<Option<ServeLock>> {
@@ -118,8 +140,8 @@ fn print_summary(from: &str, to: &str, verified: &bulk::Verified, seconds: f64) 
         eprintln!("  {:<22} {count}", table.name);
     }
     eprintln!(
-        "verified: the row counts of every table, and a full sync read of {} records, \
-         identical in both",
-        verified.synced_records
+        "verified: the row counts of every table, all {} rows value for value, and a full \
+         sync read of {} records, identical in both",
+        verified.rows, verified.synced_records
     );
 }

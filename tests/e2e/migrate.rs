@@ -86,6 +86,14 @@ async fn a_data_directory_moves_into_postgres_and_back_and_serves_the_same_catal
     )
     .await;
     drop(alice);
+    let beside_server = tempfile::tempdir().unwrap();
+    let refused = migrate(database.url(), beside_server.path().to_str().unwrap());
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("server(s) run on") && error.contains("Stop every server"),
+        "{error}"
+    );
     drop(pg_server);
 
     let refused = migrate(&data, database.url());

@@ -34,6 +34,7 @@ use crate::bridge::wait;
 use crate::error::{Db as _, name_bulk_refusal, name_storage_trouble, refusal};
 use crate::pool::Conn;
 use crate::schema::SCHEMA_VERSION;
+use crate::servers;
 use crate::session::{Session, col};
 use crate::writer::{Sql, notify_changes, read_meta};
 
@@ -312,5 +313,10 @@ impl BulkStore for PgStore {
 
     fn row_counts(&self) -> Result<RowCounts, StoreError> {
         self.read(count_rows)
+    }
+
+    /// The seats held on the database, and a server of an older release (`servers.rs`).
+    fn servers_running(&self) -> Result<u64, StoreError> {
+        self.read(servers::running)
     }
 }

@@ -172,3 +172,23 @@ fn a_source_is_opened_without_creating_or_upgrading_its_schema() {
     set_version(current);
     assert!(open_postgres_existing(database.url()).is_ok());
 }
+
+/// The servers running on a database are counted by their seats, for `exosphere migrate`
+/// to refuse a store that servers run on.
+#[test]
+fn the_servers_running_are_counted_by_their_seats() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    assert_eq!(store.servers_running().unwrap(), 0);
+    let (first, second) = (store.join_servers().unwrap(), store.join_servers().unwrap());
+    assert_eq!(store.servers_running().unwrap(), 2);
+    drop((first, second));
+    let started = Instant::now();
+    while store.servers_running().unwrap() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the seats stay held"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -29,7 +29,10 @@
 //! * [`BulkStore::row_counts`] counts the rows of every table, from one snapshot.
 //!
 //! [`copy`] runs one store's dump into another's load on two threads joined by a bounded
-//! channel, and [`verify`] then compares the two stores by counts and by a full sync read.
+//! channel, and [`verify`] then compares the two stores by counts, row by row and by a full
+//! sync read. A copy keeps the source's epoch and head `seq`, which is right only when the
+//! source is the newest copy of the catalog and nothing writes to either store meanwhile:
+//! [`BulkStore::servers_running`] lets a caller refuse stores that servers run on.
 //! [`import_dump`] bulk loads an NDJSON dump into an empty store.
 
 use std::borrow::Cow;
@@ -471,6 +474,14 @@ pub trait BulkStore: CatalogStore {
 
     /// The number of rows of every table, from one snapshot.
     fn row_counts(&self) -> Result<RowCounts, StoreError>;
+
+    /// How many servers run on this store now, as far as the store itself can tell: on a
+    /// store shared by several servers, the seats they hold
+    /// ([`CatalogStore::join_servers`]) and any server of an older release; a copy must
+    /// not run beside them (a write during it would be missing from the copy). A store
+    /// whose server locks it some other way (SQLite's data directory's serve lock, which
+    /// its caller takes) counts none.
+    fn servers_running(&self) -> Result<u64, StoreError>;
 }
 
 /// How many rows may wait between the dumping and the loading thread of [`copy`].
@@ -485,31 +496,42 @@ pub fn copy(
     to: &dyn BulkStore,
     progress: &mut dyn FnMut(&Row),
 ) -> Result<(), StoreError> {
-    let (sender, receiver) = mpsc::sync_channel::<Option<Row>>(CHANNEL_ROWS);
-    std::thread::scope(|scope| {
-        let dumping = scope.spawn(move || {
-            let sent =
-                from.dump_rows(&mut |row| sender.send(Some(row)).map_err(|_| StoreError::Aborted));
-            // The end is marked only after a complete dump: a dump that failed closes the
-            // channel without it, and the load rolls back.
-            sent.and_then(|()| sender.send(None).map_err(|_| StoreError::Aborted))
-        });
-        let loaded = to.load_rows(&mut || match receiver.recv() {
+    beside_dump(from, |receiver| {
+        to.load_rows(&mut || match receiver.recv() {
             Ok(Some(row)) => {
                 progress(&row);
                 Ok(Some(row))
             }
             Ok(None) => Ok(None),
             Err(_) => Err(StoreError::Aborted),
+        })
+    })
+}
+
+/// Runs `consume` on a channel receiving every row of `from` ([`BulkStore::dump_rows`],
+/// dumped on a thread of its own, at most [`CHANNEL_ROWS`] waiting), then `None` once the
+/// dump is complete; a dump that failed closes the channel without it. Returns `consume`'s
+/// result, or the dump's own failure, which explains a consumer that saw the channel
+/// close ([`StoreError::Aborted`]).
+fn beside_dump<T>(
+    from: &dyn BulkStore,
+    consume: impl FnOnce(&mpsc::Receiver<Option<Row>>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let (sender, receiver) = mpsc::sync_channel::<Option<Row>>(CHANNEL_ROWS);
+    std::thread::scope(|scope| {
+        let dumping = scope.spawn(move || {
+            let sent =
+                from.dump_rows(&mut |row| sender.send(Some(row)).map_err(|_| StoreError::Aborted));
+            sent.and_then(|()| sender.send(None).map_err(|_| StoreError::Aborted))
         });
+        let consumed = consume(&receiver);
         drop(receiver);
         let dumped = dumping
             .join()
             .unwrap_or_else(|_| Err(StoreError::TaskFailed("the dump panicked".into())));
-        match (dumped, loaded) {
-            // The dump's own failure explains a load that saw the channel close.
+        match (dumped, consumed) {
             (Err(error), _) if !matches!(error, StoreError::Aborted) => Err(error),
-            (_, loaded) => loaded,
+            (_, consumed) => consumed,
         }
     })
 }
@@ -667,6 +689,17 @@ pub enum Mismatch {
         /// Its rows in the target.
         to: u64,
     },
+    /// A stored row differs, or is in one store only: the first such row in dump order.
+    #[error("table {table} differs at its row {row} in dump order ({what})")]
+    Row {
+        /// The table.
+        table: &'static str,
+        /// The row's 1-based position in its table's dump order.
+        row: u64,
+        /// The row's key in the source (or the target, for a row the source lacks), and
+        /// how it differs.
+        what: String,
+    },
     /// A full sync read returned different pages.
     #[error("a full sync read differs after {records} identical records (epoch, head or a record)")]
     Sync {
@@ -680,6 +713,8 @@ pub enum Mismatch {
 pub struct Verified {
     /// The row counts both stores share.
     pub counts: RowCounts,
+    /// Rows compared value for value, identical.
+    pub rows: u64,
     /// Records a full sync read returned from each store, identical.
     pub synced_records: u64,
 }
@@ -690,9 +725,11 @@ const VERIFY_PAGE: PageLimits = PageLimits {
     bytes: 4 << 20,
 };
 
-/// Checks that `to` holds what `from` holds: the same row count in every table, and a full
-/// sync read (every page from cursor zero through [`CatalogStore::read_page`]) returning
-/// identical pages, epochs and head sequence numbers included. Reads a page at a time.
+/// Checks that `to` holds what `from` holds: the same row count in every table, every row
+/// of both dumps ([`BulkStore::dump_rows`], read side by side, a bounded number of rows at a
+/// time) identical value for value, and a full sync read (every page from cursor zero
+/// through [`CatalogStore::read_page`]) returning identical pages, epochs and head sequence
+/// numbers included. Reads a page at a time.
 pub fn verify(
     from: &dyn BulkStore,
     to: &dyn BulkStore,
@@ -707,6 +744,10 @@ pub fn verify(
             }));
         }
     }
+    let rows = match compare_rows(from, to)? {
+        Ok(rows) => rows,
+        Err(mismatch) => return Ok(Err(mismatch)),
+    };
     let mut cursors = Cursors::default();
     let mut records = 0u64;
     loop {
@@ -718,9 +759,107 @@ pub fn verify(
         if !page.has_more {
             return Ok(Ok(Verified {
                 counts,
+                rows,
                 synced_records: records,
             }));
         }
+    }
+}
+
+/// Compares the dumps of `from` and `to` row by row, `from`'s read on a thread of its own
+/// ([`beside_dump`]); the number of identical rows, or the first that differs.
+fn compare_rows(
+    from: &dyn BulkStore,
+    to: &dyn BulkStore,
+) -> Result<Result<u64, Mismatch>, StoreError> {
+    let mut mismatch = None;
+    let mut place = Place::default();
+    let compared = beside_dump(from, |source| {
+        let compared = to.dump_rows(&mut |theirs| {
+            let ours = source.recv().map_err(|_| StoreError::Aborted)?;
+            let at = place.next(ours.as_ref().unwrap_or(&theirs).table);
+            match ours {
+                Some(ours) if ours == theirs => Ok(()),
+                Some(ours) => {
+                    mismatch = Some(at.mismatch(&ours, "its values differ in the target"));
+                    Err(StoreError::Aborted)
+                }
+                None => {
+                    mismatch = Some(at.mismatch(&theirs, "in the target only"));
+                    Err(StoreError::Aborted)
+                }
+            }
+        });
+        match compared {
+            Err(StoreError::Aborted) if mismatch.is_some() => return Ok(()),
+            compared => compared?,
+        }
+        if let Some(ours) = source.recv().map_err(|_| StoreError::Aborted)? {
+            let at = place.next(ours.table);
+            mismatch = Some(at.mismatch(&ours, "missing from the target"));
+        }
+        Ok(())
+    });
+    match (compared, mismatch) {
+        (_, Some(mismatch)) => Ok(Err(mismatch)),
+        (Err(error), None) => Err(error),
+        (Ok(()), None) => Ok(Ok(place.total)),
+    }
+}
+
+/// Where [`compare_rows`] is: the table and the row in it, and the rows compared.
+#[derive(Default)]
+struct Place {
+    table: Option<&'static str>,
+    row: u64,
+    total: u64,
+}
+
+impl Place {
+    /// Moves to the next row, of `table`.
+    fn next(&mut self, table: &'static Table) -> &Self {
+        if self.table != Some(table.name) {
+            (self.table, self.row) = (Some(table.name), 0);
+        }
+        self.row += 1;
+        self.total += 1;
+        self
+    }
+
+    /// The mismatch at this row, `row` (of the source, or of the target for a row only it
+    /// holds) and `how` it differs.
+    fn mismatch(&self, row: &Row, how: &str) -> Mismatch {
+        let key = match row.table.order {
+            Order::By(columns) => columns
+                .iter()
+                .map(|name| {
+                    let index = row
+                        .table
+                        .columns
+                        .iter()
+                        .position(|c| c.name == *name)
+                        .expect("an order's columns are the table's");
+                    format!("{name} = {}", show(&row.values[index]))
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Order::Written => "in written order".to_owned(),
+        };
+        Mismatch::Row {
+            table: row.table.name,
+            row: self.row,
+            what: format!("{key}: {how}"),
+        }
+    }
+}
+
+/// A value as a mismatch names it.
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".to_owned(),
+        Value::Int(n) => n.to_string(),
+        Value::Bool(flag) => flag.to_string(),
+        Value::Text(text) => format!("{text:?}"),
     }
 }
 

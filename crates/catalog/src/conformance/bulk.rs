@@ -192,7 +192,9 @@ pub fn a_copy_holds_every_row_and_goes_on_as_the_same_catalog(new_store: NewBulk
     assert_eq!(rows(&*to), source_rows);
     let verified = bulk::verify(&*from, &*to).unwrap().unwrap();
     assert_eq!(verified.counts.total(), source_rows.len() as u64);
+    assert_eq!(verified.rows, source_rows.len() as u64);
     assert_eq!(verified.synced_records, all(&*from).len() as u64);
+    assert_eq!(from.servers_running().unwrap(), 0);
     assert_eq!(to.state().unwrap(), from.state().unwrap());
     let texts: Vec<String> = all(&*to)
         .into_iter()
@@ -205,6 +207,21 @@ pub fn a_copy_holds_every_row_and_goes_on_as_the_same_catalog(new_store: NewBulk
         with(&*to, |w| w.find(&crate::Lookup::Package("smile-😀"))),
         [UNUSUAL_TEXTS[1]]
     );
+
+    // A stats row changed in the target: the same counts and sync pages, one row differs.
+    with(&*to, |w| {
+        w.upsert_stats(&StatsRow::new("2015-01-02", "tracker", "1.0.0", 9, 9).unwrap())
+    });
+    let mismatch = bulk::verify(&*from, &*to).unwrap().unwrap_err();
+    assert!(
+        matches!(&mismatch, bulk::Mismatch::Row { table: "stats", row: 1, what }
+            if what.starts_with(r#"day = "2015-01-02", name = "tracker", version = "1.0.0""#)),
+        "{mismatch:?}"
+    );
+    with(&*to, |w| {
+        w.upsert_stats(&StatsRow::new("2015-01-02", "tracker", "1.0.0", 3, 4).unwrap())
+    });
+    assert!(bulk::verify(&*from, &*to).unwrap().is_ok());
 
     let head = from.state().unwrap().head_seq;
     with(&*to, |w| {
