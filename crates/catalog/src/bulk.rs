@@ -3,7 +3,13 @@
 //!
 //! The unit is a stored row of one of [`TABLES`], the tables every backend keeps (the same
 //! names, columns and meaning on SQLite and PostgreSQL), each value typed by its column's
-//! [`Kind`]. The rows are what the store keeps, not what it serves: records with their
+//! [`Kind`]. A backend's own tables and columns are not moved, and each backend's tests
+//! list them (`conformance::bulk::assert_tables_are_moved`): PostgreSQL's schema version
+//! (`exosphere_schema`), the written order of the mirror's stage tables (`ord`, kept by
+//! loading their rows in that order), and which running server's seat receives an upload
+//! (`uploads.receiver`): that is ownership by a process, not catalog data, and a copy
+//! leaves it NULL, as no server of the new store receives anything yet (a ticket that was
+//! being received is open again there, as after its server stopped). The rows are what the store keeps, not what it serves: records with their
 //! sequence numbers, the `meta` row with the data epoch, head `seq` and change counters,
 //! stats rows, usage recordings and days, accounts, tokens, upload tickets and pending
 //! publishes, the mirror's state, stage and file map, claims, and the audit log. A copy

@@ -160,6 +160,56 @@ pub fn fill(store: &dyn BulkStore) {
     });
 }
 
+/// Checks that a backend moves every table and column it keeps: `actual` lists its tables'
+/// columns as its own catalog reports them (`(table, column)`), and each must be a column of
+/// [`TABLES`] or listed in `backend_only` (a whole table as `table`, a column as
+/// `table.column`); every column of [`TABLES`] must be there, and every `backend_only`
+/// entry too (no stale entry). Columns a backend derives from moved ones (recomputed at
+/// load, such as a natural key extracted from record text) belong in `backend_only`; so do
+/// those that are the running servers' own state, not catalog data (`uploads.receiver`).
+/// Anything else is a table or column a copy would silently leave behind.
+pub fn assert_tables_are_moved(actual: &[(String, String)], backend_only: &[&str]) {
+    let moved = |table: &str, column: &str| {
+        TABLES
+            .iter()
+            .any(|t| t.name == table && t.columns.iter().any(|c| c.name == column))
+    };
+    let own = |table: &str, column: &str| {
+        backend_only
+            .iter()
+            .any(|entry| *entry == table || *entry == format!("{table}.{column}"))
+    };
+    let left_behind: Vec<String> = actual
+        .iter()
+        .filter(|(table, column)| !moved(table, column) && !own(table, column))
+        .map(|(table, column)| format!("{table}.{column}"))
+        .collect();
+    assert!(
+        left_behind.is_empty(),
+        "columns neither in bulk::TABLES nor listed as the backend's own: {left_behind:?}"
+    );
+    let has = |table: &str, column: &str| actual.iter().any(|(t, c)| t == table && c == column);
+    let missing: Vec<String> = TABLES
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| (t.name, c.name)))
+        .filter(|(table, column)| !has(table, column))
+        .map(|(table, column)| format!("{table}.{column}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "bulk::TABLES names columns the backend lacks: {missing:?}"
+    );
+    let stale: Vec<&&str> = backend_only
+        .iter()
+        .filter(|entry| {
+            !actual.iter().any(|(table, column)| {
+                **entry == table.as_str() || **entry == format!("{table}.{column}")
+            })
+        })
+        .collect();
+    assert!(stale.is_empty(), "backend-only entries it lacks: {stale:?}");
+}
+
 /// Every row of `store`, in dump order.
 pub fn rows(store: &dyn BulkStore) -> Vec<Row> {
     let mut out = Vec::new();
