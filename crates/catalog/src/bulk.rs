@@ -41,7 +41,6 @@
 //! [`BulkStore::servers_running`] lets a caller refuse stores that servers run on.
 //! [`import_dump`] bulk loads an NDJSON dump into an empty store.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasher as _, RandomState};
 use std::io::BufRead;
@@ -50,6 +49,7 @@ use std::sync::mpsc;
 use crate::columns::to_i64;
 use crate::dump::{DumpError, DumpLine, ImportOptions, ImportSummary, Lines};
 use crate::error::StoreError;
+use crate::immutable;
 use crate::record::{Record, StatsRow};
 use crate::store::{CatalogStore, Cursors, Page, PageLimits};
 use exosphere_meteor::Collection;
@@ -608,23 +608,17 @@ pub fn import_dump(
     }
 }
 
-/// A hash by `hasher` of a version record's natural key, `(packageName, version)`, when it
-/// has both as strings; a record that names them otherwise is refused (left to the upserts).
+/// A hash by `hasher` of a version record's natural key, `(packageName, version)`
+/// ([`immutable::version_key`]), when it has both as strings; a record that names them
+/// otherwise is refused (left to the upserts).
 fn version_key(record: &Record, hasher: &RandomState) -> Result<Option<u64>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Key<'a> {
-        #[serde(rename = "packageName", borrow, default)]
-        package: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        version: Option<Cow<'a, str>>,
-    }
-    let key: Key<'_> = serde_json::from_str(record.json()).map_err(|_| {
+    let key = immutable::version_key(record.json()).map_err(|_| {
         StoreError::BulkRefused(format!(
             "the packageName or version of the version record {} is not a string",
             record.id()
         ))
     })?;
-    Ok(key.package.zip(key.version).map(|key| hasher.hash_one(key)))
+    Ok(key.map(|key| hasher.hash_one(key)))
 }
 
 /// The row of `record`, numbered `seq`.
@@ -879,4 +873,40 @@ fn advance(cursors: &mut Cursors, page: &Page) -> u64 {
         count += records.len() as u64;
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::snake;
+
+    #[test]
+    fn record_tables_and_change_counters_follow_the_collections() {
+        let meta = table(META);
+        let counters: Vec<&str> = meta.columns[3..].iter().map(|c| c.name).collect();
+        let expected: Vec<String> = Collection::ALL
+            .iter()
+            .map(|c| format!("changes_{}", snake(*c)))
+            .collect();
+        assert_eq!(counters, expected);
+        for c in Collection::ALL {
+            let records = record_table(c);
+            assert_eq!(records.name, format!("rec_{}", snake(c)));
+            assert_eq!(records.columns, RECORD_COLUMNS);
+            assert_eq!(
+                known_table(records).ok(),
+                TABLES.iter().position(|t| t == records)
+            );
+        }
+        let record = Record::from_json(Collection::Builds, r#"{"_id":"b"}"#).unwrap();
+        let row = record_row(&record, 7).unwrap();
+        assert_eq!(row.table.name, "rec_builds");
+        assert_eq!(row.values.len(), RECORD_COLUMNS.len());
+        let made_up = Table {
+            name: "users; DROP TABLE meta",
+            columns: &[],
+            order: Order::Written,
+        };
+        assert!(matches!(known_table(&made_up), Err(StoreError::Corrupt(_))));
+    }
 }
