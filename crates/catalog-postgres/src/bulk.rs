@@ -205,8 +205,28 @@ impl TableCopy {
         })
     }
 
-    /// Adds `row`, sending the buffer when it is full.
+    /// Adds `row`, sending the buffer when it is full. A text holding a NUL character,
+    /// which PostgreSQL cannot store in text (a record `_id` may hold one: JSON's `\u0000`),
+    /// is refused naming the row.
     fn push(&mut self, row: &Row) -> Result<(), StoreError> {
+        let nul =
+            row.values
+                .iter()
+                .zip(row.table.columns)
+                .find_map(|(value, column)| match value {
+                    Value::Text(text) if text.contains('\0') => Some((column.name, text)),
+                    _ => None,
+                });
+        if let Some((column, text)) = nul {
+            return Err(refusal(format!(
+                "the {} row {} holds a NUL character in {column} ({text:?}), which \
+                 PostgreSQL cannot store in text; nothing was written. Remove or rename that \
+                 row in the source (for a record, the one of that _id), or keep this catalog \
+                 on SQLite, then run the command again",
+                row.table.name,
+                row.describe_key()
+            )));
+        }
         encode(&mut self.buffer, row);
         if self.buffer.len() >= COPY_CHUNK {
             let chunk = self.buffer.split().freeze();

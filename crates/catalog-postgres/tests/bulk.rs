@@ -10,6 +10,8 @@ use common::TestDatabase;
 use exosphere_catalog::bulk::{BulkStore as _, copy, verify};
 use exosphere_catalog::conformance::bulk::{fill, rows};
 use exosphere_catalog::conformance::store::{record, upsert};
+use exosphere_catalog::conformance::with;
+use exosphere_catalog::record::Record;
 use exosphere_catalog::{CatalogStore as _, Collection, StoreError};
 use exosphere_catalog_postgres::{open_postgres, open_postgres_existing};
 use exosphere_catalog_sqlite::open_sqlite;
@@ -222,4 +224,29 @@ fn every_table_and_column_is_moved_by_a_copy_or_the_backends_own() {
             "uploads.receiver",
         ],
     );
+}
+
+/// A record whose `_id` holds a real NUL character (`"a\u0000"`), which SQLite stores and
+/// PostgreSQL cannot, stops a copy into PostgreSQL with an error naming the record, and
+/// nothing is written.
+#[test]
+fn a_nul_in_a_record_id_is_refused_naming_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open_sqlite(dir.path()).unwrap();
+    let text = r#"{"_id":"nul\u0000id","name":"x"}"#;
+    with(&sqlite, |w| {
+        w.upsert(&Record::from_json(Collection::Packages, text).unwrap())
+            .map(drop)
+    });
+    let database = TestDatabase::new();
+    let postgres = open_postgres(database.url()).unwrap();
+    let fresh = rows(&postgres);
+    let refused = copy(&sqlite, &postgres, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(r#"the rec_packages row seq = 1 holds a NUL character in id ("nul\0id")"#),
+        "{refused}"
+    );
+    assert_eq!(rows(&postgres), fresh);
 }

@@ -115,6 +115,29 @@ impl Table {
 }
 
 impl Row {
+    /// The row's key as messages name it: its table's order columns with their values
+    /// (`day = "2015-01-02", name = "tracker", version = "1.0.0"`), or `in written order`
+    /// for a table kept in the order its rows were written.
+    pub fn describe_key(&self) -> String {
+        let Order::By(columns) = self.table.order else {
+            return "in written order".to_owned();
+        };
+        let shown: Vec<String> = columns
+            .iter()
+            .filter_map(|name| {
+                let index = self.table.columns.iter().position(|c| c.name == *name)?;
+                let value = match self.values.get(index)? {
+                    Value::Null => "NULL".to_owned(),
+                    Value::Int(n) => n.to_string(),
+                    Value::Bool(flag) => flag.to_string(),
+                    Value::Text(text) => format!("{text:?}"),
+                };
+                Some(format!("{name} = {value}"))
+            })
+            .collect();
+        shown.join(", ")
+    }
+
     /// A row of `table` as a backend reads it: `get` returns column `index`'s value of
     /// `kind` (`None` for NULL); a NULL where the column holds none is corruption.
     pub fn read(
@@ -829,37 +852,11 @@ impl Place {
     /// The mismatch at this row, `row` (of the source, or of the target for a row only it
     /// holds) and `how` it differs.
     fn mismatch(&self, row: &Row, how: &str) -> Mismatch {
-        let key = match row.table.order {
-            Order::By(columns) => columns
-                .iter()
-                .map(|name| {
-                    let index = row
-                        .table
-                        .columns
-                        .iter()
-                        .position(|c| c.name == *name)
-                        .expect("an order's columns are the table's");
-                    format!("{name} = {}", show(&row.values[index]))
-                })
-                .collect::<Vec<_>>()
-                .join(", "),
-            Order::Written => "in written order".to_owned(),
-        };
         Mismatch::Row {
             table: row.table.name,
             row: self.row,
-            what: format!("{key}: {how}"),
+            what: format!("{}: {how}", row.describe_key()),
         }
-    }
-}
-
-/// A value as a mismatch names it.
-fn show(value: &Value) -> String {
-    match value {
-        Value::Null => "NULL".to_owned(),
-        Value::Int(n) => n.to_string(),
-        Value::Bool(flag) => flag.to_string(),
-        Value::Text(text) => format!("{text:?}"),
     }
 }
 
