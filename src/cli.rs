@@ -67,7 +67,16 @@ pub enum Command {
                       SQLite in the data directory, or the PostgreSQL database of \
                       --database-url. Records replace stored records with the same collection \
                       and _id; a file with any error stores nothing and the error names the \
-                      line. Safe while `exosphere serve` runs on the same catalog."
+                      line.\n\n\
+                      A file imported into an empty catalog is bulk loaded (COPY on \
+                      PostgreSQL), several times faster; a dump the bulk load refuses (an _id, \
+                      a stats row or a version's name@version twice) is then imported record \
+                      by record, and any other failure fails the import. Loads are fastest \
+                      when each collection's lines come together, as export writes them.\n\n\
+                      Safe while `exosphere serve` runs on the same catalog: the import holds \
+                      the catalog's write lock for its one transaction, so the server's writes \
+                      wait for it (failing as busy past the 30 s timeout) and then go on in \
+                      the imported catalog."
     )]
     Import(ImportArgs),
     /// Write the whole catalog as a dump (NDJSON) that `import` accepts.
