@@ -101,12 +101,16 @@ pub fn check_deletion(
     Ok(())
 }
 
+/// A version record's `packageName` and `version`, borrowed from its text where it has no
+/// escapes.
+pub type VersionKey<'a> = (Cow<'a, str>, Cow<'a, str>);
+
 /// The `packageName` and `version` a version record's text names, read without building
 /// the rest of the record (every imported version goes through it): `Some` when both are
 /// strings, `None` when either is missing or null, and an error when the text names either
 /// otherwise (a number, an object) or is not an object. Shared by the upserts' check and
 /// the bulk import's (`bulk::import_dump`).
-pub fn version_key(text: &str) -> Result<Option<(Cow<'_, str>, Cow<'_, str>)>, serde_json::Error> {
+pub fn version_key(text: &str) -> Result<Option<VersionKey<'_>>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Key<'a> {
         #[serde(rename = "packageName", borrow, default)]
