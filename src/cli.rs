@@ -67,7 +67,16 @@ pub enum Command {
                       SQLite in the data directory, or the PostgreSQL database of \
                       --database-url. Records replace stored records with the same collection \
                       and _id; a file with any error stores nothing and the error names the \
-                      line. Safe while `exosphere serve` runs on the same catalog."
+                      line.\n\n\
+                      A file imported into an empty catalog is bulk loaded (COPY on \
+                      PostgreSQL), several times faster; a dump the bulk load refuses (an _id, \
+                      a stats row or a version's name@version twice) is then imported record \
+                      by record, and any other failure fails the import. Loads are fastest \
+                      when each collection's lines come together, as export writes them.\n\n\
+                      Safe while `exosphere serve` runs on the same catalog: the import holds \
+                      the catalog's write lock for its one transaction, so the server's writes \
+                      wait for it (failing as busy past the 30 s timeout) and then go on in \
+                      the imported catalog."
     )]
     Import(ImportArgs),
     /// Write the whole catalog as a dump (NDJSON) that `import` accepts.
@@ -225,12 +234,20 @@ pub enum Command {
                       nothing.\n\n\
                       The target must be empty (a new database from createdb, or a new data \
                       directory); a target holding anything is refused and left as it was. \
-                      The copy is then verified: every table's row count, and a full sync \
-                      read of both stores returning identical records.\n\n\
-                      Stop the servers first: a SQLite data directory is locked against \
-                      `exosphere serve` while it is copied, and writes made to a PostgreSQL \
-                      source during the copy fail the verification. Package files are not \
-                      copied: point the new servers at the same --files-dir or --s3-bucket.\n\n\
+                      The copy is then verified: every table's row count, every row of \
+                      both stores value for value, and a full sync read of both returning \
+                      identical records.\n\n\
+                      Stop every server on the catalog first: the copy keeps the source's \
+                      epoch and head sequence number, which is right only if nothing writes \
+                      meanwhile. A SQLite data directory is locked against `exosphere serve` \
+                      while it is copied, and migrate refuses a PostgreSQL source or target \
+                      that servers hold seats on. Another command writing to a PostgreSQL \
+                      source meanwhile (import, token, ...) is not refused: its write fails \
+                      the verification if it lands before the verification reads the source, \
+                      and is missing from the copy if it lands after. A PostgreSQL source is only read: a database without a \
+                      catalog, or with an older schema version, is refused. Package files \
+                      are not copied: point the new servers at the same --files-dir or \
+                      --s3-bucket.\n\n\
                       Examples:\n  \
                       createdb -O exosphere exosphere\n  \
                       exosphere migrate --from /var/lib/exosphere --to postgres://exosphere@db.internal/exosphere\n  \

@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use exosphere_catalog::bulk::{self, BulkStore, check_empty};
 use exosphere_catalog::dump::{self, DumpError, ImportOptions, ImportSummary};
+use exosphere_catalog::error::StoreError;
 
 use super::{byte_progress, open_bulk};
 use crate::cli::ImportArgs;
@@ -17,20 +18,21 @@ use crate::cli::ImportArgs;
 /// Streams the file through the importer with a progress bar and prints what changed.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let store = open_bulk(&args.data_dir)?;
-    let summary = if args.file != Path::new("-") && is_empty(&*store) {
+    let from_stdin = args.file == Path::new("-");
+    let summary = if !from_stdin && is_empty(&*store)? {
         match import_file(&args.file, |input| {
             bulk::import_dump(&*store, input, &ImportOptions::default())
         }) {
-            Err(DumpError::Store(error)) => {
+            Err(DumpError::Store(refusal)) if takes_upserts(&refusal) => {
                 tracing::info!(
-                    %error,
+                    %refusal,
                     "the dump cannot be bulk loaded; importing it record by record"
                 );
                 import_file(&args.file, |input| dump::import(&*store, input))
             }
             done => done,
         }
-    } else if args.file == Path::new("-") {
+    } else if from_stdin {
         import_from(Box::new(io::stdin().lock()), None, |input| {
             dump::import(&*store, input)
         })
@@ -43,11 +45,20 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a bulk load's failure is a refusal that record-by-record upserts decide (the
+/// catalog is not empty after all, or the dump repeats a key): only those are imported
+/// again that way. Anything else (a busy or full database, a lost connection) would fail
+/// the upserts too, after a second pass over the whole file, so it is the import's error.
+fn takes_upserts(error: &StoreError) -> bool {
+    matches!(error, StoreError::NotEmpty(_) | StoreError::BulkRefused(_))
+}
+
 /// Whether the catalog holds nothing yet, so that a dump may be bulk loaded into it.
-fn is_empty(store: &dyn BulkStore) -> bool {
-    store
+fn is_empty(store: &dyn BulkStore) -> anyhow::Result<bool> {
+    let counts = store
         .row_counts()
-        .is_ok_and(|counts| check_empty(&counts, 0).is_ok())
+        .context("nothing was imported: cannot read the catalog")?;
+    Ok(check_empty(&counts, 0).is_ok())
 }
 
 /// Runs `import` on the file at `path`, with a progress bar of its bytes.
@@ -71,4 +82,27 @@ fn import_from(
     let summary = import(input);
     bar.finish_and_clear();
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use exosphere_catalog::error::Storage;
+
+    #[test]
+    fn only_refusals_of_the_bulk_load_fall_back_to_upserts() {
+        assert!(takes_upserts(&StoreError::NotEmpty("users 1".into())));
+        assert!(takes_upserts(&StoreError::BulkRefused(
+            "a key twice".into()
+        )));
+        for error in [
+            StoreError::Busy,
+            StoreError::DiskFull(Storage::Directory("/data".into())),
+            StoreError::ReadOnly(Storage::Server("db".into())),
+            StoreError::Database("connection closed".into()),
+            StoreError::Corrupt("the meta row is missing".into()),
+        ] {
+            assert!(!takes_upserts(&error), "{error:?}");
+        }
+    }
 }

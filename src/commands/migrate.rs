@@ -1,14 +1,15 @@
 //! `exosphere migrate`: copies a whole catalog from one store into another, empty one
 //! (SQLite in a data directory, or PostgreSQL), through `exosphere_catalog::bulk`, then
-//! verifies the copy by row counts and a full sync read, and prints what moved.
+//! verifies the copy by row counts, row by row and by a full sync read, and prints what
+//! moved. It refuses while servers run on either side.
 
 use std::time::Instant;
 
 use anyhow::Context as _;
-use exosphere_catalog::bulk::{self, BulkStore, RowCounts};
+use exosphere_catalog::bulk::{self, BulkStore, RowCounts, check_empty};
 use exosphere_catalog_sqlite::DATABASE_FILE;
 
-use super::{catalog_location, open_bulk, total_progress};
+use super::{catalog_location, open_bulk, open_bulk_source, total_progress};
 use crate::cli::{DataDirArg, MigrateArgs};
 use crate::serve_lock::{self, ServeLock};
 
@@ -26,11 +27,25 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
         );
     }
     let _locks = (lock(&args.from)?, lock(&args.to)?);
-    let from = open_bulk(&args.from)?;
+    let from = open_bulk_source(&args.from)?;
     let to = open_bulk(&args.to)?;
+    for (store, name) in [(&from, &from_name), (&to, &to_name)] {
+        refuse_running_servers(&**store, name)?;
+    }
     let source = from
         .row_counts()
         .with_context(|| format!("cannot read {from_name}"))?;
+    let source_head = from
+        .state()
+        .with_context(|| format!("cannot read {from_name}"))?
+        .head_seq;
+    if check_empty(&source, source_head).is_ok() {
+        anyhow::bail!(
+            "{from_name} holds an empty catalog (no records, accounts or anything else), so \
+             there is nothing to migrate and nothing was copied; check --from: it names the \
+             data directory or database the servers serve from"
+        );
+    }
     let target = to
         .row_counts()
         .with_context(|| format!("cannot read {to_name}"))?;
@@ -73,6 +88,24 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a store that servers run on (PostgreSQL's seats; a data directory's server is
+/// refused by its serve lock): the copy keeps the source's epoch and head sequence number,
+/// which is only right when nothing writes to either side meanwhile.
+fn refuse_running_servers(store: &dyn BulkStore, name: &str) -> anyhow::Result<()> {
+    let running = store
+        .servers_running()
+        .with_context(|| format!("cannot tell whether servers run on {name}"))?;
+    if running > 0 {
+        anyhow::bail!(
+            "{running} exosphere server(s) run on {name}; nothing was copied. Stop every \
+             server on the catalog (\"Who is running\" in docs/OPERATIONS.md lists them), \
+             then run exosphere migrate again: a write during the copy would be missing from \
+             it, while the copy keeps the source's data epoch"
+        );
+    }
+    Ok(())
+}
+
 /// The serve lock of a data directory taking part in the copy (SQLite's catalog, or a
 /// target directory): no server starts on it meanwhile, and a running one makes this fail.
 fn lock(location: &DataDirArg) -> anyhow::Result<Option<ServeLock>> {
@@ -107,8 +140,8 @@ fn print_summary(from: &str, to: &str, verified: &bulk::Verified, seconds: f64) 
         eprintln!("  {:<22} {count}", table.name);
     }
     eprintln!(
-        "verified: the row counts of every table, and a full sync read of {} records, \
-         identical in both",
-        verified.synced_records
+        "verified: the row counts of every table, all {} rows value for value, and a full \
+         sync read of {} records, identical in both",
+        verified.rows, verified.synced_records
     );
 }

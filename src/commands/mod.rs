@@ -28,8 +28,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use exosphere_blobs::{BlobStore, S3Config};
 use exosphere_catalog::CatalogStore;
+use exosphere_catalog::StoreError;
 use exosphere_catalog::bulk::BulkStore;
-use exosphere_catalog_postgres::{describe_url, open_postgres};
+use exosphere_catalog_postgres::{PgStore, describe_url, open_postgres, open_postgres_existing};
 use exosphere_catalog_sqlite::{DATABASE_FILE, SqliteStore, open_sqlite};
 
 use crate::cli::{DataDirArg, FileStoreArgs};
@@ -44,6 +45,22 @@ pub(crate) fn open_catalog(args: &DataDirArg) -> anyhow::Result<Arc<dyn CatalogS
 
 /// [`open_catalog`], as the [`BulkStore`] every backend also is (`migrate`, bulk imports).
 pub(crate) fn open_bulk(args: &DataDirArg) -> anyhow::Result<Arc<dyn BulkStore>> {
+    open_bulk_with(args, open_postgres)
+}
+
+/// The catalog the flags choose as a source to be read only (`migrate --from`): a
+/// PostgreSQL database is opened without creating or upgrading its schema
+/// ([`open_postgres_existing`]), so that a mistyped or empty database is refused instead of
+/// becoming an empty catalog.
+pub(crate) fn open_bulk_source(args: &DataDirArg) -> anyhow::Result<Arc<dyn BulkStore>> {
+    open_bulk_with(args, open_postgres_existing)
+}
+
+/// The catalog the flags choose, a PostgreSQL one opened with `open_postgres`.
+fn open_bulk_with(
+    args: &DataDirArg,
+    open_postgres: fn(&str) -> Result<PgStore, StoreError>,
+) -> anyhow::Result<Arc<dyn BulkStore>> {
     match &args.database_url {
         Some(url) => {
             let store = open_postgres(url).with_context(|| {

@@ -86,6 +86,14 @@ async fn a_data_directory_moves_into_postgres_and_back_and_serves_the_same_catal
     )
     .await;
     drop(alice);
+    let beside_server = tempfile::tempdir().unwrap();
+    let refused = migrate(database.url(), beside_server.path().to_str().unwrap());
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        error.contains("server(s) run on") && error.contains("Stop every server"),
+        "{error}"
+    );
     drop(pg_server);
 
     let refused = migrate(&data, database.url());
@@ -139,4 +147,29 @@ fn a_missing_source_and_a_busy_directory_are_refused_with_the_next_step() {
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("stop that server"), "{error}");
     drop(server);
+}
+
+#[test]
+fn an_empty_or_schemaless_source_is_refused_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("target");
+    let database = TestDatabase::new();
+    let refused = migrate(database.url(), target.to_str().unwrap());
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("holds no Exosphere catalog"), "{error}");
+    let created = run(&[
+        "user",
+        "list",
+        "--data-dir",
+        dir.path().join("pg").to_str().unwrap(),
+        "--database-url",
+        database.url(),
+    ]);
+    assert_success(&created);
+    let refused = migrate(database.url(), target.to_str().unwrap());
+    assert!(!refused.status.success());
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert!(error.contains("holds an empty catalog"), "{error}");
+    assert!(error.contains("check --from"), "{error}");
 }

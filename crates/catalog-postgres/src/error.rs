@@ -51,6 +51,27 @@ pub(crate) fn name_storage_trouble(error: StoreError, database: &str) -> StoreEr
     }
 }
 
+/// Names a bulk load's refusal: PostgreSQL's `unique_violation` (23505) becomes
+/// [`StoreError::BulkRefused`] with the server's message and detail (which name the
+/// constraint and the key); anything else is returned unchanged.
+pub(crate) fn name_bulk_refusal(error: StoreError) -> StoreError {
+    let StoreError::Database(source) = &error else {
+        return error;
+    };
+    match source
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::as_db_error)
+    {
+        Some(db) if *db.code() == SqlState::UNIQUE_VIOLATION => {
+            StoreError::BulkRefused(match db.detail() {
+                Some(detail) => format!("{} ({detail})", db.message()),
+                None => db.message().to_owned(),
+            })
+        }
+        _ => error,
+    }
+}
+
 /// A refusal of the database's configuration or contents that names what to fix.
 pub(crate) fn refusal(message: String) -> StoreError {
     StoreError::Database(message.into())

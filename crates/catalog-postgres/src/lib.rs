@@ -141,6 +141,12 @@ pub fn open_postgres(url: &str) -> Result<PgStore, StoreError> {
     PgStore::open(url, &PgOptions::default())
 }
 
+/// Opens the catalog in the database at `url` with default options to read it, writing
+/// nothing at open ([`PgStore::open_existing`]).
+pub fn open_postgres_existing(url: &str) -> Result<PgStore, StoreError> {
+    PgStore::open_existing(url, &PgOptions::default())
+}
+
 /// The database at `url` as logs and errors name it ("the PostgreSQL database NAME on
 /// HOST:PORT"), never with its password: what a server says it serves from. `None` when
 /// `url` is not a PostgreSQL connection string.
@@ -174,6 +180,29 @@ impl PgStore {
     /// does not store text as UTF-8, and creates or checks the schema (once across servers
     /// opening it at the same time).
     pub fn open(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
+        let (store, mut client) = PgStore::connect(url, options)?;
+        schema::init(&mut client, &store.database)
+            .map_err(|error| name_storage_trouble(error, &store.database))?;
+        Ok(store)
+    }
+
+    /// Opens the catalog in the database at `url` as [`PgStore::open`] does, but only to
+    /// read it, writing nothing at open: a database without this release's schema version
+    /// is refused (none at all, an older one that opening would upgrade, or a newer one
+    /// whose tables this release may not know), naming the next step. What
+    /// `exosphere migrate` opens its `--from` with.
+    pub fn open_existing(url: &str, options: &PgOptions) -> Result<PgStore, StoreError> {
+        let (store, mut client) = PgStore::connect(url, options)?;
+        bulk::check_source_schema(&mut client, &store.database)?;
+        Ok(store)
+    }
+
+    /// The store of the database at `url` and its first connection, checked for durability
+    /// and encoding; its schema is the caller's.
+    fn connect(
+        url: &str,
+        options: &PgOptions,
+    ) -> Result<(PgStore, tokio_postgres::Client), StoreError> {
         let mut config: Config = url.parse().map_err(|error| {
             refusal(format!(
                 "the database URL is not a PostgreSQL connection string ({error}); write it as \
@@ -206,9 +235,7 @@ impl PgStore {
         );
         let mut client = pool.connect()?;
         schema::check_encoding(&mut client, &database)?;
-        schema::init(&mut client, &database)
-            .map_err(|error| name_storage_trouble(error, &database))?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
             sql: Sql::new(),
             writes: WriteQueue::new(lock_timeout),
@@ -221,7 +248,8 @@ impl PgStore {
                 max_backoff: options.reconnect_max_backoff,
             },
             database,
-        })
+        };
+        Ok((store, client))
     }
 
     /// Runs `read`; when its result's epoch and head (`snapshot`) suggest that the database

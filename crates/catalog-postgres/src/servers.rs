@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::store::{Duty, Hold, Kept, ServerSeat};
 use tokio_postgres::Client;
@@ -25,7 +26,7 @@ use tokio_postgres::Client;
 use crate::bridge::{Keeper, Redial, connect_here, runtime, wait};
 use crate::error::{Db as _, refusal};
 use crate::pool::Pool;
-use crate::session::col;
+use crate::session::{Session, col};
 
 /// The first key of every server's seat lock, `pg_try_advisory_lock(1165520723, id)`
 /// ("ExoS" in ASCII), the second being the seat's id: `pg_locks` shows a running server as
@@ -50,15 +51,47 @@ const OLDER_SERVE_LOCK: i64 = 0x4578_6f53;
 /// running servers drawing the same one of 2^31 ids is already unlikely).
 const SEAT_DRAWS: usize = 8;
 
+/// The rows of `pg_locks` (as `l`) that are seats of servers running on this database.
+fn seats() -> String {
+    format!(
+        "pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+         AND l.classid = {SERVER_LOCK_CLASS} AND l.objsubid = 2 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+}
+
 /// The SQL condition that is true when the upload mark `receiver` (a column or parameter
 /// holding a seat id) belongs to a server that still runs on this database.
 pub(crate) fn live_receiver(receiver: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
-         AND l.classid = {SERVER_LOCK_CLASS} AND l.objsubid = 2 \
-         AND l.objid::text = {receiver} \
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()))"
+        "EXISTS (SELECT 1 FROM {} AND l.objid::text = {receiver})",
+        seats()
     )
+}
+
+/// The condition on `pg_locks` (as `l`) of [`OLDER_SERVE_LOCK`] held by a server of an
+/// older release (a seat holds it shared) on this database.
+fn older_server_lock() -> String {
+    format!(
+        "l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' \
+         AND l.classid = 0 AND l.objid = {OLDER_SERVE_LOCK} AND l.objsubid = 1 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+}
+
+/// How many servers run on this database now: the seats held, and a server of an older
+/// release ([`OLDER_SERVE_LOCK`]).
+pub(crate) fn running(s: &mut Session<'_, '_>) -> Result<u64, StoreError> {
+    let row = s.query_one(
+        &format!(
+            "SELECT (SELECT count(*) FROM {}) \
+             + (SELECT count(*) FROM pg_locks l WHERE {})",
+            seats(),
+            older_server_lock()
+        ),
+        &[],
+    )?;
+    to_u64(col(&row, 0)?, "servers running")
 }
 
 /// How often a seat's keeper checks that its connection is open.
@@ -151,10 +184,8 @@ fn older_server_runs(client: &Client, database: &str) -> StoreError {
         &format!(
             "SELECT coalesce(a.client_hostname, host(a.client_addr), 'a local socket') \
              || CASE WHEN a.client_port > 0 THEN ':' || a.client_port ELSE '' END, a.pid \
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'advisory' AND l.granted AND l.mode = 'ExclusiveLock' \
-             AND l.classid = 0 AND l.objid = {OLDER_SERVE_LOCK} AND l.objsubid = 1 \
-             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE {}",
+            older_server_lock()
         ),
         &[],
     ));

@@ -33,8 +33,10 @@ pub(crate) struct Sql {
     pub(crate) read_meta: String,
     /// Reads and locks the meta row: the first statement of every write.
     pub(crate) lock_meta: String,
-    /// Writes the meta row back at commit.
-    update_meta: String,
+    /// Writes the meta row back at commit: `$1` the epoch, `$2` the head `seq`, then the
+    /// change counters in [`Collection::ALL`] order (the columns of the bulk `meta` row
+    /// after its `id`).
+    pub(crate) update_meta: String,
 }
 
 /// The statements of one collection's table.
@@ -122,6 +124,13 @@ pub(crate) fn read_meta(s: &mut Session<'_, '_>, sql: &str) -> Result<Meta, Stor
     })
 }
 
+/// Notifies every server's change listener (`hints.rs`) at the commit of `s`'s transaction,
+/// which changed what they poll.
+pub(crate) fn notify_changes(s: &mut Session<'_, '_>) -> Result<(), StoreError> {
+    s.execute("SELECT pg_notify($1, '')", &[&crate::hints::CHANNEL])
+        .map(drop)
+}
+
 /// The [`CatalogWriter`] of one write transaction. Counters and the head `seq` are kept
 /// in memory and written to `meta` once, by [`PgWriter::finish`].
 pub(crate) struct PgWriter<'a, 's, 't> {
@@ -160,8 +169,7 @@ impl<'a, 's, 't> PgWriter<'a, 's, 't> {
     /// changed (`hints.rs`); returns the epoch and head `seq` the transaction commits.
     pub(crate) fn finish(self) -> Result<(String, u64), StoreError> {
         if self.modified || self.stats_changed {
-            self.s
-                .execute("SELECT pg_notify($1, '')", &[&crate::hints::CHANNEL])?;
+            notify_changes(self.s)?;
         }
         if !self.modified {
             return Ok((self.meta.epoch, self.meta.head_seq));

@@ -9,7 +9,7 @@ use rusqlite::{Connection, ToSql, TransactionBehavior, params_from_iter};
 
 use exosphere_catalog::bulk::{
     BulkStore, Kind, META, Row, RowCounts, TABLES, Table, Value, check_empty, check_loaded_seq,
-    record_table,
+    known_table, record_table,
 };
 use exosphere_catalog::columns::to_u64;
 use exosphere_catalog::error::StoreError;
@@ -92,6 +92,25 @@ fn count_rows(conn: &Connection) -> Result<RowCounts, StoreError> {
     Ok(RowCounts(counts))
 }
 
+/// [`StoreError::BulkRefused`], naming the constraint's columns, when an insert failed
+/// because a loaded row holds its key (primary or unique) already.
+fn duplicate_key(error: &rusqlite::Error) -> Option<StoreError> {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message)
+            if matches!(
+                failure.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ) =>
+        {
+            Some(StoreError::BulkRefused(
+                message.clone().unwrap_or_else(|| failure.to_string()),
+            ))
+        }
+        _ => None,
+    }
+}
+
 impl SqliteStore {
     /// [`BulkStore::load_rows`] before disk trouble is named.
     fn load_unnamed(
@@ -106,19 +125,22 @@ impl SqliteStore {
         let inserts: Vec<String> = TABLES.iter().map(insert_sql).collect();
         let mut current = 0;
         while let Some(row) = next()? {
-            if TABLES[current].name != row.table.name {
-                current = TABLES
-                    .iter()
-                    .position(|table| table.name == row.table.name)
-                    .ok_or_else(|| StoreError::Corrupt(format!("no table {}", row.table.name)))?;
+            if TABLES[current] != *row.table {
+                current = known_table(row.table)?;
             }
             if row.table.name == META {
                 tx.execute("DELETE FROM meta", []).db()?;
             }
-            tx.prepare_cached(&inserts[current])
+            let inserted = tx
+                .prepare_cached(&inserts[current])
                 .db()?
-                .execute(params_from_iter(row.values.iter().map(Param)))
-                .db()?;
+                .execute(params_from_iter(row.values.iter().map(Param)));
+            if let Err(error) = &inserted
+                && let Some(refused) = duplicate_key(error)
+            {
+                return Err(refused);
+            }
+            inserted.db()?;
         }
         let head_seq = read_meta(&tx, &self.sql)?.head_seq;
         for c in Collection::ALL {
@@ -160,6 +182,12 @@ impl BulkStore for SqliteStore {
     ) -> Result<(), StoreError> {
         self.load_unnamed(next)
             .map_err(|error| self.name_disk_trouble(error))
+    }
+
+    /// None counted here: a server holds its data directory's serve lock, which a copy
+    /// takes itself.
+    fn servers_running(&self) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     fn row_counts(&self) -> Result<RowCounts, StoreError> {

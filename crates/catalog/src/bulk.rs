@@ -3,7 +3,13 @@
 //!
 //! The unit is a stored row of one of [`TABLES`], the tables every backend keeps (the same
 //! names, columns and meaning on SQLite and PostgreSQL), each value typed by its column's
-//! [`Kind`]. The rows are what the store keeps, not what it serves: records with their
+//! [`Kind`]. A backend's own tables and columns are not moved, and each backend's tests
+//! list them (`conformance::bulk::assert_tables_are_moved`): PostgreSQL's schema version
+//! (`exosphere_schema`), the written order of the mirror's stage tables (`ord`, kept by
+//! loading their rows in that order), and which running server's seat receives an upload
+//! (`uploads.receiver`): that is ownership by a process, not catalog data, and a copy
+//! leaves it NULL, as no server of the new store receives anything yet (a ticket that was
+//! being received is open again there, as after its server stopped). The rows are what the store keeps, not what it serves: records with their
 //! sequence numbers, the `meta` row with the data epoch, head `seq` and change counters,
 //! stats rows, usage recordings and days, accounts, tokens, upload tickets and pending
 //! publishes, the mirror's state, stage and file map, claims, and the audit log. A copy
@@ -22,15 +28,19 @@
 //!   the store keeps the epoch, head `seq` and counters it is given. Rows are stored as
 //!   given, without the checks of [`CatalogWriter`](crate::CatalogWriter) (they come from
 //!   another store that made them), except the sequence contract's: a record whose `seq`
-//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing.
+//!   exceeds the loaded head `seq` is [`StoreError::Corrupt`] and stores nothing, and two
+//!   rows of one table with the same key (primary or unique) are
+//!   [`StoreError::BulkRefused`], naming the key where the backend tells it.
 //!   Generated ids (usage apps and packages, audit entries) continue after the loaded ones.
 //! * [`BulkStore::row_counts`] counts the rows of every table, from one snapshot.
 //!
 //! [`copy`] runs one store's dump into another's load on two threads joined by a bounded
-//! channel, and [`verify`] then compares the two stores by counts and by a full sync read.
+//! channel, and [`verify`] then compares the two stores by counts, row by row and by a full
+//! sync read. A copy keeps the source's epoch and head `seq`, which is right only when the
+//! source is the newest copy of the catalog and nothing writes to either store meanwhile:
+//! [`BulkStore::servers_running`] lets a caller refuse stores that servers run on.
 //! [`import_dump`] bulk loads an NDJSON dump into an empty store.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::hash::{BuildHasher as _, RandomState};
 use std::io::BufRead;
@@ -39,6 +49,7 @@ use std::sync::mpsc;
 use crate::columns::to_i64;
 use crate::dump::{DumpError, DumpLine, ImportOptions, ImportSummary, Lines};
 use crate::error::StoreError;
+use crate::immutable;
 use crate::record::{Record, StatsRow};
 use crate::store::{CatalogStore, Cursors, Page, PageLimits};
 use exosphere_meteor::Collection;
@@ -104,6 +115,29 @@ impl Table {
 }
 
 impl Row {
+    /// The row's key as messages name it: its table's order columns with their values
+    /// (`day = "2015-01-02", name = "tracker", version = "1.0.0"`), or `in written order`
+    /// for a table kept in the order its rows were written.
+    pub fn describe_key(&self) -> String {
+        let Order::By(columns) = self.table.order else {
+            return "in written order".to_owned();
+        };
+        let shown: Vec<String> = columns
+            .iter()
+            .filter_map(|name| {
+                let index = self.table.columns.iter().position(|c| c.name == *name)?;
+                let value = match self.values.get(index)? {
+                    Value::Null => "NULL".to_owned(),
+                    Value::Int(n) => n.to_string(),
+                    Value::Bool(flag) => flag.to_string(),
+                    Value::Text(text) => format!("{text:?}"),
+                };
+                Some(format!("{name} = {value}"))
+            })
+            .collect();
+        shown.join(", ")
+    }
+
     /// A row of `table` as a backend reads it: `get` returns column `index`'s value of
     /// `kind` (`None` for NULL); a NULL where the column holds none is corruption.
     pub fn read(
@@ -381,6 +415,21 @@ pub fn record_table(collection: Collection) -> &'static Table {
     &TABLES[1 + index]
 }
 
+/// The index in [`TABLES`] of a loaded row's `table`; a table that is not one of them (a
+/// [`Row`] made up elsewhere) is refused, so that a load never writes to a table the
+/// catalog does not move.
+pub fn known_table(table: &Table) -> Result<usize, StoreError> {
+    TABLES
+        .iter()
+        .position(|known| known == table)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "a loaded row names the table {}, which is not one of the catalog's tables",
+                table.name
+            ))
+        })
+}
+
 /// The rows of every table, as [`BulkStore::row_counts`] returns them: one count per table
 /// of [`TABLES`], in that order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -445,7 +494,8 @@ pub trait BulkStore: CatalogStore {
 
     /// Loads every row `next` yields (until `Ok(None)`) into this empty store, in one write
     /// transaction; an `Err` from `next` rolls everything back and is returned. Refuses a
-    /// store that is not empty with [`StoreError::NotEmpty`].
+    /// store that is not empty with [`StoreError::NotEmpty`], and rows that share a key
+    /// with [`StoreError::BulkRefused`].
     fn load_rows(
         &self,
         next: &mut dyn FnMut() -> Result<Option<Row>, StoreError>,
@@ -453,6 +503,14 @@ pub trait BulkStore: CatalogStore {
 
     /// The number of rows of every table, from one snapshot.
     fn row_counts(&self) -> Result<RowCounts, StoreError>;
+
+    /// How many servers run on this store now, as far as the store itself can tell: on a
+    /// store shared by several servers, the seats they hold
+    /// ([`CatalogStore::join_servers`]) and any server of an older release; a copy must
+    /// not run beside them (a write during it would be missing from the copy). A store
+    /// whose server locks it some other way (SQLite's data directory's serve lock, which
+    /// its caller takes) counts none.
+    fn servers_running(&self) -> Result<u64, StoreError>;
 }
 
 /// How many rows may wait between the dumping and the loading thread of [`copy`].
@@ -467,31 +525,42 @@ pub fn copy(
     to: &dyn BulkStore,
     progress: &mut dyn FnMut(&Row),
 ) -> Result<(), StoreError> {
-    let (sender, receiver) = mpsc::sync_channel::<Option<Row>>(CHANNEL_ROWS);
-    std::thread::scope(|scope| {
-        let dumping = scope.spawn(move || {
-            let sent =
-                from.dump_rows(&mut |row| sender.send(Some(row)).map_err(|_| StoreError::Aborted));
-            // The end is marked only after a complete dump: a dump that failed closes the
-            // channel without it, and the load rolls back.
-            sent.and_then(|()| sender.send(None).map_err(|_| StoreError::Aborted))
-        });
-        let loaded = to.load_rows(&mut || match receiver.recv() {
+    beside_dump(from, |receiver| {
+        to.load_rows(&mut || match receiver.recv() {
             Ok(Some(row)) => {
                 progress(&row);
                 Ok(Some(row))
             }
             Ok(None) => Ok(None),
             Err(_) => Err(StoreError::Aborted),
+        })
+    })
+}
+
+/// Runs `consume` on a channel receiving every row of `from` ([`BulkStore::dump_rows`],
+/// dumped on a thread of its own, at most [`CHANNEL_ROWS`] waiting), then `None` once the
+/// dump is complete; a dump that failed closes the channel without it. Returns `consume`'s
+/// result, or the dump's own failure, which explains a consumer that saw the channel
+/// close ([`StoreError::Aborted`]).
+fn beside_dump<T>(
+    from: &dyn BulkStore,
+    consume: impl FnOnce(&mpsc::Receiver<Option<Row>>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let (sender, receiver) = mpsc::sync_channel::<Option<Row>>(CHANNEL_ROWS);
+    std::thread::scope(|scope| {
+        let dumping = scope.spawn(move || {
+            let sent =
+                from.dump_rows(&mut |row| sender.send(Some(row)).map_err(|_| StoreError::Aborted));
+            sent.and_then(|()| sender.send(None).map_err(|_| StoreError::Aborted))
         });
+        let consumed = consume(&receiver);
         drop(receiver);
         let dumped = dumping
             .join()
             .unwrap_or_else(|_| Err(StoreError::TaskFailed("the dump panicked".into())));
-        match (dumped, loaded) {
-            // The dump's own failure explains a load that saw the channel close.
+        match (dumped, consumed) {
             (Err(error), _) if !matches!(error, StoreError::Aborted) => Err(error),
-            (_, loaded) => loaded,
+            (_, consumed) => consumed,
         }
     })
 }
@@ -499,13 +568,17 @@ pub fn copy(
 /// Imports a dump into an empty store as one bulk load, storing what
 /// [`crate::dump::import_with`] would (sequence numbers in file order, one change per
 /// record, the store's epoch kept) several times faster. A dump it cannot load this way
-/// fails with [`DumpError::Store`] and stores nothing; import it with
-/// [`crate::dump::import_with`] then, whose upserts decide those cases: the store is not
-/// empty, an `_id` or a stats row's day, name and version comes twice, or two version
-/// records share a `name@version` (upserts refuse the whole dump when the first is
-/// published, [`StoreError::PublishedVersionTaken`]; the load remembers a 64-bit hash of each
+/// fails with [`StoreError::NotEmpty`] or [`StoreError::BulkRefused`] (in
+/// [`DumpError::Store`]) and stores nothing; import it with [`crate::dump::import_with`]
+/// then, whose upserts decide those cases: the store is not empty, an `_id` or a stats
+/// row's day, name and version comes twice, or two version records share a `name@version`
+/// (upserts refuse the whole dump when the first is published,
+/// [`StoreError::PublishedVersionTaken`]; the load remembers a 64-bit hash of each
 /// version's name and version, a few megabytes for the largest catalogs, and a repeat or a
-/// hash collision stops it). Errors of the input itself name the line, as there.
+/// hash collision stops it). Any other store error (busy, a full disk, a lost connection)
+/// is the import's failure, not a reason to try upserts. Errors of the input itself name
+/// the line, as there. Rows are loaded in the dump's order: a dump grouped by collection,
+/// as exports write it, loads fastest (see the backend's bulk load).
 pub fn import_dump(
     store: &dyn BulkStore,
     input: impl BufRead,
@@ -529,9 +602,11 @@ pub fn import_dump(
                 if record.collection() == Collection::Versions {
                     let key = version_key(&record, &hasher)?;
                     if key.is_some_and(|key| !versions.insert(key)) {
-                        return Err(StoreError::Database(
-                            "two version records of the dump share a name and version".into(),
-                        ));
+                        return Err(StoreError::BulkRefused(format!(
+                            "the version record {} shares its packageName and version with \
+                             another of the dump (or their hashes collide)",
+                            record.id()
+                        )));
                     }
                 }
                 head += 1;
@@ -556,20 +631,17 @@ pub fn import_dump(
     }
 }
 
-/// A hash by `hasher` of a version record's natural key, `(packageName, version)`, when it
-/// has both as strings; a record that names them otherwise is refused (left to the upserts).
+/// A hash by `hasher` of a version record's natural key, `(packageName, version)`
+/// ([`immutable::version_key`]), when it has both as strings; a record that names them
+/// otherwise is refused (left to the upserts).
 fn version_key(record: &Record, hasher: &RandomState) -> Result<Option<u64>, StoreError> {
-    #[derive(serde::Deserialize)]
-    struct Key<'a> {
-        #[serde(rename = "packageName", borrow, default)]
-        package: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        version: Option<Cow<'a, str>>,
-    }
-    let key: Key<'_> = serde_json::from_str(record.json()).map_err(|_| {
-        StoreError::Database("a version record's packageName or version is not a string".into())
+    let key = immutable::version_key(record.json()).map_err(|_| {
+        StoreError::BulkRefused(format!(
+            "the packageName or version of the version record {} is not a string",
+            record.id()
+        ))
     })?;
-    Ok(key.package.zip(key.version).map(|key| hasher.hash_one(key)))
+    Ok(key.map(|key| hasher.hash_one(key)))
 }
 
 /// The row of `record`, numbered `seq`.
@@ -640,6 +712,17 @@ pub enum Mismatch {
         /// Its rows in the target.
         to: u64,
     },
+    /// A stored row differs, or is in one store only: the first such row in dump order.
+    #[error("table {table} differs at its row {row} in dump order ({what})")]
+    Row {
+        /// The table.
+        table: &'static str,
+        /// The row's 1-based position in its table's dump order.
+        row: u64,
+        /// The row's key in the source (or the target, for a row the source lacks), and
+        /// how it differs.
+        what: String,
+    },
     /// A full sync read returned different pages.
     #[error("a full sync read differs after {records} identical records (epoch, head or a record)")]
     Sync {
@@ -653,6 +736,8 @@ pub enum Mismatch {
 pub struct Verified {
     /// The row counts both stores share.
     pub counts: RowCounts,
+    /// Rows compared value for value, identical.
+    pub rows: u64,
     /// Records a full sync read returned from each store, identical.
     pub synced_records: u64,
 }
@@ -663,9 +748,11 @@ const VERIFY_PAGE: PageLimits = PageLimits {
     bytes: 4 << 20,
 };
 
-/// Checks that `to` holds what `from` holds: the same row count in every table, and a full
-/// sync read (every page from cursor zero through [`CatalogStore::read_page`]) returning
-/// identical pages, epochs and head sequence numbers included. Reads a page at a time.
+/// Checks that `to` holds what `from` holds: the same row count in every table, every row
+/// of both dumps ([`BulkStore::dump_rows`], read side by side, a bounded number of rows at a
+/// time) identical value for value, and a full sync read (every page from cursor zero
+/// through [`CatalogStore::read_page`]) returning identical pages, epochs and head sequence
+/// numbers included. Reads a page at a time.
 pub fn verify(
     from: &dyn BulkStore,
     to: &dyn BulkStore,
@@ -680,6 +767,10 @@ pub fn verify(
             }));
         }
     }
+    let rows = match compare_rows(from, to)? {
+        Ok(rows) => rows,
+        Err(mismatch) => return Ok(Err(mismatch)),
+    };
     let mut cursors = Cursors::default();
     let mut records = 0u64;
     loop {
@@ -691,8 +782,80 @@ pub fn verify(
         if !page.has_more {
             return Ok(Ok(Verified {
                 counts,
+                rows,
                 synced_records: records,
             }));
+        }
+    }
+}
+
+/// Compares the dumps of `from` and `to` row by row, `from`'s read on a thread of its own
+/// ([`beside_dump`]); the number of identical rows, or the first that differs.
+fn compare_rows(
+    from: &dyn BulkStore,
+    to: &dyn BulkStore,
+) -> Result<Result<u64, Mismatch>, StoreError> {
+    let mut mismatch = None;
+    let mut place = Place::default();
+    let compared = beside_dump(from, |source| {
+        let compared = to.dump_rows(&mut |theirs| {
+            let ours = source.recv().map_err(|_| StoreError::Aborted)?;
+            let at = place.next(ours.as_ref().unwrap_or(&theirs).table);
+            match ours {
+                Some(ours) if ours == theirs => Ok(()),
+                Some(ours) => {
+                    mismatch = Some(at.mismatch(&ours, "its values differ in the target"));
+                    Err(StoreError::Aborted)
+                }
+                None => {
+                    mismatch = Some(at.mismatch(&theirs, "in the target only"));
+                    Err(StoreError::Aborted)
+                }
+            }
+        });
+        match compared {
+            Err(StoreError::Aborted) if mismatch.is_some() => return Ok(()),
+            compared => compared?,
+        }
+        if let Some(ours) = source.recv().map_err(|_| StoreError::Aborted)? {
+            let at = place.next(ours.table);
+            mismatch = Some(at.mismatch(&ours, "missing from the target"));
+        }
+        Ok(())
+    });
+    match (compared, mismatch) {
+        (_, Some(mismatch)) => Ok(Err(mismatch)),
+        (Err(error), None) => Err(error),
+        (Ok(()), None) => Ok(Ok(place.total)),
+    }
+}
+
+/// Where [`compare_rows`] is: the table and the row in it, and the rows compared.
+#[derive(Default)]
+struct Place {
+    table: Option<&'static str>,
+    row: u64,
+    total: u64,
+}
+
+impl Place {
+    /// Moves to the next row, of `table`.
+    fn next(&mut self, table: &'static Table) -> &Self {
+        if self.table != Some(table.name) {
+            (self.table, self.row) = (Some(table.name), 0);
+        }
+        self.row += 1;
+        self.total += 1;
+        self
+    }
+
+    /// The mismatch at this row, `row` (of the source, or of the target for a row only it
+    /// holds) and `how` it differs.
+    fn mismatch(&self, row: &Row, how: &str) -> Mismatch {
+        Mismatch::Row {
+            table: row.table.name,
+            row: self.row,
+            what: format!("{}: {how}", row.describe_key()),
         }
     }
 }
@@ -707,4 +870,40 @@ fn advance(cursors: &mut Cursors, page: &Page) -> u64 {
         count += records.len() as u64;
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columns::snake;
+
+    #[test]
+    fn record_tables_and_change_counters_follow_the_collections() {
+        let meta = table(META);
+        let counters: Vec<&str> = meta.columns[3..].iter().map(|c| c.name).collect();
+        let expected: Vec<String> = Collection::ALL
+            .iter()
+            .map(|c| format!("changes_{}", snake(*c)))
+            .collect();
+        assert_eq!(counters, expected);
+        for c in Collection::ALL {
+            let records = record_table(c);
+            assert_eq!(records.name, format!("rec_{}", snake(c)));
+            assert_eq!(records.columns, RECORD_COLUMNS);
+            assert_eq!(
+                known_table(records).ok(),
+                TABLES.iter().position(|t| t == records)
+            );
+        }
+        let record = Record::from_json(Collection::Builds, r#"{"_id":"b"}"#).unwrap();
+        let row = record_row(&record, 7).unwrap();
+        assert_eq!(row.table.name, "rec_builds");
+        assert_eq!(row.values.len(), RECORD_COLUMNS.len());
+        let made_up = Table {
+            name: "users; DROP TABLE meta",
+            columns: &[],
+            order: Order::Written,
+        };
+        assert!(matches!(known_table(&made_up), Err(StoreError::Corrupt(_))));
+    }
 }

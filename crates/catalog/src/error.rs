@@ -108,6 +108,15 @@ pub enum StoreError {
          empty PostgreSQL database (createdb NAME) or a new data directory instead"
     )]
     NotEmpty(String),
+    /// A bulk load ([`crate::bulk::BulkStore::load_rows`], [`crate::bulk::import_dump`])
+    /// refused its rows (why, naming the key or record), though the store's own writes may
+    /// still take them one by one; nothing was written. Two rows share a key (a record's
+    /// `_id`, a stats row's day, name and version; in an import, two version records'
+    /// `packageName` and `version`), or a version record does not name them as strings.
+    /// `exosphere import` then imports the dump record by record, whose upserts decide
+    /// each case; any other error of a load is not this one.
+    #[error("the rows cannot be bulk loaded: {0}; nothing was written")]
+    BulkRefused(String),
 }
 
 /// Where the catalog is stored, as [`StoreError::DiskFull`] and [`StoreError::ReadOnly`]

@@ -15,6 +15,8 @@
 //! [`StoreError::PublishedDeletion`]; which stored texts each decision reads is decided here
 //! once, for every backend.
 
+use std::borrow::Cow;
+
 use exosphere_meteor::Collection;
 use serde_json::{Map, Value};
 
@@ -70,7 +72,7 @@ pub fn check_upsert(
         }
         None => {
             if c == Collection::Versions
-                && let Some((package, version)) = version_key(record.json())
+                && let Ok(Some((package, version))) = version_key(record.json())
             {
                 let same_key = writer.find(&Lookup::Version {
                     package: &package,
@@ -99,18 +101,25 @@ pub fn check_deletion(
     Ok(())
 }
 
-/// The `packageName` and `version` a version record's text names, if both are strings
-/// (read without building the rest of the record: every imported version goes through it).
-fn version_key(text: &str) -> Option<(String, String)> {
+/// A version record's `packageName` and `version`, borrowed from its text where it has no
+/// escapes.
+pub type VersionKey<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// The `packageName` and `version` a version record's text names, read without building
+/// the rest of the record (every imported version goes through it): `Some` when both are
+/// strings, `None` when either is missing or null, and an error when the text names either
+/// otherwise (a number, an object) or is not an object. Shared by the upserts' check and
+/// the bulk import's (`bulk::import_dump`).
+pub fn version_key(text: &str) -> Result<Option<VersionKey<'_>>, serde_json::Error> {
     #[derive(serde::Deserialize)]
-    struct Key {
-        #[serde(rename = "packageName")]
-        package: String,
-        version: String,
+    struct Key<'a> {
+        #[serde(rename = "packageName", borrow, default)]
+        package: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        version: Option<Cow<'a, str>>,
     }
-    serde_json::from_str::<Key>(text)
-        .ok()
-        .map(|key| (key.package, key.version))
+    let key: Key<'_> = serde_json::from_str(text)?;
+    Ok(key.package.zip(key.version))
 }
 
 /// Checks that a new version record `id` of `package@version` may be added beside `same_key`,
@@ -234,10 +243,11 @@ mod tests {
     #[test]
     fn a_published_name_at_version_cannot_be_added_again() {
         assert_eq!(
-            version_key(VERSION),
-            Some(("a:b".to_owned(), "1.0.0".to_owned()))
+            version_key(VERSION).unwrap(),
+            Some((Cow::from("a:b"), Cow::from("1.0.0")))
         );
-        assert_eq!(version_key(r#"{"packageName":"a:b"}"#), None);
+        assert_eq!(version_key(r#"{"packageName":"a:b"}"#).unwrap(), None);
+        assert!(version_key(r#"{"packageName":"a:b","version":1}"#).is_err());
         let draft = r#"{"_id":"d","packageName":"a:b","version":"1.0.0"}"#.to_owned();
         assert!(check_insert("n", "a:b", "1.0.0", std::slice::from_ref(&draft)).is_ok());
         let refused = check_insert("n", "a:b", "1.0.0", &[draft, VERSION.to_owned()]).unwrap_err();

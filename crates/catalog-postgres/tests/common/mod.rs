@@ -39,14 +39,16 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     /// Creates an empty database with a random name, from `template0` so that nothing
-    /// added to the server's `template1` ends up in it. Its default collation is ICU's
+    /// added to the server's `template1` ends up in it, storing text as UTF-8 (as the
+    /// catalog requires) whatever the server's default encoding. Its default collation is ICU's
     /// `en-US`, which sorts `a ä a-b ab b B Z` where bytes sort `B Z a a-b ab b ä`: every
     /// test then shows that the catalog orders names by bytes, as SQLite does, whatever the
-    /// database's locale.
+    /// database's locale. `LOCALE_PROVIDER icu` needs PostgreSQL 15 or later, built with ICU.
     pub fn new() -> TestDatabase {
         let name = format!("exo_t_{:016x}", rand::rng().random::<u64>());
         admin_execute(format!(
-            "CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu \
+             ICU_LOCALE 'en-US'"
         ))
         .expect("a test database is created");
         let mut config: Config = admin_url().parse().expect("a valid test URL");

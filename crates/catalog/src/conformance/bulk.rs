@@ -160,6 +160,56 @@ pub fn fill(store: &dyn BulkStore) {
     });
 }
 
+/// Checks that a backend moves every table and column it keeps: `actual` lists its tables'
+/// columns as its own catalog reports them (`(table, column)`), and each must be a column of
+/// [`TABLES`] or listed in `backend_only` (a whole table as `table`, a column as
+/// `table.column`); every column of [`TABLES`] must be there, and every `backend_only`
+/// entry too (no stale entry). Columns a backend derives from moved ones (recomputed at
+/// load, such as a natural key extracted from record text) belong in `backend_only`; so do
+/// those that are the running servers' own state, not catalog data (`uploads.receiver`).
+/// Anything else is a table or column a copy would silently leave behind.
+pub fn assert_tables_are_moved(actual: &[(String, String)], backend_only: &[&str]) {
+    let moved = |table: &str, column: &str| {
+        TABLES
+            .iter()
+            .any(|t| t.name == table && t.columns.iter().any(|c| c.name == column))
+    };
+    let own = |table: &str, column: &str| {
+        backend_only
+            .iter()
+            .any(|entry| *entry == table || *entry == format!("{table}.{column}"))
+    };
+    let left_behind: Vec<String> = actual
+        .iter()
+        .filter(|(table, column)| !moved(table, column) && !own(table, column))
+        .map(|(table, column)| format!("{table}.{column}"))
+        .collect();
+    assert!(
+        left_behind.is_empty(),
+        "columns neither in bulk::TABLES nor listed as the backend's own: {left_behind:?}"
+    );
+    let has = |table: &str, column: &str| actual.iter().any(|(t, c)| t == table && c == column);
+    let missing: Vec<String> = TABLES
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| (t.name, c.name)))
+        .filter(|(table, column)| !has(table, column))
+        .map(|(table, column)| format!("{table}.{column}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "bulk::TABLES names columns the backend lacks: {missing:?}"
+    );
+    let stale: Vec<&&str> = backend_only
+        .iter()
+        .filter(|entry| {
+            !actual.iter().any(|(table, column)| {
+                **entry == table.as_str() || **entry == format!("{table}.{column}")
+            })
+        })
+        .collect();
+    assert!(stale.is_empty(), "backend-only entries it lacks: {stale:?}");
+}
+
 /// Every row of `store`, in dump order.
 pub fn rows(store: &dyn BulkStore) -> Vec<Row> {
     let mut out = Vec::new();
@@ -192,7 +242,9 @@ pub fn a_copy_holds_every_row_and_goes_on_as_the_same_catalog(new_store: NewBulk
     assert_eq!(rows(&*to), source_rows);
     let verified = bulk::verify(&*from, &*to).unwrap().unwrap();
     assert_eq!(verified.counts.total(), source_rows.len() as u64);
+    assert_eq!(verified.rows, source_rows.len() as u64);
     assert_eq!(verified.synced_records, all(&*from).len() as u64);
+    assert_eq!(from.servers_running().unwrap(), 0);
     assert_eq!(to.state().unwrap(), from.state().unwrap());
     let texts: Vec<String> = all(&*to)
         .into_iter()
@@ -205,6 +257,21 @@ pub fn a_copy_holds_every_row_and_goes_on_as_the_same_catalog(new_store: NewBulk
         with(&*to, |w| w.find(&crate::Lookup::Package("smile-😀"))),
         [UNUSUAL_TEXTS[1]]
     );
+
+    // A stats row changed in the target: the same counts and sync pages, one row differs.
+    with(&*to, |w| {
+        w.upsert_stats(&StatsRow::new("2015-01-02", "tracker", "1.0.0", 9, 9).unwrap())
+    });
+    let mismatch = bulk::verify(&*from, &*to).unwrap().unwrap_err();
+    assert!(
+        matches!(&mismatch, bulk::Mismatch::Row { table: "stats", row: 1, what }
+            if what.starts_with(r#"day = "2015-01-02", name = "tracker", version = "1.0.0""#)),
+        "{mismatch:?}"
+    );
+    with(&*to, |w| {
+        w.upsert_stats(&StatsRow::new("2015-01-02", "tracker", "1.0.0", 3, 4).unwrap())
+    });
+    assert!(bulk::verify(&*from, &*to).unwrap().is_ok());
 
     let head = from.state().unwrap().head_seq;
     with(&*to, |w| {
@@ -302,8 +369,9 @@ pub fn a_failed_load_stores_nothing(new_store: NewBulkStore<'_>) {
 }
 
 /// Checks that a dump bulk loaded into an empty store ([`bulk::import_dump`]) stores what
-/// its upserts would, and that a dump whose records share an `_id` or a natural key, or a
-/// store that is not empty, is refused with a store error that stores nothing (the import
+/// its upserts would, and that a dump whose records share an `_id` or a natural key, whose
+/// stats rows share a day, name and version, or a store that is not empty, is refused
+/// ([`StoreError::BulkRefused`], [`StoreError::NotEmpty`]) and stores nothing (the import
 /// then takes the upserts).
 pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'_>) {
     let dump = [
@@ -366,6 +434,11 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
             "\n",
             r#"{"collection":"versions","doc":{"_id":"v2","packageName":"a","version":"1.0.0"}}"#
         ),
+        concat!(
+            r#"{"collection":"stats","date":"2015-01-02","doc":{"name":"a","version":"1.0.0","directAdds":1,"totalAdds":2}}"#,
+            "\n",
+            r#"{"collection":"stats","date":"2015-01-02","doc":{"name":"a","version":"1.0.0","directAdds":3,"totalAdds":4}}"#
+        ),
     ] {
         let store = new_store();
         let fresh = rows(&*store);
@@ -375,7 +448,10 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
             &crate::dump::ImportOptions::default(),
         );
         assert!(
-            matches!(refused, Err(crate::dump::DumpError::Store(_))),
+            matches!(
+                refused,
+                Err(crate::dump::DumpError::Store(StoreError::BulkRefused(_)))
+            ),
             "{refused:?}"
         );
         assert_eq!(rows(&*store), fresh);
