@@ -254,6 +254,33 @@ pub enum Command {
                       exosphere migrate --from postgres://exosphere@db.internal/exosphere --to /var/lib/exosphere-new"
     )]
     Migrate(MigrateArgs),
+    /// The catalog's data epoch: start a new one after restoring a PostgreSQL database.
+    #[command(subcommand)]
+    Epoch(EpochCommand),
+}
+
+/// The subcommands of `exosphere epoch`.
+#[derive(Debug, Subcommand)]
+pub enum EpochCommand {
+    /// Start a new data epoch, so that every client resyncs once (after a restore).
+    #[command(
+        long_about = "Start a new data epoch in the catalog: every client gets `resetData` \
+                      once on its next sync and then the whole catalog, instead of skipping \
+                      records. Run it after putting a PostgreSQL catalog back in time (pg_restore \
+                      of a dump, point-in-time recovery, failing over to a standby that lacked \
+                      the last commits), before or right after starting the servers: the \
+                      restored database hands out again sequence numbers clients already \
+                      hold. A server that ran on the database before notices a head that went \
+                      back by itself (the seen-head.json file in its data directory) and starts \
+                      the new epoch at startup; this command is for servers with new data \
+                      directories, or when in doubt (a needless new epoch only costs every \
+                      client one full sync). Recorded in the audit log. Safe while servers \
+                      run.\n\n\
+                      On SQLite, `exosphere restore` already starts a new epoch.\n\n\
+                      Example:\n  \
+                      exosphere epoch new --database-url postgres://exosphere@db.internal/exosphere"
+    )]
+    New(DataDirOnlyArgs),
 }
 
 /// The subcommands of `exosphere mirror`.

@@ -14,7 +14,9 @@
 //! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
 //! - `malloc_arenas` limits glibc's malloc arenas, so that freed memory is not kept in many;
-//! - `serve_lock` keeps a data directory to one `serve` process.
+//! - `serve_lock` keeps a data directory to one `serve` process;
+//! - [`seen_head`] keeps, in a data directory, the newest catalog head a server has seen, and
+//!   starts a new data epoch at startup when the catalog went back below it (a restore).
 
 pub mod accept;
 mod cli;
@@ -23,6 +25,7 @@ mod fd_limit;
 pub mod http;
 mod jobs;
 mod malloc_arenas;
+pub mod seen_head;
 mod serve_lock;
 pub mod server;
 pub mod service;
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Mirror(command) => commands::mirror::run(command),
         Command::Audit(args) => commands::audit::run(args),
         Command::Migrate(args) => commands::migrate::run(args),
+        Command::Epoch(command) => commands::epoch::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use crate::accept::{self, HttpLimits, OpenConnections};
 use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
+use crate::seen_head::HeadFile;
 use crate::service::{PackageService, Publishing, UsageRates, UsageRecording, UsageThrottle};
 use crate::stats_files::{StatsFiles, StatsFilesConfig};
 
@@ -68,6 +69,10 @@ pub struct Config {
     /// How mirrored files are fetched and cached, when they are served (`/mirror/files`):
     /// with a mirror, and on a site loaded from a mirror's bundle.
     pub mirror_files: Option<FilesConfig>,
+    /// The file in which the newest catalog head seen is kept, if any (`exosphere serve`
+    /// keeps one in the data directory, checked at startup by
+    /// [`HeadFile::check_at_startup`]).
+    pub seen_head: Option<HeadFile>,
 }
 
 /// Where and how much of the sync page cache is kept in files, beyond what memory holds:
@@ -101,12 +106,13 @@ impl Default for Config {
             stats_files: StatsFilesConfig::default(),
             mirror: None,
             mirror_files: None,
+            seen_head: None,
         }
     }
 }
 
 /// Builds a server over an opened store and starts its background work: the catalog
-/// watcher, the usage recorder, the daily rollup, (with `publishing`) the upload sweep,
+/// watcher (and, with [`Config::seen_head`], the file of the newest head it saw), the usage recorder, the daily rollup, (with `publishing`) the upload sweep,
 /// (with [`Config::mirror`]) the upstream mirror and (with [`Config::mirror_files`] and
 /// `publishing`'s file store) the mirrored files' service.
 /// The returned state is what [`run`] serves; call it inside a tokio runtime.
@@ -116,6 +122,9 @@ pub fn start(
     config: &Config,
 ) -> anyhow::Result<AppState> {
     let catalog = watch(Arc::clone(&store), config.watch_interval);
+    if let Some(file) = &config.seen_head {
+        exosphere_task::spawn(file.clone().keep(catalog.clone(), SEEN_HEAD_EVERY));
+    }
     let mut syncer = Syncer::new(
         Arc::clone(&store),
         config.paging.clone(),
@@ -187,6 +196,9 @@ pub fn start(
         publishing,
     })
 }
+
+/// How often, at most, the seen-head file is rewritten as the catalog's head advances.
+const SEEN_HEAD_EVERY: Duration = Duration::from_secs(1);
 
 /// On shutdown, time past the DDP shutdown grace for sessions to deliver their close frames.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod deps;
+pub mod epoch;
 pub mod export;
 pub mod gen_catalog;
 pub mod import;

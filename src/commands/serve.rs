@@ -1,5 +1,6 @@
 //! `exosphere serve`: the process around a server. It checks the flags, locks the data
-//! directory, opens the catalog and joins the servers that share it
+//! directory, opens the catalog, starts a new data epoch if its head went back since this
+//! server last ran ([`crate::seen_head`]), joins the servers that share it
 //! ([`exosphere_catalog::CatalogStore::join_servers`]), opens the file store, binds the
 //! listener, then hands over to [`crate::server`] (which builds the service and runs its
 //! jobs) until SIGINT or SIGTERM.
@@ -24,6 +25,7 @@ use crate::cli::ServeArgs;
 use crate::commands::{blob_store, catalog_location, open_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
+use crate::seen_head::HeadFile;
 use crate::serve_lock;
 use crate::server::{self, Config, SyncFiles};
 use crate::service::upload_slots::UploadSlots;
@@ -46,6 +48,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
     let store = open_catalog(&args.data_dir)?;
+    let seen_head = HeadFile::new(data_dir, catalog_location(&args.data_dir));
+    seen_head.check_at_startup(&*store)?;
     // Held until this function returns, like the data-dir lock: this server's seat among
     // those sharing the catalog (a PostgreSQL database serves several), taken before the
     // uploads that servers no longer running left receiving are reopened below.
@@ -64,6 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = config;
     let ca_pem = upstream_ca(&args)?;
     config.mirror = mirror_config(&args, &public_url, ca_pem.as_deref())?;
+    config.seen_head = Some(seen_head);
     config.sync_files = Some(SyncFiles {
         dir: data_dir.join("sync-pages"),
         max_bytes: args.sync_file_cache_size,
@@ -180,6 +185,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         },
         mirror: None,
         mirror_files: None,
+        seen_head: None,
     })
 }
 

@@ -50,7 +50,7 @@ fn export(data: &Path) -> crate::common::Catalog {
 }
 
 /// A dump of `count` new packages named `<prefix>-<i>`.
-fn packages(prefix: &str, count: usize) -> String {
+pub(crate) fn packages(prefix: &str, count: usize) -> String {
     (0..count)
         .map(|i| {
             format!(

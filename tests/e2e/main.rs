@@ -28,6 +28,7 @@ mod in_process;
 mod interop;
 mod migrate;
 mod mirror;
+mod pg_restore;
 mod postgres;
 mod publications;
 mod publish;

@@ -14,7 +14,7 @@ fn admin_url() -> String {
 
 /// Runs `sql` on the admin database, from a thread of its own: the blocking `postgres`
 /// client refuses to run inside a Tokio runtime, and factories are called in some.
-fn admin_execute(sql: String) -> Result<(), postgres::Error> {
+pub fn admin_execute(sql: String) -> Result<(), postgres::Error> {
     std::thread::spawn(move || {
         let url = admin_url();
         Client::connect(&url, NoTls)
