@@ -5,7 +5,8 @@
 //! sequence numbers; `exosphere epoch new` starts one by hand; and a seen-head file of
 //! another database starts nothing.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::json;
@@ -57,6 +58,29 @@ fn import_packages(backend: &Backend, data: &Path, prefix: &str, count: usize) {
     let file = data.with_extension(format!("{prefix}.ndjson"));
     std::fs::write(&file, packages(prefix, count)).expect("the dump is written");
     import_on(backend, data, &file);
+}
+
+/// A new data directory with a catalog of three packages in a PostgreSQL database of its own:
+/// the temporary directory (keep it alive), the data directory and the backend.
+fn three_packages() -> (tempfile::TempDir, PathBuf, Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backend = Backend::postgres();
+    import_packages(&backend, &data, "some", 3);
+    (dir, data, backend)
+}
+
+/// Runs `exosphere <args> --data-dir DATA` on `backend` and asserts it succeeded.
+fn command(backend: &Backend, data: &Path, args: &[&str]) -> Output {
+    let output = exosphere()
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .args(backend.flags())
+        .output()
+        .expect("exosphere runs");
+    assert_success(&output);
+    output
 }
 
 /// The catalog's data epoch, as the store reads it.
@@ -117,10 +141,7 @@ async fn a_restored_database_starts_a_new_epoch_at_startup_and_clients_reset_onc
 
 #[test]
 fn a_seen_head_file_of_another_database_starts_no_new_epoch() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let backend = Backend::postgres();
-    import_packages(&backend, &data, "some", 3);
+    let (_dir, data, backend) = three_packages();
     let epoch_before = epoch(&backend, &data);
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
@@ -140,18 +161,9 @@ fn a_seen_head_file_of_another_database_starts_no_new_epoch() {
 
 #[test]
 fn epoch_new_starts_a_new_epoch_and_audits_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let backend = Backend::postgres();
-    import_packages(&backend, &data, "some", 3);
+    let (_dir, data, backend) = three_packages();
     let old = epoch(&backend, &data);
-    let output = exosphere()
-        .args(["epoch", "new", "--data-dir"])
-        .arg(&data)
-        .args(backend.flags())
-        .output()
-        .unwrap();
-    assert_success(&output);
+    let output = command(&backend, &data, &["epoch", "new"]);
     let new = epoch(&backend, &data);
     assert_ne!(new, old);
     let printed = String::from_utf8_lossy(&output.stdout);
@@ -159,13 +171,7 @@ fn epoch_new_starts_a_new_epoch_and_audits_it() {
         printed.contains(&old) && printed.contains(&new),
         "{printed}"
     );
-    let audit = exosphere()
-        .args(["audit", "--data-dir"])
-        .arg(&data)
-        .args(backend.flags())
-        .output()
-        .unwrap();
-    assert_success(&audit);
+    let audit = command(&backend, &data, &["audit"]);
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.contains("epoch.start"), "{audit}");
 }
