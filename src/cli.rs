@@ -210,7 +210,7 @@ pub enum Command {
                       and release publish, maintainer, homepage, metadata, recommendation \
                       and banner change, user and organization change, and mirror claim, with its time \
                       (UTC), actor (a username, `anonymous` for a login with an unknown \
-                      token, `cli:<OS user>` for the `user`, `org`, `token` and `mirror claim` \
+                      token, `cli:<OS user>` for the `user`, `org`, `token`, `mirror claim` and `epoch new` \
                       commands), client address, action, \
                       target and details. Entries are written in the same transaction as \
                       the change they record, and never name a token's secret. Safe while \
