@@ -135,7 +135,8 @@ impl HeadFile {
     /// At startup, before serving: when the catalog's head went back below the one this
     /// file recorded in the same epoch, starts a new data epoch, so that every client gets
     /// `resetData` once instead of skipping the records that reuse its numbers. Then
-    /// records the catalog's state. Returns the state the server starts with.
+    /// records the catalog's state (a failure to is logged, not returned). Returns the state
+    /// the server starts with.
     pub fn check_at_startup(&self, store: &dyn CatalogStore) -> anyhow::Result<CatalogState> {
         let mut state = store
             .state()
@@ -143,9 +144,11 @@ impl HeadFile {
         if let Some(seen) = self.read()
             && let Verdict::WentBack { seen: seen_head } = seen.judge(&self.catalog, &state)
         {
-            store
-                .write(&mut |writer| writer.start_epoch())
-                .context("cannot start a new data epoch")?;
+            store.write(&mut |writer| writer.start_epoch()).context(
+                "the catalog's head went back since this server last ran, and a new data \
+                     epoch cannot be started; once the database accepts writes, start the \
+                     server again or run `exosphere epoch new`",
+            )?;
             let old_epoch = std::mem::take(&mut state.epoch);
             state = store.state().context("cannot read the new data epoch")?;
             tracing::warn!(
@@ -159,7 +162,10 @@ impl HeadFile {
                  commits); started a new data epoch, so every client resyncs once"
             );
         }
-        self.write(&SeenHead::of(&self.catalog, &state))?;
+        if let Err(error) = self.write(&SeenHead::of(&self.catalog, &state)) {
+            tracing::warn!(error = %format!("{error:#}"),
+                "cannot record the catalog's head; a restore will not be noticed at the next start");
+        }
         Ok(state)
     }
 

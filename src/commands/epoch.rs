@@ -27,7 +27,10 @@ pub fn run(command: EpochCommand) -> anyhow::Result<()> {
                 json!({ "previous_epoch": old.epoch, "head_seq": old.head_seq }),
             )
         })
-        .context("cannot start a new data epoch")?;
+        .context(
+            "cannot start a new data epoch; check that the database accepts writes (not a \
+             standby still recovering), then run `exosphere epoch new` again",
+        )?;
     let new = store.state().context("cannot read the new data epoch")?;
     tracing::info!(catalog = %catalog_location(&args), old_epoch = %old.epoch,
         new_epoch = %new.epoch, head_seq = new.head_seq, "started a new data epoch");
