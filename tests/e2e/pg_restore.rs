@@ -88,6 +88,14 @@ fn epoch(backend: &Backend, data: &Path) -> String {
     backend.open(data).state().expect("the state reads").epoch
 }
 
+/// Starts a server on `data` and asserts that its startup check kept the catalog's epoch.
+fn assert_start_keeps_epoch(backend: &Backend, data: &Path) {
+    let before = epoch(backend, data);
+    // The check runs before the server says it listens; nothing else is needed from it.
+    drop(Server::start(data, &backend.flags()));
+    assert_eq!(epoch(backend, data), before);
+}
+
 /// Stops `server` as `docker stop` does and checks it exited cleanly.
 fn stop(mut server: Server) {
     server.signal_terminate();
@@ -133,30 +141,24 @@ async fn a_restored_database_starts_a_new_epoch_at_startup_and_clients_reset_onc
     assert!(log.contains("started a new data epoch"), "{log}");
 
     // Started again on the same catalog, nothing goes back: the epoch stays.
-    let new_epoch = epoch(&backend, &data);
-    // The check runs before the server says it listens; nothing else is needed from it.
-    drop(Server::start(&data, &backend.flags()));
-    assert_eq!(epoch(&backend, &data), new_epoch);
+    assert_start_keeps_epoch(&backend, &data);
 }
 
 #[test]
 fn a_seen_head_file_of_another_database_starts_no_new_epoch() {
     let (_dir, data, backend) = three_packages();
-    let epoch_before = epoch(&backend, &data);
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(
         data.join("seen-head.json"),
         json!({"catalog": "the PostgreSQL database other on db:5432",
-               "epoch": epoch_before, "head_seq": 1_000_000})
+               "epoch": epoch(&backend, &data), "head_seq": 1_000_000})
         .to_string(),
     )
     .unwrap();
-    drop(Server::start(&data, &backend.flags()));
-    assert_eq!(epoch(&backend, &data), epoch_before);
+    assert_start_keeps_epoch(&backend, &data);
 
     std::fs::write(data.join("seen-head.json"), "not json").unwrap();
-    drop(Server::start(&data, &backend.flags()));
-    assert_eq!(epoch(&backend, &data), epoch_before);
+    assert_start_keeps_epoch(&backend, &data);
 }
 
 #[test]
