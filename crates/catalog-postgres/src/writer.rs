@@ -73,10 +73,12 @@ impl Sql {
                     get: format!("SELECT json FROM {t} WHERE id = $1"),
                     find: format!("SELECT seq, json = $2 FROM {t} WHERE id = $1"),
                     insert: format!(
-                        "INSERT INTO {t} (seq, id, last_updated, json) VALUES ($1, $2, $3, $4)"
+                        "INSERT INTO {t} (seq, id, last_updated, json, key1, key2) \
+                         VALUES ($1, $2, $3, $4, $5, $6)"
                     ),
                     update: format!(
-                        "UPDATE {t} SET seq = $1, last_updated = $2, json = $3 WHERE seq = $4"
+                        "UPDATE {t} SET seq = $1, last_updated = $2, json = $3, key1 = $5, \
+                         key2 = $6 WHERE seq = $4"
                     ),
                     delete: format!("DELETE FROM {t} WHERE id = $1"),
                     page: format!(
@@ -267,16 +269,32 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
         match (upsert, existing) {
             (Upsert::Updated, Some((old_seq, _))) => {
                 let seq = self.next_seq(c)?;
+                let [key1, key2] = keys::key_columns(c, record.json());
                 self.s.execute(
                     &table.update,
-                    &[&seq, &record.last_updated(), &record.json(), &old_seq],
+                    &[
+                        &seq,
+                        &record.last_updated(),
+                        &record.json(),
+                        &old_seq,
+                        &key1,
+                        &key2,
+                    ],
                 )?;
             }
             (Upsert::Inserted, _) => {
                 let seq = self.next_seq(c)?;
+                let [key1, key2] = keys::key_columns(c, record.json());
                 self.s.execute(
                     &table.insert,
-                    &[&seq, &record.id(), &record.last_updated(), &record.json()],
+                    &[
+                        &seq,
+                        &record.id(),
+                        &record.last_updated(),
+                        &record.json(),
+                        &key1,
+                        &key2,
+                    ],
                 )?;
             }
             _ => {}

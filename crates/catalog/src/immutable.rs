@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::error::StoreError;
 use crate::record::Record;
-use crate::store::{CatalogWriter, Lookup, Upsert};
+use crate::store::{CatalogWriter, Lookup, Upsert, natural_key};
 
 /// The fields of a published version that may still change.
 pub const VERSION_METADATA: [&str; 6] = [
@@ -102,15 +102,8 @@ pub fn check_deletion(
 /// The `packageName` and `version` a version record's text names, if both are strings
 /// (read without building the rest of the record: every imported version goes through it).
 fn version_key(text: &str) -> Option<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Key {
-        #[serde(rename = "packageName")]
-        package: String,
-        version: String,
-    }
-    serde_json::from_str::<Key>(text)
-        .ok()
-        .map(|key| (key.package, key.version))
+    let [package, version] = natural_key(Collection::Versions, text);
+    package.zip(version)
 }
 
 /// Checks that a new version record `id` of `package@version` may be added beside `same_key`,

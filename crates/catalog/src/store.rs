@@ -509,9 +509,91 @@ pub enum Lookup<'a> {
     ReleaseVersionsOf(&'a str),
 }
 
+/// The fields of a record of `collection` that [`Lookup`] finds it by, in the order its
+/// two-field lookups name them: `(packageName, version)` of a version, `(track, version)` of
+/// a release version, the one field of the other collections.
+pub fn key_fields(collection: Collection) -> &'static [&'static str] {
+    match collection {
+        Collection::Packages | Collection::ReleaseTracks => &["name"],
+        Collection::Versions => &["packageName", "version"],
+        Collection::Builds => &["versionId"],
+        Collection::ReleaseVersions => &["track", "version"],
+    }
+}
+
+/// The natural key of a record of `collection` whose text is `json`, as [`Lookup`] finds it:
+/// the value of each of its [`key_fields`] that is a string (`None` for an absent field, or
+/// one holding anything else, which no lookup names); the first of two same-named fields
+/// counts. Text that is not a JSON object has no key.
+pub fn natural_key(collection: Collection, json: &str) -> [Option<String>; 2] {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde::Deserializer::deserialize_map(&mut de, KeyVisitor(key_fields(collection)))
+        .unwrap_or_default()
+}
+
+/// Reads the top-level fields of a record named by its slice, skipping all others.
+struct KeyVisitor(&'static [&'static str]);
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+    type Value = [Option<String>; 2];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut key: [Option<String>; 2] = [None, None];
+        let mut seen = [false; 2];
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.0.iter().position(|field| *field == name) {
+                Some(i) if !seen[i] => {
+                    seen[i] = true;
+                    key[i] = map.next_value::<KeyValue>()?.0;
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(key)
+    }
+}
+
+/// A field's value as a key: the string it holds, or `None` for any other value.
+struct KeyValue(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match <serde_json::Value as serde::Deserialize>::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(KeyValue(Some(text))),
+            _ => Ok(KeyValue(None)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_natural_key_is_the_string_fields_lookups_name() {
+        let version =
+            r#"{"_id":"v","version":"1.0.0","x":{"packageName":"no"},"packageName":"a:b"}"#;
+        assert_eq!(
+            natural_key(Collection::Versions, version),
+            [Some("a:b".to_owned()), Some("1.0.0".to_owned())]
+        );
+        let escaped = r#"{"name":"a\u0000b\n","name":"second"}"#;
+        assert_eq!(
+            natural_key(Collection::Packages, escaped),
+            [Some("a\0b\n".to_owned()), None]
+        );
+        assert_eq!(
+            natural_key(Collection::Builds, r#"{"versionId":5}"#),
+            [None, None]
+        );
+        assert_eq!(natural_key(Collection::ReleaseTracks, "[1]"), [None, None]);
+    }
 
     fn rec(seq: u64, len: usize) -> PageRecord {
         PageRecord {
