@@ -150,6 +150,12 @@ impl PageFill {
         Next::Continue
     }
 
+    /// How many more bytes of record text the page takes before its byte budget is spent:
+    /// a backend may leave out the records after the first that would not fit.
+    pub fn bytes_left(&self) -> usize {
+        self.limits.bytes.saturating_sub(self.bytes)
+    }
+
     /// The page, read from the snapshot with this epoch and head `seq`.
     pub fn finish(self, epoch: String, head_seq: u64) -> Page {
         Page {
