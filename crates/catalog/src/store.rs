@@ -530,38 +530,53 @@ pub fn key_fields(collection: Collection) -> &'static [&'static str] {
 /// The natural key of a record of `collection` whose text is `json`, as [`Lookup`] finds it:
 /// the value of each of its [`key_fields`] that is a string (`None` for an absent field, or
 /// one holding anything else, which no lookup names); the first of two same-named fields
-/// counts. Text that is not a JSON object has no key.
+/// counts, so the text is read only up to the last key field (bulk loads read every record
+/// through here). Text that is not a JSON object has no key.
 pub fn natural_key(collection: Collection, json: &str) -> [Option<String>; 2] {
+    let mut visitor = KeyVisitor {
+        fields: key_fields(collection),
+        key: [None, None],
+    };
     let mut de = serde_json::Deserializer::from_str(json);
-    serde::Deserializer::deserialize_map(&mut de, KeyVisitor(key_fields(collection)))
-        .unwrap_or_default()
+    // Stopping once every field is read leaves the object unfinished, which the parser
+    // reports as an error; the fields read are the key either way.
+    let _unfinished = serde::Deserializer::deserialize_map(&mut de, &mut visitor);
+    visitor.key
 }
 
-/// Reads the top-level fields of a record named by its slice, skipping all others.
-struct KeyVisitor(&'static [&'static str]);
+/// Reads the top-level fields of a record named by `fields` into `key`, skipping all others,
+/// and stops when it has them all.
+struct KeyVisitor {
+    fields: &'static [&'static str],
+    key: [Option<String>; 2],
+}
 
-impl<'de> serde::de::Visitor<'de> for KeyVisitor {
-    type Value = [Option<String>; 2];
+impl<'de> serde::de::Visitor<'de> for &mut KeyVisitor {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a record object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut key: [Option<String>; 2] = [None, None];
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = [false; 2];
+        let mut left = self.fields.len();
         while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match self.0.iter().position(|field| *field == name) {
+            match self.fields.iter().position(|field| *field == name) {
                 Some(i) if !seen[i] => {
                     seen[i] = true;
-                    key[i] = map.next_value::<KeyValue>()?.0;
+                    self.key[i] = map.next_value::<KeyValue>()?.0;
+                    left -= 1;
+                    if left == 0 {
+                        return Ok(());
+                    }
                 }
                 _ => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        Ok(key)
+        Ok(())
     }
 }
 
