@@ -115,6 +115,19 @@ macro_rules! fill {
     };
 }
 
+/// A statement that adds the key columns to `$table`, and `$more` changes.
+macro_rules! add_keys {
+    ($table:literal, $more:literal) => {
+        concat!(
+            "ALTER TABLE ",
+            $table,
+            " ADD COLUMN key1 TEXT COLLATE \"C\", ADD COLUMN key2 TEXT COLLATE \"C\"",
+            $more,
+            ";\n"
+        )
+    };
+}
+
 /// Schema version 3: the key columns on every record table and the mirror's stage, filled
 /// from the stored records, indexed as plain text in place of the expression indexes; and
 /// record text kept uncompressed (`STORAGE EXTERNAL`: pages read it without decompressing,
@@ -122,18 +135,18 @@ macro_rules! fill {
 pub(crate) const KEY_COLUMNS: &str = concat!(
     "DROP INDEX rec_packages_by_name, rec_versions_by_key, rec_builds_by_version, \
      rec_release_tracks_by_name, rec_release_versions_by_key;\n",
-    "ALTER TABLE rec_packages ADD COLUMN key1 TEXT COLLATE \"C\", \
-     ADD COLUMN key2 TEXT COLLATE \"C\", ALTER COLUMN json SET STORAGE EXTERNAL;\n",
-    "ALTER TABLE rec_versions ADD COLUMN key1 TEXT COLLATE \"C\", \
-     ADD COLUMN key2 TEXT COLLATE \"C\", ALTER COLUMN json SET STORAGE EXTERNAL;\n",
-    "ALTER TABLE rec_builds ADD COLUMN key1 TEXT COLLATE \"C\", \
-     ADD COLUMN key2 TEXT COLLATE \"C\", ALTER COLUMN json SET STORAGE EXTERNAL;\n",
-    "ALTER TABLE rec_release_tracks ADD COLUMN key1 TEXT COLLATE \"C\", \
-     ADD COLUMN key2 TEXT COLLATE \"C\", ALTER COLUMN json SET STORAGE EXTERNAL;\n",
-    "ALTER TABLE rec_release_versions ADD COLUMN key1 TEXT COLLATE \"C\", \
-     ADD COLUMN key2 TEXT COLLATE \"C\", ALTER COLUMN json SET STORAGE EXTERNAL;\n",
-    "ALTER TABLE mirror_stage ADD COLUMN key1 TEXT COLLATE \"C\", \
-     ADD COLUMN key2 TEXT COLLATE \"C\";\n",
+    add_keys!("rec_packages", ", ALTER COLUMN json SET STORAGE EXTERNAL"),
+    add_keys!("rec_versions", ", ALTER COLUMN json SET STORAGE EXTERNAL"),
+    add_keys!("rec_builds", ", ALTER COLUMN json SET STORAGE EXTERNAL"),
+    add_keys!(
+        "rec_release_tracks",
+        ", ALTER COLUMN json SET STORAGE EXTERNAL"
+    ),
+    add_keys!(
+        "rec_release_versions",
+        ", ALTER COLUMN json SET STORAGE EXTERNAL"
+    ),
+    add_keys!("mirror_stage", ""),
     fill!("rec_packages", "name"),
     fill!("rec_versions", "packageName", "version"),
     fill!("rec_builds", "versionId"),
