@@ -32,6 +32,7 @@ use tokio_postgres::{Client, CopyInSink, Transaction};
 use crate::PgStore;
 use crate::bridge::wait;
 use crate::error::{Db as _, name_bulk_refusal, name_storage_trouble, refusal};
+use crate::keys::{key_values, record_collection};
 use crate::pool::Conn;
 use crate::schema::SCHEMA_VERSION;
 use crate::servers;
@@ -63,9 +64,18 @@ fn select_sql(table: &Table) -> String {
     )
 }
 
-/// The `COPY` that loads `table`'s columns.
+/// The `COPY` that loads `table`'s columns, and a record table's key columns after them.
 fn copy_sql(table: &Table) -> String {
-    format!("COPY {} ({}) FROM STDIN", table.name, table.column_names())
+    let keys = if record_collection(table).is_some() {
+        ", key1, key2"
+    } else {
+        ""
+    };
+    format!(
+        "COPY {} ({}{keys}) FROM STDIN",
+        table.name,
+        table.column_names()
+    )
 }
 
 /// Column `index` of `row` as a [`Value`] of `kind` (`None` for NULL).
@@ -77,10 +87,10 @@ fn value(row: &tokio_postgres::Row, index: usize, kind: Kind) -> Result<Option<V
     })
 }
 
-/// Appends `row` as a line of `COPY`'s text format: values separated by tabs, `\N` for
+/// Appends `values` as a line of `COPY`'s text format: values separated by tabs, `\N` for
 /// NULL, and backslash, newline, carriage return and tab escaped in text.
-fn encode(out: &mut BytesMut, row: &Row) {
-    for (i, value) in row.values.iter().enumerate() {
+fn encode<'v>(out: &mut BytesMut, values: impl Iterator<Item = &'v Value>) {
+    for (i, value) in values.enumerate() {
         if i > 0 {
             out.put_u8(b'\t');
         }
@@ -190,6 +200,8 @@ fn replace_meta(s: &mut Session<'_, '_>, sql: &Sql, row: &Row) -> Result<(), Sto
 /// One table's `COPY` under way: its rows are encoded into `buffer` and sent in chunks.
 struct TableCopy {
     table: &'static Table,
+    /// The collection of a record table, whose rows get their key columns.
+    keys: Option<Collection>,
     sink: Pin<Box<CopyInSink<bytes::Bytes>>>,
     buffer: BytesMut,
 }
@@ -200,6 +212,7 @@ impl TableCopy {
         let sink = wait(tx.copy_in(&copy_sql(table))).db()?;
         Ok(TableCopy {
             table,
+            keys: record_collection(table),
             sink: Box::pin(sink),
             buffer: BytesMut::with_capacity(COPY_CHUNK * 2),
         })
@@ -227,7 +240,11 @@ impl TableCopy {
                 row.describe_key()
             )));
         }
-        encode(&mut self.buffer, row);
+        let keys = self.keys.map(|c| key_values(c, &row.values));
+        encode(
+            &mut self.buffer,
+            row.values.iter().chain(keys.iter().flatten()),
+        );
         if self.buffer.len() >= COPY_CHUNK {
             let chunk = self.buffer.split().freeze();
             wait(self.sink.send(chunk)).db()?;

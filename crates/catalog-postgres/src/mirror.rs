@@ -19,7 +19,7 @@ use exosphere_catalog::mirror::{Claim, MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::Record;
 use exosphere_meteor::{Collection, PerCollection};
 
-use crate::keys::DUPLICATE_KEYS;
+use crate::keys::{DUPLICATE_KEYS, key_columns};
 use crate::session::{Session, col};
 use crate::writer::PgWriter;
 
@@ -119,9 +119,9 @@ impl PgWriter<'_, '_, '_> {
         for collection in Collection::ALL {
             let count = self.s.execute(
                 &format!(
-                    "INSERT INTO rec_{} (seq, id, last_updated, json) \
-                     SELECT $1 + row_number() OVER (ORDER BY ord), id, last_updated, json \
-                     FROM mirror_stage WHERE collection = $2",
+                    "INSERT INTO rec_{} (seq, id, last_updated, json, key1, key2) \
+                     SELECT $1 + row_number() OVER (ORDER BY ord), id, last_updated, json, \
+                     key1, key2 FROM mirror_stage WHERE collection = $2",
                     snake(collection)
                 ),
                 &[&to_i64(head, "head_seq")?, &collection.as_str()],
@@ -181,16 +181,20 @@ impl MirrorWriter for PgWriter<'_, '_, '_> {
     fn stage(&mut self, record: &Record) -> Result<(), StoreError> {
         // Staging again replaces the record and moves it to the end of the order, as a
         // delete and insert would.
+        let [key1, key2] = key_columns(record.collection(), record.json());
         self.s.execute(
-            "INSERT INTO mirror_stage (collection, id, json, last_updated) \
-             VALUES ($1, $2, $3, $4) \
+            "INSERT INTO mirror_stage (collection, id, json, last_updated, key1, key2) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (collection, id) DO UPDATE SET json = excluded.json, \
-             last_updated = excluded.last_updated, ord = excluded.ord",
+             last_updated = excluded.last_updated, ord = excluded.ord, \
+             key1 = excluded.key1, key2 = excluded.key2",
             &[
                 &record.collection().as_str(),
                 &record.id(),
                 &record.json(),
                 &record.last_updated(),
+                &key1,
+                &key2,
             ],
         )?;
         Ok(())

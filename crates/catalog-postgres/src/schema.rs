@@ -21,7 +21,10 @@
 //! older servers then refuse to start, naming the upgrade ([`StoreError::SchemaTooNew`]),
 //! while those already running must be stopped before such a release is deployed (its
 //! release notes say so). Version 2 adds the upload marks' owner (`uploads.receiver`) and
-//! this rule itself; version 1 code knows no `compatible` and refuses it.
+//! this rule itself; version 1 code knows no `compatible` and refuses it. Version 3 adds the
+//! natural-key columns of the record tables (`keys.rs`), filled from the records already
+//! stored, and is incompatible: version 2 code would insert records with those columns
+//! NULL, which lookups (publishing's checks among them) would then not find.
 
 use exosphere_catalog::columns::{new_epoch, snake};
 use exosphere_catalog::error::StoreError;
@@ -30,7 +33,7 @@ use tokio_postgres::Client;
 
 use crate::bridge::wait;
 use crate::error::{Db as _, refusal};
-use crate::keys::NATURAL_KEY_INDEXES;
+use crate::keys::{KEY_COLUMNS, NATURAL_KEY_INDEXES_V1};
 
 /// The schema version this build creates and reads.
 pub(crate) const SCHEMA_VERSION: i64 = 1 + STEPS.len() as i64;
@@ -43,12 +46,20 @@ struct Step {
 }
 
 /// The upgrade steps after version 1, in order: `STEPS[0]` makes version 2.
-const STEPS: [Step; 1] = [Step {
-    // Which server's seat receives an upload (`servers.rs`), and the compatibility rule.
-    sql: "ALTER TABLE uploads ADD COLUMN receiver TEXT;
-          ALTER TABLE exosphere_schema ADD COLUMN compatible BIGINT NOT NULL DEFAULT 1;",
-    compatible: 2,
-}];
+const STEPS: [Step; 2] = [
+    Step {
+        // Which server's seat receives an upload (`servers.rs`), and the compatibility rule.
+        sql: "ALTER TABLE uploads ADD COLUMN receiver TEXT;
+              ALTER TABLE exosphere_schema ADD COLUMN compatible BIGINT NOT NULL DEFAULT 1;",
+        compatible: 2,
+    },
+    Step {
+        // The natural-key columns (`keys.rs`). Version 2 code would store records without
+        // them, and lookups would then miss those records: it must not use version 3.
+        sql: KEY_COLUMNS,
+        compatible: 3,
+    },
+];
 
 /// The `pg_advisory_xact_lock` key that serializes schema creation and upgrades across
 /// processes: "EXOS" in ASCII, as SQLite catalogs' `application_id`.
@@ -194,7 +205,8 @@ pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError
     wait(tx.commit()).db()
 }
 
-/// The `CREATE` statements of schema version 1.
+/// The `CREATE` statements of schema version 1 (its natural-key indexes included, which
+/// version 3 replaces).
 fn schema_sql() -> String {
     let mut sql = String::from(
         "CREATE TABLE exosphere_schema (
@@ -224,7 +236,7 @@ fn schema_sql() -> String {
             snake(c)
         ));
     }
-    for create in NATURAL_KEY_INDEXES {
+    for create in NATURAL_KEY_INDEXES_V1 {
         sql.push_str(create);
         sql.push_str(";\n");
     }

@@ -16,7 +16,7 @@ use exosphere_catalog::columns::{snake, to_i64, to_u64};
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::immutable;
 use exosphere_catalog::mirror::MirrorWriter;
-use exosphere_catalog::record::{Record, StatsRow};
+use exosphere_catalog::record::{MAX_RECORD_SIZE, Record, StatsRow};
 use exosphere_catalog::store::{CatalogWriter, Lookup, Upsert};
 use exosphere_catalog::usage::{self, AppReport, UsageRows};
 use exosphere_meteor::{Collection, PerCollection};
@@ -46,7 +46,10 @@ pub(crate) struct TableSql {
     insert: String,
     update: String,
     delete: String,
-    /// The records after a `seq`, in `seq` order, at most `$2` of them.
+    /// The records after `$1` in `seq` order, at most `$2` of them, none longer than
+    /// [`MAX_RECORD_SIZE`], and after the second only while the texts before a record in
+    /// this answer take at most `$3` bytes: what a page can still take (its first record
+    /// always fits), and the one record that tells it is full.
     pub(crate) page: String,
     /// Every record text, in `seq` order.
     pub(crate) export: String,
@@ -75,15 +78,21 @@ impl Sql {
                     get: format!("SELECT json FROM {t} WHERE id = $1"),
                     find: format!("SELECT seq, json = $2 FROM {t} WHERE id = $1"),
                     insert: format!(
-                        "INSERT INTO {t} (seq, id, last_updated, json) VALUES ($1, $2, $3, $4)"
+                        "INSERT INTO {t} (seq, id, last_updated, json, key1, key2) \
+                         VALUES ($1, $2, $3, $4, $5, $6)"
                     ),
                     update: format!(
-                        "UPDATE {t} SET seq = $1, last_updated = $2, json = $3 WHERE seq = $4"
+                        "UPDATE {t} SET seq = $1, last_updated = $2, json = $3, key1 = $5, \
+                         key2 = $6 WHERE seq = $4"
                     ),
                     delete: format!("DELETE FROM {t} WHERE id = $1"),
                     page: format!(
-                        "SELECT seq, last_updated, json FROM {t} WHERE seq > $1 \
-                         ORDER BY seq LIMIT $2"
+                        "SELECT seq, last_updated, json FROM (SELECT seq, last_updated, json, \
+                         sum(octet_length(json)) OVER w - octet_length(json) AS before, \
+                         row_number() OVER w AS nth FROM {t} WHERE seq > $1 \
+                         AND octet_length(json) <= {MAX_RECORD_SIZE} \
+                         WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $2) AS page \
+                         WHERE nth <= 2 OR before <= $3 ORDER BY seq"
                     ),
                     export: format!("SELECT json FROM {t} ORDER BY seq"),
                 }
@@ -275,16 +284,32 @@ impl CatalogWriter for PgWriter<'_, '_, '_> {
         match (upsert, existing) {
             (Upsert::Updated, Some((old_seq, _))) => {
                 let seq = self.next_seq(c)?;
+                let [key1, key2] = keys::key_columns(c, record.json());
                 self.s.execute(
                     &table.update,
-                    &[&seq, &record.last_updated(), &record.json(), &old_seq],
+                    &[
+                        &seq,
+                        &record.last_updated(),
+                        &record.json(),
+                        &old_seq,
+                        &key1,
+                        &key2,
+                    ],
                 )?;
             }
             (Upsert::Inserted, _) => {
                 let seq = self.next_seq(c)?;
+                let [key1, key2] = keys::key_columns(c, record.json());
                 self.s.execute(
                     &table.insert,
-                    &[&seq, &record.id(), &record.last_updated(), &record.json()],
+                    &[
+                        &seq,
+                        &record.id(),
+                        &record.last_updated(),
+                        &record.json(),
+                        &key1,
+                        &key2,
+                    ],
                 )?;
             }
             _ => {}

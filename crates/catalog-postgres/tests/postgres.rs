@@ -17,7 +17,7 @@ use exosphere_catalog::conformance::accounts::pending_publish;
 use exosphere_catalog::conformance::store::{all, record, upsert};
 use exosphere_catalog::conformance::with;
 use exosphere_catalog::store::{Cursors, Duty, PageLimits};
-use exosphere_catalog::{CatalogStore, Collection, StoreError};
+use exosphere_catalog::{CatalogStore, Collection, Lookup, Record, StoreError};
 use exosphere_catalog_postgres::{
     DUTY_LOCK_CLASS, PgOptions, PgStore, SERVER_LOCK_CLASS, open_postgres,
 };
@@ -196,8 +196,8 @@ fn a_newer_schema_is_refused() {
         matches!(
             error,
             StoreError::SchemaTooNew {
-                found: 3,
-                supported: 2
+                found: 4,
+                supported: 3
             }
         ),
         "{error:?}"
@@ -1010,12 +1010,131 @@ fn an_older_server_uses_a_compatibly_upgraded_schema_and_refuses_an_incompatible
     );
 }
 
+/// Turns a database of the current schema into one of version 2: the record tables without
+/// key columns, indexed by expressions on their text (as version 1 created them).
+fn downgrade_to_version_2(database: &TestDatabase) {
+    let mut sql = String::from(
+        "DROP INDEX rec_packages_by_key, rec_versions_by_key, rec_builds_by_key, \
+         rec_release_tracks_by_key, rec_release_versions_by_key; \
+         ALTER TABLE mirror_stage DROP COLUMN key1, DROP COLUMN key2; \
+         UPDATE exosphere_schema SET version = 2, compatible = 2;",
+    );
+    for table in [
+        "rec_packages",
+        "rec_versions",
+        "rec_builds",
+        "rec_release_tracks",
+        "rec_release_versions",
+    ] {
+        sql.push_str(&format!(
+            "ALTER TABLE {table} DROP COLUMN key1, DROP COLUMN key2, \
+             ALTER COLUMN json SET STORAGE EXTENDED;"
+        ));
+    }
+    let key =
+        |field: &str| format!("(replace(json, E'\\\\u0000', E'\\\\ufffd')::json ->> '{field}')");
+    sql.push_str(&format!(
+        "CREATE INDEX rec_packages_by_name ON rec_packages ({}); \
+         CREATE INDEX rec_versions_by_key ON rec_versions ({}, {}); \
+         CREATE INDEX rec_builds_by_version ON rec_builds ({}); \
+         CREATE INDEX rec_release_tracks_by_name ON rec_release_tracks ({}); \
+         CREATE INDEX rec_release_versions_by_key ON rec_release_versions ({}, {});",
+        key("name"),
+        key("packageName"),
+        key("version"),
+        key("versionId"),
+        key("name"),
+        key("track"),
+        key("version"),
+    ));
+    connect(database).batch_execute(&sql).unwrap();
+}
+
+#[test]
+fn a_version_2_schema_gets_key_columns_filled_from_its_records() {
+    let database = TestDatabase::new();
+    let store = open_postgres(database.url()).unwrap();
+    let stored = [
+        (Collection::Packages, r#"{"_id":"p","name":"a:b\u0000c"}"#),
+        (Collection::Packages, r#"{"_id":"n","name":5}"#),
+        (
+            Collection::Versions,
+            r#"{"_id":"v","packageName":"a:b","version":"1.0.0"}"#,
+        ),
+        (Collection::Builds, r#"{"_id":"b","versionId":"v"}"#),
+        (Collection::ReleaseTracks, r#"{"_id":"t","name":"T"}"#),
+        (
+            Collection::ReleaseVersions,
+            r#"{"_id":"r","track":"T","version":"1"}"#,
+        ),
+    ];
+    store
+        .write(&mut |w| {
+            for (c, text) in stored {
+                w.upsert(&Record::from_json(c, text).unwrap())?;
+            }
+            w.mirror().stage(
+                &Record::from_json(
+                    Collection::Versions,
+                    r#"{"_id":"s","packageName":"c:d","version":"2.0.0"}"#,
+                )
+                .unwrap(),
+            )
+        })
+        .unwrap();
+    drop(store);
+    downgrade_to_version_2(&database);
+    let store = open_postgres(database.url()).expect("version 2 is upgraded");
+    let found = |key: Lookup<'_>| {
+        with(&store, |w| w.find(&key))
+            .iter()
+            .map(|text| text[8..9].to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(found(Lookup::Package("a:b\0c")), ["p"]);
+    assert!(found(Lookup::Package("5")).is_empty(), "not a string");
+    assert_eq!(
+        found(Lookup::Version {
+            package: "a:b",
+            version: "1.0.0"
+        }),
+        ["v"]
+    );
+    assert_eq!(found(Lookup::VersionsOf("a:b")), ["v"]);
+    assert_eq!(found(Lookup::BuildsOf("v")), ["b"]);
+    assert_eq!(found(Lookup::ReleaseTrack("T")), ["t"]);
+    assert_eq!(
+        found(Lookup::ReleaseVersion {
+            track: "T",
+            version: "1"
+        }),
+        ["r"]
+    );
+    let mut admin = connect(&database);
+    let staged = admin
+        .query_one("SELECT key1, key2 FROM mirror_stage WHERE id = 's'", &[])
+        .unwrap();
+    assert_eq!(
+        (staged.get::<_, String>(0), staged.get::<_, String>(1)),
+        ("c:d".to_owned(), "2.0.0".to_owned())
+    );
+    let row = admin
+        .query_one("SELECT version, compatible FROM exosphere_schema", &[])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (3, 3),
+        "version 2 code would store records without their keys"
+    );
+}
+
 #[test]
 fn a_version_1_schema_is_upgraded_in_place_keeping_its_data() {
     let database = TestDatabase::new();
     let store = open_postgres(database.url()).unwrap();
     upsert(&store, &record(Collection::Packages, "p", "1"));
     drop(store);
+    downgrade_to_version_2(&database);
     connect(&database)
         .batch_execute(
             "ALTER TABLE uploads DROP COLUMN receiver; \

@@ -150,6 +150,12 @@ impl PageFill {
         Next::Continue
     }
 
+    /// How many more bytes of record text the page takes before its byte budget is spent:
+    /// a backend may leave out the records after the first that would not fit.
+    pub fn bytes_left(&self) -> usize {
+        self.limits.bytes.saturating_sub(self.bytes)
+    }
+
     /// The page, read from the snapshot with this epoch and head `seq`.
     pub fn finish(self, epoch: String, head_seq: u64) -> Page {
         Page {
@@ -509,9 +515,106 @@ pub enum Lookup<'a> {
     ReleaseVersionsOf(&'a str),
 }
 
+/// The fields of a record of `collection` that [`Lookup`] finds it by, in the order its
+/// two-field lookups name them: `(packageName, version)` of a version, `(track, version)` of
+/// a release version, the one field of the other collections.
+pub fn key_fields(collection: Collection) -> &'static [&'static str] {
+    match collection {
+        Collection::Packages | Collection::ReleaseTracks => &["name"],
+        Collection::Versions => &["packageName", "version"],
+        Collection::Builds => &["versionId"],
+        Collection::ReleaseVersions => &["track", "version"],
+    }
+}
+
+/// The natural key of a record of `collection` whose text is `json`, as [`Lookup`] finds it:
+/// the value of each of its [`key_fields`] that is a string (`None` for an absent field, or
+/// one holding anything else, which no lookup names); the first of two same-named fields
+/// counts, so the text is read only up to the last key field (bulk loads read every record
+/// through here). Text that is not a JSON object has no key.
+pub fn natural_key(collection: Collection, json: &str) -> [Option<String>; 2] {
+    let mut visitor = KeyVisitor {
+        fields: key_fields(collection),
+        key: [None, None],
+    };
+    let mut de = serde_json::Deserializer::from_str(json);
+    // Stopping once every field is read leaves the object unfinished, which the parser
+    // reports as an error; the fields read are the key either way.
+    let _unfinished = serde::Deserializer::deserialize_map(&mut de, &mut visitor);
+    visitor.key
+}
+
+/// Reads the top-level fields of a record named by `fields` into `key`, skipping all others,
+/// and stops when it has them all.
+struct KeyVisitor {
+    fields: &'static [&'static str],
+    key: [Option<String>; 2],
+}
+
+impl<'de> serde::de::Visitor<'de> for &mut KeyVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a record object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = [false; 2];
+        let mut left = self.fields.len();
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.fields.iter().position(|field| *field == name) {
+                Some(i) if !seen[i] => {
+                    seen[i] = true;
+                    self.key[i] = map.next_value::<KeyValue>()?.0;
+                    left -= 1;
+                    if left == 0 {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A field's value as a key: the string it holds, or `None` for any other value.
+struct KeyValue(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match <serde_json::Value as serde::Deserialize>::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(KeyValue(Some(text))),
+            _ => Ok(KeyValue(None)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_natural_key_is_the_string_fields_lookups_name() {
+        let version =
+            r#"{"_id":"v","version":"1.0.0","x":{"packageName":"no"},"packageName":"a:b"}"#;
+        assert_eq!(
+            natural_key(Collection::Versions, version),
+            [Some("a:b".to_owned()), Some("1.0.0".to_owned())]
+        );
+        let escaped = r#"{"name":"a\u0000b\n","name":"second"}"#;
+        assert_eq!(
+            natural_key(Collection::Packages, escaped),
+            [Some("a\0b\n".to_owned()), None]
+        );
+        assert_eq!(
+            natural_key(Collection::Builds, r#"{"versionId":5}"#),
+            [None, None]
+        );
+        assert_eq!(natural_key(Collection::ReleaseTracks, "[1]"), [None, None]);
+    }
 
     fn rec(seq: u64, len: usize) -> PageRecord {
         PageRecord {
