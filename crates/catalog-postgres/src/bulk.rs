@@ -32,7 +32,7 @@ use tokio_postgres::{Client, CopyInSink, Transaction};
 use crate::PgStore;
 use crate::bridge::wait;
 use crate::error::{Db as _, name_bulk_refusal, name_storage_trouble, refusal};
-use crate::keys::{key_values, record_collection};
+use crate::keys::Keyed;
 use crate::pool::Conn;
 use crate::schema::SCHEMA_VERSION;
 use crate::servers;
@@ -64,9 +64,10 @@ fn select_sql(table: &Table) -> String {
     )
 }
 
-/// The `COPY` that loads `table`'s columns, and a record table's key columns after them.
+/// The `COPY` that loads `table`'s columns, and the key columns of a record table or the
+/// mirror's stage after them.
 fn copy_sql(table: &Table) -> String {
-    let keys = if record_collection(table).is_some() {
+    let keys = if Keyed::of(table).is_some() {
         ", key1, key2"
     } else {
         ""
@@ -200,8 +201,8 @@ fn replace_meta(s: &mut Session<'_, '_>, sql: &Sql, row: &Row) -> Result<(), Sto
 /// One table's `COPY` under way: its rows are encoded into `buffer` and sent in chunks.
 struct TableCopy {
     table: &'static Table,
-    /// The collection of a record table, whose rows get their key columns.
-    keys: Option<Collection>,
+    /// How its rows get their key columns, if they have them.
+    keys: Option<Keyed>,
     sink: Pin<Box<CopyInSink<bytes::Bytes>>>,
     buffer: BytesMut,
 }
@@ -212,7 +213,7 @@ impl TableCopy {
         let sink = wait(tx.copy_in(&copy_sql(table))).db()?;
         Ok(TableCopy {
             table,
-            keys: record_collection(table),
+            keys: Keyed::of(table),
             sink: Box::pin(sink),
             buffer: BytesMut::with_capacity(COPY_CHUNK * 2),
         })
@@ -240,7 +241,7 @@ impl TableCopy {
                 row.describe_key()
             )));
         }
-        let keys = self.keys.map(|c| key_values(c, &row.values));
+        let keys = self.keys.map(|keyed| keyed.values(&row.values));
         encode(
             &mut self.buffer,
             row.values.iter().chain(keys.iter().flatten()),

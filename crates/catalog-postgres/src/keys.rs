@@ -190,21 +190,50 @@ fn stored(key: String) -> String {
     }
 }
 
-/// The collection whose records `table` holds, if it is a record table.
-pub(crate) fn record_collection(table: &Table) -> Option<Collection> {
-    Collection::ALL
-        .into_iter()
-        .find(|c| record_table(*c).name == table.name)
+/// The tables whose rows carry key columns: the record tables, and the mirror's stage, whose
+/// rows the stage's move copies into them with their keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Keyed {
+    /// A record table of this collection.
+    Records(Collection),
+    /// `mirror_stage`, whose rows name their collection in their first column.
+    Stage,
 }
 
-/// The key columns of a bulk-loaded row of `collection`'s table, as `COPY` values after the
-/// row's own: computed from its record text, the row's last value.
-pub(crate) fn key_values(collection: Collection, values: &[Value]) -> [Value; 2] {
-    let json = match values.last() {
-        Some(Value::Text(json)) => json.as_str(),
-        _ => "",
-    };
-    key_columns(collection, json).map(|key| key.map_or(Value::Null, Value::Text))
+impl Keyed {
+    /// How `table`'s rows are keyed, if they are.
+    pub(crate) fn of(table: &Table) -> Option<Keyed> {
+        if table.name == "mirror_stage" {
+            return Some(Keyed::Stage);
+        }
+        Collection::ALL
+            .into_iter()
+            .find(|c| record_table(*c).name == table.name)
+            .map(Keyed::Records)
+    }
+
+    /// The key columns of a bulk-loaded row of such a table, as `COPY` values after the
+    /// row's own: computed from its record text, the row's last value. A stage row naming
+    /// no collection gets none (no move reads it).
+    pub(crate) fn values(self, values: &[Value]) -> [Value; 2] {
+        let collection = match self {
+            Keyed::Records(collection) => Some(collection),
+            Keyed::Stage => match values.first() {
+                Some(Value::Text(name)) => Collection::ALL.into_iter().find(|c| c.as_str() == name),
+                _ => None,
+            },
+        };
+        let json = match values.last() {
+            Some(Value::Text(json)) => json.as_str(),
+            _ => "",
+        };
+        match collection {
+            Some(collection) => {
+                key_columns(collection, json).map(|key| key.map_or(Value::Null, Value::Text))
+            }
+            None => [Value::Null, Value::Null],
+        }
+    }
 }
 
 /// A query on `$table` that finds two records sharing their natural key.

@@ -12,6 +12,7 @@ use exosphere_catalog::conformance::bulk::{fill, rows};
 use exosphere_catalog::conformance::store::{record, upsert};
 use exosphere_catalog::conformance::with;
 use exosphere_catalog::record::Record;
+use exosphere_catalog::store::Lookup;
 use exosphere_catalog::{CatalogStore as _, Collection, StoreError};
 use exosphere_catalog_postgres::{open_postgres, open_postgres_existing};
 use exosphere_catalog_sqlite::open_sqlite;
@@ -34,6 +35,40 @@ fn a_catalog_moves_from_sqlite_to_postgres_and_back_unchanged() {
     copy(&postgres, &back, &mut |_| {}).unwrap();
     assert!(verify(&postgres, &back).unwrap().is_ok());
     assert_eq!(rows(&back), rows(&sqlite));
+}
+
+/// A mirror's stage copied into PostgreSQL gets the key columns its records' text names, so
+/// that a stage served after the copy is found by natural key like one staged there
+/// (records moved from the stage keep the keys the stage holds).
+#[test]
+fn a_copied_stage_is_served_with_its_natural_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = open_sqlite(dir.path()).unwrap();
+    with(&sqlite, |w| {
+        for (id, version) in [("v1", "1.0.0"), ("v2", "2.0.0")] {
+            let text = format!(
+                r#"{{"_id":"{id}","packageName":"a:b","version":"{version}","lastUpdated":{{"$date":7}}}}"#
+            );
+            w.mirror()
+                .stage(&Record::from_json(Collection::Versions, &text).unwrap())?;
+        }
+        Ok(())
+    });
+    let database = TestDatabase::new();
+    let postgres = open_postgres(database.url()).unwrap();
+    copy(&sqlite, &postgres, &mut |_| {}).unwrap();
+    with(&postgres, |w| {
+        assert_eq!(w.mirror().serve_stage()?, Some(2));
+        for (id, version) in [("v1", "1.0.0"), ("v2", "2.0.0")] {
+            let found = w.find(&Lookup::Version {
+                package: "a:b",
+                version,
+            })?;
+            assert_eq!(found.len(), 1, "{version} is found by its key");
+            assert!(found[0].contains(id), "{found:?}");
+        }
+        Ok(())
+    });
 }
 
 /// How many sessions on `database` wait for a lock.
