@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::error::StoreError;
 use crate::record::Record;
-use crate::store::{CatalogWriter, Lookup, Upsert};
+use crate::store::{CatalogWriter, Lookup, Upsert, natural_key};
 
 /// The fields of a published version that may still change.
 pub const VERSION_METADATA: [&str; 6] = [
@@ -71,8 +71,11 @@ pub fn check_upsert(
             Ok(Upsert::Updated)
         }
         None => {
+            // The key as the stores index it (`natural_key`: the first of repeated fields,
+            // strings only), so a record repeating `version` cannot slip past a published
+            // one that lookups would find under the same key.
             if c == Collection::Versions
-                && let Ok(Some((package, version))) = version_key(record.json())
+                && let [Some(package), Some(version)] = natural_key(c, record.json())
             {
                 let same_key = writer.find(&Lookup::Version {
                     package: &package,
@@ -108,8 +111,9 @@ pub type VersionKey<'a> = (Cow<'a, str>, Cow<'a, str>);
 /// The `packageName` and `version` a version record's text names, read without building
 /// the rest of the record (every imported version goes through it): `Some` when both are
 /// strings, `None` when either is missing or null, and an error when the text names either
-/// otherwise (a number, an object) or is not an object. Shared by the upserts' check and
-/// the bulk import's (`bulk::import_dump`).
+/// otherwise (a number, an object), repeats either, or is not an object: the bulk import's
+/// check (`bulk::import_dump`), which leaves every such record to the upserts. The upserts'
+/// own check keys a record as the stores index it ([`natural_key`]).
 pub fn version_key(text: &str) -> Result<Option<VersionKey<'_>>, serde_json::Error> {
     #[derive(serde::Deserialize)]
     struct Key<'a> {

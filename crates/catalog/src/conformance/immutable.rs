@@ -100,6 +100,19 @@ pub fn published_versions_and_builds_keep_their_content(new_store: NewStore<'_>)
         "{refused}"
     );
     assert_eq!(store.state().unwrap().head_seq, head, "nothing was added");
+    // Not even with `version` named twice: the stores index the first of repeated fields.
+    let repeated = twin.replace(
+        r#""version":"1.0.0""#,
+        r#""version":"1.0.0","version":"9.9.9""#,
+    );
+    let refused = store
+        .write(&mut |w| w.upsert(&rec(Collection::Versions, &repeated)).map(|_| ()))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::PublishedVersionTaken { published, .. } if published == "v"),
+        "{refused}"
+    );
+    assert_eq!(store.state().unwrap().head_seq, head, "nothing was added");
     // Another version of the package is a new version.
     let next = twin.replace(r#""1.0.0""#, r#""1.0.1""#);
     with(&*store, |w| w.upsert(&rec(Collection::Versions, &next)));
