@@ -5,9 +5,13 @@
 //! epoch ([`HeadFile::check_at_startup`]) instead of handing out again sequence numbers
 //! clients already hold (the store's "sequence contract").
 //!
-//! The file names the catalog it belongs to (as logs name it: the PostgreSQL database and
-//! its host, or SQLite's directory); a file of another catalog is only replaced. A missing
-//! or unreadable file is replaced too, with a warning. With several servers on one
+//! What is compared is the epoch and the head, not the catalog's name: an epoch is random
+//! and only ever continued by copies of its catalog, so a lower head in the same epoch is a
+//! step back whatever the database is called now (a standby promoted on another host, a
+//! copy that lags its source). The file also names the catalog (as logs name it: the
+//! PostgreSQL database and its host, or SQLite's directory), for the warning. A file of
+//! another epoch is only replaced; a missing or unreadable file is replaced too, with a
+//! warning. With several servers on one
 //! database, each keeps its own file: the first to restart after a restore starts the new
 //! epoch, and the others then find another epoch and only update theirs.
 
@@ -27,7 +31,7 @@ pub const SEEN_HEAD_FILE: &str = "seen-head.json";
 /// What the file records: a catalog, and the newest epoch and head `seq` seen of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeenHead {
-    /// The catalog, as logs name it (never a password).
+    /// The catalog, as logs name it (never a password): for the warning, not compared.
     pub catalog: String,
     /// Its data epoch.
     pub epoch: String,
@@ -38,11 +42,11 @@ pub struct SeenHead {
 /// How the catalog's state compares with what the file recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Nothing comparable was recorded (no file, another catalog, another epoch), or the
-    /// head is not below the recorded one: the catalog is used as it is.
+    /// Nothing comparable was recorded (no file, another epoch), or the head is not below
+    /// the recorded one: the catalog is used as it is.
     Fine,
-    /// Same catalog and epoch, and the head is below the recorded one: the database went
-    /// back in time.
+    /// Same epoch, and the head is below the recorded one: the database went back in
+    /// time.
     WentBack {
         /// The head `seq` recorded before.
         seen: u64,
@@ -59,9 +63,9 @@ impl SeenHead {
         }
     }
 
-    /// How `state` of `catalog` compares with this record.
-    pub fn judge(&self, catalog: &str, state: &CatalogState) -> Verdict {
-        if self.catalog == catalog && self.epoch == state.epoch && state.head_seq < self.head_seq {
+    /// How `state` compares with this record (by epoch and head only; see the module doc).
+    pub fn judge(&self, state: &CatalogState) -> Verdict {
+        if self.epoch == state.epoch && state.head_seq < self.head_seq {
             Verdict::WentBack {
                 seen: self.head_seq,
             }
@@ -142,7 +146,7 @@ impl HeadFile {
             .state()
             .context("cannot read the catalog's epoch and head")?;
         if let Some(seen) = self.read()
-            && let Verdict::WentBack { seen: seen_head } = seen.judge(&self.catalog, &state)
+            && let Verdict::WentBack { seen: seen_head } = seen.judge(&state)
         {
             store.write(&mut |writer| writer.start_epoch()).context(
                 "the catalog's head went back since this server last ran, and a new data \
@@ -153,6 +157,7 @@ impl HeadFile {
             state = store.state().context("cannot read the new data epoch")?;
             tracing::warn!(
                 catalog = %self.catalog,
+                seen_in = %seen.catalog,
                 seen_head,
                 head_seq = state.head_seq,
                 old_epoch,
@@ -215,16 +220,12 @@ mod tests {
     }
 
     #[test]
-    fn only_a_lower_head_of_the_same_catalog_and_epoch_went_back() {
+    fn only_a_lower_head_of_the_same_epoch_went_back() {
         let seen = SeenHead::of("db A", &state("e1", 10));
-        assert_eq!(
-            seen.judge("db A", &state("e1", 7)),
-            Verdict::WentBack { seen: 10 }
-        );
-        assert_eq!(seen.judge("db A", &state("e1", 10)), Verdict::Fine);
-        assert_eq!(seen.judge("db A", &state("e1", 12)), Verdict::Fine);
-        assert_eq!(seen.judge("db A", &state("e2", 3)), Verdict::Fine);
-        assert_eq!(seen.judge("db B", &state("e1", 3)), Verdict::Fine);
+        assert_eq!(seen.judge(&state("e1", 7)), Verdict::WentBack { seen: 10 });
+        assert_eq!(seen.judge(&state("e1", 10)), Verdict::Fine);
+        assert_eq!(seen.judge(&state("e1", 12)), Verdict::Fine);
+        assert_eq!(seen.judge(&state("e2", 3)), Verdict::Fine);
     }
 
     #[test]

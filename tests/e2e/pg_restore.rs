@@ -145,20 +145,34 @@ async fn a_restored_database_starts_a_new_epoch_at_startup_and_clients_reset_onc
 }
 
 #[test]
-fn a_seen_head_file_of_another_database_starts_no_new_epoch() {
+fn a_seen_head_file_of_another_epoch_starts_nothing_and_one_of_this_epoch_does_whatever_its_name() {
     let (_dir, data, backend) = three_packages();
     std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        data.join("seen-head.json"),
-        json!({"catalog": "the PostgreSQL database other on db:5432",
-               "epoch": epoch(&backend, &data), "head_seq": 1_000_000})
-        .to_string(),
-    )
-    .unwrap();
+    let write = |epoch: &str| {
+        std::fs::write(
+            data.join("seen-head.json"),
+            json!({"catalog": "the PostgreSQL database other on db:5432",
+                   "epoch": epoch, "head_seq": 1_000_000})
+            .to_string(),
+        )
+        .unwrap();
+    };
+    write("another epoch");
     assert_start_keeps_epoch(&backend, &data);
 
     std::fs::write(data.join("seen-head.json"), "not json").unwrap();
     assert_start_keeps_epoch(&backend, &data);
+
+    // The same epoch seen further on under another name (a standby promoted on another
+    // host): the head went back all the same.
+    let before = epoch(&backend, &data);
+    write(&before);
+    drop(Server::start(&data, &backend.flags()));
+    assert_ne!(
+        epoch(&backend, &data),
+        before,
+        "a new data epoch was started"
+    );
 }
 
 #[test]
