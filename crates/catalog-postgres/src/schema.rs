@@ -114,11 +114,30 @@ pub(crate) fn check_encoding(client: &mut Client, database: &str) -> Result<(), 
 
 /// Creates the schema in a database (its current schema, `public` by default) holding
 /// nothing yet, or checks that this build can read the one it has; a database holding
-/// anything else is [`StoreError::NotACatalog`]. Runs in one transaction under an advisory lock, so that servers opening an
-/// empty database at once create it exactly once (the others wait, then find it).
+/// anything else is [`StoreError::NotACatalog`]. Runs in one transaction under an advisory
+/// lock, so that servers opening an empty database at once create it exactly once (the
+/// others wait, then find it). The wait for that lock has no time limit: another server's
+/// upgrade of a large catalog takes as long as it takes, and a server giving up after the
+/// connection's `lock_timeout` would only exit. The rest of the transaction keeps the limit.
 pub(crate) fn init(client: &mut Client, database: &str) -> Result<(), StoreError> {
     let tx = wait(client.transaction()).db()?;
-    wait(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])).db()?;
+    let taken: bool = wait(tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SCHEMA_LOCK]))
+        .db()?
+        .try_get(0)
+        .db()?;
+    if !taken {
+        tracing::info!(
+            database,
+            "waiting for another Exosphere process creating or upgrading the schema"
+        );
+        let limit: String = wait(tx.query_one("SHOW lock_timeout", &[]))
+            .db()?
+            .try_get(0)
+            .db()?;
+        wait(tx.batch_execute("SET LOCAL lock_timeout = 0")).db()?;
+        wait(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])).db()?;
+        wait(tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&limit])).db()?;
+    }
     let exists: bool =
         wait(tx.query_one("SELECT to_regclass('exosphere_schema') IS NOT NULL", &[]))
             .db()?
