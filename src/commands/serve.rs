@@ -91,9 +91,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         catalog = %catalog_location(&args.data_dir),
         "serving"
     );
+    let stop = shutdown_signal();
     // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
     println!("Exosphere listening on http://{address}");
-    server::run(listener, state, shutdown_signal()).await
+    server::run(listener, state, stop).await
 }
 
 /// `--websocket-compression` and its level, for both WebSocket endpoints.
@@ -354,33 +355,48 @@ fn load_demo_catalog(store: &Arc<dyn CatalogStore>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM (what `docker stop` and systemd send).
-async fn shutdown_signal() {
-    let interrupt = async {
+/// Resolves when the process is asked to stop: Ctrl-C (SIGINT) or SIGTERM (what `docker
+/// stop`, systemd and Kubernetes send). The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives between the "listening" line
+/// and the server's first poll still stops it gracefully instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let stop = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| {
+            let installed = signal(kind);
+            async move {
+                match installed {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        };
+        let interrupt = listen(SignalKind::interrupt(), "Ctrl-C (SIGINT)");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! {
+                () = interrupt => {}
+                () = terminate => {}
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let stop = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+    async move {
+        stop.await;
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]
