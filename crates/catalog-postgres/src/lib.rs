@@ -375,36 +375,26 @@ impl CatalogStore for PgStore {
         // A collection is read by one query of what the page can still take plus one (the
         // one that tells whether more remain), in one round trip: the query leaves out the
         // records too long for any page, and those after the first beyond the page's byte
-        // budget, so a page's read holds at most one record more than the page. A query
-        // that returned all it was allowed without ending the collection is followed by the
-        // next.
+        // budget, so a page's read holds at most one record more than the page. Every
+        // record the query returns is one `PageFill` counts, so the extra one always ends
+        // the collection: one query per collection is the whole read.
         let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
         let read = || {
             self.read(|s| {
                 let meta = read_meta(s, &self.sql.read_meta)?;
                 let mut fill = PageFill::new(*limits);
                 'collections: for c in Collection::ALL {
-                    let mut after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
-                    loop {
-                        let bytes_left = i64::try_from(fill.bytes_left()).unwrap_or(i64::MAX);
-                        let rows =
-                            s.query(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;
-                        let mut next = Next::Continue;
-                        for row in &rows {
-                            after = col(row, 0)?;
-                            let record = PageRecord {
-                                seq: to_u64(after, "seq")?,
-                                last_updated: col(row, 1)?,
-                                json: col(row, 2)?,
-                            };
-                            next = fill.offer(c, record);
-                            if !matches!(next, Next::Continue) {
-                                break;
-                            }
-                        }
-                        match next {
-                            Next::Continue if rows.len() as u64 == limit.unsigned_abs() => {}
-                            Next::Continue => break,
+                    let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                    let bytes_left = i64::try_from(fill.bytes_left()).unwrap_or(i64::MAX);
+                    let rows = s.query(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;
+                    for row in &rows {
+                        let record = PageRecord {
+                            seq: to_u64(col(row, 0)?, "seq")?,
+                            last_updated: col(row, 1)?,
+                            json: col(row, 2)?,
+                        };
+                        match fill.offer(c, record) {
+                            Next::Continue => {}
                             Next::NextCollection => continue 'collections,
                             Next::Stop => break 'collections,
                         }
