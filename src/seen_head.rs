@@ -167,11 +167,38 @@ impl HeadFile {
                  commits); started a new data epoch, so every client resyncs once"
             );
         }
-        if let Err(error) = self.write(&SeenHead::of(&self.catalog, &state)) {
+        self.record(&state);
+        Ok(state)
+    }
+
+    /// At shutdown, after the last request: records the catalog's state as it is now, which
+    /// the running server's copy may trail by up to a second and a watch interval (a
+    /// failure to read or write it is logged).
+    pub fn record_at_shutdown(&self, store: &dyn CatalogStore) {
+        match store.state() {
+            Ok(state) => {
+                let seen = self.read().map_or_else(
+                    || SeenHead::of(&self.catalog, &state),
+                    |seen| seen.advanced(&state),
+                );
+                self.record_seen(&seen);
+            }
+            Err(error) => tracing::warn!(%error,
+                "cannot read the catalog's head at shutdown; the file keeps the last one recorded"),
+        }
+    }
+
+    /// Replaces the file with `state`, logging a failure rather than returning it.
+    fn record(&self, state: &CatalogState) {
+        self.record_seen(&SeenHead::of(&self.catalog, state));
+    }
+
+    /// Replaces the file with `seen`, logging a failure rather than returning it.
+    fn record_seen(&self, seen: &SeenHead) {
+        if let Err(error) = self.write(seen) {
             tracing::warn!(error = %format!("{error:#}"),
                 "cannot record the catalog's head; a restore will not be noticed at the next start");
         }
-        Ok(state)
     }
 
     /// Keeps the file up to date with the catalog's state as the watcher publishes it,

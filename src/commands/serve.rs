@@ -68,7 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = config;
     let ca_pem = upstream_ca(&args)?;
     config.mirror = mirror_config(&args, &public_url, ca_pem.as_deref())?;
-    config.seen_head = Some(seen_head);
+    config.seen_head = Some(seen_head.clone());
     config.sync_files = Some(SyncFiles {
         dir: data_dir.join("sync-pages"),
         max_bytes: args.sync_file_cache_size,
@@ -84,7 +84,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .reopen_interrupted_uploads()
         .await
         .map_err(|error| anyhow::anyhow!("cannot reopen interrupted uploads: {error}"))?;
-    let state = server::start(store, Some(publishing), &config)?;
+    let state = server::start(Arc::clone(&store), Some(publishing), &config)?;
     tracing::info!(
         %address,
         data_dir = %data_dir.display(),
@@ -94,7 +94,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal();
     // Scripts and tests read this line to learn the port chosen for `--listen …:0`.
     println!("Exosphere listening on http://{address}");
-    server::run(listener, state, stop).await
+    server::run(listener, state, stop).await?;
+    exosphere_task::blocking(move || seen_head.record_at_shutdown(&*store)).await?;
+    Ok(())
 }
 
 /// `--websocket-compression` and its level, for both WebSocket endpoints.

@@ -2,8 +2,8 @@
 //! earlier, as pg_restore or a failover to a lagging standby would leave it): a server that
 //! saw the newer head starts a new data epoch at startup, so a client holding the newer
 //! cursor gets `resetData` (spec §3.5) instead of skipping the records that reuse its
-//! sequence numbers; `exosphere epoch new` starts one by hand; and a seen-head file of
-//! another database starts nothing.
+//! sequence numbers; `exosphere epoch new` starts one by hand; a seen-head file of another
+//! epoch starts nothing; and a server records the head it stops at.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -190,4 +190,23 @@ fn epoch_new_starts_a_new_epoch_and_audits_it() {
     let audit = command(&backend, &data, &["audit"]);
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.contains("epoch.start"), "{audit}");
+}
+
+/// A server records the catalog's head when it stops, so a head that moved on in its last
+/// moments (here: an import its watcher, polling every ten minutes on SQLite, which gives no
+/// change hints, never saw) is the one its next start compares with.
+#[test]
+fn a_server_records_the_head_it_stops_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backend = Backend::Sqlite;
+    import_packages(&backend, &data, "before", 2);
+    let server = Server::start(&data, &["--watch-interval", "10m"]);
+    import_packages(&backend, &data, "after", 3);
+    stop(server);
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("seen-head.json")).unwrap()).unwrap();
+    let state = backend.open(&data).state().unwrap();
+    assert_eq!(recorded["head_seq"], state.head_seq, "{recorded}");
+    assert_eq!(recorded["epoch"], state.epoch.as_str());
 }
