@@ -176,16 +176,19 @@ impl HeadFile {
     /// failure to read or write it is logged).
     pub fn record_at_shutdown(&self, store: &dyn CatalogStore) {
         match store.state() {
-            Ok(state) => {
-                let seen = self.read().map_or_else(
-                    || SeenHead::of(&self.catalog, &state),
-                    |seen| seen.advanced(&state),
-                );
-                self.record_seen(&seen);
-            }
+            Ok(state) => self.record_seen(&self.after(self.read().as_ref(), &state)),
             Err(error) => tracing::warn!(%error,
                 "cannot read the catalog's head at shutdown; the file keeps the last one recorded"),
         }
+    }
+
+    /// What the file records after `recorded` once the catalog is at `state`: `recorded`
+    /// advanced by it, or `state` itself when nothing was recorded.
+    fn after(&self, recorded: Option<&SeenHead>, state: &CatalogState) -> SeenHead {
+        recorded.map_or_else(
+            || SeenHead::of(&self.catalog, state),
+            |seen| seen.advanced(state),
+        )
     }
 
     /// Replaces the file with `state`, logging a failure rather than returning it.
@@ -212,10 +215,7 @@ impl HeadFile {
             if state.epoch.is_empty() {
                 continue; // The watcher's stand-in while the state cannot be read.
             }
-            let seen = written.as_ref().map_or_else(
-                || SeenHead::of(&file.catalog, &state),
-                |seen| seen.advanced(&state),
-            );
+            let seen = file.after(written.as_ref(), &state);
             if written.as_ref() != Some(&seen) {
                 let job_file = Arc::clone(&file);
                 let record = seen.clone();

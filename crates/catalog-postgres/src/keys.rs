@@ -219,7 +219,7 @@ impl Keyed {
         let collection = match self {
             Keyed::Records(collection) => Some(collection),
             Keyed::Stage => match values.first() {
-                Some(Value::Text(name)) => Collection::ALL.into_iter().find(|c| c.as_str() == name),
+                Some(Value::Text(name)) => name.parse().ok(),
                 _ => None,
             },
         };
