@@ -13,7 +13,6 @@
 //! - [`http`] is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
 //! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
-//! - `malloc_arenas` limits glibc's malloc arenas, so that freed memory is not kept in many;
 //! - `serve_lock` keeps a data directory to one `serve` process;
 //! - [`seen_head`] keeps, in a data directory, the newest catalog head a server has seen, and
 //!   starts a new data epoch at startup when the catalog went back below it (a restore).
@@ -24,7 +23,6 @@ mod commands;
 mod fd_limit;
 pub mod http;
 mod jobs;
-mod malloc_arenas;
 pub mod seen_head;
 mod serve_lock;
 pub mod server;
@@ -41,7 +39,6 @@ use crate::cli::{Cli, Command, LogFormat};
 /// Runs the command line: parses the arguments, sets up logging, runs one subcommand and
 /// reports its error on standard error.
 pub fn main() -> ExitCode {
-    malloc_arenas::limit();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let outcome = match cli.command {

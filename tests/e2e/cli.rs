@@ -1,7 +1,8 @@
-//! The command line as a user runs it: import, export, gen-catalog and the help texts.
+//! The command line as a user runs it: import, export, gen-catalog and the help texts, and the
+//! process `serve` runs as.
 
 use crate::common::{
-    Backend, assert_success, exosphere, fixture, import, import_on, read_dump, run,
+    Backend, Server, assert_success, exosphere, fixture, import, import_on, read_dump, run,
 };
 
 fn export(data: &std::path::Path) -> String {
@@ -199,4 +200,29 @@ fn a_sockjs_client_url_that_could_break_the_iframe_page_is_refused() {
         );
     }
     assert!(!data.exists(), "nothing was served or created");
+}
+
+/// The executable allocates with jemalloc and the settings compiled into it (`src/main.rs`):
+/// the background thread that returns freed pages on time, which is part of how the server's
+/// memory stays flat (docs/RELIABILITY.md, the soak), runs in `serve`.
+#[test]
+fn serve_runs_jemalloc_with_its_background_thread() {
+    let data = tempfile::tempdir().expect("temporary directory");
+    let server = Server::start(data.path(), &[]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+            .expect("the server's threads are listed")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        if threads.iter().any(|name| name == "jemalloc_bg_thd") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no jemalloc background thread among {threads:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
