@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use exosphere_catalog::{CatalogState, Collection, PageText, SyncError, Syncer};
+use exosphere_catalog::{CatalogState, Collection, PageText, StoredText, SyncError, Syncer};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{
     DdpError, MethodContext, RawText, Reply, Service, SessionContext, Subscription,
@@ -67,7 +67,8 @@ pub struct PackageService {
 /// A sync page as the catalog's page cache keeps it: DDP's shared reply text, so every
 /// client served the page shares its text and its compressed bodies, which the cache's
 /// tier of files keeps with the text (tagged by zlib level), so a page read back from a
-/// file is not compressed again.
+/// file is not compressed again, and whose text may be that file mapped into memory, so
+/// it is not copied either.
 #[derive(Clone)]
 pub struct SyncPage(RawText);
 
@@ -92,7 +93,7 @@ impl PageText for SyncPage {
             .collect()
     }
 
-    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
         Self(RawText::with_deflated(
             text,
             forms

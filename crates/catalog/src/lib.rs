@@ -56,6 +56,7 @@ pub mod watch;
 pub use error::StoreError;
 pub use exosphere_meteor::{Collection, PerCollection};
 pub use page_cache::{PageText, Syncer};
+pub use page_disk::StoredText;
 pub use record::{Record, StatsRow};
 pub use store::Lookup;
 pub use store::{CatalogState, CatalogStore, CatalogWriter};

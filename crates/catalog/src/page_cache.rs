@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::page_disk::{PageFiles, PageToStore};
+use crate::page_disk::{PageFiles, PageToStore, StoredText};
 use crate::store::{CatalogState, CatalogStore};
 use crate::sync::{Answer, NextCall, Paging, SyncError, answer};
 
@@ -49,10 +49,13 @@ pub trait PageText: From<String> + AsRef<str> + Clone {
         Vec::new()
     }
 
-    /// The page rebuilt from its text and the forms [`forms`](Self::forms) gave for it.
-    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    /// The page rebuilt from its text as read back from its file and the forms
+    /// [`forms`](Self::forms) gave for it. The text is the file mapped into memory: a type
+    /// that can keep it as it is (the server's can) serves the page without copying it; by
+    /// default it is copied into a `String`.
+    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
         drop(forms);
-        Self::from(text)
+        Self::from(text.as_ref().to_owned())
     }
 }
 
