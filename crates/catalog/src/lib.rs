@@ -59,7 +59,7 @@ pub use page_cache::{PageText, Syncer};
 pub use page_disk::StoredText;
 pub use record::{Record, StatsRow};
 pub use store::Lookup;
-pub use store::{CatalogState, CatalogStore, CatalogWriter};
+pub use store::{CatalogState, CatalogStore, CatalogWriter, Snapshot};
 pub use sync::{Answer, NextCall, Paging, SyncError, sync_new_package_data};
 pub use transact::{Refusal, write_or_refuse};
 pub use watch::watch;
