@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use exosphere_catalog::{CatalogState, Collection, PageText, SyncError, Syncer};
+use exosphere_catalog::{CatalogState, Collection, PageText, StoredText, SyncError, Syncer};
 use exosphere_ddp::ejson::Ejson;
 use exosphere_ddp::{
     DdpError, MethodContext, RawText, Reply, Service, SessionContext, Subscription,
@@ -67,7 +67,8 @@ pub struct PackageService {
 /// A sync page as the catalog's page cache keeps it: DDP's shared reply text, so every
 /// client served the page shares its text and its compressed bodies, which the cache's
 /// tier of files keeps with the text (tagged by zlib level), so a page read back from a
-/// file is not compressed again.
+/// file is not compressed again, and whose text may be that file mapped into memory, so
+/// it is not copied either.
 #[derive(Clone)]
 pub struct SyncPage(RawText);
 
@@ -92,7 +93,7 @@ impl PageText for SyncPage {
             .collect()
     }
 
-    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
         Self(RawText::with_deflated(
             text,
             forms
@@ -134,7 +135,9 @@ impl PackageService {
 
     /// `syncNewPackageData(syncToken, options)` (spec §3): the catalog builds the encoded
     /// result, which is handed to the session without being parsed again. While the client
-    /// parses that page, the next one is computed in the background.
+    /// parses that page, the next one is computed in the background: by the same blocking
+    /// thread, right after it handed over the answer, so a page costs one trip to the
+    /// blocking pool (and one thread wakeup), not two.
     async fn sync_new_package_data(&self, params: Vec<Ejson>) -> Result<Reply, DdpError> {
         let mut params = params.into_iter();
         let token = params
@@ -144,24 +147,29 @@ impl PackageService {
             .next()
             .map_or(Value::Null, |options| options.to_json());
         let syncer = Arc::clone(&self.syncer);
-        let answer = exosphere_task::blocking(move || syncer.answer(&token, &options)).await;
-        match answer {
-            Ok(Ok(answer)) => {
-                if let Some(next) = answer.next {
-                    let syncer = Arc::clone(&self.syncer);
-                    exosphere_task::spawn(exosphere_task::blocking(move || syncer.prefetch(&next)));
+        let (answered, answer) = tokio::sync::oneshot::channel();
+        exosphere_task::spawn(exosphere_task::blocking(move || {
+            match syncer.answer(&token, &options) {
+                Ok(answer) => {
+                    let _ = answered.send(Ok(answer.text));
+                    if let Some(next) = answer.next {
+                        syncer.prefetch(&next);
+                    }
                 }
-                Ok(Reply::Raw(answer.text.0))
+                Err(error) => {
+                    let _ = answered.send(Err(error));
+                }
             }
+        }));
+        match answer.await {
+            Ok(Ok(text)) => Ok(Reply::Raw(text.0)),
             Ok(Err(SyncError::BadToken(reason))) => Err(DdpError::bad_request(reason)),
             Ok(Err(error)) => {
                 tracing::error!(%error, "syncNewPackageData failed");
                 Err(DdpError::internal())
             }
-            Err(error) => {
-                tracing::error!(%error, "syncNewPackageData task failed");
-                Err(DdpError::internal())
-            }
+            // The blocking task failed before it answered; it logged why.
+            Err(_) => Err(DdpError::internal()),
         }
     }
 }

@@ -97,7 +97,7 @@ use exosphere_catalog::mirror::{MirrorState, MirrorWriter, UpstreamFile};
 use exosphere_catalog::record::{Record, StatsRow};
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Lookup, Next, Page,
-    PageFill, PageLimits, PageRecord, ServerSeat, Upsert,
+    PageFill, PageLimits, PageRecord, ServerSeat, Snapshot, Upsert,
 };
 use exosphere_catalog::usage::{self, AppReport, UsageRows};
 
@@ -764,6 +764,17 @@ impl CatalogStore for SqliteStore {
                 change_counters: meta.changes,
                 stats_earliest,
                 stats_latest,
+            })
+        })
+    }
+
+    /// One statement on the meta row, its own read transaction: no stats day range.
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.readers.with(|conn| {
+            let meta = read_meta(conn, &self.sql)?;
+            Ok(Snapshot {
+                epoch: meta.epoch,
+                head_seq: meta.head_seq,
             })
         })
     }

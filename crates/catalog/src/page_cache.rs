@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::page_disk::{PageFiles, PageToStore};
-use crate::store::{CatalogState, CatalogStore};
+use crate::page_disk::{PageFiles, PageToStore, StoredText};
+use crate::store::{CatalogStore, Snapshot};
 use crate::sync::{Answer, NextCall, Paging, SyncError, answer};
 
 /// How long a call waits for a page another thread is computing before computing it itself.
@@ -49,10 +49,13 @@ pub trait PageText: From<String> + AsRef<str> + Clone {
         Vec::new()
     }
 
-    /// The page rebuilt from its text and the forms [`forms`](Self::forms) gave for it.
-    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    /// The page rebuilt from its text as read back from its file and the forms
+    /// [`forms`](Self::forms) gave for it. The text is the file mapped into memory: a type
+    /// that can keep it as it is (the server's can) serves the page without copying it; by
+    /// default it is copied into a `String`.
+    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
         drop(forms);
-        Self::from(text)
+        Self::from(text.as_ref().to_owned())
     }
 }
 
@@ -107,8 +110,8 @@ struct Entry<P> {
 }
 
 impl<P> Entry<P> {
-    fn is_current(&self, state: &CatalogState) -> bool {
-        self.epoch == state.epoch && self.head_seq == state.head_seq
+    fn is_current(&self, snapshot: &Snapshot) -> bool {
+        self.epoch == snapshot.epoch && self.head_seq == snapshot.head_seq
     }
 
     fn into_answer(self) -> Answer<P> {
@@ -182,7 +185,7 @@ impl<P: PageText> Syncer<P> {
         let Some(key) = self.key(token, options) else {
             return self.compute(token, options).map(Entry::into_answer);
         };
-        let current = self.store.state()?;
+        let current = self.store.snapshot()?;
         match self.claim(&key, &current, true) {
             Claim::Ready(entry) => Ok(entry.into_answer()),
             Claim::Mine => self
@@ -198,7 +201,7 @@ impl<P: PageText> Syncer<P> {
         let Some(key) = self.key(&next.token, &next.options) else {
             return;
         };
-        let current = match self.store.state() {
+        let current = match self.store.snapshot() {
             Ok(current) => current,
             Err(error) => {
                 tracing::warn!(%error, "prefetching a sync page failed");
@@ -212,10 +215,10 @@ impl<P: PageText> Syncer<P> {
         }
     }
 
-    /// Looks `key` up in memory for the store's `current` state: a current page is returned;
+    /// Looks `key` up in memory for the store's `current` snapshot: a current page is returned;
     /// a missing or stale one is marked pending for this caller to compute. A page another
     /// thread is computing is waited for when `wait` (up to [`PENDING_WAIT`]).
-    fn claim(&self, key: &Key, current: &CatalogState, wait: bool) -> Claim<P> {
+    fn claim(&self, key: &Key, current: &Snapshot, wait: bool) -> Claim<P> {
         let mut cache = self.lock();
         let deadline = Instant::now() + PENDING_WAIT;
         loop {
@@ -248,7 +251,7 @@ impl<P: PageText> Syncer<P> {
         key: Key,
         token: &Value,
         options: &Value,
-        current: &CatalogState,
+        current: &Snapshot,
     ) -> Result<Entry<P>, SyncError> {
         let file_key = key.file_key();
         let stored = self
@@ -269,7 +272,7 @@ impl<P: PageText> Syncer<P> {
         let still_current = match &result {
             Ok(entry) => self
                 .store
-                .state()
+                .snapshot()
                 .is_ok_and(|latest| entry.is_current(&latest)),
             Err(_) => false,
         };

@@ -18,16 +18,27 @@
 //! * **Discarded at start.** Opening the tier empties its directory, so a restart (or a
 //!   crash mid-write) never serves a file from an earlier process.
 //! * **Checked.** Every file ends with a CRC-32 of its contents and states its lengths; a
-//!   truncated or corrupt file is logged, deleted and recomputed, never served.
+//!   truncated or corrupt file is logged, deleted and recomputed, never served. The whole
+//!   file (CRC, and the text's UTF-8) is checked the first time it is read back; later reads
+//!   check its header (key, snapshot, and the write's serial number, so a file replaced since
+//!   is checked whole again) and its length. Files are written whole and renamed into place,
+//!   then only deleted, never written in place, so a file that checked whole once still holds
+//!   those bytes; re-checking them on every read was most of the CPU of a sync served from
+//!   this tier.
+//! * **Not copied.** A page is served from its file mapped into memory ([`StoredText`]): the
+//!   socket copies the kernel's cached pages of the file, and no heap buffer is filled first.
+//!   The encoded forms (a fraction of the text) are copied out.
 //!
 //! File layout: the magic `EXOPAGE1`; a little-endian `u32` length and that many bytes of a
-//! JSON header (the page's key, snapshot, follow-up call, text length, and each encoded
-//! form's tag and length); the text; the forms; the CRC-32 (little-endian `u32`) of all that
-//! precedes it.
+//! JSON header (the page's key, snapshot, the write's serial number, follow-up call, text
+//! length, and each encoded form's tag and length); the text; the forms; the CRC-32
+//! (little-endian `u32`) of all that precedes it.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::ops::Range;
+use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,8 +55,8 @@ const MAX_HEADER: u32 = 1 << 20;
 
 /// A page read back from its file.
 pub(crate) struct StoredPage {
-    /// The page's text.
-    pub(crate) text: String,
+    /// The page's text, in the file mapped into memory.
+    pub(crate) text: StoredText,
     /// Its encoded forms, by tag.
     pub(crate) forms: Vec<(u8, Vec<u8>)>,
     /// The call after it, if any.
@@ -61,13 +72,96 @@ pub(crate) struct PageToStore<'a> {
     pub(crate) next: Option<&'a NextCall>,
 }
 
+/// A page's text as read back from its file: the file mapped into memory, not copied into
+/// the heap, and checked to hold the UTF-8 text that was written (see the module's contract).
+/// It exists so that serving a page from the disk tier costs no copy and no fresh memory:
+/// whatever sends the page reads the kernel's cached pages of the file. Dropping the last
+/// owner unmaps the file (a file deleted meanwhile stays readable until then).
+pub struct StoredText {
+    map: Mapping,
+    text: Range<usize>,
+}
+
+impl AsRef<str> for StoredText {
+    fn as_ref(&self) -> &str {
+        // SAFETY: `read_page` made this value only for a range of this file whose bytes
+        // were checked to be UTF-8 when the file was first read back, and the tier's files
+        // never change once renamed into place (see `Mapping::bytes`).
+        unsafe { std::str::from_utf8_unchecked(&self.map.bytes()[self.text.clone()]) }
+    }
+}
+
+/// A whole file mapped read-only into this process's memory.
+struct Mapping {
+    ptr: std::ptr::NonNull<libc::c_void>,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; reading it from any thread
+// is as safe as reading a shared byte slice.
+unsafe impl Send for Mapping {}
+// SAFETY: as above: `&Mapping` only gives out `&[u8]`.
+unsafe impl Sync for Mapping {}
+
+/// Maps every page of the file at once: one system call instead of a page fault per few
+/// pages as the socket reads them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const MAP_POPULATE: libc::c_int = libc::MAP_POPULATE;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const MAP_POPULATE: libc::c_int = 0;
+
+impl Mapping {
+    /// Maps the first `len` bytes of `file` (its whole length, which is above 0).
+    fn new(file: &File, len: usize) -> io::Result<Mapping> {
+        // SAFETY: a new read-only private mapping of an open file at an address the kernel
+        // chooses; nothing else in the process is affected. Failure is checked below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | MAP_POPULATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = std::ptr::NonNull::new(ptr).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `ptr` maps `len` readable bytes until `drop`. The file is the tier's own: it
+        // was written whole under a temporary name and renamed into place, and the tier only
+        // deletes such files (the mapping then stays valid), never writes or truncates them;
+        // the data directory is this server's alone (its lock). So the bytes do not change
+        // while mapped.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; no borrow of it outlives `self`.
+        unsafe {
+            libc::munmap(self.ptr.as_ptr(), self.len);
+        }
+    }
+}
+
 /// Files of encoded pages in one directory, bounded in bytes.
 pub(crate) struct PageFiles {
     dir: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
-    /// Makes temporary file names unique between threads writing at once.
-    temp_counter: AtomicU64,
+    /// Numbers every write: makes temporary file names unique between threads writing at
+    /// once, and tells a file from the one it replaced (its header carries the number).
+    serial: AtomicU64,
+    /// How many files were checked whole, for the tests that check it is once per write.
+    #[cfg(test)]
+    whole_checks: AtomicU64,
 }
 
 /// What the files hold, kept in memory so a miss costs no system call.
@@ -85,6 +179,10 @@ struct Listed {
     epoch: String,
     head_seq: u64,
     forms: Vec<u8>,
+    /// The serial number of the write that made the file.
+    serial: u64,
+    /// The file was read back and checked whole (CRC and UTF-8) once.
+    checked: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -92,6 +190,7 @@ struct Header {
     key: String,
     epoch: String,
     head_seq: u64,
+    serial: u64,
     next: Option<NextHeader>,
     text_len: u64,
     forms: Vec<(u8, u64)>,
@@ -127,24 +226,45 @@ impl PageFiles {
             dir: dir.to_owned(),
             max_bytes,
             index: Mutex::new(Index::default()),
-            temp_counter: AtomicU64::new(0),
+            serial: AtomicU64::new(0),
+            #[cfg(test)]
+            whole_checks: AtomicU64::new(0),
         })
     }
 
     /// The page stored under `key` if it was read from the snapshot `epoch`/`head_seq`.
-    /// A file of another snapshot, or one that does not read back whole, is deleted.
+    /// A file of another snapshot, or one that does not read back whole, is deleted. A file
+    /// is checked whole the first time it is read back, and by its header and length after.
     pub(crate) fn load(&self, key: &str, epoch: &str, head_seq: u64) -> Option<StoredPage> {
         let name = file_name(key);
-        {
+        let checked_serial = {
             let mut index = self.lock();
             let listed = index.files.get(&name)?;
             if listed.epoch != epoch || listed.head_seq != head_seq {
                 index.remove(&name, &self.dir);
                 return None;
             }
-        }
-        match read_page(&self.dir.join(&name), key, epoch, head_seq) {
-            Ok(page) => Some(page),
+            listed.checked.then_some(listed.serial)
+        };
+        let expected = Expected {
+            key,
+            epoch,
+            head_seq,
+            checked_serial,
+        };
+        match read_page(&self.dir.join(&name), &expected) {
+            Ok((page, checked)) => {
+                if let Some(serial) = checked {
+                    #[cfg(test)]
+                    self.whole_checks.fetch_add(1, Ordering::Relaxed);
+                    if let Some(listed) = self.lock().files.get_mut(&name)
+                        && listed.serial == serial
+                    {
+                        listed.checked = true;
+                    }
+                }
+                Some(page)
+            }
             Err(error) => {
                 tracing::warn!(file = %name, %error, "a cached sync page file is unreadable; recomputing the page");
                 self.lock().remove(&name, &self.dir);
@@ -166,7 +286,8 @@ impl PageFiles {
         {
             return;
         }
-        let size = match self.write_file(&name, key, page) {
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let size = match self.write_file(&name, key, serial, page) {
             Ok(size) => size,
             Err(error) => {
                 tracing::warn!(file = %name, %error, "writing a sync page file failed");
@@ -194,16 +315,25 @@ impl PageFiles {
                 epoch: page.epoch.to_owned(),
                 head_seq: page.head_seq,
                 forms: tags,
+                serial,
+                checked: false,
             },
         );
     }
 
     /// Writes the file through a temporary name and renames it into place; returns its size.
-    fn write_file(&self, name: &str, key: &str, page: &PageToStore<'_>) -> io::Result<u64> {
+    fn write_file(
+        &self,
+        name: &str,
+        key: &str,
+        serial: u64,
+        page: &PageToStore<'_>,
+    ) -> io::Result<u64> {
         let header = serde_json::to_vec(&Header {
             key: key.to_owned(),
             epoch: page.epoch.to_owned(),
             head_seq: page.head_seq,
+            serial,
             next: page.next.map(|next| NextHeader {
                 token: next.token.clone(),
                 options: next.options.clone(),
@@ -219,10 +349,7 @@ impl PageFiles {
             .ok()
             .filter(|len| *len <= MAX_HEADER)
             .ok_or_else(|| io::Error::other("the page's header is too long"))?;
-        let temp = self.dir.join(format!(
-            "{name}.{}.tmp",
-            self.temp_counter.fetch_add(1, Ordering::Relaxed)
-        ));
+        let temp = self.dir.join(format!("{name}.{serial}.tmp"));
         let written = (|| {
             let mut file = io::BufWriter::new(File::create(&temp)?);
             let mut crc = crc32fast::Hasher::new();
@@ -299,69 +426,96 @@ fn file_name(key: &str) -> String {
     name
 }
 
-/// Reads a whole page file and checks it: its magic, its header's key and snapshot, every
-/// length against the file's, and the CRC.
-fn read_page(path: &Path, key: &str, epoch: &str, head_seq: u64) -> Result<StoredPage, BadFile> {
-    let mut file = File::open(path)?;
-    let file_len = file.metadata()?.len();
-    let mut crc = crc32fast::Hasher::new();
-    let mut read = |len: u64| -> Result<Vec<u8>, BadFile> {
-        let capacity =
-            usize::try_from(len).map_err(|_| BadFile::Format("a length is too large"))?;
-        // Read into spare capacity: a page is read once, not zeroed first.
-        let mut bytes = Vec::with_capacity(capacity);
-        (&mut file).take(len).read_to_end(&mut bytes)?;
-        if bytes.len() != capacity {
-            return Err(BadFile::Format("the file ends early"));
-        }
-        crc.update(&bytes);
-        Ok(bytes)
+/// What a file read back must be: the page asked for, and whether (and as which write) it
+/// was already checked whole.
+struct Expected<'a> {
+    key: &'a str,
+    epoch: &'a str,
+    head_seq: u64,
+    /// The serial number of the write whose file was checked whole, if one was.
+    checked_serial: Option<u64>,
+}
+
+/// Maps a page file and checks it: its magic, its header's key and snapshot, and every
+/// length against the file's; and, unless the file is the write that `expected` says was
+/// checked already, the CRC and the text's UTF-8. Returns the page and, if it was checked
+/// whole here, the serial number of its write.
+fn read_page(path: &Path, expected: &Expected<'_>) -> Result<(StoredPage, Option<u64>), BadFile> {
+    let file = File::open(path)?;
+    let file_len = usize::try_from(file.metadata()?.len())
+        .map_err(|_| BadFile::Format("the file is too large"))?;
+    if file_len < MAGIC.len() + 4 + 4 {
+        return Err(BadFile::Format("the file ends early"));
+    }
+    let map = Mapping::new(&file, file_len)?;
+    let bytes = map.bytes();
+    let mut at = 0usize;
+    let mut take = |len: u64| -> Result<Range<usize>, BadFile> {
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .filter(|end| *end <= file_len)
+            .ok_or(BadFile::Format("the file ends early"))?;
+        let range = at..end;
+        at = end;
+        Ok(range)
     };
-    if read(MAGIC.len() as u64)? != MAGIC {
+    if bytes[take(MAGIC.len() as u64)?] != *MAGIC {
         return Err(BadFile::Format("not a sync page file"));
     }
     let header_len = u32::from_le_bytes(
-        read(4)?
+        bytes[take(4)?]
             .try_into()
             .map_err(|_| BadFile::Format("short header length"))?,
     );
     if header_len > MAX_HEADER {
         return Err(BadFile::Format("the header is too long"));
     }
-    let header: Header = serde_json::from_slice(&read(u64::from(header_len))?)
+    let header: Header = serde_json::from_slice(&bytes[take(u64::from(header_len))?])
         .map_err(|_| BadFile::Format("the header is not valid"))?;
-    if header.key != key || header.epoch != epoch || header.head_seq != head_seq {
+    if header.key != expected.key
+        || header.epoch != expected.epoch
+        || header.head_seq != expected.head_seq
+    {
         return Err(BadFile::Format("the header is for another page"));
     }
-    let expected = header
+    let total = header
         .forms
         .iter()
         .try_fold(header.text_len, |total, (_, len)| total.checked_add(*len))
         .and_then(|total| total.checked_add(MAGIC.len() as u64 + 4 + u64::from(header_len) + 4));
-    if expected != Some(file_len) {
+    if total != u64::try_from(file_len).ok() {
         return Err(BadFile::Format(
             "the file's length does not match its header",
         ));
     }
-    let text = String::from_utf8(read(header.text_len)?)
-        .map_err(|_| BadFile::Format("the text is not UTF-8"))?;
-    let mut forms = Vec::with_capacity(header.forms.len());
-    for (tag, len) in &header.forms {
-        forms.push((*tag, read(*len)?));
-    }
-    let mut stored_crc = [0; 4];
-    file.read_exact(&mut stored_crc)?;
-    if crc.finalize() != u32::from_le_bytes(stored_crc) {
-        return Err(BadFile::Format("the checksum does not match"));
-    }
-    Ok(StoredPage {
-        text,
+    let text = take(header.text_len)?;
+    let forms = header
+        .forms
+        .iter()
+        .map(|(tag, len)| Ok((*tag, bytes[take(*len)?].to_vec())))
+        .collect::<Result<Vec<_>, BadFile>>()?;
+    let checked = if expected.checked_serial == Some(header.serial) {
+        None
+    } else {
+        let (contents, stored_crc) = bytes.split_at(file_len - 4);
+        if crc32fast::hash(contents).to_le_bytes() != stored_crc {
+            return Err(BadFile::Format("the checksum does not match"));
+        }
+        if std::str::from_utf8(&bytes[text.clone()]).is_err() {
+            return Err(BadFile::Format("the text is not UTF-8"));
+        }
+        Some(header.serial)
+    };
+    let page = StoredPage {
+        text: StoredText { map, text },
         forms,
         next: header.next.map(|next| NextCall {
             token: next.token,
             options: next.options,
         }),
-    })
+    };
+    Ok((page, checked))
 }
 
 #[cfg(test)]
@@ -399,7 +553,7 @@ mod tests {
         let next = next();
         files.store("k", &page("{\"a\":1}", &forms, &next));
         let loaded = files.load("k", "e1", 7).expect("stored");
-        assert_eq!(loaded.text, "{\"a\":1}");
+        assert_eq!(loaded.text.as_ref(), "{\"a\":1}");
         assert_eq!(loaded.forms, vec![(6, vec![1, 2])]);
         assert_eq!(loaded.next.unwrap().token, next.token);
         assert!(files.load("other", "e1", 7).is_none());
@@ -436,6 +590,49 @@ mod tests {
             assert!(!path.exists(), "the bad file is deleted");
             assert_eq!(files.usage(), (0, 0));
         }
+    }
+
+    #[test]
+    fn a_file_is_checked_whole_once_per_write_and_by_its_length_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
+        let next = next();
+        let path = dir.path().join(file_name("k"));
+        files.store("k", &page("[\"page text\"]", &[], &next));
+        for _ in 0..3 {
+            let loaded = files.load("k", "e1", 7).expect("stored");
+            assert_eq!(loaded.text.as_ref(), "[\"page text\"]");
+        }
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 1);
+
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&path, bytes).unwrap();
+        assert!(
+            files.load("k", "e1", 7).is_none(),
+            "truncated after its check"
+        );
+        assert!(!path.exists());
+
+        // A file that checked whole, replaced by another write's file whose text is
+        // corrupt: its serial number differs, so it is checked whole, and dropped.
+        files.store("k", &page("[\"page text\"]", &[], &next));
+        assert!(files.load("k", "e1", 7).is_some());
+        let other_dir = tempfile::tempdir().unwrap();
+        let other = PageFiles::open(other_dir.path(), 1 << 20).unwrap();
+        for key in ["a", "b", "c", "k"] {
+            other.store(key, &page("[\"page text\"]", &[], &next));
+        }
+        let mut bytes = std::fs::read(other_dir.path().join(file_name("k"))).unwrap();
+        let at = bytes.len() - 8;
+        bytes[at] ^= 0x01;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(
+            files.load("k", "e1", 7).is_none(),
+            "another write's corrupt file"
+        );
+        assert!(!path.exists());
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 2);
     }
 
     #[test]

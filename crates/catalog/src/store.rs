@@ -187,6 +187,17 @@ pub struct CatalogState {
     pub stats_latest: Option<String>,
 }
 
+/// Which records a store holds: its data epoch and head sequence (see [`CatalogState`]).
+/// Two reads that give the same snapshot saw the same records, which is what a sync page
+/// cached from one may be served at ([`CatalogStore::snapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The data epoch.
+    pub epoch: String,
+    /// The highest `seq` allocated so far.
+    pub head_seq: u64,
+}
+
 impl CatalogState {
     /// The change counter of one collection, as the `changes` publication sends it.
     pub fn changes(&self, collection: Collection) -> u64 {
@@ -230,6 +241,18 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// Returns the epoch, head `seq`, change counters and stats day range. Cheap: the
     /// server polls it several times a second.
     fn state(&self) -> Result<CatalogState, StoreError>;
+
+    /// Returns the epoch and head `seq` alone: the part of [`state`](Self::state) that says
+    /// whether the records changed. The sync page cache asks it two or three times per page
+    /// served, so a backend may answer it cheaper than the whole state (which also reads the
+    /// stats day range); by default it is taken from the whole state.
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let state = self.state()?;
+        Ok(Snapshot {
+            epoch: state.epoch,
+            head_seq: state.head_seq,
+        })
+    }
 
     /// Calls `f` with each of a day's stats rows, ordered by name and version, from one
     /// consistent snapshot and without holding the day in memory (a day can be large), and

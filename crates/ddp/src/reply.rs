@@ -44,7 +44,9 @@ const LEVELS: usize = 10;
 pub struct RawText(Arc<Shared>);
 
 struct Shared {
-    text: Box<str>,
+    /// The text, kept by whatever owns it: a heap string, or text that lives elsewhere
+    /// (see [`RawText::from_owner`]).
+    text: Box<dyn AsRef<str> + Send + Sync>,
     /// The text as a sync-flushed raw DEFLATE stream, per level, once a writer needed it
     /// (`None` if the compressor failed). An async cell: writers waiting for another's
     /// compression wait as tasks, not on blocking threads.
@@ -60,8 +62,15 @@ struct Shared {
 impl RawText {
     /// Wraps encoded EJSON text (one JSON value; not checked).
     pub fn new(text: impl Into<Box<str>>) -> Self {
+        Self::from_owner(text.into())
+    }
+
+    /// Encoded EJSON text (one JSON value; not checked) kept by `owner`, which may hold it
+    /// outside the heap (a file mapped into memory, say): the text is sent from there,
+    /// never copied into a string first.
+    pub fn from_owner(owner: impl AsRef<str> + Send + Sync + 'static) -> Self {
         Self(Arc::new(Shared {
-            text: text.into(),
+            text: Box::new(owner),
             deflated: Default::default(),
             escaped: OnceLock::new(),
             #[cfg(test)]
@@ -74,10 +83,10 @@ impl RawText {
     /// pages longer than their `RawText` (on disk, say) hands them back so they are not
     /// compressed again. A level above 9 counts as 9.
     pub fn with_deflated(
-        text: impl Into<Box<str>>,
+        text: impl AsRef<str> + Send + Sync + 'static,
         forms: impl IntoIterator<Item = (u32, Arc<[u8]>)>,
     ) -> Self {
-        let raw = Self::new(text);
+        let raw = Self::from_owner(text);
         for (level, form) in forms {
             // A level given twice keeps its first form.
             let _ = raw.slot(level).set(Some(form));
@@ -98,7 +107,7 @@ impl RawText {
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        &self.0.text
+        (*self.0.text).as_ref()
     }
 
     /// What [`deflated`](Self::deflated) gives at `level`, if a writer already computed it.
@@ -125,7 +134,7 @@ impl RawText {
                             .0
                             .deflations
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        deflate(shared.0.text.as_bytes()).map(Arc::from)
+                        deflate(shared.as_str().as_bytes()).map(Arc::from)
                     })
                     .await
                     .ok()
@@ -144,7 +153,7 @@ impl RawText {
     pub(crate) fn escaped(&self, escape: impl FnOnce(&str) -> String) -> RawText {
         self.0
             .escaped
-            .get_or_init(|| RawText::new(escape(&self.0.text)))
+            .get_or_init(|| RawText::new(escape(self.as_str())))
             .clone()
     }
 
@@ -197,6 +206,31 @@ mod tests {
     #[test]
     fn reply_from_value() {
         assert_eq!(Reply::from(Ejson::Null), Reply::Value(Ejson::Null));
+    }
+
+    #[tokio::test]
+    async fn text_kept_by_its_owner_lives_as_long_as_its_last_clone() {
+        struct Owner(Arc<std::sync::atomic::AtomicBool>);
+        impl AsRef<str> for Owner {
+            fn as_ref(&self) -> &str {
+                "[\"kept elsewhere\"]"
+            }
+        }
+        impl Drop for Owner {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let text = RawText::from_owner(Owner(Arc::clone(&dropped)));
+        let copy = text.clone();
+        drop(text);
+        assert_eq!(copy, RawText::from("[\"kept elsewhere\"]"));
+        let deflated = copy.deflated(6, |text| Some(text.to_vec())).await.unwrap();
+        assert_eq!(&deflated[..], b"[\"kept elsewhere\"]");
+        assert!(!dropped.load(std::sync::atomic::Ordering::Relaxed));
+        drop(copy);
+        assert!(dropped.load(std::sync::atomic::Ordering::Relaxed));
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::NewStore;
 use crate::Collection;
 use crate::page_cache::{PageText, Syncer};
+use crate::page_disk::StoredText;
 use crate::record::Record;
 use crate::store::CatalogStore;
 use crate::sync::{Paging, answer};
@@ -179,10 +180,10 @@ impl PageText for Counted {
         self.forms.clone()
     }
 
-    fn with_forms(text: String, forms: Vec<(u8, Vec<u8>)>) -> Self {
-        count(Made::Restored, &text);
+    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
+        count(Made::Restored, text.as_ref());
         Counted {
-            text: Arc::from(text),
+            text: Arc::from(text.as_ref()),
             forms: forms
                 .into_iter()
                 .map(|(tag, form)| (tag, Arc::from(form)))

@@ -5,7 +5,7 @@ use super::{NewStore, with};
 use crate::Collection;
 use crate::error::StoreError;
 use crate::record::{Record, StatsRow};
-use crate::store::{CatalogStore, Cursors, ExportItem, Lookup, PageLimits, Upsert};
+use crate::store::{CatalogStore, Cursors, ExportItem, Lookup, PageLimits, Snapshot, Upsert};
 
 fn rec(c: Collection, json: &str) -> Record {
     Record::from_json(c, json).unwrap()
@@ -248,6 +248,14 @@ pub fn delete_starts_a_new_epoch_and_counts_a_change(new_store: NewStore<'_>) {
     let after = store.state().unwrap();
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.head_seq, before.head_seq);
+    assert_eq!(
+        store.snapshot().unwrap(),
+        Snapshot {
+            epoch: after.epoch.clone(),
+            head_seq: after.head_seq
+        },
+        "the snapshot is the state's epoch and head sequence"
+    );
     assert_eq!(after.changes(Collection::ReleaseTracks), 2);
     assert!(all(&*store).is_empty());
 
