@@ -150,7 +150,11 @@ pub struct SqliteOptions {
     /// How long a write (or the initial schema check) waits for another writer, e.g. an
     /// `exosphere import` in another process, before failing with [`StoreError::Busy`].
     pub busy_timeout: Duration,
-    /// How many idle read connections to keep open for reuse.
+    /// How many read connections to open with the store and keep for reuse. More are
+    /// opened while more reads run at once, and closed after them. Opening them up front
+    /// makes a server's open files what they will be from its start (not a count that
+    /// creeps up as rarer peaks of concurrent reads come), and a file that cannot be opened
+    /// for reading fails at startup, not under load.
     pub max_idle_readers: usize,
 }
 
@@ -213,12 +217,7 @@ impl SqliteStore {
         init_schema(&mut writer, &path)?;
         Ok(SqliteStore {
             writer: Mutex::new(writer),
-            readers: ReaderPool {
-                path,
-                busy_timeout: options.busy_timeout,
-                max_idle: options.max_idle_readers,
-                idle: Mutex::new(Vec::new()),
-            },
+            readers: ReaderPool::open(path, options.busy_timeout, options.max_idle_readers)?,
             sql: Sql::new(),
         })
     }
@@ -656,6 +655,32 @@ struct ReaderPool {
 }
 
 impl ReaderPool {
+    /// A pool of the catalog at `path` holding `size` read connections, opened now.
+    fn open(path: PathBuf, busy_timeout: Duration, size: usize) -> Result<Self, StoreError> {
+        let pool = ReaderPool {
+            path,
+            busy_timeout,
+            max_idle: size,
+            idle: Mutex::new(Vec::with_capacity(size)),
+        };
+        let connections = (0..size)
+            .map(|_| pool.connect())
+            .collect::<Result<Vec<_>, _>>()?;
+        *pool.lock() = connections;
+        Ok(pool)
+    }
+
+    /// A new read connection.
+    fn connect(&self) -> Result<Connection, StoreError> {
+        let conn = open_connection(&self.path, self.busy_timeout)?;
+        conn.pragma_update(None, "query_only", true).db()?;
+        // Sync pages read megabytes of record text: map the file instead of copying every
+        // page through read(2) into each connection's private cache.
+        conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
+            .db()?;
+        Ok(conn)
+    }
+
     /// Runs `f` on an idle or new read connection, returning the connection to the pool
     /// afterwards unless `f` failed (a failed connection is not trusted for reuse).
     fn with<R>(
@@ -665,15 +690,7 @@ impl ReaderPool {
         let pooled = self.lock().pop();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => {
-                let conn = open_connection(&self.path, self.busy_timeout)?;
-                conn.pragma_update(None, "query_only", true).db()?;
-                // Sync pages read megabytes of record text: map the file instead of copying
-                // every page through read(2) into each connection's private cache.
-                conn.pragma_update(None, "mmap_size", READER_MMAP_BYTES)
-                    .db()?;
-                conn
-            }
+            None => self.connect()?,
         };
         let result = f(&mut conn);
         if result.is_ok() {
@@ -1169,6 +1186,17 @@ mod tests {
         let state = store.state().unwrap();
         assert_eq!((state.epoch.as_str(), state.head_seq), (epoch.as_str(), 1));
         assert_eq!(state.changes(Collection::Packages), 1);
+    }
+
+    #[test]
+    fn read_connections_are_open_from_the_start_and_stay_pooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_sqlite(dir.path()).unwrap();
+        let pooled = SqliteOptions::default().max_idle_readers;
+        assert_eq!(store.readers.lock().len(), pooled);
+        upsert(&store, &record(Collection::Packages, "p1", "1"));
+        assert_eq!(all(&store).len(), 1);
+        assert_eq!(store.readers.lock().len(), pooled);
     }
 
     #[test]
