@@ -57,7 +57,7 @@ use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Next, Page,
     PageFill, PageLimits, PageRecord, ServerSeat,
 };
-use exosphere_meteor::Collection;
+use exosphere_meteor::{Collection, PerCollection};
 use tokio_postgres::{Config, IsolationLevel};
 
 use crate::bridge::{
@@ -68,7 +68,7 @@ use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
 use crate::seen::Seen;
 use crate::session::{Session, col};
-use crate::writer::{PgWriter, Sql, meta_of, read_meta};
+use crate::writer::{PgWriter, Sql, meta_of};
 
 mod accounts;
 mod audit;
@@ -413,14 +413,27 @@ impl CatalogStore for PgStore {
         // records too long for any page, and those after the first beyond the page's byte
         // budget, so a page's read holds at most one record more than the page. Every
         // record the query returns is one `PageFill` counts, so the extra one always ends
-        // the collection: one query per collection is the whole read.
+        // the collection: one query per collection is the whole read. The meta row is read
+        // with each table's highest `seq` (`Sql::page_meta`), and a collection with nothing
+        // after its cursor gets no query (most pages of a full sync find three of the five
+        // exhausted).
         let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
         let read = || {
             self.read(|s| {
-                let meta = read_meta(s, &self.sql.read_meta)?;
+                let row = s.query_opt(&self.sql.page_meta, &[])?;
+                let mut highest = PerCollection::<Option<i64>>::default();
+                if let Some(row) = &row {
+                    for (i, c) in Collection::ALL.into_iter().enumerate() {
+                        highest[c] = col(row, 2 + Collection::ALL.len() + i)?;
+                    }
+                }
+                let meta = meta_of(row)?;
                 let mut fill = PageFill::new(*limits);
                 'collections: for c in Collection::ALL {
                     let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                    if highest[c].is_none_or(|highest| highest <= after) {
+                        continue;
+                    }
                     let bytes_left = i64::try_from(fill.bytes_left()).unwrap_or(i64::MAX);
                     let row =
                         s.query_one(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;

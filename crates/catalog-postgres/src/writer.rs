@@ -35,6 +35,10 @@ pub(crate) struct Sql {
     /// finished days with stats rows and rolled-up usage days (before the day `$1`): the
     /// catalog's state in one statement, which sees one snapshot without a transaction.
     pub(crate) state: String,
+    /// Reads the meta row's columns (as [`Sql::read_meta`]) and then the highest `seq` of
+    /// each record table in [`Collection::ALL`] order (NULL for an empty one): a page read
+    /// skips the collections with nothing after their cursor without a query each.
+    pub(crate) page_meta: String,
     /// Reads and locks the meta row: the first statement of every write.
     pub(crate) lock_meta: String,
     /// Writes the meta row back at commit: `$1` the epoch, `$2` the head `seq`, then the
@@ -106,6 +110,15 @@ impl Sql {
                 }
             }),
             lock_meta: format!("{read_meta} FOR UPDATE"),
+            page_meta: format!(
+                "SELECT epoch, head_seq, {}, {} FROM meta WHERE id = 1",
+                counters.join(", "),
+                Collection::ALL
+                    .iter()
+                    .map(|c| format!("(SELECT max(seq) FROM rec_{})", snake(*c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             state: format!(
                 "SELECT epoch, head_seq, {}, \
                  (SELECT min(day) FROM stats WHERE day < $1), \
