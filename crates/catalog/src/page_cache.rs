@@ -5,8 +5,8 @@
 //! and after the second call the client would sit idle while the server reads and encodes.
 //! [`Syncer`] overlaps the two: after answering a page it can compute the next ones
 //! ([`Syncer::prefetch`], run on a background thread by the caller, two pages ahead) so
-//! that the next call is answered from memory. Clients that sync at the same time (a CI fleet starting from an
-//! empty catalog asks for identical pages) share the cached pages.
+//! that the next call is answered from memory. Clients that sync at the same time (a CI
+//! fleet starting from an empty catalog asks for identical pages) share the cached pages.
 //!
 //! A cached page is only served while the store is unchanged (same epoch and head
 //! sequence), so a client always sees every write that finished before its call
