@@ -57,7 +57,7 @@ use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Next, Page,
     PageFill, PageLimits, PageRecord, ServerSeat,
 };
-use exosphere_meteor::Collection;
+use exosphere_meteor::{Collection, PerCollection};
 use tokio_postgres::{Config, IsolationLevel};
 
 use crate::bridge::{
@@ -68,7 +68,7 @@ use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
 use crate::seen::Seen;
 use crate::session::{Session, col};
-use crate::writer::{PgWriter, Sql, read_meta};
+use crate::writer::{PgWriter, Sql, meta_of};
 
 mod accounts;
 mod audit;
@@ -339,6 +339,41 @@ impl PgStore {
     }
 }
 
+/// The records of a collection's page read ([`writer::TableSql::page`]): one row holding
+/// their `seq`s, `lastUpdated`s and text lengths as arrays and their texts end to end, so
+/// that a page's records cross the connection as one message per collection instead of one
+/// per record (each a wake-up of the reading thread). Aggregates take their input in the
+/// order it comes, which is `seq` order here; records that came in another order are sorted.
+fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError> {
+    let seqs: Vec<i64> = col::<Option<Vec<i64>>>(row, 0)?.unwrap_or_default();
+    let updated: Vec<Option<i64>> = col::<Option<Vec<Option<i64>>>>(row, 1)?.unwrap_or_default();
+    let lengths: Vec<i32> = col::<Option<Vec<i32>>>(row, 2)?.unwrap_or_default();
+    let texts: &str = col::<Option<&str>>(row, 3)?.unwrap_or_default();
+    let corrupt = || StoreError::Corrupt("a page's records do not match their lengths".into());
+    if updated.len() != seqs.len() || lengths.len() != seqs.len() {
+        return Err(corrupt());
+    }
+    let mut records = Vec::with_capacity(seqs.len());
+    let mut start = 0;
+    for ((seq, last_updated), length) in seqs.into_iter().zip(updated).zip(lengths) {
+        let end = start + usize::try_from(length).map_err(|_| corrupt())?;
+        let json = texts.get(start..end).ok_or_else(corrupt)?;
+        records.push(PageRecord {
+            seq: to_u64(seq, "seq")?,
+            last_updated,
+            json: json.to_owned(),
+        });
+        start = end;
+    }
+    if start != texts.len() {
+        return Err(corrupt());
+    }
+    if !records.is_sorted_by_key(|record| record.seq) {
+        records.sort_by_key(|record| record.seq);
+    }
+    Ok(records)
+}
+
 /// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
 /// A host with an `@` in it is not printed: the driver splits the credentials at the URL's
 /// first `@`, so `postgres://u:pw@secret@db/x` has the host `secret@db`, which holds the end of the
@@ -373,26 +408,36 @@ impl CatalogStore for PgStore {
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
         // A collection is read by one query of what the page can still take plus one (the
-        // one that tells whether more remain), in one round trip: the query leaves out the
+        // one that tells whether more remain), in one round trip and one row
+        // (`page_records`): the query leaves out the
         // records too long for any page, and those after the first beyond the page's byte
         // budget, so a page's read holds at most one record more than the page. Every
         // record the query returns is one `PageFill` counts, so the extra one always ends
-        // the collection: one query per collection is the whole read.
+        // the collection: one query per collection is the whole read. The meta row is read
+        // with each table's highest `seq` (`Sql::page_meta`), and a collection with nothing
+        // after its cursor gets no query (most pages of a full sync find three of the five
+        // exhausted).
         let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
         let read = || {
             self.read(|s| {
-                let meta = read_meta(s, &self.sql.read_meta)?;
+                let row = s.query_opt(&self.sql.page_meta, &[])?;
+                let mut highest = PerCollection::<Option<i64>>::default();
+                if let Some(row) = &row {
+                    for (i, c) in Collection::ALL.into_iter().enumerate() {
+                        highest[c] = col(row, 2 + Collection::ALL.len() + i)?;
+                    }
+                }
+                let meta = meta_of(row)?;
                 let mut fill = PageFill::new(*limits);
                 'collections: for c in Collection::ALL {
                     let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+                    if highest[c].is_none_or(|highest| highest <= after) {
+                        continue;
+                    }
                     let bytes_left = i64::try_from(fill.bytes_left()).unwrap_or(i64::MAX);
-                    let rows = s.query(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;
-                    for row in &rows {
-                        let record = PageRecord {
-                            seq: to_u64(col(row, 0)?, "seq")?,
-                            last_updated: col(row, 1)?,
-                            json: col(row, 2)?,
-                        };
+                    let row =
+                        s.query_one(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;
+                    for record in page_records(&row)? {
                         match fill.offer(c, record) {
                             Next::Continue => {}
                             Next::NextCollection => continue 'collections,
@@ -410,26 +455,28 @@ impl CatalogStore for PgStore {
         // Days from the current UTC day on are left out: a rollup of today is unfinished,
         // and consumers fetch an advertised day once and keep it (spec §4.4, §7.2).
         let today = chrono::Utc::now().date_naive().to_string();
+        // One statement (`Sql::state`), one round trip: the server reads the state before
+        // every sync page it answers, and the watcher several times a second.
         let read = || {
-            self.read(|s| {
-                let meta = read_meta(s, &self.sql.read_meta)?;
-                let row = s.query_one(
-                    "SELECT (SELECT min(day) FROM stats WHERE day < $1), \
-                     (SELECT max(day) FROM stats WHERE day < $1), \
-                     (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
-                     (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1)",
-                    &[&today],
-                )?;
-                let (stats_earliest, stats_latest) = stats_range(
-                    (col(&row, 0)?, col(&row, 1)?),
-                    (col(&row, 2)?, col(&row, 3)?),
-                );
+            self.pool.with(|conn| {
+                let row = conn
+                    .statements
+                    .query_alone(&conn.client, &self.sql.state, &[&today])?;
+                let days = 2 + Collection::ALL.len();
+                let range = match &row {
+                    Some(row) => stats_range(
+                        (col(row, days)?, col(row, days + 1)?),
+                        (col(row, days + 2)?, col(row, days + 3)?),
+                    ),
+                    None => (None, None),
+                };
+                let meta = meta_of(row)?;
                 Ok(CatalogState {
                     epoch: meta.epoch,
                     head_seq: meta.head_seq,
                     change_counters: meta.changes,
-                    stats_earliest,
-                    stats_latest,
+                    stats_earliest: range.0,
+                    stats_latest: range.1,
                 })
             })
         };

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use exosphere_catalog::error::StoreError;
 use futures_util::StreamExt as _;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Row, Statement, Transaction};
+use tokio_postgres::{Client, Row, Statement, Transaction};
 
 use crate::bridge::wait;
 use crate::error::Db as _;
@@ -19,6 +19,28 @@ pub(crate) struct Statements(HashMap<String, Statement>);
 pub(crate) struct Session<'a, 't> {
     tx: &'a mut Transaction<'t>,
     statements: &'a mut Statements,
+}
+
+impl Statements {
+    /// The row of `sql` (if any) run on `client` alone, outside a transaction block: one
+    /// statement sees one snapshot, so a read of one statement needs no `BEGIN` and
+    /// `COMMIT` (two round trips).
+    pub(crate) fn query_alone(
+        &mut self,
+        client: &Client,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let statement = match self.0.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = wait(client.prepare(sql)).db()?;
+                self.0.insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        wait(client.query_opt(&statement, params)).db()
+    }
 }
 
 /// Statement parameters.

@@ -31,6 +31,14 @@ pub(crate) struct Sql {
     pub(crate) tables: PerCollection<TableSql>,
     /// Reads the meta row in a snapshot.
     pub(crate) read_meta: String,
+    /// Reads the meta row's columns (as [`Sql::read_meta`]) and then the first and last
+    /// finished days with stats rows and rolled-up usage days (before the day `$1`): the
+    /// catalog's state in one statement, which sees one snapshot without a transaction.
+    pub(crate) state: String,
+    /// Reads the meta row's columns (as [`Sql::read_meta`]) and then the highest `seq` of
+    /// each record table in [`Collection::ALL`] order (NULL for an empty one): a page read
+    /// skips the collections with nothing after their cursor without a query each.
+    pub(crate) page_meta: String,
     /// Reads and locks the meta row: the first statement of every write.
     pub(crate) lock_meta: String,
     /// Writes the meta row back at commit: `$1` the epoch, `$2` the head `seq`, then the
@@ -49,7 +57,9 @@ pub(crate) struct TableSql {
     /// The records after `$1` in `seq` order, at most `$2` of them, none longer than
     /// [`MAX_RECORD_SIZE`], and after the second only while the texts before a record in
     /// this answer take at most `$3` bytes: what a page can still take (its first record
-    /// always fits), and the one record that tells it is full.
+    /// always fits), and the one record that tells it is full. One row (see
+    /// [`crate::page_records`]): their `seq`s, `lastUpdated`s and text lengths as arrays,
+    /// and their texts end to end, each in the records' order.
     pub(crate) page: String,
     /// Every record text, in `seq` order.
     pub(crate) export: String,
@@ -87,17 +97,37 @@ impl Sql {
                     ),
                     delete: format!("DELETE FROM {t} WHERE id = $1"),
                     page: format!(
-                        "SELECT seq, last_updated, json FROM (SELECT seq, last_updated, json, \
-                         sum(octet_length(json)) OVER w - octet_length(json) AS before, \
+                        "SELECT array_agg(seq), array_agg(last_updated), \
+                         array_agg(octet_length(json)), string_agg(json, '') \
+                         FROM (SELECT seq, last_updated, json FROM (SELECT seq, last_updated, \
+                         json, sum(octet_length(json)) OVER w - octet_length(json) AS before, \
                          row_number() OVER w AS nth FROM {t} WHERE seq > $1 \
                          AND octet_length(json) <= {MAX_RECORD_SIZE} \
                          WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $2) AS page \
-                         WHERE nth <= 2 OR before <= $3 ORDER BY seq"
+                         WHERE nth <= 2 OR before <= $3 ORDER BY seq) AS page"
                     ),
                     export: format!("SELECT json FROM {t} ORDER BY seq"),
                 }
             }),
             lock_meta: format!("{read_meta} FOR UPDATE"),
+            page_meta: format!(
+                "SELECT epoch, head_seq, {}, {} FROM meta WHERE id = 1",
+                counters.join(", "),
+                Collection::ALL
+                    .iter()
+                    .map(|c| format!("(SELECT max(seq) FROM rec_{})", snake(*c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            state: format!(
+                "SELECT epoch, head_seq, {}, \
+                 (SELECT min(day) FROM stats WHERE day < $1), \
+                 (SELECT max(day) FROM stats WHERE day < $1), \
+                 (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
+                 (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1) \
+                 FROM meta WHERE id = 1",
+                counters.join(", ")
+            ),
             read_meta,
             update_meta: format!(
                 "UPDATE meta SET epoch = $1, head_seq = $2, {} WHERE id = 1",
@@ -119,9 +149,13 @@ pub(crate) struct Meta {
 
 /// Reads the meta row with `sql` ([`Sql::read_meta`] or [`Sql::lock_meta`]).
 pub(crate) fn read_meta(s: &mut Session<'_, '_>, sql: &str) -> Result<Meta, StoreError> {
-    let row = s
-        .query_opt(sql, &[])?
-        .ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))?;
+    meta_of(s.query_opt(sql, &[])?)
+}
+
+/// The meta row as [`Sql::read_meta`] reads it, whose columns `row` begins with (`None`:
+/// the row is missing, which is corruption).
+pub(crate) fn meta_of(row: Option<tokio_postgres::Row>) -> Result<Meta, StoreError> {
+    let row = row.ok_or_else(|| StoreError::Corrupt("the meta row is missing".into()))?;
     let mut changes = PerCollection::default();
     for (i, c) in Collection::ALL.into_iter().enumerate() {
         changes[c] = to_u64(col(&row, i + 2)?, "change counter")?;

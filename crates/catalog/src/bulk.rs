@@ -47,7 +47,7 @@ use std::io::BufRead;
 use std::sync::mpsc;
 
 use crate::columns::to_i64;
-use crate::dump::{DumpError, DumpLine, ImportOptions, ImportSummary, Lines};
+use crate::dump::{DumpError, DumpLine, ImportOptions, ImportSummary, Lines, ReadLine};
 use crate::error::StoreError;
 use crate::immutable;
 use crate::record::{Record, StatsRow};
@@ -579,29 +579,122 @@ fn beside_dump<T>(
 /// is the import's failure, not a reason to try upserts. Errors of the input itself name
 /// the line, as there. Rows are loaded in the dump's order: a dump grouped by collection,
 /// as exports write it, loads fastest (see the backend's bulk load).
+///
+/// The calling thread reads the dump (each record line in one pass where it can,
+/// `dump::parse_line`, with the key its `name@version` check needs) while a thread of its
+/// own runs the load, joined by a bounded channel of rows in batches, so that reading and
+/// the backend's encoding and sending overlap; the load stores nothing unless every line
+/// was read.
 pub fn import_dump(
     store: &dyn BulkStore,
     input: impl BufRead,
     options: &ImportOptions,
 ) -> Result<ImportSummary, DumpError> {
-    let epoch = store.state()?.epoch;
-    let mut lines = Lines::new(input, options);
-    let mut summary = ImportSummary::default();
-    let (mut head, mut meta_given, mut failure) = (0u64, false, None);
-    let (hasher, mut versions) = (RandomState::new(), HashSet::new());
-    let loaded = store.load_rows(&mut || {
-        let line = match lines.next() {
-            Ok(line) => line,
-            Err(error) => {
-                failure = Some(error);
-                return Err(StoreError::Aborted);
+    let mut rows = DumpRows {
+        lines: Lines::new(input, options),
+        epoch: store.state()?.epoch,
+        head: 0,
+        summary: ImportSummary::default(),
+        hasher: RandomState::new(),
+        versions: HashSet::new(),
+    };
+    let (sender, receiver) = mpsc::sync_channel::<Option<Vec<Row>>>(CHANNEL_ROWS / BATCH_ROWS);
+    std::thread::scope(|scope| {
+        let loading = scope.spawn(move || {
+            let mut batch = Vec::new().into_iter();
+            store.load_rows(&mut || {
+                loop {
+                    if let Some(row) = batch.next() {
+                        return Ok(Some(row));
+                    }
+                    match receiver.recv() {
+                        Ok(Some(rows)) => batch = rows.into_iter(),
+                        Ok(None) => return Ok(None),
+                        Err(_) => return Err(StoreError::Aborted),
+                    }
+                }
+            })
+        });
+        let read = rows.send(&sender);
+        drop(sender);
+        let loaded = loading
+            .join()
+            .unwrap_or_else(|_| Err(StoreError::TaskFailed("the bulk load panicked".into())));
+        match (loaded, read) {
+            (Err(error), _) if !matches!(error, StoreError::Aborted) => {
+                Err(DumpError::Store(error))
             }
-        };
-        Ok(match line {
-            Some(DumpLine::Record(record)) => {
+            (_, Err(failure)) => Err(failure),
+            (Ok(()), Ok(())) => Ok(std::mem::take(&mut rows.summary)),
+            (Err(aborted), Ok(())) => Err(DumpError::Store(aborted)),
+        }
+    })
+}
+
+/// How many rows [`import_dump`] hands its loading thread at a time.
+const BATCH_ROWS: usize = 256;
+
+/// The rows of a dump, as [`import_dump`] reads them: its records numbered in file order,
+/// its stats rows, and a final `meta` row.
+struct DumpRows<R> {
+    lines: Lines<R>,
+    epoch: String,
+    /// The last record's `seq`.
+    head: u64,
+    summary: ImportSummary,
+    hasher: RandomState,
+    /// The hashes of the versions' `name@version` so far.
+    versions: HashSet<u64>,
+}
+
+impl<R: BufRead> DumpRows<R> {
+    /// Reads every line into rows and sends them to `sender` in batches, then the `meta`
+    /// row and `None`. Stops at the first invalid line or repeated `name@version` (without
+    /// sending `None`, so the load stores nothing), or when the load stopped.
+    fn send(&mut self, sender: &mpsc::SyncSender<Option<Vec<Row>>>) -> Result<(), DumpError> {
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        loop {
+            let last = match self.lines.next_read()? {
+                Some(read) => {
+                    batch.push(self.row(read)?);
+                    false
+                }
+                None => {
+                    batch.push(meta_row(&self.epoch, self.head, &self.summary)?);
+                    true
+                }
+            };
+            if (last || batch.len() == BATCH_ROWS)
+                && sender
+                    .send(Some(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(BATCH_ROWS),
+                    )))
+                    .is_err()
+            {
+                return Ok(());
+            }
+            if last {
+                // A load that stopped meanwhile has its own error to tell.
+                let _ = sender.send(None);
+                return Ok(());
+            }
+        }
+    }
+
+    /// The row of one line; a version record repeating a `name@version` is refused.
+    fn row(&mut self, read: ReadLine) -> Result<Row, StoreError> {
+        match read.line {
+            DumpLine::Record(record) => {
                 if record.collection() == Collection::Versions {
-                    let key = version_key(&record, &hasher)?;
-                    if key.is_some_and(|key| !versions.insert(key)) {
+                    let key = match &read.key {
+                        Some([Some(package), Some(version)]) => {
+                            Some(self.hasher.hash_one((package.as_str(), version.as_str())))
+                        }
+                        Some(_) => None,
+                        None => version_key(&record, &self.hasher)?,
+                    };
+                    if key.is_some_and(|key| !self.versions.insert(key)) {
                         return Err(StoreError::BulkRefused(format!(
                             "the version record {} shares its packageName and version with \
                              another of the dump (or their hashes collide)",
@@ -609,25 +702,15 @@ pub fn import_dump(
                         )));
                     }
                 }
-                head += 1;
-                summary.records[record.collection()].inserted += 1;
-                Some(record_row(&record, head)?)
+                self.head += 1;
+                self.summary.records[record.collection()].inserted += 1;
+                record_row(record, self.head)
             }
-            Some(DumpLine::Stats(row)) => {
-                summary.stats_rows += 1;
-                Some(stats_row(&row)?)
+            DumpLine::Stats(row) => {
+                self.summary.stats_rows += 1;
+                stats_row(&row)
             }
-            None if meta_given => None,
-            None => {
-                meta_given = true;
-                Some(meta_row(&epoch, head, &summary)?)
-            }
-        })
-    });
-    match (loaded, failure) {
-        (_, Some(failure)) => Err(failure),
-        (Err(error), None) => Err(DumpError::Store(error)),
-        (Ok(()), None) => Ok(summary),
+        }
     }
 }
 
@@ -641,18 +724,20 @@ fn version_key(record: &Record, hasher: &RandomState) -> Result<Option<u64>, Sto
             record.id()
         ))
     })?;
-    Ok(key.map(|key| hasher.hash_one(key)))
+    Ok(key.map(|(package, version)| hasher.hash_one((&*package, &*version))))
 }
 
 /// The row of `record`, numbered `seq`.
-fn record_row(record: &Record, seq: u64) -> Result<Row, StoreError> {
+fn record_row(record: Record, seq: u64) -> Result<Row, StoreError> {
+    let table = record_table(record.collection());
+    let (id, last_updated, json) = record.into_parts();
     Ok(Row {
-        table: record_table(record.collection()),
+        table,
         values: vec![
             Value::Int(to_i64(seq, "seq")?),
-            Value::Text(record.id().to_owned()),
-            record.last_updated().map_or(Value::Null, Value::Int),
-            Value::Text(record.json().to_owned()),
+            Value::Text(id),
+            last_updated.map_or(Value::Null, Value::Int),
+            Value::Text(json),
         ],
     })
 }
@@ -896,7 +981,7 @@ mod tests {
             );
         }
         let record = Record::from_json(Collection::Builds, r#"{"_id":"b"}"#).unwrap();
-        let row = record_row(&record, 7).unwrap();
+        let row = record_row(record, 7).unwrap();
         assert_eq!(row.table.name, "rec_builds");
         assert_eq!(row.values.len(), RECORD_COLUMNS.len());
         let made_up = Table {

@@ -20,6 +20,7 @@ use exosphere_meteor::{Collection, PerCollection};
 
 use crate::error::StoreError;
 use crate::record::{Record, StatsRow};
+use crate::scan::scan_record_line;
 use crate::stats::write_stats_doc;
 use crate::store::{CatalogStore, CatalogWriter, ExportItem, Upsert};
 
@@ -197,6 +198,11 @@ impl<R: BufRead> Lines<R> {
     /// The next record or stats row, `None` at the end of the input, or why the input is
     /// invalid (naming the line) or unreadable.
     pub(crate) fn next(&mut self) -> Result<Option<DumpLine>, DumpError> {
+        Ok(self.next_read()?.map(|read| read.line))
+    }
+
+    /// [`Lines::next`], with the natural key of a record read in one pass.
+    pub(crate) fn next_read(&mut self) -> Result<Option<ReadLine>, DumpError> {
         loop {
             self.buf.clear();
             let limit = u64::try_from(self.max_line_bytes).unwrap_or(u64::MAX);
@@ -215,7 +221,7 @@ impl<R: BufRead> Lines<R> {
                     self.max_line_bytes
                 ))
             } else {
-                parse_line(&self.buf)
+                read_line(&self.buf)
             };
             match parsed {
                 Ok(None) => {}
@@ -272,11 +278,41 @@ pub enum DumpLine {
 /// do; a record it yields holds at most [`MAX_RECORD_SIZE`](crate::record::MAX_RECORD_SIZE)
 /// bytes.
 pub fn parse_line(bytes: &[u8]) -> Result<Option<DumpLine>, String> {
+    Ok(read_line(bytes)?.map(|read| read.line))
+}
+
+/// A dump line as imports read it: what [`parse_line`] yields, and for a record read in
+/// one pass ([`scan_record_line`]) its natural key, so that a bulk import need not read the
+/// record's text again for it.
+pub(crate) struct ReadLine {
+    /// The record or stats row.
+    pub(crate) line: DumpLine,
+    /// The record's [`natural_key`](crate::store::natural_key), each of its key fields read
+    /// once, as a string or absent; `None` when the line was read the general way (the key
+    /// is then to be read from the record's text).
+    pub(crate) key: Option<[Option<String>; 2]>,
+}
+
+/// [`parse_line`]: records that look as exports write them in one pass
+/// ([`scan_record_line`]), every other line (and every error) the general way.
+fn read_line(bytes: &[u8]) -> Result<Option<ReadLine>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8: {e}"))?;
     let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
     if trimmed.is_empty() {
         return Ok(None);
     }
+    if let Some(scanned) = scan_record_line(trimmed) {
+        let key = scanned.key.map(|field| field.map(str::to_owned));
+        return Ok(Some(ReadLine {
+            line: DumpLine::Record(Record::scanned(scanned)),
+            key: Some(key),
+        }));
+    }
+    read_in_general(trimmed).map(|line| Some(ReadLine { line, key: None }))
+}
+
+/// Reads a trimmed, non-empty dump line field by field, and says what is wrong with it.
+pub(crate) fn read_in_general(trimmed: &str) -> Result<DumpLine, String> {
     if !trimmed.starts_with('{') {
         // serde would also accept a JSON array for the envelope struct.
         return Err(
@@ -296,12 +332,12 @@ pub fn parse_line(bytes: &[u8]) -> Result<Option<DumpLine>, String> {
             serde_json::from_str(envelope.doc.get()).map_err(|e| format!("bad stats row: {e}"))?;
         let row = StatsRow::new(date, doc.name, doc.version, doc.direct_adds, doc.total_adds)
             .map_err(|e| format!("bad stats row: {e}"))?;
-        return Ok(Some(DumpLine::Stats(row)));
+        return Ok(DumpLine::Stats(row));
     }
     let collection: Collection = envelope.collection.parse().map_err(|e| format!("{e}"))?;
     let record = Record::from_json(collection, envelope.doc.get())
         .map_err(|e| format!("{collection} {e}"))?;
-    Ok(Some(DumpLine::Record(record)))
+    Ok(DumpLine::Record(record))
 }
 
 /// Applies one dump line as an upsert, counting what it did.

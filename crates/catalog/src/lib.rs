@@ -46,6 +46,7 @@ pub mod mirror;
 pub mod page_cache;
 mod page_disk;
 pub mod record;
+mod scan;
 pub mod stats;
 pub mod store;
 pub mod sync;

@@ -3,10 +3,10 @@
 //! A client syncing the catalog (spec §3.3) asks for one page, parses it, then asks for the
 //! next with the token it was just given. Between the two calls the server would sit idle,
 //! and after the second call the client would sit idle while the server reads and encodes.
-//! [`Syncer`] overlaps the two: after answering a page it can compute the next one
-//! ([`Syncer::prefetch`], run on a background thread by the caller) so that the next call
-//! is answered from memory. Clients that sync at the same time (a CI fleet starting from an
-//! empty catalog asks for identical pages) share the cached pages.
+//! [`Syncer`] overlaps the two: after answering a page it can compute the next ones
+//! ([`Syncer::prefetch`], run on a background thread by the caller, two pages ahead) so
+//! that the next call is answered from memory. Clients that sync at the same time (a CI
+//! fleet starting from an empty catalog asks for identical pages) share the cached pages.
 //!
 //! A cached page is only served while the store is unchanged (same epoch and head
 //! sequence), so a client always sees every write that finished before its call
@@ -38,6 +38,11 @@ use crate::sync::{Answer, NextCall, Paging, SyncError, answer};
 
 /// How long a call waits for a page another thread is computing before computing it itself.
 const PENDING_WAIT: Duration = Duration::from_secs(5);
+
+/// How many pages after the one just answered [`Syncer::prefetch`] keeps computed: the next
+/// page is read from the store while the client still receives this one, and the page after
+/// it while the client receives the next.
+const PREFETCH_AHEAD: usize = 2;
 
 /// How a cached page's text is kept: built once from the computed text and cloned for every
 /// client it is served to. Beside its text, a page may carry encoded forms computed for it
@@ -186,47 +191,76 @@ impl<P: PageText> Syncer<P> {
             return self.compute(token, options).map(Entry::into_answer);
         };
         let current = self.store.snapshot()?;
-        match self.claim(&key, &current, true) {
+        match self.claim(&key, Some(&current)) {
             Claim::Ready(entry) => Ok(entry.into_answer()),
             Claim::Mine => self
-                .fill(key, token, options, &current)
+                .fill(key, token, options, &current.epoch, current.head_seq)
                 .map(Entry::into_answer),
             Claim::Busy => self.compute(token, options).map(Entry::into_answer),
         }
     }
 
-    /// Computes the page a client will ask for next and caches it. Blocking: run it on a
-    /// background thread right after sending the page that produced `next`.
+    /// Computes the pages a client will ask for next and caches them: the page of `next`
+    /// and the ones after it, [`PREFETCH_AHEAD`] in all, one after the other (a page
+    /// already cached is passed, one another thread is computing waited for), so that the
+    /// store is read for each page while the client still receives the one before.
+    /// Blocking: run it on a background thread right after sending the page that produced
+    /// `next`.
+    ///
+    /// It reads no store state: pages are computed from the store as it is, and looked up
+    /// in the disk tier at the snapshot of the pages cached last (the page just answered),
+    /// since every answer checks the store's state before it serves a cached page. A page
+    /// read from an older snapshot is then recomputed when asked.
     pub fn prefetch(&self, next: &NextCall) {
-        let Some(key) = self.key(&next.token, &next.options) else {
-            return;
-        };
-        let current = match self.store.snapshot() {
-            Ok(current) => current,
-            Err(error) => {
-                tracing::warn!(%error, "prefetching a sync page failed");
+        let mut next = next.clone();
+        for _ in 0..PREFETCH_AHEAD {
+            let Some(key) = self.key(&next.token, &next.options) else {
                 return;
+            };
+            let entry = match self.claim(&key, None) {
+                Claim::Ready(entry) => entry,
+                Claim::Busy => return,
+                Claim::Mine => {
+                    let snapshot = self.lock().snapshot.clone();
+                    let snapshot = match snapshot {
+                        Some(snapshot) => Ok(snapshot),
+                        None => self
+                            .store
+                            .snapshot()
+                            .map(|snapshot| (snapshot.epoch, snapshot.head_seq)),
+                    };
+                    let filled = snapshot.map_err(SyncError::from).and_then(|(epoch, seq)| {
+                        self.fill(key, &next.token, &next.options, &epoch, seq)
+                    });
+                    match filled {
+                        Ok(entry) => entry,
+                        Err(error) => {
+                            tracing::warn!(%error, "prefetching a sync page failed");
+                            return;
+                        }
+                    }
+                }
+            };
+            match entry.next {
+                Some(after) => next = after,
+                None => return,
             }
-        };
-        if let Claim::Mine = self.claim(&key, &current, false)
-            && let Err(error) = self.fill(key, &next.token, &next.options, &current)
-        {
-            tracing::warn!(%error, "prefetching a sync page failed");
         }
     }
 
-    /// Looks `key` up in memory for the store's `current` snapshot: a current page is returned;
-    /// a missing or stale one is marked pending for this caller to compute. A page another
-    /// thread is computing is waited for when `wait` (up to [`PENDING_WAIT`]).
-    fn claim(&self, key: &Key, current: &Snapshot, wait: bool) -> Claim<P> {
+    /// Looks `key` up in memory: a page current for the store's `current` state is returned
+    /// (any ready page when `current` is `None`); a missing or stale one is marked pending
+    /// for this caller to compute. A page another thread is computing is waited for, up to
+    /// [`PENDING_WAIT`].
+    fn claim(&self, key: &Key, current: Option<&Snapshot>) -> Claim<P> {
         let mut cache = self.lock();
         let deadline = Instant::now() + PENDING_WAIT;
         loop {
             match cache.slots.get(key) {
-                Some(Slot::Ready(entry)) if entry.is_current(current) => {
+                Some(Slot::Ready(entry)) if current.is_none_or(|state| entry.is_current(state)) => {
                     return Claim::Ready(entry.clone());
                 }
-                Some(Slot::Pending) if !wait || Instant::now() >= deadline => return Claim::Busy,
+                Some(Slot::Pending) if Instant::now() >= deadline => return Claim::Busy,
                 Some(Slot::Pending) => {
                     let timeout = deadline.saturating_duration_since(Instant::now());
                     cache = self
@@ -244,36 +278,44 @@ impl<P: PageText> Syncer<P> {
         }
     }
 
-    /// Gets the page this caller claimed, from its file or by computing it, caches it in
-    /// memory (writing the pages that evicts to the disk tier) and wakes the waiters.
+    /// Gets the page this caller claimed, from its file of the store snapshot `epoch` and
+    /// `head_seq` or by computing it, caches it in memory (writing the pages that evicts to
+    /// the disk tier) and wakes the waiters.
     fn fill(
         &self,
         key: Key,
         token: &Value,
         options: &Value,
-        current: &Snapshot,
+        epoch: &str,
+        head_seq: u64,
     ) -> Result<Entry<P>, SyncError> {
         let file_key = key.file_key();
         let stored = self
             .files
             .as_ref()
-            .and_then(|files| files.load(&file_key, &current.epoch, current.head_seq));
+            .and_then(|files| files.load(&file_key, epoch, head_seq));
         let result = match stored {
             Some(stored) => Ok(Entry {
-                epoch: current.epoch.clone(),
-                head_seq: current.head_seq,
+                epoch: epoch.to_owned(),
+                head_seq,
                 text: P::with_forms(stored.text, stored.forms),
                 next: stored.next,
             }),
             None => self.compute(token, options),
         };
-        // Epochs have no order, so only a page still current is cached: one computed in an
-        // epoch the store has left would otherwise drop the pages of the new one.
+        // Epochs have no order, so a page of another epoch than the cached pages' is cached
+        // only if the store is still at it: one computed in an epoch the store has left would
+        // otherwise drop the pages of the new one. Within an epoch the cache keeps the
+        // newest head's pages, so a page of the cached pages' epoch needs no store read.
         let still_current = match &result {
-            Ok(entry) => self
-                .store
-                .snapshot()
-                .is_ok_and(|latest| entry.is_current(&latest)),
+            Ok(entry) => {
+                let cached_epoch = self.lock().snapshot.as_ref().map(|(e, _)| e.clone());
+                cached_epoch.is_none_or(|epoch| epoch == entry.epoch)
+                    || self
+                        .store
+                        .snapshot()
+                        .is_ok_and(|latest| entry.is_current(&latest))
+            }
             Err(_) => false,
         };
         let mut evicted = Vec::new();

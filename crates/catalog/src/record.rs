@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::day::{InvalidDay, parse_day};
+use crate::scan::Scanned;
 
 /// Why a text was refused as a catalog record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +114,18 @@ impl Record {
         })
     }
 
+    /// The record of a dump line read in one pass ([`crate::scan`]), which accepts only
+    /// lines that [`Record::from_json`] accepts as this same record (that module's contract,
+    /// checked by its tests against `from_json`), so it is not validated again.
+    pub(crate) fn scanned(scanned: Scanned<'_>) -> Record {
+        Record {
+            collection: scanned.collection,
+            id: scanned.id.to_owned(),
+            last_updated: scanned.last_updated,
+            json: scanned.json,
+        }
+    }
+
     /// The collection this record belongs to.
     pub fn collection(&self) -> Collection {
         self.collection
@@ -132,6 +145,12 @@ impl Record {
     /// The record's compact EJSON text, embedded verbatim in sync pages and dumps.
     pub fn json(&self) -> &str {
         &self.json
+    }
+
+    /// The record's `_id`, `lastUpdated` and text, taken apart without copying them (a
+    /// bulk import's rows).
+    pub(crate) fn into_parts(self) -> (String, Option<i64>, String) {
+        (self.id, self.last_updated, self.json)
     }
 }
 

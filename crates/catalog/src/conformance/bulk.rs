@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use super::dump::{BAD_LINES, dump_with};
 use super::store::{all, record};
 use super::usage::{app, day};
 use super::with;
@@ -14,6 +15,7 @@ use crate::Collection;
 use crate::accounts::{Org, Pending, PendingKind, Token, Upload, UploadState, User};
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::bulk::{self, BulkStore, META, Row, TABLES, Value};
+use crate::dump::{DumpError, ImportOptions};
 use crate::error::StoreError;
 use crate::mirror::{Claim, MirrorState, UpstreamFile};
 use crate::record::{Record, StatsRow};
@@ -383,12 +385,8 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
     .join("\n");
     let (bulk_loaded, upserted) = (new_store(), new_store());
     let epoch = bulk_loaded.state().unwrap().epoch;
-    let summary = bulk::import_dump(
-        &*bulk_loaded,
-        dump.as_bytes(),
-        &crate::dump::ImportOptions::default(),
-    )
-    .unwrap();
+    let summary =
+        bulk::import_dump(&*bulk_loaded, dump.as_bytes(), &ImportOptions::default()).unwrap();
     assert_eq!(
         summary,
         crate::dump::import(&*upserted, dump.as_bytes()).unwrap()
@@ -410,16 +408,9 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
             .collect()
     };
     assert_eq!(without_meta(&*bulk_loaded), without_meta(&*upserted));
-    let refused = bulk::import_dump(
-        &*bulk_loaded,
-        dump.as_bytes(),
-        &crate::dump::ImportOptions::default(),
-    );
+    let refused = bulk::import_dump(&*bulk_loaded, dump.as_bytes(), &ImportOptions::default());
     assert!(
-        matches!(
-            refused,
-            Err(crate::dump::DumpError::Store(StoreError::NotEmpty(_)))
-        ),
+        matches!(refused, Err(DumpError::Store(StoreError::NotEmpty(_)))),
         "{refused:?}"
     );
 
@@ -439,22 +430,42 @@ pub fn a_bulk_imported_dump_is_stored_as_upserts_would(new_store: NewBulkStore<'
             "\n",
             r#"{"collection":"stats","date":"2015-01-02","doc":{"name":"a","version":"1.0.0","directAdds":3,"totalAdds":4}}"#
         ),
+        // The second is read the general way (an escape in a key field), the first in one
+        // pass: both are keyed alike.
+        concat!(
+            r#"{"collection":"versions","doc":{"_id":"v1","packageName":"a","version":"1.0.0"}}"#,
+            "\n",
+            r#"{"collection":"versions","doc":{"_id":"v2","packageName":"\u0061","version":"1.0.0"}}"#
+        ),
+        r#"{"collection":"versions","doc":{"_id":"v1","packageName":1,"version":"1.0.0"}}"#,
     ] {
         let store = new_store();
         let fresh = rows(&*store);
-        let refused = bulk::import_dump(
-            &*store,
-            twice.as_bytes(),
-            &crate::dump::ImportOptions::default(),
-        );
+        let refused = bulk::import_dump(&*store, twice.as_bytes(), &ImportOptions::default());
         assert!(
-            matches!(
-                refused,
-                Err(crate::dump::DumpError::Store(StoreError::BulkRefused(_)))
-            ),
+            matches!(refused, Err(DumpError::Store(StoreError::BulkRefused(_)))),
             "{refused:?}"
         );
         assert_eq!(rows(&*store), fresh);
+    }
+}
+
+/// Checks that a bulk import refuses every invalid line of [`BAD_LINES`] as an import record
+/// by record does, naming the same line with the same reason, and stores nothing.
+pub fn a_bulk_import_refuses_bad_lines_as_upserts_do(new_store: NewBulkStore<'_>) {
+    let (bulk_loaded, upserted) = (new_store(), new_store());
+    let fresh = rows(&*bulk_loaded);
+    for (bad, _) in BAD_LINES {
+        let dump = dump_with(bad);
+        let refused = bulk::import_dump(&*bulk_loaded, dump.as_bytes(), &ImportOptions::default())
+            .unwrap_err();
+        let expected = crate::dump::import(&*upserted, dump.as_bytes()).unwrap_err();
+        assert!(
+            matches!(refused, DumpError::Line { line: 3, .. }),
+            "{refused}"
+        );
+        assert_eq!(refused.to_string(), expected.to_string());
+        assert_eq!(rows(&*bulk_loaded), fresh);
     }
 }
 
@@ -473,7 +484,8 @@ macro_rules! bulk_conformance_tests {
                 a_copy_holds_every_row_and_goes_on_as_the_same_catalog,
                 a_load_into_a_store_that_is_not_empty_is_refused,
                 a_failed_load_stores_nothing,
-                a_bulk_imported_dump_is_stored_as_upserts_would
+                a_bulk_imported_dump_is_stored_as_upserts_would,
+                a_bulk_import_refuses_bad_lines_as_upserts_do
             }
         }
     };

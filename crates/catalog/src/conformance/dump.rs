@@ -51,63 +51,72 @@ pub fn imports_and_exports_a_small_dump(new_store: NewStore<'_>) {
     );
 }
 
+/// A good record line, which the dumps of [`BAD_LINES`] begin and end with.
+pub(crate) const GOOD_LINE: &str = "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\"}}\n";
+
+/// Invalid dump lines (one without its newline ends the input) and a word of the reason an
+/// import gives for each: every import, record by record or bulk, refuses them alike.
+pub(crate) const BAD_LINES: [(&str, &str); 12] = [
+    (
+        "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p2\"\n",
+        "invalid",
+    ),
+    ("[1]\n", "not a JSON object"),
+    (
+        "{\"collection\":\"widgets\",\"doc\":{\"_id\":\"x\"}}\n",
+        "unknown collection",
+    ),
+    (
+        "{\"collection\":\"packages\",\"doc\":{\"name\":\"x\"}}\n",
+        "no `_id`",
+    ),
+    (
+        "{\"collection\":\"packages\",\"doc\":{\"_id\":7}}\n",
+        "not a string",
+    ),
+    (
+        "{\"collection\":\"packages\",\"doc\":[]}\n",
+        "not a JSON object",
+    ),
+    ("{\"collection\":\"packages\"}\n", "missing field `doc`"),
+    (
+        "{\"collection\":\"stats\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":1,\"totalAdds\":1}}\n",
+        "without a \"date\"",
+    ),
+    (
+        "{\"collection\":\"stats\",\"date\":\"2015-02-30\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":1,\"totalAdds\":1}}\n",
+        "invalid day",
+    ),
+    (
+        "{\"collection\":\"stats\",\"date\":\"2015-02-03\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":-1,\"totalAdds\":1}}\n",
+        "bad stats row",
+    ),
+    (
+        "{\"collection\":\"packages\",\"doc\":{\"_id\":\"x\",\"t\":{\"$type\":\"a\",\"$value\":1}}}\n",
+        "EJSON",
+    ),
+    (
+        "{\"collection\":\"versions\",\"doc\":{\"_id\":\"v9\",\"pack",
+        "truncated",
+    ),
+];
+
+/// The dump of a bad line of [`BAD_LINES`]: a good line, a blank one, then `bad` (line 3)
+/// and, when `bad` ends its line, a good one.
+pub(crate) fn dump_with(bad: &str) -> String {
+    if bad.ends_with('\n') {
+        format!("{GOOD_LINE}\n{bad}{GOOD_LINE}")
+    } else {
+        format!("{GOOD_LINE}\n{bad}")
+    }
+}
+
 /// Checks that errors name the line and store nothing.
 pub fn errors_name_the_line_and_store_nothing(new_store: NewStore<'_>) {
-    let good = "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p1\"}}\n";
-    let cases = [
-        (
-            "{\"collection\":\"packages\",\"doc\":{\"_id\":\"p2\"\n",
-            "invalid",
-        ),
-        ("[1]\n", "not a JSON object"),
-        (
-            "{\"collection\":\"widgets\",\"doc\":{\"_id\":\"x\"}}\n",
-            "unknown collection",
-        ),
-        (
-            "{\"collection\":\"packages\",\"doc\":{\"name\":\"x\"}}\n",
-            "no `_id`",
-        ),
-        (
-            "{\"collection\":\"packages\",\"doc\":{\"_id\":7}}\n",
-            "not a string",
-        ),
-        (
-            "{\"collection\":\"packages\",\"doc\":[]}\n",
-            "not a JSON object",
-        ),
-        ("{\"collection\":\"packages\"}\n", "missing field `doc`"),
-        (
-            "{\"collection\":\"stats\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":1,\"totalAdds\":1}}\n",
-            "without a \"date\"",
-        ),
-        (
-            "{\"collection\":\"stats\",\"date\":\"2015-02-30\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":1,\"totalAdds\":1}}\n",
-            "invalid day",
-        ),
-        (
-            "{\"collection\":\"stats\",\"date\":\"2015-02-03\",\"doc\":{\"name\":\"a\",\"version\":\"1\",\"directAdds\":-1,\"totalAdds\":1}}\n",
-            "bad stats row",
-        ),
-        (
-            "{\"collection\":\"packages\",\"doc\":{\"_id\":\"x\",\"t\":{\"$type\":\"a\",\"$value\":1}}}\n",
-            "EJSON",
-        ),
-        (
-            "{\"collection\":\"versions\",\"doc\":{\"_id\":\"v9\",\"pack",
-            "truncated",
-        ),
-    ];
-    for (bad, expected) in cases {
+    for (bad, expected) in BAD_LINES {
         let store = new_store();
         let before = store.state().unwrap();
-        // Line 1 is a record, line 2 blank, line 3 the bad one.
-        let input = if bad.ends_with('\n') {
-            format!("{good}\n{bad}{good}")
-        } else {
-            format!("{good}\n{bad}")
-        };
-        let err = import(&*store, input.as_bytes()).unwrap_err();
+        let err = import(&*store, dump_with(bad).as_bytes()).unwrap_err();
         let DumpError::Line { line, reason } = &err else {
             panic!("{bad}: {err}");
         };

@@ -12,7 +12,7 @@ use crate::page_cache::{PageText, Syncer};
 use crate::page_disk::StoredText;
 use crate::record::Record;
 use crate::store::CatalogStore;
-use crate::sync::{Paging, answer};
+use crate::sync::{NextCall, Paging, answer};
 
 fn store_with(new_store: NewStore<'_>, n: usize) -> Arc<dyn CatalogStore> {
     let store = new_store();
@@ -53,6 +53,40 @@ pub fn a_prefetched_page_is_served_and_equals_a_fresh_one(new_store: NewStore<'_
     assert!(Arc::ptr_eq(&cached.text, &another_client.text));
 }
 
+/// Checks that a prefetch computes the two pages after the one answered, one after the
+/// other, passing a page already cached, and no more.
+pub fn a_prefetch_computes_two_pages_ahead(new_store: NewStore<'_>) {
+    let (store, syncer, second) = first_page_prefetched(new_store, 10);
+    assert_eq!(
+        syncer.cache_usage().0,
+        3,
+        "the first page and the two after it"
+    );
+    let answered = syncer.answer(&second.token, &short()).unwrap();
+    let fresh = answer(&*store, &second.token, &short(), &Paging::default()).unwrap();
+    assert_eq!(answered.text, fresh.text);
+    syncer.prefetch(&answered.next.expect("more pages"));
+    assert_eq!(
+        syncer.cache_usage().0,
+        4,
+        "the third, passed, and the fourth and last"
+    );
+}
+
+/// A store of `n` packages, a syncer over it that answered the first short page and then
+/// prefetched from the second, and the call for the second.
+fn first_page_prefetched(
+    new_store: NewStore<'_>,
+    n: usize,
+) -> (Arc<dyn CatalogStore>, Syncer<String>, NextCall) {
+    let store = store_with(new_store, n);
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
+    let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
+    let next = first.next.expect("more pages");
+    syncer.prefetch(&next);
+    (store, syncer, next)
+}
+
 /// Writes the package `late`, after pages were cached.
 fn write_late_package(store: &dyn CatalogStore) {
     store
@@ -66,11 +100,7 @@ fn write_late_package(store: &dyn CatalogStore) {
 
 /// Checks that a write invalidates cached pages.
 pub fn a_write_invalidates_cached_pages(new_store: NewStore<'_>) {
-    let store = store_with(new_store, 5);
-    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
-    let first = syncer.answer(&json!({"format": "1.1"}), &short()).unwrap();
-    let next = first.next.expect("more pages");
-    syncer.prefetch(&next);
+    let (store, syncer, next) = first_page_prefetched(new_store, 5);
     write_late_package(&*store);
 
     let second = syncer.answer(&next.token, &short()).unwrap();
