@@ -23,7 +23,8 @@
 //! computed for them: a page read back from a file is served, not recomputed or
 //! recompressed. Both tiers serve a page only while the store is at the snapshot it was
 //! read from. A page missing from memory is computed (or read from its file) by one caller
-//! while the others asking for it wait, so clients syncing at once share every page.
+//! while the others answering it wait (a prefetch never does), so clients syncing at once
+//! share every page.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -130,13 +131,47 @@ impl<P> Entry<P> {
 }
 
 /// What a caller found when it looked a page up in memory.
-enum Claim<P> {
+enum Claim<'a, P: PageText> {
     /// The page, current.
     Ready(Entry<P>),
-    /// The page is missing or stale, and this caller now computes it (its slot is pending).
-    Mine,
+    /// The page is missing or stale, and this caller now computes it (its slot is pending
+    /// until the [`Claimed`] is filled or dropped).
+    Mine(Claimed<'a, P>),
     /// Another thread is computing it.
     Busy,
+}
+
+/// Whether a caller looking a page up waits for another thread computing it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Up to [`PENDING_WAIT`]: an answer, whose client is waiting for the page anyway.
+    Pending,
+    /// Not at all: a prefetch, which must not park a thread per client.
+    Never,
+}
+
+/// A page slot this caller marked pending. [`Syncer::fill`] takes its key; if it is dropped
+/// with the key still in it (the caller failed before computing the page, or panicked while
+/// computing it), the slot is removed and the waiters woken, so that the page is not left
+/// pending for the life of the process with every answer for it waiting [`PENDING_WAIT`].
+struct Claimed<'a, P: PageText> {
+    syncer: &'a Syncer<P>,
+    key: Option<Key>,
+}
+
+impl<P: PageText> Drop for Claimed<'_, P> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        {
+            let mut cache = self.syncer.lock();
+            if matches!(cache.slots.get(&key), Some(Slot::Pending)) {
+                cache.slots.remove(&key);
+            }
+        }
+        self.syncer.ready.notify_all();
+    }
 }
 
 struct Cache<P> {
@@ -191,19 +226,23 @@ impl<P: PageText> Syncer<P> {
             return self.compute(token, options).map(Entry::into_answer);
         };
         let current = self.store.snapshot()?;
-        match self.claim(&key, Some(&current)) {
+        match self.claim(&key, Some(&current), Wait::Pending) {
             Claim::Ready(entry) => Ok(entry.into_answer()),
-            Claim::Mine => self
-                .fill(key, token, options, &current.epoch, current.head_seq)
-                .map(Entry::into_answer),
+            Claim::Mine(claimed) => self
+                .fill(claimed, token, options, &current.epoch, current.head_seq)
+                .map(|(entry, _)| entry.into_answer()),
             Claim::Busy => self.compute(token, options).map(Entry::into_answer),
         }
     }
 
     /// Computes the pages a client will ask for next and caches them: the page of `next`
-    /// and the ones after it, [`PREFETCH_AHEAD`] in all, one after the other (a page
-    /// already cached is passed, one another thread is computing waited for), so that the
-    /// store is read for each page while the client still receives the one before.
+    /// and the ones after it, [`PREFETCH_AHEAD`] in all, one after the other, so that the
+    /// store is read for each page while the client still receives the one before. A page
+    /// already cached is passed. It never waits: at a page another thread is computing it
+    /// stops (that thread's own prefetch continues the chain), so callers that spawn one
+    /// prefetch per answer never park threads on each other; and it stops at a page it
+    /// could not cache (bigger than the cache, or read while the store moved on), since
+    /// the pages after it would be computed for nothing the client could be served from.
     /// Blocking: run it on a background thread right after sending the page that produced
     /// `next`.
     ///
@@ -217,10 +256,10 @@ impl<P: PageText> Syncer<P> {
             let Some(key) = self.key(&next.token, &next.options) else {
                 return;
             };
-            let entry = match self.claim(&key, None) {
+            let entry = match self.claim(&key, None, Wait::Never) {
                 Claim::Ready(entry) => entry,
                 Claim::Busy => return,
-                Claim::Mine => {
+                Claim::Mine(claimed) => {
                     let snapshot = self.lock().snapshot.clone();
                     let snapshot = match snapshot {
                         Some(snapshot) => Ok(snapshot),
@@ -230,10 +269,11 @@ impl<P: PageText> Syncer<P> {
                             .map(|snapshot| (snapshot.epoch, snapshot.head_seq)),
                     };
                     let filled = snapshot.map_err(SyncError::from).and_then(|(epoch, seq)| {
-                        self.fill(key, &next.token, &next.options, &epoch, seq)
+                        self.fill(claimed, &next.token, &next.options, &epoch, seq)
                     });
                     match filled {
-                        Ok(entry) => entry,
+                        Ok((entry, true)) => entry,
+                        Ok((_, false)) => return,
                         Err(error) => {
                             tracing::warn!(%error, "prefetching a sync page failed");
                             return;
@@ -250,9 +290,10 @@ impl<P: PageText> Syncer<P> {
 
     /// Looks `key` up in memory: a page current for the store's `current` state is returned
     /// (any ready page when `current` is `None`); a missing or stale one is marked pending
-    /// for this caller to compute. A page another thread is computing is waited for, up to
-    /// [`PENDING_WAIT`].
-    fn claim(&self, key: &Key, current: Option<&Snapshot>) -> Claim<P> {
+    /// for this caller to compute, and released by the returned [`Claimed`] however the
+    /// caller ends. A page another thread is computing is waited for, up to
+    /// [`PENDING_WAIT`], if `wait` says so.
+    fn claim(&self, key: &Key, current: Option<&Snapshot>, wait: Wait) -> Claim<'_, P> {
         let mut cache = self.lock();
         let deadline = Instant::now() + PENDING_WAIT;
         loop {
@@ -260,7 +301,9 @@ impl<P: PageText> Syncer<P> {
                 Some(Slot::Ready(entry)) if current.is_none_or(|state| entry.is_current(state)) => {
                     return Claim::Ready(entry.clone());
                 }
-                Some(Slot::Pending) if Instant::now() >= deadline => return Claim::Busy,
+                Some(Slot::Pending) if wait == Wait::Never || Instant::now() >= deadline => {
+                    return Claim::Busy;
+                }
                 Some(Slot::Pending) => {
                     let timeout = deadline.saturating_duration_since(Instant::now());
                     cache = self
@@ -272,7 +315,10 @@ impl<P: PageText> Syncer<P> {
                 Some(Slot::Ready(_)) | None => {
                     cache.remove(key);
                     cache.slots.insert(key.clone(), Slot::Pending);
-                    return Claim::Mine;
+                    return Claim::Mine(Claimed {
+                        syncer: self,
+                        key: Some(key.clone()),
+                    });
                 }
             }
         }
@@ -280,15 +326,16 @@ impl<P: PageText> Syncer<P> {
 
     /// Gets the page this caller claimed, from its file of the store snapshot `epoch` and
     /// `head_seq` or by computing it, caches it in memory (writing the pages that evicts to
-    /// the disk tier) and wakes the waiters.
+    /// the disk tier) and wakes the waiters. Returns the page and whether it was cached.
     fn fill(
         &self,
-        key: Key,
+        mut claimed: Claimed<'_, P>,
         token: &Value,
         options: &Value,
         epoch: &str,
         head_seq: u64,
-    ) -> Result<Entry<P>, SyncError> {
+    ) -> Result<(Entry<P>, bool), SyncError> {
+        let key = claimed.key.take().expect("a claim is filled once");
         let file_key = key.file_key();
         let stored = self
             .files
@@ -319,6 +366,7 @@ impl<P: PageText> Syncer<P> {
             Err(_) => false,
         };
         let mut evicted = Vec::new();
+        let mut cached = false;
         {
             let mut cache = self.lock();
             cache.slots.remove(&key);
@@ -326,7 +374,8 @@ impl<P: PageText> Syncer<P> {
                 && still_current
                 && entry.text.as_ref().len() <= self.max_bytes
             {
-                evicted = cache.insert(key, entry.clone(), self.max_bytes);
+                evicted = cache.insert(key.clone(), entry.clone(), self.max_bytes);
+                cached = matches!(cache.slots.get(&key), Some(Slot::Ready(_)));
             }
         }
         self.ready.notify_all();
@@ -345,7 +394,7 @@ impl<P: PageText> Syncer<P> {
                 );
             }
         }
-        result
+        result.map(|entry| (entry, cached))
     }
 
     /// Computes a page from the store.

@@ -2,16 +2,27 @@
 //! bound, in memory and in its tier of page files.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
 
 use serde_json::{Value, json};
 
 use super::NewStore;
 use crate::Collection;
+use crate::accounts::UploadTicket;
+use crate::audit::{AuditEntry, AuditQuery};
+use crate::error::StoreError;
+use crate::mirror::{MirrorState, UpstreamFile};
 use crate::page_cache::{PageText, Syncer};
 use crate::page_disk::StoredText;
 use crate::record::Record;
-use crate::store::CatalogStore;
+use crate::record::StatsRow;
+use crate::store::{
+    CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Page, PageLimits,
+    ServerSeat, Snapshot,
+};
 use crate::sync::{NextCall, Paging, answer};
 
 fn store_with(new_store: NewStore<'_>, n: usize) -> Arc<dyn CatalogStore> {
@@ -389,4 +400,135 @@ pub fn clients_asking_at_once_share_one_computation(new_store: NewStore<'_>) {
             .iter()
             .all(|page| Arc::ptr_eq(&page.text, &pages[0].text))
     );
+}
+
+/// Checks that a page claimed by a prefetch that failed before computing it (the store's
+/// snapshot could not be read) is released, not left pending for the life of the process:
+/// the cache holds nothing after the failure, and the next prefetch of that page caches it.
+pub fn a_failed_prefetch_leaves_no_page_pending(new_store: NewStore<'_>) {
+    let store: Arc<dyn CatalogStore> = Arc::new(SnapshotFailsOnce {
+        inner: store_with(new_store, 5),
+        failed: AtomicBool::new(false),
+    });
+    let first = answer(
+        &*store,
+        &json!({"format": "1.1"}),
+        &short(),
+        &Paging::default(),
+    )
+    .unwrap();
+    let next = first.next.expect("more pages");
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
+
+    syncer.prefetch(&next);
+    assert_eq!(syncer.cache_usage(), (0, 0), "no page left pending");
+
+    syncer.prefetch(&next);
+    assert!(syncer.cache_usage().1 > 0, "the page is cached now");
+    let fresh = answer(&*store, &next.token, &short(), &Paging::default()).unwrap();
+    assert_eq!(
+        syncer.answer(&next.token, &short()).unwrap().text,
+        fresh.text
+    );
+}
+
+/// A store whose first [`CatalogStore::snapshot`] fails, and that is otherwise `inner`.
+struct SnapshotFailsOnce {
+    inner: Arc<dyn CatalogStore>,
+    failed: AtomicBool,
+}
+
+impl CatalogStore for SnapshotFailsOnce {
+    fn write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.write(f)
+    }
+
+    fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
+        self.inner.read_page(cursors, limits)
+    }
+
+    fn state(&self) -> Result<CatalogState, StoreError> {
+        self.inner.state()
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        if self.failed.swap(true, Ordering::SeqCst) {
+            self.inner.snapshot()
+        } else {
+            Err(StoreError::TaskFailed(
+                "the snapshot failed once".to_owned(),
+            ))
+        }
+    }
+
+    fn stats_day(
+        &self,
+        date: &str,
+        f: &mut dyn FnMut(&StatsRow) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        self.inner.stats_day(date, f)
+    }
+
+    fn package_stats_rows(
+        &self,
+        name: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<StatsRow>, StoreError> {
+        self.inner.package_stats_rows(name, from, to)
+    }
+
+    fn pending_usage_days(&self, before: NaiveDate) -> Result<Vec<NaiveDate>, StoreError> {
+        self.inner.pending_usage_days(before)
+    }
+
+    fn upload_ticket(&self, hash: &str) -> Result<Option<UploadTicket>, StoreError> {
+        self.inner.upload_ticket(hash)
+    }
+
+    fn export(
+        &self,
+        f: &mut dyn FnMut(ExportItem<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.inner.export(f)
+    }
+
+    fn mirror_state(&self) -> Result<Option<MirrorState>, StoreError> {
+        self.inner.mirror_state()
+    }
+
+    fn mirror_file(&self, key: &str) -> Result<Option<UpstreamFile>, StoreError> {
+        self.inner.mirror_file(key)
+    }
+
+    fn mirror_files(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, UpstreamFile)>, StoreError> {
+        self.inner.mirror_files(after, limit)
+    }
+
+    fn mirror_cached(&self) -> Result<(u64, u64), StoreError> {
+        self.inner.mirror_cached()
+    }
+
+    fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_log(query)
+    }
+
+    fn join_servers(&self) -> Result<ServerSeat, StoreError> {
+        self.inner.join_servers()
+    }
+
+    fn try_duty(&self, duty: Duty) -> Result<Option<Hold>, StoreError> {
+        self.inner.try_duty(duty)
+    }
+
+    fn hint_changes(&self, wake: Arc<dyn Fn() + Send + Sync>) -> Result<Option<Hold>, StoreError> {
+        self.inner.hint_changes(wake)
+    }
 }
