@@ -295,9 +295,9 @@ pub(crate) struct ReadLine {
 
 /// [`parse_line`]: records that look as exports write them in one pass
 /// ([`scan_record_line`]), every other line (and every error) the general way.
-fn read_line(bytes: &[u8]) -> Result<Option<ReadLine>, String> {
+pub(crate) fn read_line(bytes: &[u8]) -> Result<Option<ReadLine>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8: {e}"))?;
-    let trimmed = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
+    let trimmed = trim_line(text);
     if trimmed.is_empty() {
         return Ok(None);
     }
@@ -309,6 +309,11 @@ fn read_line(bytes: &[u8]) -> Result<Option<ReadLine>, String> {
         }));
     }
     read_in_general(trimmed).map(|line| Some(ReadLine { line, key: None }))
+}
+
+/// A dump line without the whitespace JSON allows around it (and a CRLF line's `\r`).
+pub(crate) fn trim_line(text: &str) -> &str {
+    text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
 }
 
 /// Reads a trimmed, non-empty dump line field by field, and says what is wrong with it.

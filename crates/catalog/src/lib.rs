@@ -41,6 +41,8 @@ pub mod day;
 pub mod dump;
 pub mod error;
 pub mod files;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod immutable;
 pub mod mirror;
 pub mod page_cache;

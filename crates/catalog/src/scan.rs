@@ -401,38 +401,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::dump::{DumpLine, read_in_general};
-    use crate::immutable::version_key;
-    use crate::record::Record;
-    use crate::store::natural_key;
-
-    /// Checks the module's contract on `line`: a line the scan reads is read by the general
-    /// path as the same record, with the same natural key and `name@version`. Returns
-    /// whether the scan read it.
-    fn agrees(line: &str) -> bool {
-        let Some(scanned) = scan_record_line(line) else {
-            return false;
-        };
-        let general = match read_in_general(line) {
-            Ok(DumpLine::Record(record)) => record,
-            other => panic!("{line}: scanned, but read in general as {other:?}"),
-        };
-        let key = scanned.key.map(|field| field.map(str::to_owned));
-        assert_eq!(
-            natural_key(general.collection(), general.json()),
-            key,
-            "{line}"
-        );
-        if general.collection() == Collection::Versions {
-            let named = version_key(general.json())
-                .unwrap_or_else(|e| panic!("{line}: {e}"))
-                .map(|(package, version)| (package.into_owned(), version.into_owned()));
-            let [package, version] = key;
-            assert_eq!(named, package.zip(version), "{line}");
-        }
-        assert_eq!(Record::scanned(scanned), general, "{line}");
-        true
-    }
+    use crate::fuzzing::{dump_line_paths_agree, scanned_line_agrees as agrees};
 
     /// Lines as exports and generators write them, and with whitespace everywhere JSON
     /// allows it: read in one pass.
@@ -524,7 +493,7 @@ mod tests {
 
         #[test]
         fn a_line_read_in_one_pass_is_read_the_same_in_general(line in mutated()) {
-            agrees(line.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r')));
+            dump_line_paths_agree(line.as_bytes());
         }
     }
 }
