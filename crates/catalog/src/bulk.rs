@@ -513,7 +513,9 @@ pub trait BulkStore: CatalogStore {
     fn servers_running(&self) -> Result<u64, StoreError>;
 }
 
-/// How many rows may wait between the dumping and the loading thread of [`copy`].
+/// How many rows may wait between the dumping and the loading thread of [`copy`], and
+/// between the reading and the loading thread of [`import_dump`] (there in batches of at
+/// most [`BATCH_ROWS`] rows and [`BATCH_BYTES`] bytes, `CHANNEL_ROWS / BATCH_ROWS` batches).
 const CHANNEL_ROWS: usize = 1024;
 
 /// Copies every row of `from` into the empty store `to` ([`BulkStore::load_rows`]): `from`
@@ -582,9 +584,10 @@ fn beside_dump<T>(
 ///
 /// The calling thread reads the dump (each record line in one pass where it can,
 /// `dump::parse_line`, with the key its `name@version` check needs) while a thread of its
-/// own runs the load, joined by a bounded channel of rows in batches, so that reading and
-/// the backend's encoding and sending overlap; the load stores nothing unless every line
-/// was read.
+/// own runs the load (inside the caller's tracing span), joined by a bounded channel of
+/// rows in batches, so that reading and the backend's encoding and sending overlap; the
+/// load stores nothing unless every line was read. A bad line is the error even when the
+/// load failed too.
 pub fn import_dump(
     store: &dyn BulkStore,
     input: impl BufRead,
@@ -599,40 +602,52 @@ pub fn import_dump(
         versions: HashSet::new(),
     };
     let (sender, receiver) = mpsc::sync_channel::<Option<Vec<Row>>>(CHANNEL_ROWS / BATCH_ROWS);
+    let carried = exosphere_task::carry();
     std::thread::scope(|scope| {
-        let loading = scope.spawn(move || {
-            let mut batch = Vec::new().into_iter();
-            store.load_rows(&mut || {
-                loop {
-                    if let Some(row) = batch.next() {
-                        return Ok(Some(row));
-                    }
-                    match receiver.recv() {
-                        Ok(Some(rows)) => batch = rows.into_iter(),
-                        Ok(None) => return Ok(None),
-                        Err(_) => return Err(StoreError::Aborted),
-                    }
-                }
+        let loading = std::thread::Builder::new()
+            .name("bulk load".to_owned())
+            .spawn_scoped(scope, move || {
+                carried.run(|| {
+                    let mut batch = Vec::new().into_iter();
+                    store.load_rows(&mut || {
+                        loop {
+                            if let Some(row) = batch.next() {
+                                return Ok(Some(row));
+                            }
+                            match receiver.recv() {
+                                Ok(Some(rows)) => batch = rows.into_iter(),
+                                Ok(None) => return Ok(None),
+                                Err(_) => return Err(StoreError::Aborted),
+                            }
+                        }
+                    })
+                })
             })
-        });
+            .map_err(|error| {
+                StoreError::TaskFailed(format!("starting the bulk load's thread: {error}"))
+            })?;
         let read = rows.send(&sender);
         drop(sender);
         let loaded = loading
             .join()
             .unwrap_or_else(|_| Err(StoreError::TaskFailed("the bulk load panicked".into())));
-        match (loaded, read) {
-            (Err(error), _) if !matches!(error, StoreError::Aborted) => {
-                Err(DumpError::Store(error))
-            }
-            (_, Err(failure)) => Err(failure),
+        // The reader's failure first: the load then saw the channel close (Aborted), and a
+        // bad line is what the user must fix whatever the load made of the lines before it.
+        match (read, loaded) {
+            (Err(failure), _) => Err(failure),
+            (Ok(()), Err(error)) => Err(DumpError::Store(error)),
             (Ok(()), Ok(())) => Ok(std::mem::take(&mut rows.summary)),
-            (Err(aborted), Ok(())) => Err(DumpError::Store(aborted)),
         }
     })
 }
 
-/// How many rows [`import_dump`] hands its loading thread at a time.
+/// How many rows [`import_dump`] hands its loading thread at a time, at most.
 const BATCH_ROWS: usize = 256;
+
+/// How many bytes of values [`import_dump`] hands its loading thread at a time, at most
+/// (a batch is cut at the row that reaches it): records run up to `MAX_RECORD_SIZE`, so a
+/// batch of rows alone could hold hundreds of megabytes.
+const BATCH_BYTES: usize = 1 << 20;
 
 /// The rows of a dump, as [`import_dump`] reads them: its records numbered in file order,
 /// its stats rows, and a final `meta` row.
@@ -653,26 +668,20 @@ impl<R: BufRead> DumpRows<R> {
     /// sending `None`, so the load stores nothing), or when the load stopped.
     fn send(&mut self, sender: &mpsc::SyncSender<Option<Vec<Row>>>) -> Result<(), DumpError> {
         let mut batch = Vec::with_capacity(BATCH_ROWS);
+        let mut bytes = 0;
         loop {
-            let last = match self.lines.next_read()? {
-                Some(read) => {
-                    batch.push(self.row(read)?);
-                    false
-                }
-                None => {
-                    batch.push(meta_row(&self.epoch, self.head, &self.summary)?);
-                    true
-                }
+            let (row, last) = match self.lines.next_read()? {
+                Some(read) => (self.row(read)?, false),
+                None => (meta_row(&self.epoch, self.head, &self.summary)?, true),
             };
-            if (last || batch.len() == BATCH_ROWS)
-                && sender
-                    .send(Some(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(BATCH_ROWS),
-                    )))
-                    .is_err()
-            {
-                return Ok(());
+            bytes += row_bytes(&row);
+            batch.push(row);
+            if last || batch.len() == BATCH_ROWS || bytes >= BATCH_BYTES {
+                bytes = 0;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_ROWS));
+                if sender.send(Some(full)).is_err() {
+                    return Ok(());
+                }
             }
             if last {
                 // A load that stopped meanwhile has its own error to tell.
@@ -754,6 +763,17 @@ fn stats_row(row: &StatsRow) -> Result<Row, StoreError> {
             Value::Int(to_i64(row.total_adds(), "totalAdds")?),
         ],
     })
+}
+
+/// About how many bytes a row's values hold, for cutting [`import_dump`]'s batches.
+fn row_bytes(row: &Row) -> usize {
+    row.values
+        .iter()
+        .map(|value| match value {
+            Value::Text(text) => text.len(),
+            Value::Null | Value::Int(_) | Value::Bool(_) => 8,
+        })
+        .sum()
 }
 
 /// The `meta` row of a catalog of `epoch` whose records were numbered up to `head`, one

@@ -66,7 +66,7 @@ pub(crate) fn scan_record_line(line: &str) -> Option<Scanned<'_>> {
     scan.colon()?;
     let start = scan.at;
     let mut doc = Doc {
-        out: String::with_capacity(line.len()),
+        out: String::with_capacity(line.len().min(MAX_RECORD_SIZE)),
         copied: start,
         fields: key_fields(collection),
         id: None,

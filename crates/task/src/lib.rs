@@ -9,6 +9,8 @@
 //! * [`blocking`]: run a closure on tokio's blocking pool inside the caller's span, and turn
 //!   a panic in it into an error value instead of a `JoinError` every caller matches by hand.
 //! * [`spawn`]: start a future as a task that carries the caller's span and subscriber.
+//! * [`carry`]: take the caller's span and subscriber to a thread of the caller's own (a
+//!   bulk load's), for work that is neither a task nor on the blocking pool.
 
 use std::future::Future;
 
@@ -32,16 +34,37 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let span = tracing::Span::current();
-    let dispatch = tracing::dispatcher::get_default(Clone::clone);
-    tokio::task::spawn_blocking(move || {
-        tracing::dispatcher::with_default(&dispatch, || span.in_scope(work))
-    })
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "a blocking task failed");
-        BlockingError(error.to_string())
-    })
+    let carried = carry();
+    tokio::task::spawn_blocking(move || carried.run(work))
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "a blocking task failed");
+            BlockingError(error.to_string())
+        })
+}
+
+/// The caller's tracing span and subscriber, taken ([`carry`]) to run work on another
+/// thread inside them ([`Carried::run`]), so what that thread logs names the session or
+/// command that started it, and reaches the caller's subscriber.
+pub struct Carried {
+    span: tracing::Span,
+    dispatch: tracing::Dispatch,
+}
+
+/// Takes the current span and subscriber, to be moved to another thread and used there
+/// with [`Carried::run`]. A thread started with `std::thread` has neither.
+pub fn carry() -> Carried {
+    Carried {
+        span: tracing::Span::current(),
+        dispatch: tracing::dispatcher::get_default(Clone::clone),
+    }
+}
+
+impl Carried {
+    /// Runs `work` inside the carried span, with the carried subscriber as the default.
+    pub fn run<T>(self, work: impl FnOnce() -> T) -> T {
+        tracing::dispatcher::with_default(&self.dispatch, || self.span.in_scope(work))
+    }
 }
 
 /// Starts `future` as a tokio task that runs inside the current tracing span (and with the
@@ -94,7 +117,7 @@ mod tests {
         (layer, guard)
     }
 
-    /// One test for both helpers: tracing caches which callsites a subscriber wants across
+    /// One test for the three helpers: tracing caches which callsites a subscriber wants across
     /// the whole process, so two tests with thread-local subscribers running at once can
     /// hide each other's events.
     #[tokio::test(flavor = "current_thread")]
@@ -111,9 +134,17 @@ mod tests {
         let span = tracing::info_span!("request");
         let task = span.in_scope(|| spawn(async { tracing::info!("from a task") }));
         task.await.unwrap();
+        let carried = tracing::info_span!("import").in_scope(carry);
+        std::thread::spawn(move || carried.run(|| tracing::info!("from a thread")))
+            .join()
+            .unwrap();
         assert_eq!(
             *events.0.lock().unwrap(),
-            vec![vec!["session".to_owned()], vec!["request".to_owned()]]
+            vec![
+                vec!["session".to_owned()],
+                vec!["request".to_owned()],
+                vec!["import".to_owned()]
+            ]
         );
     }
 

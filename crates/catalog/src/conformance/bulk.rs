@@ -469,6 +469,52 @@ pub fn a_bulk_import_refuses_bad_lines_as_upserts_do(new_store: NewBulkStore<'_>
     }
 }
 
+/// A dump of `n` package records, more than the rows that may wait between an import's
+/// reading and loading threads when `n` is in the thousands.
+fn many_packages(n: usize) -> String {
+    (0..n)
+        .map(|i| format!(r#"{{"collection":"packages","doc":{{"_id":"p{i}","name":"pkg{i}"}}}}"#))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks that a dump bigger than what waits between an import's threads, imported into a
+/// store that is not empty, is refused cleanly ([`StoreError::NotEmpty`]): the reader,
+/// blocked on a full channel while the load fails, stops; nothing hangs and nothing is
+/// stored.
+pub fn a_big_dump_into_a_store_that_is_not_empty_is_refused(new_store: NewBulkStore<'_>) {
+    let store = new_store();
+    store
+        .write(&mut |w| {
+            w.upsert(&Record::from_json(Collection::Packages, r#"{"_id":"x","name":"x"}"#).unwrap())
+                .map(|_| ())
+        })
+        .unwrap();
+    let before = rows(&*store);
+    let dump = many_packages(5000);
+    let refused = bulk::import_dump(&*store, dump.as_bytes(), &ImportOptions::default());
+    assert!(
+        matches!(refused, Err(DumpError::Store(StoreError::NotEmpty(_)))),
+        "{refused:?}"
+    );
+    assert_eq!(rows(&*store), before);
+}
+
+/// Checks that a bad line far into a big dump (after more rows than wait between an
+/// import's threads were loaded) names that line and stores nothing.
+pub fn a_bad_line_far_into_a_big_dump_stores_nothing(new_store: NewBulkStore<'_>) {
+    let store = new_store();
+    let fresh = rows(&*store);
+    let dump = format!("{}\n{{\"collection\":\"packages\"", many_packages(5000));
+    let refused =
+        bulk::import_dump(&*store, dump.as_bytes(), &ImportOptions::default()).unwrap_err();
+    assert!(
+        matches!(refused, DumpError::Line { line: 5001, .. }),
+        "{refused}"
+    );
+    assert_eq!(rows(&*store), fresh);
+}
+
 /// Stamps one `#[test]` per [`BulkStore`] conformance body (module `bulk`), each calling the
 /// body with the factory `$new_store`, an expression evaluated once per test that makes
 /// `Arc<dyn BulkStore>`s. A backend runs it beside
@@ -485,7 +531,9 @@ macro_rules! bulk_conformance_tests {
                 a_load_into_a_store_that_is_not_empty_is_refused,
                 a_failed_load_stores_nothing,
                 a_bulk_imported_dump_is_stored_as_upserts_would,
-                a_bulk_import_refuses_bad_lines_as_upserts_do
+                a_bulk_import_refuses_bad_lines_as_upserts_do,
+                a_big_dump_into_a_store_that_is_not_empty_is_refused,
+                a_bad_line_far_into_a_big_dump_stores_nothing
             }
         }
     };
