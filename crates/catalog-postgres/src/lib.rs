@@ -55,7 +55,7 @@ use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
 use exosphere_catalog::record::StatsRow;
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Next, Page,
-    PageFill, PageLimits, PageRecord, ServerSeat,
+    PageFill, PageLimits, PageRecord, ServerSeat, Snapshot,
 };
 use exosphere_meteor::{Collection, PerCollection};
 use tokio_postgres::{Config, IsolationLevel};
@@ -68,7 +68,7 @@ use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
 use crate::seen::Seen;
 use crate::session::{Session, col};
-use crate::writer::{PgWriter, Sql, meta_of};
+use crate::writer::{META_COLUMNS, PgWriter, Sql, meta_of};
 
 mod accounts;
 mod audit;
@@ -342,8 +342,8 @@ impl PgStore {
 /// The records of a collection's page read ([`writer::TableSql::page`]): one row holding
 /// their `seq`s, `lastUpdated`s and text lengths as arrays and their texts end to end, so
 /// that a page's records cross the connection as one message per collection instead of one
-/// per record (each a wake-up of the reading thread). Aggregates take their input in the
-/// order it comes, which is `seq` order here; records that came in another order are sorted.
+/// per record (each a wake-up of the reading thread). Each aggregate orders its input by
+/// `seq` itself, so the arrays and the texts line up in `seq` order.
 fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError> {
     let seqs: Vec<i64> = col::<Option<Vec<i64>>>(row, 0)?.unwrap_or_default();
     let updated: Vec<Option<i64>> = col::<Option<Vec<Option<i64>>>>(row, 1)?.unwrap_or_default();
@@ -367,9 +367,6 @@ fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError
     }
     if start != texts.len() {
         return Err(corrupt());
-    }
-    if !records.is_sorted_by_key(|record| record.seq) {
-        records.sort_by_key(|record| record.seq);
     }
     Ok(records)
 }
@@ -424,7 +421,7 @@ impl CatalogStore for PgStore {
                 let mut highest = PerCollection::<Option<i64>>::default();
                 if let Some(row) = &row {
                     for (i, c) in Collection::ALL.into_iter().enumerate() {
-                        highest[c] = col(row, 2 + Collection::ALL.len() + i)?;
+                        highest[c] = col(row, META_COLUMNS + i)?;
                     }
                 }
                 let meta = meta_of(row)?;
@@ -462,7 +459,7 @@ impl CatalogStore for PgStore {
                 let row = conn
                     .statements
                     .query_alone(&conn.client, &self.sql.state, &[&today])?;
-                let days = 2 + Collection::ALL.len();
+                let days = META_COLUMNS;
                 let range = match &row {
                     Some(row) => stats_range(
                         (col(row, days)?, col(row, days + 1)?),
@@ -481,6 +478,24 @@ impl CatalogStore for PgStore {
             })
         };
         self.check_going_back(read, |state| (&state.epoch, state.head_seq))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        // The meta row alone (`Sql::read_meta`, one statement): the page cache checks the
+        // snapshot before every answer, and needs none of the stats days `state` reads.
+        let read = || {
+            self.pool.with(|conn| {
+                let row = conn
+                    .statements
+                    .query_alone(&conn.client, &self.sql.read_meta, &[])?;
+                let meta = meta_of(row)?;
+                Ok(Snapshot {
+                    epoch: meta.epoch,
+                    head_seq: meta.head_seq,
+                })
+            })
+        };
+        self.check_going_back(read, |snapshot| (&snapshot.epoch, snapshot.head_seq))
     }
 
     fn stats_day(

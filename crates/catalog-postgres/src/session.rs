@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use exosphere_catalog::error::StoreError;
 use futures_util::StreamExt as _;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{Client, Row, Statement, Transaction};
+use tokio_postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use crate::bridge::wait;
 use crate::error::Db as _;
@@ -31,15 +31,23 @@ impl Statements {
         sql: &str,
         params: &Params<'_>,
     ) -> Result<Option<Row>, StoreError> {
-        let statement = match self.0.get(sql) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = wait(client.prepare(sql)).db()?;
-                self.0.insert(sql.to_owned(), statement.clone());
-                statement
-            }
-        };
+        let statement = self.prepared(client, sql)?;
         wait(client.query_opt(&statement, params)).db()
+    }
+
+    /// `sql` prepared on the connection of `client` (a client or one of its transactions),
+    /// once: later calls take it from the cache.
+    fn prepared(
+        &mut self,
+        client: &impl GenericClient,
+        sql: &str,
+    ) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = wait(client.prepare(sql)).db()?;
+        self.0.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
     }
 }
 
@@ -54,12 +62,7 @@ impl<'a, 't> Session<'a, 't> {
 
     /// `sql` prepared on this connection (once).
     fn prepare(&mut self, sql: &str) -> Result<Statement, StoreError> {
-        if let Some(statement) = self.statements.0.get(sql) {
-            return Ok(statement.clone());
-        }
-        let statement = wait(self.tx.prepare(sql)).db()?;
-        self.statements.0.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
+        self.statements.prepared(&*self.tx, sql)
     }
 
     /// Runs `sql`, returning how many rows it changed.

@@ -25,6 +25,11 @@ use crate::audit;
 use crate::keys;
 use crate::session::{Session, col};
 
+/// How many columns of the meta row [`Sql::read_meta`], [`Sql::state`] and
+/// [`Sql::page_meta`] start with (the epoch, the head `seq` and a change counter per
+/// collection, read by [`meta_of`]): where the columns they read after them begin.
+pub(crate) const META_COLUMNS: usize = 2 + Collection::ALL.len();
+
 /// The SQL text of the statements that differ per collection, built once.
 pub(crate) struct Sql {
     /// Per-collection statements.
@@ -77,10 +82,8 @@ impl Sql {
             .enumerate()
             .map(|(i, col)| format!("{col} = ${}", i + 3))
             .collect();
-        let read_meta = format!(
-            "SELECT epoch, head_seq, {} FROM meta WHERE id = 1",
-            counters.join(", ")
-        );
+        let meta_columns = format!("epoch, head_seq, {}", counters.join(", "));
+        let read_meta = format!("SELECT {meta_columns} FROM meta WHERE id = 1");
         Sql {
             tables: PerCollection::from_fn(|c| {
                 let t = format!("rec_{}", snake(c));
@@ -97,22 +100,22 @@ impl Sql {
                     ),
                     delete: format!("DELETE FROM {t} WHERE id = $1"),
                     page: format!(
-                        "SELECT array_agg(seq), array_agg(last_updated), \
-                         array_agg(octet_length(json)), string_agg(json, '') \
+                        "SELECT array_agg(seq ORDER BY seq), array_agg(last_updated ORDER BY seq), \
+                         array_agg(octet_length(json) ORDER BY seq), \
+                         string_agg(json, '' ORDER BY seq) \
                          FROM (SELECT seq, last_updated, json FROM (SELECT seq, last_updated, \
                          json, sum(octet_length(json)) OVER w - octet_length(json) AS before, \
                          row_number() OVER w AS nth FROM {t} WHERE seq > $1 \
                          AND octet_length(json) <= {MAX_RECORD_SIZE} \
                          WINDOW w AS (ORDER BY seq) ORDER BY seq LIMIT $2) AS page \
-                         WHERE nth <= 2 OR before <= $3 ORDER BY seq) AS page"
+                         WHERE nth <= 2 OR before <= $3) AS page"
                     ),
                     export: format!("SELECT json FROM {t} ORDER BY seq"),
                 }
             }),
             lock_meta: format!("{read_meta} FOR UPDATE"),
             page_meta: format!(
-                "SELECT epoch, head_seq, {}, {} FROM meta WHERE id = 1",
-                counters.join(", "),
+                "SELECT {meta_columns}, {} FROM meta WHERE id = 1",
                 Collection::ALL
                     .iter()
                     .map(|c| format!("(SELECT max(seq) FROM rec_{})", snake(*c)))
@@ -120,13 +123,12 @@ impl Sql {
                     .join(", ")
             ),
             state: format!(
-                "SELECT epoch, head_seq, {}, \
+                "SELECT {meta_columns}, \
                  (SELECT min(day) FROM stats WHERE day < $1), \
                  (SELECT max(day) FROM stats WHERE day < $1), \
                  (SELECT min(day) FROM usage_days WHERE rolled_up AND day < $1), \
                  (SELECT max(day) FROM usage_days WHERE rolled_up AND day < $1) \
-                 FROM meta WHERE id = 1",
-                counters.join(", ")
+                 FROM meta WHERE id = 1"
             ),
             read_meta,
             update_meta: format!(
