@@ -55,7 +55,10 @@ pub const MAX_RECORD_SIZE: usize = 256 * 1024;
 /// A catalog document, validated and ready to be stored and spliced into sync pages.
 ///
 /// Fields are private so that every `Record` in existence has passed
-/// [`Record::from_json`]: stores and sync pages can trust its text blindly.
+/// [`Record::from_json`], or was read by the one-pass dump scan (`Record::scanned`),
+/// which accepts only what `from_json` accepts as the same record (checked against it by
+/// the scan's tests and the `dump_line` fuzz target): stores and sync pages can trust its
+/// text blindly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     collection: Collection,
