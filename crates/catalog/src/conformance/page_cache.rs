@@ -2,7 +2,7 @@
 //! bound, in memory and in its tier of page files.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
@@ -406,10 +406,7 @@ pub fn clients_asking_at_once_share_one_computation(new_store: NewStore<'_>) {
 /// snapshot could not be read) is released, not left pending for the life of the process:
 /// the cache holds nothing after the failure, and the next prefetch of that page caches it.
 pub fn a_failed_prefetch_leaves_no_page_pending(new_store: NewStore<'_>) {
-    let store: Arc<dyn CatalogStore> = Arc::new(SnapshotFailsOnce {
-        inner: store_with(new_store, 5),
-        failed: AtomicBool::new(false),
-    });
+    let store: Arc<dyn CatalogStore> = Arc::new(Watched::new(store_with(new_store, 5), 1));
     let first = answer(
         &*store,
         &json!({"format": "1.1"}),
@@ -432,13 +429,48 @@ pub fn a_failed_prefetch_leaves_no_page_pending(new_store: NewStore<'_>) {
     );
 }
 
-/// A store whose first [`CatalogStore::snapshot`] fails, and that is otherwise `inner`.
-struct SnapshotFailsOnce {
-    inner: Arc<dyn CatalogStore>,
-    failed: AtomicBool,
+/// Checks that a prefetch stops at a page it could not cache (here every page is bigger
+/// than the cache): the pages after it would be read from the store for nothing.
+pub fn a_prefetch_stops_at_a_page_it_could_not_cache(new_store: NewStore<'_>) {
+    let watched = Arc::new(Watched::new(store_with(new_store, 10), 0));
+    let store: Arc<dyn CatalogStore> = Arc::clone(&watched) as Arc<dyn CatalogStore>;
+    let first = answer(
+        &*store,
+        &json!({"format": "1.1"}),
+        &short(),
+        &Paging::default(),
+    )
+    .unwrap();
+    let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1);
+    let before = watched.pages_read.load(Ordering::SeqCst);
+    syncer.prefetch(&first.next.expect("more pages"));
+    assert_eq!(syncer.cache_usage(), (0, 0));
+    assert_eq!(
+        watched.pages_read.load(Ordering::SeqCst) - before,
+        1,
+        "the next page only, not the one after it"
+    );
 }
 
-impl CatalogStore for SnapshotFailsOnce {
+/// A store that is `inner`, except that its first `failing` calls of
+/// [`CatalogStore::snapshot`] fail, and that counts the pages read from it.
+struct Watched {
+    inner: Arc<dyn CatalogStore>,
+    failing: AtomicUsize,
+    pages_read: AtomicUsize,
+}
+
+impl Watched {
+    fn new(inner: Arc<dyn CatalogStore>, failing: usize) -> Self {
+        Watched {
+            inner,
+            failing: AtomicUsize::new(failing),
+            pages_read: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl CatalogStore for Watched {
     fn write(
         &self,
         f: &mut dyn FnMut(&mut dyn CatalogWriter) -> Result<(), StoreError>,
@@ -447,6 +479,7 @@ impl CatalogStore for SnapshotFailsOnce {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
+        self.pages_read.fetch_add(1, Ordering::SeqCst);
         self.inner.read_page(cursors, limits)
     }
 
@@ -455,12 +488,12 @@ impl CatalogStore for SnapshotFailsOnce {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        if self.failed.swap(true, Ordering::SeqCst) {
-            self.inner.snapshot()
-        } else {
-            Err(StoreError::TaskFailed(
-                "the snapshot failed once".to_owned(),
-            ))
+        let failing = self
+            .failing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match failing {
+            Ok(_) => Err(StoreError::TaskFailed("a snapshot made to fail".to_owned())),
+            Err(_) => self.inner.snapshot(),
         }
     }
 
