@@ -407,14 +407,7 @@ pub fn clients_asking_at_once_share_one_computation(new_store: NewStore<'_>) {
 /// the cache holds nothing after the failure, and the next prefetch of that page caches it.
 pub fn a_failed_prefetch_leaves_no_page_pending(new_store: NewStore<'_>) {
     let store: Arc<dyn CatalogStore> = Arc::new(Watched::new(store_with(new_store, 5), 1));
-    let first = answer(
-        &*store,
-        &json!({"format": "1.1"}),
-        &short(),
-        &Paging::default(),
-    )
-    .unwrap();
-    let next = first.next.expect("more pages");
+    let next = after_first_page(&*store);
     let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1 << 20);
 
     syncer.prefetch(&next);
@@ -434,22 +427,30 @@ pub fn a_failed_prefetch_leaves_no_page_pending(new_store: NewStore<'_>) {
 pub fn a_prefetch_stops_at_a_page_it_could_not_cache(new_store: NewStore<'_>) {
     let watched = Arc::new(Watched::new(store_with(new_store, 10), 0));
     let store: Arc<dyn CatalogStore> = Arc::clone(&watched) as Arc<dyn CatalogStore>;
-    let first = answer(
-        &*store,
-        &json!({"format": "1.1"}),
-        &short(),
-        &Paging::default(),
-    )
-    .unwrap();
+    let next = after_first_page(&*store);
     let syncer = Syncer::<String>::new(Arc::clone(&store), Paging::default(), 1);
     let before = watched.pages_read.load(Ordering::SeqCst);
-    syncer.prefetch(&first.next.expect("more pages"));
+    syncer.prefetch(&next);
     assert_eq!(syncer.cache_usage(), (0, 0));
     assert_eq!(
         watched.pages_read.load(Ordering::SeqCst) - before,
         1,
         "the next page only, not the one after it"
     );
+}
+
+/// The call for the second short page of `store`, read from the store, not through a
+/// [`Syncer`].
+fn after_first_page(store: &dyn CatalogStore) -> NextCall {
+    answer(
+        store,
+        &json!({"format": "1.1"}),
+        &short(),
+        &Paging::default(),
+    )
+    .unwrap()
+    .next
+    .expect("more pages")
 }
 
 /// A store that is `inner`, except that its first `failing` calls of
