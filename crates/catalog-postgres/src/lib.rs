@@ -55,7 +55,7 @@ use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
 use exosphere_catalog::record::StatsRow;
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Next, Page,
-    PageFill, PageLimits, PageRecord, ServerSeat,
+    PageFill, PageLimits, PageRecord, ServerSeat, Snapshot,
 };
 use exosphere_meteor::Collection;
 use tokio_postgres::{Config, IsolationLevel};
@@ -434,6 +434,21 @@ impl CatalogStore for PgStore {
             })
         };
         self.check_going_back(read, |state| (&state.epoch, state.head_seq))
+    }
+
+    /// The meta row alone, in its own read transaction: no stats day range. Checked for the
+    /// database going back like [`state`](Self::state).
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let read = || {
+            self.read(|s| {
+                let meta = read_meta(s, &self.sql.read_meta)?;
+                Ok(Snapshot {
+                    epoch: meta.epoch,
+                    head_seq: meta.head_seq,
+                })
+            })
+        };
+        self.check_going_back(read, |snapshot| (&snapshot.epoch, snapshot.head_seq))
     }
 
     fn stats_day(
