@@ -151,8 +151,11 @@ impl PackageService {
         exosphere_task::spawn(exosphere_task::blocking(move || {
             match syncer.answer(&token, &options) {
                 Ok(answer) => {
-                    let _ = answered.send(Ok(answer.text));
-                    if let Some(next) = answer.next {
+                    // A failed send means the caller is gone (its session was cancelled or
+                    // closed): nobody will ask for the next page, so it is not computed.
+                    if answered.send(Ok(answer.text)).is_ok()
+                        && let Some(next) = answer.next
+                    {
                         syncer.prefetch(&next);
                     }
                 }

@@ -14,24 +14,38 @@
 //!   page in memory, so read-your-writes (spec §3.6) holds and a page never mixes two
 //!   snapshots: a page is written whole from one computed page, to a temporary file renamed
 //!   into place, so a reader sees an old file or a new one, never a part.
-//! * **Bounded.** The files hold at most the configured bytes; the oldest go first.
+//! * **Bounded.** The files listed hold at most the configured bytes; the oldest go first.
+//!   A file deleted (evicted, stale or replaced) while a page read from it is still held (in
+//!   the memory tier, or in replies queued for clients) keeps its disk blocks until the last
+//!   holder drops it, so the disk can exceed the bound by up to the memory tier's bound
+//!   (`--sync-cache-size`) plus the pages being sent.
 //! * **Discarded at start.** Opening the tier empties its directory, so a restart (or a
 //!   crash mid-write) never serves a file from an earlier process.
 //! * **Checked.** Every file ends with a CRC-32 of its contents and states its lengths; a
-//!   truncated or corrupt file is logged, deleted and recomputed, never served. The whole
-//!   file (CRC, and the text's UTF-8) is checked the first time it is read back; later reads
-//!   check its header (key, snapshot, and the write's serial number, so a file replaced since
-//!   is checked whole again) and its length. Files are written whole and renamed into place,
-//!   then only deleted, never written in place, so a file that checked whole once still holds
-//!   those bytes; re-checking them on every read was most of the CPU of a sync served from
-//!   this tier.
+//!   truncated or corrupt file is logged, deleted and recomputed, never served. Every read
+//!   checks the header (key, snapshot), every length against the file's, and that the text
+//!   is UTF-8. The CRC is checked the first time a file is read back, and again whenever the
+//!   file is not the one that was checked: the tier records each file's identity (device,
+//!   inode, size, modification and change times, from `fstat` after the rename) and compares
+//!   it with the file it opens. Files are written whole and renamed into place, then only
+//!   deleted, never written in place, so a file with the same identity still holds the bytes
+//!   that checked; re-computing the CRC on every read was most of the CPU of a sync served
+//!   from this tier. (An identity can miss a same-length rewrite in place within one clock
+//!   tick of the file's times; such a rewrite breaks the invariant below anyway, and the
+//!   UTF-8 check keeps the text sound whatever the bytes.)
 //! * **Not copied.** A page is served from its file mapped into memory ([`StoredText`]): the
 //!   socket copies the kernel's cached pages of the file, and no heap buffer is filled first.
-//!   The encoded forms (a fraction of the text) are copied out.
+//!   The encoded forms (a fraction of the text) are copied out. This relies on an invariant
+//!   that nothing here can enforce (the data directory's lock is advisory): **nothing may
+//!   modify or truncate the files in `DATA_DIR/sync-pages` while the server runs.** The
+//!   files are created read-only (mode 0400) to make an accident less likely. A file
+//!   truncated while mapped, or a disk read error on a page of the mapping the kernel has to
+//!   read again, raises `SIGBUS` and kills the server: the same exposure the SQLite
+//!   catalog's own reads carry, since they map the database file (`mmap_size`).
 //!
 //! File layout: the magic `EXOPAGE1`; a little-endian `u32` length and that many bytes of a
-//! JSON header (the page's key, snapshot, the write's serial number, follow-up call, text
-//! length, and each encoded form's tag and length); the text; the forms; the CRC-32
+//! JSON header (the page's key, snapshot, follow-up call, text length, and each encoded
+//! form's tag and length); the text; the forms; the CRC-32
 //! (little-endian `u32`) of all that precedes it.
 
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +53,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -84,10 +99,19 @@ pub struct StoredText {
 
 impl AsRef<str> for StoredText {
     fn as_ref(&self) -> &str {
-        // SAFETY: `read_page` made this value only for a range of this file whose bytes
-        // were checked to be UTF-8 when the file was first read back, and the tier's files
-        // never change once renamed into place (see `Mapping::bytes`).
+        // SAFETY: `read_page` made this value only after `std::str::from_utf8` accepted
+        // exactly this range of this very mapping, and the mapped bytes do not change while
+        // the mapping lives (see `Mapping::bytes` for the invariant that rests on).
         unsafe { std::str::from_utf8_unchecked(&self.map.bytes()[self.text.clone()]) }
+    }
+}
+
+impl std::fmt::Debug for StoredText {
+    /// The text's length, not the text (a page is megabytes).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredText")
+            .field("len", &self.text.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -134,10 +158,14 @@ impl Mapping {
 
     fn bytes(&self) -> &[u8] {
         // SAFETY: `ptr` maps `len` readable bytes until `drop`. The file is the tier's own: it
-        // was written whole under a temporary name and renamed into place, and the tier only
-        // deletes such files (the mapping then stays valid), never writes or truncates them;
-        // the data directory is this server's alone (its lock). So the bytes do not change
-        // while mapped.
+        // was written whole under a temporary name, made read-only and renamed into place,
+        // and the tier only deletes such files (the mapping then stays valid), never writes
+        // or truncates them. The bytes therefore do not change while mapped, provided nothing
+        // else modifies or truncates the files in the tier's directory while the server runs:
+        // the data directory's lock is advisory and does not enforce that, so it is an
+        // invariant of deployment (see the module's contract). Breaking it can change the
+        // text under a `&str` (and truncation raises `SIGBUS` on access, as does a disk read
+        // error on a page the kernel re-reads), the same exposure as SQLite's `mmap_size`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().cast::<u8>(), self.len) }
     }
 }
@@ -156,10 +184,10 @@ pub(crate) struct PageFiles {
     dir: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
-    /// Numbers every write: makes temporary file names unique between threads writing at
-    /// once, and tells a file from the one it replaced (its header carries the number).
+    /// Numbers every write to make temporary file names unique between threads writing at
+    /// once; it starts at a random number, so two instances' names do not meet either.
     serial: AtomicU64,
-    /// How many files were checked whole, for the tests that check it is once per write.
+    /// How many files had their CRC checked, for the tests that check it is once per file.
     #[cfg(test)]
     whole_checks: AtomicU64,
 }
@@ -179,10 +207,34 @@ struct Listed {
     epoch: String,
     head_seq: u64,
     forms: Vec<u8>,
-    /// The serial number of the write that made the file.
-    serial: u64,
-    /// The file was read back and checked whole (CRC and UTF-8) once.
+    /// The file as `fstat` saw it right after the rename into place.
+    identity: Identity,
+    /// The file with that identity was read back and its CRC checked.
     checked: bool,
+}
+
+/// What tells one file from another, or from itself rewritten: any write or replacement
+/// changes one of these (up to the times' clock tick).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Identity {
+    fn of(metadata: &std::fs::Metadata) -> Identity {
+        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
+        Identity {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+            size: metadata.size(),
+            mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+            ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -190,7 +242,6 @@ struct Header {
     key: String,
     epoch: String,
     head_seq: u64,
-    serial: u64,
     next: Option<NextHeader>,
     text_len: u64,
     forms: Vec<(u8, u64)>,
@@ -226,39 +277,40 @@ impl PageFiles {
             dir: dir.to_owned(),
             max_bytes,
             index: Mutex::new(Index::default()),
-            serial: AtomicU64::new(0),
+            serial: AtomicU64::new(rand::random()),
             #[cfg(test)]
             whole_checks: AtomicU64::new(0),
         })
     }
 
     /// The page stored under `key` if it was read from the snapshot `epoch`/`head_seq`.
-    /// A file of another snapshot, or one that does not read back whole, is deleted. A file
-    /// is checked whole the first time it is read back, and by its header and length after.
+    /// A file of another snapshot, or one that does not read back whole, is deleted. Every
+    /// read checks the header, lengths and UTF-8; the CRC is checked the first time, and
+    /// again whenever the file's identity is not the one recorded when it was written.
     pub(crate) fn load(&self, key: &str, epoch: &str, head_seq: u64) -> Option<StoredPage> {
         let name = file_name(key);
-        let checked_serial = {
+        let checked_identity = {
             let mut index = self.lock();
             let listed = index.files.get(&name)?;
             if listed.epoch != epoch || listed.head_seq != head_seq {
                 index.remove(&name, &self.dir);
                 return None;
             }
-            listed.checked.then_some(listed.serial)
+            listed.checked.then_some(listed.identity)
         };
         let expected = Expected {
             key,
             epoch,
             head_seq,
-            checked_serial,
+            checked_identity,
         };
         match read_page(&self.dir.join(&name), &expected) {
             Ok((page, checked)) => {
-                if let Some(serial) = checked {
+                if let Some(identity) = checked {
                     #[cfg(test)]
                     self.whole_checks.fetch_add(1, Ordering::Relaxed);
                     if let Some(listed) = self.lock().files.get_mut(&name)
-                        && listed.serial == serial
+                        && listed.identity == identity
                     {
                         listed.checked = true;
                     }
@@ -287,13 +339,14 @@ impl PageFiles {
             return;
         }
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
-        let size = match self.write_file(&name, key, serial, page) {
-            Ok(size) => size,
+        let identity = match self.write_file(&name, key, serial, page) {
+            Ok(identity) => identity,
             Err(error) => {
                 tracing::warn!(file = %name, %error, "writing a sync page file failed");
                 return;
             }
         };
+        let size = identity.size;
         let mut index = self.lock();
         index.remove_listing(&name);
         if size > self.max_bytes {
@@ -315,25 +368,25 @@ impl PageFiles {
                 epoch: page.epoch.to_owned(),
                 head_seq: page.head_seq,
                 forms: tags,
-                serial,
+                identity,
                 checked: false,
             },
         );
     }
 
-    /// Writes the file through a temporary name and renames it into place; returns its size.
+    /// Writes the file, read-only, through a temporary name (`serial` makes it unique) and
+    /// renames it into place; returns its identity once in place.
     fn write_file(
         &self,
         name: &str,
         key: &str,
         serial: u64,
         page: &PageToStore<'_>,
-    ) -> io::Result<u64> {
+    ) -> io::Result<Identity> {
         let header = serde_json::to_vec(&Header {
             key: key.to_owned(),
             epoch: page.epoch.to_owned(),
             head_seq: page.head_seq,
-            serial,
             next: page.next.map(|next| NextHeader {
                 token: next.token.clone(),
                 options: next.options.clone(),
@@ -351,12 +404,16 @@ impl PageFiles {
             .ok_or_else(|| io::Error::other("the page's header is too long"))?;
         let temp = self.dir.join(format!("{name}.{serial}.tmp"));
         let written = (|| {
-            let mut file = io::BufWriter::new(File::create(&temp)?);
+            let mut file = io::BufWriter::new(
+                File::options()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o400)
+                    .open(&temp)?,
+            );
             let mut crc = crc32fast::Hasher::new();
-            let mut size = 0u64;
             let mut part = |bytes: &[u8]| {
                 crc.update(bytes);
-                size += bytes.len() as u64;
                 file.write_all(bytes)
             };
             part(MAGIC)?;
@@ -367,9 +424,9 @@ impl PageFiles {
                 part(form)?;
             }
             file.write_all(&crc.finalize().to_le_bytes())?;
-            file.into_inner().map_err(io::IntoInnerError::into_error)?;
+            let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
             std::fs::rename(&temp, self.dir.join(name))?;
-            Ok(size + 4)
+            Ok(Identity::of(&file.metadata()?))
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -426,24 +483,28 @@ fn file_name(key: &str) -> String {
     name
 }
 
-/// What a file read back must be: the page asked for, and whether (and as which write) it
-/// was already checked whole.
+/// What a file read back must be: the page asked for, and which file of it, if any, already
+/// had its CRC checked.
 struct Expected<'a> {
     key: &'a str,
     epoch: &'a str,
     head_seq: u64,
-    /// The serial number of the write whose file was checked whole, if one was.
-    checked_serial: Option<u64>,
+    /// The identity of the file whose CRC was checked, if one was.
+    checked_identity: Option<Identity>,
 }
 
-/// Maps a page file and checks it: its magic, its header's key and snapshot, and every
-/// length against the file's; and, unless the file is the write that `expected` says was
-/// checked already, the CRC and the text's UTF-8. Returns the page and, if it was checked
-/// whole here, the serial number of its write.
-fn read_page(path: &Path, expected: &Expected<'_>) -> Result<(StoredPage, Option<u64>), BadFile> {
+/// Maps a page file and checks it: its magic, its header's key and snapshot, every length
+/// against the file's, and the text's UTF-8; and, unless the open file has the identity
+/// `expected` says was checked already, the CRC. Returns the page and, if the CRC was
+/// checked here, the identity of the file it was checked for.
+fn read_page(
+    path: &Path,
+    expected: &Expected<'_>,
+) -> Result<(StoredPage, Option<Identity>), BadFile> {
     let file = File::open(path)?;
-    let file_len = usize::try_from(file.metadata()?.len())
-        .map_err(|_| BadFile::Format("the file is too large"))?;
+    let identity = Identity::of(&file.metadata()?);
+    let file_len =
+        usize::try_from(identity.size).map_err(|_| BadFile::Format("the file is too large"))?;
     if file_len < MAGIC.len() + 4 + 4 {
         return Err(BadFile::Format("the file ends early"));
     }
@@ -495,18 +556,19 @@ fn read_page(path: &Path, expected: &Expected<'_>) -> Result<(StoredPage, Option
         .iter()
         .map(|(tag, len)| Ok((*tag, bytes[take(*len)?].to_vec())))
         .collect::<Result<Vec<_>, BadFile>>()?;
-    let checked = if expected.checked_serial == Some(header.serial) {
+    let checked = if expected.checked_identity == Some(identity) {
         None
     } else {
         let (contents, stored_crc) = bytes.split_at(file_len - 4);
         if crc32fast::hash(contents).to_le_bytes() != stored_crc {
             return Err(BadFile::Format("the checksum does not match"));
         }
-        if std::str::from_utf8(&bytes[text.clone()]).is_err() {
-            return Err(BadFile::Format("the text is not UTF-8"));
-        }
-        Some(header.serial)
+        Some(identity)
     };
+    // On every read, whatever the CRC said: `StoredText::as_ref` relies on it.
+    if std::str::from_utf8(&bytes[text.clone()]).is_err() {
+        return Err(BadFile::Format("the text is not UTF-8"));
+    }
     let page = StoredPage {
         text: StoredText { map, text },
         forms,
@@ -585,15 +647,35 @@ mod tests {
             files.store("k", &page("{\"page\":\"text\"}", &[], &next));
             let mut bytes = std::fs::read(&path).unwrap();
             damage(&mut bytes);
-            std::fs::write(&path, bytes).unwrap();
+            replace_by_rename(&path, &bytes);
             assert!(files.load("k", "e1", 7).is_none());
             assert!(!path.exists(), "the bad file is deleted");
             assert_eq!(files.usage(), (0, 0));
         }
     }
 
+    /// Replaces the file at `path` with `bytes` in place: same inode, same name (made
+    /// writable first, for a test not run as root).
+    fn rewrite_in_place(path: &Path, bytes: &[u8]) {
+        let writable = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(path, writable).unwrap();
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Replaces the file at `path` with a new file holding `bytes`: a new inode.
+    fn replace_by_rename(path: &Path, bytes: &[u8]) {
+        let temp = path.with_extension("new");
+        std::fs::write(&temp, bytes).unwrap();
+        std::fs::rename(&temp, path).unwrap();
+    }
+
     #[test]
-    fn a_file_is_checked_whole_once_per_write_and_by_its_length_after() {
+    fn a_file_has_its_crc_checked_once_and_its_length_always() {
         let dir = tempfile::tempdir().unwrap();
         let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
         let next = next();
@@ -607,32 +689,92 @@ mod tests {
 
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.truncate(bytes.len() - 3);
-        std::fs::write(&path, bytes).unwrap();
+        replace_by_rename(&path, &bytes);
         assert!(
             files.load("k", "e1", 7).is_none(),
             "truncated after its check"
         );
         assert!(!path.exists());
+    }
 
-        // A file that checked whole, replaced by another write's file whose text is
-        // corrupt: its serial number differs, so it is checked whole, and dropped.
-        files.store("k", &page("[\"page text\"]", &[], &next));
+    #[test]
+    fn a_same_length_replacement_after_a_check_is_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
+        let next = next();
+        let path = dir.path().join(file_name("k"));
+        let text = "[\"page text\"]";
+        let text_at = |bytes: &[u8]| bytes.len() - 4 - text.len();
+
+        // A new file (another inode) of the same length whose text is still UTF-8 but not
+        // what was written: its identity differs, so its CRC is checked, and it is dropped.
+        files.store("k", &page(text, &[], &next));
         assert!(files.load("k", "e1", 7).is_some());
-        let other_dir = tempfile::tempdir().unwrap();
-        let other = PageFiles::open(other_dir.path(), 1 << 20).unwrap();
-        for key in ["a", "b", "c", "k"] {
-            other.store(key, &page("[\"page text\"]", &[], &next));
-        }
-        let mut bytes = std::fs::read(other_dir.path().join(file_name("k"))).unwrap();
-        let at = bytes.len() - 8;
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = text_at(&bytes) + 3;
         bytes[at] ^= 0x01;
-        std::fs::write(&path, bytes).unwrap();
-        assert!(
-            files.load("k", "e1", 7).is_none(),
-            "another write's corrupt file"
-        );
+        replace_by_rename(&path, &bytes);
+        assert!(files.load("k", "e1", 7).is_none(), "a new inode");
         assert!(!path.exists());
-        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 2);
+
+        // The same file rewritten in place with text that is not UTF-8: even if its identity
+        // stayed the one checked (its times may not change within one clock tick, taken
+        // here as the worst case), the text is checked on every read and never served.
+        files.store("k", &page(text, &[], &next));
+        assert!(files.load("k", "e1", 7).is_some());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = text_at(&bytes) + 3;
+        bytes[at] = 0xff;
+        rewrite_in_place(&path, &bytes);
+        let expected = Expected {
+            key: "k",
+            epoch: "e1",
+            head_seq: 7,
+            checked_identity: Some(Identity::of(&std::fs::metadata(&path).unwrap())),
+        };
+        assert!(matches!(
+            read_page(&path, &expected),
+            Err(BadFile::Format("the text is not UTF-8"))
+        ));
+        assert!(files.load("k", "e1", 7).is_none(), "rewritten in place");
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_page_stays_readable_after_its_file_is_replaced_or_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let next = next();
+        let text = "y".repeat(1000);
+        let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
+        files.store("k", &page(&text, &[], &next));
+        let one = files.usage().1;
+        let held = files.load("k", "e1", 7).expect("stored");
+        let forms: Vec<(u8, Arc<[u8]>)> = vec![(6, Arc::from(&b"abc"[..]))];
+        files.store("k", &page(&text, &forms, &next));
+        assert_eq!(files.load("k", "e1", 7).unwrap().forms.len(), 1);
+        assert_eq!(held.text.as_ref(), text, "after its file was replaced");
+
+        let small = PageFiles::open(dir.path(), one + 16).unwrap();
+        small.store("a", &page(&text, &[], &next));
+        let held = small.load("a", "e1", 7).expect("stored");
+        small.store("b", &page(&text, &[], &next));
+        assert!(small.load("a", "e1", 7).is_none(), "evicted");
+        assert!(!dir.path().join(file_name("a")).exists());
+        assert_eq!(held.text.as_ref(), text, "after its file was evicted");
+    }
+
+    #[test]
+    fn files_are_written_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
+        files.store("k", &page("[1]", &[], &next()));
+        let mode = std::fs::metadata(dir.path().join(file_name("k")))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o400
+        );
     }
 
     #[test]

@@ -44,9 +44,8 @@ const LEVELS: usize = 10;
 pub struct RawText(Arc<Shared>);
 
 struct Shared {
-    /// The text, kept by whatever owns it: a heap string, or text that lives elsewhere
-    /// (see [`RawText::from_owner`]).
-    text: Box<dyn AsRef<str> + Send + Sync>,
+    /// The text.
+    text: Text,
     /// The text as a sync-flushed raw DEFLATE stream, per level, once a writer needed it
     /// (`None` if the compressor failed). An async cell: writers waiting for another's
     /// compression wait as tasks, not on blocking threads.
@@ -59,18 +58,38 @@ struct Shared {
     deflations: std::sync::atomic::AtomicUsize,
 }
 
+/// Where a [`RawText`]'s text lives: a heap string is kept as it is (one allocation), any
+/// other owner behind a box.
+enum Text {
+    Heap(Box<str>),
+    Owned(Box<dyn AsRef<str> + Send + Sync>),
+}
+
+impl Text {
+    fn as_str(&self) -> &str {
+        match self {
+            Text::Heap(text) => text,
+            Text::Owned(owner) => (**owner).as_ref(),
+        }
+    }
+}
+
 impl RawText {
     /// Wraps encoded EJSON text (one JSON value; not checked).
     pub fn new(text: impl Into<Box<str>>) -> Self {
-        Self::from_owner(text.into())
+        Self::with_text(Text::Heap(text.into()))
     }
 
     /// Encoded EJSON text (one JSON value; not checked) kept by `owner`, which may hold it
     /// outside the heap (a file mapped into memory, say): the text is sent from there,
     /// never copied into a string first.
     pub fn from_owner(owner: impl AsRef<str> + Send + Sync + 'static) -> Self {
+        Self::with_text(Text::Owned(Box::new(owner)))
+    }
+
+    fn with_text(text: Text) -> Self {
         Self(Arc::new(Shared {
-            text: Box::new(owner),
+            text,
             deflated: Default::default(),
             escaped: OnceLock::new(),
             #[cfg(test)]
@@ -107,7 +126,7 @@ impl RawText {
 
     /// The text.
     pub fn as_str(&self) -> &str {
-        (*self.0.text).as_ref()
+        self.0.text.as_str()
     }
 
     /// What [`deflated`](Self::deflated) gives at `level`, if a writer already computed it.

@@ -359,16 +359,33 @@ pub fn page_files_are_discarded_at_start_and_checked_when_read(new_store: NewSto
     );
 
     full_sync(&restarted);
+    // A second sync reads the files back (memory holds two pages), so each file that is
+    // damaged below was already checked whole once: that must not let it be served.
+    assert_eq!(texts(&full_sync(&restarted)), texts(&fresh_sync(&*store)));
     for (i, entry) in std::fs::read_dir(dir.path()).unwrap().enumerate() {
         let path = entry.unwrap().path();
         let mut bytes = std::fs::read(&path).unwrap();
-        if i % 2 == 0 {
-            bytes.truncate(bytes.len() / 2);
-        } else {
-            let at = bytes.len() - 10;
-            bytes[at] ^= 1;
+        let at = bytes.len() - 10;
+        match i % 3 {
+            0 => bytes.truncate(bytes.len() / 2),
+            // Same length, still UTF-8: caught by the CRC, as the file is a new one.
+            1 => bytes[at] ^= 1,
+            // Same length, same file rewritten in place, no longer UTF-8.
+            _ => bytes[at] ^= 0x80,
         }
-        std::fs::write(&path, bytes).unwrap();
+        if i % 3 == 2 {
+            let writable = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(&path, writable).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, &bytes))
+                .unwrap();
+        } else {
+            let temp = path.with_extension("new");
+            std::fs::write(&temp, bytes).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        }
     }
     let again = full_sync(&restarted);
     assert_eq!(texts(&again), texts(&fresh_sync(&*store)));

@@ -61,6 +61,20 @@ pub fn all(store: &dyn CatalogStore) -> Vec<(Collection, String)> {
     out
 }
 
+/// Asserts that the store's snapshot is its state's epoch and head sequence (the store is
+/// not written meanwhile).
+fn assert_snapshot_is_state(store: &dyn CatalogStore) {
+    let state = store.state().unwrap();
+    assert_eq!(
+        store.snapshot().unwrap(),
+        Snapshot {
+            epoch: state.epoch,
+            head_seq: state.head_seq
+        },
+        "the snapshot is the state's epoch and head sequence"
+    );
+}
+
 /// Checks that upsert assigns increasing seq and skips identical text.
 pub fn upsert_assigns_increasing_seq_and_skips_identical_text(new_store: NewStore<'_>) {
     let store = new_store();
@@ -78,6 +92,7 @@ pub fn upsert_assigns_increasing_seq_and_skips_identical_text(new_store: NewStor
         Upsert::Updated
     );
     let state = store.state().unwrap();
+    assert_snapshot_is_state(&*store);
     assert_eq!(state.head_seq, 3);
     assert_eq!(state.changes(Collection::Versions), 2);
     assert_eq!(state.changes(Collection::Builds), 1);
@@ -248,14 +263,7 @@ pub fn delete_starts_a_new_epoch_and_counts_a_change(new_store: NewStore<'_>) {
     let after = store.state().unwrap();
     assert_ne!(after.epoch, before.epoch);
     assert_eq!(after.head_seq, before.head_seq);
-    assert_eq!(
-        store.snapshot().unwrap(),
-        Snapshot {
-            epoch: after.epoch.clone(),
-            head_seq: after.head_seq
-        },
-        "the snapshot is the state's epoch and head sequence"
-    );
+    assert_snapshot_is_state(&*store);
     assert_eq!(after.changes(Collection::ReleaseTracks), 2);
     assert!(all(&*store).is_empty());
 
