@@ -19,7 +19,7 @@ use exosphere_ddp::client::{Client, PendingCall};
 use exosphere_ddp::ejson::{Ejson, EjsonMap};
 
 use crate::error::SyncError;
-use crate::page::{Collections, FIRST_TOKEN, Page, SyncResult, inflate, leading_token};
+use crate::page::{FIRST_TOKEN, Page, SyncResult, leading_token, page_of};
 
 /// Where a pass puts pages. Every implementation MUST keep this contract:
 ///
@@ -130,36 +130,15 @@ pub async fn sync_pass<S: PageSink>(
                 "the server answered syncNewPackageData without a result",
             ));
         };
-        let inflated;
-        let collections = match (&result.collections_compressed, result.collections) {
-            (Some(packed), _) => {
-                inflated = inflate(packed, settings.max_page_size)?;
-                serde_json::from_str::<Collections>(&inflated).map_err(|error| {
-                    protocol(format!(
-                        "a compressed page does not hold a collections object: {error}"
-                    ))
-                })?
-            }
-            (None, Some(collections)) => collections,
-            (None, None) => {
-                return Err(protocol("the server sent a sync page without collections"));
-            }
-        };
-        if result.reset_data && previous_reset {
+        let mut inflated = String::new();
+        let page = page_of(result, &mut inflated, settings.max_page_size)?;
+        if page.reset_data && previous_reset {
             return Err(protocol(
                 "the server broke the sync protocol: it sent `resetData` on two pages in a \
                  row (spec §3.6 forbids it); stopping instead of starting over forever",
             ));
         }
-        // Spec §3.3 steps 5 and 7: older servers end a sync with an empty `collections`
-        // object instead of `upToDate`.
-        let complete = result.up_to_date || (!result.reset_data && collections.0.is_empty());
-        let page = Page {
-            reset_data: result.reset_data,
-            up_to_date: complete,
-            sync_token: result.sync_token,
-            collections: collections.0,
-        };
+        let complete = page.up_to_date;
         let records = page.records();
         // Sinks block (a database); other tasks (the connection reader receiving the next
         // page) move to another worker meanwhile.
@@ -170,12 +149,12 @@ pub async fn sync_pass<S: PageSink>(
         pass.pages += 1;
         pass.records += records;
         pass.bytes += frame.len() as u64;
-        pass.reset |= result.reset_data;
+        pass.reset |= page.reset_data;
         if complete {
             pass.elapsed = started.elapsed();
             return Ok(pass);
         }
-        let token = result.sync_token.get();
+        let token = page.sync_token.get();
         if token == previous {
             return Err(protocol(
                 "the server broke the sync protocol: it answered without `upToDate` but \
@@ -191,7 +170,7 @@ pub async fn sync_pass<S: PageSink>(
                  looping forever (--max-empty-pages)"
             )));
         }
-        previous_reset = result.reset_data;
+        previous_reset = page.reset_data;
         previous = token.to_owned();
         pending = match next {
             Some(next) => next,
