@@ -65,6 +65,12 @@ pub struct VersionInfo {
     pub deprecated: Option<String>,
     /// The symbols it exports, per architecture.
     pub exports: Vec<Export>,
+    /// Only in development builds (`debugOnly`, spec §3.8).
+    pub debug_only: bool,
+    /// Only in production builds (`prodOnly`).
+    pub prod_only: bool,
+    /// Only in test builds (`testOnly`).
+    pub test_only: bool,
     /// Its dependencies, by name.
     pub dependencies: Vec<Dependency>,
     /// Its published builds.
@@ -617,6 +623,12 @@ impl Index {
             deprecated_message: Option<String>,
             #[serde(default)]
             exports: Option<Vec<Export>>,
+            #[serde(default)]
+            debug_only: Option<bool>,
+            #[serde(default)]
+            prod_only: Option<bool>,
+            #[serde(default)]
+            test_only: Option<bool>,
         }
         #[derive(Deserialize)]
         struct User {
@@ -670,13 +682,16 @@ impl Index {
                     .unwrap_or_else(|| "deprecated".to_owned())
             }),
             exports: doc.exports.unwrap_or_default(),
+            debug_only: doc.debug_only.unwrap_or(false),
+            prod_only: doc.prod_only.unwrap_or(false),
+            test_only: doc.test_only.unwrap_or(false),
             dependencies,
             builds,
         })
     }
 
     /// The latest version of `name` as (rowid, version), or [`IndexError::UnknownPackage`].
-    fn latest_version(&self, name: &str) -> Result<(i64, String), IndexError> {
+    pub(crate) fn latest_version(&self, name: &str) -> Result<(i64, String), IndexError> {
         self.connection
             .prepare_cached(
                 "SELECT v.rowid, v.version FROM latest l JOIN versions v ON v.rowid = l.version_rowid
@@ -708,7 +723,7 @@ impl Index {
         }
     }
 
-    fn maintainers(&self, package: &str) -> Result<Vec<String>, IndexError> {
+    pub(crate) fn maintainers(&self, package: &str) -> Result<Vec<String>, IndexError> {
         self.collect(
             "SELECT DISTINCT username FROM maintainers WHERE package = ?1 ORDER BY username",
             [package],
@@ -717,7 +732,7 @@ impl Index {
     }
 
     /// Queries need an index that a sync has brought up to date at least once.
-    fn require_synced(&self) -> Result<(), IndexError> {
+    pub(crate) fn require_synced(&self) -> Result<(), IndexError> {
         if self.sync_token()?.is_none() {
             return Err(IndexError::NotSynced {
                 path: self.path.clone(),
@@ -731,7 +746,7 @@ impl Index {
         Ok(())
     }
 
-    fn collect<T, P: rusqlite::Params>(
+    pub(crate) fn collect<T, P: rusqlite::Params>(
         &self,
         sql: &str,
         params: P,
@@ -770,7 +785,7 @@ fn usernames(doc: &str) -> Vec<String> {
 }
 
 /// A stored `references` array (checked when it was ingested).
-fn references(refs: &str) -> Vec<Reference> {
+pub(crate) fn references(refs: &str) -> Vec<Reference> {
     serde_json::from_str(refs).unwrap_or_default()
 }
 
@@ -802,7 +817,7 @@ fn fts_expression(query: &str) -> Option<String> {
 }
 
 /// Milliseconds since the epoch as ISO-8601 (`2015-01-01T00:00:00.000Z`).
-fn iso_date(ms: i64) -> Option<String> {
+pub(crate) fn iso_date(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|date| date.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
