@@ -851,6 +851,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1h", value_parser = parse_positive_duration, env = "EXOSPHERE_STATS_ROLLUP_EVERY")]
     pub stats_rollup_every: Duration,
 
+    /// The most items one JSON API answer holds: a page of versions or dependents, search
+    /// hits, a maintainer's packages, names in one bulk lookup. A larger `limit=` is lowered
+    /// to it; a bulk lookup of more names is refused with 400.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000), env = "EXOSPHERE_API_MAX_LIMIT")]
+    pub api_max_limit: u64,
+
     /// Longest date range, in days, one /api/v1/stats request may ask for.
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
     pub stats_max_range_days: u64,

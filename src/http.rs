@@ -1,5 +1,5 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads (published
+//! `/api/v1/stats/packages/<name>`, the JSON API's routes (`exosphere-web`) and a home page; package uploads and downloads (published
 //! and mirrored) live in `http/files.rs`, the stats routes in `http/stats.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
@@ -19,6 +19,7 @@ use exosphere_catalog::CatalogStore;
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, ScriptIntegrity, Server, SockJsConfig};
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
+use exosphere_web::{ApiConfig, Building, ReadModel};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_http::classify::{
@@ -62,6 +63,10 @@ pub struct AppState {
     pub mirror: Option<watch::Receiver<MirrorStatus>>,
     /// Mirrored files (`/mirror/files/<key>`), when they are served.
     pub mirror_files: Option<MirrorFiles>,
+    /// The read model the JSON API answers from.
+    pub read_model: Arc<ReadModel>,
+    /// How the JSON API bounds one request.
+    pub api: ApiConfig,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -83,6 +88,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/stats/packages/{name}",
             get(stats::package_stats_range),
         )
+        .merge(exosphere_web::router(
+            Arc::clone(&state.read_model),
+            state.api.clone(),
+        ))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
         .merge(sockjs::ddp_routes(
@@ -121,7 +130,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Classifies responses for the trace layer, which logs failures at ERROR: every 5xx is a
-/// failure, except those a DDP transport gives on purpose ([`DeliberateStatus`]).
+/// failure, except those a DDP transport gives on purpose ([`DeliberateStatus`]) and the
+/// API's `503` while its read model builds ([`Building`]).
 #[derive(Debug, Clone, Copy)]
 struct ServerFailures;
 
@@ -133,7 +143,9 @@ impl ClassifyResponse for ServerFailures {
         self,
         response: &Response<B>,
     ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
-        if response.extensions().get::<DeliberateStatus>().is_some() {
+        let extensions = response.extensions();
+        if extensions.get::<DeliberateStatus>().is_some() || extensions.get::<Building>().is_some()
+        {
             ClassifiedResponse::Ready(Ok(()))
         } else {
             ServerErrorsAsFailures::new().classify_response(response)
@@ -156,6 +168,9 @@ fn log_response(response: &Response, latency: Duration, span: &Span) {
         }
         Some(DeliberateStatus::Refused) => {
             tracing::info!(%status, latency_ms, "refused: session limit or shutdown");
+        }
+        None if response.extensions().get::<Building>().is_some() => {
+            tracing::info!(%status, latency_ms, "the read model is still building");
         }
         None => DefaultOnResponse::default().on_response(response, latency, span),
     }
@@ -324,6 +339,9 @@ mod tests {
         ));
         assert!(is_failure(StatusCode::SERVICE_UNAVAILABLE.into_response()));
         assert!(!is_failure(StatusCode::NOT_FOUND.into_response()));
+        let mut building = StatusCode::SERVICE_UNAVAILABLE.into_response();
+        building.extensions_mut().insert(Building);
+        assert!(!is_failure(building));
         for status in [DeliberateStatus::ClientError, DeliberateStatus::Refused] {
             let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             response.extensions_mut().insert(status);

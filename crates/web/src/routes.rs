@@ -1,0 +1,378 @@
+//! The `/api/v1` routes and their handlers: each reads its parameters, asks the read model
+//! one question through the index's query methods on the blocking pool, and shapes the
+//! answer (`views`) with the headers every answer carries (`reply`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any, get};
+use exosphere_index::{Index, IndexError, Listing, Releases};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::model::{QueryError, ReadModel};
+use crate::reply::{ApiError, add_cors, entity_tag, fresh, not_modified, preflight};
+use crate::views::{DependencyGroups, Hits, Lookup, PackageDetail, Page, VersionDetail};
+
+/// The OpenAPI 3.1 document of this API, served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Items a list returns when the request gives no `limit` (or the cap, if lower).
+const DEFAULT_LIMIT: u64 = 20;
+
+/// The longest search query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// How the API bounds what one request may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// The most items one page, search or bulk lookup returns (`--api-max-limit`); a larger
+    /// `limit` is lowered to it, and a bulk lookup of more names is refused.
+    pub max_limit: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { max_limit: 100 }
+    }
+}
+
+#[derive(Clone)]
+struct Api {
+    model: Arc<ReadModel>,
+    config: ApiConfig,
+}
+
+/// The query parameters the endpoints read (each reads its own; others are ignored).
+#[derive(Debug, Default, Deserialize)]
+struct Params {
+    limit: Option<String>,
+    cursor: Option<String>,
+    q: Option<String>,
+    names: Option<String>,
+}
+
+/// The `/api/v1` routes over `model`, for any outer router's state. CORS headers go on
+/// every answer, errors and unknown `/api/v1` paths included.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    model: Arc<ReadModel>,
+    config: ApiConfig,
+) -> Router<S> {
+    Router::new()
+        .route("/api/v1/packages", get(lookup))
+        .route("/api/v1/packages/{name}", get(package))
+        .route("/api/v1/packages/{name}/versions", paged(Index::versions))
+        .route("/api/v1/packages/{name}/versions/{version}", get(version))
+        .route(
+            "/api/v1/packages/{name}/dependents",
+            paged(Index::dependents),
+        )
+        .route("/api/v1/search", get(search))
+        .route("/api/v1/releases", get(releases))
+        .route("/api/v1/releases/{track}", get(release_track))
+        .route("/api/v1/maintainers/{user}", get(maintainer))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/{*rest}", any(unknown))
+        .layer(middleware::from_fn(cors))
+        .with_state(Api { model, config })
+}
+
+/// Answers preflights, and puts the CORS headers on every answer.
+async fn cors(request: Request, next: Next) -> Response {
+    let mut response = if request.method() == Method::OPTIONS {
+        preflight()
+    } else {
+        next.run(request).await
+    };
+    add_cors(response.headers_mut());
+    response
+}
+
+impl Api {
+    /// Runs `query` with the request's `parsed` parameters on the read model and answers
+    /// with its body, an entity tag and the read model's freshness; a `304` without
+    /// querying when the client's tag is current; the error of parameters that did not
+    /// parse.
+    async fn answer<P, T, F>(
+        &self,
+        parsed: Result<P, ApiError>,
+        headers: &HeaderMap,
+        uri: &Uri,
+        query: F,
+    ) -> Response
+    where
+        P: Send + 'static,
+        T: Serialize + Send + 'static,
+        F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
+    {
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(error) => return error.into_response(),
+        };
+        let Some(freshness) = self.model.freshness() else {
+            return ApiError::building().into_response();
+        };
+        let tag = entity_tag(&freshness, uri);
+        if not_modified(headers, &tag) {
+            return fresh(None::<&()>, &tag, &freshness);
+        }
+        let model = Arc::clone(&self.model);
+        match exosphere_task::blocking(move || model.query(|index| query(index, parsed))).await {
+            Ok(Ok((Ok(body), freshness))) => {
+                fresh(Some(&body), &entity_tag(&freshness, uri), &freshness)
+            }
+            Ok(Ok((Err(error), _))) => error.into_response(),
+            Ok(Err(QueryError::Building)) => ApiError::building().into_response(),
+            Ok(Err(QueryError::Index(error))) => ApiError::from(error).into_response(),
+            Err(error) => ApiError::internal(&error).into_response(),
+        }
+    }
+
+    /// The page size asked for, between 1 and the cap.
+    fn limit(&self, params: &Params) -> Result<u64, ApiError> {
+        let cap = self.config.max_limit.max(1);
+        match &params.limit {
+            None => Ok(DEFAULT_LIMIT.min(cap)),
+            Some(text) => text
+                .parse::<u64>()
+                .map(|limit| limit.clamp(1, cap))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("limit must be a whole number from 1 to {cap}, not {text:?}"),
+                    )
+                }),
+        }
+    }
+}
+
+/// Where a page starts: the `next_cursor` of the page before, or the start.
+fn offset(params: &Params) -> Result<u64, ApiError> {
+    params.cursor.as_deref().map_or(Ok(0), |cursor| {
+        cursor.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                format!(
+                    "cursor {cursor:?} is not one this API handed out: pass a page's \
+                     next_cursor as it is, or leave it out to start from the first page"
+                ),
+            )
+        })
+    })
+}
+
+/// The query parameters, or a JSON `400` when they are not a query string.
+fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
+    query
+        .map(|Query(params)| params)
+        .map_err(|rejection| ApiError::bad_request("invalid_parameter", rejection.body_text()))
+}
+
+/// `GET /api/v1/packages/{name}`.
+async fn package(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    api.answer(Ok(()), &headers, &uri, move |index, ()| {
+        Ok(PackageDetail::from(index.show(&name, None)?))
+    })
+    .await
+}
+
+/// `GET /api/v1/packages/{name}/versions/{version}`: one version in full.
+async fn version(
+    State(api): State<Api>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    api.answer(Ok(()), &headers, &uri, move |index, ()| {
+        let info = index.show(&name, Some(&version))?;
+        Ok(VersionDetail {
+            latest: info.latest == info.version.version,
+            name: info.name,
+            dependency_groups: DependencyGroups::of(&info.version.dependencies),
+            version: info.version,
+            releases: info.releases,
+        })
+    })
+    .await
+}
+
+/// The route of a paged list about one package (`/versions`, newest first; `/dependents`,
+/// the packages whose latest version depends on it): `list` is the index's paged query.
+fn paged<T, L>(list: L) -> MethodRouter<Api>
+where
+    T: Serialize + Send + 'static,
+    L: Fn(&Index, &str, u64, u64) -> Result<Listing<T>, IndexError> + Copy + Send + Sync + 'static,
+{
+    get(
+        move |State(api): State<Api>,
+              Path(name): Path<String>,
+              query: Result<Query<Params>, QueryRejection>,
+              headers: HeaderMap,
+              uri: Uri| async move {
+            let bounds = params(query).and_then(|p| Ok((api.limit(&p)?, offset(&p)?)));
+            api.answer(bounds, &headers, &uri, move |index, (limit, offset)| {
+                Ok(Page::of(list(index, &name, offset, limit)?, offset, limit))
+            })
+            .await
+        },
+    )
+}
+
+/// `GET /api/v1/search?q=`: the index's ranking, the first `limit` hits.
+async fn search(
+    State(api): State<Api>,
+    query: Result<Query<Params>, QueryRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let searched = params(query).and_then(|params| {
+        let limit = api.limit(&params)?;
+        let q = params.q.unwrap_or_default();
+        if q.chars().count() > MAX_QUERY_CHARS {
+            return Err(ApiError::bad_request(
+                "query_too_long",
+                format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
+            ));
+        }
+        Ok((q, limit))
+    });
+    api.answer(searched, &headers, &uri, |index, (q, limit)| {
+        Ok(Hits {
+            items: index.search(&q, None, usize::try_from(limit).unwrap_or(usize::MAX))?,
+            limit,
+        })
+    })
+    .await
+}
+
+/// `GET /api/v1/packages?names=a,b`: several packages' summaries in one request.
+async fn lookup(
+    State(api): State<Api>,
+    query: Result<Query<Params>, QueryRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let cap = api.config.max_limit.max(1);
+    let asked = params(query).and_then(|params| {
+        let names: Vec<String> = params
+            .names
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if names.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_parameter",
+                "give the packages to look up as names=a,b,c",
+            ));
+        }
+        if names.len() as u64 > cap {
+            return Err(ApiError::bad_request(
+                "too_many_names",
+                format!(
+                    "{} names asked, at most {cap} per request: split the lookup",
+                    names.len()
+                ),
+            ));
+        }
+        Ok(names)
+    });
+    api.answer(asked, &headers, &uri, |index, names| {
+        let asked: Vec<&str> = names.iter().map(String::as_str).collect();
+        let items = index.summaries(&asked)?;
+        let missing = names
+            .iter()
+            .filter(|name| !items.iter().any(|hit| &hit.name == *name))
+            .cloned()
+            .collect();
+        Ok(Lookup { items, missing })
+    })
+    .await
+}
+
+/// `GET /api/v1/releases`: every release track.
+async fn releases(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Response {
+    api.answer(Ok(()), &headers, &uri, |index, ()| {
+        match index.releases(None)? {
+            Releases::Tracks(tracks) => Ok(json!({ "items": tracks })),
+            Releases::Track { .. } => Err(ApiError::internal(&"a track asked for no track")),
+        }
+    })
+    .await
+}
+
+/// `GET /api/v1/releases/{track}`: one track's release versions, newest first.
+async fn release_track(
+    State(api): State<Api>,
+    Path(track): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    api.answer(Ok(()), &headers, &uri, move |index, ()| {
+        Ok(index.releases(Some(&track))?)
+    })
+    .await
+}
+
+/// `GET /api/v1/maintainers/{user}`: the packages a user maintains, most recently updated
+/// first.
+async fn maintainer(
+    State(api): State<Api>,
+    Path(user): Path<String>,
+    query: Result<Query<Params>, QueryRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let limit = params(query).and_then(|params| api.limit(&params));
+    api.answer(limit, &headers, &uri, move |index, limit| {
+        let items = index.search(
+            "",
+            Some(&user),
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        )?;
+        if items.is_empty() {
+            return Err(ApiError::not_found(
+                "maintainer_not_found",
+                format!(
+                    "{user:?} maintains no package; search for packages with /api/v1/search?q=..."
+                ),
+            ));
+        }
+        Ok(Hits { limit, items })
+    })
+    .await
+}
+
+/// `GET /api/v1/openapi.json`: this API's OpenAPI document, built into the binary.
+async fn openapi() -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    response
+}
+
+/// Any other `/api/v1` path: a JSON `404` that lists where to look.
+async fn unknown(uri: Uri) -> Response {
+    ApiError::not_found(
+        "not_found",
+        format!(
+            "{} is not an API endpoint; /api/v1/openapi.json lists them",
+            uri.path()
+        ),
+    )
+    .into_response()
+}

@@ -1,0 +1,316 @@
+//! The JSON API under `/api/v1` as a program uses it: a real `exosphere serve` over the
+//! 2015 fixture (SQLite and PostgreSQL), asked over HTTP. The server's read model builds
+//! at startup, so every test first waits for it, then checks answers, errors, pagination,
+//! entity tags, CORS, and that a change to the catalog shows up within seconds.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::{Backend, Server, fixture, import_on};
+
+/// The most a test waits for the read model (its first build, or a change).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// One answer: status, headers that matter, body as JSON.
+pub struct Answer {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub cors: Option<String>,
+    pub body: Value,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// `GET url`, with `If-None-Match: tag` when given.
+pub fn get(url: &str, tag: Option<&str>) -> Answer {
+    let mut request = agent().get(url);
+    if let Some(tag) = tag {
+        request = request.header("If-None-Match", tag);
+    }
+    let mut response = request.call().expect("HTTP request");
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (etag, cors) = (header("etag"), header("access-control-allow-origin"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("UTF-8 body");
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
+    };
+    Answer {
+        status,
+        etag,
+        cors,
+        body,
+    }
+}
+
+/// Polls `url` until `done` holds for its answer, failing after [`PATIENCE`].
+pub fn wait_for(url: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let answer = get(url, None);
+        if done(&answer) {
+            return answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {} {}",
+            answer.status,
+            answer.body
+        );
+        if answer.status == 503 {
+            assert_eq!(answer.body["error"]["code"], "read_model_building");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A server over the fixture with the API's cap at 5, once its read model answers.
+pub fn serve_api(backend: &Backend) -> (tempfile::TempDir, std::path::PathBuf, Server) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let data = dir.path().join("data");
+    import_on(backend, &data, &fixture());
+    let mut flags = backend.flags();
+    flags.extend(["--api-max-limit", "5"]);
+    let server = Server::start(&data, &flags);
+    wait_for(
+        &format!("{}/api/v1/packages/iron:router", server.http),
+        |a| a.status == 200,
+    );
+    (dir, data, server)
+}
+
+/// A dump of one new package, `web-api:fresh@1.0.0`, made from a fixture version.
+fn fresh_package(dir: &Path) -> std::path::PathBuf {
+    let dump = std::fs::read_to_string(fixture()).unwrap();
+    let mut version: Value = dump
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|line| line["collection"] == "versions" && line["doc"]["packageName"] == "iron:core")
+        .expect("a version of iron:core")["doc"]
+        .clone();
+    version["_id"] = json!("webApiFreshVersion");
+    version["packageName"] = json!("web-api:fresh");
+    version["version"] = json!("1.0.0");
+    version["description"] = json!("A package published while the server runs");
+    let package = json!({"_id": "webApiFreshPackage", "name": "web-api:fresh",
+        "maintainers": [{"username": "fresh", "id": "freshUser"}], "homepage": null,
+        "lastUpdated": {"$date": 1_700_000_000_000_i64}});
+    let file = dir.join("fresh.ndjson");
+    let lines = [
+        json!({"collection": "packages", "doc": package}),
+        json!({"collection": "versions", "doc": version}),
+    ];
+    std::fs::write(
+        &file,
+        lines
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    file
+}
+
+fn api_answers_and_follows_the_catalog(backend: &Backend) {
+    let (dir, data, server) = serve_api(backend);
+    let api = format!("{}/api/v1", server.http);
+
+    let detail = get(&format!("{api}/packages/iron:router"), None);
+    assert_eq!(detail.status, 200);
+    assert_eq!(detail.cors.as_deref(), Some("*"));
+    let body = &detail.body;
+    assert_eq!(body["name"], "iron:router");
+    assert_eq!(body["latest_version"], "1.0.6");
+    assert_eq!(body["maintainers"], json!(["iron"]));
+    assert_eq!(body["git"], "https://github.com/iron/router");
+    assert!(body["version_count"].as_u64().unwrap() > 5, "{body}");
+    assert!(body["created"].as_str().unwrap() < body["published"].as_str().unwrap());
+
+    // Entity tags: the same answer again is a 304 without a body.
+    let tag = detail.etag.expect("an ETag");
+    let again = get(&format!("{api}/packages/iron:router"), Some(&tag));
+    assert_eq!(again.status, 304);
+    assert_eq!(again.etag.as_deref(), Some(tag.as_str()));
+    assert_eq!(
+        get(&format!("{api}/packages/iron:core"), Some(&tag)).status,
+        200
+    );
+
+    // Errors are JSON, with CORS too.
+    let missing = get(&format!("{api}/packages/no:such"), None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["error"]["code"], "package_not_found");
+    assert_eq!(missing.cors.as_deref(), Some("*"));
+    let nowhere = get(&format!("{api}/nowhere"), None);
+    assert_eq!((nowhere.status, nowhere.cors.as_deref()), (404, Some("*")));
+    assert_eq!(nowhere.body["error"]["code"], "not_found");
+
+    // Versions, newest first, a page at a time, the limit capped at 5.
+    let page = get(
+        &format!("{api}/packages/iron:router/versions?limit=2"),
+        None,
+    )
+    .body;
+    assert_eq!(page["items"][0]["version"], "1.0.6");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().expect("more pages");
+    let next = get(
+        &format!("{api}/packages/iron:router/versions?limit=2&cursor={cursor}"),
+        None,
+    )
+    .body;
+    assert_ne!(next["items"][0], page["items"][0]);
+    let capped = get(
+        &format!("{api}/packages/iron:router/versions?limit=100000"),
+        None,
+    )
+    .body;
+    assert_eq!(capped["limit"], 5);
+    assert_eq!(capped["items"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        get(
+            &format!("{api}/packages/iron:router/versions?limit=x"),
+            None
+        )
+        .status,
+        400
+    );
+
+    // One version in full.
+    let version = get(&format!("{api}/packages/iron:router/versions/1.0.6"), None).body;
+    assert_eq!(version["latest"], true);
+    let strong: Vec<&str> = version["dependency_groups"]["strong"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(strong.contains(&"iron:core"), "{version}");
+    assert!(
+        version["builds"][0]["architectures"].is_string(),
+        "{version}"
+    );
+    assert_eq!(version["debug_only"], false);
+    assert!(
+        version["dependencies"][0]["references"].is_array(),
+        "{version}"
+    );
+    let no_version = get(&format!("{api}/packages/iron:router/versions/9.9.9"), None);
+    assert_eq!(no_version.body["error"]["code"], "version_not_found");
+
+    // Who depends on it.
+    let dependents = get(
+        &format!("{api}/packages/iron:core/dependents?limit=5"),
+        None,
+    )
+    .body;
+    assert!(dependents["total"].as_u64().unwrap() >= 1, "{dependents}");
+    let all = get(&format!("{api}/packages/iron:layout/dependents"), None).body;
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "iron:router"),
+        "{all}"
+    );
+
+    // Search, with the index's ranking, and its bounds.
+    let hits = get(&format!("{api}/search?q=router"), None).body;
+    assert_eq!(hits["items"][0]["name"], "iron:router");
+    assert!(hits["items"].as_array().unwrap().len() <= 5);
+    let long = "a".repeat(201);
+    assert_eq!(
+        get(&format!("{api}/search?q={long}"), None).body["error"]["code"],
+        "query_too_long"
+    );
+    assert_eq!(get(&format!("{api}/search?q="), None).status, 400);
+
+    // Bulk lookup by names.
+    let lookup = get(
+        &format!("{api}/packages?names=iron:router,no:such,iron:core"),
+        None,
+    )
+    .body;
+    let found: Vec<&str> = lookup["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["iron:router", "iron:core"]);
+    assert_eq!(lookup["missing"], json!(["no:such"]));
+    let too_many = get(&format!("{api}/packages?names=a,b,c,d,e,f"), None);
+    assert_eq!(too_many.body["error"]["code"], "too_many_names");
+
+    // Releases and maintainers.
+    let releases = get(&format!("{api}/releases"), None).body;
+    assert_eq!(releases["items"][0]["track"], "METEOR");
+    let iron = get(&format!("{api}/maintainers/iron"), None).body;
+    assert!(!iron["items"].as_array().unwrap().is_empty());
+    assert_eq!(
+        get(&format!("{api}/maintainers/nobody-here"), None).status,
+        404
+    );
+
+    // A change to the catalog shows up within seconds, and the old tag no longer matches.
+    let before = get(&format!("{api}/packages/iron:router"), None)
+        .etag
+        .unwrap();
+    import_on(backend, &data, &fresh_package(dir.path()));
+    let fresh = wait_for(&format!("{api}/packages/web-api:fresh"), |a| {
+        a.status == 200
+    });
+    assert_eq!(fresh.body["latest_version"], "1.0.0");
+    assert_eq!(fresh.body["maintainers"], json!(["fresh"]));
+    assert_eq!(
+        get(&format!("{api}/packages/iron:router"), Some(&before)).status,
+        200
+    );
+    let found = get(&format!("{api}/search?q=published%20while"), None).body;
+    assert_eq!(found["items"][0]["name"], "web-api:fresh", "{found}");
+}
+
+#[test]
+fn api_answers_and_follows_the_catalog_on_sqlite() {
+    api_answers_and_follows_the_catalog(&Backend::Sqlite);
+}
+
+#[test]
+fn api_answers_and_follows_the_catalog_on_postgres() {
+    api_answers_and_follows_the_catalog(&Backend::postgres());
+}
+
+#[test]
+fn the_read_model_survives_a_restart_and_serves_at_once() {
+    let (_dir, data, mut server) = serve_api(&Backend::Sqlite);
+    server.signal_terminate();
+    server.wait_exit(Duration::from_secs(30));
+    let server = Server::start(&data, &[]);
+    // The file of the first run is served again, not rebuilt.
+    wait_for(
+        &format!("{}/api/v1/packages/iron:router", server.http),
+        |a| a.status == 200,
+    );
+    let files: Vec<_> = std::fs::read_dir(data.join("read-model"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".sqlite3"))
+        .collect();
+    assert_eq!(files, ["index-1.sqlite3"]);
+}
