@@ -1,7 +1,9 @@
 //! The JSON API under `/api/v1` as a program uses it: a real `exosphere serve` over the
 //! 2015 fixture (SQLite and PostgreSQL), asked over HTTP. The server's read model builds
 //! at startup, so every test first waits for it, then checks answers, errors, pagination,
-//! entity tags, CORS, and that a change to the catalog shows up within seconds.
+//! entity tags, CORS, that a change to the catalog shows up within seconds, that every
+//! answer matches the OpenAPI document, and that restarts, new data epochs and a damaged
+//! read model never stop the API for long nor the server at all.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -307,10 +309,212 @@ fn the_read_model_survives_a_restart_and_serves_at_once() {
         &format!("{}/api/v1/packages/iron:router", server.http),
         |a| a.status == 200,
     );
-    let files: Vec<_> = std::fs::read_dir(data.join("read-model"))
+    assert_eq!(read_model_files(&data), ["index-1.sqlite3"]);
+}
+
+/// The OpenAPI document as the repository keeps it.
+fn openapi_document() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/web/openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).expect("openapi.json is JSON")
+}
+
+/// Checks `body` against the schema the document gives `template`'s answer of `status`.
+fn check(document: &Value, template: &str, status: u16, body: &Value) {
+    let errors = violations(document, template, status, body);
+    assert!(errors.is_empty(), "{template} {status}: {errors:?}\n{body}");
+}
+
+/// What in `body` the schema of `template`'s answer of `status` does not allow.
+fn violations(document: &Value, template: &str, status: u16, body: &Value) -> Vec<String> {
+    let response = &document["paths"][template]["get"]["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "the document has no {status} answer for {template}"
+    );
+    if status == 304 {
+        return Vec::new();
+    }
+    // The whole document is the schema's root, so its `$ref`s resolve; the other keywords
+    // of the document are not JSON Schema keywords and are ignored.
+    let mut schema = document.clone();
+    schema["$ref"] = response["content"]["application/json"]["schema"]["$ref"].clone();
+    if schema["$ref"].is_null() {
+        schema = response["content"]["application/json"]["schema"].clone();
+    }
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    validator
+        .iter_errors(body)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect()
+}
+
+#[test]
+fn answers_match_the_openapi_document() {
+    let (_dir, _data, server) = serve_api(&Backend::Sqlite);
+    let document = openapi_document();
+    let served = get(&format!("{}/api/v1/openapi.json", server.http), None);
+    assert_eq!(
+        served.body, document,
+        "the binary serves the repository's document"
+    );
+
+    let cases = [
+        (
+            "/api/v1/packages",
+            "/api/v1/packages?names=iron:router,no:such",
+            200,
+        ),
+        ("/api/v1/packages", "/api/v1/packages?names=", 400),
+        (
+            "/api/v1/packages/{name}",
+            "/api/v1/packages/iron:router",
+            200,
+        ),
+        ("/api/v1/packages/{name}", "/api/v1/packages/no:such", 404),
+        (
+            "/api/v1/packages/{name}/versions",
+            "/api/v1/packages/iron:router/versions?limit=2",
+            200,
+        ),
+        (
+            "/api/v1/packages/{name}/versions",
+            "/api/v1/packages/iron:router/versions?limit=x",
+            400,
+        ),
+        (
+            "/api/v1/packages/{name}/versions",
+            "/api/v1/packages/no:such/versions",
+            404,
+        ),
+        (
+            "/api/v1/packages/{name}/versions/{version}",
+            "/api/v1/packages/iron:router/versions/1.0.6",
+            200,
+        ),
+        (
+            "/api/v1/packages/{name}/versions/{version}",
+            "/api/v1/packages/iron:router/versions/0.0.0",
+            404,
+        ),
+        (
+            "/api/v1/packages/{name}/dependents",
+            "/api/v1/packages/iron:core/dependents",
+            200,
+        ),
+        (
+            "/api/v1/packages/{name}/dependents",
+            "/api/v1/packages/iron:core/dependents?cursor=zz",
+            400,
+        ),
+        (
+            "/api/v1/packages/{name}/dependents",
+            "/api/v1/packages/no:such/dependents",
+            404,
+        ),
+        ("/api/v1/search", "/api/v1/search?q=router&limit=3", 200),
+        ("/api/v1/search", "/api/v1/search", 400),
+        ("/api/v1/releases", "/api/v1/releases", 200),
+        ("/api/v1/releases/{track}", "/api/v1/releases/METEOR", 200),
+        (
+            "/api/v1/releases/{track}",
+            "/api/v1/releases/NO-SUCH-TRACK",
+            404,
+        ),
+        (
+            "/api/v1/maintainers/{user}",
+            "/api/v1/maintainers/iron",
+            200,
+        ),
+        (
+            "/api/v1/maintainers/{user}",
+            "/api/v1/maintainers/iron?limit=0x",
+            400,
+        ),
+        (
+            "/api/v1/maintainers/{user}",
+            "/api/v1/maintainers/nobody-here",
+            404,
+        ),
+        ("/api/v1/openapi.json", "/api/v1/openapi.json", 200),
+    ];
+    let mut covered = std::collections::BTreeSet::new();
+    for (template, url, status) in cases {
+        let answer = get(&format!("{}{url}", server.http), None);
+        assert_eq!(answer.status, status, "{url}: {}", answer.body);
+        check(&document, template, status, &answer.body);
+        if status == 200 && template != "/api/v1/openapi.json" {
+            let tag = answer.etag.as_deref().expect("an ETag");
+            let again = get(&format!("{}{url}", server.http), Some(tag));
+            assert_eq!(again.status, 304, "{url}");
+            check(&document, template, 304, &again.body);
+        }
+        covered.insert((template.to_owned(), status.to_string()));
+    }
+    // Every answer the document lists, but the 503 of a first build, was checked.
+    for (template, item) in document["paths"].as_object().unwrap() {
+        for status in item["get"]["responses"].as_object().unwrap().keys() {
+            if status != "503" && status != "304" {
+                assert!(
+                    covered.contains(&(template.clone(), status.clone())),
+                    "no test answer for {template} {status}"
+                );
+            }
+        }
+    }
+}
+
+/// The index files in `data`'s read-model directory, by name.
+fn read_model_files(data: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(data.join("read-model"))
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
         .filter(|name| name.ends_with(".sqlite3"))
         .collect();
-    assert_eq!(files, ["index-1.sqlite3"]);
+    files.sort();
+    files
+}
+
+#[test]
+fn a_new_epoch_rebuilds_the_read_model_beside_the_served_one() {
+    let backend = Backend::postgres();
+    let (_dir, data, server) = serve_api(&backend);
+    let url = format!("{}/api/v1/packages/iron:router", server.http);
+    let before = get(&url, None).etag.unwrap();
+    let output = crate::common::exosphere()
+        .args(["epoch", "new", "--data-dir"])
+        .arg(&data)
+        .args(backend.flags())
+        .output()
+        .unwrap();
+    crate::common::assert_success(&output);
+    // The old file answers while the next generation builds, then the new one replaces it.
+    let deadline = Instant::now() + PATIENCE;
+    while read_model_files(&data) != ["index-2.sqlite3"] {
+        let answer = get(&url, None);
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(Instant::now() < deadline, "{:?}", read_model_files(&data));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = get(&url, None);
+    assert_eq!(after.body["latest_version"], "1.0.6");
+    assert_ne!(
+        after.etag.unwrap(),
+        before,
+        "a new epoch is a new sync token"
+    );
+}
+
+#[test]
+fn a_damaged_read_model_is_rebuilt_and_never_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    std::fs::create_dir_all(data.join("read-model")).unwrap();
+    std::fs::write(data.join("read-model/index-1.sqlite3"), b"not an index").unwrap();
+    let server = Server::start(&data, &[]);
+    let answer = wait_for(&format!("{}/api/v1/packages/iron:core", server.http), |a| {
+        a.status == 200
+    });
+    assert_eq!(answer.body["name"], "iron:core");
+    assert_eq!(read_model_files(&data), ["index-1.sqlite3"]);
 }
