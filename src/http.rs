@@ -241,11 +241,24 @@ async fn healthz(State(state): State<AppState>) -> Response {
                 "mirror": mirror,
                 "mirror_files": mirror_files,
                 "stats_files": state.stats_files.health(),
+                "read_model": read_model_health(&state.read_model),
             }))
             .into_response()
         }
         Ok(Err(error)) => unhealthy(&error),
         Err(error) => unhealthy(&error),
+    }
+}
+
+/// The JSON API's read model on `/healthz`: whether its first build is done, the catalog
+/// head it is current with, and whether it is applying a change.
+fn read_model_health(model: &ReadModel) -> Value {
+    match model.freshness() {
+        None => json!({"status": "building"}),
+        Some(freshness) => json!({
+            "status": if freshness.catching_up { "catching-up" } else { "current" },
+            "head": freshness.head,
+        }),
     }
 }
 
@@ -295,6 +308,8 @@ publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
 <li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
 <li><code>{base}/api/v1/stats/packages/NAME?from=YYYY-MM-DD&amp;to=YYYY-MM-DD&amp;interval=day|week|month</code>:
 one package's adds over a range, per version and period, with a trend</li>
+<li><code>{base}/api/v1/packages/NAME</code>, <code>{base}/api/v1/search?q=WORDS</code> and
+more: the JSON API over the catalog, described by <code>{base}/api/v1/openapi.json</code></li>
 <li><code>{base}/packages/...</code>: published package files (the URLs in <code>source</code>,
 <code>build</code> and <code>readme</code>); <code>meteor publish</code> uploads through URLs the
 server hands out</li>

@@ -270,6 +270,9 @@ fn api_answers_and_follows_the_catalog(backend: &Backend) {
         404
     );
 
+    let health = get(&format!("{}/healthz", server.http), None).body;
+    assert_eq!(health["read_model"]["status"], "current", "{health}");
+
     // A change to the catalog shows up within seconds, and the old tag no longer matches.
     let before = get(&format!("{api}/packages/iron:router"), None)
         .etag
