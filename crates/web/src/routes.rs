@@ -376,3 +376,74 @@ async fn unknown(uri: Uri) -> Response {
     )
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::StatusCode;
+    use tower::ServiceExt as _;
+
+    async fn ask(method: Method, uri: &str) -> Response {
+        let router: Router = router(ReadModel::new(), ApiConfig::default());
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::empty())
+            .unwrap();
+        router.oneshot(request).await.unwrap()
+    }
+
+    async fn body(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_building_read_model_answers_503_with_retry_after_and_cors() {
+        let response = ask(Method::GET, "/api/v1/packages/iron:router").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let headers = response.headers();
+        assert_eq!(headers[header::RETRY_AFTER], "5");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert!(response.extensions().get::<crate::Building>().is_some());
+        assert_eq!(body(response).await["error"]["code"], "read_model_building");
+        // Parameters are checked first: a bad one is a 400 even while building.
+        let bad = ask(Method::GET, "/api/v1/search?q=x&limit=many").await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
+    }
+
+    #[tokio::test]
+    async fn preflights_unknown_paths_and_the_document() {
+        let preflight = ask(Method::OPTIONS, "/api/v1/packages/iron:router").await;
+        assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            preflight.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "*"
+        );
+        assert!(
+            preflight.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS]
+                .to_str()
+                .unwrap()
+                .contains("If-None-Match")
+        );
+        let unknown = ask(Method::GET, "/api/v1/nothing/here").await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert_eq!(unknown.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(body(unknown).await["error"]["code"], "not_found");
+        let document = body(ask(Method::GET, "/api/v1/openapi.json").await).await;
+        assert_eq!(document["openapi"], "3.1.0");
+        let paths = document["paths"].as_object().unwrap();
+        for path in [
+            "/api/v1/packages/{name}",
+            "/api/v1/search",
+            "/api/v1/releases",
+        ] {
+            assert!(paths.contains_key(path), "{path}");
+        }
+    }
+}
