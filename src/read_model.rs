@@ -35,54 +35,71 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 pub fn start(
     dir: PathBuf,
     syncer: Arc<Syncer<SyncPage>>,
-    mut catalog: watch::Receiver<CatalogState>,
+    catalog: watch::Receiver<CatalogState>,
 ) -> Arc<ReadModel> {
     let model = ReadModel::new();
-    let feeding = Arc::clone(&model);
     let span = tracing::info_span!("read_model", dir = %dir.display());
-    exosphere_task::spawn(
-        async move {
-            let mut files = None;
-            loop {
-                let state = catalog.borrow_and_update().clone();
-                let pass = {
-                    let (syncer, model, dir) =
-                        (Arc::clone(&syncer), Arc::clone(&feeding), dir.clone());
-                    let mut taken = files.take();
-                    exosphere_task::blocking(move || {
-                        let result = catch_up(&mut taken, &dir, &syncer, &model, &state);
-                        (taken, result)
-                    })
-                    .await
-                };
-                let failed = match pass {
-                    Ok((kept, result)) => {
-                        files = kept;
-                        result.err()
-                    }
-                    Err(error) => Some(anyhow::Error::new(error)),
-                };
-                if let Some(error) = failed {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        "updating the read model failed; the API serves what it has, retrying"
-                    );
-                    files = None;
-                    tokio::select! {
-                        () = tokio::time::sleep(RETRY_AFTER) => {}
-                        changed = catalog.changed() => if changed.is_err() { return },
-                    }
-                    continue;
-                }
-                if catalog.changed().await.is_err() {
-                    return;
-                }
-                feeding.catching_up();
-            }
-        }
-        .instrument(span),
-    );
+    let feeder = Feeder {
+        dir,
+        syncer,
+        model: Arc::clone(&model),
+        catalog,
+        files: None,
+    };
+    exosphere_task::spawn(feeder.run().instrument(span));
     model
+}
+
+/// The task that keeps the read model current.
+struct Feeder {
+    dir: PathBuf,
+    syncer: Arc<Syncer<SyncPage>>,
+    model: Arc<ReadModel>,
+    catalog: watch::Receiver<CatalogState>,
+    /// Open between passes; `None` at startup and after a failure, so they are opened again.
+    files: Option<Files>,
+}
+
+impl Feeder {
+    /// A pass now and after every change, until the catalog watcher is gone (shutdown).
+    async fn run(mut self) {
+        loop {
+            if let Err(error) = self.pass().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "updating the read model failed; the API serves what it has, retrying"
+                );
+                self.files = None;
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_AFTER) => {}
+                    changed = self.catalog.changed() => if changed.is_err() { return },
+                }
+                continue;
+            }
+            if self.catalog.changed().await.is_err() {
+                return;
+            }
+            self.model.catching_up();
+        }
+    }
+
+    /// One pass up to date with the catalog's current state, on the blocking pool.
+    async fn pass(&mut self) -> anyhow::Result<()> {
+        let state = self.catalog.borrow_and_update().clone();
+        let (dir, syncer, model) = (
+            self.dir.clone(),
+            Arc::clone(&self.syncer),
+            Arc::clone(&self.model),
+        );
+        let mut files = self.files.take();
+        let (files, result) = exosphere_task::blocking(move || {
+            let result = catch_up(&mut files, &dir, &syncer, &model, &state);
+            (files, result)
+        })
+        .await?;
+        self.files = files;
+        result
+    }
 }
 
 /// The index files of a read model: the one pages are applied to, and its generation.
