@@ -236,6 +236,15 @@ fn api_answers_and_follows_the_catalog(backend: &Backend) {
     let hits = get(&format!("{api}/search?q=router"), None).body;
     assert_eq!(hits["items"][0]["name"], "iron:router");
     assert!(hits["items"].as_array().unwrap().len() <= 5);
+    let first = get(&format!("{api}/search?q=iron&limit=2"), None).body;
+    let cursor = first["next_cursor"].as_str().expect("more hits");
+    let second = get(
+        &format!("{api}/search?q=iron&limit=2&cursor={cursor}"),
+        None,
+    )
+    .body;
+    assert_eq!(second["items"].as_array().unwrap().len(), 2, "{second}");
+    assert_ne!(first["items"][0], second["items"][0]);
     let long = "a".repeat(201);
     assert_eq!(
         get(&format!("{api}/search?q={long}"), None).body["error"]["code"],
@@ -415,6 +424,11 @@ fn answers_match_the_openapi_document() {
             404,
         ),
         ("/api/v1/search", "/api/v1/search?q=router&limit=3", 200),
+        (
+            "/api/v1/search",
+            "/api/v1/search?q=iron&limit=2&cursor=2",
+            200,
+        ),
         ("/api/v1/search", "/api/v1/search", 400),
         ("/api/v1/releases", "/api/v1/releases", 200),
         ("/api/v1/releases/{track}", "/api/v1/releases/METEOR", 200),

@@ -178,6 +178,15 @@ mod tests {
         assert_eq!(dependents.total, dependents.items.len() as u64);
         assert_eq!(index.dependents("iron:core", 0, 1).unwrap().items.len(), 1);
 
+        let first = index.search_from("", Some("iron"), 0, 3).unwrap();
+        let next = index.search_from("", Some("iron"), 2, 3).unwrap();
+        assert_eq!(first[2], next[0]);
+        assert_eq!(index.search("router", None, 2).unwrap(), {
+            let mut both = index.search_from("router", None, 0, 1).unwrap();
+            both.extend(index.search_from("router", None, 1, 1).unwrap());
+            both
+        });
+
         let hits = index
             .summaries(&["iron:router", "no:such", "iron:core"])
             .unwrap();

@@ -245,9 +245,22 @@ impl Index {
         maintainer: Option<&str>,
         limit: usize,
     ) -> Result<Vec<SearchHit>, IndexError> {
+        self.search_from(query, maintainer, 0, limit)
+    }
+
+    /// [`Index::search`] from the `offset`-th hit on, for callers that show one page of
+    /// hits at a time (the JSON API).
+    pub fn search_from(
+        &self,
+        query: &str,
+        maintainer: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, IndexError> {
         self.require_synced()?;
         let expression = fts_expression(query);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let rows: Vec<(String, String, Option<String>, Option<i64>)> =
             match (&expression, maintainer) {
                 (Some(expression), _) => {
@@ -262,13 +275,13 @@ impl Index {
                        AND (?2 IS NULL OR EXISTS (SELECT 1 FROM maintainers m
                                                   WHERE m.username = ?2 AND m.package = l.package))
                      ORDER BY (l.package = ?3) DESC, bm25(search, 10.0, 2.0, 1.0),
-                              l.last_updated DESC
-                     LIMIT ?4",
+                              l.last_updated DESC, l.package
+                     LIMIT ?4 OFFSET ?5",
                         )
                         .map_err(|e| self.sqlite(e))?;
                     let rows = statement
                         .query_map(
-                            params![expression, maintainer, query.trim(), limit],
+                            params![expression, maintainer, query.trim(), limit, offset],
                             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                         )
                         .map_err(|e| self.sqlite(e))?;
@@ -284,12 +297,12 @@ impl Index {
                      JOIN versions v ON v.rowid = l.version_rowid
                      WHERE m.username = ?1
                      GROUP BY l.package
-                     ORDER BY l.last_updated DESC
-                     LIMIT ?2",
+                     ORDER BY l.last_updated DESC, l.package
+                     LIMIT ?2 OFFSET ?3",
                         )
                         .map_err(|e| self.sqlite(e))?;
                     let rows = statement
-                        .query_map(params![maintainer, limit], |row| {
+                        .query_map(params![maintainer, limit, offset], |row| {
                             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                         })
                         .map_err(|e| self.sqlite(e))?;

@@ -166,6 +166,11 @@ fn offset(params: &Params) -> Result<u64, ApiError> {
     })
 }
 
+/// A count or position as an index query takes it (larger ones are clamped).
+fn usize_of(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
 /// The query parameters, or a JSON `400` when they are not a query string.
 fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
     query
@@ -228,7 +233,7 @@ where
     )
 }
 
-/// `GET /api/v1/search?q=`: the index's ranking, the first `limit` hits.
+/// `GET /api/v1/search?q=`: the index's ranking, a page at a time.
 async fn search(
     State(api): State<Api>,
     query: Result<Query<Params>, QueryRejection>,
@@ -236,7 +241,7 @@ async fn search(
     uri: Uri,
 ) -> Response {
     let searched = params(query).and_then(|params| {
-        let limit = api.limit(&params)?;
+        let (limit, offset) = (api.limit(&params)?, offset(&params)?);
         let q = params.q.unwrap_or_default();
         if q.chars().count() > MAX_QUERY_CHARS {
             return Err(ApiError::bad_request(
@@ -244,13 +249,11 @@ async fn search(
                 format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
             ));
         }
-        Ok((q, limit))
+        Ok((q, limit, offset))
     });
-    api.answer(searched, &headers, &uri, |index, (q, limit)| {
-        Ok(Hits {
-            items: index.search(&q, None, usize::try_from(limit).unwrap_or(usize::MAX))?,
-            limit,
-        })
+    api.answer(searched, &headers, &uri, |index, (q, limit, offset)| {
+        let items = index.search_from(&q, None, usize_of(offset), usize_of(limit))?;
+        Ok(Hits::of(items, offset, limit))
     })
     .await
 }
@@ -335,14 +338,10 @@ async fn maintainer(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let limit = params(query).and_then(|params| api.limit(&params));
-    api.answer(limit, &headers, &uri, move |index, limit| {
-        let items = index.search(
-            "",
-            Some(&user),
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        )?;
-        if items.is_empty() {
+    let bounds = params(query).and_then(|params| Ok((api.limit(&params)?, offset(&params)?)));
+    api.answer(bounds, &headers, &uri, move |index, (limit, offset)| {
+        let items = index.search_from("", Some(&user), usize_of(offset), usize_of(limit))?;
+        if items.is_empty() && offset == 0 {
             return Err(ApiError::not_found(
                 "maintainer_not_found",
                 format!(
@@ -350,7 +349,7 @@ async fn maintainer(
                 ),
             ));
         }
-        Ok(Hits { limit, items })
+        Ok(Hits::of(items, offset, limit))
     })
     .await
 }

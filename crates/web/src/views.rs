@@ -180,13 +180,28 @@ pub struct Lookup {
     pub missing: Vec<String>,
 }
 
-/// `GET /api/v1/search` and `GET /api/v1/maintainers/{user}`: packages, best first.
+/// `GET /api/v1/search` and `GET /api/v1/maintainers/{user}`: packages, best first, a
+/// page at a time (without a total, which would cost a second search).
 #[derive(Debug, Serialize)]
 pub struct Hits {
     /// The page size used (the asked `limit`, capped).
     pub limit: u64,
     /// The packages.
     pub items: Vec<SearchHit>,
+    /// Pass as `cursor` for the next page; absent when this page is not full.
+    pub next_cursor: Option<String>,
+}
+
+impl Hits {
+    /// The page of hits that starts at `offset`.
+    pub fn of(items: Vec<SearchHit>, offset: u64, limit: u64) -> Hits {
+        Hits {
+            next_cursor: (items.len() as u64 == limit)
+                .then(|| offset.saturating_add(limit).to_string()),
+            limit,
+            items,
+        }
+    }
 }
 
 #[cfg(test)]
