@@ -8,7 +8,8 @@
 //! import by another process, a mirrored change), one pass per change, on the blocking
 //! pool. The files are generations, `index-<n>.sqlite3`: a new data epoch (`resetData`)
 //! builds the next generation beside the served one, which goes on answering until the new
-//! one is up to date and replaces it. Until a first file is complete the API answers `503`;
+//! one is up to date and replaces it; a damaged served file is replaced the same way, never
+//! deleted while it answers. Until a first file is complete the API answers `503`;
 //! a failing pass is logged and retried, and never stops the server or its sync.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use exosphere_catalog::{CatalogState, Syncer};
-use exosphere_index::Index;
+use exosphere_index::{Index, IndexError};
 use exosphere_sync_client::{FIRST_TOKEN, decode_page};
 use exosphere_web::ReadModel;
 use serde_json::Value;
@@ -162,18 +163,37 @@ fn catch_up(
 
 /// Opens the newest generation in `dir` for writing, and serves the newest complete one
 /// (queries need not wait for the first catch-up); older files are removed.
+///
+/// Only a file that is damaged or of a newer schema is built again, and never the one being
+/// served: that one goes on answering while the next generation is built beside it. Any
+/// other error (a busy or unreadable file, a full disk) is returned for the pass to retry,
+/// with the files left as they are.
 fn open(dir: &Path, model: &ReadModel) -> anyhow::Result<Files> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the read model's directory {}", dir.display()))?;
     let mut generations = generations(dir)?;
     generations.sort_unstable();
-    let generation = generations.last().copied().unwrap_or(1);
-    let writer = match Index::open(&generation_path(dir, generation)) {
-        Ok(writer) => writer,
-        Err(error) => {
-            tracing::warn!(%error, "the read model's file cannot be used; building it again");
-            Index::rebuild(&generation_path(dir, generation))?
+    let newest = generations.last().copied().unwrap_or(1);
+    let (writer, generation) = match Index::open(&generation_path(dir, newest)) {
+        Ok(writer) => (writer, newest),
+        Err(error @ (IndexError::Corrupt { .. } | IndexError::NewerSchema { .. })) => {
+            let served = model.served_path();
+            let generation = if served.as_deref() == Some(&*generation_path(dir, newest)) {
+                newest + 1
+            } else {
+                newest
+            };
+            tracing::warn!(
+                %error,
+                generation,
+                "the read model's file cannot be used; building it again"
+            );
+            (
+                Index::rebuild(&generation_path(dir, generation))?,
+                generation,
+            )
         }
+        Err(error) => return Err(error.into()),
     };
     if model.served_path().is_none() {
         for &candidate in generations.iter().rev() {
@@ -251,5 +271,56 @@ mod tests {
         remove_older(dir.path(), 3);
         assert_eq!(generations(dir.path()).unwrap(), [3]);
         assert!(dir.path().join("index-3.sqlite3-wal").exists());
+    }
+
+    /// Writes a complete `index-1.sqlite3` in `dir`, returning its path.
+    fn first_generation(dir: &Path) -> PathBuf {
+        let dump =
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"a","lastUpdated":{"$date":1}}}"#;
+        let path = generation_path(dir, 1);
+        Index::open(&path).unwrap().load_dump(dump, 10).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_error_that_is_not_damage_keeps_the_file_for_the_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = first_generation(dir.path());
+        let model = ReadModel::new();
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+            .unwrap();
+
+        let error = open(dir.path(), &model).err().expect("the file is locked");
+        assert!(format!("{error:#}").contains("locked"), "{error:#}");
+        assert!(path.exists(), "a locked file was deleted");
+        assert_eq!(generations(dir.path()).unwrap(), [1]);
+
+        drop(holder);
+        let files = open(dir.path(), &model).unwrap();
+        assert_eq!(files.generation, 1);
+        assert!(files.writer.is_ready().unwrap(), "the file was built again");
+        assert_eq!(model.served_path(), Some(path));
+    }
+
+    #[test]
+    fn a_damaged_served_file_answers_while_the_next_generation_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = first_generation(dir.path());
+        let model = ReadModel::new();
+        model.publish(&path, Some(1)).unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+
+        let files = open(dir.path(), &model).unwrap();
+        assert_eq!(files.generation, 2);
+        assert!(!files.writer.is_ready().unwrap());
+        assert!(path.exists(), "the served file was deleted");
+        assert_eq!(model.served_path(), Some(path));
+        let (ready, _) = model.query(Index::is_ready).unwrap();
+        assert!(ready.unwrap());
     }
 }

@@ -45,7 +45,7 @@ impl Served {
         let reader = lock(&self.idle).pop();
         let reader = match reader {
             Some(reader) => reader,
-            None => Index::open_existing(&self.path)?,
+            None => Index::open_read_only(&self.path)?,
         };
         let answer = work(&reader);
         let mut idle = lock(&self.idle);
@@ -94,7 +94,7 @@ impl ReadModel {
             *lock(&served.freshness) = fresh(token);
             return Ok(());
         }
-        let first = Index::open_existing(path)?;
+        let first = Index::open_read_only(path)?;
         if !first.is_ready()? {
             return Err(IndexError::Unfinished {
                 path: path.to_owned(),
