@@ -65,6 +65,9 @@ pub struct AppState {
     pub mirror_files: Option<MirrorFiles>,
     /// The read model the JSON API answers from.
     pub read_model: Arc<ReadModel>,
+    /// The read model's feeder, if the server feeds one: [`crate::server::run`] stops it
+    /// before returning, so no pass writes after the data directory is released.
+    pub(crate) feeding: Option<Arc<crate::read_model::Feeding>>,
     /// How the JSON API bounds one request.
     pub api: ApiConfig,
 }

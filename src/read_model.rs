@@ -13,13 +13,13 @@
 //! a failing pass is logged and retried, and never stops the server or its sync.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use exosphere_catalog::{CatalogState, Syncer};
 use exosphere_index::{Index, IndexError};
-use exosphere_sync_client::{FIRST_TOKEN, decode_page};
+use exosphere_sync_client::{FIRST_TOKEN, PageGuard, decode_page};
 use exosphere_web::ReadModel;
 use serde_json::Value;
 use tokio::sync::watch;
@@ -30,25 +30,76 @@ use crate::service::SyncPage;
 /// How long a failed pass waits before the next try (sooner if the catalog changes).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// Most pages in a row without records and without `upToDate` before a pass calls the
+/// catalog's pages stuck (as `exosphere sync --max-empty-pages`).
+const MAX_EMPTY_PAGES: u32 = 100;
+
+/// Most pages one pass applies: a full build of atmosphere's catalog is a few thousand pages
+/// at the default page size, so more means pages that never end; the pass fails, and the
+/// retry resumes after the last committed page.
+const MAX_PAGES_PER_PASS: u64 = 100_000;
+
 /// Starts feeding the read model kept in `dir` from `syncer`'s pages, a pass at startup
-/// and one after each change `catalog` reports; returns the model the API reads. Call it
-/// inside a tokio runtime.
+/// and one after each change `catalog` reports; returns the model the API reads and the
+/// feeder, to stop before the data directory is released. Call it inside a tokio runtime.
 pub fn start(
     dir: PathBuf,
     syncer: Arc<Syncer<SyncPage>>,
     catalog: watch::Receiver<CatalogState>,
-) -> Arc<ReadModel> {
+) -> (Arc<ReadModel>, Feeding) {
     let model = ReadModel::new();
+    let (stop, stopping) = watch::channel(false);
     let span = tracing::info_span!("read_model", dir = %dir.display());
     let feeder = Feeder {
         dir,
         syncer,
         model: Arc::clone(&model),
         catalog,
+        stop: stopping,
         files: None,
     };
-    exosphere_task::spawn(feeder.run().instrument(span));
-    model
+    let task = exosphere_task::spawn(feeder.run().instrument(span));
+    let feeding = Feeding {
+        stop,
+        task: Mutex::new(Some(task)),
+    };
+    (model, feeding)
+}
+
+/// The running feeder, stopped at shutdown so that no pass writes the read model once the
+/// server lets go of its data directory (the lock is released when `serve` returns).
+#[derive(Debug)]
+pub(crate) struct Feeding {
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Feeding {
+    /// Asks the feeder to stop: a pass ends after the page it is applying, and no new one
+    /// starts.
+    pub(crate) fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Stops the feeder and waits up to `within` for it to end (one page at most); `false`
+    /// (and a warning) if it is still applying one then.
+    pub(crate) async fn join(&self, within: Duration) -> bool {
+        self.stop();
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(task) = task else { return true };
+        let ended = tokio::time::timeout(within, task).await.is_ok();
+        if !ended {
+            tracing::warn!(
+                "the read model's feeder was still applying a page after the shutdown grace \
+                 period; stopping anyway (the next start resumes after the last whole page)"
+            );
+        }
+        ended
+    }
 }
 
 /// The task that keeps the read model current.
@@ -57,44 +108,60 @@ struct Feeder {
     syncer: Arc<Syncer<SyncPage>>,
     model: Arc<ReadModel>,
     catalog: watch::Receiver<CatalogState>,
+    /// Becomes `true` at shutdown: checked between pages and between passes.
+    stop: watch::Receiver<bool>,
     /// Open between passes; `None` at startup and after a failure, so they are opened again.
     files: Option<Files>,
 }
 
 impl Feeder {
-    /// A pass now and after every change, until the catalog watcher is gone (shutdown).
+    /// A pass now and after every change, until shutdown (or the catalog watcher is gone).
     async fn run(mut self) {
         loop {
-            if let Err(error) = self.pass().await {
+            let failed = self.pass().await.err();
+            if *self.stop.borrow() {
+                return;
+            }
+            let wait = if let Some(error) = failed {
                 tracing::warn!(
                     error = format!("{error:#}"),
                     "updating the read model failed; the API serves what it has, retrying"
                 );
                 self.files = None;
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY_AFTER) => {}
-                    changed = self.catalog.changed() => if changed.is_err() { return },
+                Some(RETRY_AFTER)
+            } else {
+                None
+            };
+            let retry = async {
+                match wait {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
                 }
-                continue;
+            };
+            tokio::select! {
+                () = retry => continue,
+                changed = self.catalog.changed() => if changed.is_err() { return },
+                _ = self.stop.changed() => return,
             }
-            if self.catalog.changed().await.is_err() {
-                return;
+            if wait.is_none() {
+                self.model.catching_up();
             }
-            self.model.catching_up();
         }
     }
 
-    /// One pass up to date with the catalog's current state, on the blocking pool.
+    /// One pass up to date with the catalog's current state (or until shutdown), on the
+    /// blocking pool.
     async fn pass(&mut self) -> anyhow::Result<()> {
         let state = self.catalog.borrow_and_update().clone();
-        let (dir, syncer, model) = (
+        let (dir, syncer, model, stop) = (
             self.dir.clone(),
             Arc::clone(&self.syncer),
             Arc::clone(&self.model),
+            self.stop.clone(),
         );
         let mut files = self.files.take();
         let (files, result) = exosphere_task::blocking(move || {
-            let result = catch_up(&mut files, &dir, &syncer, &model, &state);
+            let result = catch_up(&mut files, &dir, &syncer, &model, &state, &stop);
             (files, result)
         })
         .await?;
@@ -111,26 +178,38 @@ struct Files {
 
 /// Applies pages until the index is up to date with the catalog, then serves it. Opens the
 /// files first when `files` is `None` (at startup, after a failure), serving the newest
-/// complete one at once.
+/// complete one at once. Returns early, between pages, once `stop` is set (shutdown); a
+/// page loop the catalog's pages would not end (a token that does not move, endless empty
+/// pages, more than [`MAX_PAGES_PER_PASS`]) fails instead.
 fn catch_up(
     files: &mut Option<Files>,
     dir: &Path,
     syncer: &Syncer<SyncPage>,
     model: &ReadModel,
     state: &CatalogState,
+    stop: &watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let files = match files {
         Some(files) => files,
         None => files.insert(open(dir, model)?),
     };
     let options = Value::Object(serde_json::Map::new());
-    loop {
+    let first = files.writer.sync_token()?;
+    let mut guard = PageGuard::new(
+        first.unwrap_or_else(|| FIRST_TOKEN.to_owned()),
+        MAX_EMPTY_PAGES,
+    );
+    for _ in 0..MAX_PAGES_PER_PASS {
+        if *stop.borrow() {
+            return Ok(());
+        }
         let token = files.writer.sync_token()?;
         let token: Value = serde_json::from_str(token.as_deref().unwrap_or(FIRST_TOKEN))
             .context("the read model's stored sync token is not JSON")?;
         let answer = syncer.answer(&token, &options)?;
         let mut inflated = String::new();
         let page = decode_page(answer.text.as_ref(), &mut inflated, usize::MAX)?;
+        guard.before_apply(&page)?;
         let served = model.served_path();
         if page.reset_data && served.as_deref() == Some(files.writer.path()) {
             let generation = files.generation + 1;
@@ -145,7 +224,7 @@ fn catch_up(
             reset_data: page.reset_data,
             up_to_date: page.up_to_date,
             sync_token: page.sync_token,
-            collections: page.collections,
+            collections: page.collections.clone(),
         })?;
         if page.up_to_date {
             model.publish(files.writer.path(), Some(state.head_seq))?;
@@ -158,7 +237,12 @@ fn catch_up(
             }
             return Ok(());
         }
+        guard.after_apply(&page)?;
     }
+    anyhow::bail!(
+        "the catalog's pages did not end within {MAX_PAGES_PER_PASS} pages; the next try \
+         resumes after the last one applied (if this repeats, report it with the server's log)"
+    )
 }
 
 /// Opens the newest generation in `dir` for writing, and serves the newest complete one
@@ -271,6 +355,50 @@ mod tests {
         remove_older(dir.path(), 3);
         assert_eq!(generations(dir.path()).unwrap(), [3]);
         assert!(dir.path().join("index-3.sqlite3-wal").exists());
+    }
+
+    /// A syncer over a SQLite catalog in `dir` holding the small synthetic catalog, in pages
+    /// of 5 records per collection; and the catalog's state.
+    fn small_catalog(dir: &Path) -> (Arc<Syncer<SyncPage>>, CatalogState) {
+        use exosphere_catalog::CatalogStore as _;
+        let store = Arc::new(exosphere_catalog_sqlite::open_sqlite(dir).unwrap());
+        let mut dump = Vec::new();
+        exosphere_synth::generate(exosphere_synth::Scale::Small, 1, &mut dump).unwrap();
+        exosphere_catalog::dump::import(&*store, std::io::Cursor::new(dump)).unwrap();
+        let state = store.state().unwrap();
+        let paging = exosphere_catalog::sync::Paging {
+            page_size: 5,
+            ..Default::default()
+        };
+        (Arc::new(Syncer::new(store, paging, 1 << 20)), state)
+    }
+
+    #[test]
+    fn a_pass_stops_between_pages_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (syncer, state) = small_catalog(&dir.path().join("data"));
+        let model_dir = dir.path().join("read-model");
+        let model = ReadModel::new();
+        let (stop, stopping) = watch::channel(true);
+        let mut files = None;
+        catch_up(&mut files, &model_dir, &syncer, &model, &state, &stopping).unwrap();
+        let writer = &files.as_ref().unwrap().writer;
+        assert_eq!(writer.sync_token().unwrap(), None, "a page was applied");
+        assert_eq!(model.served_path(), None);
+
+        stop.send_replace(false);
+        catch_up(&mut files, &model_dir, &syncer, &model, &state, &stopping).unwrap();
+        let freshness = model.freshness().expect("served once up to date");
+        assert_eq!(freshness.head, Some(state.head_seq));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_feeder_ends_when_stopped_while_the_catalog_watcher_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let (syncer, state) = small_catalog(&dir.path().join("data"));
+        let (_catalog, watched) = watch::channel(state);
+        let (_model, feeding) = start(dir.path().join("read-model"), syncer, watched);
+        assert!(feeding.join(Duration::from_secs(120)).await);
     }
 
     /// Writes a complete `index-1.sqlite3` in `dir`, returning its path.

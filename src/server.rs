@@ -146,9 +146,13 @@ pub fn start(
             .with_context(|| format!("cannot keep sync pages in {}", files.dir.display()))?;
     }
     let syncer = Arc::new(syncer);
-    let read_model = match &config.read_model {
-        Some(dir) => read_model::start(dir.clone(), Arc::clone(&syncer), catalog.clone()),
-        None => ReadModel::new(),
+    let (read_model, feeding) = match &config.read_model {
+        Some(dir) => {
+            let (model, feeding) =
+                read_model::start(dir.clone(), Arc::clone(&syncer), catalog.clone());
+            (model, Some(Arc::new(feeding)))
+        }
+        None => (ReadModel::new(), None),
     };
     let usage = UsageRecording {
         recorder: Recorder::start(Arc::clone(&store), &config.recorder),
@@ -208,6 +212,7 @@ pub fn start(
         sockjs_test_services: config.sockjs_test_services,
         stats_max_range_days: config.stats_max_range_days,
         read_model,
+        feeding,
         api: config.api.clone(),
         publishing,
     })
@@ -225,7 +230,8 @@ const HTTP_STOP_EXTRA: Duration = Duration::from_secs(3);
 
 /// Serves `state` on `listener` until `shutdown` resolves, then lets DDP sessions wind down
 /// within the configured grace and returns once every connection is gone (or the grace and a
-/// few seconds more have passed).
+/// few seconds more have passed) and the read model's feeder has stopped (within the grace
+/// again: it stops after the page it is applying).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -237,9 +243,14 @@ pub async fn run(
     // On shutdown, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let feeding = state.feeding.clone();
+    let stop_feeding = feeding.clone();
     let draining = exosphere_task::spawn(async move {
         shutdown.await;
         stop.send_replace(true);
+        if let Some(feeding) = stop_feeding {
+            feeding.stop();
+        }
         ddp.shut_down(CLOSE_FLUSH).await
     });
     let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
@@ -266,6 +277,10 @@ pub async fn run(
     }
     if !matches!(draining.await, Ok(true)) {
         tracing::warn!("some sessions were still open after the shutdown grace period");
+    }
+    // Before the caller releases the data directory: no pass may write the read model after.
+    if let Some(feeding) = feeding {
+        feeding.join(grace).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -19,4 +19,4 @@ mod pass;
 pub use changes::{Changes, change_counters};
 pub use error::SyncError;
 pub use page::{FIRST_TOKEN, Page, decode_page, leading_token};
-pub use pass::{PageSink, Pass, PassOptions, sync_pass};
+pub use pass::{PageGuard, PageSink, Pass, PassOptions, sync_pass};
