@@ -254,8 +254,20 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 /// The JSON API's read model on `/healthz`: whether its first build is done, the catalog
-/// head it is current with, and whether it is applying a change.
+/// head it is current with, whether it is applying a change, and whether its passes fail
+/// (`failing`, with how many in a row, the last error and since when).
 fn read_model_health(model: &ReadModel) -> Value {
+    let head = model.freshness().map(|freshness| freshness.head);
+    if let Some(failing) = model.failing() {
+        let since: chrono::DateTime<chrono::Utc> = failing.since.into();
+        return json!({
+            "status": "failing",
+            "head": head.flatten(),
+            "failures": failing.failures,
+            "last_error": failing.last_error,
+            "since": since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+    }
     match model.freshness() {
         None => json!({"status": "building"}),
         Some(freshness) => json!({
@@ -348,6 +360,24 @@ mod tests {
             ServerFailures.classify_response(&response),
             ClassifiedResponse::Ready(Err(_))
         )
+    }
+
+    #[test]
+    fn a_failing_read_model_shows_on_healthz() {
+        let model = ReadModel::new();
+        assert_eq!(read_model_health(&model), json!({"status": "building"}));
+        model.failed("cannot create the read model's directory".into());
+        model.failed("cannot create the read model's directory again".into());
+        let health = read_model_health(&model);
+        assert_eq!(health["status"], "failing");
+        assert_eq!(health["failures"], 2);
+        assert_eq!(
+            health["last_error"],
+            "cannot create the read model's directory again"
+        );
+        assert!(health["since"].as_str().unwrap().ends_with('Z'), "{health}");
+        model.recovered();
+        assert_eq!(read_model_health(&model)["status"], "building");
     }
 
     #[test]

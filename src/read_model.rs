@@ -10,7 +10,8 @@
 //! builds the next generation beside the served one, which goes on answering until the new
 //! one is up to date and replaces it; a damaged served file is replaced the same way, never
 //! deleted while it answers. Until a first file is complete the API answers `503`;
-//! a failing pass is logged and retried, and never stops the server or its sync.
+//! a failing pass is logged, shown on `/healthz` and retried with backoff, and never stops
+//! the server or its sync.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -27,8 +28,20 @@ use tracing::Instrument as _;
 
 use crate::service::SyncPage;
 
-/// How long a failed pass waits before the next try (sooner if the catalog changes).
+/// How long the first failed pass waits before the next try (sooner if the catalog
+/// changes); each further failure in a row doubles it, up to [`MAX_RETRY_AFTER`].
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The longest wait between two tries of a failing pass.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// The wait after `failures` failed passes in a row: 1 s, 2 s, 4 s, … up to 5 minutes.
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_AFTER
+        .saturating_mul(1 << doublings)
+        .min(MAX_RETRY_AFTER)
+}
 
 /// Most pages in a row without records and without `upToDate` before a pass calls the
 /// catalog's pages stuck (as `exosphere sync --max-empty-pages`).
@@ -116,35 +129,49 @@ struct Feeder {
 
 impl Feeder {
     /// A pass now and after every change, until shutdown (or the catalog watcher is gone).
+    /// A failed pass is retried after [`backoff`]; the first retry comes sooner if the
+    /// catalog changes, later ones only when their wait is over, so a busy catalog cannot
+    /// make a persistent failure spin.
     async fn run(mut self) {
         loop {
-            let failed = self.pass().await.err();
+            let result = self.pass().await;
             if *self.stop.borrow() {
                 return;
             }
-            let wait = if let Some(error) = failed {
-                tracing::warn!(
-                    error = format!("{error:#}"),
-                    "updating the read model failed; the API serves what it has, retrying"
-                );
-                self.files = None;
-                Some(RETRY_AFTER)
-            } else {
-                None
-            };
-            let retry = async {
-                match wait {
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None => std::future::pending().await,
+            match result {
+                Ok(()) => {
+                    self.model.recovered();
+                    tokio::select! {
+                        changed = self.catalog.changed() => if changed.is_err() { return },
+                        _ = self.stop.changed() => return,
+                    }
+                    self.model.catching_up();
                 }
-            };
-            tokio::select! {
-                () = retry => continue,
-                changed = self.catalog.changed() => if changed.is_err() { return },
-                _ = self.stop.changed() => return,
-            }
-            if wait.is_none() {
-                self.model.catching_up();
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    let failures = self.model.failed(error.clone());
+                    let wait = backoff(failures);
+                    tracing::warn!(
+                        error,
+                        failures,
+                        retry_in = ?wait,
+                        "updating the read model failed; the API serves what it has, retrying"
+                    );
+                    self.files = None;
+                    let catalog = &mut self.catalog;
+                    let change = async move {
+                        if failures == 1 {
+                            catalog.changed().await.is_ok()
+                        } else {
+                            std::future::pending().await
+                        }
+                    };
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        alive = change => if !alive { return },
+                        _ = self.stop.changed() => return,
+                    }
+                }
             }
         }
     }
@@ -355,6 +382,15 @@ mod tests {
         remove_older(dir.path(), 3);
         assert_eq!(generations(dir.path()).unwrap(), [3]);
         assert!(dir.path().join("index-3.sqlite3-wal").exists());
+    }
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        let waits: Vec<u64> = [1, 2, 3, 9, 10, 1000]
+            .into_iter()
+            .map(|failures| backoff(failures).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 256, 300, 300]);
     }
 
     /// A syncer over a SQLite catalog in `dir` holding the small synthetic catalog, in pages

@@ -535,3 +535,31 @@ fn a_damaged_read_model_is_rebuilt_and_never_stops_the_server() {
     assert_eq!(answer.body["name"], "iron:core");
     assert_eq!(read_model_files(&data), ["index-1.sqlite3"]);
 }
+
+#[test]
+fn a_read_model_that_keeps_failing_shows_on_healthz_while_the_server_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    // A file where the read model's directory goes: every pass fails to create it.
+    std::fs::write(data.join("read-model"), b"in the way").unwrap();
+    let server = Server::start(&data, &[]);
+    let health = wait_for(&format!("{}/healthz", server.http), |a| {
+        a.body["read_model"]["status"] == "failing"
+    });
+    let read_model = &health.body["read_model"];
+    assert!(
+        read_model["failures"].as_u64().unwrap() >= 1,
+        "{read_model}"
+    );
+    assert!(
+        read_model["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot create the read model's directory"),
+        "{read_model}"
+    );
+    assert!(read_model["since"].is_string(), "{read_model}");
+    let answer = get(&format!("{}/api/v1/packages/iron:core", server.http), None);
+    assert_eq!(answer.status, 503);
+}

@@ -17,6 +17,6 @@ mod reply;
 mod routes;
 mod views;
 
-pub use model::{Freshness, QueryError, ReadModel};
+pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use reply::{ApiError, Building};
 pub use routes::{ApiConfig, MAX_QUERY_CHARS, OPENAPI, router};

@@ -14,6 +14,19 @@ const IDLE_READERS: usize = 4;
 #[derive(Debug, Default)]
 pub struct ReadModel {
     served: Mutex<Option<Arc<Served>>>,
+    failing: Mutex<Option<Failing>>,
+}
+
+/// Passes of the feeder failing in a row, for `/healthz`: a read model that stopped
+/// following the catalog is visible there, not only in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failing {
+    /// Passes that failed since the last one that succeeded.
+    pub failures: u32,
+    /// The last failure's message.
+    pub last_error: String,
+    /// When the first of them failed.
+    pub since: std::time::SystemTime,
 }
 
 /// How current the served index is: its sync token (which names the catalog's data epoch
@@ -118,6 +131,29 @@ impl ReadModel {
         }
     }
 
+    /// Records a failed pass with its error; returns how many failed in a row.
+    pub fn failed(&self, error: String) -> u32 {
+        let mut failing = lock(&self.failing);
+        let failing = failing.get_or_insert_with(|| Failing {
+            failures: 0,
+            last_error: String::new(),
+            since: std::time::SystemTime::now(),
+        });
+        failing.failures += 1;
+        failing.last_error = error;
+        failing.failures
+    }
+
+    /// Records a pass that succeeded, ending a run of failures.
+    pub fn recovered(&self) {
+        *lock(&self.failing) = None;
+    }
+
+    /// The failures in a row of the feeder's passes, if the last one failed.
+    pub fn failing(&self) -> Option<Failing> {
+        lock(&self.failing).clone()
+    }
+
     /// The index file being served, if any.
     pub fn served_path(&self) -> Option<PathBuf> {
         self.current().map(|served| served.path.clone())
@@ -180,5 +216,21 @@ mod tests {
         assert_eq!(freshness.head, Some(8));
         assert!(!freshness.catching_up);
         assert!(freshness.token.contains("exosphere-dump"), "{freshness:?}");
+    }
+
+    #[test]
+    fn failures_in_a_row_are_counted_until_a_pass_succeeds() {
+        let model = ReadModel::new();
+        assert_eq!(model.failing(), None);
+        assert_eq!(model.failed("first".into()), 1);
+        let since = model.failing().unwrap().since;
+        assert_eq!(model.failed("second".into()), 2);
+        let failing = model.failing().unwrap();
+        assert_eq!(
+            (failing.failures, failing.last_error.as_str(), failing.since),
+            (2, "second", since)
+        );
+        model.recovered();
+        assert_eq!(model.failing(), None);
     }
 }
