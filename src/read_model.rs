@@ -253,6 +253,7 @@ fn catch_up(
             sync_token: page.sync_token,
             collections: page.collections.clone(),
         })?;
+        model.page_applied(files.writer.path(), page.sync_token.get().to_owned());
         if page.up_to_date {
             model.publish(files.writer.path(), Some(state.head_seq))?;
             if served.as_deref() != Some(files.writer.path()) {

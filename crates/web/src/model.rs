@@ -123,6 +123,17 @@ impl ReadModel {
         Ok(())
     }
 
+    /// Notes that the file at `path` committed a page with `token`: if it is the served
+    /// file, its readers see that page from now on, so the answers' tags must change with
+    /// it (a tag taken before a query is never newer than the body it goes with, so a
+    /// client's copy is never confirmed once the file has moved on). Another file changes
+    /// nothing.
+    pub fn page_applied(&self, path: &Path, token: String) {
+        if let Some(served) = self.current().filter(|served| served.path == path) {
+            lock(&served.freshness).token = token;
+        }
+    }
+
     /// Notes that the catalog moved past what the served index holds, until the next
     /// [`publish`](Self::publish).
     pub fn catching_up(&self) {
@@ -165,7 +176,9 @@ impl ReadModel {
     }
 
     /// Runs `query` on a reader connection of the served index, returning its answer and
-    /// the freshness it was taken at. Blocking: run it on the blocking pool.
+    /// the freshness it was taken at: read before the query, so a page committed meanwhile
+    /// makes the tag older than the body (the next request gets a new one), never newer.
+    /// Blocking: run it on the blocking pool.
     pub fn query<T>(&self, query: impl FnOnce(&Index) -> T) -> Result<(T, Freshness), QueryError> {
         let served = self.current().ok_or(QueryError::Building)?;
         let freshness = lock(&served.freshness).clone();
@@ -216,6 +229,11 @@ mod tests {
         assert_eq!(freshness.head, Some(8));
         assert!(!freshness.catching_up);
         assert!(freshness.token.contains("exosphere-dump"), "{freshness:?}");
+
+        model.page_applied(&dir.path().join("other.sqlite3"), "{\"other\":1}".into());
+        assert!(model.freshness().unwrap().token.contains("exosphere-dump"));
+        model.page_applied(&path, "{\"next\":1}".into());
+        assert_eq!(model.freshness().unwrap().token, "{\"next\":1}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::model::Freshness;
+use crate::routes::OPENAPI;
 
 /// The catalog head sequence the answer is current with.
 pub const HEAD_HEADER: HeaderName = HeaderName::from_static("exosphere-catalog-head");
@@ -136,10 +137,27 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The entity tag of `uri`'s answer from a read model at `freshness`: the same sync token
-/// (the same index content) and URL give the same body.
+/// What an answer's body depends on besides the index and the URL: this build's version
+/// and its API document, so that an upgrade that changes a body changes every tag.
+fn api_format() -> &'static str {
+    static FORMAT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FORMAT.get_or_init(|| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        OPENAPI.hash(&mut hasher);
+        format!("{}/{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish())
+    })
+}
+
+/// The entity tag of `uri`'s answer from a read model at `freshness`: the same API format
+/// (this build), sync token (the same index content) and URL give the same body.
 pub fn entity_tag(freshness: &Freshness, uri: &Uri) -> String {
+    tag_of(api_format(), freshness, uri)
+}
+
+/// [`entity_tag`] for the API format `format`.
+fn tag_of(format: &str, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
+    format.hash(&mut hasher);
     freshness.token.hash(&mut hasher);
     uri.path().hash(&mut hasher);
     uri.query().unwrap_or("").hash(&mut hasher);
@@ -240,6 +258,13 @@ mod tests {
         assert_eq!(entity_tag(&at(1), &uri), entity_tag(&at(1), &uri));
         assert_ne!(entity_tag(&at(1), &uri), entity_tag(&at(2), &uri));
         assert_ne!(entity_tag(&at(1), &uri), entity_tag(&at(1), &other));
+        assert_eq!(entity_tag(&at(1), &uri), tag_of(api_format(), &at(1), &uri));
+        assert_ne!(
+            tag_of("0.1.0/a", &at(1), &uri),
+            tag_of("0.2.0/a", &at(1), &uri),
+            "an upgrade changes the tags"
+        );
+        assert!(api_format().starts_with(env!("CARGO_PKG_VERSION")));
     }
 
     #[test]
