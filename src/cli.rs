@@ -857,6 +857,12 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000), env = "EXOSPHERE_API_MAX_LIMIT")]
     pub api_max_limit: u64,
 
+    /// JSON API queries run at once, each on its own read model connection (default: twice
+    /// the CPUs). A request that waits a second for a turn is answered 503 with
+    /// Retry-After, so API load cannot starve DDP clients and publishing.
+    #[arg(long, default_value_t = exosphere_web::default_max_queries(), value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), env = "EXOSPHERE_API_MAX_QUERIES")]
+    pub api_max_queries: usize,
+
     /// Longest date range, in days, one /api/v1/stats request may ask for.
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
     pub stats_max_range_days: u64,

@@ -194,6 +194,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         read_model: None,
         api: ApiConfig {
             max_limit: args.api_max_limit,
+            max_queries: args.api_max_queries,
         },
         seen_head: None,
     })

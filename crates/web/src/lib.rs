@@ -19,4 +19,4 @@ mod views;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use reply::{ApiError, Building};
-pub use routes::{ApiConfig, MAX_QUERY_CHARS, OPENAPI, router};
+pub use routes::{ApiConfig, MAX_QUERY_CHARS, OPENAPI, default_max_queries, router};

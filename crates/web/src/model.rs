@@ -3,11 +3,13 @@
 //! so with [`ReadModel::publish`] and [`ReadModel::catching_up`]; the API only reads.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use exosphere_index::{Index, IndexError};
 
-/// How many idle reader connections a served index file keeps for the next queries.
+/// How many idle reader connections a served index file keeps for the next queries, until
+/// [`ReadModel::keep_idle_readers`] says how many queries run at once.
 const IDLE_READERS: usize = 4;
 
 /// The index files the API answers from, swapped whole when a rebuilt one is complete.
@@ -15,6 +17,8 @@ const IDLE_READERS: usize = 4;
 pub struct ReadModel {
     served: Mutex<Option<Arc<Served>>>,
     failing: Mutex<Option<Failing>>,
+    /// Idle reader connections kept; 0 stands for [`IDLE_READERS`].
+    idle_readers: AtomicUsize,
 }
 
 /// Passes of the feeder failing in a row, for `/healthz`: a read model that stopped
@@ -53,8 +57,9 @@ struct Served {
 }
 
 impl Served {
-    /// Runs `work` on an idle reader connection (or a new one), kept for the next caller.
-    fn with_reader<T>(&self, work: impl FnOnce(&Index) -> T) -> Result<T, IndexError> {
+    /// Runs `work` on an idle reader connection (or a new one), kept for the next caller
+    /// while fewer than `keep` are idle.
+    fn with_reader<T>(&self, keep: usize, work: impl FnOnce(&Index) -> T) -> Result<T, IndexError> {
         let reader = lock(&self.idle).pop();
         let reader = match reader {
             Some(reader) => reader,
@@ -62,7 +67,7 @@ impl Served {
         };
         let answer = work(&reader);
         let mut idle = lock(&self.idle);
-        if idle.len() < IDLE_READERS {
+        if idle.len() < keep {
             idle.push(reader);
         }
         Ok(answer)
@@ -103,7 +108,7 @@ impl ReadModel {
             catching_up: head.is_none(),
         };
         if let Some(served) = self.current().filter(|served| served.path == path) {
-            let token = served.with_reader(Index::sync_token)??;
+            let token = served.with_reader(self.idle_readers(), Index::sync_token)??;
             *lock(&served.freshness) = fresh(token);
             return Ok(());
         }
@@ -139,6 +144,20 @@ impl ReadModel {
     pub fn catching_up(&self) {
         if let Some(served) = self.current() {
             lock(&served.freshness).catching_up = true;
+        }
+    }
+
+    /// Keeps up to `readers` idle reader connections: as many as queries may run at once,
+    /// so a busy API reuses them instead of opening one per request.
+    pub fn keep_idle_readers(&self, readers: usize) {
+        self.idle_readers.store(readers, Ordering::Relaxed);
+    }
+
+    /// How many idle reader connections are kept.
+    fn idle_readers(&self) -> usize {
+        match self.idle_readers.load(Ordering::Relaxed) {
+            0 => IDLE_READERS,
+            readers => readers,
         }
     }
 
@@ -182,7 +201,7 @@ impl ReadModel {
     pub fn query<T>(&self, query: impl FnOnce(&Index) -> T) -> Result<(T, Freshness), QueryError> {
         let served = self.current().ok_or(QueryError::Building)?;
         let freshness = lock(&served.freshness).clone();
-        Ok((served.with_reader(query)?, freshness))
+        Ok((served.with_reader(self.idle_readers(), query)?, freshness))
     }
 
     fn current(&self) -> Option<Arc<Served>> {

@@ -75,6 +75,19 @@ impl ApiError {
         }
     }
 
+    /// The `503` of a request that found every query turn taken (`--api-max-queries`)
+    /// for the whole wait.
+    pub fn busy() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "api_busy",
+            message: format!(
+                "the server is answering as many API queries as it allows at once; retry in \
+                 {RETRY_AFTER_SECONDS} seconds (its operator can raise --api-max-queries)"
+            ),
+        }
+    }
+
     /// A `500`, logged: the message says only that the server failed.
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "an API query failed");

@@ -3,6 +3,7 @@
 //! answer (`views`) with the headers every answer carries (`reply`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -14,6 +15,7 @@ use axum::routing::{MethodRouter, any, get};
 use exosphere_index::{Index, IndexError, Listing, Releases};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::{QueryError, ReadModel};
 use crate::reply::{ApiError, add_cors, entity_tag, fresh, not_modified, preflight};
@@ -28,24 +30,44 @@ const DEFAULT_LIMIT: u64 = 20;
 /// The longest search query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
 
-/// How the API bounds what one request may ask for.
+/// How long a request waits for one of the [`ApiConfig::max_queries`] turns before it is
+/// answered `503` (busy): long enough for a burst, short enough not to pile requests up.
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// How the API bounds what one request may ask for, and how many run at once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     /// The most items one page, search or bulk lookup returns (`--api-max-limit`); a larger
     /// `limit` is lowered to it, and a bulk lookup of more names is refused.
     pub max_limit: u64,
+    /// The most queries running at once on the blocking pool (`--api-max-queries`), each on
+    /// its own reader connection (as many are kept open); a request that waits
+    /// [`QUEUE_WAIT`] for a turn is answered `503` with `Retry-After`, so API load cannot
+    /// take the blocking pool that DDP, uploads and the feeder share.
+    pub max_queries: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_limit: 100 }
+        ApiConfig {
+            max_limit: 100,
+            max_queries: default_max_queries(),
+        }
     }
+}
+
+/// The default of [`ApiConfig::max_queries`]: twice the CPUs, since a query mostly reads
+/// pages the OS has cached.
+pub fn default_max_queries() -> usize {
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get() * 2)
 }
 
 #[derive(Clone)]
 struct Api {
     model: Arc<ReadModel>,
     config: ApiConfig,
+    /// One permit per query allowed to run at once.
+    turns: Arc<Semaphore>,
 }
 
 /// The query parameters the endpoints read (each reads its own; others are ignored).
@@ -79,7 +101,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/{*rest}", any(unknown))
         .layer(middleware::from_fn(cors))
-        .with_state(Api { model, config })
+        .with_state(Api::new(model, config))
 }
 
 /// Answers preflights, and puts the CORS headers on every answer.
@@ -94,6 +116,25 @@ async fn cors(request: Request, next: Next) -> Response {
 }
 
 impl Api {
+    /// The API over `model`, keeping as many idle readers as queries may run at once.
+    fn new(model: Arc<ReadModel>, config: ApiConfig) -> Api {
+        let turns = config.max_queries.max(1);
+        model.keep_idle_readers(turns);
+        Api {
+            model,
+            config,
+            turns: Arc::new(Semaphore::new(turns)),
+        }
+    }
+
+    /// Waits up to [`QUEUE_WAIT`] for a turn to query; `503` (busy) if none comes.
+    async fn turn(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.turns).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(ApiError::busy()),
+        }
+    }
+
     /// Runs `query` with the request's `parsed` parameters on the read model and answers
     /// with its body, an entity tag and the read model's freshness; a `304` without
     /// querying when the client's tag is current; the error of parameters that did not
@@ -121,8 +162,17 @@ impl Api {
         if not_modified(headers, &tag) {
             return fresh(None::<&()>, &tag, &freshness);
         }
+        let turn = match self.turn().await {
+            Ok(turn) => turn,
+            Err(busy) => return busy.into_response(),
+        };
         let model = Arc::clone(&self.model);
-        match exosphere_task::blocking(move || model.query(|index| query(index, parsed))).await {
+        let asked = exosphere_task::blocking(move || {
+            let answer = model.query(|index| query(index, parsed));
+            drop(turn);
+            answer
+        });
+        match asked.await {
             Ok(Ok((Ok(body), freshness))) => {
                 fresh(Some(&body), &entity_tag(&freshness, uri), &freshness)
             }
@@ -414,6 +464,24 @@ mod tests {
         let bad = ask(Method::GET, "/api/v1/search?q=x&limit=many").await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_without_a_turn_within_the_wait_is_answered_busy() {
+        let config = ApiConfig {
+            max_queries: 1,
+            ..ApiConfig::default()
+        };
+        let api = Api::new(ReadModel::new(), config);
+        let held = api.turn().await.unwrap();
+        let busy = api.turn().await.unwrap_err();
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.code, "api_busy");
+        let response = busy.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        drop(held);
+        assert!(api.turn().await.is_ok(), "a released turn is taken again");
     }
 
     #[tokio::test]
