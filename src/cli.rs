@@ -42,6 +42,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether `serve` keeps the JSON API's read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadModelMode {
+    /// Keep it in the data directory and answer the JSON API from it.
+    On,
+    /// No read model and no feeder: the JSON API answers 503 `api_disabled`.
+    Off,
+}
+
 /// The subcommands.
 // Parsed once per process: the size of the `serve` flags does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -850,6 +859,12 @@ pub struct ServeArgs {
     /// already rolled up re-opens that day and shows within this period (not zero).
     #[arg(long, default_value = "1h", value_parser = parse_positive_duration, env = "EXOSPHERE_STATS_ROLLUP_EVERY")]
     pub stats_rollup_every: Duration,
+
+    /// Whether to keep the JSON API's read model, an index of the catalog in
+    /// DATA_DIR/read-model (about 550 MB for atmosphere's catalog). `off` feeds none and the
+    /// JSON API answers 503 api_disabled; the DDP catalog is served as always.
+    #[arg(long, value_enum, default_value_t = ReadModelMode::On, env = "EXOSPHERE_READ_MODEL")]
+    pub read_model: ReadModelMode,
 
     /// The most items one JSON API answer holds: a page of versions or dependents, search
     /// hits, a maintainer's packages, names in one bulk lookup. A larger `limit=` is lowered

@@ -255,8 +255,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
 
 /// The JSON API's read model on `/healthz`: whether its first build is done, the catalog
 /// head it is current with, whether it is applying a change, and whether its passes fail
-/// (`failing`, with how many in a row, the last error and since when).
+/// (`failing`, with how many in a row, the last error and since when); `off` without one.
 fn read_model_health(model: &ReadModel) -> Value {
+    if model.is_off() {
+        return json!({"status": "off"});
+    }
     let head = model.freshness().map(|freshness| freshness.head);
     if let Some(failing) = model.failing() {
         let since: chrono::DateTime<chrono::Utc> = failing.since.into();
@@ -378,6 +381,10 @@ mod tests {
         assert!(health["since"].as_str().unwrap().ends_with('Z'), "{health}");
         model.recovered();
         assert_eq!(read_model_health(&model)["status"], "building");
+        assert_eq!(
+            read_model_health(&ReadModel::off()),
+            json!({"status": "off"})
+        );
     }
 
     #[test]

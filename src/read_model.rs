@@ -255,6 +255,7 @@ fn catch_up(
         })?;
         model.page_applied(files.writer.path(), page.sync_token.get().to_owned());
         if page.up_to_date {
+            files.writer.checkpoint()?;
             model.publish(files.writer.path(), Some(state.head_seq))?;
             if served.as_deref() != Some(files.writer.path()) {
                 tracing::info!(

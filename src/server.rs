@@ -72,7 +72,8 @@ pub struct Config {
     /// with a mirror, and on a site loaded from a mirror's bundle.
     pub mirror_files: Option<FilesConfig>,
     /// The directory of the read model the JSON API answers from (`exosphere serve` keeps
-    /// it in the data directory, `read-model/`); without one the API answers `503`.
+    /// it in the data directory, `read-model/`, unless `--read-model off`); without one no
+    /// feeder runs and the API answers `503` `api_disabled`.
     pub read_model: Option<PathBuf>,
     /// How the JSON API bounds one request.
     pub api: ApiConfig,
@@ -152,7 +153,7 @@ pub fn start(
                 read_model::start(dir.clone(), Arc::clone(&syncer), catalog.clone());
             (model, Some(Arc::new(feeding)))
         }
-        None => (ReadModel::new(), None),
+        None => (ReadModel::off(), None),
     };
     let usage = UsageRecording {
         recorder: Recorder::start(Arc::clone(&store), &config.recorder),

@@ -22,7 +22,7 @@ use exosphere_synth::{self as synth, Scale};
 use exosphere_web::ApiConfig;
 
 use crate::accept::HttpLimits;
-use crate::cli::ServeArgs;
+use crate::cli::{ReadModelMode, ServeArgs};
 use crate::commands::{blob_store, catalog_location, open_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
@@ -74,7 +74,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dir: data_dir.join("sync-pages"),
         max_bytes: args.sync_file_cache_size,
     });
-    config.read_model = Some(data_dir.join("read-model"));
+    config.read_model = (args.read_model == ReadModelMode::On).then(|| data_dir.join("read-model"));
     config.mirror_files = Some(FilesConfig {
         download_dir: args.data_dir.data_dir.join("mirror-downloads"),
         max_size: args.mirror.upstream_max_file_size,

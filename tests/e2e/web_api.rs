@@ -563,3 +563,17 @@ fn a_read_model_that_keeps_failing_shows_on_healthz_while_the_server_serves() {
     let answer = get(&format!("{}/api/v1/packages/iron:core", server.http), None);
     assert_eq!(answer.status, 503);
 }
+
+#[test]
+fn a_server_with_the_read_model_off_keeps_none_and_says_the_api_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let server = Server::start(&data, &["--read-model", "off"]);
+    let answer = get(&format!("{}/api/v1/packages/iron:core", server.http), None);
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.body["error"]["code"], "api_disabled");
+    let health = get(&format!("{}/healthz", server.http), None).body;
+    assert_eq!(health["read_model"]["status"], "off", "{health}");
+    assert!(!data.join("read-model").exists());
+}

@@ -241,6 +241,15 @@ impl Index {
             .collect()
     }
 
+    /// Moves the write-ahead log into the file and empties it (`wal_checkpoint(TRUNCATE)`),
+    /// so a long-lived writer's log does not keep the disk space of a whole build. Readers
+    /// in the middle of a query may keep part of it until the next checkpoint.
+    pub fn checkpoint(&self) -> Result<(), IndexError> {
+        self.connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.sqlite(e))
+    }
+
     /// A SQLite error of this index file, named with its path.
     pub(crate) fn sqlite(&self, error: rusqlite::Error) -> IndexError {
         IndexError::from_sqlite(&self.path, error)
@@ -345,6 +354,21 @@ mod tests {
             Index::open_read_only(&path),
             Err(IndexError::NewerSchema { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn a_checkpoint_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        let dump =
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"a","lastUpdated":{"$date":1}}}"#;
+        let mut index = Index::open(&path).unwrap();
+        index.load_dump(dump, 10).unwrap();
+        let wal = dir.path().join("index.sqlite3-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        index.checkpoint().unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        assert!(index.is_ready().unwrap());
     }
 
     #[test]

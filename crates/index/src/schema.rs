@@ -222,6 +222,9 @@ pub const DATA_TABLES: [&str; 15] = [
 /// than SQLite's 1,000 copies each page fewer times during a sync. Reads go through a
 /// memory map of up to 1 GiB (an atmosphere-scale index is about half that) rather than a
 /// `pread` copy per page: the scans that end a first sync and the checkpoints read much.
+/// After a checkpoint the log is cut back to at most 64 MiB (`journal_size_limit`), so a
+/// long-lived writer (the server's read model) does not keep the disk space of its largest
+/// transaction.
 pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
     configure_reader(connection)?;
     connection.execute_batch(
@@ -230,7 +233,8 @@ pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
-         PRAGMA wal_autocheckpoint = 8192;",
+         PRAGMA wal_autocheckpoint = 8192;
+         PRAGMA journal_size_limit = 67108864;",
     )
 }
 

@@ -19,6 +19,8 @@ pub struct ReadModel {
     failing: Mutex<Option<Failing>>,
     /// Idle reader connections kept; 0 stands for [`IDLE_READERS`].
     idle_readers: AtomicUsize,
+    /// The server keeps no read model (`--read-model off`): nothing is ever published.
+    off: bool,
 }
 
 /// Passes of the feeder failing in a row, for `/healthz`: a read model that stopped
@@ -145,6 +147,20 @@ impl ReadModel {
         if let Some(served) = self.current() {
             lock(&served.freshness).catching_up = true;
         }
+    }
+
+    /// The read model of a server that keeps none: the API answers that it is turned off
+    /// rather than that it is building.
+    pub fn off() -> Arc<ReadModel> {
+        Arc::new(ReadModel {
+            off: true,
+            ..ReadModel::default()
+        })
+    }
+
+    /// Whether the server keeps no read model ([`ReadModel::off`]).
+    pub fn is_off(&self) -> bool {
+        self.off
     }
 
     /// Keeps up to `readers` idle reader connections: as many as queries may run at once,

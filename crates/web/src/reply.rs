@@ -20,8 +20,8 @@ pub const HEAD_HEADER: HeaderName = HeaderName::from_static("exosphere-catalog-h
 /// `current`, or `catching-up` while the read model applies a change the catalog made.
 pub const STATE_HEADER: HeaderName = HeaderName::from_static("exosphere-read-model");
 
-/// Marks the `503` of a read model still building its first file: the server answers it on
-/// purpose, so the server's request log does not count it as a failure.
+/// Marks the `503` of a read model still building its first file, or turned off: the
+/// server answers it on purpose, so the server's request log does not count it as a failure.
 #[derive(Debug, Clone, Copy)]
 pub struct Building;
 
@@ -88,6 +88,17 @@ impl ApiError {
         }
     }
 
+    /// The `503` of a server that keeps no read model (`--read-model off`).
+    pub fn disabled() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "api_disabled",
+            message: "this server does not serve the JSON API (it runs with --read-model off); \
+                      its operator can turn it on, or use the DDP catalog"
+                .to_owned(),
+        }
+    }
+
     /// A `500`, logged: the message says only that the server failed.
     pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
         tracing::error!(%error, "an API query failed");
@@ -135,12 +146,15 @@ impl IntoResponse for ApiError {
             .into_response();
         let headers = response.headers_mut();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+            // Waiting does not turn a disabled API on.
+            if self.code != "api_disabled" {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            if self.code == "read_model_building" {
+            if matches!(self.code, "read_model_building" | "api_disabled") {
                 response.extensions_mut().insert(Building);
             }
         } else {

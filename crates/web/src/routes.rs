@@ -155,6 +155,9 @@ impl Api {
             Ok(parsed) => parsed,
             Err(error) => return error.into_response(),
         };
+        if self.model.is_off() {
+            return ApiError::disabled().into_response();
+        }
         let Some(freshness) = self.model.freshness() else {
             return ApiError::building().into_response();
         };
@@ -464,6 +467,20 @@ mod tests {
         let bad = ask(Method::GET, "/api/v1/search?q=x&limit=many").await;
         assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
         assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
+    }
+
+    #[tokio::test]
+    async fn a_server_without_a_read_model_says_the_api_is_off() {
+        let router: Router = router(ReadModel::off(), ApiConfig::default());
+        let request = axum::http::Request::builder()
+            .uri("/api/v1/packages/iron:router")
+            .body(Body::empty())
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(body(response).await["error"]["code"], "api_disabled");
     }
 
     #[tokio::test(start_paused = true)]
