@@ -191,15 +191,13 @@ impl Api {
         let cap = self.config.max_limit.max(1);
         match &params.limit {
             None => Ok(DEFAULT_LIMIT.min(cap)),
-            Some(text) => text
-                .parse::<u64>()
-                .map(|limit| limit.clamp(1, cap))
-                .map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_parameter",
-                        format!("limit must be a whole number from 1 to {cap}, not {text:?}"),
-                    )
-                }),
+            Some(text) => match text.parse::<u64>() {
+                Ok(limit) if limit >= 1 => Ok(limit.min(cap)),
+                _ => Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("limit must be a whole number from 1 to {cap}, not {text:?}"),
+                )),
+            },
         }
     }
 }
@@ -464,9 +462,11 @@ mod tests {
         assert!(response.extensions().get::<crate::Building>().is_some());
         assert_eq!(body(response).await["error"]["code"], "read_model_building");
         // Parameters are checked first: a bad one is a 400 even while building.
-        let bad = ask(Method::GET, "/api/v1/search?q=x&limit=many").await;
-        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
+        for limit in ["many", "0", "-1"] {
+            let bad = ask(Method::GET, &format!("/api/v1/search?q=x&limit={limit}")).await;
+            assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "limit={limit}");
+            assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
+        }
     }
 
     #[tokio::test]
