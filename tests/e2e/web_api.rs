@@ -577,3 +577,20 @@ fn a_server_with_the_read_model_off_keeps_none_and_says_the_api_is_off() {
     assert_eq!(health["read_model"]["status"], "off", "{health}");
     assert!(!data.join("read-model").exists());
 }
+
+#[test]
+fn if_none_match_any_is_a_304_only_for_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let server = Server::start(&data, &[]);
+    let api = format!("{}/api/v1", server.http);
+    wait_for(&format!("{api}/packages/iron:core"), |a| a.status == 200);
+    assert_eq!(
+        get(&format!("{api}/packages/iron:core"), Some("*")).status,
+        304
+    );
+    let missing = get(&format!("{api}/packages/no:such-package"), Some("*"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["error"]["code"], "package_not_found");
+}

@@ -191,15 +191,17 @@ fn tag_of(format: &str, freshness: &Freshness, uri: &Uri) -> String {
     format!("\"{:016x}\"", hasher.finish())
 }
 
-/// Whether `If-None-Match` names `tag` (or is `*`); weak tags compare by their value.
-pub fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
+/// Whether `If-None-Match` names `tag`, or is `*` and the resource `exists` (RFC 9110
+/// §13.1.2: `*` matches any current representation, so only once a query found one; a
+/// missing package must answer `404`, not `304`). Weak tags compare by their value.
+pub fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .map(|candidate| candidate.trim())
-        .any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == tag)
+        .any(|candidate| (candidate == "*" && exists) || candidate.trim_start_matches("W/") == tag)
 }
 
 /// A `200` JSON answer, or a `304` when the client holds `tag` already, with the headers
@@ -298,15 +300,16 @@ mod tests {
     fn if_none_match_lists_and_weak_tags_match() {
         let tag = "\"abc\"";
         let mut headers = HeaderMap::new();
-        assert!(!not_modified(&headers, tag));
+        assert!(!not_modified(&headers, tag, true));
         headers.insert(
             header::IF_NONE_MATCH,
             HeaderValue::from_static("\"x\", W/\"abc\""),
         );
-        assert!(not_modified(&headers, tag));
+        assert!(not_modified(&headers, tag, false));
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(not_modified(&headers, tag));
+        assert!(not_modified(&headers, tag, true));
+        assert!(!not_modified(&headers, tag, false), "* before the query");
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abd\""));
-        assert!(!not_modified(&headers, tag));
+        assert!(!not_modified(&headers, tag, true));
     }
 }

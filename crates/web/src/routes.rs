@@ -162,7 +162,7 @@ impl Api {
             return ApiError::building().into_response();
         };
         let tag = entity_tag(&freshness, uri);
-        if not_modified(headers, &tag) {
+        if not_modified(headers, &tag, false) {
             return fresh(None::<&()>, &tag, &freshness);
         }
         let turn = match self.turn().await {
@@ -177,7 +177,9 @@ impl Api {
         });
         match asked.await {
             Ok(Ok((Ok(body), freshness))) => {
-                fresh(Some(&body), &entity_tag(&freshness, uri), &freshness)
+                let tag = entity_tag(&freshness, uri);
+                let body = (!not_modified(headers, &tag, true)).then_some(&body);
+                fresh(body, &tag, &freshness)
             }
             Ok(Ok((Err(error), _))) => error.into_response(),
             Ok(Err(QueryError::Building)) => ApiError::building().into_response(),
