@@ -145,20 +145,22 @@ impl IntoResponse for ApiError {
         )
             .into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            // Waiting does not turn a disabled API on.
-            if self.code != "api_disabled" {
-                headers.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                );
-            }
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            if matches!(self.code, "read_model_building" | "api_disabled") {
-                response.extensions_mut().insert(Building);
-            }
+        // A server error says nothing about the resource: no cache may keep it.
+        let cache = if self.status.is_server_error() {
+            "no-store"
         } else {
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_DATA));
+            CACHE_DATA
+        };
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        // Waiting does not turn a disabled API on.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE && self.code != "api_disabled" {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        if matches!(self.code, "read_model_building" | "api_disabled") {
+            response.extensions_mut().insert(Building);
         }
         response
     }
@@ -294,6 +296,16 @@ mod tests {
             "an upgrade changes the tags"
         );
         assert!(api_format().starts_with(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn server_errors_are_never_stored_and_client_errors_revalidate() {
+        let internal = ApiError::internal(&"a test failure").into_response();
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(!internal.headers().contains_key(header::RETRY_AFTER));
+        let missing = ApiError::not_found("package_not_found", "none").into_response();
+        assert_eq!(missing.headers()[header::CACHE_CONTROL], CACHE_DATA);
     }
 
     #[test]
