@@ -594,3 +594,20 @@ fn if_none_match_any_is_a_304_only_for_what_exists() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body["error"]["code"], "package_not_found");
 }
+
+#[test]
+fn a_name_asked_twice_in_a_bulk_lookup_is_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let server = Server::start(&data, &["--api-max-limit", "4"]);
+    let url = format!(
+        "{}/api/v1/packages?names=iron:core,nope:nope,iron:core,nope:nope",
+        server.http
+    );
+    let answer = wait_for(&url, |a| a.status == 200);
+    let items = answer.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", answer.body);
+    assert_eq!(items[0]["name"], "iron:core");
+    assert_eq!(answer.body["missing"], json!(["nope:nope"]));
+}

@@ -2,6 +2,7 @@
 //! one question through the index's query methods on the blocking pool, and shapes the
 //! answer (`views`) with the headers every answer carries (`reply`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -320,12 +321,13 @@ async fn lookup(
 ) -> Response {
     let cap = api.config.max_limit.max(1);
     let asked = params(query).and_then(|params| {
-        let names: Vec<String> = params
-            .names
-            .unwrap_or_default()
+        let given = params.names.unwrap_or_default();
+        // A name asked twice is answered once, in the order first asked.
+        let mut seen = HashSet::new();
+        let names: Vec<String> = given
             .split(',')
             .map(str::trim)
-            .filter(|name| !name.is_empty())
+            .filter(|name| !name.is_empty() && seen.insert(*name))
             .map(str::to_owned)
             .collect();
         if names.is_empty() {
@@ -348,9 +350,10 @@ async fn lookup(
     api.answer(asked, &headers, &uri, |index, names| {
         let asked: Vec<&str> = names.iter().map(String::as_str).collect();
         let items = index.summaries(&asked)?;
+        let found: HashSet<&str> = items.iter().map(|hit| hit.name.as_str()).collect();
         let missing = names
             .iter()
-            .filter(|name| !items.iter().any(|hit| &hit.name == *name))
+            .filter(|name| !found.contains(name.as_str()))
             .cloned()
             .collect();
         Ok(Lookup { items, missing })
