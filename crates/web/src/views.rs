@@ -154,7 +154,7 @@ pub struct Page<T> {
     pub limit: u64,
     /// This page's items.
     pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last.
+    /// Pass as `cursor` for the next page; `null` on the last.
     pub next_cursor: Option<String>,
 }
 
@@ -188,7 +188,7 @@ pub struct Hits {
     pub limit: u64,
     /// The packages.
     pub items: Vec<SearchHit>,
-    /// Pass as `cursor` for the next page; absent when this page is not full.
+    /// Pass as `cursor` for the next page; `null` when this page is not full.
     pub next_cursor: Option<String>,
 }
 
