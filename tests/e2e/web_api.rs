@@ -62,9 +62,14 @@ pub fn get(url: &str, tag: Option<&str>) -> Answer {
 
 /// Polls `url` until `done` holds for its answer, failing after [`PATIENCE`].
 pub fn wait_for(url: &str, done: impl Fn(&Answer) -> bool) -> Answer {
+    wait_for_tagged(url, None, done)
+}
+
+/// [`wait_for`], sending `tag` as `If-None-Match`.
+pub fn wait_for_tagged(url: &str, tag: Option<&str>, done: impl Fn(&Answer) -> bool) -> Answer {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let answer = get(url, None);
+        let answer = get(url, tag);
         if done(&answer) {
             return answer;
         }
@@ -292,10 +297,10 @@ fn api_answers_and_follows_the_catalog(backend: &Backend) {
     });
     assert_eq!(fresh.body["latest_version"], "1.0.0");
     assert_eq!(fresh.body["maintainers"], json!(["fresh"]));
-    assert_eq!(
-        get(&format!("{api}/packages/iron:router"), Some(&before)).status,
-        200
-    );
+    // The tag follows each committed page just after it commits: poll until it moved.
+    wait_for_tagged(&format!("{api}/packages/iron:router"), Some(&before), |a| {
+        a.status == 200
+    });
     let found = get(&format!("{api}/search?q=published%20while"), None).body;
     assert_eq!(found["items"][0]["name"], "web-api:fresh", "{found}");
 }
