@@ -317,16 +317,26 @@ fn api_answers_and_follows_the_catalog_on_postgres() {
 
 #[test]
 fn the_read_model_survives_a_restart_and_serves_at_once() {
+    use std::os::unix::fs::MetadataExt as _;
     let (_dir, data, mut server) = serve_api(&Backend::Sqlite);
+    let file = data.join("read-model/index-1.sqlite3");
+    let inode = std::fs::metadata(&file).unwrap().ino();
     server.signal_terminate();
     server.wait_exit(Duration::from_secs(30));
     let server = Server::start(&data, &[]);
-    // The file of the first run is served again, not rebuilt.
-    wait_for(
+    // The file of the first run is served again, not rebuilt: the first answer that is not
+    // "still opening" is the package, from the same file.
+    let first = wait_for(
         &format!("{}/api/v1/packages/iron:router", server.http),
-        |a| a.status == 200,
+        |a| a.status != 503,
     );
+    assert_eq!(first.status, 200, "{}", first.body);
     assert_eq!(read_model_files(&data), ["index-1.sqlite3"]);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().ino(),
+        inode,
+        "the file was rebuilt"
+    );
 }
 
 /// The OpenAPI document as the repository keeps it.
