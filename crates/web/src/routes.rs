@@ -28,6 +28,11 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Items a list returns when the request gives no `limit` (or the cap, if lower).
 const DEFAULT_LIMIT: u64 = 20;
 
+/// The deepest position a page may start at: a page is an `OFFSET` query, whose cost grows
+/// with the position, so crawling a list through ever deeper cursors is bounded. Atmosphere's
+/// longest list, the dependents of `meteor`, holds about 15,000.
+const MAX_CURSOR: u64 = 50_000;
+
 /// The longest search query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 200;
 
@@ -207,7 +212,7 @@ impl Api {
 
 /// Where a page starts: the `next_cursor` of the page before, or the start.
 fn offset(params: &Params) -> Result<u64, ApiError> {
-    params.cursor.as_deref().map_or(Ok(0), |cursor| {
+    let offset = params.cursor.as_deref().map_or(Ok(0), |cursor| {
         cursor.parse().map_err(|_| {
             ApiError::bad_request(
                 "invalid_cursor",
@@ -217,7 +222,18 @@ fn offset(params: &Params) -> Result<u64, ApiError> {
                 ),
             )
         })
-    })
+    })?;
+    if offset > MAX_CURSOR {
+        return Err(ApiError::bad_request(
+            "cursor_too_deep",
+            format!(
+                "pages past item {MAX_CURSOR} are not served (each costs a scan of every item \
+                 before it): narrow the search, or sync the catalog with `exosphere sync` \
+                 and query it locally"
+            ),
+        ));
+    }
+    Ok(offset)
 }
 
 /// A count or position as an index query takes it (larger ones are clamped).
@@ -467,6 +483,9 @@ mod tests {
         assert!(response.extensions().get::<crate::Building>().is_some());
         assert_eq!(body(response).await["error"]["code"], "read_model_building");
         // Parameters are checked first: a bad one is a 400 even while building.
+        let deep = ask(Method::GET, "/api/v1/search?q=x&cursor=50001").await;
+        assert_eq!(deep.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(deep).await["error"]["code"], "cursor_too_deep");
         for limit in ["many", "0", "-1"] {
             let bad = ask(Method::GET, &format!("/api/v1/search?q=x&limit={limit}")).await;
             assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "limit={limit}");
