@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
@@ -106,6 +106,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/api/v1/maintainers/{user}", get(maintainer))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/{*rest}", any(unknown))
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(cors))
         .with_state(Api::new(model, config))
 }
@@ -241,6 +242,20 @@ fn usize_of(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
 }
 
+/// The path's parameters, or a JSON `400` when they do not decode (not UTF-8), instead of
+/// axum's plain-text rejection.
+fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(value)| value).map_err(|rejection| {
+        ApiError::bad_request(
+            "invalid_parameter",
+            format!(
+                "{}: give names in the path as UTF-8, percent-encoded",
+                rejection.body_text()
+            ),
+        )
+    })
+}
+
 /// The query parameters, or a JSON `400` when they are not a query string.
 fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
     query
@@ -251,11 +266,11 @@ fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiErr
 /// `GET /api/v1/packages/{name}`.
 async fn package(
     State(api): State<Api>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    api.answer(Ok(()), &headers, &uri, move |index, ()| {
+    api.answer(path(name), &headers, &uri, move |index, name| {
         Ok(PackageDetail::from(index.show(&name, None)?))
     })
     .await
@@ -264,20 +279,25 @@ async fn package(
 /// `GET /api/v1/packages/{name}/versions/{version}`: one version in full.
 async fn version(
     State(api): State<Api>,
-    Path((name, version)): Path<(String, String)>,
+    asked: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    api.answer(Ok(()), &headers, &uri, move |index, ()| {
-        let info = index.show(&name, Some(&version))?;
-        Ok(VersionDetail {
-            latest: info.latest == info.version.version,
-            name: info.name,
-            dependency_groups: DependencyGroups::of(&info.version.dependencies),
-            version: info.version,
-            releases: info.releases,
-        })
-    })
+    api.answer(
+        path(asked),
+        &headers,
+        &uri,
+        move |index, (name, version)| {
+            let info = index.show(&name, Some(&version))?;
+            Ok(VersionDetail {
+                latest: info.latest == info.version.version,
+                name: info.name,
+                dependency_groups: DependencyGroups::of(&info.version.dependencies),
+                version: info.version,
+                releases: info.releases,
+            })
+        },
+    )
     .await
 }
 
@@ -290,14 +310,22 @@ where
 {
     get(
         move |State(api): State<Api>,
-              Path(name): Path<String>,
+              name: Result<Path<String>, PathRejection>,
               query: Result<Query<Params>, QueryRejection>,
               headers: HeaderMap,
               uri: Uri| async move {
-            let bounds = params(query).and_then(|p| Ok((api.limit(&p)?, offset(&p)?)));
-            api.answer(bounds, &headers, &uri, move |index, (limit, offset)| {
-                Ok(Page::of(list(index, &name, offset, limit)?, offset, limit))
-            })
+            let asked = path(name).and_then(|name| {
+                let p = params(query)?;
+                Ok((name, api.limit(&p)?, offset(&p)?))
+            });
+            api.answer(
+                asked,
+                &headers,
+                &uri,
+                move |index, (name, limit, offset)| {
+                    Ok(Page::of(list(index, &name, offset, limit)?, offset, limit))
+                },
+            )
             .await
         },
     )
@@ -391,11 +419,11 @@ async fn releases(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Respo
 /// `GET /api/v1/releases/{track}`: one track's release versions, newest first.
 async fn release_track(
     State(api): State<Api>,
-    Path(track): Path<String>,
+    track: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    api.answer(Ok(()), &headers, &uri, move |index, ()| {
+    api.answer(path(track), &headers, &uri, move |index, track| {
         Ok(index.releases(Some(&track))?)
     })
     .await
@@ -405,13 +433,16 @@ async fn release_track(
 /// first.
 async fn maintainer(
     State(api): State<Api>,
-    Path(user): Path<String>,
+    user: Result<Path<String>, PathRejection>,
     query: Result<Query<Params>, QueryRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let bounds = params(query).and_then(|params| Ok((api.limit(&params)?, offset(&params)?)));
-    api.answer(bounds, &headers, &uri, move |index, (limit, offset)| {
+    let asked = path(user).and_then(|user| {
+        let params = params(query)?;
+        Ok((user, api.limit(&params)?, offset(&params)?))
+    });
+    api.answer(asked, &headers, &uri, move |index, (user, limit, offset)| {
         let items = index.search_from("", Some(&user), usize_of(offset), usize_of(limit))?;
         if items.is_empty() && offset == 0 {
             return Err(ApiError::not_found(
@@ -433,6 +464,23 @@ async fn openapi() -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
     );
+    response
+}
+
+/// A method other than `GET` (or a preflight's `OPTIONS`) on an endpoint: a JSON `405`.
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut response = ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!(
+            "{method} is not allowed on {}: the API is read-only, ask with GET",
+            uri.path()
+        ),
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, OPTIONS"));
     response
 }
 
@@ -491,6 +539,18 @@ mod tests {
             assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "limit={limit}");
             assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
         }
+    }
+
+    #[tokio::test]
+    async fn rejections_and_other_methods_are_json() {
+        let bad = ask(Method::GET, "/api/v1/packages/%FF").await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(body(bad).await["error"]["code"], "invalid_parameter");
+        let posted = ask(Method::POST, "/api/v1/packages/iron:router").await;
+        assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(posted.headers()[header::ALLOW], "GET, OPTIONS");
+        assert_eq!(posted.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(body(posted).await["error"]["code"], "method_not_allowed");
     }
 
     #[tokio::test]
