@@ -15,10 +15,10 @@ use crate::model::Freshness;
 use crate::routes::OPENAPI;
 
 /// The catalog head sequence the answer is current with.
-pub const HEAD_HEADER: HeaderName = HeaderName::from_static("exosphere-catalog-head");
+pub(crate) const HEAD_HEADER: HeaderName = HeaderName::from_static("exosphere-catalog-head");
 
 /// `current`, or `catching-up` while the read model applies a change the catalog made.
-pub const STATE_HEADER: HeaderName = HeaderName::from_static("exosphere-read-model");
+pub(crate) const STATE_HEADER: HeaderName = HeaderName::from_static("exosphere-read-model");
 
 /// Marks the `503` of a read model still building its first file, or turned off: the
 /// server answers it on purpose, so the server's request log does not count it as a failure.
@@ -179,7 +179,7 @@ fn api_format() -> &'static str {
 
 /// The entity tag of `uri`'s answer from a read model at `freshness`: the same API format
 /// (this build), sync token (the same index content) and URL give the same body.
-pub fn entity_tag(freshness: &Freshness, uri: &Uri) -> String {
+pub(crate) fn entity_tag(freshness: &Freshness, uri: &Uri) -> String {
     tag_of(api_format(), freshness, uri)
 }
 
@@ -196,7 +196,7 @@ fn tag_of(format: &str, freshness: &Freshness, uri: &Uri) -> String {
 /// Whether `If-None-Match` names `tag`, or is `*` and the resource `exists` (RFC 9110
 /// §13.1.2: `*` matches any current representation, so only once a query found one; a
 /// missing package must answer `404`, not `304`). Weak tags compare by their value.
-pub fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool {
+pub(crate) fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -208,7 +208,7 @@ pub fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool {
 
 /// A `200` JSON answer, or a `304` when the client holds `tag` already, with the headers
 /// saying how current it is.
-pub fn fresh(body: Option<&impl Serialize>, tag: &str, freshness: &Freshness) -> Response {
+pub(crate) fn fresh(body: Option<&impl Serialize>, tag: &str, freshness: &Freshness) -> Response {
     let mut response = match body {
         Some(body) => axum::Json(body).into_response(),
         None => StatusCode::NOT_MODIFIED.into_response(),
@@ -234,7 +234,7 @@ pub fn fresh(body: Option<&impl Serialize>, tag: &str, freshness: &Freshness) ->
 
 /// CORS on every API answer, errors included: the API is public and read-only, so any
 /// page may read it; scripts may read the headers that say how current it is.
-pub fn add_cors(headers: &mut HeaderMap) {
+pub(crate) fn add_cors(headers: &mut HeaderMap) {
     insert_all(
         headers,
         [
@@ -248,7 +248,7 @@ pub fn add_cors(headers: &mut HeaderMap) {
 }
 
 /// The answer to a CORS preflight (a script sending `If-None-Match` asks first).
-pub fn preflight() -> Response {
+pub(crate) fn preflight() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     insert_all(
         response.headers_mut(),

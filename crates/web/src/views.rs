@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// `GET /api/v1/packages/{name}`: a package at a glance.
 #[derive(Debug, Serialize)]
-pub struct PackageDetail {
+pub(crate) struct PackageDetail {
     /// The package name.
     pub name: String,
     /// Its latest version (official versions before prereleases).
@@ -59,7 +59,7 @@ impl From<PackageInfo> for PackageDetail {
 /// shows it (dependencies with their references as published, exports, builds, flags),
 /// with its dependencies grouped by kind and the releases that pin it.
 #[derive(Debug, Serialize)]
-pub struct VersionDetail {
+pub(crate) struct VersionDetail {
     /// The package name.
     pub name: String,
     /// Whether this is the package's latest version.
@@ -78,7 +78,7 @@ pub struct VersionDetail {
 /// package get it too) is told apart first, then `weak` (only ordered after, not pulled
 /// in), then `unordered` (pulled in, not ordered before); the rest are `strong`.
 #[derive(Debug, Default, Serialize)]
-pub struct DependencyGroups {
+pub(crate) struct DependencyGroups {
     /// Pulled in and ordered before.
     pub strong: Vec<GroupedDependency>,
     /// Ordered after when present, not pulled in.
@@ -91,7 +91,7 @@ pub struct DependencyGroups {
 
 /// One dependency within a group.
 #[derive(Debug, PartialEq, Serialize)]
-pub struct GroupedDependency {
+pub(crate) struct GroupedDependency {
     /// The package depended on.
     pub name: String,
     /// The constraint, none for "any version".
@@ -147,7 +147,7 @@ impl DependencyGroups {
 /// One page of a list: the items, how many there are in all, and the cursor of the next
 /// page (`None` on the last).
 #[derive(Debug, Serialize)]
-pub struct Page<T> {
+pub(crate) struct Page<T> {
     /// How many items the whole list holds.
     pub total: u64,
     /// The page size used (the asked `limit`, capped).
@@ -173,7 +173,7 @@ impl<T> Page<T> {
 
 /// `GET /api/v1/packages?names=`: what the catalog knows of each name asked.
 #[derive(Debug, Serialize)]
-pub struct Lookup {
+pub(crate) struct Lookup {
     /// The packages found, in the order asked.
     pub items: Vec<SearchHit>,
     /// The names asked that the catalog does not hold.
@@ -183,7 +183,7 @@ pub struct Lookup {
 /// `GET /api/v1/search` and `GET /api/v1/maintainers/{user}`: packages, best first, a
 /// page at a time (without a total, which would cost a second search).
 #[derive(Debug, Serialize)]
-pub struct Hits {
+pub(crate) struct Hits {
     /// The page size used (the asked `limit`, capped).
     pub limit: u64,
     /// The packages.
