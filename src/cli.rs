@@ -42,6 +42,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Whether `serve` keeps the JSON API's read model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadModelMode {
+    /// Keep it in the data directory and answer the JSON API from it.
+    On,
+    /// No read model and no feeder: the JSON API answers 503 `api_disabled`.
+    Off,
+}
+
 /// The subcommands.
 // Parsed once per process: the size of the `serve` flags does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -850,6 +859,24 @@ pub struct ServeArgs {
     /// already rolled up re-opens that day and shows within this period (not zero).
     #[arg(long, default_value = "1h", value_parser = parse_positive_duration, env = "EXOSPHERE_STATS_ROLLUP_EVERY")]
     pub stats_rollup_every: Duration,
+
+    /// Whether to keep the JSON API's read model, an index of the catalog in
+    /// DATA_DIR/read-model (about 550 MB for atmosphere's catalog). `off` feeds none and the
+    /// JSON API answers 503 api_disabled; the DDP catalog is served as always.
+    #[arg(long, value_enum, default_value_t = ReadModelMode::On, env = "EXOSPHERE_READ_MODEL")]
+    pub read_model: ReadModelMode,
+
+    /// The most items one JSON API answer holds: a page of versions or dependents, search
+    /// hits, a maintainer's packages, names in one bulk lookup. A larger `limit=` is lowered
+    /// to it; a bulk lookup of more names is refused with 400.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000), env = "EXOSPHERE_API_MAX_LIMIT")]
+    pub api_max_limit: u64,
+
+    /// JSON API queries run at once, each on its own read model connection (default: twice
+    /// the CPUs). A request that waits a second for a turn is answered 503 with
+    /// Retry-After, so API load cannot starve DDP clients and publishing.
+    #[arg(long, default_value_t = exosphere_web::default_max_queries(), value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), env = "EXOSPHERE_API_MAX_QUERIES")]
+    pub api_max_queries: usize,
 
     /// Longest date range, in days, one /api/v1/stats request may ask for.
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]

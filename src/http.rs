@@ -1,5 +1,5 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>` and a home page; package uploads and downloads (published
+//! `/api/v1/stats/packages/<name>`, the JSON API's routes (`exosphere-web`) and a home page; package uploads and downloads (published
 //! and mirrored) live in `http/files.rs`, the stats routes in `http/stats.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
@@ -19,6 +19,7 @@ use exosphere_catalog::CatalogStore;
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, ScriptIntegrity, Server, SockJsConfig};
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
+use exosphere_web::{ApiConfig, Building, ReadModel};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_http::classify::{
@@ -62,6 +63,13 @@ pub struct AppState {
     pub mirror: Option<watch::Receiver<MirrorStatus>>,
     /// Mirrored files (`/mirror/files/<key>`), when they are served.
     pub mirror_files: Option<MirrorFiles>,
+    /// The read model the JSON API answers from.
+    pub read_model: Arc<ReadModel>,
+    /// The read model's feeder, if the server feeds one: [`crate::server::run`] stops it
+    /// before returning, so no pass writes after the data directory is released.
+    pub(crate) feeding: Option<Arc<crate::read_model::Feeding>>,
+    /// How the JSON API bounds one request.
+    pub api: ApiConfig,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -83,6 +91,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/stats/packages/{name}",
             get(stats::package_stats_range),
         )
+        .merge(exosphere_web::router(
+            Arc::clone(&state.read_model),
+            state.api.clone(),
+        ))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
         .merge(sockjs::ddp_routes(
@@ -121,7 +133,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Classifies responses for the trace layer, which logs failures at ERROR: every 5xx is a
-/// failure, except those a DDP transport gives on purpose ([`DeliberateStatus`]).
+/// failure, except those a DDP transport gives on purpose ([`DeliberateStatus`]) and the
+/// API's `503` while its read model builds ([`Building`]).
 #[derive(Debug, Clone, Copy)]
 struct ServerFailures;
 
@@ -133,7 +146,9 @@ impl ClassifyResponse for ServerFailures {
         self,
         response: &Response<B>,
     ) -> ClassifiedResponse<Self::FailureClass, Self::ClassifyEos> {
-        if response.extensions().get::<DeliberateStatus>().is_some() {
+        let extensions = response.extensions();
+        if extensions.get::<DeliberateStatus>().is_some() || extensions.get::<Building>().is_some()
+        {
             ClassifiedResponse::Ready(Ok(()))
         } else {
             ServerErrorsAsFailures::new().classify_response(response)
@@ -156,6 +171,9 @@ fn log_response(response: &Response, latency: Duration, span: &Span) {
         }
         Some(DeliberateStatus::Refused) => {
             tracing::info!(%status, latency_ms, "refused: session limit or shutdown");
+        }
+        None if response.extensions().get::<Building>().is_some() => {
+            tracing::info!(%status, latency_ms, "the read model is still building");
         }
         None => DefaultOnResponse::default().on_response(response, latency, span),
     }
@@ -226,11 +244,39 @@ async fn healthz(State(state): State<AppState>) -> Response {
                 "mirror": mirror,
                 "mirror_files": mirror_files,
                 "stats_files": state.stats_files.health(),
+                "read_model": read_model_health(&state.read_model),
             }))
             .into_response()
         }
         Ok(Err(error)) => unhealthy(&error),
         Err(error) => unhealthy(&error),
+    }
+}
+
+/// The JSON API's read model on `/healthz`: whether its first build is done, the catalog
+/// head it is current with, whether it is applying a change, and whether its passes fail
+/// (`failing`, with how many in a row, the last error and since when); `off` without one.
+fn read_model_health(model: &ReadModel) -> Value {
+    if model.is_off() {
+        return json!({"status": "off"});
+    }
+    let head = model.freshness().map(|freshness| freshness.head);
+    if let Some(failing) = model.failing() {
+        let since: chrono::DateTime<chrono::Utc> = failing.since.into();
+        return json!({
+            "status": "failing",
+            "head": head.flatten(),
+            "failures": failing.failures,
+            "last_error": failing.last_error,
+            "since": since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        });
+    }
+    match model.freshness() {
+        None => json!({"status": "building"}),
+        Some(freshness) => json!({
+            "status": if freshness.catching_up { "catching-up" } else { "current" },
+            "head": freshness.head,
+        }),
     }
 }
 
@@ -280,6 +326,8 @@ publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
 <li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
 <li><code>{base}/api/v1/stats/packages/NAME?from=YYYY-MM-DD&amp;to=YYYY-MM-DD&amp;interval=day|week|month</code>:
 one package's adds over a range, per version and period, with a trend</li>
+<li><code>{base}/api/v1/packages/NAME</code>, <code>{base}/api/v1/search?q=WORDS</code> and
+more: the JSON API over the catalog, described by <code>{base}/api/v1/openapi.json</code></li>
 <li><code>{base}/packages/...</code>: published package files (the URLs in <code>source</code>,
 <code>build</code> and <code>readme</code>); <code>meteor publish</code> uploads through URLs the
 server hands out</li>
@@ -318,12 +366,37 @@ mod tests {
     }
 
     #[test]
+    fn a_failing_read_model_shows_on_healthz() {
+        let model = ReadModel::new();
+        assert_eq!(read_model_health(&model), json!({"status": "building"}));
+        model.failed("cannot create the read model's directory".into());
+        model.failed("cannot create the read model's directory again".into());
+        let health = read_model_health(&model);
+        assert_eq!(health["status"], "failing");
+        assert_eq!(health["failures"], 2);
+        assert_eq!(
+            health["last_error"],
+            "cannot create the read model's directory again"
+        );
+        assert!(health["since"].as_str().unwrap().ends_with('Z'), "{health}");
+        model.recovered();
+        assert_eq!(read_model_health(&model)["status"], "building");
+        assert_eq!(
+            read_model_health(&ReadModel::off()),
+            json!({"status": "off"})
+        );
+    }
+
+    #[test]
     fn deliberate_server_errors_are_not_failures() {
         assert!(is_failure(
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         ));
         assert!(is_failure(StatusCode::SERVICE_UNAVAILABLE.into_response()));
         assert!(!is_failure(StatusCode::NOT_FOUND.into_response()));
+        let mut building = StatusCode::SERVICE_UNAVAILABLE.into_response();
+        building.extensions_mut().insert(Building);
+        assert!(!is_failure(building));
         for status in [DeliberateStatus::ClientError, DeliberateStatus::Refused] {
             let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             response.extensions_mut().insert(status);

@@ -23,6 +23,7 @@ mod commands;
 mod fd_limit;
 pub mod http;
 mod jobs;
+mod read_model;
 pub mod seen_head;
 mod serve_lock;
 pub mod server;

@@ -18,11 +18,13 @@ use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use exosphere_mirror::{FilesConfig, MirrorConfig, MirrorFiles, MirrorPhase, MirrorStatus};
+use exosphere_web::{ApiConfig, ReadModel};
 use tokio::net::TcpListener;
 
 use crate::accept::{self, HttpLimits, OpenConnections};
 use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
+use crate::read_model;
 use crate::seen_head::HeadFile;
 use crate::service::{PackageService, Publishing, UsageRates, UsageRecording, UsageThrottle};
 use crate::stats_files::{StatsFiles, StatsFilesConfig};
@@ -69,6 +71,12 @@ pub struct Config {
     /// How mirrored files are fetched and cached, when they are served (`/mirror/files`):
     /// with a mirror, and on a site loaded from a mirror's bundle.
     pub mirror_files: Option<FilesConfig>,
+    /// The directory of the read model the JSON API answers from (`exosphere serve` keeps
+    /// it in the data directory, `read-model/`, unless `--read-model off`); without one no
+    /// feeder runs and the API answers `503` `api_disabled`.
+    pub read_model: Option<PathBuf>,
+    /// How the JSON API bounds one request.
+    pub api: ApiConfig,
     /// The file in which the newest catalog head seen is kept, if any (`exosphere serve`
     /// keeps one in the data directory, checked at startup by
     /// [`HeadFile::check_at_startup`]).
@@ -106,13 +114,16 @@ impl Default for Config {
             stats_files: StatsFilesConfig::default(),
             mirror: None,
             mirror_files: None,
+            read_model: None,
+            api: ApiConfig::default(),
             seen_head: None,
         }
     }
 }
 
 /// Builds a server over an opened store and starts its background work: the catalog
-/// watcher (and, with [`Config::seen_head`], the file of the newest head it saw), the usage recorder, the daily rollup, (with `publishing`) the upload sweep,
+/// watcher (and, with [`Config::seen_head`], the file of the newest head it saw), (with
+/// [`Config::read_model`]) the read model's feeder, the usage recorder, the daily rollup, (with `publishing`) the upload sweep,
 /// (with [`Config::mirror`]) the upstream mirror and (with [`Config::mirror_files`] and
 /// `publishing`'s file store) the mirrored files' service.
 /// The returned state is what [`run`] serves; call it inside a tokio runtime.
@@ -136,6 +147,14 @@ pub fn start(
             .with_context(|| format!("cannot keep sync pages in {}", files.dir.display()))?;
     }
     let syncer = Arc::new(syncer);
+    let (read_model, feeding) = match &config.read_model {
+        Some(dir) => {
+            let (model, feeding) =
+                read_model::start(dir.clone(), Arc::clone(&syncer), catalog.clone());
+            (model, Some(Arc::new(feeding)))
+        }
+        None => (ReadModel::off(), None),
+    };
     let usage = UsageRecording {
         recorder: Recorder::start(Arc::clone(&store), &config.recorder),
         limits: config.usage_limits.clone(),
@@ -193,6 +212,9 @@ pub fn start(
         connections: OpenConnections::new(&config.http),
         sockjs_test_services: config.sockjs_test_services,
         stats_max_range_days: config.stats_max_range_days,
+        read_model,
+        feeding,
+        api: config.api.clone(),
         publishing,
     })
 }
@@ -209,7 +231,8 @@ const HTTP_STOP_EXTRA: Duration = Duration::from_secs(3);
 
 /// Serves `state` on `listener` until `shutdown` resolves, then lets DDP sessions wind down
 /// within the configured grace and returns once every connection is gone (or the grace and a
-/// few seconds more have passed).
+/// few seconds more have passed) and the read model's feeder has stopped (within the grace
+/// again: it stops after the page it is applying).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -221,9 +244,14 @@ pub async fn run(
     // On shutdown, HTTP stops accepting and DDP sessions wind down side by side; WebSocket
     // sessions are not HTTP requests, so they are waited for here.
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let feeding = state.feeding.clone();
+    let stop_feeding = feeding.clone();
     let draining = exosphere_task::spawn(async move {
         shutdown.await;
         stop.send_replace(true);
+        if let Some(feeding) = stop_feeding {
+            feeding.stop();
+        }
         ddp.shut_down(CLOSE_FLUSH).await
     });
     let signalled = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
@@ -250,6 +278,10 @@ pub async fn run(
     }
     if !matches!(draining.await, Ok(true)) {
         tracing::warn!("some sessions were still open after the shutdown grace period");
+    }
+    // Before the caller releases the data directory: no pass may write the read model after.
+    if let Some(feeding) = feeding {
+        feeding.join(grace).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -19,9 +19,10 @@ use exosphere_ddp::{DdpConfig, ScriptIntegrity, SockJsConfig, WebSocketCompressi
 use exosphere_mirror::{FilesConfig, MirrorConfig};
 use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
+use exosphere_web::ApiConfig;
 
 use crate::accept::HttpLimits;
-use crate::cli::ServeArgs;
+use crate::cli::{ReadModelMode, ServeArgs};
 use crate::commands::{blob_store, catalog_location, open_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
@@ -73,6 +74,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         dir: data_dir.join("sync-pages"),
         max_bytes: args.sync_file_cache_size,
     });
+    config.read_model = (args.read_model == ReadModelMode::On).then(|| data_dir.join("read-model"));
     config.mirror_files = Some(FilesConfig {
         download_dir: args.data_dir.data_dir.join("mirror-downloads"),
         max_size: args.mirror.upstream_max_file_size,
@@ -188,6 +190,12 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         },
         mirror: None,
         mirror_files: None,
+        // In the data directory, set where the directory is known (`run`).
+        read_model: None,
+        api: ApiConfig {
+            max_limit: args.api_max_limit,
+            max_queries: args.api_max_queries,
+        },
         seen_head: None,
     })
 }

@@ -37,3 +37,4 @@ mod several_servers;
 mod sockjs_protocol;
 mod stats;
 mod sync;
+mod web_api;

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension as _};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension as _};
 use serde_json::value::RawValue;
 
 use exosphere_meteor::Collection;
@@ -51,6 +51,35 @@ impl Index {
             });
         }
         Index::open(path)
+    }
+
+    /// Opens the index at `path` for queries only, in SQLite's read-only mode: it never
+    /// creates the file, its schema or its directory and never upgrades it, so a reader
+    /// racing the file's removal (a server replacing a generation) gets
+    /// [`IndexError::Missing`] instead of leaving an empty file behind. A file of another
+    /// schema is refused as [`Index::open`] would ([`IndexError::NewerSchema`],
+    /// [`IndexError::Corrupt`]).
+    pub fn open_read_only(path: &Path) -> Result<Index, IndexError> {
+        let sqlite = |e| IndexError::from_sqlite(path, e);
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let connection = match Connection::open_with_flags(path, flags) {
+            Ok(connection) => connection,
+            Err(error)
+                if error.sqlite_error_code() == Some(ErrorCode::CannotOpen) && !path.exists() =>
+            {
+                return Err(IndexError::Missing {
+                    path: path.to_owned(),
+                });
+            }
+            Err(error) => return Err(sqlite(error)),
+        };
+        schema::configure_reader(&connection).map_err(sqlite)?;
+        schema::check(&connection, path)?;
+        connection.set_prepared_statement_cache_capacity(64);
+        Ok(Index {
+            connection,
+            path: path.to_owned(),
+        })
     }
 
     /// Deletes whatever is at `path` (index file and its -wal/-shm) and creates an empty index.
@@ -212,6 +241,15 @@ impl Index {
             .collect()
     }
 
+    /// Moves the write-ahead log into the file and empties it (`wal_checkpoint(TRUNCATE)`),
+    /// so a long-lived writer's log does not keep the disk space of a whole build. Readers
+    /// in the middle of a query may keep part of it until the next checkpoint.
+    pub fn checkpoint(&self) -> Result<(), IndexError> {
+        self.connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(|e| self.sqlite(e))
+    }
+
     /// A SQLite error of this index file, named with its path.
     pub(crate) fn sqlite(&self, error: rusqlite::Error) -> IndexError {
         IndexError::from_sqlite(&self.path, error)
@@ -284,6 +322,53 @@ mod tests {
             index_file_name("host", 443, "/mirror/a/websocket"),
             "host-443-mirror_a.sqlite3"
         );
+    }
+
+    #[test]
+    fn read_only_opens_never_create_or_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        assert!(matches!(
+            Index::open_read_only(&path),
+            Err(IndexError::Missing { .. })
+        ));
+        assert!(!path.exists(), "a read-only open created the file");
+
+        let dump =
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"a","lastUpdated":{"$date":1}}}"#;
+        Index::open(&path).unwrap().load_dump(dump, 10).unwrap();
+        let reader = Index::open_read_only(&path).unwrap();
+        assert!(reader.is_ready().unwrap());
+        assert!(reader.sync_token().unwrap().is_some());
+        assert!(
+            reader.connection.execute("DELETE FROM origin", []).is_err(),
+            "a read-only connection wrote"
+        );
+        drop(reader);
+
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            Index::open_read_only(&path),
+            Err(IndexError::NewerSchema { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn a_checkpoint_empties_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        let dump =
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"a","lastUpdated":{"$date":1}}}"#;
+        let mut index = Index::open(&path).unwrap();
+        index.load_dump(dump, 10).unwrap();
+        let wal = dir.path().join("index.sqlite3-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        index.checkpoint().unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        assert!(index.is_ready().unwrap());
     }
 
     #[test]

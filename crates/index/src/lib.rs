@@ -1,5 +1,5 @@
 //! A local index of a Meteor package server's catalog: filled page by page from
-//! `syncNewPackageData` results, queried offline (`search`, `show`, `deps`, `releases`).
+//! `syncNewPackageData` results, queried offline (`search`, `show`, `deps`, `releases`) and by the server's JSON API.
 //!
 //! This crate knows nothing about DDP or WebSockets: the sync client hands it each page as
 //! borrowed raw JSON ([`SyncPage`]) and it stores the page and its token in one SQLite
@@ -9,12 +9,15 @@
 //!   its file lives by default.
 //! * `query`: [`Index::search`], [`Index::show`], [`Index::deps`], [`Index::releases`] and
 //!   their typed, serializable results.
+//! * `listing`: [`Index::versions`], [`Index::dependents`] and [`Index::summaries`], one
+//!   page or several names at a time, and [`Index::is_ready`].
 //! * `ingest`: parsing records and filling the typed and derived tables.
 //! * `schema`: the tables, `PRAGMA user_version` and what is checked on open.
 
 mod error;
 mod handle;
 mod ingest;
+mod listing;
 mod query;
 mod schema;
 
@@ -22,6 +25,7 @@ pub use error::IndexError;
 pub use exosphere_meteor::MeteorVersion;
 pub use handle::{Index, default_index_path};
 pub use ingest::{PageApplied, SyncPage};
+pub use listing::Listing;
 pub use query::{
     Build, DepNode, Dependency, DepsReport, Export, PackageInfo, Reference, ReleaseMembership,
     ReleaseSummary, Releases, SearchHit, TrackSummary, VersionInfo, VersionSummary,

@@ -65,6 +65,12 @@ pub struct VersionInfo {
     pub deprecated: Option<String>,
     /// The symbols it exports, per architecture.
     pub exports: Vec<Export>,
+    /// Only in development builds (`debugOnly`, spec §3.8).
+    pub debug_only: bool,
+    /// Only in production builds (`prodOnly`).
+    pub prod_only: bool,
+    /// Only in test builds (`testOnly`).
+    pub test_only: bool,
     /// Its dependencies, by name.
     pub dependencies: Vec<Dependency>,
     /// Its published builds.
@@ -239,9 +245,22 @@ impl Index {
         maintainer: Option<&str>,
         limit: usize,
     ) -> Result<Vec<SearchHit>, IndexError> {
+        self.search_from(query, maintainer, 0, limit)
+    }
+
+    /// [`Index::search`] from the `offset`-th hit on, for callers that show one page of
+    /// hits at a time (the JSON API).
+    pub fn search_from(
+        &self,
+        query: &str,
+        maintainer: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<SearchHit>, IndexError> {
         self.require_synced()?;
         let expression = fts_expression(query);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
         let rows: Vec<(String, String, Option<String>, Option<i64>)> =
             match (&expression, maintainer) {
                 (Some(expression), _) => {
@@ -256,13 +275,13 @@ impl Index {
                        AND (?2 IS NULL OR EXISTS (SELECT 1 FROM maintainers m
                                                   WHERE m.username = ?2 AND m.package = l.package))
                      ORDER BY (l.package = ?3) DESC, bm25(search, 10.0, 2.0, 1.0),
-                              l.last_updated DESC
-                     LIMIT ?4",
+                              l.last_updated DESC, l.package
+                     LIMIT ?4 OFFSET ?5",
                         )
                         .map_err(|e| self.sqlite(e))?;
                     let rows = statement
                         .query_map(
-                            params![expression, maintainer, query.trim(), limit],
+                            params![expression, maintainer, query.trim(), limit, offset],
                             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                         )
                         .map_err(|e| self.sqlite(e))?;
@@ -278,12 +297,12 @@ impl Index {
                      JOIN versions v ON v.rowid = l.version_rowid
                      WHERE m.username = ?1
                      GROUP BY l.package
-                     ORDER BY l.last_updated DESC
-                     LIMIT ?2",
+                     ORDER BY l.last_updated DESC, l.package
+                     LIMIT ?2 OFFSET ?3",
                         )
                         .map_err(|e| self.sqlite(e))?;
                     let rows = statement
-                        .query_map(params![maintainer, limit], |row| {
+                        .query_map(params![maintainer, limit, offset], |row| {
                             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
                         })
                         .map_err(|e| self.sqlite(e))?;
@@ -617,6 +636,12 @@ impl Index {
             deprecated_message: Option<String>,
             #[serde(default)]
             exports: Option<Vec<Export>>,
+            #[serde(default)]
+            debug_only: Option<bool>,
+            #[serde(default)]
+            prod_only: Option<bool>,
+            #[serde(default)]
+            test_only: Option<bool>,
         }
         #[derive(Deserialize)]
         struct User {
@@ -670,13 +695,16 @@ impl Index {
                     .unwrap_or_else(|| "deprecated".to_owned())
             }),
             exports: doc.exports.unwrap_or_default(),
+            debug_only: doc.debug_only.unwrap_or(false),
+            prod_only: doc.prod_only.unwrap_or(false),
+            test_only: doc.test_only.unwrap_or(false),
             dependencies,
             builds,
         })
     }
 
     /// The latest version of `name` as (rowid, version), or [`IndexError::UnknownPackage`].
-    fn latest_version(&self, name: &str) -> Result<(i64, String), IndexError> {
+    pub(crate) fn latest_version(&self, name: &str) -> Result<(i64, String), IndexError> {
         self.connection
             .prepare_cached(
                 "SELECT v.rowid, v.version FROM latest l JOIN versions v ON v.rowid = l.version_rowid
@@ -708,7 +736,7 @@ impl Index {
         }
     }
 
-    fn maintainers(&self, package: &str) -> Result<Vec<String>, IndexError> {
+    pub(crate) fn maintainers(&self, package: &str) -> Result<Vec<String>, IndexError> {
         self.collect(
             "SELECT DISTINCT username FROM maintainers WHERE package = ?1 ORDER BY username",
             [package],
@@ -717,7 +745,7 @@ impl Index {
     }
 
     /// Queries need an index that a sync has brought up to date at least once.
-    fn require_synced(&self) -> Result<(), IndexError> {
+    pub(crate) fn require_synced(&self) -> Result<(), IndexError> {
         if self.sync_token()?.is_none() {
             return Err(IndexError::NotSynced {
                 path: self.path.clone(),
@@ -731,7 +759,7 @@ impl Index {
         Ok(())
     }
 
-    fn collect<T, P: rusqlite::Params>(
+    pub(crate) fn collect<T, P: rusqlite::Params>(
         &self,
         sql: &str,
         params: P,
@@ -770,7 +798,7 @@ fn usernames(doc: &str) -> Vec<String> {
 }
 
 /// A stored `references` array (checked when it was ingested).
-fn references(refs: &str) -> Vec<Reference> {
+pub(crate) fn references(refs: &str) -> Vec<Reference> {
     serde_json::from_str(refs).unwrap_or_default()
 }
 
@@ -802,7 +830,7 @@ fn fts_expression(query: &str) -> Option<String> {
 }
 
 /// Milliseconds since the epoch as ISO-8601 (`2015-01-01T00:00:00.000Z`).
-fn iso_date(ms: i64) -> Option<String> {
+pub(crate) fn iso_date(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|date| date.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }

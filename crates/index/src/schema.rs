@@ -222,30 +222,89 @@ pub const DATA_TABLES: [&str; 15] = [
 /// than SQLite's 1,000 copies each page fewer times during a sync. Reads go through a
 /// memory map of up to 1 GiB (an atmosphere-scale index is about half that) rather than a
 /// `pread` copy per page: the scans that end a first sync and the checkpoints read much.
+/// After a checkpoint the log is cut back to at most 64 MiB (`journal_size_limit`), so a
+/// long-lived writer (the server's read model) does not keep the disk space of its largest
+/// transaction.
 pub fn configure(connection: &Connection) -> rusqlite::Result<()> {
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    configure_reader(connection)?;
     connection.execute_batch(
         "PRAGMA page_size = 8192;
          PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA foreign_keys = OFF;
          PRAGMA cache_size = -65536;
-         PRAGMA temp_store = MEMORY;
          PRAGMA wal_autocheckpoint = 8192;
+         PRAGMA journal_size_limit = 67108864;",
+    )
+}
+
+/// The settings of a read-only connection: none of them writes to the file, and its page
+/// cache is small (8 MB, against a writer's 64 MB) since a server keeps several readers.
+pub fn configure_reader(connection: &Connection) -> rusqlite::Result<()> {
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.execute_batch(
+        "PRAGMA cache_size = -8192;
+         PRAGMA temp_store = MEMORY;
          PRAGMA mmap_size = 1073741824;",
     )
+}
+
+/// Checks, without writing, that `connection` holds an index of exactly this build's
+/// schema: a read-only reader can neither create nor upgrade one.
+pub fn check(connection: &Connection, path: &Path) -> Result<(), IndexError> {
+    let (application_id, user_version) = identity(connection, path)?;
+    check_version(application_id, user_version, SCHEMA_VERSION, path)
+}
+
+/// The file's `application_id` and `user_version`.
+fn identity(connection: &Connection, path: &Path) -> Result<(i64, i64), IndexError> {
+    let sqlite = |e| IndexError::from_sqlite(path, e);
+    let application_id = connection
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(sqlite)?;
+    let user_version = connection
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(sqlite)?;
+    Ok((application_id, user_version))
+}
+
+/// Refuses a file that is not an index ([`IndexError::Corrupt`]), of a newer schema
+/// ([`IndexError::NewerSchema`]), or older than `oldest` ([`IndexError::Corrupt`]: rebuild).
+fn check_version(
+    application_id: i64,
+    user_version: i64,
+    oldest: i64,
+    path: &Path,
+) -> Result<(), IndexError> {
+    if application_id != APPLICATION_ID {
+        return Err(IndexError::Corrupt {
+            path: path.to_owned(),
+            reason: "it is an SQLite database, but not an Exosphere index".into(),
+        });
+    }
+    if user_version > SCHEMA_VERSION {
+        return Err(IndexError::NewerSchema {
+            path: path.to_owned(),
+            found: user_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if user_version < oldest {
+        return Err(IndexError::Corrupt {
+            path: path.to_owned(),
+            reason: format!(
+                "it has index schema {user_version}, from an older Exosphere; this version uses {SCHEMA_VERSION}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `connection` holds an index this build can use, creating the schema in an
 /// empty file.
 pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexError> {
     let sqlite = |e| IndexError::from_sqlite(path, e);
-    let application_id: i64 = connection
-        .pragma_query_value(None, "application_id", |row| row.get(0))
-        .map_err(sqlite)?;
-    let user_version: i64 = connection
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(sqlite)?;
+    let (application_id, user_version) = identity(connection, path)?;
     if application_id == 0 && user_version == 0 {
         let objects: i64 = connection
             .query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))
@@ -268,19 +327,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
             .map_err(sqlite)?;
         return tx.commit().map_err(sqlite);
     }
-    if application_id != APPLICATION_ID {
-        return Err(IndexError::Corrupt {
-            path: path.to_owned(),
-            reason: "it is an SQLite database, but not an Exosphere index".into(),
-        });
-    }
-    if user_version > SCHEMA_VERSION {
-        return Err(IndexError::NewerSchema {
-            path: path.to_owned(),
-            found: user_version,
-            supported: SCHEMA_VERSION,
-        });
-    }
+    check_version(application_id, user_version, 2, path)?;
     if user_version == 2 {
         // Version 3 only adds `origin`; the file's server is learnt at its next sync. Two
         // processes may upgrade the same file at once: the table is created if missing.
@@ -289,14 +336,6 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(sqlite)?;
         return tx.commit().map_err(sqlite);
-    }
-    if user_version < SCHEMA_VERSION {
-        return Err(IndexError::Corrupt {
-            path: path.to_owned(),
-            reason: format!(
-                "it has index schema {user_version}, from an older Exosphere; this version uses {SCHEMA_VERSION}"
-            ),
-        });
     }
     Ok(())
 }

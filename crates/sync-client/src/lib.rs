@@ -18,5 +18,5 @@ mod pass;
 
 pub use changes::{Changes, change_counters};
 pub use error::SyncError;
-pub use page::{FIRST_TOKEN, Page, leading_token};
-pub use pass::{PageSink, Pass, PassOptions, sync_pass};
+pub use page::{FIRST_TOKEN, Page, decode_page, leading_token};
+pub use pass::{PageGuard, PageSink, Pass, PassOptions, sync_pass};

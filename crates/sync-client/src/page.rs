@@ -101,6 +101,57 @@ pub fn leading_token(frame: &str) -> Option<(&str, bool)> {
     }
 }
 
+/// Decodes one `syncNewPackageData` result's JSON text (spec §3.2) into a [`Page`]: a
+/// compressed page is inflated into `buffer` (to at most `limit` bytes), which the page then
+/// borrows. It exists so a reader of pages that did not come over DDP (the server's own read
+/// model, fed from its page cache) decodes them exactly as the sync loop does.
+pub fn decode_page<'a>(
+    text: &'a str,
+    buffer: &'a mut String,
+    limit: usize,
+) -> Result<Page<'a>, SyncError> {
+    let result: SyncResult<'a> = serde_json::from_str(text).map_err(|error| {
+        SyncError::Protocol(format!(
+            "a sync page is not a syncNewPackageData result: {error}"
+        ))
+    })?;
+    page_of(result, buffer, limit)
+}
+
+/// The page a decoded result holds: its collections (inflated into `buffer` when
+/// compressed), and whether it ends the sync, which older servers say with an empty
+/// `collections` object instead of `upToDate` (spec §3.3 steps 5 and 7).
+pub(crate) fn page_of<'a>(
+    result: SyncResult<'a>,
+    buffer: &'a mut String,
+    limit: usize,
+) -> Result<Page<'a>, SyncError> {
+    let collections = match (&result.collections_compressed, result.collections) {
+        (Some(packed), _) => {
+            *buffer = inflate(packed, limit)?;
+            let inflated: &'a String = buffer;
+            serde_json::from_str::<Collections>(inflated).map_err(|error| {
+                SyncError::Protocol(format!(
+                    "a compressed page does not hold a collections object: {error}"
+                ))
+            })?
+        }
+        (None, Some(collections)) => collections,
+        (None, None) => {
+            return Err(SyncError::Protocol(
+                "the server sent a sync page without collections".to_owned(),
+            ));
+        }
+    };
+    let complete = result.up_to_date || (!result.reset_data && collections.0.is_empty());
+    Ok(Page {
+        reset_data: result.reset_data,
+        up_to_date: complete,
+        sync_token: result.sync_token,
+        collections: collections.0,
+    })
+}
+
 /// Decodes `collectionsCompressed` as the tool does (spec §3.7): base64, then gunzip, to
 /// at most `limit` bytes, so a gzip bomb fails instead of filling memory.
 pub(crate) fn inflate(packed: &str, limit: usize) -> Result<String, SyncError> {
@@ -167,6 +218,39 @@ mod tests {
                 .contains(&collections.0[0].1[1].get().as_ptr())
         );
         assert!(result.up_to_date && !result.reset_data);
+    }
+
+    #[test]
+    fn page_texts_decode_as_the_loop_decodes_frames() {
+        use std::io::Write as _;
+        let text =
+            r#"{"collections":{"packages":[{"_id":"a"}]},"syncToken":{"x":1},"upToDate":false}"#;
+        let mut buffer = String::new();
+        let page = decode_page(text, &mut buffer, 1 << 20).expect("a page");
+        assert_eq!(
+            (page.records(), page.up_to_date, page.reset_data),
+            (1, false, false)
+        );
+        assert_eq!(page.sync_token.get(), r#"{"x":1}"#);
+
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"{"versions":[{"_id":"v"}]}"#)
+            .expect("gzip");
+        let packed = base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"));
+        let text = format!(
+            r#"{{"collectionsCompressed":"{packed}","syncToken":{{}},"resetData":true,"upToDate":true}}"#
+        );
+        let mut buffer = String::new();
+        let page = decode_page(&text, &mut buffer, 1 << 20).expect("a compressed page");
+        assert_eq!(page.collections[0].0, "versions");
+        assert!(page.reset_data && page.up_to_date);
+
+        // Older servers end a sync with an empty `collections` object.
+        let mut buffer = String::new();
+        let last = decode_page(r#"{"collections":{},"syncToken":{}}"#, &mut buffer, 10).unwrap();
+        assert!(last.up_to_date);
+        assert!(decode_page(r#"{"syncToken":{}}"#, &mut String::new(), 10).is_err());
+        assert!(decode_page("[]", &mut String::new(), 10).is_err());
     }
 
     #[test]

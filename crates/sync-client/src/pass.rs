@@ -19,7 +19,7 @@ use exosphere_ddp::client::{Client, PendingCall};
 use exosphere_ddp::ejson::{Ejson, EjsonMap};
 
 use crate::error::SyncError;
-use crate::page::{Collections, FIRST_TOKEN, Page, SyncResult, inflate, leading_token};
+use crate::page::{FIRST_TOKEN, Page, SyncResult, leading_token, page_of};
 
 /// Where a pass puts pages. Every implementation MUST keep this contract:
 ///
@@ -113,11 +113,10 @@ pub async fn sync_pass<S: PageSink>(
     };
     let options = Ejson::Object(options);
     let stored = tokio::task::block_in_place(|| sink.token())?;
-    let mut previous = stored.unwrap_or_else(|| FIRST_TOKEN.to_owned());
-    let mut pending = request(client, &previous, &options).await?;
+    let first = stored.unwrap_or_else(|| FIRST_TOKEN.to_owned());
+    let mut pending = request(client, &first, &options).await?;
+    let mut guard = PageGuard::new(first, settings.max_empty_pages);
     let mut pass = Pass::default();
-    let mut empty_pages = 0u32;
-    let mut previous_reset = false;
     loop {
         let answer = pending.result().await?;
         let frame = answer.frame();
@@ -130,36 +129,10 @@ pub async fn sync_pass<S: PageSink>(
                 "the server answered syncNewPackageData without a result",
             ));
         };
-        let inflated;
-        let collections = match (&result.collections_compressed, result.collections) {
-            (Some(packed), _) => {
-                inflated = inflate(packed, settings.max_page_size)?;
-                serde_json::from_str::<Collections>(&inflated).map_err(|error| {
-                    protocol(format!(
-                        "a compressed page does not hold a collections object: {error}"
-                    ))
-                })?
-            }
-            (None, Some(collections)) => collections,
-            (None, None) => {
-                return Err(protocol("the server sent a sync page without collections"));
-            }
-        };
-        if result.reset_data && previous_reset {
-            return Err(protocol(
-                "the server broke the sync protocol: it sent `resetData` on two pages in a \
-                 row (spec §3.6 forbids it); stopping instead of starting over forever",
-            ));
-        }
-        // Spec §3.3 steps 5 and 7: older servers end a sync with an empty `collections`
-        // object instead of `upToDate`.
-        let complete = result.up_to_date || (!result.reset_data && collections.0.is_empty());
-        let page = Page {
-            reset_data: result.reset_data,
-            up_to_date: complete,
-            sync_token: result.sync_token,
-            collections: collections.0,
-        };
+        let mut inflated = String::new();
+        let page = page_of(result, &mut inflated, settings.max_page_size)?;
+        guard.before_apply(&page)?;
+        let complete = page.up_to_date;
         let records = page.records();
         // Sinks block (a database); other tasks (the connection reader receiving the next
         // page) move to another worker meanwhile.
@@ -170,33 +143,83 @@ pub async fn sync_pass<S: PageSink>(
         pass.pages += 1;
         pass.records += records;
         pass.bytes += frame.len() as u64;
-        pass.reset |= result.reset_data;
+        pass.reset |= page.reset_data;
         if complete {
             pass.elapsed = started.elapsed();
             return Ok(pass);
         }
-        let token = result.sync_token.get();
-        if token == previous {
+        guard.after_apply(&page)?;
+        let token = page.sync_token.get();
+        pending = match next {
+            Some(next) => next,
+            None => request(client, token, &options).await?,
+        };
+    }
+}
+
+/// The checks that keep a page loop from running forever on a server that breaks the
+/// protocol: `resetData` on two pages in a row, a page without `upToDate` that returns the
+/// token it was asked with, or too many pages in a row without records. [`sync_pass`] runs
+/// them over DDP, and a loop that asks a `Syncer` directly (the server's read model) runs
+/// the same ones.
+#[derive(Debug, Clone)]
+pub struct PageGuard {
+    previous: String,
+    previous_reset: bool,
+    empty_pages: u32,
+    max_empty_pages: u32,
+}
+
+impl PageGuard {
+    /// A guard for a loop whose first page is asked for with `first_token`, allowing
+    /// `max_empty_pages` pages in a row without records and without `upToDate`.
+    pub fn new(first_token: String, max_empty_pages: u32) -> PageGuard {
+        PageGuard {
+            previous: first_token,
+            previous_reset: false,
+            empty_pages: 0,
+            max_empty_pages,
+        }
+    }
+
+    /// Checks a page before it is applied: refuses a second `resetData` in a row.
+    pub fn before_apply(&mut self, page: &Page<'_>) -> Result<(), SyncError> {
+        if page.reset_data && self.previous_reset {
+            return Err(protocol(
+                "the server broke the sync protocol: it sent `resetData` on two pages in a \
+                 row (spec §3.6 forbids it); stopping instead of starting over forever",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks an applied page that is not `upToDate` before the next one is asked for with
+    /// its token: refuses a token that did not move and too many empty pages in a row.
+    pub fn after_apply(&mut self, page: &Page<'_>) -> Result<(), SyncError> {
+        let token = page.sync_token.get();
+        if token == self.previous {
             return Err(protocol(
                 "the server broke the sync protocol: it answered without `upToDate` but \
                  returned the token it was sent, so the next page would be the same \
                  (spec §3.3, §3.5); stopping instead of looping forever",
             ));
         }
-        empty_pages = if records == 0 { empty_pages + 1 } else { 0 };
-        if empty_pages > settings.max_empty_pages {
+        self.empty_pages = if page.records() == 0 {
+            self.empty_pages + 1
+        } else {
+            0
+        };
+        if self.empty_pages > self.max_empty_pages {
             return Err(protocol(format!(
-                "the server broke the sync protocol: it sent {empty_pages} pages in a row \
-                 without records and without `upToDate` (spec §3.3); stopping instead of \
-                 looping forever (--max-empty-pages)"
+                "the server broke the sync protocol: it sent {} pages in a row without \
+                 records and without `upToDate` (spec §3.3); stopping instead of looping \
+                 forever (--max-empty-pages)",
+                self.empty_pages
             )));
         }
-        previous_reset = result.reset_data;
-        previous = token.to_owned();
-        pending = match next {
-            Some(next) => next,
-            None => request(client, token, &options).await?,
-        };
+        self.previous_reset = page.reset_data;
+        token.clone_into(&mut self.previous);
+        Ok(())
     }
 }
 
@@ -212,4 +235,52 @@ async fn request(client: &Client, token: &str, options: &Ejson) -> Result<Pendin
     Ok(client
         .start_call("syncNewPackageData", &[parsed, options.clone()])
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::value::RawValue;
+
+    use super::*;
+
+    /// A page without `upToDate` with `token` and `records` records.
+    fn page<'a>(token: &'a RawValue, record: &'a RawValue, records: usize) -> Page<'a> {
+        Page {
+            reset_data: false,
+            up_to_date: false,
+            sync_token: token,
+            collections: vec![("packages", vec![record; records])],
+        }
+    }
+
+    #[test]
+    fn the_guard_refuses_pages_that_would_never_end() {
+        let record = RawValue::from_string(r#"{"_id":"a"}"#.into()).unwrap();
+        let first = RawValue::from_string(FIRST_TOKEN.into()).unwrap();
+        let second = RawValue::from_string(r#"{"n":2}"#.into()).unwrap();
+        let third = RawValue::from_string(r#"{"n":3}"#.into()).unwrap();
+
+        let mut guard = PageGuard::new(FIRST_TOKEN.to_owned(), 1);
+        let same = guard.after_apply(&page(&first, &record, 1)).unwrap_err();
+        assert!(same.to_string().contains("the token it was sent"), "{same}");
+
+        let mut guard = PageGuard::new(FIRST_TOKEN.to_owned(), 1);
+        guard.after_apply(&page(&second, &record, 0)).unwrap();
+        let empty = guard.after_apply(&page(&third, &record, 0)).unwrap_err();
+        assert!(empty.to_string().contains("2 pages in a row"), "{empty}");
+
+        let mut guard = PageGuard::new(FIRST_TOKEN.to_owned(), 1);
+        let reset = Page {
+            reset_data: true,
+            ..page(&second, &record, 1)
+        };
+        guard.before_apply(&reset).unwrap();
+        guard.after_apply(&reset).unwrap();
+        let again = Page {
+            sync_token: &third,
+            ..reset
+        };
+        let twice = guard.before_apply(&again).unwrap_err();
+        assert!(twice.to_string().contains("two pages in a row"), "{twice}");
+    }
 }

@@ -1,0 +1,327 @@
+//! How every API answer is shaped: JSON bodies, JSON errors
+//! (`{"error": {"code": ..., "message": ...}}`), entity tags from the read model's state
+//! and the URL, `304 Not Modified`, cache and CORS headers.
+
+use std::hash::{Hash as _, Hasher as _};
+
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use exosphere_index::IndexError;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::model::Freshness;
+use crate::routes::OPENAPI;
+
+/// The catalog head sequence the answer is current with.
+pub(crate) const HEAD_HEADER: HeaderName = HeaderName::from_static("exosphere-catalog-head");
+
+/// `current`, or `catching-up` while the read model applies a change the catalog made.
+pub(crate) const STATE_HEADER: HeaderName = HeaderName::from_static("exosphere-read-model");
+
+/// Marks the `503` of a read model still building its first file, or turned off: the
+/// server answers it on purpose, so the server's request log does not count it as a failure.
+#[derive(Debug, Clone, Copy)]
+pub struct Building;
+
+/// Seconds a client is told to wait while the first build of the read model runs.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Answers change within a second of a write, so clients revalidate every time; a `304`
+/// costs no query.
+const CACHE_DATA: &str = "public, no-cache";
+
+/// An API error: its status, a stable machine-readable code and a message saying what to
+/// do next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The stable code (`package_not_found`, `invalid_parameter`, …).
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A `400` about a request parameter.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A `404` for something the catalog does not hold.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `503` of a read model whose first build is still running.
+    pub fn building() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "read_model_building",
+            message: format!(
+                "the server is building its catalog index for the API; retry in \
+                 {RETRY_AFTER_SECONDS} seconds"
+            ),
+        }
+    }
+
+    /// The `503` of a request that found every query turn taken (`--api-max-queries`)
+    /// for the whole wait.
+    pub fn busy() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "api_busy",
+            message: format!(
+                "the server is answering as many API queries as it allows at once; retry in \
+                 {RETRY_AFTER_SECONDS} seconds (its operator can raise --api-max-queries)"
+            ),
+        }
+    }
+
+    /// The `503` of a server that keeps no read model (`--read-model off`).
+    pub fn disabled() -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "api_disabled",
+            message: "this server does not serve the JSON API (it runs with --read-model off); \
+                      its operator can turn it on, or use the DDP catalog"
+                .to_owned(),
+        }
+    }
+
+    /// A `500`, logged: the message says only that the server failed.
+    pub fn internal(error: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(%error, "an API query failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: "the server failed to answer; its log says why".to_owned(),
+        }
+    }
+}
+
+impl From<IndexError> for ApiError {
+    fn from(error: IndexError) -> Self {
+        match &error {
+            IndexError::UnknownPackage { name } => ApiError::not_found(
+                "package_not_found",
+                format!("there is no package {name:?}; search with /api/v1/search?q=..."),
+            ),
+            IndexError::UnknownVersion { name, version } => ApiError::not_found(
+                "version_not_found",
+                format!(
+                    "{name} has no version {version:?}; list them with \
+                     /api/v1/packages/{name}/versions"
+                ),
+            ),
+            IndexError::UnknownTrack { track } => ApiError::not_found(
+                "track_not_found",
+                format!("there is no release track {track:?}; list them with /api/v1/releases"),
+            ),
+            IndexError::EmptyQuery { .. } => {
+                ApiError::bad_request("empty_query", "the search has no words: give some in q=")
+            }
+            IndexError::NotSynced { .. } | IndexError::Unfinished { .. } => ApiError::building(),
+            _ => ApiError::internal(&error),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        // A server error says nothing about the resource: no cache may keep it.
+        let cache = if self.status.is_server_error() {
+            "no-store"
+        } else {
+            CACHE_DATA
+        };
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        // Waiting does not turn a disabled API on.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE && self.code != "api_disabled" {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        if matches!(self.code, "read_model_building" | "api_disabled") {
+            response.extensions_mut().insert(Building);
+        }
+        response
+    }
+}
+
+/// What an answer's body depends on besides the index and the URL: this build's version
+/// and its API document, so that an upgrade that changes a body changes every tag.
+fn api_format() -> &'static str {
+    static FORMAT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FORMAT.get_or_init(|| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        OPENAPI.hash(&mut hasher);
+        format!("{}/{:016x}", env!("CARGO_PKG_VERSION"), hasher.finish())
+    })
+}
+
+/// The entity tag of `uri`'s answer from a read model at `freshness`: the same API format
+/// (this build), sync token (the same index content) and URL give the same body.
+pub(crate) fn entity_tag(freshness: &Freshness, uri: &Uri) -> String {
+    tag_of(api_format(), freshness, uri)
+}
+
+/// [`entity_tag`] for the API format `format`.
+fn tag_of(format: &str, freshness: &Freshness, uri: &Uri) -> String {
+    let mut hasher = std::hash::DefaultHasher::new();
+    format.hash(&mut hasher);
+    freshness.token.hash(&mut hasher);
+    uri.path().hash(&mut hasher);
+    uri.query().unwrap_or("").hash(&mut hasher);
+    format!("\"{:016x}\"", hasher.finish())
+}
+
+/// Whether `If-None-Match` names `tag`, or is `*` and the resource `exists` (RFC 9110
+/// §13.1.2: `*` matches any current representation, so only once a query found one; a
+/// missing package must answer `404`, not `304`). Weak tags compare by their value.
+pub(crate) fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|candidate| candidate.trim())
+        .any(|candidate| (candidate == "*" && exists) || candidate.trim_start_matches("W/") == tag)
+}
+
+/// A `200` JSON answer, or a `304` when the client holds `tag` already, with the headers
+/// saying how current it is.
+pub(crate) fn fresh(body: Option<&impl Serialize>, tag: &str, freshness: &Freshness) -> Response {
+    let mut response = match body {
+        Some(body) => axum::Json(body).into_response(),
+        None => StatusCode::NOT_MODIFIED.into_response(),
+    };
+    let headers = response.headers_mut();
+    if let Ok(tag) = HeaderValue::from_str(tag) {
+        headers.insert(header::ETAG, tag);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_DATA));
+    if let Some(head) = freshness.head {
+        headers.insert(HEAD_HEADER, HeaderValue::from(head));
+    }
+    headers.insert(
+        STATE_HEADER,
+        HeaderValue::from_static(if freshness.catching_up {
+            "catching-up"
+        } else {
+            "current"
+        }),
+    );
+    response
+}
+
+/// CORS on every API answer, errors included: the API is public and read-only, so any
+/// page may read it; scripts may read the headers that say how current it is.
+pub(crate) fn add_cors(headers: &mut HeaderMap) {
+    insert_all(
+        headers,
+        [
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                "ETag, Retry-After, Exosphere-Catalog-Head, Exosphere-Read-Model",
+            ),
+        ],
+    );
+}
+
+/// The answer to a CORS preflight (a script sending `If-None-Match` asks first).
+pub(crate) fn preflight() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    insert_all(
+        response.headers_mut(),
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "If-None-Match, Content-Type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+    );
+    response
+}
+
+fn insert_all<const N: usize>(headers: &mut HeaderMap, values: [(HeaderName, &'static str); N]) {
+    for (name, value) in values {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(head: u64) -> Freshness {
+        Freshness {
+            token: format!("{{\"packagesSeq\":{head}}}"),
+            head: Some(head),
+            catching_up: false,
+        }
+    }
+
+    #[test]
+    fn tags_follow_the_state_and_the_url() {
+        let uri: Uri = "/api/v1/packages/a?x=1".parse().unwrap();
+        let other: Uri = "/api/v1/packages/a?x=2".parse().unwrap();
+        assert_eq!(entity_tag(&at(1), &uri), entity_tag(&at(1), &uri));
+        assert_ne!(entity_tag(&at(1), &uri), entity_tag(&at(2), &uri));
+        assert_ne!(entity_tag(&at(1), &uri), entity_tag(&at(1), &other));
+        assert_eq!(entity_tag(&at(1), &uri), tag_of(api_format(), &at(1), &uri));
+        assert_ne!(
+            tag_of("0.1.0/a", &at(1), &uri),
+            tag_of("0.2.0/a", &at(1), &uri),
+            "an upgrade changes the tags"
+        );
+        assert!(api_format().starts_with(env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn server_errors_are_never_stored_and_client_errors_revalidate() {
+        let internal = ApiError::internal(&"a test failure").into_response();
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(internal.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(!internal.headers().contains_key(header::RETRY_AFTER));
+        let missing = ApiError::not_found("package_not_found", "none").into_response();
+        assert_eq!(missing.headers()[header::CACHE_CONTROL], CACHE_DATA);
+    }
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags_match() {
+        let tag = "\"abc\"";
+        let mut headers = HeaderMap::new();
+        assert!(!not_modified(&headers, tag, true));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
+        assert!(not_modified(&headers, tag, false));
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(not_modified(&headers, tag, true));
+        assert!(!not_modified(&headers, tag, false), "* before the query");
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"abd\""));
+        assert!(!not_modified(&headers, tag, true));
+    }
+}
