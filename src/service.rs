@@ -135,7 +135,7 @@ impl PackageService {
 
     /// `syncNewPackageData(syncToken, options)` (spec §3): the catalog builds the encoded
     /// result, which is handed to the session without being parsed again. While the client
-    /// parses that page, the next one is computed in the background: by the same blocking
+    /// parses that page, the next two are computed in the background: by the same blocking
     /// thread, right after it handed over the answer, so a page costs one trip to the
     /// blocking pool (and one thread wakeup), not two.
     async fn sync_new_package_data(&self, params: Vec<Ejson>) -> Result<Reply, DdpError> {

@@ -452,8 +452,8 @@ impl CatalogStore for PgStore {
         // Days from the current UTC day on are left out: a rollup of today is unfinished,
         // and consumers fetch an advertised day once and keep it (spec §4.4, §7.2).
         let today = chrono::Utc::now().date_naive().to_string();
-        // One statement (`Sql::state`), one round trip: the server reads the state before
-        // every sync page it answers, and the watcher several times a second.
+        // One statement (`Sql::state`), one round trip: the watcher reads the state several
+        // times a second (a sync page answered reads only `snapshot`).
         let read = || {
             self.pool.with(|conn| {
                 let row = conn

@@ -150,10 +150,11 @@ enum Wait {
     Never,
 }
 
-/// A page slot this caller marked pending. [`Syncer::fill`] takes its key; if it is dropped
-/// with the key still in it (the caller failed before computing the page, or panicked while
-/// computing it), the slot is removed and the waiters woken, so that the page is not left
-/// pending for the life of the process with every answer for it waiting [`PENDING_WAIT`].
+/// A page slot this caller marked pending. [`Syncer::fill`] disarms it once it has settled
+/// the slot; if it is dropped still armed (the caller failed before computing the page, or
+/// panicked while reading or computing it), the slot is removed and the waiters woken, so
+/// that the page is not left pending for the life of the process with every answer for it
+/// waiting [`PENDING_WAIT`].
 struct Claimed<'a, P: PageText> {
     syncer: &'a Syncer<P>,
     key: Option<Key>,
@@ -246,9 +247,11 @@ impl<P: PageText> Syncer<P> {
     /// Blocking: run it on a background thread right after sending the page that produced
     /// `next`.
     ///
-    /// It reads no store state: pages are computed from the store as it is, and looked up
-    /// in the disk tier at the snapshot of the pages cached last (the page just answered),
-    /// since every answer checks the store's state before it serves a cached page. A page
+    /// It reads the store's snapshot only when nothing is cached yet, or to cache a page of
+    /// another epoch than the cached pages': pages are computed from the store as it is, and
+    /// looked up in the disk tier at the snapshot of the pages cached last (the page just
+    /// answered), since every answer checks the store's snapshot before it serves a cached
+    /// page. A page
     /// read from an older snapshot is then recomputed when asked.
     pub fn prefetch(&self, next: &NextCall) {
         let mut next = next.clone();
@@ -335,7 +338,9 @@ impl<P: PageText> Syncer<P> {
         epoch: &str,
         head_seq: u64,
     ) -> Result<(Entry<P>, bool), SyncError> {
-        let key = claimed.key.take().expect("a claim is filled once");
+        // The claim stays armed until the slot is settled below: a panic on the way (reading
+        // the page file, computing the page) releases the slot through its drop.
+        let key = claimed.key.clone().expect("a claim is filled once");
         let file_key = key.file_key();
         let stored = self
             .files
@@ -370,6 +375,7 @@ impl<P: PageText> Syncer<P> {
         {
             let mut cache = self.lock();
             cache.slots.remove(&key);
+            claimed.key = None;
             if let Ok(entry) = &result
                 && still_current
                 && entry.text.as_ref().len() <= self.max_bytes

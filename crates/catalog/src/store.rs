@@ -243,8 +243,9 @@ pub trait CatalogStore: Send + Sync + 'static {
     fn state(&self) -> Result<CatalogState, StoreError>;
 
     /// Returns the epoch and head `seq` alone: the part of [`state`](Self::state) that says
-    /// whether the records changed. The sync page cache asks it two or three times per page
-    /// served, so a backend may answer it cheaper than the whole state (which also reads the
+    /// whether the records changed. The sync page cache asks it before every page it answers
+    /// (and a prefetch when nothing is cached yet or a page's epoch is not the cached pages'),
+    /// so a backend may answer it cheaper than the whole state (which also reads the
     /// stats day range); by default it is taken from the whole state.
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let state = self.state()?;

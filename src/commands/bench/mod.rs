@@ -203,7 +203,9 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `exosphere serve` on `data_dir` with `extra_args` added to its command line.
+    /// Starts `exosphere serve` on `data_dir` with `extra_args` added to its command line,
+    /// and with the read model off unless `extra_args` say `--read-model`: a benchmark
+    /// measures what it names, not the read model's first build of the catalog beside it.
     fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
         Self::spawn(Command::new(exe()?), "127.0.0.1:0", data_dir, extra_args)
     }
@@ -228,6 +230,11 @@ impl ServerProcess {
         let mut child = command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(if extra_args.contains(&"--read-model") {
+                &[][..]
+            } else {
+                &["--read-model", "off"][..]
+            })
             .args(extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

@@ -62,7 +62,8 @@ pub fn run(args: BenchSoakArgs) -> anyhow::Result<()> {
     let work_dir = WorkDir::new(args.work_dir.as_deref())?;
     let catalog = prepare_catalog(work_dir.path(), args.scale, args.seed)?;
     let token = create_user(&catalog.data_dir)?;
-    let server = ServerProcess::start(&catalog.data_dir, &[])?;
+    // The server as shipped, its read model (what the JSON API answers from) included.
+    let server = ServerProcess::start(&catalog.data_dir, &["--read-model", "on"])?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -439,6 +439,29 @@ pub fn a_failed_prefetch_leaves_no_page_pending(new_store: NewStore<'_>) {
     );
 }
 
+/// Checks that a page whose computation panicked is released, not left pending: the cache
+/// holds nothing after the panic, and the next answer for that page computes and caches it.
+pub fn a_page_whose_computation_panicked_is_not_left_pending(new_store: NewStore<'_>) {
+    let store = store_with(new_store, 5);
+    let next = after_first_page(&*store);
+    let watched = Watched::new(Arc::clone(&store), 0);
+    watched.panicking.store(1, Ordering::SeqCst);
+    let syncer = Syncer::<String>::new(Arc::new(watched), Paging::default(), 1 << 20);
+
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        syncer.answer(&next.token, &short())
+    }));
+    assert!(panicked.is_err(), "the page read panicked");
+    assert_eq!(syncer.cache_usage(), (0, 0), "no page left pending");
+
+    let fresh = answer(&*store, &next.token, &short(), &Paging::default()).unwrap();
+    assert_eq!(
+        syncer.answer(&next.token, &short()).unwrap().text,
+        fresh.text
+    );
+    assert!(syncer.cache_usage().1 > 0, "the page is cached now");
+}
+
 /// Checks that a prefetch stops at a page it could not cache (here every page is bigger
 /// than the cache): the pages after it would be read from the store for nothing.
 pub fn a_prefetch_stops_at_a_page_it_could_not_cache(new_store: NewStore<'_>) {
@@ -471,10 +494,12 @@ fn after_first_page(store: &dyn CatalogStore) -> NextCall {
 }
 
 /// A store that is `inner`, except that its first `failing` calls of
-/// [`CatalogStore::snapshot`] fail, and that counts the pages read from it.
+/// [`CatalogStore::snapshot`] fail and its first `panicking` page reads panic, and that
+/// counts the pages read from it.
 struct Watched {
     inner: Arc<dyn CatalogStore>,
     failing: AtomicUsize,
+    panicking: AtomicUsize,
     pages_read: AtomicUsize,
 }
 
@@ -483,9 +508,17 @@ impl Watched {
         Watched {
             inner,
             failing: AtomicUsize::new(failing),
+            panicking: AtomicUsize::new(0),
             pages_read: AtomicUsize::new(0),
         }
     }
+}
+
+/// Takes one from `count` if it is above zero: whether a made-up failure is still due.
+fn due(count: &AtomicUsize) -> bool {
+    count
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 impl CatalogStore for Watched {
@@ -498,6 +531,7 @@ impl CatalogStore for Watched {
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
         self.pages_read.fetch_add(1, Ordering::SeqCst);
+        assert!(!due(&self.panicking), "a page read made to panic");
         self.inner.read_page(cursors, limits)
     }
 
@@ -506,13 +540,10 @@ impl CatalogStore for Watched {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let failing = self
-            .failing
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-        match failing {
-            Ok(_) => Err(StoreError::TaskFailed("a snapshot made to fail".to_owned())),
-            Err(_) => self.inner.snapshot(),
+        if due(&self.failing) {
+            return Err(StoreError::TaskFailed("a snapshot made to fail".to_owned()));
         }
+        self.inner.snapshot()
     }
 
     fn stats_day(
