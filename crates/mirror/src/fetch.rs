@@ -98,6 +98,10 @@ struct Inner {
     /// Keys whose last download failed, and when: a client resuming one with a `Range` (old
     /// tools append what they get) is refused, since its first part may be of a bad file.
     failed: Mutex<HashMap<String, Instant>>,
+    /// Keys whose download was cached lately, and when: a client that found a file not yet
+    /// cached and then no download of it (the download finished in between) looks in the
+    /// cache again instead of fetching the file from the upstream a second time.
+    kept: Mutex<HashMap<String, Instant>>,
     /// Numbers download files, so a retry never shares a file with the attempt before it.
     attempts: AtomicU64,
     fetched: AtomicU64,
@@ -138,6 +142,10 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// How long a failed download makes resumed (ranged) requests for its file refused.
 const FAILED_MEMORY: Duration = Duration::from_secs(3600);
 
+/// How long a cached download is remembered: far longer than a client takes between its
+/// look in the cache and its look for a download under way.
+const KEPT_MEMORY: Duration = Duration::from_secs(60);
+
 impl MirrorFiles {
     /// The file service over the catalog (which maps keys to upstream files) and the blob
     /// store (which caches them).
@@ -169,6 +177,7 @@ impl MirrorFiles {
                 downloads: Mutex::new(HashMap::new()),
                 fetching: AtomicUsize::new(0),
                 failed: Mutex::new(HashMap::new()),
+                kept: Mutex::new(HashMap::new()),
                 attempts: AtomicU64::new(0),
                 fetched: AtomicU64::new(0),
                 fetched_bytes: AtomicU64::new(0),
@@ -210,7 +219,12 @@ impl MirrorFiles {
                     .to_owned(),
             ));
         }
-        let fetch = self.fetch(&blob_key, upstream)?;
+        let Some(fetch) = self.fetch(&blob_key, upstream)? else {
+            return self
+                .cached(&blob_key, span)
+                .await?
+                .ok_or_else(|| FileError::Unavailable("the download vanished".to_owned()));
+        };
         let mut progress = fetch.progress.subscribe();
         let total = loop {
             match &*progress.borrow_and_update() {
@@ -253,11 +267,19 @@ impl MirrorFiles {
         }
     }
 
-    /// The download of `key` under way, or a new one if fewer than the most allowed run.
-    fn fetch(&self, key: &BlobKey, upstream: UpstreamFile) -> Result<Arc<Fetch>, FileError> {
+    /// The download of `key` under way, or a new one if fewer than the most allowed run;
+    /// `None` when a download of it was cached since the caller looked in the cache.
+    fn fetch(
+        &self,
+        key: &BlobKey,
+        upstream: UpstreamFile,
+    ) -> Result<Option<Arc<Fetch>>, FileError> {
         let mut downloads = self.inner.lock();
         if let Some(fetch) = downloads.get(key.as_str()) {
-            return Ok(Arc::clone(fetch));
+            return Ok(Some(Arc::clone(fetch)));
+        }
+        if self.inner.kept_lately(key.as_str()) {
+            return Ok(None);
         }
         if self.inner.fetching.load(Ordering::Relaxed) >= self.inner.config.max_downloads {
             return Err(FileError::Busy);
@@ -276,7 +298,7 @@ impl MirrorFiles {
         downloads.insert(key.as_str().to_owned(), Arc::clone(&fetch));
         let (inner, key, job) = (Arc::clone(&self.inner), key.clone(), Arc::clone(&fetch));
         exosphere_task::spawn(async move { inner.download(key, upstream, job).await });
-        Ok(fetch)
+        Ok(Some(fetch))
     }
 }
 
@@ -295,7 +317,17 @@ impl Inner {
         failed.contains_key(key)
     }
 
+    /// Whether a download of `key` was cached within [`KEPT_MEMORY`] (forgetting older ones
+    /// on the way, so the map stays small).
+    fn kept_lately(&self, key: &str) -> bool {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.retain(|_, at| at.elapsed() < KEPT_MEMORY);
+        kept.contains_key(key)
+    }
+
     /// Runs one download to its end, whoever is still listening: the cache wants it too.
+    /// A cached download is remembered before it leaves the list of downloads under way, so
+    /// a client never finds it in neither.
     async fn download(&self, key: BlobKey, upstream: UpstreamFile, fetch: Arc<Fetch>) {
         let outcome = self.receive(&upstream, &fetch).await;
         self.fetching.fetch_sub(1, Ordering::Relaxed);
@@ -303,6 +335,10 @@ impl Inner {
             Ok(total) => {
                 fetch.progress.send_replace(Progress::Verified { total });
                 if self.keep(&key, &fetch, total).await {
+                    self.kept
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(key.as_str().to_owned(), Instant::now());
                     self.fetched.fetch_add(1, Ordering::Relaxed);
                     self.fetched_bytes.fetch_add(total, Ordering::Relaxed);
                     tracing::info!(%key, url = %upstream.url, bytes = total, "cached a mirrored file");
