@@ -40,9 +40,10 @@ fn the_server_names_its_postgres_catalog_in_its_startup_log_without_the_password
     assert_eq!(status, 200, "the server answers from PostgreSQL");
     drop(server);
     let log = std::fs::read_to_string(&log_path).unwrap();
+    // The startup line of `serve` itself (the read model logs "serving" lines of its own).
     let serving = log
         .lines()
-        .find(|line| line.contains("serving"))
+        .find(|line| line.contains("exosphere::commands::serve") && line.contains("serving"))
         .unwrap_or_else(|| panic!("a startup line in {log}"));
     assert!(
         serving.contains(&format!("the PostgreSQL database {}", database.name)),
