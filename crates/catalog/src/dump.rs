@@ -304,7 +304,7 @@ pub(crate) fn read_line(bytes: &[u8]) -> Result<Option<ReadLine>, String> {
     if let Some(scanned) = scan_record_line(trimmed) {
         let key = scanned.key.map(|field| field.map(str::to_owned));
         return Ok(Some(ReadLine {
-            line: DumpLine::Record(Record::scanned(scanned)),
+            line: DumpLine::Record(scanned.into_record()),
             key: Some(key),
         }));
     }

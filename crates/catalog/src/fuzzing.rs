@@ -11,7 +11,6 @@ use exosphere_meteor::Collection;
 
 use crate::dump::{DumpLine, read_in_general, read_line, trim_line};
 use crate::immutable::version_key;
-use crate::record::Record;
 use crate::scan::scan_record_line;
 use crate::store::natural_key;
 
@@ -67,6 +66,6 @@ pub fn scanned_line_agrees(line: &str) -> bool {
         let [package, version] = key;
         assert_eq!(named, package.zip(version), "{line}");
     }
-    assert_eq!(Record::scanned(scanned), general, "{line}");
+    assert_eq!(scanned.into_record(), general, "{line}");
     true
 }

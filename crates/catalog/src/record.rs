@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::day::{InvalidDay, parse_day};
-use crate::scan::Scanned;
 
 /// Why a text was refused as a catalog record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,15 +116,21 @@ impl Record {
         })
     }
 
-    /// The record of a dump line read in one pass ([`crate::scan`]), which accepts only
-    /// lines that [`Record::from_json`] accepts as this same record (that module's contract,
-    /// checked by its tests against `from_json`), so it is not validated again.
-    pub(crate) fn scanned(scanned: Scanned<'_>) -> Record {
+    /// The record of a dump line read in one pass ([`crate::scan`], through
+    /// `Scanned::into_record`), which accepts only lines that [`Record::from_json`] accepts
+    /// as this same record (that module's contract, checked by its tests against
+    /// `from_json`), so it is not validated again.
+    pub(crate) fn scanned(
+        collection: Collection,
+        id: String,
+        last_updated: Option<i64>,
+        json: String,
+    ) -> Record {
         Record {
-            collection: scanned.collection,
-            id: scanned.id.to_owned(),
-            last_updated: scanned.last_updated,
-            json: scanned.json,
+            collection,
+            id,
+            last_updated,
+            json,
         }
     }
 

@@ -14,7 +14,7 @@
 
 use exosphere_meteor::Collection;
 
-use crate::record::MAX_RECORD_SIZE;
+use crate::record::{MAX_RECORD_SIZE, Record};
 use crate::store::key_fields;
 
 /// A record line read by [`scan_record_line`], borrowing from the line.
@@ -31,6 +31,18 @@ pub(crate) struct Scanned<'a> {
     /// Its natural key ([`crate::store::natural_key`]): each of its
     /// [`key_fields`], read once each, as a string or absent (`None`, also for `null`).
     pub(crate) key: [Option<&'a str>; 2],
+}
+
+impl Scanned<'_> {
+    /// The record the line holds ([`Record::scanned`]: not validated again).
+    pub(crate) fn into_record(self) -> Record {
+        Record::scanned(
+            self.collection,
+            self.id.to_owned(),
+            self.last_updated,
+            self.json,
+        )
+    }
 }
 
 /// How deep objects and arrays may nest before the line is left to the general path (the
