@@ -10,7 +10,8 @@
 //!   whole when a rebuilt file is complete, and its [`Freshness`];
 //! * `routes`: [`router`] and the handlers, bounded by [`ApiConfig`];
 //! * `views`: the answer bodies, built from the index's typed results;
-//! * `reply`: JSON errors, entity tags and `304`, cache and CORS headers.
+//! * `reply`: the OpenAPI document, JSON errors, entity tags and `304`, cache and CORS
+//!   headers.
 
 mod model;
 mod reply;
@@ -18,5 +19,5 @@ mod routes;
 mod views;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
-pub use reply::{ApiError, Building};
-pub use routes::{ApiConfig, MAX_QUERY_CHARS, OPENAPI, default_max_queries, router};
+pub use reply::{ApiError, Building, OPENAPI};
+pub use routes::{ApiConfig, MAX_QUERY_CHARS, default_max_queries, router};

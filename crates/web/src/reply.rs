@@ -12,7 +12,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::model::Freshness;
-use crate::routes::OPENAPI;
+
+/// The OpenAPI 3.1 document of this API, served at `/api/v1/openapi.json`. It is the format
+/// of every answer, so entity tags hash it too.
+pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// The catalog head sequence the answer is current with.
 pub(crate) const HEAD_HEADER: HeaderName = HeaderName::from_static("exosphere-catalog-head");

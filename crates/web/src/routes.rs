@@ -19,11 +19,8 @@ use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::{QueryError, ReadModel};
-use crate::reply::{ApiError, add_cors, entity_tag, fresh, not_modified, preflight};
+use crate::reply::{ApiError, OPENAPI, add_cors, entity_tag, fresh, not_modified, preflight};
 use crate::views::{DependencyGroups, Hits, Lookup, PackageDetail, Page, VersionDetail};
-
-/// The OpenAPI 3.1 document of this API, served at `/api/v1/openapi.json`.
-pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Items a list returns when the request gives no `limit` (or the cap, if lower).
 const DEFAULT_LIMIT: u64 = 20;
