@@ -109,6 +109,14 @@ pub enum IndexError {
         /// The track asked for.
         track: String,
     },
+    /// A query named a release version its track does not have.
+    #[error("release track `{track}` has no release `{version}` in the index")]
+    UnknownRelease {
+        /// The track.
+        track: String,
+        /// The release version asked for.
+        version: String,
+    },
     /// A search query has no words to look for.
     #[error("the search query `{query}` has no words to look for")]
     EmptyQuery {

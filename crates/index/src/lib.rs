@@ -9,8 +9,9 @@
 //!   its file lives by default.
 //! * `query`: [`Index::search`], [`Index::show`], [`Index::deps`], [`Index::releases`] and
 //!   their typed, serializable results.
-//! * `listing`: [`Index::versions`], [`Index::dependents`] and [`Index::summaries`], one
-//!   page or several names at a time, and [`Index::is_ready`].
+//! * `listing`: [`Index::versions`], [`Index::dependents`], [`Index::summaries`],
+//!   [`Index::browse`], [`Index::recently_published`], [`Index::new_packages`] and
+//!   [`Index::release`], one page or several names at a time, and [`Index::is_ready`].
 //! * `ingest`: parsing records and filling the typed and derived tables.
 //! * `schema`: the tables, `PRAGMA user_version` and what is checked on open.
 
@@ -25,7 +26,7 @@ pub use error::IndexError;
 pub use exosphere_meteor::MeteorVersion;
 pub use handle::{Index, default_index_path};
 pub use ingest::{PageApplied, SyncPage};
-pub use listing::Listing;
+pub use listing::{DatedPackage, Listing, PinnedPackage, ReleaseContents};
 pub use query::{
     Build, DepNode, Dependency, DepsReport, Export, PackageInfo, Reference, ReleaseMembership,
     ReleaseSummary, Releases, SearchHit, TrackSummary, VersionInfo, VersionSummary,

@@ -1,13 +1,17 @@
 //! Paged lists and lookups by name, for callers that show one page of a long list at a time
-//! (the server's JSON API): a package's versions, its dependents, several packages'
-//! summaries at once, and whether an index can answer queries yet.
+//! (the server's JSON API and web pages): a package's versions, its dependents, several
+//! packages' summaries at once, every package by name, the packages published or created
+//! most recently, one release's package set, and whether an index can answer queries yet.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 
 use crate::error::IndexError;
 use crate::handle::Index;
-use crate::query::{DepNode, SearchHit, VersionSummary, iso_date, references};
+use crate::query::{
+    DepNode, RELEASE_COLUMNS, ReleaseSummary, SearchHit, VersionSummary, iso_date, references,
+    release_summary,
+};
 
 /// One page of a longer list, with the list's length so a caller knows where it ends.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,6 +21,45 @@ pub struct Listing<T> {
     /// The items of this page, in the list's order.
     pub items: Vec<T>,
 }
+
+/// A package with the date that places it in a list: when its latest version was
+/// published ([`Index::recently_published`]), or when its first one was
+/// ([`Index::new_packages`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatedPackage {
+    /// The package name.
+    pub name: String,
+    /// Its latest version.
+    pub version: String,
+    /// That version's summary.
+    pub description: Option<String>,
+    /// The date (ISO-8601).
+    pub date: String,
+}
+
+/// One release version and the package versions it pins ([`Index::release`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseContents {
+    /// The release track.
+    pub track: String,
+    /// The release version itself.
+    pub release: ReleaseSummary,
+    /// The packages it pins, by name.
+    pub packages: Vec<PinnedPackage>,
+}
+
+/// A package version a release pins.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PinnedPackage {
+    /// The package name.
+    pub name: String,
+    /// The version pinned.
+    pub version: String,
+}
+
+/// How many packages [`Index::recently_published`] and [`Index::new_packages`] look at per
+/// turn, per package asked for: most lists are complete after the first turn.
+const CANDIDATES_PER_ITEM: usize = 4;
 
 impl Index {
     /// Whether queries can be answered: a sync has brought the index up to date at least
@@ -123,6 +166,189 @@ impl Index {
         Ok(hits)
     }
 
+    /// `limit` packages by name, after `after` (all of them from the first when `None`),
+    /// each with its latest version, summary, last update and maintainers, and how many
+    /// packages the index holds: the browse-all list, a page at a time. A page starts
+    /// after the last name of the page before (not at a position), so every page costs the
+    /// same however deep it is.
+    pub fn browse(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Listing<SearchHit>, IndexError> {
+        self.require_synced()?;
+        let total = self.one("SELECT count(*) FROM latest", [])?.unwrap_or(0);
+        let rows = self.collect(
+            "SELECT l.package, v.version, v.description, l.last_updated
+             FROM latest l JOIN versions v ON v.rowid = l.version_rowid
+             WHERE ?1 IS NULL OR l.package > ?1
+             ORDER BY l.package LIMIT ?2",
+            params![after, sql_int(limit)],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                ))
+            },
+        )?;
+        let items = rows
+            .into_iter()
+            .map(|(name, version, description, last_updated)| {
+                Ok(SearchHit {
+                    maintainers: self.maintainers(&name)?,
+                    name,
+                    version,
+                    description,
+                    last_updated: last_updated.and_then(iso_date),
+                })
+            })
+            .collect::<Result<_, IndexError>>()?;
+        Ok(Listing {
+            total: u64::try_from(total).unwrap_or(0),
+            items,
+        })
+    }
+
+    /// The `limit` packages whose latest version was published last, newest first.
+    pub fn recently_published(&self, limit: usize) -> Result<Vec<DatedPackage>, IndexError> {
+        self.newest_first(limit, |index, _, version_rowid| {
+            index.one(
+                "SELECT published FROM versions WHERE rowid = ?1",
+                params![version_rowid],
+            )
+        })
+    }
+
+    /// The `limit` packages whose first version (unmigrated ones left out) was published
+    /// last, newest first: the catalog's new packages.
+    pub fn new_packages(&self, limit: usize) -> Result<Vec<DatedPackage>, IndexError> {
+        self.newest_first(limit, |index, name, _| {
+            index.one(
+                "SELECT min(published) FROM versions WHERE package = ?1 AND NOT unmigrated",
+                params![name],
+            )
+        })
+    }
+
+    /// The `limit` packages with the greatest `date_of(index, package, latest version's
+    /// rowid)` (milliseconds), newest first. The index keeps no order by those dates, but
+    /// both are at most the package's last update (`latest.last_updated`, the greatest
+    /// `lastUpdated` of its versions, which a server stamps at publication and after), which
+    /// it can sort cheaply: packages are taken by last update, a few at a time, until the
+    /// next one's last update is older than every date kept, so no package further down
+    /// could enter the list.
+    fn newest_first(
+        &self,
+        limit: usize,
+        date_of: impl Fn(&Index, &str, i64) -> Result<Option<i64>, IndexError>,
+    ) -> Result<Vec<DatedPackage>, IndexError> {
+        self.require_synced()?;
+        let turn = limit.saturating_mul(CANDIDATES_PER_ITEM).max(16);
+        let mut kept: Vec<(i64, String, i64)> = Vec::new();
+        let mut offset = 0;
+        while limit > 0 {
+            let candidates = self.collect(
+                "SELECT package, version_rowid, last_updated FROM latest
+                 ORDER BY last_updated DESC, package LIMIT ?1 OFFSET ?2",
+                params![sql_int(turn as u64), sql_int(offset as u64)],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )?;
+            let oldest_update = candidates.last().and_then(|(_, _, updated)| *updated);
+            for (name, rowid, _) in &candidates {
+                if let Some(date) = date_of(self, name, *rowid)? {
+                    kept.push((date, name.clone(), *rowid));
+                }
+            }
+            kept.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            kept.truncate(limit);
+            let full = kept.len() == limit;
+            let exhausted = candidates.len() < turn;
+            let no_newer_below = match (oldest_update, kept.last()) {
+                (None, _) => true,
+                (Some(updated), Some((date, _, _))) => full && updated < *date,
+                (Some(_), None) => false,
+            };
+            if exhausted || no_newer_below {
+                break;
+            }
+            offset += turn;
+        }
+        kept.into_iter()
+            .map(|(date, name, rowid)| {
+                let (version, description) = self
+                    .connection
+                    .prepare_cached("SELECT version, description FROM versions WHERE rowid = ?1")
+                    .and_then(|mut s| s.query_row([rowid], |row| Ok((row.get(0)?, row.get(1)?))))
+                    .map_err(|e| self.sqlite(e))?;
+                Ok(DatedPackage {
+                    name,
+                    version,
+                    description,
+                    date: iso_date(date).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// The release `version` of `track` with every package version it pins, or
+    /// [`IndexError::UnknownTrack`] / [`IndexError::UnknownRelease`].
+    pub fn release(&self, track: &str, version: &str) -> Result<ReleaseContents, IndexError> {
+        self.require_synced()?;
+        let found = self
+            .connection
+            .prepare_cached(&format!(
+                "SELECT {RELEASE_COLUMNS}, rowid FROM release_versions
+                 WHERE track = ?1 AND version = ?2"
+            ))
+            .and_then(|mut s| {
+                s.query_row([track, version], |row| {
+                    Ok((row.get::<_, i64>(7)?, release_summary(row)?))
+                })
+                .optional()
+            })
+            .map_err(|e| self.sqlite(e))?;
+        let Some((rowid, release)) = found else {
+            self.require_track(track)?;
+            return Err(IndexError::UnknownRelease {
+                track: track.to_owned(),
+                version: version.to_owned(),
+            });
+        };
+        let packages = self.collect(
+            "SELECT package, version FROM release_packages WHERE release_rowid = ?1
+             ORDER BY package",
+            [rowid],
+            |row| {
+                Ok(PinnedPackage {
+                    name: row.get(0)?,
+                    version: row.get(1)?,
+                })
+            },
+        )?;
+        Ok(ReleaseContents {
+            track: track.to_owned(),
+            release,
+            packages,
+        })
+    }
+
+    /// The one value `sql` selects (`None` for no row or NULL).
+    fn one(&self, sql: &str, params: impl rusqlite::Params) -> Result<Option<i64>, IndexError> {
+        self.connection
+            .prepare_cached(sql)
+            .and_then(|mut s| s.query_row(params, |row| row.get(0)).optional())
+            .map(Option::flatten)
+            .map_err(|e| self.sqlite(e))
+    }
+
     fn count(&self, sql: &str, name: &str) -> Result<u64, IndexError> {
         let count = self.collect(sql, [name], |row| row.get::<_, i64>(0))?;
         Ok(count
@@ -194,5 +420,101 @@ mod tests {
         assert_eq!(names, ["iron:router", "iron:core"]);
         assert_eq!(hits[0].version, "1.0.6");
         assert_eq!(hits[0].maintainers, ["iron"]);
+    }
+
+    #[test]
+    fn browsing_pages_by_name_after_the_last_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = fixture_index(dir.path());
+        let first = index.browse(None, 3).unwrap();
+        assert_eq!(first.items.len(), 3);
+        let names: Vec<&str> = first.items.iter().map(|hit| hit.name.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        let next = index.browse(Some(names[1]), 2).unwrap();
+        assert_eq!(next.items[0], first.items[2]);
+        assert_eq!(next.total, first.total);
+        let mut seen = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = index.browse(after.as_deref(), 500).unwrap();
+            seen += page.items.len() as u64;
+            match page.items.last() {
+                Some(last) => after = Some(last.name.clone()),
+                None => break,
+            }
+        }
+        assert_eq!(seen, first.total, "every package once");
+        assert!(index.browse(Some("zzzz"), 5).unwrap().items.is_empty());
+    }
+
+    /// The dated lists, checked against the same dates computed over every package.
+    #[test]
+    fn newest_lists_match_a_full_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = fixture_index(dir.path());
+        let every = |sql: &str| -> Vec<(i64, String)> {
+            let mut all = index
+                .collect(sql, [], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })
+                .unwrap();
+            all.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            all
+        };
+        let published = every(
+            "SELECT v.published, l.package FROM latest l
+             JOIN versions v ON v.rowid = l.version_rowid WHERE v.published IS NOT NULL",
+        );
+        let created = every(
+            "SELECT min(published), package FROM versions
+             WHERE NOT unmigrated AND published IS NOT NULL GROUP BY package",
+        );
+        for limit in [1, 5, 40] {
+            let recent = index.recently_published(limit).unwrap();
+            let want: Vec<&str> = published[..limit].iter().map(|(_, n)| n.as_str()).collect();
+            let got: Vec<&str> = recent.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(got, want, "recently published, {limit}");
+            let new = index.new_packages(limit).unwrap();
+            let want: Vec<&str> = created[..limit].iter().map(|(_, n)| n.as_str()).collect();
+            let got: Vec<&str> = new.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(got, want, "new packages, {limit}");
+            assert_eq!(new[0].date, iso_date(created[0].0).unwrap());
+        }
+        let latest = index.recently_published(1).unwrap().remove(0);
+        assert_eq!(
+            latest.version,
+            index.show(&latest.name, None).unwrap().latest
+        );
+        assert!(index.new_packages(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_release_lists_what_it_pins() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = fixture_index(dir.path());
+        let release = index.release("METEOR", "1.1-rc.0").unwrap();
+        assert_eq!(release.release.version, "1.1-rc.0");
+        assert_eq!(
+            release.packages.len() as u64,
+            release.release.packages,
+            "{release:?}"
+        );
+        assert!(
+            release
+                .packages
+                .windows(2)
+                .all(|pair| pair[0].name < pair[1].name)
+        );
+        assert!(release.packages.iter().any(|p| p.name == "accounts-base"));
+        assert!(matches!(
+            index.release("METEOR", "0.0.1"),
+            Err(IndexError::UnknownRelease { .. })
+        ));
+        assert!(matches!(
+            index.release("NO-SUCH", "1.0"),
+            Err(IndexError::UnknownTrack { .. })
+        ));
     }
 }

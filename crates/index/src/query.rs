@@ -71,6 +71,9 @@ pub struct VersionInfo {
     pub prod_only: bool,
     /// Only in test builds (`testOnly`).
     pub test_only: bool,
+    /// Not migrated to the current package format (`unmigrated`, spec §3.8): the tool
+    /// never picks it, so it is never the latest version.
+    pub unmigrated: bool,
     /// Its dependencies, by name.
     pub dependencies: Vec<Dependency>,
     /// Its published builds.
@@ -450,42 +453,39 @@ impl Index {
             ));
         };
         let versions = self.collect(
-            "SELECT version, recommended, order_key, published,
-                    json_extract(doc, '$.description'), json_extract(doc, '$.tool'), packages
-             FROM release_versions WHERE track = ?1
-             ORDER BY order_key DESC, version DESC",
+            &format!(
+                "SELECT {RELEASE_COLUMNS} FROM release_versions WHERE track = ?1
+                 ORDER BY order_key DESC, version DESC"
+            ),
             [track],
-            |row| {
-                Ok(ReleaseSummary {
-                    version: row.get(0)?,
-                    recommended: row.get(1)?,
-                    order_key: row.get(2)?,
-                    published: row.get::<_, Option<i64>>(3)?.and_then(iso_date),
-                    description: row.get(4)?,
-                    tool: row.get(5)?,
-                    packages: row.get(6)?,
-                })
-            },
+            release_summary,
         )?;
         if versions.is_empty() {
-            let known: bool = self
-                .connection
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM release_tracks WHERE name = ?1)",
-                    [track],
-                    |row| row.get(0),
-                )
-                .map_err(|e| self.sqlite(e))?;
-            if !known {
-                return Err(IndexError::UnknownTrack {
-                    track: track.to_owned(),
-                });
-            }
+            self.require_track(track)?;
         }
         Ok(Releases::Track {
             track: track.to_owned(),
             versions,
         })
+    }
+
+    /// [`IndexError::UnknownTrack`] unless the index holds the release track `track`.
+    pub(crate) fn require_track(&self, track: &str) -> Result<(), IndexError> {
+        let known: bool = self
+            .connection
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM release_tracks WHERE name = ?1)",
+                [track],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if known {
+            Ok(())
+        } else {
+            Err(IndexError::UnknownTrack {
+                track: track.to_owned(),
+            })
+        }
     }
 
     fn dependencies_tree(
@@ -642,6 +642,8 @@ impl Index {
             prod_only: Option<bool>,
             #[serde(default)]
             test_only: Option<bool>,
+            #[serde(default)]
+            unmigrated: Option<bool>,
         }
         #[derive(Deserialize)]
         struct User {
@@ -698,6 +700,7 @@ impl Index {
             debug_only: doc.debug_only.unwrap_or(false),
             prod_only: doc.prod_only.unwrap_or(false),
             test_only: doc.test_only.unwrap_or(false),
+            unmigrated: doc.unmigrated.unwrap_or(false),
             dependencies,
             builds,
         })
@@ -774,6 +777,23 @@ impl Index {
             .map_err(|e| self.sqlite(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))
     }
+}
+
+/// The columns of `release_versions` that [`release_summary`] reads, in its order.
+pub(crate) const RELEASE_COLUMNS: &str = "version, recommended, order_key, published,
+    json_extract(doc, '$.description'), json_extract(doc, '$.tool'), packages";
+
+/// A row of [`RELEASE_COLUMNS`] as a [`ReleaseSummary`].
+pub(crate) fn release_summary(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseSummary> {
+    Ok(ReleaseSummary {
+        version: row.get(0)?,
+        recommended: row.get(1)?,
+        order_key: row.get(2)?,
+        published: row.get::<_, Option<i64>>(3)?.and_then(iso_date),
+        description: row.get(4)?,
+        tool: row.get(5)?,
+        packages: row.get(6)?,
+    })
 }
 
 /// The usernames in a record's `maintainers`.
