@@ -8,16 +8,29 @@
 //!
 //! * `model`: [`ReadModel`], the served index file and its reader connections, swapped
 //!   whole when a rebuilt file is complete, and its [`Freshness`];
-//! * `routes`: [`router`] and the handlers, bounded by [`ApiConfig`];
-//! * `views`: the answer bodies, built from the index's typed results;
-//! * `reply`: the OpenAPI document, JSON errors, entity tags and `304`, cache and CORS
+//! * `runner`: the bounded query runner ([`ApiConfig`]);
+//! * `routes`: the API's routes and handlers; `views`: their answer bodies;
+//! * `reply`: the OpenAPI document, error kinds, entity tags and `304`, cache and CORS
 //!   headers.
 
 mod model;
 mod reply;
 mod routes;
+mod runner;
 mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use reply::{ApiError, Building, OPENAPI};
-pub use routes::{ApiConfig, MAX_QUERY_CHARS, default_max_queries, router};
+pub use runner::{ApiConfig, MAX_QUERY_CHARS, default_max_queries};
+
+/// The `/api/v1` routes over `model`, bounded by `config`, for any outer router's state.
+pub fn router<S: Clone + Send + Sync + 'static>(
+    model: Arc<ReadModel>,
+    config: ApiConfig,
+) -> Router<S> {
+    routes::router(runner::Runner::new(model, config))
+}

@@ -1,6 +1,7 @@
-//! How every API answer is shaped: JSON bodies, JSON errors
-//! (`{"error": {"code": ..., "message": ...}}`), entity tags from the read model's state
-//! and the URL, `304 Not Modified`, cache and CORS headers.
+//! How every answer is shaped: the error kinds ([`ApiError`]) with the headers they carry
+//! (as JSON errors, `{"error": {"code": ..., "message": ...}}`, for the API; the pages
+//! render their own), entity tags from the read model's state and the URL, `304 Not
+//! Modified`, cache headers, and the API's JSON bodies and CORS headers.
 
 use std::hash::{Hash as _, Hasher as _};
 
@@ -33,7 +34,7 @@ const RETRY_AFTER_SECONDS: &str = "5";
 
 /// Answers change within a second of a write, so clients revalidate every time; a `304`
 /// costs no query.
-const CACHE_DATA: &str = "public, no-cache";
+pub(crate) const CACHE_DATA: &str = "public, no-cache";
 
 /// An API error: its status, a stable machine-readable code and a message saying what to
 /// do next.
@@ -131,6 +132,13 @@ impl From<IndexError> for ApiError {
                 "track_not_found",
                 format!("there is no release track {track:?}; list them with /api/v1/releases"),
             ),
+            IndexError::UnknownRelease { track, version } => ApiError::not_found(
+                "release_not_found",
+                format!(
+                    "release track {track} has no release {version:?}; list them with \
+                     /api/v1/releases/{track}"
+                ),
+            ),
             IndexError::EmptyQuery { .. } => {
                 ApiError::bad_request("empty_query", "the search has no words: give some in q=")
             }
@@ -140,13 +148,12 @@ impl From<IndexError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            axum::Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response();
+impl ApiError {
+    /// Puts this error's status and headers on `response`, whatever its body: a server
+    /// error is never stored, a `503` says when to retry (unless waiting cannot help), and
+    /// one answered on purpose is marked [`Building`] for the request log.
+    pub(crate) fn mark(&self, mut response: Response) -> Response {
+        *response.status_mut() = self.status;
         let headers = response.headers_mut();
         // A server error says nothing about the resource: no cache may keep it.
         let cache = if self.status.is_server_error() {
@@ -169,9 +176,16 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// What an answer's body depends on besides the index and the URL: this build's version
-/// and its API document, so that an upgrade that changes a body changes every tag.
-fn api_format() -> &'static str {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = axum::Json(json!({"error": {"code": self.code, "message": self.message}}));
+        self.mark(body.into_response())
+    }
+}
+
+/// What an API answer's body depends on besides the index and the URL: this build's
+/// version and its API document, so that an upgrade that changes a body changes every tag.
+pub(crate) fn api_format() -> &'static str {
     static FORMAT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     FORMAT.get_or_init(|| {
         let mut hasher = std::hash::DefaultHasher::new();
@@ -180,14 +194,10 @@ fn api_format() -> &'static str {
     })
 }
 
-/// The entity tag of `uri`'s answer from a read model at `freshness`: the same API format
-/// (this build), sync token (the same index content) and URL give the same body.
-pub(crate) fn entity_tag(freshness: &Freshness, uri: &Uri) -> String {
-    tag_of(api_format(), freshness, uri)
-}
-
-/// [`entity_tag`] for the API format `format`.
-fn tag_of(format: &str, freshness: &Freshness, uri: &Uri) -> String {
+/// The entity tag of `uri`'s answer from a read model at `freshness`: the same `format`
+/// (this build's API document or templates, and whatever else the body shows), sync token
+/// (the same index content) and URL give the same body.
+pub(crate) fn entity_tag(format: &str, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format.hash(&mut hasher);
     freshness.token.hash(&mut hasher);
@@ -212,10 +222,16 @@ pub(crate) fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool
 /// A `200` JSON answer, or a `304` when the client holds `tag` already, with the headers
 /// saying how current it is.
 pub(crate) fn fresh(body: Option<&impl Serialize>, tag: &str, freshness: &Freshness) -> Response {
-    let mut response = match body {
+    let response = match body {
         Some(body) => axum::Json(body).into_response(),
         None => StatusCode::NOT_MODIFIED.into_response(),
     };
+    current(response, tag, freshness)
+}
+
+/// Puts on `response` its entity tag, its cache policy and the headers saying how current
+/// the read model it was read from is.
+pub(crate) fn current(mut response: Response, tag: &str, freshness: &Freshness) -> Response {
     let headers = response.headers_mut();
     if let Ok(tag) = HeaderValue::from_str(tag) {
         headers.insert(header::ETAG, tag);
@@ -289,13 +305,13 @@ mod tests {
     fn tags_follow_the_state_and_the_url() {
         let uri: Uri = "/api/v1/packages/a?x=1".parse().unwrap();
         let other: Uri = "/api/v1/packages/a?x=2".parse().unwrap();
-        assert_eq!(entity_tag(&at(1), &uri), entity_tag(&at(1), &uri));
-        assert_ne!(entity_tag(&at(1), &uri), entity_tag(&at(2), &uri));
-        assert_ne!(entity_tag(&at(1), &uri), entity_tag(&at(1), &other));
-        assert_eq!(entity_tag(&at(1), &uri), tag_of(api_format(), &at(1), &uri));
+        let tag = |freshness: &Freshness, uri: &Uri| entity_tag(api_format(), freshness, uri);
+        assert_eq!(tag(&at(1), &uri), tag(&at(1), &uri));
+        assert_ne!(tag(&at(1), &uri), tag(&at(2), &uri));
+        assert_ne!(tag(&at(1), &uri), tag(&at(1), &other));
         assert_ne!(
-            tag_of("0.1.0/a", &at(1), &uri),
-            tag_of("0.2.0/a", &at(1), &uri),
+            entity_tag("0.1.0/a", &at(1), &uri),
+            entity_tag("0.2.0/a", &at(1), &uri),
             "an upgrade changes the tags"
         );
         assert!(api_format().starts_with(env!("CARGO_PKG_VERSION")));

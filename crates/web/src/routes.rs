@@ -1,10 +1,8 @@
 //! The `/api/v1` routes and their handlers: each reads its parameters, asks the read model
-//! one question through the index's query methods on the blocking pool, and shapes the
+//! one question through the index's query methods (`runner`, bounded), and shapes the
 //! answer (`views`) with the headers every answer carries (`reply`).
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -16,62 +14,10 @@ use axum::routing::{MethodRouter, any, get};
 use exosphere_index::{Index, IndexError, Listing, Releases};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::model::{QueryError, ReadModel};
-use crate::reply::{ApiError, OPENAPI, add_cors, entity_tag, fresh, not_modified, preflight};
+use crate::reply::{ApiError, OPENAPI, add_cors, api_format, fresh, preflight};
+use crate::runner::{Runner, offset, search_words, usize_of};
 use crate::views::{DependencyGroups, Hits, Lookup, PackageDetail, Page, VersionDetail};
-
-/// Items a list returns when the request gives no `limit` (or the cap, if lower).
-const DEFAULT_LIMIT: u64 = 20;
-
-/// The deepest position a page may start at: a page is an `OFFSET` query, whose cost grows
-/// with the position, so crawling a list through ever deeper cursors is bounded. Atmosphere's
-/// longest list, the dependents of `meteor`, holds about 15,000.
-const MAX_CURSOR: u64 = 50_000;
-
-/// The longest search query accepted, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
-
-/// How long a request waits for one of the [`ApiConfig::max_queries`] turns before it is
-/// answered `503` (busy): long enough for a burst, short enough not to pile requests up.
-const QUEUE_WAIT: Duration = Duration::from_secs(1);
-
-/// How the API bounds what one request may ask for, and how many run at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiConfig {
-    /// The most items one page, search or bulk lookup returns (`--api-max-limit`); a larger
-    /// `limit` is lowered to it, and a bulk lookup of more names is refused.
-    pub max_limit: u64,
-    /// The most queries running at once on the blocking pool (`--api-max-queries`), each on
-    /// its own reader connection (as many are kept open); a request that waits
-    /// [`QUEUE_WAIT`] for a turn is answered `503` with `Retry-After`, so API load cannot
-    /// take the blocking pool that DDP, uploads and the feeder share.
-    pub max_queries: usize,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        ApiConfig {
-            max_limit: 100,
-            max_queries: default_max_queries(),
-        }
-    }
-}
-
-/// The default of [`ApiConfig::max_queries`]: twice the CPUs, since a query mostly reads
-/// pages the OS has cached.
-pub fn default_max_queries() -> usize {
-    std::thread::available_parallelism().map_or(2, |cpus| cpus.get() * 2)
-}
-
-#[derive(Clone)]
-struct Api {
-    model: Arc<ReadModel>,
-    config: ApiConfig,
-    /// One permit per query allowed to run at once.
-    turns: Arc<Semaphore>,
-}
 
 /// The query parameters the endpoints read (each reads its own; others are ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -82,12 +28,9 @@ struct Params {
     names: Option<String>,
 }
 
-/// The `/api/v1` routes over `model`, for any outer router's state. CORS headers go on
-/// every answer, errors and unknown `/api/v1` paths included.
-pub fn router<S: Clone + Send + Sync + 'static>(
-    model: Arc<ReadModel>,
-    config: ApiConfig,
-) -> Router<S> {
+/// The `/api/v1` routes over `runner`'s read model, for any outer router's state. CORS
+/// headers go on every answer, errors and unknown `/api/v1` paths included.
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(runner: Runner) -> Router<S> {
     Router::new()
         .route("/api/v1/packages", get(lookup))
         .route("/api/v1/packages/{name}", get(package))
@@ -105,7 +48,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
         .route("/api/v1/{*rest}", any(unknown))
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(cors))
-        .with_state(Api::new(model, config))
+        .with_state(runner)
 }
 
 /// Answers preflights, and puts the CORS headers on every answer.
@@ -119,124 +62,33 @@ async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-impl Api {
-    /// The API over `model`, keeping as many idle readers as queries may run at once.
-    fn new(model: Arc<ReadModel>, config: ApiConfig) -> Api {
-        let turns = config.max_queries.max(1);
-        model.keep_idle_readers(turns);
-        Api {
-            model,
-            config,
-            turns: Arc::new(Semaphore::new(turns)),
-        }
-    }
-
-    /// Waits up to [`QUEUE_WAIT`] for a turn to query; `503` (busy) if none comes.
-    async fn turn(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.turns).acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) | Err(_) => Err(ApiError::busy()),
-        }
-    }
-
-    /// Runs `query` with the request's `parsed` parameters on the read model and answers
-    /// with its body, an entity tag and the read model's freshness; a `304` without
-    /// querying when the client's tag is current; the error of parameters that did not
-    /// parse.
-    async fn answer<P, T, F>(
-        &self,
-        parsed: Result<P, ApiError>,
-        headers: &HeaderMap,
-        uri: &Uri,
-        query: F,
-    ) -> Response
-    where
-        P: Send + 'static,
-        T: Serialize + Send + 'static,
-        F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
-    {
-        let parsed = match parsed {
-            Ok(parsed) => parsed,
-            Err(error) => return error.into_response(),
-        };
-        if self.model.is_off() {
-            return ApiError::disabled().into_response();
-        }
-        let Some(freshness) = self.model.freshness() else {
-            return ApiError::building().into_response();
-        };
-        let tag = entity_tag(&freshness, uri);
-        if not_modified(headers, &tag, false) {
-            return fresh(None::<&()>, &tag, &freshness);
-        }
-        let turn = match self.turn().await {
-            Ok(turn) => turn,
-            Err(busy) => return busy.into_response(),
-        };
-        let model = Arc::clone(&self.model);
-        let asked = exosphere_task::blocking(move || {
-            let answer = model.query(|index| query(index, parsed));
-            drop(turn);
-            answer
-        });
-        match asked.await {
-            Ok(Ok((Ok(body), freshness))) => {
-                let tag = entity_tag(&freshness, uri);
-                let body = (!not_modified(headers, &tag, true)).then_some(&body);
-                fresh(body, &tag, &freshness)
-            }
-            Ok(Ok((Err(error), _))) => error.into_response(),
-            Ok(Err(QueryError::Building)) => ApiError::building().into_response(),
-            Ok(Err(QueryError::Index(error))) => ApiError::from(error).into_response(),
-            Err(error) => ApiError::internal(&error).into_response(),
-        }
-    }
-
-    /// The page size asked for, between 1 and the cap.
-    fn limit(&self, params: &Params) -> Result<u64, ApiError> {
-        let cap = self.config.max_limit.max(1);
-        match &params.limit {
-            None => Ok(DEFAULT_LIMIT.min(cap)),
-            Some(text) => match text.parse::<u64>() {
-                Ok(limit) if limit >= 1 => Ok(limit.min(cap)),
-                _ => Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    format!("limit must be a whole number from 1 to {cap}, not {text:?}"),
-                )),
-            },
-        }
+/// Runs `query` with the request's `parsed` parameters on the read model and answers
+/// with its body as JSON, an entity tag and the read model's freshness; a `304` without
+/// querying when the client's tag is current; a JSON error otherwise.
+async fn answer<P, T, F>(
+    runner: &Runner,
+    parsed: Result<P, ApiError>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    query: F,
+) -> Response
+where
+    P: Send + 'static,
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
+{
+    match runner.ask(parsed, headers, uri, api_format(), query).await {
+        Ok(answer) => fresh(answer.body.as_ref(), &answer.tag, &answer.freshness),
+        Err(error) => error.into_response(),
     }
 }
 
-/// Where a page starts: the `next_cursor` of the page before, or the start.
-fn offset(params: &Params) -> Result<u64, ApiError> {
-    let offset = params.cursor.as_deref().map_or(Ok(0), |cursor| {
-        cursor.parse().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_cursor",
-                format!(
-                    "cursor {cursor:?} is not one this API handed out: pass a page's \
-                     next_cursor as it is, or leave it out to start from the first page"
-                ),
-            )
-        })
-    })?;
-    if offset > MAX_CURSOR {
-        return Err(ApiError::bad_request(
-            "cursor_too_deep",
-            format!(
-                "pages past item {MAX_CURSOR} are not served (each costs a scan of every item \
-                 before it): narrow the search, or sync the catalog with `exosphere sync` \
-                 and query it locally"
-            ),
-        ));
-    }
-    Ok(offset)
-}
-
-/// A count or position as an index query takes it (larger ones are clamped).
-fn usize_of(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
+/// The page size and start a list's parameters ask for.
+fn window(runner: &Runner, params: &Params) -> Result<(u64, u64), ApiError> {
+    Ok((
+        runner.limit(params.limit.as_deref())?,
+        offset(params.cursor.as_deref())?,
+    ))
 }
 
 /// The path's parameters, or a JSON `400` when they do not decode (not UTF-8), instead of
@@ -262,12 +114,12 @@ fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiErr
 
 /// `GET /api/v1/packages/{name}`.
 async fn package(
-    State(api): State<Api>,
+    State(api): State<Runner>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    api.answer(path(name), &headers, &uri, move |index, name| {
+    answer(&api, path(name), &headers, &uri, move |index, name| {
         Ok(PackageDetail::from(index.show(&name, None)?))
     })
     .await
@@ -275,12 +127,13 @@ async fn package(
 
 /// `GET /api/v1/packages/{name}/versions/{version}`: one version in full.
 async fn version(
-    State(api): State<Api>,
+    State(api): State<Runner>,
     asked: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    api.answer(
+    answer(
+        &api,
         path(asked),
         &headers,
         &uri,
@@ -300,22 +153,23 @@ async fn version(
 
 /// The route of a paged list about one package (`/versions`, newest first; `/dependents`,
 /// the packages whose latest version depends on it): `list` is the index's paged query.
-fn paged<T, L>(list: L) -> MethodRouter<Api>
+fn paged<T, L>(list: L) -> MethodRouter<Runner>
 where
     T: Serialize + Send + 'static,
     L: Fn(&Index, &str, u64, u64) -> Result<Listing<T>, IndexError> + Copy + Send + Sync + 'static,
 {
     get(
-        move |State(api): State<Api>,
+        move |State(api): State<Runner>,
               name: Result<Path<String>, PathRejection>,
               query: Result<Query<Params>, QueryRejection>,
               headers: HeaderMap,
               uri: Uri| async move {
             let asked = path(name).and_then(|name| {
-                let p = params(query)?;
-                Ok((name, api.limit(&p)?, offset(&p)?))
+                let (limit, offset) = window(&api, &params(query)?)?;
+                Ok((name, limit, offset))
             });
-            api.answer(
+            answer(
+                &api,
                 asked,
                 &headers,
                 &uri,
@@ -330,37 +184,36 @@ where
 
 /// `GET /api/v1/search?q=`: the index's ranking, a page at a time.
 async fn search(
-    State(api): State<Api>,
+    State(api): State<Runner>,
     query: Result<Query<Params>, QueryRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
     let searched = params(query).and_then(|params| {
-        let (limit, offset) = (api.limit(&params)?, offset(&params)?);
-        let q = params.q.unwrap_or_default();
-        if q.chars().count() > MAX_QUERY_CHARS {
-            return Err(ApiError::bad_request(
-                "query_too_long",
-                format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
-            ));
-        }
-        Ok((q, limit, offset))
+        let (limit, offset) = window(&api, &params)?;
+        Ok((search_words(params.q)?, limit, offset))
     });
-    api.answer(searched, &headers, &uri, |index, (q, limit, offset)| {
-        let items = index.search_from(&q, None, usize_of(offset), usize_of(limit))?;
-        Ok(Hits::of(items, offset, limit))
-    })
+    answer(
+        &api,
+        searched,
+        &headers,
+        &uri,
+        |index, (q, limit, offset)| {
+            let items = index.search_from(&q, None, usize_of(offset), usize_of(limit))?;
+            Ok(Hits::of(items, offset, limit))
+        },
+    )
     .await
 }
 
 /// `GET /api/v1/packages?names=a,b`: several packages' summaries in one request.
 async fn lookup(
-    State(api): State<Api>,
+    State(api): State<Runner>,
     query: Result<Query<Params>, QueryRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let cap = api.config.max_limit.max(1);
+    let cap = api.config().max_limit.max(1);
     let asked = params(query).and_then(|params| {
         let given = params.names.unwrap_or_default();
         // A name asked twice is answered once, in the order first asked.
@@ -388,7 +241,7 @@ async fn lookup(
         }
         Ok(names)
     });
-    api.answer(asked, &headers, &uri, |index, names| {
+    answer(&api, asked, &headers, &uri, |index, names| {
         let asked: Vec<&str> = names.iter().map(String::as_str).collect();
         let items = index.summaries(&asked)?;
         let found: HashSet<&str> = items.iter().map(|hit| hit.name.as_str()).collect();
@@ -403,8 +256,8 @@ async fn lookup(
 }
 
 /// `GET /api/v1/releases`: every release track.
-async fn releases(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Response {
-    api.answer(Ok(()), &headers, &uri, |index, ()| {
+async fn releases(State(api): State<Runner>, headers: HeaderMap, uri: Uri) -> Response {
+    answer(&api, Ok(()), &headers, &uri, |index, ()| {
         match index.releases(None)? {
             Releases::Tracks(tracks) => Ok(json!({ "items": tracks })),
             Releases::Track { .. } => Err(ApiError::internal(&"a track asked for no track")),
@@ -415,12 +268,12 @@ async fn releases(State(api): State<Api>, headers: HeaderMap, uri: Uri) -> Respo
 
 /// `GET /api/v1/releases/{track}`: one track's release versions, newest first.
 async fn release_track(
-    State(api): State<Api>,
+    State(api): State<Runner>,
     track: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    api.answer(path(track), &headers, &uri, move |index, track| {
+    answer(&api, path(track), &headers, &uri, move |index, track| {
         Ok(index.releases(Some(&track))?)
     })
     .await
@@ -429,17 +282,17 @@ async fn release_track(
 /// `GET /api/v1/maintainers/{user}`: the packages a user maintains, most recently updated
 /// first.
 async fn maintainer(
-    State(api): State<Api>,
+    State(api): State<Runner>,
     user: Result<Path<String>, PathRejection>,
     query: Result<Query<Params>, QueryRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
     let asked = path(user).and_then(|user| {
-        let params = params(query)?;
-        Ok((user, api.limit(&params)?, offset(&params)?))
+        let (limit, offset) = window(&api, &params(query)?)?;
+        Ok((user, limit, offset))
     });
-    api.answer(asked, &headers, &uri, move |index, (user, limit, offset)| {
+    answer(&api, asked, &headers, &uri, move |index, (user, limit, offset)| {
         let items = index.search_from("", Some(&user), usize_of(offset), usize_of(limit))?;
         if items.is_empty() && offset == 0 {
             return Err(ApiError::not_found(
@@ -496,12 +349,18 @@ async fn unknown(uri: Uri) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::ReadModel;
+    use crate::runner::ApiConfig;
     use axum::body::Body;
     use axum::http::StatusCode;
     use tower::ServiceExt as _;
 
+    fn over(model: std::sync::Arc<ReadModel>) -> Router {
+        router(Runner::new(model, ApiConfig::default()))
+    }
+
     async fn ask(method: Method, uri: &str) -> Response {
-        let router: Router = router(ReadModel::new(), ApiConfig::default());
+        let router = over(ReadModel::new());
         let request = axum::http::Request::builder()
             .method(method)
             .uri(uri)
@@ -552,7 +411,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_server_without_a_read_model_says_the_api_is_off() {
-        let router: Router = router(ReadModel::off(), ApiConfig::default());
+        let router = over(ReadModel::off());
         let request = axum::http::Request::builder()
             .uri("/api/v1/packages/iron:router")
             .body(Body::empty())
@@ -562,24 +421,6 @@ mod tests {
         assert!(!response.headers().contains_key(header::RETRY_AFTER));
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(body(response).await["error"]["code"], "api_disabled");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_query_without_a_turn_within_the_wait_is_answered_busy() {
-        let config = ApiConfig {
-            max_queries: 1,
-            ..ApiConfig::default()
-        };
-        let api = Api::new(ReadModel::new(), config);
-        let held = api.turn().await.unwrap();
-        let busy = api.turn().await.unwrap_err();
-        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(busy.code, "api_busy");
-        let response = busy.into_response();
-        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
-        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
-        drop(held);
-        assert!(api.turn().await.is_ok(), "a released turn is taken again");
     }
 
     #[tokio::test]

@@ -1,0 +1,271 @@
+//! The bounded query runner that both the JSON API (`routes`) and the pages (`pages`) ask
+//! the read model through: a question runs on the blocking pool only with one of
+//! [`ApiConfig::max_queries`] turns, a client's current entity tag is answered `304` before
+//! any query, and the bounds every list shares (page size, depth, query length) are checked
+//! here once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Uri};
+use exosphere_index::Index;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::model::{Freshness, QueryError, ReadModel};
+use crate::reply::{ApiError, entity_tag, not_modified};
+
+/// Items a list returns when the request gives no `limit` (or the cap, if lower).
+const DEFAULT_LIMIT: u64 = 20;
+
+/// The deepest position a page may start at: a page is an `OFFSET` query, whose cost grows
+/// with the position, so crawling a list through ever deeper cursors is bounded. Atmosphere's
+/// longest list, the dependents of `meteor`, holds about 15,000.
+pub(crate) const MAX_CURSOR: u64 = 50_000;
+
+/// The longest search query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// How long a request waits for one of the [`ApiConfig::max_queries`] turns before it is
+/// answered `503` (busy): long enough for a burst, short enough not to pile requests up.
+const QUEUE_WAIT: Duration = Duration::from_secs(1);
+
+/// How the API and the pages bound what one request may ask for, and how many run at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// The most items one page, search or bulk lookup returns (`--api-max-limit`); a larger
+    /// `limit` is lowered to it, and a bulk lookup of more names is refused.
+    pub max_limit: u64,
+    /// The most queries running at once on the blocking pool (`--api-max-queries`), each on
+    /// its own reader connection (as many are kept open), shared by the API and the pages;
+    /// a request that waits [`QUEUE_WAIT`] for a turn is answered `503` with `Retry-After`,
+    /// so web load cannot take the blocking pool that DDP, uploads and the feeder share.
+    pub max_queries: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_limit: 100,
+            max_queries: default_max_queries(),
+        }
+    }
+}
+
+/// The default of [`ApiConfig::max_queries`]: twice the CPUs, since a query mostly reads
+/// pages the OS has cached.
+pub fn default_max_queries() -> usize {
+    std::thread::available_parallelism().map_or(2, |cpus| cpus.get() * 2)
+}
+
+/// The read model with its turns: one per query allowed to run at once.
+#[derive(Clone)]
+pub(crate) struct Runner {
+    model: Arc<ReadModel>,
+    config: ApiConfig,
+    turns: Arc<Semaphore>,
+}
+
+/// What a question came back with: its body (`None` when the client's copy is current, a
+/// `304`), the entity tag of that body and how current the read model was.
+pub(crate) struct Answer<T> {
+    /// The body, unless the client holds it already.
+    pub body: Option<T>,
+    /// Its entity tag.
+    pub tag: String,
+    /// The read model's state the body was read at.
+    pub freshness: Freshness,
+}
+
+impl Runner {
+    /// The runner over `model`, keeping as many idle readers as queries may run at once.
+    pub fn new(model: Arc<ReadModel>, config: ApiConfig) -> Runner {
+        let turns = config.max_queries.max(1);
+        model.keep_idle_readers(turns);
+        Runner {
+            model,
+            config,
+            turns: Arc::new(Semaphore::new(turns)),
+        }
+    }
+
+    /// The bounds it runs with.
+    pub fn config(&self) -> &ApiConfig {
+        &self.config
+    }
+
+    /// Waits up to [`QUEUE_WAIT`] for a turn to query; `503` (busy) if none comes.
+    pub async fn turn(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.turns).acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(ApiError::busy()),
+        }
+    }
+
+    /// Runs `query` with the request's `parsed` parameters on the read model. Its answer's
+    /// tag hashes `format` (what the body's shape depends on besides the index and the
+    /// URL), the read model's sync token and `uri`; when the client holds that tag already
+    /// the answer has no body, and no query runs. Errors: the parameters' own, the read
+    /// model's state (building, off, busy) and the query's.
+    pub async fn ask<P, T, F>(
+        &self,
+        parsed: Result<P, ApiError>,
+        headers: &HeaderMap,
+        uri: &Uri,
+        format: &str,
+        query: F,
+    ) -> Result<Answer<T>, ApiError>
+    where
+        P: Send + 'static,
+        T: Send + 'static,
+        F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
+    {
+        let parsed = parsed?;
+        if self.model.is_off() {
+            return Err(ApiError::disabled());
+        }
+        let freshness = self.model.freshness().ok_or_else(ApiError::building)?;
+        let tag = entity_tag(format, &freshness, uri);
+        if not_modified(headers, &tag, false) {
+            return Ok(Answer {
+                body: None,
+                tag,
+                freshness,
+            });
+        }
+        let turn = self.turn().await?;
+        let model = Arc::clone(&self.model);
+        let asked = exosphere_task::blocking(move || {
+            let answer = model.query(|index| query(index, parsed));
+            drop(turn);
+            answer
+        });
+        match asked.await {
+            Ok(Ok((Ok(body), freshness))) => {
+                let tag = entity_tag(format, &freshness, uri);
+                let body = (!not_modified(headers, &tag, true)).then_some(body);
+                Ok(Answer {
+                    body,
+                    tag,
+                    freshness,
+                })
+            }
+            Ok(Ok((Err(error), _))) => Err(error),
+            Ok(Err(QueryError::Building)) => Err(ApiError::building()),
+            Ok(Err(QueryError::Index(error))) => Err(ApiError::from(error)),
+            Err(error) => Err(ApiError::internal(&error)),
+        }
+    }
+
+    /// The page size asked for (`limit`), between 1 and the cap.
+    pub fn limit(&self, asked: Option<&str>) -> Result<u64, ApiError> {
+        let cap = self.config.max_limit.max(1);
+        match asked {
+            None => Ok(DEFAULT_LIMIT.min(cap)),
+            Some(text) => match text.parse::<u64>() {
+                Ok(limit) if limit >= 1 => Ok(limit.min(cap)),
+                _ => Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    format!("limit must be a whole number from 1 to {cap}, not {text:?}"),
+                )),
+            },
+        }
+    }
+}
+
+/// Where a page starts: the `next_cursor` of the page before, or the start.
+pub(crate) fn offset(cursor: Option<&str>) -> Result<u64, ApiError> {
+    let offset = cursor.map_or(Ok(0), |cursor| {
+        cursor.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                format!(
+                    "cursor {cursor:?} is not one this API handed out: pass a page's \
+                     next_cursor as it is, or leave it out to start from the first page"
+                ),
+            )
+        })
+    })?;
+    within_depth(offset)
+}
+
+/// `offset`, or a `400` when it starts deeper than [`MAX_CURSOR`].
+pub(crate) fn within_depth(offset: u64) -> Result<u64, ApiError> {
+    if offset > MAX_CURSOR {
+        return Err(ApiError::bad_request(
+            "cursor_too_deep",
+            format!(
+                "pages past item {MAX_CURSOR} are not served (each costs a scan of every item \
+                 before it): narrow the search, or sync the catalog with `exosphere sync` \
+                 and query it locally"
+            ),
+        ));
+    }
+    Ok(offset)
+}
+
+/// The search words `q`, or a `400` when they are longer than [`MAX_QUERY_CHARS`].
+pub(crate) fn search_words(q: Option<String>) -> Result<String, ApiError> {
+    let q = q.unwrap_or_default();
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ApiError::bad_request(
+            "query_too_long",
+            format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
+        ));
+    }
+    Ok(q)
+}
+
+/// A count or position as an index query takes it (larger ones are clamped).
+pub(crate) fn usize_of(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse as _;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_without_a_turn_within_the_wait_is_answered_busy() {
+        let config = ApiConfig {
+            max_queries: 1,
+            ..ApiConfig::default()
+        };
+        let runner = Runner::new(ReadModel::new(), config);
+        let held = runner.turn().await.unwrap();
+        let busy = runner.turn().await.unwrap_err();
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(busy.code, "api_busy");
+        let response = busy.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        drop(held);
+        assert!(
+            runner.turn().await.is_ok(),
+            "a released turn is taken again"
+        );
+    }
+
+    #[test]
+    fn bounds_are_checked_once_for_everyone() {
+        let runner = Runner::new(ReadModel::new(), ApiConfig::default());
+        assert_eq!(runner.limit(None).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(runner.limit(Some("100000")).unwrap(), 100);
+        assert_eq!(
+            runner.limit(Some("0")).unwrap_err().code,
+            "invalid_parameter"
+        );
+        assert_eq!(offset(Some("50000")).unwrap(), MAX_CURSOR);
+        assert_eq!(offset(Some("50001")).unwrap_err().code, "cursor_too_deep");
+        assert_eq!(offset(Some("x")).unwrap_err().code, "invalid_cursor");
+        assert_eq!(
+            search_words(Some("é".repeat(200))).unwrap().chars().count(),
+            200
+        );
+        assert_eq!(
+            search_words(Some("é".repeat(201))).unwrap_err().code,
+            "query_too_long"
+        );
+    }
+}
