@@ -245,10 +245,13 @@ impl Index {
         date_of: impl Fn(&Index, &str, i64) -> Result<Option<i64>, IndexError>,
     ) -> Result<Vec<DatedPackage>, IndexError> {
         self.require_synced()?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let turn = limit.saturating_mul(CANDIDATES_PER_ITEM).max(16);
         let mut kept: Vec<(i64, String, i64)> = Vec::new();
         let mut offset = 0;
-        while limit > 0 {
+        loop {
             let candidates = self.collect(
                 "SELECT package, version_rowid, last_updated FROM latest
                  ORDER BY last_updated DESC, package LIMIT ?1 OFFSET ?2",
