@@ -878,7 +878,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = exosphere_web::default_max_queries(), value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), env = "EXOSPHERE_API_MAX_QUERIES")]
     pub api_max_queries: usize,
 
-    /// Longest date range, in days, one /api/v1/stats request may ask for.
+    /// Items on one page of the web catalog's lists (search results, versions,
+    /// dependents, a maintainer's packages, all packages) and entries in its Atom feeds.
+    /// A list's deepest page starts at item 50,000, as the JSON API's cursors do.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000), env = "EXOSPHERE_WEB_PAGE_SIZE")]
+    pub web_page_size: u64,
+
+    /// Longest date range, in days, one /api/v1/stats request may ask for (and the "all
+    /// time" range of the web catalog's usage charts).
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]
     pub stats_max_range_days: u64,
 
@@ -979,7 +986,9 @@ pub struct MirrorArgs {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The URL clients reach this server at (e.g. https://packages.example.com behind a
-    /// reverse proxy); every upload and download URL handed out starts with it. Default:
+    /// reverse proxy); every upload and download URL handed out starts with it, and so
+    /// does every absolute URL of the web catalog (canonical links, feeds, badges, the
+    /// home page's METEOR_PACKAGE_SERVER_URL), never the request's Host header. Default:
     /// http://<the listen address>; required when listening on every interface
     /// (0.0.0.0 or [::]).
     #[arg(long, env = "EXOSPHERE_PUBLIC_URL")]

@@ -1,6 +1,8 @@
 //! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>`, the JSON API's routes (`exosphere-web`) and a home page; package uploads and downloads (published
-//! and mirrored) live in `http/files.rs`, the stats routes in `http/stats.rs`.
+//! `/api/v1/stats/packages/<name>`, and the web catalog (`exosphere-web`: the JSON API,
+//! the pages, from the home page on, and the HTML `404` of every other path); package
+//! uploads and downloads (published and mirrored) live in `http/files.rs`, the stats
+//! routes and the pages' usage numbers in `http/stats.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.
@@ -12,14 +14,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, put};
 use exosphere_catalog::CatalogStore;
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, ScriptIntegrity, Server, SockJsConfig};
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
-use exosphere_web::{ApiConfig, Building, ReadModel};
+use exosphere_web::{ApiConfig, Building, ReadModel, SiteConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_http::classify::{
@@ -68,8 +70,10 @@ pub struct AppState {
     /// The read model's feeder, if the server feeds one: [`crate::server::run`] stops it
     /// before returning, so no pass writes after the data directory is released.
     pub(crate) feeding: Option<Arc<crate::read_model::Feeding>>,
-    /// How the JSON API bounds one request.
+    /// How the JSON API and the pages bound one request.
     pub api: ApiConfig,
+    /// The web catalog's pages: their public URL and list size.
+    pub site: SiteConfig,
 }
 
 /// The streaming response limit `sockjs-protocol.py` expects of its test services.
@@ -83,8 +87,11 @@ const SOCKJS_SUITE_DISCONNECT_DELAY: Duration = Duration::from_secs(5);
 /// (spec §1.1).
 pub fn router(state: AppState) -> Router {
     let request_ids = Arc::new(AtomicU64::new(1));
+    let usage = stats::CatalogUsage {
+        store: Arc::clone(&state.store),
+        max_days: state.stats_max_range_days,
+    };
     Router::new()
-        .route("/", get(home))
         .route("/healthz", get(healthz))
         .route("/stats/v1/{day}", get(stats::stats_day))
         .route(
@@ -94,6 +101,8 @@ pub fn router(state: AppState) -> Router {
         .merge(exosphere_web::router(
             Arc::clone(&state.read_model),
             state.api.clone(),
+            state.site.clone(),
+            Some(Arc::new(usage)),
         ))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))
@@ -294,66 +303,6 @@ fn internal_error(what: &str, error: &dyn std::fmt::Display) -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
 }
 
-/// A plain page that says what this server is and how to point the `meteor` tool at it.
-async fn home(headers: HeaderMap) -> Html<String> {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("localhost:3000");
-    let base = format!("http://{}", escape_html(host));
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>Exosphere package server</title></head>
-<body>
-<h1>Exosphere</h1>
-<p>This is a Meteor package server (Exosphere {version}). It serves a package catalog over DDP
-exactly as the <code>meteor</code> tool expects.</p>
-<h2>Use it with the meteor tool</h2>
-<pre>export METEOR_PACKAGE_SERVER_URL={base}
-meteor show ecmascript</pre>
-<p>The tool keeps a separate catalog and package cache per server URL, so the first command
-after switching syncs the whole catalog.</p>
-<p>This server records package usage too: add
-<code>export METEOR_PACKAGE_STATS_SERVER_URL={base}</code>.</p>
-<h2>Endpoints</h2>
-<ul>
-<li><code>{base}/websocket</code>: DDP over a raw WebSocket (<code>syncNewPackageData</code>;
-publications <code>defaults</code>, <code>changes</code>, <code>stats</code>,
-<code>meteor.loginServiceConfiguration</code>)</li>
-<li><code>{base}/sockjs</code>: the same DDP over SockJS, for browsers
-(<code>DDP.connect("{base}")</code>)</li>
-<li><code>{base}/stats/v1/YYYY-MM-DD</code>: daily package usage, one JSON object per line</li>
-<li><code>{base}/api/v1/stats/packages/NAME?from=YYYY-MM-DD&amp;to=YYYY-MM-DD&amp;interval=day|week|month</code>:
-one package's adds over a range, per version and period, with a trend</li>
-<li><code>{base}/api/v1/packages/NAME</code>, <code>{base}/api/v1/search?q=WORDS</code> and
-more: the JSON API over the catalog, described by <code>{base}/api/v1/openapi.json</code></li>
-<li><code>{base}/packages/...</code>: published package files (the URLs in <code>source</code>,
-<code>build</code> and <code>readme</code>); <code>meteor publish</code> uploads through URLs the
-server hands out</li>
-<li><code>{base}/healthz</code>: health check</li>
-</ul>
-</body>
-</html>
-"#,
-        version = env!("CARGO_PKG_VERSION"),
-    ))
-}
-
-/// The Host header is client input; it must not be able to inject markup into the page.
-fn escape_html(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '<' => "&lt;".to_owned(),
-            '>' => "&gt;".to_owned(),
-            '&' => "&amp;".to_owned(),
-            '"' => "&quot;".to_owned(),
-            '\'' => "&#39;".to_owned(),
-            c => c.to_string(),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,13 +351,5 @@ mod tests {
             response.extensions_mut().insert(status);
             assert!(!is_failure(response), "{status:?}");
         }
-    }
-
-    #[test]
-    fn host_header_cannot_inject_markup() {
-        assert_eq!(
-            escape_html("evil<script>\"x'&"),
-            "evil&lt;script&gt;&quot;x&#39;&amp;"
-        );
     }
 }

@@ -18,7 +18,7 @@ use exosphere_catalog::usage::{Recorder, RecorderOptions, UsageLimits};
 use exosphere_catalog::{CatalogStore, Syncer, watch};
 use exosphere_ddp::{DdpConfig, Server, SockJsConfig};
 use exosphere_mirror::{FilesConfig, MirrorConfig, MirrorFiles, MirrorPhase, MirrorStatus};
-use exosphere_web::{ApiConfig, ReadModel};
+use exosphere_web::{ApiConfig, ReadModel, SiteConfig};
 use tokio::net::TcpListener;
 
 use crate::accept::{self, HttpLimits, OpenConnections};
@@ -75,8 +75,11 @@ pub struct Config {
     /// it in the data directory, `read-model/`, unless `--read-model off`); without one no
     /// feeder runs and the API answers `503` `api_disabled`.
     pub read_model: Option<PathBuf>,
-    /// How the JSON API bounds one request.
+    /// How the JSON API and the web catalog's pages bound one request.
     pub api: ApiConfig,
+    /// The web catalog's pages: the public URL their absolute URLs start with, and the
+    /// size of their lists' pages.
+    pub site: SiteConfig,
     /// The file in which the newest catalog head seen is kept, if any (`exosphere serve`
     /// keeps one in the data directory, checked at startup by
     /// [`HeadFile::check_at_startup`]).
@@ -116,6 +119,7 @@ impl Default for Config {
             mirror_files: None,
             read_model: None,
             api: ApiConfig::default(),
+            site: SiteConfig::default(),
             seen_head: None,
         }
     }
@@ -215,6 +219,7 @@ pub fn start(
         read_model,
         feeding,
         api: config.api.clone(),
+        site: config.site.clone(),
         publishing,
     })
 }

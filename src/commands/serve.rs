@@ -19,7 +19,7 @@ use exosphere_ddp::{DdpConfig, ScriptIntegrity, SockJsConfig, WebSocketCompressi
 use exosphere_mirror::{FilesConfig, MirrorConfig};
 use exosphere_sync_client::PassOptions;
 use exosphere_synth::{self as synth, Scale};
-use exosphere_web::ApiConfig;
+use exosphere_web::{ApiConfig, SiteConfig};
 
 use crate::accept::HttpLimits;
 use crate::cli::{ReadModelMode, ServeArgs};
@@ -75,6 +75,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_bytes: args.sync_file_cache_size,
     });
     config.read_model = (args.read_model == ReadModelMode::On).then(|| data_dir.join("read-model"));
+    config.site.public_url.clone_from(&public_url);
     config.mirror_files = Some(FilesConfig {
         download_dir: args.data_dir.data_dir.join("mirror-downloads"),
         max_size: args.mirror.upstream_max_file_size,
@@ -195,6 +196,11 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         api: ApiConfig {
             max_limit: args.api_max_limit,
             max_queries: args.api_max_queries,
+        },
+        // The public URL is set where the listener is bound (`serve`).
+        site: SiteConfig {
+            page_size: args.web_page_size,
+            ..SiteConfig::default()
         },
         seen_head: None,
     })

@@ -1,6 +1,7 @@
 //! Usage statistics over HTTP: the daily files at `/stats/v1/<day>` (spec §7.2), served
-//! from [`StatsFiles`](crate::stats_files::StatsFiles) in chunks, and one package's range at
-//! `/api/v1/stats/packages/<name>`.
+//! from [`StatsFiles`](crate::stats_files::StatsFiles) in chunks, one package's range at
+//! `/api/v1/stats/packages/<name>`, and the same ranges as the web catalog's pages chart
+//! them ([`CatalogUsage`]).
 
 use std::sync::Arc;
 
@@ -8,9 +9,17 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::NaiveDate;
+use exosphere_catalog::CatalogStore;
 use exosphere_catalog::day::parse_day;
-use exosphere_catalog::stats::{Interval, RangeError, package_stats};
+use exosphere_catalog::stats::{
+    Adds as CatalogAdds, Interval, PackageStats, RangeError, VersionAdds as CatalogVersionAdds,
+    package_stats,
+};
 use exosphere_meteor::names::is_package_name;
+use exosphere_web::{
+    Adds, PeriodAdds, Usage, UsageError, UsagePeriod, UsageRange, UsageSource, VersionAdds,
+};
 use serde::Deserialize;
 
 use super::{AppState, internal_error};
@@ -93,18 +102,88 @@ pub async fn package_stats_range(
         (Err(error), _, _) | (_, Err(error), _) => return bad(error.to_string()),
         (_, _, Err(error)) => return bad(error.to_string()),
     };
-    let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    let from = from.unwrap_or_else(|| to - chrono::Days::new(29));
     let store = Arc::clone(&state.store);
     let max_days = state.stats_max_range_days;
-    let answer = exosphere_task::blocking(move || {
-        package_stats(&*store, &name, from, to, interval, max_days)
-    })
-    .await;
+    let answer =
+        exosphere_task::blocking(move || adds_over(&*store, &name, from, to, interval, max_days))
+            .await;
     match answer {
         Ok(Ok(stats)) => axum::Json(stats).into_response(),
         Ok(Err(RangeError::Store(error))) => internal_error("reading package stats", &error),
         Ok(Err(error)) => bad(error.to_string()),
         Err(error) => internal_error("reading package stats", &error),
     }
+}
+
+/// `name`'s adds from `from` to `to` (by default the 30 days ending today, UTC), per
+/// `interval`: what `/api/v1/stats/packages/NAME` answers, and what the pages chart.
+fn adds_over(
+    store: &dyn CatalogStore,
+    name: &str,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+    interval: Interval,
+    max_days: u64,
+) -> Result<PackageStats, RangeError> {
+    let to = to.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    let from = from.unwrap_or_else(|| to - chrono::Days::new(29));
+    package_stats(store, name, from, to, interval, max_days)
+}
+
+/// The web catalog's usage numbers: a package's adds over a chosen range, read from the
+/// catalog's stats rows as `/api/v1/stats/packages/NAME` reads them. "All time" is the
+/// longest range that endpoint serves (`--stats-max-range-days`), ending today.
+pub struct CatalogUsage {
+    /// The catalog.
+    pub store: Arc<dyn CatalogStore>,
+    /// The longest range, in days.
+    pub max_days: u64,
+}
+
+impl UsageSource for CatalogUsage {
+    fn usage(&self, name: &str, range: UsageRange) -> Result<Usage, UsageError> {
+        let days = range
+            .days()
+            .unwrap_or(self.max_days)
+            .clamp(1, self.max_days.max(1));
+        let to = chrono::Utc::now().date_naive();
+        let from = to - chrono::Days::new(days - 1);
+        let interval = match range.period() {
+            UsagePeriod::Day => Interval::Day,
+            UsagePeriod::Week => Interval::Week,
+            UsagePeriod::Month => Interval::Month,
+        };
+        let stats = adds_over(&*self.store, name, Some(from), Some(to), interval, days)
+            .map_err(|error| UsageError(error.to_string()))?;
+        Ok(Usage {
+            periods: stats
+                .periods
+                .into_iter()
+                .map(|period| PeriodAdds {
+                    from: period.from.to_string(),
+                    to: period.to.to_string(),
+                    adds: adds(&period.adds),
+                    versions: versions(period.versions),
+                })
+                .collect(),
+            versions: versions(stats.range.versions),
+        })
+    }
+}
+
+fn adds(adds: &CatalogAdds) -> Adds {
+    Adds {
+        direct: adds.direct_adds,
+        total: adds.total_adds,
+    }
+}
+
+fn versions(versions: Vec<CatalogVersionAdds>) -> Vec<VersionAdds> {
+    versions
+        .into_iter()
+        .map(|version| VersionAdds {
+            adds: adds(&version.adds),
+            version: version.version,
+        })
+        .collect()
 }

@@ -1,22 +1,28 @@
 //! The web catalog's HTTP answers over the server's read model: the JSON API under
 //! `/api/v1` (package detail, versions, one version in full, dependents, search, bulk
-//! lookup, releases, maintainers) and its OpenAPI document.
+//! lookup, releases, maintainers) with its OpenAPI document, and the pages people read
+//! (home, search, packages and versions, maintainers, releases, feeds, badges).
 //!
 //! It knows nothing of DDP or of the catalog's storage: it asks an `exosphere-index` file
 //! through the index's query methods, never SQL of its own. The binary keeps that file
-//! current from the catalog's sync pages and says so through [`ReadModel::publish`].
+//! current from the catalog's sync pages and says so through [`ReadModel::publish`], and
+//! hands the pages usage numbers through a [`UsageSource`].
 //!
 //! * `model`: [`ReadModel`], the served index file and its reader connections, swapped
 //!   whole when a rebuilt file is complete, and its [`Freshness`];
-//! * `runner`: the bounded query runner ([`ApiConfig`]);
+//! * `runner`: the bounded query runner the API and the pages share ([`ApiConfig`]);
 //! * `routes`: the API's routes and handlers; `views`: their answer bodies;
+//! * `pages`: the pages' routes, templates (`templates/`) and assets (`assets/`);
+//! * `usage`: [`UsageSource`], the usage numbers the pages show;
 //! * `reply`: the OpenAPI document, error kinds, entity tags and `304`, cache and CORS
 //!   headers.
 
 mod model;
+mod pages;
 mod reply;
 mod routes;
 mod runner;
+mod usage;
 mod views;
 
 use std::sync::Arc;
@@ -24,13 +30,28 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
+pub use pages::{CONTENT_SECURITY_POLICY, SiteConfig};
 pub use reply::{ApiError, Building, OPENAPI};
 pub use runner::{ApiConfig, MAX_QUERY_CHARS, default_max_queries};
+pub use usage::{
+    Adds, PeriodAdds, Usage, UsageError, UsagePeriod, UsageRange, UsageSource, VersionAdds,
+};
 
-/// The `/api/v1` routes over `model`, bounded by `config`, for any outer router's state.
+/// The web catalog's routes over `model`, for any outer router's state: the JSON API
+/// (bounded by `api`) and the pages (`site`, with usage numbers from `usage` when the
+/// server has any). Both ask the read model through one runner, so `api.max_queries`
+/// bounds their queries together. The pages' fallback answers every path no route of the
+/// server takes.
 pub fn router<S: Clone + Send + Sync + 'static>(
     model: Arc<ReadModel>,
-    config: ApiConfig,
+    api: ApiConfig,
+    site: SiteConfig,
+    usage: Option<Arc<dyn UsageSource>>,
 ) -> Router<S> {
-    routes::router(runner::Runner::new(model, config))
+    let runner = runner::Runner::new(model, api);
+    routes::router(runner.clone()).merge(pages::router(pages::Site {
+        runner,
+        config: Arc::new(site),
+        usage,
+    }))
 }

@@ -101,6 +101,22 @@ impl Runner {
         }
     }
 
+    /// Runs `work` on the blocking pool within a turn: for questions asked of something
+    /// other than the read model (the usage numbers), bounded like its queries.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let turn = self.turn().await?;
+        exosphere_task::blocking(move || {
+            let done = work();
+            drop(turn);
+            done
+        })
+        .await
+        .map_err(|error| ApiError::internal(&error))
+    }
+
     /// Runs `query` with the request's `parsed` parameters on the read model. Its answer's
     /// tag hashes `format` (what the body's shape depends on besides the index and the
     /// URL), the read model's sync token and `uri`; when the client holds that tag already
