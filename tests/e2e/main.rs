@@ -38,3 +38,4 @@ mod sockjs_protocol;
 mod stats;
 mod sync;
 mod web_api;
+mod web_pages;
