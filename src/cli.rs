@@ -872,9 +872,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000), env = "EXOSPHERE_API_MAX_LIMIT")]
     pub api_max_limit: u64,
 
-    /// JSON API queries run at once, each on its own read model connection (default: twice
-    /// the CPUs). A request that waits a second for a turn is answered 503 with
-    /// Retry-After, so API load cannot starve DDP clients and publishing.
+    /// JSON API and web page queries run at once (counted together), each on its own read
+    /// model connection (default: twice the CPUs). A request that waits a second for a
+    /// turn is answered 503 with Retry-After, so web load cannot starve DDP clients and
+    /// publishing.
     #[arg(long, default_value_t = exosphere_web::default_max_queries(), value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), env = "EXOSPHERE_API_MAX_QUERIES")]
     pub api_max_queries: usize,
 
