@@ -474,12 +474,32 @@ impl IndexArgs {
 /// Flags of `exosphere search`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Words to look for (every word must match, as a word or the start of one).
+    /// Words to look for: the exact name or base name first (`collection2` finds
+    /// `aldeed:collection2`), then names starting with or containing them, then summaries and
+    /// README excerpts (every word must match, as a word or the start of one). Empty ("")
+    /// lists every package the filters keep.
     pub query: String,
 
-    /// Only packages this user maintains (with an empty QUERY: all of them).
+    /// Only packages this user maintains.
     #[arg(long)]
     pub maintainer: Option<String>,
+
+    /// The order: relevance, most-added (direct adds over 30 days, known to a server's own
+    /// read model only), updated, newest (first published) or name.
+    #[arg(long, default_value = "relevance")]
+    pub sort: exosphere_index::SearchSort,
+
+    /// Only packages whose latest version was published within this many days.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub published_within: Option<u32>,
+
+    /// Leave out packages whose latest version is deprecated (unless named exactly).
+    #[arg(long)]
+    pub hide_deprecated: bool,
+
+    /// Leave out core packages (names without an `owner:` prefix).
+    #[arg(long)]
+    pub exclude_core: bool,
 
     /// The most results to list.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]

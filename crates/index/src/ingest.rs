@@ -251,9 +251,12 @@ fn repick_latest(tx: &Transaction<'_>, package: &str) -> rusqlite::Result<()> {
     if let Some((rowid, rank)) = best {
         let latest_id: i64 = tx
             .prepare_cached(
-                "INSERT INTO latest (package, version_rowid, rank) VALUES (?1, ?2, ?3)
+                "INSERT INTO latest (package, version_rowid, rank, created)
+                 VALUES (?1, ?2, ?3, (SELECT min(published) FROM versions
+                                      WHERE package = ?1 AND NOT unmigrated))
                  ON CONFLICT (package) DO UPDATE SET
-                     version_rowid = excluded.version_rowid, rank = excluded.rank
+                     version_rowid = excluded.version_rowid, rank = excluded.rank,
+                     created = excluded.created
                  RETURNING id",
             )?
             .query_row(params![package, rowid, rank], |row| row.get(0))?;
@@ -298,12 +301,13 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         "DELETE FROM search;
          DELETE FROM dependents;
          DELETE FROM latest;
-         INSERT INTO latest (package, version_rowid, rank, last_updated)
+         INSERT INTO latest (package, version_rowid, rank, last_updated, created)
              SELECT package,
                     (SELECT max(rowid) FROM versions v
                      WHERE v.package = m.package AND v.rank = m.rank AND NOT v.unmigrated),
-                    rank, last_updated
-             FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated
+                    rank, last_updated, created
+             FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated,
+                          min(published) AS created
                    FROM versions WHERE NOT unmigrated GROUP BY package) m;
          INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;",
     )
@@ -524,6 +528,10 @@ struct VersionRecord<'a> {
     last_updated: Option<Millis>,
     #[serde(default)]
     unmigrated: Option<bool>,
+    /// Any JSON: only `true` deprecates (spec §5.9 sets a boolean; a record of another
+    /// shape is not refused for it).
+    #[serde(default, borrow)]
+    deprecated: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -579,15 +587,18 @@ fn apply_version<'t>(
     rank.extend_from_slice(&sort_key);
     let (id, package) = (record.id.as_str(), record.package.as_str());
     let last_updated = record.last_updated.map(|m| m.0);
+    let published = record.published.map(|m| m.0);
     let unmigrated = record.unmigrated.unwrap_or(false);
+    let deprecated = record.deprecated.is_some_and(|raw| raw.get() == "true");
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO versions
              (id, package, version, sort_key, description, published, last_updated, doc, rank,
-              unmigrated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+              unmigrated, deprecated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         "UPDATE versions SET package = ?2, version = ?3, sort_key = ?4, description = ?5,
-             published = ?6, last_updated = ?7, doc = ?8, rank = ?9, unmigrated = ?10
+             published = ?6, last_updated = ?7, doc = ?8, rank = ?9, unmigrated = ?10,
+             deprecated = ?11
          WHERE id = ?1 RETURNING rowid",
         &[
             &id,
@@ -595,11 +606,12 @@ fn apply_version<'t>(
             &record.version.as_str(),
             &sort_key,
             &record.description.as_ref().map(Text::as_str),
-            &record.published.map(|m| m.0),
+            &published,
             &last_updated,
             &text,
             &rank,
             &unmigrated,
+            &deprecated,
         ],
     )?;
     if !inserted {
@@ -634,19 +646,22 @@ fn apply_version<'t>(
     }
     let (latest_id, latest_version): (i64, i64) = tx
         .prepare_cached(
-            "INSERT INTO latest (package, version_rowid, rank, last_updated)
-             VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO latest (package, version_rowid, rank, last_updated, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (package) DO UPDATE SET
                  version_rowid = CASE WHEN excluded.rank >= latest.rank
                                       THEN excluded.version_rowid ELSE latest.version_rowid END,
                  rank = max(latest.rank, excluded.rank),
                  last_updated = max(coalesce(latest.last_updated, excluded.last_updated),
-                                    coalesce(excluded.last_updated, latest.last_updated))
+                                    coalesce(excluded.last_updated, latest.last_updated)),
+                 created = min(coalesce(latest.created, excluded.created),
+                               coalesce(excluded.created, latest.created))
              RETURNING id, version_rowid",
         )?
-        .query_row(params![package, rowid, rank, last_updated], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
+        .query_row(
+            params![package, rowid, rank, last_updated, published],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
     if latest_version == rowid {
         tx.prepare_cached("INSERT OR IGNORE INTO latest_dirty (latest_id) VALUES (?1)")?
             .execute([latest_id])?;

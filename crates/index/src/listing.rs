@@ -98,8 +98,9 @@ impl Index {
         let mut hits = Vec::with_capacity(names.len());
         for name in names {
             let found = self.collect(
-                "SELECT v.version, v.description, l.last_updated
+                "SELECT v.version, v.description, l.last_updated, coalesce(a.direct_30d, 0)
                  FROM latest l JOIN versions v ON v.rowid = l.version_rowid
+                 LEFT JOIN adds a ON a.package = l.package
                  WHERE l.package = ?1",
                 [name],
                 |row| {
@@ -107,16 +108,18 @@ impl Index {
                         row.get::<_, String>(0)?,
                         row.get::<_, Option<String>>(1)?,
                         row.get::<_, Option<i64>>(2)?,
+                        row.get::<_, i64>(3)?,
                     ))
                 },
             )?;
-            for (version, description, last_updated) in found {
+            for (version, description, last_updated, adds) in found {
                 hits.push(SearchHit {
                     name: (*name).to_owned(),
                     version,
                     description,
                     last_updated: last_updated.and_then(iso_date),
                     maintainers: self.maintainers(name)?,
+                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
                 });
             }
         }
@@ -132,13 +135,14 @@ impl Index {
 }
 
 /// A count or position as SQLite's integer (larger ones are clamped, and match nothing).
-fn sql_int(value: u64) -> i64 {
+pub(crate) fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::Search;
 
     fn fixture_index(dir: &std::path::Path) -> Index {
         let dump = std::fs::read_to_string(concat!(
@@ -178,14 +182,15 @@ mod tests {
         assert_eq!(dependents.total, dependents.items.len() as u64);
         assert_eq!(index.dependents("iron:core", 0, 1).unwrap().items.len(), 1);
 
-        let first = index.search_from("", Some("iron"), 0, 3).unwrap();
-        let next = index.search_from("", Some("iron"), 2, 3).unwrap();
+        let page = |offset, limit| Search {
+            maintainer: Some("iron".into()),
+            offset,
+            limit,
+            ..Search::default()
+        };
+        let first = index.find(&page(0, 3)).unwrap();
+        let next = index.find(&page(2, 3)).unwrap();
         assert_eq!(first[2], next[0]);
-        assert_eq!(index.search("router", None, 2).unwrap(), {
-            let mut both = index.search_from("router", None, 0, 1).unwrap();
-            both.extend(index.search_from("router", None, 1, 1).unwrap());
-            both
-        });
 
         let hits = index
             .summaries(&["iron:router", "no:such", "iron:core"])

@@ -22,7 +22,9 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// the schema changes; an index is a cache of the server, so older files are rebuilt.
 /// 2: `versions.unmigrated` and the `raw_records` table.
 /// 3: the `origin` table (added in place to a version 2 file).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: `versions.deprecated`, `latest.created` and the `adds` tables (added in place to a
+///    version 2 or 3 file).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
 /// the first sync. Not a data table: `resetData` from the same server keeps it.
@@ -30,6 +32,31 @@ const ORIGIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS origin (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     server TEXT NOT NULL
 );";
+
+/// Recent usage per package, replaced whole by whoever knows it (the server's read model,
+/// from its rolled-up stats; a client's index has none): what search boosts and the most
+/// added and trending lists rank by. Not a data table: records do not feed it, so
+/// `resetData` keeps it. `adds_state` says through which day it counts.
+const ADDS_TABLES: &str = "CREATE TABLE IF NOT EXISTS adds (
+    package TEXT PRIMARY KEY,
+    direct_30d INTEGER NOT NULL,  -- direct adds over the 30 days through adds_state.through
+    total_30d INTEGER NOT NULL,   -- direct and indirect adds over the same days
+    direct_7d INTEGER NOT NULL,   -- direct adds over the last 7 of them
+    direct_prior_28d INTEGER NOT NULL, -- direct adds over the 28 days before those 7
+    popularity REAL NOT NULL      -- search's boost for direct_30d (search.rs, popularity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS adds_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    through TEXT NOT NULL         -- the last day counted, YYYY-MM-DD
+);";
+
+/// Adds and fills the columns of version 4 from what the file holds.
+const VERSION_4_COLUMNS: &str = "
+ALTER TABLE versions ADD COLUMN deprecated INTEGER NOT NULL DEFAULT 0;
+UPDATE versions SET deprecated = 1 WHERE json_type(doc, '$.deprecated') = 'true';
+ALTER TABLE latest ADD COLUMN created INTEGER;
+UPDATE latest SET created =
+    (SELECT min(published) FROM versions v WHERE v.package = latest.package AND NOT v.unmigrated);";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -72,7 +99,8 @@ CREATE TABLE versions (
     published INTEGER,            -- published, ms
     last_updated INTEGER,         -- lastUpdated, ms
     unmigrated INTEGER NOT NULL,  -- unmigrated: hidden from latest, search, show, deps
-    doc TEXT NOT NULL
+    doc TEXT NOT NULL,
+    deprecated INTEGER NOT NULL DEFAULT 0 -- deprecated is true (search leaves it out)
 );
 -- One edge per (version, dependency): dependencies.<name>.{constraint, references}.
 -- `refs` is the references array as sent (arch, weak, unordered, implied);
@@ -104,7 +132,8 @@ CREATE TABLE latest (
     package TEXT NOT NULL UNIQUE,
     version_rowid INTEGER NOT NULL,
     rank BLOB NOT NULL,
-    last_updated INTEGER          -- the greatest lastUpdated of any version
+    last_updated INTEGER,         -- the greatest lastUpdated of any version
+    created INTEGER               -- the earliest published of any version, ms
 );
 -- Packages whose latest version changed since the `search` and `dependents` rows were
 -- written; they are rewritten by the page that brings the index up to date.
@@ -318,6 +347,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(SCHEMA).map_err(sqlite)?;
         tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
+        tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
         for (_, _, create) in DEFERRED_INDEXES {
             tx.execute_batch(create).map_err(sqlite)?;
         }
@@ -328,13 +358,21 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         return tx.commit().map_err(sqlite);
     }
     check_version(application_id, user_version, 2, path)?;
-    if user_version == 2 {
-        // Version 3 only adds `origin`; the file's server is learnt at its next sync. Two
-        // processes may upgrade the same file at once: the table is created if missing.
-        let tx = connection.transaction().map_err(sqlite)?;
-        tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+    if user_version < SCHEMA_VERSION {
+        // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
+        // sync), `versions.deprecated`, `latest.created` and the `adds` tables. Two processes may upgrade the same
+        // file at once: the first commits, the second sees the new version and stops.
+        let tx = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite)?;
+        let (_, now) = identity(&tx, path)?;
+        if now < SCHEMA_VERSION {
+            tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
+            tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
+            tx.execute_batch(VERSION_4_COLUMNS).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(sqlite)?;
+        }
         return tx.commit().map_err(sqlite);
     }
     Ok(())

@@ -131,9 +131,10 @@ impl From<IndexError> for ApiError {
                 "track_not_found",
                 format!("there is no release track {track:?}; list them with /api/v1/releases"),
             ),
-            IndexError::EmptyQuery { .. } => {
-                ApiError::bad_request("empty_query", "the search has no words: give some in q=")
-            }
+            IndexError::EmptyQuery { .. } => ApiError::bad_request(
+                "empty_query",
+                "q has no letters or digits to look for: give some words, or leave q out to browse",
+            ),
             IndexError::NotSynced { .. } | IndexError::Unfinished { .. } => ApiError::building(),
             _ => ApiError::internal(&error),
         }
@@ -181,7 +182,8 @@ fn api_format() -> &'static str {
 }
 
 /// The entity tag of `uri`'s answer from a read model at `freshness`: the same API format
-/// (this build), sync token (the same index content) and URL give the same body.
+/// (this build), sync token and usage stamp (the same index content) and URL give the same
+/// body.
 pub(crate) fn entity_tag(freshness: &Freshness, uri: &Uri) -> String {
     tag_of(api_format(), freshness, uri)
 }
@@ -191,6 +193,7 @@ fn tag_of(format: &str, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format.hash(&mut hasher);
     freshness.token.hash(&mut hasher);
+    freshness.usage.hash(&mut hasher);
     uri.path().hash(&mut hasher);
     uri.query().unwrap_or("").hash(&mut hasher);
     format!("\"{:016x}\"", hasher.finish())
@@ -282,6 +285,7 @@ mod tests {
             token: format!("{{\"packagesSeq\":{head}}}"),
             head: Some(head),
             catching_up: false,
+            usage: 0,
         }
     }
 

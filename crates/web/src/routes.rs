@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
-use exosphere_index::{Index, IndexError, Listing, Releases};
+use exosphere_index::{Index, IndexError, Listing, Releases, Search, SearchSort};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,8 +30,8 @@ const DEFAULT_LIMIT: u64 = 20;
 /// longest list, the dependents of `meteor`, holds about 15,000.
 const MAX_CURSOR: u64 = 50_000;
 
-/// The longest search query accepted, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
+/// The longest search query accepted, in characters: the most the index looks at.
+pub const MAX_QUERY_CHARS: usize = exosphere_index::MAX_SEARCH_CHARS;
 
 /// How long a request waits for one of the [`ApiConfig::max_queries`] turns before it is
 /// answered `503` (busy): long enough for a burst, short enough not to pile requests up.
@@ -80,6 +80,68 @@ struct Params {
     cursor: Option<String>,
     q: Option<String>,
     names: Option<String>,
+    sort: Option<String>,
+    maintainer: Option<String>,
+    published_within: Option<String>,
+    include_deprecated: Option<String>,
+    exclude_core: Option<String>,
+}
+
+impl Params {
+    /// The search these parameters ask for (`q`, `sort` and the filters), a page of it.
+    fn search(self, offset: u64, limit: u64) -> Result<Search, ApiError> {
+        let text = self.q.unwrap_or_default();
+        if text.chars().count() > MAX_QUERY_CHARS {
+            return Err(ApiError::bad_request(
+                "query_too_long",
+                format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
+            ));
+        }
+        let invalid = |message: String| ApiError::bad_request("invalid_parameter", message);
+        let sort = match self.sort {
+            Some(sort) => sort.parse::<SearchSort>().map_err(invalid)?,
+            None => SearchSort::default(),
+        };
+        let published_within_days = match self.published_within {
+            Some(days) => Some(
+                days.parse::<u32>()
+                    .ok()
+                    .filter(|days| (1..=MAX_DAYS).contains(days))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "published_within must be a number of days from 1 to {MAX_DAYS}, \
+                             not {days:?}"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Search {
+            text,
+            sort,
+            maintainer: self.maintainer.filter(|user| !user.is_empty()),
+            published_within_days,
+            include_deprecated: flag("include_deprecated", self.include_deprecated)?,
+            exclude_core: flag("exclude_core", self.exclude_core)?,
+            offset: usize_of(offset),
+            limit: usize_of(limit),
+        })
+    }
+}
+
+/// The most days `published_within` accepts: a century.
+const MAX_DAYS: u32 = 36_500;
+
+/// A `true`/`false` query parameter; absent is `false`.
+fn flag(name: &str, value: Option<String>) -> Result<bool, ApiError> {
+    match value.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{name} must be true or false, not {other:?}"),
+        )),
+    }
 }
 
 /// The `/api/v1` routes over `model`, for any outer router's state. CORS headers go on
@@ -328,7 +390,8 @@ where
     )
 }
 
-/// `GET /api/v1/search?q=`: the index's ranking, a page at a time.
+/// `GET /api/v1/search?q=`: the index's ranking (or a browse with `sort` and filters), a
+/// page at a time.
 async fn search(
     State(api): State<Api>,
     query: Result<Query<Params>, QueryRejection>,
@@ -337,19 +400,14 @@ async fn search(
 ) -> Response {
     let searched = params(query).and_then(|params| {
         let (limit, offset) = (api.limit(&params)?, offset(&params)?);
-        let q = params.q.unwrap_or_default();
-        if q.chars().count() > MAX_QUERY_CHARS {
-            return Err(ApiError::bad_request(
-                "query_too_long",
-                format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
-            ));
-        }
-        Ok((q, limit, offset))
+        Ok((params.search(offset, limit)?, offset, limit))
     });
-    api.answer(searched, &headers, &uri, |index, (q, limit, offset)| {
-        let items = index.search_from(&q, None, usize_of(offset), usize_of(limit))?;
-        Ok(Hits::of(items, offset, limit))
-    })
+    api.answer(
+        searched,
+        &headers,
+        &uri,
+        |index, (search, offset, limit)| Ok(Hits::of(index.find(&search)?, offset, limit)),
+    )
     .await
 }
 
@@ -440,7 +498,14 @@ async fn maintainer(
         Ok((user, api.limit(&params)?, offset(&params)?))
     });
     api.answer(asked, &headers, &uri, move |index, (user, limit, offset)| {
-        let items = index.search_from("", Some(&user), usize_of(offset), usize_of(limit))?;
+        let items = index.find(&Search {
+            maintainer: Some(user.clone()),
+            sort: SearchSort::Updated,
+            include_deprecated: true,
+            offset: usize_of(offset),
+            limit: usize_of(limit),
+            ..Search::default()
+        })?;
         if items.is_empty() && offset == 0 {
             return Err(ApiError::not_found(
                 "maintainer_not_found",
