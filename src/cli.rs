@@ -1529,6 +1529,21 @@ pub enum BenchCommand {
                       records/s, the ratio to the limit, index size and query times."
     )]
     Index(BenchIndexArgs),
+    /// The web catalog's pages and JSON API under concurrent load, against the same answers
+    /// served from memory.
+    #[command(
+        long_about = "Measure the web catalog on a synthetic catalog: an `exosphere serve` \
+                      child process builds its read model, then for the package API, the \
+                      search API, the package page and the search page, a load generator in \
+                      this process asks for --urls URLs (packages sampled from the catalog, \
+                      search words from their names and summaries) over keep-alive HTTP/1.1: \
+                      one connection for latency (median and p99, the server's time plus a \
+                      loopback round trip), then --connections at once for --seconds. The \
+                      physical limit, in the same run: the same answers served from memory by \
+                      a bare HTTP/1.1 server in this process. Reports requests/s, the \
+                      server's CPU per request and the ratio to the limit."
+    )]
+    Web(BenchWebArgs),
     /// Package file uploads and downloads against bare loopback TCP and an fsynced write.
     #[command(
         long_about = "Measure the `meteor publish` file path against an `exosphere serve` \
@@ -1719,6 +1734,25 @@ pub struct BenchIndexArgs {
     /// Records per collection in one page (the server's --page-size).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub page_size: u32,
+}
+
+/// Flags of `exosphere bench web`.
+#[derive(Debug, Args)]
+pub struct BenchWebArgs {
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
+
+    /// Connections asking at once during the throughput phase.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// Seconds each throughput phase lasts.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+
+    /// URLs per target (packages sampled evenly from the catalog).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub urls: u32,
 }
 
 /// Flags of `exosphere bench sync`.
