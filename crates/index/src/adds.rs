@@ -9,7 +9,7 @@ use crate::error::IndexError;
 use crate::handle::Index;
 use crate::listing::sql_int;
 use crate::query::SearchHit;
-use crate::search::popularity;
+use crate::search::{popularity, update_boost};
 
 /// Direct adds a package needs in the last 7 days to trend: fewer is noise.
 const TRENDING_MIN_ADDS: i64 = 3;
@@ -36,7 +36,8 @@ pub struct PackageAdds {
 
 impl Index {
     /// Replaces the recent adds of every package with `adds`, counted through `through`
-    /// (`YYYY-MM-DD`), in one transaction: readers see the old counts or the new ones.
+    /// (`YYYY-MM-DD`), and every package's search boost with them, in one transaction:
+    /// readers see the old counts or the new ones.
     pub fn replace_adds(&mut self, through: &str, adds: &[PackageAdds]) -> Result<(), IndexError> {
         let path = self.path.clone();
         let sqlite = |e| IndexError::from_sqlite(&path, e);
@@ -64,6 +65,7 @@ impl Index {
                     .map_err(sqlite)?;
             }
         }
+        tx.execute_batch(&update_boost("1")).map_err(sqlite)?;
         tx.execute(
             "INSERT OR REPLACE INTO adds_state (id, through) VALUES (1, ?1)",
             [through],

@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 
 use crate::IndexError;
 use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
+use crate::search::update_boost;
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]
@@ -352,7 +353,8 @@ fn drop_older_copies(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Rewrites the full-text and dependents rows of the packages whose latest version changed.
+/// Rewrites the full-text and dependents rows, the latest version's date and deprecated
+/// flag, and the search boost, of the packages whose latest version changed.
 fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
@@ -370,8 +372,14 @@ fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
              JOIN latest l ON l.id = d.latest_id
              JOIN versions v ON v.rowid = l.version_rowid
              JOIN dependencies e ON e.version_rowid = l.version_rowid;
-         DELETE FROM latest_dirty;",
-    )
+         UPDATE latest SET
+             published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
+             deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
+                           WHERE rowid = latest.version_rowid)
+         WHERE id IN (SELECT latest_id FROM latest_dirty);",
+    )?;
+    tx.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
+    tx.execute_batch("DELETE FROM latest_dirty;")
 }
 
 /// Why applying a page stopped: a malformed record or a database error.
@@ -528,10 +536,6 @@ struct VersionRecord<'a> {
     last_updated: Option<Millis>,
     #[serde(default)]
     unmigrated: Option<bool>,
-    /// Any JSON: only `true` deprecates (spec §5.9 sets a boolean; a record of another
-    /// shape is not refused for it).
-    #[serde(default, borrow)]
-    deprecated: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -589,16 +593,14 @@ fn apply_version<'t>(
     let last_updated = record.last_updated.map(|m| m.0);
     let published = record.published.map(|m| m.0);
     let unmigrated = record.unmigrated.unwrap_or(false);
-    let deprecated = record.deprecated.is_some_and(|raw| raw.get() == "true");
     let (rowid, inserted) = upsert(
         tx,
         "INSERT OR IGNORE INTO versions
              (id, package, version, sort_key, description, published, last_updated, doc, rank,
-              unmigrated, deprecated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+              unmigrated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         "UPDATE versions SET package = ?2, version = ?3, sort_key = ?4, description = ?5,
-             published = ?6, last_updated = ?7, doc = ?8, rank = ?9, unmigrated = ?10,
-             deprecated = ?11
+             published = ?6, last_updated = ?7, doc = ?8, rank = ?9, unmigrated = ?10
          WHERE id = ?1 RETURNING rowid",
         &[
             &id,
@@ -611,7 +613,6 @@ fn apply_version<'t>(
             &text,
             &rank,
             &unmigrated,
-            &deprecated,
         ],
     )?;
     if !inserted {

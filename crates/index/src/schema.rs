@@ -14,6 +14,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::IndexError;
+use crate::search::update_boost;
 
 /// `PRAGMA application_id` of an Exosphere index: "EXOI".
 pub const APPLICATION_ID: i64 = 0x4558_4F49;
@@ -22,8 +23,8 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// the schema changes; an index is a cache of the server, so older files are rebuilt.
 /// 2: `versions.unmigrated` and the `raw_records` table.
 /// 3: the `origin` table (added in place to a version 2 file).
-/// 4: `versions.deprecated`, `latest.created` and the `adds` tables (added in place to a
-///    version 2 or 3 file).
+/// 4: `latest.created`, `.published`, `.deprecated` and `.boost`, and the `adds` tables
+///    (added in place to a version 2 or 3 file).
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
@@ -52,11 +53,16 @@ CREATE TABLE IF NOT EXISTS adds_state (
 
 /// Adds and fills the columns of version 4 from what the file holds.
 const VERSION_4_COLUMNS: &str = "
-ALTER TABLE versions ADD COLUMN deprecated INTEGER NOT NULL DEFAULT 0;
-UPDATE versions SET deprecated = 1 WHERE json_type(doc, '$.deprecated') = 'true';
 ALTER TABLE latest ADD COLUMN created INTEGER;
-UPDATE latest SET created =
-    (SELECT min(published) FROM versions v WHERE v.package = latest.package AND NOT v.unmigrated);";
+ALTER TABLE latest ADD COLUMN published INTEGER;
+ALTER TABLE latest ADD COLUMN deprecated INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE latest ADD COLUMN boost REAL NOT NULL DEFAULT 1.0;
+UPDATE latest SET
+    created = (SELECT min(published) FROM versions v
+               WHERE v.package = latest.package AND NOT v.unmigrated),
+    published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
+    deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
+                  WHERE rowid = latest.version_rowid);";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -99,8 +105,7 @@ CREATE TABLE versions (
     published INTEGER,            -- published, ms
     last_updated INTEGER,         -- lastUpdated, ms
     unmigrated INTEGER NOT NULL,  -- unmigrated: hidden from latest, search, show, deps
-    doc TEXT NOT NULL,
-    deprecated INTEGER NOT NULL DEFAULT 0 -- deprecated is true (search leaves it out)
+    doc TEXT NOT NULL
 );
 -- One edge per (version, dependency): dependencies.<name>.{constraint, references}.
 -- `refs` is the references array as sent (arch, weak, unordered, implied);
@@ -133,7 +138,13 @@ CREATE TABLE latest (
     version_rowid INTEGER NOT NULL,
     rank BLOB NOT NULL,
     last_updated INTEGER,         -- the greatest lastUpdated of any version
-    created INTEGER               -- the earliest published of any version, ms
+    created INTEGER,              -- the earliest published of any version, ms
+    -- Of the latest version, rewritten with `search` (search filters on them without
+    -- reading its record):
+    published INTEGER,            -- published, ms
+    deprecated INTEGER NOT NULL DEFAULT 0, -- deprecated is true
+    -- What search orders a tier by (search.rs, update_boost):
+    boost REAL NOT NULL DEFAULT 1.0
 );
 -- Packages whose latest version changed since the `search` and `dependents` rows were
 -- written; they are rewritten by the page that brings the index up to date.
@@ -360,7 +371,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
     check_version(application_id, user_version, 2, path)?;
     if user_version < SCHEMA_VERSION {
         // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
-        // sync), `versions.deprecated`, `latest.created` and the `adds` tables. Two processes may upgrade the same
+        // sync), three columns of `latest` and the `adds` tables. Two processes may upgrade the same
         // file at once: the first commits, the second sees the new version and stops.
         let tx = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -370,6 +381,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
             tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
             tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
             tx.execute_batch(VERSION_4_COLUMNS).map_err(sqlite)?;
+            tx.execute_batch(&update_boost("1")).map_err(sqlite)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sqlite)?;
         }

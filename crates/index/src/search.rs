@@ -1,11 +1,11 @@
 //! Search: what a person means by a few words. [`Index::find`] ranks in tiers: the exact
 //! name, then the exact base name (`collection2` finds `aldeed:collection2`), then names
-//! that start with the words, then names that contain them, then full text over the
-//! summary and README excerpt. Within a tier, packages added more often in the last 30
-//! days (the `adds` table, [`crate::adds`]) and updated more recently come first, and core
-//! packages (names without an `owner:`) weigh half outside the exact tiers so they do not
-//! crowd out the rest. The words are data, never query syntax: `aldeed:collection2` or
-//! `"foo` are searched for as typed.
+//! that start with the words, then names that contain them, then packages whose name,
+//! summary or README excerpt holds every word (FTS5). Within a tier the
+//! package with the greater boost comes first ([`update_boost`]: added more often in the
+//! last 30 days, updated more recently, and halved for core packages, names without an
+//! `owner:`, so that they do not crowd out the rest). The words are data, never query
+//! syntax: `aldeed:collection2` or `"foo` are searched for as typed.
 //!
 //! The same query answers the CLI's `search`, the JSON API's `/api/v1/search` and the
 //! web catalog's search page, with sort orders and filters for browsing.
@@ -27,10 +27,10 @@ pub const MAX_SEARCH_CHARS: usize = 200;
 /// cost time.
 const MAX_WORDS: usize = 16;
 
-/// How much popularity weighs: a package's score is multiplied by [`popularity`].
+/// How much popularity weighs: a package's boost is multiplied by [`popularity`].
 const POPULARITY: f64 = 0.25;
 
-/// The factor a package's score is multiplied by for its direct adds over 30 days:
+/// The factor a package's boost is multiplied by for its direct adds over 30 days:
 /// `1 + ln(1 + adds) × POPULARITY` (×1.6 for 10 adds, ×2.7 for 1,000), so each tenfold
 /// weighs the same. Stored with the adds (`adds.popularity`): SQLite as built here has no
 /// `ln`.
@@ -38,13 +38,22 @@ pub(crate) fn popularity(direct_adds_30d: u64) -> f64 {
     1.0 + (direct_adds_30d as f64).ln_1p() * POPULARITY
 }
 
-/// How much freshness weighs: a score is multiplied by `1 + FRESHNESS / (1 + years since
-/// the package was last updated)`: ×1.25 today, ×1.08 three years on.
-const FRESHNESS: f64 = 0.25;
-
-/// What a core package's score is multiplied by outside the exact-name tiers, so that the
-/// hundred-odd core packages, which every app adds, do not bury the rest.
-const CORE: f64 = 0.5;
+/// `latest.boost` of the packages `latest` rows that `rows` (an SQL condition on `latest`)
+/// selects, as an `UPDATE`: popularity, times `1 + 0.25 / (1 + years since the last
+/// update)` for freshness, times ½ for a core package (no `owner:`), so that the core
+/// packages every app adds do not bury the rest. Written when a package's latest version
+/// changes (with the clock then) and for every package when the adds are replaced (the
+/// server's read model does that hourly), so search orders by a column, not a formula.
+pub(crate) fn update_boost(rows: &str) -> String {
+    format!(
+        "UPDATE latest SET boost =
+             coalesce((SELECT popularity FROM adds WHERE adds.package = latest.package), 1.0)
+             * (1.0 + 0.25 / (1.0 + max((julianday('now') - 2440587.5) * 86400000.0
+                                        - coalesce(last_updated, 0), 0) / 31536000000.0))
+             * CASE WHEN instr(package, ':') = 0 THEN 0.5 ELSE 1.0 END
+         WHERE {rows}"
+    )
+}
 
 /// One search: words, an order, filters and a page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,17 +115,29 @@ impl SearchSort {
         }
     }
 
-    /// The order's SQL `ORDER BY` over the candidate rows of [`Index::find`].
-    fn order_by(self, has_text: bool) -> &'static str {
-        match self {
-            SearchSort::Relevance if has_text => "tier, score, last_updated DESC, package",
-            SearchSort::Relevance | SearchSort::MostAdded => {
-                "direct_30d DESC, last_updated DESC, package"
+    /// The order's SQL `ORDER BY` over the candidate rows of [`Index::find`] (columns of
+    /// `latest` and `tier`), each column prefixed with `table`.
+    fn order_by(self, has_text: bool, table: &str) -> String {
+        let adds = format!(
+            "coalesce((SELECT direct_30d FROM adds WHERE adds.package = {table}package), 0) DESC"
+        );
+        let terms: Vec<String> = match self {
+            SearchSort::Relevance if has_text => {
+                vec!["tier".into(), "boost DESC".into(), "last_updated DESC".into()]
             }
-            SearchSort::Updated => "last_updated DESC, package",
-            SearchSort::Newest => "created DESC, package",
-            SearchSort::Name => "package",
-        }
+            SearchSort::Relevance | SearchSort::MostAdded => {
+                return format!("{adds}, {table}last_updated DESC, {table}package");
+            }
+            SearchSort::Updated => vec!["last_updated DESC".into()],
+            SearchSort::Newest => vec!["created DESC".into()],
+            SearchSort::Name => vec![],
+        };
+        terms
+            .iter()
+            .chain(std::iter::once(&"package".to_owned()))
+            .map(|term| format!("{table}{term}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -165,48 +186,49 @@ impl Index {
         // (tier 4), or every package when there is no text; each package keeps its best
         // tier. Scores are negative, lower is better (as bm25's), so a boost multiplies.
         // The candidates are materialized: `bm25` may only be evaluated where its full-text
-        // query runs, not in a query the planner folds it into.
+        // query runs, not in a query the planner folds it into. Only the page's hits read
+        // their version records.
+        // Candidates: every package when there is no text; else the full-text matches
+        // (every word in a name, summary or README excerpt) and the names that contain the
+        // text, each once. A package's tier follows from its name; the tier and its boost
+        // order it, both read from `latest`: no per-hit ranking function, so a word that
+        // matches most of the catalog costs a scan and a sort. Only the page's hits read
+        // their version records and adds.
         let sql = format!(
             "WITH matched AS MATERIALIZED (
-                 SELECT l.id, CASE
-                     WHEN l.package = ?1 THEN 0
-                     WHEN substr(l.package, instr(l.package, ':') + 1) = ?1 THEN 1
-                     WHEN substr(l.package, 1, length(?1)) = ?1
-                       OR substr(l.package, instr(l.package, ':') + 1, length(?1)) = ?1 THEN 2
-                     ELSE 3 END AS tier,
-                     -1.0 AS text_rank
-                 FROM latest l WHERE ?1 <> '' AND instr(l.package, ?1) > 0
-                 UNION ALL
-                 SELECT rowid, 4, bm25(search, 10.0, 2.0, 1.0)
-                 FROM search WHERE ?2 IS NOT NULL AND search MATCH ?2
-                 UNION ALL
-                 SELECT id, 4, -1.0 FROM latest WHERE ?1 = ''
+                 SELECT rowid AS id FROM search WHERE ?2 IS NOT NULL AND search MATCH ?2
              ),
-             best AS (SELECT id, min(tier) AS tier, min(text_rank) AS text_rank
-                      FROM matched GROUP BY id),
              candidates AS (
-                 SELECT l.package, v.version, v.description, l.last_updated, l.created,
-                        b.tier, coalesce(a.direct_30d, 0) AS direct_30d,
-                        b.text_rank
-                          * coalesce(a.popularity, 1.0)
-                          * (1.0 + {FRESHNESS} / (1.0 + max(?3 - coalesce(l.last_updated, 0), 0)
-                                                     / 31536000000.0))
-                          * CASE WHEN b.tier >= 2 AND instr(l.package, ':') = 0
-                                 THEN {CORE} ELSE 1.0 END AS score
-                 FROM best b
-                 JOIN latest l ON l.id = b.id
-                 JOIN versions v ON v.rowid = l.version_rowid
-                 LEFT JOIN adds a ON a.package = l.package
-                 WHERE (?4 IS NULL OR EXISTS (SELECT 1 FROM maintainers m
-                                              WHERE m.username = ?4 AND m.package = l.package))
-                   AND (?5 IS NULL OR v.published >= ?5)
-                   AND (?6 OR b.tier <= 1 OR NOT v.deprecated)
-                   AND NOT (?7 AND instr(l.package, ':') = 0)
-             )
-             SELECT package, version, description, last_updated, direct_30d
-             FROM candidates ORDER BY {}
-             LIMIT ?8 OFFSET ?9",
-            search.sort.order_by(has_text)
+                 SELECT l.* FROM matched m JOIN latest l ON l.id = m.id
+                 UNION ALL
+                 SELECT * FROM latest
+                 WHERE ?1 = '' OR (instr(package, ?1) > 0 AND id NOT IN matched)
+             ),
+             ranked AS (
+                 SELECT package, version_rowid, last_updated, created, boost,
+                        CASE
+                            WHEN package = ?1 THEN 0
+                            WHEN substr(package, instr(package, ':') + 1) = ?1 THEN 1
+                            WHEN substr(package, 1, length(?1)) = ?1
+                              OR substr(package, instr(package, ':') + 1, length(?1)) = ?1
+                              THEN 2
+                            WHEN ?1 <> '' AND instr(package, ?1) > 0 THEN 3
+                            ELSE 4 END AS tier
+                 FROM candidates c
+                 WHERE (?3 IS NULL OR EXISTS (SELECT 1 FROM maintainers m
+                                              WHERE m.username = ?3 AND m.package = c.package))
+                   AND (?4 IS NULL OR published >= ?4)
+                   AND (?5 OR NOT deprecated OR package = ?1
+                        OR substr(package, instr(package, ':') + 1) = ?1)
+                   AND NOT (?6 AND instr(package, ':') = 0)
+             ),
+             page AS (SELECT * FROM ranked r ORDER BY {inner} LIMIT ?7 OFFSET ?8)
+             SELECT p.package, v.version, v.description, p.last_updated,
+                    coalesce((SELECT direct_30d FROM adds WHERE adds.package = p.package), 0)
+             FROM page p JOIN versions v ON v.rowid = p.version_rowid
+             ORDER BY {outer}",
+            inner = search.sort.order_by(has_text, "r."),
+            outer = search.sort.order_by(has_text, "p."),
         );
         let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(search.offset).unwrap_or(i64::MAX);
@@ -215,7 +237,6 @@ impl Index {
             params![
                 text,
                 words,
-                now,
                 search.maintainer,
                 published_since,
                 search.include_deprecated,

@@ -688,7 +688,8 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
     connection
         .execute_batch(
             "DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
-             ALTER TABLE latest DROP COLUMN created; ALTER TABLE versions DROP COLUMN deprecated;
+             ALTER TABLE latest DROP COLUMN created; ALTER TABLE latest DROP COLUMN published;
+             ALTER TABLE latest DROP COLUMN deprecated; ALTER TABLE latest DROP COLUMN boost;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -722,7 +723,7 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
     assert_eq!(created, Some(1_420_070_400_000));
     let deprecated: Vec<String> = rusqlite::Connection::open(&path)
         .unwrap()
-        .prepare("SELECT package FROM versions WHERE deprecated")
+        .prepare("SELECT package FROM latest WHERE deprecated")
         .unwrap()
         .query_map([], |row| row.get(0))
         .unwrap()
