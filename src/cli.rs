@@ -474,12 +474,32 @@ impl IndexArgs {
 /// Flags of `exosphere search`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Words to look for (every word must match, as a word or the start of one).
+    /// Words to look for: the exact name or base name first (`collection2` finds
+    /// `aldeed:collection2`), then names starting with or containing them, then summaries and
+    /// README excerpts (every word must match, as a word or the start of one). Empty ("")
+    /// lists every package the filters keep.
     pub query: String,
 
-    /// Only packages this user maintains (with an empty QUERY: all of them).
+    /// Only packages this user maintains.
     #[arg(long)]
     pub maintainer: Option<String>,
+
+    /// The order: relevance, most-added (direct adds over 30 days, known to a server's own
+    /// read model only), updated, newest (first published) or name.
+    #[arg(long, default_value = "relevance")]
+    pub sort: exosphere_index::SearchSort,
+
+    /// Only packages whose latest version was published within this many days.
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub published_within: Option<u32>,
+
+    /// Leave out packages whose latest version is deprecated (unless named exactly).
+    #[arg(long)]
+    pub hide_deprecated: bool,
+
+    /// Leave out core packages (names without an `owner:` prefix).
+    #[arg(long)]
+    pub exclude_core: bool,
 
     /// The most results to list.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -1519,6 +1539,21 @@ pub enum BenchCommand {
                       records/s, the ratio to the limit, index size and query times."
     )]
     Index(BenchIndexArgs),
+    /// The web catalog's pages and JSON API under concurrent load, against the same answers
+    /// served from memory.
+    #[command(
+        long_about = "Measure the web catalog on a synthetic catalog: an `exosphere serve` \
+                      child process builds its read model, then for the package API, the \
+                      search API, the package page and the search page, a load generator in \
+                      this process asks for --urls URLs (packages sampled from the catalog, \
+                      search words from their names and summaries) over keep-alive HTTP/1.1: \
+                      one connection for latency (median and p99, the server's time plus a \
+                      loopback round trip), then --connections at once for --seconds. The \
+                      physical limit, in the same run: the same answers served from memory by \
+                      a bare HTTP/1.1 server in this process. Reports requests/s, the \
+                      server's CPU per request and the ratio to the limit."
+    )]
+    Web(BenchWebArgs),
     /// Package file uploads and downloads against bare loopback TCP and an fsynced write.
     #[command(
         long_about = "Measure the `meteor publish` file path against an `exosphere serve` \
@@ -1709,6 +1744,25 @@ pub struct BenchIndexArgs {
     /// Records per collection in one page (the server's --page-size).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub page_size: u32,
+}
+
+/// Flags of `exosphere bench web`.
+#[derive(Debug, Args)]
+pub struct BenchWebArgs {
+    #[command(flatten)]
+    pub catalog: BenchCatalogArgs,
+
+    /// Connections asking at once during the throughput phase.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub connections: u32,
+
+    /// Seconds each throughput phase lasts.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub seconds: u64,
+
+    /// URLs per target (packages sampled evenly from the catalog).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub urls: u32,
 }
 
 /// Flags of `exosphere bench sync`.

@@ -12,13 +12,19 @@
 //! deleted while it answers. Until a first file is complete the API answers `503`;
 //! a failing pass is logged, shown on `/healthz` and retried with backoff, and never stops
 //! the server or its sync.
+//!
+//! Each pass also keeps the index's recent adds current (`adds`), so search and the
+//! most-added and trending lists follow the usage stats; a pass runs at least every
+//! [`adds::RECOUNT_EVERY`] for them.
+
+mod adds;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use exosphere_catalog::{CatalogState, Syncer};
+use exosphere_catalog::{CatalogState, CatalogStore, Syncer};
 use exosphere_index::{Index, IndexError};
 use exosphere_sync_client::{FIRST_TOKEN, PageGuard, decode_page};
 use exosphere_web::ReadModel;
@@ -57,6 +63,7 @@ const MAX_PAGES_PER_PASS: u64 = 100_000;
 /// feeder, to stop before the data directory is released. Call it inside a tokio runtime.
 pub fn start(
     dir: PathBuf,
+    store: Arc<dyn CatalogStore>,
     syncer: Arc<Syncer<SyncPage>>,
     catalog: watch::Receiver<CatalogState>,
 ) -> (Arc<ReadModel>, Feeding) {
@@ -70,6 +77,7 @@ pub fn start(
         catalog,
         stop: stopping,
         files: None,
+        usage: adds::Usage::new(store),
     };
     let task = exosphere_task::spawn(feeder.run().instrument(span));
     let feeding = Feeding {
@@ -125,6 +133,8 @@ struct Feeder {
     stop: watch::Receiver<bool>,
     /// Open between passes; `None` at startup and after a failure, so they are opened again.
     files: Option<Files>,
+    /// The recent adds' source, and when they were counted.
+    usage: adds::Usage,
 }
 
 impl Feeder {
@@ -142,10 +152,13 @@ impl Feeder {
                 Ok(()) => {
                     self.model.recovered();
                     tokio::select! {
-                        changed = self.catalog.changed() => if changed.is_err() { return },
+                        changed = self.catalog.changed() => {
+                            if changed.is_err() { return }
+                            self.model.catching_up();
+                        }
+                        () = tokio::time::sleep(adds::RECOUNT_EVERY) => {}
                         _ = self.stop.changed() => return,
                     }
-                    self.model.catching_up();
                 }
                 Err(error) => {
                     let error = format!("{error:#}");
@@ -187,14 +200,26 @@ impl Feeder {
             self.stop.clone(),
         );
         let mut files = self.files.take();
-        let (files, result) = exosphere_task::blocking(move || {
-            let result = catch_up(&mut files, &dir, &syncer, &model, &state, &stop);
-            (files, result)
+        let mut usage = self.usage.clone();
+        let (files, usage, result) = exosphere_task::blocking(move || {
+            let source = Source {
+                syncer: &syncer,
+                usage: &mut usage,
+            };
+            let result = catch_up(&mut files, &dir, source, &model, &state, &stop);
+            (files, usage, result)
         })
         .await?;
         self.files = files;
+        self.usage = usage;
         result
     }
+}
+
+/// What a pass reads: the catalog's pages, and its usage for the recent adds.
+struct Source<'a> {
+    syncer: &'a Syncer<SyncPage>,
+    usage: &'a mut adds::Usage,
 }
 
 /// The index files of a read model: the one pages are applied to, and its generation.
@@ -211,7 +236,7 @@ struct Files {
 fn catch_up(
     files: &mut Option<Files>,
     dir: &Path,
-    syncer: &Syncer<SyncPage>,
+    source: Source<'_>,
     model: &ReadModel,
     state: &CatalogState,
     stop: &watch::Receiver<bool>,
@@ -233,7 +258,7 @@ fn catch_up(
         let token = files.writer.sync_token()?;
         let token: Value = serde_json::from_str(token.as_deref().unwrap_or(FIRST_TOKEN))
             .context("the read model's stored sync token is not JSON")?;
-        let answer = syncer.answer(&token, &options)?;
+        let answer = source.syncer.answer(&token, &options)?;
         let mut inflated = String::new();
         let page = decode_page(answer.text.as_ref(), &mut inflated, usize::MAX)?;
         guard.before_apply(&page)?;
@@ -255,6 +280,7 @@ fn catch_up(
         })?;
         model.page_applied(files.writer.path(), page.sync_token.get().to_owned());
         if page.up_to_date {
+            source.usage.refresh(&mut files.writer, model)?;
             files.writer.checkpoint()?;
             model.publish(files.writer.path(), Some(state.head_seq))?;
             if served.as_deref() != Some(files.writer.path()) {
@@ -395,9 +421,9 @@ mod tests {
         assert_eq!(waits, [1, 2, 4, 256, 300, 300]);
     }
 
-    /// A syncer over a SQLite catalog in `dir` holding the small synthetic catalog, in pages
-    /// of 5 records per collection; and the catalog's state.
-    fn small_catalog(dir: &Path) -> (Arc<Syncer<SyncPage>>, CatalogState) {
+    /// A SQLite catalog in `dir` holding the small synthetic catalog, a syncer over it in
+    /// pages of 5 records per collection, and the catalog's state.
+    fn small_catalog(dir: &Path) -> (Arc<dyn CatalogStore>, Arc<Syncer<SyncPage>>, CatalogState) {
         use exosphere_catalog::CatalogStore as _;
         let store = Arc::new(exosphere_catalog_sqlite::open_sqlite(dir).unwrap());
         let mut dump = Vec::new();
@@ -408,24 +434,34 @@ mod tests {
             page_size: 5,
             ..Default::default()
         };
-        (Arc::new(Syncer::new(store, paging, 1 << 20)), state)
+        let syncer = Syncer::new(Arc::clone(&store) as Arc<dyn CatalogStore>, paging, 1 << 20);
+        (store, Arc::new(syncer), state)
     }
 
     #[test]
     fn a_pass_stops_between_pages_at_shutdown() {
         let dir = tempfile::tempdir().unwrap();
-        let (syncer, state) = small_catalog(&dir.path().join("data"));
+        let (store, syncer, state) = small_catalog(&dir.path().join("data"));
+        let mut usage = adds::Usage::new(store);
         let model_dir = dir.path().join("read-model");
         let model = ReadModel::new();
         let (stop, stopping) = watch::channel(true);
         let mut files = None;
-        catch_up(&mut files, &model_dir, &syncer, &model, &state, &stopping).unwrap();
+        let source = Source {
+            syncer: &syncer,
+            usage: &mut usage,
+        };
+        catch_up(&mut files, &model_dir, source, &model, &state, &stopping).unwrap();
         let writer = &files.as_ref().unwrap().writer;
         assert_eq!(writer.sync_token().unwrap(), None, "a page was applied");
         assert_eq!(model.served_path(), None);
 
         stop.send_replace(false);
-        catch_up(&mut files, &model_dir, &syncer, &model, &state, &stopping).unwrap();
+        let source = Source {
+            syncer: &syncer,
+            usage: &mut usage,
+        };
+        catch_up(&mut files, &model_dir, source, &model, &state, &stopping).unwrap();
         let freshness = model.freshness().expect("served once up to date");
         assert_eq!(freshness.head, Some(state.head_seq));
     }
@@ -433,9 +469,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_feeder_ends_when_stopped_while_the_catalog_watcher_lives() {
         let dir = tempfile::tempdir().unwrap();
-        let (syncer, state) = small_catalog(&dir.path().join("data"));
+        let (store, syncer, state) = small_catalog(&dir.path().join("data"));
         let (_catalog, watched) = watch::channel(state);
-        let (_model, feeding) = start(dir.path().join("read-model"), syncer, watched);
+        let (_model, feeding) = start(dir.path().join("read-model"), store, syncer, watched);
         assert!(feeding.join(Duration::from_secs(120)).await);
     }
 

@@ -153,8 +153,12 @@ pub fn start(
     let syncer = Arc::new(syncer);
     let (read_model, feeding) = match &config.read_model {
         Some(dir) => {
-            let (model, feeding) =
-                read_model::start(dir.clone(), Arc::clone(&syncer), catalog.clone());
+            let (model, feeding) = read_model::start(
+                dir.clone(),
+                Arc::clone(&store),
+                Arc::clone(&syncer),
+                catalog.clone(),
+            );
             (model, Some(Arc::new(feeding)))
         }
         None => (ReadModel::off(), None),

@@ -131,7 +131,7 @@ fn queries_explain_what_is_wrong() {
     assert!(failure(&index, &["show", "no-such:package"]).contains("no package `no-such:package`"));
     assert!(failure(&index, &["show", "iron:router@9.9.9"]).contains("no version `9.9.9`"));
     assert!(failure(&index, &["releases", "NOPE"]).contains("no release track `NOPE`"));
-    assert!(failure(&index, &["search", "::"]).contains("no words"));
+    assert!(failure(&index, &["search", "::"]).contains("no letters or digits"));
     assert!(failure(&index, &["deps", "iron:router", "--depth", "2"]).contains("--tree"));
 
     let missing = dir.path().join("missing.sqlite3");

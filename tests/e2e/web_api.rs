@@ -255,7 +255,9 @@ fn api_answers_and_follows_the_catalog(backend: &Backend) {
         get(&format!("{api}/search?q={long}"), None).body["error"]["code"],
         "query_too_long"
     );
-    assert_eq!(get(&format!("{api}/search?q="), None).status, 400);
+    assert_eq!(get(&format!("{api}/search?q=-"), None).status, 400);
+    // No words: a browse of every package.
+    assert_eq!(get(&format!("{api}/search?q="), None).status, 200);
 
     // Bulk lookup by names.
     let lookup = get(
@@ -444,7 +446,12 @@ fn answers_match_the_openapi_document() {
             "/api/v1/search?q=iron&limit=2&cursor=2",
             200,
         ),
-        ("/api/v1/search", "/api/v1/search", 400),
+        (
+            "/api/v1/search",
+            "/api/v1/search?sort=newest&exclude_core=true",
+            200,
+        ),
+        ("/api/v1/search", "/api/v1/search?q=-", 400),
         ("/api/v1/releases", "/api/v1/releases", 200),
         ("/api/v1/releases/{track}", "/api/v1/releases/METEOR", 200),
         (
@@ -625,4 +632,110 @@ fn a_name_asked_twice_in_a_bulk_lookup_is_answered_once() {
     assert_eq!(items.len(), 1, "{}", answer.body);
     assert_eq!(items[0]["name"], "iron:core");
     assert_eq!(answer.body["missing"], json!(["nope:nope"]));
+}
+
+/// Issue 13, "Search that finds what people mean": the server's read model counts the
+/// recent adds from its own usage stats, and `/api/v1/search` ranks, sorts and filters by
+/// them; bad sort orders and filters are refused with JSON errors.
+#[test]
+fn search_sorts_and_filters_by_the_servers_own_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    // Yesterday's usage: a lot of iron:router, a little of iron:core.
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    let stats = dir.path().join("stats.ndjson");
+    let rows = [
+        ("iron:router", "1.0.6", 700, 900),
+        ("iron:core", "1.0.6", 20, 950),
+    ];
+    let lines: String = rows
+        .iter()
+        .map(|(name, version, direct, total)| {
+            let line = json!({"collection": "stats", "date": yesterday, "doc": {
+                "name": name, "version": version, "directAdds": direct, "totalAdds": total}});
+            format!("{line}\n")
+        })
+        .collect();
+    std::fs::write(&stats, lines).unwrap();
+    import_on(&Backend::Sqlite, &data, &stats);
+    let server = Server::start(&data, &[]);
+    let api = format!("{}/api/v1", server.http);
+
+    let most_added = wait_for(&format!("{api}/search?sort=most-added&limit=3"), |a| {
+        a.status == 200 && a.body["items"][0]["name"] == "iron:router"
+    });
+    let items = most_added.body["items"].as_array().unwrap();
+    assert_eq!(items[0]["direct_adds_30d"], 700);
+    assert_eq!(items[1]["name"], "iron:core");
+    assert_eq!(items[1]["direct_adds_30d"], 20);
+
+    // Words: the package named `router` (base name) first.
+    let router = get(&format!("{api}/search?q=router"), None);
+    assert_eq!(
+        router.body["items"][0]["name"], "iron:router",
+        "{}",
+        router.body
+    );
+    // Filters: no core packages, one maintainer's.
+    let community = get(&format!("{api}/search?exclude_core=true&limit=100"), None);
+    let names: Vec<&str> = community.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.contains(':')),
+        "{names:?}"
+    );
+    let iron = get(
+        &format!("{api}/search?maintainer=iron&sort=name&limit=100"),
+        None,
+    );
+    let iron: Vec<&str> = iron.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["name"].as_str().unwrap())
+        .collect();
+    let mut sorted = iron.clone();
+    sorted.sort_unstable();
+    assert_eq!(iron, sorted);
+    assert!(iron.contains(&"iron:router"), "{iron:?}");
+
+    // The pages rank the same way: the home page's most-added list, and the search page
+    // with an order and a filter but no words, whose form keeps what was chosen.
+    let page = |path: &str| {
+        agent()
+            .get(&format!("{}{path}", server.http))
+            .call()
+            .expect("HTTP request")
+            .body_mut()
+            .read_to_string()
+            .expect("UTF-8 page")
+    };
+    let home = page("/");
+    let list = &home[home.find("id=\"most-added\"").expect("a most-added list")..];
+    assert!(
+        list.find("iron:router").unwrap() < list.find("iron:core").unwrap(),
+        "{list}"
+    );
+    let browse = page("/search?sort=most-added&exclude_core=true");
+    let results = &browse[browse.find("id=\"results\"").expect("results")..];
+    assert!(results.find("iron:router").unwrap() < results.find("iron:core").unwrap());
+    assert!(browse.contains("<option value=\"most-added\" selected>"), "{browse}");
+    assert!(browse.contains("name=\"exclude_core\" value=\"true\" checked"));
+
+    for (query, code) in [
+        ("sort=best", "invalid_parameter"),
+        ("published_within=0", "invalid_parameter"),
+        ("exclude_core=yes", "invalid_parameter"),
+        ("q=%3A%3A", "empty_query"),
+    ] {
+        let refused = get(&format!("{api}/search?{query}"), None);
+        assert_eq!(refused.status, 400, "{query}: {}", refused.body);
+        assert_eq!(refused.body["error"]["code"], code, "{query}");
+        assert!(refused.cors.is_some(), "CORS on errors too");
+    }
 }

@@ -118,7 +118,10 @@ pub enum IndexError {
         version: String,
     },
     /// A search query has no words to look for.
-    #[error("the search query `{query}` has no words to look for")]
+    #[error(
+        "the search query `{query}` has no letters or digits to look for: give a word, or \
+         an empty query (\"\") to list every package"
+    )]
     EmptyQuery {
         /// The query as given.
         query: String,

@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 
 use crate::IndexError;
 use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
+use crate::search::update_boost;
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]
@@ -251,9 +252,12 @@ fn repick_latest(tx: &Transaction<'_>, package: &str) -> rusqlite::Result<()> {
     if let Some((rowid, rank)) = best {
         let latest_id: i64 = tx
             .prepare_cached(
-                "INSERT INTO latest (package, version_rowid, rank) VALUES (?1, ?2, ?3)
+                "INSERT INTO latest (package, version_rowid, rank, created)
+                 VALUES (?1, ?2, ?3, (SELECT min(published) FROM versions
+                                      WHERE package = ?1 AND NOT unmigrated))
                  ON CONFLICT (package) DO UPDATE SET
-                     version_rowid = excluded.version_rowid, rank = excluded.rank
+                     version_rowid = excluded.version_rowid, rank = excluded.rank,
+                     created = excluded.created
                  RETURNING id",
             )?
             .query_row(params![package, rowid, rank], |row| row.get(0))?;
@@ -298,12 +302,13 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         "DELETE FROM search;
          DELETE FROM dependents;
          DELETE FROM latest;
-         INSERT INTO latest (package, version_rowid, rank, last_updated)
+         INSERT INTO latest (package, version_rowid, rank, last_updated, created)
              SELECT package,
                     (SELECT max(rowid) FROM versions v
                      WHERE v.package = m.package AND v.rank = m.rank AND NOT v.unmigrated),
-                    rank, last_updated
-             FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated
+                    rank, last_updated, created
+             FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated,
+                          min(published) AS created
                    FROM versions WHERE NOT unmigrated GROUP BY package) m;
          INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;",
     )
@@ -348,7 +353,8 @@ fn drop_older_copies(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<()> 
     Ok(())
 }
 
-/// Rewrites the full-text and dependents rows of the packages whose latest version changed.
+/// Rewrites the full-text and dependents rows, the latest version's date and deprecated
+/// flag, and the search boost, of the packages whose latest version changed.
 fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
@@ -366,8 +372,14 @@ fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
              JOIN latest l ON l.id = d.latest_id
              JOIN versions v ON v.rowid = l.version_rowid
              JOIN dependencies e ON e.version_rowid = l.version_rowid;
-         DELETE FROM latest_dirty;",
-    )
+         UPDATE latest SET
+             published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
+             deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
+                           WHERE rowid = latest.version_rowid)
+         WHERE id IN (SELECT latest_id FROM latest_dirty);",
+    )?;
+    tx.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
+    tx.execute_batch("DELETE FROM latest_dirty;")
 }
 
 /// Why applying a page stopped: a malformed record or a database error.
@@ -579,6 +591,7 @@ fn apply_version<'t>(
     rank.extend_from_slice(&sort_key);
     let (id, package) = (record.id.as_str(), record.package.as_str());
     let last_updated = record.last_updated.map(|m| m.0);
+    let published = record.published.map(|m| m.0);
     let unmigrated = record.unmigrated.unwrap_or(false);
     let (rowid, inserted) = upsert(
         tx,
@@ -595,7 +608,7 @@ fn apply_version<'t>(
             &record.version.as_str(),
             &sort_key,
             &record.description.as_ref().map(Text::as_str),
-            &record.published.map(|m| m.0),
+            &published,
             &last_updated,
             &text,
             &rank,
@@ -634,19 +647,22 @@ fn apply_version<'t>(
     }
     let (latest_id, latest_version): (i64, i64) = tx
         .prepare_cached(
-            "INSERT INTO latest (package, version_rowid, rank, last_updated)
-             VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO latest (package, version_rowid, rank, last_updated, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (package) DO UPDATE SET
                  version_rowid = CASE WHEN excluded.rank >= latest.rank
                                       THEN excluded.version_rowid ELSE latest.version_rowid END,
                  rank = max(latest.rank, excluded.rank),
                  last_updated = max(coalesce(latest.last_updated, excluded.last_updated),
-                                    coalesce(excluded.last_updated, latest.last_updated))
+                                    coalesce(excluded.last_updated, latest.last_updated)),
+                 created = min(coalesce(latest.created, excluded.created),
+                               coalesce(excluded.created, latest.created))
              RETURNING id, version_rowid",
         )?
-        .query_row(params![package, rowid, rank, last_updated], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })?;
+        .query_row(
+            params![package, rowid, rank, last_updated, published],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
     if latest_version == rowid {
         tx.prepare_cached("INSERT OR IGNORE INTO latest_dirty (latest_id) VALUES (?1)")?
             .execute([latest_id])?;

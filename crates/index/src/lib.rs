@@ -7,21 +7,28 @@
 //!
 //! * `handle`: the [`Index`] itself (opening, rebuilding, applying pages, counts) and where
 //!   its file lives by default.
-//! * `query`: [`Index::search`], [`Index::show`], [`Index::deps`], [`Index::releases`] and
-//!   their typed, serializable results.
+//! * `query`: [`Index::show`], [`Index::deps`], [`Index::releases`] and their typed,
+//!   serializable results.
+//! * `search`: [`Index::find`] (and the CLI's [`Index::search`]): ranked search with sort
+//!   orders and filters, the one search the CLI, the JSON API and the pages share.
+//! * `adds`: recent usage per package ([`Index::replace_adds`]), which search boosts by,
+//!   and the most-added and trending lists.
 //! * `listing`: [`Index::versions`], [`Index::dependents`], [`Index::summaries`],
 //!   [`Index::browse`], [`Index::recently_published`], [`Index::new_packages`] and
 //!   [`Index::release`], one page or several names at a time, and [`Index::is_ready`].
 //! * `ingest`: parsing records and filling the typed and derived tables.
 //! * `schema`: the tables, `PRAGMA user_version` and what is checked on open.
 
+mod adds;
 mod error;
 mod handle;
 mod ingest;
 mod listing;
 mod query;
 mod schema;
+mod search;
 
+pub use adds::PackageAdds;
 pub use error::IndexError;
 pub use exosphere_meteor::MeteorVersion;
 pub use handle::{Index, default_index_path};
@@ -33,3 +40,4 @@ pub use query::{
     constraint_admits,
 };
 pub use schema::SCHEMA_VERSION;
+pub use search::{MAX_SEARCH_CHARS, Search, SearchSort};

@@ -57,10 +57,6 @@ pub struct PinnedPackage {
     pub version: String,
 }
 
-/// How many packages [`Index::recently_published`] and [`Index::new_packages`] look at per
-/// turn, per package asked for: most lists are complete after the first turn.
-const CANDIDATES_PER_ITEM: usize = 4;
-
 impl Index {
     /// Whether queries can be answered: a sync has brought the index up to date at least
     /// once (an empty or half-built index answers `false`, not an error), so a server can
@@ -141,8 +137,9 @@ impl Index {
         let mut hits = Vec::with_capacity(names.len());
         for name in names {
             let found = self.collect(
-                "SELECT v.version, v.description, l.last_updated
+                "SELECT v.version, v.description, l.last_updated, coalesce(a.direct_30d, 0)
                  FROM latest l JOIN versions v ON v.rowid = l.version_rowid
+                 LEFT JOIN adds a ON a.package = l.package
                  WHERE l.package = ?1",
                 [name],
                 |row| {
@@ -150,16 +147,18 @@ impl Index {
                         row.get::<_, String>(0)?,
                         row.get::<_, Option<String>>(1)?,
                         row.get::<_, Option<i64>>(2)?,
+                        row.get::<_, i64>(3)?,
                     ))
                 },
             )?;
-            for (version, description, last_updated) in found {
+            for (version, description, last_updated, adds) in found {
                 hits.push(SearchHit {
                     name: (*name).to_owned(),
                     version,
                     description,
                     last_updated: last_updated.and_then(iso_date),
                     maintainers: self.maintainers(name)?,
+                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
                 });
             }
         }
@@ -179,8 +178,10 @@ impl Index {
         self.require_synced()?;
         let total = self.one("SELECT count(*) FROM latest", [])?.unwrap_or(0);
         let rows = self.collect(
-            "SELECT l.package, v.version, v.description, l.last_updated
+            "SELECT l.package, v.version, v.description, l.last_updated,
+                    coalesce(a.direct_30d, 0)
              FROM latest l JOIN versions v ON v.rowid = l.version_rowid
+             LEFT JOIN adds a ON a.package = l.package
              WHERE ?1 IS NULL OR l.package > ?1
              ORDER BY l.package LIMIT ?2",
             params![after, sql_int(limit)],
@@ -190,18 +191,20 @@ impl Index {
                     row.get::<_, String>(1)?,
                     row.get::<_, Option<String>>(2)?,
                     row.get::<_, Option<i64>>(3)?,
+                    row.get::<_, i64>(4)?,
                 ))
             },
         )?;
         let items = rows
             .into_iter()
-            .map(|(name, version, description, last_updated)| {
+            .map(|(name, version, description, last_updated, adds)| {
                 Ok(SearchHit {
                     maintainers: self.maintainers(&name)?,
                     name,
                     version,
                     description,
                     last_updated: last_updated.and_then(iso_date),
+                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
                 })
             })
             .collect::<Result<_, IndexError>>()?;
@@ -213,92 +216,36 @@ impl Index {
 
     /// The `limit` packages whose latest version was published last, newest first.
     pub fn recently_published(&self, limit: usize) -> Result<Vec<DatedPackage>, IndexError> {
-        self.newest_first(limit, |index, _, version_rowid| {
-            index.one(
-                "SELECT published FROM versions WHERE rowid = ?1",
-                params![version_rowid],
-            )
-        })
+        self.newest_first("published", limit)
     }
 
     /// The `limit` packages whose first version (unmigrated ones left out) was published
     /// last, newest first: the catalog's new packages.
     pub fn new_packages(&self, limit: usize) -> Result<Vec<DatedPackage>, IndexError> {
-        self.newest_first(limit, |index, name, _| {
-            index.one(
-                "SELECT min(published) FROM versions WHERE package = ?1 AND NOT unmigrated",
-                params![name],
-            )
-        })
+        self.newest_first("created", limit)
     }
 
-    /// The `limit` packages with the greatest `date_of(index, package, latest version's
-    /// rowid)` (milliseconds), newest first. The index keeps no order by those dates, but
-    /// both are at most the package's last update (`latest.last_updated`, the greatest
-    /// `lastUpdated` of its versions, which a server stamps at publication and after), which
-    /// it can sort cheaply: packages are taken by last update, a few at a time, until the
-    /// next one's last update is older than every date kept, so no package further down
-    /// could enter the list.
-    fn newest_first(
-        &self,
-        limit: usize,
-        date_of: impl Fn(&Index, &str, i64) -> Result<Option<i64>, IndexError>,
-    ) -> Result<Vec<DatedPackage>, IndexError> {
+    /// The `limit` packages with the greatest `latest.<date>`, newest first, along that
+    /// column's index.
+    fn newest_first(&self, date: &str, limit: usize) -> Result<Vec<DatedPackage>, IndexError> {
         self.require_synced()?;
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let turn = limit.saturating_mul(CANDIDATES_PER_ITEM).max(16);
-        let mut kept: Vec<(i64, String, i64)> = Vec::new();
-        let mut offset = 0;
-        loop {
-            let candidates = self.collect(
-                "SELECT package, version_rowid, last_updated FROM latest
-                 ORDER BY last_updated DESC, package LIMIT ?1 OFFSET ?2",
-                params![sql_int(turn as u64), sql_int(offset as u64)],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, Option<i64>>(2)?,
-                    ))
-                },
-            )?;
-            let oldest_update = candidates.last().and_then(|(_, _, updated)| *updated);
-            for (name, rowid, _) in &candidates {
-                if let Some(date) = date_of(self, name, *rowid)? {
-                    kept.push((date, name.clone(), *rowid));
-                }
-            }
-            kept.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-            kept.truncate(limit);
-            let full = kept.len() == limit;
-            let exhausted = candidates.len() < turn;
-            let no_newer_below = match (oldest_update, kept.last()) {
-                (None, _) => true,
-                (Some(updated), Some((date, _, _))) => full && updated < *date,
-                (Some(_), None) => false,
-            };
-            if exhausted || no_newer_below {
-                break;
-            }
-            offset += turn;
-        }
-        kept.into_iter()
-            .map(|(date, name, rowid)| {
-                let (version, description) = self
-                    .connection
-                    .prepare_cached("SELECT version, description FROM versions WHERE rowid = ?1")
-                    .and_then(|mut s| s.query_row([rowid], |row| Ok((row.get(0)?, row.get(1)?))))
-                    .map_err(|e| self.sqlite(e))?;
+        self.collect(
+            &format!(
+                "SELECT l.package, v.version, v.description, l.{date}
+                 FROM latest l JOIN versions v ON v.rowid = l.version_rowid
+                 WHERE l.{date} IS NOT NULL
+                 ORDER BY l.{date} DESC, l.package LIMIT ?1"
+            ),
+            [sql_int(limit as u64)],
+            |row| {
                 Ok(DatedPackage {
-                    name,
-                    version,
-                    description,
-                    date: iso_date(date).unwrap_or_default(),
+                    name: row.get(0)?,
+                    version: row.get(1)?,
+                    description: row.get(2)?,
+                    date: iso_date(row.get(3)?).unwrap_or_default(),
                 })
-            })
-            .collect()
+            },
+        )
     }
 
     /// The release `version` of `track` with every package version it pins, or
@@ -361,13 +308,14 @@ impl Index {
 }
 
 /// A count or position as SQLite's integer (larger ones are clamped, and match nothing).
-fn sql_int(value: u64) -> i64 {
+pub(crate) fn sql_int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::Search;
 
     fn fixture_index(dir: &std::path::Path) -> Index {
         let dump = std::fs::read_to_string(concat!(
@@ -407,14 +355,15 @@ mod tests {
         assert_eq!(dependents.total, dependents.items.len() as u64);
         assert_eq!(index.dependents("iron:core", 0, 1).unwrap().items.len(), 1);
 
-        let first = index.search_from("", Some("iron"), 0, 3).unwrap();
-        let next = index.search_from("", Some("iron"), 2, 3).unwrap();
+        let page = |offset, limit| Search {
+            maintainer: Some("iron".into()),
+            offset,
+            limit,
+            ..Search::default()
+        };
+        let first = index.find(&page(0, 3)).unwrap();
+        let next = index.find(&page(2, 3)).unwrap();
         assert_eq!(first[2], next[0]);
-        assert_eq!(index.search("router", None, 2).unwrap(), {
-            let mut both = index.search_from("router", None, 0, 1).unwrap();
-            both.extend(index.search_from("router", None, 1, 1).unwrap());
-            both
-        });
 
         let hits = index
             .summaries(&["iron:router", "no:such", "iron:core"])

@@ -11,7 +11,7 @@ use crate::error::IndexError;
 use crate::handle::Index;
 use exosphere_meteor::MeteorVersion;
 
-/// One package found by [`Index::search`].
+/// One package found by [`Index::find`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SearchHit {
     /// The package name.
@@ -24,6 +24,9 @@ pub struct SearchHit {
     pub last_updated: Option<String>,
     /// The usernames of its maintainers.
     pub maintainers: Vec<String>,
+    /// Its direct adds over the last 30 days the server counted (0 when the index holds no
+    /// usage, as a client's index does).
+    pub direct_adds_30d: u64,
 }
 
 /// Everything [`Index::show`] says about a package, or one version of it.
@@ -239,97 +242,6 @@ const MAX_TREE_NODES: usize = 10_000;
 const MAX_TREE_DEPTH: u32 = 256;
 
 impl Index {
-    /// Packages matching every word of `query` (as words or word prefixes) in their name
-    /// (weighted highest), summary or README excerpt, best match first, then the most
-    /// recently updated. With no words but a `maintainer`, that maintainer's packages.
-    pub fn search(
-        &self,
-        query: &str,
-        maintainer: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<SearchHit>, IndexError> {
-        self.search_from(query, maintainer, 0, limit)
-    }
-
-    /// [`Index::search`] from the `offset`-th hit on, for callers that show one page of
-    /// hits at a time (the JSON API).
-    pub fn search_from(
-        &self,
-        query: &str,
-        maintainer: Option<&str>,
-        offset: usize,
-        limit: usize,
-    ) -> Result<Vec<SearchHit>, IndexError> {
-        self.require_synced()?;
-        let expression = fts_expression(query);
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
-        let rows: Vec<(String, String, Option<String>, Option<i64>)> =
-            match (&expression, maintainer) {
-                (Some(expression), _) => {
-                    let mut statement = self
-                        .connection
-                        .prepare_cached(
-                            "SELECT l.package, v.version, v.description, l.last_updated
-                     FROM search s
-                     JOIN latest l ON l.id = s.rowid
-                     JOIN versions v ON v.rowid = l.version_rowid
-                     WHERE search MATCH ?1
-                       AND (?2 IS NULL OR EXISTS (SELECT 1 FROM maintainers m
-                                                  WHERE m.username = ?2 AND m.package = l.package))
-                     ORDER BY (l.package = ?3) DESC, bm25(search, 10.0, 2.0, 1.0),
-                              l.last_updated DESC, l.package
-                     LIMIT ?4 OFFSET ?5",
-                        )
-                        .map_err(|e| self.sqlite(e))?;
-                    let rows = statement
-                        .query_map(
-                            params![expression, maintainer, query.trim(), limit, offset],
-                            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-                        )
-                        .map_err(|e| self.sqlite(e))?;
-                    rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))?
-                }
-                (None, Some(maintainer)) => {
-                    let mut statement = self
-                        .connection
-                        .prepare_cached(
-                            "SELECT l.package, v.version, v.description, l.last_updated
-                     FROM maintainers m
-                     JOIN latest l ON l.package = m.package
-                     JOIN versions v ON v.rowid = l.version_rowid
-                     WHERE m.username = ?1
-                     GROUP BY l.package
-                     ORDER BY l.last_updated DESC, l.package
-                     LIMIT ?2 OFFSET ?3",
-                        )
-                        .map_err(|e| self.sqlite(e))?;
-                    let rows = statement
-                        .query_map(params![maintainer, limit, offset], |row| {
-                            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                        })
-                        .map_err(|e| self.sqlite(e))?;
-                    rows.collect::<Result<_, _>>().map_err(|e| self.sqlite(e))?
-                }
-                (None, None) => {
-                    return Err(IndexError::EmptyQuery {
-                        query: query.to_owned(),
-                    });
-                }
-            };
-        rows.into_iter()
-            .map(|(name, version, description, last_updated)| {
-                Ok(SearchHit {
-                    maintainers: self.maintainers(&name)?,
-                    name,
-                    version,
-                    description,
-                    last_updated: last_updated.and_then(iso_date),
-                })
-            })
-            .collect()
-    }
-
     /// A package's summary, versions, maintainers, homepage, and one version in detail
     /// (the latest, or `version`): git, exports, builds and architectures, dependencies with
     /// constraints, and the releases that include it.
@@ -839,16 +751,6 @@ pub fn constraint_admits(constraint: Option<&str>, version: &MeteorVersion) -> b
     })
 }
 
-/// Words of a search query as an FTS5 expression: every word, as a word or word prefix.
-fn fts_expression(query: &str) -> Option<String> {
-    let words: Vec<String> = query
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|word| !word.is_empty())
-        .map(|word| format!("\"{word}\"*"))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
-}
-
 /// Milliseconds since the epoch as ISO-8601 (`2015-01-01T00:00:00.000Z`).
 pub(crate) fn iso_date(ms: i64) -> Option<String> {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -878,20 +780,6 @@ mod tests {
         assert!(constraint_admits(Some("=1.0.0||=3.0.0"), &v("3.0.0")));
         assert!(!constraint_admits(Some("1.0.0 || 2.0.0"), &v("3.0.0")));
         assert!(!constraint_admits(Some("not a version"), &v("1.0.0")));
-    }
-
-    #[test]
-    fn queries_become_prefix_words() {
-        assert_eq!(
-            fts_expression("iron:router").as_deref(),
-            Some(r#""iron"* "router"*"#)
-        );
-        assert_eq!(
-            fts_expression("  Fast  \"csv\" (parser) ").as_deref(),
-            Some(r#""Fast"* "csv"* "parser"*"#)
-        );
-        assert_eq!(fts_expression(" :: - "), None);
-        assert_eq!(fts_expression("Ümlaut"), Some(r#""Ümlaut"*"#.to_owned()));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::IndexError;
+use crate::search::update_boost;
 
 /// `PRAGMA application_id` of an Exosphere index: "EXOI".
 pub const APPLICATION_ID: i64 = 0x4558_4F49;
@@ -22,7 +23,9 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// the schema changes; an index is a cache of the server, so older files are rebuilt.
 /// 2: `versions.unmigrated` and the `raw_records` table.
 /// 3: the `origin` table (added in place to a version 2 file).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 4: `latest.created`, `.published`, `.deprecated` and `.boost`, and the `adds` tables
+///    (added in place to a version 2 or 3 file).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
 /// the first sync. Not a data table: `resetData` from the same server keeps it.
@@ -30,6 +33,41 @@ const ORIGIN_TABLE: &str = "CREATE TABLE IF NOT EXISTS origin (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     server TEXT NOT NULL
 );";
+
+/// Recent usage per package, replaced whole by whoever knows it (the server's read model,
+/// from its rolled-up stats; a client's index has none): what search boosts and the most
+/// added and trending lists rank by. Not a data table: records do not feed it, so
+/// `resetData` keeps it. `adds_state` says through which day it counts.
+const ADDS_TABLES: &str = "CREATE TABLE IF NOT EXISTS adds (
+    package TEXT PRIMARY KEY,
+    direct_30d INTEGER NOT NULL,  -- direct adds over the 30 days through adds_state.through
+    total_30d INTEGER NOT NULL,   -- direct and indirect adds over the same days
+    direct_7d INTEGER NOT NULL,   -- direct adds over the last 7 of them
+    direct_prior_28d INTEGER NOT NULL, -- direct adds over the 28 days before those 7
+    popularity REAL NOT NULL      -- search's boost for direct_30d (search.rs, popularity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS adds_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    through TEXT NOT NULL         -- the last day counted, YYYY-MM-DD
+);";
+
+/// The indexes of `latest` by date, for the newest-first lists (version 4).
+const LATEST_BY_DATE: &str = "
+CREATE INDEX IF NOT EXISTS latest_by_published ON latest (published);
+CREATE INDEX IF NOT EXISTS latest_by_created ON latest (created);";
+
+/// Adds and fills the columns of version 4 from what the file holds.
+const VERSION_4_COLUMNS: &str = "
+ALTER TABLE latest ADD COLUMN created INTEGER;
+ALTER TABLE latest ADD COLUMN published INTEGER;
+ALTER TABLE latest ADD COLUMN deprecated INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE latest ADD COLUMN boost REAL NOT NULL DEFAULT 1.0;
+UPDATE latest SET
+    created = (SELECT min(published) FROM versions v
+               WHERE v.package = latest.package AND NOT v.unmigrated),
+    published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
+    deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
+                  WHERE rowid = latest.version_rowid);";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -104,7 +142,14 @@ CREATE TABLE latest (
     package TEXT NOT NULL UNIQUE,
     version_rowid INTEGER NOT NULL,
     rank BLOB NOT NULL,
-    last_updated INTEGER          -- the greatest lastUpdated of any version
+    last_updated INTEGER,         -- the greatest lastUpdated of any version
+    created INTEGER,              -- the earliest published of any version, ms
+    -- Of the latest version, rewritten with `search` (search filters on them without
+    -- reading its record):
+    published INTEGER,            -- published, ms
+    deprecated INTEGER NOT NULL DEFAULT 0, -- deprecated is true
+    -- What search orders a tier by (search.rs, update_boost):
+    boost REAL NOT NULL DEFAULT 1.0
 );
 -- Packages whose latest version changed since the `search` and `dependents` rows were
 -- written; they are rewritten by the page that brings the index up to date.
@@ -318,6 +363,8 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(SCHEMA).map_err(sqlite)?;
         tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
+        tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
+        tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
         for (_, _, create) in DEFERRED_INDEXES {
             tx.execute_batch(create).map_err(sqlite)?;
         }
@@ -328,13 +375,23 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         return tx.commit().map_err(sqlite);
     }
     check_version(application_id, user_version, 2, path)?;
-    if user_version == 2 {
-        // Version 3 only adds `origin`; the file's server is learnt at its next sync. Two
-        // processes may upgrade the same file at once: the table is created if missing.
-        let tx = connection.transaction().map_err(sqlite)?;
-        tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+    if user_version < SCHEMA_VERSION {
+        // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
+        // sync), three columns of `latest` and the `adds` tables. Two processes may upgrade the same
+        // file at once: the first commits, the second sees the new version and stops.
+        let tx = connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite)?;
+        let (_, now) = identity(&tx, path)?;
+        if now < SCHEMA_VERSION {
+            tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
+            tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
+            tx.execute_batch(VERSION_4_COLUMNS).map_err(sqlite)?;
+            tx.execute_batch(&update_boost("1")).map_err(sqlite)?;
+            tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(sqlite)?;
+        }
         return tx.commit().map_err(sqlite);
     }
     Ok(())

@@ -668,21 +668,38 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
     let path = dir.path().join("index.sqlite3");
     let mut index = Index::open(&path).unwrap();
     let token = raw(r#"{"n":1}"#);
-    let records = [("packages", vec![package("p1", "ann:one")])];
+    let records = [
+        ("packages", vec![package("p1", "ann:one")]),
+        (
+            "versions",
+            vec![
+                version("v1", "ann:one", "1.0.0"),
+                raw(r#"{"_id":"v2","packageName":"ann:two","version":"1.0.0","deprecated":true}"#),
+            ],
+        ),
+    ];
     index
         .apply_page(&page(&token, &records, false, true))
         .unwrap();
     drop(index);
-    // What schema 2 had: everything but the `origin` table.
+    // What schema 2 had: everything but the `origin` table, `latest.created` and the
+    // `adds` tables (version 4).
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
-        .execute_batch("DROP TABLE origin; PRAGMA user_version = 2;")
+        .execute_batch(
+            "DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
+             DROP INDEX latest_by_published; DROP INDEX latest_by_created;
+             ALTER TABLE latest DROP COLUMN created; ALTER TABLE latest DROP COLUMN published;
+             ALTER TABLE latest DROP COLUMN deprecated; ALTER TABLE latest DROP COLUMN boost;
+             PRAGMA user_version = 2;",
+        )
         .unwrap();
     drop(connection);
 
     let mut index = Index::open(&path).expect("a schema 2 index opens");
     assert_eq!(index.sync_token().unwrap().as_deref(), Some(r#"{"n":1}"#));
     assert_eq!(count(&index, "packages"), 1);
+    assert_eq!(index.adds_through().unwrap(), None);
     assert_eq!(index.server().unwrap(), None);
     index.claim("ws://a.example/websocket").unwrap();
     assert_eq!(
@@ -695,6 +712,25 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
+    // `created` was filled from the versions, so the newest-first order works at once.
+    let created: Option<i64> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT created FROM latest WHERE package = 'ann:one'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(created, Some(1_420_070_400_000));
+    let deprecated: Vec<String> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT package FROM latest WHERE deprecated")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(deprecated, ["ann:two"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! so with [`ReadModel::publish`] and [`ReadModel::catching_up`]; the API only reads.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use exosphere_index::{Index, IndexError};
@@ -19,6 +19,8 @@ pub struct ReadModel {
     failing: Mutex<Option<Failing>>,
     /// Idle reader connections kept; 0 stands for [`IDLE_READERS`].
     idle_readers: AtomicUsize,
+    /// The stamp of the recent adds last stored in the index (see [`Freshness::usage`]).
+    usage: AtomicU64,
     /// The server keeps no read model (`--read-model off`): nothing is ever published.
     off: bool,
 }
@@ -48,6 +50,9 @@ pub struct Freshness {
     pub head: Option<u64>,
     /// The catalog has changed since, and the feeder is applying the change.
     pub catching_up: bool,
+    /// The stamp of the recent adds the index holds (search ranks and lists by them, and
+    /// they change without the sync token): what [`ReadModel::usage_counted`] was last told.
+    pub usage: u64,
 }
 
 /// One complete index file being served, with its idle reader connections.
@@ -108,6 +113,7 @@ impl ReadModel {
             token: token.unwrap_or_default(),
             head,
             catching_up: head.is_none(),
+            usage: 0,
         };
         if let Some(served) = self.current().filter(|served| served.path == path) {
             let token = served.with_reader(self.idle_readers(), Index::sync_token)??;
@@ -207,7 +213,20 @@ impl ReadModel {
 
     /// How current the served index is; `None` while none is complete.
     pub fn freshness(&self) -> Option<Freshness> {
-        self.current().map(|served| lock(&served.freshness).clone())
+        self.current().map(|served| self.freshness_of(&served))
+    }
+
+    /// Notes that the index now holds recent adds stamped `stamp` (the same counts, the
+    /// same stamp), so that answers ranked or listed by them get new entity tags.
+    pub fn usage_counted(&self, stamp: u64) {
+        self.usage.store(stamp, Ordering::Relaxed);
+    }
+
+    fn freshness_of(&self, served: &Served) -> Freshness {
+        Freshness {
+            usage: self.usage.load(Ordering::Relaxed),
+            ..lock(&served.freshness).clone()
+        }
     }
 
     /// Runs `query` on a reader connection of the served index, returning its answer and
@@ -216,7 +235,7 @@ impl ReadModel {
     /// Blocking: run it on the blocking pool.
     pub fn query<T>(&self, query: impl FnOnce(&Index) -> T) -> Result<(T, Freshness), QueryError> {
         let served = self.current().ok_or(QueryError::Building)?;
-        let freshness = lock(&served.freshness).clone();
+        let freshness = self.freshness_of(&served);
         Ok((served.with_reader(self.idle_readers(), query)?, freshness))
     }
 

@@ -139,9 +139,10 @@ impl From<IndexError> for ApiError {
                      /api/v1/releases/{track}"
                 ),
             ),
-            IndexError::EmptyQuery { .. } => {
-                ApiError::bad_request("empty_query", "the search has no words: give some in q=")
-            }
+            IndexError::EmptyQuery { .. } => ApiError::bad_request(
+                "empty_query",
+                "q has no letters or digits to look for: give some words, or leave q out to browse",
+            ),
             IndexError::NotSynced { .. } | IndexError::Unfinished { .. } => ApiError::building(),
             _ => ApiError::internal(&error),
         }
@@ -196,11 +197,12 @@ pub(crate) fn api_format() -> &'static str {
 
 /// The entity tag of `uri`'s answer from a read model at `freshness`: the same `format`
 /// (this build's API document or templates, and whatever else the body shows), sync token
-/// (the same index content) and URL give the same body.
+/// and usage stamp (the same index content) and URL give the same body.
 pub(crate) fn entity_tag(format: &str, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format.hash(&mut hasher);
     freshness.token.hash(&mut hasher);
+    freshness.usage.hash(&mut hasher);
     uri.path().hash(&mut hasher);
     uri.query().unwrap_or("").hash(&mut hasher);
     format!("\"{:016x}\"", hasher.finish())
@@ -298,6 +300,7 @@ mod tests {
             token: format!("{{\"packagesSeq\":{head}}}"),
             head: Some(head),
             catching_up: false,
+            usage: 0,
         }
     }
 

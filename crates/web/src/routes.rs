@@ -11,12 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
-use exosphere_index::{Index, IndexError, Listing, Releases};
+use exosphere_index::{Index, IndexError, Listing, Releases, Search, SearchSort};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::reply::{ApiError, OPENAPI, add_cors, api_format, fresh, preflight};
-use crate::runner::{Runner, offset, search_words, usize_of};
+use crate::runner::{Runner, SearchFields, offset, usize_of};
 use crate::views::{DependencyGroups, Hits, Lookup, PackageDetail, Page, VersionDetail};
 
 /// The query parameters the endpoints read (each reads its own; others are ignored).
@@ -24,8 +24,9 @@ use crate::views::{DependencyGroups, Hits, Lookup, PackageDetail, Page, VersionD
 struct Params {
     limit: Option<String>,
     cursor: Option<String>,
-    q: Option<String>,
     names: Option<String>,
+    #[serde(flatten)]
+    search: SearchFields,
 }
 
 /// The `/api/v1` routes over `runner`'s read model, for any outer router's state. CORS
@@ -182,7 +183,8 @@ where
     )
 }
 
-/// `GET /api/v1/search?q=`: the index's ranking, a page at a time.
+/// `GET /api/v1/search?q=`: the index's ranking (or a browse with `sort` and filters), a
+/// page at a time.
 async fn search(
     State(api): State<Runner>,
     query: Result<Query<Params>, QueryRejection>,
@@ -191,17 +193,14 @@ async fn search(
 ) -> Response {
     let searched = params(query).and_then(|params| {
         let (limit, offset) = window(&api, &params)?;
-        Ok((search_words(params.q)?, limit, offset))
+        Ok((params.search.search(offset, limit)?, offset, limit))
     });
     answer(
         &api,
         searched,
         &headers,
         &uri,
-        |index, (q, limit, offset)| {
-            let items = index.search_from(&q, None, usize_of(offset), usize_of(limit))?;
-            Ok(Hits::of(items, offset, limit))
-        },
+        |index, (search, offset, limit)| Ok(Hits::of(index.find(&search)?, offset, limit)),
     )
     .await
 }
@@ -293,7 +292,14 @@ async fn maintainer(
         Ok((user, limit, offset))
     });
     answer(&api, asked, &headers, &uri, move |index, (user, limit, offset)| {
-        let items = index.search_from("", Some(&user), usize_of(offset), usize_of(limit))?;
+        let items = index.find(&Search {
+            maintainer: Some(user.clone()),
+            sort: SearchSort::Updated,
+            include_deprecated: true,
+            offset: usize_of(offset),
+            limit: usize_of(limit),
+            ..Search::default()
+        })?;
         if items.is_empty() && offset == 0 {
             return Err(ApiError::not_found(
                 "maintainer_not_found",

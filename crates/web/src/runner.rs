@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Uri};
-use exosphere_index::Index;
+use exosphere_index::{Index, Search, SearchSort};
+use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::{Freshness, QueryError, ReadModel};
@@ -22,8 +23,8 @@ const DEFAULT_LIMIT: u64 = 20;
 /// longest list, the dependents of `meteor`, holds about 15,000.
 pub(crate) const MAX_CURSOR: u64 = 50_000;
 
-/// The longest search query accepted, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
+/// The longest search query accepted, in characters: the most the index looks at.
+pub const MAX_QUERY_CHARS: usize = exosphere_index::MAX_SEARCH_CHARS;
 
 /// How long a request waits for one of the [`ApiConfig::max_queries`] turns before it is
 /// answered `503` (busy): long enough for a burst, short enough not to pile requests up.
@@ -217,6 +218,91 @@ pub(crate) fn within_depth(offset: u64) -> Result<u64, ApiError> {
         ));
     }
     Ok(offset)
+}
+
+/// The most days `published_within` accepts: a century.
+const MAX_DAYS: u32 = 36_500;
+
+/// The search fields of a query string, read alike by `/api/v1/search` and the search
+/// page: words, an order and filters (each optional).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct SearchFields {
+    /// Search words.
+    pub q: Option<String>,
+    /// An order's name ([`SearchSort`]).
+    pub sort: Option<String>,
+    /// Only this user's packages.
+    pub maintainer: Option<String>,
+    /// Only packages published within this many days.
+    pub published_within: Option<String>,
+    /// `true` keeps deprecated packages.
+    pub include_deprecated: Option<String>,
+    /// `true` leaves core packages out.
+    pub exclude_core: Option<String>,
+}
+
+impl SearchFields {
+    /// Whether an order or a filter was given (empty values count as not given, as a form
+    /// sends them).
+    pub fn narrows(&self) -> bool {
+        [
+            &self.sort,
+            &self.maintainer,
+            &self.published_within,
+            &self.include_deprecated,
+            &self.exclude_core,
+        ]
+        .into_iter()
+        .any(|field| field.as_deref().is_some_and(|value| !value.is_empty()))
+    }
+
+    /// The search these fields ask for, a page of it; a `400` naming the field that is
+    /// wrong.
+    pub fn search(self, offset: u64, limit: u64) -> Result<Search, ApiError> {
+        let text = search_words(self.q)?;
+        let invalid = |message: String| ApiError::bad_request("invalid_parameter", message);
+        let given = |field: Option<String>| field.filter(|value| !value.is_empty());
+        let sort = match given(self.sort) {
+            Some(sort) => sort.parse::<SearchSort>().map_err(invalid)?,
+            None => SearchSort::default(),
+        };
+        let published_within_days = match given(self.published_within) {
+            Some(days) => Some(
+                days.parse::<u32>()
+                    .ok()
+                    .filter(|days| (1..=MAX_DAYS).contains(days))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "published_within must be a number of days from 1 to {MAX_DAYS}, \
+                             not {days:?}"
+                        ))
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Search {
+            text,
+            sort,
+            maintainer: given(self.maintainer),
+            published_within_days,
+            include_deprecated: flag("include_deprecated", self.include_deprecated)?,
+            exclude_core: flag("exclude_core", self.exclude_core)?,
+            offset: usize_of(offset),
+            limit: usize_of(limit),
+        })
+    }
+}
+
+/// A `true`/`false` query parameter; absent or empty is `false`.
+fn flag(name: &str, value: Option<String>) -> Result<bool, ApiError> {
+    match value.as_deref() {
+        None | Some("" | "false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{name} must be true or false, not {other:?}"),
+        )),
+    }
 }
 
 /// The search words `q`, or a `400` when they are longer than [`MAX_QUERY_CHARS`].

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use exosphere_index::{DepNode, Index, Releases};
+use exosphere_index::{DepNode, Index, Releases, Search, SearchSort};
 
 use super::{WorkDir, generate_dump, mb};
 use crate::cli::BenchIndexArgs;
@@ -208,6 +208,29 @@ fn time_queries(index: &Index) -> anyhow::Result<Vec<QueryTiming>> {
         (
             "search '' --maintainer mdg",
             Box::new(|i| Ok(i.search("", Some("mdg"), 20)?.len())),
+        ),
+        (
+            "search '' --sort newest --hide-deprecated",
+            Box::new(|i| {
+                Ok(i.find(&Search {
+                    sort: SearchSort::Newest,
+                    limit: 20,
+                    ..Search::default()
+                })?
+                .len())
+            }),
+        ),
+        (
+            "search 'reactive data' --hide-deprecated --exclude-core",
+            Box::new(|i| {
+                Ok(i.find(&Search {
+                    text: "reactive data".into(),
+                    exclude_core: true,
+                    limit: 20,
+                    ..Search::default()
+                })?
+                .len())
+            }),
         ),
         (
             "show meteor",

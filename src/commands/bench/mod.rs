@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod soak;
 pub mod stats;
 pub mod sync;
+pub mod web;
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, BufWriter, Read as _, Write as _};
@@ -48,6 +49,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Abuse(args) => abuse::run(args),
         BenchCommand::Soak(args) => soak::run(args),
         BenchCommand::Postgres(args) => postgres::run(args),
+        BenchCommand::Web(args) => web::run(args),
     }
 }
 

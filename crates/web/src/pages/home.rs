@@ -1,5 +1,6 @@
 //! The home page (`/`): a search box, the catalog's counts, the packages published and
-//! created last, the latest recommended `METEOR` release, and how to point the `meteor`
+//! created last, the most added and trending ones (from the server's usage), the latest
+//! recommended `METEOR` release, and how to point the `meteor`
 //! tool at this server (with the public URL). While the catalog cannot be read (its index
 //! is building, turned off, or busy) the page still says how to use the server.
 
@@ -7,7 +8,7 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use exosphere_index::{DatedPackage, Index, Releases};
+use exosphere_index::{DatedPackage, Index, Releases, SearchHit};
 
 use super::links;
 use super::page::{HTML, Layout, Site, message_for_people, render, text};
@@ -39,6 +40,10 @@ struct Catalog {
     releases: u64,
     recent: Vec<DatedPackage>,
     new: Vec<DatedPackage>,
+    /// The most direct adds over 30 days, most first (empty without usage).
+    most_added: Vec<SearchHit>,
+    /// The fastest growing direct adds, week on weeks (empty without usage).
+    trending: Vec<SearchHit>,
     /// The latest recommended release of the `METEOR` track.
     meteor: Option<String>,
 }
@@ -65,6 +70,8 @@ impl Catalog {
             releases: count("releaseVersions"),
             recent: index.recently_published(HOME_LIST)?,
             new: index.new_packages(HOME_LIST)?,
+            most_added: index.most_added(HOME_LIST)?,
+            trending: index.trending(HOME_LIST)?,
             meteor,
         })
     }

@@ -7,13 +7,13 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use exosphere_index::{IndexError, SearchHit};
+use exosphere_index::{IndexError, Search, SearchHit, SearchSort};
 
 use super::links;
 use super::page::{Layout, PageParams, Pager, Site, params, path};
 use super::text;
 use crate::reply::ApiError;
-use crate::runner::{search_words, usize_of};
+use crate::runner::usize_of;
 
 /// `hits.html`: a list of packages.
 #[derive(Template)]
@@ -24,64 +24,144 @@ struct HitsPage {
     heading: String,
     /// A line under it (how many, what was searched), if any.
     intro: Option<String>,
-    /// Whether this is the search page, which has its own search form.
-    search: bool,
+    /// The search page's form, as filled in: only the search page has one.
+    form: Option<SearchForm>,
     /// What to say when the list is empty.
     empty: String,
     hits: Vec<SearchHit>,
     pager: Pager,
 }
 
-/// `GET /search?q=WORDS&page=N`: packages matching the words, best first; without words,
-/// the search form alone.
+/// The search page's form: words, an order and filters, as the request gave them.
+struct SearchForm {
+    sort: &'static str,
+    maintainer: String,
+    published_within: String,
+    include_deprecated: bool,
+    exclude_core: bool,
+}
+
+impl SearchForm {
+    /// The orders the form offers: (value, label).
+    const SORTS: [(&'static str, &'static str); 5] = [
+        ("relevance", "Best match"),
+        ("most-added", "Most added (30 days)"),
+        ("updated", "Recently updated"),
+        ("newest", "Newest"),
+        ("name", "Name"),
+    ];
+
+    /// The "published within" choices: (days, label).
+    const WITHIN: [(&'static str, &'static str); 4] = [
+        ("", "Any time"),
+        ("30", "Last 30 days"),
+        ("365", "Last year"),
+        ("1095", "Last 3 years"),
+    ];
+
+    /// Whether the order named `value` is the one chosen.
+    fn sorted(&self, value: &str) -> bool {
+        self.sort == value
+    }
+
+    /// Whether the "published within" choice `value` is the one chosen.
+    fn within(&self, value: &str) -> bool {
+        self.published_within == value
+    }
+}
+
+/// `GET /search?q=WORDS&sort=…&page=N` (and the API's filters): packages matching the
+/// words, best first, or, with an order or a filter and no words, every package they keep;
+/// with neither, the search form alone.
 pub async fn search(
     State(site): State<Site>,
     query: Result<Query<PageParams>, QueryRejection>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let asked = params(query)
-        .and_then(|params| Ok((search_words(params.q.clone())?, site.page_at(&params)?)));
+    let asked = params(query).and_then(|params| {
+        let at = site.page_at(&params)?;
+        let fields = params.search;
+        let browse = fields.narrows();
+        let search = fields.clone().search(at.offset, at.size)?;
+        Ok((fields, search, browse, at))
+    });
     let on = site.clone();
-    site.page(asked, (&headers, &uri), 0, move |index, (q, at)| {
-        let words = q.trim();
-        let hits = if words.is_empty() {
-            Vec::new()
-        } else {
-            // A query of punctuation alone has no words to look for: it finds nothing.
-            match index.search_from(words, None, usize_of(at.offset), usize_of(at.size)) {
-                Err(IndexError::EmptyQuery { .. }) => Vec::new(),
-                found => found?,
+    site.page(
+        asked,
+        (&headers, &uri),
+        0,
+        move |index, (fields, search, browse, at)| {
+            let words = search.text.trim().to_owned();
+            let hits = if words.is_empty() && !browse {
+                Vec::new()
+            } else {
+                // A query of punctuation alone has no words to look for: it finds nothing.
+                match index.find(&search) {
+                    Err(IndexError::EmptyQuery { .. }) => Vec::new(),
+                    found => found?,
+                }
+            };
+            let full = hits.len() as u64 == at.size;
+            let form = SearchForm {
+                sort: search.sort.as_str(),
+                maintainer: search.maintainer.clone().unwrap_or_default(),
+                published_within: search
+                    .published_within_days
+                    .map(|days| days.to_string())
+                    .unwrap_or_default(),
+                include_deprecated: search.include_deprecated,
+                exclude_core: search.exclude_core,
+            };
+            let mut kept: Vec<(&str, String)> = vec![("q", words.clone())];
+            for (key, value) in [
+                ("sort", fields.sort),
+                ("maintainer", fields.maintainer),
+                ("published_within", fields.published_within),
+                ("include_deprecated", fields.include_deprecated),
+                ("exclude_core", fields.exclude_core),
+            ] {
+                if let Some(value) = value.filter(|value| !value.is_empty()) {
+                    kept.push((key, value));
+                }
             }
-        };
-        let full = hits.len() as u64 == at.size;
-        let mut layout = on.layout(
-            if words.is_empty() {
-                "Search".to_owned()
-            } else {
-                format!("{words} – search")
-            },
-            &links::with_query("/search", "q", words),
-        );
-        layout.query = words.to_owned();
-        Ok(HitsPage {
-            heading: if words.is_empty() {
-                "Search packages".to_owned()
-            } else {
-                format!("Packages matching “{words}”")
-            },
-            intro: (!words.is_empty() && at.number > 1).then(|| format!("Page {}", at.number)),
-            search: true,
-            empty: if words.is_empty() {
-                "Type words from a package's name or what it does.".to_owned()
-            } else {
-                format!("No package matches “{words}”. Try fewer or other words.")
-            },
-            pager: Pager::new("/search", &[("q", words)], at, full),
-            layout,
-            hits,
-        })
-    })
+            let kept: Vec<(&str, &str)> = kept
+                .iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(key, value)| (*key, value.as_str()))
+                .collect();
+            let mut layout = on.layout(
+                if words.is_empty() {
+                    "Search".to_owned()
+                } else {
+                    format!("{words} – search")
+                },
+                &links::with_query("/search", "q", &words),
+            );
+            layout.query = words.clone();
+            Ok(HitsPage {
+                heading: if words.is_empty() {
+                    if browse {
+                        "Packages".to_owned()
+                    } else {
+                        "Search packages".to_owned()
+                    }
+                } else {
+                    format!("Packages matching “{words}”")
+                },
+                intro: (at.number > 1).then(|| format!("Page {}", at.number)),
+                form: Some(form),
+                empty: if words.is_empty() && !browse {
+                    "Type words from a package's name or what it does.".to_owned()
+                } else {
+                    "No package matches. Try fewer or other words, or fewer filters.".to_owned()
+                },
+                pager: Pager::new("/search", &kept, at, full),
+                layout,
+                hits,
+            })
+        },
+    )
     .await
 }
 
@@ -97,7 +177,14 @@ pub async fn maintainer(
     let asked = path(user).and_then(|user| Ok((user, site.page_at(&params(query)?)?)));
     let on = site.clone();
     site.page(asked, (&headers, &uri), 0, move |index, (user, at)| {
-        let hits = index.search_from("", Some(&user), usize_of(at.offset), usize_of(at.size))?;
+        let hits = index.find(&Search {
+            maintainer: Some(user.clone()),
+            sort: SearchSort::Updated,
+            include_deprecated: true,
+            offset: usize_of(at.offset),
+            limit: usize_of(at.size),
+            ..Search::default()
+        })?;
         if hits.is_empty() && at.number == 1 {
             return Err(ApiError::not_found(
                 "maintainer_not_found",
@@ -110,7 +197,7 @@ pub async fn maintainer(
             layout: on.layout(format!("Packages maintained by {user}"), &page),
             heading: format!("Packages maintained by {user}"),
             intro: None,
-            search: false,
+            form: None,
             empty: "No more packages.".to_owned(),
             pager: Pager::new(&page, &[], at, full),
             hits,
@@ -151,7 +238,7 @@ pub async fn browse(
                     .map(|after| format!(", after “{after}”"))
                     .unwrap_or_default()
             )),
-            search: false,
+            form: None,
             empty: "No more packages.".to_owned(),
             pager: Pager {
                 number: 0,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::assets;
 use crate::reply::{ApiError, current};
-use crate::runner::{Answer, Runner, within_depth};
+use crate::runner::{Answer, Runner, SearchFields, within_depth};
 use crate::usage::{Usage, UsageRange, UsageSource};
 
 /// The Content-Security-Policy of every answer of the pages: nothing but this server's own
@@ -89,8 +89,9 @@ pub struct Layout {
 /// The query parameters pages read (each reads its own; others are ignored).
 #[derive(Debug, Default, Deserialize)]
 pub struct PageParams {
-    /// Search words.
-    pub q: Option<String>,
+    /// Search words, an order and filters.
+    #[serde(flatten)]
+    pub search: SearchFields,
     /// A page number, from 1.
     pub page: Option<String>,
     /// The name a browse page starts after.
