@@ -724,7 +724,10 @@ fn search_sorts_and_filters_by_the_servers_own_usage() {
     let browse = page("/search?sort=most-added&exclude_core=true");
     let results = &browse[browse.find("id=\"results\"").expect("results")..];
     assert!(results.find("iron:router").unwrap() < results.find("iron:core").unwrap());
-    assert!(browse.contains("<option value=\"most-added\" selected>"), "{browse}");
+    assert!(
+        browse.contains("<option value=\"most-added\" selected>"),
+        "{browse}"
+    );
     assert!(browse.contains("name=\"exclude_core\" value=\"true\" checked"));
 
     for (query, code) in [

@@ -9,7 +9,8 @@ use crate::error::IndexError;
 use crate::handle::Index;
 use crate::listing::sql_int;
 use crate::query::SearchHit;
-use crate::search::{popularity, update_boost};
+use crate::schema::update_boost;
+use crate::search::popularity;
 
 /// Direct adds a package needs in the last 7 days to trend: fewer is noise.
 const TRENDING_MIN_ADDS: i64 = 3;

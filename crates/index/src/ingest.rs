@@ -28,8 +28,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::IndexError;
+use crate::schema::update_boost;
 use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
-use crate::search::update_boost;
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]

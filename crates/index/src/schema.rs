@@ -14,7 +14,6 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::IndexError;
-use crate::search::update_boost;
 
 /// `PRAGMA application_id` of an Exosphere index: "EXOI".
 pub const APPLICATION_ID: i64 = 0x4558_4F49;
@@ -50,6 +49,23 @@ CREATE TABLE IF NOT EXISTS adds_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     through TEXT NOT NULL         -- the last day counted, YYYY-MM-DD
 );";
+
+/// `latest.boost` of the packages `latest` rows that `rows` (an SQL condition on `latest`)
+/// selects, as an `UPDATE`: popularity, times `1 + 0.25 / (1 + years since the last
+/// update)` for freshness, times ½ for a core package (no `owner:`), so that the core
+/// packages every app adds do not bury the rest. Written when a package's latest version
+/// changes (with the clock then) and for every package when the adds are replaced (the
+/// server's read model does that hourly), so search orders by a column, not a formula.
+pub(crate) fn update_boost(rows: &str) -> String {
+    format!(
+        "UPDATE latest SET boost =
+             coalesce((SELECT popularity FROM adds WHERE adds.package = latest.package), 1.0)
+             * (1.0 + 0.25 / (1.0 + max((julianday('now') - 2440587.5) * 86400000.0
+                                        - coalesce(last_updated, 0), 0) / 31536000000.0))
+             * CASE WHEN instr(package, ':') = 0 THEN 0.5 ELSE 1.0 END
+         WHERE {rows}"
+    )
+}
 
 /// The indexes of `latest` by date, for the newest-first lists (version 4).
 const LATEST_BY_DATE: &str = "
@@ -148,7 +164,7 @@ CREATE TABLE latest (
     -- reading its record):
     published INTEGER,            -- published, ms
     deprecated INTEGER NOT NULL DEFAULT 0, -- deprecated is true
-    -- What search orders a tier by (search.rs, update_boost):
+    -- What search orders a tier by (update_boost, above):
     boost REAL NOT NULL DEFAULT 1.0
 );
 -- Packages whose latest version changed since the `search` and `dependents` rows were

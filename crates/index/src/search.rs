@@ -2,7 +2,7 @@
 //! name, then the exact base name (`collection2` finds `aldeed:collection2`), then names
 //! that start with the words, then names that contain them, then packages whose name,
 //! summary or README excerpt holds every word (FTS5). Within a tier the
-//! package with the greater boost comes first ([`update_boost`]: added more often in the
+//! package with the greater boost comes first (`schema::update_boost`: added more often in the
 //! last 30 days, updated more recently, and halved for core packages, names without an
 //! `owner:`, so that they do not crowd out the rest). The words are data, never query
 //! syntax: `aldeed:collection2` or `"foo` are searched for as typed.
@@ -36,23 +36,6 @@ const POPULARITY: f64 = 0.25;
 /// `ln`.
 pub(crate) fn popularity(direct_adds_30d: u64) -> f64 {
     1.0 + (direct_adds_30d as f64).ln_1p() * POPULARITY
-}
-
-/// `latest.boost` of the packages `latest` rows that `rows` (an SQL condition on `latest`)
-/// selects, as an `UPDATE`: popularity, times `1 + 0.25 / (1 + years since the last
-/// update)` for freshness, times ½ for a core package (no `owner:`), so that the core
-/// packages every app adds do not bury the rest. Written when a package's latest version
-/// changes (with the clock then) and for every package when the adds are replaced (the
-/// server's read model does that hourly), so search orders by a column, not a formula.
-pub(crate) fn update_boost(rows: &str) -> String {
-    format!(
-        "UPDATE latest SET boost =
-             coalesce((SELECT popularity FROM adds WHERE adds.package = latest.package), 1.0)
-             * (1.0 + 0.25 / (1.0 + max((julianday('now') - 2440587.5) * 86400000.0
-                                        - coalesce(last_updated, 0), 0) / 31536000000.0))
-             * CASE WHEN instr(package, ':') = 0 THEN 0.5 ELSE 1.0 END
-         WHERE {rows}"
-    )
 }
 
 /// One search: words, an order, filters and a page.
