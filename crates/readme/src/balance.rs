@@ -73,11 +73,13 @@ impl Depth {
         self.open < MAX_DEPTH && (!is_formatting(name) || self.formatting < MAX_FORMATTING)
     }
 
+    /// Counts an element `name` opening.
     pub(crate) fn enter(&mut self, name: &str) {
         self.open += 1;
         self.formatting += usize::from(is_formatting(name));
     }
 
+    /// Counts an element `name` closing.
     pub(crate) fn leave(&mut self, name: &str) {
         self.open = self.open.saturating_sub(1);
         if is_formatting(name) {

@@ -41,7 +41,7 @@ pub const MAX_TOTAL_BYTES: usize = 64 * 1024;
 /// The kinds of token that get a class, as TextMate scope prefixes and their classes. A
 /// token's class is that of its innermost scope with one of these prefixes, the first
 /// that matches in this order.
-pub const KINDS: &[(&str, &str)] = &[
+const KINDS: &[(&str, &str)] = &[
     ("comment", "hl-comment"),
     ("string.regexp", "hl-regexp"),
     ("string", "hl-string"),

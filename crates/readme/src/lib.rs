@@ -66,9 +66,11 @@ fn cut(text: &str, max_bytes: usize) -> (&str, bool) {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let line_end = text[end.saturating_sub(4096)..end]
-        .rfind('\n')
-        .map(|at| end.saturating_sub(4096) + at + 1);
+    let from = end.saturating_sub(4096);
+    let line_end = text.as_bytes()[from..end]
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map(|at| from + at + 1);
     (&text[..line_end.unwrap_or(end)], true)
 }
 
@@ -84,6 +86,10 @@ mod tests {
         assert_eq!(cut("ab\ncd", 4), ("ab\n", true));
         assert_eq!(cut("", 0), ("", false));
         assert_eq!(cut("x", 0), ("", true));
+        let long = "€".repeat(3000);
+        assert_eq!(cut(&long, 4500), (&long[..4500], true));
+        let long = format!("{}\n{}", "€".repeat(1000), "€".repeat(1000));
+        assert_eq!(cut(&long, 4500), (&long[..3001], true));
     }
 
     #[test]
