@@ -9,9 +9,12 @@
 //! MathML and templates are dropped with their content ([`DROPPED_WITH_CONTENT`]), every end
 //! tag closes what is open above it, unmatched end tags go, and a start tag that would open
 //! more than [`MAX_DEPTH`] elements, or more than [`MAX_FORMATTING`] formatting elements,
-//! is dropped (its content stays). The parser then sees explicit, balanced tags, so its tree
-//! is as shallow as this pass's count (tables add their implied rows; the rewrite pass cuts
-//! what is still too deep).
+//! is dropped (its content stays). What the parser would close or create on its own is
+//! written out (an open `p` closed before a block, an `li` before the next `li`, a cell
+//! before a row, a table's missing `tbody` and `tr`), and what it would move out of a table
+//! is dropped. The parser then sees explicit, balanced tags and builds the tree they spell,
+//! as shallow as this pass's count, and that tree serializes back to the same tags: which is
+//! what makes sanitizing twice change nothing (the rewrite pass cuts what is still too deep).
 //!
 //! Nothing here decides what is safe: the allowlist parses this pass's output as a browser
 //! would and keeps only what it lists.
@@ -41,6 +44,71 @@ pub const MAX_ATTRIBUTE_BYTES: usize = 2048;
 
 /// Elements the parser ignores outside a table, which would join the texts around them.
 const TABLE_PARTS: &[&str] = &["caption", "tbody", "td", "tfoot", "th", "thead", "tr"];
+
+/// The elements that end the parser's search for an element "in scope" (those of them that
+/// are allowed: `html`, `applet`, `marquee`, `object` and `template` never reach it).
+const SCOPE: &[&str] = &["caption", "table", "td", "th"];
+
+/// The allowed elements HTML calls special, which end the search for an `li`, `dd` or `dt`
+/// to close.
+const SPECIAL: &[&str] = &[
+    "blockquote",
+    "caption",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+];
+
+/// The allowed elements whose start tag closes an open `p` (no-quirks mode).
+const CLOSES_P: &[&str] = &[
+    "blockquote",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "figcaption",
+    "figure",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "summary",
+    "table",
+    "ul",
+];
+
+const HEADINGS: &[&str] = &["h1", "h2", "h3", "h4", "h5", "h6"];
 
 /// The allowed elements that have no end tag.
 const VOID: &[&str] = &["br", "hr", "img", "wbr"];
@@ -166,25 +234,141 @@ impl State {
             }
             return raw.unwrap_or(TokenSinkResult::Continue);
         }
-        let outside_table =
-            TABLE_PARTS.contains(&name) && !self.open.iter().any(|open| open == "table");
-        if !is_allowed(name) || outside_table || !(is_void(name) || self.depth.admits(name)) {
+        if !is_allowed(name) || !self.make_room(name) {
             return TokenSinkResult::Continue;
         }
-        push_start_tag(
-            &mut self.out,
-            name,
-            tag.attrs
-                .iter()
-                .filter(|attribute| attribute.value.len() <= MAX_ATTRIBUTE_BYTES)
-                .map(|attribute| (&*attribute.name.local, &*attribute.value)),
-        );
+        if is_void(name) || self.depth.admits(name) {
+            self.open_element(
+                name,
+                tag.attrs
+                    .iter()
+                    .filter(|attribute| attribute.value.len() <= MAX_ATTRIBUTE_BYTES)
+                    .map(|attribute| (&*attribute.name.local, &*attribute.value)),
+            );
+        }
+        TokenSinkResult::Continue
+    }
+
+    fn open_element<'a>(
+        &mut self,
+        name: &str,
+        attributes: impl Iterator<Item = (&'a str, &'a str)>,
+    ) {
+        push_start_tag(&mut self.out, name, attributes);
         self.run = 0;
         if !is_void(name) {
             self.depth.enter(name);
             self.open.push(name.to_owned());
         }
-        TokenSinkResult::Continue
+    }
+
+    /// The innermost open element named one of `names`, unless one of `boundaries` (or, with
+    /// `special_boundaries`, a special element other than `div` and `p`) is open inside it.
+    fn find(&self, names: &[&str], boundaries: &[&str], special_boundaries: bool) -> Option<usize> {
+        for (at, open) in self.open.iter().enumerate().rev() {
+            let open = open.as_str();
+            if names.contains(&open) {
+                return Some(at);
+            }
+            if boundaries.contains(&open)
+                || (special_boundaries && SPECIAL.contains(&open) && !matches!(open, "div" | "p"))
+            {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn top_is(&self, names: &[&str]) -> bool {
+        self.open
+            .last()
+            .is_some_and(|top| names.contains(&top.as_str()))
+    }
+
+    /// Closes explicitly what the parser would close on its own before a start tag `name`
+    /// (an open `p` before a block, an `li` before an `li`, a cell before a row, ...) and
+    /// opens the table sections and rows it would create, so that the tree the parser builds
+    /// is the one these tags spell, and serializes to them again. Whether `name` may open.
+    fn make_room(&mut self, name: &str) -> bool {
+        if TABLE_PARTS.contains(&name) {
+            let Some(table) = self.open.iter().rposition(|open| open == "table") else {
+                return false;
+            };
+            match name {
+                "caption" => return self.open.len() == table + 1,
+                "tbody" | "thead" | "tfoot" => self.close_from(table + 1),
+                _ => {
+                    let section = self.open[table + 1..]
+                        .iter()
+                        .position(|open| matches!(open.as_str(), "tbody" | "thead" | "tfoot"))
+                        .map(|at| table + 1 + at);
+                    let row = section.and_then(|section| {
+                        self.open[section + 1..]
+                            .iter()
+                            .position(|open| open == "tr")
+                            .map(|at| section + 1 + at)
+                    });
+                    match (name, section, row) {
+                        ("tr", Some(section), _) => self.close_from(section + 1),
+                        (_, Some(_), Some(row)) => self.close_from(row + 1),
+                        (_, Some(section), None) => {
+                            self.close_from(section + 1);
+                            self.open_element("tr", std::iter::empty());
+                        }
+                        (_, None, _) => {
+                            self.close_from(table + 1);
+                            self.open_element("tbody", std::iter::empty());
+                            if name != "tr" {
+                                self.open_element("tr", std::iter::empty());
+                            }
+                        }
+                    }
+                }
+            }
+            return true;
+        }
+        if self.top_is(&["table", "tbody", "thead", "tfoot", "tr"]) {
+            // The parser would move anything else out of the table ("foster parenting"),
+            // to a place its end tag does not close, and a table here closes the open one.
+            if name != "table" {
+                return false;
+            }
+            if let Some(table) = self.open.iter().rposition(|open| open == "table") {
+                self.close_from(table);
+            }
+        }
+        match name {
+            "li" => {
+                if let Some(at) = self.find(&["li"], &[], true) {
+                    self.close_from(at);
+                }
+            }
+            "dd" | "dt" => {
+                if let Some(at) = self.find(&["dd", "dt"], &[], true) {
+                    self.close_from(at);
+                }
+            }
+            "rt" | "rp" if self.find(&["ruby"], SCOPE, false).is_some() => {
+                while self.top_is(&["dd", "dt", "li", "p", "rp", "rt"]) {
+                    self.close_from(self.open.len() - 1);
+                }
+            }
+            "a" => {
+                if let Some(at) = self.find(&["a"], &["td", "th", "caption"], false) {
+                    self.close_from(at);
+                }
+            }
+            _ => {}
+        }
+        if CLOSES_P.contains(&name)
+            && let Some(at) = self.find(&["p"], SCOPE, false)
+        {
+            self.close_from(at);
+        }
+        if name.len() == 2 && name.starts_with('h') && self.top_is(HEADINGS) {
+            self.close_from(self.open.len() - 1);
+        }
+        true
     }
 }
 
@@ -222,7 +406,31 @@ mod tests {
         assert_eq!(balance("<div/>x<br/>y"), "<div>x<br>y</div>");
         assert_eq!(
             balance("<td>a</td><table><td>b</td></table>"),
-            "a<table><td>b</td></table>"
+            "a<table><tbody><tr><td>b</td></tr></tbody></table>"
+        );
+    }
+
+    #[test]
+    fn what_the_parser_would_close_or_open_on_its_own_is_written_out() {
+        assert_eq!(balance("<p>a<b>b<div>c"), "<p>a<b>b</b></p><div>c</div>");
+        assert_eq!(
+            balance("<ul><li>a<span>b<li>c<ul><li>d</ul></ul>"),
+            "<ul><li>a<span>b</span></li><li>c<ul><li>d</li></ul></li></ul>"
+        );
+        assert_eq!(
+            balance("<dl><dd>a<ruby>b<rt>c<dd>d"),
+            "<dl><dd>a<ruby>b<rt>c</rt></ruby></dd><dd>d</dd></dl>"
+        );
+        assert_eq!(
+            balance("<ruby>a<rt>b<rt>c"),
+            "<ruby>a<rt>b</rt><rt>c</rt></ruby>"
+        );
+        assert_eq!(balance("<a>a<b>b<a>c"), "<a>a<b>b</b></a><a>c</a>");
+        assert_eq!(balance("<h1>a<h2>b"), "<h1>a</h1><h2>b</h2>");
+        assert_eq!(
+            balance("<table><tr><td>a<div>b<td>c<tr><th>d<caption>e<table>f"),
+            "<table><tbody><tr><td>a<div>b</div></td><td>c</td></tr><tr><th>de<table>f</table>\
+             </th></tr></tbody></table>"
         );
     }
 

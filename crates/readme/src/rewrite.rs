@@ -121,6 +121,7 @@ pub(crate) fn rewrite(html: &str, options: &RenderOptions) -> String {
             depth: Depth::default(),
             skipping: 0,
             run: 0,
+            pre_end: None,
         }),
     };
     let input = BufferQueue::default();
@@ -145,10 +146,17 @@ struct State {
     skipping: usize,
     /// Bytes of text written since the last tag.
     run: usize,
+    /// Where the output ended after the last `<pre>` written.
+    pre_end: Option<usize>,
 }
 
 impl State {
     fn text(&mut self, text: &str) {
+        // The parser drops a newline just after `<pre>`, and html5ever's serializer does not
+        // write the one that would keep a text's own leading newline: write it here.
+        if self.pre_end == Some(self.out.len()) && text.starts_with('\n') {
+            push_text_run(&mut self.out, "\n", &mut self.run);
+        }
         push_text_run(&mut self.out, text, &mut self.run);
     }
 
@@ -214,7 +222,12 @@ impl Writer {
                 self.anchor(state, &tag);
             }
             "img" => self.image(state, &tag),
-            _ => state.start_tag(name, attributes(&tag)),
+            _ => {
+                state.start_tag(name, attributes(&tag));
+                if name == "pre" {
+                    state.pre_end = Some(state.out.len());
+                }
+            }
         }
     }
 
@@ -315,6 +328,18 @@ mod tests {
         assert!(
             !rewrite(html, &with(false, Some("file:///etc/"))).contains("docs"),
             "only http(s) bases are used"
+        );
+    }
+
+    #[test]
+    fn a_leading_newline_in_pre_is_kept_through_the_parser() {
+        let options = with(false, None);
+        assert_eq!(
+            rewrite(
+                "<pre>\nx</pre><pre>y\n</pre><pre><img src=a.png>\nz</pre>",
+                &options
+            ),
+            "<pre>\n\nx</pre><pre>y\n</pre><pre>\n\nz</pre>"
         );
     }
 
