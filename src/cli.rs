@@ -905,6 +905,18 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000), env = "EXOSPHERE_WEB_PAGE_SIZE")]
     pub web_page_size: u64,
 
+    /// Let package READMEs on the web catalog show images from other hosts (https only, sent
+    /// without a referrer; the pages' Content-Security-Policy then allows `img-src https:`).
+    /// Off by default: each such image is a link to its URL, and the pages make no request
+    /// to any other host, so the catalog works on an air-gapped network.
+    #[arg(long, env = "EXOSPHERE_README_REMOTE_IMAGES")]
+    pub readme_remote_images: bool,
+
+    /// Most bytes of a README the web catalog and the API render; a longer one is cut at a
+    /// line break with a notice.
+    #[arg(long, default_value_t = exosphere_readme::DEFAULT_MAX_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16 << 20), env = "EXOSPHERE_README_MAX_BYTES")]
+    pub readme_max_bytes: usize,
+
     /// Longest date range, in days, one /api/v1/stats request may ask for (and the "all
     /// time" range of the web catalog's usage charts).
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..=100_000), env = "EXOSPHERE_STATS_MAX_RANGE_DAYS")]

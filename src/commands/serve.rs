@@ -200,6 +200,11 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         // The public URL is set where the listener is bound (`serve`).
         site: SiteConfig {
             page_size: args.web_page_size,
+            readme: exosphere_readme::RenderOptions {
+                remote_images: args.readme_remote_images,
+                max_bytes: args.readme_max_bytes,
+                link_base: None,
+            },
             ..SiteConfig::default()
         },
         seen_head: None,

@@ -101,6 +101,12 @@ pub fn serve_api(backend: &Backend) -> (tempfile::TempDir, std::path::PathBuf, S
     (dir, data, server)
 }
 
+/// The README excerpt of `web-api:fresh`: Markdown with code, a relative link, an image on
+/// another host, and a script that must never come back.
+const README: &str = "# Fresh\n\nA package <script>alert(1)</script> that does things.\n\n\
+    ```js\nconst answer = 42;\n```\n\n[the docs](docs/usage.md) \
+    ![logo](https://cdn.example.com/logo.png)\n";
+
 /// A dump of one new package, `web-api:fresh@1.0.0`, made from a fixture version.
 fn fresh_package(dir: &Path) -> std::path::PathBuf {
     let dump = std::fs::read_to_string(fixture()).unwrap();
@@ -114,6 +120,8 @@ fn fresh_package(dir: &Path) -> std::path::PathBuf {
     version["packageName"] = json!("web-api:fresh");
     version["version"] = json!("1.0.0");
     version["description"] = json!("A package published while the server runs");
+    version["longDescription"] = json!(README);
+    version["git"] = json!("https://github.com/web-api/fresh");
     let package = json!({"_id": "webApiFreshPackage", "name": "web-api:fresh",
         "maintainers": [{"username": "fresh", "id": "freshUser"}], "homepage": null,
         "lastUpdated": {"$date": 1_700_000_000_000_i64}});
@@ -298,6 +306,36 @@ fn api_answers_and_follows_the_catalog(backend: &Backend) {
         a.status == 200
     });
     assert_eq!(fresh.body["latest_version"], "1.0.0");
+    // Its README, as published and rendered safe (issue 13, items 2 and 6).
+    let readme = get(
+        &format!("{api}/packages/web-api:fresh/versions/1.0.0/readme"),
+        None,
+    );
+    assert_eq!(readme.status, 200, "{}", readme.body);
+    assert_eq!(readme.body["markdown"], README);
+    assert_eq!(readme.body["source"], "excerpt");
+    let html = readme.body["html"].as_str().unwrap();
+    assert!(html.contains("<h1") && html.contains("Fresh"), "{html}");
+    assert!(
+        !html.contains("<script") && !html.contains("alert(1)</script>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("class=\"hl-"),
+        "code is highlighted by class: {html}"
+    );
+    assert!(
+        html.contains("https://github.com/web-api/fresh/blob/HEAD/docs/usage.md"),
+        "relative links resolve against the repository: {html}"
+    );
+    assert!(
+        !html.contains("<img"),
+        "no image from another host loads: {html}"
+    );
+    assert!(
+        html.contains("href=\"https://cdn.example.com/logo.png\""),
+        "{html}"
+    );
     assert_eq!(fresh.body["maintainers"], json!(["fresh"]));
     // The tag follows each committed page just after it commits: poll until it moved.
     wait_for_tagged(&format!("{api}/packages/iron:router"), Some(&before), |a| {
@@ -423,6 +461,16 @@ fn answers_match_the_openapi_document() {
         (
             "/api/v1/packages/{name}/versions/{version}",
             "/api/v1/packages/iron:router/versions/0.0.0",
+            404,
+        ),
+        (
+            "/api/v1/packages/{name}/versions/{version}/readme",
+            "/api/v1/packages/iron:router/versions/1.0.6/readme",
+            200,
+        ),
+        (
+            "/api/v1/packages/{name}/versions/{version}/readme",
+            "/api/v1/packages/iron:router/versions/0.0.0/readme",
             404,
         ),
         (

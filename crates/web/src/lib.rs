@@ -30,7 +30,7 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
-pub use pages::{CONTENT_SECURITY_POLICY, SiteConfig};
+pub use pages::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
 pub use reply::{ApiError, Building, OPENAPI};
 pub use runner::{ApiConfig, MAX_QUERY_CHARS, default_max_queries};
 pub use usage::{
@@ -49,7 +49,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(
     usage: Option<Arc<dyn UsageSource>>,
 ) -> Router<S> {
     let runner = runner::Runner::new(model, api);
-    routes::router(runner.clone()).merge(pages::router(pages::Site {
+    routes::router(runner.clone(), site.readme.clone()).merge(pages::router(pages::Site {
         runner,
         config: Arc::new(site),
         usage,

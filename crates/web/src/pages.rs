@@ -24,7 +24,7 @@ mod links;
 mod lists;
 mod package;
 mod page;
-mod readme;
+pub(crate) mod readme;
 mod redirect;
 mod releases;
 mod text;
@@ -36,7 +36,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 pub(crate) use page::Site;
-pub use page::{CONTENT_SECURITY_POLICY, SiteConfig};
+pub use page::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
 
 use crate::reply::ApiError;
 
@@ -45,6 +45,7 @@ use crate::reply::ApiError;
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(site: Site) -> Router<S> {
     let missing = site.clone();
     let refused = site.clone();
+    let policy = site.config.content_security_policy();
     Router::new()
         .route("/", get(home::home))
         .route("/search", get(lists::search))
@@ -71,7 +72,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(site: Site) -> Router<S> 
                 format!("there is no page at {}", uri.path()),
             ))
         })
-        .layer(middleware::from_fn(page::secure))
+        .layer(middleware::from_fn_with_state(policy, page::secure))
         .with_state(site)
 }
 
@@ -171,6 +172,7 @@ mod tests {
             config: Arc::new(SiteConfig {
                 public_url: "https://packages.example.org".into(),
                 page_size,
+                ..SiteConfig::default()
             }),
             usage: Some(Arc::new(Numbers)),
         })
@@ -318,6 +320,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn remote_readme_images_open_the_policy_to_https_images_only() {
+        let model = ReadModel::new();
+        model.publish(index_path(), Some(1)).unwrap();
+        let readme = exosphere_readme::RenderOptions {
+            remote_images: true,
+            ..exosphere_readme::RenderOptions::default()
+        };
+        let router = router(Site {
+            runner: Runner::new(model, ApiConfig::default()),
+            config: Arc::new(SiteConfig {
+                readme,
+                ..SiteConfig::default()
+            }),
+            usage: None,
+        });
+        let (status, headers, _) = fetch(&router, "/package/evil:pkg", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            CONTENT_SECURITY_POLICY_REMOTE_IMAGES
+        );
+        assert!(CONTENT_SECURITY_POLICY_REMOTE_IMAGES.contains("img-src 'self' https:;"));
+    }
+
+    #[tokio::test]
     async fn hostile_records_are_escaped_and_their_links_dropped() {
         let router = served();
         for uri in [
@@ -340,9 +367,10 @@ mod tests {
             page.contains("&#60;script&#62;alert(&#39;description&#39;)"),
             "{page}"
         );
+        let readme = &page[page.find("id=\"readme\"").expect("the README section")..];
         assert!(
-            page.contains("<pre class=\"readme-text\"># Evil"),
-            "the README slot"
+            readme.contains("<h1") && readme.contains("Evil"),
+            "{readme}"
         );
         assert!(page.contains("<span class=\"url\">javascript:alert(&#39;git&#39;)</span>"));
         assert!(

@@ -3,6 +3,7 @@
 //! answer (`views`) with the headers every answer carries (`reply`).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -12,12 +13,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get};
 use exosphere_index::{Index, IndexError, Listing, Releases, Search, SearchSort};
+use exosphere_readme::RenderOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::pages::readme::readme as render_readme;
 use crate::reply::{ApiError, OPENAPI, add_cors, api_format, fresh, preflight};
 use crate::runner::{Runner, SearchFields, offset, usize_of};
-use crate::views::{DependencyGroups, Hits, Lookup, PackageDetail, Page, VersionDetail};
+use crate::views::{
+    DependencyGroups, Hits, Lookup, PackageDetail, Page, ReadmeAnswer, VersionDetail,
+};
 
 /// The query parameters the endpoints read (each reads its own; others are ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -31,12 +36,22 @@ struct Params {
 
 /// The `/api/v1` routes over `runner`'s read model, for any outer router's state. CORS
 /// headers go on every answer, errors and unknown `/api/v1` paths included.
-pub(crate) fn router<S: Clone + Send + Sync + 'static>(runner: Runner) -> Router<S> {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(
+    runner: Runner,
+    readme_options: RenderOptions,
+) -> Router<S> {
+    let readme_options = Arc::new(readme_options);
     Router::new()
         .route("/api/v1/packages", get(lookup))
         .route("/api/v1/packages/{name}", get(package))
         .route("/api/v1/packages/{name}/versions", paged(Index::versions))
         .route("/api/v1/packages/{name}/versions/{version}", get(version))
+        .route(
+            "/api/v1/packages/{name}/versions/{version}/readme",
+            get(move |api, asked, headers, uri| {
+                readme(api, asked, headers, uri, Arc::clone(&readme_options))
+            }),
+        )
         .route(
             "/api/v1/packages/{name}/dependents",
             paged(Index::dependents),
@@ -146,6 +161,37 @@ async fn version(
                 dependency_groups: DependencyGroups::of(&info.version.dependencies),
                 version: info.version,
                 releases: info.releases,
+            })
+        },
+    )
+    .await
+}
+
+/// `GET /api/v1/packages/{name}/versions/{version}/readme`: the version's README as
+/// published (Markdown) and rendered to sanitized HTML, as its page shows it.
+async fn readme(
+    State(api): State<Runner>,
+    asked: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+    options: Arc<RenderOptions>,
+) -> Response {
+    answer(
+        &api,
+        path(asked),
+        &headers,
+        &uri,
+        move |index, (name, version)| {
+            let info = index.show(&name, Some(&version))?;
+            let markdown = info.version.long_description.unwrap_or_default();
+            let rendered = render_readme(&markdown, info.version.git.as_deref(), &options);
+            Ok(ReadmeAnswer {
+                name: info.name,
+                version: info.version.version,
+                source: "excerpt",
+                markdown,
+                html: rendered.html,
+                truncated: rendered.truncated,
             })
         },
     )
@@ -362,7 +408,10 @@ mod tests {
     use tower::ServiceExt as _;
 
     fn over(model: std::sync::Arc<ReadModel>) -> Router {
-        router(Runner::new(model, ApiConfig::default()))
+        router(
+            Runner::new(model, ApiConfig::default()),
+            RenderOptions::default(),
+        )
     }
 
     async fn ask(method: Method, uri: &str) -> Response {

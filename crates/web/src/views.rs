@@ -55,6 +55,26 @@ impl From<PackageInfo> for PackageDetail {
     }
 }
 
+/// `GET /api/v1/packages/{name}/versions/{version}/readme`: a version's README, raw and
+/// rendered.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReadmeAnswer {
+    /// The package name.
+    pub name: String,
+    /// The version.
+    pub version: String,
+    /// Where the Markdown comes from: `excerpt`, the README excerpt the version was
+    /// published with (`longDescription`, at most 1,500 characters).
+    pub source: &'static str,
+    /// The README as published (empty when the version has none).
+    pub markdown: String,
+    /// The README rendered (GitHub-flavoured Markdown) and sanitized: safe to put in a page.
+    pub html: String,
+    /// Whether the README was longer than the server renders (`--readme-max-bytes`) and
+    /// `html` ends with a notice.
+    pub truncated: bool,
+}
+
 /// `GET /api/v1/packages/{name}/versions/{version}`: one version in full, as the index
 /// shows it (dependencies with their references as published, exports, builds, flags),
 /// with its dependencies grouped by kind and the releases that pin it.

@@ -1,4 +1,4 @@
-//! The pages' assets, embedded in the binary: one stylesheet and the logo (also the
+//! The pages' assets, embedded in the binary: the stylesheets and the logo (also the
 //! favicon). They are served under `/assets/<hash>/<name>`, the hash taken over every
 //! asset, so an answer never changes for a URL and may be cached for a year; a new build
 //! whose assets differ links new URLs.
@@ -17,13 +17,18 @@ struct Asset {
     body: &'static [u8],
 }
 
-/// Every asset. A stylesheet another crate exports (the README renderer's highlighting
-/// classes) joins as one more entry here and in [`STYLESHEETS`].
-const ASSETS: [Asset; 2] = [
+/// Every asset: the site's stylesheet, the README renderer's highlighting classes
+/// (`exosphere_readme::STYLESHEET`) and the logo.
+const ASSETS: [Asset; 3] = [
     Asset {
         name: "site.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../assets/site.css"),
+    },
+    Asset {
+        name: "highlight.css",
+        content_type: "text/css; charset=utf-8",
+        body: exosphere_readme::STYLESHEET.as_bytes(),
     },
     Asset {
         name: "logo.svg",
@@ -33,7 +38,7 @@ const ASSETS: [Asset; 2] = [
 ];
 
 /// The stylesheets every page links, in order.
-const STYLESHEETS: [&str; 1] = ["site.css"];
+const STYLESHEETS: [&str; 2] = ["site.css", "highlight.css"];
 
 /// A year: the longest `max-age` caches honour, for URLs whose answer never changes.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

@@ -185,8 +185,7 @@ impl PackagePage {
             .version
             .long_description
             .as_deref()
-            .map(readme)
-            .transpose()?;
+            .map(|text| readme(text, info.version.git.as_deref(), &site.config.readme));
         let stats = stats(&page_path, range, shown, version.as_deref());
         Ok(PackagePage {
             banners: banners(&info),

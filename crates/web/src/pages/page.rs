@@ -7,13 +7,14 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::{Arc, OnceLock};
 
 use askama::Template;
-use axum::extract::Request;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use exosphere_index::Index;
+use exosphere_readme::RenderOptions;
 use serde::Deserialize;
 
 use super::assets;
@@ -26,6 +27,12 @@ use crate::usage::{Usage, UsageRange, UsageSource};
 /// attribute), forms only to this server, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; \
      img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// [`CONTENT_SECURITY_POLICY`] for a server that lets READMEs show images from other hosts
+/// (`--readme-remote-images`): those over `https:` only.
+pub const CONTENT_SECURITY_POLICY_REMOTE_IMAGES: &str = "default-src 'none'; \
+     style-src 'self'; img-src 'self' https:; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
 
 /// Links to other hosts (a package's repository or homepage) send no `Referer`: which
 /// package a person looked at is theirs.
@@ -47,6 +54,21 @@ pub struct SiteConfig {
     /// packages, the browse-all list) and entries in a feed (`--web-page-size`); the
     /// deepest page starts at the API's cursor bound.
     pub page_size: u64,
+    /// How READMEs are rendered: whether `https:` images on other hosts load
+    /// (`--readme-remote-images`, which also opens the CSP's `img-src` to `https:`) and how
+    /// many bytes are read (`--readme-max-bytes`); the link base is set per package.
+    pub readme: RenderOptions,
+}
+
+impl SiteConfig {
+    /// The Content-Security-Policy of every answer of the pages.
+    pub fn content_security_policy(&self) -> &'static str {
+        if self.readme.remote_images {
+            CONTENT_SECURITY_POLICY_REMOTE_IMAGES
+        } else {
+            CONTENT_SECURITY_POLICY
+        }
+    }
 }
 
 impl Default for SiteConfig {
@@ -54,6 +76,7 @@ impl Default for SiteConfig {
         SiteConfig {
             public_url: "http://localhost:3000".to_owned(),
             page_size: 20,
+            readme: RenderOptions::default(),
         }
     }
 }
@@ -394,12 +417,12 @@ pub fn range(params: &PageParams) -> Result<UsageRange, ApiError> {
 
 /// Puts the pages' security headers on every answer of theirs, error pages, redirects and
 /// assets included.
-pub async fn secure(request: Request, next: Next) -> Response {
+pub async fn secure(State(policy): State<&'static str>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        HeaderValue::from_static(policy),
     );
     headers.insert(
         header::REFERRER_POLICY,
@@ -415,7 +438,7 @@ pub async fn secure(request: Request, next: Next) -> Response {
 
 /// The templates' sources, hashed into every page's entity tag: a build whose templates
 /// differ changes every tag, even at the same version number.
-const TEMPLATES: [&str; 15] = [
+const TEMPLATES: [&str; 14] = [
     include_str!("../../templates/base.html"),
     include_str!("../../templates/error.html"),
     include_str!("../../templates/home.html"),
@@ -428,7 +451,6 @@ const TEMPLATES: [&str; 15] = [
     include_str!("../../templates/dependents.html"),
     include_str!("../../templates/releases.html"),
     include_str!("../../templates/release.html"),
-    include_str!("../../templates/readme.html"),
     include_str!("../../templates/feed.xml"),
     include_str!("../../templates/badge.svg"),
 ];

@@ -1,38 +1,36 @@
-//! The README section of a package and version page: its one slot for HTML that is
-//! already safe. Today it holds the version's README excerpt (`longDescription`) as
-//! escaped, preformatted text; the README renderer (Markdown to sanitized HTML) fills it
-//! here, and only here, so no template changes when it does.
+//! The README section of a package and version page, and the README the API answers: the
+//! version's README excerpt (`longDescription`, what `meteor publish` sends, at most 1,500
+//! characters) rendered by `exosphere-readme` (GitHub-flavoured Markdown, highlighted code,
+//! an allowlist sanitizer), with relative links resolved against the package's git
+//! repository when that is an `https` URL.
 
-use askama::Template;
-
-use super::page::render;
-use crate::reply::ApiError;
+use exosphere_readme::{RenderOptions, Rendered, render};
 
 /// What the README section shows: HTML that is safe to place in a page as it is (the
 /// template does not escape it), and whether the README was cut short.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Readme {
-    /// Safe HTML: escaped text, or a renderer's sanitized output.
-    pub html: String,
-    /// Whether only the start of the README is shown.
-    pub truncated: bool,
-}
+pub type Readme = Rendered;
 
-/// The README excerpt as preformatted text, every character escaped.
-#[derive(Template)]
-#[template(path = "readme.html")]
-struct Excerpt<'a> {
-    text: &'a str,
-}
-
-/// The README section for a version whose README excerpt is `long_description`.
-pub fn readme(long_description: &str) -> Result<Readme, ApiError> {
-    Ok(Readme {
-        html: render(&Excerpt {
-            text: long_description,
-        })?,
-        truncated: false,
-    })
+/// The README of a version whose excerpt is `long_description` and whose repository is
+/// `git`, rendered with `options` (their `link_base` is set from `git` here).
+pub fn readme(long_description: &str, git: Option<&str>, options: &RenderOptions) -> Readme {
+    let link_base = git
+        .and_then(|git| url::Url::parse(git.trim_end_matches(".git")).ok())
+        .filter(|url| url.scheme() == "https")
+        .map(|mut url| {
+            // On GitHub a repository's files are under `blob/HEAD/` (its default branch).
+            if url.host_str() == Some("github.com") {
+                let path = format!("{}/blob/HEAD/", url.path().trim_end_matches('/'));
+                url.set_path(&path);
+            }
+            url
+        });
+    render(
+        long_description,
+        &RenderOptions {
+            link_base,
+            ..options.clone()
+        },
+    )
 }
 
 #[cfg(test)]
@@ -40,14 +38,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_excerpt_is_escaped_text() {
-        let shown = readme("# Title\n<script>alert(1)</script> & <img src=x onerror=y>").unwrap();
-        assert!(shown.html.starts_with("<pre class=\"readme-text\">"));
+    fn the_excerpt_is_rendered_and_sanitized() {
+        let shown = readme(
+            "# Title\n<script>alert(1)</script> & <img src=x onerror=y>\n\n[docs](docs/a.md)",
+            Some("https://github.com/iron/router.git"),
+            &RenderOptions::default(),
+        );
+        assert!(shown.html.contains("<h1"), "{}", shown.html);
+        assert!(!shown.html.contains("<script") && !shown.html.contains("onerror"));
         assert!(
             shown
                 .html
-                .contains("&#60;script&#62;alert(1)&#60;/script&#62; &#38; &#60;img")
+                .contains("href=\"https://github.com/iron/router/blob/HEAD/docs/a.md\""),
+            "{}",
+            shown.html
         );
-        assert!(!shown.html.contains("<script") && !shown.html.contains("<img"));
+        let without = readme(
+            "[docs](docs/a.md)",
+            Some("git@github.com:a/b"),
+            &RenderOptions::default(),
+        );
+        assert!(
+            !without.html.contains("href=\"docs/a.md\""),
+            "{}",
+            without.html
+        );
     }
 }
