@@ -6,13 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# tests/browser: playwright-core drives Chromium; the page is the npm DDP client ddp.js over
-# sockjs-client, which tests/browser/run.mjs bundles with esbuild on each run (no build step).
-echo "== npm packages (tests/interop: a third-party DDP client; tests/browser: playwright-core, ddp.js, sockjs-client, esbuild)"
+# tests/browser: playwright-core drives Chromium. For the SockJS test (run.mjs) the page is
+# the npm DDP client ddp.js over sockjs-client, which run.mjs bundles with esbuild on each run
+# (no build step); the web catalog's test (catalog.mjs) audits each page with axe-core.
+echo "== npm packages (tests/interop: a third-party DDP client; tests/browser: playwright-core, ddp.js, sockjs-client, esbuild, axe-core)"
 npm ci --prefix tests/interop --no-audit --no-fund
 npm ci --prefix tests/browser --no-audit --no-fund
 
-echo "== Chromium for the browser test (Debian's package; browser downloads do not work offline)"
+echo "== Chromium for the browser tests (Debian's package; browser downloads do not work offline)"
 if [ -x /usr/bin/chromium ]; then
     /usr/bin/chromium --version
 else

@@ -15,6 +15,7 @@ mod audit;
 mod backup;
 mod bounded_records;
 mod browser;
+mod browser_catalog;
 mod cli;
 mod client_sync;
 mod compression;
