@@ -32,6 +32,9 @@ pub use highlight::{CLASS_PREFIX, MAX_BLOCK_BYTES, MAX_LINE_BYTES, MAX_TOTAL_BYT
 pub use markdown::MAX_NESTING;
 pub use options::{DEFAULT_MAX_BYTES, RenderOptions, Rendered};
 pub use rewrite::EXTERNAL_REL;
+/// The URL type of [`RenderOptions::link_base`], so callers need not depend on `url`
+/// themselves to build one.
+pub use url::Url;
 
 /// `markdown` rendered to sanitized HTML. Never fails: a README over
 /// [`RenderOptions::max_bytes`] is cut at a character boundary (at the last line break
