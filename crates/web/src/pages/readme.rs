@@ -4,7 +4,7 @@
 //! an allowlist sanitizer), with relative links resolved against the package's git
 //! repository when that is an `https` URL.
 
-use exosphere_readme::{RenderOptions, Rendered, render};
+use exosphere_readme::{RenderOptions, Rendered, Url, render};
 
 /// What the README section shows: HTML that is safe to place in a page as it is (the
 /// template does not escape it), and whether the README was cut short.
@@ -14,7 +14,7 @@ pub type Readme = Rendered;
 /// `git`, rendered with `options` (their `link_base` is set from `git` here).
 pub fn readme(long_description: &str, git: Option<&str>, options: &RenderOptions) -> Readme {
     let link_base = git
-        .and_then(|git| url::Url::parse(git.trim_end_matches(".git")).ok())
+        .and_then(|git| Url::parse(git.trim_end_matches(".git")).ok())
         .filter(|url| url.scheme() == "https")
         .map(|mut url| {
             // On GitHub a repository's files are under `blob/HEAD/` (its default branch).
