@@ -500,6 +500,16 @@ fn answers_match_the_openapi_document() {
             200,
         ),
         ("/api/v1/search", "/api/v1/search?q=-", 400),
+        (
+            "/api/v1/lists/{list}",
+            "/api/v1/lists/recently-published?limit=3",
+            200,
+        ),
+        ("/api/v1/lists/{list}", "/api/v1/lists/new", 200),
+        ("/api/v1/lists/{list}", "/api/v1/lists/most-added", 200),
+        ("/api/v1/lists/{list}", "/api/v1/lists/trending", 200),
+        ("/api/v1/lists/{list}", "/api/v1/lists/best", 404),
+        ("/api/v1/lists/{list}", "/api/v1/lists/new?limit=0", 400),
         ("/api/v1/releases", "/api/v1/releases", 200),
         ("/api/v1/releases/{track}", "/api/v1/releases/METEOR", 200),
         (
@@ -717,6 +727,18 @@ fn search_sorts_and_filters_by_the_servers_own_usage() {
     assert_eq!(items[0]["direct_adds_30d"], 700);
     assert_eq!(items[1]["name"], "iron:core");
     assert_eq!(items[1]["direct_adds_30d"], 20);
+
+    // The home page's lists over JSON.
+    let listed = get(&format!("{api}/lists/most-added?limit=2"), None);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["items"][0]["name"], "iron:router");
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 2);
+    let recent = get(&format!("{api}/lists/recently-published?limit=1"), None);
+    assert!(
+        recent.body["items"][0]["date"].as_str().is_some(),
+        "{}",
+        recent.body
+    );
 
     // Words: the package named `router` (base name) first.
     let router = get(&format!("{api}/search?q=router"), None);

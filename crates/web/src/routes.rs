@@ -57,6 +57,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
             paged(Index::dependents),
         )
         .route("/api/v1/search", get(search))
+        .route("/api/v1/lists/{list}", get(list))
         .route("/api/v1/releases", get(releases))
         .route("/api/v1/releases/{track}", get(release_track))
         .route("/api/v1/maintainers/{user}", get(maintainer))
@@ -296,6 +297,40 @@ async fn lookup(
             .cloned()
             .collect();
         Ok(Lookup { items, missing })
+    })
+    .await
+}
+
+/// `GET /api/v1/lists/{list}?limit=N`: the home page's lists, newest or most first:
+/// `recently-published` and `new` (dated packages), `most-added` and `trending` (search
+/// hits with their direct adds over 30 days).
+async fn list(
+    State(api): State<Runner>,
+    list: Result<Path<String>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let asked = path(list).and_then(|list| {
+        let limit = api.limit(params(query)?.limit.as_deref())?;
+        Ok((list, usize_of(limit)))
+    });
+    answer(&api, asked, &headers, &uri, |index, (list, limit)| {
+        Ok(match list.as_str() {
+            "recently-published" => json!({ "items": index.recently_published(limit)? }),
+            "new" => json!({ "items": index.new_packages(limit)? }),
+            "most-added" => json!({ "items": index.most_added(limit)? }),
+            "trending" => json!({ "items": index.trending(limit)? }),
+            other => {
+                return Err(ApiError::not_found(
+                    "not_found",
+                    format!(
+                        "there is no list {other:?}: ask for recently-published, new, \
+                         most-added or trending"
+                    ),
+                ));
+            }
+        })
     })
     .await
 }
