@@ -280,7 +280,14 @@ fn catch_up(
         })?;
         model.page_applied(files.writer.path(), page.sync_token.get().to_owned());
         if page.up_to_date {
-            source.usage.refresh(&mut files.writer, model)?;
+            if let Err(error) = source.usage.refresh(&mut files.writer, model) {
+                // The catalog is current without them: serve it, keep the adds counted
+                // before, and count again at the next pass.
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "counting the recent adds failed"
+                );
+            }
             files.writer.checkpoint()?;
             model.publish(files.writer.path(), Some(state.head_seq))?;
             if served.as_deref() != Some(files.writer.path()) {

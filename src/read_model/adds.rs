@@ -42,7 +42,7 @@ impl Usage {
 
     /// Counts the adds into `index` when they are due, through yesterday (UTC), and tells
     /// `model` their stamp: called before the index is published, so an answer's entity
-    /// tag never names counts older than its body.
+    /// tag names counts no newer than its body (the stamp is set after the counts commit).
     pub(super) fn refresh(&mut self, index: &mut Index, model: &ReadModel) -> anyhow::Result<()> {
         let today = chrono::Utc::now().date_naive();
         if let Some(stamp) = self.counted.refresh(&*self.store, index, today)? {

@@ -38,7 +38,8 @@ pub struct PackageAdds {
 impl Index {
     /// Replaces the recent adds of every package with `adds`, counted through `through`
     /// (`YYYY-MM-DD`), and every package's search boost with them, in one transaction:
-    /// readers see the old counts or the new ones.
+    /// readers see the old counts or the new ones. Names the index holds no package of
+    /// (usage reported for unknown packages) are left out.
     pub fn replace_adds(&mut self, through: &str, adds: &[PackageAdds]) -> Result<(), IndexError> {
         let path = self.path.clone();
         let sqlite = |e| IndexError::from_sqlite(&path, e);
@@ -50,7 +51,8 @@ impl Index {
                     "INSERT OR REPLACE INTO adds
                          (package, direct_30d, total_30d, direct_7d, direct_prior_28d,
                           popularity)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6
+                     WHERE EXISTS (SELECT 1 FROM latest WHERE package = ?1)",
                 )
                 .map_err(sqlite)?;
             for row in adds {

@@ -393,7 +393,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
     check_version(application_id, user_version, 2, path)?;
     if user_version < SCHEMA_VERSION {
         // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
-        // sync), three columns of `latest` and the `adds` tables. Two processes may upgrade the same
+        // sync), four columns of `latest` and the `adds` tables. Two processes may upgrade the same
         // file at once: the first commits, the second sees the new version and stops.
         let tx = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)

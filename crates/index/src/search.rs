@@ -169,12 +169,6 @@ impl Index {
         let published_since = search
             .published_within_days
             .map(|days| now.saturating_sub(i64::from(days).saturating_mul(86_400_000)));
-        // Candidates: names that contain the text (tiers 0 to 3) and full-text matches
-        // (tier 4), or every package when there is no text; each package keeps its best
-        // tier. Scores are negative, lower is better (as bm25's), so a boost multiplies.
-        // The candidates are materialized: `bm25` may only be evaluated where its full-text
-        // query runs, not in a query the planner folds it into. Only the page's hits read
-        // their version records.
         // Candidates: every package when there is no text; else the full-text matches
         // (every word in a name, summary or README excerpt) and the names that contain the
         // text, each once. A package's tier follows from its name; the tier and its boost

@@ -35,8 +35,8 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::get;
 
-pub(crate) use page::Site;
 pub use page::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
+pub(crate) use page::{Site, readme_stamp};
 
 use crate::reply::ApiError;
 

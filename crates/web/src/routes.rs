@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::pages::readme::readme as render_readme;
+use crate::pages::readme_stamp;
 use crate::reply::{ApiError, OPENAPI, add_cors, api_format, fresh, preflight};
 use crate::runner::{Runner, SearchFields, offset, usize_of};
 use crate::views::{
@@ -94,7 +95,25 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
 {
-    match runner.ask(parsed, headers, uri, api_format(), query).await {
+    answer_as(runner, api_format(), parsed, headers, uri, query).await
+}
+
+/// [`answer`] for a body that also depends on what `format` names besides the API format
+/// (its entity tags change with it).
+async fn answer_as<P, T, F>(
+    runner: &Runner,
+    format: &str,
+    parsed: Result<P, ApiError>,
+    headers: &HeaderMap,
+    uri: &Uri,
+    query: F,
+) -> Response
+where
+    P: Send + 'static,
+    T: Serialize + Send + 'static,
+    F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
+{
+    match runner.ask(parsed, headers, uri, format, query).await {
         Ok(answer) => fresh(answer.body.as_ref(), &answer.tag, &answer.freshness),
         Err(error) => error.into_response(),
     }
@@ -177,8 +196,10 @@ async fn readme(
     uri: Uri,
     options: Arc<RenderOptions>,
 ) -> Response {
-    answer(
+    let format = format!("{}/{:016x}", api_format(), readme_stamp(&options));
+    answer_as(
         &api,
+        &format,
         path(asked),
         &headers,
         &uri,

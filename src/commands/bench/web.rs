@@ -11,6 +11,7 @@
 //! in memory: what HTTP on this machine costs with no work behind it.
 
 use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader as StdBufReader};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,12 +110,19 @@ pub fn run(args: BenchWebArgs) -> anyhow::Result<()> {
 /// `urls` packages sampled evenly from the dump and search words taken from their names and
 /// summaries.
 fn targets(dump: &std::path::Path, urls: usize) -> anyhow::Result<Vec<Target>> {
-    let text =
-        std::fs::read_to_string(dump).with_context(|| format!("cannot read {}", dump.display()))?;
+    let file =
+        std::fs::File::open(dump).with_context(|| format!("cannot read {}", dump.display()))?;
     let mut names = Vec::new();
     let mut summaries: HashMap<String, String> = HashMap::new();
-    for line in text.lines() {
-        let line: serde_json::Value = serde_json::from_str(line)?;
+    for line in StdBufReader::new(file).lines() {
+        let line = line?;
+        // Only packages and versions are needed; the rest is not parsed.
+        if !line.starts_with(r#"{"collection":"packages""#)
+            && !line.starts_with(r#"{"collection":"versions""#)
+        {
+            continue;
+        }
+        let line: serde_json::Value = serde_json::from_str(&line)?;
         let doc = &line["doc"];
         match line["collection"].as_str() {
             Some("packages") => names.extend(doc["name"].as_str().map(str::to_owned)),

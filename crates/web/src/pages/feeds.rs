@@ -43,6 +43,19 @@ struct Entry {
     summary: Option<String>,
 }
 
+/// `text` without the characters XML 1.0 forbids (C0 controls other than tab, line feed
+/// and carriage return, and U+FFFE, U+FFFF): a summary is a publisher's text, and one such
+/// character would make the whole feed unreadable to every reader.
+fn xml_text(text: &str) -> String {
+    text.chars()
+        .filter(|&c| {
+            !matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}')
+                && c != '\u{FFFE}'
+                && c != '\u{FFFF}'
+        })
+        .collect()
+}
+
 impl Feed {
     fn new(site: &Site, path: &str, title: String, page: &str, entries: Vec<Entry>) -> Feed {
         Feed {
@@ -68,9 +81,9 @@ pub async fn catalog(State(site): State<Site>, headers: HeaderMap, uri: Uri) -> 
             .into_iter()
             .map(|package| Entry {
                 link: site.absolute(&links::version(&package.name, &package.version)),
-                title: format!("{} {}", package.name, package.version),
+                title: xml_text(&format!("{} {}", package.name, package.version)),
                 updated: package.date,
-                summary: package.description,
+                summary: package.description.as_deref().map(xml_text),
             })
             .collect();
         let title = "New package versions".to_owned();
@@ -99,9 +112,9 @@ pub async fn package(
             .filter_map(|version| {
                 Some(Entry {
                     link: site.absolute(&links::version(&name, &version.version)),
-                    title: format!("{name} {}", version.version),
+                    title: xml_text(&format!("{name} {}", version.version)),
                     updated: version.published?,
-                    summary: summary.clone(),
+                    summary: summary.as_deref().map(xml_text),
                 })
             })
             .collect();
@@ -135,5 +148,15 @@ async fn answer<P: Send + 'static>(
     match asked {
         Ok(answer) => text(answer, ATOM),
         Err(error) => site.error_page(&error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_text_holds_no_character_xml_forbids() {
+        assert_eq!(xml_text("a\u{1}b\u{0}c\td\ne\u{FFFF}"), "abc\td\ne");
     }
 }

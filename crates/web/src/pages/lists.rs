@@ -68,6 +68,15 @@ impl SearchForm {
     fn within(&self, value: &str) -> bool {
         self.published_within == value
     }
+
+    /// A "published within" the request asked for that the form does not list (a link
+    /// from elsewhere), shown as one more choice so that submitting again keeps it.
+    fn other_within(&self) -> Option<&str> {
+        let listed = Self::WITHIN
+            .iter()
+            .any(|(days, _)| *days == self.published_within);
+        (!listed).then_some(self.published_within.as_str())
+    }
 }
 
 /// `GET /search?q=WORDS&sort=…&page=N` (and the API's filters): packages matching the

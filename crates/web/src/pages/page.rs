@@ -61,6 +61,16 @@ pub struct SiteConfig {
 }
 
 impl SiteConfig {
+    /// A hash of every setting a page's body shows (absolute URLs, list lengths, how
+    /// READMEs render), for entity tags: a restart with other settings changes every tag.
+    pub fn stamp(&self) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.public_url.hash(&mut hasher);
+        self.page_size.hash(&mut hasher);
+        readme_stamp(&self.readme).hash(&mut hasher);
+        hasher.finish()
+    }
+
     /// The Content-Security-Policy of every answer of the pages.
     pub fn content_security_policy(&self) -> &'static str {
         if self.readme.remote_images {
@@ -244,7 +254,11 @@ impl Site {
         P: Send + 'static,
         F: FnOnce(&Index, P) -> Result<String, ApiError> + Send + 'static,
     {
-        let format = format!("{}/{salt:016x}", pages_format());
+        let format = format!(
+            "{}/{:016x}/{salt:016x}",
+            pages_format(),
+            self.config.stamp()
+        );
         self.runner.ask(parsed, headers, uri, &format, query).await
     }
 
@@ -454,6 +468,14 @@ const TEMPLATES: [&str; 14] = [
     include_str!("../../templates/feed.xml"),
     include_str!("../../templates/badge.svg"),
 ];
+
+/// A hash of what a README's rendering depends on besides its text and link base.
+pub(crate) fn readme_stamp(options: &RenderOptions) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    options.remote_images.hash(&mut hasher);
+    options.max_bytes.hash(&mut hasher);
+    hasher.finish()
+}
 
 /// What a page's body depends on besides the index, the URL and its salt: this build's
 /// version, templates and assets.
