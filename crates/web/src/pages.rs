@@ -320,6 +320,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_websocket_handshake_on_a_two_segment_path_is_a_404_even_while_building() {
+        let building = site(ReadModel::new(), 5);
+        let (status, _, _) = fetch(
+            &building,
+            "/elsewhere/websocket",
+            &[(header::UPGRADE, "websocket"), (header::CONNECTION, "upgrade")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _, _) = fetch(&building, "/elsewhere/websocket", &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a page waits for the index");
+    }
+
+    #[tokio::test]
     async fn remote_readme_images_open_the_policy_to_https_images_only() {
         let model = ReadModel::new();
         model.publish(index_path(), Some(1)).unwrap();

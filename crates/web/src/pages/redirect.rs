@@ -53,13 +53,18 @@ fn package_of(owner: &str, name: &str) -> Option<String> {
 pub async fn atmosphere(
     State(site): State<Site>,
     asked: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let asked = path(asked).and_then(|(owner, name)| {
-        package_of(&owner, &name).ok_or_else(|| {
-            ApiError::not_found("not_found", format!("there is no page at {}", uri.path()))
-        })
-    });
+    let nowhere =
+        || ApiError::not_found("not_found", format!("there is no page at {}", uri.path()));
+    // A WebSocket handshake (a DDP client pointed at a wrong path, such as
+    // `/prefix/websocket`) is never an old link: it gets its 404 at once, not a `503`
+    // while the catalog's index builds.
+    if headers.contains_key(header::UPGRADE) {
+        return site.error_page(&nowhere());
+    }
+    let asked = path(asked).and_then(|(owner, name)| package_of(&owner, &name).ok_or_else(nowhere));
     // No conditional request: a redirect has no entity tag to compare.
     let found = site
         .text(
