@@ -325,12 +325,19 @@ mod tests {
         let (status, _, _) = fetch(
             &building,
             "/elsewhere/websocket",
-            &[(header::UPGRADE, "websocket"), (header::CONNECTION, "upgrade")],
+            &[
+                (header::UPGRADE, "websocket"),
+                (header::CONNECTION, "upgrade"),
+            ],
         )
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, _, _) = fetch(&building, "/elsewhere/websocket", &[]).await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a page waits for the index");
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a page waits for the index"
+        );
     }
 
     #[tokio::test]
