@@ -136,31 +136,14 @@ impl Index {
         self.require_synced()?;
         let mut hits = Vec::with_capacity(names.len());
         for name in names {
-            let found = self.collect(
-                "SELECT v.version, v.description, l.last_updated, coalesce(a.direct_30d, 0)
+            hits.extend(self.hits(
+                "SELECT l.package, v.version, v.description, l.last_updated,
+                        coalesce(a.direct_30d, 0)
                  FROM latest l JOIN versions v ON v.rowid = l.version_rowid
                  LEFT JOIN adds a ON a.package = l.package
                  WHERE l.package = ?1",
                 [name],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, Option<String>>(1)?,
-                        row.get::<_, Option<i64>>(2)?,
-                        row.get::<_, i64>(3)?,
-                    ))
-                },
-            )?;
-            for (version, description, last_updated, adds) in found {
-                hits.push(SearchHit {
-                    name: (*name).to_owned(),
-                    version,
-                    description,
-                    last_updated: last_updated.and_then(iso_date),
-                    maintainers: self.maintainers(name)?,
-                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
-                });
-            }
+            )?);
         }
         Ok(hits)
     }
@@ -177,7 +160,7 @@ impl Index {
     ) -> Result<Listing<SearchHit>, IndexError> {
         self.require_synced()?;
         let total = self.one("SELECT count(*) FROM latest", [])?.unwrap_or(0);
-        let rows = self.collect(
+        let items = self.hits(
             "SELECT l.package, v.version, v.description, l.last_updated,
                     coalesce(a.direct_30d, 0)
              FROM latest l JOIN versions v ON v.rowid = l.version_rowid
@@ -185,29 +168,7 @@ impl Index {
              WHERE ?1 IS NULL OR l.package > ?1
              ORDER BY l.package LIMIT ?2",
             params![after, sql_int(limit)],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            },
         )?;
-        let items = rows
-            .into_iter()
-            .map(|(name, version, description, last_updated, adds)| {
-                Ok(SearchHit {
-                    maintainers: self.maintainers(&name)?,
-                    name,
-                    version,
-                    description,
-                    last_updated: last_updated.and_then(iso_date),
-                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
-                })
-            })
-            .collect::<Result<_, IndexError>>()?;
         Ok(Listing {
             total: u64::try_from(total).unwrap_or(0),
             items,

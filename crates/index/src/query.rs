@@ -651,6 +651,37 @@ impl Index {
         }
     }
 
+    /// The hits of `sql`, whose columns are a package's name, latest version, summary,
+    /// last update (ms) and direct adds over 30 days, each with its maintainers: every
+    /// list of [`SearchHit`]s is read this way.
+    pub(crate) fn hits<P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> Result<Vec<SearchHit>, IndexError> {
+        let rows = self.collect(sql, params, |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<i64>>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })?;
+        rows.into_iter()
+            .map(|(name, version, description, last_updated, adds)| {
+                Ok(SearchHit {
+                    maintainers: self.maintainers(&name)?,
+                    name,
+                    version,
+                    description,
+                    last_updated: last_updated.and_then(iso_date),
+                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     pub(crate) fn maintainers(&self, package: &str) -> Result<Vec<String>, IndexError> {
         self.collect(
             "SELECT DISTINCT username FROM maintainers WHERE package = ?1 ORDER BY username",

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::error::IndexError;
 use crate::handle::Index;
-use crate::query::{SearchHit, iso_date};
+use crate::query::SearchHit;
 
 /// The longest text [`Index::find`] looks for, in characters; longer text is cut there
 /// (callers that face the network refuse longer queries first).
@@ -213,7 +213,7 @@ impl Index {
         );
         let limit = i64::try_from(search.limit).unwrap_or(i64::MAX);
         let offset = i64::try_from(search.offset).unwrap_or(i64::MAX);
-        let rows = self.collect(
+        self.hits(
             &sql,
             params![
                 text,
@@ -225,28 +225,7 @@ impl Index {
                 limit,
                 offset
             ],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                    row.get::<_, Option<i64>>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            },
-        )?;
-        rows.into_iter()
-            .map(|(name, version, description, last_updated, adds)| {
-                Ok(SearchHit {
-                    maintainers: self.maintainers(&name)?,
-                    name,
-                    version,
-                    description,
-                    last_updated: last_updated.and_then(iso_date),
-                    direct_adds_30d: u64::try_from(adds).unwrap_or(0),
-                })
-            })
-            .collect()
+        )
     }
 
     /// [`Index::find`] with the relevance order and deprecated packages kept: the first

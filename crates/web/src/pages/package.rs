@@ -18,6 +18,7 @@ use super::page::{Layout, PageParams, Pager, Shown, Site, params, path, range};
 use super::readme::{Readme, readme};
 use super::text;
 use crate::reply::ApiError;
+use crate::runner::usize_of;
 use crate::usage::{Adds, UsageRange, VersionAdds};
 use crate::views::{DependencyGroups, GroupedDependency};
 
@@ -209,10 +210,6 @@ impl PackagePage {
 }
 
 /// A count as an iterator's length.
-fn usize_of(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
-}
-
 /// The notes about the version shown: older or newer than the latest, deprecated,
 /// unmigrated.
 fn banners(info: &PackageInfo) -> Vec<Banner> {
