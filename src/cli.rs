@@ -489,7 +489,8 @@ pub struct SearchArgs {
     #[arg(long, default_value = "relevance")]
     pub sort: exosphere_index::SearchSort,
 
-    /// Only packages whose latest version was published within this many days.
+    /// Only packages whose latest version was published today or within this many whole
+    /// UTC days before it (from midnight UTC that many days ago).
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub published_within: Option<u32>,
 
@@ -904,6 +905,13 @@ pub struct ServeArgs {
     /// A list's deepest page starts at item 50,000, as the JSON API's cursors do.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000), env = "EXOSPHERE_WEB_PAGE_SIZE")]
     pub web_page_size: u64,
+
+    /// Bytes of encoded web catalog answers (pages, feeds, badges, JSON API bodies) kept in
+    /// memory and given again to requests for the same URL while the catalog and its usage
+    /// counts stay as they were (every publish or mirrored change starts afresh, so nothing
+    /// stale is served); 0 keeps none. The least recently asked go first.
+    #[arg(long, default_value_t = exosphere_web::DEFAULT_CACHE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16 << 30), env = "EXOSPHERE_WEB_CACHE_BYTES")]
+    pub web_cache_bytes: usize,
 
     /// Let package READMEs on the web catalog show images from other hosts (https only, sent
     /// without a referrer; the pages' Content-Security-Policy then allows `img-src https:`).
@@ -1775,6 +1783,10 @@ pub struct BenchWebArgs {
     /// URLs per target (packages sampled evenly from the catalog).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub urls: u32,
+
+    /// The server's `--web-cache-bytes`: 0 measures every answer queried and rendered.
+    #[arg(long, default_value_t = exosphere_web::DEFAULT_CACHE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16 << 30))]
+    pub web_cache_bytes: usize,
 }
 
 /// Flags of `exosphere bench sync`.

@@ -196,6 +196,7 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         api: ApiConfig {
             max_limit: args.api_max_limit,
             max_queries: args.api_max_queries,
+            cache_bytes: args.web_cache_bytes,
         },
         // The public URL is set where the listener is bound (`serve`).
         site: SiteConfig {

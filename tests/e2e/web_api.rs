@@ -301,6 +301,10 @@ fn api_answers_and_follows_the_catalog(backend: &Backend) {
     let before = get(&format!("{api}/packages/iron:router"), None)
         .etag
         .unwrap();
+    // Asked (and its answer kept, `--web-cache-bytes`) before the change: never given again
+    // once the catalog moved on.
+    let not_yet = get(&format!("{api}/search?q=published%20while"), None).body;
+    assert_eq!(not_yet["items"], json!([]), "{not_yet}");
     import_on(backend, &data, &fresh_package(dir.path()));
     let fresh = wait_for(&format!("{api}/packages/web-api:fresh"), |a| {
         a.status == 200

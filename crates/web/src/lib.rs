@@ -11,6 +11,7 @@
 //! * `model`: [`ReadModel`], the served index file and its reader connections, swapped
 //!   whole when a rebuilt file is complete, and its [`Freshness`];
 //! * `runner`: the bounded query runner the API and the pages share ([`ApiConfig`]);
+//!   `rendered`: the encoded answers it gives again while the read model stays the same;
 //! * `routes`: the API's routes and handlers; `views`: their answer bodies;
 //! * `pages`: the pages' routes, templates (`templates/`) and assets (`assets/`);
 //! * `usage`: [`UsageSource`], the usage numbers the pages show;
@@ -19,6 +20,7 @@
 
 mod model;
 mod pages;
+mod rendered;
 mod reply;
 mod routes;
 mod runner;
@@ -31,6 +33,7 @@ use axum::Router;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use pages::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
+pub use rendered::DEFAULT_CACHE_BYTES;
 pub use reply::{ApiError, Building, OPENAPI};
 pub use runner::{ApiConfig, MAX_QUERY_CHARS, default_max_queries};
 pub use usage::{

@@ -5,6 +5,7 @@
 
 use std::hash::{Hash as _, Hasher as _};
 
+use axum::body::Bytes;
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -196,16 +197,27 @@ pub(crate) fn api_format() -> &'static str {
 }
 
 /// The entity tag of `uri`'s answer from a read model at `freshness`: the same `format`
-/// (this build's API document or templates, and whatever else the body shows), sync token
-/// and usage stamp (the same index content) and URL give the same body.
+/// (this build's API document or templates, and whatever else the body shows), UTC day,
+/// sync token and usage stamp (the same index content) and URL give the same body.
 pub(crate) fn entity_tag(format: &str, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format.hash(&mut hasher);
+    utc_day().hash(&mut hasher);
     freshness.token.hash(&mut hasher);
     freshness.usage.hash(&mut hasher);
     uri.path().hash(&mut hasher);
     uri.query().unwrap_or("").hash(&mut hasher);
     format!("\"{:016x}\"", hasher.finish())
+}
+
+/// Today's number of days since 1970 in UTC, which every entity tag hashes: answers that
+/// count days from today (a search published within a week, the usage ranges ending today)
+/// change at midnight UTC even when the catalog does not, and so does every tag, which
+/// also lets go every answer kept under the day's tags.
+fn utc_day() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() / 86_400)
 }
 
 /// Whether `If-None-Match` names `tag`, or is `*` and the resource `exists` (RFC 9110
@@ -221,14 +233,29 @@ pub(crate) fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool
         .any(|candidate| (candidate == "*" && exists) || candidate.trim_start_matches("W/") == tag)
 }
 
-/// A `200` JSON answer, or a `304` when the client holds `tag` already, with the headers
-/// saying how current it is.
-pub(crate) fn fresh(body: Option<&impl Serialize>, tag: &str, freshness: &Freshness) -> Response {
+/// A `200` answer of encoded JSON, or a `304` when the client holds `tag` already, with
+/// the headers saying how current it is.
+pub(crate) fn fresh(body: Option<Bytes>, tag: &str, freshness: &Freshness) -> Response {
     let response = match body {
-        Some(body) => axum::Json(body).into_response(),
+        Some(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
         None => StatusCode::NOT_MODIFIED.into_response(),
     };
     current(response, tag, freshness)
+}
+
+/// `body` as JSON text, for [`fresh`]: encoded where the query ran, so that the bytes can
+/// be given again.
+pub(crate) fn encode(body: &impl Serialize) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(body)
+        .map(Bytes::from)
+        .map_err(|error| ApiError::internal(&error))
 }
 
 /// Puts on `response` its entity tag, its cache policy and the headers saying how current

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::pages::readme::readme as render_readme;
 use crate::pages::readme_stamp;
-use crate::reply::{ApiError, OPENAPI, add_cors, api_format, fresh, preflight};
+use crate::reply::{ApiError, OPENAPI, add_cors, api_format, encode, fresh, preflight};
 use crate::runner::{Runner, SearchFields, offset, usize_of};
 use crate::views::{
     DependencyGroups, Hits, Lookup, PackageDetail, Page, ReadmeAnswer, VersionDetail,
@@ -113,8 +113,11 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
 {
-    match runner.ask(parsed, headers, uri, format, query).await {
-        Ok(answer) => fresh(answer.body.as_ref(), &answer.tag, &answer.freshness),
+    let asked = runner.ask(parsed, headers, uri, format, move |index, parsed| {
+        encode(&query(index, parsed)?)
+    });
+    match asked.await {
+        Ok(answer) => fresh(answer.body, &answer.tag, &answer.freshness),
         Err(error) => error.into_response(),
     }
 }

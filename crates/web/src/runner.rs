@@ -7,12 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::http::{HeaderMap, Uri};
 use exosphere_index::{Index, Search, SearchSort};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::{Freshness, QueryError, ReadModel};
+use crate::rendered::{DEFAULT_CACHE_BYTES, Rendered};
 use crate::reply::{ApiError, entity_tag, not_modified};
 
 /// Items a list returns when the request gives no `limit` (or the cap, if lower).
@@ -41,6 +43,10 @@ pub struct ApiConfig {
     /// a request that waits [`QUEUE_WAIT`] for a turn is answered `503` with `Retry-After`,
     /// so web load cannot take the blocking pool that DDP, uploads and the feeder share.
     pub max_queries: usize,
+    /// The bytes of encoded answers (pages, feeds, badges, API bodies) kept to be served
+    /// again while the read model stays as they were read (`--web-cache-bytes`; `0` keeps
+    /// none): a repeated request costs no query and no render.
+    pub cache_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +54,7 @@ impl Default for ApiConfig {
         ApiConfig {
             max_limit: 100,
             max_queries: default_max_queries(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -58,19 +65,21 @@ pub fn default_max_queries() -> usize {
     std::thread::available_parallelism().map_or(2, |cpus| cpus.get() * 2)
 }
 
-/// The read model with its turns: one per query allowed to run at once.
+/// The read model with its turns (one per query allowed to run at once) and the answers it
+/// gave that may be given again.
 #[derive(Clone)]
 pub(crate) struct Runner {
     model: Arc<ReadModel>,
     config: ApiConfig,
     turns: Arc<Semaphore>,
+    rendered: Arc<Rendered>,
 }
 
 /// What a question came back with: its body (`None` when the client's copy is current, a
 /// `304`), the entity tag of that body and how current the read model was.
-pub(crate) struct Answer<T> {
-    /// The body, unless the client holds it already.
-    pub body: Option<T>,
+pub(crate) struct Answer {
+    /// The encoded body, unless the client holds it already.
+    pub body: Option<Bytes>,
     /// Its entity tag.
     pub tag: String,
     /// The read model's state the body was read at.
@@ -83,6 +92,7 @@ impl Runner {
         let turns = config.max_queries.max(1);
         model.keep_idle_readers(turns);
         Runner {
+            rendered: Arc::new(Rendered::new(config.cache_bytes)),
             model,
             config,
             turns: Arc::new(Semaphore::new(turns)),
@@ -118,23 +128,24 @@ impl Runner {
         .map_err(|error| ApiError::internal(&error))
     }
 
-    /// Runs `query` with the request's `parsed` parameters on the read model. Its answer's
-    /// tag hashes `format` (what the body's shape depends on besides the index and the
-    /// URL), the read model's sync token and `uri`; when the client holds that tag already
-    /// the answer has no body, and no query runs. Errors: the parameters' own, the read
-    /// model's state (building, off, busy) and the query's.
-    pub async fn ask<P, T, F>(
+    /// Runs `query` with the request's `parsed` parameters on the read model for an encoded
+    /// body. Its answer's tag hashes `format` (what the body's shape depends on besides the
+    /// index and the URL), the read model's sync token and `uri`; when the client holds
+    /// that tag already the answer has no body, and no query runs; when an earlier request
+    /// got a body under that tag (and format and URL), it is answered again, and no query
+    /// runs either. Errors: the parameters' own, the read model's state (building, off,
+    /// busy) and the query's.
+    pub async fn ask<P, F>(
         &self,
         parsed: Result<P, ApiError>,
         headers: &HeaderMap,
         uri: &Uri,
         format: &str,
         query: F,
-    ) -> Result<Answer<T>, ApiError>
+    ) -> Result<Answer, ApiError>
     where
         P: Send + 'static,
-        T: Send + 'static,
-        F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(&Index, P) -> Result<Bytes, ApiError> + Send + 'static,
     {
         let parsed = parsed?;
         if self.model.is_off() {
@@ -149,6 +160,13 @@ impl Runner {
                 freshness,
             });
         }
+        if let Some(body) = self.rendered.get(&cache_key(&tag, format, uri)) {
+            return Ok(Answer {
+                body: Some(body),
+                tag,
+                freshness,
+            });
+        }
         let turn = self.turn().await?;
         let model = Arc::clone(&self.model);
         let asked = exosphere_task::blocking(move || {
@@ -159,6 +177,8 @@ impl Runner {
         match asked.await {
             Ok(Ok((Ok(body), freshness))) => {
                 let tag = entity_tag(format, &freshness, uri);
+                self.rendered
+                    .put(cache_key(&tag, format, uri), body.clone());
                 let body = (!not_modified(headers, &tag, true)).then_some(body);
                 Ok(Answer {
                     body,
@@ -187,6 +207,13 @@ impl Runner {
             },
         }
     }
+}
+
+/// What an encoded answer is cached under: its entity tag (the read model's freshness and
+/// the rest, hashed) with the format and URL written out, so that two URLs whose tags
+/// collide never share a body.
+fn cache_key(tag: &str, format: &str, uri: &Uri) -> String {
+    format!("{tag} {format} {uri}")
 }
 
 /// Where a page starts: the `next_cursor` of the page before, or the start.

@@ -43,9 +43,17 @@ pub fn run(args: BenchWebArgs) -> anyhow::Result<()> {
     let work_dir = WorkDir::new(args.catalog.work_dir.as_deref())?;
     let catalog = prepare_catalog(work_dir.path(), args.catalog.scale, args.catalog.seed)?;
     let targets = targets(&catalog.dump_path, args.urls as usize)?;
+    let cache_bytes = args.web_cache_bytes.to_string();
     let server = ServerProcess::start(
         &catalog.data_dir,
-        &["--read-model", "on", "--api-max-limit", "100"],
+        &[
+            "--read-model",
+            "on",
+            "--api-max-limit",
+            "100",
+            "--web-cache-bytes",
+            &cache_bytes,
+        ],
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -437,8 +445,10 @@ fn report(
     println!(
         "Catalog: {:?} scale, seed {} ({} packages, {} versions); read model answered {:.1?} \
          after the server started. Load: {} connections for {} s, best of {} runs; latency: \
-         one connection, {LATENCY_REQUESTS} requests. Limit: the same answers served from \
-         memory by a bare HTTP/1.1 server in the benchmark's process.\n",
+         one connection, {LATENCY_REQUESTS} requests. The server keeps {} bytes of encoded \
+         answers (`--web-cache-bytes`): each URL asked again while the catalog is unchanged \
+         is answered from them. Limit: the same answers served from memory by a bare \
+         HTTP/1.1 server in the benchmark's process.\n",
         args.catalog.scale,
         args.catalog.seed,
         generated.packages,
@@ -447,6 +457,7 @@ fn report(
         args.connections,
         args.seconds,
         args.catalog.runs,
+        args.web_cache_bytes,
     );
     println!(
         "| target | URLs | mean bytes | median | p99 | requests/s | errors | server CPU/request | limit requests/s | ratio |"

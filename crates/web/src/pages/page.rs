@@ -7,6 +7,7 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::{Arc, OnceLock};
 
 use askama::Template;
+use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
 use axum::extract::{Request, State};
@@ -249,7 +250,7 @@ impl Site {
         (headers, uri): (&HeaderMap, &Uri),
         salt: u64,
         query: F,
-    ) -> Result<Answer<String>, ApiError>
+    ) -> Result<Answer, ApiError>
     where
         P: Send + 'static,
         F: FnOnce(&Index, P) -> Result<String, ApiError> + Send + 'static,
@@ -259,7 +260,11 @@ impl Site {
             pages_format(),
             self.config.stamp()
         );
-        self.runner.ask(parsed, headers, uri, &format, query).await
+        self.runner
+            .ask(parsed, headers, uri, &format, move |index, parsed| {
+                query(index, parsed).map(Bytes::from)
+            })
+            .await
     }
 
     /// `name`'s adds over `range`, from the usage source, on the blocking pool within a
@@ -384,7 +389,7 @@ pub fn render(template: &impl Template) -> Result<String, ApiError> {
 
 /// A text answer of type `content_type`: its body, or a `304` without one, with its tag
 /// and cache headers.
-pub fn text(answer: Answer<String>, content_type: &'static str) -> Response {
+pub fn text(answer: Answer, content_type: &'static str) -> Response {
     let response = match answer.body {
         Some(body) => {
             let mut response = body.into_response();

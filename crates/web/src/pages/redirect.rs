@@ -83,7 +83,7 @@ pub async fn atmosphere(
     match found.map(|answer| answer.body) {
         Ok(Some(target)) => {
             let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
-            if let Ok(location) = HeaderValue::from_str(&target) {
+            if let Ok(location) = HeaderValue::from_maybe_shared(target) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
             response
