@@ -47,7 +47,8 @@ pub struct Search {
     pub sort: SearchSort,
     /// Only packages this user maintains.
     pub maintainer: Option<String>,
-    /// Only packages whose latest version was published within this many days.
+    /// Only packages whose latest version was published within this many whole UTC days
+    /// before today, or today (from midnight UTC `days` days ago).
     pub published_within_days: Option<u32>,
     /// Keep packages whose latest version is deprecated (left out by default, except a
     /// package whose name or base name is the query).
@@ -165,10 +166,16 @@ impl Index {
                 query: search.text.clone(),
             });
         }
-        let now = chrono::Utc::now().timestamp_millis();
+        // Whole UTC days, so that a search answers the same all day (its answer is kept
+        // and tagged until the day or the catalog changes).
+        let today = chrono::Utc::now()
+            .date_naive()
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis();
         let published_since = search
             .published_within_days
-            .map(|days| now.saturating_sub(i64::from(days).saturating_mul(86_400_000)));
+            .map(|days| today.saturating_sub(i64::from(days).saturating_mul(86_400_000)));
         // Candidates: every package when there is no text; else the full-text matches
         // (every word in a name, summary or README excerpt) and the names that contain the
         // text, each once. A package's tier follows from its name; the tier and its boost
