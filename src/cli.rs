@@ -497,6 +497,12 @@ pub struct SearchArgs {
     #[arg(long)]
     pub hide_deprecated: bool,
 
+    /// Also list packages whose every version is unmigrated: published before Meteor 0.9,
+    /// in a format the current `meteor` tool cannot use (each found by its greatest
+    /// version). Left out by default, even when named exactly.
+    #[arg(long)]
+    pub include_unmigrated: bool,
+
     /// Leave out core packages (names without an `owner:` prefix).
     #[arg(long)]
     pub exclude_core: bool,

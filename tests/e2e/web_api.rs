@@ -109,6 +109,16 @@ const README: &str = "# Fresh\n\nA package <script>alert(1)</script> that does t
 
 /// A dump of one new package, `web-api:fresh@1.0.0`, made from a fixture version.
 fn fresh_package(dir: &Path) -> std::path::PathBuf {
+    one_package(dir, "web-api:fresh", |version| {
+        version["description"] = json!("A package published while the server runs");
+        version["longDescription"] = json!(README);
+        version["git"] = json!("https://github.com/web-api/fresh");
+    })
+}
+
+/// A dump of one new package `name@1.0.0`, maintained by `fresh`, its version made from a
+/// fixture version of `iron:core` and changed by `edit`.
+fn one_package(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> std::path::PathBuf {
     let dump = std::fs::read_to_string(fixture()).unwrap();
     let mut version: Value = dump
         .lines()
@@ -116,16 +126,14 @@ fn fresh_package(dir: &Path) -> std::path::PathBuf {
         .find(|line| line["collection"] == "versions" && line["doc"]["packageName"] == "iron:core")
         .expect("a version of iron:core")["doc"]
         .clone();
-    version["_id"] = json!("webApiFreshVersion");
-    version["packageName"] = json!("web-api:fresh");
+    version["_id"] = json!(format!("{name}-version"));
+    version["packageName"] = json!(name);
     version["version"] = json!("1.0.0");
-    version["description"] = json!("A package published while the server runs");
-    version["longDescription"] = json!(README);
-    version["git"] = json!("https://github.com/web-api/fresh");
-    let package = json!({"_id": "webApiFreshPackage", "name": "web-api:fresh",
+    edit(&mut version);
+    let package = json!({"_id": format!("{name}-package"), "name": name,
         "maintainers": [{"username": "fresh", "id": "freshUser"}], "homepage": null,
         "lastUpdated": {"$date": 1_700_000_000_000_i64}});
-    let file = dir.join("fresh.ndjson");
+    let file = dir.join(format!("{}.ndjson", name.replace(':', "-")));
     let lines = [
         json!({"collection": "packages", "doc": package}),
         json!({"collection": "versions", "doc": version}),
@@ -499,6 +507,11 @@ fn answers_match_the_openapi_document() {
             "/api/v1/search?sort=newest&exclude_core=true",
             200,
         ),
+        (
+            "/api/v1/search",
+            "/api/v1/search?q=iron&include_unmigrated=true&include_deprecated=true",
+            200,
+        ),
         ("/api/v1/search", "/api/v1/search?q=-", 400),
         (
             "/api/v1/lists/{list}",
@@ -811,4 +824,96 @@ fn search_sorts_and_filters_by_the_servers_own_usage() {
         assert_eq!(refused.body["error"]["code"], code, "{query}");
         assert!(refused.cors.is_some(), "CORS on errors too");
     }
+}
+
+/// Issue 13, "include deprecated/unmigrated": a package whose every version is unmigrated
+/// (published before Meteor 0.9) is found by `/api/v1/search` and the search page only
+/// with `include_unmigrated=true`, and then its detail answers too.
+#[test]
+fn unmigrated_packages_are_searched_only_when_asked_for() {
+    let (dir, data, server) = serve_api(&Backend::Sqlite);
+    let api = format!("{}/api/v1", server.http);
+    let dump = one_package(dir.path(), "web-api:classic", |version| {
+        version["description"] = json!("A classic package from before packages migrated");
+        version["unmigrated"] = json!(true);
+    });
+    import_on(&Backend::Sqlite, &data, &dump);
+    let asked = wait_for(
+        &format!("{api}/search?q=classic&include_unmigrated=true"),
+        |a| a.status == 200 && !a.body["items"].as_array().unwrap().is_empty(),
+    );
+    assert_eq!(asked.body["items"][0]["name"], "web-api:classic");
+    assert_eq!(asked.body["items"][0]["version"], "1.0.0");
+    assert_eq!(asked.cors.as_deref(), Some("*"));
+    for left_out in [
+        "q=classic",
+        "q=web-api:classic",
+        "q=classic&include_unmigrated=false",
+        "include_unmigrated=",
+    ] {
+        let hits = get(&format!("{api}/search?{left_out}"), None);
+        assert_eq!(hits.status, 200, "{left_out}: {}", hits.body);
+        assert!(
+            hits.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|hit| hit["name"] != "web-api:classic"),
+            "{left_out}: {}",
+            hits.body
+        );
+    }
+    let browsed = get(
+        &format!("{api}/search?sort=name&include_unmigrated=true&maintainer=fresh"),
+        None,
+    );
+    assert_eq!(
+        browsed.body["items"][0]["name"], "web-api:classic",
+        "{}",
+        browsed.body
+    );
+    let refused = get(
+        &format!("{api}/search?q=classic&include_unmigrated=yes"),
+        None,
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["error"]["code"], "invalid_parameter");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("include_unmigrated"),
+        "{}",
+        refused.body
+    );
+    // Found, it is shown: its latest version is its unmigrated one.
+    let detail = get(&format!("{api}/packages/web-api:classic"), None);
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert_eq!(detail.body["latest_version"], "1.0.0");
+    let version = get(
+        &format!("{api}/packages/web-api:classic/versions/1.0.0"),
+        None,
+    );
+    assert_eq!(version.body["unmigrated"], true);
+
+    // The search page: the checkbox beside "include deprecated", kept when checked.
+    let page = |path: &str| {
+        agent()
+            .get(&format!("{}{path}", server.http))
+            .call()
+            .expect("HTTP request")
+            .body_mut()
+            .read_to_string()
+            .expect("UTF-8 page")
+    };
+    let plain = page("/search?q=classic");
+    assert!(
+        plain.contains("name=\"include_unmigrated\" value=\"true\">"),
+        "{plain}"
+    );
+    assert!(!plain.contains("web-api:classic"), "{plain}");
+    let included = page("/search?q=classic&include_unmigrated=true");
+    assert!(included.contains("name=\"include_unmigrated\" value=\"true\" checked"));
+    let results = &included[included.find("id=\"results\"").expect("results")..];
+    assert!(results.contains("web-api:classic"), "{results}");
 }

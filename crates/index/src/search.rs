@@ -52,6 +52,10 @@ pub struct Search {
     /// Keep packages whose latest version is deprecated (left out by default, except a
     /// package whose name or base name is the query).
     pub include_deprecated: bool,
+    /// Keep packages whose every version is unmigrated (spec §3.8: published before Meteor
+    /// 0.9, in a format the current tool cannot use), found by their greatest version;
+    /// left out by default.
+    pub include_unmigrated: bool,
     /// Leave out core packages (names without an `owner:` prefix).
     pub exclude_core: bool,
     /// Hits to skip.
@@ -202,6 +206,7 @@ impl Index {
                    AND (?5 OR NOT deprecated OR package = ?1
                         OR substr(package, instr(package, ':') + 1) = ?1)
                    AND NOT (?6 AND instr(package, ':') = 0)
+                   AND (?9 OR NOT unmigrated)
              ),
              page AS (SELECT * FROM ranked r ORDER BY {inner} LIMIT ?7 OFFSET ?8)
              SELECT p.package, v.version, v.description, p.last_updated,
@@ -223,7 +228,8 @@ impl Index {
                 search.include_deprecated,
                 search.exclude_core,
                 limit,
-                offset
+                offset,
+                search.include_unmigrated
             ],
         )
     }

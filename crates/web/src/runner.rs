@@ -237,23 +237,31 @@ pub struct SearchFields {
     pub published_within: Option<String>,
     /// `true` keeps deprecated packages.
     pub include_deprecated: Option<String>,
+    /// `true` keeps packages whose every version is unmigrated.
+    pub include_unmigrated: Option<String>,
     /// `true` leaves core packages out.
     pub exclude_core: Option<String>,
 }
 
 impl SearchFields {
-    /// Whether an order or a filter was given (empty values count as not given, as a form
-    /// sends them).
-    pub fn narrows(&self) -> bool {
+    /// The order and filters given, by parameter name (empty values count as not given, as
+    /// a form sends them): what a link to the same search carries besides the words.
+    pub fn narrowing(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            &self.sort,
-            &self.maintainer,
-            &self.published_within,
-            &self.include_deprecated,
-            &self.exclude_core,
+            ("sort", &self.sort),
+            ("maintainer", &self.maintainer),
+            ("published_within", &self.published_within),
+            ("include_deprecated", &self.include_deprecated),
+            ("include_unmigrated", &self.include_unmigrated),
+            ("exclude_core", &self.exclude_core),
         ]
         .into_iter()
-        .any(|field| field.as_deref().is_some_and(|value| !value.is_empty()))
+        .filter_map(|(name, value)| Some((name, value.as_deref().filter(|v| !v.is_empty())?)))
+    }
+
+    /// Whether an order or a filter was given.
+    pub fn narrows(&self) -> bool {
+        self.narrowing().next().is_some()
     }
 
     /// The search these fields ask for, a page of it; a `400` naming the field that is
@@ -286,6 +294,7 @@ impl SearchFields {
             maintainer: given(self.maintainer),
             published_within_days,
             include_deprecated: flag("include_deprecated", self.include_deprecated)?,
+            include_unmigrated: flag("include_unmigrated", self.include_unmigrated)?,
             exclude_core: flag("exclude_core", self.exclude_core)?,
             offset: usize_of(offset),
             limit: usize_of(limit),
