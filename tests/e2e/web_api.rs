@@ -917,3 +917,60 @@ fn unmigrated_packages_are_searched_only_when_asked_for() {
     let results = &included[included.find("id=\"results\"").expect("results")..];
     assert!(results.contains("web-api:classic"), "{results}");
 }
+
+/// Issue 13, "limits as flags": a server started with smaller bounds than the defaults
+/// (`--web-max-query-chars`, `--web-max-page-depth`) holds the API and the pages to them,
+/// and its errors name them.
+#[test]
+fn configured_bounds_take_effect_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let server = Server::start(
+        &data,
+        &[
+            "--web-max-query-chars",
+            "10",
+            "--web-max-page-depth",
+            "4",
+            "--web-page-size",
+            "2",
+        ],
+    );
+    let api = format!("{}/api/v1", server.http);
+    wait_for(&format!("{api}/search?q=0123456789"), |a| a.status == 200);
+    let long = get(&format!("{api}/search?q=01234567890"), None);
+    assert_eq!(long.status, 400);
+    assert_eq!(long.cors.as_deref(), Some("*"));
+    assert_eq!(long.body["error"]["code"], "query_too_long");
+    let message = long.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("10 characters"), "{message}");
+
+    let versions = format!("{api}/packages/iron:router/versions?limit=2");
+    assert_eq!(get(&format!("{versions}&cursor=4"), None).status, 200);
+    let deep = get(&format!("{versions}&cursor=5"), None);
+    assert_eq!(deep.status, 400);
+    assert_eq!(deep.body["error"]["code"], "cursor_too_deep");
+    let message = deep.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("past item 4"), "{message}");
+
+    // The pages: their search boxes take 10 characters, and page 3 (items 4 and 5) is
+    // the deepest of a list of 2 a page.
+    let page = |path: &str| {
+        let mut response = agent()
+            .get(&format!("{}{path}", server.http))
+            .call()
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    };
+    let (status, home) = page("/");
+    assert_eq!(status, 200);
+    assert!(home.contains("maxlength=\"10\""), "{home}");
+    assert!(!home.contains("maxlength=\"200\""), "{home}");
+    assert_eq!(page("/search?q=iron&page=3").0, 200);
+    let (status, refused) = page("/search?q=iron&page=4");
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.contains("past item 4"), "{refused}");
+    assert_eq!(page("/search?q=01234567890").0, 400);
+}

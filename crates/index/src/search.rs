@@ -19,10 +19,6 @@ use crate::error::IndexError;
 use crate::handle::Index;
 use crate::query::SearchHit;
 
-/// The longest text [`Index::find`] looks for, in characters; longer text is cut there
-/// (callers that face the network refuse longer queries first).
-pub const MAX_SEARCH_CHARS: usize = 200;
-
 /// Most words of a query used for the full-text tier: every word must match, so more only
 /// cost time.
 const MAX_WORDS: usize = 16;
@@ -41,7 +37,9 @@ pub(crate) fn popularity(direct_adds_30d: u64) -> f64 {
 /// One search: words, an order, filters and a page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Search {
-    /// The words looked for; empty lists every package the filters keep.
+    /// The words looked for; empty lists every package the filters keep. Taken whole:
+    /// callers that face the network bound its length first (the server's
+    /// `--web-max-query-chars`); the full-text tier uses its first 16 words.
     pub text: String,
     /// How hits are ordered.
     pub sort: SearchSort,
@@ -155,13 +153,7 @@ impl Index {
     /// digit is refused ([`IndexError::EmptyQuery`]).
     pub fn find(&self, search: &Search) -> Result<Vec<SearchHit>, IndexError> {
         self.require_synced()?;
-        let text: String = search
-            .text
-            .trim()
-            .chars()
-            .take(MAX_SEARCH_CHARS)
-            .collect::<String>()
-            .to_lowercase();
+        let text = search.text.trim().to_lowercase();
         let words = fts_expression(&text);
         let has_text = !text.is_empty();
         if has_text && words.is_none() {

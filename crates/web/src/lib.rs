@@ -32,7 +32,10 @@ use axum::Router;
 pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use pages::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
 pub use reply::{ApiError, Building, OPENAPI};
-pub use runner::{ApiConfig, MAX_QUERY_CHARS, default_max_queries};
+pub use runner::{
+    ApiConfig, DEFAULT_MAX_LIMIT, DEFAULT_MAX_PAGE_DEPTH, DEFAULT_MAX_QUERY_CHARS,
+    default_max_queries,
+};
 pub use usage::{
     Adds, PeriodAdds, Usage, UsageError, UsagePeriod, UsageRange, UsageSource, VersionAdds,
 };

@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::pages::readme::readme as render_readme;
 use crate::pages::readme_stamp;
 use crate::reply::{ApiError, OPENAPI, add_cors, api_format, fresh, preflight};
-use crate::runner::{Runner, SearchFields, offset, usize_of};
+use crate::runner::{Runner, SearchFields, usize_of};
 use crate::views::{
     DependencyGroups, Hits, Lookup, PackageDetail, Page, ReadmeAnswer, VersionDetail,
 };
@@ -123,7 +123,7 @@ where
 fn window(runner: &Runner, params: &Params) -> Result<(u64, u64), ApiError> {
     Ok((
         runner.limit(params.limit.as_deref())?,
-        offset(params.cursor.as_deref())?,
+        runner.offset(params.cursor.as_deref())?,
     ))
 }
 
@@ -261,7 +261,11 @@ async fn search(
 ) -> Response {
     let searched = params(query).and_then(|params| {
         let (limit, offset) = window(&api, &params)?;
-        Ok((params.search.search(offset, limit)?, offset, limit))
+        Ok((
+            params.search.search(api.config(), offset, limit)?,
+            offset,
+            limit,
+        ))
     });
     answer(
         &api,

@@ -93,7 +93,9 @@ pub async fn search(
         let at = site.page_at(&params)?;
         let fields = params.search;
         let browse = fields.narrows();
-        let search = fields.clone().search(at.offset, at.size)?;
+        let search = fields
+            .clone()
+            .search(site.runner.config(), at.offset, at.size)?;
         Ok((fields, search, browse, at))
     });
     let on = site.clone();
