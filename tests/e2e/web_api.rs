@@ -20,6 +20,7 @@ pub struct Answer {
     pub status: u16,
     pub etag: Option<String>,
     pub cors: Option<String>,
+    pub cache_control: Option<String>,
     pub body: Value,
 }
 
@@ -45,6 +46,7 @@ pub fn get(url: &str, tag: Option<&str>) -> Answer {
             .map(str::to_owned)
     };
     let (etag, cors) = (header("etag"), header("access-control-allow-origin"));
+    let cache_control = header("cache-control");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("UTF-8 body");
     let body = if text.is_empty() {
@@ -56,6 +58,7 @@ pub fn get(url: &str, tag: Option<&str>) -> Answer {
         status,
         etag,
         cors,
+        cache_control,
         body,
     }
 }
@@ -146,6 +149,24 @@ fn one_package(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> std::pa
             .collect::<String>(),
     )
     .unwrap();
+    file
+}
+
+/// A dump of stats rows `(name, version, days ago, direct adds, total adds)`, each for the
+/// UTC day that many days before today.
+fn stats_dump(dir: &Path, rows: &[(&str, &str, u64, u64, u64)]) -> std::path::PathBuf {
+    let today = chrono::Utc::now().date_naive();
+    let lines: String = rows
+        .iter()
+        .map(|(name, version, days_ago, direct, total)| {
+            let day = (today - chrono::Days::new(*days_ago)).to_string();
+            let line = json!({"collection": "stats", "date": day, "doc": {
+                "name": name, "version": version, "directAdds": direct, "totalAdds": total}});
+            format!("{line}\n")
+        })
+        .collect();
+    let file = dir.join("stats.ndjson");
+    std::fs::write(&file, lines).unwrap();
     file
 }
 
@@ -425,7 +446,15 @@ fn violations(document: &Value, template: &str, status: u16, body: &Value) -> Ve
 
 #[test]
 fn answers_match_the_openapi_document() {
-    let (_dir, _data, server) = serve_api(&Backend::Sqlite);
+    let (dir, data, server) = serve_api(&Backend::Sqlite);
+    let usage = stats_dump(
+        dir.path(),
+        &[
+            ("iron:router", "1.0.6", 1, 3, 5),
+            ("iron:router", "1.0.5", 9, 1, 2),
+        ],
+    );
+    import_on(&Backend::Sqlite, &data, &usage);
     let document = openapi_document();
     let served = get(&format!("{}/api/v1/openapi.json", server.http), None);
     assert_eq!(
@@ -543,6 +572,26 @@ fn answers_match_the_openapi_document() {
         (
             "/api/v1/maintainers/{user}",
             "/api/v1/maintainers/nobody-here",
+            404,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/iron:router?interval=week",
+            200,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/iron:core",
+            200,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/iron:router?interval=year",
+            400,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/no:such",
             404,
         ),
         ("/api/v1/openapi.json", "/api/v1/openapi.json", 200),
@@ -714,21 +763,13 @@ fn search_sorts_and_filters_by_the_servers_own_usage() {
     let data = dir.path().join("data");
     import_on(&Backend::Sqlite, &data, &fixture());
     // Yesterday's usage: a lot of iron:router, a little of iron:core.
-    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
-    let stats = dir.path().join("stats.ndjson");
-    let rows = [
-        ("iron:router", "1.0.6", 700, 900),
-        ("iron:core", "1.0.6", 20, 950),
-    ];
-    let lines: String = rows
-        .iter()
-        .map(|(name, version, direct, total)| {
-            let line = json!({"collection": "stats", "date": yesterday, "doc": {
-                "name": name, "version": version, "directAdds": direct, "totalAdds": total}});
-            format!("{line}\n")
-        })
-        .collect();
-    std::fs::write(&stats, lines).unwrap();
+    let stats = stats_dump(
+        dir.path(),
+        &[
+            ("iron:router", "1.0.6", 1, 700, 900),
+            ("iron:core", "1.0.6", 1, 20, 950),
+        ],
+    );
     import_on(&Backend::Sqlite, &data, &stats);
     let server = Server::start(&data, &[]);
     let api = format!("{}/api/v1", server.http);
@@ -973,4 +1014,130 @@ fn configured_bounds_take_effect_over_http() {
     assert_eq!(status, 400, "{refused}");
     assert!(refused.contains("past item 4"), "{refused}");
     assert_eq!(page("/search?q=01234567890").0, 400);
+}
+
+/// Issue 13: `/api/v1/stats/packages/{name}` answers as the rest of `/api/v1` does (CORS on
+/// every answer and preflight, JSON errors, an `ETag` and `304`, cache headers), from the
+/// server's rolled-up stats, while `/stats/v1/<day>` stays as spec §7.2 has it.
+#[test]
+fn usage_statistics_answer_as_the_rest_of_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let usage = stats_dump(
+        dir.path(),
+        &[
+            ("iron:router", "1.0.6", 1, 3, 5),
+            ("iron:router", "1.0.5", 2, 1, 2),
+            ("made-up:name", "1.0.0", 1, 1, 1),
+        ],
+    );
+    import_on(&Backend::Sqlite, &data, &usage);
+    let server = Server::start(&data, &["--stats-max-range-days", "400"]);
+    let stats = format!("{}/api/v1/stats/packages", server.http);
+    // Whether a name is a package is told by the read model: wait for it.
+    wait_for(
+        &format!("{}/api/v1/packages/iron:router", server.http),
+        |a| a.status == 200,
+    );
+
+    let range = get(&format!("{stats}/iron:router"), None);
+    assert_eq!(range.status, 200, "{}", range.body);
+    assert_eq!(
+        (
+            range.body["directAdds"].clone(),
+            range.body["totalAdds"].clone()
+        ),
+        (json!(4), json!(7))
+    );
+    assert_eq!(range.cors.as_deref(), Some("*"));
+    assert_eq!(
+        range.cache_control.as_deref(),
+        Some("public, no-cache"),
+        "today is still counted"
+    );
+    let tag = range.etag.expect("an ETag");
+    let again = get(&format!("{stats}/iron:router"), Some(&tag));
+    assert_eq!(again.status, 304);
+    assert_eq!(again.etag.as_deref(), Some(tag.as_str()));
+    assert_eq!(again.cors.as_deref(), Some("*"));
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    let finished = get(
+        &format!("{stats}/iron:router?to={yesterday}&interval=month"),
+        Some(&tag),
+    );
+    assert_eq!(finished.status, 200, "another range, another tag");
+    assert_eq!(
+        finished.cache_control.as_deref(),
+        Some("public, max-age=300")
+    );
+
+    // A package nobody added has zeros; a name the catalog does not hold is a 404, unless
+    // usage was counted for it (imported here).
+    let unused = get(&format!("{stats}/iron:core"), None);
+    assert_eq!(
+        (unused.status, unused.body["totalAdds"].clone()),
+        (200, json!(0))
+    );
+    let counted = get(&format!("{stats}/made-up:name"), None);
+    assert_eq!(
+        (counted.status, counted.body["totalAdds"].clone()),
+        (200, json!(1))
+    );
+    let missing = get(&format!("{stats}/no:such"), None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.cors.as_deref(), Some("*"));
+    assert_eq!(missing.body["error"]["code"], "package_not_found");
+
+    for (bad, says) in [
+        ("Not%20A%20Package", "not a Meteor package name"),
+        ("iron:router?from=2024-02-30", "from: invalid day"),
+        ("iron:router?interval=year", "invalid interval"),
+        ("iron:router?from=2024-10-02&to=2024-10-01", "after to"),
+        ("iron:router?from=2023-01-01&to=2024-10-01", "at most 400"),
+        ("iron:router?to=2024-10-01&to=2024-10-02", "duplicate field"),
+    ] {
+        let refused = get(&format!("{stats}/{bad}"), None);
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+        assert_eq!(refused.cors.as_deref(), Some("*"), "{bad}");
+        assert_eq!(refused.body["error"]["code"], "invalid_parameter", "{bad}");
+        let message = refused.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+
+    // A script's preflight, and another method.
+    let preflight = agent()
+        .options(&format!("{stats}/iron:router"))
+        .header("Origin", "https://elsewhere.example")
+        .header("Access-Control-Request-Headers", "if-none-match")
+        .call()
+        .expect("HTTP request");
+    assert_eq!(preflight.status().as_u16(), 204);
+    let allowed = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(allowed("access-control-allow-origin").as_deref(), Some("*"));
+    assert!(
+        allowed("access-control-allow-headers")
+            .unwrap()
+            .contains("If-None-Match")
+    );
+    let mut posted = agent()
+        .post(&format!("{stats}/iron:router"))
+        .send_empty()
+        .expect("HTTP request");
+    assert_eq!(posted.status().as_u16(), 405);
+    let posted: Value = serde_json::from_str(&posted.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(posted["error"]["code"], "method_not_allowed");
+
+    // The daily files stay as spec §7.2 has them.
+    let (status, body, content_type) =
+        crate::common::http_get(&format!("{}/stats/v1/{yesterday}", server.http));
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
+    assert!(body.contains("\"name\":\"iron:router\""), "{body}");
 }

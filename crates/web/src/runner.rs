@@ -120,6 +120,12 @@ impl Runner {
         &self.config
     }
 
+    /// The read model it asks, for questions that are not one query of it (run them within
+    /// a turn: [`Runner::blocking`]).
+    pub fn model(&self) -> &Arc<ReadModel> {
+        &self.model
+    }
+
     /// Waits up to [`QUEUE_WAIT`] for a turn to query; `503` (busy) if none comes.
     pub async fn turn(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.turns).acquire_owned()).await {
