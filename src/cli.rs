@@ -498,6 +498,12 @@ pub struct SearchArgs {
     #[arg(long)]
     pub hide_deprecated: bool,
 
+    /// Also list packages whose every version is unmigrated: published before Meteor 0.9,
+    /// in a format the current `meteor` tool cannot use (each found by its greatest
+    /// version). Left out by default, even when named exactly.
+    #[arg(long)]
+    pub include_unmigrated: bool,
+
     /// Leave out core packages (names without an `owner:` prefix).
     #[arg(long)]
     pub exclude_core: bool,
@@ -890,7 +896,7 @@ pub struct ServeArgs {
     /// The most items one JSON API answer holds: a page of versions or dependents, search
     /// hits, a maintainer's packages, names in one bulk lookup. A larger `limit=` is lowered
     /// to it; a bulk lookup of more names is refused with 400.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000), env = "EXOSPHERE_API_MAX_LIMIT")]
+    #[arg(long, default_value_t = exosphere_web::DEFAULT_MAX_LIMIT, value_parser = clap::value_parser!(u64).range(1..=10_000), env = "EXOSPHERE_API_MAX_LIMIT")]
     pub api_max_limit: u64,
 
     /// JSON API and web page queries run at once (counted together), each on its own read
@@ -902,7 +908,7 @@ pub struct ServeArgs {
 
     /// Items on one page of the web catalog's lists (search results, versions,
     /// dependents, a maintainer's packages, all packages) and entries in its Atom feeds.
-    /// A list's deepest page starts at item 50,000, as the JSON API's cursors do.
+    /// A list's deepest page starts at --web-max-page-depth, as the JSON API's cursors do.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000), env = "EXOSPHERE_WEB_PAGE_SIZE")]
     pub web_page_size: u64,
 
@@ -912,6 +918,21 @@ pub struct ServeArgs {
     /// stale is served); 0 keeps none. The least recently asked go first.
     #[arg(long, default_value_t = exosphere_web::DEFAULT_CACHE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16 << 30), env = "EXOSPHERE_WEB_CACHE_BYTES")]
     pub web_cache_bytes: usize,
+
+    /// The deepest item a page of a list may start at, in the JSON API (`cursor=`) and on
+    /// the web pages (`?page=`) alike; deeper pages are refused with 400 cursor_too_deep.
+    /// Each page is a scan of every item before it, so this bounds what crawling a list
+    /// costs. Atmosphere's longest list, the dependents of `meteor`, holds about 15,000.
+    /// From 1 to 1,000,000.
+    #[arg(long, default_value_t = exosphere_web::DEFAULT_MAX_PAGE_DEPTH, value_parser = clap::value_parser!(u64).range(1..=1_000_000), env = "EXOSPHERE_WEB_MAX_PAGE_DEPTH")]
+    pub web_max_page_depth: u64,
+
+    /// The longest search words the JSON API and the web pages take, in characters; a
+    /// longer `q=` is refused with 400 query_too_long, and the pages' search boxes take no
+    /// more. Only the first 16 words are looked for in summaries and READMEs, so a larger
+    /// value finds little more. From 1 to 4096.
+    #[arg(long, default_value_t = exosphere_web::DEFAULT_MAX_QUERY_CHARS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=4096), env = "EXOSPHERE_WEB_MAX_QUERY_CHARS")]
+    pub web_max_query_chars: usize,
 
     /// Let package READMEs on the web catalog show images from other hosts (https only, sent
     /// without a referrer; the pages' Content-Security-Policy then allows `img-src https:`).

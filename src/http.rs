@@ -1,8 +1,8 @@
-//! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`,
-//! `/api/v1/stats/packages/<name>`, and the web catalog (`exosphere-web`: the JSON API,
+//! The HTTP surface: the DDP WebSocket endpoint, `/healthz`, `/stats/v1/<day>`, and the
+//! web catalog (`exosphere-web`: the JSON API, `/api/v1/stats/packages/<name>` included,
 //! the pages, from the home page on, and the HTML `404` of every other path); package
-//! uploads and downloads (published and mirrored) live in `http/files.rs`, the stats
-//! routes and the pages' usage numbers in `http/stats.rs`.
+//! uploads and downloads (published and mirrored) live in `http/files.rs`, the stats files
+//! and the usage numbers the web catalog reads in `http/stats.rs`.
 //!
 //! Every request runs in a tracing span with its own request id, so each log line can be
 //! traced back to one request.
@@ -87,22 +87,19 @@ const SOCKJS_SUITE_DISCONNECT_DELAY: Duration = Duration::from_secs(5);
 /// (spec §1.1).
 pub fn router(state: AppState) -> Router {
     let request_ids = Arc::new(AtomicU64::new(1));
-    let usage = stats::CatalogUsage {
+    let usage = Arc::new(stats::CatalogUsage {
         store: Arc::clone(&state.store),
         max_days: state.stats_max_range_days,
-    };
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/stats/v1/{day}", get(stats::stats_day))
-        .route(
-            "/api/v1/stats/packages/{name}",
-            get(stats::package_stats_range),
-        )
         .merge(exosphere_web::router(
             Arc::clone(&state.read_model),
             state.api.clone(),
             state.site.clone(),
-            Some(Arc::new(usage)),
+            Some(Arc::clone(&usage) as Arc<dyn exosphere_web::UsageSource>),
+            usage,
         ))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))

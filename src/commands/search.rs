@@ -14,6 +14,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         maintainer: args.maintainer,
         published_within_days: args.published_within,
         include_deprecated: !args.hide_deprecated,
+        include_unmigrated: args.include_unmigrated,
         exclude_core: args.exclude_core,
         offset: 0,
         limit: args.limit as usize,

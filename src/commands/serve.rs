@@ -195,6 +195,8 @@ fn config(args: &ServeArgs) -> anyhow::Result<Config> {
         read_model: None,
         api: ApiConfig {
             max_limit: args.api_max_limit,
+            max_page_depth: args.web_max_page_depth,
+            max_query_chars: args.web_max_query_chars,
             max_queries: args.api_max_queries,
             cache_bytes: args.web_cache_bytes,
         },

@@ -1,12 +1,13 @@
 //! Usage statistics over HTTP: the daily files at `/stats/v1/<day>` (spec §7.2), served
-//! from [`StatsFiles`](crate::stats_files::StatsFiles) in chunks, one package's range at
-//! `/api/v1/stats/packages/<name>`, and the same ranges as the web catalog's pages chart
-//! them ([`CatalogUsage`]).
+//! from [`StatsFiles`](crate::stats_files::StatsFiles) in chunks, and the catalog's stats
+//! rows as the web catalog asks for them ([`CatalogUsage`]): one package's range at
+//! `/api/v1/stats/packages/<name>` (answered by `exosphere-web` with the rest of the API)
+//! and the ranges the pages chart.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
@@ -18,13 +19,14 @@ use exosphere_catalog::stats::{
 };
 use exosphere_meteor::names::is_package_name;
 use exosphere_web::{
-    Adds, PeriodAdds, Usage, UsageError, UsagePeriod, UsageRange, UsageSource, VersionAdds,
+    Adds, ApiError, PeriodAdds, RangeQuery, RangeStats, StatsSource, Usage, UsageError,
+    UsagePeriod, UsageRange, UsageSource, VersionAdds,
 };
-use serde::Deserialize;
 
 use super::{AppState, internal_error};
 
-/// The `max-age` of a finished day's answer, in seconds.
+/// The `max-age` of a finished day's answer, in seconds: of a `/stats/v1` file, and of a
+/// range that ended before today. Late reports re-open a day only when rolled up again.
 const MAX_AGE: u64 = 300;
 
 /// `GET /stats/v1/YYYY-MM-DD` (spec §7.2): NDJSON rows, or 404 for a day without data. A
@@ -64,57 +66,6 @@ pub async fn stats_day(State(state): State<AppState>, Path(day): Path<String>) -
     }
 }
 
-/// The query of `/api/v1/stats/packages/<name>`; every key is optional.
-#[derive(Debug, Deserialize)]
-pub struct RangeQuery {
-    from: Option<String>,
-    to: Option<String>,
-    interval: Option<String>,
-}
-
-/// `GET /api/v1/stats/packages/<name>?from=D&to=D&interval=day|week|month`: one package's
-/// adds over a range of UTC days (default: the 30 days ending today), summed, per version
-/// and per period, with the trend against the range before. Answers from the same stats
-/// rows as `/stats/v1`; 400 names what is wrong with a bad query.
-pub async fn package_stats_range(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-    query: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let bad = |reason: String| (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
-    let Ok(Query(query)) = query else {
-        return bad("the query accepts from, to and interval".into());
-    };
-    if !is_package_name(&name) {
-        return bad(format!("{name:?} is not a Meteor package name"));
-    }
-    let day = |text: Option<&String>| text.map(|text| parse_day(text)).transpose();
-    let (to, from, interval) = match (
-        day(query.to.as_ref()),
-        day(query.from.as_ref()),
-        query
-            .interval
-            .as_deref()
-            .unwrap_or("day")
-            .parse::<Interval>(),
-    ) {
-        (Ok(to), Ok(from), Ok(interval)) => (to, from, interval),
-        (Err(error), _, _) | (_, Err(error), _) => return bad(error.to_string()),
-        (_, _, Err(error)) => return bad(error.to_string()),
-    };
-    let store = Arc::clone(&state.store);
-    let max_days = state.stats_max_range_days;
-    let answer =
-        exosphere_task::blocking(move || adds_over(&*store, &name, from, to, interval, max_days))
-            .await;
-    match answer {
-        Ok(Ok(stats)) => axum::Json(stats).into_response(),
-        Ok(Err(RangeError::Store(error))) => internal_error("reading package stats", &error),
-        Ok(Err(error)) => bad(error.to_string()),
-        Err(error) => internal_error("reading package stats", &error),
-    }
-}
-
 /// `name`'s adds from `from` to `to` (by default the 30 days ending today, UTC), per
 /// `interval`: what `/api/v1/stats/packages/NAME` answers, and what the pages chart.
 fn adds_over(
@@ -130,14 +81,61 @@ fn adds_over(
     package_stats(store, name, from, to, interval, max_days)
 }
 
-/// The web catalog's usage numbers: a package's adds over a chosen range, read from the
-/// catalog's stats rows as `/api/v1/stats/packages/NAME` reads them. "All time" is the
-/// longest range that endpoint serves (`--stats-max-range-days`), ending today.
+/// The web catalog's usage numbers, read from the catalog's stats rows: a package's adds
+/// over any range for `/api/v1/stats/packages/NAME` ([`StatsSource`]), and over a chosen
+/// range for the pages ([`UsageSource`]), whose "all time" is the longest range the API
+/// serves (`--stats-max-range-days`), ending today.
 pub struct CatalogUsage {
     /// The catalog.
     pub store: Arc<dyn CatalogStore>,
     /// The longest range, in days.
     pub max_days: u64,
+}
+
+impl StatsSource for CatalogUsage {
+    /// `GET /api/v1/stats/packages/<name>?from=D&to=D&interval=day|week|month`: `name`'s
+    /// adds over a range of UTC days (default: the 30 days ending today), summed, per
+    /// version and per period, with the trend against the range before, from the same stats
+    /// rows as `/stats/v1`; a `400` names what is wrong with a bad name or query.
+    fn range(&self, name: &str, query: &RangeQuery) -> Result<RangeStats, ApiError> {
+        let invalid = |message: String| ApiError::bad_request("invalid_parameter", message);
+        if !is_package_name(name) {
+            return Err(invalid(format!(
+                "{name:?} is not a Meteor package name: ask for one such as iron:router or \
+                 ecmascript"
+            )));
+        }
+        let day = |key: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| parse_day(text).map_err(|error| invalid(format!("{key}: {error}"))))
+                .transpose()
+        };
+        let (from, to) = (day("from", &query.from)?, day("to", &query.to)?);
+        let interval = query
+            .interval
+            .as_deref()
+            .unwrap_or("day")
+            .parse::<Interval>()
+            .map_err(|error| invalid(error.to_string()))?;
+        let stats =
+            adds_over(&*self.store, name, from, to, interval, self.max_days).map_err(|error| {
+                match error {
+                    RangeError::Store(error) => ApiError::internal(&error),
+                    RangeError::Reversed { .. } => {
+                        invalid(format!("{error}: give from on or before to"))
+                    }
+                    RangeError::TooLong { .. } => {
+                        invalid(format!("{error}: ask for it in shorter ranges"))
+                    }
+                }
+            })?;
+        let finished = stats.range.to < chrono::Utc::now().date_naive();
+        Ok(RangeStats {
+            any_adds: stats.range.adds.total_adds > 0 || stats.trend.previous.total_adds > 0,
+            max_age: finished.then_some(MAX_AGE),
+            body: serde_json::to_value(&stats).map_err(|error| ApiError::internal(&error))?,
+        })
+    }
 }
 
 impl UsageSource for CatalogUsage {

@@ -202,6 +202,44 @@ fn a_sockjs_client_url_that_could_break_the_iframe_page_is_refused() {
     assert!(!data.exists(), "nothing was served or created");
 }
 
+/// The web catalog's bounds are checked when `serve` starts: nonsense values are refused
+/// with an error naming the flag and its range, before anything is served or created.
+#[test]
+fn web_bounds_that_make_no_sense_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (flag, bad, range) in [
+        ("--web-max-query-chars", "0", "1..=4096"),
+        ("--web-max-query-chars", "100000", "1..=4096"),
+        ("--web-max-page-depth", "0", "1..=1000000"),
+        ("--web-max-page-depth", "99999999999", "1..=1000000"),
+        ("--api-max-limit", "0", "1..=10000"),
+    ] {
+        let output = exosphere()
+            .args(["serve", "--listen", "127.0.0.1:0", flag, bad])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{flag} {bad} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(flag) && stderr.contains(range),
+            "the error names the flag and its range: {stderr}"
+        );
+    }
+    assert!(!data.exists(), "nothing was served or created");
+    let help = String::from_utf8(run(&["serve", "--help"]).stdout).unwrap();
+    for needle in [
+        "EXOSPHERE_WEB_MAX_QUERY_CHARS",
+        "EXOSPHERE_WEB_MAX_PAGE_DEPTH",
+        "[default: 200]",
+        "[default: 50000]",
+    ] {
+        assert!(help.contains(needle), "serve --help mentions {needle}");
+    }
+}
+
 /// The executable allocates with jemalloc and the settings compiled into it (`src/main.rs`):
 /// the background thread that returns freed pages on time, which is part of how the server's
 /// memory stays flat (docs/RELIABILITY.md, the soak), runs in `serve`.

@@ -10,8 +10,13 @@ use serde_json::Value;
 
 /// An index of the 2015 fixture in a temporary directory.
 fn fixture_index(dir: &Path) -> PathBuf {
+    index_of(dir, "")
+}
+
+/// An index of the 2015 fixture and the dump lines `more` in a temporary directory.
+fn index_of(dir: &Path, more: &str) -> PathBuf {
     let path = dir.join("index.sqlite3");
-    let dump = std::fs::read_to_string(fixture()).expect("the 2015 fixture");
+    let dump = std::fs::read_to_string(fixture()).expect("the 2015 fixture") + "\n" + more;
     exosphere_index::Index::open(&path)
         .unwrap()
         .load_dump(&dump, 500)
@@ -122,6 +127,35 @@ fn search_show_deps_and_releases_answer_from_the_index() {
     let meteor = json(&index, &["releases", "METEOR"]);
     assert_eq!(meteor["track"], "METEOR");
     assert_eq!(meteor["versions"][0]["version"], "1.1-rc.0");
+}
+
+/// `search --include-unmigrated` also lists a package whose every version is unmigrated
+/// (published before Meteor 0.9), which `search` leaves out by default.
+#[test]
+fn search_includes_unmigrated_packages_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = serde_json::json!({"collection": "versions", "doc": {
+        "_id": "classicVersion", "packageName": "old:classic-router", "version": "0.7.1",
+        "description": "Routes for Meteor 0.8", "unmigrated": true,
+        "published": {"$date": 1_380_000_000_000_i64}}});
+    let index = index_of(dir.path(), &format!("{version}\n"));
+    let names = |hits: Value| -> Vec<String> {
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .map(|hit| hit["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let plain = names(json(&index, &["search", "classic-router"]));
+    assert!(plain.is_empty(), "{plain:?}");
+    let asked = json(
+        &index,
+        &["search", "classic-router", "--include-unmigrated"],
+    );
+    assert_eq!(names(asked.clone()), ["old:classic-router"]);
+    assert_eq!(asked[0]["version"], "0.7.1");
+    let shown = json(&index, &["show", "old:classic-router"]);
+    assert_eq!(shown["version"]["unmigrated"], true);
 }
 
 #[test]

@@ -20,6 +20,7 @@ pub struct Answer {
     pub status: u16,
     pub etag: Option<String>,
     pub cors: Option<String>,
+    pub cache_control: Option<String>,
     pub body: Value,
 }
 
@@ -45,6 +46,7 @@ pub fn get(url: &str, tag: Option<&str>) -> Answer {
             .map(str::to_owned)
     };
     let (etag, cors) = (header("etag"), header("access-control-allow-origin"));
+    let cache_control = header("cache-control");
     let status = response.status().as_u16();
     let text = response.body_mut().read_to_string().expect("UTF-8 body");
     let body = if text.is_empty() {
@@ -56,6 +58,7 @@ pub fn get(url: &str, tag: Option<&str>) -> Answer {
         status,
         etag,
         cors,
+        cache_control,
         body,
     }
 }
@@ -109,6 +112,16 @@ const README: &str = "# Fresh\n\nA package <script>alert(1)</script> that does t
 
 /// A dump of one new package, `web-api:fresh@1.0.0`, made from a fixture version.
 fn fresh_package(dir: &Path) -> std::path::PathBuf {
+    one_package(dir, "web-api:fresh", |version| {
+        version["description"] = json!("A package published while the server runs");
+        version["longDescription"] = json!(README);
+        version["git"] = json!("https://github.com/web-api/fresh");
+    })
+}
+
+/// A dump of one new package `name@1.0.0`, maintained by `fresh`, its version made from a
+/// fixture version of `iron:core` and changed by `edit`.
+fn one_package(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> std::path::PathBuf {
     let dump = std::fs::read_to_string(fixture()).unwrap();
     let mut version: Value = dump
         .lines()
@@ -116,16 +129,14 @@ fn fresh_package(dir: &Path) -> std::path::PathBuf {
         .find(|line| line["collection"] == "versions" && line["doc"]["packageName"] == "iron:core")
         .expect("a version of iron:core")["doc"]
         .clone();
-    version["_id"] = json!("webApiFreshVersion");
-    version["packageName"] = json!("web-api:fresh");
+    version["_id"] = json!(format!("{name}-version"));
+    version["packageName"] = json!(name);
     version["version"] = json!("1.0.0");
-    version["description"] = json!("A package published while the server runs");
-    version["longDescription"] = json!(README);
-    version["git"] = json!("https://github.com/web-api/fresh");
-    let package = json!({"_id": "webApiFreshPackage", "name": "web-api:fresh",
+    edit(&mut version);
+    let package = json!({"_id": format!("{name}-package"), "name": name,
         "maintainers": [{"username": "fresh", "id": "freshUser"}], "homepage": null,
         "lastUpdated": {"$date": 1_700_000_000_000_i64}});
-    let file = dir.join("fresh.ndjson");
+    let file = dir.join(format!("{}.ndjson", name.replace(':', "-")));
     let lines = [
         json!({"collection": "packages", "doc": package}),
         json!({"collection": "versions", "doc": version}),
@@ -138,6 +149,24 @@ fn fresh_package(dir: &Path) -> std::path::PathBuf {
             .collect::<String>(),
     )
     .unwrap();
+    file
+}
+
+/// A dump of stats rows `(name, version, days ago, direct adds, total adds)`, each for the
+/// UTC day that many days before today.
+fn stats_dump(dir: &Path, rows: &[(&str, &str, u64, u64, u64)]) -> std::path::PathBuf {
+    let today = chrono::Utc::now().date_naive();
+    let lines: String = rows
+        .iter()
+        .map(|(name, version, days_ago, direct, total)| {
+            let day = (today - chrono::Days::new(*days_ago)).to_string();
+            let line = json!({"collection": "stats", "date": day, "doc": {
+                "name": name, "version": version, "directAdds": direct, "totalAdds": total}});
+            format!("{line}\n")
+        })
+        .collect();
+    let file = dir.join("stats.ndjson");
+    std::fs::write(&file, lines).unwrap();
     file
 }
 
@@ -421,7 +450,15 @@ fn violations(document: &Value, template: &str, status: u16, body: &Value) -> Ve
 
 #[test]
 fn answers_match_the_openapi_document() {
-    let (_dir, _data, server) = serve_api(&Backend::Sqlite);
+    let (dir, data, server) = serve_api(&Backend::Sqlite);
+    let usage = stats_dump(
+        dir.path(),
+        &[
+            ("iron:router", "1.0.6", 1, 3, 5),
+            ("iron:router", "1.0.5", 9, 1, 2),
+        ],
+    );
+    import_on(&Backend::Sqlite, &data, &usage);
     let document = openapi_document();
     let served = get(&format!("{}/api/v1/openapi.json", server.http), None);
     assert_eq!(
@@ -503,6 +540,11 @@ fn answers_match_the_openapi_document() {
             "/api/v1/search?sort=newest&exclude_core=true",
             200,
         ),
+        (
+            "/api/v1/search",
+            "/api/v1/search?q=iron&include_unmigrated=true&include_deprecated=true",
+            200,
+        ),
         ("/api/v1/search", "/api/v1/search?q=-", 400),
         (
             "/api/v1/lists/{list}",
@@ -534,6 +576,26 @@ fn answers_match_the_openapi_document() {
         (
             "/api/v1/maintainers/{user}",
             "/api/v1/maintainers/nobody-here",
+            404,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/iron:router?interval=week",
+            200,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/iron:core",
+            200,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/iron:router?interval=year",
+            400,
+        ),
+        (
+            "/api/v1/stats/packages/{name}",
+            "/api/v1/stats/packages/no:such",
             404,
         ),
         ("/api/v1/openapi.json", "/api/v1/openapi.json", 200),
@@ -705,21 +767,13 @@ fn search_sorts_and_filters_by_the_servers_own_usage() {
     let data = dir.path().join("data");
     import_on(&Backend::Sqlite, &data, &fixture());
     // Yesterday's usage: a lot of iron:router, a little of iron:core.
-    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
-    let stats = dir.path().join("stats.ndjson");
-    let rows = [
-        ("iron:router", "1.0.6", 700, 900),
-        ("iron:core", "1.0.6", 20, 950),
-    ];
-    let lines: String = rows
-        .iter()
-        .map(|(name, version, direct, total)| {
-            let line = json!({"collection": "stats", "date": yesterday, "doc": {
-                "name": name, "version": version, "directAdds": direct, "totalAdds": total}});
-            format!("{line}\n")
-        })
-        .collect();
-    std::fs::write(&stats, lines).unwrap();
+    let stats = stats_dump(
+        dir.path(),
+        &[
+            ("iron:router", "1.0.6", 1, 700, 900),
+            ("iron:core", "1.0.6", 1, 20, 950),
+        ],
+    );
     import_on(&Backend::Sqlite, &data, &stats);
     let server = Server::start(&data, &[]);
     let api = format!("{}/api/v1", server.http);
@@ -815,4 +869,279 @@ fn search_sorts_and_filters_by_the_servers_own_usage() {
         assert_eq!(refused.body["error"]["code"], code, "{query}");
         assert!(refused.cors.is_some(), "CORS on errors too");
     }
+}
+
+/// Issue 13, "include deprecated/unmigrated": a package whose every version is unmigrated
+/// (published before Meteor 0.9) is found by `/api/v1/search` and the search page only
+/// with `include_unmigrated=true`, and then its detail answers too.
+#[test]
+fn unmigrated_packages_are_searched_only_when_asked_for() {
+    let (dir, data, server) = serve_api(&Backend::Sqlite);
+    let api = format!("{}/api/v1", server.http);
+    let dump = one_package(dir.path(), "web-api:classic", |version| {
+        version["description"] = json!("A classic package from before packages migrated");
+        version["unmigrated"] = json!(true);
+    });
+    import_on(&Backend::Sqlite, &data, &dump);
+    let asked = wait_for(
+        &format!("{api}/search?q=classic&include_unmigrated=true"),
+        |a| a.status == 200 && !a.body["items"].as_array().unwrap().is_empty(),
+    );
+    assert_eq!(asked.body["items"][0]["name"], "web-api:classic");
+    assert_eq!(asked.body["items"][0]["version"], "1.0.0");
+    assert_eq!(asked.cors.as_deref(), Some("*"));
+    for left_out in [
+        "q=classic",
+        "q=web-api:classic",
+        "q=classic&include_unmigrated=false",
+        "include_unmigrated=",
+    ] {
+        let hits = get(&format!("{api}/search?{left_out}"), None);
+        assert_eq!(hits.status, 200, "{left_out}: {}", hits.body);
+        assert!(
+            hits.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|hit| hit["name"] != "web-api:classic"),
+            "{left_out}: {}",
+            hits.body
+        );
+    }
+    let browsed = get(
+        &format!("{api}/search?sort=name&include_unmigrated=true&maintainer=fresh"),
+        None,
+    );
+    assert_eq!(
+        browsed.body["items"][0]["name"], "web-api:classic",
+        "{}",
+        browsed.body
+    );
+    let refused = get(
+        &format!("{api}/search?q=classic&include_unmigrated=yes"),
+        None,
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.body["error"]["code"], "invalid_parameter");
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("include_unmigrated"),
+        "{}",
+        refused.body
+    );
+    // Found, it is shown: its latest version is its unmigrated one.
+    let detail = get(&format!("{api}/packages/web-api:classic"), None);
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert_eq!(detail.body["latest_version"], "1.0.0");
+    let version = get(
+        &format!("{api}/packages/web-api:classic/versions/1.0.0"),
+        None,
+    );
+    assert_eq!(version.body["unmigrated"], true);
+
+    // The search page: the checkbox beside "include deprecated", kept when checked.
+    let page = |path: &str| {
+        agent()
+            .get(&format!("{}{path}", server.http))
+            .call()
+            .expect("HTTP request")
+            .body_mut()
+            .read_to_string()
+            .expect("UTF-8 page")
+    };
+    let plain = page("/search?q=classic");
+    assert!(
+        plain.contains("name=\"include_unmigrated\" value=\"true\">"),
+        "{plain}"
+    );
+    assert!(!plain.contains("web-api:classic"), "{plain}");
+    let included = page("/search?q=classic&include_unmigrated=true");
+    assert!(included.contains("name=\"include_unmigrated\" value=\"true\" checked"));
+    let results = &included[included.find("id=\"results\"").expect("results")..];
+    assert!(results.contains("web-api:classic"), "{results}");
+}
+
+/// Issue 13, "limits as flags": a server started with smaller bounds than the defaults
+/// (`--web-max-query-chars`, `--web-max-page-depth`) holds the API and the pages to them,
+/// and its errors name them.
+#[test]
+fn configured_bounds_take_effect_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let server = Server::start(
+        &data,
+        &[
+            "--web-max-query-chars",
+            "10",
+            "--web-max-page-depth",
+            "4",
+            "--web-page-size",
+            "2",
+        ],
+    );
+    let api = format!("{}/api/v1", server.http);
+    wait_for(&format!("{api}/search?q=0123456789"), |a| a.status == 200);
+    let long = get(&format!("{api}/search?q=01234567890"), None);
+    assert_eq!(long.status, 400);
+    assert_eq!(long.cors.as_deref(), Some("*"));
+    assert_eq!(long.body["error"]["code"], "query_too_long");
+    let message = long.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("10 characters"), "{message}");
+
+    let versions = format!("{api}/packages/iron:router/versions?limit=2");
+    assert_eq!(get(&format!("{versions}&cursor=4"), None).status, 200);
+    let deep = get(&format!("{versions}&cursor=5"), None);
+    assert_eq!(deep.status, 400);
+    assert_eq!(deep.body["error"]["code"], "cursor_too_deep");
+    let message = deep.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("past item 4"), "{message}");
+
+    // The pages: their search boxes take 10 characters, and page 3 (items 4 and 5) is
+    // the deepest of a list of 2 a page.
+    let page = |path: &str| {
+        let mut response = agent()
+            .get(&format!("{}{path}", server.http))
+            .call()
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    };
+    let (status, home) = page("/");
+    assert_eq!(status, 200);
+    assert!(home.contains("maxlength=\"10\""), "{home}");
+    assert!(!home.contains("maxlength=\"200\""), "{home}");
+    assert_eq!(page("/search?q=iron&page=3").0, 200);
+    let (status, refused) = page("/search?q=iron&page=4");
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.contains("past item 4"), "{refused}");
+    assert_eq!(page("/search?q=01234567890").0, 400);
+}
+
+/// Issue 13: `/api/v1/stats/packages/{name}` answers as the rest of `/api/v1` does (CORS on
+/// every answer and preflight, JSON errors, an `ETag` and `304`, cache headers), from the
+/// server's rolled-up stats, while `/stats/v1/<day>` stays as spec §7.2 has it.
+#[test]
+fn usage_statistics_answer_as_the_rest_of_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    import_on(&Backend::Sqlite, &data, &fixture());
+    let usage = stats_dump(
+        dir.path(),
+        &[
+            ("iron:router", "1.0.6", 1, 3, 5),
+            ("iron:router", "1.0.5", 2, 1, 2),
+            ("made-up:name", "1.0.0", 1, 1, 1),
+        ],
+    );
+    import_on(&Backend::Sqlite, &data, &usage);
+    let server = Server::start(&data, &["--stats-max-range-days", "400"]);
+    let stats = format!("{}/api/v1/stats/packages", server.http);
+    // Whether a name is a package is told by the read model: wait for it.
+    wait_for(
+        &format!("{}/api/v1/packages/iron:router", server.http),
+        |a| a.status == 200,
+    );
+
+    let range = get(&format!("{stats}/iron:router"), None);
+    assert_eq!(range.status, 200, "{}", range.body);
+    assert_eq!(
+        (
+            range.body["directAdds"].clone(),
+            range.body["totalAdds"].clone()
+        ),
+        (json!(4), json!(7))
+    );
+    assert_eq!(range.cors.as_deref(), Some("*"));
+    assert_eq!(
+        range.cache_control.as_deref(),
+        Some("public, no-cache"),
+        "today is still counted"
+    );
+    let tag = range.etag.expect("an ETag");
+    let again = get(&format!("{stats}/iron:router"), Some(&tag));
+    assert_eq!(again.status, 304);
+    assert_eq!(again.etag.as_deref(), Some(tag.as_str()));
+    assert_eq!(again.cors.as_deref(), Some("*"));
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    let finished = get(
+        &format!("{stats}/iron:router?to={yesterday}&interval=month"),
+        Some(&tag),
+    );
+    assert_eq!(finished.status, 200, "another range, another tag");
+    assert_eq!(
+        finished.cache_control.as_deref(),
+        Some("public, max-age=300")
+    );
+
+    // A package nobody added has zeros; a name the catalog does not hold is a 404, unless
+    // usage was counted for it (imported here).
+    let unused = get(&format!("{stats}/iron:core"), None);
+    assert_eq!(
+        (unused.status, unused.body["totalAdds"].clone()),
+        (200, json!(0))
+    );
+    let counted = get(&format!("{stats}/made-up:name"), None);
+    assert_eq!(
+        (counted.status, counted.body["totalAdds"].clone()),
+        (200, json!(1))
+    );
+    let missing = get(&format!("{stats}/no:such"), None);
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.cors.as_deref(), Some("*"));
+    assert_eq!(missing.body["error"]["code"], "package_not_found");
+
+    for (bad, says) in [
+        ("Not%20A%20Package", "not a Meteor package name"),
+        ("iron:router?from=2024-02-30", "from: invalid day"),
+        ("iron:router?interval=year", "invalid interval"),
+        ("iron:router?from=2024-10-02&to=2024-10-01", "after to"),
+        ("iron:router?from=2023-01-01&to=2024-10-01", "at most 400"),
+        ("iron:router?to=2024-10-01&to=2024-10-02", "duplicate field"),
+    ] {
+        let refused = get(&format!("{stats}/{bad}"), None);
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+        assert_eq!(refused.cors.as_deref(), Some("*"), "{bad}");
+        assert_eq!(refused.body["error"]["code"], "invalid_parameter", "{bad}");
+        let message = refused.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+
+    // A script's preflight, and another method.
+    let preflight = agent()
+        .options(&format!("{stats}/iron:router"))
+        .header("Origin", "https://elsewhere.example")
+        .header("Access-Control-Request-Headers", "if-none-match")
+        .call()
+        .expect("HTTP request");
+    assert_eq!(preflight.status().as_u16(), 204);
+    let allowed = |name: &str| {
+        preflight
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(allowed("access-control-allow-origin").as_deref(), Some("*"));
+    assert!(
+        allowed("access-control-allow-headers")
+            .unwrap()
+            .contains("If-None-Match")
+    );
+    let mut posted = agent()
+        .post(&format!("{stats}/iron:router"))
+        .send_empty()
+        .expect("HTTP request");
+    assert_eq!(posted.status().as_u16(), 405);
+    let posted: Value = serde_json::from_str(&posted.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(posted["error"]["code"], "method_not_allowed");
+
+    // The daily files stay as spec §7.2 has them.
+    let (status, body, content_type) =
+        crate::common::http_get(&format!("{}/stats/v1/{yesterday}", server.http));
+    assert_eq!(status, 200);
+    assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
+    assert!(body.contains("\"name\":\"iron:router\""), "{body}");
 }

@@ -90,7 +90,7 @@ impl Index {
     pub fn most_added(&self, limit: usize) -> Result<Vec<SearchHit>, IndexError> {
         let names = self.collect(
             "SELECT a.package FROM adds a JOIN latest l ON l.package = a.package
-             WHERE a.direct_30d > 0
+             WHERE NOT l.unmigrated AND a.direct_30d > 0
              ORDER BY a.direct_30d DESC, a.package LIMIT ?1",
             [sql_int(limit as u64)],
             |row| row.get::<_, String>(0),
@@ -105,7 +105,7 @@ impl Index {
         let names = self.collect(
             &format!(
                 "SELECT a.package FROM adds a JOIN latest l ON l.package = a.package
-                 WHERE a.direct_7d >= {TRENDING_MIN_ADDS}
+                 WHERE NOT l.unmigrated AND a.direct_7d >= {TRENDING_MIN_ADDS}
                  ORDER BY a.direct_7d / (a.direct_prior_28d / 4.0 + {TRENDING_BASELINE}) DESC,
                           a.direct_7d DESC, a.package
                  LIMIT ?1"

@@ -28,8 +28,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::IndexError;
-use crate::schema::update_boost;
-use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
+use crate::schema::{DATA_TABLES, DEFERRED_INDEXES, LATEST_OF_UNMIGRATED_ONLY, refresh_latest};
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]
@@ -238,29 +237,34 @@ fn drop_typed_rows_of_raw_records(tx: &Transaction<'_>, repick: bool) -> rusqlit
     Ok(())
 }
 
-/// Chooses `package`'s latest version again after its latest one went or became
-/// `unmigrated`: the greatest rank among the others, the last stored among equal ranks.
-/// With none left the package leaves `latest`, `search` and `dependents`.
+/// Chooses `package`'s latest version again, from all of its versions: after its latest
+/// one went or became `unmigrated`, or when the package has no migrated version (its
+/// latest is then among the unmigrated ones, marked so). The greatest rank among the
+/// migrated versions, else among the unmigrated ones, the last stored among equal ranks;
+/// its dates are those of the versions of its kind. With no version left the package
+/// leaves `latest`, `search` and `dependents`.
 fn repick_latest(tx: &Transaction<'_>, package: &str) -> rusqlite::Result<()> {
-    let best: Option<(i64, Vec<u8>)> = tx
+    let best: Option<(i64, Vec<u8>, bool)> = tx
         .prepare_cached(
-            "SELECT rowid, rank FROM versions WHERE package = ?1 AND NOT unmigrated
-             ORDER BY rank DESC, rowid DESC LIMIT 1",
+            "SELECT rowid, rank, unmigrated FROM versions WHERE package = ?1
+             ORDER BY unmigrated, rank DESC, rowid DESC LIMIT 1",
         )?
-        .query_row([package], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_row([package], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    if let Some((rowid, rank)) = best {
+    if let Some((rowid, rank, unmigrated)) = best {
         let latest_id: i64 = tx
             .prepare_cached(
-                "INSERT INTO latest (package, version_rowid, rank, created)
-                 VALUES (?1, ?2, ?3, (SELECT min(published) FROM versions
-                                      WHERE package = ?1 AND NOT unmigrated))
+                "INSERT INTO latest (package, version_rowid, rank, unmigrated, last_updated,
+                                     created)
+                 SELECT ?1, ?2, ?3, ?4, max(last_updated), min(published) FROM versions
+                 WHERE package = ?1 AND unmigrated = ?4
                  ON CONFLICT (package) DO UPDATE SET
                      version_rowid = excluded.version_rowid, rank = excluded.rank,
+                     unmigrated = excluded.unmigrated, last_updated = excluded.last_updated,
                      created = excluded.created
                  RETURNING id",
             )?
-            .query_row(params![package, rowid, rank], |row| row.get(0))?;
+            .query_row(params![package, rowid, rank, unmigrated], |row| row.get(0))?;
         tx.prepare_cached("INSERT OR IGNORE INTO latest_dirty (latest_id) VALUES (?1)")?
             .execute([latest_id])?;
         return Ok(());
@@ -284,8 +288,10 @@ fn repick_latest(tx: &Transaction<'_>, package: &str) -> rusqlite::Result<()> {
 /// copy, the deferred indexes are built from sorted keys, and every package's latest
 /// version is chosen at once (the page that ends the sync then writes `search` and
 /// `dependents` for all of them): the greatest rank, the last stored among equal ranks, as
-/// version by version. Grouping along `versions_by_package` and looking the winner up
-/// there costs a third of ranking every version with a window function.
+/// version by version, among the migrated versions, and for the packages that have none
+/// among the unmigrated ones ([`LATEST_OF_UNMIGRATED_ONLY`]). Grouping along
+/// `versions_by_package` and looking the winner up there costs a third of ranking every
+/// version with a window function.
 fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     for (_, table, create) in DEFERRED_INDEXES {
         if !create.starts_with("CREATE UNIQUE INDEX") {
@@ -309,9 +315,10 @@ fn finish_first_sync(tx: &Transaction<'_>) -> rusqlite::Result<()> {
                     rank, last_updated, created
              FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated,
                           min(published) AS created
-                   FROM versions WHERE NOT unmigrated GROUP BY package) m;
-         INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;",
-    )
+                   FROM versions WHERE NOT unmigrated GROUP BY package) m;",
+    )?;
+    tx.execute_batch(LATEST_OF_UNMIGRATED_ONLY)?;
+    tx.execute_batch("INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;")
 }
 
 /// Builds a unique index; `false` if a key is duplicated (the index is then not built).
@@ -351,35 +358,6 @@ fn drop_older_copies(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<()> 
         [table],
     )?;
     Ok(())
-}
-
-/// Rewrites the full-text and dependents rows, the latest version's date and deprecated
-/// flag, and the search boost, of the packages whose latest version changed.
-fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(
-        "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
-         INSERT INTO search (rowid, name, description, long_description)
-             SELECT l.id, l.package, coalesce(v.description, ''),
-                    coalesce(json_extract(v.doc, '$.longDescription'), '')
-             FROM latest_dirty d
-             JOIN latest l ON l.id = d.latest_id
-             JOIN versions v ON v.rowid = l.version_rowid;
-         DELETE FROM dependents WHERE package IN
-             (SELECT l.package FROM latest_dirty d JOIN latest l ON l.id = d.latest_id);
-         INSERT OR REPLACE INTO dependents (name, package, version, constraint_text, refs, weak)
-             SELECT e.name, l.package, v.version, e.constraint_text, e.refs, e.weak
-             FROM latest_dirty d
-             JOIN latest l ON l.id = d.latest_id
-             JOIN versions v ON v.rowid = l.version_rowid
-             JOIN dependencies e ON e.version_rowid = l.version_rowid;
-         UPDATE latest SET
-             published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
-             deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
-                           WHERE rowid = latest.version_rowid)
-         WHERE id IN (SELECT latest_id FROM latest_dirty);",
-    )?;
-    tx.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
-    tx.execute_batch("DELETE FROM latest_dirty;")
 }
 
 /// Why applying a page stopped: a malformed record or a database error.
@@ -635,14 +613,25 @@ fn apply_version<'t>(
     if first_sync {
         return Ok((inserted, record.id));
     }
-    if unmigrated {
-        // Spec §3.8: hidden, so never latest; if it was, another version takes its place.
-        let was_latest: bool = tx
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM latest WHERE version_rowid = ?1)")?
-            .query_row([rowid], |row| row.get(0))?;
-        if was_latest {
-            repick_latest(tx, package)?;
+    // Spec §3.8: an unmigrated version is latest only while the package has no migrated
+    // one. The latest is chosen again from every version when this one may change which
+    // kind it is among: the package has none yet and this one is unmigrated, its latest is
+    // unmigrated, or this one was its latest and is unmigrated now.
+    let latest: Option<(bool, i64)> = tx
+        .prepare_cached("SELECT unmigrated, version_rowid FROM latest WHERE package = ?1")?
+        .query_row([package], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let choose_again = match latest {
+        None => unmigrated,
+        Some((latest_unmigrated, latest_rowid)) => {
+            latest_unmigrated || (unmigrated && latest_rowid == rowid)
         }
+    };
+    if choose_again {
+        repick_latest(tx, package)?;
+        return Ok((inserted, record.id));
+    }
+    if unmigrated {
         return Ok((inserted, record.id));
     }
     let (latest_id, latest_version): (i64, i64) = tx

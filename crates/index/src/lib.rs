@@ -40,4 +40,4 @@ pub use query::{
     constraint_admits,
 };
 pub use schema::SCHEMA_VERSION;
-pub use search::{MAX_SEARCH_CHARS, Search, SearchSort};
+pub use search::{Search, SearchSort};

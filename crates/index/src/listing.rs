@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::error::IndexError;
 use crate::handle::Index;
 use crate::query::{
-    DepNode, RELEASE_COLUMNS, ReleaseSummary, SearchHit, VersionSummary, iso_date, references,
-    release_summary,
+    DepNode, LATEST_KIND, RELEASE_COLUMNS, ReleaseSummary, SearchHit, VersionSummary, iso_date,
+    references, release_summary,
 };
 
 /// One page of a longer list, with the list's length so a caller knows where it ends.
@@ -70,8 +70,8 @@ impl Index {
     }
 
     /// `limit` versions of `name` from `offset` on, newest first (Meteor version order;
-    /// unmigrated versions left out, as in [`Index::show`]), or
-    /// [`IndexError::UnknownPackage`].
+    /// the versions of its latest version's kind, as in [`Index::show`]: unmigrated ones
+    /// only when every version is), or [`IndexError::UnknownPackage`].
     pub fn versions(
         &self,
         name: &str,
@@ -81,12 +81,14 @@ impl Index {
         self.require_synced()?;
         self.latest_version(name)?;
         let total = self.count(
-            "SELECT count(*) FROM versions WHERE package = ?1 AND NOT unmigrated",
+            &format!("SELECT count(*) FROM versions WHERE package = ?1 AND {LATEST_KIND}"),
             name,
         )?;
         let items = self.collect(
-            "SELECT version, published FROM versions WHERE package = ?1 AND NOT unmigrated
-             ORDER BY sort_key DESC LIMIT ?2 OFFSET ?3",
+            &format!(
+                "SELECT version, published FROM versions WHERE package = ?1 AND {LATEST_KIND}
+                 ORDER BY sort_key DESC LIMIT ?2 OFFSET ?3"
+            ),
             params![name, sql_int(limit), sql_int(offset)],
             |row| {
                 Ok(VersionSummary {
@@ -130,7 +132,8 @@ impl Index {
     }
 
     /// The latest version, summary, last update and maintainers of each of `names` the
-    /// index knows, in the order asked (unknown names are left out): the bulk lookup badge
+    /// index knows, in the order asked (unknown names are left out; a package whose every
+    /// version is unmigrated is known, as to [`Index::show`]): the bulk lookup badge
     /// services and package listings make.
     pub fn summaries(&self, names: &[&str]) -> Result<Vec<SearchHit>, IndexError> {
         self.require_synced()?;
@@ -150,7 +153,8 @@ impl Index {
 
     /// `limit` packages by name, after `after` (all of them from the first when `None`),
     /// each with its latest version, summary, last update and maintainers, and how many
-    /// packages the index holds: the browse-all list, a page at a time. A page starts
+    /// packages the index holds: the browse-all list, a page at a time (packages whose every
+    /// version is unmigrated left out, as search leaves them). A page starts
     /// after the last name of the page before (not at a position), so every page costs the
     /// same however deep it is.
     pub fn browse(
@@ -159,13 +163,15 @@ impl Index {
         limit: u64,
     ) -> Result<Listing<SearchHit>, IndexError> {
         self.require_synced()?;
-        let total = self.one("SELECT count(*) FROM latest", [])?.unwrap_or(0);
+        let total = self
+            .one("SELECT count(*) FROM latest WHERE NOT unmigrated", [])?
+            .unwrap_or(0);
         let items = self.hits(
             "SELECT l.package, v.version, v.description, l.last_updated,
                     coalesce(a.direct_30d, 0)
              FROM latest l JOIN versions v ON v.rowid = l.version_rowid
              LEFT JOIN adds a ON a.package = l.package
-             WHERE ?1 IS NULL OR l.package > ?1
+             WHERE NOT l.unmigrated AND (?1 IS NULL OR l.package > ?1)
              ORDER BY l.package LIMIT ?2",
             params![after, sql_int(limit)],
         )?;
@@ -194,7 +200,7 @@ impl Index {
             &format!(
                 "SELECT l.package, v.version, v.description, l.{date}
                  FROM latest l JOIN versions v ON v.rowid = l.version_rowid
-                 WHERE l.{date} IS NOT NULL
+                 WHERE l.{date} IS NOT NULL AND NOT l.unmigrated
                  ORDER BY l.{date} DESC, l.package LIMIT ?1"
             ),
             [sql_int(limit as u64)],

@@ -75,7 +75,8 @@ pub struct VersionInfo {
     /// Only in test builds (`testOnly`).
     pub test_only: bool,
     /// Not migrated to the current package format (`unmigrated`, spec §3.8): the tool
-    /// never picks it, so it is never the latest version.
+    /// never picks it, so it is the latest version only of a package whose every version
+    /// is unmigrated.
     pub unmigrated: bool,
     /// Its dependencies, by name.
     pub dependencies: Vec<Dependency>,
@@ -233,6 +234,12 @@ pub enum Releases {
     },
 }
 
+/// The condition on the `versions` rows of the package `?1` that keeps those of its
+/// latest version's kind: the migrated ones, or every one when all are unmigrated (spec
+/// §3.8). A package's version lists show these.
+pub(crate) const LATEST_KIND: &str =
+    "unmigrated = (SELECT unmigrated FROM latest WHERE package = ?1)";
+
 /// How many edges a `deps --tree` may print before it stops expanding.
 const MAX_TREE_NODES: usize = 10_000;
 
@@ -261,8 +268,10 @@ impl Index {
             .map_err(|e| self.sqlite(e))?
             .flatten();
         let versions = self.collect(
-            "SELECT version, published FROM versions WHERE package = ?1 AND NOT unmigrated
-             ORDER BY sort_key",
+            &format!(
+                "SELECT version, published FROM versions WHERE package = ?1 AND {LATEST_KIND}
+                 ORDER BY sort_key"
+            ),
             [name],
             |row| {
                 Ok(VersionSummary {

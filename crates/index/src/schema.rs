@@ -24,7 +24,10 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// 3: the `origin` table (added in place to a version 2 file).
 /// 4: `latest.created`, `.published`, `.deprecated` and `.boost`, and the `adds` tables
 ///    (added in place to a version 2 or 3 file).
-pub const SCHEMA_VERSION: i64 = 4;
+/// 5: `latest.unmigrated`, and a `latest` row for each package whose every version is
+///    unmigrated, so search can include them when asked (added in place to a version 2, 3
+///    or 4 file).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
 /// the first sync. Not a data table: `resetData` from the same server keeps it.
@@ -67,6 +70,39 @@ pub(crate) fn update_boost(rows: &str) -> String {
     )
 }
 
+/// Rewrites the derived rows of the packages whose latest version changed
+/// (`latest_dirty`): their full-text row, the dependents of their latest version (none for
+/// a package whose every version is unmigrated: no app can use it), the latest version's
+/// date and deprecated flag, and the search boost. The page that brings a sync up to date
+/// runs it, and so does an upgrade that adds `latest` rows.
+pub(crate) fn refresh_latest(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch(
+        "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
+         INSERT INTO search (rowid, name, description, long_description)
+             SELECT l.id, l.package, coalesce(v.description, ''),
+                    coalesce(json_extract(v.doc, '$.longDescription'), '')
+             FROM latest_dirty d
+             JOIN latest l ON l.id = d.latest_id
+             JOIN versions v ON v.rowid = l.version_rowid;
+         DELETE FROM dependents WHERE package IN
+             (SELECT l.package FROM latest_dirty d JOIN latest l ON l.id = d.latest_id);
+         INSERT OR REPLACE INTO dependents (name, package, version, constraint_text, refs, weak)
+             SELECT e.name, l.package, v.version, e.constraint_text, e.refs, e.weak
+             FROM latest_dirty d
+             JOIN latest l ON l.id = d.latest_id
+             JOIN versions v ON v.rowid = l.version_rowid
+             JOIN dependencies e ON e.version_rowid = l.version_rowid
+             WHERE NOT l.unmigrated;
+         UPDATE latest SET
+             published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
+             deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
+                           WHERE rowid = latest.version_rowid)
+         WHERE id IN (SELECT latest_id FROM latest_dirty);",
+    )?;
+    connection.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
+    connection.execute_batch("DELETE FROM latest_dirty;")
+}
+
 /// The indexes of `latest` by date, for the newest-first lists (version 4).
 const LATEST_BY_DATE: &str = "
 CREATE INDEX IF NOT EXISTS latest_by_published ON latest (published);
@@ -84,6 +120,27 @@ UPDATE latest SET
     published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
     deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
                   WHERE rowid = latest.version_rowid);";
+
+/// Adds `latest.unmigrated` (version 5); the rows it marks come from
+/// [`LATEST_OF_UNMIGRATED_ONLY`].
+const VERSION_5_COLUMN: &str =
+    "ALTER TABLE latest ADD COLUMN unmigrated INTEGER NOT NULL DEFAULT 0;";
+
+/// Gives each package whose every version is unmigrated (spec §3.8) a `latest` row marked
+/// `unmigrated`: its greatest rank among them, the last stored among equal ranks, with their
+/// dates, as packages with a migrated version get theirs. Run where `latest` already holds
+/// every package that has a migrated version (the end of a first sync, the upgrade to
+/// version 5); afterwards each version keeps it current (`ingest`).
+pub(crate) const LATEST_OF_UNMIGRATED_ONLY: &str = "
+INSERT INTO latest (package, version_rowid, rank, last_updated, created, unmigrated)
+    SELECT package,
+           (SELECT max(rowid) FROM versions v
+            WHERE v.package = m.package AND v.rank = m.rank AND v.unmigrated),
+           rank, last_updated, created, 1
+    FROM (SELECT package, max(rank) AS rank, max(last_updated) AS last_updated,
+                 min(published) AS created
+          FROM versions WHERE unmigrated GROUP BY package) m
+    WHERE NOT EXISTS (SELECT 1 FROM latest l WHERE l.package = m.package);";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -125,7 +182,7 @@ CREATE TABLE versions (
     description TEXT,             -- description
     published INTEGER,            -- published, ms
     last_updated INTEGER,         -- lastUpdated, ms
-    unmigrated INTEGER NOT NULL,  -- unmigrated: hidden from latest, search, show, deps
+    unmigrated INTEGER NOT NULL,  -- unmigrated: latest only when every version is, never deps'
     doc TEXT NOT NULL
 );
 -- One edge per (version, dependency): dependencies.<name>.{constraint, references}.
@@ -152,12 +209,15 @@ CREATE TABLE dependents (
 ) WITHOUT ROWID;
 CREATE INDEX dependents_by_package ON dependents (package);
 -- The latest version of each package: the greatest `rank` (official versions above
--- prereleases, then Meteor version order). The rowid keys the `search` table.
+-- prereleases, then Meteor version order) among its migrated versions, or, when every
+-- version is unmigrated, among those (`unmigrated`: lists and search leave such packages
+-- out unless asked). The rowid keys the `search` table.
 CREATE TABLE latest (
     id INTEGER PRIMARY KEY,
     package TEXT NOT NULL UNIQUE,
     version_rowid INTEGER NOT NULL,
     rank BLOB NOT NULL,
+    unmigrated INTEGER NOT NULL DEFAULT 0, -- every version of the package is unmigrated
     last_updated INTEGER,         -- the greatest lastUpdated of any version
     created INTEGER,              -- the earliest published of any version, ms
     -- Of the latest version, rewritten with `search` (search filters on them without
@@ -392,19 +452,34 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
     }
     check_version(application_id, user_version, 2, path)?;
     if user_version < SCHEMA_VERSION {
-        // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
-        // sync), four columns of `latest` and the `adds` tables. Two processes may upgrade the same
-        // file at once: the first commits, the second sees the new version and stops.
+        // Versions 3 to 5 only add: `origin` (the file's server is learnt at its next
+        // sync), five columns of `latest`, the `adds` tables, and the `latest` rows of
+        // packages whose every version is unmigrated (with their search rows). Two
+        // processes may upgrade the same file at once: the first commits, the second sees
+        // the new version and stops.
         let tx = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         let (_, now) = identity(&tx, path)?;
-        if now < SCHEMA_VERSION {
+        if now < 4 {
             tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
             tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
             tx.execute_batch(VERSION_4_COLUMNS).map_err(sqlite)?;
             tx.execute_batch(&update_boost("1")).map_err(sqlite)?;
             tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
+        }
+        if now < 5 {
+            tx.execute_batch(VERSION_5_COLUMN).map_err(sqlite)?;
+            tx.execute_batch(LATEST_OF_UNMIGRATED_ONLY)
+                .map_err(sqlite)?;
+            tx.execute_batch(
+                "INSERT OR IGNORE INTO latest_dirty (latest_id)
+                     SELECT id FROM latest WHERE unmigrated",
+            )
+            .map_err(sqlite)?;
+            refresh_latest(&tx).map_err(sqlite)?;
+        }
+        if now < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sqlite)?;
         }

@@ -19,10 +19,6 @@ use crate::error::IndexError;
 use crate::handle::Index;
 use crate::query::SearchHit;
 
-/// The longest text [`Index::find`] looks for, in characters; longer text is cut there
-/// (callers that face the network refuse longer queries first).
-pub const MAX_SEARCH_CHARS: usize = 200;
-
 /// Most words of a query used for the full-text tier: every word must match, so more only
 /// cost time.
 const MAX_WORDS: usize = 16;
@@ -41,7 +37,9 @@ pub(crate) fn popularity(direct_adds_30d: u64) -> f64 {
 /// One search: words, an order, filters and a page.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Search {
-    /// The words looked for; empty lists every package the filters keep.
+    /// The words looked for; empty lists every package the filters keep. Taken whole:
+    /// callers that face the network bound its length first (the server's
+    /// `--web-max-query-chars`); the full-text tier uses its first 16 words.
     pub text: String,
     /// How hits are ordered.
     pub sort: SearchSort,
@@ -53,6 +51,10 @@ pub struct Search {
     /// Keep packages whose latest version is deprecated (left out by default, except a
     /// package whose name or base name is the query).
     pub include_deprecated: bool,
+    /// Keep packages whose every version is unmigrated (spec §3.8: published before Meteor
+    /// 0.9, in a format the current tool cannot use), found by their greatest version;
+    /// left out by default.
+    pub include_unmigrated: bool,
     /// Leave out core packages (names without an `owner:` prefix).
     pub exclude_core: bool,
     /// Hits to skip.
@@ -152,13 +154,7 @@ impl Index {
     /// digit is refused ([`IndexError::EmptyQuery`]).
     pub fn find(&self, search: &Search) -> Result<Vec<SearchHit>, IndexError> {
         self.require_synced()?;
-        let text: String = search
-            .text
-            .trim()
-            .chars()
-            .take(MAX_SEARCH_CHARS)
-            .collect::<String>()
-            .to_lowercase();
+        let text = search.text.trim().to_lowercase();
         let words = fts_expression(&text);
         let has_text = !text.is_empty();
         if has_text && words.is_none() {
@@ -209,6 +205,7 @@ impl Index {
                    AND (?5 OR NOT deprecated OR package = ?1
                         OR substr(package, instr(package, ':') + 1) = ?1)
                    AND NOT (?6 AND instr(package, ':') = 0)
+                   AND (?9 OR NOT unmigrated)
              ),
              page AS (SELECT * FROM ranked r ORDER BY {inner} LIMIT ?7 OFFSET ?8)
              SELECT p.package, v.version, v.description, p.last_updated,
@@ -230,7 +227,8 @@ impl Index {
                 search.include_deprecated,
                 search.exclude_core,
                 limit,
-                offset
+                offset,
+                search.include_unmigrated
             ],
         )
     }

@@ -675,6 +675,9 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
             vec![
                 version("v1", "ann:one", "1.0.0"),
                 raw(r#"{"_id":"v2","packageName":"ann:two","version":"1.0.0","deprecated":true}"#),
+                raw(
+                    r#"{"_id":"v3","packageName":"ann:old","version":"0.8.0","unmigrated":true,"description":"From before 0.9"}"#,
+                ),
             ],
         ),
     ];
@@ -683,14 +686,18 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
         .unwrap();
     drop(index);
     // What schema 2 had: everything but the `origin` table, `latest.created` and the
-    // `adds` tables (version 4).
+    // `adds` tables (version 4), `latest.unmigrated` and the `latest` rows of packages
+    // whose every version is unmigrated (version 5).
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
         .execute_batch(
             "DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
              DROP INDEX latest_by_published; DROP INDEX latest_by_created;
+             DELETE FROM search WHERE rowid IN (SELECT id FROM latest WHERE unmigrated);
+             DELETE FROM latest WHERE unmigrated;
              ALTER TABLE latest DROP COLUMN created; ALTER TABLE latest DROP COLUMN published;
              ALTER TABLE latest DROP COLUMN deprecated; ALTER TABLE latest DROP COLUMN boost;
+             ALTER TABLE latest DROP COLUMN unmigrated;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -731,6 +738,23 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(deprecated, ["ann:two"]);
+    // The package whose every version is unmigrated got its latest row and search row.
+    let index = Index::open(&path).unwrap();
+    let search = |include_unmigrated| {
+        index
+            .find(&exosphere_index::Search {
+                text: "before".into(),
+                include_unmigrated,
+                limit: 10,
+                ..exosphere_index::Search::default()
+            })
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(search(true), ["ann:old"]);
+    assert!(search(false).is_empty());
 }
 
 #[test]

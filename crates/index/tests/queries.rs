@@ -462,8 +462,10 @@ fn version_with(id: &str, name: &str, version: &str, extra: &str) -> Box<RawValu
 }
 
 /// Spec §3.8: an `unmigrated: true` version is hidden from `show` and `search`, so it is
-/// never a package's latest version, nor what `deps` resolves a constraint to; in a first
-/// sync, and when a later page marks the latest version unmigrated.
+/// never the latest version of a package that has a migrated one, nor what `deps` resolves
+/// a constraint to; in a first sync, and when a later page marks the latest version
+/// unmigrated. A package whose every version is unmigrated has its greatest one as latest,
+/// which `show` shows and search finds only when asked.
 #[test]
 fn unmigrated_versions_are_hidden() {
     let dir = tempfile::tempdir().unwrap();
@@ -476,7 +478,12 @@ fn unmigrated_versions_are_hidden() {
             version_with("a1", "alpha:gadget", "1.0.0", ""),
             version_with("a2", "alpha:gadget", "1.5.0", r#","unmigrated":true"#),
             version_with("a3", "alpha:gadget", "1.2.0", r#","unmigrated":false"#),
-            version_with("o1", "only:unmigrated", "1.0.0", r#","unmigrated":true"#),
+            version_with(
+                "o1",
+                "only:unmigrated",
+                "1.0.0",
+                &format!(r#","unmigrated":true{user}"#),
+            ),
             version_with("u1", "bravo:user", "1.0.0", user),
         ],
         true,
@@ -491,10 +498,12 @@ fn unmigrated_versions_are_hidden() {
         .map(|h| (h.name.as_str(), h.version.as_str()))
         .collect();
     assert_eq!(found, [("alpha:gadget", "1.2.0"), ("bravo:user", "1.0.0")]);
-    assert!(matches!(
-        index.show("only:unmigrated", None),
-        Err(IndexError::UnknownPackage { .. })
-    ));
+    let only = index.show("only:unmigrated", None).unwrap();
+    assert_eq!(only.latest, "1.0.0");
+    assert!(only.version.unmigrated);
+    // No app can use it, so it depends on nothing as far as dependents go.
+    let dependents = index.dependents("alpha:gadget", 0, 10).unwrap();
+    assert_eq!(names(&dependents.items), ["bravo:user"]);
     let deps = index.deps("bravo:user", None, false, 1).unwrap();
     assert_eq!(deps.nodes[0].version.as_deref(), Some("1.2.0"));
 
@@ -513,6 +522,64 @@ fn unmigrated_versions_are_hidden() {
     assert_eq!(index.search("alpha", None, 10).unwrap()[0].version, "1.0.0");
     let deps = index.deps("bravo:user", None, false, 1).unwrap();
     assert_eq!(deps.nodes[0].version.as_deref(), Some("1.0.0"));
+
+    // Every version of alpha:gadget unmigrated: its greatest is latest, and search leaves
+    // it out unless asked; bravo:user's dependency resolves to none of them.
+    apply(
+        &mut index,
+        vec![version_with(
+            "a1",
+            "alpha:gadget",
+            "1.0.0",
+            r#","unmigrated":true"#,
+        )],
+        true,
+    );
+    let info = index.show("alpha:gadget", None).unwrap();
+    assert_eq!(
+        (info.latest.as_str(), info.version.unmigrated),
+        ("1.5.0", true)
+    );
+    let versions: Vec<&str> = info.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(versions, ["1.0.0", "1.2.0", "1.5.0"]);
+    assert!(
+        index
+            .search("gadget", None, 10)
+            .unwrap()
+            .iter()
+            .all(|h| h.name != "alpha:gadget")
+    );
+    let asked = index
+        .find(&exosphere_index::Search {
+            text: "alpha".into(),
+            include_unmigrated: true,
+            limit: 10,
+            ..exosphere_index::Search::default()
+        })
+        .unwrap();
+    assert_eq!(
+        (asked[0].name.as_str(), asked[0].version.as_str()),
+        ("alpha:gadget", "1.5.0")
+    );
+    let deps = index.deps("bravo:user", None, false, 1).unwrap();
+    assert_eq!(deps.nodes[0].version, None);
+
+    // A migrated version again: it is latest at once, whatever the unmigrated ones rank.
+    apply(
+        &mut index,
+        vec![version_with("a4", "alpha:gadget", "0.9.0", "")],
+        true,
+    );
+    let info = index.show("alpha:gadget", None).unwrap();
+    assert_eq!(
+        (info.latest.as_str(), info.version.unmigrated),
+        ("0.9.0", false)
+    );
+    assert_eq!(info.versions.len(), 1);
+    assert_eq!(
+        index.search("gadget", None, 10).unwrap()[0].name,
+        "alpha:gadget"
+    );
 }
 
 /// `deps --tree` expands at most 256 levels (`MAX_TREE_DEPTH`, documented in the README),

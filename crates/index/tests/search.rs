@@ -6,7 +6,8 @@ use exosphere_index::{Index, PackageAdds, Search, SearchSort};
 use serde_json::json;
 
 /// One made-up package: name, description, maintainer, published (days ago), direct adds
-/// over the last 30 days, and whether its latest version is deprecated.
+/// over the last 30 days, whether its latest version is deprecated, and whether its only
+/// version is unmigrated (spec §3.8: published before Meteor 0.9).
 struct Made {
     name: &'static str,
     description: &'static str,
@@ -14,6 +15,7 @@ struct Made {
     days_ago: i64,
     adds: u64,
     deprecated: bool,
+    unmigrated: bool,
 }
 
 const fn made(
@@ -30,10 +32,11 @@ const fn made(
         days_ago,
         adds,
         deprecated: false,
+        unmigrated: false,
     }
 }
 
-const CATALOG: [Made; 16] = [
+const CATALOG: [Made; 17] = [
     made(
         "aldeed:collection2",
         "Automatic validation of insert and update operations on the client and server",
@@ -91,6 +94,16 @@ const CATALOG: [Made; 16] = [
             "zzz",
             2000,
             0,
+        )
+    },
+    Made {
+        unmigrated: true,
+        ..made(
+            "zzz:classic-router",
+            "A router for Meteor 0.8 apps, never migrated",
+            "zzz",
+            3000,
+            50,
         )
     },
     made("webapp", "Serves a Meteor app over HTTP", "mdg", 100, 5000),
@@ -160,7 +173,7 @@ fn catalog() -> (tempfile::TempDir, Index) {
             "_id": format!("v{n}"), "packageName": package.name, "version": "1.0.0",
             "description": package.description, "longDescription": "",
             "published": date, "lastUpdated": date, "deprecated": package.deprecated,
-            "dependencies": {},
+            "unmigrated": package.unmigrated, "dependencies": {},
         }}));
     }
     let dump: String = lines.iter().map(|line| format!("{line}\n")).collect();
@@ -301,6 +314,93 @@ fn filters_narrow_the_hits() {
     assert_eq!(aldeed, ["aldeed:collection2", "aldeed:collection2-core"]);
 }
 
+/// Issue 13, "include deprecated/unmigrated": a package whose every version is unmigrated
+/// is left out of search, its lists and the browse list unless asked for, even named
+/// exactly; asked for, it is found like any other, by name or by words, with its greatest
+/// version, and `show` knows it.
+#[test]
+fn unmigrated_packages_are_found_only_when_asked_for() {
+    let (_dir, index) = catalog();
+    let unmigrated = |search: Search| {
+        find(
+            &index,
+            Search {
+                include_unmigrated: true,
+                ..search
+            },
+        )
+    };
+    assert!(!text(&index, "router").contains(&"zzz:classic-router".to_owned()));
+    assert_eq!(text(&index, "classic-router"), Vec::<String>::new());
+    assert_eq!(text(&index, "zzz:classic-router"), Vec::<String>::new());
+    assert_eq!(
+        unmigrated(Search {
+            text: "classic-router".into(),
+            ..Search::default()
+        }),
+        ["zzz:classic-router"]
+    );
+    assert_eq!(
+        unmigrated(Search {
+            text: "never migrated".into(),
+            ..Search::default()
+        }),
+        ["zzz:classic-router"],
+        "its words are searched too"
+    );
+    let routers = unmigrated(Search {
+        text: "router".into(),
+        ..Search::default()
+    });
+    assert_eq!(
+        routers[..3],
+        text(&index, "router")[..],
+        "the others keep their order"
+    );
+    assert!(
+        routers.contains(&"zzz:classic-router".to_owned()),
+        "{routers:?}"
+    );
+    let everything = unmigrated(Search {
+        sort: SearchSort::Name,
+        include_deprecated: true,
+        ..Search::default()
+    });
+    assert_eq!(everything.len(), CATALOG.len());
+    let zzz = unmigrated(Search {
+        maintainer: Some("zzz".into()),
+        include_deprecated: true,
+        sort: SearchSort::Name,
+        ..Search::default()
+    });
+    assert_eq!(zzz, ["zzz:abandoned-router", "zzz:classic-router"]);
+
+    // The lists leave it out whatever its adds.
+    let listed = |hits: Vec<exosphere_index::SearchHit>| -> Vec<String> {
+        hits.into_iter().map(|hit| hit.name).collect()
+    };
+    assert!(!listed(index.most_added(20).unwrap()).contains(&"zzz:classic-router".to_owned()));
+    let browsed = index.browse(None, 100).unwrap();
+    assert_eq!(browsed.total, CATALOG.len() as u64 - 1);
+    assert!(!listed(browsed.items).contains(&"zzz:classic-router".to_owned()));
+    let recent = index.recently_published(100).unwrap();
+    assert!(
+        recent
+            .iter()
+            .all(|package| package.name != "zzz:classic-router")
+    );
+
+    // Found, it can be shown: its latest version is its greatest, marked unmigrated.
+    let info = index.show("zzz:classic-router", None).unwrap();
+    assert_eq!(info.latest, "1.0.0");
+    assert!(info.version.unmigrated);
+    assert_eq!(info.versions.len(), 1);
+    assert_eq!(
+        listed(index.summaries(&["zzz:classic-router"]).unwrap()),
+        ["zzz:classic-router"]
+    );
+}
+
 #[test]
 fn sort_orders_and_lists() {
     let (_dir, index) = catalog();
@@ -318,7 +418,8 @@ fn sort_orders_and_lists() {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted);
-    assert_eq!(names.len(), CATALOG.len());
+    // Every package but the unmigrated one, which is only found when asked for.
+    assert_eq!(names.len(), CATALOG.len() - 1);
     assert_eq!(
         by(SearchSort::Newest)[..2],
         ["quote:stuff", "ostrio:flow-router-extra"]

@@ -233,6 +233,39 @@ pub(crate) fn not_modified(headers: &HeaderMap, tag: &str, exists: bool) -> bool
         .any(|candidate| (candidate == "*" && exists) || candidate.trim_start_matches("W/") == tag)
 }
 
+/// A `200` JSON answer whose entity tag hashes its own bytes, or a `304` when the request's
+/// `If-None-Match` names that tag: for answers read from elsewhere than the read model,
+/// whose state cannot name them before they are computed, so a `304` saves the transfer,
+/// not the work. Kept `max_age` seconds when given, else revalidated every time.
+pub(crate) fn tagged_json(
+    body: &serde_json::Value,
+    headers: &HeaderMap,
+    max_age: Option<u64>,
+) -> Response {
+    let bytes = match serde_json::to_vec(body) {
+        Ok(bytes) => bytes,
+        Err(error) => return ApiError::internal(&error).into_response(),
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let tag = format!("\"{:016x}\"", hasher.finish());
+    let mut response = if not_modified(headers, &tag, true) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+    };
+    let cache = match max_age {
+        Some(seconds) => format!("public, max-age={seconds}"),
+        None => CACHE_DATA.to_owned(),
+    };
+    for (name, value) in [(header::ETAG, tag), (header::CACHE_CONTROL, cache)] {
+        if let Ok(value) = HeaderValue::try_from(value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
 /// A `200` answer of encoded JSON, or a `304` when the client holds `tag` already, with
 /// the headers saying how current it is.
 pub(crate) fn fresh(body: Option<Bytes>, tag: &str, freshness: &Freshness) -> Response {

@@ -17,10 +17,14 @@ use exosphere_readme::RenderOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::model::ReadModel;
 use crate::pages::readme::readme as render_readme;
 use crate::pages::readme_stamp;
-use crate::reply::{ApiError, OPENAPI, add_cors, api_format, encode, fresh, preflight};
-use crate::runner::{Runner, SearchFields, offset, usize_of};
+use crate::reply::{
+    ApiError, OPENAPI, add_cors, api_format, encode, fresh, preflight, tagged_json,
+};
+use crate::runner::{Runner, SearchFields, usize_of};
+use crate::usage::{RangeQuery, StatsSource};
 use crate::views::{
     DependencyGroups, Hits, Lookup, PackageDetail, Page, ReadmeAnswer, VersionDetail,
 };
@@ -35,11 +39,13 @@ struct Params {
     search: SearchFields,
 }
 
-/// The `/api/v1` routes over `runner`'s read model, for any outer router's state. CORS
-/// headers go on every answer, errors and unknown `/api/v1` paths included.
+/// The `/api/v1` routes over `runner`'s read model, and `stats` for usage statistics, for
+/// any outer router's state. CORS headers go on every answer, errors and unknown `/api/v1`
+/// paths included.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(
     runner: Runner,
     readme_options: RenderOptions,
+    stats: Arc<dyn StatsSource>,
 ) -> Router<S> {
     let readme_options = Arc::new(readme_options);
     Router::new()
@@ -62,6 +68,12 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
         .route("/api/v1/releases", get(releases))
         .route("/api/v1/releases/{track}", get(release_track))
         .route("/api/v1/maintainers/{user}", get(maintainer))
+        .route(
+            "/api/v1/stats/packages/{name}",
+            get(move |api, name, query, headers| {
+                package_stats(api, name, query, headers, Arc::clone(&stats))
+            }),
+        )
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/{*rest}", any(unknown))
         .method_not_allowed_fallback(method_not_allowed)
@@ -126,7 +138,7 @@ where
 fn window(runner: &Runner, params: &Params) -> Result<(u64, u64), ApiError> {
     Ok((
         runner.limit(params.limit.as_deref())?,
-        offset(params.cursor.as_deref())?,
+        runner.offset(params.cursor.as_deref())?,
     ))
 }
 
@@ -145,7 +157,7 @@ fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
 }
 
 /// The query parameters, or a JSON `400` when they are not a query string.
-fn params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
+fn params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query
         .map(|Query(params)| params)
         .map_err(|rejection| ApiError::bad_request("invalid_parameter", rejection.body_text()))
@@ -264,7 +276,11 @@ async fn search(
 ) -> Response {
     let searched = params(query).and_then(|params| {
         let (limit, offset) = window(&api, &params)?;
-        Ok((params.search.search(offset, limit)?, offset, limit))
+        Ok((
+            params.search.search(api.config(), offset, limit)?,
+            offset,
+            limit,
+        ))
     });
     answer(
         &api,
@@ -418,6 +434,48 @@ async fn maintainer(
     .await
 }
 
+/// `GET /api/v1/stats/packages/{name}?from=&to=&interval=`: one package's adds over a
+/// range of days, per version and period, with the trend against the range before, from
+/// `stats` (the catalog's stats rows) within a query turn. A range without adds of a
+/// package the read model does not hold is a `404`. The entity tag hashes the body, so a
+/// `304` saves the transfer, not the query.
+async fn package_stats(
+    State(api): State<Runner>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<RangeQuery>, QueryRejection>,
+    headers: HeaderMap,
+    stats: Arc<dyn StatsSource>,
+) -> Response {
+    let (name, query) = match path(name).and_then(|name| Ok((name, params(query)?))) {
+        Ok(asked) => asked,
+        Err(error) => return error.into_response(),
+    };
+    let model = Arc::clone(api.model());
+    let answered = api
+        .blocking(move || {
+            let range = stats.range(&name, &query)?;
+            if !range.any_adds && !may_hold(&model, &name) {
+                return Err(ApiError::from(IndexError::UnknownPackage { name }));
+            }
+            Ok(range)
+        })
+        .await;
+    match answered {
+        Ok(Ok(range)) => tagged_json(&range.body, &headers, range.max_age),
+        Ok(Err(error)) | Err(error) => error.into_response(),
+    }
+}
+
+/// Whether the read model holds the package `name`, or cannot tell (it is building, off or
+/// failing): only a package it knows it does not hold is a `404` for its usage statistics.
+/// Blocking.
+fn may_hold(model: &ReadModel, name: &str) -> bool {
+    match model.query(|index| index.summaries(&[name])) {
+        Ok((Ok(found), _)) => !found.is_empty(),
+        Ok((Err(_), _)) | Err(_) => true,
+    }
+}
+
 /// `GET /api/v1/openapi.json`: this API's OpenAPI document, built into the binary.
 async fn openapi() -> Response {
     let mut response = ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response();
@@ -466,21 +524,147 @@ mod tests {
     use axum::http::StatusCode;
     use tower::ServiceExt as _;
 
+    /// Usage numbers as a source gives them: `iron:router` was added on a finished range
+    /// (`?to=2015-01-31`) and today, everything else never; `not a name` is refused and
+    /// `broken:store` fails.
+    struct Numbers;
+
+    impl StatsSource for Numbers {
+        fn range(&self, name: &str, query: &RangeQuery) -> Result<crate::RangeStats, ApiError> {
+            match name {
+                "not a name" => Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    "\"not a name\" is not a Meteor package name",
+                )),
+                "broken:store" => Err(ApiError::internal(&"the store is down")),
+                _ => Ok(crate::RangeStats {
+                    body: json!({"name": name, "to": query.to,
+                                 "totalAdds": u8::from(name == "iron:router")}),
+                    any_adds: name == "iron:router",
+                    max_age: query.to.as_ref().map(|_| 300),
+                }),
+            }
+        }
+    }
+
     fn over(model: std::sync::Arc<ReadModel>) -> Router {
         router(
             Runner::new(model, ApiConfig::default()),
             RenderOptions::default(),
+            Arc::new(Numbers),
         )
     }
 
     async fn ask(method: Method, uri: &str) -> Response {
-        let router = over(ReadModel::new());
-        let request = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(Body::empty())
-            .unwrap();
-        router.oneshot(request).await.unwrap()
+        ask_of(&over(ReadModel::new()), method, uri, None).await
+    }
+
+    /// Asks `router`, with `If-None-Match: tag` when given.
+    async fn ask_of(router: &Router, method: Method, uri: &str, tag: Option<&str>) -> Response {
+        let mut request = axum::http::Request::builder().method(method).uri(uri);
+        if let Some(tag) = tag {
+            request = request.header(header::IF_NONE_MATCH, tag);
+        }
+        let request = request.body(Body::empty()).unwrap();
+        router.clone().oneshot(request).await.unwrap()
+    }
+
+    /// A read model serving an index that holds `iron:router` alone.
+    fn serving_iron_router(dir: &std::path::Path) -> std::sync::Arc<ReadModel> {
+        let path = dir.join("index.sqlite3");
+        let dump = [
+            r#"{"collection":"packages","doc":{"_id":"p1","name":"iron:router","lastUpdated":{"$date":1}}}"#,
+            r#"{"collection":"versions","doc":{"_id":"v1","packageName":"iron:router","version":"1.0.0","lastUpdated":{"$date":1}}}"#,
+        ]
+        .join("\n");
+        Index::open(&path).unwrap().load_dump(&dump, 10).unwrap();
+        let model = ReadModel::new();
+        model.publish(&path, Some(1)).unwrap();
+        model
+    }
+
+    /// Issue 13: `/api/v1/stats/packages/{name}` answers as the rest of the API does: CORS
+    /// on every answer and preflight, JSON errors, an entity tag of the body and `304`,
+    /// revalidation unless the range is finished; a name the read model does not hold and
+    /// nobody added is a `404`, and one it cannot tell about yet (building) has zeros.
+    #[tokio::test]
+    async fn usage_statistics_answer_as_the_rest_of_the_api() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = over(serving_iron_router(dir.path()));
+        let get = |uri: &'static str, tag: Option<String>| {
+            let router = router.clone();
+            async move { ask_of(&router, Method::GET, uri, tag.as_deref()).await }
+        };
+
+        let answer = get("/api/v1/stats/packages/iron:router", None).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        let headers = answer.headers().clone();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(headers[header::CACHE_CONTROL], "public, no-cache");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body(answer).await["totalAdds"], 1);
+        let tag = headers[header::ETAG].to_str().unwrap().to_owned();
+        let again = get("/api/v1/stats/packages/iron:router", Some(tag.clone())).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[header::ETAG], tag.as_str());
+        assert_eq!(again.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        let finished = get(
+            "/api/v1/stats/packages/iron:router?to=2015-01-31",
+            Some(tag),
+        )
+        .await;
+        assert_eq!(
+            finished.status(),
+            StatusCode::OK,
+            "another body, another tag"
+        );
+        assert_eq!(
+            finished.headers()[header::CACHE_CONTROL],
+            "public, max-age=300"
+        );
+
+        // Known and never added: zeros. Unknown and never added: a 404.
+        let known = get("/api/v1/stats/packages/iron:router", None).await;
+        assert_eq!(known.status(), StatusCode::OK);
+        let unknown = get("/api/v1/stats/packages/no:such", None).await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert_eq!(unknown.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+        assert_eq!(body(unknown).await["error"]["code"], "package_not_found");
+        let building = ask(Method::GET, "/api/v1/stats/packages/no:such").await;
+        assert_eq!(
+            building.status(),
+            StatusCode::OK,
+            "no read model to tell yet"
+        );
+
+        for (uri, status, code) in [
+            (
+                "/api/v1/stats/packages/not%20a%20name",
+                400,
+                "invalid_parameter",
+            ),
+            ("/api/v1/stats/packages/%FF", 400, "invalid_parameter"),
+            (
+                "/api/v1/stats/packages/a?from=1&from=2",
+                400,
+                "invalid_parameter",
+            ),
+            ("/api/v1/stats/packages/broken:store", 500, "internal"),
+        ] {
+            let refused = get(uri, None).await;
+            assert_eq!(refused.status().as_u16(), status, "{uri}");
+            assert_eq!(refused.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+            assert_eq!(body(refused).await["error"]["code"], code, "{uri}");
+        }
+        let preflight = ask(Method::OPTIONS, "/api/v1/stats/packages/iron:router").await;
+        assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            preflight.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            "*"
+        );
+        let posted = ask(Method::POST, "/api/v1/stats/packages/iron:router").await;
+        assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body(posted).await["error"]["code"], "method_not_allowed");
     }
 
     async fn body(response: Response) -> serde_json::Value {

@@ -1,9 +1,10 @@
 //! The bounded query runner that both the JSON API (`routes`) and the pages (`pages`) ask
 //! the read model through: a question runs on the blocking pool only with one of
 //! [`ApiConfig::max_queries`] turns, a client's current entity tag is answered `304` before
-//! any query, and the bounds every list shares (page size, depth, query length) are checked
-//! here once.
+//! any query, and the bounds every list shares (page size, depth, query length; each a flag
+//! of `exosphere serve`) are checked here once.
 
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,24 +21,36 @@ use crate::reply::{ApiError, entity_tag, not_modified};
 /// Items a list returns when the request gives no `limit` (or the cap, if lower).
 const DEFAULT_LIMIT: u64 = 20;
 
-/// The deepest position a page may start at: a page is an `OFFSET` query, whose cost grows
-/// with the position, so crawling a list through ever deeper cursors is bounded. Atmosphere's
-/// longest list, the dependents of `meteor`, holds about 15,000.
-pub(crate) const MAX_CURSOR: u64 = 50_000;
+/// The default of [`ApiConfig::max_limit`] (`--api-max-limit`).
+pub const DEFAULT_MAX_LIMIT: u64 = 100;
 
-/// The longest search query accepted, in characters: the most the index looks at.
-pub const MAX_QUERY_CHARS: usize = exosphere_index::MAX_SEARCH_CHARS;
+/// The default of [`ApiConfig::max_page_depth`] (`--web-max-page-depth`): atmosphere's
+/// longest list, the dependents of `meteor`, holds about 15,000.
+pub const DEFAULT_MAX_PAGE_DEPTH: u64 = 50_000;
+
+/// The default of [`ApiConfig::max_query_chars`] (`--web-max-query-chars`): longer than
+/// any package name, and than the words a person types.
+pub const DEFAULT_MAX_QUERY_CHARS: usize = 200;
 
 /// How long a request waits for one of the [`ApiConfig::max_queries`] turns before it is
 /// answered `503` (busy): long enough for a burst, short enough not to pile requests up.
 const QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 /// How the API and the pages bound what one request may ask for, and how many run at once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ApiConfig {
     /// The most items one page, search or bulk lookup returns (`--api-max-limit`); a larger
     /// `limit` is lowered to it, and a bulk lookup of more names is refused.
     pub max_limit: u64,
+    /// The deepest item a page of a list may start at, in the API (`cursor`) and on the
+    /// pages (`?page=`) alike (`--web-max-page-depth`): a page is an `OFFSET` query, whose
+    /// cost grows with its position, so crawling a list through ever deeper pages is
+    /// bounded. Deeper pages are refused with `400` `cursor_too_deep`.
+    pub max_page_depth: u64,
+    /// The longest search words accepted, in characters (`--web-max-query-chars`); longer
+    /// ones are refused with `400` `query_too_long`, and the pages' search boxes take no
+    /// more.
+    pub max_query_chars: usize,
     /// The most queries running at once on the blocking pool (`--api-max-queries`), each on
     /// its own reader connection (as many are kept open), shared by the API and the pages;
     /// a request that waits [`QUEUE_WAIT`] for a turn is answered `503` with `Retry-After`,
@@ -52,10 +65,23 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
-            max_limit: 100,
+            max_limit: DEFAULT_MAX_LIMIT,
+            max_page_depth: DEFAULT_MAX_PAGE_DEPTH,
+            max_query_chars: DEFAULT_MAX_QUERY_CHARS,
             max_queries: default_max_queries(),
             cache_bytes: DEFAULT_CACHE_BYTES,
         }
+    }
+}
+
+impl ApiConfig {
+    /// A hash of the bounds that shape answers (the page size cap, the depth and query
+    /// length shown or refused), for entity tags: a restart with other bounds changes every
+    /// tag. How many queries run at once changes no answer, so it is left out.
+    fn stamp(&self) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (self.max_limit, self.max_page_depth, self.max_query_chars).hash(&mut hasher);
+        hasher.finish()
     }
 }
 
@@ -104,6 +130,12 @@ impl Runner {
         &self.config
     }
 
+    /// The read model it asks, for questions that are not one query of it (run them within
+    /// a turn: [`Runner::blocking`]).
+    pub fn model(&self) -> &Arc<ReadModel> {
+        &self.model
+    }
+
     /// Waits up to [`QUEUE_WAIT`] for a turn to query; `503` (busy) if none comes.
     pub async fn turn(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.turns).acquire_owned()).await {
@@ -130,11 +162,11 @@ impl Runner {
 
     /// Runs `query` with the request's `parsed` parameters on the read model for an encoded
     /// body. Its answer's tag hashes `format` (what the body's shape depends on besides the
-    /// index and the URL), the read model's sync token and `uri`; when the client holds
-    /// that tag already the answer has no body, and no query runs; when an earlier request
-    /// got a body under that tag (and format and URL), it is answered again, and no query
-    /// runs either. Errors: the parameters' own, the read model's state (building, off,
-    /// busy) and the query's.
+    /// index and the URL) with the bounds this runner keeps, the read model's sync token
+    /// and `uri`; when the client holds that tag already the answer has no body, and no
+    /// query runs; when an earlier request got a body under that tag (and format and URL),
+    /// it is answered again, and no query runs either. Errors: the parameters' own, the
+    /// read model's state (building, off, busy) and the query's.
     pub async fn ask<P, F>(
         &self,
         parsed: Result<P, ApiError>,
@@ -152,6 +184,7 @@ impl Runner {
             return Err(ApiError::disabled());
         }
         let freshness = self.model.freshness().ok_or_else(ApiError::building)?;
+        let format = &format!("{format}/{:016x}", self.config.stamp());
         let tag = entity_tag(format, &freshness, uri);
         if not_modified(headers, &tag, false) {
             return Ok(Answer {
@@ -207,6 +240,38 @@ impl Runner {
             },
         }
     }
+
+    /// Where a page starts: the `next_cursor` of the page before, or the start.
+    pub fn offset(&self, cursor: Option<&str>) -> Result<u64, ApiError> {
+        let offset = cursor.map_or(Ok(0), |cursor| {
+            cursor.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_cursor",
+                    format!(
+                        "cursor {cursor:?} is not one this API handed out: pass a page's \
+                         next_cursor as it is, or leave it out to start from the first page"
+                    ),
+                )
+            })
+        })?;
+        self.within_depth(offset)
+    }
+
+    /// `offset`, or a `400` when it starts deeper than [`ApiConfig::max_page_depth`].
+    pub fn within_depth(&self, offset: u64) -> Result<u64, ApiError> {
+        let deepest = self.config.max_page_depth;
+        if offset > deepest {
+            return Err(ApiError::bad_request(
+                "cursor_too_deep",
+                format!(
+                    "pages past item {deepest} are not served (each costs a scan of every item \
+                     before it): narrow the search, or sync the catalog with `exosphere sync` \
+                     and query it locally"
+                ),
+            ));
+        }
+        Ok(offset)
+    }
 }
 
 /// What an encoded answer is cached under: its entity tag (the read model's freshness and
@@ -214,37 +279,6 @@ impl Runner {
 /// collide never share a body.
 fn cache_key(tag: &str, format: &str, uri: &Uri) -> String {
     format!("{tag} {format} {uri}")
-}
-
-/// Where a page starts: the `next_cursor` of the page before, or the start.
-pub(crate) fn offset(cursor: Option<&str>) -> Result<u64, ApiError> {
-    let offset = cursor.map_or(Ok(0), |cursor| {
-        cursor.parse().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_cursor",
-                format!(
-                    "cursor {cursor:?} is not one this API handed out: pass a page's \
-                     next_cursor as it is, or leave it out to start from the first page"
-                ),
-            )
-        })
-    })?;
-    within_depth(offset)
-}
-
-/// `offset`, or a `400` when it starts deeper than [`MAX_CURSOR`].
-pub(crate) fn within_depth(offset: u64) -> Result<u64, ApiError> {
-    if offset > MAX_CURSOR {
-        return Err(ApiError::bad_request(
-            "cursor_too_deep",
-            format!(
-                "pages past item {MAX_CURSOR} are not served (each costs a scan of every item \
-                 before it): narrow the search, or sync the catalog with `exosphere sync` \
-                 and query it locally"
-            ),
-        ));
-    }
-    Ok(offset)
 }
 
 /// The most days `published_within` accepts: a century.
@@ -264,29 +298,37 @@ pub struct SearchFields {
     pub published_within: Option<String>,
     /// `true` keeps deprecated packages.
     pub include_deprecated: Option<String>,
+    /// `true` keeps packages whose every version is unmigrated.
+    pub include_unmigrated: Option<String>,
     /// `true` leaves core packages out.
     pub exclude_core: Option<String>,
 }
 
 impl SearchFields {
-    /// Whether an order or a filter was given (empty values count as not given, as a form
-    /// sends them).
-    pub fn narrows(&self) -> bool {
+    /// The order and filters given, by parameter name (empty values count as not given, as
+    /// a form sends them): what a link to the same search carries besides the words.
+    pub fn narrowing(&self) -> impl Iterator<Item = (&'static str, &str)> {
         [
-            &self.sort,
-            &self.maintainer,
-            &self.published_within,
-            &self.include_deprecated,
-            &self.exclude_core,
+            ("sort", &self.sort),
+            ("maintainer", &self.maintainer),
+            ("published_within", &self.published_within),
+            ("include_deprecated", &self.include_deprecated),
+            ("include_unmigrated", &self.include_unmigrated),
+            ("exclude_core", &self.exclude_core),
         ]
         .into_iter()
-        .any(|field| field.as_deref().is_some_and(|value| !value.is_empty()))
+        .filter_map(|(name, value)| Some((name, value.as_deref().filter(|v| !v.is_empty())?)))
     }
 
-    /// The search these fields ask for, a page of it; a `400` naming the field that is
-    /// wrong.
-    pub fn search(self, offset: u64, limit: u64) -> Result<Search, ApiError> {
-        let text = search_words(self.q)?;
+    /// Whether an order or a filter was given.
+    pub fn narrows(&self) -> bool {
+        self.narrowing().next().is_some()
+    }
+
+    /// The search these fields ask for, a page of it, within `bounds`; a `400` naming the
+    /// field that is wrong.
+    pub fn search(self, bounds: &ApiConfig, offset: u64, limit: u64) -> Result<Search, ApiError> {
+        let text = search_words(self.q, bounds.max_query_chars)?;
         let invalid = |message: String| ApiError::bad_request("invalid_parameter", message);
         let given = |field: Option<String>| field.filter(|value| !value.is_empty());
         let sort = match given(self.sort) {
@@ -313,6 +355,7 @@ impl SearchFields {
             maintainer: given(self.maintainer),
             published_within_days,
             include_deprecated: flag("include_deprecated", self.include_deprecated)?,
+            include_unmigrated: flag("include_unmigrated", self.include_unmigrated)?,
             exclude_core: flag("exclude_core", self.exclude_core)?,
             offset: usize_of(offset),
             limit: usize_of(limit),
@@ -332,13 +375,16 @@ fn flag(name: &str, value: Option<String>) -> Result<bool, ApiError> {
     }
 }
 
-/// The search words `q`, or a `400` when they are longer than [`MAX_QUERY_CHARS`].
-pub(crate) fn search_words(q: Option<String>) -> Result<String, ApiError> {
+/// The search words `q`, or a `400` when they are longer than `max` characters
+/// ([`ApiConfig::max_query_chars`]).
+fn search_words(q: Option<String>, max: usize) -> Result<String, ApiError> {
     let q = q.unwrap_or_default();
-    if q.chars().count() > MAX_QUERY_CHARS {
+    if q.chars().count() > max {
         return Err(ApiError::bad_request(
             "query_too_long",
-            format!("q is longer than {MAX_QUERY_CHARS} characters; search with fewer words"),
+            format!(
+                "q is longer than {max} characters, the most this server takes; search with fewer words"
+            ),
         ));
     }
     Ok(q)
@@ -380,21 +426,56 @@ mod tests {
     fn bounds_are_checked_once_for_everyone() {
         let runner = Runner::new(ReadModel::new(), ApiConfig::default());
         assert_eq!(runner.limit(None).unwrap(), DEFAULT_LIMIT);
-        assert_eq!(runner.limit(Some("100000")).unwrap(), 100);
+        assert_eq!(runner.limit(Some("100000")).unwrap(), DEFAULT_MAX_LIMIT);
         assert_eq!(
             runner.limit(Some("0")).unwrap_err().code,
             "invalid_parameter"
         );
-        assert_eq!(offset(Some("50000")).unwrap(), MAX_CURSOR);
-        assert_eq!(offset(Some("50001")).unwrap_err().code, "cursor_too_deep");
-        assert_eq!(offset(Some("x")).unwrap_err().code, "invalid_cursor");
         assert_eq!(
-            search_words(Some("é".repeat(200))).unwrap().chars().count(),
-            200
+            runner.offset(Some("50000")).unwrap(),
+            DEFAULT_MAX_PAGE_DEPTH
         );
         assert_eq!(
-            search_words(Some("é".repeat(201))).unwrap_err().code,
-            "query_too_long"
+            runner.offset(Some("50001")).unwrap_err().code,
+            "cursor_too_deep"
         );
+        assert_eq!(runner.offset(Some("x")).unwrap_err().code, "invalid_cursor");
+        let words = |q: String| {
+            SearchFields {
+                q: Some(q),
+                ..SearchFields::default()
+            }
+            .search(runner.config(), 0, 1)
+        };
+        assert_eq!(words("é".repeat(200)).unwrap().text.chars().count(), 200);
+        let long = words("é".repeat(201)).unwrap_err();
+        assert_eq!(long.code, "query_too_long");
+        assert!(long.message.contains("200 characters"), "{}", long.message);
+    }
+
+    #[test]
+    fn configured_bounds_replace_the_defaults_and_change_every_tag() {
+        let config = ApiConfig {
+            max_page_depth: 40,
+            max_query_chars: 5,
+            ..ApiConfig::default()
+        };
+        assert_ne!(config.stamp(), ApiConfig::default().stamp());
+        let busier = ApiConfig {
+            max_queries: 1000,
+            ..ApiConfig::default()
+        };
+        assert_eq!(busier.stamp(), ApiConfig::default().stamp());
+        let runner = Runner::new(ReadModel::new(), config);
+        assert_eq!(runner.within_depth(40).unwrap(), 40);
+        let deep = runner.within_depth(41).unwrap_err();
+        assert!(deep.message.contains("past item 40"), "{}", deep.message);
+        let fields = SearchFields {
+            q: Some("router".into()),
+            ..SearchFields::default()
+        };
+        let long = fields.search(runner.config(), 0, 1).unwrap_err();
+        assert_eq!(long.code, "query_too_long");
+        assert!(long.message.contains("5 characters"), "{}", long.message);
     }
 }

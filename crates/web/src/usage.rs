@@ -1,7 +1,12 @@
-//! How many apps add a package, as the pages' stats section and the adds badge show it.
-//! The numbers are the catalog's usage statistics, which this crate must not know: the
-//! binary hands the pages a [`UsageSource`] that reads them, and this module is the whole
-//! of what the two sides agree on.
+//! How many apps add a package, as the pages' stats section and the adds badge show it, and
+//! as `GET /api/v1/stats/packages/{name}` answers it over a range. The numbers are the
+//! catalog's usage statistics, which this crate must not know: the binary hands the pages
+//! a [`UsageSource`] and the API a [`StatsSource`] that read them, and this module is the
+//! whole of what the two sides agree on.
+
+use serde::Deserialize;
+
+use crate::reply::ApiError;
 
 /// The days a usage chart covers, chosen on the page with `?range=`: each ends with the
 /// current UTC day.
@@ -158,6 +163,50 @@ impl std::fmt::Display for UsageError {
 pub trait UsageSource: Send + Sync + 'static {
     /// `name`'s adds over `range`.
     fn usage(&self, name: &str, range: UsageRange) -> Result<Usage, UsageError>;
+}
+
+/// The query of `GET /api/v1/stats/packages/{name}` as the request gave it: each key is
+/// optional, and the [`StatsSource`] reads and checks them.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+pub struct RangeQuery {
+    /// The first day, `YYYY-MM-DD`.
+    pub from: Option<String>,
+    /// The last day, `YYYY-MM-DD` (included).
+    pub to: Option<String>,
+    /// How the range is split: `day`, `week` or `month`.
+    pub interval: Option<String>,
+}
+
+/// A package's adds over a range, as `/api/v1/stats/packages/{name}` answers them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeStats {
+    /// The answer's body, in the shape the API document gives it (`PackageStats`).
+    pub body: serde_json::Value,
+    /// Whether anything was added in the range or in the one before it (the trend's): a
+    /// name without adds may be one the catalog does not hold, which answers `404`.
+    pub any_adds: bool,
+    /// How many seconds the numbers may be kept without asking again: a range that ended
+    /// before the current UTC day changes only when late reports are rolled up; `None` for
+    /// one that is still being counted (revalidate every time).
+    pub max_age: Option<u64>,
+}
+
+/// Where `GET /api/v1/stats/packages/{name}` gets its answers; the binary implements it
+/// over the catalog's stats rows, as [`UsageSource`] for the pages.
+///
+/// Its contract, which every implementation MUST keep:
+///
+/// * `range` is blocking: the API calls it on the blocking pool within one of the bounded
+///   query turns (`--api-max-queries`), so it may read a database.
+/// * It checks `name` and `query` itself and refuses what it cannot answer with a `400`
+///   [`ApiError`] whose message says what is wrong (a name that is not a package name, a
+///   bad date, an unknown interval, a reversed or too long range), and reports its own
+///   failure as [`ApiError::internal`]; a name it holds no numbers of has zero adds.
+/// * Two calls with the same name and query that see the same stored numbers on the same
+///   day return equal bodies: the API's entity tags hash them.
+pub trait StatsSource: Send + Sync + 'static {
+    /// `name`'s adds over the range `query` asks for.
+    fn range(&self, name: &str, query: &RangeQuery) -> Result<RangeStats, ApiError>;
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ struct SearchForm {
     maintainer: String,
     published_within: String,
     include_deprecated: bool,
+    include_unmigrated: bool,
     exclude_core: bool,
 }
 
@@ -92,7 +93,9 @@ pub async fn search(
         let at = site.page_at(&params)?;
         let fields = params.search;
         let browse = fields.narrows();
-        let search = fields.clone().search(at.offset, at.size)?;
+        let search = fields
+            .clone()
+            .search(site.runner.config(), at.offset, at.size)?;
         Ok((fields, search, browse, at))
     });
     let on = site.clone();
@@ -120,24 +123,12 @@ pub async fn search(
                     .map(|days| days.to_string())
                     .unwrap_or_default(),
                 include_deprecated: search.include_deprecated,
+                include_unmigrated: search.include_unmigrated,
                 exclude_core: search.exclude_core,
             };
-            let mut kept: Vec<(&str, String)> = vec![("q", words.clone())];
-            for (key, value) in [
-                ("sort", fields.sort),
-                ("maintainer", fields.maintainer),
-                ("published_within", fields.published_within),
-                ("include_deprecated", fields.include_deprecated),
-                ("exclude_core", fields.exclude_core),
-            ] {
-                if let Some(value) = value.filter(|value| !value.is_empty()) {
-                    kept.push((key, value));
-                }
-            }
-            let kept: Vec<(&str, &str)> = kept
-                .iter()
-                .filter(|(_, value)| !value.is_empty())
-                .map(|(key, value)| (*key, value.as_str()))
+            let kept: Vec<(&str, &str)> = std::iter::once(("q", words.as_str()))
+                .filter(|(_, words)| !words.is_empty())
+                .chain(fields.narrowing())
                 .collect();
             let mut layout = on.layout(
                 if words.is_empty() {

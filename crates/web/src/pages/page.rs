@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::assets;
 use crate::reply::{ApiError, current};
-use crate::runner::{Answer, Runner, SearchFields, within_depth};
+use crate::runner::{Answer, Runner, SearchFields};
 use crate::usage::{Usage, UsageRange, UsageSource};
 
 /// The Content-Security-Policy of every answer of the pages: nothing but this server's own
@@ -118,6 +118,8 @@ pub struct Layout {
     pub feed: Option<String>,
     /// The words in the header's search box.
     pub query: String,
+    /// The most characters the search boxes take (`--web-max-query-chars`).
+    pub max_query_chars: usize,
 }
 
 /// The query parameters pages read (each reads its own; others are ignored).
@@ -207,6 +209,7 @@ impl Site {
             logo: assets::href("logo.svg"),
             feed: None,
             query: String::new(),
+            max_query_chars: self.runner.config().max_query_chars,
         }
     }
 
@@ -308,7 +311,9 @@ impl Site {
                     )
                 })?,
         };
-        let offset = within_depth((number - 1).saturating_mul(size))?;
+        let offset = self
+            .runner
+            .within_depth((number - 1).saturating_mul(size))?;
         Ok(PageAt {
             number,
             offset,
