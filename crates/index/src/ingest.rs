@@ -15,7 +15,8 @@
 //! The full-text table and the dependents of each package's latest version are costly to
 //! keep current record by record (a package's latest version may move several times in a
 //! sync), so a page only notes which packages' latest version changed (`latest_dirty`) and
-//! the page that brings the index up to date rewrites their rows, in its own transaction.
+//! the page that brings the index up to date rewrites their rows, in its own transaction;
+//! with a [`ReadmeTexts`], the full-text rows hold the start of each one's README too.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -28,8 +29,9 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::IndexError;
+use crate::readme::{ReadmeFile, ReadmeTexts, searched};
 use crate::schema::update_boost;
-use crate::schema::{DATA_TABLES, DEFERRED_INDEXES};
+use crate::schema::{DATA_TABLES, DEFERRED_INDEXES, README_TEXTS, WRITE_SEARCH};
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
 #[derive(Debug, Clone)]
@@ -74,8 +76,14 @@ fn table(collection: Collection) -> &'static str {
     }
 }
 
-/// Applies `page` in `tx` (see the module documentation); the caller commits.
-pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApplied, Failure> {
+/// Applies `page` in `tx` (see the module documentation), with the README texts of the
+/// latest versions that changed from `readmes` when it brings the index up to date; the
+/// caller commits.
+pub(crate) fn apply(
+    tx: &Transaction<'_>,
+    page: &SyncPage<'_>,
+    readmes: Option<&dyn ReadmeTexts>,
+) -> Result<PageApplied, Failure> {
     if page.reset_data {
         for table in DATA_TABLES {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
@@ -153,7 +161,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
         if bulk {
             finish_first_sync(tx)?;
         }
-        refresh_latest(tx)?;
+        refresh_latest(tx, readmes)?;
     }
     tx.prepare_cached(
         "INSERT INTO sync_state (id, token) VALUES (1, ?1)
@@ -354,16 +362,17 @@ fn drop_older_copies(tx: &Transaction<'_>, table: &str) -> rusqlite::Result<()> 
 }
 
 /// Rewrites the full-text and dependents rows, the latest version's date and deprecated
-/// flag, and the search boost, of the packages whose latest version changed.
-fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(
+/// flag, and the search boost, of the packages whose latest version changed; the
+/// full-text rows with their README text from `readmes`, when given.
+fn refresh_latest(tx: &Transaction<'_>, readmes: Option<&dyn ReadmeTexts>) -> rusqlite::Result<()> {
+    tx.execute_batch(README_TEXTS)?;
+    if let Some(readmes) = readmes {
+        read_readmes(tx, readmes)?;
+    }
+    tx.execute_batch(&format!(
         "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
-         INSERT INTO search (rowid, name, description, long_description)
-             SELECT l.id, l.package, coalesce(v.description, ''),
-                    coalesce(json_extract(v.doc, '$.longDescription'), '')
-             FROM latest_dirty d
-             JOIN latest l ON l.id = d.latest_id
-             JOIN versions v ON v.rowid = l.version_rowid;
+         {WRITE_SEARCH}
+         DELETE FROM temp.readme_texts;
          DELETE FROM dependents WHERE package IN
              (SELECT l.package FROM latest_dirty d JOIN latest l ON l.id = d.latest_id);
          INSERT OR REPLACE INTO dependents (name, package, version, constraint_text, refs, weak)
@@ -377,9 +386,51 @@ fn refresh_latest(tx: &Transaction<'_>) -> rusqlite::Result<()> {
              deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
                            WHERE rowid = latest.version_rowid)
          WHERE id IN (SELECT latest_id FROM latest_dirty);",
-    )?;
+    ))?;
     tx.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
     tx.execute_batch("DELETE FROM latest_dirty;")
+}
+
+/// Asks `readmes` for the README texts of the latest versions in `latest_dirty` whose
+/// records name a README file, all at once, and puts the start of each it has
+/// (`readme::searched`) into `temp.readme_texts` for [`WRITE_SEARCH`].
+fn read_readmes(tx: &Transaction<'_>, readmes: &dyn ReadmeTexts) -> rusqlite::Result<()> {
+    /// The one field of a version record read here.
+    #[derive(Deserialize)]
+    struct Named {
+        #[serde(default)]
+        readme: Option<serde_json::Value>,
+    }
+    let mut ids = Vec::new();
+    let mut files = Vec::new();
+    let mut dirty = tx.prepare(
+        "SELECT d.latest_id, v.doc FROM latest_dirty d
+         JOIN latest l ON l.id = d.latest_id
+         JOIN versions v ON v.rowid = l.version_rowid",
+    )?;
+    let mut rows = dirty.query([])?;
+    while let Some(row) = rows.next()? {
+        let doc: String = row.get(1)?;
+        let file = serde_json::from_str::<Named>(&doc)
+            .ok()
+            .and_then(|named| named.readme)
+            .and_then(|readme| ReadmeFile::from_value(&readme));
+        if let Some(file) = file {
+            ids.push(row.get::<_, i64>(0)?);
+            files.push(file);
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    let mut keep =
+        tx.prepare_cached("INSERT INTO temp.readme_texts (latest_id, text) VALUES (?1, ?2)")?;
+    for (id, text) in ids.into_iter().zip(readmes.texts(&files)) {
+        if let Some(text) = text {
+            keep.execute(params![id, searched(&text)])?;
+        }
+    }
+    Ok(())
 }
 
 /// Why applying a page stopped: a malformed record or a database error.

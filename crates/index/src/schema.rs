@@ -24,7 +24,12 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// 3: the `origin` table (added in place to a version 2 file).
 /// 4: `latest.created`, `.published`, `.deprecated` and `.boost`, and the `adds` tables
 ///    (added in place to a version 2 or 3 file).
-pub const SCHEMA_VERSION: i64 = 4;
+/// 5: the `readme` column of `search`, README texts from the writer's [`ReadmeTexts`]
+///    (`search` is made again in place, without README texts until the next page that
+///    brings the index up to date; a step of its own after version 4's).
+///
+/// [`ReadmeTexts`]: crate::ReadmeTexts
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
 /// the first sync. Not a data table: `resetData` from the same server keeps it.
@@ -84,6 +89,43 @@ UPDATE latest SET
     published = (SELECT published FROM versions WHERE rowid = latest.version_rowid),
     deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
                   WHERE rowid = latest.version_rowid);";
+
+/// Full text over the latest version of each package (rowid = `latest.id`): its name,
+/// summary, README excerpt and, when the writer reads README files, the start of its
+/// README (`readme::searched`; empty otherwise). Written by [`WRITE_SEARCH`].
+const SEARCH_TABLE: &str = "CREATE VIRTUAL TABLE search USING fts5 (
+    name, description, long_description, readme,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);";
+
+/// The README texts of the packages in `latest_dirty` that [`WRITE_SEARCH`] writes, read
+/// for one page and emptied after it; a temporary table of the writer's connection.
+pub(crate) const README_TEXTS: &str = "CREATE TEMP TABLE IF NOT EXISTS readme_texts (
+    latest_id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL
+);";
+
+/// Writes the `search` rows of the packages in `latest_dirty` (whose old rows are gone)
+/// from their latest version, with their README text from `temp.readme_texts`.
+pub(crate) const WRITE_SEARCH: &str = "
+INSERT INTO search (rowid, name, description, long_description, readme)
+    SELECT l.id, l.package, coalesce(v.description, ''),
+           coalesce(json_extract(v.doc, '$.longDescription'), ''),
+           coalesce((SELECT text FROM temp.readme_texts r WHERE r.latest_id = l.id), '')
+    FROM latest_dirty d
+    JOIN latest l ON l.id = d.latest_id
+    JOIN versions v ON v.rowid = l.version_rowid;";
+
+/// The start of version 5's step in place: the old `search` goes and every package is
+/// marked dirty; then `search` is made again with its `readme` column ([`SEARCH_TABLE`])
+/// and filled from every package's latest version without README texts
+/// ([`WRITE_SEARCH`]), so searches go on answering, and the next page that brings the
+/// index up to date writes each row again with its README text when the writer reads
+/// README files. A step of its own, after version 4's (which only adds).
+const VERSION_5_SEARCH: &str = "
+DROP TABLE search;
+INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -172,13 +214,6 @@ CREATE TABLE latest (
 CREATE TABLE latest_dirty (
     latest_id INTEGER PRIMARY KEY
 );
--- Full text over the latest version of each package; rowid = latest.id.
-CREATE VIRTUAL TABLE search USING fts5 (
-    name, description, long_description,
-    tokenize = 'unicode61 remove_diacritics 2',
-    prefix = '2 3'
-);
-
 CREATE TABLE builds (
     rowid INTEGER PRIMARY KEY,
     id TEXT NOT NULL,             -- _id (unique: builds_by_id)
@@ -378,6 +413,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         }
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(SCHEMA).map_err(sqlite)?;
+        tx.execute_batch(SEARCH_TABLE).map_err(sqlite)?;
         tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
         tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
         tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
@@ -392,19 +428,29 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
     }
     check_version(application_id, user_version, 2, path)?;
     if user_version < SCHEMA_VERSION {
-        // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
-        // sync), four columns of `latest` and the `adds` tables. Two processes may upgrade the same
-        // file at once: the first commits, the second sees the new version and stops.
+        // One step per version, in order, in one transaction. Two processes may upgrade
+        // the same file at once: the first commits, the second sees the new version and
+        // stops.
         let tx = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         let (_, now) = identity(&tx, path)?;
-        if now < SCHEMA_VERSION {
+        if now < 4 {
+            // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
+            // sync), four columns of `latest` and the `adds` tables.
             tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
             tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
             tx.execute_batch(VERSION_4_COLUMNS).map_err(sqlite)?;
             tx.execute_batch(&update_boost("1")).map_err(sqlite)?;
             tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
+        }
+        if now < 5 {
+            tx.execute_batch(VERSION_5_SEARCH).map_err(sqlite)?;
+            tx.execute_batch(SEARCH_TABLE).map_err(sqlite)?;
+            tx.execute_batch(README_TEXTS).map_err(sqlite)?;
+            tx.execute_batch(WRITE_SEARCH).map_err(sqlite)?;
+        }
+        if now < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sqlite)?;
         }

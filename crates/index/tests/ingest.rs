@@ -683,11 +683,13 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
         .unwrap();
     drop(index);
     // What schema 2 had: everything but the `origin` table, `latest.created` and the
-    // `adds` tables (version 4).
+    // `adds` tables (version 4), with `search` lacking its `readme` column (version 5).
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
+            "DROP TABLE search;
+             CREATE VIRTUAL TABLE search USING fts5 (name, description, long_description);
+             DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
              DROP INDEX latest_by_published; DROP INDEX latest_by_created;
              ALTER TABLE latest DROP COLUMN created; ALTER TABLE latest DROP COLUMN published;
              ALTER TABLE latest DROP COLUMN deprecated; ALTER TABLE latest DROP COLUMN boost;
@@ -698,6 +700,8 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
 
     let mut index = Index::open(&path).expect("a schema 2 index opens");
     assert_eq!(index.sync_token().unwrap().as_deref(), Some(r#"{"n":1}"#));
+    let found = index.search("things", None, 10).unwrap();
+    assert_eq!(found.len(), 1, "search is filled again at once: {found:?}");
     assert_eq!(count(&index, "packages"), 1);
     assert_eq!(index.adds_through().unwrap(), None);
     assert_eq!(index.server().unwrap(), None);
