@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
             state.api.clone(),
             state.site.clone(),
             Some(Arc::new(usage)),
+            None,
         ))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))

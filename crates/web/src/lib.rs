@@ -5,8 +5,9 @@
 //!
 //! It knows nothing of DDP or of the catalog's storage: it asks an `exosphere-index` file
 //! through the index's query methods, never SQL of its own. The binary keeps that file
-//! current from the catalog's sync pages and says so through [`ReadModel::publish`], and
-//! hands the pages usage numbers through a [`UsageSource`].
+//! current from the catalog's sync pages and says so through [`ReadModel::publish`], hands
+//! the pages usage numbers through a [`UsageSource`] and README files through a
+//! [`ReadmeSource`].
 //!
 //! * `model`: [`ReadModel`], the served index file and its reader connections, swapped
 //!   whole when a rebuilt file is complete, and its [`Freshness`];
@@ -14,11 +15,14 @@
 //! * `routes`: the API's routes and handlers; `views`: their answer bodies;
 //! * `pages`: the pages' routes, templates (`templates/`) and assets (`assets/`);
 //! * `usage`: [`UsageSource`], the usage numbers the pages show;
+//! * `readme_source`: [`ReadmeSource`], the README files the pages and the API show in
+//!   place of the excerpts when they can;
 //! * `reply`: the OpenAPI document, error kinds, entity tags and `304`, cache and CORS
 //!   headers.
 
 mod model;
 mod pages;
+mod readme_source;
 mod reply;
 mod routes;
 mod runner;
@@ -31,6 +35,7 @@ use axum::Router;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use pages::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
+pub use readme_source::{NoReadme, ReadmeFile, ReadmeSource};
 pub use reply::{ApiError, Building, OPENAPI};
 pub use runner::{ApiConfig, MAX_QUERY_CHARS, default_max_queries};
 pub use usage::{
@@ -39,19 +44,23 @@ pub use usage::{
 
 /// The web catalog's routes over `model`, for any outer router's state: the JSON API
 /// (bounded by `api`) and the pages (`site`, with usage numbers from `usage` when the
-/// server has any). Both ask the read model through one runner, so `api.max_queries`
-/// bounds their queries together. The pages' fallback answers every path no route of the
-/// server takes.
+/// server has any), both with README files from `readmes` when the server has a file
+/// store (else the README excerpts). Both ask the read model through one runner, so
+/// `api.max_queries` bounds their queries together. The pages' fallback answers every
+/// path no route of the server takes.
 pub fn router<S: Clone + Send + Sync + 'static>(
     model: Arc<ReadModel>,
     api: ApiConfig,
     site: SiteConfig,
     usage: Option<Arc<dyn UsageSource>>,
+    readmes: Option<Arc<dyn ReadmeSource>>,
 ) -> Router<S> {
     let runner = runner::Runner::new(model, api);
-    routes::router(runner.clone(), site.readme.clone()).merge(pages::router(pages::Site {
+    let api = routes::router(runner.clone(), site.readme.clone(), readmes.clone());
+    api.merge(pages::router(pages::Site {
         runner,
         config: Arc::new(site),
         usage,
+        readmes,
     }))
 }

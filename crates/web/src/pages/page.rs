@@ -18,6 +18,7 @@ use exosphere_readme::RenderOptions;
 use serde::Deserialize;
 
 use super::assets;
+use crate::readme_source::ReadmeSource;
 use crate::reply::{ApiError, current};
 use crate::runner::{Answer, Runner, SearchFields, within_depth};
 use crate::usage::{Usage, UsageRange, UsageSource};
@@ -100,6 +101,8 @@ pub struct Site {
     pub config: Arc<SiteConfig>,
     /// Usage numbers, when the server has any.
     pub usage: Option<Arc<dyn UsageSource>>,
+    /// README files, when the server has a file store; without one, the excerpts.
+    pub readmes: Option<Arc<dyn ReadmeSource>>,
 }
 
 /// What the layout around every page shows besides the page itself.
