@@ -3,13 +3,15 @@
 //! on its package page and in `/api/v1/.../readme`, checked against its hash, and
 //! `/api/v1/search` finds words only the README holds within seconds of the publish; a
 //! README replaced with `createReadme` and `publishReadme` (§5.10) takes its place on the
-//! page, in the API and in search.
+//! page, in the API and in search. A mirror shows the excerpt of a README it has not
+//! cached, never waiting for the upstream, and the README once fetched in the background.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::common::Server;
+use crate::mirror::mirror_of;
 use crate::publish::{
     bare_world, file, hash, login, ok, publish_files, put, serve, version_record,
 };
@@ -90,11 +92,11 @@ fn readme_answer(server: &Server) -> (Value, String) {
     (serde_json::from_str(&body).unwrap(), tag.unwrap())
 }
 
-#[tokio::test]
-async fn a_published_readme_is_shown_whole_and_found_by_its_words() {
-    let world = bare_world();
-    let server = serve(&world.data, &[]);
-    let mut alice = login(&server, &world.alice).await;
+/// Publishes `acme:widget@1.0.0` on `server` as alice (whose token is `token`) with a
+/// README longer than its excerpt, holding words the excerpt does not; returns the
+/// README.
+async fn publish_widget(server: &Server, token: &str) -> String {
+    let mut alice = login(server, token).await;
     let name = "acme:widget";
     ok(&mut alice, "createPackage", json!([{"name": name}])).await;
     let record = version_record(name, "1.0.0");
@@ -119,6 +121,15 @@ async fn a_published_readme_is_shown_whole_and_found_by_its_words() {
         Some(readme.as_bytes()),
     )
     .await;
+    readme
+}
+
+#[tokio::test]
+async fn a_published_readme_is_shown_whole_and_found_by_its_words() {
+    let world = bare_world();
+    let server = serve(&world.data, &[]);
+    let readme = publish_widget(&server, &world.alice).await;
+    let name = "acme:widget";
 
     let took = wait_for_search(&server, "quuxinated", &[name]);
     assert!(
@@ -149,6 +160,7 @@ async fn a_published_readme_is_shown_whole_and_found_by_its_words() {
     );
 
     // `meteor publish --update` replaces the README (spec §5.10).
+    let mut alice = login(&server, &world.alice).await;
     let id = json!({"packageName": name, "version": "1.0.0"});
     let created = ok(&mut alice, "createReadme", json!([id])).await;
     let fresh = format!("# {name}\n\nNow with tesseracts.\n");
@@ -170,4 +182,62 @@ async fn a_published_readme_is_shown_whole_and_found_by_its_words() {
         (&"file".into(), &fresh.into())
     );
     assert_ne!(tag, first_tag);
+}
+
+#[tokio::test]
+async fn a_mirrored_readme_shows_the_excerpt_until_it_is_fetched_in_the_background() {
+    let world = bare_world();
+    let upstream = serve(&world.data, &[]);
+    let readme = publish_widget(&upstream, &world.alice).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mirror = mirror_of(&upstream.http, &dir.path().join("data"), &[]);
+    let page = format!("{}/package/acme:widget", mirror.http);
+
+    // The first page the mirror shows: its README file is not cached (the `meteor` tool
+    // never downloads READMEs), so the excerpt, without waiting for the upstream.
+    let start = Instant::now();
+    let (tag, first) = loop {
+        let (status, tag, body) = get(&page, None);
+        if status == 200 {
+            break (tag.unwrap(), body);
+        }
+        assert!(matches!(status, 404 | 503), "{status}: {body}");
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the mirror never showed the package"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(first.contains("data-source=\"excerpt\""), "{first}");
+    assert!(first.contains("full README is not available"), "{first}");
+
+    // The page asked the mirror to fetch it: a later view shows it whole, and the
+    // excerpt's tag is not confirmed.
+    let start = Instant::now();
+    loop {
+        let (status, _, body) = get(&page, Some(&tag));
+        assert_eq!(
+            status, 200,
+            "the excerpt's tag stands in for a README on its way"
+        );
+        if body.contains("data-source=\"file\"") {
+            assert!(body.contains("Gyroscopic calibration</h2>"), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the README never arrived: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = format!(
+        "{}/api/v1/packages/acme:widget/versions/1.0.0/readme",
+        mirror.http
+    );
+    let (_, _, answer) = get(&url, None);
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (&answer["source"], &answer["markdown"]),
+        (&"file".into(), &readme.into())
+    );
 }
