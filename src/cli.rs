@@ -941,8 +941,11 @@ pub struct ServeArgs {
     #[arg(long, env = "EXOSPHERE_README_REMOTE_IMAGES")]
     pub readme_remote_images: bool,
 
-    /// Most bytes of a README the web catalog and the API render; a longer one is cut (at
-    /// its last line break within the last 4 KiB, else at a character) with a notice.
+    /// Most bytes of a README the web catalog and the API read and render. A README file
+    /// larger than this is not shown, since its hash cannot be checked without reading it
+    /// all (the version's README excerpt is, instead); a longer excerpt is cut (at its last
+    /// line break within the last 4 KiB, else at a character) with a notice. Full-text
+    /// search keeps the first 32 KiB of each README file it reads.
     #[arg(long, default_value_t = exosphere_readme::DEFAULT_MAX_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=16 << 20), env = "EXOSPHERE_README_MAX_BYTES")]
     pub readme_max_bytes: usize,
 

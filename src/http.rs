@@ -21,7 +21,7 @@ use exosphere_catalog::CatalogStore;
 use exosphere_ddp::transport::sockjs;
 use exosphere_ddp::{ConnectionInfo, DeliberateStatus, ScriptIntegrity, Server, SockJsConfig};
 use exosphere_mirror::{MirrorFiles, MirrorStatus};
-use exosphere_web::{ApiConfig, Building, ReadModel, SiteConfig};
+use exosphere_web::{ApiConfig, Building, ReadModel, ReadmeSource, SiteConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tower_http::classify::{
@@ -33,6 +33,7 @@ use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
 use tracing::Span;
 
 use crate::accept::{HttpLimits, OpenConnections};
+use crate::readme_files::ReadmeFiles;
 use crate::service::PackageService;
 use crate::service::Publishing;
 use crate::stats_files::StatsFiles;
@@ -65,6 +66,9 @@ pub struct AppState {
     pub mirror: Option<watch::Receiver<MirrorStatus>>,
     /// Mirrored files (`/mirror/files/<key>`), when they are served.
     pub mirror_files: Option<MirrorFiles>,
+    /// The README files the web catalog shows, from the file store `publishing` writes
+    /// (and the mirror's, fetched in the background); `None` shows the excerpts.
+    pub readmes: Option<ReadmeFiles>,
     /// The read model the JSON API answers from.
     pub read_model: Arc<ReadModel>,
     /// The read model's feeder, if the server feeds one: [`crate::server::run`] stops it
@@ -100,6 +104,10 @@ pub fn router(state: AppState) -> Router {
             state.site.clone(),
             Some(Arc::clone(&usage) as Arc<dyn exosphere_web::UsageSource>),
             usage,
+            state
+                .readmes
+                .clone()
+                .map(|readmes| Arc::new(readmes) as Arc<dyn ReadmeSource>),
         ))
         .route("/websocket", any(websocket))
         .route("/websocket/", any(websocket))

@@ -12,6 +12,8 @@
 //!   shutdown) that [`server::run`] serves the router with;
 //! - [`http`] is the axum router (WebSocket upgrade, `/healthz`, `/stats/v1`, the home page);
 //! - [`stats_files`] renders the `/stats/v1` files into temporary files and keeps them;
+//! - [`readme_files`] reads versions' README files from the file store, checked against
+//!   their hashes, for the web catalog and the read model's full-text search;
 //! - `fd_limit` raises the open-file limit for servers and load generators with many sockets;
 //! - `serve_lock` keeps a data directory to one `serve` process;
 //! - [`seen_head`] keeps, in a data directory, the newest catalog head a server has seen, and
@@ -24,6 +26,7 @@ mod fd_limit;
 pub mod http;
 mod jobs;
 mod read_model;
+pub mod readme_files;
 pub mod seen_head;
 mod serve_lock;
 pub mod server;

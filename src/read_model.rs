@@ -15,7 +15,10 @@
 //!
 //! Each pass also keeps the index's recent adds current (`adds`), so search and the
 //! most-added and trending lists follow the usage stats; a pass runs at least every
-//! [`adds::RECOUNT_EVERY`] for them.
+//! [`adds::RECOUNT_EVERY`] for them. With the server's file store, the page that brings
+//! the index up to date gives full-text search the README texts of the latest versions
+//! that changed ([`ReadmeFiles`], never from an upstream), in its own transaction, so the
+//! sync token that names that page names them too.
 
 mod adds;
 
@@ -32,6 +35,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::Instrument as _;
 
+use crate::readme_files::ReadmeFiles;
 use crate::service::SyncPage;
 
 /// How long the first failed pass waits before the next try (sooner if the catalog
@@ -59,13 +63,15 @@ const MAX_EMPTY_PAGES: u32 = 100;
 const MAX_PAGES_PER_PASS: u64 = 100_000;
 
 /// Starts feeding the read model kept in `dir` from `syncer`'s pages, a pass at startup
-/// and one after each change `catalog` reports; returns the model the API reads and the
-/// feeder, to stop before the data directory is released. Call it inside a tokio runtime.
+/// and one after each change `catalog` reports, with README texts from `readmes` when the
+/// server has a file store; returns the model the API reads and the feeder, to stop
+/// before the data directory is released. Call it inside a tokio runtime.
 pub fn start(
     dir: PathBuf,
     store: Arc<dyn CatalogStore>,
     syncer: Arc<Syncer<SyncPage>>,
     catalog: watch::Receiver<CatalogState>,
+    readmes: Option<ReadmeFiles>,
 ) -> (Arc<ReadModel>, Feeding) {
     let model = ReadModel::new();
     let (stop, stopping) = watch::channel(false);
@@ -78,6 +84,7 @@ pub fn start(
         stop: stopping,
         files: None,
         usage: adds::Usage::new(store),
+        readmes,
     };
     let task = exosphere_task::spawn(feeder.run().instrument(span));
     let feeding = Feeding {
@@ -135,6 +142,8 @@ struct Feeder {
     files: Option<Files>,
     /// The recent adds' source, and when they were counted.
     usage: adds::Usage,
+    /// The README files full-text search reads, when the server has a file store.
+    readmes: Option<ReadmeFiles>,
 }
 
 impl Feeder {
@@ -201,10 +210,12 @@ impl Feeder {
         );
         let mut files = self.files.take();
         let mut usage = self.usage.clone();
+        let readmes = self.readmes.clone();
         let (files, usage, result) = exosphere_task::blocking(move || {
             let source = Source {
                 syncer: &syncer,
                 usage: &mut usage,
+                readmes: readmes.as_ref(),
             };
             let result = catch_up(&mut files, &dir, source, &model, &state, &stop);
             (files, usage, result)
@@ -216,10 +227,12 @@ impl Feeder {
     }
 }
 
-/// What a pass reads: the catalog's pages, and its usage for the recent adds.
+/// What a pass reads: the catalog's pages, its usage for the recent adds, and the README
+/// files of the file store, if any.
 struct Source<'a> {
     syncer: &'a Syncer<SyncPage>,
     usage: &'a mut adds::Usage,
+    readmes: Option<&'a ReadmeFiles>,
 }
 
 /// The index files of a read model: the one pages are applied to, and its generation.
@@ -272,12 +285,16 @@ fn catch_up(
             files.writer = Index::rebuild(&generation_path(dir, generation))?;
             files.generation = generation;
         }
-        files.writer.apply_page(&exosphere_index::SyncPage {
+        let applied = exosphere_index::SyncPage {
             reset_data: page.reset_data,
             up_to_date: page.up_to_date,
             sync_token: page.sync_token,
             collections: page.collections.clone(),
-        })?;
+        };
+        match source.readmes {
+            Some(readmes) => files.writer.apply_page_with_readmes(&applied, readmes)?,
+            None => files.writer.apply_page(&applied)?,
+        };
         model.page_applied(files.writer.path(), page.sync_token.get().to_owned());
         if page.up_to_date {
             if let Err(error) = source.usage.refresh(&mut files.writer, model) {
@@ -457,6 +474,7 @@ mod tests {
         let source = Source {
             syncer: &syncer,
             usage: &mut usage,
+            readmes: None,
         };
         catch_up(&mut files, &model_dir, source, &model, &state, &stopping).unwrap();
         let writer = &files.as_ref().unwrap().writer;
@@ -467,6 +485,7 @@ mod tests {
         let source = Source {
             syncer: &syncer,
             usage: &mut usage,
+            readmes: None,
         };
         catch_up(&mut files, &model_dir, source, &model, &state, &stopping).unwrap();
         let freshness = model.freshness().expect("served once up to date");
@@ -478,7 +497,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, syncer, state) = small_catalog(&dir.path().join("data"));
         let (_catalog, watched) = watch::channel(state);
-        let (_model, feeding) = start(dir.path().join("read-model"), store, syncer, watched);
+        let (_model, feeding) = start(dir.path().join("read-model"), store, syncer, watched, None);
         assert!(feeding.join(Duration::from_secs(120)).await);
     }
 

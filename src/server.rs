@@ -25,6 +25,7 @@ use crate::accept::{self, HttpLimits, OpenConnections};
 use crate::http::{AppState, router};
 use crate::jobs::{self, RollupSchedule};
 use crate::read_model;
+use crate::readme_files::ReadmeFiles;
 use crate::seen_head::HeadFile;
 use crate::service::{PackageService, Publishing, UsageRates, UsageRecording, UsageThrottle};
 use crate::stats_files::{StatsFiles, StatsFilesConfig};
@@ -129,7 +130,8 @@ impl Default for Config {
 /// watcher (and, with [`Config::seen_head`], the file of the newest head it saw), (with
 /// [`Config::read_model`]) the read model's feeder, the usage recorder, the daily rollup, (with `publishing`) the upload sweep,
 /// (with [`Config::mirror`]) the upstream mirror and (with [`Config::mirror_files`] and
-/// `publishing`'s file store) the mirrored files' service.
+/// `publishing`'s file store) the mirrored files' service. With `publishing`, the web
+/// catalog and the read model's search read README files from its file store.
 /// The returned state is what [`run`] serves; call it inside a tokio runtime.
 pub fn start(
     store: Arc<dyn CatalogStore>,
@@ -151,6 +153,20 @@ pub fn start(
             .with_context(|| format!("cannot keep sync pages in {}", files.dir.display()))?;
     }
     let syncer = Arc::new(syncer);
+    let mirror_files = match (&config.mirror_files, &publishing) {
+        (Some(files), Some(publishing)) => Some(
+            MirrorFiles::new(Arc::clone(&store), publishing.blobs.clone(), files.clone())
+                .context("cannot start the mirrored files' service")?,
+        ),
+        _ => None,
+    };
+    let readmes = publishing.as_ref().map(|publishing| {
+        ReadmeFiles::new(
+            publishing.blobs.clone(),
+            mirror_files.clone(),
+            config.site.readme.max_bytes,
+        )
+    });
     let (read_model, feeding) = match &config.read_model {
         Some(dir) => {
             let (model, feeding) = read_model::start(
@@ -158,6 +174,7 @@ pub fn start(
                 Arc::clone(&store),
                 Arc::clone(&syncer),
                 catalog.clone(),
+                readmes.clone(),
             );
             (model, Some(Arc::new(feeding)))
         }
@@ -202,18 +219,12 @@ pub fn start(
         });
         watched
     });
-    let mirror_files = match (&config.mirror_files, &publishing) {
-        (Some(files), Some(publishing)) => Some(
-            MirrorFiles::new(Arc::clone(&store), publishing.blobs.clone(), files.clone())
-                .context("cannot start the mirrored files' service")?,
-        ),
-        _ => None,
-    };
     Ok(AppState {
         stats_files,
         store,
         mirror,
         mirror_files,
+        readmes,
         ddp: Server::new(Arc::new(service), config.ddp.clone()),
         sockjs: config.sockjs.clone(),
         http: config.http.clone(),

@@ -40,3 +40,4 @@ mod stats;
 mod sync;
 mod web_api;
 mod web_pages;
+mod web_readme;

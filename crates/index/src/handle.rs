@@ -10,6 +10,7 @@ use exosphere_meteor::Collection;
 
 use crate::error::IndexError;
 use crate::ingest::{self, Failure, PageApplied, SyncPage};
+use crate::readme::ReadmeTexts;
 use crate::schema;
 
 /// A local index file, open for reading and writing.
@@ -153,12 +154,34 @@ impl Index {
     /// interrupted sync resumes after the last committed page. `reset_data` clears the
     /// index inside that same transaction. A record that is not an object or has no string
     /// `_id` fails the whole page with an error naming the collection; one of another
-    /// unexpected shape is kept raw only and counted in [`PageApplied::raw_only`].
+    /// unexpected shape is kept raw only and counted in [`PageApplied::raw_only`]. Full-text
+    /// search holds no README text: see [`Index::apply_page_with_readmes`].
     pub fn apply_page(&mut self, page: &SyncPage<'_>) -> Result<PageApplied, IndexError> {
+        self.apply(page, None)
+    }
+
+    /// [`Index::apply_page`] for a writer that can read README files (the server's read
+    /// model): the page that brings the index up to date asks `readmes` for the README
+    /// texts of the packages whose latest version changed, inside its transaction, and
+    /// full-text search keeps the start of each ([`crate::README_SEARCH_BYTES`]).
+    pub fn apply_page_with_readmes(
+        &mut self,
+        page: &SyncPage<'_>,
+        readmes: &dyn ReadmeTexts,
+    ) -> Result<PageApplied, IndexError> {
+        self.apply(page, Some(readmes))
+    }
+
+    /// Applies `page` in one transaction, with README texts from `readmes` when given.
+    fn apply(
+        &mut self,
+        page: &SyncPage<'_>,
+        readmes: Option<&dyn ReadmeTexts>,
+    ) -> Result<PageApplied, IndexError> {
         let path = &self.path;
         let sqlite = |e| IndexError::from_sqlite(path, e);
         let tx = self.connection.transaction().map_err(sqlite)?;
-        match ingest::apply(&tx, page) {
+        match ingest::apply(&tx, page, readmes) {
             Ok(applied) => {
                 tx.commit().map_err(sqlite)?;
                 Ok(applied)

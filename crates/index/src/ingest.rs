@@ -15,7 +15,8 @@
 //! The full-text table and the dependents of each package's latest version are costly to
 //! keep current record by record (a package's latest version may move several times in a
 //! sync), so a page only notes which packages' latest version changed (`latest_dirty`) and
-//! the page that brings the index up to date rewrites their rows, in its own transaction.
+//! the page that brings the index up to date rewrites their rows, in its own transaction;
+//! with a [`ReadmeTexts`], the full-text rows hold the start of each one's README too.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -28,6 +29,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::IndexError;
+use crate::readme::ReadmeTexts;
 use crate::schema::{DATA_TABLES, DEFERRED_INDEXES, LATEST_OF_UNMIGRATED_ONLY, refresh_latest};
 
 /// One page of a `syncNewPackageData` result, borrowed from the frame text (no copies).
@@ -73,8 +75,14 @@ fn table(collection: Collection) -> &'static str {
     }
 }
 
-/// Applies `page` in `tx` (see the module documentation); the caller commits.
-pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApplied, Failure> {
+/// Applies `page` in `tx` (see the module documentation), with the README texts of the
+/// latest versions that changed from `readmes` when it brings the index up to date; the
+/// caller commits.
+pub(crate) fn apply(
+    tx: &Transaction<'_>,
+    page: &SyncPage<'_>,
+    readmes: Option<&dyn ReadmeTexts>,
+) -> Result<PageApplied, Failure> {
     if page.reset_data {
         for table in DATA_TABLES {
             tx.execute(&format!("DELETE FROM {table}"), [])?;
@@ -152,7 +160,7 @@ pub(crate) fn apply(tx: &Transaction<'_>, page: &SyncPage<'_>) -> Result<PageApp
         if bulk {
             finish_first_sync(tx)?;
         }
-        refresh_latest(tx)?;
+        refresh_latest(tx, readmes)?;
     }
     tx.prepare_cached(
         "INSERT INTO sync_state (id, token) VALUES (1, ?1)

@@ -17,6 +17,8 @@
 //!   [`Index::browse`], [`Index::recently_published`], [`Index::new_packages`] and
 //!   [`Index::release`], one page or several names at a time, and [`Index::is_ready`].
 //! * `ingest`: parsing records and filling the typed and derived tables.
+//! * `readme`: the README file a version names ([`ReadmeFile`]) and [`ReadmeTexts`], how a
+//!   writer that can read those files gives full-text search their text.
 //! * `schema`: the tables, `PRAGMA user_version` and what is checked on open.
 
 mod adds;
@@ -25,6 +27,7 @@ mod handle;
 mod ingest;
 mod listing;
 mod query;
+mod readme;
 mod schema;
 mod search;
 
@@ -39,5 +42,6 @@ pub use query::{
     ReleaseSummary, Releases, SearchHit, TrackSummary, VersionInfo, VersionSummary,
     constraint_admits,
 };
+pub use readme::{README_SEARCH_BYTES, ReadmeFile, ReadmeTexts};
 pub use schema::SCHEMA_VERSION;
 pub use search::{Search, SearchSort};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IndexError;
 use crate::handle::Index;
+use crate::readme::ReadmeFile;
 use exosphere_meteor::MeteorVersion;
 
 /// One package found by [`Index::find`].
@@ -58,6 +59,8 @@ pub struct VersionInfo {
     pub description: Option<String>,
     /// Its README excerpt.
     pub long_description: Option<String>,
+    /// The README file published with it, when its record names one with a hash.
+    pub readme: Option<ReadmeFile>,
     /// Its source repository.
     pub git: Option<String>,
     /// When it was published (ISO-8601).
@@ -548,6 +551,8 @@ impl Index {
             #[serde(default)]
             long_description: Option<String>,
             #[serde(default)]
+            readme: Option<serde_json::Value>,
+            #[serde(default)]
             git: Option<String>,
             #[serde(default)]
             published_by: Option<User>,
@@ -610,6 +615,7 @@ impl Index {
             version,
             description: doc.description,
             long_description: doc.long_description.filter(|text| !text.is_empty()),
+            readme: doc.readme.as_ref().and_then(ReadmeFile::from_value),
             git: doc.git,
             published: published.and_then(iso_date),
             published_by: doc.published_by.and_then(|user| user.username),

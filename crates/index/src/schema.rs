@@ -14,6 +14,7 @@ use std::path::Path;
 use rusqlite::Connection;
 
 use crate::IndexError;
+use crate::readme::{ReadmeTexts, read_readmes};
 
 /// `PRAGMA application_id` of an Exosphere index: "EXOI".
 pub const APPLICATION_ID: i64 = 0x4558_4F49;
@@ -27,7 +28,12 @@ pub const APPLICATION_ID: i64 = 0x4558_4F49;
 /// 5: `latest.unmigrated`, and a `latest` row for each package whose every version is
 ///    unmigrated, so search can include them when asked (added in place to a version 2, 3
 ///    or 4 file).
-pub const SCHEMA_VERSION: i64 = 5;
+/// 6: the `readme` column of `search`, README texts from the writer's [`ReadmeTexts`]
+///    (`search` is made again in place, without README texts until the next page that
+///    brings the index up to date).
+///
+/// [`ReadmeTexts`]: crate::ReadmeTexts
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The server whose catalog the index copies (its DDP endpoint URL), one row, written by
 /// the first sync. Not a data table: `resetData` from the same server keeps it.
@@ -71,19 +77,23 @@ pub(crate) fn update_boost(rows: &str) -> String {
 }
 
 /// Rewrites the derived rows of the packages whose latest version changed
-/// (`latest_dirty`): their full-text row, the dependents of their latest version (none for
-/// a package whose every version is unmigrated: no app can use it), the latest version's
-/// date and deprecated flag, and the search boost. The page that brings a sync up to date
-/// runs it, and so does an upgrade that adds `latest` rows.
-pub(crate) fn refresh_latest(connection: &Connection) -> rusqlite::Result<()> {
-    connection.execute_batch(
+/// (`latest_dirty`): their full-text row (with the start of its README file from
+/// `readmes`, when given), the dependents of their latest version (none for a package whose
+/// every version is unmigrated: no app can use it), the latest version's date and
+/// deprecated flag, and the search boost. The page that brings a sync up to date runs it,
+/// and so does an upgrade that adds `latest` rows.
+pub(crate) fn refresh_latest(
+    connection: &Connection,
+    readmes: Option<&dyn ReadmeTexts>,
+) -> rusqlite::Result<()> {
+    connection.execute_batch(README_TEXTS)?;
+    if let Some(readmes) = readmes {
+        read_readmes(connection, readmes)?;
+    }
+    connection.execute_batch(&format!(
         "DELETE FROM search WHERE rowid IN (SELECT latest_id FROM latest_dirty);
-         INSERT INTO search (rowid, name, description, long_description)
-             SELECT l.id, l.package, coalesce(v.description, ''),
-                    coalesce(json_extract(v.doc, '$.longDescription'), '')
-             FROM latest_dirty d
-             JOIN latest l ON l.id = d.latest_id
-             JOIN versions v ON v.rowid = l.version_rowid;
+         {WRITE_SEARCH}
+         DELETE FROM temp.readme_texts;
          DELETE FROM dependents WHERE package IN
              (SELECT l.package FROM latest_dirty d JOIN latest l ON l.id = d.latest_id);
          INSERT OR REPLACE INTO dependents (name, package, version, constraint_text, refs, weak)
@@ -98,7 +108,7 @@ pub(crate) fn refresh_latest(connection: &Connection) -> rusqlite::Result<()> {
              deprecated = (SELECT json_type(doc, '$.deprecated') IS 'true' FROM versions
                            WHERE rowid = latest.version_rowid)
          WHERE id IN (SELECT latest_id FROM latest_dirty);",
-    )?;
+    ))?;
     connection.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
     connection.execute_batch("DELETE FROM latest_dirty;")
 }
@@ -141,6 +151,45 @@ INSERT INTO latest (package, version_rowid, rank, last_updated, created, unmigra
                  min(published) AS created
           FROM versions WHERE unmigrated GROUP BY package) m
     WHERE NOT EXISTS (SELECT 1 FROM latest l WHERE l.package = m.package);";
+
+/// Full text over the latest version of each package (rowid = `latest.id`): its name,
+/// summary, README excerpt and, when the writer reads README files, the start of its
+/// README (`readme::searched`; empty otherwise). Written by [`WRITE_SEARCH`].
+const SEARCH_TABLE: &str = "CREATE VIRTUAL TABLE search USING fts5 (
+    name, description, long_description, readme,
+    tokenize = 'unicode61 remove_diacritics 2',
+    prefix = '2 3'
+);";
+
+/// The README texts of the packages in `latest_dirty` that [`WRITE_SEARCH`] writes, read
+/// for one page and emptied after it; a temporary table of the writer's connection.
+const README_TEXTS: &str = "CREATE TEMP TABLE IF NOT EXISTS readme_texts (
+    latest_id INTEGER PRIMARY KEY,
+    text TEXT NOT NULL
+);";
+
+/// Writes the `search` rows of the packages in `latest_dirty` (whose old rows are gone)
+/// from their latest version, with their README text from `temp.readme_texts`.
+const WRITE_SEARCH: &str = "
+INSERT INTO search (rowid, name, description, long_description, readme)
+    SELECT l.id, l.package, coalesce(v.description, ''),
+           coalesce(json_extract(v.doc, '$.longDescription'), ''),
+           coalesce((SELECT text FROM temp.readme_texts r WHERE r.latest_id = l.id), '')
+    FROM latest_dirty d
+    JOIN latest l ON l.id = d.latest_id
+    JOIN versions v ON v.rowid = l.version_rowid;";
+
+/// Version 6's step in place: the old `search` goes; then `search` is made again with its
+/// `readme` column ([`SEARCH_TABLE`]), every package is marked, and
+/// `refresh_latest` fills it from every package's latest version without README texts, so
+/// searches go on answering; every package is marked again ([`MARK_EVERY_PACKAGE`]), so
+/// the next page that brings the index up to date writes each row again with its README
+/// text when the writer reads README files.
+const VERSION_6_SEARCH: &str = "DROP TABLE search;";
+
+/// Marks every package for the next page that brings the index up to date.
+const MARK_EVERY_PACKAGE: &str =
+    "INSERT OR IGNORE INTO latest_dirty (latest_id) SELECT id FROM latest;";
 
 /// The tables, in one batch. Column comments say where each value comes from (spec §3.8).
 const SCHEMA: &str = r#"
@@ -232,13 +281,6 @@ CREATE TABLE latest (
 CREATE TABLE latest_dirty (
     latest_id INTEGER PRIMARY KEY
 );
--- Full text over the latest version of each package; rowid = latest.id.
-CREATE VIRTUAL TABLE search USING fts5 (
-    name, description, long_description,
-    tokenize = 'unicode61 remove_diacritics 2',
-    prefix = '2 3'
-);
-
 CREATE TABLE builds (
     rowid INTEGER PRIMARY KEY,
     id TEXT NOT NULL,             -- _id (unique: builds_by_id)
@@ -438,6 +480,7 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
         }
         let tx = connection.transaction().map_err(sqlite)?;
         tx.execute_batch(SCHEMA).map_err(sqlite)?;
+        tx.execute_batch(SEARCH_TABLE).map_err(sqlite)?;
         tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
         tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
         tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
@@ -452,16 +495,16 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
     }
     check_version(application_id, user_version, 2, path)?;
     if user_version < SCHEMA_VERSION {
-        // Versions 3 to 5 only add: `origin` (the file's server is learnt at its next
-        // sync), five columns of `latest`, the `adds` tables, and the `latest` rows of
-        // packages whose every version is unmigrated (with their search rows). Two
-        // processes may upgrade the same file at once: the first commits, the second sees
-        // the new version and stops.
+        // One step per version, in order, in one transaction. Two processes may upgrade
+        // the same file at once: the first commits, the second sees the new version and
+        // stops.
         let tx = connection
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sqlite)?;
         let (_, now) = identity(&tx, path)?;
         if now < 4 {
+            // Versions 3 and 4 only add: `origin` (the file's server is learnt at its next
+            // sync), four columns of `latest` and the `adds` tables.
             tx.execute_batch(ORIGIN_TABLE).map_err(sqlite)?;
             tx.execute_batch(ADDS_TABLES).map_err(sqlite)?;
             tx.execute_batch(VERSION_4_COLUMNS).map_err(sqlite)?;
@@ -469,6 +512,8 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
             tx.execute_batch(LATEST_BY_DATE).map_err(sqlite)?;
         }
         if now < 5 {
+            // Version 5: the `latest` rows of packages whose every version is unmigrated,
+            // their derived rows written below.
             tx.execute_batch(VERSION_5_COLUMN).map_err(sqlite)?;
             tx.execute_batch(LATEST_OF_UNMIGRATED_ONLY)
                 .map_err(sqlite)?;
@@ -477,7 +522,17 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
                      SELECT id FROM latest WHERE unmigrated",
             )
             .map_err(sqlite)?;
-            refresh_latest(&tx).map_err(sqlite)?;
+        }
+        if now < 6 {
+            tx.execute_batch(VERSION_6_SEARCH).map_err(sqlite)?;
+            tx.execute_batch(SEARCH_TABLE).map_err(sqlite)?;
+            tx.execute_batch(MARK_EVERY_PACKAGE).map_err(sqlite)?;
+        }
+        // The derived rows of every package marked above, in the shape of this version.
+        refresh_latest(&tx, None).map_err(sqlite)?;
+        if now < 6 {
+            // Their README texts at the next page that brings the index up to date.
+            tx.execute_batch(MARK_EVERY_PACKAGE).map_err(sqlite)?;
         }
         if now < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)

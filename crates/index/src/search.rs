@@ -1,7 +1,8 @@
 //! Search: what a person means by a few words. [`Index::find`] ranks in tiers: the exact
 //! name, then the exact base name (`collection2` finds `aldeed:collection2`), then names
 //! that start with the words, then names that contain them, then packages whose name,
-//! summary or README excerpt holds every word (FTS5). Within a tier the
+//! summary, README excerpt or README (when the index was given README texts, as the
+//! server's read model is) holds every word (FTS5). Within a tier the
 //! package with the greater boost comes first (`schema::update_boost`: added more often in the
 //! last 30 days, updated more recently, and halved for core packages, names without an
 //! `owner:`, so that they do not crowd out the rest). The words are data, never query
@@ -173,7 +174,7 @@ impl Index {
             .published_within_days
             .map(|days| today.saturating_sub(i64::from(days).saturating_mul(86_400_000)));
         // Candidates: every package when there is no text; else the full-text matches
-        // (every word in a name, summary or README excerpt) and the names that contain the
+        // (every word in a name, summary, README excerpt or README) and the names that contain the
         // text, each once. A package's tier follows from its name; the tier and its boost
         // order it, both read from `latest`: no per-hit ranking function, so a word that
         // matches most of the catalog costs a scan and a sort. Only the page's hits read

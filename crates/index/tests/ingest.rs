@@ -687,11 +687,14 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
     drop(index);
     // What schema 2 had: everything but the `origin` table, `latest.created` and the
     // `adds` tables (version 4), `latest.unmigrated` and the `latest` rows of packages
-    // whose every version is unmigrated (version 5).
+    // whose every version is unmigrated (version 5), with `search` lacking its `readme`
+    // column (version 6).
     let connection = rusqlite::Connection::open(&path).unwrap();
     connection
         .execute_batch(
-            "DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
+            "DROP TABLE search;
+             CREATE VIRTUAL TABLE search USING fts5 (name, description, long_description);
+             DROP TABLE origin; DROP TABLE adds; DROP TABLE adds_state;
              DROP INDEX latest_by_published; DROP INDEX latest_by_created;
              DELETE FROM search WHERE rowid IN (SELECT id FROM latest WHERE unmigrated);
              DELETE FROM latest WHERE unmigrated;
@@ -705,6 +708,8 @@ fn a_schema_2_index_is_upgraded_in_place_and_adopted_by_its_next_sync() {
 
     let mut index = Index::open(&path).expect("a schema 2 index opens");
     assert_eq!(index.sync_token().unwrap().as_deref(), Some(r#"{"n":1}"#));
+    let found = index.search("things", None, 10).unwrap();
+    assert_eq!(found.len(), 1, "search is filled again at once: {found:?}");
     assert_eq!(count(&index, "packages"), 1);
     assert_eq!(index.adds_through().unwrap(), None);
     assert_eq!(index.server().unwrap(), None);

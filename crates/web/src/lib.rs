@@ -6,9 +6,9 @@
 //!
 //! It knows nothing of DDP or of the catalog's storage: it asks an `exosphere-index` file
 //! through the index's query methods, never SQL of its own. The binary keeps that file
-//! current from the catalog's sync pages and says so through [`ReadModel::publish`], and
-//! hands the pages usage numbers through a [`UsageSource`] and the API its usage
-//! statistics through a [`StatsSource`].
+//! current from the catalog's sync pages and says so through [`ReadModel::publish`], hands
+//! the pages usage numbers through a [`UsageSource`], the API its usage statistics through
+//! a [`StatsSource`], and both README files through a [`ReadmeSource`].
 //!
 //! * `model`: [`ReadModel`], the served index file and its reader connections, swapped
 //!   whole when a rebuilt file is complete, and its [`Freshness`];
@@ -18,11 +18,14 @@
 //! * `pages`: the pages' routes, templates (`templates/`) and assets (`assets/`);
 //! * `usage`: [`UsageSource`] and [`StatsSource`], the usage numbers the pages and the API
 //!   show;
+//! * `readme_source`: [`ReadmeSource`], the README files the pages and the API show in
+//!   place of the excerpts when they can;
 //! * `reply`: the OpenAPI document, error kinds, entity tags and `304`, cache and CORS
 //!   headers.
 
 mod model;
 mod pages;
+mod readme_source;
 mod rendered;
 mod reply;
 mod routes;
@@ -36,6 +39,7 @@ use axum::Router;
 
 pub use model::{Failing, Freshness, QueryError, ReadModel};
 pub use pages::{CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY_REMOTE_IMAGES, SiteConfig};
+pub use readme_source::{NoReadme, ReadmeFile, ReadmeSource};
 pub use rendered::DEFAULT_CACHE_BYTES;
 pub use reply::{ApiError, Building, OPENAPI};
 pub use runner::{
@@ -49,20 +53,25 @@ pub use usage::{
 
 /// The web catalog's routes over `model`, for any outer router's state: the JSON API
 /// (bounded by `api`, with usage statistics over ranges from `stats`) and the pages
-/// (`site`, with usage numbers from `usage` when the server has any). Both ask the read
-/// model and the sources through one runner, so `api.max_queries` bounds their queries
-/// together. The pages' fallback answers every path no route of the server takes.
+/// (`site`, with usage numbers from `usage` when the server has any), both with README
+/// files from `readmes` when the server has a file store (else the README excerpts). Both
+/// ask the read model and the sources through one runner, so `api.max_queries` bounds
+/// their queries together. The pages' fallback answers every path no route of the server
+/// takes.
 pub fn router<S: Clone + Send + Sync + 'static>(
     model: Arc<ReadModel>,
     api: ApiConfig,
     site: SiteConfig,
     usage: Option<Arc<dyn UsageSource>>,
     stats: Arc<dyn StatsSource>,
+    readmes: Option<Arc<dyn ReadmeSource>>,
 ) -> Router<S> {
     let runner = runner::Runner::new(model, api);
-    routes::router(runner.clone(), site.readme.clone(), stats).merge(pages::router(pages::Site {
+    let api = routes::router(runner.clone(), site.readme.clone(), stats, readmes.clone());
+    api.merge(pages::router(pages::Site {
         runner,
         config: Arc::new(site),
         usage,
+        readmes,
     }))
 }

@@ -105,6 +105,7 @@ mod tests {
 
     use super::*;
     use crate::model::ReadModel;
+    use crate::readme_source::{NoReadme, ReadmeFile, ReadmeSource};
     use crate::runner::{ApiConfig, Runner};
     use crate::usage::{Adds, PeriodAdds, Usage, UsageError, UsageRange, UsageSource, VersionAdds};
 
@@ -175,6 +176,7 @@ mod tests {
                 ..SiteConfig::default()
             }),
             usage: Some(Arc::new(Numbers)),
+            readmes: None,
         })
     }
 
@@ -319,6 +321,119 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
+    /// README files with one, `http://files/readme.md`, that is missing until `here` is
+    /// set: as the contract asks, each answer without it moves the stamp.
+    #[derive(Default)]
+    struct Arriving {
+        here: std::sync::atomic::AtomicBool,
+        stamp: std::sync::atomic::AtomicU64,
+    }
+
+    impl ReadmeSource for Arriving {
+        fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if file.url != "http://files/readme.md" {
+                return Err(NoReadme::Elsewhere);
+            }
+            if self.here.load(SeqCst) {
+                Ok("# Widget\n\n## Only in the file\n\nEverything else.".into())
+            } else {
+                self.stamp.fetch_add(1, SeqCst);
+                Err(NoReadme::Absent)
+            }
+        }
+
+        fn stamp(&self) -> u64 {
+            self.stamp.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_readme_file_takes_the_excerpts_place_once_it_is_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite3");
+        let dump = r#"{"collection":"packages","doc":{"_id":"p","name":"ann:widget","lastUpdated":{"$date":1}}}
+{"collection":"versions","doc":{"_id":"v","packageName":"ann:widget","version":"1.0.0","longDescription":"Short excerpt.","readme":{"url":"http://files/readme.md","hash":"H"},"dependencies":{},"published":{"$date":1},"lastUpdated":{"$date":1}}}"#;
+        Index::open(&path).unwrap().load_dump(dump, 10).unwrap();
+        let model = ReadModel::new();
+        model.publish(&path, Some(1)).unwrap();
+        let source = Arc::new(Arriving::default());
+        let readmes: Arc<dyn ReadmeSource> = Arc::clone(&source) as _;
+        /// The README test asks for no usage statistics.
+        struct NoStats;
+        impl crate::StatsSource for NoStats {
+            fn range(
+                &self,
+                _: &str,
+                _: &crate::usage::RangeQuery,
+            ) -> Result<crate::RangeStats, ApiError> {
+                Err(ApiError::internal(&"no statistics in this test"))
+            }
+        }
+        let router: Router = crate::router(
+            model,
+            ApiConfig::default(),
+            SiteConfig::default(),
+            None,
+            Arc::new(NoStats),
+            Some(readmes),
+        );
+        let api = "/api/v1/packages/ann:widget/versions/1.0.0/readme";
+
+        let (status, headers, page) = fetch(&router, "/package/ann:widget", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("data-source=\"excerpt\""), "{page}");
+        assert!(page.contains("Short excerpt.") && page.contains("not available"));
+        let (_, _, answer) = fetch(&router, api, &[]).await;
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            (&answer["source"], &answer["markdown"]),
+            (&"excerpt".into(), &"Short excerpt.".into())
+        );
+        // The excerpt stood in for a file that may arrive: its tag is not confirmed.
+        let tag = headers[header::ETAG].to_str().unwrap().to_owned();
+        let (again, headers, _) = fetch(
+            &router,
+            "/package/ann:widget",
+            &[(header::IF_NONE_MATCH, &tag)],
+        )
+        .await;
+        assert_eq!(again, StatusCode::OK);
+
+        source.here.store(true, std::sync::atomic::Ordering::SeqCst);
+        let tag = headers[header::ETAG].to_str().unwrap().to_owned();
+        let (status, headers, page) = fetch(
+            &router,
+            "/package/ann:widget",
+            &[(header::IF_NONE_MATCH, &tag)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("data-source=\"file\""), "{page}");
+        assert!(page.contains("Only in the file") && !page.contains("Short excerpt."));
+        let tag = headers[header::ETAG].to_str().unwrap().to_owned();
+        let (again, _, _) = fetch(
+            &router,
+            "/package/ann:widget",
+            &[(header::IF_NONE_MATCH, &tag)],
+        )
+        .await;
+        assert_eq!(
+            again,
+            StatusCode::NOT_MODIFIED,
+            "a README file shown is final"
+        );
+        let (_, _, answer) = fetch(&router, api, &[]).await;
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["source"], "file");
+        assert!(
+            answer["html"]
+                .as_str()
+                .unwrap()
+                .contains("Only in the file")
+        );
+    }
+
     #[tokio::test]
     async fn a_websocket_handshake_on_a_two_segment_path_is_a_404_even_while_building() {
         let building = site(ReadModel::new(), 5);
@@ -355,6 +470,7 @@ mod tests {
                 ..SiteConfig::default()
             }),
             usage: None,
+            readmes: None,
         });
         let (status, headers, _) = fetch(&router, "/package/evil:pkg", &[]).await;
         assert_eq!(status, StatusCode::OK);

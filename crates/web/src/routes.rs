@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::model::ReadModel;
-use crate::pages::readme::readme as render_readme;
+use crate::pages::readme::{self, Origin};
 use crate::pages::readme_stamp;
+use crate::readme_source::ReadmeSource;
 use crate::reply::{
     ApiError, OPENAPI, add_cors, api_format, encode, fresh, preflight, tagged_json,
 };
@@ -40,14 +41,16 @@ struct Params {
 }
 
 /// The `/api/v1` routes over `runner`'s read model, and `stats` for usage statistics, for
-/// any outer router's state. CORS headers go on every answer, errors and unknown `/api/v1`
-/// paths included.
+/// any outer router's state, with READMEs rendered with `readme_options` from
+/// `readme_source`'s files when it has them. CORS headers go on every answer, errors and
+/// unknown `/api/v1` paths included.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(
     runner: Runner,
     readme_options: RenderOptions,
     stats: Arc<dyn StatsSource>,
+    readme_source: Option<Arc<dyn ReadmeSource>>,
 ) -> Router<S> {
-    let readme_options = Arc::new(readme_options);
+    let readmes = Arc::new((readme_options, readme_source));
     Router::new()
         .route("/api/v1/packages", get(lookup))
         .route("/api/v1/packages/{name}", get(package))
@@ -56,7 +59,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
         .route(
             "/api/v1/packages/{name}/versions/{version}/readme",
             get(move |api, asked, headers, uri| {
-                readme(api, asked, headers, uri, Arc::clone(&readme_options))
+                readme(api, asked, headers, uri, Arc::clone(&readmes))
             }),
         )
         .route(
@@ -203,15 +206,23 @@ async fn version(
 }
 
 /// `GET /api/v1/packages/{name}/versions/{version}/readme`: the version's README as
-/// published (Markdown) and rendered to sanitized HTML, as its page shows it.
+/// published (Markdown) and rendered to sanitized HTML, as its page shows it: its README
+/// file when the server can show it, else its excerpt, and which of the two. The entity
+/// tag follows the source's stamp, so an excerpt shown in place of a README file that
+/// may yet arrive is not confirmed once the file is there.
 async fn readme(
     State(api): State<Runner>,
     asked: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     uri: Uri,
-    options: Arc<RenderOptions>,
+    readmes: Arc<(RenderOptions, Option<Arc<dyn ReadmeSource>>)>,
 ) -> Response {
-    let format = format!("{}/{:016x}", api_format(), readme_stamp(&options));
+    let format = format!(
+        "{}/{:016x}/{:016x}",
+        api_format(),
+        readme_stamp(&readmes.0),
+        readme::stamp(readmes.1.as_deref())
+    );
     answer_as(
         &api,
         &format,
@@ -220,15 +231,24 @@ async fn readme(
         &uri,
         move |index, (name, version)| {
             let info = index.show(&name, Some(&version))?;
-            let markdown = info.version.long_description.unwrap_or_default();
-            let rendered = render_readme(&markdown, info.version.git.as_deref(), &options);
+            let (options, source) = &*readmes;
+            let shown = readme::readme(&info.name, &info.version, source.as_deref(), options);
+            let (markdown, source, html, truncated) = match shown {
+                Some(shown) => (
+                    shown.markdown,
+                    shown.origin,
+                    shown.rendered.html,
+                    shown.rendered.truncated,
+                ),
+                None => (String::new(), Origin::Excerpt, String::new(), false),
+            };
             Ok(ReadmeAnswer {
                 name: info.name,
                 version: info.version.version,
-                source: "excerpt",
+                source,
                 markdown,
-                html: rendered.html,
-                truncated: rendered.truncated,
+                html,
+                truncated,
             })
         },
     )
@@ -552,6 +572,7 @@ mod tests {
             Runner::new(model, ApiConfig::default()),
             RenderOptions::default(),
             Arc::new(Numbers),
+            None,
         )
     }
 

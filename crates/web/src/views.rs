@@ -6,6 +6,8 @@ use exosphere_index::{
 };
 use serde::Serialize;
 
+use crate::pages::readme::Origin;
+
 /// `GET /api/v1/packages/{name}`: a package at a glance.
 #[derive(Debug, Serialize)]
 pub(crate) struct PackageDetail {
@@ -63,9 +65,10 @@ pub(crate) struct ReadmeAnswer {
     pub name: String,
     /// The version.
     pub version: String,
-    /// Where the Markdown comes from: `excerpt`, the README excerpt the version was
-    /// published with (`longDescription`, at most 1,500 characters).
-    pub source: &'static str,
+    /// Where the Markdown comes from: `file`, the README file published with the version
+    /// (checked against its hash), or `excerpt`, its README excerpt (`longDescription`, at
+    /// most 1,500 characters) when the server has no README file to show.
+    pub source: Origin,
     /// The README as published (empty when the version has none).
     pub markdown: String,
     /// The README rendered (GitHub-flavoured Markdown) and sanitized: safe to put in a page.

@@ -2,6 +2,8 @@
 //! version's page (`/package/NAME/VERSION`), both one template, with the full lists they
 //! show the start of (`/versions`, `/dependents`) a page at a time.
 
+use std::hash::{Hash as _, Hasher as _};
+
 use askama::Template;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -15,7 +17,7 @@ use exosphere_index::{
 use super::chart::{Chart, chart};
 use super::links;
 use super::page::{Layout, PageParams, Pager, Shown, Site, params, path, range};
-use super::readme::{Readme, readme};
+use super::readme::{self, Readme};
 use super::text;
 use crate::reply::ApiError;
 use crate::runner::usize_of;
@@ -66,10 +68,14 @@ async fn show(
         Ok(asked) => asked,
         Err(error) => return site.error_page(&error),
     };
-    let (shown, salt) = match site.usage(&name, range).await {
+    let (shown, usage) = match site.usage(&name, range).await {
         Ok(usage) => usage,
         Err(error) => return site.error_page(&error),
     };
+    // The page shows a README file, or the excerpt in place of one that may yet arrive.
+    let mut salt = std::hash::DefaultHasher::new();
+    (usage, readme::stamp(site.readmes.as_deref())).hash(&mut salt);
+    let salt = salt.finish();
     let on = site.clone();
     site.page(
         Ok((name, version)),
@@ -95,7 +101,7 @@ pub struct PackagePage {
     add: String,
     /// The architectures of its builds, without repeats.
     architectures: Vec<String>,
-    /// Its README, already safe HTML.
+    /// Its README (the file, or the excerpt), already safe HTML.
     readme: Option<Readme>,
     /// The newest versions (a page's worth), and whether there are more.
     versions: Vec<VersionSummary>,
@@ -182,11 +188,12 @@ impl PackagePage {
         layout.feed = Some(format!("{}/feed.atom", links::package(name)));
         let newest: Vec<VersionSummary> = info.versions.iter().rev().cloned().collect();
         let more_versions = newest.len() as u64 > size;
-        let readme = info
-            .version
-            .long_description
-            .as_deref()
-            .map(|text| readme(text, info.version.git.as_deref(), &site.config.readme));
+        let readme = readme::readme(
+            name,
+            &info.version,
+            site.readmes.as_deref(),
+            &site.config.readme,
+        );
         let stats = stats(&page_path, range, shown, version.as_deref());
         Ok(PackagePage {
             banners: banners(&info),
@@ -209,7 +216,6 @@ impl PackagePage {
     }
 }
 
-/// A count as an iterator's length.
 /// The notes about the version shown: older or newer than the latest, deprecated,
 /// unmigrated.
 fn banners(info: &PackageInfo) -> Vec<Banner> {

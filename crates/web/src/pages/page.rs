@@ -19,6 +19,7 @@ use exosphere_readme::RenderOptions;
 use serde::Deserialize;
 
 use super::assets;
+use crate::readme_source::ReadmeSource;
 use crate::reply::{ApiError, current};
 use crate::runner::{Answer, Runner, SearchFields};
 use crate::usage::{Usage, UsageRange, UsageSource};
@@ -101,6 +102,8 @@ pub struct Site {
     pub config: Arc<SiteConfig>,
     /// Usage numbers, when the server has any.
     pub usage: Option<Arc<dyn UsageSource>>,
+    /// README files, when the server has a file store; without one, the excerpts.
+    pub readmes: Option<Arc<dyn ReadmeSource>>,
 }
 
 /// What the layout around every page shows besides the page itself.

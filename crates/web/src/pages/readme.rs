@@ -1,18 +1,101 @@
 //! The README section of a package and version page, and the README the API answers: the
-//! version's README excerpt (`longDescription`, what `meteor publish` sends, at most 1,500
-//! characters) rendered by `exosphere-readme` (GitHub-flavoured Markdown, highlighted code,
-//! an allowlist sanitizer), with relative links resolved against the package's git
-//! repository when that is an `https` URL.
+//! version's README file, read through the server's [`ReadmeSource`] and checked against
+//! the hash its record names, or, when there is none to show, its README excerpt
+//! (`longDescription`, what `meteor publish` sends, at most 1,500 characters); rendered by
+//! `exosphere-readme` (GitHub-flavoured Markdown, highlighted code, an allowlist
+//! sanitizer), with relative links resolved against the package's git repository when
+//! that is an `https` URL.
 
+use exosphere_index::VersionInfo;
 use exosphere_readme::{RenderOptions, Rendered, Url, render};
+use serde::Serialize;
 
-/// What the README section shows: HTML that is safe to place in a page as it is (the
-/// template does not escape it), and whether the README was cut short.
-pub type Readme = Rendered;
+use crate::readme_source::{NoReadme, ReadmeSource};
 
-/// The README of a version whose excerpt is `long_description` and whose repository is
-/// `git`, rendered with `options` (their `link_base` is set from `git` here).
-pub fn readme(long_description: &str, git: Option<&str>, options: &RenderOptions) -> Readme {
+/// Where a README shown comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The README file published with the version, whole and as its hash promises.
+    File,
+    /// The version's README excerpt: it has no README file this server can show.
+    Excerpt,
+}
+
+/// What the README section shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readme {
+    /// The Markdown, as published.
+    pub markdown: String,
+    /// Where it comes from.
+    pub origin: Origin,
+    /// It rendered: HTML that is safe to place in a page as it is (the template does not
+    /// escape it), and whether the README was cut short.
+    pub rendered: Rendered,
+}
+
+impl Readme {
+    /// Whether this is the README file rather than the excerpt (for the template).
+    pub fn is_file(&self) -> bool {
+        self.origin == Origin::File
+    }
+}
+
+/// The README of `name`'s `version`: its README file from `source` when it has one the
+/// source can show, else its excerpt; `None` when it has neither. Rendered with `options`
+/// (their `link_base` is set from the version's git repository here). Blocking (the
+/// source reads a file store): call it within a query turn.
+pub fn readme(
+    name: &str,
+    version: &VersionInfo,
+    source: Option<&dyn ReadmeSource>,
+    options: &RenderOptions,
+) -> Option<Readme> {
+    let file = version
+        .readme
+        .as_ref()
+        .zip(source)
+        .and_then(|(file, source)| {
+            source
+                .readme(file)
+                .inspect_err(|reason| match reason {
+                    NoReadme::Mismatch | NoReadme::Failed(_) => tracing::warn!(
+                        package = name,
+                        version = version.version,
+                        url = file.url,
+                        %reason,
+                        "showing the README excerpt"
+                    ),
+                    _ => tracing::debug!(
+                        package = name,
+                        version = version.version,
+                        %reason,
+                        "showing the README excerpt"
+                    ),
+                })
+                .ok()
+        });
+    let (markdown, origin) = match file {
+        Some(text) => (text, Origin::File),
+        None => (version.long_description.clone()?, Origin::Excerpt),
+    };
+    let rendered = rendered(&markdown, version.git.as_deref(), options);
+    Some(Readme {
+        markdown,
+        origin,
+        rendered,
+    })
+}
+
+/// The stamp of what READMEs from `source` show besides their records (see
+/// [`ReadmeSource::stamp`]), for entity tags; 0 without a source.
+pub fn stamp(source: Option<&dyn ReadmeSource>) -> u64 {
+    source.map_or(0, ReadmeSource::stamp)
+}
+
+/// `markdown` rendered with `options`, relative links resolved against `git` when it is
+/// an `https` repository.
+fn rendered(markdown: &str, git: Option<&str>, options: &RenderOptions) -> Rendered {
     let link_base = git
         .and_then(|git| Url::parse(git.trim_end_matches(".git")).ok())
         .filter(|url| url.scheme() == "https")
@@ -25,7 +108,7 @@ pub fn readme(long_description: &str, git: Option<&str>, options: &RenderOptions
             url
         });
     render(
-        long_description,
+        markdown,
         &RenderOptions {
             link_base,
             ..options.clone()
@@ -36,10 +119,11 @@ pub fn readme(long_description: &str, git: Option<&str>, options: &RenderOptions
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readme_source::ReadmeFile;
 
     #[test]
     fn the_excerpt_is_rendered_and_sanitized() {
-        let shown = readme(
+        let shown = rendered(
             "# Title\n<script>alert(1)</script> & <img src=x onerror=y>\n\n[docs](docs/a.md)",
             Some("https://github.com/iron/router.git"),
             &RenderOptions::default(),
@@ -53,7 +137,7 @@ mod tests {
             "{}",
             shown.html
         );
-        let without = readme(
+        let without = rendered(
             "[docs](docs/a.md)",
             Some("git@github.com:a/b"),
             &RenderOptions::default(),
@@ -63,5 +147,65 @@ mod tests {
             "{}",
             without.html
         );
+    }
+
+    /// A source holding one README file, at `http://h/readme.md`.
+    struct OneFile;
+
+    impl ReadmeSource for OneFile {
+        fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme> {
+            match file.url.as_str() {
+                "http://h/readme.md" => Ok("# Whole\n\nEverything.".into()),
+                _ => Err(NoReadme::Absent),
+            }
+        }
+
+        fn stamp(&self) -> u64 {
+            7
+        }
+    }
+
+    fn version(readme: Option<&str>, excerpt: Option<&str>) -> VersionInfo {
+        VersionInfo {
+            version: "1.0.0".into(),
+            description: None,
+            long_description: excerpt.map(str::to_owned),
+            readme: readme.map(|url| ReadmeFile {
+                url: url.into(),
+                hash: "H".into(),
+            }),
+            git: None,
+            published: None,
+            published_by: None,
+            deprecated: None,
+            exports: Vec::new(),
+            debug_only: false,
+            prod_only: false,
+            test_only: false,
+            unmigrated: false,
+            dependencies: Vec::new(),
+            builds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_file_is_shown_when_the_source_has_it_and_the_excerpt_otherwise() {
+        let options = RenderOptions::default();
+        let shown = |readme, excerpt, source: Option<&dyn ReadmeSource>| {
+            let version = version(readme, excerpt);
+            super::readme("a:b", &version, source, &options).map(|r| (r.origin, r.markdown))
+        };
+        let whole = shown(Some("http://h/readme.md"), Some("Short."), Some(&OneFile));
+        assert_eq!(
+            whole,
+            Some((Origin::File, "# Whole\n\nEverything.".to_owned()))
+        );
+        let missing = shown(Some("http://h/other.md"), Some("Short."), Some(&OneFile));
+        assert_eq!(missing, Some((Origin::Excerpt, "Short.".to_owned())));
+        let no_source = shown(Some("http://h/readme.md"), Some("Short."), None);
+        assert_eq!(no_source, Some((Origin::Excerpt, "Short.".to_owned())));
+        assert_eq!(shown(Some("http://h/other.md"), None, Some(&OneFile)), None);
+        assert_eq!(stamp(Some(&OneFile)), 7);
+        assert_eq!(stamp(None), 0);
     }
 }

@@ -1,0 +1,110 @@
+//! A version's full README, which the pages and `/api/v1/.../readme` show in place of its
+//! excerpt when they can. Every published version's README is uploaded as a file (spec
+//! §5.1, §5.10) that its record names with its hash ([`ReadmeFile`]); the file is in the
+//! server's file store (or only its upstream's, for a mirrored version), which this crate
+//! must not know: the binary hands the web catalog a [`ReadmeSource`] that reads it, and
+//! this module is the whole of what the two sides agree on.
+
+pub use exosphere_index::ReadmeFile;
+
+/// Why a README file is not shown: the version's excerpt (`longDescription`) is, instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoReadme {
+    /// The URL is not one of this server's files (published here, or mirrored): a
+    /// catalog imported from another server names files of other hosts, which the server
+    /// never fetches.
+    Elsewhere,
+    /// The file is this server's but its file store does not hold it now: a mirrored
+    /// file not fetched from the upstream yet (the source may start fetching it), or a
+    /// published one that went missing.
+    Absent,
+    /// The file is empty: the `meteor` tool uploads an empty README for a package that
+    /// has none.
+    Empty,
+    /// The file is larger than the source reads (`--readme-max-bytes`), so its hash
+    /// cannot be checked.
+    TooLarge {
+        /// Its size in bytes.
+        size: u64,
+        /// The most the source reads.
+        limit: u64,
+    },
+    /// Its bytes do not hash to what the record promises.
+    Mismatch,
+    /// The file store failed (its message).
+    Failed(String),
+}
+
+impl NoReadme {
+    /// Whether the same file may be shown later without its record changing: it was not
+    /// in the file store, or the store failed. The other reasons are about the file's
+    /// bytes, which never change under its URL.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, NoReadme::Absent | NoReadme::Failed(_))
+    }
+}
+
+impl std::fmt::Display for NoReadme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoReadme::Elsewhere => f.write_str("the README file is on another host"),
+            NoReadme::Absent => f.write_str("the README file is not in the file store"),
+            NoReadme::Empty => f.write_str("the README file is empty"),
+            NoReadme::TooLarge { size, limit } => write!(
+                f,
+                "the README file has {size} bytes, more than the {limit} read (--readme-max-bytes)"
+            ),
+            NoReadme::Mismatch => {
+                f.write_str("the README file's bytes do not match the hash its record names")
+            }
+            NoReadme::Failed(error) => write!(f, "reading the README file failed: {error}"),
+        }
+    }
+}
+
+/// Where the pages and the README API get a version's full README from; the binary
+/// implements it over its file store, where `src/http/files.rs` serves the same files.
+///
+/// Its contract, which every implementation MUST keep:
+///
+/// * `readme` is blocking: it is called on the blocking pool within one of the bounded
+///   query turns (`--api-max-queries`), with a reader of the read model held, so it MUST
+///   return promptly: it reads the server's own file store and MUST NOT wait on another
+///   host. A file only the upstream has is [`NoReadme::Absent`]; the source may start
+///   fetching it in the background, through the mirror, for a later answer.
+/// * It answers `Ok` only with the text of bytes whose SHA-256 (standard base64) is
+///   `file.hash`, read whole and never more than its limit of bytes (bytes that are not
+///   UTF-8 are decoded lossily); an empty file is [`NoReadme::Empty`]. The same file thus
+///   always gives the same text, so the text needs no entity tag of its own.
+/// * `stamp` changes after every answer that may differ for the same file later
+///   ([`NoReadme::may_pass`]: not there yet, or the store failed), and only then: every
+///   answer that shows a README hashes it into its entity tag, so a client holding the
+///   excerpt shown in place of a README that was missing asks again and gets the README
+///   once it is there, while answers that showed a README file, or an excerpt for good
+///   (no file, another host's, empty, too large, mismatched), keep their tags.
+pub trait ReadmeSource: Send + Sync + 'static {
+    /// The verified text of the README file `file`, or why there is none to show.
+    fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme>;
+
+    /// A number that changes after an answer that may not be final (see above).
+    fn stamp(&self) -> u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_missing_file_or_a_failure_may_pass() {
+        assert!(NoReadme::Absent.may_pass());
+        assert!(NoReadme::Failed("disk".into()).may_pass());
+        for end in [
+            NoReadme::Elsewhere,
+            NoReadme::Empty,
+            NoReadme::TooLarge { size: 2, limit: 1 },
+            NoReadme::Mismatch,
+        ] {
+            assert!(!end.may_pass(), "{end}");
+        }
+    }
+}
