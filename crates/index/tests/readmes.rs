@@ -159,7 +159,8 @@ fn a_schema_4_index_searches_at_once_and_reads_readmes_at_its_next_page() {
         None,
     );
     drop(index);
-    // What schema 4 had: `search` without its `readme` column.
+    // What schema 4 had: `search` without its `readme` column, `latest` without
+    // `unmigrated` (version 5).
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(
@@ -169,6 +170,7 @@ fn a_schema_4_index_searches_at_once_and_reads_readmes_at_its_next_page() {
                  tokenize = 'unicode61 remove_diacritics 2', prefix = '2 3');
              INSERT INTO search (rowid, name, description, long_description)
                  SELECT id, package, 'ann:one does things', 'An excerpt.' FROM latest;
+             ALTER TABLE latest DROP COLUMN unmigrated;
              PRAGMA user_version = 4;",
         )
         .unwrap();
