@@ -16,7 +16,8 @@
 //! the file is fetched in the background through the mirror's file service
 //! ([`MirrorFiles::open`]: one download per file however many ask, at most
 //! `--upstream-max-downloads` at once, checked against its hash, then cached), so a later
-//! view shows it; the stamp moves, so the excerpt's entity tag is not confirmed after.
+//! view shows it: the stamp moves once the file is cached, so the excerpt's entity tag is
+//! not confirmed after.
 //! Waiting even a little would hold one of the few query turns, and a reader, on a host
 //! the server does not control. The read model never fetches: a README cached after its
 //! package's latest version was indexed is searched once that package's latest version
@@ -48,7 +49,7 @@ pub struct ReadmeFiles {
     mirror: Option<MirrorFiles>,
     /// The most bytes of a file read (`--readme-max-bytes`).
     max_bytes: u64,
-    /// Moves after every answer that may not be final ([`ReadmeSource::stamp`]).
+    /// Moves after a failed read and when a fetched file arrives ([`ReadmeSource::stamp`]).
     stamp: Arc<AtomicU64>,
     /// The runtime the file store's reads run on, entered from the blocking pool.
     runtime: Handle,
@@ -109,17 +110,29 @@ impl ReadmeFiles {
 
     /// Starts fetching the mirrored file `file` names from the upstream, through the
     /// mirror's file service, which caches it once it matched its hash; nothing waits for
-    /// it. Not a mirrored file, or no mirror: nothing to do.
+    /// it, and the stamp moves once it is whole. Not a mirrored file, or no mirror: nothing
+    /// to do.
     fn fetch_in_background(&self, file: &ReadmeFile) {
         let (Some(mirror), Some(key)) = (&self.mirror, key_of(&file.url)) else {
             return;
         };
-        let (mirror, key) = (mirror.clone(), key.to_owned());
+        let (mirror, key, stamp) = (mirror.clone(), key.to_owned(), Arc::clone(&self.stamp));
         let _runtime = self.runtime.enter();
         exosphere_task::spawn(async move {
-            // The download runs to its end whether or not anyone reads it.
-            if let Err(error) = mirror.open(&key, Span::Whole).await {
-                tracing::debug!(%error, key, "cannot fetch a mirrored README now");
+            // Read to its end: the file service caches the file once all of it matched.
+            let fetched = match mirror.open(&key, Span::Whole).await {
+                Ok(download) => download
+                    .body
+                    .try_for_each(|_| std::future::ready(Ok(())))
+                    .await
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match fetched {
+                Ok(()) => {
+                    stamp.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(error) => tracing::debug!(error, key, "cannot fetch a mirrored README now"),
             }
         });
     }
@@ -136,13 +149,12 @@ impl ReadmeSource for ReadmeFiles {
     /// Reads the file store from the blocking pool (see the module doc).
     fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme> {
         let read = self.runtime.block_on(self.read(file));
-        if let Err(reason) = &read {
-            if *reason == NoReadme::Absent {
-                self.fetch_in_background(file);
-            }
-            if reason.may_pass() {
+        match &read {
+            Err(NoReadme::Absent) => self.fetch_in_background(file),
+            Err(NoReadme::Failed(_)) => {
                 self.stamp.fetch_add(1, Ordering::SeqCst);
             }
+            _ => {}
         }
         read
     }
@@ -236,10 +248,13 @@ mod tests {
             read(named(elsewhere, README)).await,
             Err(NoReadme::Elsewhere)
         );
-        assert_eq!(files.stamp(), 0, "every answer so far is final");
         let missing = PUBLISHED.replace("/r1/", "/r3/");
         assert_eq!(read(named(&missing, README)).await, Err(NoReadme::Absent));
-        assert_eq!(files.stamp(), 1, "a missing file may arrive");
+        assert_eq!(
+            files.stamp(),
+            0,
+            "every answer so far is final: nothing fetches a missing file without a mirror"
+        );
 
         let (_dir, small) = store(
             &[("packages/ann_widget/1.0.0/r1/README.md", README)],

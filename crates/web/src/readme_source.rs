@@ -35,15 +35,6 @@ pub enum NoReadme {
     Failed(String),
 }
 
-impl NoReadme {
-    /// Whether the same file may be shown later without its record changing: it was not
-    /// in the file store, or the store failed. The other reasons are about the file's
-    /// bytes, which never change under its URL.
-    pub fn may_pass(&self) -> bool {
-        matches!(self, NoReadme::Absent | NoReadme::Failed(_))
-    }
-}
-
 impl std::fmt::Display for NoReadme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -76,35 +67,18 @@ impl std::fmt::Display for NoReadme {
 ///   `file.hash`, read whole and never more than its limit of bytes (bytes that are not
 ///   UTF-8 are decoded lossily); an empty file is [`NoReadme::Empty`]. The same file thus
 ///   always gives the same text, so the text needs no entity tag of its own.
-/// * `stamp` changes after every answer that may differ for the same file later
-///   ([`NoReadme::may_pass`]: not there yet, or the store failed), and only then: every
-///   answer that shows a README hashes it into its entity tag, so a client holding the
-///   excerpt shown in place of a README that was missing asks again and gets the README
-///   once it is there, while answers that showed a README file, or an excerpt for good
-///   (no file, another host's, empty, too large, mismatched), keep their tags.
+/// * `stamp` changes when an answer given before may now be another: after a read the
+///   store failed (it may recover), and when a file that was [`NoReadme::Absent`] arrives
+///   (the source fetched it). Every answer that shows a README hashes it into its entity
+///   tag, so a client holding the excerpt shown in place of a README that was missing asks
+///   again and gets the README once it is there, while answers that showed a README file,
+///   or an excerpt for good (no file, another host's, empty, too large, mismatched), keep
+///   their tags. A file that is absent and that nothing fetches (no upstream) moves
+///   nothing: a page view never changes the tags of every other page.
 pub trait ReadmeSource: Send + Sync + 'static {
     /// The verified text of the README file `file`, or why there is none to show.
     fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme>;
 
-    /// A number that changes after an answer that may not be final (see above).
+    /// A number that changes when an answer given before may now be another (see above).
     fn stamp(&self) -> u64;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_missing_file_or_a_failure_may_pass() {
-        assert!(NoReadme::Absent.may_pass());
-        assert!(NoReadme::Failed("disk".into()).may_pass());
-        for end in [
-            NoReadme::Elsewhere,
-            NoReadme::Empty,
-            NoReadme::TooLarge { size: 2, limit: 1 },
-            NoReadme::Mismatch,
-        ] {
-            assert!(!end.may_pass(), "{end}");
-        }
-    }
 }
