@@ -16,15 +16,12 @@
 //! the file is fetched in the background through the mirror's file service
 //! ([`MirrorFiles::open`]: one download per file however many ask, at most
 //! `--upstream-max-downloads` at once, checked against its hash, then cached), so a later
-//! view shows it: the stamp moves once the file is cached, so the excerpt's entity tag is
-//! not confirmed after.
+//! view shows it (an answer showing the excerpt for a missing file is never kept, and its
+//! entity tag never confirmed).
 //! Waiting even a little would hold one of the few query turns, and a reader, on a host
 //! the server does not control. The read model never fetches: a README cached after its
 //! package's latest version was indexed is searched once that package's latest version
 //! changes again (or the read model is built again).
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use exosphere_blobs::{BlobKey, BlobStore, Span};
@@ -49,8 +46,6 @@ pub struct ReadmeFiles {
     mirror: Option<MirrorFiles>,
     /// The most bytes of a file read (`--readme-max-bytes`).
     max_bytes: u64,
-    /// Moves after a failed read and when a fetched file arrives ([`ReadmeSource::stamp`]).
-    stamp: Arc<AtomicU64>,
     /// The runtime the file store's reads run on, entered from the blocking pool.
     runtime: Handle,
 }
@@ -63,7 +58,6 @@ impl ReadmeFiles {
             blobs,
             mirror,
             max_bytes: u64::try_from(max_bytes).unwrap_or(u64::MAX),
-            stamp: Arc::new(AtomicU64::new(0)),
             runtime: Handle::current(),
         }
     }
@@ -79,25 +73,29 @@ impl ReadmeFiles {
             .await
             .map_err(failed)?
             .ok_or(NoReadme::Absent)?;
-        let too_large = |size| NoReadme::TooLarge {
-            size,
-            limit: self.max_bytes,
-        };
         if download.size > self.max_bytes {
-            return Err(too_large(download.size));
+            return Err(NoReadme::TooLarge {
+                size: download.size,
+                limit: self.max_bytes,
+            });
         }
+        // A file is never rewritten under its key; one that grew past the size the store
+        // gave is cut off at the limit all the same.
+        let max_bytes = self.max_bytes;
         let bytes = download
             .body
             .map_err(failed)
             .try_fold(Vec::new(), |mut bytes, chunk| async move {
                 bytes.extend_from_slice(&chunk);
-                Ok(bytes)
+                match bytes.len() as u64 {
+                    size if size > max_bytes => Err(NoReadme::TooLarge {
+                        size,
+                        limit: max_bytes,
+                    }),
+                    _ => Ok(bytes),
+                }
             })
             .await?;
-        // A file is never rewritten under its key; one that did would still be checked.
-        if bytes.len() as u64 > self.max_bytes {
-            return Err(too_large(bytes.len() as u64));
-        }
         if base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&bytes)) != file.hash {
             return Err(NoReadme::Mismatch);
         }
@@ -110,29 +108,17 @@ impl ReadmeFiles {
 
     /// Starts fetching the mirrored file `file` names from the upstream, through the
     /// mirror's file service, which caches it once it matched its hash; nothing waits for
-    /// it, and the stamp moves once it is whole. Not a mirrored file, or no mirror: nothing
-    /// to do.
+    /// it. Not a mirrored file, or no mirror: nothing to do.
     fn fetch_in_background(&self, file: &ReadmeFile) {
         let (Some(mirror), Some(key)) = (&self.mirror, key_of(&file.url)) else {
             return;
         };
-        let (mirror, key, stamp) = (mirror.clone(), key.to_owned(), Arc::clone(&self.stamp));
+        let (mirror, key) = (mirror.clone(), key.to_owned());
         let _runtime = self.runtime.enter();
         exosphere_task::spawn(async move {
-            // Read to its end: the file service caches the file once all of it matched.
-            let fetched = match mirror.open(&key, Span::Whole).await {
-                Ok(download) => download
-                    .body
-                    .try_for_each(|_| std::future::ready(Ok(())))
-                    .await
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            };
-            match fetched {
-                Ok(()) => {
-                    stamp.fetch_add(1, Ordering::SeqCst);
-                }
-                Err(error) => tracing::debug!(error, key, "cannot fetch a mirrored README now"),
+            // The download runs to its end whether or not anyone reads it.
+            if let Err(error) = mirror.open(&key, Span::Whole).await {
+                tracing::debug!(%error, key, "cannot fetch a mirrored README now");
             }
         });
     }
@@ -149,18 +135,10 @@ impl ReadmeSource for ReadmeFiles {
     /// Reads the file store from the blocking pool (see the module doc).
     fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme> {
         let read = self.runtime.block_on(self.read(file));
-        match &read {
-            Err(NoReadme::Absent) => self.fetch_in_background(file),
-            Err(NoReadme::Failed(_)) => {
-                self.stamp.fetch_add(1, Ordering::SeqCst);
-            }
-            _ => {}
+        if read == Err(NoReadme::Absent) {
+            self.fetch_in_background(file);
         }
         read
-    }
-
-    fn stamp(&self) -> u64 {
-        self.stamp.load(Ordering::SeqCst)
     }
 }
 
@@ -171,7 +149,8 @@ impl ReadmeTexts for ReadmeFiles {
         let reads = futures_util::stream::iter(files)
             .map(|file| async move {
                 match self.read(file).await {
-                    Ok(text) => Some(text),
+                    // Only the start is searched: hold no more of it.
+                    Ok(text) => Some(exosphere_index::searched(&text).to_owned()),
                     Err(reason @ (NoReadme::Mismatch | NoReadme::Failed(_))) => {
                         tracing::warn!(url = file.url, %reason, "a README is not searched");
                         None
@@ -250,11 +229,6 @@ mod tests {
         );
         let missing = PUBLISHED.replace("/r1/", "/r3/");
         assert_eq!(read(named(&missing, README)).await, Err(NoReadme::Absent));
-        assert_eq!(
-            files.stamp(),
-            0,
-            "every answer so far is final: nothing fetches a missing file without a mirror"
-        );
 
         let (_dir, small) = store(
             &[("packages/ann_widget/1.0.0/r1/README.md", README)],

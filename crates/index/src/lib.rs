@@ -42,6 +42,6 @@ pub use query::{
     ReleaseSummary, Releases, SearchHit, TrackSummary, VersionInfo, VersionSummary,
     constraint_admits,
 };
-pub use readme::{README_SEARCH_BYTES, ReadmeFile, ReadmeTexts};
+pub use readme::{README_SEARCH_BYTES, ReadmeFile, ReadmeTexts, searched};
 pub use schema::SCHEMA_VERSION;
 pub use search::{Search, SearchSort};

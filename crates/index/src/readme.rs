@@ -46,11 +46,13 @@ impl ReadmeFile {
 /// Its contract, which every implementation MUST keep:
 ///
 /// * `texts` is called inside the write transaction of the page that brings the index up
-///   to date, once, with the README files of every package whose latest version changed
-///   since the last such page (after a first sync or a schema upgrade, every package's),
-///   so it MUST NOT wait on another host: it reads what the writer holds itself, and a
-///   file only another host has is `None`. It may read the files concurrently.
-/// * It answers one entry per file, in the order given.
+///   to date, with the README files of every package whose latest version changed since
+///   the last such page (after a first sync or a schema upgrade, every package's), a few
+///   hundred per call, so it MUST NOT wait on another host: it reads what the writer
+///   holds itself, and a file only another host has is `None`. It may read the files
+///   concurrently.
+/// * It answers one entry per file, in the order given; an entry may hold only the
+///   start of the text that is searched ([`searched`]).
 /// * An entry is `Some` only for the text of bytes whose SHA-256 is the file's `hash`
 ///   (bytes that are not UTF-8 may be decoded lossily); a file it cannot read, does not
 ///   hold, that is too large for it or does not match is `None`, and the index then
@@ -62,9 +64,13 @@ pub trait ReadmeTexts {
     fn texts(&self, files: &[ReadmeFile]) -> Vec<Option<String>>;
 }
 
+/// README files asked of a [`ReadmeTexts`] at once.
+const READ_AT_ONCE: usize = 256;
+
 /// The start of `text` that full-text search keeps: at most [`README_SEARCH_BYTES`],
-/// cut before a character that would cross the bound.
-pub(crate) fn searched(text: &str) -> &str {
+/// cut before a character that would cross the bound. A [`ReadmeTexts`] may give only this
+/// much of each file.
+pub fn searched(text: &str) -> &str {
     let mut end = text.len().min(README_SEARCH_BYTES);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -73,7 +79,7 @@ pub(crate) fn searched(text: &str) -> &str {
 }
 
 /// Asks `readmes` for the README texts of the latest versions in `latest_dirty` whose
-/// records name a README file, all at once, and puts the start of each it has
+/// records name a README file, [`READ_AT_ONCE`] at a time, and puts the start of each it has
 /// ([`searched`]) into `temp.readme_texts`, for the writer of the `search` rows
 /// (`schema::WRITE_SEARCH`).
 pub(crate) fn read_readmes(tx: &Connection, readmes: &dyn ReadmeTexts) -> rusqlite::Result<()> {
@@ -107,9 +113,13 @@ pub(crate) fn read_readmes(tx: &Connection, readmes: &dyn ReadmeTexts) -> rusqli
     }
     let mut keep =
         tx.prepare_cached("INSERT INTO temp.readme_texts (latest_id, text) VALUES (?1, ?2)")?;
-    for (id, text) in ids.into_iter().zip(readmes.texts(&files)) {
-        if let Some(text) = text {
-            keep.execute(params![id, searched(&text)])?;
+    // A few hundred at a time: however many packages changed (all of them after a first
+    // sync), no more texts are held at once.
+    for (ids, files) in ids.chunks(READ_AT_ONCE).zip(files.chunks(READ_AT_ONCE)) {
+        for (id, text) in ids.iter().zip(readmes.texts(files)) {
+            if let Some(text) = text {
+                keep.execute(params![id, searched(&text)])?;
+            }
         }
     }
     Ok(())

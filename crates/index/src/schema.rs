@@ -528,15 +528,16 @@ pub fn prepare(connection: &mut Connection, path: &Path) -> Result<(), IndexErro
             tx.execute_batch(SEARCH_TABLE).map_err(sqlite)?;
             tx.execute_batch(MARK_EVERY_PACKAGE).map_err(sqlite)?;
         }
-        // The derived rows of every package marked above, in the shape of this version.
-        refresh_latest(&tx, None).map_err(sqlite)?;
+        if now < SCHEMA_VERSION {
+            // The derived rows of every package marked above, in the shape of this
+            // version (not when another process upgraded the file while this one waited).
+            refresh_latest(&tx, None).map_err(sqlite)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(sqlite)?;
+        }
         if now < 6 {
             // Their README texts at the next page that brings the index up to date.
             tx.execute_batch(MARK_EVERY_PACKAGE).map_err(sqlite)?;
-        }
-        if now < SCHEMA_VERSION {
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(sqlite)?;
         }
         return tx.commit().map_err(sqlite);
     }

@@ -21,6 +21,8 @@ pub struct ReadModel {
     idle_readers: AtomicUsize,
     /// The stamp of the recent adds last stored in the index (see [`Freshness::usage`]).
     usage: AtomicU64,
+    /// Times the feeder said the index was brought up to date (see [`Freshness::pass`]).
+    passes: AtomicU64,
     /// The server keeps no read model (`--read-model off`): nothing is ever published.
     off: bool,
 }
@@ -53,6 +55,11 @@ pub struct Freshness {
     /// The stamp of the recent adds the index holds (search ranks and lists by them, and
     /// they change without the sync token): what [`ReadModel::usage_counted`] was last told.
     pub usage: u64,
+    /// How many times the feeder brought the index up to date ([`ReadModel::publish`]): a
+    /// pass may rewrite what answers show without a new sync token (the README texts
+    /// searched after an upgrade of the index, the dates boosts count from), so every pass
+    /// starts answers afresh. Passes come with catalog changes and hourly.
+    pub pass: u64,
 }
 
 /// One complete index file being served, with its idle reader connections.
@@ -109,11 +116,13 @@ impl ReadModel {
     /// finish on the old one), and that file must answer [`Index::is_ready`], or it is
     /// refused and the old one stays. Blocking.
     pub fn publish(&self, path: &Path, head: Option<u64>) -> Result<(), IndexError> {
+        self.passes.fetch_add(1, Ordering::Relaxed);
         let fresh = |token: Option<String>| Freshness {
             token: token.unwrap_or_default(),
             head,
             catching_up: head.is_none(),
             usage: 0,
+            pass: 0,
         };
         if let Some(served) = self.current().filter(|served| served.path == path) {
             let token = served.with_reader(self.idle_readers(), Index::sync_token)??;
@@ -225,6 +234,7 @@ impl ReadModel {
     fn freshness_of(&self, served: &Served) -> Freshness {
         Freshness {
             usage: self.usage.load(Ordering::Relaxed),
+            pass: self.passes.load(Ordering::Relaxed),
             ..lock(&served.freshness).clone()
         }
     }

@@ -67,18 +67,11 @@ impl std::fmt::Display for NoReadme {
 ///   `file.hash`, read whole and never more than its limit of bytes (bytes that are not
 ///   UTF-8 are decoded lossily); an empty file is [`NoReadme::Empty`]. The same file thus
 ///   always gives the same text, so the text needs no entity tag of its own.
-/// * `stamp` changes when an answer given before may now be another: after a read the
-///   store failed (it may recover), and when a file that was [`NoReadme::Absent`] arrives
-///   (the source fetched it). Every answer that shows a README hashes it into its entity
-///   tag, so a client holding the excerpt shown in place of a README that was missing asks
-///   again and gets the README once it is there, while answers that showed a README file,
-///   or an excerpt for good (no file, another host's, empty, too large, mismatched), keep
-///   their tags. A file that is absent and that nothing fetches (no upstream) moves
-///   nothing: a page view never changes the tags of every other page.
+/// * Every answer but [`NoReadme::Absent`] and [`NoReadme::Failed`] is final for its
+///   file: the same file always gets it. Those two may pass (a file fetched, a store that
+///   recovers), so a page or API answer that shows the excerpt for one of them is never
+///   kept and its entity tag never confirmed; every other answer keeps its tag.
 pub trait ReadmeSource: Send + Sync + 'static {
     /// The verified text of the README file `file`, or why there is none to show.
     fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme>;
-
-    /// A number that changes when an answer given before may now be another (see above).
-    fn stamp(&self) -> u64;
 }

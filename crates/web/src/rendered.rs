@@ -1,8 +1,9 @@
-//! The answers already encoded: a page, feed, badge or API body is keyed by everything its
-//! entity tag hashes (the answer's format, the read model's freshness and the request's
-//! URL), so a request that would get the same tag gets the same bytes without a query, a
-//! render or a trip to the blocking pool. When the read model moves on, every tag changes
-//! and the old entries are never asked for again; they leave as the least recently used.
+//! The answers already encoded: a page, feed, badge or API body that lasts is keyed by
+//! everything its entity tag hashes (the answer's format and the runner's bounds, the UTC
+//! day, the read model's freshness and the request's URL), so a request that would get the
+//! same tag gets the same bytes without a query of the read model or a render. When the
+//! read model moves on, or the day, every tag changes and the old entries are never asked
+//! for again; they leave as the least recently used.
 
 use std::sync::Mutex;
 

@@ -197,13 +197,15 @@ pub(crate) fn api_format() -> &'static str {
 }
 
 /// The entity tag of `uri`'s answer from a read model at `freshness`: the same `format`
-/// (this build's API document or templates, and whatever else the body shows), UTC day,
-/// sync token and usage stamp (the same index content) and URL give the same body.
-pub(crate) fn entity_tag(format: &str, freshness: &Freshness, uri: &Uri) -> String {
+/// (this build's API document or templates, and whatever else the body shows), UTC `day`
+/// ([`utc_day`]), sync token, feeder pass and usage stamp (the same index content) and URL
+/// give the same body.
+pub(crate) fn entity_tag(format: &str, day: u64, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format.hash(&mut hasher);
-    utc_day().hash(&mut hasher);
+    day.hash(&mut hasher);
     freshness.token.hash(&mut hasher);
+    freshness.pass.hash(&mut hasher);
     freshness.usage.hash(&mut hasher);
     uri.path().hash(&mut hasher);
     uri.query().unwrap_or("").hash(&mut hasher);
@@ -214,7 +216,7 @@ pub(crate) fn entity_tag(format: &str, freshness: &Freshness, uri: &Uri) -> Stri
 /// count days from today (a search published within a week, the usage ranges ending today)
 /// change at midnight UTC even when the catalog does not, and so does every tag, which
 /// also lets go every answer kept under the day's tags.
-fn utc_day() -> u64 {
+pub(crate) fn utc_day() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs() / 86_400)
@@ -285,10 +287,8 @@ pub(crate) fn fresh(body: Option<Bytes>, tag: &str, freshness: &Freshness) -> Re
 
 /// `body` as JSON text, for [`fresh`]: encoded where the query ran, so that the bytes can
 /// be given again.
-pub(crate) fn encode(body: &impl Serialize) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(body)
-        .map(Bytes::from)
-        .map_err(|error| ApiError::internal(&error))
+pub(crate) fn encode(body: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(body).map_err(|error| ApiError::internal(&error))
 }
 
 /// Puts on `response` its entity tag, its cache policy and the headers saying how current
@@ -361,20 +361,32 @@ mod tests {
             head: Some(head),
             catching_up: false,
             usage: 0,
+            pass: 0,
         }
     }
 
     #[test]
-    fn tags_follow_the_state_and_the_url() {
+    fn tags_follow_the_state_the_day_and_the_url() {
         let uri: Uri = "/api/v1/packages/a?x=1".parse().unwrap();
         let other: Uri = "/api/v1/packages/a?x=2".parse().unwrap();
-        let tag = |freshness: &Freshness, uri: &Uri| entity_tag(api_format(), freshness, uri);
+        let tag = |freshness: &Freshness, uri: &Uri| entity_tag(api_format(), 1, freshness, uri);
         assert_eq!(tag(&at(1), &uri), tag(&at(1), &uri));
         assert_ne!(tag(&at(1), &uri), tag(&at(2), &uri));
         assert_ne!(tag(&at(1), &uri), tag(&at(1), &other));
+        let next_pass = Freshness { pass: 1, ..at(1) };
         assert_ne!(
-            entity_tag("0.1.0/a", &at(1), &uri),
-            entity_tag("0.2.0/a", &at(1), &uri),
+            tag(&at(1), &uri),
+            tag(&next_pass, &uri),
+            "a pass of the feeder"
+        );
+        assert_ne!(
+            entity_tag(api_format(), 1, &at(1), &uri),
+            entity_tag(api_format(), 2, &at(1), &uri),
+            "the next day"
+        );
+        assert_ne!(
+            entity_tag("0.1.0/a", 1, &at(1), &uri),
+            entity_tag("0.2.0/a", 1, &at(1), &uri),
             "an upgrade changes the tags"
         );
         assert!(api_format().starts_with(env!("CARGO_PKG_VERSION")));

@@ -24,7 +24,7 @@ use crate::readme_source::ReadmeSource;
 use crate::reply::{
     ApiError, OPENAPI, add_cors, api_format, encode, fresh, preflight, tagged_json,
 };
-use crate::runner::{Runner, SearchFields, usize_of};
+use crate::runner::{Encoded, Runner, SearchFields, usize_of};
 use crate::usage::{RangeQuery, StatsSource};
 use crate::views::{
     DependencyGroups, Hits, Lookup, PackageDetail, Page, ReadmeAnswer, VersionDetail,
@@ -110,11 +110,13 @@ where
     T: Serialize + Send + 'static,
     F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
 {
-    answer_as(runner, api_format(), parsed, headers, uri, query).await
+    let lasting = move |index: &Index, parsed| Ok((query(index, parsed)?, true));
+    answer_as(runner, api_format(), parsed, headers, uri, lasting).await
 }
 
 /// [`answer`] for a body that also depends on what `format` names besides the API format
-/// (its entity tags change with it).
+/// (its entity tags change with it), and that may not last (`query` says whether it does:
+/// see [`Encoded`]).
 async fn answer_as<P, T, F>(
     runner: &Runner,
     format: &str,
@@ -126,10 +128,11 @@ async fn answer_as<P, T, F>(
 where
     P: Send + 'static,
     T: Serialize + Send + 'static,
-    F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
+    F: FnOnce(&Index, P) -> Result<(T, bool), ApiError> + Send + 'static,
 {
     let asked = runner.ask(parsed, headers, uri, format, move |index, parsed| {
-        encode(&query(index, parsed)?)
+        let (body, lasting) = query(index, parsed)?;
+        Ok(Encoded::new(encode(&body)?, lasting))
     });
     match asked.await {
         Ok(answer) => fresh(answer.body, &answer.tag, &answer.freshness),
@@ -217,12 +220,7 @@ async fn readme(
     uri: Uri,
     readmes: Arc<(RenderOptions, Option<Arc<dyn ReadmeSource>>)>,
 ) -> Response {
-    let format = format!(
-        "{}/{:016x}/{:016x}",
-        api_format(),
-        readme_stamp(&readmes.0),
-        readme::stamp(readmes.1.as_deref())
-    );
+    let format = format!("{}/{:016x}", api_format(), readme_stamp(&readmes.0));
     answer_as(
         &api,
         &format,
@@ -233,23 +231,25 @@ async fn readme(
             let info = index.show(&name, Some(&version))?;
             let (options, source) = &*readmes;
             let shown = readme::readme(&info.name, &info.version, source.as_deref(), options);
-            let (markdown, source, html, truncated) = match shown {
+            let (markdown, source, html, truncated, lasting) = match shown {
                 Some(shown) => (
                     shown.markdown,
                     shown.origin,
                     shown.rendered.html,
                     shown.rendered.truncated,
+                    shown.lasting,
                 ),
-                None => (String::new(), Origin::Excerpt, String::new(), false),
+                None => (String::new(), Origin::Excerpt, String::new(), false, true),
             };
-            Ok(ReadmeAnswer {
+            let answer = ReadmeAnswer {
                 name: info.name,
                 version: info.version.version,
                 source,
                 markdown,
                 html,
                 truncated,
-            })
+            };
+            Ok((answer, lasting))
         },
     )
     .await

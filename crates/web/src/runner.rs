@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::model::{Freshness, QueryError, ReadModel};
 use crate::rendered::{DEFAULT_CACHE_BYTES, Rendered};
-use crate::reply::{ApiError, entity_tag, not_modified};
+use crate::reply::{ApiError, entity_tag, not_modified, utc_day};
 
 /// Items a list returns when the request gives no `limit` (or the cap, if lower).
 const DEFAULT_LIMIT: u64 = 20;
@@ -162,11 +162,12 @@ impl Runner {
 
     /// Runs `query` with the request's `parsed` parameters on the read model for an encoded
     /// body. Its answer's tag hashes `format` (what the body's shape depends on besides the
-    /// index and the URL) with the bounds this runner keeps, the read model's sync token
-    /// and `uri`; when the client holds that tag already the answer has no body, and no
-    /// query runs; when an earlier request got a body under that tag (and format and URL),
-    /// it is answered again, and no query runs either. Errors: the parameters' own, the
-    /// read model's state (building, off, busy) and the query's.
+    /// index and the URL) with the bounds this runner keeps, the UTC day, the read model's
+    /// freshness and `uri`; when the client holds that tag already the answer has no body,
+    /// and no query runs; when an earlier request got a lasting body under that tag (and
+    /// format and URL), it is answered again, and no query runs either. An answer that does
+    /// not last is neither kept nor confirmed later: its tag is [`provisional`]. Errors: the
+    /// parameters' own, the read model's state (building, off, busy) and the query's.
     pub async fn ask<P, F>(
         &self,
         parsed: Result<P, ApiError>,
@@ -177,7 +178,7 @@ impl Runner {
     ) -> Result<Answer, ApiError>
     where
         P: Send + 'static,
-        F: FnOnce(&Index, P) -> Result<Bytes, ApiError> + Send + 'static,
+        F: FnOnce(&Index, P) -> Result<Encoded, ApiError> + Send + 'static,
     {
         let parsed = parsed?;
         if self.model.is_off() {
@@ -185,7 +186,10 @@ impl Runner {
         }
         let freshness = self.model.freshness().ok_or_else(ApiError::building)?;
         let format = &format!("{format}/{:016x}", self.config.stamp());
-        let tag = entity_tag(format, &freshness, uri);
+        // One day for the whole answer: a query that runs across midnight is tagged (and
+        // kept) under the day it counted from.
+        let day = utc_day();
+        let tag = entity_tag(format, day, &freshness, uri);
         if not_modified(headers, &tag, false) {
             return Ok(Answer {
                 body: None,
@@ -195,7 +199,7 @@ impl Runner {
         }
         if let Some(body) = self.rendered.get(&cache_key(&tag, format, uri)) {
             return Ok(Answer {
-                body: Some(body),
+                body: (!not_modified(headers, &tag, true)).then_some(body),
                 tag,
                 freshness,
             });
@@ -208,13 +212,19 @@ impl Runner {
             answer
         });
         match asked.await {
-            Ok(Ok((Ok(body), freshness))) => {
-                let tag = entity_tag(format, &freshness, uri);
+            Ok(Ok((Ok(encoded), freshness))) => {
+                let tag = entity_tag(format, day, &freshness, uri);
+                if !encoded.lasting {
+                    return Ok(Answer {
+                        body: Some(encoded.body),
+                        tag: provisional(&tag),
+                        freshness,
+                    });
+                }
                 self.rendered
-                    .put(cache_key(&tag, format, uri), body.clone());
-                let body = (!not_modified(headers, &tag, true)).then_some(body);
+                    .put(cache_key(&tag, format, uri), encoded.body.clone());
                 Ok(Answer {
-                    body,
+                    body: (!not_modified(headers, &tag, true)).then_some(encoded.body),
                     tag,
                     freshness,
                 })
@@ -272,6 +282,33 @@ impl Runner {
         }
         Ok(offset)
     }
+}
+
+/// An answer's encoded body, and whether it lasts: whether the same question at the same
+/// read model, day and URL always gets these bytes. One that does not (a README shown as
+/// its excerpt while its file may still arrive) is never kept, and its tag never confirmed.
+pub(crate) struct Encoded {
+    /// The body.
+    pub body: Bytes,
+    /// Whether it lasts.
+    pub lasting: bool,
+}
+
+impl Encoded {
+    /// `body` as encoded, without the spare capacity the encoder's buffer grew (a kept
+    /// answer counts its length against `--web-cache-bytes`), and whether it lasts.
+    pub fn new(body: Vec<u8>, lasting: bool) -> Encoded {
+        Encoded {
+            body: Bytes::from(body.into_boxed_slice()),
+            lasting,
+        }
+    }
+}
+
+/// The entity tag of an answer that does not last: `tag` marked, so that no request's
+/// `If-None-Match` ever matches the tag a lasting answer of the same question gets.
+fn provisional(tag: &str) -> String {
+    format!("{}-provisional\"", tag.trim_end_matches('"'))
 }
 
 /// What an encoded answer is cached under: its entity tag (the read model's freshness and

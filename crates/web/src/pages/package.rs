@@ -2,8 +2,6 @@
 //! version's page (`/package/NAME/VERSION`), both one template, with the full lists they
 //! show the start of (`/versions`, `/dependents`) a page at a time.
 
-use std::hash::{Hash as _, Hasher as _};
-
 use askama::Template;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -68,20 +66,21 @@ async fn show(
         Ok(asked) => asked,
         Err(error) => return site.error_page(&error),
     };
-    let (shown, usage) = match site.usage(&name, range).await {
+    let (shown, salt) = match site.usage(&name, range).await {
         Ok(usage) => usage,
         Err(error) => return site.error_page(&error),
     };
-    // The page shows a README file, or the excerpt in place of one that may yet arrive.
-    let mut salt = std::hash::DefaultHasher::new();
-    (usage, readme::stamp(site.readmes.as_deref())).hash(&mut salt);
-    let salt = salt.finish();
     let on = site.clone();
-    site.page(
+    site.page_as(
         Ok((name, version)),
         (&headers, &uri),
         salt,
-        move |index, (name, version)| PackagePage::of(&on, index, &name, version, range, &shown),
+        move |index, (name, version)| {
+            let page = PackagePage::of(&on, index, &name, version, range, &shown)?;
+            // The excerpt in place of a README file that may yet arrive does not last.
+            let lasting = page.readme.as_ref().is_none_or(|readme| readme.lasting);
+            Ok((page, lasting))
+        },
     )
     .await
 }

@@ -7,7 +7,6 @@ use std::hash::{Hash as _, Hasher as _};
 use std::sync::{Arc, OnceLock};
 
 use askama::Template;
-use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
 use axum::extract::{Request, State};
@@ -21,7 +20,7 @@ use serde::Deserialize;
 use super::assets;
 use crate::readme_source::ReadmeSource;
 use crate::reply::{ApiError, current};
-use crate::runner::{Answer, Runner, SearchFields};
+use crate::runner::{Answer, Encoded, Runner, SearchFields};
 use crate::usage::{Usage, UsageRange, UsageSource};
 
 /// The Content-Security-Policy of every answer of the pages: nothing but this server's own
@@ -228,7 +227,7 @@ impl Site {
     pub async fn page<P, T, F>(
         &self,
         parsed: Result<P, ApiError>,
-        (headers, uri): (&HeaderMap, &Uri),
+        request: (&HeaderMap, &Uri),
         salt: u64,
         query: F,
     ) -> Response
@@ -237,9 +236,30 @@ impl Site {
         T: Template,
         F: FnOnce(&Index, P) -> Result<T, ApiError> + Send + 'static,
     {
+        self.page_as(parsed, request, salt, move |index, parsed| {
+            Ok((query(index, parsed)?, true))
+        })
+        .await
+    }
+
+    /// [`Site::page`] for a page that may not last: `query` says whether it does (see
+    /// `runner::Encoded`).
+    pub async fn page_as<P, T, F>(
+        &self,
+        parsed: Result<P, ApiError>,
+        (headers, uri): (&HeaderMap, &Uri),
+        salt: u64,
+        query: F,
+    ) -> Response
+    where
+        P: Send + 'static,
+        T: Template,
+        F: FnOnce(&Index, P) -> Result<(T, bool), ApiError> + Send + 'static,
+    {
         let asked = self
-            .text(parsed, (headers, uri), salt, move |index, parsed| {
-                render(&query(index, parsed)?)
+            .encoded(parsed, (headers, uri), salt, move |index, parsed| {
+                let (page, lasting) = query(index, parsed)?;
+                Ok(Encoded::new(render(&page)?.into_bytes(), lasting))
             })
             .await;
         match asked {
@@ -253,7 +273,7 @@ impl Site {
     pub async fn text<P, F>(
         &self,
         parsed: Result<P, ApiError>,
-        (headers, uri): (&HeaderMap, &Uri),
+        request: (&HeaderMap, &Uri),
         salt: u64,
         query: F,
     ) -> Result<Answer, ApiError>
@@ -261,16 +281,30 @@ impl Site {
         P: Send + 'static,
         F: FnOnce(&Index, P) -> Result<String, ApiError> + Send + 'static,
     {
+        self.encoded(parsed, request, salt, move |index, parsed| {
+            Ok(Encoded::new(query(index, parsed)?.into_bytes(), true))
+        })
+        .await
+    }
+
+    /// [`Site::text`] for an answer already encoded, which may not last.
+    async fn encoded<P, F>(
+        &self,
+        parsed: Result<P, ApiError>,
+        (headers, uri): (&HeaderMap, &Uri),
+        salt: u64,
+        query: F,
+    ) -> Result<Answer, ApiError>
+    where
+        P: Send + 'static,
+        F: FnOnce(&Index, P) -> Result<Encoded, ApiError> + Send + 'static,
+    {
         let format = format!(
             "{}/{:016x}/{salt:016x}",
             pages_format(),
             self.config.stamp()
         );
-        self.runner
-            .ask(parsed, headers, uri, &format, move |index, parsed| {
-                query(index, parsed).map(Bytes::from)
-            })
-            .await
+        self.runner.ask(parsed, headers, uri, &format, query).await
     }
 
     /// `name`'s adds over `range`, from the usage source, on the blocking pool within a

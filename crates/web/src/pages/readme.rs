@@ -32,6 +32,10 @@ pub struct Readme {
     /// It rendered: HTML that is safe to place in a page as it is (the template does not
     /// escape it), and whether the README was cut short.
     pub rendered: Rendered,
+    /// Whether the same version always shows this: `false` for an excerpt shown while the
+    /// file may still come (not in the file store yet, or the store failed), so that an
+    /// answer showing it is neither kept nor confirmed by its entity tag.
+    pub lasting: bool,
 }
 
 impl Readme {
@@ -51,46 +55,35 @@ pub fn readme(
     source: Option<&dyn ReadmeSource>,
     options: &RenderOptions,
 ) -> Option<Readme> {
-    let file = version
-        .readme
-        .as_ref()
-        .zip(source)
-        .and_then(|(file, source)| {
-            source
-                .readme(file)
-                .inspect_err(|reason| match reason {
-                    NoReadme::Mismatch | NoReadme::Failed(_) => tracing::warn!(
-                        package = name,
-                        version = version.version,
-                        url = file.url,
-                        %reason,
-                        "showing the README excerpt"
-                    ),
-                    _ => tracing::debug!(
-                        package = name,
-                        version = version.version,
-                        %reason,
-                        "showing the README excerpt"
-                    ),
-                })
-                .ok()
-        });
-    let (markdown, origin) = match file {
-        Some(text) => (text, Origin::File),
-        None => (version.long_description.clone()?, Origin::Excerpt),
+    let read = version.readme.as_ref().zip(source).map(|(file, source)| {
+        source.readme(file).inspect_err(|reason| match reason {
+            NoReadme::Mismatch | NoReadme::Failed(_) => tracing::warn!(
+                package = name,
+                version = version.version,
+                url = file.url,
+                %reason,
+                "showing the README excerpt"
+            ),
+            _ => tracing::debug!(
+                package = name,
+                version = version.version,
+                %reason,
+                "showing the README excerpt"
+            ),
+        })
+    });
+    let lasting = !matches!(read, Some(Err(NoReadme::Absent | NoReadme::Failed(_))));
+    let (markdown, origin) = match read {
+        Some(Ok(text)) => (text, Origin::File),
+        _ => (version.long_description.clone()?, Origin::Excerpt),
     };
     let rendered = rendered(&markdown, version.git.as_deref(), options);
     Some(Readme {
         markdown,
         origin,
         rendered,
+        lasting,
     })
-}
-
-/// The stamp of what READMEs from `source` show besides their records (see
-/// [`ReadmeSource::stamp`]), for entity tags; 0 without a source.
-pub fn stamp(source: Option<&dyn ReadmeSource>) -> u64 {
-    source.map_or(0, ReadmeSource::stamp)
 }
 
 /// `markdown` rendered with `options`, relative links resolved against `git` when it is
@@ -156,12 +149,9 @@ mod tests {
         fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme> {
             match file.url.as_str() {
                 "http://h/readme.md" => Ok("# Whole\n\nEverything.".into()),
+                "http://h/empty.md" => Err(NoReadme::Empty),
                 _ => Err(NoReadme::Absent),
             }
-        }
-
-        fn stamp(&self) -> u64 {
-            7
         }
     }
 
@@ -193,19 +183,27 @@ mod tests {
         let options = RenderOptions::default();
         let shown = |readme, excerpt, source: Option<&dyn ReadmeSource>| {
             let version = version(readme, excerpt);
-            super::readme("a:b", &version, source, &options).map(|r| (r.origin, r.markdown))
+            super::readme("a:b", &version, source, &options)
+                .map(|r| (r.origin, r.markdown, r.lasting))
         };
         let whole = shown(Some("http://h/readme.md"), Some("Short."), Some(&OneFile));
         assert_eq!(
             whole,
-            Some((Origin::File, "# Whole\n\nEverything.".to_owned()))
+            Some((Origin::File, "# Whole\n\nEverything.".to_owned(), true))
         );
         let missing = shown(Some("http://h/other.md"), Some("Short."), Some(&OneFile));
-        assert_eq!(missing, Some((Origin::Excerpt, "Short.".to_owned())));
+        assert_eq!(
+            missing,
+            Some((Origin::Excerpt, "Short.".to_owned(), false)),
+            "a file missing now may come"
+        );
+        let empty = shown(Some("http://h/empty.md"), Some("Short."), Some(&OneFile));
+        assert_eq!(empty, Some((Origin::Excerpt, "Short.".to_owned(), true)));
         let no_source = shown(Some("http://h/readme.md"), Some("Short."), None);
-        assert_eq!(no_source, Some((Origin::Excerpt, "Short.".to_owned())));
+        assert_eq!(
+            no_source,
+            Some((Origin::Excerpt, "Short.".to_owned(), true))
+        );
         assert_eq!(shown(Some("http://h/other.md"), None, Some(&OneFile)), None);
-        assert_eq!(stamp(Some(&OneFile)), 7);
-        assert_eq!(stamp(None), 0);
     }
 }
