@@ -108,10 +108,10 @@ impl ReadmeFiles {
 
     /// Starts fetching the mirrored file `file` names from the upstream, through the
     /// mirror's file service, which caches it once it matched its hash; nothing waits for
-    /// it. Not a mirrored file, or no mirror: nothing to do.
-    fn fetch_in_background(&self, file: &ReadmeFile) {
+    /// it. Not a mirrored file, or no mirror: nothing to do (`false`).
+    fn fetch_in_background(&self, file: &ReadmeFile) -> bool {
         let (Some(mirror), Some(key)) = (&self.mirror, key_of(&file.url)) else {
-            return;
+            return false;
         };
         let (mirror, key) = (mirror.clone(), key.to_owned());
         let _runtime = self.runtime.enter();
@@ -121,6 +121,7 @@ impl ReadmeFiles {
                 tracing::debug!(%error, key, "cannot fetch a mirrored README now");
             }
         });
+        true
     }
 }
 
@@ -134,11 +135,10 @@ fn kept_under(url: &str) -> Option<BlobKey> {
 impl ReadmeSource for ReadmeFiles {
     /// Reads the file store from the blocking pool (see the module doc).
     fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme> {
-        let read = self.runtime.block_on(self.read(file));
-        if read == Err(NoReadme::Absent) {
-            self.fetch_in_background(file);
+        match self.runtime.block_on(self.read(file)) {
+            Err(NoReadme::Absent) if self.fetch_in_background(file) => Err(NoReadme::Coming),
+            read => read,
         }
-        read
     }
 }
 

@@ -337,7 +337,7 @@ mod tests {
             if self.here.load(SeqCst) {
                 Ok("# Widget\n\n## Only in the file\n\nEverything else.".into())
             } else {
-                Err(NoReadme::Absent)
+                Err(NoReadme::Coming)
             }
         }
     }

@@ -14,10 +14,13 @@ pub enum NoReadme {
     /// catalog imported from another server names files of other hosts, which the server
     /// never fetches.
     Elsewhere,
-    /// The file is this server's but its file store does not hold it now: a mirrored
-    /// file not fetched from the upstream yet (the source may start fetching it), or a
-    /// published one that went missing.
+    /// The file is this server's but its file store does not hold it, and nothing is
+    /// bringing it: a published file that went missing, a mirrored one on a server that no
+    /// longer mirrors.
     Absent,
+    /// The file store does not hold it yet, and the source is fetching it (a mirrored
+    /// file, from the upstream, in the background): a later answer may show it.
+    Coming,
     /// The file is empty: the `meteor` tool uploads an empty README for a package that
     /// has none.
     Empty,
@@ -40,6 +43,7 @@ impl std::fmt::Display for NoReadme {
         match self {
             NoReadme::Elsewhere => f.write_str("the README file is on another host"),
             NoReadme::Absent => f.write_str("the README file is not in the file store"),
+            NoReadme::Coming => f.write_str("the README file is being fetched from the upstream"),
             NoReadme::Empty => f.write_str("the README file is empty"),
             NoReadme::TooLarge { size, limit } => write!(
                 f,
@@ -61,16 +65,17 @@ impl std::fmt::Display for NoReadme {
 /// * `readme` is blocking: it is called on the blocking pool within one of the bounded
 ///   query turns (`--api-max-queries`), with a reader of the read model held, so it MUST
 ///   return promptly: it reads the server's own file store and MUST NOT wait on another
-///   host. A file only the upstream has is [`NoReadme::Absent`]; the source may start
+///   host. A file only the upstream has is [`NoReadme::Coming`] when the source starts
 ///   fetching it in the background, through the mirror, for a later answer.
 /// * It answers `Ok` only with the text of bytes whose SHA-256 (standard base64) is
 ///   `file.hash`, read whole and never more than its limit of bytes (bytes that are not
 ///   UTF-8 are decoded lossily); an empty file is [`NoReadme::Empty`]. The same file thus
 ///   always gives the same text, so the text needs no entity tag of its own.
-/// * Every answer but [`NoReadme::Absent`] and [`NoReadme::Failed`] is final for its
+/// * Every answer but [`NoReadme::Coming`] and [`NoReadme::Failed`] is final for its
 ///   file: the same file always gets it. Those two may pass (a file fetched, a store that
 ///   recovers), so a page or API answer that shows the excerpt for one of them is never
-///   kept and its entity tag never confirmed; every other answer keeps its tag.
+///   kept and its entity tag never confirmed; every other answer keeps its tag until the
+///   read model's next pass (a file put back in the store by hand shows then).
 pub trait ReadmeSource: Send + Sync + 'static {
     /// The verified text of the README file `file`, or why there is none to show.
     fn readme(&self, file: &ReadmeFile) -> Result<String, NoReadme>;

@@ -72,7 +72,7 @@ pub fn readme(
             ),
         })
     });
-    let lasting = !matches!(read, Some(Err(NoReadme::Absent | NoReadme::Failed(_))));
+    let lasting = !matches!(read, Some(Err(NoReadme::Coming | NoReadme::Failed(_))));
     let (markdown, origin) = match read {
         Some(Ok(text)) => (text, Origin::File),
         _ => (version.long_description.clone()?, Origin::Excerpt),
@@ -150,7 +150,8 @@ mod tests {
             match file.url.as_str() {
                 "http://h/readme.md" => Ok("# Whole\n\nEverything.".into()),
                 "http://h/empty.md" => Err(NoReadme::Empty),
-                _ => Err(NoReadme::Absent),
+                "http://h/gone.md" => Err(NoReadme::Absent),
+                _ => Err(NoReadme::Coming),
             }
         }
     }
@@ -195,10 +196,16 @@ mod tests {
         assert_eq!(
             missing,
             Some((Origin::Excerpt, "Short.".to_owned(), false)),
-            "a file missing now may come"
+            "a file on its way may come"
         );
-        let empty = shown(Some("http://h/empty.md"), Some("Short."), Some(&OneFile));
-        assert_eq!(empty, Some((Origin::Excerpt, "Short.".to_owned(), true)));
+        for end in ["http://h/empty.md", "http://h/gone.md"] {
+            let shown = shown(Some(end), Some("Short."), Some(&OneFile));
+            assert_eq!(
+                shown,
+                Some((Origin::Excerpt, "Short.".to_owned(), true)),
+                "{end}"
+            );
+        }
         let no_source = shown(Some("http://h/readme.md"), Some("Short."), None);
         assert_eq!(
             no_source,
