@@ -914,8 +914,8 @@ pub struct ServeArgs {
 
     /// Bytes of encoded web catalog answers (pages, feeds, badges, JSON API bodies) kept in
     /// memory and given again to requests for the same URL while the read model, the usage
-    /// counts and the UTC day stay as they were (every publish, mirrored change, read model
-    /// pass and midnight starts afresh); 0 keeps none. The least recently asked go first.
+    /// counts and the UTC day stay as they were (every publish, mirrored change, recount of
+    /// adds and midnight starts afresh); 0 keeps none. The least recently asked go first.
     #[arg(long, default_value_t = exosphere_web::DEFAULT_CACHE_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=16 << 30), env = "EXOSPHERE_WEB_CACHE_BYTES")]
     pub web_cache_bytes: usize,
 

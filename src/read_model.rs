@@ -291,10 +291,13 @@ fn catch_up(
             sync_token: page.sync_token,
             collections: page.collections.clone(),
         };
-        match source.readmes {
+        let outcome = match source.readmes {
             Some(readmes) => files.writer.apply_page_with_readmes(&applied, readmes)?,
             None => files.writer.apply_page(&applied)?,
         };
+        if outcome.refreshed > 0 {
+            model.rewritten();
+        }
         model.page_applied(files.writer.path(), page.sync_token.get().to_owned());
         if page.up_to_date {
             if let Err(error) = source.usage.refresh(&mut files.writer, model) {

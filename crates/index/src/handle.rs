@@ -237,6 +237,7 @@ impl Index {
             total.inserted += applied.inserted;
             total.updated += applied.updated;
             total.ignored += applied.ignored;
+            total.refreshed += applied.refreshed;
         }
         Ok(total)
     }

@@ -58,6 +58,11 @@ pub struct PageApplied {
     pub updated: u64,
     /// Records in collections this index does not know (ignored).
     pub ignored: u64,
+    /// Packages whose derived rows (full text with README text, dependents, latest dates,
+    /// search boost) the page rewrote: only a page that brings the index up to date does,
+    /// for the packages whose latest version changed since (every package after an upgrade
+    /// of the file). What is searched or listed can change without a new record only then.
+    pub refreshed: u64,
     /// Records whose shape does not fit spec §3.8 (a version that does not parse, bad
     /// `references`, a missing or mistyped field), stored as sent without typed or derived
     /// rows so the sync goes on; not counted in `records`. `sync` warns about them.
@@ -160,7 +165,7 @@ pub(crate) fn apply(
         if bulk {
             finish_first_sync(tx)?;
         }
-        refresh_latest(tx, readmes)?;
+        applied.refreshed = refresh_latest(tx, readmes)?;
     }
     tx.prepare_cached(
         "INSERT INTO sync_state (id, token) VALUES (1, ?1)

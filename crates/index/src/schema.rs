@@ -81,11 +81,16 @@ pub(crate) fn update_boost(rows: &str) -> String {
 /// `readmes`, when given), the dependents of their latest version (none for a package whose
 /// every version is unmigrated: no app can use it), the latest version's date and
 /// deprecated flag, and the search boost. The page that brings a sync up to date runs it,
-/// and so does an upgrade that adds `latest` rows.
+/// and so does an upgrade that adds `latest` rows. Returns how many packages it rewrote.
 pub(crate) fn refresh_latest(
     connection: &Connection,
     readmes: Option<&dyn ReadmeTexts>,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<u64> {
+    let dirty: u64 =
+        connection.query_row("SELECT count(*) FROM latest_dirty", [], |row| row.get(0))?;
+    if dirty == 0 {
+        return Ok(0);
+    }
     connection.execute_batch(README_TEXTS)?;
     if let Some(readmes) = readmes {
         read_readmes(connection, readmes)?;
@@ -110,7 +115,8 @@ pub(crate) fn refresh_latest(
          WHERE id IN (SELECT latest_id FROM latest_dirty);",
     ))?;
     connection.execute_batch(&update_boost("id IN (SELECT latest_id FROM latest_dirty)"))?;
-    connection.execute_batch("DELETE FROM latest_dirty;")
+    connection.execute_batch("DELETE FROM latest_dirty;")?;
+    Ok(dirty)
 }
 
 /// The indexes of `latest` by date, for the newest-first lists (version 4).

@@ -17,7 +17,7 @@ fn raw(text: &str) -> Box<RawValue> {
 }
 
 /// An up-to-date page of `records` (none: nothing changed).
-fn apply(index: &mut Index, records: Vec<Box<RawValue>>, readmes: Option<&Files>) {
+fn apply(index: &mut Index, records: Vec<Box<RawValue>>, readmes: Option<&Files>) -> u64 {
     let token = raw(&format!(r#"{{"n":{}}}"#, records.len()));
     let collections = vec![("versions", records.iter().map(AsRef::as_ref).collect())];
     let page = SyncPage {
@@ -30,7 +30,8 @@ fn apply(index: &mut Index, records: Vec<Box<RawValue>>, readmes: Option<&Files>
         Some(readmes) => index.apply_page_with_readmes(&page, readmes),
         None => index.apply_page(&page),
     }
-    .expect("the page applies");
+    .expect("the page applies")
+    .refreshed
 }
 
 /// A version of `name` whose README file is at `url` (none without one).
@@ -191,6 +192,15 @@ fn a_schema_4_index_searches_at_once_and_reads_readmes_at_its_next_page() {
         texts: HashMap::from([("http://h/one/1".into(), "Zanzibarium inside.".into())]),
         ..Files::default()
     };
-    apply(&mut index, Vec::new(), Some(&files));
+    assert_eq!(
+        apply(&mut index, Vec::new(), Some(&files)),
+        1,
+        "a page without records rewrites what the upgrade marked"
+    );
     assert_eq!(found(&index, "zanzibarium"), ["ann:one"]);
+    assert_eq!(
+        apply(&mut index, Vec::new(), Some(&files)),
+        0,
+        "then nothing"
+    );
 }

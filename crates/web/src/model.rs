@@ -21,8 +21,8 @@ pub struct ReadModel {
     idle_readers: AtomicUsize,
     /// The stamp of the recent adds last stored in the index (see [`Freshness::usage`]).
     usage: AtomicU64,
-    /// Times the feeder said the index was brought up to date (see [`Freshness::pass`]).
-    passes: AtomicU64,
+    /// Times the feeder rewrote derived rows (see [`Freshness::rewrites`]).
+    rewrites: AtomicU64,
     /// The server keeps no read model (`--read-model off`): nothing is ever published.
     off: bool,
 }
@@ -55,11 +55,11 @@ pub struct Freshness {
     /// The stamp of the recent adds the index holds (search ranks and lists by them, and
     /// they change without the sync token): what [`ReadModel::usage_counted`] was last told.
     pub usage: u64,
-    /// How many times the feeder brought the index up to date ([`ReadModel::publish`]): a
-    /// pass may rewrite what answers show without a new sync token (the README texts
-    /// searched after an upgrade of the index, the dates boosts count from), so every pass
-    /// starts answers afresh. Passes come with catalog changes and hourly.
-    pub pass: u64,
+    /// How many times the feeder rewrote what the index derives from its records
+    /// ([`ReadModel::rewritten`]): that may change what answers show without a new sync
+    /// token (the README texts searched after an upgrade of the index, the dates boosts
+    /// count from), so each rewrite starts answers afresh.
+    pub rewrites: u64,
 }
 
 /// One complete index file being served, with its idle reader connections.
@@ -116,13 +116,12 @@ impl ReadModel {
     /// finish on the old one), and that file must answer [`Index::is_ready`], or it is
     /// refused and the old one stays. Blocking.
     pub fn publish(&self, path: &Path, head: Option<u64>) -> Result<(), IndexError> {
-        self.passes.fetch_add(1, Ordering::Relaxed);
         let fresh = |token: Option<String>| Freshness {
             token: token.unwrap_or_default(),
             head,
             catching_up: head.is_none(),
             usage: 0,
-            pass: 0,
+            rewrites: 0,
         };
         if let Some(served) = self.current().filter(|served| served.path == path) {
             let token = served.with_reader(self.idle_readers(), Index::sync_token)??;
@@ -225,6 +224,12 @@ impl ReadModel {
         self.current().map(|served| self.freshness_of(&served))
     }
 
+    /// Notes that the feeder rewrote rows the index derives from its records (a page's
+    /// `refreshed` packages), so that every answer gets a new entity tag.
+    pub fn rewritten(&self) {
+        self.rewrites.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Notes that the index now holds recent adds stamped `stamp` (the same counts, the
     /// same stamp), so that answers ranked or listed by them get new entity tags.
     pub fn usage_counted(&self, stamp: u64) {
@@ -234,7 +239,7 @@ impl ReadModel {
     fn freshness_of(&self, served: &Served) -> Freshness {
         Freshness {
             usage: self.usage.load(Ordering::Relaxed),
-            pass: self.passes.load(Ordering::Relaxed),
+            rewrites: self.rewrites.load(Ordering::Relaxed),
             ..lock(&served.freshness).clone()
         }
     }

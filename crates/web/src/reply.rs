@@ -198,14 +198,14 @@ pub(crate) fn api_format() -> &'static str {
 
 /// The entity tag of `uri`'s answer from a read model at `freshness`: the same `format`
 /// (this build's API document or templates, and whatever else the body shows), UTC `day`
-/// ([`utc_day`]), sync token, feeder pass and usage stamp (the same index content) and URL
+/// ([`utc_day`]), sync token, rewrites of derived rows and usage stamp (the same index content) and URL
 /// give the same body.
 pub(crate) fn entity_tag(format: &str, day: u64, freshness: &Freshness, uri: &Uri) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
     format.hash(&mut hasher);
     day.hash(&mut hasher);
     freshness.token.hash(&mut hasher);
-    freshness.pass.hash(&mut hasher);
+    freshness.rewrites.hash(&mut hasher);
     freshness.usage.hash(&mut hasher);
     uri.path().hash(&mut hasher);
     uri.query().unwrap_or("").hash(&mut hasher);
@@ -361,7 +361,7 @@ mod tests {
             head: Some(head),
             catching_up: false,
             usage: 0,
-            pass: 0,
+            rewrites: 0,
         }
     }
 
@@ -373,11 +373,14 @@ mod tests {
         assert_eq!(tag(&at(1), &uri), tag(&at(1), &uri));
         assert_ne!(tag(&at(1), &uri), tag(&at(2), &uri));
         assert_ne!(tag(&at(1), &uri), tag(&at(1), &other));
-        let next_pass = Freshness { pass: 1, ..at(1) };
+        let rewritten = Freshness {
+            rewrites: 1,
+            ..at(1)
+        };
         assert_ne!(
             tag(&at(1), &uri),
-            tag(&next_pass, &uri),
-            "a pass of the feeder"
+            tag(&rewritten, &uri),
+            "derived rows rewritten"
         );
         assert_ne!(
             entity_tag(api_format(), 1, &at(1), &uri),
