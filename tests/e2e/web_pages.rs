@@ -20,14 +20,15 @@ const PATIENCE: Duration = Duration::from_secs(60);
 const CRAWL: usize = 150;
 
 /// One answer.
-struct Page {
-    status: u16,
+pub(crate) struct Page {
+    pub(crate) status: u16,
     header: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Page {
-    fn header(&self, name: &str) -> Option<&str> {
+    /// The value of the header `name`, if the answer has it.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.header
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -36,7 +37,7 @@ impl Page {
 }
 
 /// `GET url` without following redirects, with `If-None-Match: tag` when given.
-fn get(url: &str, tag: Option<&str>) -> Page {
+pub(crate) fn get(url: &str, tag: Option<&str>) -> Page {
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)

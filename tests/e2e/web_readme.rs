@@ -22,26 +22,9 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 /// `GET url`: status, `ETag`, body; with `If-None-Match: tag` when given.
 fn get(url: &str, tag: Option<&str>) -> (u16, Option<String>, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let mut request = agent.get(url);
-    if let Some(tag) = tag {
-        request = request.header("If-None-Match", tag);
-    }
-    let mut response = request.call().expect("HTTP request");
-    let tag = response
-        .headers()
-        .get("etag")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let status = response.status().as_u16();
-    (
-        status,
-        tag,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
+    let page = crate::web_pages::get(url, tag);
+    let tag = page.header("etag").map(str::to_owned);
+    (page.status, tag, page.body)
 }
 
 /// The names `/api/v1/search?q=words` finds, once the read model answers.
