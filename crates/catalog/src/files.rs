@@ -31,11 +31,20 @@ pub fn file_fields(collection: Collection) -> &'static [(&'static str, &'static 
 
 /// The blob key of a file published here, from the URL a record names it by
 /// (`<public URL>/packages/<key>`), whatever the public URL was when it was published; `None`
-/// for any other URL.
+/// for any other URL. A key is `packages/<name>/<version>/<upload>/<file>` (before uploads
+/// had their own directory, `packages/<name>/<version>/<file>`), so a public URL whose own
+/// path holds `/packages/` is passed over: the key starts at the first `packages/` followed
+/// by that many segments.
 pub fn published_key(url: &str) -> Option<&str> {
-    let start = url.find(&format!("/{PUBLISHED_PREFIX}"))? + 1;
-    let key = &url[start..];
-    (key.len() > PUBLISHED_PREFIX.len()).then_some(key)
+    let marker = format!("/{PUBLISHED_PREFIX}");
+    // Every place a key may start, overlapping ones included (`/packages/packages/...`).
+    let starts = url
+        .char_indices()
+        .filter(|(at, _)| url[*at..].starts_with(&marker));
+    starts.map(|(at, _)| &url[at + 1..]).find(|key| {
+        let segments: Vec<&str> = key.split('/').collect();
+        matches!(segments.len(), 4 | 5) && segments.iter().all(|segment| !segment.is_empty())
+    })
 }
 
 /// Where a referenced file comes from, which decides whether its absence is a loss.
@@ -151,7 +160,23 @@ mod tests {
             published_key("https://example.com/meteor/packages/p/1/r/README.md"),
             Some("packages/p/1/r/README.md")
         );
+        assert_eq!(
+            published_key("https://h/packages/packages/a_b/1.0.0/x/a_b.tgz"),
+            Some("packages/a_b/1.0.0/x/a_b.tgz"),
+            "a public URL whose path ends in /packages"
+        );
+        assert_eq!(
+            published_key("https://h/packages/packages/1.0.0/x/packages.tgz"),
+            Some("packages/packages/1.0.0/x/packages.tgz"),
+            "a package named packages"
+        );
+        assert_eq!(
+            published_key("https://h/packages/a_b/1.0.0/README-x.md"),
+            Some("packages/a_b/1.0.0/README-x.md"),
+            "a file published before uploads had their own directory"
+        );
         assert_eq!(published_key("https://h/packages/"), None);
+        assert_eq!(published_key("https://h/packages/a//1.0.0/f"), None);
         assert_eq!(
             published_key("https://h/mirror/files/mirror/ab/x.tgz"),
             None
