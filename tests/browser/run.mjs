@@ -27,6 +27,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
+import { CHROMIUM } from "./chromium.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const { values: options, positionals } = parseArgs({
@@ -88,20 +89,7 @@ const commands = lines[Symbol.asyncIterator]();
 const emit = (event, fields) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
 
 const profile = mkdtempSync(join(tmpdir(), "exosphere-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const context = await chromium.launchPersistentContext(profile, CHROMIUM);
 let failed = false;
 try {
   for (const transport of transports) {

@@ -39,20 +39,28 @@ const TRANSPORTS: [&str; 8] = [
     "iframe-xhr-polling",
 ];
 
-fn browser_dir() -> PathBuf {
+/// Where the browser tests' Node scripts and their npm packages are.
+pub(crate) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-#[test]
-fn chromium_syncs_and_watches_over_every_sockjs_transport() {
+/// Fails with the command to run unless Chromium and the npm packages the browser tests
+/// need (`packages`, files under `node_modules`) are installed.
+pub(crate) fn assert_browser_ready(packages: &[&str]) {
+    let node_modules = browser_dir().join("node_modules");
     assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .is_file()
+        packages
+            .iter()
+            .all(|file| node_modules.join(file).is_file())
             && Path::new("/usr/bin/chromium").is_file(),
         "the browser test needs Chromium and its npm dependencies: run `tests/setup.sh` \
          (as .ci/run does) and try again"
     );
+}
+
+#[test]
+fn chromium_syncs_and_watches_over_every_sockjs_transport() {
+    assert_browser_ready(&["playwright-core/package.json"]);
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
     import(&data, &fixture());

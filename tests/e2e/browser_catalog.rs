@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use chrono::{Days, Utc};
 use serde_json::{Value, json};
 
+use crate::browser::{assert_browser_ready, browser_dir};
 use crate::common::{NodeScript, Server, fixture, http_get, import};
 
 /// The journey gives up (with its own message) after this long; about 30 s on a quiet
@@ -63,27 +64,13 @@ const JS_STEPS: [&str; 13] = [
     "not-found",
     "not-found-search",
 ];
-/// The steps with JavaScript off.
-const NO_JS_STEPS: [&str; 11] = [
-    "detectors",
-    "home",
-    "search",
-    "package",
-    "readme",
-    "dependency",
-    "dependent",
-    "chart",
-    "chart-range",
-    "search-header",
-    "search-filters",
-];
+/// The steps with JavaScript off: the same journey without its last two steps (the
+/// mistyped address and the 404 page's search), which `catalog.mjs` takes with JavaScript
+/// on only.
+const NO_JS_STEPS: &[&str] = JS_STEPS.split_at(11).0;
 
 /// The steps that stay on the page the step before loaded.
 const IN_PAGE: [&str; 2] = ["readme", "chart"];
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
 
 /// The fixture with [`README`] on `iron:router` 1.0.6, and usage rows: yesterday
 /// `iron:router` (45 direct of 100 adds), `iron:core` and the core package `reactive-dict`;
@@ -125,17 +112,7 @@ fn catalog(dir: &Path) -> PathBuf {
 
 #[test]
 fn browser_catalog_journey_with_and_without_javascript() {
-    assert!(
-        browser_dir()
-            .join("node_modules/playwright-core/package.json")
-            .is_file()
-            && browser_dir()
-                .join("node_modules/axe-core/axe.min.js")
-                .is_file()
-            && Path::new("/usr/bin/chromium").is_file(),
-        "the browser test needs Chromium and its npm dependencies: run `tests/setup.sh` \
-         (as .ci/run does) and try again"
-    );
+    assert_browser_ready(&["playwright-core/package.json", "axe-core/axe.min.js"]);
     let dir = tempfile::tempdir().expect("temporary directory");
     let data = dir.path().join("data");
     import(&data, &catalog(dir.path()));
