@@ -43,14 +43,19 @@ struct SearchForm {
 }
 
 impl SearchForm {
-    /// The orders the form offers: (value, label).
-    const SORTS: [(&'static str, &'static str); 5] = [
-        ("relevance", "Best match"),
-        ("most-added", "Most added (30 days)"),
-        ("updated", "Recently updated"),
-        ("newest", "Newest"),
-        ("name", "Name"),
-    ];
+    /// The orders the form offers, every one search has: (value, label).
+    fn sorts(&self) -> [(&'static str, &'static str); SearchSort::ALL.len()] {
+        SearchSort::ALL.map(|sort| {
+            let label = match sort {
+                SearchSort::Relevance => "Best match",
+                SearchSort::MostAdded => "Most added (30 days)",
+                SearchSort::Updated => "Recently updated",
+                SearchSort::Newest => "Newest",
+                SearchSort::Name => "Name",
+            };
+            (sort.as_str(), label)
+        })
+    }
 
     /// The "published within" choices: (days, label).
     const WITHIN: [(&'static str, &'static str); 4] = [
