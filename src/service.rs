@@ -93,12 +93,12 @@ impl PageText for SyncPage {
             .collect()
     }
 
-    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    fn with_forms(text: StoredText, forms: Vec<(u8, Arc<[u8]>)>) -> Self {
         Self(RawText::with_deflated(
             text,
             forms
                 .into_iter()
-                .map(|(level, form)| (u32::from(level), Arc::from(form))),
+                .map(|(level, form)| (u32::from(level), form)),
         ))
     }
 }

@@ -59,7 +59,7 @@ pub trait PageText: From<String> + AsRef<str> + Clone {
     /// [`forms`](Self::forms) gave for it. The text is the file mapped into memory: a type
     /// that can keep it as it is (the server's can) serves the page without copying it; by
     /// default it is copied into a `String`.
-    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    fn with_forms(text: StoredText, forms: Vec<(u8, Arc<[u8]>)>) -> Self {
         drop(forms);
         Self::from(text.as_ref().to_owned())
     }

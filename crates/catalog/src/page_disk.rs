@@ -21,18 +21,17 @@
 //!   (`--sync-cache-size`) plus the pages being sent.
 //! * **Discarded at start.** Opening the tier empties its directory, so a restart (or a
 //!   crash mid-write) never serves a file from an earlier process.
-//! * **Checked.** Every file ends with a CRC-32 of its contents and states its lengths; a
-//!   truncated or corrupt file is logged, deleted and recomputed, never served. Every read
-//!   checks the header (key, snapshot), every length against the file's, and that the text
-//!   is UTF-8. The CRC is checked the first time a file is read back, and again whenever the
-//!   file is not the one that was checked: the tier records each file's identity (device,
-//!   inode, size, modification and change times, from `fstat` after the rename) and compares
-//!   it with the file it opens. Files are written whole and renamed into place, then only
-//!   deleted, never written in place, so a file with the same identity still holds the bytes
-//!   that checked; re-computing the CRC on every read was most of the CPU of a sync served
-//!   from this tier. (An identity can miss a same-length rewrite in place within one clock
-//!   tick of the file's times; such a rewrite breaks the invariant below anyway, and the
-//!   UTF-8 check keeps the text sound whatever the bytes.)
+//! * **Checked once, then kept mapped.** Every file ends with a CRC-32 of its contents and
+//!   states its lengths; a truncated or corrupt file is logged, deleted and recomputed, never
+//!   served. The first read of a file maps it and checks it whole: the header (key,
+//!   snapshot), every length against the file's, the CRC and the text's UTF-8. The checked
+//!   mapping is then kept with the file's listing (up to [`MAX_KEPT_MAPPINGS`] of them) and
+//!   every later read of that page is served from it, with no system call and no check, until
+//!   the file is evicted, replaced or stale: opening, mapping, checking and unmapping each
+//!   page again was most of the server's own CPU in a full sync served from this tier. A file
+//!   replaced under its name after that first read is never read (the mapping holds the
+//!   inode that checked), and one beyond the bound of kept mappings is read and checked whole
+//!   on every read.
 //! * **Not copied.** A page is served from its file mapped into memory ([`StoredText`]): the
 //!   socket copies the kernel's cached pages of the file, and no heap buffer is filled first.
 //!   The encoded forms (a fraction of the text) are copied out. This relies on an invariant
@@ -53,7 +52,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,12 +67,20 @@ const MAGIC: &[u8; 8] = b"EXOPAGE1";
 /// A header longer than this is not one this module wrote.
 const MAX_HEADER: u32 = 1 << 20;
 
+/// At most this many checked files are kept mapped: each mapping is one of the process's
+/// memory areas, which Linux bounds (`vm.max_map_count`, 65,530 by default) for the
+/// process as a whole, SQLite's own mapping and every thread's stack included. At the
+/// default page size (`--sync-page-bytes`) a full sync of packages.meteor.com is about 400
+/// pages.
+const MAX_KEPT_MAPPINGS: usize = 4096;
+
 /// A page read back from its file.
+#[derive(Clone)]
 pub(crate) struct StoredPage {
     /// The page's text, in the file mapped into memory.
     pub(crate) text: StoredText,
-    /// Its encoded forms, by tag.
-    pub(crate) forms: Vec<(u8, Vec<u8>)>,
+    /// Its encoded forms, by tag, copied out of the file once.
+    pub(crate) forms: Vec<(u8, Arc<[u8]>)>,
     /// The call after it, if any.
     pub(crate) next: Option<NextCall>,
 }
@@ -92,8 +99,9 @@ pub(crate) struct PageToStore<'a> {
 /// It exists so that serving a page from the disk tier costs no copy and no fresh memory:
 /// whatever sends the page reads the kernel's cached pages of the file. Dropping the last
 /// owner unmaps the file (a file deleted meanwhile stays readable until then).
+#[derive(Clone)]
 pub struct StoredText {
-    map: Mapping,
+    map: Arc<Mapping>,
     text: Range<usize>,
 }
 
@@ -184,10 +192,13 @@ pub(crate) struct PageFiles {
     dir: PathBuf,
     max_bytes: u64,
     index: Mutex<Index>,
+    /// How many checked mappings the index may keep ([`MAX_KEPT_MAPPINGS`]; lower in tests).
+    max_kept: usize,
     /// Numbers every write to make temporary file names unique between threads writing at
     /// once; it starts at a random number, so two instances' names do not meet either.
     serial: AtomicU64,
-    /// How many files had their CRC checked, for the tests that check it is once per file.
+    /// How many files were read and checked whole, for the tests that check it is once per
+    /// file while its mapping is kept.
     #[cfg(test)]
     whole_checks: AtomicU64,
 }
@@ -199,6 +210,8 @@ struct Index {
     /// File names, oldest first, for eviction.
     order: VecDeque<String>,
     bytes: u64,
+    /// How many listings keep their checked mapping.
+    kept: usize,
 }
 
 /// One file as listed in the index.
@@ -207,34 +220,11 @@ struct Listed {
     epoch: String,
     head_seq: u64,
     forms: Vec<u8>,
-    /// The file as `fstat` saw it right after the rename into place.
-    identity: Identity,
-    /// The file with that identity was read back and its CRC checked.
-    checked: bool,
-}
-
-/// What tells one file from another, or from itself rewritten: any write or replacement
-/// changes one of these (up to the times' clock tick).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Identity {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl Identity {
-    fn of(metadata: &std::fs::Metadata) -> Identity {
-        let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-        Identity {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-            size: metadata.size(),
-            mtime_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
-            ctime_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
-        }
-    }
+    /// The serial number of the write that put this file in place, which tells a read of
+    /// this file from a read of the one it replaced.
+    serial: u64,
+    /// The file, mapped and checked whole by its first read, for every later one.
+    kept: Option<StoredPage>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -277,6 +267,7 @@ impl PageFiles {
             dir: dir.to_owned(),
             max_bytes,
             index: Mutex::new(Index::default()),
+            max_kept: MAX_KEPT_MAPPINGS,
             serial: AtomicU64::new(rand::random()),
             #[cfg(test)]
             whole_checks: AtomicU64::new(0),
@@ -284,36 +275,42 @@ impl PageFiles {
     }
 
     /// The page stored under `key` if it was read from the snapshot `epoch`/`head_seq`.
-    /// A file of another snapshot, or one that does not read back whole, is deleted. Every
-    /// read checks the header, lengths and UTF-8; the CRC is checked the first time, and
-    /// again whenever the file's identity is not the one recorded when it was written.
+    /// A file of another snapshot, or one that does not read back whole, is deleted. The
+    /// first read of a file checks it whole and keeps its mapping for the later ones.
     pub(crate) fn load(&self, key: &str, epoch: &str, head_seq: u64) -> Option<StoredPage> {
         let name = file_name(key);
-        let checked_identity = {
+        let serial = {
             let mut index = self.lock();
             let listed = index.files.get(&name)?;
             if listed.epoch != epoch || listed.head_seq != head_seq {
                 index.remove(&name, &self.dir);
                 return None;
             }
-            listed.checked.then_some(listed.identity)
+            if let Some(kept) = &listed.kept {
+                return Some(kept.clone());
+            }
+            listed.serial
         };
         let expected = Expected {
             key,
             epoch,
             head_seq,
-            checked_identity,
         };
         match read_page(&self.dir.join(&name), &expected) {
-            Ok((page, checked)) => {
-                if let Some(identity) = checked {
-                    #[cfg(test)]
-                    self.whole_checks.fetch_add(1, Ordering::Relaxed);
-                    if let Some(listed) = self.lock().files.get_mut(&name)
-                        && listed.identity == identity
-                    {
-                        listed.checked = true;
-                    }
+            Ok(page) => {
+                #[cfg(test)]
+                self.whole_checks.fetch_add(1, Ordering::Relaxed);
+                let mut index = self.lock();
+                let room = index.kept < self.max_kept;
+                // Kept only for the listing it was read for: a store may have replaced the
+                // file (with more forms) since the index was unlocked.
+                if let Some(listed) = index.files.get_mut(&name)
+                    && room
+                    && listed.serial == serial
+                    && listed.kept.is_none()
+                {
+                    listed.kept = Some(page.clone());
+                    index.kept += 1;
                 }
                 Some(page)
             }
@@ -339,14 +336,13 @@ impl PageFiles {
             return;
         }
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
-        let identity = match self.write_file(&name, key, serial, page) {
-            Ok(identity) => identity,
+        let size = match self.write_file(&name, key, serial, page) {
+            Ok(size) => size,
             Err(error) => {
                 tracing::warn!(file = %name, %error, "writing a sync page file failed");
                 return;
             }
         };
-        let size = identity.size;
         let mut index = self.lock();
         index.remove_listing(&name);
         if size > self.max_bytes {
@@ -368,21 +364,21 @@ impl PageFiles {
                 epoch: page.epoch.to_owned(),
                 head_seq: page.head_seq,
                 forms: tags,
-                identity,
-                checked: false,
+                serial,
+                kept: None,
             },
         );
     }
 
     /// Writes the file, read-only, through a temporary name (`serial` makes it unique) and
-    /// renames it into place; returns its identity once in place.
+    /// renames it into place; returns its size.
     fn write_file(
         &self,
         name: &str,
         key: &str,
         serial: u64,
         page: &PageToStore<'_>,
-    ) -> io::Result<Identity> {
+    ) -> io::Result<u64> {
         let header = serde_json::to_vec(&Header {
             key: key.to_owned(),
             epoch: page.epoch.to_owned(),
@@ -426,7 +422,7 @@ impl PageFiles {
             file.write_all(&crc.finalize().to_le_bytes())?;
             let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
             std::fs::rename(&temp, self.dir.join(name))?;
-            Ok(Identity::of(&file.metadata()?))
+            Ok(file.metadata()?.len())
         })();
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
@@ -459,6 +455,7 @@ impl Index {
     fn remove_listing(&mut self, name: &str) {
         if let Some(listed) = self.files.remove(name) {
             self.bytes -= listed.size;
+            self.kept -= usize::from(listed.kept.is_some());
             self.order.retain(|listed| listed != name);
         }
     }
@@ -483,28 +480,19 @@ fn file_name(key: &str) -> String {
     name
 }
 
-/// What a file read back must be: the page asked for, and which file of it, if any, already
-/// had its CRC checked.
+/// What a file read back must be: the page asked for.
 struct Expected<'a> {
     key: &'a str,
     epoch: &'a str,
     head_seq: u64,
-    /// The identity of the file whose CRC was checked, if one was.
-    checked_identity: Option<Identity>,
 }
 
-/// Maps a page file and checks it: its magic, its header's key and snapshot, every length
-/// against the file's, and the text's UTF-8; and, unless the open file has the identity
-/// `expected` says was checked already, the CRC. Returns the page and, if the CRC was
-/// checked here, the identity of the file it was checked for.
-fn read_page(
-    path: &Path,
-    expected: &Expected<'_>,
-) -> Result<(StoredPage, Option<Identity>), BadFile> {
+/// Maps a page file and checks it whole: its magic, its header's key and snapshot, every
+/// length against the file's, the CRC and the text's UTF-8.
+fn read_page(path: &Path, expected: &Expected<'_>) -> Result<StoredPage, BadFile> {
     let file = File::open(path)?;
-    let identity = Identity::of(&file.metadata()?);
-    let file_len =
-        usize::try_from(identity.size).map_err(|_| BadFile::Format("the file is too large"))?;
+    let file_len = usize::try_from(file.metadata()?.len())
+        .map_err(|_| BadFile::Format("the file is too large"))?;
     if file_len < MAGIC.len() + 4 + 4 {
         return Err(BadFile::Format("the file ends early"));
     }
@@ -554,30 +542,27 @@ fn read_page(
     let forms = header
         .forms
         .iter()
-        .map(|(tag, len)| Ok((*tag, bytes[take(*len)?].to_vec())))
+        .map(|(tag, len)| Ok((*tag, Arc::from(&bytes[take(*len)?]))))
         .collect::<Result<Vec<_>, BadFile>>()?;
-    let checked = if expected.checked_identity == Some(identity) {
-        None
-    } else {
-        let (contents, stored_crc) = bytes.split_at(file_len - 4);
-        if crc32fast::hash(contents).to_le_bytes() != stored_crc {
-            return Err(BadFile::Format("the checksum does not match"));
-        }
-        Some(identity)
-    };
-    // On every read, whatever the CRC said: `StoredText::as_ref` relies on it.
+    let (contents, stored_crc) = bytes.split_at(file_len - 4);
+    if crc32fast::hash(contents).to_le_bytes() != stored_crc {
+        return Err(BadFile::Format("the checksum does not match"));
+    }
+    // Whatever the CRC said: `StoredText::as_ref` relies on it.
     if std::str::from_utf8(&bytes[text.clone()]).is_err() {
         return Err(BadFile::Format("the text is not UTF-8"));
     }
-    let page = StoredPage {
-        text: StoredText { map, text },
+    Ok(StoredPage {
+        text: StoredText {
+            map: Arc::new(map),
+            text,
+        },
         forms,
         next: header.next.map(|next| NextCall {
             token: next.token,
             options: next.options,
         }),
-    };
-    Ok((page, checked))
+    })
 }
 
 #[cfg(test)]
@@ -616,7 +601,7 @@ mod tests {
         files.store("k", &page("{\"a\":1}", &forms, &next));
         let loaded = files.load("k", "e1", 7).expect("stored");
         assert_eq!(loaded.text.as_ref(), "{\"a\":1}");
-        assert_eq!(loaded.forms, vec![(6, vec![1, 2])]);
+        assert_eq!(loaded.forms, forms);
         assert_eq!(loaded.next.unwrap().token, next.token);
         assert!(files.load("other", "e1", 7).is_none());
         assert!(files.load("k", "e1", 8).is_none(), "a later snapshot");
@@ -654,19 +639,6 @@ mod tests {
         }
     }
 
-    /// Replaces the file at `path` with `bytes` in place: same inode, same name (made
-    /// writable first, for a test not run as root).
-    fn rewrite_in_place(path: &Path, bytes: &[u8]) {
-        let writable = std::os::unix::fs::PermissionsExt::from_mode(0o600);
-        std::fs::set_permissions(path, writable).unwrap();
-        File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .write_all(bytes)
-            .unwrap();
-    }
-
     /// Replaces the file at `path` with a new file holding `bytes`: a new inode.
     fn replace_by_rename(path: &Path, bytes: &[u8]) {
         let temp = path.with_extension("new");
@@ -675,69 +647,60 @@ mod tests {
     }
 
     #[test]
-    fn a_file_has_its_crc_checked_once_and_its_length_always() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
-        let next = next();
-        let path = dir.path().join(file_name("k"));
-        files.store("k", &page("[\"page text\"]", &[], &next));
-        for _ in 0..3 {
-            let loaded = files.load("k", "e1", 7).expect("stored");
-            assert_eq!(loaded.text.as_ref(), "[\"page text\"]");
-        }
-        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 1);
-
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes.truncate(bytes.len() - 3);
-        replace_by_rename(&path, &bytes);
-        assert!(
-            files.load("k", "e1", 7).is_none(),
-            "truncated after its check"
-        );
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn a_same_length_replacement_after_a_check_is_not_served() {
+    fn a_file_is_checked_whole_once_then_served_from_its_mapping() {
         let dir = tempfile::tempdir().unwrap();
         let files = PageFiles::open(dir.path(), 1 << 20).unwrap();
         let next = next();
         let path = dir.path().join(file_name("k"));
         let text = "[\"page text\"]";
-        let text_at = |bytes: &[u8]| bytes.len() - 4 - text.len();
-
-        // A new file (another inode) of the same length whose text is still UTF-8 but not
-        // what was written: its identity differs, so its CRC is checked, and it is dropped.
         files.store("k", &page(text, &[], &next));
-        assert!(files.load("k", "e1", 7).is_some());
+        for _ in 0..3 {
+            let loaded = files.load("k", "e1", 7).expect("stored");
+            assert_eq!(loaded.text.as_ref(), text);
+        }
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 1);
+
+        // A file put in its place after that first read (another inode, here truncated) is
+        // never read: the page is served as it was written and checked.
         let mut bytes = std::fs::read(&path).unwrap();
-        let at = text_at(&bytes) + 3;
-        bytes[at] ^= 0x01;
+        bytes.truncate(bytes.len() - 3);
         replace_by_rename(&path, &bytes);
-        assert!(files.load("k", "e1", 7).is_none(), "a new inode");
-        assert!(!path.exists());
+        let loaded = files.load("k", "e1", 7).expect("kept");
+        assert_eq!(loaded.text.as_ref(), text);
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 1);
 
-        // The same file rewritten in place with text that is not UTF-8: even if its identity
-        // stayed the one checked (its times may not change within one clock tick, taken
-        // here as the worst case), the text is checked on every read and never served.
-        files.store("k", &page(text, &[], &next));
-        assert!(files.load("k", "e1", 7).is_some());
-        let mut bytes = std::fs::read(&path).unwrap();
-        let at = text_at(&bytes) + 3;
-        bytes[at] = 0xff;
-        rewrite_in_place(&path, &bytes);
-        let expected = Expected {
-            key: "k",
-            epoch: "e1",
-            head_seq: 7,
-            checked_identity: Some(Identity::of(&std::fs::metadata(&path).unwrap())),
-        };
-        assert!(matches!(
-            read_page(&path, &expected),
-            Err(BadFile::Format("the text is not UTF-8"))
-        ));
-        assert!(files.load("k", "e1", 7).is_none(), "rewritten in place");
-        assert!(!path.exists());
+        // The page written again with a new form replaces the listing, and its file is read
+        // and checked whole once more.
+        let forms: Vec<(u8, Arc<[u8]>)> = vec![(9, Arc::from(&b"xyz"[..]))];
+        files.store("k", &page(text, &forms, &next));
+        assert_eq!(files.load("k", "e1", 7).expect("stored").forms, forms);
+        assert_eq!(files.load("k", "e1", 7).expect("kept").forms, forms);
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 2);
+        assert_eq!(files.lock().kept, 1);
+    }
+
+    #[test]
+    fn mappings_beyond_the_bound_are_not_kept_and_their_files_are_checked_on_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = PageFiles::open(dir.path(), 1 << 20).unwrap();
+        files.max_kept = 1;
+        let next = next();
+        files.store("a", &page("[\"a\"]", &[], &next));
+        files.store("b", &page("[\"b\"]", &[], &next));
+        for _ in 0..3 {
+            assert_eq!(files.load("a", "e1", 7).unwrap().text.as_ref(), "[\"a\"]");
+            assert_eq!(files.load("b", "e1", 7).unwrap().text.as_ref(), "[\"b\"]");
+        }
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 1 + 3);
+        assert_eq!(files.lock().kept, 1);
+
+        // Once the kept one goes (stale), another file's mapping takes its place.
+        assert!(files.load("a", "e1", 8).is_none());
+        assert_eq!(files.lock().kept, 0);
+        files.load("b", "e1", 7).unwrap();
+        files.load("b", "e1", 7).unwrap();
+        assert_eq!(files.whole_checks.load(Ordering::Relaxed), 1 + 3 + 1);
+        assert_eq!(files.lock().kept, 1);
     }
 
     #[test]

@@ -221,14 +221,11 @@ impl PageText for Counted {
         self.forms.clone()
     }
 
-    fn with_forms(text: StoredText, forms: Vec<(u8, Vec<u8>)>) -> Self {
+    fn with_forms(text: StoredText, forms: Vec<(u8, Arc<[u8]>)>) -> Self {
         count(Made::Restored, text.as_ref());
         Counted {
             text: Arc::from(text.as_ref()),
-            forms: forms
-                .into_iter()
-                .map(|(tag, form)| (tag, Arc::from(form)))
-                .collect(),
+            forms,
         }
     }
 }
@@ -338,8 +335,9 @@ pub fn a_write_invalidates_page_files_and_they_stay_bounded(new_store: NewStore<
     assert!(dir_bytes(dir.path()) <= file_bound);
 }
 
-/// Checks that files of an earlier process are discarded, and that a corrupt or truncated
-/// file is recomputed, not served.
+/// Checks that files of an earlier process are discarded, that a corrupt or truncated file
+/// is recomputed, not served, and that a file replaced after its first read is never read:
+/// its page is served as it was written and checked.
 pub fn page_files_are_discarded_at_start_and_checked_when_read(new_store: NewStore<'_>) {
     let store = store_with(new_store, 30);
     let dir = tempfile::tempdir().unwrap();
@@ -358,22 +356,33 @@ pub fn page_files_are_discarded_at_start_and_checked_when_read(new_store: NewSto
         "an earlier process's files are discarded"
     );
 
+    // The files this sync writes are not read back yet (memory holds two pages): damaged
+    // now, in place or by a new file, each is caught at its first read and recomputed.
     full_sync(&restarted);
-    // A second sync reads the files back (memory holds two pages), so each file that is
-    // damaged below was already checked whole once: that must not let it be served.
+    damage_page_files(dir.path(), true);
     assert_eq!(texts(&full_sync(&restarted)), texts(&fresh_sync(&*store)));
-    for (i, entry) in std::fs::read_dir(dir.path()).unwrap().enumerate() {
+    // Now every file was read back and checked whole; files put in their places since are
+    // never read, and the pages are served as they were written.
+    assert_eq!(texts(&full_sync(&restarted)), texts(&fresh_sync(&*store)));
+    damage_page_files(dir.path(), false);
+    assert_eq!(texts(&full_sync(&restarted)), texts(&fresh_sync(&*store)));
+}
+
+/// Damages every page file in `dir`, in turn: truncated, one bit flipped (still UTF-8), one
+/// byte of the text made not UTF-8. Each is a new file renamed into place, and the last kind
+/// is written into the file in place when `in_place` (only for files not yet mapped: a
+/// mapped file must never be modified, see `page_disk.rs`).
+fn damage_page_files(dir: &std::path::Path, in_place: bool) {
+    for (i, entry) in std::fs::read_dir(dir).unwrap().enumerate() {
         let path = entry.unwrap().path();
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() - 10;
         match i % 3 {
             0 => bytes.truncate(bytes.len() / 2),
-            // Same length, still UTF-8: caught by the CRC, as the file is a new one.
             1 => bytes[at] ^= 1,
-            // Same length, same file rewritten in place, no longer UTF-8.
             _ => bytes[at] ^= 0x80,
         }
-        if i % 3 == 2 {
+        if in_place && i % 3 == 2 {
             let writable = std::os::unix::fs::PermissionsExt::from_mode(0o600);
             std::fs::set_permissions(&path, writable).unwrap();
             std::fs::OpenOptions::new()
@@ -387,8 +396,6 @@ pub fn page_files_are_discarded_at_start_and_checked_when_read(new_store: NewSto
             std::fs::rename(&temp, &path).unwrap();
         }
     }
-    let again = full_sync(&restarted);
-    assert_eq!(texts(&again), texts(&fresh_sync(&*store)));
 }
 
 /// Checks that clients asking for the same page at once share one computation.
