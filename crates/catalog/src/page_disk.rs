@@ -34,12 +34,12 @@
 //!   on every read.
 //! * **Not copied.** A page is served from its file mapped into memory ([`StoredText`]): the
 //!   socket copies the kernel's cached pages of the file, and no heap buffer is filled first.
-//!   The encoded forms (a fraction of the text) are copied out. This relies on an invariant
-//!   that nothing here can enforce (the data directory's lock is advisory): **nothing may
-//!   modify or truncate the files in `DATA_DIR/sync-pages` while the server runs.** The
-//!   files are created read-only (mode 0400) to make an accident less likely. A file
-//!   truncated while mapped, or a disk read error on a page of the mapping the kernel has to
-//!   read again, raises `SIGBUS` and kills the server: the same exposure the SQLite
+//!   The encoded forms (a fraction of the text) are copied out, once. This relies on an
+//!   invariant that nothing here can enforce (the data directory's lock is advisory):
+//!   **nothing may modify or truncate the files in `DATA_DIR/sync-pages` while the server
+//!   runs.** The files are created read-only (mode 0400) to make an accident less likely. A
+//!   file truncated while mapped, or a disk read error on a page of the mapping the kernel
+//!   has to read again, raises `SIGBUS` and kills the server: the same exposure the SQLite
 //!   catalog's own reads carry, since they map the database file (`mmap_size`).
 //!
 //! File layout: the magic `EXOPAGE1`; a little-endian `u32` length and that many bytes of a
