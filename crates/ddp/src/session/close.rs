@@ -44,7 +44,51 @@ pub(crate) enum CloseReason {
     ShuttingDown,
 }
 
+/// tungstenite's error text for a peer that closed TCP without a WebSocket close frame.
+const RESET_WITHOUT_CLOSE: &str = "Connection reset without closing handshake";
+
+/// Whether a socket error only means the client went away: a connection dropped without a
+/// close frame, reset, or a pipe broken under a write.
+fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.to_string().contains(RESET_WITHOUT_CLOSE)
+            || error.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            })
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
 impl CloseReason {
+    /// A read from the socket failed: the client going away ([`ClientReset`](Self::ClientReset),
+    /// not worth a warning) or something else.
+    pub(crate) fn read_failed(error: &(dyn std::error::Error + 'static)) -> Self {
+        if is_reset(error) {
+            Self::ClientReset(error.to_string())
+        } else {
+            Self::ReadFailed(error.to_string())
+        }
+    }
+
+    /// A write to the socket failed: a client that went away while a frame was on its way
+    /// (reset, broken pipe) is as ordinary as one that went away between frames, and is
+    /// logged the same way.
+    pub(crate) fn write_failed(error: &(dyn std::error::Error + 'static)) -> Self {
+        if is_reset(error) {
+            Self::ClientReset(error.to_string())
+        } else {
+            Self::WriteFailed(error.to_string())
+        }
+    }
+
     /// The close frame to send, if the connection is still usable for one.
     pub(crate) fn close_frame(&self) -> Option<(u16, &'static str)> {
         match self {
@@ -115,7 +159,6 @@ impl fmt::Display for CloseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::machine::RESET_WITHOUT_CLOSE;
 
     #[test]
     fn close_reasons_read_well_and_map_to_close_codes() {
@@ -147,5 +190,33 @@ mod tests {
         assert!(!reset.is_abnormal());
         assert_eq!(reset.close_frame(), None);
         assert!(CloseReason::WriteStalled(Duration::from_secs(300)).is_abnormal());
+    }
+
+    #[test]
+    fn a_client_gone_under_a_read_or_a_write_is_a_reset_and_other_failures_are_not() {
+        let gone = |kind| axum::Error::new(std::io::Error::from(kind));
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::BrokenPipe,
+        ] {
+            assert!(matches!(
+                CloseReason::write_failed(&gone(kind)),
+                CloseReason::ClientReset(_)
+            ));
+            assert!(matches!(
+                CloseReason::read_failed(&gone(kind)),
+                CloseReason::ClientReset(_)
+            ));
+        }
+        let other = gone(std::io::ErrorKind::PermissionDenied);
+        assert!(matches!(
+            CloseReason::write_failed(&other),
+            CloseReason::WriteFailed(_)
+        ));
+        assert!(CloseReason::write_failed(&other).is_abnormal());
+        assert!(matches!(
+            CloseReason::read_failed(&other),
+            CloseReason::ReadFailed(_)
+        ));
     }
 }

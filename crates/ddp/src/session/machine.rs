@@ -129,9 +129,8 @@ enum Frame {
 fn frame(item: Option<Result<Message, axum::Error>>, limit: usize) -> Result<Frame, CloseReason> {
     match item {
         None | Some(Ok(Message::Close(_))) => Err(CloseReason::ClientClosed),
-        Some(Err(error)) if is_reset(&error) => Err(CloseReason::ClientReset(error.to_string())),
         Some(Err(error)) => {
-            Err(refusal(&error).unwrap_or(CloseReason::ReadFailed(error.to_string())))
+            Err(refusal(&error).unwrap_or_else(|| CloseReason::read_failed(&error)))
         }
         Some(Ok(Message::Text(text))) if text.len() > limit => Err(CloseReason::MessageTooLarge {
             size: text.len(),
@@ -172,29 +171,6 @@ fn refusal(error: &(dyn std::error::Error + 'static)) -> Option<CloseReason> {
         cause = error.source();
     }
     None
-}
-
-/// tungstenite's error text for a peer that closed TCP without a WebSocket close frame.
-pub(super) const RESET_WITHOUT_CLOSE: &str = "Connection reset without closing handshake";
-
-/// Whether a read error only means the client went away: a connection dropped without a
-/// close frame, or reset.
-fn is_reset(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(error) = cause {
-        if error.to_string().contains(RESET_WITHOUT_CLOSE)
-            || error.downcast_ref::<std::io::Error>().is_some_and(|io| {
-                matches!(
-                    io.kind(),
-                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-                )
-            })
-        {
-            return true;
-        }
-        cause = error.source();
-    }
-    false
 }
 
 /// Phase 1: wait for an acceptable `connect` (the caller bounds it by `connect_timeout`).

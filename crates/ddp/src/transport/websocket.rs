@@ -213,7 +213,7 @@ async fn write_frames(
         };
         match written {
             Err(_) => return Err(CloseReason::WriteStalled(stall_limit)),
-            Ok(Err(error)) => return Err(CloseReason::WriteFailed(error.to_string())),
+            Ok(Err(error)) => return Err(CloseReason::write_failed(&error)),
             Ok(Ok(())) if last => return Ok(()),
             Ok(Ok(())) => {}
         }
