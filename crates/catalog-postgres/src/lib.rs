@@ -22,8 +22,9 @@
 //!
 //! * Writes lock the one `meta` row first and allocate `seq` under that lock (`writer.rs`), so
 //!   sequence numbers become visible in increasing order across servers.
-//! * Reads that must be consistent (sync pages, state, exports, a stats day) run in one
-//!   `REPEATABLE READ, READ ONLY` transaction: one snapshot.
+//! * Reads that must be consistent (exports, a stats day) run in one `REPEATABLE READ, READ
+//!   ONLY` transaction: one snapshot. A sync page, the state and the snapshot are each one
+//!   statement, which sees one snapshot without a transaction block.
 //! * A process's writes queue before they take a connection (`queue.rs`), so waiting writers
 //!   never hold the connections reads need. A write that waits longer than
 //!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
@@ -68,7 +69,7 @@ use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
 use crate::seen::Seen;
 use crate::session::{Session, col};
-use crate::writer::{META_COLUMNS, PgWriter, Sql, meta_of};
+use crate::writer::{META_COLUMNS, PAGE_COLUMNS, PgWriter, Sql, meta_of};
 
 mod accounts;
 mod audit;
@@ -339,19 +340,29 @@ impl PgStore {
     }
 }
 
-/// The records of a collection's page read ([`writer::TableSql::page`]): one row holding
-/// their `seq`s, `lastUpdated`s and text lengths as arrays and their texts end to end, so
-/// that a page's records cross the connection as one message per collection instead of one
-/// per record (each a wake-up of the reading thread). Each aggregate orders its input by
-/// `seq` itself, so the arrays and the texts line up in `seq` order.
-fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError> {
-    let seqs: Vec<i64> = col::<Option<Vec<i64>>>(row, 0)?.unwrap_or_default();
-    let updated: Vec<Option<i64>> = col::<Option<Vec<Option<i64>>>>(row, 1)?.unwrap_or_default();
-    let lengths: Vec<i32> = col::<Option<Vec<i32>>>(row, 2)?.unwrap_or_default();
-    let texts: &str = col::<Option<&str>>(row, 3)?.unwrap_or_default();
+/// The records of collection number `index` in a page read ([`writer::Sql::page`]): its
+/// [`PAGE_COLUMNS`] columns hold their `seq`s, `lastUpdated`s and text lengths as arrays and
+/// their texts end to end, so that a page's records cross the connection as one message
+/// instead of one per record (each a wake-up of the reading thread). The arrays and texts line
+/// up record for record (one aggregate node fills them all); `None` when the `seq`s do not
+/// strictly increase, which the statement's unordered aggregates do not rule out: the page
+/// must then be read with [`writer::Sql::page_ordered`], never served in that order.
+fn page_records(
+    row: &tokio_postgres::Row,
+    index: usize,
+) -> Result<Option<Vec<PageRecord>>, StoreError> {
+    let first = META_COLUMNS + index * PAGE_COLUMNS;
+    let seqs: Vec<i64> = col::<Option<Vec<i64>>>(row, first)?.unwrap_or_default();
+    let updated: Vec<Option<i64>> =
+        col::<Option<Vec<Option<i64>>>>(row, first + 1)?.unwrap_or_default();
+    let lengths: Vec<i32> = col::<Option<Vec<i32>>>(row, first + 2)?.unwrap_or_default();
+    let texts: &str = col::<Option<&str>>(row, first + 3)?.unwrap_or_default();
     let corrupt = || StoreError::Corrupt("a page's records do not match their lengths".into());
     if updated.len() != seqs.len() || lengths.len() != seqs.len() {
         return Err(corrupt());
+    }
+    if seqs.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Ok(None);
     }
     let mut records = Vec::with_capacity(seqs.len());
     let mut start = 0;
@@ -368,7 +379,45 @@ fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError
     if start != texts.len() {
         return Err(corrupt());
     }
-    Ok(records)
+    Ok(Some(records))
+}
+
+/// The page that `sql` ([`writer::Sql::page`] or [`writer::Sql::page_ordered`]) reads
+/// after `cursors` within `limits`, run as one statement on `conn`; `None` when a
+/// collection's records came out of `seq` order ([`page_records`]).
+fn read_page_with(
+    conn: &mut Conn,
+    sql: &str,
+    cursors: &Cursors,
+    limits: &PageLimits,
+) -> Result<Option<Page>, StoreError> {
+    let [a, b, c, d, e] = Collection::ALL.map(|c| i64::try_from(cursors[c]).unwrap_or(i64::MAX));
+    let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+    let bytes = i64::try_from(limits.bytes).unwrap_or(i64::MAX);
+    let row =
+        conn.statements
+            .query_alone(&conn.client, sql, &[&a, &b, &c, &d, &e, &limit, &bytes])?;
+    let mut parts = PerCollection::<Vec<PageRecord>>::default();
+    if let Some(row) = &row {
+        for (i, c) in Collection::ALL.into_iter().enumerate() {
+            match page_records(row, i)? {
+                Some(records) => parts[c] = records,
+                None => return Ok(None),
+            }
+        }
+    }
+    let meta = meta_of(row)?;
+    let mut fill = PageFill::new(*limits);
+    'collections: for c in Collection::ALL {
+        for record in std::mem::take(&mut parts[c]) {
+            match fill.offer(c, record) {
+                Next::Continue => {}
+                Next::NextCollection => continue 'collections,
+                Next::Stop => break 'collections,
+            }
+        }
+    }
+    Ok(Some(fill.finish(meta.epoch, meta.head_seq)))
 }
 
 /// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
@@ -404,45 +453,25 @@ impl CatalogStore for PgStore {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
-        // A collection is read by one query of what the page can still take plus one (the
-        // one that tells whether more remain), in one round trip and one row
-        // (`page_records`): the query leaves out the
-        // records too long for any page, and those after the first beyond the page's byte
-        // budget, so a page's read holds at most one record more than the page. Every
-        // record the query returns is one `PageFill` counts, so the extra one always ends
-        // the collection: one query per collection is the whole read. The meta row is read
-        // with each table's highest `seq` (`Sql::page_meta`), and a collection with nothing
-        // after its cursor gets no query (most pages of a full sync find three of the five
-        // exhausted).
-        let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+        // One statement (`Sql::page`): the meta row and every collection's part of the page,
+        // in one snapshot and one round trip, without `BEGIN` and `COMMIT`. Each part is
+        // what the page can still take of the collection plus the one record that ends it,
+        // so every record the statement returns is one `PageFill` counts. A part whose
+        // records the unordered aggregates returned out of `seq` order is never served: the
+        // page is read again with aggregates that order their input (`Sql::page_ordered`).
         let read = || {
-            self.read(|s| {
-                let row = s.query_opt(&self.sql.page_meta, &[])?;
-                let mut highest = PerCollection::<Option<i64>>::default();
-                if let Some(row) = &row {
-                    for (i, c) in Collection::ALL.into_iter().enumerate() {
-                        highest[c] = col(row, META_COLUMNS + i)?;
-                    }
+            self.pool.with(|conn| {
+                if let Some(page) = read_page_with(conn, &self.sql.page, cursors, limits)? {
+                    return Ok(page);
                 }
-                let meta = meta_of(row)?;
-                let mut fill = PageFill::new(*limits);
-                'collections: for c in Collection::ALL {
-                    let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
-                    if highest[c].is_none_or(|highest| highest <= after) {
-                        continue;
-                    }
-                    let bytes_left = i64::try_from(fill.bytes_left()).unwrap_or(i64::MAX);
-                    let row =
-                        s.query_one(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;
-                    for record in page_records(&row)? {
-                        match fill.offer(c, record) {
-                            Next::Continue => {}
-                            Next::NextCollection => continue 'collections,
-                            Next::Stop => break 'collections,
-                        }
-                    }
-                }
-                Ok(fill.finish(meta.epoch, meta.head_seq))
+                tracing::warn!(
+                    database = %self.database,
+                    "a sync page's records came out of seq order; reading it again with \
+                     ordered aggregates"
+                );
+                read_page_with(conn, &self.sql.page_ordered, cursors, limits)?.ok_or_else(|| {
+                    StoreError::Corrupt("a page's records are out of seq order".into())
+                })
             })
         };
         self.check_going_back(read, |page| (&page.epoch, page.head_seq))
