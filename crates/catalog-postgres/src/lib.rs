@@ -346,7 +346,7 @@ impl PgStore {
 /// instead of one per record (each a wake-up of the reading thread). The arrays and texts line
 /// up record for record (one aggregate node fills them all); `None` when the `seq`s do not
 /// strictly increase, which the statement's unordered aggregates do not rule out: the page
-/// must then be read with [`writer::Sql::page_ordered`], never served in that order.
+/// must then be read with [`writer::Sql::page`] with `ordered`, never served in that order.
 fn page_records(
     row: &tokio_postgres::Row,
     index: usize,
@@ -382,21 +382,24 @@ fn page_records(
     Ok(Some(records))
 }
 
-/// The page that `sql` ([`writer::Sql::page`] or [`writer::Sql::page_ordered`]) reads
-/// after `cursors` within `limits`, run as one statement on `conn`; `None` when a
+/// The page after `cursors` within `limits`, read as one statement ([`writer::Sql::page`],
+/// with aggregates that order their input if `ordered`) on `conn`; `None` when a
 /// collection's records came out of `seq` order ([`page_records`]).
 fn read_page_with(
     conn: &mut Conn,
-    sql: &str,
+    sql: &Sql,
+    ordered: bool,
     cursors: &Cursors,
     limits: &PageLimits,
 ) -> Result<Option<Page>, StoreError> {
     let [a, b, c, d, e] = Collection::ALL.map(|c| i64::try_from(cursors[c]).unwrap_or(i64::MAX));
     let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
     let bytes = i64::try_from(limits.bytes).unwrap_or(i64::MAX);
-    let row =
-        conn.statements
-            .query_alone(&conn.client, sql, &[&a, &b, &c, &d, &e, &limit, &bytes])?;
+    let row = conn.statements.query_alone(
+        &conn.client,
+        &sql.page(ordered, limit),
+        &[&a, &b, &c, &d, &e, &bytes],
+    )?;
     let mut parts = PerCollection::<Vec<PageRecord>>::default();
     if let Some(row) = &row {
         for (i, c) in Collection::ALL.into_iter().enumerate() {
@@ -458,10 +461,10 @@ impl CatalogStore for PgStore {
         // what the page can still take of the collection plus the one record that ends it,
         // so every record the statement returns is one `PageFill` counts. A part whose
         // records the unordered aggregates returned out of `seq` order is never served: the
-        // page is read again with aggregates that order their input (`Sql::page_ordered`).
+        // page is read again with aggregates that order their input (`Sql::page` with `ordered`).
         let read = || {
             self.pool.with(|conn| {
-                if let Some(page) = read_page_with(conn, &self.sql.page, cursors, limits)? {
+                if let Some(page) = read_page_with(conn, &self.sql, false, cursors, limits)? {
                     return Ok(page);
                 }
                 tracing::warn!(
@@ -469,7 +472,7 @@ impl CatalogStore for PgStore {
                     "a sync page's records came out of seq order; reading it again with \
                      ordered aggregates"
                 );
-                read_page_with(conn, &self.sql.page_ordered, cursors, limits)?.ok_or_else(|| {
+                read_page_with(conn, &self.sql, true, cursors, limits)?.ok_or_else(|| {
                     StoreError::Corrupt("a page's records are out of seq order".into())
                 })
             })

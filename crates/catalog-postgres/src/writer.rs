@@ -40,13 +40,9 @@ pub(crate) struct Sql {
     /// finished days with stats rows and rolled-up usage days (before the day `$1`): the
     /// catalog's state in one statement, which sees one snapshot without a transaction.
     pub(crate) state: String,
-    /// A whole sync page in one statement ([`page_statement`]), its records' aggregates
-    /// taking their input in the order the subquery gives them (not guaranteed by
-    /// PostgreSQL; [`crate::page_records`] checks it).
-    pub(crate) page: String,
-    /// The same page with every aggregate ordering its input by `seq` itself: what a page
-    /// whose records [`Sql::page`] returned out of order is read with again.
-    pub(crate) page_ordered: String,
+    /// The meta row's columns, as [`Sql::read_meta`] reads them: what a page statement
+    /// ([`Sql::page`]) starts with.
+    meta_columns: String,
     /// Reads and locks the meta row: the first statement of every write.
     pub(crate) lock_meta: String,
     /// Writes the meta row back at commit: `$1` the epoch, `$2` the head `seq`, then the
@@ -99,8 +95,6 @@ impl Sql {
                 }
             }),
             lock_meta: format!("{read_meta} FOR UPDATE"),
-            page: page_statement(&meta_columns, false),
-            page_ordered: page_statement(&meta_columns, true),
             state: format!(
                 "SELECT {meta_columns}, \
                  (SELECT min(day) FROM stats WHERE day < $1), \
@@ -110,11 +104,27 @@ impl Sql {
                  FROM meta WHERE id = 1"
             ),
             read_meta,
+            meta_columns,
             update_meta: format!(
                 "UPDATE meta SET epoch = $1, head_seq = $2, {} WHERE id = 1",
                 assignments.join(", ")
             ),
         }
+    }
+
+    /// A whole sync page in one statement ([`page_statement`]) for pages of `limit` records
+    /// per collection plus one. With `ordered`, its aggregates order their input by `seq`
+    /// themselves: what a page whose records came out of order is read with again.
+    ///
+    /// The count is written into the text, not passed as a parameter: PostgreSQL plans a
+    /// prepared statement again for each execution while a generic plan (without the
+    /// parameters' values) looks costlier than those, and a `LIMIT` it cannot see is
+    /// costed as a tenth of the table. Planning the page statement took about 0.5 ms of
+    /// each page; with the count in the text PostgreSQL keeps one plan after five
+    /// executions. A connection prepares one statement per count it is asked for (the
+    /// page size and the short one of the tests).
+    pub(crate) fn page(&self, ordered: bool, limit: i64) -> String {
+        page_statement(&self.meta_columns, ordered, limit)
     }
 }
 
@@ -126,16 +136,16 @@ pub(crate) const PAGE_COLUMNS: usize = 4;
 /// A whole sync page in one statement, so one snapshot without `BEGIN` and `COMMIT`, in one
 /// round trip: the meta row's columns (as [`Sql::read_meta`]), then [`PAGE_COLUMNS`] per
 /// collection in [`Collection::ALL`] order. `$1`…`$5` are the collections' cursors in that
-/// order, `$6` what a collection can take plus one (the record that tells it has more), `$7`
-/// the page's byte budget.
+/// order and `$6` the page's byte budget; `limit` is what a collection can take plus one
+/// (the record that tells it has more).
 ///
 /// Each collection's part is what the page can still take of it, as
 /// [`exosphere_catalog::store::PageFill`] decides, plus the one record that ends it: the
-/// records after its cursor in `seq` order, at most `$6`, none longer than
+/// records after its cursor in `seq` order, at most `limit`, none longer than
 /// [`MAX_RECORD_SIZE`], and after the second only while the texts before a record in this
 /// part take at most the bytes left. The bytes left are chained through the collections
 /// (`LATERAL`): the budget less the texts of the earlier parts' records within the count
-/// (`nth < $6`). That is exactly what the page holds of them when it goes on to this
+/// (`nth < limit`). That is exactly what the page holds of them when it goes on to this
 /// collection: a page that goes on took every record of an earlier part within the count
 /// (one it did not take beyond the byte budget would have ended the page), and a page that
 /// ended earlier never looks at this part (which then holds at most its first two records:
@@ -150,7 +160,7 @@ pub(crate) const PAGE_COLUMNS: usize = 4;
 /// [`crate::page_records`] refuses a part whose `seq`s do not increase. Sorting the input of
 /// four aggregates took most of a page's time in PostgreSQL 15 (about 2.1 ms a collection of
 /// 500 versions, 1.2 ms without; PostgreSQL 16 skips a sort of presorted input itself).
-fn page_statement(meta_columns: &str, ordered: bool) -> String {
+fn page_statement(meta_columns: &str, ordered: bool, limit: i64) -> String {
     let by_seq = if ordered { " ORDER BY seq" } else { "" };
     let mut columns = String::new();
     let mut parts = String::new();
@@ -169,13 +179,13 @@ fn page_statement(meta_columns: &str, ordered: bool) -> String {
              array_agg(last_updated{by_seq}) AS updated, \
              array_agg(octet_length(json){by_seq}) AS lengths, \
              string_agg(json, ''{by_seq}) AS texts, \
-             {used} + coalesce(sum(octet_length(json)) FILTER (WHERE nth < $6), 0) AS used \
+             {used} + coalesce(sum(octet_length(json)) FILTER (WHERE nth < {limit}), 0) AS used \
              FROM (SELECT seq, last_updated, json, nth FROM (SELECT seq, last_updated, json, \
              sum(octet_length(json)) OVER w - octet_length(json) AS before, \
              row_number() OVER w AS nth FROM {t} WHERE seq > ${cursor} \
              AND octet_length(json) <= {MAX_RECORD_SIZE} \
-             WINDOW w AS (ORDER BY seq ROWS UNBOUNDED PRECEDING) ORDER BY seq LIMIT $6) AS cut \
-             WHERE nth <= 2 OR before <= $7 - {used}) AS part) AS p{i}",
+             WINDOW w AS (ORDER BY seq ROWS UNBOUNDED PRECEDING) ORDER BY seq LIMIT {limit}) AS cut \
+             WHERE nth <= 2 OR before <= $6 - {used}) AS part) AS p{i}",
             cursor = i + 1,
         ));
     }
