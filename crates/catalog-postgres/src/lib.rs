@@ -680,9 +680,18 @@ impl CatalogStore for PgStore {
     }
 }
 
+/// The integration tests' fresh databases, for the unit tests that need one.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod test_database;
+
 #[cfg(test)]
 mod tests {
-    use super::describe_url;
+    use exosphere_catalog::conformance::store::{record, upsert};
+
+    use super::test_database::TestDatabase;
+    use super::*;
 
     #[test]
     fn a_password_with_an_unescaped_at_sign_is_never_printed_as_part_of_the_host() {
@@ -693,5 +702,57 @@ mod tests {
             describe_url("postgres://u:pw%40secret9@db/x").as_deref(),
             Some("the PostgreSQL database x on db:5432")
         );
+    }
+
+    /// The statement a page is read again with when its unordered aggregates came out of
+    /// `seq` order (which nothing here can provoke) reads the very pages the unordered one
+    /// does, cut by count and by bytes, across every collection.
+    #[test]
+    fn the_ordered_page_statement_reads_the_pages_the_unordered_one_does() {
+        let database = TestDatabase::new();
+        let store = open_postgres(database.url()).expect("the store opens");
+        for i in 0..40 {
+            let c = Collection::ALL[i % Collection::ALL.len()];
+            let body = format!("\"{}\"", "x".repeat(i * 7));
+            upsert(&store, &record(c, &format!("r{i}"), &body));
+        }
+        upsert(
+            &store,
+            &record(Collection::Versions, "r1", "\"moved to the end\""),
+        );
+        for limits in [
+            PageLimits {
+                records: 3,
+                bytes: 1 << 20,
+            },
+            PageLimits {
+                records: 100,
+                bytes: 300,
+            },
+        ] {
+            let mut cursors = Cursors::default();
+            let mut pages = 0;
+            loop {
+                let read = |ordered| {
+                    store
+                        .pool
+                        .with(|conn| read_page_with(conn, &store.sql, ordered, &cursors, &limits))
+                        .expect("the page is read")
+                        .expect("in seq order")
+                };
+                let page = read(false);
+                assert_eq!(page, read(true), "page {pages} with {limits:?}");
+                pages += 1;
+                for c in Collection::ALL {
+                    if let Some(last) = page.records[c].last() {
+                        cursors[c] = last.seq;
+                    }
+                }
+                if !page.has_more {
+                    break;
+                }
+            }
+            assert!(pages >= 3, "{pages} pages with {limits:?}");
+        }
     }
 }
