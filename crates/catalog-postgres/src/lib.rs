@@ -22,8 +22,9 @@
 //!
 //! * Writes lock the one `meta` row first and allocate `seq` under that lock (`writer.rs`), so
 //!   sequence numbers become visible in increasing order across servers.
-//! * Reads that must be consistent (sync pages, state, exports, a stats day) run in one
-//!   `REPEATABLE READ, READ ONLY` transaction: one snapshot.
+//! * Reads that must be consistent (exports, a stats day) run in one `REPEATABLE READ, READ
+//!   ONLY` transaction: one snapshot. A sync page, the state and the snapshot are each one
+//!   statement, which sees one snapshot without a transaction block.
 //! * A process's writes queue before they take a connection (`queue.rs`), so waiting writers
 //!   never hold the connections reads need. A write that waits longer than
 //!   [`PgOptions::lock_timeout`], in that queue or for another process's lock, fails with
@@ -68,7 +69,7 @@ use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
 use crate::seen::Seen;
 use crate::session::{Session, col};
-use crate::writer::{META_COLUMNS, PgWriter, Sql, meta_of};
+use crate::writer::{META_COLUMNS, PAGE_COLUMNS, PgWriter, Sql, meta_of};
 
 mod accounts;
 mod audit;
@@ -339,19 +340,29 @@ impl PgStore {
     }
 }
 
-/// The records of a collection's page read ([`writer::TableSql::page`]): one row holding
-/// their `seq`s, `lastUpdated`s and text lengths as arrays and their texts end to end, so
-/// that a page's records cross the connection as one message per collection instead of one
-/// per record (each a wake-up of the reading thread). Each aggregate orders its input by
-/// `seq` itself, so the arrays and the texts line up in `seq` order.
-fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError> {
-    let seqs: Vec<i64> = col::<Option<Vec<i64>>>(row, 0)?.unwrap_or_default();
-    let updated: Vec<Option<i64>> = col::<Option<Vec<Option<i64>>>>(row, 1)?.unwrap_or_default();
-    let lengths: Vec<i32> = col::<Option<Vec<i32>>>(row, 2)?.unwrap_or_default();
-    let texts: &str = col::<Option<&str>>(row, 3)?.unwrap_or_default();
+/// The records of collection number `index` in a page read ([`writer::Sql::page`]): its
+/// [`PAGE_COLUMNS`] columns hold their `seq`s, `lastUpdated`s and text lengths as arrays and
+/// their texts end to end, so that a page's records cross the connection as one message
+/// instead of one per record (each a wake-up of the reading thread). The arrays and texts line
+/// up record for record (one aggregate node fills them all); `None` when the `seq`s do not
+/// strictly increase, which the statement's unordered aggregates do not rule out: the page
+/// must then be read with [`writer::Sql::page`] with `ordered`, never served in that order.
+fn page_records(
+    row: &tokio_postgres::Row,
+    index: usize,
+) -> Result<Option<Vec<PageRecord>>, StoreError> {
+    let first = META_COLUMNS + index * PAGE_COLUMNS;
+    let seqs: Vec<i64> = col::<Option<Vec<i64>>>(row, first)?.unwrap_or_default();
+    let updated: Vec<Option<i64>> =
+        col::<Option<Vec<Option<i64>>>>(row, first + 1)?.unwrap_or_default();
+    let lengths: Vec<i32> = col::<Option<Vec<i32>>>(row, first + 2)?.unwrap_or_default();
+    let texts: &str = col::<Option<&str>>(row, first + 3)?.unwrap_or_default();
     let corrupt = || StoreError::Corrupt("a page's records do not match their lengths".into());
     if updated.len() != seqs.len() || lengths.len() != seqs.len() {
         return Err(corrupt());
+    }
+    if seqs.windows(2).any(|pair| pair[0] >= pair[1]) {
+        return Ok(None);
     }
     let mut records = Vec::with_capacity(seqs.len());
     let mut start = 0;
@@ -368,7 +379,48 @@ fn page_records(row: &tokio_postgres::Row) -> Result<Vec<PageRecord>, StoreError
     if start != texts.len() {
         return Err(corrupt());
     }
-    Ok(records)
+    Ok(Some(records))
+}
+
+/// The page after `cursors` within `limits`, read as one statement ([`writer::Sql::page`],
+/// with aggregates that order their input if `ordered`) on `conn`; `None` when a
+/// collection's records came out of `seq` order ([`page_records`]).
+fn read_page_with(
+    conn: &mut Conn,
+    sql: &Sql,
+    ordered: bool,
+    cursors: &Cursors,
+    limits: &PageLimits,
+) -> Result<Option<Page>, StoreError> {
+    let [a, b, c, d, e] = Collection::ALL.map(|c| i64::try_from(cursors[c]).unwrap_or(i64::MAX));
+    let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+    let bytes = i64::try_from(limits.bytes).unwrap_or(i64::MAX);
+    let row = conn.statements.query_alone(
+        &conn.client,
+        &sql.page(ordered, limit),
+        &[&a, &b, &c, &d, &e, &bytes],
+    )?;
+    let mut parts = PerCollection::<Vec<PageRecord>>::default();
+    if let Some(row) = &row {
+        for (i, c) in Collection::ALL.into_iter().enumerate() {
+            match page_records(row, i)? {
+                Some(records) => parts[c] = records,
+                None => return Ok(None),
+            }
+        }
+    }
+    let meta = meta_of(row)?;
+    let mut fill = PageFill::new(*limits);
+    'collections: for c in Collection::ALL {
+        for record in std::mem::take(&mut parts[c]) {
+            match fill.offer(c, record) {
+                Next::Continue => {}
+                Next::NextCollection => continue 'collections,
+                Next::Stop => break 'collections,
+            }
+        }
+    }
+    Ok(Some(fill.finish(meta.epoch, meta.head_seq)))
 }
 
 /// The database of `config` as messages name it: "the PostgreSQL database NAME on HOST:PORT".
@@ -404,45 +456,25 @@ impl CatalogStore for PgStore {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
-        // A collection is read by one query of what the page can still take plus one (the
-        // one that tells whether more remain), in one round trip and one row
-        // (`page_records`): the query leaves out the
-        // records too long for any page, and those after the first beyond the page's byte
-        // budget, so a page's read holds at most one record more than the page. Every
-        // record the query returns is one `PageFill` counts, so the extra one always ends
-        // the collection: one query per collection is the whole read. The meta row is read
-        // with each table's highest `seq` (`Sql::page_meta`), and a collection with nothing
-        // after its cursor gets no query (most pages of a full sync find three of the five
-        // exhausted).
-        let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
+        // One statement (`Sql::page`): the meta row and every collection's part of the page,
+        // in one snapshot and one round trip, without `BEGIN` and `COMMIT`. Each part is
+        // what the page can still take of the collection plus the one record that ends it,
+        // so every record the statement returns is one `PageFill` counts. A part whose
+        // records the unordered aggregates returned out of `seq` order is never served: the
+        // page is read again with aggregates that order their input (`Sql::page` with `ordered`).
         let read = || {
-            self.read(|s| {
-                let row = s.query_opt(&self.sql.page_meta, &[])?;
-                let mut highest = PerCollection::<Option<i64>>::default();
-                if let Some(row) = &row {
-                    for (i, c) in Collection::ALL.into_iter().enumerate() {
-                        highest[c] = col(row, META_COLUMNS + i)?;
-                    }
+            self.pool.with(|conn| {
+                if let Some(page) = read_page_with(conn, &self.sql, false, cursors, limits)? {
+                    return Ok(page);
                 }
-                let meta = meta_of(row)?;
-                let mut fill = PageFill::new(*limits);
-                'collections: for c in Collection::ALL {
-                    let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
-                    if highest[c].is_none_or(|highest| highest <= after) {
-                        continue;
-                    }
-                    let bytes_left = i64::try_from(fill.bytes_left()).unwrap_or(i64::MAX);
-                    let row =
-                        s.query_one(&self.sql.tables[c].page, &[&after, &limit, &bytes_left])?;
-                    for record in page_records(&row)? {
-                        match fill.offer(c, record) {
-                            Next::Continue => {}
-                            Next::NextCollection => continue 'collections,
-                            Next::Stop => break 'collections,
-                        }
-                    }
-                }
-                Ok(fill.finish(meta.epoch, meta.head_seq))
+                tracing::warn!(
+                    database = %self.database,
+                    "a sync page's records came out of seq order; reading it again with \
+                     ordered aggregates"
+                );
+                read_page_with(conn, &self.sql, true, cursors, limits)?.ok_or_else(|| {
+                    StoreError::Corrupt("a page's records are out of seq order".into())
+                })
             })
         };
         self.check_going_back(read, |page| (&page.epoch, page.head_seq))
@@ -648,9 +680,18 @@ impl CatalogStore for PgStore {
     }
 }
 
+/// The integration tests' fresh databases, for the unit tests that need one.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/common/mod.rs"]
+mod test_database;
+
 #[cfg(test)]
 mod tests {
-    use super::describe_url;
+    use exosphere_catalog::conformance::store::{record, upsert};
+
+    use super::test_database::TestDatabase;
+    use super::*;
 
     #[test]
     fn a_password_with_an_unescaped_at_sign_is_never_printed_as_part_of_the_host() {
@@ -661,5 +702,57 @@ mod tests {
             describe_url("postgres://u:pw%40secret9@db/x").as_deref(),
             Some("the PostgreSQL database x on db:5432")
         );
+    }
+
+    /// The statement a page is read again with when its unordered aggregates came out of
+    /// `seq` order (which nothing here can provoke) reads the very pages the unordered one
+    /// does, cut by count and by bytes, across every collection.
+    #[test]
+    fn the_ordered_page_statement_reads_the_pages_the_unordered_one_does() {
+        let database = TestDatabase::new();
+        let store = open_postgres(database.url()).expect("the store opens");
+        for i in 0..40 {
+            let c = Collection::ALL[i % Collection::ALL.len()];
+            let body = format!("\"{}\"", "x".repeat(i * 7));
+            upsert(&store, &record(c, &format!("r{i}"), &body));
+        }
+        upsert(
+            &store,
+            &record(Collection::Versions, "r1", "\"moved to the end\""),
+        );
+        for limits in [
+            PageLimits {
+                records: 3,
+                bytes: 1 << 20,
+            },
+            PageLimits {
+                records: 100,
+                bytes: 300,
+            },
+        ] {
+            let mut cursors = Cursors::default();
+            let mut pages = 0;
+            loop {
+                let read = |ordered| {
+                    store
+                        .pool
+                        .with(|conn| read_page_with(conn, &store.sql, ordered, &cursors, &limits))
+                        .expect("the page is read")
+                        .expect("in seq order")
+                };
+                let page = read(false);
+                assert_eq!(page, read(true), "page {pages} with {limits:?}");
+                pages += 1;
+                for c in Collection::ALL {
+                    if let Some(last) = page.records[c].last() {
+                        cursors[c] = last.seq;
+                    }
+                }
+                if !page.has_more {
+                    break;
+                }
+            }
+            assert!(pages >= 3, "{pages} pages with {limits:?}");
+        }
     }
 }

@@ -71,7 +71,7 @@ macro_rules! conformance_tests {
     ($new_store:expr) => {
         $crate::conformance_tests! {
             @stamp $new_store;
-            store: upsert_assigns_increasing_seq_and_skips_identical_text, pages_respect_cursors_and_limit, pages_are_cut_by_bytes_across_collections, failed_write_rolls_back_everything, get_reads_inside_the_transaction, delete_starts_a_new_epoch_and_counts_a_change, stats_rows_upsert_and_day_range, natural_keys_find_records, unusual_text_round_trips_and_keys_sort_by_bytes;
+            store: upsert_assigns_increasing_seq_and_skips_identical_text, pages_respect_cursors_and_limit, pages_are_cut_by_bytes_across_collections, a_record_beyond_the_count_takes_none_of_the_byte_budget, failed_write_rolls_back_everything, get_reads_inside_the_transaction, delete_starts_a_new_epoch_and_counts_a_change, stats_rows_upsert_and_day_range, natural_keys_find_records, unusual_text_round_trips_and_keys_sort_by_bytes;
             accounts: accounts_tokens_uploads_and_pending_publishes_round_trip, upload_tickets_are_read_with_their_owner_and_receiving_ones_reopen, a_put_ends_only_the_ticket_it_claimed, a_server_reopens_its_receiving_marks_it_holds_no_slot_for;
             audit: audit_entries_commit_with_their_write_and_read_back_filtered;
             immutable: published_versions_and_builds_keep_their_content;

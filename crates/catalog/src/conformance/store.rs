@@ -213,6 +213,44 @@ pub fn pages_are_cut_by_bytes_across_collections(new_store: NewStore<'_>) {
     assert!(!page.has_more);
 }
 
+/// Checks that the bytes a page has left for a collection count only the records it took
+/// of the collections before: a record beyond a collection's count (one that only tells
+/// the collection has more) takes none of the budget, so every later record that fits is
+/// on the page.
+pub fn a_record_beyond_the_count_takes_none_of_the_byte_budget(new_store: NewStore<'_>) {
+    let store = new_store();
+    let packages: Vec<Record> = (1..=4)
+        .map(|i| {
+            let text = if i == 4 {
+                format!("\"{}\"", "x".repeat(400))
+            } else {
+                i.to_string()
+            };
+            record(Collection::Packages, &format!("p{i}"), &text)
+        })
+        .collect();
+    let versions: Vec<Record> = (1..=3)
+        .map(|i| record(Collection::Versions, &format!("v{i}"), &i.to_string()))
+        .collect();
+    for r in packages.iter().chain(&versions) {
+        upsert(&*store, r);
+    }
+    let size = |records: &[Record]| records.iter().map(|r| r.json().len()).sum::<usize>();
+    let limits = PageLimits {
+        records: 3,
+        bytes: size(&packages[..3]) + size(&versions),
+    };
+    let page = store.read_page(&Cursors::default(), &limits).unwrap();
+    let seqs = |c: Collection| -> Vec<u64> { page.records[c].iter().map(|r| r.seq).collect() };
+    assert_eq!(seqs(Collection::Packages), [1, 2, 3]);
+    assert_eq!(
+        seqs(Collection::Versions),
+        [5, 6, 7],
+        "the fourth package, beyond the count, takes none of the budget"
+    );
+    assert!(page.has_more);
+}
+
 /// Checks that failed write rolls back everything.
 pub fn failed_write_rolls_back_everything(new_store: NewStore<'_>) {
     let store = new_store();
