@@ -743,11 +743,7 @@ mod tests {
                 let page = read(false);
                 assert_eq!(page, read(true), "page {pages} with {limits:?}");
                 pages += 1;
-                for c in Collection::ALL {
-                    if let Some(last) = page.records[c].last() {
-                        cursors[c] = last.seq;
-                    }
-                }
+                page.advance(&mut cursors);
                 if !page.has_more {
                     break;
                 }

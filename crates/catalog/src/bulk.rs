@@ -51,7 +51,7 @@ use crate::dump::{DumpError, DumpLine, ImportOptions, ImportSummary, Lines, Read
 use crate::error::StoreError;
 use crate::immutable;
 use crate::record::{Record, StatsRow};
-use crate::store::{CatalogStore, Cursors, Page, PageLimits};
+use crate::store::{CatalogStore, Cursors, PageLimits};
 use exosphere_meteor::Collection;
 
 /// What a column holds.
@@ -883,7 +883,7 @@ pub fn verify(
         if page != to.read_page(&cursors, &VERIFY_PAGE)? {
             return Ok(Err(Mismatch::Sync { records }));
         }
-        records += advance(&mut cursors, &page);
+        records += page.advance(&mut cursors);
         if !page.has_more {
             return Ok(Ok(Verified {
                 counts,
@@ -963,18 +963,6 @@ impl Place {
             what: format!("{}: {how}", row.describe_key()),
         }
     }
-}
-
-/// Moves `cursors` past `page`'s records, as a sync client does; returns how many it held.
-fn advance(cursors: &mut Cursors, page: &Page) -> u64 {
-    let mut count = 0;
-    for (c, records) in page.records.iter() {
-        if let Some(last) = records.last() {
-            cursors[c] = last.seq;
-        }
-        count += records.len() as u64;
-    }
-    count
 }
 
 #[cfg(test)]

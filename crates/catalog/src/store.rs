@@ -75,6 +75,21 @@ pub struct Page {
     pub has_more: bool,
 }
 
+impl Page {
+    /// Moves `cursors` past this page's records, as a sync client does to ask for the next
+    /// page; returns how many records it held.
+    pub fn advance(&self, cursors: &mut Cursors) -> u64 {
+        let mut count = 0;
+        for (c, records) in self.records.iter() {
+            if let Some(last) = records.last() {
+                cursors[c] = last.seq;
+            }
+            count += records.len() as u64;
+        }
+        count
+    }
+}
+
 /// How much one sync page may hold: a count per collection (spec §3.6) and a byte budget
 /// for the whole page, so that no page outgrows what a client can receive (spec §1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
