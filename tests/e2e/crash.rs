@@ -519,7 +519,8 @@ async fn an_import_killed_at_random_moments_can_be_retried_to_a_clean_catalog() 
             server = Server::start_on(&address, &data, &[]);
         }
         let synced = client.assert_converges(&server).await;
-        let imported = synced == read_dump(&revision).0;
+        let revised = read_dump(&revision).0;
+        let imported = synced == revised;
         let recovered = with_server && unseen.contains(&synced);
         assert!(
             imported || recovered || synced == before,
@@ -533,7 +534,7 @@ async fn an_import_killed_at_random_moments_can_be_retried_to_a_clean_catalog() 
             unseen.clear();
         }
         if !imported {
-            unseen.push(read_dump(&revision).0);
+            unseen.push(revised);
         }
         before = synced;
     }
