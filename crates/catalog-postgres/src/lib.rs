@@ -69,7 +69,7 @@ use crate::pool::{Conn, Pool};
 use crate::queue::WriteQueue;
 use crate::seen::Seen;
 use crate::session::{Session, col};
-use crate::writer::{META_COLUMNS, PAGE_COLUMNS, PgWriter, Sql, meta_of};
+use crate::writer::{META_COLUMNS, META_PART, PAGE_COLUMNS, PgWriter, Sql, meta_of};
 
 mod accounts;
 mod audit;
@@ -340,10 +340,9 @@ impl PgStore {
     }
 }
 
-/// The records of collection number `index` in a page read ([`writer::Sql::page`]): its
-/// [`PAGE_COLUMNS`] columns hold their `seq`s, `lastUpdated`s and text lengths as arrays and
-/// their texts end to end, so that a page's records cross the connection as one message
-/// instead of one per record (each a wake-up of the reading thread). The arrays and texts line
+/// The records of collection number `index` in a page read with aggregates
+/// ([`writer::Sql::page`]): its [`PAGE_COLUMNS`] columns hold their `seq`s, `lastUpdated`s
+/// and text lengths as arrays and their texts end to end. The arrays and texts line
 /// up record for record (one aggregate node fills them all); `None` when the `seq`s do not
 /// strictly increase, which the statement's unordered aggregates do not rule out: the page
 /// must then be read with [`writer::Sql::page`] with `ordered`, never served in that order.
@@ -382,6 +381,77 @@ fn page_records(
     Ok(Some(records))
 }
 
+/// The parameters of both page statements for the page after `cursors` within `limits`:
+/// the cursors in [`Collection::ALL`] order, the count a part reads (what a collection can
+/// take plus the one record that tells it has more) and the byte budget.
+fn page_params(cursors: &Cursors, limits: &PageLimits) -> ([i64; 5], i64, i64) {
+    (
+        Collection::ALL.map(|c| i64::try_from(cursors[c]).unwrap_or(i64::MAX)),
+        i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1,
+        i64::try_from(limits.bytes).unwrap_or(i64::MAX),
+    )
+}
+
+/// What reading a page by count ([`read_page_by_count`]) gave.
+enum ByCount {
+    /// The page.
+    Page(Page),
+    /// Its byte budget may cut the page: it must be read with [`writer::Sql::page`].
+    OverBudget,
+    /// The rows came out of order: the page must be read with [`writer::Sql::page`].
+    OutOfOrder,
+}
+
+/// The page after `cursors` within `limits`, read as rows ([`writer::Sql::page_by_count`])
+/// on `conn`, unless its byte budget may cut it.
+fn read_page_by_count(
+    conn: &mut Conn,
+    sql: &Sql,
+    cursors: &Cursors,
+    limits: &PageLimits,
+) -> Result<ByCount, StoreError> {
+    let ([a, b, c, d, e], limit, bytes) = page_params(cursors, limits);
+    let rows = conn.statements.rows_alone(
+        &conn.client,
+        &sql.page_by_count(limit),
+        &[&a, &b, &c, &d, &e, &bytes],
+    )?;
+    let mut rows = rows.iter();
+    let Some(meta) = rows.next() else {
+        return Err(StoreError::Corrupt("the meta row is missing".into()));
+    };
+    if col::<i32>(meta, 0)? != META_PART {
+        return Ok(ByCount::OutOfOrder);
+    }
+    if !col::<bool>(meta, 4)? {
+        return Ok(ByCount::OverBudget);
+    }
+    let mut fill = PageFill::new(*limits);
+    let mut last: Option<(usize, i64)> = None;
+    for row in rows {
+        let part = usize::try_from(col::<i32>(row, 0)?).ok();
+        let seq: i64 = col(row, 1)?;
+        let Some(part) = part.filter(|&part| part < Collection::ALL.len()) else {
+            return Ok(ByCount::OutOfOrder);
+        };
+        if last.is_some_and(|last| last >= (part, seq)) {
+            return Ok(ByCount::OutOfOrder);
+        }
+        last = Some((part, seq));
+        let record = PageRecord {
+            seq: to_u64(seq, "seq")?,
+            last_updated: col(row, 2)?,
+            json: col(row, 3)?,
+        };
+        if fill.offer(Collection::ALL[part], record) == Next::Stop {
+            break;
+        }
+    }
+    Ok(ByCount::Page(
+        fill.finish(col(meta, 3)?, to_u64(col(meta, 1)?, "head_seq")?),
+    ))
+}
+
 /// The page after `cursors` within `limits`, read as one statement ([`writer::Sql::page`],
 /// with aggregates that order their input if `ordered`) on `conn`; `None` when a
 /// collection's records came out of `seq` order ([`page_records`]).
@@ -392,9 +462,7 @@ fn read_page_with(
     cursors: &Cursors,
     limits: &PageLimits,
 ) -> Result<Option<Page>, StoreError> {
-    let [a, b, c, d, e] = Collection::ALL.map(|c| i64::try_from(cursors[c]).unwrap_or(i64::MAX));
-    let limit = i64::try_from(limits.records.max(1)).unwrap_or(i64::MAX - 1) + 1;
-    let bytes = i64::try_from(limits.bytes).unwrap_or(i64::MAX);
+    let ([a, b, c, d, e], limit, bytes) = page_params(cursors, limits);
     let row = conn.statements.query_alone(
         &conn.client,
         &sql.page(ordered, limit),
@@ -456,14 +524,25 @@ impl CatalogStore for PgStore {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
-        // One statement (`Sql::page`): the meta row and every collection's part of the page,
-        // in one snapshot and one round trip, without `BEGIN` and `COMMIT`. Each part is
-        // what the page can still take of the collection plus the one record that ends it,
-        // so every record the statement returns is one `PageFill` counts. A part whose
-        // records the unordered aggregates returned out of `seq` order is never served: the
-        // page is read again with aggregates that order their input (`Sql::page` with `ordered`).
+        // One statement, in one snapshot and one round trip, without `BEGIN` and `COMMIT`.
+        // A page its byte budget cannot cut (nearly every page) is read as rows
+        // (`Sql::page_by_count`), the cheapest for PostgreSQL. Any other is read with
+        // `Sql::page`: the meta row and every collection's part of the page as aggregates,
+        // each part what the page can still take of the collection by count and bytes plus
+        // the one record that ends it, so every record the statement returns is one
+        // `PageFill` counts. Records either statement returned out of `seq` order are never
+        // served: the page is read again with aggregates that order their input (`Sql::page`
+        // with `ordered`).
         let read = || {
             self.pool.with(|conn| {
+                match read_page_by_count(conn, &self.sql, cursors, limits)? {
+                    ByCount::Page(page) => return Ok(page),
+                    ByCount::OverBudget => {}
+                    ByCount::OutOfOrder => tracing::warn!(
+                        database = %self.database,
+                        "a sync page's rows came out of order; reading it with aggregates"
+                    ),
+                }
                 if let Some(page) = read_page_with(conn, &self.sql, false, cursors, limits)? {
                     return Ok(page);
                 }
@@ -750,5 +829,86 @@ mod tests {
             }
             assert!(pages >= 3, "{pages} pages with {limits:?}");
         }
+    }
+
+    /// A page read as rows (`Sql::page_by_count`) is the page the aggregates cut by count
+    /// and bytes read, whenever the texts of what the page can take of every collection fit
+    /// its byte budget, to the byte; one byte less and the rows give way to the
+    /// aggregates, which cut by bytes.
+    #[test]
+    fn a_page_read_as_rows_is_the_page_cut_by_count_and_bytes_while_it_fits_the_budget() {
+        let database = TestDatabase::new();
+        let store = open_postgres(database.url()).expect("the store opens");
+        for i in 0..40 {
+            let c = Collection::ALL[i % Collection::ALL.len()];
+            let body = format!("\"{}\"", "y".repeat(i * 5));
+            upsert(&store, &record(c, &format!("r{i}"), &body));
+        }
+        upsert(
+            &store,
+            &record(Collection::Builds, "r2", "\"moved to the end\""),
+        );
+        let by_count = |cursors: &Cursors, limits: &PageLimits| {
+            store
+                .pool
+                .with(|conn| read_page_by_count(conn, &store.sql, cursors, limits))
+                .expect("the page is read")
+        };
+        let exact = |cursors: &Cursors, limits: &PageLimits| {
+            store
+                .pool
+                .with(|conn| read_page_with(conn, &store.sql, false, cursors, limits))
+                .expect("the page is read")
+                .expect("in seq order")
+        };
+        let mut cursors = Cursors::default();
+        let mut pages = 0;
+        loop {
+            let wide = PageLimits {
+                records: 3,
+                bytes: 1 << 20,
+            };
+            let page = exact(&cursors, &wide);
+            let ByCount::Page(rows) = by_count(&cursors, &wide) else {
+                panic!("page {pages} fits a megabyte");
+            };
+            assert_eq!(rows, page, "page {pages}");
+
+            let texts: usize = page
+                .records
+                .iter()
+                .flat_map(|(_, r)| r)
+                .map(|r| r.json.len())
+                .sum();
+            let tight = PageLimits {
+                records: 3,
+                bytes: texts,
+            };
+            let ByCount::Page(rows) = by_count(&cursors, &tight) else {
+                panic!("page {pages} fits {texts} bytes");
+            };
+            assert_eq!(
+                rows,
+                exact(&cursors, &tight),
+                "page {pages} in {texts} bytes"
+            );
+            if texts > 0 {
+                let short = PageLimits {
+                    records: 3,
+                    bytes: texts - 1,
+                };
+                assert!(
+                    matches!(by_count(&cursors, &short), ByCount::OverBudget),
+                    "page {pages} in {} bytes",
+                    texts - 1
+                );
+            }
+            pages += 1;
+            page.advance(&mut cursors);
+            if !page.has_more {
+                break;
+            }
+        }
+        assert!(pages >= 3, "{pages} pages");
     }
 }

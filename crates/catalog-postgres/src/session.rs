@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use exosphere_catalog::error::StoreError;
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, GenericClient, Row, Statement, Transaction};
 
-use crate::bridge::wait;
+use crate::bridge::{runtime, wait};
 use crate::error::Db as _;
 
 /// The statements a connection has prepared, by SQL text. Preparing costs a round trip, and
@@ -33,6 +33,26 @@ impl Statements {
     ) -> Result<Option<Row>, StoreError> {
         let statement = self.prepared(client, sql)?;
         wait(client.query_opt(&statement, params)).db()
+    }
+
+    /// The rows of `sql` run on `client` alone, outside a transaction block, as
+    /// [`Statements::query_alone`] runs its one row. They are gathered on the runtime that
+    /// reads the connection (`bridge.rs`), so the calling thread is woken once, when the
+    /// last has come, not for every batch of them the socket delivers: a sync page of a
+    /// thousand rows comes in dozens of reads, and waking a parked thread for each cost the
+    /// server more CPU than decoding the rows.
+    pub(crate) fn rows_alone(
+        &mut self,
+        client: &Client,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Vec<Row>, StoreError> {
+        let statement = self.prepared(client, sql)?;
+        let rows = wait(client.query_raw(&statement, params.iter().copied())).db()?;
+        let gathered = runtime().spawn(rows.try_collect::<Vec<Row>>());
+        wait(gathered)
+            .map_err(|error| StoreError::TaskFailed(format!("gathering rows: {error}")))?
+            .db()
     }
 
     /// `sql` prepared on the connection of `client` (a client or one of its transactions),

@@ -126,6 +126,70 @@ impl Sql {
     pub(crate) fn page(&self, ordered: bool, limit: i64) -> String {
         page_statement(&self.meta_columns, ordered, limit)
     }
+
+    /// A whole sync page in one statement for pages of `limit` records per collection plus
+    /// one, when its byte budget cannot cut it ([`count_page_statement`]). Its count is
+    /// written into the text for the reason [`Sql::page`]'s is.
+    pub(crate) fn page_by_count(&self, limit: i64) -> String {
+        count_page_statement(limit)
+    }
+}
+
+/// Which row of [`Sql::page_by_count`] is the meta row: its first column (the part) is
+/// this, where every record's is the index of its collection in [`Collection::ALL`].
+pub(crate) const META_PART: i32 = -1;
+
+/// A whole sync page in one statement, one snapshot and one round trip, as rows rather
+/// than aggregates, for a page its byte budget cannot cut: what nearly every page is, since
+/// the budget (8 MiB by default) binds only where a page's records average more than 3.3 KiB
+/// (a page of 500 of each of the five collections) to 16 KiB (500 of one), and Meteor's
+/// records average less than 2 KiB.
+///
+/// Each row is `(part, seq, last_updated, json, fits)`. The first is the meta row: part
+/// [`META_PART`], the head `seq`, the epoch as `json`, and `fits`, which says whether the
+/// texts of the first `limit - 1` records of every collection (the most a page takes of
+/// each) together take at most the budget `$6`. Then, only if they do, each collection's
+/// records after its cursor (`$1`…`$5` in [`Collection::ALL`] order), in `seq` order, at
+/// most `limit`, none longer than [`MAX_RECORD_SIZE`], with the collection's index as the
+/// part. When they fit, [`exosphere_catalog::store::PageFill`] never cuts the page by
+/// bytes, so those records are the page; when they do not, the guard (one-time, before any
+/// part is read) reads no record, and the page is read with [`Sql::page`], which cuts by
+/// bytes in SQL.
+///
+/// Why not [`Sql::page`] for every page: its window functions keep every record's text in
+/// a tuplestore and its aggregates copy a megabyte into a growing string, which cost
+/// PostgreSQL about twice the CPU of these rows for a page of 500 versions and 500 builds
+/// (docs/BENCHMARKS.md, "Sync pages as rows"). The guard's sums read no text
+/// (`octet_length`).
+///
+/// The parts are one `UNION ALL`, whose rows PostgreSQL returns part after part; the
+/// reader ([`crate::read_page_by_count`]) checks that the parts and their `seq`s increase
+/// and reads the page with [`Sql::page`] if they do not.
+fn count_page_statement(limit: i64) -> String {
+    let taken = limit - 1;
+    let mut sums = Vec::new();
+    let mut parts = vec![format!(
+        "SELECT {META_PART} AS part, head_seq AS seq, NULL::bigint AS last_updated, \
+         epoch AS json, (SELECT fits FROM guard) AS fits FROM meta WHERE id = 1"
+    )];
+    for (i, c) in Collection::ALL.into_iter().enumerate() {
+        let t = format!("rec_{}", snake(c));
+        let cursor = i + 1;
+        let after = format!("seq > ${cursor} AND octet_length(json) <= {MAX_RECORD_SIZE}");
+        sums.push(format!(
+            "(SELECT coalesce(sum(length), 0) FROM (SELECT octet_length(json) AS length \
+             FROM {t} WHERE {after} ORDER BY seq LIMIT {taken}) AS taken)"
+        ));
+        parts.push(format!(
+            "(SELECT {i}, seq, last_updated, json, NULL FROM {t} \
+             WHERE {after} AND (SELECT fits FROM guard) ORDER BY seq LIMIT {limit})"
+        ));
+    }
+    format!(
+        "WITH guard AS MATERIALIZED (SELECT {} <= $6 AS fits) {}",
+        sums.join(" + "),
+        parts.join(" UNION ALL ")
+    )
 }
 
 /// How many columns [`Sql::page`] answers per collection after the meta row's: the
