@@ -783,11 +783,10 @@ mod tests {
         );
     }
 
-    /// The statement a page is read again with when its unordered aggregates came out of
-    /// `seq` order (which nothing here can provoke) reads the very pages the unordered one
-    /// does, cut by count and by bytes, across every collection.
-    #[test]
-    fn the_ordered_page_statement_reads_the_pages_the_unordered_one_does() {
+    /// A fresh catalog of forty records of growing lengths spread over every collection,
+    /// with one of `moved`'s records written again (moved to the end of its collection):
+    /// pages of a few records cut by count and, with a small budget, by bytes.
+    fn forty_records(moved: Collection) -> (TestDatabase, PgStore) {
         let database = TestDatabase::new();
         let store = open_postgres(database.url()).expect("the store opens");
         for i in 0..40 {
@@ -795,10 +794,38 @@ mod tests {
             let body = format!("\"{}\"", "x".repeat(i * 7));
             upsert(&store, &record(c, &format!("r{i}"), &body));
         }
-        upsert(
-            &store,
-            &record(Collection::Versions, "r1", "\"moved to the end\""),
+        let id = format!(
+            "r{}",
+            Collection::ALL
+                .iter()
+                .position(|c| *c == moved)
+                .unwrap_or(0)
         );
+        upsert(&store, &record(moved, &id, "\"moved to the end\""));
+        (database, store)
+    }
+
+    /// The page after `cursors` within `limits` read with aggregates (`Sql::page`),
+    /// ordering their input if `ordered`.
+    fn read_with_aggregates(
+        store: &PgStore,
+        ordered: bool,
+        cursors: &Cursors,
+        limits: &PageLimits,
+    ) -> Page {
+        store
+            .pool
+            .with(|conn| read_page_with(conn, &store.sql, ordered, cursors, limits))
+            .expect("the page is read")
+            .expect("in seq order")
+    }
+
+    /// The statement a page is read again with when its unordered aggregates came out of
+    /// `seq` order (which nothing here can provoke) reads the very pages the unordered one
+    /// does, cut by count and by bytes, across every collection.
+    #[test]
+    fn the_ordered_page_statement_reads_the_pages_the_unordered_one_does() {
+        let (_database, store) = forty_records(Collection::Versions);
         for limits in [
             PageLimits {
                 records: 3,
@@ -812,13 +839,7 @@ mod tests {
             let mut cursors = Cursors::default();
             let mut pages = 0;
             loop {
-                let read = |ordered| {
-                    store
-                        .pool
-                        .with(|conn| read_page_with(conn, &store.sql, ordered, &cursors, &limits))
-                        .expect("the page is read")
-                        .expect("in seq order")
-                };
+                let read = |ordered| read_with_aggregates(&store, ordered, &cursors, &limits);
                 let page = read(false);
                 assert_eq!(page, read(true), "page {pages} with {limits:?}");
                 pages += 1;
@@ -837,17 +858,7 @@ mod tests {
     /// aggregates, which cut by bytes.
     #[test]
     fn a_page_read_as_rows_is_the_page_cut_by_count_and_bytes_while_it_fits_the_budget() {
-        let database = TestDatabase::new();
-        let store = open_postgres(database.url()).expect("the store opens");
-        for i in 0..40 {
-            let c = Collection::ALL[i % Collection::ALL.len()];
-            let body = format!("\"{}\"", "y".repeat(i * 5));
-            upsert(&store, &record(c, &format!("r{i}"), &body));
-        }
-        upsert(
-            &store,
-            &record(Collection::Builds, "r2", "\"moved to the end\""),
-        );
+        let (_database, store) = forty_records(Collection::Builds);
         let by_count = |cursors: &Cursors, limits: &PageLimits| {
             store
                 .pool
@@ -855,11 +866,7 @@ mod tests {
                 .expect("the page is read")
         };
         let exact = |cursors: &Cursors, limits: &PageLimits| {
-            store
-                .pool
-                .with(|conn| read_page_with(conn, &store.sql, false, cursors, limits))
-                .expect("the page is read")
-                .expect("in seq order")
+            read_with_aggregates(&store, false, cursors, limits)
         };
         let mut cursors = Cursors::default();
         let mut pages = 0;
