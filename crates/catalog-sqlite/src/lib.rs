@@ -3,7 +3,8 @@
 //! and an `exosphere import`. This crate's one job is storing the catalog in SQLite; the
 //! trait, its contract and everything built on it are `exosphere-catalog`'s, and its
 //! contract tests run here from `tests/conformance.rs`. Whole-file backups of a catalog, and
-//! putting one back, are [`backup`]'s.
+//! putting one back, are [`backup`]'s. A server on a shared database keeps its local copy of
+//! the records for sync pages in a SQLite file too, [`replica::SqliteReplica`].
 //!
 //! # Schema (version 7, `PRAGMA user_version`)
 //!
@@ -106,6 +107,7 @@ mod audit;
 pub mod backup;
 mod bulk;
 mod mirror;
+pub mod replica;
 
 /// The database file name inside the data directory.
 pub const DATABASE_FILE: &str = "catalog.sqlite3";
@@ -516,18 +518,27 @@ fn schema_v1_sql() -> String {
              PRIMARY KEY (day, name, version)
          ) STRICT, WITHOUT ROWID;",
     );
-    for c in Collection::ALL {
-        sql.push_str(&format!(
-            "CREATE TABLE rec_{} (
+    sql.push_str(&record_tables_sql());
+    sql
+}
+
+/// The record tables, one per collection: the catalog's (schema version 1) and its sync
+/// replica's (`replica.rs`), which pages are read from by one reader, [`read_page_in`].
+fn record_tables_sql() -> String {
+    Collection::ALL
+        .map(|c| {
+            format!(
+                // The text as schema version 1 wrote it into every catalog's `sqlite_schema`.
+                "CREATE TABLE rec_{} (
                  seq INTEGER PRIMARY KEY,
                  id TEXT NOT NULL UNIQUE,
                  last_updated INTEGER,
                  json TEXT NOT NULL
              ) STRICT;",
-            snake(c)
-        ));
-    }
-    sql
+                snake(c)
+            )
+        })
+        .concat()
 }
 
 /// The SQL text of every statement, built once; statements are prepared through each
@@ -589,6 +600,40 @@ impl Sql {
             ),
         }
     }
+}
+
+/// The page after `cursors` within `limits` from the record tables `conn` reads (in one
+/// transaction), reported at `epoch` and `head_seq`: the catalog's own pages and its sync
+/// replica's (`replica.rs`) are cut by this one reader.
+fn read_page_in(
+    conn: &Connection,
+    sql: &Sql,
+    cursors: &Cursors,
+    limits: &PageLimits,
+    epoch: String,
+    head_seq: u64,
+) -> Result<Page, StoreError> {
+    let mut fill = PageFill::new(*limits);
+    'collections: for c in Collection::ALL {
+        let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
+        let mut stmt = conn.prepare_cached(&sql.tables[c].page).db()?;
+        // Rows are stepped one at a time, so the scan reads only what the page takes (plus
+        // the one row that tells whether more remain).
+        let mut rows = stmt.query(params![after]).db()?;
+        while let Some(row) = rows.next().db()? {
+            let record = PageRecord {
+                seq: to_u64(row.get(0).db()?, "seq")?,
+                last_updated: row.get(1).db()?,
+                json: row.get(2).db()?,
+            };
+            match fill.offer(c, record) {
+                Next::Continue => {}
+                Next::NextCollection => continue 'collections,
+                Next::Stop => break 'collections,
+            }
+        }
+    }
+    Ok(fill.finish(epoch, head_seq))
 }
 
 /// The `meta` row.
@@ -722,27 +767,7 @@ impl CatalogStore for SqliteStore {
         self.readers.with(|conn| {
             let tx = conn.transaction().db()?;
             let meta = read_meta(&tx, &self.sql)?;
-            let mut fill = PageFill::new(*limits);
-            'collections: for c in Collection::ALL {
-                let after = i64::try_from(cursors[c]).unwrap_or(i64::MAX);
-                let mut stmt = tx.prepare_cached(&self.sql.tables[c].page).db()?;
-                // Rows are stepped one at a time, so the scan reads only what the page takes
-                // (plus the one row that tells whether more remain).
-                let mut rows = stmt.query(params![after]).db()?;
-                while let Some(row) = rows.next().db()? {
-                    let record = PageRecord {
-                        seq: to_u64(row.get(0).db()?, "seq")?,
-                        last_updated: row.get(1).db()?,
-                        json: row.get(2).db()?,
-                    };
-                    match fill.offer(c, record) {
-                        Next::Continue => {}
-                        Next::NextCollection => continue 'collections,
-                        Next::Stop => break 'collections,
-                    }
-                }
-            }
-            Ok(fill.finish(meta.epoch, meta.head_seq))
+            read_page_in(&tx, &self.sql, cursors, limits, meta.epoch, meta.head_seq)
         })
     }
 

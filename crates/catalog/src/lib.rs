@@ -19,6 +19,7 @@
 //! * [`mirror`]: what the upstream mirror keeps in the store (its state, a staged catalog,
 //!   the upstream files behind mirrored file URLs), committed with the records.
 //! * [`record`]: [`Record`] and [`StatsRow`] (the collections are `exosphere-meteor`'s).
+//! * [`replica`]: a server's local copy of a shared catalog's records, answering sync pages.
 //! * [`store`]: the [`CatalogStore`] trait every backend implements, and its contract.
 //! * [`sync`]: [`sync_new_package_data`] (spec §3).
 //! * [`page_cache`]: [`Syncer`], which answers sync calls with pages computed ahead, kept
@@ -48,6 +49,7 @@ pub mod mirror;
 pub mod page_cache;
 mod page_disk;
 pub mod record;
+pub mod replica;
 mod scan;
 pub mod stats;
 pub mod store;
