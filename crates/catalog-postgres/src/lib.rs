@@ -54,6 +54,7 @@ use exosphere_catalog::day::parse_day;
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::mirror::{MirrorState, UpstreamFile};
 use exosphere_catalog::record::StatsRow;
+use exosphere_catalog::replica::SyncReplica;
 use exosphere_catalog::store::{
     CatalogState, CatalogStore, CatalogWriter, Cursors, Duty, ExportItem, Hold, Next, Page,
     PageFill, PageLimits, PageRecord, ServerSeat, Snapshot,
@@ -82,6 +83,7 @@ mod keys;
 mod mirror;
 mod pool;
 mod queue;
+mod replica;
 mod schema;
 mod seen;
 mod servers;
@@ -166,6 +168,9 @@ pub struct PgStore {
     /// How the connections of its own that must stay up (the change listener, the seat)
     /// connect again when they drop.
     redial: Redial,
+    /// The local copy of the records that sync pages are read from, if the store was given
+    /// one ([`PgStore::with_sync_replica`], `replica.rs`).
+    replica: Option<Box<dyn SyncReplica>>,
 }
 
 impl PgStore {
@@ -242,6 +247,7 @@ impl PgStore {
                 max_backoff: options.reconnect_max_backoff,
             },
             database,
+            replica: None,
         };
         Ok((store, client))
     }
@@ -524,6 +530,18 @@ impl CatalogStore for PgStore {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
+        if let Some(replica) = &self.replica {
+            // A replica that fails (its disk full, say) must not stop sync: the page is
+            // then read from the database, which gives the same page.
+            match self.read_replica_page(replica.as_ref(), cursors, limits) {
+                Ok(page) => return Ok(page),
+                Err(error) => tracing::warn!(
+                    database = %self.database,
+                    %error,
+                    "the sync replica failed; reading the page from the database"
+                ),
+            }
+        }
         // One statement, in one snapshot and one round trip, without `BEGIN` and `COMMIT`.
         // A page its byte budget cannot cut (nearly every page) is read as rows
         // (`Sql::page_by_count`), the cheapest for PostgreSQL. Any other is read with

@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -14,13 +15,16 @@ use std::time::Duration;
 use common::TestDatabase;
 use exosphere_catalog::accounts::{ReceivingElsewhere, Upload, UploadState};
 use exosphere_catalog::conformance::accounts::pending_publish;
-use exosphere_catalog::conformance::store::{all, record, upsert};
+use exosphere_catalog::conformance::store::{all, by_count, record, upsert};
 use exosphere_catalog::conformance::with;
-use exosphere_catalog::store::{Cursors, Duty, PageLimits};
+use exosphere_catalog::error::Storage;
+use exosphere_catalog::replica::{ReplicaSink, SyncReplica};
+use exosphere_catalog::store::{Cursors, Duty, Page, PageLimits, Snapshot};
 use exosphere_catalog::{CatalogStore, Collection, Lookup, Record, StoreError};
 use exosphere_catalog_postgres::{
     DUTY_LOCK_CLASS, PgOptions, PgStore, SERVER_LOCK_CLASS, open_postgres,
 };
+use exosphere_catalog_sqlite::replica::SqliteReplica;
 
 /// A plain connection to `database`, as an operator's `psql` would be.
 fn connect(database: &TestDatabase) -> postgres::Client {
@@ -70,13 +74,26 @@ fn page_until_done(store: &PgStore, done: &AtomicBool) -> Vec<(Collection, Strin
 
 #[test]
 fn concurrent_writers_never_let_readers_page_past_an_uncommitted_seq() {
+    let database = TestDatabase::new();
+    writers_never_let_readers_skip((0..2).map(|_| open(&database)).collect());
+}
+
+#[test]
+fn concurrent_writers_never_let_readers_of_sync_replicas_page_past_an_uncommitted_seq() {
+    let database = TestDatabase::new();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    writers_never_let_readers_skip(
+        dirs.iter()
+            .map(|dir| open_replicated(&database, dir.path()))
+            .collect(),
+    );
+}
+
+/// Two servers' `stores` on one database, each with two writers and a reader paging from
+/// the start until the writers are done: every reader gets every record exactly once.
+fn writers_never_let_readers_skip(stores: Vec<PgStore>) {
     const WRITERS: usize = 4;
     const WRITES: usize = 60;
-    let database = TestDatabase::new();
-    // Two servers' stores, each with two writers and a reader.
-    let stores: Vec<PgStore> = (0..2)
-        .map(|_| open_postgres(database.url()).unwrap())
-        .collect();
     let done = AtomicBool::new(false);
     let seen: Vec<Vec<(Collection, String)>> = std::thread::scope(|scope| {
         let readers: Vec<_> = stores
@@ -648,6 +665,15 @@ fn open(database: &TestDatabase) -> PgStore {
     open_postgres(database.url()).expect("the database opens")
 }
 
+/// One more store on `database` that reads sync pages from its replica in `dir`, as
+/// `serve --sync-replica` (the default) opens it.
+fn open_replicated(database: &TestDatabase, dir: &Path) -> PgStore {
+    let replica = SqliteReplica::open(&dir.join("sync-replica.sqlite3")).expect("it opens");
+    open(database)
+        .with_sync_replica(Box::new(replica))
+        .expect("the replica catches up")
+}
+
 /// An upload ticket that expires far in the future, open.
 fn open_ticket() -> Upload {
     Upload {
@@ -1156,4 +1182,177 @@ fn a_version_1_schema_is_upgraded_in_place_keeping_its_data() {
         .query_one("SELECT version, compatible FROM exosphere_schema", &[])
         .unwrap();
     assert!(row.get::<_, i64>(0) > 1 && row.get::<_, i64>(1) > 1);
+}
+
+/// Every page of a full sync of `store` from scratch, three records per collection a page.
+fn pages(store: &dyn CatalogStore) -> Vec<Page> {
+    let mut cursors = Cursors::default();
+    let mut pages = Vec::new();
+    loop {
+        let page = store.read_page(&cursors, &by_count(3)).unwrap();
+        page.advance(&mut cursors);
+        let more = page.has_more;
+        pages.push(page);
+        if !more {
+            return pages;
+        }
+    }
+}
+
+#[test]
+fn a_server_reading_pages_from_its_replica_sees_every_write_of_another_at_once() {
+    // Read-your-writes across servers (spec §3.6): B's next page holds what A committed.
+    let database = TestDatabase::new();
+    let (a, dir) = (open(&database), tempfile::tempdir().unwrap());
+    let b = open_replicated(&database, dir.path());
+    let plain = open(&database);
+    assert_eq!(pages(&b), pages(&plain), "an empty catalog");
+    for i in 0..7 {
+        upsert(&a, &record(Collection::Packages, &format!("p{i}"), "1"));
+        upsert(&a, &record(Collection::Builds, &format!("b{i}"), "1"));
+    }
+    assert_eq!(pages(&b), pages(&plain), "new records");
+    assert_eq!(pages(&b).len(), 3);
+
+    // A changed record moves to a new seq: a client holding the old one gets it again, and
+    // it is sent once from scratch.
+    let mut cursors = Cursors::default();
+    let first = b.read_page(&cursors, &by_count(500)).unwrap();
+    first.advance(&mut cursors);
+    upsert(&a, &record(Collection::Packages, "p2", "2"));
+    let next = b.read_page(&cursors, &by_count(500)).unwrap();
+    assert_eq!(next.records[Collection::Packages].len(), 1);
+    assert!(
+        next.records[Collection::Packages][0]
+            .json
+            .contains(r#""p2""#)
+    );
+    assert_eq!(pages(&b), pages(&plain), "a changed record");
+
+    // A removal starts an epoch: the replica copies the catalog whole.
+    let epoch = pages(&b)[0].epoch.clone();
+    with(&a, |w| w.delete(Collection::Packages, "p3"));
+    let after = pages(&b);
+    assert_ne!(after[0].epoch, epoch);
+    assert_eq!(after, pages(&plain), "a removed record");
+    assert!(after.iter().all(|page| {
+        page.records[Collection::Packages]
+            .iter()
+            .all(|r| !r.json.contains(r#""p3""#))
+    }));
+}
+
+#[test]
+fn a_restarted_server_catches_its_replica_up_and_a_database_gone_back_below_it_starts_an_epoch() {
+    let database = TestDatabase::new();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = open(&database);
+    {
+        let server = open_replicated(&database, dir.path());
+        for id in ["a", "b", "c"] {
+            upsert(&server, &record(Collection::Packages, id, "1"));
+        }
+        assert_eq!(pages(&server), pages(&plain));
+    }
+    // Written while the server was stopped: caught up when it starts again.
+    upsert(&plain, &record(Collection::Versions, "v", "1"));
+    let server = open_replicated(&database, dir.path());
+    assert_eq!(pages(&server), pages(&plain));
+    let held = pages(&server)[0].clone();
+    assert_eq!(held.head_seq, 4);
+    drop(server);
+
+    // The database put back to a backup holding the first record only: the numbers 2 to
+    // 4, which the replica holds, would be handed out again. A new epoch makes every
+    // client resync, and the replica copies the database whole.
+    connect(&database)
+        .batch_execute(
+            "DELETE FROM rec_packages WHERE seq > 1; DELETE FROM rec_versions; \
+             UPDATE meta SET head_seq = 1",
+        )
+        .unwrap();
+    let server = open_replicated(&database, dir.path());
+    let after = pages(&server);
+    assert_ne!(after[0].epoch, held.epoch, "a new epoch");
+    assert_eq!(after, pages(&open(&database)));
+    let records: usize = after
+        .iter()
+        .map(|page| page.records[Collection::Packages].len())
+        .sum();
+    assert_eq!(records, 1);
+}
+
+/// A replica that fails every call once `broken` is set (its disk full, say), and is
+/// `inner` until then.
+struct Breakable {
+    inner: SqliteReplica,
+    broken: Arc<AtomicBool>,
+}
+
+impl Breakable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::DiskFull(Storage::Directory("/replica".into())));
+        }
+        Ok(())
+    }
+}
+
+impl SyncReplica for Breakable {
+    fn held(&self) -> Result<Snapshot, StoreError> {
+        self.check()?;
+        self.inner.held()
+    }
+
+    fn apply(
+        &self,
+        feed: &mut dyn FnMut(&Snapshot, &mut dyn ReplicaSink) -> Result<Snapshot, StoreError>,
+    ) -> Result<Snapshot, StoreError> {
+        self.check()?;
+        self.inner.apply(feed)
+    }
+
+    fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
+        self.check()?;
+        self.inner.read_page(cursors, limits)
+    }
+}
+
+#[test]
+fn pages_come_from_the_database_while_the_replica_fails() {
+    let database = TestDatabase::new();
+    let dir = tempfile::tempdir().unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let replica = Breakable {
+        inner: SqliteReplica::open(&dir.path().join("sync-replica.sqlite3")).unwrap(),
+        broken: broken.clone(),
+    };
+    let server = open(&database)
+        .with_sync_replica(Box::new(replica))
+        .unwrap();
+    upsert(&server, &record(Collection::Packages, "a", "1"));
+    let plain = open(&database);
+    assert_eq!(pages(&server), pages(&plain));
+    broken.store(true, Ordering::SeqCst);
+    upsert(&server, &record(Collection::Packages, "b", "1"));
+    assert_eq!(pages(&server), pages(&plain), "read from the database");
+    broken.store(false, Ordering::SeqCst);
+    upsert(&server, &record(Collection::Packages, "c", "1"));
+    assert_eq!(
+        pages(&server),
+        pages(&plain),
+        "from the replica again, caught up"
+    );
+
+    // A replica that fails at startup fails the start: the server says so, and the
+    // operator can serve without one.
+    broken.store(true, Ordering::SeqCst);
+    let replica = Breakable {
+        inner: SqliteReplica::open(&dir.path().join("another.sqlite3")).unwrap(),
+        broken,
+    };
+    assert!(matches!(
+        open(&database).with_sync_replica(Box::new(replica)),
+        Err(StoreError::DiskFull(_))
+    ));
 }
