@@ -666,6 +666,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1 << 30, env = "EXOSPHERE_SYNC_FILE_CACHE_SIZE")]
     pub sync_file_cache_size: u64,
 
+    /// With --database-url: keep a copy of the catalog's records in
+    /// `DATA_DIR/sync-replica.sqlite3` and read sync pages from it, caught up to the
+    /// database's head before every page, so a full sync costs what it costs from SQLite
+    /// (sync tokens stay the database's, valid on every server). It takes about the records'
+    /// size on disk; the first start copies every record, later starts only what changed.
+    /// `false` reads every page from the database. Ignored without --database-url.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "EXOSPHERE_SYNC_REPLICA")]
+    pub sync_replica: bool,
+
     /// Largest DDP message a client may send, in bytes.
     #[arg(long, default_value_t = 1 << 20, env = "EXOSPHERE_MAX_MESSAGE_SIZE")]
     pub max_message_size: usize,

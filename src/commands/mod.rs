@@ -32,6 +32,7 @@ use exosphere_catalog::CatalogStore;
 use exosphere_catalog::StoreError;
 use exosphere_catalog::bulk::BulkStore;
 use exosphere_catalog_postgres::{PgStore, describe_url, open_postgres, open_postgres_existing};
+use exosphere_catalog_sqlite::replica::SqliteReplica;
 use exosphere_catalog_sqlite::{DATABASE_FILE, SqliteStore, open_sqlite};
 
 use crate::cli::{DataDirArg, FileStoreArgs};
@@ -43,6 +44,41 @@ pub(crate) fn open_catalog(args: &DataDirArg) -> anyhow::Result<Arc<dyn CatalogS
     let store: Arc<dyn CatalogStore> = open_bulk(args)?;
     Ok(store)
 }
+
+/// The catalog `exosphere serve` serves: [`open_catalog`]'s, checked by `check` (the
+/// server's startup check that the catalog did not go back), after which a PostgreSQL
+/// catalog is given a local replica in `DATA_DIR` ([`SYNC_REPLICA_FILE`]) to read sync pages
+/// from if `sync_replica`, brought up to date before this returns.
+pub(crate) fn open_served_catalog(
+    args: &DataDirArg,
+    sync_replica: bool,
+    check: impl FnOnce(&dyn CatalogStore) -> anyhow::Result<()>,
+) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    let Some(url) = args.database_url.as_deref().filter(|_| sync_replica) else {
+        let store = open_catalog(args)?;
+        check(&*store)?;
+        return Ok(store);
+    };
+    let location = || format!("cannot open the catalog in {}", catalog_location(args));
+    let store = open_postgres(url).with_context(location)?;
+    check(&store)?;
+    let path = args.data_dir.join(SYNC_REPLICA_FILE);
+    let replica = SqliteReplica::open(&path)
+        .with_context(|| format!("cannot open the sync replica {}", path.display()))?;
+    let store = store
+        .with_sync_replica(Box::new(replica))
+        .with_context(|| {
+            format!(
+                "cannot bring the sync replica {} up to date (--sync-replica false serves without it)",
+                path.display()
+            )
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// The file in the data directory of the local replica a server on PostgreSQL reads sync
+/// pages from (`serve --sync-replica`).
+pub(crate) const SYNC_REPLICA_FILE: &str = "sync-replica.sqlite3";
 
 /// [`open_catalog`], as the [`BulkStore`] every backend also is (`migrate`, bulk imports).
 pub(crate) fn open_bulk(args: &DataDirArg) -> anyhow::Result<Arc<dyn BulkStore>> {

@@ -23,7 +23,7 @@ use exosphere_web::{ApiConfig, SiteConfig};
 
 use crate::accept::HttpLimits;
 use crate::cli::{ReadModelMode, ServeArgs};
-use crate::commands::{blob_store, catalog_location, open_catalog, runtime};
+use crate::commands::{blob_store, catalog_location, open_served_catalog, runtime};
 use crate::fd_limit;
 use crate::jobs::RollupSchedule;
 use crate::seen_head::HeadFile;
@@ -48,9 +48,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let data_dir = &args.data_dir.data_dir;
     // Held until this function returns, so for as long as the server runs.
     let _lock = serve_lock::acquire(data_dir)?;
-    let store = open_catalog(&args.data_dir)?;
     let seen_head = HeadFile::new(data_dir, catalog_location(&args.data_dir));
-    seen_head.check_at_startup(&*store)?;
+    let store = open_served_catalog(&args.data_dir, args.sync_replica, |store| {
+        seen_head.check_at_startup(store).map(drop)
+    })?;
     // Held until this function returns, like the data-dir lock: this server's seat among
     // those sharing the catalog (a PostgreSQL database serves several), taken before the
     // uploads that servers no longer running left receiving are reopened below.

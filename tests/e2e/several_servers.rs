@@ -112,6 +112,50 @@ async fn two_servers_on_one_database_and_bucket_serve_one_catalog() {
     );
 }
 
+/// A client pages through a server that reads sync pages from its replica (the default)
+/// and one that reads them from PostgreSQL (`--sync-replica false`) as through one server:
+/// the same catalog from both, and a token of one resumed on the other after an import
+/// beside them, with the change and no reset (spec §3.3, §3.6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_tokens_of_a_server_reading_its_replica_resume_on_one_reading_the_database() {
+    let world = world_on(Backend::postgres());
+    let flags = world.backend.flags();
+    let replicated = serve(&world.data, &flags);
+    let direct_data = other_data(&world, "b");
+    let mut direct_flags = flags.clone();
+    direct_flags.extend(["--sync-replica", "false"]);
+    let direct = serve(&direct_data, &direct_flags);
+    assert!(world.data.join("sync-replica.sqlite3").is_file());
+    assert!(!direct_data.join("sync-replica.sqlite3").exists());
+
+    let mut ddp = replicated.ddp().await;
+    let first = sync_loop(&mut ddp, json!({"format": "1.1"}), json!({})).await;
+    assert_eq!(first.catalog, synced(&direct).await, "one catalog");
+
+    import_line(
+        &world,
+        &changed_package_line("https://example.invalid/replica"),
+    );
+    for (from, to) in [(&replicated, &direct), (&direct, &replicated)] {
+        let mut ddp = to.ddp().await;
+        let resumed = sync_loop(&mut ddp, first.token.clone(), json!({})).await;
+        assert!(
+            resumed.pages.iter().all(|page| page["resetData"] == false),
+            "{:?}",
+            resumed.pages
+        );
+        let packages = resumed.catalog.get("packages").map_or(0, |p| p.len());
+        assert_eq!(packages, 1, "only the changed package");
+        assert_eq!(synced(from).await, synced(to).await);
+    }
+    let changed = synced(&replicated).await;
+    assert!(
+        changed["packages"]
+            .values()
+            .any(|p| p["homepage"] == "https://example.invalid/replica")
+    );
+}
+
 /// Waits for the next `changed` message of the `changes` publication (spec §4.3) for
 /// `collection`, and returns its counter.
 async fn next_change(ddp: &mut Ddp, collection: &'static str) -> u64 {
