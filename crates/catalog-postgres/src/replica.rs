@@ -3,8 +3,8 @@
 //!
 //! A page read from PostgreSQL is a round trip carrying a megabyte of records, and on a
 //! busy machine it costs the database's backend and this process several times what the
-//! same page costs read from a SQLite file in the process (docs/BENCHMARKS.md, "PostgreSQL
-//! sync pages from a local replica"). A store given a replica
+//! same page costs read from a SQLite file in the process (docs/BENCHMARKS.md, "Sync pages
+//! from a local replica"). A store given a replica
 //! ([`PgStore::with_sync_replica`]) answers [`read_page`](exosphere_catalog::CatalogStore::read_page)
 //! from it:
 //!

@@ -96,11 +96,6 @@ impl SqliteReplica {
             path: path.to_owned(),
         })
     }
-
-    /// The file this replica is kept in.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// What [`SqliteReplica::open`] found in its file.

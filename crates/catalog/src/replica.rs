@@ -25,8 +25,9 @@
 //!   after `cursors` within `limits` from one snapshot of the copy, cut by the same rules
 //!   as [`CatalogStore::read_page`](crate::CatalogStore::read_page) (a shared
 //!   [`PageFill`](crate::store::PageFill)), with the held epoch and head.
-//! * **Durable or discarded.** A copy that survives a restart holds what it committed; one
-//!   that cannot tell (a damaged file) fails to open rather than serve a wrong page.
+//! * **Never another catalog's.** A copy that survives a restart holds a snapshot it
+//!   committed (perhaps not the last: durability is the primary's, and the next catch-up
+//!   brings the copy up to date); storage that is not such a copy is never read as one.
 
 use exosphere_meteor::Collection;
 
