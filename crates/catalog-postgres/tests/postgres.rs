@@ -89,8 +89,9 @@ fn concurrent_writers_never_let_readers_of_sync_replicas_page_past_an_uncommitte
     );
 }
 
-/// Two servers' `stores` on one database, each with two writers and a reader paging from
-/// the start until the writers are done: every reader gets every record exactly once.
+/// Two servers' `stores` on one database, each with two writers and two readers paging from
+/// the start until the writers are done (a server's readers share its replica, if it has
+/// one): every reader gets every record exactly once.
 fn writers_never_let_readers_skip(stores: Vec<PgStore>) {
     const WRITERS: usize = 4;
     const WRITES: usize = 60;
@@ -98,6 +99,7 @@ fn writers_never_let_readers_skip(stores: Vec<PgStore>) {
     let seen: Vec<Vec<(Collection, String)>> = std::thread::scope(|scope| {
         let readers: Vec<_> = stores
             .iter()
+            .chain(&stores)
             .map(|store| scope.spawn(|| page_until_done(store, &done)))
             .collect();
         let writers: Vec<_> = (0..WRITERS)
