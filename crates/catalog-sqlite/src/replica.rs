@@ -6,8 +6,9 @@
 //! `replica`, with the primary's epoch and head it holds. Nothing else: no lookup indexes,
 //! since the replica is only paged by `seq`, and no accounts or stats. It is a cache of the
 //! primary, never a catalog: another `PRAGMA application_id` keeps `exosphere serve` from
-//! opening it as one, and a file this build cannot read (another application, another
-//! version) is replaced by an empty one, which the next catch-up fills again.
+//! opening it as one. A file this build cannot read (a replica of another version, or not a
+//! database at all) is replaced by an empty one, which the next catch-up fills again; another
+//! application's database (a catalog, say) is refused, never replaced.
 //!
 //! `synchronous = NORMAL`: a crash may lose the last catch-ups, and then the file holds the
 //! snapshot before them, whole (WAL commits are atomic), which the next catch-up brings up
