@@ -44,6 +44,7 @@
 //!   (`seen.rs`).
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chrono::NaiveDate;
@@ -171,6 +172,9 @@ pub struct PgStore {
     /// The local copy of the records that sync pages are read from, if the store was given
     /// one ([`PgStore::with_sync_replica`], `replica.rs`).
     replica: Option<Box<dyn SyncReplica>>,
+    /// Set while sync pages are read from the database because the replica failed, so that
+    /// a failure is logged when it starts and when it ends, not once for every page.
+    replica_failing: AtomicBool,
 }
 
 impl PgStore {
@@ -248,6 +252,7 @@ impl PgStore {
             },
             database,
             replica: None,
+            replica_failing: AtomicBool::new(false),
         };
         Ok((store, client))
     }
@@ -530,17 +535,8 @@ impl CatalogStore for PgStore {
     }
 
     fn read_page(&self, cursors: &Cursors, limits: &PageLimits) -> Result<Page, StoreError> {
-        if let Some(replica) = &self.replica {
-            // A replica that fails (its disk full, say) must not stop sync: the page is
-            // then read from the database, which gives the same page.
-            match self.read_replica_page(replica.as_ref(), cursors, limits) {
-                Ok(page) => return Ok(page),
-                Err(error) => tracing::warn!(
-                    database = %self.database,
-                    %error,
-                    "the sync replica failed; reading the page from the database"
-                ),
-            }
+        if let Some(page) = self.read_replica_page(cursors, limits) {
+            return Ok(page);
         }
         // One statement, in one snapshot and one round trip, without `BEGIN` and `COMMIT`.
         // A page its byte budget cannot cut (nearly every page) is read as rows

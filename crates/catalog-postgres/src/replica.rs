@@ -28,6 +28,8 @@
 //! snapshot is noted as seen ([`Seen`](crate::seen::Seen)), so a database head below it
 //! starts a new epoch, which the replica then copies whole.
 
+use std::sync::atomic::Ordering;
+
 use exosphere_catalog::columns::{snake, to_u64};
 use exosphere_catalog::error::StoreError;
 use exosphere_catalog::replica::{ReplicaRow, ReplicaSink, SyncReplica};
@@ -67,17 +69,38 @@ impl PgStore {
         Ok(self)
     }
 
-    /// The page after `cursors` within `limits` from `replica`, caught up first to the
-    /// database's snapshot if it holds another.
-    pub(crate) fn read_replica_page(
-        &self,
-        replica: &dyn SyncReplica,
-        cursors: &Cursors,
-        limits: &PageLimits,
-    ) -> Result<Page, StoreError> {
-        let primary = self.snapshot()?;
-        self.replica_page_ready(&primary)?;
-        replica.read_page(cursors, limits)
+    /// The page after `cursors` within `limits` from the replica, caught up first to the
+    /// database's snapshot if it holds another; `None` without a replica, or when it failed
+    /// (its disk full, say), and the page must be read from the database, which gives the
+    /// same page: a failing replica must not stop sync.
+    pub(crate) fn read_replica_page(&self, cursors: &Cursors, limits: &PageLimits) -> Option<Page> {
+        let replica = self.replica.as_ref()?;
+        let read = self
+            .snapshot()
+            .and_then(|primary| self.replica_page_ready(&primary))
+            .and_then(|_| replica.read_page(cursors, limits));
+        match read {
+            Ok(page) => {
+                if self.replica_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        database = %self.database,
+                        "the sync replica answers again"
+                    );
+                }
+                Some(page)
+            }
+            Err(error) => {
+                if !self.replica_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        database = %self.database,
+                        %error,
+                        "the sync replica failed; reading sync pages from the database until it \
+                         answers again"
+                    );
+                }
+                None
+            }
+        }
     }
 
     /// Catches the replica up unless it holds `primary`, the database's snapshot; returns
