@@ -75,9 +75,11 @@ impl PgStore {
     /// same page: a failing replica must not stop sync.
     pub(crate) fn read_replica_page(&self, cursors: &Cursors, limits: &PageLimits) -> Option<Page> {
         let replica = self.replica.as_ref()?;
+        // A database that cannot be read is not the replica failing: the read from the
+        // database that follows reports it.
+        let primary = self.snapshot().ok()?;
         let read = self
-            .snapshot()
-            .and_then(|primary| self.replica_page_ready(&primary))
+            .replica_page_ready(&primary)
             .and_then(|_| replica.read_page(cursors, limits));
         match read {
             Ok(page) => {
